@@ -1,0 +1,1 @@
+"""The HTTP API: a thin Falcon layer that validates, calls shared/ services and serializes."""

@@ -1,0 +1,58 @@
+"""Resolve the request's credential (Bearer JWT, ``session`` cookie or ``X-API-Key``)."""
+
+from __future__ import annotations
+
+import falcon
+
+from shared import auth
+from shared.context import Ctx
+from shared.errors import Unauthenticated
+
+#: Name of the HttpOnly cookie holding the JWT for browser clients.
+SESSION_COOKIE = "session"
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    header = req.get_header("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        raise Unauthenticated("Use 'Authorization: Bearer <token>'")
+    cookies = req.get_cookie_values(SESSION_COOKIE)
+    return cookies[0] if cookies else None
+
+
+def authenticate(req: falcon.Request) -> Ctx:
+    """Return the caller of this request (memoized on ``req.context``) or raise 401."""
+    ctx = req.context.get("ctx")
+    if ctx is not None:
+        return ctx
+    session = req.context.db
+    meta = {"request_id": req.context.request_id, "ip": req.remote_addr}
+    api_key = req.get_header("X-API-Key")
+    if api_key:
+        ctx = auth.authenticate_api_key(session, api_key, **meta)
+    else:
+        token = bearer_token(req)
+        if token is None:
+            raise Unauthenticated("Authentication required")
+        ctx = auth.authenticate_token(session, token, **meta)
+    req.context.ctx = ctx
+    return ctx
+
+
+def set_session_cookie(resp: falcon.Response, token: str, max_age: int, secure: bool) -> None:
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/api",
+        secure=secure,
+        http_only=True,
+        same_site="Lax",
+    )
+
+
+def clear_session_cookie(resp: falcon.Response) -> None:
+    resp.unset_cookie(SESSION_COOKIE, path="/api", same_site="Lax")

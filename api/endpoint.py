@@ -1,0 +1,151 @@
+"""The ``@endpoint`` decorator: authenticate, authorize, validate, call, commit, serialize.
+
+Resources stay thin: a responder receives a validated ``body`` / ``query`` and
+the caller's :class:`~shared.context.Ctx`, calls one service and returns what to
+send. The same declaration feeds the OpenAPI document, so what is validated is
+exactly what is documented.
+
+Example::
+
+    class AgentsResource:
+        @endpoint("Create a new agent", body=AgentCreate, response=AgentView, status=201)
+        def on_post(self, req, resp, *, ctx, body):
+            return agents.create_agent(req.context.db, ctx, **body.model_dump())
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from api.auth import authenticate
+from api.errors import validation_details
+from shared.errors import DomainError, ValidationFailed
+
+
+class BadRequest(DomainError):
+    status, code = 400, "bad_request"
+
+
+class PayloadTooLarge(DomainError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    summary: str
+    public: bool
+    permission: str | None
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    description: str | None
+    tags: tuple[str, ...]
+
+
+def _read_body(req: falcon.Request, limit: int) -> bytes:
+    # APPSEC: read at most limit+1 bytes, so a chunked body without Content-Length
+    # cannot make us buffer an unbounded amount.
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes")
+    return raw
+
+
+def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> BaseModel:
+    raw = _read_body(req, limit)
+    if raw.strip() and req.content_type and not req.content_type.startswith(falcon.MEDIA_JSON):
+        raise UnsupportedMediaType("Send the body as application/json")
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            "The request body is not valid JSON",
+            details=[{"field": "body", "message": str(exc)[:200]}],
+        ) from exc
+    if not isinstance(data, dict):
+        raise BadRequest(
+            "The request body must be a JSON object",
+            details=[{"field": "body", "message": f"got {type(data).__name__}"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("Some fields are invalid", details=validation_details(exc)) from exc
+
+
+def _parse_query(req: falcon.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(req.params)
+    except ValidationError as exc:
+        raise BadRequest(
+            "Some query parameters are invalid", details=validation_details(exc)
+        ) from exc
+
+
+def endpoint(
+    summary: str,
+    *,
+    public: bool = False,
+    permission: str | None = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: Any = None,
+    status: int = 200,
+    description: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a responder; see the module docstring."""
+    spec = EndpointSpec(
+        summary, public, permission, body, query, response, status, description, tags
+    )
+    adapter = TypeAdapter(response) if response is not None else None
+
+    def decorate(responder: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(responder)
+        def wrapper(resource, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+            session = req.context.db
+            kwargs: dict[str, Any] = {}
+            if not public:
+                ctx = authenticate(req)
+                if permission:
+                    ctx.require(permission)
+                kwargs["ctx"] = ctx
+            if body is not None:
+                kwargs["body"] = _parse_body(req, body, req.context.max_body_bytes)
+            if query is not None:
+                kwargs["query"] = _parse_query(req, query)
+            try:
+                result = responder(resource, req, resp, **params, **kwargs)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            if resp.status == falcon.HTTP_200 and status != 200:
+                resp.status = status
+            if result is None:
+                if resp.text is None and resp.data is None and resp.media is None:
+                    resp.status = falcon.HTTP_204 if status in (200, 204) else status
+                return
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = (
+                adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+                if adapter
+                else json.dumps(result).encode()
+            )
+
+        wrapper.__endpoint__ = spec
+        return wrapper
+
+    return decorate

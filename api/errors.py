@@ -1,0 +1,105 @@
+"""Turn every failure into ``{"error": {"code", "message", "details"}}`` with the right status.
+
+Domain errors carry their own status and code; Falcon's HTTP errors (unknown
+route, wrong method, malformed JSON...) are mapped to stable codes; anything
+else is a 500 that names the request id and nothing internal, while the
+traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+from pydantic import ValidationError
+
+from shared.errors import DomainError, RateLimited
+
+log = logging.getLogger("api.errors")
+
+#: Stable codes for Falcon's own HTTP errors.
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "dependency_unavailable",
+}
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "details": details or []}})
+
+
+def _write(resp: falcon.Response, status: int, code: str, message: str, details=None) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = error_body(code, message, details)
+
+
+def handle_domain_error(req, resp, ex: DomainError, params) -> None:
+    if isinstance(ex, RateLimited):
+        resp.set_header("Retry-After", str(ex.retry_after))
+    _write(resp, ex.status, ex.code, ex.message, ex.details)
+
+
+def serialize_http_error(req, resp, ex: falcon.HTTPError) -> None:
+    """Error serializer for Falcon's HTTPError (keeps Falcon's headers, e.g. ``Allow``)."""
+    status = ex.status_code
+    code = getattr(ex, "code", None) or STATUS_CODES.get(status, "error")
+    if ex.description:
+        message = ex.description
+    elif status == 404:
+        message = f"Nothing at {req.path}"
+    elif status == 405:
+        message = f"{req.method} is not allowed on {req.path}"
+    else:
+        message = ex.title or "Error"
+    details = getattr(ex, "details", None) or []
+    _write(resp, status, code, message, details)
+
+
+def handle_unexpected(req, resp, ex: Exception, params) -> None:
+    request_id = getattr(req.context, "request_id", None)
+    log.exception("unhandled error on %s %s (request %s)", req.method, req.path, request_id)
+    _write(
+        resp,
+        500,
+        "internal_error",
+        f"Something went wrong on our side. Quote request id {request_id} when reporting it.",
+        [{"request_id": request_id}],
+    )
+
+
+def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[str, str]]:
+    """One ``{"field", "message"}`` per failing field, with dotted paths (``items[2].name``)."""
+    details = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        path = prefix
+        for part in error["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path += f".{part}" if path else str(part)
+        message = error["msg"]
+        if error["type"] == "missing":
+            message = "required"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field"
+        details.append({"field": path or "body", "message": message})
+    return details
+
+
+def register(app: falcon.App) -> None:
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(DomainError, handle_domain_error)
+    app.set_error_serializer(serialize_http_error)

@@ -1,0 +1,21 @@
+"""Gunicorn settings for the ``web`` process (``gunicorn -c python:api.gunicorn_conf``).
+
+Threads, not processes, carry concurrency: requests spend most of their time
+waiting on PostgreSQL, and each process holds its own connection pool.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# NOTE: the app is built in each worker after fork; nothing opens a socket before then.
+preload_app = False
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

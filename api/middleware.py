@@ -1,0 +1,55 @@
+"""Request-scoped plumbing: request ids, body size limits and the database session."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import falcon
+
+from shared.db import get_sessionmaker
+from shared.logs import request_id_var
+
+#: Incoming X-Request-ID values we trust enough to echo back (no header injection).
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+#: Methods whose bodies we read.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class RequestContext:
+    """Give every request an id (echoed in ``X-Request-ID``) and a lazily-connecting session.
+
+    The session does not touch the pool until a query runs, so public endpoints
+    that never query cost nothing. It is always closed after the response; the
+    endpoint wrapper commits, so anything left open here is rolled back.
+    """
+
+    def __init__(self, max_body_bytes: int):
+        self.max_body_bytes = max_body_bytes
+        self._sessions = get_sessionmaker()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-ID")
+        request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        req.context.request_id = request_id
+        request_id_var.set(request_id)
+        resp.set_header("X-Request-ID", request_id)
+        req.context.db = self._sessions()
+        # The endpoint wrapper enforces the limit again while reading chunked bodies.
+        req.context.max_body_bytes = self.max_body_bytes
+        if req.method in _BODY_METHODS:
+            self._limit_declared_body(req)
+
+    def _limit_declared_body(self, req: falcon.Request) -> None:
+        length = req.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise falcon.HTTPContentTooLarge(
+                description=f"Request bodies are limited to {self.max_body_bytes} bytes"
+            )
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        resp.set_header("X-Request-ID", req.context.get("request_id", "-"))
+        session = req.context.get("db")
+        if session is not None:
+            session.close()

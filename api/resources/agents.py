@@ -1,0 +1,60 @@
+"""Agents: the tenant's human users."""
+
+from __future__ import annotations
+
+from api.endpoint import endpoint
+from api.schemas.common import Page
+from api.schemas.identity import AgentCreate, AgentListQuery, AgentStatusUpdate, AgentUpdate
+from shared import agents
+from shared.schemas.identity import AgentView
+
+TAGS = ("Agents",)
+
+
+class AgentsResource:
+    @endpoint("List all agents", query=AgentListQuery, response=Page[AgentView], tags=TAGS)
+    def on_get(self, req, resp, *, ctx, query: AgentListQuery):
+        page = agents.list_agents(req.context.db, ctx, **query.model_dump())
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+    @endpoint(
+        "Create a new agent",
+        permission="agents.manage",
+        body=AgentCreate,
+        response=AgentView,
+        status=201,
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx, body: AgentCreate):
+        return agents.create_agent(req.context.db, ctx, **body.model_dump())
+
+
+class AgentResource:
+    @endpoint("Get an agent by ID", response=AgentView, tags=TAGS)
+    def on_get(self, req, resp, *, ctx, id):
+        return agents.get_agent(req.context.db, ctx, id)
+
+    @endpoint(
+        "Update an agent",
+        body=AgentUpdate,
+        response=AgentView,
+        description="Admins change any field; agents change their own name, avatar, password.",
+        tags=TAGS,
+    )
+    def on_patch(self, req, resp, *, ctx, id, body: AgentUpdate):
+        return agents.update_agent(req.context.db, ctx, id, body.model_dump(exclude_unset=True))
+
+    @endpoint("Delete an agent", permission="agents.manage", status=204, tags=TAGS)
+    def on_delete(self, req, resp, *, ctx, id):
+        agents.delete_agent(req.context.db, ctx, id)
+
+
+class AgentStatusResource:
+    @endpoint(
+        "Toggle agent online/offline status",
+        body=AgentStatusUpdate,
+        response=AgentView,
+        tags=TAGS,
+    )
+    def on_patch(self, req, resp, *, ctx, id, body: AgentStatusUpdate):
+        return agents.set_status(req.context.db, ctx, id, body.status)

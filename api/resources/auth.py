@@ -1,0 +1,100 @@
+"""Auth: register a workspace, log in and out, refresh, and who am I."""
+
+from __future__ import annotations
+
+from api.auth import clear_session_cookie, set_session_cookie
+from api.endpoint import endpoint
+from api.schemas.auth import (
+    LoginRequest,
+    LoginResponse,
+    MeResponse,
+    RegisterRequest,
+    RegisterResponse,
+    TokenResponse,
+)
+from shared import agents, auth, tenants
+from shared.config import get_settings
+from shared.schemas.identity import AgentView
+from shared.security import issue_access_token
+
+TAGS = ("Auth",)
+
+
+class RegisterResource:
+    @endpoint(
+        "Register a new tenant organization",
+        public=True,
+        body=RegisterRequest,
+        response=RegisterResponse,
+        status=201,
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, body: RegisterRequest):
+        registration = tenants.register_tenant(
+            req.context.db,
+            **body.model_dump(),
+            request_id=req.context.request_id,
+            ip=req.remote_addr,
+        )
+        token = issue_access_token(registration.admin.id, registration.tenant.id)
+        set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
+        return {
+            "tenant": registration.tenant,
+            "user": registration.admin,
+            "access_token": token.token,
+            "expires_in": token.expires_in,
+        }
+
+
+class LoginResource:
+    @endpoint(
+        "Login with email and password",
+        public=True,
+        body=LoginRequest,
+        response=LoginResponse,
+        description="Sets the HttpOnly `session` cookie too. Failed logins are rate-limited.",
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, body: LoginRequest):
+        result = auth.login(
+            req.context.db,
+            email=body.email,
+            password=body.password,
+            tenant_slug=body.tenant,
+            ip=req.remote_addr,
+            request_id=req.context.request_id,
+        )
+        set_session_cookie(
+            resp, result.token.token, result.token.expires_in, get_settings().cookie_secure
+        )
+        return {
+            "access_token": result.token.token,
+            "expires_in": result.token.expires_in,
+            "user": result.user,
+        }
+
+
+class MeResource:
+    @endpoint("Get current agent profile", response=MeResponse, tags=TAGS)
+    def on_get(self, req, resp, *, ctx):
+        agent, tenant = agents.get_profile(req.context.db, ctx)
+        return {
+            **AgentView.model_validate(agent).model_dump(),
+            "permissions": sorted(ctx.permissions),
+            "tenant": tenant,
+        }
+
+
+class LogoutResource:
+    @endpoint("Logout (revokes this token, clears the cookie)", status=204, tags=TAGS)
+    def on_post(self, req, resp, *, ctx):
+        auth.logout(req.context.db, ctx)
+        clear_session_cookie(resp)
+
+
+class RefreshResource:
+    @endpoint("Issue a fresh JWT for the current session", response=TokenResponse, tags=TAGS)
+    def on_get(self, req, resp, *, ctx):
+        token = auth.refresh(ctx)
+        set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
+        return {"access_token": token.token, "expires_in": token.expires_in}

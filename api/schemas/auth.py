@@ -1,0 +1,59 @@
+"""Auth group: register, login, me, refresh."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Literal
+
+from pydantic import EmailStr, Field, StringConstraints, field_validator
+
+from api.schemas.common import Input, Name
+from shared.schemas.base import View
+from shared.schemas.identity import AgentView, TenantView
+
+Password = Annotated[str, Field(min_length=10, max_length=256)]
+Slug = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", to_lower=True)
+]
+
+
+class RegisterRequest(Input):
+    organization_name: Name
+    full_name: Name
+    email: EmailStr
+    password: Password
+    slug: Slug | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value not in zoneinfo.available_timezones():
+            raise ValueError("not an IANA time zone, e.g. Europe/Madrid")
+        return value
+
+
+class LoginRequest(Input):
+    email: EmailStr
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+    tenant: Slug | None = Field(None, description="workspace slug, when the email is in several")
+
+
+class TokenResponse(View):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int
+
+
+class LoginResponse(TokenResponse):
+    user: AgentView
+
+
+class RegisterResponse(TokenResponse):
+    tenant: TenantView
+    user: AgentView
+
+
+class MeResponse(AgentView):
+    permissions: list[str]
+    tenant: TenantView

@@ -1,0 +1,98 @@
+"""Agents, roles, API keys and activity logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
+
+from api.schemas.auth import Password
+from api.schemas.common import Input, ListQuery, Name, Query
+from shared.schemas.base import View
+from shared.schemas.identity import ApiKeyView
+
+RoleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+AvatarUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://")]
+
+
+class AgentListQuery(ListQuery):
+    status: Literal["online", "offline"] | None = None
+    role_id: uuid.UUID | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class AgentCreate(Input):
+    email: EmailStr
+    full_name: Name
+    role: RoleName = Field(description="role name or id")
+    password: Password | None = None
+    avatar_url: AvatarUrl | None = None
+
+
+class AgentUpdate(Input):
+    email: EmailStr | None = None
+    full_name: Name | None = None
+    role: RoleName | None = None
+    password: Password | None = None
+    avatar_url: AvatarUrl | None = None
+
+
+class AgentStatusUpdate(Input):
+    status: Literal["online", "offline"]
+
+
+class RoleCreate(Input):
+    name: RoleName
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    permissions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(max_length=100)
+
+
+class RoleUpdate(Input):
+    name: RoleName | None = None
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    permissions: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(
+        None, max_length=100
+    )
+
+
+class PermissionView(View):
+    key: str
+    description: str
+    default_roles: list[str]
+
+
+class ApiKeyCreate(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyCreated(ApiKeyView):
+    key: str = Field(description="the secret; shown only in this response")
+
+
+class ActivityLogQuery(ListQuery):
+    actor_id: uuid.UUID | None = None
+    action: Annotated[str, StringConstraints(max_length=64)] | None = None
+    entity_type: Annotated[str, StringConstraints(max_length=64)] | None = None
+    entity_id: uuid.UUID | None = None
+    from_: AwareDatetime | None = Field(None, alias="from")
+    to: AwareDatetime | None = None
+
+
+class ActivityLogView(View):
+    id: uuid.UUID
+    actor_type: str
+    actor_id: uuid.UUID | None
+    action: str
+    entity_type: str
+    entity_id: uuid.UUID | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None
+    ip_address: str | None
+    created_at: dt.datetime
+
+
+__all__ = ["ApiKeyView", "Query"]

@@ -1,0 +1,86 @@
+"""The scheduler's jobs: one line each in :data:`JOBS`, thin functions of a session.
+
+A job selects due rows, enqueues actors and returns; heavy work belongs in actors.
+The runner (:func:`run`) opens the job's session with ``shared.db.session_scope``,
+checks that this process still leads, and logs a failure with its traceback
+instead of raising, so a failing job never stops the scheduler or the other jobs.
+
+APScheduler's per-job options are chosen for each job, never left to its defaults:
+``misfire_grace_time`` (how late a run may still start; ``None``: however late),
+``coalesce`` (whether a backlog of missed runs collapses into one) and
+``max_instances`` (how many runs of the job may overlap in this process).
+
+Example::
+
+    Job("reopen_snoozed", reopen_snoozed, IntervalTrigger(seconds=30, timezone=UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}),
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.orm import Session
+
+from shared import events, outbox_sweeper
+from shared.db import session_scope
+
+log = logging.getLogger(__name__)
+
+#: ``(session) -> bool``: whether this process still leads (``Leadership.still_leads``).
+Guard = Callable[[Session], bool]
+
+
+class Job(NamedTuple):
+    """One row of the job table: what runs, when, and with which APScheduler options."""
+
+    name: str
+    func: Callable[[Session], Any]
+    trigger: BaseTrigger
+    options: Mapping[str, Any]
+
+
+def sweep_outbox(session: Session) -> int:
+    """Re-enqueue outbox events the after-commit fast path missed."""
+    return outbox_sweeper.sweep(session, publish=events.publish)
+
+
+JOBS: tuple[Job, ...] = (
+    # misfire_grace_time=None: a late sweep is still worth running. coalesce=True:
+    # missed runs would sweep the same rows, one sweep does. max_instances=1: an
+    # overlapping sweep could only skip the rows the first holds (SKIP LOCKED);
+    # APScheduler logs the skipped run, the sign that sweeps outgrow 5 s.
+    Job(
+        "sweep_outbox",
+        sweep_outbox,
+        IntervalTrigger(seconds=5, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
+)
+
+
+def run(job: Job, guard: Guard) -> Any:
+    """Run ``job`` in its own session unless this process no longer leads; never raise."""
+    try:
+        with session_scope() as session:
+            if not guard(session):
+                log.warning("job %s skipped: this scheduler no longer leads", job.name)
+                return None
+            return job.func(session)
+    except Exception:
+        log.exception("job %s failed", job.name)
+        return None
+
+
+def schedule(scheduler: BaseScheduler, *, guard: Guard, jobs: Sequence[Job] = JOBS) -> None:
+    """Add every job to ``scheduler``, each run through :func:`run` behind ``guard``."""
+    for job in jobs:
+        scheduler.add_job(
+            run, job.trigger, args=(job, guard), id=job.name, name=job.name, **job.options
+        )

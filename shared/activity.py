@@ -1,0 +1,78 @@
+"""The activity log: one row per state change, written in the change's own transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from shared.context import Ctx
+from shared.models import ActivityLog
+from shared.pagination import Page, paginate
+
+
+def record(
+    session: Session,
+    ctx: Ctx,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Append who did ``action`` to which entity, with its state before and after."""
+    session.execute(
+        insert(ActivityLog).values(
+            tenant_id=ctx.tenant_id,
+            actor_type=ctx.actor.type,
+            actor_id=ctx.actor.id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            before=before,
+            after=after,
+            request_id=ctx.request_id,
+            ip_address=ctx.ip,
+        )
+    )
+
+
+def list_logs(
+    session: Session,
+    ctx: Ctx,
+    *,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    entity_type: str | None = None,
+    entity_id: uuid.UUID | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int,
+    cursor: str | None,
+) -> Page[ActivityLog]:
+    ctx.require("activity_logs.view")
+    query = select(ActivityLog).where(ActivityLog.tenant_id == ctx.tenant_id)
+    if actor_id:
+        query = query.where(ActivityLog.actor_id == actor_id)
+    if action:
+        query = query.where(ActivityLog.action == action)
+    if entity_type:
+        query = query.where(ActivityLog.entity_type == entity_type)
+    if entity_id:
+        query = query.where(ActivityLog.entity_id == entity_id)
+    if since:
+        query = query.where(ActivityLog.created_at >= since)
+    if until:
+        query = query.where(ActivityLog.created_at < until)
+    return paginate(
+        session,
+        query,
+        created_at=ActivityLog.created_at,
+        id_column=ActivityLog.id,
+        limit=limit,
+        cursor=cursor,
+    )

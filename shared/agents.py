@@ -1,0 +1,222 @@
+"""Agents: a tenant's human users, managed by admins and partly by themselves."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared import activity, auth
+from shared.context import Ctx
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.events import emit
+from shared.models import ApiKey, Role, Tenant, User
+from shared.pagination import Page, paginate
+from shared.schemas.identity import AgentView
+from shared.security import hash_password
+
+#: Fields an agent may change on their own profile without ``agents.manage``.
+SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "password"})
+STATUSES = ("online", "offline")
+
+
+def _live_agents(ctx: Ctx):
+    return select(User).where(User.tenant_id == ctx.tenant_id, User.deleted_at.is_(None))
+
+
+def list_agents(
+    session: Session,
+    ctx: Ctx,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    role_id: uuid.UUID | None = None,
+    q: str | None = None,
+) -> Page[User]:
+    query = _live_agents(ctx)
+    if status:
+        query = query.where(User.status == status)
+    if role_id:
+        query = query.where(User.role_id == role_id)
+    if q:
+        pattern = "%" + q.replace("%", r"\%").replace("_", r"\_") + "%"
+        query = query.where(User.full_name.ilike(pattern) | User.email.ilike(pattern))
+    return paginate(
+        session, query, created_at=User.created_at, id_column=User.id, limit=limit, cursor=cursor
+    )
+
+
+def get_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, *, for_update: bool = False) -> User:
+    query = _live_agents(ctx).where(User.id == agent_id)
+    if for_update:
+        query = query.with_for_update(of=User)
+    agent = session.scalars(query).one_or_none()
+    if agent is None:
+        raise NotFound("Agent not found")
+    return agent
+
+
+def get_profile(session: Session, ctx: Ctx) -> tuple[User, Tenant]:
+    """The caller's own agent row and tenant (for ``GET /api/auth/me``)."""
+    if ctx.user_id is None:
+        raise NotFound("No agent behind this credential")
+    agent = get_agent(session, ctx, ctx.user_id)
+    return agent, session.get_one(Tenant, ctx.tenant_id)
+
+
+def resolve_role(session: Session, ctx: Ctx, role: str) -> Role:
+    """Find a role of the caller's tenant by id or by name (case-insensitive)."""
+    query = select(Role).where(Role.tenant_id == ctx.tenant_id)
+    try:
+        query = query.where(Role.id == uuid.UUID(role))
+    except ValueError:
+        query = query.where(func.lower(Role.name) == role.lower())
+    found = session.scalars(query).one_or_none()
+    if found is None:
+        raise ValidationFailed.field("role", f"no role '{role}' in this workspace")
+    return found
+
+
+def _email_taken(session: Session, ctx: Ctx, email: str, *, except_id: uuid.UUID | None = None):
+    query = _live_agents(ctx).where(func.lower(User.email) == email.lower())
+    if except_id:
+        query = query.where(User.id != except_id)
+    return session.scalars(query.limit(1)).first() is not None
+
+
+def _admin_count(session: Session, ctx: Ctx) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(User)
+        .join(Role, Role.id == User.role_id)
+        .where(User.tenant_id == ctx.tenant_id, User.deleted_at.is_(None), Role.name == "admin")
+    )
+
+
+def _lock_admins(session: Session, ctx: Ctx) -> None:
+    """Serialize changes that could remove the last admin (two admins demoting each other)."""
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext("admins:" + str(ctx.tenant_id))))
+    )
+
+
+def create_agent(
+    session: Session,
+    ctx: Ctx,
+    *,
+    email: str,
+    full_name: str,
+    role: str,
+    password: str | None = None,
+    avatar_url: str | None = None,
+) -> User:
+    ctx.require("agents.manage")
+    if _email_taken(session, ctx, email):
+        raise Conflict(
+            "An agent with this email already exists",
+            details=[{"field": "email", "message": "already used in this workspace"}],
+        )
+    agent = User(
+        tenant_id=ctx.tenant_id,
+        role=resolve_role(session, ctx, role),
+        email=email,
+        full_name=full_name,
+        avatar_url=avatar_url,
+        password_hash=hash_password(password) if password else None,
+    )
+    session.add(agent)
+    session.flush()
+    session.refresh(agent)
+    data = AgentView.data(agent)
+    activity.record(session, ctx, "agent.created", "agent", agent.id, after=data)
+    emit(session, "agent.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return agent
+
+
+def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[str, Any]) -> User:
+    """Apply ``changes`` (the fields sent); agents may edit their own name, avatar, password."""
+    if not ctx.can("agents.manage") and not (
+        ctx.is_self(agent_id) and changes.keys() <= SELF_SERVICE_FIELDS
+    ):
+        if ctx.is_self(agent_id):
+            raise Forbidden("You may change only your name, avatar and password")
+        raise Forbidden("This action needs the 'agents.manage' permission")
+    if "role" in changes:
+        _lock_admins(session, ctx)
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    before = AgentView.data(agent)
+    if "email" in changes and _email_taken(session, ctx, changes["email"], except_id=agent.id):
+        raise Conflict(
+            "An agent with this email already exists",
+            details=[{"field": "email", "message": "already used in this workspace"}],
+        )
+    for field in ("email", "full_name", "avatar_url"):
+        if field in changes:
+            setattr(agent, field, changes[field])
+    if "role" in changes:
+        new_role = resolve_role(session, ctx, changes["role"])
+        if (
+            agent.role.name == "admin"
+            and new_role.name != "admin"
+            and _admin_count(session, ctx) <= 1
+        ):
+            raise Conflict("The workspace needs at least one admin")
+        agent.role = new_role
+    if "password" in changes:
+        agent.password_hash = hash_password(changes["password"])
+        # APPSEC: a new password logs every existing session out.
+        auth.user_tokens_valid_after_now(session, agent.id)
+    session.flush()
+    session.refresh(agent)
+    after = AgentView.data(agent)
+    activity.record(session, ctx, "agent.updated", "agent", agent.id, before=before, after=after)
+    emit(session, "agent.updated", after, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return agent
+
+
+def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
+    """Soft-delete an agent and revoke their API keys; the last admin cannot go."""
+    ctx.require("agents.manage")
+    _lock_admins(session, ctx)
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    if agent.role.name == "admin" and _admin_count(session, ctx) <= 1:
+        raise Conflict("The workspace needs at least one admin")
+    before = AgentView.data(agent)
+    agent.deleted_at = func.now()
+    agent.status = "offline"
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == agent.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    auth.user_tokens_valid_after_now(session, agent.id)
+    activity.record(session, ctx, "agent.deleted", "agent", agent.id, before=before)
+    emit(session, "agent.deleted", before, tenant_id=ctx.tenant_id, actor=ctx.actor)
+
+
+def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> User:
+    """Toggle availability: agents set their own, ``conversations.manage`` sets anyone's."""
+    if not ctx.is_self(agent_id):
+        ctx.require("conversations.manage")
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    previous = agent.status
+    if previous == status:
+        return agent
+    agent.status = status
+    session.flush()
+    session.refresh(agent)
+    data = AgentView.data(agent) | {"previous_status": previous}
+    activity.record(
+        session,
+        ctx,
+        "agent.status_changed",
+        "agent",
+        agent.id,
+        before={"status": previous},
+        after={"status": status},
+    )
+    emit(session, "agent.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return agent

@@ -1,0 +1,92 @@
+"""API keys: shown once, stored as a hash, acting with their creator's current permissions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.events import emit
+from shared.models import ApiKey
+from shared.schemas.identity import ApiKeyView
+from shared.security import generate_api_key
+
+#: A user may hold at most this many live keys (a leak is easier to contain).
+MAX_KEYS_PER_USER = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    api_key: ApiKey
+    #: The plaintext key: returned once, never stored.
+    key: str
+
+
+def list_own_keys(session: Session, ctx: Ctx) -> list[ApiKey]:
+    return list(
+        session.scalars(
+            select(ApiKey)
+            .where(ApiKey.tenant_id == ctx.tenant_id, ApiKey.user_id == ctx.user_id)
+            .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+        )
+    )
+
+
+def create_key(
+    session: Session, ctx: Ctx, *, name: str, expires_at: dt.datetime | None = None
+) -> CreatedKey:
+    ctx.require("api_keys.manage")
+    if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+        raise ValidationFailed.field("expires_at", "must be in the future")
+    live = session.scalar(
+        select(func.count()).where(
+            ApiKey.tenant_id == ctx.tenant_id,
+            ApiKey.user_id == ctx.user_id,
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+    if live >= MAX_KEYS_PER_USER:
+        raise ValidationFailed(f"You already hold {MAX_KEYS_PER_USER} live API keys; revoke one")
+    new = generate_api_key()
+    api_key = ApiKey(
+        tenant_id=ctx.tenant_id,
+        user_id=ctx.user_id,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        expires_at=expires_at,
+    )
+    session.add(api_key)
+    session.flush()
+    session.refresh(api_key)
+    data = ApiKeyView.data(api_key)
+    activity.record(session, ctx, "api_key.created", "api_key", api_key.id, after=data)
+    emit(session, "api_key.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return CreatedKey(api_key, new.key)
+
+
+def revoke_key(session: Session, ctx: Ctx, key_id: uuid.UUID) -> None:
+    """Revoke a key: its owner may, and so may holders of ``api_keys.manage``."""
+    api_key = session.scalars(
+        select(ApiKey)
+        .where(ApiKey.tenant_id == ctx.tenant_id, ApiKey.id == key_id)
+        .with_for_update()
+    ).one_or_none()
+    if api_key is None:
+        raise NotFound("API key not found")
+    if api_key.user_id != ctx.user_id and not ctx.can("api_keys.manage"):
+        raise Forbidden("Only the key's owner or an admin may revoke it")
+    if api_key.revoked_at is not None:
+        return
+    api_key.revoked_at = func.now()
+    session.flush()
+    session.refresh(api_key)
+    data = ApiKeyView.data(api_key)
+    activity.record(session, ctx, "api_key.revoked", "api_key", api_key.id, after=data)
+    emit(session, "api_key.revoked", data, tenant_id=ctx.tenant_id, actor=ctx.actor)

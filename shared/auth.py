@@ -1,0 +1,241 @@
+"""Authentication: login, logout, token refresh, and resolving a credential to a caller.
+
+Role and permissions are read from the database on every request, never from the
+token, so a role change or a revocation applies at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
+from shared.events import Actor
+from shared.models import ApiKey, RevokedToken, Role, Tenant, User
+from shared.redis_client import get_redis, key
+from shared.security import (
+    AccessToken,
+    InvalidToken,
+    decode_access_token,
+    hash_api_key,
+    issue_access_token,
+    verify_password,
+)
+
+log = logging.getLogger(__name__)
+
+#: ``last_used_at`` of an API key is written at most this often (a write per request is waste).
+API_KEY_TOUCH_INTERVAL = dt.timedelta(minutes=1)
+#: Window of the failed-login counter.
+LOGIN_WINDOW_SECONDS = 60
+
+
+class TenantSuspended(DomainError):
+    status, code = 403, "tenant_suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user: User
+    role: Role
+    tenant: Tenant
+    token: AccessToken
+
+
+def _principal_query():
+    return (
+        select(User, Role.name, Role.permissions, Tenant.status)
+        .join(Role, Role.id == User.role_id)
+        .join(Tenant, Tenant.id == User.tenant_id)
+    )
+
+
+def _check_live(tenant_status: str) -> None:
+    if tenant_status != "active":
+        raise TenantSuspended("This workspace is suspended")
+
+
+def authenticate_token(
+    session: Session, token: str, *, request_id: str | None = None, ip: str | None = None
+) -> Ctx:
+    """Resolve a JWT to its caller, or raise :class:`Unauthenticated`."""
+    try:
+        claims = decode_access_token(token)
+    except InvalidToken as exc:
+        raise Unauthenticated("Invalid or expired token") from exc
+    # PERF: one round trip: the user, their role, the tenant state and revocation.
+    revoked = exists().where(RevokedToken.jti == claims.jti)
+    row = session.execute(
+        _principal_query()
+        .add_columns(revoked)
+        .where(
+            User.id == claims.user_id,
+            User.tenant_id == claims.tenant_id,
+            User.deleted_at.is_(None),
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthenticated("Invalid or expired token")
+    user, role_name, permissions, tenant_status, is_revoked = row
+    if is_revoked:
+        raise Unauthenticated("This token has been revoked")
+    if user.tokens_valid_after and claims.issued_at < user.tokens_valid_after:
+        raise Unauthenticated("This token is no longer valid; log in again")
+    _check_live(tenant_status)
+    return Ctx(
+        tenant_id=user.tenant_id,
+        actor=Actor("user", user.id),
+        user_id=user.id,
+        role=role_name,
+        permissions=frozenset(permissions),
+        request_id=request_id,
+        ip=ip,
+        token_jti=claims.jti,
+        token_expires_at=claims.expires_at,
+    )
+
+
+def authenticate_api_key(
+    session: Session, api_key: str, *, request_id: str | None = None, ip: str | None = None
+) -> Ctx:
+    """Resolve an API key to the user who created it, or raise :class:`Unauthenticated`."""
+    row = session.execute(
+        _principal_query()
+        .add_columns(ApiKey.id, ApiKey.last_used_at)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(
+            ApiKey.key_hash == hash_api_key(api_key),
+            ApiKey.revoked_at.is_(None),
+            (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > func.now()),
+            User.deleted_at.is_(None),
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthenticated("Invalid, expired or revoked API key")
+    user, role_name, permissions, tenant_status, key_id, last_used_at = row
+    _check_live(tenant_status)
+    now = dt.datetime.now(dt.UTC)
+    if last_used_at is None or now - last_used_at > API_KEY_TOUCH_INTERVAL:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
+    return Ctx(
+        tenant_id=user.tenant_id,
+        actor=Actor("api_key", key_id),
+        user_id=user.id,
+        role=role_name,
+        permissions=frozenset(permissions),
+        request_id=request_id,
+        ip=ip,
+        api_key_id=key_id,
+    )
+
+
+def _login_counter(email: str, ip: str | None) -> str:
+    return key("ratelimit", "login", email.lower(), ip or "-")
+
+
+def _check_login_rate(email: str, ip: str | None) -> None:
+    """Refuse with 429 after too many failed logins for this email from this address."""
+    try:
+        failures = get_redis().get(_login_counter(email, ip))
+    except RedisError:
+        log.warning("login rate limit unavailable (Redis down); allowing the attempt")
+        return
+    if failures and int(failures) >= get_settings().login_rate_limit_per_minute:
+        raise RateLimited(
+            "Too many failed logins; try again later", retry_after=LOGIN_WINDOW_SECONDS
+        )
+
+
+def _count_login_failure(email: str, ip: str | None) -> None:
+    counter = _login_counter(email, ip)
+    try:
+        pipe = get_redis().pipeline()
+        pipe.incr(counter)
+        pipe.expire(counter, LOGIN_WINDOW_SECONDS, nx=True)
+        pipe.execute()
+    except RedisError:
+        log.warning("could not count a failed login (Redis down)")
+
+
+def login(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    tenant_slug: str | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> LoginResult:
+    """Check a password and issue an access token; the same answer for every kind of miss."""
+    _check_login_rate(email, ip)
+    query = (
+        select(User, Role, Tenant)
+        .join(Role, Role.id == User.role_id)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(func.lower(User.email) == email.lower(), User.deleted_at.is_(None))
+    )
+    if tenant_slug:
+        query = query.where(Tenant.slug == tenant_slug.lower())
+    rows = session.execute(query.limit(2)).all()
+    if len(rows) > 1:
+        raise ValidationFailed(
+            "This email belongs to several workspaces; say which with 'tenant'",
+            details=[{"field": "tenant", "message": "required for this email"}],
+        )
+    user, role, tenant = rows[0] if rows else (None, None, None)
+    if not verify_password(user.password_hash if user else None, password):
+        _count_login_failure(email, ip)
+        raise Unauthenticated("Invalid email or password")
+    _check_live(tenant.status)
+    user.last_login_at = func.now()
+    token = issue_access_token(user.id, tenant.id)
+    ctx = Ctx(tenant.id, Actor("user", user.id), user_id=user.id, request_id=request_id, ip=ip)
+    activity.record(session, ctx, "auth.login", "agent", user.id)
+    return LoginResult(user, role, tenant, token)
+
+
+def logout(session: Session, ctx: Ctx) -> None:
+    """Revoke the caller's token (only that one: other sessions stay logged in)."""
+    if ctx.token_jti is None or ctx.user_id is None:
+        raise Forbidden("Only a token session can log out; revoke API keys instead")
+    session.execute(
+        pg_insert(RevokedToken)
+        .values(
+            jti=ctx.token_jti,
+            tenant_id=ctx.tenant_id,
+            user_id=ctx.user_id,
+            expires_at=ctx.token_expires_at,
+        )
+        .on_conflict_do_nothing()
+    )
+    activity.record(session, ctx, "auth.logout", "agent", ctx.user_id)
+
+
+def refresh(ctx: Ctx) -> AccessToken:
+    """Issue a fresh token for the caller's session (the presented one stays valid until exp)."""
+    if ctx.user_id is None or ctx.token_jti is None:
+        raise Forbidden("Only a token session can be refreshed")
+    return issue_access_token(ctx.user_id, ctx.tenant_id)
+
+
+def purge_expired_revocations(session: Session) -> int:
+    """Forget revocations of tokens that have expired anyway (a maintenance job calls this)."""
+    result = session.execute(
+        RevokedToken.__table__.delete().where(RevokedToken.expires_at < func.now())
+    )
+    return result.rowcount or 0
+
+
+def user_tokens_valid_after_now(session: Session, user_id: uuid.UUID) -> None:
+    """Invalidate every token of a user issued before now (password change, suspension)."""
+    session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))

@@ -1,0 +1,111 @@
+"""Every setting of the platform, read from the environment in one place.
+
+Defaults work on a developer machine with PostgreSQL, Redis and (optionally)
+RabbitMQ on localhost. Production sets at least ``SECRET_KEY``, ``DATABASE_URL``
+and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The development secret. The API refuses to start with it when ``ENV=production``.
+DEV_SECRET_KEY = "dev-only-insecure-secret-change-me-0123456789"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Typed settings; each field maps to the upper-case environment variable of its name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    env: str = Field("development", description="development, test or production")
+
+    # --- storage -----------------------------------------------------------------------------
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/omnistream"
+    db_pool_size: int = Field(10, ge=1, description="connections per process")
+    db_max_overflow: int = Field(10, ge=0)
+    db_statement_timeout_ms: int = Field(
+        15_000, ge=0, description="server-side bound on one statement; 0 disables"
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = Field(
+        "omnistream", description="prefix of every Redis key: queues, metrics, rate limits"
+    )
+
+    # --- background work -------------------------------------------------------------------
+    broker_url: str | None = Field(
+        None, description="redis://... (default: REDIS_URL) or amqp://... for RabbitMQ"
+    )
+    worker_timeout_ms: int = Field(
+        100,
+        ge=10,
+        description=(
+            "how long an idle Dramatiq consumer waits before polling again. Lower means"
+            " lower enqueue-to-start latency and more idle Redis polls; 100 ms keeps the"
+            " outbox p99 under 50 ms, 1000 ms is Dramatiq's default"
+        ),
+    )
+    outbox_sweep_after_seconds: float = Field(
+        5.0, gt=0, description="a pending outbox event older than this is re-enqueued"
+    )
+    outbox_sweep_batch: int = Field(500, ge=1)
+    metrics_retention_minutes: int = Field(
+        24 * 60, ge=5, description="how long per-minute worker metrics are kept in Redis"
+    )
+    metrics_token: str | None = Field(
+        None, description="when set, GET /metrics requires 'Authorization: Bearer <token>'"
+    )
+
+    # --- scheduler -----------------------------------------------------------------------------
+    scheduler_lock_id: int = Field(
+        7_246_091, description="Postgres advisory lock key held by the scheduler leader"
+    )
+    scheduler_heartbeat_seconds: float = Field(2.0, gt=0)
+    scheduler_standby_poll_seconds: float = Field(
+        1.0, gt=0, description="how often a standby scheduler tries to take the lead"
+    )
+    scheduler_heartbeat_stale_seconds: float = Field(
+        30.0, gt=0, description="health reports the scheduler down past this heartbeat age"
+    )
+
+    # --- API -----------------------------------------------------------------------------------
+    secret_key: str = DEV_SECRET_KEY
+    access_token_ttl_seconds: int = Field(12 * 3600, ge=60)
+    cookie_secure: bool = True
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    login_rate_limit_per_minute: int = Field(
+        10, ge=1, description="failed logins per email and IP before 429"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        """Accept the common ``postgresql://`` spelling and pin the psycopg 3 driver."""
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def uses_rabbitmq(self) -> bool:
+        return self.effective_broker_url.startswith(("amqp://", "amqps://"))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once; tests clear the cache to change them)."""
+    settings = Settings()
+    if settings.secret_key == DEV_SECRET_KEY:
+        if settings.env == "production":
+            raise RuntimeError("SECRET_KEY must be set in production")
+        if settings.env == "development":
+            warnings.warn("SECRET_KEY is the development default", stacklevel=2)
+    return settings

@@ -1,0 +1,50 @@
+"""Who is acting: the context every service receives along with its session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from shared.errors import Forbidden
+from shared.events import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """The caller of a service: its tenant, identity, permissions and request metadata.
+
+    The API builds one per authenticated request; workers and the scheduler build
+    one with :meth:`system` so the same services serve all three processes.
+    """
+
+    tenant_id: uuid.UUID
+    actor: Actor
+    user_id: uuid.UUID | None = None
+    role: str | None = None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    request_id: str | None = None
+    ip: str | None = None
+    #: Set when the caller authenticated with an API key.
+    api_key_id: uuid.UUID | None = None
+    #: Set when the caller authenticated with a JWT (logout revokes it).
+    token_jti: uuid.UUID | None = None
+    token_expires_at: dt.datetime | None = None
+
+    @classmethod
+    def system(cls, tenant_id: uuid.UUID, *, actor: Actor | None = None) -> Ctx:
+        """A context for background work: every permission, acting as the system."""
+        from shared.permissions import ALL_KEYS
+
+        return cls(tenant_id=tenant_id, actor=actor or Actor.system(), permissions=ALL_KEYS)
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        """Raise :class:`Forbidden` unless the caller holds ``permission``."""
+        if permission not in self.permissions:
+            raise Forbidden(f"This action needs the '{permission}' permission")
+
+    def is_self(self, user_id: uuid.UUID) -> bool:
+        return self.user_id is not None and self.user_id == user_id

@@ -1,0 +1,117 @@
+"""Dead letters: messages that failed for good, kept in Postgres until an operator acts.
+
+Dramatiq also keeps a failed message in its own dead-letter queue (``{queue}.XQ``),
+but only for a week and out of sight; the ``dead_letters`` row is what lists,
+counts and alerts read. :class:`workers.dead_letters.DeadLetters` writes it.
+
+Example::
+
+    with session_scope() as session:
+        record_dead_letter(session, message_id="...", queue_name="events",
+                           actor_name="dispatch_event", args=["..."], kwargs={},
+                           options={"tenant_id": "..."}, retries=8, error="Traceback ...")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.models import DeadLetter
+from shared.worker_metrics import tenant_id_from_options
+
+#: Longest error text kept; the tail is kept, because a traceback ends with the exception.
+MAX_ERROR_CHARS = 16_000
+
+#: Message options not copied into the row (the traceback is in ``error``).
+_DROPPED_OPTIONS = frozenset({"traceback"})
+
+
+def record_dead_letter(
+    session: Session,
+    *,
+    message_id: str,
+    queue_name: str,
+    actor_name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Mapping[str, Any],
+    retries: int,
+    error: str | None,
+    tenant_id: uuid.UUID | None = None,
+) -> bool:
+    """Insert the dead letter of a message, in the caller's transaction; return whether written.
+
+    ``tenant_id`` defaults to the message's ``tenant_id`` option. Recording the
+    same message twice (Dramatiq delivers at least once) is a no-op, unless the
+    earlier row was requeued: a message that dies again after an operator
+    requeued it is shown again, with its new error.
+    """
+    if error is not None and len(error) > MAX_ERROR_CHARS:
+        error = "...\n" + error[-MAX_ERROR_CHARS:]
+    values = {
+        "message_id": message_id[:64],
+        "queue_name": queue_name[:128],
+        "actor_name": actor_name[:128],
+        "args": list(args),
+        "kwargs": dict(kwargs),
+        "options": {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS},
+        "tenant_id": tenant_id or tenant_id_from_options(options),
+        "retries": retries,
+        "error": error,
+    }
+    stmt = insert(DeadLetter).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[DeadLetter.message_id],
+        set_={
+            "retries": stmt.excluded.retries,
+            "error": stmt.excluded.error,
+            "options": stmt.excluded.options,
+            "failed_at": func.now(),
+            "requeued_at": None,
+        },
+        where=DeadLetter.requeued_at.is_not(None),
+    ).returning(DeadLetter.id)
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def _filtered(statement, tenant_id: uuid.UUID | None, include_requeued: bool):
+    if tenant_id is not None:
+        statement = statement.where(DeadLetter.tenant_id == tenant_id)
+    if not include_requeued:
+        statement = statement.where(DeadLetter.requeued_at.is_(None))
+    return statement
+
+
+def list_dead_letters(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID | None = None,
+    limit: int = 50,
+    before: tuple[dt.datetime, uuid.UUID] | None = None,
+    include_requeued: bool = False,
+) -> list[DeadLetter]:
+    """Return dead letters, newest first: one tenant's, or with ``tenant_id=None`` everyone's.
+
+    ``before`` is the keyset cursor ``(failed_at, id)`` of the last row of the
+    previous page. Requeued rows are left out unless ``include_requeued``.
+    """
+    statement = _filtered(select(DeadLetter), tenant_id, include_requeued)
+    if before is not None:
+        statement = statement.where(tuple_(DeadLetter.failed_at, DeadLetter.id) < tuple_(*before))
+    statement = statement.order_by(DeadLetter.failed_at.desc(), DeadLetter.id.desc()).limit(limit)
+    return list(session.scalars(statement))
+
+
+def count_dead_letters(
+    session: Session, *, tenant_id: uuid.UUID | None = None, include_requeued: bool = False
+) -> int:
+    """Count dead letters (of one tenant, or all); requeued rows only with ``include_requeued``."""
+    statement = _filtered(select(func.count()).select_from(DeadLetter), tenant_id, include_requeued)
+    return session.scalar(statement) or 0

@@ -1,0 +1,131 @@
+"""The transactional outbox: :func:`emit` records an event in the caller's transaction.
+
+After the transaction commits, the ids of the events it wrote are handed to the
+*publisher* that the running process installed with :func:`set_publisher` (the
+API, a worker and the scheduler each install one that enqueues
+``dispatch_event``). If the process dies between commit and publish, or the
+broker is down, the event stays ``pending`` and the scheduler's sweeper
+re-enqueues it: nothing committed is lost, and ``dispatch_event`` is idempotent
+so a double enqueue is harmless.
+
+Example::
+
+    with session_scope() as session:
+        agent = create_agent(session, ...)
+        emit(session, "agent.created", {"agent": ...}, tenant_id=..., actor=Actor.user(uid))
+    # committed; dispatch_event(<id>) is now on its way
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sqlalchemy import event, func, insert
+from sqlalchemy.orm import Session
+
+from shared.config import get_settings
+from shared.event_types import is_known
+from shared.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+#: ``session.info`` key holding the ids emitted in the current transaction.
+_PENDING_KEY = "omnistream.outbox_ids"
+
+
+class PendingEvent(NamedTuple):
+    """What a publisher needs to enqueue one committed event."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+Publisher = Callable[[Sequence[PendingEvent]], None]
+_publisher: Publisher | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused an event: ``user``, ``api_key``, ``contact``, ``system``, ``automation``..."""
+
+    type: str
+    id: uuid.UUID | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls("system", None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "id": str(self.id) if self.id else None}
+
+
+def set_publisher(publisher: Publisher | None) -> None:
+    """Install the after-commit publisher of this process (``None`` disables the fast path)."""
+    global _publisher
+    _publisher = publisher
+
+
+def emit(
+    session: Session,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    tenant_id: uuid.UUID,
+    actor: Actor,
+    causation_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Write an outbox row in the session's transaction and return the event id."""
+    if not is_known(event_type):
+        raise ValueError(f"unknown event type {event_type!r}; add it to shared.event_types")
+    event_id = uuid.uuid4()
+    sweep_after = dt.timedelta(seconds=get_settings().outbox_sweep_after_seconds)
+    # NOTE: "due" is computed by the database clock, the same one the sweeper reads.
+    # PERF: a Core insert, not an ORM add: emit() sits on every write path.
+    session.execute(
+        insert(OutboxEvent).values(
+            id=event_id,
+            tenant_id=tenant_id,
+            type=event_type,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            data=data,
+            causation_id=causation_id,
+            next_sweep_at=func.now() + sweep_after,
+        )
+    )
+    session.info.setdefault(_PENDING_KEY, []).append(PendingEvent(event_id, tenant_id))
+    return event_id
+
+
+def publish(events: Sequence[PendingEvent]) -> None:
+    """Hand committed events to the publisher; failures are logged, the sweeper retries."""
+    if not events or _publisher is None:
+        return
+    try:
+        _publisher(events)
+    except Exception:
+        # NOTE: the transaction is committed; failing the caller now would only lie to
+        # it. The rows are pending and the sweeper re-enqueues them in a few seconds.
+        log.warning(
+            "outbox fast path failed for %d event(s); the sweeper will re-drive them",
+            len(events),
+            exc_info=True,
+        )
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    publish(session.info.pop(_PENDING_KEY, ()))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
+    # NOTE: a rolled-back savepoint leaves the outer transaction's events to publish;
+    # ids of rows it discarded are harmless (dispatch_event skips unknown ids).
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING_KEY, None)

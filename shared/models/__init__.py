@@ -1,0 +1,21 @@
+"""Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
+
+from shared.models.activity import ActivityLog
+from shared.models.base import Base
+from shared.models.identity import ApiKey, RevokedToken, Role, User
+from shared.models.operations import DeadLetter, SchedulerHeartbeat
+from shared.models.outbox import OutboxEvent
+from shared.models.tenancy import Tenant
+
+__all__ = [
+    "ActivityLog",
+    "ApiKey",
+    "Base",
+    "DeadLetter",
+    "OutboxEvent",
+    "RevokedToken",
+    "Role",
+    "SchedulerHeartbeat",
+    "Tenant",
+    "User",
+]

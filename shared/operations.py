@@ -1,0 +1,161 @@
+"""What operators and tenant admins read about the platform's health and background work."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from shared import dead_letters, queue_stats, worker_metrics
+from shared.config import get_settings
+from shared.errors import DependencyUnavailable
+from shared.models import OutboxEvent
+from shared.redis_client import get_redis
+from shared.scheduler_status import scheduler_status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HealthReport:
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def down(self) -> list[str]:
+        return [name for name, check in self.checks.items() if not check["ok"]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": "down" if self.down else "ok", "down": self.down, "checks": self.checks}
+
+
+def _timed(check) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result = check() or {}
+        ok = result.pop("ok", True)
+    except (SQLAlchemyError, RedisError, queue_stats.BrokerUnavailable, OSError) as exc:
+        # APPSEC: the endpoint is public; the details (hosts, database names) go to the log.
+        log.warning("health check %s failed", check.__name__, exc_info=True)
+        result, ok = {"error": f"unreachable ({type(exc).__name__})"}, False
+    return {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 2), **result}
+
+
+def health(session: Session, queue_names: Sequence[str]) -> HealthReport:
+    """Check PostgreSQL, Redis, the broker's queues and the scheduler heartbeat."""
+    report = HealthReport()
+
+    def database():
+        session.execute(text("SELECT 1"))
+
+    def scheduler():
+        status = scheduler_status(session)
+        if status is None:
+            return {"ok": False, "error": "no scheduler has ever run"}
+        return {
+            "ok": status.healthy,
+            "heartbeat_age_seconds": round(status.age_seconds, 2),
+            "leader": {"hostname": status.hostname, "pid": status.pid},
+        }
+
+    def redis_ping():
+        get_redis().ping()
+
+    def broker():
+        return {"queues": queue_stats.queue_depths(queue_names)}
+
+    report.checks["database"] = _timed(database)
+    report.checks["redis"] = _timed(redis_ping)
+    report.checks["broker"] = _timed(broker)
+    if report.checks["database"]["ok"]:
+        report.checks["scheduler"] = _timed(scheduler)
+    else:
+        report.checks["scheduler"] = {"ok": False, "error": "unknown: the database is down"}
+    session.rollback()
+    return report
+
+
+def outbox_backlog(session: Session, tenant_id: uuid.UUID | None) -> dict[str, Any]:
+    """Pending outbox events and the age of the oldest (the dispatch lag)."""
+    query = select(
+        func.count(),
+        func.extract("epoch", func.clock_timestamp() - func.min(OutboxEvent.occurred_at)),
+    ).where(OutboxEvent.status == "pending")
+    if tenant_id is not None:
+        query = query.where(OutboxEvent.tenant_id == tenant_id)
+    pending, oldest = session.execute(query).one()
+    failed_query = select(func.count()).where(OutboxEvent.status == "failed")
+    if tenant_id is not None:
+        failed_query = failed_query.where(OutboxEvent.tenant_id == tenant_id)
+    return {
+        "pending": pending,
+        "oldest_pending_age_seconds": round(float(oldest), 3) if oldest is not None else None,
+        "failed": session.scalar(failed_query),
+    }
+
+
+def worker_metrics_report(
+    session: Session,
+    queue_names: Sequence[str],
+    *,
+    tenant_id: uuid.UUID | None,
+    minutes: int,
+) -> dict[str, Any]:
+    """Per-actor throughput, failures and latency, queue depths, dead letters, outbox lag.
+
+    With ``tenant_id`` the counts are that tenant's messages only; queue depths
+    are platform-wide (they say how busy the workers are, nothing about tenants).
+    """
+    settings = get_settings()
+    try:
+        report = worker_metrics.snapshot(
+            get_redis(), settings.redis_namespace, minutes=minutes, tenant_id=tenant_id
+        )
+    except worker_metrics.MetricsUnavailable as exc:
+        raise DependencyUnavailable("Worker metrics are unavailable: Redis is down") from exc
+    try:
+        report["queues"] = queue_stats.queue_depths(queue_names)
+    except queue_stats.BrokerUnavailable as exc:
+        report["queues"] = None
+        report["broker_error"] = str(exc)
+    latest = dead_letters.list_dead_letters(session, tenant_id=tenant_id, limit=20)
+    report["dead_letters"] = {
+        "count": dead_letters.count_dead_letters(session, tenant_id=tenant_id),
+        "latest": [
+            {
+                "id": str(row.id),
+                "message_id": row.message_id,
+                "queue": row.queue_name,
+                "actor": row.actor_name,
+                "retries": row.retries,
+                "error": row.error,
+                "failed_at": row.failed_at.isoformat(),
+            }
+            for row in latest
+        ],
+    }
+    report["outbox"] = outbox_backlog(session, tenant_id)
+    return report
+
+
+def prometheus_exposition(session: Session, queue_names: Sequence[str]) -> bytes:
+    settings = get_settings()
+    try:
+        depths = queue_stats.queue_depths(queue_names)
+    except queue_stats.BrokerUnavailable:
+        depths = None
+    try:
+        dead = dead_letters.count_dead_letters(session)
+    except SQLAlchemyError:
+        dead = None
+    try:
+        return worker_metrics.render_prometheus(get_redis(), settings.redis_namespace, depths, dead)
+    except worker_metrics.MetricsUnavailable as exc:
+        raise DependencyUnavailable("Worker metrics are unavailable: Redis is down") from exc

@@ -1,0 +1,80 @@
+"""Keyset pagination over ``(created_at DESC, id DESC)``, the order every list shares.
+
+The cursor is opaque to clients: URL-safe base64 of the last row's sort key. A
+page query costs one index range scan whatever the page number, unlike OFFSET.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from shared.errors import DomainError
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class InvalidCursor(DomainError):
+    status, code = 400, "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(row_id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return dt.datetime.fromisoformat(created), uuid.UUID(row_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor(
+            "Invalid cursor", details=[{"field": "cursor", "message": "not a cursor"}]
+        ) from exc
+
+
+def paginate(
+    session: Session,
+    query: Select[Any],
+    *,
+    created_at: InstrumentedAttribute[dt.datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[Any]:
+    """Run ``query`` newest first from ``cursor`` and return one page and the next cursor."""
+    if cursor:
+        after_created, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                created_at < after_created,
+                and_(created_at == after_created, id_column < after_id),
+            )
+        )
+    rows = session.scalars(
+        query.order_by(created_at.desc(), id_column.desc()).limit(limit + 1)
+    ).all()
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(getattr(last, created_at.key), getattr(last, id_column.key))
+    return Page(items, next_cursor)

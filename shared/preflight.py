@@ -1,0 +1,65 @@
+"""Check that PostgreSQL and Redis answer before the platform starts, and say how to fix it."""
+
+from __future__ import annotations
+
+import sys
+
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from shared.config import get_settings
+
+_START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+_START_REDIS = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
+)
+
+
+def check_postgres(url: str) -> str | None:
+    server = make_url(url).set(database="postgres")
+    engine = create_engine(server, pool_pre_ping=False, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return str(exc.orig).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+    return None
+
+
+def check_redis(url: str) -> str | None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return str(exc)
+    finally:
+        client.close()
+    return None
+
+
+def main() -> int:
+    settings = get_settings()
+    problems = []
+    pg_url = make_url(settings.database_url)
+    if error := check_postgres(settings.database_url):
+        problems.append(
+            f"PostgreSQL is not reachable at {pg_url.host}:{pg_url.port or 5432} "
+            f"(DATABASE_URL={pg_url.render_as_string(hide_password=True)}): {error}\n"
+            f"  start it with: {_START_POSTGRES}\n  or point DATABASE_URL at a running server."
+        )
+    if error := check_redis(settings.redis_url):
+        problems.append(
+            f"Redis is not reachable at {settings.redis_url} (REDIS_URL): {error}\n"
+            f"  start it with: {_START_REDIS}\n  or point REDIS_URL at a running server."
+        )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

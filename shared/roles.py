@@ -1,0 +1,131 @@
+"""Roles: named sets of permission keys. Built-ins are seeded per tenant; ``admin`` is fixed."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events import emit
+from shared.models import Role, User
+from shared.permissions import ALL_KEYS
+from shared.schemas.identity import RoleView
+
+
+def list_roles(session: Session, ctx: Ctx) -> list[Role]:
+    ctx.require("roles.manage")
+    return list(
+        session.scalars(
+            select(Role)
+            .where(Role.tenant_id == ctx.tenant_id)
+            .order_by(Role.is_builtin.desc(), Role.name)
+        )
+    )
+
+
+def get_role(session: Session, ctx: Ctx, role_id: uuid.UUID, *, for_update: bool = False) -> Role:
+    ctx.require("roles.manage")
+    query = select(Role).where(Role.tenant_id == ctx.tenant_id, Role.id == role_id)
+    if for_update:
+        query = query.with_for_update()
+    role = session.scalars(query).one_or_none()
+    if role is None:
+        raise NotFound("Role not found")
+    return role
+
+
+def _check_permissions(keys: list[str]) -> list[str]:
+    unknown = sorted(set(keys) - ALL_KEYS)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown permission keys: {', '.join(unknown)}",
+            details=[
+                {"field": f"permissions[{keys.index(k)}]", "message": f"unknown permission '{k}'"}
+                for k in unknown
+            ],
+        )
+    return sorted(set(keys))
+
+
+def _name_taken(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | None = None) -> bool:
+    query = exists().where(Role.tenant_id == ctx.tenant_id, func.lower(Role.name) == name.lower())
+    if except_id:
+        query = query.where(Role.id != except_id)
+    return bool(session.scalar(select(query)))
+
+
+def create_role(
+    session: Session, ctx: Ctx, *, name: str, permissions: list[str], description: str = ""
+) -> Role:
+    ctx.require("roles.manage")
+    keys = _check_permissions(permissions)
+    if _name_taken(session, ctx, name):
+        raise Conflict(
+            f"A role named '{name}' exists",
+            details=[{"field": "name", "message": "already used in this workspace"}],
+        )
+    role = Role(tenant_id=ctx.tenant_id, name=name, description=description, permissions=keys)
+    session.add(role)
+    session.flush()
+    session.refresh(role)
+    data = RoleView.data(role)
+    activity.record(session, ctx, "role.created", "role", role.id, after=data)
+    emit(session, "role.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return role
+
+
+def update_role(
+    session: Session,
+    ctx: Ctx,
+    role_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    permissions: list[str] | None = None,
+) -> Role:
+    """Change a role; ``admin`` is immutable and built-ins keep their names."""
+    role = get_role(session, ctx, role_id, for_update=True)
+    if role.name == "admin" and role.is_builtin:
+        raise Conflict("The admin role holds every permission and cannot be edited")
+    before = RoleView.data(role)
+    if name is not None and name != role.name:
+        if role.is_builtin:
+            raise Conflict("Built-in roles cannot be renamed")
+        if _name_taken(session, ctx, name, except_id=role.id):
+            raise Conflict(
+                f"A role named '{name}' exists",
+                details=[{"field": "name", "message": "already used in this workspace"}],
+            )
+        role.name = name
+    if description is not None:
+        role.description = description
+    if permissions is not None:
+        role.permissions = _check_permissions(permissions)
+    session.flush()
+    session.refresh(role)
+    after = RoleView.data(role)
+    activity.record(session, ctx, "role.updated", "role", role.id, before=before, after=after)
+    emit(session, "role.updated", after, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return role
+
+
+def delete_role(session: Session, ctx: Ctx, role_id: uuid.UUID) -> None:
+    role = get_role(session, ctx, role_id, for_update=True)
+    if role.is_builtin:
+        raise Conflict("Built-in roles cannot be deleted")
+    holders = session.scalar(
+        select(func.count()).where(User.role_id == role.id, User.deleted_at.is_(None))
+    )
+    if holders:
+        raise Conflict(
+            f"{holders} agent(s) hold this role; give them another role first",
+            details=[{"field": "role", "message": f"held by {holders} agent(s)"}],
+        )
+    before = RoleView.data(role)
+    session.delete(role)
+    activity.record(session, ctx, "role.deleted", "role", role.id, before=before)
+    emit(session, "role.deleted", before, tenant_id=ctx.tenant_id, actor=ctx.actor)

@@ -1,0 +1,94 @@
+"""Registering a tenant: the tenant, its built-in roles and its first admin, in one transaction."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Conflict
+from shared.events import Actor, emit
+from shared.models import Role, Tenant, User
+from shared.permissions import BUILTIN_ROLES
+from shared.schemas.identity import AgentView
+from shared.security import hash_password
+
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    tenant: Tenant
+    admin: User
+
+
+def slugify(name: str) -> str:
+    slug = _SLUG_JUNK.sub("-", name.lower()).strip("-")[:48]
+    return slug or "workspace"
+
+
+def _free_slug(session: Session, base: str) -> str:
+    """Return ``base`` or, when taken, ``base-<random>``; an explicit slug is never altered."""
+    candidate = base
+    while session.scalar(select(exists().where(Tenant.slug == candidate))):
+        candidate = f"{base}-{secrets.token_hex(3)}"
+    return candidate
+
+
+def create_builtin_roles(session: Session, tenant: Tenant) -> dict[str, Role]:
+    roles = {
+        name: Role(
+            tenant_id=tenant.id,
+            name=name,
+            description=description,
+            permissions=list(keys),
+            is_builtin=True,
+        )
+        for name, (description, keys) in BUILTIN_ROLES.items()
+    }
+    session.add_all(roles.values())
+    return roles
+
+
+def register_tenant(
+    session: Session,
+    *,
+    organization_name: str,
+    full_name: str,
+    email: str,
+    password: str,
+    slug: str | None = None,
+    timezone: str = "UTC",
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Registration:
+    """Create a tenant with its roles and admin user; a taken explicit ``slug`` is a 409."""
+    if slug:
+        if session.scalar(select(exists().where(Tenant.slug == slug))):
+            raise Conflict(f"The workspace slug '{slug}' is taken")
+    else:
+        slug = _free_slug(session, slugify(organization_name))
+    tenant = Tenant(name=organization_name, slug=slug, timezone=timezone)
+    session.add(tenant)
+    session.flush()
+    roles = create_builtin_roles(session, tenant)
+    admin = User(
+        tenant_id=tenant.id,
+        role=roles["admin"],
+        email=email,
+        full_name=full_name,
+        password_hash=hash_password(password),
+    )
+    session.add(admin)
+    session.flush()
+    session.refresh(admin)
+    ctx = Ctx.system(tenant.id, actor=Actor("user", admin.id))
+    data = AgentView.data(admin)
+    activity.record(session, ctx, "tenant.registered", "tenant", tenant.id, after={"slug": slug})
+    emit(session, "agent.created", data, tenant_id=tenant.id, actor=ctx.actor)
+    return Registration(tenant, admin)

@@ -1,0 +1,128 @@
+"""Health, worker metrics and the Prometheus endpoint through HTTP."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import dramatiq
+import pytest
+from sqlalchemy import delete, text
+
+from shared.db import session_scope
+from shared.models import SchedulerHeartbeat
+
+OPERATOR = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
+
+
+def _beat(age_seconds: float) -> None:
+    with session_scope() as session:
+        session.execute(delete(SchedulerHeartbeat))
+        session.execute(
+            text(
+                "INSERT INTO scheduler_heartbeats (name, instance_id, hostname, pid, leader_since,"
+                " beat_at) VALUES ('scheduler', 'test', 'host', 1, now(),"
+                " clock_timestamp() - make_interval(secs => :age))"
+            ),
+            {"age": age_seconds},
+        )
+
+
+@pytest.fixture
+def heartbeat():
+    yield _beat
+    with session_scope() as session:
+        session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.instance_id == "test"))
+
+
+def test_health_ok_when_everything_answers(client, heartbeat):
+    heartbeat(0.1)
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 200, resp.text
+    body = resp.json
+    assert body["status"] == "ok" and body["down"] == []
+    assert set(body["checks"]) == {"database", "redis", "broker", "scheduler"}
+    assert "events" in body["checks"]["broker"]["queues"]
+    assert body["checks"]["scheduler"]["heartbeat_age_seconds"] < 5
+
+
+def test_health_503_names_a_stale_scheduler(client, heartbeat):
+    heartbeat(3600)
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 503
+    assert resp.json["down"] == ["scheduler"]
+    assert resp.json["checks"]["database"]["ok"] is True
+
+
+@dramatiq.actor(queue_name="test_api_metrics", max_retries=2, min_backoff=10, max_backoff=20)
+def always_fails(marker: str) -> None:
+    raise RuntimeError(f"boom {marker}")
+
+
+def test_dead_letter_visible_in_worker_metrics_and_prometheus(worker, broker, workspace):
+    _, supervisor_token = workspace.create_agent(role="supervisor")
+    _, agent_token = workspace.create_agent(role="agent")
+    marker = uuid.uuid4().hex
+    always_fails.send_with_options(args=(marker,), tenant_id=workspace.tenant["id"])
+    broker.join("test_api_metrics", timeout=10_000)
+
+    deadline = time.monotonic() + 10
+    while True:
+        view = workspace.call("GET", "/api/automation/worker-metrics", token=supervisor_token)
+        assert view.status_code == 200, view.text
+        if view.json["dead_letters"]["count"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    body = view.json
+    assert body["tenant_id"] == workspace.tenant["id"]
+    totals = body["actors"]["always_fails"]["totals"]
+    assert totals["failed"] == 3 and totals["dead_lettered"] == 1
+    latest = body["dead_letters"]["latest"][0]
+    assert latest["actor"] == "always_fails" and marker in latest["error"]
+    assert "test_api_metrics" in body["queues"] or body["queues"] is not None
+    assert body["outbox"]["pending"] >= 0
+
+    assert (
+        workspace.call("GET", "/api/automation/worker-metrics", token=agent_token).status_code
+        == 403
+    )
+    assert workspace.client.simulate_get("/api/automation/worker-metrics").status_code == 401
+
+    platform = workspace.client.simulate_get("/api/automation/worker-metrics", headers=OPERATOR)
+    assert platform.status_code == 200 and platform.json["tenant_id"] is None
+    assert platform.json["actors"]["always_fails"]["totals"]["dead_lettered"] >= 1
+
+    scrape = workspace.client.simulate_get("/metrics", headers=OPERATOR)
+    assert scrape.status_code == 200
+    assert 'actor="always_fails"' in scrape.text and "omnistream_dead_letters" in scrape.text
+    assert workspace.client.simulate_get("/metrics").status_code == 401
+
+
+def test_worker_metrics_refuses_bad_windows(workspace):
+    for minutes in ("0", "100000", "soon"):
+        resp = workspace.call("GET", "/api/automation/worker-metrics", params={"minutes": minutes})
+        assert resp.status_code == 400
+
+
+def test_openapi_document_and_offline_docs(client):
+    doc = client.simulate_get("/api/openapi.json").json
+    assert doc["openapi"] == "3.1.0"
+    create = doc["paths"]["/api/agents"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AgentCreate"
+    }
+    assert "agents.manage" in create["description"]
+    assert set(doc["components"]["schemas"]["AgentCreate"]["required"]) == {
+        "email",
+        "full_name",
+        "role",
+    }
+    assert doc["paths"]["/api/agents/{id}"]["get"]["parameters"][0]["schema"]["format"] == "uuid"
+    listed = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert ("/api/auth/register", "post") in listed and ("/api/health", "get") in listed
+    page = client.simulate_get("/api/docs")
+    assert page.status_code == 200 and "/api/docs/static/swagger-ui-bundle.js" in page.text
+    assert "http" not in page.text.split("<body>")[1].replace("/api/", "")
+    asset = client.simulate_get("/api/docs/static/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000

@@ -1,0 +1,117 @@
+"""Roles, permissions and API keys through HTTP."""
+
+from __future__ import annotations
+
+from shared.permissions import ALL_KEYS
+
+
+def test_builtin_roles_and_permission_catalogue(workspace):
+    roles = workspace.call("GET", "/api/roles").json
+    by_name = {r["name"]: r for r in roles}
+    assert set(by_name) == {"admin", "supervisor", "agent"}
+    assert set(by_name["admin"]["permissions"]) == ALL_KEYS
+    assert "conversations.manage" in by_name["supervisor"]["permissions"]
+    assert "roles.manage" not in by_name["supervisor"]["permissions"]
+    assert by_name["agent"]["permissions"] == []
+    catalogue = workspace.call("GET", "/api/permissions").json
+    assert {p["key"] for p in catalogue} == ALL_KEYS
+
+
+def test_custom_role_lifecycle_and_effect(workspace):
+    ws = workspace
+    role = ws.call(
+        "POST",
+        "/api/roles",
+        json={"name": "Auditor", "permissions": ["activity_logs.view", "roles.manage"]},
+    )
+    assert role.status_code == 201, role.text
+    role_id = role.json["id"]
+    agent, token = ws.create_agent(role="auditor")
+    assert ws.call("GET", "/api/activity-logs", token=token).status_code == 200
+    assert ws.call("GET", "/api/roles", token=token).status_code == 200
+
+    # Permissions are read per request: revoking one applies at once.
+    patched = ws.call("PATCH", f"/api/roles/{role_id}", json={"permissions": ["roles.manage"]})
+    assert patched.json["permissions"] == ["roles.manage"]
+    assert ws.call("GET", "/api/activity-logs", token=token).status_code == 403
+
+    in_use = ws.call("DELETE", f"/api/roles/{role_id}")
+    assert in_use.status_code == 409
+    ws.call("PATCH", f"/api/agents/{agent['id']}", json={"role": "agent"})
+    assert ws.call("DELETE", f"/api/roles/{role_id}").status_code == 204
+    assert ws.call("GET", f"/api/roles/{role_id}").status_code == 404
+
+
+def test_role_rules(workspace, other_workspace):
+    ws = workspace
+    roles = {r["name"]: r["id"] for r in ws.call("GET", "/api/roles").json}
+    assert (
+        ws.call("PATCH", f"/api/roles/{roles['admin']}", json={"description": "x"}).status_code
+        == 409
+    )
+    assert ws.call("DELETE", f"/api/roles/{roles['agent']}").status_code == 409
+    rename = ws.call("PATCH", f"/api/roles/{roles['supervisor']}", json={"name": "boss"})
+    assert rename.status_code == 409
+    unknown = ws.call("POST", "/api/roles", json={"name": "x", "permissions": ["nuke.all"]})
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["details"][0]["field"] == "permissions[0]"
+    dup = ws.call("POST", "/api/roles", json={"name": "ADMIN", "permissions": []})
+    assert dup.status_code == 409
+    theirs = other_workspace.call("GET", "/api/roles").json[0]["id"]
+    assert ws.call("GET", f"/api/roles/{theirs}").status_code == 404
+    assert ws.call("DELETE", f"/api/roles/{theirs}").status_code == 404
+    _, agent_token = ws.create_agent()
+    assert ws.call("GET", "/api/roles", token=agent_token).status_code == 403
+    assert ws.call("GET", "/api/permissions", token=agent_token).status_code == 403
+
+
+def test_api_keys_rules(workspace, other_workspace):
+    ws = workspace
+    _, agent_token = ws.create_agent()
+    assert (
+        ws.call("POST", "/api/api-keys", token=agent_token, json={"name": "x"}).status_code == 403
+    )
+    assert ws.call("GET", "/api/api-keys", token=agent_token).json == []
+    past = ws.call(
+        "POST", "/api/api-keys", json={"name": "old", "expires_at": "2001-01-01T00:00:00Z"}
+    )
+    assert past.status_code == 422
+    naive = ws.call(
+        "POST", "/api/api-keys", json={"name": "n", "expires_at": "2099-01-01T00:00:00"}
+    )
+    assert naive.status_code == 422
+    key = ws.call("POST", "/api/api-keys", json={"name": "mine"}).json
+    theirs = other_workspace.call("POST", "/api/api-keys", json={"name": "theirs"}).json
+    assert ws.call("DELETE", f"/api/api-keys/{theirs['id']}").status_code == 404
+    assert (
+        other_workspace.client.simulate_get(
+            "/api/agents", headers={"X-API-Key": theirs["key"]}
+        ).status_code
+        == 200
+    )
+    # A key acts with its creator's *current* permissions.
+    admin_key_caller = ws.client.simulate_get("/api/roles", headers={"X-API-Key": key["key"]})
+    assert admin_key_caller.status_code == 200
+    assert ws.call("DELETE", f"/api/api-keys/{key['id']}").status_code == 204
+
+
+def test_activity_log_records_who_did_what(workspace):
+    ws = workspace
+    agent = ws.call(
+        "POST", "/api/agents", json={"email": "log@example.com", "full_name": "L", "role": "agent"}
+    ).json
+    ws.call("PATCH", f"/api/agents/{agent['id']}", json={"full_name": "Logged"})
+    logs = ws.call("GET", "/api/activity-logs", params={"entity_id": agent["id"]}).json["items"]
+    assert [entry["action"] for entry in logs] == ["agent.updated", "agent.created"]
+    update = logs[0]
+    assert update["actor_type"] == "user" and update["actor_id"] == ws.admin["id"]
+    assert update["before"]["full_name"] == "L" and update["after"]["full_name"] == "Logged"
+    assert update["request_id"]
+    only_updates = ws.call("GET", "/api/activity-logs", params={"action": "agent.updated"})
+    assert {e["action"] for e in only_updates.json["items"]} == {"agent.updated"}
+    window = ws.call("GET", "/api/activity-logs", params={"from": "2999-01-01T00:00:00Z"}).json[
+        "items"
+    ]
+    assert window == []
+    bad = ws.call("GET", "/api/activity-logs", params={"from": "yesterday"})
+    assert bad.status_code == 400

@@ -1,0 +1,95 @@
+"""Fixtures shared by the whole suite: a database and a Redis namespace of this run's own.
+
+The environment is set before any project module is imported, because settings,
+the engine and the Dramatiq broker are built from it on first use. Every run
+creates ``omnistream_test_<random>``, migrates it with Alembic and drops it at the
+end; every Redis key it writes lives under ``omnistream-test-<random>``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+_RUN_ID = uuid.uuid4().hex[:10]
+_BASE_DB = os.environ.get("TEST_DATABASE_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
+os.environ.update(
+    ENV="test",
+    DATABASE_URL=f"{_BASE_DB}/omnistream_test_{_RUN_ID}",
+    REDIS_NAMESPACE=f"omnistream-test-{_RUN_ID}",
+    SECRET_KEY="test-secret-key-" + _RUN_ID * 4,
+    WORKER_TIMEOUT_MS="20",
+    OUTBOX_SWEEP_AFTER_SECONDS="1",
+    SCHEDULER_HEARTBEAT_SECONDS="0.5",
+    SCHEDULER_STANDBY_POLL_SECONDS="0.25",
+    METRICS_TOKEN="operator-token-" + _RUN_ID,
+)
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+
+# NOTE: declare the configured broker before any test module declares an actor;
+# otherwise Dramatiq would bind those actors to its own default broker.
+import workers.broker  # noqa: E402, F401
+from shared import migrate  # noqa: E402
+from shared.config import get_settings  # noqa: E402
+from shared.db import reset_engine  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
+    """Create and migrate this run's database; drop it when the run ends."""
+    url = get_settings().database_url
+    migrate.drop_database(url)
+    migrate.create_database(url)
+    migrate.upgrade(url)
+    yield url
+    reset_engine()
+    migrate.drop_database(url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_namespace():
+    """Yield this run's Redis key prefix and delete every key under it at the end."""
+    settings = get_settings()
+    yield settings.redis_namespace
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(f"{settings.redis_namespace}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def broker(database):
+    """The global Dramatiq broker, built from this run's settings."""
+    from workers.main import broker
+
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture(scope="session")
+def worker(broker):
+    """A real Dramatiq worker consuming every queue in this process, for the whole run."""
+    import dramatiq
+
+    worker = dramatiq.Worker(broker, worker_timeout=20, worker_threads=4)
+    worker.start()
+    yield worker
+    worker.stop(timeout=10_000)
+
+
+@pytest.fixture(scope="session")
+def app(database, broker):
+    from api.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app):
+    import falcon.testing
+
+    return falcon.testing.TestClient(app)

@@ -1,0 +1,59 @@
+"""Fixtures for the worker tests: a Redis client, a tenant row, and polling with a deadline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+import redis
+
+from shared.config import get_settings
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Return the first truthy value of ``predicate()``; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not met within {timeout} s: last value {value!r}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis.Redis.from_url(get_settings().redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace():
+    """This run's Redis namespace (the one the global broker and its Metrics use)."""
+    return get_settings().redis_namespace
+
+
+@pytest.fixture
+def scratch_namespace(namespace):
+    """A Redis namespace of this test's own, under the run's prefix (deleted at session end)."""
+    return f"{namespace}-scratch-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tenant(database) -> uuid.UUID:
+    """Insert a tenant with a unique slug and return its id."""
+    from shared.db import session_scope
+    from shared.models import Tenant
+
+    with session_scope() as session:
+        row = Tenant(name="Worker tests", slug=f"workers-{uuid.uuid4().hex[:12]}")
+        session.add(row)
+        session.flush()
+        return row.id

@@ -1,0 +1,124 @@
+"""dispatch_event end to end: the outbox fast path, idempotency, unknown ids, exhausted retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from shared import dispatch, events
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.models import DeadLetter, OutboxEvent
+from shared.queue_stats import redis_broker_namespace
+from tests.workers.conftest import wait_until
+from workers import publisher, queues
+from workers.actors.events import dispatch_event
+
+
+def _event(event_id: uuid.UUID) -> OutboxEvent:
+    with session_scope() as session:
+        return session.get(OutboxEvent, event_id)
+
+
+def _insert_event(tenant_id: uuid.UUID) -> uuid.UUID:
+    """Insert a pending outbox row *without* the fast path, and out of the sweeper's reach."""
+    with session_scope() as session:
+        row = OutboxEvent(
+            tenant_id=tenant_id,
+            type="agent.created",
+            actor_type="system",
+            data={"agent": {"id": "test"}},
+            next_sweep_at=func.now() + dt.timedelta(hours=1),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_emitted_event_is_dispatched_after_commit(broker, worker, tenant):
+    publisher.install()
+    with session_scope() as session:
+        event_id = events.emit(
+            session,
+            "agent.created",
+            {"agent": {"id": str(uuid.uuid4())}},
+            tenant_id=tenant,
+            actor=events.Actor.system(),
+        )
+    event = wait_until(lambda: (e := _event(event_id)).status == "processed" and e)
+    assert event.dispatched_at is not None and event.processed_at >= event.dispatched_at
+    assert event.dispatch_attempts == 1
+
+
+def test_dispatching_twice_processes_once(tenant):
+    event_id = _insert_event(tenant)
+    with session_scope() as session:
+        assert dispatch.dispatch(session, event_id) is dispatch.Outcome.PROCESSED
+    with session_scope() as session:
+        assert dispatch.dispatch(session, event_id) is dispatch.Outcome.ALREADY_DONE
+    assert _event(event_id).dispatch_attempts == 1
+
+
+def test_dispatch_event_sent_twice_processes_once(broker, worker, tenant):
+    event_id = _insert_event(tenant)
+    dispatch_event.send(str(event_id))
+    dispatch_event.send(str(event_id))
+    broker.join(queues.EVENTS, timeout=10_000)
+    event = _event(event_id)
+    assert (event.status, event.dispatch_attempts) == ("processed", 1)
+
+
+def test_unknown_event_id_is_a_no_op(broker, worker, redis_client):
+    unknown = uuid.uuid4()
+    with session_scope() as session:
+        assert dispatch.dispatch(session, unknown) is dispatch.Outcome.UNKNOWN
+    assert dispatch_event.fn(str(unknown)) is None
+
+    message = dispatch_event.send(str(uuid.uuid4()))
+    broker.join(queues.EVENTS, timeout=10_000)
+    # NOTE: join returns once the message left the queue; a nack would have moved it
+    # to the dead-letter set atomically before that, so this check is not racy.
+    dead_set = f"{redis_broker_namespace(get_settings())}:{queues.EVENTS}.XQ"
+    assert redis_client.zscore(dead_set, message.options["redis_message_id"]) is None
+
+
+@pytest.fixture
+def failing_target(tenant):
+    """A fan-out target that raises for ``tenant``'s events only, removed afterwards."""
+    name = f"tests.failing_target.{tenant}"
+
+    def target(session, event):
+        if event.tenant_id == tenant:
+            raise RuntimeError("target exploded")
+
+    dispatch.register_target(name, target)
+    yield name
+    dispatch.unregister_target(name)
+
+
+def test_failing_target_retries_then_marks_the_event_failed(broker, worker, tenant, failing_target):
+    event_id = _insert_event(tenant)
+    message = dispatch_event.send_with_options(
+        args=(str(event_id),), max_retries=2, min_backoff=10, max_backoff=50, tenant_id=str(tenant)
+    )
+    event = wait_until(lambda: (e := _event(event_id)).status == "failed" and e)
+    assert event.last_error == "dispatch_event exhausted its retries"
+    assert event.dispatch_attempts == 3  # each failed attempt is recorded on the row
+
+    def dead_letter():
+        with session_scope() as session:
+            return session.scalars(
+                select(DeadLetter).where(DeadLetter.message_id == message.message_id)
+            ).one_or_none()
+
+    row = wait_until(dead_letter)
+    assert (row.actor_name, row.queue_name, row.retries, row.tenant_id) == (
+        "dispatch_event",
+        queues.EVENTS,
+        2,
+        tenant,
+    )
+    assert "RuntimeError: target exploded" in row.error

@@ -1,0 +1,1 @@
+"""Dramatiq workers: the broker, its middleware and the actors, one module per job family."""

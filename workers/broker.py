@@ -1,0 +1,77 @@
+"""Build the Dramatiq broker from settings and make it the global broker.
+
+Redis is the default (``BROKER_URL`` unset or ``redis://``); ``amqp://`` selects
+RabbitMQ. Import this module before any actor module: Dramatiq binds actors to the
+global broker when they are declared.
+
+Retries are set on purpose (Dramatiq's default of 20 retries from 15 s is far too
+patient for most of our jobs): each actor names its own ``max_retries`` and
+backoff, and a message that exhausts them is dead-lettered, recorded in
+Postgres and counted in the worker metrics.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from shared.config import Settings, get_settings
+from shared.queue_stats import redis_broker_namespace
+from workers.dead_letters import DeadLetters
+from workers.metrics import Metrics
+from workers.tuning import WorkerTimeout
+
+#: Default retry policy for actors that do not set their own.
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_MIN_BACKOFF_MS = 1_000
+DEFAULT_MAX_BACKOFF_MS = 5 * 60_000
+#: Default bound on one job's run time; actors doing network I/O set their own.
+DEFAULT_TIME_LIMIT_MS = 5 * 60_000
+
+
+def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=DEFAULT_TIME_LIMIT_MS),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        CurrentMessage(),
+        Retries(
+            max_retries=DEFAULT_MAX_RETRIES,
+            min_backoff=DEFAULT_MIN_BACKOFF_MS,
+            max_backoff=DEFAULT_MAX_BACKOFF_MS,
+        ),
+        # NOTE: after-hooks run in reverse order, so these two see a message after
+        # Retries has decided whether it failed for good.
+        DeadLetters(),
+        Metrics(settings),
+        WorkerTimeout(settings.worker_timeout_ms),
+    ]
+
+
+def build_broker(settings: Settings | None = None) -> dramatiq.Broker:
+    """Return a new broker for ``settings`` (Redis, or RabbitMQ for ``amqp://`` URLs)."""
+    settings = settings or get_settings()
+    middleware = build_middleware(settings)
+    if settings.uses_rabbitmq:
+        return RabbitmqBroker(url=settings.effective_broker_url, middleware=middleware)
+    return RedisBroker(
+        url=settings.effective_broker_url,
+        namespace=redis_broker_namespace(settings),
+        middleware=middleware,
+    )
+
+
+broker = build_broker()
+dramatiq.set_broker(broker)
