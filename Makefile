@@ -40,7 +40,9 @@ lock:
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --generate-hashes \
 		--python-version 3.11 -o requirements.lock
 
-bench: migrate
+# The benchmarks create (and drop) databases of their own: no need to migrate the dev database.
+bench: install
+	$(BIN)/python -m shared.preflight
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 
 import falcon
 
-from api import errors
+from api import errors, resources
 from api.middleware import RequestContext
 from api.openapi import build_document
-from api.resources import activity_logs, agents, api_keys, auth, docs, operations, roles
+from api.resources import docs, operations
 from shared import logs
 from shared.config import get_settings
 
@@ -20,25 +22,17 @@ API_VERSION = "0.1.0"
 
 
 def routes() -> list[tuple[str, object]]:
-    """Every route and its resource, in API.md order (the OpenAPI document follows it)."""
-    return [
-        ("/api/auth/login", auth.LoginResource()),
-        ("/api/auth/me", auth.MeResource()),
-        ("/api/auth/logout", auth.LogoutResource()),
-        ("/api/auth/refresh", auth.RefreshResource()),
-        ("/api/auth/register", auth.RegisterResource()),
-        ("/api/agents", agents.AgentsResource()),
-        ("/api/agents/{id:uuid}", agents.AgentResource()),
-        ("/api/agents/{id:uuid}/status", agents.AgentStatusResource()),
-        ("/api/activity-logs", activity_logs.ActivityLogsResource()),
-        ("/api/roles", roles.RolesResource()),
-        ("/api/roles/{id:uuid}", roles.RoleResource()),
-        ("/api/permissions", roles.PermissionsResource()),
-        ("/api/api-keys", api_keys.ApiKeysResource()),
-        ("/api/api-keys/{id:uuid}", api_keys.ApiKeyResource()),
-        ("/api/health", operations.HealthResource()),
-        ("/api/automation/worker-metrics", operations.WorkerMetricsResource()),
-    ]
+    """Every route and its resource: each module of ``api.resources`` lists its ``ROUTES``.
+
+    Modules are read in name order, so a new endpoint group is one new module and
+    no edit here.
+    """
+    table: list[tuple[str, object]] = []
+    for module in sorted(pkgutil.iter_modules(resources.__path__), key=lambda m: m.name):
+        table += getattr(
+            importlib.import_module(f"{resources.__name__}.{module.name}"), "ROUTES", []
+        )
+    return table
 
 
 def create_app() -> falcon.App:

@@ -19,3 +19,8 @@ preload_app = False
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# NOTE: gunicorn 25+ opens a control socket at a fixed per-user path by default, so two
+# instances on one host (web + a benchmark, two deployments) would fight over it.
+# Set WEB_CONTROL_SOCKET to a path to get it back for `gunicornc`.
+control_socket = os.environ.get("WEB_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

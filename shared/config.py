@@ -8,7 +8,7 @@ and ``REDIS_URL``.
 from __future__ import annotations
 
 import functools
-import warnings
+import logging
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,12 +41,14 @@ class Settings(BaseSettings):
         None, description="redis://... (default: REDIS_URL) or amqp://... for RabbitMQ"
     )
     worker_timeout_ms: int = Field(
-        100,
+        50,
         ge=10,
         description=(
-            "how long an idle Dramatiq consumer waits before polling again. Lower means"
-            " lower enqueue-to-start latency and more idle Redis polls; 100 ms keeps the"
-            " outbox p99 under 50 ms, 1000 ms is Dramatiq's default"
+            "how long an idle Dramatiq consumer waits before polling again: the worst"
+            " enqueue-to-start delay when its queue was empty. Lower means lower latency at"
+            " low traffic and more idle Redis polls (about 320 commands/s per worker"
+            " process at 50 ms, 15 at Dramatiq's default of 1000 ms, which puts the outbox"
+            " p99 near 200 ms)"
         ),
     )
     outbox_sweep_after_seconds: float = Field(
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(12 * 3600, ge=60)
     cookie_secure: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    validate_responses: bool = Field(
+        False,
+        description=(
+            "check every fast-path response against its declared model (the test suite"
+            " turns it on; it costs CPU on every list)"
+        ),
+    )
     login_rate_limit_per_minute: int = Field(
         10, ge=1, description="failed logins per email and IP before 429"
     )
@@ -107,5 +116,7 @@ def get_settings() -> Settings:
         if settings.env == "production":
             raise RuntimeError("SECRET_KEY must be set in production")
         if settings.env == "development":
-            warnings.warn("SECRET_KEY is the development default", stacklevel=2)
+            logging.getLogger(__name__).warning(
+                "SECRET_KEY is the development default: set it before exposing this instance"
+            )
     return settings

@@ -35,10 +35,16 @@ def get_engine() -> Engine:
 
 
 @functools.cache
-def get_sessionmaker() -> sessionmaker[Session]:
-    # NOTE: expire_on_commit=False so objects stay readable for serialization after
-    # the commit that the API middleware performs at the end of a request.
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+def get_sessionmaker(*, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions on the shared engine; ``read_only`` ones autocommit each statement.
+
+    NOTE: expire_on_commit=False so objects stay readable for serialization after
+    the commit that the API performs at the end of a request.
+    """
+    engine = get_engine()
+    if read_only:
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @contextlib.contextmanager

@@ -53,16 +53,21 @@ def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
     no-op while the first is running; if the first then fails, the event stays
     pending and the retry (or the sweeper) handles it.
     """
-    event = session.scalars(
-        select(OutboxEvent).where(OutboxEvent.id == event_id).with_for_update(skip_locked=True)
+    # NOTE: the start time is read with the lock, not assigned as an SQL expression:
+    # that would be evaluated by the UPDATE at commit, after the targets ran.
+    row = session.execute(
+        select(OutboxEvent, func.clock_timestamp())
+        .where(OutboxEvent.id == event_id)
+        .with_for_update(skip_locked=True, of=OutboxEvent)
     ).one_or_none()
+    event, started_at = row if row is not None else (None, None)
     if event is None:
         exists = session.scalar(select(func.count()).where(OutboxEvent.id == event_id))
         return Outcome.IN_PROGRESS if exists else Outcome.UNKNOWN
     if event.status != "pending":
         return Outcome.ALREADY_DONE
     if event.dispatched_at is None:
-        event.dispatched_at = func.clock_timestamp()
+        event.dispatched_at = started_at
     event.dispatch_attempts += 1
     for name, target in _targets.items():
         log.debug("event %s -> target %s", event.id, name)

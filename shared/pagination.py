@@ -51,6 +51,44 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         ) from exc
 
 
+def _keyset(query: Select[Any], created_at, id_column, cursor: str | None) -> Select[Any]:
+    if cursor:
+        after_created, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                created_at < after_created,
+                and_(created_at == after_created, id_column < after_id),
+            )
+        )
+    return query.order_by(created_at.desc(), id_column.desc())
+
+
+def paginate_rows(
+    session: Session,
+    query: Select[Any],
+    *,
+    created_at: InstrumentedAttribute[dt.datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[dict[str, Any]]:
+    """Like :func:`paginate` for a query of columns: items are plain dicts.
+
+    The query must select ``created_at`` and ``id`` under those names.
+    PERF: hot lists use this to skip ORM object loading entirely.
+    """
+    query = _keyset(query, created_at, id_column, cursor).limit(limit + 1)
+    result = session.connection().execute(query)
+    keys = tuple(result.keys())
+    # PERF: zip over plain tuples is several times faster than RowMapping -> dict.
+    rows = [dict(zip(keys, row, strict=True)) for row in result]
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(items[-1]["created_at"], items[-1]["id"])
+    return Page(items, next_cursor)
+
+
 def paginate(
     session: Session,
     query: Select[Any],
@@ -61,17 +99,7 @@ def paginate(
     cursor: str | None = None,
 ) -> Page[Any]:
     """Run ``query`` newest first from ``cursor`` and return one page and the next cursor."""
-    if cursor:
-        after_created, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                created_at < after_created,
-                and_(created_at == after_created, id_column < after_id),
-            )
-        )
-    rows = session.scalars(
-        query.order_by(created_at.desc(), id_column.desc()).limit(limit + 1)
-    ).all()
+    rows = session.scalars(_keyset(query, created_at, id_column, cursor).limit(limit + 1)).all()
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

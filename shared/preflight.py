@@ -41,6 +41,19 @@ def check_redis(url: str) -> str | None:
     return None
 
 
+def check_rabbitmq(url: str) -> str | None:
+    import pika
+    import pika.exceptions
+
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = parameters.blocked_connection_timeout = 3
+    try:
+        pika.BlockingConnection(parameters).close()
+    except pika.exceptions.AMQPError as exc:
+        return repr(exc)
+    return None
+
+
 def main() -> int:
     settings = get_settings()
     problems = []
@@ -55,6 +68,12 @@ def main() -> int:
         problems.append(
             f"Redis is not reachable at {settings.redis_url} (REDIS_URL): {error}\n"
             f"  start it with: {_START_REDIS}\n  or point REDIS_URL at a running server."
+        )
+    if settings.uses_rabbitmq and (error := check_rabbitmq(settings.effective_broker_url)):
+        problems.append(
+            f"RabbitMQ is not reachable at BROKER_URL={make_url(settings.effective_broker_url)!s}"
+            f": {error}\n  start it with: rabbitmq-server -detached\n"
+            "  or unset BROKER_URL to use Redis as the broker."
         )
     for problem in problems:
         print(problem, file=sys.stderr)

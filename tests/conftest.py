@@ -23,6 +23,7 @@ os.environ.update(
     SCHEDULER_HEARTBEAT_SECONDS="0.5",
     SCHEDULER_STANDBY_POLL_SECONDS="0.25",
     METRICS_TOKEN="operator-token-" + _RUN_ID,
+    VALIDATE_RESPONSES="true",
 )
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -30,3 +30,6 @@ class ActivityLogsResource:
             cursor=query.cursor,
         )
         return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+ROUTES = [("/api/activity-logs", ActivityLogsResource())]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.endpoint import endpoint
+from api.endpoint import Plain, endpoint
 from api.schemas.common import Page
 from api.schemas.identity import AgentCreate, AgentListQuery, AgentStatusUpdate, AgentUpdate
 from shared import agents
@@ -15,7 +15,7 @@ class AgentsResource:
     @endpoint("List all agents", query=AgentListQuery, response=Page[AgentView], tags=TAGS)
     def on_get(self, req, resp, *, ctx, query: AgentListQuery):
         page = agents.list_agents(req.context.db, ctx, **query.model_dump())
-        return {"items": page.items, "next_cursor": page.next_cursor}
+        return Plain({"items": page.items, "next_cursor": page.next_cursor})
 
     @endpoint(
         "Create a new agent",
@@ -58,3 +58,10 @@ class AgentStatusResource:
     )
     def on_patch(self, req, resp, *, ctx, id, body: AgentStatusUpdate):
         return agents.set_status(req.context.db, ctx, id, body.status)
+
+
+ROUTES = [
+    ("/api/agents", AgentsResource()),
+    ("/api/agents/{id:uuid}", AgentResource()),
+    ("/api/agents/{id:uuid}/status", AgentStatusResource()),
+]

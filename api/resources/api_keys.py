@@ -33,3 +33,9 @@ class ApiKeyResource:
     @endpoint("Revoke an API key", status=204, tags=TAGS)
     def on_delete(self, req, resp, *, ctx, id):
         api_keys.revoke_key(req.context.db, ctx, id)
+
+
+ROUTES = [
+    ("/api/api-keys", ApiKeysResource()),
+    ("/api/api-keys/{id:uuid}", ApiKeyResource()),
+]

@@ -98,3 +98,12 @@ class RefreshResource:
         token = auth.refresh(ctx)
         set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
         return {"access_token": token.token, "expires_in": token.expires_in}
+
+
+ROUTES = [
+    ("/api/auth/login", LoginResource()),
+    ("/api/auth/me", MeResource()),
+    ("/api/auth/logout", LogoutResource()),
+    ("/api/auth/refresh", RefreshResource()),
+    ("/api/auth/register", RegisterResource()),
+]

@@ -77,3 +77,9 @@ class PrometheusResource:
             )
         resp.content_type = worker_metrics.CONTENT_TYPE
         resp.data = operations.prometheus_exposition(req.context.db, QUEUES)
+
+
+ROUTES = [
+    ("/api/health", HealthResource()),
+    ("/api/automation/worker-metrics", WorkerMetricsResource()),
+]

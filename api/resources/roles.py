@@ -57,3 +57,10 @@ class PermissionsResource:
             {"key": p.key, "description": p.description, "default_roles": list(p.defaults)}
             for p in PERMISSIONS
         ]
+
+
+ROUTES = [
+    ("/api/roles", RolesResource()),
+    ("/api/roles/{id:uuid}", RoleResource()),
+    ("/api/permissions", PermissionsResource()),
+]

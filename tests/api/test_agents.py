@@ -61,6 +61,8 @@ def test_list_agents_paginates_and_filters(workspace):
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 6
+    listed = ws.call("GET", "/api/agents", params={"limit": 1}).json["items"][0]
+    assert listed == ws.call("GET", f"/api/agents/{listed['id']}").json
     found = ws.call("GET", "/api/agents", params={"q": "pager 3"}).json["items"]
     assert [a["full_name"] for a in found] == ["Pager 3"]
     assert ws.call("GET", "/api/agents", params={"status": "online"}).json["items"] == []

@@ -1,0 +1,510 @@
+"""HTTP throughput and latency of the API under gunicorn, against a bare Falcon baseline.
+
+What it measures, in one run, all served with the Procfile's ``web`` command
+(``gunicorn --config python:api.gunicorn_conf <app>``: gthread, one process per CPU,
+4 threads each, keep-alive 5 s):
+
+``bare``
+    ``bench/bare_app.py``: a Falcon app answering a constant 15-byte JSON body, no
+    middleware. What gunicorn + Falcon cost per request on this machine: the baseline.
+``health``
+    ``GET /api/health`` of the real app: PostgreSQL ``SELECT 1``, Redis ``PING``, the broker's
+    queue depths and the scheduler heartbeat (a bench thread keeps a fresh heartbeat row,
+    so it answers 200; anything but 2xx counts as an error).
+``agents``
+    ``GET /api/agents?limit=100`` with a Bearer token: JWT check, one principal query,
+    a keyset page of 100 agents (each with its role) and their JSON, all 100 returned.
+
+Load comes from ``bench/loadgen.py`` (asyncio keep-alive client, 32 connections, one
+request in flight each) in a process of its own. Each target is warmed up, then measured
+for a fixed window; targets run in rounds, in order ``bare, health, agents`` and then
+reversed, so slow drift in the machine's load hits all of them alike. For each target
+the table gives req/s, p50/p99 latency, errors, server CPU per request (the gunicorn
+process tree), PostgreSQL CPU per request (every ``postgres`` process: noisy when other
+work shares the server), the client's CPU and the machine's busy %. Server CPU per
+request is the least noisy figure when the machine is shared.
+
+A keep-alive connection stays with the gunicorn process that accepted it, and the
+spread is often lopsided (each round prints it, e.g. ``3/29``). A window in which a
+process holds none of the connections measures one process, not the configuration:
+it is measured again (at most twice) and the repeat is reported.
+
+Targets: authenticated list req/s / bare req/s >= 30 %; no errors on any target.
+health / bare is printed for information.
+
+Run (from the repository root, PostgreSQL and Redis on 127.0.0.1)::
+
+    .venv/bin/python bench/http_api.py                 # 2 rounds x 3 targets x (2 + 10 s)
+    .venv/bin/python bench/http_api.py --duration 30 --rounds 3 --connections 64
+    .venv/bin/python bench/http_api.py --web-threads 8 # try other gunicorn settings
+    .venv/bin/python bench/http_api.py --json-out bench/results/http_api.json
+
+It creates and drops database ``omnistream_bench_<random>``, uses Redis namespace
+``omnistream-bench-<random>`` (deleted at the end) and starts and stops its own
+gunicorn processes. Exit status: 0 all targets pass, 1 a target failed, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+
+TARGETS = ("bare", "health", "agents")
+LIST_RATIO_GOAL = 0.30
+#: Times a measurement is repeated when a gunicorn process got none of the connections.
+MAX_REPEATS = 2
+LOADGEN = common.REPO_ROOT / "bench" / "loadgen.py"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="measured s per target")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up s per target")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over the 3 targets")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
+    parser.add_argument("--agents", type=int, default=100, help="agents listed (limit too)")
+    parser.add_argument("--web-concurrency", type=int, help="gunicorn processes (default CPUs)")
+    parser.add_argument("--web-threads", type=int, help="threads per process (default 4)")
+    parser.add_argument("--json-out", help="also write the figures as JSON to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the child logs")
+    args = parser.parse_args(argv)
+    if not (1 <= args.rounds <= 20 and 0 < args.duration <= 600 and 0 <= args.warmup <= 60):
+        parser.error("--rounds 1..20, --duration (0, 600] s, --warmup 0..60 s")
+    if not (1 <= args.agents <= 200 and 1 <= args.connections <= 512):
+        parser.error("--agents 1..200 (the API's page limit), --connections 1..512")
+    return args
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+class HeartbeatKeeper(threading.Thread):
+    """Keep the scheduler heartbeat row fresh (what a leading ``python -m scheduler`` does)."""
+
+    #: Bound on the beats of one run (two hours at the default pace).
+    MAX_BEATS = 3600
+
+    def __init__(self, every: float = 2.0) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.every = every
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+
+    def beat(self) -> None:
+        from sqlalchemy import func
+        from sqlalchemy.dialects.postgresql import insert
+
+        from shared.db import session_scope
+        from shared.models import SchedulerHeartbeat
+        from shared.scheduler_status import HEARTBEAT_NAME
+
+        values = {
+            "name": HEARTBEAT_NAME,
+            "instance_id": f"bench:{os.getpid()}",
+            "hostname": "bench",
+            "pid": os.getpid(),
+            "leader_since": dt.datetime.now(dt.UTC),
+            "beat_at": func.now(),
+        }
+        stmt = insert(SchedulerHeartbeat).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SchedulerHeartbeat.name], set_={"beat_at": func.now()}
+        )
+        with session_scope() as session:
+            session.execute(stmt)
+
+    def run(self) -> None:
+        for _ in range(self.MAX_BEATS):
+            if self.stopped.wait(self.every):
+                return
+            try:
+                self.beat()
+            except Exception as exc:  # health then reports 503, which the bench counts
+                self.error = exc
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(10)
+
+
+def seed_agents(port: int, agents: int) -> str:
+    """Register a tenant over HTTP, add agents up to ``agents`` with SQL; return the token."""
+    from sqlalchemy import insert, select
+
+    from shared.db import session_scope
+    from shared.models import Role, User
+
+    status, body = common.http_request(
+        port,
+        "POST",
+        "/api/auth/register",
+        body={
+            "organization_name": "Bench Inc",
+            "full_name": "Bench Admin",
+            "email": "admin@bench.example.com",
+            "password": "bench-password-0123456789",
+        },
+    )
+    if status != 201:
+        raise common.BenchError(f"POST /api/auth/register answered {status}: {body}")
+    token, tenant_id = body["access_token"], body["tenant"]["id"]
+    # PERF (of the set-up): one INSERT instead of 99 argon2-hashing POST /api/agents.
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with session_scope() as session:
+        role_id = session.scalar(
+            select(Role.id).where(Role.tenant_id == tenant_id, Role.name == "agent")
+        )
+        session.execute(
+            insert(User),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "role_id": role_id,
+                    "email": f"agent{i:03d}@bench.example.com",
+                    "full_name": f"Bench Agent {i:03d}",
+                    "avatar_url": f"https://avatars.example.com/{i:03d}.png",
+                    "status": "online" if i % 2 else "offline",
+                    "created_at": start + dt.timedelta(seconds=i),
+                    "updated_at": start + dt.timedelta(seconds=i),
+                }
+                for i in range(agents - 1)
+            ],
+        )
+    status, page = common.http_request(
+        port, "GET", f"/api/agents?limit={agents}", headers={"Authorization": f"Bearer {token}"}
+    )
+    if status != 200 or len(page.get("items", ())) != agents:
+        raise common.BenchError(f"GET /api/agents answered {status}, not {agents} items: {page}")
+    return token
+
+
+# --- one measurement -----------------------------------------------------------------------
+
+
+def measure(
+    args: argparse.Namespace,
+    bench: common.Bench,
+    name: str,
+    round_no: int,
+    port: int,
+    path: str,
+    headers: list[str],
+    server: common.Child,
+    servers: dict[str, common.Child],
+) -> dict:
+    """Run loadgen against one target; return its figures plus CPU use over the window."""
+    latencies_path = bench.log_dir / f"latencies-{name}-{round_no}.bin"
+    argv = [
+        sys.executable,
+        str(LOADGEN),
+        f"http://{common.LOOPBACK}:{port}{path}",
+        "--connections",
+        str(args.connections),
+        "--warmup",
+        str(args.warmup),
+        "--duration",
+        str(args.duration),
+        "--latencies-out",
+        str(latencies_path),
+        "--phases",
+    ]
+    for header in headers:
+        argv += ["-H", header]
+    limit = args.warmup + args.duration + 60
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=common.REPO_ROOT)
+    # NOTE: a watchdog bounds the reads below even if loadgen hangs.
+    watchdog = threading.Timer(limit, proc.kill)
+    watchdog.start()
+    try:
+        meter = common.CpuMeter({**{n: c.pid for n, c in servers.items()}, "loadgen": proc.pid})
+        start = end = None
+        spread: list[int] = []
+        result_line = ""
+        for line in proc.stdout:
+            if line.startswith("#measure-start"):
+                start = meter.sample()
+                spread = sorted(common.connections_per_process(server.pid, port).values())
+            elif line.startswith("#measure-end"):
+                end = meter.sample()
+            elif line.strip():
+                result_line = line
+        proc.wait(10)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    if proc.returncode != 0 or start is None or end is None:
+        raise common.BenchError(f"loadgen on {name} failed ({proc.returncode}): {result_line}")
+    server.check_alive()
+    result = json.loads(result_line)
+    usage = common.CpuMeter.usage(start, end)
+    server_name = next(n for n, c in servers.items() if c is server)
+    result.update(
+        target=name,
+        round=round_no,
+        server_cpu_s=usage.trees[server_name],
+        postgres_cpu_s=usage.postgres,
+        machine_busy_pct=usage.machine_busy_pct,
+        connections_per_worker=spread,
+        latencies_path=str(latencies_path),
+    )
+    print(
+        f"  round {round_no} {name:<7} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:6.1f} ms"
+        f"  p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}"
+        f"  server CPU {1000 * usage.trees[server_name] / max(result['requests'], 1):.3f} ms/req"
+        f"  machine busy {usage.machine_busy_pct:.0f} %"
+        f"  connections per worker {'/'.join(map(str, spread))}",
+        flush=True,
+    )
+    return result
+
+
+def combine(results: list[dict]) -> dict:
+    """Pool the rounds of one target: req/s over the summed windows, merged percentiles."""
+    latencies = array("d")
+    for result in results:
+        with open(result["latencies_path"], "rb") as f:
+            latencies.frombytes(f.read())
+    ordered = sorted(latencies)
+    requests = sum(r["requests"] for r in results)
+    window = sum(r["window_s"] for r in results)
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, count in result["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    return {
+        "requests": requests,
+        "window_s": window,
+        "rps": requests / window if window else float("nan"),
+        "rps_by_round": [r["rps"] for r in results],
+        "p50_ms": common.percentile(ordered, 50) * 1000,
+        "p90_ms": common.percentile(ordered, 90) * 1000,
+        "p99_ms": common.percentile(ordered, 99) * 1000,
+        "max_ms": ordered[-1] * 1000 if ordered else float("nan"),
+        "errors": sum(r["errors"] for r in results),
+        "statuses": statuses,
+        "server_cpu_ms_per_req": 1000 * sum(r["server_cpu_s"] for r in results) / max(requests, 1),
+        "postgres_cpu_ms_per_req": 1000
+        * sum(r["postgres_cpu_s"] for r in results)
+        / max(requests, 1),
+        "client_cpu_pct": sum(r["client_cpu_pct"] * r["window_s"] for r in results) / window,
+        "machine_busy_pct": sum(r["machine_busy_pct"] * r["window_s"] for r in results) / window,
+    }
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
+    workers = args.web_concurrency or os.cpu_count() or 1
+    threads = args.web_threads or 4
+    web_env: dict[str, str] = {}
+    if args.web_concurrency:
+        web_env["WEB_CONCURRENCY"] = str(args.web_concurrency)
+    if args.web_threads:
+        web_env["WEB_THREADS"] = str(args.web_threads)
+    gunicorn = [*common.executable("gunicorn"), "--config", "python:api.gunicorn_conf"]
+
+    with common.Bench("http_api", env, keep_logs=args.keep_logs) as bench:
+        keeper = HeartbeatKeeper()
+        keeper.beat()
+        keeper.start()
+        bench.callback(keeper.stop)
+
+        app_port, bare_port = common.free_ports(2)
+        started = time.monotonic()
+        web = bench.start(
+            "web", [*gunicorn, "api.app:create_app()"], {**web_env, "PORT": str(app_port)}
+        )
+        bare = bench.start(
+            "bare", [*gunicorn, "bench.bare_app:create_app()"], {**web_env, "PORT": str(bare_port)}
+        )
+        servers = {"web": web, "bare": bare}
+        health = common.wait_until(
+            lambda: common.http_request(app_port, "GET", "/api/health", timeout=5),
+            "GET /api/health answering",
+            timeout=90,
+            interval=0.2,
+            children=[web],
+        )
+        if health[0] != 200:
+            raise common.BenchError(f"GET /api/health answered {health[0]}: {health[1]}")
+        common.wait_until(
+            lambda: common.http_request(bare_port, "GET", "/", timeout=5)[0] == 200,
+            "the bare app answering",
+            timeout=90,
+            interval=0.2,
+            children=[bare],
+        )
+        print(f"[http_api] gunicorn up in {time.monotonic() - started:.1f} s", flush=True)
+        token = seed_agents(app_port, args.agents)
+
+        plan = {
+            "bare": (bare_port, "/", [], bare),
+            "health": (app_port, "/api/health", [], web),
+            "agents": (
+                app_port,
+                f"/api/agents?limit={args.agents}",
+                [f"Authorization: Bearer {token}"],
+                web,
+            ),
+        }
+        print(
+            f"[http_api] {args.rounds} round(s) x {len(TARGETS)} targets, {args.connections}"
+            f" connections, {args.warmup:g} s warm-up + {args.duration:g} s each",
+            flush=True,
+        )
+        results: dict[str, list[dict]] = {name: [] for name in TARGETS}
+        discarded: list[dict] = []
+        for round_no in range(1, args.rounds + 1):
+            order = TARGETS if round_no % 2 else tuple(reversed(TARGETS))
+            for name in order:
+                port, path, headers, server = plan[name]
+                for attempt in range(1 + MAX_REPEATS):
+                    result = measure(
+                        args, bench, name, round_no, port, path, headers, server, servers
+                    )
+                    spread = result["connections_per_worker"]
+                    if workers == 1 or min(spread, default=1) > 0 or attempt == MAX_REPEATS:
+                        break
+                    # A gunicorn process holding none of the keep-alive connections sits idle
+                    # for the whole window: that measures one process, not the configuration.
+                    print(f"    a worker got no connection ({spread}): measuring again")
+                    discarded.append(result)
+                results[name].append(result)
+        combined = {name: combine(results[name]) for name in TARGETS}
+        combined_discarded = len(discarded)
+        if keeper.error is not None:
+            print(f"warning: heartbeat refresh failed: {keeper.error!r}")
+
+    return report(args, workers, threads, combined, combined_discarded)
+
+
+def report(
+    args: argparse.Namespace, workers: int, threads: int, combined: dict, discarded: int
+) -> int:
+    bare = combined["bare"]
+    labels = {
+        "bare": "bare Falcon GET /",
+        "health": "GET /api/health",
+        "agents": f"GET /api/agents?limit={args.agents} (auth)",
+    }
+    common.print_table(
+        f"HTTP API under gunicorn gthread: {workers} processes x {threads} threads,"
+        f" {args.connections} keep-alive connections, {args.rounds} x {args.duration:g} s"
+        f" per target ({os.cpu_count()} CPUs)",
+        [
+            "target",
+            "req/s",
+            "vs bare",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "server CPU ms/req",
+            "pg CPU ms/req",
+            "client CPU %",
+            "machine busy %",
+            "req/s by round",
+        ],
+        [
+            (
+                labels[name],
+                common.fmt(c["rps"]),
+                f"{100 * c['rps'] / bare['rps']:.1f} %",
+                common.fmt(c["p50_ms"], 2),
+                common.fmt(c["p99_ms"], 2),
+                f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
+                common.fmt(c["server_cpu_ms_per_req"], 3),
+                common.fmt(c["postgres_cpu_ms_per_req"], 3),
+                common.fmt(c["client_cpu_pct"], 0),
+                common.fmt(c["machine_busy_pct"], 0),
+                " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
+            )
+            for name, c in combined.items()
+        ],
+    )
+    list_ratio = combined["agents"]["rps"] / bare["rps"]
+    health_ratio = combined["health"]["rps"] / bare["rps"]
+    print(
+        f"\nratios (same run): agents / bare = {100 * list_ratio:.1f} %,"
+        f" health / bare = {100 * health_ratio:.1f} %;"
+        f" server CPU per request: agents = "
+        f"{combined['agents']['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x bare,"
+        f" health = "
+        f"{combined['health']['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x bare"
+    )
+    if discarded:
+        print(
+            f"{discarded} measurement(s) repeated because a gunicorn process held none of the"
+            " connections (keep-alive connections stay with the process that accepted them)"
+        )
+    if bare["client_cpu_pct"] > 85:
+        print(
+            f"warning: the load generator used {bare['client_cpu_pct']:.0f} % of a core on the"
+            " bare target: it may be what limits the baseline"
+        )
+    targets = [
+        common.Target(
+            "authenticated list req/s / bare req/s",
+            f"{100 * list_ratio:.1f} %",
+            f">= {100 * LIST_RATIO_GOAL:.0f} %",
+            list_ratio >= LIST_RATIO_GOAL,
+        ),
+        *(
+            common.Target(f"errors on {labels[name]}", str(c["errors"]), "0", c["errors"] == 0)
+            for name, c in combined.items()
+        ),
+    ]
+    passed = common.print_targets("Targets (bench/http_api.py)", targets)
+    common.write_json(
+        args.json_out,
+        {
+            "benchmark": "http_api",
+            "settings": {
+                "workers": workers,
+                "threads": threads,
+                "connections": args.connections,
+                "rounds": args.rounds,
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "agents": args.agents,
+            },
+            "results": combined,
+            "ratios": {"agents_vs_bare": list_ratio, "health_vs_bare": health_ratio},
+            "repeated_measurements": discarded,
+            "targets": [t.__dict__ for t in targets],
+        },
+    )
+    return common.EXIT_PASS if passed else common.EXIT_FAIL
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = common.configure_environment()
+    try:
+        return run(args, env)
+    except common.BenchError as exc:
+        print(f"\nERROR: {exc}", file=sys.stderr)
+        return common.EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted (cleaned up)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
