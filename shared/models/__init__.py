@@ -3,6 +3,21 @@
 from shared.models.activity import ActivityLog
 from shared.models.base import Base
 from shared.models.identity import ApiKey, RevokedToken, Role, User
+from shared.models.inbox import (
+    ChatExpirationRule,
+    Contact,
+    Conversation,
+    ConversationRead,
+    Division,
+    DivisionMember,
+    Job,
+    Message,
+    Note,
+    NoteRevision,
+    QuickReply,
+    QuickReplyUsage,
+    Transfer,
+)
 from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
@@ -11,11 +26,24 @@ __all__ = [
     "ActivityLog",
     "ApiKey",
     "Base",
+    "ChatExpirationRule",
+    "Contact",
+    "Conversation",
+    "ConversationRead",
     "DeadLetter",
+    "Division",
+    "DivisionMember",
+    "Job",
+    "Message",
+    "Note",
+    "NoteRevision",
     "OutboxEvent",
+    "QuickReply",
+    "QuickReplyUsage",
     "RevokedToken",
     "Role",
     "SchedulerHeartbeat",
     "Tenant",
+    "Transfer",
     "User",
 ]

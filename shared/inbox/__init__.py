@@ -1,0 +1,1 @@
+"""The inbox domain: conversations, messages, contacts, notes, quick replies, divisions."""
