@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -566,3 +567,21 @@ def write_json(path: str | None, data: Any) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
         print(f"results written to {path}")
+
+
+def run_main(
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace, BenchEnv], int],
+    argv: list[str] | None = None,
+) -> int:
+    """The body of every benchmark's ``main``: parse, set the environment up, run, map errors."""
+    args = parse_args(argv)
+    env = configure_environment()
+    try:
+        return run(args, env)
+    except BenchError as exc:
+        print(f"\nERROR: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted (cleaned up)", file=sys.stderr)
+        return 130

@@ -428,16 +428,7 @@ def report(args: argparse.Namespace, default_ms: int, results: list[dict]) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    env = common.configure_environment()
-    try:
-        return run(args, env)
-    except common.BenchError as exc:
-        print(f"\nERROR: {exc}", file=sys.stderr)
-        return common.EXIT_ERROR
-    except KeyboardInterrupt:
-        print("\ninterrupted (cleaned up)", file=sys.stderr)
-        return 130
+    return common.run_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -82,11 +82,7 @@ def paginate_rows(
     keys = tuple(result.keys())
     # PERF: zip over plain tuples is several times faster than RowMapping -> dict.
     rows = [dict(zip(keys, row, strict=True)) for row in result]
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor(items[-1]["created_at"], items[-1]["id"])
-    return Page(items, next_cursor)
+    return _page(rows, limit, lambda last: (last["created_at"], last["id"]))
 
 
 def paginate(
@@ -100,9 +96,13 @@ def paginate(
 ) -> Page[Any]:
     """Run ``query`` newest first from ``cursor`` and return one page and the next cursor."""
     rows = session.scalars(_keyset(query, created_at, id_column, cursor).limit(limit + 1)).all()
+    return _page(
+        rows, limit, lambda last: (getattr(last, created_at.key), getattr(last, id_column.key))
+    )
+
+
+def _page(rows: Sequence[T], limit: int, sort_key: Callable[[T], tuple]) -> Page[T]:
+    """Cut the ``limit + 1`` rows fetched to a page; the extra row says there is a next one."""
     items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_cursor(getattr(last, created_at.key), getattr(last, id_column.key))
+    next_cursor = encode_cursor(*sort_key(items[-1])) if len(rows) > limit else None
     return Page(items, next_cursor)
