@@ -88,3 +88,20 @@ def test_unhandled_exception_is_500_with_request_id_and_no_internals(exploding_c
     assert "boom-1" in resp.json["error"]["message"]
     assert resp.json["error"]["details"] == [{"request_id": "boom-1"}]
     assert any("hunter2" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_nul_characters_are_refused_not_500(workspace):
+    body = '{"name": "evil\\u0000role", "permissions": []}'
+    resp = workspace.call(
+        "POST", "/api/roles", body=body, headers={"Content-Type": "application/json"}
+    )
+    _assert_envelope(resp, 422, "validation_error")
+    # A literal backslash-u sequence is ordinary text.
+    literal = '{"name": "slash\\\\u0000ok", "permissions": []}'
+    ok = workspace.call(
+        "POST", "/api/roles", body=literal, headers={"Content-Type": "application/json"}
+    )
+    assert ok.status_code == 201, ok.text
+    assert ok.json["name"] == "slash\\u0000ok"
+    query = workspace.call("GET", "/api/agents", params={"q": "a\x00b"})
+    _assert_envelope(query, 400, "bad_request")
