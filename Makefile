@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test lint format migrate lock bench clean
+.PHONY: install run test lint format migrate demo lock bench clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# A demo tenant with realistic volume (re-running refreshes it); prints the admin's login.
+# Pass flags with DEMO_ARGS, e.g. make demo DEMO_ARGS="--conversations 100000 --messages 1000000".
+demo: migrate
+	$(BIN)/python -m shared.demo $(DEMO_ARGS)
 
 # Re-pin every dependency after editing pyproject.toml (needs network access to PyPI).
 lock:

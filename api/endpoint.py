@@ -81,14 +81,22 @@ def _read_body(req: falcon.Request, limit: int) -> bytes:
 _JSON_NUL = b"\\u0000"
 
 
-def _has_nul(value: Any) -> bool:
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The path (``items[2].name``) of the first string holding a NUL, or None."""
     if isinstance(value, str):
-        return "\x00" in value
+        return (path or "body") if "\x00" in value else None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            if found := _nul_path(item, here):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _nul_path(item, f"{path}[{index}]"):
+                return found
+    return None
 
 
 def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> BaseModel:
@@ -103,10 +111,10 @@ def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> Base
             details=[{"field": "body", "message": str(exc)[:200]}],
         ) from exc
     # PERF: the byte search is the fast path; only a body that mentions \u0000 is walked.
-    if _JSON_NUL in raw and _has_nul(data):
+    if _JSON_NUL in raw and (field := _nul_path(data)):
         raise ValidationFailed(
             "Text fields must not contain NUL characters",
-            details=[{"field": "body", "message": "contains a NUL character (\\u0000)"}],
+            details=[{"field": field, "message": "must not contain NUL characters"}],
         )
     if not isinstance(data, dict):
         raise BadRequest(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared import events, outbox_sweeper
 from shared.db import session_scope
+from shared.inbox import expiration
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,27 @@ def sweep_outbox(session: Session) -> int:
     return outbox_sweeper.sweep(session, publish=events.publish)
 
 
+def expire_conversations(session: Session) -> dict[str, int]:
+    """Apply every active tenant's chat expiration rules (same work as the expire endpoint)."""
+    return expiration.expire_all(session).as_dict()
+
+
 JOBS: tuple[Job, ...] = (
+    # Both inbox jobs: misfire_grace_time=None (a late run still has due rows),
+    # coalesce=True (one run drains what several missed runs would), max_instances=1
+    # (an overlapping run would only skip the rows the first holds).
+    Job(
+        "reopen_snoozed",
+        expiration.reopen_snoozed,
+        IntervalTrigger(minutes=1, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
+    Job(
+        "expire_conversations",
+        expire_conversations,
+        IntervalTrigger(minutes=5, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
     # misfire_grace_time=None: a late sweep is still worth running. coalesce=True:
     # missed runs would sweep the same rows, one sweep does. max_instances=1: an
     # overlapping sweep could only skip the rows the first holds (SKIP LOCKED);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity, auth
@@ -16,6 +16,7 @@ from shared.models import ApiKey, Role, Tenant, User
 from shared.pagination import Page, paginate_rows
 from shared.schemas.identity import AgentView
 from shared.security import hash_password
+from shared.sql import contains_pattern
 
 #: Fields an agent may change on their own profile without ``agents.manage``.
 SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "password"})
@@ -41,6 +42,30 @@ _AGENT_COLUMNS = (
 )
 
 
+def live_agent_rows(ctx: Ctx) -> Select[Any]:
+    """The tenant's live agents as ``AgentView`` columns; narrow it, then :func:`page_of_agents`."""
+    return (
+        select(*_AGENT_COLUMNS)
+        .join(Role, Role.id == User.role_id)
+        .where(User.tenant_id == ctx.tenant_id, User.deleted_at.is_(None))
+    )
+
+
+def page_of_agents(
+    session: Session, query: Select[Any], *, limit: int, cursor: str | None
+) -> Page[dict[str, Any]]:
+    """One page of :func:`live_agent_rows` (narrowed) as plain dicts shaped like ``AgentView``.
+
+    PERF: agent lists are the API's busiest reads; rows, not ORM objects.
+    """
+    page = paginate_rows(
+        session, query, created_at=User.created_at, id_column=User.id, limit=limit, cursor=cursor
+    )
+    for item in page.items:
+        item["role"] = {"id": item.pop("role_id"), "name": item.pop("role_name")}
+    return page
+
+
 def list_agents(
     session: Session,
     ctx: Ctx,
@@ -51,28 +76,16 @@ def list_agents(
     role_id: uuid.UUID | None = None,
     q: str | None = None,
 ) -> Page[dict[str, Any]]:
-    """A page of live agents as plain dicts shaped like ``AgentView``.
-
-    PERF: the agent list is the API's busiest read; rows, not ORM objects.
-    """
-    query = (
-        select(*_AGENT_COLUMNS)
-        .join(Role, Role.id == User.role_id)
-        .where(User.tenant_id == ctx.tenant_id, User.deleted_at.is_(None))
-    )
+    """A page of live agents, newest first, filtered by status, role and a name/email search."""
+    query = live_agent_rows(ctx)
     if status:
         query = query.where(User.status == status)
     if role_id:
         query = query.where(User.role_id == role_id)
     if q:
-        pattern = "%" + q.replace("%", r"\%").replace("_", r"\_") + "%"
+        pattern = contains_pattern(q)
         query = query.where(User.full_name.ilike(pattern) | User.email.ilike(pattern))
-    page = paginate_rows(
-        session, query, created_at=User.created_at, id_column=User.id, limit=limit, cursor=cursor
-    )
-    for item in page.items:
-        item["role"] = {"id": item.pop("role_id"), "name": item.pop("role_name")}
-    return page
+    return page_of_agents(session, query, limit=limit, cursor=cursor)
 
 
 def get_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, *, for_update: bool = False) -> User:

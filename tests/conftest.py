@@ -24,6 +24,9 @@ os.environ.update(
     SCHEDULER_STANDBY_POLL_SECONDS="0.25",
     METRICS_TOKEN="operator-token-" + _RUN_ID,
     VALIDATE_RESPONSES="true",
+    # The webhook receivers of the tests listen on loopback over plain http.
+    WEBHOOK_ALLOW_HTTP="true",
+    WEBHOOK_SSRF_ALLOWLIST="127.0.0.1/32",
 )
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -94,3 +97,19 @@ def client(app):
     import falcon.testing
 
     return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def workspace(client):
+    """A freshly registered tenant, called as its admin."""
+    from tests.workspaces import register
+
+    return register(client)
+
+
+@pytest.fixture
+def other_workspace(client):
+    """A second tenant: its ids must be invisible to ``workspace``."""
+    from tests.workspaces import register
+
+    return register(client)

@@ -188,6 +188,9 @@ class Message(UUIDPrimaryKey, Base):
             text("created_at DESC"),
             text("id DESC"),
         ),
+        # PERF: tenant-wide newest-first scans: search candidates (the newest matches of a
+        # common word), date-range filters.
+        Index("ix_messages_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
         # PERF: btree_gin puts tenant_id inside the full-text index, so a search
         # never scans another tenant's postings.
         Index("ix_messages_search", "tenant_id", "search", postgresql_using="gin"),

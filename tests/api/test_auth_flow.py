@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.api.conftest import PASSWORD, register
+from tests.workspaces import PASSWORD, register
 
 
 def test_register_login_me_agents_keys_logout(client):

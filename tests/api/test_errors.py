@@ -96,6 +96,9 @@ def test_nul_characters_are_refused_not_500(workspace):
         "POST", "/api/roles", body=body, headers={"Content-Type": "application/json"}
     )
     _assert_envelope(resp, 422, "validation_error")
+    assert resp.json["error"]["details"] == [
+        {"field": "name", "message": "must not contain NUL characters"}
+    ]
     # A literal backslash-u sequence is ordinary text.
     literal = '{"name": "slash\\\\u0000ok", "permissions": []}'
     ok = workspace.call(

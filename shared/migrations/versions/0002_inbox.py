@@ -504,6 +504,12 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(
+        "ix_messages_tenant_created",
+        "messages",
+        ["tenant_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
+        unique=False,
+    )
+    op.create_index(
         "ix_messages_search",
         "messages",
         ["tenant_id", "search"],

@@ -1,12 +1,10 @@
-"""HTTP helpers: register workspaces and call the API as one of their users."""
+"""Workspaces for HTTP tests: register a tenant and call the API as one of its users."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
 from dataclasses import dataclass
-
-import pytest
 
 _counter = itertools.count()
 PASSWORD = "correct horse battery"
@@ -54,13 +52,3 @@ def register(client, **overrides) -> Workspace:
     assert resp.status_code == 201, resp.text
     data = resp.json
     return Workspace(client, data["tenant"], data["user"], data["access_token"])
-
-
-@pytest.fixture
-def workspace(client) -> Workspace:
-    return register(client)
-
-
-@pytest.fixture
-def other_workspace(client) -> Workspace:
-    return register(client)

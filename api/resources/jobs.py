@@ -1,0 +1,16 @@
+"""Jobs: the status and result of work answered 202 (bulk actions)."""
+
+from __future__ import annotations
+
+from api.endpoint import endpoint
+from api.schemas.conversations import JobView
+from shared import jobs
+
+
+class JobResource:
+    @endpoint("Get a job's status and result", response=JobView, tags=("Jobs",))
+    def on_get(self, req, resp, *, ctx, id):
+        return jobs.get(req.context.db, ctx, id)
+
+
+ROUTES = [("/api/jobs/{id:uuid}", JobResource())]

@@ -1,0 +1,98 @@
+"""Messages: a conversation's messages, outbound sends and the full-text search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+
+from api.endpoint import Plain, endpoint
+from api.errors import validation_details
+from api.schemas.common import ListQuery, Page
+from api.schemas.messages import MessageCreate, MessageSearchQuery
+from shared.errors import ValidationFailed
+from shared.inbox import messages, search
+from shared.schemas.messages import MessageSearchHit, MessageView
+
+TAGS = ("Messages",)
+
+_IDEMPOTENCY_KEY = TypeAdapter(
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+)
+
+
+def idempotency_key(req) -> str | None:
+    """The optional ``Idempotency-Key`` header, 1..255 characters."""
+    raw = req.get_header("Idempotency-Key")
+    if raw is None:
+        return None
+    try:
+        return _IDEMPOTENCY_KEY.validate_python(raw)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "Idempotency-Key is invalid", details=validation_details(exc, prefix="Idempotency-Key")
+        ) from exc
+
+
+class ConversationMessagesResource:
+    @endpoint(
+        "List messages in a conversation",
+        query=ListQuery,
+        response=Page[MessageView],
+        tags=TAGS,
+    )
+    def on_get(self, req, resp, *, ctx, id, query: ListQuery):
+        page = messages.list_messages(req.context.db, ctx, id, **query.model_dump())
+        return Plain({"items": page.items, "next_cursor": page.next_cursor})
+
+    @endpoint(
+        "Send an outbound message",
+        body=MessageCreate,
+        response=MessageView,
+        status=201,
+        description=(
+            "Stores the message as `queued` and emits message.created. Exactly one of `body`"
+            " and `template`. On WhatsApp, outside the contact's 24-hour window, only a"
+            " template may be sent (409 `window_closed`). `Idempotency-Key` (up to 255"
+            " characters): a repeat within 24 h returns the first message."
+        ),
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx, id, body: MessageCreate):
+        return messages.send_message(
+            req.context.db,
+            ctx,
+            id,
+            **body.model_dump(exclude_none=True),
+            idempotency_key=idempotency_key(req),
+        )
+
+
+class MessageSearchResource:
+    @endpoint(
+        "Search messages across conversations",
+        query=MessageSearchQuery,
+        response=Page[MessageSearchHit],
+        description=(
+            'Full-text search (web-search syntax: `"exact phrase"`, `or`, `-word`) over the'
+            " messages of the conversations the caller may see, best match first. Results"
+            f" stop after {search.MAX_RESULTS}."
+        ),
+        tags=TAGS,
+    )
+    def on_get(self, req, resp, *, ctx, query: MessageSearchQuery):
+        fields = query.model_dump()
+        page = search.search_messages(
+            req.context.db,
+            ctx,
+            **{k: v for k, v in fields.items() if k not in ("from_", "to")},
+            since=fields["from_"],
+            until=fields["to"],
+        )
+        return Plain({"items": page.items, "next_cursor": page.next_cursor})
+
+
+ROUTES = [
+    ("/api/conversations/{id:uuid}/messages", ConversationMessagesResource()),
+    ("/api/messages/search", MessageSearchResource()),
+]

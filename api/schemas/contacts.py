@@ -1,0 +1,135 @@
+"""Contacts: the list query and the fields an agent may correct."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
+
+from api.schemas.common import Input, ListQuery, Name
+from shared.models.inbox import CHANNELS
+
+MAX_TAGS = 20
+MAX_ATTRIBUTES = 50
+#: Bound on the JSON size of custom_attributes (it is stored in every contact row).
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+# ISO 3166-1 alpha-2, officially assigned codes.
+ISO_COUNTRIES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
+    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW
+    """.split()  # noqa: SIM905 (a table reads better than 249 quoted strings)
+)
+
+_PHONE_JUNK = re.compile(r"[\s().-]")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$")
+
+
+def _phone(value: str) -> str:
+    """E.164-ish: a leading +, then 7 to 15 digits; spaces, dots, dashes, parentheses dropped."""
+    compact = _PHONE_JUNK.sub("", value)
+    if not _E164.match(compact):
+        raise ValueError("must be an international number like +14155550123")
+    return compact
+
+
+def _country(value: str) -> str:
+    code = value.strip().upper()
+    if code not in ISO_COUNTRIES:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code like 'US'")
+    return code
+
+
+def _language(value: str) -> str:
+    """BCP 47-ish: language, optional script and region (``pt``, ``pt-BR``, ``zh-Hant-TW``)."""
+    tag = value.strip().replace("_", "-")
+    if not _BCP47.match(tag) or len(tag) > 16:
+        raise ValueError("must be a BCP 47 language tag like 'en' or 'pt-BR'")
+    parts = tag.split("-")
+    parts[0] = parts[0].lower()
+    for i, part in enumerate(parts[1:], start=1):
+        parts[i] = part.title() if len(part) == 4 else part.upper() if len(part) == 2 else part
+    return "-".join(parts)
+
+
+def _tags(values: list[str]) -> list[str]:
+    """Trimmed, lower-case, de-duplicated (first occurrence kept), none empty."""
+    seen: dict[str, None] = {}
+    for value in values:
+        tag = value.strip().lower()
+        if not tag:
+            raise ValueError("tags cannot be blank")
+        if len(tag) > 64:
+            raise ValueError("each tag is at most 64 characters")
+        seen.setdefault(tag, None)
+    if len(seen) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    return list(seen)
+
+
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+AttributeValue = Annotated[str, StringConstraints(max_length=1000)] | int | float | bool | None
+
+
+def _attributes(value: dict) -> dict:
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} keys")
+    if len(json.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
+    return value
+
+
+Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+Country = Annotated[str, StringConstraints(max_length=2), AfterValidator(_country)]
+LanguageTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(_language)]
+Tags = Annotated[
+    list[Annotated[str, StringConstraints(max_length=200)]],
+    Field(max_length=100),
+    AfterValidator(_tags),
+]
+Attributes = Annotated[dict[AttributeKey, AttributeValue], AfterValidator(_attributes)]
+
+
+class ContactListQuery(ListQuery):
+    q: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
+    tag: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64),
+        ]
+        | None
+    ) = None
+
+
+class ContactUpdate(Input):
+    """``null`` clears name, email, phone, country and language."""
+
+    name: Name | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    country: Country | None = None
+    language: LanguageTag | None = None
+    tags: Tags | None = None
+    custom_attributes: Attributes | None = None
+
+    @model_validator(mode="after")
+    def _no_null_collections(self) -> ContactUpdate:
+        for field in ("tags", "custom_attributes"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null; send [] or {{}} to clear it")
+        return self

@@ -1,0 +1,154 @@
+"""Contacts: listed, searched, read and corrected by agents (created only by inbound messages)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import literal_column, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import NotFound
+from shared.events import emit
+from shared.inbox.access import visible
+from shared.models import Contact, Conversation
+from shared.pagination import Page, paginate, paginate_rows
+from shared.schemas.inbox import ContactView
+from shared.sql import contains_pattern
+
+#: Fields ``PATCH /api/contacts/{id}`` may change.
+EDITABLE_FIELDS = ("name", "email", "phone", "country", "language", "tags", "custom_attributes")
+
+# PERF: exactly the expression of the trigram index ix_contacts_search_trgm (see
+# shared/models/inbox.py), so the planner can match it: ILIKE '%q%' becomes a GIN
+# bitmap scan. A different spelling (e.g. bound '' and ' ' parameters) would not match.
+SEARCH_TEXT = literal_column(
+    "(coalesce(contacts.name, '') || ' ' || coalesce(contacts.phone, '') || ' ' "
+    "|| coalesce(contacts.email, ''))"
+)
+
+_CONTACT_COLUMNS = (
+    Contact.id,
+    Contact.name,
+    Contact.channel,
+    Contact.phone,
+    Contact.email,
+    Contact.avatar_url,
+    Contact.external_id,
+    Contact.country,
+    Contact.language,
+    Contact.tags,
+    Contact.custom_attributes,
+    Contact.last_inbound_at,
+    Contact.created_at,
+    Contact.updated_at,
+)
+
+
+def list_contacts(
+    session: Session,
+    ctx: Ctx,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    q: str | None = None,
+    channel: str | None = None,
+    tag: str | None = None,
+) -> Page[dict[str, Any]]:
+    """A page of the tenant's contacts, newest first, as ``ContactView`` dicts.
+
+    NOTE: contacts are tenant-wide (any agent may list them); conversations stay
+    restricted by :func:`~shared.inbox.access.visible`.
+    """
+    query = select(*_CONTACT_COLUMNS).where(Contact.tenant_id == ctx.tenant_id)
+    if q:
+        query = query.where(SEARCH_TEXT.ilike(contains_pattern(q)))
+    if channel:
+        query = query.where(Contact.channel == channel)
+    if tag:
+        query = query.where(Contact.tags.contains([tag]))
+    return paginate_rows(
+        session,
+        query,
+        created_at=Contact.created_at,
+        id_column=Contact.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_contact(
+    session: Session, ctx: Ctx, contact_id: uuid.UUID, *, for_update: bool = False
+) -> Contact:
+    """A contact of the caller's tenant, or 404 (also for another tenant's)."""
+    query = select(Contact).where(Contact.id == contact_id, Contact.tenant_id == ctx.tenant_id)
+    if for_update:
+        query = query.with_for_update()
+    contact = session.scalars(query).one_or_none()
+    if contact is None:
+        raise NotFound("Contact not found")
+    return contact
+
+
+def update_contact(
+    session: Session, ctx: Ctx, contact_id: uuid.UUID, changes: dict[str, Any]
+) -> Contact:
+    """Apply the fields sent (already validated); emit contact.updated when any changed.
+
+    ``tags`` and ``custom_attributes`` replace the whole value (send the full list/object).
+    """
+    contact = get_contact(session, ctx, contact_id, for_update=True)
+    changed = {
+        field: value
+        for field, value in changes.items()
+        if field in EDITABLE_FIELDS and getattr(contact, field) != value
+    }
+    if not changed:
+        return contact
+    before = ContactView.data(contact)
+    for field, value in changed.items():
+        setattr(contact, field, value)
+    session.flush()
+    session.refresh(contact)
+    after = ContactView.data(contact)
+    fields = sorted(changed)
+    activity.record(
+        session,
+        ctx,
+        "contact.updated",
+        "contact",
+        contact.id,
+        before={f: before[f] for f in fields},
+        after={f: after[f] for f in fields},
+    )
+    emit(
+        session,
+        "contact.updated",
+        after | {"changed_fields": fields},
+        tenant_id=ctx.tenant_id,
+        actor=ctx.actor,
+    )
+    return contact
+
+
+def list_contact_conversations(
+    session: Session,
+    ctx: Ctx,
+    contact_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[Conversation]:
+    """The contact's conversations the caller may see, newest first."""
+    get_contact(session, ctx, contact_id)
+    query = select(Conversation).where(visible(ctx), Conversation.contact_id == contact_id)
+    return paginate(
+        session,
+        query,
+        created_at=Conversation.created_at,
+        id_column=Conversation.id,
+        limit=limit,
+        cursor=cursor,
+    )

@@ -1,0 +1,444 @@
+"""Conversations: the inbox list, assignment, status, read state and tags.
+
+Every query goes through :mod:`shared.inbox.access` (visibility and tenant);
+every change is logged and emits its catalogue event with the conversation's
+public representation (``ConversationView``) plus the fields API.md names.
+The ``apply_*`` functions change one already-locked conversation and are shared
+with bulk actions; the public functions load, authorize and call them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.events import emit
+from shared.inbox import states
+from shared.inbox.access import get_conversation, visible
+from shared.models import Contact, Conversation, ConversationRead, Division, User
+from shared.pagination import Page, paginate_rows
+from shared.schemas.inbox import ConversationView
+from shared.sql import contains_pattern
+
+MANAGE = "conversations.manage"
+#: Tags a conversation may carry.
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+# APPSEC: tags end up in webhooks, automation conditions and UIs; letters (any
+# script), digits, space and a few separators only: no quotes, commas or markup.
+_TAG_SHAPE = re.compile(r"^\w[\w .:/+#-]*$")
+_SPACES = re.compile(r"\s+")
+
+# PERF: exactly the expression of ix_contacts_search_trgm, so the planner can use it.
+_CONTACT_SEARCH = literal_column(
+    "(coalesce(contacts.name, '') || ' ' || coalesce(contacts.phone, '') || ' '"
+    " || coalesce(contacts.email, ''))"
+)
+
+
+def normalize_tag(raw: str) -> str:
+    """Trim, lower-case and collapse spaces; raise ``ValueError`` for a tag we refuse."""
+    tag = _SPACES.sub(" ", raw.strip()).lower()
+    if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+        raise ValueError(f"a tag has 1 to {MAX_TAG_LENGTH} characters")
+    if not _TAG_SHAPE.match(tag):
+        raise ValueError("a tag has letters, digits, spaces and . : / + # - _ only")
+    return tag
+
+
+def view(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's public representation: what events carry."""
+    return ConversationView.data(conversation)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def _unread(ctx: Ctx):
+    return func.greatest(
+        Conversation.inbound_count - func.coalesce(ConversationRead.read_inbound_count, 0), 0
+    )
+
+
+def _item_query(ctx: Ctx):
+    """One row per visible conversation: its columns, its contact ref and the caller's unread."""
+    columns = [getattr(Conversation, name) for name in ConversationView.model_fields]
+    query = (
+        select(
+            *columns,
+            Contact.name.label("contact_name"),
+            Contact.channel.label("contact_channel"),
+            Contact.phone.label("contact_phone"),
+            Contact.email.label("contact_email"),
+            Contact.avatar_url.label("contact_avatar_url"),
+            _unread(ctx).label("unread_count"),
+        )
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .outerjoin(
+            ConversationRead,
+            and_(
+                ConversationRead.conversation_id == Conversation.id,
+                ConversationRead.user_id == ctx.user_id,
+            ),
+        )
+        .where(visible(ctx))
+    )
+    return query
+
+
+def _shape(row: dict[str, Any]) -> dict[str, Any]:
+    row["contact"] = {
+        "id": row["contact_id"],
+        "name": row.pop("contact_name"),
+        "channel": row.pop("contact_channel"),
+        "phone": row.pop("contact_phone"),
+        "email": row.pop("contact_email"),
+        "avatar_url": row.pop("contact_avatar_url"),
+    }
+    return row
+
+
+def list_conversations(
+    session: Session,
+    ctx: Ctx,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    assignee_id: uuid.UUID | str | None = None,
+    division_id: uuid.UUID | None = None,
+    tag: str | None = None,
+    contact_id: uuid.UUID | None = None,
+    integration_account_id: uuid.UUID | None = None,
+    q: str | None = None,
+    updated_since: dt.datetime | None = None,
+    unread: bool | None = None,
+) -> Page[dict[str, Any]]:
+    """A page of visible conversations, newest first, shaped like ``ConversationListItem``.
+
+    PERF: one statement per page, rows not ORM objects. ``status=open`` with
+    ``assignee_id=me`` is a range scan of ix_conversations_inbox in index order;
+    contacts and read state are joined by primary key for the page's rows only.
+    """
+    query = _item_query(ctx)
+    if status:
+        query = query.where(Conversation.status == status)
+    if channel:
+        query = query.where(Conversation.channel == channel)
+    if assignee_id == "me":
+        query = query.where(Conversation.assignee_id == ctx.user_id)
+    elif assignee_id == "none":
+        query = query.where(Conversation.assignee_id.is_(None))
+    elif assignee_id is not None:
+        query = query.where(Conversation.assignee_id == assignee_id)
+    if division_id:
+        query = query.where(Conversation.division_id == division_id)
+    if tag:
+        query = query.where(Conversation.tags.contains([normalize_tag(tag)]))
+    if contact_id:
+        query = query.where(Conversation.contact_id == contact_id)
+    if integration_account_id:
+        query = query.where(Conversation.integration_account_id == integration_account_id)
+    if q:
+        pattern = contains_pattern(q)
+        # PERF: a semi-join the planner can drive from the trigram index (rare terms)
+        # or probe while walking conversations newest first (common ones).
+        matching = select(Contact.id).where(
+            Contact.tenant_id == ctx.tenant_id, _CONTACT_SEARCH.ilike(pattern)
+        )
+        query = query.where(Conversation.contact_id.in_(matching))
+    if updated_since:
+        query = query.where(Conversation.updated_at >= updated_since)
+    if unread is True:
+        query = query.where(_unread(ctx) > 0)
+    elif unread is False:
+        query = query.where(_unread(ctx) == 0)
+    page = paginate_rows(
+        session,
+        query,
+        created_at=Conversation.created_at,
+        id_column=Conversation.id,
+        limit=limit,
+        cursor=cursor,
+    )
+    for item in page.items:
+        _shape(item)
+    return page
+
+
+def get_item(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str, Any]:
+    """One visible conversation shaped like a list item (404 when hidden or foreign)."""
+    result = session.connection().execute(
+        _item_query(ctx).where(Conversation.id == conversation_id)
+    )
+    row = result.mappings().one_or_none()
+    if row is None:
+        raise NotFound("Conversation not found")
+    return _shape(dict(row))
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def live_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> User:
+    """A live agent of the caller's tenant, or 422 on ``field`` (never 404: it is input)."""
+    agent = session.scalar(
+        select(User).where(
+            User.tenant_id == ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None)
+        )
+    )
+    if agent is None:
+        raise ValidationFailed.field(field, "no such agent in this workspace")
+    return agent
+
+
+def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> Division:
+    found = session.scalar(
+        select(Division).where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+    )
+    if found is None:
+        raise ValidationFailed.field(field, "no such division in this workspace")
+    return found
+
+
+# ---------------------------------------------------------------- changes on a locked row
+
+
+def record_change(session, ctx, action, conversation, before, after) -> None:
+    activity.record(
+        session, ctx, action, "conversation", conversation.id, before=before, after=after
+    )
+
+
+def emit_change(session, ctx, event_type, conversation, **extra) -> None:
+    emit(
+        session,
+        event_type,
+        view(conversation) | extra,
+        tenant_id=ctx.tenant_id,
+        actor=ctx.actor,
+    )
+
+
+def apply_assignment(
+    session: Session, ctx: Ctx, conversation: Conversation, assignee_id: uuid.UUID | None
+) -> bool:
+    """Set the assignee (already validated); emit assigned/unassigned; False if unchanged."""
+    previous = conversation.assignee_id
+    if previous == assignee_id:
+        return False
+    conversation.assignee_id = assignee_id
+    conversation.updated_at = states.db_now(session)
+    session.flush()
+    action = "conversation.assigned" if assignee_id else "conversation.unassigned"
+    record_change(
+        session,
+        ctx,
+        action,
+        conversation,
+        {"assignee_id": json_id(previous)},
+        {"assignee_id": json_id(assignee_id)},
+    )
+    emit_change(session, ctx, action, conversation, previous_assignee_id=json_id(previous))
+    return True
+
+
+def merged_tags(
+    current: list[str],
+    *,
+    replace: list[str] | None = None,
+    add: list[str] = (),
+    remove: list[str] = (),
+    field: str = "tags",
+) -> tuple[list[str], list[str], list[str]]:
+    """The new tag list and what was added and removed; 422 past :data:`MAX_TAGS`."""
+    if replace is not None:
+        wanted = list(dict.fromkeys(replace))
+    else:
+        dropping = set(remove)
+        wanted = [t for t in current if t not in dropping]
+        wanted += [t for t in dict.fromkeys(add) if t not in wanted and t not in dropping]
+    if len(wanted) > MAX_TAGS and len(wanted) > len(current):
+        raise ValidationFailed.field(field, f"at most {MAX_TAGS} tags per conversation")
+    added = [t for t in wanted if t not in current]
+    removed = [t for t in current if t not in wanted]
+    return wanted, added, removed
+
+
+def apply_tags(
+    session: Session, ctx: Ctx, conversation: Conversation, new_tags: list[str], added, removed
+) -> bool:
+    if not added and not removed:
+        return False
+    before = {"tags": list(conversation.tags)}
+    conversation.tags = new_tags
+    conversation.updated_at = states.db_now(session)
+    session.flush()
+    record_change(
+        session, ctx, "conversation.tags_updated", conversation, before, {"tags": new_tags}
+    )
+    emit_change(
+        session, ctx, "conversation.tags_updated", conversation, added=added, removed=removed
+    )
+    return True
+
+
+def apply_fields(
+    session: Session, ctx: Ctx, conversation: Conversation, changes: dict[str, Any]
+) -> bool:
+    """Set plain fields (division, priority); logged as conversation.updated, no event.
+
+    NOTE: the catalogue has no event for a division or priority change, so these
+    are audited only; a transfer is the evented way to move a conversation.
+    """
+    before = {k: json_id(getattr(conversation, k)) for k in changes}
+    if all(getattr(conversation, k) == v for k, v in changes.items()):
+        return False
+    for key, value in changes.items():
+        setattr(conversation, key, value)
+    conversation.updated_at = states.db_now(session)
+    session.flush()
+    record_change(
+        session,
+        ctx,
+        "conversation.updated",
+        conversation,
+        before,
+        {k: json_id(v) for k, v in changes.items()},
+    )
+    return True
+
+
+def json_id(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+# ---------------------------------------------------------------- endpoints' services
+
+
+def assign(
+    session: Session, ctx: Ctx, conversation_id: uuid.UUID, assignee_id: uuid.UUID | None
+) -> Conversation:
+    """Assign or unassign: anyone may take an unassigned conversation; the rest needs manage."""
+    conversation = get_conversation(session, ctx, conversation_id, for_update=True)
+    self_claim = (
+        conversation.assignee_id is None and assignee_id is not None and ctx.is_self(assignee_id)
+    )
+    if not self_claim and not ctx.can(MANAGE):
+        raise Forbidden(
+            "You may assign only an unassigned conversation, to yourself;"
+            f" anything else needs the '{MANAGE}' permission"
+        )
+    if assignee_id is not None:
+        live_agent(session, ctx, assignee_id, "assignee_id")
+    apply_assignment(session, ctx, conversation, assignee_id)
+    return conversation
+
+
+def set_status(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    status: str,
+    snoozed_until: dt.datetime | None = None,
+) -> Conversation:
+    conversation = get_conversation(session, ctx, conversation_id, for_update=True)
+    states.transition(session, ctx, conversation, status, snoozed_until=snoozed_until)
+    return conversation
+
+
+def update_tags(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    tags: list[str] | None = None,
+    add: list[str] | None = None,
+    remove: list[str] | None = None,
+) -> Conversation:
+    """Replace the tags (``tags``) or edit them (``add``/``remove``); tags are normalized."""
+    if tags is None and not add and not remove:
+        raise ValidationFailed.field("tags", "send 'tags', or 'add' and/or 'remove'")
+    tags, add, remove = (
+        None if tags is None else [normalize_tag(t) for t in tags],
+        [normalize_tag(t) for t in add or ()],
+        [normalize_tag(t) for t in remove or ()],
+    )
+    conversation = get_conversation(session, ctx, conversation_id, for_update=True)
+    new, added, removed = merged_tags(
+        list(conversation.tags),
+        replace=tags,
+        add=add,
+        remove=remove,
+        field="tags" if tags is not None else "add",
+    )
+    apply_tags(session, ctx, conversation, new, added, removed)
+    return conversation
+
+
+def mark_read(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str, Any]:
+    """Record that the caller read every inbound message so far (their unread drops to 0).
+
+    NOTE: the upstream read receipt (``mark_read_upstream`` for WhatsApp and
+    Messenger) arrives with the channels issue; it will hang off conversation.read.
+    """
+    if ctx.user_id is None:
+        raise Forbidden("Only an agent has a read state")
+    conversation = get_conversation(session, ctx, conversation_id)
+    previous = session.scalar(
+        select(ConversationRead.read_inbound_count).where(
+            ConversationRead.conversation_id == conversation.id,
+            ConversationRead.user_id == ctx.user_id,
+        )
+    )
+    count = conversation.inbound_count
+    stmt = insert(ConversationRead).values(
+        tenant_id=ctx.tenant_id,
+        conversation_id=conversation.id,
+        user_id=ctx.user_id,
+        read_inbound_count=count,
+        last_read_at=func.now(),
+    )
+    last_read_at = session.scalar(
+        stmt.on_conflict_do_update(
+            index_elements=[ConversationRead.conversation_id, ConversationRead.user_id],
+            set_={"read_inbound_count": count, "last_read_at": func.now()},
+        ).returning(ConversationRead.last_read_at)
+    )
+    state = {
+        "conversation_id": conversation.id,
+        "user_id": ctx.user_id,
+        "read_inbound_count": count,
+        "unread_count": 0,
+        "last_read_at": last_read_at,
+    }
+    if previous != count:
+        record_change(
+            session,
+            ctx,
+            "conversation.read",
+            conversation,
+            {"read_inbound_count": previous},
+            {"read_inbound_count": count},
+        )
+        emit_change(
+            session,
+            ctx,
+            "conversation.read",
+            conversation,
+            reader_id=str(ctx.user_id),
+            read_inbound_count=count,
+        )
+    return state

@@ -1,0 +1,302 @@
+"""Divisions: teams of agents (sales, support...) that conversations can be routed to.
+
+Any agent reads them; ``agents.manage`` changes them and their membership.
+Membership rows of soft-deleted agents stay in ``division_members`` (the user row
+is never removed) but are neither counted nor listed: only live agents are.
+Deleting a division drops its memberships (FK cascade) and leaves its
+conversations without a division (FK ``ON DELETE SET NULL``).
+API.md lists no catalogue events for divisions, so writes only log activity.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import activity, agents
+from shared.context import Ctx
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.models import Division, DivisionMember, User
+from shared.pagination import Page, paginate_rows
+from shared.schemas.team import DivisionView
+
+MANAGE = "agents.manage"
+#: Most agent ids one membership request may name.
+MAX_AGENT_IDS = 500
+
+
+def _live_members(division_id: uuid.UUID, *columns: Any):
+    """``columns`` of the live agents in a division."""
+    return (
+        select(*columns)
+        .select_from(DivisionMember)
+        .join(User, User.id == DivisionMember.user_id)
+        .where(DivisionMember.division_id == division_id, User.deleted_at.is_(None))
+    )
+
+
+def _agent_count():
+    """A correlated count of a division's live agents, as a column of a divisions query."""
+    return (
+        select(func.count())
+        .select_from(DivisionMember)
+        .join(User, User.id == DivisionMember.user_id)
+        .where(DivisionMember.division_id == Division.id, User.deleted_at.is_(None))
+        .correlate(Division)
+        .scalar_subquery()
+        .label("agent_count")
+    )
+
+
+_DIVISION_COLUMNS = (
+    Division.id,
+    Division.name,
+    Division.description,
+    _agent_count(),
+    Division.created_at,
+    Division.updated_at,
+)
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"A division named '{name}' exists",
+        details=[{"field": "name", "message": "already used in this workspace"}],
+    )
+
+
+def list_divisions(
+    session: Session, ctx: Ctx, *, limit: int, cursor: str | None = None
+) -> Page[dict[str, Any]]:
+    """A page of the tenant's divisions, newest first, with live member counts."""
+    query = select(*_DIVISION_COLUMNS).where(Division.tenant_id == ctx.tenant_id)
+    return paginate_rows(
+        session,
+        query,
+        created_at=Division.created_at,
+        id_column=Division.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def _division_row(session: Session, ctx: Ctx, division_id: uuid.UUID) -> dict[str, Any]:
+    row = session.execute(
+        select(*_DIVISION_COLUMNS).where(
+            Division.tenant_id == ctx.tenant_id, Division.id == division_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Division not found")
+    return dict(row._mapping)
+
+
+def get_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> dict[str, Any]:
+    """The division with every live agent in it (shaped like ``DivisionDetail``).
+
+    PERF: a division holds at most the tenant's agents (hundreds); clients that
+    want pages use :func:`list_division_agents`.
+    """
+    data = _division_row(session, ctx, division_id)
+    agents = session.execute(
+        _live_members(
+            division_id, User.id, User.email, User.full_name, User.avatar_url, User.status
+        ).order_by(User.full_name, User.id)
+    )
+    data["agents"] = [dict(agent._mapping) for agent in agents]
+    return data
+
+
+def _lock(session: Session, ctx: Ctx, division_id: uuid.UUID) -> Division:
+    division = session.scalars(
+        select(Division)
+        .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        .with_for_update()
+    ).one_or_none()
+    if division is None:
+        raise NotFound("Division not found")
+    return division
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    """Flush; a name taken by a concurrent request is a 409, not a 500."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if "uq_divisions_tenant_name" in str(exc.orig):
+            raise _name_taken(name) from exc
+        raise
+
+
+def _name_exists(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | None = None):
+    query = select(Division.id).where(
+        Division.tenant_id == ctx.tenant_id, func.lower(Division.name) == name.lower()
+    )
+    if except_id:
+        query = query.where(Division.id != except_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def create_division(
+    session: Session, ctx: Ctx, *, name: str, description: str = ""
+) -> dict[str, Any]:
+    ctx.require(MANAGE)
+    if _name_exists(session, ctx, name):
+        raise _name_taken(name)
+    division = Division(tenant_id=ctx.tenant_id, name=name, description=description)
+    session.add(division)
+    _flush_unique(session, name)
+    data = get_division(session, ctx, division.id)
+    activity.record(
+        session, ctx, "division.created", "division", division.id, after=DivisionView.data(data)
+    )
+    return data
+
+
+def update_division(
+    session: Session, ctx: Ctx, division_id: uuid.UUID, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Rename or re-describe a division (names stay unique per tenant, case-insensitive)."""
+    ctx.require(MANAGE)
+    division = _lock(session, ctx, division_id)
+    before = DivisionView.data(_division_row(session, ctx, division.id))
+    name = changes.get("name")
+    if name is not None and name != division.name:
+        if _name_exists(session, ctx, name, except_id=division.id):
+            raise _name_taken(name)
+        division.name = name
+    if changes.get("description") is not None:
+        division.description = changes["description"]
+    if session.is_modified(division):
+        _flush_unique(session, division.name)
+        session.refresh(division)
+        data = get_division(session, ctx, division.id)
+        activity.record(
+            session,
+            ctx,
+            "division.updated",
+            "division",
+            division.id,
+            before=before,
+            after=DivisionView.data(data),
+        )
+        return data
+    return get_division(session, ctx, division.id)
+
+
+def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
+    """Delete a division; members cascade, its conversations keep going without one."""
+    ctx.require(MANAGE)
+    division = _lock(session, ctx, division_id)
+    before = DivisionView.data(_division_row(session, ctx, division.id))
+    session.delete(division)
+    activity.record(session, ctx, "division.deleted", "division", division.id, before=before)
+
+
+def list_division_agents(
+    session: Session,
+    ctx: Ctx,
+    division_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[dict[str, Any]]:
+    """A page of the division's live agents shaped like ``AgentView`` (newest agent first)."""
+    _division_row(session, ctx, division_id)
+    query = agents.live_agent_rows(ctx).join(
+        DivisionMember,
+        (DivisionMember.user_id == User.id) & (DivisionMember.division_id == division_id),
+    )
+    return agents.page_of_agents(session, query, limit=limit, cursor=cursor)
+
+
+def _check_agents(session: Session, ctx: Ctx, agent_ids: list[uuid.UUID]) -> None:
+    """422 naming every index of ``agent_ids`` that is not a live agent of the tenant."""
+    if len(agent_ids) > MAX_AGENT_IDS:
+        raise ValidationFailed.field("agent_ids", f"at most {MAX_AGENT_IDS} ids")
+    live = set(
+        session.scalars(
+            select(User.id).where(
+                User.tenant_id == ctx.tenant_id,
+                User.deleted_at.is_(None),
+                User.id.in_(set(agent_ids)),
+            )
+        )
+    )
+    bad = [
+        {"field": f"agent_ids[{index}]", "message": "no such agent in this workspace"}
+        for index, agent_id in enumerate(agent_ids)
+        if agent_id not in live
+    ]
+    if bad:
+        raise ValidationFailed("Some agent ids are not agents of this workspace", details=bad)
+
+
+def add_agents(
+    session: Session, ctx: Ctx, division_id: uuid.UUID, agent_ids: list[uuid.UUID]
+) -> dict[str, Any]:
+    """Put agents in a division; members already in it are left alone (idempotent)."""
+    ctx.require(MANAGE)
+    division = _lock(session, ctx, division_id)
+    _check_agents(session, ctx, agent_ids)
+    unique_ids = list(dict.fromkeys(agent_ids))
+    added = []
+    if unique_ids:
+        added = list(
+            session.scalars(
+                pg_insert(DivisionMember)
+                .values(
+                    [
+                        {"tenant_id": ctx.tenant_id, "division_id": division.id, "user_id": uid}
+                        for uid in unique_ids
+                    ]
+                )
+                .on_conflict_do_nothing()
+                .returning(DivisionMember.user_id)
+            )
+        )
+    if added:
+        activity.record(
+            session,
+            ctx,
+            "division.agents_added",
+            "division",
+            division.id,
+            after={"agent_ids": [str(uid) for uid in added]},
+        )
+    return get_division(session, ctx, division.id)
+
+
+def remove_agents(
+    session: Session, ctx: Ctx, division_id: uuid.UUID, agent_ids: list[uuid.UUID]
+) -> None:
+    """Take agents out of a division; ids that are not members are ignored (idempotent)."""
+    ctx.require(MANAGE)
+    division = _lock(session, ctx, division_id)
+    if len(agent_ids) > MAX_AGENT_IDS:
+        raise ValidationFailed.field("agent_ids", f"at most {MAX_AGENT_IDS} ids")
+    removed = list(
+        session.scalars(
+            delete(DivisionMember)
+            .where(
+                DivisionMember.division_id == division.id,
+                DivisionMember.user_id.in_(set(agent_ids)),
+            )
+            .returning(DivisionMember.user_id)
+        )
+    )
+    if removed:
+        activity.record(
+            session,
+            ctx,
+            "division.agents_removed",
+            "division",
+            division.id,
+            before={"agent_ids": [str(uid) for uid in removed]},
+        )

@@ -1,0 +1,310 @@
+"""Messages of a conversation: the list, outbound sends and their idempotency.
+
+Every outbound message, whoever sends it (an agent through the API, the
+expiry job's closing message, later scheduled and campaign sends), is created
+by :func:`create_outbound_message`, so counters, the activity log and the
+``message.created`` event are written the same way in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
+from shared.events import emit
+from shared.inbox.access import get_conversation
+from shared.models import Contact, Conversation, Message
+from shared.pagination import Page, paginate_rows
+from shared.redis_client import get_redis, key
+from shared.schemas.messages import MessageView
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 200
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
+#: How long a replayed Idempotency-Key is remembered once its message is committed.
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+#: How long a claimed key may stay "in flight" (claimed, not yet committed).
+IDEMPOTENCY_LEASE_SECONDS = 60
+#: How long a concurrent repeat waits for the first request to commit.
+IDEMPOTENCY_WAIT_SECONDS = 3.0
+
+#: ``session.info`` key: Idempotency-Key claims of the current transaction.
+_CLAIMS_KEY = "omnistream.idempotency_claims"
+
+#: The columns of :class:`MessageView`, for lists built from rows.
+MESSAGE_COLUMNS = (
+    Message.id,
+    Message.conversation_id,
+    Message.channel,
+    Message.direction,
+    Message.sender_type,
+    Message.sender_id,
+    Message.content_type,
+    Message.body,
+    Message.attachments,
+    Message.template,
+    Message.status,
+    Message.provider_message_id,
+    Message.error_code,
+    Message.error_message,
+    Message.created_at,
+    Message.updated_at,
+)
+
+
+class WindowClosed(Conflict):
+    """WhatsApp refuses free-form messages 24 h after the contact's last message."""
+
+    code = "window_closed"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+
+
+def list_messages(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[dict[str, Any]]:
+    """A page of a visible conversation's messages, newest first, as ``MessageView`` dicts.
+
+    PERF: rows, not ORM objects; ``ix_messages_conversation`` serves the keyset.
+    """
+    get_conversation(session, ctx, conversation_id)
+    query = select(*MESSAGE_COLUMNS).where(
+        Message.tenant_id == ctx.tenant_id, Message.conversation_id == conversation_id
+    )
+    return paginate_rows(
+        session,
+        query,
+        created_at=Message.created_at,
+        id_column=Message.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def whatsapp_window_open(session: Session, conversation: Conversation) -> bool:
+    """Whether the contact wrote in the last 24 h, by the database clock."""
+    last_inbound = select(Contact.last_inbound_at).where(
+        Contact.id == conversation.contact_id, Contact.tenant_id == conversation.tenant_id
+    )
+    return bool(
+        session.scalar(
+            select(
+                func.coalesce(last_inbound.scalar_subquery() >= func.now() - WHATSAPP_WINDOW, False)
+            )
+        )
+    )
+
+
+def _preview(body: str | None, template: dict[str, Any] | None) -> str:
+    if template is not None:
+        return f"Template: {template.get('name', '')}"[:PREVIEW_CHARS]
+    return (body or "")[:PREVIEW_CHARS]
+
+
+def create_outbound_message(
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    *,
+    body: str | None = None,
+    template: dict[str, Any] | None = None,
+    sender_type: str = "user",
+    message_id: uuid.UUID | None = None,
+) -> Message:
+    """Store an outbound message as ``queued``, update the conversation, emit message.created.
+
+    ``conversation`` must come from :func:`~shared.inbox.access.get_conversation` (or a
+    tenant-scoped query of a system job). With a ``Ctx.system`` caller the message is
+    the system's (``sender_type="system"``, no sender id) whatever ``sender_type`` says.
+    Human sends (``sender_type="user"``: agents and API keys, as their user) are refused
+    on a resolved conversation (409). Every free-form WhatsApp message outside the
+    24-hour window is refused (409 ``window_closed``), whoever sends it.
+
+    NOTE: system messages are subject to the window too: Meta rejects a free-form
+    message outside it whoever the sender is, so creating it would only store a message
+    bound to fail; the expiry job catches the error (in a savepoint) and counts the
+    closing message as not sent. They skip the resolved check: a job may resolve the
+    conversation in the same transaction as its closing message.
+    NOTE: the channel send (``send_outbound``) is enqueued by ``dispatch_event`` for an
+    outbound ``message.created``; it arrives with the channels issue.
+    """
+    if (body is None) == (template is None):
+        raise ValidationFailed.field("body", "send exactly one of body or template")
+    if ctx.actor.type == "system":
+        sender_type = "system"  # Ctx.system callers (the expiry job) pass no sender_type
+    human = sender_type == "user"
+    if human and conversation.status == "resolved":
+        raise Conflict("The conversation is resolved; reopen it to reply")
+    if (
+        conversation.channel == "whatsapp"
+        and template is None
+        and not whatsapp_window_open(session, conversation)
+    ):
+        raise WindowClosed(
+            "The WhatsApp 24-hour window is closed: the contact has not written in the"
+            " last 24 hours, send a template instead"
+        )
+    message = Message(
+        id=message_id or uuid.uuid4(),
+        tenant_id=ctx.tenant_id,
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        direction="outbound",
+        sender_type=sender_type,
+        sender_id=ctx.user_id if human else None if sender_type == "system" else ctx.actor.id,
+        content_type="template" if template is not None else "text",
+        body=body,
+        attachments=[],
+        template=template,
+        status="queued",
+        # NOTE: clock_timestamp, not now(): two sends in one transaction keep their order.
+        created_at=func.clock_timestamp(),
+        updated_at=func.clock_timestamp(),
+    )
+    session.add(message)
+    session.flush()
+    values: dict[str, Any] = {
+        "message_count": Conversation.message_count + 1,
+        "last_message_at": message.created_at,
+        "last_message_preview": _preview(body, template),
+        "last_activity_at": message.created_at,
+        "updated_at": func.now(),
+    }
+    if human:
+        values["first_response_at"] = func.coalesce(
+            Conversation.first_response_at, message.created_at
+        )
+    # NOTE: one atomic UPDATE: concurrent sends on a conversation never lose a count.
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation.id, Conversation.tenant_id == ctx.tenant_id)
+        .values(**values)
+    )
+    session.expire(conversation)
+    data = MessageView.data(message)
+    activity.record(session, ctx, "message.created", "message", message.id, after=data)
+    emit(session, "message.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return message
+
+
+def send_message(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    body: str | None = None,
+    template: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> Message:
+    """An agent's (or API key's) reply: ``POST /api/conversations/{id}/messages``.
+
+    With an ``idempotency_key``, a repeat within 24 h returns the first message and
+    creates nothing; see :func:`_claim`.
+    """
+    conversation = get_conversation(session, ctx, conversation_id)
+    message_id = uuid.uuid4()
+    if idempotency_key is not None:
+        replayed = _claim(session, ctx, conversation_id, idempotency_key, message_id)
+        if replayed is not None:
+            return replayed
+    return create_outbound_message(
+        session, ctx, conversation, body=body, template=template, message_id=message_id
+    )
+
+
+# --- Idempotency-Key -----------------------------------------------------------------------
+
+
+def _idempotency_redis_key(ctx: Ctx, idempotency_key: str) -> str:
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    return key("idem", str(ctx.tenant_id), "message", digest)
+
+
+def _claim(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    idempotency_key: str,
+    message_id: uuid.UUID,
+) -> Message | None:
+    """Claim ``idempotency_key`` for ``message_id``, or return the message it already names.
+
+    The claim is ``SET NX`` with a short lease: of two concurrent requests exactly one
+    wins and creates the message. The loser reads the winner's message id and waits
+    (bounded) for its commit. After the commit the key lives 24 h; after a rollback it is
+    deleted (only if it still names our message), so a failed send can be retried with
+    the same key. A process that dies mid-request leaves the lease to expire.
+    """
+    client = get_redis()
+    redis_key = _idempotency_redis_key(ctx, idempotency_key)
+    try:
+        if client.set(redis_key, str(message_id), nx=True, ex=IDEMPOTENCY_LEASE_SECONDS):
+            session.info.setdefault(_CLAIMS_KEY, []).append((redis_key, str(message_id)))
+            return None
+        existing = client.get(redis_key)
+    except redis.RedisError as exc:
+        raise DependencyUnavailable("Idempotency keys are unavailable; retry shortly") from exc
+    if existing is None:  # expired between SET and GET: try once more
+        return _claim(session, ctx, conversation_id, idempotency_key, message_id)
+    first_id = uuid.UUID(existing.decode())
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
+    while True:
+        first = session.scalars(
+            select(Message).where(Message.id == first_id, Message.tenant_id == ctx.tenant_id)
+        ).one_or_none()
+        if first is not None:
+            if first.conversation_id != conversation_id:
+                raise ValidationFailed.field(
+                    "Idempotency-Key", "already used for a message in another conversation"
+                )
+            return first
+        if time.monotonic() >= deadline:
+            raise IdempotencyKeyInUse(
+                "A request with this Idempotency-Key is still in progress; retry shortly"
+            )
+        time.sleep(0.02)
+
+
+# Compare-and-delete: drop the claim only if it still names the message we did not create.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_claims(session: Session) -> None:
+    for redis_key, _ in session.info.pop(_CLAIMS_KEY, ()):
+        try:
+            get_redis().expire(redis_key, IDEMPOTENCY_TTL_SECONDS)
+        except redis.RedisError:
+            # NOTE: the message is committed; the lease expires and a late repeat could
+            # create a second message. Rare (Redis failing inside one request), logged.
+            log.warning("could not extend idempotency key", exc_info=True)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _release_claims(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.nested:
+        return
+    for redis_key, message_id in session.info.pop(_CLAIMS_KEY, ()):
+        # NOTE: when Redis fails here, the lease expires by itself.
+        with contextlib.suppress(redis.RedisError):
+            get_redis().eval(_RELEASE, 1, redis_key, message_id)

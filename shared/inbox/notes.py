@@ -1,0 +1,176 @@
+"""Private notes on a conversation: written by agents, never sent to the contact.
+
+Every function first resolves the conversation through
+:func:`shared.inbox.access.get_conversation`, so a note of a conversation the
+caller may not see answers 404 exactly like one that does not exist.
+
+Notes list oldest first (they read as a thread) with keyset pagination on
+``(created_at, id)``: notes per conversation are few, but a bounded list would
+silently drop the tail of a long one, and the index
+``ix_notes_conversation (tenant_id, conversation_id, created_at, id)`` serves
+the ascending range scan directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.events import emit
+from shared.inbox.access import get_conversation
+from shared.models import Note, NoteRevision, User
+from shared.pagination import Page, decode_cursor, encode_cursor
+from shared.schemas.team import NoteView
+
+#: Longest note body, in characters.
+MAX_BODY = 10_000
+
+_NOTE_COLUMNS = (
+    Note.id,
+    Note.conversation_id,
+    User.id.label("author_id"),
+    User.full_name.label("author_name"),
+    Note.body,
+    Note.edited_at,
+    Note.created_at,
+    Note.updated_at,
+)
+
+
+def _shape(row: Any) -> dict[str, Any]:
+    """A ``(note, author)`` row as a plain dict shaped like :class:`NoteView`."""
+    data = dict(row._mapping)
+    data["author"] = {"id": data.pop("author_id"), "full_name": data.pop("author_name")}
+    return data
+
+
+def _notes(ctx: Ctx, conversation_id: uuid.UUID):
+    # NOTE: the author is joined without a deleted_at filter: a deleted agent's
+    # notes stay readable and keep their name.
+    return (
+        select(*_NOTE_COLUMNS)
+        .join(User, User.id == Note.author_id)
+        .where(Note.tenant_id == ctx.tenant_id, Note.conversation_id == conversation_id)
+    )
+
+
+def _clean_body(body: str) -> str:
+    """Trim and check a note body (workers and automation call us without the API's schema)."""
+    body = body.strip()
+    if not body:
+        raise ValidationFailed.field("body", "must not be blank")
+    if len(body) > MAX_BODY:
+        raise ValidationFailed.field("body", f"at most {MAX_BODY} characters")
+    if "\x00" in body:
+        raise ValidationFailed.field("body", "must not contain NUL characters")
+    return body
+
+
+def _author_id(ctx: Ctx) -> uuid.UUID:
+    if ctx.user_id is None:
+        raise Forbidden("Notes are written and edited by agents")
+    return ctx.user_id
+
+
+def list_notes(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[dict[str, Any]]:
+    """A page of the conversation's notes, oldest first, as dicts shaped like ``NoteView``."""
+    get_conversation(session, ctx, conversation_id)
+    query = _notes(ctx, conversation_id)
+    if cursor:
+        after = decode_cursor(cursor)
+        query = query.where(tuple_(Note.created_at, Note.id) > tuple_(*after))
+    rows = session.execute(query.order_by(Note.created_at, Note.id).limit(limit + 1)).all()
+    items = [_shape(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(items[-1]["created_at"], items[-1]["id"])
+    return Page(items, next_cursor)
+
+
+def _note_data(session: Session, ctx: Ctx, note: Note) -> dict[str, Any]:
+    session.flush()
+    session.refresh(note)
+    row = session.execute(_notes(ctx, note.conversation_id).where(Note.id == note.id)).one()
+    return NoteView.data(_shape(row))
+
+
+def _get_note(session: Session, ctx: Ctx, conversation_id: uuid.UUID, note_id: uuid.UUID) -> Note:
+    """The note, locked for the change, of a conversation the caller may see; else 404."""
+    get_conversation(session, ctx, conversation_id)
+    note = session.scalars(
+        select(Note)
+        .where(
+            Note.tenant_id == ctx.tenant_id,
+            Note.conversation_id == conversation_id,
+            Note.id == note_id,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if note is None:
+        raise NotFound("Note not found")
+    return note
+
+
+def create_note(
+    session: Session, ctx: Ctx, conversation_id: uuid.UUID, *, body: str
+) -> dict[str, Any]:
+    """Add a note by the calling agent; emits ``note.created`` with the note as data."""
+    author_id = _author_id(ctx)
+    body = _clean_body(body)
+    conversation = get_conversation(session, ctx, conversation_id)
+    note = Note(
+        tenant_id=ctx.tenant_id, conversation_id=conversation.id, author_id=author_id, body=body
+    )
+    session.add(note)
+    data = _note_data(session, ctx, note)
+    activity.record(session, ctx, "note.created", "note", note.id, after=data)
+    emit(session, "note.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return data
+
+
+def update_note(
+    session: Session, ctx: Ctx, conversation_id: uuid.UUID, note_id: uuid.UUID, *, body: str
+) -> dict[str, Any]:
+    """Change a note's text (author only), keeping the previous text as a revision.
+
+    Sending the current text again changes nothing and records nothing.
+    """
+    editor_id = _author_id(ctx)
+    body = _clean_body(body)
+    note = _get_note(session, ctx, conversation_id, note_id)
+    if note.author_id != editor_id:
+        raise Forbidden("Only the author may edit a note")
+    before = _note_data(session, ctx, note)
+    if note.body == body:
+        return before
+    session.add(
+        NoteRevision(tenant_id=ctx.tenant_id, note_id=note.id, body=note.body, editor_id=editor_id)
+    )
+    note.body = body
+    note.edited_at = func.now()
+    after = _note_data(session, ctx, note)
+    activity.record(session, ctx, "note.updated", "note", note.id, before=before, after=after)
+    return after
+
+
+def delete_note(session: Session, ctx: Ctx, conversation_id: uuid.UUID, note_id: uuid.UUID) -> None:
+    """Delete a note: its author, or a moderator holding ``conversations.manage``."""
+    note = _get_note(session, ctx, conversation_id, note_id)
+    if not ctx.is_self(note.author_id) and not ctx.can("conversations.manage"):
+        raise Forbidden("Only the author or a holder of 'conversations.manage' may delete a note")
+    before = _note_data(session, ctx, note)
+    session.delete(note)
+    activity.record(session, ctx, "note.deleted", "note", note.id, before=before)

@@ -1,0 +1,148 @@
+"""The conversation state machine: the one place a conversation's status changes.
+
+Every path (the status endpoint, bulk actions, expiry, the snooze wake-up) calls
+:func:`transition`, so the rules, the activity row and the
+``conversation.status_changed`` event cannot differ between them.
+
+=========  =========================================  ==========================
+From       To (legal)                                 Why
+=========  =========================================  ==========================
+open       pending, snoozed, resolved                 normal work
+pending    open, snoozed, resolved                    waiting on the customer
+snoozed    open, pending, resolved, snoozed (*)       wake early, or re-snooze
+resolved   open                                       reopening; nothing else
+=========  =========================================  ==========================
+
+(*) snoozed -> snoozed moves ``snoozed_until``; with the same time it is no change.
+Any other X -> X is no change: nothing is written and no event is emitted.
+A resolved conversation must be reopened before it can be snoozed or parked as
+pending, so "resolved" always means someone decided to close it.
+
+Side effects: ``snoozed`` needs ``snoozed_until`` in the future (database clock);
+leaving ``snoozed`` clears it. ``resolved`` sets ``resolved_at`` and
+``resolution_reason`` (``resolved``, or ``expired`` from expiry); reopening clears both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import Conflict, ValidationFailed
+from shared.events import emit
+from shared.models import Conversation
+from shared.schemas.inbox import ConversationView
+
+STATUSES = ("open", "pending", "snoozed", "resolved")
+
+#: from-status -> the statuses it may move to (same-status moves are handled apart).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"pending", "snoozed", "resolved"}),
+    "pending": frozenset({"open", "snoozed", "resolved"}),
+    "snoozed": frozenset({"open", "pending", "resolved"}),
+    "resolved": frozenset({"open"}),
+}
+
+#: Values of ``conversations.resolution_reason``.
+RESOLUTION_REASONS = ("resolved", "expired")
+
+
+class IllegalTransition(Conflict):
+    """A move the table above does not allow (409, naming from and to)."""
+
+    def __init__(self, from_status: str, to_status: str):
+        super().__init__(
+            f"A {from_status} conversation cannot become {to_status}",
+            details=[
+                {"field": "status", "message": f"illegal transition {from_status} -> {to_status}"}
+            ],
+        )
+        self.from_status = from_status
+        self.to_status = to_status
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The database clock (the transaction's start), so tests move time by editing rows."""
+    return session.scalar(select(func.now()))
+
+
+def check(
+    conversation: Conversation,
+    to_status: str,
+    *,
+    snoozed_until: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Raise unless ``conversation`` may become ``to_status``; return whether anything changes."""
+    if to_status not in STATUSES:
+        raise ValidationFailed.field("status", f"unknown status '{to_status}'")
+    if to_status == "snoozed":
+        if snoozed_until is None:
+            raise ValidationFailed.field("snoozed_until", "required to snooze")
+        if snoozed_until <= now:
+            raise ValidationFailed.field("snoozed_until", "must be in the future")
+    elif snoozed_until is not None:
+        raise ValidationFailed.field("snoozed_until", "only allowed with status 'snoozed'")
+    current = conversation.status
+    if current == to_status:
+        return to_status == "snoozed" and conversation.snoozed_until != snoozed_until
+    if to_status not in TRANSITIONS[current]:
+        raise IllegalTransition(current, to_status)
+    return True
+
+
+def transition(
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    to_status: str,
+    *,
+    snoozed_until: dt.datetime | None = None,
+    reason: str = "resolved",
+    now: dt.datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move a locked ``conversation`` to ``to_status``; log it and emit the event.
+
+    Returns False (and writes nothing) when nothing changes. ``reason`` is the
+    ``resolution_reason`` when resolving. ``extra`` is merged into the event data.
+    """
+    now = now or db_now(session)
+    if not check(conversation, to_status, snoozed_until=snoozed_until, now=now):
+        return False
+    previous = conversation.status
+    before = {"status": previous, "snoozed_until": _iso(conversation.snoozed_until)}
+    conversation.status = to_status
+    conversation.snoozed_until = snoozed_until if to_status == "snoozed" else None
+    if to_status == "resolved":
+        conversation.resolved_at = now
+        conversation.resolution_reason = reason
+    elif previous == "resolved":
+        conversation.resolved_at = None
+        conversation.resolution_reason = None
+    conversation.updated_at = now
+    session.flush()
+    after = {"status": to_status, "snoozed_until": _iso(conversation.snoozed_until)}
+    if to_status == "resolved":
+        after["resolution_reason"] = reason
+    activity.record(
+        session,
+        ctx,
+        "conversation.status_changed",
+        "conversation",
+        conversation.id,
+        before=before,
+        after=after,
+    )
+    data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
+    emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return True
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None

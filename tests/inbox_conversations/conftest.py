@@ -1,0 +1,117 @@
+"""Fixtures for the conversation tests: workspaces, rows inserted with the ORM, event polling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import select, update
+
+from shared.db import session_scope
+from shared.models import Contact, Conversation, Division, DivisionMember, OutboxEvent
+from tests.workspaces import Workspace, register
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def workspace(client) -> Workspace:
+    return register(client)
+
+
+@pytest.fixture
+def other_workspace(client) -> Workspace:
+    return register(client)
+
+
+def tid(ws: Workspace) -> uuid.UUID:
+    return uuid.UUID(ws.tenant["id"])
+
+
+def add_conversation(
+    ws: Workspace,
+    *,
+    channel: str = "whatsapp",
+    name: str | None = "Carla Customer",
+    phone: str | None = None,
+    email: str | None = None,
+    contact_id: uuid.UUID | None = None,
+    **fields: Any,
+) -> str:
+    """Insert a conversation (and a fresh contact unless ``contact_id``); return its id."""
+    with session_scope() as session:
+        if contact_id is None:
+            contact = Contact(
+                tenant_id=tid(ws),
+                channel=channel,
+                external_id=uuid.uuid4().hex,
+                name=name,
+                phone=phone,
+                email=email,
+            )
+            session.add(contact)
+            session.flush()
+            contact_id = contact.id
+        conversation = Conversation(
+            tenant_id=tid(ws), contact_id=contact_id, channel=channel, **fields
+        )
+        session.add(conversation)
+        session.flush()
+        return str(conversation.id)
+
+
+def add_division(ws: Workspace, name: str, *members: str) -> str:
+    with session_scope() as session:
+        division = Division(tenant_id=tid(ws), name=name)
+        session.add(division)
+        session.flush()
+        for user_id in members:
+            session.add(
+                DivisionMember(
+                    tenant_id=tid(ws), division_id=division.id, user_id=uuid.UUID(user_id)
+                )
+            )
+        return str(division.id)
+
+
+def set_columns(conversation_id: str, **values: Any) -> None:
+    """Move time (or state) by editing the row: tests never sleep for the clock."""
+    with session_scope() as session:
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conversation_id))
+            .values(**values)
+        )
+
+
+def row(conversation_id: str) -> Conversation:
+    with session_scope() as session:
+        return session.get(Conversation, uuid.UUID(conversation_id))
+
+
+def ago(**delta: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(**delta)
+
+
+def events(ws: Workspace, *types: str) -> list[OutboxEvent]:
+    """The tenant's outbox events (of ``types`` if given), oldest first."""
+    with session_scope() as session:
+        query = select(OutboxEvent).where(OutboxEvent.tenant_id == tid(ws))
+        if types:
+            query = query.where(OutboxEvent.type.in_(types))
+        return list(session.scalars(query.order_by(OutboxEvent.occurred_at, OutboxEvent.id)))
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not met within {timeout} s: last value {value!r}")
+        time.sleep(0.05)

@@ -1,0 +1,152 @@
+"""Message search through HTTP: ranking, highlights, filters, paging and visibility."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from shared.db import session_scope
+from shared.models import Message
+
+SEARCH = "/api/messages/search"
+
+
+def _search(ws, token=None, **params):
+    resp = ws.call("GET", SEARCH, params=params, token=token)
+    assert resp.status_code == 200, resp.text
+    return resp.json
+
+
+def test_ranking_snippets_and_refs(workspace, inbox):
+    contact = inbox.contact(name="Rita Refund")
+    conversation = inbox.conversation(contact)
+    weak = inbox.message(conversation, "My parcel never arrived, please check the refund.")
+    strong = inbox.message(conversation, "refund refund: I want a refund for order 123")
+    inbox.message(conversation, "Nothing to see here")
+    hits = _search(workspace, q="refund")["items"]
+    assert [h["message"]["id"] for h in hits] == [str(strong), str(weak)]
+    assert hits[0]["rank"] > hits[1]["rank"]
+    assert "<mark>refund</mark>" in hits[0]["highlight"]
+    assert hits[0]["conversation"]["id"] == str(conversation["id"])
+    assert hits[0]["contact"] == {
+        "id": str(contact["id"]),
+        "name": "Rita Refund",
+        "channel": "whatsapp",
+        "phone": contact["phone"],
+        "email": None,
+        "avatar_url": None,
+    }
+    phrase = _search(workspace, q='"order 123"')["items"]
+    assert [h["message"]["id"] for h in phrase] == [str(strong)]
+    excluded = _search(workspace, q="refund -parcel")["items"]
+    assert [h["message"]["id"] for h in excluded] == [str(strong)]
+
+
+def test_highlights_are_html_escaped(workspace, inbox):
+    conversation = inbox.conversation()
+    inbox.message(conversation, "hacker says 5 > 3 & 2 < 4 \x02 payload")
+    hit = _search(workspace, q="hacker")["items"][0]
+    assert "&amp;" in hit["highlight"] and "&gt;" in hit["highlight"]
+    assert "&" not in hit["highlight"].replace("&amp;", "").replace("&gt;", "").replace("&lt;", "")
+    assert "<mark>hacker</mark>" in hit["highlight"] and "\x02" not in hit["highlight"]
+
+
+def test_filters(workspace, inbox):
+    wa = inbox.conversation()
+    mail = inbox.conversation(inbox.contact(channel="email"))
+    old = inbox.message(wa, "invoice from last year")
+    with session_scope() as session:
+        session.get_one(Message, old).created_at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    new = inbox.message(
+        wa, "invoice please", direction="outbound", sender_type="user", status="sent"
+    )
+    mailed = inbox.message(mail, "invoice attached")
+
+    def ids(**params):
+        return {h["message"]["id"] for h in _search(workspace, q="invoice", **params)["items"]}
+
+    assert ids() == {str(old), str(new), str(mailed)}
+    assert ids(channel="email") == {str(mailed)}
+    assert ids(conversation_id=str(wa["id"])) == {str(old), str(new)}
+    assert ids(sender_type="user") == {str(new)}
+    assert ids(to="2021-01-01T00:00:00Z") == {str(old)}
+    assert ids(**{"from": "2021-01-01T00:00:00Z"}) == {str(new), str(mailed)}
+
+
+def test_paging_with_an_opaque_cursor(workspace, inbox):
+    conversation = inbox.conversation()
+    expected = {str(inbox.message(conversation, f"paging word {i}")) for i in range(5)}
+    seen, cursor = [], None
+    while True:
+        params = {"q": "paging", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = _search(workspace, **params)
+        seen += [h["message"]["id"] for h in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 5 and set(seen) == expected
+    first_cursor = _search(workspace, q="paging", limit=2)["next_cursor"]
+    reused = workspace.call("GET", SEARCH, params={"q": "other", "cursor": first_cursor})
+    assert reused.status_code == 400
+
+
+def test_bad_queries_are_400(workspace):
+    for params in (
+        {},
+        {"q": ""},
+        {"q": "x" * 201},
+        {"q": "a", "channel": "telegram"},
+        {"q": "a", "from": "yesterday"},
+        {"q": "a", "from": "2024-01-01T00:00:00"},
+        {"q": "a", "conversation_id": "nope"},
+        {"q": "a", "sender_type": "robot"},
+        {"q": "a", "cursor": "!!"},
+        {"q": "a", "limit": 500},
+    ):
+        resp = workspace.call("GET", SEARCH, params=params)
+        assert resp.status_code == 400, (params, resp.text)
+    inverted = workspace.call(
+        "GET",
+        SEARCH,
+        params={"q": "a", "from": "2024-02-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"},
+    )
+    assert inverted.status_code == 422
+    assert _search(workspace, q="!!!")["items"] == []
+
+
+def test_only_visible_conversations_and_own_tenant(workspace, inbox, other_workspace, other_inbox):
+    agent, token = workspace.create_agent()
+    _, peer_token = workspace.create_agent()
+    division = inbox.division(agent["id"])
+    mine = inbox.conversation(assignee_id=agent["id"])
+    in_my_division = inbox.conversation(division_id=division)
+    hidden = inbox.conversation(assignee_id=workspace.admin["id"])
+    m1 = inbox.message(mine, "zebra one")
+    m2 = inbox.message(in_my_division, "zebra two")
+    inbox.message(hidden, "zebra three")
+    theirs = other_inbox.conversation()
+    other_inbox.message(theirs, "zebra four")
+
+    agent_ids = {h["message"]["id"] for h in _search(workspace, token=token, q="zebra")["items"]}
+    assert agent_ids == {str(m1), str(m2)}
+    admin_hits = _search(workspace, q="zebra")["items"]
+    assert len(admin_hits) == 3
+    peer_ids = {
+        h["message"]["id"] for h in _search(workspace, token=peer_token, q="zebra")["items"]
+    }
+    assert str(m1) not in peer_ids and str(m2) in peer_ids  # unassigned, peer has no division
+    assert len(_search(other_workspace, q="zebra")["items"]) == 1
+    for conversation_id in (hidden["id"], theirs["id"], uuid.uuid4()):
+        resp = workspace.call(
+            "GET",
+            SEARCH,
+            token=token,
+            params={"q": "zebra", "conversation_id": str(conversation_id)},
+        )
+        assert resp.status_code == 404, resp.text
+    assert (
+        workspace.call(
+            "GET", SEARCH, params={"q": "zebra", "conversation_id": str(theirs["id"])}
+        ).status_code
+        == 404
+    )

@@ -1,0 +1,193 @@
+"""Divisions through HTTP: CRUD, membership, permissions, tenancy and deletion effects."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import DivisionMember
+from tests.inbox_team.conftest import actions, conversation_division, make_conversation
+
+BASE = "/api/divisions"
+
+
+def members_in_db(division_id: str) -> int:
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count()).where(DivisionMember.division_id == uuid.UUID(division_id))
+        )
+
+
+def test_division_lifecycle(workspace):
+    ws = workspace
+    created = ws.call("POST", BASE, json={"name": " Sales ", "description": "Closers"})
+    assert created.status_code == 201, created.text
+    division = created.json
+    assert division["name"] == "Sales" and division["agents"] == []
+    assert division["agent_count"] == 0
+
+    dup = ws.call("POST", BASE, json={"name": "SALES"})
+    assert dup.status_code == 409
+    assert dup.json["error"]["details"] == [
+        {"field": "name", "message": "already used in this workspace"}
+    ]
+    support = ws.call("POST", BASE, json={"name": "Support"}).json
+    page = ws.call("GET", BASE, params={"limit": 1}).json
+    assert [d["id"] for d in page["items"]] == [support["id"]]
+    rest = ws.call("GET", BASE, params={"cursor": page["next_cursor"]}).json
+    assert rest["items"] == [{k: v for k, v in division.items() if k != "agents"}]
+
+    assert ws.call("GET", f"{BASE}/{division['id']}").json == division
+    renamed = ws.call(
+        "PATCH", f"{BASE}/{division['id']}", json={"name": "Sales EU", "description": ""}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json["name"] == "Sales EU" and renamed.json["description"] == ""
+    clash = ws.call("PATCH", f"{BASE}/{division['id']}", json={"name": "support"})
+    assert clash.status_code == 409
+    # Changing only the case of its own name is allowed.
+    assert (
+        ws.call("PATCH", f"{BASE}/{division['id']}", json={"name": "SALES EU"}).status_code == 200
+    )
+
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
+    assert ws.call("GET", f"{BASE}/{division['id']}").status_code == 404
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 404
+    logged = [a.action for a in actions(ws, "division")]
+    assert logged.count("division.created") == 2
+    assert logged.count("division.updated") == 2 and logged.count("division.deleted") == 1
+
+
+def test_membership_is_idempotent_and_counts_live_agents(workspace):
+    ws = workspace
+    a, _ = ws.create_agent(full_name="Ann")
+    b, _ = ws.create_agent(full_name="Bob")
+    division = ws.call("POST", BASE, json={"name": "Support"}).json
+    path = f"{BASE}/{division['id']}/agents"
+
+    added = ws.call("POST", path, json={"agent_ids": [a["id"], b["id"], a["id"]]})
+    assert added.status_code == 200, added.text
+    assert [m["full_name"] for m in added.json["agents"]] == ["Ann", "Bob"]
+    assert added.json["agent_count"] == 2
+    again = ws.call("POST", path, json={"agent_ids": [b["id"]]})
+    assert again.status_code == 200 and again.json == added.json
+    assert members_in_db(division["id"]) == 2
+
+    page = ws.call("GET", path, params={"limit": 1}).json
+    assert page["items"][0] == ws.call("GET", f"/api/agents/{b['id']}").json
+    more = ws.call("GET", path, params={"cursor": page["next_cursor"]}).json
+    assert [m["id"] for m in more["items"]] == [a["id"]] and more["next_cursor"] is None
+
+    assert ws.call("DELETE", f"/api/agents/{b['id']}").status_code == 204
+    detail = ws.call("GET", f"{BASE}/{division['id']}").json
+    assert detail["agent_count"] == 1 and [m["id"] for m in detail["agents"]] == [a["id"]]
+    assert ws.call("GET", BASE).json["items"][0]["agent_count"] == 1
+    assert [m["id"] for m in ws.call("GET", path).json["items"]] == [a["id"]]
+
+    removed = ws.call("DELETE", path, json={"agent_ids": [a["id"], str(uuid.uuid4())]})
+    assert removed.status_code == 204
+    assert ws.call("DELETE", path, json={"agent_ids": [a["id"]]}).status_code == 204
+    assert ws.call("GET", f"{BASE}/{division['id']}").json["agents"] == []
+    logged = [a.action for a in actions(ws, "division")]
+    assert logged.count("division.agents_added") == 1
+    assert logged.count("division.agents_removed") == 1
+
+
+def test_bad_agent_ids_are_refused_as_a_whole(workspace, other_workspace):
+    ws = workspace
+    live, _ = ws.create_agent()
+    gone, _ = ws.create_agent()
+    ws.call("DELETE", f"/api/agents/{gone['id']}")
+    division = ws.call("POST", BASE, json={"name": "Ops"}).json
+    path = f"{BASE}/{division['id']}/agents"
+    ids = [live["id"], other_workspace.admin["id"], str(uuid.uuid4()), gone["id"]]
+    resp = ws.call("POST", path, json={"agent_ids": ids})
+    assert resp.status_code == 422, resp.text
+    assert [d["field"] for d in resp.json["error"]["details"]] == [
+        "agent_ids[1]",
+        "agent_ids[2]",
+        "agent_ids[3]",
+    ]
+    assert members_in_db(division["id"]) == 0
+    for body in (
+        {"agent_ids": []},
+        {"agent_ids": ["not-a-uuid"]},
+        {"agent_ids": [str(uuid.uuid4())] * 501},
+        {"agent_ids": live["id"]},
+        {},
+    ):
+        for method in ("POST", "DELETE"):
+            bad = ws.call(method, path, json=body)
+            assert bad.status_code == 422, (method, body, bad.text)
+    for body in (
+        {"name": ""},
+        {"name": "x" * 101},
+        {"name": None},
+        {"name": "nul\x00"},
+        {"name": "n", "color": "red"},
+    ):
+        assert ws.call("POST", BASE, json=body).status_code == 422, body
+        assert ws.call("PATCH", f"{BASE}/{division['id']}", json=body).status_code == 422, body
+    assert ws.call("GET", BASE, params={"limit": 500}).status_code == 400
+
+
+def test_only_agents_manage_changes_divisions(workspace):
+    ws = workspace
+    agent, token = ws.create_agent()
+    _, supervisor_token = ws.create_agent(role="supervisor")
+    division = ws.call("POST", BASE, json={"name": "Sales"}).json
+    path = f"{BASE}/{division['id']}"
+    body = {"agent_ids": [agent["id"]]}
+    for t in (token, supervisor_token):
+        for method, target, payload in (
+            ("POST", BASE, {"name": "Mine"}),
+            ("PATCH", path, {"name": "Mine"}),
+            ("DELETE", path, None),
+            ("POST", f"{path}/agents", body),
+            ("DELETE", f"{path}/agents", body),
+        ):
+            resp = ws.call(method, target, token=t, json=payload)
+            assert resp.status_code == 403, (method, target, resp.text)
+            assert resp.json["error"]["code"] == "forbidden"
+        assert ws.call("GET", BASE, token=t).json["items"][0]["id"] == division["id"]
+        assert ws.call("GET", path, token=t).status_code == 200
+        assert ws.call("GET", f"{path}/agents", token=t).json["items"] == []
+
+
+def test_other_tenants_divisions_are_404(workspace, other_workspace):
+    theirs = other_workspace.call("POST", BASE, json={"name": "Theirs"}).json
+    path = f"{BASE}/{theirs['id']}"
+    mine = [workspace.admin["id"]]
+    for method, target, payload in (
+        ("GET", path, None),
+        ("PATCH", path, {"name": "Pwned"}),
+        ("DELETE", path, None),
+        ("GET", f"{path}/agents", None),
+        ("POST", f"{path}/agents", {"agent_ids": mine}),
+        ("DELETE", f"{path}/agents", {"agent_ids": [other_workspace.admin["id"]]}),
+    ):
+        resp = workspace.call(method, target, json=payload)
+        assert resp.status_code == 404, (method, target, resp.text)
+    assert workspace.call("GET", BASE).json["items"] == []
+    # The same name is free in another workspace.
+    assert workspace.call("POST", BASE, json={"name": "theirs"}).status_code == 201
+    assert other_workspace.call("GET", path).json["name"] == "Theirs"
+
+
+def test_deleting_a_division_keeps_its_conversations(workspace):
+    ws = workspace
+    agent, _ = ws.create_agent()
+    division = ws.call("POST", BASE, json={"name": "Doomed"}).json
+    ws.call("POST", f"{BASE}/{division['id']}/agents", json={"agent_ids": [agent["id"]]})
+    conversation = make_conversation(ws, division_id=division["id"])
+    assert conversation_division(conversation) == uuid.UUID(division["id"])
+    assert members_in_db(division["id"]) == 1
+
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
+    assert conversation_division(conversation) is None
+    assert members_in_db(division["id"]) == 0
+    assert ws.call("GET", f"/api/agents/{agent['id']}").status_code == 200
+    deleted = [a for a in actions(ws, "division") if a.action == "division.deleted"]
+    assert deleted[0].before["name"] == "Doomed" and deleted[0].before["agent_count"] == 1
