@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from shared import events, outbox_sweeper
 from shared.db import session_scope
 from shared.inbox import expiration
+from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,20 @@ JOBS: tuple[Job, ...] = (
         "sweep_outbox",
         sweep_outbox,
         IntervalTrigger(seconds=5, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
+    # Webhooks: due retries and claims of killed workers, every 5 s like the outbox (same
+    # options, same reasons); the five-day auto-disable needs no more than hourly.
+    Job(
+        "sweep_webhook_deliveries",
+        webhook_sweeper.sweep,
+        IntervalTrigger(seconds=5, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
+    Job(
+        "disable_failing_webhooks",
+        webhook_sweeper.disable_failing,
+        IntervalTrigger(hours=1, timezone=dt.UTC),
         {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     ),
 )

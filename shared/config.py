@@ -90,6 +90,35 @@ class Settings(BaseSettings):
         10, ge=1, description="failed logins per email and IP before 429"
     )
 
+    # --- secrets at rest and outgoing webhooks --------------------------------------------------
+    encryption_key: str | None = Field(
+        None,
+        description=(
+            "Fernet key(s) for secrets at rest, comma-separated: the first encrypts, all"
+            " decrypt (rotation). Required in production; development and test derive one"
+            " from SECRET_KEY"
+        ),
+    )
+    webhook_timeout_seconds: float = Field(
+        15.0, gt=0, le=60, description="bound on one webhook attempt (connect + send + read)"
+    )
+    webhook_allow_http: bool = Field(
+        False, description="allow http:// webhook URLs (development and tests only)"
+    )
+    webhook_ssrf_allowlist: str = Field(
+        "",
+        description=(
+            "comma-separated CIDRs or host names webhooks may reach although the SSRF guard"
+            " refuses them (e.g. 127.0.0.1/32 for a local receiver in development)"
+        ),
+    )
+    webhook_max_concurrency: int = Field(
+        4, ge=1, le=64, description="default in-flight attempts per webhook endpoint"
+    )
+    webhook_disable_after_hours: float = Field(
+        120.0, gt=0, description="an endpoint failing without a success this long is disabled"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:

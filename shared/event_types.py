@@ -53,6 +53,12 @@ CATALOGUE: dict[str, EventType] = {
         EventType("integration_account.connected", "A channel account was connected", False),
         EventType("integration_account.disconnected", "A channel account was disconnected", False),
         EventType("automation.alert_triggered", "An automation alert threshold was crossed", False),
+        # Subscribable (e.g. by a monitoring endpoint); never delivered to the endpoint they
+        # are about, and an exhausted delivery of a webhook.* event emits nothing (no loops).
+        EventType(
+            "webhook.delivery_exhausted", "A webhook delivery failed after every retry", False
+        ),
+        EventType("webhook.endpoint_disabled", "An outgoing webhook endpoint was disabled", False),
     )
 }
 

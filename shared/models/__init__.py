@@ -21,6 +21,7 @@ from shared.models.inbox import (
 from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
+from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ActivityLog",
@@ -46,4 +47,7 @@ __all__ = [
     "Tenant",
     "Transfer",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

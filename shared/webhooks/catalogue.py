@@ -1,0 +1,107 @@
+"""What endpoints may subscribe to: the event catalogue, with a sample payload per type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from shared.event_types import CATALOGUE
+
+#: Sent only by the test endpoint; not in the catalogue, so nobody subscribes to it.
+TEST_EVENT = "webhook.test"
+
+_SAMPLE_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+_SAMPLE_AT = "2024-08-25T09:30:00Z"
+
+#: Sample ``data`` per event family (the first part of the type), shaped like its GET.
+_SAMPLES: dict[str, dict[str, Any]] = {
+    "conversation": {
+        "id": str(_SAMPLE_ID),
+        "contact_id": str(_SAMPLE_ID),
+        "channel": "whatsapp",
+        "status": "open",
+        "assignee_id": None,
+        "tags": ["vip"],
+        "created_at": _SAMPLE_AT,
+        "updated_at": _SAMPLE_AT,
+    },
+    "message": {
+        "id": str(_SAMPLE_ID),
+        "conversation_id": str(_SAMPLE_ID),
+        "direction": "inbound",
+        "type": "text",
+        "text": "Hello!",
+        "status": "received",
+        "created_at": _SAMPLE_AT,
+    },
+    "contact": {
+        "id": str(_SAMPLE_ID),
+        "name": "Ada Lovelace",
+        "channel": "whatsapp",
+        "phone": "+15550100",
+        "tags": [],
+        "created_at": _SAMPLE_AT,
+    },
+    "agent": {
+        "id": str(_SAMPLE_ID),
+        "email": "ada@example.com",
+        "full_name": "Ada Agent",
+        "status": "online",
+        "role": {"id": str(_SAMPLE_ID), "name": "agent"},
+        "created_at": _SAMPLE_AT,
+        "updated_at": _SAMPLE_AT,
+    },
+    "webhook": {
+        "endpoint_id": str(_SAMPLE_ID),
+        "delivery_id": str(_SAMPLE_ID),
+        "event_type": "message.created",
+        "reason": "no 2xx after 8 attempts",
+    },
+}
+
+
+def sample_data(event_type: str) -> dict[str, Any]:
+    family = event_type.split(".", 1)[0]
+    return dict(_SAMPLES.get(family, {"id": str(_SAMPLE_ID), "created_at": _SAMPLE_AT}))
+
+
+def envelope(
+    event_id: uuid.UUID,
+    event_type: str,
+    occurred_at: dt.datetime | str,
+    data: dict[str, Any],
+    *,
+    tenant_id: uuid.UUID | None = None,
+    actor: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body every attempt POSTs: Standard Webhooks' type/timestamp/data, plus context."""
+    timestamp = occurred_at if isinstance(occurred_at, str) else _rfc3339(occurred_at)
+    return {
+        "id": str(event_id),
+        "type": event_type,
+        "timestamp": timestamp,
+        "tenant_id": str(tenant_id) if tenant_id else None,
+        "actor": actor or {"type": "system", "id": None},
+        "data": data,
+    }
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_types() -> list[dict[str, Any]]:
+    """The subscribable types, with a description and a sample envelope each."""
+    return [
+        {
+            "type": e.name,
+            "description": e.description,
+            "sample": envelope(_SAMPLE_ID, e.name, _SAMPLE_AT, sample_data(e.name)),
+        }
+        for e in CATALOGUE.values()
+    ]
+
+
+def is_subscribable(event_type: str) -> bool:
+    return event_type in CATALOGUE

@@ -1,0 +1,414 @@
+"""The outgoing-webhooks services behind the API: endpoints, deliveries, resend, recover, test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import httpx
+from sqlalchemy import exists, func, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from shared import activity, crypto
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.errors import NotFound, ValidationFailed
+from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from shared.pagination import Page, paginate
+from shared.webhooks import catalogue, delivery, health, queue, signing, transport
+from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
+from shared.webhooks.views import AttemptView, DeliveryView, WebhookView
+
+PERMISSION = "webhooks.manage"
+#: How long a rotated-out secret keeps signing next to the new one.
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+#: Most deliveries one recover call re-sends.
+MAX_RECOVER = 1000
+#: Longest window one recover call covers.
+MAX_RECOVER_WINDOW = dt.timedelta(days=31)
+
+
+def _check_url(url: str, policy: Policy | None) -> str:
+    try:
+        return check_url(url, policy or Policy.from_settings())
+    except UnsafeUrl as exc:
+        raise ValidationFailed.field("url", str(exc)) from exc
+
+
+def _check_types(event_types: list[str]) -> list[str]:
+    unknown = [t for t in event_types if not catalogue.is_subscribable(t)]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown or unsubscribable event types: {', '.join(unknown)}",
+            details=[
+                {"field": f"event_types[{event_types.index(t)}]", "message": f"unknown '{t}'"}
+                for t in unknown
+            ],
+        )
+    return sorted(set(event_types))
+
+
+def list_endpoints(
+    session: Session, ctx: Ctx, *, limit: int, cursor: str | None = None
+) -> Page[WebhookEndpoint]:
+    ctx.require(PERMISSION)
+    query = select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == ctx.tenant_id)
+    return paginate(
+        session,
+        query,
+        created_at=WebhookEndpoint.created_at,
+        id_column=WebhookEndpoint.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_endpoint(
+    session: Session, ctx: Ctx, endpoint_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookEndpoint:
+    ctx.require(PERMISSION)
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == ctx.tenant_id, WebhookEndpoint.id == endpoint_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    endpoint = session.scalars(query).one_or_none()
+    if endpoint is None:
+        raise NotFound("Webhook not found")
+    return endpoint
+
+
+def create_endpoint(
+    session: Session,
+    ctx: Ctx,
+    *,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    is_active: bool = True,
+    max_concurrency: int | None = None,
+    timeout_seconds: float | None = None,
+    policy: Policy | None = None,
+) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; return it and its signing secret (shown to the caller once)."""
+    ctx.require(PERMISSION)
+    settings = get_settings()
+    secret = signing.generate_secret()
+    endpoint = WebhookEndpoint(
+        tenant_id=ctx.tenant_id,
+        url=_check_url(url, policy),
+        description=description,
+        event_types=_check_types(event_types),
+        enabled=is_active,
+        secret_encrypted=crypto.encrypt(secret),
+        max_concurrency=max_concurrency or settings.webhook_max_concurrency,
+        timeout_seconds=timeout_seconds or settings.webhook_timeout_seconds,
+        created_by=ctx.user_id,
+    )
+    session.add(endpoint)
+    session.flush()
+    session.refresh(endpoint)
+    activity.record(
+        session, ctx, "webhook.created", "webhook", endpoint.id, after=WebhookView.data(endpoint)
+    )
+    return endpoint, secret
+
+
+def update_endpoint(
+    session: Session,
+    ctx: Ctx,
+    endpoint_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    policy: Policy | None = None,
+) -> tuple[WebhookEndpoint, str | None]:
+    """Apply the fields sent; ``rotate_secret`` returns the new secret (else None).
+
+    Re-enabling clears the disable reason and the failure streak, so the five-day
+    clock starts again.
+    """
+    for field in ("url", "event_types", "description", "is_active"):
+        if field in changes and changes[field] is None:
+            raise ValidationFailed.field(field, "may not be null")
+    endpoint = get_endpoint(session, ctx, endpoint_id, for_update=True)
+    before = WebhookView.data(endpoint)
+    if "url" in changes:
+        endpoint.url = _check_url(changes["url"], policy)
+    if "event_types" in changes:
+        endpoint.event_types = _check_types(changes["event_types"])
+    for field in ("description", "max_concurrency", "timeout_seconds"):
+        if changes.get(field) is not None:
+            setattr(endpoint, field, changes[field])
+    new_secret = None
+    if changes.get("rotate_secret"):
+        new_secret = signing.generate_secret()
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = dt.datetime.now(dt.UTC) + ROTATION_OVERLAP
+        endpoint.secret_encrypted = crypto.encrypt(new_secret)
+    if changes.get("is_active") is False and endpoint.enabled:
+        health.disable(session, ctx, endpoint, "disabled by its owner")
+    elif changes.get("is_active") and not endpoint.enabled:
+        endpoint.enabled = True
+        endpoint.disabled_reason = None
+        endpoint.disabled_at = None
+        endpoint.first_failure_at = None
+    session.flush()
+    session.refresh(endpoint)
+    after = WebhookView.data(endpoint)
+    action = "webhook.secret_rotated" if new_secret else "webhook.updated"
+    activity.record(session, ctx, action, "webhook", endpoint.id, before=before, after=after)
+    return endpoint, new_secret
+
+
+def delete_endpoint(session: Session, ctx: Ctx, endpoint_id: uuid.UUID) -> None:
+    """Delete an endpoint; its deliveries and their pending retries go with it (cascade)."""
+    endpoint = get_endpoint(session, ctx, endpoint_id, for_update=True)
+    before = WebhookView.data(endpoint)
+    session.delete(endpoint)
+    activity.record(session, ctx, "webhook.deleted", "webhook", endpoint.id, before=before)
+
+
+# --- deliveries ----------------------------------------------------------------------------
+
+
+def _with_attempts(session: Session, deliveries: list[WebhookDelivery]) -> list[dict[str, Any]]:
+    attempts: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    if deliveries:
+        rows = session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([d.id for d in deliveries]))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt, WebhookAttempt.started_at)
+        )
+        for row in rows:
+            attempts[row.delivery_id].append(AttemptView.data(row))
+    items = []
+    for d in deliveries:
+        data = {name: getattr(d, name, None) for name in DeliveryView.model_fields}
+        data["attempts"] = attempts[d.id]
+        if d.status != "pending":
+            data["next_attempt_at"] = None
+        items.append(DeliveryView.model_validate(data).model_dump(mode="json"))
+    return items
+
+
+def list_deliveries(
+    session: Session,
+    ctx: Ctx,
+    endpoint_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page[dict[str, Any]]:
+    """Deliveries of one endpoint, newest first, each with its attempts."""
+    get_endpoint(session, ctx, endpoint_id)
+    d = WebhookDelivery
+    query = select(d).where(d.tenant_id == ctx.tenant_id, d.endpoint_id == endpoint_id)
+    if status:
+        query = query.where(d.status == status)
+    if event_type:
+        query = query.where(d.event_type == event_type)
+    if since:
+        query = query.where(d.created_at >= since)
+    if until:
+        query = query.where(d.created_at < until)
+    page = paginate(
+        session, query, created_at=d.created_at, id_column=d.id, limit=limit, cursor=cursor
+    )
+    return Page(_with_attempts(session, list(page.items)), page.next_cursor)
+
+
+def _resend(session: Session, ctx: Ctx, originals: list[WebhookDelivery]) -> list[uuid.UUID]:
+    if not originals:
+        return []
+    ids = list(
+        session.scalars(
+            insert(WebhookDelivery)
+            .values(
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "tenant_id": o.tenant_id,
+                        "endpoint_id": o.endpoint_id,
+                        "event_id": o.event_id,
+                        "event_type": o.event_type,
+                        "payload": o.payload,
+                        "resend_of": o.id,
+                        "sweep_at": func.now() + dt.timedelta(seconds=delivery.SWEEP_GRACE_SECONDS),
+                    }
+                    for o in originals
+                ]
+            )
+            .returning(WebhookDelivery.id)
+        )
+    )
+    queue.enqueue_after_commit(session, ids)
+    return ids
+
+
+def _require_enabled(endpoint: WebhookEndpoint) -> None:
+    if not endpoint.enabled:
+        raise ValidationFailed.field("is_active", "re-enable the webhook before resending")
+
+
+def resend_delivery(
+    session: Session, ctx: Ctx, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> uuid.UUID:
+    """Send one delivery's event again, as a new delivery with the same ``webhook-id``."""
+    endpoint = get_endpoint(session, ctx, endpoint_id)
+    original = session.scalars(
+        select(WebhookDelivery).where(
+            WebhookDelivery.tenant_id == ctx.tenant_id,
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.id == delivery_id,
+        )
+    ).one_or_none()
+    if original is None:
+        raise NotFound("Delivery not found")
+    _require_enabled(endpoint)
+    [new_id] = _resend(session, ctx, [original])
+    activity.record(
+        session,
+        ctx,
+        "webhook.delivery_resent",
+        "webhook_delivery",
+        new_id,
+        after={"resend_of": str(original.id), "endpoint_id": str(endpoint_id)},
+    )
+    return new_id
+
+
+def recover(
+    session: Session, ctx: Ctx, endpoint_id: uuid.UUID, *, since: dt.datetime, until: dt.datetime
+) -> list[uuid.UUID]:
+    """Resend every failed (or disabled) delivery created in [since, until) not resent yet."""
+    if until <= since:
+        raise ValidationFailed.field("until", "must be after since")
+    if until - since > MAX_RECOVER_WINDOW:
+        raise ValidationFailed.field(
+            "until", f"the window is at most {MAX_RECOVER_WINDOW.days} days"
+        )
+    endpoint = get_endpoint(session, ctx, endpoint_id)
+    _require_enabled(endpoint)
+    d, resent = WebhookDelivery, aliased(WebhookDelivery)
+    already = exists().where(
+        resent.resend_of == d.id, resent.status.in_(("pending", "in_flight", "succeeded"))
+    )
+    originals = list(
+        session.scalars(
+            select(d)
+            .where(
+                d.tenant_id == ctx.tenant_id,
+                d.endpoint_id == endpoint_id,
+                d.status.in_(("failed", "disabled")),
+                d.event_type != catalogue.TEST_EVENT,
+                d.created_at >= since,
+                d.created_at < until,
+                ~already,
+            )
+            .order_by(d.created_at)
+            .limit(MAX_RECOVER)
+        )
+    )
+    ids = _resend(session, ctx, originals)
+    activity.record(
+        session,
+        ctx,
+        "webhook.recovered",
+        "webhook",
+        endpoint_id,
+        after={"since": since.isoformat(), "until": until.isoformat(), "resent": len(ids)},
+    )
+    return ids
+
+
+def send_test(
+    session: Session, ctx: Ctx, endpoint_id: uuid.UUID, *, client: httpx.Client | None = None
+) -> dict[str, Any]:
+    """Send a signed ``webhook.test`` event now and return the attempt's result.
+
+    NOTE: the delivery row is committed before the POST and the result recorded
+    after, in a second transaction, so no transaction stays open for up to the
+    timeout. A test is one attempt: it is not retried and does not count towards
+    the endpoint's health.
+    """
+    endpoint = get_endpoint(session, ctx, endpoint_id)
+    event_id = uuid.uuid4()
+    payload = catalogue.envelope(
+        event_id,
+        catalogue.TEST_EVENT,
+        dt.datetime.now(dt.UTC),
+        {"endpoint_id": str(endpoint.id), "message": "This is a test event from OmniStream."},
+        tenant_id=ctx.tenant_id,
+        actor=ctx.actor.as_dict(),
+    )
+    row = WebhookDelivery(
+        tenant_id=ctx.tenant_id,
+        endpoint_id=endpoint.id,
+        event_id=event_id,
+        event_type=catalogue.TEST_EVENT,
+        payload=payload,
+        status="in_flight",
+        attempt_count=1,
+        last_attempt_at=func.now(),
+        locked_until=func.now() + dt.timedelta(seconds=endpoint.timeout_seconds + 30),
+    )
+    session.add(row)
+    session.flush()
+    activity.record(
+        session,
+        ctx,
+        "webhook.test_sent",
+        "webhook_delivery",
+        row.id,
+        after={"endpoint_id": str(endpoint.id), "event_id": str(event_id)},
+    )
+    claimed = delivery.Claimed(
+        id=row.id,
+        tenant_id=ctx.tenant_id,
+        endpoint_id=endpoint.id,
+        event_id=event_id,
+        event_type=catalogue.TEST_EVENT,
+        payload=payload,
+        attempt=1,
+        url=endpoint.url,
+        enabled=True,
+        secrets=delivery.secrets_of(endpoint),
+        timeout=min(endpoint.timeout_seconds, get_settings().webhook_timeout_seconds),
+        max_concurrency=endpoint.max_concurrency,
+    )
+    session.commit()
+    result = delivery.send(client or transport.shared_client(), claimed)
+    with session_scope() as record_session:
+        outcome = delivery.record(record_session, claimed, result)
+    return {
+        "delivery_id": row.id,
+        "event_id": event_id,
+        "status": outcome.kind,
+        "attempt": AttemptView.model_validate(
+            {
+                "attempt": 1,
+                "request_url": endpoint.url,
+                **{
+                    k: getattr(result, k)
+                    for k in (
+                        "started_at",
+                        "duration_ms",
+                        "request_headers",
+                        "request_body",
+                        "response_headers",
+                        "response_body",
+                        "error_kind",
+                        "error",
+                    )
+                },
+                "response_status": result.status_code,
+            }
+        ).model_dump(mode="json"),
+    }

@@ -1,0 +1,304 @@
+"""The delivery engine end to end: a real worker, a real receiver, time moved instead of slept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import uuid
+
+import pytest
+from sqlalchemy import select, update
+
+from shared.db import session_scope
+from shared.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from shared.webhooks import signing, sweeper
+from tests.webhooks.conftest import deliveries, move_time, settled, wait_until
+from tests.webhooks.test_api import BASE, create
+
+
+def new_agent(ws) -> dict:
+    body = {"email": f"a-{uuid.uuid4().hex[:8]}@example.com", "full_name": "Hook", "role": "agent"}
+    resp = ws.call("POST", "/api/agents", json=body)
+    assert resp.status_code == 201
+    return resp.json
+
+
+@pytest.fixture
+def ws(worker, workspace):
+    """A workspace whose own events (its admin's creation...) are already dispatched.
+
+    NOTE: otherwise an endpoint created now could receive them, and counts would drift.
+    """
+    wait_until(
+        lambda: all(e.status == "processed" for e in outbox(workspace.tenant["id"])),
+        "the workspace's first events dispatched",
+    )
+    return workspace
+
+
+def outbox(tenant_id: str, event_type: str | None = None) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(OutboxEvent.tenant_id == uuid.UUID(tenant_id))
+    if event_type:
+        query = query.where(OutboxEvent.type == event_type)
+    with session_scope() as session:
+        return list(session.scalars(query.order_by(OutboxEvent.occurred_at)))
+
+
+def test_an_event_is_delivered_signed_once_per_subscribed_endpoint(ws, receiver, path):
+    hook = create(ws, receiver.url(path))
+    create(ws, receiver.url(path + "-roles"), event_types=["role.created"])
+    create(ws, receiver.url(path + "-off"), is_active=False)
+    agent = new_agent(ws)
+    [got] = wait_until(lambda: receiver.at(path), "the delivery")
+    event = outbox(ws.tenant["id"], "agent.created")[-1]
+    assert got.headers["webhook-id"] == str(event.id)
+    assert signing.verify(hook["secret"], got.headers, got.body)
+    body = got.json
+    assert body["type"] == "agent.created" and body["data"]["id"] == agent["id"]
+    assert body["timestamp"].endswith("Z") and body["tenant_id"] == ws.tenant["id"]
+    [delivery] = settled(hook["id"])
+    assert delivery.status == "succeeded" and delivery.attempt_count == 1
+    assert receiver.at(path + "-roles") == [] and receiver.at(path + "-off") == []
+    listed = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"]
+    [attempt] = listed[0]["attempts"]
+    assert attempt["response_status"] == 200 and attempt["error_kind"] is None
+    assert attempt["request_headers"]["webhook-id"] == str(event.id)
+    assert attempt["response_body"] == '{"ok":true}'
+    with session_scope() as session:
+        endpoint = session.get(WebhookEndpoint, uuid.UUID(hook["id"]))
+        assert endpoint.last_success_at is not None
+
+
+def test_a_500_is_retried_on_schedule_with_the_same_webhook_id(ws, receiver, path):
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, 500, 500, 200)
+    new_agent(ws)
+    # Attempt 1 fails; attempt 2 is due "immediately" after it... per the schedule, 5 s.
+    [first] = settled(hook["id"])
+    assert first.status == "pending" and first.attempt_count == 1
+    wait = (first.next_attempt_at - first.last_attempt_at).total_seconds()
+    assert 3.9 <= wait <= 6.1
+    assert move_time(hook["id"]) == 1
+    wait_until(lambda: len(receiver.at(path)) == 2, "attempt 2")
+    [second] = wait_until(
+        lambda: [
+            d for d in deliveries(hook["id"]) if d.attempt_count == 2 and d.status == "pending"
+        ],
+        "attempt 2 recorded",
+    )
+    assert 240 <= (second.next_attempt_at - second.last_attempt_at).total_seconds() <= 360
+    move_time(hook["id"])
+    wait_until(lambda: deliveries(hook["id"])[0].status == "succeeded", "attempt 3 succeeds")
+    ids = {r.headers["webhook-id"] for r in receiver.at(path)}
+    assert len(receiver.at(path)) == 3 and len(ids) == 1
+    listed = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]
+    assert [a["response_status"] for a in listed["attempts"]] == [500, 500, 200]
+    with session_scope() as session:
+        assert session.get(WebhookEndpoint, uuid.UUID(hook["id"])).first_failure_at is None
+
+
+def test_redirects_timeouts_refusals_and_cut_responses_are_failures(ws, receiver, path):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    cases = {
+        "redirect": (create(ws, receiver.url(path + "-r")), path + "-r", ("redirect",)),
+        "timeout": (
+            create(ws, receiver.url(path + "-t"), timeout_seconds=0.3),
+            path + "-t",
+            ("sleep", 1.0),
+        ),
+        "cut": (create(ws, receiver.url(path + "-c")), path + "-c", ("close",)),
+        "refused": (create(ws, f"http://127.0.0.1:{dead_port}/x"), None, None),
+    }
+    for _, hook_path, behaviour in cases.values():
+        if hook_path:
+            receiver.plan(hook_path, behaviour)
+    new_agent(ws)
+    expected = {"redirect": "redirect", "timeout": "timeout", "cut": "connection"}
+    expected["refused"] = "connection"
+    for name, (hook, _, _) in cases.items():
+        [d] = settled(hook["id"])
+        assert d.status == "pending" and d.last_error_kind == expected[name], name
+        wait = (d.next_attempt_at - d.last_attempt_at).total_seconds()
+        assert wait >= (60 if name == "timeout" else 3.9), (name, wait)
+    assert receiver.at("/elsewhere") == []  # the redirect was not followed
+
+
+def test_429_honours_retry_after_and_410_disables_the_endpoint(ws, receiver, path):
+    slow = create(ws, receiver.url(path + "-429"))
+    gone = create(ws, receiver.url(path + "-410"))
+    receiver.plan(path + "-429", ("status", 429, {"Retry-After": "120"}))
+    receiver.plan(path + "-410", 410)
+    new_agent(ws)
+    [throttled] = settled(slow["id"])
+    assert 119 <= (throttled.next_attempt_at - throttled.last_attempt_at).total_seconds() <= 150
+    [ended] = settled(gone["id"])
+    assert ended.status == "disabled"
+    endpoint = ws.call("GET", f"{BASE}/{gone['id']}").json
+    assert endpoint["is_active"] is False and "410" in endpoint["disabled_reason"]
+    wait_until(lambda: outbox(ws.tenant["id"], "webhook.endpoint_disabled"), "disabled event")
+    # New events are no longer delivered to it.
+    new_agent(ws)
+    wait_until(lambda: len(deliveries(slow["id"])) == 2, "second delivery to the other")
+    assert len(deliveries(gone["id"])) == 1
+
+
+def test_after_the_schedule_the_delivery_fails_and_says_so(ws, receiver, path):
+    hook = create(ws, receiver.url(path))
+    watcher = create(ws, receiver.url(path + "-ops"), event_types=["webhook.delivery_exhausted"])
+    receiver.plan(path, 500)
+    new_agent(ws)
+    settled(hook["id"])
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == uuid.UUID(hook["id"]))
+            .values(attempt_count=7)
+        )
+    move_time(hook["id"])
+    [failed] = wait_until(
+        lambda: [d for d in deliveries(hook["id"]) if d.status == "failed"], "failed for good"
+    )
+    assert failed.attempt_count == 8 and failed.finished_at is not None
+    [event] = wait_until(
+        lambda: outbox(ws.tenant["id"], "webhook.delivery_exhausted"), "exhausted event"
+    )
+    assert event.data["delivery_id"] == str(failed.id)
+    [told] = wait_until(lambda: receiver.at(path + "-ops"), "the watcher told")
+    assert told.json["data"]["endpoint_id"] == hook["id"]
+    assert deliveries(watcher["id"])[0].status in ("succeeded", "in_flight")
+    assert ws.call("GET", f"{BASE}/{hook['id']}/deliveries", params={"status": "failed"}).json[
+        "items"
+    ][0]["id"] == str(failed.id)
+
+
+def test_resend_and_recover(ws, receiver, path):
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, 500)
+    new_agent(ws)
+    new_agent(ws)
+    rows = settled(hook["id"], 2)
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == uuid.UUID(hook["id"]))
+            .values(status="failed", finished_at=dt.datetime.now(dt.UTC))
+        )
+    receiver.plan(path, 200)
+    resent = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{rows[0].id}/resend")
+    assert resent.status_code == 202, resent.text
+    [resent_id] = resent.json["delivery_ids"]
+    wait_until(
+        lambda: any(
+            str(d.id) == resent_id and d.status == "succeeded" for d in deliveries(hook["id"])
+        ),
+        "the resend delivered",
+    )
+    assert receiver.at(path)[-1].headers["webhook-id"] == str(rows[0].event_id)
+
+    window = {
+        "since": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(),
+        "until": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
+    }
+    recovered = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window)
+    assert recovered.status_code == 202, recovered.text
+    # The one already resent is not sent again.
+    [recovered_id] = recovered.json["delivery_ids"]
+    wait_until(
+        lambda: any(
+            str(d.id) == recovered_id and d.status == "succeeded" for d in deliveries(hook["id"])
+        ),
+        "the recovered delivery",
+    )
+    again = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window).json
+    assert again["delivery_ids"] == []
+    unknown = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{uuid.uuid4()}/resend")
+    assert unknown.status_code == 404
+
+
+def test_a_worker_lost_mid_attempt_is_taken_back_and_redelivered(ws, receiver, path):
+    """What a SIGKILL leaves behind: a claim that expires; the sweeper re-drives it."""
+    hook = create(ws, receiver.url(path))
+    with session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(enabled=False)
+        )
+    new_agent(ws)
+    wait_until(lambda: outbox(ws.tenant["id"], "agent.created")[-1].status == "processed", "fan")
+    # Disabled endpoints get no delivery; put a claimed-then-abandoned one in place by hand.
+    with session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(enabled=True)
+        )
+        event = session.get(OutboxEvent, outbox(ws.tenant["id"], "agent.created")[-1].id)
+        session.add(
+            WebhookDelivery(
+                tenant_id=event.tenant_id,
+                endpoint_id=uuid.UUID(hook["id"]),
+                event_id=event.id,
+                event_type=event.type,
+                payload={"type": event.type, "timestamp": "x", "data": event.data},
+                status="in_flight",
+                attempt_count=1,
+                locked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+                last_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60),
+            )
+        )
+    with session_scope() as session:
+        assert sweeper.sweep(session) >= 1
+    [d] = wait_until(
+        lambda: [d for d in deliveries(hook["id"]) if d.status == "succeeded"], "redelivered"
+    )
+    assert d.attempt_count == 2
+    kinds = [
+        a["error_kind"]
+        for a in ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]["attempts"]
+    ]
+    assert kinds == ["worker_lost", None]
+
+
+def test_endpoints_failing_for_five_days_are_disabled_and_can_be_re_enabled(ws, receiver):
+    hook = create(ws, receiver.url())
+    healthy = create(ws, receiver.url())
+    with session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(first_failure_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=5, minutes=1))
+        )
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(healthy["id"]))
+            .values(first_failure_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=4))
+        )
+    with session_scope() as session:
+        assert sweeper.disable_failing(session) >= 1
+    view = ws.call("GET", f"{BASE}/{hook['id']}").json
+    assert view["is_active"] is False and "5 days" in view["disabled_reason"]
+    assert ws.call("GET", f"{BASE}/{healthy['id']}").json["is_active"] is True
+    again = ws.call("PATCH", f"{BASE}/{hook['id']}", json={"is_active": True}).json
+    assert again["is_active"] is True and again["first_failure_at"] is None
+
+
+def test_addresses_are_vetted_again_at_send_time(ws, receiver, path):
+    """A URL whose host now points somewhere internal (DNS rebinding) is never connected to."""
+    hook = create(ws, receiver.url(path))
+    with session_scope() as session:
+        # As if the name had been re-pointed: 127.0.0.2 is loopback, not allowlisted.
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(url=f"http://127.0.0.2:{receiver.port}{path}")
+        )
+    new_agent(ws)
+    [d] = settled(hook["id"])
+    assert d.status == "pending" and d.last_error_kind == "blocked"
+    assert receiver.at(path) == []
+    [attempt] = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]["attempts"]
+    assert attempt["response_status"] is None and "127.0.0.2" in attempt["error"]
