@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import get_settings
@@ -67,3 +69,66 @@ def reset_engine() -> None:
         get_engine().dispose()
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
+
+
+# --- after commit / after rollback --------------------------------------------------------
+#: ``session.info`` keys of the callbacks waiting for the current transaction's end.
+_ON_COMMIT = "omnistream.on_commit"
+_ON_ROLLBACK = "omnistream.on_rollback"
+
+log = logging.getLogger(__name__)
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction commits; never if it rolls back.
+
+    This is how work leaves a transaction only when its rows exist: the outbox
+    publishes, jobs and webhook deliveries are enqueued. A callback that raises is
+    logged and the others still run: the transaction is committed, and every
+    caller has a sweeper that re-drives what a lost enqueue left behind.
+    """
+    session.info.setdefault(_ON_COMMIT, []).append(callback)
+
+
+def after_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` if the session's transaction rolls back (to release outside claims)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+def collected_until_commit(
+    session: Session, key: str, flush: Callable[[list[Any]], None]
+) -> list[Any]:
+    """A list to append to during the transaction, handed to ``flush`` once it commits.
+
+    PERF: a transaction that emits many events (or deliveries) enqueues them in
+    one batch after its commit, not one by one.
+    """
+    items = session.info.get(key)
+    if items is None:
+        items = session.info[key] = []
+        after_commit(session, lambda: flush(session.info.pop(key, [])))
+        after_rollback(session, lambda: session.info.pop(key, None))
+    return items
+
+
+def _run(callbacks: list[Callable[[], None]], when: str) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("a callback %s failed", when)
+
+
+@event.listens_for(Session, "after_commit")
+def _on_commit(session: Session) -> None:
+    session.info.pop(_ON_ROLLBACK, None)
+    _run(session.info.pop(_ON_COMMIT, []), "after commit")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _on_rollback(session: Session, previous_transaction: Any) -> None:
+    # NOTE: a rolled-back savepoint leaves the outer transaction's callbacks in place.
+    if previous_transaction.nested:
+        return
+    session.info.pop(_ON_COMMIT, None)
+    _run(session.info.pop(_ON_ROLLBACK, []), "after rollback")

@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import event, func, insert
+from sqlalchemy import func, insert
 from sqlalchemy.orm import Session
 
+from shared import db
 from shared.config import get_settings
 from shared.event_types import is_known
 from shared.models import OutboxEvent
@@ -98,7 +99,9 @@ def emit(
             next_sweep_at=func.now() + sweep_after,
         )
     )
-    session.info.setdefault(_PENDING_KEY, []).append(PendingEvent(event_id, tenant_id))
+    db.collected_until_commit(session, _PENDING_KEY, publish).append(
+        PendingEvent(event_id, tenant_id)
+    )
     return event_id
 
 
@@ -116,16 +119,3 @@ def publish(events: Sequence[PendingEvent]) -> None:
             len(events),
             exc_info=True,
         )
-
-
-@event.listens_for(Session, "after_commit")
-def _publish_after_commit(session: Session) -> None:
-    publish(session.info.pop(_PENDING_KEY, ()))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
-    # NOTE: a rolled-back savepoint leaves the outer transaction's events to publish;
-    # ids of rows it discarded are harmless (dispatch_event skips unknown ids).
-    if not previous_transaction.nested:
-        session.info.pop(_PENDING_KEY, None)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import activity, jobs
+from shared import activity, db, jobs
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import Conflict, DomainError, ValidationFailed
@@ -239,7 +239,7 @@ def run(
         after={"kind": KIND, "action": action, "count": len(ids)},
     )
     job_id, tenant_id = job.id, ctx.tenant_id
-    jobs.after_commit(session, lambda: enqueue(job_id, tenant_id))
+    db.after_commit(session, lambda: enqueue(job_id, tenant_id))
     return Outcome(job_id=job.id)
 
 

@@ -17,10 +17,10 @@ import uuid
 from typing import Any
 
 import redis
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, db
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
 from shared.events import emit
@@ -40,9 +40,6 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LEASE_SECONDS = 60
 #: How long a concurrent repeat waits for the first request to commit.
 IDEMPOTENCY_WAIT_SECONDS = 3.0
-
-#: ``session.info`` key: Idempotency-Key claims of the current transaction.
-_CLAIMS_KEY = "omnistream.idempotency_claims"
 
 #: The columns of :class:`MessageView`, for lists built from rows.
 MESSAGE_COLUMNS = (
@@ -259,7 +256,8 @@ def _claim(
     redis_key = _idempotency_redis_key(ctx, idempotency_key)
     try:
         if client.set(redis_key, str(message_id), nx=True, ex=IDEMPOTENCY_LEASE_SECONDS):
-            session.info.setdefault(_CLAIMS_KEY, []).append((redis_key, str(message_id)))
+            db.after_commit(session, lambda: _keep_claim(redis_key))
+            db.after_rollback(session, lambda: _release_claim(redis_key, str(message_id)))
             return None
         existing = client.get(redis_key)
     except redis.RedisError as exc:
@@ -289,22 +287,18 @@ def _claim(
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
-@event.listens_for(Session, "after_commit")
-def _keep_claims(session: Session) -> None:
-    for redis_key, _ in session.info.pop(_CLAIMS_KEY, ()):
-        try:
-            get_redis().expire(redis_key, IDEMPOTENCY_TTL_SECONDS)
-        except redis.RedisError:
-            # NOTE: the message is committed; the lease expires and a late repeat could
-            # create a second message. Rare (Redis failing inside one request), logged.
-            log.warning("could not extend idempotency key", exc_info=True)
+def _keep_claim(redis_key: str) -> None:
+    """The message committed: keep its key for the whole idempotency window."""
+    try:
+        get_redis().expire(redis_key, IDEMPOTENCY_TTL_SECONDS)
+    except redis.RedisError:
+        # NOTE: the message is committed; the lease expires and a late repeat could
+        # create a second message. Rare (Redis failing inside one request), logged.
+        log.warning("could not extend idempotency key", exc_info=True)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _release_claims(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.nested:
-        return
-    for redis_key, message_id in session.info.pop(_CLAIMS_KEY, ()):
-        # NOTE: when Redis fails here, the lease expires by itself.
-        with contextlib.suppress(redis.RedisError):
-            get_redis().eval(_RELEASE, 1, redis_key, message_id)
+def _release_claim(redis_key: str, message_id: str) -> None:
+    """The send rolled back: free the key so the client may retry with it."""
+    # NOTE: when Redis fails here, the lease expires by itself.
+    with contextlib.suppress(redis.RedisError):
+        get_redis().eval(_RELEASE, 1, redis_key, message_id)

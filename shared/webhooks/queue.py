@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from shared import db
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,6 @@ def enqueue(items: Sequence[tuple[uuid.UUID, float]]) -> None:
 def enqueue_after_commit(
     session: Session, delivery_ids: Sequence[uuid.UUID], delay: float = 0.0
 ) -> None:
-    session.info.setdefault(_PENDING_KEY, []).extend((i, delay) for i in delivery_ids)
-
-
-@event.listens_for(Session, "after_commit")
-def _send_after_commit(session: Session) -> None:
-    enqueue(session.info.pop(_PENDING_KEY, ()))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
-    if not previous_transaction.nested:
-        session.info.pop(_PENDING_KEY, None)
+    """Send ``deliver_webhook`` for these rows once the transaction commits (batched)."""
+    pending = db.collected_until_commit(session, _PENDING_KEY, enqueue)
+    pending.extend((i, delay) for i in delivery_ids)
