@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -28,9 +29,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session
 
-from shared import events, outbox_sweeper
+from shared import db, events, outbox_sweeper
+from shared import jobs as api_jobs
 from shared.db import session_scope
-from shared.inbox import expiration
+from shared.inbox import bulk, expiration
 from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,21 @@ def sweep_outbox(session: Session) -> int:
     return outbox_sweeper.sweep(session, publish=events.publish)
 
 
+def redrive_queued_jobs(session: Session) -> int:
+    """Send again the actor of every 202 job still queued long after it was sent."""
+    from workers.actors.inbox import enqueue_bulk
+
+    # NOTE: one entry per job kind; a kind missing here would stay queued, so the
+    # test of this job checks every kind a service creates.
+    enqueuers = {bulk.KIND: enqueue_bulk}
+    stale = api_jobs.claim_stale(session)
+    for job_id, tenant_id, kind in stale:
+        db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))
+    if stale:
+        log.warning("re-driving %d job(s) still queued long after they were sent", len(stale))
+    return len(stale)
+
+
 def expire_conversations(session: Session) -> dict[str, int]:
     """Apply every active tenant's chat expiration rules (same work as the expire endpoint)."""
     return expiration.expire_all(session).as_dict()
@@ -65,6 +82,12 @@ JOBS: tuple[Job, ...] = (
     Job(
         "reopen_snoozed",
         expiration.reopen_snoozed,
+        IntervalTrigger(minutes=1, timezone=dt.UTC),
+        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    ),
+    Job(
+        "redrive_queued_jobs",
+        redrive_queued_jobs,
         IntervalTrigger(minutes=1, timezone=dt.UTC),
         {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     ),

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "succeeded", "failed")
 
+#: A job still queued this long after its actor was sent lost its message (the
+#: enqueue failed after commit, or the broker dropped it) or waits behind a backlog;
+#: either way sending it again is safe, since job actors are idempotent.
+REDRIVE_AFTER = dt.timedelta(minutes=2)
+
 
 def create(session: Session, ctx: Ctx, kind: str, params: dict[str, Any]) -> Job:
     job = Job(tenant_id=ctx.tenant_id, kind=kind, params=params, created_by=ctx.user_id)
@@ -42,6 +48,28 @@ def get(session: Session, ctx: Ctx, job_id: uuid.UUID) -> Job:
     if job is None:
         raise NotFound("Job not found")
     return job
+
+
+def claim_stale(session: Session, *, limit: int = 100) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """Stamp queued jobs idle past :data:`REDRIVE_AFTER` as re-sent; ``[(id, tenant_id, kind)]``.
+
+    SKIP LOCKED, so two schedulers (or a job starting right now) never collide.
+    """
+    stale = (
+        select(Job.id)
+        .where(Job.status == "queued", Job.enqueued_at < func.now() - REDRIVE_AFTER)
+        .order_by(Job.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(stale))
+        .values(enqueued_at=func.now())
+        .returning(Job.id, Job.tenant_id, Job.kind)
+    )
+    return [tuple(row) for row in rows]
 
 
 def lock(session: Session, job_id: uuid.UUID) -> Job | None:

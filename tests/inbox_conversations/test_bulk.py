@@ -260,3 +260,34 @@ def test_a_vanished_target_fails_the_job_with_its_reason(workspace):
     job = ws.call("GET", f"/api/jobs/{job_id}").json
     assert job["status"] == "failed" and "no such agent" in job["error"]
     assert events(ws, "conversation.assigned") == []
+
+
+def test_a_job_whose_message_was_lost_is_redriven_by_the_scheduler(worker, workspace):
+    from scheduler import jobs as scheduler_jobs
+
+    ws = workspace
+    targets = many_conversations(ws, 3)
+    job_id = queued_job(ws, targets, "add_tags", tags=["redriven"])
+    redrive = next(j.func for j in scheduler_jobs.JOBS if j.name == "redrive_queued_jobs")
+
+    # Sent a moment ago: left alone (it may just be waiting in the queue).
+    with session_scope() as session:
+        assert redrive(session) == 0
+    # Queued for longer than the re-drive delay: sent again, and it runs.
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(enqueued_at=func.now() - 2 * scheduler_jobs.api_jobs.REDRIVE_AFTER)
+        )
+    with session_scope() as session:
+        assert redrive(session) >= 1
+
+    def finished():
+        job = ws.call("GET", f"/api/jobs/{job_id}").json
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    assert wait_until(finished, timeout=30)["status"] == "succeeded"
+    assert all(row(t).tags == ["redriven"] for t in targets)
+    with session_scope() as session:
+        assert redrive(session) == 0

@@ -156,6 +156,12 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
+        sa.Column(
+            "enqueued_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("id", sa.UUID(), nullable=False),
@@ -168,6 +174,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     op.create_index("ix_jobs_tenant_created", "jobs", ["tenant_id", "created_at"], unique=False)
+    op.create_index(
+        "ix_jobs_queued_enqueued",
+        "jobs",
+        ["enqueued_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'queued'"),
+    )
     op.create_table(
         "conversations",
         sa.Column("tenant_id", sa.UUID(), nullable=False),
@@ -716,6 +729,9 @@ def downgrade() -> None:
         postgresql_where=sa.text("status IN ('open', 'pending')"),
     )
     op.drop_table("conversations")
+    op.drop_index(
+        "ix_jobs_queued_enqueued", table_name="jobs", postgresql_where=sa.text("status = 'queued'")
+    )
     op.drop_index("ix_jobs_tenant_created", table_name="jobs")
     op.drop_table("jobs")
     op.drop_index("uq_divisions_tenant_name", table_name="divisions")
