@@ -12,7 +12,7 @@ from api.endpoint import PayloadTooLarge, Plain, UnsupportedMediaType, endpoint
 from api.schemas.common import Page
 from api.schemas.quick_replies import QuickReplyCreate, QuickReplyListQuery, QuickReplyUpdate
 from shared.errors import ValidationFailed
-from shared.inbox import quick_replies
+from shared.inbox import quick_replies, quick_reply_csv
 from shared.schemas.team import ImportResult, QuickReplyItem
 
 TAGS = ("Quick Replies",)
@@ -125,7 +125,7 @@ class QuickRepliesExportResource:
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx):
-        resp.data = quick_replies.export_shared_csv(req.context.db, ctx)
+        resp.data = quick_reply_csv.export_shared_csv(req.context.db, ctx)
         resp.content_type = "text/csv; charset=utf-8"
         today = dt.datetime.now(dt.UTC).date().isoformat()
         resp.downloadable_as = f"quick-replies-{today}.csv"
@@ -145,7 +145,7 @@ class QuickRepliesImportResource:
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx):
-        return quick_replies.import_shared_csv(req.context.db, ctx, _read_upload(req))
+        return quick_reply_csv.import_shared_csv(req.context.db, ctx, _read_upload(req))
 
 
 ROUTES = [

@@ -7,22 +7,18 @@ replies, per owner for personal ones (the partial unique indexes of 0002).
 Favorites and usage are per agent (``quick_reply_usage``); the reply also keeps
 a tenant-wide ``usage_count``.
 
-Shared replies travel as CSV (see :func:`export_shared_csv` and
-:func:`import_shared_csv`): header ``shortcut,title,content``, RFC 4180 quoting.
+Shared replies also travel as CSV: :mod:`shared.inbox.quick_reply_csv`.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, false, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -43,26 +39,21 @@ SHORTCUT = re.compile(r"[a-z0-9_-]{1,64}")
 SHORTCUT_RULE = "1 to 64 characters among a-z, 0-9, '_' and '-'"
 MAX_TITLE = 200
 MAX_CONTENT = 4096
-
-#: The CSV columns, in the order the export writes them.
-CSV_COLUMNS = ("shortcut", "title", "content")
-#: Largest number of data rows one import accepts.
-MAX_IMPORT_ROWS = 5000
-#: Row errors reported in one refusal; the message counts the rest.
-MAX_REPORTED_ERRORS = 100
+#: The fields of a reply its owner may edit (also the CSV columns).
+EDITABLE_FIELDS = ("shortcut", "title", "content")
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-def _check_shortcut(value: str) -> str | None:
+def check_shortcut(value: str) -> str | None:
     """Return why ``value`` (already normalized) is not a valid shortcut, or ``None``."""
     if not SHORTCUT.fullmatch(value):
         return SHORTCUT_RULE
     return None
 
 
-def _check_text(value: str, maximum: int) -> str | None:
+def check_text(value: str, maximum: int) -> str | None:
     if not value:
         return "must not be blank"
     if len(value) > maximum:
@@ -78,10 +69,10 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     for field, value in fields.items():
         if field == "shortcut":
             value = value.strip().lower()
-            problem = _check_shortcut(value)
+            problem = check_shortcut(value)
         else:
             value = value.strip()
-            problem = _check_text(value, MAX_TITLE if field == "title" else MAX_CONTENT)
+            problem = check_text(value, MAX_TITLE if field == "title" else MAX_CONTENT)
         if problem:
             details.append({"field": field, "message": problem})
         cleaned[field] = value
@@ -97,7 +88,7 @@ def _shortcut_taken(shortcut: str) -> Conflict:
     )
 
 
-def _lock_shared(session: Session, ctx: Ctx) -> None:
+def lock_shared_shortcuts(session: Session, ctx: Ctx) -> None:
     """Serialize writers of the tenant's shared shortcuts (create, rename, import).
 
     NOTE: an import checks which shortcuts exist, then inserts; without this lock
@@ -294,7 +285,7 @@ def create_quick_reply(
         owner_id = _require_user(ctx)
     fields = _clean({"shortcut": shortcut, "title": title, "content": content})
     if scope == "shared":
-        _lock_shared(session, ctx)
+        lock_shared_shortcuts(session, ctx)
     reply = QuickReply(tenant_id=ctx.tenant_id, scope=scope, owner_id=owner_id, **fields)
     session.add(reply)
     _flush_unique(session, fields["shortcut"])
@@ -308,14 +299,14 @@ def update_quick_reply(
     session: Session, ctx: Ctx, reply_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Change ``shortcut``, ``title`` or ``content``: the owner, or a manager for shared ones."""
-    unknown = changes.keys() - set(CSV_COLUMNS)
+    unknown = changes.keys() - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed.field(sorted(unknown)[0], "cannot be changed")
     reply = _get_writable(session, ctx, reply_id)
     fields = _clean(changes)
     before = QuickReplyView.data(reply)
     if reply.scope == "shared" and "shortcut" in fields:
-        _lock_shared(session, ctx)
+        lock_shared_shortcuts(session, ctx)
     for field, value in fields.items():
         setattr(reply, field, value)
     if session.is_modified(reply):
@@ -401,209 +392,3 @@ def set_favorite(session: Session, ctx: Ctx, reply_id: uuid.UUID, favorite: bool
             session, ctx, action, "quick_reply", reply.id, after={"is_favorite": favorite}
         )
     return _item(session, ctx, reply.id)
-
-
-# --- CSV --------------------------------------------------------------------------------------
-
-#: A spreadsheet runs a cell starting with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _guard_cell(value: str) -> str:
-    """APPSEC: defuse CSV formula injection with a leading apostrophe (OWASP's advice).
-
-    Cells that already start with apostrophes before a formula character get one
-    more, so :func:`_unguard_cell` restores every value exactly on import.
-    """
-    if value.lstrip("'").startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def _unguard_cell(value: str) -> str:
-    if value.startswith("'") and value.lstrip("'").startswith(_FORMULA_START):
-        return value[1:]
-    return value
-
-
-def export_shared_csv(session: Session, ctx: Ctx) -> bytes:
-    """The tenant's shared replies as UTF-8 CSV (``shortcut,title,content``, CRLF rows)."""
-    ctx.require(MANAGE)
-    rows = session.execute(
-        select(QuickReply.shortcut, QuickReply.title, QuickReply.content)
-        .where(QuickReply.tenant_id == ctx.tenant_id, QuickReply.scope == "shared")
-        .order_by(QuickReply.shortcut)
-    )
-    out = io.StringIO()
-    writer = csv.writer(out)  # the excel dialect: RFC 4180 quoting and CRLF line ends
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows([_guard_cell(cell) for cell in row] for row in rows)
-    return out.getvalue().encode()
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    shortcut: str
-    title: str
-    content: str
-
-
-def _refuse(message: str, details: list[dict[str, Any]]) -> ValidationFailed:
-    shown = details[:MAX_REPORTED_ERRORS]
-    if len(details) > len(shown):
-        message += f" ({len(details)} errors; the first {len(shown)} are listed)"
-    return ValidationFailed(message, details=shown)
-
-
-def _decode_utf8(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ValidationFailed(
-            "The file is not UTF-8 text",
-            details=[
-                {
-                    "line": line,
-                    "field": "encoding",
-                    "message": f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8",
-                }
-            ],
-        ) from exc
-
-
-def _header(reader: Any) -> list[str]:
-    """The column names of line 1; 422 naming what is missing, unknown or repeated."""
-    names = [name.strip().lower() for name in next(reader, [])]
-    details = [
-        {"line": 1, "field": "header", "message": f"missing column '{name}'"}
-        for name in CSV_COLUMNS
-        if name not in names
-    ]
-    details += [
-        {"line": 1, "field": "header", "message": f"unknown column '{name}'"}
-        for name in dict.fromkeys(names)
-        if name not in CSV_COLUMNS
-    ]
-    details += [
-        {"line": 1, "field": "header", "message": f"column '{name}' appears twice"}
-        for name in CSV_COLUMNS
-        if names.count(name) > 1
-    ]
-    if details:
-        raise ValidationFailed(f"The header must be {','.join(CSV_COLUMNS)}", details=details)
-    return names
-
-
-def parse_import(raw: bytes) -> list[_Row]:
-    """Parse and check a whole CSV file; 422 with every ``{line, field, message}`` on error.
-
-    Lines are the file's own (the header is line 1); a row whose quoted content
-    spans lines is reported at the line where it starts. Blank lines are skipped.
-    """
-    text = _decode_utf8(raw)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[_Row] = []
-    details: list[dict[str, Any]] = []
-    first_line: dict[str, int] = {}
-    try:
-        names = _header(reader)
-        while True:
-            line = reader.line_num + 1
-            record = next(reader, None)
-            if record is None:
-                break
-            if not record:
-                continue
-            if len(rows) + 1 > MAX_IMPORT_ROWS:
-                raise ValidationFailed(
-                    f"An import holds at most {MAX_IMPORT_ROWS} rows",
-                    details=[{"line": line, "field": "file", "message": "too many rows"}],
-                )
-            if len(record) != len(names):
-                details.append(
-                    {
-                        "line": line,
-                        "field": "row",
-                        "message": f"expected {len(names)} fields, got {len(record)}",
-                    }
-                )
-                rows.append(_Row(line, "", "", ""))
-                continue
-            values = {name: _unguard_cell(value) for name, value in zip(names, record, strict=True)}
-            row = _Row(
-                line,
-                values["shortcut"].strip().lower(),
-                values["title"].strip(),
-                values["content"].strip(),
-            )
-            problems = {
-                "shortcut": _check_shortcut(row.shortcut),
-                "title": _check_text(row.title, MAX_TITLE),
-                "content": _check_text(row.content, MAX_CONTENT),
-            }
-            if not problems["shortcut"] and row.shortcut in first_line:
-                problems["shortcut"] = f"duplicate of line {first_line[row.shortcut]}"
-            first_line.setdefault(row.shortcut, line)
-            details += [
-                {"line": line, "field": field, "message": message}
-                for field, message in problems.items()
-                if message
-            ]
-            rows.append(row)
-    except csv.Error as exc:
-        details.append({"line": reader.line_num, "field": "file", "message": f"not CSV: {exc}"})
-    if details:
-        raise _refuse("The file has invalid rows; nothing was imported", details)
-    return rows
-
-
-def import_shared_csv(session: Session, ctx: Ctx, raw: bytes) -> dict[str, int]:
-    """Create or update the tenant's shared replies from CSV, all or nothing.
-
-    A row whose shortcut (case-insensitive) names an existing shared reply updates
-    it; identical rows are counted ``unchanged``. Any invalid row refuses the file.
-    """
-    ctx.require(MANAGE)
-    rows = parse_import(raw)
-    _lock_shared(session, ctx)
-    existing = {
-        reply.shortcut.lower(): reply
-        for reply in session.scalars(
-            select(QuickReply)
-            .where(
-                QuickReply.tenant_id == ctx.tenant_id,
-                QuickReply.scope == "shared",
-                func.lower(QuickReply.shortcut).in_([row.shortcut for row in rows]),
-            )
-            .with_for_update()
-        )
-    }
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
-    new = []
-    for row in rows:
-        reply = existing.get(row.shortcut)
-        if reply is None:
-            new.append(
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": ctx.tenant_id,
-                    "scope": "shared",
-                    "shortcut": row.shortcut,
-                    "title": row.title,
-                    "content": row.content,
-                }
-            )
-        elif (reply.shortcut, reply.title, reply.content) == (row.shortcut, row.title, row.content):
-            counts["unchanged"] += 1
-        else:
-            reply.shortcut, reply.title, reply.content = row.shortcut, row.title, row.content
-            counts["updated"] += 1
-    if new:
-        # PERF: one executemany for up to 5,000 rows rather than 5,000 ORM objects.
-        session.execute(insert(QuickReply), new)
-    counts["created"] = len(new)
-    session.flush()
-    activity.record(session, ctx, "quick_reply.imported", "quick_reply", None, after=counts)
-    return counts

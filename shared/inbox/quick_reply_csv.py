@@ -1,0 +1,242 @@
+"""Shared quick replies as CSV: export, and an all-or-nothing import that names bad lines.
+
+Header ``shortcut,title,content`` (any order on import), RFC 4180 quoting, UTF-8
+(a BOM is fine). A file with any bad row is refused whole with every error's
+line number; a good one is applied in one transaction, updating replies whose
+shortcut already exists instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.errors import ValidationFailed
+from shared.inbox.quick_replies import (
+    EDITABLE_FIELDS,
+    MANAGE,
+    MAX_CONTENT,
+    MAX_TITLE,
+    check_shortcut,
+    check_text,
+    lock_shared_shortcuts,
+)
+from shared.models import QuickReply
+
+#: The CSV columns, in the order the export writes them.
+CSV_COLUMNS = EDITABLE_FIELDS
+#: Largest number of data rows one import accepts.
+MAX_IMPORT_ROWS = 5000
+#: Row errors reported in one refusal; the message counts the rest.
+MAX_REPORTED_ERRORS = 100
+
+#: A spreadsheet runs a cell starting with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _guard_cell(value: str) -> str:
+    """APPSEC: defuse CSV formula injection with a leading apostrophe (OWASP's advice).
+
+    Cells that already start with apostrophes before a formula character get one
+    more, so :func:`_unguard_cell` restores every value exactly on import.
+    """
+    if value.lstrip("'").startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _unguard_cell(value: str) -> str:
+    if value.startswith("'") and value.lstrip("'").startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
+def export_shared_csv(session: Session, ctx: Ctx) -> bytes:
+    """The tenant's shared replies as UTF-8 CSV (``shortcut,title,content``, CRLF rows)."""
+    ctx.require(MANAGE)
+    rows = session.execute(
+        select(QuickReply.shortcut, QuickReply.title, QuickReply.content)
+        .where(QuickReply.tenant_id == ctx.tenant_id, QuickReply.scope == "shared")
+        .order_by(QuickReply.shortcut)
+    )
+    out = io.StringIO()
+    writer = csv.writer(out)  # the excel dialect: RFC 4180 quoting and CRLF line ends
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows([_guard_cell(cell) for cell in row] for row in rows)
+    return out.getvalue().encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    shortcut: str
+    title: str
+    content: str
+
+
+def _refuse(message: str, details: list[dict[str, Any]]) -> ValidationFailed:
+    shown = details[:MAX_REPORTED_ERRORS]
+    if len(details) > len(shown):
+        message += f" ({len(details)} errors; the first {len(shown)} are listed)"
+    return ValidationFailed(message, details=shown)
+
+
+def _decode_utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValidationFailed(
+            "The file is not UTF-8 text",
+            details=[
+                {
+                    "line": line,
+                    "field": "encoding",
+                    "message": f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8",
+                }
+            ],
+        ) from exc
+
+
+def _header(reader: Any) -> list[str]:
+    """The column names of line 1; 422 naming what is missing, unknown or repeated."""
+    names = [name.strip().lower() for name in next(reader, [])]
+    details = [
+        {"line": 1, "field": "header", "message": f"missing column '{name}'"}
+        for name in CSV_COLUMNS
+        if name not in names
+    ]
+    details += [
+        {"line": 1, "field": "header", "message": f"unknown column '{name}'"}
+        for name in dict.fromkeys(names)
+        if name not in CSV_COLUMNS
+    ]
+    details += [
+        {"line": 1, "field": "header", "message": f"column '{name}' appears twice"}
+        for name in CSV_COLUMNS
+        if names.count(name) > 1
+    ]
+    if details:
+        raise ValidationFailed(f"The header must be {','.join(CSV_COLUMNS)}", details=details)
+    return names
+
+
+def parse_import(raw: bytes) -> list[_Row]:
+    """Parse and check a whole CSV file; 422 with every ``{line, field, message}`` on error.
+
+    Lines are the file's own (the header is line 1); a row whose quoted content
+    spans lines is reported at the line where it starts. Blank lines are skipped.
+    """
+    text = _decode_utf8(raw)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[_Row] = []
+    details: list[dict[str, Any]] = []
+    first_line: dict[str, int] = {}
+    try:
+        names = _header(reader)
+        while True:
+            line = reader.line_num + 1
+            record = next(reader, None)
+            if record is None:
+                break
+            if not record:
+                continue
+            if len(rows) + 1 > MAX_IMPORT_ROWS:
+                raise ValidationFailed(
+                    f"An import holds at most {MAX_IMPORT_ROWS} rows",
+                    details=[{"line": line, "field": "file", "message": "too many rows"}],
+                )
+            if len(record) != len(names):
+                details.append(
+                    {
+                        "line": line,
+                        "field": "row",
+                        "message": f"expected {len(names)} fields, got {len(record)}",
+                    }
+                )
+                rows.append(_Row(line, "", "", ""))
+                continue
+            values = {name: _unguard_cell(value) for name, value in zip(names, record, strict=True)}
+            row = _Row(
+                line,
+                values["shortcut"].strip().lower(),
+                values["title"].strip(),
+                values["content"].strip(),
+            )
+            problems = {
+                "shortcut": check_shortcut(row.shortcut),
+                "title": check_text(row.title, MAX_TITLE),
+                "content": check_text(row.content, MAX_CONTENT),
+            }
+            if not problems["shortcut"] and row.shortcut in first_line:
+                problems["shortcut"] = f"duplicate of line {first_line[row.shortcut]}"
+            first_line.setdefault(row.shortcut, line)
+            details += [
+                {"line": line, "field": field, "message": message}
+                for field, message in problems.items()
+                if message
+            ]
+            rows.append(row)
+    except csv.Error as exc:
+        details.append({"line": reader.line_num, "field": "file", "message": f"not CSV: {exc}"})
+    if details:
+        raise _refuse("The file has invalid rows; nothing was imported", details)
+    return rows
+
+
+def import_shared_csv(session: Session, ctx: Ctx, raw: bytes) -> dict[str, int]:
+    """Create or update the tenant's shared replies from CSV, all or nothing.
+
+    A row whose shortcut (case-insensitive) names an existing shared reply updates
+    it; identical rows are counted ``unchanged``. Any invalid row refuses the file.
+    """
+    ctx.require(MANAGE)
+    rows = parse_import(raw)
+    lock_shared_shortcuts(session, ctx)
+    existing = {
+        reply.shortcut.lower(): reply
+        for reply in session.scalars(
+            select(QuickReply)
+            .where(
+                QuickReply.tenant_id == ctx.tenant_id,
+                QuickReply.scope == "shared",
+                func.lower(QuickReply.shortcut).in_([row.shortcut for row in rows]),
+            )
+            .with_for_update()
+        )
+    }
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    new = []
+    for row in rows:
+        reply = existing.get(row.shortcut)
+        if reply is None:
+            new.append(
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": ctx.tenant_id,
+                    "scope": "shared",
+                    "shortcut": row.shortcut,
+                    "title": row.title,
+                    "content": row.content,
+                }
+            )
+        elif (reply.shortcut, reply.title, reply.content) == (row.shortcut, row.title, row.content):
+            counts["unchanged"] += 1
+        else:
+            reply.shortcut, reply.title, reply.content = row.shortcut, row.title, row.content
+            counts["updated"] += 1
+    if new:
+        # PERF: one executemany for up to 5,000 rows rather than 5,000 ORM objects.
+        session.execute(insert(QuickReply), new)
+    counts["created"] = len(new)
+    session.flush()
+    activity.record(session, ctx, "quick_reply.imported", "quick_reply", None, after=counts)
+    return counts
