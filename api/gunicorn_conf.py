@@ -24,3 +24,18 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Set WEB_CONTROL_SOCKET to a path to get it back for `gunicornc`.
 control_socket = os.environ.get("WEB_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+def post_worker_init(worker):
+    """Move everything loaded at start-up out of the garbage collector's reach.
+
+    PERF: a full collection walks every live object while holding the GIL; with
+    the app's ~150k start-up objects that stalled a worker (and every request in
+    it) for 60-120 ms and set the inbox list's p99. Frozen objects are never
+    scanned again; they are the app's modules and tables, alive for the process's
+    life anyway (Python's gc.freeze() is made for exactly this in forking servers).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.errors import DomainError
@@ -53,13 +53,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 
 def _keyset(query: Select[Any], created_at, id_column, cursor: str | None) -> Select[Any]:
     if cursor:
-        after_created, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                created_at < after_created,
-                and_(created_at == after_created, id_column < after_id),
-            )
-        )
+        # PERF: a row comparison is an index bound, so a deep page starts where the last
+        # one ended instead of re-reading and filtering every row before it.
+        query = query.where(tuple_(created_at, id_column) < tuple_(*decode_cursor(cursor)))
     return query.order_by(created_at.desc(), id_column.desc())
 
 
