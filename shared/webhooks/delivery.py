@@ -390,30 +390,50 @@ def record(
 
 
 def _exhausted(session: Session, claimed: Claimed, result: Result) -> None:
-    ctx = Ctx.system(claimed.tenant_id)
+    exhaust(
+        session,
+        tenant_id=claimed.tenant_id,
+        delivery_id=claimed.id,
+        endpoint_id=claimed.endpoint_id,
+        event_id=claimed.event_id,
+        event_type=claimed.event_type,
+        attempts=claimed.attempt,
+        last_status_code=result.status_code,
+        last_error_kind=result.error_kind,
+    )
+
+
+def exhaust(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    event_id: uuid.UUID,
+    event_type: str,
+    attempts: int,
+    last_status_code: int | None,
+    last_error_kind: str | None,
+) -> None:
+    """Record (and announce) that a delivery ran out of its schedule."""
+    ctx = Ctx.system(tenant_id)
     data = {
-        "delivery_id": str(claimed.id),
-        "endpoint_id": str(claimed.endpoint_id),
-        "event_id": str(claimed.event_id),
-        "event_type": claimed.event_type,
-        "attempts": claimed.attempt,
-        "last_status_code": result.status_code,
-        "last_error_kind": result.error_kind,
-        "reason": f"no 2xx after {claimed.attempt} attempts",
+        "delivery_id": str(delivery_id),
+        "endpoint_id": str(endpoint_id),
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "attempts": attempts,
+        "last_status_code": last_status_code,
+        "last_error_kind": last_error_kind,
+        "reason": f"no 2xx after {attempts} attempts",
     }
     activity.record(
-        session, ctx, "webhook.delivery_exhausted", "webhook_delivery", claimed.id, after=data
+        session, ctx, "webhook.delivery_exhausted", "webhook_delivery", delivery_id, after=data
     )
     # NOTE: an exhausted delivery *of* a webhook.* event emits nothing, or two broken
     # endpoints subscribed to each other's failures would feed each other forever.
-    if not claimed.event_type.startswith("webhook."):
-        emit(
-            session,
-            "webhook.delivery_exhausted",
-            data,
-            tenant_id=claimed.tenant_id,
-            actor=ctx.actor,
-        )
+    if not event_type.startswith("webhook."):
+        emit(session, "webhook.delivery_exhausted", data, tenant_id=tenant_id, actor=ctx.actor)
 
 
 def _disabled(session: Session, claimed: Claimed) -> Outcome:

@@ -1,8 +1,9 @@
 """Scheduler jobs: re-drive due and stuck deliveries, disable endpoints failing for days.
 
 :func:`sweep` first takes back claims whose ``locked_until`` passed (a worker was
-killed mid-attempt: the attempt is logged as ``worker_lost`` and the delivery is
-due again), then claims pending deliveries whose ``sweep_at`` passed with
+killed mid-attempt: the attempt is logged as ``worker_lost`` and counts like a
+failed one, see :func:`reclaim_stuck`), then claims pending deliveries whose
+``sweep_at`` passed with
 ``FOR UPDATE SKIP LOCKED``, pushes their ``sweep_at`` out, commits and only then
 enqueues them. At most ``2 x max_concurrency`` per endpoint are enqueued per sweep,
 so a backlog for one slow endpoint does not flood the queue; the rest wait for
@@ -15,12 +16,13 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from sqlalchemy import func, insert, literal_column, select, update
+from sqlalchemy import case, func, insert, literal_column, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from shared.config import get_settings
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from shared.webhooks import health, queue
+from shared.webhooks import delivery, health, queue, schedule
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,16 @@ _ONE_SECOND = literal_column("interval '1 second'")
 
 
 def reclaim_stuck(session: Session, *, batch: int = 500) -> int:
-    """Make in-flight deliveries whose claim expired pending (and due) again."""
+    """Take back in-flight deliveries whose claim expired: the worker died mid-attempt.
+
+    The lost attempt counts like a failed one: the delivery waits the schedule's
+    next delay (5 s after a first attempt), and one lost on its last attempt is
+    failed and announced. So a delivery that kills its worker every time (say, a
+    payload that runs it out of memory) ends instead of being re-sent forever.
+    """
     d = WebhookDelivery
+    last = schedule.MAX_ATTEMPTS
+    delays = postgresql.array([float(x) for x in schedule.SCHEDULE])
     stuck = (
         select(d.id)
         .where(d.status == "in_flight", d.locked_until < func.now())
@@ -46,13 +56,29 @@ def reclaim_stuck(session: Session, *, batch: int = 500) -> int:
         update(d)
         .where(d.id == stuck.c.id)
         .values(
-            status="pending",
+            status=case((d.attempt_count >= last, "failed"), else_="pending"),
+            finished_at=case((d.attempt_count >= last, func.now()), else_=None),
             locked_until=None,
-            next_attempt_at=func.now(),
-            sweep_at=func.now(),
+            next_attempt_at=func.now()
+            + func.make_interval(
+                0, 0, 0, 0, 0, 0, delays[func.least(d.attempt_count, last - 1) + 1]
+            ),
+            sweep_at=func.now()
+            + func.make_interval(
+                0, 0, 0, 0, 0, 0, delays[func.least(d.attempt_count, last - 1) + 1]
+            ),
             last_error_kind="worker_lost",
         )
-        .returning(d.id, d.tenant_id, d.attempt_count, d.last_attempt_at, d.endpoint_id)
+        .returning(
+            d.id,
+            d.tenant_id,
+            d.attempt_count,
+            d.last_attempt_at,
+            d.endpoint_id,
+            d.status,
+            d.event_id,
+            d.event_type,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     if rows:
@@ -81,6 +107,19 @@ def reclaim_stuck(session: Session, *, batch: int = 500) -> int:
                 for r in rows
             ],
         )
+        for r in rows:
+            if r.status == "failed":
+                delivery.exhaust(
+                    session,
+                    tenant_id=r.tenant_id,
+                    delivery_id=r.id,
+                    endpoint_id=r.endpoint_id,
+                    event_id=r.event_id,
+                    event_type=r.event_type,
+                    attempts=r.attempt_count,
+                    last_status_code=None,
+                    last_error_kind="worker_lost",
+                )
         log.warning("webhooks: took back %d deliveries from lost workers", len(rows))
     return len(rows)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from shared.db import session_scope
 from shared.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from shared.webhooks import signing, sweeper
+from shared.webhooks import schedule, signing, sweeper
 from tests.webhooks.conftest import deliveries, move_time, settled, wait_until
 from tests.webhooks.test_api import BASE, create
 
@@ -251,7 +251,11 @@ def test_a_worker_lost_mid_attempt_is_taken_back_and_redelivered(ws, receiver, p
             )
         )
     with session_scope() as session:
-        assert sweeper.sweep(session) >= 1
+        sweeper.sweep(session)
+    [waiting] = deliveries(hook["id"])
+    # The lost attempt counts like a failed one: the schedule's next delay applies.
+    assert waiting.status == "pending" and waiting.last_error_kind == "worker_lost"
+    assert move_time(hook["id"]) >= 1
     [d] = wait_until(
         lambda: [d for d in deliveries(hook["id"]) if d.status == "succeeded"], "redelivered"
     )
@@ -302,3 +306,31 @@ def test_addresses_are_vetted_again_at_send_time(ws, receiver, path):
     assert receiver.at(path) == []
     [attempt] = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]["attempts"]
     assert attempt["response_status"] is None and "127.0.0.2" in attempt["error"]
+
+
+def test_a_delivery_that_loses_its_worker_on_every_attempt_ends_failed(ws, receiver, path):
+    """A poison delivery (it kills its worker each time) runs out of schedule, announced."""
+    hook = create(ws, receiver.url(path))
+    event_id = uuid.uuid4()
+    with session_scope() as session:
+        session.add(
+            WebhookDelivery(
+                tenant_id=uuid.UUID(ws.tenant["id"]),
+                endpoint_id=uuid.UUID(hook["id"]),
+                event_id=event_id,
+                event_type="agent.created",
+                payload={"type": "agent.created", "timestamp": "x", "data": {}},
+                status="in_flight",
+                attempt_count=schedule.MAX_ATTEMPTS,
+                locked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+                last_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60),
+            )
+        )
+    with session_scope() as session:
+        sweeper.sweep(session)
+    [failed] = deliveries(hook["id"])
+    assert failed.status == "failed" and failed.finished_at is not None
+    assert failed.last_error_kind == "worker_lost"
+    exhausted = outbox(ws.tenant["id"], "webhook.delivery_exhausted")
+    assert [e.data["event_id"] for e in exhausted] == [str(event_id)]
+    assert receiver.at(path) == []

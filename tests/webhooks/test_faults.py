@@ -113,10 +113,23 @@ def test_a_worker_sigkilled_mid_delivery_is_swept_and_the_event_delivered_once(w
                 )
             sweep()
             [reclaimed] = deliveries(hook["id"])
-            # No worker runs on this namespace now: the row waits, due, for the next one.
+            # The lost attempt counts: the row waits the schedule's next delay (5 s).
             assert reclaimed.status == "pending" and reclaimed.attempt_count == 1
             assert reclaimed.last_error_kind == "worker_lost" and reclaimed.locked_until is None
             assert attempts_of(claimed.id)[0] == (1, "worker_lost", None)
+            with session_scope() as session:
+                wait = session.scalar(
+                    select(WebhookDelivery.next_attempt_at - func.now()).where(
+                        WebhookDelivery.id == claimed.id
+                    )
+                )
+                assert dt.timedelta(seconds=3) < wait <= dt.timedelta(seconds=6)
+                session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == claimed.id)
+                    .values(next_attempt_at=func.now(), sweep_at=func.now())
+                )
+            sweep()
 
             second = start_worker(namespace=namespace)
             procs.append(second)
