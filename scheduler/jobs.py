@@ -10,10 +10,9 @@ APScheduler's per-job options are chosen for each job, never left to its default
 ``coalesce`` (whether a backlog of missed runs collapses into one) and
 ``max_instances`` (how many runs of the job may overlap in this process).
 
-Example::
+Example (a job whose options differ from :data:`DRAIN` spells its own)::
 
-    Job("reopen_snoozed", reopen_snoozed, IntervalTrigger(seconds=30, timezone=UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}),
+    Job("reopen_snoozed", expiration.reopen_snoozed, _every(minutes=1), DRAIN),
 """
 
 from __future__ import annotations
@@ -75,52 +74,27 @@ def expire_conversations(session: Session) -> dict[str, int]:
     return expiration.expire_all(session).as_dict()
 
 
+#: The options every job here uses, each chosen on purpose (APScheduler's defaults differ):
+#: ``misfire_grace_time=None``: a late run still finds due rows, so it always runs;
+#: ``coalesce=True``: several missed runs would drain the same rows, one run does;
+#: ``max_instances=1``: an overlapping run could only skip the rows the first holds
+#: (SKIP LOCKED); APScheduler logs the skipped run, the sign a job outgrew its interval.
+DRAIN = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+
+
+def _every(**interval: float) -> IntervalTrigger:
+    return IntervalTrigger(**interval, timezone=dt.UTC)
+
+
 JOBS: tuple[Job, ...] = (
-    # Both inbox jobs: misfire_grace_time=None (a late run still has due rows),
-    # coalesce=True (one run drains what several missed runs would), max_instances=1
-    # (an overlapping run would only skip the rows the first holds).
-    Job(
-        "reopen_snoozed",
-        expiration.reopen_snoozed,
-        IntervalTrigger(minutes=1, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
-    Job(
-        "redrive_queued_jobs",
-        redrive_queued_jobs,
-        IntervalTrigger(minutes=1, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
-    Job(
-        "expire_conversations",
-        expire_conversations,
-        IntervalTrigger(minutes=5, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
-    # misfire_grace_time=None: a late sweep is still worth running. coalesce=True:
-    # missed runs would sweep the same rows, one sweep does. max_instances=1: an
-    # overlapping sweep could only skip the rows the first holds (SKIP LOCKED);
-    # APScheduler logs the skipped run, the sign that sweeps outgrow 5 s.
-    Job(
-        "sweep_outbox",
-        sweep_outbox,
-        IntervalTrigger(seconds=5, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
-    # Webhooks: due retries and claims of killed workers, every 5 s like the outbox (same
-    # options, same reasons); the five-day auto-disable needs no more than hourly.
-    Job(
-        "sweep_webhook_deliveries",
-        webhook_sweeper.sweep,
-        IntervalTrigger(seconds=5, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
-    Job(
-        "disable_failing_webhooks",
-        webhook_sweeper.disable_failing,
-        IntervalTrigger(hours=1, timezone=dt.UTC),
-        {"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-    ),
+    Job("sweep_outbox", sweep_outbox, _every(seconds=5), DRAIN),
+    Job("reopen_snoozed", expiration.reopen_snoozed, _every(minutes=1), DRAIN),
+    Job("redrive_queued_jobs", redrive_queued_jobs, _every(minutes=1), DRAIN),
+    Job("expire_conversations", expire_conversations, _every(minutes=5), DRAIN),
+    # Webhooks: due retries and claims of killed workers as often as the outbox; the
+    # five-day auto-disable needs no more than hourly.
+    Job("sweep_webhook_deliveries", webhook_sweeper.sweep, _every(seconds=5), DRAIN),
+    Job("disable_failing_webhooks", webhook_sweeper.disable_failing, _every(hours=1), DRAIN),
 )
 
 
