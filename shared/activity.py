@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
+from shared.events import emit
 from shared.models import ActivityLog
 from shared.pagination import Page, paginate
 
@@ -76,3 +77,23 @@ def list_logs(
         limit=limit,
         cursor=cursor,
     )
+
+
+def record_change(
+    session: Session,
+    ctx: Ctx,
+    event_type: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    data: dict[str, Any],
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """Audit a change and announce it: the activity row and the outbox event, one transaction.
+
+    ``data`` is the event's payload (the resource as its GET shows it); ``before`` and
+    ``after`` are what the activity log keeps. Returns the event id.
+    """
+    record(session, ctx, event_type, entity_type, entity_id, before=before, after=after)
+    return emit(session, event_type, data, tenant_id=ctx.tenant_id, actor=ctx.actor)

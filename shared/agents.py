@@ -170,8 +170,7 @@ def create_agent(
     session.flush()
     session.refresh(agent)
     data = AgentView.data(agent)
-    activity.record(session, ctx, "agent.created", "agent", agent.id, after=data)
-    emit(session, "agent.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "agent.created", "agent", agent.id, data, after=data)
     return agent
 
 
@@ -211,8 +210,9 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
     session.flush()
     session.refresh(agent)
     after = AgentView.data(agent)
-    activity.record(session, ctx, "agent.updated", "agent", agent.id, before=before, after=after)
-    emit(session, "agent.updated", after, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(
+        session, ctx, "agent.updated", "agent", agent.id, after, before=before, after=after
+    )
     return agent
 
 
@@ -232,8 +232,7 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
         .values(revoked_at=func.now())
     )
     auth.user_tokens_valid_after_now(session, agent.id)
-    activity.record(session, ctx, "agent.deleted", "agent", agent.id, before=before)
-    emit(session, "agent.deleted", before, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "agent.deleted", "agent", agent.id, before, before=before)
 
 
 def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> User:

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Forbidden, NotFound, ValidationFailed
-from shared.events import emit
 from shared.models import ApiKey
 from shared.schemas.identity import ApiKeyView
 from shared.security import generate_api_key
@@ -66,8 +65,7 @@ def create_key(
     session.flush()
     session.refresh(api_key)
     data = ApiKeyView.data(api_key)
-    activity.record(session, ctx, "api_key.created", "api_key", api_key.id, after=data)
-    emit(session, "api_key.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "api_key.created", "api_key", api_key.id, data, after=data)
     return CreatedKey(api_key, new.key)
 
 
@@ -88,5 +86,4 @@ def revoke_key(session: Session, ctx: Ctx, key_id: uuid.UUID) -> None:
     session.flush()
     session.refresh(api_key)
     data = ApiKeyView.data(api_key)
-    activity.record(session, ctx, "api_key.revoked", "api_key", api_key.id, after=data)
-    emit(session, "api_key.revoked", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "api_key.revoked", "api_key", api_key.id, data, after=data)

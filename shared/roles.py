@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events import emit
 from shared.models import Role, User
 from shared.permissions import ALL_KEYS
 from shared.schemas.identity import RoleView
@@ -73,8 +72,7 @@ def create_role(
     session.flush()
     session.refresh(role)
     data = RoleView.data(role)
-    activity.record(session, ctx, "role.created", "role", role.id, after=data)
-    emit(session, "role.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "role.created", "role", role.id, data, after=data)
     return role
 
 
@@ -108,8 +106,9 @@ def update_role(
     session.flush()
     session.refresh(role)
     after = RoleView.data(role)
-    activity.record(session, ctx, "role.updated", "role", role.id, before=before, after=after)
-    emit(session, "role.updated", after, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(
+        session, ctx, "role.updated", "role", role.id, after, before=before, after=after
+    )
     return role
 
 
@@ -127,5 +126,4 @@ def delete_role(session: Session, ctx: Ctx, role_id: uuid.UUID) -> None:
         )
     before = RoleView.data(role)
     session.delete(role)
-    activity.record(session, ctx, "role.deleted", "role", role.id, before=before)
-    emit(session, "role.deleted", before, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "role.deleted", "role", role.id, before, before=before)

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from shared import activity, db
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
-from shared.events import emit
 from shared.inbox.access import get_conversation
 from shared.models import Contact, Conversation, Message
 from shared.pagination import Page, paginate_rows
@@ -199,8 +198,7 @@ def create_outbound_message(
     )
     session.expire(conversation)
     data = MessageView.data(message)
-    activity.record(session, ctx, "message.created", "message", message.id, after=data)
-    emit(session, "message.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "message.created", "message", message.id, data, after=data)
     return message
 
 

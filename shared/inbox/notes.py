@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Forbidden, NotFound, ValidationFailed
-from shared.events import emit
 from shared.inbox.access import get_conversation
 from shared.models import Note, NoteRevision, User
 from shared.pagination import Page, decode_cursor, encode_cursor
@@ -136,8 +135,7 @@ def create_note(
     )
     session.add(note)
     data = _note_data(session, ctx, note)
-    activity.record(session, ctx, "note.created", "note", note.id, after=data)
-    emit(session, "note.created", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    activity.record_change(session, ctx, "note.created", "note", note.id, data, after=data)
     return data
 
 
