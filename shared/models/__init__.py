@@ -2,6 +2,7 @@
 
 from shared.models.activity import ActivityLog
 from shared.models.base import Base
+from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
 from shared.models.identity import ApiKey, RevokedToken, Role, User
 from shared.models.inbox import (
     ChatExpirationRule,
@@ -34,7 +35,11 @@ __all__ = [
     "DeadLetter",
     "Division",
     "DivisionMember",
+    "InboundEvent",
+    "Integration",
+    "IntegrationAccount",
     "Job",
+    "MediaFile",
     "Message",
     "Note",
     "NoteRevision",

@@ -1,0 +1,1 @@
+"""Channels: integrations and accounts, inbound webhooks and their processing, delivery statuses."""

@@ -1,0 +1,487 @@
+"""Integrations and integration accounts: CRUD, encrypted credentials, inbound resolution.
+
+Credentials are one JSON object per row, encrypted with :mod:`shared.crypto` into
+``credentials_encrypted``; they are decrypted only where a channel needs them
+(:func:`decrypt_credentials`) and never leave through a view, which names the keys set.
+
+Credential keys by channel:
+
+- whatsapp, instagram, messenger: ``access_token``, ``app_secret`` (optional: the tenant's
+  own Meta app; the platform's ``META_APP_SECRET`` otherwise), ``verify_token`` (optional)
+- email: ``smtp_password``, ``inbound_signing_key`` (signs inbound email webhooks)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import activity, crypto
+from shared.channels.views import IntegrationAccountView, IntegrationView
+from shared.context import Ctx
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.models import Integration, IntegrationAccount
+from shared.models.inbox import CHANNELS
+from shared.pagination import Page, paginate
+
+PERMISSION = "integrations.manage"
+META_CREDENTIALS = frozenset({"access_token", "app_secret", "verify_token"})
+CREDENTIAL_KEYS: dict[str, frozenset[str]] = {
+    "whatsapp": META_CREDENTIALS,
+    "instagram": META_CREDENTIALS,
+    "messenger": META_CREDENTIALS,
+    "email": frozenset({"smtp_password", "inbound_signing_key"}),
+}
+SMTP_SECURITY = ("starttls", "ssl", "none")
+ACCOUNT_STATUSES = ("active", "disabled", "error")
+
+
+# ------------------------------------------------------------------ credentials
+
+
+def decrypt_credentials(row: IntegrationAccount | Integration) -> dict[str, str]:
+    """The row's credentials as a dict (empty when none are stored)."""
+    if not row.credentials_encrypted:
+        return {}
+    return json.loads(crypto.decrypt(row.credentials_encrypted))
+
+
+def _encrypt(credentials: dict[str, str]) -> str | None:
+    return crypto.encrypt(json.dumps(credentials, sort_keys=True)) if credentials else None
+
+
+def _merged_credentials(
+    channel: str, current: dict[str, str], changes: dict[str, str | None], field: str
+) -> dict[str, str]:
+    """``current`` with ``changes`` applied: a string sets a key, ``None`` removes it."""
+    allowed = CREDENTIAL_KEYS[channel]
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown {channel} credentials: {', '.join(unknown)}",
+            details=[
+                {"field": f"{field}.{k}", "message": f"allowed: {', '.join(sorted(allowed))}"}
+                for k in unknown
+            ],
+        )
+    merged = dict(current)
+    for name, value in changes.items():
+        if value is None or value == "":
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+# ------------------------------------------------------------------ views
+
+
+def integration_view(integration: Integration) -> dict[str, Any]:
+    keys = sorted(decrypt_credentials(integration))
+    data = {c: getattr(integration, c) for c in ("id", "channel", "enabled", "settings")}
+    data |= {
+        "credential_keys": keys,
+        "has_credentials": bool(keys),
+        "created_at": integration.created_at,
+        "updated_at": integration.updated_at,
+    }
+    return IntegrationView.model_validate(data).model_dump(mode="json")
+
+
+def account_view(account: IntegrationAccount) -> dict[str, Any]:
+    keys = sorted(decrypt_credentials(account))
+    data = {
+        c: getattr(account, c)
+        for c in (
+            "id",
+            "integration_id",
+            "channel",
+            "name",
+            "external_id",
+            "settings",
+            "is_default",
+            "status",
+            "created_at",
+            "updated_at",
+        )
+    }
+    data |= {"credential_keys": keys, "has_credentials": bool(keys)}
+    return IntegrationAccountView.model_validate(data).model_dump(mode="json")
+
+
+# ------------------------------------------------------------------ validation
+
+
+def check_channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        raise NotFound(f"Unknown channel '{channel}'")
+    return channel
+
+
+def normalize_external_id(channel: str, external_id: str) -> str:
+    """The form inbound payloads carry: email addresses lower-cased, ids trimmed."""
+    value = external_id.strip()
+    if channel == "email":
+        value = value.lower()
+        if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
+            raise ValidationFailed.field("external_id", "an email account's id is its address")
+    elif not value.isdigit():
+        raise ValidationFailed.field(
+            "external_id", f"a {channel} id is the numeric id Meta gives it"
+        )
+    return value
+
+
+def _check_settings(channel: str, settings: dict[str, Any]) -> dict[str, Any]:
+    if channel == "email":
+        security = settings.get("smtp_security")
+        if security is not None and security not in SMTP_SECURITY:
+            raise ValidationFailed.field(
+                "settings.smtp_security", f"one of {', '.join(SMTP_SECURITY)}"
+            )
+        port = settings.get("smtp_port")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise ValidationFailed.field("settings.smtp_port", "a port number (1-65535)")
+    return settings
+
+
+# ------------------------------------------------------------------ integrations
+
+
+def list_integrations(session: Session, ctx: Ctx) -> list[Integration]:
+    query = (
+        select(Integration)
+        .where(Integration.tenant_id == ctx.tenant_id)
+        .order_by(Integration.channel)
+    )
+    return list(session.scalars(query))
+
+
+def find_integration(
+    session: Session, tenant_id: uuid.UUID, channel: str, *, for_update: bool = False
+) -> Integration | None:
+    query = select(Integration).where(
+        Integration.tenant_id == tenant_id, Integration.channel == channel
+    )
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def get_integration(session: Session, ctx: Ctx, channel: str) -> Integration:
+    integration = find_integration(session, ctx.tenant_id, check_channel(channel))
+    if integration is None:
+        raise NotFound(f"No {channel} integration")
+    return integration
+
+
+def upsert_integration(
+    session: Session,
+    ctx: Ctx,
+    channel: str,
+    *,
+    enabled: bool | None = None,
+    settings: dict[str, Any] | None = None,
+    credentials: dict[str, str | None] | None = None,
+) -> tuple[Integration, bool]:
+    """Create or update the tenant's integration of ``channel``; return it and whether new."""
+    ctx.require(PERMISSION)
+    check_channel(channel)
+    integration = find_integration(session, ctx.tenant_id, channel, for_update=True)
+    created = integration is None
+    if integration is None:
+        integration = Integration(tenant_id=ctx.tenant_id, channel=channel, settings={})
+        session.add(integration)
+    before = None if created else integration_view(integration)
+    if enabled is not None:
+        integration.enabled = enabled
+    if settings is not None:
+        integration.settings = _check_settings(channel, settings)
+    if credentials is not None:
+        current = decrypt_credentials(integration)
+        merged = _merged_credentials(channel, current, credentials, "credentials")
+        integration.credentials_encrypted = _encrypt(merged)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # a concurrent first PUT won the race
+        raise Conflict(f"The {channel} integration was created concurrently; retry") from exc
+    session.refresh(integration)
+    activity.record(
+        session,
+        ctx,
+        "integration.created" if created else "integration.updated",
+        "integration",
+        integration.id,
+        before=before,
+        after=integration_view(integration),
+    )
+    return integration, created
+
+
+def delete_integration(session: Session, ctx: Ctx, channel: str) -> None:
+    """Delete the integration and its accounts; each account emits its disconnection."""
+    ctx.require(PERMISSION)
+    integration = get_integration(session, ctx, channel)
+    accounts = session.scalars(
+        select(IntegrationAccount)
+        .where(
+            IntegrationAccount.tenant_id == ctx.tenant_id,
+            IntegrationAccount.integration_id == integration.id,
+        )
+        .with_for_update()
+    ).all()
+    for account in accounts:
+        _announce_disconnected(session, ctx, account)
+    activity.record(
+        session,
+        ctx,
+        "integration.deleted",
+        "integration",
+        integration.id,
+        before=integration_view(integration),
+    )
+    session.execute(
+        delete(Integration).where(
+            Integration.id == integration.id, Integration.tenant_id == ctx.tenant_id
+        )
+    )
+
+
+# ------------------------------------------------------------------ accounts
+
+
+def list_accounts(
+    session: Session,
+    ctx: Ctx,
+    *,
+    channel: str | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> Page[IntegrationAccount]:
+    query = select(IntegrationAccount).where(IntegrationAccount.tenant_id == ctx.tenant_id)
+    if channel:
+        query = query.where(IntegrationAccount.channel == check_channel(channel))
+    return paginate(
+        session,
+        query,
+        created_at=IntegrationAccount.created_at,
+        id_column=IntegrationAccount.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_account(
+    session: Session, ctx: Ctx, account_id: uuid.UUID, *, for_update: bool = False
+) -> IntegrationAccount:
+    """An account of the caller's tenant, or 404 (also for another tenant's)."""
+    query = select(IntegrationAccount).where(
+        IntegrationAccount.id == account_id, IntegrationAccount.tenant_id == ctx.tenant_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    account = session.scalars(query).one_or_none()
+    if account is None:
+        raise NotFound("Integration account not found")
+    return account
+
+
+def resolve_account(session: Session, channel: str, external_id: str) -> IntegrationAccount | None:
+    """The account an inbound payload is addressed to, whichever tenant owns it.
+
+    NOTE: the only cross-tenant lookup in the channels code; the tenant of everything
+    processed afterwards is the returned account's. Disabled accounts do not resolve.
+    """
+    if channel == "email":
+        external_id = external_id.strip().lower()
+    return session.scalars(
+        select(IntegrationAccount).where(
+            IntegrationAccount.channel == channel,
+            IntegrationAccount.external_id == external_id,
+            IntegrationAccount.status != "disabled",
+        )
+    ).one_or_none()
+
+
+def default_account(
+    session: Session, tenant_id: uuid.UUID, channel: str
+) -> IntegrationAccount | None:
+    return session.scalars(
+        select(IntegrationAccount).where(
+            IntegrationAccount.tenant_id == tenant_id,
+            IntegrationAccount.channel == channel,
+            IntegrationAccount.is_default,
+        )
+    ).one_or_none()
+
+
+def create_account(
+    session: Session,
+    ctx: Ctx,
+    *,
+    channel: str,
+    name: str,
+    external_id: str,
+    settings: dict[str, Any] | None = None,
+    credentials: dict[str, str | None] | None = None,
+    is_default: bool = False,
+) -> IntegrationAccount:
+    """Connect an account (creating the channel's integration if needed); emit connected.
+
+    The first account of a channel becomes its default.
+    """
+    ctx.require(PERMISSION)
+    if channel not in CHANNELS:
+        raise ValidationFailed.field("channel", f"one of {', '.join(CHANNELS)}")
+    external_id = normalize_external_id(channel, external_id)
+    integration = find_integration(session, ctx.tenant_id, channel, for_update=True)
+    if integration is None:
+        integration, _ = upsert_integration(session, ctx, channel)
+    first = default_account(session, ctx.tenant_id, channel) is None
+    if is_default and not first:
+        _clear_default(session, ctx, channel)
+    creds = _merged_credentials(channel, {}, credentials or {}, "credentials")
+    account = IntegrationAccount(
+        tenant_id=ctx.tenant_id,
+        integration_id=integration.id,
+        channel=channel,
+        name=name,
+        external_id=external_id,
+        settings=_check_settings(channel, settings or {}),
+        credentials_encrypted=_encrypt(creds),
+        is_default=is_default or first,
+        status="active",
+    )
+    session.add(account)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        # NOTE: (channel, external_id) is global: the id may be connected by another
+        # tenant; the message does not say which, nor whether it is.
+        raise Conflict(f"This {channel} account is already connected") from exc
+    session.refresh(account)
+    data = account_view(account)
+    activity.record_change(
+        session,
+        ctx,
+        "integration_account.connected",
+        "integration_account",
+        account.id,
+        data,
+        after=data,
+    )
+    return account
+
+
+def update_account(
+    session: Session, ctx: Ctx, account_id: uuid.UUID, changes: dict[str, Any]
+) -> IntegrationAccount:
+    """Apply ``name``, ``settings`` (replaced), ``credentials`` (merged) and ``status``."""
+    ctx.require(PERMISSION)
+    account = get_account(session, ctx, account_id, for_update=True)
+    before = account_view(account)
+    if "name" in changes:
+        account.name = changes["name"]
+    if "settings" in changes:
+        account.settings = _check_settings(account.channel, changes["settings"] or {})
+    if "status" in changes:
+        if changes["status"] not in ACCOUNT_STATUSES:
+            raise ValidationFailed.field("status", f"one of {', '.join(ACCOUNT_STATUSES)}")
+        account.status = changes["status"]
+    if "credentials" in changes:
+        merged = _merged_credentials(
+            account.channel,
+            decrypt_credentials(account),
+            changes["credentials"] or {},
+            "credentials",
+        )
+        account.credentials_encrypted = _encrypt(merged)
+    session.flush()
+    session.refresh(account)
+    activity.record(
+        session,
+        ctx,
+        "integration_account.updated",
+        "integration_account",
+        account.id,
+        before=before,
+        after=account_view(account),
+    )
+    return account
+
+
+def delete_account(session: Session, ctx: Ctx, account_id: uuid.UUID) -> None:
+    """Disconnect an account; the channel's oldest other account becomes default if needed."""
+    ctx.require(PERMISSION)
+    account = get_account(session, ctx, account_id, for_update=True)
+    _announce_disconnected(session, ctx, account)
+    session.delete(account)
+    session.flush()
+    if account.is_default:
+        successor = session.scalars(
+            select(IntegrationAccount)
+            .where(
+                IntegrationAccount.tenant_id == ctx.tenant_id,
+                IntegrationAccount.channel == account.channel,
+            )
+            .order_by(IntegrationAccount.created_at, IntegrationAccount.id)
+            .limit(1)
+        ).one_or_none()
+        if successor is not None:
+            successor.is_default = True
+            session.flush()
+
+
+def set_default(session: Session, ctx: Ctx, account_id: uuid.UUID) -> IntegrationAccount:
+    """Make ``account_id`` its channel's default (clears the flag on the others)."""
+    ctx.require(PERMISSION)
+    account = get_account(session, ctx, account_id, for_update=True)
+    if not account.is_default:
+        _clear_default(session, ctx, account.channel)
+        account.is_default = True
+        account.updated_at = func.now()
+        session.flush()
+        session.refresh(account)
+        activity.record(
+            session,
+            ctx,
+            "integration_account.default_set",
+            "integration_account",
+            account.id,
+            after={"channel": account.channel},
+        )
+    return account
+
+
+def _clear_default(session: Session, ctx: Ctx, channel: str) -> None:
+    session.execute(
+        update(IntegrationAccount)
+        .where(
+            IntegrationAccount.tenant_id == ctx.tenant_id,
+            IntegrationAccount.channel == channel,
+            IntegrationAccount.is_default,
+        )
+        .values(is_default=False, updated_at=func.now())
+    )
+    # NOTE: the partial unique index checks each statement; flush the clear first.
+    session.flush()
+
+
+def _announce_disconnected(session: Session, ctx: Ctx, account: IntegrationAccount) -> None:
+    data = account_view(account)
+    activity.record_change(
+        session,
+        ctx,
+        "integration_account.disconnected",
+        "integration_account",
+        account.id,
+        data,
+        before=data,
+    )

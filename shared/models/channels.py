@@ -1,0 +1,177 @@
+"""Channels: per-tenant integrations, connected accounts, raw inbound payloads and media files.
+
+An *integration* holds a tenant's settings for one channel; an *integration account* is
+one connected sender (a WhatsApp number, an Instagram account, a Messenger page, an email
+mailbox). Inbound webhooks carry no tenant credentials: the tenant is found through the
+account's globally unique ``(channel, external_id)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+#: Inbound payload states: ``pending`` waits for ``process_inbound``; the others are final
+#: (``failed`` after the actor's retries, ``dropped`` when no account matches).
+INBOUND_STATUSES = ("pending", "processed", "failed", "dropped")
+#: Integration account states.
+ACCOUNT_STATUSES = ("active", "disabled", "error")
+#: Where a media file came from.
+MEDIA_SOURCES = ("upload", "inbound")
+#: Where a media file's bytes are stored.
+STORAGE_BACKENDS = ("local", "s3")
+
+_CHANNEL_CHECK = "channel IN ('whatsapp', 'instagram', 'messenger', 'email')"
+
+
+class Integration(UUIDPrimaryKey, Timestamps, Base):
+    """A tenant's settings for one channel (at most one per channel)."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (
+        CheckConstraint(_CHANNEL_CHECK, name="channel_known"),
+        Index("uq_integrations_tenant_channel", "tenant_id", "channel", unique=True),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(server_default="true")
+    #: Non-secret settings; secrets go to ``credentials_encrypted``.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    #: A Fernet token of a JSON object of secrets (see :mod:`shared.channels.accounts`).
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+
+
+class IntegrationAccount(UUIDPrimaryKey, Timestamps, Base):
+    """One connected sender of a channel, with its encrypted credentials."""
+
+    __tablename__ = "integration_accounts"
+    __table_args__ = (
+        CheckConstraint(_CHANNEL_CHECK, name="channel_known"),
+        CheckConstraint("status IN ('active', 'disabled', 'error')", name="status_known"),
+        # NOTE: global, not per tenant: an inbound webhook finds its tenant through it.
+        Index("uq_integration_accounts_channel_external", "channel", "external_id", unique=True),
+        Index("ix_integration_accounts_tenant_channel", "tenant_id", "channel", "created_at"),
+        Index(
+            "uq_integration_accounts_default",
+            "tenant_id",
+            "channel",
+            unique=True,
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    #: WhatsApp phone_number_id, Messenger page id, Instagram account id, or the
+    #: lower-cased email address.
+    external_id: Mapped[str] = mapped_column(String(255))
+    #: Non-secret settings: waba_id, display_phone_number, smtp_host, smtp_port, ...
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    #: A Fernet token of a JSON object: access_token, app_secret, verify_token (Meta);
+    #: smtp_password, inbound_signing_key (email).
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    is_default: Mapped[bool] = mapped_column(server_default="false")
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+
+
+class InboundEvent(UUIDPrimaryKey, Base):
+    """One raw provider callback (or one Meta entry's worth), stored before any parsing.
+
+    ``(channel, provider_event_id)`` is the dedupe: a provider's retry of the same
+    payload inserts nothing.
+    """
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'processed', 'failed', 'dropped')", name="status_known"
+        ),
+        Index(
+            "uq_inbound_events_channel_provider_event", "channel", "provider_event_id", unique=True
+        ),
+        Index("ix_inbound_events_tenant_received", "tenant_id", "received_at"),
+        # PERF: the sweeper's query; finished rows cost it nothing.
+        Index(
+            "ix_inbound_events_pending",
+            "received_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    #: whatsapp, instagram, messenger or email (the POST route, refined by the payload).
+    channel: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str] = mapped_column(String(512))
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("integration_accounts.id", ondelete="SET NULL")
+    )
+    #: The JSON payload as received (Meta); for email, the verified JSON envelope.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: Request headers worth keeping (signature, user agent, content type).
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    received_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    #: What processing produced: counts of messages/statuses and per-item errors.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    processed_at: Mapped[dt.datetime | None]
+
+
+class MediaFile(UUIDPrimaryKey, Base):
+    """A file sent or received: an agent's upload or an inbound attachment.
+
+    Inbound rows are created by ``process_inbound`` before their bytes are fetched
+    (``storage_backend`` and ``fetched_at`` stay null until then); message attachments
+    reference them by ``media_id``.
+    """
+
+    __tablename__ = "media_files"
+    __table_args__ = (
+        CheckConstraint("source IN ('upload', 'inbound')", name="source_known"),
+        CheckConstraint(
+            "storage_backend IS NULL OR storage_backend IN ('local', 's3')", name="backend_known"
+        ),
+        Index("ix_media_files_tenant_created", "tenant_id", "created_at"),
+        Index(
+            "ix_media_files_provider",
+            "tenant_id",
+            "channel",
+            "provider_media_id",
+            postgresql_where=text("provider_media_id IS NOT NULL"),
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("integration_accounts.id", ondelete="SET NULL")
+    )
+    #: WhatsApp media id, or the attachment URL Meta sent for Messenger/Instagram.
+    provider_media_id: Mapped[str | None] = mapped_column(Text)
+    storage_backend: Mapped[str | None] = mapped_column(String(8))
+    storage_key: Mapped[str | None] = mapped_column(String(1024))
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None]
+    filename: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    fetched_at: Mapped[dt.datetime | None]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
