@@ -5,7 +5,9 @@ WEBHOOKS = "webhooks"
 AUTOMATION = "automation"
 AI = "ai"
 CHANNELS = "channels"
+#: Inbound provider payloads (process_inbound), apart from outbound sends.
+INBOUND = "inbound"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
-ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, ANALYTICS, MAINTENANCE)
+ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, INBOUND, ANALYTICS, MAINTENANCE)
