@@ -56,6 +56,10 @@ def apply_message(
     if _existing(session, tenant_id, item.provider_message_id) is not None:
         return "duplicate"
     contact = _upsert_contact(session, account, item)
+    # NOTE: again under the contact's lock: a concurrent job with the same message (a
+    # re-batched retry) may have committed it while we waited for the lock.
+    if _existing(session, tenant_id, item.provider_message_id) is not None:
+        return "duplicate"
     conversation = _conversation_for(session, account, contact, item)
     if conversation is None:
         conversation = _open_conversation(session, account, contact, item)

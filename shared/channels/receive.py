@@ -56,7 +56,7 @@ META_OBJECTS = {
     "page": "messenger",
 }
 ROUTE_OBJECTS = {
-    "meta": frozenset(META_OBJECTS),
+    "meta": frozenset({"whatsapp_business_account", "instagram"}),
     "messenger": frozenset({"page"}),
     "instagram": frozenset({"instagram"}),
 }
