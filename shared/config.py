@@ -135,6 +135,15 @@ class Settings(BaseSettings):
             " verify_token credential also does"
         ),
     )
+    inbound_account_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "how long a web process reuses an inbound webhook's account lookup (and its app"
+            " secret); 0 disables. Bounds how long a deleted account still gets payloads"
+            " stored (processing drops them)"
+        ),
+    )
     inbound_email_max_age_seconds: int = Field(
         300, ge=10, description="an inbound email webhook signed longer ago than this gets 401"
     )

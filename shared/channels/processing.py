@@ -81,8 +81,10 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
         if row.account_id
         else None
     )
-    if account is None:
-        return _finish(session, row, "dropped", {}, [], "the integration account is gone")
+    if account is None or account.status == "disabled":
+        return _finish(
+            session, row, "dropped", {}, [], "the integration account is gone or disabled"
+        )
     counts: Counter[str] = Counter()
     errors: list[str] = []
     try:
@@ -121,7 +123,8 @@ def _finish(
     row.status = status
     row.result = result
     row.error = error
-    row.processed_at = func.now()
+    # NOTE: clock_timestamp, not now(): when processing ended, not when it began.
+    row.processed_at = func.clock_timestamp()
     session.flush()
     return status
 

@@ -270,3 +270,39 @@ def test_the_sweeper_reenqueues_a_payload_whose_job_was_lost(channels):
     (row,) = channels.inbound_events()
     assert row.status == "processed"
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
+
+
+def test_a_rotated_app_secret_is_accepted_at_once_despite_the_cache(channels):
+    account = channels.account("whatsapp")
+    channels.whatsapp(account, "wa_text.json")  # caches the account and its old secret
+    resp = channels.ws.call(
+        "PATCH",
+        f"/api/integration-accounts/{account['id']}",
+        json={"credentials": {"app_secret": "rotated-secret"}},
+    )
+    assert resp.status_code == 200
+    payload = load("wa_image.json", PHONE_NUMBER_ID=account["external_id"])
+    assert channels.post_meta("meta", payload, secret="rotated-secret").status_code == 200
+    old = load("wa_video.json", PHONE_NUMBER_ID=account["external_id"])
+    assert (
+        channels.post_meta("meta", old, secret=account["credentials"]["app_secret"]).status_code
+        == 401
+    )
+    channels.settle()
+    assert len(channels.messages()) == 2
+
+
+def test_a_payload_for_an_account_deleted_meanwhile_is_dropped_not_processed(channels):
+    account = channels.account("whatsapp")
+    channels.whatsapp(account, "wa_text.json")
+    channels.settle()
+    assert (
+        channels.ws.call("DELETE", f"/api/integration-accounts/{account['id']}").status_code == 204
+    )
+    # Still resolved from the cache for a few seconds: stored, then dropped by processing.
+    resp = channels.whatsapp(account, "wa_image.json")
+    channels.settle()
+    assert resp.status_code == 200
+    assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
+    statuses = sorted(r.status for r in channels.inbound_events())
+    assert statuses in (["processed"], ["dropped", "processed"])
