@@ -53,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common
+from bench.webhooks import worker_argv  # same worker command line
 
 ACK_P99_GOAL_MS = 20.0
 E2E_P99_GOAL_MS = 150.0
@@ -267,17 +268,6 @@ def signed(body: bytes) -> dict[str, str]:
     from shared.channels.signatures import meta_signature
 
     return {"X-Hub-Signature-256": meta_signature(APP_SECRET, body)}
-
-
-def worker_argv(args, module: str) -> list[str]:
-    return [
-        *common.executable("dramatiq"),
-        module,
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-    ]
 
 
 def e2e_latencies(sent_at: dict[int, float], keys: list[str], timeout: float) -> dict:

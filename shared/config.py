@@ -128,6 +128,14 @@ class Settings(BaseSettings):
             " payload is accepted when either verifies"
         ),
     )
+    meta_app_id: str | None = Field(
+        None,
+        description=(
+            "the platform Meta app's id: a Messenger/Instagram echo sent by another app (the"
+            " Page inbox, the Instagram app) is stored as an outbound message; echoes of our"
+            " own sends, and every echo while this is unset, are ignored"
+        ),
+    )
     meta_verify_token: str | None = Field(
         None,
         description=(

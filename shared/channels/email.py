@@ -108,7 +108,15 @@ def _date(mime: EmailMessage):
 
 
 def _content(part: EmailMessage) -> str | None:
-    """A text part's content; a broken charset or transfer encoding decodes lossily."""
+    """A text part's content; a broken charset or transfer encoding decodes lossily.
+
+    NUL characters (PostgreSQL text cannot hold them) become U+FFFD.
+    """
+    text = _decoded(part)
+    return text.replace("\x00", "\ufffd") if text else text
+
+
+def _decoded(part: EmailMessage) -> str | None:
     try:
         return part.get_content()
     except Exception:

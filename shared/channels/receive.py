@@ -102,10 +102,15 @@ class Receipt:
 # ------------------------------------------------------------------ parsing
 
 
+#: PostgreSQL text and JSONB cannot hold NUL: the stored copy gets U+FFFD instead (the
+#: signature was checked over the raw bytes already).
+_JSON_NUL, _JSON_REPLACEMENT = b"\\u0000", b"\\ufffd"
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or 400."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.replace(_JSON_NUL, _JSON_REPLACEMENT) if _JSON_NUL in raw else raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(
             "The request body is not valid JSON",

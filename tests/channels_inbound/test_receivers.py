@@ -306,3 +306,26 @@ def test_a_payload_for_an_account_deleted_meanwhile_is_dropped_not_processed(cha
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
     statuses = sorted(r.status for r in channels.inbound_events())
     assert statuses in (["processed"], ["dropped", "processed"])
+
+
+def test_nul_characters_are_stored_as_replacement_characters(channels):
+    account = channels.account("whatsapp")
+    payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "a\x00b"
+    resp = channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    assert resp.status_code == 200, resp.text
+    channels.settle()
+    assert channels.message("wamid.TEXT1").body == "a\ufffdb"
+
+
+def test_a_message_the_database_refuses_is_failed_and_visible(channels):
+    """One item, no savepoint: the transaction is rolled back and the row failed anew."""
+    account = channels.account("whatsapp")
+    payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "9" * 40  # phone > 32
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "DataError" in row.result["errors"][0]
+    assert channels.messages() == [] and channels.contacts() == []

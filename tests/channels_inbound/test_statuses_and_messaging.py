@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import update
 
+from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import Message
 from tests.channels_inbound.conftest import load
@@ -120,28 +122,49 @@ def test_messenger_read_watermark_marks_earlier_replies_read(channels):
     assert channels.message("m_OUT_REPLY").status == "read"
 
 
-def test_instagram_text_attachment_postback_and_echo(channels):
+def test_instagram_text_attachment_postback(channels):
     account = channels.account("instagram")
-    for name in (
-        "instagram_text.json",
-        "instagram_attachment.json",
-        "instagram_postback.json",
-        "instagram_echo.json",
-    ):
+    for name in ("instagram_text.json", "instagram_attachment.json", "instagram_postback.json"):
         resp = channels.messaging(account, name)
         assert resp.status_code == 200, resp.text
     channels.settle()
 
-    by_type = {m.content_type: m for m in channels.messages(direction="inbound")}
+    by_type = {m.content_type: m for m in channels.messages()}
     assert by_type["text"].body == "Hi from Instagram"
     assert by_type["video"].attachments[0]["type"] == "video"
     assert by_type["postback"].metadata_["postback"]["payload"] == "TRACK_ORDER"
-    echo = channels.message("aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjECHO")
-    assert (echo.direction, echo.status, echo.metadata_["echo"]) == ("outbound", "sent", True)
     (contact,) = channels.contacts()
     assert contact.external_id == "IGSID"
     (conversation,) = channels.conversations()
-    assert (conversation.message_count, conversation.inbound_count) == (4, 3)
+    assert (conversation.message_count, conversation.inbound_count) == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("our_app_id", "stored"), [(None, False), ("1517776481860111", False), ("42", True)]
+)
+def test_echoes_are_stored_only_when_sent_by_another_app(channels, monkeypatch, our_app_id, stored):
+    if our_app_id:
+        monkeypatch.setenv("META_APP_ID", our_app_id)
+    get_settings.cache_clear()
+    try:
+        account = channels.account("instagram")
+        channels.messaging(account, "instagram_text.json")
+        channels.messaging(account, "instagram_echo.json")
+        channels.settle()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    echoes = channels.messages(direction="outbound")
+    if stored:
+        (echo,) = echoes
+        assert (echo.status, echo.metadata_["echo"], echo.body) == (
+            "sent",
+            True,
+            "Sent from the Instagram app",
+        )
+    else:
+        assert echoes == []
+    assert all(r.status == "processed" for r in channels.inbound_events())
 
 
 def test_instagram_on_the_meta_route_works_too(channels):
