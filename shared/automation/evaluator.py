@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.automation import executors
@@ -126,31 +126,40 @@ def _claim(event_id: uuid.UUID) -> bool:
 
 
 def _settled_rule_ids(session: Session, event: AutomationEvent) -> set[uuid.UUID]:
-    """Rules already decided for this event (a retry re-runs only the failed ones)."""
+    """Rules already decided for this event; a retry re-runs only the failed ones.
+
+    PERF: one indexed read on a first evaluation (no runs yet); the DELETE only runs
+    when an earlier evaluation left failed runs.
+    """
     if event.reprocess:
         return set()
-    session.execute(
-        delete(AutomationRun).where(
+    rows = session.execute(
+        select(AutomationRun.rule_id, AutomationRun.status).where(
             AutomationRun.automation_event_id == event.id,
-            AutomationRun.status == "failed",
             AutomationRun.reprocess.is_(False),
         )
-    )
-    return set(
-        session.scalars(
-            select(AutomationRun.rule_id).where(
+    ).all()
+    failed = [rule_id for rule_id, status in rows if status == "failed"]
+    if failed:
+        session.execute(
+            delete(AutomationRun).where(
                 AutomationRun.automation_event_id == event.id,
+                AutomationRun.rule_id.in_(failed),
                 AutomationRun.reprocess.is_(False),
             )
         )
-    )
+    return {rule_id for rule_id, status in rows if status != "failed"}
 
 
-def process(session: Session, event: AutomationEvent) -> str | None:
-    """Evaluate and apply, in the caller's transaction; return a note for the event (or None)."""
+def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
+    """Evaluate and apply, in the caller's transaction; return the event's status and note.
+
+    ``failed`` when an action of some rule failed (its run says which): a retry then
+    re-runs only those rules. Otherwise ``done``.
+    """
     muted, until = executors.muted_until(session, event.tenant_id, event.conversation_id)
     if muted:
-        return f"conversation muted until {until.isoformat() if until else 'unmuted'}"
+        return "done", f"conversation muted until {until.isoformat() if until else 'unmuted'}"
     causation = Causation.from_dict(event.causation)
     facts = build_facts(session, event.tenant_id, event.event_type, event.payload)
     changes = changes_of(event.event_type, event.payload)
@@ -159,6 +168,7 @@ def process(session: Session, event: AutomationEvent) -> str | None:
     outbox = session.get(OutboxEvent, event.outbox_event_id)
     conversation = None
     stopped_by = None
+    run_rows: list[dict[str, Any]] = []
     for rule in rules:
         if rule.id in settled:
             continue
@@ -176,26 +186,34 @@ def process(session: Session, event: AutomationEvent) -> str | None:
             status = "matched" if ok else "failed"
             if rule.stop_processing:
                 stopped_by = rule.id
-        session.add(
-            AutomationRun(
-                tenant_id=event.tenant_id,
-                automation_event_id=event.id,
-                rule_id=rule.id,
-                rule_version=rule.version,
-                rule_snapshot=rule.snapshot,
-                facts=facts,
-                changes=changes,
-                matched=decision.matched,
-                status=status,
-                condition_results=decision.trace,
-                action_results=results,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                error=decision.reason or _first_error(results),
-                reprocess=event.reprocess,
-            )
+        run_rows.append(
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": event.tenant_id,
+                "automation_event_id": event.id,
+                "rule_id": rule.id,
+                "rule_version": rule.version,
+                "rule_snapshot": rule.snapshot,
+                "facts": facts,
+                "changes": changes,
+                "matched": decision.matched,
+                "status": status,
+                "condition_results": decision.trace,
+                "action_results": results,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "error": decision.reason or _first_error(results),
+                "reprocess": event.reprocess,
+            }
         )
-    session.flush()
-    return None
+    if run_rows:
+        # PERF: one multi-row INSERT for every run of the event, not an ORM add each.
+        session.execute(insert(AutomationRun), run_rows)
+    failed = [row for row in run_rows if row["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        note = f"{len(failed)} rule(s) failed; rule {first['rule_id']}: {first['error']}"
+        return "failed", note[:4000]
+    return "done", None
 
 
 def _first_error(results: list[dict[str, Any]]) -> str | None:
@@ -213,9 +231,7 @@ def evaluate_event(event_id: uuid.UUID) -> str:
             )
             if event is None or event.status != "processing":
                 return "skipped"
-            note = process(session, event)
-            event.status = "done"
-            event.error = note
+            event.status, event.error = process(session, event)
             event.reprocess = False
             event.finished_at = func.clock_timestamp()
         return "done"

@@ -62,23 +62,17 @@ def _minutes(now: dt.datetime, then: dt.datetime | None) -> float | None:
     return None if then is None else round((now - then).total_seconds() / 60, 3)
 
 
-def _unread(session: Session, conversation: Conversation) -> int:
+def _unread(conversation: Conversation, read_count: int | None) -> int:
     """Inbound messages the assignee has not read (all of them when unassigned)."""
     if conversation.assignee_id is None:
         return conversation.inbound_count
-    read = session.scalar(
-        select(ConversationRead.read_inbound_count).where(
-            ConversationRead.conversation_id == conversation.id,
-            ConversationRead.user_id == conversation.assignee_id,
-        )
-    )
-    return max(conversation.inbound_count - (read or 0), 0)
+    return max(conversation.inbound_count - (read_count or 0), 0)
 
 
 def _conversation_facts(
-    session: Session,
     facts: dict[str, Any],
     conversation: Conversation,
+    read_count: int | None,
     event_type: str,
     payload: Mapping[str, Any],
     now: dt.datetime,
@@ -89,7 +83,8 @@ def _conversation_facts(
     _put(facts, "conversation.id", conversation.id)
     for name in _EVENT_CONVERSATION_FIELDS[:-1]:
         _put(facts, f"conversation.{name}", values[name])
-    _put(facts, "conversation.unread_count", _unread(session, conversation))
+    _put(facts, "conversation.unread_count", _unread(conversation, read_count))
+    _put(facts, "conversation.created_at", conversation.created_at.isoformat())
     _put(facts, "conversation.age_minutes", _minutes(now, conversation.created_at))
     _put(
         facts,
@@ -115,19 +110,60 @@ def _contact_facts(facts: dict[str, Any], contact: Contact) -> None:
     _put_custom(facts, "contact", contact.custom_attributes)
 
 
-def _schedule(session: Session, tenant_id: uuid.UUID, division_id: Any) -> dict[str, Any] | None:
-    """The division's working hours if it overrides them, else the tenant's (or None)."""
-    rows = session.execute(
-        select(WorkingHours.division_id, WorkingHours.schedule).where(
-            WorkingHours.tenant_id == tenant_id,
-            (WorkingHours.division_id.is_(None))
-            | (WorkingHours.division_id == (uuid.UUID(str(division_id)) if division_id else None)),
+def _schedule_of(tenant_id: uuid.UUID, which: Any) -> Any:
+    return (
+        select(WorkingHours.schedule)
+        .where(WorkingHours.tenant_id == tenant_id, which)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None) -> Any:
+    """One statement: the conversation, its contact, the assignee's read count, the
+    tenant's timezone, the database clock and the working hours that apply (the
+    division's override, else the tenant's). None when the conversation is not found.
+
+    PERF: the evaluator and dry-run build facts for every event; one round trip.
+    """
+    if conversation_id is None:
+        return None
+    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
+    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
+    read = (
+        select(ConversationRead.read_inbound_count)
+        .where(
+            ConversationRead.conversation_id == Conversation.id,
+            ConversationRead.user_id == Conversation.assignee_id,
         )
-    ).all()
-    by_division = {row.division_id: row.schedule for row in rows}
-    if division_id and uuid.UUID(str(division_id)) in by_division:
-        return by_division[uuid.UUID(str(division_id))]
-    return by_division.get(None)
+        .scalar_subquery()
+    )
+    division_hours = _schedule_of(tenant_id, WorkingHours.division_id == Conversation.division_id)
+    return session.execute(
+        select(
+            Conversation,
+            Contact,
+            read.label("read_count"),
+            timezone.label("timezone"),
+            func.now().label("now"),
+            func.coalesce(division_hours, tenant_hours).label("schedule"),
+        )
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.tenant_id == tenant_id, Conversation.id == conversation_id)
+    ).one_or_none()
+
+
+def _tenant_context(session: Session, tenant_id: uuid.UUID) -> Any:
+    """The timezone, the clock and the tenant's working hours, for events without a conversation."""
+    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
+    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
+    return session.execute(
+        select(
+            timezone.label("timezone"),
+            func.now().label("now"),
+            tenant_hours.label("schedule"),
+        )
+    ).one()
 
 
 def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -166,30 +202,23 @@ def build_facts(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The facts of one event, as of ``now`` (the database clock by default)."""
-    now = now or session.scalar(select(func.now()))
     facts: dict[str, Any] = {"event.type": event_type}
-    conversation = None
-    conversation_id = conversation_id_of(event_type, payload)
-    if conversation_id is not None:
-        conversation = session.scalar(
-            select(Conversation).where(
-                Conversation.tenant_id == tenant_id, Conversation.id == conversation_id
+    row = _context(session, tenant_id, conversation_id_of(event_type, payload))
+    if row is not None:
+        now = now or row.now
+        _conversation_facts(facts, row.Conversation, row.read_count, event_type, payload, now)
+        _contact_facts(facts, row.Contact)
+    else:
+        row = _tenant_context(session, tenant_id)
+        now = now or row.now
+        contact_id = _uuid(payload.get("id")) if event_type.startswith("contact.") else None
+        if contact_id is not None:
+            contact = session.scalar(
+                select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id)
             )
-        )
-    if conversation is not None:
-        _conversation_facts(session, facts, conversation, event_type, payload, now)
+            if contact is not None:
+                _contact_facts(facts, contact)
     if event_type == "message.created":
         _message_facts(facts, payload)
-    contact_id = conversation.contact_id if conversation is not None else None
-    if contact_id is None and event_type.startswith("contact."):
-        contact_id = _uuid(payload.get("id"))
-    if contact_id is not None:
-        contact = session.scalar(
-            select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id)
-        )
-        if contact is not None:
-            _contact_facts(facts, contact)
-    timezone = session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)) or "UTC"
-    schedule = _schedule(session, tenant_id, facts.get("conversation.division_id"))
-    facts.update(time_facts(now, timezone, schedule))
+    facts.update(time_facts(now, row.timezone or "UTC", row.schedule))
     return facts

@@ -12,7 +12,7 @@ from shared.automation import queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.events import Actor, emit
-from shared.models import AutomationEvent, Message, Note, OutboxEvent, Tenant
+from shared.models import AutomationEvent, Contact, Message, Note, OutboxEvent, Tenant
 from tests.automation.conftest import (
     add_conversation,
     conversation,
@@ -286,3 +286,55 @@ def test_round_robin_picks_the_least_loaded_online_agent(ws):
     send_message(ws, conv_id, "refund")
     wait_settled(ws)
     assert str(conversation(conv_id).assignee_id) == free["id"]
+
+
+def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
+    vip = {
+        "match": "all",
+        "conditions": [{"attribute": "conversation.tags", "operator": "contains", "value": "vip"}],
+    }
+    ok = create_rule(
+        ws,
+        name="priority",
+        priority=1,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=vip,
+        actions=[{"type": "set_priority", "params": {"priority": "urgent"}}],
+    )
+    greet = create_rule(
+        ws,
+        name="greet",
+        priority=2,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=vip,
+        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+    )
+    # WhatsApp, and the contact never wrote: the 24-hour window is closed.
+    conv_id = add_conversation(ws, channel="whatsapp")
+    resp = ws.call("PATCH", f"/api/conversations/{conv_id}/tags", json={"add": ["vip"]})
+    assert resp.status_code == 200, resp.text
+    [row] = wait_settled(ws)
+    assert row.status == "failed" and f"rule {greet['id']}" in row.error
+    assert conversation(conv_id).priority == "urgent"
+    by_rule = {str(r.rule_id): r for r in runs(ws)}
+    assert by_rule[ok["id"]].status == "matched"
+    failed = by_rule[greet["id"]]
+    assert failed.status == "failed" and failed.action_results[0]["code"] == "window_closed"
+
+    with session_scope() as session:
+        contact_id = conversation(conv_id).contact_id
+        session.execute(
+            update(Contact).where(Contact.id == contact_id).values(last_inbound_at=func.now())
+        )
+    assert ws.call("POST", f"/api/automation/events/{row.id}/retry").status_code == 202
+    wait_until(lambda: queue_rows(ws)[0].status == "done", "the retried event done")
+    wait_settled(ws)
+    by_rule = {str(r.rule_id): r for r in runs(ws) if r.automation_event_id == row.id}
+    assert len([r for r in runs(ws) if r.automation_event_id == row.id]) == 2
+    assert by_rule[ok["id"]].id == runs(ws)[0].id  # kept, not re-run
+    assert by_rule[greet["id"]].status == "matched"
+    with session_scope() as session:
+        sent = session.scalars(
+            select(Message.body).where(Message.conversation_id == uuid.UUID(conv_id))
+        ).all()
+    assert sent == ["Welcome back"]
