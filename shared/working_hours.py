@@ -265,7 +265,7 @@ def next_change(
     first_day = at_utc.astimezone(zone).date()
     state = _open_at(parsed, at_utc.astimezone(zone))
     horizon = _horizon(parsed, first_day)
-    days, done = 8, 0
+    days, done = 2, 0
     while done < horizon:
         days = min(days, horizon)
         cutoff = _utc(zone, first_day + dt.timedelta(days=days), 0, 0)
@@ -300,12 +300,26 @@ def _utc(zone: ZoneInfo, day: dt.date, second: int, fold: int) -> dt.datetime:
     return wall.replace(fold=fold).astimezone(_UTC)
 
 
+def _whole_day(parsed: _Schedule, day: dt.date) -> bool | None:
+    """True (False) when ``day`` is open (closed) from midnight to midnight; None otherwise."""
+    if day in parsed.holidays:
+        return False
+    spans = parsed.days.get(day.weekday(), ())
+    if not spans:
+        return False
+    return True if spans == ((0, DAY_SECONDS),) else None
+
+
 def _candidates(parsed: _Schedule, zone: ZoneInfo, day: dt.date) -> list[dt.datetime]:
-    boundaries = {0}
-    for start, end in parsed.days.get(day.weekday(), ()):
-        boundaries.update((start, end))
-    found = [_utc(zone, day, b, fold) for b in boundaries for fold in (0, 1)]
-    found.extend(_transitions(zone, day))
+    """Instants during ``day`` (and its starting midnight) where the state may flip."""
+    whole = _whole_day(parsed, day)
+    if whole is not None and whole == _whole_day(parsed, day - dt.timedelta(days=1)):
+        return []  # PERF: same all day long, as the day before: nothing to check
+    found = [_utc(zone, day, 0, fold) for fold in (0, 1)]
+    if whole is None:
+        boundaries = {b for span in parsed.days[day.weekday()] for b in span} - {0}
+        found.extend(_utc(zone, day, b, fold) for b in boundaries for fold in (0, 1))
+        found.extend(_transitions(zone, day))
     return found
 
 

@@ -13,6 +13,7 @@ A node is a group when it has ``match`` or ``conditions``, otherwise a leaf. An 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.automation import value_types as t
@@ -25,6 +26,8 @@ from shared.automation.regex_safety import pattern_problems
 MAX_DEPTH = 5
 #: Leaves in one rule.
 MAX_CONDITIONS = 50
+#: Groups in one rule, the root included.
+MAX_GROUPS = 25
 #: Items in one ``in`` / ``not_in`` list.
 MAX_LIST_ITEMS = 100
 #: Characters in one string value.
@@ -38,56 +41,70 @@ _NO_VALUE = (t.PRESENT, t.NOT_PRESENT)
 
 def validate_conditions(tree: Any, *, path: str = "conditions") -> list[Problem]:
     """Every problem in ``tree`` (a root group), each with its path; [] when it is valid."""
-    problems: list[Problem] = []
-    leaves = _Counter()
     if isinstance(tree, Mapping) and not (_GROUP_KEYS & tree.keys()):
-        problems.append(
-            Problem(path, "not_a_group", 'the root must be a group: {"match", "conditions"}')
-        )
-        return problems
-    _group(tree, path, 1, problems, leaves)
-    if leaves.count > MAX_CONDITIONS:
-        problems.append(
+        return [Problem(path, "not_a_group", 'the root must be a group: {"match", "conditions"}')]
+    walk = _Walk()
+    walk.group(tree, path, 1)
+    if walk.leaves > MAX_CONDITIONS:
+        walk.problems.append(
             Problem(
                 path,
                 "too_many_conditions",
-                f"{leaves.count} conditions; at most {MAX_CONDITIONS} in a rule",
+                f"more than {MAX_CONDITIONS} conditions; at most {MAX_CONDITIONS} in a rule",
             )
         )
-    return problems
-
-
-class _Counter:
-    count = 0
-
-
-def _group(node: Any, path: str, depth: int, problems: list[Problem], leaves: _Counter) -> None:
-    if not isinstance(node, Mapping):
-        problems.append(
-            Problem(path, "not_an_object", f"expected an object, got {type_name(node)}")
+    if walk.groups > MAX_GROUPS:
+        walk.problems.append(
+            Problem(path, "too_many_groups", f"more than {MAX_GROUPS} groups; at most {MAX_GROUPS}")
         )
-        return
-    if depth > MAX_DEPTH:
-        problems.append(Problem(path, "too_deep", f"groups nest at most {MAX_DEPTH} levels deep"))
-        return
-    problems.extend(_unknown_fields(node, _GROUP_KEYS, path))
-    match = node.get("match")
-    if match not in MATCH_MODES:
-        problems.append(Problem(key(path, "match"), "invalid_match", 'expected "all" or "any"'))
-    children = node.get("conditions")
-    children_path = key(path, "conditions")
-    if not isinstance(children, list):
-        problems.append(
-            Problem(children_path, "not_a_list", f"expected a list, got {type_name(children)}")
-        )
-        return
-    for i, child in enumerate(children):
-        child_path = index(children_path, i)
-        if isinstance(child, Mapping) and _GROUP_KEYS & child.keys():
-            _group(child, child_path, depth + 1, problems, leaves)
-        else:
-            leaves.count += 1
-            problems.extend(_leaf(child, child_path))
+    return walk.problems
+
+
+@dataclass
+class _Walk:
+    """One validation pass: the problems so far and the nodes seen (the walk stops past
+    the bounds, so a huge body costs no more than a legal one)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    leaves: int = 0
+    groups: int = 0
+
+    def over(self) -> bool:
+        return self.leaves > MAX_CONDITIONS or self.groups > MAX_GROUPS
+
+    def group(self, node: Any, path: str, depth: int) -> None:
+        self.groups += 1
+        if not isinstance(node, Mapping):
+            self.problems.append(
+                Problem(path, "not_an_object", f"expected an object, got {type_name(node)}")
+            )
+            return
+        if depth > MAX_DEPTH:
+            self.problems.append(
+                Problem(path, "too_deep", f"groups nest at most {MAX_DEPTH} levels deep")
+            )
+            return
+        self.problems.extend(_unknown_fields(node, _GROUP_KEYS, path))
+        if node.get("match") not in MATCH_MODES:
+            self.problems.append(
+                Problem(key(path, "match"), "invalid_match", 'expected "all" or "any"')
+            )
+        children = node.get("conditions")
+        children_path = key(path, "conditions")
+        if not isinstance(children, list):
+            self.problems.append(
+                Problem(children_path, "not_a_list", f"expected a list, got {type_name(children)}")
+            )
+            return
+        for i, child in enumerate(children):
+            if self.over():
+                return
+            child_path = index(children_path, i)
+            if isinstance(child, Mapping) and _GROUP_KEYS & child.keys():
+                self.group(child, child_path, depth + 1)
+            else:
+                self.leaves += 1
+                self.problems.extend(_leaf(child, child_path))
 
 
 def _leaf(node: Any, path: str) -> list[Problem]:

@@ -52,10 +52,20 @@ class Check(NamedTuple):
     reads: str = "value"
 
 
-@functools.lru_cache(maxsize=8192)
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+
+
+# PERF: one event's message is folded once for all the rules that search it. Long texts get
+# a small cache of their own so that memory stays bounded (a few messages, not thousands).
+_fold_short = functools.lru_cache(maxsize=8192)(_fold)
+_fold_long = functools.lru_cache(maxsize=32)(_fold)
+_SHORT = 256
+
+
 def fold(text: str) -> str:
     """Text as the case-insensitive operators compare it (NFC, then Unicode case folding)."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    return _fold_short(text) if len(text) <= _SHORT else _fold_long(text)
 
 
 def is_number(value: Any) -> bool:

@@ -1,13 +1,25 @@
 """Refuse, at save time, ``matches`` patterns that could not be evaluated safely.
 
-Three gates: a length bound; the pattern must compile; and it must not be catastrophic,
-judged twice: statically (a quantified group that itself holds an unbounded quantifier,
-the ``(a+)+`` family) and by a probe that searches adversarial inputs built from the
-pattern's own characters under a time bound. The runtime search has its own timeout too
-(``operators.REGEX_TIMEOUT_SECONDS``), so a pattern that slips through cannot stall a worker.
+The gates, in order:
+
+1. a length bound;
+2. repetition counts: none above :data:`MAX_REPEAT`, and no counted repetition of a group
+   that holds another one (``(?:a{100}){100}``): the ``regex`` package expands counted
+   repeats when it compiles, and large or nested ones take seconds to minutes to compile
+   (``a{4294967294}`` never returns), so this is checked before compiling;
+3. the pattern must compile;
+4. no unbounded repetition of a group that holds an unbounded repetition (``(a+)+``,
+   ``(\\w+\\s?)*``): the classic exponential backtracking;
+5. a probe: the pattern searches adversarial inputs built from its own characters, each
+   under the runtime time bound; one timeout refuses it (``(a|aa)+$``).
+
+The runtime search has its own timeout (``operators.REGEX_TIMEOUT_SECONDS``) too, so a
+pattern that slips through every gate still cannot stall a worker.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import regex
 
@@ -15,26 +27,52 @@ from shared.automation.operators import REGEX_TIMEOUT_SECONDS, compile_pattern
 from shared.automation.problems import Problem
 
 MAX_PATTERN_LENGTH = 256
+#: Highest count in ``{n}`` / ``{n,m}``.
+MAX_REPEAT = 100
+#: Counts above this nest like ``*`` (``(.*a){20}`` backtracks like ``(.*a)*``).
+_LOOSE_REPEAT = 16
 PROBE_LENGTH = 4096
 _PROBE_FILLERS = ("a", "0", " ", "\n", "-", ".")
-#: Highest bounded repeat count still treated as harmless when nested.
-_MAX_NESTED_REPEAT = 16
 #: What follows "(" in special groups: (?:  (?=  (?!  (?<=  (?<!  (?>  (?P<n>  (?<n>  (?i:  (?i)
 _GROUP_PREFIX = regex.compile(r"\?(?:P?<\w+>|<[=!]|[:=!>|]|[\w\-]*:|[\w\-]*\))")
+_COUNT = regex.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+class Shape(NamedTuple):
+    """What the structural scan found (each flag refuses the pattern)."""
+
+    large_count: bool = False
+    nested_count: bool = False
+    nested_unbounded: bool = False
+
+
+class _Quantifier(NamedTuple):
+    end: int
+    unbounded: bool = False
+    counted: bool = False
+    too_large: bool = False
 
 
 def pattern_problems(pattern: str, path: str) -> list[Problem]:
+    """Problems of a ``matches`` pattern (at ``path``); [] when it is safe to run."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         return [
             Problem(path, "regex_too_long", f"at most {MAX_PATTERN_LENGTH} characters in a pattern")
         ]
     if pattern == "":
         return [Problem(path, "invalid_regex", "the pattern is empty")]
+    found = shape(pattern)
+    if found.large_count:
+        return [Problem(path, "regex_too_slow", f"repetition counts go up to {MAX_REPEAT}")]
+    if found.nested_count:
+        return [
+            Problem(path, "regex_too_slow", "a counted repetition of a group holding another one")
+        ]
     try:
         compiled = compile_pattern(pattern)
     except (regex.error, ValueError, OverflowError, RecursionError) as exc:
         return [Problem(path, "invalid_regex", f"not a valid regular expression: {exc}")]
-    if has_nested_quantifier(pattern):
+    if found.nested_unbounded:
         return [
             Problem(
                 path,
@@ -54,42 +92,47 @@ def pattern_problems(pattern: str, path: str) -> list[Problem]:
     return []
 
 
-def has_nested_quantifier(pattern: str) -> bool:
-    """Whether an unbounded repetition applies to a group holding another repetition."""
-    # One frame per open group: does it hold a quantifier (directly or in a subgroup)?
-    stack: list[bool] = [False]
+def shape(pattern: str) -> Shape:
+    """Scan a pattern's groups and quantifiers (escapes and character classes skipped)."""
+    # One frame per open group: [holds an unbounded repetition, holds a counted one].
+    stack: list[list[bool]] = [[False, False]]
+    large = nested_count = nested_unbounded = False
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "\\":
             i += 2
-            continue
-        if c == "[":
+        elif c == "[":
             i = _skip_class(pattern, i)
-            continue
-        if c == "(":
+        elif c == "(":
             prefix = _GROUP_PREFIX.match(pattern, i + 1)
             i = prefix.end() if prefix else i + 1
             if not (prefix and prefix.group().endswith(")")):  # not a bare flags group (?i)
-                stack.append(False)
-            continue
-        if c == ")" and len(stack) > 1:
-            inner = stack.pop()
-            i += 1
-            end, unbounded = _quantifier_at(pattern, i)
-            if end > i and unbounded and inner:
-                return True
-            if end > i or inner:
-                stack[-1] = True
-            i = max(end, i)
-            continue
-        end, _ = _quantifier_at(pattern, i)
-        if end > i:
-            stack[-1] = True
-            i = end
-            continue
-        i += 1
-    return False
+                stack.append([False, False])
+        elif c == ")" and len(stack) > 1:
+            holds_unbounded, holds_counted = stack.pop()
+            q = _quantifier_at(pattern, i + 1)
+            large |= q.too_large
+            nested_unbounded |= q.unbounded and holds_unbounded
+            nested_count |= q.counted and holds_counted
+            stack[-1][0] |= holds_unbounded or q.unbounded
+            stack[-1][1] |= holds_counted or q.counted
+            i = max(q.end, i + 1)
+        else:
+            q = _quantifier_at(pattern, i)
+            if q.end > i:
+                large |= q.too_large
+                stack[-1][0] |= q.unbounded
+                stack[-1][1] |= q.counted
+                i = q.end
+            else:
+                i += 1
+    return Shape(large, nested_count, nested_unbounded)
+
+
+def has_nested_quantifier(pattern: str) -> bool:
+    """Whether an unbounded repetition applies to a group holding another one."""
+    return shape(pattern).nested_unbounded
 
 
 def _skip_class(pattern: str, i: int) -> int:
@@ -112,29 +155,32 @@ def _skip_class(pattern: str, i: int) -> int:
     return j
 
 
-def _quantifier_at(pattern: str, i: int) -> tuple[int, bool]:
-    """(end index, unbounded) of a quantifier starting at ``i``; end == i when none."""
+def _quantifier_at(pattern: str, i: int) -> _Quantifier:
+    """The quantifier starting at ``i`` (``end == i`` when there is none)."""
     if i >= len(pattern):
-        return i, False
+        return _Quantifier(i)
     c = pattern[i]
     if c in "*+":
-        end, unbounded = i + 1, True
+        q = _Quantifier(i + 1, unbounded=True)
     elif c == "?":
-        end, unbounded = i + 1, False
-    elif c == "{":
-        close = pattern.find("}", i)
-        body = pattern[i + 1 : close] if close > 0 else ""
-        parts = body.split(",")
-        if not body or len(parts) > 2 or not all(p.strip().isdigit() or p == "" for p in parts):
-            return i, False
-        end = close + 1
-        most = parts[-1].strip()
-        unbounded = most == "" or int(most) > _MAX_NESTED_REPEAT
+        q = _Quantifier(i + 1)
+    elif c == "{" and (count := _COUNT.match(pattern, i)):
+        low, high = count[1], count[2]
+        if low == "" and high is None:
+            return _Quantifier(i)  # "{}" is a literal
+        numbers = [int(x) for x in (low, high) if x]
+        most = int(high) if high else (int(low) if high is None else None)
+        q = _Quantifier(
+            count.end(),
+            unbounded=most is None or most > _LOOSE_REPEAT,
+            counted=most is not None and most > 1,
+            too_large=any(x > MAX_REPEAT for x in numbers),
+        )
     else:
-        return i, False
-    if end < len(pattern) and pattern[end] in "?+":
-        end += 1  # lazy or possessive modifier
-    return end, unbounded
+        return _Quantifier(i)
+    if q.end < len(pattern) and pattern[q.end] in "?+":
+        q = q._replace(end=q.end + 1)  # lazy or possessive modifier
+    return q
 
 
 def _probes(pattern: str) -> list[str]:

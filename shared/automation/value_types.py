@@ -71,3 +71,28 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ID: (*_IDENTITY, *_PRESENCE, *_CHANGES),
     DYNAMIC: OPERATORS,
 }
+
+#: One line per operator for rule editors (the full semantics: ``operators.py``).
+DESCRIPTIONS: dict[str, str] = {
+    EQUAL_TO: "is exactly the value (case-sensitive; ids compare as UUIDs, 1 equals 1.0)",
+    NOT_EQUAL_TO: "is there and is not exactly the value",
+    IN: "is one of the values (for tags: has any of them)",
+    NOT_IN: "is there and is none of the values (for tags: has none of them)",
+    CONTAINS: "contains the text, ignoring case (for tags: has the tag)",
+    NOT_CONTAINS: "is there and does not contain the text, ignoring case",
+    STARTS_WITH: "starts with the text, ignoring case",
+    ENDS_WITH: "ends with the text, ignoring case",
+    MATCHES: "a regular expression finds a match (case-sensitive unless (?i); time-bounded)",
+    PRESENT: "is there and not blank or empty",
+    NOT_PRESENT: "is missing, blank or empty",
+    GREATER_THAN: "is greater than the value",
+    LESS_THAN: "is less than the value",
+    BETWEEN: "is within [low, high], both included",
+    CHANGED_TO: "the event changed it, to the value (null: it became empty)",
+    CHANGED_FROM: "the event changed it, from the value (null: it was empty)",
+}
+
+
+def operator_catalogue() -> list[dict[str, str]]:
+    """The operators with a short description each (for rule editors)."""
+    return [{"name": name, "description": DESCRIPTIONS[name]} for name in OPERATORS]

@@ -96,3 +96,9 @@ def test_catalogue_is_json_and_lists_operators():
 def test_every_type_allows_presence_checks():
     for type_ in t.TYPES:
         assert {t.PRESENT, t.NOT_PRESENT} <= set(t.ALLOWED[type_])
+
+
+def test_every_operator_is_described():
+    described = t.operator_catalogue()
+    assert [o["name"] for o in described] == list(t.OPERATORS)
+    assert all(o["description"] for o in described)

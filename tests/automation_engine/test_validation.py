@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from shared.automation.conditions import MAX_CONDITIONS, MAX_DEPTH, validate_conditions
+from shared.automation.conditions import (
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_GROUPS,
+    validate_conditions,
+)
 from tests.automation_engine.support import codes, group, leaf
 
 ID_A = "6f1c1f0e-8a43-4c55-9d6b-1f6f5d0b3a11"
@@ -132,6 +137,17 @@ P = "conditions.conditions[0]"
         (leaf("message.content", "matches", "(a|aa)+$"), [(f"{P}.value", "regex_too_slow")]),
         (leaf("message.content", "matches", "(?:x+x+)+y"), [(f"{P}.value", "regex_too_slow")]),
         (leaf("message.content", "matches", "(.*a){20}"), [(f"{P}.value", "regex_too_slow")]),
+        (leaf("message.content", "matches", "a{4294967294}"), [(f"{P}.value", "regex_too_slow")]),
+        (leaf("message.content", "matches", "a{101}"), [(f"{P}.value", "regex_too_slow")]),
+        (leaf("message.content", "matches", "a{,101}"), [(f"{P}.value", "regex_too_slow")]),
+        (
+            leaf("message.content", "matches", "(?:a{100}){100}"),
+            [(f"{P}.value", "regex_too_slow")],
+        ),
+        (leaf("message.content", "matches", "(?:a{2,})+"), [(f"{P}.value", "regex_too_slow")]),
+        # cubic on a long run of letters without a space: the probe finds it
+        (leaf("message.content", "matches", r"(\w+\s){3}"), [(f"{P}.value", "regex_too_slow")]),
+        (leaf("message.content", "matches", "(?:a{2,})+("), [(f"{P}.value", "invalid_regex")]),
         ({**leaf("message.content", "present"), "note": "x"}, [(f"{P}.note", "unknown_field")]),
         ("message.content", [(P, "not_an_object")]),
         (None, [(P, "not_an_object")]),
@@ -150,6 +166,11 @@ def test_refused_leaf(node, expected):
         leaf("message.content", "matches", r"(?:ab)+c"),
         leaf("message.content", "matches", r"^[\w.+-]+@example\.com$"),
         leaf("message.content", "matches", r"(ab){2,3}"),
+        leaf("message.content", "matches", r"(https?://)+x"),
+        leaf("message.content", "matches", r"(?:ab){2}c{3}"),
+        leaf("message.content", "matches", r"x{}"),
+        leaf("message.content", "matches", r"[(a+)+]+"),
+        leaf("message.content", "matches", r"\(a+\)+"),
         leaf("conversation.assignee_id", "equal_to", ID_A.upper()),
         leaf("conversation.status", "changed_to", None),
         leaf("conversation.status", "changed_from", "open"),
@@ -237,3 +258,15 @@ def test_messages_say_what_fits():
         "code": problem.code,
         "message": problem.message,
     }
+
+
+def test_huge_bodies_stop_at_the_bounds():
+    valid_leaves = group("all", *[leaf("message.content", "present")] * 100_000)
+    assert codes(validate_conditions(valid_leaves)) == [("conditions", "too_many_conditions")]
+    bad_leaves = group("all", *[leaf("nope", "present")] * 100_000)
+    problems = validate_conditions(bad_leaves)
+    assert len(problems) == MAX_CONDITIONS + 2  # the leaves up to the bound, then the bound
+    assert problems[-1].code == "too_many_conditions"
+    empty_groups = group("any", *[group("all")] * 100_000)
+    assert codes(validate_conditions(empty_groups)) == [("conditions", "too_many_groups")]
+    assert validate_conditions(group("any", *[group("all")] * (MAX_GROUPS - 1))) == []

@@ -372,3 +372,60 @@ def test_accepted_schedule(schedule):
 )
 def test_validate_timezone(name, ok):
     assert (validate_timezone(name) == []) is ok
+
+
+def _changes_between(schedule, tz, start, end):
+    changes, at = [], start
+    while (at := next_change(schedule, tz, at)) is not None and at < end:
+        changes.append(at)
+    return changes
+
+
+MIXED = {
+    "days": [
+        {"weekday": 0, "intervals": [{"start": "00:00", "end": "24:00"}]},
+        {
+            "weekday": 1,
+            "intervals": [{"start": "00:00", "end": "02:30"}, {"start": "09:15", "end": "17:45"}],
+        },
+        {
+            "weekday": 2,
+            "intervals": [{"start": "01:30", "end": "02:15"}, {"start": "22:00", "end": "24:00"}],
+        },
+        {"weekday": 3, "intervals": [{"start": "00:00", "end": "24:00"}]},
+        {"weekday": 4, "intervals": [{"start": "00:00", "end": "24:00"}]},
+        {"weekday": 6, "intervals": [{"start": "01:00", "end": "03:00"}]},
+    ],
+    "holidays": [{"date": "2026-04-02", "name": "x"}, {"date": "2026-10-08", "name": "y"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("tz", "start"),
+    [
+        (NY, utc(2026, 3, 1)),  # spring forward on Sunday March 8
+        (NY, utc(2026, 10, 25)),  # fall back on Sunday November 1
+        ("Europe/London", utc(2026, 3, 22)),  # forward on Sunday March 29, 01:00
+        ("Australia/Lord_Howe", utc(2026, 3, 29)),  # back 30 minutes on April 5
+        ("Australia/Lord_Howe", utc(2026, 9, 27)),  # forward 30 minutes on October 4
+        (JAKARTA, utc(2026, 3, 29)),
+    ],
+)
+def test_next_change_agrees_with_is_open_through_dst(tz, start):
+    """Sampled every 5 minutes for three weeks: the state flips exactly at reported changes."""
+    assert validate_schedule(MIXED) == []
+    end = start + dt.timedelta(days=21)
+    changes = _changes_between(MIXED, tz, start, end + dt.timedelta(days=1))
+    assert changes == sorted(set(changes)) and len(changes) > 20
+    state, pending = is_open(MIXED, tz, start), list(changes)
+    probe = start
+    while probe < end:
+        probe += dt.timedelta(minutes=5)
+        while pending and pending[0] <= probe:
+            state = not state
+            pending.pop(0)
+        assert is_open(MIXED, tz, probe) is state, probe
+    for change in changes:  # and each change is an instant where the state really flips
+        assert is_open(MIXED, tz, change) is not is_open(
+            MIXED, tz, change - dt.timedelta(seconds=1)
+        )
