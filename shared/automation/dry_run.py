@@ -1,6 +1,6 @@
 """Dry-run: what a rule would decide and do on an event, changing nothing.
 
-It calls exactly what the worker calls (:func:`facts.build_facts`,
+It calls exactly what the worker calls (:func:`facts.gather`,
 :func:`evaluator.decide`, the same action rendering), but facts are built with
 reads only and no action is applied, so no row, event or message is written.
 The facts come from a real event (``event_id``: an automation queue row or an
@@ -20,8 +20,7 @@ from shared.automation import rules as rule_service
 from shared.automation.attributes import lookup
 from shared.automation.compiled import CompiledRule
 from shared.automation.evaluator import decide, rendered_params
-from shared.automation.executors import muted_until
-from shared.automation.facts import build_facts, changes_of, conversation_id_of
+from shared.automation.facts import changes_of, gather
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.events import Causation
@@ -88,17 +87,14 @@ def dry_run(
         event_payload = payload or {}
     if event_type not in body["trigger_event_types"]:
         raise ValidationFailed.field("event_type", f"the rule is not triggered by '{event_type}'")
-    facts = build_facts(session, ctx.tenant_id, event_type, event_payload)
+    facts, mute = gather(session, ctx.tenant_id, event_type, event_payload)
     facts.update({k: v for k, v in event_payload.items() if lookup(k) is not None})
     changes = changes_of(event_type, event_payload)
     compiled = CompiledRule.from_snapshot(body)
     decision = decide(compiled, facts, changes, causation)
-    muted, until = muted_until(
-        session, ctx.tenant_id, conversation_id_of(event_type, event_payload)
-    )
     state = effective_state(body)
-    if muted:
-        state["reasons"].append(f"the conversation is muted until {until or 'unmuted'}")
+    if mute is not None:
+        state["reasons"].append(f"the conversation is muted until {mute.until or 'unmuted'}")
     would_run = decision.matched and not state["reasons"]
     return {
         "rule": body,

@@ -34,7 +34,7 @@ from shared.automation import executors
 from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.engine import evaluate
-from shared.automation.facts import build_facts, changes_of
+from shared.automation.facts import changes_of, gather
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
@@ -157,16 +157,16 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
     ``failed`` when an action of some rule failed (its run says which): a retry then
     re-runs only those rules. Otherwise ``done``.
     """
-    muted, until = executors.muted_until(session, event.tenant_id, event.conversation_id)
-    if muted:
-        return "done", f"conversation muted until {until.isoformat() if until else 'unmuted'}"
+    facts, mute = gather(session, event.tenant_id, event.event_type, event.payload)
+    if mute is not None:
+        until = mute.until.isoformat() if mute.until else "unmuted"
+        return "done", f"conversation muted until {until}"
     causation = Causation.from_dict(event.causation)
-    facts = build_facts(session, event.tenant_id, event.event_type, event.payload)
     changes = changes_of(event.event_type, event.payload)
     rules = CACHE.rules_for(session, event.tenant_id, event.event_type)
     settled = _settled_rule_ids(session, event)
-    outbox = session.get(OutboxEvent, event.outbox_event_id)
-    conversation = None
+    outbox = conversation = None
+    loaded = False
     stopped_by = None
     run_rows: list[dict[str, Any]] = []
     for rule in rules:
@@ -179,7 +179,9 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             ctx = Ctx.automation(
                 event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
             )
-            if conversation is None:
+            if not loaded:  # read (and lock) once, and only when a rule acts
+                loaded = True
+                outbox = session.get(OutboxEvent, event.outbox_event_id)
                 conversation = executors.lock_conversation(session, ctx, event.conversation_id)
             target = executors.Target(session, ctx, conversation, outbox, facts)
             results, ok = _apply(session, rule, target)

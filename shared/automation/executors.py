@@ -336,20 +336,6 @@ EXECUTORS: dict[str, Executor] = {
 }
 
 
-def muted_until(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None):
-    """``(True, until)`` while the conversation is muted, else ``(False, None)``."""
-    if conversation_id is None:
-        return False, None
-    row = session.execute(
-        select(ConversationMute.muted_until).where(
-            ConversationMute.tenant_id == tenant_id,
-            ConversationMute.conversation_id == conversation_id,
-            (ConversationMute.muted_until.is_(None)) | (ConversationMute.muted_until > func.now()),
-        )
-    ).one_or_none()
-    return (True, row.muted_until) if row is not None else (False, None)
-
-
 def lock_conversation(
     session: Session, ctx: Ctx, conversation_id: uuid.UUID | None
 ) -> Conversation | None:

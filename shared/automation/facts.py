@@ -13,12 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from shared.models import Contact, Conversation, ConversationRead, Tenant, WorkingHours
+from shared.models import (
+    Contact,
+    Conversation,
+    ConversationMute,
+    ConversationRead,
+    Tenant,
+    WorkingHours,
+)
 from shared.working_hours import time_facts
 
 #: Conversation fields a ``conversation.*`` event's payload carries as of the event.
@@ -139,6 +147,10 @@ def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID 
         .scalar_subquery()
     )
     division_hours = _schedule_of(tenant_id, WorkingHours.division_id == Conversation.division_id)
+    active_mute = and_(
+        ConversationMute.conversation_id == Conversation.id,
+        ConversationMute.muted_until.is_(None) | (ConversationMute.muted_until > func.now()),
+    )
     return session.execute(
         select(
             Conversation,
@@ -147,6 +159,11 @@ def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID 
             timezone.label("timezone"),
             func.now().label("now"),
             func.coalesce(division_hours, tenant_hours).label("schedule"),
+            exists().where(active_mute).label("muted"),
+            select(ConversationMute.muted_until)
+            .where(active_mute)
+            .scalar_subquery()
+            .label("muted_until"),
         )
         .join(Contact, Contact.id == Conversation.contact_id)
         .where(Conversation.tenant_id == tenant_id, Conversation.id == conversation_id)
@@ -193,21 +210,31 @@ def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[An
     return {}
 
 
-def build_facts(
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """The conversation is muted (``mute`` action) until ``until`` (None: until unmuted)."""
+
+    until: dt.datetime | None
+
+
+def gather(
     session: Session,
     tenant_id: uuid.UUID,
     event_type: str,
     payload: Mapping[str, Any],
     *,
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """The facts of one event, as of ``now`` (the database clock by default)."""
+) -> tuple[dict[str, Any], Mute | None]:
+    """The facts of one event as of ``now`` (the database clock by default), and the
+    conversation's mute if one is active."""
     facts: dict[str, Any] = {"event.type": event_type}
+    mute = None
     row = _context(session, tenant_id, conversation_id_of(event_type, payload))
     if row is not None:
         now = now or row.now
         _conversation_facts(facts, row.Conversation, row.read_count, event_type, payload, now)
         _contact_facts(facts, row.Contact)
+        mute = Mute(row.muted_until) if row.muted else None
     else:
         row = _tenant_context(session, tenant_id)
         now = now or row.now
@@ -221,4 +248,4 @@ def build_facts(
     if event_type == "message.created":
         _message_facts(facts, payload)
     facts.update(time_facts(now, row.timezone or "UTC", row.schedule))
-    return facts
+    return facts, mute
