@@ -77,6 +77,16 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def _owned(target: Target, model: Any, row_id: Any, what: str) -> Any:
+    """The tenant's row ``row_id`` of ``model`` (deleted since the rule was saved: fails)."""
+    row = target.session.scalar(
+        select(model).where(model.tenant_id == target.ctx.tenant_id, model.id == _uuid(row_id))
+    )
+    if row is None:
+        raise ActionFailed(f"{what} no longer exists")
+    return row
+
+
 def _done(changed: bool, **extra: Any) -> dict[str, Any]:
     return {"result": "applied" if changed else "unchanged", **extra}
 
@@ -206,14 +216,7 @@ def send_message(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def send_quick_reply(target: Target, params: dict[str, Any]) -> dict[str, Any]:
-    reply = target.session.scalar(
-        select(QuickReply).where(
-            QuickReply.tenant_id == target.ctx.tenant_id,
-            QuickReply.id == _uuid(params["quick_reply_id"]),
-        )
-    )
-    if reply is None:
-        raise ActionFailed("The quick reply no longer exists")
+    reply = _owned(target, QuickReply, params["quick_reply_id"], "The quick reply")
     body = render(reply.content, target.facts)
     return _send(target, body) | {"quick_reply_id": str(reply.id)}
 
@@ -236,14 +239,7 @@ def send_webhook(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     event = target.event
     if event is None:
         raise ActionFailed("No event to send")
-    endpoint = target.session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.tenant_id == target.ctx.tenant_id,
-            WebhookEndpoint.id == _uuid(params["endpoint_id"]),
-        )
-    )
-    if endpoint is None:
-        raise ActionFailed("The webhook endpoint no longer exists")
+    endpoint = _owned(target, WebhookEndpoint, params["endpoint_id"], "The webhook endpoint")
     if not endpoint.enabled:
         raise ActionFailed("The webhook endpoint is disabled")
     payload = envelope(

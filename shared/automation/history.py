@@ -37,6 +37,12 @@ EXPORT_MAX_ROWS = 100_000
 # ---------------------------------------------------------------- runs
 
 
+def _page(session: Session, query, model: Any, limit: int, cursor: str | None) -> Page[Any]:
+    return paginate(
+        session, query, created_at=model.created_at, id_column=model.id, limit=limit, cursor=cursor
+    )
+
+
 def in_window(query, column, since: dt.datetime | None, until: dt.datetime | None):
     """``query`` restricted to ``since <= column < until`` (either bound optional)."""
     if since:
@@ -72,15 +78,7 @@ def list_runs(
     ctx.require(rule_service.VIEW)
     if filters.get("event_id"):
         get_event(session, ctx, filters["event_id"])
-    r = AutomationRun
-    return paginate(
-        session,
-        _run_query(ctx, **filters),
-        created_at=r.created_at,
-        id_column=r.id,
-        limit=limit,
-        cursor=cursor,
-    )
+    return _page(session, _run_query(ctx, **filters), AutomationRun, limit, cursor)
 
 
 def list_rule_runs(
@@ -170,15 +168,7 @@ def list_events(
     session: Session, ctx: Ctx, *, limit: int, cursor: str | None = None, **filters: Any
 ) -> Page[AutomationEvent]:
     ctx.require(rule_service.VIEW)
-    e = AutomationEvent
-    return paginate(
-        session,
-        _event_query(ctx, **filters),
-        created_at=e.created_at,
-        id_column=e.id,
-        limit=limit,
-        cursor=cursor,
-    )
+    return _page(session, _event_query(ctx, **filters), AutomationEvent, limit, cursor)
 
 
 def list_conversation_events(
