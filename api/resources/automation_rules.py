@@ -104,7 +104,7 @@ class RuleDryRunResource:
     )
     def on_post(self, req, resp, *, ctx, id, body: DryRunBody):
         rule = body.rule.model_dump(exclude_unset=True) if body.rule is not None else None
-        return dry_run.dry_run(
+        result = dry_run.dry_run(
             req.context.db,
             ctx,
             id,
@@ -113,6 +113,9 @@ class RuleDryRunResource:
             event_id=body.event_id,
             event_type=body.event_type,
         )
+        # NOTE: dry-run only reads; rolling back (not committing) makes sure of it.
+        req.context.db.rollback()
+        return result
 
 
 class RuleRunsResource:
