@@ -338,3 +338,21 @@ def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
             select(Message.body).where(Message.conversation_id == uuid.UUID(conv_id))
         ).all()
     assert sent == ["Welcome back"]
+
+
+def test_a_rule_change_reaches_the_worker_at_the_next_event(ws):
+    rule = create_rule(ws)
+    conv_id = add_conversation(ws)
+    send_message(ws, conv_id, "refund")
+    wait_settled(ws)
+    assert conversation(conv_id).tags == ["refund"]
+    changed = {"actions": [{"type": "add_tags", "params": {"tags": ["changed"]}}]}
+    assert ws.call("PATCH", f"/api/automation/rules/{rule['id']}", json=changed).status_code == 200
+    send_message(ws, conv_id, "refund again")
+    wait_settled(ws, at_least_rows=2)
+    assert sorted(conversation(conv_id).tags) == ["changed", "refund"]
+    assert runs(ws)[-1].rule_version == 2
+    ws.call("POST", f"/api/automation/rules/{rule['id']}/toggle")  # inactive now
+    send_message(ws, conv_id, "refund a third time")
+    wait_until(lambda: not outbox_pending(ws), "the message dispatched")
+    assert len(queue_rows(ws)) == 2 and len(runs(ws)) == 2  # no active rule: no queue row

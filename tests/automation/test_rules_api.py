@@ -116,9 +116,21 @@ def test_actions_naming_another_tenants_agent_or_division_are_refused(workspace,
         {"type": "assign_division", "params": {"division_id": foreign_division}},
         {"type": "assign_agent", "params": {"agent_id": workspace.admin["id"]}},
     ]
+    reply = other_workspace.call(
+        "POST",
+        "/api/quick-replies",
+        json={"shortcut": "hi", "title": "Hi", "content": "Hello", "scope": "shared"},
+    )
+    assert reply.status_code == 201, reply.text
+    actions.insert(2, {"type": "send_quick_reply", "params": {"quick_reply_id": reply.json["id"]}})
     resp = workspace.call("POST", RULES, json=rule_body(actions=actions))
     assert resp.status_code == 422, resp.text
-    assert fields(resp) == ["actions[0].params.agent_id", "actions[1].params.division_id"]
+    assert fields(resp) == [
+        "actions[0].params.agent_id",
+        "actions[1].params.division_id",
+        "actions[2].params.quick_reply_id",
+    ]
+    actions.pop(2)
     # Its own agent and division pass.
     mine = add_division(workspace, "Mine")
     ok = [actions[2], {"type": "assign_division", "params": {"division_id": mine}}]
