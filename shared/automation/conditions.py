@@ -262,5 +262,12 @@ def _range_problems(kind: str, value: Any, path: str) -> list[Problem]:
     if kind == t.DATETIME:
         low, high = parse_datetime(low), parse_datetime(high)
     if low > high:
-        return [Problem(path, "invalid_range", "low must not be greater than high")]
+        return [
+            Problem(
+                path,
+                "invalid_range",
+                "low must not be greater than high (for a range across midnight, use an "
+                '"any" group of two conditions)',
+            )
+        ]
     return []

@@ -199,6 +199,9 @@ def _record(out: list, base: dict, seen: Any, matched: bool, note: str | None) -
 
 def _jsonable(value: Any) -> Any:
     """The seen value as JSON can store it (ids and datetimes as strings, long text cut)."""
+    kind = type(value)
+    if kind is str and len(value) <= TRACE_TEXT_LIMIT:
+        return value  # PERF: the common case first
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
