@@ -17,7 +17,8 @@ What it does, in one process (no database, no broker: the engine does no I/O):
    they disagree.
 
 Figures are CPU seconds of this process (one core), printed as evaluations/s and as a ratio
-engine / baseline. Target: at least 20,000 rule evaluations per second per core (worker path).
+engine / baseline. Target: at least 20,000 rule evaluations per second per core, on both
+paths (the evaluator records a run, with its trace, for every triggered rule).
 
 Run::
 
@@ -352,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
                 common.fmt(fast_rate, 0),
                 f">= {GOAL_EVALS_PER_SECOND:,}",
                 fast_rate >= GOAL_EVALS_PER_SECOND,
+            ),
+            common.Target(
+                "engine evaluations/s/core (trace=True, as runs record)",
+                common.fmt(traced_rate, 0),
+                f">= {GOAL_EVALS_PER_SECOND:,}",
+                traced_rate >= GOAL_EVALS_PER_SECOND,
             ),
             common.Target(
                 "engine decisions equal to the baseline's",

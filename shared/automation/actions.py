@@ -183,6 +183,12 @@ ACTION_TYPES: dict[str, ActionType] = _types(
 _ACTION_KEYS = frozenset({"type", "params"})
 
 
+def spec_of(action: Any) -> ActionType | None:
+    """The catalogue entry of an action body (None for anything that names no known type)."""
+    kind = action.get("type") if isinstance(action, Mapping) else None
+    return ACTION_TYPES.get(kind) if isinstance(kind, str) else None
+
+
 def validate_actions(actions: Any, *, path: str = "actions") -> list[Problem]:
     """Every problem in a rule's action list, each with its path; [] when valid."""
     if not isinstance(actions, list):
@@ -203,7 +209,7 @@ def _action_problems(action: Any, path: str) -> list[Problem]:
         for name in action
         if name not in _ACTION_KEYS
     ]
-    spec = ACTION_TYPES.get(action.get("type"))  # type: ignore[arg-type]
+    spec = spec_of(action)
     if spec is None:
         problems.append(
             Problem(
@@ -249,7 +255,7 @@ def references(
     """``(path, kind, id)`` of every row the actions name, for the tenant-ownership check."""
     found: list[tuple[str, str, uuid.UUID]] = []
     for i, action in enumerate(actions if isinstance(actions, list) else []):
-        spec = ACTION_TYPES.get(action.get("type")) if isinstance(action, Mapping) else None
+        spec = spec_of(action)
         params = action.get("params") if spec is not None else None
         if not isinstance(params, Mapping):
             continue

@@ -26,6 +26,8 @@ from shared.automation.regex_safety import pattern_problems
 MAX_DEPTH = 5
 #: Leaves in one rule.
 MAX_CONDITIONS = 50
+#: ``matches`` conditions in one rule (each is probed when saved, and time-bounded when run).
+MAX_PATTERNS = 10
 #: Groups in one rule, the root included.
 MAX_GROUPS = 25
 #: Items in one ``in`` / ``not_in`` list.
@@ -53,6 +55,14 @@ def validate_conditions(tree: Any, *, path: str = "conditions") -> list[Problem]
                 f"more than {MAX_CONDITIONS} conditions; at most {MAX_CONDITIONS} in a rule",
             )
         )
+    if walk.patterns > MAX_PATTERNS:
+        walk.problems.append(
+            Problem(
+                path,
+                "too_many_patterns",
+                f"{walk.patterns} regular expressions; at most {MAX_PATTERNS} in a rule",
+            )
+        )
     if walk.groups > MAX_GROUPS:
         walk.problems.append(
             Problem(path, "too_many_groups", f"more than {MAX_GROUPS} groups; at most {MAX_GROUPS}")
@@ -68,6 +78,7 @@ class _Walk:
     problems: list[Problem] = field(default_factory=list)
     leaves: int = 0
     groups: int = 0
+    patterns: int = 0
 
     def over(self) -> bool:
         return self.leaves > MAX_CONDITIONS or self.groups > MAX_GROUPS
@@ -104,10 +115,10 @@ class _Walk:
                 self.group(child, child_path, depth + 1)
             else:
                 self.leaves += 1
-                self.problems.extend(_leaf(child, child_path))
+                self.problems.extend(_leaf(child, child_path, self))
 
 
-def _leaf(node: Any, path: str) -> list[Problem]:
+def _leaf(node: Any, path: str, walk: _Walk) -> list[Problem]:
     if not isinstance(node, Mapping):
         return [Problem(path, "not_an_object", f"expected an object, got {type_name(node)}")]
     problems = _unknown_fields(node, _LEAF_KEYS, path)
@@ -141,6 +152,10 @@ def _leaf(node: Any, path: str) -> list[Problem]:
     if "value" not in node:
         problems.append(Problem(value_path, "missing_value", f"{operator} needs a value"))
         return problems
+    if operator == t.MATCHES:
+        walk.patterns += 1
+        if walk.patterns > MAX_PATTERNS:
+            return problems  # refused as a whole; not worth probing
     problems.extend(value_problems(attribute, operator, node["value"], value_path))
     return problems
 
@@ -262,5 +277,12 @@ def _range_problems(kind: str, value: Any, path: str) -> list[Problem]:
     if kind == t.DATETIME:
         low, high = parse_datetime(low), parse_datetime(high)
     if low > high:
-        return [Problem(path, "invalid_range", "low must not be greater than high")]
+        return [
+            Problem(
+                path,
+                "invalid_range",
+                "low must not be greater than high (for a range across midnight, use an "
+                '"any" group of two conditions)',
+            )
+        ]
     return []

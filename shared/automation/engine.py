@@ -13,6 +13,7 @@ not have is absent; None counts as absent); ``changes`` maps attribute names to
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -198,8 +199,13 @@ def _record(out: list, base: dict, seen: Any, matched: bool, note: str | None) -
 
 def _jsonable(value: Any) -> Any:
     """The seen value as JSON can store it (ids and datetimes as strings, long text cut)."""
-    if value is None or isinstance(value, bool | int | float):
+    kind = type(value)
+    if kind is str and len(value) <= TRACE_TEXT_LIMIT:
+        return value  # PERF: the common case first
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)  # JSONB has no NaN/Infinity
     if isinstance(value, str):
         if len(value) > TRACE_TEXT_LIMIT:
             return value[:TRACE_TEXT_LIMIT] + "…"

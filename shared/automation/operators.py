@@ -156,7 +156,9 @@ def _membership(value_type: str, values: list[Any]) -> tuple[Test, Test]:
     """(is one of, guard) for a list of expected scalars."""
     if value_type == t.STRING_LIST:
         tags = frozenset(fold(v) for v in values)
-        return (lambda seen: any(is_text(x) and fold(x) in tags for x in seen)), is_list
+        return (
+            lambda seen: is_list(seen) and any(is_text(x) and fold(x) in tags for x in seen)
+        ), is_list
     if value_type == t.ID:
         ids = frozenset(canonical_id(v) for v in values)
         return (lambda seen: canonical_id(seen) in ids), is_id
@@ -185,7 +187,7 @@ def _contains(value_type: str, expected: str) -> tuple[Test, Test]:
     want = fold(expected)
 
     def in_list(seen: Any) -> bool:
-        return any(is_text(x) and fold(x) == want for x in seen)
+        return is_list(seen) and any(is_text(x) and fold(x) == want for x in seen)
 
     def in_text(seen: Any) -> bool:
         return want in fold(seen)
@@ -197,7 +199,7 @@ def _contains(value_type: str, expected: str) -> tuple[Test, Test]:
         def either(seen: Any) -> bool:
             if isinstance(seen, str):
                 return in_text(seen)
-            return is_list(seen) and in_list(seen)
+            return in_list(seen)
 
         return either, lambda seen: isinstance(seen, str) or is_list(seen)
     return (lambda seen: isinstance(seen, str) and in_text(seen)), is_text

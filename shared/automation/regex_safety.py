@@ -11,7 +11,8 @@ The gates, in order:
 4. no unbounded repetition of a group that holds an unbounded repetition (``(a+)+``,
    ``(\\w+\\s?)*``): the classic exponential backtracking;
 5. a probe: the pattern searches adversarial inputs built from its own characters, each
-   under the runtime time bound; one timeout refuses it (``(a|aa)+$``).
+   under the runtime time bound and all within a budget; one timeout refuses it
+   (``(a|aa)+$``), and so does a pattern slow on every input (fuzzy ``{e<=3}`` matching).
 
 The runtime search has its own timeout (``operators.REGEX_TIMEOUT_SECONDS``) too, so a
 pattern that slips through every gate still cannot stall a worker.
@@ -19,6 +20,7 @@ pattern that slips through every gate still cannot stall a worker.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import regex
@@ -32,6 +34,8 @@ MAX_REPEAT = 100
 #: Counts above this nest like ``*`` (``(.*a){20}`` backtracks like ``(.*a)*``).
 _LOOSE_REPEAT = 16
 PROBE_LENGTH = 4096
+#: CPU a pattern's probes may take in all; normal patterns need well under a millisecond.
+PROBE_BUDGET_SECONDS = 0.25
 _PROBE_FILLERS = ("a", "0", " ", "\n", "-", ".")
 #: What follows "(" in special groups: (?:  (?=  (?!  (?<=  (?<!  (?>  (?P<n>  (?<n>  (?i:  (?i)
 _GROUP_PREFIX = regex.compile(r"\?(?:P?<\w+>|<[=!]|[:=!>|]|[\w\-]*:|[\w\-]*\))")
@@ -192,10 +196,15 @@ def _probes(pattern: str) -> list[str]:
 
 
 def survives_probe(compiled: regex.Pattern, pattern: str) -> bool:
-    """Whether every adversarial probe finishes within the runtime bound."""
+    """Whether every adversarial probe finishes within the runtime bound, and all of them
+    within :data:`PROBE_BUDGET_SECONDS` (so saving a rule stays quick)."""
+    deadline = time.monotonic() + PROBE_BUDGET_SECONDS
     for probe in _probes(pattern):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
         try:
-            compiled.search(probe, timeout=REGEX_TIMEOUT_SECONDS)
+            compiled.search(probe, timeout=min(REGEX_TIMEOUT_SECONDS, remaining))
         except TimeoutError:
             return False
     return True

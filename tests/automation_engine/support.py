@@ -31,7 +31,7 @@ def run(tree: dict[str, Any], facts: dict[str, Any], changes=None) -> Evaluation
     assert traced.matched == fast.matched
     assert fast.trace == []
     assert len(traced.trace) == compiled.leaf_count
-    json.dumps(traced.trace)
+    json.dumps(traced.trace, allow_nan=False)
     return traced
 
 

@@ -62,6 +62,9 @@ A = "actions[0]"
         ("assign_agent", [(A, "not_an_object")]),
         ({"type": "explode"}, [(f"{A}.type", "unknown_action")]),
         ({}, [(f"{A}.type", "unknown_action")]),
+        ({"type": ["mute"]}, [(f"{A}.type", "unknown_action")]),
+        ({"type": {"mute": 1}}, [(f"{A}.type", "unknown_action")]),
+        ({"type": None}, [(f"{A}.type", "unknown_action")]),
         ({"type": "mute", "extra": 1}, [(f"{A}.extra", "unknown_field")]),
         ({"type": "mute", "params": []}, [(f"{A}.params", "not_an_object")]),
         ({"type": "assign_agent", "params": {}}, [(f"{A}.params.agent_id", "required")]),
@@ -160,6 +163,8 @@ def test_references_and_referenced_ids():
         {"type": "send_quick_reply", "params": {"quick_reply_id": ID_A.upper()}},
         {"type": "assign_division", "params": {"division_id": "not-an-id"}},
         {"type": "unknown", "params": {"agent_id": ID_A}},
+        {"type": ["assign_agent"], "params": {"agent_id": ID_A}},
+        {"type": "assign_agent", "params": ["junk"]},
         "junk",
     ]
     assert references(actions) == [

@@ -8,6 +8,7 @@ from shared.automation.conditions import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     MAX_GROUPS,
+    MAX_PATTERNS,
     validate_conditions,
 )
 from tests.automation_engine.support import codes, group, leaf
@@ -148,6 +149,11 @@ P = "conditions.conditions[0]"
         # cubic on a long run of letters without a space: the probe finds it
         (leaf("message.content", "matches", r"(\w+\s){3}"), [(f"{P}.value", "regex_too_slow")]),
         (leaf("message.content", "matches", "(?:a{2,})+("), [(f"{P}.value", "invalid_regex")]),
+        # slow on every input (fuzzy matching): over the probe budget
+        (
+            leaf("message.content", "matches", "(?:refund please){e<=6}"),
+            [(f"{P}.value", "regex_too_slow")],
+        ),
         ({**leaf("message.content", "present"), "note": "x"}, [(f"{P}.note", "unknown_field")]),
         ("message.content", [(P, "not_an_object")]),
         (None, [(P, "not_an_object")]),
@@ -270,3 +276,10 @@ def test_huge_bodies_stop_at_the_bounds():
     empty_groups = group("any", *[group("all")] * 100_000)
     assert codes(validate_conditions(empty_groups)) == [("conditions", "too_many_groups")]
     assert validate_conditions(group("any", *[group("all")] * (MAX_GROUPS - 1))) == []
+
+
+def test_pattern_count_bound():
+    pattern = leaf("message.content", "matches", "^order")
+    assert validate_conditions(group("any", *[pattern] * MAX_PATTERNS)) == []
+    over = group("any", *[pattern] * (MAX_PATTERNS + 1))
+    assert codes(validate_conditions(over)) == [("conditions", "too_many_patterns")]
