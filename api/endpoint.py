@@ -181,7 +181,9 @@ def endpoint(
             if resp.status == falcon.HTTP_200 and status != 200:
                 resp.status = status
             if result is None:
-                if resp.text is None and resp.data is None and resp.media is None:
+                # NOTE: a streamed body (CSV exports) is content too, not a 204.
+                no_body = resp.text is None and resp.data is None and resp.media is None
+                if no_body and resp.stream is None:
                     resp.status = falcon.HTTP_204 if status in (200, 204) else status
                 return
             resp.content_type = falcon.MEDIA_JSON

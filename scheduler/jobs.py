@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
+from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
@@ -82,6 +83,13 @@ def sweep_inbound_events(session: Session) -> int:
     return inbound_sweeper.sweep(session)
 
 
+def sweep_automation_events(session: Session) -> int:
+    """Re-enqueue automation events stuck pending or processing (needs the enqueuer)."""
+    from workers.actors import automation  # noqa: F401  (installs the enqueuer)
+
+    return automation_queue.sweep(session)
+
+
 #: The options every job here uses, each chosen on purpose (APScheduler's defaults differ):
 #: ``misfire_grace_time=None``: a late run still finds due rows, so it always runs;
 #: ``coalesce=True``: several missed runs would drain the same rows, one run does;
@@ -105,6 +113,8 @@ JOBS: tuple[Job, ...] = (
     Job("disable_failing_webhooks", webhook_sweeper.disable_failing, _every(hours=1), DRAIN),
     # Channels: inbound payloads whose process_inbound message was lost.
     Job("sweep_inbound_events", sweep_inbound_events, _every(seconds=10), DRAIN),
+    # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
+    Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
 )
 
 

@@ -162,6 +162,23 @@ class Settings(BaseSettings):
         5, ge=1, description="processing attempts of one inbound payload before it is failed"
     )
 
+    # --- automation ---------------------------------------------------------------------------
+    automation_max_rules_per_tenant: int = Field(
+        1000, ge=1, description="rules one tenant may have; creating one more is a 422 rule_limit"
+    )
+    automation_max_chain_depth: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="automation actions causing events that trigger rules: chains stop past this",
+    )
+    automation_sweep_after_seconds: float = Field(
+        30.0, gt=0, description="an automation event pending or processing this long is re-driven"
+    )
+    automation_max_attempts: int = Field(
+        5, ge=1, description="evaluations of one automation event before it is marked failed"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from shared.errors import Forbidden
-from shared.events import Actor
+from shared.events import Actor, Causation
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,25 @@ class Ctx:
         from shared.permissions import ALL_KEYS
 
         return cls(tenant_id=tenant_id, actor=actor or Actor.system(), permissions=ALL_KEYS)
+
+    @classmethod
+    def automation(
+        cls,
+        tenant_id: uuid.UUID,
+        rule_id: uuid.UUID,
+        causation: Causation,
+        *,
+        user_id: uuid.UUID | None = None,
+    ) -> Ctx:
+        """A context for a rule's actions: every permission, acting as the rule.
+
+        Its events carry ``causation`` (the chain they extend); ``user_id`` (the
+        rule's creator) authors what only a person can, such as notes.
+        """
+        from shared.permissions import ALL_KEYS
+
+        actor = Actor("automation", rule_id, causation)
+        return cls(tenant_id=tenant_id, actor=actor, user_id=user_id, permissions=ALL_KEYS)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

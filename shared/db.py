@@ -121,6 +121,10 @@ def _run(callbacks: list[Callable[[], None]], when: str) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _on_commit(session: Session) -> None:
+    # NOTE: SQLAlchemy also fires after_commit when a savepoint is released; the rows are
+    # not committed yet then, so the callbacks wait for the outermost transaction.
+    if session.in_nested_transaction():
+        return
     session.info.pop(_ON_ROLLBACK, None)
     _run(session.info.pop(_ON_COMMIT, []), "after commit")
 

@@ -51,11 +51,41 @@ _publisher: Publisher | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class Causation:
+    """The automation rules whose actions led to an event, and how deep that chain is.
+
+    An automation action's events carry the chain of the event it acted on plus its
+    own rule, so the evaluator can refuse a rule on a chain it started and stop
+    chains past a depth bound (loops between rules end).
+    """
+
+    rule_ids: tuple[str, ...] = ()
+    depth: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule_ids": list(self.rule_ids), "depth": self.depth}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Causation:
+        if not data:
+            return cls()
+        return cls(tuple(str(r) for r in data.get("rule_ids", ())), int(data.get("depth", 0)))
+
+    def extended(self, rule_id: uuid.UUID) -> Causation:
+        """The chain of an event caused by ``rule_id`` acting on an event of this chain."""
+        return Causation((*self.rule_ids, str(rule_id)), self.depth + 1)
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
-    """Who caused an event: ``user``, ``api_key``, ``contact``, ``system``, ``automation``..."""
+    """Who caused an event: ``user``, ``api_key``, ``contact``, ``system``, ``automation``...
+
+    ``causation`` is set for automation actions: every event they emit inherits it.
+    """
 
     type: str
     id: uuid.UUID | None = None
+    causation: Causation | None = None
 
     @classmethod
     def system(cls) -> Actor:
@@ -96,6 +126,7 @@ def emit(
             actor_id=actor.id,
             data=data,
             causation_id=causation_id,
+            causation=actor.causation.as_dict() if actor.causation else None,
             next_sweep_at=func.now() + sweep_after,
         )
     )

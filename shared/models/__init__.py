@@ -1,6 +1,14 @@
 """Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
 
 from shared.models.activity import ActivityLog
+from shared.models.automation import (
+    AutomationEvent,
+    AutomationRule,
+    AutomationRun,
+    AutomationSettings,
+    ConversationMute,
+    WorkingHours,
+)
 from shared.models.base import Base
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
 from shared.models.identity import ApiKey, RevokedToken, Role, User
@@ -27,10 +35,15 @@ from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpo
 __all__ = [
     "ActivityLog",
     "ApiKey",
+    "AutomationEvent",
+    "AutomationRule",
+    "AutomationRun",
+    "AutomationSettings",
     "Base",
     "ChatExpirationRule",
     "Contact",
     "Conversation",
+    "ConversationMute",
     "ConversationRead",
     "DeadLetter",
     "Division",
@@ -55,4 +68,5 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WorkingHours",
 ]

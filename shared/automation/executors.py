@@ -1,0 +1,343 @@
+"""Apply one rendered action to a conversation through the same services the API uses.
+
+Each executor receives the locked conversation and the rule's :class:`Ctx`
+(``Ctx.automation``: its events carry the causation chain) and returns a small
+JSON-ready result (``{"result": "applied" | "unchanged", ...}``). A refusal of the
+domain (an illegal transition, a closed WhatsApp window, an agent since deleted)
+raises :class:`~shared.errors.DomainError`; the evaluator records it as that
+action's failure and goes on with the next one.
+
+``mute``: the conversation's events trigger no rule until ``muted_until`` (for
+``minutes``; without it, until the mute row is deleted). Notifications, when they
+come, are meant to read the same row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.automation.templating import render
+from shared.context import Ctx
+from shared.errors import DomainError, NotFound, ValidationFailed
+from shared.inbox import conversations as convs
+from shared.inbox import notes, states
+from shared.inbox.access import get_conversation
+from shared.inbox.messages import create_outbound_message
+from shared.models import (
+    Conversation,
+    ConversationMute,
+    DivisionMember,
+    OutboxEvent,
+    QuickReply,
+    User,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from shared.webhooks import queue as webhook_queue
+from shared.webhooks.catalogue import envelope
+from shared.webhooks.delivery import SWEEP_GRACE_SECONDS
+
+
+class ActionFailed(DomainError):
+    """An action that cannot apply (recorded on the run, not retried)."""
+
+    status, code = 409, "action_failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What an action acts on: the locked conversation and the event that triggered the rule."""
+
+    session: Session
+    ctx: Ctx
+    conversation: Conversation | None
+    event: OutboxEvent | None
+    #: The event's facts: the variables of templates (a quick reply's text).
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+Executor = Callable[[Target, dict[str, Any]], dict[str, Any]]
+
+
+def _conversation(target: Target) -> Conversation:
+    if target.conversation is None:
+        raise ActionFailed("This event is not about a conversation")
+    return target.conversation
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _owned(target: Target, model: Any, row_id: Any, what: str) -> Any:
+    """The tenant's row ``row_id`` of ``model`` (deleted since the rule was saved: fails)."""
+    row = target.session.scalar(
+        select(model).where(model.tenant_id == target.ctx.tenant_id, model.id == _uuid(row_id))
+    )
+    if row is None:
+        raise ActionFailed(f"{what} no longer exists")
+    return row
+
+
+def _done(changed: bool, **extra: Any) -> dict[str, Any]:
+    return {"result": "applied" if changed else "unchanged", **extra}
+
+
+def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    agent = convs.live_agent(target.session, target.ctx, _uuid(params["agent_id"]), "agent_id")
+    return _done(convs.apply_assignment(target.session, target.ctx, conversation, agent.id))
+
+
+def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    division = convs.division(
+        target.session, target.ctx, _uuid(params["division_id"]), "division_id"
+    )
+    changed = convs.apply_fields(
+        target.session, target.ctx, conversation, {"division_id": division.id}
+    )
+    return _done(changed)
+
+
+def pick_round_robin(
+    session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The online agent (of the division, if given) with the fewest open or pending
+    conversations; ties go to the one assigned longest ago (fair rotation).
+
+    NOTE: "longest ago" is the newest ``updated_at`` among their active conversations,
+    so a burst spreads across agents instead of piling on the first one.
+    """
+    active = and_(
+        Conversation.assignee_id == User.id,
+        Conversation.tenant_id == tenant_id,
+        Conversation.status.in_(("open", "pending")),
+    )
+    load = select(func.count()).where(active).correlate(User).scalar_subquery()
+    latest = select(func.max(Conversation.updated_at)).where(active).correlate(User)
+    query = select(User.id).where(
+        User.tenant_id == tenant_id, User.deleted_at.is_(None), User.status == "online"
+    )
+    if division_id is not None:
+        query = query.where(
+            User.id.in_(
+                select(DivisionMember.user_id).where(
+                    DivisionMember.tenant_id == tenant_id,
+                    DivisionMember.division_id == division_id,
+                )
+            )
+        )
+    query = query.order_by(load, latest.scalar_subquery().asc().nulls_first(), User.id)
+    return session.scalar(query.limit(1))
+
+
+def assign_round_robin(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    division_id = _uuid(params["division_id"]) if params.get("division_id") else None
+    agent_id = pick_round_robin(target.session, target.ctx.tenant_id, division_id)
+    if agent_id is None:
+        raise ActionFailed("No online agent to assign")
+    changed = convs.apply_assignment(target.session, target.ctx, conversation, agent_id)
+    return _done(changed, agent_id=str(agent_id))
+
+
+def _tags(target: Target, params: dict[str, Any], *, add: bool) -> dict[str, Any]:
+    conversation = _conversation(target)
+    try:
+        tags = [convs.normalize_tag(t) for t in params["tags"]]
+    except ValueError as exc:
+        raise ValidationFailed.field("tags", str(exc)) from exc
+    new, added, removed = convs.merged_tags(
+        list(conversation.tags), add=tags if add else (), remove=() if add else tags
+    )
+    changed = convs.apply_tags(target.session, target.ctx, conversation, new, added, removed)
+    return _done(changed, tags=new)
+
+
+def add_tags(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    return _tags(target, params, add=True)
+
+
+def remove_tags(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    return _tags(target, params, add=False)
+
+
+def set_status(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    changed = states.transition(target.session, target.ctx, conversation, params["status"])
+    return _done(changed, status=conversation.status)
+
+
+def set_priority(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    changed = convs.apply_fields(
+        target.session, target.ctx, conversation, {"priority": params["priority"]}
+    )
+    return _done(changed)
+
+
+def _until(session: Session, params: dict[str, Any]) -> dt.datetime | None:
+    if params.get("until"):
+        until = params["until"]
+        return until if isinstance(until, dt.datetime) else dt.datetime.fromisoformat(until)
+    if params.get("minutes"):
+        return states.db_now(session) + dt.timedelta(minutes=float(params["minutes"]))
+    return None
+
+
+def snooze(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    until = _until(target.session, params)
+    changed = states.transition(
+        target.session, target.ctx, conversation, "snoozed", snoozed_until=until
+    )
+    return _done(changed, snoozed_until=until.isoformat() if until else None)
+
+
+def _send(target: Target, body: str) -> dict[str, Any]:
+    conversation = _conversation(target)
+    message = create_outbound_message(
+        target.session, target.ctx, conversation, body=body, sender_type="automation"
+    )
+    return _done(True, message_id=str(message.id))
+
+
+def send_message(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    return _send(target, params["body"])
+
+
+def send_quick_reply(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    reply = _owned(target, QuickReply, params["quick_reply_id"], "The quick reply")
+    body = render(reply.content, target.facts)
+    return _send(target, body) | {"quick_reply_id": str(reply.id)}
+
+
+def add_note(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """A private note signed by the rule's creator (a note needs a person as its author)."""
+    conversation = _conversation(target)
+    if target.ctx.user_id is None:
+        raise ActionFailed("The rule has no creator left to sign the note")
+    note = notes.create_note(target.session, target.ctx, conversation.id, body=params["body"])
+    return _done(True, note_id=str(note["id"]))
+
+
+def send_webhook(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """One delivery of the triggering event to the endpoint, through the webhook engine.
+
+    NOTE: keyed like the fan-out (endpoint, event): when the endpoint already gets this
+    event by subscription, or the action ran before, it is not sent twice.
+    """
+    event = target.event
+    if event is None:
+        raise ActionFailed("No event to send")
+    endpoint = _owned(target, WebhookEndpoint, params["endpoint_id"], "The webhook endpoint")
+    if not endpoint.enabled:
+        raise ActionFailed("The webhook endpoint is disabled")
+    payload = envelope(
+        event.id,
+        event.type,
+        event.occurred_at,
+        event.data,
+        tenant_id=event.tenant_id,
+        actor={"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None},
+    )
+    delivery_id = target.session.scalar(
+        insert(WebhookDelivery)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=endpoint.tenant_id,
+            endpoint_id=endpoint.id,
+            event_id=event.id,
+            event_type=event.type,
+            payload=payload,
+            sweep_at=func.now() + dt.timedelta(seconds=SWEEP_GRACE_SECONDS),
+        )
+        .on_conflict_do_nothing(
+            index_elements=["endpoint_id", "event_id"],
+            index_where=WebhookDelivery.resend_of.is_(None),
+        )
+        .returning(WebhookDelivery.id)
+    )
+    if delivery_id is None:
+        return _done(False, note="this endpoint already receives this event")
+    webhook_queue.enqueue_after_commit(target.session, [delivery_id])
+    return _done(True, delivery_id=str(delivery_id))
+
+
+def handover_to_ai(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    return _done(convs.apply_fields(target.session, target.ctx, conversation, {"ai_active": True}))
+
+
+def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """Stop the AI agent and queue the conversation for humans (of a division, if given)."""
+    conversation = _conversation(target)
+    changes: dict[str, Any] = {"ai_active": False}
+    if params.get("division_id"):
+        division = convs.division(
+            target.session, target.ctx, _uuid(params["division_id"]), "division_id"
+        )
+        changes["division_id"] = division.id
+    changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
+    if changed:
+        convs.emit_change(target.session, target.ctx, "conversation.handed_off", conversation)
+    return _done(changed)
+
+
+def mute(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    conversation = _conversation(target)
+    until = _until(target.session, params)
+    values = {
+        "conversation_id": conversation.id,
+        "tenant_id": target.ctx.tenant_id,
+        "muted_until": until,
+        "rule_id": target.ctx.actor.id,
+    }
+    target.session.execute(
+        insert(ConversationMute)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[ConversationMute.conversation_id],
+            set_={"muted_until": until, "rule_id": target.ctx.actor.id},
+        )
+    )
+    return _done(True, muted_until=until.isoformat() if until else None)
+
+
+EXECUTORS: dict[str, Executor] = {
+    "assign_agent": assign_agent,
+    "assign_division": assign_division,
+    "assign_round_robin": assign_round_robin,
+    "add_tags": add_tags,
+    "remove_tags": remove_tags,
+    "set_status": set_status,
+    "set_priority": set_priority,
+    "snooze": snooze,
+    "send_message": send_message,
+    "send_quick_reply": send_quick_reply,
+    "add_note": add_note,
+    "send_webhook": send_webhook,
+    "handover_to_ai": handover_to_ai,
+    "handover_to_human": handover_to_human,
+    "mute": mute,
+}
+
+
+def lock_conversation(
+    session: Session, ctx: Ctx, conversation_id: uuid.UUID | None
+) -> Conversation | None:
+    if conversation_id is None:
+        return None
+    try:
+        return get_conversation(session, ctx, conversation_id, for_update=True)
+    except NotFound:
+        return None

@@ -1,0 +1,251 @@
+"""Build the facts a rule's conditions read, from an event and the rows it is about.
+
+Reads only (SELECTs), so the worker and dry-run call the same code and dry-run
+changes nothing. Facts are flat, named as in :mod:`shared.automation.attributes`
+(``conversation.status``, ``contact.custom_attributes.plan``, ``time.local_hour``...)
+and JSON-ready, because each run stores them to replay its decision. A missing
+attribute is absent, never None. ``changes`` (for changed_to / changed_from) come
+from the event payload: ``{attribute: [before, after]}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from shared.models import (
+    Contact,
+    Conversation,
+    ConversationMute,
+    ConversationRead,
+    Tenant,
+    WorkingHours,
+)
+from shared.working_hours import time_facts
+
+#: Conversation fields a ``conversation.*`` event's payload carries as of the event.
+_EVENT_CONVERSATION_FIELDS = (
+    "status",
+    "channel",
+    "division_id",
+    "assignee_id",
+    "tags",
+    "priority",
+    "ai_active",
+    "custom_attributes",
+)
+
+
+def conversation_id_of(event_type: str, payload: Mapping[str, Any]) -> uuid.UUID | None:
+    """The conversation an event is about (None for contact events and the like)."""
+    raw = payload.get("id") if event_type.startswith("conversation.") else None
+    return _uuid(raw or payload.get("conversation_id"))
+
+
+def _uuid(raw: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def _put(facts: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        return
+    facts[name] = str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _put_custom(facts: dict[str, Any], prefix: str, attributes: Mapping[str, Any] | None) -> None:
+    for key, value in (attributes or {}).items():
+        _put(facts, f"{prefix}.custom_attributes.{key}", value)
+
+
+def _minutes(now: dt.datetime, then: dt.datetime | None) -> float | None:
+    return None if then is None else round((now - then).total_seconds() / 60, 3)
+
+
+def _unread(conversation: Conversation, read_count: int | None) -> int:
+    """Inbound messages the assignee has not read (all of them when unassigned)."""
+    if conversation.assignee_id is None:
+        return conversation.inbound_count
+    return max(conversation.inbound_count - (read_count or 0), 0)
+
+
+def _conversation_facts(
+    facts: dict[str, Any],
+    conversation: Conversation,
+    read_count: int | None,
+    event_type: str,
+    payload: Mapping[str, Any],
+    now: dt.datetime,
+) -> None:
+    values = {name: getattr(conversation, name) for name in _EVENT_CONVERSATION_FIELDS}
+    if event_type.startswith("conversation."):
+        values.update({k: payload[k] for k in _EVENT_CONVERSATION_FIELDS if k in payload})
+    _put(facts, "conversation.id", conversation.id)
+    for name in _EVENT_CONVERSATION_FIELDS[:-1]:
+        _put(facts, f"conversation.{name}", values[name])
+    _put(facts, "conversation.unread_count", _unread(conversation, read_count))
+    _put(facts, "conversation.created_at", conversation.created_at.isoformat())
+    _put(facts, "conversation.age_minutes", _minutes(now, conversation.created_at))
+    _put(
+        facts,
+        "conversation.last_activity_minutes",
+        _minutes(now, conversation.last_activity_at),
+    )
+    _put_custom(facts, "conversation", values["custom_attributes"])
+
+
+def _message_facts(facts: dict[str, Any], payload: Mapping[str, Any]) -> None:
+    _put(facts, "message.content", payload.get("body"))
+    for name in ("direction", "sender_type", "content_type"):
+        _put(facts, f"message.{name}", payload.get(name))
+    attachments = payload.get("attachments") or []
+    if attachments and isinstance(attachments[0], Mapping):
+        _put(facts, "message.attachment_type", attachments[0].get("type"))
+
+
+def _contact_facts(facts: dict[str, Any], contact: Contact) -> None:
+    for name in ("name", "email", "phone", "country", "language"):
+        _put(facts, f"contact.{name}", getattr(contact, name))
+    _put(facts, "contact.tags", list(contact.tags or []))
+    _put_custom(facts, "contact", contact.custom_attributes)
+
+
+def _schedule_of(tenant_id: uuid.UUID, which: Any) -> Any:
+    return (
+        select(WorkingHours.schedule)
+        .where(WorkingHours.tenant_id == tenant_id, which)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None) -> Any:
+    """One statement: the conversation, its contact, the assignee's read count, the
+    tenant's timezone, the database clock and the working hours that apply (the
+    division's override, else the tenant's). None when the conversation is not found.
+
+    PERF: the evaluator and dry-run build facts for every event; one round trip.
+    """
+    if conversation_id is None:
+        return None
+    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
+    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
+    read = (
+        select(ConversationRead.read_inbound_count)
+        .where(
+            ConversationRead.conversation_id == Conversation.id,
+            ConversationRead.user_id == Conversation.assignee_id,
+        )
+        .scalar_subquery()
+    )
+    division_hours = _schedule_of(tenant_id, WorkingHours.division_id == Conversation.division_id)
+    active_mute = and_(
+        ConversationMute.conversation_id == Conversation.id,
+        ConversationMute.muted_until.is_(None) | (ConversationMute.muted_until > func.now()),
+    )
+    return session.execute(
+        select(
+            Conversation,
+            Contact,
+            read.label("read_count"),
+            timezone.label("timezone"),
+            func.now().label("now"),
+            func.coalesce(division_hours, tenant_hours).label("schedule"),
+            exists().where(active_mute).label("muted"),
+            select(ConversationMute.muted_until)
+            .where(active_mute)
+            .scalar_subquery()
+            .label("muted_until"),
+        )
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.tenant_id == tenant_id, Conversation.id == conversation_id)
+    ).one_or_none()
+
+
+def _tenant_context(session: Session, tenant_id: uuid.UUID) -> Any:
+    """The timezone, the clock and the tenant's working hours, for events without a conversation."""
+    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
+    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
+    return session.execute(
+        select(
+            timezone.label("timezone"),
+            func.now().label("now"),
+            tenant_hours.label("schedule"),
+        )
+    ).one()
+
+
+def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """What the event changed, ``{attribute: [before, after]}``, for changed_to/changed_from."""
+    if event_type == "conversation.status_changed" and "previous_status" in payload:
+        return {"conversation.status": [payload["previous_status"], payload.get("status")]}
+    if (
+        event_type
+        in (
+            "conversation.assigned",
+            "conversation.unassigned",
+            "conversation.taken_over",
+        )
+        and "previous_assignee_id" in payload
+    ):
+        return {
+            "conversation.assignee_id": [
+                payload["previous_assignee_id"],
+                payload.get("assignee_id"),
+            ]
+        }
+    if event_type == "conversation.tags_updated" and "tags" in payload:
+        after = list(payload["tags"])
+        removed = list(payload.get("removed") or [])
+        before = [t for t in after if t not in set(payload.get("added") or [])] + removed
+        return {"conversation.tags": [before, after]}
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """The conversation is muted (``mute`` action) until ``until`` (None: until unmuted)."""
+
+    until: dt.datetime | None
+
+
+def gather(
+    session: Session,
+    tenant_id: uuid.UUID,
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    now: dt.datetime | None = None,
+) -> tuple[dict[str, Any], Mute | None]:
+    """The facts of one event as of ``now`` (the database clock by default), and the
+    conversation's mute if one is active."""
+    facts: dict[str, Any] = {"event.type": event_type}
+    mute = None
+    row = _context(session, tenant_id, conversation_id_of(event_type, payload))
+    if row is not None:
+        now = now or row.now
+        _conversation_facts(facts, row.Conversation, row.read_count, event_type, payload, now)
+        _contact_facts(facts, row.Contact)
+        mute = Mute(row.muted_until) if row.muted else None
+    else:
+        row = _tenant_context(session, tenant_id)
+        now = now or row.now
+        contact_id = _uuid(payload.get("id")) if event_type.startswith("contact.") else None
+        if contact_id is not None:
+            contact = session.scalar(
+                select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id)
+            )
+            if contact is not None:
+                _contact_facts(facts, contact)
+    if event_type == "message.created":
+        _message_facts(facts, payload)
+    facts.update(time_facts(now, row.timezone or "UTC", row.schedule))
+    return facts, mute

@@ -1,0 +1,170 @@
+"""The automation event queue: rows written by ``dispatch_event``, evaluations sent after commit.
+
+:func:`target` runs inside ``dispatch_event``'s transaction: for an event type that
+can trigger rules, in a tenant with an active rule triggered by it, it inserts the
+``automation_events`` row (``ON CONFLICT DO NOTHING`` on the outbox event id, so a
+re-dispatch is harmless) and arranges ``evaluate_rules`` after commit. The worker
+installs the enqueuer (:func:`set_enqueuer`); a row whose message is lost, or whose
+worker died mid-evaluation, is re-driven by :func:`sweep` (a scheduler job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import exists, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import db
+from shared.automation.facts import conversation_id_of
+from shared.config import get_settings
+from shared.event_types import CATALOGUE
+from shared.models import AutomationEvent, AutomationRule, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+TARGET_NAME = "automation"
+_PENDING_KEY = "omnistream.automation_events"
+_ONE_SECOND = literal_column("interval '1 second'")
+#: Longest wait between two sweeps of one stuck row.
+MAX_SWEEP_BACKOFF_SECONDS = 600.0
+
+#: ``[automation_event_id, ...] -> None``: sends ``evaluate_rules`` messages.
+Enqueuer = Callable[[Sequence[uuid.UUID]], None]
+_enqueuer: Enqueuer | None = None
+
+
+def set_enqueuer(enqueuer: Enqueuer | None) -> None:
+    global _enqueuer
+    _enqueuer = enqueuer
+
+
+def enqueue(ids: Sequence[uuid.UUID]) -> None:
+    """Send now (the rows must be committed); failures are logged, the sweeper retries."""
+    if not ids or _enqueuer is None:
+        return
+    try:
+        _enqueuer(ids)
+    except Exception:
+        log.warning("could not enqueue %d automation evaluations; the sweeper will", len(ids))
+
+
+def enqueue_after_commit(session: Session, ids: Sequence[uuid.UUID]) -> None:
+    db.collected_until_commit(session, _PENDING_KEY, enqueue).extend(ids)
+
+
+def fingerprint(event_type: str, payload: Any) -> str:
+    """sha256 of the type and the canonical JSON of the payload (same payload, same print)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{event_type}\n{canonical}".encode()).hexdigest()
+
+
+def is_triggerable(event_type: str) -> bool:
+    known = CATALOGUE.get(event_type)
+    return known is not None and known.automation
+
+
+def has_rules_for(session: Session, tenant_id: uuid.UUID, event_type: str) -> bool:
+    """Whether an active rule of the tenant is triggered by ``event_type`` (GIN index probe)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    AutomationRule.tenant_id == tenant_id,
+                    AutomationRule.is_active.is_(True),
+                    AutomationRule.trigger_event_types.contains([event_type]),
+                )
+            )
+        )
+    )
+
+
+def _sweep_delay() -> Any:
+    return func.now() + get_settings().automation_sweep_after_seconds * _ONE_SECOND
+
+
+def target(session: Session, event: OutboxEvent) -> None:
+    """The :func:`shared.dispatch.register_target` callable."""
+    if not is_triggerable(event.type) or not has_rules_for(session, event.tenant_id, event.type):
+        return
+    stmt = (
+        insert(AutomationEvent)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=event.tenant_id,
+            outbox_event_id=event.id,
+            event_type=event.type,
+            conversation_id=conversation_id_of(event.type, event.data),
+            payload=event.data,
+            fingerprint=fingerprint(event.type, event.data),
+            causation=event.causation,
+            sweep_at=_sweep_delay(),
+        )
+        .on_conflict_do_nothing(index_elements=[AutomationEvent.outbox_event_id])
+        .returning(AutomationEvent.id)
+    )
+    created = session.scalar(stmt)
+    if created is not None:
+        enqueue_after_commit(session, [created])
+
+
+def requeue(session: Session, ids: Sequence[uuid.UUID], *, reprocess: bool = False) -> None:
+    """Put rows back to ``pending`` (retry, reprocess) and send them after commit."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"status": "pending", "error": None, "sweep_at": _sweep_delay()}
+    if reprocess:
+        values["reprocess"] = True
+    else:
+        values["attempts"] = 0
+    session.execute(
+        update(AutomationEvent)
+        .where(AutomationEvent.id.in_(list(ids)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    enqueue_after_commit(session, list(ids))
+
+
+def sweep(session: Session, *, batch: int = 500) -> int:
+    """Re-enqueue rows still pending or processing past their ``sweep_at``; return how many.
+
+    Each claimed row's next sweep moves out with exponential backoff (by attempts),
+    so a row that keeps failing is not re-sent every few seconds; the evaluator
+    marks it failed after ``AUTOMATION_MAX_ATTEMPTS``.
+    """
+    after = get_settings().automation_sweep_after_seconds
+    due = (
+        select(AutomationEvent.id)
+        .where(
+            AutomationEvent.status.in_(("pending", "processing")),
+            AutomationEvent.sweep_at <= func.now(),
+        )
+        .order_by(AutomationEvent.sweep_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    backoff = func.least(
+        after * func.power(2, func.least(AutomationEvent.attempts, 10)), MAX_SWEEP_BACKOFF_SECONDS
+    )
+    ids = list(
+        session.scalars(
+            update(AutomationEvent)
+            .where(AutomationEvent.id == due.c.id)
+            .values(sweep_at=func.now() + backoff * _ONE_SECOND)
+            .returning(AutomationEvent.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if ids:
+        log.info("re-driving %d automation event(s)", len(ids))
+        enqueue_after_commit(session, ids)
+    return len(ids)

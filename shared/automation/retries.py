@@ -1,0 +1,100 @@
+"""Operator actions on the automation queue: retry, retry all failed, reprocess, clean up.
+
+Each resets rows and arranges ``evaluate_rules`` after commit (:func:`queue.requeue`),
+in the caller's transaction, and is written to the activity log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from shared import activity
+from shared.automation import queue
+from shared.automation.history import get_event
+from shared.automation.rules import MANAGE
+from shared.context import Ctx
+from shared.errors import Conflict
+from shared.models import AutomationEvent
+
+#: Most failed events one retry-failed call re-queues (call again for more).
+MAX_RETRY_BATCH = 10_000
+
+
+def retry_event(session, ctx: Ctx, event_id: uuid.UUID) -> AutomationEvent:
+    """Re-queue one failed event (409 unless failed); rules already settled are not re-run."""
+    ctx.require(MANAGE)
+    event = get_event(session, ctx, event_id, for_update=True)
+    if event.status != "failed":
+        raise Conflict(
+            f"Only a failed event can be retried; this one is {event.status}",
+            details=[{"field": "status", "message": f"is {event.status}"}],
+        )
+    queue.requeue(session, [event.id])
+    activity.record(session, ctx, "automation_event.retried", "automation_event", event.id)
+    session.refresh(event)
+    return event
+
+
+def retry_failed(session, ctx: Ctx) -> dict[str, Any]:
+    ctx.require(MANAGE)
+    ids = list(
+        session.scalars(
+            select(AutomationEvent.id)
+            .where(AutomationEvent.tenant_id == ctx.tenant_id, AutomationEvent.status == "failed")
+            .order_by(AutomationEvent.created_at)
+            .limit(MAX_RETRY_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    queue.requeue(session, ids)
+    if ids:
+        activity.record(
+            session,
+            ctx,
+            "automation_event.retried_failed",
+            "automation_event",
+            None,
+            after={"count": len(ids)},
+        )
+    return {"count": len(ids), "event_ids": [str(i) for i in ids]}
+
+
+def reprocess_event(session, ctx: Ctx, event_id: uuid.UUID) -> AutomationEvent:
+    """Evaluate the stored event again against today's rules: new runs, flagged reprocess."""
+    ctx.require(MANAGE)
+    event = get_event(session, ctx, event_id, for_update=True)
+    if event.status in ("pending", "processing"):
+        raise Conflict(f"The event is {event.status}; wait for it to finish")
+    queue.requeue(session, [event.id], reprocess=True)
+    activity.record(session, ctx, "automation_event.reprocessed", "automation_event", event.id)
+    session.refresh(event)
+    return event
+
+
+def cleanup_failed(session, ctx: Ctx, *, older_than_days: int) -> dict[str, int]:
+    """Delete failed events (and their runs) older than ``older_than_days``; return the count."""
+    ctx.require(MANAGE)
+    cutoff = func.now() - dt.timedelta(days=older_than_days)
+    deleted = session.execute(
+        delete(AutomationEvent)
+        .where(
+            AutomationEvent.tenant_id == ctx.tenant_id,
+            AutomationEvent.status == "failed",
+            AutomationEvent.created_at < cutoff,
+        )
+        .returning(AutomationEvent.id)
+    ).all()
+    if deleted:
+        activity.record(
+            session,
+            ctx,
+            "automation_event.cleaned_up",
+            "automation_event",
+            None,
+            after={"count": len(deleted), "older_than_days": older_than_days},
+        )
+    return {"deleted": len(deleted)}

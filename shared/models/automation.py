@@ -1,0 +1,188 @@
+"""Automation: rules, the queue of events that can trigger them, and one run per (event, rule).
+
+``automation_events`` is the queue row ``dispatch_event`` writes for an event some
+active rule is triggered by; ``evaluate_rules`` moves it ``pending`` ->
+``processing`` -> ``done`` (or ``failed``). ``automation_runs`` records every
+trigger-matching rule's decision with the snapshots that replay it; a run outlives
+its rule (no foreign key to the rule). ``working_hours`` is read by the facts
+builder; its API comes with a later issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import Base, Timestamps, UUIDPrimaryKey
+
+EVENT_STATUSES = ("pending", "processing", "done", "failed")
+
+
+class AutomationRule(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "automation_rules"
+    __table_args__ = (
+        # PERF: the evaluator's "active rules of this tenant triggered by this type".
+        Index(
+            "ix_automation_rules_triggers",
+            "tenant_id",
+            "trigger_event_types",
+            postgresql_using="gin",
+            postgresql_where=text("is_active"),
+        ),
+        Index("ix_automation_rules_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(2000), server_default="")
+    trigger_event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    priority: Mapped[int] = mapped_column(server_default="100")
+    stop_processing: Mapped[bool] = mapped_column(server_default="false")
+    is_active: Mapped[bool] = mapped_column(server_default="true")
+    version: Mapped[int] = mapped_column(server_default="1")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    # Room for the "automation operations" issue (snooze, schedule, rollout, alerts).
+    snoozed_until: Mapped[dt.datetime | None]
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rollout_percentage: Mapped[int] = mapped_column(server_default="100")
+    alert_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class AutomationEvent(UUIDPrimaryKey, Base):
+    """One outbox event that active rules are triggered by: the evaluator's queue row."""
+
+    __tablename__ = "automation_events"
+    __table_args__ = (
+        Index("ix_automation_events_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_automation_events_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_automation_events_conversation", "tenant_id", "conversation_id", "created_at"),
+        Index("ix_automation_events_fingerprint", "tenant_id", "fingerprint"),
+        # PERF: the sweeper's scan of rows stuck before done.
+        Index(
+            "ix_automation_events_unfinished",
+            "sweep_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    outbox_event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    #: ``{"rule_ids": [...], "depth": n}`` of the outbox event (None: not caused by a rule).
+    causation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Whether the next evaluation runs every current rule again (reprocess).
+    reprocess: Mapped[bool] = mapped_column(server_default="false")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    #: When the sweeper may re-enqueue the row if it is still pending or processing.
+    sweep_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class AutomationRun(UUIDPrimaryKey, Base):
+    """One trigger-matching rule's decision on one event, with what replays it."""
+
+    __tablename__ = "automation_runs"
+    __table_args__ = (
+        # Exactly once in effect: a non-reprocess run per (event, rule).
+        Index(
+            "uq_automation_runs_event_rule",
+            "automation_event_id",
+            "rule_id",
+            unique=True,
+            postgresql_where=text("NOT reprocess"),
+        ),
+        Index("ix_automation_runs_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_automation_runs_rule", "tenant_id", "rule_id", "created_at"),
+        Index("ix_automation_runs_event", "automation_event_id"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    automation_event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("automation_events.id", ondelete="CASCADE")
+    )
+    #: No foreign key: runs are kept when their rule is deleted.
+    rule_id: Mapped[uuid.UUID]
+    rule_version: Mapped[int]
+    rule_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    matched: Mapped[bool]
+    #: ``matched``, ``not_matched``, ``skipped`` (loop, depth, stopped), ``failed``.
+    status: Mapped[str] = mapped_column(String(16))
+    condition_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    action_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    duration_ms: Mapped[float] = mapped_column(server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    reprocess: Mapped[bool] = mapped_column(server_default="false")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+
+
+class WorkingHours(UUIDPrimaryKey, Timestamps, Base):
+    """A tenant's schedule (division_id NULL) or a division's override."""
+
+    __tablename__ = "working_hours"
+    __table_args__ = (
+        Index(
+            "uq_working_hours_tenant_division",
+            "tenant_id",
+            text("coalesce(division_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            unique=True,
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    division_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("divisions.id", ondelete="CASCADE")
+    )
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ConversationMute(Base):
+    """A muted conversation: no rule is evaluated on its events until ``muted_until``.
+
+    Written by the ``mute`` action; ``muted_until`` NULL mutes until unmuted.
+    Notifications (a later issue) are meant to honour it too.
+    """
+
+    __tablename__ = "automation_conversation_mutes"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    muted_until: Mapped[dt.datetime | None]
+    rule_id: Mapped[uuid.UUID | None]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class AutomationSettings(Base):
+    """Per-tenant automation state: the rules version workers compare their cache with.
+
+    ``rules_version`` is bumped in the transaction of every rule change, so a worker
+    knows with one primary-key read whether its compiled rules are current. (The
+    global on/off switch of the operations issue belongs here too.)
+    """
+
+    __tablename__ = "automation_settings"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    rules_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

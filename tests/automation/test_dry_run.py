@@ -1,0 +1,103 @@
+"""Dry-run: the decision and the actions a rule would take, and not one row changed."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import Base
+from tests.automation.conftest import (
+    RULES,
+    add_conversation,
+    create_rule,
+    queue_rows,
+    send_message,
+    settled,
+    wait_settled,
+    wait_until,
+)
+
+
+def table_counts() -> dict[str, int]:
+    with session_scope() as session:
+        return {
+            table.name: session.scalar(select(func.count()).select_from(table))
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def test_dry_run_explains_the_decision_and_changes_nothing(ws):
+    rule = create_rule(
+        ws,
+        actions=[
+            {"type": "add_tags", "params": {"tags": ["refund"]}},
+            {"type": "send_message", "params": {"body": "Hi {{contact.name}}"}},
+        ],
+    )
+    conv_id = add_conversation(ws)
+    send_message(ws, conv_id, "refund now")
+    row = wait_settled(ws, at_least_rows=2)[0]  # the message, then the rule's reply
+    before = table_counts()
+
+    by_event = ws.call("POST", f"{RULES}/{rule['id']}/dry-run", json={"event_id": str(row.id)})
+    assert by_event.status_code == 200, by_event.text
+    result = by_event.json
+    assert result["matched"] is True and result["event_type"] == "message.created"
+    [leaf] = result["conditions"]
+    assert leaf["seen"] == "refund now" and leaf["matched"] is True
+    assert result["actions"][1]["params"]["body"] == "Hi Carla Customer"
+    assert all(a["would_run"] for a in result["actions"])
+    assert result["effective_state"] == {"state": "active", "is_active": True, "reasons": []}
+
+    unsaved = {
+        "conditions": {
+            "match": "all",
+            "conditions": [{"attribute": "contact.country", "operator": "equal_to", "value": "FR"}],
+        }
+    }
+    payload = {"conversation_id": conv_id, "body": "hello", "contact.country": "FR"}
+    tried = ws.call(
+        "POST", f"{RULES}/{rule['id']}/dry-run", json={"rule": unsaved, "payload": payload}
+    )
+    assert tried.status_code == 200, tried.text
+    assert tried.json["matched"] is True and tried.json["conditions"][0]["seen"] == "FR"
+    assert tried.json["facts"]["message.content"] == "hello"
+    assert table_counts() == before
+
+    ws.call("POST", f"{RULES}/{rule['id']}/toggle")
+    before = table_counts()
+    off = ws.call("POST", f"{RULES}/{rule['id']}/dry-run", json={"event_id": str(row.id)})
+    assert off.json["effective_state"]["state"] == "inactive"
+    assert off.json["matched"] is True and not any(a["would_run"] for a in off.json["actions"])
+    assert wait_until(lambda: settled(ws), "nothing left to settle")
+    assert table_counts() == before
+    assert len(queue_rows(ws)) == 2
+
+
+def test_dry_run_refuses_bad_input_with_its_path(ws, other_workspace):
+    rule = create_rule(ws)
+    url = f"{RULES}/{rule['id']}/dry-run"
+    bad_rule = {
+        "rule": {
+            "conditions": {
+                "match": "all",
+                "conditions": [{"attribute": "nope", "operator": "equal_to", "value": 1}],
+            }
+        }
+    }
+    resp = ws.call("POST", url, json=bad_rule)
+    assert resp.status_code == 422
+    assert resp.json["error"]["details"][0]["field"] == "conditions.conditions[0].attribute"
+    resp = ws.call("POST", url, json={"payload": ["not", "an", "object"]})
+    assert resp.status_code == 422 and resp.json["error"]["details"][0]["field"] == "payload"
+    resp = ws.call("POST", url, json={"payload": {}, "event_type": "note.created"})
+    assert resp.status_code == 422
+    # Another tenant's event id is unknown here.
+    other_rule = create_rule(other_workspace)
+    conv = add_conversation(other_workspace)
+    send_message(other_workspace, conv, "refund")
+    wait_until(lambda: queue_rows(other_workspace), "their event")
+    theirs = queue_rows(other_workspace)[0]
+    resp = ws.call("POST", url, json={"event_id": str(theirs.id)})
+    assert resp.status_code == 404
+    assert other_rule["id"] != rule["id"]
