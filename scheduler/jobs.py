@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
+from shared.channels import outbound_queue
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
 from shared.webhooks import sweeper as webhook_sweeper
@@ -69,6 +70,13 @@ def redrive_queued_jobs(session: Session) -> int:
     return len(stale)
 
 
+def sweep_outbound_sends(session: Session) -> int:
+    """Re-enqueue outbound sends whose job was lost (broker message or worker gone)."""
+    import workers.actors.channels_outbound  # noqa: F401  (installs the enqueuer)
+
+    return outbound_queue.sweep(session)
+
+
 def expire_conversations(session: Session) -> dict[str, int]:
     """Apply every active tenant's chat expiration rules (same work as the expire endpoint)."""
     return expiration.expire_all(session).as_dict()
@@ -95,6 +103,7 @@ JOBS: tuple[Job, ...] = (
     # five-day auto-disable needs no more than hourly.
     Job("sweep_webhook_deliveries", webhook_sweeper.sweep, _every(seconds=5), DRAIN),
     Job("disable_failing_webhooks", webhook_sweeper.disable_failing, _every(hours=1), DRAIN),
+    Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
 )
 
 

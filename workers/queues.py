@@ -5,7 +5,9 @@ WEBHOOKS = "webhooks"
 AUTOMATION = "automation"
 AI = "ai"
 CHANNELS = "channels"
+#: Sends to providers, apart from inbound processing so a slow provider cannot delay intake.
+OUTBOUND = "outbound"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
-ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, ANALYTICS, MAINTENANCE)
+ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, OUTBOUND, ANALYTICS, MAINTENANCE)
