@@ -115,14 +115,14 @@ def send_email(
         raise _reply_failure(exc.smtp_code, exc.smtp_error) from exc
     except smtplib.SMTPServerDisconnected as exc:
         raise SendFailed("connection_error", str(exc) or "disconnected", transient=True) from exc
+    except smtplib.SMTPException as exc:  # NOTE: an OSError subclass: caught before OSError
+        raise SendFailed("smtp_error", str(exc), transient=False) from exc
     except ssl.SSLError as exc:
         raise SendFailed("tls_error", str(exc), transient=False) from exc
     except TimeoutError as exc:
         raise SendFailed("timeout", f"SMTP timed out: {exc}", transient=True) from exc
     except OSError as exc:
         raise SendFailed("connection_error", str(exc), transient=True) from exc
-    except smtplib.SMTPException as exc:
-        raise SendFailed("smtp_error", str(exc), transient=False) from exc
     if refused:
         code, reply = next(iter(refused.values()))
         raise _reply_failure(code, reply)

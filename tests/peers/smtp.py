@@ -60,7 +60,8 @@ class SmtpPeer:
     async def handle_DATA(self, server, session, envelope):
         if self.mode == "transient":
             return "451 4.3.0 Temporary local problem, try again later"
-        login = session.auth_data.login.decode() if session.auth_data else None
+        auth = session.auth_data
+        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         with self.lock:
             self.received.append(
                 ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, login)
@@ -76,7 +77,7 @@ class SmtpPeer:
         if not ok:
             with self.lock:
                 self.auth_failures += 1
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 def _free_port() -> int:
@@ -100,7 +101,8 @@ def start_smtp(
         kwargs.update(
             authenticator=peer.authenticate,
             auth_required=True,
-            auth_require_tls=security != "none",
+            # implicit TLS is TLS from the first byte; aiosmtpd only knows STARTTLS
+            auth_require_tls=security == "starttls",
         )
     if security == "starttls":
         kwargs.update(tls_context=tls, require_starttls=True)
