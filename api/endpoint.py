@@ -181,7 +181,12 @@ def endpoint(
             if resp.status == falcon.HTTP_200 and status != 200:
                 resp.status = status
             if result is None:
-                if resp.text is None and resp.data is None and resp.media is None:
+                if (
+                    resp.text is None
+                    and resp.data is None
+                    and resp.media is None
+                    and resp.stream is None
+                ):
                     resp.status = falcon.HTTP_204 if status in (200, 204) else status
                 return
             resp.content_type = falcon.MEDIA_JSON

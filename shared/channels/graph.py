@@ -55,8 +55,11 @@ class GraphClient:
     def get(self, path: str, token: str) -> dict[str, Any]:
         return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
 
-    def download(self, url: str, token: str, sink: IO[bytes], *, max_bytes: int) -> tuple[int, str]:
-        """Stream a media URL (it needs the Bearer token) into ``sink``; (size, sha256 hex).
+    def download(
+        self, url: str, token: str | None, sink: IO[bytes], *, max_bytes: int
+    ) -> tuple[int, str]:
+        """Stream a media URL into ``sink``; (size, sha256 hex). WhatsApp media URLs need the
+        Bearer token; CDN URLs (Messenger, Instagram) get none.
 
         Refuses more than ``max_bytes`` (permanent ``media_too_large``) without
         buffering the body.
@@ -64,7 +67,8 @@ class GraphClient:
         digest = hashlib.sha256()
         size = 0
         try:
-            with self._http.stream("GET", url, headers=_auth(token)) as response:
+            headers = _auth(token) if token else {}
+            with self._http.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 300:
                     response.read()
                     raise classify(response)

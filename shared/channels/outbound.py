@@ -27,12 +27,13 @@ from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from shared.channels import transports
-from shared.channels.accounts import decrypt_credentials, default_account
+from shared.channels.account_lookup import account_for
+from shared.channels.accounts import decrypt_credentials
 from shared.channels.send_errors import SendFailed
 from shared.channels.statuses import apply_status
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.models import Contact, Conversation, IntegrationAccount, Message
+from shared.models import Contact, Conversation, Message
 from shared.models.outbound import OutboundSend
 
 log = logging.getLogger(__name__)
@@ -134,16 +135,9 @@ def _outgoing(session: Session, message: Message) -> transports.Outgoing:
             Contact.id == conversation.contact_id, Contact.tenant_id == message.tenant_id
         )
     ).one()
-    account = None
-    if conversation.integration_account_id is not None:
-        account = session.scalars(
-            select(IntegrationAccount).where(
-                IntegrationAccount.id == conversation.integration_account_id,
-                IntegrationAccount.tenant_id == message.tenant_id,
-            )
-        ).one_or_none()
-    if account is None:
-        account = default_account(session, message.tenant_id, message.channel)
+    account = account_for(
+        session, message.tenant_id, conversation.integration_account_id, message.channel
+    )
     if account is None:
         raise SendFailed(
             "no_account", f"no connected {message.channel} account to send from", transient=False
