@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
-from shared.channels import outbound_queue
+from shared.channels import inbound_sweeper, outbound_queue
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
 from shared.webhooks import sweeper as webhook_sweeper
@@ -82,6 +82,13 @@ def expire_conversations(session: Session) -> dict[str, int]:
     return expiration.expire_all(session).as_dict()
 
 
+def sweep_inbound_events(session: Session) -> int:
+    """Re-enqueue inbound payloads still pending long after they were received."""
+    import workers.actors.channels_inbound  # noqa: F401  (installs the enqueuer)
+
+    return inbound_sweeper.sweep(session)
+
+
 #: The options every job here uses, each chosen on purpose (APScheduler's defaults differ):
 #: ``misfire_grace_time=None``: a late run still finds due rows, so it always runs;
 #: ``coalesce=True``: several missed runs would drain the same rows, one run does;
@@ -103,6 +110,9 @@ JOBS: tuple[Job, ...] = (
     # five-day auto-disable needs no more than hourly.
     Job("sweep_webhook_deliveries", webhook_sweeper.sweep, _every(seconds=5), DRAIN),
     Job("disable_failing_webhooks", webhook_sweeper.disable_failing, _every(hours=1), DRAIN),
+    # Channels: inbound payloads whose process_inbound message was lost, and outbound
+    # sends whose send_outbound message was lost.
+    Job("sweep_inbound_events", sweep_inbound_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
 )
 

@@ -119,6 +119,32 @@ class Settings(BaseSettings):
         120.0, gt=0, description="an endpoint failing without a success this long is disabled"
     )
 
+    # --- channels (inbound) -------------------------------------------------------------------
+    meta_app_secret: str | None = Field(
+        None,
+        description=(
+            "the platform Meta app's secret: checks X-Hub-Signature-256 of every Meta webhook."
+            " An account may instead hold its own app_secret (a tenant's own Meta app); a"
+            " payload is accepted when either verifies"
+        ),
+    )
+    meta_verify_token: str | None = Field(
+        None,
+        description=(
+            "answers Meta's GET verification handshake (hub.verify_token); an account's own"
+            " verify_token credential also does"
+        ),
+    )
+    inbound_email_max_age_seconds: int = Field(
+        300, ge=10, description="an inbound email webhook signed longer ago than this gets 401"
+    )
+    inbound_sweep_after_seconds: float = Field(
+        30.0, gt=0, description="an inbound payload still pending this long is re-enqueued"
+    )
+    inbound_max_attempts: int = Field(
+        5, ge=1, description="processing attempts of one inbound payload before it is failed"
+    )
+
     # --- channels (outbound/media) -----------------------------------------------------------
     meta_graph_base_url: str = Field(
         "https://graph.facebook.com", description="Meta Graph API origin (tests point it locally)"

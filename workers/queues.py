@@ -5,9 +5,11 @@ WEBHOOKS = "webhooks"
 AUTOMATION = "automation"
 AI = "ai"
 CHANNELS = "channels"
+#: Inbound provider payloads (process_inbound), apart from outbound sends.
+INBOUND = "inbound"
 #: Sends to providers, apart from inbound processing so a slow provider cannot delay intake.
 OUTBOUND = "outbound"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
-ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, OUTBOUND, ANALYTICS, MAINTENANCE)
+ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, INBOUND, OUTBOUND, ANALYTICS, MAINTENANCE)

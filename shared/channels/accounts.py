@@ -13,6 +13,7 @@ Credential keys by channel:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -53,6 +54,17 @@ def decrypt_credentials(row: IntegrationAccount | Integration) -> dict[str, str]
 
 def _encrypt(credentials: dict[str, str]) -> str | None:
     return crypto.encrypt(json.dumps(credentials, sort_keys=True)) if credentials else None
+
+
+def token_digest(token: str) -> str:
+    """What ``verify_token_digest`` stores: the handshake compares digests, not tokens."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _store_credentials(account: IntegrationAccount, credentials: dict[str, str]) -> None:
+    account.credentials_encrypted = _encrypt(credentials)
+    verify_token = credentials.get("verify_token")
+    account.verify_token_digest = token_digest(verify_token) if verify_token else None
 
 
 def _merged_credentials(
@@ -354,10 +366,10 @@ def create_account(
         name=name,
         external_id=external_id,
         settings=_check_settings(channel, settings or {}),
-        credentials_encrypted=_encrypt(creds),
         is_default=is_default or first,
         status="active",
     )
+    _store_credentials(account, creds)
     session.add(account)
     try:
         with session.begin_nested():
@@ -402,7 +414,7 @@ def update_account(
             changes["credentials"] or {},
             "credentials",
         )
-        account.credentials_encrypted = _encrypt(merged)
+        _store_credentials(account, merged)
     session.flush()
     session.refresh(account)
     activity.record(

@@ -84,6 +84,9 @@ class IntegrationAccount(UUIDPrimaryKey, Timestamps, Base):
     credentials_encrypted: Mapped[str | None] = mapped_column(Text)
     is_default: Mapped[bool] = mapped_column(server_default="false")
     status: Mapped[str] = mapped_column(String(16), server_default="active")
+    #: SHA-256 (hex) of the ``verify_token`` credential: the public GET handshake finds
+    #: a matching account with one indexed lookup instead of decrypting every account.
+    verify_token_digest: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class InboundEvent(UUIDPrimaryKey, Base):
@@ -105,7 +108,7 @@ class InboundEvent(UUIDPrimaryKey, Base):
         # PERF: the sweeper's query; finished rows cost it nothing.
         Index(
             "ix_inbound_events_pending",
-            "received_at",
+            "sweep_at",
             postgresql_where=text("status = 'pending'"),
         ),
     )
@@ -124,6 +127,8 @@ class InboundEvent(UUIDPrimaryKey, Base):
     #: Request headers worth keeping (signature, user agent, content type).
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     received_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    #: When the sweeper last (re-)enqueued it; a pending row is swept again a while after.
+    sweep_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(server_default="0")
     error: Mapped[str | None] = mapped_column(Text)

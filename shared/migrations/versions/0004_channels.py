@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("credentials_encrypted", sa.Text(), nullable=True),
         sa.Column("is_default", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("status", sa.String(length=16), server_default="active", nullable=False),
+        sa.Column("verify_token_digest", sa.String(length=64), nullable=True),
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column(
             "created_at",
@@ -125,6 +126,12 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("is_default"),
     )
+    op.create_index(
+        "ix_integration_accounts_verify_token_digest",
+        "integration_accounts",
+        ["verify_token_digest"],
+        unique=False,
+    )
     op.create_table(
         "inbound_events",
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -137,6 +144,12 @@ def upgrade() -> None:
         ),
         sa.Column(
             "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "sweep_at",
             sa.DateTime(timezone=True),
             server_default=sa.text("now()"),
             nullable=False,
@@ -168,7 +181,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_inbound_events_pending",
         "inbound_events",
-        ["received_at"],
+        ["sweep_at"],
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )

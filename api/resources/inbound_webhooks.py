@@ -1,0 +1,108 @@
+"""Provider callbacks (public): Meta's verification handshakes and the inbound POST receivers.
+
+Every POST is verified over its raw body, stored and acknowledged with 200 at once;
+``process_inbound`` does the rest in a worker. See :mod:`shared.channels.receive` for
+the signature rules, the dedupe and what happens to unknown recipients.
+"""
+
+from __future__ import annotations
+
+import types
+
+import falcon
+from pydantic import BaseModel
+
+from api.endpoint import PayloadTooLarge, endpoint
+from shared.channels import receive
+
+# NOTE: importing the actor installs the after-commit enqueuer of process_inbound.
+from workers.actors import channels_inbound as _process_inbound  # noqa: F401
+
+TAGS = ("Webhooks",)
+
+
+class Ack(BaseModel):
+    """Counts of the units of the callback: new, already received, and dropped."""
+
+    stored: int
+    duplicates: int
+    dropped: int
+
+
+def _raw(req: falcon.Request) -> bytes:
+    limit = req.context.max_body_bytes
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes")
+    return raw
+
+
+def _verify(resource, req, resp):
+    resp.content_type = falcon.MEDIA_TEXT
+    resp.text = receive.verify_subscription(req.context.db, req.params)
+
+
+def _receive_meta(resource, req, resp):
+    receipt = receive.receive_meta(req.context.db, resource.route, _raw(req), req.headers)
+    return receipt.as_dict()
+
+
+class MetaReceiver:
+    """A Meta webhook URL: GET answers the handshake, POST receives callbacks.
+
+    ``route`` fixes which ``object`` values the POST accepts (see ``receive.ROUTE_OBJECTS``).
+    """
+
+    def __init__(self, route: str, verify_summary: str, receive_summary: str):
+        self.route = route
+        verify = endpoint(
+            verify_summary,
+            public=True,
+            description="Echoes hub.challenge (text/plain) when hub.verify_token is known; 403.",
+            tags=TAGS,
+        )(_verify)
+        post = endpoint(receive_summary, public=True, response=Ack, tags=TAGS)(_receive_meta)
+        self.on_get = types.MethodType(verify, self)
+        self.on_post = types.MethodType(post, self)
+
+
+class EmailReceiver:
+    @endpoint(
+        "Receive inbound email webhook",
+        public=True,
+        response=Ack,
+        description=(
+            'Body {"recipient", "mime": base64 of the raw message}; header X-Inbound-Signature:'
+            ' t=<unix>,v1=<hex HMAC-SHA256(inbound_signing_key, "<t>." + raw body)>.'
+        ),
+        tags=TAGS,
+    )
+    def on_post(self, req, resp):
+        return receive.receive_email(req.context.db, _raw(req), req.headers).as_dict()
+
+
+ROUTES = [
+    (
+        "/api/webhooks/meta",
+        MetaReceiver(
+            "meta", "Meta webhook verification", "Receive Meta webhook (WhatsApp + Instagram)"
+        ),
+    ),
+    (
+        "/api/webhooks/messenger",
+        MetaReceiver(
+            "messenger",
+            "Meta webhook verification for Messenger",
+            "Receive Messenger inbound webhook events",
+        ),
+    ),
+    (
+        "/api/webhooks/instagram",
+        MetaReceiver(
+            "instagram",
+            "Meta webhook verification for Instagram",
+            "Receive Instagram inbound webhook events",
+        ),
+    ),
+    ("/api/webhooks/email", EmailReceiver()),
+]

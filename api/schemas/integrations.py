@@ -1,0 +1,42 @@
+"""Request shapes of the Integrations group (responses are shared.channels.views)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from api.schemas.common import Input, ListQuery, Name
+
+Channel = Literal["whatsapp", "instagram", "messenger", "email"]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+#: A credential to set (a string) or remove (null); keys by channel in shared.channels.accounts.
+Credentials = dict[str, Secret | None]
+Settings = Annotated[dict[str, Any], Field(max_length=50)]
+
+
+class IntegrationUpsert(Input):
+    enabled: bool | None = None
+    settings: Settings | None = None
+    credentials: Credentials | None = None
+
+
+class AccountCreate(Input):
+    channel: Channel
+    name: Name
+    #: Phone number id, Page id, Instagram account id or mailbox address.
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    settings: Settings = Field(default_factory=dict)
+    credentials: Credentials = Field(default_factory=dict)
+    is_default: bool = False
+
+
+class AccountUpdate(Input):
+    name: Name | None = None
+    settings: Settings | None = None
+    credentials: Credentials | None = None
+    status: Literal["active", "disabled", "error"] | None = None
+
+
+class AccountListQuery(ListQuery):
+    channel: Channel | None = None

@@ -1,0 +1,184 @@
+"""Inbound email: one raw MIME message into a message with its bodies and attachments.
+
+Parsed with the standard library (``email`` with ``policy=default``), which tolerates
+broken MIME and records ``defects`` instead of raising; every step that can still fail
+on a broken part (an unknown charset, a truncated base64 part) falls back to a lossy
+decode, so a damaged email is stored with what could be read, never lost. Threading:
+``In-Reply-To`` and ``References`` name earlier Message-IDs (stored as messages'
+``provider_message_id``); :mod:`.ingest` looks them up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from email import policy, utils
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from shared.channels.items import Attachment, InboundMessage, Item, ItemError
+
+#: HTML kept on the message (metadata.html) up to this many characters.
+MAX_HTML_CHARS = 512 * 1024
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+_TAGS = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"[ \t]+")
+
+
+def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
+    """The message of an inbound email payload (``event_key``: its id when it has none)."""
+    try:
+        raw = base64.b64decode(payload.get("mime") or "")
+    except ValueError as exc:
+        return [ItemError(f"mime is not base64: {exc}")]
+    mime = BytesParser(policy=policy.default).parsebytes(raw)
+    sender_name, sender = _address(mime, "From")
+    if not sender:
+        return [ItemError("the email has no readable From address")]
+    message_id = _header(mime, "Message-ID")
+    refs = _MESSAGE_ID.findall(_header(mime, "In-Reply-To") or "")
+    refs += [
+        r for r in reversed(_MESSAGE_ID.findall(_header(mime, "References") or "")) if r not in refs
+    ]
+    text, html = _bodies(mime)
+    attachments = _attachments(mime)
+    body = text if text is not None else _html_to_text(html) if html else None
+    metadata: dict[str, Any] = {
+        "subject": _header(mime, "Subject"),
+        "from": f"{sender_name} <{sender}>" if sender_name else sender,
+        "to": _header(mime, "To"),
+        "cc": _header(mime, "Cc"),
+        "in_reply_to": refs[:1] or None,
+        "references": refs,
+    }
+    if html:
+        metadata["html"] = html[:MAX_HTML_CHARS]
+        metadata["html_truncated"] = len(html) > MAX_HTML_CHARS
+    if mime.defects or any(part.defects for part in mime.walk()):
+        metadata["mime_defects"] = sorted(
+            {type(d).__name__ for part in mime.walk() for d in part.defects}
+            | {type(d).__name__ for d in mime.defects}
+        )
+    return [
+        InboundMessage(
+            provider_message_id=message_id or event_key,
+            contact_external_id=sender,
+            content_type="email",
+            body=body,
+            attachments=attachments,
+            metadata={k: v for k, v in metadata.items() if v not in (None, [])},
+            contact_name=sender_name or None,
+            contact_email=sender,
+            sent_at=_date(mime),
+            subject=_header(mime, "Subject"),
+            thread_refs=refs,
+        )
+    ]
+
+
+def _header(mime: EmailMessage, name: str) -> str | None:
+    try:
+        value = mime.get(name)
+    except Exception:  # a header the policy cannot parse: read it raw
+        value = mime.get_all(name, [None])[0] if hasattr(mime, "get_all") else None
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+def _address(mime: EmailMessage, name: str) -> tuple[str | None, str | None]:
+    raw = _header(mime, name)
+    if not raw:
+        return None, None
+    display, address = utils.parseaddr(raw)
+    address = address.strip().lower()
+    if "@" not in address:
+        return None, None
+    return display.strip() or None, address
+
+
+def _date(mime: EmailMessage):
+    try:
+        return utils.parsedate_to_datetime(_header(mime, "Date") or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _content(part: EmailMessage) -> str | None:
+    """A text part's content; a broken charset or transfer encoding decodes lossily."""
+    try:
+        return part.get_content()
+    except Exception:
+        payload = part.get_payload(decode=True) or b""
+        return (
+            payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+            if isinstance(payload, bytes)
+            else str(payload)
+        )
+
+
+def _bodies(mime: EmailMessage) -> tuple[str | None, str | None]:
+    text = html = None
+    try:
+        plain_part = mime.get_body(preferencelist=("plain",))
+        html_part = mime.get_body(preferencelist=("html",))
+    except Exception:
+        plain_part = html_part = None
+    if plain_part is not None:
+        text = _content(plain_part)
+    if html_part is not None:
+        html = _content(html_part)
+    if text is None and html is None and not mime.is_multipart():
+        text = _content(mime)  # e.g. a part with a content type we do not know
+    return text, html
+
+
+def _attachments(mime: EmailMessage) -> list[Attachment]:
+    found: list[Attachment] = []
+    try:
+        parts = list(mime.iter_attachments())
+    except Exception:
+        parts = [p for p in mime.walk() if p.get_content_disposition() == "attachment"]
+    for index, part in enumerate(parts):
+        try:
+            data = part.get_payload(decode=True) or b""
+        except Exception:
+            data = b""
+        if not isinstance(data, bytes):
+            data = str(data).encode()
+        mime_type = part.get_content_type()
+        found.append(
+            Attachment(
+                type=_kind(mime_type),
+                # NOTE: the bytes live in the stored payload; the media fetcher reads
+                # part <index> of the email (see shared.channels.ingest.EMAIL_MEDIA_PREFIX).
+                provider_media_id=str(index),
+                mime_type=mime_type,
+                filename=part.get_filename(),
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
+    return found
+
+
+def attachment_bytes(payload: dict[str, Any], index: int) -> tuple[bytes, str, str | None]:
+    """The bytes, content type and filename of attachment ``index`` of a stored email payload."""
+    mime = BytesParser(policy=policy.default).parsebytes(base64.b64decode(payload["mime"]))
+    parts = list(mime.iter_attachments())
+    part = parts[index]
+    data = part.get_payload(decode=True) or b""
+    return data, part.get_content_type(), part.get_filename()
+
+
+def _kind(mime_type: str) -> str:
+    major = mime_type.split("/", 1)[0]
+    return major if major in ("image", "audio", "video") else "document"
+
+
+def _html_to_text(html: str) -> str:
+    """A rough text of an HTML-only email, for previews and search."""
+    text = _TAGS.sub(" ", re.sub(r"(?is)<(script|style).*?</\1>", " ", html))
+    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines() if line.strip())

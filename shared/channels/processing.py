@@ -1,0 +1,135 @@
+"""``process_inbound``'s work: parse one stored payload and apply each item in a savepoint.
+
+Contract:
+
+- Only a ``pending`` row is processed; the row is locked (``FOR UPDATE SKIP LOCKED``)
+  so two deliveries of the same job never run it at once, and a finished row is a
+  no-op: the actor is idempotent.
+- Each item runs in its own savepoint: an item that fails is rolled back alone and
+  recorded in ``result.errors``; the row ends ``failed`` (with ``error``) when any
+  item failed, ``processed`` otherwise. Both are final and visible to operators.
+- A failure outside the items (the database itself) raises: the actor retries with
+  backoff, and when its retries are exhausted :func:`mark_failed` records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.channels import email, ingest, meta_messaging, whatsapp
+from shared.channels.items import (
+    Ignored,
+    InboundMessage,
+    Item,
+    ItemError,
+    StatusReport,
+    Watermark,
+)
+from shared.models import InboundEvent, IntegrationAccount
+
+log = logging.getLogger(__name__)
+
+#: Errors kept per row (the rest are counted).
+MAX_ERRORS = 20
+
+
+def parse(row: InboundEvent) -> list[Item | ItemError]:
+    if row.channel == "whatsapp":
+        return whatsapp.parse(row.payload)
+    if row.channel in ("messenger", "instagram"):
+        return meta_messaging.parse(row.payload)
+    if row.channel == "email":
+        return email.parse(row.payload, event_key=row.provider_event_id)
+    return [ItemError(f"no parser for channel {row.channel!r}")]
+
+
+def _apply(session: Session, account: IntegrationAccount, row: InboundEvent, item: Item) -> str:
+    if isinstance(item, InboundMessage):
+        return "message_" + ingest.apply_message(session, account, item, inbound_event_id=row.id)
+    if isinstance(item, StatusReport):
+        return "status_" + ingest.apply_status(session, account, item)
+    if isinstance(item, Watermark):
+        return "watermark_" + ingest.apply_watermark(session, account, item)
+    if isinstance(item, Ignored):
+        return "ignored"
+    raise TypeError(f"unknown item {item!r}")
+
+
+def process(session: Session, inbound_event_id: uuid.UUID) -> str:
+    """Process the row if it is pending; return its final status (or ``skipped``)."""
+    row = session.scalars(
+        select(InboundEvent)
+        .where(InboundEvent.id == inbound_event_id)
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+    if row is None or row.status != "pending":
+        return "skipped"
+    row.attempts += 1
+    account = (
+        session.scalars(
+            select(IntegrationAccount).where(
+                IntegrationAccount.id == row.account_id,
+                IntegrationAccount.tenant_id == row.tenant_id,
+            )
+        ).one_or_none()
+        if row.account_id
+        else None
+    )
+    if account is None:
+        return _finish(session, row, "dropped", {}, [], "the integration account is gone")
+    counts: Counter[str] = Counter()
+    errors: list[str] = []
+    try:
+        items = parse(row)
+    except Exception as exc:  # a parser bug: the payload stays stored and visible
+        log.exception("inbound event %s could not be parsed", row.id)
+        items = [ItemError(f"parse failed: {type(exc).__name__}: {exc}")]
+    for index, item in enumerate(items):
+        if isinstance(item, ItemError):
+            counts["failed"] += 1
+            errors.append(f"item {index}: {item}")
+            continue
+        try:
+            with session.begin_nested():
+                counts[_apply(session, account, row, item)] += 1
+        except Exception as exc:
+            log.exception("inbound event %s item %d failed", row.id, index)
+            counts["failed"] += 1
+            errors.append(f"item {index}: {type(exc).__name__}: {str(exc)[:300]}")
+    status = "failed" if errors else "processed"
+    error = f"{len(errors)} of {len(items)} item(s) failed; see result.errors" if errors else None
+    return _finish(session, row, status, dict(counts), errors, error)
+
+
+def _finish(
+    session: Session,
+    row: InboundEvent,
+    status: str,
+    counts: dict[str, int],
+    errors: list[str],
+    error: str | None,
+) -> str:
+    result: dict[str, Any] = {"counts": counts}
+    if errors:
+        result["errors"] = errors[:MAX_ERRORS]
+    row.status = status
+    row.result = result
+    row.error = error
+    row.processed_at = func.now()
+    session.flush()
+    return status
+
+
+def mark_failed(session: Session, inbound_event_id: uuid.UUID, error: str) -> None:
+    """The job kept failing (database errors...): make the row final and say why."""
+    row = session.get(InboundEvent, inbound_event_id, with_for_update=True)
+    if row is not None and row.status == "pending":
+        row.status = "failed"
+        row.error = error[:2000]
+        row.processed_at = func.now()

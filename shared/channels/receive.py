@@ -1,0 +1,379 @@
+"""The inbound ack path: verify the signature, store the raw payload, enqueue its processing.
+
+A provider POST is split into *units*, each addressed to one account, each stored as
+one ``inbound_events`` row and processed by its own ``process_inbound`` job, so one
+bad unit never loses the others and every row has exactly one tenant:
+
+- WhatsApp: one unit per ``entry[].changes[]`` (``value.metadata.phone_number_id``; a
+  change without it, e.g. a template review, is matched by ``entry.id``, the WABA id);
+- Messenger and Instagram: one unit per ``entry[]`` (``entry.id``: Page or IG account id);
+- email: the one message (the account is the recipient address).
+
+Dedupe: ``provider_event_id`` is the unit's natural key (recipient id, then its message
+ids or status id + status; email: the Message-ID) or, when it has none, the SHA-256 of
+its canonical JSON, so a provider's retry inserts nothing. Processing is also
+idempotent on the provider message id.
+
+Signatures (Meta): a body is trusted when ``X-Hub-Signature-256`` verifies with the
+platform ``META_APP_SECRET`` (then every unit is), or with the ``app_secret`` of an
+addressed account (then only that secret's accounts' units are stored; a tenant's app
+cannot speak for another tenant's accounts). No verifying secret: 401, nothing stored.
+
+Unknown recipients: a unit addressed to no account answers 200 with the rest. It is
+stored as ``dropped`` (tenant null, visible to operators) when the platform secret
+verified the body; otherwise (nothing could verify it) it is only logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.channels import accounts, inbound_queue, signatures
+from shared.config import get_settings
+from shared.errors import DomainError, Forbidden
+from shared.models import InboundEvent, IntegrationAccount
+
+log = logging.getLogger(__name__)
+
+#: Meta's ``object`` per route: what each POST route accepts and which channel it means.
+META_OBJECTS = {
+    "whatsapp_business_account": "whatsapp",
+    "instagram": "instagram",
+    "page": "messenger",
+}
+ROUTE_OBJECTS = {
+    "meta": frozenset(META_OBJECTS),
+    "messenger": frozenset({"page"}),
+    "instagram": frozenset({"instagram"}),
+}
+#: Request headers kept beside the payload.
+KEPT_HEADERS = ("content-type", "user-agent", "x-hub-signature-256", "x-inbound-signature")
+_MAX_NATURAL_KEY = 400
+
+
+class BadPayload(DomainError):
+    status, code = 400, "bad_request"
+
+
+class InvalidSignature(DomainError):
+    status, code = 401, "invalid_signature"
+
+
+@dataclass
+class Unit:
+    """One account's share of a callback: what one ``inbound_events`` row stores."""
+
+    channel: str
+    external_id: str | None
+    payload: dict[str, Any]
+    key: str
+    #: For WhatsApp changes without a phone number id: the WABA id to match instead.
+    waba_id: str | None = None
+    account: IntegrationAccount | None = None
+
+
+@dataclass
+class Receipt:
+    """What the ack path did, for the response and the logs."""
+
+    stored: list[uuid.UUID] = field(default_factory=list)
+    duplicates: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"stored": len(self.stored), "duplicates": self.duplicates, "dropped": self.dropped}
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or 400."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadPayload(
+            "The request body is not valid JSON",
+            details=[{"field": "body", "message": str(exc)[:200]}],
+        ) from exc
+    if not isinstance(data, dict):
+        raise BadPayload("The request body must be a JSON object")
+    return data
+
+
+def _content_key(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _natural_key(recipient: str | None, ids: list[str], payload: Any) -> str:
+    """``<recipient>/<ids>``: ids are only trusted to be unique per receiving account."""
+    key = f"{recipient or ''}/{','.join(ids)}"
+    return key if ids and len(key) <= _MAX_NATURAL_KEY else _content_key(payload)
+
+
+def _whatsapp_ids(value: Mapping[str, Any]) -> list[str]:
+    ids = [str(m.get("id")) for m in value.get("messages") or [] if isinstance(m, dict)]
+    ids += [
+        f"{s.get('id')}:{s.get('status')}"
+        for s in value.get("statuses") or []
+        if isinstance(s, dict)
+    ]
+    return ids
+
+
+def _messaging_ids(entry: Mapping[str, Any]) -> list[str]:
+    ids = []
+    for event in entry.get("messaging") or []:
+        if not isinstance(event, dict):
+            continue
+        message = event.get("message") or {}
+        if isinstance(message, dict) and message.get("mid"):
+            ids.append(str(message["mid"]))
+        else:
+            return []  # postbacks, reads...: no id of their own; use the content key
+    return ids
+
+
+def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
+    """The units of a Meta callback posted to ``route`` (``meta``, ``messenger``, ``instagram``)."""
+    obj = body.get("object")
+    entries = body.get("entry")
+    if obj not in ROUTE_OBJECTS[route]:
+        raise BadPayload(f"Unexpected object {obj!r} for this webhook")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise BadPayload("'entry' must be a list of objects")
+    channel = META_OBJECTS[obj]
+    units: list[Unit] = []
+    for entry in entries:
+        entry_id = str(entry.get("id") or "")
+        if channel != "whatsapp":
+            payload = {"object": obj, "entry": entry}
+            units.append(
+                Unit(
+                    channel,
+                    entry_id or None,
+                    payload,
+                    _natural_key(entry_id, _messaging_ids(entry), payload),
+                )
+            )
+            continue
+        for change in entry.get("changes") or []:
+            if not isinstance(change, dict):
+                continue
+            value = change.get("value") if isinstance(change.get("value"), dict) else {}
+            metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+            phone_id = metadata.get("phone_number_id")
+            payload = {"object": obj, "entry_id": entry_id, "change": change}
+            units.append(
+                Unit(
+                    channel,
+                    str(phone_id) if phone_id else None,
+                    payload,
+                    _natural_key(phone_id, _whatsapp_ids(value), payload),
+                    waba_id=None if phone_id else entry_id or None,
+                )
+            )
+    return units
+
+
+# ------------------------------------------------------------------ resolution
+
+
+def _resolve(session: Session, units: list[Unit]) -> None:
+    """Attach each unit's account (one query for all, plus one per WABA-only unit)."""
+    wanted = {(u.channel, u.external_id) for u in units if u.external_id}
+    found: dict[tuple[str, str], IntegrationAccount] = {}
+    if wanted:
+        channels = {c for c, _ in wanted}
+        ids = {e for _, e in wanted}
+        rows = session.scalars(
+            select(IntegrationAccount).where(
+                IntegrationAccount.channel.in_(channels),
+                IntegrationAccount.external_id.in_(ids),
+                IntegrationAccount.status != "disabled",
+            )
+        )
+        found = {(a.channel, a.external_id): a for a in rows}
+    for unit in units:
+        if unit.external_id:
+            unit.account = found.get((unit.channel, unit.external_id))
+        elif unit.waba_id:
+            unit.account = session.scalars(
+                select(IntegrationAccount)
+                .where(
+                    IntegrationAccount.channel == "whatsapp",
+                    IntegrationAccount.settings["waba_id"].astext == unit.waba_id,
+                    IntegrationAccount.status != "disabled",
+                )
+                .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
+                .limit(1)
+            ).one_or_none()
+
+
+def _authenticate_meta(
+    units: list[Unit], raw: bytes, header: str | None
+) -> tuple[list[Unit], bool]:
+    """The units the signature vouches for, and whether the platform secret verified it."""
+    if not header or not header.startswith("sha256="):
+        raise InvalidSignature(f"Missing or malformed {signatures.META_HEADER}")
+    platform = get_settings().meta_app_secret
+    if platform and signatures.meta_valid(header, raw, platform):
+        return units, True
+    addressed = [u for u in units if u.account is not None]
+    if not addressed and not platform:
+        return [], False  # nothing could verify it: unknown recipients only
+    verdicts: dict[str, bool] = {}
+    trusted = []
+    for unit in addressed:
+        secret = accounts.decrypt_credentials(unit.account).get("app_secret")
+        if not secret:
+            continue
+        if secret not in verdicts:
+            verdicts[secret] = signatures.meta_valid(header, raw, secret)
+        if verdicts[secret]:
+            trusted.append(unit)
+    if not trusted:
+        raise InvalidSignature("The signature does not match the payload")
+    return trusted, False
+
+
+# ------------------------------------------------------------------ storing
+
+
+def _kept(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return {k: lowered[k][:512] for k in KEPT_HEADERS if k in lowered}
+
+
+def _store(session: Session, units: list[Unit], headers: dict[str, str], receipt: Receipt) -> None:
+    for unit in units:
+        account = unit.account
+        status = "pending" if account is not None else "dropped"
+        row_id = session.scalar(
+            insert(InboundEvent)
+            .values(
+                id=uuid.uuid4(),
+                channel=unit.channel,
+                provider_event_id=unit.key,
+                tenant_id=account.tenant_id if account else None,
+                account_id=account.id if account else None,
+                payload=unit.payload,
+                headers=headers,
+                status=status,
+                error=None if account else "no integration account matches the recipient",
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "provider_event_id"])
+            .returning(InboundEvent.id)
+        )
+        if row_id is None:
+            receipt.duplicates += 1
+        elif account is None:
+            receipt.dropped += 1
+            log.warning(
+                "inbound %s payload for unknown recipient %s dropped",
+                unit.channel,
+                unit.external_id,
+            )
+        else:
+            receipt.stored.append(row_id)
+    inbound_queue.enqueue_after_commit(session, receipt.stored)
+
+
+def receive_meta(session: Session, route: str, raw: bytes, headers: Mapping[str, str]) -> Receipt:
+    """Verify, store and enqueue a Meta callback posted to ``route``; see the module doc."""
+    units = split_meta(route, parse_json(raw))
+    _resolve(session, units)
+    signature = next((v for k, v in headers.items() if k.lower() == "x-hub-signature-256"), None)
+    trusted, by_platform = _authenticate_meta(units, raw, signature)
+    receipt = Receipt()
+    kept = [u for u in trusted if u.account is not None or by_platform]
+    receipt.dropped += len(units) - len(kept)
+    kept_ids = {id(u) for u in kept}
+    for unit in units:
+        if id(unit) not in kept_ids:
+            log.warning(
+                "inbound %s payload for %s dropped: unknown or unauthenticated recipient",
+                unit.channel,
+                unit.external_id or unit.waba_id,
+            )
+    _store(session, kept, _kept(headers), receipt)
+    return receipt
+
+
+def receive_email(session: Session, raw: bytes, headers: Mapping[str, str]) -> Receipt:
+    """Verify, store and enqueue one inbound email (see :mod:`.signatures` for the scheme).
+
+    Body: ``{"recipient": "support@acme.example", "mime": "<base64 of the raw message>"}``.
+    """
+    body = parse_json(raw)
+    recipient, mime_b64 = body.get("recipient"), body.get("mime")
+    if not isinstance(recipient, str) or not isinstance(mime_b64, str):
+        raise BadPayload("Send 'recipient' (an address) and 'mime' (base64 of the message)")
+    try:
+        mime = base64.b64decode(mime_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadPayload("'mime' is not valid base64") from exc
+    signature = next((v for k, v in headers.items() if k.lower() == "x-inbound-signature"), None)
+    if signatures.parse_email_header(signature) is None:
+        raise InvalidSignature(f"Missing or malformed {signatures.EMAIL_HEADER}")
+    account = accounts.resolve_account(session, "email", recipient)
+    receipt = Receipt()
+    if account is None:
+        receipt.dropped = 1
+        log.warning("inbound email for unknown recipient %s dropped", recipient[:254])
+        return receipt
+    key = accounts.decrypt_credentials(account).get("inbound_signing_key", "")
+    max_age = get_settings().inbound_email_max_age_seconds
+    if not signatures.email_valid(signature, raw, key, max_age=max_age):
+        raise InvalidSignature("The signature does not match the payload, or is too old")
+    message_id = BytesHeaderParser(policy=default_policy).parsebytes(mime).get("Message-ID")
+    message_id = str(message_id).strip() if message_id else None
+    unit = Unit(
+        "email",
+        account.external_id,
+        {"recipient": recipient, "mime": mime_b64},
+        message_id
+        if message_id and len(message_id) <= _MAX_NATURAL_KEY
+        else _content_key(mime_b64),
+        account=account,
+    )
+    _store(session, [unit], _kept(headers), receipt)
+    return receipt
+
+
+# ------------------------------------------------------------------ handshake
+
+
+def verify_subscription(session: Session, params: Mapping[str, str]) -> str:
+    """Meta's GET handshake: the challenge to echo when the verify token is one we know."""
+    mode, token = params.get("hub.mode"), params.get("hub.verify_token")
+    challenge = params.get("hub.challenge")
+    if mode != "subscribe" or not token or challenge is None:
+        raise Forbidden("Not a valid subscription request")
+    platform = get_settings().meta_verify_token
+    if platform and signatures.constant_equal(token, platform):
+        return challenge
+    digest = accounts.token_digest(token)
+    known = session.scalar(
+        select(IntegrationAccount.id)
+        .where(IntegrationAccount.verify_token_digest == digest)
+        .limit(1)
+    )
+    if known is None:
+        raise Forbidden("The verify token does not match")
+    return challenge
