@@ -15,8 +15,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import json
+from collections.abc import Iterator
 from typing import IO, Any
 
 import httpx
@@ -52,6 +55,25 @@ class GraphClient:
         """POST JSON to ``{root}/{path}``; the parsed answer, or :class:`SendFailed`."""
         return self._json(self._call("POST", f"{self.root}/{path.lstrip('/')}", token, payload))
 
+    def post_form(
+        self,
+        path: str,
+        token: str,
+        fields: dict[str, str],
+        file: tuple[str, IO[bytes], str],
+        *,
+        file_field: str = "file",
+    ) -> dict[str, Any]:
+        """POST multipart/form-data (a media upload): ``file`` is (filename, stream, type)."""
+        url = f"{self.root}/{path.lstrip('/')}"
+        with _transport_errors():
+            response = self._http.post(
+                url, headers=_auth(token), data=fields, files={file_field: file}
+            )
+        if response.status_code >= 300:
+            raise classify(response)
+        return self._json(response)
+
     def get(self, path: str, token: str) -> dict[str, Any]:
         return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
 
@@ -66,7 +88,7 @@ class GraphClient:
         """
         digest = hashlib.sha256()
         size = 0
-        try:
+        with _transport_errors():
             headers = _auth(token) if token else {}
             with self._http.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 300:
@@ -82,21 +104,13 @@ class GraphClient:
                         )
                     digest.update(chunk)
                     sink.write(chunk)
-        except httpx.TimeoutException as exc:
-            raise SendFailed("timeout", f"Graph API timed out: {exc}", transient=True) from exc
-        except httpx.TransportError as exc:
-            raise SendFailed("connection_error", str(exc), transient=True) from exc
         return size, digest.hexdigest()
 
     def _call(
         self, method: str, url: str, token: str, payload: dict[str, Any] | None
     ) -> httpx.Response:
-        try:
+        with _transport_errors():
             response = self._http.request(method, url, headers=_auth(token), json=payload)
-        except httpx.TimeoutException as exc:
-            raise SendFailed("timeout", f"Graph API timed out: {exc}", transient=True) from exc
-        except httpx.TransportError as exc:
-            raise SendFailed("connection_error", str(exc), transient=True) from exc
         if response.status_code >= 300:
             raise classify(response)
         return response
@@ -112,6 +126,17 @@ class GraphClient:
         if not isinstance(data, dict):
             raise SendFailed("bad_response", "Graph API answered a non-object", transient=True)
         return data
+
+
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Timeouts and connection failures as transient :class:`SendFailed`."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise SendFailed("timeout", f"Graph API timed out: {exc}", transient=True) from exc
+    except httpx.TransportError as exc:
+        raise SendFailed("connection_error", str(exc), transient=True) from exc
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -220,10 +245,10 @@ def page_text(recipient_id: str, body: str) -> dict[str, Any]:
     }
 
 
-def page_attachment(recipient_id: str, kind: str, url: str) -> dict[str, Any]:
-    """A Messenger / Instagram attachment by URL (``image``, ``video``, ``audio``, ``file``)."""
+def page_attachment_upload(recipient_id: str, kind: str) -> dict[str, str]:
+    """The form fields of a Messenger / Instagram send whose file rides along as ``filedata``."""
     return {
-        "recipient": {"id": recipient_id},
+        "recipient": json.dumps({"id": recipient_id}),
         "messaging_type": "RESPONSE",
-        "message": {"attachment": {"type": kind, "payload": {"url": url, "is_reusable": True}}},
+        "message": json.dumps({"attachment": {"type": kind, "payload": {"is_reusable": True}}}),
     }

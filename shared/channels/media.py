@@ -11,6 +11,7 @@ account's token under the row's lock, so concurrent first requests fetch once.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.channels import graph
+from shared.channels import email, graph
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.media_sniff import HEAD_BYTES, base_type, contradicts, sniff
@@ -41,7 +42,7 @@ from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DependencyUnavailable, DomainError, NotFound, ValidationFailed
-from shared.models import MediaFile
+from shared.models import InboundEvent, MediaFile
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
     settings = get_settings()
     client = graph.graph_client()
     provider_type = media.mime_type
+    if media.channel == "email":
+        return _email_part(session, media), provider_type
     if media.channel == "whatsapp":
         token = _account_token(session, media)
         info = client.get(media.provider_media_id, token)
@@ -222,6 +225,22 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
         path.unlink(missing_ok=True)
         raise
     return Staged(path, size, sha256, head), provider_type
+
+
+def _email_part(session: Session, media: MediaFile) -> Staged:
+    """An inbound email's attachment: part ``n`` of the MIME stored with its inbound event."""
+    _, event_id, index = (media.provider_media_id or "").split(":", 2)
+    event = session.scalars(
+        select(InboundEvent).where(
+            InboundEvent.id == uuid.UUID(event_id), InboundEvent.tenant_id == media.tenant_id
+        )
+    ).one_or_none()
+    if event is None:
+        raise SendFailed(
+            "gone", "the email this file came with is no longer stored", transient=False
+        )
+    data, _, _ = email.attachment_bytes(event.payload, int(index))
+    return stage(io.BytesIO(data), max_bytes=get_settings().media_max_bytes)
 
 
 def _account_token(session: Session, media: MediaFile) -> str:

@@ -90,6 +90,8 @@ class Storage(Protocol):
 
     def open(self, key: str) -> Iterator[bytes]: ...
 
+    def open_file(self, key: str) -> IO[bytes]: ...
+
     def exists(self, key: str) -> bool: ...
 
 
@@ -120,6 +122,9 @@ class LocalStorage:
         with self._path(key).open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 yield chunk
+
+    def open_file(self, key: str) -> IO[bytes]:
+        return self._path(key).open("rb")
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -160,6 +165,10 @@ class S3Storage:
             yield from body.iter_chunks(CHUNK)
         finally:
             body.close()
+
+    def open_file(self, key: str) -> IO[bytes]:
+        """A readable stream of the object (close it when done)."""
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

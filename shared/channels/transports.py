@@ -7,9 +7,10 @@ sending account (credentials decrypted). Raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,9 +39,9 @@ class Outgoing:
 def send(session: Session, outgoing: Outgoing) -> str:
     channel = outgoing.message.channel
     if channel == "whatsapp":
-        return _send_whatsapp(outgoing)
+        return _send_whatsapp(session, outgoing)
     if channel in ("messenger", "instagram"):
-        return _send_page(outgoing)
+        return _send_page(session, outgoing)
     if channel == "email":
         return _send_email(session, outgoing)
     raise SendFailed("unsupported_channel", f"cannot send on {channel!r}", transient=False)
@@ -57,33 +58,64 @@ def _token(outgoing: Outgoing) -> str:
     return token
 
 
-def _send_whatsapp(outgoing: Outgoing) -> str:
+def _send_whatsapp(session: Session, outgoing: Outgoing) -> str:
+    """Text, template, or one file (uploaded to WhatsApp first; ``body`` is its caption)."""
     message, to = outgoing.message, outgoing.contact.external_id
+    token = _token(outgoing)
+    phone_number_id = outgoing.account.external_id
     if message.template is not None:
         payload = graph.whatsapp_template(to, message.template)
+    elif message.attachments:
+        [item] = message.attachments
+        media = _stored_media(session, message, item)
+        with _open(media) as stream:
+            uploaded = graph.graph_client().post_form(
+                f"{phone_number_id}/media",
+                token,
+                {"messaging_product": "whatsapp", "type": media.mime_type},
+                (media.filename or "file", stream, media.mime_type),
+            )
+        if not uploaded.get("id"):
+            raise SendFailed("bad_response", "no media id in Meta's answer", transient=True)
+        payload = graph.whatsapp_media(
+            to,
+            item["type"],
+            media_id=str(uploaded["id"]),
+            caption=message.body,
+            filename=media.filename,
+        )
     elif message.body:
         payload = graph.whatsapp_text(to, message.body)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
-    answer = graph.graph_client().post(
-        f"{outgoing.account.external_id}/messages", _token(outgoing), payload
-    )
+    answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
     try:
         return str(answer["messages"][0]["id"])
     except (KeyError, IndexError, TypeError) as exc:
         raise SendFailed("bad_response", "no message id in Meta's answer", transient=True) from exc
 
 
-def _send_page(outgoing: Outgoing) -> str:
-    """Messenger and Instagram both send through ``/me/messages`` with the page token."""
-    message = outgoing.message
-    if not message.body:
-        raise SendFailed(
-            "unsupported_content", f"{message.channel} sends text messages only", transient=False
-        )
-    answer = graph.graph_client().post(
-        "me/messages", _token(outgoing), graph.page_text(outgoing.contact.external_id, message.body)
-    )
+def _send_page(session: Session, outgoing: Outgoing) -> str:
+    """Messenger and Instagram both send through ``/me/messages`` with the page token:
+    text as JSON, a file as multipart (``filedata``) in the same call."""
+    message, recipient = outgoing.message, outgoing.contact.external_id
+    client, token = graph.graph_client(), _token(outgoing)
+    if message.attachments:
+        [item] = message.attachments
+        media = _stored_media(session, message, item)
+        fields = graph.page_attachment_upload(recipient, item["type"])
+        with _open(media) as stream:
+            answer = client.post_form(
+                "me/messages",
+                token,
+                fields,
+                (media.filename or "file", stream, media.mime_type),
+                file_field="filedata",
+            )
+    elif message.body:
+        answer = client.post("me/messages", token, graph.page_text(recipient, message.body))
+    else:
+        raise SendFailed("empty_message", "nothing to send", transient=False)
     message_id = answer.get("message_id")
     if not message_id:
         raise SendFailed("bad_response", "no message_id in Meta's answer", transient=True)
@@ -139,26 +171,34 @@ def _thread_ids(session: Session, message: Message) -> list[str]:
 
 
 def _attachments(session: Session, message: Message) -> Sequence[smtp.Attachment]:
-    ids = [a.get("media_id") for a in message.attachments or [] if a.get("media_id")]
-    if not ids:
-        return []
-    files = session.scalars(
-        select(MediaFile).where(MediaFile.tenant_id == message.tenant_id, MediaFile.id.in_(ids))
-    ).all()
-    found = {str(f.id): f for f in files}
     result = []
-    for media_id in ids:
-        media = found.get(str(media_id))
-        if media is None or not media.storage_key or not media.storage_backend:
-            raise SendFailed(
-                "media_unavailable", f"attachment {media_id} is not stored", transient=False
-            )
-        content = b"".join(storage_for(media.storage_backend).open(media.storage_key))
-        result.append(
-            smtp.Attachment(
-                media.filename or "attachment",
-                media.mime_type or "application/octet-stream",
-                content,
-            )
-        )
+    for item in message.attachments or []:
+        media = _stored_media(session, message, item)
+        with _open(media) as stream:
+            content = stream.read()
+        result.append(smtp.Attachment(media.filename or "attachment", media.mime_type, content))
     return result
+
+
+def _stored_media(session: Session, message: Message, item: dict[str, Any]) -> MediaFile:
+    """The message's attachment row, which must be stored (a permanent failure otherwise)."""
+    media = session.scalars(
+        select(MediaFile).where(
+            MediaFile.tenant_id == message.tenant_id, MediaFile.id == item.get("media_id")
+        )
+    ).one_or_none()
+    if media is None or not media.storage_key or not media.storage_backend:
+        raise SendFailed(
+            "media_unavailable", f"attachment {item.get('media_id')} is not stored", transient=False
+        )
+    media.mime_type = media.mime_type or "application/octet-stream"
+    return media
+
+
+@contextlib.contextmanager
+def _open(media: MediaFile) -> Iterator[IO[bytes]]:
+    stream = storage_for(media.storage_backend).open_file(media.storage_key)
+    try:
+        yield stream
+    finally:
+        stream.close()

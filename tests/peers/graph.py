@@ -12,6 +12,8 @@ next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import http.server
 import json
@@ -35,6 +37,23 @@ class Recorded:
     @property
     def json(self) -> Any:
         return json.loads(self.body)
+
+    @property
+    def form(self) -> dict[str, tuple[str | None, str | None, bytes]]:
+        """A multipart body's parts: name -> (filename, content type, bytes)."""
+        content_type = self.headers.get("Content-Type") or self.headers.get("content-type")
+        parsed = email.message_from_bytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + self.body,
+            policy=email.policy.HTTP,
+        )
+        return {
+            part.get_param("name", header="content-disposition"): (
+                part.get_filename(),
+                part.get_content_type() if part.get("Content-Type") else None,
+                part.get_payload(decode=True),
+            )
+            for part in parsed.iter_parts()
+        }
 
     @property
     def token(self) -> str | None:
@@ -135,10 +154,13 @@ def _handler(graph: FakeGraph):
         def do_POST(self):
             recorded = self._record()
             parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) != 3 or parts[2] != "messages":
+            if len(parts) != 3 or parts[2] not in ("messages", "media"):
                 self._send(*meta_error("100"))
                 return
             if not self._authorized(recorded):
+                return
+            if parts[2] == "media":  # a WhatsApp media upload
+                self._send(200, {"id": str(secrets.randbelow(10**15))})
                 return
             behaviour = graph._next()
             if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
@@ -150,7 +172,12 @@ def _handler(graph: FakeGraph):
             if behaviour != "ok":
                 self._send(*meta_error(behaviour))
                 return
-            payload = recorded.json
+            multipart = "multipart/" in (self.headers.get("Content-Type") or "")
+            if multipart:
+                form = recorded.form
+                payload = {"recipient": json.loads(form["recipient"][2]), "to": None}
+            else:
+                payload = recorded.json
             if parts[1] == "me":
                 self._send(
                     200,
