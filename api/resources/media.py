@@ -98,7 +98,7 @@ class MediaFileResource:
         resp.cache_control = ["private", "max-age=3600"]
         resp.set_header("X-Content-Type-Options", "nosniff")
         disposition = "inline" if mime.startswith(_INLINE) else "attachment"
-        filename = row.filename or str(row.id)
+        filename = media.clean_filename(row.filename) or str(row.id)
         resp.set_header("Content-Disposition", f'{disposition}; filename="{filename}"')
 
 

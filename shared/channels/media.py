@@ -10,6 +10,7 @@ account's token under the row's lock, so concurrent first requests fetch once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -106,7 +107,8 @@ def save_upload(
             raise ValidationFailed.field("file", "the file is empty")
         mime = check_type(staged, declared_type)
         key = media_key(ctx.tenant_id, staged.sha256)
-        target.put(key, staged.path, mime)
+        with storage_errors():
+            target.put(key, staged.path, mime)
     finally:
         staged.discard()
     media = MediaFile(
@@ -151,7 +153,27 @@ def open_media(
     media = get_media(session, ctx, media_id)
     if media.storage_key is None:
         media = fetch_inbound(media.tenant_id, media.id)
-    return media, storage_for(media.storage_backend).open(media.storage_key)
+    with storage_errors():
+        try:
+            return media, storage_for(media.storage_backend).open(media.storage_key)
+        except FileNotFoundError as exc:
+            log.error("media %s: %s is missing from %s", media.id, media.storage_key, exc)
+            raise MediaUnavailable("The stored file is missing") from exc
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """S3 unreachable or refusing: 503, not 500 (a missing object is the caller's 404)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(str(exc)) from exc
+        raise DependencyUnavailable("Media storage is unavailable; retry shortly") from exc
+    except BotoCoreError as exc:
+        raise DependencyUnavailable("Media storage is unavailable; retry shortly") from exc
 
 
 def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
@@ -182,7 +204,8 @@ def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
             mime = provider_type if sniffed == "application/octet-stream" else sniffed
             target = storage()
             key = media_key(tenant_id, staged.sha256)
-            target.put(key, staged.path, mime or "application/octet-stream")
+            with storage_errors():
+                target.put(key, staged.path, mime or "application/octet-stream")
         finally:
             staged.discard()
         media.storage_backend = target.backend

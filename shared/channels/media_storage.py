@@ -119,9 +119,8 @@ class LocalStorage:
         os.replace(partial, target)
 
     def open(self, key: str) -> Iterator[bytes]:
-        with self._path(key).open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
+        """Opened now (a missing file raises here, before any byte is sent), read lazily."""
+        return _chunks(self._path(key).open("rb"))
 
     def open_file(self, key: str) -> IO[bytes]:
         return self._path(key).open("rb")
@@ -160,11 +159,7 @@ class S3Storage:
         self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": mime_type})
 
     def open(self, key: str) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
+        return _chunks(self.open_file(key))
 
     def open_file(self, key: str) -> IO[bytes]:
         """A readable stream of the object (close it when done)."""
@@ -186,6 +181,14 @@ class S3Storage:
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+    finally:
+        handle.close()
 
 
 @functools.cache

@@ -84,9 +84,9 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
         claim.last_attempt_at = func.now()
         claim.sweep_at = func.now() + _sweep_delay()
         try:
-            outgoing = _outgoing(session, message)
-            provider_id = transports.send(session, outgoing)
-        except SendFailed as error:
+            provider_id = transports.send(session, _outgoing(session, message))
+        except Exception as exc:
+            error = _as_failure(exc, message_id)
             claim.last_error_code = error.code[:64]
             claim.last_error_message = error.message
             if error.transient and not last_attempt:
@@ -99,6 +99,15 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
         apply_status(session, message, "sent")
         _finish(claim, "sent")
         return Result(Outcome.SENT, provider_message_id=provider_id)
+
+
+def _as_failure(exc: Exception, message_id: uuid.UUID) -> SendFailed:
+    """A provider's failure as is; anything else (a bug, a broken row) retries, then fails,
+    so a message never stays queued for the sweeper to re-drive forever."""
+    if isinstance(exc, SendFailed):
+        return exc
+    log.exception("send %s: unexpected error", message_id)
+    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
 
 
 def _fail(session: Session, claim: OutboundSend, message: Message, error: SendFailed) -> None:

@@ -212,3 +212,56 @@ def test_s3_upload_without_a_bucket_is_409(workspace):
 def test_uploads_need_a_credential(client, path):
     body, headers = multipart(PNG)
     assert client.simulate_post(path, body=body, headers=headers).status_code == 401
+
+
+def test_a_stored_file_gone_missing_is_a_clear_404(workspace):
+    from pathlib import Path
+
+    media = upload(workspace, PNG + b"gone").json
+    with session_scope() as session:
+        key = session.get_one(MediaFile, media["id"]).storage_key
+    (Path(get_settings().media_root) / key).unlink()
+
+    resp = workspace.call("GET", media["url"])
+
+    assert resp.status_code == 404
+    assert resp.json["error"]["code"] == "media_unavailable"
+
+
+def test_inbound_email_attachment_is_served_from_the_stored_mime(workspace, channels):
+    import base64
+    from email.message import EmailMessage
+
+    from shared.models import InboundEvent
+
+    mime = EmailMessage()
+    mime["From"], mime["To"], mime["Subject"] = "a@x.example", "b@y.example", "files"
+    mime.set_content("see attached")
+    mime.add_attachment(PDF, maintype="application", subtype="pdf", filename='q"1.pdf')
+    with session_scope() as session:
+        event = InboundEvent(
+            channel="email",
+            provider_event_id=f"<{uuid.uuid4()}@x.example>",
+            tenant_id=channels.tenant_id,
+            payload={"mime": base64.b64encode(mime.as_bytes()).decode()},
+            status="processed",
+        )
+        session.add(event)
+        session.flush()
+        row = MediaFile(
+            tenant_id=channels.tenant_id,
+            source="inbound",
+            channel="email",
+            provider_media_id=f"email:{event.id}:0",
+            mime_type="application/pdf",
+            filename='q"1.pdf',
+        )
+        session.add(row)
+        session.flush()
+        media_id = row.id
+
+    resp = workspace.call("GET", f"/api/media/{media_id}")
+
+    assert resp.status_code == 200
+    assert resp.content == PDF
+    assert resp.headers["content-disposition"] == 'inline; filename="q_1.pdf"'

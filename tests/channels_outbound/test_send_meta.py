@@ -203,3 +203,13 @@ def test_the_same_send_twice_reaches_meta_once(workspace, channels, fake_graph):
 
     time.sleep(1.0)  # let the duplicate jobs run
     assert len(fake_graph.sent()) == 1
+
+
+def test_no_connected_account_fails_the_message_at_once(workspace, channels, fake_graph):
+    conversation = channels.conversation(channels.contact(channel="instagram"))
+
+    message_id = _send(workspace, conversation, body="nobody to send it")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "no_account"
+    assert fake_graph.sent() == []
