@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+import pytest
 from sqlalchemy import select
 
 from shared.db import session_scope
@@ -199,8 +201,6 @@ def test_the_same_send_twice_reaches_meta_once(workspace, channels, fake_graph):
 
     wait_for_status(workspace, conversation["id"], message_id, "sent")
     poll(lambda: len(fake_graph.sent()) >= 1, "a request")
-    import time
-
     time.sleep(1.0)  # let the duplicate jobs run
     assert len(fake_graph.sent()) == 1
 
@@ -213,3 +213,38 @@ def test_no_connected_account_fails_the_message_at_once(workspace, channels, fak
     failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
     assert failed["error_code"] == "no_account"
     assert fake_graph.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("131026", "Message Undeliverable"),
+        ("100", "Invalid parameter"),
+        ("132001", "does not exist"),
+    ],
+)
+def test_permanent_meta_errors_fail_once_with_their_code(
+    workspace, channels, fake_graph, code, words
+):
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(code)
+
+    message_id = _send(workspace, conversation, body="refused")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == code
+    assert words in failed["error_message"]
+    assert len(fake_graph.sent()) == 1
+
+
+def test_messenger_rate_limit_80007_is_retried(workspace, channels, fake_graph):
+    account_id = channels.account("messenger", credentials={"access_token": "page"})
+    conversation = channels.conversation(
+        channels.contact(channel="messenger"), integration_account_id=account_id
+    )
+    fake_graph.script("80007", "ok")
+
+    message_id = _send(workspace, conversation, body="after the throttle")
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert len(fake_graph.sent()) == 2
