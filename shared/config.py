@@ -128,11 +128,28 @@ class Settings(BaseSettings):
             " payload is accepted when either verifies"
         ),
     )
+    meta_app_id: str | None = Field(
+        None,
+        description=(
+            "the platform Meta app's id: a Messenger/Instagram echo sent by another app (the"
+            " Page inbox, the Instagram app) is stored as an outbound message; echoes of our"
+            " own sends, and every echo while this is unset, are ignored"
+        ),
+    )
     meta_verify_token: str | None = Field(
         None,
         description=(
             "answers Meta's GET verification handshake (hub.verify_token); an account's own"
             " verify_token credential also does"
+        ),
+    )
+    inbound_account_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "how long a web process reuses an inbound webhook's account lookup (and its app"
+            " secret); 0 disables. Bounds how long a deleted account still gets payloads"
+            " stored (processing drops them)"
         ),
     )
     inbound_email_max_age_seconds: int = Field(

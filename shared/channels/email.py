@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html as html_lib
 import re
 from email import policy, utils
 from email.message import EmailMessage
@@ -107,16 +108,25 @@ def _date(mime: EmailMessage):
 
 
 def _content(part: EmailMessage) -> str | None:
-    """A text part's content; a broken charset or transfer encoding decodes lossily."""
+    """A text part's content; a broken charset or transfer encoding decodes lossily.
+
+    NUL characters (PostgreSQL text cannot hold them) become U+FFFD.
+    """
+    text = _decoded(part)
+    return text.replace("\x00", "\ufffd") if text else text
+
+
+def _decoded(part: EmailMessage) -> str | None:
     try:
         return part.get_content()
     except Exception:
-        payload = part.get_payload(decode=True) or b""
-        return (
-            payload.decode(part.get_content_charset() or "utf-8", errors="replace")
-            if isinstance(payload, bytes)
-            else str(payload)
-        )
+        payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None if payload is None else str(payload)
+    try:
+        return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return payload.decode("utf-8", errors="replace")
 
 
 def _bodies(mime: EmailMessage) -> tuple[str | None, str | None]:
@@ -180,5 +190,6 @@ def _kind(mime_type: str) -> str:
 
 def _html_to_text(html: str) -> str:
     """A rough text of an HTML-only email, for previews and search."""
-    text = _TAGS.sub(" ", re.sub(r"(?is)<(script|style).*?</\1>", " ", html))
+    text = _TAGS.sub("", re.sub(r"(?is)<(script|style).*?</\1>", " ", html))
+    text = html_lib.unescape(text)
     return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines() if line.strip())

@@ -25,6 +25,7 @@ from shared.channels.items import (
     Watermark,
     from_unix,
 )
+from shared.config import get_settings
 
 #: Attachment ``type`` -> message content type.
 ATTACHMENT_TYPES = {
@@ -56,8 +57,7 @@ def _event(raw: Any, account_id: str) -> Item | ItemError:
     at = from_unix(raw.get("timestamp"))
     message = raw.get("message")
     if isinstance(message, dict) and message.get("is_echo"):
-        # The business wrote (from the Page inbox, the app, or us): the contact is the recipient.
-        return _message(message, recipient, at, raw, direction="outbound")
+        return _echo(message, recipient, at, raw)
     if not sender:
         return ItemError(f"a messaging event without sender: {str(raw)[:200]}")
     if isinstance(message, dict):
@@ -79,6 +79,21 @@ def _event(raw: Any, account_id: str) -> Item | ItemError:
         if mids:
             return StatusReport(str(mids[0]), "delivered", at)
     return _unsupported(raw, sender, at)
+
+
+def _echo(message: dict[str, Any], recipient: str | None, at: Any, raw: dict[str, Any]) -> Item:
+    """The business wrote; the contact is the recipient.
+
+    NOTE: an echo of our own send may arrive before ``send_outbound`` stored its mid, so
+    storing it would duplicate the message (and make the sender's mid update collide).
+    Only echoes from another app (``app_id`` set and not ``META_APP_ID``: the Page inbox,
+    a phone) are stored; without ``META_APP_ID`` none can be told apart, so none are.
+    """
+    ours = get_settings().meta_app_id
+    app_id = str(message.get("app_id") or "")
+    if not ours or not app_id or app_id == ours:
+        return Ignored("echo of a message the business sent through this platform (or unknown)")
+    return _message(message, recipient, at, raw, direction="outbound")
 
 
 def _message(

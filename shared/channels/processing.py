@@ -19,7 +19,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.channels import email, ingest, meta_messaging, whatsapp
@@ -61,28 +62,33 @@ def _apply(session: Session, account: IntegrationAccount, row: InboundEvent, ite
     raise TypeError(f"unknown item {item!r}")
 
 
+def _claim(session: Session, inbound_event_id: uuid.UUID):
+    """The pending row, locked, with its (active) account, or None; one round trip."""
+    found = session.execute(
+        select(InboundEvent, IntegrationAccount)
+        .outerjoin(
+            IntegrationAccount,
+            and_(
+                IntegrationAccount.id == InboundEvent.account_id,
+                IntegrationAccount.tenant_id == InboundEvent.tenant_id,
+            ),
+        )
+        .where(InboundEvent.id == inbound_event_id, InboundEvent.status == "pending")
+        .with_for_update(of=InboundEvent, skip_locked=True)
+    ).one_or_none()
+    return (None, None) if found is None else tuple(found)
+
+
 def process(session: Session, inbound_event_id: uuid.UUID) -> str:
     """Process the row if it is pending; return its final status (or ``skipped``)."""
-    row = session.scalars(
-        select(InboundEvent)
-        .where(InboundEvent.id == inbound_event_id)
-        .with_for_update(skip_locked=True)
-    ).one_or_none()
-    if row is None or row.status != "pending":
+    row, account = _claim(session, inbound_event_id)
+    if row is None:
         return "skipped"
     row.attempts += 1
-    account = (
-        session.scalars(
-            select(IntegrationAccount).where(
-                IntegrationAccount.id == row.account_id,
-                IntegrationAccount.tenant_id == row.tenant_id,
-            )
-        ).one_or_none()
-        if row.account_id
-        else None
-    )
-    if account is None:
-        return _finish(session, row, "dropped", {}, [], "the integration account is gone")
+    if account is None or account.status == "disabled":
+        return _finish(
+            session, row, "dropped", {}, [], "the integration account is gone or disabled"
+        )
     counts: Counter[str] = Counter()
     errors: list[str] = []
     try:
@@ -90,21 +96,43 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
     except Exception as exc:  # a parser bug: the payload stays stored and visible
         log.exception("inbound event %s could not be parsed", row.id)
         items = [ItemError(f"parse failed: {type(exc).__name__}: {exc}")]
+    applicable = [i for i in items if not isinstance(i, ItemError)]
+    # PERF: most rows hold one item; it needs no savepoint (two round trips): when it
+    # fails, the whole transaction is rolled back and the row is failed in a fresh one.
+    single = len(items) == 1 and len(applicable) == 1
     for index, item in enumerate(items):
         if isinstance(item, ItemError):
             counts["failed"] += 1
             errors.append(f"item {index}: {item}")
             continue
         try:
-            with session.begin_nested():
+            if single:
                 counts[_apply(session, account, row, item)] += 1
+            else:
+                with session.begin_nested():
+                    counts[_apply(session, account, row, item)] += 1
+        except OperationalError:
+            raise  # the database itself: the actor retries
         except Exception as exc:
             log.exception("inbound event %s item %d failed", row.id, index)
+            error = f"item {index}: {type(exc).__name__}: {str(exc)[:300]}"
+            if single:
+                return _fail_alone(session, inbound_event_id, error)
             counts["failed"] += 1
-            errors.append(f"item {index}: {type(exc).__name__}: {str(exc)[:300]}")
+            errors.append(error)
     status = "failed" if errors else "processed"
     error = f"{len(errors)} of {len(items)} item(s) failed; see result.errors" if errors else None
     return _finish(session, row, status, dict(counts), errors, error)
+
+
+def _fail_alone(session: Session, inbound_event_id: uuid.UUID, error: str) -> str:
+    session.rollback()
+    row, _account = _claim(session, inbound_event_id)
+    if row is None:
+        return "skipped"
+    row.attempts += 1
+    message = "1 of 1 item(s) failed; see result.errors"
+    return _finish(session, row, "failed", {"failed": 1}, [error], message)
 
 
 def _finish(
@@ -121,7 +149,8 @@ def _finish(
     row.status = status
     row.result = result
     row.error = error
-    row.processed_at = func.now()
+    # NOTE: clock_timestamp, not now(): when processing ended, not when it began.
+    row.processed_at = func.clock_timestamp()
     session.flush()
     return status
 

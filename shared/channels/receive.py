@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.channels import accounts, inbound_queue, signatures
+from shared.channels.account_cache import AccountRef, cache
 from shared.config import get_settings
 from shared.errors import DomainError, Forbidden
 from shared.models import InboundEvent, IntegrationAccount
@@ -56,7 +57,7 @@ META_OBJECTS = {
     "page": "messenger",
 }
 ROUTE_OBJECTS = {
-    "meta": frozenset(META_OBJECTS),
+    "meta": frozenset({"whatsapp_business_account", "instagram"}),
     "messenger": frozenset({"page"}),
     "instagram": frozenset({"instagram"}),
 }
@@ -83,7 +84,7 @@ class Unit:
     key: str
     #: For WhatsApp changes without a phone number id: the WABA id to match instead.
     waba_id: str | None = None
-    account: IntegrationAccount | None = None
+    account: AccountRef | None = None
 
 
 @dataclass
@@ -101,10 +102,15 @@ class Receipt:
 # ------------------------------------------------------------------ parsing
 
 
+#: PostgreSQL text and JSONB cannot hold NUL: the stored copy gets U+FFFD instead (the
+#: signature was checked over the raw bytes already).
+_JSON_NUL, _JSON_REPLACEMENT = b"\\u0000", b"\\ufffd"
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or 400."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.replace(_JSON_NUL, _JSON_REPLACEMENT) if _JSON_NUL in raw else raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(
             "The request body is not valid JSON",
@@ -194,26 +200,16 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
 # ------------------------------------------------------------------ resolution
 
 
-def _resolve(session: Session, units: list[Unit]) -> None:
-    """Attach each unit's account (one query for all, plus one per WABA-only unit)."""
-    wanted = {(u.channel, u.external_id) for u in units if u.external_id}
-    found: dict[tuple[str, str], IntegrationAccount] = {}
-    if wanted:
-        channels = {c for c, _ in wanted}
-        ids = {e for _, e in wanted}
-        rows = session.scalars(
-            select(IntegrationAccount).where(
-                IntegrationAccount.channel.in_(channels),
-                IntegrationAccount.external_id.in_(ids),
-                IntegrationAccount.status != "disabled",
-            )
-        )
-        found = {(a.channel, a.external_id): a for a in rows}
+def _resolve(session: Session, units: list[Unit], *, fresh: bool = False) -> None:
+    """Attach each unit's account (cached lookups, plus one query per WABA-only unit)."""
+    found = cache.lookup(
+        session, [(u.channel, u.external_id) for u in units if u.external_id], fresh=fresh
+    )
     for unit in units:
         if unit.external_id:
             unit.account = found.get((unit.channel, unit.external_id))
         elif unit.waba_id:
-            unit.account = session.scalars(
+            account = session.scalars(
                 select(IntegrationAccount)
                 .where(
                     IntegrationAccount.channel == "whatsapp",
@@ -223,6 +219,7 @@ def _resolve(session: Session, units: list[Unit]) -> None:
                 .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
                 .limit(1)
             ).one_or_none()
+            unit.account = AccountRef.of(account) if account else None
 
 
 def _authenticate_meta(
@@ -240,7 +237,7 @@ def _authenticate_meta(
     verdicts: dict[str, bool] = {}
     trusted = []
     for unit in addressed:
-        secret = accounts.decrypt_credentials(unit.account).get("app_secret")
+        secret = unit.account.app_secret
         if not secret:
             continue
         if secret not in verdicts:
@@ -299,7 +296,14 @@ def receive_meta(session: Session, route: str, raw: bytes, headers: Mapping[str,
     units = split_meta(route, parse_json(raw))
     _resolve(session, units)
     signature = next((v for k, v in headers.items() if k.lower() == "x-hub-signature-256"), None)
-    trusted, by_platform = _authenticate_meta(units, raw, signature)
+    try:
+        trusted, by_platform = _authenticate_meta(units, raw, signature)
+    except InvalidSignature:
+        if not signature or not signature.startswith("sha256="):
+            raise
+        # NOTE: maybe a secret rotated since it was cached: verify once more, from the database.
+        _resolve(session, units, fresh=True)
+        trusted, by_platform = _authenticate_meta(units, raw, signature)
     receipt = Receipt()
     kept = [u for u in trusted if u.account is not None or by_platform]
     receipt.dropped += len(units) - len(kept)
@@ -350,7 +354,7 @@ def receive_email(session: Session, raw: bytes, headers: Mapping[str, str]) -> R
         message_id
         if message_id and len(message_id) <= _MAX_NATURAL_KEY
         else _content_key(mime_b64),
-        account=account,
+        account=AccountRef.of(account),
     )
     _store(session, [unit], _kept(headers), receipt)
     return receipt

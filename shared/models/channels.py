@@ -119,9 +119,9 @@ class InboundEvent(UUIDPrimaryKey, Base):
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE")
     )
-    account_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("integration_accounts.id", ondelete="SET NULL")
-    )
+    #: NOTE: no foreign key: the ack path may store for an account deleted a moment ago
+    #: (its resolution is cached for seconds); processing then drops the row.
+    account_id: Mapped[uuid.UUID | None]
     #: The JSON payload as received (Meta); for email, the verified JSON envelope.
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     #: Request headers worth keeping (signature, user agent, content type).

@@ -11,6 +11,7 @@ import base64
 import json
 import random
 import secrets
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,14 @@ from workers import queues
 PAYLOADS = Path(__file__).parent / "payloads"
 
 
-def load(name: str, **replacements: str) -> dict[str, Any]:
+#: The message timestamp of Meta's examples (2017); :func:`load` makes it "now".
+EXAMPLE_TIMESTAMP = "1504902988"
+
+
+def load(name: str, *, keep_time: bool = False, **replacements: str) -> dict[str, Any]:
     text = (PAYLOADS / name).read_text()
+    if not keep_time:
+        text = text.replace(f'"{EXAMPLE_TIMESTAMP}"', f'"{int(time.time())}"')
     for placeholder, value in replacements.items():
         text = text.replace(placeholder, value)
     return json.loads(text)

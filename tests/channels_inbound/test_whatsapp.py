@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.channels_inbound.conftest import load
+
 #: payload file -> (provider id, content type, body, what else to check on the message)
 MESSAGE_TYPES = {
     "wa_text.json": ("wamid.TEXT1", "text", "this is a text message", {}),
@@ -141,3 +143,24 @@ def test_a_message_to_a_resolved_conversation_opens_a_new_one(channels):
     conversations = channels.conversations()
     assert [c.status for c in conversations] == ["resolved", "open"]
     assert channels.message("wamid.IMAGE1").conversation_id == conversations[1].id
+
+
+def test_an_old_message_delivered_late_does_not_open_the_whatsapp_window(channels):
+    """The window opens at the provider's time: a day-old message re-driven now is stale."""
+    account = channels.account("whatsapp")
+    payload = load("wa_text.json", keep_time=True, PHONE_NUMBER_ID=account["external_id"])
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (conversation,) = channels.conversations()
+    resp = channels.ws.call(
+        "POST", f"/api/conversations/{conversation.id}/messages", json={"body": "Hello?"}
+    )
+    assert resp.status_code == 409
+    assert resp.json["error"]["code"] == "window_closed"
+
+    channels.whatsapp(account, "wa_image.json")  # a fresh message opens it
+    channels.settle()
+    resp = channels.ws.call(
+        "POST", f"/api/conversations/{conversation.id}/messages", json={"body": "Hello!"}
+    )
+    assert resp.status_code == 201, resp.text

@@ -165,12 +165,6 @@ def upgrade() -> None:
             name=op.f("ck_inbound_events_status_known"),
         ),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["integration_accounts.id"],
-            name=op.f("fk_inbound_events_account_id_integration_accounts"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenants.id"],
             name=op.f("fk_inbound_events_tenant_id_tenants"),

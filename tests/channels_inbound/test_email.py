@@ -1,0 +1,195 @@
+"""Inbound email: the signed webhook, bodies, attachments, threading and broken MIME."""
+
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+
+import pytest
+
+from shared.db import session_scope
+from shared.models import MediaFile
+
+
+def _email(
+    *,
+    message_id: str,
+    subject: str = "Order 1234",
+    text: str | None = "Where is my order?",
+    html: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    attachments: tuple[tuple[str, str, bytes], ...] = (),
+    to: str = "support@acme.example",
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Ada Lovelace <Ada@Example.com>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg["Date"] = "Thu, 26 Nov 2026 10:00:00 +0000"
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
+    if text is not None:
+        msg.set_content(text)
+    if html is not None:
+        if text is None:
+            msg.set_content(html, subtype="html")
+        else:
+            msg.add_alternative(html, subtype="html")
+    for filename, mime_type, data in attachments:
+        major, minor = mime_type.split("/")
+        msg.add_attachment(data, maintype=major, subtype=minor, filename=filename)
+    return msg.as_bytes()
+
+
+def test_an_email_with_bodies_and_attachments(channels):
+    account = channels.account("email")
+    pdf = b"%PDF-1.4 invoice"
+    mime = _email(
+        message_id="<first@mail.example>",
+        html="<p>Where is <b>my order</b>?</p>",
+        attachments=(
+            ("invoice.pdf", "application/pdf", pdf),
+            ("photo.png", "image/png", b"\x89PNG"),
+        ),
+    )
+    resp = channels.post_email(account, mime)
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"stored": 1, "duplicates": 0, "dropped": 0}
+    channels.settle()
+
+    message = channels.message("<first@mail.example>")
+    assert (message.channel, message.content_type) == ("email", "email")
+    assert message.body.strip() == "Where is my order?"
+    assert "<b>my order</b>" in message.metadata_["html"]
+    assert message.metadata_["subject"] == "Order 1234"
+    assert [a["filename"] for a in message.attachments] == ["invoice.pdf", "photo.png"]
+    assert [a["type"] for a in message.attachments] == ["document", "image"]
+    with session_scope() as session:
+        media = session.get(MediaFile, message.attachments[0]["media_id"])
+        assert (media.source, media.size, media.mime_type) == (
+            "inbound",
+            len(pdf),
+            "application/pdf",
+        )
+        assert media.provider_media_id.startswith("email:")
+    (contact,) = channels.contacts()
+    assert (contact.external_id, contact.email, contact.name) == (
+        "ada@example.com",
+        "ada@example.com",
+        "Ada Lovelace",
+    )
+    (conversation,) = channels.conversations()
+    assert conversation.subject == "Order 1234"
+
+
+def test_replies_thread_into_their_conversation_and_new_threads_do_not(channels):
+    account = channels.account("email")
+    channels.post_email(account, _email(message_id="<a1@mail.example>"))
+    channels.settle()
+    channels.post_email(
+        account,
+        _email(
+            message_id="<a2@mail.example>",
+            subject="Re: Order 1234",
+            in_reply_to="<a1@mail.example>",
+            references="<a1@mail.example>",
+        ),
+    )
+    channels.post_email(account, _email(message_id="<b1@mail.example>", subject="Other topic"))
+    channels.settle()
+    # References only (no In-Reply-To) still threads.
+    channels.post_email(
+        account,
+        _email(
+            message_id="<a3@mail.example>",
+            references="<unknown@elsewhere> <a2@mail.example>",
+        ),
+    )
+    channels.settle()
+
+    first = channels.message("<a1@mail.example>").conversation_id
+    assert channels.message("<a2@mail.example>").conversation_id == first
+    assert channels.message("<a3@mail.example>").conversation_id == first
+    assert channels.message("<b1@mail.example>").conversation_id != first
+    assert len(channels.conversations()) == 2
+    assert len(channels.contacts()) == 1
+
+
+def test_an_html_only_email_gets_a_text_body(channels):
+    account = channels.account("email")
+    channels.post_email(
+        account, _email(message_id="<h@mail.example>", text=None, html="<p>Hello <i>there</i></p>")
+    )
+    channels.settle()
+    message = channels.message("<h@mail.example>")
+    assert message.body == "Hello there"
+
+
+BROKEN = [
+    # Truncated multipart: no closing boundary, a part with an unknown charset.
+    b"From: Bob <bob@example.net>\r\nTo: support@acme.example\r\nSubject: broken\r\n"
+    b"Message-ID: <broken1@example.net>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
+    b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\nstill readable\r\n--XX\r\n"
+    b'Content-Type: application/pdf; name="a.pdf"\r\nContent-Transfer-Encoding: base64\r\n'
+    b'Content-Disposition: attachment; filename="a.pdf"\r\n\r\nJVBERi0xLjQK!!notbase64',
+    # Not MIME at all: headers then text, no Content-Type.
+    b"From: carol@example.org\r\nSubject: plain\r\nMessage-ID: <broken2@example.org>\r\n\r\n"
+    b"just text\r\n",
+]
+
+
+@pytest.mark.parametrize("mime", BROKEN, ids=["truncated-multipart", "no-content-type"])
+def test_broken_mime_is_stored_with_what_could_be_read(channels, mime):
+    account = channels.account("email")
+    resp = channels.post_email(account, mime)
+    assert resp.status_code == 200
+    channels.settle()
+    (message,) = channels.messages()
+    assert message.body and ("readable" in message.body or "just text" in message.body)
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+
+
+def test_an_email_without_a_sender_is_failed_and_visible(channels):
+    account = channels.account("email")
+    channels.post_email(account, b"Subject: nobody\r\nMessage-ID: <x@y>\r\n\r\nhello\r\n")
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert row.status == "failed"
+    assert "no readable From" in row.result["errors"][0]
+    assert channels.messages() == []
+
+
+def test_a_bad_or_stale_email_signature_is_401_and_stores_nothing(channels):
+    account = channels.account("email")
+    mime = _email(message_id="<sig@mail.example>")
+    assert channels.post_email(account, mime, key="wrong-key").status_code == 401
+    stale = int(time.time()) - 3600
+    assert channels.post_email(account, mime, timestamp=stale).status_code == 401
+    resp = channels.client.simulate_post(
+        "/api/webhooks/email", json={"recipient": account["external_id"], "mime": "aGk="}
+    )
+    assert resp.status_code == 401
+    assert channels.inbound_events() == []
+
+
+def test_email_replay_unknown_recipient_and_bad_body(channels):
+    account = channels.account("email")
+    mime = _email(message_id="<replay@mail.example>")
+    assert channels.post_email(account, mime).json["stored"] == 1
+    assert channels.post_email(account, mime).json == {"stored": 0, "duplicates": 1, "dropped": 0}
+    unknown = dict(account, external_id="nobody@acme.example")
+    assert channels.post_email(unknown, mime).json == {"stored": 0, "duplicates": 0, "dropped": 1}
+    resp = channels.client.simulate_post("/api/webhooks/email", body=b"{oops")
+    assert resp.status_code == 400
+    resp = channels.client.simulate_post(
+        "/api/webhooks/email", json={"recipient": account["external_id"], "mime": "%%%"}
+    )
+    assert resp.status_code == 400
+    channels.settle()
+    assert len(channels.messages()) == 1
