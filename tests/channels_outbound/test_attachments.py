@@ -110,3 +110,21 @@ def test_bad_attachment_references_are_422(workspace, other_workspace, channels,
         assert resp.status_code == 422, (body, resp.text)
         assert field in {d["field"] for d in resp.json["error"]["details"]}, resp.json
     assert fake_graph.sent() == []
+
+
+def test_a_file_stored_in_s3_is_sent_too(workspace, channels, fake_graph):
+    conversation = _conversation(channels, "whatsapp")
+    resp = upload(
+        workspace, PDF, path="/api/media/s3", filename="a.pdf", content_type="application/pdf"
+    )
+    assert resp.status_code == 201, resp.text
+
+    sent = _post(workspace, conversation, attachments=[{"media_id": resp.json["id"]}])
+
+    assert sent.status_code == 201, sent.text
+    wait_for_status(workspace, conversation["id"], sent.json["id"], "sent")
+    [uploaded] = fake_graph.sent("/media")
+    assert uploaded.form["file"][2] == PDF
+    [message] = fake_graph.sent()
+    assert message.json["type"] == "document"
+    assert message.json["document"]["filename"] == "a.pdf"

@@ -122,14 +122,28 @@ def _handler(graph: FakeGraph):
             pass
 
         def _record(self) -> Recorded:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                body = self._read_chunked()
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
             recorded = Recorded(
                 self.command, self.path, dict(self.headers.items()), body, time.time()
             )
             with graph.lock:
                 graph.requests.append(recorded)
             return recorded
+
+        def _read_chunked(self) -> bytes:
+            """A ``Transfer-Encoding: chunked`` body (a streamed upload has no length)."""
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()  # the blank line after the last chunk
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
 
         def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
