@@ -74,8 +74,19 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
             return Result(Outcome.BUSY if exists else Outcome.UNKNOWN)
         if claim.status != "pending":
             return Result(Outcome.DONE)
-        message = session.scalars(
-            select(Message).where(Message.id == message_id, Message.tenant_id == claim.tenant_id)
+        # PERF: the message, its conversation and contact in one round trip.
+        message, conversation, contact = session.execute(
+            select(Message, Conversation, Contact)
+            .join(
+                Conversation,
+                (Conversation.id == Message.conversation_id)
+                & (Conversation.tenant_id == Message.tenant_id),
+            )
+            .join(
+                Contact,
+                (Contact.id == Conversation.contact_id) & (Contact.tenant_id == Message.tenant_id),
+            )
+            .where(Message.id == message_id, Message.tenant_id == claim.tenant_id)
         ).one()
         if message.status != "queued":  # failed or moved on by some other path
             _finish(claim, "sent" if message.status != "failed" else "failed")
@@ -84,7 +95,8 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
         claim.last_attempt_at = func.now()
         claim.sweep_at = func.now() + _sweep_delay()
         try:
-            provider_id = transports.send(session, _outgoing(session, message))
+            outgoing = _outgoing(session, message, conversation, contact)
+            provider_id = transports.send(session, outgoing)
         except Exception as exc:
             error = _as_failure(exc, message_id)
             claim.last_error_code = error.code[:64]
@@ -131,19 +143,10 @@ def _sweep_delay():
     return literal_column(f"interval '{float(seconds)} seconds'")
 
 
-def _outgoing(session: Session, message: Message) -> transports.Outgoing:
-    """The message's conversation, contact and sending account (credentials decrypted)."""
-    conversation = session.scalars(
-        select(Conversation).where(
-            Conversation.id == message.conversation_id,
-            Conversation.tenant_id == message.tenant_id,
-        )
-    ).one()
-    contact = session.scalars(
-        select(Contact).where(
-            Contact.id == conversation.contact_id, Contact.tenant_id == message.tenant_id
-        )
-    ).one()
+def _outgoing(
+    session: Session, message: Message, conversation: Conversation, contact: Contact
+) -> transports.Outgoing:
+    """The sending account (the conversation's, else the channel default), decrypted."""
     account = account_for(
         session, message.tenant_id, conversation.integration_account_id, message.channel
     )
