@@ -321,8 +321,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         n_ack = int(args.rate * args.duration)
         bodies = [whatsapp_body(phone_number_id, n) for n in range(n_ack)]
         print(f"[channels_inbound] ack: {args.rate:g} POST/s for {args.duration:g} s", flush=True)
-        ack = paced_posts(port, bodies, args.rate, args.connections, signed)
-        ack.pop("sent_at")
+        ack = with_cpu(web, lambda: paced_posts(port, bodies, args.rate, args.connections, signed))
         results["ack"] = ack
         print(f"  {ack}", flush=True)
         # The worker starts after the ack phase (see the module docstring) and drains it
@@ -350,14 +349,33 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         bare, bare_port = start_web(bench, "bench.channels_inbound:bare_post_app()", "bare_web")
         paced_posts(bare_port, warm, min(args.rate, 200), args.connections, lambda b: {})
         bodies = [whatsapp_body(phone_number_id, n) for n in range(n_ack)]
-        base = paced_posts(bare_port, bodies, args.rate, args.connections, lambda b: {})
-        base.pop("sent_at")
+        base = with_cpu(
+            bare, lambda: paced_posts(bare_port, bodies, args.rate, args.connections, lambda b: {})
+        )
         results["ack_baseline"] = base
         print(f"  ack baseline {base}", flush=True)
         bench.stop(bare)
         results["e2e_baseline"] = e2e_baseline(bench, args, n_e2e)
         print(f"  e2e baseline {results['e2e_baseline']}", flush=True)
     return report(args, results)
+
+
+def with_cpu(server: common.Child, measure) -> dict:
+    """``measure()``'s figures plus the server's and PostgreSQL's CPU ms per request.
+
+    PERF: on a shared machine, CPU per request is the least noisy figure: latency
+    also counts the time other processes held the cores.
+    """
+    meter = common.CpuMeter({"server": server.pid})
+    start = meter.sample()
+    result = measure()
+    usage = common.CpuMeter.usage(start, meter.sample())
+    result.pop("sent_at", None)
+    requests = max(result["requests"], 1)
+    result["server_cpu_ms_per_req"] = 1000 * usage.trees["server"] / requests
+    result["postgres_cpu_ms_per_req"] = 1000 * usage.postgres / requests
+    result["machine_busy_pct"] = usage.machine_busy_pct
+    return result
 
 
 def _pending() -> int:
@@ -482,6 +500,13 @@ def report(args: argparse.Namespace, results: dict) -> int:
                 "1.0x",
             ),
         ],
+    )
+    print(
+        f"\nCPU per request: ack {f(ack['server_cpu_ms_per_req'], 2)} ms server +"
+        f" {f(ack['postgres_cpu_ms_per_req'], 2)} ms PostgreSQL; bare"
+        f" {f(base['server_cpu_ms_per_req'], 2)} ms server"
+        f" ({ack['server_cpu_ms_per_req'] / max(base['server_cpu_ms_per_req'], 1e-9):.1f}x);"
+        f" machine busy {f(ack['machine_busy_pct'], 0)} % during the ack phase"
     )
     print(
         f"\nack client schedule lag p99 {f(ack['schedule_lag_p99_ms'])} ms (how late requests"
