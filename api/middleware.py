@@ -44,14 +44,18 @@ class RequestContext:
         req.context.db = self._read_sessions() if reads else self._sessions()
         # The endpoint wrapper enforces the limit again while reading chunked bodies.
         req.context.max_body_bytes = self.max_body_bytes
-        if req.method in _BODY_METHODS:
-            self._limit_declared_body(req)
 
-    def _limit_declared_body(self, req: falcon.Request) -> None:
+    def process_resource(self, req: falcon.Request, resp, resource, params) -> None:
+        """Refuse a declared body over the limit; a resource may raise its own limit
+        (``max_body_bytes``, e.g. media uploads, which stream to disk)."""
+        if req.method not in _BODY_METHODS:
+            return
+        limit = getattr(resource, "max_body_bytes", None) or self.max_body_bytes
+        req.context.max_body_bytes = limit
         length = req.content_length
-        if length is not None and length > self.max_body_bytes:
+        if length is not None and length > limit:
             raise falcon.HTTPContentTooLarge(
-                description=f"Request bodies are limited to {self.max_body_bytes} bytes"
+                description=f"Request bodies are limited to {limit} bytes"
             )
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:

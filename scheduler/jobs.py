@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
 from shared.automation import queue as automation_queue
-from shared.channels import inbound_sweeper
+from shared.channels import inbound_sweeper, outbound_queue
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
 from shared.webhooks import sweeper as webhook_sweeper
@@ -69,6 +69,13 @@ def redrive_queued_jobs(session: Session) -> int:
     if stale:
         log.warning("re-driving %d job(s) still queued long after they were sent", len(stale))
     return len(stale)
+
+
+def sweep_outbound_sends(session: Session) -> int:
+    """Re-enqueue outbound sends whose job was lost (broker message or worker gone)."""
+    import workers.actors.channels_outbound  # noqa: F401  (installs the enqueuer)
+
+    return outbound_queue.sweep(session)
 
 
 def expire_conversations(session: Session) -> dict[str, int]:
@@ -111,10 +118,12 @@ JOBS: tuple[Job, ...] = (
     # five-day auto-disable needs no more than hourly.
     Job("sweep_webhook_deliveries", webhook_sweeper.sweep, _every(seconds=5), DRAIN),
     Job("disable_failing_webhooks", webhook_sweeper.disable_failing, _every(hours=1), DRAIN),
-    # Channels: inbound payloads whose process_inbound message was lost.
+    # Channels: inbound payloads whose process_inbound message was lost, and outbound
+    # sends whose send_outbound message was lost.
     Job("sweep_inbound_events", sweep_inbound_events, _every(seconds=10), DRAIN),
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
+    Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
 )
 
 

@@ -179,6 +179,68 @@ class Settings(BaseSettings):
         5, ge=1, description="evaluations of one automation event before it is marked failed"
     )
 
+    # --- channels (outbound/media) -----------------------------------------------------------
+    meta_graph_base_url: str = Field(
+        "https://graph.facebook.com", description="Meta Graph API origin (tests point it locally)"
+    )
+    meta_graph_version: str = Field("v21.0", description="Graph API version segment, e.g. v21.0")
+    graph_timeout_seconds: float = Field(
+        20.0, gt=0, le=120, description="bound on one Graph API call (connect + send + read)"
+    )
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=300, description="bound on one SMTP step")
+    smtp_ca_file: str | None = Field(
+        None,
+        description=(
+            "PEM bundle trusted for SMTP TLS instead of the system store (a private relay's CA)"
+        ),
+    )
+    outbound_max_retries: int = Field(
+        5, ge=0, le=20, description="retries of a send after a transient provider failure"
+    )
+    outbound_min_backoff_ms: int = Field(2_000, ge=10, description="first retry delay")
+    outbound_max_backoff_ms: int = Field(5 * 60_000, ge=10, description="longest retry delay")
+    outbound_sweep_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a queued message whose send is due and untouched this long is re-enqueued",
+    )
+    media_root: str = Field("var/media", description="local media storage directory")
+    media_max_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="largest media upload or provider download"
+    )
+    media_allowed_types: str = Field(
+        "image/jpeg,image/png,image/gif,image/webp,video/mp4,video/3gpp,audio/ogg,audio/mpeg,"
+        "audio/mp4,audio/aac,audio/amr,application/pdf,text/plain,text/csv,application/zip,"
+        "application/msword,application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,"
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        description="comma-separated MIME types accepted (sniffed from the bytes)",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint (MinIO, moto...); unset means AWS when a bucket is",
+    )
+    s3_bucket: str | None = Field(None, description="bucket for media; unset: S3 disabled")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_media_storage: bool = Field(
+        False, description="store all media in S3 (needs S3_BUCKET) instead of MEDIA_ROOT"
+    )
+    s3_presign_seconds: int = Field(
+        900, ge=1, le=7 * 24 * 3600, description="lifetime of a presigned S3 URL"
+    )
+
+    @property
+    def media_allowed_type_set(self) -> frozenset[str]:
+        return frozenset(
+            t.strip().lower() for t in self.media_allowed_types.split(",") if t.strip()
+        )
+
+    @property
+    def graph_api_root(self) -> str:
+        return f"{self.meta_graph_base_url.rstrip('/')}/{self.meta_graph_version.strip('/')}"
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:

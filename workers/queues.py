@@ -7,7 +7,9 @@ AI = "ai"
 CHANNELS = "channels"
 #: Inbound provider payloads (process_inbound), apart from outbound sends.
 INBOUND = "inbound"
+#: Sends to providers, apart from inbound processing so a slow provider cannot delay intake.
+OUTBOUND = "outbound"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
-ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, INBOUND, ANALYTICS, MAINTENANCE)
+ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, INBOUND, OUTBOUND, ANALYTICS, MAINTENANCE)

@@ -51,19 +51,23 @@ class ConversationMessagesResource:
         response=MessageView,
         status=201,
         description=(
-            "Stores the message as `queued` and emits message.created. Exactly one of `body`"
-            " and `template`. On WhatsApp, outside the contact's 24-hour window, only a"
-            " template may be sent (409 `window_closed`). `Idempotency-Key` (up to 255"
-            " characters): a repeat within 24 h returns the first message."
+            "Stores the message as `queued` and emits message.created. A `body`, `attachments`"
+            " (uploaded media ids; one on WhatsApp, with `body` as its caption, or on"
+            " Messenger/Instagram without `body`; up to 10 on email), or a `template` alone."
+            " On WhatsApp, outside the contact's 24-hour window, only a template may be sent"
+            " (409 `window_closed`). `Idempotency-Key` (up to 255 characters): a repeat within"
+            " 24 h returns the first message."
         ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, body: MessageCreate):
+        fields = body.model_dump(exclude_none=True, exclude={"attachments"})
         return messages.send_message(
             req.context.db,
             ctx,
             id,
-            **body.model_dump(exclude_none=True),
+            **fields,
+            attachments=[a.media_id for a in body.attachments],
             idempotency_key=idempotency_key(req),
         )
 

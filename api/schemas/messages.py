@@ -28,14 +28,25 @@ class TemplateRef(Input):
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
 
 
+class AttachmentRef(Input):
+    """A file uploaded with ``POST /api/media`` (or an inbound file already fetched)."""
+
+    media_id: uuid.UUID
+
+
 class MessageCreate(Input):
     body: Body | None = None
     template: TemplateRef | None = None
+    #: Files to send: one on WhatsApp (``body`` is its caption), Messenger and Instagram
+    #: (without ``body``); up to 10 on email.
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MessageCreate:
-        if (self.body is None) == (self.template is None):
-            raise ValueError("send exactly one of body or template")
+        if self.template is not None and (self.body is not None or self.attachments):
+            raise ValueError("a template is sent alone, without body or attachments")
+        if self.template is None and self.body is None and not self.attachments:
+            raise ValueError("send a body, a template or attachments")
         return self
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity, db
+from shared.channels import attachments as channel_attachments
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
 from shared.inbox.access import get_conversation
@@ -111,9 +112,13 @@ def whatsapp_window_open(session: Session, conversation: Conversation) -> bool:
     )
 
 
-def _preview(body: str | None, template: dict[str, Any] | None) -> str:
+def _preview(
+    body: str | None, template: dict[str, Any] | None, files: list[dict[str, Any]] = ()
+) -> str:
     if template is not None:
         return f"Template: {template.get('name', '')}"[:PREVIEW_CHARS]
+    if not body and files:
+        return f"[{files[0]['type']}]"
     return (body or "")[:PREVIEW_CHARS]
 
 
@@ -126,6 +131,7 @@ def create_outbound_message(
     template: dict[str, Any] | None = None,
     sender_type: str = "user",
     message_id: uuid.UUID | None = None,
+    attachments: list[uuid.UUID] | None = None,
 ) -> Message:
     """Store an outbound message as ``queued``, update the conversation, emit message.created.
 
@@ -144,8 +150,10 @@ def create_outbound_message(
     NOTE: the channel send (``send_outbound``) is enqueued by ``dispatch_event`` for an
     outbound ``message.created``; it arrives with the channels issue.
     """
-    if (body is None) == (template is None):
-        raise ValidationFailed.field("body", "send exactly one of body or template")
+    if template is not None and (body is not None or attachments):
+        raise ValidationFailed.field("template", "a template is sent alone")
+    if template is None and body is None and not attachments:
+        raise ValidationFailed.field("body", "send a body, a template or attachments")
     if ctx.actor.type == "system":
         sender_type = "system"  # Ctx.system callers (the expiry job) pass no sender_type
     human = sender_type == "user"
@@ -160,6 +168,9 @@ def create_outbound_message(
             "The WhatsApp 24-hour window is closed: the contact has not written in the"
             " last 24 hours, send a template instead"
         )
+    files = channel_attachments.resolve(
+        session, ctx, conversation.channel, attachments or [], has_body=body is not None
+    )
     message = Message(
         id=message_id or uuid.uuid4(),
         tenant_id=ctx.tenant_id,
@@ -168,9 +179,9 @@ def create_outbound_message(
         direction="outbound",
         sender_type=sender_type,
         sender_id=ctx.user_id if human else None if sender_type == "system" else ctx.actor.id,
-        content_type="template" if template is not None else "text",
+        content_type="template" if template is not None else files[0]["type"] if files else "text",
         body=body,
-        attachments=[],
+        attachments=files,
         template=template,
         status="queued",
         # NOTE: clock_timestamp, not now(): two sends in one transaction keep their order.
@@ -182,7 +193,7 @@ def create_outbound_message(
     values: dict[str, Any] = {
         "message_count": Conversation.message_count + 1,
         "last_message_at": message.created_at,
-        "last_message_preview": _preview(body, template),
+        "last_message_preview": _preview(body, template, files),
         "last_activity_at": message.created_at,
         "updated_at": func.now(),
     }
@@ -210,6 +221,7 @@ def send_message(
     body: str | None = None,
     template: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    attachments: list[uuid.UUID] | None = None,
 ) -> Message:
     """An agent's (or API key's) reply: ``POST /api/conversations/{id}/messages``.
 
@@ -223,7 +235,13 @@ def send_message(
         if replayed is not None:
             return replayed
     return create_outbound_message(
-        session, ctx, conversation, body=body, template=template, message_id=message_id
+        session,
+        ctx,
+        conversation,
+        body=body,
+        template=template,
+        message_id=message_id,
+        attachments=attachments,
     )
 
 

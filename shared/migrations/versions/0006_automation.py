@@ -1,7 +1,7 @@
 """automation: rules, event queue, runs, working hours, causation
 
 Revision ID: 0006_automation
-Revises: 0004_channels
+Revises: 0005_channels_outbound
 Create Date: 2026-11-26 16:13:05.282298
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006_automation"
-down_revision: str | None = "0004_channels"
+down_revision: str | None = "0005_channels_outbound"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

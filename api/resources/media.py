@@ -1,0 +1,109 @@
+"""Media: multipart uploads (local disk or S3), and the download / provider proxy."""
+
+from __future__ import annotations
+
+import falcon
+
+from api.endpoint import Plain, UnsupportedMediaType, endpoint
+from api.schemas.media import MediaView, S3MediaView
+from shared.channels import media
+from shared.config import get_settings
+from shared.errors import ValidationFailed
+
+TAGS = ("Media",)
+#: Types a browser may render inline; everything else downloads (no stored XSS).
+_INLINE = ("image/", "video/", "audio/", "application/pdf")
+
+
+def _file_part(req: falcon.Request):
+    """The multipart ``file`` part, positioned at its content (nothing buffered)."""
+    if not (req.content_type or "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("Send the file as multipart/form-data in a field named 'file'")
+    for part in req.get_media():
+        if part.name == "file":
+            return part
+    raise ValidationFailed.field("file", "required (a multipart field named 'file')")
+
+
+class _Uploads:
+    @property
+    def max_body_bytes(self) -> int:
+        # NOTE: the multipart envelope adds a little to the file itself.
+        return get_settings().media_max_bytes + 64 * 1024
+
+    @staticmethod
+    def save(req: falcon.Request, ctx, *, s3: bool):
+        part = _file_part(req)
+        return media.save_upload(
+            req.context.db,
+            ctx,
+            part.stream,
+            filename=part.filename,
+            declared_type=part.content_type,
+            s3=s3,
+        )
+
+
+class MediaUploadResource(_Uploads):
+    @endpoint(
+        "Upload a media file",
+        response=MediaView,
+        status=201,
+        description=(
+            "multipart/form-data with the file in the field `file` (max `MEDIA_MAX_BYTES`,"
+            " 100 MB by default: 413). The type is sniffed from the bytes: one outside"
+            " `MEDIA_ALLOWED_TYPES` answers 415, one contradicting the part's declared type"
+            " 422. Stored on local disk, or in S3 when `S3_MEDIA_STORAGE` is on."
+        ),
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx):
+        return Plain(media.view(self.save(req, ctx, s3=False)))
+
+
+class MediaS3Resource(_Uploads):
+    @endpoint(
+        "Upload a file to S3/MinIO",
+        response=S3MediaView,
+        status=201,
+        description=(
+            "Like `POST /api/media`, but always stored in the configured S3-compatible bucket;"
+            " answers the object key and a presigned GET URL valid `S3_PRESIGN_SECONDS`."
+            " 409 `s3_not_configured` when no bucket is set."
+        ),
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx):
+        return Plain(media.presigned(self.save(req, ctx, s3=True)))
+
+
+class MediaFileResource:
+    @endpoint(
+        "Download or proxy a media file",
+        description=(
+            "Streams the stored bytes. Inbound media not fetched yet is fetched from the"
+            " provider with the account's token first (once, even for concurrent requests)."
+        ),
+        tags=TAGS,
+    )
+    def on_get(self, req, resp, *, ctx, id):
+        row, chunks = media.open_media(req.context.db, ctx, id)
+        mime = row.mime_type or "application/octet-stream"
+        resp.content_type = mime
+        resp.stream = chunks
+        if row.size is not None:
+            resp.content_length = row.size
+        if row.sha256:
+            resp.etag = row.sha256
+        resp.cache_control = ["private", "max-age=3600"]
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        disposition = "inline" if mime.startswith(_INLINE) else "attachment"
+        filename = media.clean_filename(row.filename) or str(row.id)
+        resp.set_header("Content-Disposition", f'{disposition}; filename="{filename}"')
+
+
+ROUTES = [
+    ("/api/media", MediaUploadResource()),
+    ("/api/media/s3", MediaS3Resource()),
+    ("/api/media/{id:uuid}", MediaFileResource()),
+]

@@ -1,0 +1,254 @@
+"""A small Meta Graph API client: send WhatsApp / Messenger / Instagram messages, fetch media.
+
+Base URL and version come from settings (``META_GRAPH_BASE_URL``,
+``META_GRAPH_VERSION``), so tests and benchmarks aim it at a local fake. Every
+call authenticates with ``Authorization: Bearer <token>`` and every failure
+becomes a :class:`~shared.channels.send_errors.SendFailed` carrying Meta's
+``error.code`` and ``error.message``, classified transient or permanent.
+
+Example::
+
+    client = graph_client()
+    result = client.post(f"{phone_number_id}/messages", token, whatsapp_text("15551234567", "Hi"))
+    result["messages"][0]["id"]  # "wamid.HBgL..."
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+import httpx
+
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+
+#: Meta error codes worth retrying: throttling and temporary outages.
+#: 1 unknown / 2 service unavailable, 4 / 17 / 32 / 613 app and user rate limits,
+#: 80007 Messenger/Instagram rate limit, 130429 Cloud API throughput, 131000 something
+#: went wrong, 131016 service overloaded, 131048 spam rate limit, 131056 pair rate limit.
+TRANSIENT_CODES = frozenset(
+    {"1", "2", "4", "17", "32", "613", "80007", "130429", "131000", "131016", "131048", "131056"}
+)
+
+
+class GraphClient:
+    """Thread-safe; one per process (:func:`graph_client`) so connections are reused."""
+
+    def __init__(self, root: str, *, timeout: float, transport: httpx.BaseTransport | None = None):
+        self.root = root.rstrip("/")
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def post(self, path: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST JSON to ``{root}/{path}``; the parsed answer, or :class:`SendFailed`."""
+        return self._json(self._call("POST", f"{self.root}/{path.lstrip('/')}", token, payload))
+
+    def post_form(
+        self,
+        path: str,
+        token: str,
+        fields: dict[str, str],
+        file: tuple[str, IO[bytes], str],
+        *,
+        file_field: str = "file",
+    ) -> dict[str, Any]:
+        """POST multipart/form-data (a media upload): ``file`` is (filename, stream, type)."""
+        url = f"{self.root}/{path.lstrip('/')}"
+        with _transport_errors():
+            response = self._http.post(
+                url, headers=_auth(token), data=fields, files={file_field: file}
+            )
+        if response.status_code >= 300:
+            raise classify(response)
+        return self._json(response)
+
+    def get(self, path: str, token: str) -> dict[str, Any]:
+        return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
+
+    def download(
+        self, url: str, token: str | None, sink: IO[bytes], *, max_bytes: int
+    ) -> tuple[int, str]:
+        """Stream a media URL into ``sink``; (size, sha256 hex). WhatsApp media URLs need the
+        Bearer token; CDN URLs (Messenger, Instagram) get none.
+
+        Refuses more than ``max_bytes`` (permanent ``media_too_large``) without
+        buffering the body.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        with _transport_errors():
+            headers = _auth(token) if token else {}
+            with self._http.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    raise classify(response)
+                for chunk in response.iter_bytes(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise SendFailed(
+                            "media_too_large",
+                            f"the provider's file is larger than {max_bytes} bytes",
+                            transient=False,
+                        )
+                    digest.update(chunk)
+                    sink.write(chunk)
+        return size, digest.hexdigest()
+
+    def _call(
+        self, method: str, url: str, token: str, payload: dict[str, Any] | None
+    ) -> httpx.Response:
+        with _transport_errors():
+            response = self._http.request(method, url, headers=_auth(token), json=payload)
+        if response.status_code >= 300:
+            raise classify(response)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise SendFailed(
+                "bad_response", "Graph API answered with invalid JSON", transient=True
+            ) from exc
+        if not isinstance(data, dict):
+            raise SendFailed("bad_response", "Graph API answered a non-object", transient=True)
+        return data
+
+
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """Timeouts and connection failures as transient :class:`SendFailed`."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise SendFailed("timeout", f"Graph API timed out: {exc}", transient=True) from exc
+    except httpx.TransportError as exc:
+        raise SendFailed("connection_error", str(exc), transient=True) from exc
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def classify(response: httpx.Response) -> SendFailed:
+    """Meta's error body (``{"error": {"code", "message", ...}}``) as a :class:`SendFailed`."""
+    status = response.status_code
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    code = str(error.get("code") or f"http_{status}")
+    message = str(error.get("message") or response.reason_phrase or "Graph API error")
+    details = (error.get("error_data") or {}).get("details")
+    if details and details not in message:
+        message = f"{message}: {details}"
+    transient = (
+        status >= 500 or status == 429 or code in TRANSIENT_CODES or bool(error.get("is_transient"))
+    )
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    return SendFailed(
+        code, message[:2000], transient=transient, http_status=status, retry_after=retry_after
+    )
+
+
+def _retry_after(raw: str | None) -> float | None:
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+@functools.cache
+def graph_client() -> GraphClient:
+    settings = get_settings()
+    return GraphClient(settings.graph_api_root, timeout=settings.graph_timeout_seconds)
+
+
+def reset_graph_client() -> None:
+    """Forget the process client (tests that change the Graph settings)."""
+    if graph_client.cache_info().currsize:
+        graph_client().close()
+    graph_client.cache_clear()
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+def whatsapp_text(to: str, body: str) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "text",
+        "text": {"preview_url": False, "body": body},
+    }
+
+
+def whatsapp_template(to: str, template: dict[str, Any]) -> dict[str, Any]:
+    """``template`` is the stored ``{"name", "language", "components"}``."""
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": {
+            "name": template["name"],
+            "language": {"code": template["language"]},
+            "components": template.get("components") or [],
+        },
+    }
+
+
+def whatsapp_media(
+    to: str,
+    kind: str,
+    *,
+    link: str | None = None,
+    media_id: str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """An image / video / audio / document / sticker message by ``link`` or uploaded ``id``."""
+    media: dict[str, Any] = {"id": media_id} if media_id else {"link": link}
+    if caption and kind in ("image", "video", "document"):
+        media["caption"] = caption
+    if filename and kind == "document":
+        media["filename"] = filename
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": kind,
+        kind: media,
+    }
+
+
+def page_text(recipient_id: str, body: str) -> dict[str, Any]:
+    """A Messenger or Instagram reply (``/me/messages``) inside the standard window."""
+    return {
+        "recipient": {"id": recipient_id},
+        "messaging_type": "RESPONSE",
+        "message": {"text": body},
+    }
+
+
+def page_attachment_upload(recipient_id: str, kind: str) -> dict[str, str]:
+    """The form fields of a Messenger / Instagram send whose file rides along as ``filedata``."""
+    return {
+        "recipient": json.dumps({"id": recipient_id}),
+        "messaging_type": "RESPONSE",
+        "message": json.dumps({"attachment": {"type": kind, "payload": {"is_reusable": True}}}),
+    }

@@ -1,0 +1,278 @@
+"""Media files: agent uploads, the download proxy (fetching inbound media once) and S3 uploads.
+
+Uploads arrive as a stream: :func:`shared.channels.media_storage.stage` writes them
+to a temporary file (size limit, SHA-256, first bytes), the real type is sniffed
+from the bytes and checked against ``MEDIA_ALLOWED_TYPES``, and only then is the
+file stored and its row written. Inbound media rows (``process_inbound``) start
+without bytes; the first download fetches them from the provider with the
+account's token under the row's lock, so concurrent first requests fetch once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.channels import email, graph
+from shared.channels.account_lookup import account_for
+from shared.channels.accounts import decrypt_credentials
+from shared.channels.media_sniff import HEAD_BYTES, base_type, contradicts, sniff
+from shared.channels.media_storage import (
+    Staged,
+    media_key,
+    s3_storage,
+    stage,
+    storage,
+    storage_for,
+)
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.errors import DependencyUnavailable, DomainError, NotFound, ValidationFailed
+from shared.models import InboundEvent, MediaFile
+
+log = logging.getLogger(__name__)
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class UnsupportedType(DomainError):
+    status, code = 415, "unsupported_media_type"
+
+
+class MediaUnavailable(NotFound):
+    code = "media_unavailable"
+
+
+def clean_filename(name: str | None) -> str | None:
+    """A filename safe for headers and disks: no paths, quotes or control characters."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_FILENAME.sub("_", name).strip(" .")
+    return name[:255] or None
+
+
+def view(media: MediaFile) -> dict[str, Any]:
+    return {
+        "id": media.id,
+        "url": f"/api/media/{media.id}",
+        "mime_type": media.mime_type,
+        "size": media.size,
+        "filename": media.filename,
+    }
+
+
+def check_type(staged: Staged, declared: str | None) -> str:
+    """The sniffed type, if allowed (415) and not contradicting the declared one (422)."""
+    mime = sniff(staged.head, declared)
+    if mime not in get_settings().media_allowed_type_set:
+        raise UnsupportedType(f"Files of type {mime} are not accepted")
+    if contradicts(declared, mime):
+        raise ValidationFailed.field(
+            "file", f"declared as {base_type(declared)} but the content is {mime}"
+        )
+    return mime
+
+
+def save_upload(
+    session: Session,
+    ctx: Ctx,
+    source: IO[bytes],
+    *,
+    filename: str | None,
+    declared_type: str | None,
+    s3: bool = False,
+) -> MediaFile:
+    """Stage, check and store an agent's upload; write its row (and the activity log)."""
+    settings = get_settings()
+    target = s3_storage() if s3 else storage()  # 409 s3_not_configured before reading
+    staged = stage(source, max_bytes=settings.media_max_bytes)
+    try:
+        if staged.size == 0:
+            raise ValidationFailed.field("file", "the file is empty")
+        mime = check_type(staged, declared_type)
+        key = media_key(ctx.tenant_id, staged.sha256)
+        with storage_errors():
+            target.put(key, staged.path, mime)
+    finally:
+        staged.discard()
+    media = MediaFile(
+        tenant_id=ctx.tenant_id,
+        source="upload",
+        storage_backend=target.backend,
+        storage_key=key,
+        mime_type=mime,
+        size=staged.size,
+        filename=clean_filename(filename),
+        sha256=staged.sha256,
+        fetched_at=func.now(),
+        created_by=ctx.user_id,
+    )
+    session.add(media)
+    session.flush()
+    activity.record(session, ctx, "media.uploaded", "media", media.id, after=_jsonable(view(media)))
+    return media
+
+
+def presigned(media: MediaFile) -> dict[str, Any]:
+    """The S3 key and a time-limited URL of a file stored in S3."""
+    seconds = get_settings().s3_presign_seconds
+    url = s3_storage().presigned_url(media.storage_key, expires=seconds, filename=media.filename)
+    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return view(media) | {"key": media.storage_key, "presigned_url": url, "expires_at": expires_at}
+
+
+def get_media(session: Session, ctx: Ctx, media_id: uuid.UUID) -> MediaFile:
+    media = session.scalars(
+        select(MediaFile).where(MediaFile.id == media_id, MediaFile.tenant_id == ctx.tenant_id)
+    ).one_or_none()
+    if media is None:
+        raise NotFound("Media file not found")
+    return media
+
+
+def open_media(
+    session: Session, ctx: Ctx, media_id: uuid.UUID
+) -> tuple[MediaFile, Iterator[bytes]]:
+    """The row and its bytes; inbound media not yet stored is fetched from the provider first."""
+    media = get_media(session, ctx, media_id)
+    if media.storage_key is None:
+        media = fetch_inbound(media.tenant_id, media.id)
+    with storage_errors():
+        try:
+            return media, storage_for(media.storage_backend).open(media.storage_key)
+        except FileNotFoundError as exc:
+            log.error("media %s: %s is missing from %s", media.id, media.storage_key, exc)
+            raise MediaUnavailable("The stored file is missing") from exc
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """S3 unreachable or refusing: 503, not 500 (a missing object is the caller's 404)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(str(exc)) from exc
+        raise DependencyUnavailable("Media storage is unavailable; retry shortly") from exc
+    except BotoCoreError as exc:
+        raise DependencyUnavailable("Media storage is unavailable; retry shortly") from exc
+
+
+def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
+    """Fetch and store an inbound file once; concurrent callers wait on the row lock."""
+    with session_scope() as session:
+        media = session.scalars(
+            select(MediaFile)
+            .where(MediaFile.id == media_id, MediaFile.tenant_id == tenant_id)
+            .with_for_update()
+        ).one()
+        if media.storage_key is not None:
+            return media  # another request fetched it while we waited
+        if media.source != "inbound" or not media.provider_media_id:
+            raise MediaUnavailable("This media file has no content")
+        try:
+            staged, provider_type = _download(session, media)
+        except SendFailed as error:
+            log.warning("media %s: fetch failed: %s", media.id, error)
+            if error.transient:
+                raise DependencyUnavailable(
+                    f"The provider did not deliver the file ({error.code}); retry shortly"
+                ) from error
+            raise MediaUnavailable(
+                f"The provider refused the file ({error.code}): {error.message}"
+            ) from error
+        try:
+            sniffed = sniff(staged.head, provider_type)
+            mime = provider_type if sniffed == "application/octet-stream" else sniffed
+            target = storage()
+            key = media_key(tenant_id, staged.sha256)
+            with storage_errors():
+                target.put(key, staged.path, mime or "application/octet-stream")
+        finally:
+            staged.discard()
+        media.storage_backend = target.backend
+        media.storage_key = key
+        media.mime_type = mime or media.mime_type
+        media.size = staged.size
+        media.sha256 = staged.sha256
+        media.fetched_at = func.now()
+        session.flush()
+        session.refresh(media)
+        return media
+
+
+def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
+    """WhatsApp: ``GET /{media-id}`` then its URL, both with the token. Messenger and
+    Instagram send a CDN URL that needs no token (and must not receive one)."""
+    settings = get_settings()
+    client = graph.graph_client()
+    provider_type = media.mime_type
+    if media.channel == "email":
+        return _email_part(session, media), provider_type
+    if media.channel == "whatsapp":
+        token = _account_token(session, media)
+        info = client.get(media.provider_media_id, token)
+        if int(info.get("file_size") or 0) > settings.media_max_bytes:
+            raise SendFailed("media_too_large", "the file is over the size limit", transient=False)
+        url, provider_type = info.get("url"), info.get("mime_type") or provider_type
+        if not url:
+            raise SendFailed("bad_response", "no url in Meta's media answer", transient=True)
+    else:
+        url, token = media.provider_media_id, None
+    fd, name = tempfile.mkstemp(prefix="media-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            size, sha256 = client.download(url, token, sink, max_bytes=settings.media_max_bytes)
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Staged(path, size, sha256, head), provider_type
+
+
+def _email_part(session: Session, media: MediaFile) -> Staged:
+    """An inbound email's attachment: part ``n`` of the MIME stored with its inbound event."""
+    _, event_id, index = (media.provider_media_id or "").split(":", 2)
+    event = session.scalars(
+        select(InboundEvent).where(
+            InboundEvent.id == uuid.UUID(event_id), InboundEvent.tenant_id == media.tenant_id
+        )
+    ).one_or_none()
+    if event is None:
+        raise SendFailed(
+            "gone", "the email this file came with is no longer stored", transient=False
+        )
+    data, _, _ = email.attachment_bytes(event.payload, int(index))
+    return stage(io.BytesIO(data), max_bytes=get_settings().media_max_bytes)
+
+
+def _account_token(session: Session, media: MediaFile) -> str:
+    account = account_for(session, media.tenant_id, media.account_id, media.channel)
+    token = decrypt_credentials(account).get("access_token") if account else None
+    if not token:
+        raise SendFailed("no_account", "no account token to fetch the file with", transient=False)
+    return token
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in data.items()}

@@ -1,0 +1,103 @@
+"""Getting outbound messages to ``send_outbound``: the dispatch target, the enqueue, the sweeper.
+
+- :func:`target` (registered by the worker module) runs in ``dispatch_event``'s
+  transaction: for an outbound ``message.created`` whose message is ``queued`` it
+  inserts the message's ``outbound_sends`` row (idempotent) and, after commit,
+  enqueues ``send_outbound(message_id)``.
+- :func:`sweep` (a scheduler job) re-enqueues pending sends whose ``sweep_at``
+  passed: a job lost with its broker message or its worker. Rows a worker is
+  sending right now are locked and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import db
+from shared.config import get_settings
+from shared.models import OutboxEvent
+from shared.models.outbound import OutboundSend
+
+log = logging.getLogger(__name__)
+
+TARGET_NAME = "channels_outbound"
+_PENDING_KEY = "omnistream.outbound_sends"
+
+#: ``[message_id, ...] -> None``: sends ``send_outbound`` messages (set by the worker module).
+Enqueuer = Callable[[Sequence[uuid.UUID]], None]
+_enqueuer: Enqueuer | None = None
+
+
+def set_enqueuer(enqueuer: Enqueuer | None) -> None:
+    global _enqueuer
+    _enqueuer = enqueuer
+
+
+def enqueue(message_ids: Sequence[uuid.UUID]) -> None:
+    """Send now (rows committed); a failure is logged and left to the sweeper."""
+    if not message_ids or _enqueuer is None:
+        return
+    try:
+        _enqueuer(message_ids)
+    except Exception:
+        log.warning("could not enqueue %d outbound sends; the sweeper will", len(message_ids))
+
+
+def _sweep_interval() -> object:
+    seconds = float(get_settings().outbound_sweep_after_seconds)
+    return literal_column(f"interval '{seconds} seconds'")
+
+
+def target(session: Session, event: OutboxEvent) -> None:
+    """The dispatch target: a queued outbound message gets its send row and its job."""
+    data = event.data or {}
+    if (
+        event.type != "message.created"
+        or data.get("direction") != "outbound"
+        or data.get("status") != "queued"
+    ):
+        return
+    message_id = uuid.UUID(str(data["id"]))
+    inserted = session.scalar(
+        insert(OutboundSend)
+        .values(
+            message_id=message_id,
+            tenant_id=event.tenant_id,
+            sweep_at=func.now() + _sweep_interval(),
+        )
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(OutboundSend.message_id)
+    )
+    if inserted is not None:
+        db.collected_until_commit(session, _PENDING_KEY, enqueue).append(message_id)
+
+
+def sweep(session: Session, *, batch: int = 500) -> int:
+    """Re-enqueue pending sends whose ``sweep_at`` passed; push it out so they are not re-sent
+    every run. Enqueued after commit."""
+    due = (
+        select(OutboundSend.message_id)
+        .where(OutboundSend.status == "pending", OutboundSend.sweep_at <= func.now())
+        .order_by(OutboundSend.sweep_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    ids = list(
+        session.scalars(
+            update(OutboundSend)
+            .where(OutboundSend.message_id.in_(due))
+            .values(sweep_at=func.now() + _sweep_interval())
+            .returning(OutboundSend.message_id)
+        )
+    )
+    if ids:
+        log.warning("re-driving %d outbound send(s) whose job was lost", len(ids))
+        db.collected_until_commit(session, _PENDING_KEY, enqueue).extend(ids)
+    return len(ids)

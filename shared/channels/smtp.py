@@ -1,0 +1,134 @@
+"""Outbound email over SMTP: a proper MIME message, threaded, sent with timeouts and TLS.
+
+The account's settings name the relay (``smtp_host``, ``smtp_port``,
+``smtp_security``: ``starttls``, ``ssl`` or ``none``; ``smtp_username``,
+``from_name``); its password is the decrypted ``smtp_password``. TLS verifies
+the server's certificate against the system store, or ``SMTP_CA_FILE``.
+Failures become :class:`~shared.channels.send_errors.SendFailed` with the SMTP
+reply code: 4xx and network trouble are transient, 5xx permanent.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+
+from shared.channels.send_errors import SendFailed
+
+
+@dataclass(frozen=True)
+class SmtpAccount:
+    host: str
+    port: int
+    security: str  # "starttls" | "ssl" | "none"
+    username: str | None
+    password: str | None
+    from_address: str
+    from_name: str | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2] or "localhost"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    mime_type: str
+    content: bytes
+
+
+def build_email(
+    account: SmtpAccount,
+    *,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    attachments: Iterable[Attachment] = (),
+) -> EmailMessage:
+    """A multipart message with a fresh ``Message-ID`` and the conversation's threading."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((account.from_name or "", account.from_address))
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=account.domain)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    refs = [r for r in references if r]
+    if in_reply_to and in_reply_to not in refs:
+        refs.append(in_reply_to)
+    if refs:
+        msg["References"] = " ".join(refs)
+    msg.set_content(text)
+    if html:
+        msg.add_alternative(html, subtype="html")
+    for item in attachments:
+        maintype, _, subtype = item.mime_type.partition("/")
+        msg.add_attachment(
+            item.content,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=item.filename,
+        )
+    return msg
+
+
+def reply_subject(subject: str | None, *, is_reply: bool) -> str:
+    subject = (subject or "").strip() or "(no subject)"
+    if is_reply and not subject.lower().startswith("re:"):
+        return f"Re: {subject}"
+    return subject
+
+
+def send_email(
+    account: SmtpAccount, msg: EmailMessage, *, timeout: float, ca_file: str | None = None
+) -> str:
+    """Send ``msg`` through the account's relay; return its ``Message-ID``."""
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        if account.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                account.host, account.port, timeout=timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(account.host, account.port, timeout=timeout)
+        with client:
+            client.ehlo()
+            if account.security == "starttls":
+                client.starttls(context=context)
+                client.ehlo()
+            if account.username:
+                client.login(account.username, account.password or "")
+            refused = client.send_message(msg)
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()))
+        raise _reply_failure(code, reply) from exc
+    except smtplib.SMTPResponseException as exc:
+        raise _reply_failure(exc.smtp_code, exc.smtp_error) from exc
+    except smtplib.SMTPServerDisconnected as exc:
+        raise SendFailed("connection_error", str(exc) or "disconnected", transient=True) from exc
+    except smtplib.SMTPException as exc:  # NOTE: an OSError subclass: caught before OSError
+        raise SendFailed("smtp_error", str(exc), transient=False) from exc
+    except ssl.SSLError as exc:
+        raise SendFailed("tls_error", str(exc), transient=False) from exc
+    except TimeoutError as exc:
+        raise SendFailed("timeout", f"SMTP timed out: {exc}", transient=True) from exc
+    except OSError as exc:
+        raise SendFailed("connection_error", str(exc), transient=True) from exc
+    if refused:
+        code, reply = next(iter(refused.values()))
+        raise _reply_failure(code, reply)
+    return str(msg["Message-ID"])
+
+
+def _reply_failure(code: int, reply: bytes | str) -> SendFailed:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return SendFailed(str(code), text[:2000], transient=400 <= code < 500)

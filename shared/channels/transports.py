@@ -1,0 +1,204 @@
+"""Hand one outbound message to its channel's provider; return the provider's message id.
+
+Called by :mod:`shared.channels.outbound` with the message, its contact and the
+sending account (credentials decrypted). Raises
+:class:`~shared.channels.send_errors.SendFailed` on any failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.channels import graph, smtp
+from shared.channels.media_storage import storage_for
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+from shared.models import Contact, Conversation, IntegrationAccount, MediaFile, Message
+
+#: How many earlier Message-IDs go into an email's References header.
+MAX_REFERENCES = 20
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Everything a transport needs about one send."""
+
+    message: Message
+    conversation: Conversation
+    contact: Contact
+    account: IntegrationAccount
+    credentials: dict[str, str]
+
+
+def send(session: Session, outgoing: Outgoing) -> str:
+    channel = outgoing.message.channel
+    if channel == "whatsapp":
+        return _send_whatsapp(session, outgoing)
+    if channel in ("messenger", "instagram"):
+        return _send_page(session, outgoing)
+    if channel == "email":
+        return _send_email(session, outgoing)
+    raise SendFailed("unsupported_channel", f"cannot send on {channel!r}", transient=False)
+
+
+def _token(outgoing: Outgoing) -> str:
+    token = outgoing.credentials.get("access_token")
+    if not token:
+        raise SendFailed(
+            "missing_credentials",
+            f"the {outgoing.account.channel} account has no access token",
+            transient=False,
+        )
+    return token
+
+
+def _send_whatsapp(session: Session, outgoing: Outgoing) -> str:
+    """Text, template, or one file (uploaded to WhatsApp first; ``body`` is its caption)."""
+    message, to = outgoing.message, outgoing.contact.external_id
+    token = _token(outgoing)
+    phone_number_id = outgoing.account.external_id
+    if message.template is not None:
+        payload = graph.whatsapp_template(to, message.template)
+    elif message.attachments:
+        [item] = message.attachments
+        media = _stored_media(session, message, item)
+        with _open(media) as stream:
+            uploaded = graph.graph_client().post_form(
+                f"{phone_number_id}/media",
+                token,
+                {"messaging_product": "whatsapp", "type": media.mime_type},
+                (media.filename or "file", stream, media.mime_type),
+            )
+        if not uploaded.get("id"):
+            raise SendFailed("bad_response", "no media id in Meta's answer", transient=True)
+        payload = graph.whatsapp_media(
+            to,
+            item["type"],
+            media_id=str(uploaded["id"]),
+            caption=message.body,
+            filename=media.filename,
+        )
+    elif message.body:
+        payload = graph.whatsapp_text(to, message.body)
+    else:
+        raise SendFailed("empty_message", "nothing to send", transient=False)
+    answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
+    try:
+        return str(answer["messages"][0]["id"])
+    except (KeyError, IndexError, TypeError) as exc:
+        raise SendFailed("bad_response", "no message id in Meta's answer", transient=True) from exc
+
+
+def _send_page(session: Session, outgoing: Outgoing) -> str:
+    """Messenger and Instagram both send through ``/me/messages`` with the page token:
+    text as JSON, a file as multipart (``filedata``) in the same call."""
+    message, recipient = outgoing.message, outgoing.contact.external_id
+    client, token = graph.graph_client(), _token(outgoing)
+    if message.attachments:
+        [item] = message.attachments
+        media = _stored_media(session, message, item)
+        fields = graph.page_attachment_upload(recipient, item["type"])
+        with _open(media) as stream:
+            answer = client.post_form(
+                "me/messages",
+                token,
+                fields,
+                (media.filename or "file", stream, media.mime_type),
+                file_field="filedata",
+            )
+    elif message.body:
+        answer = client.post("me/messages", token, graph.page_text(recipient, message.body))
+    else:
+        raise SendFailed("empty_message", "nothing to send", transient=False)
+    message_id = answer.get("message_id")
+    if not message_id:
+        raise SendFailed("bad_response", "no message_id in Meta's answer", transient=True)
+    return str(message_id)
+
+
+def _send_email(session: Session, outgoing: Outgoing) -> str:
+    settings = get_settings()
+    account, message = outgoing.account, outgoing.message
+    config: dict[str, Any] = account.settings or {}
+    if not config.get("smtp_host"):
+        raise SendFailed("missing_settings", "the email account has no smtp_host", transient=False)
+    security = config.get("smtp_security") or "starttls"
+    relay = smtp.SmtpAccount(
+        host=config["smtp_host"],
+        port=int(config.get("smtp_port") or (465 if security == "ssl" else 587)),
+        security=security,
+        username=config.get("smtp_username"),
+        password=outgoing.credentials.get("smtp_password"),
+        from_address=account.external_id,
+        from_name=config.get("from_name"),
+    )
+    earlier = _thread_ids(session, message)
+    email = smtp.build_email(
+        relay,
+        to=outgoing.contact.email or outgoing.contact.external_id,
+        subject=smtp.reply_subject(outgoing.conversation.subject, is_reply=bool(earlier)),
+        text=message.body or "",
+        in_reply_to=earlier[-1] if earlier else None,
+        references=earlier[-MAX_REFERENCES:],
+        attachments=_attachments(session, message),
+    )
+    return smtp.send_email(
+        relay, email, timeout=settings.smtp_timeout_seconds, ca_file=settings.smtp_ca_file
+    )
+
+
+def _thread_ids(session: Session, message: Message) -> list[str]:
+    """The Message-IDs of the conversation's earlier emails, oldest first."""
+    rows = session.scalars(
+        select(Message.provider_message_id)
+        .where(
+            Message.tenant_id == message.tenant_id,
+            Message.conversation_id == message.conversation_id,
+            Message.id != message.id,
+            Message.provider_message_id.is_not(None),
+            Message.created_at <= message.created_at,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(MAX_REFERENCES)
+    )
+    return [r for r in reversed(list(rows)) if r.startswith("<")]
+
+
+def _attachments(session: Session, message: Message) -> Sequence[smtp.Attachment]:
+    result = []
+    for item in message.attachments or []:
+        media = _stored_media(session, message, item)
+        with _open(media) as stream:
+            content = stream.read()
+        result.append(smtp.Attachment(media.filename or "attachment", media.mime_type, content))
+    return result
+
+
+def _stored_media(session: Session, message: Message, item: dict[str, Any]) -> MediaFile:
+    """The message's attachment row, which must be stored (a permanent failure otherwise)."""
+    media = session.scalars(
+        select(MediaFile).where(
+            MediaFile.tenant_id == message.tenant_id, MediaFile.id == item.get("media_id")
+        )
+    ).one_or_none()
+    if media is None or not media.storage_key or not media.storage_backend:
+        raise SendFailed(
+            "media_unavailable", f"attachment {item.get('media_id')} is not stored", transient=False
+        )
+    media.mime_type = media.mime_type or "application/octet-stream"
+    return media
+
+
+@contextlib.contextmanager
+def _open(media: MediaFile) -> Iterator[IO[bytes]]:
+    stream = storage_for(media.storage_backend).open_file(media.storage_key)
+    try:
+        yield stream
+    finally:
+        stream.close()

@@ -1,0 +1,139 @@
+"""Email sends over SMTP against a real aiosmtpd relay: MIME, threading, AUTH and TLS, failures."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.channels_outbound.conftest import SMTP_PASSWORD, SMTP_USER, wait_for_status
+
+
+def _mailbox(channels, peer, **settings):
+    address = f"support-{uuid.uuid4().hex[:8]}@shop.example"
+    account_id = channels.account(
+        "email",
+        external_id=address,
+        settings={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": peer.port,
+            "smtp_security": peer.security,
+            "from_name": "Shop Support",
+        }
+        | ({"smtp_username": SMTP_USER} if peer.username else {})
+        | settings,
+        credentials={"smtp_password": SMTP_PASSWORD} if peer.username else {},
+    )
+    contact = channels.contact(
+        channel="email", external_id="ada@customer.example", email="ada@customer.example"
+    )
+    conversation = channels.conversation(
+        contact, integration_account_id=account_id, subject="Where is my order?"
+    )
+    return conversation | {"address": address}
+
+
+def _send(workspace, conversation, body):
+    resp = workspace.call(
+        "POST", f"/api/conversations/{conversation['id']}/messages", json={"body": body}
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json["id"]
+
+
+def test_reply_is_threaded_and_sent_with_starttls_and_auth(workspace, channels, smtp_peers):
+    peer = smtp_peers["starttls"]
+    conversation = _mailbox(channels, peer)
+    channels.message(
+        conversation,
+        "first customer mail",
+        provider_message_id="<first@customer.example>",
+    )
+    channels.message(
+        conversation,
+        "second customer mail",
+        provider_message_id="<second@customer.example>",
+    )
+
+    message_id = _send(workspace, conversation, "It ships tomorrow.")
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent")
+    [mail] = peer.received
+    assert mail.login == SMTP_USER
+    assert mail.rcpt_tos == ["ada@customer.example"]
+    msg = mail.message
+    assert msg["From"] == f"Shop Support <{conversation['address']}>"
+    assert msg["To"] == "ada@customer.example"
+    assert msg["Subject"] == "Re: Where is my order?"
+    assert msg["In-Reply-To"] == "<second@customer.example>"
+    assert msg["References"].split() == ["<first@customer.example>", "<second@customer.example>"]
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content().strip() == "It ships tomorrow."
+    assert sent["provider_message_id"] == msg["Message-ID"]
+    assert msg["Message-ID"].endswith("@shop.example>")
+
+
+def test_implicit_tls_relay(workspace, channels, smtp_peers):
+    peer = smtp_peers["ssl"]
+    conversation = _mailbox(channels, peer)
+
+    message_id = _send(workspace, conversation, "Over implicit TLS.")
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    [mail] = peer.received
+    assert mail.login == SMTP_USER
+    assert mail.message["Subject"] == "Where is my order?"  # nothing earlier: not a reply
+
+
+def test_rejected_recipient_fails_the_message_with_the_smtp_code(workspace, channels, smtp_peers):
+    peer = smtp_peers["none"]
+    peer.mode = "reject"
+    conversation = _mailbox(channels, peer)
+
+    message_id = _send(workspace, conversation, "Nobody home.")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "550"
+    assert "User unknown" in failed["error_message"]
+
+
+def test_transient_451_is_retried_until_accepted(workspace, channels, smtp_peers):
+    peer = smtp_peers["none"]
+    peer.mode = "transient"
+    conversation = _mailbox(channels, peer)
+
+    message_id = _send(workspace, conversation, "Try again.")
+
+    from shared.db import session_scope
+    from shared.models.outbound import OutboundSend
+    from tests.channels_outbound.conftest import poll
+
+    def retried():
+        with session_scope() as session:
+            claim = session.get(OutboundSend, message_id)
+            return claim is not None and claim.last_error_code == "451"
+
+    poll(retried, "a 451 recorded")
+    peer.mode = "ok"
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert len(peer.received) == 1
+
+
+def test_wrong_password_is_a_permanent_failure(workspace, channels, smtp_peers):
+    peer = smtp_peers["starttls"]
+    account_id = channels.account(
+        "email",
+        settings={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": peer.port,
+            "smtp_security": "starttls",
+            "smtp_username": SMTP_USER,
+        },
+        credentials={"smtp_password": "not-the-password"},
+    )
+    contact = channels.contact(channel="email", external_id="bob@customer.example")
+    conversation = channels.conversation(contact, integration_account_id=account_id)
+
+    message_id = _send(workspace, conversation, "Locked out.")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "535"
+    assert peer.received == []

@@ -1,0 +1,250 @@
+"""send_outbound over the Graph API, end to end: HTTP send -> worker -> fake Meta -> status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from sqlalchemy import select
+
+from shared.db import session_scope
+from shared.models.outbound import OutboundSend
+from tests.channels_outbound.conftest import messages_of, poll, wait_for_status
+
+TOKEN = "EAAG-whatsapp-token-1"
+
+
+def _whatsapp(channels, **contact):
+    account_id = channels.account("whatsapp", credentials={"access_token": TOKEN})
+    phone_number_id = channels.account_row(account_id).external_id
+    contact = channels.contact(channel="whatsapp", external_id="15551234567", **contact)
+    conversation = channels.conversation(contact, integration_account_id=account_id)
+    return phone_number_id, conversation
+
+
+def _send(workspace, conversation, **body):
+    resp = workspace.call("POST", f"/api/conversations/{conversation['id']}/messages", json=body)
+    assert resp.status_code == 201, resp.text
+    assert resp.json["status"] == "queued"
+    return resp.json["id"]
+
+
+def test_whatsapp_text_is_sent_with_the_decrypted_token(workspace, channels, fake_graph):
+    phone_number_id, conversation = _whatsapp(channels)
+
+    message_id = _send(workspace, conversation, body="Hello from support")
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent")
+    [request] = fake_graph.sent()
+    assert request.path == f"/v21.0/{phone_number_id}/messages"
+    assert request.token == TOKEN
+    assert request.json == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "15551234567",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello from support"},
+    }
+    assert sent["provider_message_id"].startswith("wamid.")
+    [event] = [e for e in channels.events("message.status_updated") if e.data["id"] == message_id]
+    assert event.data["status"] == "sent"
+    assert event.data["previous_status"] == "queued"
+
+
+def test_whatsapp_template_is_sent_outside_the_window(workspace, channels, fake_graph):
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    _, conversation = _whatsapp(channels, last_inbound_at=stale)
+    template = {
+        "name": "order_update",
+        "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}],
+    }
+
+    message_id = _send(workspace, conversation, template=template)
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    [request] = fake_graph.sent()
+    assert request.json["type"] == "template"
+    assert request.json["template"] == {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": template["components"],
+    }
+
+
+def test_free_form_outside_the_window_is_refused_and_nothing_is_sent(
+    workspace, channels, fake_graph
+):
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
+    _, conversation = _whatsapp(channels, last_inbound_at=stale)
+
+    resp = workspace.call(
+        "POST", f"/api/conversations/{conversation['id']}/messages", json={"body": "late"}
+    )
+
+    assert resp.status_code == 409
+    assert resp.json["error"]["code"] == "window_closed"
+    assert messages_of(workspace, conversation["id"]) == []
+    assert fake_graph.sent() == []
+
+
+def test_messenger_and_instagram_send_through_me_messages(workspace, channels, fake_graph):
+    for channel in ("messenger", "instagram"):
+        account_id = channels.account(channel, credentials={"access_token": f"page-{channel}"})
+        contact = channels.contact(channel=channel, external_id=f"psid-{channel}")
+        conversation = channels.conversation(contact, integration_account_id=account_id)
+
+        message_id = _send(workspace, conversation, body=f"Hi on {channel}")
+
+        sent = wait_for_status(workspace, conversation["id"], message_id, "sent")
+        request = fake_graph.sent()[-1]
+        assert request.path == "/v21.0/me/messages"
+        assert request.token == f"page-{channel}"
+        assert request.json == {
+            "recipient": {"id": f"psid-{channel}"},
+            "messaging_type": "RESPONSE",
+            "message": {"text": f"Hi on {channel}"},
+        }
+        assert sent["provider_message_id"].startswith("m_")
+
+
+def test_default_account_is_used_when_the_conversation_names_none(workspace, channels, fake_graph):
+    account_id = channels.account("whatsapp", credentials={"access_token": "default-token"})
+    conversation = channels.conversation(channels.contact(channel="whatsapp"))
+
+    message_id = _send(workspace, conversation, body="via default")
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    [request] = fake_graph.sent()
+    assert request.token == "default-token"
+    assert channels.account_row(account_id).external_id in request.path
+
+
+def test_transient_5xx_and_429_are_retried_until_sent(workspace, channels, fake_graph):
+    _, conversation = _whatsapp(channels)
+    fake_graph.script("503", "130429", "ok")
+
+    message_id = _send(workspace, conversation, body="eventually")
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert len(fake_graph.sent()) == 3
+    assert sent["error_code"] is None
+    with session_scope() as session:
+        claim = session.get_one(OutboundSend, message_id)
+        assert (claim.status, claim.attempts, claim.last_error_code) == ("sent", 3, "130429")
+
+
+def test_window_closed_at_meta_fails_the_message_with_its_code(workspace, channels, fake_graph):
+    _, conversation = _whatsapp(channels)
+    fake_graph.script("131047")
+
+    message_id = _send(workspace, conversation, body="too late for Meta")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "131047"
+    assert "Re-engagement message" in failed["error_message"]
+    assert "24 hours" in failed["error_message"]
+    assert len(fake_graph.sent()) == 1  # permanent: never retried
+    [event] = [e for e in channels.events("message.status_updated") if e.data["id"] == message_id]
+    assert event.data["status"] == "failed"
+    assert event.data["error_code"] == "131047"
+
+
+def test_bad_token_190_fails_without_retry(workspace, channels, fake_graph):
+    _, conversation = _whatsapp(channels)
+    fake_graph.accepted_tokens = {"some-other-token"}
+
+    message_id = _send(workspace, conversation, body="with an expired token")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "190"
+    assert "access token" in failed["error_message"]
+    assert len(fake_graph.sent()) == 1
+
+
+def test_timeouts_are_retried_then_the_message_fails_and_is_dead_lettered(
+    workspace, channels, fake_graph
+):
+    from shared.models import DeadLetter
+
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(("sleep", 1.5))  # every attempt outlasts GRAPH_TIMEOUT_SECONDS=1
+
+    message_id = _send(workspace, conversation, body="into the void")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed", timeout=30)
+    assert failed["error_code"] == "timeout"
+    assert len(fake_graph.sent()) == 3  # the first attempt and OUTBOUND_MAX_RETRIES=2
+
+    def dead_letter():
+        with session_scope() as session:
+            return session.scalars(
+                select(DeadLetter).where(
+                    DeadLetter.actor_name == "send_outbound",
+                    DeadLetter.args.contains([message_id]),
+                )
+            ).one_or_none()
+
+    letter = poll(dead_letter, "the dead letter")
+    assert "timeout" in letter.error
+
+
+def test_the_same_send_twice_reaches_meta_once(workspace, channels, fake_graph):
+    from workers.actors.channels_outbound import send_outbound
+
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(("sleep", 0.3), "ok")
+    message_id = _send(workspace, conversation, body="only once")
+    send_outbound.send(message_id)
+    send_outbound.send(message_id)
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    poll(lambda: len(fake_graph.sent()) >= 1, "a request")
+    time.sleep(1.0)  # let the duplicate jobs run
+    assert len(fake_graph.sent()) == 1
+
+
+def test_no_connected_account_fails_the_message_at_once(workspace, channels, fake_graph):
+    conversation = channels.conversation(channels.contact(channel="instagram"))
+
+    message_id = _send(workspace, conversation, body="nobody to send it")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "no_account"
+    assert fake_graph.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("131026", "Message Undeliverable"),
+        ("100", "Invalid parameter"),
+        ("132001", "does not exist"),
+    ],
+)
+def test_permanent_meta_errors_fail_once_with_their_code(
+    workspace, channels, fake_graph, code, words
+):
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(code)
+
+    message_id = _send(workspace, conversation, body="refused")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == code
+    assert words in failed["error_message"]
+    assert len(fake_graph.sent()) == 1
+
+
+def test_messenger_rate_limit_80007_is_retried(workspace, channels, fake_graph):
+    account_id = channels.account("messenger", credentials={"access_token": "page"})
+    conversation = channels.conversation(
+        channels.contact(channel="messenger"), integration_account_id=account_id
+    )
+    fake_graph.script("80007", "ok")
+
+    message_id = _send(workspace, conversation, body="after the throttle")
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert len(fake_graph.sent()) == 2

@@ -1,0 +1,255 @@
+"""A fake Meta Graph API: records every request and answers like Meta, failures included.
+
+Routes (any version segment): ``POST /{v}/{phone-number-id}/messages`` (WhatsApp),
+``POST /{v}/me/messages`` (Messenger / Instagram), ``GET /{v}/{media-id}`` (media
+info) and ``GET /media/{media-id}`` (the bytes, Bearer token required).
+
+Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
+next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
+:func:`tests.peers.meta_errors.meta_error` (``"131047"``, ``"190"``...),
+``("sleep", seconds)`` (then ok) or ``("raw", status, body)``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import http.server
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.peers.meta_errors import meta_error
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def form(self) -> dict[str, tuple[str | None, str | None, bytes]]:
+        """A multipart body's parts: name -> (filename, content type, bytes)."""
+        content_type = self.headers.get("Content-Type") or self.headers.get("content-type")
+        parsed = email.message_from_bytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + self.body,
+            policy=email.policy.HTTP,
+        )
+        return {
+            part.get_param("name", header="content-disposition"): (
+                part.get_filename(),
+                part.get_content_type() if part.get("Content-Type") else None,
+                part.get_payload(decode=True),
+            )
+            for part in parsed.iter_parts()
+        }
+
+    @property
+    def token(self) -> str | None:
+        auth = self.headers.get("Authorization") or self.headers.get("authorization") or ""
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+
+@dataclass
+class StoredMedia:
+    content: bytes
+    mime_type: str
+
+
+@dataclass
+class FakeGraph:
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    media: dict[str, StoredMedia] = field(default_factory=dict)
+    #: When set, any other Bearer token answers Meta's 190 "invalid token".
+    accepted_tokens: set[str] | None = None
+    #: Seconds every media request takes (to make concurrent fetches overlap).
+    media_delay: float = 0.0
+    _plan: list[Any] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.media.clear()
+            self._plan = []
+            self.accepted_tokens = None
+            self.media_delay = 0.0
+
+    def script(self, *behaviours: Any) -> None:
+        with self.lock:
+            self._plan = list(behaviours)
+
+    def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
+        with self.lock:
+            self.media[media_id] = StoredMedia(content, mime_type)
+
+    def sent(self, path_suffix: str = "/messages") -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == "POST" and r.path.endswith(path_suffix)]
+
+    def gets(self, prefix: str = "") -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == "GET" and r.path.startswith(prefix)]
+
+    def _next(self) -> Any:
+        with self.lock:
+            if not self._plan:
+                return "ok"
+            return self._plan.pop(0) if len(self._plan) > 1 else self._plan[0]
+
+
+def _handler(graph: FakeGraph):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _record(self) -> Recorded:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                body = self._read_chunked()
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+            recorded = Recorded(
+                self.command, self.path, dict(self.headers.items()), body, time.time()
+            )
+            with graph.lock:
+                graph.requests.append(recorded)
+            return recorded
+
+        def _read_chunked(self) -> bytes:
+            """A ``Transfer-Encoding: chunked`` body (a streamed upload has no length)."""
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()  # the blank line after the last chunk
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+
+        def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+
+        def _authorized(self, recorded: Recorded) -> bool:
+            token = recorded.token
+            ok = token is not None and (
+                graph.accepted_tokens is None or token in graph.accepted_tokens
+            )
+            if not ok:
+                self._send(*meta_error("190"))
+            return ok
+
+        def do_POST(self):
+            recorded = self._record()
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) != 3 or parts[2] not in ("messages", "media"):
+                self._send(*meta_error("100"))
+                return
+            if not self._authorized(recorded):
+                return
+            if parts[2] == "media":  # a WhatsApp media upload
+                self._send(200, {"id": str(secrets.randbelow(10**15))})
+                return
+            behaviour = graph._next()
+            if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
+                time.sleep(behaviour[1])
+                behaviour = "ok"
+            if isinstance(behaviour, tuple) and behaviour[0] == "raw":
+                self._send(behaviour[1], behaviour[2])
+                return
+            if behaviour != "ok":
+                self._send(*meta_error(behaviour))
+                return
+            multipart = "multipart/" in (self.headers.get("Content-Type") or "")
+            if multipart:
+                form = recorded.form
+                payload = {"recipient": json.loads(form["recipient"][2]), "to": None}
+            else:
+                payload = recorded.json
+            if parts[1] == "me":
+                self._send(
+                    200,
+                    {
+                        "recipient_id": payload["recipient"]["id"],
+                        "message_id": "m_" + secrets.token_urlsafe(24),
+                    },
+                )
+            else:
+                self._send(
+                    200,
+                    {
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"input": payload.get("to"), "wa_id": payload.get("to")}],
+                        "messages": [{"id": "wamid.HBgL" + secrets.token_hex(16).upper()}],
+                    },
+                )
+
+        def do_GET(self):
+            recorded = self._record()
+            if not self._authorized(recorded):
+                return
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if graph.media_delay:
+                time.sleep(graph.media_delay)
+            if len(parts) == 2 and parts[0] == "media":
+                stored = graph.media.get(parts[1])
+                if stored is None:
+                    self._send(404, b"not found", "text/plain")
+                else:
+                    self._send(200, stored.content, stored.mime_type)
+                return
+            if len(parts) == 2:
+                stored = graph.media.get(parts[1])
+                if stored is None:
+                    self._send(*meta_error("100"))
+                    return
+                self._send(
+                    200,
+                    {
+                        "messaging_product": "whatsapp",
+                        "url": f"{graph.base_url}/media/{parts[1]}",
+                        "mime_type": stored.mime_type,
+                        "sha256": hashlib.sha256(stored.content).hexdigest(),
+                        "file_size": len(stored.content),
+                        "id": parts[1],
+                    },
+                )
+                return
+            self._send(*meta_error("100"))
+
+    return Handler
+
+
+def start_fake_graph() -> tuple[FakeGraph, http.server.ThreadingHTTPServer]:
+    graph = FakeGraph()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(graph))
+    server.daemon_threads = True
+    graph.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True, name="fake-graph").start()
+    return graph, server
