@@ -66,12 +66,15 @@ def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
         return Outcome.IN_PROGRESS if exists else Outcome.UNKNOWN
     if event.status != "pending":
         return Outcome.ALREADY_DONE
-    if event.dispatched_at is None:
-        event.dispatched_at = started_at
-    event.dispatch_attempts += 1
     for name, target in _targets.items():
         log.debug("event %s -> target %s", event.id, name)
         target(session, event)
+    # PERF: set after the targets ran, so the event is written once (at commit), not
+    # also by the autoflush of the targets' first statement. A target that raises
+    # rolls all of it back either way.
+    if event.dispatched_at is None:
+        event.dispatched_at = started_at
+    event.dispatch_attempts += 1
     event.status = "processed"
     event.processed_at = func.clock_timestamp()
     return Outcome.PROCESSED
