@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
@@ -69,6 +70,26 @@ _CLAIM_MANY = text(
 )
 
 
+_DUE = text(
+    """
+    SELECT d.id, d.endpoint_id, e.max_concurrency
+      FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+     WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.next_attempt_at <= now()
+     ORDER BY d.next_attempt_at, d.id
+    """
+)
+
+
+def due(ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """``(id, endpoint_id, max_concurrency)`` of the due pending deliveries among ``ids``.
+
+    Read without locking: what a caller learns here only decides what it tries to claim.
+    """
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        return [tuple(row) for row in connection.execute(_DUE, {"ids": list(ids)})]
+
+
 def claim_many(
     connection: Connection, ids: Sequence[uuid.UUID], default_timeout: float
 ) -> list[Claimed]:
@@ -109,6 +130,87 @@ def _record_other(claimed: Claimed, result: Result, parked_waiting: bool) -> Out
     return outcome
 
 
+@dataclass(slots=True)
+class Attempt:
+    """A claimed delivery to send, with its endpoint lease (None when there is no limiter)."""
+
+    claimed: Claimed
+    lease: str | None
+
+
+@dataclass(slots=True)
+class Started:
+    """What :func:`begin` claimed: the attempts to send, and the outcome of every id so far."""
+
+    attempts: list[Attempt]
+    outcomes: dict[uuid.UUID, Outcome]
+
+
+def begin(
+    ids: Sequence[uuid.UUID],
+    *,
+    limiter: Limiter | None,
+    default_timeout: float,
+    park_seconds: float = 5.0,
+) -> Started:
+    """Claim the due deliveries among ``ids`` and take their leases; park those over the limit.
+
+    Every id's outcome is ``noop`` (not claimed), ``disabled`` or ``parked``
+    unless it is in ``attempts``: the caller sends those, then calls :func:`finish`.
+    """
+    outcomes = {i: Outcome("noop") for i in ids}
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        claims = claim_many(connection, ids, default_timeout)
+    live = [c for c in claims if c.enabled]
+    if len(live) < len(claims):
+        with session_scope() as session:
+            for c in claims:
+                if not c.enabled:
+                    outcomes[c.id] = delivery.end_disabled(session, c)
+    if limiter is None:
+        return Started([Attempt(c, None) for c in live], outcomes)
+    leases = limiter.acquire_many(
+        [(c.endpoint_id, c.max_concurrency, c.timeout + LOCK_MARGIN_SECONDS) for c in live]
+    )
+    if None in leases:
+        with session_scope() as session:
+            for c, lease in zip(live, leases, strict=True):
+                if lease is None:
+                    delivery.unclaim(session, c, park_seconds=park_seconds)
+                    outcomes[c.id] = Outcome("parked", delay=park_seconds)
+    attempts = [Attempt(c, lease) for c, lease in zip(live, leases, strict=True) if lease]
+    return Started(attempts, outcomes)
+
+
+def release(attempts: Sequence[Attempt], limiter: Limiter | None) -> list[bool]:
+    """Give the attempts' leases back; for each, whether a parked delivery waits for it."""
+    held = [(a.claimed.endpoint_id, a.lease) for a in attempts if a.lease]
+    waiting = iter(limiter.release_many(held) if limiter is not None and held else ())
+    return [next(waiting) if a.lease else False for a in attempts]
+
+
+def finish(
+    done: Sequence[tuple[Attempt, Result]], *, limiter: Limiter | None
+) -> dict[uuid.UUID, Outcome]:
+    """Release the sent attempts' leases and record their outcomes (2xx ones in one statement)."""
+    waiting = release([a for a, _ in done], limiter)
+    fast, slow = [], []
+    for (attempt, result), parked_waiting in zip(done, waiting, strict=True):
+        if result.ok and not parked_waiting:
+            fast.append((attempt.claimed, result))
+        else:
+            slow.append((attempt.claimed, result, parked_waiting))
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    if fast:
+        with get_engine().connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            outcomes.update(delivery.record_successes(connection, fast))
+    for claimed, result, parked_waiting in slow:
+        outcomes[claimed.id] = _record_other(claimed, result, parked_waiting)
+    return outcomes
+
+
 def deliver_batch(
     ids: Sequence[uuid.UUID],
     *,
@@ -116,50 +218,22 @@ def deliver_batch(
     default_timeout: float,
     park_seconds: float = 5.0,
 ) -> dict[uuid.UUID, Outcome]:
-    """Run one attempt of each due delivery among ``ids``; see the module docstring.
+    """Run one attempt of each due delivery among ``ids``, waiting for all of them.
 
     Returns each id's outcome (``noop`` for one that was not claimed).
     """
-    outcomes = {i: Outcome("noop") for i in ids}
-    with get_engine().connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        claims = claim_many(connection, ids, default_timeout)
-        if not claims:
-            return outcomes
-        live = [c for c in claims if c.enabled]
-        if len(live) < len(claims):
-            with session_scope() as session:
-                for c in claims:
-                    if not c.enabled:
-                        outcomes[c.id] = delivery.end_disabled(session, c)
-        leases = (
-            limiter.acquire_many(
-                [(c.endpoint_id, c.max_concurrency, c.timeout + LOCK_MARGIN_SECONDS) for c in live]
-            )
-            if limiter is not None
-            else [None] * len(live)
-        )
-        sending = [c for c, lease in zip(live, leases, strict=True) if lease or limiter is None]
-        if len(sending) < len(live):
-            with session_scope() as session:
-                for c, lease in zip(live, leases, strict=True):
-                    if lease is None:
-                        delivery.unclaim(session, c, park_seconds=park_seconds)
-                        outcomes[c.id] = Outcome("parked", delay=park_seconds)
-        held = [(c.endpoint_id, lease) for c, lease in zip(live, leases, strict=True) if lease]
-        try:
-            results = sender.send_all(sending)
-        finally:
-            waiting = limiter.release_many(held) if limiter is not None else []
-        waiting = waiting or [False] * len(sending)
-        parked_waiting = dict(zip((c.id for c in sending), waiting, strict=True))
-        fast, slow = [], []
-        for c, r in zip(sending, results, strict=True):
-            (fast if r.ok and not parked_waiting[c.id] else slow).append((c, r))
-        outcomes.update(delivery.record_successes(connection, fast))
-    for c, r in slow:
-        outcomes[c.id] = _record_other(c, r, parked_waiting[c.id])
-    return outcomes
+    started = begin(
+        ids, limiter=limiter, default_timeout=default_timeout, park_seconds=park_seconds
+    )
+    try:
+        results = sender.send_all([a.claimed for a in started.attempts])
+    except BaseException:
+        release(started.attempts, limiter)
+        raise
+    started.outcomes.update(
+        finish(list(zip(started.attempts, results, strict=True)), limiter=limiter)
+    )
+    return started.outcomes
 
 
 def chunks(ids: Sequence[uuid.UUID], size: int = MAX_BATCH) -> list[list[uuid.UUID]]:

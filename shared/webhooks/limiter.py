@@ -109,6 +109,18 @@ class Limiter:
             return [False] * len(leases)
         return [bool(w) for w in waiting]
 
+    def park(self, counts: dict[uuid.UUID, int]) -> None:
+        """Count deliveries left waiting in Postgres, so releases of their endpoint pull them."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for endpoint_id, count in counts.items():
+                    parked = self._keys(endpoint_id)[1]
+                    pipe.incrby(parked, count)
+                    pipe.pexpire(parked, 3_600_000)
+                pipe.execute()
+        except redis.RedisError:
+            log.warning("webhook limiter unavailable; parked deliveries wait for the sweeper")
+
     def acquire(self, endpoint_id: uuid.UUID, limit: int, ttl_seconds: float) -> str | None:
         """A lease token, or None when ``limit`` leases are held (the caller parks)."""
         return self.acquire_many([(endpoint_id, limit, ttl_seconds)])[0]

@@ -18,10 +18,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from shared import dispatch
 from shared.config import get_settings
-from shared.webhooks import engine, fanout, queue
+from shared.webhooks import engine, fanout, pipeline, queue
 from shared.webhooks.limiter import Limiter
 from workers import queues
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
@@ -66,15 +67,33 @@ def deliver_webhook(delivery_id: str) -> None:
     _deliver([delivery_id])
 
 
+def _pipeline() -> pipeline.Pipeline:
+    return pipeline.pipeline(
+        limiter=_limiter(), default_timeout=get_settings().webhook_timeout_seconds
+    )
+
+
 def enqueue_deliveries(items: Sequence[tuple[uuid.UUID, float]]) -> None:
-    """The :mod:`shared.webhooks.queue` enqueuer: a message per batch of equal delay."""
+    """The :mod:`shared.webhooks.queue` enqueuer.
+
+    PERF: inside a job of this worker (``dispatch_event`` fanning out, a delivery
+    pulling a parked one), deliveries due now go to this process's pipeline
+    rather than through the broker: one message per event instead of two. The
+    rest (delayed retries; the API's resends; the sweeper) become
+    ``deliver_webhooks`` messages, one per batch of equal delay.
+    """
+    in_job = CurrentMessage.get_current_message() is not None
+    local = [i for i, delay in items if in_job and delay <= 0]
     by_delay: dict[float, list[uuid.UUID]] = defaultdict(list)
     for delivery_id, delay in items:
-        by_delay[max(delay, 0.0)].append(delivery_id)
+        if not (in_job and delay <= 0):
+            by_delay[max(delay, 0.0)].append(delivery_id)
     for delay, ids in by_delay.items():
         options = {"delay": int(delay * 1000)} if delay > 0 else {}
         for batch in engine.chunks(ids):
             deliver_webhooks.send_with_options(args=([str(i) for i in batch],), **options)
+    if local:
+        _pipeline().submit(local)
 
 
 dispatch.register_target(fanout.TARGET_NAME, fanout.target)
