@@ -213,7 +213,7 @@ class Pipeline:
         self._pump()
 
     async def _send(self, attempt: Attempt) -> None:
-        result = await sender.send_one(self._runner.pool, attempt.claimed)
+        result = await sender.send_one(self._runner.session, self._runner.policy, attempt.claimed)
         self._done.append((attempt, result))
         self._pump()
 

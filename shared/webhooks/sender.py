@@ -20,11 +20,11 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
 
-from shared.webhooks.aio_transport import build_pool
+from shared.webhooks.aio_transport import build_session, vet_literal
 from shared.webhooks.delivery import (
     MAX_READ_BODY,
     Claimed,
@@ -34,74 +34,66 @@ from shared.webhooks.delivery import (
     prepare,
     response_headers_of,
 )
-from shared.webhooks.ssrf import UnsafeUrl
+from shared.webhooks.ssrf import Policy, UnsafeUrl
 
 T = TypeVar("T")
-_USER_AGENT = (b"user-agent", b"OmniStream-Webhooks/1")
-_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed(url: str) -> tuple[httpcore.URL, bytes]:
-    """The URL as httpcore takes it (IDNA host) and its Host header; endpoints' URLs repeat."""
-    parsed = httpx.URL(url)
-    target = httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
-    )
-    return target, parsed.netloc
+def _blocked(exc: BaseException) -> UnsafeUrl | None:
+    """The guard's refusal, if that is what ``exc`` is or was raised from."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UnsafeUrl):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
-async def send_one(pool: httpcore.AsyncConnectionPool, claimed: Claimed) -> Result:
+async def send_one(session: aiohttp.ClientSession, policy: Policy, claimed: Claimed) -> Result:
     """POST the signed payload once; never raises for what the receiver or network does."""
     body, signed, result = prepare(claimed)
-    url, host = _parsed(claimed.url)
-    # NOTE: httpcore sends exactly these headers; Host and Content-Length are ours to add.
-    headers = [
-        (b"host", host),
-        (b"content-length", str(len(body)).encode()),
-        _USER_AGENT,
-        _CONTENT_TYPE,
-        *((k.encode(), v.encode()) for k, v in signed.items()),
-    ]
     limit = claimed.timeout
-    request = httpcore.Request(
-        "POST",
-        url,
-        headers=headers,
-        content=body,
-        extensions={"timeout": {"connect": limit, "read": limit, "write": limit, "pool": limit}},
-    )
     started = time.monotonic()
     try:
         async with asyncio.timeout(limit):
-            response = await pool.handle_async_request(request)
-            try:
+            vet_literal(_host_of(claimed.url), policy)
+            async with session.post(
+                claimed.url, data=body, headers=signed, allow_redirects=False
+            ) as response:
                 result.status_code = response.status
-                result.response_headers = response_headers_of(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers
-                )
+                result.response_headers = response_headers_of(response.headers.items())
                 received = bytearray()
-                async for chunk in response.aiter_stream():
-                    received += chunk
-                    if len(received) >= MAX_READ_BODY:
+                while len(received) < MAX_READ_BODY:
+                    chunk = await response.content.read(MAX_READ_BODY - len(received))
+                    if not chunk:
                         break
+                    received += chunk
                 result.response_body = logged_text(bytes(received))
-            finally:
-                await response.aclose()
-    except UnsafeUrl as exc:
-        result.error_kind, result.error = "blocked", str(exc)
-    except (TimeoutError, httpcore.TimeoutException) as exc:
+    except TimeoutError as exc:
         result.error_kind, result.error = "timeout", f"no answer within {limit:g} s"
         result.error += f" ({type(exc).__name__})"
-    except httpcore.ConnectError as exc:
-        result.error_kind, result.error = "connection", f"connect failed: {exc}"[:500]
+    except aiohttp.ClientConnectorError as exc:
+        blocked = _blocked(exc)
+        if blocked is not None:
+            result.error_kind, result.error = "blocked", str(blocked)
+        else:
+            result.error_kind, result.error = "connection", f"connect failed: {exc}"[:500]
     except Exception as exc:
         # NOTE: a cut response, a protocol error... and anything unexpected: one odd
         # attempt is a failed attempt, never a failed batch.
-        result.error_kind = "connection"
-        result.error = f"{type(exc).__name__}: {exc}"[:500]
+        blocked = _blocked(exc)
+        if blocked is not None:
+            result.error_kind, result.error = "blocked", str(blocked)
+        else:
+            result.error_kind = "connection"
+            result.error = f"{type(exc).__name__}: {exc}"[:500]
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return classify(result)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 class LoopThread:
@@ -113,11 +105,11 @@ class LoopThread:
             target=self.loop.run_forever, name="webhook-sender", daemon=True
         )
         self.thread.start()
-        self.pool: httpcore.AsyncConnectionPool = self.run(self._build())
+        self.policy = Policy.from_settings()
+        self.session: aiohttp.ClientSession = self.run(self._build())
 
-    @staticmethod
-    async def _build() -> httpcore.AsyncConnectionPool:
-        return build_pool()
+    async def _build(self) -> aiohttp.ClientSession:
+        return build_session(self.policy)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its result (from any other thread)."""
@@ -137,8 +129,8 @@ def loop_thread() -> LoopThread:
         return _current[1]
 
 
-async def _send_batch(pool: httpcore.AsyncConnectionPool, claims: Sequence[Claimed]):
-    return await asyncio.gather(*(send_one(pool, c) for c in claims))
+async def _send_batch(runner: LoopThread, claims: Sequence[Claimed]) -> list[Result]:
+    return await asyncio.gather(*(send_one(runner.session, runner.policy, c) for c in claims))
 
 
 def send_all(claims: Sequence[Claimed]) -> list[Result]:
@@ -146,4 +138,4 @@ def send_all(claims: Sequence[Claimed]) -> list[Result]:
     if not claims:
         return []
     runner = loop_thread()
-    return list(runner.run(_send_batch(runner.pool, claims)))
+    return list(runner.run(_send_batch(runner, claims)))
