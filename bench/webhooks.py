@@ -13,6 +13,10 @@ What it measures, in one run:
   the other three's deliveries/s is compared with the engine figure.
 - baseline: the same worker shape running only a bare actor that POSTs the same
   body with httpx (no database), ``--events x 3`` messages enqueued as fast as possible.
+- worker CPU ms per delivery (engine burst and baseline): the worker process tree's
+  CPU time over the run divided by its deliveries. On a machine shared with other
+  work, deliveries/s of the two phases (measured minutes apart) move with the
+  neighbours' load; CPU per delivery does not, so its ratio is printed too.
 
 Targets: engine >= 80% of the baseline's deliveries/s; paced p99 < 250 ms; slow
 receiver costs the others <= 20% of their throughput.

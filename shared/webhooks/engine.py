@@ -1,8 +1,10 @@
 """Deliver a batch of deliveries: one claim, concurrent sends, one record, for all of them.
 
-What the ``deliver_webhooks`` job runs (:func:`deliver_batch`). The steps and
-guarantees are those of one attempt (:mod:`shared.webhooks.delivery`), made
-per batch rather than per delivery:
+:func:`begin` and :func:`finish` are the stages; the ``deliver_webhooks`` job runs
+them around one concurrent send (:func:`deliver_batch`), the in-process pipeline
+(:mod:`.pipeline`) runs them as separate stages. The steps and guarantees are
+those of one attempt (:mod:`shared.webhooks.delivery`), made per batch rather
+than per delivery:
 
 1. claim: one ``UPDATE ... WHERE id = ANY(:ids)`` over the due pending rows,
    locked ``FOR UPDATE SKIP LOCKED`` (a row another worker holds is its own, and
@@ -37,14 +39,13 @@ from shared.webhooks.limiter import Limiter
 
 log = logging.getLogger(__name__)
 
-#: Deliveries per ``deliver_webhooks`` message at most (bounds one job's work).
+#: Deliveries per ``deliver_webhooks`` message or pipeline claim at most.
 MAX_BATCH = 50
 
-#: Both statements start with ``cfg``: PERF: asynchronous commit for the statement's
-#: own transaction. A server crash may lose the last few hundred milliseconds of
-#: claims and outcomes: a lost claim never happened, a lost outcome re-sends
-#: (at-least-once; receivers dedupe by webhook-id). Joining ``cfg`` makes Postgres
-#: evaluate it. ``ORDER BY id`` takes the row locks in one order in every worker.
+#: The claim starts with ``cfg``: PERF: asynchronous commit for the statement's
+#: own transaction (as for the record, :mod:`.delivery`). A server crash may lose the
+#: last few hundred milliseconds of claims: a lost claim never happened. Joining
+#: ``cfg`` makes Postgres evaluate it. ``ORDER BY id``: every worker locks in one order.
 _CLAIM_MANY = text(
     """
     WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
