@@ -14,12 +14,13 @@ runs on the webhook event loop (:mod:`.sender`) and keeps three stages busy:
   whatever batch they were claimed in, so a slow receiver delays only its own.
 
 Under load the queues grow and so do the batches; when idle a delivery goes
-through alone. ``submit`` blocks while ``MAX_OUTSTANDING`` deliveries are being
-admitted, sent or recorded, so a worker takes no more events than it delivers.
-A delivery waiting for its endpoint holds no such room: a slow receiver's
-backlog cannot stall the others. Past ``MAX_WAITING_PER_ENDPOINT`` it is left
-in Postgres and counted as parked (:mod:`.limiter`): a release of its endpoint
-pulls it, or the sweeper re-drives it.
+through alone. ``submit`` blocks while ``MAX_OUTSTANDING`` deliveries are in
+the pipeline (waiting for their endpoint included), so a worker takes no more
+events than it delivers and a burst waits in the broker, not in memory. One
+endpoint may hold at most ``MAX_WAITING_PER_ENDPOINT`` of that room waiting,
+so a slow receiver's backlog cannot stall the others: past it a delivery is left
+in Postgres and counted as parked (:mod:`.limiter`), for a release of its
+endpoint to pull or the sweeper to re-drive.
 
 Nothing is lost if the process dies: the rows are committed before they are
 handed over, a claimed row's claim expires, and the sweeper re-drives both.
@@ -46,10 +47,11 @@ from shared.webhooks.limiter import Limiter
 
 log = logging.getLogger(__name__)
 
-#: Deliveries being admitted, sent or recorded at most (submit blocks beyond).
-MAX_OUTSTANDING = 512
-#: Deliveries kept here per endpoint waiting for a free slot (ids: cheap); more are parked.
-MAX_WAITING_PER_ENDPOINT = 5_000
+#: Deliveries handed over and not yet recorded, at most (submit blocks beyond).
+MAX_OUTSTANDING = 1024
+#: Deliveries kept here per endpoint waiting for a free slot; more are parked. Half
+#: the room, so one slow endpoint's backlog leaves the other half to the others.
+MAX_WAITING_PER_ENDPOINT = MAX_OUTSTANDING // 2
 #: Admit-and-claim batches running at once.
 MAX_CLAIMING = 2
 #: Threads for the database work of claiming and recording.
@@ -91,7 +93,7 @@ class Pipeline:
         self._loop.call_soon_threadsafe(self._pump)
 
     def outstanding(self) -> int:
-        """Deliveries handed over and not yet recorded (or given back to Postgres)."""
+        """Deliveries handed over and not yet recorded (or left to Postgres)."""
         with self._lock:
             waiting = sum(len(w) for w in self._waiting.values())
             in_flight = sum(n for n in self._busy.values() if n > 0)
@@ -137,6 +139,7 @@ class Pipeline:
         admitted: list[uuid.UUID] = []
         endpoint_of: dict[uuid.UUID, uuid.UUID] = {}
         overflow: Counter[uuid.UUID] = Counter()
+        parked: list[uuid.UUID] = []
         with self._lock:
             for delivery_id, endpoint_id, limit in due:
                 self._limits[endpoint_id] = limit
@@ -148,8 +151,11 @@ class Pipeline:
                     self._waiting[endpoint_id].append(delivery_id)
                 else:
                     overflow[endpoint_id] += 1
-            # Everything but the admitted ones gives its room back now.
-            self._let_go(set(batch) - set(admitted))
+                    parked.append(delivery_id)
+            # Not due (claimed elsewhere, done) or left in Postgres: their room is free.
+            due_ids = {row[0] for row in due}
+            self._let_go([i for i in batch if i not in due_ids])
+            self._let_go(parked)
         if overflow and self.limiter is not None:
             self.limiter.park(overflow)
         attempts: list[Attempt] = []
