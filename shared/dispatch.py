@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.models import OutboxEvent
@@ -46,6 +46,17 @@ def registered_targets() -> tuple[str, ...]:
     return tuple(_targets)
 
 
+_MARK_PROCESSED = text(
+    """
+    UPDATE outbox_events
+       SET status = 'processed', processed_at = clock_timestamp(),
+           dispatched_at = coalesce(dispatched_at, :started_at),
+           dispatch_attempts = dispatch_attempts + 1
+     WHERE id = :id
+    """
+)
+
+
 def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
     """Fan the event out to every target and mark it processed, in the caller's transaction.
 
@@ -66,14 +77,14 @@ def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
         return Outcome.IN_PROGRESS if exists else Outcome.UNKNOWN
     if event.status != "pending":
         return Outcome.ALREADY_DONE
-    if event.dispatched_at is None:
-        event.dispatched_at = started_at
-    event.dispatch_attempts += 1
     for name, target in _targets.items():
         log.debug("event %s -> target %s", event.id, name)
         target(session, event)
-    event.status = "processed"
-    event.processed_at = func.clock_timestamp()
+    # PERF: one written-out UPDATE after the targets ran, instead of the unit of work
+    # flushing the event (twice when a target's statement autoflushed it first): on
+    # the dispatch hot path that flush cost more than a webhook fan-out. A target
+    # that raises rolls all of it back either way.
+    session.execute(_MARK_PROCESSED, {"id": event.id, "started_at": started_at})
     return Outcome.PROCESSED
 
 

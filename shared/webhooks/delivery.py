@@ -1,7 +1,8 @@
 """One attempt of one delivery: claim the row, send the signed POST, record the outcome.
 
-:func:`deliver` is what the ``deliver_webhook`` job runs. Three short
-transactions, none held open during network I/O:
+The engine (:mod:`shared.webhooks.engine`) runs these steps for a batch at a
+time; this module holds what one attempt is. Three short transactions, none held
+open during network I/O:
 
 1. claim: ``UPDATE ... SET status='in_flight', locked_until=now()+timeout+margin
    WHERE status='pending' AND next_attempt_at <= now()``. A duplicate message, or one
@@ -18,27 +19,30 @@ the same ``webhook-id`` twice: at-least-once, as the Standard Webhooks spec expe
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
+import logging
 import random
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, bindparam, func, insert, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, func, insert, literal_column, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity, crypto
 from shared.context import Ctx
-from shared.db import get_engine, session_scope
 from shared.events import emit
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import health, queue, schedule, signing
-from shared.webhooks.limiter import Limiter
 from shared.webhooks.ssrf import UnsafeUrl
+
+log = logging.getLogger(__name__)
 
 #: Bytes of request and response bodies kept in the attempt log.
 MAX_LOGGED_BODY = 4096
@@ -111,94 +115,59 @@ class Outcome:
 # --- claim -------------------------------------------------------------------------------
 
 
+#: PERF: decrypting an endpoint's secret on every attempt cost as much as signing;
+#: keyed by the ciphertext, so a rotated secret is a new entry.
+_decrypt = functools.lru_cache(maxsize=1024)(crypto.decrypt)
+
+
 def secrets_of(endpoint_row: Any) -> tuple[str, ...]:
-    current = crypto.decrypt(endpoint_row.secret_encrypted)
+    """The secrets that sign: the current one, and the previous one within its grace day."""
+    current = _decrypt(endpoint_row.secret_encrypted)
     expires = endpoint_row.previous_secret_expires_at
     if endpoint_row.previous_secret_encrypted and expires and expires > dt.datetime.now(dt.UTC):
-        return (current, crypto.decrypt(endpoint_row.previous_secret_encrypted))
+        return (current, _decrypt(endpoint_row.previous_secret_encrypted))
     return (current,)
 
 
-#: PERF: the hot path's statements are written once as SQL: building the equivalent
-#: SQLAlchemy constructs on every job cost more CPU than the job's own HTTP call.
-#: Both start with ``cfg``: PERF: asynchronous commit for the statement's own
-#: transaction. A server crash may lose the last few hundred milliseconds of claims and
-#: outcomes: a lost claim never happened, a lost outcome re-sends (at-least-once, and
+#: PERF: written once as SQL: building the equivalent SQLAlchemy constructs for every
+#: attempt cost more CPU than the attempt's own HTTP call. ``cfg`` makes the
+#: statement's own transaction commit asynchronously: a server crash may lose the last
+#: few hundred milliseconds of outcomes, and a lost outcome re-sends (at-least-once;
 #: receivers dedupe by webhook-id). Joining ``cfg`` makes Postgres evaluate it.
-_CLAIM = text(
-    """
-    WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)
-    UPDATE webhook_deliveries d
-       SET status = 'in_flight',
-           attempt_count = d.attempt_count + 1,
-           locked_until = now() + make_interval(
-               secs => least(e.timeout_seconds, :default_timeout) + :margin),
-           last_attempt_at = now()
-      FROM webhook_endpoints e, cfg
-     WHERE d.id = :id AND d.status = 'pending' AND d.next_attempt_at <= now()
-       AND e.id = d.endpoint_id
-    RETURNING d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, d.payload,
-              d.attempt_count, e.url, e.enabled, e.secret_encrypted,
-              e.previous_secret_encrypted, e.previous_secret_expires_at,
-              least(e.timeout_seconds, :default_timeout) AS timeout, e.max_concurrency
-    """
-)
-
-_RECORD_SUCCESS = text(
+_RECORD_SUCCESSES = text(
     """
     WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
-    attempt AS (
+    done AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            id uuid, tenant_id uuid, attempt int, started_at timestamptz, duration_ms int,
+            url text, request_headers jsonb, request_body text, status_code int,
+            response_headers jsonb, response_body text, is_test boolean)
+    ), attempt AS (
         INSERT INTO webhook_attempts (id, tenant_id, delivery_id, attempt, started_at,
             duration_ms, request_url, request_headers, request_body, response_status,
             response_headers, response_body)
-        VALUES (gen_random_uuid(), :tenant_id, :id, :attempt, :started_at, :duration_ms,
-            :url, :request_headers, :request_body, :status_code, :response_headers,
-            :response_body)
+        SELECT gen_random_uuid(), tenant_id, id, attempt, started_at, duration_ms, url,
+               request_headers, request_body, status_code, response_headers, response_body
+          FROM done
     ), delivery AS (
-        UPDATE webhook_deliveries
+        UPDATE webhook_deliveries d
            SET status = 'succeeded', finished_at = now(), locked_until = NULL,
-               last_status_code = :status_code, last_error_kind = NULL
-         WHERE id = :id AND status = 'in_flight' AND attempt_count = :attempt
-        RETURNING endpoint_id
+               last_status_code = done.status_code, last_error_kind = NULL
+          FROM done
+         WHERE d.id = done.id AND d.status = 'in_flight' AND d.attempt_count = done.attempt
+        RETURNING d.id, d.endpoint_id, done.is_test
     ), health AS (
-        -- PERF: every thread delivering to this endpoint would queue on its row lock;
+        -- PERF: every batch delivering to this endpoint would queue on its row lock;
         -- write only when a failure streak ends or the stamp is a minute old.
         UPDATE webhook_endpoints
            SET last_success_at = now(), first_failure_at = NULL
-         WHERE id = (SELECT endpoint_id FROM delivery) AND NOT :is_test
+         WHERE id IN (SELECT endpoint_id FROM delivery WHERE NOT is_test)
            AND (first_failure_at IS NOT NULL OR last_success_at IS NULL
                 OR last_success_at < now() - interval '60 seconds')
     )
-    SELECT count(*) FROM delivery, cfg
+    SELECT delivery.id FROM delivery, cfg
     """
-).bindparams(bindparam("request_headers", type_=JSONB), bindparam("response_headers", type_=JSONB))
-
-
-def claim(connection: Connection, delivery_id: uuid.UUID, default_timeout: float) -> Claimed | None:
-    """Take a due pending delivery for one attempt; None when it is not ours to send.
-
-    ``connection`` is in autocommit mode: the claim is one statement, one transaction.
-    """
-    row = connection.execute(
-        _CLAIM,
-        {"id": delivery_id, "default_timeout": default_timeout, "margin": LOCK_MARGIN_SECONDS},
-    ).one_or_none()
-    if row is None:
-        return None
-    return Claimed(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        endpoint_id=row.endpoint_id,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        payload=row.payload,
-        attempt=row.attempt_count,
-        url=row.url,
-        enabled=row.enabled,
-        secrets=secrets_of(row),
-        timeout=float(row.timeout),
-        max_concurrency=row.max_concurrency,
-    )
+)
 
 
 def unclaim(session: Session, claimed: Claimed, *, park_seconds: float) -> None:
@@ -227,12 +196,30 @@ def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _text(raw: bytes) -> str:
+def logged_text(raw: bytes) -> str:
+    """What the attempt log keeps of a body: its first bytes, as text."""
     return raw[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
 
 
-def send(client: httpx.Client, claimed: Claimed) -> Result:
-    """POST the signed payload once; never raises for what the receiver or network does."""
+def response_headers_of(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The response headers the attempt log keeps (the first few, lower-cased)."""
+    return {k.lower(): v for k, v in itertools.islice(items, _MAX_HEADERS)}
+
+
+def classify(result: Result) -> Result:
+    """Turn a completed exchange into a failure unless it answered 2xx (redirects included)."""
+    if result.error_kind is None and result.status_code is not None:
+        if 300 <= result.status_code < 400:
+            result.error_kind, result.error = "redirect", "redirects are not followed"
+        elif not 200 <= result.status_code < 300:
+            result.error_kind, result.error = "status", f"HTTP {result.status_code}"
+    if result.response_headers and result.error_kind in ("status", "redirect"):
+        result.retry_after = schedule.parse_retry_after(result.response_headers.get("retry-after"))
+    return result
+
+
+def prepare(claimed: Claimed) -> tuple[bytes, dict[str, str], Result]:
+    """The attempt's body, its signature headers (signed now) and its log entry, to fill in."""
     body = body_of(claimed.payload)
     timestamp = int(time.time())
     headers = signing.signed_headers(claimed.secrets, str(claimed.event_id), timestamp, body)
@@ -240,8 +227,14 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
         started_at=dt.datetime.now(dt.UTC),
         duration_ms=0,
         request_headers={**headers, "content-type": "application/json"},
-        request_body=_text(body),
+        request_body=logged_text(body),
     )
+    return body, headers, result
+
+
+def send(client: httpx.Client, claimed: Claimed) -> Result:
+    """POST the signed payload once; never raises for what the receiver or network does."""
+    body, headers, result = prepare(claimed)
     started = time.monotonic()
     deadline = started + claimed.timeout
     try:
@@ -253,7 +246,7 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
             timeout=httpx.Timeout(claimed.timeout),
         ) as response:
             result.status_code = response.status_code
-            result.response_headers = dict(list(response.headers.items())[:_MAX_HEADERS])
+            result.response_headers = response_headers_of(response.headers.items())
             received = bytearray()
             for chunk in response.iter_raw():
                 received += chunk
@@ -261,8 +254,7 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
                 # bounded by the attempt's own deadline.
                 if len(received) >= MAX_READ_BODY or time.monotonic() > deadline:
                     break
-            result.response_body = _text(bytes(received))
-            result.retry_after = schedule.parse_retry_after(response.headers.get("retry-after"))
+            result.response_body = logged_text(bytes(received))
     except UnsafeUrl as exc:
         result.error_kind, result.error = "blocked", str(exc)
     except httpx.TimeoutException as exc:
@@ -274,12 +266,7 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
         result.error_kind = "connection"
         result.error = f"{type(exc).__name__}: {exc}"[:500]
     result.duration_ms = int((time.monotonic() - started) * 1000)
-    if result.error_kind is None and result.status_code is not None:
-        if 300 <= result.status_code < 400:
-            result.error_kind, result.error = "redirect", "redirects are not followed"
-        elif not 200 <= result.status_code < 300:
-            result.error_kind, result.error = "status", f"HTTP {result.status_code}"
-    return result
+    return classify(result)
 
 
 # --- record ------------------------------------------------------------------------------
@@ -324,26 +311,59 @@ def _finish(session: Session, claimed: Claimed, result: Result | None, **values:
     return bool(changed)
 
 
+def _success_row(claimed: Claimed, result: Result) -> dict:
+    return {
+        "id": str(claimed.id),
+        "tenant_id": str(claimed.tenant_id),
+        "attempt": claimed.attempt,
+        "started_at": result.started_at.isoformat(),
+        "duration_ms": result.duration_ms,
+        "url": claimed.url,
+        "request_headers": result.request_headers,
+        "request_body": result.request_body,
+        "status_code": result.status_code,
+        "response_headers": result.response_headers,
+        "response_body": result.response_body,
+        "is_test": claimed.is_test,
+    }
+
+
+def record_successes(
+    connection: Connection, done: Sequence[tuple[Claimed, Result]]
+) -> dict[uuid.UUID, Outcome]:
+    """Log the 2xx attempts and mark their deliveries succeeded, in one statement.
+
+    If the statement fails (an endpoint deleted while we were sending, a
+    deadlock), each is recorded on its own so one row cannot lose the others; a
+    delivery whose endpoint was deleted meanwhile is ``gone``.
+    """
+    if not done:
+        return {}
+    rows = json.dumps([_success_row(c, r) for c, r in done])
+    try:
+        recorded = set(connection.execute(_RECORD_SUCCESSES, {"rows": rows}).scalars())
+    except IntegrityError:
+        if len(done) > 1:
+            return _one_by_one(connection, done)
+        # NOTE: the endpoint (and its deliveries) was deleted while we were sending.
+        return {c.id: Outcome("gone", attempt=r) for c, r in done}
+    except DBAPIError:
+        if len(done) > 1:
+            return _one_by_one(connection, done)
+        raise
+    return {c.id: Outcome("succeeded" if c.id in recorded else "lost", attempt=r) for c, r in done}
+
+
+def _one_by_one(
+    connection: Connection, done: Sequence[tuple[Claimed, Result]]
+) -> dict[uuid.UUID, Outcome]:
+    log.info("batch record failed; recording %d attempts one by one", len(done))
+    return {c.id: record_success(connection, c, r) for c, r in done}
+
+
 def record_success(connection: Connection, claimed: Claimed, result: Result) -> Outcome:
-    """Log a 2xx attempt and mark the delivery succeeded: one statement, one round trip."""
-    recorded = connection.execute(
-        _RECORD_SUCCESS,
-        {
-            "tenant_id": claimed.tenant_id,
-            "id": claimed.id,
-            "attempt": claimed.attempt,
-            "started_at": result.started_at,
-            "duration_ms": result.duration_ms,
-            "url": claimed.url,
-            "request_headers": result.request_headers,
-            "request_body": result.request_body,
-            "status_code": result.status_code,
-            "response_headers": result.response_headers,
-            "response_body": result.response_body,
-            "is_test": claimed.is_test,
-        },
-    )
-    return Outcome("succeeded" if recorded.scalar() else "lost", attempt=result)
+    """Log one 2xx attempt and mark its delivery succeeded (one statement)."""
+    return record_successes(connection, [(claimed, result)])[claimed.id]
 
 
 def record(
@@ -436,7 +456,8 @@ def exhaust(
         emit(session, "webhook.delivery_exhausted", data, tenant_id=tenant_id, actor=ctx.actor)
 
 
-def _disabled(session: Session, claimed: Claimed) -> Outcome:
+def end_disabled(session: Session, claimed: Claimed) -> Outcome:
+    """End a delivery claimed for an endpoint that was disabled since it was queued."""
     _finish(session, claimed, None, status="disabled", finished_at=func.now())
     return Outcome("disabled")
 
@@ -466,52 +487,3 @@ def pull_parked(session: Session, endpoint_id: uuid.UUID) -> list[uuid.UUID]:
             .returning(WebhookDelivery.id)
         )
     )
-
-
-def deliver(
-    delivery_id: uuid.UUID,
-    *,
-    client: httpx.Client,
-    limiter: Limiter | None,
-    default_timeout: float,
-    park_seconds: float = 5.0,
-) -> Outcome:
-    """Run one attempt of ``delivery_id`` if it is due; see the module docstring.
-
-    PERF: the common path is two single-statement autocommit transactions on one
-    pooled connection (claim, then record a 2xx), which sits idle and outside any
-    transaction while the POST is in flight; the rare paths use ordinary sessions.
-    """
-    with get_engine().connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        claimed = claim(connection, delivery_id, default_timeout)
-        if claimed is None:
-            return Outcome("noop")
-        if not claimed.enabled:
-            with session_scope() as session:
-                return _disabled(session, claimed)
-        lease = None
-        if limiter is not None:
-            lease = limiter.acquire(
-                claimed.endpoint_id, claimed.max_concurrency, claimed.timeout + LOCK_MARGIN_SECONDS
-            )
-            if lease is None:
-                with session_scope() as session:
-                    unclaim(session, claimed, park_seconds=park_seconds)
-                return Outcome("parked", delay=park_seconds)
-        try:
-            result = send(client, claimed)
-        finally:
-            parked_waiting = limiter.release(claimed.endpoint_id, lease) if lease else False
-        try:
-            if result.ok and not parked_waiting:
-                return record_success(connection, claimed, result)
-            with session_scope() as session:
-                outcome = record(session, claimed, result)
-                if parked_waiting:
-                    outcome.pulled = pull_parked(session, claimed.endpoint_id)
-                    queue.enqueue_after_commit(session, outcome.pulled)
-        except IntegrityError:
-            # NOTE: the endpoint (and its deliveries) was deleted while we were sending.
-            return Outcome("gone", attempt=result)
-    return outcome

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select, update
 
 from shared.db import session_scope
-from shared.models import WebhookDelivery
+from shared.models import OutboxEvent, WebhookDelivery
 from shared.webhooks import sweeper
 
 T = TypeVar("T")
@@ -51,6 +51,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     plans: dict[str, list[Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Requests being answered now, and the most ever at once, per path.
+    active: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -63,6 +66,15 @@ class Receiver:
         with self.lock:
             plan = self.plans.get(path) or [200]
             return plan.pop(0) if len(plan) > 1 else plan[0]
+
+    def enter(self, path: str) -> None:
+        with self.lock:
+            self.active[path] = self.active.get(path, 0) + 1
+            self.peak[path] = max(self.peak.get(path, 0), self.active[path])
+
+    def leave(self, path: str) -> None:
+        with self.lock:
+            self.active[path] -= 1
 
     def at(self, path: str) -> list[Received]:
         with self.lock:
@@ -77,6 +89,13 @@ def _handler(receiver: Receiver):
             pass
 
         def do_POST(self):
+            receiver.enter(self.path)
+            try:
+                self.answer()
+            finally:
+                receiver.leave(self.path)
+
+        def answer(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             with receiver.lock:
@@ -183,3 +202,24 @@ def settled(endpoint_id: str, count: int = 1, *, statuses=("succeeded", "failed"
         return rows if len(done) >= count and all(d.status != "in_flight" for d in rows) else None
 
     return wait_until(check, f"{count} deliveries of {endpoint_id} settled")
+
+
+@pytest.fixture
+def ws(worker, workspace):
+    """A workspace whose own events (its admin's creation...) are already dispatched.
+
+    NOTE: otherwise an endpoint created now could receive them, and counts would drift.
+    """
+    wait_until(
+        lambda: all(e.status == "processed" for e in outbox(workspace.tenant["id"])),
+        "the workspace's first events dispatched",
+    )
+    return workspace
+
+
+def outbox(tenant_id: str, event_type: str | None = None) -> list[OutboxEvent]:
+    query = select(OutboxEvent).where(OutboxEvent.tenant_id == uuid.UUID(tenant_id))
+    if event_type:
+        query = query.where(OutboxEvent.type == event_type)
+    with session_scope() as session:
+        return list(session.scalars(query.order_by(OutboxEvent.occurred_at)))

@@ -6,13 +6,12 @@ import datetime as dt
 import socket
 import uuid
 
-import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from shared.db import session_scope
 from shared.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import schedule, signing, sweeper
-from tests.webhooks.conftest import deliveries, move_time, settled, wait_until
+from tests.webhooks.conftest import deliveries, move_time, outbox, settled, wait_until
 from tests.webhooks.test_api import BASE, create
 
 
@@ -21,27 +20,6 @@ def new_agent(ws) -> dict:
     resp = ws.call("POST", "/api/agents", json=body)
     assert resp.status_code == 201
     return resp.json
-
-
-@pytest.fixture
-def ws(worker, workspace):
-    """A workspace whose own events (its admin's creation...) are already dispatched.
-
-    NOTE: otherwise an endpoint created now could receive them, and counts would drift.
-    """
-    wait_until(
-        lambda: all(e.status == "processed" for e in outbox(workspace.tenant["id"])),
-        "the workspace's first events dispatched",
-    )
-    return workspace
-
-
-def outbox(tenant_id: str, event_type: str | None = None) -> list[OutboxEvent]:
-    query = select(OutboxEvent).where(OutboxEvent.tenant_id == uuid.UUID(tenant_id))
-    if event_type:
-        query = query.where(OutboxEvent.type == event_type)
-    with session_scope() as session:
-        return list(session.scalars(query.order_by(OutboxEvent.occurred_at)))
 
 
 def test_an_event_is_delivered_signed_once_per_subscribed_endpoint(ws, receiver, path):

@@ -1,0 +1,82 @@
+"""The batched engine: mixed outcomes in one batch, the per-endpoint limit, duplicate hand-overs.
+
+Events committed together are fanned out by the worker and delivered by its
+in-process pipeline (claimed, sent and recorded in batches); these tests check
+that batching changes none of the guarantees, through the same public surfaces
+as test_delivery: the outbox, a real worker, a real receiver.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.db import session_scope
+from shared.events import Actor, emit
+from shared.webhooks import engine, signing
+from tests.webhooks.conftest import deliveries, settled, wait_until
+from tests.webhooks.test_api import BASE, create
+
+#: Not emitted by registering a workspace or creating an endpoint: only our events match.
+EVENT = "campaign.completed"
+
+
+def emit_events(tenant_id: str, count: int) -> list[uuid.UUID]:
+    """Commit ``count`` events in one transaction (the worker fans each out)."""
+    with session_scope() as session:
+        return [
+            emit(session, EVENT, {"n": n}, tenant_id=uuid.UUID(tenant_id), actor=Actor.system())
+            for n in range(count)
+        ]
+
+
+def test_one_receiver_failing_in_a_batch_leaves_the_others_succeeded(ws, receiver, path):
+    hooks = {
+        name: create(ws, receiver.url(f"{path}-{name}"), event_types=[EVENT])
+        for name in ("a", "b", "down")
+    }
+    receiver.plan(f"{path}-down", 500)
+    [event_id] = emit_events(ws.tenant["id"], 1)
+    for name in ("a", "b"):
+        [d] = settled(hooks[name]["id"])
+        assert d.status == "succeeded" and d.attempt_count == 1, name
+        [got] = receiver.at(f"{path}-{name}")
+        assert got.headers["webhook-id"] == str(event_id)
+        assert signing.verify(hooks[name]["secret"], got.headers, got.body)
+    [failed] = settled(hooks["down"]["id"])
+    assert failed.status == "pending" and failed.last_error_kind == "status"
+    assert 3.9 <= (failed.next_attempt_at - failed.last_attempt_at).total_seconds() <= 6.1
+    for name, status in (("a", 200), ("b", 200), ("down", 500)):
+        listed = ws.call("GET", f"{BASE}/{hooks[name]['id']}/deliveries").json["items"]
+        [attempt] = listed[0]["attempts"]
+        assert attempt["response_status"] == status, name
+
+
+def test_a_burst_keeps_each_endpoint_within_its_limit_and_the_others_unslowed(ws, receiver, path):
+    slow = create(ws, receiver.url(f"{path}-slow"), event_types=[EVENT], max_concurrency=2)
+    fast = create(ws, receiver.url(f"{path}-fast"), event_types=[EVENT], max_concurrency=4)
+    receiver.plan(f"{path}-slow", ("sleep", 0.4))
+    ids = emit_events(ws.tenant["id"], 8)
+    fast_done = settled(fast["id"], 8, statuses=("succeeded",))
+    slow_rows = deliveries(slow["id"])
+    # The fast endpoint finished while the slow one (2 at a time x 0.4 s) was still at it.
+    assert sum(d.status == "succeeded" for d in slow_rows) < 8
+    settled(slow["id"], 8, statuses=("succeeded",))
+    assert receiver.peak[f"{path}-slow"] <= 2
+    assert receiver.peak[f"{path}-fast"] <= 4
+    for hook_path in (f"{path}-slow", f"{path}-fast"):
+        arrived = [r.headers["webhook-id"] for r in receiver.at(hook_path)]
+        assert sorted(arrived) == sorted(str(i) for i in ids), hook_path  # each once
+    assert all(d.attempt_count == 1 for d in fast_done)
+
+
+def test_a_delivery_handed_over_twice_is_sent_once(ws, receiver, path):
+    hook = create(ws, receiver.url(path), event_types=[EVENT])
+    emit_events(ws.tenant["id"], 1)
+    [done] = settled(hook["id"])
+    assert done.status == "succeeded"
+    # A late duplicate (a message re-delivered, a sweep racing the hand-over).
+    outcomes = engine.deliver_batch([done.id, done.id], limiter=None, default_timeout=5.0)
+    assert {o.kind for o in outcomes.values()} == {"noop"}
+    wait_until(lambda: len(receiver.at(path)) == 1, "still one arrival")
+    [again] = deliveries(hook["id"])
+    assert again.status == "succeeded" and again.attempt_count == 1
