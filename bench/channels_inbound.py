@@ -251,17 +251,22 @@ def seed(port: int) -> str:
         port,
         "POST",
         "/api/integration-accounts",
-        body={
-            "channel": "whatsapp",
-            "name": "Bench line",
-            "external_id": phone_number_id,
-            "credentials": {"access_token": "EAAG-bench", "app_secret": APP_SECRET},
-        },
+        body=account_body(phone_number_id),
         headers={"Authorization": f"Bearer {body['access_token']}"},
     )
     if status != 201:
         raise common.BenchError(f"account create answered {status}: {account}")
     return phone_number_id
+
+
+def account_body(phone_number_id: str) -> dict:
+    """A WhatsApp account with its own app secret (the one the bench signs with)."""
+    return {
+        "channel": "whatsapp",
+        "name": "Bench line",
+        "external_id": phone_number_id,
+        "credentials": {"access_token": "EAAG-bench", "app_secret": APP_SECRET},
+    }
 
 
 def signed(body: bytes) -> dict[str, str]:

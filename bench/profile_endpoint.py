@@ -9,11 +9,16 @@ no sockets, one thread, so the figures are the application's own cost per reques
     pydantic validation and JSON dump of the page.
 ``health``
     ``GET /api/health`` (a fresh scheduler heartbeat row is inserted first).
+``inbound``
+    ``POST /api/webhooks/meta``: signed WhatsApp text callbacks (``bench/channels_inbound.py``
+    payloads, each with its own wamid) to one account with its own app secret: the ack
+    path (verify, store, enqueue ``process_inbound`` on the real broker), no worker.
 
 Run::
 
     .venv/bin/python bench/profile_endpoint.py agents            # 300 requests profiled
     .venv/bin/python bench/profile_endpoint.py health -n 1000 --top 40
+    .venv/bin/python bench/profile_endpoint.py inbound -n 1000
 
 It creates and drops ``omnistream_bench_<random>`` and deletes its Redis keys.
 """
@@ -33,11 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 
 
-def timed(label: str, func, n: int) -> tuple[str, float]:
-    started = time.perf_counter()
+def timed(label: str, func, n: int) -> tuple[str, float, float]:
+    """Wall and CPU (this process's) ms per call: the CPU one ignores waits on the servers."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(n):
         func()
-    return label, (time.perf_counter() - started) * 1000 / n
+    wall = (time.perf_counter() - started) * 1000 / n
+    return label, wall, (time.process_time() - cpu_started) * 1000 / n
 
 
 def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
@@ -90,9 +97,12 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("agents", "health"))
+    parser.add_argument("target", choices=("agents", "health", "inbound"))
     parser.add_argument("-n", "--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=30, help="rows of each profile table")
+    parser.add_argument(
+        "--cpu", action="store_true", help="profile CPU time (process_time), not wall time"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 100_000:
         parser.error("--requests must be within 1..100000")
@@ -120,20 +130,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "agents":
             _insert_agents(resp.json["tenant"]["id"], 99)
             path, headers = "/api/agents?limit=100", {"Authorization": f"Bearer {token}"}
+        elif args.target == "inbound":
+            path, headers = "/api/webhooks/meta", {}
+            request = _inbound_poster(client, token)
         else:
             path, headers = "/api/health", {}
-        check = client.simulate_get(path, headers=headers)
-        assert check.status_code == 200, check.text
+        if args.target != "inbound":
 
-        def request() -> None:
-            client.simulate_get(path, headers=headers)
+            def request() -> None:
+                client.simulate_get(path, headers=headers)
+
+            check = client.simulate_get(path, headers=headers)
+            assert check.status_code == 200, check.text
 
         for _ in range(min(100, args.requests)):
             request()
-        rows = [timed(f"whole request GET {path} (falcon.testing)", request, args.requests)]
+        method = "POST" if args.target == "inbound" else "GET"
+        rows = [timed(f"whole request {method} {path} (falcon.testing)", request, args.requests)]
         if args.target == "agents":
             rows += agents_stages(token, args.requests)
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
         profiler.enable()
         for _ in range(args.requests):
             request()
@@ -141,16 +157,45 @@ def main(argv: list[str] | None = None) -> int:
 
     common.print_table(
         f"Wall time per call, in-process, single thread ({args.requests} calls each)",
-        ["stage", "ms per call"],
-        [(label, f"{ms:.3f}") for label, ms in rows],
+        ["stage", "wall ms per call", "CPU ms per call"],
+        [(label, f"{ms:.3f}", f"{cpu:.3f}") for label, ms, cpu in rows],
     )
     for sort in ("tottime", "cumulative"):
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort)
         stats.print_stats(args.top)
-        print(f"\ncProfile of {args.requests} x GET {path}, sorted by {sort}")
+        clock = "CPU" if args.cpu else "wall"
+        print(f"\ncProfile ({clock}) of {args.requests} x {method} {path}, sorted by {sort}")
         print(out.getvalue().split("\n", 4)[-1] if sort == "tottime" else out.getvalue())
     return 0
+
+
+def _inbound_poster(client, token: str):
+    """A signed-callback POSTer to a fresh WhatsApp account; each call is a new message."""
+    import itertools
+
+    from bench.channels_inbound import APP_SECRET, account_body, whatsapp_body
+    from shared.channels.signatures import meta_signature
+
+    phone_number_id = "100000000000042"
+    resp = client.simulate_post(
+        "/api/integration-accounts",
+        json=account_body(phone_number_id),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status_code == 201, resp.text
+    counter = itertools.count()
+
+    def request() -> None:
+        body = whatsapp_body(phone_number_id, next(counter))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": meta_signature(APP_SECRET, body),
+        }
+        answer = client.simulate_post("/api/webhooks/meta", body=body, headers=headers)
+        assert answer.status_code == 200 and answer.json["stored"] == 1, answer.text
+
+    return request
 
 
 def _insert_agents(tenant_id: str, count: int) -> None:
