@@ -13,12 +13,16 @@ no sockets, one thread, so the figures are the application's own cost per reques
     ``POST /api/webhooks/meta``: signed WhatsApp text callbacks (``bench/channels_inbound.py``
     payloads, each with its own wamid) to one account with its own app secret: the ack
     path (verify, store, enqueue ``process_inbound`` on the real broker), no worker.
+``inbound-process``
+    What one ``process_inbound`` job does with such a stored payload (contact upsert,
+    conversation, message, counters, events and their enqueue), called in-process.
 
 Run::
 
     .venv/bin/python bench/profile_endpoint.py agents            # 300 requests profiled
     .venv/bin/python bench/profile_endpoint.py health -n 1000 --top 40
-    .venv/bin/python bench/profile_endpoint.py inbound -n 1000
+    .venv/bin/python bench/profile_endpoint.py inbound -n 1000 --cpu
+    .venv/bin/python bench/profile_endpoint.py inbound-process -n 500 --cpu
 
 It creates and drops ``omnistream_bench_<random>`` and deletes its Redis keys.
 """
@@ -97,7 +101,7 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("agents", "health", "inbound"))
+    parser.add_argument("target", choices=("agents", "health", "inbound", "inbound-process"))
     parser.add_argument("-n", "--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=30, help="rows of each profile table")
     parser.add_argument(
@@ -133,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.target == "inbound":
             path, headers = "/api/webhooks/meta", {}
             request = _inbound_poster(client, token)
+        elif args.target == "inbound-process":
+            path, headers = "process_inbound", {}
+            request = _inbound_processor(client, token, min(100, args.requests) + 2 * args.requests)
         else:
             path, headers = "/api/health", {}
-        if args.target != "inbound":
+        if not args.target.startswith("inbound"):
 
             def request() -> None:
                 client.simulate_get(path, headers=headers)
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in range(min(100, args.requests)):
             request()
-        method = "POST" if args.target == "inbound" else "GET"
+        method = {"inbound": "POST", "inbound-process": "job"}.get(args.target, "GET")
         rows = [timed(f"whole request {method} {path} (falcon.testing)", request, args.requests)]
         if args.target == "agents":
             rows += agents_stages(token, args.requests)
@@ -194,6 +201,31 @@ def _inbound_poster(client, token: str):
         }
         answer = client.simulate_post("/api/webhooks/meta", body=body, headers=headers)
         assert answer.status_code == 200 and answer.json["stored"] == 1, answer.text
+
+    return request
+
+
+def _inbound_processor(client, token: str, count: int):
+    """Store ``count`` callbacks through the ack path; each call processes the next one."""
+    from sqlalchemy import select
+
+    from shared.channels import processing
+    from shared.db import session_scope
+    from shared.models import InboundEvent
+
+    post = _inbound_poster(client, token)
+    for _ in range(count):
+        post()
+    with session_scope() as session:
+        ids = list(
+            session.scalars(select(InboundEvent.id).order_by(InboundEvent.received_at).limit(count))
+        )
+    pending = iter(ids)
+
+    def request() -> None:
+        with session_scope() as session:
+            outcome = processing.process(session, next(pending))
+        assert outcome == "processed", outcome
 
     return request
 
