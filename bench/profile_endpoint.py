@@ -9,11 +9,20 @@ no sockets, one thread, so the figures are the application's own cost per reques
     pydantic validation and JSON dump of the page.
 ``health``
     ``GET /api/health`` (a fresh scheduler heartbeat row is inserted first).
+``inbound``
+    ``POST /api/webhooks/meta``: signed WhatsApp text callbacks (``bench/channels_inbound.py``
+    payloads, each with its own wamid) to one account with its own app secret: the ack
+    path (verify, store, enqueue ``process_inbound`` on the real broker), no worker.
+``inbound-process``
+    What one ``process_inbound`` job does with such a stored payload (contact upsert,
+    conversation, message, counters, events and their enqueue), called in-process.
 
 Run::
 
     .venv/bin/python bench/profile_endpoint.py agents            # 300 requests profiled
     .venv/bin/python bench/profile_endpoint.py health -n 1000 --top 40
+    .venv/bin/python bench/profile_endpoint.py inbound -n 1000 --cpu
+    .venv/bin/python bench/profile_endpoint.py inbound-process -n 500 --cpu
 
 It creates and drops ``omnistream_bench_<random>`` and deletes its Redis keys.
 """
@@ -33,11 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 
 
-def timed(label: str, func, n: int) -> tuple[str, float]:
-    started = time.perf_counter()
+def timed(label: str, func, n: int) -> tuple[str, float, float]:
+    """Wall and CPU (this process's) ms per call: the CPU one ignores waits on the servers."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(n):
         func()
-    return label, (time.perf_counter() - started) * 1000 / n
+    wall = (time.perf_counter() - started) * 1000 / n
+    return label, wall, (time.process_time() - cpu_started) * 1000 / n
 
 
 def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
@@ -90,9 +101,12 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("agents", "health"))
+    parser.add_argument("target", choices=("agents", "health", "inbound", "inbound-process"))
     parser.add_argument("-n", "--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=30, help="rows of each profile table")
+    parser.add_argument(
+        "--cpu", action="store_true", help="profile CPU time (process_time), not wall time"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 100_000:
         parser.error("--requests must be within 1..100000")
@@ -120,20 +134,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "agents":
             _insert_agents(resp.json["tenant"]["id"], 99)
             path, headers = "/api/agents?limit=100", {"Authorization": f"Bearer {token}"}
+        elif args.target == "inbound":
+            path, headers = "/api/webhooks/meta", {}
+            request = _inbound_poster(client, token)
+        elif args.target == "inbound-process":
+            path, headers = "process_inbound", {}
+            request = _inbound_processor(client, token, min(100, args.requests) + 2 * args.requests)
         else:
             path, headers = "/api/health", {}
-        check = client.simulate_get(path, headers=headers)
-        assert check.status_code == 200, check.text
+        if not args.target.startswith("inbound"):
 
-        def request() -> None:
-            client.simulate_get(path, headers=headers)
+            def request() -> None:
+                client.simulate_get(path, headers=headers)
+
+            check = client.simulate_get(path, headers=headers)
+            assert check.status_code == 200, check.text
 
         for _ in range(min(100, args.requests)):
             request()
-        rows = [timed(f"whole request GET {path} (falcon.testing)", request, args.requests)]
+        method = {"inbound": "POST", "inbound-process": "job"}.get(args.target, "GET")
+        rows = [timed(f"whole request {method} {path} (falcon.testing)", request, args.requests)]
         if args.target == "agents":
             rows += agents_stages(token, args.requests)
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
         profiler.enable()
         for _ in range(args.requests):
             request()
@@ -141,16 +164,70 @@ def main(argv: list[str] | None = None) -> int:
 
     common.print_table(
         f"Wall time per call, in-process, single thread ({args.requests} calls each)",
-        ["stage", "ms per call"],
-        [(label, f"{ms:.3f}") for label, ms in rows],
+        ["stage", "wall ms per call", "CPU ms per call"],
+        [(label, f"{ms:.3f}", f"{cpu:.3f}") for label, ms, cpu in rows],
     )
     for sort in ("tottime", "cumulative"):
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort)
         stats.print_stats(args.top)
-        print(f"\ncProfile of {args.requests} x GET {path}, sorted by {sort}")
+        clock = "CPU" if args.cpu else "wall"
+        print(f"\ncProfile ({clock}) of {args.requests} x {method} {path}, sorted by {sort}")
         print(out.getvalue().split("\n", 4)[-1] if sort == "tottime" else out.getvalue())
     return 0
+
+
+def _inbound_poster(client, token: str):
+    """A signed-callback POSTer to a fresh WhatsApp account; each call is a new message."""
+    import itertools
+
+    from bench.channels_inbound import APP_SECRET, account_body, whatsapp_body
+    from shared.channels.signatures import meta_signature
+
+    phone_number_id = "100000000000042"
+    resp = client.simulate_post(
+        "/api/integration-accounts",
+        json=account_body(phone_number_id),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status_code == 201, resp.text
+    counter = itertools.count()
+
+    def request() -> None:
+        body = whatsapp_body(phone_number_id, next(counter))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": meta_signature(APP_SECRET, body),
+        }
+        answer = client.simulate_post("/api/webhooks/meta", body=body, headers=headers)
+        assert answer.status_code == 200 and answer.json["stored"] == 1, answer.text
+
+    return request
+
+
+def _inbound_processor(client, token: str, count: int):
+    """Store ``count`` callbacks through the ack path; each call processes the next one."""
+    from sqlalchemy import select
+
+    from shared.channels import processing
+    from shared.db import session_scope
+    from shared.models import InboundEvent
+
+    post = _inbound_poster(client, token)
+    for _ in range(count):
+        post()
+    with session_scope() as session:
+        ids = list(
+            session.scalars(select(InboundEvent.id).order_by(InboundEvent.received_at).limit(count))
+        )
+    pending = iter(ids)
+
+    def request() -> None:
+        with session_scope() as session:
+            outcome = processing.process(session, next(pending))
+        assert outcome == "processed", outcome
+
+    return request
 
 
 def _insert_agents(tenant_id: str, count: int) -> None:

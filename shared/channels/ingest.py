@@ -21,7 +21,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -149,51 +159,77 @@ def apply_watermark(session: Session, account: IntegrationAccount, item: Waterma
 # ------------------------------------------------------------------ helpers
 
 
+# PERF: the hot statements are built once, with bind parameters: building a statement
+# (coercions, cache keys of fresh literals) cost more CPU than running it.
+_EXISTING = select(Message.id).where(
+    Message.tenant_id == bindparam("tenant_id"),
+    Message.provider_message_id == bindparam("provider_message_id"),
+)
+
+
 def _existing(session: Session, tenant_id: uuid.UUID, provider_message_id: str) -> uuid.UUID | None:
     return session.scalar(
-        select(Message.id).where(
-            Message.tenant_id == tenant_id, Message.provider_message_id == provider_message_id
-        )
+        _EXISTING, {"tenant_id": tenant_id, "provider_message_id": provider_message_id}
     )
+
+
+def _build_contact_upsert():
+    """The upsert of :func:`_upsert_contact`, for inbound messages and echoes alike.
+
+    ``last_inbound_at``: the provider's time when earlier than ours (a late re-drive
+    never reopens the WhatsApp window; never later than our clock), only for inbound
+    messages; an echo binds ``inbound`` false, so the excluded value is null and
+    ``greatest`` (which ignores nulls) keeps the stored one.
+    """
+    sent = func.least(
+        func.now(), func.coalesce(bindparam("sent_at", type_=DateTime(timezone=True)), func.now())
+    )
+    stmt = insert(Contact).values(
+        id=bindparam("id"),
+        tenant_id=bindparam("tenant_id"),
+        channel=bindparam("channel"),
+        external_id=bindparam("external_id"),
+        name=bindparam("name"),
+        phone=bindparam("phone"),
+        email=bindparam("email"),
+        last_inbound_at=case((bindparam("inbound", type_=Boolean), sent), else_=null()),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "channel", "external_id"],
+        set_={
+            "name": func.coalesce(Contact.name, stmt.excluded.name),
+            "last_inbound_at": func.greatest(
+                func.coalesce(Contact.last_inbound_at, stmt.excluded.last_inbound_at),
+                stmt.excluded.last_inbound_at,
+            ),
+            "updated_at": func.now(),
+        },
+    ).returning(Contact, literal_column("(xmax = 0)").label("inserted"))
+
+
+_CONTACT_UPSERT = _build_contact_upsert()
 
 
 def _upsert_contact(session: Session, account: IntegrationAccount, item: InboundMessage) -> Contact:
     """The contact, created (contact.created) if new, locked for this transaction.
 
     PERF: one statement: the upsert takes the row lock, fills a missing name and moves
-    ``last_inbound_at`` (the provider's time when earlier than ours, so a late re-drive
-    never reopens the WhatsApp window; never later than our clock). ``xmax = 0`` tells
-    an inserted row from an updated one.
+    ``last_inbound_at``. ``xmax = 0`` tells an inserted row from an updated one.
     """
-    inbound = item.direction == "inbound"
-    sent = func.least(func.now(), item.sent_at) if item.sent_at else func.now()
-    stmt = insert(Contact).values(
-        id=uuid.uuid4(),
-        tenant_id=account.tenant_id,
-        channel=account.channel,
-        external_id=item.contact_external_id[:255],
-        name=(item.contact_name or "")[:200] or None,
-        phone=item.contact_phone,
-        email=item.contact_email,
-        last_inbound_at=sent if inbound else None,
-    )
-    last_inbound = (
-        func.greatest(
-            func.coalesce(Contact.last_inbound_at, stmt.excluded.last_inbound_at),
-            stmt.excluded.last_inbound_at,
-        )
-        if inbound
-        else Contact.last_inbound_at
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "channel", "external_id"],
-        set_={
-            "name": func.coalesce(Contact.name, stmt.excluded.name),
-            "last_inbound_at": last_inbound,
-            "updated_at": func.now(),
-        },
-    ).returning(Contact, literal_column("(xmax = 0)").label("inserted"))
-    contact, inserted = session.execute(stmt, execution_options={"populate_existing": True}).one()
+    params = {
+        "id": uuid.uuid4(),
+        "tenant_id": account.tenant_id,
+        "channel": account.channel,
+        "external_id": item.contact_external_id[:255],
+        "name": (item.contact_name or "")[:200] or None,
+        "phone": item.contact_phone,
+        "email": item.contact_email,
+        "sent_at": item.sent_at,
+        "inbound": item.direction == "inbound",
+    }
+    contact, inserted = session.execute(
+        _CONTACT_UPSERT, params, execution_options={"populate_existing": True}
+    ).one()
     if inserted:
         emit(
             session,
@@ -205,29 +241,51 @@ def _upsert_contact(session: Session, account: IntegrationAccount, item: Inbound
     return contact
 
 
+def _active_conversations():
+    return select(Conversation).where(
+        Conversation.tenant_id == bindparam("tenant_id"),
+        Conversation.contact_id == bindparam("contact_id"),
+        Conversation.status.in_(ACTIVE),
+    )
+
+
+def _latest_locked(query):
+    return query.order_by(Conversation.created_at.desc()).limit(1).with_for_update()
+
+
+#: Messaging channels: the contact's latest active conversation on the account (or on none).
+_ACCOUNT_CONVERSATION = _latest_locked(
+    _active_conversations().where(
+        (Conversation.integration_account_id == bindparam("account_id"))
+        | Conversation.integration_account_id.is_(None)
+    )
+)
+#: Email: the contact's latest active conversation holding a message the email answers.
+_THREAD_CONVERSATION = _latest_locked(
+    _active_conversations().where(
+        Conversation.id.in_(
+            select(Message.conversation_id)
+            .where(
+                Message.tenant_id == bindparam("tenant_id"),
+                Message.provider_message_id.in_(bindparam("refs", expanding=True)),
+            )
+            .scalar_subquery()
+        )
+    )
+)
+
+
 def _conversation_for(
     session: Session, account: IntegrationAccount, contact: Contact, item: InboundMessage
 ) -> Conversation | None:
-    base = select(Conversation).where(
-        Conversation.tenant_id == account.tenant_id,
-        Conversation.contact_id == contact.id,
-        Conversation.status.in_(ACTIVE),
-    )
+    params: dict[str, Any] = {"tenant_id": account.tenant_id, "contact_id": contact.id}
     if account.channel == "email":
         if not item.thread_refs:
             return None
-        thread = select(Message.conversation_id).where(
-            Message.tenant_id == account.tenant_id,
-            Message.provider_message_id.in_(item.thread_refs),
-        )
-        base = base.where(Conversation.id.in_(thread.scalar_subquery()))
+        query, params["refs"] = _THREAD_CONVERSATION, list(item.thread_refs)
     else:
-        base = base.where(
-            (Conversation.integration_account_id == account.id)
-            | Conversation.integration_account_id.is_(None)
-        )
-    query = base.order_by(Conversation.created_at.desc()).limit(1).with_for_update()
-    return session.scalars(query).one_or_none()
+        query, params["account_id"] = _ACCOUNT_CONVERSATION, account.id
+    return session.scalars(query, params).one_or_none()
 
 
 def _open_conversation(
@@ -306,21 +364,40 @@ def _preview(message: Message) -> str:
     return f"[{message.content_type}]"
 
 
-def _count(session: Session, conversation: Conversation, message: Message) -> None:
-    """Conversation counters in one atomic UPDATE (the contact's moved in its upsert)."""
+def _build_count(inbound: bool):
+    """Core, not ORM: no session synchronization to work out; the caller expires the object."""
+    table = Conversation.__table__
+    at = bindparam("at", type_=DateTime(timezone=True))
     values: dict[str, Any] = {
-        "message_count": Conversation.message_count + 1,
-        "last_message_at": message.created_at,
-        "last_message_preview": _preview(message),
-        "last_activity_at": message.created_at,
+        "message_count": table.c.message_count + 1,
+        "last_message_at": at,
+        "last_message_preview": bindparam("preview"),
+        "last_activity_at": at,
         "updated_at": func.now(),
     }
-    if message.direction == "inbound":
-        values["inbound_count"] = Conversation.inbound_count + 1
-        values["last_inbound_at"] = message.created_at
-    session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation.id, Conversation.tenant_id == conversation.tenant_id)
+    if inbound:
+        values["inbound_count"] = table.c.inbound_count + 1
+        values["last_inbound_at"] = at
+    return (
+        update(table)
+        .where(table.c.id == bindparam("conversation_id"), table.c.tenant_id == bindparam("tid"))
         .values(**values)
+    )
+
+
+#: The counters' UPDATE, by whether the message is inbound.
+_COUNT = {True: _build_count(True), False: _build_count(False)}
+
+
+def _count(session: Session, conversation: Conversation, message: Message) -> None:
+    """Conversation counters in one atomic UPDATE (the contact's moved in its upsert)."""
+    session.execute(
+        _COUNT[message.direction == "inbound"],
+        {
+            "at": message.created_at,
+            "preview": _preview(message),
+            "conversation_id": conversation.id,
+            "tid": conversation.tenant_id,
+        },
     )
     session.expire(conversation)

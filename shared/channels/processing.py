@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -62,20 +62,24 @@ def _apply(session: Session, account: IntegrationAccount, row: InboundEvent, ite
     raise TypeError(f"unknown item {item!r}")
 
 
+#: PERF: built once (see :mod:`.ingest`): the pending row, locked, with its account.
+_CLAIM = (
+    select(InboundEvent, IntegrationAccount)
+    .outerjoin(
+        IntegrationAccount,
+        and_(
+            IntegrationAccount.id == InboundEvent.account_id,
+            IntegrationAccount.tenant_id == InboundEvent.tenant_id,
+        ),
+    )
+    .where(InboundEvent.id == bindparam("id"), InboundEvent.status == "pending")
+    .with_for_update(of=InboundEvent, skip_locked=True)
+)
+
+
 def _claim(session: Session, inbound_event_id: uuid.UUID):
     """The pending row, locked, with its (active) account, or None; one round trip."""
-    found = session.execute(
-        select(InboundEvent, IntegrationAccount)
-        .outerjoin(
-            IntegrationAccount,
-            and_(
-                IntegrationAccount.id == InboundEvent.account_id,
-                IntegrationAccount.tenant_id == InboundEvent.tenant_id,
-            ),
-        )
-        .where(InboundEvent.id == inbound_event_id, InboundEvent.status == "pending")
-        .with_for_update(of=InboundEvent, skip_locked=True)
-    ).one_or_none()
+    found = session.execute(_CLAIM, {"id": inbound_event_id}).one_or_none()
     return (None, None) if found is None else tuple(found)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -39,7 +40,6 @@ from email.policy import default as default_policy
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.channels import accounts, inbound_queue, signatures
@@ -257,29 +257,63 @@ def _kept(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: lowered[k][:512] for k in KEPT_HEADERS if k in lowered}
 
 
+#: One ``inbound_events`` row per ``_ROW``: what the ack path's single INSERT binds.
+_COLUMNS = "id, channel, provider_event_id, tenant_id, account_id, payload, headers, status, error"
+_ROW = "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)"
+#: Rows per INSERT (9 parameters each: far below PostgreSQL's 65535).
+_ROWS_PER_INSERT = 500
+_UNKNOWN_RECIPIENT = "no integration account matches the recipient"
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_sql(rows: int) -> str:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for ``rows`` units, built once per size.
+
+    PERF: driver-level SQL: the ack path's one statement skips SQLAlchemy's statement
+    building, cache-key generation and ORM bulk machinery (about a third of its CPU).
+    """
+    # NOTE: only constants and placeholders are interpolated; every value is a parameter.
+    return (
+        f"INSERT INTO {InboundEvent.__tablename__} ({_COLUMNS}) VALUES "  # noqa: S608
+        + ", ".join([_ROW] * rows)
+        + " ON CONFLICT (channel, provider_event_id) DO NOTHING RETURNING channel,"
+        " provider_event_id, id"
+    )
+
+
+def _row(unit: Unit, headers_json: str) -> tuple:
+    account = unit.account
+    return (
+        uuid.uuid4(),
+        unit.channel,
+        unit.key,
+        account.tenant_id if account else None,
+        account.id if account else None,
+        json.dumps(unit.payload, ensure_ascii=False, separators=(",", ":")),
+        headers_json,
+        "pending" if account else "dropped",
+        None if account else _UNKNOWN_RECIPIENT,
+    )
+
+
 def _store(session: Session, units: list[Unit], headers: dict[str, str], receipt: Receipt) -> None:
+    """Insert every unit in one statement (per 500); a key already stored is a duplicate."""
+    if not units:
+        return
+    headers_json = json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+    connection = session.connection()
+    inserted: dict[tuple[str, str], uuid.UUID] = {}
+    for start in range(0, len(units), _ROWS_PER_INSERT):
+        chunk = units[start : start + _ROWS_PER_INSERT]
+        params = [value for unit in chunk for value in _row(unit, headers_json)]
+        result = connection.exec_driver_sql(_insert_sql(len(chunk)), tuple(params))
+        inserted.update(((channel, key), row_id) for channel, key, row_id in result)
     for unit in units:
-        account = unit.account
-        status = "pending" if account is not None else "dropped"
-        row_id = session.scalar(
-            insert(InboundEvent)
-            .values(
-                id=uuid.uuid4(),
-                channel=unit.channel,
-                provider_event_id=unit.key,
-                tenant_id=account.tenant_id if account else None,
-                account_id=account.id if account else None,
-                payload=unit.payload,
-                headers=headers,
-                status=status,
-                error=None if account else "no integration account matches the recipient",
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "provider_event_id"])
-            .returning(InboundEvent.id)
-        )
+        # NOTE: pop: a unit repeated within the callback is inserted once, then a duplicate.
+        row_id = inserted.pop((unit.channel, unit.key), None)
         if row_id is None:
             receipt.duplicates += 1
-        elif account is None:
+        elif unit.account is None:
             receipt.dropped += 1
             log.warning(
                 "inbound %s payload for unknown recipient %s dropped",
