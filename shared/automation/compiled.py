@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared.automation import rules as rule_service
 from shared.automation.engine import compile_conditions
+from shared.automation.runs import to_json
 from shared.models import AutomationRule
 
 
@@ -33,6 +34,8 @@ class CompiledRule:
     actions: list[dict[str, Any]]
     snapshot: dict[str, Any]
     compiled: Any
+    #: The snapshot as JSON, encoded once per compile: every run of the rule stores it.
+    snapshot_json: str
 
     @classmethod
     def of(cls, rule: AutomationRule) -> CompiledRule:
@@ -53,6 +56,7 @@ class CompiledRule:
             actions=list(snapshot.get("actions") or []),
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
+            snapshot_json=to_json(snapshot),
         )
 
 

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.automation import executors
@@ -35,6 +35,7 @@ from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.engine import evaluate
 from shared.automation.facts import changes_of, gather
+from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
@@ -129,7 +130,8 @@ def _settled_rule_ids(session: Session, event: AutomationEvent) -> set[uuid.UUID
     """Rules already decided for this event; a retry re-runs only the failed ones.
 
     PERF: one indexed read on a first evaluation (no runs yet); the DELETE only runs
-    when an earlier evaluation left failed runs.
+    when an earlier evaluation left failed runs. (Not skippable on attempt 1: an
+    operator's retry resets attempts to 0 on an event that already has runs.)
     """
     if event.reprocess:
         return set()
@@ -168,7 +170,7 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
     outbox = conversation = None
     loaded = False
     stopped_by = None
-    run_rows: list[dict[str, Any]] = []
+    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
     for rule in rules:
         if rule.id in settled:
             continue
@@ -188,32 +190,22 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             status = "matched" if ok else "failed"
             if rule.stop_processing:
                 stopped_by = rule.id
-        run_rows.append(
-            {
-                "id": uuid.uuid4(),
-                "tenant_id": event.tenant_id,
-                "automation_event_id": event.id,
-                "rule_id": rule.id,
-                "rule_version": rule.version,
-                "rule_snapshot": rule.snapshot,
-                "facts": facts,
-                "changes": changes,
-                "matched": decision.matched,
-                "status": status,
-                "condition_results": decision.trace,
-                "action_results": results,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "error": decision.reason or _first_error(results),
-                "reprocess": event.reprocess,
-            }
+        runs.add(
+            rule_id=rule.id,
+            rule_version=rule.version,
+            snapshot_json=rule.snapshot_json,
+            matched=decision.matched,
+            status=status,
+            condition_results=decision.trace,
+            action_results=results,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            error=decision.reason or _first_error(results),
         )
-    if run_rows:
-        # PERF: one multi-row INSERT for every run of the event, not an ORM add each.
-        session.execute(insert(AutomationRun), run_rows)
-    failed = [row for row in run_rows if row["status"] == "failed"]
+    insert_runs(session, runs)
+    failed = runs.failures()
     if failed:
-        first = failed[0]
-        note = f"{len(failed)} rule(s) failed; rule {first['rule_id']}: {first['error']}"
+        rule_id, error = failed[0]
+        note = f"{len(failed)} rule(s) failed; rule {rule_id}: {error}"
         return "failed", note[:4000]
     return "done", None
 
