@@ -9,6 +9,9 @@ no sockets, one thread, so the figures are the application's own cost per reques
     pydantic validation and JSON dump of the page.
 ``health``
     ``GET /api/health`` (a fresh scheduler heartbeat row is inserted first).
+``automation-dry-run``
+    ``POST /api/automation/rules/{id}/dry-run`` with a real ``message.created`` event id
+    (the three-leaf rule of ``bench/automation.py``).
 
 Run::
 
@@ -90,7 +93,7 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("agents", "health"))
+    parser.add_argument("target", choices=("agents", "health", "automation-dry-run"))
     parser.add_argument("-n", "--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=30, help="rows of each profile table")
     args = parser.parse_args(argv)
@@ -117,20 +120,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         assert resp.status_code == 201, resp.text
         token = resp.json["access_token"]
+        method, body = "GET", None
         if args.target == "agents":
             _insert_agents(resp.json["tenant"]["id"], 99)
             path, headers = "/api/agents?limit=100", {"Authorization": f"Bearer {token}"}
+        elif args.target == "automation-dry-run":
+            headers = {"Authorization": f"Bearer {token}"}
+            method, path, body = "POST", *_dry_run_request(client, headers, resp.json["tenant"])
         else:
             path, headers = "/api/health", {}
-        check = client.simulate_get(path, headers=headers)
+        check = client.simulate_request(method, path, headers=headers, json=body)
         assert check.status_code == 200, check.text
 
         def request() -> None:
-            client.simulate_get(path, headers=headers)
+            client.simulate_request(method, path, headers=headers, json=body)
 
         for _ in range(min(100, args.requests)):
             request()
-        rows = [timed(f"whole request GET {path} (falcon.testing)", request, args.requests)]
+        rows = [timed(f"whole request {method} {path} (falcon.testing)", request, args.requests)]
         if args.target == "agents":
             rows += agents_stages(token, args.requests)
         profiler = cProfile.Profile()
@@ -148,9 +155,35 @@ def main(argv: list[str] | None = None) -> int:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(sort)
         stats.print_stats(args.top)
-        print(f"\ncProfile of {args.requests} x GET {path}, sorted by {sort}")
+        print(f"\ncProfile of {args.requests} x {method} {path}, sorted by {sort}")
         print(out.getvalue().split("\n", 4)[-1] if sort == "tottime" else out.getvalue())
     return 0
+
+
+def _dry_run_request(client, headers: dict, tenant: dict) -> tuple[str, dict]:
+    """A saved rule and a committed message.created event: the dry-run's path and body."""
+    import uuid
+
+    from bench.automation import TRIGGER, add_conversations, message_data, rule_row
+    from shared.db import session_scope
+    from shared.events import Actor, emit
+
+    rule = rule_row(uuid.UUID(tenant["id"]), 0, TRIGGER)
+    fields = ("name", "trigger_event_types", "conditions", "actions", "priority")
+    created = client.simulate_post(
+        "/api/automation/rules", headers=headers, json={k: rule[k] for k in fields}
+    )
+    assert created.status_code == 201, created.text
+    [conversation] = add_conversations(uuid.UUID(tenant["id"]), 1)
+    with session_scope() as session:
+        event_id = emit(
+            session,
+            TRIGGER,
+            message_data(conversation, 0),
+            tenant_id=uuid.UUID(tenant["id"]),
+            actor=Actor.system(),
+        )
+    return f"/api/automation/rules/{created.json['id']}/dry-run", {"event_id": str(event_id)}
 
 
 def _insert_agents(tenant_id: str, count: int) -> None:
