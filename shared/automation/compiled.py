@@ -9,6 +9,8 @@ of an event therefore follows the rules its type triggers, not the tenant's tota
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -103,3 +105,17 @@ def load(session: Session, tenant_id: uuid.UUID, event_type: str) -> list[Compil
 
 #: The worker's cache (one per process).
 CACHE = RuleCache()
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_from_json(snapshot_json: str) -> CompiledRule:
+    return CompiledRule.from_snapshot(json.loads(snapshot_json))
+
+
+def compiled_rule(snapshot: dict[str, Any]) -> CompiledRule:
+    """A saved rule's snapshot compiled once per process (dry-runs of the same rule).
+
+    Keyed by the snapshot's JSON text (id and version included), so a changed rule
+    is never served stale; entries are small and the cache is bounded.
+    """
+    return _compiled_from_json(to_json(snapshot))
