@@ -202,7 +202,7 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             error=decision.reason or _first_error(results),
         )
     insert_runs(session, runs)
-    failed = runs.failures()
+    failed = runs.failed
     if failed:
         rule_id, error = failed[0]
         note = f"{len(failed)} rule(s) failed; rule {rule_id}: {error}"
