@@ -70,10 +70,20 @@ class RuleCache:
         self._lock = threading.Lock()
 
     def rules_for(
-        self, session: Session, tenant_id: uuid.UUID, event_type: str
+        self,
+        session: Session,
+        tenant_id: uuid.UUID,
+        event_type: str,
+        *,
+        version: int | None = None,
     ) -> list[CompiledRule]:
-        """The tenant's active rules triggered by ``event_type``, in evaluation order."""
-        version = rule_service.rules_version(session, tenant_id)
+        """The tenant's active rules triggered by ``event_type``, in evaluation order.
+
+        ``version``: the tenant's rules version when the caller already read it in this
+        transaction (the evaluator reads it with the event's settled runs).
+        """
+        if version is None:
+            version = rule_service.rules_version(session, tenant_id)
         key = (tenant_id, event_type)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == version:

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.automation import executors
@@ -41,7 +41,7 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
 from shared.events import Causation
-from shared.models import AutomationEvent, AutomationRun, OutboxEvent
+from shared.models import AutomationEvent, AutomationRun, AutomationSettings, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -126,31 +126,42 @@ def _claim(event_id: uuid.UUID) -> bool:
     return claimed is not None
 
 
-def _settled_rule_ids(session: Session, event: AutomationEvent) -> set[uuid.UUID]:
-    """Rules already decided for this event; a retry re-runs only the failed ones.
+def _run_state_statement() -> Any:
+    """The tenant's rules version, and this event's settled and failed runs (not
+    reprocess ones): PERF: one round trip where two were, built once."""
+    r = AutomationRun
+    of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
+    return select(
+        select(AutomationSettings.rules_version)
+        .where(AutomationSettings.tenant_id == bindparam("tenant_id"))
+        .scalar_subquery()
+        .label("rules_version"),
+        select(func.array_agg(r.rule_id))
+        .where(*of_event, r.status != "failed")
+        .scalar_subquery()
+        .label("settled"),
+        exists().where(*of_event, r.status == "failed").label("any_failed"),
+    )
 
-    PERF: one indexed read on a first evaluation (no runs yet); the DELETE only runs
-    when an earlier evaluation left failed runs. (Not skippable on attempt 1: an
-    operator's retry resets attempts to 0 on an event that already has runs.)
-    """
+
+_RUN_STATE = _run_state_statement()
+
+
+def _run_state(session: Session, event: AutomationEvent) -> tuple[int, set[uuid.UUID]]:
+    """The rules version, and the rules already decided for this event (a retry re-runs
+    only the failed ones: their runs are deleted here). A reprocess decides every rule."""
+    row = session.execute(_RUN_STATE, {"tenant_id": event.tenant_id, "event_id": event.id}).one()
     if event.reprocess:
-        return set()
-    rows = session.execute(
-        select(AutomationRun.rule_id, AutomationRun.status).where(
-            AutomationRun.automation_event_id == event.id,
-            AutomationRun.reprocess.is_(False),
-        )
-    ).all()
-    failed = [rule_id for rule_id, status in rows if status == "failed"]
-    if failed:
+        return row.rules_version or 0, set()
+    if row.any_failed:
         session.execute(
             delete(AutomationRun).where(
                 AutomationRun.automation_event_id == event.id,
-                AutomationRun.rule_id.in_(failed),
+                AutomationRun.status == "failed",
                 AutomationRun.reprocess.is_(False),
             )
         )
-    return {rule_id for rule_id, status in rows if status != "failed"}
+    return row.rules_version or 0, set(row.settled or ())
 
 
 def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
@@ -165,8 +176,8 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
         return "done", f"conversation muted until {until}"
     causation = Causation.from_dict(event.causation)
     changes = changes_of(event.event_type, event.payload)
-    rules = CACHE.rules_for(session, event.tenant_id, event.event_type)
-    settled = _settled_rule_ids(session, event)
+    version, settled = _run_state(session, event)
+    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=version)
     outbox = conversation = None
     loaded = False
     stopped_by = None
