@@ -16,6 +16,9 @@ no sockets, one thread, so the figures are the application's own cost per reques
 ``inbound-process``
     What one ``process_inbound`` job does with such a stored payload (contact upsert,
     conversation, message, counters, events and their enqueue), called in-process.
+``automation-dry-run``
+    ``POST /api/automation/rules/{id}/dry-run`` with a real ``message.created`` event id
+    (the three-leaf rule of ``bench/automation.py``).
 
 Run::
 
@@ -101,7 +104,9 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("agents", "health", "inbound", "inbound-process"))
+    parser.add_argument(
+        "target", choices=("agents", "health", "inbound", "inbound-process", "automation-dry-run")
+    )
     parser.add_argument("-n", "--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=30, help="rows of each profile table")
     parser.add_argument(
@@ -140,9 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.target == "inbound-process":
             path, headers = "process_inbound", {}
             request = _inbound_processor(client, token, min(100, args.requests) + 2 * args.requests)
+        elif args.target == "automation-dry-run":
+            headers = {"Authorization": f"Bearer {token}"}
+            path, body = _dry_run_request(client, headers, resp.json["tenant"])
+
+            def request() -> None:
+                client.simulate_post(path, headers=headers, json=body)
+
+            check = client.simulate_post(path, headers=headers, json=body)
+            assert check.status_code == 200, check.text
         else:
             path, headers = "/api/health", {}
-        if not args.target.startswith("inbound"):
+        if args.target in ("agents", "health"):
 
             def request() -> None:
                 client.simulate_get(path, headers=headers)
@@ -152,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in range(min(100, args.requests)):
             request()
-        method = {"inbound": "POST", "inbound-process": "job"}.get(args.target, "GET")
+        method = {"inbound": "POST", "inbound-process": "job", "automation-dry-run": "POST"}.get(
+            args.target, "GET"
+        )
         rows = [timed(f"whole request {method} {path} (falcon.testing)", request, args.requests)]
         if args.target == "agents":
             rows += agents_stages(token, args.requests)
@@ -228,6 +244,32 @@ def _inbound_processor(client, token: str, count: int):
         assert outcome == "processed", outcome
 
     return request
+
+
+def _dry_run_request(client, headers: dict, tenant: dict) -> tuple[str, dict]:
+    """A saved rule and a committed message.created event: the dry-run's path and body."""
+    import uuid
+
+    from bench.automation import TRIGGER, add_conversations, message_data, rule_row
+    from shared.db import session_scope
+    from shared.events import Actor, emit
+
+    rule = rule_row(uuid.UUID(tenant["id"]), 0, TRIGGER)
+    fields = ("name", "trigger_event_types", "conditions", "actions", "priority")
+    created = client.simulate_post(
+        "/api/automation/rules", headers=headers, json={k: rule[k] for k in fields}
+    )
+    assert created.status_code == 201, created.text
+    [conversation] = add_conversations(uuid.UUID(tenant["id"]), 1)
+    with session_scope() as session:
+        event_id = emit(
+            session,
+            TRIGGER,
+            message_data(conversation, 0),
+            tenant_id=uuid.UUID(tenant["id"]),
+            actor=Actor.system(),
+        )
+    return f"/api/automation/rules/{created.json['id']}/dry-run", {"event_id": str(event_id)}
 
 
 def _insert_agents(tenant_id: str, count: int) -> None:

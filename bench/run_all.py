@@ -5,10 +5,12 @@ with its default settings, one after the other so they do not compete for the CP
 
 - ``bench/http_api.py``: HTTP req/s and latency under gunicorn vs a bare Falcon app.
 - ``bench/outbox_latency.py``: outbox commit -> dispatch_event latency at 200 events/s.
+- ``bench/automation_engine.py``: the pure rule engine's evaluations/s on one core.
+- ``bench/automation.py``: automation events/s end to end, dry-run latency, cost curves.
 
 Run::
 
-    .venv/bin/python bench/run_all.py                  # both, defaults (~3 minutes)
+    .venv/bin/python bench/run_all.py                  # all, defaults (~8 minutes)
     .venv/bin/python bench/run_all.py outbox_latency   # just some, by name
     make bench
 
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHMARKS = ("http_api", "outbox_latency")
+BENCHMARKS = ("http_api", "outbox_latency", "automation_engine", "automation")
 RESULT = {0: "PASS", 1: "FAIL"}
 
 

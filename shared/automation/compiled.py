@@ -9,6 +9,8 @@ of an event therefore follows the rules its type triggers, not the tenant's tota
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared.automation import rules as rule_service
 from shared.automation.engine import compile_conditions
+from shared.automation.runs import to_json
 from shared.models import AutomationRule
 
 
@@ -33,6 +36,8 @@ class CompiledRule:
     actions: list[dict[str, Any]]
     snapshot: dict[str, Any]
     compiled: Any
+    #: The snapshot as JSON, encoded once per compile: every run of the rule stores it.
+    snapshot_json: str
 
     @classmethod
     def of(cls, rule: AutomationRule) -> CompiledRule:
@@ -53,6 +58,7 @@ class CompiledRule:
             actions=list(snapshot.get("actions") or []),
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
+            snapshot_json=to_json(snapshot),
         )
 
 
@@ -64,10 +70,20 @@ class RuleCache:
         self._lock = threading.Lock()
 
     def rules_for(
-        self, session: Session, tenant_id: uuid.UUID, event_type: str
+        self,
+        session: Session,
+        tenant_id: uuid.UUID,
+        event_type: str,
+        *,
+        version: int | None = None,
     ) -> list[CompiledRule]:
-        """The tenant's active rules triggered by ``event_type``, in evaluation order."""
-        version = rule_service.rules_version(session, tenant_id)
+        """The tenant's active rules triggered by ``event_type``, in evaluation order.
+
+        ``version``: the tenant's rules version when the caller already read it in this
+        transaction (the evaluator reads it with the event's settled runs).
+        """
+        if version is None:
+            version = rule_service.rules_version(session, tenant_id)
         key = (tenant_id, event_type)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == version:
@@ -99,3 +115,17 @@ def load(session: Session, tenant_id: uuid.UUID, event_type: str) -> list[Compil
 
 #: The worker's cache (one per process).
 CACHE = RuleCache()
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_from_json(snapshot_json: str) -> CompiledRule:
+    return CompiledRule.from_snapshot(json.loads(snapshot_json))
+
+
+def compiled_rule(snapshot: dict[str, Any]) -> CompiledRule:
+    """A saved rule's snapshot compiled once per process (dry-runs of the same rule).
+
+    Keyed by the snapshot's JSON text (id and version included), so a changed rule
+    is never served stale; entries are small and the cache is bounded.
+    """
+    return _compiled_from_json(to_json(snapshot))

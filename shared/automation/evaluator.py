@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.automation import executors
@@ -35,12 +35,13 @@ from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.engine import evaluate
 from shared.automation.facts import changes_of, gather
+from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
 from shared.events import Causation
-from shared.models import AutomationEvent, AutomationRun, OutboxEvent
+from shared.models import AutomationEvent, AutomationRun, AutomationSettings, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -125,30 +126,42 @@ def _claim(event_id: uuid.UUID) -> bool:
     return claimed is not None
 
 
-def _settled_rule_ids(session: Session, event: AutomationEvent) -> set[uuid.UUID]:
-    """Rules already decided for this event; a retry re-runs only the failed ones.
+def _run_state_statement() -> Any:
+    """The tenant's rules version, and this event's settled and failed runs (not
+    reprocess ones): PERF: one round trip where two were, built once."""
+    r = AutomationRun
+    of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
+    return select(
+        select(AutomationSettings.rules_version)
+        .where(AutomationSettings.tenant_id == bindparam("tenant_id"))
+        .scalar_subquery()
+        .label("rules_version"),
+        select(func.array_agg(r.rule_id))
+        .where(*of_event, r.status != "failed")
+        .scalar_subquery()
+        .label("settled"),
+        exists().where(*of_event, r.status == "failed").label("any_failed"),
+    )
 
-    PERF: one indexed read on a first evaluation (no runs yet); the DELETE only runs
-    when an earlier evaluation left failed runs.
-    """
+
+_RUN_STATE = _run_state_statement()
+
+
+def _run_state(session: Session, event: AutomationEvent) -> tuple[int, set[uuid.UUID]]:
+    """The rules version, and the rules already decided for this event (a retry re-runs
+    only the failed ones: their runs are deleted here). A reprocess decides every rule."""
+    row = session.execute(_RUN_STATE, {"tenant_id": event.tenant_id, "event_id": event.id}).one()
     if event.reprocess:
-        return set()
-    rows = session.execute(
-        select(AutomationRun.rule_id, AutomationRun.status).where(
-            AutomationRun.automation_event_id == event.id,
-            AutomationRun.reprocess.is_(False),
-        )
-    ).all()
-    failed = [rule_id for rule_id, status in rows if status == "failed"]
-    if failed:
+        return row.rules_version or 0, set()
+    if row.any_failed:
         session.execute(
             delete(AutomationRun).where(
                 AutomationRun.automation_event_id == event.id,
-                AutomationRun.rule_id.in_(failed),
+                AutomationRun.status == "failed",
                 AutomationRun.reprocess.is_(False),
             )
         )
-    return {rule_id for rule_id, status in rows if status != "failed"}
+    return row.rules_version or 0, set(row.settled or ())
 
 
 def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
@@ -163,12 +176,12 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
         return "done", f"conversation muted until {until}"
     causation = Causation.from_dict(event.causation)
     changes = changes_of(event.event_type, event.payload)
-    rules = CACHE.rules_for(session, event.tenant_id, event.event_type)
-    settled = _settled_rule_ids(session, event)
+    version, settled = _run_state(session, event)
+    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=version)
     outbox = conversation = None
     loaded = False
     stopped_by = None
-    run_rows: list[dict[str, Any]] = []
+    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
     for rule in rules:
         if rule.id in settled:
             continue
@@ -188,32 +201,22 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             status = "matched" if ok else "failed"
             if rule.stop_processing:
                 stopped_by = rule.id
-        run_rows.append(
-            {
-                "id": uuid.uuid4(),
-                "tenant_id": event.tenant_id,
-                "automation_event_id": event.id,
-                "rule_id": rule.id,
-                "rule_version": rule.version,
-                "rule_snapshot": rule.snapshot,
-                "facts": facts,
-                "changes": changes,
-                "matched": decision.matched,
-                "status": status,
-                "condition_results": decision.trace,
-                "action_results": results,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "error": decision.reason or _first_error(results),
-                "reprocess": event.reprocess,
-            }
+        runs.add(
+            rule_id=rule.id,
+            rule_version=rule.version,
+            snapshot_json=rule.snapshot_json,
+            matched=decision.matched,
+            status=status,
+            condition_results=decision.trace,
+            action_results=results,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            error=decision.reason or _first_error(results),
         )
-    if run_rows:
-        # PERF: one multi-row INSERT for every run of the event, not an ORM add each.
-        session.execute(insert(AutomationRun), run_rows)
-    failed = [row for row in run_rows if row["status"] == "failed"]
+    insert_runs(session, runs)
+    failed = runs.failed
     if failed:
-        first = failed[0]
-        note = f"{len(failed)} rule(s) failed; rule {first['rule_id']}: {first['error']}"
+        rule_id, error = failed[0]
+        note = f"{len(failed)} rule(s) failed; rule {rule_id}: {error}"
         return "failed", note[:4000]
     return "done", None
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy.orm import Bundle, Session
 
 from shared.models import (
     Contact,
@@ -40,6 +40,7 @@ _EVENT_CONVERSATION_FIELDS = (
     "ai_active",
     "custom_attributes",
 )
+_CONTACT_FIELDS = ("name", "email", "phone", "country", "language")
 
 
 def conversation_id_of(event_type: str, payload: Mapping[str, Any]) -> uuid.UUID | None:
@@ -70,7 +71,7 @@ def _minutes(now: dt.datetime, then: dt.datetime | None) -> float | None:
     return None if then is None else round((now - then).total_seconds() / 60, 3)
 
 
-def _unread(conversation: Conversation, read_count: int | None) -> int:
+def _unread(conversation: Any, read_count: int | None) -> int:
     """Inbound messages the assignee has not read (all of them when unassigned)."""
     if conversation.assignee_id is None:
         return conversation.inbound_count
@@ -79,7 +80,7 @@ def _unread(conversation: Conversation, read_count: int | None) -> int:
 
 def _conversation_facts(
     facts: dict[str, Any],
-    conversation: Conversation,
+    conversation: Any,
     read_count: int | None,
     event_type: str,
     payload: Mapping[str, Any],
@@ -111,33 +112,51 @@ def _message_facts(facts: dict[str, Any], payload: Mapping[str, Any]) -> None:
         _put(facts, "message.attachment_type", attachments[0].get("type"))
 
 
-def _contact_facts(facts: dict[str, Any], contact: Contact) -> None:
-    for name in ("name", "email", "phone", "country", "language"):
+def _contact_facts(facts: dict[str, Any], contact: Any) -> None:
+    for name in _CONTACT_FIELDS:
         _put(facts, f"contact.{name}", getattr(contact, name))
     _put(facts, "contact.tags", list(contact.tags or []))
     _put_custom(facts, "contact", contact.custom_attributes)
 
 
-def _schedule_of(tenant_id: uuid.UUID, which: Any) -> Any:
+def _schedule_of(which: Any) -> Any:
     return (
         select(WorkingHours.schedule)
-        .where(WorkingHours.tenant_id == tenant_id, which)
+        .where(WorkingHours.tenant_id == bindparam("tenant_id"), which)
         .limit(1)
         .scalar_subquery()
     )
 
 
-def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None) -> Any:
+def _timezone() -> Any:
+    return select(Tenant.timezone).where(Tenant.id == bindparam("tenant_id")).scalar_subquery()
+
+
+#: The columns facts read (Core bundles, not ORM objects: no identity-map work).
+_CONVERSATION = Bundle(
+    "conversation",
+    *(getattr(Conversation, name) for name in _EVENT_CONVERSATION_FIELDS),
+    Conversation.id,
+    Conversation.inbound_count,
+    Conversation.created_at,
+    Conversation.last_activity_at,
+)
+_CONTACT = Bundle(
+    "contact",
+    *(getattr(Contact, name) for name in _CONTACT_FIELDS),
+    Contact.tags,
+    Contact.custom_attributes,
+)
+
+
+def _context_statement() -> Any:
     """One statement: the conversation, its contact, the assignee's read count, the
     tenant's timezone, the database clock and the working hours that apply (the
-    division's override, else the tenant's). None when the conversation is not found.
+    division's override, else the tenant's), and the conversation's active mute.
 
-    PERF: the evaluator and dry-run build facts for every event; one round trip.
+    PERF: the evaluator and dry-run build facts for every event: one round trip, and
+    the statement is built once (bound per call), not per event.
     """
-    if conversation_id is None:
-        return None
-    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
-    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
     read = (
         select(ConversationRead.read_inbound_count)
         .where(
@@ -146,17 +165,18 @@ def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID 
         )
         .scalar_subquery()
     )
-    division_hours = _schedule_of(tenant_id, WorkingHours.division_id == Conversation.division_id)
+    division_hours = _schedule_of(WorkingHours.division_id == Conversation.division_id)
+    tenant_hours = _schedule_of(WorkingHours.division_id.is_(None))
     active_mute = and_(
         ConversationMute.conversation_id == Conversation.id,
         ConversationMute.muted_until.is_(None) | (ConversationMute.muted_until > func.now()),
     )
-    return session.execute(
+    return (
         select(
-            Conversation,
-            Contact,
+            _CONVERSATION,
+            _CONTACT,
             read.label("read_count"),
-            timezone.label("timezone"),
+            _timezone().label("timezone"),
             func.now().label("now"),
             func.coalesce(division_hours, tenant_hours).label("schedule"),
             exists().where(active_mute).label("muted"),
@@ -166,21 +186,33 @@ def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID 
             .label("muted_until"),
         )
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.tenant_id == tenant_id, Conversation.id == conversation_id)
-    ).one_or_none()
+        .where(
+            Conversation.tenant_id == bindparam("tenant_id"),
+            Conversation.id == bindparam("conversation_id"),
+        )
+    )
+
+
+_CONTEXT = _context_statement()
+
+#: The timezone, the clock and the tenant's working hours, for events without a conversation.
+_TENANT_CONTEXT = select(
+    _timezone().label("timezone"),
+    func.now().label("now"),
+    _schedule_of(WorkingHours.division_id.is_(None)).label("schedule"),
+)
+
+
+def _context(session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None) -> Any:
+    """The :func:`_context_statement` row, None when the conversation is not found."""
+    if conversation_id is None:
+        return None
+    params = {"tenant_id": tenant_id, "conversation_id": conversation_id}
+    return session.execute(_CONTEXT, params).one_or_none()
 
 
 def _tenant_context(session: Session, tenant_id: uuid.UUID) -> Any:
-    """The timezone, the clock and the tenant's working hours, for events without a conversation."""
-    timezone = select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery()
-    tenant_hours = _schedule_of(tenant_id, WorkingHours.division_id.is_(None))
-    return session.execute(
-        select(
-            timezone.label("timezone"),
-            func.now().label("now"),
-            tenant_hours.label("schedule"),
-        )
-    ).one()
+    return session.execute(_TENANT_CONTEXT, {"tenant_id": tenant_id}).one()
 
 
 def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -232,8 +264,8 @@ def gather(
     row = _context(session, tenant_id, conversation_id_of(event_type, payload))
     if row is not None:
         now = now or row.now
-        _conversation_facts(facts, row.Conversation, row.read_count, event_type, payload, now)
-        _contact_facts(facts, row.Contact)
+        _conversation_facts(facts, row.conversation, row.read_count, event_type, payload, now)
+        _contact_facts(facts, row.contact)
         mute = Mute(row.muted_until) if row.muted else None
     else:
         row = _tenant_context(session, tenant_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func, select
 
 from shared.db import session_scope
@@ -101,3 +103,37 @@ def test_dry_run_refuses_bad_input_with_its_path(ws, other_workspace):
     resp = ws.call("POST", url, json={"event_id": str(theirs.id)})
     assert resp.status_code == 404
     assert other_rule["id"] != rule["id"]
+
+
+def test_dry_run_finds_the_event_by_either_id_and_follows_rule_edits(ws, other_workspace):
+    rule = create_rule(ws)
+    url = f"{RULES}/{rule['id']}/dry-run"
+    conv_id = add_conversation(ws)
+    send_message(ws, conv_id, "refund please")
+    row = wait_settled(ws)[0]
+
+    by_queue_row = ws.call("POST", url, json={"event_id": str(row.id)})
+    by_outbox_event = ws.call("POST", url, json={"event_id": str(row.outbox_event_id)})
+    assert by_queue_row.status_code == by_outbox_event.status_code == 200, by_outbox_event.text
+    for result in (by_queue_row.json, by_outbox_event.json):
+        assert result["matched"] is True and result["conditions"][0]["seen"] == "refund please"
+
+    # A saved edit is what the next dry-run evaluates (no stale compiled rule).
+    edited = {
+        "conditions": {
+            "match": "all",
+            "conditions": [
+                {"attribute": "message.content", "operator": "contains", "value": "invoice"}
+            ],
+        }
+    }
+    assert ws.call("PATCH", f"{RULES}/{rule['id']}", json=edited).status_code == 200
+    after = ws.call("POST", url, json={"event_id": str(row.id)})
+    assert after.status_code == 200 and after.json["matched"] is False
+    assert after.json["rule"]["version"] == rule["version"] + 1
+
+    unknown = ws.call("POST", url, json={"event_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404 and "Event" in unknown.json["error"]["message"]
+    theirs = create_rule(other_workspace)
+    resp = ws.call("POST", f"{RULES}/{theirs['id']}/dry-run", json={"event_id": str(row.id)})
+    assert resp.status_code == 404 and "rule" in resp.json["error"]["message"]
