@@ -1,7 +1,9 @@
 """Authentication: login, logout, token refresh, and resolving a credential to a caller.
 
-Role and permissions are read from the database on every request, never from the
-token, so a role change or a revocation applies at once.
+Role and permissions come from the database, never from the token, so a role change
+or a revocation applies at once. PERF: a token's row is cached per process and
+checked against the auth epoch in Redis on every request (see
+:mod:`shared.auth_cache` for the guarantees).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, auth_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
@@ -107,17 +109,22 @@ def authenticate_token(
         claims = decode_access_token(token)
     except InvalidToken as exc:
         raise Unauthenticated("Invalid or expired token") from exc
-    # PERF: one round trip: the user, their role, the tenant state and revocation.
-    row = (
-        session.connection()
-        .execute(
-            _TOKEN_PRINCIPAL,
-            {"jti": claims.jti, "user_id": claims.user_id, "tenant_id": claims.tenant_id},
-        )
-        .one_or_none()
-    )
+    # NOTE: the epoch is read before the query, so a row is never tagged newer than it is.
+    epoch = auth_cache.current_epoch()
+    row = auth_cache.get(claims.jti, epoch)
     if row is None:
-        raise Unauthenticated("Invalid or expired token")
+        # PERF: one round trip: the user, their role, the tenant state and revocation.
+        row = (
+            session.connection()
+            .execute(
+                _TOKEN_PRINCIPAL,
+                {"jti": claims.jti, "user_id": claims.user_id, "tenant_id": claims.tenant_id},
+            )
+            .one_or_none()
+        )
+        if row is None:
+            raise Unauthenticated("Invalid or expired token")
+        auth_cache.put(claims.jti, epoch, tuple(row))
     user_id, tenant_id, valid_after, role_name, permissions, tenant_status, is_revoked = row
     if is_revoked:
         raise Unauthenticated("This token has been revoked")
