@@ -54,7 +54,7 @@ _IRRELEVANT = {
 _WATCHED = frozenset({User, Role, Tenant, RevokedToken, ApiKey})
 _PENDING = "omnistream.auth_changed"
 
-_entries: dict[Any, tuple[bytes, float, Any]] = {}
+_entries: dict[str, tuple[bytes, float, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -70,24 +70,24 @@ def current_epoch() -> bytes | None:
         return None
 
 
-def get(token_id: Any, epoch: bytes | None) -> Any:
-    """The row cached for ``token_id`` under ``epoch`` and still within its TTL, or None."""
+def get(token: str, epoch: bytes | None) -> Any:
+    """What was cached for ``token`` under ``epoch`` and is still within its TTL, or None."""
     if epoch is None:
         return None
-    entry = _entries.get(token_id)
+    entry = _entries.get(token)
     if entry is None or entry[0] != epoch or entry[1] < time.monotonic():
         return None
     return entry[2]
 
 
-def put(token_id: Any, epoch: bytes | None, row: Any) -> None:
-    """Remember ``row`` for ``token_id``, tagged with the epoch read *before* the query."""
+def put(token: str, epoch: bytes | None, value: Any) -> None:
+    """Remember ``value`` for ``token``, tagged with the epoch read *before* the query."""
     if epoch is None:
         return
     with _lock:
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
-        _entries[token_id] = (epoch, time.monotonic() + TTL_SECONDS, row)
+        _entries[token] = (epoch, time.monotonic() + TTL_SECONDS, value)
 
 
 def invalidate() -> None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,28 @@ def test_unrelated_writes_keep_the_cache_warm(workspace):
     )
     assert status.status_code == 200, status.text
     assert auth_cache.current_epoch() == before
+
+
+def test_a_cached_token_is_refused_once_it_expires(workspace):
+    """The cache skips the signature check on a hit, never the expiry check."""
+    import jwt
+
+    from shared.config import get_settings
+
+    now = time.time()
+    claims = jwt.decode(workspace.token, options={"verify_signature": False})
+    short = jwt.encode(
+        claims | {"iat": now, "exp": int(now) + 2, "jti": str(uuid.uuid4())},
+        get_settings().secret_key,
+        algorithm="HS256",
+    )
+    assert workspace.call("GET", "/api/agents", token=short).status_code == 200
+    time.sleep(max(0.0, int(now) + 2 - time.time()) + 0.2)
+    assert workspace.call("GET", "/api/agents", token=short).status_code == 401
+
+
+def test_a_forged_token_is_never_taken_from_the_cache(workspace):
+    assert workspace.call("GET", "/api/agents").status_code == 200
+    head, payload, signature = workspace.token.split(".")
+    forged = ".".join((head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")))
+    assert workspace.call("GET", "/api/agents", token=forged).status_code == 401
