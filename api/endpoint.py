@@ -26,6 +26,7 @@ import falcon
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from api.auth import authenticate
 from api.errors import validation_details
@@ -35,7 +36,8 @@ from shared.errors import DomainError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
-#: Requests replayed once when their database connection turns out to be dead.
+#: Requests replayed once when their database connection turns out to be dead; they run
+#: on autocommit sessions too.
 _RETRYABLE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -74,6 +76,19 @@ class EndpointSpec:
     status: int
     description: str | None
     tags: tuple[str, ...]
+
+
+def _has_work_to_commit(req: falcon.Request, session: Session) -> bool:
+    """Whether ending the request needs ``commit()``.
+
+    PERF: GET and HEAD run on autocommit sessions (``api.middleware``): their
+    statements are already committed, so unless ORM changes are waiting for a
+    flush or after-commit callbacks were queued (``session.info``), closing the
+    session is enough and the ORM's commit machinery is skipped.
+    """
+    if req.method not in _RETRYABLE_METHODS:
+        return True
+    return bool(session.info or session.new or session.dirty or session.deleted)
 
 
 def _read_body(req: falcon.Request, limit: int) -> bytes:
@@ -180,7 +195,7 @@ def endpoint(
                 kwargs["query"] = _parse_query(req, query)
             try:
                 result = responder(resource, req, resp, **params, **kwargs)
-                if session.in_transaction():
+                if session.in_transaction() and _has_work_to_commit(req, session):
                     session.commit()
             except BaseException:
                 session.rollback()

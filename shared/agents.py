@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity, auth
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import emit
 from shared.models import ApiKey, Role, Tenant, User
@@ -136,8 +137,8 @@ def list_agents(
     if cursor:
         params["after_at"], params["after_id"] = decode_cursor(cursor)
     statement = _list_statement(bool(status), bool(role_id), bool(q), bool(cursor))
-    # PERF: one fetchall and a tuple unpack per row: no per-row cursor calls, no RowMapping.
-    rows = session.connection().execute(statement, params).fetchall()
+    # PERF: the driver's rows as they are, one tuple unpack per row.
+    rows = fetch_rows(session.connection(), statement, params)
     items = [_agent_item(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:

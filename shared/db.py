@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+import psycopg
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import get_settings
@@ -96,6 +97,32 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@functools.cache
+def _driver_sql(statement: Executable) -> str:
+    return str(statement.compile(dialect=get_engine().dialect))
+
+
+def fetch_rows(connection: Connection, statement: Executable, params: dict[str, Any]) -> list:
+    """Run a prebuilt statement on the driver's cursor and return its rows as plain tuples.
+
+    PERF: for the hottest reads only (agent lists): skips SQLAlchemy's per-execution
+    and result machinery (~0.15 ms CPU for a 100-row page). ``statement`` must be
+    built once (its SQL is compiled once per object) and need no type processing:
+    psycopg returns UUIDs, datetimes and text as they are. A dropped connection is
+    handed to SQLAlchemy by running the statement through it again, so the pool is
+    invalidated and the error is the usual ``DBAPIError`` (see ``api.endpoint``).
+    """
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(_driver_sql(statement), params)
+            return cursor.fetchall()
+    except psycopg.OperationalError:
+        if not (driver.closed or driver.broken):
+            raise
+    return list(connection.execute(statement, params).tuples())
 
 
 def is_disconnect(error: BaseException) -> bool:
