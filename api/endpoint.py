@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +25,20 @@ from typing import Any
 import falcon
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from api.auth import authenticate
 from api.errors import validation_details
 from shared.config import get_settings
+from shared.db import is_disconnect
 from shared.errors import DomainError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+#: Requests replayed once when their database connection turns out to be dead; they run
+#: on autocommit sessions too.
+_RETRYABLE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class BadRequest(DomainError):
@@ -66,6 +76,19 @@ class EndpointSpec:
     status: int
     description: str | None
     tags: tuple[str, ...]
+
+
+def _has_work_to_commit(req: falcon.Request, session: Session) -> bool:
+    """Whether ending the request needs ``commit()``.
+
+    PERF: GET and HEAD run on autocommit sessions (``api.middleware``): their
+    statements are already committed, so unless ORM changes are waiting for a
+    flush or after-commit callbacks were queued (``session.info``), closing the
+    session is enough and the ORM's commit machinery is skipped.
+    """
+    if req.method not in _RETRYABLE_METHODS:
+        return True
+    return bool(session.info or session.new or session.dirty or session.deleted)
 
 
 def _read_body(req: falcon.Request, limit: int) -> bytes:
@@ -158,8 +181,7 @@ def endpoint(
     check_plain = get_settings().validate_responses
 
     def decorate(responder: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(responder)
-        def wrapper(resource, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        def run(resource, req: falcon.Request, resp: falcon.Response, params: dict) -> Any:
             session = req.context.db
             kwargs: dict[str, Any] = {}
             if not public:
@@ -173,11 +195,26 @@ def endpoint(
                 kwargs["query"] = _parse_query(req, query)
             try:
                 result = responder(resource, req, resp, **params, **kwargs)
-                if session.in_transaction():
+                if session.in_transaction() and _has_work_to_commit(req, session):
                     session.commit()
             except BaseException:
                 session.rollback()
                 raise
+            return result
+
+        @functools.wraps(responder)
+        def wrapper(resource, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+            try:
+                result = run(resource, req, resp, params)
+            except DBAPIError as error:
+                # A connection PostgreSQL dropped (restart, failover, idle kill) surfaces on
+                # its first statement; the pool is invalidated by then, so a read is simply
+                # run again on a fresh connection. Writes are not replayed: the client decides.
+                if req.method not in _RETRYABLE_METHODS or not is_disconnect(error):
+                    raise
+                log.warning("database connection lost; retrying %s %s", req.method, req.path)
+                req.context.db.close()
+                result = run(resource, req, resp, params)
             if resp.status == falcon.HTTP_200 and status != 200:
                 resp.status = status
             if result is None:

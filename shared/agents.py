@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared import activity, auth
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import emit
 from shared.models import ApiKey, Role, Tenant, User
-from shared.pagination import Page, paginate_rows
+from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
 from shared.security import hash_password
 from shared.sql import contains_pattern
@@ -66,6 +68,54 @@ def page_of_agents(
     return page
 
 
+@functools.cache
+def _list_statement(status: bool, role: bool, search: bool, after: bool) -> Select[Any]:
+    """The page statement for one combination of filters, built once with bind parameters.
+
+    PERF: agent lists are the API's busiest reads. A prebuilt statement skips
+    building the query and computing its cache key on every request.
+    """
+    query = (
+        select(*_AGENT_COLUMNS)
+        .join(Role, Role.id == User.role_id)
+        .where(User.tenant_id == bindparam("tenant_id"), User.deleted_at.is_(None))
+    )
+    if status:
+        query = query.where(User.status == bindparam("status"))
+    if role:
+        query = query.where(User.role_id == bindparam("role_id"))
+    if search:
+        pattern = bindparam("pattern", type_=User.email.type)
+        query = query.where(User.full_name.ilike(pattern) | User.email.ilike(pattern))
+    if after:
+        query = query.where(
+            tuple_(User.created_at, User.id)
+            < tuple_(
+                bindparam("after_at", type_=User.created_at.type),
+                bindparam("after_id", type_=User.id.type),
+            )
+        )
+    return query.order_by(User.created_at.desc(), User.id.desc()).limit(bindparam("limit"))
+
+
+def _agent_item(row: Any) -> dict[str, Any]:
+    """One row of :data:`_AGENT_COLUMNS` as the plain dict ``AgentView`` describes."""
+    agent_id, email, full_name, avatar, status, role_id, role_name, last_login, created, updated = (
+        row
+    )
+    return {
+        "id": agent_id,
+        "email": email,
+        "full_name": full_name,
+        "avatar_url": avatar,
+        "status": status,
+        "role": {"id": role_id, "name": role_name},
+        "last_login_at": last_login,
+        "created_at": created,
+        "updated_at": updated,
+    }
+
+
 def list_agents(
     session: Session,
     ctx: Ctx,
@@ -77,15 +127,23 @@ def list_agents(
     q: str | None = None,
 ) -> Page[dict[str, Any]]:
     """A page of live agents, newest first, filtered by status, role and a name/email search."""
-    query = live_agent_rows(ctx)
+    params: dict[str, Any] = {"tenant_id": ctx.tenant_id, "limit": limit + 1}
     if status:
-        query = query.where(User.status == status)
+        params["status"] = status
     if role_id:
-        query = query.where(User.role_id == role_id)
+        params["role_id"] = role_id
     if q:
-        pattern = contains_pattern(q)
-        query = query.where(User.full_name.ilike(pattern) | User.email.ilike(pattern))
-    return page_of_agents(session, query, limit=limit, cursor=cursor)
+        params["pattern"] = contains_pattern(q)
+    if cursor:
+        params["after_at"], params["after_id"] = decode_cursor(cursor)
+    statement = _list_statement(bool(status), bool(role_id), bool(q), bool(cursor))
+    # PERF: the driver's rows as they are, one tuple unpack per row.
+    rows = fetch_rows(session.connection(), statement, params)
+    items = [_agent_item(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(items[-1]["created_at"], items[-1]["id"])
+    return Page(items, next_cursor)
 
 
 def get_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, *, for_update: bool = False) -> User:

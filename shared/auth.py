@@ -1,13 +1,16 @@
 """Authentication: login, logout, token refresh, and resolving a credential to a caller.
 
-Role and permissions are read from the database on every request, never from the
-token, so a role change or a revocation applies at once.
+Role and permissions come from the database, never from the token, so a role change
+or a revocation applies at once. PERF: a token's row is cached per process and
+checked against the auth epoch in Redis on every request (see
+:mod:`shared.auth_cache` for the guarantees).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -16,7 +19,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, auth_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
@@ -103,21 +106,31 @@ def authenticate_token(
     session: Session, token: str, *, request_id: str | None = None, ip: str | None = None
 ) -> Ctx:
     """Resolve a JWT to its caller, or raise :class:`Unauthenticated`."""
-    try:
-        claims = decode_access_token(token)
-    except InvalidToken as exc:
-        raise Unauthenticated("Invalid or expired token") from exc
-    # PERF: one round trip: the user, their role, the tenant state and revocation.
-    row = (
-        session.connection()
-        .execute(
-            _TOKEN_PRINCIPAL,
-            {"jti": claims.jti, "user_id": claims.user_id, "tenant_id": claims.tenant_id},
+    # NOTE: the epoch is read before the query, so a row is never tagged newer than it is.
+    epoch = auth_cache.current_epoch()
+    # PERF: keyed by the token itself: a hit is a token this process verified already,
+    # so only its expiry is checked again (the signature cannot have changed).
+    cached = auth_cache.get(token, epoch)
+    if cached is not None and cached[0].expires_at.timestamp() > time.time():
+        claims, row = cached
+    else:
+        try:
+            claims = decode_access_token(token)
+        except InvalidToken as exc:
+            raise Unauthenticated("Invalid or expired token") from exc
+        # PERF: one round trip: the user, their role, the tenant state and revocation.
+        found = (
+            session.connection()
+            .execute(
+                _TOKEN_PRINCIPAL,
+                {"jti": claims.jti, "user_id": claims.user_id, "tenant_id": claims.tenant_id},
+            )
+            .one_or_none()
         )
-        .one_or_none()
-    )
-    if row is None:
-        raise Unauthenticated("Invalid or expired token")
+        if found is None:
+            raise Unauthenticated("Invalid or expired token")
+        row = (*found[:4], frozenset(found[4]), *found[5:])
+        auth_cache.put(token, epoch, (claims, row))
     user_id, tenant_id, valid_after, role_name, permissions, tenant_status, is_revoked = row
     if is_revoked:
         raise Unauthenticated("This token has been revoked")
@@ -129,7 +142,7 @@ def authenticate_token(
         actor=Actor("user", user_id),
         user_id=user_id,
         role=role_name,
-        permissions=frozenset(permissions),
+        permissions=permissions,
         request_id=request_id,
         ip=ip,
         token_jti=claims.jti,

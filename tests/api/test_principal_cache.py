@@ -1,0 +1,152 @@
+"""Cached principals never outlive a change: here, and in another API process at once.
+
+A second application runs in a subprocess (its own cache, same database and Redis);
+the changes are made through this process's app or its sessions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from shared.db import session_scope
+from shared.models import Tenant
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_SERVE = (
+    "import sys; from wsgiref.simple_server import make_server, WSGIRequestHandler;"
+    "from api.app import create_app;"
+    "WSGIRequestHandler.log_message = lambda *a: None;"
+    "make_server('127.0.0.1', int(sys.argv[1]), create_app()).serve_forever()"
+)
+
+
+class OtherProcess:
+    """Call the API served by another process."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def status(self, path: str, token: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            resp = conn.getresponse()
+            json.loads(resp.read() or b"null")
+            return resp.status
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def other_process(app):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(port)], cwd=REPO_ROOT, env=os.environ.copy()
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "the second API process died"
+                assert time.monotonic() < deadline, "the second API process did not start"
+                time.sleep(0.1)
+        yield OtherProcess(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_logout_refuses_the_token_here_and_in_another_process_at_once(workspace, other_process):
+    assert other_process.status("/api/agents", workspace.token) == 200
+    assert workspace.call("GET", "/api/agents").status_code == 200
+
+    assert workspace.call("POST", "/api/auth/logout").status_code in (200, 204)
+
+    assert workspace.call("GET", "/api/agents").status_code == 401
+    assert other_process.status("/api/agents", workspace.token) == 401
+
+
+def test_a_demotion_applies_at_once_in_another_process(workspace, other_process):
+    agent, token = workspace.create_agent(role="admin")
+    assert other_process.status("/api/activity-logs", token) == 200
+
+    demoted = workspace.call("PATCH", f"/api/agents/{agent['id']}", json={"role": "agent"})
+    assert demoted.status_code == 200, demoted.text
+
+    assert other_process.status("/api/activity-logs", token) == 403
+    assert workspace.call("GET", "/api/activity-logs", token=token).status_code == 403
+
+
+def test_a_deleted_agent_is_refused_at_once_in_another_process(workspace, other_process):
+    agent, token = workspace.create_agent()
+    assert other_process.status("/api/agents", token) == 200
+
+    assert workspace.call("DELETE", f"/api/agents/{agent['id']}").status_code == 204
+
+    assert other_process.status("/api/agents", token) == 401
+
+
+def test_a_suspended_tenant_is_refused_at_once_in_another_process(workspace, other_process):
+    assert other_process.status("/api/agents", workspace.token) == 200
+    assert workspace.call("GET", "/api/agents").status_code == 200
+
+    with session_scope() as session:
+        session.execute(
+            update(Tenant).where(Tenant.id == workspace.tenant["id"]).values(status="suspended")
+        )
+
+    assert other_process.status("/api/agents", workspace.token) == 403
+    assert workspace.call("GET", "/api/agents").status_code == 403
+
+
+def test_unrelated_writes_keep_the_cache_warm(workspace):
+    """Going online is not an auth change: it must not cost every process its cache."""
+    from shared import auth_cache
+
+    before = auth_cache.current_epoch()
+    status = workspace.call(
+        "PATCH", f"/api/agents/{workspace.admin['id']}/status", json={"status": "online"}
+    )
+    assert status.status_code == 200, status.text
+    assert auth_cache.current_epoch() == before
+
+
+def test_a_cached_token_is_refused_once_it_expires(workspace):
+    """The cache skips the signature check on a hit, never the expiry check."""
+    import jwt
+
+    from shared.config import get_settings
+
+    now = time.time()
+    claims = jwt.decode(workspace.token, options={"verify_signature": False})
+    short = jwt.encode(
+        claims | {"iat": now, "exp": int(now) + 2, "jti": str(uuid.uuid4())},
+        get_settings().secret_key,
+        algorithm="HS256",
+    )
+    assert workspace.call("GET", "/api/agents", token=short).status_code == 200
+    time.sleep(max(0.0, int(now) + 2 - time.time()) + 0.2)
+    assert workspace.call("GET", "/api/agents", token=short).status_code == 401
+
+
+def test_a_forged_token_is_never_taken_from_the_cache(workspace):
+    assert workspace.call("GET", "/api/agents").status_code == 200
+    head, payload, signature = workspace.token.split(".")
+    forged = ".".join((head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")))
+    assert workspace.call("GET", "/api/agents", token=forged).status_code == 401
