@@ -14,14 +14,14 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import exists, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import db
+from shared.after_commit_queue import AfterCommitQueue
 from shared.automation.facts import conversation_id_of
 from shared.config import get_settings
 from shared.event_types import CATALOGUE
@@ -30,33 +30,17 @@ from shared.models import AutomationEvent, AutomationRule, OutboxEvent
 log = logging.getLogger(__name__)
 
 TARGET_NAME = "automation"
-_PENDING_KEY = "omnistream.automation_events"
 _ONE_SECOND = literal_column("interval '1 second'")
 #: Longest wait between two sweeps of one stuck row.
 MAX_SWEEP_BACKOFF_SECONDS = 600.0
 
-#: ``[automation_event_id, ...] -> None``: sends ``evaluate_rules`` messages.
-Enqueuer = Callable[[Sequence[uuid.UUID]], None]
-_enqueuer: Enqueuer | None = None
-
-
-def set_enqueuer(enqueuer: Enqueuer | None) -> None:
-    global _enqueuer
-    _enqueuer = enqueuer
-
-
-def enqueue(ids: Sequence[uuid.UUID]) -> None:
-    """Send now (the rows must be committed); failures are logged, the sweeper retries."""
-    if not ids or _enqueuer is None:
-        return
-    try:
-        _enqueuer(ids)
-    except Exception:
-        log.warning("could not enqueue %d automation evaluations; the sweeper will", len(ids))
-
-
-def enqueue_after_commit(session: Session, ids: Sequence[uuid.UUID]) -> None:
-    db.collected_until_commit(session, _PENDING_KEY, enqueue).extend(ids)
+#: ``[automation_event_id, ...]`` -> ``evaluate_rules`` messages, after commit.
+QUEUE: AfterCommitQueue[uuid.UUID] = AfterCommitQueue(
+    "omnistream.automation_events", "automation evaluations"
+)
+set_enqueuer = QUEUE.set_enqueuer
+enqueue = QUEUE.enqueue
+enqueue_after_commit = QUEUE.enqueue_after_commit
 
 
 def fingerprint(event_type: str, payload: Any) -> str:

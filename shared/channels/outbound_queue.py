@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared import db
+from shared.after_commit_queue import AfterCommitQueue
 from shared.config import get_settings
 from shared.models import OutboxEvent
 from shared.models.outbound import OutboundSend
@@ -27,26 +26,11 @@ from shared.models.outbound import OutboundSend
 log = logging.getLogger(__name__)
 
 TARGET_NAME = "channels_outbound"
-_PENDING_KEY = "omnistream.outbound_sends"
 
-#: ``[message_id, ...] -> None``: sends ``send_outbound`` messages (set by the worker module).
-Enqueuer = Callable[[Sequence[uuid.UUID]], None]
-_enqueuer: Enqueuer | None = None
-
-
-def set_enqueuer(enqueuer: Enqueuer | None) -> None:
-    global _enqueuer
-    _enqueuer = enqueuer
-
-
-def enqueue(message_ids: Sequence[uuid.UUID]) -> None:
-    """Send now (rows committed); a failure is logged and left to the sweeper."""
-    if not message_ids or _enqueuer is None:
-        return
-    try:
-        _enqueuer(message_ids)
-    except Exception:
-        log.warning("could not enqueue %d outbound sends; the sweeper will", len(message_ids))
+#: ``[message_id, ...]`` -> ``send_outbound`` messages, after commit.
+QUEUE: AfterCommitQueue[uuid.UUID] = AfterCommitQueue("omnistream.outbound_sends", "outbound sends")
+set_enqueuer = QUEUE.set_enqueuer
+enqueue = QUEUE.enqueue
 
 
 def _sweep_interval() -> object:
@@ -75,7 +59,7 @@ def target(session: Session, event: OutboxEvent) -> None:
         .returning(OutboundSend.message_id)
     )
     if inserted is not None:
-        db.collected_until_commit(session, _PENDING_KEY, enqueue).append(message_id)
+        QUEUE.enqueue_after_commit(session, [message_id])
 
 
 def sweep(session: Session, *, batch: int = 500) -> int:
@@ -99,5 +83,5 @@ def sweep(session: Session, *, batch: int = 500) -> int:
     )
     if ids:
         log.warning("re-driving %d outbound send(s) whose job was lost", len(ids))
-        db.collected_until_commit(session, _PENDING_KEY, enqueue).extend(ids)
+        QUEUE.enqueue_after_commit(session, ids)
     return len(ids)

@@ -47,7 +47,7 @@ def routed(monkeypatch, broker):
                 private.enqueue(evaluate_rules.message_with_options(args=(str(event_id),)))
 
         monkeypatch.setattr(events, "_publisher", publish)
-        monkeypatch.setattr(queue, "_enqueuer", enqueue)
+        monkeypatch.setattr(queue.QUEUE, "enqueuer", enqueue)
         return private
 
     return route

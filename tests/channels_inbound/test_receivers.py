@@ -249,7 +249,7 @@ def test_the_sweeper_reenqueues_a_payload_whose_job_was_lost(channels):
     from shared.channels import inbound_queue
 
     account = channels.account("whatsapp")
-    saved = inbound_queue._enqueuer
+    saved = inbound_queue.QUEUE.enqueuer
     inbound_queue.set_enqueuer(None)  # the process died between commit and enqueue
     try:
         channels.whatsapp(account, "wa_text.json")

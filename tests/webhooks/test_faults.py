@@ -51,7 +51,7 @@ def routed(monkeypatch, broker):
     def route(namespace: str, redis_url: str | None = None):
         private = private_broker(namespace, redis_url)
         enqueue, publish = enqueuers(private)
-        monkeypatch.setattr(queue, "_enqueuer", enqueue)
+        monkeypatch.setattr(queue.QUEUE, "enqueuer", enqueue)
         monkeypatch.setattr(events, "_publisher", publish)
         return private
 
