@@ -42,7 +42,7 @@ from shared.models import (
     WebhookEndpoint,
 )
 from shared.webhooks import queue as webhook_queue
-from shared.webhooks.catalogue import envelope
+from shared.webhooks.catalogue import envelope_of
 from shared.webhooks.delivery import SWEEP_GRACE_SECONDS
 
 
@@ -242,14 +242,7 @@ def send_webhook(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     endpoint = _owned(target, WebhookEndpoint, params["endpoint_id"], "The webhook endpoint")
     if not endpoint.enabled:
         raise ActionFailed("The webhook endpoint is disabled")
-    payload = envelope(
-        event.id,
-        event.type,
-        event.occurred_at,
-        event.data,
-        tenant_id=event.tenant_id,
-        actor={"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None},
-    )
+    payload = envelope_of(event)
     delivery_id = target.session.scalar(
         insert(WebhookDelivery)
         .values(

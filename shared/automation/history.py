@@ -25,7 +25,7 @@ from shared.context import Ctx
 from shared.db import get_sessionmaker
 from shared.errors import NotFound
 from shared.inbox.access import get_conversation
-from shared.inbox.quick_reply_csv import _guard_cell as guard_cell
+from shared.inbox.quick_reply_csv import guard_cell
 from shared.models import AutomationEvent, AutomationRun
 from shared.pagination import Page, paginate
 

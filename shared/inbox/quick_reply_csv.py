@@ -42,7 +42,7 @@ MAX_REPORTED_ERRORS = 100
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _guard_cell(value: str) -> str:
+def guard_cell(value: str) -> str:
     """APPSEC: defuse CSV formula injection with a leading apostrophe (OWASP's advice).
 
     Cells that already start with apostrophes before a formula character get one
@@ -70,7 +70,7 @@ def export_shared_csv(session: Session, ctx: Ctx) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)  # the excel dialect: RFC 4180 quoting and CRLF line ends
     writer.writerow(CSV_COLUMNS)
-    writer.writerows([_guard_cell(cell) for cell in row] for row in rows)
+    writer.writerows([guard_cell(cell) for cell in row] for row in rows)
     return out.getvalue().encode()
 
 

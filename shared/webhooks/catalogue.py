@@ -87,6 +87,18 @@ def envelope(
     }
 
 
+def envelope_of(event: Any) -> dict[str, Any]:
+    """The envelope of a stored outbox event (``OutboxEvent``): what its deliveries POST."""
+    return envelope(
+        event.id,
+        event.type,
+        event.occurred_at,
+        event.data,
+        tenant_id=event.tenant_id,
+        actor={"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None},
+    )
+
+
 def _rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import OutboxEvent
 from shared.webhooks import queue
-from shared.webhooks.catalogue import envelope
+from shared.webhooks.catalogue import envelope_of
 from shared.webhooks.delivery import SWEEP_GRACE_SECONDS
 
 TARGET_NAME = "webhooks"
@@ -44,14 +44,7 @@ _FAN_OUT = text(
 
 def fan_out(session: Session, event: OutboxEvent) -> list[uuid.UUID]:
     """Insert the event's deliveries and arrange their first attempt; return their ids."""
-    payload = envelope(
-        event.id,
-        event.type,
-        event.occurred_at,
-        event.data,
-        tenant_id=event.tenant_id,
-        actor={"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None},
-    )
+    payload = envelope_of(event)
     about = event.data.get("endpoint_id") if event.type.startswith("webhook.") else None
     ids = list(
         session.execute(
