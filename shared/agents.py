@@ -264,7 +264,7 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
     if "password" in changes:
         agent.password_hash = hash_password(changes["password"])
         # APPSEC: a new password logs every existing session out.
-        auth.user_tokens_valid_after_now(session, agent.id)
+        auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
     session.flush()
     session.refresh(agent)
     after = AgentView.data(agent)
@@ -289,7 +289,7 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
         .where(ApiKey.user_id == agent.id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
-    auth.user_tokens_valid_after_now(session, agent.id)
+    auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
     activity.record_change(session, ctx, "agent.deleted", "agent", agent.id, before, before=before)
 
 

@@ -3,7 +3,7 @@
 Role and permissions come from the database, never from the token, so a role change
 or a revocation applies at once. PERF: a token's row is cached per process and
 checked against the auth epoch in Redis on every request (see
-:mod:`shared.auth_cache` for the guarantees).
+:mod:`shared.auth_cache` and :mod:`shared.epoch_cache` for the guarantees).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity, auth_cache
+from shared import activity, auth_cache, epoch_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
@@ -102,15 +102,29 @@ def _check_live(tenant_status: str) -> None:
         raise TenantSuspended("This workspace is suspended")
 
 
+def tenant_hint(token: str) -> uuid.UUID | None:
+    """The tenant of a token this process verified before, unchecked: which epochs to read."""
+    cached = auth_cache.CACHE.peek(token)
+    return None if cached is None else cached[0].tenant_id
+
+
 def authenticate_token(
-    session: Session, token: str, *, request_id: str | None = None, ip: str | None = None
+    session: Session,
+    token: str,
+    *,
+    epochs: epoch_cache.Epochs | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
 ) -> Ctx:
-    """Resolve a JWT to its caller, or raise :class:`Unauthenticated`."""
+    """Resolve a JWT to its caller, or raise :class:`Unauthenticated`.
+
+    ``epochs`` are the request's, read before any query (read here when not given).
+    """
     # NOTE: the epoch is read before the query, so a row is never tagged newer than it is.
-    epoch = auth_cache.current_epoch()
+    tag = (epochs if epochs is not None else epoch_cache.read()).tag(auth_cache.CACHE)
     # PERF: keyed by the token itself: a hit is a token this process verified already,
     # so only its expiry is checked again (the signature cannot have changed).
-    cached = auth_cache.get(token, epoch)
+    cached = auth_cache.CACHE.get(token, tag)
     if cached is not None and cached[0].expires_at.timestamp() > time.time():
         claims, row = cached
     else:
@@ -130,7 +144,7 @@ def authenticate_token(
         if found is None:
             raise Unauthenticated("Invalid or expired token")
         row = (*found[:4], frozenset(found[4]), *found[5:])
-        auth_cache.put(token, epoch, (claims, row))
+        auth_cache.CACHE.put(token, tag, (claims, row))
     user_id, tenant_id, valid_after, role_name, permissions, tenant_status, is_revoked = row
     if is_revoked:
         raise Unauthenticated("This token has been revoked")
@@ -275,6 +289,13 @@ def purge_expired_revocations(session: Session) -> int:
     return result.rowcount or 0
 
 
-def user_tokens_valid_after_now(session: Session, user_id: uuid.UUID) -> None:
-    """Invalidate every token of a user issued before now (password change, suspension)."""
-    session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=func.now()))
+def user_tokens_valid_after_now(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Invalidate every token of a user issued before now (password change, suspension).
+
+    The tenant condition also tells the read caches whose data changed (one tenant's, not all).
+    """
+    session.execute(
+        update(User)
+        .where(User.tenant_id == tenant_id, User.id == user_id)
+        .values(tokens_valid_after=func.now())
+    )

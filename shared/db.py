@@ -79,8 +79,9 @@ def get_sessionmaker(*, read_only: bool = False) -> sessionmaker[Session]:
     NOTE: expire_on_commit=False so objects stay readable for serialization after
     the commit that the API performs at the end of a request.
     """
-    # NOTE: imported here (not at the top: it imports the models) so that every process
-    # that opens sessions, workers and scheduler included, publishes auth changes.
+    # NOTE: imported here (not at the top: they import the models) so that every process
+    # that opens sessions, workers and scheduler included, publishes the writes that make
+    # these caches stale (shared.epoch_cache).
     from shared import auth_cache  # noqa: F401
 
     engine = get_engine()

@@ -6,70 +6,21 @@ the changes are made through this process's app or its sessions.
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
 from shared.db import session_scope
 from shared.models import Tenant
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_SERVE = (
-    "import sys; from wsgiref.simple_server import make_server, WSGIRequestHandler;"
-    "from api.app import create_app;"
-    "WSGIRequestHandler.log_message = lambda *a: None;"
-    "make_server('127.0.0.1', int(sys.argv[1]), create_app()).serve_forever()"
-)
-
-
-class OtherProcess:
-    """Call the API served by another process."""
-
-    def __init__(self, port: int):
-        self.port = port
-
-    def status(self, path: str, token: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-            resp = conn.getresponse()
-            json.loads(resp.read() or b"null")
-            return resp.status
-        finally:
-            conn.close()
+from tests.api.second_process import serving
 
 
 @pytest.fixture(scope="module")
 def other_process(app):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(port)], cwd=REPO_ROOT, env=os.environ.copy()
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "the second API process died"
-                assert time.monotonic() < deadline, "the second API process did not start"
-                time.sleep(0.1)
-        yield OtherProcess(port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serving() as process:
+        yield process
 
 
 def test_logout_refuses_the_token_here_and_in_another_process_at_once(workspace, other_process):
