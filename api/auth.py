@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import falcon
 
 from shared import auth, epoch_cache
@@ -42,6 +44,14 @@ def authenticate(req: falcon.Request) -> Ctx:
         ctx = auth.authenticate_token(session, token, epochs=epochs, **meta)
     req.context.ctx = ctx
     return ctx
+
+
+def request_epochs(req: falcon.Request, tenant_id: uuid.UUID) -> epoch_cache.Epochs:
+    """The read caches' epochs of this request: those read with its credential, or now."""
+    epochs = req.context.get("epochs")
+    if epochs is None:
+        epochs = req.context.epochs = epoch_cache.read(tenant_id)
+    return epochs
 
 
 def set_session_cookie(resp: falcon.Response, token: str, max_age: int, secure: bool) -> None:

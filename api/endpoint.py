@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from api.auth import authenticate
+from api.auth import authenticate, request_epochs
 from api.errors import validation_details
 from shared.config import get_settings
 from shared.db import is_disconnect
+from shared.epoch_cache import EpochCache
 from shared.errors import DomainError, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,27 @@ class Plain:
     """
 
     data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """An answer kept rendered in ``cache`` while the data it shows are unchanged.
+
+    ``compute`` returns the answer (say a :class:`Plain`) on a miss; its JSON bytes are
+    kept per tenant and ``key`` (every query parameter that shapes it, normalized),
+    tagged with the epochs the request read before any query (:mod:`shared.epoch_cache`).
+    A hit answers those bytes: the same body, status and headers as a miss.
+    """
+
+    cache: EpochCache
+    tenant_id: uuid.UUID
+    key: Hashable
+    compute: Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -180,6 +203,25 @@ def endpoint(
     adapter = TypeAdapter(response) if response is not None else None
     check_plain = get_settings().validate_responses
 
+    def render(result: Any) -> bytes:
+        if isinstance(result, Plain):
+            if check_plain and adapter:
+                adapter.validate_python(result.data, strict=False)
+            return pydantic_core.to_json(result.data)
+        if adapter:
+            return adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+        return pydantic_core.to_json(result)
+
+    def serve_cached(req: falcon.Request, cached: Cached) -> _Rendered:
+        # NOTE: the tag is taken before compute() queries anything.
+        tag = request_epochs(req, cached.tenant_id).tag(cached.cache, cached.tenant_id)
+        entry_key = (cached.tenant_id, cached.key)
+        body = cached.cache.get(entry_key, tag)
+        if body is None:
+            body = render(cached.compute())
+            cached.cache.put(entry_key, tag, body)
+        return _Rendered(body)
+
     def decorate(responder: Callable[..., Any]) -> Callable[..., Any]:
         def run(resource, req: falcon.Request, resp: falcon.Response, params: dict) -> Any:
             session = req.context.db
@@ -195,6 +237,8 @@ def endpoint(
                 kwargs["query"] = _parse_query(req, query)
             try:
                 result = responder(resource, req, resp, **params, **kwargs)
+                if isinstance(result, Cached):
+                    result = serve_cached(req, result)
                 if session.in_transaction() and _has_work_to_commit(req, session):
                     session.commit()
             except BaseException:
@@ -224,14 +268,7 @@ def endpoint(
                     resp.status = falcon.HTTP_204 if status in (200, 204) else status
                 return
             resp.content_type = falcon.MEDIA_JSON
-            if isinstance(result, Plain):
-                if check_plain and adapter:
-                    adapter.validate_python(result.data, strict=False)
-                resp.data = pydantic_core.to_json(result.data)
-            elif adapter:
-                resp.data = adapter.dump_json(adapter.validate_python(result, from_attributes=True))
-            else:
-                resp.data = pydantic_core.to_json(result)
+            resp.data = result.body if isinstance(result, _Rendered) else render(result)
 
         wrapper.__endpoint__ = spec
         return wrapper

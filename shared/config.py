@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(12 * 3600, ge=60)
     cookie_secure: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    agents_list_cache: bool = Field(
+        True,
+        description=(
+            "serve unchanged agent list pages from a per-process cache, kept while the"
+            " tenant's agents and roles are unchanged (shared/agents_list_cache.py)"
+        ),
+    )
     validate_responses: bool = Field(
         False,
         description=(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from api.endpoint import Plain, endpoint
+from api.endpoint import Cached, Plain, endpoint
 from api.schemas.common import Page
 from api.schemas.identity import AgentCreate, AgentListQuery, AgentStatusUpdate, AgentUpdate
 from shared import agents
+from shared.agents_list_cache import PAGES
 from shared.schemas.identity import AgentView
 
 TAGS = ("Agents",)
@@ -14,8 +15,14 @@ TAGS = ("Agents",)
 class AgentsResource:
     @endpoint("List all agents", query=AgentListQuery, response=Page[AgentView], tags=TAGS)
     def on_get(self, req, resp, *, ctx, query: AgentListQuery):
-        page = agents.list_agents(req.context.db, ctx, **query.model_dump())
-        return Plain({"items": page.items, "next_cursor": page.next_cursor})
+        filters = query.model_dump()
+
+        def page() -> Plain:
+            found = agents.list_agents(req.context.db, ctx, **filters)
+            return Plain({"items": found.items, "next_cursor": found.next_cursor})
+
+        # PERF: an unchanged page is answered from memory (shared/agents_list_cache.py).
+        return Cached(PAGES, ctx.tenant_id, tuple(sorted(filters.items())), page)
 
     @endpoint(
         "Create a new agent",
