@@ -26,6 +26,7 @@ Guarantees, for every cache:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ from redis.exceptions import RedisError
 
 from shared import committed_writes
 from shared.committed_writes import Write
-from shared.redis_client import get_redis, key
+from shared.redis_client import get_redis, key, mget_on_own_connection
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,13 @@ class EpochCache:
         _caches.append(self)
         committed_writes.watch(self.tables, _forget_written)
 
+    @functools.cached_property
+    def _base_key(self) -> str:
+        return key(*self._redis_key)
+
     def epoch_keys(self, tenant_id: Any = None) -> tuple[str, ...]:
         """The Redis keys of this cache's epochs (the global one, then the tenant's)."""
-        base = key(*self._redis_key)
+        base = self._base_key
         if self.per_tenant and tenant_id is not None:
             return base, f"{base}:{tenant_id}"
         return (base,)
@@ -164,16 +169,16 @@ class Epochs:
         keys = cache.epoch_keys(tenant_id)
         missing = [k for k in keys if k not in self._values]
         if missing:
-            found = _read(missing)
+            found = _read(tuple(missing))
             if found is None:
                 return None
             self._values.update(found)
         return (*(self._values[k] for k in keys), *cache.local_generation(tenant_id))
 
 
-def _read(keys: list[str]) -> dict[str, bytes] | None:
+def _read(keys: tuple[str, ...]) -> dict[str, bytes] | None:
     try:
-        values = get_redis().mget(keys)
+        values = mget_on_own_connection(keys)
     except RedisError:
         return None
     return {k: v or _UNSET for k, v in zip(keys, values, strict=True)}
@@ -181,7 +186,7 @@ def _read(keys: list[str]) -> dict[str, bytes] | None:
 
 def read(tenant_id: Any = None) -> Epochs:
     """Every cache's epochs (``tenant_id``'s too, when known) in one Redis round trip."""
-    return Epochs(_read([k for cache in _caches for k in cache.epoch_keys(tenant_id)]))
+    return Epochs(_read(tuple(k for cache in _caches for k in cache.epoch_keys(tenant_id))))
 
 
 def _forget_written(writes: list[Write]) -> None:
