@@ -25,10 +25,10 @@ What it measures, in one run, all served with the Procfile's ``web`` command
 
 Load comes from ``bench/loadgen.py`` (asyncio keep-alive client, 32 connections, one
 request in flight each) in a process of its own. Each target is warmed up, then measured
-for a fixed window; targets run in rounds, in order ``bare, health, agents, agents-
-uncached`` and then reversed, so slow drift in the machine's load hits all of them
-alike. For each target the table gives req/s, p50/p99 latency, errors, server CPU per
-request (the gunicorn process tree), PostgreSQL CPU per request (every ``postgres``
+for a fixed window; targets run in rounds, in order ``bare, health, agents,
+agents-uncached`` and then reversed, so slow drift in the machine's load hits all of
+them alike. For each target the table gives req/s, p50/p99 latency, errors, server CPU
+per request (the gunicorn process tree), PostgreSQL CPU per request (every ``postgres``
 process: noisy when other work shares the server), the client's CPU and the machine's
 busy %. Server CPU per request is the least noisy figure when the machine is shared.
 

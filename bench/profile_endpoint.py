@@ -4,8 +4,10 @@ A diagnosis tool for ``bench/http_api.py`` (not part of ``run_all.py``): no guni
 no sockets, one thread, so the figures are the application's own cost per request.
 
 ``agents``
-    ``GET /api/agents?limit=100`` as the tenant admin (100 agents), plus a stage
-    breakdown timed outside Falcon: JWT decode, the principal query, the page query,
+    ``GET /api/agents?limit=100`` as the tenant admin (100 agents): nothing changes, so
+    after the first request the principal and the page come from the process's caches.
+    Plus a stage breakdown timed outside Falcon: the caches' epoch read (what every hit
+    pays), and what a miss pays: JWT decode, the principal query, the page query,
     pydantic validation and JSON dump of the page.
 ``health``
     ``GET /api/health`` (a fresh scheduler heartbeat row is inserted first).
@@ -59,7 +61,7 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
     from pydantic import TypeAdapter
 
     from api.schemas.common import Page
-    from shared import agents, auth
+    from shared import agents, auth, epoch_cache
     from shared.db import get_sessionmaker
     from shared.schemas.identity import AgentView
     from shared.security import decode_access_token
@@ -89,6 +91,11 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
             session.commit()
 
     return [
+        timed(
+            "epochs of the read caches (one Redis MGET)",
+            lambda: epoch_cache.read(ctx.tenant_id),
+            n,
+        ),
         timed("JWT decode", lambda: decode_access_token(token), n),
         timed("session + empty transaction (pool checkout, BEGIN/COMMIT)", empty_transaction, n),
         timed("principal query (incl. its transaction)", principal, n),
