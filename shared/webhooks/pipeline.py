@@ -66,12 +66,15 @@ DB_THREADS = MAX_CLAIMING + 2
 class Pipeline:
     """This process's in-process delivery: admit, claim, send and record, each stage batched."""
 
-    def __init__(self, *, limiter: Limiter | None, default_timeout: float) -> None:
+    def __init__(
+        self, *, limiter: Limiter | None, default_timeout: float, room: int = MAX_OUTSTANDING
+    ) -> None:
         self.limiter = limiter
         self.default_timeout = default_timeout
+        self.max_waiting_per_endpoint = max(1, room * MAX_WAITING_PER_ENDPOINT // MAX_OUTSTANDING)
         self._runner = sender.loop_thread()
         self._loop = self._runner.loop
-        self._room = threading.Semaphore(MAX_OUTSTANDING)
+        self._room = threading.Semaphore(room)
         self._lock = threading.Lock()
         # All below under _lock.
         self._holding: set[uuid.UUID] = set()  # ids holding room
@@ -91,9 +94,25 @@ class Pipeline:
     # --- any thread ---------------------------------------------------------------------
 
     def submit(self, ids: Sequence[uuid.UUID]) -> None:
-        """Deliver these committed deliveries here; blocks while the pipeline is full."""
-        for _ in ids:
-            self._room.acquire()
+        """Deliver these committed deliveries here; blocks while the pipeline is full.
+
+        NOTE: what room a caller holds is handed over before it waits for more.
+        Threads each holding part of the room while waiting for the rest would
+        deadlock once their parts add up to all of it.
+        """
+        ready: list[uuid.UUID] = []
+        for delivery_id in ids:
+            if not self._room.acquire(blocking=False):
+                self._hand_over(ready)
+                ready = []
+                self._room.acquire()
+            ready.append(delivery_id)
+        self._hand_over(ready)
+
+    def _hand_over(self, ids: list[uuid.UUID]) -> None:
+        """Queue ids whose room is held for claiming."""
+        if not ids:
+            return
         with self._lock:
             self._holding.update(ids)
             self._incoming.extend(ids)
@@ -154,7 +173,7 @@ class Pipeline:
                     self._busy[endpoint_id] += 1
                     admitted.append(delivery_id)
                     endpoint_of[delivery_id] = endpoint_id
-                elif len(self._waiting[endpoint_id]) < MAX_WAITING_PER_ENDPOINT:
+                elif len(self._waiting[endpoint_id]) < self.max_waiting_per_endpoint:
                     self._waiting[endpoint_id].append(delivery_id)
                 else:
                     overflow[endpoint_id] += 1
