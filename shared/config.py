@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     metrics_retention_minutes: int = Field(
         24 * 60, ge=5, description="how long per-minute worker metrics are kept in Redis"
     )
+    metrics_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="how often each process adds its worker-metric counts to Redis",
+    )
     metrics_token: str | None = Field(
         None, description="when set, GET /metrics requires 'Authorization: Bearer <token>'"
     )

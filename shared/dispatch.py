@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from sqlalchemy import func, select, text, update
@@ -52,40 +52,64 @@ _MARK_PROCESSED = text(
        SET status = 'processed', processed_at = clock_timestamp(),
            dispatched_at = coalesce(dispatched_at, :started_at),
            dispatch_attempts = dispatch_attempts + 1
-     WHERE id = :id
+     WHERE id = ANY(:ids)
     """
 )
 
 
 def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
-    """Fan the event out to every target and mark it processed, in the caller's transaction.
+    """Fan the event out to every target and mark it processed, in the caller's transaction."""
+    return dispatch_many(session, [event_id])[event_id]
+
+
+def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
+    """Fan each pending event out to every target and mark them processed, in one transaction.
+
+    Events are taken in id order, each target sees them in that order, and the
+    ``processed`` marks are one statement. A target that raises rolls back the
+    whole transaction (the caller decides what to retry); nothing is half done.
 
     NOTE: ``FOR UPDATE SKIP LOCKED`` makes a duplicate delivery of the same job a
     no-op while the first is running; if the first then fails, the event stays
     pending and the retry (or the sweeper) handles it.
     """
+    ids = sorted(set(event_ids))
     # NOTE: the start time is read with the lock, not assigned as an SQL expression:
     # that would be evaluated by the UPDATE at commit, after the targets ran.
-    row = session.execute(
+    rows = session.execute(
         select(OutboxEvent, func.clock_timestamp())
-        .where(OutboxEvent.id == event_id)
+        .where(OutboxEvent.id.in_(ids))
+        .order_by(OutboxEvent.id)
         .with_for_update(skip_locked=True, of=OutboxEvent)
-    ).one_or_none()
-    event, started_at = row if row is not None else (None, None)
-    if event is None:
-        exists = session.scalar(select(func.count()).where(OutboxEvent.id == event_id))
-        return Outcome.IN_PROGRESS if exists else Outcome.UNKNOWN
-    if event.status != "pending":
-        return Outcome.ALREADY_DONE
-    for name, target in _targets.items():
-        log.debug("event %s -> target %s", event.id, name)
-        target(session, event)
+    ).all()
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    pending: list[OutboxEvent] = []
+    for event, _ in rows:
+        if event.status == "pending":
+            pending.append(event)
+        else:
+            outcomes[event.id] = Outcome.ALREADY_DONE
+    locked_here = {event.id for event, _ in rows}
+    missing = [i for i in ids if i not in locked_here]
+    if missing:
+        elsewhere = set(
+            session.scalars(select(OutboxEvent.id).where(OutboxEvent.id.in_(missing))).all()
+        )
+        for i in missing:
+            outcomes[i] = Outcome.IN_PROGRESS if i in elsewhere else Outcome.UNKNOWN
+    if not pending:
+        return outcomes
+    for event in pending:
+        for name, target in _targets.items():
+            log.debug("event %s -> target %s", event.id, name)
+            target(session, event)
     # PERF: one written-out UPDATE after the targets ran, instead of the unit of work
-    # flushing the event (twice when a target's statement autoflushed it first): on
-    # the dispatch hot path that flush cost more than a webhook fan-out. A target
-    # that raises rolls all of it back either way.
-    session.execute(_MARK_PROCESSED, {"id": event.id, "started_at": started_at})
-    return Outcome.PROCESSED
+    # flushing the events (twice when a target's statement autoflushed one first): on
+    # the dispatch hot path that flush cost more than a webhook fan-out.
+    session.execute(_MARK_PROCESSED, {"ids": [e.id for e in pending], "started_at": rows[0][1]})
+    for event in pending:
+        outcomes[event.id] = Outcome.PROCESSED
+    return outcomes
 
 
 def mark_failed(session: Session, event_id: uuid.UUID, error: str) -> None:

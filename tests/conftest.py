@@ -23,6 +23,8 @@ os.environ.update(
     SCHEDULER_HEARTBEAT_SECONDS="0.5",
     SCHEDULER_STANDBY_POLL_SECONDS="0.25",
     METRICS_TOKEN="operator-token-" + _RUN_ID,
+    # Processes write their worker-metric counts every 0.1 s, so assertions wait little.
+    METRICS_FLUSH_SECONDS="0.1",
     VALIDATE_RESPONSES="true",
     # The webhook receivers of the tests listen on loopback over plain http.
     WEBHOOK_ALLOW_HTTP="true",

@@ -6,16 +6,25 @@ plus all-time totals for Prometheus and, when a message carries a ``tenant_id``
 option, per tenant. The key layout and the read side live in
 :mod:`shared.worker_metrics`.
 
-Metrics are best effort: a Redis failure is logged and the update dropped,
-never raised into the job, and updates pause for a while afterwards so a Redis
-outage costs each job nothing (not one timeout each).
+Counts are added up in memory and written to Redis in one pipelined round trip
+per process every ``metrics_flush_seconds`` (and at shutdown), not per message:
+a round trip per message cost a busy worker more CPU than some of its jobs.
+Readers therefore see a process's counts up to that interval late.
+
+Metrics never fail a job: Redis is written from a thread of its own. If it
+cannot be written, the counts are kept (they are sums, so they merge exactly)
+and written once Redis answers again; a warning is logged once per outage.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
+import weakref
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -31,11 +40,8 @@ from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for Redis to connect or answer before dropping one update.
+#: Seconds to wait for Redis to connect or answer before a flush gives up (and retries later).
 REDIS_TIMEOUT_SECONDS = 0.5
-
-#: After a Redis failure, updates are dropped (and counted) for this many seconds.
-PAUSE_AFTER_FAILURE_SECONDS = 10.0
 
 #: Attributes this middleware sets on a :class:`dramatiq.MessageProxy` during one attempt.
 _STARTED_ATTR = "_omnistream_metrics_started"
@@ -51,9 +57,8 @@ class _Attempt(NamedTuple):
 class Metrics(dramatiq.Middleware):
     """Count enqueued, processed, failed, retried and dead-lettered messages and time them.
 
-    One pipelined Redis round trip per message and event: a new message at
-    ``after_enqueue``, the outcome of an attempt at ``after_ack`` or
-    ``after_nack``. The outcome is written there, not in
+    Counted at ``after_enqueue`` (a new message) and at ``after_ack`` or
+    ``after_nack`` (the outcome of an attempt). The outcome is counted there, not in
     ``after_process_message``, because after-hooks run in reverse middleware
     order: this middleware's ``after_process_message`` runs *before* Retries
     decides whether to retry or fail the message, while ack and nack come once
@@ -70,8 +75,8 @@ class Metrics(dramatiq.Middleware):
         # then shared.worker_metrics.snapshot(client, settings.redis_namespace)
 
     Parameters:
-      settings(Settings): ``redis_url``, ``redis_namespace`` and
-        ``metrics_retention_minutes`` are used.
+      settings(Settings): ``redis_url``, ``redis_namespace``,
+        ``metrics_retention_minutes`` and ``metrics_flush_seconds`` are used.
       client(redis.Redis): A client to use instead of one built from ``redis_url``.
     """
 
@@ -86,11 +91,17 @@ class Metrics(dramatiq.Middleware):
             # retry (a stale pooled connection) is all a best-effort counter may cost.
             retry=Retry(NoBackoff(), 1),
         )
+        self.flush_seconds = settings.metrics_flush_seconds
         #: Ids of delayed messages held in this process' memory until their eta.
         self._delayed: set[str] = set()
         self._lock = threading.Lock()
-        self._paused_until = 0.0
-        self._dropped = 0
+        # Under _lock: increments not yet written (Redis key -> field -> amount), the
+        # expiry of each minute key, and the process they were counted in.
+        self._pending: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._expire_at: dict[str, int] = {}
+        self._pid = os.getpid()
+        self._flusher: threading.Thread | None = None
+        self._failing = False
 
     # --- enqueue side (every process) ---------------------------------------------------
 
@@ -144,12 +155,13 @@ class Metrics(dramatiq.Middleware):
             counts["failed"] = 1
         self._record(message, counts, attempt.duration_ms if attempt else None)
 
-    # --- writing -----------------------------------------------------------------------
+    def after_worker_shutdown(self, broker, worker):
+        self.flush()
+
+    # --- counting ----------------------------------------------------------------------
 
     def _record(self, message, counts: Mapping[str, int], duration_ms: float | None = None):
-        """Add ``counts`` (and one processing time) for ``message`` in one round trip."""
-        if self._paused():
-            return
+        """Add ``counts`` (and one processing time) for ``message`` to the next flush."""
         queue, actor = q_name(message.queue_name), message.actor_name
         fields = dict(counts)
         if duration_ms is not None:
@@ -160,43 +172,121 @@ class Metrics(dramatiq.Middleware):
         # NOTE: EXPIREAT from the end of the minute, so every write sets the same deadline.
         expire_at = (minute + 1) * 60 + self.retention_seconds
         tenant_id = wm.tenant_id_from_options(message.options)
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            key = wm.minute_key(self.namespace, minute)
+        minute_key = wm.minute_key(self.namespace, minute)
+        totals_key = wm.totals_key(self.namespace)
+        with self._lock:
+            self._start_flusher()
+            by_minute, totals = self._pending[minute_key], self._pending[totals_key]
             for name, amount in fields.items():
-                pipe.hincrby(key, wm.field(queue, actor, name), amount)
-                pipe.hincrby(wm.totals_key(self.namespace), wm.field(queue, actor, name), amount)
-            pipe.expireat(key, expire_at)
+                by_minute[wm.field(queue, actor, name)] += amount
+                totals[wm.field(queue, actor, name)] += amount
+            self._expire_at[minute_key] = expire_at
             if tenant_id is not None:
-                key = wm.tenant_minute_key(self.namespace, tenant_id, minute)
+                tenant_key = wm.tenant_minute_key(self.namespace, tenant_id, minute)
+                by_tenant = self._pending[tenant_key]
                 for name, amount in fields.items():
                     if name in wm.TENANT_FIELDS:
-                        pipe.hincrby(key, wm.field(queue, actor, name), amount)
-                pipe.expireat(key, expire_at)
+                        by_tenant[wm.field(queue, actor, name)] += amount
+                self._expire_at[tenant_key] = expire_at
+
+    # --- writing -----------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write every pending count to Redis in one round trip; False if Redis failed.
+
+        Counts that could not be written stay pending for the next flush.
+        """
+        with self._lock:
+            self._forget_if_forked()
+            pending, self._pending = self._pending, defaultdict(Counter)
+            expire_at, self._expire_at = self._expire_at, {}
+        if not pending:
+            return True
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for redis_key, fields in pending.items():
+                for name, amount in fields.items():
+                    pipe.hincrby(redis_key, name, amount)
+            for redis_key, deadline in expire_at.items():
+                pipe.expireat(redis_key, deadline)
             pipe.execute()
         except Exception:
-            self._pause()
-
-    def _paused(self) -> bool:
-        if time.monotonic() >= self._paused_until:
-            with self._lock:
-                dropped, self._dropped = self._dropped, 0
-            if dropped:
-                log.warning("worker metrics resumed; %d update(s) were dropped", dropped)
+            self._keep(pending, expire_at)
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "worker metrics could not be written to Redis; counts are kept and "
+                    "retried every %.1f s",
+                    self.flush_seconds,
+                    exc_info=True,
+                )
             return False
-        with self._lock:
-            self._dropped += 1
+        if self._failing:
+            self._failing = False
+            log.warning("worker metrics written to Redis again")
         return True
 
-    def _pause(self) -> None:
+    def _keep(self, pending: Mapping[str, Counter[str]], expire_at: Mapping[str, int]) -> None:
+        """Put unwritten counts back (sums merge exactly), minus minutes already expired."""
+        now = time.time()
         with self._lock:
-            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
-            self._dropped += 1
-        log.warning(
-            "worker metrics could not be written to Redis; dropping updates for %.0f s",
-            PAUSE_AFTER_FAILURE_SECONDS,
-            exc_info=True,
+            for redis_key, fields in pending.items():
+                deadline = expire_at.get(redis_key)
+                if deadline is not None and deadline <= now:
+                    continue
+                self._pending[redis_key].update(fields)
+                if deadline is not None:
+                    self._expire_at[redis_key] = max(deadline, self._expire_at.get(redis_key, 0))
+
+    def _forget_if_forked(self) -> None:
+        """In a forked child, drop the parent's pending counts and flusher (lock held).
+
+        The parent writes its own counts; the child counting them again would double them.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._pending, self._expire_at = defaultdict(Counter), {}
+            self._flusher = None
+
+    def _start_flusher(self) -> None:
+        """Start this process's flush thread on first use (lock held)."""
+        self._forget_if_forked()
+        if self._flusher is not None:
+            return
+        self._flusher = threading.Thread(
+            target=_flush_forever,
+            args=(weakref.ref(self),),
+            name="worker-metrics-flush",
+            daemon=True,
         )
+        self._flusher.start()
+        _live.add(self)
+
+
+#: Every middleware that counted something in this process, flushed once more at exit.
+_live: weakref.WeakSet[Metrics] = weakref.WeakSet()
+
+
+def _flush_forever(ref: weakref.ref[Metrics]) -> None:
+    """Flush every interval for as long as the middleware lives (a weak reference, so
+    a middleware dropped by its owner takes its thread with it)."""
+    while (metrics := ref()) is not None:
+        interval = metrics.flush_seconds
+        del metrics
+        time.sleep(interval)
+        if (metrics := ref()) is None:
+            return
+        try:
+            metrics.flush()
+        except Exception:  # pragma: no cover - flush() already handles Redis errors
+            log.exception("worker metrics flush failed")
+        del metrics
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for metrics in list(_live):
+        metrics.flush()
 
 
 def _has_retries(broker: dramatiq.Broker) -> bool:

@@ -13,7 +13,9 @@ than per delivery:
    (:mod:`.limiter`); a delivery whose endpoint is at its limit is parked.
 3. send: every attempt at once, on this process's event loop (:mod:`.sender`),
    outside any transaction.
-4. record: the 2xx attempts in one statement (attempt rows, deliveries
+4. release: the leases go back as soon as the answers are in (:func:`release`):
+   the limit bounds requests at the receiver, not our bookkeeping.
+5. record: the 2xx attempts in one statement (attempt rows, deliveries
    succeeded, endpoint health); every other outcome through the per-delivery
    path (:func:`shared.webhooks.delivery.record`), which is rare and does more.
 
@@ -191,13 +193,13 @@ def release(attempts: Sequence[Attempt], limiter: Limiter | None) -> list[bool]:
     return [next(waiting) if a.lease else False for a in attempts]
 
 
-def finish(
-    done: Sequence[tuple[Attempt, Result]], *, limiter: Limiter | None
-) -> dict[uuid.UUID, Outcome]:
-    """Release the sent attempts' leases and record their outcomes (2xx ones in one statement)."""
-    waiting = release([a for a, _ in done], limiter)
+def record(done: Sequence[tuple[Attempt, Result, bool]]) -> dict[uuid.UUID, Outcome]:
+    """Record sent attempts whose leases are already given back (2xx ones in one statement).
+
+    Each entry is ``(attempt, result, parked_waiting)``, the last from :func:`release`.
+    """
     fast, slow = [], []
-    for (attempt, result), parked_waiting in zip(done, waiting, strict=True):
+    for attempt, result, parked_waiting in done:
         if result.ok and not parked_waiting:
             fast.append((attempt.claimed, result))
         else:
@@ -210,6 +212,14 @@ def finish(
     for claimed, result, parked_waiting in slow:
         outcomes[claimed.id] = _record_other(claimed, result, parked_waiting)
     return outcomes
+
+
+def finish(
+    done: Sequence[tuple[Attempt, Result]], *, limiter: Limiter | None
+) -> dict[uuid.UUID, Outcome]:
+    """Release the sent attempts' leases and record their outcomes."""
+    waiting = release([a for a, _ in done], limiter)
+    return record([(a, r, w) for (a, r), w in zip(done, waiting, strict=True)])
 
 
 def deliver_batch(

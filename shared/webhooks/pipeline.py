@@ -10,7 +10,11 @@ runs on the webhook event loop (:mod:`.sender`) and keeps three stages busy:
   here, a bounded number per endpoint), then the batch is claimed and leased
   (:func:`.engine.begin`), on a small thread pool for the database;
 - send: each claimed attempt is sent as soon as it is claimed;
-- record: finished attempts are recorded together (:func:`.engine.finish`),
+- release: answered attempts give their endpoint slots back together
+  (:func:`.engine.release`), before they are recorded: the limit bounds the
+  requests a receiver has in flight, and a slot held through our own
+  bookkeeping would cap each endpoint's throughput at limit / bookkeeping time;
+- record: released attempts are recorded together (:func:`.engine.record`),
   whatever batch they were claimed in, so a slow receiver delays only its own.
 
 Under load the queues grow and so do the batches; when idle a delivery goes
@@ -54,19 +58,23 @@ MAX_OUTSTANDING = 1024
 MAX_WAITING_PER_ENDPOINT = MAX_OUTSTANDING // 2
 #: Admit-and-claim batches running at once.
 MAX_CLAIMING = 2
-#: Threads for the database work of claiming and recording.
-DB_THREADS = 3
+#: Threads for the database and Redis work of claiming, releasing and recording:
+#: one per stage that can run at once (``MAX_CLAIMING`` claims, a release, a record).
+DB_THREADS = MAX_CLAIMING + 2
 
 
 class Pipeline:
     """This process's in-process delivery: admit, claim, send and record, each stage batched."""
 
-    def __init__(self, *, limiter: Limiter | None, default_timeout: float) -> None:
+    def __init__(
+        self, *, limiter: Limiter | None, default_timeout: float, room: int = MAX_OUTSTANDING
+    ) -> None:
         self.limiter = limiter
         self.default_timeout = default_timeout
+        self.max_waiting_per_endpoint = max(1, room * MAX_WAITING_PER_ENDPOINT // MAX_OUTSTANDING)
         self._runner = sender.loop_thread()
         self._loop = self._runner.loop
-        self._room = threading.Semaphore(MAX_OUTSTANDING)
+        self._room = threading.Semaphore(room)
         self._lock = threading.Lock()
         # All below under _lock.
         self._holding: set[uuid.UUID] = set()  # ids holding room
@@ -75,8 +83,10 @@ class Pipeline:
         self._waiting: dict[uuid.UUID, deque[uuid.UUID]] = defaultdict(deque)
         self._limits: dict[uuid.UUID, int] = {}
         # On the loop only.
-        self._done: list[tuple[Attempt, Result]] = []
+        self._sent: list[tuple[Attempt, Result]] = []
+        self._done: list[tuple[Attempt, Result, bool]] = []
         self._claiming = 0
+        self._releasing = False
         self._recording = False
         self._tasks: set[asyncio.Task] = set()
         self._db = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="webhook-db")
@@ -84,9 +94,25 @@ class Pipeline:
     # --- any thread ---------------------------------------------------------------------
 
     def submit(self, ids: Sequence[uuid.UUID]) -> None:
-        """Deliver these committed deliveries here; blocks while the pipeline is full."""
-        for _ in ids:
-            self._room.acquire()
+        """Deliver these committed deliveries here; blocks while the pipeline is full.
+
+        NOTE: what room a caller holds is handed over before it waits for more.
+        Threads each holding part of the room while waiting for the rest would
+        deadlock once their parts add up to all of it.
+        """
+        ready: list[uuid.UUID] = []
+        for delivery_id in ids:
+            if not self._room.acquire(blocking=False):
+                self._hand_over(ready)
+                ready = []
+                self._room.acquire()
+            ready.append(delivery_id)
+        self._hand_over(ready)
+
+    def _hand_over(self, ids: list[uuid.UUID]) -> None:
+        """Queue ids whose room is held for claiming."""
+        if not ids:
+            return
         with self._lock:
             self._holding.update(ids)
             self._incoming.extend(ids)
@@ -147,7 +173,7 @@ class Pipeline:
                     self._busy[endpoint_id] += 1
                     admitted.append(delivery_id)
                     endpoint_of[delivery_id] = endpoint_id
-                elif len(self._waiting[endpoint_id]) < MAX_WAITING_PER_ENDPOINT:
+                elif len(self._waiting[endpoint_id]) < self.max_waiting_per_endpoint:
                     self._waiting[endpoint_id].append(delivery_id)
                 else:
                     overflow[endpoint_id] += 1
@@ -172,14 +198,26 @@ class Pipeline:
                 self._ended([endpoint_of[i] for i in unsent])
         return attempts
 
-    def _record(self, done: list[tuple[Attempt, Result]]) -> None:
-        """In a database thread: record finished attempts, then free their room and slots."""
+    def _release(self, sent: list[tuple[Attempt, Result]]) -> list[tuple[Attempt, Result, bool]]:
+        """In a database thread: give answered attempts' leases back, then their slots here."""
+        waiting = [False] * len(sent)
         try:
-            engine.finish(done, limiter=self.limiter)
+            waiting = engine.release([a for a, _ in sent], self.limiter)
+        except Exception:
+            # NOTE: the leases expire on their own; the attempts are recorded all the same.
+            log.exception("releasing %d webhook leases failed", len(sent))
         finally:
             with self._lock:
-                self._let_go(a.claimed.id for a, _ in done)
-                self._ended([a.claimed.endpoint_id for a, _ in done])
+                self._ended([a.claimed.endpoint_id for a, _ in sent])
+        return [(a, r, w) for (a, r), w in zip(sent, waiting, strict=True)]
+
+    def _record(self, done: list[tuple[Attempt, Result, bool]]) -> None:
+        """In a database thread: record released attempts, then free the room they held."""
+        try:
+            engine.record(done)
+        finally:
+            with self._lock:
+                self._let_go(a.claimed.id for a, _, _ in done)
 
     # --- on the loop --------------------------------------------------------------------
 
@@ -189,7 +227,7 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
 
     def _pump(self) -> None:
-        """Start whatever stage has work and room: claim batches, then a record batch."""
+        """Start whatever stage has work and room: claim batches, a release, a record."""
         while self._claiming < MAX_CLAIMING:
             with self._lock:
                 take = min(MAX_BATCH, len(self._incoming))
@@ -198,6 +236,10 @@ class Pipeline:
                 break
             self._claiming += 1
             self._spawn(self._claim_and_send(batch))
+        if self._sent and not self._releasing:
+            self._releasing = True
+            sent, self._sent = self._sent, []
+            self._spawn(self._release_batch(sent))
         if self._done and not self._recording:
             self._recording = True
             done, self._done = self._done, []
@@ -220,10 +262,17 @@ class Pipeline:
 
     async def _send(self, attempt: Attempt) -> None:
         result = await sender.send_one(self._runner.session, self._runner.policy, attempt.claimed)
-        self._done.append((attempt, result))
+        self._sent.append((attempt, result))
         self._pump()
 
-    async def _record_batch(self, done: list[tuple[Attempt, Result]]) -> None:
+    async def _release_batch(self, sent: list[tuple[Attempt, Result]]) -> None:
+        try:
+            self._done += await self._in_db_thread(self._release, sent)
+        finally:
+            self._releasing = False
+            self._pump()
+
+    async def _record_batch(self, done: list[tuple[Attempt, Result, bool]]) -> None:
         try:
             await self._in_db_thread(self._record, done)
         except Exception:

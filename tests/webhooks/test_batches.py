@@ -8,11 +8,12 @@ as test_delivery: the outbox, a real worker, a real receiver.
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from shared.db import session_scope
 from shared.events import Actor, emit
-from shared.webhooks import engine, signing
+from shared.webhooks import engine, pipeline, signing
 from tests.webhooks.conftest import deliveries, settled, wait_until
 from tests.webhooks.test_api import BASE, create
 
@@ -80,3 +81,48 @@ def test_a_delivery_handed_over_twice_is_sent_once(ws, receiver, path):
     wait_until(lambda: len(receiver.at(path)) == 1, "still one arrival")
     [again] = deliveries(hook["id"])
     assert again.status == "succeeded" and again.attempt_count == 1
+
+
+def test_a_burst_larger_than_the_pipeline_flows_through(ws, receiver, path):
+    """More deliveries at once than a worker's pipeline holds (``MAX_OUTSTANDING``).
+
+    One transaction's events reach the worker as a few ``dispatch_events`` messages of
+    hundreds of deliveries each: threads waiting for room must not deadlock on the part
+    of it they hold.
+    """
+    per_endpoint = 300
+    hooks = [
+        create(ws, receiver.url(f"{path}-{n}"), event_types=[EVENT], max_concurrency=16)
+        for n in range(4)
+    ]
+    assert per_endpoint * len(hooks) > pipeline.MAX_OUTSTANDING
+    ids = emit_events(ws.tenant["id"], per_endpoint)
+    for n, hook in enumerate(hooks):
+        rows = wait_until(
+            lambda hook=hook: (
+                (rows := deliveries(hook["id"]))
+                and sum(d.status == "succeeded" for d in rows) == per_endpoint
+                and rows
+            ),
+            f"endpoint {n} delivered",
+            timeout=60,
+        )
+        assert all(d.attempt_count == 1 for d in rows)
+        arrived = sorted(r.headers["webhook-id"] for r in receiver.at(f"{path}-{n}"))
+        assert arrived == sorted(str(i) for i in ids)  # each once
+
+
+def test_submitting_more_than_the_room_hands_over_before_waiting():
+    """A caller never waits for room while holding room it has not handed over."""
+    small = pipeline.Pipeline(limiter=None, default_timeout=5.0, room=10)
+    # Unknown ids are not due: each is let go as soon as it is looked at.
+    callers = [
+        threading.Thread(target=small.submit, args=([uuid.uuid4() for _ in range(25)],))
+        for _ in range(3)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=10)
+    assert not any(caller.is_alive() for caller in callers), "submit deadlocked"
+    wait_until(lambda: small.outstanding() == 0, "pipeline drained")

@@ -122,3 +122,83 @@ def test_failing_target_retries_then_marks_the_event_failed(broker, worker, tena
         tenant,
     )
     assert "RuntimeError: target exploded" in row.error
+
+
+def _emit(session, tenant_id: uuid.UUID) -> uuid.UUID:
+    return events.emit(
+        session,
+        "agent.created",
+        {"agent": {"id": str(uuid.uuid4())}},
+        tenant_id=tenant_id,
+        actor=events.Actor.system(),
+    )
+
+
+def _processed(event_ids: list[uuid.UUID]) -> list[OutboxEvent]:
+    with session_scope() as session:
+        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(event_ids))).all()
+        return rows if all(row.status == "processed" for row in rows) else []
+
+
+def test_events_of_one_transaction_are_dispatched_together(
+    broker, worker, tenant, redis_client, namespace
+):
+    from shared import worker_metrics as wm
+
+    publisher.install()
+    count = publisher.MAX_EVENTS_PER_MESSAGE * 2 + 5
+    with session_scope() as session:
+        event_ids = [_emit(session, tenant) for _ in range(count)]
+
+    rows = wait_until(lambda: _processed(event_ids))
+    assert len(rows) == count and all(row.dispatch_attempts == 1 for row in rows)
+    # One message, so one transaction, per 100 events: each batch shares its start time.
+    assert len({row.dispatched_at for row in rows}) == 3
+
+    def enqueued():
+        actors = wm.snapshot(redis_client, namespace, minutes=5, tenant_id=tenant)["actors"]
+        return {name: data["totals"]["enqueued"] for name, data in actors.items()}
+
+    assert wait_until(lambda: (e := enqueued()).get("dispatch_events") == 3 and e) == {
+        "dispatch_events": 3
+    }
+
+
+def test_a_failing_event_is_split_from_its_batch(broker, worker, tenant):
+    bad: set[uuid.UUID] = set()
+
+    def fails_for_one(session, event):
+        if event.id in bad:
+            raise RuntimeError("target exploded")
+
+    dispatch.register_target("tests.fails_for_one", fails_for_one)
+    try:
+        publisher.install()
+        with session_scope() as session:
+            good_before, failing, good_after = (_emit(session, tenant) for _ in range(3))
+            bad.add(failing)
+        rows = wait_until(lambda: _processed([good_before, good_after]))
+        assert len(rows) == 2
+        # The failing one is retried on its own, its error kept on the row.
+        event = wait_until(lambda: (e := _event(failing)).last_error and e)
+        assert event.status == "pending" and event.dispatch_attempts >= 1
+        assert event.last_error == "RuntimeError: target exploded"
+        bad.clear()
+        assert wait_until(lambda: _processed([failing]))
+    finally:
+        dispatch.unregister_target("tests.fails_for_one")
+
+
+def test_dispatch_many_reports_each_event(tenant):
+    done, pending = _insert_event(tenant), _insert_event(tenant)
+    with session_scope() as session:
+        dispatch.dispatch(session, done)
+    unknown = uuid.uuid4()
+    with session_scope() as session:
+        outcomes = dispatch.dispatch_many(session, [done, pending, unknown, pending])
+    assert outcomes == {
+        done: dispatch.Outcome.ALREADY_DONE,
+        pending: dispatch.Outcome.PROCESSED,
+        unknown: dispatch.Outcome.UNKNOWN,
+    }
+    assert _event(pending).dispatch_attempts == 1

@@ -8,6 +8,7 @@ import uuid
 
 import dramatiq
 import pytest
+import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 from prometheus_client.parser import text_string_to_metric_families
@@ -149,6 +150,7 @@ def test_two_processes_add_up_in_redis(broker, redis_client, scratch_namespace, 
     _attempt(first, broker, message)
     _attempt(second, broker, message, exception=RuntimeError("x"))
     _attempt(second, broker, message, exception=RuntimeError("x"), fail=True)
+    assert first.flush() and second.flush()
 
     totals = _totals(redis_client, scratch_namespace, "job")
     assert {name: totals[name] for name in wm.COUNTERS} == {
@@ -181,6 +183,7 @@ def test_retries_and_delay_hand_overs_are_not_new_messages(broker, redis_client,
     metrics.after_enqueue(broker, message.copy(), None)  # its hand-over is not
     metrics.after_enqueue(broker, _message(retries=1), 20)  # nor is a retry
     metrics.after_ack(broker, MessageProxy(message))  # nor the ack of the delayed copy
+    metrics.flush()
 
     totals = _totals(redis_client, scratch_namespace, "job")
     assert (totals["enqueued"], totals["processed"]) == (1, 0)
@@ -193,22 +196,55 @@ def test_skipped_message_counts_skipped(broker, redis_client, scratch_namespace)
     metrics.after_skip_message(broker, proxy)
     proxy.fail()
     metrics.after_nack(broker, proxy)
+    metrics.flush()
 
     totals = _totals(redis_client, scratch_namespace, "job")
     assert (totals["skipped"], totals["dead_lettered"], totals["failed"]) == (1, 1, 0)
 
 
-def test_redis_failure_never_fails_the_job(broker, caplog):
-    settings = get_settings().model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    metrics = Metrics(settings)
+def test_counting_never_waits_for_redis(broker, scratch_namespace):
+    """Jobs only add to memory: a Redis that does not answer costs them nothing."""
+    settings = get_settings().model_copy(
+        update={"redis_url": "redis://10.255.255.1:6379/0", "metrics_flush_seconds": 60}
+    )
+    metrics = Metrics(settings)  # an unroutable address: every connect would time out
     started = time.monotonic()
+    for _ in range(1_000):
+        metrics.after_enqueue(broker, _message(), None)
+        _attempt(metrics, broker, _message())
+    assert time.monotonic() - started < 0.5
+
+
+def test_counts_survive_a_redis_outage(broker, redis_client, scratch_namespace, caplog):
+    settings = get_settings().model_copy(update={"redis_namespace": scratch_namespace})
+    down = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    metrics = Metrics(settings, client=down)
     with caplog.at_level(logging.WARNING, logger="workers.metrics"):
-        for _ in range(20):
-            metrics.after_enqueue(broker, _message(), None)
-            _attempt(metrics, broker, _message())
-    assert time.monotonic() - started < 2
-    # NOTE: one warning, then updates are dropped without touching Redis.
-    assert len([r for r in caplog.records if r.name == "workers.metrics"]) == 1
+        _attempt(metrics, broker, _message())
+        assert metrics.flush() is False
+        _attempt(metrics, broker, _message(), exception=RuntimeError("x"))
+        assert metrics.flush() is False
+        # NOTE: one warning per outage, not one per flush.
+        assert [r.getMessage()[:40] for r in caplog.records if r.name == "workers.metrics"] == [
+            "worker metrics could not be written to R"
+        ]
+        assert _totals(redis_client, scratch_namespace, "job") == {}
+
+        metrics.client = redis_client  # Redis is back
+        assert metrics.flush() is True
+    totals = _totals(redis_client, scratch_namespace, "job")
+    assert (totals["processed"], totals["failed"], totals["retried"]) == (1, 1, 1)
+    assert "worker metrics written to Redis again" in caplog.text
+
+
+def test_background_flush_writes_without_being_asked(broker, redis_client, scratch_namespace):
+    settings = get_settings().model_copy(
+        update={"redis_namespace": scratch_namespace, "metrics_flush_seconds": 0.05}
+    )
+    metrics = Metrics(settings)
+    _attempt(metrics, broker, _message())
+    totals = wait_until(lambda: _totals(redis_client, scratch_namespace, "job"))
+    assert totals["processed"] == 1
 
 
 def test_snapshot_window_and_bad_input(redis_client, scratch_namespace):
