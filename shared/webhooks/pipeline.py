@@ -267,7 +267,10 @@ class Pipeline:
 
     async def _release_batch(self, sent: list[tuple[Attempt, Result]]) -> None:
         try:
-            self._done += await self._in_db_thread(self._release, sent)
+            released = await self._in_db_thread(self._release, sent)
+            # NOTE: not `self._done += await ...`: that reads the list before the await,
+            # and _pump may hand that very list to a record meanwhile (recorded twice).
+            self._done.extend(released)
         finally:
             self._releasing = False
             self._pump()

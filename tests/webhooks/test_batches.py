@@ -48,8 +48,10 @@ def test_one_receiver_failing_in_a_batch_leaves_the_others_succeeded(ws, receive
     assert 3.9 <= (failed.next_attempt_at - failed.last_attempt_at).total_seconds() <= 6.1
     for name, status in (("a", 200), ("b", 200), ("down", 500)):
         listed = ws.call("GET", f"{BASE}/{hooks[name]['id']}/deliveries").json["items"]
-        [attempt] = listed[0]["attempts"]
-        assert attempt["response_status"] == status, name
+        # NOTE: "down" is retried 5 s after its first attempt; a slow machine may get there.
+        attempts = listed[0]["attempts"]
+        assert len(attempts) == (1 if status == 200 else len(attempts)) >= 1, name
+        assert {attempt["response_status"] for attempt in attempts} == {status}, name
 
 
 def test_a_burst_keeps_each_endpoint_within_its_limit_and_the_others_unslowed(ws, receiver, path):
