@@ -32,7 +32,6 @@ import pika.exceptions
 import redis
 from dramatiq.common import dq_name, xq_name
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
 from redis.retry import Retry
 
 from shared.config import Settings, get_settings
@@ -58,7 +57,7 @@ def queue_depths(
 ) -> dict[str, dict[str, int]]:
     """Return ``{queue: {state: count}}`` for each queue, from the broker of ``settings``.
 
-    One script call on Redis; one connection and a passive declare per
+    One pipelined round trip on Redis; one connection and a passive declare per
     queue on RabbitMQ (a queue that does not exist yet counts 0). Raises
     :class:`BrokerUnavailable` when the broker cannot be reached.
     """
@@ -82,46 +81,23 @@ def _redis_client(url: str) -> redis.Redis:
     )
 
 
-#: Dramatiq 2.2.1 (brokers/redis/dispatch.lua), under "{namespace}:", per queue:
-#:   {queue}          list of message ids not fetched yet
-#:   {queue}.msgs     hash id -> message of every message not acked yet (waiting or fetched)
-#:   {queue}.DQ.msgs  the same for the delay queue, whose messages workers hold until their eta
-#:   {queue}.XQ       sorted set of dead-lettered ids (by time of death)
-#: PERF: one script call instead of a pipeline of four commands per queue: building and
-#: parsing those commands was half of a health check's CPU.
-_DEPTHS = """
-local counts = {}
-for i = 1, #KEYS, 4 do
-  counts[#counts + 1] = redis.call('LLEN', KEYS[i])
-  counts[#counts + 1] = redis.call('HLEN', KEYS[i + 1])
-  counts[#counts + 1] = redis.call('HLEN', KEYS[i + 2])
-  counts[#counts + 1] = redis.call('ZCARD', KEYS[i + 3])
-end
-return counts
-"""
-
-
-@functools.lru_cache(maxsize=64)
-def _depth_keys(namespace: str, names: tuple[str, ...]) -> list[str]:
-    keys = []
-    for name in names:
-        base = f"{namespace}:{name}"
-        keys += [base, f"{base}.msgs", f"{namespace}:{dq_name(name)}.msgs"]
-        keys.append(f"{namespace}:{xq_name(name)}")
-    return keys
-
-
-@functools.lru_cache(maxsize=16)
-def _depths_script(client: redis.Redis) -> Script:
-    # NOTE: a Script reloads itself when Redis answers NOSCRIPT (a restart, SCRIPT FLUSH).
-    return client.register_script(_DEPTHS)
-
-
 def _redis_depths(
     client: redis.Redis, namespace: str, names: list[str]
 ) -> dict[str, dict[str, int]]:
+    # Dramatiq 2.2.1 (brokers/redis/dispatch.lua), under "{namespace}:":
+    #   {queue}          list of message ids not fetched yet
+    #   {queue}.msgs     hash id -> message of every message not acked yet (waiting or fetched)
+    #   {queue}.DQ.msgs  the same for the delay queue, whose messages workers hold until their eta
+    #   {queue}.XQ       sorted set of dead-lettered ids (by time of death)
     try:
-        replies = _depths_script(client)(keys=_depth_keys(namespace, tuple(names)))
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            base = f"{namespace}:{name}"
+            pipe.llen(base)
+            pipe.hlen(f"{base}.msgs")
+            pipe.hlen(f"{namespace}:{dq_name(name)}.msgs")
+            pipe.zcard(f"{namespace}:{xq_name(name)}")
+        replies = pipe.execute()
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis broker unreachable: {exc}") from exc
     depths = {}

@@ -59,27 +59,19 @@ def scheduler_status(
 
     ``stale_after`` defaults to ``SCHEDULER_HEARTBEAT_STALE_SECONDS``.
     """
-    # PERF: columns, not the mapped row: health checks run this on every probe.
     row = session.execute(
-        select(
-            SchedulerHeartbeat.instance_id,
-            SchedulerHeartbeat.hostname,
-            SchedulerHeartbeat.pid,
-            SchedulerHeartbeat.leader_since,
-            SchedulerHeartbeat.beat_at,
-            _age(),
-        ).where(SchedulerHeartbeat.name == HEARTBEAT_NAME)
+        select(SchedulerHeartbeat, _age()).where(SchedulerHeartbeat.name == HEARTBEAT_NAME)
     ).one_or_none()
     if row is None:
         return None
-    instance_id, hostname, pid, leader_since, beat_at, age = row
+    beat, age = row
     limit = get_settings().scheduler_heartbeat_stale_seconds if stale_after is None else stale_after
     return SchedulerStatus(
-        instance_id=instance_id,
-        hostname=hostname,
-        pid=pid,
-        leader_since=leader_since,
-        beat_at=beat_at,
+        instance_id=beat.instance_id,
+        hostname=beat.hostname,
+        pid=beat.pid,
+        leader_since=beat.leader_since,
+        beat_at=beat.beat_at,
         age_seconds=float(age),
         healthy=float(age) <= limit,
     )
