@@ -8,9 +8,10 @@ What it measures, in one run, all served with the Procfile's ``web`` command
     ``bench/bare_app.py``: a Falcon app answering a constant 15-byte JSON body, no
     middleware. What gunicorn + Falcon cost per request on this machine: the baseline.
 ``health``
-    ``GET /api/health`` of the real app: PostgreSQL ``SELECT 1``, Redis ``PING``, the broker's
-    queue depths and the scheduler heartbeat (a bench thread keeps a fresh heartbeat row,
-    so it answers 200; anything but 2xx counts as an error).
+    ``GET /api/health`` of the real app: one PostgreSQL statement reading the scheduler
+    heartbeat (also the database check) and one Redis script call for the broker's queue
+    depths (also the Redis check: the broker is that Redis); a bench thread keeps a fresh
+    heartbeat row, so it answers 200; anything but 2xx counts as an error.
 ``agents``
     ``GET /api/agents?limit=100`` with a Bearer token, all 100 agents (each with its role)
     returned. Nothing writes to the tenant during the run, so this is the steady state

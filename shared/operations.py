@@ -9,17 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared import dead_letters, queue_stats, worker_metrics
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.errors import DependencyUnavailable
 from shared.models import OutboxEvent
 from shared.redis_client import get_redis
-from shared.scheduler_status import scheduler_status
+from shared.scheduler_status import SchedulerStatus, scheduler_status
 
 log = logging.getLogger(__name__)
 
@@ -41,45 +42,74 @@ def _timed(check) -> dict[str, Any]:
     try:
         result = check() or {}
         ok = result.pop("ok", True)
-    except (SQLAlchemyError, RedisError, queue_stats.BrokerUnavailable, OSError) as exc:
+    except (
+        SQLAlchemyError,
+        psycopg.Error,
+        RedisError,
+        queue_stats.BrokerUnavailable,
+        OSError,
+    ) as exc:
         # APPSEC: the endpoint is public; the details (hosts, database names) go to the log.
         log.warning("health check %s failed", check.__name__, exc_info=True)
         result, ok = {"error": f"unreachable ({type(exc).__name__})"}, False
     return {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 2), **result}
 
 
+def _broker_is_the_redis(settings: Settings) -> bool:
+    """True when the broker's queues live on the Redis of ``REDIS_URL`` (the default)."""
+    return not settings.uses_rabbitmq and settings.effective_broker_url == settings.redis_url
+
+
 def health(session: Session, queue_names: Sequence[str]) -> HealthReport:
-    """Check PostgreSQL, Redis, the broker's queues and the scheduler heartbeat."""
-    report = HealthReport()
+    """Check PostgreSQL, Redis, the broker's queues and the scheduler heartbeat, now.
+
+    Nothing is remembered between calls: every answer is read for this request.
+    PERF: health is polled by every load balancer, so each dependency gets one round
+    trip. The heartbeat read is the database check (an answer proves PostgreSQL is
+    up), and when the broker is the Redis of ``REDIS_URL`` its queue-depth script is
+    the Redis check too; a separate broker (RabbitMQ, another Redis) still gets its
+    own ``PING`` of ``REDIS_URL``.
+    """
+    settings = get_settings()
+    status = None
 
     def database():
-        session.execute(text("SELECT 1"))
-
-    def scheduler():
+        nonlocal status
         status = scheduler_status(session)
-        if status is None:
-            return {"ok": False, "error": "no scheduler has ever run"}
-        return {
-            "ok": status.healthy,
-            "heartbeat_age_seconds": round(status.age_seconds, 2),
-            "leader": {"hostname": status.hostname, "pid": status.pid},
-        }
+
+    def broker():
+        return {"queues": queue_stats.queue_depths(queue_names, settings)}
 
     def redis_ping():
         get_redis().ping()
 
-    def broker():
-        return {"queues": queue_stats.queue_depths(queue_names)}
-
-    report.checks["database"] = _timed(database)
-    report.checks["redis"] = _timed(redis_ping)
-    report.checks["broker"] = _timed(broker)
-    if report.checks["database"]["ok"]:
-        report.checks["scheduler"] = _timed(scheduler)
+    database_check = _timed(database)
+    broker_check = _timed(broker)
+    if _broker_is_the_redis(settings):
+        redis_check = {"ok": broker_check["ok"], "checked_by": "broker"}
+        if "error" in broker_check:
+            redis_check["error"] = broker_check["error"]
     else:
-        report.checks["scheduler"] = {"ok": False, "error": "unknown: the database is down"}
-    session.rollback()
+        redis_check = _timed(redis_ping)
+    report = HealthReport()
+    report.checks["database"] = database_check
+    report.checks["redis"] = redis_check
+    report.checks["broker"] = broker_check
+    report.checks["scheduler"] = _scheduler_check(status, database_ok=database_check["ok"])
     return report
+
+
+def _scheduler_check(status: SchedulerStatus | None, *, database_ok: bool) -> dict[str, Any]:
+    """The scheduler's check, from the heartbeat row the database check read."""
+    if not database_ok:
+        return {"ok": False, "error": "unknown: the database is down"}
+    if status is None:
+        return {"ok": False, "error": "no scheduler has ever run"}
+    return {
+        "ok": status.healthy,
+        "heartbeat_age_seconds": round(status.age_seconds, 2),
+        "leader": {"hostname": status.hostname, "pid": status.pid},
+    }
 
 
 def outbox_backlog(session: Session, tenant_id: uuid.UUID | None) -> dict[str, Any]:

@@ -41,6 +41,7 @@ import workers.broker  # noqa: E402, F401
 from shared import migrate  # noqa: E402
 from shared.config import get_settings  # noqa: E402
 from shared.db import reset_engine  # noqa: E402
+from tests.peers.fixtures import private_redis  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session", autouse=True)

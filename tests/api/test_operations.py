@@ -7,9 +7,12 @@ import time
 import uuid
 
 import dramatiq
+import pika
+import pika.exceptions
 import pytest
 from sqlalchemy import delete, text
 
+from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import SchedulerHeartbeat
 
@@ -45,6 +48,8 @@ def test_health_ok_when_everything_answers(client, heartbeat):
     assert set(body["checks"]) == {"database", "redis", "broker", "scheduler"}
     assert "events" in body["checks"]["broker"]["queues"]
     assert body["checks"]["scheduler"]["heartbeat_age_seconds"] < 5
+    # The broker is the Redis of REDIS_URL here: its queue-depth read checks Redis too.
+    assert body["checks"]["redis"] == {"ok": True, "checked_by": "broker"}
 
 
 def test_health_503_names_a_stale_scheduler(client, heartbeat):
@@ -53,6 +58,77 @@ def test_health_503_names_a_stale_scheduler(client, heartbeat):
     assert resp.status_code == 503
     assert resp.json["down"] == ["scheduler"]
     assert resp.json["checks"]["database"]["ok"] is True
+
+
+@pytest.fixture
+def settings_env(monkeypatch):
+    """Set environment variables and rebuild the settings; both restored afterwards."""
+
+    def set_env(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_health_503_names_redis_and_broker_when_the_shared_redis_stops(
+    client, heartbeat, private_redis, settings_env
+):
+    heartbeat(0.1)
+    settings_env(REDIS_URL=private_redis.url)
+    assert client.simulate_get("/api/health").status_code == 200
+
+    private_redis.stop()
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 503
+    assert resp.json["down"] == ["redis", "broker"]
+    assert resp.json["checks"]["redis"]["checked_by"] == "broker"
+
+
+def test_health_pings_redis_itself_when_the_broker_is_another_server(
+    client, heartbeat, private_redis, settings_env
+):
+    heartbeat(0.1)
+    settings_env(BROKER_URL=private_redis.url)
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 200, resp.text
+    assert "checked_by" not in resp.json["checks"]["redis"]
+    assert resp.json["checks"]["redis"]["latency_ms"] >= 0
+
+    private_redis.stop()
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 503
+    assert resp.json["down"] == ["broker"]
+    assert resp.json["checks"]["redis"]["ok"] is True
+
+
+def test_health_with_a_rabbitmq_broker_counts_its_queues_and_pings_redis(
+    client, heartbeat, settings_env
+):
+    url = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+    except pika.exceptions.AMQPError:
+        pytest.skip(f"RabbitMQ is not reachable at {url}")
+    heartbeat(0.1)
+    settings_env(BROKER_URL=url)
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 200, resp.text
+    assert resp.json["checks"]["broker"]["queues"]["events"].keys() == {"ready", "delayed", "dead"}
+    assert "checked_by" not in resp.json["checks"]["redis"]
+
+
+def test_health_503_when_no_scheduler_ever_ran(client, heartbeat):
+    heartbeat(0.1)
+    with session_scope() as session:
+        session.execute(delete(SchedulerHeartbeat))
+    resp = client.simulate_get("/api/health")
+    assert resp.status_code == 503
+    assert resp.json["down"] == ["scheduler"]
+    assert resp.json["checks"]["scheduler"]["error"] == "no scheduler has ever run"
 
 
 @dramatiq.actor(queue_name="test_api_metrics", max_retries=2, min_backoff=10, max_backoff=20)

@@ -70,3 +70,14 @@ def s3_server():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis server of this test's own (see ``tests.peers.redis_server``)."""
+    from tests.peers.redis_server import PrivateRedis
+
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()

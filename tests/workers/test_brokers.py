@@ -9,6 +9,7 @@ import dramatiq
 import pika
 import pika.exceptions
 import pytest
+import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
@@ -61,6 +62,37 @@ def test_redis_queue_depths(broker, worker):
         "delayed": 0,
         "dead": 0,
     }
+
+
+def _script_loads(server: redis.Redis) -> int:
+    """How many times the server was asked to SCRIPT LOAD (redis-py does on NOSCRIPT)."""
+    return server.info("commandstats").get("cmdstat_script|load", {}).get("calls", 0)
+
+
+def test_redis_queue_depths_survive_a_script_flush_and_a_restart(private_redis):
+    settings = Settings(broker_url=private_redis.url)
+    other = build_broker(settings)
+    server = redis.Redis.from_url(private_redis.url)
+    queue = f"test_flush_{uuid.uuid4().hex[:8]}"
+    other.declare_queue(queue)
+    other.enqueue(_message(queue))
+    assert queue_depths([queue], settings)[queue]["ready"] == 1
+    loads = _script_loads(server)
+    assert queue_depths([queue], settings)[queue]["ready"] == 1
+    assert _script_loads(server) == loads  # loaded once, then only EVALSHA
+
+    server.script_flush()  # the script cache is gone, as after a restart: NOSCRIPT
+    assert queue_depths([queue], settings)[queue] == {
+        "ready": 1,
+        "in_progress": 0,
+        "delayed": 0,
+        "dead": 0,
+    }
+    assert _script_loads(server) == loads + 1
+
+    private_redis.restart()  # empty, no scripts, and our pooled connection is dead
+    assert queue_depths([queue], settings)[queue]["ready"] == 0
+    server.close()
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1/"])
