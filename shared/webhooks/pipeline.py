@@ -21,7 +21,7 @@ Under load the queues grow and so do the batches; when idle a delivery goes
 through alone. ``submit`` blocks while ``MAX_OUTSTANDING`` deliveries are in
 the pipeline (waiting for their endpoint included), so a worker takes no more
 events than it delivers and a burst waits in the broker, not in memory. One
-endpoint may hold at most ``MAX_WAITING_PER_ENDPOINT`` of that room waiting,
+endpoint may hold at most half of that room waiting,
 so a slow receiver's backlog cannot stall the others: past it a delivery is left
 in Postgres and counted as parked (:mod:`.limiter`), for a release of its
 endpoint to pull or the sweeper to re-drive.
@@ -53,9 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Deliveries handed over and not yet recorded, at most (submit blocks beyond).
 MAX_OUTSTANDING = 1024
-#: Deliveries kept here per endpoint waiting for a free slot; more are parked. Half
-#: the room, so one slow endpoint's backlog leaves the other half to the others.
-MAX_WAITING_PER_ENDPOINT = MAX_OUTSTANDING // 2
 #: Admit-and-claim batches running at once.
 MAX_CLAIMING = 2
 #: Threads for the database and Redis work of claiming, releasing and recording:
@@ -71,7 +68,9 @@ class Pipeline:
     ) -> None:
         self.limiter = limiter
         self.default_timeout = default_timeout
-        self.max_waiting_per_endpoint = max(1, room * MAX_WAITING_PER_ENDPOINT // MAX_OUTSTANDING)
+        #: Deliveries kept here per endpoint waiting for a free slot; more are parked. Half
+        #: the room, so one slow endpoint's backlog leaves the other half to the others.
+        self.max_waiting_per_endpoint = max(1, room // 2)
         self._runner = sender.loop_thread()
         self._loop = self._runner.loop
         self._room = threading.Semaphore(room)
