@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Query
+from api.schemas.common import Input, ListQuery, Query, Update
 from shared.automation.views import EventView, RuleView, RunDetail
 from shared.models.automation import EVENT_STATUSES
 from shared.schemas.base import View
@@ -34,7 +34,7 @@ class RuleCreate(Input):
     is_active: bool = True
 
 
-class RuleUpdate(Input):
+class RuleUpdate(Update):
     name: RuleName | None = None
     description: Description | None = None
     trigger_event_types: Triggers | None = None

@@ -1,10 +1,20 @@
-"""Shapes shared by every group: list queries, pages and errors."""
+"""Shapes shared by every group: request bodies, updates, list queries, pages and errors."""
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -17,6 +27,84 @@ class Input(BaseModel):
     """Base of request bodies: unknown fields are refused, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _NullClears:
+    """Marker in ``Annotated`` metadata: an explicit ``null`` clears the field."""
+
+    def __repr__(self) -> str:
+        return "NULL_CLEARS"
+
+
+NULL_CLEARS = _NullClears()
+#: ``Nullable[X]``: a field of an :class:`Update` that ``null`` clears (``X | None``).
+Nullable = Annotated[T | None, NULL_CLEARS]
+
+
+class Update(Input):
+    """Base of PATCH (and upsert PUT) bodies: only the fields sent change.
+
+    Every field is optional (``= None``: "not sent"). A field whose column or service
+    cannot hold null is written ``X | None = None``, and an explicit ``null`` for it
+    answers 422 naming the field; a field that ``null`` clears is written
+    ``Nullable[X] = None``. The OpenAPI schema says the same: non-nullable fields
+    carry neither ``null`` nor ``default: null``.
+
+    Example::
+
+        class AgentUpdate(Update):
+            email: EmailStr | None = None           # null: 422 "may not be null"
+            avatar_url: Nullable[AvatarUrl] = None  # null removes the avatar
+
+    Services receive ``body.model_dump(exclude_unset=True)``: a key present with
+    ``None`` can only be a nullable field.
+    """
+
+    #: Fields that ``null`` clears; filled per subclass from the ``Nullable`` marker.
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.nullable_fields = frozenset(
+            name
+            for name, field in cls.model_fields.items()
+            if any(item is NULL_CLEARS for item in field.metadata)
+        )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_it_clears(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable_fields:
+            raise PydanticCustomError(
+                "null_not_allowed", "may not be null; leave the field out to keep its value"
+            )
+        return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        for name, prop in target.get("properties", {}).items():
+            if name not in cls.nullable_fields:
+                target["properties"][name] = _without_null(prop)
+        return schema
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """``prop`` (a property's JSON schema) with ``null`` taken out of its types and default."""
+    prop = {k: v for k, v in prop.items() if not (k == "default" and v is None)}
+    options = prop.get("anyOf")
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        del prop["anyOf"]
+        if len(kept) == 1:
+            prop = {**kept[0], **prop}
+        else:
+            prop["anyOf"] = kept
+    return prop
 
 
 class Query(BaseModel):

@@ -6,9 +6,9 @@ import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Name
+from api.schemas.common import ListQuery, Name, Nullable, Update
 from shared.models.inbox import CHANNELS
 
 MAX_TAGS = 20
@@ -116,20 +116,13 @@ class ContactListQuery(ListQuery):
     ) = None
 
 
-class ContactUpdate(Input):
-    """``null`` clears name, email, phone, country and language."""
+class ContactUpdate(Update):
+    """``null`` clears name, email, phone, country and language; ``[]``/``{}`` clear the rest."""
 
-    name: Name | None = None
-    email: EmailStr | None = None
-    phone: Phone | None = None
-    country: Country | None = None
-    language: LanguageTag | None = None
+    name: Nullable[Name] = None
+    email: Nullable[EmailStr] = None
+    phone: Nullable[Phone] = None
+    country: Nullable[Country] = None
+    language: Nullable[LanguageTag] = None
     tags: Tags | None = None
     custom_attributes: Attributes | None = None
-
-    @model_validator(mode="after")
-    def _no_null_collections(self) -> ContactUpdate:
-        for field in ("tags", "custom_attributes"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null; send [] or {{}} to clear it")
-        return self

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.common import Input, ListQuery
+from api.schemas.common import Input, ListQuery, Update
 from shared.inbox import bulk
 from shared.inbox.conversations import MAX_TAGS, PRIORITIES, normalize_tag
 from shared.inbox.states import STATUSES
@@ -57,7 +57,7 @@ class StatusUpdate(Input):
     snoozed_until: AwareDatetime | None = Field(None, description="required with `snoozed`")
 
 
-class TagsUpdate(Input):
+class TagsUpdate(Update):
     """Either ``tags`` (replaces all) or ``add`` and/or ``remove``."""
 
     tags: Tags | None = None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input
+from api.schemas.common import Input, Update
 from api.schemas.notes import NoNul
 from shared.inbox.divisions import MAX_AGENT_IDS
 
@@ -22,10 +22,9 @@ class DivisionCreate(Input):
     description: Description = ""
 
 
-class DivisionUpdate(Input):
-    # NOTE: no "| None": a null is refused (422) instead of reaching a NOT NULL column.
-    name: DivisionName = None  # type: ignore[assignment]
-    description: Description = None  # type: ignore[assignment]
+class DivisionUpdate(Update):
+    name: DivisionName | None = None
+    description: Description | None = None
 
 
 class AgentIds(Input):

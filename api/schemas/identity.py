@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
 
 from api.schemas.auth import Password
-from api.schemas.common import Input, ListQuery, Name, Query
+from api.schemas.common import Input, ListQuery, Name, Nullable, Query, Update
 from shared.schemas.base import View
 from shared.schemas.identity import ApiKeyView
 
@@ -31,12 +31,12 @@ class AgentCreate(Input):
     avatar_url: AvatarUrl | None = None
 
 
-class AgentUpdate(Input):
+class AgentUpdate(Update):
     email: EmailStr | None = None
     full_name: Name | None = None
-    role: RoleName | None = None
+    role: RoleName | None = Field(None, description="role name or id")
     password: Password | None = None
-    avatar_url: AvatarUrl | None = None
+    avatar_url: Nullable[AvatarUrl] = Field(None, description="null removes the avatar")
 
 
 class AgentStatusUpdate(Input):
@@ -49,7 +49,7 @@ class RoleCreate(Input):
     permissions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(max_length=100)
 
 
-class RoleUpdate(Input):
+class RoleUpdate(Update):
     name: RoleName | None = None
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
     permissions: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Name
+from api.schemas.common import Input, ListQuery, Name, Update
 
 Channel = Literal["whatsapp", "instagram", "messenger", "email"]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -15,7 +15,7 @@ Credentials = dict[str, Secret | None]
 Settings = Annotated[dict[str, Any], Field(max_length=50)]
 
 
-class IntegrationUpsert(Input):
+class IntegrationUpsert(Update):
     enabled: bool | None = None
     settings: Settings | None = None
     credentials: Credentials | None = None
@@ -31,7 +31,7 @@ class AccountCreate(Input):
     is_default: bool = False
 
 
-class AccountUpdate(Input):
+class AccountUpdate(Update):
     name: Name | None = None
     settings: Settings | None = None
     credentials: Credentials | None = None

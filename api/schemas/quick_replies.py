@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, StringConstraints
 
-from api.schemas.common import Input, ListQuery
+from api.schemas.common import Input, ListQuery, Update
 from api.schemas.notes import NoNul
 from shared.inbox.quick_replies import MAX_CONTENT, MAX_TITLE, SHORTCUT, SHORTCUT_RULE
 
@@ -51,8 +51,7 @@ class QuickReplyCreate(Input):
     scope: Literal["personal", "shared"] = "personal"
 
 
-class QuickReplyUpdate(Input):
-    # NOTE: no "| None": a null is refused (422) instead of reaching a NOT NULL column.
-    shortcut: Shortcut = None  # type: ignore[assignment]
-    title: Title = None  # type: ignore[assignment]
-    content: Content = None  # type: ignore[assignment]
+class QuickReplyUpdate(Update):
+    shortcut: Shortcut | None = None
+    title: Title | None = None
+    content: Content | None = None

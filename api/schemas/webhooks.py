@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery
+from api.schemas.common import Input, ListQuery, Update
 from shared.models.webhooks import DELIVERY_STATUSES
 from shared.schemas.base import View
 from shared.webhooks.views import AttemptView, WebhookView
@@ -33,7 +33,7 @@ class WebhookCreate(Input):
     )
 
 
-class WebhookUpdate(Input):
+class WebhookUpdate(Update):
     url: Url | None = None
     event_types: EventTypes | None = None
     description: Description | None = None
