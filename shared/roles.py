@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -112,7 +112,12 @@ def update_role(
     return role
 
 
+#: The built-in role a deleted agent's row is moved to when its custom role is deleted.
+FALLBACK_ROLE = "agent"
+
+
 def delete_role(session: Session, ctx: Ctx, role_id: uuid.UUID) -> None:
+    """Delete a custom role no agent holds (409 otherwise); deleted agents never block it."""
     role = get_role(session, ctx, role_id, for_update=True)
     if role.is_builtin:
         raise Conflict("Built-in roles cannot be deleted")
@@ -125,5 +130,24 @@ def delete_role(session: Session, ctx: Ctx, role_id: uuid.UUID) -> None:
             details=[{"field": "role", "message": f"held by {holders} agent(s)"}],
         )
     before = RoleView.data(role)
+    # NOTE: a deleted agent keeps no role of its own (it can no longer sign in); its row
+    # moves to the built-in least-privileged role, so it never pins a custom role.
+    session.execute(
+        update(User)
+        .where(
+            User.tenant_id == ctx.tenant_id,
+            User.role_id == role.id,
+            User.deleted_at.is_not(None),
+        )
+        .values(role_id=_builtin_role_id(session, ctx, FALLBACK_ROLE))
+    )
     session.delete(role)
     activity.record_change(session, ctx, "role.deleted", "role", role.id, before, before=before)
+
+
+def _builtin_role_id(session: Session, ctx: Ctx, name: str) -> uuid.UUID:
+    return session.scalar(
+        select(Role.id).where(
+            Role.tenant_id == ctx.tenant_id, Role.name == name, Role.is_builtin.is_(True)
+        )
+    )
