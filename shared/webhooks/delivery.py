@@ -257,6 +257,9 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
             result.response_body = logged_text(bytes(received))
     except UnsafeUrl as exc:
         result.error_kind, result.error = "blocked", str(exc)
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        # NOTE: not an httpx.HTTPError; a URL saved before its host was checked ends here.
+        result.error_kind, result.error = "invalid_url", f"the URL cannot be sent to: {exc}"[:500]
     except httpx.TimeoutException as exc:
         result.error_kind, result.error = "timeout", f"no answer within {claimed.timeout:g} s"
         result.error += f" ({type(exc).__name__})"

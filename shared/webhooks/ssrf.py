@@ -1,7 +1,8 @@
 """The SSRF guard: which URLs an endpoint may have and which addresses we may connect to.
 
 A URL is checked twice. When an endpoint is saved, :func:`check_url` refuses bad
-schemes, credentials in the URL and IP literals or names that are internal. At
+schemes, credentials in the URL, hosts that are not written in one unambiguous
+form (:func:`canonical_host`) and IP literals or names that are internal. At
 send time the host is resolved again and *every* address vetted by
 :func:`vet_address` (see :mod:`shared.webhooks.transport`), because DNS may have
 changed since (DNS rebinding): only a vetted address is ever connected to.
@@ -13,9 +14,12 @@ loopback; production leaves it empty.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import idna
 
 from shared.config import Settings, get_settings
 
@@ -45,6 +49,12 @@ BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
 #: Names that always mean "inside": refused at save time without a DNS lookup.
 INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 INTERNAL_NAMES = frozenset({"localhost", "metadata", "metadata.google.internal"})
+
+
+#: A DNS label as HTTP clients accept it (letters, digits, hyphen; underscore tolerated).
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+#: A last label that makes a host an IPv4 address to URL parsers (WHATWG "ends in a number").
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
 class UnsafeUrl(ValueError):
@@ -83,6 +93,54 @@ def _canonical(address: IPAddress) -> IPAddress:
     return address
 
 
+def canonical_host(host: str) -> str:
+    """Return ``host`` (lower-cased, no trailing dot) if it has one reading, else raise.
+
+    APPSEC: ``0177.0.0.1``, ``127.1``, ``0x7f.1`` and ``2130706433`` all mean 127.0.0.1
+    to ``inet_aton`` and so to ``getaddrinfo``, while URL parsers refuse some of them
+    and a literal check that knows only dotted quads takes them for names. A host
+    that ends in a number must therefore be a dotted-quad IPv4 address; an IPv6
+    literal must parse; a name must be a valid (IDNA) DNS name. Both the save-time
+    check and every send-time resolution apply this same rule.
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    if ":" in name:
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError as exc:
+            raise UnsafeUrl(f"host {host} is not a valid IPv6 address") from exc
+        return name
+    labels = name.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            raise UnsafeUrl(_odd_ipv4(host, name)) from None
+        return name
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode() if not name.isascii() else name
+    except idna.IDNAError as exc:
+        raise UnsafeUrl(f"host {host} is not a valid host name ({exc})") from exc
+    ascii_labels = ascii_name.split(".")
+    valid = len(ascii_name) <= 253 and all(_LABEL.fullmatch(label) for label in ascii_labels)
+    if valid and any(label.startswith("xn--") for label in ascii_labels):
+        try:
+            idna.decode(ascii_name)
+        except idna.IDNAError:
+            valid = False
+    if not valid:
+        raise UnsafeUrl(f"host {host} is not a valid host name")
+    return name
+
+
+def _odd_ipv4(host: str, name: str) -> str:
+    try:
+        means = socket.inet_ntoa(socket.inet_aton(name))
+    except OSError:
+        return f"host {host} is not a valid IPv4 address"
+    return f"host {host} is an IPv4 address in a non-standard form; write it as {means}"
+
+
 def vet_address(address: str | IPAddress, policy: Policy) -> IPAddress:
     """Return ``address`` if we may connect to it, else raise :class:`UnsafeUrl`."""
     ip = _canonical(ipaddress.ip_address(address) if isinstance(address, str) else address)
@@ -114,9 +172,9 @@ def check_url(url: str, policy: Policy) -> str:
         raise UnsafeUrl("credentials in the URL are not allowed; verify the signature instead")
     if port == 0:
         raise UnsafeUrl("port 0 is not a valid port")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
+    if not (parts.hostname or "").rstrip("."):
         raise UnsafeUrl("the URL has no host")
+    host = canonical_host(parts.hostname)
     if policy.allows_host(host):
         return url
     try:
@@ -138,6 +196,7 @@ def resolve(host: str, port: int, policy: Policy) -> list[tuple[int, tuple]]:
     APPSEC: one unsafe address refuses the whole host: a name that resolves to both
     a public and a private address is exactly what a rebinding attack looks like.
     """
+    canonical_host(host)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
