@@ -99,6 +99,14 @@ class EndpointSpec:
     status: int
     description: str | None
     tags: tuple[str, ...]
+    #: Error statuses the service answers beyond what the declaration implies (409, 429...).
+    errors: tuple[int, ...] = ()
+    #: Other statuses answered with ``response`` (an upsert's 201, health's 503).
+    also: tuple[int, ...] = ()
+    #: Media types of a body the responder reads itself (CSV, multipart, raw JSON).
+    accepts: tuple[str, ...] = ()
+    #: Media type of a success answer that is not JSON (CSV, text, a file: ``*/*``).
+    produces: str | None = None
 
 
 def _has_work_to_commit(req: falcon.Request, session: Session) -> bool:
@@ -195,10 +203,31 @@ def endpoint(
     status: int = 200,
     description: str | None = None,
     tags: tuple[str, ...] = (),
+    errors: tuple[int, ...] = (),
+    also: tuple[int, ...] = (),
+    accepts: tuple[str, ...] = (),
+    produces: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a responder; see the module docstring."""
+    """Declare a responder; see the module docstring.
+
+    The error statuses it can answer are documented from the declaration itself
+    (:func:`api.openapi.error_statuses`); ``errors`` adds only what the service
+    raises beyond that, e.g. ``errors=(409,)`` for a :class:`~shared.errors.Conflict`.
+    """
     spec = EndpointSpec(
-        summary, public, permission, body, query, response, status, description, tags
+        summary,
+        public,
+        permission,
+        body,
+        query,
+        response,
+        status,
+        description,
+        tags,
+        errors,
+        also,
+        accepts,
+        produces,
     )
     adapter = TypeAdapter(response) if response is not None else None
     check_plain = get_settings().validate_responses

@@ -26,6 +26,7 @@ class AgentsResource:
 
     @endpoint(
         "Create a new agent",
+        errors=(409,),
         permission="agents.manage",
         body=AgentCreate,
         response=AgentView,
@@ -43,6 +44,7 @@ class AgentResource:
 
     @endpoint(
         "Update an agent",
+        errors=(409,),
         body=AgentUpdate,
         response=AgentView,
         description="Admins change any field; agents change their own name, avatar, password.",
@@ -51,7 +53,7 @@ class AgentResource:
     def on_patch(self, req, resp, *, ctx, id, body: AgentUpdate):
         return agents.update_agent(req.context.db, ctx, id, body.model_dump(exclude_unset=True))
 
-    @endpoint("Delete an agent", permission="agents.manage", status=204, tags=TAGS)
+    @endpoint("Delete an agent", errors=(409,), permission="agents.manage", status=204, tags=TAGS)
     def on_delete(self, req, resp, *, ctx, id):
         agents.delete_agent(req.context.db, ctx, id)
 

@@ -24,6 +24,7 @@ class RegisterResource:
     @endpoint(
         "Register a new tenant organization",
         public=True,
+        errors=(409,),
         body=RegisterRequest,
         response=RegisterResponse,
         status=201,
@@ -50,6 +51,7 @@ class LoginResource:
     @endpoint(
         "Login with email and password",
         public=True,
+        errors=(401, 403, 429),
         body=LoginRequest,
         response=LoginResponse,
         description="Sets the HttpOnly `session` cookie too. Failed logins are rate-limited.",

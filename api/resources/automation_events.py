@@ -58,6 +58,7 @@ class EventsExportResource:
         "Export automation events as CSV",
         permission=rules.VIEW,
         query=EventExportQuery,
+        produces="text/csv",
         description="Streams CSV, newest first (filters as the list).",
         tags=TAGS,
     )
@@ -104,6 +105,7 @@ class EventResource:
 class EventRetryResource:
     @endpoint(
         "Retry a single automation event",
+        errors=(409,),
         permission=rules.MANAGE,
         response=EventView,
         status=202,
@@ -117,6 +119,7 @@ class EventRetryResource:
 class EventReprocessResource:
     @endpoint(
         "Reprocess an automation event with the current rule set",
+        errors=(409,),
         permission=rules.MANAGE,
         response=EventView,
         status=202,

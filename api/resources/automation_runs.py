@@ -31,6 +31,7 @@ class RunsExportResource:
         "Export automation runs as CSV",
         permission=rules.VIEW,
         query=RunExportQuery,
+        produces="text/csv",
         description="Streams CSV, newest first (filters as the list).",
         tags=TAGS,
     )

@@ -57,7 +57,13 @@ class AssignmentResource:
 
 
 class StatusResource:
-    @endpoint("Update conversation status", body=StatusUpdate, response=ConversationView, tags=TAGS)
+    @endpoint(
+        "Update conversation status",
+        errors=(409,),
+        body=StatusUpdate,
+        response=ConversationView,
+        tags=TAGS,
+    )
     def on_patch(self, req, resp, *, ctx, id, body: StatusUpdate):
         return conversations.set_status(req.context.db, ctx, id, body.status, body.snoozed_until)
 
@@ -79,6 +85,7 @@ class TagsResource:
 class BulkResource:
     @endpoint(
         "Bulk conversation actions",
+        errors=(409,),
         permission=conversations.MANAGE,
         body=BulkActionRequest,
         response=BulkResult | JobAccepted,

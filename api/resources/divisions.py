@@ -21,6 +21,7 @@ class DivisionsResource:
 
     @endpoint(
         "Create a division",
+        errors=(409,),
         permission=MANAGE,
         body=DivisionCreate,
         response=DivisionDetail,
@@ -38,6 +39,7 @@ class DivisionResource:
 
     @endpoint(
         "Update a division",
+        errors=(409,),
         permission=MANAGE,
         body=DivisionUpdate,
         response=DivisionDetail,

@@ -65,10 +65,20 @@ class MetaReceiver:
         verify = endpoint(
             verify_summary,
             public=True,
+            produces="text/plain",
+            errors=(403,),
             description="Echoes hub.challenge (text/plain) when hub.verify_token is known; 403.",
             tags=TAGS,
         )(_verify)
-        post = endpoint(receive_summary, public=True, response=Ack, tags=TAGS)(_receive_meta)
+        post = endpoint(
+            receive_summary,
+            public=True,
+            response=Ack,
+            accepts=("application/json",),
+            errors=(401,),
+            description="Verified by X-Hub-Signature-256 over the raw body (401 otherwise).",
+            tags=TAGS,
+        )(_receive_meta)
         self.on_get = types.MethodType(verify, self)
         self.on_post = types.MethodType(post, self)
 
@@ -78,6 +88,8 @@ class EmailReceiver:
         "Receive inbound email webhook",
         public=True,
         response=Ack,
+        accepts=("application/json",),
+        errors=(401,),
         description=(
             'Body {"recipient", "mime": base64 of the raw message}; header X-Inbound-Signature:'
             ' t=<unix>,v1=<hex HMAC-SHA256(inbound_signing_key, "<t>." + raw body)>.'

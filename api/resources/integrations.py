@@ -38,6 +38,8 @@ class IntegrationResource:
     @endpoint(
         "Create or update an integration (upsert)",
         permission=MANAGE,
+        also=(201,),
+        errors=(409,),
         body=IntegrationUpsert,
         response=IntegrationView,
         description="Answers 201 when it created the integration, 200 when it updated it.",
@@ -76,6 +78,7 @@ class AccountsResource:
 
     @endpoint(
         "Create an integration account",
+        errors=(409,),
         permission=MANAGE,
         body=AccountCreate,
         response=IntegrationAccountView,

@@ -49,6 +49,8 @@ class MediaUploadResource(_Uploads):
         "Upload a media file",
         response=MediaView,
         status=201,
+        accepts=("multipart/form-data",),
+        errors=(503,),
         description=(
             "multipart/form-data with the file in the field `file` (max `MEDIA_MAX_BYTES`,"
             " 100 MB by default: 413). The type is sniffed from the bytes: one outside"
@@ -66,6 +68,8 @@ class MediaS3Resource(_Uploads):
         "Upload a file to S3/MinIO",
         response=S3MediaView,
         status=201,
+        accepts=("multipart/form-data",),
+        errors=(409, 503),
         description=(
             "Like `POST /api/media`, but always stored in the configured S3-compatible bucket;"
             " answers the object key and a presigned GET URL valid `S3_PRESIGN_SECONDS`."
@@ -80,6 +84,8 @@ class MediaS3Resource(_Uploads):
 class MediaFileResource:
     @endpoint(
         "Download or proxy a media file",
+        produces="*/*",
+        errors=(503,),
         description=(
             "Streams the stored bytes. Inbound media not fetched yet is fetched from the"
             " provider with the account's token first (once, even for concurrent requests)."

@@ -47,6 +47,7 @@ class ConversationMessagesResource:
 
     @endpoint(
         "Send an outbound message",
+        errors=(409, 503),
         body=MessageCreate,
         response=MessageView,
         status=201,
@@ -75,6 +76,7 @@ class ConversationMessagesResource:
 class MessageSearchResource:
     @endpoint(
         "Search messages across conversations",
+        errors=(422,),
         query=MessageSearchQuery,
         response=Page[MessageSearchHit],
         description=(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import falcon
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from api.auth import authenticate
 from api.endpoint import endpoint
@@ -17,10 +17,20 @@ from shared.errors import Unauthenticated
 from workers.queues import ALL as QUEUES
 
 
+class HealthView(BaseModel):
+    """Each dependency's check; ``down`` names the failing ones (503 when any)."""
+
+    status: Literal["ok", "down"]
+    down: list[str]
+    checks: dict[str, dict[str, Any]]
+
+
 class HealthResource:
     @endpoint(
         "API Gateway health check",
         public=True,
+        response=HealthView,
+        also=(503,),
         description="200 when the database, Redis, the broker and the scheduler are well; "
         "503 naming what is down.",
         tags=("Health",),
@@ -48,6 +58,8 @@ class WorkerMetricsResource:
         "Get automation worker metrics",
         public=True,
         query=WorkerMetricsQuery,
+        response=dict[str, Any],
+        errors=(401, 403, 503),
         description=(
             "Per actor and minute: enqueued, processed, failed, retried, dead-lettered and "
             "latency; queue depths; dead letters; outbox lag. Tenant users holding "

@@ -66,6 +66,7 @@ class QuickRepliesResource:
 
     @endpoint(
         "Create a quick reply",
+        errors=(409,),
         body=QuickReplyCreate,
         response=QuickReplyItem,
         status=201,
@@ -79,6 +80,7 @@ class QuickRepliesResource:
 class QuickReplyResource:
     @endpoint(
         "Update a quick reply",
+        errors=(409,),
         body=QuickReplyUpdate,
         response=QuickReplyItem,
         description="The owner (personal), or `quick_replies.manage` (shared).",
@@ -118,6 +120,7 @@ class QuickRepliesExportResource:
     @endpoint(
         "Export quick replies as CSV",
         permission=MANAGE,
+        produces="text/csv",
         description=(
             "Answers 200 `text/csv` (UTF-8, header `shortcut,title,content`) with the"
             " tenant's shared replies, as an attachment."
@@ -134,8 +137,10 @@ class QuickRepliesExportResource:
 class QuickRepliesImportResource:
     @endpoint(
         "Import quick replies from CSV",
+        errors=(409,),
         permission=MANAGE,
         response=ImportResult,
+        accepts=("text/csv", "multipart/form-data"),
         description=(
             "Send the CSV as the `text/csv` body, or as the one file of a"
             " `multipart/form-data` form. The whole file is checked first: any bad row"

@@ -21,6 +21,7 @@ class RolesResource:
 
     @endpoint(
         "Create a custom role",
+        errors=(409,),
         permission=MANAGE,
         body=RoleCreate,
         response=RoleView,
@@ -36,11 +37,18 @@ class RoleResource:
     def on_get(self, req, resp, *, ctx, id):
         return roles.get_role(req.context.db, ctx, id)
 
-    @endpoint("Update a role", permission=MANAGE, body=RoleUpdate, response=RoleView, tags=TAGS)
+    @endpoint(
+        "Update a role",
+        errors=(409,),
+        permission=MANAGE,
+        body=RoleUpdate,
+        response=RoleView,
+        tags=TAGS,
+    )
     def on_patch(self, req, resp, *, ctx, id, body: RoleUpdate):
         return roles.update_role(req.context.db, ctx, id, **body.model_dump(exclude_unset=True))
 
-    @endpoint("Delete a custom role", permission=MANAGE, status=204, tags=TAGS)
+    @endpoint("Delete a custom role", errors=(409,), permission=MANAGE, status=204, tags=TAGS)
     def on_delete(self, req, resp, *, ctx, id):
         roles.delete_role(req.context.db, ctx, id)
 

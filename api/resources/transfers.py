@@ -14,6 +14,7 @@ TAGS = ("Transfers",)
 class TransferResource:
     @endpoint(
         "Transfer a conversation",
+        errors=(409,),
         body=TransferCreate,
         response=ConversationView,
         description="By the assigned agent or `conversations.manage`; to an agent and/or a"
@@ -42,6 +43,7 @@ class TransfersResource:
 class TakeoverResource:
     @endpoint(
         "Takeover a conversation",
+        errors=(409,),
         response=ConversationView,
         description="From an AI agent: any agent who sees it. From another agent:"
         " `conversations.manage`. Pauses the AI agent on the conversation.",
