@@ -1,0 +1,74 @@
+"""A workspace with one row of each kind, so fuzzed path ids reach the services, not 404.
+
+``path_ids(path)`` answers the real ids for a path's parameters: ``{id}`` is the
+row of the collection just before it (``/api/agents/{id}`` an agent), other names
+(``note_id``, ``channel``) are looked up by name. A path this module does not know
+(a new group) gets no real ids and is fuzzed with generated ones only.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.inbox_conversations.conftest import add_conversation
+from tests.workspaces import Workspace
+
+
+def _created(ws: Workspace, path: str, body: dict) -> str:
+    resp = ws.call("POST", path, json=body)
+    assert resp.status_code in (200, 201), (path, resp.text)
+    return resp.json["id"]
+
+
+def seed(ws: Workspace) -> dict[str, str]:
+    """Create one row of each kind in ``ws``; return ids by collection path or parameter."""
+    agent, _token = ws.create_agent("supervisor")
+    conversation = add_conversation(ws, phone="+14155550123", email="carla@example.com")
+    contact = ws.call("GET", f"/api/conversations/{conversation}").json["contact"]["id"]
+    suffix = uuid.uuid4().hex[:8]
+    webhook = ws.call(
+        "POST",
+        "/api/outgoing-webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "event_types": ["message.created"]},
+    )
+    assert webhook.status_code == 201, webhook.text
+    return {
+        "/api/agents": agent["id"],
+        "/api/roles": _created(ws, "/api/roles", {"name": f"r-{suffix}", "permissions": []}),
+        "/api/divisions": _created(ws, "/api/divisions", {"name": f"d-{suffix}"}),
+        "/api/conversations": conversation,
+        "/api/contacts": contact,
+        "note_id": _created(
+            ws, f"/api/conversations/{conversation}/notes", {"body": "a private note"}
+        ),
+        "/api/quick-replies": _created(
+            ws,
+            "/api/quick-replies",
+            {"shortcut": f"q{suffix}", "title": "Hello", "content": "Hello there"},
+        ),
+        "/api/outgoing-webhooks": webhook.json["id"],
+        "/api/integration-accounts": _created(
+            ws,
+            "/api/integration-accounts",
+            {"channel": "whatsapp", "name": "Main line", "external_id": str(uuid.uuid4().int)[:15]},
+        ),
+        "/api/automation/rules": _created(
+            ws,
+            "/api/automation/rules",
+            {"name": "Tag refunds", "trigger_event_types": ["message.created"]},
+        ),
+        "/api/api-keys": _created(ws, "/api/api-keys", {"name": "fuzz"}),
+        "channel": "whatsapp",
+    }
+
+
+def path_ids(path: str, ids: dict[str, str]) -> dict[str, str] | None:
+    """Real values for every parameter of ``path``, or None if one is unknown."""
+    values = {}
+    for segment in (part for part in path.split("/") if part.startswith("{")):
+        name = segment.strip("{}")
+        key = path.split(f"/{segment}", 1)[0] if name == "id" else name
+        if key not in ids:
+            return None
+        values[name] = ids[key]
+    return values
