@@ -13,7 +13,9 @@ import logging
 from typing import Any
 
 import falcon
+import psycopg.errors
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from shared.errors import DomainError, RateLimited
 
@@ -80,6 +82,30 @@ def handle_unexpected(req, resp, ex: Exception, params) -> None:
     )
 
 
+#: Constraint failures that mean the request's values were wrong (422); others conflict (409).
+_INVALID_VALUE = (psycopg.errors.NotNullViolation, psycopg.errors.CheckViolation)
+
+
+def handle_constraint_error(req, resp, ex: IntegrityError | DataError, params) -> None:
+    """A safety net: a constraint the schemas missed answers 409/422, never 500.
+
+    Every such answer is a schema or service bug (input should be refused before
+    it reaches the database), so it is logged with its traceback, like a 500.
+    """
+    request_id = getattr(req.context, "request_id", None)
+    log.error(
+        "database refused %s %s (request %s): validate this earlier",
+        req.method,
+        req.path,
+        request_id,
+        exc_info=ex,
+    )
+    if isinstance(ex, DataError) or isinstance(ex.orig, _INVALID_VALUE):
+        _write(resp, 422, "validation_error", "Some values cannot be stored", [])
+    else:
+        _write(resp, 409, "conflict", "The change conflicts with existing data", [])
+
+
 def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[str, str]]:
     """One ``{"field", "message"}`` per failing field, with dotted paths (``items[2].name``)."""
     details = []
@@ -102,4 +128,6 @@ def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[s
 def register(app: falcon.App) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(DomainError, handle_domain_error)
+    app.add_error_handler(IntegrityError, handle_constraint_error)
+    app.add_error_handler(DataError, handle_constraint_error)
     app.set_error_serializer(serialize_http_error)
