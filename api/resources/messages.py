@@ -76,7 +76,7 @@ class ConversationMessagesResource:
 class MessageSearchResource:
     @endpoint(
         "Search messages across conversations",
-        errors=(422,),
+        errors=(404, 422),
         query=MessageSearchQuery,
         response=Page[MessageSearchHit],
         description=(
