@@ -10,14 +10,37 @@ from __future__ import annotations
 
 import uuid
 
+from shared.db import session_scope
+from shared.models import AutomationEvent
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import Workspace
+
+FINGERPRINT = "f" * 64
 
 
 def _created(ws: Workspace, path: str, body: dict) -> str:
     resp = ws.call("POST", path, json=body)
     assert resp.status_code in (200, 201), (path, resp.text)
     return resp.json["id"]
+
+
+def _failed_automation_event(ws: Workspace, conversation: str) -> str:
+    """A failed event-queue row, as a rule that raised leaves it (retry/reprocess targets)."""
+    with session_scope() as session:
+        event = AutomationEvent(
+            tenant_id=uuid.UUID(ws.tenant["id"]),
+            outbox_event_id=uuid.uuid4(),
+            event_type="message.created",
+            conversation_id=uuid.UUID(conversation),
+            payload={"conversation_id": conversation},
+            fingerprint=FINGERPRINT,
+            status="failed",
+            attempts=1,
+            error="seeded failure",
+        )
+        session.add(event)
+        session.flush()
+        return str(event.id)
 
 
 def seed(ws: Workspace) -> dict[str, str]:
@@ -32,6 +55,8 @@ def seed(ws: Workspace) -> dict[str, str]:
         json={"url": "http://127.0.0.1:9/hook", "event_types": ["message.created"]},
     )
     assert webhook.status_code == 201, webhook.text
+    sent = ws.call("POST", f"/api/outgoing-webhooks/{webhook.json['id']}/test")
+    assert sent.status_code == 200, sent.text
     return {
         "/api/agents": agent["id"],
         "/api/roles": _created(ws, "/api/roles", {"name": f"r-{suffix}", "permissions": []}),
@@ -47,6 +72,7 @@ def seed(ws: Workspace) -> dict[str, str]:
             {"shortcut": f"q{suffix}", "title": "Hello", "content": "Hello there"},
         ),
         "/api/outgoing-webhooks": webhook.json["id"],
+        "delivery_id": sent.json["delivery_id"],
         "/api/integration-accounts": _created(
             ws,
             "/api/integration-accounts",
@@ -58,6 +84,8 @@ def seed(ws: Workspace) -> dict[str, str]:
             {"name": "Tag refunds", "trigger_event_types": ["message.created"]},
         ),
         "/api/api-keys": _created(ws, "/api/api-keys", {"name": "fuzz"}),
+        "/api/automation/events": _failed_automation_event(ws, conversation),
+        "fingerprint": FINGERPRINT,
         "channel": "whatsapp",
     }
 

@@ -80,6 +80,14 @@ def test_every_operation_is_fuzzed():
     assert ("PATCH", "/api/agents/{id}") in OPERATIONS
 
 
+def test_seeded_rows_reach_most_operations_with_ids(read_workspace):
+    """Fuzzing only unknown ids would test little but 404s: keep the seed in step."""
+    _ws, ids = read_workspace
+    with_ids = [path for _method, path in OPERATIONS if "{" in path]
+    reached = [path for path in with_ids if path_ids(path, ids)]
+    assert len(reached) >= 0.8 * len(with_ids), sorted(set(with_ids) - set(reached))
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_operation_answers_as_documented(live_schema, read_workspace, client, method, path):
     operation = live_schema[path][method]
