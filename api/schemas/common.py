@@ -57,7 +57,10 @@ class Update(Input):
             avatar_url: Nullable[AvatarUrl] = None  # null removes the avatar
 
     Services receive ``body.model_dump(exclude_unset=True)``: a key present with
-    ``None`` can only be a nullable field.
+    ``None`` can only be a nullable field. Decide nullability per field from the
+    column and the service: null may clear an optional value, never a required one.
+    Every PATCH/PUT body whose fields are all optional must derive from this class
+    (``tests/api/test_update_nulls.py`` checks every route).
     """
 
     #: Fields that ``null`` clears; filled per subclass from the ``Nullable`` marker.
