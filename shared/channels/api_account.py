@@ -6,7 +6,8 @@ by :mod:`.api_channel` to rotate the secret and by :mod:`.api_callback` to sign.
 
 - ``settings.callback_url``: where outbound messages are POSTed; checked with the SSRF
   guard's save-time rule (:func:`shared.webhooks.ssrf.check_url`), the one webhook
-  endpoints use, and again at every delivery.
+  endpoints use, and again at every delivery. ``settings.timeout_seconds`` (optional,
+  1-60) bounds one attempt; ``WEBHOOK_TIMEOUT_SECONDS`` otherwise.
 - credentials ``signing_secret`` (``whsec_...``), generated here, shown once; after a
   rotation ``previous_signing_secret`` also signs until ``previous_signing_secret_expires_at``
   (the receiver verifies with either during the overlap, as with outgoing webhooks).
@@ -28,6 +29,8 @@ PREVIOUS_KEY = "previous_signing_secret"
 PREVIOUS_EXPIRES_KEY = "previous_signing_secret_expires_at"
 #: How long a rotated-out secret keeps signing next to the new one (as for webhooks).
 ROTATION_OVERLAP = dt.timedelta(hours=24)
+#: Bounds of ``settings.timeout_seconds`` (one callback attempt), as for webhook endpoints.
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
 #: Prefix of generated ``external_id`` values (the inbox identifier).
 EXTERNAL_ID_PREFIX = "api_"
 
@@ -44,7 +47,21 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         check_url(url.strip(), Policy.from_settings())
     except UnsafeUrl as exc:
         raise ValidationFailed.field(field, str(exc)) from exc
+    timeout = settings.get("timeout_seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT
+    ):
+        raise ValidationFailed.field(
+            "settings.timeout_seconds", f"seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}"
+        )
     return {**settings, "callback_url": url.strip()}
+
+
+def timeout_of(settings: dict[str, Any], default: float) -> float:
+    """The bound on one callback attempt: ``settings.timeout_seconds``, else ``default``."""
+    return float(settings.get("timeout_seconds") or default)
 
 
 def external_id(given: str | None) -> str:

@@ -3,10 +3,10 @@
 One attempt per call of :func:`send`, made by the outgoing webhooks' own sender
 (:func:`shared.webhooks.delivery.send` over :func:`shared.webhooks.transport.shared_client`):
 the same Standard Webhooks signature (``webhook-id`` is the message id, the same on every
-attempt, so a receiver dedupes retries), the same SSRF guard at connect time, timeout
-(``WEBHOOK_TIMEOUT_SECONDS``), no redirects. Retries, backoff and the final ``failed``
-are :mod:`.outbound`'s, as for every channel: this module only says whether a failure
-is worth retrying.
+attempt, so a receiver dedupes retries), the same SSRF guard at connect time, the same
+bound on an attempt (the account's ``timeout_seconds``, else ``WEBHOOK_TIMEOUT_SECONDS``),
+no redirects. Retries, backoff and the final ``failed`` are :mod:`.outbound`'s, as for
+every channel: this module only says whether a failure is worth retrying.
 
 The body is an event envelope like an outgoing webhook's::
 
@@ -94,7 +94,7 @@ def payload(outgoing: Any) -> dict[str, Any]:
 
 def send(session: Session, outgoing: Any) -> str:
     """POST the message once; return its provider id, or raise :class:`SendFailed`."""
-    account, message = outgoing.account, outgoing.message
+    account, message, settings = outgoing.account, outgoing.message, get_settings()
     url = (account.settings or {}).get("callback_url")
     if not url:
         raise SendFailed("missing_settings", "the api account has no callback_url", transient=False)
@@ -114,7 +114,7 @@ def send(session: Session, outgoing: Any) -> str:
         url=url,
         enabled=True,
         secrets=secrets,
-        timeout=get_settings().webhook_timeout_seconds,
+        timeout=api_account.timeout_of(account.settings or {}, settings.webhook_timeout_seconds),
         max_concurrency=1,
     )
     result = delivery.send(transport.shared_client(), claimed)
