@@ -158,3 +158,31 @@ def test_an_api_key_posts_like_its_owner(ws, api):
         headers={"X-API-Key": created.json["key"]},
     )
     assert resp.status_code == 201, resp.text
+
+
+def test_the_routes_are_documented_in_the_integrations_group(client):
+    doc = client.simulate_get("/api/openapi.json").json
+    base = "/api/integration-accounts/{id}/api"
+    routes = {
+        f"{base}/contacts": "ApiContact",
+        f"{base}/conversations": "ApiConversationCreate",
+        f"{base}/messages": "ApiMessageCreate",
+        f"{base}/messages/{{message_id}}/status": "ApiStatusReport",
+        f"{base}/rotate-secret": None,
+    }
+    for route, schema in routes.items():
+        operation = doc["paths"][route]["post"]
+        assert operation["tags"] == ["Integrations"], route
+        assert operation["summary"] and "integrations.manage" in operation["description"]
+        if schema:
+            assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{schema}"
+            }
+    status = doc["components"]["schemas"]["ApiStatusReport"]["properties"]["status"]
+    assert status["enum"] == ["delivered", "read", "failed"]
+    created = doc["paths"]["/api/integration-accounts"]["post"]["requestBody"]
+    account = doc["components"]["schemas"][
+        created["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    ]
+    assert "api" in account["properties"]["channel"]["enum"]
+    assert "external_id" not in account["required"]
