@@ -139,3 +139,19 @@ def test_a_disabled_account_fails_replies_and_refuses_posts(ws, api, receiver, p
     failed = wait_for_status(ws, conversation_id, reply["id"], "failed")
     assert failed["error_code"] == "account_disabled"
     assert receiver.at(path) == []
+
+
+def test_a_conversation_of_a_deleted_account_is_not_sent_to_another_accounts_callback(
+    ws, api, receiver, path
+):
+    conversation_id = _conversation(api)
+    other = ApiChannel(ws, receiver.url("/other-system"), name="Other system")
+    assert ws.call("DELETE", f"/api/integration-accounts/{api.id}").status_code == 204
+
+    reply = api.reply(conversation_id)
+
+    failed = wait_for_status(ws, conversation_id, reply["id"], "failed")
+    assert failed["error_code"] == "no_account"
+    assert receiver.at("/other-system") == [] and receiver.at(path) == []
+    # The other account is the channel's default now, and still was not used.
+    assert ws.call("GET", f"/api/integration-accounts/{other.id}").json["is_default"] is True

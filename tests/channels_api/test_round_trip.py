@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from shared.webhooks import signing
 from tests.channels_api.conftest import ApiChannel, message_row, messages_of, wait_for_status
@@ -137,3 +138,20 @@ def test_explicit_contact_and_conversation_creation(ws, api):
     posted = api.post({"conversation_id": opened.json["id"], "content": "see attached"})
     assert posted.status_code == 201 and posted.json["conversation_id"] == opened.json["id"]
     assert message_row(posted.json["id"])["conversation_id"] == opened.json["id"]
+
+
+def test_concurrent_retries_of_one_message_store_it_once(ws, api):
+    body = {
+        "contact": {"source_id": "race-1", "name": "Rita"},
+        "content": "sent twice at once",
+        "external_message_id": "race-msg",
+    }
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: api.post(body), range(6)))
+
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json["id"] for a in answers}) == 1
+    conversation_id = answers[0].json["conversation_id"]
+    assert len(messages_of(ws, conversation_id)) == 1
+    contacts = ws.call("GET", "/api/contacts", params={"channel": "api"}).json["items"]
+    assert [c["external_id"] for c in contacts] == ["race-1"]
