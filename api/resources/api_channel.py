@@ -14,6 +14,7 @@ from api.schemas.api_channel import (
     ApiConversationCreate,
     ApiMessageCreate,
     ApiStatusReport,
+    CallbackTested,
     SecretRotated,
 )
 from shared.channels import api_channel
@@ -134,6 +135,21 @@ class ApiRotateSecretResource:
         return Plain({"signing_secret": secret, "previous_secret_expires_at": expires})
 
 
+class ApiTestCallbackResource:
+    @endpoint(
+        "Send a test callback from an api-channel account",
+        permission=MANAGE,
+        response=CallbackTested,
+        description=(
+            "POSTs a signed `webhook.test` event to the account's callback_url now (one attempt,"
+            " not retried; also on a disabled account) and answers what was sent and received."
+        ),
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx, id):
+        return Plain(api_channel.send_test(req.context.db, ctx, id))
+
+
 _BASE = "/api/integration-accounts/{id:uuid}/api"
 
 ROUTES = [
@@ -142,4 +158,5 @@ ROUTES = [
     (f"{_BASE}/messages", ApiMessagesResource()),
     (f"{_BASE}/messages/{{message_id:uuid}}/status", ApiMessageStatusResource()),
     (f"{_BASE}/rotate-secret", ApiRotateSecretResource()),
+    (f"{_BASE}/test-callback", ApiTestCallbackResource()),
 ]

@@ -12,6 +12,7 @@ from api.schemas.common import Input, Name
 from api.schemas.contacts import Phone
 from api.schemas.messages import AttachmentRef
 from shared.channels.api_channel import REPORTABLE_STATUSES, ContactIdentity
+from shared.webhooks.views import AttemptView
 
 SourceId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 ExternalMessageId = Annotated[
@@ -71,3 +72,11 @@ class SecretRotated(BaseModel):
 
     signing_secret: str
     previous_secret_expires_at: dt.datetime | None
+
+
+class CallbackTested(BaseModel):
+    """One signed ``webhook.test`` POST to the callback URL, as it went."""
+
+    event_id: uuid.UUID
+    status: Literal["succeeded", "failed"]
+    attempt: AttemptView

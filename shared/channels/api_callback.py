@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -94,33 +95,45 @@ def payload(outgoing: Any) -> dict[str, Any]:
 
 def send(session: Session, outgoing: Any) -> str:
     """POST the message once; return its provider id, or raise :class:`SendFailed`."""
-    account, message, settings = outgoing.account, outgoing.message, get_settings()
+    account, message = outgoing.account, outgoing.message
+    result = post(account, outgoing.credentials, message.id, EVENT_TYPE, payload(outgoing))
+    if not result.ok:
+        raise failure(result)
+    return _provider_id(session, account, message, result.response_body)
+
+
+def post(
+    account: IntegrationAccount,
+    credentials: dict[str, str],
+    event_id: uuid.UUID,
+    event_type: str,
+    envelope: dict[str, Any],
+) -> delivery.Result:
+    """One signed POST of ``envelope`` to the account's callback URL, by the webhook sender."""
     url = (account.settings or {}).get("callback_url")
     if not url:
         raise SendFailed("missing_settings", "the api account has no callback_url", transient=False)
-    secrets = api_account.signing_secrets(outgoing.credentials, dt.datetime.now(dt.UTC))
+    secrets = api_account.signing_secrets(credentials, dt.datetime.now(dt.UTC))
     if not secrets:
         raise SendFailed(
             "missing_credentials", "the api account has no signing secret", transient=False
         )
+    default_timeout = get_settings().webhook_timeout_seconds
     claimed = delivery.Claimed(
-        id=message.id,
-        tenant_id=message.tenant_id,
+        id=event_id,
+        tenant_id=account.tenant_id,
         endpoint_id=account.id,
-        event_id=message.id,
-        event_type=EVENT_TYPE,
-        payload=payload(outgoing),
+        event_id=event_id,
+        event_type=event_type,
+        payload=envelope,
         attempt=1,
         url=url,
         enabled=True,
         secrets=secrets,
-        timeout=api_account.timeout_of(account.settings or {}, settings.webhook_timeout_seconds),
+        timeout=api_account.timeout_of(account.settings or {}, default_timeout),
         max_concurrency=1,
     )
-    result = delivery.send(transport.shared_client(), claimed)
-    if not result.ok:
-        raise failure(result)
-    return _provider_id(session, account, message, result.response_body)
+    return delivery.send(transport.shared_client(), claimed)
 
 
 def failure(result: delivery.Result) -> SendFailed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +33,8 @@ from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.inbox import contacts as inbox_contacts
 from shared.models import Contact, Conversation, IntegrationAccount, Message
+from shared.webhooks import catalogue
+from shared.webhooks.views import AttemptView
 
 PERMISSION = accounts.PERMISSION
 #: Statuses the caller may report for an outbound message (``sent`` is ours to set).
@@ -207,7 +210,7 @@ def _source_id(
     return found
 
 
-# ------------------------------------------------------------------ statuses, secret
+# ------------------------------------------------------------------ statuses, secret, test
 
 
 def report_status(
@@ -275,3 +278,39 @@ def rotate_secret(
     )
     previous_expires = dt.datetime.fromisoformat(expires) if expires else None
     return account, credentials[api_account.SECRET_KEY], previous_expires
+
+
+def send_test(session: Session, ctx: Ctx, account_id: uuid.UUID) -> dict[str, Any]:
+    """POST a signed ``webhook.test`` event to the callback now; return the attempt.
+
+    NOTE: like the webhook endpoints' test: one attempt, never retried, and the
+    request's transaction is committed before the POST so none stays open during it.
+    It works on a disabled account too: check the receiver before enabling it.
+    """
+    account = api_account_of(session, ctx, account_id, active=False)
+    event_id = uuid.uuid4()
+    envelope = catalogue.envelope(
+        event_id,
+        catalogue.TEST_EVENT,
+        dt.datetime.now(dt.UTC),
+        {"account_id": str(account.id), "message": "This is a test callback from OmniStream."},
+        tenant_id=ctx.tenant_id,
+        actor=ctx.actor.as_dict(),
+    )
+    credentials = accounts.decrypt_credentials(account)
+    url = account.settings["callback_url"]
+    activity.record(
+        session,
+        ctx,
+        "integration_account.test_sent",
+        "integration_account",
+        account.id,
+        after={"event_id": str(event_id), "callback_url": url},
+    )
+    session.commit()
+    result = api_callback.post(account, credentials, event_id, catalogue.TEST_EVENT, envelope)
+    return {
+        "event_id": event_id,
+        "status": "succeeded" if result.ok else "failed",
+        "attempt": AttemptView.of_result(result, url).model_dump(mode="json"),
+    }

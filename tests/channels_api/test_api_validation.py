@@ -169,6 +169,7 @@ def test_the_routes_are_documented_in_the_integrations_group(client):
         f"{base}/messages": "ApiMessageCreate",
         f"{base}/messages/{{message_id}}/status": "ApiStatusReport",
         f"{base}/rotate-secret": None,
+        f"{base}/test-callback": None,
     }
     for route, schema in routes.items():
         operation = doc["paths"][route]["post"]

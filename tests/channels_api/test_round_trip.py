@@ -155,3 +155,25 @@ def test_concurrent_retries_of_one_message_store_it_once(ws, api):
     assert len(messages_of(ws, conversation_id)) == 1
     contacts = ws.call("GET", "/api/contacts", params={"channel": "api"}).json["items"]
     assert [c["external_id"] for c in contacts] == ["race-1"]
+
+
+def test_a_test_callback_shows_what_the_receiver_got_and_answered(
+    ws, other_workspace, api, receiver, path
+):
+    tested = ws.call("POST", f"{api.base}/test-callback")
+    assert tested.status_code == 200, tested.text
+    assert tested.json["status"] == "succeeded"
+    assert tested.json["attempt"]["response_status"] == 200
+    [ping] = receiver.at(path)
+    assert signing.verify(api.secret, ping.headers, ping.body)
+    assert ping.json["type"] == "webhook.test" and ping.json["data"]["account_id"] == api.id
+    assert ping.json["id"] == tested.json["event_id"]
+
+    receiver.plan(path, ("status", 500, {}, b"boom"))
+    broken = ws.call("POST", f"{api.base}/test-callback")
+    assert broken.status_code == 200 and broken.json["status"] == "failed"
+    assert broken.json["attempt"]["response_status"] == 500
+    assert broken.json["attempt"]["response_body"] == "boom"
+    assert len(receiver.at(path)) == 2  # one attempt each: a test is never retried
+
+    assert other_workspace.call("POST", f"{api.base}/test-callback").status_code == 404
