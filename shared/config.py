@@ -207,6 +207,13 @@ class Settings(BaseSettings):
             "PEM bundle trusted for SMTP TLS instead of the system store (a private relay's CA)"
         ),
     )
+    public_base_url: str | None = Field(
+        None,
+        description=(
+            "this API's public origin (https://inbox.example.com): makes the media URLs in"
+            " api-channel callbacks absolute; unset, they are paths (/api/media/<id>)"
+        ),
+    )
     outbound_max_retries: int = Field(
         5, ge=0, le=20, description="retries of a send after a transient provider failure"
     )

@@ -83,12 +83,15 @@ class AccountsResource:
         body=AccountCreate,
         response=IntegrationAccountView,
         status=201,
-        description="Emits integration_account.connected; the first account is the default.",
+        description=(
+            "Emits integration_account.connected; the first account is the default. An api"
+            " account's answer carries its signing_secret, shown only here."
+        ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: AccountCreate):
         account = accounts.create_account(req.context.db, ctx, **body.model_dump())
-        return Plain(accounts.account_view(account))
+        return Plain(accounts.account_view(account, reveal_secret=True))
 
 
 class AccountResource:

@@ -14,7 +14,12 @@ from shared.models import IntegrationAccount
 def account_for(
     session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID | None, channel: str | None
 ) -> IntegrationAccount | None:
-    """The tenant's account ``account_id`` if it still exists, else its default for ``channel``."""
+    """The tenant's account ``account_id`` if it still exists, else its default for ``channel``.
+
+    APPSEC: not for the api channel when the row named an account: each api account is
+    another system of the tenant, so a conversation of a deleted one is never handed to
+    another's callback.
+    """
     account = None
     if account_id is not None:
         account = session.scalars(
@@ -22,6 +27,6 @@ def account_for(
                 IntegrationAccount.id == account_id, IntegrationAccount.tenant_id == tenant_id
             )
         ).one_or_none()
-    if account is None and channel:
+    if account is None and channel and not (channel == "api" and account_id is not None):
         account = default_account(session, tenant_id, channel)
     return account

@@ -9,6 +9,8 @@ Credential keys by channel:
 - whatsapp, instagram, messenger: ``access_token``, ``app_secret`` (optional: the tenant's
   own Meta app; the platform's ``META_APP_SECRET`` otherwise), ``verify_token`` (optional)
 - email: ``smtp_password``, ``inbound_signing_key`` (signs inbound email webhooks)
+- api: ``signing_secret`` (signs callbacks), generated at creation and rotated, never set
+  by a request (see :mod:`.api_account`)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity, crypto
+from shared.channels import api_account
 from shared.channels.views import IntegrationAccountView, IntegrationView
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -37,6 +40,8 @@ CREDENTIAL_KEYS: dict[str, frozenset[str]] = {
     "instagram": META_CREDENTIALS,
     "messenger": META_CREDENTIALS,
     "email": frozenset({"smtp_password", "inbound_signing_key"}),
+    # NOTE: the api channel's secret is generated and rotated, never sent by a caller.
+    "api": frozenset(),
 }
 SMTP_SECURITY = ("starttls", "ssl", "none")
 ACCOUNT_STATUSES = ("active", "disabled", "error")
@@ -52,7 +57,8 @@ def decrypt_credentials(row: IntegrationAccount | Integration) -> dict[str, str]
     return json.loads(crypto.decrypt(row.credentials_encrypted))
 
 
-def _encrypt(credentials: dict[str, str]) -> str | None:
+def encrypt_credentials(credentials: dict[str, str]) -> str | None:
+    """What ``credentials_encrypted`` stores for ``credentials`` (None when empty)."""
     return crypto.encrypt(json.dumps(credentials, sort_keys=True)) if credentials else None
 
 
@@ -62,7 +68,7 @@ def token_digest(token: str) -> str:
 
 
 def _store_credentials(account: IntegrationAccount, credentials: dict[str, str]) -> None:
-    account.credentials_encrypted = _encrypt(credentials)
+    account.credentials_encrypted = encrypt_credentials(credentials)
     verify_token = credentials.get("verify_token")
     account.verify_token_digest = token_digest(verify_token) if verify_token else None
 
@@ -73,13 +79,11 @@ def _merged_credentials(
     """``current`` with ``changes`` applied: a string sets a key, ``None`` removes it."""
     allowed = CREDENTIAL_KEYS[channel]
     unknown = sorted(set(changes) - allowed)
+    names = ", ".join(sorted(allowed)) or "none"
     if unknown:
         raise ValidationFailed(
             f"Unknown {channel} credentials: {', '.join(unknown)}",
-            details=[
-                {"field": f"{field}.{k}", "message": f"allowed: {', '.join(sorted(allowed))}"}
-                for k in unknown
-            ],
+            details=[{"field": f"{field}.{k}", "message": f"allowed: {names}"} for k in unknown],
         )
     merged = dict(current)
     for name, value in changes.items():
@@ -105,8 +109,11 @@ def integration_view(integration: Integration) -> dict[str, Any]:
     return IntegrationView.model_validate(data).model_dump(mode="json")
 
 
-def account_view(account: IntegrationAccount) -> dict[str, Any]:
-    keys = sorted(decrypt_credentials(account))
+def account_view(account: IntegrationAccount, *, reveal_secret: bool = False) -> dict[str, Any]:
+    """The account as the API shows it; ``reveal_secret`` adds an api account's signing
+    secret (the creation answer only)."""
+    credentials = decrypt_credentials(account)
+    keys = sorted(credentials)
     data = {
         c: getattr(account, c)
         for c in (
@@ -123,7 +130,9 @@ def account_view(account: IntegrationAccount) -> dict[str, Any]:
         )
     }
     data |= {"credential_keys": keys, "has_credentials": bool(keys)}
-    return IntegrationAccountView.model_validate(data).model_dump(mode="json")
+    secret = credentials.get(api_account.SECRET_KEY) if reveal_secret else None
+    view = IntegrationAccountView.model_validate(data | {"signing_secret": secret})
+    return view.model_dump(mode="json", exclude={"signing_secret"} if secret is None else None)
 
 
 # ------------------------------------------------------------------ validation
@@ -135,8 +144,15 @@ def check_channel(channel: str) -> str:
     return channel
 
 
-def normalize_external_id(channel: str, external_id: str) -> str:
-    """The form inbound payloads carry: email addresses lower-cased, ids trimmed."""
+def normalize_external_id(channel: str, external_id: str | None) -> str:
+    """The form inbound payloads carry: email addresses lower-cased, ids trimmed.
+
+    The api channel's is free-form, generated when left out.
+    """
+    if channel == api_account.CHANNEL:
+        return api_account.external_id(external_id)
+    if external_id is None:
+        raise ValidationFailed.field("external_id", f"required for a {channel} account")
     value = external_id.strip()
     if channel == "email":
         value = value.lower()
@@ -149,7 +165,11 @@ def normalize_external_id(channel: str, external_id: str) -> str:
     return value
 
 
-def _check_settings(channel: str, settings: dict[str, Any]) -> dict[str, Any]:
+def _check_settings(
+    channel: str, settings: dict[str, Any], *, of_account: bool = True
+) -> dict[str, Any]:
+    if channel == api_account.CHANNEL and of_account:
+        return api_account.check_settings(settings)
     if channel == "email":
         security = settings.get("smtp_security")
         if security is not None and security not in SMTP_SECURITY:
@@ -213,11 +233,11 @@ def upsert_integration(
     if enabled is not None:
         integration.enabled = enabled
     if settings is not None:
-        integration.settings = _check_settings(channel, settings)
+        integration.settings = _check_settings(channel, settings, of_account=False)
     if credentials is not None:
         current = decrypt_credentials(integration)
         merged = _merged_credentials(channel, current, credentials, "credentials")
-        integration.credentials_encrypted = _encrypt(merged)
+        integration.credentials_encrypted = encrypt_credentials(merged)
     try:
         with session.begin_nested():
             session.flush()
@@ -339,7 +359,7 @@ def create_account(
     *,
     channel: str,
     name: str,
-    external_id: str,
+    external_id: str | None,
     settings: dict[str, Any] | None = None,
     credentials: dict[str, str | None] | None = None,
     is_default: bool = False,
@@ -359,6 +379,8 @@ def create_account(
     if is_default and not first:
         _clear_default(session, ctx, channel)
     creds = _merged_credentials(channel, {}, credentials or {}, "credentials")
+    if channel == api_account.CHANNEL:
+        creds = api_account.new_credentials()
     account = IntegrationAccount(
         tenant_id=ctx.tenant_id,
         integration_id=integration.id,

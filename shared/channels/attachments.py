@@ -1,9 +1,9 @@
 """Outbound attachments: check an agent's media ids and describe them on the message.
 
 WhatsApp, Messenger and Instagram carry one file per message (WhatsApp puts the
-text in the caption; Messenger and Instagram cannot combine them); email
-carries up to :data:`MAX_EMAIL_ATTACHMENTS`. The items use the same shape as
-inbound attachments: ``{"media_id", "type", "mime_type", "filename", "size"}``.
+text in the caption; Messenger and Instagram cannot combine them); email and the
+api channel carry up to :data:`MAX_EMAIL_ATTACHMENTS`. The items use the same shape
+as inbound attachments: ``{"media_id", "type", "mime_type", "filename", "size"}``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def resolve(
     """The attachment items for ``media_ids`` (the tenant's stored files), or 422."""
     if not media_ids:
         return []
-    limit = MAX_EMAIL_ATTACHMENTS if channel == "email" else 1
+    limit = MAX_EMAIL_ATTACHMENTS if channel in ("email", "api") else 1
     if len(media_ids) > limit:
         raise ValidationFailed.field("attachments", f"at most {limit} on {channel}")
     if has_body and channel in ("messenger", "instagram"):

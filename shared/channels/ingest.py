@@ -9,6 +9,7 @@ Everything is scoped to the tenant of the account the payload was addressed to.
   workers handling the same new contact's messages serialize on it.
 - The conversation is the contact's latest open, pending or snoozed one on that account
   (a snoozed one is woken); a resolved one is never reused: a new conversation opens.
+  The api channel may name the conversation instead; a named one is woken or reopened.
   Email follows its thread (In-Reply-To / References) instead, and a message starting a
   new thread starts a new conversation.
 - Counters follow :func:`shared.inbox.messages.create_outbound_message`, plus the inbound
@@ -18,6 +19,7 @@ Everything is scoped to the tenant of the account the payload was addressed to.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -59,9 +61,12 @@ def apply_message(
     account: IntegrationAccount,
     item: InboundMessage,
     *,
-    inbound_event_id: uuid.UUID,
+    inbound_event_id: uuid.UUID | None = None,
 ) -> str:
-    """Store one inbound message (or echo); return ``created`` or ``duplicate``."""
+    """Store one inbound message (or echo); return ``created`` or ``duplicate``.
+
+    ``inbound_event_id`` is the stored payload's (email attachments point into it).
+    """
     tenant_id = account.tenant_id
     contact = _upsert_contact(session, account, item)
     # NOTE: checked under the contact's lock: a concurrent job with the same message (a
@@ -71,7 +76,7 @@ def apply_message(
     conversation = _conversation_for(session, account, contact, item)
     if conversation is None:
         conversation = _open_conversation(session, account, contact, item)
-    elif conversation.status == "snoozed":
+    elif conversation.status in ("snoozed", "resolved"):  # resolved: only a named one
         ctx = Ctx.system(tenant_id, actor=Actor("contact", contact.id))
         states.transition(session, ctx, conversation, "open")
     inbound = item.direction == "inbound"
@@ -173,6 +178,14 @@ def _existing(session: Session, tenant_id: uuid.UUID, provider_message_id: str) 
     )
 
 
+def find_message(
+    session: Session, tenant_id: uuid.UUID, provider_message_id: str
+) -> Message | None:
+    """The tenant's message with this provider id (what :func:`apply_message` dedupes on)."""
+    message_id = _existing(session, tenant_id, provider_message_id)
+    return None if message_id is None else session.get(Message, message_id)
+
+
 def _build_contact_upsert():
     """The upsert of :func:`_upsert_contact`, for inbound messages and echoes alike.
 
@@ -216,16 +229,46 @@ def _upsert_contact(session: Session, account: IntegrationAccount, item: Inbound
     PERF: one statement: the upsert takes the row lock, fills a missing name and moves
     ``last_inbound_at``. ``xmax = 0`` tells an inserted row from an updated one.
     """
+    contact, _inserted = upsert_contact(
+        session,
+        account,
+        item.contact_external_id,
+        name=item.contact_name,
+        phone=item.contact_phone,
+        email=item.contact_email,
+        inbound_at=item.sent_at,
+        inbound=item.direction == "inbound",
+    )
+    return contact
+
+
+def upsert_contact(
+    session: Session,
+    account: IntegrationAccount,
+    external_id: str,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    inbound_at: dt.datetime | None = None,
+    inbound: bool = False,
+) -> tuple[Contact, bool]:
+    """The account's contact ``external_id``, created (contact.created) if new, locked;
+    and whether it was created.
+
+    ``inbound``: a message from the contact arrives now (or at ``inbound_at``), so
+    ``last_inbound_at`` moves; the api channel's explicit contact creation passes False.
+    """
     params = {
         "id": uuid.uuid4(),
         "tenant_id": account.tenant_id,
         "channel": account.channel,
-        "external_id": item.contact_external_id[:255],
-        "name": (item.contact_name or "")[:200] or None,
-        "phone": item.contact_phone,
-        "email": item.contact_email,
-        "sent_at": item.sent_at,
-        "inbound": item.direction == "inbound",
+        "external_id": external_id[:255],
+        "name": (name or "")[:200] or None,
+        "phone": phone,
+        "email": email,
+        "sent_at": inbound_at,
+        "inbound": inbound,
     }
     contact, inserted = session.execute(
         _CONTACT_UPSERT, params, execution_options={"populate_existing": True}
@@ -238,7 +281,7 @@ def _upsert_contact(session: Session, account: IntegrationAccount, item: Inbound
             tenant_id=account.tenant_id,
             actor=Actor("contact", contact.id),
         )
-    return contact
+    return contact, bool(inserted)
 
 
 def _active_conversations():
@@ -275,11 +318,25 @@ _THREAD_CONVERSATION = _latest_locked(
 )
 
 
+#: The api channel: the conversation the sender named, whatever its status.
+_NAMED_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.tenant_id == bindparam("tenant_id"),
+        Conversation.contact_id == bindparam("contact_id"),
+        Conversation.id == bindparam("id"),
+    )
+    .with_for_update()
+)
+
+
 def _conversation_for(
     session: Session, account: IntegrationAccount, contact: Contact, item: InboundMessage
 ) -> Conversation | None:
     params: dict[str, Any] = {"tenant_id": account.tenant_id, "contact_id": contact.id}
-    if account.channel == "email":
+    if item.conversation_id is not None:
+        query, params["id"] = _NAMED_CONVERSATION, item.conversation_id
+    elif account.channel == "email":
         if not item.thread_refs:
             return None
         query, params["refs"] = _THREAD_CONVERSATION, list(item.thread_refs)
@@ -291,13 +348,20 @@ def _conversation_for(
 def _open_conversation(
     session: Session, account: IntegrationAccount, contact: Contact, item: InboundMessage
 ) -> Conversation:
+    return open_conversation(session, account, contact, subject=item.subject)
+
+
+def open_conversation(
+    session: Session, account: IntegrationAccount, contact: Contact, *, subject: str | None = None
+) -> Conversation:
+    """A new open conversation of ``contact`` on ``account``; emits conversation.created."""
     conversation = Conversation(
         tenant_id=account.tenant_id,
         contact_id=contact.id,
         channel=account.channel,
         integration_account_id=account.id,
         status="open",
-        subject=(item.subject or "")[:500] or None,
+        subject=(subject or "")[:500] or None,
     )
     session.add(conversation)
     session.flush()
@@ -346,7 +410,7 @@ def _attachments(
             "size": attachment.size,
         }
         refs.append({k: v for k, v in ref.items() if v is not None} | attachment.extra)
-    return refs
+    return refs + item.stored_attachments
 
 
 def _metadata(item: InboundMessage) -> dict[str, Any]:

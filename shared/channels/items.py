@@ -7,6 +7,7 @@ payload into a list of these; :mod:`.ingest` applies each in its own savepoint.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,11 @@ class InboundMessage:
     thread_refs: list[str] = field(default_factory=list)
     #: ``outbound`` for echoes of messages the business sent from another client.
     direction: str = "inbound"
+    #: The conversation the sender named (the api channel); joined even when resolved.
+    conversation_id: uuid.UUID | None = None
+    #: Attachments already stored (the api channel's uploads): message attachment items
+    #: as :func:`shared.channels.attachments.resolve` makes them, kept as they are.
+    stored_attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.channels import graph, smtp
+from shared.channels import api_callback, graph, smtp
 from shared.channels.media_storage import storage_for
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
@@ -44,6 +44,8 @@ def send(session: Session, outgoing: Outgoing) -> str:
         return _send_page(session, outgoing)
     if channel == "email":
         return _send_email(session, outgoing)
+    if channel == "api":
+        return api_callback.send(session, outgoing)
     raise SendFailed("unsupported_channel", f"cannot send on {channel!r}", transient=False)
 
 

@@ -34,3 +34,6 @@ class IntegrationAccountView(View):
     status: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: api channel: the ``whsec_`` secret signing its callbacks, only in the answer that
+    #: creates the account (shown once; rotate it with ``POST .../api/rotate-secret``).
+    signing_secret: str | None = None

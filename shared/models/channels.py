@@ -28,7 +28,7 @@ MEDIA_SOURCES = ("upload", "inbound")
 #: Where a media file's bytes are stored.
 STORAGE_BACKENDS = ("local", "s3")
 
-_CHANNEL_CHECK = "channel IN ('whatsapp', 'instagram', 'messenger', 'email')"
+_CHANNEL_CHECK = "channel IN ('whatsapp', 'instagram', 'messenger', 'email', 'api')"
 
 
 class Integration(UUIDPrimaryKey, Timestamps, Base):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
 
 #: Channels a conversation or contact can live on.
-CHANNELS = ("whatsapp", "instagram", "messenger", "email")
+CHANNELS = ("whatsapp", "instagram", "messenger", "email", "api")
 
 
 class Division(UUIDPrimaryKey, Timestamps, Base):

@@ -391,24 +391,5 @@ def send_test(
         "delivery_id": row.id,
         "event_id": event_id,
         "status": outcome.kind,
-        "attempt": AttemptView.model_validate(
-            {
-                "attempt": 1,
-                "request_url": endpoint.url,
-                **{
-                    k: getattr(result, k)
-                    for k in (
-                        "started_at",
-                        "duration_ms",
-                        "request_headers",
-                        "request_body",
-                        "response_headers",
-                        "response_body",
-                        "error_kind",
-                        "error",
-                    )
-                },
-                "response_status": result.status_code,
-            }
-        ).model_dump(mode="json"),
+        "attempt": AttemptView.of_result(result, endpoint.url).model_dump(mode="json"),
     }

@@ -53,6 +53,28 @@ class AttemptView(View):
     error_kind: str | None
     error: str | None
 
+    @classmethod
+    def of_result(cls, result: Any, url: str, attempt: int = 1) -> AttemptView:
+        """The view of one attempt just made (a :class:`shared.webhooks.delivery.Result`)."""
+        fields = (
+            "started_at",
+            "duration_ms",
+            "request_headers",
+            "request_body",
+            "response_headers",
+            "response_body",
+            "error_kind",
+            "error",
+        )
+        return cls.model_validate(
+            {
+                "attempt": attempt,
+                "request_url": url,
+                "response_status": result.status_code,
+                **{k: getattr(result, k) for k in fields},
+            }
+        )
+
 
 class DeliveryView(View):
     id: uuid.UUID

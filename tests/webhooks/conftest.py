@@ -42,7 +42,7 @@ class Received:
 class Receiver:
     """What arrived, and how to answer: per path, a list of behaviours (the last repeats).
 
-    A behaviour is an int status, or ``("status", code, headers)``, ``("sleep", s)``
+    A behaviour is an int status, or ``("status", code, headers[, body])``, ``("sleep", s)``
     (then 200), ``("close",)`` (headers, a few body bytes, then the socket closes)
     or ``("redirect",)``.
     """
@@ -120,8 +120,8 @@ def _handler(receiver: Receiver):
                 return
             if kind == "redirect":
                 behaviour = ("status", 302, {"Location": receiver.url("/elsewhere")})
-            _, status, headers = behaviour
-            payload = b'{"ok":true}'
+            _, status, headers, *body = behaviour
+            payload = body[0] if body else b'{"ok":true}'
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -1,0 +1,177 @@
+"""The api channel's transport: POST an outbound message to the account's callback URL, signed.
+
+One attempt per call of :func:`send`, made by the outgoing webhooks' own sender
+(:func:`shared.webhooks.delivery.send` over :func:`shared.webhooks.transport.shared_client`):
+the same Standard Webhooks signature (``webhook-id`` is the message id, the same on every
+attempt, so a receiver dedupes retries), the same SSRF guard at connect time, the same
+bound on an attempt (the account's ``timeout_seconds``, else ``WEBHOOK_TIMEOUT_SECONDS``),
+no redirects. Retries, backoff and the final ``failed`` are :mod:`.outbound`'s, as for
+every channel: this module only says whether a failure is worth retrying.
+
+The body is an event envelope like an outgoing webhook's::
+
+    {"type": "message.created", "timestamp": "...", "tenant_id": "...",
+     "actor": {"type": "user", "id": "..."},
+     "data": {"id", "account_id", "conversation_id", "contact": {"id", "source_id", "name",
+              "email", "phone"}, "content", "content_type", "template", "attachments": [{...,
+              "url"}], "sender": {"type", "id"}, "created_at"}}
+
+A 2xx answer is ``sent``; a JSON body with a string ``id`` names the message on the
+receiver's side and becomes its provider id (namespaced, see :func:`provider_id`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.channels import api_account, ingest
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+from shared.models import IntegrationAccount, Message
+from shared.webhooks import catalogue, delivery, transport
+
+#: The callback's event type (what ``webhook-id`` and ``type`` describe).
+EVENT_TYPE = "message.created"
+#: Longest receiver id kept (``provider_message_id`` is text, but ids are short).
+MAX_RECEIVER_ID = 200
+#: Kept in the failure message of a refused callback: the start of the receiver's answer.
+MAX_ERROR_BODY = 300
+
+
+def provider_id(account: IntegrationAccount, direction: str, own_id: str) -> str:
+    """The ``provider_message_id`` of an api-channel message: ``api:<account>:<in|out>:<id>``.
+
+    NOTE: provider ids are unique per tenant across channels; the caller's ids are only
+    unique within its own system and direction, so they are namespaced by both.
+    """
+    return f"api:{account.id}:{'in' if direction == 'inbound' else 'out'}:{own_id}"
+
+
+def media_url(media_id: str) -> str:
+    """Where the receiver downloads an attachment (with its API key): absolute when
+    ``PUBLIC_BASE_URL`` is set."""
+    base = (get_settings().public_base_url or "").rstrip("/")
+    return f"{base}/api/media/{media_id}"
+
+
+def payload(outgoing: Any) -> dict[str, Any]:
+    """The envelope POSTed for ``outgoing`` (a :class:`shared.channels.transports.Outgoing`)."""
+    message, contact = outgoing.message, outgoing.contact
+    sender = {"type": message.sender_type, "id": str(message.sender_id or "") or None}
+    data = {
+        "id": str(message.id),
+        "account_id": str(outgoing.account.id),
+        "conversation_id": str(message.conversation_id),
+        "contact": {
+            "id": str(contact.id),
+            "source_id": contact.external_id,
+            "name": contact.name,
+            "email": contact.email,
+            "phone": contact.phone,
+        },
+        "content": message.body,
+        "content_type": message.content_type,
+        "template": message.template,
+        "attachments": [
+            {**item, "url": media_url(item["media_id"])} for item in message.attachments or []
+        ],
+        "sender": sender,
+        "created_at": message.created_at.isoformat(),
+    }
+    return catalogue.envelope(
+        message.id,
+        EVENT_TYPE,
+        message.created_at,
+        data,
+        tenant_id=message.tenant_id,
+        actor=sender if message.sender_type != "system" else None,
+    )
+
+
+def send(session: Session, outgoing: Any) -> str:
+    """POST the message once; return its provider id, or raise :class:`SendFailed`."""
+    account, message = outgoing.account, outgoing.message
+    result = post(account, outgoing.credentials, message.id, EVENT_TYPE, payload(outgoing))
+    if not result.ok:
+        raise failure(result)
+    return _provider_id(session, account, message, result.response_body)
+
+
+def post(
+    account: IntegrationAccount,
+    credentials: dict[str, str],
+    event_id: uuid.UUID,
+    event_type: str,
+    envelope: dict[str, Any],
+) -> delivery.Result:
+    """One signed POST of ``envelope`` to the account's callback URL, by the webhook sender."""
+    url = (account.settings or {}).get("callback_url")
+    if not url:
+        raise SendFailed("missing_settings", "the api account has no callback_url", transient=False)
+    secrets = api_account.signing_secrets(credentials, dt.datetime.now(dt.UTC))
+    if not secrets:
+        raise SendFailed(
+            "missing_credentials", "the api account has no signing secret", transient=False
+        )
+    default_timeout = get_settings().webhook_timeout_seconds
+    claimed = delivery.Claimed(
+        id=event_id,
+        tenant_id=account.tenant_id,
+        endpoint_id=account.id,
+        event_id=event_id,
+        event_type=event_type,
+        payload=envelope,
+        attempt=1,
+        url=url,
+        enabled=True,
+        secrets=secrets,
+        timeout=api_account.timeout_of(account.settings or {}, default_timeout),
+        max_concurrency=1,
+    )
+    return delivery.send(transport.shared_client(), claimed)
+
+
+def failure(result: delivery.Result) -> SendFailed:
+    """What a failed attempt means for the message: timeouts, connection errors, 408, 429
+    and 5xx are worth retrying; a refused address, a redirect or another 4xx are not."""
+    kind, status = result.error_kind, result.status_code
+    if kind == "status" and status is not None:
+        body = (result.response_body or "")[:MAX_ERROR_BODY]
+        text = f"the callback answered HTTP {status}" + (f": {body}" if body else "")
+        transient = status in (408, 429) or status >= 500
+        return SendFailed(
+            f"http_{status}",
+            text,
+            transient=transient,
+            http_status=status,
+            retry_after=result.retry_after,
+        )
+    code = {"connection": "connection_error"}.get(kind or "", kind or "error")
+    transient = kind in ("timeout", "connection")
+    return SendFailed(code, result.error or "the callback failed", transient=transient)
+
+
+def _provider_id(
+    session: Session, account: IntegrationAccount, message: Message, body: str | None
+) -> str:
+    """The receiver's id from its answer (``{"id": "..."}``), else our message id.
+
+    A receiver id already naming another message of the tenant (a receiver answering a
+    constant) falls back to ours: provider ids are unique per tenant.
+    """
+    own = str(message.id)
+    try:
+        answer = json.loads(body or "")
+    except ValueError:
+        answer = None
+    found = answer.get("id") if isinstance(answer, dict) else None
+    if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
+        candidate = provider_id(account, "outbound", str(found).strip()[:MAX_RECEIVER_ID])
+        if ingest.find_message(session, message.tenant_id, candidate) in (None, message):
+            return candidate
+    return provider_id(account, "outbound", own)

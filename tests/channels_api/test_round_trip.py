@@ -1,0 +1,179 @@
+"""The api channel end to end over HTTP: account, inbound message, inbox, reply, signed callback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from shared.webhooks import signing
+from tests.channels_api.conftest import ApiChannel, message_row, messages_of, wait_for_status
+
+
+def _instant(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_inbound_message_reply_and_signed_callback(ws, api, receiver, path):
+    assert api.secret.startswith("whsec_")
+    assert api.account["external_id"].startswith("api_")
+    assert api.account["credential_keys"] == ["signing_secret"]
+    shown = ws.call("GET", f"/api/integration-accounts/{api.id}")
+    assert shown.status_code == 200
+    assert "signing_secret" not in shown.json and shown.json["settings"] == {
+        "callback_url": receiver.url(path)
+    }
+
+    inbound = api.inbound("Where is my order?", source_id="cust-42", external_message_id="m-1")
+    assert inbound["direction"] == "inbound" and inbound["channel"] == "api"
+    assert inbound["status"] == "received" and inbound["body"] == "Where is my order?"
+
+    listed = ws.call("GET", "/api/conversations", params={"channel": "api"})
+    assert listed.status_code == 200, listed.text
+    [conversation] = listed.json["items"]
+    assert conversation["id"] == inbound["conversation_id"]
+    assert conversation["contact"]["name"] == "Carla Customer"
+    assert conversation["integration_account_id"] == api.id
+
+    receiver.plan(path, ("status", 200, {}, b'{"id": "crm-77"}'))
+    reply = api.reply(conversation["id"], "It ships today.")
+    sent = wait_for_status(ws, conversation["id"], reply["id"], "sent")
+    assert sent["provider_message_id"] == f"api:{api.id}:out:crm-77"
+
+    [callback] = receiver.at(path)
+    assert signing.verify(api.secret, callback.headers, callback.body)
+    headers = {k.lower(): v for k, v in callback.headers.items()}
+    assert headers["webhook-id"] == reply["id"]
+    assert headers["content-type"] == "application/json"
+    envelope = json.loads(callback.body)
+    assert envelope["type"] == "message.created"
+    assert envelope["actor"] == {"type": "user", "id": ws.admin["id"]}
+    data = envelope["data"]
+    assert data["id"] == reply["id"]
+    assert data["account_id"] == api.id
+    assert data["conversation_id"] == conversation["id"]
+    assert data["contact"]["source_id"] == "cust-42"
+    assert data["contact"]["name"] == "Carla Customer"
+    assert data["content"] == "It ships today." and data["attachments"] == []
+    assert _instant(data["created_at"]) == _instant(reply["created_at"])
+
+    # A tampered body does not verify with the account's secret.
+    assert not signing.verify(api.secret, callback.headers, callback.body + b" ")
+
+
+def test_a_retried_post_returns_the_stored_message_and_creates_nothing(ws, api):
+    body = {
+        "contact": {"source_id": "cust-1"},
+        "content": "Hi",
+        "external_message_id": "evt-9",
+    }
+    first = api.post(body)
+    assert first.status_code == 201, first.text
+    again = api.post(body)
+    assert again.status_code == 200, again.text
+    assert again.json["id"] == first.json["id"]
+    assert [m["id"] for m in messages_of(ws, first.json["conversation_id"])] == [first.json["id"]]
+    conversation = ws.call("GET", f"/api/conversations/{first.json['conversation_id']}")
+    assert conversation.json["message_count"] == 1
+
+    # The same id on another api account of the tenant is another message.
+    other = ApiChannel(ws, api.account["settings"]["callback_url"], name="Second backend")
+    elsewhere = other.post(body)
+    assert elsewhere.status_code == 201 and elsewhere.json["id"] != first.json["id"]
+
+
+def test_messages_join_the_open_conversation_and_a_named_resolved_one_reopens(ws, api):
+    first = api.inbound("one")
+    second = api.inbound("two")
+    assert second["conversation_id"] == first["conversation_id"]
+    conversation_id = first["conversation_id"]
+
+    resolved = ws.call(
+        "PATCH", f"/api/conversations/{conversation_id}/status", json={"status": "resolved"}
+    )
+    assert resolved.status_code == 200, resolved.text
+    fresh = api.inbound("three")
+    assert fresh["conversation_id"] != conversation_id  # a resolved one is never joined...
+
+    named = api.post({"conversation_id": conversation_id, "content": "about my old order"})
+    assert named.status_code == 201, named.text  # ...unless named: then it reopens
+    assert named.json["conversation_id"] == conversation_id
+    assert ws.call("GET", f"/api/conversations/{conversation_id}").json["status"] == "open"
+
+
+def test_the_caller_sends_contact_fields_that_replace_stored_ones(ws, api):
+    api.inbound("hi", source_id="c-7")
+    updated = api.post(
+        {
+            "contact": {"source_id": "c-7", "name": "Carla Q. Customer", "email": "c@example.com"},
+            "content": "again",
+        }
+    )
+    assert updated.status_code == 201, updated.text
+    contacts = ws.call("GET", "/api/contacts", params={"channel": "api"}).json["items"]
+    [contact] = contacts
+    assert contact["name"] == "Carla Q. Customer" and contact["email"] == "c@example.com"
+    assert contact["external_id"] == "c-7"
+
+
+def test_explicit_contact_and_conversation_creation(ws, api):
+    created = ws.call(
+        "POST",
+        f"{api.base}/contacts",
+        json={"source_id": "u-1", "name": "Dana", "phone": "+14155550123"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json["phone"] == "+14155550123" and created.json["channel"] == "api"
+    again = ws.call("POST", f"{api.base}/contacts", json={"source_id": "u-1", "name": "Dana B"})
+    assert again.status_code == 200 and again.json["id"] == created.json["id"]
+    assert again.json["name"] == "Dana B"
+
+    opened = ws.call(
+        "POST",
+        f"{api.base}/conversations",
+        json={"contact": {"source_id": "u-1"}, "subject": "Invoice"},
+    )
+    assert opened.status_code == 201, opened.text
+    assert opened.json["subject"] == "Invoice" and opened.json["status"] == "open"
+    posted = api.post({"conversation_id": opened.json["id"], "content": "see attached"})
+    assert posted.status_code == 201 and posted.json["conversation_id"] == opened.json["id"]
+    assert message_row(posted.json["id"])["conversation_id"] == opened.json["id"]
+
+
+def test_concurrent_retries_of_one_message_store_it_once(ws, api):
+    body = {
+        "contact": {"source_id": "race-1", "name": "Rita"},
+        "content": "sent twice at once",
+        "external_message_id": "race-msg",
+    }
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: api.post(body), range(6)))
+
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json["id"] for a in answers}) == 1
+    conversation_id = answers[0].json["conversation_id"]
+    assert len(messages_of(ws, conversation_id)) == 1
+    contacts = ws.call("GET", "/api/contacts", params={"channel": "api"}).json["items"]
+    assert [c["external_id"] for c in contacts] == ["race-1"]
+
+
+def test_a_test_callback_shows_what_the_receiver_got_and_answered(
+    ws, other_workspace, api, receiver, path
+):
+    tested = ws.call("POST", f"{api.base}/test-callback")
+    assert tested.status_code == 200, tested.text
+    assert tested.json["status"] == "succeeded"
+    assert tested.json["attempt"]["response_status"] == 200
+    [ping] = receiver.at(path)
+    assert signing.verify(api.secret, ping.headers, ping.body)
+    assert ping.json["type"] == "webhook.test" and ping.json["data"]["account_id"] == api.id
+    assert ping.json["id"] == tested.json["event_id"]
+
+    receiver.plan(path, ("status", 500, {}, b"boom"))
+    broken = ws.call("POST", f"{api.base}/test-callback")
+    assert broken.status_code == 200 and broken.json["status"] == "failed"
+    assert broken.json["attempt"]["response_status"] == 500
+    assert broken.json["attempt"]["response_body"] == "boom"
+    assert len(receiver.at(path)) == 2  # one attempt each: a test is never retried
+
+    assert other_workspace.call("POST", f"{api.base}/test-callback").status_code == 404
