@@ -145,23 +145,11 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     results: dict = {"rows": args.rows, "attempts_per_row": args.attempts}
     with common.Bench("purge", env) as bench:
         from scheduler import jobs
-        from shared.context import Ctx
         from shared.db import session_scope
-        from shared.models import Tenant
         from shared.webhooks import endpoints
-        from workers import publisher
 
-        publisher.install()
+        tenant_id, ctx = wh.create_tenant(env, "Purge", receivers)
         with session_scope() as session:
-            tenant = Tenant(name="Purge bench", slug=f"purge-bench-{env.run_id}")
-            session.add(tenant)
-            session.flush()
-            tenant_id = tenant.id
-            ctx = Ctx.system(tenant_id)
-            for r in receivers:
-                endpoints.create_endpoint(
-                    session, ctx, url=r.url(), event_types=[wh.EVENT_TYPE], max_concurrency=8
-                )
             # History only: an event type the load never emits, so nothing is sent to it.
             old, _secret = endpoints.create_endpoint(
                 session, ctx, url=receivers[0].url(), event_types=["conversation.created"]

@@ -19,6 +19,7 @@ database clock: ``now() - :days days``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from sqlalchemy import text
@@ -43,104 +44,61 @@ class Kind(NamedTuple):
         return dict(zip(self.tables, row, strict=True))
 
 
+def kind(table: str, *, final: str, age: str, children: Sequence[tuple[str, str]] = ()) -> Kind:
+    """Build the :class:`Kind` of ``table``: rows matching ``final`` (SQL over alias ``t``)
+    whose ``age`` column is past the cutoff, oldest first, with the rows of each
+    ``(child table, foreign key column)`` that reference them.
+
+    NOTE: the arguments are this module's constants, never input: the SQL is built once.
+    """
+    ids = "((SELECT ids FROM batch)::uuid[])"
+    deletes = [
+        f"child_{n} AS (DELETE FROM {child} WHERE {column} = ANY {ids} RETURNING 1)"  # noqa: S608
+        for n, (child, column) in enumerate(children)
+    ]
+    deletes.append(f"deleted AS (DELETE FROM {table} WHERE id = ANY {ids} RETURNING 1)")  # noqa: S608
+    counts = ["(SELECT count(*) FROM deleted)"]
+    counts += [f"(SELECT count(*) FROM child_{n})" for n in range(len(children))]  # noqa: S608
+    statement = f"""
+        WITH doomed AS MATERIALIZED (
+            SELECT t.id FROM {table} t
+             WHERE ({final}) AND t.{age} < now() - make_interval(days => :days)
+             ORDER BY t.{age}
+             LIMIT :limit
+               FOR UPDATE SKIP LOCKED
+        ), batch AS (
+            SELECT array_agg(id) AS ids FROM doomed
+        ), {", ".join(deletes)}
+        SELECT {", ".join(counts)}
+    """  # noqa: S608 (this module's constants)
+    return Kind(table, (table, *(child for child, _column in children)), text(statement))
+
+
 #: NOTE: a delivery that a resend still points to (``resend_of``) waits until the
 #: resend itself is purged: the foreign key's SET NULL would turn two resends of
 #: one event into two "originals" and break the fan-out's unique index.
-WEBHOOK_DELIVERIES = Kind(
+WEBHOOK_DELIVERIES = kind(
     "webhook_deliveries",
-    ("webhook_deliveries", "webhook_attempts"),
-    text(
-        """
-        WITH doomed AS MATERIALIZED (
-            SELECT d.id FROM webhook_deliveries d
-             WHERE d.status IN ('succeeded', 'failed', 'disabled')
-               AND d.finished_at < now() - make_interval(days => :days)
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries r WHERE r.resend_of = d.id)
-             ORDER BY d.finished_at
-             LIMIT :limit
-               FOR UPDATE SKIP LOCKED
-        ), batch AS (
-            SELECT array_agg(id) AS ids FROM doomed
-        ), attempts AS (
-            DELETE FROM webhook_attempts a
-             WHERE a.delivery_id = ANY ((SELECT ids FROM batch)::uuid[]) RETURNING 1
-        ), deliveries AS (
-            DELETE FROM webhook_deliveries d
-             WHERE d.id = ANY ((SELECT ids FROM batch)::uuid[]) RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM attempts)
-        """
-    ),
+    final="t.status IN ('succeeded', 'failed', 'disabled') AND NOT EXISTS"
+    " (SELECT 1 FROM webhook_deliveries r WHERE r.resend_of = t.id)",
+    age="finished_at",
+    children=[("webhook_attempts", "delivery_id")],
 )
 
-AUTOMATION_EVENTS = Kind(
+AUTOMATION_EVENTS = kind(
     "automation_events",
-    ("automation_events", "automation_runs"),
-    text(
-        """
-        WITH doomed AS MATERIALIZED (
-            SELECT e.id FROM automation_events e
-             WHERE e.status IN ('done', 'failed')
-               AND e.finished_at < now() - make_interval(days => :days)
-             ORDER BY e.finished_at
-             LIMIT :limit
-               FOR UPDATE SKIP LOCKED
-        ), batch AS (
-            SELECT array_agg(id) AS ids FROM doomed
-        ), runs AS (
-            DELETE FROM automation_runs r
-             WHERE r.automation_event_id = ANY ((SELECT ids FROM batch)::uuid[]) RETURNING 1
-        ), events AS (
-            DELETE FROM automation_events e
-             WHERE e.id = ANY ((SELECT ids FROM batch)::uuid[]) RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM runs)
-        """
-    ),
+    final="t.status IN ('done', 'failed')",
+    age="finished_at",
+    children=[("automation_runs", "automation_event_id")],
 )
 
 #: NOTE: ``dropped`` rows never had a ``processed_at``; the arrival is every row's age.
-INBOUND_EVENTS = Kind(
-    "inbound_events",
-    ("inbound_events",),
-    text(
-        """
-        WITH doomed AS MATERIALIZED (
-            SELECT i.id FROM inbound_events i
-             WHERE i.status IN ('processed', 'failed', 'dropped')
-               AND i.received_at < now() - make_interval(days => :days)
-             ORDER BY i.received_at
-             LIMIT :limit
-               FOR UPDATE SKIP LOCKED
-        ), deleted AS (
-            DELETE FROM inbound_events i
-             WHERE i.id = ANY ((SELECT array_agg(id) FROM doomed)::uuid[]) RETURNING 1
-        )
-        SELECT count(*) FROM deleted
-        """
-    ),
+INBOUND_EVENTS = kind(
+    "inbound_events", final="t.status IN ('processed', 'failed', 'dropped')", age="received_at"
 )
 
 #: Dead letters, requeued or not: past the retention nobody will act on them.
-DEAD_LETTERS = Kind(
-    "dead_letters",
-    ("dead_letters",),
-    text(
-        """
-        WITH doomed AS MATERIALIZED (
-            SELECT l.id FROM dead_letters l
-             WHERE l.failed_at < now() - make_interval(days => :days)
-             ORDER BY l.failed_at
-             LIMIT :limit
-               FOR UPDATE SKIP LOCKED
-        ), deleted AS (
-            DELETE FROM dead_letters l
-             WHERE l.id = ANY ((SELECT array_agg(id) FROM doomed)::uuid[]) RETURNING 1
-        )
-        SELECT count(*) FROM deleted
-        """
-    ),
-)
+DEAD_LETTERS = kind("dead_letters", final="true", age="failed_at")
 
 #: Every kind, in the order a purge run goes through them.
 KINDS: tuple[Kind, ...] = (WEBHOOK_DELIVERIES, AUTOMATION_EVENTS, INBOUND_EVENTS, DEAD_LETTERS)
