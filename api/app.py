@@ -39,8 +39,9 @@ def create_app() -> falcon.App:
     """Build the application; also installs this process's outbox publisher."""
     from workers import publisher
 
-    settings = get_settings()
+    # NOTE: before anything reads the settings, so that even their warnings are in LOG_FORMAT.
     logs.configure()
+    settings = get_settings()
     publisher.install()
     app = falcon.App(middleware=[RequestContext(settings.max_body_bytes)])
     # NOTE: '/api/agents/' and '/api/agents' are the same resource to a client.

@@ -9,6 +9,7 @@ import falcon
 from shared import auth, epoch_cache
 from shared.context import Ctx
 from shared.errors import Unauthenticated
+from shared.logs import tenant_id_var
 
 #: Name of the HttpOnly cookie holding the JWT for browser clients.
 SESSION_COOKIE = "session"
@@ -43,6 +44,7 @@ def authenticate(req: falcon.Request) -> Ctx:
         epochs = req.context.epochs = epoch_cache.read(auth.tenant_hint(token))
         ctx = auth.authenticate_token(session, token, epochs=epochs, **meta)
     req.context.ctx = ctx
+    tenant_id_var.set(ctx.tenant_id)
     return ctx
 
 

@@ -7,6 +7,8 @@ waiting on PostgreSQL, and each process holds its own connection pool.
 import multiprocessing
 import os
 
+from shared import logs
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
@@ -19,6 +21,8 @@ preload_app = False
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# LOG_FORMAT=json: gunicorn's own lines (boot, worker exits, access log) as JSON too.
+logconfig_dict = logs.gunicorn_logconfig()
 # NOTE: gunicorn 25+ opens a control socket at a fixed per-user path by default, so two
 # instances on one host (web + a benchmark, two deployments) would fight over it.
 # Set WEB_CONTROL_SOCKET to a path to get it back for `gunicornc`.
@@ -39,3 +43,12 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+
+def post_fork(server, worker):
+    """Set the app's logging up in each worker before the app is imported.
+
+    Importing it reads the settings, which may warn; that line must be in
+    LOG_FORMAT like every other (create_app's own call then changes nothing).
+    """
+    logs.configure()

@@ -8,7 +8,7 @@ import uuid
 import falcon
 
 from shared.db import get_sessionmaker
-from shared.logs import request_id_var
+from shared.logs import request_id_var, tenant_id_var
 
 #: Incoming X-Request-ID values we trust enough to echo back (no header injection).
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -39,6 +39,8 @@ class RequestContext:
         request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         req.context.request_id = request_id
         request_id_var.set(request_id)
+        # NOTE: threads serve one request after another; authentication sets the tenant.
+        tenant_id_var.set(None)
         resp.set_header("X-Request-ID", request_id)
         reads = req.method in ("GET", "HEAD")
         req.context.db = self._read_sessions() if reads else self._sessions()

@@ -208,6 +208,28 @@ def worker_argv(args, module: str) -> list[str]:
     ]
 
 
+def create_tenant(env: common.BenchEnv, name: str, receivers: list[Receiver]):
+    """Install the outbox publisher and create a tenant with one endpoint per receiver
+    (8 attempts in flight each) subscribed to :data:`EVENT_TYPE`; return (its id, a Ctx)."""
+    from shared.context import Ctx
+    from shared.db import session_scope
+    from shared.models import Tenant
+    from shared.webhooks import endpoints
+    from workers import publisher
+
+    publisher.install()
+    with session_scope() as session:
+        tenant = Tenant(name=f"{name} bench", slug=f"{name.lower()}-bench-{env.run_id}")
+        session.add(tenant)
+        session.flush()
+        ctx = Ctx.system(tenant.id)
+        for r in receivers:
+            endpoints.create_endpoint(
+                session, ctx, url=r.url(), event_types=[EVENT_TYPE], max_concurrency=8
+            )
+        return tenant.id, ctx
+
+
 def reset_receivers(receivers: list[Receiver]) -> None:
     for r in receivers:
         with r.lock:
@@ -223,23 +245,10 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     slow = Receiver(delay=10.0)
     results: dict = {}
     with common.Bench("webhooks", env) as bench:
-        from shared.context import Ctx
         from shared.db import session_scope
-        from shared.models import Tenant
         from shared.webhooks import endpoints
-        from workers import publisher
 
-        publisher.install()
-        with session_scope() as session:
-            tenant = Tenant(name="Webhook bench", slug=f"webhook-bench-{env.run_id}")
-            session.add(tenant)
-            session.flush()
-            tenant_id = tenant.id
-            ctx = Ctx.system(tenant_id)
-            for r in receivers:
-                endpoints.create_endpoint(
-                    session, ctx, url=r.url(), event_types=[EVENT_TYPE], max_concurrency=8
-                )
+        tenant_id, ctx = create_tenant(env, "Webhook", receivers)
         worker = bench.start(
             "worker", worker_argv(args, os.environ.get("BENCH_WORKER_MODULE", "workers.main"))
         )

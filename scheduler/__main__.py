@@ -14,7 +14,6 @@ import threading
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-import workers.main  # noqa: F401  (declares every actor on the broker workers.broker built)
 from scheduler import jobs
 from scheduler.leader import Leadership
 from shared import logs
@@ -24,7 +23,10 @@ log = logging.getLogger("scheduler")
 
 
 def main() -> int:
+    # NOTE: before anything reads the settings, so that even their warnings are in LOG_FORMAT.
     logs.configure()
+    import workers.main  # noqa: F401  (declares every actor on the broker workers.broker built)
+
     # NOTE: APScheduler logs every run at INFO; ours log what matters (re-drives, failures).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Events emitted by jobs publish after their commit, like everywhere else.

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,7 @@ from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
+from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
 from shared.webhooks import sweeper as webhook_sweeper
@@ -97,6 +99,16 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def purge_old_rows(_session: Session) -> bool:
+    """Send the purge of old finished rows (the actor does the deleting); False when off."""
+    from workers.actors.retention import purge_old_rows as purge_actor
+
+    if not get_settings().retention_days:
+        return False
+    purge_actor.send()
+    return True
+
+
 #: The options every job here uses, each chosen on purpose (APScheduler's defaults differ):
 #: ``misfire_grace_time=None``: a late run still finds due rows, so it always runs;
 #: ``coalesce=True``: several missed runs would drain the same rows, one run does;
@@ -124,6 +136,15 @@ JOBS: tuple[Job, ...] = (
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
+    # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
+    # it (an interval restarts its count with the process). A day missed while no
+    # scheduler led is made up by the next day's run, which finds the same rows.
+    Job(
+        "purge_old_rows",
+        purge_old_rows,
+        CronTrigger(hour=3, minute=17, timezone=dt.UTC),
+        DRAIN,
+    ),
 )
 
 

@@ -192,6 +192,23 @@ class Settings(BaseSettings):
         5, ge=1, description="evaluations of one automation event before it is marked failed"
     )
 
+    # --- retention -----------------------------------------------------------------------------
+    retention_days: int = Field(
+        90,
+        ge=0,
+        description=(
+            "finished webhook deliveries (and attempts), finished automation events (and runs),"
+            " processed inbound payloads and dead letters older than this many days are"
+            " deleted by the daily purge_old_rows job; 0 keeps them forever"
+        ),
+    )
+    retention_batch_size: int = Field(
+        5000,
+        ge=1,
+        le=100_000,
+        description="rows deleted per statement (and transaction) by the purge",
+    )
+
     # --- channels (outbound/media) -----------------------------------------------------------
     meta_graph_base_url: str = Field(
         "https://graph.facebook.com", description="Meta Graph API origin (tests point it locally)"

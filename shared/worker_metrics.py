@@ -18,7 +18,9 @@ importing ``workers``. Every key lives under ``{namespace}:metrics:``:
 A field is ``{queue}|{actor}|{name}`` where ``name`` is one of :data:`COUNTERS`,
 a histogram bucket (``le:25`` counts processing times in (10 ms, 25 ms]; the
 buckets are *not* cumulative in Redis), ``time_us`` (the sum of processing
-times in microseconds) or ``time_count``.
+times in microseconds), ``time_count``, or ``count:{item}``: items of work an
+actor reports it did (``count:webhook_deliveries`` rows purged...), see
+:data:`ITEM_PREFIX`.
 
 Example::
 
@@ -65,6 +67,11 @@ BUCKET_FIELDS = (*(f"le:{bound}" for bound in BUCKETS_MS), "le:+Inf")
 TIME_SUM_FIELD = "time_us"
 TIME_COUNT_FIELD = "time_count"
 
+#: Prefix of the fields that count items of work an actor reports (rows deleted...):
+#: ``count:{item}``. They appear as ``"items": {item: n}`` in :func:`snapshot` and as
+#: ``omnistream_worker_items_total{actor,queue,item}`` in Prometheus.
+ITEM_PREFIX = "count:"
+
 #: Fields kept per tenant: enough for throughput, failure rate and mean latency.
 TENANT_FIELDS = (*COUNTERS, TIME_SUM_FIELD, TIME_COUNT_FIELD)
 
@@ -104,6 +111,19 @@ def totals_key(namespace: str) -> str:
 def field(queue: str, actor: str, name: str) -> str:
     """Return the hash field of one counter of one actor."""
     return f"{queue}{_SEPARATOR}{actor}{_SEPARATOR}{name}"
+
+
+def item_field(item: str) -> str:
+    """Return the counter name of one kind of work item (see :data:`ITEM_PREFIX`)."""
+    return f"{ITEM_PREFIX}{item}"
+
+
+def _items(counts: Mapping[str, int]) -> dict[str, int]:
+    return {
+        name.removeprefix(ITEM_PREFIX): value
+        for name, value in sorted(counts.items())
+        if name.startswith(ITEM_PREFIX)
+    }
 
 
 def bucket_field(duration_ms: float) -> str:
@@ -174,6 +194,8 @@ def _summarise(counts: Mapping[str, int], *, with_histogram: bool) -> dict[str, 
     buckets = [counts.get(name, 0) for name in BUCKET_FIELDS]
     summary["p50_ms"] = percentile_ms(buckets, 0.50) if with_histogram else None
     summary["p95_ms"] = percentile_ms(buckets, 0.95) if with_histogram else None
+    if items := _items(counts):
+        summary["items"] = items
     return summary
 
 
@@ -208,6 +230,9 @@ def snapshot(
              "series": [{"minute": "...Z", ...the same keys...}, ...]}}}   # oldest first
 
     ``failure_rate`` is failed / (processed + failed) attempts, None without attempts.
+    An actor that reports items of work (``purge_old_rows``: rows deleted per table)
+    has ``"items": {"webhook_deliveries": 5000, ...}`` beside its counters, wherever
+    the window counted some.
     """
     if not 1 <= minutes <= MAX_SNAPSHOT_MINUTES:
         raise ValueError(f"minutes must be within 1..{MAX_SNAPSHOT_MINUTES}")
@@ -299,8 +324,17 @@ class _WorkerCollector:
                 seconds.add_metric(
                     [actor, queue], buckets, sum_value=counts.get(TIME_SUM_FIELD, 0) / 1e6
                 )
+        items = CounterMetricFamily(
+            "omnistream_worker_items",
+            "Items of work actors report (rows purged per table...), summed over every process.",
+            labels=["actor", "queue", "item"],
+        )
+        for (queue, actor), counts in sorted(self.totals.items()):
+            for item, value in _items(counts).items():
+                items.add_metric([actor, queue, item], value)
         yield messages
         yield seconds
+        yield items
 
         depths = GaugeMetricFamily(
             "omnistream_queue_messages",
@@ -357,6 +391,7 @@ def render_prometheus(
     None to leave the gauge without a sample. Serve it with :data:`CONTENT_TYPE`.
 
     Series: ``omnistream_worker_messages_total{actor,queue,outcome}``,
+    ``omnistream_worker_items_total{actor,queue,item}``,
     ``omnistream_worker_processing_seconds{actor,queue}`` (histogram),
     ``omnistream_queue_messages{queue,state}``, ``omnistream_broker_up`` and
     ``omnistream_dead_letters``. Raises :class:`MetricsUnavailable` when Redis

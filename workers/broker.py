@@ -12,7 +12,10 @@ Postgres and counted in the worker metrics.
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
+from dramatiq import cli
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -25,9 +28,11 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from shared import logs
 from shared.config import Settings, get_settings
 from shared.queue_stats import redis_broker_namespace
 from workers.dead_letters import DeadLetters
+from workers.log_context import LogContext
 from workers.metrics import Metrics
 from workers.tuning import WorkerTimeout
 
@@ -41,6 +46,8 @@ DEFAULT_TIME_LIMIT_MS = 5 * 60_000
 
 def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
     return [
+        # NOTE: first, so its after-hooks run last: every record of a job has its tenant.
+        LogContext(),
         AgeLimit(),
         TimeLimit(time_limit=DEFAULT_TIME_LIMIT_MS),
         ShutdownNotifications(),
@@ -73,5 +80,23 @@ def build_broker(settings: Settings | None = None) -> dramatiq.Broker:
     )
 
 
+def _adopt_dramatiq_cli_logging() -> None:
+    """Under ``dramatiq workers.main``, log in LOG_FORMAT with our context too.
+
+    Each worker process configured logging (a handler in Dramatiq's format, writing
+    to the pipe its parent reads) before importing us: keep the handler, change its
+    format. Under ``python -m workers`` ours is already there and this finds nothing.
+    """
+    logs.adopt(
+        [
+            handler
+            for handler in logging.getLogger().handlers
+            if handler.formatter is not None and handler.formatter._fmt == cli.LOGFORMAT
+        ]
+    )
+
+
+# NOTE: before the broker reads the settings, whose first read may log a warning.
+_adopt_dramatiq_cli_logging()
 broker = build_broker()
 dramatiq.set_broker(broker)

@@ -28,6 +28,7 @@ from shared.models.inbox import (
     Transfer,
 )
 from shared.models.operations import DeadLetter, SchedulerHeartbeat
+from shared.models.outbound import OutboundSend
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -56,6 +57,7 @@ __all__ = [
     "Message",
     "Note",
     "NoteRevision",
+    "OutboundSend",
     "OutboxEvent",
     "QuickReply",
     "QuickReplyUsage",

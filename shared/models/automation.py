@@ -72,6 +72,12 @@ class AutomationEvent(UUIDPrimaryKey, Base):
             "sweep_at",
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
+        # PERF: the retention purge's oldest-finished-first scan.
+        Index(
+            "ix_automation_events_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('done', 'failed')"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

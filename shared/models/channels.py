@@ -111,6 +111,12 @@ class InboundEvent(UUIDPrimaryKey, Base):
             "sweep_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # PERF: the retention purge's oldest-final-first scan.
+        Index(
+            "ix_inbound_events_final_received",
+            "received_at",
+            postgresql_where=text("status IN ('processed', 'failed', 'dropped')"),
+        ),
     )
 
     #: whatsapp, instagram, messenger or email (the POST route, refined by the payload).

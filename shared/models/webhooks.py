@@ -81,6 +81,18 @@ class WebhookDelivery(UUIDPrimaryKey, Base):
             "locked_until",
             postgresql_where=text("status = 'in_flight'"),
         ),
+        # PERF: the retention purge's oldest-final-first scan, and the resend_of
+        # foreign key's ON DELETE SET NULL (a scan per deleted delivery without it).
+        Index(
+            "ix_webhook_deliveries_finished",
+            "finished_at",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'disabled')"),
+        ),
+        Index(
+            "ix_webhook_deliveries_resend_of",
+            "resend_of",
+            postgresql_where=text("resend_of IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

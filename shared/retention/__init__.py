@@ -1,0 +1,1 @@
+"""Retention: delete finished history older than ``RETENTION_DAYS``, in bounded batches."""
