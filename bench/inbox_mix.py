@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="diagnosis: replay N requests of the mix in-process (cProfile, CPU per kind)"
         " instead of measuring",
     )
+    parser.add_argument(
+        "--profile-kinds", help="with --profile: only these kinds (comma-separated)"
+    )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
@@ -322,7 +325,9 @@ def profile(specs: list[dict], count: int) -> int:
     from api.app import create_app
 
     client = falcon.testing.TestClient(create_app())
-    cpu: dict[str, list[float]] = {kind: [] for kind in MIX}
+    cpu: dict[str, list[float]] = {
+        kind: [] for kind in MIX if any(s["kind"] == kind for s in specs)
+    }
     profiler = cProfile.Profile(time.process_time)
 
     def replay(index: int, profiled: bool) -> float:
@@ -407,7 +412,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         mix_file.write_text("".join(json.dumps(s) + "\n" for s in specs))
         preflight(app_port, specs)
         if args.profile:
-            return profile(specs, args.profile)
+            kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
+            return profile([s for s in specs if s["kind"] in kinds], args.profile)
         print(
             f"[inbox_mix] {len(agents)} agents signed in, {len(specs):,} requests in the mix"
             f" ({time.monotonic() - started:.1f} s)",
