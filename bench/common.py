@@ -442,6 +442,8 @@ class CpuSample:
     system: tuple[int, int]
     trees: dict[str, int]
     postgres: int
+    #: Ticks of each backend connected to the meter's database, by pid.
+    backends: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -453,13 +455,30 @@ class CpuUsage:
     postgres: float
     machine_busy_pct: float
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Seconds used by the backends of the meter's database only (0 without one).
+    postgres_database: float = 0.0
 
 
 class CpuMeter:
-    """Sample CPU time of named process trees (a child and its descendants) and PostgreSQL."""
+    """Sample CPU time of named process trees (a child and its descendants) and PostgreSQL.
 
-    def __init__(self, roots: Mapping[str, int]) -> None:
+    ``postgres`` counts every PostgreSQL process, other work on the server included;
+    with ``database_url`` the meter also counts the backends connected to that
+    database alone (``pg_stat_activity``), the figure to trust on a shared server
+    (it leaves out the server's own WAL writer and checkpointer).
+    """
+
+    def __init__(self, roots: Mapping[str, int], database_url: str | None = None) -> None:
         self.roots = dict(roots)
+        self.database_url = database_url
+
+    def _backend_pids(self) -> list[int]:
+        import psycopg
+
+        url = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(url, autocommit=True) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            return [pid for (pid,) in conn.execute(query)]
 
     def sample(self) -> CpuSample:
         table = _processes()
@@ -476,7 +495,10 @@ class CpuMeter:
                     stack.extend(children.get(pid, ()))
             trees[name] = ticks
         postgres = sum(t for _p, comm, t in table.values() if comm.startswith("postgres"))
-        return CpuSample(time.monotonic(), _system_ticks(), trees, postgres)
+        backends = {}
+        if self.database_url:
+            backends = {pid: table[pid][2] for pid in self._backend_pids() if pid in table}
+        return CpuSample(time.monotonic(), _system_ticks(), trees, postgres, backends)
 
     @staticmethod
     def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
@@ -487,6 +509,9 @@ class CpuMeter:
             trees={n: (end.trees[n] - start.trees.get(n, 0)) / _CLK_TCK for n in end.trees},
             postgres=(end.postgres - start.postgres) / _CLK_TCK,
             machine_busy_pct=100.0 * busy / total,
+            # NOTE: per backend, so one that connected during the window counts in full.
+            postgres_database=sum(t - start.backends.get(p, 0) for p, t in end.backends.items())
+            / _CLK_TCK,
         )
 
 

@@ -480,7 +480,7 @@ def report(
             "p99 ms",
             "errors",
             "server CPU ms/req",
-            "pg CPU ms/req",
+            "pg CPU ms/req (this db)",
             "client CPU %",
             "machine busy %",
             "req/s by round",
@@ -494,7 +494,8 @@ def report(
                 common.fmt(c["p99_ms"], 2),
                 f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
                 common.fmt(c["server_cpu_ms_per_req"], 3),
-                common.fmt(c["postgres_cpu_ms_per_req"], 3),
+                f"{common.fmt(c['postgres_cpu_ms_per_req'], 3)}"
+                f" ({common.fmt(c['postgres_database_cpu_ms_per_req'], 3)})",
                 common.fmt(c["client_cpu_pct"], 0),
                 common.fmt(c["machine_busy_pct"], 0),
                 " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
@@ -539,7 +540,8 @@ def report(
         f"\nmix vs bare (same run): {100 * ratio:.1f} % of bare req/s; server CPU per request"
         f" {mix['server_cpu_ms_per_req']:.3f} vs {bare['server_cpu_ms_per_req']:.3f} ms"
         f" ({mix['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x), PostgreSQL"
-        f" {mix['postgres_cpu_ms_per_req']:.3f} ms per mix request"
+        f" {mix['postgres_database_cpu_ms_per_req']:.3f} ms per mix request (this run's"
+        f" database's backends; every postgres process: {mix['postgres_cpu_ms_per_req']:.3f})"
     )
     if repeated:
         print(f"{repeated} peak measurement(s) repeated: a gunicorn process held no connection")

@@ -93,7 +93,10 @@ def measure(
     watchdog = threading.Timer(limit, proc.kill)
     watchdog.start()
     try:
-        meter = common.CpuMeter({**{n: c.pid for n, c in servers.items()}, "loadgen": proc.pid})
+        meter = common.CpuMeter(
+            {**{n: c.pid for n, c in servers.items()}, "loadgen": proc.pid},
+            database_url=bench.env.database_url,
+        )
         start = end = None
         spread: list[int] = []
         result_line = ""
@@ -124,6 +127,7 @@ def measure(
         round=round_no,
         server_cpu_s=usage.trees[server_name],
         postgres_cpu_s=usage.postgres,
+        postgres_database_cpu_s=usage.postgres_database,
         machine_busy_pct=usage.machine_busy_pct,
         connections_per_worker=spread,
         latencies_path=str(latencies_path),
@@ -212,6 +216,9 @@ def combine(results: list[dict]) -> dict:
         "server_cpu_ms_per_req": 1000 * sum(r["server_cpu_s"] for r in results) / max(requests, 1),
         "postgres_cpu_ms_per_req": 1000
         * sum(r["postgres_cpu_s"] for r in results)
+        / max(requests, 1),
+        "postgres_database_cpu_ms_per_req": 1000
+        * sum(r["postgres_database_cpu_s"] for r in results)
         / max(requests, 1),
         "client_cpu_pct": sum(r["client_cpu_pct"] * r["window_s"] for r in results) / window,
         "machine_busy_pct": sum(r["machine_busy_pct"] * r["window_s"] for r in results) / window,
