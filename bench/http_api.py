@@ -294,39 +294,13 @@ def report(
         "agents": f"GET /api/agents?limit={args.agents} (auth)",
         "agents-uncached": f"GET /api/agents?limit={args.agents} (auth, cache off)",
     }
-    common.print_table(
+    loadrun.print_results(
         f"HTTP API under gunicorn gthread: {workers} processes x {threads} threads,"
         f" {args.connections} keep-alive connections, {args.rounds} x {args.duration:g} s"
-        f" per target ({os.cpu_count()} CPUs)",
-        [
-            "target",
-            "req/s",
-            "vs bare",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "server CPU ms/req",
-            "pg CPU ms/req",
-            "client CPU %",
-            "machine busy %",
-            "req/s by round",
-        ],
-        [
-            (
-                labels[name],
-                common.fmt(c["rps"]),
-                f"{100 * c['rps'] / bare['rps']:.1f} %",
-                common.fmt(c["p50_ms"], 2),
-                common.fmt(c["p99_ms"], 2),
-                f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
-                common.fmt(c["server_cpu_ms_per_req"], 3),
-                common.fmt(c["postgres_cpu_ms_per_req"], 3),
-                common.fmt(c["client_cpu_pct"], 0),
-                common.fmt(c["machine_busy_pct"], 0),
-                " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
-            )
-            for name, c in combined.items()
-        ],
+        f" per target ({os.cpu_count()} CPUs); pg CPU: every postgres process (this run's"
+        " database's backends)",
+        {labels[name]: c for name, c in combined.items()},
+        labels["bare"],
     )
     ratios = {name: c["rps"] / bare["rps"] for name, c in combined.items() if name != "bare"}
     list_ratio = ratios["agents"]

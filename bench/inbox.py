@@ -52,18 +52,23 @@ COMMON_WORDS = ("order", "refund", "tracking", "delivery", "thanks", "invoice", 
 PHRASES = ('"wrong size"', '"discount code"', "refund -broken", "sneakers or backpack")
 
 
+def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data's size and seed, as :func:`build_tenants` takes them."""
+    parser.add_argument("--conversations", type=int, default=100_000, help="per tenant")
+    parser.add_argument("--messages", type=int, default=1_000_000, help="per tenant")
+    parser.add_argument("--tenants", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=7)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--conversations", type=int, default=100_000, help="per tenant")
-    parser.add_argument("--messages", type=int, default=1_000_000, help="per tenant")
-    parser.add_argument("--tenants", type=int, default=2)
+    add_volume_arguments(parser)
     parser.add_argument("--agents", type=int, default=4, help="agents measured on the inbox")
     parser.add_argument("--pages", type=int, default=3, help="inbox pages followed per walk")
     parser.add_argument("--requests", type=int, default=400, help="measured per target")
     parser.add_argument("--clients", type=int, default=4, help="concurrent connections")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     parser.add_argument("--keep-logs", action="store_true")
     # NOTE: the figures are latencies, so a machine busy with other work inflates them;
@@ -186,31 +191,32 @@ def send_targets(tenant_id, count: int, rng: random.Random) -> list[str]:
 def explain_slowest(path: str, method: str, token: str, body=None, top: int = 2) -> None:
     """Replay one request in-process, then EXPLAIN (ANALYZE, BUFFERS) its slowest statements."""
     import falcon.testing
-    from sqlalchemy import event
+    import psycopg
 
     from api.app import create_app
     from shared.db import get_engine
 
     engine = get_engine()
     recorded: list[tuple[float, str, object]] = []
-    starts: dict[int, float] = {}
+    execute = psycopg.Cursor.execute
 
-    def before(conn, cursor, statement, parameters, context, executemany):
-        starts[id(cursor)] = time.perf_counter()
+    # NOTE: timed on the driver's cursor, not with SQLAlchemy's cursor events: the hot
+    # reads run prebuilt statements on the driver directly (shared.db.fetch_rows).
+    def timed(cursor, query, params=None, **kwargs):
+        started = time.perf_counter()
+        try:
+            return execute(cursor, query, params, **kwargs)
+        finally:
+            recorded.append((time.perf_counter() - started, str(query), params))
 
-    def after(conn, cursor, statement, parameters, context, executemany):
-        recorded.append((time.perf_counter() - starts.pop(id(cursor), 0), statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
+    psycopg.Cursor.execute = timed
     try:
         client = falcon.testing.TestClient(create_app())
         client.simulate_request(
             method, path, headers={"Authorization": f"Bearer {token}"}, json=body
         )
     finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "after_cursor_execute", after)
+        psycopg.Cursor.execute = execute
     selects = [r for r in recorded if r[1].lstrip().upper().startswith(("SELECT", "WITH"))]
     for seconds, statement, parameters in sorted(selects, key=lambda r: -r[0])[:top]:
         print(f"\n--- {method} {path}: {seconds * 1000:.1f} ms ---\n{statement}")

@@ -59,7 +59,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common, loadrun
-from bench.inbox import COMMON_WORDS, PHRASES, build_tenants, login
+from bench.inbox import COMMON_WORDS, PHRASES, add_volume_arguments, build_tenants, login
 
 #: Requests per 100, by kind (the order is the report's).
 MIX = {
@@ -85,11 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--conversations", type=int, default=100_000, help="per tenant")
-    parser.add_argument("--messages", type=int, default=1_000_000, help="per tenant")
-    parser.add_argument("--tenants", type=int, default=2)
+    add_volume_arguments(parser)
     parser.add_argument("--agents", type=int, default=20, help="agents per tenant, all active")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mixes", type=int, default=60, help="mixes of 100 in the cycled file")
     parser.add_argument("--rounds", type=int, default=2, help="peak rounds (mix and bare)")
     parser.add_argument("--connections", type=int, default=32, help="closed loop (peak)")
@@ -466,42 +463,15 @@ def report(
 ) -> int:
     mix, bare = combined["mix"], combined["bare"]
     ratio = mix["rps"] / bare["rps"]
-    common.print_table(
+    loadrun.print_results(
         f"Peak, closed loop: gunicorn {workers} processes (Procfile settings),"
         f" {args.connections} connections, {args.rounds} x {args.duration:g} s per target;"
         f" {args.tenants} x ({args.conversations:,} conversations, {args.messages:,} messages)"
         f"{f', built in {build_seconds:.0f} s' if build_seconds else ', kept database'};"
-        f" {os.cpu_count()} CPUs",
-        [
-            "target",
-            "req/s",
-            "vs bare",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "server CPU ms/req",
-            "pg CPU ms/req (this db)",
-            "client CPU %",
-            "machine busy %",
-            "req/s by round",
-        ],
-        [
-            (
-                name,
-                common.fmt(c["rps"]),
-                f"{100 * c['rps'] / bare['rps']:.1f} %",
-                common.fmt(c["p50_ms"], 2),
-                common.fmt(c["p99_ms"], 2),
-                f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
-                common.fmt(c["server_cpu_ms_per_req"], 3),
-                f"{common.fmt(c['postgres_cpu_ms_per_req'], 3)}"
-                f" ({common.fmt(c['postgres_database_cpu_ms_per_req'], 3)})",
-                common.fmt(c["client_cpu_pct"], 0),
-                common.fmt(c["machine_busy_pct"], 0),
-                " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
-            )
-            for name, c in combined.items()
-        ],
+        f" {os.cpu_count()} CPUs; pg CPU: every postgres process (this run's database's"
+        " backends)",
+        combined,
+        "bare",
     )
     common.print_table(
         f"Per kind: peak (closed loop) and paced at {rate:,.1f} req/s (open loop,"

@@ -243,3 +243,41 @@ def combine(results: list[dict]) -> dict:
                 else sum(r[key] for r in results)
             )
     return pooled
+
+
+def print_results(title: str, combined: Mapping[str, dict], baseline: str) -> None:
+    """The table of pooled targets (:func:`combine`), each beside ``combined[baseline]``."""
+    base = combined[baseline]
+    common.print_table(
+        title,
+        [
+            "target",
+            "req/s",
+            f"vs {baseline}",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "server CPU ms/req",
+            "pg CPU ms/req (this db)",
+            "client CPU %",
+            "machine busy %",
+            "req/s by round",
+        ],
+        [
+            (
+                name,
+                common.fmt(c["rps"]),
+                f"{100 * c['rps'] / base['rps']:.1f} %",
+                common.fmt(c["p50_ms"], 2),
+                common.fmt(c["p99_ms"], 2),
+                f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
+                common.fmt(c["server_cpu_ms_per_req"], 3),
+                f"{common.fmt(c['postgres_cpu_ms_per_req'], 3)}"
+                f" ({common.fmt(c['postgres_database_cpu_ms_per_req'], 3)})",
+                common.fmt(c["client_cpu_pct"], 0),
+                common.fmt(c["machine_busy_pct"], 0),
+                " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
+            )
+            for name, c in combined.items()
+        ],
+    )
