@@ -70,7 +70,7 @@ def visible_bound(shape: str) -> ColumnElement[bool]:
     return _rule(
         shape,
         bindparam("v_tenant_id", type_=Conversation.tenant_id.type),
-        bindparam("v_user_id", type_=Conversation.tenant_id.type),
+        bindparam("v_user_id", type_=Conversation.assignee_id.type),
     )
 
 
