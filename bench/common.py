@@ -101,12 +101,14 @@ def _require_loopback(url: str, what: str) -> None:
         raise SystemExit(EXIT_ERROR)
 
 
-def configure_environment() -> BenchEnv:
+def configure_environment(database: str | None = None) -> BenchEnv:
     """Pick this run's names and make them this process's environment (and its children's).
 
     Every platform setting inherited from the caller (``BROKER_URL``, ``WEB_THREADS``,
     ``WORKER_TIMEOUT_MS``...) is removed first, so the figures are those of the defaults.
     ``BENCH_DATABASE_SERVER`` and ``BENCH_REDIS_URL`` may move the servers, on loopback only.
+    ``database`` names the database instead of ``omnistream_bench_<run id>`` (a kept one,
+    see :class:`Bench`'s ``keep_database``).
     """
     from shared.config import Settings  # reads nothing from the environment until instantiated
 
@@ -117,7 +119,7 @@ def configure_environment() -> BenchEnv:
     _require_loopback(redis_url, "BENCH_REDIS_URL")
     env = BenchEnv(
         run_id=run_id,
-        database_url=f"{server}/omnistream_bench_{run_id}",
+        database_url=f"{server}/{database or f'omnistream_bench_{run_id}'}",
         redis_url=redis_url,
         redis_namespace=f"omnistream-bench-{run_id}",
         secret_key="bench-secret-key-" + run_id * 4,
@@ -288,11 +290,17 @@ class Bench(contextlib.ExitStack):
     and kept when the run failed.
     """
 
-    def __init__(self, name: str, env: BenchEnv, *, keep_logs: bool = False) -> None:
+    def __init__(
+        self, name: str, env: BenchEnv, *, keep_logs: bool = False, keep_database: bool = False
+    ) -> None:
         super().__init__()
         self.name = name
         self.env = env
         self.keep_logs = keep_logs
+        #: Reuse the database if it exists and never drop it: a slow data build is paid
+        #: once while iterating (``database_created`` says whether this run made it).
+        self.keep_database = keep_database
+        self.database_created = False
         self.children: list[Child] = []
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"omnistream-bench-{env.run_id}-"))
         self._previous_handlers: dict[int, Any] = {}
@@ -305,13 +313,19 @@ class Bench(contextlib.ExitStack):
             from shared import migrate
 
             # NOTE: registered before creating, so a half-done setup is cleaned up too.
-            self.callback(self._guarded, "drop the database", self._drop_database)
+            if not self.keep_database:
+                self.callback(self._guarded, "drop the database", self._drop_database)
             self.callback(self._guarded, "delete the Redis keys", self._delete_redis_keys)
             started = time.monotonic()
-            migrate.create_database(self.env.database_url)
+            self.database_created = migrate.create_database(self.env.database_url)
             migrate.upgrade(self.env.database_url)
+            kept = (
+                ""
+                if not self.keep_database
+                else (" (kept: created now)" if self.database_created else " (kept: reused)")
+            )
             print(
-                f"[{self.name}] database omnistream_bench_{self.env.run_id} ready"
+                f"[{self.name}] database {self.env.database_url.rsplit('/', 1)[1]}{kept} ready"
                 f" ({time.monotonic() - started:.1f} s), Redis namespace"
                 f" {self.env.redis_namespace}, logs in {self.log_dir}",
                 flush=True,
@@ -428,6 +442,8 @@ class CpuSample:
     system: tuple[int, int]
     trees: dict[str, int]
     postgres: int
+    #: Ticks of each backend connected to the meter's database, by pid.
+    backends: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -439,13 +455,30 @@ class CpuUsage:
     postgres: float
     machine_busy_pct: float
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Seconds used by the backends of the meter's database only (0 without one).
+    postgres_database: float = 0.0
 
 
 class CpuMeter:
-    """Sample CPU time of named process trees (a child and its descendants) and PostgreSQL."""
+    """Sample CPU time of named process trees (a child and its descendants) and PostgreSQL.
 
-    def __init__(self, roots: Mapping[str, int]) -> None:
+    ``postgres`` counts every PostgreSQL process, other work on the server included;
+    with ``database_url`` the meter also counts the backends connected to that
+    database alone (``pg_stat_activity``), the figure to trust on a shared server
+    (it leaves out the server's own WAL writer and checkpointer).
+    """
+
+    def __init__(self, roots: Mapping[str, int], database_url: str | None = None) -> None:
         self.roots = dict(roots)
+        self.database_url = database_url
+
+    def _backend_pids(self) -> list[int]:
+        import psycopg
+
+        url = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(url, autocommit=True) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            return [pid for (pid,) in conn.execute(query)]
 
     def sample(self) -> CpuSample:
         table = _processes()
@@ -462,7 +495,10 @@ class CpuMeter:
                     stack.extend(children.get(pid, ()))
             trees[name] = ticks
         postgres = sum(t for _p, comm, t in table.values() if comm.startswith("postgres"))
-        return CpuSample(time.monotonic(), _system_ticks(), trees, postgres)
+        backends = {}
+        if self.database_url:
+            backends = {pid: table[pid][2] for pid in self._backend_pids() if pid in table}
+        return CpuSample(time.monotonic(), _system_ticks(), trees, postgres, backends)
 
     @staticmethod
     def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
@@ -473,6 +509,9 @@ class CpuMeter:
             trees={n: (end.trees[n] - start.trees.get(n, 0)) / _CLK_TCK for n in end.trees},
             postgres=(end.postgres - start.postgres) / _CLK_TCK,
             machine_busy_pct=100.0 * busy / total,
+            # NOTE: per backend, so one that connected during the window counts in full.
+            postgres_database=sum(t - start.backends.get(p, 0) for p, t in end.backends.items())
+            / _CLK_TCK,
         )
 
 
@@ -573,10 +612,14 @@ def run_main(
     parse_args: Callable[[list[str] | None], argparse.Namespace],
     run: Callable[[argparse.Namespace, BenchEnv], int],
     argv: list[str] | None = None,
+    database: Callable[[argparse.Namespace], str | None] = lambda _args: None,
 ) -> int:
-    """The body of every benchmark's ``main``: parse, set the environment up, run, map errors."""
+    """The body of every benchmark's ``main``: parse, set the environment up, run, map errors.
+
+    ``database`` may name a kept database from the arguments (see ``configure_environment``).
+    """
     args = parse_args(argv)
-    env = configure_environment()
+    env = configure_environment(database(args))
     try:
         return run(args, env)
     except BenchError as exc:

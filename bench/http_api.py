@@ -58,24 +58,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
-from array import array
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common
+from bench import common, loadrun
 
 TARGETS = ("bare", "health", "agents", "agents-uncached")
 LIST_RATIO_GOAL = 0.30
-#: Times a measurement is repeated when a gunicorn process got none of the connections.
-MAX_REPEATS = 2
-LOADGEN = common.REPO_ROOT / "bench" / "loadgen.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -202,121 +196,6 @@ def seed_agents(port: int, agents: int) -> str:
     return token
 
 
-# --- one measurement -----------------------------------------------------------------------
-
-
-def measure(
-    args: argparse.Namespace,
-    bench: common.Bench,
-    name: str,
-    round_no: int,
-    port: int,
-    path: str,
-    headers: list[str],
-    server: common.Child,
-    servers: dict[str, common.Child],
-) -> dict:
-    """Run loadgen against one target; return its figures plus CPU use over the window."""
-    latencies_path = bench.log_dir / f"latencies-{name}-{round_no}.bin"
-    argv = [
-        sys.executable,
-        str(LOADGEN),
-        f"http://{common.LOOPBACK}:{port}{path}",
-        "--connections",
-        str(args.connections),
-        "--warmup",
-        str(args.warmup),
-        "--duration",
-        str(args.duration),
-        "--latencies-out",
-        str(latencies_path),
-        "--phases",
-    ]
-    for header in headers:
-        argv += ["-H", header]
-    limit = args.warmup + args.duration + 60
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=common.REPO_ROOT)
-    # NOTE: a watchdog bounds the reads below even if loadgen hangs.
-    watchdog = threading.Timer(limit, proc.kill)
-    watchdog.start()
-    try:
-        meter = common.CpuMeter({**{n: c.pid for n, c in servers.items()}, "loadgen": proc.pid})
-        start = end = None
-        spread: list[int] = []
-        result_line = ""
-        for line in proc.stdout:
-            if line.startswith("#measure-start"):
-                start = meter.sample()
-                spread = sorted(common.connections_per_process(server.pid, port).values())
-            elif line.startswith("#measure-end"):
-                end = meter.sample()
-            elif line.strip():
-                result_line = line
-        proc.wait(10)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    if proc.returncode != 0 or start is None or end is None:
-        raise common.BenchError(f"loadgen on {name} failed ({proc.returncode}): {result_line}")
-    server.check_alive()
-    result = json.loads(result_line)
-    usage = common.CpuMeter.usage(start, end)
-    server_name = next(n for n, c in servers.items() if c is server)
-    result.update(
-        target=name,
-        round=round_no,
-        server_cpu_s=usage.trees[server_name],
-        postgres_cpu_s=usage.postgres,
-        machine_busy_pct=usage.machine_busy_pct,
-        connections_per_worker=spread,
-        latencies_path=str(latencies_path),
-    )
-    print(
-        f"  round {round_no} {name:<7} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:6.1f} ms"
-        f"  p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}"
-        f"  server CPU {1000 * usage.trees[server_name] / max(result['requests'], 1):.3f} ms/req"
-        f"  machine busy {usage.machine_busy_pct:.0f} %"
-        f"  connections per worker {'/'.join(map(str, spread))}",
-        flush=True,
-    )
-    return result
-
-
-def combine(results: list[dict]) -> dict:
-    """Pool the rounds of one target: req/s over the summed windows, merged percentiles."""
-    latencies = array("d")
-    for result in results:
-        with open(result["latencies_path"], "rb") as f:
-            latencies.frombytes(f.read())
-    ordered = sorted(latencies)
-    requests = sum(r["requests"] for r in results)
-    window = sum(r["window_s"] for r in results)
-    statuses: dict[str, int] = {}
-    for result in results:
-        for status, count in result["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + count
-    return {
-        "requests": requests,
-        "window_s": window,
-        "rps": requests / window if window else float("nan"),
-        "rps_by_round": [r["rps"] for r in results],
-        "p50_ms": common.percentile(ordered, 50) * 1000,
-        "p90_ms": common.percentile(ordered, 90) * 1000,
-        "p99_ms": common.percentile(ordered, 99) * 1000,
-        "max_ms": ordered[-1] * 1000 if ordered else float("nan"),
-        "errors": sum(r["errors"] for r in results),
-        "statuses": statuses,
-        "server_cpu_ms_per_req": 1000 * sum(r["server_cpu_s"] for r in results) / max(requests, 1),
-        "postgres_cpu_ms_per_req": 1000
-        * sum(r["postgres_cpu_s"] for r in results)
-        / max(requests, 1),
-        "client_cpu_pct": sum(r["client_cpu_pct"] * r["window_s"] for r in results) / window,
-        "machine_busy_pct": sum(r["machine_busy_pct"] * r["window_s"] for r in results) / window,
-    }
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -370,22 +249,18 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         print(f"[http_api] gunicorn up in {time.monotonic() - started:.1f} s", flush=True)
         token = seed_agents(app_port, args.agents)
 
+        auth = [f"Authorization: Bearer {token}"]
         plan = {
-            "bare": (bare_port, "/", [], bare),
-            "health": (app_port, "/api/health", [], web),
-            "agents": (
-                app_port,
-                f"/api/agents?limit={args.agents}",
-                [f"Authorization: Bearer {token}"],
-                web,
+            "bare": loadrun.Target("bare", bare_port, bare),
+            "health": loadrun.Target("health", app_port, web, "/api/health"),
+            "agents": loadrun.Target(
+                "agents", app_port, web, f"/api/agents?limit={args.agents}", auth
             ),
-            "agents-uncached": (
-                uncached_port,
-                f"/api/agents?limit={args.agents}",
-                [f"Authorization: Bearer {token}"],
-                uncached,
+            "agents-uncached": loadrun.Target(
+                "agents-uncached", uncached_port, uncached, f"/api/agents?limit={args.agents}", auth
             ),
         }
+        load = loadrun.Load(args.connections, args.warmup, args.duration)
         print(
             f"[http_api] {args.rounds} round(s) x {len(TARGETS)} targets, {args.connections}"
             f" connections, {args.warmup:g} s warm-up + {args.duration:g} s each",
@@ -396,20 +271,12 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         for round_no in range(1, args.rounds + 1):
             order = TARGETS if round_no % 2 else tuple(reversed(TARGETS))
             for name in order:
-                port, path, headers, server = plan[name]
-                for attempt in range(1 + MAX_REPEATS):
-                    result = measure(
-                        args, bench, name, round_no, port, path, headers, server, servers
-                    )
-                    spread = result["connections_per_worker"]
-                    if workers == 1 or min(spread, default=1) > 0 or attempt == MAX_REPEATS:
-                        break
-                    # A gunicorn process holding none of the keep-alive connections sits idle
-                    # for the whole window: that measures one process, not the configuration.
-                    print(f"    a worker got no connection ({spread}): measuring again")
-                    discarded.append(result)
+                result, repeated = loadrun.measure_spread(
+                    bench, plan[name], round_no, servers, load, workers=workers
+                )
                 results[name].append(result)
-        combined = {name: combine(results[name]) for name in TARGETS}
+                discarded += repeated
+        combined = {name: loadrun.combine(results[name]) for name in TARGETS}
         combined_discarded = len(discarded)
         if keeper.error is not None:
             print(f"warning: heartbeat refresh failed: {keeper.error!r}")
@@ -427,39 +294,13 @@ def report(
         "agents": f"GET /api/agents?limit={args.agents} (auth)",
         "agents-uncached": f"GET /api/agents?limit={args.agents} (auth, cache off)",
     }
-    common.print_table(
+    loadrun.print_results(
         f"HTTP API under gunicorn gthread: {workers} processes x {threads} threads,"
         f" {args.connections} keep-alive connections, {args.rounds} x {args.duration:g} s"
-        f" per target ({os.cpu_count()} CPUs)",
-        [
-            "target",
-            "req/s",
-            "vs bare",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "server CPU ms/req",
-            "pg CPU ms/req",
-            "client CPU %",
-            "machine busy %",
-            "req/s by round",
-        ],
-        [
-            (
-                labels[name],
-                common.fmt(c["rps"]),
-                f"{100 * c['rps'] / bare['rps']:.1f} %",
-                common.fmt(c["p50_ms"], 2),
-                common.fmt(c["p99_ms"], 2),
-                f"{c['errors']}" + (f" {c['statuses']}" if c["errors"] else ""),
-                common.fmt(c["server_cpu_ms_per_req"], 3),
-                common.fmt(c["postgres_cpu_ms_per_req"], 3),
-                common.fmt(c["client_cpu_pct"], 0),
-                common.fmt(c["machine_busy_pct"], 0),
-                " / ".join(common.fmt(v, 0) for v in c["rps_by_round"]),
-            )
-            for name, c in combined.items()
-        ],
+        f" per target ({os.cpu_count()} CPUs); pg CPU: every postgres process (this run's"
+        " database's backends)",
+        {labels[name]: c for name, c in combined.items()},
+        labels["bare"],
     )
     ratios = {name: c["rps"] / bare["rps"] for name, c in combined.items() if name != "bare"}
     list_ratio = ratios["agents"]

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Connection, Select, bindparam, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from shared.db import fetch_rows
 from shared.errors import DomainError
 
 T = TypeVar("T")
@@ -78,6 +79,52 @@ def paginate_rows(
     keys = tuple(result.keys())
     # PERF: zip over plain tuples is several times faster than RowMapping -> dict.
     rows = [dict(zip(keys, row, strict=True)) for row in result]
+    return _page(rows, limit, lambda last: (last["created_at"], last["id"]))
+
+
+def keyset_statement(
+    query: Select[Any],
+    *,
+    created_at: InstrumentedAttribute[dt.datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    after: bool,
+) -> Select[Any]:
+    """``query`` as a page statement built once: newest first, ``LIMIT :limit``, and with
+    ``after`` only the rows past ``(:after_at, :after_id)`` (what :func:`fetch_page` binds).
+
+    The query must select ``created_at`` and ``id`` under those names.
+    """
+    if after:
+        query = query.where(
+            tuple_(created_at, id_column)
+            < tuple_(
+                bindparam("after_at", type_=created_at.type),
+                bindparam("after_id", type_=id_column.type),
+            )
+        )
+    return query.order_by(created_at.desc(), id_column.desc()).limit(bindparam("limit"))
+
+
+def fetch_page(
+    connection: Connection,
+    statements: Callable[[bool], Select[Any]],
+    params: dict[str, Any],
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page[dict[str, Any]]:
+    """One page of a prebuilt :func:`keyset_statement`, as plain dicts keyed like its columns.
+
+    ``statements(after)`` returns the statement without or with the cursor's bound.
+    PERF: the hottest lists (the inbox, a conversation's messages) run this way: no
+    query building, cache key or result processing per request (``fetch_rows``).
+    """
+    params = {**params, "limit": limit + 1}
+    if cursor:
+        params["after_at"], params["after_id"] = decode_cursor(cursor)
+    statement = statements(bool(cursor))
+    keys = tuple(statement.selected_columns.keys())
+    rows = [dict(zip(keys, row, strict=True)) for row in fetch_rows(connection, statement, params)]
     return _page(rows, limit, lambda last: (last["created_at"], last["id"]))
 
 

@@ -10,22 +10,24 @@ with bulk actions; the public functions load, authorize and call them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import emit
 from shared.inbox import states
-from shared.inbox.access import get_conversation, visible
+from shared.inbox.access import get_conversation, visibility, visible_bound
 from shared.models import Contact, Conversation, ConversationRead, Division, User
-from shared.pagination import Page, paginate_rows
+from shared.pagination import Page, fetch_page, keyset_statement
 from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern
 
@@ -65,14 +67,18 @@ def view(conversation: Conversation) -> dict[str, Any]:
 # ---------------------------------------------------------------- reads
 
 
-def _unread(ctx: Ctx):
+def _unread():
     return func.greatest(
         Conversation.inbound_count - func.coalesce(ConversationRead.read_inbound_count, 0), 0
     )
 
 
-def _item_query(ctx: Ctx):
-    """One row per visible conversation: its columns, its contact ref and the caller's unread."""
+def _item_query(shape: str):
+    """One row per visible conversation: its columns, its contact ref and the caller's unread.
+
+    Built once per visibility shape: the caller's ids are bind parameters
+    (``visibility(ctx)`` plus ``reader_id``).
+    """
     columns = [getattr(Conversation, name) for name in ConversationView.model_fields]
     query = (
         select(
@@ -82,19 +88,25 @@ def _item_query(ctx: Ctx):
             Contact.phone.label("contact_phone"),
             Contact.email.label("contact_email"),
             Contact.avatar_url.label("contact_avatar_url"),
-            _unread(ctx).label("unread_count"),
+            _unread().label("unread_count"),
         )
         .join(Contact, Contact.id == Conversation.contact_id)
         .outerjoin(
             ConversationRead,
             and_(
                 ConversationRead.conversation_id == Conversation.id,
-                ConversationRead.user_id == ctx.user_id,
+                ConversationRead.user_id
+                == bindparam("reader_id", type_=ConversationRead.user_id.type),
             ),
         )
-        .where(visible(ctx))
+        .where(visible_bound(shape))
     )
     return query
+
+
+def _item_params(ctx: Ctx) -> dict[str, Any]:
+    _shape_name, params = visibility(ctx)
+    return {**params, "reader_id": ctx.user_id}
 
 
 def _shape(row: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +119,66 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
         "avatar_url": row.pop("contact_avatar_url"),
     }
     return row
+
+
+#: Filters of the list that compare a column with the value given.
+_EQUALS = {
+    "status": Conversation.status,
+    "channel": Conversation.channel,
+    "division_id": Conversation.division_id,
+    "contact_id": Conversation.contact_id,
+    "integration_account_id": Conversation.integration_account_id,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _list_statement(
+    shape: str, equals: tuple[str, ...], assignee: str | None, others: tuple[str, ...]
+):
+    """The page statements (without and with a cursor) for one combination of filters.
+
+    PERF: the inbox list is the busiest request an inbox client makes. Each
+    combination is built once with bind parameters (a client uses a handful),
+    so a request skips building the query and computing its cache key.
+    """
+    query = _item_query(shape)
+    for name in equals:
+        column = _EQUALS[name]
+        query = query.where(column == bindparam(name, type_=column.type))
+    if assignee == "me":
+        query = query.where(Conversation.assignee_id == bindparam("reader_id"))
+    elif assignee == "none":
+        query = query.where(Conversation.assignee_id.is_(None))
+    elif assignee is not None:
+        query = query.where(Conversation.assignee_id == bindparam("assignee_id"))
+    if "tag" in others:
+        query = query.where(
+            Conversation.tags.contains(bindparam("tags", type_=Conversation.tags.type))
+        )
+    if "q" in others:
+        # PERF: a semi-join the planner can drive from the trigram index (rare terms)
+        # or probe while walking conversations newest first (common ones).
+        matching = select(Contact.id).where(
+            Contact.tenant_id == bindparam("v_tenant_id"),
+            _CONTACT_SEARCH.ilike(bindparam("pattern", type_=Contact.name.type)),
+        )
+        query = query.where(Conversation.contact_id.in_(matching))
+    if "updated_since" in others:
+        query = query.where(
+            Conversation.updated_at
+            >= bindparam("updated_since", type_=Conversation.updated_at.type)
+        )
+    if "unread" in others:
+        query = query.where(_unread() > 0)
+    elif "read" in others:
+        query = query.where(_unread() == 0)
+    built = {
+        after: keyset_statement(
+            query, created_at=Conversation.created_at, id_column=Conversation.id, after=after
+        )
+        for after in (False, True)
+    }
+    return built.__getitem__
 
 
 def list_conversations(
@@ -128,65 +200,55 @@ def list_conversations(
 ) -> Page[dict[str, Any]]:
     """A page of visible conversations, newest first, shaped like ``ConversationListItem``.
 
-    PERF: one statement per page, rows not ORM objects. ``status=open`` with
+    PERF: one prebuilt statement per page, rows not ORM objects. ``status=open`` with
     ``assignee_id=me`` is a range scan of ix_conversations_inbox in index order;
     contacts and read state are joined by primary key for the page's rows only.
     """
-    query = _item_query(ctx)
-    if status:
-        query = query.where(Conversation.status == status)
-    if channel:
-        query = query.where(Conversation.channel == channel)
-    if assignee_id == "me":
-        query = query.where(Conversation.assignee_id == ctx.user_id)
-    elif assignee_id == "none":
-        query = query.where(Conversation.assignee_id.is_(None))
-    elif assignee_id is not None:
-        query = query.where(Conversation.assignee_id == assignee_id)
-    if division_id:
-        query = query.where(Conversation.division_id == division_id)
+    params = _item_params(ctx)
+    values = {
+        "status": status,
+        "channel": channel,
+        "division_id": division_id,
+        "contact_id": contact_id,
+        "integration_account_id": integration_account_id,
+    }
+    equals = tuple(name for name, value in values.items() if value)
+    params.update((name, values[name]) for name in equals)
+    others = []
     if tag:
-        query = query.where(Conversation.tags.contains([normalize_tag(tag)]))
-    if contact_id:
-        query = query.where(Conversation.contact_id == contact_id)
-    if integration_account_id:
-        query = query.where(Conversation.integration_account_id == integration_account_id)
+        others.append("tag")
+        params["tags"] = [normalize_tag(tag)]
     if q:
-        pattern = contains_pattern(q)
-        # PERF: a semi-join the planner can drive from the trigram index (rare terms)
-        # or probe while walking conversations newest first (common ones).
-        matching = select(Contact.id).where(
-            Contact.tenant_id == ctx.tenant_id, _CONTACT_SEARCH.ilike(pattern)
-        )
-        query = query.where(Conversation.contact_id.in_(matching))
+        others.append("q")
+        params["pattern"] = contains_pattern(q)
     if updated_since:
-        query = query.where(Conversation.updated_at >= updated_since)
-    if unread is True:
-        query = query.where(_unread(ctx) > 0)
-    elif unread is False:
-        query = query.where(_unread(ctx) == 0)
-    page = paginate_rows(
-        session,
-        query,
-        created_at=Conversation.created_at,
-        id_column=Conversation.id,
-        limit=limit,
-        cursor=cursor,
-    )
+        others.append("updated_since")
+        params["updated_since"] = updated_since
+    if unread is not None:
+        others.append("unread" if unread else "read")
+    assignee = assignee_id if assignee_id in ("me", "none", None) else "id"
+    if assignee == "id":
+        params["assignee_id"] = assignee_id
+    statements = _list_statement(visibility(ctx)[0], equals, assignee, tuple(others))
+    page = fetch_page(session.connection(), statements, params, limit=limit, cursor=cursor)
     for item in page.items:
         _shape(item)
     return page
 
 
+@functools.cache
+def _item_statement(shape: str):
+    return _item_query(shape).where(Conversation.id == bindparam("conversation_id"))
+
+
 def get_item(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str, Any]:
     """One visible conversation shaped like a list item (404 when hidden or foreign)."""
-    result = session.connection().execute(
-        _item_query(ctx).where(Conversation.id == conversation_id)
-    )
-    row = result.mappings().one_or_none()
-    if row is None:
+    statement = _item_statement(visibility(ctx)[0])
+    params = {**_item_params(ctx), "conversation_id": conversation_id}
+    rows = fetch_rows(session.connection(), statement, params)
+    if not rows:
         raise NotFound("Conversation not found")
-    return _shape(dict(row))
+    return _shape(dict(zip(statement.selected_columns.keys(), rows[0], strict=True)))
 
 
 # ---------------------------------------------------------------- lookups

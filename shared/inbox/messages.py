@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
@@ -17,16 +18,16 @@ import uuid
 from typing import Any
 
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity, db
 from shared.channels import attachments as channel_attachments
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
-from shared.inbox.access import get_conversation
+from shared.inbox.access import get_conversation, require_visible
 from shared.models import Contact, Conversation, Message
-from shared.pagination import Page, paginate_rows
+from shared.pagination import Page, fetch_page, keyset_statement
 from shared.redis_client import get_redis, key
 from shared.schemas.messages import MessageView
 
@@ -82,20 +83,21 @@ def list_messages(
 ) -> Page[dict[str, Any]]:
     """A page of a visible conversation's messages, newest first, as ``MessageView`` dicts.
 
-    PERF: rows, not ORM objects; ``ix_messages_conversation`` serves the keyset.
+    PERF: a prebuilt visibility probe, then a prebuilt page on the driver;
+    ``ix_messages_conversation`` serves the keyset.
     """
-    get_conversation(session, ctx, conversation_id)
+    require_visible(session, ctx, conversation_id)
+    params = {"tenant_id": ctx.tenant_id, "conversation_id": conversation_id}
+    return fetch_page(session.connection(), _page_statement, params, limit=limit, cursor=cursor)
+
+
+@functools.cache
+def _page_statement(after: bool) -> Select[Any]:
     query = select(*MESSAGE_COLUMNS).where(
-        Message.tenant_id == ctx.tenant_id, Message.conversation_id == conversation_id
+        Message.tenant_id == bindparam("tenant_id", type_=Message.tenant_id.type),
+        Message.conversation_id == bindparam("conversation_id", type_=Message.conversation_id.type),
     )
-    return paginate_rows(
-        session,
-        query,
-        created_at=Message.created_at,
-        id_column=Message.id,
-        limit=limit,
-        cursor=cursor,
-    )
+    return keyset_statement(query, created_at=Message.created_at, id_column=Message.id, after=after)
 
 
 def whatsapp_window_open(session: Session, conversation: Conversation) -> bool:
@@ -120,6 +122,34 @@ def _preview(
     if not body and files:
         return f"[{files[0]['type']}]"
     return (body or "")[:PREVIEW_CHARS]
+
+
+@functools.cache
+def _count_statement(human: bool) -> Update:
+    """Count a sent message on its conversation (a human's may be the first response).
+
+    PERF: built once, and on the Core table: the ORM's UPDATE would also build the
+    statement and synchronize the session's copy per send, which is expired anyway.
+    """
+    table = Conversation.__table__
+    sent_at = bindparam("sent_at", type_=table.c.last_message_at.type)
+    values: dict[str, Any] = {
+        "message_count": table.c.message_count + 1,
+        "last_message_at": sent_at,
+        "last_message_preview": bindparam("preview", type_=table.c.last_message_preview.type),
+        "last_activity_at": sent_at,
+        "updated_at": func.now(),
+    }
+    if human:
+        values["first_response_at"] = func.coalesce(table.c.first_response_at, sent_at)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("conversation", type_=table.c.id.type),
+            table.c.tenant_id == bindparam("tenant", type_=table.c.tenant_id.type),
+        )
+        .values(values)
+    )
 
 
 def create_outbound_message(
@@ -190,22 +220,15 @@ def create_outbound_message(
     )
     session.add(message)
     session.flush()
-    values: dict[str, Any] = {
-        "message_count": Conversation.message_count + 1,
-        "last_message_at": message.created_at,
-        "last_message_preview": _preview(body, template, files),
-        "last_activity_at": message.created_at,
-        "updated_at": func.now(),
-    }
-    if human:
-        values["first_response_at"] = func.coalesce(
-            Conversation.first_response_at, message.created_at
-        )
     # NOTE: one atomic UPDATE: concurrent sends on a conversation never lose a count.
     session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation.id, Conversation.tenant_id == ctx.tenant_id)
-        .values(**values)
+        _count_statement(human),
+        {
+            "sent_at": message.created_at,
+            "preview": _preview(body, template, files),
+            "conversation": conversation.id,
+            "tenant": ctx.tenant_id,
+        },
     )
     session.expire(conversation)
     data = MessageView.data(message)

@@ -100,8 +100,9 @@ def list_notes(
 
 
 def _note_data(session: Session, ctx: Ctx, note: Note) -> dict[str, Any]:
+    """The note as its GET shows it, read back after the pending change is flushed."""
     session.flush()
-    session.refresh(note)
+    # NOTE: no refresh of ``note``: the row below carries every column (and the author).
     row = session.execute(_notes(ctx, note.conversation_id).where(Note.id == note.id)).one()
     return NoteView.data(_shape(row))
 

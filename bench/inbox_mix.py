@@ -1,0 +1,571 @@
+"""The inbox client's traffic mix under gunicorn, against the bare Falcon app in the same run.
+
+What a real inbox front end sends, per 100 requests (``MIX``)::
+
+    40 inbox     GET  /api/conversations?status=open&assignee_id=me&limit=25 (first page,
+                      or a next page: a cursor from the agent's own walk)
+    25 messages  GET  /api/conversations/{id}/messages?limit=25
+    10 get       GET  /api/conversations/{id}
+    10 reply     POST /api/conversations/{id}/messages  (201: committed, event enqueued)
+     2 note      POST /api/conversations/{id}/notes
+     2 status    PATCH /api/conversations/{id}/status  (pending, and back to open)
+     1 assign    PATCH /api/conversations/{id}/assignment  (a supervisor moves it, and back)
+     5 agents    GET  /api/agents
+     3 contact   GET  /api/contacts/{id}
+     2 search    GET  /api/messages/search?q=...&limit=20
+
+by every agent of two tenants (``--agents`` each) built with ``shared.demo`` like
+``bench/inbox.py`` (default 100,000 conversations and 1,000,000 messages per tenant).
+Each agent works on its own inbox: the conversations and cursors of its first pages,
+walked over HTTP before the run (so every id is one that agent may see). Writes really
+change state, so they are built to keep doing so when the mix is cycled: a status
+request sets ``pending`` and the one half a mix later sets ``open`` again; an
+assignment moves a conversation to another agent and half a mix later back. Replies go
+to non-WhatsApp conversations (no 24-hour window to mind); no worker runs, so their
+events stay queued in this run's Redis namespace.
+
+Phases, both through gunicorn with the Procfile's settings (``api.gunicorn_conf``):
+
+1. peak: closed loop (``--connections``, one request in flight each), the mix and
+   ``bench/bare_app.py`` in alternating rounds; req/s, p50/p99 per kind, server and
+   PostgreSQL CPU per request;
+2. paced: open loop (``bench/loadgen.py --rate``) at ``--paced-fraction`` (70 %) of the
+   mix's measured peak, latencies counted from when each request was due; p50/p99 per kind.
+
+Targets: mix req/s >= 20 % of bare req/s; p99 < 50 ms for every kind while paced; no errors.
+
+Run (PostgreSQL and Redis on 127.0.0.1)::
+
+    .venv/bin/python bench/inbox_mix.py                   # builds 2 x (100k, 1M): minutes
+    .venv/bin/python bench/inbox_mix.py --keep-db         # build once, reuse while iterating
+    .venv/bin/python bench/inbox_mix.py --conversations 10000 --messages 100000 --duration 5
+
+The default run creates and drops ``omnistream_bench_<random>``; ``--keep-db`` uses
+``omnistream_bench_keep_inbox_mix_<volume>`` and never drops it (drop it by hand).
+Exit status: 0 all targets pass, 1 a target failed, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common, loadrun
+from bench.inbox import COMMON_WORDS, PHRASES, add_volume_arguments, build_tenants, login
+
+#: Requests per 100, by kind (the order is the report's).
+MIX = {
+    "inbox": 40,
+    "messages": 25,
+    "get": 10,
+    "reply": 10,
+    "note": 2,
+    "status": 2,
+    "assign": 1,
+    "agents": 5,
+    "contact": 3,
+    "search": 2,
+}
+RATIO_GOAL = 0.20
+P99_GOAL_MS = 50.0
+PAGE = 25
+#: Inbox pages walked per agent to draw cursors and conversations from.
+WALK_PAGES = 4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_volume_arguments(parser)
+    parser.add_argument("--agents", type=int, default=20, help="agents per tenant, all active")
+    parser.add_argument("--mixes", type=int, default=60, help="mixes of 100 in the cycled file")
+    parser.add_argument("--rounds", type=int, default=2, help="peak rounds (mix and bare)")
+    parser.add_argument("--connections", type=int, default=32, help="closed loop (peak)")
+    parser.add_argument("--paced-connections", type=int, default=64, help="open loop")
+    parser.add_argument("--warmup", type=float, default=2.0, help="s before each window")
+    parser.add_argument("--duration", type=float, default=10.0, help="s per peak window")
+    parser.add_argument("--paced-duration", type=float, default=20.0, help="s paced")
+    parser.add_argument("--paced-fraction", type=float, default=0.7, help="of the mix's peak")
+    parser.add_argument("--keep-db", action="store_true", help="reuse (and keep) the data")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="diagnosis: replay N requests of the mix in-process (cProfile, CPU per kind)"
+        " instead of measuring",
+    )
+    parser.add_argument(
+        "--profile-kinds", help="with --profile: only these kinds (comma-separated)"
+    )
+    parser.add_argument("--json-out", help="also write the figures as JSON to this file")
+    parser.add_argument("--keep-logs", action="store_true")
+    args = parser.parse_args(argv)
+    if not (1 <= args.tenants <= 4 and 2 <= args.agents <= 99 and 2 <= args.mixes <= 1000):
+        parser.error("--tenants 1..4, --agents 2..99, --mixes 2..1000")
+    if args.mixes % 2:
+        parser.error("--mixes must be even (each write's undo is half the mixes later)")
+    if not (1 <= args.rounds <= 20 and 0 < args.duration <= 600 and args.paced_duration > 0):
+        parser.error("--rounds 1..20, --duration (0, 600] s, --paced-duration > 0")
+    if not 0 < args.paced_fraction <= 1:
+        parser.error("--paced-fraction within (0, 1]")
+    return args
+
+
+def kept_database(args: argparse.Namespace) -> str | None:
+    if not args.keep_db:
+        return None
+    return (
+        f"omnistream_bench_keep_inbox_mix_{args.tenants}x{args.conversations}"
+        f"_{args.messages}_{args.agents}_{args.seed}"
+    )
+
+
+# --- the agents' pools ---------------------------------------------------------------------
+
+
+class Agent:
+    """One agent's token and what it has seen of its inbox: cursors and conversations."""
+
+    def __init__(self, tenant_index: int, token: str, user_id: str) -> None:
+        self.tenant_index = tenant_index
+        self.token = token
+        self.user_id = user_id
+        self.cursors: list[str] = []
+        self.conversations: list[dict] = []
+
+    def walk(self, port: int) -> None:
+        cursor = None
+        for _ in range(WALK_PAGES):
+            query = {"status": "open", "assignee_id": "me", "limit": PAGE}
+            if cursor:
+                query["cursor"] = cursor
+            status, body = common.http_request(
+                port, "GET", f"/api/conversations?{urlencode(query)}", headers=self.headers()
+            )
+            if status != 200:
+                raise common.BenchError(f"the inbox walk answered {status}: {body}")
+            self.conversations += body["items"]
+            cursor = body["next_cursor"]
+            if not cursor:
+                return
+            self.cursors.append(cursor)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def sign_in(port: int, tenants: list, agents_per_tenant: int) -> tuple[list[Agent], list[str]]:
+    """Every agent's token and inbox walk, and each tenant admin's token."""
+    agents, admins = [], []
+    for index, tenant in enumerate(tenants):
+        admins.append(login(port, tenant.admin_email, tenant.password))
+        for email, user_id in zip(
+            tenant.agent_emails[:agents_per_tenant],
+            tenant.agent_ids[:agents_per_tenant],
+            strict=True,
+        ):
+            agent = Agent(index, login(port, email, tenant.password), str(user_id))
+            agent.walk(port)
+            if not agent.conversations:
+                raise common.BenchError(f"{email} has no open conversation to work on")
+            agents.append(agent)
+    return agents, admins
+
+
+def assignment_pool(tenants: list, agents: list[Agent], count: int, rng: random.Random):
+    """Open conversations no agent walked: (tenant index, id, assignee, the other agent).
+
+    A supervisor moves them between two agents; none of them is in an agent's pools,
+    so no other request of the mix finds one hidden by a move.
+    """
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.models.inbox import Conversation
+
+    walked = {c["id"] for a in agents for c in a.conversations}
+    pool = []
+    with session_scope() as session:
+        for index, tenant in enumerate(tenants):
+            team = [a.user_id for a in agents if a.tenant_index == index]
+            rows = session.execute(
+                select(Conversation.id, Conversation.assignee_id)
+                .where(
+                    Conversation.tenant_id == tenant.tenant_id,
+                    Conversation.status == "open",
+                    Conversation.assignee_id.in_(team),
+                    Conversation.id.not_in(walked),
+                )
+                .order_by(Conversation.created_at.desc())
+                .limit(count)
+            ).all()
+            for conversation_id, assignee in rows:
+                other = rng.choice([t for t in team if t != str(assignee)])
+                pool.append((index, str(conversation_id), str(assignee), other))
+    rng.shuffle(pool)
+    return pool[:count]
+
+
+# --- the mix file --------------------------------------------------------------------------
+
+
+def build_mix(
+    agents: list[Agent], admins: list[str], assignments: list, mixes: int, rng: random.Random
+) -> list[dict]:
+    """``mixes`` shuffled blocks of 100 requests in the ``MIX`` proportions, as loadgen specs."""
+    kinds: list[str] = []
+    for _ in range(mixes):
+        block = [kind for kind, count in MIX.items() for _ in range(count)]
+        rng.shuffle(block)
+        kinds += block
+    half = len(kinds) // 2
+    ordinals: dict[tuple[str, bool], int] = {}
+    toggled_status: dict[int, tuple[Agent, str]] = {}
+    specs = []
+    for position, kind in enumerate(kinds):
+        agent = rng.choice(agents)
+        conversation = rng.choice(agent.conversations)
+        auth = agent.headers()
+        cid = conversation["id"]
+        if kind == "inbox":
+            query = {"status": "open", "assignee_id": "me", "limit": PAGE}
+            # A front end opens the inbox more often than it scrolls it.
+            if agent.cursors and rng.random() < 0.4:
+                query["cursor"] = rng.choice(agent.cursors)
+            spec = ("GET", f"/api/conversations?{urlencode(query)}", None)
+        elif kind == "messages":
+            spec = ("GET", f"/api/conversations/{cid}/messages?limit={PAGE}", None)
+        elif kind == "get":
+            spec = ("GET", f"/api/conversations/{cid}", None)
+        elif kind == "reply":
+            writable = [c for c in agent.conversations if c["channel"] != "whatsapp"]
+            target = rng.choice(writable or agent.conversations)["id"]
+            body = {"body": f"On it: order ref{rng.randrange(100_000):05d} ships today."}
+            spec = ("POST", f"/api/conversations/{target}/messages", body)
+        elif kind == "note":
+            body = {"body": f"Customer called about ref{rng.randrange(100_000):05d}."}
+            spec = ("POST", f"/api/conversations/{cid}/notes", body)
+        elif kind == "status":
+            # Set pending in the first half; the same request of the second half (the
+            # one with the same ordinal) sets it open again.
+            slot = ordinals.get((kind, position < half), 0)
+            if position < half:
+                toggled_status[slot] = (agent, cid)
+            agent, cid = toggled_status.get(slot, (agent, cid))
+            status = "pending" if position < half else "open"
+            spec = ("PATCH", f"/api/conversations/{cid}/status", {"status": status})
+            auth = agent.headers()
+        elif kind == "assign":
+            # A supervisor moves it to another agent, and half a mix later back.
+            slot = ordinals.get((kind, position < half), 0)
+            if not assignments:
+                raise common.BenchError("no conversation to move between agents")
+            tenant_index, target, assignee, other = assignments[slot % len(assignments)]
+            auth = {"Authorization": f"Bearer {admins[tenant_index]}"}
+            to = other if position < half else assignee
+            spec = ("PATCH", f"/api/conversations/{target}/assignment", {"assignee_id": to})
+        elif kind == "agents":
+            spec = ("GET", "/api/agents", None)
+        elif kind == "contact":
+            spec = ("GET", f"/api/contacts/{conversation['contact']['id']}", None)
+        else:  # search
+            roll = rng.random()
+            q = (
+                rng.choice(COMMON_WORDS)
+                if roll < 0.4
+                else rng.choice(PHRASES)
+                if roll < 0.7
+                else f"ref{rng.randrange(100_000):05d}"
+            )
+            spec = ("GET", f"/api/messages/search?{urlencode({'q': q, 'limit': 20})}", None)
+        ordinals[kind, position < half] = ordinals.get((kind, position < half), 0) + 1
+        method, target_path, body = spec
+        specs.append(
+            {"kind": kind, "method": method, "target": target_path, "headers": auth, "body": body}
+        )
+    return specs
+
+
+def preflight(port: int, specs: list[dict]) -> None:
+    """Send the first request of each kind once: a kind that fails is a bench error, now."""
+    seen = set()
+    for spec in specs:
+        if spec["kind"] in seen or spec["kind"] in ("status", "assign"):
+            continue  # NOTE: a toggle sent out of turn would make its pair a no-op.
+        seen.add(spec["kind"])
+        status, body = common.http_request(
+            port, spec["method"], spec["target"], body=spec["body"], headers=spec["headers"]
+        )
+        if not 200 <= status < 300:
+            raise common.BenchError(
+                f"{spec['kind']}: {spec['method']} {spec['target']} answered {status}: {body}"
+            )
+
+
+def profile(specs: list[dict], count: int) -> int:
+    """Replay ``count`` requests of the mix in-process: CPU per kind and where it goes."""
+    import cProfile
+    import io
+    import pstats
+
+    import falcon.testing
+
+    from api.app import create_app
+
+    client = falcon.testing.TestClient(create_app())
+    cpu: dict[str, list[float]] = {
+        kind: [] for kind in MIX if any(s["kind"] == kind for s in specs)
+    }
+    profiler = cProfile.Profile(time.process_time)
+
+    def replay(index: int, profiled: bool) -> float:
+        spec = specs[index % len(specs)]
+        started = time.process_time()
+        if profiled:
+            profiler.enable()
+        answer = client.simulate_request(
+            spec["method"], spec["target"], headers=spec["headers"], json=spec["body"]
+        )
+        profiler.disable()
+        if not 200 <= answer.status_code < 300:
+            raise common.BenchError(f"{spec['kind']} {spec['target']}: {answer.status}")
+        return time.process_time() - started
+
+    for index in range(min(200, count)):  # warm-up: caches, prepared statements
+        replay(index, False)
+    for index in range(count):  # timed without the profiler's overhead
+        cpu[specs[index % len(specs)]["kind"]].append(replay(index, False))
+    for index in range(count):
+        replay(index, True)
+    # NOTE: this process counted the replies' enqueues; written now, not at exit, when the
+    # bench has already deleted its Redis namespace.
+    import dramatiq
+
+    from workers.metrics import Metrics
+
+    for middleware in dramatiq.get_broker().middleware:
+        if isinstance(middleware, Metrics):
+            middleware.flush()
+    common.print_table(
+        f"CPU per request in-process (falcon.testing, one thread, {count} requests)",
+        ["kind", "requests", "CPU ms mean", "CPU ms p50", "share of the mix's CPU"],
+        [
+            (
+                kind,
+                len(times),
+                common.fmt(1000 * sum(times) / max(len(times), 1), 3),
+                common.fmt(1000 * common.percentile(sorted(times), 50), 3),
+                f"{100 * sum(times) / sum(map(sum, cpu.values())):.1f} %",
+            )
+            for kind, times in cpu.items()
+        ],
+    )
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(60)
+    print(out.getvalue())
+    return common.EXIT_PASS
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def _wait_answering(port: int, path: str, child: common.Child) -> None:
+    common.wait_until(
+        lambda: common.http_request(port, "GET", path, timeout=5)[0] in (200, 503),
+        f"{child.name} answering",
+        timeout=90,
+        interval=0.2,
+        children=[child],
+    )
+
+
+def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
+    rng = random.Random(args.seed)
+    workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+    bench = common.Bench("inbox_mix", env, keep_logs=args.keep_logs, keep_database=args.keep_db)
+    with bench:
+        tenants, build_seconds = build_tenants(
+            bench,
+            conversations=args.conversations,
+            messages=args.messages,
+            tenants=args.tenants,
+            agents=args.agents,
+            seed=args.seed,
+        )
+        app_port, bare_port = common.free_ports(2)
+        gunicorn = [*common.executable("gunicorn"), "--config", "python:api.gunicorn_conf"]
+        web = bench.start("web", [*gunicorn, "api.app:create_app()"], {"PORT": str(app_port)})
+        bare = bench.start(
+            "bare", [*gunicorn, "bench.bare_app:create_app()"], {"PORT": str(bare_port)}
+        )
+        servers = {"web": web, "bare": bare}
+        _wait_answering(app_port, "/api/health", web)
+        _wait_answering(bare_port, "/", bare)
+        started = time.monotonic()
+        agents, admins = sign_in(app_port, tenants, args.agents)
+        assignments = assignment_pool(tenants, agents, args.mixes * MIX["assign"], rng)
+        specs = build_mix(agents, admins, assignments, args.mixes, rng)
+        mix_file = bench.log_dir / "mix.jsonl"
+        mix_file.write_text("".join(json.dumps(s) + "\n" for s in specs))
+        preflight(app_port, specs)
+        if args.profile:
+            kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
+            return profile([s for s in specs if s["kind"] in kinds], args.profile)
+        print(
+            f"[inbox_mix] {len(agents)} agents signed in, {len(specs):,} requests in the mix"
+            f" ({time.monotonic() - started:.1f} s)",
+            flush=True,
+        )
+
+        plan = {
+            "mix": loadrun.Target("mix", app_port, web, requests_file=mix_file),
+            "bare": loadrun.Target("bare", bare_port, bare),
+        }
+        peak = loadrun.Load(args.connections, args.warmup, args.duration)
+        print(
+            f"[inbox_mix] peak: {args.rounds} round(s) x (mix, bare), {args.connections}"
+            f" connections, {args.warmup:g} s warm-up + {args.duration:g} s each",
+            flush=True,
+        )
+        results: dict[str, list[dict]] = {"mix": [], "bare": []}
+        repeated = 0
+        for round_no in range(1, args.rounds + 1):
+            for name in ("mix", "bare") if round_no % 2 else ("bare", "mix"):
+                result, discarded = loadrun.measure_spread(
+                    bench, plan[name], round_no, servers, peak, workers=workers
+                )
+                results[name].append(result)
+                repeated += len(discarded)
+        combined = {name: loadrun.combine(rs) for name, rs in results.items()}
+
+        rate = args.paced_fraction * combined["mix"]["rps"]
+        print(
+            f"[inbox_mix] paced: {rate:,.1f} req/s ({100 * args.paced_fraction:.0f} % of the"
+            f" mix's peak), open loop over {args.paced_connections} connections,"
+            f" {args.paced_duration:g} s",
+            flush=True,
+        )
+        paced_load = loadrun.Load(args.paced_connections, args.warmup, args.paced_duration, rate)
+        paced = loadrun.combine(
+            [loadrun.measure(bench, plan["mix"], 1, servers, paced_load, label="paced")]
+        )
+    return report(args, workers, build_seconds, combined, paced, rate, repeated)
+
+
+def report(
+    args: argparse.Namespace,
+    workers: int,
+    build_seconds: float,
+    combined: dict,
+    paced: dict,
+    rate: float,
+    repeated: int,
+) -> int:
+    mix, bare = combined["mix"], combined["bare"]
+    ratio = mix["rps"] / bare["rps"]
+    loadrun.print_results(
+        f"Peak, closed loop: gunicorn {workers} processes (Procfile settings),"
+        f" {args.connections} connections, {args.rounds} x {args.duration:g} s per target;"
+        f" {args.tenants} x ({args.conversations:,} conversations, {args.messages:,} messages)"
+        f"{f', built in {build_seconds:.0f} s' if build_seconds else ', kept database'};"
+        f" {os.cpu_count()} CPUs; pg CPU: every postgres process (this run's database's"
+        " backends)",
+        combined,
+        "bare",
+    )
+    common.print_table(
+        f"Per kind: peak (closed loop) and paced at {rate:,.1f} req/s (open loop,"
+        f" {args.paced_connections} connections, {args.paced_duration:g} s; achieved"
+        f" {paced['rps']:,.1f} req/s, machine busy {paced['machine_busy_pct']:.0f} %,"
+        f" {paced.get('backlogged', 0):,} requests waited for a connection)",
+        [
+            "kind",
+            "share",
+            "peak req/s",
+            "peak p50 ms",
+            "peak p99 ms",
+            "paced requests",
+            "paced p50 ms",
+            "paced p99 ms",
+            "paced max ms",
+            "errors",
+        ],
+        [
+            (
+                kind,
+                f"{share} %",
+                common.fmt(mix["kinds"][kind]["rps"]),
+                common.fmt(mix["kinds"][kind]["p50_ms"], 2),
+                common.fmt(mix["kinds"][kind]["p99_ms"], 2),
+                paced["kinds"][kind]["requests"],
+                common.fmt(paced["kinds"][kind]["p50_ms"], 2),
+                common.fmt(paced["kinds"][kind]["p99_ms"], 2),
+                common.fmt(paced["kinds"][kind]["max_ms"], 1),
+                mix["kinds"][kind]["errors"] + paced["kinds"][kind]["errors"],
+            )
+            for kind, share in MIX.items()
+        ],
+    )
+    print(
+        f"\nmix vs bare (same run): {100 * ratio:.1f} % of bare req/s; server CPU per request"
+        f" {mix['server_cpu_ms_per_req']:.3f} vs {bare['server_cpu_ms_per_req']:.3f} ms"
+        f" ({mix['server_cpu_ms_per_req'] / bare['server_cpu_ms_per_req']:.1f} x), PostgreSQL"
+        f" {mix['postgres_database_cpu_ms_per_req']:.3f} ms per mix request (this run's"
+        f" database's backends; every postgres process: {mix['postgres_cpu_ms_per_req']:.3f})"
+    )
+    if repeated:
+        print(f"{repeated} peak measurement(s) repeated: a gunicorn process held no connection")
+    targets = [
+        common.Target(
+            "mix req/s / bare req/s",
+            f"{100 * ratio:.1f} %",
+            f">= {100 * RATIO_GOAL:.0f} %",
+            ratio >= RATIO_GOAL,
+        ),
+        *(
+            common.Target(
+                f"{kind} p99 at {100 * args.paced_fraction:.0f} % of peak",
+                f"{common.fmt(paced['kinds'][kind]['p99_ms'])} ms",
+                f"< {P99_GOAL_MS:g} ms",
+                paced["kinds"][kind]["p99_ms"] < P99_GOAL_MS,
+            )
+            for kind in MIX
+        ),
+        common.Target(
+            "errors (peak + paced)",
+            str(mix["errors"] + paced["errors"]),
+            "0",
+            mix["errors"] + paced["errors"] == 0,
+        ),
+    ]
+    passed = common.print_targets("Targets (bench/inbox_mix.py)", targets)
+    common.write_json(
+        args.json_out,
+        {
+            "benchmark": "inbox_mix",
+            "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
+            "mix": MIX,
+            "peak": combined,
+            "paced": {**paced, "rate": rate},
+            "ratio_vs_bare": ratio,
+            "targets": [t.__dict__ for t in targets],
+        },
+    )
+    return common.EXIT_PASS if passed else common.EXIT_FAIL
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.run_main(parse_args, run, argv, database=kept_database)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
