@@ -1,7 +1,7 @@
 """retention: indexes for the purge's age scans and the resend_of foreign key
 
 Revision ID: 0008_retention
-Revises: 0006_automation
+Revises: 0007_api_channel
 Create Date: 2026-12-04 05:40:00
 
 The purge (shared/retention) reads the oldest final rows of each table first;
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_retention"
-down_revision: str | None = "0006_automation"
+down_revision: str | None = "0007_api_channel"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
