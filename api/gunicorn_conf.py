@@ -39,3 +39,12 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+
+def on_starting(server):
+    """Warn once per start, from the master, when the development SECRET_KEY is in use."""
+    from shared import logs
+    from shared.config import get_settings, warn_if_insecure
+
+    logs.configure()
+    warn_if_insecure(get_settings())
