@@ -1,18 +1,28 @@
 # OmniStream — the commands a newcomer types. `make run` and `make test` install what they need.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
+PINNED = $(shell grep -c '^[a-z0-9]' requirements.lock)
 
 .PHONY: install run test lint format migrate demo lock bench clean
 
 install: $(VENV)/.installed
 
+# The first install takes about a minute: say so, then print one line per package as pip
+# reaches it, instead of a minute of silence (pip's errors still go to stderr whole).
 $(VENV)/.installed: requirements.lock
+	@echo "Installing $(PINNED) pinned packages into $(VENV) (the first time takes about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
-	touch $@
+	@set -o pipefail; $(BIN)/pip install --disable-pip-version-check --progress-bar off \
+		--require-hashes -r requirements.lock \
+		| awk -v total=$(PINNED) '/^(Collecting|Processing) /{ sub(/.*\//, "", $$2); \
+			printf "  [%d/%d] %s\n", ++n, total, $$2; fflush() } \
+			/^Installing collected/{ print "  installing..."; fflush() }'
+	@touch $@
+	@echo "Installed into $(VENV)"
 
 migrate: install
 	$(BIN)/python -m shared.preflight

@@ -48,7 +48,15 @@ def post_worker_init(worker):
 def post_fork(server, worker):
     """Set the app's logging up in each worker before the app is imported.
 
-    Importing it reads the settings, which may warn; that line must be in
-    LOG_FORMAT like every other (create_app's own call then changes nothing).
+    Importing it reads the settings; any line logged then must be in LOG_FORMAT like
+    every other (create_app's own call then changes nothing).
     """
     logs.configure()
+
+
+def on_starting(server):
+    """Warn once per start, from the master, when the development SECRET_KEY is in use."""
+    from shared.config import get_settings, warn_if_insecure
+
+    logs.configure()
+    warn_if_insecure(get_settings())

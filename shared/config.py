@@ -300,11 +300,19 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings (read once; tests clear the cache to change them)."""
     settings = Settings()
-    if settings.secret_key == DEV_SECRET_KEY:
-        if settings.env == "production":
-            raise RuntimeError("SECRET_KEY must be set in production")
-        if settings.env == "development":
-            logging.getLogger(__name__).warning(
-                "SECRET_KEY is the development default: set it before exposing this instance"
-            )
+    if settings.secret_key == DEV_SECRET_KEY and settings.env == "production":
+        raise RuntimeError("SECRET_KEY must be set in production")
     return settings
+
+
+def warn_if_insecure(settings: Settings) -> None:
+    """Say, once per start of the platform, that the development SECRET_KEY is in use.
+
+    NOTE: called by the web process's master (``api.gunicorn_conf.on_starting``), the one
+    process that exposes the instance, not by every process that reads the settings: a
+    ``make run`` used to print it seven times, and warnings repeated that often are skimmed.
+    """
+    if settings.secret_key == DEV_SECRET_KEY and settings.env == "development":
+        logging.getLogger(__name__).warning(
+            "SECRET_KEY is the development default: set it before exposing this instance"
+        )

@@ -126,7 +126,15 @@ OUTBOUND = (
 )
 CITIES = ("Lisbon", "Berlin", "São Paulo", "Lagos", "Austin", "Madrid", "Milan", "Istanbul")
 ITEMS = ("jacket", "sneakers", "backpack", "headphones", "coffee grinder", "desk lamp")
-STATUSES = (("open", 30), ("pending", 10), ("snoozed", 5), ("resolved", 55))
+#: Statuses by age: the newest conversations are the work in hand (the inbox's first
+#: pages), older ones are mostly resolved.
+FRESH_STATUSES = (("open", 75), ("pending", 20), ("snoozed", 5))
+STATUSES = (("open", 25), ("pending", 10), ("snoozed", 5), ("resolved", 60))
+#: The newest share of conversations drawn from ``FRESH_STATUSES``, at least the first
+#: two pages of a default inbox list whatever the volume.
+FRESH_SHARE, FRESH_MIN = 0.05, 100
+#: Roughly what one message of the demo costs to build and COPY here: how long to announce.
+SECONDS_PER_MESSAGE = 1 / 25_000
 OUT_STATUSES = (("read", 50), ("delivered", 30), ("sent", 15), ("failed", 5))
 
 
@@ -352,12 +360,13 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
     extra = volume.messages - per_conversation * volume.conversations
     span = dt.timedelta(days=volume.days).total_seconds()
     plans: list[tuple[dict, int, int]] = []
+    first_fresh = volume.conversations - max(volume.conversations * FRESH_SHARE, FRESH_MIN)
     for n in range(volume.conversations):
         rng = random.Random(f"{seed}:{demo.slug}:{n}")
         contact = contacts[n % len(contacts)] if contacts else None
         if contact is None:
             raise ValueError("conversations need at least one contact")
-        status = _weighted(rng, STATUSES)
+        status = _weighted(rng, FRESH_STATUSES if n >= first_fresh else STATUSES)
         # Newest conversations last; the latest few hours hold fresh, open work.
         created = now - dt.timedelta(seconds=span * (1 - (n + 1) / volume.conversations) + 60)
         count = per_conversation + (1 if n < extra else 0)
@@ -472,13 +481,17 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
             if progress:
                 progress(f"  {len(plans):,} conversations")
             written = 0
+            # A tenth of the messages between progress lines (big volumes take minutes).
+            report_every = max(volume.messages // 10, 100_000)
             with cur.copy(f"COPY messages ({MESSAGE_COPY_COLUMNS}) FROM STDIN") as copy:
                 for conv, count, n in plans:
                     rng = random.Random(f"{seed}:{demo.slug}:{n}:messages")
                     for row in _messages(rng, conv, count, demo.agent_ids, now):
                         copy.write_row(row)
                         written += 1
-            if progress:
+                        if progress and written % report_every == 0:
+                            progress(f"  {written:,} of {volume.messages:,} messages")
+            if progress and written % report_every:
                 progress(f"  {written:,} messages")
         conn.commit()
     finally:
@@ -534,14 +547,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def estimate_seconds(volume: Volume, tenants: int) -> float:
+    """Roughly how long :func:`build` takes here, to say so before it starts."""
+    return tenants * (2 + (volume.messages + volume.conversations) * SECONDS_PER_MESSAGE)
+
+
+def logins(demo: DemoTenant) -> list[str]:
+    """The lines that tell a newcomer how to sign in as each of the tenant's users."""
+    lines = [f"  admin   {demo.admin_email:<32} {demo.password}"]
+    lines += [f"  agent   {email:<32} {demo.password}" for email in demo.agent_emails]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     volume = Volume(args.contacts, args.conversations, args.messages, args.agents)
+    print(
+        f"Building {args.tenants} demo tenant(s) of {volume.conversations:,} conversations and"
+        f" {volume.messages:,} messages each: about"
+        f" {estimate_seconds(volume, args.tenants):.0f} s"
+    )
     started = time.monotonic()
     tenants = build(volume, tenants=args.tenants, seed=args.seed, slug=args.slug)
     print(f"done in {time.monotonic() - started:.1f} s")
     for demo in tenants:
-        print(f"login: {demo.admin_email} / {demo.password}  (agents: {demo.agent_emails[:1]}...)")
+        print(f"\nTenant {demo.slug!r}: log in with POST /api/auth/login as")
+        print("\n".join(logins(demo)))
     return 0
 
 

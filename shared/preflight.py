@@ -12,9 +12,17 @@ from sqlalchemy.exc import OperationalError
 from shared.config import get_settings
 
 _START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-_START_REDIS = (
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
-)
+
+
+def redis_start_hint(url: str) -> str:
+    """The command that starts a local Redis where ``url`` (REDIS_URL) looks for it."""
+    where = redis.connection.parse_url(url)
+    listen = (
+        f"--port 0 --unixsocket {where['path']}"
+        if "path" in where
+        else f"--bind 127.0.0.1 -::1 --port {where.get('port', 6379)}"
+    )
+    return f'redis-server --daemonize yes {listen} --save "" --appendonly no'
 
 
 def check_postgres(url: str) -> str | None:
@@ -67,7 +75,8 @@ def main() -> int:
     if error := check_redis(settings.redis_url):
         problems.append(
             f"Redis is not reachable at {settings.redis_url} (REDIS_URL): {error}\n"
-            f"  start it with: {_START_REDIS}\n  or point REDIS_URL at a running server."
+            f"  start it with: {redis_start_hint(settings.redis_url)}\n"
+            "  or point REDIS_URL at a running server."
         )
     if settings.uses_rabbitmq and (error := check_rabbitmq(settings.effective_broker_url)):
         problems.append(

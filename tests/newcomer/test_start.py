@@ -1,0 +1,109 @@
+"""What a newcomer sees when the platform starts: one SECRET_KEY warning, useful hints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WARNING = "SECRET_KEY is the development default"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _development_env(**extra: str) -> dict[str, str]:
+    env = os.environ | {"ENV": "development"} | extra
+    env.pop("SECRET_KEY", None)
+    return env
+
+
+def test_redis_hint_names_the_port_of_redis_url():
+    port = _free_port()  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.preflight"],
+        cwd=REPO_ROOT,
+        env=os.environ | {"REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"Redis is not reachable at redis://127.0.0.1:{port}/0" in result.stderr
+    assert f"--port {port} " in result.stderr
+    assert "--port 6379" not in result.stderr
+
+
+def test_redis_hint_for_a_unix_socket():
+    from shared.preflight import redis_start_hint
+
+    hint = redis_start_hint("unix:///run/redis/omni.sock")
+    assert "--unixsocket /run/redis/omni.sock" in hint and "--port 0" in hint
+
+
+def test_web_warns_once_about_the_development_secret_key():
+    """Two gunicorn workers and the master read the settings; the warning is said once."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["gunicorn", "--config", "python:api.gunicorn_conf", "api.app:create_app()"],
+        cwd=REPO_ROOT,
+        env=_development_env(PORT=str(port), WEB_CONCURRENCY="2", PATH=_venv_path()),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        booted = _wait_for_lines(proc, "Booting worker", count=2)
+        # Workers build the app after boot: give them time to read the settings too.
+        _wait_listening(port)
+        time.sleep(2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+    output = booted + rest
+    assert output.count(WARNING) == 1, output
+
+
+def test_production_refuses_the_development_secret_key():
+    result = subprocess.run(
+        [sys.executable, "-c", "from shared.config import get_settings; get_settings()"],
+        cwd=REPO_ROOT,
+        env=_development_env(ENV="production"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "SECRET_KEY must be set in production" in result.stderr
+
+
+def _venv_path() -> str:
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _wait_for_lines(proc: subprocess.Popen, needle: str, *, count: int) -> str:
+    seen, deadline = [], time.monotonic() + 60
+    while sum(needle in line for line in seen) < count:
+        assert time.monotonic() < deadline, "".join(seen)
+        line = proc.stderr.readline()
+        assert line, f"gunicorn exited early: {''.join(seen)}"
+        seen.append(line)
+    return "".join(seen)
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "gunicorn never listened"
+            time.sleep(0.1)
