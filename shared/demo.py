@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from shared.channels import accounts
+from shared.context import Ctx
 from shared.db import get_engine, session_scope
 from shared.models import Role, Tenant, User
 from shared.models.inbox import CHANNELS, Contact, Division, DivisionMember
@@ -129,6 +131,7 @@ ITEMS = ("jacket", "sneakers", "backpack", "headphones", "coffee grinder", "desk
 #: Statuses by age: the newest conversations are the work in hand (the inbox's first
 #: pages), older ones are mostly resolved.
 FRESH_STATUSES = (("open", 75), ("pending", 20), ("snoozed", 5))
+API_CHANNEL = "api"
 STATUSES = (("open", 25), ("pending", 10), ("snoozed", 5), ("resolved", 60))
 #: The newest share of conversations drawn from ``FRESH_STATUSES``, at least the first
 #: two pages of a default inbox list whatever the volume.
@@ -156,6 +159,8 @@ class DemoTenant:
     agent_ids: list[uuid.UUID] = field(default_factory=list)
     agent_emails: list[str] = field(default_factory=list)
     division_ids: list[uuid.UUID] = field(default_factory=list)
+    #: The tenant's api-channel account: replies on its conversations are handed over.
+    api_account_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -195,6 +200,7 @@ def prepare_tenant(
         select(Role.id).where(Role.tenant_id == tenant.id, Role.name == "agent")
     )
     demo = DemoTenant(tenant.id, slug, admin_email, password)
+    demo.api_account_id = _api_account(session, tenant.id).id
     existing = {
         email: user_id
         for email, user_id in session.execute(
@@ -235,6 +241,16 @@ def prepare_tenant(
                 ],
             )
     return demo
+
+
+def _api_account(session: Session, tenant_id: uuid.UUID):
+    """The demo's api-channel account, without a callback URL: replies to its
+    conversations are handed over at once (``sent``), so a newcomer's reply works with no
+    Meta account or mail relay; set a ``callback_url`` to receive them."""
+    found = accounts.default_account(session, tenant_id, API_CHANNEL)
+    return found or accounts.create_account(
+        session, Ctx.system(tenant_id), channel=API_CHANNEL, name="Demo shop", external_id=None
+    )
 
 
 _DEPENDENTS = text(
@@ -361,12 +377,18 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
     span = dt.timedelta(days=volume.days).total_seconds()
     plans: list[tuple[dict, int, int]] = []
     first_fresh = volume.conversations - max(volume.conversations * FRESH_SHARE, FRESH_MIN)
+    if not contacts:
+        raise ValueError("conversations need at least one contact")
+    # The work in hand is on the api channel, whose replies work without a provider.
+    api_contacts = [c for c in contacts if c["channel"] == API_CHANNEL] or contacts
+    contact_of: list[dict] = []
     for n in range(volume.conversations):
         rng = random.Random(f"{seed}:{demo.slug}:{n}")
-        contact = contacts[n % len(contacts)] if contacts else None
-        if contact is None:
-            raise ValueError("conversations need at least one contact")
-        status = _weighted(rng, FRESH_STATUSES if n >= first_fresh else STATUSES)
+        fresh = n >= first_fresh
+        pool = api_contacts if fresh else contacts
+        contact = pool[n % len(pool)]
+        contact_of.append(contact)
+        status = _weighted(rng, FRESH_STATUSES if fresh else STATUSES)
         # Newest conversations last; the latest few hours hold fresh, open work.
         created = now - dt.timedelta(seconds=span * (1 - (n + 1) / volume.conversations) + 60)
         count = per_conversation + (1 if n < extra else 0)
@@ -375,6 +397,9 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
             "tenant_id": demo.tenant_id,
             "contact_id": contact["id"],
             "channel": contact["channel"],
+            "integration_account_id": demo.api_account_id
+            if contact["channel"] == API_CHANNEL
+            else None,
             "status": status,
             "snoozed_until": now + dt.timedelta(hours=rng.randrange(1, 48))
             if status == "snoozed"
@@ -408,7 +433,7 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
                 last_in = row[10]
             elif first_response is None and row[5] == "user":
                 first_response = row[10]
-        contact = contacts[n % len(contacts)]
+        contact = contact_of[n]
         if last_in and (contact["last_inbound_at"] is None or last_in > contact["last_inbound_at"]):
             contact["last_inbound_at"] = last_in
         conv.update(
@@ -457,6 +482,7 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
                 "tenant_id",
                 "contact_id",
                 "channel",
+                "integration_account_id",
                 "status",
                 "snoozed_until",
                 "resolution_reason",

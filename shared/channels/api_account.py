@@ -6,8 +6,11 @@ by :mod:`.api_channel` to rotate the secret and by :mod:`.api_callback` to sign.
 
 - ``settings.callback_url``: where outbound messages are POSTed; checked with the SSRF
   guard's save-time rule (:func:`shared.webhooks.ssrf.check_url`), the one webhook
-  endpoints use, and again at every delivery. ``settings.timeout_seconds`` (optional,
-  1-60) bounds one attempt; ``WEBHOOK_TIMEOUT_SECONDS`` otherwise.
+  endpoints use, and again at every delivery. Optional: an account without one hands
+  outbound messages over at once (``sent``), for systems that read replies from the
+  outgoing webhooks or the messages API instead (as the demo tenant's account does).
+  ``settings.timeout_seconds`` (optional, 1-60) bounds one attempt;
+  ``WEBHOOK_TIMEOUT_SECONDS`` otherwise.
 - credentials ``signing_secret`` (``whsec_...``), generated here, shown once; after a
   rotation ``previous_signing_secret`` also signs until ``previous_signing_secret_expires_at``
   (the receiver verifies with either during the overlap, as with outgoing webhooks).
@@ -36,17 +39,18 @@ EXTERNAL_ID_PREFIX = "api_"
 
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with a valid ``callback_url`` (422 naming the field otherwise)."""
+    """``settings`` with a valid ``callback_url`` or none (422 naming the field otherwise)."""
     url = settings.get("callback_url")
     field = "settings.callback_url"
-    if not isinstance(url, str) or not url.strip():
-        raise ValidationFailed.field(field, "required: the URL outbound messages are POSTed to")
-    if len(url) > 2048:
-        raise ValidationFailed.field(field, "at most 2048 characters")
-    try:
-        check_url(url.strip(), Policy.from_settings())
-    except UnsafeUrl as exc:
-        raise ValidationFailed.field(field, str(exc)) from exc
+    if url is not None:
+        if not isinstance(url, str) or not url.strip():
+            raise ValidationFailed.field(field, "a URL outbound messages are POSTed to, or null")
+        if len(url) > 2048:
+            raise ValidationFailed.field(field, "at most 2048 characters")
+        try:
+            check_url(url.strip(), Policy.from_settings())
+        except UnsafeUrl as exc:
+            raise ValidationFailed.field(field, str(exc)) from exc
     timeout = settings.get("timeout_seconds")
     if timeout is not None and (
         isinstance(timeout, bool)
@@ -56,6 +60,8 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed.field(
             "settings.timeout_seconds", f"seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}"
         )
+    if url is None:
+        return {key: value for key, value in settings.items() if key != "callback_url"}
     return {**settings, "callback_url": url.strip()}
 
 

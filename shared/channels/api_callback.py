@@ -94,8 +94,14 @@ def payload(outgoing: Any) -> dict[str, Any]:
 
 
 def send(session: Session, outgoing: Any) -> str:
-    """POST the message once; return its provider id, or raise :class:`SendFailed`."""
+    """POST the message once; return its provider id, or raise :class:`SendFailed`.
+
+    An account without a callback URL has nothing to call: the message is handed over
+    (``sent``) and the tenant's system reads it from the webhooks or the messages API.
+    """
     account, message = outgoing.account, outgoing.message
+    if not (account.settings or {}).get("callback_url"):
+        return provider_id(account, message.direction, str(message.id))
     result = post(account, outgoing.credentials, message.id, EVENT_TYPE, payload(outgoing))
     if not result.ok:
         raise failure(result)

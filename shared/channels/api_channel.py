@@ -297,8 +297,13 @@ def send_test(session: Session, ctx: Ctx, account_id: uuid.UUID) -> dict[str, An
         tenant_id=ctx.tenant_id,
         actor=ctx.actor.as_dict(),
     )
+    url = (account.settings or {}).get("callback_url")
+    if not url:
+        raise Conflict(
+            "This api account has no callback_url to test; set one with PATCH first",
+            details=[{"field": "settings.callback_url", "message": "not set"}],
+        )
     credentials = accounts.decrypt_credentials(account)
-    url = account.settings["callback_url"]
     activity.record(
         session,
         ctx,

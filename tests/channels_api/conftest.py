@@ -47,9 +47,9 @@ def media_root(tmp_path_factory):
 class ApiChannel:
     """One api account of a workspace, and the calls a tenant's system makes to it."""
 
-    def __init__(self, workspace: Workspace, callback_url: str, **fields: Any):
+    def __init__(self, workspace: Workspace, callback_url: str | None, **fields: Any):
         self.ws = workspace
-        settings = {"callback_url": callback_url}
+        settings = {"callback_url": callback_url} if callback_url else {}
         body = {"channel": "api", "name": "Shop backend", "settings": settings}
         resp = workspace.call("POST", ACCOUNTS, json=body | fields)
         assert resp.status_code == 201, resp.text

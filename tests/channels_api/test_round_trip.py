@@ -177,3 +177,20 @@ def test_a_test_callback_shows_what_the_receiver_got_and_answered(
     assert len(receiver.at(path)) == 2  # one attempt each: a test is never retried
 
     assert other_workspace.call("POST", f"{api.base}/test-callback").status_code == 404
+
+
+def test_an_account_without_callback_hands_replies_over_at_once(ws, receiver, path):
+    """No callback_url: replies are `sent` without a call; the system reads them elsewhere."""
+    quiet = ApiChannel(ws, None, name="Reads replies from webhooks")
+    assert quiet.account["settings"] == {}
+    inbound = quiet.inbound("Hello?", source_id="cust-q")
+    reply = quiet.reply(inbound["conversation_id"], "Hi there")
+    sent = wait_for_status(ws, inbound["conversation_id"], reply["id"], "sent")
+    assert sent["provider_message_id"] == f"api:{quiet.id}:out:{reply['id']}"
+    assert receiver.at(path) == []
+
+    tested = ws.call("POST", f"/api/integration-accounts/{quiet.id}/api/test-callback")
+    assert tested.status_code == 409, tested.text
+    assert tested.json["error"]["details"] == [
+        {"field": "settings.callback_url", "message": "not set"}
+    ]

@@ -45,3 +45,30 @@ def test_first_inbox_page_shows_open_work(client, demo_tenant):
     statuses = [item["status"] for item in page.json["items"]]
     assert len(statuses) == 25
     assert statuses.count("open") >= 10 and "resolved" not in statuses
+
+
+def test_replying_to_a_demo_conversation_succeeds(client, demo_tenant, worker):
+    import time
+
+    slug, _ = demo_tenant
+    headers = _login(client, f"agent00@{slug}.example.com")
+    page = client.simulate_get(
+        "/api/conversations?status=open&assignee_id=me&limit=5", headers=headers
+    )
+    assert page.status_code == 200 and page.json["items"], page.text
+    conversation = page.json["items"][0]["id"]
+    reply = client.simulate_post(
+        f"/api/conversations/{conversation}/messages", headers=headers, json={"body": "On it!"}
+    )
+    assert reply.status_code == 201, reply.text
+    deadline = time.monotonic() + 15
+    while True:
+        messages = client.simulate_get(
+            f"/api/conversations/{conversation}/messages?limit=100", headers=headers
+        ).json["items"]
+        [mine] = [m for m in messages if m["id"] == reply.json["id"]]
+        if mine["status"] == "sent":
+            break
+        assert mine["status"] in ("queued", "pending", "sending"), mine
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.1)
