@@ -20,6 +20,7 @@ from dramatiq.message import Message
 
 from bench.common import free_ports, http_request
 from shared import logs
+from shared.config import get_settings
 from tests.logs import app as test_app
 from tests.logs import log_actors
 from workers.broker import build_broker
@@ -162,6 +163,7 @@ def test_the_api_logs_json_lines_with_request_id_tenant_and_exception(spawn, dat
 
 
 def test_a_worker_logs_json_lines_with_the_message_tenant_and_exception(spawn, database):
+    namespace = f"{get_settings().redis_namespace}-json-logs"
     worker = spawn(
         "worker",
         [
@@ -174,11 +176,14 @@ def test_a_worker_logs_json_lines_with_the_message_tenant_and_exception(spawn, d
             "--threads",
             "1",
         ],
+        REDIS_NAMESPACE=namespace,
     )
     worker.wait_for(lambda r: "booting up" in r["message"], "of Dramatiq's own boot")
     tenant_id = str(uuid.uuid4())
-    # NOTE: a broker of this test's own, so the suite's in-process worker never sees the queue.
-    build_broker().enqueue(
+    # NOTE: a broker of this test's own, on a namespace of its own: the suite's in-process
+    # worker also consumes the actor's queue (this module declares it), so on the suite's
+    # namespace it could take the message first.
+    build_broker(get_settings().model_copy(update={"redis_namespace": namespace})).enqueue(
         Message(
             queue_name=log_actors.QUEUE,
             actor_name=log_actors.ACTOR,
