@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -98,7 +99,7 @@ def test_the_daily_job_sends_the_purge_that_deletes_only_old_final_rows(
         inbound_events=3,
         dead_letters=1,
     )
-    wait_until(lambda: _items(client) - items_before == expected, timeout=5)
+    wait_until(lambda: _items(client) - items_before == expected, timeout=15)
     assert _metrics(client)["enqueued"] - enqueued_before == 1
     scrape = client.simulate_get(
         "/metrics", headers={"Authorization": f"Bearer {get_settings().metrics_token}"}
@@ -189,15 +190,33 @@ def test_running_twice_deletes_once(seeder, broker, worker, client):
     _seed_everything(seeder)
     _run_job_and_wait(broker)
     after_first = surviving(seeder)
-    wait_until(lambda: _metrics(client).get("processed", 0) >= 1, timeout=5)
-    processed = _metrics(client)["processed"]
-    items = _items(client)
+    processed, items = _settled_counts(client)
+    assert processed >= 1
 
     _run_job_and_wait(broker)
 
     assert surviving(seeder) == after_first
-    wait_until(lambda: _metrics(client)["processed"] == processed + 1, timeout=5)
-    assert _items(client) == items
+    assert _settled_counts(client) == (processed + 1, items)
+
+
+def _settled_counts(client) -> tuple[int, dict]:
+    """The purge's processed count and items once every process has flushed them.
+
+    NOTE: each process adds its counts every METRICS_FLUSH_SECONDS (0.1 s here), so a
+    read right after the job may miss the last flush: wait until three reads agree.
+    """
+    reads: list[tuple[int, dict]] = []
+
+    def settled() -> bool:
+        reads.append((_metrics(client).get("processed", 0), _items(client)))
+        return len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3] and reads[-1][0] > 0
+
+    def settled_slowly() -> bool:
+        time.sleep(0.2)
+        return settled()
+
+    wait_until(settled_slowly, timeout=20)
+    return reads[-1]
 
 
 def test_a_delivery_waits_for_the_purge_of_its_resends(seeder, broker, worker, retention_env):
