@@ -61,6 +61,9 @@ def redis_namespace():
     """Yield this run's Redis key prefix and delete every key under it at the end."""
     settings = get_settings()
     yield settings.redis_namespace
+    from workers.metrics import flush_all
+
+    flush_all()  # counts still pending would otherwise be written at exit, after the cleanup
     client = redis.Redis.from_url(settings.redis_url)
     keys = list(client.scan_iter(f"{settings.redis_namespace}*", count=1000))
     if keys:

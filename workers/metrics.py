@@ -290,7 +290,9 @@ def _flush_forever(ref: weakref.ref[Metrics]) -> None:
 
 
 @atexit.register
-def _flush_all_at_exit() -> None:
+def flush_all() -> None:
+    """Write every live recorder's pending counts now (at exit, and before a test run
+    deletes its Redis namespace, so no late flush leaves keys behind)."""
     for metrics in list(_live):
         metrics.flush()
 
