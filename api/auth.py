@@ -6,9 +6,10 @@ import uuid
 
 import falcon
 
-from shared import auth, epoch_cache
+from shared import epoch_cache
 from shared.context import Ctx
 from shared.errors import Unauthenticated
+from shared.identity import auth
 from shared.logs import tenant_id_var
 
 #: Name of the HttpOnly cookie holding the JWT for browser clients.

@@ -16,8 +16,8 @@ What it measures, in one run, all served with the Procfile's ``web`` command
     ``GET /api/agents?limit=100`` with a Bearer token, all 100 agents (each with its role)
     returned. Nothing writes to the tenant during the run, so this is the steady state
     of a busy list that does not change: the caller's principal and the rendered page
-    are served from each process's caches (``shared/auth_cache.py``,
-    ``shared/agents_list_cache.py``) after one Redis ``MGET`` of their epochs; each
+    are served from each process's caches (``shared/identity/auth_cache.py``,
+    ``shared/identity/agents_list_cache.py``) after one Redis ``MGET`` of their epochs; each
     process reads the principal and the page from PostgreSQL again every 2 s (the TTL).
 ``agents-uncached``
     The same request to a second gunicorn started with ``AGENTS_LIST_CACHE=false``: the

@@ -61,10 +61,11 @@ def agents_stages(token: str, n: int) -> list[tuple[str, float]]:
     from pydantic import TypeAdapter
 
     from api.schemas.common import Page
-    from shared import agents, auth, epoch_cache
+    from shared import epoch_cache
     from shared.db import get_sessionmaker
+    from shared.identity import agents, auth
+    from shared.identity.security import decode_access_token
     from shared.schemas.identity import AgentView
-    from shared.security import decode_access_token
 
     sessions = get_sessionmaker()
     adapter = TypeAdapter(Page[AgentView])

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         True,
         description=(
             "serve unchanged agent list pages from a per-process cache, kept while the"
-            " tenant's agents and roles are unchanged (shared/agents_list_cache.py)"
+            " tenant's agents and roles are unchanged (shared/identity/agents_list_cache.py)"
         ),
     )
     validate_responses: bool = Field(

@@ -34,7 +34,7 @@ class Ctx:
     @classmethod
     def system(cls, tenant_id: uuid.UUID, *, actor: Actor | None = None) -> Ctx:
         """A context for background work: every permission, acting as the system."""
-        from shared.permissions import ALL_KEYS
+        from shared.identity.permissions import ALL_KEYS
 
         return cls(tenant_id=tenant_id, actor=actor or Actor.system(), permissions=ALL_KEYS)
 
@@ -52,7 +52,7 @@ class Ctx:
         Its events carry ``causation`` (the chain they extend); ``user_id`` (the
         rule's creator) authors what only a person can, such as notes.
         """
-        from shared.permissions import ALL_KEYS
+        from shared.identity.permissions import ALL_KEYS
 
         actor = Actor("automation", rule_id, causation)
         return cls(tenant_id=tenant_id, actor=actor, user_id=user_id, permissions=ALL_KEYS)

@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session
 from shared.channels import accounts
 from shared.context import Ctx
 from shared.db import get_engine, session_scope
+from shared.identity.security import hash_password
+from shared.identity.tenants import register_tenant
 from shared.models import Role, Tenant, User
 from shared.models.inbox import CHANNELS, Contact, Division, DivisionMember
-from shared.security import hash_password
-from shared.tenants import register_tenant
 
 DEMO_PASSWORD = "demo-password-2024"  # noqa: S105 (printed for the demo login)
 DIVISIONS = ("Sales", "Support", "Billing")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from api.endpoint import Cached, Plain, endpoint
 from api.schemas.common import Page
 from api.schemas.identity import AgentCreate, AgentListQuery, AgentStatusUpdate, AgentUpdate
-from shared import agents
-from shared.agents_list_cache import PAGES
+from shared.identity import agents
+from shared.identity.agents_list_cache import PAGES
 from shared.schemas.identity import AgentView
 
 TAGS = ("Agents",)
@@ -21,7 +21,7 @@ class AgentsResource:
             found = agents.list_agents(req.context.db, ctx, **filters)
             return Plain({"items": found.items, "next_cursor": found.next_cursor})
 
-        # PERF: an unchanged page is answered from memory (shared/agents_list_cache.py).
+        # PERF: an unchanged page is answered from memory (shared/identity/agents_list_cache.py).
         return Cached(PAGES, ctx.tenant_id, tuple(sorted(filters.items())), page)
 
     @endpoint(

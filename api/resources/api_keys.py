@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from api.endpoint import endpoint
 from api.schemas.identity import ApiKeyCreate, ApiKeyCreated
-from shared import api_keys
+from shared.identity import api_keys
 from shared.schemas.identity import ApiKeyView
 
 TAGS = ("API Keys",)

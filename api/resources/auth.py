@@ -12,10 +12,10 @@ from api.schemas.auth import (
     RegisterResponse,
     TokenResponse,
 )
-from shared import agents, auth, tenants
 from shared.config import get_settings
+from shared.identity import agents, auth, tenants
+from shared.identity.security import issue_access_token
 from shared.schemas.identity import AgentView
-from shared.security import issue_access_token
 
 TAGS = ("Auth",)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from api.endpoint import endpoint
 from api.schemas.identity import PermissionView, RoleCreate, RoleUpdate
-from shared import roles
-from shared.permissions import PERMISSIONS
+from shared.identity import roles
+from shared.identity.permissions import PERMISSIONS
 from shared.schemas.identity import RoleView
 
 TAGS = ("Roles",)

@@ -18,9 +18,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import activity, agents
+from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.identity import agents
 from shared.models import Division, DivisionMember, User
 from shared.pagination import Page, paginate_rows
 from shared.schemas.team import DivisionView

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from sqlalchemy import update
 
-from shared.agents_list_cache import PAGES
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.epoch_cache import TTL_SECONDS
+from shared.identity.agents_list_cache import PAGES
 from shared.models import Tenant
 from shared.redis_client import get_redis
 from tests.api.second_process import serving

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from sqlalchemy import insert, select, text, update
 
-from shared.agents_list_cache import PAGES
 from shared.db import get_engine, get_sessionmaker, session_scope
+from shared.identity.agents_list_cache import PAGES
 from shared.models import Contact, Role, User
 from shared.redis_client import get_redis
 

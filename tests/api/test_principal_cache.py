@@ -68,7 +68,7 @@ def test_a_suspended_tenant_is_refused_at_once_in_another_process(workspace, oth
 
 def test_unrelated_writes_keep_the_cache_warm(workspace):
     """Going online is not an auth change: it must not cost every process its cache."""
-    from shared import auth_cache
+    from shared.identity import auth_cache
 
     before = auth_cache.current_epoch()
     status = workspace.call(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.permissions import ALL_KEYS
+from shared.identity.permissions import ALL_KEYS
 
 
 def test_builtin_roles_and_permission_catalogue(workspace):

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import API_TITLE, API_VERSION, routes
 from api.openapi import build_document
-from shared.security import issue_access_token
+from shared.identity.security import issue_access_token
 from tests.fuzz.seed import path_ids, seed
 from tests.workspaces import Workspace, register
 

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.identity.security import generate_api_key
 from shared.models import ApiKey
 from shared.schemas.identity import ApiKeyView
-from shared.security import generate_api_key
 
 #: A user may hold at most this many live keys (a leak is easier to contain).
 MAX_KEYS_PER_USER = 50

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.identity.permissions import ALL_KEYS
 from shared.models import Role, User
-from shared.permissions import ALL_KEYS
 from shared.schemas.identity import RoleView
 
 

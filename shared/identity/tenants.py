@@ -13,10 +13,10 @@ from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict
 from shared.events import Actor, emit
+from shared.identity.permissions import BUILTIN_ROLES
+from shared.identity.security import hash_password
 from shared.models import Role, Tenant, User
-from shared.permissions import BUILTIN_ROLES
 from shared.schemas.identity import AgentView
-from shared.security import hash_password
 
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 

@@ -3,7 +3,7 @@
 Role and permissions come from the database, never from the token, so a role change
 or a revocation applies at once. PERF: a token's row is cached per process and
 checked against the auth epoch in Redis on every request (see
-:mod:`shared.auth_cache` and :mod:`shared.epoch_cache` for the guarantees).
+:mod:`shared.identity.auth_cache` and :mod:`shared.epoch_cache` for the guarantees).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity, auth_cache, epoch_cache
+from shared import activity, epoch_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
 from shared.events import Actor
-from shared.models import ApiKey, RevokedToken, Role, Tenant, User
-from shared.redis_client import get_redis, key
-from shared.security import (
+from shared.identity import auth_cache
+from shared.identity.security import (
     AccessToken,
     InvalidToken,
     decode_access_token,
@@ -34,6 +33,8 @@ from shared.security import (
     issue_access_token,
     verify_password,
 )
+from shared.models import ApiKey, RevokedToken, Role, Tenant, User
+from shared.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,16 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from shared import activity, auth
+from shared import activity
 from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import emit
+from shared.identity import auth
+from shared.identity.security import hash_password
 from shared.models import ApiKey, Role, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
-from shared.security import hash_password
 from shared.sql import contains_pattern
 
 #: Fields an agent may change on their own profile without ``agents.manage``.

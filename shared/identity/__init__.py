@@ -1,0 +1,1 @@
+"""Who may act: tenants, agents, roles and permissions, API keys, credentials and authentication."""
