@@ -1,6 +1,19 @@
 """Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
 
 from shared.models.activity import ActivityLog
+from shared.models.ai import (
+    AiAgent,
+    AiAgentAssignment,
+    AiEvaluation,
+    AiHandoffRule,
+    AiOrchestrationRule,
+    AiProduct,
+    AiReply,
+    AiUsageDaily,
+    KnowledgeChunk,
+    KnowledgeSource,
+    QnaPair,
+)
 from shared.models.automation import (
     AutomationEvent,
     AutomationRule,
@@ -35,6 +48,14 @@ from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpo
 
 __all__ = [
     "ActivityLog",
+    "AiAgent",
+    "AiAgentAssignment",
+    "AiEvaluation",
+    "AiHandoffRule",
+    "AiOrchestrationRule",
+    "AiProduct",
+    "AiReply",
+    "AiUsageDaily",
     "ApiKey",
     "AutomationEvent",
     "AutomationRule",
@@ -53,12 +74,15 @@ __all__ = [
     "Integration",
     "IntegrationAccount",
     "Job",
+    "KnowledgeChunk",
+    "KnowledgeSource",
     "MediaFile",
     "Message",
     "Note",
     "NoteRevision",
     "OutboundSend",
     "OutboxEvent",
+    "QnaPair",
     "QuickReply",
     "QuickReplyUsage",
     "RevokedToken",

@@ -118,6 +118,12 @@ class Conversation(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_conversations_division", "tenant_id", "division_id", text("created_at DESC")),
         Index("ix_conversations_contact", "tenant_id", "contact_id", text("created_at DESC")),
         Index("ix_conversations_tags", "tenant_id", "tags", postgresql_using="gin"),
+        # Serves the foreign key's ON DELETE SET NULL when an AI agent is deleted.
+        Index(
+            "ix_conversations_ai_agent",
+            "ai_agent_id",
+            postgresql_where=text("ai_agent_id IS NOT NULL"),
+        ),
         Index(
             "ix_conversations_snoozed_due",
             "snoozed_until",
@@ -151,6 +157,12 @@ class Conversation(UUIDPrimaryKey, Timestamps, Base):
     custom_attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     #: Whether an AI agent owns the conversation and has not been taken over by a human.
     ai_active: Mapped[bool] = mapped_column(server_default="false")
+    #: The AI agent that owns the conversation (chosen by assignments and orchestration).
+    ai_agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ai_agents.id", ondelete="SET NULL")
+    )
+    #: AI replies since the AI last took the conversation (for ``max_turns`` handoffs).
+    ai_turns: Mapped[int] = mapped_column(server_default="0")
     #: Inbound messages ever received; per-agent unread = this minus what they read.
     inbound_count: Mapped[int] = mapped_column(server_default="0")
     message_count: Mapped[int] = mapped_column(server_default="0")
