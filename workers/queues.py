@@ -3,7 +3,10 @@
 EVENTS = "events"
 WEBHOOKS = "webhooks"
 AUTOMATION = "automation"
+#: AI replies (model calls), apart from knowledge work so a big import cannot delay answers.
 AI = "ai"
+#: Knowledge ingestion, embeddings and product imports: slow, bulky, never urgent.
+KNOWLEDGE = "knowledge"
 CHANNELS = "channels"
 #: Inbound provider payloads (process_inbound), apart from outbound sends.
 INBOUND = "inbound"
@@ -12,4 +15,15 @@ OUTBOUND = "outbound"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
-ALL = (EVENTS, WEBHOOKS, AUTOMATION, AI, CHANNELS, INBOUND, OUTBOUND, ANALYTICS, MAINTENANCE)
+ALL = (
+    EVENTS,
+    WEBHOOKS,
+    AUTOMATION,
+    AI,
+    KNOWLEDGE,
+    CHANNELS,
+    INBOUND,
+    OUTBOUND,
+    ANALYTICS,
+    MAINTENANCE,
+)
