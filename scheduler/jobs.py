@@ -99,6 +99,14 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def sweep_ai_replies(session: Session) -> int:
+    """Re-enqueue AI replies stuck pending past due or generating too long (needs the enqueuer)."""
+    import workers.actors.ai_reply  # noqa: F401  (installs the enqueuer)
+    from shared.ai import replies as ai_replies
+
+    return ai_replies.sweep(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -136,6 +144,8 @@ JOBS: tuple[Job, ...] = (
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
+    # AI replies: a lost ai_reply message, or a worker that died while the model wrote.
+    Job("sweep_ai_replies", sweep_ai_replies, _every(seconds=5), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

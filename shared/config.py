@@ -268,6 +268,58 @@ class Settings(BaseSettings):
         900, ge=1, le=7 * 24 * 3600, description="lifetime of a presigned S3 URL"
     )
 
+    # --- AI agents (replies) -----------------------------------------------------------------
+    ai_openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        description=(
+            "OpenAI-compatible API root for agents with provider 'openai' and no base URL of"
+            " their own (hosted APIs, Ollama's http://127.0.0.1:11434/v1, vLLM, llama.cpp)"
+        ),
+    )
+    ai_openai_api_key: str | None = Field(
+        None, description="API key for agents with provider 'openai' and no key of their own"
+    )
+    ai_default_model: str = Field("gpt-4o-mini", description="chat model when an agent names none")
+    ai_default_embedding_model: str = Field(
+        "text-embedding-3-small", description="embedding model when an agent names none"
+    )
+    ai_model_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="bound on one model request (connect + send + read)"
+    )
+    ai_model_max_retries: int = Field(
+        2, ge=0, le=10, description="retries of a model request answered 429/5xx or cut off"
+    )
+    ai_model_max_retry_after_seconds: float = Field(
+        20.0, ge=0, description="longest Retry-After honoured; a longer wait is a model error"
+    )
+    ai_max_concurrent_calls: int = Field(
+        256,
+        ge=1,
+        description=(
+            "model calls in flight per worker process (on its event loop, not one thread"
+            " each); further replies wait in the broker"
+        ),
+    )
+    ai_history_messages: int = Field(
+        12, ge=1, le=100, description="recent messages of the conversation put in the prompt"
+    )
+    ai_reply_max_attempts: int = Field(
+        3, ge=1, description="generations of one reply (after lost workers) before a handoff"
+    )
+    ai_sweep_after_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a reply still pending this long past its settle window is re-driven",
+    )
+    ai_generating_stale_seconds: float = Field(
+        180.0,
+        gt=0,
+        description=(
+            "a reply 'generating' this long lost its worker and is re-driven (above the"
+            " model timeout times its attempts)"
+        ),
+    )
+
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
         return frozenset(

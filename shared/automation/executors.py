@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.ai import ownership
 from shared.automation.templating import render
 from shared.context import Ctx
 from shared.errors import DomainError, NotFound, ValidationFailed
@@ -267,8 +268,16 @@ def send_webhook(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def handover_to_ai(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """Hand the conversation (back) to its AI agent, or to the one assigned to its account.
+
+    The AI answers the contact's next message; its turn count starts again.
+    """
     conversation = _conversation(target)
-    return _done(convs.apply_fields(target.session, target.ctx, conversation, {"ai_active": True}))
+    changes: dict[str, Any] = {"ai_active": True, "ai_turns": 0}
+    agent_id = ownership.handback_owner(target.session, conversation)
+    if agent_id is not None:
+        changes["ai_agent_id"] = agent_id
+    return _done(convs.apply_fields(target.session, target.ctx, conversation, changes))
 
 
 def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:

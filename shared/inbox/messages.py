@@ -142,6 +142,8 @@ def _count_statement(human: bool) -> Update:
     }
     if human:
         values["first_response_at"] = func.coalesce(table.c.first_response_at, sent_at)
+        # A human who replies takes the conversation from its AI agent (until handed back).
+        values["ai_active"] = False
     return (
         update(table)
         .where(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.graph import start_fake_graph
+from tests.peers.llm import start_fake_llm
 from tests.peers.smtp import start_smtp
 from tests.peers.tls import make_self_signed, server_context
 
@@ -29,6 +30,21 @@ def fake_graph(fake_graph_server):
     fake_graph_server.reset()
     yield fake_graph_server
     fake_graph_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server():
+    llm, server = start_fake_llm()
+    yield llm
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server):
+    fake_llm_server.reset()
+    yield fake_llm_server
+    fake_llm_server.reset()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,444 @@
+"""Generating one AI reply: claim, prepare, call the model off-thread, settle.
+
+1. :func:`claim` takes a due ``pending`` reply (``generating``, attempts + 1) in one
+   autocommit statement; a duplicate or early job claims nothing.
+2. :func:`prepare` reads the agent and the conversation's recent messages; the
+   contact's unanswered burst is the question. Handoffs that need no model (usage
+   limit, rules, explicit request, low confidence, too many attempts) are settled
+   at once; otherwise it returns a :class:`Plan` (the prompt and the provider).
+3. :func:`start` hands the model call to the process's event loop
+   (:mod:`shared.ai.providers.loop`) and returns: the calling worker thread is free
+   during the model's seconds. On completion :func:`finish` runs on a small pool.
+4. :func:`settle` (one transaction, reply and conversation locked): if a human took
+   over meanwhile, nothing is sent (``skipped``); an answer goes out through the
+   normal outbound path as a message by the AI agent (``sent``, sources and tokens
+   recorded); any failure hands the conversation off (``handed_off``). Messages that
+   arrived during generation get a follow-up reply.
+
+Durability is the row: a worker that dies leaves it ``generating`` and the sweeper
+re-drives it; attempts past ``AI_REPLY_MAX_ATTEMPTS`` hand off.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from shared.ai import handoff, providers, replies, usage
+from shared.ai.prompt import AgentVoice, Turn, build, leaks, turn_text
+from shared.ai.providers import loop
+from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
+from shared.ai.retrieval import Hit, retrieve
+from shared.config import get_settings
+from shared.db import get_engine, session_scope
+from shared.models import Conversation, Message
+from shared.models.ai import AiAgent, AiReply
+
+log = logging.getLogger(__name__)
+
+#: Threads per process that write completed replies (short transactions).
+FINISH_THREADS = 4
+
+_CLAIM = text(
+    """
+    UPDATE ai_replies
+       SET status = 'generating', attempts = attempts + 1, updated_at = now()
+     WHERE id = :id AND status = 'pending' AND due_at <= clock_timestamp() + interval '50 ms'
+    RETURNING id, tenant_id, conversation_id, ai_agent_id, attempts
+    """
+)
+_RELEASE = text(
+    """
+    UPDATE ai_replies SET status = 'pending', updated_at = now()
+     WHERE id = :id AND status = 'generating' AND attempts = :attempts
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    conversation_id: uuid.UUID
+    ai_agent_id: uuid.UUID
+    attempts: int
+
+
+@dataclass(slots=True)
+class Plan:
+    """A prepared reply: what to ask which provider, and what was read."""
+
+    claimed: Claimed
+    provider: providers.Provider
+    request: ModelRequest
+    voice: AgentVoice
+    canary: str
+    #: The knowledge the prompt quotes (the reply's sources).
+    hits: list[Hit]
+    #: When the newest message read was written: later ones get a follow-up reply.
+    read_until: dt.datetime
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def claim(reply_id: uuid.UUID) -> Claimed | None:
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        row = connection.execute(_CLAIM, {"id": reply_id}).one_or_none()
+    return Claimed(*row) if row is not None else None
+
+
+def release(claimed: Claimed) -> None:
+    """Put a claimed reply back to ``pending`` (its preparation failed; the job retries)."""
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(_RELEASE, {"id": claimed.id, "attempts": claimed.attempts})
+
+
+def voice_of(agent: AiAgent) -> AgentVoice:
+    return AgentVoice(agent.name, agent.instructions or "", agent.language, agent.guardrails or [])
+
+
+def _recent(session: Session, claimed: Claimed) -> list[Any]:
+    """This conversation's latest messages, oldest first (never another conversation's)."""
+    rows = session.execute(
+        select(Message.direction, Message.content_type, Message.body, Message.created_at)
+        .where(
+            Message.tenant_id == claimed.tenant_id,
+            Message.conversation_id == claimed.conversation_id,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(get_settings().ai_history_messages)
+    ).all()
+    return list(reversed(rows))
+
+
+def _burst(rows: Sequence[Any]) -> list[str]:
+    """The contact's messages since our last one: what the reply must answer."""
+    texts: list[str] = []
+    for row in reversed(rows):
+        if row.direction != "inbound":
+            break
+        texts.append(turn_text(row.content_type, row.body))
+    return list(reversed(texts))
+
+
+def knowledge_for(session: Session, agent: AiAgent, questions: Sequence[str]) -> list[Hit]:
+    """Hits for the whole burst, else for its last message (full text ANDs its words)."""
+    tried: set[str] = set()
+    for question in (" ".join(questions), *(reversed(questions))):
+        if question in tried or not question.strip():
+            continue
+        tried.add(question)
+        hits = retrieve(session, agent.tenant_id, agent.id, question)
+        if hits:
+            return hits
+    return []
+
+
+def prepare(claimed: Claimed) -> Plan | None:
+    """Everything before the model; None when the reply was settled without one."""
+    started = time.perf_counter()
+    with session_scope() as session:
+        agent = session.get(AiAgent, claimed.ai_agent_id)
+        conversation = session.get(Conversation, claimed.conversation_id)
+        if (
+            agent is None
+            or conversation is None
+            or conversation.tenant_id != claimed.tenant_id
+            or not agent.is_active
+            or not conversation.ai_active
+            or conversation.ai_agent_id != agent.id
+        ):
+            settle(session, claimed)
+            return None
+        rows = _recent(session, claimed)
+        questions = _burst(rows)
+        rules = handoff.rules_of(session, agent)
+        decision = None
+        if claimed.attempts > get_settings().ai_reply_max_attempts:
+            decision = handoff.on_error(
+                agent, rules, f"no answer after {claimed.attempts - 1} attempts"
+            )
+        if decision is None:
+            decision = handoff.before_model(
+                agent,
+                rules,
+                text="\n".join(questions),
+                ai_turns=conversation.ai_turns,
+                replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
+            )
+        hits: list[Hit] = []
+        if decision is None:
+            hits = knowledge_for(session, agent, questions)
+            decision = handoff.after_retrieval(agent, rules, hits)
+        if decision is not None:
+            settle(session, claimed, decision=decision)
+            return None
+        voice = voice_of(agent)
+        history = [Turn(r.direction == "inbound", turn_text(r.content_type, r.body)) for r in rows]
+        prompt = build(voice, history, hits)
+        plan = Plan(
+            claimed=claimed,
+            provider=providers.for_agent(agent),
+            request=ModelRequest(
+                messages=prompt.messages,
+                hits=prompt.hits,
+                question="\n".join(questions),
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+            ),
+            voice=voice,
+            canary=prompt.canary,
+            hits=prompt.hits,
+            read_until=rows[-1].created_at if rows else dt.datetime.now(dt.UTC),
+        )
+    plan.timings["prepare"] = time.perf_counter() - started
+    return plan
+
+
+def _sources(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": h.kind,
+            "id": str(h.id),
+            "source_id": str(h.source_id) if h.source_id else None,
+            "score": round(h.score, 4),
+        }
+        for h in hits
+    ]
+
+
+def settle(
+    session: Session,
+    claimed: Claimed,
+    *,
+    plan: Plan | None = None,
+    completion: Completion | None = None,
+    error: ProviderError | None = None,
+    decision: handoff.Decision | None = None,
+) -> str:
+    """Write the reply's outcome (see the module docstring); its final status.
+
+    ``stale`` when the row is no longer ours (settled, or re-driven and claimed again).
+    """
+    reply = session.scalars(
+        select(AiReply)
+        .where(
+            AiReply.id == claimed.id,
+            AiReply.tenant_id == claimed.tenant_id,
+            AiReply.status == "generating",
+            AiReply.attempts == claimed.attempts,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if reply is None:
+        return "stale"
+    conversation = session.scalars(
+        select(Conversation)
+        .where(
+            Conversation.id == claimed.conversation_id, Conversation.tenant_id == claimed.tenant_id
+        )
+        .with_for_update()
+    ).one_or_none()
+    agent = session.get(AiAgent, claimed.ai_agent_id)
+    tokens = (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
+    reply.prompt_tokens, reply.completion_tokens = tokens
+    reply.finished_at = func.now()
+    if completion is not None:
+        reply.sources = _sources(completion.used_hits or (plan.hits if plan else ()))
+    if (
+        conversation is None
+        or agent is None
+        or not conversation.ai_active
+        or conversation.ai_agent_id != agent.id
+    ):
+        # NOTE: a human took over or replied meanwhile: nothing goes out.
+        reply.status = "skipped"
+        if agent is not None and completion is not None:
+            usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+        return reply.status
+    rules = handoff.rules_of(session, agent) if decision is None else []
+    if error is not None:
+        reply.error = f"{error.kind}: {error}"[:2000]
+        if error.kind == NO_ANSWER:
+            decision = handoff.no_answer(agent, rules, str(error))
+        else:
+            decision = handoff.on_error(agent, rules, reply.error)
+    elif completion is not None and decision is None:
+        if not completion.text.strip():
+            decision = handoff.on_error(agent, rules, "the model answered nothing")
+        elif plan is not None and leaks(completion.text, plan.voice, plan.canary):
+            decision = handoff.on_error(
+                agent, rules, "answer withheld: it repeated its instructions"
+            )
+    message = None
+    if decision is None and completion is not None:
+        message = handoff.send_as_agent(session, agent, conversation, completion.text)
+        if message is None:
+            decision = handoff.on_error(agent, rules, "the channel refused the answer")
+    if decision is not None:
+        reply.handoff_reason = decision.reason
+        reply.error = reply.error or decision.detail[:2000] or None
+        reply.status = "handed_off"
+        sent = handoff.hand_off(session, agent, conversation, decision)
+        reply.reply_message_id = sent.id if sent is not None else None
+        if completion is not None:
+            usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+        return reply.status
+    reply.status = "sent"
+    reply.reply_message_id = message.id
+    conversation.ai_turns = conversation.ai_turns + 1
+    usage.record(session, agent, replies=1, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+    session.flush()
+    if plan is not None:
+        _follow_up(session, claimed, agent, plan.read_until)
+    return reply.status
+
+
+_FOLLOW_UP = text(
+    """
+    INSERT INTO ai_replies (id, tenant_id, conversation_id, ai_agent_id, last_message_id,
+                            status, due_at)
+    SELECT :id, :tenant_id, :conversation_id, :agent_id, m.id, 'pending', now()
+      FROM messages m
+     WHERE m.tenant_id = :tenant_id AND m.conversation_id = :conversation_id
+       AND m.direction = 'inbound' AND m.created_at > :read_until
+     ORDER BY m.created_at DESC
+     LIMIT 1
+    ON CONFLICT DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _follow_up(session: Session, claimed: Claimed, agent: AiAgent, read_until: dt.datetime) -> None:
+    """Messages that arrived while the model wrote get a reply of their own, now."""
+    follow_up = session.scalar(
+        _FOLLOW_UP,
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": claimed.tenant_id,
+            "conversation_id": claimed.conversation_id,
+            "agent_id": agent.id,
+            "read_until": read_until,
+        },
+    )
+    if follow_up is not None:
+        replies.requeue(session, claimed.tenant_id, [follow_up])
+
+
+def finish(plan: Plan, completion: Completion | None, error: ProviderError | None) -> str:
+    """Settle a reply whose model call ended (in its own transaction)."""
+    started = time.perf_counter()
+    with session_scope() as session:
+        status = settle(session, plan.claimed, plan=plan, completion=completion, error=error)
+    plan.timings["finish"] = time.perf_counter() - started
+    return status
+
+
+# --- off the worker thread -------------------------------------------------------------
+
+
+class _Finisher:
+    """This process's bounded hand-off: model calls on the loop, settling on a few threads.
+
+    ``room`` bounds the replies between hand-over and settled, so a worker takes no
+    more jobs than it answers and a burst waits in the broker, not in memory.
+    """
+
+    def __init__(self) -> None:
+        self.room = threading.BoundedSemaphore(get_settings().ai_max_concurrent_calls)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            FINISH_THREADS, thread_name_prefix="ai-finish"
+        )
+        self._lock = threading.Lock()
+        self.outstanding = 0
+
+    def submit(self, plan: Plan, on_settled: Any = None) -> None:
+        self.room.acquire()
+        with self._lock:
+            self.outstanding += 1
+        plan.timings["model_started"] = time.perf_counter()
+        future = loop.submit(plan.provider.complete(plan.request))
+        future.add_done_callback(functools.partial(self._done, plan, on_settled))
+
+    def _done(self, plan: Plan, on_settled: Any, future: concurrent.futures.Future) -> None:
+        plan.timings["model"] = time.perf_counter() - plan.timings["model_started"]
+        self.pool.submit(self._settle, plan, on_settled, future)
+
+    def _settle(self, plan: Plan, on_settled: Any, future: concurrent.futures.Future) -> None:
+        status = "error"
+        try:
+            completion, error = None, None
+            try:
+                completion = future.result()
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:  # a provider bug is a model error, never silence
+                log.exception("AI provider failed on reply %s", plan.claimed.id)
+                error = ProviderError("unexpected", f"{type(exc).__name__}: {exc}"[:300])
+            status = finish(plan, completion, error)
+        except Exception:
+            # NOTE: the row stays generating; the sweeper re-drives it.
+            log.exception("settling AI reply %s failed", plan.claimed.id)
+        finally:
+            with self._lock:
+                self.outstanding -= 1
+            self.room.release()
+            if on_settled is not None:
+                on_settled(plan, status)
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.outstanding:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+
+_finisher_lock = threading.Lock()
+_finisher: tuple[int, _Finisher] | None = None
+
+
+def finisher() -> _Finisher:
+    """This process's finisher (a new one in a forked child)."""
+    global _finisher
+    import os
+
+    with _finisher_lock:
+        if _finisher is None or _finisher[0] != os.getpid():
+            _finisher = (os.getpid(), _Finisher())
+        return _finisher[1]
+
+
+def start(reply_id: uuid.UUID, on_settled: Any = None) -> str:
+    """Claim and prepare the reply, and hand its model call over; returns at once.
+
+    ``claimed_nothing``, ``settled`` (without a model: skipped or handed off) or
+    ``generating``. A failure while preparing puts the reply back and raises (the job
+    retries).
+    """
+    claimed = claim(reply_id)
+    if claimed is None:
+        return "claimed_nothing"
+    try:
+        plan = prepare(claimed)
+    except Exception:
+        release(claimed)
+        raise
+    if plan is None:
+        return "settled"
+    finisher().submit(plan, on_settled)
+    return "generating"

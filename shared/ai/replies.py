@@ -1,0 +1,178 @@
+"""Scheduling AI replies: the dispatch target, the settle window, the sweeper.
+
+- :func:`target` runs in ``dispatch_event``'s transaction. For an inbound
+  ``message.created`` on a conversation an active AI agent owns now
+  (:func:`shared.ai.ownership.owner_of`), it claims the conversation for that agent
+  if needed and upserts the conversation's one in-flight :class:`AiReply`: a new
+  ``pending`` row, or the pending one with its settle window moved to the newest
+  message. After commit ``ai_reply(reply_id)`` is enqueued with the window as its
+  delay, so a burst from one contact is answered once, reading all of it.
+- A reply already ``generating`` is left alone; the message is picked up by a
+  follow-up reply when that one settles (:mod:`shared.ai.generation`).
+- :func:`sweep` (a scheduler job) re-drives pending replies whose job was lost and
+  ``generating`` ones whose worker died (back to ``pending``; the attempts count,
+  and past ``AI_REPLY_MAX_ATTEMPTS`` the reply hands the conversation off).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from shared.after_commit_queue import AfterCommitQueue
+from shared.ai import ownership
+from shared.ai.handoff import agent_ctx
+from shared.config import get_settings
+from shared.inbox import conversations as convs
+from shared.models import Conversation, OutboxEvent
+from shared.models.ai import AiAgent
+
+log = logging.getLogger(__name__)
+
+TARGET_NAME = "ai"
+
+#: ``[(reply_id, delay_seconds, tenant_id), ...]`` -> ``ai_reply`` messages, after commit.
+QUEUE: AfterCommitQueue[tuple[uuid.UUID, float, uuid.UUID]] = AfterCommitQueue(
+    "omnistream.ai_replies", "AI replies"
+)
+set_enqueuer = QUEUE.set_enqueuer
+enqueue = QUEUE.enqueue
+enqueue_after_commit = QUEUE.enqueue_after_commit
+
+#: One pending reply per conversation: a new one, or the pending one moved forward.
+#: A ``generating`` one conflicts too but is not updated (no row returned).
+_UPSERT_PENDING = text(
+    """
+    INSERT INTO ai_replies AS r (id, tenant_id, conversation_id, ai_agent_id,
+                                 last_message_id, status, due_at)
+    VALUES (:id, :tenant_id, :conversation_id, :agent_id, :message_id, 'pending',
+            now() + make_interval(secs => :settle))
+    ON CONFLICT (conversation_id) WHERE status IN ('pending', 'generating')
+    DO UPDATE SET last_message_id = excluded.last_message_id,
+                  ai_agent_id = excluded.ai_agent_id,
+                  due_at = greatest(r.due_at, excluded.due_at),
+                  updated_at = now()
+          WHERE r.status = 'pending'
+    RETURNING r.id, greatest(extract(epoch FROM r.due_at - clock_timestamp()), 0) AS delay
+    """
+)
+
+
+def target(session: Session, event: OutboxEvent) -> None:
+    """The dispatch target: an inbound message on an AI-owned conversation owes a reply."""
+    if event.type != "message.created":
+        return
+    data = event.data or {}
+    if data.get("direction") != "inbound" or not data.get("conversation_id"):
+        return
+    schedule(
+        session,
+        event.tenant_id,
+        uuid.UUID(str(data["conversation_id"])),
+        uuid.UUID(str(data["id"])),
+        data.get("body") or "",
+    )
+
+
+def schedule(
+    session: Session,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: str,
+) -> uuid.UUID | None:
+    """Owe the conversation a reply if an AI agent owns it now; the reply's id, or None."""
+    conversation = session.scalars(
+        select(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
+        .with_for_update()
+    ).one_or_none()
+    if conversation is None or conversation.status == "resolved":
+        return None
+    owner = ownership.owner_of(session, conversation, body)
+    if owner is None:
+        return None
+    agent = session.get(AiAgent, owner.agent_id)
+    if agent is None or agent.tenant_id != tenant_id:
+        return None
+    claim(session, agent, conversation, owner.division_id)
+    row = session.execute(
+        _UPSERT_PENDING,
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "agent_id": agent.id,
+            "message_id": message_id,
+            "settle": max(float(agent.settle_seconds or 0), 0.0),
+        },
+    ).one_or_none()
+    if row is None:
+        return None  # a reply is being generated; it is followed up when it settles
+    enqueue_after_commit(session, [(row.id, float(row.delay), tenant_id)])
+    return row.id
+
+
+def claim(
+    session: Session, agent: AiAgent, conversation: Conversation, division_id: uuid.UUID | None
+) -> None:
+    """Make ``agent`` the conversation's AI agent (audited; nothing when it already is)."""
+    changes: dict[str, object] = {}
+    if conversation.ai_agent_id != agent.id:
+        changes["ai_agent_id"] = agent.id
+        changes["ai_turns"] = 0
+    if not conversation.ai_active:
+        changes["ai_active"] = True
+    if division_id is not None and conversation.division_id is None:
+        changes["division_id"] = division_id
+    if changes:
+        convs.apply_fields(session, agent_ctx(agent), conversation, changes)
+
+
+_SWEEP = text(
+    """
+    WITH due AS MATERIALIZED (
+        SELECT id, tenant_id FROM ai_replies
+         WHERE (status = 'pending'
+                AND due_at <= now() - make_interval(secs => :pending_after))
+            OR (status = 'generating'
+                AND updated_at <= now() - make_interval(secs => :generating_after))
+         ORDER BY due_at
+         LIMIT :batch
+         FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ai_replies r
+       SET status = 'pending', due_at = now(), updated_at = now()
+      FROM due
+     WHERE r.id = due.id
+    RETURNING r.id, r.tenant_id
+    """
+)
+
+
+def sweep(session: Session, *, batch: int = 500) -> int:
+    """Re-enqueue replies stuck pending past due or generating too long; return how many."""
+    settings = get_settings()
+    rows = list(
+        session.execute(
+            _SWEEP,
+            {
+                "pending_after": settings.ai_sweep_after_seconds,
+                "generating_after": settings.ai_generating_stale_seconds,
+                "batch": batch,
+            },
+        )
+    )
+    if rows:
+        log.warning("re-driving %d AI repl(ies) whose job or worker was lost", len(rows))
+        enqueue_after_commit(session, [(r.id, 0.0, r.tenant_id) for r in rows])
+    return len(rows)
+
+
+def requeue(session: Session, tenant_id: uuid.UUID, reply_ids: Sequence[uuid.UUID]) -> None:
+    """Send these pending replies' jobs now-ish, after commit (follow-ups)."""
+    enqueue_after_commit(session, [(i, 0.0, tenant_id) for i in reply_ids])
