@@ -181,6 +181,11 @@ class World(Channels):
             )
         )
 
+    def division(self) -> uuid.UUID:
+        from shared.models.inbox import Division
+
+        return self.add(Division(tenant_id=self.tenant_id, name=f"Team {uuid.uuid4().hex[:6]}")).id
+
     # -- the contact writes --------------------------------------------------------------
     def write(self, body: str, *, sender: str = "16315551181", settle: bool = True):
         """A signed WhatsApp text from ``sender``; returns its wamid."""
