@@ -1,0 +1,118 @@
+"""The test endpoint's reply: the whole reply path, answered to the caller, sent nowhere.
+
+The same decisions as a real reply (usage limit, handoff rules, retrieval, low
+confidence, the model, the leak check) on a message typed by an admin, with an
+optional made-up history. Nothing is written but usage: the call counts as a
+``test_replies`` with its tokens (it costs what a reply costs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.ai import handoff, providers, usage
+from shared.ai.generation import _sources, knowledge_for, voice_of
+from shared.ai.prompt import Turn, build, leaks
+from shared.ai.providers import loop
+from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.errors import NotFound
+from shared.models.ai import AiAgent
+
+
+def _agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAgent:
+    agent = session.scalars(
+        select(AiAgent).where(AiAgent.id == agent_id, AiAgent.tenant_id == ctx.tenant_id)
+    ).one_or_none()
+    if agent is None:
+        raise NotFound("AI agent not found")
+    return agent
+
+
+def _wait_seconds() -> float:
+    """How long the request waits for the model: every attempt and its Retry-After waits."""
+    s = get_settings()
+    attempts = s.ai_model_max_retries + 1
+    return attempts * s.ai_model_timeout_seconds + s.ai_model_max_retries * (
+        s.ai_model_max_retry_after_seconds + 1
+    )
+
+
+def try_agent(
+    session: Session,
+    ctx: Ctx,
+    agent_id: uuid.UUID,
+    message: str,
+    history: Sequence[tuple[bool, str]] = (),
+) -> dict[str, Any]:
+    """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs."""
+    agent = _agent(session, ctx, agent_id)
+    rules = handoff.rules_of(session, agent)
+    turns = [Turn(from_contact, text) for from_contact, text in history]
+    decision = handoff.before_model(
+        agent,
+        rules,
+        text=message,
+        ai_turns=sum(1 for t in turns if not t.from_contact),
+        replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
+    )
+    hits = []
+    if decision is None:
+        hits = knowledge_for(session, agent, [message])
+        decision = handoff.after_retrieval(agent, rules, hits)
+    completion: Completion | None = None
+    sources: list[dict[str, Any]] = []
+    if decision is None:
+        voice = voice_of(agent)
+        prompt = build(voice, [*turns, Turn(True, message)], hits)
+        request = ModelRequest(
+            messages=prompt.messages,
+            hits=prompt.hits,
+            question=message,
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+        )
+        try:
+            completion = loop.run(providers.for_agent(agent).complete(request), _wait_seconds())
+        except ProviderError as exc:
+            if exc.kind == NO_ANSWER:
+                decision = handoff.no_answer(agent, rules, str(exc))
+            else:
+                decision = handoff.on_error(agent, rules, f"{exc.kind}: {exc}")
+        except TimeoutError:
+            decision = handoff.on_error(agent, rules, "timeout: the model did not answer in time")
+        if completion is not None:
+            sources = _sources(completion.used_hits or prompt.hits)
+            if not completion.text.strip():
+                decision = handoff.on_error(agent, rules, "the model answered nothing")
+            elif leaks(completion.text, voice, prompt.canary):
+                decision = handoff.on_error(
+                    agent, rules, "answer withheld: it repeated its instructions"
+                )
+    prompt_tokens = completion.prompt_tokens if completion else 0
+    completion_tokens = completion.completion_tokens if completion else 0
+    usage.record(
+        session,
+        agent,
+        test_replies=1,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+    return {
+        "reply": completion.text if completion is not None and decision is None else None,
+        "sources": sources,
+        "handoff": {"handoff": decision is not None, **(decision.as_dict() if decision else {})},
+        "tokens": {
+            "prompt": prompt_tokens,
+            "completion": completion_tokens,
+            "total": prompt_tokens + completion_tokens,
+        },
+        "provider": agent.provider,
+        "model": completion.model if completion is not None else None,
+    }

@@ -1,0 +1,104 @@
+"""POST /api/ai-agents/{id}/test: a synchronous answer, sent nowhere, counted as usage."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+
+def _test(world, agent_id, body, **kwargs):
+    return world.ws.call("POST", f"/api/ai-agents/{agent_id}/test", json=body, **kwargs)
+
+
+def test_the_offline_agent_answers_with_its_source_and_sends_nothing(world, fake_graph):
+    agent = world.agent()
+
+    resp = _test(world, agent.id, {"message": "How long does shipping take?"})
+
+    assert resp.status_code == 200, resp.text
+    body = resp.json
+    assert body["reply"] == "Shipping takes 3 to 5 business days."
+    assert body["handoff"]["handoff"] is False
+    [source] = body["sources"]
+    assert source["kind"] == "qna" and source["score"] > 0
+    assert body["tokens"]["total"] == body["tokens"]["prompt"] + body["tokens"]["completion"] > 0
+    assert (body["provider"], body["model"]) == ("offline", "offline")
+    assert fake_graph.requests == []
+    usage = world.usage(agent.id)
+    assert (usage.replies, usage.test_replies) == (0, 1)
+    assert usage.prompt_tokens == body["tokens"]["prompt"]
+
+
+def test_the_openai_agent_answers_from_the_model_with_history(world, fake_llm):
+    agent = world.agent(provider="openai", prompt_cost_per_1k="0.5", completion_cost_per_1k="1")
+    fake_llm.answer = "Three to five days."
+    history = [{"sender": "contact", "text": "Hi"}, {"sender": "agent", "text": "Hello!"}]
+
+    resp = _test(world, agent.id, {"message": "How long does shipping take?", "history": history})
+
+    assert resp.status_code == 200, resp.text
+    assert resp.json["reply"] == "Three to five days."
+    [chat] = fake_llm.chats()
+    assert [m["role"] for m in chat.messages] == ["system", "user", "user", "assistant", "user"]
+    usage = world.usage(agent.id)
+    tokens = resp.json["tokens"]
+    assert float(usage.cost) == pytest.approx(
+        tokens["prompt"] * 0.5 / 1000 + tokens["completion"] / 1000
+    )
+
+
+def test_a_failing_model_answers_the_handoff_decision(world, fake_llm):
+    agent = world.agent(provider="openai", handoff_message="One moment please.")
+    fake_llm.script(("status", 500))
+    resp = _test(world, agent.id, {"message": "How long does shipping take?"})
+    assert resp.status_code == 200, resp.text
+    handoff = resp.json["handoff"]
+    assert (resp.json["reply"], handoff["handoff"], handoff["reason"]) == (
+        None,
+        True,
+        "model_error",
+    )
+    assert handoff["message"] == "One moment please."
+
+
+def test_asking_for_a_human_answers_the_handoff_without_a_model_call(world, fake_llm):
+    agent = world.agent(provider="openai")
+    resp = _test(world, agent.id, {"message": "Let me talk to a human"})
+    assert resp.json["handoff"]["reason"] == "explicit_request"
+    assert fake_llm.chats() == []
+
+
+def test_another_tenants_agent_is_404(world, other_workspace):
+    agent = world.agent()
+    resp = other_workspace.call(
+        "POST", f"/api/ai-agents/{agent.id}/test", json={"message": "hello"}
+    )
+    assert resp.status_code == 404
+    assert resp.json["error"]["code"] == "not_found"
+    assert _test(world, uuid.uuid4(), {"message": "hello"}).status_code == 404
+
+
+def test_an_agent_without_ai_agents_manage_is_403(world):
+    agent = world.agent()
+    _, token = world.ws.create_agent(role="supervisor")
+    resp = _test(world, agent.id, {"message": "hello"}, token=token)
+    assert resp.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"message": ""},
+        {"message": "x" * 4001},
+        {"message": "hi", "history": [{"sender": "bot", "text": "x"}]},
+        {"message": "hi", "extra": 1},
+    ],
+    ids=["missing", "empty", "too-long", "bad-sender", "unknown-field"],
+)
+def test_bad_input_is_422(world, body):
+    agent = world.agent()
+    resp = _test(world, agent.id, body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["code"] == "validation_error"
