@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from shared.ai import handoff, providers, replies, usage
@@ -80,6 +81,8 @@ class Plan:
     """A prepared reply: what to ask which provider, and what was read."""
 
     claimed: Claimed
+    #: The agent as prepare read it (detached: settling the answer needs no reload).
+    agent: AiAgent
     provider: providers.Provider
     request: ModelRequest
     voice: AgentVoice
@@ -150,17 +153,24 @@ def prepare(claimed: Claimed) -> Plan | None:
     """Everything before the model; None when the reply was settled without one."""
     started = time.perf_counter()
     with session_scope() as session:
-        agent = session.get(AiAgent, claimed.ai_agent_id)
-        conversation = session.get(Conversation, claimed.conversation_id)
+        loaded = session.execute(
+            select(AiAgent, Conversation)
+            .join_from(AiAgent, Conversation, Conversation.tenant_id == AiAgent.tenant_id)
+            .where(
+                AiAgent.id == claimed.ai_agent_id,
+                AiAgent.tenant_id == claimed.tenant_id,
+                Conversation.id == claimed.conversation_id,
+                Conversation.tenant_id == claimed.tenant_id,
+            )
+        ).one_or_none()
+        agent, conversation = loaded if loaded is not None else (None, None)
         if (
             agent is None
-            or conversation is None
-            or conversation.tenant_id != claimed.tenant_id
             or not agent.is_active
             or not conversation.ai_active
             or conversation.ai_agent_id != agent.id
         ):
-            settle(session, claimed)
+            settle(session, claimed, agent=agent)
             return None
         rows = _recent(session, claimed)
         questions = _burst(rows)
@@ -183,13 +193,14 @@ def prepare(claimed: Claimed) -> Plan | None:
             hits = knowledge_for(session, agent, questions)
             decision = handoff.after_retrieval(agent, rules, hits)
         if decision is not None:
-            settle(session, claimed, decision=decision)
+            settle(session, claimed, agent=agent, decision=decision)
             return None
         voice = voice_of(agent)
         history = [Turn(r.direction == "inbound", turn_text(r.content_type, r.body)) for r in rows]
         prompt = build(voice, history, hits)
         plan = Plan(
             claimed=claimed,
+            agent=agent,
             provider=providers.for_agent(agent),
             request=ModelRequest(
                 messages=prompt.messages,
@@ -219,10 +230,26 @@ def _sources(hits: Sequence[Hit]) -> list[dict[str, Any]]:
     ]
 
 
+#: A sent reply in one round trip: the reply row, the conversation's turn, the day's usage.
+_SENT_CTES = """
+    WITH reply AS (
+        UPDATE ai_replies
+           SET status = 'sent', reply_message_id = :message_id, sources = :sources,
+               prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens,
+               finished_at = now(), updated_at = now()
+         WHERE id = :reply_id
+    ), turn AS (
+        UPDATE conversations SET ai_turns = ai_turns + 1
+         WHERE id = :conversation_id AND tenant_id = :tenant_id
+    )"""
+_SENT = text(_SENT_CTES + usage.UPSERT_SQL).bindparams(bindparam("sources", type_=JSONB))
+
+
 def settle(
     session: Session,
     claimed: Claimed,
     *,
+    agent: AiAgent | None,
     plan: Plan | None = None,
     completion: Completion | None = None,
     error: ProviderError | None = None,
@@ -231,9 +258,19 @@ def settle(
     """Write the reply's outcome (see the module docstring); its final status.
 
     ``stale`` when the row is no longer ours (settled, or re-driven and claimed again).
+
+    PERF: the answered path is one locking read, the outbound message's writes and one
+    statement for the rest; rules and the agent are read again only to hand off.
     """
-    reply = session.scalars(
-        select(AiReply)
+    locked = session.execute(
+        select(AiReply, Conversation)
+        .join(
+            Conversation,
+            and_(
+                Conversation.id == AiReply.conversation_id,
+                Conversation.tenant_id == AiReply.tenant_id,
+            ),
+        )
         .where(
             AiReply.id == claimed.id,
             AiReply.tenant_id == claimed.tenant_id,
@@ -242,68 +279,70 @@ def settle(
         )
         .with_for_update()
     ).one_or_none()
-    if reply is None:
+    if locked is None:
         return "stale"
-    conversation = session.scalars(
-        select(Conversation)
-        .where(
-            Conversation.id == claimed.conversation_id, Conversation.tenant_id == claimed.tenant_id
-        )
-        .with_for_update()
-    ).one_or_none()
-    agent = session.get(AiAgent, claimed.ai_agent_id)
+    reply, conversation = locked
     tokens = (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
-    reply.prompt_tokens, reply.completion_tokens = tokens
-    reply.finished_at = func.now()
-    if completion is not None:
-        reply.sources = _sources(completion.used_hits or (plan.hits if plan else ()))
-    if (
-        conversation is None
-        or agent is None
-        or not conversation.ai_active
-        or conversation.ai_agent_id != agent.id
-    ):
+    sources = _sources(completion.used_hits or (plan.hits if plan else ())) if completion else []
+    if agent is None or not conversation.ai_active or conversation.ai_agent_id != agent.id:
         # NOTE: a human took over or replied meanwhile: nothing goes out.
-        reply.status = "skipped"
+        _close(reply, "skipped", tokens, sources)
         if agent is not None and completion is not None:
             usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         return reply.status
-    rules = handoff.rules_of(session, agent) if decision is None else []
     if error is not None:
         reply.error = f"{error.kind}: {error}"[:2000]
+        rules = handoff.rules_of(session, agent)
         if error.kind == NO_ANSWER:
             decision = handoff.no_answer(agent, rules, str(error))
         else:
             decision = handoff.on_error(agent, rules, reply.error)
     elif completion is not None and decision is None:
+        problem = None
         if not completion.text.strip():
-            decision = handoff.on_error(agent, rules, "the model answered nothing")
+            problem = "the model answered nothing"
         elif plan is not None and leaks(completion.text, plan.voice, plan.canary):
-            decision = handoff.on_error(
-                agent, rules, "answer withheld: it repeated its instructions"
-            )
+            problem = "answer withheld: it repeated its instructions"
+        if problem is not None:
+            decision = handoff.on_error(agent, handoff.rules_of(session, agent), problem)
     message = None
     if decision is None and completion is not None:
         message = handoff.send_as_agent(session, agent, conversation, completion.text)
         if message is None:
+            rules = handoff.rules_of(session, agent)
             decision = handoff.on_error(agent, rules, "the channel refused the answer")
     if decision is not None:
+        _close(reply, "handed_off", tokens, sources)
         reply.handoff_reason = decision.reason
         reply.error = reply.error or decision.detail[:2000] or None
-        reply.status = "handed_off"
         sent = handoff.hand_off(session, agent, conversation, decision)
         reply.reply_message_id = sent.id if sent is not None else None
         if completion is not None:
             usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         return reply.status
-    reply.status = "sent"
-    reply.reply_message_id = message.id
-    conversation.ai_turns = conversation.ai_turns + 1
-    usage.record(session, agent, replies=1, prompt_tokens=tokens[0], completion_tokens=tokens[1])
-    session.flush()
+    session.execute(
+        _SENT,
+        {
+            "reply_id": reply.id,
+            "message_id": message.id,
+            "sources": sources,
+            "prompt_tokens": tokens[0],
+            "completion_tokens": tokens[1],
+            "conversation_id": claimed.conversation_id,
+            **usage.params(agent, replies=1, prompt_tokens=tokens[0], completion_tokens=tokens[1]),
+        },
+    )
+    session.expire(reply)
     if plan is not None:
         _follow_up(session, claimed, agent, plan.read_until)
-    return reply.status
+    return "sent"
+
+
+def _close(reply: AiReply, status: str, tokens: tuple[int, int], sources: list) -> None:
+    reply.status = status
+    reply.prompt_tokens, reply.completion_tokens = tokens
+    reply.sources = sources
+    reply.finished_at = func.now()
 
 
 _FOLLOW_UP = text(
@@ -342,7 +381,14 @@ def finish(plan: Plan, completion: Completion | None, error: ProviderError | Non
     """Settle a reply whose model call ended (in its own transaction)."""
     started = time.perf_counter()
     with session_scope() as session:
-        status = settle(session, plan.claimed, plan=plan, completion=completion, error=error)
+        status = settle(
+            session,
+            plan.claimed,
+            agent=plan.agent,
+            plan=plan,
+            completion=completion,
+            error=error,
+        )
     plan.timings["finish"] = time.perf_counter() - started
     return status
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from shared.models.ai import AiAgent, AiUsageDaily
 
-_UPSERT = text(
-    """
+#: The upsert's SQL, for callers that add it to a statement of theirs (one round trip).
+UPSERT_SQL = """
     INSERT INTO ai_usage_daily AS u (tenant_id, ai_agent_id, day, replies, test_replies,
                                      handoffs, prompt_tokens, completion_tokens, cost)
     VALUES (:tenant_id, :agent_id, (now() AT TIME ZONE 'UTC')::date, :replies, :test_replies,
@@ -28,7 +28,7 @@ _UPSERT = text(
         completion_tokens = u.completion_tokens + excluded.completion_tokens,
         cost = u.cost + excluded.cost
     """
-)
+_UPSERT = text(UPSERT_SQL)
 
 _THOUSAND = decimal.Decimal(1000)
 
@@ -52,17 +52,37 @@ def record(
     """Add to today's row of ``agent`` (created on first use), in the caller's transaction."""
     session.execute(
         _UPSERT,
-        {
-            "tenant_id": agent.tenant_id,
-            "agent_id": agent.id,
-            "replies": replies,
-            "test_replies": test_replies,
-            "handoffs": handoffs,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost": cost_of(agent, prompt_tokens, completion_tokens),
-        },
+        params(
+            agent,
+            replies=replies,
+            test_replies=test_replies,
+            handoffs=handoffs,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        ),
     )
+
+
+def params(
+    agent: AiAgent,
+    *,
+    replies: int = 0,
+    test_replies: int = 0,
+    handoffs: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> dict[str, object]:
+    """The bound values of :data:`UPSERT_SQL`."""
+    return {
+        "tenant_id": agent.tenant_id,
+        "agent_id": agent.id,
+        "replies": replies,
+        "test_replies": test_replies,
+        "handoffs": handoffs,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost": cost_of(agent, prompt_tokens, completion_tokens),
+    }
 
 
 def replies_today(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> int:
