@@ -235,18 +235,22 @@ def count_answered(tenant_id) -> int:
 
 def model_baseline(base_url: str, count: int) -> float:
     """``count`` chat calls at once from this process: the floor the model latency allows."""
-    import httpx
+    import aiohttp
 
     async def run() -> float:
-        limits = httpx.Limits(max_connections=count)
-        async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
+        connector = aiohttp.TCPConnector(limit=count)
+        async with aiohttp.ClientSession(connector=connector) as session:
             body = {"model": "m", "messages": [{"role": "user", "content": QUESTION}]}
+
+            async def call() -> int:
+                async with session.post(f"{base_url}/chat/completions", json=body) as answer:
+                    await answer.read()
+                    return answer.status
+
             started = time.perf_counter()
-            answers = await asyncio.gather(
-                *(client.post(f"{base_url}/chat/completions", json=body) for _ in range(count))
-            )
+            statuses = await asyncio.gather(*(call() for _ in range(count)))
             elapsed = time.perf_counter() - started
-        if any(a.status_code != 200 for a in answers):
+        if any(status != 200 for status in statuses):
             raise common.BenchError("the baseline's model calls failed")
         return elapsed
 
@@ -299,12 +303,13 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
     )
     at_graph = max(r.at for r in graph.sent()) - first
     bench.stop(worker)
+    model_calls = len(llm.chats())
     baseline = model_baseline(llm.base_url, args.conversations)
     return {
         "conversations": args.conversations,
         "answered_s": answered,
         "at_graph_s": at_graph,
-        "model_calls": len(llm.chats()),
+        "model_calls": model_calls,
         "baseline_s": baseline,
     }
 
