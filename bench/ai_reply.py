@@ -233,6 +233,29 @@ def count_answered(tenant_id) -> int:
         )
 
 
+def stage_times(tenant_id, first: float) -> dict[str, float]:
+    """When the last reply was scheduled (dispatch), written (settled), and its model called."""
+    from sqlalchemy import func, select
+
+    from shared.db import session_scope
+    from shared.models import Message
+    from shared.models.ai import AiReply
+
+    with session_scope() as session:
+        scheduled = session.scalar(
+            select(func.max(AiReply.created_at)).where(AiReply.tenant_id == tenant_id)
+        )
+        written = session.scalar(
+            select(func.max(Message.created_at)).where(
+                Message.tenant_id == tenant_id, Message.sender_type == "ai_agent"
+            )
+        )
+    return {
+        "last_scheduled": round(scheduled.timestamp() - first, 2),
+        "last_written": round(written.timestamp() - first, 2),
+    }
+
+
 def model_baseline(base_url: str, count: int) -> float:
     """``count`` chat calls at once from this process: the floor the model latency allows."""
     import aiohttp
@@ -302,6 +325,13 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
         children=[worker],
     )
     at_graph = max(r.at for r in graph.sent()) - first
+    stages = stage_times(tenant_id, first)
+    calls = sorted(r.at for r in llm.chats())
+    stages |= {
+        "first_model_call": round(calls[0] - first, 2),
+        "last_model_call": round(calls[-1] - first, 2),
+    }
+    print(f"  stages (s after the first commit): {stages}", flush=True)
     bench.stop(worker)
     model_calls = len(llm.chats())
     baseline = model_baseline(llm.base_url, args.conversations)
@@ -310,6 +340,7 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
         "answered_s": answered,
         "at_graph_s": at_graph,
         "model_calls": model_calls,
+        "stages": stages,
         "baseline_s": baseline,
     }
 

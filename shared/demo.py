@@ -35,6 +35,7 @@ from shared.db import get_engine, session_scope
 from shared.identity.security import hash_password
 from shared.identity.tenants import register_tenant
 from shared.models import Role, Tenant, User
+from shared.models.ai import AiAgent, AiAgentAssignment, KnowledgeSource, QnaPair
 from shared.models.inbox import CHANNELS, Contact, Division, DivisionMember
 
 DEMO_PASSWORD = "demo-password-2024"  # noqa: S105 (printed for the demo login)
@@ -161,6 +162,8 @@ class DemoTenant:
     division_ids: list[uuid.UUID] = field(default_factory=list)
     #: The tenant's api-channel account: replies on its conversations are handed over.
     api_account_id: uuid.UUID | None = None
+    #: The AI agent answering new conversations of the api-channel account (offline provider).
+    ai_agent_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -201,6 +204,7 @@ def prepare_tenant(
     )
     demo = DemoTenant(tenant.id, slug, admin_email, password)
     demo.api_account_id = _api_account(session, tenant.id).id
+    demo.ai_agent_id = _ai_agent(session, tenant.id, demo.api_account_id)
     existing = {
         email: user_id
         for email, user_id in session.execute(
@@ -251,6 +255,89 @@ def _api_account(session: Session, tenant_id: uuid.UUID):
     return found or accounts.create_account(
         session, Ctx.system(tenant_id), channel=API_CHANNEL, name="Demo shop", external_id=None
     )
+
+
+AI_AGENT_NAME = "Demo assistant"
+#: The demo agent's knowledge: what a newcomer can ask it.
+AI_FAQ = (
+    (
+        "What are your opening hours?",
+        "We are open Monday to Friday, 9am to 6pm, and Saturday 10am to 2pm.",
+    ),
+    (
+        "How long does shipping take?",
+        "Orders ship within a day; delivery takes 3 to 5 business days.",
+    ),
+    (
+        "Can I return an order?",
+        "Yes: returns are free within 30 days of delivery, with the receipt.",
+    ),
+    ("Which payment methods do you accept?", "We accept cards, PayPal and bank transfer."),
+    (
+        "Where is my order?",
+        "You can follow your order with the tracking link in your shipping email.",
+    ),
+    (
+        "Do you ship abroad?",
+        "We ship to every EU country; shipping abroad takes 5 to 8 business days.",
+    ),
+)
+
+
+def _ai_agent(session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID) -> uuid.UUID:
+    """The demo's AI agent (offline provider, a few QnA pairs) on the api-channel account.
+
+    New conversations of that account get its answers with no model and no key; the
+    assignment is recreated on a refresh (emptying the inbox drops it with the divisions).
+    """
+    agent = session.scalars(
+        select(AiAgent).where(AiAgent.tenant_id == tenant_id, AiAgent.name == AI_AGENT_NAME)
+    ).one_or_none()
+    if agent is None:
+        agent = AiAgent(
+            tenant_id=tenant_id,
+            name=AI_AGENT_NAME,
+            description="Answers the Demo shop's customers from its FAQ",
+            provider="offline",
+            instructions="Answer questions about the Demo shop's orders, shipping and returns.",
+            settle_seconds=1.0,
+            # NOTE: full-text ranks of a good FAQ match are around 0.05-0.1 (retrieval.py).
+            confidence_threshold=0.02,
+            handoff_message="Let me pass you to a colleague: someone will answer shortly.",
+        )
+        session.add(agent)
+        session.flush()
+        source = KnowledgeSource(
+            tenant_id=tenant_id,
+            ai_agent_id=agent.id,
+            kind="text",
+            title="Store FAQ",
+            content="\n".join(f"{q}\n{a}" for q, a in AI_FAQ),
+            status="ready",
+        )
+        session.add(source)
+        session.flush()
+        session.add_all(
+            QnaPair(
+                tenant_id=tenant_id, ai_agent_id=agent.id, source_id=source.id, question=q, answer=a
+            )
+            for q, a in AI_FAQ
+        )
+    assigned = session.scalar(
+        select(AiAgentAssignment.id).where(
+            AiAgentAssignment.tenant_id == tenant_id,
+            AiAgentAssignment.ai_agent_id == agent.id,
+            AiAgentAssignment.integration_account_id == account_id,
+        )
+    )
+    if assigned is None:
+        session.add(
+            AiAgentAssignment(
+                tenant_id=tenant_id, ai_agent_id=agent.id, integration_account_id=account_id
+            )
+        )
+        session.flush()
+    return agent.id
 
 
 _DEPENDENTS = text(
@@ -599,6 +686,11 @@ def main(argv: list[str] | None = None) -> int:
     for demo in tenants:
         print(f"\nTenant {demo.slug!r}: log in with POST /api/auth/login as")
         print("\n".join(logins(demo)))
+        print(
+            f"  AI agent {AI_AGENT_NAME!r} answers new conversations of the api account"
+            f" {demo.api_account_id}: POST /api/integration-accounts/{demo.api_account_id}"
+            "/api/messages an inbound 'How long does shipping take?' and read its reply"
+        )
     return 0
 
 
