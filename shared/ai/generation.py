@@ -21,10 +21,12 @@ re-drives it; attempts past ``AI_REPLY_MAX_ATTEMPTS`` hand off.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import datetime as dt
 import functools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -461,11 +463,13 @@ _finisher: tuple[int, _Finisher] | None = None
 def finisher() -> _Finisher:
     """This process's finisher (a new one in a forked child)."""
     global _finisher
-    import os
 
     with _finisher_lock:
         if _finisher is None or _finisher[0] != os.getpid():
             _finisher = (os.getpid(), _Finisher())
+            # NOTE: a stopping worker lets answers in flight settle, briefly; the rest stay
+            # ``generating`` for the sweeper.
+            atexit.register(_finisher[1].drain, 10.0)
         return _finisher[1]
 
 

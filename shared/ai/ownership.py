@@ -33,14 +33,27 @@ from shared.working_hours import is_open
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """The agent that answers now, and the division its assignment queues into."""
+    """The agent that answers now, the division its assignment queues into, its window."""
 
     agent_id: uuid.UUID
     division_id: uuid.UUID | None
+    settle_seconds: float
 
 
 def _assignments(session: Session, conversation: Conversation) -> list[Any]:
-    """Active assignments of active agents covering the conversation, account ones first."""
+    """Active assignments of active agents covering the conversation, account ones first.
+
+    PERF: each row also says whether the tenant has active orchestration rules, so the
+    common tenant (none) costs this one query per inbound message.
+    """
+    has_rules = (
+        select(AiOrchestrationRule.id)
+        .where(
+            AiOrchestrationRule.tenant_id == conversation.tenant_id,
+            AiOrchestrationRule.is_active.is_(True),
+        )
+        .exists()
+    )
     account = conversation.integration_account_id
     covers = and_(
         AiAgentAssignment.integration_account_id.is_(None),
@@ -54,6 +67,8 @@ def _assignments(session: Session, conversation: Conversation) -> list[Any]:
             AiAgentAssignment.integration_account_id,
             AiAgentAssignment.division_id,
             AiAgentAssignment.mode,
+            AiAgent.settle_seconds,
+            has_rules.label("has_rules"),
         )
         .join(AiAgent, AiAgent.id == AiAgentAssignment.ai_agent_id)
         .where(
@@ -117,6 +132,7 @@ def route(session: Session, tenant_id: uuid.UUID, channel: str, text: str) -> uu
             AiOrchestrationRule.channel,
             AiOrchestrationRule.keywords,
             AiOrchestrationRule.target_ai_agent_id,
+            AiAgent.settle_seconds,
         )
         .join(AiAgent, AiAgent.id == AiOrchestrationRule.target_ai_agent_id)
         .where(
@@ -130,20 +146,21 @@ def route(session: Session, tenant_id: uuid.UUID, channel: str, text: str) -> uu
     folded = fold(text)
     for rule in rules:
         if rule.match_type == "channel" and rule.channel == channel:
-            return rule.target_ai_agent_id
+            return rule
         if rule.match_type == "keyword" and first_match(folded, rule.keywords or ()):
-            return rule.target_ai_agent_id
+            return rule
         if rule.match_type == "intent":
             phrases = [*(rule.keywords or ()), *([rule.intent] if rule.intent else [])]
             if any(contains_phrase(folded, p) for p in phrases):
-                return rule.target_ai_agent_id
+                return rule
     return None
 
 
-def _active_agent(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
-    return bool(
-        session.scalar(
-            select(AiAgent.is_active).where(AiAgent.id == agent_id, AiAgent.tenant_id == tenant_id)
+def _active_settle(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> float | None:
+    """The agent's settle window if it is active, else None."""
+    return session.scalar(
+        select(AiAgent.settle_seconds).where(
+            AiAgent.id == agent_id, AiAgent.tenant_id == tenant_id, AiAgent.is_active.is_(True)
         )
     )
 
@@ -164,14 +181,23 @@ def owner_of(session: Session, conversation: Conversation, text: str) -> Owner |
     if duty is None and (rows or not owned):
         return None
     division_id = duty.division_id if duty is not None else None
-    routed = route(session, conversation.tenant_id, conversation.channel, text)
-    if routed is not None:
-        return Owner(routed, division_id)
-    if owned and _active_agent(session, conversation.tenant_id, conversation.ai_agent_id):
-        return Owner(conversation.ai_agent_id, division_id)
+    if not rows or rows[0].has_rules:
+        routed = route(session, conversation.tenant_id, conversation.channel, text)
+        if routed is not None:
+            return Owner(routed.target_ai_agent_id, division_id, routed.settle_seconds)
+    if owned:
+        # PERF: the owner is usually one of the assignments just read (active, with its window).
+        known = next((r for r in rows if r.ai_agent_id == conversation.ai_agent_id), None)
+        settle = (
+            known.settle_seconds
+            if known is not None
+            else _active_settle(session, conversation.tenant_id, conversation.ai_agent_id)
+        )
+        if settle is not None:
+            return Owner(conversation.ai_agent_id, division_id, settle)
     if duty is None:
         return None
-    return Owner(duty.ai_agent_id, division_id)
+    return Owner(duty.ai_agent_id, division_id, duty.settle_seconds)
 
 
 def handback_owner(session: Session, conversation: Conversation) -> uuid.UUID | None:
@@ -180,8 +206,9 @@ def handback_owner(session: Session, conversation: Conversation) -> uuid.UUID | 
     Its previous agent if still active, else the first assignment covering it
     (whatever its mode: a person handed it over on purpose).
     """
-    if conversation.ai_agent_id is not None and _active_agent(
-        session, conversation.tenant_id, conversation.ai_agent_id
+    if (
+        conversation.ai_agent_id is not None
+        and _active_settle(session, conversation.tenant_id, conversation.ai_agent_id) is not None
     ):
         return conversation.ai_agent_id
     rows = _assignments(session, conversation)

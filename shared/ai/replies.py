@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session
 
 from shared.after_commit_queue import AfterCommitQueue
 from shared.ai import ownership
-from shared.ai.handoff import agent_ctx
 from shared.config import get_settings
+from shared.context import Ctx
+from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.models import Conversation, OutboxEvent
-from shared.models.ai import AiAgent
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +85,37 @@ def schedule(
     message_id: uuid.UUID,
     body: str,
 ) -> uuid.UUID | None:
-    """Owe the conversation a reply if an AI agent owns it now; the reply's id, or None."""
+    """Owe the conversation a reply if an AI agent owns it now; the reply's id, or None.
+
+    PERF: on dispatch's hot path: a read of the conversation, one query for its
+    assignments, the upsert. The conversation is locked only to claim it (its first
+    AI message); a takeover racing the read is caught when the reply settles.
+    """
     conversation = session.scalars(
-        select(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.tenant_id == tenant_id)
-        .with_for_update()
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.tenant_id == tenant_id
+        )
     ).one_or_none()
     if conversation is None or conversation.status == "resolved":
         return None
     owner = ownership.owner_of(session, conversation, body)
     if owner is None:
         return None
-    agent = session.get(AiAgent, owner.agent_id)
-    if agent is None or agent.tenant_id != tenant_id:
-        return None
-    claim(session, agent, conversation, owner.division_id)
+    if not _owned_by(conversation, owner):
+        session.refresh(conversation, with_for_update=True)
+        owner = ownership.owner_of(session, conversation, body)
+        if owner is None:
+            return None
+        claim(session, tenant_id, owner, conversation)
     row = session.execute(
         _UPSERT_PENDING,
         {
             "id": uuid.uuid4(),
             "tenant_id": tenant_id,
             "conversation_id": conversation_id,
-            "agent_id": agent.id,
+            "agent_id": owner.agent_id,
             "message_id": message_id,
-            "settle": max(float(agent.settle_seconds or 0), 0.0),
+            "settle": max(float(owner.settle_seconds or 0), 0.0),
         },
     ).one_or_none()
     if row is None:
@@ -117,20 +124,29 @@ def schedule(
     return row.id
 
 
+def _owned_by(conversation: Conversation, owner: ownership.Owner) -> bool:
+    return (
+        conversation.ai_agent_id == owner.agent_id
+        and conversation.ai_active
+        and (owner.division_id is None or conversation.division_id is not None)
+    )
+
+
 def claim(
-    session: Session, agent: AiAgent, conversation: Conversation, division_id: uuid.UUID | None
+    session: Session, tenant_id: uuid.UUID, owner: ownership.Owner, conversation: Conversation
 ) -> None:
-    """Make ``agent`` the conversation's AI agent (audited; nothing when it already is)."""
+    """Make the owner the conversation's AI agent (audited; nothing when it already is)."""
     changes: dict[str, object] = {}
-    if conversation.ai_agent_id != agent.id:
-        changes["ai_agent_id"] = agent.id
+    if conversation.ai_agent_id != owner.agent_id:
+        changes["ai_agent_id"] = owner.agent_id
         changes["ai_turns"] = 0
     if not conversation.ai_active:
         changes["ai_active"] = True
-    if division_id is not None and conversation.division_id is None:
-        changes["division_id"] = division_id
+    if owner.division_id is not None and conversation.division_id is None:
+        changes["division_id"] = owner.division_id
     if changes:
-        convs.apply_fields(session, agent_ctx(agent), conversation, changes)
+        ctx = Ctx.system(tenant_id, actor=Actor("ai_agent", owner.agent_id))
+        convs.apply_fields(session, ctx, conversation, changes)
 
 
 _SWEEP = text(
