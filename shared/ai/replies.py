@@ -49,8 +49,10 @@ _UPSERT_PENDING = text(
     """
     INSERT INTO ai_replies AS r (id, tenant_id, conversation_id, ai_agent_id,
                                  last_message_id, status, due_at)
-    VALUES (:id, :tenant_id, :conversation_id, :agent_id, :message_id, 'pending',
-            now() + make_interval(secs => :settle))
+    SELECT :id, :tenant_id, :conversation_id, :agent_id, m.id, 'pending',
+           now() + make_interval(secs => :settle)
+      FROM messages m
+     WHERE m.id = :message_id AND m.tenant_id = :tenant_id
     ON CONFLICT (conversation_id) WHERE status IN ('pending', 'generating')
     DO UPDATE SET last_message_id = excluded.last_message_id,
                   ai_agent_id = excluded.ai_agent_id,
@@ -67,15 +69,16 @@ def target(session: Session, event: OutboxEvent) -> None:
     if event.type != "message.created":
         return
     data = event.data or {}
-    if data.get("direction") != "inbound" or not data.get("conversation_id"):
+    if data.get("direction") != "inbound":
         return
-    schedule(
-        session,
-        event.tenant_id,
-        uuid.UUID(str(data["conversation_id"])),
-        uuid.UUID(str(data["id"])),
-        data.get("body") or "",
-    )
+    try:
+        conversation_id = uuid.UUID(str(data["conversation_id"]))
+        message_id = uuid.UUID(str(data["id"]))
+    except (KeyError, ValueError):
+        # NOTE: an event without the message's ids (a hand-written one) owes no reply;
+        # raising here would fail every other target's work on the event too.
+        return
+    schedule(session, event.tenant_id, conversation_id, message_id, str(data.get("body") or ""))
 
 
 def schedule(
