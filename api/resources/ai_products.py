@@ -51,19 +51,23 @@ def read_import(req: falcon.Request) -> tuple[bytes, str]:
         raise UnsupportedMediaType(
             "Send text/csv, application/json (an array), or multipart/form-data with one file"
         )
-    limit = req.context.max_body_bytes
-    raw = req.bounded_stream.read(limit + 1)
-    if len(raw) > limit:
+    limit = get_settings().ai_product_import_max_bytes
+    # APPSEC: read at most the form's limit + 1 bytes, so a chunked body cannot make us
+    # buffer more; the file itself is held to the import limit.
+    raw = req.bounded_stream.read(req.context.max_body_bytes + 1)
+    if len(raw) > req.context.max_body_bytes:
         raise PayloadTooLarge(f"Product imports are limited to {limit} bytes")
     if media_type != falcon.MEDIA_MULTIPART:
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Product imports are limited to {limit} bytes")
         return raw, _FORMATS[media_type]
     form = MultipartFormHandler().deserialize(io.BytesIO(raw), req.content_type, len(raw))
     files = [(part, part.stream.read()) for part in form if part.filename is not None]
     if len(files) != 1:
         raise ValidationFailed.field("file", f"send exactly one file (got {len(files)})")
     part, data = files[0]
-    if len(data) > get_settings().ai_product_import_max_bytes:
-        raise PayloadTooLarge("The file is larger than AI_PRODUCT_IMPORT_MAX_BYTES")
+    if len(data) > limit:
+        raise PayloadTooLarge(f"Product imports are limited to {limit} bytes")
     return data, _format_of_part(part)
 
 

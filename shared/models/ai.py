@@ -412,5 +412,6 @@ class AiProductImport(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
     format: Mapped[str] = mapped_column(String(8))
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Deferred: the import's batches check the row is there without loading megabytes.
+    payload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

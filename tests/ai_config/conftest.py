@@ -1,4 +1,4 @@
-"""Helpers for the AI configuration tests: agents through the API, AI-written messages, usage rows."""
+"""Helpers for the AI configuration tests: agents over HTTP, AI-written messages, usage rows."""
 
 from __future__ import annotations
 
