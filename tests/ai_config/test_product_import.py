@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from shared.ai import product_import
 from shared.config import get_settings
+from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import AiProduct, AiProductImport, Job
 from tests.ai_config.conftest import AGENTS, create_agent, fields
@@ -33,6 +34,16 @@ def start(ws, agent_id: str, body: bytes | str, content_type: str):
         body=body,
         headers={"Content-Type": content_type},
     )
+
+
+def queued_import(ws, agent_id: str, body: str) -> uuid.UUID:
+    """A queued import job whose actor is never sent (so no worker runs it meanwhile)."""
+    ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
+    with session_scope() as session:
+        job = product_import.start_import(
+            session, ctx, uuid.UUID(agent_id), body.encode(), "csv", enqueue=lambda *_: None
+        )
+        return job.id
 
 
 def finished_job(ws, job_id: str, timeout: float = 30.0) -> dict:
@@ -176,8 +187,7 @@ def test_a_job_run_twice_or_resumed_applies_each_row_once(workspace):
     """Without the worker: the job is driven by hand, batch by batch, as retries would."""
     agent = create_agent(workspace)
     lines = "".join(f"S-{i},Item {i}\n" for i in range(25))
-    resp = start(workspace, agent["id"], "sku,name\n" + lines, "text/csv")
-    job_id = uuid.UUID(resp.json["job_id"])
+    job_id = queued_import(workspace, agent["id"], "sku,name\n" + lines)
     assert product_import.process_import(job_id, batch_size=10) == "succeeded"
     assert product_import.process_import(job_id, batch_size=10) == "succeeded"
     with session_scope() as session:
@@ -189,9 +199,7 @@ def test_a_job_run_twice_or_resumed_applies_each_row_once(workspace):
 def test_a_crashed_import_resumes_after_its_last_batch(workspace):
     agent = create_agent(workspace)
     lines = "".join(f"S-{i},Item {i}\n" for i in range(25))
-    job_id = uuid.UUID(
-        start(workspace, agent["id"], "sku,name\n" + lines, "text/csv").json["job_id"]
-    )
+    job_id = queued_import(workspace, agent["id"], "sku,name\n" + lines)
     with session_scope() as session:
         # As a worker that died after committing two batches of ten leaves it.
         job = session.get(Job, job_id)
@@ -212,9 +220,9 @@ def test_a_crashed_import_resumes_after_its_last_batch(workspace):
 
 def test_deleting_the_agent_fails_its_queued_import(workspace):
     agent = create_agent(workspace)
-    job_id = start(workspace, agent["id"], "name\nx\n", "text/csv").json["job_id"]
+    job_id = queued_import(workspace, agent["id"], "name\nx\n")
     assert workspace.call("DELETE", f"{AGENTS}/{agent['id']}").status_code == 204
-    assert product_import.process_import(uuid.UUID(job_id)) == "failed"
+    assert product_import.process_import(job_id) == "failed"
     job = workspace.call("GET", f"/api/jobs/{job_id}").json
     assert job["status"] == "failed" and "deleted" in job["error"]
 
