@@ -170,7 +170,7 @@ def _csv_rows(content: str) -> Iterator[RawRow]:
         if "attributes" in fields:
             try:
                 fields["attributes"] = json.loads(fields["attributes"])
-            except ValueError:
+            except (ValueError, RecursionError):
                 yield RawRow(number, None, {"field": "attributes", "message": "not a JSON object"})
                 continue
         yield RawRow(number, fields)
@@ -193,7 +193,7 @@ def _json_rows(content: str) -> Iterator[RawRow]:
         number += 1
         try:
             element, position = decoder.raw_decode(content, position)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # NOTE: [[[[... nests past the stack
             raise MalformedPayload(number, f"malformed JSON at row {number}: {exc}") from exc
         if isinstance(element, dict):
             yield RawRow(number, element)
@@ -326,8 +326,13 @@ def _finish(session: Session, job: Job, result: dict[str, Any], error: str | Non
     job.status = "failed" if error else "succeeded"
     job.error = error
     job.finished_at = func.now()
-    session.execute(delete(AiProductImport).where(AiProductImport.job_id == job.id))
+    discard(session, job.id)
     return job.status
+
+
+def discard(session: Session, job_id: uuid.UUID) -> None:
+    """Drop a finished import's body (a job that gave up keeps its result, not megabytes)."""
+    session.execute(delete(AiProductImport).where(AiProductImport.job_id == job_id))
 
 
 def _batches(rows: Iterator[RawRow], size: int) -> Iterator[list[RawRow]]:

@@ -27,6 +27,7 @@ def mark_product_import_failed(message_data: dict, retry_info: dict) -> None:
             job_id,
             f"gave up after {retry_info.get('retries')} retries\n" + error.strip().splitlines()[-1],
         )
+        product_import.discard(session, job_id)
     log.error("product import %s failed for good", job_id)
 
 
