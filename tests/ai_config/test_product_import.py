@@ -247,3 +247,18 @@ def test_a_large_import_crosses_many_batches(workspace, worker):
             select(func.count()).where(AiProduct.ai_agent_id == uuid.UUID(agent["id"]))
         )
     assert count == 10_000
+
+
+def test_an_import_whose_message_was_lost_is_redriven_by_the_scheduler(workspace, worker):
+    from scheduler import jobs as scheduler_jobs
+
+    agent = create_agent(workspace)
+    job_id = queued_import(workspace, agent["id"], "sku,name\nR-1,Redriven\n")
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        job.enqueued_at = job.created_at - 2 * scheduler_jobs.api_jobs.REDRIVE_AFTER
+    redrive = next(j.func for j in scheduler_jobs.JOBS if j.name == "redrive_queued_jobs")
+    with session_scope() as session:
+        assert redrive(session) >= 1
+    assert finished_job(workspace, str(job_id))["status"] == "succeeded"
+    assert set(products_of(agent["id"])) == {"R-1"}
