@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
+from shared.ai import product_import
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
@@ -60,11 +61,12 @@ def sweep_outbox(session: Session) -> int:
 
 def redrive_queued_jobs(session: Session) -> int:
     """Send again the actor of every 202 job still queued long after it was sent."""
+    from workers.actors.ai_products import enqueue_import
     from workers.actors.inbox import enqueue_bulk
 
     # NOTE: one entry per job kind; a kind missing here would stay queued, so the
     # test of this job checks every kind a service creates.
-    enqueuers = {bulk.KIND: enqueue_bulk}
+    enqueuers = {bulk.KIND: enqueue_bulk, product_import.KIND: enqueue_import}
     stale = api_jobs.claim_stale(session)
     for job_id, tenant_id, kind in stale:
         db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))

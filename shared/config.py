@@ -268,6 +268,25 @@ class Settings(BaseSettings):
         900, ge=1, le=7 * 24 * 3600, description="lifetime of a presigned S3 URL"
     )
 
+    # --- AI agents (configuration and product imports) -----------------------------------------
+    ai_allow_private_base_url: bool | None = Field(
+        None,
+        description=(
+            "let an AI agent's base_url point at loopback or private addresses over http or"
+            " https (a model server such as Ollama on the same host or network). Unset: allowed"
+            " outside production, refused in production, where the SSRF guard (with"
+            " WEBHOOK_SSRF_ALLOWLIST) applies as for webhooks"
+        ),
+    )
+    ai_product_import_max_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest product import body (CSV or JSON array); larger gets 413",
+    )
+    ai_product_import_batch: int = Field(
+        1000, ge=1, le=10_000, description="product rows upserted per statement and commit"
+    )
+
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
         return frozenset(
@@ -294,6 +313,13 @@ class Settings(BaseSettings):
     @property
     def uses_rabbitmq(self) -> bool:
         return self.effective_broker_url.startswith(("amqp://", "amqps://"))
+
+    @property
+    def ai_private_base_url_allowed(self) -> bool:
+        """``AI_ALLOW_PRIVATE_BASE_URL``, or its default: allowed everywhere but production."""
+        if self.ai_allow_private_base_url is not None:
+            return self.ai_allow_private_base_url
+        return self.env != "production"
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     String,
@@ -393,3 +394,24 @@ class AiReply(UUIDPrimaryKey, Timestamps, Base):
     handoff_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[dt.datetime | None]
+
+
+class AiProductImport(Base):
+    """The body of a product import, kept in Postgres until ``import_products`` has read it.
+
+    PERF: apart from ``jobs`` so that polling a job never loads megabytes of CSV; the row
+    goes when the import finishes (and with its job or its agent).
+    """
+
+    __tablename__ = "ai_product_imports"
+    __table_args__ = (CheckConstraint("format IN ('csv', 'json')", name="format_known"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
+    format: Mapped[str] = mapped_column(String(8))
+    #: Deferred: the import's batches check the row is there without loading megabytes.
+    payload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
