@@ -1,6 +1,15 @@
 """Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
 
 from shared.models.activity import ActivityLog
+from shared.models.analytics import (
+    AnalyticsConversationCount,
+    AnalyticsConversationFact,
+    AnalyticsCsatDaily,
+    AnalyticsDaily,
+    AnalyticsEvent,
+    AnalyticsHourly,
+    AnalyticsReconcileRun,
+)
 from shared.models.automation import (
     AutomationEvent,
     AutomationRule,
@@ -35,6 +44,13 @@ from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpo
 
 __all__ = [
     "ActivityLog",
+    "AnalyticsConversationCount",
+    "AnalyticsConversationFact",
+    "AnalyticsCsatDaily",
+    "AnalyticsDaily",
+    "AnalyticsEvent",
+    "AnalyticsHourly",
+    "AnalyticsReconcileRun",
     "ApiKey",
     "AutomationEvent",
     "AutomationRule",
