@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.analytics import counters
 from shared.analytics.counters import Deltas
-from shared.analytics.intake import purge_counted
+from shared.analytics.intake import COUNTED, purge_counted
 from shared.analytics.local_time import tenant_zone, today
 from shared.analytics.rollup import XACT_LOCK, Fact, apply_fact_changes, lock_key
 from shared.db import session_scope
@@ -110,20 +110,28 @@ def _finish(
 
 
 def reconcile_tenant(
-    session: Session, tenant_id: uuid.UUID, *, days: int = DEFAULT_DAYS, now=None
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    days: int = DEFAULT_DAYS,
+    now: dt.datetime | None = None,
+    include_today: bool = False,
 ) -> TenantResult:
+    """Reconcile one tenant in ``session``'s transaction (see the module docstring).
+
+    ``include_today`` also recounts today (a backfill: rollups of rows that predate
+    them); it is safe for the same reason as the past days, checked the same way.
+    """
     session.execute(XACT_LOCK, lock_key(tenant_id))
     tz = tenant_zone(session, tenant_id)
     fixed: Counter = Counter()
     fixed["conversation_facts"] = _conversation_facts(session, tenant_id, tz)
     fixed["conversation_counts"] = _conversation_counts(session, tenant_id)
-    last = today(tz, now) - dt.timedelta(days=1)
+    last = today(tz, now) - dt.timedelta(days=0 if include_today else 1)
     span = [last - dt.timedelta(days=n) for n in range(days)]
-    settled_until = _settled_until(session, tenant_id)
-    settled = [d for d in span if settled_until is None or _day_end(d, tz) <= settled_until]
-    if settled:
-        fixed.update(_recount_days(session, tenant_id, tz, min(settled), max(settled), settled))
-    return TenantResult(len(settled), len(span) - len(settled), +fixed)
+    checked, recounted = _recount_days(session, tenant_id, tz, span)
+    fixed.update(recounted)
+    return TenantResult(checked, len(span) - checked, +fixed)
 
 
 _ALL_FACTS = text(
@@ -181,7 +189,8 @@ _UNSETTLED = text(
     SELECT least(
       (SELECT min(occurred_at) FROM analytics_events
         WHERE tenant_id = :t AND counted_at IS NULL),
-      (SELECT min(occurred_at) FROM outbox_events WHERE tenant_id = :t AND status = 'pending')
+      (SELECT min(occurred_at) FROM outbox_events
+        WHERE tenant_id = :t AND status = 'pending' AND type = ANY(:types))
     )
     """
 )
@@ -189,7 +198,7 @@ _UNSETTLED = text(
 
 def _settled_until(session: Session, tenant_id: uuid.UUID) -> dt.datetime | None:
     """The oldest moment an event of the tenant still waits for; None when none waits."""
-    return session.scalar(_UNSETTLED, {"t": tenant_id})
+    return session.scalar(_UNSETTLED, {"t": tenant_id, "types": sorted(COUNTED)})
 
 
 def _day_end(day: dt.date, tz) -> dt.datetime:
@@ -244,10 +253,15 @@ _ROLLUP_DAYS = {
 
 
 def _recount_days(
-    session: Session, tenant_id: uuid.UUID, tz, first: dt.date, last: dt.date, days
-) -> Counter:
-    """Set the daily and hourly rows of ``days`` to the source's counts; rows fixed per table."""
-    wanted = set(days)
+    session: Session, tenant_id: uuid.UUID, tz, span: list[dt.date]
+) -> tuple[int, Counter]:
+    """Set the daily and hourly rows of the settled days of ``span`` to the source's counts;
+    (days recounted, rows fixed per table).
+
+    NOTE: the settled check runs after the counting: an event committed in between is
+    either still waiting then (its day is skipped) or was already in the count.
+    """
+    first, last = min(span), max(span)
     params = {
         "t": tenant_id,
         "tz": zone_name(tz),
@@ -256,9 +270,8 @@ def _recount_days(
         "first": first,
         "last": last,
     }
-    fixed: Counter = Counter()
+    counted = {}
     for name in ("daily", "hourly"):
-        columns = counters.SHAPES[name][1]
         truth = {
             tuple(r[:2]): tuple(int(v) for v in r[2:])
             for r in session.execute(_SOURCE_DAYS[name], params)
@@ -267,13 +280,50 @@ def _recount_days(
             tuple(r[:2]): tuple(int(v) for v in r[2:])
             for r in session.execute(_ROLLUP_DAYS[name], params)
         }
+        counted[name] = (truth, have)
+    settled_until = _settled_until(session, tenant_id)
+    settled = {d for d in span if settled_until is None or _day_end(d, tz) <= settled_until}
+    fixed: Counter = Counter()
+    for name, (truth, have) in counted.items():
+        columns = counters.SHAPES[name][1]
         zero = (0,) * len(columns)
         wrong = {
             key: dict(zip(columns, truth.get(key, zero), strict=True))
             for key in truth.keys() | have.keys()
-            if key[0] in wanted and truth.get(key, zero) != have.get(key, zero)
+            if key[0] in settled and truth.get(key, zero) != have.get(key, zero)
         }
         if wrong:
             counters.upsert(session, name, tenant_id, wrong, mode="set")
         fixed[f"{name}_rows"] = len(wrong)
-    return fixed
+    return len(settled), fixed
+
+
+def backfill(days: int) -> list[dict[str, Any]]:
+    """Count every active tenant's last ``days`` days, today included, into the rollups.
+
+    For rows that predate the rollups (the deployment of 0010_analytics, a restored
+    dump). Same locking and settled-day rule as the nightly run.
+    """
+    with session_scope() as session:
+        tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
+    results = []
+    for tenant_id in tenant_ids:
+        with session_scope() as session:
+            result = reconcile_tenant(session, tenant_id, days=days, include_today=True)
+        results.append({"tenant_id": str(tenant_id), **result._asdict()})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Backfill the analytics rollups.")
+    parser.add_argument("--days", type=int, default=400, help="local days back, today included")
+    args = parser.parse_args(argv)
+    for result in backfill(args.days):
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
