@@ -227,3 +227,47 @@ def test_csat_events_feed_the_csat_rollup(ws):
             "average_rating": 4.0,
         }
     ]
+
+
+def test_the_sweeper_resends_the_rollup_of_events_whose_message_was_lost(ws):
+    from scheduler import jobs
+
+    tenant = ws.tenant["id"]
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
+                " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
+                " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
+            ),
+            {"t": tenant},
+        )
+    with session_scope() as session:
+        assert jobs.sweep_analytics(session) >= 1
+    wait_settled(ws)
+    channels = ws.call("GET", "/api/analytics/channels").json["channels"]
+    assert channels == [{"channel": "email", "contact_count": 1, "conversation_count": 0}]
+
+
+def test_a_day_with_an_event_still_waiting_is_not_recounted(ws):
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    backdate(ws, 1)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at)"
+                " VALUES (gen_random_uuid(), :t, 'message.created', '{}',"
+                " now() - interval '2 days')"
+            ),
+            {"t": tenant},
+        )
+    with session_scope() as session:
+        waiting = reconcile.reconcile_tenant(session, tenant, days=3)
+    # two days ago and yesterday wait for the event; three days ago is settled
+    assert waiting.days_checked == 1 and waiting.days_skipped == 2
+    rollup.drain(tenant)
+    with session_scope() as session:
+        settled = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert settled.days_checked == 3 and settled.corrections["daily_rows"] >= 1
