@@ -125,8 +125,9 @@ def reconcile_tenant(
     session.execute(XACT_LOCK, lock_key(tenant_id))
     tz = tenant_zone(session, tenant_id)
     fixed: Counter = Counter()
-    fixed["conversation_facts"] = _conversation_facts(session, tenant_id, tz)
-    fixed["conversation_counts"] = _conversation_counts(session, tenant_id)
+    moved, source = _conversation_facts(session, tenant_id, tz)
+    fixed["conversation_facts"] = moved
+    fixed["conversation_counts"] = _conversation_counts(session, tenant_id, source)
     last = today(tz, now) - dt.timedelta(days=0 if include_today else 1)
     span = [last - dt.timedelta(days=n) for n in range(days)]
     checked, recounted = _recount_days(session, tenant_id, tz, span)
@@ -148,32 +149,36 @@ _ALL_CONVERSATIONS = text(
 )
 
 
-def _conversation_facts(session: Session, tenant_id: uuid.UUID, tz) -> int:
+def _conversation_facts(
+    session: Session, tenant_id: uuid.UUID, tz
+) -> tuple[int, dict[uuid.UUID, Fact]]:
+    """Diff every fact row against its conversation; (facts moved, the conversations read)."""
     params = {"t": tenant_id, "tz": zone_name(tz)}
     facts = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_FACTS, params)}
     source = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_CONVERSATIONS, params)}
     deltas = Deltas()
     moved = apply_fact_changes(session, tenant_id, facts, source, deltas)
     deltas.write(session, tenant_id)
-    return moved
+    return moved, source
 
 
-_SOURCE_COUNTS = text(
-    """
-    SELECT channel, coalesce(assignee_id, :nobody), status, count(*)
-      FROM conversations WHERE tenant_id = :t GROUP BY 1, 2, 3
-    """
-)
 _ROLLUP_COUNTS = text(
     "SELECT channel, assignee_key, status, count FROM analytics_conversation_counts"
     " WHERE tenant_id = :t"
 )
 
 
-def _conversation_counts(session: Session, tenant_id: uuid.UUID) -> int:
-    params = {"t": tenant_id, "nobody": NOBODY}
-    truth = {tuple(r[:3]): int(r[3]) for r in session.execute(_SOURCE_COUNTS, params)}
-    have = {tuple(r[:3]): int(r[3]) for r in session.execute(_ROLLUP_COUNTS, params)}
+def _conversation_counts(
+    session: Session, tenant_id: uuid.UUID, source: dict[uuid.UUID, Fact]
+) -> int:
+    """Set the gauges to the count of ``source`` (rows fixed).
+
+    NOTE: counted from the very conversations the facts were just set from, not read
+    again: a conversation changed in between must be in neither, so that its event
+    then moves both, once.
+    """
+    truth = Counter((f.channel, f.assignee_id or NOBODY, f.status) for f in source.values())
+    have = {tuple(r[:3]): int(r[3]) for r in session.execute(_ROLLUP_COUNTS, {"t": tenant_id})}
     wrong = {
         key: {"count": truth.get(key, 0)}
         for key in truth.keys() | have.keys()
