@@ -69,6 +69,7 @@ ERRORS: dict[int, str] = {
     422: "Invalid fields; `details` lists each",
     429: "Too many attempts; `Retry-After` says when to try again",
     500: "Unexpected failure; the message quotes the request id",
+    502: "An upstream provider (Meta's Graph API) failed; the message says how",
     503: "A dependency is down; retry later",
 }
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
 from shared.ai import product_import
+from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
@@ -101,6 +102,21 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def sweep_analytics(session: Session) -> int:
+    """Re-send the rollup of tenants whose counted events wait too long (needs the enqueuer)."""
+    from workers.actors import analytics  # noqa: F401  (installs the enqueuer)
+
+    return analytics_intake.sweep(session)
+
+
+def reconcile_analytics(_session: Session) -> bool:
+    """Send the nightly recount of the rollups (the actor does the counting)."""
+    from workers.actors.analytics import reconcile_analytics as reconcile_actor
+
+    reconcile_actor.send()
+    return True
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -138,6 +154,15 @@ JOBS: tuple[Job, ...] = (
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
+    # Analytics: tenants whose roll_up message was lost, and the nightly recount of the
+    # previous days (after local midnight for most tenants; a settled day waits a run).
+    Job("sweep_analytics", sweep_analytics, _every(seconds=15), DRAIN),
+    Job(
+        "reconcile_analytics",
+        reconcile_analytics,
+        CronTrigger(hour=2, minute=41, timezone=dt.UTC),
+        DRAIN,
+    ),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

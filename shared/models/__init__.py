@@ -15,6 +15,15 @@ from shared.models.ai import (
     KnowledgeSource,
     QnaPair,
 )
+from shared.models.analytics import (
+    AnalyticsConversationCount,
+    AnalyticsConversationFact,
+    AnalyticsCsatDaily,
+    AnalyticsDaily,
+    AnalyticsEvent,
+    AnalyticsHourly,
+    AnalyticsReconcileRun,
+)
 from shared.models.automation import (
     AutomationEvent,
     AutomationRule,
@@ -58,6 +67,13 @@ __all__ = [
     "AiProductImport",
     "AiReply",
     "AiUsageDaily",
+    "AnalyticsConversationCount",
+    "AnalyticsConversationFact",
+    "AnalyticsCsatDaily",
+    "AnalyticsDaily",
+    "AnalyticsEvent",
+    "AnalyticsHourly",
+    "AnalyticsReconcileRun",
     "ApiKey",
     "AutomationEvent",
     "AutomationRule",
