@@ -306,7 +306,7 @@ def _recount_days(
 def backfill(days: int) -> list[dict[str, Any]]:
     """Count every active tenant's last ``days`` days, today included, into the rollups.
 
-    For rows that predate the rollups (the deployment of 0010_analytics, a restored
+    For rows that predate the rollups (the deployment of 0011_analytics, a restored
     dump). Same locking and settled-day rule as the nightly run.
     """
     with session_scope() as session:

@@ -1,7 +1,7 @@
 """ai config: product import bodies, kept apart from jobs until the import has read them
 
 Revision ID: 0012_ai_config
-Revises: 0009_ai_agents
+Revises: 0011_analytics
 Create Date: 2026-12-04 10:50:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_ai_config"
-down_revision: str | None = "0009_ai_agents"
+down_revision: str | None = "0011_analytics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

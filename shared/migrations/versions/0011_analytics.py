@@ -1,7 +1,7 @@
 """analytics: rollup tables kept by the analytics actor, and the reconcile's record
 
-Revision ID: 0010_analytics
-Revises: 0008_retention
+Revision ID: 0011_analytics
+Revises: 0010_outbox_retention
 Create Date: 2026-12-04 10:40:00
 
 The analytics endpoints read these small tables instead of counting conversations
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0010_analytics"
-down_revision: str | None = "0008_retention"
+revision: str = "0011_analytics"
+down_revision: str | None = "0010_outbox_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
