@@ -36,6 +36,7 @@ from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
+from shared.timekeeping import scheduled_messages
 from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def send_due_scheduled_messages(session: Session) -> int:
+    """Hand due scheduled messages to ``send_scheduled_messages`` (needs the enqueuer)."""
+    import workers.actors.timed  # noqa: F401  (installs the enqueuer)
+
+    return len(scheduled_messages.claim_due(session))
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -136,6 +144,8 @@ JOBS: tuple[Job, ...] = (
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
+    # Time-driven work: scheduled sends go out within 30 s of their time.
+    Job("send_due_scheduled_messages", send_due_scheduled_messages, _every(seconds=30), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

@@ -1,4 +1,4 @@
-"""Request and response shapes of the Working Hours group.
+"""Request and response shapes of the Working Hours, Scheduled Messages and SLA groups.
 
 The schema checks the shape; :func:`shared.timekeeping.schedules.clean_schedule` checks the
 meaning (times, overlaps, duplicate weekdays and holidays) and names each bad field.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from api.schemas.common import Input, Query
+from api.schemas.common import Input, ListQuery, Query
+from api.schemas.messages import Body, TemplateRef
 from shared.timekeeping.working_hours import MAX_HOLIDAY_NAME, MAX_HOLIDAYS, MAX_INTERVALS_PER_DAY
 
 ClockTime = Annotated[str, StringConstraints(max_length=5), Field(examples=["09:00"])]
@@ -98,3 +99,30 @@ class WorkingHoursStatus(BaseModel):
     now: dt.datetime
     #: When open/closed next flips; null when it never does (e.g. no hours set).
     next_change_at: dt.datetime | None
+
+
+# --- Scheduled Messages -------------------------------------------------------------------
+
+
+class ScheduledMessageCreate(Input):
+    """A message to send later: a ``body`` or a WhatsApp ``template``, at ``run_at``."""
+
+    body: Body | None = None
+    template: TemplateRef | None = None
+    run_at: dt.datetime = Field(
+        description="RFC 3339; without an offset it is wall-clock time in `timezone`"
+        " (else the tenant's). Must be in the future, at most 366 days ahead."
+    )
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="The sender's IANA timezone, for a `run_at` without an offset"
+    )
+
+    @model_validator(mode="after")
+    def _one_content(self) -> ScheduledMessageCreate:
+        if (self.body is None) == (self.template is None):
+            raise ValueError("send either a body or a template")
+        return self
+
+
+class ScheduledMessageListQuery(ListQuery):
+    status: Literal["pending", "sent", "cancelled", "failed"] | None = None

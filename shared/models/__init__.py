@@ -44,6 +44,7 @@ from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbound import OutboundSend
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
+from shared.models.timed import ConversationSla, ScheduledMessage, SlaBreach, SlaPolicy
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "Conversation",
     "ConversationMute",
     "ConversationRead",
+    "ConversationSla",
     "DeadLetter",
     "Division",
     "DivisionMember",
@@ -87,7 +89,10 @@ __all__ = [
     "QuickReplyUsage",
     "RevokedToken",
     "Role",
+    "ScheduledMessage",
     "SchedulerHeartbeat",
+    "SlaBreach",
+    "SlaPolicy",
     "Tenant",
     "Transfer",
     "User",
