@@ -99,8 +99,10 @@ class PublicStatusResource:
         public=True,
         query=StatusQuery,
         response=WorkingHoursStatus,
+        errors=(404,),
         description="Whether the tenant (or one of its divisions) is open now, and when that"
-        " next changes; correct across daylight-saving changes.",
+        " next changes; correct across daylight-saving changes. 404 for an unknown tenant slug or"
+        " a division not of that tenant.",
         tags=TAGS,
     )
     def on_get(self, req, resp, *, query: StatusQuery):

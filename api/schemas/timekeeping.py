@@ -12,8 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from api.schemas.common import Input, ListQuery, Query
-from api.schemas.messages import Body, TemplateRef
+from api.schemas.common import Input, ListQuery, Nullable, Query, Update
+from api.schemas.conversations import Tag
+from api.schemas.messages import Body, Channel, TemplateRef
+from api.schemas.notes import NoNul
+from shared.models.inbox import CHANNELS
+from shared.timekeeping.sla_policies import MAX_TARGET_MINUTES
 from shared.timekeeping.working_hours import MAX_HOLIDAY_NAME, MAX_HOLIDAYS, MAX_INTERVALS_PER_DAY
 
 ClockTime = Annotated[str, StringConstraints(max_length=5), Field(examples=["09:00"])]
@@ -126,3 +130,114 @@ class ScheduledMessageCreate(Input):
 
 class ScheduledMessageListQuery(ListQuery):
     status: Literal["pending", "sent", "cancelled", "failed"] | None = None
+
+
+# --- SLA ----------------------------------------------------------------------------------
+
+PolicyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
+PolicyDescription = Annotated[str, StringConstraints(max_length=500), NoNul]
+TargetMinutes = Annotated[int, Field(ge=1, le=MAX_TARGET_MINUTES)]
+Priority = Annotated[int, Field(ge=0, le=10_000, description="Lower is checked first")]
+Channels = Annotated[list[Channel], Field(max_length=len(CHANNELS))]
+DivisionIds = Annotated[list[uuid.UUID], Field(max_length=100)]
+PolicyTags = Annotated[list[Tag], Field(max_length=50)]
+
+
+class SlaPolicyCreate(Input):
+    """Match conditions (empty: any), targets in minutes (at least one), how time counts."""
+
+    name: PolicyName
+    description: PolicyDescription = ""
+    is_active: bool = True
+    priority: Priority = 0
+    channels: Channels = Field(default_factory=list)
+    division_ids: DivisionIds = Field(default_factory=list)
+    tags: PolicyTags = Field(default_factory=list, description="Matches conversations with any")
+    first_response_minutes: TargetMinutes | None = None
+    next_response_minutes: TargetMinutes | None = None
+    resolution_minutes: TargetMinutes | None = None
+    business_hours_only: bool = False
+    pause_on_pending: bool = True
+    pause_on_snoozed: bool = True
+
+
+class SlaPolicyUpdate(Update):
+    name: PolicyName | None = None
+    description: PolicyDescription | None = None
+    is_active: bool | None = None
+    priority: Priority | None = None
+    channels: Channels | None = None
+    division_ids: DivisionIds | None = None
+    tags: PolicyTags | None = None
+    #: ``null`` removes the target.
+    first_response_minutes: Nullable[TargetMinutes] = None
+    next_response_minutes: Nullable[TargetMinutes] = None
+    resolution_minutes: Nullable[TargetMinutes] = None
+    business_hours_only: bool | None = None
+    pause_on_pending: bool | None = None
+    pause_on_snoozed: bool | None = None
+
+
+class SlaPolicyView(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    is_active: bool
+    priority: int
+    channels: list[str]
+    division_ids: list[uuid.UUID]
+    tags: list[str]
+    first_response_minutes: int | None
+    next_response_minutes: int | None
+    resolution_minutes: int | None
+    business_hours_only: bool
+    pause_on_pending: bool
+    pause_on_snoozed: bool
+    #: Bumped by each change of targets or time rules.
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class SlaBreachView(BaseModel):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    policy_id: uuid.UUID
+    #: ``first_response``, ``next_response`` or ``resolution``.
+    kind: str
+    #: When the missed target's clock started.
+    cycle_started_at: dt.datetime
+    due_at: dt.datetime
+    #: When ``check_sla`` recorded it.
+    breached_at: dt.datetime
+
+
+class SlaTargetStatus(BaseModel):
+    kind: str
+    target_minutes: int
+    started_at: dt.datetime | None
+    due_at: dt.datetime | None
+    met_at: dt.datetime | None
+    #: The due time that was missed (null while not breached).
+    breached_at: dt.datetime | None
+    #: ``pending``, ``paused``, ``met``, ``breached`` or ``not_started`` (next response).
+    status: str
+
+
+class SlaPolicyRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    business_hours_only: bool
+    deleted: bool
+
+
+class ConversationSlaView(BaseModel):
+    """``policy: null`` when no policy matched the conversation when it opened."""
+
+    policy: SlaPolicyRef | None
+    started_at: dt.datetime | None
+    paused_at: dt.datetime | None
+    targets: list[SlaTargetStatus]
+    breaches: list[SlaBreachView]
