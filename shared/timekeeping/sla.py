@@ -298,10 +298,11 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
     stops the clock.
     """
     now = now or schedules.db_now(session)
+    # PERF: only the clock and its policy: joining conversations here made the planner
+    # hash-join (scan) every conversation even when nothing was due.
     rows = session.execute(
-        select(ConversationSla, SlaPolicy, Conversation.tenant_id, Conversation.division_id)
+        select(ConversationSla, SlaPolicy)
         .join(SlaPolicy, SlaPolicy.id == ConversationSla.policy_id)
-        .join(Conversation, Conversation.id == ConversationSla.conversation_id)
         .where(
             ConversationSla.next_check_at <= now,
             ConversationSla.tenant_id.in_(select(Tenant.id).where(Tenant.status == "active")),
@@ -311,13 +312,12 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
         .with_for_update(of=ConversationSla, skip_locked=True)
     ).all()
     due: list[tuple[ConversationSla, SlaPolicy, str, dt.datetime]] = []
-    for sla, policy, tenant_id, division_id in rows:
+    for sla, policy in rows:
         if policy.deleted_at is not None or not policy.is_active:
             sla.next_check_at = None
             continue
         if sla.policy_version != policy.version:
-            conversation = _ConversationRef(tenant_id, division_id)
-            _recompute(sla, _Clock(session, policy, conversation))
+            _recompute(sla, _Clock(session, policy, _conversation_ref(session, sla)))
         for kind, due_at in list(_outstanding(sla)):
             if due_at <= now:
                 setattr(sla, f"{kind}_breached_at", due_at)
@@ -328,12 +328,13 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
     return _record(session, due, now)
 
 
-class _ConversationRef:
-    """What the clock needs of a conversation, without loading it."""
-
-    def __init__(self, tenant_id: uuid.UUID, division_id: uuid.UUID | None) -> None:
-        self.tenant_id = tenant_id
-        self.division_id = division_id
+def _conversation_ref(session: Session, sla: ConversationSla) -> Any:
+    """What the clock needs of the conversation (its tenant and division), for a recompute."""
+    return session.execute(
+        select(Conversation.tenant_id, Conversation.division_id).where(
+            Conversation.id == sla.conversation_id
+        )
+    ).one()
 
 
 def _record(
