@@ -7,6 +7,7 @@ the WhatsApp window is closed by moving the contact's last message back 25 hours
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import threading
 import uuid
 
@@ -19,6 +20,8 @@ from shared.timekeeping import scheduled_messages
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation, tid
 from tests.inbox_messages.conftest import poll
+from tests.scheduler.conftest import schedulers  # noqa: F401
+from tests.scheduler.test_leader import led_by
 from tests.webhooks.conftest import path, receiver  # noqa: F401
 from workers import queues
 
@@ -390,3 +393,36 @@ def test_a_row_that_never_completes_fails_after_the_last_hand_off(workspace, rec
     assert claim(None, scheduled_id) == 0
     gave_up = row(scheduled_id)
     assert (gave_up.status, gave_up.error_code) == ("failed", "gave_up")
+
+
+def test_real_schedulers_a_killed_leader_and_every_due_message_sent_once(
+    workspace,
+    schedulers,  # noqa: F811
+    worker,
+    broker,
+):
+    """Two ``python -m scheduler`` processes; the leader is SIGKILLed; the standby's
+    ``send_due_scheduled_messages`` (every 30 s) sends every due message exactly once."""
+    conversation, ids = due_rows(workspace, 30)
+    first = schedulers.start("first")
+    schedulers.wait_for(led_by(first.pid), "the first scheduler leads", timeout=30)
+    second = schedulers.start("second")
+    schedulers.wait_for(lambda: "STANDBY" in second.log(), "the second stands by", timeout=30)
+    first.send(signal.SIGKILL)
+    schedulers.wait_for(led_by(second.pid), "the standby takes over", timeout=30)
+
+    def all_sent():
+        with session_scope() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(ScheduledMessage)
+                .where(ScheduledMessage.id.in_(ids), ScheduledMessage.status == "sent")
+            ) == len(ids)
+
+    schedulers.wait_for(all_sent, "every due message sent", timeout=120)
+    broker.join(queues.CHANNELS)
+    with session_scope() as session:
+        bodies = session.scalars(
+            select(Message.body).where(Message.conversation_id == uuid.UUID(conversation))
+        ).all()
+    assert sorted(bodies) == sorted(f"due {n}" for n in range(30))
