@@ -38,6 +38,7 @@ from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
+from shared.timekeeping import scheduled_messages, sla
 from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,18 @@ def reconcile_analytics(_session: Session) -> bool:
     return True
 
 
+def send_due_scheduled_messages(session: Session) -> int:
+    """Hand due scheduled messages to ``send_scheduled_messages`` (needs the enqueuer)."""
+    import workers.actors.timed  # noqa: F401  (installs the enqueuer)
+
+    return len(scheduled_messages.claim_due(session))
+
+
+def check_sla(session: Session) -> int:
+    """Record the SLA breaches now due (once each) and emit ``sla.breached``."""
+    return sla.check_due(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -163,6 +176,9 @@ JOBS: tuple[Job, ...] = (
         CronTrigger(hour=2, minute=41, timezone=dt.UTC),
         DRAIN,
     ),
+    # Time-driven work: scheduled sends go out within 30 s of their time.
+    Job("send_due_scheduled_messages", send_due_scheduled_messages, _every(seconds=30), DRAIN),
+    Job("check_sla", check_sla, _every(minutes=1), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

@@ -30,6 +30,7 @@ from shared.models import Contact, Conversation, Message
 from shared.pagination import Page, fetch_page, keyset_statement
 from shared.redis_client import get_redis, key
 from shared.schemas.messages import MessageView
+from shared.timekeeping import sla
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ def create_outbound_message(
         },
     )
     session.expire(conversation)
+    if human:
+        sla.agent_replied(session, ctx.tenant_id, conversation.id, message.created_at)
     data = MessageView.data(message)
     activity.record_change(session, ctx, "message.created", "message", message.id, data, after=data)
     return message

@@ -54,6 +54,7 @@ from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbound import OutboundSend
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
+from shared.models.timed import ConversationSla, ScheduledMessage, SlaBreach, SlaPolicy
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "Conversation",
     "ConversationMute",
     "ConversationRead",
+    "ConversationSla",
     "DeadLetter",
     "Division",
     "DivisionMember",
@@ -105,7 +107,10 @@ __all__ = [
     "QuickReplyUsage",
     "RevokedToken",
     "Role",
+    "ScheduledMessage",
     "SchedulerHeartbeat",
+    "SlaBreach",
+    "SlaPolicy",
     "Tenant",
     "Transfer",
     "User",
