@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
+from shared.ai.knowledge import queue as knowledge_queue
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
@@ -99,6 +100,13 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def sweep_knowledge_sources(session: Session) -> int:
+    """Re-enqueue knowledge sources whose ingestion message was lost or whose worker died."""
+    from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
+
+    return knowledge_queue.sweep(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -136,6 +144,8 @@ JOBS: tuple[Job, ...] = (
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
+    # AI knowledge: sources left pending or processing by a lost message or a dead worker.
+    Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.
