@@ -55,20 +55,39 @@ def _hint(filename: str | None, declared: str | None) -> str | None:
     return _BY_SUFFIX.get(PurePosixPath(filename or "").suffix.lower())
 
 
+#: Leading bytes of common binaries that could otherwise pass for Windows-1252 text.
+_BINARY_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG",
+    b"GIF8",
+    b"\xd0\xcf\x11\xe0",  # OLE: .doc, .xls, .msg
+    b"\x7fELF",
+    b"MZ",
+    b"\x1f\x8b",  # gzip
+    b"RIFF",
+    b"OggS",
+    b"ID3",
+    b"7z\xbc\xaf",
+    b"Rar!",
+    b"{\\rtf",
+)
+
+
 def looks_like_text(head: bytes) -> bool:
     """UTF-8 (or UTF-16 with a BOM) with few control characters: what a person wrote."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True
-    if b"\x00" in head:
+    if b"\x00" in head or head.startswith(_BINARY_MAGIC) or head[4:8] == b"ftyp":
         return False
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut by the head's end is still text; Latin-1 files too.
-        if exc.start < len(head) - 3:
-            text = head.decode("cp1252", errors="replace")
-        else:
+        if exc.start >= len(head) - 3:  # a multi-byte character cut by the head's end
             text = head[: exc.start].decode("utf-8")
+        elif sum(1 for b in head if b >= 0x80) > len(head) // 4:
+            return False  # too many high bytes for Latin-1 prose
+        else:
+            text = head.decode("cp1252", errors="replace")
     controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
     return controls <= len(text) // 100
 
