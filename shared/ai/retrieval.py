@@ -5,10 +5,10 @@ scale for every kind, so one threshold (``AiAgent.confidence_threshold``) says w
 an answer is grounded:
 
 1. The question's words, as PostgreSQL's ``simple`` parser reads them, minus common
-   words ("what", "is", "the"...) unless nothing else is left, are OR-ed into one
-   ``tsquery``. The GIN indexes find every passage holding any of them; ``ts_rank_cd``
-   (cover density) picks a bounded pool of the best (:data:`POOL`), so a common word
-   cannot make a query rank the whole knowledge base.
+   words ("what", "is", "the"...) unless nothing else is left, crudely stemmed
+   (:func:`stem`), are OR-ed into one prefix ``tsquery``. The GIN indexes find every
+   passage holding any of them; ``ts_rank_cd`` (cover density) picks a bounded pool
+   of the best (:data:`POOL`), so a common word cannot make a query rank everything.
 2. Each pooled hit is scored by *coverage*, the share of the question's words it holds
    (from its stored ``tsvector``), lifted a little by its cover density. A passage with
    every word of the question scores near 1; one with a third of them near 0.3.
@@ -154,16 +154,39 @@ class Hit:
     score: float
 
 
+#: Endings cut before prefix matching ("shipping" -> "shipp", matching shipped/shipping).
+_ENDINGS = ("ing", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A crude, language-blind stem: the schema's ``simple`` text search does not stem, so
+    question words are matched as prefixes after their commonest endings are cut."""
+    for ending in _ENDINGS:
+        if len(word) - len(ending) >= 4 and word.endswith(ending):
+            return word[: -len(ending)]
+    return word
+
+
 def question_terms(lexemes: Sequence[str]) -> list[str]:
-    """The words that say what the question is about: stopwords out, unless nothing is left."""
+    """The stems that say what the question is about: stopwords out, unless none is left."""
     words = [w for w in dict.fromkeys(lexemes) if w]
     content = [w for w in words if w not in STOPWORDS and not (len(w) == 1 and w.isalpha())]
-    return (content or words)[:MAX_TERMS]
+    return list(dict.fromkeys(stem(w) for w in content or words))[:MAX_TERMS]
 
 
 def _tsquery(terms: Sequence[str]) -> str:
-    """``'a' | 'b'``: each term quoted, so no word is read as tsquery syntax."""
-    return " | ".join("'" + term.replace("\\", "\\\\").replace("'", "''") + "'" for term in terms)
+    """``'a':* | 'b':*``: each term quoted, so no word is read as tsquery syntax, and
+    matched as a prefix (short terms exactly: "at":* would match half the dictionary)."""
+    return " | ".join(
+        "'" + term.replace("\\", "\\\\").replace("'", "''") + "'" + (":*" if len(term) >= 4 else "")
+        for term in terms
+    )
+
+
+def _holds(term: str, lexemes: frozenset[str] | set[str]) -> bool:
+    if len(term) < 4:
+        return term in lexemes
+    return term in lexemes or any(lexeme.startswith(term) for lexeme in lexemes)
 
 
 def cosine(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
@@ -180,7 +203,7 @@ def lexical_score(terms: Sequence[str], lexemes: Sequence[str], rank: float) -> 
     if not terms:
         return 0.0
     present = set(lexemes)
-    coverage = sum(1 for term in terms if term in present) / len(terms)
+    coverage = sum(1 for term in terms if _holds(term, present)) / len(terms)
     return coverage * (0.85 + 0.15 * min(max(rank, 0.0), 1.0))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +45,7 @@ _CLAIMED = (
     KnowledgeSource.tenant_id,
     KnowledgeSource.ai_agent_id,
     KnowledgeSource.kind,
+    KnowledgeSource.title,
     KnowledgeSource.url,
     KnowledgeSource.media_id,
     KnowledgeSource.content,
@@ -78,6 +80,7 @@ class Claim:
     tenant_id: uuid.UUID
     ai_agent_id: uuid.UUID
     kind: str
+    title: str
     url: str | None
     media_id: uuid.UUID | None
     content: str | None
@@ -160,7 +163,23 @@ def read_passages(claimed: Claim) -> list[str]:
         sections = parsing.parse(fmt, data)
     except parsing.ParseFailed as exc:
         raise IngestFailed(str(exc), transient=False) from exc
-    return chunking.chunk(sections)
+    return with_header(claimed, chunking.chunk(sections))
+
+
+#: A title that is only a file's name (``guide.pdf``): no words worth ranking by.
+_FILENAME = re.compile(r"\S+\.[A-Za-z0-9]{2,5}")
+
+
+def with_header(claimed: Claim, passages: list[str]) -> list[str]:
+    """Each passage under its source's title, when a person wrote that title.
+
+    WHY: a passage often leaves its subject to the title ("Returns policy" over "within
+    30 days with a receipt"); ranking should see it. URLs and file names add nothing.
+    """
+    title = " ".join(claimed.title.split())
+    if not title or title == claimed.url or _FILENAME.fullmatch(title):
+        return passages
+    return [f"{title}\n\n{passage}" for passage in passages]
 
 
 def _locked(session: Session, claimed: Claim) -> KnowledgeSource | None:

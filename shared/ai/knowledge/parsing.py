@@ -17,8 +17,16 @@ from shared.ai.knowledge import formats
 
 log = logging.getLogger(__name__)
 
-#: Elements whose text is never knowledge: code, styling, navigation and page furniture.
-_DROPPED = "script, style, noscript, template, svg, iframe, nav, footer, header, aside, form"
+#: Elements whose text is never knowledge: code, styling, navigation, page furniture, and
+#: text a reader never sees (hidden text is a favourite hiding place of prompt injection).
+_DROPPED = ", ".join(
+    (
+        "script, style, noscript, template, svg, iframe, nav, footer, header, aside, form",
+        "[hidden], [aria-hidden=true]",
+        '[style*="display:none"], [style*="display: none"]',
+        '[style*="visibility:hidden"], [style*="visibility: hidden"]',
+    )
+)
 #: Block elements: a newline before each keeps "<p>a</p><p>b</p>" from reading "ab".
 _BLOCK = re.compile(
     r"<(?=(?:br|/?p|/?div|/?li|/?h[1-6]|/?tr|/?td|/?th|/?section|/?article|/?blockquote"
