@@ -23,20 +23,8 @@ from shared.config import get_settings
 
 get_settings.cache_clear()
 
-from shared.db import session_scope  # noqa: E402
-from shared.models import AiAgent  # noqa: E402
+from tests.ai_knowledge.agents import add_ai_agent  # noqa: E402
 from tests.peers.web_pages import WebPages  # noqa: E402
-
-
-def add_ai_agent(ws, **fields) -> str:
-    """An AI agent of ``ws``'s tenant (its own endpoints belong to another part of the API)."""
-    with session_scope() as session:
-        agent = AiAgent(
-            tenant_id=uuid.UUID(ws.tenant["id"]), name=f"Helper {uuid.uuid4().hex[:6]}", **fields
-        )
-        session.add(agent)
-        session.flush()
-        return str(agent.id)
 
 
 @pytest.fixture

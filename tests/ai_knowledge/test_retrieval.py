@@ -14,7 +14,8 @@ from shared.ai import retrieval
 from shared.ai.knowledge import embedding, ingestion
 from shared.db import session_scope
 from shared.models import AiAgent, KnowledgeSource, QnaPair
-from tests.ai_knowledge.conftest import add_ai_agent, sources_path
+from tests.ai_knowledge.agents import add_ai_agent
+from tests.ai_knowledge.conftest import sources_path
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PASSAGES = {

@@ -6,7 +6,8 @@ import uuid
 
 from shared.db import session_scope
 from shared.models import KnowledgeChunk, QnaPair
-from tests.ai_knowledge.conftest import add_ai_agent, sources_path, upload, wait_for_status
+from tests.ai_knowledge.agents import add_ai_agent
+from tests.ai_knowledge.conftest import sources_path, upload, wait_for_status
 from tests.ai_knowledge.documents import docx, pdf
 
 

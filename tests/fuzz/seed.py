@@ -12,6 +12,7 @@ import uuid
 
 from shared.db import session_scope
 from shared.models import AutomationEvent
+from tests.ai_knowledge.agents import add_ai_agent
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import Workspace
 
@@ -41,6 +42,15 @@ def _failed_automation_event(ws: Workspace, conversation: str) -> str:
         session.add(event)
         session.flush()
         return str(event.id)
+
+
+def _ai_knowledge(ws: Workspace) -> dict[str, str]:
+    """An AI agent (a row: its endpoints may not be routed yet), a text source and a pair."""
+    agent = add_ai_agent(ws)
+    base = f"/api/ai-agents/{agent}/knowledge-sources"
+    source = _created(ws, base, {"kind": "text", "title": "Hours", "content": "Open at nine."})
+    pair = _created(ws, f"{base}/{source}/qna-pairs", {"question": "When?", "answer": "At nine."})
+    return {"/api/ai-agents": agent, "source_id": source, "qna_id": pair}
 
 
 def seed(ws: Workspace) -> dict[str, str]:
@@ -87,7 +97,7 @@ def seed(ws: Workspace) -> dict[str, str]:
         "/api/automation/events": _failed_automation_event(ws, conversation),
         "fingerprint": FINGERPRINT,
         "channel": "whatsapp",
-    }
+    } | _ai_knowledge(ws)
 
 
 def path_ids(path: str, ids: dict[str, str]) -> dict[str, str] | None:
