@@ -16,9 +16,10 @@ an answer is grounded:
    (``pg_trgm``): "how do i reset my pasword" still finds "How do I reset my password?".
    A pair whose question matches is preferred (:data:`QNA_PREFERENCE`): its answer
    was written for exactly this.
-4. Only when full text finds nothing (a misspelt or one-word question), passages are
-   looked up by trigram word similarity (``<%``, the trigram GIN index), worth less
-   than a full-text match (:data:`FUZZY_WEIGHT`).
+4. A question word the agent's passages never use is corrected to the closest word
+   they do (trigram similarity over the agent's lexicon, ``knowledge_terms``: small and
+   indexed, where trigrams over whole passages would recheck most of them); a corrected
+   word counts for less than an exact one (:data:`FUZZY_WEIGHT`).
 5. With a question embedding (an agent with ``embedding_model``), pooled hits that
    have embeddings are re-ranked by blending cosine similarity in
    (:data:`VECTOR_WEIGHT`); when text finds nothing at all, the agent's embedded items
@@ -46,12 +47,14 @@ POOL = 40
 QNA_PREFERENCE = 0.1
 #: A QnA question this similar (trigram) to the contact's counts as matching.
 QNA_MATCH = 0.5
-#: Trigram-only matches are weaker evidence than full-text ones.
+#: A question word corrected against the lexicon is weaker evidence than an exact one.
 FUZZY_WEIGHT = 0.8
 #: Share of the score that cosine similarity takes when embeddings are available.
 VECTOR_WEIGHT = 0.5
 #: Items scanned by cosine alone when text finds nothing (no pgvector: a real scan).
 VECTOR_SCAN_LIMIT = 5000
+#: Question words shorter than this are never corrected (too many near neighbours).
+MIN_CORRECTED = 4
 #: Question words used at most (a pasted paragraph should not become a 200-term OR).
 MAX_TERMS = 16
 
@@ -105,17 +108,17 @@ _FULL_TEXT = text(
     """
 )
 
-#: Passages by trigram word similarity: the misspelt or one-word question's fallback.
-_FUZZY = text(
+#: The closest word of the agent's lexicon to each question word (itself when known).
+_CORRECTIONS = text(
     """
-    SELECT 'chunk' AS kind, c.id, c.source_id, c.content AS body,
-           word_similarity(:question, c.content) AS similarity,
-           CASE WHEN :with_vectors THEN c.embedding END AS embedding
-      FROM knowledge_chunks c
-     WHERE c.tenant_id = :tenant_id AND c.ai_agent_id = :agent_id
-       AND :question <% c.content
-     ORDER BY word_similarity(:question, c.content) DESC
-     LIMIT :pool
+    SELECT asked, best.term, best.similarity
+      FROM unnest(CAST(:words AS text[])) AS asked
+     CROSS JOIN LATERAL (
+           SELECT k.term, similarity(k.term, asked) AS similarity
+             FROM knowledge_terms k
+            WHERE k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id AND k.term % asked
+            ORDER BY similarity(k.term, asked) DESC, k.term
+            LIMIT 1) AS best
     """
 )
 
@@ -167,11 +170,39 @@ def stem(word: str) -> str:
     return word
 
 
-def question_terms(lexemes: Sequence[str]) -> list[str]:
-    """The stems that say what the question is about: stopwords out, unless none is left."""
+def question_words(lexemes: Sequence[str]) -> list[str]:
+    """The words that say what the question is about: stopwords out, unless none is left."""
     words = [w for w in dict.fromkeys(lexemes) if w]
     content = [w for w in words if w not in STOPWORDS and not (len(w) == 1 and w.isalpha())]
-    return list(dict.fromkeys(stem(w) for w in content or words))[:MAX_TERMS]
+    return (content or words)[:MAX_TERMS]
+
+
+def question_terms(lexemes: Sequence[str]) -> list[str]:
+    """The stems of :func:`question_words`, as the tsquery matches them."""
+    return list(dict.fromkeys(stem(w) for w in question_words(lexemes)))
+
+
+def corrected(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, words: Sequence[str]
+) -> tuple[list[str], set[str]]:
+    """``words`` with the unknown ones replaced by the lexicon's closest, and the stems
+    of those replacements (they count for less)."""
+    asked = [w for w in words if len(w) >= MIN_CORRECTED]
+    if not asked:
+        return list(words), set()
+    best = {
+        row.asked: row.term
+        for row in session.execute(
+            _CORRECTIONS, {"words": asked, "agent_id": agent_id, "tenant_id": tenant_id}
+        )
+    }
+    out, fuzzy = [], set()
+    for word in words:
+        replacement = best.get(word, word)
+        out.append(replacement)
+        if replacement != word:
+            fuzzy.add(stem(replacement))
+    return out, fuzzy
 
 
 def _tsquery(terms: Sequence[str]) -> str:
@@ -198,12 +229,19 @@ def cosine(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
     return dot / norm if norm else 0.0
 
 
-def lexical_score(terms: Sequence[str], lexemes: Sequence[str], rank: float) -> float:
-    """Share of the question's terms the item holds, lifted a little by cover density."""
+def lexical_score(
+    terms: Sequence[str],
+    lexemes: Sequence[str],
+    rank: float,
+    fuzzy: frozenset[str] | set[str] = frozenset(),
+) -> float:
+    """Share of the question's terms the item holds (a corrected one counts
+    :data:`FUZZY_WEIGHT`), lifted a little by cover density."""
     if not terms:
         return 0.0
     present = set(lexemes)
-    coverage = sum(1 for term in terms if _holds(term, present)) / len(terms)
+    found = sum(FUZZY_WEIGHT if term in fuzzy else 1.0 for term in terms if _holds(term, present))
+    coverage = found / len(terms)
     return coverage * (0.85 + 0.15 * min(max(rank, 0.0), 1.0))
 
 
@@ -247,16 +285,15 @@ def retrieve(
         "with_vectors": query_embedding is not None,
     }
     hits = _Hits()
-    terms = question_terms(session.execute(_LEXEMES, {"question": params["question"]}).scalar_one())
+    lexemes = session.execute(_LEXEMES, {"question": params["question"]}).scalar_one()
+    words, fuzzy = corrected(session, tenant_id, ai_agent_id, question_words(lexemes))
+    terms = list(dict.fromkeys(stem(w) for w in words))
     if terms:
         for row in session.execute(_FULL_TEXT, params | {"tsquery": _tsquery(terms)}):
-            lexical = lexical_score(terms, row.lexemes, row.rank)
+            lexical = lexical_score(terms, row.lexemes, row.rank, fuzzy)
             if row.kind == "qna":
                 lexical = qna_score(lexical, row.question_similarity)
             hits.keep(row, blend(lexical, row.embedding, query_embedding))
-    if not hits.has_chunks:
-        for row in session.execute(_FUZZY, params):
-            hits.keep(row, blend(FUZZY_WEIGHT * row.similarity, row.embedding, query_embedding))
     if not hits.best and query_embedding is not None:
         vector = normalised(query_embedding)
         scan = {"vector": vector, "scan": VECTOR_SCAN_LIMIT, "limit": limit}
@@ -270,10 +307,6 @@ class _Hits:
 
     def __init__(self) -> None:
         self.best: dict[uuid.UUID, Hit] = {}
-
-    @property
-    def has_chunks(self) -> bool:
-        return any(hit.kind == "chunk" for hit in self.best.values())
 
     def keep(self, row, score: float) -> None:
         score = min(max(float(score), 0.0), 1.0)

@@ -12,6 +12,7 @@ from shared.models.ai import (
     AiUsageDaily,
     KnowledgeChunk,
     KnowledgeSource,
+    KnowledgeTerm,
     QnaPair,
 )
 from shared.models.automation import (
@@ -76,6 +77,7 @@ __all__ = [
     "Job",
     "KnowledgeChunk",
     "KnowledgeSource",
+    "KnowledgeTerm",
     "MediaFile",
     "Message",
     "Note",

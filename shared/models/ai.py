@@ -217,13 +217,8 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
     __tablename__ = "knowledge_chunks"
     __table_args__ = (
         Index("ix_knowledge_chunks_source", "tenant_id", "source_id", "position"),
-        Index("ix_knowledge_chunks_search", "search", postgresql_using="gin"),
-        Index(
-            "ix_knowledge_chunks_trigram",
-            "content",
-            postgresql_using="gin",
-            postgresql_ops={"content": "gin_trgm_ops"},
-        ),
+        # PERF: btree_gin puts the agent inside the full-text index (migration 0013).
+        Index("ix_knowledge_chunks_search", "ai_agent_id", "search", postgresql_using="gin"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -239,6 +234,29 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
     #: The provider's embedding, when the agent has an embedding model (no pgvector needed).
     embedding: Mapped[list[float] | None] = mapped_column(ARRAY(REAL), deferred=True)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class KnowledgeTerm(Base):
+    """A word an agent's passages use: the lexicon a misspelt question is corrected against.
+
+    Written by ingestion (never removed: a stale word only corrects to nothing).
+    """
+
+    __tablename__ = "knowledge_terms"
+    __table_args__ = (
+        PrimaryKeyConstraint("ai_agent_id", "term"),
+        Index(
+            "ix_knowledge_terms_trigram",
+            "ai_agent_id",
+            "term",
+            postgresql_using="gin",
+            postgresql_ops={"term": "gin_trgm_ops"},
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(Text)
 
 
 class QnaPair(UUIDPrimaryKey, Timestamps, Base):

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.ai.knowledge import chunking, formats, parsing
@@ -192,6 +192,20 @@ def _locked(session: Session, claimed: Claim) -> KnowledgeSource | None:
     return source
 
 
+#: The passages' words into the agent's lexicon (retrieval corrects misspellings against
+#: it). NOTE: sorted, so two ingestions of one agent lock shared words in the same order.
+_ADD_TERMS = text(
+    """
+    INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term)
+    SELECT DISTINCT :t, :a, lexeme
+      FROM knowledge_chunks, unnest(tsvector_to_array(search)) AS lexeme
+     WHERE source_id = :s AND length(lexeme) BETWEEN 3 AND 40
+     ORDER BY lexeme
+    ON CONFLICT DO NOTHING
+    """
+)
+
+
 def store_passages(session: Session, claimed: Claim, passages: list[str]) -> bool:
     """Replace the source's chunks with ``passages`` and mark it ready (False: stale claim)."""
     source = _locked(session, claimed)
@@ -214,6 +228,7 @@ def store_passages(session: Session, claimed: Claim, passages: list[str]) -> boo
                 for position, (chunk_id, text) in enumerate(zip(ids, passages, strict=True))
             ],
         )
+    session.execute(_ADD_TERMS, {"t": claimed.tenant_id, "a": claimed.ai_agent_id, "s": claimed.id})
     session.execute(
         update(KnowledgeSource)
         .where(KnowledgeSource.id == claimed.id)
