@@ -70,10 +70,15 @@ STOPWORD_OPENERS = ("how do i", "can i", "what is the", "where is my", "is it po
 
 
 def _vocabulary(rng: random.Random, size: int) -> list[str]:
-    """Domain words first (the frequent ones), then made-up rare words of 5-11 letters."""
+    """By frequency rank: function words first (as in any text), then made-up words of
+    5-11 letters with the domain words spread among ranks 40 to 2,000, so a domain word
+    is in a few percent of the passages, as "refund" is in a real manual."""
     letters = "abcdefghijklmnopqrstuvwxyz"
-    rare = {"".join(rng.choices(letters, k=rng.randint(5, 11))) for _ in range(size)}
-    return [*_DOMAIN, *sorted(rare)]
+    rare = sorted({"".join(rng.choices(letters, k=rng.randint(5, 11))) for _ in range(size)})
+    rng.shuffle(rare)
+    for word in _DOMAIN:
+        rare.insert(rng.randint(40, 2000), word)
+    return [*_FILLER, *rare]
 
 
 class TextMaker:
@@ -91,11 +96,7 @@ class TextMaker:
         self.cumulative = cumulative
 
     def sentence(self) -> str:
-        n = self.rng.randint(8, 18)
-        content = self.rng.choices(self.words, cum_weights=self.cumulative, k=n)
-        filler = self.rng.choices(_FILLER, k=n // 2)
-        words = content + filler
-        self.rng.shuffle(words)
+        words = self.rng.choices(self.words, cum_weights=self.cumulative, k=self.rng.randint(8, 20))
         return words[0].capitalize() + " " + " ".join(words[1:]) + "."
 
     def passage(self, chars: int = 1000) -> str:
@@ -208,10 +209,10 @@ def build(args: argparse.Namespace) -> dict:
         raw.commit()
         # The agents' lexicons, as ingestion writes them (misspelt words are corrected).
         cursor.execute(
-            "INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term)"
-            " SELECT DISTINCT tenant_id, ai_agent_id, lexeme"
+            "INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term, chunks)"
+            " SELECT min(tenant_id::text)::uuid, ai_agent_id, lexeme, count(*)"
             " FROM knowledge_chunks, unnest(tsvector_to_array(search)) AS lexeme"
-            " WHERE length(lexeme) BETWEEN 3 AND 40 ON CONFLICT DO NOTHING"
+            " WHERE length(lexeme) BETWEEN 3 AND 40 GROUP BY ai_agent_id, lexeme"
         )
         raw.commit()
         data["index_seconds"] = time.monotonic() - indexing

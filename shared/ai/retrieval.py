@@ -6,9 +6,11 @@ an answer is grounded:
 
 1. The question's words, as PostgreSQL's ``simple`` parser reads them, minus common
    words ("what", "is", "the"...) unless nothing else is left, crudely stemmed
-   (:func:`stem`), are OR-ed into one prefix ``tsquery``. The GIN indexes find every
-   passage holding any of them; ``ts_rank_cd`` (cover density) picks a bounded pool
-   of the best (:data:`POOL`), so a common word cannot make a query rank everything.
+   (:func:`stem`), are OR-ed into one prefix ``tsquery``. Candidate passages are found
+   through the question's rarer words (the agent's lexicon counts the passages of each
+   word; :meth:`Terms.searched`), at most :data:`CANDIDATE_CAP`: ranking every passage
+   that holds a common word would cost seconds at 100,000 and tell little.
+   ``ts_rank_cd`` (cover density) keeps the best :data:`POOL` of each kind.
 2. Each pooled hit is scored by *coverage*, the share of the question's words it holds
    (from its stored ``tsvector``), lifted a little by its cover density. A passage with
    every word of the question scores near 1; one with a third of them near 0.3.
@@ -55,6 +57,12 @@ VECTOR_WEIGHT = 0.5
 VECTOR_SCAN_LIMIT = 5000
 #: Question words shorter than this are never corrected (too many near neighbours).
 MIN_CORRECTED = 4
+#: Passages the candidate words may hold together (see :meth:`Terms.searched`).
+CANDIDATE_BUDGET = 3000
+#: Candidate passages ranked at most, whatever the counts say (they may be stale).
+CANDIDATE_CAP = 1000
+#: What a word the lexicon cannot tell about is assumed to be: common.
+COMMON = 1_000_000
 #: Question words used at most (a pasted paragraph should not become a 200-term OR).
 MAX_TERMS = 16
 
@@ -93,8 +101,10 @@ _FULL_TEXT = text(
     (SELECT 'chunk', c.id, c.source_id, c.content, tsvector_to_array(c.search),
             ts_rank_cd(c.search, query.q, 32), 0.0,
             CASE WHEN :with_vectors THEN c.embedding END
-       FROM knowledge_chunks c, query
-      WHERE c.tenant_id = :tenant_id AND c.ai_agent_id = :agent_id AND c.search @@ query.q
+       FROM (SELECT * FROM knowledge_chunks
+              WHERE ai_agent_id = :agent_id AND tenant_id = :tenant_id
+                AND search @@ to_tsquery('simple', :searched)
+              LIMIT :cap) AS c, query
       ORDER BY ts_rank_cd(c.search, query.q, 32) DESC
       LIMIT :pool)
     UNION ALL
@@ -111,10 +121,10 @@ _FULL_TEXT = text(
 #: The closest word of the agent's lexicon to each question word (itself when known).
 _CORRECTIONS = text(
     """
-    SELECT asked, best.term, best.similarity
+    SELECT asked, best.term, best.chunks
       FROM unnest(CAST(:words AS text[])) AS asked
      CROSS JOIN LATERAL (
-           SELECT k.term, similarity(k.term, asked) AS similarity
+           SELECT k.term, k.chunks, similarity(k.term, asked) AS similarity
              FROM knowledge_terms k
             WHERE k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id AND k.term % asked
             ORDER BY similarity(k.term, asked) DESC, k.term
@@ -182,27 +192,58 @@ def question_terms(lexemes: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(stem(w) for w in question_words(lexemes)))
 
 
-def corrected(
-    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, words: Sequence[str]
-) -> tuple[list[str], set[str]]:
-    """``words`` with the unknown ones replaced by the lexicon's closest, and the stems
-    of those replacements (they count for less)."""
-    asked = [w for w in words if len(w) >= MIN_CORRECTED]
-    if not asked:
-        return list(words), set()
-    best = {
-        row.asked: row.term
-        for row in session.execute(
-            _CORRECTIONS, {"words": asked, "agent_id": agent_id, "tenant_id": tenant_id}
+@dataclass(slots=True)
+class Terms:
+    """The question's stems, which were corrected, and how many passages hold each."""
+
+    stems: list[str]
+    fuzzy: set[str]
+    passages: dict[str, int]
+
+    def searched(self) -> list[str]:
+        """The stems candidates are looked up by: the rarest first, until together they
+        hold :data:`CANDIDATE_BUDGET` passages (a common word alone finds nothing in
+        particular, and ranking every passage holding it would cost seconds).
+        """
+        known = sorted(
+            (self.passages.get(s, COMMON), s) for s in self.stems if self.passages.get(s) != 0
         )
-    }
-    out, fuzzy = [], set()
+        picked, total = [], 0
+        for count, term in known:
+            if picked and total + count > CANDIDATE_BUDGET:
+                break
+            picked.append(term)
+            total += count
+        return picked
+
+
+def question_terms_for(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, words: Sequence[str]
+) -> Terms:
+    """Stems of ``words``, unknown words replaced by the lexicon's closest (counting less)."""
+    asked = [w for w in words if len(w) >= MIN_CORRECTED]
+    best: dict[str, tuple[str, int]] = {}
+    if asked:
+        best = {
+            row.asked: (row.term, row.chunks)
+            for row in session.execute(
+                _CORRECTIONS, {"words": asked, "agent_id": agent_id, "tenant_id": tenant_id}
+            )
+        }
+    stems: list[str] = []
+    fuzzy: set[str] = set()
+    passages: dict[str, int] = {}
     for word in words:
-        replacement = best.get(word, word)
-        out.append(replacement)
+        replacement, count = best.get(word, (word, COMMON if len(word) < MIN_CORRECTED else 0))
+        term = stem(replacement)
+        if term in passages:
+            passages[term] = max(passages[term], count)
+            continue
+        stems.append(term)
+        passages[term] = count
         if replacement != word:
-            fuzzy.add(stem(replacement))
-    return out, fuzzy
+            fuzzy.add(term)
+    return Terms(stems, fuzzy, passages)
 
 
 def _tsquery(terms: Sequence[str]) -> str:
@@ -286,11 +327,14 @@ def retrieve(
     }
     hits = _Hits()
     lexemes = session.execute(_LEXEMES, {"question": params["question"]}).scalar_one()
-    words, fuzzy = corrected(session, tenant_id, ai_agent_id, question_words(lexemes))
-    terms = list(dict.fromkeys(stem(w) for w in words))
-    if terms:
-        for row in session.execute(_FULL_TEXT, params | {"tsquery": _tsquery(terms)}):
-            lexical = lexical_score(terms, row.lexemes, row.rank, fuzzy)
+    terms = question_terms_for(session, tenant_id, ai_agent_id, question_words(lexemes))
+    if terms.stems:
+        queries = {
+            "tsquery": _tsquery(terms.stems),
+            "searched": _tsquery(terms.searched() or terms.stems),
+        }
+        for row in session.execute(_FULL_TEXT, params | queries | {"cap": CANDIDATE_CAP}):
+            lexical = lexical_score(terms.stems, row.lexemes, row.rank, terms.fuzzy)
             if row.kind == "qna":
                 lexical = qna_score(lexical, row.question_similarity)
             hits.keep(row, blend(lexical, row.embedding, query_embedding))

@@ -239,7 +239,8 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
 class KnowledgeTerm(Base):
     """A word an agent's passages use: the lexicon a misspelt question is corrected against.
 
-    Written by ingestion (never removed: a stale word only corrects to nothing).
+    Kept by ingestion and source deletion (a word at 0 passages stays: it corrects to
+    nothing and costs nothing).
     """
 
     __tablename__ = "knowledge_terms"
@@ -257,6 +258,8 @@ class KnowledgeTerm(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
     term: Mapped[str] = mapped_column(Text)
+    #: Passages holding the word: retrieval looks for candidates through the rarer words.
+    chunks: Mapped[int] = mapped_column(server_default="0")
 
 
 class QnaPair(UUIDPrimaryKey, Timestamps, Base):

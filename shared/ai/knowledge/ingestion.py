@@ -27,10 +27,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.ai.knowledge import chunking, formats, parsing
+from shared.ai.knowledge import chunking, formats, lexicon, parsing
 from shared.ai.knowledge.fetching import FetchFailed, fetch
 from shared.ai.knowledge.queue import EMBED, PROCESSING_LEASE_SECONDS
 from shared.channels.media_storage import storage_for
@@ -192,25 +192,13 @@ def _locked(session: Session, claimed: Claim) -> KnowledgeSource | None:
     return source
 
 
-#: The passages' words into the agent's lexicon (retrieval corrects misspellings against
-#: it). NOTE: sorted, so two ingestions of one agent lock shared words in the same order.
-_ADD_TERMS = text(
-    """
-    INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term)
-    SELECT DISTINCT :t, :a, lexeme
-      FROM knowledge_chunks, unnest(tsvector_to_array(search)) AS lexeme
-     WHERE source_id = :s AND length(lexeme) BETWEEN 3 AND 40
-     ORDER BY lexeme
-    ON CONFLICT DO NOTHING
-    """
-)
-
-
 def store_passages(session: Session, claimed: Claim, passages: list[str]) -> bool:
     """Replace the source's chunks with ``passages`` and mark it ready (False: stale claim)."""
     source = _locked(session, claimed)
     if source is None:
         return False
+    lexicon.lock(session, claimed.ai_agent_id)
+    lexicon.forget_source(session, claimed.ai_agent_id, claimed.id)
     session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.source_id == claimed.id))
     ids = [uuid.uuid4() for _ in passages]
     if passages:
@@ -228,7 +216,7 @@ def store_passages(session: Session, claimed: Claim, passages: list[str]) -> boo
                 for position, (chunk_id, text) in enumerate(zip(ids, passages, strict=True))
             ],
         )
-    session.execute(_ADD_TERMS, {"t": claimed.tenant_id, "a": claimed.ai_agent_id, "s": claimed.id})
+    lexicon.add_source(session, claimed.tenant_id, claimed.ai_agent_id, claimed.id)
     session.execute(
         update(KnowledgeSource)
         .where(KnowledgeSource.id == claimed.id)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.ai.knowledge import formats
+from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
 from shared.ai.knowledge.queue import EMBED, INGEST
 from shared.channels import media as media_service
@@ -239,6 +239,8 @@ def delete_source(session: Session, ctx: Ctx, agent_id: uuid.UUID, source_id: uu
         source.id,
         before={"ai_agent_id": str(agent_id), "kind": source.kind, "title": source.title},
     )
+    lexicon.lock(session, agent_id)
+    lexicon.forget_source(session, agent_id, source.id)
     session.execute(delete(KnowledgeSource).where(KnowledgeSource.id == source.id))
 
 

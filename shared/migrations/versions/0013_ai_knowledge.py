@@ -1,7 +1,8 @@
 """ai knowledge: a per-agent lexicon for misspelt questions; agent-scoped passage search
 
-``knowledge_terms`` holds every word an agent's passages use (written by ingestion), with
-a trigram index: a misspelt question word is corrected against it in a millisecond,
+``knowledge_terms`` holds every word an agent's passages use and in how many passages
+(written by ingestion): retrieval finds candidates through the rarer words of a
+question, and a trigram index: a misspelt question word is corrected against it in a millisecond,
 where trigram similarity over whole passages rechecks most of them (seconds at 100,000).
 That makes the trigram index on passages unused, and it was the costliest to keep up
 on insert (a thousand trigrams a passage): it goes. The full-text index gets the agent
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.UUID(), nullable=False),
         sa.Column("ai_agent_id", sa.UUID(), nullable=False),
         sa.Column("term", sa.Text(), nullable=False),
+        sa.Column("chunks", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["ai_agent_id"],
             ["ai_agents.id"],
@@ -70,11 +72,11 @@ def upgrade() -> None:
     # Passages already ingested: their words, so correction works before any reprocess.
     op.execute(
         """
-        INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term)
-        SELECT DISTINCT tenant_id, ai_agent_id, lexeme
+        INSERT INTO knowledge_terms (tenant_id, ai_agent_id, term, chunks)
+        SELECT min(tenant_id::text)::uuid, ai_agent_id, lexeme, count(*)
           FROM knowledge_chunks, unnest(tsvector_to_array(search)) AS lexeme
          WHERE length(lexeme) BETWEEN 3 AND 40
-        ON CONFLICT DO NOTHING
+         GROUP BY ai_agent_id, lexeme
         """
     )
 
