@@ -118,16 +118,23 @@ _FULL_TEXT = text(
     """
 )
 
-#: The closest word of the agent's lexicon to each question word (itself when known).
+#: The question words the agent's passages use, and in how many passages (primary key).
+_KNOWN = text(
+    """
+    SELECT term, chunks FROM knowledge_terms
+     WHERE ai_agent_id = :agent_id AND term = ANY(CAST(:words AS text[]))
+    """
+)
+#: The closest known word to each unknown one (trigram GiST, nearest first).
 _CORRECTIONS = text(
     """
     SELECT asked, best.term, best.chunks
       FROM unnest(CAST(:words AS text[])) AS asked
      CROSS JOIN LATERAL (
-           SELECT k.term, k.chunks, similarity(k.term, asked) AS similarity
+           SELECT k.term, k.chunks
              FROM knowledge_terms k
-            WHERE k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id AND k.term % asked
-            ORDER BY similarity(k.term, asked) DESC, k.term
+            WHERE k.term % asked AND k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id
+            ORDER BY k.term <-> asked
             LIMIT 1) AS best
     """
 )
@@ -221,15 +228,16 @@ def question_terms_for(
     session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, words: Sequence[str]
 ) -> Terms:
     """Stems of ``words``, unknown words replaced by the lexicon's closest (counting less)."""
-    asked = [w for w in words if len(w) >= MIN_CORRECTED]
     best: dict[str, tuple[str, int]] = {}
-    if asked:
-        best = {
-            row.asked: (row.term, row.chunks)
-            for row in session.execute(
-                _CORRECTIONS, {"words": asked, "agent_id": agent_id, "tenant_id": tenant_id}
-            )
-        }
+    if words:
+        known = session.execute(_KNOWN, {"words": list(words), "agent_id": agent_id})
+        best = {row.term: (row.term, row.chunks) for row in known}
+    unknown = [w for w in words if w not in best and len(w) >= MIN_CORRECTED]
+    if unknown:
+        corrections = session.execute(
+            _CORRECTIONS, {"words": unknown, "agent_id": agent_id, "tenant_id": tenant_id}
+        )
+        best |= {row.asked: (row.term, row.chunks) for row in corrections}
     stems: list[str] = []
     fuzzy: set[str] = set()
     passages: dict[str, int] = {}

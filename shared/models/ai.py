@@ -246,12 +246,12 @@ class KnowledgeTerm(Base):
     __tablename__ = "knowledge_terms"
     __table_args__ = (
         PrimaryKeyConstraint("ai_agent_id", "term"),
+        # GiST: the nearest word first (``<->``), one index probe per misspelt word.
         Index(
             "ix_knowledge_terms_trigram",
-            "ai_agent_id",
             "term",
-            postgresql_using="gin",
-            postgresql_ops={"term": "gin_trgm_ops"},
+            postgresql_using="gist",
+            postgresql_ops={"term": "gist_trgm_ops"},
         ),
     )
 

@@ -2,7 +2,7 @@
 
 ``knowledge_terms`` holds every word an agent's passages use and in how many passages
 (written by ingestion): retrieval finds candidates through the rarer words of a
-question, and a trigram index: a misspelt question word is corrected against it in a millisecond,
+question, and a trigram index (GiST: nearest first, so the closest word is one index probe): a misspelt question word is corrected against it in a millisecond,
 where trigram similarity over whole passages rechecks most of them (seconds at 100,000).
 That makes the trigram index on passages unused, and it was the costliest to keep up
 on insert (a thousand trigrams a passage): it goes. The full-text index gets the agent
@@ -48,10 +48,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_knowledge_terms_trigram",
         "knowledge_terms",
-        ["ai_agent_id", "term"],
+        ["term"],
         unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"term": "gin_trgm_ops"},
+        postgresql_using="gist",
+        postgresql_ops={"term": "gist_trgm_ops"},
     )
     op.drop_index(
         "ix_knowledge_chunks_trigram",
@@ -103,7 +103,7 @@ def downgrade() -> None:
     op.drop_index(
         "ix_knowledge_terms_trigram",
         table_name="knowledge_terms",
-        postgresql_using="gin",
-        postgresql_ops={"term": "gin_trgm_ops"},
+        postgresql_using="gist",
+        postgresql_ops={"term": "gist_trgm_ops"},
     )
     op.drop_table("knowledge_terms")
