@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
 from shared.ai import product_import
+from shared.ai.knowledge import queue as knowledge_queue
 from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
@@ -130,6 +131,13 @@ def check_sla(session: Session) -> int:
     return sla.check_due(session)
 
 
+def sweep_knowledge_sources(session: Session) -> int:
+    """Re-enqueue knowledge sources whose ingestion message was lost or whose worker died."""
+    from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
+
+    return knowledge_queue.sweep(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -179,6 +187,8 @@ JOBS: tuple[Job, ...] = (
     # Time-driven work: scheduled sends go out within 30 s of their time.
     Job("send_due_scheduled_messages", send_due_scheduled_messages, _every(seconds=30), DRAIN),
     Job("check_sla", check_sla, _every(minutes=1), DRAIN),
+    # AI knowledge: sources left pending or processing by a lost message or a dead worker.
+    Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

@@ -192,6 +192,36 @@ class Settings(BaseSettings):
         5, ge=1, description="evaluations of one automation event before it is marked failed"
     )
 
+    # --- AI knowledge ---------------------------------------------------------------------------
+    knowledge_max_file_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="largest knowledge file upload (or media file used as one): larger is 413",
+    )
+    knowledge_fetch_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="largest page a URL knowledge source may return"
+    )
+    knowledge_fetch_timeout_seconds: float = Field(
+        15.0, gt=0, le=120, description="bound on fetching one URL knowledge source"
+    )
+    knowledge_max_attempts: int = Field(
+        5, ge=1, description="ingestion attempts of one source (transient failures) before failed"
+    )
+    knowledge_retry_min_backoff_ms: int = Field(
+        5_000, ge=10, description="first retry delay of an ingestion that failed transiently"
+    )
+    knowledge_retry_max_backoff_ms: int = Field(
+        5 * 60_000, ge=10, description="longest retry delay of an ingestion"
+    )
+    knowledge_sweep_after_seconds: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "a knowledge source pending or processing this long (doubling with each attempt)"
+            " is re-enqueued by the scheduler"
+        ),
+    )
+
     # --- retention -----------------------------------------------------------------------------
     retention_days: int = Field(
         90,

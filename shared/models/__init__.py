@@ -13,6 +13,7 @@ from shared.models.ai import (
     AiUsageDaily,
     KnowledgeChunk,
     KnowledgeSource,
+    KnowledgeTerm,
     QnaPair,
 )
 from shared.models.analytics import (
@@ -96,6 +97,7 @@ __all__ = [
     "Job",
     "KnowledgeChunk",
     "KnowledgeSource",
+    "KnowledgeTerm",
     "MediaFile",
     "Message",
     "Note",

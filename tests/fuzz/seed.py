@@ -82,6 +82,14 @@ def _ai_agent(ws: Workspace, conversation: str) -> dict[str, str]:
     }
 
 
+def _ai_knowledge(ws: Workspace, agent: str) -> dict[str, str]:
+    """A text source of the AI agent and a QnA pair of it."""
+    base = f"/api/ai-agents/{agent}/knowledge-sources"
+    source = _created(ws, base, {"kind": "text", "title": "Hours", "content": "Open at nine."})
+    pair = _created(ws, f"{base}/{source}/qna-pairs", {"question": "When?", "answer": "At nine."})
+    return {"source_id": source, "qna_id": pair}
+
+
 def seed(ws: Workspace) -> dict[str, str]:
     """Create one row of each kind in ``ws``; return ids by collection path or parameter."""
     agent, _token = ws.create_agent("supervisor")
@@ -96,6 +104,8 @@ def seed(ws: Workspace) -> dict[str, str]:
     assert webhook.status_code == 201, webhook.text
     sent = ws.call("POST", f"/api/outgoing-webhooks/{webhook.json['id']}/test")
     assert sent.status_code == 200, sent.text
+    ai = _ai_agent(ws, conversation)
+    ai |= _ai_knowledge(ws, ai["/api/ai-agents"])
     return {
         "/api/agents": agent["id"],
         "/api/roles": _created(ws, "/api/roles", {"name": f"r-{suffix}", "permissions": []}),
@@ -126,7 +136,7 @@ def seed(ws: Workspace) -> dict[str, str]:
         "/api/automation/events": _failed_automation_event(ws, conversation),
         "fingerprint": FINGERPRINT,
         "channel": "whatsapp",
-        **_ai_agent(ws, conversation),
+        **ai,
     }
 
 
