@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -36,6 +38,7 @@ from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
+from shared.ops import scheduler_runs
 from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
@@ -149,20 +152,41 @@ JOBS: tuple[Job, ...] = (
 
 
 def run(job: Job, guard: Guard) -> Any:
-    """Run ``job`` in its own session unless this process no longer leads; never raise."""
+    """Run ``job`` in its own session unless this process no longer leads; never raise.
+
+    Each run's outcome (``ok``, ``failed``, ``skipped``) is recorded for the console.
+    """
+    started = time.time()
+    outcome, result, error = "ok", None, None
     try:
         with session_scope() as session:
             if not guard(session):
                 log.warning("job %s skipped: this scheduler no longer leads", job.name)
+                outcome = "skipped"
                 return None
-            return job.func(session)
-    except Exception:
+            result = job.func(session)
+            return result
+    except Exception as exc:
         log.exception("job %s failed", job.name)
+        outcome, error = "failed", "".join(traceback.format_exception(exc)).strip()
         return None
+    finally:
+        finished = time.time()
+        upcoming = job.trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))
+        scheduler_runs.record_run(
+            job.name,
+            started=started,
+            finished=finished,
+            outcome=outcome,
+            result=result,
+            error=error,
+            next_run=upcoming.timestamp() if upcoming else None,
+        )
 
 
 def schedule(scheduler: BaseScheduler, *, guard: Guard, jobs: Sequence[Job] = JOBS) -> None:
     """Add every job to ``scheduler``, each run through :func:`run` behind ``guard``."""
+    scheduler_runs.record_jobs({job.name: str(job.trigger) for job in jobs})
     for job in jobs:
         scheduler.add_job(
             run, job.trigger, args=(job, guard), id=job.name, name=job.name, **job.options
