@@ -171,17 +171,24 @@ def run(job: Job, guard: Guard) -> Any:
         outcome, error = "failed", "".join(traceback.format_exception(exc)).strip()
         return None
     finally:
-        finished = time.time()
+        _record(job, started, outcome, result, error)
+
+
+def _record(job: Job, started: float, outcome: str, result: Any, error: str | None) -> None:
+    """Record a run for the console; never raise (the run itself is what matters)."""
+    try:
         upcoming = job.trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))
         scheduler_runs.record_run(
             job.name,
             started=started,
-            finished=finished,
+            finished=time.time(),
             outcome=outcome,
             result=result,
             error=error,
             next_run=upcoming.timestamp() if upcoming else None,
         )
+    except Exception:
+        log.exception("the run of job %s could not be recorded", job.name)
 
 
 def schedule(scheduler: BaseScheduler, *, guard: Guard, jobs: Sequence[Job] = JOBS) -> None:

@@ -126,7 +126,10 @@ class Presence(dramatiq.Middleware):
 
     def _beat_forever(self) -> None:
         while not self._stop.is_set():
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # the beat thread must outlive any surprise
+                log.exception("worker presence beat failed")
             self._stop.wait(keys.BEAT_SECONDS)
 
     def state(self) -> dict[str, Any]:
@@ -145,7 +148,9 @@ class Presence(dramatiq.Middleware):
             "threads": worker.worker_threads if worker is not None else 0,
             "queues": sorted({q_name(name) for name in consumers}),
             "paused": sorted(name for name, c in consumers.items() if c.paused),
-            "busy": list(self._busy.values()),
+            # NOTE: copy() is one C call under the GIL: worker threads may add or remove
+            # entries meanwhile, and iterating the live dict could see it change size.
+            "busy": list(self._busy.copy().values()),
             "delayed": held,
         }
 

@@ -185,6 +185,15 @@ class OpsLoginResource:
 
 class OpsLogoutResource:
     def on_post(self, req, resp):
+        """Forget the cookie; a tenant admin's token in it is revoked too."""
+        values = req.get_cookie_values(COOKIE)
+        if values and values[0].startswith("jwt."):
+            try:
+                ctx = auth.authenticate_token(req.context.db, values[0][4:])
+                auth.logout(req.context.db, ctx)
+                req.context.db.commit()
+            except DomainError:
+                req.context.db.rollback()  # expired or revoked already: nothing to revoke
         resp.unset_cookie(COOKIE, path=PATH, same_site="Strict")
         raise falcon.HTTPSeeOther("/ops")
 

@@ -35,6 +35,10 @@ DEFAULT_MINUTES = 60
 #: Dead letters and delayed messages shown on the overview (the API pages through more).
 LATEST = 20
 
+#: Delayed messages read per queue for the overview, refreshed every few seconds by every
+#: open page (GET /api/ops/delayed reads up to delayed.MAX_SCAN_PER_QUEUE).
+OVERVIEW_SCAN_PER_QUEUE = 500
+
 _SUMMED = ("enqueued", "processed", "failed", "retried", "dead_lettered")
 
 
@@ -62,7 +66,9 @@ def snapshot(
     except (redis.RedisError, worker_metrics.MetricsUnavailable) as exc:
         raise redis_access.RedisDown(exc) from exc
     try:
-        waiting = delayed.list_delayed(queue_names, tenant_id=tenant_id, limit=LATEST)
+        waiting = delayed.list_delayed(
+            queue_names, tenant_id=tenant_id, limit=LATEST, scan_limit=OVERVIEW_SCAN_PER_QUEUE
+        )
     except Conflict:  # RabbitMQ: not listable
         waiting = None
     except redis.RedisError as exc:

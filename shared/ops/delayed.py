@@ -87,11 +87,12 @@ def list_delayed(
     kind: Kind | None = None,
     queue: str | None = None,
     limit: int = 100,
+    scan_limit: int = MAX_SCAN_PER_QUEUE,
 ) -> dict[str, Any]:
     """Return ``{"items": [...soonest eta first], "truncated": bool}``.
 
-    ``truncated`` is true when a queue held more than :data:`MAX_SCAN_PER_QUEUE`
-    delayed messages (only that many were read). Raises :class:`redis.RedisError`.
+    ``truncated`` is true when a queue held more than ``scan_limit`` delayed messages
+    (only that many were read). Raises :class:`redis.RedisError`.
     """
     client, namespace = _broker()
     cancelled = _cancelled()
@@ -100,7 +101,7 @@ def list_delayed(
         seen = 0
         for raw_id, raw in client.hscan_iter(f"{namespace}:{dq_name(name)}.msgs", count=500):
             seen += 1
-            if seen > MAX_SCAN_PER_QUEUE:
+            if seen > scan_limit:
                 truncated = True
                 break
             try:

@@ -156,15 +156,17 @@ def test_a_retry_is_listed_and_run_now(client, worker, workspace):
 
 def test_a_deleted_delayed_message_never_runs(client, worker, operator):
     marker = uuid.uuid4().hex
-    ops_retried.send_with_options(args=(marker,), delay=2000)
-    item = wait_until(lambda: _delayed(client, marker), timeout=5)
+    sent = time.monotonic()
+    ops_retried.send_with_options(args=(marker,), delay=5000)
+    item = wait_until(lambda: _delayed(client, marker), timeout=3)
     assert item["kind"] == "scheduled" and item["retries"] == 0 and item["error"] is None
     # Let the worker fetch it into memory first: the cancel mark must stop it there.
     time.sleep(0.5)
     resp = operator("DELETE", f"/api/ops/delayed/test_ops_delay/{item['id']}")
     assert resp.status_code == 204
     assert _delayed(client, marker) is None
-    time.sleep(3.0)
+    assert time.monotonic() - sent < 4.0, "too slow to test: the eta is 5 s after the send"
+    time.sleep(max(sent + 7.0 - time.monotonic(), 0))
     assert marker not in _ran
 
 

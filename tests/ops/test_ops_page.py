@@ -85,6 +85,12 @@ def test_tenant_admins_see_their_slice_and_others_are_refused(client, workspace)
     assert 'id="processes"' not in page.text and "Pause</button>" not in page.text
     assert workspace.call("GET", "/ops").status_code == 200
 
+    # Logging out of the console revokes the token the cookie held.
+    cookie = {"ops_session": _cookie(resp)}
+    out = client.simulate_post("/ops/logout", cookies=cookie)
+    assert out.status_code == 303 and out.cookies["ops_session"].value == ""
+    assert client.simulate_get("/ops", cookies=cookie).status_code == 401
+
 
 def test_the_page_shows_the_apis_figures(client, worker, workspace):
     marker = uuid.uuid4().hex
