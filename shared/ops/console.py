@@ -37,7 +37,7 @@ LATEST = 20
 
 #: Delayed messages read per queue for the overview, refreshed every few seconds by every
 #: open page (GET /api/ops/delayed reads up to delayed.MAX_SCAN_PER_QUEUE).
-OVERVIEW_SCAN_PER_QUEUE = 500
+OVERVIEW_SCAN_PER_QUEUE = 200
 
 _SUMMED = ("enqueued", "processed", "failed", "retried", "dead_lettered")
 

@@ -16,6 +16,7 @@ it: there these operations answer 409.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import time
 import uuid
@@ -96,10 +97,14 @@ def list_delayed(
     """
     client, namespace = _broker()
     cancelled = _cancelled()
-    items, truncated = [], False
+    wanted_tenant = str(tenant_id) if tenant_id is not None else None
+    candidates: list[tuple[float, str, str, dramatiq.Message]] = []
+    truncated = False
     for name in [queue] if queue is not None else queue_names:
         seen = 0
-        for raw_id, raw in client.hscan_iter(f"{namespace}:{dq_name(name)}.msgs", count=500):
+        for raw_id, raw in client.hscan_iter(
+            f"{namespace}:{dq_name(name)}.msgs", count=min(scan_limit + 1, 1000)
+        ):
             seen += 1
             if seen > scan_limit:
                 truncated = True
@@ -109,16 +114,22 @@ def list_delayed(
             except Exception:
                 log.warning("delayed message %r on %s cannot be decoded", raw_id, name)
                 continue
+            options = message.options
             if message.message_id in cancelled:
                 continue
-            view = _view(name, raw_id.decode(), message)
-            if kind is not None and view["kind"] != kind:
+            if kind is not None and (kind == "retry") != bool(options.get("retries")):
                 continue
-            if tenant_id is not None and view["tenant_id"] != str(tenant_id):
-                continue
-            items.append((message.options.get("eta") or 0, view))
-    items.sort(key=lambda pair: pair[0])
-    return {"items": [view for _, view in items[:limit]], "truncated": truncated}
+            if wanted_tenant is not None:
+                tenant = tenant_id_from_options(options)
+                if str(tenant) != wanted_tenant:
+                    continue
+            candidates.append((options.get("eta") or 0, raw_id.decode(), name, message))
+    # PERF: views (dates, reprs) are built for the messages shown only.
+    soonest = heapq.nsmallest(limit, candidates, key=lambda item: (item[0], item[1]))
+    return {
+        "items": [_view(name, redis_id, message) for _, redis_id, name, message in soonest],
+        "truncated": truncated,
+    }
 
 
 def _cancelled() -> set[str]:
