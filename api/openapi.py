@@ -48,6 +48,11 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Roles", "Roles and the permissions they grant."),
     ("API Keys", "Long-lived credentials acting as the user who created them."),
     ("Health", "Whether the API and its dependencies are well."),
+    (
+        "Operations",
+        "The operators' console: busy workers, queues and pauses, retries, dead letters,"
+        " scheduler jobs.",
+    ),
     ("Automation", "Rules, their runs, the event queue, dry-runs and worker metrics."),
     ("Chat Expiration", "Closing idle conversations per channel."),
     ("AI Agents", "AI agents that answer conversations."),

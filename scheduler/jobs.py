@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -39,6 +41,7 @@ from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
+from shared.ops import scheduler_runs
 from shared.timekeeping import scheduled_messages, sla
 from shared.webhooks import sweeper as webhook_sweeper
 
@@ -202,20 +205,48 @@ JOBS: tuple[Job, ...] = (
 
 
 def run(job: Job, guard: Guard) -> Any:
-    """Run ``job`` in its own session unless this process no longer leads; never raise."""
+    """Run ``job`` in its own session unless this process no longer leads; never raise.
+
+    Each run's outcome (``ok``, ``failed``, ``skipped``) is recorded for the console.
+    """
+    started = time.time()
+    outcome, result, error = "ok", None, None
     try:
         with session_scope() as session:
             if not guard(session):
                 log.warning("job %s skipped: this scheduler no longer leads", job.name)
+                outcome = "skipped"
                 return None
-            return job.func(session)
-    except Exception:
+            result = job.func(session)
+            return result
+    except Exception as exc:
         log.exception("job %s failed", job.name)
+        outcome, error = "failed", "".join(traceback.format_exception(exc)).strip()
         return None
+    finally:
+        _record(job, started, outcome, result, error)
+
+
+def _record(job: Job, started: float, outcome: str, result: Any, error: str | None) -> None:
+    """Record a run for the console; never raise (the run itself is what matters)."""
+    try:
+        upcoming = job.trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))
+        scheduler_runs.record_run(
+            job.name,
+            started=started,
+            finished=time.time(),
+            outcome=outcome,
+            result=result,
+            error=error,
+            next_run=upcoming.timestamp() if upcoming else None,
+        )
+    except Exception:
+        log.exception("the run of job %s could not be recorded", job.name)
 
 
 def schedule(scheduler: BaseScheduler, *, guard: Guard, jobs: Sequence[Job] = JOBS) -> None:
     """Add every job to ``scheduler``, each run through :func:`run` behind ``guard``."""
+    scheduler_runs.record_jobs({job.name: str(job.trigger) for job in jobs})
     for job in jobs:
         scheduler.add_job(
             run, job.trigger, args=(job, guard), id=job.name, name=job.name, **job.options
