@@ -18,14 +18,20 @@ import uuid
 from typing import Any
 
 import redis
-from sqlalchemy import Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Select, Update, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db
 from shared.channels import attachments as channel_attachments
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
-from shared.inbox.access import ConversationHead, get_conversation_head, require_visible
+from shared.inbox.access import (
+    ConversationHead,
+    get_conversation_head,
+    require_visible,
+    visibility,
+    visible_bound,
+)
 from shared.models import Contact, Conversation, Message
 from shared.pagination import Page, fetch_page, keyset_statement
 from shared.redis_client import get_redis, key
@@ -83,19 +89,32 @@ def list_messages(
 ) -> Page[dict[str, Any]]:
     """A page of a visible conversation's messages, newest first, as ``MessageView`` dicts.
 
-    PERF: a prebuilt visibility probe, then a prebuilt page on the driver;
+    PERF: one prebuilt statement on the driver: the page, under a one-time check that
+    the caller may see the conversation (PostgreSQL runs it once, before the scan). Only
+    an empty page pays the second round trip that tells "no messages" from 404.
     ``ix_messages_conversation`` serves the keyset.
     """
-    require_visible(session, ctx, conversation_id)
-    params = {"tenant_id": ctx.tenant_id, "conversation_id": conversation_id}
-    return fetch_page(session.connection(), _page_statement, params, limit=limit, cursor=cursor)
+    shape, params = visibility(ctx)
+    params["tenant_id"], params["conversation_id"] = ctx.tenant_id, conversation_id
+    page = fetch_page(
+        session.connection(),
+        functools.partial(_page_statement, shape),
+        params,
+        limit=limit,
+        cursor=cursor,
+    )
+    if not page.items:
+        require_visible(session, ctx, conversation_id)
+    return page
 
 
 @functools.cache
-def _page_statement(after: bool) -> Select[Any]:
+def _page_statement(shape: str, after: bool) -> Select[Any]:
+    conversation_id = bindparam("conversation_id", type_=Message.conversation_id.type)
     query = select(*MESSAGE_COLUMNS).where(
         Message.tenant_id == bindparam("tenant_id", type_=Message.tenant_id.type),
-        Message.conversation_id == bindparam("conversation_id", type_=Message.conversation_id.type),
+        Message.conversation_id == conversation_id,
+        exists().where(visible_bound(shape), Conversation.id == conversation_id),
     )
     return keyset_statement(query, created_at=Message.created_at, id_column=Message.id, after=after)
 
