@@ -32,6 +32,9 @@ run: migrate
 	@echo "OmniStream API on http://127.0.0.1:$(PORT)  (docs: http://127.0.0.1:$(PORT)/api/docs)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
+# One test process per core (pytest-xdist), each with its own database and Redis namespace.
+# PYTEST_ARGS replaces the default, e.g. make test PYTEST_ARGS="tests/webhooks -x".
+PYTEST_ARGS ?= -n auto
 test: install
 	$(BIN)/python -m shared.preflight
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -181,6 +181,10 @@ def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> Base
         raise ValidationFailed("Some fields are invalid", details=validation_details(exc)) from exc
 
 
+def _media_type(req: falcon.Request) -> str:
+    return (req.content_type or "").split(";", 1)[0].strip().lower()
+
+
 def _parse_query(req: falcon.Request, model: type[BaseModel]) -> BaseModel:
     if any("\x00" in str(value) for value in req.params.values()):
         raise BadRequest("Query parameters must not contain NUL characters")
@@ -261,7 +265,11 @@ def endpoint(
                     ctx.require(permission)
                 kwargs["ctx"] = ctx
             if body is not None:
-                kwargs["body"] = _parse_body(req, body, req.context.max_body_bytes)
+                # A responder that also accepts an upload reads that itself (body=None).
+                uploaded = _media_type(req) in accepts and _media_type(req) != falcon.MEDIA_JSON
+                kwargs["body"] = (
+                    None if uploaded else _parse_body(req, body, req.context.max_body_bytes)
+                )
             if query is not None:
                 kwargs["query"] = _parse_query(req, query)
             try:

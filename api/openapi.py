@@ -48,6 +48,11 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Roles", "Roles and the permissions they grant."),
     ("API Keys", "Long-lived credentials acting as the user who created them."),
     ("Health", "Whether the API and its dependencies are well."),
+    (
+        "Operations",
+        "The operators' console: busy workers, queues and pauses, retries, dead letters,"
+        " scheduler jobs.",
+    ),
     ("Automation", "Rules, their runs, the event queue, dry-runs and worker metrics."),
     ("Chat Expiration", "Closing idle conversations per channel."),
     ("AI Agents", "AI agents that answer conversations."),
@@ -69,6 +74,7 @@ ERRORS: dict[int, str] = {
     422: "Invalid fields; `details` lists each",
     429: "Too many attempts; `Retry-After` says when to try again",
     500: "Unexpected failure; the message quotes the request id",
+    502: "An upstream provider (Meta's Graph API) failed; the message says how",
     503: "A dependency is down; retry later",
 }
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -31,11 +33,16 @@ from sqlalchemy.orm import Session
 
 from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
+from shared.ai import product_import
+from shared.ai.knowledge import queue as knowledge_queue
+from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
+from shared.ops import scheduler_runs
+from shared.timekeeping import scheduled_messages, sla
 from shared.webhooks import sweeper as webhook_sweeper
 
 log = logging.getLogger(__name__)
@@ -60,11 +67,12 @@ def sweep_outbox(session: Session) -> int:
 
 def redrive_queued_jobs(session: Session) -> int:
     """Send again the actor of every 202 job still queued long after it was sent."""
+    from workers.actors.ai_products import enqueue_import
     from workers.actors.inbox import enqueue_bulk
 
     # NOTE: one entry per job kind; a kind missing here would stay queued, so the
     # test of this job checks every kind a service creates.
-    enqueuers = {bulk.KIND: enqueue_bulk}
+    enqueuers = {bulk.KIND: enqueue_bulk, product_import.KIND: enqueue_import}
     stale = api_jobs.claim_stale(session)
     for job_id, tenant_id, kind in stale:
         db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))
@@ -107,6 +115,40 @@ def sweep_ai_replies(session: Session) -> int:
     return ai_replies.sweep(session)
 
 
+def sweep_analytics(session: Session) -> int:
+    """Re-send the rollup of tenants whose counted events wait too long (needs the enqueuer)."""
+    from workers.actors import analytics  # noqa: F401  (installs the enqueuer)
+
+    return analytics_intake.sweep(session)
+
+
+def reconcile_analytics(_session: Session) -> bool:
+    """Send the nightly recount of the rollups (the actor does the counting)."""
+    from workers.actors.analytics import reconcile_analytics as reconcile_actor
+
+    reconcile_actor.send()
+    return True
+
+
+def send_due_scheduled_messages(session: Session) -> int:
+    """Hand due scheduled messages to ``send_scheduled_messages`` (needs the enqueuer)."""
+    import workers.actors.timed  # noqa: F401  (installs the enqueuer)
+
+    return len(scheduled_messages.claim_due(session))
+
+
+def check_sla(session: Session) -> int:
+    """Record the SLA breaches now due (once each) and emit ``sla.breached``."""
+    return sla.check_due(session)
+
+
+def sweep_knowledge_sources(session: Session) -> int:
+    """Re-enqueue knowledge sources whose ingestion message was lost or whose worker died."""
+    from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
+
+    return knowledge_queue.sweep(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -146,6 +188,20 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
     # AI replies: a lost ai_reply message, or a worker that died while the model wrote.
     Job("sweep_ai_replies", sweep_ai_replies, _every(seconds=5), DRAIN),
+    # Analytics: tenants whose roll_up message was lost, and the nightly recount of the
+    # previous days (after local midnight for most tenants; a settled day waits a run).
+    Job("sweep_analytics", sweep_analytics, _every(seconds=15), DRAIN),
+    Job(
+        "reconcile_analytics",
+        reconcile_analytics,
+        CronTrigger(hour=2, minute=41, timezone=dt.UTC),
+        DRAIN,
+    ),
+    # Time-driven work: scheduled sends go out within 30 s of their time.
+    Job("send_due_scheduled_messages", send_due_scheduled_messages, _every(seconds=30), DRAIN),
+    Job("check_sla", check_sla, _every(minutes=1), DRAIN),
+    # AI knowledge: sources left pending or processing by a lost message or a dead worker.
+    Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.
@@ -159,20 +215,48 @@ JOBS: tuple[Job, ...] = (
 
 
 def run(job: Job, guard: Guard) -> Any:
-    """Run ``job`` in its own session unless this process no longer leads; never raise."""
+    """Run ``job`` in its own session unless this process no longer leads; never raise.
+
+    Each run's outcome (``ok``, ``failed``, ``skipped``) is recorded for the console.
+    """
+    started = time.time()
+    outcome, result, error = "ok", None, None
     try:
         with session_scope() as session:
             if not guard(session):
                 log.warning("job %s skipped: this scheduler no longer leads", job.name)
+                outcome = "skipped"
                 return None
-            return job.func(session)
-    except Exception:
+            result = job.func(session)
+            return result
+    except Exception as exc:
         log.exception("job %s failed", job.name)
+        outcome, error = "failed", "".join(traceback.format_exception(exc)).strip()
         return None
+    finally:
+        _record(job, started, outcome, result, error)
+
+
+def _record(job: Job, started: float, outcome: str, result: Any, error: str | None) -> None:
+    """Record a run for the console; never raise (the run itself is what matters)."""
+    try:
+        upcoming = job.trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC))
+        scheduler_runs.record_run(
+            job.name,
+            started=started,
+            finished=time.time(),
+            outcome=outcome,
+            result=result,
+            error=error,
+            next_run=upcoming.timestamp() if upcoming else None,
+        )
+    except Exception:
+        log.exception("the run of job %s could not be recorded", job.name)
 
 
 def schedule(scheduler: BaseScheduler, *, guard: Guard, jobs: Sequence[Job] = JOBS) -> None:
     """Add every job to ``scheduler``, each run through :func:`run` behind ``guard``."""
+    scheduler_runs.record_jobs({job.name: str(job.trigger) for job in jobs})
     for job in jobs:
         scheduler.add_job(
             run, job.trigger, args=(job, guard), id=job.name, name=job.name, **job.options

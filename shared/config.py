@@ -192,6 +192,36 @@ class Settings(BaseSettings):
         5, ge=1, description="evaluations of one automation event before it is marked failed"
     )
 
+    # --- AI knowledge ---------------------------------------------------------------------------
+    knowledge_max_file_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="largest knowledge file upload (or media file used as one): larger is 413",
+    )
+    knowledge_fetch_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="largest page a URL knowledge source may return"
+    )
+    knowledge_fetch_timeout_seconds: float = Field(
+        15.0, gt=0, le=120, description="bound on fetching one URL knowledge source"
+    )
+    knowledge_max_attempts: int = Field(
+        5, ge=1, description="ingestion attempts of one source (transient failures) before failed"
+    )
+    knowledge_retry_min_backoff_ms: int = Field(
+        5_000, ge=10, description="first retry delay of an ingestion that failed transiently"
+    )
+    knowledge_retry_max_backoff_ms: int = Field(
+        5 * 60_000, ge=10, description="longest retry delay of an ingestion"
+    )
+    knowledge_sweep_after_seconds: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "a knowledge source pending or processing this long (doubling with each attempt)"
+            " is re-enqueued by the scheduler"
+        ),
+    )
+
     # --- retention -----------------------------------------------------------------------------
     retention_days: int = Field(
         90,
@@ -319,6 +349,24 @@ class Settings(BaseSettings):
             " model timeout times its attempts)"
         ),
     )
+    # --- AI agents (configuration and product imports) -----------------------------------------
+    ai_allow_private_base_url: bool | None = Field(
+        None,
+        description=(
+            "let an AI agent's base_url point at loopback or private addresses over http or"
+            " https (a model server such as Ollama on the same host or network). Unset: allowed"
+            " outside production, refused in production, where the SSRF guard (with"
+            " WEBHOOK_SSRF_ALLOWLIST) applies as for webhooks"
+        ),
+    )
+    ai_product_import_max_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest product import body (CSV or JSON array); larger gets 413",
+    )
+    ai_product_import_batch: int = Field(
+        1000, ge=1, le=10_000, description="product rows upserted per statement and commit"
+    )
 
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
@@ -346,6 +394,13 @@ class Settings(BaseSettings):
     @property
     def uses_rabbitmq(self) -> bool:
         return self.effective_broker_url.startswith(("amqp://", "amqps://"))
+
+    @property
+    def ai_private_base_url_allowed(self) -> bool:
+        """``AI_ALLOW_PRIVATE_BASE_URL``, or its default: allowed everywhere but production."""
+        if self.ai_allow_private_base_url is not None:
+            return self.ai_allow_private_base_url
+        return self.env != "production"
 
 
 @functools.cache

@@ -31,8 +31,15 @@ def get_engine() -> Engine:
     """Return the process-wide engine, created on first use (after any fork)."""
     settings = get_settings()
     connect_args = {"application_name": "omnistream"}
+    # PERF: timestamps are read in UTC whatever the server's TimeZone setting. psycopg
+    # gives a session in "UTC" the fixed datetime.timezone.utc, and any other zone
+    # (the "Etc/UTC" of most server images included) a ZoneInfo, which made loading an
+    # inbox page ~35 % slower (6 timestamps a row converted through it) for the same
+    # instants and the same JSON. No SQL here depends on the session's zone.
+    options = ["-c TimeZone=UTC"]
     if settings.db_statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    connect_args["options"] = " ".join(options)
     engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

@@ -19,11 +19,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.errors import Conflict, NotFound
 from shared.models import DeadLetter
+from shared.ops.resend import Resend, Sender, clean_options
 from shared.worker_metrics import tenant_id_from_options
 
 #: Longest error text kept; the tail is kept, because a traceback ends with the exception.
@@ -115,3 +117,83 @@ def count_dead_letters(
     """Count dead letters (of one tenant, or all); requeued rows only with ``include_requeued``."""
     statement = _filtered(select(func.count()).select_from(DeadLetter), tenant_id, include_requeued)
     return session.scalar(statement) or 0
+
+
+def get_dead_letter(session: Session, dead_letter_id: uuid.UUID, *, tenant_id: uuid.UUID | None):
+    """Return one dead letter (one tenant's, or any with ``tenant_id=None``); 404 otherwise."""
+    statement = select(DeadLetter).where(DeadLetter.id == dead_letter_id)
+    if tenant_id is not None:
+        statement = statement.where(DeadLetter.tenant_id == tenant_id)
+    row = session.scalar(statement)
+    if row is None:
+        raise NotFound("Dead letter not found")
+    return row
+
+
+def requeue_dead_letter(
+    session: Session, dead_letter_id: uuid.UUID, *, tenant_id: uuid.UUID | None, send: Sender
+) -> DeadLetter:
+    """Send a dead letter's message again, with a fresh retry budget, and mark it requeued.
+
+    It keeps its message id, so if it dies again :func:`record_dead_letter` shows the
+    row again with the new error. The row is locked and marked first and the message
+    sent inside the caller's transaction: a send that fails leaves the row as it was
+    (the caller rolls back); a commit that fails after the send can only cost a
+    second requeue, never a lost message. A row requeued already answers 409.
+    """
+    row = session.scalar(
+        select(DeadLetter)
+        .where(DeadLetter.id == dead_letter_id)
+        .where(DeadLetter.tenant_id == tenant_id if tenant_id is not None else true())
+        .with_for_update()
+    )
+    if row is None:
+        raise NotFound("Dead letter not found")
+    if row.requeued_at is not None:
+        raise Conflict("This dead letter was requeued already")
+    row.requeued_at = func.now()
+    session.flush()
+    send(
+        Resend(
+            queue=row.queue_name,
+            actor=row.actor_name,
+            args=list(row.args),
+            kwargs=dict(row.kwargs),
+            options=clean_options(row.options, keep_retries=False),
+            message_id=row.message_id,
+        )
+    )
+    session.refresh(row)
+    return row
+
+
+def delete_dead_letter(
+    session: Session, dead_letter_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> None:
+    """Forget a dead letter (Dramatiq's own copy in ``{queue}.XQ`` expires by itself)."""
+    row = get_dead_letter(session, dead_letter_id, tenant_id=tenant_id)
+    session.delete(row)
+    session.flush()
+
+
+def dead_letter_view(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
+    """The JSON shape of a dead letter; ``full`` adds arguments, options and the whole error."""
+    view: dict[str, Any] = {
+        "id": str(row.id),
+        "message_id": row.message_id,
+        "queue": row.queue_name,
+        "actor": row.actor_name,
+        "tenant_id": str(row.tenant_id) if row.tenant_id else None,
+        "retries": row.retries,
+        "error": row.error if full else _last_line(row.error),
+        "failed_at": row.failed_at.isoformat(),
+        "requeued_at": row.requeued_at.isoformat() if row.requeued_at else None,
+    }
+    if full:
+        view.update(args=row.args, kwargs=row.kwargs, options=row.options)
+    return view
+
+
+def _last_line(text: str | None) -> str | None:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None

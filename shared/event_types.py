@@ -36,6 +36,9 @@ CATALOGUE: dict[str, EventType] = {
         EventType("note.created", "A private note was added", True),
         EventType("csat.submitted", "A CSAT rating was submitted", True),
         EventType("sla.breached", "An SLA due time passed", True),
+        EventType(
+            "scheduled_message.failed", "A scheduled message could not be sent when due", True
+        ),
         EventType("agent.created", "An agent was created", False),
         EventType("agent.updated", "An agent was updated", False),
         EventType("agent.deleted", "An agent was deleted", False),

@@ -144,6 +144,44 @@ def emit(
     return event_id
 
 
+def emit_many(
+    session: Session,
+    event_type: str,
+    items: Sequence[tuple[uuid.UUID, dict[str, Any]]],
+    *,
+    actor: Actor,
+) -> list[uuid.UUID]:
+    """:func:`emit` for many ``(tenant_id, data)`` of one type, in one batched statement.
+
+    PERF: a scheduler job recording hundreds of events (SLA breaches) pays one pipelined
+    round trip instead of one per event.
+    """
+    if not is_known(event_type):
+        raise ValueError(f"unknown event type {event_type!r}; add it to shared.event_types")
+    if not items:
+        return []
+    sweep_after = dt.timedelta(seconds=get_settings().outbox_sweep_after_seconds)
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "type": event_type,
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "data": data,
+            "causation_id": None,
+            "causation": actor.causation.as_dict() if actor.causation else None,
+            "sweep_after": sweep_after,
+        }
+        for tenant_id, data in items
+    ]
+    session.execute(_INSERT_EVENT, rows)
+    db.collected_until_commit(session, _PENDING_KEY, publish).extend(
+        PendingEvent(row["id"], row["tenant_id"]) for row in rows
+    )
+    return [row["id"] for row in rows]
+
+
 def publish(events: Sequence[PendingEvent]) -> None:
     """Hand committed events to the publisher; failures are logged, the sweeper retries."""
     if not events or _publisher is None:

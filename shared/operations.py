@@ -19,6 +19,8 @@ from shared import dead_letters, queue_stats, worker_metrics
 from shared.config import Settings, get_settings
 from shared.errors import DependencyUnavailable
 from shared.models import OutboxEvent
+from shared.ops import processes, redis_access
+from shared.ops.dramatiq_series import DramatiqCollector
 from shared.redis_client import get_redis
 from shared.scheduler_status import SchedulerStatus, scheduler_status
 
@@ -176,6 +178,7 @@ def worker_metrics_report(
 
 
 def prometheus_exposition(session: Session, queue_names: Sequence[str]) -> bytes:
+    """Our series and Dramatiq's own (:mod:`shared.ops.dramatiq_series`), one scrape."""
     settings = get_settings()
     try:
         depths = queue_stats.queue_depths(queue_names)
@@ -185,7 +188,16 @@ def prometheus_exposition(session: Session, queue_names: Sequence[str]) -> bytes
         dead = dead_letters.count_dead_letters(session)
     except SQLAlchemyError:
         dead = None
+    client = redis_access.client()
     try:
-        return worker_metrics.render_prometheus(get_redis(), settings.redis_namespace, depths, dead)
-    except worker_metrics.MetricsUnavailable as exc:
+        live = processes.live_processes(client, settings.redis_namespace)
+        running, held = processes.busy_by_actor(live), processes.delayed_by_actor(live)
+        return worker_metrics.render_prometheus(
+            client,
+            settings.redis_namespace,
+            depths,
+            dead,
+            extra=[lambda totals: DramatiqCollector(totals, running, held)],
+        )
+    except (worker_metrics.MetricsUnavailable, RedisError) as exc:
         raise DependencyUnavailable("Worker metrics are unavailable: Redis is down") from exc

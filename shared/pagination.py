@@ -112,10 +112,13 @@ def fetch_page(
     *,
     limit: int,
     cursor: str | None,
+    shape: Callable[[tuple[str, ...]], Callable[[Sequence[Any]], dict[str, Any]]] | None = None,
 ) -> Page[dict[str, Any]]:
     """One page of a prebuilt :func:`keyset_statement`, as plain dicts keyed like its columns.
 
     ``statements(after)`` returns the statement without or with the cursor's bound.
+    ``shape(keys)``, when given, returns the function that makes an item of a row (its
+    ``created_at`` and ``id`` kept at the top level).
     PERF: the hottest lists (the inbox, a conversation's messages) run this way: no
     query building, cache key or result processing per request (``fetch_rows``).
     """
@@ -124,7 +127,11 @@ def fetch_page(
         params["after_at"], params["after_id"] = decode_cursor(cursor)
     statement = statements(bool(cursor))
     keys = tuple(statement.selected_columns.keys())
-    rows = [dict(zip(keys, row, strict=True)) for row in fetch_rows(connection, statement, params)]
+    found = fetch_rows(connection, statement, params)
+    if shape is None:
+        rows = [dict(zip(keys, row, strict=True)) for row in found]
+    else:
+        rows = list(map(shape(keys), found))
     return _page(rows, limit, lambda last: (last["created_at"], last["id"]))
 
 

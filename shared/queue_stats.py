@@ -70,6 +70,11 @@ def queue_depths(
     return _redis_depths(client, redis_broker_namespace(settings), names)
 
 
+def redis_broker_client(settings: Settings) -> redis.Redis:
+    """A fail-fast client of the Redis broker of ``settings`` (cached per URL)."""
+    return _redis_client(settings.effective_broker_url)
+
+
 @functools.cache
 def _redis_client(url: str) -> redis.Redis:
     # NOTE: cached per URL so a health check reuses connections; redis-py resets

@@ -36,7 +36,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -62,6 +62,36 @@ BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 #: Histogram field names, one per bucket, the last one for +Inf.
 BUCKET_FIELDS = (*(f"le:{bound}" for bound in BUCKETS_MS), "le:+Inf")
+
+#: Dramatiq's own Prometheus middleware (dramatiq/middleware/prometheus.py, 2.x) buckets its
+#: ``dramatiq_message_duration_milliseconds`` histogram here; the all-time totals keep a
+#: second histogram on these bounds (fields ``dramatiq_le:{bound}``, not cumulative) so
+#: ``/metrics`` can expose that series exactly as Dramatiq does.
+DRAMATIQ_BUCKETS_MS = (
+    5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000,
+    600000, 900000,
+)  # fmt: skip
+DRAMATIQ_BUCKET_FIELDS = (
+    *(f"dramatiq_le:{bound}" for bound in DRAMATIQ_BUCKETS_MS),
+    "dramatiq_le:+Inf",
+)
+
+#: Sum of those whole-millisecond durations (Dramatiq's histogram ``_sum``).
+DRAMATIQ_SUM_FIELD = "dramatiq_ms"
+
+
+def dramatiq_bucket_field(duration_ms: float) -> str:
+    """Return the Dramatiq-histogram field counting ``duration_ms``.
+
+    Dramatiq observes whole milliseconds (``current_millis()`` differences), so the
+    duration is truncated the same way before it is placed.
+    """
+    whole = int(duration_ms)
+    for bound, name in zip(DRAMATIQ_BUCKETS_MS, DRAMATIQ_BUCKET_FIELDS, strict=False):
+        if whole <= bound:
+            return name
+    return DRAMATIQ_BUCKET_FIELDS[-1]
+
 
 #: Sum (microseconds, an integer so HINCRBY adds it exactly) and count of processing times.
 TIME_SUM_FIELD = "time_us"
@@ -102,6 +132,16 @@ def minute_key(namespace: str, minute: int) -> str:
 
 def tenant_minute_key(namespace: str, tenant_id: uuid.UUID | str, minute: int) -> str:
     return f"{namespace}:metrics:tenant:{tenant_id}:minute:{minute}"
+
+
+def tenant_flow_key(namespace: str, minute: int) -> str:
+    """Per-minute hash of every tenant's counts per queue: fields ``{queue}|{tenant}|{name}``
+    for the names in :data:`TENANT_FLOW_FIELDS` (which tenant floods which queue)."""
+    return f"{namespace}:metrics:tenants:minute:{minute}"
+
+
+#: Counters kept per queue and tenant in :func:`tenant_flow_key`.
+TENANT_FLOW_FIELDS = ("enqueued", "processed", "failed", "dead_lettered")
 
 
 def totals_key(namespace: str) -> str:
@@ -194,6 +234,7 @@ def _summarise(counts: Mapping[str, int], *, with_histogram: bool) -> dict[str, 
     buckets = [counts.get(name, 0) for name in BUCKET_FIELDS]
     summary["p50_ms"] = percentile_ms(buckets, 0.50) if with_histogram else None
     summary["p95_ms"] = percentile_ms(buckets, 0.95) if with_histogram else None
+    summary["p99_ms"] = percentile_ms(buckets, 0.99) if with_histogram else None
     if items := _items(counts):
         summary["items"] = items
     return summary
@@ -214,7 +255,7 @@ def snapshot(
     """Return per-actor metrics for the last ``minutes`` minutes (the current one included).
 
     With ``tenant_id``, only that tenant's messages are counted, and latency is
-    the mean only (``p50_ms``/``p95_ms`` are None: tenants keep no histogram).
+    the mean only (``p50_ms``/``p95_ms``/``p99_ms`` are None: tenants keep no histogram).
     One pipelined round trip to Redis. Raises :class:`MetricsUnavailable` when
     Redis cannot be read, ``ValueError`` for a window outside
     1..:data:`MAX_SNAPSHOT_MINUTES` or a ``tenant_id`` that is not a UUID.
@@ -226,7 +267,7 @@ def snapshot(
              "queue": "events",
              "totals": {"enqueued": 9, "processed": 8, "failed": 1, "retried": 1,
                         "dead_lettered": 0, "skipped": 0, "failure_rate": 0.1111,
-                        "avg_ms": 3.2, "p50_ms": 2.5, "p95_ms": 9.0},
+                        "avg_ms": 3.2, "p50_ms": 2.5, "p95_ms": 9.0, "p99_ms": 9.8},
              "series": [{"minute": "...Z", ...the same keys...}, ...]}}}   # oldest first
 
     ``failure_rate`` is failed / (processed + failed) attempts, None without attempts.
@@ -382,6 +423,8 @@ def render_prometheus(
     namespace: str,
     queue_depths: Mapping[str, Mapping[str, int | None]] | None,
     dead_letter_count: int | None,
+    *,
+    extra: Sequence[Callable[[Mapping[tuple[str, str], Mapping[str, int]]], Any]] = (),
 ) -> bytes:
     """Return the Prometheus text exposition of worker, queue and dead-letter metrics.
 
@@ -394,10 +437,13 @@ def render_prometheus(
     ``omnistream_worker_items_total{actor,queue,item}``,
     ``omnistream_worker_processing_seconds{actor,queue}`` (histogram),
     ``omnistream_queue_messages{queue,state}``, ``omnistream_broker_up`` and
-    ``omnistream_dead_letters``. Raises :class:`MetricsUnavailable` when Redis
-    cannot be read.
+    ``omnistream_dead_letters``; ``extra`` builds more collectors from the same
+    totals (Dramatiq's own series, :mod:`shared.ops.dramatiq_series`). Raises
+    :class:`MetricsUnavailable` when Redis cannot be read.
     """
     totals = read_totals(redis_client, namespace)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_WorkerCollector(totals, queue_depths, dead_letter_count))
+    for make_collector in extra:
+        registry.register(make_collector(totals))
     return generate_latest(registry)

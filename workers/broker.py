@@ -34,6 +34,7 @@ from shared.queue_stats import redis_broker_namespace
 from workers.dead_letters import DeadLetters
 from workers.log_context import LogContext
 from workers.metrics import Metrics
+from workers.presence import Presence
 from workers.tuning import WorkerTimeout
 
 #: Default retry policy for actors that do not set their own.
@@ -62,6 +63,8 @@ def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
         # NOTE: after-hooks run in reverse order, so these two see a message after
         # Retries has decided whether it failed for good.
         DeadLetters(),
+        # NOTE: before Metrics, so a message it skips (cancelled) is counted as skipped.
+        Presence(settings),
         Metrics(settings),
         WorkerTimeout(settings.worker_timeout_ms),
     ]

@@ -186,6 +186,10 @@ class Metrics(dramatiq.Middleware):
             for name, amount in fields.items():
                 by_minute[wm.field(queue, actor, name)] += amount
                 totals[wm.field(queue, actor, name)] += amount
+            if duration_ms is not None:
+                # All-time only: the histogram /metrics exposes in Dramatiq's own buckets.
+                totals[wm.field(queue, actor, wm.dramatiq_bucket_field(duration_ms))] += 1
+                totals[wm.field(queue, actor, wm.DRAMATIQ_SUM_FIELD)] += int(duration_ms)
             self._expire_at[minute_key] = expire_at
             if tenant_id is not None:
                 tenant_key = wm.tenant_minute_key(self.namespace, tenant_id, minute)
@@ -194,6 +198,12 @@ class Metrics(dramatiq.Middleware):
                     if name in wm.TENANT_FIELDS:
                         by_tenant[wm.field(queue, actor, name)] += amount
                 self._expire_at[tenant_key] = expire_at
+                flow_key = wm.tenant_flow_key(self.namespace, minute)
+                by_queue = self._pending[flow_key]
+                for name, amount in fields.items():
+                    if name in wm.TENANT_FLOW_FIELDS:
+                        by_queue[wm.field(queue, str(tenant_id), name)] += amount
+                self._expire_at[flow_key] = expire_at
 
     # --- writing -----------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ class WorkerMetricsQuery(Query):
     minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
 
 
-def _operator_token(req: falcon.Request) -> bool:
+def operator_token(req: falcon.Request) -> bool:
     """True when the request carries the operator's ``METRICS_TOKEN``."""
     expected = get_settings().metrics_token
     header = req.get_header("Authorization") or ""
@@ -70,7 +70,7 @@ class WorkerMetricsResource:
     )
     def on_get(self, req, resp, *, query: WorkerMetricsQuery):
         tenant_id = None
-        if not _operator_token(req):
+        if not operator_token(req):
             ctx = authenticate(req)
             ctx.require("automation.view")
             tenant_id = ctx.tenant_id
@@ -83,7 +83,7 @@ class PrometheusResource:
     """``GET /metrics``: platform-wide series for Prometheus (operator token when set)."""
 
     def on_get(self, req, resp):
-        if get_settings().metrics_token and not _operator_token(req):
+        if get_settings().metrics_token and not operator_token(req):
             raise Unauthenticated(
                 "Send the operator token: 'Authorization: Bearer <METRICS_TOKEN>'"
             )

@@ -27,7 +27,7 @@ from shared.models import (
     Tenant,
     WorkingHours,
 )
-from shared.working_hours import time_facts
+from shared.timekeeping.working_hours import time_facts
 
 #: Conversation fields a ``conversation.*`` event's payload carries as of the event.
 _EVENT_CONVERSATION_FIELDS = (

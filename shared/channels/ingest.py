@@ -45,6 +45,7 @@ from shared.inbox import states
 from shared.models import Contact, Conversation, IntegrationAccount, MediaFile, Message
 from shared.schemas.inbox import ContactView, ConversationView
 from shared.schemas.messages import MessageView
+from shared.timekeeping import sla
 
 PREVIEW_CHARS = 200
 #: Conversations an inbound message may join (a resolved one never is).
@@ -99,6 +100,8 @@ def apply_message(
     session.add(message)
     session.flush()  # PERF: the INSERT's RETURNING brings created_at back: no refresh
     _count(session, conversation, message)
+    if inbound:
+        sla.customer_wrote(session, tenant_id, conversation.id, message.created_at)
     actor = Actor("contact", contact.id) if inbound else Actor.system()
     emit(session, "message.created", MessageView.data(message), tenant_id=tenant_id, actor=actor)
     return "created"
@@ -366,6 +369,7 @@ def open_conversation(
     session.add(conversation)
     session.flush()
     session.refresh(conversation)
+    sla.attach(session, conversation, now=conversation.created_at)
     emit(
         session,
         "conversation.created",

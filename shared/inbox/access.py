@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select, true
 from sqlalchemy.orm import Session
@@ -104,6 +104,40 @@ def get_conversation(
     if conversation is None:
         raise NotFound("Conversation not found")
     return conversation
+
+
+class ConversationHead(NamedTuple):
+    """What a reply needs of its conversation (``shared.inbox.messages``), as a plain row."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    contact_id: uuid.UUID
+    channel: str
+    status: str
+
+
+@functools.cache
+def _head_statement(shape: str) -> Select[Any]:
+    return select(*(getattr(Conversation, name) for name in ConversationHead._fields)).where(
+        visible_bound(shape), Conversation.id == bindparam("conversation_id")
+    )
+
+
+def get_conversation_head(
+    session: Session, ctx: Ctx, conversation_id: uuid.UUID
+) -> ConversationHead:
+    """:func:`get_conversation`'s rule and 404, for a caller that only reads a few columns.
+
+    PERF: a reply is 10 % of an inbox client's requests; loading the conversation as an
+    ORM object (identity map, instance state, every column) cost ~0.5 ms CPU of the
+    ~4.5 ms a reply took. This is one prebuilt statement on the driver instead.
+    """
+    shape, params = visibility(ctx)
+    params["conversation_id"] = conversation_id
+    rows = fetch_rows(session.connection(), _head_statement(shape), params)
+    if not rows:
+        raise NotFound("Conversation not found")
+    return ConversationHead(*rows[0])
 
 
 def require_visible(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> None:

@@ -127,6 +127,10 @@ def transition(
         conversation.resolution_reason = None
     conversation.updated_at = now
     session.flush()
+    # NOTE: imported here: timekeeping reads the automation attributes, which read STATUSES.
+    from shared.timekeeping import sla
+
+    sla.status_changed(session, conversation, previous, to_status, now=now)
     after = {"status": to_status, "snoozed_until": _iso(conversation.snoozed_until)}
     if to_status == "resolved":
         after["resolution_reason"] = reason

@@ -8,11 +8,22 @@ from shared.models.ai import (
     AiHandoffRule,
     AiOrchestrationRule,
     AiProduct,
+    AiProductImport,
     AiReply,
     AiUsageDaily,
     KnowledgeChunk,
     KnowledgeSource,
+    KnowledgeTerm,
     QnaPair,
+)
+from shared.models.analytics import (
+    AnalyticsConversationCount,
+    AnalyticsConversationFact,
+    AnalyticsCsatDaily,
+    AnalyticsDaily,
+    AnalyticsEvent,
+    AnalyticsHourly,
+    AnalyticsReconcileRun,
 )
 from shared.models.automation import (
     AutomationEvent,
@@ -44,6 +55,7 @@ from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbound import OutboundSend
 from shared.models.outbox import OutboxEvent
 from shared.models.tenancy import Tenant
+from shared.models.timed import ConversationSla, ScheduledMessage, SlaBreach, SlaPolicy
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -54,8 +66,16 @@ __all__ = [
     "AiHandoffRule",
     "AiOrchestrationRule",
     "AiProduct",
+    "AiProductImport",
     "AiReply",
     "AiUsageDaily",
+    "AnalyticsConversationCount",
+    "AnalyticsConversationFact",
+    "AnalyticsCsatDaily",
+    "AnalyticsDaily",
+    "AnalyticsEvent",
+    "AnalyticsHourly",
+    "AnalyticsReconcileRun",
     "ApiKey",
     "AutomationEvent",
     "AutomationRule",
@@ -67,6 +87,7 @@ __all__ = [
     "Conversation",
     "ConversationMute",
     "ConversationRead",
+    "ConversationSla",
     "DeadLetter",
     "Division",
     "DivisionMember",
@@ -76,6 +97,7 @@ __all__ = [
     "Job",
     "KnowledgeChunk",
     "KnowledgeSource",
+    "KnowledgeTerm",
     "MediaFile",
     "Message",
     "Note",
@@ -87,7 +109,10 @@ __all__ = [
     "QuickReplyUsage",
     "RevokedToken",
     "Role",
+    "ScheduledMessage",
     "SchedulerHeartbeat",
+    "SlaBreach",
+    "SlaPolicy",
     "Tenant",
     "Transfer",
     "User",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     String,
@@ -217,13 +218,8 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
     __tablename__ = "knowledge_chunks"
     __table_args__ = (
         Index("ix_knowledge_chunks_source", "tenant_id", "source_id", "position"),
-        Index("ix_knowledge_chunks_search", "search", postgresql_using="gin"),
-        Index(
-            "ix_knowledge_chunks_trigram",
-            "content",
-            postgresql_using="gin",
-            postgresql_ops={"content": "gin_trgm_ops"},
-        ),
+        # PERF: btree_gin puts the agent inside the full-text index (migration 0013).
+        Index("ix_knowledge_chunks_search", "ai_agent_id", "search", postgresql_using="gin"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -239,6 +235,32 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
     #: The provider's embedding, when the agent has an embedding model (no pgvector needed).
     embedding: Mapped[list[float] | None] = mapped_column(ARRAY(REAL), deferred=True)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class KnowledgeTerm(Base):
+    """A word an agent's passages use: the lexicon a misspelt question is corrected against.
+
+    Kept by ingestion and source deletion (a word at 0 passages stays: it corrects to
+    nothing and costs nothing).
+    """
+
+    __tablename__ = "knowledge_terms"
+    __table_args__ = (
+        PrimaryKeyConstraint("ai_agent_id", "term"),
+        # GiST: the nearest word first (``<->``), one index probe per misspelt word.
+        Index(
+            "ix_knowledge_terms_trigram",
+            "term",
+            postgresql_using="gist",
+            postgresql_ops={"term": "gist_trgm_ops"},
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(Text)
+    #: Passages holding the word: retrieval looks for candidates through the rarer words.
+    chunks: Mapped[int] = mapped_column(server_default="0")
 
 
 class QnaPair(UUIDPrimaryKey, Timestamps, Base):
@@ -393,3 +415,24 @@ class AiReply(UUIDPrimaryKey, Timestamps, Base):
     handoff_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[dt.datetime | None]
+
+
+class AiProductImport(Base):
+    """The body of a product import, kept in Postgres until ``import_products`` has read it.
+
+    PERF: apart from ``jobs`` so that polling a job never loads megabytes of CSV; the row
+    goes when the import finishes (and with its job or its agent).
+    """
+
+    __tablename__ = "ai_product_imports"
+    __table_args__ = (CheckConstraint("format IN ('csv', 'json')", name="format_known"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ai_agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ai_agents.id", ondelete="CASCADE"))
+    format: Mapped[str] = mapped_column(String(8))
+    #: Deferred: the import's batches check the row is there without loading megabytes.
+    payload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

@@ -97,8 +97,25 @@ INBOUND_EVENTS = kind(
     "inbound_events", final="t.status IN ('processed', 'failed', 'dropped')", age="received_at"
 )
 
+#: NOTE: an automation event still kept reads its outbox event (dry runs replay it, the
+#: evaluator reads its causation), so the outbox row waits for it. Deliveries carry
+#: their own payload and need nothing from here.
+OUTBOX_EVENTS = kind(
+    "outbox_events",
+    final="t.status IN ('processed', 'failed') AND NOT EXISTS"
+    " (SELECT 1 FROM automation_events a WHERE a.outbox_event_id = t.id)",
+    age="occurred_at",
+)
+
 #: Dead letters, requeued or not: past the retention nobody will act on them.
 DEAD_LETTERS = kind("dead_letters", final="true", age="failed_at")
 
 #: Every kind, in the order a purge run goes through them.
-KINDS: tuple[Kind, ...] = (WEBHOOK_DELIVERIES, AUTOMATION_EVENTS, INBOUND_EVENTS, DEAD_LETTERS)
+#: Automation events go before the outbox events they would otherwise keep.
+KINDS: tuple[Kind, ...] = (
+    WEBHOOK_DELIVERIES,
+    AUTOMATION_EVENTS,
+    OUTBOX_EVENTS,
+    INBOUND_EVENTS,
+    DEAD_LETTERS,
+)

@@ -8,7 +8,15 @@ from typing import Any
 from shared.automation.conditions import validate_conditions
 from shared.automation.engine import Evaluation, compile_conditions, evaluate
 
-ABSENT = object()
+
+class _Absent:
+    """No value at all (not even None); its repr is stable so test ids match across processes."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
 
 
 def leaf(attribute: str, operator: str, value: Any = ABSENT) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from shared.automation.conditions import validate_conditions
 from shared.automation.engine import compile_conditions, evaluate
 from shared.automation.problems import Problem
 from shared.automation.templating import validate_template
-from shared.working_hours import validate_schedule
+from shared.timekeeping.working_hours import validate_schedule
 
 ID_A = "6f1c1f0e-8a43-4c55-9d6b-1f6f5d0b3a11"
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.working_hours import (
+from shared.timekeeping.working_hours import (
     is_open,
     next_change,
     time_facts,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 from shared.db import session_scope
-from shared.models import AutomationEvent
+from shared.models import AutomationEvent, Message
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import Workspace
 
@@ -43,6 +43,53 @@ def _failed_automation_event(ws: Workspace, conversation: str) -> str:
         return str(event.id)
 
 
+def _ai_agent(ws: Workspace, conversation: str) -> dict[str, str]:
+    """An AI agent with one of each of its rows (a rule, a product, a rated reply)."""
+    agent = _created(ws, "/api/ai-agents", {"name": f"ai-{uuid.uuid4().hex[:8]}"})
+    with session_scope() as session:
+        reply = Message(
+            tenant_id=uuid.UUID(ws.tenant["id"]),
+            conversation_id=uuid.UUID(conversation),
+            channel="whatsapp",
+            direction="outbound",
+            sender_type="ai_agent",
+            sender_id=uuid.UUID(agent),
+            body="An AI answer",
+            status="sent",
+        )
+        session.add(reply)
+        session.flush()
+        reply_id = str(reply.id)
+    base = f"/api/ai-agents/{agent}"
+    return {
+        "/api/ai-agents": agent,
+        "rule_id": _created(ws, f"{base}/handoff-rules", {"kind": "model_error"}),
+        "product_id": _created(ws, f"{base}/products", {"sku": "S-1", "name": "Socks"}),
+        "evaluation_id": _created(ws, f"{base}/evaluations", {"message_id": reply_id, "score": 4}),
+        "/api/ai-agent-assignments": _created(
+            ws, "/api/ai-agent-assignments", {"ai_agent_id": agent, "channel": "email"}
+        ),
+        "/api/ai-orchestration-rules": _created(
+            ws,
+            "/api/ai-orchestration-rules",
+            {
+                "name": "Email",
+                "match_type": "channel",
+                "channel": "email",
+                "target_ai_agent_id": agent,
+            },
+        ),
+    }
+
+
+def _ai_knowledge(ws: Workspace, agent: str) -> dict[str, str]:
+    """A text source of the AI agent and a QnA pair of it."""
+    base = f"/api/ai-agents/{agent}/knowledge-sources"
+    source = _created(ws, base, {"kind": "text", "title": "Hours", "content": "Open at nine."})
+    pair = _created(ws, f"{base}/{source}/qna-pairs", {"question": "When?", "answer": "At nine."})
+    return {"source_id": source, "qna_id": pair}
+
+
 def seed(ws: Workspace) -> dict[str, str]:
     """Create one row of each kind in ``ws``; return ids by collection path or parameter."""
     agent, _token = ws.create_agent("supervisor")
@@ -57,6 +104,8 @@ def seed(ws: Workspace) -> dict[str, str]:
     assert webhook.status_code == 201, webhook.text
     sent = ws.call("POST", f"/api/outgoing-webhooks/{webhook.json['id']}/test")
     assert sent.status_code == 200, sent.text
+    ai = _ai_agent(ws, conversation)
+    ai |= _ai_knowledge(ws, ai["/api/ai-agents"])
     return {
         "/api/agents": agent["id"],
         "/api/roles": _created(ws, "/api/roles", {"name": f"r-{suffix}", "permissions": []}),
@@ -87,6 +136,7 @@ def seed(ws: Workspace) -> dict[str, str]:
         "/api/automation/events": _failed_automation_event(ws, conversation),
         "fingerprint": FINGERPRINT,
         "channel": "whatsapp",
+        **ai,
     }
 
 

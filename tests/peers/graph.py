@@ -4,6 +4,14 @@ Routes (any version segment): ``POST /{v}/{phone-number-id}/messages`` (WhatsApp
 ``POST /{v}/me/messages`` (Messenger / Instagram), ``GET /{v}/{media-id}`` (media
 info) and ``GET /media/{media-id}`` (the bytes, Bearer token required).
 
+WhatsApp Business Account analytics, answered from :attr:`FakeGraph.waba` (see
+:class:`WabaAnalytics`) and filtered by the requested range as Meta does:
+``GET /{v}/{waba-id}?fields=analytics.start(s).end(e).granularity(DAY)``,
+``GET /{v}/{waba-id}?fields=conversation_analytics.start(s).end(e)...``,
+``GET /{v}/{waba-id}/message_templates`` and ``GET /{v}/{waba-id}/template_analytics``
+(``start``, ``end``, ``template_ids`` as a JSON array of at most 10). Their failures
+are scripted apart from the sends, with :meth:`FakeGraph.script_analytics`.
+
 Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
 next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 :func:`tests.peers.meta_errors.meta_error` (``"131047"``, ``"190"``...),
@@ -17,11 +25,13 @@ import email.policy
 import hashlib
 import http.server
 import json
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.peers.meta_errors import meta_error
 
@@ -68,6 +78,27 @@ class StoredMedia:
 
 
 @dataclass
+class WabaAnalytics:
+    """What one WABA's analytics hold: Meta's data points, unfiltered."""
+
+    #: ``{"start", "end", "sent", "delivered", ...}`` per day (``analytics``).
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"start", "end", "conversation", "conversation_type", "conversation_direction"}``.
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"id", "name"}`` per message template.
+    templates: list[dict[str, Any]] = field(default_factory=list)
+    #: ``{"template_id", "start", "end", "sent", "delivered", "read", "clicked": [...]}``.
+    template_points: list[dict[str, Any]] = field(default_factory=list)
+
+
+_RANGE = re.compile(r"start\((\d+)\)\.end\((\d+)\)")
+
+
+def _in_range(points: list[dict[str, Any]], start: int, end: int) -> list[dict[str, Any]]:
+    return [p for p in points if start <= p["start"] and p["end"] <= end]
+
+
+@dataclass
 class FakeGraph:
     port: int = 0
     requests: list[Recorded] = field(default_factory=list)
@@ -76,7 +107,10 @@ class FakeGraph:
     accepted_tokens: set[str] | None = None
     #: Seconds every media request takes (to make concurrent fetches overlap).
     media_delay: float = 0.0
+    #: WABA id -> its analytics.
+    waba: dict[str, WabaAnalytics] = field(default_factory=dict)
     _plan: list[Any] = field(default_factory=list)
+    _analytics_plan: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -88,12 +122,27 @@ class FakeGraph:
             self.requests.clear()
             self.media.clear()
             self._plan = []
+            self._analytics_plan = []
+            self.waba.clear()
             self.accepted_tokens = None
             self.media_delay = 0.0
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
             self._plan = list(behaviours)
+
+    def script_analytics(self, *behaviours: Any) -> None:
+        """Like :meth:`script`, for the analytics reads: ``"ok"``, a Meta code, ``("raw", ...)``."""
+        with self.lock:
+            self._analytics_plan = list(behaviours)
+
+    def _next_analytics(self) -> Any:
+        with self.lock:
+            if not self._analytics_plan:
+                return "ok"
+            if len(self._analytics_plan) > 1:
+                return self._analytics_plan.pop(0)
+            return self._analytics_plan[0]
 
     def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
         with self.lock:
@@ -215,6 +264,9 @@ def _handler(graph: FakeGraph):
             if not self._authorized(recorded):
                 return
             parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) in (2, 3) and parts[1] in graph.waba:
+                self._analytics(parts, graph.waba[parts[1]])
+                return
             if graph.media_delay:
                 time.sleep(graph.media_delay)
             if len(parts) == 2 and parts[0] == "media":
@@ -242,6 +294,53 @@ def _handler(graph: FakeGraph):
                 )
                 return
             self._send(*meta_error("100"))
+
+        def _analytics(self, parts: list[str], waba: WabaAnalytics) -> None:
+            behaviour = graph._next_analytics()
+            if isinstance(behaviour, tuple) and behaviour[0] == "raw":
+                self._send(behaviour[1], behaviour[2])
+                return
+            if behaviour != "ok":
+                self._send(*meta_error(behaviour))
+                return
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            if len(parts) == 2:
+                fields = query.get("fields", "")
+                found = _RANGE.search(fields)
+                if not found:
+                    self._send(*meta_error("100"))
+                    return
+                start, end = int(found.group(1)), int(found.group(2))
+                if fields.startswith("analytics."):
+                    points = _in_range(waba.messages, start, end)
+                    body = {"analytics": {"granularity": "DAY", "data_points": points}}
+                elif fields.startswith("conversation_analytics."):
+                    points = _in_range(waba.conversations, start, end)
+                    body = {"conversation_analytics": {"data": [{"data_points": points}]}}
+                else:
+                    self._send(*meta_error("100"))
+                    return
+                self._send(200, body | {"id": parts[1]})
+            elif parts[2] == "message_templates":
+                self._send(200, {"data": waba.templates, "paging": {"cursors": {}}})
+            elif parts[2] == "template_analytics":
+                try:
+                    start, end = int(query["start"]), int(query["end"])
+                    ids = json.loads(query["template_ids"])
+                except (KeyError, ValueError):
+                    self._send(*meta_error("100"))
+                    return
+                if not ids or len(ids) > 10:
+                    self._send(*meta_error("100"))
+                    return
+                points = [
+                    p
+                    for p in _in_range(waba.template_points, start, end)
+                    if p["template_id"] in ids
+                ]
+                self._send(200, {"data": [{"granularity": "DAILY", "data_points": points}]})
+            else:
+                self._send(*meta_error("100"))
 
     return Handler
 

@@ -17,6 +17,7 @@ from shared.models import (
     AutomationRun,
     DeadLetter,
     InboundEvent,
+    OutboxEvent,
     Tenant,
     WebhookAttempt,
     WebhookDelivery,
@@ -78,12 +79,28 @@ class Seeder:
                 self._note("webhook_attempts", attempt.id)
             return self._note("webhook_deliveries", row.id)
 
-    def automation_event(self, *, status: str, age_days: float, runs: int = 2) -> uuid.UUID:
+    def outbox_event(self, *, status: str, age_days: float) -> uuid.UUID:
+        with session_scope() as session:
+            row = OutboxEvent(
+                tenant_id=self.tenant_id,
+                type="message.created",
+                actor_type="system",
+                data={},
+                status=status,
+                occurred_at=days_ago(age_days),
+            )
+            session.add(row)
+            session.flush()
+            return self._note("outbox_events", row.id)
+
+    def automation_event(
+        self, *, status: str, age_days: float, runs: int = 2, outbox_event_id=None
+    ) -> uuid.UUID:
         final = status in ("done", "failed")
         with session_scope() as session:
             event = AutomationEvent(
                 tenant_id=self.tenant_id,
-                outbox_event_id=uuid.uuid4(),
+                outbox_event_id=outbox_event_id or uuid.uuid4(),
                 event_type="message.created",
                 payload={},
                 fingerprint="f" * 64,
@@ -147,6 +164,7 @@ MODELS = {
     "automation_events": AutomationEvent,
     "automation_runs": AutomationRun,
     "inbound_events": InboundEvent,
+    "outbox_events": OutboxEvent,
     "dead_letters": DeadLetter,
 }
 

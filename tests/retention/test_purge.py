@@ -60,8 +60,17 @@ def _seed_everything(seeder: Seeder) -> dict[str, set]:
             seeder.inbound_event(status=status, age_days=100)
             for status in ("processed", "failed", "dropped")
         },
+        "outbox_events": {
+            seeder.outbox_event(status="processed", age_days=91),
+            seeder.outbox_event(status="failed", age_days=120),
+        },
         "dead_letters": {seeder.dead_letter(age_days=91)},
     }
+    # An old processed event stays while an automation event still kept refers to it.
+    kept_event = seeder.outbox_event(status="processed", age_days=300)
+    seeder.automation_event(status="pending", age_days=300, outbox_event_id=kept_event)
+    seeder.outbox_event(status="processed", age_days=89)
+    seeder.outbox_event(status="pending", age_days=300)
     # Recent rows, and rows still in flight however old: all stay.
     seeder.delivery(status="succeeded", age_days=89)
     seeder.delivery(status="pending", age_days=300)
@@ -86,7 +95,13 @@ def test_the_daily_job_sends_the_purge_that_deletes_only_old_final_rows(
     assert _run_job_and_wait(broker) is True
 
     left = surviving(seeder)
-    for table in ("webhook_deliveries", "automation_events", "inbound_events", "dead_letters"):
+    for table in (
+        "webhook_deliveries",
+        "automation_events",
+        "outbox_events",
+        "inbound_events",
+        "dead_letters",
+    ):
         assert left[table] == seeded[table] - doomed[table], table
     # Attempts and runs went with their deliveries and events, and only those.
     assert len(seeded["webhook_attempts"]) - len(left["webhook_attempts"]) == 1 + 3 + 0
@@ -96,6 +111,7 @@ def test_the_daily_job_sends_the_purge_that_deletes_only_old_final_rows(
         webhook_attempts=4,
         automation_events=2,
         automation_runs=4,
+        outbox_events=2,
         inbound_events=3,
         dead_letters=1,
     )
@@ -240,3 +256,14 @@ def test_a_bad_retention_setting_is_refused_at_start(retention_env, days):
     with pytest.raises(ValueError, match="retention_days"):
         retention_env(RETENTION_DAYS=days)
         get_settings()
+
+
+def test_an_outbox_event_goes_in_the_same_run_as_its_old_automation_event(seeder, broker, worker):
+    event = seeder.outbox_event(status="processed", age_days=95)
+    seeder.automation_event(status="done", age_days=91, outbox_event_id=event)
+
+    _run_job_and_wait(broker)
+
+    left = surviving(seeder)
+    assert left["automation_events"] == set()
+    assert left["outbox_events"] == set()

@@ -1,0 +1,69 @@
+"""Scheduled messages: "send later" on a conversation, cancellable until sent."""
+
+from __future__ import annotations
+
+from api.endpoint import Plain, endpoint
+from api.schemas.common import Page
+from api.schemas.timekeeping import ScheduledMessageCreate, ScheduledMessageListQuery
+from shared.schemas.timed import ScheduledMessageView
+from shared.timekeeping import scheduled_messages
+
+TAGS = ("Scheduled Messages",)
+
+
+class ScheduledMessagesResource:
+    @endpoint(
+        "Schedule a message for future delivery",
+        body=ScheduledMessageCreate,
+        response=ScheduledMessageView,
+        status=201,
+        errors=(409,),
+        description="At `run_at` the scheduler sends it as the author's reply (emits"
+        " message.created -> send_outbound). A send refused then (the WhatsApp 24-hour window"
+        " closed, the conversation resolved) marks it `failed` with the reason and emits"
+        " scheduled_message.failed. 409 on a resolved conversation.",
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, ctx, id, body: ScheduledMessageCreate):
+        return scheduled_messages.create(
+            req.context.db,
+            ctx,
+            id,
+            run_at=body.run_at,
+            body=body.body,
+            template=body.template.model_dump() if body.template else None,
+            timezone=body.timezone,
+        )
+
+    @endpoint(
+        "List scheduled messages for a conversation",
+        query=ScheduledMessageListQuery,
+        response=Page[ScheduledMessageView],
+        description="Newest first; every status unless `status` filters.",
+        tags=TAGS,
+    )
+    def on_get(self, req, resp, *, ctx, id, query: ScheduledMessageListQuery):
+        page = scheduled_messages.list_scheduled(req.context.db, ctx, id, **query.model_dump())
+        return Plain({"items": page.items, "next_cursor": page.next_cursor})
+
+
+class ScheduledMessageResource:
+    @endpoint(
+        "Cancel a scheduled message",
+        status=204,
+        errors=(409,),
+        description="The author, or a holder of `conversations.manage`. Status becomes"
+        " `cancelled`; 409 once it was sent or failed.",
+        tags=TAGS,
+    )
+    def on_delete(self, req, resp, *, ctx, id, scheduled_id):
+        scheduled_messages.cancel(req.context.db, ctx, id, scheduled_id)
+
+
+ROUTES = [
+    ("/api/conversations/{id:uuid}/scheduled-messages", ScheduledMessagesResource()),
+    (
+        "/api/conversations/{id:uuid}/scheduled-messages/{scheduled_id:uuid}",
+        ScheduledMessageResource(),
+    ),
+]

@@ -1,0 +1,280 @@
+"""AI agents: create, read, replace, toggle and delete the configured assistants.
+
+The provider API key is a secret at rest (:mod:`shared.crypto`, like integration
+credentials): it is written, never read back. Views answer ``has_api_key`` and the
+activity log keeps views, so the key reaches neither a response, a log line nor an
+activity row. Only the reply path decrypts it (:func:`api_key`).
+
+``base_url`` is where the reply path will POST prompts, so it is checked like a
+webhook URL (:mod:`shared.webhooks.ssrf`) unless ``AI_ALLOW_PRIVATE_BASE_URL`` lets
+agents reach a model server on the host or the private network (Ollama, vLLM,
+llama.cpp): allowed by default outside production, refused by default in production.
+Deleting an agent deletes everything that belongs to it through the FKs' cascades.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import activity, crypto
+from shared.ai.config_views import AiAgentView
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.models import AiAgent
+from shared.pagination import Page, paginate
+from shared.sql import contains_pattern
+from shared.webhooks import ssrf
+
+VIEW = "ai_agents.review"
+MANAGE = "ai_agents.manage"
+
+#: The columns a create or a full replace sets (``api_key`` is handled apart).
+FIELDS = (
+    "name",
+    "description",
+    "provider",
+    "model",
+    "embedding_model",
+    "base_url",
+    "instructions",
+    "language",
+    "temperature",
+    "max_tokens",
+    "guardrails",
+    "settle_seconds",
+    "confidence_threshold",
+    "handoff_message",
+    "prompt_cost_per_1k",
+    "completion_cost_per_1k",
+    "daily_reply_limit",
+    "is_active",
+)
+
+
+class _Keep:
+    """``api_key`` left out of a replace: the stored key stays (it cannot be read back)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+# ------------------------------------------------------------------ secrets and urls
+
+
+def api_key(agent: AiAgent) -> str | None:
+    """The agent's provider key in clear, for the model call only; never log it."""
+    return crypto.decrypt(agent.api_key_encrypted) if agent.api_key_encrypted else None
+
+
+def agent_view(agent: AiAgent) -> dict[str, Any]:
+    data = {name: getattr(agent, name) for name in AiAgentView.model_fields if hasattr(agent, name)}
+    data["has_api_key"] = agent.api_key_encrypted is not None
+    return AiAgentView.model_validate(data).model_dump(mode="json")
+
+
+def base_url_policy() -> ssrf.Policy | None:
+    """The SSRF policy for model servers, or None when private addresses are allowed.
+
+    The reply path applies the same policy when it connects (DNS may change after save).
+    """
+    settings = get_settings()
+    return None if settings.ai_private_base_url_allowed else ssrf.Policy.from_settings(settings)
+
+
+def check_base_url(url: str | None) -> str | None:
+    """``url`` with its trailing slash removed, or a 422 naming ``base_url``."""
+    if url is None:
+        return None
+    policy = base_url_policy()
+    try:
+        if policy is None:
+            _check_shape(url)
+        else:
+            ssrf.check_url(url, policy)
+    except ssrf.UnsafeUrl as exc:
+        raise ValidationFailed.field("base_url", str(exc)) from exc
+    return url.rstrip("/")
+
+
+def _check_shape(url: str) -> None:
+    """What even a trusted model server URL must be: http(s), a host, no credentials."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ssrf.UnsafeUrl(f"not a valid URL ({exc})") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ssrf.UnsafeUrl("the URL must start with http:// or https://")
+    if not parts.hostname:
+        raise ssrf.UnsafeUrl("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ssrf.UnsafeUrl("credentials in the URL are not allowed; set api_key instead")
+    ssrf.canonical_host(parts.hostname)
+
+
+# ------------------------------------------------------------------ reads
+
+
+def list_agents(
+    session: Session,
+    ctx: Ctx,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    is_active: bool | None = None,
+    q: str | None = None,
+) -> Page[AiAgent]:
+    ctx.require(VIEW)
+    query = select(AiAgent).where(AiAgent.tenant_id == ctx.tenant_id)
+    if is_active is not None:
+        query = query.where(AiAgent.is_active.is_(is_active))
+    if q:
+        query = query.where(AiAgent.name.ilike(contains_pattern(q)))
+    return paginate(
+        session,
+        query,
+        created_at=AiAgent.created_at,
+        id_column=AiAgent.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_agent(
+    session: Session, ctx: Ctx, agent_id: uuid.UUID, *, for_update: bool = False
+) -> AiAgent:
+    """The caller's tenant's AI agent, or 404 (also for another tenant's)."""
+    ctx.require(VIEW)
+    return find_agent(session, ctx.tenant_id, agent_id, for_update=for_update)
+
+
+def find_agent(
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, for_update: bool = False
+) -> AiAgent:
+    query = select(AiAgent).where(AiAgent.tenant_id == tenant_id, AiAgent.id == agent_id)
+    if for_update:
+        query = query.with_for_update()
+    agent = session.scalars(query).one_or_none()
+    if agent is None:
+        raise NotFound("AI agent not found")
+    return agent
+
+
+def check_owned(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> None:
+    """A 422 naming ``field`` unless ``agent_id`` is one of the tenant's AI agents."""
+    found = session.scalar(
+        select(AiAgent.id).where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent_id)
+    )
+    if found is None:
+        raise ValidationFailed.field(field, "no such AI agent in this workspace")
+
+
+# ------------------------------------------------------------------ writes
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"An AI agent named '{name}' exists",
+        details=[{"field": "name", "message": "already used in this workspace"}],
+    )
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    """Flush; a name taken (also by a concurrent request) is a 409, not a 500."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if "uq_ai_agents_tenant_name" in str(exc.orig):
+            raise _name_taken(name) from exc
+        raise
+
+
+def _apply(agent: AiAgent, fields: dict[str, Any], key: Any) -> None:
+    for name in FIELDS:
+        setattr(agent, name, fields[name])
+    agent.base_url = check_base_url(fields["base_url"])
+    if key is not KEEP:
+        agent.api_key_encrypted = crypto.encrypt(key) if key else None
+
+
+def create_agent(
+    session: Session, ctx: Ctx, fields: dict[str, Any], *, api_key: str | None = None
+) -> AiAgent:
+    """Create an agent from every field of :data:`FIELDS` (the schema fills defaults)."""
+    ctx.require(MANAGE)
+    agent = AiAgent(tenant_id=ctx.tenant_id)
+    _apply(agent, fields, api_key)
+    session.add(agent)
+    _flush_unique(session, fields["name"])
+    session.refresh(agent)
+    activity.record(session, ctx, "ai_agent.created", "ai_agent", agent.id, after=agent_view(agent))
+    return agent
+
+
+def replace_agent(
+    session: Session, ctx: Ctx, agent_id: uuid.UUID, fields: dict[str, Any], *, api_key: Any = KEEP
+) -> AiAgent:
+    """Replace every field; ``api_key`` left out (:data:`KEEP`) keeps the stored key,
+    ``None`` removes it, a string replaces it."""
+    ctx.require(MANAGE)
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    before = agent_view(agent)
+    _apply(agent, fields, api_key)
+    agent.updated_at = func.now()
+    _flush_unique(session, fields["name"])
+    session.refresh(agent)
+    activity.record(
+        session,
+        ctx,
+        "ai_agent.updated",
+        "ai_agent",
+        agent.id,
+        before=before,
+        after=agent_view(agent),
+    )
+    return agent
+
+
+def set_active(session: Session, ctx: Ctx, agent_id: uuid.UUID, is_active: bool) -> AiAgent:
+    ctx.require(MANAGE)
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    if agent.is_active != is_active:
+        agent.is_active = is_active
+        agent.updated_at = func.now()
+        session.flush()
+        session.refresh(agent)
+        activity.record(
+            session,
+            ctx,
+            "ai_agent.activated" if is_active else "ai_agent.deactivated",
+            "ai_agent",
+            agent.id,
+            before={"is_active": not is_active},
+            after={"is_active": is_active},
+        )
+    return agent
+
+
+def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
+    """Delete the agent; its assignments, rules, knowledge, products, evaluations, usage
+    and replies go with it (FK cascades); conversations it owned keep no owner."""
+    ctx.require(MANAGE)
+    agent = get_agent(session, ctx, agent_id, for_update=True)
+    activity.record(
+        session, ctx, "ai_agent.deleted", "ai_agent", agent.id, before=agent_view(agent)
+    )
+    session.execute(
+        delete(AiAgent).where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent.id)
+    )
+    session.expunge(agent)

@@ -1,0 +1,111 @@
+"""Embeddings of chunks, QnA pairs and products, stored as ``real[]`` (no pgvector needed).
+
+The model providers live with the reply path; this module only needs something with
+``embed(texts) -> list[list[float]]``. :func:`set_embedder_factory` installs how an
+agent's embedder is built (the providers module does it on import); until one is
+installed, or for an agent without ``embedding_model``, :func:`embed_items` does
+nothing and retrieval ranks by text alone.
+
+Vectors are stored unit-length, so cosine similarity is a dot product
+(:func:`shared.ai.retrieval.normalised`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from shared.ai.retrieval import normalised
+from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair
+
+log = logging.getLogger(__name__)
+
+#: Texts sent to the provider per call.
+BATCH = 64
+KINDS = ("chunk", "qna", "product")
+
+
+class Embedder(Protocol):
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+EmbedderFactory = Callable[[AiAgent], Embedder | None]
+_factory: EmbedderFactory = lambda _agent: None  # noqa: E731
+
+
+def set_embedder_factory(factory: EmbedderFactory | None) -> None:
+    """Install how an agent's embedder is built (None: no embeddings anywhere)."""
+    global _factory
+    _factory = factory or (lambda _agent: None)
+
+
+def embedder_for(agent: AiAgent) -> Embedder | None:
+    """The agent's embedder, or None when it has no embedding model or none is installed."""
+    if not agent.embedding_model:
+        return None
+    return _factory(agent)
+
+
+def _texts(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> list[tuple]:
+    """``(id, tenant_id, ai_agent_id, text)`` of each item still there."""
+    if kind == "chunk":
+        columns = (KnowledgeChunk.content,)
+        table = KnowledgeChunk
+    elif kind == "qna":
+        columns = (QnaPair.question, QnaPair.answer)
+        table = QnaPair
+    else:
+        columns = (AiProduct.name, AiProduct.description)
+        table = AiProduct
+    rows = session.execute(
+        select(table.id, table.tenant_id, table.ai_agent_id, *columns).where(table.id.in_(ids))
+    ).all()
+    return [(r[0], r[1], r[2], "\n".join(str(v) for v in r[3:] if v)) for r in rows]
+
+
+_TABLES = {"chunk": KnowledgeChunk, "qna": QnaPair, "product": AiProduct}
+
+
+def store(session: Session, kind: str, vectors: dict[uuid.UUID, Sequence[float]]) -> None:
+    """Write unit-length embeddings of ``kind`` items (one statement for the batch)."""
+    if not vectors:
+        return
+    table = _TABLES[kind].__table__
+    session.execute(
+        update(table).where(table.c.id == bindparam("item_id")).values(embedding=bindparam("vec")),
+        [{"item_id": item_id, "vec": normalised(vec)} for item_id, vec in vectors.items()],
+        execution_options={"synchronize_session": False},
+    )
+
+
+def embed_items(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> int:
+    """Compute and store the embeddings of the items; return how many were embedded.
+
+    Idempotent: a redelivered message computes the same vectors again (items deleted
+    meanwhile are skipped); items of agents without an embedder are left as they are.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    by_agent: defaultdict[uuid.UUID, list[tuple]] = defaultdict(list)
+    for row in _texts(session, kind, ids):
+        by_agent[row[2]].append(row)
+    done = 0
+    for agent_id, rows in by_agent.items():
+        agent = session.get(AiAgent, agent_id)
+        embedder = embedder_for(agent) if agent is not None else None
+        if embedder is None:
+            continue
+        for start in range(0, len(rows), BATCH):
+            batch = rows[start : start + BATCH]
+            vectors = embedder.embed([row[3] for row in batch])
+            if len(vectors) != len(batch):
+                raise ValueError(f"the embedder answered {len(vectors)} vectors for {len(batch)}")
+            store(session, kind, {row[0]: vec for row, vec in zip(batch, vectors, strict=True)})
+            done += len(batch)
+    return done

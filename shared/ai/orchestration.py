@@ -1,0 +1,153 @@
+"""Orchestration rules: route a conversation to an AI agent by intent, channel or keyword.
+
+Rules are tried by ``priority`` (low first). Each match type needs its own fields:
+``intent`` an intent name and its example phrases (``keywords``), ``channel`` a
+channel, ``keyword`` at least one keyword. The target must be one of the tenant's AI
+agents (422 naming ``target_ai_agent_id`` otherwise).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.ai import agents
+from shared.ai.config_views import OrchestrationRuleView
+from shared.context import Ctx
+from shared.errors import NotFound, ValidationFailed
+from shared.models import AiOrchestrationRule
+from shared.models.inbox import CHANNELS
+from shared.pagination import Page, paginate
+
+FIELDS = (
+    "name",
+    "match_type",
+    "intent",
+    "channel",
+    "keywords",
+    "target_ai_agent_id",
+    "priority",
+    "is_active",
+)
+
+
+def view(rule: AiOrchestrationRule) -> dict[str, Any]:
+    return OrchestrationRuleView.data(rule)
+
+
+def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
+    match = fields["match_type"]
+    problems = []
+    if match == "intent":
+        if not fields["intent"]:
+            problems.append({"field": "intent", "message": "required for intent rules"})
+        if not fields["keywords"]:
+            problems.append({"field": "keywords", "message": "give the intent's example phrases"})
+    elif fields["intent"] is not None:
+        problems.append({"field": "intent", "message": "only for intent rules"})
+    if match == "channel":
+        if fields["channel"] is None:
+            problems.append({"field": "channel", "message": "required for channel rules"})
+        elif fields["channel"] not in CHANNELS:
+            problems.append({"field": "channel", "message": f"one of {', '.join(CHANNELS)}"})
+    elif fields["channel"] is not None:
+        problems.append({"field": "channel", "message": "only for channel rules"})
+    if match == "keyword" and not fields["keywords"]:
+        problems.append({"field": "keywords", "message": "name at least one keyword"})
+    if match == "channel" and fields["keywords"]:
+        problems.append({"field": "keywords", "message": "not for channel rules"})
+    if problems:
+        raise ValidationFailed(
+            f"{problems[0]['field']}: {problems[0]['message']}", details=problems
+        )
+    agents.check_owned(session, ctx, fields["target_ai_agent_id"], "target_ai_agent_id")
+
+
+def list_rules(
+    session: Session,
+    ctx: Ctx,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    target_ai_agent_id: uuid.UUID | None = None,
+) -> Page[AiOrchestrationRule]:
+    ctx.require(agents.VIEW)
+    r = AiOrchestrationRule
+    query = select(r).where(r.tenant_id == ctx.tenant_id)
+    if target_ai_agent_id:
+        query = query.where(r.target_ai_agent_id == target_ai_agent_id)
+    return paginate(
+        session, query, created_at=r.created_at, id_column=r.id, limit=limit, cursor=cursor
+    )
+
+
+def _get(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AiOrchestrationRule:
+    rule = session.scalars(
+        select(AiOrchestrationRule)
+        .where(AiOrchestrationRule.tenant_id == ctx.tenant_id, AiOrchestrationRule.id == rule_id)
+        .with_for_update()
+    ).one_or_none()
+    if rule is None:
+        raise NotFound("Orchestration rule not found")
+    return rule
+
+
+def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchestrationRule:
+    ctx.require(agents.MANAGE)
+    _validate(session, ctx, fields)
+    rule = AiOrchestrationRule(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
+    session.add(rule)
+    session.flush()
+    session.refresh(rule)
+    activity.record(
+        session,
+        ctx,
+        "ai_orchestration_rule.created",
+        "ai_orchestration_rule",
+        rule.id,
+        after=view(rule),
+    )
+    return rule
+
+
+def replace_rule(
+    session: Session, ctx: Ctx, rule_id: uuid.UUID, fields: dict[str, Any]
+) -> AiOrchestrationRule:
+    ctx.require(agents.MANAGE)
+    rule = _get(session, ctx, rule_id)
+    before = view(rule)
+    _validate(session, ctx, fields)
+    for name in FIELDS:
+        setattr(rule, name, fields[name])
+    rule.updated_at = func.now()
+    session.flush()
+    session.refresh(rule)
+    activity.record(
+        session,
+        ctx,
+        "ai_orchestration_rule.updated",
+        "ai_orchestration_rule",
+        rule.id,
+        before=before,
+        after=view(rule),
+    )
+    return rule
+
+
+def delete_rule(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> None:
+    ctx.require(agents.MANAGE)
+    rule = _get(session, ctx, rule_id)
+    activity.record(
+        session,
+        ctx,
+        "ai_orchestration_rule.deleted",
+        "ai_orchestration_rule",
+        rule.id,
+        before=view(rule),
+    )
+    session.delete(rule)
+    session.flush()

@@ -1,0 +1,334 @@
+"""The nightly reconcile: recount the rollups from the source rows and correct any drift.
+
+Per tenant, in one transaction holding the tenant's rollup lock (the actor waits):
+
+1. every conversation's fact row is diffed against its row, with the actor's own
+   diff (:func:`shared.analytics.rollup.apply_fact_changes`), so the gauges move
+   exactly as if the missing events had arrived;
+2. the gauges themselves are compared with a count of the conversations;
+3. the previous ``days`` local days (never today, still being counted) are
+   recounted: conversations, contacts and messages per day, channel and hour.
+
+A day is only recounted once it is *settled*: no event of the tenant from that day
+is still waiting (in the outbox or in ``analytics_events``). Recounting it earlier
+and then counting the waiting event would count it twice; such a day is skipped
+and the next run takes it. Each run leaves an ``analytics_reconcile_runs`` row with
+what it checked and how many rollup rows it corrected, per table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from shared.analytics import counters
+from shared.analytics.counters import Deltas
+from shared.analytics.intake import COUNTED, purge_counted
+from shared.analytics.local_time import tenant_zone, today
+from shared.analytics.rollup import XACT_LOCK, Fact, apply_fact_changes, lock_key
+from shared.db import session_scope
+from shared.models import AnalyticsReconcileRun, Tenant
+from shared.models.analytics import NOBODY
+
+log = logging.getLogger(__name__)
+
+#: How many previous local days each run recounts.
+DEFAULT_DAYS = 3
+
+
+class TenantResult(NamedTuple):
+    days_checked: int
+    days_skipped: int
+    corrections: Counter
+
+
+def zone_name(tz: dt.tzinfo) -> str:
+    return getattr(tz, "key", None) or "UTC"
+
+
+def reconcile_all(
+    *,
+    days: int = DEFAULT_DAYS,
+    now: dt.datetime | None = None,
+    on_tenant_done: Callable[[Sequence[uuid.UUID]], None] | None = None,
+) -> dict[str, Any]:
+    """Reconcile every active tenant; record and return the run's figures."""
+    with session_scope() as session:
+        run = AnalyticsReconcileRun(status="running")
+        session.add(run)
+        session.flush()
+        run_id = run.id
+        tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
+    checked = skipped = purged = 0
+    corrections: Counter = Counter()
+    try:
+        for tenant_id in tenant_ids:
+            with session_scope() as session:
+                result = reconcile_tenant(session, tenant_id, days=days, now=now)
+            checked += result.days_checked
+            skipped += result.days_skipped
+            corrections.update(result.corrections)
+            if on_tenant_done is not None:
+                on_tenant_done([tenant_id])  # events the lock held back get counted now
+        with session_scope() as session:
+            purged = purge_counted(session)
+    except Exception as exc:
+        _finish(run_id, "failed", len(tenant_ids), checked, skipped, corrections, purged, repr(exc))
+        raise
+    return _finish(
+        run_id, "succeeded", len(tenant_ids), checked, skipped, corrections, purged, None
+    )
+
+
+def _finish(
+    run_id, status, tenants, checked, skipped, corrections, purged, error
+) -> dict[str, Any]:
+    details: dict[str, Any] = {"corrections": dict(corrections), "purged_event_keys": purged}
+    if error:
+        details["error"] = error[:2000]
+    figures = {
+        "status": status,
+        "tenants": tenants,
+        "days_checked": checked,
+        "days_skipped": skipped,
+        "corrections": sum(corrections.values()),
+    }
+    with session_scope() as session:
+        session.execute(
+            update(AnalyticsReconcileRun)
+            .where(AnalyticsReconcileRun.id == run_id)
+            .values(**figures, details=details, finished_at=func.clock_timestamp())
+        )
+    return {"id": str(run_id), **figures, "details": details}
+
+
+def reconcile_tenant(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    days: int = DEFAULT_DAYS,
+    now: dt.datetime | None = None,
+    include_today: bool = False,
+) -> TenantResult:
+    """Reconcile one tenant in ``session``'s transaction (see the module docstring).
+
+    ``include_today`` also recounts today (a backfill: rollups of rows that predate
+    them); it is safe for the same reason as the past days, checked the same way.
+    """
+    session.execute(XACT_LOCK, lock_key(tenant_id))
+    tz = tenant_zone(session, tenant_id)
+    fixed: Counter = Counter()
+    moved, source = _conversation_facts(session, tenant_id, tz)
+    fixed["conversation_facts"] = moved
+    fixed["conversation_counts"] = _conversation_counts(session, tenant_id, source)
+    last = today(tz, now) - dt.timedelta(days=0 if include_today else 1)
+    span = [last - dt.timedelta(days=n) for n in range(days)]
+    checked, recounted = _recount_days(session, tenant_id, tz, span)
+    fixed.update(recounted)
+    return TenantResult(checked, len(span) - checked, +fixed)
+
+
+_ALL_FACTS = text(
+    "SELECT conversation_id, channel, status, assignee_id, created_day, created_hour"
+    " FROM analytics_conversation_facts WHERE tenant_id = :t"
+)
+_ALL_CONVERSATIONS = text(
+    """
+    SELECT id, channel, status, assignee_id,
+           (created_at AT TIME ZONE :tz)::date,
+           extract(hour FROM created_at AT TIME ZONE :tz)::int
+      FROM conversations WHERE tenant_id = :t
+    """
+)
+
+
+def _conversation_facts(
+    session: Session, tenant_id: uuid.UUID, tz
+) -> tuple[int, dict[uuid.UUID, Fact]]:
+    """Diff every fact row against its conversation; (facts moved, the conversations read)."""
+    params = {"t": tenant_id, "tz": zone_name(tz)}
+    facts = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_FACTS, params)}
+    source = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_CONVERSATIONS, params)}
+    deltas = Deltas()
+    moved = apply_fact_changes(session, tenant_id, facts, source, deltas)
+    deltas.write(session, tenant_id)
+    return moved, source
+
+
+_ROLLUP_COUNTS = text(
+    "SELECT channel, assignee_key, status, count FROM analytics_conversation_counts"
+    " WHERE tenant_id = :t"
+)
+
+
+def _conversation_counts(
+    session: Session, tenant_id: uuid.UUID, source: dict[uuid.UUID, Fact]
+) -> int:
+    """Set the gauges to the count of ``source`` (rows fixed).
+
+    NOTE: counted from the very conversations the facts were just set from, not read
+    again: a conversation changed in between must be in neither, so that its event
+    then moves both, once.
+    """
+    truth = Counter((f.channel, f.assignee_id or NOBODY, f.status) for f in source.values())
+    have = {tuple(r[:3]): int(r[3]) for r in session.execute(_ROLLUP_COUNTS, {"t": tenant_id})}
+    wrong = {
+        key: {"count": truth.get(key, 0)}
+        for key in truth.keys() | have.keys()
+        if truth.get(key, 0) != have.get(key, 0)
+    }
+    if wrong:
+        counters.upsert(session, "counts", tenant_id, wrong, mode="set")
+    return len(wrong)
+
+
+_UNSETTLED = text(
+    """
+    SELECT least(
+      (SELECT min(occurred_at) FROM analytics_events
+        WHERE tenant_id = :t AND counted_at IS NULL),
+      (SELECT min(occurred_at) FROM outbox_events
+        WHERE tenant_id = :t AND status = 'pending' AND type = ANY(:types))
+    )
+    """
+)
+
+
+def _settled_until(session: Session, tenant_id: uuid.UUID) -> dt.datetime | None:
+    """The oldest moment an event of the tenant still waits for; None when none waits."""
+    return session.scalar(_UNSETTLED, {"t": tenant_id, "types": sorted(COUNTED)})
+
+
+def _day_end(day: dt.date, tz) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+
+
+_LOCAL = "(created_at AT TIME ZONE :tz)"
+_IN_RANGE = "tenant_id = :t AND created_at >= :since AND created_at < :until"
+_SOURCE_DAYS = {
+    # table -> the statement counting it per (day, channel or hour), and its counter columns
+    "daily": text(
+        f"""
+        SELECT d, channel, sum(conversations), sum(contacts), sum(inbound), sum(outbound) FROM (
+          SELECT {_LOCAL}::date AS d, channel, count(*) AS conversations, 0 AS contacts,
+                 0 AS inbound, 0 AS outbound
+            FROM conversations WHERE {_IN_RANGE} GROUP BY 1, 2
+          UNION ALL
+          SELECT {_LOCAL}::date, channel, 0, count(*), 0, 0
+            FROM contacts WHERE {_IN_RANGE} GROUP BY 1, 2
+          UNION ALL
+          SELECT {_LOCAL}::date, channel, 0, 0, count(*) FILTER (WHERE direction = 'inbound'),
+                 count(*) FILTER (WHERE direction <> 'inbound')
+            FROM messages WHERE {_IN_RANGE} GROUP BY 1, 2
+        ) counted GROUP BY 1, 2
+        """  # noqa: S608 (constant fragments)
+    ),
+    "hourly": text(
+        f"""
+        SELECT d, h, sum(conversations), sum(inbound), sum(outbound) FROM (
+          SELECT {_LOCAL}::date AS d, extract(hour FROM {_LOCAL})::int AS h,
+                 count(*) AS conversations, 0 AS inbound, 0 AS outbound
+            FROM conversations WHERE {_IN_RANGE} GROUP BY 1, 2
+          UNION ALL
+          SELECT {_LOCAL}::date, extract(hour FROM {_LOCAL})::int, 0,
+                 count(*) FILTER (WHERE direction = 'inbound'),
+                 count(*) FILTER (WHERE direction <> 'inbound')
+            FROM messages WHERE {_IN_RANGE} GROUP BY 1, 2
+        ) counted GROUP BY 1, 2
+        """  # noqa: S608 (constant fragments)
+    ),
+}
+_ROLLUP_DAYS = {
+    "daily": text(
+        "SELECT day, channel, conversations, contacts, inbound_messages, outbound_messages"
+        " FROM analytics_daily WHERE tenant_id = :t AND day BETWEEN :first AND :last"
+    ),
+    "hourly": text(
+        "SELECT day, hour, conversations, inbound_messages, outbound_messages"
+        " FROM analytics_hourly WHERE tenant_id = :t AND day BETWEEN :first AND :last"
+    ),
+}
+
+
+def _recount_days(
+    session: Session, tenant_id: uuid.UUID, tz, span: list[dt.date]
+) -> tuple[int, Counter]:
+    """Set the daily and hourly rows of the settled days of ``span`` to the source's counts;
+    (days recounted, rows fixed per table).
+
+    NOTE: the settled check runs after the counting: an event committed in between is
+    either still waiting then (its day is skipped) or was already in the count.
+    """
+    first, last = min(span), max(span)
+    params = {
+        "t": tenant_id,
+        "tz": zone_name(tz),
+        "since": dt.datetime.combine(first, dt.time(), tzinfo=tz),
+        "until": _day_end(last, tz),
+        "first": first,
+        "last": last,
+    }
+    counted = {}
+    for name in ("daily", "hourly"):
+        truth = {
+            tuple(r[:2]): tuple(int(v) for v in r[2:])
+            for r in session.execute(_SOURCE_DAYS[name], params)
+        }
+        have = {
+            tuple(r[:2]): tuple(int(v) for v in r[2:])
+            for r in session.execute(_ROLLUP_DAYS[name], params)
+        }
+        counted[name] = (truth, have)
+    settled_until = _settled_until(session, tenant_id)
+    settled = {d for d in span if settled_until is None or _day_end(d, tz) <= settled_until}
+    fixed: Counter = Counter()
+    for name, (truth, have) in counted.items():
+        columns = counters.SHAPES[name][1]
+        zero = (0,) * len(columns)
+        wrong = {
+            key: dict(zip(columns, truth.get(key, zero), strict=True))
+            for key in truth.keys() | have.keys()
+            if key[0] in settled and truth.get(key, zero) != have.get(key, zero)
+        }
+        if wrong:
+            counters.upsert(session, name, tenant_id, wrong, mode="set")
+        fixed[f"{name}_rows"] = len(wrong)
+    return len(settled), fixed
+
+
+def backfill(days: int) -> list[dict[str, Any]]:
+    """Count every active tenant's last ``days`` days, today included, into the rollups.
+
+    For rows that predate the rollups (the deployment of 0011_analytics, a restored
+    dump). Same locking and settled-day rule as the nightly run.
+    """
+    with session_scope() as session:
+        tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
+    results = []
+    for tenant_id in tenant_ids:
+        with session_scope() as session:
+            result = reconcile_tenant(session, tenant_id, days=days, include_today=True)
+        results.append({"tenant_id": str(tenant_id), **result._asdict()})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Backfill the analytics rollups.")
+    parser.add_argument("--days", type=int, default=400, help="local days back, today included")
+    args = parser.parse_args(argv)
+    for result in backfill(args.days):
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""WhatsApp insights: Meta's own figures for a WhatsApp Business Account, cached 5 minutes.
+
+Each answer is one or a few Graph API reads with the account's access token (the
+account named, else the tenant's default WhatsApp account), through the shared
+:func:`~shared.channels.graph.graph_client`:
+
+- ``messages``: ``GET /{waba}?fields=analytics.start(s).end(e).granularity(DAY)``
+  (``data_points`` of sent and delivered; read and failed when Meta reports them);
+- ``conversations``: ``GET /{waba}?fields=conversation_analytics...granularity(DAILY)
+  .dimensions(["CONVERSATION_TYPE","CONVERSATION_DIRECTION"])``;
+- ``templates``: ``GET /{waba}/message_templates`` (ids and names), then
+  ``GET /{waba}/template_analytics`` per 10 template ids (Meta's limit), summed.
+
+Answers are cached in Redis per account, kind and range for :data:`CACHE_SECONDS`:
+dashboards poll, and Meta rate-limits these reads. Redis down only skips the cache.
+A Meta failure answers 502 naming Meta's code and message; ranges are checked
+first (:func:`shared.analytics.periods.date_range`), so a bad one never reaches Meta.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import redis_client
+from shared.analytics.periods import date_range
+from shared.channels.accounts import decrypt_credentials
+from shared.channels.graph import graph_client
+from shared.channels.send_errors import SendFailed
+from shared.context import Ctx
+from shared.errors import DomainError, ValidationFailed
+from shared.models import IntegrationAccount
+
+log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 300
+#: Template ids per ``template_analytics`` call (Meta refuses more).
+TEMPLATE_IDS_PER_CALL = 10
+#: Templates listed per answer (one page of ``message_templates``).
+MAX_TEMPLATES = 100
+
+
+class IntegrationNotFound(DomainError):
+    status, code = 404, "integration_not_found"
+
+
+class MetaFailed(DomainError):
+    """Meta's Graph API refused or could not answer (an outage, a revoked token...)."""
+
+    status, code = 502, "meta_api_error"
+
+
+def _account(
+    session: Session, ctx: Ctx, account_id: uuid.UUID | None
+) -> tuple[IntegrationAccount, str, str]:
+    """The WhatsApp account, its WABA id and access token; 404 without one."""
+    query = select(IntegrationAccount).where(
+        IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.channel == "whatsapp"
+    )
+    if account_id is not None:
+        query = query.where(IntegrationAccount.id == account_id)
+    else:
+        query = query.order_by(
+            IntegrationAccount.is_default.desc(), IntegrationAccount.created_at
+        ).limit(1)
+    account = session.scalars(query).first()
+    if account is None:
+        raise IntegrationNotFound(
+            "No WhatsApp integration account"
+            + (" with this id" if account_id else "; connect one first")
+        )
+    waba_id = str((account.settings or {}).get("waba_id") or "")
+    token = decrypt_credentials(account).get("access_token") or ""
+    if not waba_id or not token:
+        raise ValidationFailed.field(
+            "integration_account_id", "the WhatsApp account needs a waba_id and an access_token"
+        )
+    return account, waba_id, token
+
+
+def _unix(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp())
+
+
+def _date(unix: Any) -> str:
+    return dt.datetime.fromtimestamp(int(unix), dt.UTC).date().isoformat()
+
+
+def _get(path: str, token: str) -> dict[str, Any]:
+    try:
+        return graph_client().get(path, token)
+    except SendFailed as exc:
+        raise MetaFailed(f"Meta's Graph API failed ({exc.code}): {exc}") from exc
+
+
+def messages(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    field = f"analytics.start({_unix(first)}).end({_unix(last + dt.timedelta(days=1))})"
+    answer = _get(f"{waba_id}?{urlencode({'fields': field + '.granularity(DAY)'})}", token)
+    days: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for point in (answer.get("analytics") or {}).get("data_points") or []:
+        day = days[_date(point.get("start", 0))]
+        for metric in ("sent", "delivered", "read", "failed"):
+            day[metric] += int(point.get(metric) or 0)
+    return [
+        {"date": date, **{m: days[date][m] for m in ("sent", "delivered", "read", "failed")}}
+        for date in sorted(days)
+    ]
+
+
+def conversations(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    field = (
+        f"conversation_analytics.start({_unix(first)})"
+        f".end({_unix(last + dt.timedelta(days=1))}).granularity(DAILY)"
+        '.dimensions(["CONVERSATION_TYPE","CONVERSATION_DIRECTION"])'
+    )
+    answer = _get(f"{waba_id}?{urlencode({'fields': field})}", token)
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for block in (answer.get("conversation_analytics") or {}).get("data") or []:
+        for point in block.get("data_points") or []:
+            key = (
+                _date(point.get("start", 0)),
+                str(point.get("conversation_type") or "UNKNOWN"),
+                str(point.get("conversation_direction") or "UNKNOWN"),
+            )
+            counts[key] += int(point.get("conversation") or 0)
+    return [
+        {"date": d, "conversation_type": t, "direction": direction, "count": n}
+        for (d, t, direction), n in sorted(counts.items())
+    ]
+
+
+def templates(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    listed = _get(
+        f"{waba_id}/message_templates?{urlencode({'fields': 'id,name', 'limit': MAX_TEMPLATES})}",
+        token,
+    )
+    names = {str(t["id"]): str(t.get("name") or "") for t in listed.get("data") or [] if "id" in t}
+    totals: dict[str, dict[str, int]] = {
+        tid: {"sent": 0, "delivered": 0, "read": 0, "clicked": 0} for tid in names
+    }
+    ids = list(names)
+    for start in range(0, len(ids), TEMPLATE_IDS_PER_CALL):
+        query = {
+            "start": _unix(first),
+            "end": _unix(last + dt.timedelta(days=1)),
+            "granularity": "DAILY",
+            "metric_types": json.dumps(["SENT", "DELIVERED", "READ", "CLICKED"]),
+            "template_ids": json.dumps(ids[start : start + TEMPLATE_IDS_PER_CALL]),
+        }
+        answer = _get(f"{waba_id}/template_analytics?{urlencode(query)}", token)
+        for block in answer.get("data") or []:
+            for point in block.get("data_points") or []:
+                total = totals.get(str(point.get("template_id")))
+                if total is None:
+                    continue
+                for metric in ("sent", "delivered", "read"):
+                    total[metric] += int(point.get(metric) or 0)
+                total["clicked"] += sum(
+                    int(c.get("count") or 0) for c in point.get("clicked") or []
+                )
+    return [
+        {"template_id": tid, "template_name": names[tid], **totals[tid]}
+        for tid in sorted(totals, key=lambda t: (names[t], t))
+    ]
+
+
+KINDS: dict[str, Callable[[str, str, dt.date, dt.date], list[dict[str, Any]]]] = {
+    "messages": messages,
+    "conversations": conversations,
+    "templates": templates,
+}
+
+
+def insights(
+    session: Session,
+    ctx: Ctx,
+    kind: str,
+    *,
+    start: str | None,
+    end: str | None,
+    account_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """``{"data": [...]}`` of one kind for the range, from the cache or from Meta."""
+    first, last = date_range(start, end)
+    account, waba_id, token = _account(session, ctx, account_id)
+    cache_key = redis_client.key("wa-insights", kind, str(account.id), str(first), str(last))
+    cached = _cache_get(cache_key)
+    if cached is not None:
+        return cached
+    answer = {"data": KINDS[kind](waba_id, token, first, last)}
+    _cache_put(cache_key, answer)
+    return answer
+
+
+def _cache_get(cache_key: str) -> dict[str, Any] | None:
+    try:
+        raw = redis_client.get_redis().get(cache_key)
+    except redis.RedisError:
+        log.warning("insights cache unreachable; asking Meta")
+        return None
+    return json.loads(raw) if raw else None
+
+
+def _cache_put(cache_key: str, answer: dict[str, Any]) -> None:
+    try:
+        redis_client.get_redis().set(cache_key, json.dumps(answer), ex=CACHE_SECONDS)
+    except redis.RedisError:
+        log.warning("insights cache unreachable; answer not cached")

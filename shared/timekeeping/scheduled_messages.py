@@ -1,0 +1,316 @@
+"""Scheduled messages: "send later" on a conversation, cancellable until sent.
+
+Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
+:func:`shared.inbox.messages.create_outbound_message`, the very code a reply uses, so it
+emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
+author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
+due: the WhatsApp window closed, the conversation was resolved, the author was removed;
+``error_code``/``error_message`` say why and ``scheduled_message.failed`` is emitted so a
+rule or a webhook can react).
+
+Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
+
+- :func:`claim_due` (the scheduler job) takes pending rows with ``due_at <= now`` under
+  ``FOR UPDATE SKIP LOCKED``, pushes their ``due_at`` :data:`REDRIVE_AFTER` ahead and
+  enqueues :func:`deliver` after commit. A rolled-back claim leaves rows due; a committed
+  claim whose enqueue was lost is re-claimed once ``due_at`` passes again.
+- :func:`deliver` locks the row and acts only while it is ``pending``, creating the
+  message and marking the row ``sent`` in one transaction: a duplicate job waits for the
+  lock and then finds it sent. Nothing is skipped, nothing is sent twice.
+
+Local times: a ``run_at`` without an offset is wall-clock time in ``timezone`` (the
+sender's, given with the request) or else the tenant's. A wall time that a DST jump skips
+is refused (422); a repeated one means its first occurrence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.after_commit_queue import AfterCommitQueue
+from shared.context import Ctx
+from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from shared.events import Actor, emit
+from shared.inbox.access import get_conversation
+from shared.inbox.messages import create_outbound_message
+from shared.models import Conversation, ScheduledMessage, Tenant, User
+from shared.pagination import Page, decode_cursor, encode_cursor
+from shared.schemas.timed import ScheduledMessageView
+from shared.timekeeping import schedules
+from shared.timekeeping.working_hours import validate_timezone
+
+log = logging.getLogger(__name__)
+
+#: How long a claimed row waits before the scheduler hands it out again (lost job).
+REDRIVE_AFTER = dt.timedelta(seconds=60)
+#: Hand-offs before a row that never completes is failed (``gave_up``), visibly.
+MAX_ATTEMPTS = 10
+#: The furthest ahead a message may be scheduled.
+MAX_AHEAD = dt.timedelta(days=366)
+#: Rows one scheduler run claims (the rest wait for the next run, 30 s later).
+CLAIM_BATCH = 20_000
+#: Ids per ``send_scheduled_messages`` job.
+JOB_SIZE = 25
+
+#: ``[scheduled_id, ...]`` -> worker jobs, after commit (installed by the worker module).
+QUEUE: AfterCommitQueue[uuid.UUID] = AfterCommitQueue(
+    "omnistream.scheduled_messages", "scheduled messages"
+)
+
+
+# --- the API side -------------------------------------------------------------------------
+
+
+def resolve_run_at(run_at: dt.datetime, timezone: str) -> dt.datetime:
+    """``run_at`` as an aware UTC instant; a naive value is wall-clock time in ``timezone``."""
+    if run_at.tzinfo is not None and run_at.utcoffset() is not None:
+        return run_at.astimezone(dt.UTC)
+    zone = ZoneInfo(timezone)
+    local = run_at.replace(tzinfo=zone, fold=0)
+    instant = local.astimezone(dt.UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != run_at:
+        raise ValidationFailed.field(
+            "run_at", f"{run_at.isoformat()} does not exist in {timezone} (a DST change skips it)"
+        )
+    return instant
+
+
+def _view(row: ScheduledMessage) -> dict[str, Any]:
+    return ScheduledMessageView.data(row)
+
+
+def create(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    run_at: dt.datetime,
+    body: str | None = None,
+    template: dict[str, Any] | None = None,
+    timezone: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Schedule a message by the calling agent on a conversation they can see."""
+    if ctx.user_id is None:
+        raise Forbidden("Messages are scheduled by agents")
+    if (body is None) == (template is None):
+        raise ValidationFailed.field("body", "send a body or a template")
+    if timezone is not None and validate_timezone(timezone):
+        raise ValidationFailed.field("timezone", "expected an IANA timezone such as Asia/Jakarta")
+    conversation = get_conversation(session, ctx, conversation_id)
+    if conversation.status == "resolved":
+        raise Conflict("The conversation is resolved; reopen it before scheduling a message")
+    timezone = timezone or schedules.tenant_timezone(session, ctx.tenant_id)
+    instant = resolve_run_at(run_at, timezone)
+    now = now or schedules.db_now(session)
+    if instant <= now:
+        raise ValidationFailed.field("run_at", "must be in the future")
+    if instant > now + MAX_AHEAD:
+        raise ValidationFailed.field("run_at", "at most 366 days ahead")
+    row = ScheduledMessage(
+        tenant_id=ctx.tenant_id,
+        conversation_id=conversation.id,
+        author_id=ctx.user_id,
+        body=body,
+        template=template,
+        run_at=instant,
+        timezone=timezone,
+        status="pending",
+        due_at=instant,
+    )
+    session.add(row)
+    session.flush()
+    session.refresh(row)
+    data = _view(row)
+    activity.record(
+        session, ctx, "scheduled_message.created", "scheduled_message", row.id, after=data
+    )
+    return data
+
+
+def list_scheduled(
+    session: Session,
+    ctx: Ctx,
+    conversation_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+) -> Page[dict[str, Any]]:
+    """The conversation's scheduled messages, newest first (any status unless filtered)."""
+    get_conversation(session, ctx, conversation_id)
+    query = select(ScheduledMessage).where(
+        ScheduledMessage.tenant_id == ctx.tenant_id,
+        ScheduledMessage.conversation_id == conversation_id,
+    )
+    if status is not None:
+        query = query.where(ScheduledMessage.status == status)
+    if cursor:
+        query = query.where(
+            tuple_(ScheduledMessage.created_at, ScheduledMessage.id)
+            < tuple_(*decode_cursor(cursor))
+        )
+    rows = session.scalars(
+        query.order_by(ScheduledMessage.created_at.desc(), ScheduledMessage.id.desc()).limit(
+            limit + 1
+        )
+    ).all()
+    items = [_view(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+    return Page(items, next_cursor)
+
+
+def cancel(session: Session, ctx: Ctx, conversation_id: uuid.UUID, scheduled_id: uuid.UUID) -> None:
+    """Cancel a pending message: its author, or a holder of ``conversations.manage``.
+
+    409 once it was sent (or failed); cancelling a cancelled message changes nothing.
+    """
+    get_conversation(session, ctx, conversation_id)
+    row = session.scalars(
+        select(ScheduledMessage)
+        .where(
+            ScheduledMessage.tenant_id == ctx.tenant_id,
+            ScheduledMessage.conversation_id == conversation_id,
+            ScheduledMessage.id == scheduled_id,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFound("Scheduled message not found")
+    if not ctx.is_self(row.author_id) and not ctx.can("conversations.manage"):
+        raise Forbidden(
+            "Only the author or a holder of 'conversations.manage' may cancel a scheduled message"
+        )
+    if row.status == "cancelled":
+        return
+    if row.status != "pending":
+        raise Conflict(f"The scheduled message is already {row.status}")
+    before = _view(row)
+    row.status = "cancelled"
+    row.cancelled_at = func.now()
+    row.cancelled_by = ctx.user_id
+    row.updated_at = func.now()
+    session.flush()
+    session.refresh(row)
+    activity.record(
+        session,
+        ctx,
+        "scheduled_message.cancelled",
+        "scheduled_message",
+        row.id,
+        before=before,
+        after=_view(row),
+    )
+
+
+# --- the scheduler side -------------------------------------------------------------------
+
+
+def _active_tenants():
+    return select(Tenant.id).where(Tenant.status == "active")
+
+
+def claim_due(session: Session, *, now: dt.datetime | None = None, batch: int = CLAIM_BATCH) -> int:
+    """Hand due pending rows to workers (after commit); returns how many were claimed.
+
+    Rows handed out :data:`MAX_ATTEMPTS` times without completing are failed instead.
+    """
+    now = now or schedules.db_now(session)
+    due = (
+        select(ScheduledMessage.id)
+        .where(
+            ScheduledMessage.status == "pending",
+            ScheduledMessage.due_at <= now,
+            ScheduledMessage.tenant_id.in_(_active_tenants()),
+        )
+        .order_by(ScheduledMessage.due_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed = session.execute(
+        update(ScheduledMessage)
+        .where(ScheduledMessage.id.in_(due))
+        .values(due_at=now + REDRIVE_AFTER, attempts=ScheduledMessage.attempts + 1)
+        .returning(ScheduledMessage.id, ScheduledMessage.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    exhausted = [row.id for row in claimed if row.attempts > MAX_ATTEMPTS]
+    for scheduled_id in exhausted:
+        row = session.get(ScheduledMessage, scheduled_id, with_for_update=True)
+        _fail(session, row, "gave_up", f"not delivered after {MAX_ATTEMPTS} hand-offs")
+    ids = [row.id for row in claimed if row.attempts <= MAX_ATTEMPTS]
+    QUEUE.enqueue_after_commit(session, ids)
+    if exhausted:
+        log.error("%d scheduled message(s) failed after %d hand-offs", len(exhausted), MAX_ATTEMPTS)
+    return ids
+
+
+def _fail(session: Session, row: ScheduledMessage, code: str, message: str) -> None:
+    row.status = "failed"
+    row.failed_at = func.now()
+    row.error_code = code[:64]
+    row.error_message = message
+    row.updated_at = func.now()
+    session.flush()
+    session.refresh(row)
+    data = _view(row)
+    actor = Actor("user", row.author_id)
+    ctx = Ctx(tenant_id=row.tenant_id, actor=Actor.system())
+    activity.record(
+        session, ctx, "scheduled_message.failed", "scheduled_message", row.id, after=data
+    )
+    emit(session, "scheduled_message.failed", data, tenant_id=row.tenant_id, actor=actor)
+
+
+def deliver(session: Session, scheduled_id: uuid.UUID) -> str:
+    """Create the due message of one pending row; ``sent``, ``failed`` or ``skipped``.
+
+    The row stays locked until the caller commits, so a duplicate job cannot send it too.
+    """
+    row = session.scalars(
+        select(ScheduledMessage).where(ScheduledMessage.id == scheduled_id).with_for_update()
+    ).one_or_none()
+    if row is None or row.status != "pending":
+        return "skipped"
+    author = session.scalars(
+        select(User).where(User.id == row.author_id, User.tenant_id == row.tenant_id)
+    ).one_or_none()
+    if author is None or author.deleted_at is not None:
+        _fail(session, row, "author_removed", "The agent who scheduled it no longer exists")
+        return "failed"
+    conversation = session.scalars(
+        select(Conversation).where(
+            Conversation.tenant_id == row.tenant_id, Conversation.id == row.conversation_id
+        )
+    ).one()
+    ctx = Ctx(tenant_id=row.tenant_id, actor=Actor("user", author.id), user_id=author.id)
+    try:
+        with session.begin_nested():
+            message = create_outbound_message(
+                session, ctx, conversation, body=row.body, template=row.template
+            )
+    except DomainError as error:
+        code = error.code if error.code != "conflict" else _conflict_code(conversation)
+        _fail(session, row, code, error.message)
+        return "failed"
+    row.status = "sent"
+    row.message_id = message.id
+    row.sent_at = func.now()
+    row.updated_at = func.now()
+    session.flush()
+    return "sent"
+
+
+def _conflict_code(conversation: Conversation) -> str:
+    return "conversation_resolved" if conversation.status == "resolved" else "conflict"

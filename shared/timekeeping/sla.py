@@ -1,0 +1,380 @@
+"""SLA clocks: each conversation's due times under the policy attached when it opened.
+
+Targets (minutes, each optional on the policy):
+
+- ``first_response``: from the conversation opening to the first human reply;
+- ``next_response``: from a customer message (after the first response) to the next human
+  reply; a new cycle starts with the customer's next message once the previous one ended;
+- ``resolution``: from opening to resolved.
+
+Working time: with ``business_hours_only`` a due time counts only the working hours that
+apply to the conversation (:func:`shared.timekeeping.schedules.effective`: its division's
+override, else the tenant's, else always open), via :mod:`.business_time`.
+
+Pauses: while the conversation is ``pending`` (``snoozed``) and the policy says
+``pause_on_pending`` (``pause_on_snoozed``) the clock stops: ``next_check_at`` is NULL and,
+on resuming, the paused time (working time under ``business_hours_only``) is added to
+``paused_seconds``, which pushes every due time. A resolved conversation that reopens
+starts a fresh clock under the policy that matches it then.
+
+The hooks (:func:`attach`, :func:`customer_wrote`, :func:`agent_replied`,
+:func:`status_changed`) run in the transaction of the change they follow, so the clock can
+never disagree with the conversation. :func:`check_due` is the scheduler's ``check_sla``:
+it reads only clocks whose ``next_check_at`` passed (a partial index), records each
+breach once (a unique index per target cycle) and emits ``sla.breached``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import String, Uuid, any_, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.events import Actor, emit_many
+from shared.models import Conversation, ConversationSla, SlaBreach, SlaPolicy, Tenant
+from shared.timekeeping import schedules
+from shared.timekeeping.business_time import add_working_time, working_time_between
+
+KINDS = ("first_response", "next_response", "resolution")
+#: Clocks one ``check_sla`` run handles (the rest are still due for the next run).
+CHECK_BATCH = 5_000
+#: Far enough that "never opens again" is still a due time a person can read.
+_NEVER = dt.timedelta(days=3650)
+
+
+# --- the policy that applies ---------------------------------------------------------------
+
+
+def matching_policy(session: Session, conversation: Conversation) -> SlaPolicy | None:
+    """The first active policy (priority, then age) whose conditions the conversation meets.
+
+    Empty conditions match anything; ``tags`` match when the conversation has any of them.
+    """
+    tags = list(conversation.tags or [])
+    division = func.cardinality(SlaPolicy.division_ids) == 0
+    if conversation.division_id is not None:
+        division = or_(
+            division, literal(conversation.division_id, Uuid()) == any_(SlaPolicy.division_ids)
+        )
+    return session.scalars(
+        select(SlaPolicy)
+        .where(
+            SlaPolicy.tenant_id == conversation.tenant_id,
+            SlaPolicy.is_active.is_(True),
+            SlaPolicy.deleted_at.is_(None),
+            or_(
+                func.cardinality(SlaPolicy.channels) == 0,
+                literal(conversation.channel, String()) == any_(SlaPolicy.channels),
+            ),
+            division,
+            or_(func.cardinality(SlaPolicy.tags) == 0, SlaPolicy.tags.overlap(tags)),
+        )
+        .order_by(SlaPolicy.priority, SlaPolicy.created_at, SlaPolicy.id)
+        .limit(1)
+    ).first()
+
+
+# --- due times -----------------------------------------------------------------------------
+
+
+class _Clock:
+    """Due-time arithmetic for one conversation under one policy (schedule read once)."""
+
+    def __init__(self, session: Session, policy: SlaPolicy, conversation: Any) -> None:
+        self.policy = policy
+        if policy.business_hours_only:
+            self.schedule, self.timezone = schedules.effective(
+                session, conversation.tenant_id, conversation.division_id
+            )
+        else:
+            self.schedule, self.timezone = None, "UTC"
+
+    def due(self, start: dt.datetime, minutes: int | None, paused: float) -> dt.datetime | None:
+        if minutes is None:
+            return None
+        span = dt.timedelta(minutes=minutes, seconds=paused)
+        return add_working_time(self.schedule, self.timezone, start, span) or start + _NEVER
+
+    def elapsed(self, start: dt.datetime, end: dt.datetime) -> float:
+        """Seconds of counted time in ``[start, end)`` (working time when business hours only)."""
+        return working_time_between(self.schedule, self.timezone, start, end).total_seconds()
+
+
+def _recompute(sla: ConversationSla, clock: _Clock) -> None:
+    """Every due time from the policy's current targets and the pauses so far."""
+    policy = clock.policy
+    sla.policy_version = policy.version
+    sla.first_response_due_at = clock.due(
+        sla.started_at, policy.first_response_minutes, sla.paused_seconds
+    )
+    sla.resolution_due_at = clock.due(sla.started_at, policy.resolution_minutes, sla.paused_seconds)
+    if sla.next_response_started_at is not None and policy.next_response_minutes is not None:
+        sla.next_response_due_at = clock.due(
+            sla.next_response_started_at,
+            policy.next_response_minutes,
+            sla.paused_seconds - sla.next_response_paused_base,
+        )
+    else:
+        sla.next_response_due_at = None
+    _refresh_next_check(sla)
+
+
+def _outstanding(sla: ConversationSla) -> Iterator[tuple[str, dt.datetime]]:
+    """(kind, due) of each target neither met nor breached yet."""
+    for kind in KINDS:
+        due = getattr(sla, f"{kind}_due_at")
+        met = getattr(sla, f"{kind}_met_at")
+        breached = getattr(sla, f"{kind}_breached_at")
+        if due is not None and met is None and breached is None:
+            yield kind, due
+
+
+def _refresh_next_check(sla: ConversationSla) -> None:
+    if sla.paused_at is not None or sla.resolution_met_at is not None:
+        sla.next_check_at = None
+        return
+    sla.next_check_at = min((due for _, due in _outstanding(sla)), default=None)
+
+
+def _pauses(policy: SlaPolicy, status: str) -> bool:
+    return (status == "pending" and policy.pause_on_pending) or (
+        status == "snoozed" and policy.pause_on_snoozed
+    )
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+def _locked(
+    session: Session, conversation_id: uuid.UUID
+) -> tuple[ConversationSla, SlaPolicy] | None:
+    row = session.execute(
+        select(ConversationSla, SlaPolicy)
+        .join(SlaPolicy, SlaPolicy.id == ConversationSla.policy_id)
+        .where(ConversationSla.conversation_id == conversation_id)
+        .with_for_update(of=ConversationSla)
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def attach(session: Session, conversation: Conversation, *, now: dt.datetime | None = None) -> None:
+    """Start the conversation's clock under the first matching policy (none: no clock).
+
+    Called when a conversation opens, and when a resolved one reopens (a fresh clock).
+    """
+    policy = matching_policy(session, conversation)
+    now = now or schedules.db_now(session)
+    existing = session.get(ConversationSla, conversation.id, with_for_update=True)
+    if policy is None:
+        if existing is not None:
+            session.delete(existing)
+        return
+    sla = existing or ConversationSla(conversation_id=conversation.id)
+    sla.tenant_id = conversation.tenant_id
+    sla.policy_id = policy.id
+    sla.started_at = now
+    sla.paused_at = None
+    sla.paused_seconds = 0.0
+    sla.next_response_paused_base = 0.0
+    for kind in KINDS:
+        setattr(sla, f"{kind}_met_at", None)
+        setattr(sla, f"{kind}_breached_at", None)
+    sla.next_response_started_at = None
+    sla.updated_at = now
+    _recompute(sla, _Clock(session, policy, conversation))
+    if existing is None:
+        session.add(sla)
+    session.flush()
+
+
+def agent_replied(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, at: dt.datetime
+) -> None:
+    """A human reply meets the first response, and the open next-response cycle."""
+    found = _locked(session, conversation_id)
+    if found is None:
+        return
+    sla, _ = found
+    changed = False
+    if sla.first_response_met_at is None:
+        sla.first_response_met_at = at
+        changed = True
+    if sla.next_response_started_at is not None and sla.next_response_met_at is None:
+        sla.next_response_met_at = at
+        changed = True
+    if changed:
+        sla.updated_at = at
+        _refresh_next_check(sla)
+        session.flush()
+
+
+def customer_wrote(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, at: dt.datetime
+) -> None:
+    """A customer message after the first response starts a next-response cycle (if none
+    is running: the first unanswered message sets the clock)."""
+    found = _locked(session, conversation_id)
+    if found is None:
+        return
+    sla, policy = found
+    if policy.next_response_minutes is None or sla.first_response_met_at is None:
+        return
+    if sla.next_response_started_at is not None and sla.next_response_met_at is None:
+        return  # still unanswered (breached or not): the first message keeps the clock
+    sla.next_response_started_at = at
+    sla.next_response_met_at = None
+    sla.next_response_breached_at = None
+    sla.next_response_paused_base = sla.paused_seconds
+    conversation = session.get(Conversation, conversation_id)
+    _recompute(sla, _Clock(session, policy, conversation))
+    sla.updated_at = at
+    session.flush()
+
+
+def status_changed(
+    session: Session,
+    conversation: Conversation,
+    previous: str,
+    status: str,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Resolve, reopen, pause or resume the conversation's clock."""
+    if previous == "resolved" and status != "resolved":
+        attach(session, conversation, now=now)
+        return
+    found = _locked(session, conversation.id)
+    if found is None:
+        return
+    sla, policy = found
+    if status == "resolved":
+        sla.resolution_met_at = now
+        if sla.paused_at is not None:
+            sla.paused_at = None
+    elif _pauses(policy, status):
+        if sla.paused_at is None:
+            sla.paused_at = now
+    elif sla.paused_at is not None:
+        clock = _Clock(session, policy, conversation)
+        sla.paused_seconds += clock.elapsed(sla.paused_at, now)
+        sla.paused_at = None
+        _recompute(sla, clock)
+    sla.updated_at = now
+    _refresh_next_check(sla)
+    session.flush()
+
+
+# --- the scheduler's check -----------------------------------------------------------------
+
+
+def _breach_data(breach: Any, policy: SlaPolicy) -> dict[str, Any]:
+    return {
+        "id": str(breach.id),
+        "conversation_id": str(breach.conversation_id),
+        "policy_id": str(policy.id),
+        "policy_name": policy.name,
+        "kind": breach.kind,
+        "cycle_started_at": breach.cycle_started_at.isoformat(),
+        "due_at": breach.due_at.isoformat(),
+        "breached_at": breach.breached_at.isoformat(),
+    }
+
+
+def _cycle_start(sla: ConversationSla, kind: str) -> dt.datetime:
+    return sla.next_response_started_at if kind == "next_response" else sla.started_at
+
+
+def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = CHECK_BATCH) -> int:
+    """Record every breach due by ``now`` once and emit ``sla.breached``; the breach count.
+
+    Claims clocks with ``next_check_at <= now`` (``FOR UPDATE SKIP LOCKED``: a second
+    scheduler, or a run overlapping a hook's transaction, takes the others). A policy
+    changed since the clock was computed is applied first; a deleted or deactivated one
+    stops the clock.
+    """
+    now = now or schedules.db_now(session)
+    # PERF: only the clock and its policy: joining conversations here made the planner
+    # hash-join (scan) every conversation even when nothing was due.
+    rows = session.execute(
+        select(ConversationSla, SlaPolicy)
+        .join(SlaPolicy, SlaPolicy.id == ConversationSla.policy_id)
+        .where(
+            ConversationSla.next_check_at <= now,
+            ConversationSla.tenant_id.in_(select(Tenant.id).where(Tenant.status == "active")),
+        )
+        .order_by(ConversationSla.next_check_at)
+        .limit(batch)
+        .with_for_update(of=ConversationSla, skip_locked=True)
+    ).all()
+    due: list[tuple[ConversationSla, SlaPolicy, str, dt.datetime]] = []
+    for sla, policy in rows:
+        if policy.deleted_at is not None or not policy.is_active:
+            sla.next_check_at = None
+            continue
+        if sla.policy_version != policy.version:
+            _recompute(sla, _Clock(session, policy, _conversation_ref(session, sla)))
+        for kind, due_at in list(_outstanding(sla)):
+            if due_at <= now:
+                setattr(sla, f"{kind}_breached_at", due_at)
+                due.append((sla, policy, kind, due_at))
+        _refresh_next_check(sla)
+        sla.updated_at = now
+    session.flush()
+    return _record(session, due, now)
+
+
+def _conversation_ref(session: Session, sla: ConversationSla) -> Any:
+    """What the clock needs of the conversation (its tenant and division), for a recompute."""
+    return session.execute(
+        select(Conversation.tenant_id, Conversation.division_id).where(
+            Conversation.id == sla.conversation_id
+        )
+    ).one()
+
+
+def _record(
+    session: Session,
+    due: list[tuple[ConversationSla, SlaPolicy, str, dt.datetime]],
+    now: dt.datetime,
+) -> int:
+    """Insert the breaches not recorded yet (one per target cycle) and emit ``sla.breached``
+    for those only; the number recorded.
+
+    PERF: one multi-row INSERT and one batched outbox write per run, not one per breach.
+    """
+    if not due:
+        return 0
+    policies = {policy.id: policy for _, policy, _, _ in due}
+    table = SlaBreach.__table__
+    inserted = session.execute(
+        insert(table)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": sla.tenant_id,
+                    "conversation_id": sla.conversation_id,
+                    "policy_id": policy.id,
+                    "kind": kind,
+                    "cycle_started_at": _cycle_start(sla, kind),
+                    "due_at": due_at,
+                    "breached_at": now,
+                }
+                for sla, policy, kind, due_at in due
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+    ).all()
+    emit_many(
+        session,
+        "sla.breached",
+        [(row.tenant_id, _breach_data(row, policies[row.policy_id])) for row in inserted],
+        actor=Actor.system(),
+    )
+    return len(inserted)

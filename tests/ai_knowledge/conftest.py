@@ -1,0 +1,77 @@
+"""Fixtures of the knowledge tests: an AI agent row, the web-page peer, waiting on sources."""
+
+from __future__ import annotations
+
+import os
+
+# NOTE: read when the actors are declared (the broker fixture), so set at import.
+os.environ.update(
+    KNOWLEDGE_RETRY_MIN_BACKOFF_MS="50",
+    KNOWLEDGE_RETRY_MAX_BACKOFF_MS="200",
+    KNOWLEDGE_MAX_ATTEMPTS="3",
+    KNOWLEDGE_FETCH_TIMEOUT_SECONDS="1.0",
+    KNOWLEDGE_FETCH_MAX_BYTES="65536",
+    KNOWLEDGE_MAX_FILE_BYTES="2000000",
+)
+
+import time
+import uuid
+
+import pytest
+
+from shared.config import get_settings
+
+get_settings.cache_clear()
+
+from tests.ai_knowledge.agents import add_ai_agent  # noqa: E402
+from tests.peers.web_pages import WebPages  # noqa: E402
+
+
+@pytest.fixture
+def ai_agent(workspace):
+    return add_ai_agent(workspace)
+
+
+@pytest.fixture(scope="session")
+def web_pages():
+    pages = WebPages().start()
+    yield pages
+    pages.stop()
+
+
+def sources_path(agent_id: str) -> str:
+    return f"/api/ai-agents/{agent_id}/knowledge-sources"
+
+
+def wait_for_status(ws, agent_id: str, source_id: str, *statuses: str, timeout: float = 20.0):
+    """Poll the source until its status is one of ``statuses``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = ws.call("GET", sources_path(agent_id), params={"limit": 200})
+        assert resp.status_code == 200, resp.text
+        source = next(s for s in resp.json["items"] if s["id"] == source_id)
+        if source["status"] in statuses:
+            return source
+        if time.monotonic() > deadline:
+            raise AssertionError(f"source still {source['status']}: {source}")
+        time.sleep(0.05)
+
+
+def upload(ws, path: str, filename: str, data: bytes, mime: str, *, title: str | None = None):
+    """POST a multipart form: an optional ``title`` field, then ``file``."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    if title is not None:
+        field = f'Content-Disposition: form-data; name="title"\r\n\r\n{title}'
+        parts.append(f"--{boundary}\r\n{field}\r\n".encode())
+    parts.append(
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
+            f' filename="{filename}"\r\nContent-Type: {mime}\r\n\r\n'
+        ).encode()
+        + data
+        + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return ws.call("POST", path, body=body, headers=headers)

@@ -1,0 +1,273 @@
+"""The analytics endpoints answer from rollups that match a direct count of the source rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from shared.analytics import intake, rollup
+from shared.db import session_scope
+from shared.models import OutboxEvent
+from tests.analytics.conftest import (
+    ApiChannel,
+    assert_figures_match,
+    backdate,
+    set_timezone,
+    wait_settled,
+)
+
+
+def _random_traffic(ws, seed: int, steps: int) -> None:
+    """Inbound messages, replies, status changes, reassignments and an agent deleted."""
+    rng = random.Random(seed)
+    api = ApiChannel(ws)
+    agents = [ws.create_agent("agent")[0]["id"] for _ in range(3)] + [ws.admin["id"]]
+    conversations: list[str] = []
+    deleted_one = False
+    for step in range(steps):
+        roll = rng.random()
+        if roll < 0.35 or not conversations:
+            message = api.inbound(f"cust-{rng.randrange(12)}", f"hello {step}")
+            if message["conversation_id"] not in conversations:
+                conversations.append(message["conversation_id"])
+            continue
+        conversation = rng.choice(conversations)
+        if roll < 0.5:
+            resp = ws.call(
+                "POST", f"/api/conversations/{conversation}/messages", json={"body": "on it"}
+            )
+            assert resp.status_code in (201, 409, 422), resp.text
+        elif roll < 0.75:
+            status = rng.choice(["open", "pending", "resolved", "snoozed"])
+            body = {"status": status}
+            if status == "snoozed":
+                body["snoozed_until"] = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+            resp = ws.call("PATCH", f"/api/conversations/{conversation}/status", json=body)
+            assert resp.status_code in (200, 409, 422), resp.text
+        elif roll < 0.95:
+            assignee = rng.choice([*agents, None])
+            resp = ws.call(
+                "PATCH",
+                f"/api/conversations/{conversation}/assignment",
+                json={"assignee_id": assignee},
+            )
+            assert resp.status_code in (200, 404, 422), resp.text
+        elif not deleted_one:
+            doomed = agents.pop(0)
+            assert ws.call("DELETE", f"/api/agents/{doomed}").status_code == 204
+            deleted_one = True
+
+
+def _reconcile() -> dict:
+    """Run the scheduler's job (it sends the actor) and wait for the run it records."""
+    from scheduler import jobs
+
+    with session_scope() as session:
+        before = session.scalar(text("SELECT count(*) FROM analytics_reconcile_runs"))
+        assert jobs.reconcile_analytics(session) is True
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            row = session.execute(
+                text(
+                    "SELECT status, corrections, days_checked, details"
+                    " FROM analytics_reconcile_runs ORDER BY started_at DESC LIMIT 1"
+                )
+            ).one_or_none()
+            count = session.scalar(text("SELECT count(*) FROM analytics_reconcile_runs"))
+        if count > before and row and row.status != "running":
+            return row._asdict()
+        time.sleep(0.1)
+    pytest.fail("the reconcile did not finish")
+
+
+def test_random_traffic_figures_match_direct_counts_and_reconcile_corrects_drift(ws):
+    set_timezone(ws, "Asia/Jakarta")
+    _random_traffic(ws, seed=13, steps=120)
+    wait_settled(ws)
+    assert_figures_match(ws)
+
+    # Drift: rows written without events on previous days, and rollups knocked off.
+    backdate(ws, 1, messages=3)
+    backdate(ws, 2, messages=1, channel="whatsapp")
+    with session_scope() as session:
+        t = ws.tenant["id"]
+        session.execute(
+            text("UPDATE analytics_conversation_counts SET count = count + 2 WHERE tenant_id = :t"),
+            {"t": t},
+        )
+        session.execute(
+            text("UPDATE analytics_daily SET contacts = contacts + 5 WHERE tenant_id = :t"),
+            {"t": t},
+        )
+    run = _reconcile()
+    assert run["status"] == "succeeded"
+    assert run["corrections"] > 0
+    assert run["details"]["corrections"]["conversation_facts"] >= 2
+    wait_settled(ws)
+    # NOTE: today's contacts were knocked off too; today is not recounted, so put it back.
+    with session_scope() as session:
+        session.execute(
+            text(
+                "UPDATE analytics_daily SET contacts = contacts - 5 WHERE tenant_id = :t"
+                " AND day = (now() AT TIME ZONE 'Asia/Jakarta')::date"
+            ),
+            {"t": ws.tenant["id"]},
+        )
+    assert_figures_match(ws)
+    again = _reconcile()
+    assert again["status"] == "succeeded"
+    # the second run found nothing more to correct
+    assert again["details"]["corrections"].get("conversation_facts", 0) == 0
+
+
+def test_an_event_queued_or_applied_twice_counts_once(ws):
+    api = ApiChannel(ws)
+    api.inbound("once", "hi")
+    wait_settled(ws)
+    before = ws.call("GET", "/api/analytics/overview").json
+    with session_scope() as session:
+        event = session.scalars(
+            OutboxEvent.__table__.select()
+            .with_only_columns(OutboxEvent.id)
+            .where(
+                OutboxEvent.tenant_id == uuid.UUID(ws.tenant["id"]),
+                OutboxEvent.type == "message.created",
+            )
+        ).first()
+        row = session.get(OutboxEvent, event)
+        intake.target(session, row)  # dispatched again after it was counted
+        intake.target(session, row)
+    rollup.drain(uuid.UUID(ws.tenant["id"]))
+    rollup.drain(uuid.UUID(ws.tenant["id"]))
+    assert ws.call("GET", "/api/analytics/overview").json == before
+    assert before["messages_today"] == 1 and before["total_contacts"] == 1
+
+
+def test_reports_need_analytics_view_and_refuse_bad_periods(ws, other_workspace):
+    _, agent_token = ws.create_agent("agent")
+    _, supervisor_token = ws.create_agent("supervisor")
+    for path in ("overview", "trends", "agents", "channels", "csat"):
+        assert ws.call("GET", f"/api/analytics/{path}", token=agent_token).status_code == 403
+        assert ws.call("GET", f"/api/analytics/{path}", token=supervisor_token).status_code == 200
+    for path in ("trends", "csat"):
+        for period in ("1y", "", "7"):
+            resp = ws.call("GET", f"/api/analytics/{path}", params={"period": period})
+            assert resp.status_code == 422, resp.text
+            assert resp.json["error"]["details"][0]["field"] == "period"
+    ApiChannel(ws).inbound("mine", "hi")
+    wait_settled(ws)
+    assert ws.call("GET", "/api/analytics/overview").json["total_conversations"] == 1
+    theirs = other_workspace.call("GET", "/api/analytics/overview").json
+    assert theirs["total_conversations"] == 0 and theirs["total_contacts"] == 0
+
+
+def test_trends_are_zero_filled_local_days_and_csat_has_the_reference_shape(ws):
+    set_timezone(ws, "America/Los_Angeles")
+    trends = ws.call("GET", "/api/analytics/trends", params={"period": "30d"}).json
+    assert trends["period"] == "30d" and trends["days"] == 30
+    assert len(trends["conversation_trend"]) == 30 == len(trends["message_trend"])
+    local_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=-8))).date()
+    assert trends["message_trend"][-1]["date"] in (
+        local_today.isoformat(),
+        (local_today + dt.timedelta(days=1)).isoformat(),  # daylight saving time
+    )
+    assert all(entry["count"] == 0 for entry in trends["conversation_trend"])
+    default = ws.call("GET", "/api/analytics/trends").json
+    assert default["period"] == "7d" and len(default["conversation_trend"]) == 7
+    csat = ws.call("GET", "/api/analytics/csat").json
+    assert csat == {
+        "period": "30d",
+        "summary": {
+            "total_surveys": 0,
+            "rated_count": 0,
+            "average_rating": 0.0,
+            **{f"rating_{n}": 0 for n in range(1, 6)},
+        },
+        "agents": [],
+    }
+
+
+def test_csat_events_feed_the_csat_rollup(ws):
+    """CSAT is not built yet: its events, once emitted, are counted (survey sent, rating)."""
+    from shared.events import Actor, emit
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    agent = ws.admin["id"]
+    with session_scope() as session:
+        emit(
+            session, "csat.survey_sent", {"agent_id": agent}, tenant_id=tenant, actor=Actor.system()
+        )
+        emit(
+            session, "csat.survey_sent", {"agent_id": agent}, tenant_id=tenant, actor=Actor.system()
+        )
+        emit(
+            session,
+            "csat.submitted",
+            {"agent_id": agent, "rating": 4},
+            tenant_id=tenant,
+            actor=Actor.system(),
+        )
+    wait_settled(ws)
+    csat = ws.call("GET", "/api/analytics/csat", params={"period": "7d"}).json
+    assert csat["summary"]["total_surveys"] == 2
+    assert csat["summary"]["rated_count"] == 1 and csat["summary"]["rating_4"] == 1
+    assert csat["summary"]["average_rating"] == 4.0
+    assert csat["agents"] == [
+        {
+            "agent_id": agent,
+            "agent_name": ws.admin["full_name"],
+            "total_surveys": 2,
+            "rated_count": 1,
+            "average_rating": 4.0,
+        }
+    ]
+
+
+def test_the_sweeper_resends_the_rollup_of_events_whose_message_was_lost(ws):
+    from scheduler import jobs
+
+    tenant = ws.tenant["id"]
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
+                " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
+                " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
+            ),
+            {"t": tenant},
+        )
+    with session_scope() as session:
+        assert jobs.sweep_analytics(session) >= 1
+    wait_settled(ws)
+    channels = ws.call("GET", "/api/analytics/channels").json["channels"]
+    assert channels == [{"channel": "email", "contact_count": 1, "conversation_count": 0}]
+
+
+def test_a_day_with_an_event_still_waiting_is_not_recounted(ws):
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    backdate(ws, 1)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at)"
+                " VALUES (gen_random_uuid(), :t, 'message.created', '{}',"
+                " now() - interval '2 days')"
+            ),
+            {"t": tenant},
+        )
+    with session_scope() as session:
+        waiting = reconcile.reconcile_tenant(session, tenant, days=3)
+    # two days ago and yesterday wait for the event; three days ago is settled
+    assert waiting.days_checked == 1 and waiting.days_skipped == 2
+    rollup.drain(tenant)
+    with session_scope() as session:
+        settled = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert settled.days_checked == 3 and settled.corrections["daily_rows"] >= 1

@@ -1,0 +1,203 @@
+"""WhatsApp insights: Meta's analytics through the Graph client, cached, failures answered 502."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+
+import pytest
+
+from shared.channels import accounts
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.db import session_scope
+from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
+from tests.peers.graph import WabaAnalytics
+
+TOKEN = "waba-token-" + uuid.uuid4().hex[:8]
+DAY = 86_400
+
+
+@pytest.fixture(scope="module", autouse=True)
+def graph_settings(fake_graph_server):  # noqa: F811
+    """Point the Graph client at the fake for this module, as it was afterwards."""
+    from shared.channels.graph import reset_graph_client
+
+    saved = {k: os.environ.get(k) for k in ("META_GRAPH_BASE_URL", "META_GRAPH_VERSION")}
+    os.environ.update(META_GRAPH_BASE_URL=fake_graph_server.base_url, META_GRAPH_VERSION="v21.0")
+    get_settings.cache_clear()
+    reset_graph_client()
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+    reset_graph_client()
+
+
+def _unix(day: str) -> int:
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp())
+
+
+def whatsapp_account(ws, waba_id: str, *, default: bool = True) -> str:
+    with session_scope() as session:
+        account = accounts.create_account(
+            session,
+            Ctx.system(uuid.UUID(ws.tenant["id"])),
+            channel="whatsapp",
+            name="WhatsApp",
+            external_id=str(uuid.uuid4().int)[:15],
+            settings={"waba_id": waba_id},
+            credentials={"access_token": TOKEN, "app_secret": "s", "verify_token": "v"},
+            is_default=default,
+        )
+        return str(account.id)
+
+
+@pytest.fixture
+def waba(fake_graph, ws):  # noqa: F811
+    waba_id = str(uuid.uuid4().int)[:15]
+    whatsapp_account(ws, waba_id)
+    day1, day2, day3 = _unix("2026-11-01"), _unix("2026-11-02"), _unix("2026-11-03")
+    fake_graph.waba[waba_id] = WabaAnalytics(
+        messages=[
+            {"start": day1, "end": day2, "sent": 10, "delivered": 9},
+            {"start": day2, "end": day3, "sent": 4, "delivered": 4, "read": 3, "failed": 1},
+            {"start": day3, "end": day3 + DAY, "sent": 99, "delivered": 99},
+        ],
+        conversations=[
+            {
+                "start": day1,
+                "end": day2,
+                "conversation": 3,
+                "conversation_type": "REGULAR",
+                "conversation_direction": "USER_INITIATED",
+            },
+            {
+                "start": day1,
+                "end": day2,
+                "conversation": 2,
+                "conversation_type": "REGULAR",
+                "conversation_direction": "BUSINESS_INITIATED",
+            },
+        ],
+        templates=[{"id": str(1000 + n), "name": f"promo_{n:02d}"} for n in range(12)],
+        template_points=[
+            {
+                "template_id": "1000",
+                "start": day1,
+                "end": day2,
+                "sent": 5,
+                "delivered": 5,
+                "read": 2,
+                "clicked": [{"type": "quick_reply_button", "button_content": "Yes", "count": 2}],
+            },
+            {
+                "template_id": "1011",
+                "start": day2,
+                "end": day3,
+                "sent": 1,
+                "delivered": 1,
+                "read": 1,
+                "clicked": [],
+            },
+        ],
+    )
+    return fake_graph, waba_id
+
+
+RANGE = {"start": "2026-11-01", "end": "2026-11-02"}
+
+
+def test_messages_and_conversations_come_from_meta_with_the_account_token(ws, waba):
+    graph, waba_id = waba
+    resp = ws.call("GET", "/api/wa-insights/messages", params=RANGE)
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {
+        "data": [
+            {"date": "2026-11-01", "sent": 10, "delivered": 9, "read": 0, "failed": 0},
+            {"date": "2026-11-02", "sent": 4, "delivered": 4, "read": 3, "failed": 1},
+        ]
+    }
+    assert all(r.token == TOKEN for r in graph.gets(f"/v21.0/{waba_id}"))
+    conversations = ws.call("GET", "/api/wa-insights/conversations", params=RANGE).json["data"]
+    assert conversations == [
+        {
+            "date": "2026-11-01",
+            "conversation_type": "REGULAR",
+            "direction": "BUSINESS_INITIATED",
+            "count": 2,
+        },
+        {
+            "date": "2026-11-01",
+            "conversation_type": "REGULAR",
+            "direction": "USER_INITIATED",
+            "count": 3,
+        },
+    ]
+
+
+def test_templates_are_asked_ten_ids_at_a_time_and_summed(ws, waba):
+    graph, waba_id = waba
+    data = ws.call("GET", "/api/wa-insights/templates", params=RANGE).json["data"]
+    assert len(data) == 12
+    assert data[0] == {
+        "template_id": "1000",
+        "template_name": "promo_00",
+        "sent": 5,
+        "delivered": 5,
+        "read": 2,
+        "clicked": 2,
+    }
+    assert data[11]["template_id"] == "1011" and data[11]["sent"] == 1
+    assert len(graph.gets(f"/v21.0/{waba_id}/template_analytics")) == 2
+
+
+def test_answers_are_cached_per_account_and_range(ws, waba):
+    graph, waba_id = waba
+    for _ in range(3):
+        assert ws.call("GET", "/api/wa-insights/messages", params=RANGE).status_code == 200
+    assert len(graph.gets(f"/v21.0/{waba_id}")) == 1
+    other = {"start": "2026-11-01", "end": "2026-11-03"}
+    assert len(ws.call("GET", "/api/wa-insights/messages", params=other).json["data"]) == 3
+    assert len(graph.gets(f"/v21.0/{waba_id}")) == 2
+
+
+@pytest.mark.parametrize("failure", ["190", "500", "130429", ("raw", 502, b"<html>bad gateway")])
+def test_a_meta_failure_answers_502_naming_meta(ws, waba, failure):
+    graph, _ = waba
+    graph.script_analytics(failure)
+    resp = ws.call("GET", "/api/wa-insights/conversations", params=RANGE)
+    assert resp.status_code == 502, resp.text
+    assert resp.json["error"]["code"] == "meta_api_error"
+    assert "Meta" in resp.json["error"]["message"]
+    graph.script_analytics("ok")  # nothing was cached: the next call asks again
+    assert ws.call("GET", "/api/wa-insights/conversations", params=RANGE).status_code == 200
+
+
+def test_no_whatsapp_account_is_404_and_bad_ranges_are_422(ws, other_workspace, fake_graph):  # noqa: F811
+    resp = ws.call("GET", "/api/wa-insights/messages", params=RANGE)
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "integration_not_found"
+    whatsapp_account(ws, "123")
+    theirs = whatsapp_account(other_workspace, "456")
+    resp = ws.call(
+        "GET", "/api/wa-insights/messages", params=RANGE | {"integration_account_id": theirs}
+    )
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "integration_not_found"
+    for bad in (
+        {"start": "2026-11-05", "end": "2026-11-01"},
+        {"start": "2024-01-01", "end": "2026-01-01"},
+        {"start": "yesterday", "end": "2026-11-01"},
+        {"start": "2026-02-30", "end": "2026-03-01"},
+    ):
+        resp = ws.call("GET", "/api/wa-insights/templates", params=bad)
+        assert resp.status_code == 422, (bad, resp.text)
+    assert fake_graph.requests == []
+    _, agent_token = ws.create_agent("agent")
+    assert (
+        ws.call("GET", "/api/wa-insights/messages", params=RANGE, token=agent_token).status_code
+        == 403
+    )

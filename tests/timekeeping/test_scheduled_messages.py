@@ -1,0 +1,428 @@
+"""Scheduled messages: the API, the scheduler's claim, the worker's send, and their failures.
+
+Time is moved, never slept: ``claim_due(now=...)`` is handed the instant to act at, and
+the WhatsApp window is closed by moving the contact's last message back 25 hours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import event, func, select, text, update
+
+from shared.db import get_sessionmaker, session_scope
+from shared.models import Contact, Conversation, Message, OutboxEvent, ScheduledMessage
+from shared.timekeeping import scheduled_messages
+from tests.channels_api.conftest import ApiChannel
+from tests.inbox_conversations.conftest import add_conversation, tid
+from tests.inbox_messages.conftest import poll
+from tests.scheduler.conftest import schedulers  # noqa: F401
+from tests.scheduler.test_leader import led_by
+from tests.webhooks.conftest import path, receiver  # noqa: F401
+from workers import queues
+
+UTC = dt.UTC
+
+
+def base(conversation_id: str) -> str:
+    return f"/api/conversations/{conversation_id}/scheduled-messages"
+
+
+def in_an_hour() -> str:
+    return (dt.datetime.now(UTC) + dt.timedelta(hours=1)).isoformat()
+
+
+def row(scheduled_id) -> ScheduledMessage:
+    with session_scope() as session:
+        found = session.get(ScheduledMessage, uuid.UUID(str(scheduled_id)))
+        session.expunge(found)
+        return found
+
+
+def claim(now: dt.datetime | None = None, *of: object) -> int:
+    """One scheduler run at ``now``; how many of the rows ``of`` it handed out (other
+    tests' rows may be due at ``now`` too)."""
+    with session_scope() as session:
+        ids = scheduled_messages.claim_due(session, now=now)
+    return len({str(i) for i in ids} & {str(i) for i in of})
+
+
+def later(hours: float = 2) -> dt.datetime:
+    with session_scope() as session:
+        return session.scalar(select(func.now())) + dt.timedelta(hours=hours)
+
+
+@pytest.fixture
+def api(worker, workspace, receiver, path):  # noqa: F811
+    return ApiChannel(workspace, receiver.url(path))
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_schedule_list_and_cancel(workspace):
+    conversation = add_conversation(workspace, channel="api")
+    created = workspace.call(
+        "POST", base(conversation), json={"body": "Your order ships today", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    data = created.json
+    assert data["status"] == "pending" and data["timezone"] == "UTC"
+    assert data["author_id"] == workspace.admin["id"]
+    listed = workspace.call("GET", base(conversation))
+    assert [item["id"] for item in listed.json["items"]] == [data["id"]]
+    gone = workspace.call("DELETE", f"{base(conversation)}/{data['id']}")
+    assert gone.status_code == 204, gone.text
+    assert row(data["id"]).status == "cancelled"
+    # cancelling again changes nothing; the list filters by status
+    assert workspace.call("DELETE", f"{base(conversation)}/{data['id']}").status_code == 204
+    assert (
+        workspace.call("GET", base(conversation), params={"status": "pending"}).json["items"] == []
+    )
+    # a cancelled message is never claimed
+    assert claim(later(), data["id"]) == 0
+
+
+def test_a_local_run_at_uses_the_senders_or_the_tenants_timezone(workspace):
+    conversation = add_conversation(workspace, channel="api")
+    workspace.call("PUT", "/api/working-hours/timezone", json={"timezone": "Asia/Jakarta"})
+    next_year = dt.datetime.now(UTC).year + 1
+    tenant_local = workspace.call(
+        "POST", base(conversation), json={"body": "hi", "run_at": f"{next_year}-01-05T09:00:00"}
+    )
+    assert tenant_local.status_code == 201, tenant_local.text
+    assert tenant_local.json["run_at"].startswith(f"{next_year}-01-05T02:00:00")  # WIB = UTC+7
+    assert tenant_local.json["timezone"] == "Asia/Jakarta"
+    sender_local = workspace.call(
+        "POST",
+        base(conversation),
+        json={"body": "hi", "run_at": f"{next_year}-07-05T09:00:00", "timezone": "Europe/Berlin"},
+    )
+    assert sender_local.status_code == 201, sender_local.text
+    assert sender_local.json["run_at"].startswith(f"{next_year}-07-05T07:00:00")  # CEST
+    # 02:30 on the day Berlin springs forward never happens
+    skipped = workspace.call(
+        "POST",
+        base(conversation),
+        json={"body": "hi", "run_at": "2027-03-28T02:30:00", "timezone": "Europe/Berlin"},
+    )
+    assert skipped.status_code == 422, skipped.text
+    assert skipped.json["error"]["details"][0]["field"] == "run_at"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"body": "hi", "run_at": "2020-01-01T00:00:00Z"}, "run_at"),
+        ({"body": "hi", "run_at": "2999-01-01T00:00:00Z"}, "run_at"),
+        ({"body": "hi", "run_at": "tomorrow"}, "run_at"),
+        ({"body": "hi", "run_at": "2030-01-01T09:00:00", "timezone": "Mars/Base"}, "timezone"),
+        ({"run_at": "2030-01-01T09:00:00Z"}, None),
+        ({"body": "", "run_at": "2030-01-01T09:00:00Z"}, "body"),
+    ],
+)
+def test_bad_input_is_422_and_stores_nothing(workspace, body, field):
+    conversation = add_conversation(workspace, channel="api")
+    resp = workspace.call("POST", base(conversation), json=body)
+    assert resp.status_code == 422, resp.text
+    if field:
+        assert field in [d["field"] for d in resp.json["error"]["details"]], resp.json
+    assert workspace.call("GET", base(conversation)).json["items"] == []
+
+
+def test_resolved_and_foreign_conversations_are_refused(workspace, other_workspace):
+    resolved = add_conversation(workspace, channel="api", status="resolved")
+    resp = workspace.call("POST", base(resolved), json={"body": "hi", "run_at": in_an_hour()})
+    assert resp.status_code == 409, resp.text
+    theirs = add_conversation(other_workspace, channel="api")
+    for method, kwargs in (("POST", {"json": {"body": "hi", "run_at": in_an_hour()}}), ("GET", {})):
+        assert workspace.call(method, base(theirs), **kwargs).status_code == 404
+    mine = add_conversation(workspace, channel="api")
+    created = workspace.call("POST", base(mine), json={"body": "hi", "run_at": in_an_hour()}).json
+    assert other_workspace.call("DELETE", f"{base(mine)}/{created['id']}").status_code == 404
+    assert workspace.call("DELETE", f"{base(mine)}/{uuid.uuid4()}").status_code == 404
+
+
+def test_only_the_author_or_a_moderator_cancels(workspace):
+    conversation = add_conversation(workspace, channel="api")  # unassigned: all agents see it
+    _, author_token = workspace.create_agent("agent")
+    _, other_token = workspace.create_agent("agent")
+    created = workspace.call(
+        "POST", base(conversation), json={"body": "hi", "run_at": in_an_hour()}, token=author_token
+    )
+    assert created.status_code == 201, created.text
+    target = f"{base(conversation)}/{created.json['id']}"
+    refused = workspace.call("DELETE", target, token=other_token)
+    assert refused.status_code == 403, refused.text
+    assert row(created.json["id"]).status == "pending"
+    _, supervisor_token = workspace.create_agent("supervisor")
+    assert workspace.call("DELETE", target, token=supervisor_token).status_code == 204
+
+
+# --- the scheduler and the worker -----------------------------------------------------------
+
+
+def test_a_due_message_is_sent_once_through_the_normal_reply_path(api, receiver, path, broker):  # noqa: F811
+    inbound = api.inbound("Where is my parcel?")
+    conversation = inbound["conversation_id"]
+    created = api.ws.call(
+        "POST", base(conversation), json={"body": "It ships today", "run_at": in_an_hour()}
+    ).json
+    assert claim(None, created["id"]) == 0  # not due yet
+    assert claim(later(), created["id"]) == 1
+    broker.join(queues.CHANNELS)
+    sent = row(created["id"])
+    assert sent.status == "sent" and sent.message_id is not None
+    message = poll(
+        lambda: [r for r in receiver.at(path) if b"It ships today" in r.body],
+        "the callback received the scheduled reply",
+    )
+    assert len(message) == 1
+    with session_scope() as session:
+        stored = session.get(Message, sent.message_id)
+        assert (stored.direction, stored.sender_type) == ("outbound", "user")
+        assert str(stored.sender_id) == api.ws.admin["id"]
+        events = session.scalars(
+            select(OutboxEvent.type).where(
+                OutboxEvent.tenant_id == tid(api.ws),
+                OutboxEvent.data["id"].astext == str(sent.message_id),
+            )
+        ).all()
+    assert events.count("message.created") == 1
+    # the scheduler again (a second scheduler, a re-drive): nothing more is sent
+    assert claim(later(3), created["id"]) == 0
+    cancel = api.ws.call("DELETE", f"{base(conversation)}/{created['id']}")
+    assert cancel.status_code == 409, cancel.text
+
+
+def test_a_closed_whatsapp_window_fails_it_visibly_and_emits_an_event(workspace, worker, broker):
+    conversation = add_conversation(workspace, channel="whatsapp")
+    with session_scope() as session:
+        contact_id = session.scalar(
+            select(Conversation.contact_id).where(Conversation.id == uuid.UUID(conversation))
+        )
+        session.execute(
+            update(Contact).where(Contact.id == contact_id).values(last_inbound_at=func.now())
+        )
+    created = workspace.call(
+        "POST", base(conversation), json={"body": "Following up", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    # 25 hours pass without a word from the customer: the window closed
+    with session_scope() as session:
+        session.execute(
+            update(Contact)
+            .where(Contact.id == contact_id)
+            .values(last_inbound_at=func.now() - dt.timedelta(hours=25))
+        )
+    assert claim(later(), created.json["id"]) == 1
+    broker.join(queues.CHANNELS)
+    failed = row(created.json["id"])
+    assert (failed.status, failed.error_code) == ("failed", "window_closed")
+    assert "24-hour window" in failed.error_message
+    assert failed.message_id is None
+    listed = workspace.call("GET", base(conversation)).json["items"][0]
+    assert listed["status"] == "failed" and listed["error_code"] == "window_closed"
+    with session_scope() as session:
+        emitted = session.scalars(
+            select(OutboxEvent).where(
+                OutboxEvent.tenant_id == tid(workspace),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+        ).all()
+        assert [e.data["id"] for e in emitted] == [created.json["id"]]
+        assert emitted[0].data["conversation_id"] == conversation
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.conversation_id == uuid.UUID(conversation))
+            )
+            == 0
+        )
+
+
+def test_a_conversation_resolved_meanwhile_fails_it_with_the_reason(workspace, worker, broker):
+    conversation = add_conversation(workspace, channel="api")
+    created = workspace.call(
+        "POST", base(conversation), json={"body": "hi", "run_at": in_an_hour()}
+    )
+    workspace.call(
+        "PATCH", f"/api/conversations/{conversation}/status", json={"status": "resolved"}
+    )
+    with session_scope() as session:
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conversation))
+            .values(status="resolved", resolved_at=func.now())
+        )
+    claim(later())
+    broker.join(queues.CHANNELS)
+    assert row(created.json["id"]).error_code == "conversation_resolved"
+
+
+# --- two schedulers, a leader killed mid-run ------------------------------------------------
+
+
+def due_rows(workspace, count: int) -> tuple[str, list[uuid.UUID]]:
+    """``count`` pending rows already due (inserted as if scheduled earlier)."""
+    conversation = add_conversation(workspace, channel="api")
+    ids = [uuid.uuid4() for _ in range(count)]
+    with session_scope() as session:
+        now = session.scalar(select(func.now()))
+        for n, scheduled_id in enumerate(ids):
+            session.add(
+                ScheduledMessage(
+                    id=scheduled_id,
+                    tenant_id=tid(workspace),
+                    conversation_id=uuid.UUID(conversation),
+                    author_id=uuid.UUID(workspace.admin["id"]),
+                    body=f"due {n}",
+                    run_at=now - dt.timedelta(seconds=1),
+                    due_at=now - dt.timedelta(seconds=1),
+                    timezone="UTC",
+                )
+            )
+    return conversation, ids
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ids: list[uuid.UUID] = []
+
+    def __call__(self, ids) -> None:
+        self.ids.extend(ids)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Record what the scheduler hands out instead of sending it."""
+    recorder = Recorder()
+    monkeypatch.setattr(scheduled_messages.QUEUE, "enqueuer", recorder)
+    return recorder
+
+
+def test_two_schedulers_at_once_split_the_due_rows(workspace, recorded):
+    """While scheduler A holds its claim (paused just before commit), B takes the others."""
+    claim(None)  # other tests' rows due now are out of the way (recorded, not sent)
+    recorded.ids.clear()
+    _, ids = due_rows(workspace, 10)
+    a_holds, b_done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    a_ids: list[uuid.UUID] = []
+
+    def scheduler_a() -> None:
+        session = get_sessionmaker()()
+
+        @event.listens_for(session, "before_commit", once=True)
+        def pause(_session):
+            a_holds.set()
+            b_done.wait(10)
+
+        try:
+            a_ids.extend(scheduled_messages.claim_due(session, batch=6))
+            session.commit()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            a_holds.set()
+            session.close()
+
+    thread = threading.Thread(target=scheduler_a)
+    thread.start()
+    try:
+        assert a_holds.wait(10)
+        with session_scope() as session:
+            session.execute(text("SET LOCAL lock_timeout = '3s'"))
+            b_ids = scheduled_messages.claim_due(session)
+    finally:
+        b_done.set()
+        thread.join(10)
+    assert not errors
+    assert not errors, errors
+    assert len(a_ids) == 6 and len(b_ids) == 4
+    assert sorted(a_ids + b_ids) == sorted(ids)  # each exactly once, between the two
+    assert sorted(recorded.ids) == sorted(ids)
+    assert claim(None, *ids) == 0
+
+
+def test_a_leader_killed_mid_run_skips_nothing_and_sends_nothing_twice(
+    workspace, recorded, worker, broker
+):
+    conversation, ids = due_rows(workspace, 5)
+    # killed before its commit: the claim rolls back, every row is still due
+    session = get_sessionmaker()()
+    assert set(ids) <= set(scheduled_messages.claim_due(session))
+    session.rollback()
+    session.close()
+    assert recorded.ids == []
+    # killed after its commit, before the hand-off reached the broker
+    scheduled_messages.QUEUE.enqueuer = None
+    assert claim(None, *ids) == 5
+    assert claim(None, *ids) == 0  # handed out: not due again until the re-drive delay
+    # the next leader, once the re-drive delay passed, hands them out again
+    scheduled_messages.QUEUE.enqueuer = recorded
+    assert claim(later(hours=0.1), *ids) == 5
+    assert set(ids) <= set(recorded.ids)
+    # and the same ids delivered twice (a duplicate job) create one message each
+    from workers.actors.timed import send_scheduled_messages
+
+    for _ in range(2):
+        send_scheduled_messages.send([str(i) for i in ids])
+    broker.join(queues.CHANNELS)
+    with session_scope() as session:
+        bodies = session.scalars(
+            select(Message.body).where(Message.conversation_id == uuid.UUID(conversation))
+        ).all()
+    assert sorted(bodies) == sorted(f"due {n}" for n in range(5))
+    assert {row(i).status for i in ids} == {"sent"}
+
+
+def test_a_row_that_never_completes_fails_after_the_last_hand_off(workspace, recorded):
+    _, [scheduled_id] = due_rows(workspace, 1)
+    with session_scope() as session:
+        session.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == scheduled_id)
+            .values(attempts=scheduled_messages.MAX_ATTEMPTS)
+        )
+    assert claim(None, scheduled_id) == 0
+    gave_up = row(scheduled_id)
+    assert (gave_up.status, gave_up.error_code) == ("failed", "gave_up")
+
+
+def test_real_schedulers_a_killed_leader_and_every_due_message_sent_once(
+    workspace,
+    schedulers,  # noqa: F811
+    worker,
+    broker,
+):
+    """Two ``python -m scheduler`` processes; the leader is SIGKILLed; the standby's
+    ``send_due_scheduled_messages`` (every 30 s) sends every due message exactly once."""
+    conversation, ids = due_rows(workspace, 30)
+    first = schedulers.start("first")
+    schedulers.wait_for(led_by(first.pid), "the first scheduler leads", timeout=30)
+    second = schedulers.start("second")
+    schedulers.wait_for(lambda: "STANDBY" in second.log(), "the second stands by", timeout=30)
+    first.send(signal.SIGKILL)
+    schedulers.wait_for(led_by(second.pid), "the standby takes over", timeout=30)
+
+    def all_sent():
+        with session_scope() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(ScheduledMessage)
+                .where(ScheduledMessage.id.in_(ids), ScheduledMessage.status == "sent")
+            ) == len(ids)
+
+    schedulers.wait_for(all_sent, "every due message sent", timeout=120)
+    broker.join(queues.CHANNELS)
+    with session_scope() as session:
+        bodies = session.scalars(
+            select(Message.body).where(Message.conversation_id == uuid.UUID(conversation))
+        ).all()
+    assert sorted(bodies) == sorted(f"due {n}" for n in range(30))

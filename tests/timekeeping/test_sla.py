@@ -1,0 +1,387 @@
+"""SLA: policies over HTTP, clocks attached on open, breaches recorded once by check_sla.
+
+Time is moved, not slept: ``check_due(now=...)`` judges at a chosen instant, and clocks
+are moved by editing their rows (as the inbox tests move snoozes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import func, select, update
+
+from shared.db import session_scope
+from shared.models import ConversationSla, OutboxEvent, SlaBreach
+from shared.timekeeping import sla
+from tests.channels_api.conftest import ApiChannel
+from tests.inbox_conversations.conftest import add_division, tid
+from tests.webhooks.conftest import path, receiver  # noqa: F401
+
+UTC = dt.UTC
+POLICIES = "/api/sla-policies"
+
+
+@pytest.fixture
+def api(worker, workspace, receiver, path):  # noqa: F811
+    return ApiChannel(workspace, receiver.url(path))
+
+
+def policy(ws, **fields) -> dict:
+    body = {"name": f"Policy {uuid.uuid4().hex[:6]}", "first_response_minutes": 30} | fields
+    resp = ws.call("POST", POLICIES, json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json
+
+
+def clock(conversation_id) -> ConversationSla | None:
+    with session_scope() as session:
+        found = session.get(ConversationSla, uuid.UUID(str(conversation_id)))
+        if found is not None:
+            session.expunge(found)
+        return found
+
+
+def move_clock(conversation_id, **values) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(ConversationSla)
+            .where(ConversationSla.conversation_id == uuid.UUID(str(conversation_id)))
+            .values(**values)
+        )
+
+
+def check(at: dt.datetime, *conversations: str) -> int:
+    """One check_sla run at ``at``; the breaches it recorded for ``conversations`` (other
+    tests' clocks may be due at ``at`` too)."""
+    with session_scope() as session:
+        sla.check_due(session, now=at)
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(SlaBreach)
+            .where(
+                SlaBreach.breached_at == at,
+                SlaBreach.conversation_id.in_([uuid.UUID(str(c)) for c in conversations]),
+            )
+        )
+
+
+def breaches_of(conversation_id) -> list[SlaBreach]:
+    with session_scope() as session:
+        rows = session.scalars(
+            select(SlaBreach)
+            .where(SlaBreach.conversation_id == uuid.UUID(str(conversation_id)))
+            .order_by(SlaBreach.breached_at, SlaBreach.kind)
+        ).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def breach_events(ws) -> list[dict]:
+    with session_scope() as session:
+        return [
+            e.data
+            for e in session.scalars(
+                select(OutboxEvent).where(
+                    OutboxEvent.tenant_id == tid(ws), OutboxEvent.type == "sla.breached"
+                )
+            )
+        ]
+
+
+def db_now() -> dt.datetime:
+    with session_scope() as session:
+        return session.scalar(select(func.now()))
+
+
+# --- policies over HTTP -----------------------------------------------------------------
+
+
+def test_policy_crud(workspace):
+    division = add_division(workspace, "VIP desk")
+    created = policy(
+        workspace,
+        name="VIP",
+        priority=1,
+        channels=["api", "whatsapp"],
+        division_ids=[division],
+        tags=["VIP"],
+        resolution_minutes=480,
+        business_hours_only=True,
+    )
+    assert created["tags"] == ["vip"] and created["version"] == 1
+    listed = workspace.call("GET", POLICIES).json["items"]
+    assert [p["id"] for p in listed] == [created["id"]]
+    patched = workspace.call(
+        "PATCH", f"{POLICIES}/{created['id']}", json={"first_response_minutes": 15}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json["first_response_minutes"] == 15 and patched.json["version"] == 2
+    renamed = workspace.call("PATCH", f"{POLICIES}/{created['id']}", json={"priority": 3})
+    assert renamed.json["version"] == 2  # no clock field changed
+    cleared = workspace.call(
+        "PATCH", f"{POLICIES}/{created['id']}", json={"first_response_minutes": None}
+    )
+    assert cleared.status_code == 200 and cleared.json["first_response_minutes"] is None
+    breaches = workspace.call("GET", f"{POLICIES}/{created['id']}/breaches")
+    assert breaches.status_code == 200 and breaches.json["items"] == []
+    assert workspace.call("DELETE", f"{POLICIES}/{created['id']}").status_code == 204
+    assert workspace.call("GET", POLICIES).json["items"] == []
+    assert workspace.call("DELETE", f"{POLICIES}/{created['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"name": "x", "first_response_minutes": 0}, 422, "first_response_minutes"),
+        ({"name": "x", "resolution_minutes": 525_601}, 422, "resolution_minutes"),
+        ({"name": "x"}, 422, "first_response_minutes"),
+        ({"name": "x", "first_response_minutes": 5, "channels": ["fax"]}, 422, "channels[0]"),
+        (
+            {"name": "x", "first_response_minutes": 5, "division_ids": [str(uuid.uuid4())]},
+            422,
+            "division_ids",
+        ),
+        ({"name": "", "first_response_minutes": 5}, 422, "name"),
+        ({"name": "x", "first_response_minutes": 5, "priority": -1}, 422, "priority"),
+    ],
+)
+def test_bad_policies_are_refused_and_nothing_is_stored(workspace, body, status, field):
+    resp = workspace.call("POST", POLICIES, json=body)
+    assert resp.status_code == status, resp.text
+    assert field in [d.get("field") for d in resp.json["error"]["details"]], resp.json
+    assert workspace.call("GET", POLICIES).json["items"] == []
+
+
+def test_policy_permissions_names_and_tenants(workspace, other_workspace):
+    created = policy(workspace, name="Standard")
+    assert (
+        workspace.call(
+            "POST", POLICIES, json={"name": "Standard", "first_response_minutes": 5}
+        ).status_code
+        == 409
+    )
+    # a division of another tenant is unknown here
+    theirs = add_division(other_workspace, "Theirs")
+    resp = workspace.call(
+        "POST", POLICIES, json={"name": "D", "first_response_minutes": 5, "division_ids": [theirs]}
+    )
+    assert resp.status_code == 422
+    _, agent = workspace.create_agent("agent")
+    _, supervisor = workspace.create_agent("supervisor")
+    assert workspace.call("GET", POLICIES, token=agent).status_code == 403
+    assert workspace.call("GET", POLICIES, token=supervisor).status_code == 200
+    body = {"name": "S", "first_response_minutes": 5}
+    assert workspace.call("POST", POLICIES, json=body, token=supervisor).status_code == 403
+    target = f"{POLICIES}/{created['id']}"
+    for method, kwargs in (("PATCH", {"json": {"priority": 2}}), ("DELETE", {})):
+        assert workspace.call(method, target, token=supervisor, **kwargs).status_code == 403
+        assert other_workspace.call(method, target, **kwargs).status_code == 404
+    assert other_workspace.call("GET", f"{target}/breaches").status_code == 404
+
+
+# --- clocks --------------------------------------------------------------------------------
+
+
+def test_the_first_matching_policy_is_attached_when_a_conversation_opens(api):
+    ws = api.ws
+    policy(ws, name="Email only", priority=0, channels=["email"], first_response_minutes=5)
+    policy(ws, name="VIP", priority=1, tags=["vip"], first_response_minutes=10)
+    chosen = policy(
+        ws,
+        name="API",
+        priority=2,
+        channels=["api"],
+        first_response_minutes=None,
+        resolution_minutes=60,
+    )
+    policy(ws, name="Fallback", priority=3, first_response_minutes=120)
+    conversation = api.inbound("Hello")["conversation_id"]
+    status = ws.call("GET", f"/api/conversations/{conversation}/sla")
+    assert status.status_code == 200, status.text
+    body = status.json
+    assert body["policy"]["id"] == chosen["id"]
+    [target] = body["targets"]
+    assert target["kind"] == "resolution" and target["status"] == "pending"
+    started = dt.datetime.fromisoformat(body["started_at"])
+    assert dt.datetime.fromisoformat(target["due_at"]) == started + dt.timedelta(minutes=60)
+
+
+def test_no_policy_no_clock(api, other_workspace):
+    conversation = api.inbound("Hello")["conversation_id"]
+    body = api.ws.call("GET", f"/api/conversations/{conversation}/sla").json
+    assert body == {
+        "policy": None,
+        "started_at": None,
+        "paused_at": None,
+        "targets": [],
+        "breaches": [],
+    }
+    assert other_workspace.call("GET", f"/api/conversations/{conversation}/sla").status_code == 404
+
+
+def test_first_response_met_resolution_breached_once_with_the_event(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=30, resolution_minutes=120)
+    conversation = api.inbound("Help")["conversation_id"]
+    api.reply(conversation, "Looking into it")
+    started = clock(conversation).started_at
+    assert (
+        check(started + dt.timedelta(minutes=60), conversation) == 0
+    )  # first response met in time
+    assert check(started + dt.timedelta(minutes=121), conversation) == 1
+    assert check(started + dt.timedelta(minutes=200), conversation) == 0  # recorded once
+    [breach] = breaches_of(conversation)
+    assert breach.kind == "resolution"
+    assert breach.due_at == started + dt.timedelta(minutes=120)
+    [data] = breach_events(ws)
+    assert data["kind"] == "resolution" and data["conversation_id"] == conversation
+    status = ws.call("GET", f"/api/conversations/{conversation}/sla").json
+    targets = {t["kind"]: t for t in status["targets"]}
+    assert targets["first_response"]["status"] == "met"
+    assert targets["first_response"]["met_at"] is not None
+    assert targets["resolution"]["status"] == "breached"
+    assert len(status["breaches"]) == 1
+    listed = ws.call("GET", f"{POLICIES}/{chosen['id']}/breaches").json["items"]
+    assert [b["id"] for b in listed] == [str(breach.id)]
+
+
+def test_first_response_breach_then_next_response_cycle(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=10, next_response_minutes=20)
+    conversation = api.inbound("Anyone?")["conversation_id"]
+    started = clock(conversation).started_at
+    assert check(started + dt.timedelta(minutes=11), conversation) == 1
+    assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
+    api.reply(conversation, "Sorry for the wait")
+    api.inbound("Thanks, one more thing")
+    running = clock(conversation)
+    assert running.next_response_started_at is not None
+    assert running.next_response_due_at == running.next_response_started_at + dt.timedelta(
+        minutes=20
+    )
+    assert check(running.next_response_due_at + dt.timedelta(seconds=1), conversation) == 1
+    assert [b.kind for b in breaches_of(conversation)] == ["first_response", "next_response"]
+    assert {e["kind"] for e in breach_events(ws)} == {"first_response", "next_response"}
+    # answered: the cycle ends; the customer's next message starts a new one
+    api.reply(conversation, "Done")
+    assert clock(conversation).next_response_met_at is not None
+    assert clock(conversation).next_check_at is None
+
+
+def test_pending_pauses_the_clock_and_resuming_pushes_the_due_time(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=30, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    due = clock(conversation).first_response_due_at
+    resp = ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    assert resp.status_code == 200, resp.text
+    paused = clock(conversation)
+    assert paused.paused_at is not None and paused.next_check_at is None
+    assert check(due + dt.timedelta(hours=5), conversation) == 0
+    assert (
+        ws.call("GET", f"/api/conversations/{conversation}/sla").json["targets"][0]["status"]
+        == "paused"
+    )
+    # two hours pass while pending
+    move_clock(conversation, paused_at=ConversationSla.paused_at - dt.timedelta(hours=2))
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "open"})
+    resumed = clock(conversation)
+    assert resumed.paused_at is None
+    assert abs(resumed.paused_seconds - 7200) < 5
+    assert abs((resumed.first_response_due_at - due).total_seconds() - 7200) < 5
+    assert resumed.next_check_at == resumed.first_response_due_at
+
+
+def test_a_policy_without_pause_keeps_counting_while_pending(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=30, pause_on_pending=False)
+    conversation = api.inbound("Hi")["conversation_id"]
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    running = clock(conversation)
+    assert running.paused_at is None
+    assert check(running.first_response_due_at + dt.timedelta(seconds=1), conversation) == 1
+    assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
+
+
+def test_business_hours_only_counts_working_time_and_skips_a_holiday(api):
+    ws = api.ws
+    office = {
+        "days": [
+            {"weekday": d, "intervals": [{"start": "09:00", "end": "17:00"}]} for d in range(5)
+        ],
+        "holidays": [{"date": "2026-03-09", "name": "Founders' day"}],
+    }
+    assert ws.call("PUT", "/api/working-hours", json=office).status_code == 200
+    policy(ws, first_response_minutes=30, business_hours_only=True)
+    conversation = api.inbound("Friday evening question")["conversation_id"]
+    friday_1650 = dt.datetime(2026, 3, 6, 16, 50, tzinfo=UTC)
+    # the conversation opened Friday 16:50 (moved); the version mismatch makes check_sla
+    # recompute, as after a policy change
+    move_clock(conversation, started_at=friday_1650, policy_version=0, next_check_at=friday_1650)
+    assert check(dt.datetime(2026, 3, 6, 17, 30, tzinfo=UTC), conversation) == 0
+    # Monday is a holiday: 10 minutes Friday + 20 minutes Tuesday -> Tuesday 09:20
+    assert clock(conversation).first_response_due_at == dt.datetime(2026, 3, 10, 9, 20, tzinfo=UTC)
+    assert check(dt.datetime(2026, 3, 10, 9, 19, tzinfo=UTC), conversation) == 0
+    assert check(dt.datetime(2026, 3, 10, 9, 21, tzinfo=UTC), conversation) == 1
+
+
+def test_a_changed_policy_reaches_open_conversations_on_the_next_check(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=60)
+    conversation = api.inbound("Hi")["conversation_id"]
+    started = clock(conversation).started_at
+    ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"first_response_minutes": 5})
+    assert check(started + dt.timedelta(minutes=6), conversation) == 1
+    assert breaches_of(conversation)[0].due_at == started + dt.timedelta(minutes=5)
+
+
+def test_a_deleted_policy_stops_its_clocks(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=5)
+    conversation = api.inbound("Hi")["conversation_id"]
+    ws.call("DELETE", f"{POLICIES}/{chosen['id']}")
+    assert clock(conversation).next_check_at is None
+    assert check(db_now() + dt.timedelta(hours=1), conversation) == 0
+    assert breaches_of(conversation) == []
+
+
+def test_resolving_meets_resolution_and_reopening_starts_a_fresh_clock(api):
+    ws = api.ws
+    policy(ws, resolution_minutes=60)
+    conversation = api.inbound("Hi")["conversation_id"]
+    first = clock(conversation)
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "resolved"})
+    done = clock(conversation)
+    assert done.resolution_met_at is not None and done.next_check_at is None
+    assert check(first.resolution_due_at + dt.timedelta(minutes=1), conversation) == 0
+    assert breaches_of(conversation) == []
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "open"})
+    again = clock(conversation)
+    assert again.resolution_met_at is None and again.started_at > first.started_at
+
+
+def test_two_checks_at_once_record_each_breach_once(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=1)
+    conversations = [api.inbound("Hi", source_id=f"c{n}")["conversation_id"] for n in range(6)]
+    later = db_now() + dt.timedelta(minutes=5)
+    counts: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def run():
+        barrier.wait()
+        counts.append(check(later))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for conversation in conversations:
+        assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
+    mine = [e for e in breach_events(ws) if e["conversation_id"] in conversations]
+    assert len(mine) == 6

@@ -1,0 +1,77 @@
+"""Knowledge jobs on the ``knowledge`` queue: ``ingest_knowledge_source`` and ``embed_items``.
+
+Importing this module installs the after-commit enqueuers (in the worker, the API and
+the scheduler's sweep). Both actors take row ids and re-read the rows, so a redelivered
+message is harmless: ingestion claims the source (a duplicate claims nothing) and
+embeddings are recomputed to the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+import dramatiq
+
+from shared.ai.knowledge import embedding, ingestion, queue
+from shared.config import get_settings
+from shared.db import session_scope
+from workers import queues
+from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
+
+log = logging.getLogger(__name__)
+
+_settings = get_settings()
+
+#: Items per ``embed_items`` message (one provider call per 64 of them).
+EMBED_BATCH = 256
+
+
+@dramatiq.actor(
+    queue_name=queues.KNOWLEDGE,
+    # NOTE: the source counts its own attempts and turns failed after
+    # KNOWLEDGE_MAX_ATTEMPTS; Dramatiq's retries (with backoff) re-run transient failures.
+    max_retries=10,
+    min_backoff=_settings.knowledge_retry_min_backoff_ms,
+    max_backoff=_settings.knowledge_retry_max_backoff_ms,
+    # Shorter than queue.PROCESSING_LEASE_SECONDS, so a live claim is never taken over.
+    time_limit=10 * 60_000,
+)
+def ingest_knowledge_source(source_id: str) -> None:
+    """Chunk one source (``pending`` -> ``processing`` -> ``ready`` | ``failed``)."""
+    outcome = ingestion.ingest(uuid.UUID(source_id))
+    log.debug("knowledge source %s: %s", source_id, outcome)
+
+
+@dramatiq.actor(
+    queue_name=queues.KNOWLEDGE,
+    max_retries=5,
+    min_backoff=2_000,
+    max_backoff=120_000,
+    time_limit=5 * 60_000,
+)
+def embed_items(kind: str, item_ids: list[str]) -> None:
+    """Store the provider's embeddings of chunks, QnA pairs or products (``kind``)."""
+    with session_scope() as session:
+        done = embedding.embed_items(session, kind, [uuid.UUID(i) for i in item_ids])
+    log.debug("embedded %d %s item(s)", done, kind)
+
+
+def enqueue_ingestion(ids: Sequence[uuid.UUID]) -> None:
+    for source_id in ids:
+        ingest_knowledge_source.send(str(source_id))
+
+
+def enqueue_embeddings(items: Sequence[tuple[str, uuid.UUID]]) -> None:
+    by_kind: defaultdict[str, list[str]] = defaultdict(list)
+    for kind, item_id in items:
+        by_kind[kind].append(str(item_id))
+    for kind, ids in by_kind.items():
+        for start in range(0, len(ids), EMBED_BATCH):
+            embed_items.send(kind, ids[start : start + EMBED_BATCH])
+
+
+queue.INGEST.set_enqueuer(enqueue_ingestion)
+queue.EMBED.set_enqueuer(enqueue_embeddings)
