@@ -38,7 +38,7 @@ from sqlalchemy import and_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from shared.ai import handoff, providers, replies, usage
+from shared.ai import embedder, handoff, providers, replies, usage
 from shared.ai.prompt import AgentVoice, Turn, build, leaks, turn_text
 from shared.ai.providers import loop
 from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
@@ -145,7 +145,8 @@ def knowledge_for(session: Session, agent: AiAgent, questions: Sequence[str]) ->
         if question in tried or not question.strip():
             continue
         tried.add(question)
-        hits = retrieve(session, agent.tenant_id, agent.id, question)
+        vector = embedder.question_vector(agent, question)
+        hits = retrieve(session, agent.tenant_id, agent.id, question, query_embedding=vector)
         if hits:
             return hits
     return []

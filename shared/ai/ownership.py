@@ -16,19 +16,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from shared.ai.matching import contains_phrase, first_match, fold
-from shared.models import Conversation, Tenant
+from shared.models import Conversation
 from shared.models.ai import AiAgent, AiAgentAssignment, AiOrchestrationRule
-from shared.models.automation import WorkingHours
-from shared.working_hours import is_open
+from shared.timekeeping import schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,42 +81,12 @@ def _assignments(session: Session, conversation: Conversation) -> list[Any]:
     return list(rows)
 
 
-def _schedule_of(tenant_id: uuid.UUID, division_id: uuid.UUID | None) -> Any:
-    which = WorkingHours.division_id.is_(None)
-    if division_id is not None:
-        which = or_(which, WorkingHours.division_id == division_id)
-    return (
-        select(WorkingHours.schedule)
-        .where(WorkingHours.tenant_id == tenant_id, which)
-        .order_by(WorkingHours.division_id.is_(None))  # the division's override first
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def inside_working_hours(
-    session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None
-) -> bool:
-    """Whether the tenant (or the division's override) is open now, by the database clock."""
-    row = session.execute(
-        select(
-            select(Tenant.timezone).where(Tenant.id == tenant_id).scalar_subquery(),
-            func.now(),
-            _schedule_of(tenant_id, division_id),
-        )
-    ).one()
-    timezone, now, schedule = row
-    if schedule is None:
-        return True
-    return is_open(schedule, timezone or "UTC", now.astimezone(dt.UTC))
-
-
 def _on_duty(session: Session, tenant_id: uuid.UUID, rows: list[Any]) -> Any | None:
     """The first assignment whose mode lets it answer now."""
     for row in rows:
         if row.mode == "always":
             return row
-        if not inside_working_hours(session, tenant_id, row.division_id):
+        if not schedules.is_open_now(session, tenant_id, row.division_id):
             return row
     return None
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import dramatiq
 
+from shared.ai import embedder, products  # noqa: F401  (embedder installs the provider bridge)
 from shared.ai.knowledge import embedding, ingestion, queue
 from shared.config import get_settings
 from shared.db import session_scope
@@ -73,5 +74,10 @@ def enqueue_embeddings(items: Sequence[tuple[str, uuid.UUID]]) -> None:
             embed_items.send(kind, ids[start : start + EMBED_BATCH])
 
 
+def enqueue_product_embeddings(ids: Sequence[uuid.UUID]) -> None:
+    enqueue_embeddings([("product", product_id) for product_id in ids])
+
+
 queue.INGEST.set_enqueuer(enqueue_ingestion)
 queue.EMBED.set_enqueuer(enqueue_embeddings)
+products.EMBED_QUEUE.set_enqueuer(enqueue_product_embeddings)

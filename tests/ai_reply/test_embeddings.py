@@ -1,0 +1,69 @@
+"""Embeddings through the agent's provider: knowledge is embedded, questions ranked by vector."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import KnowledgeChunk
+from tests.ai_reply.conftest import poll
+
+RETURNS = "Returns are accepted within 30 days of delivery, in the original packaging."
+
+
+def _embedded_chunks(agent_id) -> int:
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(KnowledgeChunk)
+            .where(KnowledgeChunk.ai_agent_id == agent_id, KnowledgeChunk.embedding.is_not(None))
+        )
+
+
+def _embedding_calls(fake_llm) -> list:
+    with fake_llm.lock:
+        return [r for r in fake_llm.requests if r.path.endswith("/embeddings")]
+
+
+def test_knowledge_and_questions_are_embedded_by_the_agents_provider(world, fake_llm):
+    agent = world.agent(provider="openai", embedding_model="fake-embed", faq=())
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+
+    poll(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
+    [ingested] = _embedding_calls(fake_llm)
+    assert ingested.body["model"] == "fake-embed"
+    assert any("30 days" in text for text in ingested.body["input"])
+
+    fake_llm.answer = "Within 30 days."
+    asked = world.ws.call(
+        "POST", f"/api/ai-agents/{agent.id}/test", json={"message": "Can I send it back?"}
+    )
+    assert asked.status_code == 200, asked.text
+    # The question itself went to the embeddings endpoint, so ranking could use its vector.
+    assert ["Can I send it back?"] in [r.body["input"] for r in _embedding_calls(fake_llm)[1:]]
+
+
+def test_an_offline_agent_never_calls_for_embeddings(world, fake_llm):
+    agent = world.agent(embedding_model="fake-embed", faq=())
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+    poll(
+        lambda: (
+            world.ws.call("GET", f"/api/ai-agents/{agent.id}/knowledge-sources").json["items"][0][
+                "status"
+            ]
+            == "ready"
+        ),
+        "the source ingested",
+    )
+    assert _embedding_calls(fake_llm) == []
+    assert _embedded_chunks(agent.id) == 0
