@@ -15,6 +15,10 @@ from scheduler.leader import Leadership, LeadershipLost
 from shared.db import session_scope
 from tests.scheduler.conftest import heartbeat, lock_holders, terminate_lock_backends, wait_until
 
+#: Seconds a scheduler process may take to start (import the app, connect): generous, since
+#: the suite runs one process per core; the takeover waits below measure behaviour instead.
+STARTUP = 45
+
 
 def led_by(pid: int, *, after=None):
     """A predicate: the heartbeat names ``pid`` (and beat after ``after``, if given)."""
@@ -30,9 +34,13 @@ def led_by(pid: int, *, after=None):
 
 def test_one_leader_a_killed_leader_is_replaced_and_sigterm_exits_cleanly(schedulers):
     first = schedulers.start("first")
-    first_beat = schedulers.wait_for(led_by(first.pid), "the first scheduler leads", timeout=15)
+    first_beat = schedulers.wait_for(
+        led_by(first.pid), "the first scheduler leads", timeout=STARTUP
+    )
     second = schedulers.start("second")
-    schedulers.wait_for(lambda: "STANDBY" in second.log(), "the second one stands by", timeout=15)
+    schedulers.wait_for(
+        lambda: "STANDBY" in second.log(), "the second one stands by", timeout=STARTUP
+    )
     assert len(lock_holders()) == 1
     assert heartbeat().pid == first.pid
 
@@ -54,9 +62,11 @@ def test_one_leader_a_killed_leader_is_replaced_and_sigterm_exits_cleanly(schedu
 
 def test_a_hung_leader_loses_the_lock_and_steps_down_when_it_wakes(schedulers):
     hung = schedulers.start("hung")
-    hung_beat = schedulers.wait_for(led_by(hung.pid), "the first scheduler leads", timeout=15)
+    hung_beat = schedulers.wait_for(led_by(hung.pid), "the first scheduler leads", timeout=STARTUP)
     standby = schedulers.start("standby")
-    schedulers.wait_for(lambda: "STANDBY" in standby.log(), "the second one stands by", timeout=15)
+    schedulers.wait_for(
+        lambda: "STANDBY" in standby.log(), "the second one stands by", timeout=STARTUP
+    )
 
     hung.send(signal.SIGSTOP)
     try:
@@ -77,7 +87,7 @@ def test_a_hung_leader_loses_the_lock_and_steps_down_when_it_wakes(schedulers):
 
 def test_a_leader_whose_lock_connection_is_cut_stops_and_leads_again(schedulers):
     scheduler = schedulers.start("cut")
-    before = schedulers.wait_for(led_by(scheduler.pid), "the scheduler leads", timeout=15)
+    before = schedulers.wait_for(led_by(scheduler.pid), "the scheduler leads", timeout=STARTUP)
 
     terminate_lock_backends()  # what a database restart does to the lock session
 
