@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.ai import agents
 from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
 from shared.ai.knowledge.queue import EMBED, INGEST
@@ -71,12 +72,8 @@ def qna_view(pair: QnaPair) -> dict[str, Any]:
 
 
 def get_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAgent:
-    agent = session.scalars(
-        select(AiAgent).where(AiAgent.id == agent_id, AiAgent.tenant_id == ctx.tenant_id)
-    ).one_or_none()
-    if agent is None:
-        raise NotFound("AI agent not found")
-    return agent
+    """The caller's tenant's AI agent, or 404 (the resources check the permission)."""
+    return agents.find_agent(session, ctx.tenant_id, agent_id)
 
 
 def get_source(
