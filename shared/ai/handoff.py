@@ -34,6 +34,7 @@ from shared.inbox import conversations as convs
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, Message
 from shared.models.ai import AiAgent, AiHandoffRule
+from shared.timekeeping import sla
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def hand_off(
         conversation.division_id = decision.division_id
     conversation.updated_at = convs.states.db_now(session)
     session.flush()
+    if conversation.division_id != before["division_id"]:
+        sla.conditions_changed(session, conversation, now=conversation.updated_at)
     message = send_as_agent(session, agent, conversation, decision.message or DEFAULT_MESSAGE)
     convs.record_change(
         session,

@@ -15,8 +15,8 @@ from shared.automation import value_types as t
 from shared.inbox.conversations import PRIORITIES
 from shared.inbox.states import STATUSES
 from shared.models.inbox import CHANNELS
+from shared.timekeeping.working_hours import WEEKDAYS
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DIRECTIONS = ("inbound", "outbound")
 SENDER_TYPES = ("contact", "user", "ai_agent", "automation", "system")
 CONTENT_TYPES = (

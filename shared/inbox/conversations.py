@@ -31,6 +31,7 @@ from shared.models import Contact, Conversation, ConversationRead, Division, Use
 from shared.pagination import Page, fetch_page, keyset_statement
 from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern
+from shared.timekeeping import sla
 
 MANAGE = "conversations.manage"
 #: Tags a conversation may carry.
@@ -368,6 +369,7 @@ def apply_tags(
     conversation.tags = new_tags
     conversation.updated_at = states.db_now(session)
     session.flush()
+    sla.conditions_changed(session, conversation, now=conversation.updated_at)
     record_change(
         session, ctx, "conversation.tags_updated", conversation, before, {"tags": new_tags}
     )
@@ -392,6 +394,8 @@ def apply_fields(
         setattr(conversation, key, value)
     conversation.updated_at = states.db_now(session)
     session.flush()
+    if "division_id" in changes:
+        sla.conditions_changed(session, conversation, now=conversation.updated_at)
     record_change(
         session,
         ctx,

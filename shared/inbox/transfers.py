@@ -18,6 +18,7 @@ from shared.inbox import conversations as convs
 from shared.inbox.access import get_conversation
 from shared.models import Conversation, Transfer
 from shared.pagination import Page, decode_cursor, encode_cursor
+from shared.timekeeping import sla
 
 MANAGE = convs.MANAGE
 
@@ -148,6 +149,8 @@ def transfer(
     conversation.division_id = new_division
     conversation.updated_at = convs.states.db_now(session)
     session.flush()
+    if new_division != from_division:
+        sla.conditions_changed(session, conversation, now=conversation.updated_at)
     moved = {
         "from_agent_id": convs.json_id(from_agent),
         "from_division_id": convs.json_id(from_division),

@@ -14,14 +14,17 @@ override, else the tenant's, else always open), via :mod:`.business_time`.
 Pauses: while the conversation is ``pending`` (``snoozed``) and the policy says
 ``pause_on_pending`` (``pause_on_snoozed``) the clock stops: ``next_check_at`` is NULL and,
 on resuming, the paused time (working time under ``business_hours_only``) is added to
-``paused_seconds``, which pushes every due time. A resolved conversation that reopens
-starts a fresh clock under the policy that matches it then.
+``paused_seconds``, which pushes every due time. A pending conversation stays pending when
+the customer writes, but it no longer waits on the customer: the clock runs until an agent
+replies. A resolved conversation that reopens starts a fresh clock under the policy that
+matches it then; a change of tags or division moves the clock to the policy that matches.
 
 The hooks (:func:`attach`, :func:`customer_wrote`, :func:`agent_replied`,
-:func:`status_changed`) run in the transaction of the change they follow, so the clock can
-never disagree with the conversation. :func:`check_due` is the scheduler's ``check_sla``:
-it reads only clocks whose ``next_check_at`` passed (a partial index), records each
-breach once (a unique index per target cycle) and emits ``sla.breached``.
+:func:`status_changed`, :func:`conditions_changed`) run in the transaction of the change
+they follow, so the clock can never disagree with the conversation. :func:`check_due` is
+the scheduler's ``check_sla``: it reads only clocks whose ``next_check_at`` passed (a
+partial index), records each breach once (a unique index per target cycle) and emits
+``sla.breached``.
 """
 
 from __future__ import annotations
@@ -152,14 +155,26 @@ def _pauses(policy: SlaPolicy, status: str) -> bool:
 
 def _locked(
     session: Session, conversation_id: uuid.UUID
-) -> tuple[ConversationSla, SlaPolicy] | None:
+) -> tuple[ConversationSla, SlaPolicy, str] | None:
+    """The conversation's clock (locked), its policy and the conversation's status."""
     row = session.execute(
-        select(ConversationSla, SlaPolicy)
+        select(ConversationSla, SlaPolicy, Conversation.status)
         .join(SlaPolicy, SlaPolicy.id == ConversationSla.policy_id)
+        .join(Conversation, Conversation.id == ConversationSla.conversation_id)
         .where(ConversationSla.conversation_id == conversation_id)
         .with_for_update(of=ConversationSla)
     ).one_or_none()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _resume(
+    session: Session, sla: ConversationSla, policy: SlaPolicy, conversation: Any, now: dt.datetime
+) -> None:
+    """End a pause: its counted time pushes every due time."""
+    clock = _Clock(session, policy, conversation)
+    sla.paused_seconds += clock.elapsed(sla.paused_at, now)
+    sla.paused_at = None
+    _recompute(sla, clock)
 
 
 def attach(session: Session, conversation: Conversation, *, now: dt.datetime | None = None) -> None:
@@ -178,7 +193,7 @@ def attach(session: Session, conversation: Conversation, *, now: dt.datetime | N
     sla.tenant_id = conversation.tenant_id
     sla.policy_id = policy.id
     sla.started_at = now
-    sla.paused_at = None
+    sla.paused_at = now if _pauses(policy, conversation.status) else None
     sla.paused_seconds = 0.0
     sla.next_response_paused_base = 0.0
     for kind in KINDS:
@@ -195,17 +210,24 @@ def attach(session: Session, conversation: Conversation, *, now: dt.datetime | N
 def agent_replied(
     session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, at: dt.datetime
 ) -> None:
-    """A human reply meets the first response, and the open next-response cycle."""
+    """A human reply meets the first response, and the open next-response cycle.
+
+    On a ``pending`` conversation whose policy pauses there, the reply hands the turn back
+    to the customer, so the clock stops again (:func:`customer_wrote` restarted it).
+    """
     found = _locked(session, conversation_id)
     if found is None:
         return
-    sla, _ = found
+    sla, policy, status = found
     changed = False
     if sla.first_response_met_at is None:
         sla.first_response_met_at = at
         changed = True
     if sla.next_response_started_at is not None and sla.next_response_met_at is None:
         sla.next_response_met_at = at
+        changed = True
+    if sla.paused_at is None and sla.resolution_met_at is None and _pauses(policy, status):
+        sla.paused_at = at
         changed = True
     if changed:
         sla.updated_at = at
@@ -216,24 +238,37 @@ def agent_replied(
 def customer_wrote(
     session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, at: dt.datetime
 ) -> None:
-    """A customer message after the first response starts a next-response cycle (if none
-    is running: the first unanswered message sets the clock)."""
+    """The customer's message ends a wait on the customer and, after the first response,
+    starts a next-response cycle (if none is running: the first unanswered message sets
+    the clock).
+
+    A ``snoozed`` conversation reopens on the message (:func:`status_changed` resumes
+    its clock); a ``pending`` one stays pending, so its pause ends here.
+    """
     found = _locked(session, conversation_id)
     if found is None:
         return
-    sla, policy = found
-    if policy.next_response_minutes is None or sla.first_response_met_at is None:
-        return
-    if sla.next_response_started_at is not None and sla.next_response_met_at is None:
-        return  # still unanswered (breached or not): the first message keeps the clock
-    sla.next_response_started_at = at
-    sla.next_response_met_at = None
-    sla.next_response_breached_at = None
-    sla.next_response_paused_base = sla.paused_seconds
+    sla, policy, _ = found
     conversation = session.get(Conversation, conversation_id)
-    _recompute(sla, _Clock(session, policy, conversation))
-    sla.updated_at = at
-    session.flush()
+    changed = False
+    if sla.paused_at is not None:
+        _resume(session, sla, policy, conversation, at)
+        changed = True
+    answered = sla.next_response_started_at is None or sla.next_response_met_at is not None
+    if (
+        policy.next_response_minutes is not None
+        and sla.first_response_met_at is not None
+        and answered  # else the first unanswered message keeps the clock
+    ):
+        sla.next_response_started_at = at
+        sla.next_response_met_at = None
+        sla.next_response_breached_at = None
+        sla.next_response_paused_base = sla.paused_seconds
+        _recompute(sla, _Clock(session, policy, conversation))
+        changed = True
+    if changed:
+        sla.updated_at = at
+        session.flush()
 
 
 def status_changed(
@@ -251,7 +286,7 @@ def status_changed(
     found = _locked(session, conversation.id)
     if found is None:
         return
-    sla, policy = found
+    sla, policy, _ = found
     if status == "resolved":
         sla.resolution_met_at = now
         if sla.paused_at is not None:
@@ -260,12 +295,41 @@ def status_changed(
         if sla.paused_at is None:
             sla.paused_at = now
     elif sla.paused_at is not None:
-        clock = _Clock(session, policy, conversation)
-        sla.paused_seconds += clock.elapsed(sla.paused_at, now)
-        sla.paused_at = None
-        _recompute(sla, clock)
+        _resume(session, sla, policy, conversation, now)
     sla.updated_at = now
     _refresh_next_check(sla)
+    session.flush()
+
+
+def conditions_changed(
+    session: Session, conversation: Conversation, *, now: dt.datetime | None = None
+) -> None:
+    """Tags or division changed: the clock follows the policy that matches now.
+
+    Moving to another policy keeps the clock's history (its start, pauses, met and
+    breached targets) and recomputes the due times under the new targets, so a
+    conversation tagged ``vip`` an hour in owes the VIP first response an hour sooner. A
+    conversation that starts matching a policy gets a clock from this moment; one that no
+    longer matches any loses its clock (its recorded breaches stay). Resolved
+    conversations keep what they had.
+    """
+    if conversation.status == "resolved":
+        return
+    policy = matching_policy(session, conversation)
+    existing = session.get(ConversationSla, conversation.id, with_for_update=True)
+    if existing is None:
+        if policy is not None:
+            attach(session, conversation, now=now)
+        return
+    if policy is None:
+        session.delete(existing)
+        session.flush()
+        return
+    if policy.id == existing.policy_id:
+        return
+    existing.policy_id = policy.id
+    existing.updated_at = now or schedules.db_now(session)
+    _recompute(existing, _Clock(session, policy, conversation))
     session.flush()
 
 

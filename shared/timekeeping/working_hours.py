@@ -31,9 +31,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.automation.attributes import WEEKDAYS
 from shared.automation.problems import Problem, index, key, type_name
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_INTERVALS_PER_DAY = 8
 MAX_HOLIDAYS = 366
 MAX_HOLIDAY_NAME = 100

@@ -385,3 +385,77 @@ def test_two_checks_at_once_record_each_breach_once(api):
         assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
     mine = [e for e in breach_events(ws) if e["conversation_id"] in conversations]
     assert len(mine) == 6
+
+
+def test_a_customer_message_on_a_pending_conversation_restarts_its_paused_clock(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=30, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    due = clock(conversation).first_response_due_at
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    move_clock(conversation, paused_at=ConversationSla.paused_at - dt.timedelta(hours=1))
+    # the customer writes: the conversation stays pending, but no longer waits on them
+    assert api.inbound("Still there?")["conversation_id"] == conversation
+    assert ws.call("GET", f"/api/conversations/{conversation}").json["status"] == "pending"
+    running = clock(conversation)
+    assert running.paused_at is None
+    assert abs(running.paused_seconds - 3600) < 5
+    assert abs((running.first_response_due_at - due).total_seconds() - 3600) < 5
+    assert running.next_check_at == running.first_response_due_at
+    assert check(running.first_response_due_at + dt.timedelta(seconds=1), conversation) == 1
+    # the agent's reply hands the turn back to the customer: the clock stops again
+    api.reply(conversation, "Yes, here")
+    answered = clock(conversation)
+    assert answered.first_response_breached_at is not None  # late, and recorded as such
+    assert answered.first_response_met_at is not None
+    assert answered.paused_at is not None and answered.next_check_at is None
+
+
+def test_a_tag_moves_the_clock_to_the_policy_that_matches_and_keeps_its_start(api):
+    ws = api.ws
+    policy(ws, name="Fallback", priority=1, first_response_minutes=120)
+    vip = policy(ws, name="VIP", priority=0, tags=["vip"], first_response_minutes=10)
+    conversation = api.inbound("Hello")["conversation_id"]
+    before = clock(conversation)
+    tags = f"/api/conversations/{conversation}/tags"
+    assert ws.call("PATCH", tags, json={"add": ["vip"]}).status_code == 200
+    moved = clock(conversation)
+    assert str(moved.policy_id) == vip["id"]
+    assert moved.started_at == before.started_at
+    assert moved.first_response_due_at == before.started_at + dt.timedelta(minutes=10)
+    assert moved.next_check_at == moved.first_response_due_at
+    body = ws.call("GET", f"/api/conversations/{conversation}/sla").json
+    assert body["policy"]["id"] == vip["id"]
+    assert check(before.started_at + dt.timedelta(minutes=11), conversation) == 1
+    # untagged: back under the fallback, the breach already recorded stays
+    ws.call("PATCH", tags, json={"remove": ["vip"]})
+    back = clock(conversation)
+    assert back.policy_id == before.policy_id
+    assert back.first_response_due_at == before.first_response_due_at
+    assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
+
+
+def test_a_conversation_that_starts_or_stops_matching_gains_or_loses_its_clock(api):
+    ws = api.ws
+    desk = add_division(ws, "Escalations")
+    escalated = policy(ws, division_ids=[desk], first_response_minutes=15)
+    conversation = api.inbound("Hello")["conversation_id"]
+    assert clock(conversation) is None
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": desk}
+    )
+    assert moved.status_code in (200, 201), moved.text
+    started = clock(conversation)
+    assert started is not None and str(started.policy_id) == escalated["id"]
+    assert started.first_response_due_at == started.started_at + dt.timedelta(minutes=15)
+    assert started.started_at > db_now() - dt.timedelta(minutes=1)
+    # a policy for tagged conversations only: the tag brings a clock, untagging takes it
+    other = api.inbound("Hi", source_id="cust-2")["conversation_id"]
+    assert other != conversation and clock(other) is None
+    policy(ws, tags=["urgent"], first_response_minutes=5)
+    tags = f"/api/conversations/{other}/tags"
+    ws.call("PATCH", tags, json={"add": ["urgent"]})
+    assert clock(other) is not None
+    ws.call("PATCH", tags, json={"remove": ["urgent"]})
+    assert clock(other) is None
+    assert ws.call("GET", f"/api/conversations/{other}/sla").json["policy"] is None
