@@ -11,8 +11,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 import pydantic_core
@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, Executable, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import get_settings
+
+T = TypeVar("T")
 
 #: A pooled connection idle longer than this is pinged before use (see :func:`_ping_if_idle`).
 IDLE_PING_AFTER_SECONDS = 2.0
@@ -202,6 +204,27 @@ def collected_until_commit(
         after_commit(session, lambda: flush(session.info.pop(key, [])))
         after_rollback(session, lambda: session.info.pop(key, None))
     return items
+
+
+_MEMO = "omnistream.transaction_memo"
+
+
+def memo_for_transaction(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``'s answer for ``key``, computed once per transaction.
+
+    PERF: dispatch's targets ask the same question for every event of a batch (has this
+    tenant rules for this event type? endpoints? AI agents?); one transaction asks it
+    once. A change committed by someone else meanwhile is seen by the next batch, as if
+    this one had run a moment earlier.
+    """
+    memo = session.info.get(_MEMO)
+    if memo is None:
+        memo = session.info[_MEMO] = {}
+        after_commit(session, lambda: session.info.pop(_MEMO, None))
+        after_rollback(session, lambda: session.info.pop(_MEMO, None))
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def _run(callbacks: list[Callable[[], None]], when: str) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from shared.after_commit_queue import AfterCommitQueue
 from shared.automation.facts import conversation_id_of
 from shared.config import get_settings
+from shared.db import memo_for_transaction
 from shared.event_types import CATALOGUE
 from shared.models import AutomationEvent, AutomationRule, OutboxEvent
 
@@ -75,7 +76,12 @@ def _sweep_delay() -> Any:
 
 def target(session: Session, event: OutboxEvent) -> None:
     """The :func:`shared.dispatch.register_target` callable."""
-    if not is_triggerable(event.type) or not has_rules_for(session, event.tenant_id, event.type):
+    if not is_triggerable(event.type):
+        return
+    key = ("automation.has_rules", event.tenant_id, event.type)
+    if not memo_for_transaction(
+        session, key, lambda: has_rules_for(session, event.tenant_id, event.type)
+    ):
         return
     stmt = (
         insert(AutomationEvent)
