@@ -14,7 +14,9 @@ dripping bytes cannot hold an attempt longer than the timeout.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
+import logging
 import os
 import threading
 import time
@@ -35,6 +37,8 @@ from shared.webhooks.delivery import (
     response_headers_of,
 )
 from shared.webhooks.ssrf import Policy, UnsafeUrl
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -97,7 +101,12 @@ def _host_of(url: str) -> str:
 
 
 class LoopThread:
-    """An event loop running forever on a daemon thread, with the pool that lives on it."""
+    """An event loop running forever on a daemon thread, with the pools that live on it.
+
+    Every HTTP pool opened on the loop (the webhook pool here, the model clients'
+    ones) is adopted, so the process closes their connections when it exits instead
+    of dropping them mid-keep-alive.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -106,7 +115,8 @@ class LoopThread:
         )
         self.thread.start()
         self.policy = Policy.from_settings()
-        self.session: aiohttp.ClientSession = self.run(self._build())
+        self._pools: list[aiohttp.ClientSession] = []
+        self.session: aiohttp.ClientSession = self.adopt(self.run(self._build()))
 
     async def _build(self) -> aiohttp.ClientSession:
         return build_session(self.policy)
@@ -114,6 +124,27 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its result (from any other thread)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def adopt(self, pool: aiohttp.ClientSession) -> aiohttp.ClientSession:
+        """Close ``pool`` (opened on this loop) with the loop when the process exits."""
+        self._pools.append(pool)
+        return pool
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Close the adopted pools and stop the loop (at exit; in-flight calls are dropped)."""
+
+        async def close_pools() -> None:
+            await asyncio.gather(
+                *(pool.close() for pool in self._pools if not pool.closed), return_exceptions=True
+            )
+
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(close_pools(), self.loop).result(timeout)
+        except Exception:
+            log.debug("HTTP pools not closed within %.1f s at exit", timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 _lock = threading.Lock()
@@ -126,6 +157,7 @@ def loop_thread() -> LoopThread:
     with _lock:
         if _current is None or _current[0] != os.getpid():
             _current = (os.getpid(), LoopThread())
+            atexit.register(_current[1].close)
         return _current[1]
 
 

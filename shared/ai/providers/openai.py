@@ -47,6 +47,7 @@ from shared.ai.providers.base import (
     describe,
     estimate_tokens,
 )
+from shared.webhooks import sender
 from shared.webhooks.aio_transport import build_session, vet_literal
 from shared.webhooks.sender import _blocked
 from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
@@ -78,6 +79,9 @@ def _session(vetted: bool) -> aiohttp.ClientSession:
                 timeout=aiohttp.ClientTimeout(total=None),
             )
         _sessions[key] = session
+        runner = sender.loop_thread()
+        if runner.loop is asyncio.get_running_loop():
+            runner.adopt(session)  # closed with the loop when the process exits
     return session
 
 
