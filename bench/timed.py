@@ -5,7 +5,7 @@ Two measurements, each beside a baseline taken in the same run:
 - ``scheduled``: ``--messages`` scheduled WhatsApp messages all due at one instant, with
   the Procfile's processes (``python -m scheduler`` and ``python -m workers --processes 2
   --threads 8``) and the fake Graph API (tests/peers/graph.py) as the provider. The
-  scheduler's ``send_due_scheduled_messages`` (every 30 s) claims them, the workers create
+  scheduler's ``send_due_scheduled_messages`` (every 10 s) claims them, the workers create
   the messages and ``send_outbound`` POSTs them. Reported: seconds from the due instant to
   the first and the last arrival at the fake, and the spread first -> last; the goal is
   every message handed to the provider within 120 s of its time. Baseline: the same POSTs

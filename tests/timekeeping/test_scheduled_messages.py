@@ -402,7 +402,7 @@ def test_real_schedulers_a_killed_leader_and_every_due_message_sent_once(
     broker,
 ):
     """Two ``python -m scheduler`` processes; the leader is SIGKILLed; the standby's
-    ``send_due_scheduled_messages`` (every 30 s) sends every due message exactly once."""
+    ``send_due_scheduled_messages`` (every 10 s) sends every due message exactly once."""
     conversation, ids = due_rows(workspace, 30)
     first = schedulers.start("first")
     schedulers.wait_for(led_by(first.pid), "the first scheduler leads", timeout=30)
