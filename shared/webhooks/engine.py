@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -177,11 +178,16 @@ def begin(
         [(c.endpoint_id, c.max_concurrency, c.timeout + LOCK_MARGIN_SECONDS) for c in live]
     )
     if None in leases:
+        parked: Counter[uuid.UUID] = Counter()
         with session_scope() as session:
             for c, lease in zip(live, leases, strict=True):
                 if lease is None:
                     delivery.unclaim(session, c, park_seconds=park_seconds)
                     outcomes[c.id] = Outcome("parked", delay=park_seconds)
+                    parked[c.endpoint_id] += 1
+        # NOTE: counted once the rows are pending again (committed above), so the
+        # release that reads the count finds them to pull (see :mod:`.limiter`).
+        limiter.park(parked)
     attempts = [Attempt(c, lease) for c, lease in zip(live, leases, strict=True) if lease]
     return Started(attempts, outcomes)
 

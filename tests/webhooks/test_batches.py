@@ -128,3 +128,47 @@ def test_submitting_more_than_the_room_hands_over_before_waiting():
         caller.join(timeout=10)
     assert not any(caller.is_alive() for caller in callers), "submit deadlocked"
     wait_until(lambda: small.outstanding() == 0, "pipeline drained")
+
+
+def _pending_delivery(tenant_id: str, endpoint_id: str) -> uuid.UUID:
+    """A due delivery row no message points at (nothing but this test will claim it)."""
+    from shared.models import WebhookDelivery
+
+    with session_scope() as session:
+        row = WebhookDelivery(
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(tenant_id),
+            endpoint_id=uuid.UUID(endpoint_id),
+            event_id=uuid.uuid4(),
+            event_type=EVENT,
+            payload={"type": EVENT, "data": {}},
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_a_parked_delivery_is_counted_only_once_pending_so_a_release_pulls_it(ws, receiver, path):
+    """An endpoint at its limit parks the delivery; the count a release reads must come
+    after the row is pending again, or a release in between uses it up and pulls nothing
+    (the delivery then waited for the sweeper)."""
+    from shared.webhooks.delivery import pull_parked
+    from shared.webhooks.limiter import Limiter
+
+    hook = create(ws, receiver.url(path), event_types=[EVENT], max_concurrency=1)
+    endpoint = uuid.UUID(hook["id"])
+    first, second, third = (_pending_delivery(ws.tenant["id"], hook["id"]) for _ in range(3))
+    limiter = Limiter()
+    held = engine.begin([first], limiter=limiter, default_timeout=5.0).attempts
+    assert [a.claimed.id for a in held] == [first]
+    # A refused lease alone promises nothing to a release: no row is pending for it.
+    assert limiter.acquire_many([(endpoint, 1, 30.0)]) == [None]
+    assert engine.release(held, limiter) == [False]
+    held = engine.begin([second], limiter=limiter, default_timeout=5.0).attempts
+    started = engine.begin([third], limiter=limiter, default_timeout=5.0)
+    assert started.attempts == [] and started.outcomes[third].kind == "parked"
+    [parked] = [d for d in deliveries(hook["id"]) if d.id == third]
+    assert parked.status == "pending" and parked.attempt_count == 0
+    assert engine.release(held, limiter) == [True]
+    with session_scope() as session:
+        assert pull_parked(session, endpoint) == [third]
