@@ -6,7 +6,7 @@ with :func:`domain_error` instead:
 
 - ``190`` / ``102`` (a token expired, was revoked or never valid): 409
   ``meta_token_invalid``; the caller reconnects (an account's token also marks the
-  account ``error``: :mod:`shared.channels.onboarding.account_health`);
+  account ``error``: :mod:`shared.channels.token_rejections`);
 - ``3``, ``10``, ``200``-``299`` (the app or token lacks a permission): 409
   ``meta_permission_denied``, naming what Meta said is missing;
 - throttling (429, ``4``, ``17``, ``32``, ``613``, ``80007``, ``130429``...) still failing
@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 
 from shared.channels.send_errors import SendFailed
+from shared.channels.token_rejections import TOKEN_INVALID_CODES
 from shared.errors import DomainError, RateLimited
 
-#: Meta codes saying the access token is not (or no longer) usable.
-TOKEN_INVALID_CODES = frozenset({"190", "102"})
 #: Meta throttling codes (a subset of :data:`shared.channels.graph.TRANSIENT_CODES`).
 THROTTLING_CODES = frozenset({"4", "17", "32", "613", "80007", "130429", "131048", "131056"})
 #: Seconds a throttled caller is told to wait when Meta named no ``Retry-After``.

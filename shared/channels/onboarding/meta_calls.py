@@ -14,19 +14,14 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
-from sqlalchemy import func, update
-
-from shared import activity
+from shared.channels import token_rejections
 from shared.channels.graph_errors import domain_error, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import IntegrationAccount
-
-log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -52,35 +47,6 @@ def calling(
 
 
 def mark_token_invalid(ctx: Ctx, account: IntegrationAccount, failure: SendFailed) -> bool:
-    """Set an active account's status to ``error`` (committed now); whether it changed.
-
-    A disabled account stays disabled: an operator chose that.
-    """
+    """Mark the account ``error`` now, committed apart from the failing request."""
     with session_scope() as session:
-        changed = session.execute(
-            update(IntegrationAccount)
-            .where(
-                IntegrationAccount.id == account.id,
-                IntegrationAccount.tenant_id == ctx.tenant_id,
-                IntegrationAccount.status.in_(("active", "error")),
-            )
-            .values(status="error", updated_at=func.now())
-            .returning(IntegrationAccount.id)
-        ).first()
-        if changed is None:
-            return False
-        activity.record(
-            session,
-            ctx,
-            "integration_account.token_invalid",
-            "integration_account",
-            account.id,
-            before={"status": account.status},
-            after={"status": "error", "meta_code": failure.code},
-        )
-    log.warning(
-        "Meta rejected the token of integration account %s (%s); marked error",
-        account.id,
-        failure.code,
-    )
-    return True
+        return token_rejections.mark_rejected(session, ctx, account.id, failure.code)
