@@ -68,7 +68,7 @@ def events(workspace, event_type: str) -> list[dict[str, Any]]:
                 OutboxEvent.tenant_id == uuid.UUID(workspace.tenant["id"]),
                 OutboxEvent.type == event_type,
             )
-            .order_by(OutboxEvent.created_at)
+            .order_by(OutboxEvent.occurred_at)
         ).all()
         return [row.data for row in rows]
 
