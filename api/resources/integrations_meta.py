@@ -84,18 +84,22 @@ class EmbeddedSignupResource:
         body=EmbeddedSignup,
         response=IntegrationAccountView,
         status=201,
+        also=(200,),
         errors=META_ERRORS,
         description=(
             "Exchanges the signup's `code` for a business token, checks the WABA was shared,"
             " subscribes the app to its webhooks, registers the number with `pin`, and"
             " creates the account (emits integration_account.connected, which also asks for"
-            " the WABA's templates to be synced). 409 when the number is already connected"
-            " or the Meta app is not configured."
+            " the WABA's templates to be synced). A number this tenant connected before is"
+            " reconnected instead (200: new token, status `active`). 409 when another"
+            " workspace connected the number or the Meta app is not configured."
         ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: EmbeddedSignup):
-        account = whatsapp.complete_signup(req.context.db, ctx, **body.model_dump())
+        account, created = whatsapp.complete_signup(req.context.db, ctx, **body.model_dump())
+        if not created:
+            resp.status = 200
         return Plain(accounts.account_view(account))
 
 
@@ -117,17 +121,21 @@ class InstagramConnectResource:
         body=InstagramConnect,
         response=IntegrationAccountView,
         status=201,
+        also=(200,),
         errors=META_ERRORS,
         description=(
             "Exchanges the `code` for a long-lived token, finds the Instagram professional"
             " account linked to a granted Page (`instagram_account_id` when several),"
             " subscribes that Page to webhooks and creates the account with the Page token;"
-            " emits integration_account.connected."
+            " emits integration_account.connected. An account this tenant connected before"
+            " is reconnected instead (200: new token, status `active`)."
         ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: InstagramConnect):
-        account = instagram.connect(req.context.db, ctx, **body.model_dump())
+        account, created = instagram.connect(req.context.db, ctx, **body.model_dump())
+        if not created:
+            resp.status = 200
         return Plain(accounts.account_view(account))
 
 

@@ -79,3 +79,17 @@ def test_the_long_lived_exchange_failing_answers_502(workspace, meta_settings):
     )
     assert "long-lived" in error["message"]
     assert workspace.call("GET", "/api/integration-accounts?channel=instagram").json["items"] == []
+
+
+def test_connecting_again_refreshes_the_token(workspace, other_workspace, meta_settings):
+    graph = meta_settings
+    page = graph.meta.add_page("Acme", instagram_username="acme")
+    first = workspace.call("POST", CONNECT, json={"code": graph.meta.grant(pages=[page.id])})
+    assert first.status_code == 201, first.text
+    page.token = "EAAPage-rotated-token"
+    again = workspace.call("POST", CONNECT, json={"code": graph.meta.grant(pages=[page.id])})
+    assert again.status_code == 200, again.text
+    assert again.json["id"] == first.json["id"]
+    assert credentials_of(first.json["id"])["access_token"] == "EAAPage-rotated-token"
+    code = graph.meta.grant(pages=[page.id])
+    assert_error(other_workspace.call("POST", CONNECT, json={"code": code}), 409, "conflict")

@@ -154,16 +154,37 @@ def test_a_missing_permission_answers_409(workspace, meta_settings):
     assert "(#200)" in error["message"]
 
 
-def test_a_number_connected_already_answers_409_before_registering_again(
+def test_another_workspaces_number_answers_409_before_anything_reaches_meta(
     workspace, other_workspace, meta_settings
 ):
     graph = meta_settings
     resp, waba_id, (number,) = signup(workspace, graph)
     assert resp.status_code == 201
-    registrations = len(graph.meta.registered)
-    for ws in (workspace, other_workspace):
-        code = graph.meta.grant(wabas=[waba_id])
-        again = ws.call("POST", SIGNUP, json={"code": code, "pin": PIN})
-        assert_error(again, 409, "conflict")
-    assert len(graph.meta.registered) == registrations
+    code = graph.meta.grant(wabas=[waba_id])
+    again = other_workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
+    assert_error(again, 409, "conflict")
     assert len([r for r in graph.requests if r.path.endswith(f"{number.id}/register")]) == 1
+    assert other_workspace.call("GET", "/api/integration-accounts").json["items"] == []
+
+
+def test_signing_up_a_number_again_reconnects_it(workspace, meta_settings):
+    """How an account marked 'error' (an expired token) recovers: run the signup again."""
+    graph = meta_settings
+    resp, waba_id, _ = signup(workspace, graph)
+    account = resp.json
+    old_token = credentials_of(account["id"])["access_token"]
+    graph.meta.expire(old_token)
+    health = workspace.call("GET", "/api/integrations/whatsapp/health")
+    assert_error(health, 409, "meta_token_invalid")
+
+    code = graph.meta.grant(wabas=[waba_id])
+    again = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN, "name": "Support"})
+    assert again.status_code == 200, again.text
+    assert (again.json["id"], again.json["status"], again.json["name"]) == (
+        account["id"],
+        "active",
+        "Support",
+    )
+    assert credentials_of(account["id"])["access_token"] not in (old_token, None)
+    assert workspace.call("GET", "/api/integrations/whatsapp/health").status_code == 200
+    assert len(events(workspace, "integration_account.connected")) == 1

@@ -1,12 +1,14 @@
-"""The Meta account a request names (or its channel's default), with its access token."""
+"""The Meta account a request names (or its channel's default), and connecting one again."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from shared.channels import accounts
 from shared.channels.accounts import decrypt_credentials
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound
@@ -94,3 +96,22 @@ def is_connected(session: Session, channel: str, external_id: str) -> bool:
             )
         )
     )
+
+
+def reconnect(
+    session: Session,
+    ctx: Ctx,
+    account: IntegrationAccount,
+    settings: dict[str, Any],
+    token: str,
+    name: str | None,
+) -> IntegrationAccount:
+    """Give an account of this tenant its new token and Meta's facts; status ``active``."""
+    changes: dict[str, Any] = {
+        "settings": {**(account.settings or {}), **settings},
+        "credentials": {"access_token": token},
+        "status": "active",
+    }
+    if name:
+        changes["name"] = name
+    return accounts.update_account(session, ctx, account.id, changes)

@@ -4,7 +4,8 @@ Instagram messaging runs on the Messenger Platform: the login dialog grants a us
 token; its long-lived form lists the user's Pages with long-lived Page tokens and
 their linked Instagram accounts; the chosen account's Page is subscribed to our
 webhooks, and the account (``external_id`` the Instagram account id, the Page token
-encrypted) is created, emitting ``integration_account.connected``.
+encrypted) is created, emitting ``integration_account.connected``. An account this
+tenant connected before is reconnected instead (new token, status ``active``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.channels import accounts
 from shared.channels.onboarding import oauth, page_subscriptions
-from shared.channels.onboarding.channel_accounts import is_connected
+from shared.channels.onboarding.channel_accounts import is_connected, own_account, reconnect
 from shared.channels.onboarding.meta_app import require_app
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
@@ -29,8 +30,8 @@ def connect(
     instagram_account_id: str | None = None,
     name: str | None = None,
     is_default: bool = False,
-) -> IntegrationAccount:
-    """Exchange the code, pick the Instagram account, subscribe its Page; the new account."""
+) -> tuple[IntegrationAccount, bool]:
+    """Exchange the code, pick the account, subscribe its Page; the account, whether new."""
     ctx.require(accounts.PERMISSION)
     app = require_app()
     short = oauth.exchange_code(ctx, app, code, redirect_uri)
@@ -40,7 +41,8 @@ def connect(
     page = _chosen(linked, instagram_account_id)
     instagram = page.instagram or {}
     instagram_id = str(instagram["id"])
-    if is_connected(session, "instagram", instagram_id):
+    existing = own_account(session, ctx, "instagram", instagram_id)
+    if existing is None and is_connected(session, "instagram", instagram_id):
         raise Conflict("This instagram account is already connected")
     page_subscriptions.subscribe(ctx, page.id, page.token)
     username = instagram.get("username")
@@ -50,16 +52,20 @@ def connect(
         "username": username,
         "connected_via": "oauth",
     }
-    return accounts.create_account(
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if existing is not None:
+        return reconnect(session, ctx, existing, settings, page.token, name), False
+    account = accounts.create_account(
         session,
         ctx,
         channel="instagram",
         name=str(name or (f"@{username}" if username else instagram_id))[:200],
         external_id=instagram_id,
-        settings={k: v for k, v in settings.items() if v is not None},
+        settings=settings,
         credentials={"access_token": page.token},
         is_default=is_default,
     )
+    return account, True
 
 
 def _chosen(linked: list[oauth.FacebookPage], instagram_account_id: str | None):

@@ -11,7 +11,10 @@ Embedded Signup, after the browser's dialog (Meta's documented order):
    (``POST /{phone-number-id}/register``);
 5. the account created (``external_id`` the phone number id, ``settings.waba_id``,
    the token encrypted), which emits ``integration_account.connected``; that event
-   also asks for the WABA's templates to be synced (:mod:`.follow_ups`).
+   also asks for the WABA's templates to be synced (:mod:`.follow_ups`). A number this
+   tenant connected before is reconnected instead: new token, settings refreshed,
+   status ``active`` (how an account marked ``error`` recovers); another tenant's
+   number is a 409 before anything is asked of Meta.
 
 Any failure before step 5 leaves nothing behind here; steps 3 and 4 are idempotent at
 Meta, so the admin simply runs the signup again.
@@ -28,7 +31,12 @@ from sqlalchemy.orm import Session
 from shared.channels import accounts
 from shared.channels.graph import graph_client
 from shared.channels.onboarding import meta_calls, oauth
-from shared.channels.onboarding.channel_accounts import is_connected, meta_account
+from shared.channels.onboarding.channel_accounts import (
+    is_connected,
+    meta_account,
+    own_account,
+    reconnect,
+)
 from shared.channels.onboarding.meta_app import require_app
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
@@ -54,8 +62,8 @@ def complete_signup(
     phone_number_id: str | None = None,
     name: str | None = None,
     is_default: bool = False,
-) -> IntegrationAccount:
-    """Run steps 1-5 of the module docstring; the new account."""
+) -> tuple[IntegrationAccount, bool]:
+    """Run steps 1-5 of the module docstring; the account, and whether it is new."""
     ctx.require(accounts.PERMISSION)
     app = require_app()
     token = oauth.exchange_code(ctx, app, code).token
@@ -63,7 +71,8 @@ def complete_signup(
     waba_id = _chosen_waba(shared, waba_id)
     number = _chosen_number(ctx, token, waba_id, phone_number_id)
     phone_id = str(number["id"])
-    if is_connected(session, "whatsapp", phone_id):
+    existing = own_account(session, ctx, "whatsapp", phone_id)
+    if existing is None and is_connected(session, "whatsapp", phone_id):
         raise Conflict("This whatsapp account is already connected")
     client = graph_client()
     with meta_calls.calling("subscribing the app to the WABA's webhooks", ctx=ctx):
@@ -83,17 +92,21 @@ def complete_signup(
         "quality_rating": number.get("quality_rating"),
         "connected_via": CONNECTED_VIA,
     }
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if existing is not None:
+        return reconnect(session, ctx, existing, settings, token, name), False
     label = name or number.get("verified_name") or number.get("display_phone_number") or phone_id
-    return accounts.create_account(
+    account = accounts.create_account(
         session,
         ctx,
         channel="whatsapp",
         name=str(label)[:200],
         external_id=phone_id,
-        settings={k: v for k, v in settings.items() if v is not None},
+        settings=settings,
         credentials={"access_token": token},
         is_default=is_default,
     )
+    return account, True
 
 
 def _chosen_waba(shared: list[str], waba_id: str | None) -> str:
