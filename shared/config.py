@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -368,6 +369,47 @@ class Settings(BaseSettings):
         1000, ge=1, le=10_000, description="product rows upserted per statement and commit"
     )
 
+    # --- Meta app (onboarding) and the Graph client's retries ----------------------------------
+    # NOTE: the app id (META_APP_ID), secret (META_APP_SECRET) and Graph version
+    # (META_GRAPH_VERSION) are declared above; these complete what onboarding needs.
+    meta_embedded_signup_config_id: str | None = Field(
+        None,
+        description=(
+            "the Facebook Login for Business configuration id of WhatsApp Embedded Signup"
+            " (served by GET /api/integrations/whatsapp/embedded-signup-config)"
+        ),
+    )
+    meta_login_config_id: str | None = Field(
+        None,
+        description=(
+            "the Facebook Login for Business configuration id used by the Instagram and"
+            " Messenger OAuth dialogs; unset, the dialogs ask for the scopes instead"
+        ),
+    )
+    graph_max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description=(
+            "retries of an onboarding / health Graph call answered 5xx, 429, a Meta"
+            " throttling code, or cut off (sends retry in their worker instead)"
+        ),
+    )
+    graph_retry_min_backoff_ms: int = Field(
+        500, ge=1, description="first delay before retrying a Graph call (doubles each time)"
+    )
+    graph_retry_max_backoff_ms: int = Field(
+        4_000, ge=1, description="longest delay between two tries of a Graph call"
+    )
+    graph_max_retry_after_seconds: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "longest Retry-After a request waits for; Meta asking for longer answers the"
+            " caller 429 meta_rate_limited at once"
+        ),
+    )
+
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
         return frozenset(
@@ -385,6 +427,15 @@ class Settings(BaseSettings):
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("meta_graph_version")
+    @classmethod
+    def _graph_version(cls, value: str) -> str:
+        """``v21.0``: a typo would otherwise surface as Meta's 404s on every call."""
+        value = value.strip().strip("/")
+        if not re.fullmatch(r"v\d+\.\d+", value):
+            raise ValueError("META_GRAPH_VERSION looks like v21.0")
         return value
 
     @property

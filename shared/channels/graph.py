@@ -6,6 +6,16 @@ call authenticates with ``Authorization: Bearer <token>`` and every failure
 becomes a :class:`~shared.channels.send_errors.SendFailed` carrying Meta's
 ``error.code`` and ``error.message``, classified transient or permanent.
 
+Onboarding and health reads pass ``retries``: a transient failure (5xx, 429, a
+throttling code, a timeout) is tried again after a doubling backoff, or after
+Meta's ``Retry-After`` when that is longer (up to ``GRAPH_MAX_RETRY_AFTER_SECONDS``).
+Sends keep ``retries=0``: their worker retries with a durable backoff instead.
+:mod:`.graph_errors` turns what is left into the API's answers.
+
+APPSEC: tokens travel only in the ``Authorization`` header or a form body, never in
+a message of ours; the ``httpx`` logger gets a filter (:class:`RedactSecrets`) that
+blanks the secret query parameters some Graph reads need (``input_token``).
+
 Example::
 
     client = graph_client()
@@ -19,13 +29,18 @@ import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import httpx
 
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
+
+log = logging.getLogger(__name__)
 
 #: Meta error codes worth retrying: throttling and temporary outages.
 #: 1 unknown / 2 service unavailable, 4 / 17 / 32 / 613 app and user rate limits,
@@ -36,11 +51,82 @@ TRANSIENT_CODES = frozenset(
 )
 
 
-class GraphClient:
-    """Thread-safe; one per process (:func:`graph_client`) so connections are reused."""
+#: Query parameters whose values are secrets (blanked in the ``httpx`` log lines).
+SECRET_PARAMS = (
+    "access_token",
+    "input_token",
+    "client_secret",
+    "code",
+    "fb_exchange_token",
+    "appsecret_proof",
+)
+_SECRET_QUERY = re.compile(
+    r"((?<![\w])(?:" + "|".join(SECRET_PARAMS) + r")=)[^&\s\"']+", re.IGNORECASE
+)
 
-    def __init__(self, root: str, *, timeout: float, transport: httpx.BaseTransport | None = None):
+
+def redact(text: str) -> str:
+    """``text`` with the values of :data:`SECRET_PARAMS` replaced by ``***``."""
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Blank secret query values in the records of ``httpx`` (it logs every URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact(str(arg)) if isinstance(arg, str | httpx.URL) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    if not any(isinstance(f, RedactSecrets) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(RedactSecrets())
+
+
+class RetryPolicy:
+    """How a call with ``retries`` waits: doubling from ``min_backoff`` up to ``max_backoff``
+    seconds, or Meta's ``Retry-After`` when longer; a ``Retry-After`` past ``max_retry_after``
+    is not waited for (the caller answers 429 at once)."""
+
+    def __init__(self, min_backoff: float, max_backoff: float, max_retry_after: float):
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+
+    def delay(self, attempt: int, failure: SendFailed) -> float | None:
+        """Seconds to wait before try ``attempt + 1``; None: do not try again."""
+        if failure.retry_after is not None and failure.retry_after > self.max_retry_after:
+            return None
+        backoff = min(self.max_backoff, self.min_backoff * 2**attempt)
+        return max(backoff, failure.retry_after or 0.0)
+
+
+class GraphClient:
+    """Thread-safe; one per process (:func:`graph_client`) so connections are reused.
+
+    ``sleep`` waits between retries (tests pass a recorder instead of sleeping).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        default_retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.root = root.rstrip("/")
+        self.retry = retry or RetryPolicy(0.5, 4.0, 10.0)
+        #: What ``retries=None`` means in :meth:`request`.
+        self.default_retries = default_retries
+        self._sleep = sleep
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -76,6 +162,57 @@ class GraphClient:
 
     def get(self, path: str, token: str) -> dict[str, Any]:
         return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        retries: int | None = None,
+    ) -> dict[str, Any]:
+        """One Graph call, retried on transient failures; the parsed answer or :class:`SendFailed`.
+
+        ``token`` goes in the ``Authorization`` header (None: no header, e.g. the OAuth
+        code exchange, whose secrets ride in ``form``); ``retries`` defaults to
+        ``GRAPH_MAX_RETRIES``. A retried :class:`SendFailed` carries ``attempts``.
+        """
+        url = f"{self.root}/{path.lstrip('/')}"
+        budget = self.default_retries if retries is None else retries
+        attempt = 0
+        while True:
+            try:
+                with _transport_errors():
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers=_auth(token) if token else None,
+                        params=params,
+                        json=json_body,
+                        data=form,
+                    )
+                if response.status_code >= 300:
+                    raise classify(response)
+                return self._json(response)
+            except SendFailed as failure:
+                failure.attempts = attempt + 1
+                delay = self.retry.delay(attempt, failure) if failure.transient else None
+                if attempt >= budget or delay is None:
+                    raise
+                log.info(
+                    "Graph %s %s failed (%s), try %d of %d in %.2fs",
+                    method,
+                    path.split("?")[0],
+                    failure.code,
+                    attempt + 2,
+                    budget + 1,
+                    delay,
+                )
+                self._sleep(delay)
+                attempt += 1
 
     def download(
         self, url: str, token: str | None, sink: IO[bytes], *, max_bytes: int
@@ -174,7 +311,16 @@ def _retry_after(raw: str | None) -> float | None:
 @functools.cache
 def graph_client() -> GraphClient:
     settings = get_settings()
-    return GraphClient(settings.graph_api_root, timeout=settings.graph_timeout_seconds)
+    return GraphClient(
+        settings.graph_api_root,
+        timeout=settings.graph_timeout_seconds,
+        retry=RetryPolicy(
+            settings.graph_retry_min_backoff_ms / 1000,
+            settings.graph_retry_max_backoff_ms / 1000,
+            settings.graph_max_retry_after_seconds,
+        ),
+        default_retries=settings.graph_max_retries,
+    )
 
 
 def reset_graph_client() -> None:

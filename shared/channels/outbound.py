@@ -26,12 +26,13 @@ from enum import StrEnum
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
-from shared.channels import transports
+from shared.channels import token_rejections, transports
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.send_errors import SendFailed
 from shared.channels.statuses import apply_status
 from shared.config import get_settings
+from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import Contact, Conversation, Message
 from shared.models.outbound import OutboundSend
@@ -94,8 +95,10 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
         claim.attempts += 1
         claim.last_attempt_at = func.now()
         claim.sweep_at = func.now() + _sweep_delay()
+        account_id = None
         try:
             outgoing = _outgoing(session, message, conversation, contact)
+            account_id = outgoing.account.id
             provider_id = transports.send(session, outgoing)
         except Exception as exc:
             error = _as_failure(exc, message_id)
@@ -104,6 +107,10 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
             if error.transient and not last_attempt:
                 log.info("send %s: transient %s, will retry", message_id, error.code)
                 return Result(Outcome.RETRY, error)
+            if account_id is not None and error.code in token_rejections.TOKEN_INVALID_CODES:
+                token_rejections.mark_rejected(
+                    session, Ctx.system(message.tenant_id), account_id, error.code
+                )
             _fail(session, claim, message, error)
             return Result(Outcome.FAILED, error)
         session.refresh(message, with_for_update=True)

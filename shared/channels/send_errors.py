@@ -31,6 +31,8 @@ class SendFailed(Exception):
         self.transient = transient
         self.http_status = http_status
         self.retry_after = retry_after
+        #: Tries made before giving up (set by a retrying :meth:`GraphClient.request`).
+        self.attempts = 1
 
     @property
     def permanent(self) -> bool:

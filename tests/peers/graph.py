@@ -12,6 +12,9 @@ WhatsApp Business Account analytics, answered from :attr:`FakeGraph.waba` (see
 (``start``, ``end``, ``template_ids`` as a JSON array of at most 10). Their failures
 are scripted apart from the sends, with :meth:`FakeGraph.script_analytics`.
 
+OAuth, Embedded Signup, Page subscriptions and the Messenger profile are answered
+from :attr:`FakeGraph.meta` (see :mod:`tests.peers.graph_onboarding`), scripted apart.
+
 Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
 next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 :func:`tests.peers.meta_errors.meta_error` (``"131047"``, ``"190"``...),
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.peers.graph_onboarding import MetaOnboarding
 from tests.peers.meta_errors import meta_error
 
 
@@ -109,6 +113,8 @@ class FakeGraph:
     media_delay: float = 0.0
     #: WABA id -> its analytics.
     waba: dict[str, WabaAnalytics] = field(default_factory=dict)
+    #: OAuth, Embedded Signup, Pages and Messenger profiles (:mod:`.graph_onboarding`).
+    meta: MetaOnboarding = field(default_factory=MetaOnboarding)
     _plan: list[Any] = field(default_factory=list)
     _analytics_plan: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -126,6 +132,7 @@ class FakeGraph:
             self.waba.clear()
             self.accepted_tokens = None
             self.media_delay = 0.0
+            self.meta = MetaOnboarding()
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
@@ -194,11 +201,19 @@ def _handler(graph: FakeGraph):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
 
-        def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        def _send(
+            self,
+            status: int,
+            body: Any,
+            content_type: str = "application/json",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -214,8 +229,26 @@ def _handler(graph: FakeGraph):
                 self._send(*meta_error("190"))
             return ok
 
+        def _onboarding(self, recorded: Recorded) -> bool:
+            """Answer an onboarding route (:mod:`.graph_onboarding`); whether it was one."""
+            answer = graph.meta.handle(
+                recorded.method, recorded.path, recorded.headers, recorded.body
+            )
+            if answer is None:
+                return False
+            status, body, headers = answer
+            self._send(status, body, headers=headers)
+            return True
+
+        def do_DELETE(self):
+            recorded = self._record()
+            if not self._onboarding(recorded):
+                self._send(*meta_error("100"))
+
         def do_POST(self):
             recorded = self._record()
+            if self._onboarding(recorded):
+                return
             parts = self.path.split("?")[0].strip("/").split("/")
             if len(parts) != 3 or parts[2] not in ("messages", "media"):
                 self._send(*meta_error("100"))
@@ -261,6 +294,8 @@ def _handler(graph: FakeGraph):
 
         def do_GET(self):
             recorded = self._record()
+            if self._onboarding(recorded):
+                return
             if not self._authorized(recorded):
                 return
             parts = self.path.split("?")[0].strip("/").split("/")

@@ -32,7 +32,9 @@ def _error(
 
 def meta_error(name: str) -> tuple[int, dict[str, Any]]:
     """``"131047"``, ``"131026"``, ``"100"``, ``"190"``, ``"130429"``, ``"80007"``,
-    ``"132001"``, ``"500"`` or ``"503"``."""
+    ``"132001"``, ``"500"`` or ``"503"``; for onboarding ``"oauth_code_used"``,
+    ``"oauth_code_invalid"``, ``"oauth_redirect_mismatch"``, ``"133005"`` (PIN mismatch),
+    ``"200"`` and ``"10"`` (permissions), ``"4"`` (app rate limit)."""
     makers = {
         "131047": lambda: _error(
             400,
@@ -81,6 +83,34 @@ def meta_error(name: str) -> tuple[int, dict[str, Any]]:
             " Wait a bit and try again.",
             type_="OAuthException",
         ),
+        # --- onboarding (OAuth, Embedded Signup, Pages) ---------------------------------
+        "oauth_code_used": lambda: _error(
+            400, 100, "This authorization code has been used.", subcode=36009
+        ),
+        "oauth_code_invalid": lambda: _error(
+            400, 100, "Invalid verification code format.", subcode=36007
+        ),
+        "oauth_redirect_mismatch": lambda: _error(
+            400,
+            100,
+            "Error validating verification code. Please make sure your redirect_uri is"
+            " identical to the one you used in the OAuth dialog request",
+            subcode=36008,
+        ),
+        "133005": lambda: _error(
+            400,
+            133005,
+            "Two step verification PIN Mismatch",
+            details="The two-step verification PIN does not match the one set on this number.",
+        ),
+        "200": lambda: _error(
+            403,
+            200,
+            "(#200) Requires pages_messaging permission to manage the object",
+            type_="OAuthException",
+        ),
+        "10": lambda: _error(403, 10, "(#10) Application does not have permission for this action"),
+        "4": lambda: _error(400, 4, "(#4) Application request limit reached", is_transient=True),
         "500": lambda: _error(
             500, 1, "An unknown error occurred", is_transient=True, type_="OAuthException"
         ),

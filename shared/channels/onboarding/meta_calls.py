@@ -1,0 +1,52 @@
+"""Graph calls made inside a request: Meta's failures become the API's answers.
+
+An account whose stored token Meta rejects (``190``) is marked ``error`` in a
+transaction of its own, so the mark survives the failed request's rollback, and the
+answer says so. The caller must not hold a lock on that account row while calling
+Meta (read it plainly; lock it only to write after the call).
+
+Example::
+
+    with meta_calls.calling("reading the persistent menu", ctx=ctx, account=account):
+        answer = graph_client().request("GET", "me/messenger_profile", token, ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from shared.channels import token_rejections
+from shared.channels.graph_errors import domain_error, is_token_invalid
+from shared.channels.send_errors import SendFailed
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.models import IntegrationAccount
+
+
+@contextlib.contextmanager
+def calling(
+    what: str,
+    *,
+    ctx: Ctx,
+    account: IntegrationAccount | None = None,
+    field: str | None = None,
+    remedy: str | None = None,
+) -> Iterator[None]:
+    """Turn a :class:`SendFailed` raised inside into :func:`graph_errors.domain_error`."""
+    try:
+        yield
+    except SendFailed as failure:
+        hint = remedy or "reconnect the account"
+        if account is not None and is_token_invalid(failure):
+            if mark_token_invalid(ctx, account, failure):
+                hint = f"integration account {account.id} is now in status 'error'; {hint}"
+            else:
+                hint = f"integration account {account.id} stays '{account.status}'; {hint}"
+        raise domain_error(failure, what=what, field=field, remedy=hint) from failure
+
+
+def mark_token_invalid(ctx: Ctx, account: IntegrationAccount, failure: SendFailed) -> bool:
+    """Mark the account ``error`` now, committed apart from the failing request."""
+    with session_scope() as session:
+        return token_rejections.mark_rejected(session, ctx, account.id, failure.code)

@@ -1,0 +1,126 @@
+"""The Graph client's retries, Retry-After, error mapping and log redaction, against the fake."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shared.channels import graph_errors
+from shared.channels.graph import GraphClient, RetryPolicy
+from shared.channels.send_errors import SendFailed
+from tests.peers.graph_onboarding import Grant
+
+
+def _client(graph, sleeps: list[float], *, retries: int = 2) -> GraphClient:
+    return GraphClient(
+        f"{graph.base_url}/v21.0",
+        timeout=2.0,
+        retry=RetryPolicy(0.1, 0.3, 10.0),
+        default_retries=retries,
+        sleep=sleeps.append,
+    )
+
+
+def _user_token(graph) -> str:
+    """A user token the fake knows."""
+    token = "EAAtest-user-token"
+    graph.meta.tokens[token] = Grant("100200300", "Grace Admin", pages=[], wabas=[])
+    return token
+
+
+def test_transient_failures_back_off_doubling_up_to_the_cap(meta_settings):
+    graph, sleeps = meta_settings, []
+    token = _user_token(graph)
+    graph.meta.script("me", "503", "500", "503", "ok")
+    answer = _client(graph, sleeps, retries=3).request("GET", "me", token)
+    assert answer["name"] == "Grace Admin"
+    assert sleeps == [0.1, 0.2, 0.3]
+    assert len(graph.gets("/v21.0/me")) == 4
+
+
+def test_a_longer_retry_after_is_honoured(meta_settings):
+    graph, sleeps = meta_settings, []
+    token = _user_token(graph)
+    graph.meta.script("me", ("retry_after", 3, "4"), "ok")
+    assert _client(graph, sleeps).request("GET", "me", token)["id"]
+    assert sleeps == [3.0]
+
+
+def test_a_retry_after_past_the_bound_is_not_waited_for(meta_settings):
+    graph, sleeps = meta_settings, []
+    token = _user_token(graph)
+    graph.meta.script("me", ("retry_after", 600, "130429"))
+    with pytest.raises(SendFailed) as failed:
+        _client(graph, sleeps).request("GET", "me", token)
+    assert (failed.value.code, failed.value.retry_after, sleeps) == ("130429", 600.0, [])
+    error = graph_errors.domain_error(failed.value, what="reading the user")
+    assert (error.status, error.code, error.retry_after) == (429, "meta_rate_limited", 600)
+
+
+def test_permanent_errors_are_not_retried(meta_settings):
+    graph, sleeps = meta_settings, []
+    graph.meta.script("me", "100")
+    with pytest.raises(SendFailed) as failed:
+        _client(graph, sleeps).request("GET", "me", "EAAwhatever")
+    assert failed.value.code == "100" and sleeps == [] and failed.value.attempts == 1
+    assert len(graph.gets("/v21.0/me")) == 1
+
+
+def test_the_send_methods_keep_their_single_try(meta_settings):
+    graph, sleeps = meta_settings, []
+    graph.script("503")
+    with pytest.raises(SendFailed) as failed:
+        _client(graph, sleeps).post("123/messages", "EAAtoken", {"to": "1"})
+    assert failed.value.transient and sleeps == []
+    assert len(graph.sent()) == 1
+
+
+def test_an_unreachable_graph_is_a_transient_connection_error():
+    sleeps: list[float] = []
+    client = GraphClient(
+        "http://127.0.0.1:9/v21.0",
+        timeout=1.0,
+        retry=RetryPolicy(0.01, 0.01, 1),
+        sleep=sleeps.append,
+    )
+    with pytest.raises(SendFailed) as failed:
+        client.request("GET", "me", "EAAtoken", retries=1)
+    assert failed.value.code == "connection_error" and failed.value.attempts == 2
+    error = graph_errors.domain_error(failed.value, what="reading the user")
+    assert (error.status, error.code) == (502, "meta_api_error")
+    assert "after 2 tries" in error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "http", "expected"),
+    [
+        ("190", 401, 409, "meta_token_invalid"),
+        ("102", 400, 409, "meta_token_invalid"),
+        ("10", 403, 409, "meta_permission_denied"),
+        ("230", 400, 409, "meta_permission_denied"),
+        ("100", 400, 422, "meta_rejected"),
+        ("133005", 400, 422, "meta_rejected"),
+        ("80007", 429, 429, "meta_rate_limited"),
+        ("4", 400, 429, "meta_rate_limited"),
+        ("1", 500, 502, "meta_api_error"),
+        ("http_502", 502, 502, "meta_api_error"),
+    ],
+)
+def test_meta_codes_map_to_clear_answers(code, status, http, expected):
+    transient = status >= 500 or status == 429 or code in ("4", "1")
+    failure = SendFailed(code, "Meta said no", transient=transient, http_status=status)
+    error = graph_errors.domain_error(failure, what="doing it", field="x")
+    assert (error.status, error.code) == (http, expected)
+    assert error.details[0]["meta_code"] == code
+    assert "Meta said no" in error.message
+
+
+def test_secret_query_values_are_blanked_in_httpx_logs(meta_settings, caplog):
+    caplog.set_level(logging.INFO, logger="httpx")
+    graph = meta_settings
+    token = _user_token(graph)
+    app_token = f"{graph.meta.app_id}|{graph.meta.app_secret}"
+    _client(graph, []).request("GET", "debug_token", app_token, params={"input_token": token})
+    assert "input_token=***" in caplog.text
+    assert token not in caplog.text and graph.meta.app_secret not in caplog.text
