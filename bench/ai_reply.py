@@ -423,11 +423,13 @@ def report(args, results: dict) -> int:
                 "< 50 ms",
                 over["ai"]["p99"] < 50,
             ),
+            # NOTE: answered = the last answer handed to the channel (the contact's view),
+            # not the last reply row settled, which comes seconds earlier.
             common.Target(
-                f"{thr['conversations']} conversations answered",
-                f"{thr['answered_s']:.2f} s",
+                f"{thr['conversations']} conversations answered (at the Graph API)",
+                f"{thr['at_graph_s']:.2f} s",
                 f"< {args.goal_seconds:g} s",
-                thr["answered_s"] < args.goal_seconds,
+                thr["at_graph_s"] < args.goal_seconds,
             ),
         ],
     )
