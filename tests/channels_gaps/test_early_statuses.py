@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from scheduler import jobs
 from shared.channels import early_statuses
@@ -139,3 +139,43 @@ def test_the_sweeper_applies_statuses_of_known_messages_and_drops_expired_ones(
         result = early_statuses.sweep(session, now=later)
     assert result.expired >= 1
     assert _parked(gaps.tenant_id) == 0
+
+
+def test_a_status_racing_the_send_commit_waits_for_it_and_applies(workspace, gaps, fake_graph):
+    """The send holds the wamid's lock while its commit is held up; the status waits for it."""
+    account, conversation_id = _open_window(gaps, "15558889999")
+    fake_graph.next_wamids.append("wamid.RACE1")
+    fake_graph.script(("sleep", 0.5))  # Meta answers late: time to hold the send's commit
+    message_id = _send(workspace, conversation_id)
+    with session_scope() as blocker:
+        # Holding the message's row keeps the send between "Meta answered" and its commit
+        # (NO KEY UPDATE: the send's claim row may still reference the message).
+        blocker.scalars(
+            select(Message).where(Message.id == message_id).with_for_update(key_share=True)
+        ).one()
+        poll(lambda: _waiters("transactionid", "tuple") >= 1, "the send waiting to commit")
+        gaps.status(account, "wamid.RACE1", "delivered")
+        poll(
+            lambda: _waiters("advisory") >= 1,
+            "the status callback waiting on the send's lock",
+        )
+    message = wait_for_status(workspace, conversation_id, message_id, "delivered")
+
+    assert message["provider_message_id"] == "wamid.RACE1"
+    assert _parked(gaps.tenant_id) == 0  # it never had to wait in the table
+    assert poll(
+        lambda: any(c.get("status_updated") for c in _processed_counts(gaps.tenant_id)),
+        "the callback applied",
+    )
+
+
+def _waiters(*lock_types: str) -> int:
+    """Sessions of this run's database waiting for a lock of one of ``lock_types``."""
+    with session_scope() as session:
+        return session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND wait_event = ANY(:types)"
+            ),
+            {"types": list(lock_types)},
+        )
