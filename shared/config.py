@@ -418,6 +418,14 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
 
+    @field_validator("invitation_url")
+    @classmethod
+    def _invitation_url_has_token(cls, value: str | None) -> str | None:
+        """An invitation link without the token would lead nowhere: refuse it at start."""
+        if value is not None and "{token}" not in value:
+            raise ValueError("INVITATION_URL needs {token} where the token goes")
+        return value
+
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url

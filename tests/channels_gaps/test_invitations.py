@@ -188,3 +188,15 @@ def test_another_tenants_division_is_422_and_creates_nothing(
     listed = workspace.call("GET", "/api/agents", params={"q": email}).json["items"]
     assert listed == []
     assert relay.received == []
+
+
+def test_the_link_of_a_deleted_agent_is_410(client, workspace, worker, relay):
+    agent = _invite(workspace)
+    token = _emailed_token(relay, agent)
+    assert workspace.call("DELETE", f"/api/agents/{agent['id']}").status_code == 204
+
+    resp = _accept(client, token)
+
+    assert resp.status_code == 410
+    assert resp.json["error"]["code"] == "invitation_gone"
+    assert _login(client, agent["email"], NEW_PASSWORD).status_code == 401
