@@ -76,6 +76,7 @@ ERRORS: dict[int, str] = {
     500: "Unexpected failure; the message quotes the request id",
     502: "An upstream provider (Meta's Graph API) failed; the message says how",
     503: "A dependency is down; retry later",
+    410: "The link or token was used already or expired",
 }
 
 

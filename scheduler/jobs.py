@@ -149,6 +149,29 @@ def sweep_knowledge_sources(session: Session) -> int:
     return knowledge_queue.sweep(session)
 
 
+def sweep_read_receipts(session: Session) -> int:
+    """Re-enqueue read receipts whose mark_read_upstream message was lost (needs the enqueuer)."""
+    import workers.actors.read_receipts  # noqa: F401  (installs the enqueuer)
+    from shared.channels import read_receipts
+
+    return read_receipts.sweep(session)
+
+
+def sweep_invitation_emails(session: Session) -> int:
+    """Re-enqueue invitation emails whose send_email message was lost (needs the enqueuer)."""
+    import workers.actors.platform_email  # noqa: F401  (installs the enqueuer)
+    from shared.identity import invitations
+
+    return invitations.sweep(session)
+
+
+def sweep_early_statuses(session: Session) -> dict[str, int]:
+    """Apply early Meta statuses whose message is known by now; drop the expired ones."""
+    from shared.channels import early_statuses
+
+    return early_statuses.sweep(session).as_dict()
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -213,6 +236,11 @@ JOBS: tuple[Job, ...] = (
         CronTrigger(hour=3, minute=17, timezone=dt.UTC),
         DRAIN,
     ),
+    # Channel gaps: read receipts and invitation emails whose message was lost, and Meta
+    # statuses that came before their send committed (applied, or dropped when expired).
+    Job("sweep_read_receipts", sweep_read_receipts, _every(seconds=15), DRAIN),
+    Job("sweep_invitation_emails", sweep_invitation_emails, _every(seconds=30), DRAIN),
+    Job("sweep_early_statuses", sweep_early_statuses, _every(seconds=30), DRAIN),
 )
 
 

@@ -409,6 +409,36 @@ class Settings(BaseSettings):
             " caller 429 meta_rate_limited at once"
         ),
     )
+    # --- channels: read receipts, early statuses, platform email -------------------------------
+    early_status_ttl_seconds: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "how long a Meta status for a message id not stored yet waits for the send that"
+            " records it; then it is dropped (a message some other system sent)"
+        ),
+    )
+    platform_smtp_host: str | None = Field(
+        None, description="SMTP relay of the platform's own emails (invitations); unset: none"
+    )
+    platform_smtp_port: int = Field(587, ge=1, le=65535)
+    platform_smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
+    platform_smtp_username: str | None = None
+    platform_smtp_password: str | None = None
+    platform_email_from: str | None = Field(
+        None, description="sender address of the platform's emails, e.g. no-reply@example.com"
+    )
+    platform_email_from_name: str = Field("OmniStream", description="sender name of those emails")
+    invitation_ttl_hours: float = Field(
+        72.0, gt=0, le=24 * 30, description="how long an agent invitation link stays valid"
+    )
+    invitation_url: str | None = Field(
+        None,
+        description=(
+            "the set-password page an invitation links to, with {token} where the token goes;"
+            " unset: PUBLIC_BASE_URL (or http://127.0.0.1:8000) + /accept-invitation?token={token}"
+        ),
+    )
 
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
@@ -436,6 +466,14 @@ class Settings(BaseSettings):
         value = value.strip().strip("/")
         if not re.fullmatch(r"v\d+\.\d+", value):
             raise ValueError("META_GRAPH_VERSION looks like v21.0")
+        return value
+
+    @field_validator("invitation_url")
+    @classmethod
+    def _invitation_url_has_token(cls, value: str | None) -> str | None:
+        """An invitation link without the token would lead nowhere: refuse it at start."""
+        if value is not None and "{token}" not in value:
+            raise ValueError("INVITATION_URL needs {token} where the token goes")
         return value
 
     @property

@@ -8,6 +8,7 @@ from api.schemas.identity import AgentCreate, AgentListQuery, AgentStatusUpdate,
 from shared.identity import agents
 from shared.identity.agents_list_cache import PAGES
 from shared.schemas.identity import AgentView
+from workers.actors import platform_email as _send_email  # noqa: F401  (installs the enqueuer)
 
 TAGS = ("Agents",)
 
@@ -31,6 +32,8 @@ class AgentsResource:
         body=AgentCreate,
         response=AgentView,
         status=201,
+        description="Without `password`, the agent is emailed a single-use, expiring link to"
+        " set one (`send_email`); until then they cannot log in.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: AgentCreate):
@@ -53,7 +56,16 @@ class AgentResource:
     def on_patch(self, req, resp, *, ctx, id, body: AgentUpdate):
         return agents.update_agent(req.context.db, ctx, id, body.model_dump(exclude_unset=True))
 
-    @endpoint("Delete an agent", errors=(409,), permission="agents.manage", status=204, tags=TAGS)
+    @endpoint(
+        "Delete an agent",
+        errors=(409,),
+        permission="agents.manage",
+        status=204,
+        description="Soft delete: revokes their API keys and tokens and unassigns their"
+        " unresolved conversations (conversation.unassigned each), which stay in their"
+        " divisions' queues.",
+        tags=TAGS,
+    )
     def on_delete(self, req, resp, *, ctx, id):
         agents.delete_agent(req.context.db, ctx, id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.auth import clear_session_cookie, set_session_cookie
 from api.endpoint import endpoint
 from api.schemas.auth import (
+    AcceptInvitationRequest,
     LoginRequest,
     LoginResponse,
     MeResponse,
@@ -13,7 +14,7 @@ from api.schemas.auth import (
     TokenResponse,
 )
 from shared.config import get_settings
-from shared.identity import agents, auth, tenants
+from shared.identity import agents, auth, invitations, tenants
 from shared.identity.security import issue_access_token
 from shared.schemas.identity import AgentView
 
@@ -102,10 +103,41 @@ class RefreshResource:
         return {"access_token": token.token, "expires_in": token.expires_in}
 
 
+class AcceptInvitationResource:
+    @endpoint(
+        "Accept an agent invitation (set the password)",
+        public=True,
+        errors=(404, 403, 410),
+        body=AcceptInvitationRequest,
+        response=LoginResponse,
+        description="The token comes from the emailed link and works once, until it expires"
+        " (404 unknown, 410 used or expired). Sets the password and logs the agent in, with"
+        " the `session` cookie too.",
+        tags=TAGS,
+    )
+    def on_post(self, req, resp, *, body: AcceptInvitationRequest):
+        result = invitations.accept(
+            req.context.db,
+            token=body.token,
+            password=body.password,
+            ip=req.remote_addr,
+            request_id=req.context.request_id,
+        )
+        set_session_cookie(
+            resp, result.token.token, result.token.expires_in, get_settings().cookie_secure
+        )
+        return {
+            "access_token": result.token.token,
+            "expires_in": result.token.expires_in,
+            "user": result.user,
+        }
+
+
 ROUTES = [
     ("/api/auth/login", LoginResource()),
     ("/api/auth/me", MeResource()),
     ("/api/auth/logout", LogoutResource()),
     ("/api/auth/refresh", RefreshResource()),
     ("/api/auth/register", RegisterResource()),
+    ("/api/auth/accept-invitation", AcceptInvitationResource()),
 ]

@@ -19,6 +19,7 @@ from api.schemas.conversations import (
 )
 from shared.inbox import bulk, conversations, expiration
 from shared.schemas.inbox import ConversationListItem, ConversationView
+from workers.actors import read_receipts as _mark_read_upstream  # noqa: F401  (enqueuer)
 from workers.actors.inbox import enqueue_bulk
 
 TAGS = ("Conversations",)
@@ -69,7 +70,13 @@ class StatusResource:
 
 
 class ReadResource:
-    @endpoint("Mark conversation as read", response=ReadStateView, tags=TAGS)
+    @endpoint(
+        "Mark conversation as read",
+        response=ReadStateView,
+        description="On WhatsApp, Messenger and Instagram, when something new was read, the"
+        " contact gets a read receipt (`mark_read_upstream`, after commit, retried).",
+        tags=TAGS,
+    )
     def on_post(self, req, resp, *, ctx, id):
         return conversations.mark_read(req.context.db, ctx, id)
 

@@ -57,3 +57,10 @@ class RegisterResponse(TokenResponse):
 class MeResponse(AgentView):
     permissions: list[str]
     tenant: TenantView
+
+
+class AcceptInvitationRequest(Input):
+    token: Annotated[str, Field(min_length=1, max_length=256)] = Field(
+        description="the token of the emailed set-password link"
+    )
+    password: Password

@@ -27,8 +27,13 @@ class AgentCreate(Input):
     email: EmailStr
     full_name: Name
     role: RoleName = Field(description="role name or id")
-    password: Password | None = None
+    password: Password | None = Field(
+        None, description="omitted: the agent is emailed an invitation to set one"
+    )
     avatar_url: AvatarUrl | None = None
+    division_ids: list[uuid.UUID] = Field(
+        default_factory=list, max_length=100, description="divisions the agent joins"
+    )
 
 
 class AgentUpdate(Update):

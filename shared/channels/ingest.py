@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.channels import statuses
+from shared.channels import early_statuses, statuses
 from shared.channels.items import InboundMessage, StatusReport, Watermark
 from shared.context import Ctx
 from shared.events import Actor, emit
@@ -107,20 +107,32 @@ def apply_message(
     return "created"
 
 
+_STATUS_TARGET = (
+    select(Message)
+    .where(
+        Message.tenant_id == bindparam("tenant_id"),
+        Message.provider_message_id == bindparam("provider_message_id"),
+        Message.direction == "outbound",
+    )
+    .with_for_update()
+)
+
+
 def apply_status(session: Session, account: IntegrationAccount, item: StatusReport) -> str:
-    """Move the tenant's message with this provider id forward; ``updated``, ``unchanged``
-    or ``unknown`` (a status of a message sent by another system, or not stored yet)."""
-    message = session.scalars(
-        select(Message)
-        .where(
-            Message.tenant_id == account.tenant_id,
-            Message.provider_message_id == item.provider_message_id,
-            Message.direction == "outbound",
-        )
-        .with_for_update()
-    ).one_or_none()
+    """Move the tenant's message with this provider id forward; ``updated``, ``unchanged``,
+    ``deferred`` (not stored yet: kept until the send records the id, see
+    :mod:`.early_statuses`) or ``unknown`` (a channel without early statuses)."""
+    params = {"tenant_id": account.tenant_id, "provider_message_id": item.provider_message_id}
+    message = session.scalars(_STATUS_TARGET, params).one_or_none()
     if message is None:
-        return "unknown"
+        if account.channel not in early_statuses.CHANNELS:
+            return "unknown"
+        # The send may be committing right now: look again under the lock it takes too.
+        early_statuses.lock(session, account.tenant_id, item.provider_message_id)
+        message = session.scalars(_STATUS_TARGET, params).one_or_none()
+        if message is None:
+            early_statuses.park(session, account.tenant_id, item)
+            return "deferred"
     changed = statuses.apply_status(
         session,
         message,

@@ -13,7 +13,9 @@ an idempotency key that would close that gap.
 
 Results go through :func:`shared.channels.statuses.apply_status`: ``sent`` with
 the provider's message id, or ``failed`` with the provider's code and message,
-each emitting ``message.status_updated``.
+each emitting ``message.status_updated``. Statuses Meta reported for that id
+before this commit (kept by :mod:`shared.channels.early_statuses`) are applied
+right after ``sent``, under the lock their callbacks take too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from enum import StrEnum
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
-from shared.channels import token_rejections, transports
+from shared.channels import early_statuses, token_rejections, transports
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.send_errors import SendFailed
@@ -113,9 +115,14 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
                 )
             _fail(session, claim, message, error)
             return Result(Outcome.FAILED, error)
+        if message.channel in early_statuses.CHANNELS:
+            # Before the message's row lock, in the order the status path takes them.
+            early_statuses.lock(session, message.tenant_id, provider_id)
         session.refresh(message, with_for_update=True)
         message.provider_message_id = provider_id
         apply_status(session, message, "sent")
+        if message.channel in early_statuses.CHANNELS:
+            early_statuses.apply_parked(session, message)
         _finish(claim, "sent")
         return Result(Outcome.SENT, provider_message_id=provider_id)
 

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -14,9 +15,10 @@ from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.events import emit
-from shared.identity import auth
+from shared.identity import auth, invitations
 from shared.identity.security import hash_password
-from shared.models import ApiKey, Role, Tenant, User
+from shared.inbox import conversations
+from shared.models import ApiKey, Conversation, Division, DivisionMember, Role, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
 from shared.sql import contains_pattern
@@ -210,8 +212,14 @@ def create_agent(
     role: str,
     password: str | None = None,
     avatar_url: str | None = None,
+    division_ids: list[uuid.UUID] | None = None,
 ) -> User:
+    """Create an agent; without a password they get an emailed invitation to set one.
+
+    ``division_ids`` puts them in those divisions (422 naming each unknown one).
+    """
     ctx.require("agents.manage")
+    divisions = _divisions(session, ctx, division_ids or [])
     if _email_taken(session, ctx, email):
         raise Conflict(
             "An agent with this email already exists",
@@ -228,9 +236,48 @@ def create_agent(
     session.add(agent)
     session.flush()
     session.refresh(agent)
+    if divisions:
+        session.execute(
+            pg_insert(DivisionMember).values(
+                [
+                    {"tenant_id": ctx.tenant_id, "division_id": d, "user_id": agent.id}
+                    for d in divisions
+                ]
+            )
+        )
     data = AgentView.data(agent)
-    activity.record_change(session, ctx, "agent.created", "agent", agent.id, data, after=data)
+    activity.record_change(
+        session,
+        ctx,
+        "agent.created",
+        "agent",
+        agent.id,
+        data,
+        after=data | {"division_ids": [str(d) for d in divisions], "invited": password is None},
+    )
+    if password is None:
+        invitations.invite(session, ctx, agent)
     return agent
+
+
+def _divisions(session: Session, ctx: Ctx, division_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The distinct ``division_ids``, all the tenant's; else 422 naming each other index."""
+    wanted = list(dict.fromkeys(division_ids))
+    if not wanted:
+        return []
+    known = set(
+        session.scalars(
+            select(Division.id).where(Division.tenant_id == ctx.tenant_id, Division.id.in_(wanted))
+        )
+    )
+    bad = [
+        {"field": f"division_ids[{index}]", "message": "no such division in this workspace"}
+        for index, division_id in enumerate(division_ids)
+        if division_id not in known
+    ]
+    if bad:
+        raise ValidationFailed("Some division ids are not divisions of this workspace", details=bad)
+    return wanted
 
 
 def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[str, Any]) -> User:
@@ -276,7 +323,9 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
 
 
 def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
-    """Soft-delete an agent and revoke their API keys; the last admin cannot go."""
+    """Soft-delete an agent, revoke their API keys and unassign their unresolved
+    conversations (each emits conversation.unassigned and stays in its division, so it
+    is back in that division's queue); the last admin cannot go."""
     ctx.require("agents.manage")
     _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)
@@ -291,7 +340,23 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
         .values(revoked_at=func.now())
     )
     auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
+    _unassign_all(session, ctx, agent.id)
     activity.record_change(session, ctx, "agent.deleted", "agent", agent.id, before, before=before)
+
+
+def _unassign_all(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> int:
+    """Unassign every unresolved conversation of the agent, locked in id order."""
+    held = session.scalars(
+        select(Conversation)
+        .where(
+            Conversation.tenant_id == ctx.tenant_id,
+            Conversation.assignee_id == agent_id,
+            Conversation.status != "resolved",
+        )
+        .order_by(Conversation.id)
+        .with_for_update()
+    ).all()
+    return sum(conversations.apply_assignment(session, ctx, c, None) for c in held)
 
 
 def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> User:

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.channels import read_receipts
 from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import Forbidden, NotFound, ValidationFailed
@@ -477,8 +478,9 @@ def update_tags(
 def mark_read(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str, Any]:
     """Record that the caller read every inbound message so far (their unread drops to 0).
 
-    NOTE: the upstream read receipt (``mark_read_upstream`` for WhatsApp and
-    Messenger) arrives with the channels issue; it will hang off conversation.read.
+    When something new was read on WhatsApp, Messenger or Instagram, the provider's
+    read receipt is owed in the same transaction (:mod:`shared.channels.read_receipts`:
+    ``mark_read_upstream`` sends it after commit).
     """
     if ctx.user_id is None:
         raise Forbidden("Only an agent has a read state")
@@ -511,6 +513,7 @@ def mark_read(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[st
         "last_read_at": last_read_at,
     }
     if previous != count:
+        read_receipts.record(session, conversation)
         record_change(
             session,
             ctx,

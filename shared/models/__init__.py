@@ -51,15 +51,18 @@ from shared.models.inbox import (
     QuickReplyUsage,
     Transfer,
 )
+from shared.models.invitations import AgentInvitation
 from shared.models.operations import DeadLetter, SchedulerHeartbeat
 from shared.models.outbound import OutboundSend
 from shared.models.outbox import OutboxEvent
+from shared.models.receipts import EarlyStatus, ReadReceipt
 from shared.models.tenancy import Tenant
 from shared.models.timed import ConversationSla, ScheduledMessage, SlaBreach, SlaPolicy
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ActivityLog",
+    "AgentInvitation",
     "AiAgent",
     "AiAgentAssignment",
     "AiEvaluation",
@@ -91,6 +94,7 @@ __all__ = [
     "DeadLetter",
     "Division",
     "DivisionMember",
+    "EarlyStatus",
     "InboundEvent",
     "Integration",
     "IntegrationAccount",
@@ -107,6 +111,7 @@ __all__ = [
     "QnaPair",
     "QuickReply",
     "QuickReplyUsage",
+    "ReadReceipt",
     "RevokedToken",
     "Role",
     "ScheduledMessage",

@@ -14,6 +14,11 @@ are scripted apart from the sends, with :meth:`FakeGraph.script_analytics`.
 
 OAuth, Embedded Signup, Page subscriptions and the Messenger profile are answered
 from :attr:`FakeGraph.meta` (see :mod:`tests.peers.graph_onboarding`), scripted apart.
+Read receipts (WhatsApp ``{"status": "read", "message_id"}`` on ``/{phone-number-id}/messages``,
+Messenger / Instagram ``{"sender_action": "mark_seen"}`` on ``/me/messages``) are answered
+like Meta (``{"success": true}`` / ``{"recipient_id"}``), listed by :meth:`FakeGraph.receipts`
+and scripted apart from the sends with :meth:`FakeGraph.script_receipts`.
+:attr:`FakeGraph.next_wamids` names the ids the next WhatsApp sends answer.
 
 Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
 next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
@@ -118,6 +123,10 @@ class FakeGraph:
     _plan: list[Any] = field(default_factory=list)
     _analytics_plan: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # --- read receipts and scripted message ids (channel gaps) ---
+    _receipt_plan: list[Any] = field(default_factory=list)
+    #: Message ids the next WhatsApp sends answer, in order (then random ones).
+    next_wamids: list[str] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -133,6 +142,8 @@ class FakeGraph:
             self.accepted_tokens = None
             self.media_delay = 0.0
             self.meta = MetaOnboarding()
+            self._receipt_plan = []
+            self.next_wamids.clear()
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
@@ -168,6 +179,44 @@ class FakeGraph:
             if not self._plan:
                 return "ok"
             return self._plan.pop(0) if len(self._plan) > 1 else self._plan[0]
+
+    # --- read receipts and scripted message ids (channel gaps) ---
+
+    def script_receipts(self, *behaviours: Any) -> None:
+        """Like :meth:`script`, for read receipts: ``"ok"``, a Meta code, ``("raw", ...)``."""
+        with self.lock:
+            self._receipt_plan = list(behaviours)
+
+    def receipts(self) -> list[Recorded]:
+        """Every read receipt received (answered ok or not), oldest first."""
+        with self.lock:
+            return [r for r in self.requests if _is_receipt(r)]
+
+    def _next_receipt(self) -> Any:
+        with self.lock:
+            if not self._receipt_plan:
+                return "ok"
+            if len(self._receipt_plan) > 1:
+                return self._receipt_plan.pop(0)
+            return self._receipt_plan[0]
+
+    def _take_wamid(self) -> str:
+        with self.lock:
+            if self.next_wamids:
+                return self.next_wamids.pop(0)
+        return "wamid.HBgL" + secrets.token_hex(16).upper()
+
+
+def _is_receipt(recorded: Recorded) -> bool:
+    """A WhatsApp mark-as-read or a Messenger / Instagram sender action."""
+    content_type = recorded.headers.get("Content-Type") or recorded.headers.get("content-type")
+    if recorded.method != "POST" or "json" not in (content_type or ""):
+        return False
+    try:
+        body = recorded.json
+    except ValueError:
+        return False
+    return isinstance(body, dict) and (body.get("status") == "read" or "sender_action" in body)
 
 
 def _handler(graph: FakeGraph):
@@ -255,6 +304,9 @@ def _handler(graph: FakeGraph):
                 return
             if not self._authorized(recorded):
                 return
+            if parts[2] == "messages" and _is_receipt(recorded):
+                self._receipt(parts)
+                return
             if parts[2] == "media":  # a WhatsApp media upload
                 self._send(200, {"id": str(secrets.randbelow(10**15))})
                 return
@@ -288,9 +340,21 @@ def _handler(graph: FakeGraph):
                     {
                         "messaging_product": "whatsapp",
                         "contacts": [{"input": payload.get("to"), "wa_id": payload.get("to")}],
-                        "messages": [{"id": "wamid.HBgL" + secrets.token_hex(16).upper()}],
+                        "messages": [{"id": graph._take_wamid()}],
                     },
                 )
+
+        def _receipt(self, parts: list[str]) -> None:
+            """Answer a read receipt as Meta does, or as scripted."""
+            behaviour = graph._next_receipt()
+            if isinstance(behaviour, tuple) and behaviour[0] == "raw":
+                self._send(behaviour[1], behaviour[2])
+            elif behaviour != "ok":
+                self._send(*meta_error(behaviour))
+            elif parts[1] == "me":
+                self._send(200, {"recipient_id": "psid"})
+            else:
+                self._send(200, {"success": True})
 
         def do_GET(self):
             recorded = self._record()

@@ -1,0 +1,140 @@
+"""``send_email("agent_invitation", id)``'s work: email one invitation's set-password link, once.
+
+The invitation row is claimed with ``FOR UPDATE SKIP LOCKED`` for the whole attempt, so a
+second copy of the job does nothing, and once the row is no longer ``pending`` every later
+copy is a no-op. The token is made here, at send time: only its hash and expiry are
+written, and only once the relay accepted the email (a failed attempt stores nothing
+usable). A transient SMTP failure is recorded on the row and retried by the actor; a
+permanent one (or the last retry) leaves the row ``failed`` with the SMTP code and reply.
+
+NOTE: at least once at the edge, like every send: if the commit fails after the relay
+took the email, that email's link never works and the retry sends a new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from html import escape
+from urllib.parse import quote
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.channels import platform_mail
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.identity.invitations import hash_token, sweep_interval
+from shared.models import Tenant, User
+from shared.models.invitations import AgentInvitation
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
+    BUSY = "busy"
+    DONE = "already_done"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    error: SendFailed | None = None
+
+
+def invitation_link(token: str) -> str:
+    """The set-password page the email links to (``INVITATION_URL``, else a default)."""
+    settings = get_settings()
+    template = settings.invitation_url or (
+        (settings.public_base_url or "http://127.0.0.1:8000").rstrip("/")
+        + "/accept-invitation?token={token}"
+    )
+    return template.replace("{token}", quote(token, safe=""))
+
+
+def compose(agent: User, tenant: Tenant, link: str, ttl_hours: float) -> tuple[str, str, str]:
+    """(subject, text, html) of the invitation email."""
+    subject = f"You are invited to {tenant.name} on OmniStream"
+    hours = f"{ttl_hours:g} hour{'s' if ttl_hours != 1 else ''}"
+    text = (
+        f"Hello {agent.full_name},\n\n"
+        f"You have been added to the {tenant.name} workspace on OmniStream as {agent.email}.\n"
+        f"Choose your password here to log in (the link works once, for {hours}):\n\n"
+        f"{link}\n\n"
+        "If you did not expect this email, you can ignore it.\n"
+    )
+    html = (
+        f"<p>Hello {escape(agent.full_name)},</p>"
+        f"<p>You have been added to the <b>{escape(tenant.name)}</b> workspace on OmniStream"
+        f" as {escape(agent.email)}.</p>"
+        f'<p><a href="{escape(link)}">Choose your password</a> to log in'
+        f" (the link works once, for {hours}).</p>"
+        "<p>If you did not expect this email, you can ignore it.</p>"
+    )
+    return subject, text, html
+
+
+def deliver(invitation_id: uuid.UUID, *, last_attempt: bool) -> Result:
+    """One attempt at emailing invitation ``invitation_id``; see the module docstring."""
+    with session_scope() as session:
+        invitation = session.scalars(
+            select(AgentInvitation)
+            .where(AgentInvitation.id == invitation_id)
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if invitation is None:
+            exists = session.scalar(select(func.count()).where(AgentInvitation.id == invitation_id))
+            return Result(Outcome.BUSY if exists else Outcome.UNKNOWN)
+        if invitation.status != "pending":
+            return Result(Outcome.DONE)
+        invitation.attempts += 1
+        invitation.sweep_at = func.now() + sweep_interval()
+        try:
+            _send(session, invitation)
+        except Exception as exc:
+            error = _as_failure(exc, invitation_id)
+            invitation.last_error_code = error.code[:64]
+            invitation.last_error_message = error.message
+            if error.transient and not last_attempt:
+                log.info("invitation %s: transient %s, will retry", invitation_id, error.code)
+                return Result(Outcome.RETRY, error)
+            log.warning(
+                "invitation %s failed for good: %s %s", invitation_id, error.code, error.message
+            )
+            invitation.status = "failed"
+            return Result(Outcome.FAILED, error)
+        return Result(Outcome.SENT)
+
+
+def _send(session: Session, invitation: AgentInvitation) -> None:
+    agent = session.get(User, invitation.user_id)
+    if agent is None or agent.deleted_at is not None or agent.tenant_id != invitation.tenant_id:
+        raise SendFailed("agent_deleted", "the invited agent no longer exists", transient=False)
+    tenant = session.get_one(Tenant, invitation.tenant_id)
+    ttl_hours = get_settings().invitation_ttl_hours
+    token = secrets.token_urlsafe(32)
+    subject, text, html = compose(agent, tenant, invitation_link(token), ttl_hours)
+    platform_mail.send(to=invitation.email, subject=subject, text=text, html=html)
+    invitation.token_hash = hash_token(token)
+    invitation.expires_at = func.now() + dt.timedelta(hours=ttl_hours)
+    invitation.status = "sent"
+    invitation.sent_at = func.now()
+    invitation.last_error_code = None
+    invitation.last_error_message = None
+
+
+def _as_failure(exc: Exception, invitation_id: uuid.UUID) -> SendFailed:
+    """An SMTP failure as is; anything else (a bug, a broken row) retries, then fails."""
+    if isinstance(exc, SendFailed):
+        return exc
+    log.exception("invitation %s: unexpected error", invitation_id)
+    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)

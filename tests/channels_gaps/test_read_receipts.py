@@ -1,0 +1,202 @@
+"""mark_read_upstream: reading a conversation sends Meta its read receipt, once, retried."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from scheduler import jobs
+from shared.db import session_scope
+from shared.models.receipts import ReadReceipt
+from tests.channels_gaps.conftest import dead_letters
+from tests.inbox_messages.conftest import poll
+
+
+def _read(workspace, conversation_id, **kwargs):
+    return workspace.call("POST", f"/api/conversations/{conversation_id}/read", **kwargs)
+
+
+def _receipt(message_id) -> ReadReceipt | None:
+    with session_scope() as session:
+        return session.get(ReadReceipt, message_id)
+
+
+def _receipt_count(tenant_id) -> int:
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count()).select_from(ReadReceipt).where(ReadReceipt.tenant_id == tenant_id)
+        )
+
+
+def _settled(message_id, *statuses):
+    return poll(
+        lambda: (r := _receipt(message_id)) is not None and r.status in statuses and r,
+        f"receipt of {message_id} in {statuses}",
+        timeout=15,
+    )
+
+
+def _whatsapp_conversation(gaps, wamid="wamid.IN1"):
+    account = gaps.meta_account("whatsapp")
+    gaps.inbound_text(account, wamid, "15551234567")
+    return account, gaps.conversation_of(wamid)
+
+
+def _message_id(gaps, wamid):
+    from shared.models import Message
+
+    with session_scope() as session:
+        return session.scalar(
+            select(Message.id).where(
+                Message.tenant_id == gaps.tenant_id, Message.provider_message_id == wamid
+            )
+        )
+
+
+def test_reading_a_whatsapp_conversation_marks_its_last_message_read(workspace, gaps, fake_graph):
+    account, conversation_id = _whatsapp_conversation(gaps, "wamid.READ1")
+
+    resp = _read(workspace, conversation_id)
+
+    assert resp.status_code == 200, resp.text
+    assert resp.json["unread_count"] == 0
+    receipt = _settled(_message_id(gaps, "wamid.READ1"), "sent")
+    assert receipt.attempts == 1
+    [request] = fake_graph.receipts()
+    assert request.path == f"/v21.0/{account['external_id']}/messages"
+    assert request.token == account["token"]
+    assert request.json == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.READ1",
+    }
+
+
+def test_reading_again_sends_nothing_and_a_new_message_gets_its_own_receipt(
+    workspace, gaps, fake_graph
+):
+    account, conversation_id = _whatsapp_conversation(gaps, "wamid.AGAIN1")
+    _read(workspace, conversation_id)
+    _settled(_message_id(gaps, "wamid.AGAIN1"), "sent")
+
+    assert _read(workspace, conversation_id).status_code == 200
+    assert _receipt_count(gaps.tenant_id) == 1  # nothing new was read: nothing owed
+
+    gaps.inbound_text(account, "wamid.AGAIN2", "15551234567", body="one more thing")
+    poll(lambda: _message_id(gaps, "wamid.AGAIN2"), "second inbound message stored")
+    _read(workspace, conversation_id)
+
+    _settled(_message_id(gaps, "wamid.AGAIN2"), "sent")
+    assert [r.json["message_id"] for r in fake_graph.receipts()] == [
+        "wamid.AGAIN1",
+        "wamid.AGAIN2",
+    ]
+
+
+def test_messenger_and_instagram_get_mark_seen(workspace, gaps, fake_graph):
+    for channel in ("messenger", "instagram"):
+        account = gaps.meta_account(channel)
+        contact = gaps.contact(channel=channel, external_id=f"psid-{channel}")
+        conversation = gaps.conversation(
+            contact, integration_account_id=account["id"], inbound_count=1
+        )
+        message_id = gaps.message(conversation, "hi", provider_message_id=f"m_{channel}_1")
+
+        assert _read(workspace, conversation["id"]).status_code == 200
+
+        _settled(message_id, "sent")
+        request = fake_graph.receipts()[-1]
+        assert request.path == "/v21.0/me/messages"
+        assert request.token == account["token"]
+        assert request.json == {
+            "recipient": {"id": f"psid-{channel}"},
+            "sender_action": "mark_seen",
+        }
+
+
+def test_email_and_api_conversations_owe_no_receipt(workspace, gaps, fake_graph):
+    for channel in ("email", "api"):
+        conversation = gaps.conversation(
+            gaps.contact(channel=channel, external_id=f"{channel}-contact"), inbound_count=1
+        )
+        gaps.message(conversation, "hello", provider_message_id=f"<{channel}@example.com>")
+
+        resp = _read(workspace, conversation["id"])
+
+        assert resp.status_code == 200, resp.text
+    assert _receipt_count(gaps.tenant_id) == 0
+    assert fake_graph.receipts() == []
+
+
+def test_a_transient_graph_failure_is_retried_until_sent(workspace, gaps, fake_graph):
+    fake_graph.script_receipts("503", "ok")
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.RETRY1")
+
+    _read(workspace, conversation_id)
+
+    receipt = _settled(_message_id(gaps, "wamid.RETRY1"), "sent")
+    assert receipt.attempts == 2
+    assert len(fake_graph.receipts()) == 2
+
+
+def test_graph_failing_every_time_fails_the_receipt_visibly(workspace, gaps, fake_graph):
+    fake_graph.script_receipts("503")
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.DOWN1")
+
+    _read(workspace, conversation_id)
+
+    message_id = _message_id(gaps, "wamid.DOWN1")
+    receipt = _settled(message_id, "failed")
+    assert receipt.attempts == 3  # the first try and OUTBOUND_MAX_RETRIES=2 retries
+    assert receipt.last_error_code == "2"  # Meta's "service temporarily unavailable"
+    assert receipt.finished_at is not None
+    [letter] = poll(lambda: dead_letters("mark_read_upstream", str(message_id)), "the dead letter")
+    assert letter.retries == 2
+
+
+def test_a_permanent_graph_error_fails_at_once(workspace, gaps, fake_graph):
+    fake_graph.script_receipts("100")
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.BAD1")
+
+    _read(workspace, conversation_id)
+
+    message_id = _message_id(gaps, "wamid.BAD1")
+    receipt = _settled(message_id, "failed")
+    assert receipt.attempts == 1
+    assert receipt.last_error_code == "100"
+    assert len(fake_graph.receipts()) == 1
+    assert dead_letters("mark_read_upstream", str(message_id)) == []
+
+
+def test_another_tenants_conversation_is_404_and_owes_nothing(
+    workspace, other_workspace, gaps, fake_graph
+):
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.MINE1")
+
+    resp = _read(other_workspace, conversation_id)
+
+    assert resp.status_code == 404
+    assert resp.json["error"]["code"] == "not_found"
+    assert _receipt_count(gaps.tenant_id) == 0
+
+
+def test_the_sweeper_redrives_a_receipt_whose_job_was_lost(workspace, gaps, fake_graph):
+    account = gaps.meta_account("whatsapp")
+    contact = gaps.contact(channel="whatsapp", external_id="15550001111")
+    conversation = gaps.conversation(contact, integration_account_id=account["id"])
+    message_id = gaps.message(conversation, "lost", provider_message_id="wamid.LOST1")
+    with session_scope() as session:  # a receipt recorded, its message never enqueued
+        session.add(
+            ReadReceipt(
+                message_id=message_id,
+                tenant_id=gaps.tenant_id,
+                sweep_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+            )
+        )
+
+    with session_scope() as session:
+        assert jobs.sweep_read_receipts(session) >= 1
+
+    _settled(message_id, "sent")
+    assert [r.json["message_id"] for r in fake_graph.receipts()] == ["wamid.LOST1"]
