@@ -47,13 +47,14 @@ def test_a_product_is_created_listed_replaced_and_deleted(workspace):
 def test_creates_and_replaces_ask_for_embedding_after_commit(workspace):
     agent = create_agent(workspace)
     asked: list[uuid.UUID] = []
+    installed = products.EMBED_QUEUE.enqueuer
     products.EMBED_QUEUE.set_enqueuer(asked.extend)
     try:
         made = workspace.call("POST", f"{AGENTS}/{agent['id']}/products", json=SHOE).json
         refused = workspace.call("POST", f"{AGENTS}/{agent['id']}/products", json=SHOE)
         assert refused.status_code == 409
     finally:
-        products.EMBED_QUEUE.set_enqueuer(None)
+        products.EMBED_QUEUE.set_enqueuer(installed)  # the worker's, for later tests
     assert asked == [uuid.UUID(made["id"])]
 
 

@@ -198,7 +198,7 @@ class _Letters:
 
 def test_embed_items_stores_vectors_for_agents_with_an_embedding_model(worker, workspace, broker):
     model = _Letters()
-    embedding.set_embedder_factory(lambda agent: model)
+    installed = embedding.set_embedder_factory(lambda agent: model)
     try:
         plain = add_ai_agent(workspace)
         embedded = add_ai_agent(workspace, embedding_model="letters-5")
@@ -226,7 +226,8 @@ def test_embed_items_stores_vectors_for_agents_with_an_embedding_model(worker, w
             assert again == 1
         assert all("Plain." not in text for call in model.calls for text in call)
     finally:
-        embedding.set_embedder_factory(None)
+        # NOTE: the providers' factory, not None: later tests of this process embed too.
+        embedding.set_embedder_factory(installed)
 
 
 def test_without_an_embedder_embed_items_does_nothing(workspace):

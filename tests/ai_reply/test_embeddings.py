@@ -34,9 +34,7 @@ def test_knowledge_and_questions_are_embedded_by_the_agents_provider(world, fake
     )
     assert created.status_code == 201, created.text
 
-    # NOTE: two hops on the knowledge queue (ingest, then embed_items), which this test
-    # process's worker shares with earlier tests' retries: a loaded box needs the margin.
-    poll(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded", timeout=45.0)
+    poll(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
     [ingested] = _embedding_calls(fake_llm)
     assert ingested.body["model"] == "fake-embed"
     assert any("30 days" in text for text in ingested.body["input"])

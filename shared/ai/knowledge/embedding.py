@@ -39,10 +39,15 @@ EmbedderFactory = Callable[[AiAgent], Embedder | None]
 _factory: EmbedderFactory = lambda _agent: None  # noqa: E731
 
 
-def set_embedder_factory(factory: EmbedderFactory | None) -> None:
-    """Install how an agent's embedder is built (None: no embeddings anywhere)."""
+def set_embedder_factory(factory: EmbedderFactory | None) -> EmbedderFactory:
+    """Install how an agent's embedder is built (None: no embeddings anywhere).
+
+    Returns the factory it replaces, so a caller that swaps it for a while (a test) can
+    put the installed one back rather than leave the process without embeddings.
+    """
     global _factory
-    _factory = factory or (lambda _agent: None)
+    previous, _factory = _factory, factory or (lambda _agent: None)
+    return previous
 
 
 def embedder_for(agent: AiAgent) -> Embedder | None:
