@@ -46,7 +46,8 @@ def test_sync_reads_every_page_and_upserts_each_template_once(workspace, templat
     assert outcome["created"] == 250 and outcome["graph_calls"] == 3
     row = templates.sync_row(account)
     assert row.status == "succeeded" and row.result["templates"] == 250
-    assert row.due_at > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    # Synced on request: the scheduler's next sync is 6 h away.
+    assert row.due_at > dt.datetime.now(dt.UTC) + dt.timedelta(hours=5, minutes=59)
 
     # The same listing again changes nothing and announces nothing.
     ids = {key: t.id for key, t in stored.items()}

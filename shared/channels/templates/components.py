@@ -198,6 +198,8 @@ def expected(components: list[dict[str, Any]]) -> Expected:
     """What a send of a template with these (Meta-listed) components must give."""
     want = Expected()
     for component in components or []:
+        if not isinstance(component, dict):
+            continue
         kind = str(component.get("type", "")).upper()
         if kind == "HEADER":
             fmt = str(component.get("format") or "").upper()
@@ -211,6 +213,8 @@ def expected(components: list[dict[str, Any]]) -> Expected:
             want.body_variables = variables(component.get("text"))
         elif kind == "BUTTONS":
             for index, button in enumerate(component.get("buttons") or []):
+                if not isinstance(button, dict):
+                    continue
                 button_type = str(button.get("type", "")).upper()
                 needs = variables(button.get("url")) if button_type in ("URL", "OTP") else []
                 if button_type == "COPY_CODE":
@@ -231,6 +235,9 @@ def check_send(
     headers, bodies, buttons = [], [], {}
     for index, component in enumerate(given):
         where = f"template.components[{index}]"
+        if not isinstance(component, dict):
+            problems.append({"field": where, "message": "an object with a 'type'"})
+            continue
         kind = str(component.get("type", "")).lower()
         parameters = component.get("parameters") or []
         if not isinstance(parameters, list):
@@ -251,7 +258,7 @@ def check_send(
             problems.append({"field": f"{where}.type", "message": "header, body or button"})
     if len(headers) > 1 or len(bodies) > 1:
         problems.append({"field": "template.components", "message": "one header and one body"})
-    out = [dict(c) for c in given]
+    out = [dict(c) for c in given if isinstance(c, dict)]
     header = headers[0] if headers else None
     problems += _check_header(want, header, header_media_url, out)
     problems += _count("body", want.body_variables, bodies[0] if bodies else [])

@@ -123,16 +123,28 @@ def request_sync(
     job = jobs.create(
         session, ctx, JOB_KIND, {"integration_account_ids": [str(a) for a in account_ids]}
     )
+    # Synced now: the scheduler's next sync of these accounts is a period away.
+    next_due = func.now() + SYNC_EVERY
     statement = pg_insert(WaTemplateSync).values(
         [
-            {"integration_account_id": a, "tenant_id": ctx.tenant_id, "job_id": job.id}
+            {
+                "integration_account_id": a,
+                "tenant_id": ctx.tenant_id,
+                "job_id": job.id,
+                "due_at": next_due,
+            }
             for a in account_ids
         ]
     )
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[WaTemplateSync.integration_account_id],
-            set_={"status": "queued", "enqueued_at": func.now(), "job_id": job.id},
+            set_={
+                "status": "queued",
+                "enqueued_at": func.now(),
+                "job_id": job.id,
+                "due_at": next_due,
+            },
         )
     )
     sync_queue.enqueue_after_commit(
