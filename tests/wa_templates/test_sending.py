@@ -205,3 +205,27 @@ def test_a_media_header_takes_the_templates_header_media_url_when_the_send_gives
     video = {"type": "header", "parameters": [{"type": "video", "video": {"link": url}}]}
     wrong = _send(workspace, conversation, send | {"components": [video, _body("x")]})
     assert wrong.status_code == 422
+
+
+def test_a_scheduled_template_is_checked_when_scheduled_all_but_its_approval(workspace, templates):
+    account = templates.account()
+    templates.at_meta(account, meta_template("order_update", status="PENDING"))
+    templates.synced(account)
+    conversation = _conversation(templates, account)
+    path = f"/api/conversations/{conversation['id']}/scheduled-messages"
+    run_at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+
+    def schedule(template):
+        return workspace.call("POST", path, json={"template": template, "run_at": run_at})
+
+    unknown = schedule({"name": "nope", "language": "en_US"})
+    assert unknown.status_code == 422 and unknown.json["error"]["details"][0]["field"] == (
+        "template.name"
+    )
+    short = schedule({"name": "order_update", "language": "en_US", "components": [_body("A")]})
+    assert short.status_code == 422 and "expects 2" in short.json["error"]["message"]
+    # Still PENDING: Meta may approve it before it is due (checked again then).
+    pending = {"name": "order_update", "language": "en_US", "components": [_body("A", "B")]}
+    resp = schedule(pending)
+    assert resp.status_code == 201, resp.text
+    assert resp.json["template"] == pending

@@ -6,6 +6,8 @@ queued and the agent moved on. :func:`prepare_send` refuses it at once instead, 
 422 naming what is wrong, by the conversation's WhatsApp account's copy of the template
 (kept by the sync and the review webhook). It also fills in the template's header media
 URL when a media header is given no parameter (``PATCH /api/wa-templates/{id}/header-media``).
+A send scheduled for later is checked when scheduled (all but the approval) and again
+when due.
 """
 
 from __future__ import annotations
@@ -46,9 +48,18 @@ def _refuse(field: str, message: str) -> ValidationFailed:
 
 
 def prepare_send(
-    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, template: dict[str, Any]
+    session: Session,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    template: dict[str, Any],
+    *,
+    require_approved: bool = True,
 ) -> dict[str, Any]:
-    """``template`` (``{"name", "language", "components"}``) checked and ready to store."""
+    """``template`` (``{"name", "language", "components"}``) checked and ready to store.
+
+    ``require_approved=False`` (a send scheduled for later) checks all but the status:
+    Meta may approve the template before the send is due, when it is checked again.
+    """
     name, language = template.get("name"), template.get("language")
     given = template.get("components") or []
     if not isinstance(name, str) or not isinstance(language, str) or not isinstance(given, list):
@@ -71,7 +82,7 @@ def prepare_send(
             f"Template '{name}' has no '{language}' version (it has: {', '.join(sorted(found))})",
         )
     _language, status, components, header_media_url = found[language]
-    if status != "APPROVED":
+    if require_approved and status != "APPROVED":
         raise _refuse(
             "template.status",
             f"Template '{name}' ({language}) is {status}, not APPROVED: Meta would refuse it",
