@@ -38,6 +38,7 @@ from shared.ai.knowledge import queue as knowledge_queue
 from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
+from shared.channels.templates import sync as template_sync
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.inbox import bulk, expiration
@@ -69,10 +70,12 @@ def redrive_queued_jobs(session: Session) -> int:
     """Send again the actor of every 202 job still queued long after it was sent."""
     from workers.actors.ai_products import enqueue_import
     from workers.actors.inbox import enqueue_bulk
+    from workers.actors.wa_templates import enqueue_sync_job
 
     # NOTE: one entry per job kind; a kind missing here would stay queued, so the
     # test of this job checks every kind a service creates.
     enqueuers = {bulk.KIND: enqueue_bulk, product_import.KIND: enqueue_import}
+    enqueuers[template_sync.JOB_KIND] = enqueue_sync_job
     stale = api_jobs.claim_stale(session)
     for job_id, tenant_id, kind in stale:
         db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))
@@ -172,6 +175,14 @@ def sweep_early_statuses(session: Session) -> dict[str, int]:
     return early_statuses.sweep(session).as_dict()
 
 
+def sync_wa_templates(session: Session) -> int:
+    """Send the template sync of each WhatsApp account due one (every 6 h) or whose last
+    sync was lost (needs the enqueuer)."""
+    import workers.actors.wa_templates  # noqa: F401  (installs the enqueuer)
+
+    return len(template_sync.claim_due(session))
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -241,6 +252,10 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_read_receipts", sweep_read_receipts, _every(seconds=15), DRAIN),
     Job("sweep_invitation_emails", sweep_invitation_emails, _every(seconds=30), DRAIN),
     Job("sweep_early_statuses", sweep_early_statuses, _every(seconds=30), DRAIN),
+    # WhatsApp templates: each account is re-synced from Meta 6 h after its last claim
+    # (a due time per account, so restarts never postpone it), and a sync whose message
+    # or worker was lost is sent again; checked every 10 minutes.
+    Job("sync_wa_templates", sync_wa_templates, _every(minutes=10), DRAIN),
 )
 
 

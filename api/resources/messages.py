@@ -56,7 +56,10 @@ class ConversationMessagesResource:
             " (uploaded media ids; one on WhatsApp, with `body` as its caption, or on"
             " Messenger/Instagram without `body`; up to 10 on email), or a `template` alone."
             " On WhatsApp, outside the contact's 24-hour window, only a template may be sent"
-            " (409 `window_closed`). `Idempotency-Key` (up to 255 characters): a repeat within"
+            " (409 `window_closed`). A WhatsApp `template` must exist for the conversation's"
+            " account, be `APPROVED`, be in that `language` and be given each of its"
+            " parameters, or it answers 422 naming what is wrong, before anything is stored or"
+            " sent. `Idempotency-Key` (up to 255 characters): a repeat within"
             " 24 h returns the first message."
         ),
         tags=TAGS,

@@ -21,7 +21,9 @@ class ScheduledMessagesResource:
         description="At `run_at` the scheduler sends it as the author's reply (emits"
         " message.created -> send_outbound). A send refused then (the WhatsApp 24-hour window"
         " closed, the conversation resolved) marks it `failed` with the reason and emits"
-        " scheduled_message.failed. 409 on a resolved conversation.",
+        " scheduled_message.failed. 409 on a resolved conversation. A WhatsApp `template` is"
+        " checked as a send is (422 naming what is wrong), all but its approval, which is"
+        " checked when due.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, body: ScheduledMessageCreate):

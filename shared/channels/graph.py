@@ -296,9 +296,13 @@ def classify(response: httpx.Response) -> SendFailed:
         status >= 500 or status == 429 or code in TRANSIENT_CODES or bool(error.get("is_transient"))
     )
     retry_after = _retry_after(response.headers.get("Retry-After"))
-    return SendFailed(
+    failure = SendFailed(
         code, message[:2000], transient=transient, http_status=status, retry_after=retry_after
     )
+    # Meta's error_subcode tells apart refusals that share a code (100: a template name
+    # and language that already exist is 2388024); kept for callers that need it.
+    failure.subcode = str(error["error_subcode"]) if error.get("error_subcode") else None
+    return failure
 
 
 def _retry_after(raw: str | None) -> float | None:

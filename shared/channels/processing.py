@@ -32,6 +32,7 @@ from shared.channels.items import (
     StatusReport,
     Watermark,
 )
+from shared.channels.templates import review
 from shared.models import InboundEvent, IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ def _apply(session: Session, account: IntegrationAccount, row: InboundEvent, ite
         return "watermark_" + ingest.apply_watermark(session, account, item)
     if isinstance(item, Ignored):
         return "ignored"
+    if isinstance(item, review.TemplateReview):
+        return "template_" + review.apply(session, account, item)
     raise TypeError(f"unknown item {item!r}")
 
 

@@ -4,7 +4,9 @@ Shapes follow Meta's "Webhooks payload examples" for the Cloud API: ``value.cont
 (profile names), ``value.messages`` (text, image, audio, video, document, sticker,
 location, contacts, interactive button/list replies, button, reaction, unsupported...)
 and ``value.statuses`` (sent, delivered, read, failed with ``errors[]``). A type we do
-not model is stored as ``unsupported`` with the raw item, never dropped.
+not model is stored as ``unsupported`` with the raw item, never dropped. A template
+review (``message_template_status_update``) becomes a
+:class:`~shared.channels.templates.review.TemplateReview`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shared.channels.items import (
     StatusReport,
     from_unix,
 )
+from shared.channels.templates import review
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
@@ -28,6 +31,11 @@ STATUSES = ("sent", "delivered", "read", "failed")
 def parse(payload: dict[str, Any]) -> list[Item | ItemError]:
     change = payload.get("change") or {}
     value = change.get("value") if isinstance(change.get("value"), dict) else {}
+    if change.get("field") == review.FIELD:
+        try:
+            return [review.parse(value)]
+        except review.BadReview as exc:
+            return [ItemError(str(exc))]
     if change.get("field") != "messages":
         return [Ignored(f"field {change.get('field')!r} is not handled by inbound processing")]
     names = {

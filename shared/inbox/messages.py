@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db
 from shared.channels import attachments as channel_attachments
+from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
 from shared.inbox.access import (
@@ -227,7 +228,10 @@ def create_outbound_message(
     the system's (``sender_type="system"``, no sender id) whatever ``sender_type`` says.
     Human sends (``sender_type="user"``: agents and API keys, as their user) are refused
     on a resolved conversation (409). Every free-form WhatsApp message outside the
-    24-hour window is refused (409 ``window_closed``), whoever sends it.
+    24-hour window is refused (409 ``window_closed``), whoever sends it. A WhatsApp
+    template must exist for the conversation's account, be APPROVED, in the language
+    asked, and be given its parameters (422 naming what is wrong; see
+    :mod:`shared.channels.templates.sending`).
 
     NOTE: system messages are subject to the window too: Meta rejects a free-form
     message outside it whoever the sender is, so creating it would only store a message
@@ -246,6 +250,9 @@ def create_outbound_message(
     human = sender_type == "user"
     if human and conversation.status == "resolved":
         raise Conflict("The conversation is resolved; reopen it to reply")
+    if template is not None and conversation.channel == "whatsapp":
+        # Before anything is stored or sent: Meta would refuse it after the fact.
+        template = template_sending.prepare_send(session, ctx.tenant_id, conversation.id, template)
     if (
         conversation.channel == "whatsapp"
         and template is None

@@ -58,6 +58,7 @@ from shared.models.outbox import OutboxEvent
 from shared.models.receipts import EarlyStatus, ReadReceipt
 from shared.models.tenancy import Tenant
 from shared.models.timed import ConversationSla, ScheduledMessage, SlaBreach, SlaPolicy
+from shared.models.wa_templates import WaTemplate, WaTemplateSync
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -121,6 +122,8 @@ __all__ = [
     "Tenant",
     "Transfer",
     "User",
+    "WaTemplate",
+    "WaTemplateSync",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

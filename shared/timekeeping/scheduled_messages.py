@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.after_commit_queue import AfterCommitQueue
+from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.events import Actor, emit
@@ -108,6 +109,11 @@ def create(
     conversation = get_conversation(session, ctx, conversation_id)
     if conversation.status == "resolved":
         raise Conflict("The conversation is resolved; reopen it before scheduling a message")
+    if template is not None and conversation.channel == "whatsapp":
+        # Refused now rather than when due; the approval may still come and is checked then.
+        template_sending.prepare_send(
+            session, ctx.tenant_id, conversation.id, template, require_approved=False
+        )
     timezone = timezone or schedules.tenant_timezone(session, ctx.tenant_id)
     instant = resolve_run_at(run_at, timezone)
     now = now or schedules.db_now(session)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.models.outbound import OutboundSend
 from tests.channels_outbound.conftest import messages_of, poll, wait_for_status
+from tests.wa_templates.seed import approved_template
 
 TOKEN = "EAAG-whatsapp-token-1"
 
@@ -55,6 +56,9 @@ def test_whatsapp_text_is_sent_with_the_decrypted_token(workspace, channels, fak
 def test_whatsapp_template_is_sent_outside_the_window(workspace, channels, fake_graph):
     stale = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     _, conversation = _whatsapp(channels, last_inbound_at=stale)
+    approved_template(
+        channels.tenant_id, conversation["integration_account_id"], "order_update", body="{{1}}"
+    )
     template = {
         "name": "order_update",
         "language": "en_US",

@@ -127,6 +127,9 @@ class FakeGraph:
     _receipt_plan: list[Any] = field(default_factory=list)
     #: Message ids the next WhatsApp sends answer, in order (then random ones).
     next_wamids: list[str] = field(default_factory=list)
+    #: WA Templates: WABA id -> its message templates (see ``message_templates`` below).
+    wa_templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _templates_plan: list[Any] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -144,6 +147,8 @@ class FakeGraph:
             self.meta = MetaOnboarding()
             self._receipt_plan = []
             self.next_wamids.clear()
+            self.wa_templates.clear()
+            self._templates_plan = []
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
@@ -299,6 +304,10 @@ def _handler(graph: FakeGraph):
             if self._onboarding(recorded):
                 return
             parts = self.path.split("?")[0].strip("/").split("/")
+            if _is_templates(graph, parts):
+                if self._authorized(recorded):
+                    self._send(*_create_template(graph, parts[1], recorded))
+                return
             if len(parts) != 3 or parts[2] not in ("messages", "media"):
                 self._send(*meta_error("100"))
                 return
@@ -363,6 +372,9 @@ def _handler(graph: FakeGraph):
             if not self._authorized(recorded):
                 return
             parts = self.path.split("?")[0].strip("/").split("/")
+            if _is_templates(graph, parts):
+                self._send(*_list_templates(graph, parts[1], self.path))
+                return
             if len(parts) in (2, 3) and parts[1] in graph.waba:
                 self._analytics(parts, graph.waba[parts[1]])
                 return
@@ -451,3 +463,133 @@ def start_fake_graph() -> tuple[FakeGraph, http.server.ThreadingHTTPServer]:
     graph.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="fake-graph").start()
     return graph, server
+
+
+# --- WA Templates: message_templates of a WABA (list with paging, create) ---------------------
+#
+# ``GET /{v}/{waba-id}/message_templates?fields=...&limit=N&after=<cursor>`` pages through
+# :attr:`FakeGraph.wa_templates` as Meta does (``paging.cursors.after``; ``paging.next``
+# only when more pages follow; only the ``fields`` asked, ``id`` always);
+# ``POST /{v}/{waba-id}/message_templates`` stores a new template ``PENDING`` and answers
+# ``{"id", "status", "category"}``; a name and language the WABA has answers Meta's
+# 2388024. Both take the next of :meth:`FakeGraph.script_templates` (``"ok"``, a Meta code,
+# ``"template_exists"``, ``"template_invalid"``, ``("raw", status, body)``).
+# Only WABAs present in ``wa_templates`` are served here.
+
+#: The largest page Meta gives, whatever ``limit`` asks.
+TEMPLATES_MAX_LIMIT = 1000
+
+
+def _script_templates(graph: FakeGraph, *behaviours: Any) -> None:
+    with graph.lock:
+        graph._templates_plan = list(behaviours)
+
+
+FakeGraph.script_templates = _script_templates  # type: ignore[attr-defined]
+
+
+def _next_templates(graph: FakeGraph) -> Any:
+    with graph.lock:
+        plan = graph._templates_plan
+        if not plan:
+            return "ok"
+        return plan.pop(0) if len(plan) > 1 else plan[0]
+
+
+def _is_templates(graph: FakeGraph, parts: list[str]) -> bool:
+    return len(parts) == 3 and parts[2] == "message_templates" and parts[1] in graph.wa_templates
+
+
+def template_error(name: str) -> tuple[int, dict[str, Any]]:
+    """Meta's refusals of a template create, as the Graph API sends them."""
+    if name == "template_exists":
+        return _meta_body(
+            400,
+            100,
+            "Invalid parameter",
+            error_subcode=2388024,
+            error_user_title="Content in This Language Already Exists",
+            error_user_msg="There is already English (US) content for this template.",
+        )
+    if name == "template_invalid":
+        return _meta_body(
+            400,
+            100,
+            "Invalid parameter",
+            error_subcode=2388043,
+            error_user_title="Message template body has variables but no examples",
+            error_data={"details": "Add sample text for the variables of the body."},
+        )
+    return meta_error(name)
+
+
+def _meta_body(status: int, code: int, message: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    error = {"message": message, "type": "OAuthException", "code": code, "is_transient": False}
+    error.update(extra, fbtrace_id="A" + secrets.token_hex(10))
+    return status, {"error": error}
+
+
+def _scripted(graph: FakeGraph) -> tuple[int, Any] | None:
+    behaviour = _next_templates(graph)
+    if isinstance(behaviour, tuple) and behaviour[0] == "raw":
+        return behaviour[1], behaviour[2]
+    if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
+        time.sleep(behaviour[1])
+        return None
+    if behaviour != "ok":
+        return template_error(behaviour)
+    return None
+
+
+def _list_templates(graph: FakeGraph, waba_id: str, path: str) -> tuple[int, Any]:
+    failure = _scripted(graph)
+    if failure is not None:
+        return failure
+    query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+    try:
+        limit = min(int(query.get("limit", 25)), TEMPLATES_MAX_LIMIT)
+        start = int(query["after"].removeprefix("c")) if "after" in query else 0
+    except ValueError:
+        return meta_error("100")
+    fields = [f for f in query.get("fields", "id,name,status,language").split(",") if f]
+    with graph.lock:
+        templates = list(graph.wa_templates[waba_id])
+    page = templates[start : start + limit]
+    data = [{k: t[k] for k in ["id", *fields] if k in t} for t in page]
+    body: dict[str, Any] = {"data": data, "paging": {"cursors": {}}}
+    if page:
+        body["paging"]["cursors"] = {"before": f"c{start}", "after": f"c{start + len(page)}"}
+    if start + len(page) < len(templates):
+        after = f"c{start + len(page)}"
+        body["paging"]["next"] = (
+            f"https://graph.facebook.com/v21.0/{waba_id}/message_templates?limit={limit}"
+            f"&after={after}"
+        )
+    return 200, body
+
+
+def _create_template(graph: FakeGraph, waba_id: str, recorded: Recorded) -> tuple[int, Any]:
+    failure = _scripted(graph)
+    if failure is not None:
+        return failure
+    try:
+        payload = recorded.json
+        name, language, category = payload["name"], payload["language"], payload["category"]
+        components = payload["components"]
+    except (ValueError, KeyError, TypeError):
+        return meta_error("100")
+    with graph.lock:
+        templates = graph.wa_templates[waba_id]
+        if any(t["name"] == name and t["language"] == language for t in templates):
+            return template_error("template_exists")
+        template = {
+            "id": str(secrets.randbelow(10**15) + 10**14),
+            "name": name,
+            "language": language,
+            "category": category,
+            "status": "PENDING",
+            "components": components,
+            "parameter_format": payload.get("parameter_format", "POSITIONAL"),
+        }
+        templates.append(template)
+    return 200, {"id": template["id"], "status": "PENDING", "category": category}

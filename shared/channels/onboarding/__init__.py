@@ -12,5 +12,4 @@ emitted) in the request's transaction: a failure at Meta leaves no row behind.
 - :mod:`.persistent_menu`: a Page's Messenger menu;
 - :mod:`.meta_calls`: one Graph call's failure as the API's answer (an invalid account
   token marks the account ``error``);
-- :mod:`.follow_ups`: work a connection asks of other domains (WhatsApp template sync).
 """

@@ -10,8 +10,8 @@ Embedded Signup, after the browser's dialog (Meta's documented order):
 4. the number registered for the Cloud API with its two-step PIN
    (``POST /{phone-number-id}/register``);
 5. the account created (``external_id`` the phone number id, ``settings.waba_id``,
-   the token encrypted), which emits ``integration_account.connected``; that event
-   also asks for the WABA's templates to be synced (:mod:`.follow_ups`). A number this
+   the token encrypted), which emits ``integration_account.connected``, and its
+   templates' first sync queued in the same transaction. A number this
    tenant connected before is reconnected instead: new token, settings refreshed,
    status ``active`` (how an account marked ``error`` recovers); another tenant's
    number is a 409 before anything is asked of Meta.
@@ -38,6 +38,7 @@ from shared.channels.onboarding.channel_accounts import (
     reconnect,
 )
 from shared.channels.onboarding.meta_app import require_app
+from shared.channels.templates import sync as templates_sync
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
 from shared.models import IntegrationAccount
@@ -94,7 +95,9 @@ def complete_signup(
     }
     settings = {k: v for k, v in settings.items() if v is not None}
     if existing is not None:
-        return reconnect(session, ctx, existing, settings, token, name), False
+        account = reconnect(session, ctx, existing, settings, token, name)
+        templates_sync.sync_connected_account(session, ctx, account.id)
+        return account, False
     label = name or number.get("verified_name") or number.get("display_phone_number") or phone_id
     account = accounts.create_account(
         session,
@@ -106,6 +109,7 @@ def complete_signup(
         credentials={"access_token": token},
         is_default=is_default,
     )
+    templates_sync.sync_connected_account(session, ctx, account.id)
     return account, True
 
 

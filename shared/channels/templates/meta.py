@@ -1,0 +1,119 @@
+"""Template calls to Meta's Graph API, through the one Graph client, and their errors.
+
+- list: ``GET /{waba-id}/message_templates?fields=...&limit=100[&after=<cursor>]``, page
+  after page while Meta's answer has ``paging.next``. The next page is asked for with
+  ``paging.cursors.after`` on our own base URL, never by following ``paging.next``
+  (an absolute URL from the answer: the token would go wherever it points).
+- create: ``POST /{waba-id}/message_templates`` with ``name``, ``language``,
+  ``category``, ``components`` (and ``parameter_format``); Meta answers
+  ``{"id", "status", "category"}``.
+
+Errors, for a request (create): Meta refusing the template itself (a 4xx other than
+authentication or throttling: ``100`` invalid parameter, an existing name...) answers
+422 with Meta's message; an existing name and language answers 409; anything else
+(Meta down, throttled, a refused token) answers 502 ``meta_api_error`` naming Meta's
+code. The token is never part of an error or a log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from shared.channels.graph import graph_client
+from shared.channels.send_errors import SendFailed
+from shared.errors import Conflict, DomainError, ValidationFailed
+
+#: Templates asked for per page.
+PAGE_SIZE = 100
+#: A bound on pages per sync (100,000 templates): a cursor that never ends stops here.
+MAX_PAGES = 1000
+FIELDS = (
+    "id,name,language,status,category,components,parameter_format,rejected_reason,quality_score"
+)
+#: Meta's subcode for "a template with this name and language already exists".
+EXISTS_SUBCODES = frozenset({"2388023", "2388024"})
+#: Meta codes that are about the credential or throttling, never the template.
+_NOT_THE_TEMPLATE = frozenset({"190", "102", "10", "200", "4", "17", "32", "613", "80008"})
+
+
+class MetaFailed(DomainError):
+    """Meta's Graph API refused or could not answer (an outage, a refused token...)."""
+
+    status, code = 502, "meta_api_error"
+
+
+@dataclass
+class Listing:
+    templates: list[dict[str, Any]]
+    graph_calls: int
+
+
+def list_templates(waba_id: str, token: str) -> Listing:
+    """Every template of the WABA, following Meta's paging; raises :class:`SendFailed`."""
+    client = graph_client()
+    templates: list[dict[str, Any]] = []
+    after: str | None = None
+    calls = 0
+    while True:
+        params = {"fields": FIELDS, "limit": PAGE_SIZE}
+        if after:
+            params["after"] = after
+        page = client.get(f"{waba_id}/message_templates?{urlencode(params)}", token)
+        calls += 1
+        data = page.get("data")
+        if not isinstance(data, list):
+            raise SendFailed("bad_response", "message_templates without 'data'", transient=True)
+        templates += [t for t in data if isinstance(t, dict)]
+        paging = page.get("paging") if isinstance(page.get("paging"), dict) else {}
+        after = ((paging.get("cursors") or {}).get("after")) if paging.get("next") else None
+        if not after:
+            return Listing(templates, calls)
+        if calls >= MAX_PAGES:
+            raise SendFailed(
+                "too_many_pages", f"more than {MAX_PAGES} pages of templates", transient=False
+            )
+
+
+def create_template(waba_id: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Submit a template for review; Meta's answer, or the API error to answer."""
+    try:
+        return graph_client().post(f"{waba_id}/message_templates", token, payload)
+    except SendFailed as exc:
+        raise request_error(exc, payload) from exc
+
+
+def request_error(exc: SendFailed, payload: dict[str, Any]) -> DomainError:
+    """What a refused create answers (see the module doc)."""
+    subcode = _subcode(exc)
+    if subcode in EXISTS_SUBCODES:
+        return Conflict(
+            f"Meta already has a template '{payload.get('name')}' in"
+            f" '{payload.get('language')}' for this WhatsApp Business Account",
+            details=[{"field": "name", "message": exc.message}],
+        )
+    status = exc.http_status or 0
+    if 400 <= status < 500 and status not in (401, 403, 429) and exc.code not in _NOT_THE_TEMPLATE:
+        return ValidationFailed(
+            f"Meta refused the template ({exc.code}): {exc.message}",
+            details=[{"field": "template", "message": exc.message, "meta_code": exc.code}],
+        )
+    return failed(exc)
+
+
+def failed(exc: SendFailed) -> MetaFailed:
+    if exc.code == "190":
+        return MetaFailed(
+            "Meta refused the WhatsApp account's access token (190): reconnect the account",
+            details=[{"meta_code": exc.code, "message": exc.message}],
+        )
+    return MetaFailed(
+        f"Meta's Graph API failed ({exc.code}): {exc.message}",
+        details=[{"meta_code": exc.code, "message": exc.message}],
+    )
+
+
+def _subcode(exc: SendFailed) -> str | None:
+    """Meta's ``error_subcode``, which the Graph client keeps on the failure."""
+    return getattr(exc, "subcode", None)

@@ -1,0 +1,133 @@
+"""Review results on the Meta webhook (``message_template_status_update``) update the template
+and emit ``template.status_changed``, once."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from shared.db import session_scope
+from shared.models import InboundEvent
+from tests.wa_templates.conftest import meta_template
+
+
+def _created(workspace, account) -> dict:
+    resp = workspace.call(
+        "POST",
+        "/api/wa-templates",
+        json={
+            "integration_account_id": str(account["id"]),
+            "name": "order_update",
+            "language": "en_US",
+            "category": "UTILITY",
+            "components": [{"type": "BODY", "text": "Order {{1}} ships today."}],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json
+
+
+def _review(template: dict, event: str, reason: str = "NONE") -> dict:
+    return {
+        "event": event,
+        "message_template_id": int(template["meta_template_id"]),
+        "message_template_name": template["name"],
+        "message_template_language": template["language"],
+        "reason": reason,
+    }
+
+
+def test_approval_updates_the_template_and_is_announced_once(workspace, templates):
+    account = templates.account()
+    template = _created(workspace, account)
+
+    templates.review(account, _review(template, "APPROVED"))
+
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "APPROVED" and got["status_updated_at"] > template["status_updated_at"]
+    [event] = templates.status_events()
+    assert event == {
+        "id": template["id"],
+        "integration_account_id": str(account["id"]),
+        "meta_template_id": template["meta_template_id"],
+        "name": "order_update",
+        "language": "en_US",
+        "status": "APPROVED",
+        "previous_status": "PENDING",
+        "reason": None,
+        "source": "webhook",
+    }
+    # Meta's retry of the same callback, and the same event in a new callback: no change.
+    templates.review(account, _review(template, "APPROVED"))
+    payload = _review(template, "APPROVED") | {"other_info": {"title": "again"}}
+    templates.review(account, payload)
+    assert len(templates.status_events()) == 1
+    with session_scope() as session:
+        rows = session.scalars(
+            select(InboundEvent).where(InboundEvent.tenant_id == templates.tenant_id)
+        ).all()
+    assert {row.status for row in rows} == {"processed"}
+
+
+def test_rejection_keeps_the_reason_and_reinstatement_approves_again(workspace, templates):
+    account = templates.account()
+    template = _created(workspace, account)
+
+    templates.review(account, _review(template, "REJECTED", "INCORRECT_CATEGORY"))
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "REJECTED" and got["rejected_reason"] == "INCORRECT_CATEGORY"
+
+    templates.review(account, _review(template, "FLAGGED"))  # a warning, not a status
+    assert workspace.call("GET", f"/api/wa-templates/{template['id']}").json["status"] == (
+        "REJECTED"
+    )
+    templates.review(account, _review(template, "REINSTATED"))
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "APPROVED" and got["rejected_reason"] is None
+    assert [e["status"] for e in templates.status_events()] == ["REJECTED", "APPROVED"]
+
+
+def test_a_review_of_a_template_we_do_not_hold_imports_it_by_a_sync(workspace, templates):
+    account = templates.account()
+    elsewhere = meta_template("made_in_business_manager", status="APPROVED")
+    templates.at_meta(account, elsewhere)
+
+    templates.review(
+        account,
+        {
+            "event": "APPROVED",
+            "message_template_id": int(elsewhere["id"]),
+            "message_template_name": elsewhere["name"],
+            "message_template_language": "en_US",
+            "reason": "NONE",
+        },
+    )
+    templates.settle()
+
+    assert list(templates.templates(account)) == [("made_in_business_manager", "en_US")]
+
+
+def test_a_status_the_webhook_set_is_not_undone_by_an_older_listing(workspace, templates):
+    from shared.channels.templates import sync
+
+    account = templates.account()
+    template = _created(workspace, account)
+    assert sync.run(account["id"], None) == "succeeded"
+    with session_scope() as session:
+        listed_at = session.scalar(select(func.clock_timestamp()))
+    templates.review(account, _review(template, "APPROVED"))
+    listing = [dict(templates.graph.wa_templates[account["waba_id"]][0], status="PENDING")]
+    with session_scope() as session:
+        sync.apply_listing(session, account["id"], listing, listed_at)
+    assert workspace.call("GET", f"/api/wa-templates/{template['id']}").json["status"] == (
+        "APPROVED"
+    )
+
+
+def test_a_review_without_a_template_id_fails_its_payload_visibly(templates):
+    account = templates.account()
+    templates.review(account, {"event": "APPROVED"})
+    with session_scope() as session:
+        [row] = session.scalars(
+            select(InboundEvent).where(InboundEvent.tenant_id == templates.tenant_id)
+        ).all()
+    assert row.status == "failed" and "template id" in row.result["errors"][0]

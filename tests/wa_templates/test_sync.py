@@ -1,0 +1,261 @@
+"""sync_wa_templates: Meta's listing (paged) upserted, idempotent, gone ones marked, failures
+visible; the 202 request, its job, and the scheduler's 6-hourly claim."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import update
+
+from shared.channels.templates import sync
+from shared.db import session_scope
+from shared.models import IntegrationAccount, WaTemplateSync
+from tests.wa_templates.conftest import meta_template
+
+
+def _sync(workspace, **body):
+    return workspace.call("POST", "/api/wa-templates/sync", json=body)
+
+
+def test_sync_reads_every_page_and_upserts_each_template_once(workspace, templates):
+    account = templates.account()
+    listed = [meta_template(f"t_{n:03d}") for n in range(250)]
+    listed[7]["status"] = "REJECTED"
+    listed[7]["rejected_reason"] = "INVALID_FORMAT"
+    templates.at_meta(account, *listed)
+
+    resp = _sync(workspace, integration_account_id=str(account["id"]))
+    assert resp.status_code == 202, resp.text
+    assert resp.json["integration_account_ids"] == [str(account["id"])]
+    templates.settle()
+
+    calls = templates.graph.gets(f"/v21.0/{account['waba_id']}/message_templates")
+    assert len(calls) == 3  # 100 + 100 + 50, following paging.cursors.after
+    assert all(call.token == account["token"] for call in calls)
+    assert "after=" not in calls[0].path and "after=c100" in calls[1].path
+    stored = templates.templates(account)
+    assert len(stored) == 250
+    assert stored[("t_007", "en_US")].status == "REJECTED"
+    assert stored[("t_007", "en_US")].rejected_reason == "INVALID_FORMAT"
+    assert stored[("t_001", "en_US")].components == listed[1]["components"]
+    job = templates.job(resp.json["job_id"])
+    assert job.status == "succeeded" and job.kind == "wa_templates.sync"
+    outcome = job.result["accounts"][str(account["id"])]
+    assert outcome["created"] == 250 and outcome["graph_calls"] == 3
+    row = templates.sync_row(account)
+    assert row.status == "succeeded" and row.result["templates"] == 250
+    # Synced on request: the scheduler's next sync is 6 h away.
+    assert row.due_at > dt.datetime.now(dt.UTC) + dt.timedelta(hours=5, minutes=59)
+
+    # The same listing again changes nothing and announces nothing.
+    ids = {key: t.id for key, t in stored.items()}
+    templates.synced(account)
+    again = templates.templates(account)
+    assert {key: t.id for key, t in again.items()} == ids
+    assert templates.sync_row(account).result | {"graph_calls": 0} == {
+        "templates": 250,
+        "created": 0,
+        "updated": 0,
+        "removed": 0,
+        "stale": False,
+        "graph_calls": 0,
+    }
+    assert templates.status_events() == []
+
+
+def test_changes_at_meta_update_and_announce_and_gone_templates_are_marked_deleted(
+    workspace, templates
+):
+    account = templates.account()
+    pending = meta_template("order_update", status="PENDING")
+    gone = meta_template("old_promo", category="MARKETING")
+    templates.at_meta(account, pending, gone, meta_template("steady"))
+    templates.synced(account)
+
+    pending["status"] = "APPROVED"
+    pending["components"][0]["text"] = "Your order {{1}} is on its way."
+    templates.graph.wa_templates[account["waba_id"]].remove(gone)
+    templates.synced(account)
+
+    stored = templates.templates(account)
+    assert stored[("order_update", "en_US")].status == "APPROVED"
+    assert "on its way" in stored[("order_update", "en_US")].components[0]["text"]
+    assert stored[("old_promo", "en_US")].status == "DELETED"
+    assert stored[("steady", "en_US")].status == "APPROVED"
+    events = {e["name"]: e for e in templates.status_events()}
+    assert set(events) == {"order_update", "old_promo"}
+    assert events["order_update"]["previous_status"] == "PENDING"
+    assert events["order_update"]["status"] == "APPROVED"
+    assert events["order_update"]["source"] == "sync"
+    assert events["old_promo"]["status"] == "DELETED"
+    assert templates.sync_row(account).result["removed"] == 1
+
+    # Listed again at Meta: back to life.
+    templates.at_meta(account, gone)
+    templates.synced(account)
+    assert templates.templates(account)[("old_promo", "en_US")].status == "APPROVED"
+
+
+def test_sync_without_an_account_syncs_every_whatsapp_account_of_the_tenant(
+    workspace, templates, other_templates
+):
+    first, second = templates.account(), templates.account()
+    theirs = other_templates.account()
+    templates.at_meta(first, meta_template("a"))
+    templates.at_meta(second, meta_template("b"), meta_template("c"))
+    other_templates.at_meta(theirs, meta_template("theirs"))
+
+    resp = _sync(workspace)
+    assert resp.status_code == 202, resp.text
+    assert sorted(resp.json["integration_account_ids"]) == sorted(
+        [str(first["id"]), str(second["id"])]
+    )
+    templates.settle()
+    assert sorted(n for n, _ in templates.templates()) == ["a", "b", "c"]
+    assert other_templates.templates() == {}
+    job = workspace.call("GET", f"/api/jobs/{resp.json['job_id']}").json
+    assert job["status"] == "succeeded" and len(job["result"]["accounts"]) == 2
+
+
+def test_sync_refuses_other_tenants_accounts_and_tenants_without_whatsapp(
+    workspace, other_workspace, templates, other_templates
+):
+    theirs = other_templates.account()
+    resp = _sync(workspace, integration_account_id=str(theirs["id"]))
+    assert resp.status_code == 404
+    none = _sync(workspace)
+    assert none.status_code == 404 and none.json["error"]["code"] == "integration_not_found"
+    bad = _sync(workspace, integration_account_id="nope")
+    assert bad.status_code == 422
+    assert templates.graph.requests == []
+
+
+def test_a_refused_token_fails_the_sync_at_once_and_says_why(workspace, templates):
+    account = templates.account()
+    templates.graph.script_templates("190")
+
+    resp = _sync(workspace, integration_account_id=str(account["id"]))
+    templates.settle()
+
+    job = templates.job(resp.json["job_id"])
+    assert job.status == "failed" and job.error == "1 of 1 account(s) failed"
+    outcome = job.result["accounts"][str(account["id"])]
+    assert outcome["status"] == "failed" and "access token" in outcome["error"]
+    row = templates.sync_row(account)
+    assert row.status == "failed" and "190" in row.error and account["token"] not in row.error
+    assert len(templates.graph.gets("/v21.0/")) == 1  # not retried: it cannot help
+
+
+def test_meta_failing_is_retried_and_after_the_last_retry_the_sync_is_failed(templates):
+    account = templates.account()
+    templates.at_meta(account, meta_template("a"))
+    with session_scope() as session:
+        session.add(
+            WaTemplateSync(integration_account_id=account["id"], tenant_id=templates.tenant_id)
+        )
+    templates.graph.script_templates("503")
+
+    with pytest.raises(sync.SyncRetry):
+        sync.run(account["id"], None)  # what the actor runs; Dramatiq retries what it raises
+    row = templates.sync_row(account)
+    assert row.status == "running" and "Service temporarily unavailable" in row.error
+
+    from workers.actors.wa_templates import mark_wa_template_sync_failed
+
+    mark_wa_template_sync_failed(
+        {"args": [str(account["id"]), None], "options": {"traceback": "SyncRetry: 503"}},
+        {"retries": 5},
+    )
+    row = templates.sync_row(account)
+    assert row.status == "failed" and row.error.startswith("gave up after 5 retries")
+
+    templates.graph.script_templates("ok")
+    assert sync.run(account["id"], None) == "succeeded"
+    assert templates.sync_row(account).status == "succeeded"
+    assert list(templates.templates(account)) == [("a", "en_US")]
+
+
+def test_an_older_listing_is_not_applied_over_a_newer_one(templates):
+    account = templates.account()
+    templates.at_meta(account, meta_template("a"))
+    assert sync.run(account["id"], None) == "succeeded"
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    with session_scope() as session:
+        counts = sync.apply_listing(session, account["id"], [], old)
+    assert counts["stale"] is True
+    assert templates.templates(account)[("a", "en_US")].status == "APPROVED"
+
+
+def test_the_scheduler_syncs_each_account_every_six_hours_and_resends_lost_syncs(templates):
+    from scheduler.jobs import JOBS
+    from scheduler.jobs import sync_wa_templates as job
+
+    assert "sync_wa_templates" in {j.name for j in JOBS}
+    account = templates.account()
+    disabled = templates.account()
+    with session_scope() as session:
+        session.execute(
+            update(IntegrationAccount)
+            .where(IntegrationAccount.id == disabled["id"])
+            .values(status="disabled")
+        )
+    templates.at_meta(account, meta_template("a"))
+
+    with session_scope() as session:
+        claimed = job(session)
+    templates.settle()
+    assert claimed >= 1
+    row = templates.sync_row(account)
+    assert row.status == "succeeded"
+    assert row.due_at > dt.datetime.now(dt.UTC) + dt.timedelta(hours=5, minutes=59)
+    assert list(templates.templates(account)) == [("a", "en_US")]
+    assert templates.sync_row(disabled).status == "succeeded"  # a row, never claimed
+    assert templates.templates(disabled) == {}
+
+    # Not due again for 6 h: the next run leaves the account alone.
+    before = len(templates.graph.gets())
+    with session_scope() as session:
+        job(session)
+    templates.settle()
+    assert len(templates.graph.gets()) == before
+
+    # A sync whose message was lost (queued long ago) is sent again, keeping its schedule.
+    due_at = templates.sync_row(account).due_at
+    with session_scope() as session:
+        session.execute(
+            update(WaTemplateSync)
+            .where(WaTemplateSync.integration_account_id == account["id"])
+            .values(status="queued", enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+    with session_scope() as session:
+        job(session)
+    templates.settle()
+    row = templates.sync_row(account)
+    assert row.status == "succeeded" and row.due_at == due_at
+    assert len(templates.graph.gets()) == before + 1
+
+
+def test_a_job_whose_messages_were_lost_is_redriven(workspace, templates):
+    from scheduler.jobs import redrive_queued_jobs
+    from shared.models import Job
+
+    account = templates.account()
+    templates.at_meta(account, meta_template("a"))
+    with session_scope() as session:
+        job = Job(
+            tenant_id=templates.tenant_id,
+            kind=sync.JOB_KIND,
+            params={"integration_account_ids": [str(account["id"])]},
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10),
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    with session_scope() as session:
+        assert redrive_queued_jobs(session) >= 1
+    templates.settle()
+    assert templates.job(job_id).status == "succeeded"
+    assert list(templates.templates(account)) == [("a", "en_US")]
+    assert uuid.UUID(str(job_id))
