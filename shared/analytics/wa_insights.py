@@ -36,9 +36,10 @@ from shared import redis_client
 from shared.analytics.periods import date_range
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.graph import graph_client
+from shared.channels.graph_errors import IntegrationNotFound, MetaUnavailable
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
-from shared.errors import DomainError, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ CACHE_SECONDS = 300
 TEMPLATE_IDS_PER_CALL = 10
 #: Templates listed per answer (one page of ``message_templates``).
 MAX_TEMPLATES = 100
-
-
-class IntegrationNotFound(DomainError):
-    status, code = 404, "integration_not_found"
-
-
-class MetaFailed(DomainError):
-    """Meta's Graph API refused or could not answer (an outage, a revoked token...)."""
-
-    status, code = 502, "meta_api_error"
 
 
 def _account(
@@ -100,7 +91,7 @@ def _get(path: str, token: str) -> dict[str, Any]:
     try:
         return graph_client().get(path, token)
     except SendFailed as exc:
-        raise MetaFailed(f"Meta's Graph API failed ({exc.code}): {exc}") from exc
+        raise MetaUnavailable(f"Meta's Graph API failed ({exc.code}): {exc}") from exc
 
 
 def messages(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:

@@ -48,6 +48,12 @@ class MetaRateLimited(RateLimited):
     code = "meta_rate_limited"
 
 
+class IntegrationNotFound(DomainError):
+    """The tenant has no (such) Meta account to ask: nothing was sent to Meta."""
+
+    status, code = 404, "integration_not_found"
+
+
 class MetaUnavailable(DomainError):
     """Meta's Graph API failed or could not be reached (after the client's retries)."""
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.channels import accounts
+from shared.channels.graph_errors import MetaUnavailable
 from shared.channels.templates import components as rules
 from shared.channels.templates import meta
 from shared.context import Ctx
@@ -163,7 +164,7 @@ def create_template(
         payload["parameter_format"] = parameter_format
     answer = meta.create_template(waba_id, token, payload)
     if not answer.get("id"):
-        raise meta.MetaFailed("Meta accepted the template but answered no id")
+        raise MetaUnavailable("Meta accepted the template but answered no id")
     template = WaTemplate(
         tenant_id=ctx.tenant_id,
         integration_account_id=account.id,

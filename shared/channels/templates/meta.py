@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from shared.channels.graph import graph_client
+from shared.channels.graph_errors import MetaUnavailable
 from shared.channels.send_errors import SendFailed
 from shared.errors import Conflict, DomainError, ValidationFailed
 
@@ -36,12 +37,6 @@ FIELDS = (
 EXISTS_SUBCODES = frozenset({"2388023", "2388024"})
 #: Meta codes that are about the credential or throttling, never the template.
 _NOT_THE_TEMPLATE = frozenset({"190", "102", "10", "200", "4", "17", "32", "613", "80008"})
-
-
-class MetaFailed(DomainError):
-    """Meta's Graph API refused or could not answer (an outage, a refused token...)."""
-
-    status, code = 502, "meta_api_error"
 
 
 @dataclass
@@ -102,13 +97,13 @@ def request_error(exc: SendFailed, payload: dict[str, Any]) -> DomainError:
     return failed(exc)
 
 
-def failed(exc: SendFailed) -> MetaFailed:
+def failed(exc: SendFailed) -> MetaUnavailable:
     if exc.code == "190":
-        return MetaFailed(
+        return MetaUnavailable(
             "Meta refused the WhatsApp account's access token (190): reconnect the account",
             details=[{"meta_code": exc.code, "message": exc.message}],
         )
-    return MetaFailed(
+    return MetaUnavailable(
         f"Meta's Graph API failed ({exc.code}): {exc.message}",
         details=[{"meta_code": exc.code, "message": exc.message}],
     )

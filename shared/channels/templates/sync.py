@@ -50,6 +50,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import events, jobs
+from shared.channels.graph_errors import IntegrationNotFound
 from shared.channels.send_errors import SendFailed
 from shared.channels.templates import catalogue, meta, sync_queue
 from shared.context import Ctx
@@ -77,10 +78,6 @@ _SYNCED = (
     "rejected_reason",
     "quality_score",
 )
-
-
-class IntegrationNotFound(DomainError):
-    status, code = 404, "integration_not_found"
 
 
 class SyncRetry(Exception):
