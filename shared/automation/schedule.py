@@ -97,6 +97,8 @@ class RuleSchedule:
     prepared: working_hours.Prepared
     #: The rule's own timezone, or None for the tenant's.
     timezone: str | None
+    #: ``timezone`` as a zone, looked up once (None: the tenant's, known per event).
+    zone: ZoneInfo | None
 
     @classmethod
     def of(cls, schedule: Mapping[str, Any] | None) -> RuleSchedule | None:
@@ -104,15 +106,22 @@ class RuleSchedule:
         if schedule is None or not schedule.get("enabled", True):
             return None
         hours = as_hours(schedule)
-        return cls(hours, working_hours.prepare(hours), schedule.get("timezone"))
+        timezone = schedule.get("timezone")
+        zone = ZoneInfo(timezone) if timezone else None
+        return cls(hours, working_hours.prepare(hours), timezone, zone)
 
     def zone_name(self, tenant_timezone: str) -> str:
         return self.timezone or tenant_timezone
 
     def is_open(self, tenant_timezone: str, at: dt.datetime) -> bool:
-        """Whether ``at`` is inside a window (the evaluator's question)."""
-        zone = ZoneInfo(self.zone_name(tenant_timezone))  # NOTE: zoneinfo caches instances
-        return working_hours.is_open_prepared(self.prepared, zone, at)
+        """Whether ``at`` is inside a window."""
+        zone = self.zone or ZoneInfo(tenant_timezone)
+        return self.is_open_local(at.astimezone(zone))
+
+    def is_open_local(self, local: dt.datetime) -> bool:
+        """Whether ``local`` (now, in this schedule's timezone) is inside a window: the
+        evaluator's question (:meth:`Moment.inside` converts once per zone and event)."""
+        return working_hours.is_open_prepared(self.prepared, local)
 
     def next_change(self, tenant_timezone: str, at: dt.datetime) -> dt.datetime | None:
         """When inside/outside next flips after ``at`` (None: never)."""

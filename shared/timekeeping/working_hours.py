@@ -242,9 +242,10 @@ def prepare(schedule: Mapping[str, Any]) -> Prepared:
     return _parse(schedule)
 
 
-def is_open_prepared(prepared: Prepared, zone: ZoneInfo, at_utc: dt.datetime) -> bool:
-    """:func:`is_open` for a :func:`prepare`-d schedule (same rules, same answer)."""
-    return _open_at(prepared, _aware(at_utc).astimezone(zone))
+def is_open_prepared(prepared: Prepared, local: dt.datetime) -> bool:
+    """:func:`is_open` for a :func:`prepare`-d schedule at ``local``, an instant already in
+    the schedule's timezone (``at_utc.astimezone(zone)``): same rules, same answer."""
+    return _open_at(prepared, local)
 
 
 def _aware(at_utc: dt.datetime) -> dt.datetime:
