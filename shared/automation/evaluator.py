@@ -62,9 +62,9 @@ class Held(Exception):
 class Deferred(Exception):
     """The tenant's action ceiling is reached for this minute: evaluate again after it."""
 
-    def __init__(self, until: dt.datetime, taken: int, at: dt.datetime, ceiling: int) -> None:
+    def __init__(self, until: dt.datetime, at: dt.datetime, ceiling: int) -> None:
         super().__init__(f"action ceiling of {ceiling}/min reached")
-        self.until, self.taken, self.at = until, taken, at
+        self.until, self.at = until, at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -217,6 +217,46 @@ def _forget_failed_runs(session: Session, event: AutomationEvent) -> None:
     )
 
 
+def _act(
+    session: Session,
+    event: AutomationEvent,
+    causation: Causation,
+    facts: dict[str, Any],
+    changes: dict[str, Any],
+    decided: list[tuple[CompiledRule, Decision, float]],
+) -> RunBatch:
+    """Apply the matched rules' actions in order; one run per decided rule."""
+    outbox = conversation = None
+    loaded = False
+    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
+    for rule, decision, deciding in decided:
+        started = time.perf_counter()
+        results, status = [], decision.status
+        if decision.matched:
+            ctx = Ctx.automation(
+                event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
+            )
+            if not loaded:  # read (and lock) once, and only when a rule acts
+                loaded = True
+                outbox = session.get(OutboxEvent, event.outbox_event_id)
+                conversation = executors.lock_conversation(session, ctx, event.conversation_id)
+            target = executors.Target(session, ctx, conversation, outbox, facts)
+            results, ok = _apply(session, rule, target)
+            status = "matched" if ok else "failed"
+        runs.add(
+            rule_id=rule.id,
+            rule_version=rule.version,
+            snapshot_json=rule.snapshot_json,
+            matched=decision.matched,
+            status=status,
+            condition_results=decision.trace,
+            action_results=results,
+            duration_ms=round((deciding + time.perf_counter() - started) * 1000, 3),
+            error=decision.reason or _first_error(results),
+        )
+    return runs
+
+
 def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
     """Evaluate and apply, in the caller's transaction; return the event's status and note.
 
@@ -237,12 +277,11 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
     causation = Causation.from_dict(event.causation)
     changes = changes_of(event.event_type, event.payload)
     rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
-    limit = moment.control.max_actions_per_minute
-    taken = 0
-    outbox = conversation = None
-    loaded = False
+    # Decide every rule first (facts are fixed for the event, so no action changes a
+    # decision), then take the actions of the matched ones from the ceiling at once:
+    # an event that needs more than a minute's ceiling still runs, alone, in a new one.
+    decided: list[tuple[CompiledRule, Decision, float]] = []
     stopped_by = None
-    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
     for rule in rules:
         if rule.id in state.settled:
             continue
@@ -252,35 +291,21 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             decision = Decision("skipped", False, [], reason)
         else:
             decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
-        results, status = [], decision.status
-        if decision.matched:
-            if limit is not None and rule.actions:
-                if not ceiling.take(event.tenant_id, len(rule.actions), limit, moment.now):
-                    raise Deferred(ceiling.next_minute(moment.now), taken, moment.now, limit)
-                taken += len(rule.actions)
-            ctx = Ctx.automation(
-                event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
-            )
-            if not loaded:  # read (and lock) once, and only when a rule acts
-                loaded = True
-                outbox = session.get(OutboxEvent, event.outbox_event_id)
-                conversation = executors.lock_conversation(session, ctx, event.conversation_id)
-            target = executors.Target(session, ctx, conversation, outbox, facts)
-            results, ok = _apply(session, rule, target)
-            status = "matched" if ok else "failed"
-            if rule.stop_processing:
+            if decision.matched and rule.stop_processing:
                 stopped_by = rule.id
-        runs.add(
-            rule_id=rule.id,
-            rule_version=rule.version,
-            snapshot_json=rule.snapshot_json,
-            matched=decision.matched,
-            status=status,
-            condition_results=decision.trace,
-            action_results=results,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            error=decision.reason or _first_error(results),
-        )
+        decided.append((rule, decision, time.perf_counter() - started))
+    limit = moment.control.max_actions_per_minute
+    needed = sum(len(rule.actions) for rule, decision, _ in decided if decision.matched)
+    if limit is not None and needed:
+        if not ceiling.take(event.tenant_id, needed, limit, moment.now):
+            raise Deferred(ceiling.next_minute(moment.now), moment.now, limit)
+        try:
+            runs = _act(session, event, causation, facts, changes, decided)
+        except BaseException:
+            ceiling.give_back(event.tenant_id, needed, moment.now)
+            raise
+    else:
+        runs = _act(session, event, causation, facts, changes, decided)
     insert_runs(session, runs)
     failed = runs.failed
     if failed:
@@ -313,8 +338,7 @@ def evaluate_event(event_id: uuid.UUID) -> str:
         return "done"
     except Held:
         return control.hold(event_id, tenant_id, event_type)
-    except Deferred as deferred:
-        ceiling.give_back(tenant_id, deferred.taken, deferred.at)
+    except Deferred as deferred:  # nothing was taken from the ceiling
         _defer(event_id, deferred)
         return "deferred"
     except Exception as exc:

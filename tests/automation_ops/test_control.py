@@ -230,3 +230,26 @@ def test_past_the_action_ceiling_events_wait_for_the_next_minute(ws, moved_clock
     wait_settled(ws, at_least_rows=3)
     assert [conversation(c).tags for c in conversation_ids] == [["refund"]] * 3
     assert ws.call("GET", CONTROL).json["actions_this_minute"] == 1
+
+
+def test_an_event_needing_more_than_the_ceiling_runs_alone_in_a_fresh_minute(ws, moved_clock):
+    moved_clock.move_to(dt.datetime(2026, 6, 2, 10, 0, 5, tzinfo=dt.UTC))
+    create_rule(
+        ws,
+        actions=[
+            {"type": "add_tags", "params": {"tags": ["refund"]}},
+            {"type": "set_priority", "params": {"priority": "high"}},
+        ],
+    )
+    _patch(ws, {"max_actions_per_minute": 1})
+    first, second = add_conversation(ws), add_conversation(ws)
+    send_message(ws, first, "refund please")
+    wait_settled(ws)
+    assert conversation(first).tags == ["refund"]  # 2 actions > 1, but the minute was fresh
+    send_message(ws, second, "refund please")
+    waiting = wait_until(
+        lambda: [r for r in queue_rows(ws) if (r.error or "").startswith("deferred:")],
+        "the second event deferred",
+    )
+    assert len(waiting) == 1 and conversation(second).tags == []
+    assert ws.call("GET", CONTROL).json["actions_this_minute"] == 2
