@@ -131,9 +131,11 @@ class RuleEffectiveStateResource:
         permission=control.VIEW,
         query=EffectiveStateQuery,
         response=EffectiveState,
+        errors=(422,),
         description="Whether the rule runs now, and each check with its reason: active,"
         " snooze, global control, schedule, rollout (for `conversation_id` when given)."
-        " The evaluator and the dry-run apply the same checks.",
+        " The evaluator and the dry-run apply the same checks. An `event_type` that does"
+        " not trigger the rule is 422; a `conversation_id` not of the workspace, 404.",
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx, id, query: EffectiveStateQuery):

@@ -24,7 +24,7 @@ def test_a_snooze_stops_the_rule_until_its_time_and_then_ends_by_itself(workspac
     until = moved_clock.now + dt.timedelta(hours=2)
     resp = workspace.call("POST", f"{RULES}/{rule['id']}/snooze", json={"until": ts(until)})
     assert resp.status_code == 200, resp.text
-    assert parse(resp.json["snoozed_until"]) == until.replace(microsecond=until.microsecond)
+    assert parse(resp.json["snoozed_until"]) == until
     assert resp.json["version"] == rule["version"]  # what the rule does has not changed
 
     state = _state(workspace, rule["id"])
@@ -143,3 +143,8 @@ def test_another_tenants_rule_is_404_and_permissions_hold(workspace, other_works
         )
         assert resp.status_code == expected
     assert workspace.call("GET", f"{RULES}/snoozed", token=agent).status_code == 403
+    not_a_trigger = workspace.call(
+        "GET", f"{RULES}/{rule['id']}/effective-state?event_type=note.created"
+    )
+    assert not_a_trigger.status_code == 422
+    assert not_a_trigger.json["error"]["details"][0]["field"] == "event_type"
