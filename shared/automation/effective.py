@@ -121,7 +121,7 @@ class Moment:
     #: What rollout hashes: the conversation (else the contact, else the event).
     subject_id: uuid.UUID | None = None
     #: Now in each timezone asked about (PERF: rules sharing a zone convert once).
-    _local: dict[str | None, dt.datetime] = field(default_factory=dict)
+    _local: dict[str | None, dt.datetime] = field(default_factory=dict, init=False, repr=False)
 
     def inside(self, schedule: RuleSchedule) -> bool:
         """Whether now is inside ``schedule``'s windows."""
