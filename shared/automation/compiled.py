@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.automation import rules as rule_service
+from shared.automation.effective import Gate
 from shared.automation.engine import compile_conditions
 from shared.automation.runs import to_json
 from shared.models import AutomationRule
@@ -38,16 +39,28 @@ class CompiledRule:
     compiled: Any
     #: The snapshot as JSON, encoded once per compile: every run of the rule stores it.
     snapshot_json: str
+    #: Whether it may run at all (snooze, schedule, rollout), prepared once per version.
+    gate: Gate
 
     @classmethod
     def of(cls, rule: AutomationRule) -> CompiledRule:
-        return cls.from_snapshot(rule_service.snapshot(rule), created_by=rule.created_by)
+        return cls.from_snapshot(
+            rule_service.snapshot(rule), created_by=rule.created_by, gate=Gate.of(rule)
+        )
 
     @classmethod
     def from_snapshot(
-        cls, snapshot: dict[str, Any], *, created_by: uuid.UUID | None = None
+        cls,
+        snapshot: dict[str, Any],
+        *,
+        created_by: uuid.UUID | None = None,
+        gate: Gate | None = None,
     ) -> CompiledRule:
-        """A rule as stored in a run (or an unsaved dry-run body), compiled."""
+        """A rule as stored in a run (or an unsaved dry-run body), compiled.
+
+        Without a ``gate`` only the snapshot's ``is_active`` limits it (a run's snapshot
+        does not keep the snooze, schedule or rollout it ran under).
+        """
         return cls(
             id=uuid.UUID(str(snapshot["id"])),
             version=int(snapshot.get("version", 0)),
@@ -59,6 +72,7 @@ class CompiledRule:
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
             snapshot_json=to_json(snapshot),
+            gate=gate or Gate(is_active=bool(snapshot.get("is_active", True))),
         )
 
 

@@ -13,18 +13,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, literal, or_, select, true, union_all
+from sqlalchemy import Uuid, bindparam, func, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
+from shared.automation import clock
 from shared.automation import rules as rule_service
 from shared.automation.attributes import lookup
 from shared.automation.compiled import CompiledRule, compiled_rule
+from shared.automation.effective import Control, Gate, Moment, explain, subject_of
 from shared.automation.evaluator import decide, rendered_params
-from shared.automation.facts import changes_of, gather
+from shared.automation.facts import changes_of, conversation_id_of, gather
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.events import Causation
-from shared.models import AutomationEvent, AutomationRule, OutboxEvent
+from shared.models import AutomationEvent, AutomationRule, AutomationSettings, OutboxEvent, Tenant
 
 
 def _event_columns(model: Any, order: int, type_: Any, data: Any, *where: Any) -> Any:
@@ -53,15 +55,28 @@ def _rule_and_event_statement() -> Any:
     )
     event = union_all(queued, outbox).order_by("preference").limit(1).subquery("event")
     r = AutomationRule
+    s = AutomationSettings
     return (
         select(
             *(getattr(r, name) for name in rule_service.RULE_FIELDS),
             r.id,
             r.version,
+            # the effective state's inputs, as the evaluator reads them
+            r.snoozed_until,
+            r.schedule,
+            r.rollout_percentage,
+            s.paused,
+            s.paused_event_types,
+            s.max_actions_per_minute,
+            s.pause_reason,
+            Tenant.timezone.label("tenant_timezone"),
+            func.now().label("now"),
             event.c.event_type,
             event.c.event_payload,
             event.c.event_causation,
         )
+        .join(Tenant, Tenant.id == r.tenant_id)
+        .outerjoin(s, s.tenant_id == r.tenant_id)
         .outerjoin(event, true())
         .where(r.tenant_id == bindparam("tenant_id"), r.id == bindparam("rule_id"))
     )
@@ -83,15 +98,29 @@ def _load(session: Session, ctx: Ctx, rule_id: uuid.UUID, event_id: uuid.UUID | 
     return row
 
 
-def effective_state(rule: dict[str, Any]) -> dict[str, Any]:
-    """Whether the rule would run now, and why not (snooze, schedule and global control
-    arrive with the operations issue and will add their reasons here)."""
-    reasons = [] if rule.get("is_active", True) else ["the rule is inactive"]
-    return {
-        "state": "active" if not reasons else "inactive",
-        "is_active": rule.get("is_active", True),
-        "reasons": reasons,
-    }
+def effective_state(
+    row: Any, body: dict[str, Any], event_type: str | None, subject_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """The rule's effective state for this event, by the evaluator's own checks.
+
+    ``row`` is the saved rule with the tenant's control and clock; ``body`` the rule as
+    tested (unsaved edits may switch ``is_active``).
+    """
+    gate = Gate.of(row)
+    gate = Gate(
+        bool(body.get("is_active", True)),
+        gate.snoozed_until,
+        gate.schedule,
+        gate.rollout_percentage,
+    )
+    moment = Moment(
+        now=clock.now(row.now),
+        tenant_timezone=row.tenant_timezone or "UTC",
+        control=Control.of(row) if row.paused is not None else Control(),
+        event_type=event_type,
+        subject_id=subject_id,
+    )
+    return explain(row.id, gate, moment, trigger_event_types=body["trigger_event_types"])
 
 
 def dry_run(
@@ -129,7 +158,8 @@ def dry_run(
     facts.update({k: v for k, v in event_payload.items() if lookup(k) is not None})
     changes = changes_of(event_type, event_payload)
     decision = decide(compiled, facts, changes, causation)
-    state = effective_state(body)
+    subject = subject_of(event_type, event_payload, conversation_id_of(event_type, event_payload))
+    state = effective_state(row, body, event_type, subject)
     if mute is not None:
         state["reasons"].append(f"the conversation is muted until {mute.until or 'unmuted'}")
     would_run = decision.matched and not state["reasons"]

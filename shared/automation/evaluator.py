@@ -17,22 +17,31 @@ is that action's failure, recorded on the run (status ``failed``); it is not ret
 Loops: a rule is skipped on an event whose causation chain it is part of, and an
 event deeper than ``AUTOMATION_MAX_CHAIN_DEPTH`` evaluates no rule; both leave a run
 saying why.
+
+Operations (:mod:`shared.automation.effective`): a rule that is snoozed, outside its
+schedule windows or outside its rollout is skipped with a run saying why. An event
+the tenant's global control pauses is not evaluated at all: it waits, held, until
+the control lets it run (:func:`shared.automation.control.hold`). Past the tenant's
+ceiling on actions per minute the evaluation is rolled back and the event waits for
+the next minute (:mod:`shared.automation.ceiling`); neither counts as an attempt.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from shared.automation import executors
+from shared.automation import ceiling, clock, control, executors
 from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
+from shared.automation.effective import Control, Moment, blocked, subject_of
 from shared.automation.engine import evaluate
 from shared.automation.facts import changes_of, gather
 from shared.automation.runs import RunBatch, insert_runs
@@ -41,9 +50,21 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
 from shared.events import Causation
-from shared.models import AutomationEvent, AutomationRun, AutomationSettings, OutboxEvent
+from shared.models import AutomationEvent, AutomationRun, AutomationSettings, OutboxEvent, Tenant
 
 log = logging.getLogger(__name__)
+
+
+class Held(Exception):
+    """The tenant's control pauses this event: it waits, not evaluated."""
+
+
+class Deferred(Exception):
+    """The tenant's action ceiling is reached for this minute: evaluate again after it."""
+
+    def __init__(self, until: dt.datetime, at: dt.datetime, ceiling: int) -> None:
+        super().__init__(f"action ceiling of {ceiling}/min reached")
+        self.until, self.at = until, at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,66 +148,89 @@ def _claim(event_id: uuid.UUID) -> bool:
 
 
 def _run_state_statement() -> Any:
-    """The tenant's rules version, and this event's settled and failed runs (not
-    reprocess ones): PERF: one round trip where two were, built once."""
+    """The tenant's rules version and control, its timezone, the database clock, and this
+    event's settled and failed runs (not reprocess ones).
+
+    PERF: one round trip per event for all of it, built once: the effective-state
+    inputs that depend only on the event ride along with the rules version read.
+    """
     r = AutomationRun
+    s = AutomationSettings
     of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
-    return select(
-        select(AutomationSettings.rules_version)
-        .where(AutomationSettings.tenant_id == bindparam("tenant_id"))
-        .scalar_subquery()
-        .label("rules_version"),
-        select(func.array_agg(r.rule_id))
-        .where(*of_event, r.status != "failed")
-        .scalar_subquery()
-        .label("settled"),
-        exists().where(*of_event, r.status == "failed").label("any_failed"),
+    return (
+        select(
+            s.rules_version,
+            s.paused,
+            s.paused_event_types,
+            s.max_actions_per_minute,
+            s.pause_reason,
+            Tenant.timezone.label("tenant_timezone"),
+            func.now().label("now"),
+            select(func.array_agg(r.rule_id))
+            .where(*of_event, r.status != "failed")
+            .scalar_subquery()
+            .label("settled"),
+            exists().where(*of_event, r.status == "failed").label("any_failed"),
+        )
+        .select_from(Tenant)
+        .outerjoin(s, s.tenant_id == Tenant.id)
+        .where(Tenant.id == bindparam("tenant_id"))
     )
 
 
 _RUN_STATE = _run_state_statement()
 
 
-def _run_state(session: Session, event: AutomationEvent) -> tuple[int, set[uuid.UUID]]:
-    """The rules version, and the rules already decided for this event (a retry re-runs
-    only the failed ones: their runs are deleted here). A reprocess decides every rule."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunState:
+    version: int
+    settled: set[uuid.UUID]
+    any_failed: bool
+    moment: Moment
+
+
+def _run_state(session: Session, event: AutomationEvent) -> RunState:
+    """The rules version, the rules already decided for this event (a reprocess decides
+    every rule again) and the moment the rules are checked at."""
     row = session.execute(_RUN_STATE, {"tenant_id": event.tenant_id, "event_id": event.id}).one()
+    moment = Moment(
+        now=clock.now(row.now),
+        tenant_timezone=row.tenant_timezone or "UTC",
+        control=Control.of(row) if row.paused is not None else Control(),
+        event_type=event.event_type,
+        subject_id=subject_of(event.event_type, event.payload, event.conversation_id)
+        or event.outbox_event_id,
+    )
     if event.reprocess:
-        return row.rules_version or 0, set()
-    if row.any_failed:
-        session.execute(
-            delete(AutomationRun).where(
-                AutomationRun.automation_event_id == event.id,
-                AutomationRun.status == "failed",
-                AutomationRun.reprocess.is_(False),
-            )
+        return RunState(row.rules_version or 0, set(), False, moment)
+    return RunState(row.rules_version or 0, set(row.settled or ()), row.any_failed, moment)
+
+
+def _forget_failed_runs(session: Session, event: AutomationEvent) -> None:
+    """A retry re-runs only the failed rules: their runs are deleted here."""
+    session.execute(
+        delete(AutomationRun).where(
+            AutomationRun.automation_event_id == event.id,
+            AutomationRun.status == "failed",
+            AutomationRun.reprocess.is_(False),
         )
-    return row.rules_version or 0, set(row.settled or ())
+    )
 
 
-def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
-    """Evaluate and apply, in the caller's transaction; return the event's status and note.
-
-    ``failed`` when an action of some rule failed (its run says which): a retry then
-    re-runs only those rules. Otherwise ``done``.
-    """
-    facts, mute = gather(session, event.tenant_id, event.event_type, event.payload)
-    if mute is not None:
-        until = mute.until.isoformat() if mute.until else "unmuted"
-        return "done", f"conversation muted until {until}"
-    causation = Causation.from_dict(event.causation)
-    changes = changes_of(event.event_type, event.payload)
-    version, settled = _run_state(session, event)
-    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=version)
+def _act(
+    session: Session,
+    event: AutomationEvent,
+    causation: Causation,
+    facts: dict[str, Any],
+    changes: dict[str, Any],
+    decided: list[tuple[CompiledRule, Decision, float]],
+) -> RunBatch:
+    """Apply the matched rules' actions in order; one run per decided rule."""
     outbox = conversation = None
     loaded = False
-    stopped_by = None
     runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
-    for rule in rules:
-        if rule.id in settled:
-            continue
+    for rule, decision, deciding in decided:
         started = time.perf_counter()
-        decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
         results, status = [], decision.status
         if decision.matched:
             ctx = Ctx.automation(
@@ -199,8 +243,6 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             target = executors.Target(session, ctx, conversation, outbox, facts)
             results, ok = _apply(session, rule, target)
             status = "matched" if ok else "failed"
-            if rule.stop_processing:
-                stopped_by = rule.id
         runs.add(
             rule_id=rule.id,
             rule_version=rule.version,
@@ -209,9 +251,61 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
             status=status,
             condition_results=decision.trace,
             action_results=results,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=round((deciding + time.perf_counter() - started) * 1000, 3),
             error=decision.reason or _first_error(results),
         )
+    return runs
+
+
+def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
+    """Evaluate and apply, in the caller's transaction; return the event's status and note.
+
+    ``failed`` when an action of some rule failed (its run says which): a retry then
+    re-runs only those rules. Otherwise ``done``. Raises :class:`Held` when the control
+    pauses the event and :class:`Deferred` past the action ceiling (the caller rolls back).
+    """
+    state = _run_state(session, event)
+    moment = state.moment
+    if moment.control.blocks(event.event_type) is not None:
+        raise Held()
+    facts, mute = gather(session, event.tenant_id, event.event_type, event.payload)
+    if mute is not None:
+        until = mute.until.isoformat() if mute.until else "unmuted"
+        return "done", f"conversation muted until {until}"
+    if state.any_failed:
+        _forget_failed_runs(session, event)
+    causation = Causation.from_dict(event.causation)
+    changes = changes_of(event.event_type, event.payload)
+    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
+    # Decide every rule first (facts are fixed for the event, so no action changes a
+    # decision), then take the actions of the matched ones from the ceiling at once:
+    # an event that needs more than a minute's ceiling still runs, alone, in a new one.
+    decided: list[tuple[CompiledRule, Decision, float]] = []
+    stopped_by = None
+    for rule in rules:
+        if rule.id in state.settled:
+            continue
+        started = time.perf_counter()
+        reason = blocked(rule.id, rule.gate, moment)
+        if reason is not None:
+            decision = Decision("skipped", False, [], reason)
+        else:
+            decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
+            if decision.matched and rule.stop_processing:
+                stopped_by = rule.id
+        decided.append((rule, decision, time.perf_counter() - started))
+    limit = moment.control.max_actions_per_minute
+    needed = sum(len(rule.actions) for rule, decision, _ in decided if decision.matched)
+    if limit is not None and needed:
+        if not ceiling.take(event.tenant_id, needed, limit, moment.now):
+            raise Deferred(ceiling.next_minute(moment.now), moment.now, limit)
+        try:
+            runs = _act(session, event, causation, facts, changes, decided)
+        except BaseException:
+            ceiling.give_back(event.tenant_id, needed, moment.now)
+            raise
+    else:
+        runs = _act(session, event, causation, facts, changes, decided)
     insert_runs(session, runs)
     failed = runs.failed
     if failed:
@@ -226,9 +320,10 @@ def _first_error(results: list[dict[str, Any]]) -> str | None:
 
 
 def evaluate_event(event_id: uuid.UUID) -> str:
-    """The worker's entry point; returns what happened (``done``, ``skipped``, ``retry``...)."""
+    """The worker's entry point; returns what happened (``done``, ``held``, ``retry``...)."""
     if not _claim(event_id):
         return "skipped"
+    tenant_id = event_type = None
     try:
         with session_scope() as session:
             event = session.scalar(
@@ -236,14 +331,37 @@ def evaluate_event(event_id: uuid.UUID) -> str:
             )
             if event is None or event.status != "processing":
                 return "skipped"
+            tenant_id, event_type = event.tenant_id, event.event_type
             event.status, event.error = process(session, event)
             event.reprocess = False
             event.finished_at = func.clock_timestamp()
         return "done"
+    except Held:
+        return control.hold(event_id, tenant_id, event_type)
+    except Deferred as deferred:  # nothing was taken from the ceiling
+        _defer(event_id, deferred)
+        return "deferred"
     except Exception as exc:
         if _record_failure(event_id, exc):
             return "failed"
         raise
+
+
+def _defer(event_id: uuid.UUID, deferred: Deferred) -> None:
+    """Back to ``pending`` until the next minute (the sweeper sends it then); no attempt."""
+    wait = max((deferred.until - deferred.at).total_seconds(), 0.0)
+    with session_scope() as session:
+        session.execute(
+            update(AutomationEvent)
+            .where(AutomationEvent.id == event_id, AutomationEvent.status == "processing")
+            .values(
+                status="pending",
+                attempts=AutomationEvent.attempts - 1,
+                # NOTE: the wait is measured on the judged clock, the due time on the database's.
+                sweep_at=func.now() + literal_column("interval '1 second'") * wait,
+                error=f"deferred: {deferred}",
+            )
+        )
 
 
 def _record_failure(event_id: uuid.UUID, exc: Exception) -> bool:

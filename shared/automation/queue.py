@@ -70,7 +70,8 @@ def has_rules_for(session: Session, tenant_id: uuid.UUID, event_type: str) -> bo
     )
 
 
-def _sweep_delay() -> Any:
+def sweep_delay() -> Any:
+    """When a row just written or sent may be swept if still unfinished."""
     return func.now() + get_settings().automation_sweep_after_seconds * _ONE_SECOND
 
 
@@ -94,7 +95,7 @@ def target(session: Session, event: OutboxEvent) -> None:
             payload=event.data,
             fingerprint=fingerprint(event.type, event.data),
             causation=event.causation,
-            sweep_at=_sweep_delay(),
+            sweep_at=sweep_delay(),
         )
         .on_conflict_do_nothing(index_elements=[AutomationEvent.outbox_event_id])
         .returning(AutomationEvent.id)
@@ -108,7 +109,7 @@ def requeue(session: Session, ids: Sequence[uuid.UUID], *, reprocess: bool = Fal
     """Put rows back to ``pending`` (retry, reprocess) and send them after commit."""
     if not ids:
         return
-    values: dict[str, Any] = {"status": "pending", "error": None, "sweep_at": _sweep_delay()}
+    values: dict[str, Any] = {"status": "pending", "error": None, "sweep_at": sweep_delay()}
     if reprocess:
         values["reprocess"] = True
     else:

@@ -23,6 +23,10 @@ class RuleView(View):
     created_by: uuid.UUID | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: Operations (not part of ``version``): a snooze that has passed has ended by itself.
+    snoozed_until: dt.datetime | None = None
+    schedule: dict[str, Any] | None = None
+    rollout_percentage: int = 100
 
 
 class EventView(View):

@@ -178,11 +178,13 @@ class ConversationMute(Base):
 
 
 class AutomationSettings(Base):
-    """Per-tenant automation state: the rules version workers compare their cache with.
+    """Per-tenant automation state: the rules version workers compare their cache with,
+    and the global control.
 
     ``rules_version`` is bumped in the transaction of every rule change, so a worker
-    knows with one primary-key read whether its compiled rules are current. (The
-    global on/off switch of the operations issue belongs here too.)
+    knows with one primary-key read whether its compiled rules are current. The
+    control columns are read by the evaluator in that same read, for every event, so a
+    change applies to the very next event any worker takes (no cache to invalidate).
     """
 
     __tablename__ = "automation_settings"
@@ -192,3 +194,12 @@ class AutomationSettings(Base):
     )
     rules_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    #: Global control: no event of the tenant is evaluated while paused (they wait, held).
+    paused: Mapped[bool] = mapped_column(server_default="false")
+    #: Event types whose events wait, held, while the rest run.
+    paused_event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    #: Ceiling on action executions per minute for the tenant (None: no ceiling).
+    max_actions_per_minute: Mapped[int | None]
+    pause_reason: Mapped[str | None] = mapped_column(String(500))
+    control_updated_at: Mapped[dt.datetime | None]
+    control_updated_by: Mapped[uuid.UUID | None]

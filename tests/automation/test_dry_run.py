@@ -49,7 +49,15 @@ def test_dry_run_explains_the_decision_and_changes_nothing(ws):
     assert leaf["seen"] == "refund now" and leaf["matched"] is True
     assert result["actions"][1]["params"]["body"] == "Hi Carla Customer"
     assert all(a["would_run"] for a in result["actions"])
-    assert result["effective_state"] == {"state": "active", "is_active": True, "reasons": []}
+    state = result["effective_state"]
+    assert (state["state"], state["is_active"], state["reasons"]) == ("active", True, [])
+    assert [c["check"] for c in state["checks"] if c["ok"]] == [
+        "active",
+        "snooze",
+        "control",
+        "schedule",
+        "rollout",
+    ]
 
     unsaved = {
         "conditions": {
