@@ -13,7 +13,10 @@ account named, else the tenant's default WhatsApp account), through the shared
 
 Answers are cached in Redis per account, kind and range for :data:`CACHE_SECONDS`:
 dashboards poll, and Meta rate-limits these reads. Redis down only skips the cache.
-A Meta failure answers 502 naming Meta's code and message; ranges are checked
+Transient failures are retried by the Graph client; what Meta still refuses answers as
+every in-request Graph call does (:mod:`shared.channels.meta_calls`): 502 when Meta
+fails, 429 when it throttles, 409 when it rejects the token (the account is then marked
+``error``), each naming Meta's code and message. Ranges are checked
 first (:func:`shared.analytics.periods.date_range`), so a bad one never reaches Meta.
 """
 
@@ -34,10 +37,10 @@ from sqlalchemy.orm import Session
 
 from shared import redis_client
 from shared.analytics.periods import date_range
+from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.graph import graph_client
-from shared.channels.graph_errors import IntegrationNotFound, MetaUnavailable
-from shared.channels.send_errors import SendFailed
+from shared.channels.graph_errors import IntegrationNotFound
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
@@ -88,10 +91,8 @@ def _date(unix: Any) -> str:
 
 
 def _get(path: str, token: str) -> dict[str, Any]:
-    try:
-        return graph_client().get(path, token)
-    except SendFailed as exc:
-        raise MetaUnavailable(f"Meta's Graph API failed ({exc.code}): {exc}") from exc
+    """One Graph read, retried on Meta's transient failures; raises :class:`SendFailed`."""
+    return graph_client().request("GET", path, token)
 
 
 def messages(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
@@ -188,7 +189,8 @@ def insights(
     cached = _cache_get(cache_key)
     if cached is not None:
         return cached
-    answer = {"data": KINDS[kind](waba_id, token, first, last)}
+    with meta_calls.calling(f"reading the WhatsApp {kind} insights", ctx=ctx, account=account):
+        answer = {"data": KINDS[kind](waba_id, token, first, last)}
     _cache_put(cache_key, answer)
     return answer
 

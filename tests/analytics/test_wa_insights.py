@@ -166,16 +166,34 @@ def test_answers_are_cached_per_account_and_range(ws, waba):
     assert len(graph.gets(f"/v21.0/{waba_id}")) == 2
 
 
-@pytest.mark.parametrize("failure", ["190", "500", "130429", ("raw", 502, b"<html>bad gateway")])
-def test_a_meta_failure_answers_502_naming_meta(ws, waba, failure):
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [
+        ("500", 502, "meta_api_error"),
+        (("raw", 502, b"<html>bad gateway"), 502, "meta_api_error"),
+        ("130429", 429, "meta_rate_limited"),
+        ("190", 409, "meta_token_invalid"),
+    ],
+)
+def test_a_meta_failure_answers_naming_meta(ws, waba, failure, status, code):
     graph, _ = waba
     graph.script_analytics(failure)
     resp = ws.call("GET", "/api/wa-insights/conversations", params=RANGE)
-    assert resp.status_code == 502, resp.text
-    assert resp.json["error"]["code"] == "meta_api_error"
+    assert resp.status_code == status, resp.text
+    assert resp.json["error"]["code"] == code
     assert "Meta" in resp.json["error"]["message"]
     graph.script_analytics("ok")  # nothing was cached: the next call asks again
     assert ws.call("GET", "/api/wa-insights/conversations", params=RANGE).status_code == 200
+
+
+def test_a_rejected_token_marks_the_account_error(ws, waba):
+    graph, _ = waba
+    graph.script_analytics("190")
+    resp = ws.call("GET", "/api/wa-insights/messages", params=RANGE)
+    assert resp.status_code == 409 and "status 'error'" in resp.json["error"]["message"]
+    accounts = ws.call("GET", "/api/integration-accounts").json
+    items = accounts["items"] if isinstance(accounts, dict) else accounts
+    assert [a["status"] for a in items if a["channel"] == "whatsapp"] == ["error"]
 
 
 def test_no_whatsapp_account_is_404_and_bad_ranges_are_422(ws, other_workspace, fake_graph):  # noqa: F811

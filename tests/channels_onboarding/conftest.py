@@ -17,6 +17,7 @@ from sqlalchemy import select
 from shared.config import get_settings
 from shared.db import session_scope
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
+from workers import queues
 
 CONFIG_ID = "1122334455667788"
 LOGIN_CONFIG_ID = "8877665544332211"
@@ -36,7 +37,7 @@ def _apply(env: dict[str, str | None]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def meta_settings(fake_graph):  # noqa: F811
+def meta_settings(fake_graph, broker, worker):  # noqa: F811
     """The fake's app id and secret, fast retries; the previous environment afterwards."""
     env = {
         "META_GRAPH_BASE_URL": fake_graph.base_url,
@@ -54,6 +55,12 @@ def meta_settings(fake_graph):  # noqa: F811
     previous = {name: os.environ.get(name) for name in env}
     _apply(env)
     yield fake_graph
+    # NOTE: a signup queues its template sync; it must finish under the settings it was
+    # queued with. Still running while the next test swapped them, it could cache a
+    # Settings read half-way through the swap (a functools cache filled after its
+    # clear), and that test's Graph calls then went to the real Graph API.
+    for queue in (queues.CHANNELS, queues.MAINTENANCE):
+        broker.join(queue, timeout=20_000)
     _apply(previous)
 
 

@@ -108,16 +108,23 @@ def test_meta_refusing_the_template_is_422_and_meta_failing_is_502(workspace, te
     assert "Add sample text" in refused.json["error"]["message"]
     assert refused.json["error"]["details"][0]["meta_code"] == "100"
 
-    for behaviour in ("503", "500", "130429"):
+    for behaviour in ("503", "500"):
         templates.graph.script_templates(behaviour)
         failed = _create(workspace, account)
         assert failed.status_code == 502, (behaviour, failed.text)
         assert failed.json["error"]["code"] == "meta_api_error"
+    templates.graph.script_templates("130429")
+    throttled = _create(workspace, account)
+    assert throttled.status_code == 429, throttled.text
+    assert throttled.json["error"]["code"] == "meta_rate_limited"
 
     templates.graph.script_templates("190")
     token = _create(workspace, account)
-    assert token.status_code == 502 and "access token" in token.json["error"]["message"]
+    assert token.status_code == 409, token.text
+    assert token.json["error"]["code"] == "meta_token_invalid"
+    assert "status 'error'" in token.json["error"]["message"]
     assert account["token"] not in token.text
+    assert _account_status(account) == "error"
 
     templates.graph.script_templates(("raw", 502, b"<html>bad gateway</html>"))
     assert _create(workspace, account).status_code == 502
@@ -290,3 +297,11 @@ def test_header_media_only_for_a_media_header_and_https(workspace, templates):
     plain = f"/api/wa-templates/{found['plain'].id}/header-media"
     refused = workspace.call("PATCH", plain, json={"header_media_url": url})
     assert refused.status_code == 422 and "header" in refused.json["error"]["message"]
+
+
+def _account_status(account) -> str:
+    from shared.db import session_scope
+    from shared.models import IntegrationAccount
+
+    with session_scope() as session:
+        return session.get(IntegrationAccount, account["id"]).status

@@ -146,6 +146,8 @@ def test_a_refused_token_fails_the_sync_at_once_and_says_why(workspace, template
     row = templates.sync_row(account)
     assert row.status == "failed" and "190" in row.error and account["token"] not in row.error
     assert len(templates.graph.gets("/v21.0/")) == 1  # not retried: it cannot help
+    with session_scope() as session:  # and the account says so until it is reconnected
+        assert session.get(IntegrationAccount, account["id"]).status == "error"
 
 
 def test_meta_failing_is_retried_and_after_the_last_retry_the_sync_is_failed(templates):

@@ -10,6 +10,7 @@ emitted) in the request's transaction: a failure at Meta leaves no row behind.
 - :mod:`.whatsapp`: Embedded Signup completion and the number's health;
 - :mod:`.instagram`, :mod:`.messenger`: OAuth connect, Page subscriptions, disconnect;
 - :mod:`.persistent_menu`: a Page's Messenger menu;
-- :mod:`.meta_calls`: one Graph call's failure as the API's answer (an invalid account
-  token marks the account ``error``);
+- :mod:`shared.channels.meta_calls` (shared with the templates and the WhatsApp
+  insights): one Graph call's failure as the API's answer (an invalid account token marks
+  the account ``error``);
 """

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.channels import accounts
+from shared.channels import accounts, meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.onboarding import meta_calls, oauth, page_subscriptions
+from shared.channels.onboarding import oauth, page_subscriptions
 from shared.channels.onboarding.channel_accounts import (
     connected_elsewhere,
     meta_account,

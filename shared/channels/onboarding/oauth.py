@@ -11,9 +11,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.channels import meta_calls
 from shared.channels.graph import graph_client
 from shared.channels.graph_errors import MetaUnavailable, domain_error
-from shared.channels.onboarding import meta_calls
 from shared.channels.onboarding.meta_app import MetaApp
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from shared.channels import meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.onboarding import meta_calls
 from shared.context import Ctx
 from shared.models import IntegrationAccount
 

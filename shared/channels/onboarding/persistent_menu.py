@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.channels import accounts
+from shared.channels import accounts, meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.onboarding import meta_calls
 from shared.channels.onboarding.channel_accounts import meta_account
 from shared.context import Ctx
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.channels import accounts
+from shared.channels import accounts, meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.onboarding import meta_calls, oauth
+from shared.channels.onboarding import oauth
 from shared.channels.onboarding.channel_accounts import (
     is_connected,
     meta_account,

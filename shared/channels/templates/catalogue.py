@@ -162,7 +162,7 @@ def create_template(
     }
     if parameter_format != "POSITIONAL":
         payload["parameter_format"] = parameter_format
-    answer = meta.create_template(waba_id, token, payload)
+    answer = meta.create_template(ctx, account, waba_id, token, payload)
     if not answer.get("id"):
         raise MetaUnavailable("Meta accepted the template but answered no id")
     template = WaTemplate(

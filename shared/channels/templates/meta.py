@@ -10,9 +10,11 @@
 
 Errors, for a request (create): Meta refusing the template itself (a 4xx other than
 authentication or throttling: ``100`` invalid parameter, an existing name...) answers
-422 with Meta's message; an existing name and language answers 409; anything else
-(Meta down, throttled, a refused token) answers 502 ``meta_api_error`` naming Meta's
-code. The token is never part of an error or a log line.
+422 with Meta's message; an existing name and language answers 409; anything else is
+answered like every Graph call in a request (:mod:`shared.channels.meta_calls`): a
+refused token 409 ``meta_token_invalid`` with the account marked ``error``, throttling
+429, Meta down 502 ``meta_api_error``, each naming Meta's code. A sync that meets a
+refused token marks the account too. The token is never part of an error or a log line.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.channels import meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.graph_errors import MetaUnavailable
+from shared.channels.graph_errors import is_token_invalid
 from shared.channels.send_errors import SendFailed
+from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
+from shared.models import IntegrationAccount
 
 #: Templates asked for per page.
 PAGE_SIZE = 100
@@ -71,16 +76,24 @@ def list_templates(waba_id: str, token: str) -> Listing:
             )
 
 
-def create_template(waba_id: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
+def create_template(
+    ctx: Ctx, account: IntegrationAccount, waba_id: str, token: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     """Submit a template for review; Meta's answer, or the API error to answer."""
     try:
         return graph_client().post(f"{waba_id}/message_templates", token, payload)
     except SendFailed as exc:
-        raise request_error(exc, payload) from exc
+        refused = template_refusal(exc, payload)
+        if refused is not None:
+            raise refused from exc
+        # Not about the template: answered like every Graph call in a request (a
+        # rejected token marks the account ``error``; throttling is 429; an outage 502).
+        with meta_calls.calling("submitting the template", ctx=ctx, account=account):
+            raise
 
 
-def request_error(exc: SendFailed, payload: dict[str, Any]) -> DomainError:
-    """What a refused create answers (see the module doc)."""
+def template_refusal(exc: SendFailed, payload: dict[str, Any]) -> DomainError | None:
+    """What a create refused for the template itself answers (see the module doc)."""
     subcode = _subcode(exc)
     if subcode in EXISTS_SUBCODES:
         return Conflict(
@@ -94,19 +107,16 @@ def request_error(exc: SendFailed, payload: dict[str, Any]) -> DomainError:
             f"Meta refused the template ({exc.code}): {exc.message}",
             details=[{"field": "template", "message": exc.message, "meta_code": exc.code}],
         )
-    return failed(exc)
+    return None
 
 
-def failed(exc: SendFailed) -> MetaUnavailable:
-    if exc.code == "190":
-        return MetaUnavailable(
-            "Meta refused the WhatsApp account's access token (190): reconnect the account",
-            details=[{"meta_code": exc.code, "message": exc.message}],
+def failure_reason(exc: SendFailed) -> str:
+    """A sync's recorded reason for Meta's failure (never the token)."""
+    if is_token_invalid(exc):
+        return (
+            f"Meta refused the WhatsApp account's access token ({exc.code}): reconnect the account"
         )
-    return MetaUnavailable(
-        f"Meta's Graph API failed ({exc.code}): {exc.message}",
-        details=[{"meta_code": exc.code, "message": exc.message}],
-    )
+    return f"Meta's Graph API failed ({exc.code}): {exc.message}"
 
 
 def _subcode(exc: SendFailed) -> str | None:

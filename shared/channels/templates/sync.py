@@ -50,7 +50,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import events, jobs
-from shared.channels.graph_errors import IntegrationNotFound
+from shared.channels import token_rejections
+from shared.channels.graph_errors import IntegrationNotFound, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.channels.templates import catalogue, meta, sync_queue
 from shared.context import Ctx
@@ -242,7 +243,10 @@ def run(integration_account_id: uuid.UUID, job_id: uuid.UUID | None) -> str:
     try:
         listing = meta.list_templates(waba_id, token)
     except SendFailed as exc:
-        error = meta.failed(exc).message
+        error = meta.failure_reason(exc)
+        if is_token_invalid(exc):
+            with session_scope() as session:
+                _token_rejected(session, integration_account_id, exc.code)
         if exc.transient:
             with session_scope() as session:
                 _note_error(session, integration_account_id, error)
@@ -289,6 +293,15 @@ def _start(
         return "failed"
     listed_at = session.scalar(select(func.clock_timestamp()))
     return waba_id, token, listed_at
+
+
+def _token_rejected(session: Session, account_id: uuid.UUID, meta_code: str) -> None:
+    """Meta refused the account's token: the account is marked ``error`` (and audited)."""
+    tenant_id = session.scalar(
+        select(IntegrationAccount.tenant_id).where(IntegrationAccount.id == account_id)
+    )
+    if tenant_id is not None:
+        token_rejections.mark_rejected(session, Ctx.system(tenant_id), account_id, meta_code)
 
 
 def _note_error(session: Session, account_id: uuid.UUID, error: str) -> None:
