@@ -7,9 +7,9 @@ and ``REDIS_URL``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
+import threading
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -492,13 +492,43 @@ class Settings(BaseSettings):
         return self.env != "production"
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """Return the process-wide settings (read once; tests clear the cache to change them)."""
+class _SettingsCache:
+    """The process-wide settings, read once; ``cache_clear()`` makes the next call re-read.
+
+    NOTE: not functools.cache. Tests change the environment and clear the cache while a
+    worker thread may be reading it: with functools.cache a reading that began before the
+    clear was stored after it, and the next test ran with half of the old environment
+    (Graph calls sent to the real Graph API, "Meta app not configured"). Here the reading
+    holds the lock, so a clear waits for it and then discards it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+
+    def __call__(self) -> Settings:
+        settings = self._settings
+        if settings is not None:
+            return settings
+        with self._lock:
+            if self._settings is None:
+                self._settings = _read_settings()
+            return self._settings
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._settings = None
+
+
+def _read_settings() -> Settings:
     settings = Settings()
     if settings.secret_key == DEV_SECRET_KEY and settings.env == "production":
         raise RuntimeError("SECRET_KEY must be set in production")
     return settings
+
+
+#: ``get_settings()``: the process-wide settings (tests call ``get_settings.cache_clear()``).
+get_settings = _SettingsCache()
 
 
 def warn_if_insecure(settings: Settings) -> None:

@@ -26,11 +26,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -312,26 +312,47 @@ def _retry_after(raw: str | None) -> float | None:
         return None
 
 
-@functools.cache
+_client: tuple[object, GraphClient] | None = None
+_client_lock = threading.Lock()
+
+
 def graph_client() -> GraphClient:
+    """The process's Graph client, built once for the current settings.
+
+    NOTE: keyed by the settings object, not a bare cache: when tests change the
+    settings, a client another thread built from the old ones (and stored after the
+    reset) is never handed out again.
+    """
+    global _client
     settings = get_settings()
-    return GraphClient(
-        settings.graph_api_root,
-        timeout=settings.graph_timeout_seconds,
-        retry=RetryPolicy(
-            settings.graph_retry_min_backoff_ms / 1000,
-            settings.graph_retry_max_backoff_ms / 1000,
-            settings.graph_max_retry_after_seconds,
-        ),
-        default_retries=settings.graph_max_retries,
-    )
+    current = _client
+    if current is not None and current[0] is settings:
+        return current[1]
+    with _client_lock:
+        if _client is None or _client[0] is not settings:
+            _client = (
+                settings,
+                GraphClient(
+                    settings.graph_api_root,
+                    timeout=settings.graph_timeout_seconds,
+                    retry=RetryPolicy(
+                        settings.graph_retry_min_backoff_ms / 1000,
+                        settings.graph_retry_max_backoff_ms / 1000,
+                        settings.graph_max_retry_after_seconds,
+                    ),
+                    default_retries=settings.graph_max_retries,
+                ),
+            )
+        return _client[1]
 
 
 def reset_graph_client() -> None:
-    """Forget the process client (tests that change the Graph settings)."""
-    if graph_client.cache_info().currsize:
-        graph_client().close()
-    graph_client.cache_clear()
+    """Close and forget the process client (tests that change the Graph settings)."""
+    global _client
+    with _client_lock:
+        previous, _client = _client, None
+    if previous is not None:
+        previous[1].close()
 
 
 # --- payloads --------------------------------------------------------------------------------

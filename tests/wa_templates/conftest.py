@@ -28,9 +28,14 @@ from workers import queues
 __all__ = ["Templates", "meta_template", "poll"]
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def graph_settings(fake_graph_server):  # noqa: F811
-    """Point the Graph client at the fake (restored afterwards)."""
+    """Point the Graph client at the fake, restored after each test.
+
+    NOTE: per test, not per session: a session fixture of this directory stays applied
+    for every later test of the same process, and its 2 s Graph timeout broke the
+    outbound tests' 1 s timeout case when both ran in one xdist process.
+    """
     from shared.channels.graph import reset_graph_client
 
     keys = ("META_GRAPH_BASE_URL", "META_GRAPH_VERSION", "GRAPH_TIMEOUT_SECONDS")
