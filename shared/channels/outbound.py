@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
@@ -31,7 +29,7 @@ from sqlalchemy.orm import Session
 from shared.channels import early_statuses, token_rejections, transports
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
-from shared.channels.send_errors import SendFailed
+from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.channels.statuses import apply_status
 from shared.config import get_settings
 from shared.context import Ctx
@@ -40,22 +38,6 @@ from shared.models import Contact, Conversation, Message
 from shared.models.outbound import OutboundSend
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY = "retry"  # transient failure recorded; the job should be retried
-    BUSY = "busy"  # another copy of the job holds the claim
-    DONE = "already_done"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    error: SendFailed | None = None
-    provider_message_id: str | None = None
 
 
 def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
@@ -103,7 +85,7 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
             account_id = outgoing.account.id
             provider_id = transports.send(session, outgoing)
         except Exception as exc:
-            error = _as_failure(exc, message_id)
+            error = as_failure(exc, f"send {message_id}")
             claim.last_error_code = error.code[:64]
             claim.last_error_message = error.message
             if error.transient and not last_attempt:
@@ -125,15 +107,6 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
             early_statuses.apply_parked(session, message)
         _finish(claim, "sent")
         return Result(Outcome.SENT, provider_message_id=provider_id)
-
-
-def _as_failure(exc: Exception, message_id: uuid.UUID) -> SendFailed:
-    """A provider's failure as is; anything else (a bug, a broken row) retries, then fails,
-    so a message never stays queued for the sweeper to re-drive forever."""
-    if isinstance(exc, SendFailed):
-        return exc
-    log.exception("send %s: unexpected error", message_id)
-    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
 
 
 def _fail(session: Session, claim: OutboundSend, message: Message, error: SendFailed) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,27 +23,12 @@ from shared.channels import graph
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.read_receipts import sweep_interval
-from shared.channels.send_errors import SendFailed
+from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.db import session_scope
 from shared.models import Contact, Conversation, Message
 from shared.models.receipts import ReadReceipt
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY = "retry"  # transient failure recorded; the job should be retried
-    BUSY = "busy"  # another copy of the job holds the claim
-    DONE = "already_done"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    error: SendFailed | None = None
 
 
 def whatsapp_read(provider_message_id: str) -> dict[str, Any]:
@@ -79,7 +62,7 @@ def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
         try:
             _call_provider(session, claim)
         except Exception as exc:
-            error = _as_failure(exc, message_id)
+            error = as_failure(exc, f"read receipt {message_id}")
             claim.last_error_code = error.code[:64]
             claim.last_error_message = error.message
             if error.transient and not last_attempt:
@@ -135,14 +118,6 @@ def _call_provider(session: Session, claim: ReadReceipt) -> None:
         raise SendFailed(
             "unsupported_channel", f"{message.channel} takes no read receipts", transient=False
         )
-
-
-def _as_failure(exc: Exception, message_id: uuid.UUID) -> SendFailed:
-    """A provider's failure as is; anything else (a bug, a broken row) retries, then fails."""
-    if isinstance(exc, SendFailed):
-        return exc
-    log.exception("read receipt %s: unexpected error", message_id)
-    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
 
 
 def _finish(claim: ReadReceipt, status: str) -> None:

@@ -8,6 +8,12 @@ see *why* (``131047`` window closed, ``550`` unknown mailbox...).
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+log = logging.getLogger(__name__)
+
 
 class SendFailed(Exception):
     """A provider refused or could not take a message.
@@ -37,3 +43,30 @@ class SendFailed(Exception):
     @property
     def permanent(self) -> bool:
         return not self.transient
+
+
+class Outcome(StrEnum):
+    """What one attempt at a durable send (a message, a read receipt, an email) did."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"  # transient failure recorded; the job should be retried
+    BUSY = "busy"  # another copy of the job holds the claim
+    DONE = "already_done"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    error: SendFailed | None = None
+    provider_message_id: str | None = None
+
+
+def as_failure(exc: Exception, what: str) -> SendFailed:
+    """A provider's failure as is; anything else (a bug, a broken row) is logged and
+    retried, then fails, so a row never waits for its sweeper forever."""
+    if isinstance(exc, SendFailed):
+        return exc
+    log.exception("%s: unexpected error", what)
+    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)

@@ -17,8 +17,6 @@ import datetime as dt
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
-from enum import StrEnum
 from html import escape
 from urllib.parse import quote
 
@@ -26,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.channels import platform_mail
-from shared.channels.send_errors import SendFailed
+from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.identity.invitations import hash_token, sweep_interval
@@ -34,21 +32,6 @@ from shared.models import Tenant, User
 from shared.models.invitations import AgentInvitation
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY = "retry"
-    BUSY = "busy"
-    DONE = "already_done"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    error: SendFailed | None = None
 
 
 def invitation_link(token: str) -> str:
@@ -101,7 +84,7 @@ def deliver(invitation_id: uuid.UUID, *, last_attempt: bool) -> Result:
         try:
             _send(session, invitation)
         except Exception as exc:
-            error = _as_failure(exc, invitation_id)
+            error = as_failure(exc, f"invitation {invitation_id}")
             invitation.last_error_code = error.code[:64]
             invitation.last_error_message = error.message
             if error.transient and not last_attempt:
@@ -130,11 +113,3 @@ def _send(session: Session, invitation: AgentInvitation) -> None:
     invitation.sent_at = func.now()
     invitation.last_error_code = None
     invitation.last_error_message = None
-
-
-def _as_failure(exc: Exception, invitation_id: uuid.UUID) -> SendFailed:
-    """An SMTP failure as is; anything else (a bug, a broken row) retries, then fails."""
-    if isinstance(exc, SendFailed):
-        return exc
-    log.exception("invitation %s: unexpected error", invitation_id)
-    return SendFailed("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
