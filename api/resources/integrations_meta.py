@@ -89,9 +89,9 @@ class EmbeddedSignupResource:
         description=(
             "Exchanges the signup's `code` for a business token, checks the WABA was shared,"
             " subscribes the app to its webhooks, registers the number with `pin`, and"
-            " creates the account (emits integration_account.connected, which also asks for"
-            " the WABA's templates to be synced). A number this tenant connected before is"
-            " reconnected instead (200: new token, status `active`). 409 when another"
+            " creates the account (emits integration_account.connected) with the WABA's first"
+            " template sync queued. A number this tenant connected before is reconnected"
+            " instead (200: new token, status `active`, templates synced again). 409 when another"
             " workspace connected the number or the Meta app is not configured."
         ),
         tags=TAGS,
