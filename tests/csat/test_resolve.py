@@ -125,3 +125,26 @@ def test_settings_are_validated_and_admin_only(ws):
     _, supervisor = ws.create_agent("supervisor")
     resp = ws.call("PUT", "/api/csat-surveys/settings", token=supervisor, json={})
     assert resp.status_code == 403
+
+
+def test_an_expired_conversation_gets_no_survey(ws):
+    """Expiry closes an abandoned conversation: nobody decided to close it, so no one is asked."""
+    enable(ws, ["api"])
+    conv = conversation(ws)
+    assert (
+        ws.call("PUT", "/api/chat-expiration-rules/api", json={"inactive_minutes": 60}).status_code
+        == 200
+    )
+    with session_scope() as session:  # move time: the conversation is idle for two hours
+        session.execute(
+            text(
+                "UPDATE conversations SET last_activity_at = now() - interval '2 hours'"
+                " WHERE id = :c"
+            ),
+            {"c": conv},
+        )
+    resp = ws.call("POST", "/api/conversations/expire")
+    assert resp.status_code == 200 and resp.json["expired"] == 1, resp.text
+    assert ws.call("GET", f"/api/conversations/{conv}").json["resolution_reason"] == "expired"
+    assert survey_messages(ws, conv) == []
+    assert events(ws, "csat.survey_sent") == []
