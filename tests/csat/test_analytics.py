@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import text
 
@@ -137,3 +138,44 @@ def test_bad_report_filters_are_refused(ws):
         resp = ws.call("GET", "/api/csat-surveys/analytics", params=params)
         assert resp.status_code in (400, 422), (params, resp.text)
         assert set(resp.json["error"]) == {"code", "message", "details"}
+
+
+def test_the_nightly_reconcile_recounts_csat_from_the_surveys(ws, client):
+    from shared.analytics import reconcile
+
+    enable(ws, ["api"])
+    ada, _ = ws.create_agent("agent", full_name="Ada Agent")
+    conv = conversation(ws)
+    assign(ws, conv, ada["id"])
+    set_status(ws, conv, "resolved")
+    _rate(client, conv, ws, 2)
+    wait_settled(ws)
+    # Move time: the survey and its counts are from two days ago (today is never recounted).
+    with session_scope() as session:
+        session.execute(
+            text(
+                "UPDATE csat_surveys SET sent_at = sent_at - interval '2 days',"
+                " rated_at = rated_at - interval '2 days' WHERE conversation_id = :c"
+            ),
+            {"c": conv},
+        )
+        session.execute(
+            text("UPDATE analytics_csat_daily SET day = day - 2 WHERE tenant_id = :t"),
+            {"t": ws.tenant["id"]},
+        )
+    before = ws.call("GET", "/api/analytics/csat", params={"period": "7d"}).json
+    assert before["summary"]["rating_2"] == 1
+    with session_scope() as session:  # drift: the day's counts are lost
+        session.execute(
+            text("DELETE FROM analytics_csat_daily WHERE tenant_id = :t"), {"t": ws.tenant["id"]}
+        )
+    assert ws.call("GET", "/api/analytics/csat").json["summary"]["total_surveys"] == 0
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    with session_scope() as session:
+        result = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert result.corrections["csat_rows"] == 1
+    assert ws.call("GET", "/api/analytics/csat", params={"period": "7d"}).json == before
+    with session_scope() as session:
+        again = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert again.corrections["csat_rows"] == 0
