@@ -137,3 +137,16 @@ def test_an_agent_sees_and_surveys_only_conversations_visible_to_them(ws):
     assert resp.status_code == 404
     analytics = ws.call("GET", "/api/csat-surveys/analytics", token=agent_token)
     assert analytics.status_code == 403
+
+
+def test_the_default_link_opens_a_rating_page_that_never_sees_the_token(ws, client):
+    survey, token = _survey(ws, conversation(ws))
+    (message,) = survey_messages(ws, survey["conversation_id"])
+    assert f"/csat/{survey['id']}#token={token}" in message["body"]
+
+    page = client.simulate_get(f"/csat/{survey['id']}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "/api/public/csat-surveys/" in page.text and token not in page.text
+    assert client.simulate_get("/csat/not-a-survey").status_code == 404
