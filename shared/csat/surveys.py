@@ -128,7 +128,7 @@ def on_resolved(
     """
     if reason not in SURVEYED_REASONS:
         return None
-    settings = csat_settings.load(session, ctx.tenant_id)
+    settings = csat_settings.for_transaction(session, ctx.tenant_id)
     if not settings.surveys(conversation.channel):
         return None
     if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):

@@ -150,3 +150,22 @@ def test_the_default_link_opens_a_rating_page_that_never_sees_the_token(ws, clie
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "/api/public/csat-surveys/" in page.text and token not in page.text
     assert client.simulate_get("/csat/not-a-survey").status_code == 404
+
+
+def test_a_survey_the_channel_would_refuse_is_409_and_leaves_nothing(ws):
+    conv = conversation(ws)
+    with session_scope() as session:  # a WhatsApp conversation whose 24-hour window closed
+        session.execute(
+            text("UPDATE conversations SET channel = 'whatsapp' WHERE id = :c"), {"c": conv}
+        )
+        session.execute(
+            text(
+                "UPDATE contacts SET last_inbound_at = now() - interval '2 days'"
+                " WHERE id = (SELECT contact_id FROM conversations WHERE id = :c)"
+            ),
+            {"c": conv},
+        )
+    resp = ws.call("POST", f"/api/conversations/{conv}/csat")
+    assert resp.status_code == 409 and resp.json["error"]["code"] == "window_closed"
+    assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
+    assert events(ws, "csat.survey_sent") == []
