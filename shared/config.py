@@ -439,6 +439,13 @@ class Settings(BaseSettings):
             " unset: PUBLIC_BASE_URL (or http://127.0.0.1:8000) + /accept-invitation?token={token}"
         ),
     )
+    csat_survey_url: str | None = Field(
+        None,
+        description=(
+            "the rating page a CSAT survey message links to, with {survey_id} and {token};"
+            " unset: PUBLIC_BASE_URL (or http://127.0.0.1:8000) + /csat/{survey_id}#token={token}"
+        ),
+    )
 
     @property
     def media_allowed_type_set(self) -> frozenset[str]:

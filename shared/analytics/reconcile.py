@@ -7,7 +7,8 @@ Per tenant, in one transaction holding the tenant's rollup lock (the actor waits
    exactly as if the missing events had arrived;
 2. the gauges themselves are compared with a count of the conversations;
 3. the previous ``days`` local days (never today, still being counted) are
-   recounted: conversations, contacts and messages per day, channel and hour.
+   recounted: conversations, contacts and messages per day, channel and hour, and
+   CSAT surveys and ratings per day and agent (from ``csat_surveys``).
 
 A day is only recounted once it is *settled*: no event of the tenant from that day
 is still waiting (in the outbox or in ``analytics_events``). Recounting it earlier
@@ -244,6 +245,26 @@ _SOURCE_DAYS = {
         ) counted GROUP BY 1, 2
         """  # noqa: S608 (constant fragments)
     ),
+    # CSAT: a survey counts on its sending day, a rating on its rating day (as the events do).
+    "csat": text(
+        """
+        SELECT d, agent_key, sum(surveys), sum(rated), sum(rating_sum), sum(r1), sum(r2),
+               sum(r3), sum(r4), sum(r5) FROM (
+          SELECT (sent_at AT TIME ZONE :tz)::date AS d, coalesce(agent_id, :nobody) AS agent_key,
+                 count(*) AS surveys, 0 AS rated, 0 AS rating_sum, 0 AS r1, 0 AS r2, 0 AS r3,
+                 0 AS r4, 0 AS r5
+            FROM csat_surveys
+           WHERE tenant_id = :t AND sent_at >= :since AND sent_at < :until GROUP BY 1, 2
+          UNION ALL
+          SELECT (rated_at AT TIME ZONE :tz)::date, coalesce(agent_id, :nobody), 0, count(*),
+                 sum(rating), count(*) FILTER (WHERE rating = 1),
+                 count(*) FILTER (WHERE rating = 2), count(*) FILTER (WHERE rating = 3),
+                 count(*) FILTER (WHERE rating = 4), count(*) FILTER (WHERE rating = 5)
+            FROM csat_surveys
+           WHERE tenant_id = :t AND rated_at >= :since AND rated_at < :until GROUP BY 1, 2
+        ) counted GROUP BY 1, 2
+        """
+    ),
 }
 _ROLLUP_DAYS = {
     "daily": text(
@@ -254,13 +275,18 @@ _ROLLUP_DAYS = {
         "SELECT day, hour, conversations, inbound_messages, outbound_messages"
         " FROM analytics_hourly WHERE tenant_id = :t AND day BETWEEN :first AND :last"
     ),
+    "csat": text(
+        "SELECT day, agent_key, surveys, rated, rating_sum, rating_1, rating_2, rating_3,"
+        " rating_4, rating_5"
+        " FROM analytics_csat_daily WHERE tenant_id = :t AND day BETWEEN :first AND :last"
+    ),
 }
 
 
 def _recount_days(
     session: Session, tenant_id: uuid.UUID, tz, span: list[dt.date]
 ) -> tuple[int, Counter]:
-    """Set the daily and hourly rows of the settled days of ``span`` to the source's counts;
+    """Set the daily, hourly and csat rows of the settled days of ``span`` to the source's counts;
     (days recounted, rows fixed per table).
 
     NOTE: the settled check runs after the counting: an event committed in between is
@@ -274,9 +300,10 @@ def _recount_days(
         "until": _day_end(last, tz),
         "first": first,
         "last": last,
+        "nobody": NOBODY,
     }
     counted = {}
-    for name in ("daily", "hourly"):
+    for name in _SOURCE_DAYS:
         truth = {
             tuple(r[:2]): tuple(int(v) for v in r[2:])
             for r in session.execute(_SOURCE_DAYS[name], params)

@@ -21,6 +21,8 @@ pending, so "resolved" always means someone decided to close it.
 Side effects: ``snoozed`` needs ``snoozed_until`` in the future (database clock);
 leaving ``snoozed`` clears it. ``resolved`` sets ``resolved_at`` and
 ``resolution_reason`` (``resolved``, or ``expired`` from expiry); reopening clears both.
+Resolving (not expiry) sends the tenant's CSAT survey when its channel is surveyed
+(:func:`shared.csat.surveys.on_resolved`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -145,6 +147,12 @@ def transition(
     )
     data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
     emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    if to_status == "resolved":
+        # NOTE: imported here: the survey is sent through shared.inbox.messages.
+        from shared.csat import surveys as csat_surveys
+
+        # The survey, its message and its events join this transaction: nothing is lost.
+        csat_surveys.on_resolved(session, ctx, conversation, reason=reason, now=now)
     return True
 
 

@@ -35,6 +35,7 @@ from shared.models.automation import (
 )
 from shared.models.base import Base
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
+from shared.models.csat import CsatSettings, CsatSurvey
 from shared.models.identity import ApiKey, RevokedToken, Role, User
 from shared.models.inbox import (
     ChatExpirationRule,
@@ -92,6 +93,8 @@ __all__ = [
     "ConversationMute",
     "ConversationRead",
     "ConversationSla",
+    "CsatSettings",
+    "CsatSurvey",
     "DeadLetter",
     "Division",
     "DivisionMember",

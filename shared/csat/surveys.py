@@ -1,0 +1,189 @@
+"""Surveys: sent (by an agent, or on resolve), read, and rated once through the link's token.
+
+A survey is its row, its outbound message (:func:`create_outbound_message`, so it is
+sent by ``send_outbound`` like any reply) and its ``csat.survey_sent`` event, written
+in one transaction. The resend rule is the same for both triggers: a conversation
+whose latest survey was sent less than ``resend_window_hours`` ago gets no other
+(an agent's POST answers 409, the resolve transition sends nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.context import Ctx
+from shared.csat import links
+from shared.csat import settings as csat_settings
+from shared.errors import Conflict, DomainError, NotFound
+from shared.events import Actor, emit
+from shared.inbox.access import get_conversation, require_visible
+from shared.inbox.messages import create_outbound_message
+from shared.models import Conversation, CsatSurvey
+from shared.schemas.csat import SurveyView
+
+log = logging.getLogger(__name__)
+
+#: Resolution reasons that send a survey: a person (or their automation) closed it.
+#: An expired conversation was abandoned; asking then is noise.
+SURVEYED_REASONS = frozenset({"resolved"})
+
+
+class SurveyExists(Conflict):
+    code = "survey_exists"
+
+
+class AlreadyRated(Conflict):
+    code = "already_rated"
+
+
+def _db_now(session: Session) -> dt.datetime:
+    from shared.inbox.states import db_now
+
+    return db_now(session)
+
+
+def _recent(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, window_hours: int, now
+) -> CsatSurvey | None:
+    """The conversation's latest survey if it was sent within the resend window."""
+    return session.scalars(
+        select(CsatSurvey)
+        .where(
+            CsatSurvey.tenant_id == tenant_id,
+            CsatSurvey.conversation_id == conversation_id,
+            CsatSurvey.sent_at > now - dt.timedelta(hours=window_hours),
+        )
+        .order_by(CsatSurvey.sent_at.desc())
+        .limit(1)
+    ).first()
+
+
+def _send(
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    settings: csat_settings.Settings,
+    *,
+    trigger: str,
+    now: dt.datetime,
+) -> CsatSurvey:
+    """Write the survey, its message and its event; the conversation is locked by the caller."""
+    survey_id = uuid.uuid4()
+    token = links.new_token()
+    agent_id, division_id = conversation.assignee_id, conversation.division_id
+    body = csat_settings.render(settings.message_template, links.survey_link(survey_id, token))
+    # NOTE: "system": the survey is the platform's message, and it is sent on a resolved
+    # conversation, which refuses human replies.
+    message = create_outbound_message(session, ctx, conversation, body=body, sender_type="system")
+    survey = CsatSurvey(
+        id=survey_id,
+        tenant_id=ctx.tenant_id,
+        conversation_id=conversation.id,
+        message_id=message.id,
+        agent_id=agent_id,
+        division_id=division_id,
+        channel=message.channel,
+        trigger=trigger,
+        token_hash=links.hash_token(token),
+        created_by=ctx.user_id,
+        sent_at=now,
+        rating=None,
+        comment=None,
+        rated_at=None,
+    )
+    session.add(survey)
+    session.flush()
+    data = SurveyView.data(survey)
+    activity.record(session, ctx, "csat.survey_sent", "csat_survey", survey.id, after=data)
+    emit(session, "csat.survey_sent", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    return survey
+
+
+def send(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> CsatSurvey:
+    """``POST /api/conversations/{id}/csat``: 409 when a survey went out within the window."""
+    conversation = get_conversation(session, ctx, conversation_id, for_update=True)
+    settings = csat_settings.load(session, ctx.tenant_id)
+    now = _db_now(session)
+    if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):
+        raise SurveyExists(
+            "This conversation already has a CSAT survey",
+            details=[{"field": "conversation_id", "message": "survey already sent"}],
+        )
+    return _send(session, ctx, conversation, settings, trigger="manual", now=now)
+
+
+def on_resolved(
+    session: Session, ctx: Ctx, conversation: Conversation, *, reason: str, now: dt.datetime
+) -> CsatSurvey | None:
+    """Called by the resolve transition (conversation locked): survey it if the tenant wants.
+
+    A survey that cannot be sent (say, WhatsApp's 24-hour window is closed) is skipped
+    in a savepoint: resolving never fails because of its survey.
+    """
+    if reason not in SURVEYED_REASONS:
+        return None
+    settings = csat_settings.for_transaction(session, ctx.tenant_id)
+    if not settings.surveys(conversation.channel):
+        return None
+    if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):
+        return None
+    try:
+        with session.begin_nested():
+            return _send(session, ctx, conversation, settings, trigger="resolve", now=now)
+    except DomainError as error:
+        log.info(
+            "csat survey not sent for conversation %s: %s %s",
+            conversation.id,
+            error.code,
+            error,
+        )
+        return None
+
+
+def latest(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> CsatSurvey:
+    """``GET /api/conversations/{id}/csat``: the conversation's latest survey, or 404."""
+    require_visible(session, ctx, conversation_id)
+    survey = session.scalars(
+        select(CsatSurvey)
+        .where(CsatSurvey.tenant_id == ctx.tenant_id, CsatSurvey.conversation_id == conversation_id)
+        .order_by(CsatSurvey.sent_at.desc())
+        .limit(1)
+    ).first()
+    if survey is None:
+        raise NotFound("This conversation has no CSAT survey")
+    return survey
+
+
+def submit(
+    session: Session, survey_id: uuid.UUID, *, token: str, rating: int, comment: str | None
+) -> CsatSurvey:
+    """The public rating: the token must be this survey's; a survey is rated once.
+
+    APPSEC: an unknown survey and a wrong token answer the same 404, so the endpoint
+    does not say which survey ids exist; 409 is only told to the token's holder.
+    """
+    survey = session.scalars(
+        select(CsatSurvey).where(CsatSurvey.id == survey_id).with_for_update()
+    ).first()
+    if survey is None or not links.token_matches(token, survey.token_hash):
+        raise NotFound("CSAT survey not found")
+    if survey.rating is not None:
+        raise AlreadyRated("This survey was already rated")
+    now = _db_now(session)
+    survey.rating, survey.comment, survey.rated_at = rating, comment or None, now
+    session.flush()
+    contact_id = session.scalar(
+        select(Conversation.contact_id).where(Conversation.id == survey.conversation_id)
+    )
+    actor = Actor("contact", contact_id)
+    ctx = Ctx(tenant_id=survey.tenant_id, actor=actor)
+    data = SurveyView.data(survey)
+    activity.record(session, ctx, "csat.submitted", "csat_survey", survey.id, after=data)
+    emit(session, "csat.submitted", data, tenant_id=survey.tenant_id, actor=actor)
+    return survey
