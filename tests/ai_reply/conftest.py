@@ -285,8 +285,15 @@ class World(Channels):
         )
 
     def drain(self) -> None:
-        """Wait for AI jobs, then for what they caused (events, sends)."""
-        self.broker.join(queues.AI, timeout=20_000)
+        """Wait for the whole chain an inbound message starts, stage by stage.
+
+        Each stage enqueues the next after its commit and before its ack, so once a
+        queue (in-flight messages included) is empty the next one holds everything
+        it caused: intake, then the dispatch that decides on an AI reply, then the
+        reply itself (delayed by the agent's settle window).
+        """
+        for queue in (queues.INBOUND, queues.EVENTS, queues.AI):
+            self.broker.join(queue, timeout=20_000)
 
 
 @pytest.fixture
