@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The development secret. The API refuses to start with it when ``ENV=production``.
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------------
     secret_key: str = DEV_SECRET_KEY
     access_token_ttl_seconds: int = Field(12 * 3600, ge=60)
+    # NOTE: argon2id's RFC 9106 "low memory" defaults (about 90 ms and 64 MiB per hash on
+    # a 2-core machine). Hashes carry their own parameters, so lowering these (the test
+    # suite does, where thousands of throwaway users were a quarter of its CPU) never
+    # breaks an existing password; logins verify each hash with the cost it was made at.
+    password_hash_time_cost: int = Field(3, ge=1, description="argon2id passes per hash")
+    password_hash_memory_kib: int = Field(65_536, ge=8, description="argon2id memory per hash")
+    password_hash_parallelism: int = Field(4, ge=1, description="argon2id lanes per hash")
     cookie_secure: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
     agents_list_cache: bool = Field(
@@ -482,6 +489,15 @@ class Settings(BaseSettings):
         if value is not None and "{token}" not in value:
             raise ValueError("INVITATION_URL needs {token} where the token goes")
         return value
+
+    @model_validator(mode="after")
+    def _argon2_memory_covers_lanes(self) -> Settings:
+        """argon2 needs 8 KiB per lane; refuse at start rather than at the first login."""
+        if self.password_hash_memory_kib < 8 * self.password_hash_parallelism:
+            raise ValueError(
+                "PASSWORD_HASH_MEMORY_KIB must be at least 8 x PASSWORD_HASH_PARALLELISM"
+            )
+        return self
 
     @property
     def effective_broker_url(self) -> str:

@@ -25,6 +25,10 @@ os.environ.update(
     METRICS_TOKEN="operator-token-" + _RUN_ID,
     # Processes write their worker-metric counts every 0.1 s, so assertions wait little.
     METRICS_FLUSH_SECONDS="0.1",
+    # Thousands of throwaway users: argon2id at its cheapest (production keeps RFC 9106's).
+    PASSWORD_HASH_TIME_COST="1",
+    PASSWORD_HASH_MEMORY_KIB="64",
+    PASSWORD_HASH_PARALLELISM="1",
     VALIDATE_RESPONSES="true",
     # The webhook receivers of the tests listen on loopback over plain http.
     WEBHOOK_ALLOW_HTTP="true",

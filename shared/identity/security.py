@@ -8,6 +8,7 @@ be one indexed equality and costs microseconds per request.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import uuid
@@ -23,20 +24,34 @@ from shared.config import get_settings
 API_KEY_PREFIX = "osk_"
 JWT_ALGORITHM = "HS256"
 
-_hasher = PasswordHasher()
-# NOTE: verifying against a fixed dummy hash when the user does not exist keeps
-# login timing the same for known and unknown emails.
-_DUMMY_HASH = _hasher.hash("omnistream-timing-equaliser")
+
+@functools.cache
+def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> tuple[PasswordHasher, str]:
+    """The hasher for these costs, with a dummy hash made at the same cost."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    # NOTE: verifying against a dummy hash of the configured cost when the user does not
+    # exist keeps login timing the same for known and unknown emails.
+    return hasher, hasher.hash("omnistream-timing-equaliser")
+
+
+def _configured() -> tuple[PasswordHasher, str]:
+    settings = get_settings()
+    return _hasher(
+        settings.password_hash_time_cost,
+        settings.password_hash_memory_kib,
+        settings.password_hash_parallelism,
+    )
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _configured()[0].hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password in constant-ish time, even when there is no hash to check."""
+    hasher, dummy = _configured()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return hasher.verify(password_hash or dummy, password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -178,3 +178,35 @@ def test_register_refuses_bad_input_and_taken_slug(client):
         },
     )
     assert again.status_code == 409
+
+
+def test_password_hashes_carry_their_cost_so_a_changed_setting_breaks_no_login(client, monkeypatch):
+    from argon2 import extract_parameters
+
+    from shared.config import Settings, get_settings
+
+    # Production gets RFC 9106's argon2id; only the suite lowers it (tests/conftest.py).
+    for name in ("TIME_COST", "MEMORY_KIB", "PARALLELISM"):
+        monkeypatch.delenv(f"PASSWORD_HASH_{name}")
+    defaults = Settings()
+    assert (defaults.password_hash_time_cost, defaults.password_hash_memory_kib) == (3, 65_536)
+    monkeypatch.undo()
+
+    email = f"cost-{uuid.uuid4().hex[:8]}@example.com"
+    register(client, email=email)  # hashed at the suite's cost
+    try:
+        monkeypatch.setenv("PASSWORD_HASH_TIME_COST", "2")
+        monkeypatch.setenv("PASSWORD_HASH_MEMORY_KIB", "128")
+        get_settings.cache_clear()
+        login = client.simulate_post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        wrong = client.simulate_post("/api/auth/login", json={"email": email, "password": "nope"})
+        assert wrong.status_code == 401
+
+        from shared.identity.security import hash_password
+
+        made = extract_parameters(hash_password("another secret"))
+        assert (made.time_cost, made.memory_cost) == (2, 128)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
