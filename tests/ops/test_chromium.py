@@ -7,16 +7,14 @@ paths are printed (``pytest -s`` shows them).
 from __future__ import annotations
 
 import json
-import socketserver
-import threading
 import urllib.request
 import uuid
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import dramatiq
 import pytest
 
+from tests.live_server import serving
 from tests.ops.chromium import Chromium, find_chromium
 from tests.ops.conftest import OPERATOR
 from tests.ops.figures import expected_figures
@@ -41,24 +39,11 @@ def browser_actor(marker: str, fail: bool = False) -> None:
         raise RuntimeError(f"browser test failure {marker}")
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def live_server(app):
     """The application on a real socket (wsgiref, one thread per request)."""
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(app) as url:
+        yield url
 
 
 def _api(base: str) -> dict:
