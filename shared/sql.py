@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from shared.errors import NotFound
+
+T = TypeVar("T", bound=Any)
+
 
 def contains_pattern(text: str) -> str:
     """An ILIKE pattern matching ``text`` anywhere, with its own ``\\``, ``%`` and ``_`` literal.
@@ -11,3 +21,30 @@ def contains_pattern(text: str) -> str:
     """
     escaped = text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
     return f"%{escaped}%"
+
+
+def tenant_row(
+    session: Session,
+    model: type[T],
+    tenant_id: uuid.UUID,
+    row_id: uuid.UUID,
+    *where: ColumnElement[bool],
+    missing: str,
+    lock: bool = False,
+) -> T:
+    """One tenant's ``model`` row by id (and ``where``), locked ``FOR UPDATE`` with ``lock``.
+
+    Raises 404 ``missing`` when there is none: another tenant's row is absent alike,
+    so an id never tells a caller that it exists elsewhere.
+
+    Example::
+
+        rule = tenant_row(session, AiHandoffRule, ctx.tenant_id, rule_id,
+                          AiHandoffRule.ai_agent_id == agent_id,
+                          missing="Handoff rule not found", lock=True)
+    """
+    query = select(model).where(model.tenant_id == tenant_id, model.id == row_id, *where)
+    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return row

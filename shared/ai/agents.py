@@ -26,10 +26,10 @@ from shared import activity, crypto
 from shared.ai.config_views import AiAgentView
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.models import AiAgent
 from shared.pagination import Page, paginate
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, tenant_row
 from shared.webhooks import ssrf
 
 VIEW = "ai_agents.review"
@@ -161,13 +161,9 @@ def get_agent(
 def find_agent(
     session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, for_update: bool = False
 ) -> AiAgent:
-    query = select(AiAgent).where(AiAgent.tenant_id == tenant_id, AiAgent.id == agent_id)
-    if for_update:
-        query = query.with_for_update()
-    agent = session.scalars(query).one_or_none()
-    if agent is None:
-        raise NotFound("AI agent not found")
-    return agent
+    return tenant_row(
+        session, AiAgent, tenant_id, agent_id, missing="AI agent not found", lock=for_update
+    )
 
 
 def check_owned(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> None:

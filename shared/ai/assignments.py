@@ -21,10 +21,11 @@ from shared.ai import agents
 from shared.ai.config_views import AssignmentView
 from shared.ai.references import check_division
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.models import AiAgentAssignment, IntegrationAccount
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
+from shared.sql import tenant_row
 
 FIELDS = ("ai_agent_id", "integration_account_id", "channel", "division_id", "mode", "is_active")
 
@@ -58,14 +59,14 @@ def list_assignments(
 
 
 def _get(session: Session, ctx: Ctx, assignment_id: uuid.UUID) -> AiAgentAssignment:
-    assignment = session.scalars(
-        select(AiAgentAssignment)
-        .where(AiAgentAssignment.tenant_id == ctx.tenant_id, AiAgentAssignment.id == assignment_id)
-        .with_for_update()
-    ).one_or_none()
-    if assignment is None:
-        raise NotFound("AI agent assignment not found")
-    return assignment
+    return tenant_row(
+        session,
+        AiAgentAssignment,
+        ctx.tenant_id,
+        assignment_id,
+        missing="AI agent assignment not found",
+        lock=True,
+    )
 
 
 def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:

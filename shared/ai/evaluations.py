@@ -18,9 +18,10 @@ from shared import activity
 from shared.ai import agents
 from shared.ai.config_views import EvaluationView
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.models import AiEvaluation, Message
 from shared.pagination import Page, paginate
+from shared.sql import tenant_row
 
 
 def view(evaluation: AiEvaluation) -> dict[str, Any]:
@@ -65,18 +66,15 @@ def _check_reply(session: Session, ctx: Ctx, agent_id: uuid.UUID, message_id: uu
 
 def _get(session: Session, ctx: Ctx, agent_id: uuid.UUID, evaluation_id: uuid.UUID) -> AiEvaluation:
     agents.get_agent(session, ctx, agent_id)
-    evaluation = session.scalars(
-        select(AiEvaluation)
-        .where(
-            AiEvaluation.tenant_id == ctx.tenant_id,
-            AiEvaluation.ai_agent_id == agent_id,
-            AiEvaluation.id == evaluation_id,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if evaluation is None:
-        raise NotFound("Evaluation not found")
-    return evaluation
+    return tenant_row(
+        session,
+        AiEvaluation,
+        ctx.tenant_id,
+        evaluation_id,
+        AiEvaluation.ai_agent_id == agent_id,
+        missing="Evaluation not found",
+        lock=True,
+    )
 
 
 def create_evaluation(

@@ -26,8 +26,9 @@ from shared.ai import agents
 from shared.ai.config_views import HandoffRuleView
 from shared.ai.references import check_division
 from shared.context import Ctx
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.models import AiHandoffRule
+from shared.sql import tenant_row
 
 FIELDS = (
     "kind",
@@ -82,18 +83,15 @@ def list_rules(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> list[AiHandof
 
 def _get(session: Session, ctx: Ctx, agent_id: uuid.UUID, rule_id: uuid.UUID) -> AiHandoffRule:
     agents.get_agent(session, ctx, agent_id)
-    rule = session.scalars(
-        select(AiHandoffRule)
-        .where(
-            AiHandoffRule.tenant_id == ctx.tenant_id,
-            AiHandoffRule.ai_agent_id == agent_id,
-            AiHandoffRule.id == rule_id,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if rule is None:
-        raise NotFound("Handoff rule not found")
-    return rule
+    return tenant_row(
+        session,
+        AiHandoffRule,
+        ctx.tenant_id,
+        rule_id,
+        AiHandoffRule.ai_agent_id == agent_id,
+        missing="Handoff rule not found",
+        lock=True,
+    )
 
 
 def create_rule(

@@ -18,10 +18,11 @@ from shared import activity
 from shared.ai import agents
 from shared.ai.config_views import OrchestrationRuleView
 from shared.context import Ctx
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.models import AiOrchestrationRule
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
+from shared.sql import tenant_row
 
 FIELDS = (
     "name",
@@ -86,14 +87,14 @@ def list_rules(
 
 
 def _get(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AiOrchestrationRule:
-    rule = session.scalars(
-        select(AiOrchestrationRule)
-        .where(AiOrchestrationRule.tenant_id == ctx.tenant_id, AiOrchestrationRule.id == rule_id)
-        .with_for_update()
-    ).one_or_none()
-    if rule is None:
-        raise NotFound("Orchestration rule not found")
-    return rule
+    return tenant_row(
+        session,
+        AiOrchestrationRule,
+        ctx.tenant_id,
+        rule_id,
+        missing="Orchestration rule not found",
+        lock=True,
+    )
 
 
 def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchestrationRule:

@@ -38,10 +38,10 @@ from shared.ai import agents
 from shared.ai.config_views import ProductView
 from shared.ai.currencies import ISO_4217
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict
 from shared.models import AiProduct
 from shared.pagination import Page, paginate
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, tenant_row
 
 FIELDS = (
     "sku",
@@ -166,18 +166,15 @@ def list_products(
 
 def _get(session: Session, ctx: Ctx, agent_id: uuid.UUID, product_id: uuid.UUID) -> AiProduct:
     agents.get_agent(session, ctx, agent_id)
-    product = session.scalars(
-        select(AiProduct)
-        .where(
-            AiProduct.tenant_id == ctx.tenant_id,
-            AiProduct.ai_agent_id == agent_id,
-            AiProduct.id == product_id,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if product is None:
-        raise NotFound("Product not found")
-    return product
+    return tenant_row(
+        session,
+        AiProduct,
+        ctx.tenant_id,
+        product_id,
+        AiProduct.ai_agent_id == agent_id,
+        missing="Product not found",
+        lock=True,
+    )
 
 
 def _flush_unique(session: Session, sku: str | None) -> None:

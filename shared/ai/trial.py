@@ -12,27 +12,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.ai import handoff, providers, usage
+from shared.ai.agents import find_agent
 from shared.ai.generation import _sources, knowledge_for, voice_of
 from shared.ai.prompt import Turn, build, leaks
 from shared.ai.providers import loop
 from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.errors import NotFound
-from shared.models.ai import AiAgent
-
-
-def _agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAgent:
-    agent = session.scalars(
-        select(AiAgent).where(AiAgent.id == agent_id, AiAgent.tenant_id == ctx.tenant_id)
-    ).one_or_none()
-    if agent is None:
-        raise NotFound("AI agent not found")
-    return agent
 
 
 def _wait_seconds() -> float:
@@ -52,7 +41,7 @@ def try_agent(
     history: Sequence[tuple[bool, str]] = (),
 ) -> dict[str, Any]:
     """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs."""
-    agent = _agent(session, ctx, agent_id)
+    agent = find_agent(session, ctx.tenant_id, agent_id)
     rules = handoff.rules_of(session, agent)
     turns = [Turn(from_contact, text) for from_contact, text in history]
     decision = handoff.before_model(

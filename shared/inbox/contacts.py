@@ -10,13 +10,12 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
-from shared.errors import NotFound
 from shared.events import emit
 from shared.inbox.access import visible
 from shared.models import Contact, Conversation
 from shared.pagination import Page, paginate, paginate_rows
 from shared.schemas.inbox import ContactView
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, tenant_row
 
 #: Fields ``PATCH /api/contacts/{id}`` may change.
 EDITABLE_FIELDS = ("name", "email", "phone", "country", "language", "tags", "custom_attributes")
@@ -83,13 +82,9 @@ def get_contact(
     session: Session, ctx: Ctx, contact_id: uuid.UUID, *, for_update: bool = False
 ) -> Contact:
     """A contact of the caller's tenant, or 404 (also for another tenant's)."""
-    query = select(Contact).where(Contact.id == contact_id, Contact.tenant_id == ctx.tenant_id)
-    if for_update:
-        query = query.with_for_update()
-    contact = session.scalars(query).one_or_none()
-    if contact is None:
-        raise NotFound("Contact not found")
-    return contact
+    return tenant_row(
+        session, Contact, ctx.tenant_id, contact_id, missing="Contact not found", lock=for_update
+    )
 
 
 def update_contact(

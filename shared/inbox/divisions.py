@@ -25,6 +25,7 @@ from shared.identity import agents
 from shared.models import Division, DivisionMember, User
 from shared.pagination import Page, paginate_rows
 from shared.schemas.team import DivisionView
+from shared.sql import tenant_row
 
 MANAGE = "agents.manage"
 #: Most agent ids one membership request may name.
@@ -114,14 +115,9 @@ def get_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> dict[str
 
 
 def _lock(session: Session, ctx: Ctx, division_id: uuid.UUID) -> Division:
-    division = session.scalars(
-        select(Division)
-        .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
-        .with_for_update()
-    ).one_or_none()
-    if division is None:
-        raise NotFound("Division not found")
-    return division
+    return tenant_row(
+        session, Division, ctx.tenant_id, division_id, missing="Division not found", lock=True
+    )
 
 
 def _flush_unique(session: Session, name: str) -> None:

@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
-from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.errors import Forbidden, ValidationFailed
 from shared.inbox.access import get_conversation
 from shared.models import Note, NoteRevision, User
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.schemas.team import NoteView
+from shared.sql import tenant_row
 
 #: Longest note body, in characters.
 MAX_BODY = 10_000
@@ -110,18 +111,15 @@ def _note_data(session: Session, ctx: Ctx, note: Note) -> dict[str, Any]:
 def _get_note(session: Session, ctx: Ctx, conversation_id: uuid.UUID, note_id: uuid.UUID) -> Note:
     """The note, locked for the change, of a conversation the caller may see; else 404."""
     get_conversation(session, ctx, conversation_id)
-    note = session.scalars(
-        select(Note)
-        .where(
-            Note.tenant_id == ctx.tenant_id,
-            Note.conversation_id == conversation_id,
-            Note.id == note_id,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if note is None:
-        raise NotFound("Note not found")
-    return note
+    return tenant_row(
+        session,
+        Note,
+        ctx.tenant_id,
+        note_id,
+        Note.conversation_id == conversation_id,
+        missing="Note not found",
+        lock=True,
+    )
 
 
 def create_note(

@@ -38,13 +38,14 @@ from shared import activity
 from shared.after_commit_queue import AfterCommitQueue
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
-from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
 from shared.inbox.access import get_conversation
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, ScheduledMessage, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.schemas.timed import ScheduledMessageView
+from shared.sql import tenant_row
 from shared.timekeeping import schedules
 from shared.timekeeping.working_hours import validate_timezone
 
@@ -182,17 +183,15 @@ def cancel(session: Session, ctx: Ctx, conversation_id: uuid.UUID, scheduled_id:
     409 once it was sent (or failed); cancelling a cancelled message changes nothing.
     """
     get_conversation(session, ctx, conversation_id)
-    row = session.scalars(
-        select(ScheduledMessage)
-        .where(
-            ScheduledMessage.tenant_id == ctx.tenant_id,
-            ScheduledMessage.conversation_id == conversation_id,
-            ScheduledMessage.id == scheduled_id,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise NotFound("Scheduled message not found")
+    row = tenant_row(
+        session,
+        ScheduledMessage,
+        ctx.tenant_id,
+        scheduled_id,
+        ScheduledMessage.conversation_id == conversation_id,
+        missing="Scheduled message not found",
+        lock=True,
+    )
     if not ctx.is_self(row.author_id) and not ctx.can("conversations.manage"):
         raise Forbidden(
             "Only the author or a holder of 'conversations.manage' may cancel a scheduled message"

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.inbox.access import get_conversation
 from shared.models import ConversationSla, Division, SlaBreach, SlaPolicy
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, decode_cursor, encode_cursor
+from shared.sql import tenant_row
 from shared.timekeeping.sla import KINDS
 
 VIEW = "analytics.view"
@@ -108,15 +109,15 @@ def _flush(session: Session, name: str) -> None:
 
 
 def _get(session: Session, ctx: Ctx, policy_id: uuid.UUID, *, lock: bool = False) -> SlaPolicy:
-    query = select(SlaPolicy).where(
-        SlaPolicy.tenant_id == ctx.tenant_id,
-        SlaPolicy.id == policy_id,
+    return tenant_row(
+        session,
+        SlaPolicy,
+        ctx.tenant_id,
+        policy_id,
         SlaPolicy.deleted_at.is_(None),
+        missing="SLA policy not found",
+        lock=lock,
     )
-    policy = session.scalars(query.with_for_update() if lock else query).one_or_none()
-    if policy is None:
-        raise NotFound("SLA policy not found")
-    return policy
 
 
 def list_policies(

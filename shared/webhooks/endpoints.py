@@ -18,6 +18,7 @@ from shared.db import session_scope
 from shared.errors import NotFound, ValidationFailed
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.pagination import Page, paginate
+from shared.sql import tenant_row
 from shared.webhooks import catalogue, delivery, health, queue, signing, transport
 from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
 from shared.webhooks.views import AttemptView, DeliveryView, WebhookView
@@ -70,15 +71,14 @@ def get_endpoint(
     session: Session, ctx: Ctx, endpoint_id: uuid.UUID, *, for_update: bool = False
 ) -> WebhookEndpoint:
     ctx.require(PERMISSION)
-    query = select(WebhookEndpoint).where(
-        WebhookEndpoint.tenant_id == ctx.tenant_id, WebhookEndpoint.id == endpoint_id
+    return tenant_row(
+        session,
+        WebhookEndpoint,
+        ctx.tenant_id,
+        endpoint_id,
+        missing="Webhook not found",
+        lock=for_update,
     )
-    if for_update:
-        query = query.with_for_update()
-    endpoint = session.scalars(query).one_or_none()
-    if endpoint is None:
-        raise NotFound("Webhook not found")
-    return endpoint
 
 
 def create_endpoint(

@@ -29,6 +29,7 @@ from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.models import AiAgent, KnowledgeSource, MediaFile, QnaPair
 from shared.pagination import Page, paginate
+from shared.sql import tenant_row
 from shared.webhooks.ssrf import UnsafeUrl
 
 MAX_TITLE = 300
@@ -80,15 +81,15 @@ def get_source(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, source_id: uuid.UUID, *, lock: bool = False
 ) -> KnowledgeSource:
     get_agent(session, ctx, agent_id)
-    query = select(KnowledgeSource).where(
-        KnowledgeSource.id == source_id,
-        KnowledgeSource.tenant_id == ctx.tenant_id,
+    return tenant_row(
+        session,
+        KnowledgeSource,
+        ctx.tenant_id,
+        source_id,
         KnowledgeSource.ai_agent_id == agent_id,
+        missing="Knowledge source not found",
+        lock=lock,
     )
-    source = session.scalars(query.with_for_update() if lock else query).one_or_none()
-    if source is None:
-        raise NotFound("Knowledge source not found")
-    return source
 
 
 def list_sources(
