@@ -65,7 +65,7 @@ class Campaign(UUIDPrimaryKey, Timestamps, Base):
     )
     body: Mapped[str | None] = mapped_column(Text)
     #: A WhatsApp template (``name``, ``language``, ``components``) with placeholders.
-    template: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    template: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     status: Mapped[str] = mapped_column(String(16), server_default="draft")
     scheduled_at: Mapped[dt.datetime | None]
     timezone: Mapped[str | None] = mapped_column(String(64))

@@ -207,3 +207,29 @@ def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
     assert shop.campaign_row(campaign).backoff_seconds == 0
     answered = sent_to(fake_graph)
     assert len(set(answered)) == 4
+
+
+def test_a_messenger_campaign_sends_its_body_with_each_contacts_values(
+    shop: Shop, fake_graph, campaign_settings
+):
+    page = shop.meta_account("messenger")
+    contacts = shop.contacts(3, channel="messenger", custom_attributes={"plan": "gold"})
+    campaign = shop.create(
+        channel="messenger",
+        integration_account_id=str(page["id"]),
+        template=None,
+        body="Hi {{name}}, your {{attr.plan}} perks are here",
+    )
+    assert campaign["template"] is None
+    patched = shop.ws.call(
+        "PATCH",
+        f"/api/campaigns/{campaign['id']}",
+        json={"body": "Hello {{name}}, your {{attr.plan}} perks are here"},
+    )
+    assert patched.status_code == 200, patched.text
+    shop.add(campaign, contacts)
+    shop.send(campaign)
+    view = settled(shop, campaign)
+    assert view["counts"]["sent"] == 3
+    texts = sorted(r.json["message"]["text"] for r in fake_graph.sent("/me/messages"))
+    assert texts == [f"Hello Customer {n}, your gold perks are here" for n in range(3)]
