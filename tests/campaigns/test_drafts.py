@@ -179,3 +179,17 @@ def test_a_template_that_lost_its_approval_is_refused_at_send(shop: Shop):
     refused = shop.send(campaign, status=422)
     assert refused["error"]["details"][0]["field"] == "template.status"
     assert shop.get(campaign)["status"] == "draft"
+
+
+def test_a_contact_opts_out_and_back_in_through_the_contacts_api(shop: Shop):
+    [contact] = shop.contacts(1)
+    out = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": True})
+    assert out.status_code == 200 and out.json["opted_out_at"], out.text
+    again = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": True})
+    assert again.json["opted_out_at"] == out.json["opted_out_at"]  # stamped once
+    back = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": False})
+    assert back.status_code == 200 and back.json["opted_out_at"] is None
+    assert (
+        shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": None}).status_code
+        == 422
+    )

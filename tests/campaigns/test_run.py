@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 
 from scheduler.jobs import start_due_campaigns
 from shared.db import session_scope
@@ -14,18 +14,17 @@ from tests.campaigns.conftest import Shop, sent_to, settled
 from tests.inbox_messages.conftest import poll
 
 
-def _opt_out(contact_id: uuid.UUID) -> None:
-    with session_scope() as session:
-        session.execute(
-            update(Contact).where(Contact.id == contact_id).values(opted_out_at=func.now())
-        )
+def _opt_out(shop: Shop, contact_id: uuid.UUID) -> None:
+    resp = shop.ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": True})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["opted_out_at"] is not None
 
 
 def test_send_now_reaches_every_recipient_once_in_batches_and_completes(
     shop: Shop, fake_graph, campaign_settings
 ):
     contacts = shop.contacts(5)
-    _opt_out(contacts[4])
+    _opt_out(shop, contacts[4])
     campaign = shop.create()
     resp = shop.ws.call(
         "POST",
