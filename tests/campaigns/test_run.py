@@ -40,11 +40,9 @@ def test_send_now_reaches_every_recipient_once_in_batches_and_completes(
     started = shop.send(campaign)
     assert started["status"] == "running"
 
-    view = settled(shop, campaign)
+    settled(shop, campaign)
     poll(lambda: shop.get(campaign)["status"] == "completed", "the campaign completes")
-    view = shop.get(campaign)
-    assert view["counts"] | {} == view["counts"]
-    counts = view["counts"]
+    counts = shop.get(campaign)["counts"]
     assert (counts["total"], counts["sent"], counts["skipped"], counts["failed"]) == (5, 4, 1, 0)
     with session_scope() as session:
         numbers = dict(session.execute(select(Contact.id, Contact.external_id)).all())
