@@ -9,7 +9,8 @@ One batch is one transaction, holding the campaign's row lock:
    send not sent whose latest attempt got a code of :data:`THROTTLED`), no new message is
    created: the batch is put off by a backoff that doubles while it lasts. While
    ``campaign_max_in_flight`` of its messages wait to be sent, it is put off too.
-3. Up to ``campaign_batch_size`` pending recipients are claimed (``FOR UPDATE SKIP
+3. Up to the batch size (:func:`rate`: the account's, else ``campaign_batch_size``) pending
+   recipients are claimed (``FOR UPDATE SKIP
    LOCKED``, in id order); each gets its message (in the contact's open conversation on
    the sending account, else a new one) through
    :func:`~shared.inbox.messages.create_outbound_message`, which queues it for
@@ -17,8 +18,8 @@ One batch is one transaction, holding the campaign's row lock:
    transaction. Opted-out contacts are marked ``skipped``; a recipient whose message is
    refused (422/409) is ``failed`` with the reason, in a savepoint.
 4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
-   next batch is queued (``step`` + 1, after ``campaign_batch_interval_ms``) in this
-   transaction.
+   next batch is queued (``step`` + 1, after the account's interval, else
+   ``campaign_batch_interval_ms``) in this transaction.
 
 A worker killed anywhere in the batch loses the whole transaction: no message, no mark;
 the job is redelivered or re-driven and the same recipients are claimed again. A
@@ -118,10 +119,10 @@ def run_batch(
         return _next(session, campaign, now, backoff, Outcome.THROTTLED)
     campaign.backoff_seconds = 0
     room = settings.campaign_max_in_flight - _in_flight(session, campaign.id, settings)
-    interval = settings.campaign_batch_interval_ms / 1000
+    batch_size, interval = rate(account)
     if room <= 0:
         return _next(session, campaign, now, max(interval, 1.0), Outcome.BUSY)
-    size = min(settings.campaign_batch_size, room)
+    size = min(batch_size, room)
     claimed = session.scalars(
         select(CampaignRecipient)
         .where(CampaignRecipient.campaign_id == campaign.id, CampaignRecipient.status == "pending")
@@ -141,6 +142,25 @@ def run_batch(
     if not more:
         return _complete(session, campaign, now)
     return _next(session, campaign, now, interval, Outcome.SENT_BATCH)
+
+
+def rate(account: IntegrationAccount) -> tuple[int, float]:
+    """(recipients per batch, seconds between batches) for campaigns sending from ``account``.
+
+    The account's own ``campaign_batch_size`` / ``campaign_batch_interval_ms`` settings (a
+    number that has a higher Meta tier, a mailbox with a strict relay) else the defaults.
+    """
+    settings = get_settings()
+    own = account.settings or {}
+    size, interval_ms = settings.campaign_batch_size, settings.campaign_batch_interval_ms
+    if isinstance(own.get("campaign_batch_size"), int) and own["campaign_batch_size"] > 0:
+        size = min(own["campaign_batch_size"], 5_000)
+    if (
+        isinstance(own.get("campaign_batch_interval_ms"), int)
+        and own["campaign_batch_interval_ms"] >= 0
+    ):
+        interval_ms = own["campaign_batch_interval_ms"]
+    return size, interval_ms / 1000
 
 
 def _throttled(session: Session, campaign: Campaign, since: dt.datetime) -> bool:

@@ -230,3 +230,24 @@ def test_a_messenger_campaign_sends_its_body_with_each_contacts_values(
     assert view["counts"]["sent"] == 3
     texts = sorted(r.json["message"]["text"] for r in fake_graph.sent("/me/messages"))
     assert texts == [f"Hello Customer {n}, your gold perks are here" for n in range(3)]
+
+
+def test_the_sending_accounts_own_rate_sets_the_batch_size_and_pacing(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    from shared.models import IntegrationAccount
+
+    with session_scope() as session:
+        session.execute(
+            update(IntegrationAccount)
+            .where(IntegrationAccount.id == shop.wa["id"])
+            .values(settings={"campaign_batch_size": 1, "campaign_batch_interval_ms": 250})
+        )
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(2))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    [(_, _, delay)] = batches.items
+    assert delay == 0.25
+    assert shop.get(campaign)["counts"]["pending"] == 1  # one recipient per batch
+    assert batches.run_next() == ["completed"]
