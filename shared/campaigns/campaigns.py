@@ -9,7 +9,6 @@ are checked by :mod:`shared.campaigns.content`.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -225,7 +224,6 @@ def update(session: Session, ctx: Ctx, campaign_id: uuid.UUID, **changes: Any) -
         campaign.name = changes["name"]
     campaign.integration_account_id = fields["integration_account_id"]
     campaign.body, campaign.template = fields["body"], template
-    campaign.updated_at = dt.datetime.now(dt.UTC)
     data = view(session, campaign)
     activity.record(
         session, ctx, "campaign.updated", "campaign", campaign.id, before=before, after=data
