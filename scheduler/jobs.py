@@ -140,6 +140,14 @@ def send_due_scheduled_messages(session: Session) -> int:
     return len(scheduled_messages.claim_due(session))
 
 
+def start_due_campaigns(session: Session) -> dict[str, int]:
+    """Start scheduled campaigns now due; re-send the batch of running ones whose job was lost."""
+    import workers.actors.campaigns  # noqa: F401  (installs the enqueuer)
+    from shared.campaigns import lifecycle as campaigns
+
+    return campaigns.start_due(session)
+
+
 def check_sla(session: Session) -> int:
     """Record the SLA breaches now due (once each) and emit ``sla.breached``."""
     return sla.check_due(session)
@@ -235,6 +243,9 @@ JOBS: tuple[Job, ...] = (
     # well inside that (API.md's table says every 30 s, which alone would spend the whole
     # budget waiting for the next run); a run with nothing due is one index probe.
     Job("send_due_scheduled_messages", send_due_scheduled_messages, _every(seconds=10), DRAIN),
+    # Campaigns: scheduled ones start within 30 s of their time (API.md's interval); a
+    # running one whose batch job was lost is sent again.
+    Job("start_due_campaigns", start_due_campaigns, _every(seconds=30), DRAIN),
     Job("check_sla", check_sla, _every(minutes=1), DRAIN),
     # AI knowledge: sources left pending or processing by a lost message or a dead worker.
     Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),

@@ -279,6 +279,27 @@ class Settings(BaseSettings):
         gt=0,
         description="a queued message whose send is due and untouched this long is re-enqueued",
     )
+    campaign_batch_size: int = Field(
+        50, ge=1, le=5_000, description="recipients one run_campaign batch turns into messages"
+    )
+    campaign_batch_interval_ms: int = Field(
+        1_000,
+        ge=0,
+        description="pause between a campaign's batches: with the batch size, its send rate",
+    )
+    campaign_max_in_flight: int = Field(
+        500,
+        ge=1,
+        description="a campaign waits while this many of its messages are still queued to send",
+    )
+    campaign_throttle_backoff_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="first wait after Meta throttled a campaign's sends (doubles while it lasts)",
+    )
+    campaign_max_backoff_seconds: float = Field(
+        600.0, ge=0, description="longest wait of a throttled campaign"
+    )
     media_root: str = Field("var/media", description="local media storage directory")
     media_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="largest media upload or provider download"

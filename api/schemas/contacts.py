@@ -126,3 +126,5 @@ class ContactUpdate(Update):
     language: Nullable[LanguageTag] = None
     tags: Tags | None = None
     custom_attributes: Attributes | None = None
+    #: True: the contact opted out of campaigns (they are skipped); false: opted back in.
+    opted_out: bool | None = None

@@ -19,6 +19,7 @@ import datetime as dt
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from shared.campaigns import tracking as campaign_tracking
 from shared.events import Actor, emit
 from shared.models import Message
 from shared.schemas.messages import MessageView
@@ -70,6 +71,8 @@ def apply_status(
     message.updated_at = func.now()
     session.flush()
     session.refresh(message)
+    if message.sender_type == "system":  # PERF: campaign messages are the system's
+        campaign_tracking.on_status(session, message, status)
     emit(
         session,
         "message.status_updated",

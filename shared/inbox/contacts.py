@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import literal_column, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -18,7 +18,16 @@ from shared.schemas.inbox import ContactView
 from shared.sql import contains_pattern, tenant_row
 
 #: Fields ``PATCH /api/contacts/{id}`` may change.
-EDITABLE_FIELDS = ("name", "email", "phone", "country", "language", "tags", "custom_attributes")
+EDITABLE_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "country",
+    "language",
+    "tags",
+    "custom_attributes",
+    "opted_out_at",
+)
 
 # PERF: exactly the expression of the trigram index ix_contacts_search_trgm (see
 # shared/models/inbox.py), so the planner can match it: ILIKE '%q%' becomes a GIN
@@ -41,6 +50,7 @@ _CONTACT_COLUMNS = (
     Contact.tags,
     Contact.custom_attributes,
     Contact.last_inbound_at,
+    Contact.opted_out_at,
     Contact.created_at,
     Contact.updated_at,
 )
@@ -93,8 +103,14 @@ def update_contact(
     """Apply the fields sent (already validated); emit contact.updated when any changed.
 
     ``tags`` and ``custom_attributes`` replace the whole value (send the full list/object).
+    ``opted_out`` (true/false) sets or clears ``opted_out_at``.
     """
     contact = get_contact(session, ctx, contact_id, for_update=True)
+    if "opted_out" in changes:  # campaigns skip a contact who opted out (stamped once)
+        changes = dict(changes)
+        opted_out = changes.pop("opted_out")
+        now = contact.opted_out_at or session.scalar(select(func.now()))
+        changes["opted_out_at"] = now if opted_out else None
     changed = {
         field: value
         for field, value in changes.items()

@@ -34,6 +34,7 @@ from shared.models.automation import (
     WorkingHours,
 )
 from shared.models.base import Base
+from shared.models.campaigns import Campaign, CampaignRecipient
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
 from shared.models.csat import CsatSettings, CsatSurvey
 from shared.models.identity import ApiKey, RevokedToken, Role, User
@@ -87,6 +88,8 @@ __all__ = [
     "AutomationRun",
     "AutomationSettings",
     "Base",
+    "Campaign",
+    "CampaignRecipient",
     "ChatExpirationRule",
     "Contact",
     "Conversation",

@@ -91,6 +91,8 @@ class Contact(UUIDPrimaryKey, Timestamps, Base):
     custom_attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     #: Last message from the contact: WhatsApp's 24-hour customer window opens here.
     last_inbound_at: Mapped[dt.datetime | None]
+    #: When the contact opted out of campaigns (null: not opted out); campaigns skip them.
+    opted_out_at: Mapped[dt.datetime | None]
 
 
 class Conversation(UUIDPrimaryKey, Timestamps, Base):

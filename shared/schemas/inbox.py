@@ -25,6 +25,8 @@ class ContactView(ContactRef):
     tags: list[str]
     custom_attributes: dict[str, Any]
     last_inbound_at: dt.datetime | None
+    #: When the contact opted out of campaigns (null: they receive them).
+    opted_out_at: dt.datetime | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -133,6 +133,9 @@ def seed(ws: Workspace) -> dict[str, str]:
             {"name": "Tag refunds", "trigger_event_types": ["message.created"]},
         ),
         "/api/api-keys": _created(ws, "/api/api-keys", {"name": "fuzz"}),
+        "/api/campaigns": _created(
+            ws, "/api/campaigns", {"name": "Fuzz", "channel": "messenger", "body": "Hi {{name}}"}
+        ),
         "/api/automation/events": _failed_automation_event(ws, conversation),
         "fingerprint": FINGERPRINT,
         "channel": "whatsapp",

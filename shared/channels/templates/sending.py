@@ -41,6 +41,19 @@ _FIND = select(
     .scalar_subquery(),
     WaTemplate.name == bindparam("name", type_=WaTemplate.name.type),
 )
+#: The same, by the sending account itself (a campaign checks its template before any
+#: conversation exists).
+_FIND_BY_ACCOUNT = select(
+    WaTemplate.language,
+    WaTemplate.status,
+    WaTemplate.components,
+    WaTemplate.header_media_url,
+).where(
+    WaTemplate.tenant_id == bindparam("tenant_id", type_=WaTemplate.tenant_id.type),
+    WaTemplate.integration_account_id
+    == bindparam("account_id", type_=WaTemplate.integration_account_id.type),
+    WaTemplate.name == bindparam("name", type_=WaTemplate.name.type),
+)
 
 
 def _refuse(field: str, message: str) -> ValidationFailed:
@@ -69,10 +82,40 @@ def prepare_send(
         _FIND,
         {"tenant_id": tenant_id, "conversation_id": conversation_id, "name": name},
     )
+    return _checked(template, rows, "The conversation's", require_approved=require_approved)
+
+
+def check_for_account(
+    session: Session,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    template: dict[str, Any],
+    *,
+    require_approved: bool = True,
+) -> dict[str, Any]:
+    """:func:`prepare_send` by the sending account rather than a conversation's."""
+    name = template.get("name")
+    if not isinstance(name, str):
+        raise _refuse("template", "a template needs a name, a language and a components list")
+    rows = fetch_rows(
+        session.connection(),
+        _FIND_BY_ACCOUNT,
+        {"tenant_id": tenant_id, "account_id": account_id, "name": name},
+    )
+    return _checked(template, rows, "The", require_approved=require_approved)
+
+
+def _checked(
+    template: dict[str, Any], rows: list, whose: str, *, require_approved: bool
+) -> dict[str, Any]:
+    name, language = template.get("name"), template.get("language")
+    given = template.get("components") or []
+    if not isinstance(name, str) or not isinstance(language, str) or not isinstance(given, list):
+        raise _refuse("template", "a template needs a name, a language and a components list")
     if not rows:
         raise _refuse(
             "template.name",
-            f"The conversation's WhatsApp account has no template '{name}'"
+            f"{whose} WhatsApp account has no template '{name}'"
             " (create it, or sync the account's templates from Meta)",
         )
     found = {row[0]: row for row in rows}

@@ -1,0 +1,1 @@
+"""Campaigns: one message to many contacts, in paced batches (see :mod:`.runner`)."""

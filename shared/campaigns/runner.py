@@ -1,0 +1,315 @@
+"""``run_campaign``'s work: one batch of a running campaign, then the next batch queued.
+
+One batch is one transaction, holding the campaign's row lock:
+
+1. The campaign must be ``running`` and the job's ``step`` its current one: a paused or
+   cancelled campaign stops here (so pause and cancel act at the next batch) and a
+   duplicate job (Redis delivers at least once; the scheduler may re-drive) does nothing.
+2. Backpressure: when Meta throttled the last batch's sends since the previous check (a
+   send not sent whose latest attempt got a code of :data:`THROTTLED`), no new message is
+   created: the batch is put off by a backoff that doubles while it lasts. While
+   ``campaign_max_in_flight`` of its messages wait to be sent, it is put off too.
+3. Up to the batch size (:func:`rate`: the account's, else ``campaign_batch_size``) pending
+   recipients are claimed (``FOR UPDATE SKIP
+   LOCKED``, in id order); each gets its message (in the contact's open conversation on
+   the sending account, else a new one) through
+   :func:`~shared.inbox.messages.create_outbound_message`, which queues it for
+   ``send_outbound``, and is marked ``queued`` with the message's id, in the same
+   transaction. Opted-out contacts are marked ``skipped``; a recipient whose message is
+   refused (422/409) is ``failed`` with the reason, in a savepoint.
+4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
+   next batch is queued (``step`` + 1, after the account's interval, else
+   ``campaign_batch_interval_ms``) in this transaction.
+
+A worker killed anywhere in the batch loses the whole transaction: no message, no mark;
+the job is redelivered or re-driven and the same recipients are claimed again. A
+recipient's message is created once, in the transaction that marks it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.campaigns import content, queue
+from shared.campaigns.campaigns import sending_account, view
+from shared.channels.graph_errors import THROTTLING_CODES
+from shared.channels.ingest import ACTIVE, open_conversation
+from shared.channels.templates import sending as template_sending
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.errors import DomainError
+from shared.inbox.messages import create_outbound_message
+from shared.models import (
+    Campaign,
+    CampaignRecipient,
+    Contact,
+    Conversation,
+    IntegrationAccount,
+)
+from shared.models.outbound import OutboundSend
+from shared.timekeeping import schedules
+
+log = logging.getLogger(__name__)
+
+#: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
+THROTTLED = frozenset(THROTTLING_CODES | {"http_429"})
+
+
+class Outcome(StrEnum):
+    SENT_BATCH = "sent_batch"
+    COMPLETED = "completed"
+    THROTTLED = "throttled"
+    BUSY = "busy"
+    EARLY = "early"
+    STOPPED = "stopped"
+    STALE = "stale"
+    FAILED = "failed"
+    GONE = "gone"
+
+
+def run_batch(
+    session: Session, campaign_id: uuid.UUID, step: int, *, now: dt.datetime | None = None
+) -> Outcome:
+    """One batch of ``campaign_id`` if ``step`` is its current one; see the module docstring."""
+    campaign = session.scalars(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+    ).one_or_none()
+    if campaign is None:
+        return Outcome.GONE
+    if campaign.status != "running":
+        return Outcome.STOPPED
+    if campaign.step != step:
+        return Outcome.STALE
+    now = now or schedules.db_now(session)
+    if campaign.next_batch_at is not None and campaign.next_batch_at > now:
+        # Early (the broker's clock is not the database's): wait the rest, same step.
+        wait = (campaign.next_batch_at - now).total_seconds()
+        queue.enqueue_after_commit(session, campaign.id, step, wait)
+        return Outcome.EARLY
+    settings = get_settings()
+    account = sending_account(
+        session, campaign.tenant_id, campaign.channel, campaign.integration_account_id
+    )
+    if account is None:
+        return _fail(
+            campaign, "no_account", f"no connected {campaign.channel} account to send from"
+        )
+    if campaign.template is not None:
+        try:
+            template_sending.check_for_account(
+                session, campaign.tenant_id, account.id, campaign.template
+            )
+        except DomainError as exc:
+            return _fail(campaign, "template_refused", str(exc))
+    since, campaign.checked_at = campaign.checked_at, now
+    if since is not None and _throttled(session, campaign, since):
+        backoff = min(
+            settings.campaign_max_backoff_seconds,
+            max(settings.campaign_throttle_backoff_seconds, campaign.backoff_seconds * 2),
+        )
+        campaign.backoff_seconds = int(backoff)
+        log.info("campaign %s throttled by the provider: next batch in %s s", campaign.id, backoff)
+        return _next(session, campaign, now, backoff, Outcome.THROTTLED)
+    campaign.backoff_seconds = 0
+    room = settings.campaign_max_in_flight - _in_flight(session, campaign.id, settings)
+    batch_size, interval = rate(account)
+    if room <= 0:
+        return _next(session, campaign, now, max(interval, 1.0), Outcome.BUSY)
+    size = min(batch_size, room)
+    claimed = session.scalars(
+        select(CampaignRecipient)
+        .where(CampaignRecipient.campaign_id == campaign.id, CampaignRecipient.status == "pending")
+        .order_by(CampaignRecipient.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    ).all()
+    _process(session, campaign, account, claimed, now)
+    more = session.scalar(
+        select(
+            exists().where(
+                CampaignRecipient.campaign_id == campaign.id,
+                CampaignRecipient.status == "pending",
+            )
+        )
+    )
+    if not more:
+        return _complete(session, campaign, now)
+    return _next(session, campaign, now, interval, Outcome.SENT_BATCH)
+
+
+def rate(account: IntegrationAccount) -> tuple[int, float]:
+    """(recipients per batch, seconds between batches) for campaigns sending from ``account``.
+
+    The account's own ``campaign_batch_size`` / ``campaign_batch_interval_ms`` settings (a
+    number that has a higher Meta tier, a mailbox with a strict relay) else the defaults.
+    """
+    settings = get_settings()
+    own = account.settings or {}
+    size, interval_ms = settings.campaign_batch_size, settings.campaign_batch_interval_ms
+    if isinstance(own.get("campaign_batch_size"), int) and own["campaign_batch_size"] > 0:
+        size = min(own["campaign_batch_size"], 5_000)
+    if (
+        isinstance(own.get("campaign_batch_interval_ms"), int)
+        and own["campaign_batch_interval_ms"] >= 0
+    ):
+        interval_ms = own["campaign_batch_interval_ms"]
+    return size, interval_ms / 1000
+
+
+def _throttled(session: Session, campaign: Campaign, since: dt.datetime) -> bool:
+    """Whether a send of the last batch was throttled since the last check and not sent since.
+
+    A send still retrying (``pending``) or given up (``failed``) whose latest attempt got a
+    throttling code: Meta asks us to slow down. Attempts before ``since`` were seen by the
+    previous check (which backed off for them) and are not counted twice.
+    """
+    if campaign.claim_step is None:
+        return False
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    CampaignRecipient.campaign_id == campaign.id,
+                    CampaignRecipient.batch == campaign.claim_step,
+                    OutboundSend.message_id == CampaignRecipient.message_id,
+                    OutboundSend.status != "sent",
+                    OutboundSend.last_error_code.in_(THROTTLED),
+                    OutboundSend.last_attempt_at >= since,
+                )
+            )
+        )
+    )
+
+
+def _in_flight(session: Session, campaign_id: uuid.UUID, settings) -> int:
+    """The campaign's messages not yet sent (counted up to the cap: the index bounds it)."""
+    queued = (
+        select(CampaignRecipient.id)
+        .where(CampaignRecipient.campaign_id == campaign_id, CampaignRecipient.status == "queued")
+        .limit(settings.campaign_max_in_flight)
+        .subquery()
+    )
+    return session.scalar(select(func.count()).select_from(queued))
+
+
+#: The contact's latest active conversation on the account (or on none), as inbound finds it.
+_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.tenant_id == bindparam("tenant_id"),
+        Conversation.contact_id == bindparam("contact_id"),
+        Conversation.status.in_(ACTIVE),
+        (Conversation.integration_account_id == bindparam("account_id"))
+        | Conversation.integration_account_id.is_(None),
+    )
+    .order_by(Conversation.created_at.desc())
+    .limit(1)
+)
+
+
+def _conversation(
+    session: Session, campaign: Campaign, account: IntegrationAccount, contact: Contact
+) -> Conversation:
+    found = None
+    if campaign.channel != "email":  # an email campaign starts its own thread
+        found = session.scalars(
+            _CONVERSATION,
+            {"tenant_id": campaign.tenant_id, "contact_id": contact.id, "account_id": account.id},
+        ).first()
+    return found or open_conversation(session, account, contact, subject=campaign.name)
+
+
+def _process(
+    session: Session,
+    campaign: Campaign,
+    account: IntegrationAccount,
+    claimed: list[CampaignRecipient],
+    now: dt.datetime,
+) -> None:
+    if not claimed:
+        return
+    campaign.claim_step = campaign.step
+    ctx = Ctx.system(campaign.tenant_id)
+    contacts = {
+        contact.id: contact
+        for contact in session.scalars(
+            select(Contact).where(
+                Contact.tenant_id == campaign.tenant_id,
+                Contact.id.in_([r.contact_id for r in claimed]),
+            )
+        )
+    }
+    for recipient in claimed:
+        recipient.batch, recipient.processed_at = campaign.step, now
+        contact = contacts[recipient.contact_id]
+        if contact.opted_out_at is not None:
+            recipient.status, recipient.error_code = "skipped", "opted_out"
+            continue
+        try:
+            with session.begin_nested():
+                conversation = _conversation(session, campaign, account, contact)
+                variables = recipient.variables or {}
+                if campaign.template is not None:
+                    message = create_outbound_message(
+                        session,
+                        ctx,
+                        conversation,
+                        template=content.render_template(campaign.template, contact, variables),
+                        sender_type="system",
+                    )
+                else:
+                    message = create_outbound_message(
+                        session,
+                        ctx,
+                        conversation,
+                        body=content.render_text(campaign.body or "", contact, variables),
+                        sender_type="system",
+                    )
+        except DomainError as exc:
+            recipient.status = "failed"
+            recipient.error_code, recipient.error_message = exc.code[:64], str(exc)[:2000]
+            continue
+        recipient.status, recipient.message_id = "queued", message.id
+    session.flush()
+
+
+def _next(
+    session: Session, campaign: Campaign, now: dt.datetime, delay: float, outcome: Outcome
+) -> Outcome:
+    campaign.step += 1
+    campaign.next_batch_at = now + dt.timedelta(seconds=delay)
+    session.flush()
+    queue.enqueue_after_commit(session, campaign.id, campaign.step, delay)
+    return outcome
+
+
+def _complete(session: Session, campaign: Campaign, now: dt.datetime) -> Outcome:
+    campaign.status, campaign.completed_at, campaign.next_batch_at = "completed", now, None
+    data = view(session, campaign)
+    activity.record_change(
+        session,
+        Ctx.system(campaign.tenant_id),
+        "campaign.completed",
+        "campaign",
+        campaign.id,
+        data,
+        after=data,
+    )
+    return Outcome.COMPLETED
+
+
+def _fail(campaign: Campaign, code: str, message: str) -> Outcome:
+    log.warning("campaign %s failed: %s %s", campaign.id, code, message)
+    campaign.status, campaign.next_batch_at = "failed", None
+    campaign.error_code, campaign.error_message = code, message[:2000]
+    return Outcome.FAILED
+
+
+__all__ = ["Outcome", "run_batch"]

@@ -1,0 +1,79 @@
+"""Live counts: a recipient follows its message's delivery status, and notes the contact's reply.
+
+:func:`on_status` is called by :func:`shared.channels.statuses.apply_status` when a
+system message's status moved (the send's result and the provider's callbacks): one
+indexed ``UPDATE`` by message id, a no-op for messages of no campaign. :func:`target`
+(a dispatch target) marks ``replied_at`` on the contact's recent campaign recipients
+when an inbound message arrives.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from shared.models import CampaignRecipient, Conversation, Message, OutboxEvent
+
+TARGET_NAME = "campaign_replies"
+
+#: The statuses a recipient may leave for each new one (forward only, as messages).
+_FROM = {
+    "sent": ("queued",),
+    "delivered": ("queued", "sent"),
+    "read": ("queued", "sent", "delivered"),
+    "failed": ("queued", "sent"),
+}
+#: A reply this long after the campaign's message is no longer counted as its reply.
+REPLY_WINDOW = text("interval '7 days'")
+
+
+def on_status(session: Session, message: Message, status: str) -> None:
+    previous = _FROM.get(status)
+    if previous is None:
+        return
+    values: dict = {"status": status}
+    if status == "failed":
+        values |= {"error_code": message.error_code, "error_message": message.error_message}
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.message_id == message.id,
+            CampaignRecipient.tenant_id == message.tenant_id,
+            CampaignRecipient.status.in_(previous),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def target(session: Session, event: OutboxEvent) -> None:
+    """The dispatch target: an inbound message marks its contact's campaign messages replied."""
+    data = event.data or {}
+    if event.type != "message.created" or data.get("direction") != "inbound":
+        return
+    conversation_id = data.get("conversation_id")
+    if not conversation_id:
+        return
+    contact = (
+        select(Conversation.contact_id)
+        .where(
+            Conversation.id == uuid.UUID(str(conversation_id)),
+            Conversation.tenant_id == event.tenant_id,
+        )
+        .scalar_subquery()
+    )
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.tenant_id == event.tenant_id,
+            CampaignRecipient.contact_id == contact,
+            CampaignRecipient.message_id.is_not(None),
+            CampaignRecipient.replied_at.is_(None),
+            CampaignRecipient.processed_at > func.now() - REPLY_WINDOW,
+            CampaignRecipient.processed_at < event.occurred_at,
+        )
+        .values(replied_at=event.occurred_at)
+        .execution_options(synchronize_session=False)
+    )

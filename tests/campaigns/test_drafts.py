@@ -1,0 +1,195 @@
+"""Campaign drafts over HTTP: content checks, recipients, tenancy, and no edits once sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from tests.campaigns.conftest import Shop
+
+
+def test_a_whatsapp_draft_needs_an_approved_template_with_its_parameters(shop: Shop):
+    shop.approve("pending_one", status="PENDING")
+    cases = [
+        ({"template": shop.template(name="pending_one")}, "template.status"),
+        ({"template": shop.template(name="nope")}, "template.name"),
+        ({"template": shop.template("only one")}, None),
+        ({"template": None, "body": "Hello"}, "template"),
+        ({"template": shop.template("{{nickname}}", "x")}, "template"),
+    ]
+    for fields, field in cases:
+        resp = shop.ws.call(
+            "POST",
+            "/api/campaigns",
+            json={
+                "name": "x",
+                "channel": "whatsapp",
+                "integration_account_id": str(shop.wa["id"]),
+                "template": shop.template(),
+            }
+            | fields,
+        )
+        assert resp.status_code == 422, (fields, resp.text)
+        if field:
+            assert field in [d.get("field") for d in resp.json["error"]["details"]], resp.text
+    resp = shop.ws.call("GET", "/api/campaigns")
+    assert resp.json["items"] == []
+
+    created = shop.create()
+    assert created["status"] == "draft"
+    assert created["counts"]["total"] == 0
+    assert created["template"]["name"] == "order_update"
+
+
+def test_crud_of_a_draft_and_another_tenants_ids(shop: Shop, other):
+    campaign = shop.create()
+    resp = shop.ws.call("PATCH", f"/api/campaigns/{campaign['id']}", json={"name": "Summer"})
+    assert resp.status_code == 200 and resp.json["name"] == "Summer"
+    resp = shop.ws.call("PATCH", f"/api/campaigns/{campaign['id']}", json={"name": None})
+    assert resp.status_code == 422
+    listed = shop.ws.call("GET", "/api/campaigns?status=draft").json["items"]
+    assert [c["id"] for c in listed] == [campaign["id"]]
+
+    for method, path in [
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("GET", "/recipients"),
+        ("POST", "/send"),
+        ("POST", "/cancel"),
+    ]:
+        resp = other.call(
+            method,
+            f"/api/campaigns/{campaign['id']}{path}",
+            json={} if method in ("PATCH", "POST") else None,
+        )
+        assert resp.status_code == 404, (method, path, resp.text)
+    assert other.call("GET", "/api/campaigns").json["items"] == []
+
+    _, agent_token = shop.ws.create_agent("agent")
+    assert shop.ws.call("GET", "/api/campaigns", token=agent_token).status_code == 403
+
+    assert shop.ws.call("DELETE", f"/api/campaigns/{campaign['id']}").status_code == 204
+    assert shop.ws.call("GET", f"/api/campaigns/{campaign['id']}").status_code == 404
+
+
+def test_recipients_by_ids_and_filter_deduplicated_never_another_tenants(shop: Shop, other):
+    campaign = shop.create()
+    first = shop.contacts(3)
+    assert shop.add(campaign, first + first[:1]) == {"added": 3, "total": 3}
+    assert shop.add(campaign, first[:2]) == {"added": 0, "total": 3}
+
+    foreign = Shop(other).contacts(1)
+    email_contact = shop.contacts(1, channel="email")
+    for bad in (foreign, email_contact, [uuid.uuid4()]):
+        resp = shop.ws.call(
+            "POST",
+            f"/api/campaigns/{campaign['id']}/recipients",
+            json={"contact_ids": [str(i) for i in shop.contacts(1) + bad]},
+        )
+        assert resp.status_code == 422, resp.text
+        assert str(bad[0]) in resp.json["error"]["details"][0]["message"]
+    assert shop.get(campaign)["counts"]["total"] == 3  # none of those requests added any
+
+    now = dt.datetime.now(dt.UTC)
+    vip = shop.contacts(2, tags=["vip"], custom_attributes={"plan": "gold"}, last_inbound_at=now)
+    shop.contacts(1, tags=["vip"], custom_attributes={"plan": "free"}, last_inbound_at=now)
+    shop.contacts(1, tags=["vip"], custom_attributes={"plan": "gold"})  # never wrote in
+    Shop(other).contacts(2, tags=["vip"], custom_attributes={"plan": "gold"}, last_inbound_at=now)
+    resp = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={
+            "filter": {
+                "tags": ["vip"],
+                "channel": "whatsapp",
+                "custom_attributes": {"plan": "gold"},
+                "last_inbound_after": (now - dt.timedelta(days=1)).isoformat(),
+            }
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"added": 2, "total": 5}
+    listed = shop.ws.call("GET", f"/api/campaigns/{campaign['id']}/recipients?limit=3").json
+    page2 = shop.ws.call(
+        "GET", f"/api/campaigns/{campaign['id']}/recipients?cursor={listed['next_cursor']}"
+    ).json
+    ids = [r["contact_id"] for r in listed["items"] + page2["items"]]
+    assert ids[:3] == [str(i) for i in first] and set(ids[3:]) == {str(i) for i in vip}
+
+    bad_filter = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={"filter": {"channel": "email"}},
+    )
+    assert bad_filter.status_code == 422
+    both = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={"contact_ids": [str(first[0])], "filter": {"tags": ["vip"]}},
+    )
+    assert both.status_code == 422
+
+    assert shop.ws.call("DELETE", f"/api/campaigns/{campaign['id']}/recipients").status_code == 204
+    assert shop.get(campaign)["counts"]["total"] == 0
+
+
+def test_sending_needs_recipients_and_a_future_time_then_nothing_can_be_edited(shop: Shop, batches):
+    campaign = shop.create()
+    assert shop.send(campaign, status=422)["error"]["details"][0]["field"] == "recipients"
+    shop.add(campaign, shop.contacts(2))
+    past = shop.send(campaign, status=422, scheduled_at="2020-01-01T09:00:00")
+    assert past["error"]["details"][0]["field"] == "scheduled_at"
+    assert shop.get(campaign)["status"] == "draft"
+
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date()
+    at = f"{day.isoformat()}T09:00:00"
+    scheduled = shop.send(campaign, scheduled_at=at, timezone="Asia/Jakarta")
+    assert scheduled["status"] == "scheduled"
+    assert scheduled["scheduled_at"].startswith(f"{day.isoformat()}T02:00:00")  # 09:00 at UTC+7
+    base = f"/api/campaigns/{campaign['id']}"
+    for method, path, body in [
+        ("PATCH", "", {"name": "late"}),
+        ("DELETE", "", None),
+        ("POST", "/recipients", {"contact_ids": [str(shop.contacts(1)[0])]}),
+        ("DELETE", "/recipients", None),
+        ("POST", "/send", {}),
+    ]:
+        resp = shop.ws.call(method, base + path, json=body)
+        assert resp.status_code == 409, (method, path, resp.text)
+        assert resp.json["error"]["code"] == "campaign_not_draft"
+    assert shop.get(campaign)["counts"]["total"] == 2
+    assert batches.items == []  # scheduled: nothing queued before its time
+
+
+def test_a_template_that_lost_its_approval_is_refused_at_send(shop: Shop):
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(1))
+    from sqlalchemy import update
+
+    from shared.db import session_scope
+    from shared.models import WaTemplate
+
+    with session_scope() as session:
+        session.execute(
+            update(WaTemplate)
+            .where(WaTemplate.integration_account_id == shop.wa["id"])
+            .values(status="PAUSED")
+        )
+    refused = shop.send(campaign, status=422)
+    assert refused["error"]["details"][0]["field"] == "template.status"
+    assert shop.get(campaign)["status"] == "draft"
+
+
+def test_a_contact_opts_out_and_back_in_through_the_contacts_api(shop: Shop):
+    [contact] = shop.contacts(1)
+    out = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": True})
+    assert out.status_code == 200 and out.json["opted_out_at"], out.text
+    again = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": True})
+    assert again.json["opted_out_at"] == out.json["opted_out_at"]  # stamped once
+    back = shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": False})
+    assert back.status_code == 200 and back.json["opted_out_at"] is None
+    assert (
+        shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": None}).status_code
+        == 422
+    )

@@ -1,0 +1,253 @@
+"""run_campaign end to end: batches through send_outbound to the fake Graph API, live counts,
+opt-outs, pause/resume/cancel at the next batch, the scheduler's start, Meta's throttling."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text, update
+
+from scheduler.jobs import start_due_campaigns
+from shared.db import session_scope
+from shared.models import Campaign, Contact
+from tests.campaigns.conftest import Shop, sent_to, settled
+from tests.inbox_messages.conftest import poll
+
+
+def _opt_out(shop: Shop, contact_id: uuid.UUID) -> None:
+    resp = shop.ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": True})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["opted_out_at"] is not None
+
+
+def test_send_now_reaches_every_recipient_once_in_batches_and_completes(
+    shop: Shop, fake_graph, campaign_settings
+):
+    contacts = shop.contacts(5)
+    _opt_out(shop, contacts[4])
+    campaign = shop.create()
+    resp = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={
+            "recipients": [
+                {"contact_id": str(c), "variables": {"order": f"A-{n}"}}
+                for n, c in enumerate(contacts)
+            ]
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    started = shop.send(campaign)
+    assert started["status"] == "running"
+
+    settled(shop, campaign)
+    poll(lambda: shop.get(campaign)["status"] == "completed", "the campaign completes")
+    counts = shop.get(campaign)["counts"]
+    assert (counts["total"], counts["sent"], counts["skipped"], counts["failed"]) == (5, 4, 1, 0)
+    with session_scope() as session:
+        numbers = dict(session.execute(select(Contact.id, Contact.external_id)).all())
+    assert sorted(sent_to(fake_graph)) == sorted(numbers[c] for c in contacts[:4])
+    bodies = {
+        r.json["to"]: r.json["template"]["components"][0]["parameters"]
+        for r in fake_graph.sent()
+        if r.json.get("type") == "template"
+    }
+    assert bodies[numbers[contacts[1]]] == [
+        {"type": "text", "text": "Customer 1"},
+        {"type": "text", "text": "A-1"},
+    ]
+    rows = shop.recipients(campaign)
+    assert [r.status for r in rows] == ["sent"] * 4 + ["skipped"]
+    assert rows[4].error_code == "opted_out" and rows[4].message_id is None
+    # Batches of two: three batches made messages (the third held one and the opt-out).
+    assert [r.batch for r in rows] == [rows[0].batch] * 2 + [rows[2].batch] * 2 + [rows[4].batch]
+    assert len({r.batch for r in rows}) == 3
+    assert [e["id"] for e in shop.event_data("campaign.started")] == [campaign["id"]]
+    [completed] = shop.event_data("campaign.completed")
+    assert completed["counts"]["skipped"] == 1 and completed["status"] == "completed"
+
+
+def test_status_callbacks_and_replies_move_the_live_counts(
+    shop: Shop, fake_graph, campaign_settings
+):
+    contacts = shop.contacts(3)
+    fake_graph.next_wamids.extend(["wamid.C1", "wamid.C2", "wamid.C3"])
+    campaign = shop.create()
+    shop.add(campaign, contacts)
+    shop.send(campaign)
+    settled(shop, campaign)
+    shop.status(shop.wa, "wamid.C1", "delivered")
+    shop.status(shop.wa, "wamid.C2", "read")
+    shop.status(
+        shop.wa,
+        "wamid.C3",
+        "failed",
+        errors=[{"code": 131026, "title": "Message undeliverable"}],
+    )
+    with session_scope() as session:
+        number = session.scalar(select(Contact.external_id).where(Contact.id == contacts[1]))
+    shop.inbound_text(shop.wa, "wamid.IN1", number, "Thanks!")
+
+    def moved():
+        counts = shop.get(campaign)["counts"]
+        return counts if counts["replied"] == 1 and counts["failed"] == 1 else None
+
+    counts = poll(moved, "the statuses and the reply counted")
+    assert {k: counts[k] for k in ("sent", "delivered", "read", "failed", "replied")} == {
+        "sent": 2,
+        "delivered": 2,
+        "read": 1,
+        "failed": 1,
+        "replied": 1,
+    }
+    failed = [r for r in shop.recipients(campaign) if r.status == "failed"]
+    assert failed[0].error_code == "131026"
+
+
+def test_pause_cancel_and_resume_take_effect_at_the_next_batch(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    campaign_settings(batch_interval_ms=3_600_000)  # an hour between batches: time is moved
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(5))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    pause = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/pause")
+    assert pause.status_code == 200 and pause.json["status"] == "paused"
+    assert shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/pause").status_code == 409
+    assert batches.run_next() == ["stopped"]  # the hour passed: the paused campaign waits
+    assert shop.get(campaign)["counts"]["pending"] == 3
+
+    resumed = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/resume")
+    assert resumed.status_code == 200 and resumed.json["status"] == "running"
+    assert batches.run_next() == ["sent_batch"]
+    cancelled = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert batches.run_next() == ["stopped"]
+    view = settled(shop, campaign)
+    counts = view["counts"]
+    assert (view["status"], counts["sent"], counts["cancelled"]) == ("cancelled", 4, 1)
+    assert len(sent_to(fake_graph)) == 4
+    assert [e["id"] for e in shop.event_data("campaign.cancelled")] == [campaign["id"]]
+    assert shop.event_data("campaign.completed") == []
+    assert shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel").status_code == 409
+
+
+def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(1))
+    shop.send(campaign, scheduled_at="2026-12-31T23:00:00+00:00")
+    with session_scope() as session:
+        assert start_due_campaigns(session) == {"started": 0, "redriven": 0}
+    with session_scope() as session:  # move time: its hour came
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == uuid.UUID(campaign["id"]))
+            .values(scheduled_at=text("now() - interval '1 second'"))
+        )
+    with session_scope() as session:
+        assert start_due_campaigns(session) == {"started": 1, "redriven": 0}
+    assert shop.get(campaign)["status"] == "running"
+    assert [e["id"] for e in shop.event_data("campaign.started")] == [campaign["id"]]
+    assert len(batches.items) == 1
+    assert batches.run_next() == ["completed"]
+    settled(shop, campaign)
+    assert len(sent_to(fake_graph)) == 1
+
+    # A batch job that is lost: the scheduler sends it again once it is a minute late.
+    again = shop.create()
+    shop.add(again, shop.contacts(1))
+    shop.send(again)
+    lost = batches.items.pop()
+    with session_scope() as session:
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == uuid.UUID(again["id"]))
+            .values(next_batch_at=text("now() - interval '2 minutes'"))
+        )
+    with session_scope() as session:
+        assert start_due_campaigns(session) == {"started": 0, "redriven": 1}
+    assert batches.run_next() == ["completed"]
+    from workers.actors.campaigns import run_campaign
+
+    assert run_campaign(str(lost[0]), lost[1]) == "stopped"  # the lost job, late: a no-op
+    settled(shop, again)
+    assert len(sent_to(fake_graph)) == 2
+
+
+def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    fake_graph.script("130429")  # every send throttled (retried, then failed)
+    campaign = shop.create()
+    contacts = shop.contacts(4)
+    shop.add(campaign, contacts)
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    poll(  # the first two failed after their retries
+        lambda: shop.get(campaign)["counts"]["failed"] == 2, "the throttled sends given up"
+    )
+
+    assert batches.run_next() == ["throttled"]
+    row = shop.campaign_row(campaign)
+    assert row.backoff_seconds == 30
+    [(_, _, delay)] = batches.items
+    assert delay == 30
+    assert shop.get(campaign)["counts"]["pending"] == 2  # nothing new was sent
+
+    fake_graph.script("ok")  # Meta lets us through again
+    assert batches.run_next() == ["completed"]
+    view = settled(shop, campaign)
+    assert (view["counts"]["sent"], view["counts"]["failed"]) == (2, 2)
+    assert shop.campaign_row(campaign).backoff_seconds == 0
+    answered = sent_to(fake_graph)
+    assert len(set(answered)) == 4
+
+
+def test_a_messenger_campaign_sends_its_body_with_each_contacts_values(
+    shop: Shop, fake_graph, campaign_settings
+):
+    page = shop.meta_account("messenger")
+    contacts = shop.contacts(3, channel="messenger", custom_attributes={"plan": "gold"})
+    campaign = shop.create(
+        channel="messenger",
+        integration_account_id=str(page["id"]),
+        template=None,
+        body="Hi {{name}}, your {{attr.plan}} perks are here",
+    )
+    assert campaign["template"] is None
+    patched = shop.ws.call(
+        "PATCH",
+        f"/api/campaigns/{campaign['id']}",
+        json={"body": "Hello {{name}}, your {{attr.plan}} perks are here"},
+    )
+    assert patched.status_code == 200, patched.text
+    shop.add(campaign, contacts)
+    shop.send(campaign)
+    view = settled(shop, campaign)
+    assert view["counts"]["sent"] == 3
+    texts = sorted(r.json["message"]["text"] for r in fake_graph.sent("/me/messages"))
+    assert texts == [f"Hello Customer {n}, your gold perks are here" for n in range(3)]
+
+
+def test_the_sending_accounts_own_rate_sets_the_batch_size_and_pacing(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    from shared.models import IntegrationAccount
+
+    with session_scope() as session:
+        session.execute(
+            update(IntegrationAccount)
+            .where(IntegrationAccount.id == shop.wa["id"])
+            .values(settings={"campaign_batch_size": 1, "campaign_batch_interval_ms": 250})
+        )
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(2))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    [(_, _, delay)] = batches.items
+    assert delay == 0.25
+    assert shop.get(campaign)["counts"]["pending"] == 1  # one recipient per batch
+    assert batches.run_next() == ["completed"]

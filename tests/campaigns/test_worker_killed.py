@@ -1,0 +1,124 @@
+"""A worker SIGKILLed mid-campaign: the batch it held is rolled back whole, and the campaign,
+re-driven by the scheduler, finishes on another worker without messaging anyone twice.
+
+A real ``dramatiq workers.main`` subprocess on a Redis namespace of its own (as in
+``tests/automation/test_faults.py``); this process's outbox publisher and campaign
+enqueuer point at that namespace. The test holds a lock on the open conversation of
+the fifth recipient, so the worker is caught inside its second batch (one message of
+it already written) when it is killed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import select, text, update
+
+from scheduler.jobs import start_due_campaigns
+from shared import events
+from shared.campaigns import queue as campaign_queue
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.models import Campaign, Contact, Conversation, Message
+from tests.automation.test_faults import waiting_on_a_lock
+from tests.campaigns.conftest import Shop, sent_to
+from tests.webhooks.faults_support import (
+    delete_namespace,
+    enqueuers,
+    namespace_of_test,
+    private_broker,
+    start_worker,
+    wait_for,
+)
+
+
+@pytest.fixture
+def routed(monkeypatch, broker):
+    """Send this process's outbox events and campaign batches to a private namespace."""
+    from workers.actors.campaigns import run_campaign
+
+    namespace = namespace_of_test()
+    private = private_broker(namespace)
+    _, publish = enqueuers(private)
+
+    def enqueue(items) -> None:
+        for campaign_id, step, _delay in items:
+            private.enqueue(run_campaign.message_with_options(args=(str(campaign_id), step)))
+
+    monkeypatch.setattr(events, "_publisher", publish)
+    monkeypatch.setattr(campaign_queue.QUEUE, "enqueuer", enqueue)
+    yield namespace
+    delete_namespace(namespace, get_settings().redis_url)
+
+
+def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
+    shop: Shop, fake_graph, campaign_settings, routed
+):
+    campaign_settings(batch_size=3)
+    contacts = shop.contacts(9)
+    held = shop.conversation(
+        {"id": contacts[4], "channel": "whatsapp"}, integration_account_id=shop.wa["id"]
+    )
+    campaign = shop.create()
+    shop.add(campaign, contacts)
+    campaign_id = uuid.UUID(campaign["id"])
+
+    def statuses() -> list[str]:
+        return [r.status for r in shop.recipients(campaign)]
+
+    procs = []
+    try:
+        with session_scope() as blocker:
+            blocker.execute(
+                select(Conversation.id).where(Conversation.id == held["id"]).with_for_update()
+            )
+            first = start_worker(namespace=routed)
+            procs.append(first)
+            shop.send(campaign)
+            wait_for(
+                lambda: statuses()[:3] == ["sent"] * 3,
+                "the first batch sent",
+                30,
+                first.log,
+            )
+            wait_for(waiting_on_a_lock, "the second batch waits for the conversation", 30)
+            first.kill()  # SIGKILL mid-batch: Postgres rolls the batch back
+            blocker.rollback()
+        assert statuses() == ["sent"] * 3 + ["pending"] * 6
+        with session_scope() as session:
+            made = session.scalar(
+                select(text("count(*)"))
+                .select_from(Message)
+                .where(Message.tenant_id == shop.tenant_id, Message.direction == "outbound")
+            )
+        assert made == 3  # the killed batch's first message went with it
+        assert len(sent_to(fake_graph)) == 3
+
+        with session_scope() as session:  # move time: the lost batch is a minute late
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(next_batch_at=text("now() - interval '2 minutes'"))
+            )
+        with session_scope() as session:
+            assert start_due_campaigns(session) == {"started": 0, "redriven": 1}
+        second = start_worker(namespace=routed)
+        procs.append(second)
+        wait_for(
+            lambda: statuses() == ["sent"] * 9,
+            "every recipient sent",
+            60,
+            second.log,
+        )
+        wait_for(lambda: shop.get(campaign)["status"] == "completed", "completed", 30, second.log)
+    finally:
+        for proc in procs:
+            proc.close()
+    with session_scope() as session:
+        numbers = set(session.scalars(select(Contact.external_id).where(Contact.id.in_(contacts))))
+    at_graph = Counter(sent_to(fake_graph))
+    assert set(at_graph) == numbers
+    assert max(at_graph.values()) == 1  # nobody messaged twice
+    assert len(shop.event_data("campaign.completed")) == 1
