@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
 
 from shared.models.activity import ActivityLog
+from shared.models.admin import PlatformAuditLog, SuperAdmin
 from shared.models.ai import (
     AiAgent,
     AiAgentAssignment,
@@ -112,6 +113,7 @@ __all__ = [
     "NoteRevision",
     "OutboundSend",
     "OutboxEvent",
+    "PlatformAuditLog",
     "QnaPair",
     "QuickReply",
     "QuickReplyUsage",
@@ -122,6 +124,7 @@ __all__ = [
     "SchedulerHeartbeat",
     "SlaBreach",
     "SlaPolicy",
+    "SuperAdmin",
     "Tenant",
     "Transfer",
     "User",
