@@ -55,7 +55,7 @@ class LoginResource:
     @admin(
         "Super-admin login",
         public=True,
-        errors=(429,),
+        errors=(401, 429),
         body=SuperAdminLogin,
         response=SuperAdminLoginResponse,
         description="Returns a super-admin token (`sa: true`, no `tid`), accepted only under"
