@@ -17,6 +17,10 @@ from shared.models import AiUsageDaily, AnalyticsDaily, MediaFile, Tenant, User
 from shared.pagination import paginate
 
 
+def _pairs(result) -> dict[uuid.UUID, Any]:
+    return {tenant_id: value for tenant_id, value in result}
+
+
 def usage_for(session: Session, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     """``{tenant_id: {conversations, messages, agents, ai_replies, storage_bytes}}``."""
     if not tenant_ids:
@@ -32,26 +36,26 @@ def usage_for(session: Session, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
         .group_by(AnalyticsDaily.tenant_id)
     )
     counts = {row[0]: row[1:] for row in analytics}
-    ai = dict(
+    ai = _pairs(
         session.execute(
             select(AiUsageDaily.tenant_id, func.sum(AiUsageDaily.replies))
             .where(AiUsageDaily.tenant_id.in_(tenant_ids))
             .group_by(AiUsageDaily.tenant_id)
-        ).tuples()
+        )
     )
-    agents = dict(
+    agents = _pairs(
         session.execute(
             select(User.tenant_id, func.count())
             .where(User.tenant_id.in_(tenant_ids), User.deleted_at.is_(None))
             .group_by(User.tenant_id)
-        ).tuples()
+        )
     )
-    storage = dict(
+    storage = _pairs(
         session.execute(
             select(MediaFile.tenant_id, func.sum(MediaFile.size))
             .where(MediaFile.tenant_id.in_(tenant_ids))
             .group_by(MediaFile.tenant_id)
-        ).tuples()
+        )
     )
     found = {}
     for tenant_id in tenant_ids:

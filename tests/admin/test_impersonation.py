@@ -98,4 +98,3 @@ def test_a_tenant_without_an_active_admin_cannot_be_impersonated(root, workspace
     resp = root.call("POST", f"{base}/impersonate")
     assert resp.status_code == 409
     assert "no active admin" in resp.json["error"]["message"]
-    assert root.call("POST", f"{base}/impersonate/../x").status_code in (404, 405)

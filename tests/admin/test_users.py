@@ -72,4 +72,8 @@ def test_a_password_reset_ends_tokens_keys_and_the_password_and_sends_a_link(roo
         ).all()
         assert revoked and all(revoked)
     assert root.call("POST", f"{base}/{uuid.uuid4()}/reset-password").status_code == 404
-    assert agent["id"]
+    # The other user's password still works.
+    other = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
+    )
+    assert other.status_code == 200
