@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from shared import events, outbox_sweeper
 from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.models import ActivityLog, DeadLetter, InboundEvent, OutboxEvent, ScheduledMessage
@@ -48,6 +49,30 @@ def _emit_event(tenant_id: uuid.UUID) -> uuid.UUID:
             tenant_id=tenant_id,
             actor=Actor.system(),
         )
+
+
+def _event_status(event_id: uuid.UUID) -> str:
+    with session_scope() as session:
+        return session.get(OutboxEvent, event_id).status
+
+
+def _sweep(event_id: uuid.UUID) -> list[uuid.UUID]:
+    """One sweep_outbox run with the event due now (time moved); which of it was re-sent."""
+    with session_scope() as session:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id == event_id)
+            .values(next_sweep_at=func.now() - dt.timedelta(seconds=1))
+        )
+    resent: list[uuid.UUID] = []
+
+    def publish(pending):
+        resent.extend(e.id for e in pending if e.id == event_id)
+        events.publish(pending)
+
+    with session_scope() as session:
+        outbox_sweeper.sweep(session, publish=publish)
+    return resent
 
 
 def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
@@ -102,8 +127,8 @@ def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
 
     letter = poll(dropped, "dead letter of the dropped dispatch_event", timeout=20)
     assert letter.error == REASON
-    with session_scope() as session:
-        assert session.get(OutboxEvent, event_id).status == "pending"
+    # The outbox sweep (a scheduler job) leaves the event pending while suspended.
+    assert _sweep(event_id) == []
 
     # Inbound provider webhooks: acknowledged (200), nothing stored.
     ack = channels.whatsapp(account, "wa_text.json")
@@ -118,6 +143,9 @@ def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
     assert back.status_code == 200 and back.json["status"] == "active"
     assert workspace.call("GET", "/api/auth/me").status_code == 200
     assert client.simulate_get("/api/auth/me", headers={"X-API-Key": key}).status_code == 200
+    # ...and the held event is swept and dispatched.
+    assert _sweep(event_id) == [event_id]
+    poll(lambda: _event_status(event_id) == "processed", "the held event dispatched", timeout=20)
     with session_scope() as session:
         actions = [
             a
