@@ -19,6 +19,8 @@ from tests.channels_inbound.conftest import Channels
 from tests.inbox_conversations.conftest import add_conversation
 from tests.inbox_messages.conftest import poll
 from tests.workspaces import PASSWORD
+from workers import queues
+from workers.actors.events import dispatch_event
 from workers.tenant_gate import REASON
 
 
@@ -127,6 +129,16 @@ def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
 
     letter = poll(dropped, "dead letter of the dropped dispatch_event", timeout=20)
     assert letter.error == REASON
+    # The same work sent again (a sweeper's re-drive) is dropped without a second row.
+    dispatch_event.send_with_options(args=(str(event_id),), tenant_id=str(tenant_id))
+    broker.join(queues.EVENTS, timeout=20_000)
+    with session_scope() as session:
+        copies = session.scalar(
+            select(func.count()).where(
+                DeadLetter.tenant_id == tenant_id, DeadLetter.args[0].astext == str(event_id)
+            )
+        )
+    assert copies == 1
     # The outbox sweep (a scheduler job) leaves the event pending while suspended.
     assert _sweep(event_id) == []
 
