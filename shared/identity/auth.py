@@ -162,9 +162,11 @@ def authenticate_token(
     user_id, tenant_id, valid_after, role_name, permissions, tenant_status, suspended_at = row[:7]
     if row[7]:
         raise Unauthenticated("This token has been revoked")
+    # NOTE: before the issue time: a suspended user (whose suspension also ended their
+    # tokens) is told so, 403 user_suspended, rather than to log in again.
+    _check_live(tenant_status, suspended_at)
     if valid_after and claims.issued_at < valid_after:
         raise Unauthenticated("This token is no longer valid; log in again")
-    _check_live(tenant_status, suspended_at)
     return Ctx(
         tenant_id=tenant_id,
         actor=Actor("user", user_id),
