@@ -8,7 +8,7 @@ import falcon
 
 from shared import epoch_cache
 from shared.context import Ctx
-from shared.errors import Unauthenticated
+from shared.errors import Forbidden, Unauthenticated
 from shared.identity import auth
 from shared.logs import tenant_id_var
 
@@ -46,6 +46,29 @@ def authenticate(req: falcon.Request) -> Ctx:
         ctx = auth.authenticate_token(session, token, epochs=epochs, **meta)
     req.context.ctx = ctx
     tenant_id_var.set(ctx.tenant_id)
+    return ctx
+
+
+def authenticate_super_admin(req: falcon.Request):
+    """The super admin calling an /api/admin route (memoized), or 401/403.
+
+    Only a Bearer token (or the ``session`` cookie) of a super admin passes: tenant
+    tokens and API keys are refused with 403.
+    """
+    from shared.admin import super_admins
+
+    ctx = req.context.get("admin_ctx")
+    if ctx is not None:
+        return ctx
+    if req.get_header("X-API-Key"):
+        raise Forbidden("API keys act in a workspace; this route needs a super-admin token")
+    token = bearer_token(req)
+    if token is None:
+        raise Unauthenticated("Authentication required")
+    ctx = super_admins.authenticate(
+        req.context.db, token, request_id=req.context.request_id, ip=req.remote_addr
+    )
+    req.context.admin_ctx = ctx
     return ctx
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from api.auth import authenticate, request_epochs
+from api.auth import authenticate, authenticate_super_admin, request_epochs
 from api.errors import validation_details
 from shared.config import get_settings
 from shared.db import is_disconnect
@@ -107,6 +107,8 @@ class EndpointSpec:
     accepts: tuple[str, ...] = ()
     #: Media type of a success answer that is not JSON (CSV, text, a file: ``*/*``).
     produces: str | None = None
+    #: An /api/admin route: a super-admin token (not a tenant credential) and an audit row.
+    super_admin: bool = False
 
 
 def _has_work_to_commit(req: falcon.Request, session: Session) -> bool:
@@ -196,6 +198,33 @@ def _parse_query(req: falcon.Request, model: type[BaseModel]) -> BaseModel:
         ) from exc
 
 
+def _error_status(exc: BaseException) -> int:
+    if isinstance(exc, DomainError):
+        return exc.status
+    if isinstance(exc, falcon.HTTPError):
+        return int(str(exc.status).split()[0])
+    return 500
+
+
+def audit_call(req: falcon.Request, summary: str, params: dict, status: int) -> None:
+    """Write the platform audit row of a super-admin call (its own transaction)."""
+    from shared.admin import audit
+
+    ctx = req.context.get("admin_ctx")
+    tenant_id = params.get("id") if req.path.startswith("/api/admin/tenants/") else None
+    audit.record_now(
+        super_admin_id=ctx.super_admin_id if ctx else req.context.get("audit_admin_id"),
+        action=summary,
+        method=req.method,
+        path=req.path,
+        status=status,
+        tenant_id=tenant_id if isinstance(tenant_id, uuid.UUID) else None,
+        details=req.context.get("audit_details"),
+        request_id=req.context.get("request_id"),
+        ip=req.remote_addr,
+    )
+
+
 def endpoint(
     summary: str,
     *,
@@ -211,6 +240,7 @@ def endpoint(
     also: tuple[int, ...] = (),
     accepts: tuple[str, ...] = (),
     produces: str | None = None,
+    super_admin: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a responder; see the module docstring.
 
@@ -232,6 +262,7 @@ def endpoint(
         also,
         accepts,
         produces,
+        super_admin,
     )
     adapter = TypeAdapter(response) if response is not None else None
     check_plain = get_settings().validate_responses
@@ -259,7 +290,9 @@ def endpoint(
         def run(resource, req: falcon.Request, resp: falcon.Response, params: dict) -> Any:
             session = req.context.db
             kwargs: dict[str, Any] = {}
-            if not public:
+            if super_admin and not public:
+                kwargs["ctx"] = authenticate_super_admin(req)
+            elif not public:
                 ctx = authenticate(req)
                 if permission:
                     ctx.require(permission)
@@ -283,8 +316,7 @@ def endpoint(
                 raise
             return result
 
-        @functools.wraps(responder)
-        def wrapper(resource, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        def serve(resource, req: falcon.Request, resp: falcon.Response, params: dict) -> None:
             try:
                 result = run(resource, req, resp, params)
             except DBAPIError as error:
@@ -306,6 +338,18 @@ def endpoint(
                 return
             resp.content_type = falcon.MEDIA_JSON
             resp.data = result.body if isinstance(result, _Rendered) else render(result)
+
+        @functools.wraps(responder)
+        def wrapper(resource, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+            if not super_admin:
+                serve(resource, req, resp, params)
+                return
+            try:
+                serve(resource, req, resp, params)
+            except BaseException as exc:
+                audit_call(req, summary, params, _error_status(exc))
+                raise
+            audit_call(req, summary, params, int(str(resp.status).split()[0]))
 
         wrapper.__endpoint__ = spec
         return wrapper

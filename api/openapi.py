@@ -167,6 +167,8 @@ def _operation(
     notes = []
     if spec.permission:
         notes.append(f"Requires permission `{spec.permission}`.")
+    if spec.super_admin and not spec.public:
+        notes.append("Requires a super-admin token (`sa: true`); tenant credentials get 403.")
     if spec.description:
         notes.append(spec.description)
     if notes:
@@ -185,7 +187,13 @@ def _operation(
     for status in error_statuses(spec, method, bool(path_params)):
         responses.setdefault(str(status), {"description": ERRORS[status], **error})
     op["responses"] = responses
-    op["security"] = [] if spec.public else [{"bearer": []}, {"apiKey": []}, {"cookie": []}]
+    op["security"] = (
+        []
+        if spec.public
+        else [{"bearer": []}]
+        if spec.super_admin
+        else [{"bearer": []}, {"apiKey": []}, {"cookie": []}]
+    )
     return op
 
 

@@ -43,6 +43,7 @@ def record(
             "after": after,
             "request_id": ctx.request_id,
             "ip_address": ctx.ip,
+            "impersonator_id": ctx.impersonator_id,
         },
     )
 

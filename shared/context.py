@@ -30,6 +30,8 @@ class Ctx:
     #: Set when the caller authenticated with a JWT (logout revokes it).
     token_jti: uuid.UUID | None = None
     token_expires_at: dt.datetime | None = None
+    #: The super admin acting through an impersonation token (the ``imp`` claim).
+    impersonator_id: uuid.UUID | None = None
 
     @classmethod
     def system(cls, tenant_id: uuid.UUID, *, actor: Actor | None = None) -> Ctx:

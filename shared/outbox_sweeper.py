@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from shared.config import get_settings
 from shared.events import PendingEvent, Publisher
-from shared.models import OutboxEvent
+from shared.models import OutboxEvent, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,12 @@ def sweep(session: Session, *, batch: int | None = None, publish: Publisher) -> 
     # inlined subquery could be rescanned and, with SKIP LOCKED, see other rows.
     due = (
         select(OutboxEvent.id)
-        .where(OutboxEvent.status == "pending", OutboxEvent.next_sweep_at <= func.now())
+        .where(
+            OutboxEvent.status == "pending",
+            OutboxEvent.next_sweep_at <= func.now(),
+            # A suspended tenant's events wait, pending, until it is reactivated.
+            ~exists().where(Tenant.id == OutboxEvent.tenant_id, Tenant.status != "active"),
+        )
         .order_by(OutboxEvent.next_sweep_at)
         .limit(batch or settings.outbox_sweep_batch)
         .with_for_update(skip_locked=True)

@@ -35,6 +35,7 @@ from workers.dead_letters import DeadLetters
 from workers.log_context import LogContext
 from workers.metrics import Metrics
 from workers.presence import Presence
+from workers.tenant_gate import TenantGate
 from workers.tuning import WorkerTimeout
 
 #: Default retry policy for actors that do not set their own.
@@ -63,6 +64,8 @@ def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
         # NOTE: after-hooks run in reverse order, so these two see a message after
         # Retries has decided whether it failed for good.
         DeadLetters(),
+        # NOTE: a suspended tenant's message is recorded and skipped before it counts as busy.
+        TenantGate(),
         # NOTE: before Metrics, so a message it skips (cancelled) is counted as skipped.
         Presence(settings),
         Metrics(settings),

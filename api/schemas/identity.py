@@ -97,6 +97,8 @@ class ActivityLogView(View):
     after: dict[str, Any] | None
     request_id: str | None
     ip_address: str | None
+    #: The super admin behind the action (an impersonation, or a platform operation).
+    impersonator_id: uuid.UUID | None = None
     created_at: dt.datetime
 
 

@@ -30,6 +30,7 @@ from shared.identity.security import (
     InvalidToken,
     decode_access_token,
     hash_api_key,
+    is_super_admin_token,
     issue_access_token,
     verify_password,
 )
@@ -46,6 +47,10 @@ LOGIN_WINDOW_SECONDS = 60
 
 class TenantSuspended(DomainError):
     status, code = 403, "tenant_suspended"
+
+
+class UserSuspended(DomainError):
+    status, code = 403, "user_suspended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,7 @@ def _principal_query():
             Role.name,
             Role.permissions,
             Tenant.status,
+            User.suspended_at,
         )
         .join(Role, Role.id == User.role_id)
         .join(Tenant, Tenant.id == User.tenant_id)
@@ -98,9 +104,11 @@ _KEY_PRINCIPAL = (
 )
 
 
-def _check_live(tenant_status: str) -> None:
+def _check_live(tenant_status: str, suspended_at: dt.datetime | None = None) -> None:
     if tenant_status != "active":
         raise TenantSuspended("This workspace is suspended")
+    if suspended_at is not None:
+        raise UserSuspended("This user is suspended")
 
 
 def tenant_hint(token: str) -> uuid.UUID | None:
@@ -132,6 +140,11 @@ def authenticate_token(
         try:
             claims = decode_access_token(token)
         except InvalidToken as exc:
+            if is_super_admin_token(token):
+                raise Forbidden(
+                    "Super-admin tokens are accepted only under /api/admin; impersonate a"
+                    " user to act in a workspace"
+                ) from exc
             raise Unauthenticated("Invalid or expired token") from exc
         # PERF: one round trip: the user, their role, the tenant state and revocation.
         found = (
@@ -146,12 +159,14 @@ def authenticate_token(
             raise Unauthenticated("Invalid or expired token")
         row = (*found[:4], frozenset(found[4]), *found[5:])
         auth_cache.CACHE.put(token, tag, (claims, row))
-    user_id, tenant_id, valid_after, role_name, permissions, tenant_status, is_revoked = row
-    if is_revoked:
+    user_id, tenant_id, valid_after, role_name, permissions, tenant_status, suspended_at = row[:7]
+    if row[7]:
         raise Unauthenticated("This token has been revoked")
+    # NOTE: before the issue time: a suspended user (whose suspension also ended their
+    # tokens) is told so, 403 user_suspended, rather than to log in again.
+    _check_live(tenant_status, suspended_at)
     if valid_after and claims.issued_at < valid_after:
         raise Unauthenticated("This token is no longer valid; log in again")
-    _check_live(tenant_status)
     return Ctx(
         tenant_id=tenant_id,
         actor=Actor("user", user_id),
@@ -162,6 +177,7 @@ def authenticate_token(
         ip=ip,
         token_jti=claims.jti,
         token_expires_at=claims.expires_at,
+        impersonator_id=claims.impersonator_id,
     )
 
 
@@ -176,8 +192,9 @@ def authenticate_api_key(
     )
     if row is None:
         raise Unauthenticated("Invalid, expired or revoked API key")
-    user_id, tenant_id, _, role_name, permissions, tenant_status, key_id, last_used_at = row
-    _check_live(tenant_status)
+    user_id, tenant_id, _, role_name, permissions, tenant_status, suspended_at = row[:7]
+    key_id, last_used_at = row[7:]
+    _check_live(tenant_status, suspended_at)
     now = dt.datetime.now(dt.UTC)
     if last_used_at is None or now - last_used_at > API_KEY_TOUCH_INTERVAL:
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
@@ -250,7 +267,7 @@ def login(
     if not verify_password(user.password_hash if user else None, password):
         _count_login_failure(email, ip)
         raise Unauthenticated("Invalid email or password")
-    _check_live(tenant.status)
+    _check_live(tenant.status, user.suspended_at)
     user.last_login_at = func.now()
     token = issue_access_token(user.id, tenant.id)
     ctx = Ctx(tenant.id, Actor("user", user.id), user_id=user.id, request_id=request_id, ip=ip)
@@ -279,6 +296,9 @@ def refresh(ctx: Ctx) -> AccessToken:
     """Issue a fresh token for the caller's session (the presented one stays valid until exp)."""
     if ctx.user_id is None or ctx.token_jti is None:
         raise Forbidden("Only a token session can be refreshed")
+    if ctx.impersonator_id is not None:
+        # APPSEC: an impersonation lasts its hour; it is never stretched into a 12 h session.
+        raise Forbidden("An impersonation token cannot be refreshed")
     return issue_access_token(ctx.user_id, ctx.tenant_id)
 
 

@@ -72,28 +72,87 @@ class TokenClaims:
     jti: uuid.UUID
     issued_at: dt.datetime
     expires_at: dt.datetime
+    #: The super admin acting through this token (``imp`` claim: an impersonation).
+    impersonator_id: uuid.UUID | None = None
 
 
 class InvalidToken(Exception):
     """The token is malformed, forged or expired."""
 
 
-def issue_access_token(user_id: uuid.UUID, tenant_id: uuid.UUID) -> AccessToken:
+def issue_access_token(
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    *,
+    impersonator_id: uuid.UUID | None = None,
+    ttl_seconds: int | None = None,
+) -> AccessToken:
+    """A tenant user's token; ``impersonator_id`` adds the ``imp`` claim (a super admin)."""
+    claims: dict = {"sub": str(user_id), "tid": str(tenant_id)}
+    if impersonator_id is not None:
+        claims["imp"] = str(impersonator_id)
+    return _issue(claims, ttl_seconds)
+
+
+def issue_super_admin_token(super_admin_id: uuid.UUID) -> AccessToken:
+    """A super admin's token: ``sa: true`` and no ``tid`` (accepted only under /api/admin)."""
+    return _issue({"sub": str(super_admin_id), "sa": True}, None)
+
+
+def _issue(claims: dict, ttl_seconds: int | None) -> AccessToken:
     settings = get_settings()
+    ttl = ttl_seconds or settings.access_token_ttl_seconds
     # NOTE: a fractional ``iat`` (RFC 7519 allows it) lets a password change at
     # 12:00:00.4 refuse a token from 12:00:00.1 and accept one from 12:00:00.7.
     now = dt.datetime.now(dt.UTC)
-    expires = now + dt.timedelta(seconds=settings.access_token_ttl_seconds)
+    expires = now + dt.timedelta(seconds=ttl)
     jti = uuid.uuid4()
     claims = {
-        "sub": str(user_id),
-        "tid": str(tenant_id),
+        **claims,
         "jti": str(jti),
         "iat": round(now.timestamp(), 6),
         "exp": int(expires.timestamp()),
     }
     token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
-    return AccessToken(token, jti, now, expires, settings.access_token_ttl_seconds)
+    return AccessToken(token, jti, now, expires, ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class SuperAdminClaims:
+    super_admin_id: uuid.UUID
+    jti: uuid.UUID
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def decode_super_admin_token(token: str) -> SuperAdminClaims:
+    """Verify a super-admin token (``sa: true``, no ``tid``) or raise :class:`InvalidToken`."""
+    try:
+        claims = jwt.decode(
+            token,
+            get_settings().secret_key,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "sa", "jti", "iat", "exp"]},
+        )
+        if claims["sa"] is not True or "tid" in claims:
+            raise InvalidToken("not a super-admin token")
+        return SuperAdminClaims(
+            super_admin_id=uuid.UUID(claims["sub"]),
+            jti=uuid.UUID(claims["jti"]),
+            issued_at=dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
+            expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def is_super_admin_token(token: str) -> bool:
+    """Whether ``token`` is a valid super-admin token (to refuse it clearly on tenant routes)."""
+    try:
+        decode_super_admin_token(token)
+    except InvalidToken:
+        return False
+    return True
 
 
 def decode_access_token(token: str) -> TokenClaims:
@@ -111,6 +170,7 @@ def decode_access_token(token: str) -> TokenClaims:
             jti=uuid.UUID(claims["jti"]),
             issued_at=dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
             expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+            impersonator_id=uuid.UUID(claims["imp"]) if claims.get("imp") else None,
         )
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2 models, one module per domain; importing this package registers them all."""
 
 from shared.models.activity import ActivityLog
+from shared.models.admin import PlatformAuditLog, SuperAdmin
 from shared.models.ai import (
     AiAgent,
     AiAgentAssignment,
@@ -115,6 +116,7 @@ __all__ = [
     "NoteRevision",
     "OutboundSend",
     "OutboxEvent",
+    "PlatformAuditLog",
     "QnaPair",
     "QuickReply",
     "QuickReplyUsage",
@@ -125,6 +127,7 @@ __all__ = [
     "SchedulerHeartbeat",
     "SlaBreach",
     "SlaPolicy",
+    "SuperAdmin",
     "Tenant",
     "Transfer",
     "User",

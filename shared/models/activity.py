@@ -32,4 +32,6 @@ class ActivityLog(UUIDPrimaryKey, Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(64))
     ip_address: Mapped[str | None] = mapped_column(String(64))
+    #: The super admin acting through an impersonation token (``imp`` claim), if any.
+    impersonator_id: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

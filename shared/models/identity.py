@@ -53,6 +53,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     tokens_valid_after: Mapped[dt.datetime | None]
     last_login_at: Mapped[dt.datetime | None]
     deleted_at: Mapped[dt.datetime | None]
+    #: Set by a super admin: login, tokens and API keys are refused while set.
+    suspended_at: Mapped[dt.datetime | None]
 
     # PERF: every read of an agent shows its role; one joined query, never N+1.
     role: Mapped[Role] = relationship(lazy="joined", innerjoin=True)

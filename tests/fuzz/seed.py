@@ -138,6 +138,10 @@ def seed(ws: Workspace) -> dict[str, str]:
         ),
         "/api/automation/events": _failed_automation_event(ws, conversation),
         "fingerprint": FINGERPRINT,
+        # Super Admin routes: a workspace token is refused there (403) whatever the ids.
+        "/api/admin/tenants": ws.tenant["id"],
+        "/api/admin/super-admins": str(uuid.uuid4()),
+        "user_id": agent["id"],
         "channel": "whatsapp",
         **ai,
     }

@@ -1,0 +1,79 @@
+"""Tenant users under a super admin: suspension, activation and password resets.
+
+Each acts through the auth epochs: a token already cached by this process (it was just
+used) is refused on its very next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from shared.db import session_scope
+from shared.models import AgentInvitation, ApiKey
+from tests.workspaces import PASSWORD
+
+
+def _me(workspace, token=None, key=None):
+    if key is not None:
+        return workspace.client.simulate_get("/api/auth/me", headers={"X-API-Key": key})
+    return workspace.call("GET", "/api/auth/me", token=token)
+
+
+def test_suspending_a_user_refuses_login_tokens_and_api_keys_at_once(root, workspace):
+    agent, token = workspace.create_agent(role="admin")
+    key = workspace.call("POST", "/api/api-keys", json={"name": "k"}, token=token).json["key"]
+    assert _me(workspace, token).status_code == 200  # cached now
+    assert _me(workspace, key=key).status_code == 200
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}"
+    suspended = root.call("POST", f"{base}/suspend")
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json["suspended_at"] is not None
+    for resp in (_me(workspace, token), _me(workspace, key=key)):
+        assert resp.status_code == 403, resp.text
+        assert resp.json["error"]["code"] == "user_suspended"
+    login = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
+    )
+    assert login.status_code == 403 and login.json["error"]["code"] == "user_suspended"
+    # Others in the tenant carry on.
+    assert _me(workspace).status_code == 200
+    # Activation: login and the API key work again; the old token stays dead.
+    activated = root.call("POST", f"{base}/activate")
+    assert activated.status_code == 200 and activated.json["suspended_at"] is None
+    assert _me(workspace, key=key).status_code == 200
+    assert _me(workspace, token).status_code == 401
+    again = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
+    )
+    assert again.status_code == 200
+
+
+def test_a_password_reset_ends_tokens_keys_and_the_password_and_sends_a_link(root, workspace):
+    agent, token = workspace.create_agent()
+    key = workspace.call("POST", "/api/api-keys", json={"name": "k"}).json["key"]
+    assert _me(workspace, token).status_code == 200
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users"
+    reset = root.call("POST", f"{base}/{workspace.admin['id']}/reset-password")
+    assert reset.status_code == 200, reset.text
+    assert _me(workspace).status_code == 401  # the admin's own token
+    assert _me(workspace, key=key).status_code == 401  # the admin's key
+    assert _me(workspace, token).status_code == 200  # another user's token
+    login = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": workspace.admin["email"], "password": PASSWORD}
+    )
+    assert login.status_code == 401
+    with session_scope() as session:
+        invitation = session.get(AgentInvitation, uuid.UUID(reset.json["invitation_id"]))
+        assert str(invitation.user_id) == workspace.admin["id"]
+        revoked = session.scalars(
+            select(ApiKey.revoked_at).where(ApiKey.user_id == uuid.UUID(workspace.admin["id"]))
+        ).all()
+        assert revoked and all(revoked)
+    assert root.call("POST", f"{base}/{uuid.uuid4()}/reset-password").status_code == 404
+    # The other user's password still works.
+    other = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
+    )
+    assert other.status_code == 200
