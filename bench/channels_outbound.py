@@ -157,6 +157,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         graph.reset()
         print(f"[channels_outbound] engine: {args.messages} messages", flush=True)
         first = commit_messages(tenant_id, conversations, args.messages, args.batch)
+        committed = time.time()
         common.wait_until(
             lambda: count_sent(tenant_id) >= args.messages + 1,
             f"{args.messages} messages sent",
@@ -172,6 +173,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "sends": len(arrivals),
             "per_s": len(arrivals) / (max(arrivals) - first),
             "recorded_per_s": len(arrivals) / (recorded - first),
+            "commit_s": committed - first,
+            "span_s": max(arrivals) - first,
         }
         print(f"  {results['engine']}", flush=True)
         bench.stop(worker)
