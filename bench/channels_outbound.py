@@ -13,6 +13,8 @@ threaded http.server in this process):
   process, the inbox's code) bound the figure, not the send path.
 - drain: the same number committed while no worker runs, then a worker started; sends/s
   from the first to the last arrival at the fake: the send path's own rate.
+  The worker runs with ``OUTBOUND_SEND_THREADS`` = ``--threads``: at most P x T sends in
+  flight, as in the baseline.
 - baseline: the same payloads POSTed with one shared httpx client from P x T threads
   in this process (no database, no broker): the ceiling the fake server and loopback
   allow at that concurrency.
@@ -150,7 +152,10 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "--threads",
             str(args.threads),
         ]
-        worker = bench.start("worker", worker_argv)
+        # NOTE: the engine's sends in flight per process capped at the threads, so the
+        # worker has the bare loop's concurrency (P x T), not more.
+        worker_env = {"OUTBOUND_SEND_THREADS": str(args.threads)}
+        worker = bench.start("worker", worker_argv, worker_env)
         # Warm-up: one message end to end (worker started, connections open).
         commit_messages(tenant_id, conversations, 1, 1)
         common.wait_until(
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         graph.reset()
         print(f"[channels_outbound] drain: {args.messages} messages", flush=True)
         commit_messages(tenant_id, conversations, args.messages, args.batch)
-        worker = bench.start("worker-drain", worker_argv)
+        worker = bench.start("worker-drain", worker_argv, worker_env)
         common.wait_until(
             lambda: count_sent(tenant_id) >= 2 * args.messages + 1,
             f"{args.messages} more messages sent",

@@ -154,7 +154,8 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         if not rows:
             return [], done
         attempts = {row.message_id: row.attempts for row in rows}
-        keys = [(row.tenant_id, row.message_id) for row in rows]
+        by_tenant = {row.message_id: row.tenant_id for row in rows}
+        keys = [(tenant_id, message_id) for message_id, tenant_id in by_tenant.items()]
         loaded = session.execute(
             select(Message, Conversation, Contact)
             .join(
@@ -192,6 +193,13 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
                 )
             except Exception as exc:
                 item.error = as_failure(exc, f"send {message.id}")
+            claims.append(item)
+        gone = set(attempts) - {m.id for m, _, _ in loaded} - set(done)
+        for message_id in gone:  # its conversation or contact was deleted: nobody to send to
+            item = Claim(message_id, by_tenant[message_id], attempts[message_id], started)
+            item.error = SendFailed(
+                "recipient_gone", "the conversation or contact was deleted", transient=False
+            )
             claims.append(item)
         for status, finished_ids in finished.items():
             outbound.finish(session, finished_ids, status)
