@@ -300,6 +300,20 @@ class Settings(BaseSettings):
     campaign_max_backoff_seconds: float = Field(
         600.0, ge=0, description="longest wait of a throttled campaign"
     )
+    outbound_claim_seconds: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "how long a worker's claim keeps other jobs off the messages it sends; a killed"
+            " worker's messages are sent again once it runs out"
+        ),
+    )
+    outbound_send_threads: int = Field(
+        32, ge=1, le=512, description="provider calls in flight at once per worker process"
+    )
+    outbound_account_concurrency: int = Field(
+        16, ge=1, le=512, description="provider calls in flight per account per worker process"
+    )
     media_root: str = Field("var/media", description="local media storage directory")
     media_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="largest media upload or provider download"

@@ -178,6 +178,8 @@ def _provider_id(
     found = answer.get("id") if isinstance(answer, dict) else None
     if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
         candidate = provider_id(account, "outbound", str(found).strip()[:MAX_RECEIVER_ID])
-        if ingest.find_message(session, message.tenant_id, candidate) in (None, message):
+        # NOTE: by id: the sender's session is not the one that loaded ``message``.
+        found_message = ingest.find_message(session, message.tenant_id, candidate)
+        if found_message is None or found_message.id == message.id:
             return candidate
     return provider_id(account, "outbound", own)

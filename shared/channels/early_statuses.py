@@ -10,8 +10,8 @@ message id, before looking at the other side's rows:
 
 - the status path (:func:`shared.channels.ingest.apply_status`) locks, looks for the
   message again, and parks the status only if it is still unknown;
-- the send path (:func:`shared.channels.outbound.send`) locks, sets the id, and applies
-  whatever is parked (:func:`apply_parked`).
+- the send path (:func:`shared.channels.outbound.record_sent_many`) locks, sets the id,
+  and applies whatever is parked (:func:`apply_parked_many`).
 
 Under READ COMMITTED each statement after the lock sees what the other committed, so
 either the status finds the message or the send finds the status: none is lost. Parked
@@ -29,7 +29,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, func, literal_column, select, text
+from sqlalchemy import and_, delete, exists, func, literal_column, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,21 @@ _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 def lock(session: Session, tenant_id: uuid.UUID, provider_message_id: str) -> None:
     """Serialize the status and send paths of one provider message id until commit."""
     session.execute(_LOCK, {"key": f"early_status:{tenant_id}:{provider_message_id}"})
+
+
+_LOCK_MANY = text(
+    """
+    SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))
+      FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS ordered
+    """
+)
+
+
+def lock_many(session: Session, pairs: list[tuple[uuid.UUID, str]]) -> None:
+    """:func:`lock` for many ``(tenant_id, provider_message_id)``, in one order (one round trip)."""
+    if pairs:
+        keys = sorted({f"early_status:{tenant_id}:{pid}" for tenant_id, pid in pairs})
+        session.execute(_LOCK_MANY, {"keys": keys})
 
 
 def park(session: Session, tenant_id: uuid.UUID, item: StatusReport) -> bool:
@@ -90,6 +105,32 @@ def apply_parked(session: Session, message: Message) -> int:
         )
         .returning(EarlyStatus)
     ).all()
+    return _apply(session, message, parked)
+
+
+def apply_parked_many(session: Session, messages: list[Message]) -> int:
+    """:func:`apply_parked` for many locked messages: one DELETE finds what is parked."""
+    pairs = [(m.tenant_id, m.provider_message_id) for m in messages if m.provider_message_id]
+    if not pairs:
+        return 0
+    parked = session.scalars(
+        delete(EarlyStatus)
+        .where(tuple_(EarlyStatus.tenant_id, EarlyStatus.provider_message_id).in_(pairs))
+        .returning(EarlyStatus)
+    ).all()
+    if not parked:
+        return 0
+    by_id: dict[tuple[uuid.UUID, str], list[EarlyStatus]] = {}
+    for row in parked:
+        by_id.setdefault((row.tenant_id, row.provider_message_id), []).append(row)
+    return sum(
+        _apply(session, m, by_id[(m.tenant_id, m.provider_message_id)])
+        for m in messages
+        if (m.tenant_id, m.provider_message_id) in by_id
+    )
+
+
+def _apply(session: Session, message: Message, parked) -> int:
     changed = 0
     for row in sorted(parked, key=lambda r: ORDER.get(r.status, len(ORDER))):
         if row.status not in statuses.STATUSES:

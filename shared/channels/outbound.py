@@ -1,138 +1,68 @@
-"""send_outbound's work: claim one queued message, send it once, record the provider's answer.
+"""What a send's outcome does to its message and its ``outbound_sends`` row.
 
-The claim is the message's ``outbound_sends`` row, locked with ``FOR UPDATE SKIP
-LOCKED`` for the whole attempt: a second copy of the job (a redelivery, the
-sweeper) finds it locked and does nothing, and once the row says ``sent`` or
-``failed`` every later copy is a no-op. So a message is sent once per
-successful commit.
+The outbound engine (:mod:`shared.channels.outbound_engine`) claims, sends and then
+records through these, in one transaction per batch:
 
-NOTE: delivery is at-least-once at the edge: if the worker dies (or Postgres
-fails) after the provider accepted the message but before the commit, the
-attempt rolls back and the sweeper sends it again. Neither Meta nor SMTP offers
-an idempotency key that would close that gap.
+- :func:`record_sent_many`: the sent messages in a few statements: ``sent`` with the
+  provider's message id through the delivery rule (only a ``queued`` message moves),
+  one ``message.status_updated`` each, then the statuses Meta reported for those ids
+  before this commit (:mod:`shared.channels.early_statuses`), under the advisory locks
+  their callbacks take too, taken before the message rows as the status path does.
+  A message that is no longer ``queued`` goes through :func:`record_sent_one`, the
+  per-message path (:func:`shared.channels.statuses.apply_status` decides).
+- :func:`reschedule`: back to pending for a retry time (a transient failure, or a
+  message of a throttled account that was not sent and so was no attempt).
+- :func:`record_failed`: ``failed`` with the provider's code and message (an account
+  whose token Meta rejected is marked, :mod:`.token_rejections`); when retries ran
+  out, a dead letter (``send_outbound`` with the message id) makes it visible to
+  operators, in the same transaction.
 
-Results go through :func:`shared.channels.statuses.apply_status`: ``sent`` with
-the provider's message id, or ``failed`` with the provider's code and message,
-each emitting ``message.status_updated``. Statuses Meta reported for that id
-before this commit (kept by :mod:`shared.channels.early_statuses`) are applied
-right after ``sent``, under the lock their callbacks take too.
+:func:`send` is one message through the engine (``send_outbound``, re-drives).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import case, func, literal_column, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from shared.channels import early_statuses, token_rejections, transports
+from shared.channels import early_statuses, token_rejections
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
-from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
+from shared.channels.send_errors import Outcome, Result, SendFailed
 from shared.channels.statuses import apply_status
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.db import session_scope
-from shared.models import Contact, Conversation, Message
+from shared.dead_letters import record_dead_letter
+from shared.events import Actor, emit_many
+from shared.models import Conversation, IntegrationAccount, Message
 from shared.models.outbound import OutboundSend
+from shared.schemas.messages import MessageView
 
 log = logging.getLogger(__name__)
 
-
-def send(message_id: uuid.UUID, *, last_attempt: bool) -> Result:
-    """One attempt at sending ``message_id``; see the module docstring.
-
-    On a transient failure the attempt is recorded and :data:`Outcome.RETRY`
-    returned, unless ``last_attempt``: then the message is failed with that error.
-    """
-    with session_scope() as session:
-        claim = session.scalars(
-            select(OutboundSend)
-            .where(OutboundSend.message_id == message_id)
-            .with_for_update(skip_locked=True)
-        ).one_or_none()
-        if claim is None:
-            exists = session.scalar(
-                select(func.count()).where(OutboundSend.message_id == message_id)
-            )
-            return Result(Outcome.BUSY if exists else Outcome.UNKNOWN)
-        if claim.status != "pending":
-            return Result(Outcome.DONE)
-        # PERF: the message, its conversation and contact in one round trip.
-        message, conversation, contact = session.execute(
-            select(Message, Conversation, Contact)
-            .join(
-                Conversation,
-                (Conversation.id == Message.conversation_id)
-                & (Conversation.tenant_id == Message.tenant_id),
-            )
-            .join(
-                Contact,
-                (Contact.id == Conversation.contact_id) & (Contact.tenant_id == Message.tenant_id),
-            )
-            .where(Message.id == message_id, Message.tenant_id == claim.tenant_id)
-        ).one()
-        if message.status != "queued":  # failed or moved on by some other path
-            _finish(claim, "sent" if message.status != "failed" else "failed")
-            return Result(Outcome.DONE)
-        claim.attempts += 1
-        claim.last_attempt_at = func.now()
-        claim.sweep_at = func.now() + _sweep_delay()
-        account_id = None
-        try:
-            outgoing = _outgoing(session, message, conversation, contact)
-            account_id = outgoing.account.id
-            provider_id = transports.send(session, outgoing)
-        except Exception as exc:
-            error = as_failure(exc, f"send {message_id}")
-            claim.last_error_code = error.code[:64]
-            claim.last_error_message = error.message
-            if error.transient and not last_attempt:
-                log.info("send %s: transient %s, will retry", message_id, error.code)
-                return Result(Outcome.RETRY, error)
-            if account_id is not None and error.code in token_rejections.TOKEN_INVALID_CODES:
-                token_rejections.mark_rejected(
-                    session, Ctx.system(message.tenant_id), account_id, error.code
-                )
-            _fail(session, claim, message, error)
-            return Result(Outcome.FAILED, error)
-        if message.channel in early_statuses.CHANNELS:
-            # Before the message's row lock, in the order the status path takes them.
-            early_statuses.lock(session, message.tenant_id, provider_id)
-        session.refresh(message, with_for_update=True)
-        message.provider_message_id = provider_id
-        apply_status(session, message, "sent")
-        if message.channel in early_statuses.CHANNELS:
-            early_statuses.apply_parked(session, message)
-        _finish(claim, "sent")
-        return Result(Outcome.SENT, provider_message_id=provider_id)
+#: The dead letter of a send that ran out of retries names this actor and queue, so an
+#: operator's requeue goes through the same path.
+DEAD_LETTER_ACTOR = "send_outbound"
+DEAD_LETTER_QUEUE = "outbound"
 
 
-def _fail(session: Session, claim: OutboundSend, message: Message, error: SendFailed) -> None:
-    log.warning("send %s failed for good: %s %s", message.id, error.code, error.message)
-    session.refresh(message, with_for_update=True)
-    apply_status(
-        session, message, "failed", error_code=error.code[:64], error_message=error.message
-    )
-    _finish(claim, "failed")
+def send(message_id: uuid.UUID) -> Result:
+    """One attempt at sending ``message_id`` (if it is due), recorded; see the engine."""
+    from shared.channels import outbound_engine  # NOTE: the engine records through here
+
+    results = outbound_engine.send_batch([message_id])
+    return results.get(message_id) or Result(Outcome.BUSY)
 
 
-def _finish(claim: OutboundSend, status: str) -> None:
-    claim.status = status
-    claim.finished_at = func.now()
-
-
-def _sweep_delay():
-    """How long a claim waits before the sweeper may re-drive it: past any retry backoff."""
-    settings = get_settings()
-    seconds = settings.outbound_sweep_after_seconds + settings.outbound_max_backoff_ms / 1000
-    return literal_column(f"interval '{float(seconds)} seconds'")
-
-
-def _outgoing(
-    session: Session, message: Message, conversation: Conversation, contact: Contact
-) -> transports.Outgoing:
+def account_of(
+    session: Session, message: Message, conversation: Conversation
+) -> tuple[IntegrationAccount, dict[str, str]]:
     """The sending account (the conversation's, else the channel default), decrypted."""
     account = account_for(
         session, message.tenant_id, conversation.integration_account_id, message.channel
@@ -145,6 +75,170 @@ def _outgoing(
         raise SendFailed(
             "account_disabled", f"the {message.channel} account is disabled", transient=False
         )
-    return transports.Outgoing(
-        message, conversation, contact, account, decrypt_credentials(account)
+    return account, decrypt_credentials(account)
+
+
+def finish(session: Session, message_ids: Sequence[uuid.UUID], status: str) -> None:
+    """The sends of these messages are over (``sent`` or ``failed``)."""
+    session.execute(
+        update(OutboundSend)
+        .where(OutboundSend.message_id.in_(list(message_ids)))
+        .values(status=status, finished_at=func.now())
     )
+
+
+def record_sent_many(
+    session: Session, sent: Sequence[tuple[uuid.UUID, uuid.UUID, str, str]]
+) -> None:
+    """Record ``(tenant_id, message_id, provider_message_id, channel)`` sends as ``sent``."""
+    early_statuses.lock_many(
+        session,
+        [(t, pid) for t, _, pid, channel in sent if channel in early_statuses.CHANNELS],
+    )
+    provider_ids = {message_id: pid for _, message_id, pid, _ in sent}
+    stamp = dt.datetime.now(dt.UTC).isoformat()
+    empty = literal_column("'{}'::jsonb")
+    stamps = func.coalesce(Message.metadata_["status_timestamps"], empty).op("||")(
+        func.jsonb_build_object("sent", stamp)
+    )
+    moved = session.scalars(
+        update(Message)
+        .where(
+            tuple_(Message.tenant_id, Message.id).in_([(t, m) for t, m, _, _ in sent]),
+            Message.status == "queued",
+        )
+        .values(
+            status="sent",
+            provider_message_id=case(provider_ids, value=Message.id),
+            metadata_=func.coalesce(Message.metadata_, empty).op("||")(
+                func.jsonb_build_object("status_timestamps", stamps)
+            ),
+            updated_at=func.now(),
+        )
+        .returning(Message)
+        .execution_options(synchronize_session=False)
+    ).all()
+    emit_many(
+        session,
+        "message.status_updated",
+        [(m.tenant_id, MessageView.data(m) | {"previous_status": "queued"}) for m in moved],
+        actor=Actor.system(),
+    )
+    early_statuses.apply_parked_many(
+        session, [m for m in moved if m.channel in early_statuses.CHANNELS]
+    )
+    done = {m.id for m in moved}
+    for tenant_id, message_id, provider_id, _ in sent:
+        if message_id not in done:
+            record_sent_one(session, tenant_id, message_id, provider_id)
+    finish(session, list(provider_ids), "sent")
+
+
+def record_sent_one(
+    session: Session, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str
+) -> None:
+    """A sent message that was not ``queued`` any more: the delivery rule decides."""
+    message = session.scalars(
+        select(Message).where(Message.tenant_id == tenant_id, Message.id == message_id)
+    ).one_or_none()
+    if message is None:  # deleted meanwhile (its send row went with it)
+        return
+    if message.channel in early_statuses.CHANNELS:
+        early_statuses.lock(session, tenant_id, provider_id)
+    session.refresh(message, with_for_update=True)
+    message.provider_message_id = provider_id
+    apply_status(session, message, "sent")
+    if message.channel in early_statuses.CHANNELS:
+        early_statuses.apply_parked(session, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    """A send going back to pending for ``delay`` seconds."""
+
+    message_id: uuid.UUID
+    delay: float
+    error: SendFailed | None = None
+    #: Not sent at all (a paused account): the claim's attempt is taken back.
+    undo_attempt: bool = False
+
+
+_RESCHEDULE = text(
+    """
+    UPDATE outbound_sends
+       SET attempts = attempts - :undo,
+           next_attempt_at = now() + make_interval(secs => :delay),
+           sweep_at = now() + make_interval(secs => :sweep),
+           last_error_code = coalesce(CAST(:code AS varchar), last_error_code),
+           last_error_message = coalesce(CAST(:message AS text), last_error_message)
+     WHERE message_id = :id AND status = 'pending'
+    """
+)
+
+
+def reschedule(session: Session, items: Sequence[Reschedule]) -> None:
+    """Put claimed sends back to pending, due after their delay (one pipelined statement)."""
+    sweep_after = get_settings().outbound_sweep_after_seconds
+    session.execute(
+        _RESCHEDULE,
+        [
+            {
+                "id": item.message_id,
+                "undo": 1 if item.undo_attempt else 0,
+                "delay": item.delay,
+                "sweep": item.delay + sweep_after,
+                "code": item.error.code[:64] if item.error else None,
+                "message": item.error.message if item.error else None,
+            }
+            for item in items
+        ],
+    )
+
+
+def record_failed(
+    session: Session,
+    tenant_id: uuid.UUID,
+    message_id: uuid.UUID,
+    error: SendFailed,
+    *,
+    account_id: uuid.UUID | None,
+    attempts: int | None = None,
+) -> None:
+    """Fail the message with the provider's error; ``attempts`` set: retries ran out,
+    so a dead letter is written too."""
+    message = session.scalars(
+        select(Message)
+        .where(Message.tenant_id == tenant_id, Message.id == message_id)
+        .with_for_update()
+    ).one_or_none()
+    if message is None:
+        return
+    log.warning("send %s failed for good: %s %s", message_id, error.code, error.message)
+    if account_id is not None and error.code in token_rejections.TOKEN_INVALID_CODES:
+        token_rejections.mark_rejected(session, Ctx.system(tenant_id), account_id, error.code)
+    apply_status(
+        session, message, "failed", error_code=error.code[:64], error_message=error.message
+    )
+    session.execute(
+        update(OutboundSend)
+        .where(OutboundSend.message_id == message_id)
+        .values(
+            status="failed",
+            finished_at=func.now(),
+            last_error_code=error.code[:64],
+            last_error_message=error.message,
+        )
+    )
+    if attempts is not None:
+        record_dead_letter(
+            session,
+            message_id=str(uuid.uuid4()),
+            queue_name=DEAD_LETTER_QUEUE,
+            actor_name=DEAD_LETTER_ACTOR,
+            args=[str(message_id)],
+            kwargs={},
+            options={"tenant_id": str(tenant_id)},
+            retries=attempts - 1,
+            error=f"gave up after {attempts} attempts: {error.code}: {error.message}",
+            tenant_id=tenant_id,
+        )

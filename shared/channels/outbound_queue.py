@@ -3,7 +3,7 @@
 - :func:`target` (registered by the worker module) runs in ``dispatch_event``'s
   transaction: for an outbound ``message.created`` whose message is ``queued`` it
   inserts the message's ``outbound_sends`` row (idempotent) and, after commit,
-  enqueues ``send_outbound(message_id)``.
+  hands the ids to the enqueuer (``send_outbound_batch`` jobs, one per batch).
 - :func:`sweep` (a scheduler job) re-enqueues pending sends whose ``sweep_at``
   passed: a job lost with its broker message or its worker. Rows a worker is
   sending right now are locked and skipped.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 TARGET_NAME = "channels_outbound"
 
-#: ``[message_id, ...]`` -> ``send_outbound`` messages, after commit.
+#: ``[message_id, ...]`` -> ``send_outbound_batch`` messages, after commit.
 QUEUE: AfterCommitQueue[uuid.UUID] = AfterCommitQueue("omnistream.outbound_sends", "outbound sends")
 set_enqueuer = QUEUE.set_enqueuer
 enqueue = QUEUE.enqueue
@@ -64,7 +64,10 @@ def target(session: Session, event: OutboxEvent) -> None:
 
 def sweep(session: Session, *, batch: int = 500) -> int:
     """Re-enqueue pending sends whose ``sweep_at`` passed; push it out so they are not re-sent
-    every run. Enqueued after commit."""
+    every run. Enqueued after commit.
+
+    A send a worker holds is not due here: its claim pushed ``sweep_at`` past the
+    claim's expiry, so only a claim that ran out (a killed worker) is re-driven."""
     due = (
         select(OutboundSend.message_id)
         .where(OutboundSend.status == "pending", OutboundSend.sweep_at <= func.now())

@@ -61,6 +61,8 @@ class Result:
     outcome: Outcome
     error: SendFailed | None = None
     provider_message_id: str | None = None
+    #: With :data:`Outcome.RETRY`: seconds until the next attempt is due.
+    retry_in: float | None = None
 
 
 def as_failure(exc: Exception, what: str) -> SendFailed:

@@ -1,10 +1,10 @@
 """Outbound sends: the worker's claim and retry bookkeeping of one outbound message.
 
 One row per outbound message, written by the dispatch target in the same
-transaction that processes its ``message.created`` event. ``send_outbound``
-locks it (``FOR UPDATE SKIP LOCKED``) while it talks to the provider, so two
-copies of the job never send one message twice; ``sweep_at`` lets the
-scheduler re-enqueue a send whose job was lost.
+transaction that processes its ``message.created`` event. The outbound engine
+(:mod:`shared.channels.outbound_engine`) claims it by moving ``next_attempt_at``
+to the claim's expiry, so no other job sends the message while the claim lives;
+``sweep_at`` lets the scheduler re-enqueue a send whose job was lost.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class OutboundSend(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(server_default="0")
+    #: When a job may claim this send: a live claim's expiry, or a retry's time.
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     #: When the scheduler may re-enqueue this send if it is still pending.
     sweep_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     last_attempt_at: Mapped[dt.datetime | None]

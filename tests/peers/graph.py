@@ -23,7 +23,9 @@ and scripted apart from the sends with :meth:`FakeGraph.script_receipts`.
 Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
 next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 :func:`tests.peers.meta_errors.meta_error` (``"131047"``, ``"190"``...),
-``("sleep", seconds)`` (then ok) or ``("raw", status, body)``.
+``("sleep", seconds)`` (then ok), ``("raw", status, body)`` or ``("throttle", code,
+retry_after)`` (Meta's throttling error with a ``Retry-After`` header).
+:meth:`FakeGraph.peak_in_flight` is the most sends one token had in flight at once.
 """
 
 from __future__ import annotations
@@ -130,6 +132,25 @@ class FakeGraph:
     #: WA Templates: WABA id -> its message templates (see ``message_templates`` below).
     wa_templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _templates_plan: list[Any] = field(default_factory=list)
+    # --- concurrency seen per token (outbound engine) ---
+    _in_flight: dict[str | None, int] = field(default_factory=dict)
+    _peak: dict[str | None, int] = field(default_factory=dict)
+
+    def peak_in_flight(self, token: str | None = None) -> int:
+        """The most sends (``/messages`` POSTs) in flight at once with ``token`` (None: any)."""
+        with self.lock:
+            return self._peak.get(token, 0)
+
+    def _enter(self, token: str | None) -> None:
+        with self.lock:
+            for k in (token, None):
+                self._in_flight[k] = self._in_flight.get(k, 0) + 1
+                self._peak[k] = max(self._peak.get(k, 0), self._in_flight[k])
+
+    def _leave(self, token: str | None) -> None:
+        with self.lock:
+            for k in (token, None):
+                self._in_flight[k] -= 1
 
     @property
     def base_url(self) -> str:
@@ -149,6 +170,8 @@ class FakeGraph:
             self.next_wamids.clear()
             self.wa_templates.clear()
             self._templates_plan = []
+            self._in_flight.clear()
+            self._peak.clear()
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
@@ -263,6 +286,7 @@ def _handler(graph: FakeGraph):
             headers: dict[str, str] | None = None,
         ) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self._left()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -273,6 +297,11 @@ def _handler(graph: FakeGraph):
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
+
+        def _left(self) -> None:
+            leaving, self._leaving = getattr(self, "_leaving", None), None
+            if leaving is not None:
+                leaving()
 
         def _authorized(self, recorded: Recorded) -> bool:
             token = recorded.token
@@ -319,10 +348,24 @@ def _handler(graph: FakeGraph):
             if parts[2] == "media":  # a WhatsApp media upload
                 self._send(200, {"id": str(secrets.randbelow(10**15))})
                 return
+            # NOTE: it leaves as the answer starts (see _send): a client that got its
+            # answer and sends again never overlaps the request it waited for.
+            graph._enter(recorded.token)
+            self._leaving = lambda: graph._leave(recorded.token)
+            try:
+                self._answer_send(parts, recorded)
+            finally:
+                self._left()
+
+        def _answer_send(self, parts: list[str], recorded: Recorded) -> None:
             behaviour = graph._next()
             if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
                 time.sleep(behaviour[1])
                 behaviour = "ok"
+            if isinstance(behaviour, tuple) and behaviour[0] == "throttle":
+                status, body = meta_error(behaviour[1])
+                self._send(status, body, headers={"Retry-After": str(behaviour[2])})
+                return
             if isinstance(behaviour, tuple) and behaviour[0] == "raw":
                 self._send(behaviour[1], behaviour[2])
                 return

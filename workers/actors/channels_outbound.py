@@ -1,26 +1,31 @@
-"""send_outbound: send one queued outbound message through its channel; and its fan-out.
+"""send_outbound_batch / send_outbound: send queued outbound messages; and their fan-out.
 
 Importing this module registers the ``channels_outbound`` dispatch target and
-installs the after-commit enqueuer (:mod:`shared.channels.outbound_queue`).
+installs the after-commit enqueuer (:mod:`shared.channels.outbound_queue`), which
+sends the messages a transaction committed as ``send_outbound_batch`` jobs of up
+to :data:`~shared.channels.outbound_engine.MAX_BATCH` ids.
 
-Transient provider failures (5xx, 429, timeouts, SMTP 4xx) raise, so Dramatiq
-retries with backoff (a provider's ``Retry-After`` is honoured when longer). On
-the last attempt the message is failed with the last error *and* the job still
-raises, so the dead letter is recorded and visible to operators.
+Each job runs the outbound engine (:mod:`shared.channels.outbound_engine`): one
+claim, the provider calls concurrently on the process's send threads, one record.
+The retry *schedule* is the send row's (``next_attempt_at``): a transient failure
+is recorded with its retry time and re-enqueued here with that delay; a lost
+re-enqueue is the sweeper's. When retries run out the engine fails the message and
+writes its dead letter itself. Dramatiq's own retries below only cover a crash of
+the job (the database down...); its claims then run out and the sweeper re-drives.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 
 from shared import dispatch
-from shared.channels import outbound, outbound_queue
-from shared.channels.send_errors import SendFailed
+from shared.channels import outbound_engine, outbound_queue
+from shared.channels.send_errors import Outcome
 from shared.config import get_settings
 from workers import queues
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
@@ -29,47 +34,48 @@ log = logging.getLogger(__name__)
 
 _settings = get_settings()
 
+#: Added to a retry's delay: the delayed job must not arrive before the row is due.
+_DELAY_SLACK_MS = 50
 
-class TransientSendError(Exception):
-    """A provider failure worth retrying (the message stays ``queued``)."""
+_OPTIONS = {
+    "queue_name": queues.OUTBOUND,
+    "max_retries": _settings.outbound_max_retries,
+    "min_backoff": _settings.outbound_min_backoff_ms,
+    "max_backoff": _settings.outbound_max_backoff_ms,
+    # NOTE: above a batch's claim (the engine starts no send its claim cannot cover).
+    "time_limit": 15 * 60_000,
+}
 
 
-@dramatiq.actor(
-    queue_name=queues.OUTBOUND,
-    max_retries=_settings.outbound_max_retries,
-    min_backoff=_settings.outbound_min_backoff_ms,
-    max_backoff=_settings.outbound_max_backoff_ms,
-    # NOTE: above one provider call's own timeout (httpx / smtplib enforce it).
-    time_limit=10 * 60_000,
-)
+def _send(message_ids: Sequence[str]) -> None:
+    results = outbound_engine.send_batch([uuid.UUID(i) for i in message_ids])
+    later: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for message_id, result in results.items():
+        log.debug("send %s: %s", message_id, result.outcome)
+        if result.outcome == Outcome.RETRY:
+            later[int((result.retry_in or 0.0) * 1000)].append(message_id)
+    for delay_ms, ids in later.items():
+        options = {"delay": delay_ms + _DELAY_SLACK_MS} if delay_ms > 0 else {}
+        for batch in outbound_engine.chunks(ids):
+            send_outbound_batch.send_with_options(args=([str(i) for i in batch],), **options)
+
+
+@dramatiq.actor(**_OPTIONS)
+def send_outbound_batch(message_ids: list[str]) -> None:
+    """Send the due messages of the batch; those sent, failed or claimed elsewhere are no-ops."""
+    _send(message_ids)
+
+
+@dramatiq.actor(**_OPTIONS)
 def send_outbound(message_id: str) -> None:
-    """Send the message unless it was sent already; a duplicate job is a no-op."""
-    current = CurrentMessage.get_current_message()
-    retries = current.options.get("retries", 0) if current is not None else 0
-    max_retries = send_outbound.options.get("max_retries", 0)
-    result = outbound.send(uuid.UUID(message_id), last_attempt=retries >= max_retries)
-    log.debug("send_outbound %s: %s", message_id, result.outcome)
-    error = result.error
-    if result.outcome == outbound.Outcome.RETRY and error is not None:
-        raise _retry(error, retries)
-    if result.outcome == outbound.Outcome.FAILED and error is not None and error.transient:
-        # The last attempt: the message is failed; raising records the dead letter.
-        raise TransientSendError(f"gave up after {retries} retries: {error}")
-
-
-def _retry(error: SendFailed, retries: int) -> Exception:
-    if error.retry_after:
-        backoff = min(
-            _settings.outbound_max_backoff_ms, _settings.outbound_min_backoff_ms * 2**retries
-        )
-        return dramatiq.Retry(str(error), delay=max(backoff, int(error.retry_after * 1000)))
-    return TransientSendError(str(error))
+    """One message, by the same engine (re-drives, requeued dead letters, older messages)."""
+    _send([message_id])
 
 
 def enqueue_sends(message_ids: Sequence[uuid.UUID]) -> None:
-    """The :mod:`shared.channels.outbound_queue` enqueuer: one message per send."""
-    for message_id in message_ids:
-        send_outbound.send(str(message_id))
+    """The :mod:`shared.channels.outbound_queue` enqueuer: one job per batch of ids."""
+    for batch in outbound_engine.chunks(list(message_ids)):
+        send_outbound_batch.send([str(i) for i in batch])
 
 
 dispatch.register_target(outbound_queue.TARGET_NAME, outbound_queue.target)

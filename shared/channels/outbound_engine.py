@@ -1,0 +1,392 @@
+"""Send a batch of outbound messages: one claim, concurrent provider calls, one record.
+
+The outbound counterpart of the webhook engine (:mod:`shared.webhooks.engine`), made
+per batch of ``send_outbound_batch`` (up to :data:`MAX_BATCH` messages a transaction
+committed) instead of one job, transaction and worker thread per message:
+
+1. claim: one ``UPDATE outbound_sends ... FOR UPDATE SKIP LOCKED`` over the pending,
+   due rows among the ids moves their ``next_attempt_at`` to the claim's expiry
+   (``OUTBOUND_CLAIM_SECONDS``) and counts the attempt; their messages,
+   conversations and contacts are loaded in one query, accounts once per batch;
+   committed. While the claim lives no other job claims the message (a duplicate
+   job, the sweeper's re-drive finds nothing due), so one message is never sent by
+   two workers at once.
+2. send: outside any transaction, on this process's pool of send threads
+   (``OUTBOUND_SEND_THREADS``) through the same transports as ever, each account
+   within its slots and throttling pauses (:mod:`.outbound_limits`). A send starts
+   only while its claim has room left for the send's own time bound, so it ends
+   before the claim can run out; what has no room left is put back (not an attempt).
+3. record: in one transaction, the sent ones batched (:func:`.outbound.record_sent_many`),
+   transient failures back to pending for their retry time (a doubling backoff, or the
+   provider's ``Retry-After`` when longer), the rest failed through the per-message path
+   (:func:`.outbound.record_failed`, token rejection included). A message still failing
+   after ``OUTBOUND_MAX_RETRIES`` retries is failed and dead-lettered, in that same
+   transaction: never silently dropped. If that transaction fails, each message is
+   recorded on its own.
+
+The caller (the actor) re-enqueues every :data:`Outcome.RETRY` with its ``retry_in``
+delay; a lost re-enqueue is the sweeper's, as a lost job always was.
+
+NOTE: delivery is at least once at the edge, as before: a worker that dies after the
+provider accepted a message and before the record commits leaves the claim to run
+out, and the message is sent again (neither Meta nor SMTP has an idempotency key).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.orm import Session
+
+from shared.channels import outbound, transports
+from shared.channels.graph_errors import is_throttled
+from shared.channels.outbound_limits import AccountLimits, account_limits
+from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
+from shared.config import Settings, get_settings
+from shared.db import session_scope
+from shared.models import Contact, Conversation, Message
+
+log = logging.getLogger(__name__)
+
+#: Messages per ``send_outbound_batch`` job at most.
+MAX_BATCH = 50
+
+#: ``ORDER BY``: every worker locks in one order. ``now()`` is the transaction's start,
+#: so the expiry is counted from before the rows were read.
+_CLAIM = text(
+    """
+    WITH due AS MATERIALIZED (
+        SELECT message_id FROM outbound_sends
+         WHERE message_id = ANY(:ids) AND status = 'pending' AND next_attempt_at <= now()
+         ORDER BY message_id
+         FOR UPDATE SKIP LOCKED
+    )
+    UPDATE outbound_sends s
+       SET attempts = s.attempts + 1,
+           last_attempt_at = now(),
+           next_attempt_at = now() + make_interval(secs => :lease),
+           sweep_at = now() + make_interval(secs => :sweep)
+      FROM due
+     WHERE s.message_id = due.message_id
+    RETURNING s.message_id, s.tenant_id, s.attempts
+    """
+)
+
+
+@dataclass(slots=True)
+class Claim:
+    """A message this job may send until ``deadline`` (monotonic) is past."""
+
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    #: This attempt's number (1 for the first).
+    attempt: int
+    deadline: float
+    outgoing: transports.Outgoing | None = None
+    #: Why it cannot even be tried (no account, a disabled one...).
+    error: SendFailed | None = None
+
+    @property
+    def account_id(self) -> uuid.UUID | None:
+        return self.outgoing.account.id if self.outgoing is not None else None
+
+
+@dataclass(slots=True)
+class Attempted:
+    """What became of a claim: sent (``provider_id``), refused (``error``) or put back."""
+
+    provider_id: str | None = None
+    error: SendFailed | None = None
+    #: Not sent: pending again in this many seconds (a paused account, no room left).
+    deferred: float | None = None
+
+
+def retry_delay(attempt: int, error: SendFailed | None, settings: Settings) -> float:
+    """Seconds before the next try after failed attempt ``attempt``: doubling, or the
+    provider's ``Retry-After`` when longer."""
+    backoff = min(
+        settings.outbound_max_backoff_ms, settings.outbound_min_backoff_ms * 2 ** (attempt - 1)
+    )
+    retry_after = error.retry_after if error is not None else None
+    return max(backoff / 1000, retry_after or 0.0)
+
+
+def _send_bound(channel: str, settings: Settings) -> float:
+    """The longest one send may take (an upload and a send; an SMTP session's steps)."""
+    if channel == "email":
+        return 4 * settings.smtp_timeout_seconds
+    if channel == "api":
+        return 2 * settings.webhook_timeout_seconds
+    return 2 * settings.graph_timeout_seconds
+
+
+# --- 1. claim ---------------------------------------------------------------------------------
+
+
+def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result]]:
+    """Claim the pending due sends among ``ids``; (claims, outcomes of those already done).
+
+    An id in neither is not ours now: sent or failed, claimed elsewhere, waiting for
+    its retry time, or unknown.
+    """
+    settings = get_settings()
+    lease = settings.outbound_claim_seconds
+    done: dict[uuid.UUID, Result] = {}
+    with session_scope() as session:
+        rows = session.execute(
+            _CLAIM,
+            {
+                "ids": list(ids),
+                "lease": lease,
+                "sweep": lease + settings.outbound_sweep_after_seconds,
+            },
+        ).all()
+        started = time.monotonic()
+        if not rows:
+            return [], done
+        attempts = {row.message_id: row.attempts for row in rows}
+        by_tenant = {row.message_id: row.tenant_id for row in rows}
+        keys = [(tenant_id, message_id) for message_id, tenant_id in by_tenant.items()]
+        loaded = session.execute(
+            select(Message, Conversation, Contact)
+            .join(
+                Conversation,
+                (Conversation.id == Message.conversation_id)
+                & (Conversation.tenant_id == Message.tenant_id),
+            )
+            .join(
+                Contact,
+                (Contact.id == Conversation.contact_id) & (Contact.tenant_id == Message.tenant_id),
+            )
+            .where(tuple_(Message.tenant_id, Message.id).in_(keys))
+            .order_by(Message.created_at, Message.id)
+        ).all()
+        claims: list[Claim] = []
+        finished: dict[str, list[uuid.UUID]] = defaultdict(list)
+        accounts: dict[tuple, tuple] = {}
+        for message, conversation, contact in loaded:
+            if message.status != "queued":  # failed or moved on by some other path
+                finished["failed" if message.status == "failed" else "sent"].append(message.id)
+                done[message.id] = Result(Outcome.DONE)
+                continue
+            bound = _send_bound(message.channel, settings)
+            item = Claim(
+                message.id,
+                message.tenant_id,
+                attempts[message.id],
+                # NOTE: never less than half the claim, whatever the settings say.
+                started + max(lease - bound, lease / 2),
+            )
+            try:
+                account, credentials = _account(session, accounts, message, conversation)
+                item.outgoing = transports.Outgoing(
+                    message, conversation, contact, account, credentials
+                )
+            except Exception as exc:
+                item.error = as_failure(exc, f"send {message.id}")
+            claims.append(item)
+        gone = set(attempts) - {m.id for m, _, _ in loaded} - set(done)
+        for message_id in gone:  # its conversation or contact was deleted: nobody to send to
+            item = Claim(message_id, by_tenant[message_id], attempts[message_id], started)
+            item.error = SendFailed(
+                "recipient_gone", "the conversation or contact was deleted", transient=False
+            )
+            claims.append(item)
+        for status, finished_ids in finished.items():
+            outbound.finish(session, finished_ids, status)
+    return claims, done
+
+
+def _account(session: Session, memo: dict[tuple, tuple], message, conversation) -> tuple:
+    """The message's account and credentials, looked up (and decrypted) once per batch."""
+    memo_key = (message.tenant_id, conversation.integration_account_id, message.channel)
+    if memo_key not in memo:
+        try:
+            memo[memo_key] = (outbound.account_of(session, message, conversation), None)
+        except SendFailed as exc:
+            memo[memo_key] = (None, exc)
+    found, error = memo[memo_key]
+    if error is not None:
+        raise error
+    return found
+
+
+# --- 2. send ----------------------------------------------------------------------------------
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """This process's send threads (again in a forked child; rebuilt when resized)."""
+    global _pool
+    size = get_settings().outbound_send_threads
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] != size:
+            _pool = (
+                os.getpid(),
+                size,
+                ThreadPoolExecutor(size, thread_name_prefix="outbound-send"),
+            )
+        return _pool[2]
+
+
+def _interleaved(claims: Iterable[Claim]) -> list[Claim]:
+    """One account's claims between the others': a throttled account delays only its own."""
+    queues: dict[uuid.UUID | None, deque[Claim]] = defaultdict(deque)
+    for item in claims:
+        queues[item.account_id].append(item)
+    ordered: list[Claim] = []
+    while queues:
+        for account_id in list(queues):
+            ordered.append(queues[account_id].popleft())
+            if not queues[account_id]:
+                del queues[account_id]
+    return ordered
+
+
+def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
+    """Send every claim that may be sent, concurrently; what became of each."""
+    limits = account_limits()
+    out = {c.message_id: Attempted(error=c.error) for c in claims if c.outgoing is None}
+    ready = [c for c in claims if c.outgoing is not None]
+    limits.load_pauses(c.account_id for c in ready)
+    pool = _send_pool()
+    futures: dict[uuid.UUID, Future[Attempted]] = {}
+    for item in _interleaved(ready):
+        account_id = item.account_id
+        room = item.deadline - time.monotonic()
+        paused = limits.pause_left(account_id)
+        if paused > 0 or room <= 0:
+            out[item.message_id] = Attempted(deferred=paused)
+            continue
+        slot = limits.slot(account_id)
+        if not slot.acquire(timeout=room):
+            out[item.message_id] = Attempted(deferred=0.0)
+            continue
+        paused = limits.pause_left(account_id)  # it may have been throttled meanwhile
+        if paused > 0:
+            slot.release()
+            out[item.message_id] = Attempted(deferred=paused)
+            continue
+        try:
+            future = pool.submit(_send_one, item, limits)
+        except BaseException:
+            slot.release()
+            raise
+        future.add_done_callback(lambda _done, held=slot: held.release())
+        futures[item.message_id] = future
+    for message_id, future in futures.items():
+        out[message_id] = future.result()
+    return out
+
+
+def _send_one(item: Claim, limits: AccountLimits) -> Attempted:
+    """One provider call; a throttling answer pauses the account (never raises)."""
+    assert item.outgoing is not None
+    try:
+        # NOTE: the session is opened lazily: a text message never checks out a connection.
+        with session_scope() as session:
+            return Attempted(provider_id=transports.send(session, item.outgoing))
+    except Exception as exc:
+        error = as_failure(exc, f"send {item.message_id}")
+        if is_throttled(error):
+            limits.pause(item.outgoing.account.id, retry_delay(item.attempt, error, get_settings()))
+        return Attempted(error=error)
+
+
+# --- 3. record --------------------------------------------------------------------------------
+
+
+def record(
+    claims: Sequence[Claim], attempted: dict[uuid.UUID, Attempted]
+) -> dict[uuid.UUID, Result]:
+    """Record every claim's outcome: together, else (that failed) one by one."""
+    items = [(c, attempted[c.message_id]) for c in claims]
+    if not items:
+        return {}
+    try:
+        with session_scope() as session:
+            return _record(session, items)
+    except Exception:
+        if len(items) == 1:
+            log.exception(
+                "recording send %s failed; sent again once its claim runs out", claims[0].message_id
+            )
+            return {claims[0].message_id: Result(Outcome.BUSY)}
+        log.exception("recording %d sends together failed; recording them one by one", len(items))
+    results: dict[uuid.UUID, Result] = {}
+    for item in items:
+        results.update(record([item[0]], {item[0].message_id: item[1]}))
+    return results
+
+
+def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[uuid.UUID, Result]:
+    settings = get_settings()
+    results: dict[uuid.UUID, Result] = {}
+    sent: list[tuple[Claim, str]] = []
+    later: list[outbound.Reschedule] = []
+    failed: list[tuple[Claim, SendFailed, bool]] = []
+    for item, attempt in items:
+        error = attempt.error
+        if attempt.provider_id is not None:
+            sent.append((item, attempt.provider_id))
+        elif error is None:  # not sent: put back, and it was no attempt
+            delay = attempt.deferred or 0.0
+            later.append(outbound.Reschedule(item.message_id, delay, undo_attempt=True))
+            results[item.message_id] = Result(Outcome.RETRY, retry_in=delay)
+        elif error.transient and item.attempt <= settings.outbound_max_retries:
+            delay = retry_delay(item.attempt, error, settings)
+            log.info("send %s: transient %s, retry in %.2fs", item.message_id, error.code, delay)
+            later.append(outbound.Reschedule(item.message_id, delay, error=error))
+            results[item.message_id] = Result(Outcome.RETRY, error, retry_in=delay)
+        else:
+            failed.append((item, error, error.transient))
+            results[item.message_id] = Result(Outcome.FAILED, error)
+    if sent:
+        outbound.record_sent_many(
+            session,
+            [(c.tenant_id, c.message_id, pid, c.outgoing.message.channel) for c, pid in sent],
+        )
+        for item, provider_id in sent:
+            results[item.message_id] = Result(Outcome.SENT, provider_message_id=provider_id)
+    if later:
+        outbound.reschedule(session, later)
+    for item, error, exhausted in failed:
+        outbound.record_failed(
+            session,
+            item.tenant_id,
+            item.message_id,
+            error,
+            account_id=item.account_id,
+            attempts=item.attempt if exhausted else None,
+        )
+    return results
+
+
+# --- all three --------------------------------------------------------------------------------
+
+
+def send_batch(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Result]:
+    """Claim, send and record the due sends among ``ids``; each claimed id's outcome.
+
+    Ids not claimed are left out (or ``already_done`` when their message moved on).
+    """
+    claims, results = claim(ids)
+    if claims:
+        results.update(record(claims, send_all(claims)))
+    return results
+
+
+def chunks(ids: Sequence[uuid.UUID], size: int = MAX_BATCH) -> list[list[uuid.UUID]]:
+    """``ids`` cut into batches of at most ``size``, in order."""
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]

@@ -1,0 +1,200 @@
+"""The outbound engine: batches sent concurrently within each account's bound, Meta's
+throttling backing the account off, retries and failures per message, and a claim
+that outlives a killed worker without letting a second one send meanwhile."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import select, update
+
+from scheduler import jobs
+from shared.channels import outbound_engine, outbound_queue
+from shared.config import get_settings
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.inbox.messages import create_outbound_message
+from shared.models import Conversation, DeadLetter, Message
+from shared.models.outbound import OutboundSend
+from tests.channels_outbound.conftest import poll
+from workers.actors.channels_outbound import enqueue_sends
+
+
+@pytest.fixture
+def per_account():
+    """Set ``OUTBOUND_ACCOUNT_CONCURRENCY`` for one test; restored after it."""
+    from shared.channels.graph import reset_graph_client
+
+    before = os.environ.get("OUTBOUND_ACCOUNT_CONCURRENCY")
+
+    def set_limit(limit: int) -> None:
+        os.environ["OUTBOUND_ACCOUNT_CONCURRENCY"] = str(limit)
+        get_settings.cache_clear()
+
+    yield set_limit
+    if before is None:
+        os.environ.pop("OUTBOUND_ACCOUNT_CONCURRENCY", None)
+    else:
+        os.environ["OUTBOUND_ACCOUNT_CONCURRENCY"] = before
+    get_settings.cache_clear()
+    reset_graph_client()
+
+
+def _whatsapp(channels, token: str) -> dict:
+    account_id = channels.account("whatsapp", credentials={"access_token": token})
+    return channels.conversation(
+        channels.contact(channel="whatsapp"), integration_account_id=account_id
+    )
+
+
+def _commit_together(channels, conversations: list[dict], each: int) -> list[uuid.UUID]:
+    """``each`` queued messages per conversation, all committed in one transaction."""
+    with session_scope() as session:
+        rows = {
+            c.id: c
+            for c in session.scalars(
+                select(Conversation).where(
+                    Conversation.tenant_id == channels.tenant_id,
+                    Conversation.id.in_([c["id"] for c in conversations]),
+                )
+            )
+        }
+        ctx = Ctx.system(channels.tenant_id)
+        return [
+            create_outbound_message(session, ctx, rows[c["id"]], body=f"batch {n}").id
+            for c in conversations
+            for n in range(each)
+        ]
+
+
+def _claims(ids) -> dict[uuid.UUID, OutboundSend]:
+    with session_scope() as session:
+        rows = session.scalars(select(OutboundSend).where(OutboundSend.message_id.in_(ids)))
+        return {row.message_id: row for row in rows}
+
+
+def _messages(ids) -> dict[uuid.UUID, Message]:
+    with session_scope() as session:
+        return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+
+
+def _settled(ids, timeout: float = 20.0) -> dict[uuid.UUID, Message]:
+    def check():
+        found = _messages(ids)
+        return found if all(m.status in ("sent", "failed") for m in found.values()) else None
+
+    return poll(check, f"{len(ids)} messages sent or failed", timeout=timeout)
+
+
+def test_a_batch_goes_out_concurrently_within_each_accounts_bound(
+    workspace, channels, fake_graph, per_account
+):
+    per_account(2)
+    first, second = _whatsapp(channels, "token-a"), _whatsapp(channels, "token-b")
+    fake_graph.script(("sleep", 0.2))
+
+    ids = _commit_together(channels, [first, second], each=8)
+
+    settled = _settled(ids)
+    assert {m.status for m in settled.values()} == {"sent"}
+    requests = fake_graph.sent()
+    assert len(requests) == 16  # each message once
+    assert len({m.provider_message_id for m in settled.values()}) == 16
+    assert fake_graph.peak_in_flight("token-a") == 2  # concurrent, and never above the bound
+    assert fake_graph.peak_in_flight("token-b") == 2
+    assert fake_graph.peak_in_flight() >= 3  # both accounts at once
+    assert {(c.status, c.attempts) for c in _claims(ids).values()} == {("sent", 1)}
+    updates = channels.events("message.status_updated")
+    events = [e.data["id"] for e in updates if e.data["status"] == "sent"]
+    assert sorted(events) == sorted(str(i) for i in ids)
+
+
+def test_meta_throttling_backs_the_account_off_and_no_other(
+    workspace, channels, fake_graph, per_account
+):
+    per_account(1)
+    throttled = _whatsapp(channels, "token-throttled")
+    fake_graph.script(("throttle", "130429", 3), "ok")
+
+    ids = _commit_together(channels, [throttled], each=4)
+    [refused] = poll(fake_graph.sent, "the throttled send")
+
+    # Another account's message, sent while the first one is paused: not held back.
+    other = _whatsapp(channels, "token-other")
+    resp = workspace.call(
+        "POST", f"/api/conversations/{other['id']}/messages", json={"body": "not paused"}
+    )
+    assert resp.status_code == 201, resp.text
+    settled = _settled([*ids, uuid.UUID(resp.json["id"])], timeout=30)
+
+    assert {m.status for m in settled.values()} == {"sent"}
+    requests = fake_graph.sent()
+    assert len(requests) == 6  # the throttled attempt, then each message once
+    paused = [r for r in requests[1:] if r.token == "token-throttled"]
+    assert len(paused) == 4
+    assert min(r.at for r in paused) - refused.at >= 2.9  # Meta's Retry-After: 3
+    [unpaused] = [r for r in requests if r.token == "token-other"]
+    assert unpaused.at < min(r.at for r in paused)
+    claims = _claims(ids)
+    assert sorted(c.attempts for c in claims.values()) == [1, 1, 1, 2]  # held back: no attempt
+    assert {c.last_error_code for c in claims.values() if c.attempts == 2} == {"130429"}
+
+
+def test_in_a_batch_a_transient_failure_is_retried_and_a_permanent_one_fails_alone(
+    workspace, channels, fake_graph, per_account
+):
+    per_account(1)  # one at a time: the script's answers go to the messages in order
+    conversation = _whatsapp(channels, "token-mixed")
+    fake_graph.script("503", "131026", "ok")
+
+    retried, refused, fine = _commit_together(channels, [conversation], each=3)
+
+    settled = _settled([retried, refused, fine])
+    assert settled[retried].status == "sent"
+    assert settled[fine].status == "sent"
+    assert (settled[refused].status, settled[refused].error_code) == ("failed", "131026")
+    assert len(fake_graph.sent()) == 4
+    claims = _claims([retried, refused, fine])
+    assert (claims[retried].attempts, claims[retried].last_error_code) == (2, "2")
+    assert (claims[refused].status, claims[refused].attempts) == ("failed", 1)
+    assert claims[fine].attempts == 1
+    with session_scope() as session:  # a permanent refusal is the message's status, no letter
+        letters = session.scalars(
+            select(DeadLetter).where(DeadLetter.args.contains([str(refused)]))
+        ).all()
+    assert letters == []
+
+
+def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, channels, fake_graph):
+    conversation = _whatsapp(channels, "token-kill")
+    outbound_queue.set_enqueuer(None)  # no job: the "worker" below claims by hand
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        poll(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+
+    claims, done = outbound_engine.claim([message_id])  # then the worker is killed
+    assert [c.message_id for c in claims] == [message_id] and done == {}
+
+    # While the claim lives: a duplicate job and the sweeper send nothing.
+    assert outbound_engine.send_batch([message_id]) == {}
+    with session_scope() as session:
+        assert jobs.sweep_outbound_sends(session) == 0
+    assert fake_graph.sent() == []
+
+    with session_scope() as session:  # time moves past the claim's expiry
+        session.execute(
+            update(OutboundSend)
+            .where(OutboundSend.message_id == message_id)
+            .values(next_attempt_at=OutboundSend.created_at, sweep_at=OutboundSend.created_at)
+        )
+    with session_scope() as session:
+        assert jobs.sweep_outbound_sends(session) == 1
+
+    [settled] = _settled([message_id]).values()
+    assert settled.status == "sent"
+    assert len(fake_graph.sent()) == 1
+    assert _claims([message_id])[message_id].attempts == 2  # the dead worker's, then this one
