@@ -2,7 +2,8 @@
 
 :func:`on_status` is called by :func:`shared.channels.statuses.apply_status` when a
 system message's status moved (the send's result and the provider's callbacks): one
-indexed ``UPDATE`` by message id, a no-op for messages of no campaign. :func:`target`
+indexed ``UPDATE`` by message id, a no-op for messages of no campaign;
+:func:`on_sent_many` by the outbound engine's batched record of sends. :func:`target`
 (a dispatch target) marks ``replied_at`` on the contact's recent campaign recipients
 when an inbound message arrives.
 """
@@ -10,8 +11,9 @@ when an inbound message arrives.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared.models import CampaignRecipient, Conversation, Message, OutboxEvent
@@ -44,6 +46,22 @@ def on_status(session: Session, message: Message, status: str) -> None:
             CampaignRecipient.status.in_(previous),
         )
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_sent_many(session: Session, messages: Sequence[Message]) -> None:
+    """:func:`on_status` ``sent`` for a batch the outbound engine recorded in one statement."""
+    keys = [(m.tenant_id, m.id) for m in messages if m.sender_type == "system"]
+    if not keys:
+        return
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            tuple_(CampaignRecipient.tenant_id, CampaignRecipient.message_id).in_(keys),
+            CampaignRecipient.status.in_(_FROM["sent"]),
+        )
+        .values(status="sent")
         .execution_options(synchronize_session=False)
     )
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, literal_column, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from shared.campaigns import tracking as campaign_tracking
 from shared.channels import early_statuses, token_rejections
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
@@ -124,6 +125,7 @@ def record_sent_many(
         [(m.tenant_id, MessageView.data(m) | {"previous_status": "queued"}) for m in moved],
         actor=Actor.system(),
     )
+    campaign_tracking.on_sent_many(session, moved)
     early_statuses.apply_parked_many(
         session, [m for m in moved if m.channel in early_statuses.CHANNELS]
     )
