@@ -277,9 +277,18 @@ class World(Channels):
             session.expunge(row)
             return row
 
+    def sent_to_graph(self, graph) -> list:
+        """What this world's WhatsApp number sent to the fake Graph API.
+
+        The fake serves the whole test process: a previous test's late send (the
+        in-process worker finishing its work) must not count here.
+        """
+        own = f"/{self.wa['external_id']}/messages"
+        return [r for r in graph.sent() if r.path.endswith(own)]
+
     def wait_sent_to_graph(self, graph, count: int = 1, timeout: float = 15.0):
         return poll(
-            lambda: (sent := graph.sent()) and len(sent) >= count and sent,
+            lambda: (sent := self.sent_to_graph(graph)) and len(sent) >= count and sent,
             f"{count} message(s) at the fake Graph API",
             timeout=timeout,
         )

@@ -41,7 +41,7 @@ def _orphan_reply(world, fake_graph, **fields) -> AiReply:
         session.add(reply)
         session.flush()
         session.expunge(reply)
-    assert fake_graph.sent() == []
+    assert world.sent_to_graph(fake_graph) == []
     return reply
 
 

@@ -161,9 +161,18 @@ def other(client) -> Workspace:
     return register(client)
 
 
-def sent_to(graph) -> list[str]:
-    """The recipients of every WhatsApp send the fake Graph API accepted or refused."""
-    return [r.json["to"] for r in graph.sent() if r.json.get("type") == "template"]
+def sent_to(graph, shop: Shop) -> list[str]:
+    """The recipients of every WhatsApp template the shop's number sent (accepted or refused).
+
+    The fake Graph API serves the whole test process: a previous test's late send (the
+    in-process worker finishing its last batch) must not count here.
+    """
+    own = f"/{shop.wa['external_id']}/messages"
+    return [
+        r.json["to"]
+        for r in graph.sent()
+        if r.json.get("type") == "template" and r.path.endswith(own)
+    ]
 
 
 def settled(shop: Shop, campaign: dict, *, timeout: float = 20.0) -> dict[str, Any]:

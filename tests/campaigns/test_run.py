@@ -46,7 +46,7 @@ def test_send_now_reaches_every_recipient_once_in_batches_and_completes(
     assert (counts["total"], counts["sent"], counts["skipped"], counts["failed"]) == (5, 4, 1, 0)
     with session_scope() as session:
         numbers = dict(session.execute(select(Contact.id, Contact.external_id)).all())
-    assert sorted(sent_to(fake_graph)) == sorted(numbers[c] for c in contacts[:4])
+    assert sorted(sent_to(fake_graph, shop)) == sorted(numbers[c] for c in contacts[:4])
     bodies = {
         r.json["to"]: r.json["template"]["components"][0]["parameters"]
         for r in fake_graph.sent()
@@ -124,7 +124,7 @@ def test_pause_cancel_and_resume_take_effect_at_the_next_batch(
     view = settled(shop, campaign)
     counts = view["counts"]
     assert (view["status"], counts["sent"], counts["cancelled"]) == ("cancelled", 4, 1)
-    assert len(sent_to(fake_graph)) == 4
+    assert len(sent_to(fake_graph, shop)) == 4
     assert [e["id"] for e in shop.event_data("campaign.cancelled")] == [campaign["id"]]
     assert shop.event_data("campaign.completed") == []
     assert shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel").status_code == 409
@@ -151,7 +151,7 @@ def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
     assert len(batches.items) == 1
     assert batches.run_next() == ["completed"]
     settled(shop, campaign)
-    assert len(sent_to(fake_graph)) == 1
+    assert len(sent_to(fake_graph, shop)) == 1
 
     # A batch job that is lost: the scheduler sends it again once it is a minute late.
     again = shop.create()
@@ -171,7 +171,7 @@ def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
 
     assert run_campaign(str(lost[0]), lost[1]) == "stopped"  # the lost job, late: a no-op
     settled(shop, again)
-    assert len(sent_to(fake_graph)) == 2
+    assert len(sent_to(fake_graph, shop)) == 2
 
 
 def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
@@ -199,7 +199,7 @@ def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
     view = settled(shop, campaign)
     assert (view["counts"]["sent"], view["counts"]["failed"]) == (2, 2)
     assert shop.campaign_row(campaign).backoff_seconds == 0
-    answered = sent_to(fake_graph)
+    answered = sent_to(fake_graph, shop)
     assert len(set(answered)) == 4
 
 

@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
                 .where(Message.tenant_id == shop.tenant_id, Message.direction == "outbound")
             )
         assert made == 3  # the killed batch's first message went with it
-        assert len(sent_to(fake_graph)) == 3
+        assert len(sent_to(fake_graph, shop)) == 3
 
         with session_scope() as session:  # move time: the lost batch is a minute late
             session.execute(
@@ -118,7 +118,7 @@ def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
             proc.close()
     with session_scope() as session:
         numbers = set(session.scalars(select(Contact.external_id).where(Contact.id.in_(contacts))))
-    at_graph = Counter(sent_to(fake_graph))
+    at_graph = Counter(sent_to(fake_graph, shop))
     assert set(at_graph) == numbers
     assert max(at_graph.values()) == 1  # nobody messaged twice
     assert len(shop.event_data("campaign.completed")) == 1
