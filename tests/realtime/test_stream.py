@@ -194,3 +194,14 @@ def test_typing_is_relayed_to_watchers_not_the_typist_and_presence_counts(stream
     assert missing.status_code == 404
     bad = ws.call("POST", f"/api/conversations/{conversation}/typing", json={"typing": "x"})
     assert bad.status_code == 422
+
+
+def test_a_connected_agent_counts_as_online_for_analytics(stream_url, ws, streams):
+    connected, token = ws.create_agent("agent")
+    away, _ = ws.create_agent("agent")
+    before = ws.call("GET", "/api/analytics/overview").json["online_agents"]
+    _ready(streams(stream_url, token))
+    agents = {a["agent_id"]: a for a in ws.call("GET", "/api/analytics/agents").json["agents"]}
+    assert agents[connected["id"]]["is_online"] is True
+    assert agents[away["id"]]["is_online"] is (away["status"] == "online")
+    assert ws.call("GET", "/api/analytics/overview").json["online_agents"] == before + 1
