@@ -205,3 +205,54 @@ def test_a_connected_agent_counts_as_online_for_analytics(stream_url, ws, stream
     assert agents[connected["id"]]["is_online"] is True
     assert agents[away["id"]]["is_online"] is (away["status"] == "online")
     assert ws.call("GET", "/api/analytics/overview").json["online_agents"] == before + 1
+
+
+def _division(ws, name: str, *agent_ids: str) -> str:
+    resp = ws.call("POST", "/api/divisions", json={"name": name})
+    assert resp.status_code == 201, resp.text
+    if agent_ids:
+        added = ws.call(
+            "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": list(agent_ids)}
+        )
+        assert added.status_code in (200, 204), added.text
+    return resp.json["id"]
+
+
+def test_division_changes_apply_to_an_open_stream(stream_url, ws, streams):
+    agent, token = ws.create_agent("agent")
+    _division(ws, "Sales", agent["id"])
+    support = _division(ws, "Support")
+    watcher = streams(stream_url, token)
+    _ready(watcher)
+    conversation = inbound(ws, "cust-div", "first")["conversation_id"]
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": support}
+    )
+    assert moved.status_code == 200, moved.text
+    inbound(ws, "cust-div", "hidden")
+    _settled(ws, 2)
+    # Unassigned in a division they are not in: nothing of it reaches them.
+    assert not [e for e in watcher.drain(0.5) if e.event == "message"]
+    added = ws.call("POST", f"/api/divisions/{support}/agents", json={"agent_ids": [agent["id"]]})
+    assert added.status_code in (200, 204), added.text
+    # The stream re-checks the agent within seconds of the change; no reconnect needed.
+    deadline = time.monotonic() + 8
+    seen = []
+    while not seen:
+        assert time.monotonic() < deadline, "the division change never applied"
+        inbound(ws, "cust-div", "visible")
+        seen = [e for e in watcher.drain(0.5) if of_type("message.created")(e)]
+    assert seen[0].json["data"]["conversation_id"] == conversation
+
+
+def test_an_api_key_streams_until_it_is_revoked(stream_url, ws, streams):
+    created = ws.call("POST", "/api/api-keys", json={"name": "inbox screen"})
+    assert created.status_code == 201, created.text
+    stream = streams(stream_url, **{"X-API-Key": created.json["key"]})
+    _ready(stream)
+    sent = inbound(ws, "cust-key", "via key")
+    stream.until(of_type("message.created", conversation_id=sent["conversation_id"]))
+    revoked = ws.call("DELETE", f"/api/api-keys/{created.json['id']}")
+    assert revoked.status_code in (200, 204), revoked.text
+    closing = stream.until(lambda e: e.event == "close", timeout=8)
+    assert closing.json == {"reason": "unauthorized"}
