@@ -38,6 +38,7 @@ from api import auth as api_auth
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
+from shared.inbox.access import EVERYTHING
 from shared.realtime import access, feed, presence, typing
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ MAX_QUEUED = 1_000
 BLOCK_MS = 10_000
 #: Entries per XREAD / XRANGE page.
 PAGE = 500
+#: Redis connections for short commands (opening a stream, presence), per process.
+COMMAND_CONNECTIONS = 32
+#: Bound on the blocking readers' connections: one per tenant with clients here.
+READER_CONNECTIONS = 100_000
 
 
 def parse_id(value: str) -> tuple[int, int] | None:
@@ -111,12 +116,67 @@ class TenantFeed:
         self.hub, self.tenant_id = hub, tenant_id
         self.key = feed.stream_key(tenant_id)
         self.clients: set[Client] = set()
+        #: PERF: who may receive what, so an entry is matched against its audience only
+        #: (a conversation's assignee, the tenant's managers, the queue's watchers) and
+        #: not against every client of the tenant.
+        self.managers: set[Client] = set()
+        self.watchers: set[Client] = set()
+        self.by_user: dict[str, set[Client]] = {}
         self.ready = asyncio.Event()
         self.task = asyncio.create_task(self.run(), name=f"feed {tenant_id}")
 
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+        self._index(client, client.viewer)
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+        self._unindex(client, client.viewer)
+
+    def set_viewer(self, client: Client, viewer: access.Viewer) -> None:
+        if client in self.clients:
+            self._unindex(client, client.viewer)
+            self._index(client, viewer)
+        client.viewer = viewer
+
+    def _index(self, client: Client, viewer: access.Viewer) -> None:
+        if viewer.shape == EVERYTHING:
+            self.managers.add(client)
+        elif viewer.user_id is not None:
+            self.watchers.add(client)
+            self.by_user.setdefault(viewer.user_id, set()).add(client)
+
+    def _unindex(self, client: Client, viewer: access.Viewer) -> None:
+        self.managers.discard(client)
+        self.watchers.discard(client)
+        mine = self.by_user.get(viewer.user_id) if viewer.user_id else None
+        if mine is not None:
+            mine.discard(client)
+            if not mine:
+                del self.by_user[viewer.user_id]
+
+    def audience(self, scope: dict | None) -> list[Client]:
+        """The clients that may receive an entry of ``scope`` (None: every client)."""
+        if scope is None:
+            return list(self.clients)
+        if "c" not in scope or scope.get("a") is None or scope.get("pa") is None:
+            # Tenant-wide, or in a queue (unassigned before or after): the rule decides.
+            return [c for c in self.clients if c.viewer.can_see(scope)]
+        found = list(self.managers)
+        found.extend(self.by_user.get(scope["a"], ()))
+        if scope["pa"] != scope["a"]:
+            found.extend(self.by_user.get(scope["pa"], ()))
+        return found
+
     async def run(self) -> None:
-        redis = self.hub.redis
-        last = await self.hub.last_id(self.key)
+        redis = self.hub.readers
+        while True:
+            try:
+                last = await self.hub.last_id(self.key)
+                break
+            except RedisError:
+                log.warning("reading the realtime feed of %s failed; retrying", self.tenant_id)
+                await asyncio.sleep(0.5)
         self.ready.set()
         while True:
             try:
@@ -132,24 +192,39 @@ class TenantFeed:
 
     def fan_out(self, decoded: tuple[Item, dict | None]) -> None:
         item, scope = decoded
-        for client in self.clients:
-            if scope is None or client.viewer.can_see(scope):
-                client.offer(item)
+        for client in self.audience(scope):
+            client.offer(item)
 
 
 class Hub:
     """Every feed, client and background task of one stream process."""
 
     def __init__(self, redis_url: str):
-        # NOTE: blocking XREADs hold a pooled connection each (one per tenant with clients).
-        self.redis = aioredis.Redis.from_url(
-            redis_url, socket_connect_timeout=2, health_check_interval=30
+        # Short commands share a bounded pool (a burst of connects waits for a connection
+        # instead of opening hundreds); each tenant's blocking XREAD holds a connection
+        # of the other pool for as long as the process has clients of that tenant.
+        self.redis = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=COMMAND_CONNECTIONS,
+                timeout=10,
+                socket_connect_timeout=2,
+                health_check_interval=30,
+            )
+        )
+        self.readers = aioredis.Redis.from_url(
+            redis_url,
+            max_connections=READER_CONNECTIONS,
+            socket_connect_timeout=2,
+            health_check_interval=30,
         )
         self.feeds: dict[uuid.UUID, TenantFeed] = {}
         self.local_users: Counter[tuple[uuid.UUID, str]] = Counter()
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._tasks: list[asyncio.Task] = []
         self._short: set[asyncio.Task] = set()
+        #: Agents whose first stream here opened since the last presence write.
+        self._arrived: set[tuple[uuid.UUID, str]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -168,6 +243,7 @@ class Hub:
                 client.close("shutdown")
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.redis.aclose()
+        await self.readers.aclose()
 
     def _background(self, coroutine: Any) -> None:
         """Run a short Redis write without holding up the caller (kept until it ends)."""
@@ -198,18 +274,20 @@ class Hub:
         tenant_feed = self.feeds.get(client.tenant_id)
         if tenant_feed is None:
             tenant_feed = self.feeds[client.tenant_id] = TenantFeed(self, client.tenant_id)
-        tenant_feed.clients.add(client)
+        tenant_feed.add(client)
         if client.viewer.user_id:
             user = (client.tenant_id, client.viewer.user_id)
             self.local_users[user] += 1
             if self.local_users[user] == 1:
-                self._background(self._mark_present([user]))
+                self._arrived.add(user)
+                if len(self._arrived) == 1:
+                    self._background(self._mark_arrived())
         return tenant_feed
 
     def unregister(self, client: Client) -> None:
         tenant_feed = self.feeds.get(client.tenant_id)
         if tenant_feed is not None:
-            tenant_feed.clients.discard(client)
+            tenant_feed.remove(client)
             if not tenant_feed.clients:
                 del self.feeds[client.tenant_id]
                 tenant_feed.task.cancel()
@@ -230,7 +308,12 @@ class Hub:
         try:
             yield falcon.asgi.SSEvent(retry=RETRY_MS, comment="connected")
             await tenant_feed.ready.wait()
-            position, opening = await self._opening(client, last_event_id)
+            try:
+                position, opening = await self._opening(client, last_event_id)
+            except RedisError:
+                log.warning("could not open a stream (Redis unavailable)")
+                yield falcon.asgi.SSEvent(event="close", data=_json({"reason": "unavailable"}))
+                return
             last_sent = parse_id(position)
             for item in opening:
                 yield item.sse()
@@ -370,7 +453,12 @@ class Hub:
             if found is None:
                 client.close(reason or "unauthorized")
             else:
-                client.ctx, client.viewer, client.tag = found
+                client.ctx, viewer, client.tag = found
+                tenant_feed = self.feeds.get(client.tenant_id)
+                if tenant_feed is not None:
+                    tenant_feed.set_viewer(client, viewer)
+                else:
+                    client.viewer = viewer
 
     # --- presence ------------------------------------------------------------------------
 
@@ -396,6 +484,12 @@ class Hub:
             await pipe.execute()
         except RedisError:
             log.warning("could not record presence (Redis down)")
+
+    async def _mark_arrived(self) -> None:
+        """Mark present, in one round trip, every agent who arrived meanwhile."""
+        await asyncio.sleep(0)
+        arrived, self._arrived = list(self._arrived), set()
+        await self._mark_present(arrived)
 
     async def _mark_absent(self, user: tuple[uuid.UUID, str]) -> None:
         if user in self.local_users:

@@ -126,6 +126,11 @@ def test_an_unusable_last_event_id_answers_reset(stream_url, ws, other, streams)
     )
     inbound(ws, "cust-own", "ours")
     _settled(ws, 1)
+    own = (
+        redis.Redis.from_url(get_settings().redis_url)
+        .xrevrange(feed.stream_key(ws.tenant["id"]), count=1)[0][0]
+        .decode()
+    )
     for last_event_id, reason in (
         ("garbage", "invalid_id"),
         ("1-2-3", "invalid_id"),
@@ -135,7 +140,11 @@ def test_an_unusable_last_event_id_answers_reset(stream_url, ws, other, streams)
         event = stream.next()
         assert event.event == "reset", event
         assert event.json == {"reason": reason}
-        assert not [e for e in stream.drain(0.3) if e.event == "message"]
+        # Nothing is replayed: the client refetches, then the stream is live from here.
+        assert feed_id(event.id) >= feed_id(own)
+        later = [e for e in stream.drain(0.3) if e.event == "message"]
+        assert all(e.json["tenant_id"] == ws.tenant["id"] for e in later)
+        assert all(feed_id(e.id) > feed_id(event.id) for e in later)
         stream.close()
 
 
@@ -149,7 +158,7 @@ def test_a_gap_older_than_the_backlog_answers_reset_then_goes_live(stream_url, w
     # Time moved: the backlog no longer reaches back to ``old`` (trimmed as XADD would).
     client = redis.Redis.from_url(get_settings().redis_url)
     ms, seq = feed_id(old)
-    client.xtrim(feed.stream_key(ws.tenant["id"]), minid=f"{ms}-{seq + 1}")
+    client.xtrim(feed.stream_key(ws.tenant["id"]), minid=f"{ms}-{seq + 1}", approximate=False)
     stream = streams(stream_url, ws.token, **{"Last-Event-ID": old})
     reset = stream.next()
     assert reset.event == "reset" and reset.json == {"reason": "unknown_id"}
