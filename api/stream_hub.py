@@ -38,6 +38,7 @@ from api import auth as api_auth
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
+from shared.identity.security import InvalidToken, decode_access_token
 from shared.inbox.access import EVERYTHING
 from shared.realtime import access, feed, presence, typing
 
@@ -58,7 +59,7 @@ BLOCK_MS = 10_000
 #: Entries per XREAD / XRANGE page.
 PAGE = 500
 #: Redis connections for short commands (opening a stream, presence), per process.
-COMMAND_CONNECTIONS = 32
+COMMAND_CONNECTIONS = 64
 #: Bound on the blocking readers' connections: one per tenant with clients here.
 READER_CONNECTIONS = 100_000
 
@@ -207,7 +208,7 @@ class Hub:
             aioredis.BlockingConnectionPool.from_url(
                 redis_url,
                 max_connections=COMMAND_CONNECTIONS,
-                timeout=10,
+                timeout=30,
                 socket_connect_timeout=2,
                 health_check_interval=30,
             )
@@ -259,16 +260,19 @@ class Hub:
         req.context.request_id = uuid.uuid4().hex
 
         def check() -> Client:
+            # NOTE: the epoch is read before the check, so a change committed meanwhile
+            # moves it and the monitor's next round checks again. Only a token names its
+            # tenant up front; an API key's client is re-checked in that first round.
+            tenant_id = _token_tenant(token)
+            tag = access.epoch_tags([tenant_id])[tenant_id] if tenant_id else None
             with session_scope() as session:
                 req.context.db = session
                 ctx = api_auth.authenticate(req)
                 client = Client(ctx, access.load_viewer(session, ctx), api_key, token)
+            client.tag = tag if ctx.tenant_id == tenant_id else None
             return client
 
-        client = await asyncio.to_thread(check)
-        # NOTE: the epoch is read after that check, so a change committed in between is
-        # caught by the monitor's first round (re-checked because its tag is unset).
-        return client
+        return await asyncio.to_thread(check)
 
     def register(self, client: Client) -> TenantFeed:
         tenant_feed = self.feeds.get(client.tenant_id)
@@ -311,7 +315,7 @@ class Hub:
             try:
                 position, opening = await self._opening(client, last_event_id)
             except RedisError:
-                log.warning("could not open a stream (Redis unavailable)")
+                log.warning("could not open a stream (Redis unavailable)", exc_info=True)
                 yield falcon.asgi.SSEvent(event="close", data=_json({"reason": "unavailable"}))
                 return
             last_sent = parse_id(position)
@@ -335,7 +339,7 @@ class Hub:
             self.unregister(client)
 
     async def _opening(self, client: Client, last_event_id: str | None) -> tuple[str, list[Item]]:
-        """Where the client starts: ``ready``, its missed entries, or ``reset``."""
+        """Where the client starts: ``ready`` (after its missed entries, if any) or ``reset``."""
         key = feed.stream_key(client.tenant_id)
         if not last_event_id:
             position = await self.last_id(key)
@@ -353,7 +357,8 @@ class Hub:
                     items.append(item)
                 position = entry_id.decode()
             if len(page) < PAGE:
-                return position, items
+                ready = {"last_event_id": position, "resumed": len(items)}
+                return position, [*items, Item(None, position, "ready", _json(ready))]
             start = f"({position}"
 
     async def _resume_refused(self, key: str, last_event_id: str) -> str | None:
@@ -500,6 +505,16 @@ class Hub:
             )
         except RedisError:
             log.warning("could not clear presence (Redis down); it lapses by itself")
+
+
+def _token_tenant(token: str | None) -> uuid.UUID | None:
+    """The tenant a valid token names (no database), or None."""
+    if not token:
+        return None
+    try:
+        return decode_access_token(token).tenant_id
+    except InvalidToken:
+        return None
 
 
 def _expired(ctx: Ctx) -> bool:

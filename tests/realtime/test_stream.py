@@ -93,7 +93,12 @@ def test_a_reconnect_with_last_event_id_receives_what_it_missed(stream_url, ws, 
     sent = [inbound(ws, f"cust-missed-{i}", f"missed {i}") for i in range(3)]
     _settled(ws, len(sent))
     again = streams(stream_url, ws.token, **{"Last-Event-ID": position})
-    got = [e for e in again.drain(0.5) if of_type("message.created")(e)]
+    opening = again.drain(0.5)
+    got = [e for e in opening if of_type("message.created")(e)]
+    # The backlog ends with ``ready``, at the position the client is now live from.
+    [ready] = [e for e in opening if e.event == "ready"]
+    assert ready.json["resumed"] >= len(got) and feed_id(ready.id) >= feed_id(got[-1].id)
+    assert opening.index(ready) > opening.index(got[-1])
     assert [e.json["data"]["conversation_id"] for e in got] == [s["conversation_id"] for s in sent]
     ids = [feed_id(e.id) for e in got]
     assert ids == sorted(ids) and ids[0] > feed_id(position)
