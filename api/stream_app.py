@@ -48,14 +48,14 @@ class StreamResource:
 
 
 class HealthResource:
-    async def on_get(self, req, resp) -> None:
-        resp.media = {
-            "status": "ok",
-            "streams": sum(len(f.clients) for f in self.hub.feeds.values()),
-        }
+    """``GET /api/stream/health``: for the load balancer; counts this process's streams."""
 
     def __init__(self, hub: Hub):
         self.hub = hub
+
+    async def on_get(self, req, resp) -> None:
+        streams = sum(len(f.clients) for f in self.hub.feeds.values())
+        resp.media = {"status": "ok", "streams": streams}
 
 
 class Lifespan:

@@ -58,6 +58,8 @@ MAX_QUEUED = 1_000
 BLOCK_MS = 10_000
 #: Entries per XREAD / XRANGE page.
 PAGE = 500
+#: How long a Redis answer may take (a busy event loop reads answers late).
+SOCKET_TIMEOUT_SECONDS = 15.0
 #: Redis connections for short commands (opening a stream, presence), per process.
 COMMAND_CONNECTIONS = 64
 #: Bound on the blocking readers' connections: one per tenant with clients here.
@@ -209,6 +211,7 @@ class Hub:
                 redis_url,
                 max_connections=COMMAND_CONNECTIONS,
                 timeout=30,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
                 socket_connect_timeout=2,
                 health_check_interval=30,
             )
@@ -216,6 +219,8 @@ class Hub:
         self.readers = aioredis.Redis.from_url(
             redis_url,
             max_connections=READER_CONNECTIONS,
+            # NOTE: longer than an XREAD blocks, or every idle read would time out.
+            socket_timeout=BLOCK_MS / 1000 + SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=2,
             health_check_interval=30,
         )
