@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reconnect", type=int, default=100, help="clients forced to reconnect")
     parser.add_argument("--baseline-threads", type=int, default=1_000)
     parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the stream's log")
     return parser.parse_args(argv)
 
 
@@ -243,6 +244,7 @@ async def run(args: argparse.Namespace, port: int, stream_pid: int, tenant_id, a
         flush=True,
     )
 
+    open_before = common.http_request(port, "GET", "/api/stream/health")[1]["streams"]
     # Latency, with a forced reconnect of some clients midway.
     published: dict[str, list[str]] = {}
     first_client = {}
@@ -280,6 +282,8 @@ async def run(args: argparse.Namespace, port: int, stream_pid: int, tenant_id, a
         if now_count != count:
             count, quiet_since = now_count, time.monotonic()
 
+    open_after = common.http_request(port, "GET", "/api/stream/health")[1]["streams"]
+    print(f"streams open on the server: {open_before} before, {open_after} after", flush=True)
     latencies = sorted(ms * 1000 for per in arrivals.values() for _, ms in per)
     missed = duplicated = 0
     # NOTE: arrivals are per agent across its clients (each receives the agent's events).
@@ -318,7 +322,7 @@ def _healthy(port: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = common.configure_environment()
-    with common.Bench("realtime", env) as bench:
+    with common.Bench("realtime", env, keep_logs=args.keep_logs) as bench:
         tenant_id, agents = setup_tenant(args.agents)
         (port,) = common.free_ports(1)
         child = bench.start(
