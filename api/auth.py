@@ -32,18 +32,13 @@ def authenticate(req: falcon.Request) -> Ctx:
     ctx = req.context.get("ctx")
     if ctx is not None:
         return ctx
-    session = req.context.db
+    api_key, token = credential(req)
     meta = {"request_id": req.context.request_id, "ip": req.remote_addr}
-    api_key = req.get_header("X-API-Key")
-    if api_key:
-        ctx = auth.authenticate_api_key(session, api_key, **meta)
-    else:
-        token = bearer_token(req)
-        if token is None:
-            raise Unauthenticated("Authentication required")
+    epochs = None
+    if token is not None:
         # PERF: the epochs of every read cache in the auth check's own Redis round trip.
         epochs = req.context.epochs = epoch_cache.read(auth.tenant_hint(token))
-        ctx = auth.authenticate_token(session, token, epochs=epochs, **meta)
+    ctx = resolve(req.context.db, api_key, token, epochs=epochs, **meta)
     req.context.ctx = ctx
     tenant_id_var.set(ctx.tenant_id)
     return ctx
@@ -70,6 +65,37 @@ def authenticate_super_admin(req: falcon.Request):
     )
     req.context.admin_ctx = ctx
     return ctx
+
+
+def credential(req: falcon.Request) -> tuple[str | None, str | None]:
+    """The request's ``(api_key, token)``, one of them set, or raise 401.
+
+    Works on WSGI and ASGI requests alike (the stream process authenticates with it).
+    """
+    api_key = req.get_header("X-API-Key")
+    if api_key:
+        return api_key, None
+    token = bearer_token(req)
+    if token is None:
+        raise Unauthenticated("Authentication required")
+    return None, token
+
+
+def resolve(
+    session,
+    api_key: str | None,
+    token: str | None,
+    *,
+    epochs: epoch_cache.Epochs | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Ctx:
+    """The caller behind a :func:`credential` (checked again: revoked, suspended...) or 401."""
+    if api_key:
+        return auth.authenticate_api_key(session, api_key, request_id=request_id, ip=ip)
+    if not token:
+        raise Unauthenticated("Authentication required")
+    return auth.authenticate_token(session, token, epochs=epochs, request_id=request_id, ip=ip)
 
 
 def request_epochs(req: falcon.Request, tenant_id: uuid.UUID) -> epoch_cache.Epochs:

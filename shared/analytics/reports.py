@@ -16,6 +16,7 @@ from shared.analytics.local_time import tenant_zone, today
 from shared.analytics.periods import last_days, period_days
 from shared.context import Ctx
 from shared.models.analytics import NOBODY
+from shared.realtime import presence
 
 _OVERVIEW = text(
     """
@@ -33,7 +34,8 @@ _OVERVIEW = text(
         WHERE tenant_id = :t AND day = :today) AS messages_today,
       (SELECT count(*) FROM users WHERE tenant_id = :t AND deleted_at IS NULL) AS agents,
       (SELECT count(*) FROM users
-        WHERE tenant_id = :t AND deleted_at IS NULL AND status = 'online') AS online
+        WHERE tenant_id = :t AND deleted_at IS NULL
+          AND (status = 'online' OR id = ANY(:connected))) AS online
     """
 )
 
@@ -44,7 +46,10 @@ def _percent(part: int, whole: int) -> float:
 
 def overview(session: Session, ctx: Ctx) -> dict[str, Any]:
     tz = tenant_zone(session, ctx.tenant_id)
-    row = session.execute(_OVERVIEW, {"t": ctx.tenant_id, "today": today(tz)}).one()
+    # An agent with a live stream open counts as online (shared.realtime.presence).
+    connected = list(presence.connected_agents(ctx.tenant_id))
+    params = {"t": ctx.tenant_id, "today": today(tz), "connected": connected}
+    row = session.execute(_OVERVIEW, params).one()
     return {
         "total_conversations": int(row.total),
         "open_conversations": int(row.open),
@@ -102,7 +107,7 @@ _AGENTS = text(
          WHERE tenant_id = :t
          GROUP BY assignee_key
     )
-    SELECT u.id, u.full_name, u.email, u.status = 'online',
+    SELECT u.id, u.full_name, u.email, u.status = 'online' OR u.id = ANY(:connected),
            coalesce(l.open, 0), coalesce(l.resolved, 0), coalesce(l.total, 0)
       FROM users u LEFT JOIN load l ON l.assignee_key = u.id
      WHERE u.tenant_id = :t AND u.deleted_at IS NULL
@@ -112,7 +117,8 @@ _AGENTS = text(
 
 
 def agents(session: Session, ctx: Ctx) -> dict[str, Any]:
-    rows = session.execute(_AGENTS, {"t": ctx.tenant_id})
+    connected = list(presence.connected_agents(ctx.tenant_id))
+    rows = session.execute(_AGENTS, {"t": ctx.tenant_id, "connected": connected})
     return {
         "agents": [
             {

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ from shared.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from shared.realtime import presence
 from shared.webhooks import queue as webhook_queue
 from shared.webhooks.catalogue import envelope_of
 from shared.webhooks.delivery import SWEEP_GRACE_SECONDS
@@ -125,9 +126,9 @@ def pick_round_robin(
     )
     load = select(func.count()).where(active).correlate(User).scalar_subquery()
     latest = select(func.max(Conversation.updated_at)).where(active).correlate(User)
-    query = select(User.id).where(
-        User.tenant_id == tenant_id, User.deleted_at.is_(None), User.status == "online"
-    )
+    # An agent with a live stream open counts as online (shared.realtime.presence).
+    online = or_(User.status == "online", User.id.in_(presence.connected_agents(tenant_id)))
+    query = select(User.id).where(User.tenant_id == tenant_id, User.deleted_at.is_(None), online)
     if division_id is not None:
         query = query.where(
             User.id.in_(

@@ -1,0 +1,104 @@
+"""``create_stream_app()``: the ASGI app of the ``stream`` process, serving ``GET /api/stream``.
+
+Why a process of its own: gunicorn's web workers are sync threads, and an open
+Server-Sent Events stream would hold one for as long as the agent's tab is open.
+Here (Falcon's ASGI app under uvicorn) an idle stream costs a coroutine and a
+queue. Run it with::
+
+    uvicorn --factory api.stream_app:create_stream_app --port 8001
+
+Behind a load balancer, route ``/api/stream`` to the stream processes and
+everything else to gunicorn; any stream process can serve any agent (the state
+is in Redis), so they scale out by adding processes and machines, without sticky
+sessions. Responses allow any origin (CORS, no cookies): a page served by the API
+on another port or host may open a stream with its Bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import falcon
+import falcon.asgi
+
+from api.errors import STATUS_CODES, error_body
+from api.stream_hub import Hub
+from shared import logs
+from shared.config import get_settings
+from shared.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+class StreamResource:
+    """``GET /api/stream``: the authenticated agent's live events (text/event-stream)."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        client = await self.hub.authenticate(req)
+        # EventSource sends the header when it reconnects; a first connect may use the query.
+        last_event_id = req.get_header("Last-Event-ID") or req.get_param("last_event_id")
+        resp.set_header("Cache-Control", "no-store")
+        # NOTE: nginx would otherwise buffer the stream and deliver events late.
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.sse = self.hub.stream(client, last_event_id)
+
+
+class HealthResource:
+    """``GET /api/stream/health``: for the load balancer; counts this process's streams."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    async def on_get(self, req, resp) -> None:
+        streams = sum(len(f.clients) for f in self.hub.feeds.values())
+        resp.media = {"status": "ok", "streams": streams}
+
+
+class Lifespan:
+    """Start the hub's tasks with the event loop and stop them with it."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    async def process_startup(self, scope, event) -> None:
+        self.hub.start()
+
+    async def process_shutdown(self, scope, event) -> None:
+        await self.hub.stop()
+
+
+async def _domain_error(req, resp, ex: DomainError, params) -> None:
+    resp.status = ex.status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = error_body(ex.code, ex.message, ex.details)
+
+
+async def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    resp.status = ex.status_code
+    resp.content_type = falcon.MEDIA_JSON
+    code = STATUS_CODES.get(ex.status_code, "error")
+    resp.text = error_body(code, ex.description or ex.title or "Error")
+
+
+async def _unexpected(req, resp, ex: Exception, params) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    resp.status = 500
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps({"error": {"code": "internal_error", "message": "Something went wrong"}})
+
+
+def create_stream_app(hub: Hub | None = None) -> falcon.asgi.App:
+    logs.configure()
+    settings = get_settings()
+    hub = hub or Hub(settings.redis_url)
+    app = falcon.asgi.App(middleware=[Lifespan(hub)], cors_enable=True)
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(DomainError, _domain_error)
+    app.add_route("/api/stream", StreamResource(hub))
+    app.add_route("/api/stream/health", HealthResource(hub))
+    return app

@@ -1,0 +1,552 @@
+"""The stream process's fan-out: one Redis reader per tenant, many clients per reader.
+
+- :class:`TenantFeed`: one blocking ``XREAD`` loop per tenant with clients connected
+  to this process; each entry is matched in memory against every client's
+  :class:`~shared.realtime.access.Viewer` and queued to those who may see it.
+- :class:`Client`: one open stream: its credential, viewer and queue. A client whose
+  queue grows past :data:`MAX_QUEUED` (it does not read) is closed; it reconnects
+  with ``Last-Event-ID`` and resumes from the backlog.
+- :class:`Hub`: the feeds, the typing subscription (one pattern subscription for
+  every tenant) and the monitor that re-authenticates clients when their tenant's
+  access epoch moves (revocation, suspension, role or division change: within
+  :data:`CHECK_SECONDS`), at least every :data:`FULL_CHECK_SECONDS` anyway, and
+  refreshes presence.
+
+PostgreSQL is only asked when a client connects and when it is re-checked, in a
+thread (SQLAlchemy here is synchronous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import falcon.asgi
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from api import auth as api_auth
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.errors import DomainError
+from shared.identity.security import InvalidToken, decode_access_token
+from shared.inbox.access import EVERYTHING
+from shared.realtime import access, feed, presence, typing
+
+log = logging.getLogger(__name__)
+
+#: Seconds between heartbeat comments on an idle stream (proxies close silent ones).
+HEARTBEAT_SECONDS = 15.0
+#: What EventSource waits before reconnecting (milliseconds, sent as ``retry:``).
+RETRY_MS = 2_000
+#: How often the monitor compares access epochs (revocation closes a stream this fast).
+CHECK_SECONDS = 2.0
+#: Every client is re-authenticated at least this often, whatever the epochs say.
+FULL_CHECK_SECONDS = 60.0
+#: Entries queued for a client that does not read before it is closed.
+MAX_QUEUED = 1_000
+#: How long one XREAD blocks (milliseconds); a cancelled feed stops at once anyway.
+BLOCK_MS = 10_000
+#: Entries per XREAD / XRANGE page.
+PAGE = 500
+#: How long a Redis answer may take (a busy event loop reads answers late).
+SOCKET_TIMEOUT_SECONDS = 15.0
+#: Redis connections for short commands (opening a stream, presence), per process.
+COMMAND_CONNECTIONS = 64
+#: Bound on the blocking readers' connections: one per tenant with clients here.
+READER_CONNECTIONS = 100_000
+
+
+def parse_id(value: str) -> tuple[int, int] | None:
+    """A stream entry id ``<ms>-<seq>`` as a comparable tuple, or None for garbage."""
+    ms, sep, seq = value.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or len(value) > 41:
+        return None
+    return int(ms), int(seq)
+
+
+class Item:
+    """Something to send to one client: an entry (with its id) or a typing indicator."""
+
+    __slots__ = ("data", "event", "id", "key")
+
+    def __init__(self, key: tuple[int, int] | None, id: str | None, event: str | None, data: bytes):
+        self.key, self.id, self.event, self.data = key, id, event, data
+
+    def sse(self) -> falcon.asgi.SSEvent:
+        return falcon.asgi.SSEvent(data=self.data, event=self.event, event_id=self.id)
+
+
+class Client:
+    """One open stream of one agent."""
+
+    def __init__(self, ctx: Ctx, viewer: access.Viewer, api_key: str | None, token: str | None):
+        self.ctx, self.viewer = ctx, viewer
+        self.api_key, self.token = api_key, token
+        self.tenant_id = ctx.tenant_id
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue()
+        self.closed: str | None = None
+        self.tag: tuple | None = None
+        self.next_full_check = time.monotonic() + FULL_CHECK_SECONDS * random.uniform(0.5, 1.0)
+
+    def offer(self, item: Item) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= MAX_QUEUED:
+            self.close("too_slow")
+            return
+        self.queue.put_nowait(item)
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = reason
+            self.queue.put_nowait(None)
+
+
+class TenantFeed:
+    """The tenant's stream, read by one task while this process has clients of the tenant."""
+
+    def __init__(self, hub: Hub, tenant_id: uuid.UUID):
+        self.hub, self.tenant_id = hub, tenant_id
+        self.key = feed.stream_key(tenant_id)
+        self.clients: set[Client] = set()
+        #: PERF: who may receive what, so an entry is matched against its audience only
+        #: (a conversation's assignee, the tenant's managers, the queue's watchers) and
+        #: not against every client of the tenant.
+        self.managers: set[Client] = set()
+        self.watchers: set[Client] = set()
+        self.by_user: dict[str, set[Client]] = {}
+        self.ready = asyncio.Event()
+        self.task = asyncio.create_task(self.run(), name=f"feed {tenant_id}")
+
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+        self._index(client, client.viewer)
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+        self._unindex(client, client.viewer)
+
+    def set_viewer(self, client: Client, viewer: access.Viewer) -> None:
+        if client in self.clients:
+            self._unindex(client, client.viewer)
+            self._index(client, viewer)
+        client.viewer = viewer
+
+    def _index(self, client: Client, viewer: access.Viewer) -> None:
+        if viewer.shape == EVERYTHING:
+            self.managers.add(client)
+        elif viewer.user_id is not None:
+            self.watchers.add(client)
+            self.by_user.setdefault(viewer.user_id, set()).add(client)
+
+    def _unindex(self, client: Client, viewer: access.Viewer) -> None:
+        self.managers.discard(client)
+        self.watchers.discard(client)
+        mine = self.by_user.get(viewer.user_id) if viewer.user_id else None
+        if mine is not None:
+            mine.discard(client)
+            if not mine:
+                del self.by_user[viewer.user_id]
+
+    def audience(self, scope: dict | None) -> list[Client]:
+        """The clients that may receive an entry of ``scope`` (None: every client)."""
+        if scope is None:
+            return list(self.clients)
+        if "c" not in scope or scope.get("a") is None or scope.get("pa") is None:
+            # Tenant-wide, or in a queue (unassigned before or after): the rule decides.
+            return [c for c in self.clients if c.viewer.can_see(scope)]
+        found = list(self.managers)
+        found.extend(self.by_user.get(scope["a"], ()))
+        if scope["pa"] != scope["a"]:
+            found.extend(self.by_user.get(scope["pa"], ()))
+        return found
+
+    async def run(self) -> None:
+        redis = self.hub.readers
+        while True:
+            try:
+                last = await self.hub.last_id(self.key)
+                break
+            except RedisError:
+                log.warning("reading the realtime feed of %s failed; retrying", self.tenant_id)
+                await asyncio.sleep(0.5)
+        self.ready.set()
+        while True:
+            try:
+                answer = await redis.xread({self.key: last}, count=PAGE, block=BLOCK_MS)
+            except RedisError:
+                log.warning("reading the realtime feed of %s failed; retrying", self.tenant_id)
+                await asyncio.sleep(0.5)
+                continue
+            for _, entries in answer or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self.fan_out(self.hub.item_of(entry_id, fields))
+
+    def fan_out(self, decoded: tuple[Item, dict | None]) -> None:
+        item, scope = decoded
+        for client in self.audience(scope):
+            client.offer(item)
+
+
+class Hub:
+    """Every feed, client and background task of one stream process."""
+
+    def __init__(self, redis_url: str):
+        # Short commands share a bounded pool (a burst of connects waits for a connection
+        # instead of opening hundreds); each tenant's blocking XREAD holds a connection
+        # of the other pool for as long as the process has clients of that tenant.
+        self.redis = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=COMMAND_CONNECTIONS,
+                timeout=30,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=2,
+                health_check_interval=30,
+            )
+        )
+        self.readers = aioredis.Redis.from_url(
+            redis_url,
+            max_connections=READER_CONNECTIONS,
+            # NOTE: longer than an XREAD blocks, or every idle read would time out.
+            socket_timeout=BLOCK_MS / 1000 + SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+        )
+        self.feeds: dict[uuid.UUID, TenantFeed] = {}
+        self.local_users: Counter[tuple[uuid.UUID, str]] = Counter()
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._tasks: list[asyncio.Task] = []
+        self._short: set[asyncio.Task] = set()
+        #: Agents whose first stream here opened since the last presence write.
+        self._arrived: set[tuple[uuid.UUID, str]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._typing_loop(), name="typing"),
+            asyncio.create_task(self._monitor_loop(), name="monitor"),
+            asyncio.create_task(self._presence_loop(), name="presence"),
+        ]
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *(f.task for f in self.feeds.values())]:
+            task.cancel()
+        for feed_ in self.feeds.values():
+            for client in feed_.clients:
+                client.close("shutdown")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.redis.aclose()
+        await self.readers.aclose()
+
+    def _background(self, coroutine: Any) -> None:
+        """Run a short Redis write without holding up the caller (kept until it ends)."""
+        task = asyncio.create_task(coroutine)
+        self._short.add(task)
+        task.add_done_callback(self._short.discard)
+
+    # --- connecting ----------------------------------------------------------------------
+
+    async def authenticate(self, req: falcon.asgi.Request) -> Client:
+        """The request's client, authenticated as the API does (401 before the stream opens)."""
+        api_key, token = api_auth.credential(req)
+        req.context.request_id = uuid.uuid4().hex
+
+        def check() -> Client:
+            # NOTE: the epoch is read before the check, so a change committed meanwhile
+            # moves it and the monitor's next round checks again. Only a token names its
+            # tenant up front; an API key's client is re-checked in that first round.
+            tenant_id = _token_tenant(token)
+            tag = access.epoch_tags([tenant_id])[tenant_id] if tenant_id else None
+            with session_scope() as session:
+                req.context.db = session
+                ctx = api_auth.authenticate(req)
+                client = Client(ctx, access.load_viewer(session, ctx), api_key, token)
+            client.tag = tag if ctx.tenant_id == tenant_id else None
+            return client
+
+        return await asyncio.to_thread(check)
+
+    def register(self, client: Client) -> TenantFeed:
+        tenant_feed = self.feeds.get(client.tenant_id)
+        if tenant_feed is None:
+            tenant_feed = self.feeds[client.tenant_id] = TenantFeed(self, client.tenant_id)
+        tenant_feed.add(client)
+        if client.viewer.user_id:
+            user = (client.tenant_id, client.viewer.user_id)
+            self.local_users[user] += 1
+            if self.local_users[user] == 1:
+                self._arrived.add(user)
+                if len(self._arrived) == 1:
+                    self._background(self._mark_arrived())
+        return tenant_feed
+
+    def unregister(self, client: Client) -> None:
+        tenant_feed = self.feeds.get(client.tenant_id)
+        if tenant_feed is not None:
+            tenant_feed.remove(client)
+            if not tenant_feed.clients:
+                del self.feeds[client.tenant_id]
+                tenant_feed.task.cancel()
+        if client.viewer.user_id:
+            user = (client.tenant_id, client.viewer.user_id)
+            self.local_users[user] -= 1
+            if self.local_users[user] <= 0:
+                del self.local_users[user]
+                self._background(self._mark_absent(user))
+
+    # --- one stream ----------------------------------------------------------------------
+
+    async def stream(
+        self, client: Client, last_event_id: str | None
+    ) -> AsyncIterator[falcon.asgi.SSEvent | None]:
+        """The client's events: ``ready`` or a resume (or ``reset``), then live, with heartbeats."""
+        tenant_feed = self.register(client)
+        try:
+            yield falcon.asgi.SSEvent(retry=RETRY_MS, comment="connected")
+            await tenant_feed.ready.wait()
+            try:
+                position, opening = await self._opening(client, last_event_id)
+            except RedisError:
+                log.warning("could not open a stream (Redis unavailable)", exc_info=True)
+                yield falcon.asgi.SSEvent(event="close", data=_json({"reason": "unavailable"}))
+                return
+            last_sent = parse_id(position)
+            for item in opening:
+                yield item.sse()
+            while client.closed is None:
+                try:
+                    item = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield None  # a ``: ping`` comment
+                    continue
+                if item is None:
+                    continue
+                if item.key is not None:
+                    if item.key <= last_sent:
+                        continue
+                    last_sent = item.key
+                yield item.sse()
+            yield falcon.asgi.SSEvent(event="close", data=_json({"reason": client.closed}))
+        finally:
+            self.unregister(client)
+
+    async def _opening(self, client: Client, last_event_id: str | None) -> tuple[str, list[Item]]:
+        """Where the client starts: ``ready`` (after its missed entries, if any) or ``reset``."""
+        key = feed.stream_key(client.tenant_id)
+        if not last_event_id:
+            position = await self.last_id(key)
+            return position, [Item(None, position, "ready", _json({"last_event_id": position}))]
+        reason = await self._resume_refused(key, last_event_id)
+        if reason:
+            position = await self.last_id(key)
+            return position, [Item(None, position, "reset", _json({"reason": reason}))]
+        items, position, start = [], last_event_id, f"({last_event_id}"
+        while True:
+            page = await self.redis.xrange(key, min=start, max="+", count=PAGE)
+            for entry_id, fields in page:
+                item, scope = self.item_of(entry_id, fields)
+                if scope is None or client.viewer.can_see(scope):
+                    items.append(item)
+                position = entry_id.decode()
+            if len(page) < PAGE:
+                ready = {"last_event_id": position, "resumed": len(items)}
+                return position, [*items, Item(None, position, "ready", _json(ready))]
+            start = f"({position}"
+
+    async def _resume_refused(self, key: str, last_event_id: str) -> str | None:
+        """None if every entry after ``last_event_id`` is still in the stream, else why not.
+
+        An id the stream does not hold was trimmed (the gap is older than the backlog),
+        is another tenant's, or never existed: in each case the client must refetch.
+        ``0-0`` is the position of a stream that did not exist yet.
+        """
+        if parse_id(last_event_id) is None:
+            return "invalid_id"
+        if last_event_id == "0-0":
+            info = await self._info(key)
+            if info is None or info["entries-added"] == info["length"]:
+                return None
+            return "gap"
+        if await self.redis.xrange(key, min=last_event_id, max=last_event_id, count=1):
+            return None
+        return "unknown_id"
+
+    async def _info(self, key: str) -> dict | None:
+        try:
+            return await self.redis.xinfo_stream(key)
+        except aioredis.ResponseError:
+            return None
+
+    async def last_id(self, key: str) -> str:
+        """The stream's newest entry id (``0-0`` when it does not exist)."""
+        newest = await self.redis.xrevrange(key, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    @staticmethod
+    def item_of(entry_id: bytes, fields: dict[bytes, bytes]) -> tuple[Item, dict | None]:
+        """The entry as an item to send, and its scope (None: every client gets it)."""
+        id_ = entry_id.decode()
+        key = parse_id(id_)
+        if fields.get(feed.KIND) == feed.RESET.encode():
+            return Item(key, id_, "reset", _json({"reason": "events_lost"})), None
+        return Item(key, id_, None, fields[feed.ENVELOPE]), json.loads(fields[feed.SCOPE])
+
+    # --- typing --------------------------------------------------------------------------
+
+    async def _typing_loop(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.psubscribe(typing.channel_pattern())
+                    async for message in pubsub.listen():
+                        if message["type"] == "pmessage":
+                            self._relay_typing(message["channel"], message["data"])
+            except RedisError:
+                log.warning("the typing subscription failed; subscribing again")
+                await asyncio.sleep(1.0)
+
+    def _relay_typing(self, channel: bytes, data: bytes) -> None:
+        try:
+            tenant_id = uuid.UUID(channel.decode().rsplit(":", 1)[1])
+            message = json.loads(data)
+        except (ValueError, IndexError):
+            return
+        tenant_feed = self.feeds.get(tenant_id)
+        if tenant_feed is None:
+            return
+        item = Item(None, None, "typing", _json(message["data"]))
+        typist = message["data"].get("user_id")
+        for client in tenant_feed.clients:
+            if client.viewer.user_id != typist and client.viewer.can_see(message["scope"]):
+                client.offer(item)
+
+    # --- re-checking credentials ---------------------------------------------------------
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_SECONDS)
+            try:
+                await self.check_clients()
+            except Exception:
+                log.exception("re-checking stream clients failed")
+
+    async def check_clients(self) -> None:
+        """Re-authenticate the clients whose tenant's access epoch moved, or whose time came."""
+        if not self.feeds:
+            return
+        tags = await asyncio.to_thread(access.epoch_tags, list(self.feeds))
+        now = time.monotonic()
+        due: list[tuple[Client, tuple | None]] = []
+        for tenant_id, tenant_feed in list(self.feeds.items()):
+            tag = tags.get(tenant_id)
+            for client in tenant_feed.clients:
+                moved = tag is not None and client.tag != tag
+                if moved or now >= client.next_full_check or _expired(client.ctx):
+                    due.append((client, tag))
+        if not due:
+            return
+        for client, found, reason in await asyncio.to_thread(_recheck, due):
+            client.next_full_check = time.monotonic() + FULL_CHECK_SECONDS
+            if found is None:
+                client.close(reason or "unauthorized")
+            else:
+                client.ctx, viewer, client.tag = found
+                tenant_feed = self.feeds.get(client.tenant_id)
+                if tenant_feed is not None:
+                    tenant_feed.set_viewer(client, viewer)
+                else:
+                    client.viewer = viewer
+
+    # --- presence ------------------------------------------------------------------------
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(presence.REFRESH_SECONDS)
+            try:
+                await self._mark_present(list(self.local_users))
+            except RedisError:
+                log.warning("could not refresh presence (Redis down)")
+
+    async def _mark_present(self, users: list[tuple[uuid.UUID, str]]) -> None:
+        by_tenant: dict[uuid.UUID, list[str]] = {}
+        for tenant_id, user_id in users:
+            by_tenant.setdefault(tenant_id, []).append(presence.member(user_id, self.process))
+        if not by_tenant:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        now = time.time()
+        for tenant_id, members in by_tenant.items():
+            presence.mark_commands(pipe, tenant_id, members, now)
+        try:
+            await pipe.execute()
+        except RedisError:
+            log.warning("could not record presence (Redis down)")
+
+    async def _mark_arrived(self) -> None:
+        """Mark present, in one round trip, every agent who arrived meanwhile."""
+        await asyncio.sleep(0)
+        arrived, self._arrived = list(self._arrived), set()
+        await self._mark_present(arrived)
+
+    async def _mark_absent(self, user: tuple[uuid.UUID, str]) -> None:
+        if user in self.local_users:
+            return
+        try:
+            await self.redis.zrem(
+                presence.presence_key(user[0]), presence.member(user[1], self.process)
+            )
+        except RedisError:
+            log.warning("could not clear presence (Redis down); it lapses by itself")
+
+
+def _token_tenant(token: str | None) -> uuid.UUID | None:
+    """The tenant a valid token names (no database), or None."""
+    if not token:
+        return None
+    try:
+        return decode_access_token(token).tenant_id
+    except InvalidToken:
+        return None
+
+
+def _expired(ctx: Ctx) -> bool:
+    expires = ctx.token_expires_at
+    return expires is not None and expires.timestamp() <= time.time()
+
+
+def _recheck(due: list[tuple[Client, tuple | None]]) -> list[tuple[Client, Any, str | None]]:
+    """In a thread: authenticate each client again; ``(client, (ctx, viewer) or None, why)``.
+
+    The answers are applied by the event loop (:meth:`Hub.check_clients`): a client's
+    queue is not thread-safe.
+    """
+    answers: list[tuple[Client, Any, str | None]] = []
+    with session_scope() as session:
+        for client, tag in due:
+            try:
+                ctx = api_auth.resolve(session, client.api_key, client.token)
+            except DomainError as exc:
+                answers.append((client, None, "unauthorized" if exc.status == 401 else "forbidden"))
+                continue
+            if _expired(ctx):
+                answers.append((client, None, "expired"))
+                continue
+            answers.append((client, (ctx, access.load_viewer(session, ctx), tag), None))
+    return answers
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -1,0 +1,272 @@
+"""GET /api/stream: live, tenant- and visibility-scoped, resumable, closed on revocation."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import redis
+
+from shared.config import get_settings
+from shared.realtime import feed, presence
+from tests.realtime.conftest import inbound, of_type
+
+
+def _ready(stream) -> str:
+    event = stream.next()
+    assert event.event == "ready", event
+    return event.id
+
+
+def test_credentials_are_checked_before_the_stream_opens(stream_url, ws):
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": "Basic abc"},
+        {"X-API-Key": "osk_nope"},
+    ):
+        resp = httpx.get(stream_url, headers=headers, timeout=5)
+        assert resp.status_code == 401, (headers, resp.text)
+        assert resp.headers["content-type"].startswith("application/json")
+        assert resp.json()["error"]["code"] == "unauthenticated"
+
+
+def test_an_inbound_message_reaches_the_tenant_and_nobody_else(stream_url, ws, other, streams):
+    mine = streams(stream_url, ws.token)
+    theirs = streams(stream_url, other.token)
+    start = _ready(mine)
+    _ready(theirs)
+    sent = inbound(ws, "cust-live", "Where is my parcel?")
+    event = mine.until(of_type("message.created", conversation_id=sent["conversation_id"]))
+    body = event.json
+    assert body["tenant_id"] == ws.tenant["id"]
+    assert set(body) >= {"id", "type", "timestamp", "actor", "data"}
+    # The SSE id is the tenant stream's entry id, after the position given at connect.
+    assert feed_id(event.id) > feed_id(start)
+    # The other tenant's stream carries its own events only.
+    inbound(other, "cust-other", "Hi")
+    got = theirs.until(of_type("message.created"))
+    assert got.json["tenant_id"] == other.tenant["id"]
+    assert all(e.event != "message" or e.json["tenant_id"] == other.tenant["id"]
+               for e in theirs.drain())  # fmt: skip
+
+
+def feed_id(value: str) -> tuple[int, int]:
+    ms, seq = value.split("-")
+    return int(ms), int(seq)
+
+
+def test_an_agent_sees_only_what_the_conversations_list_shows_them(stream_url, ws, streams):
+    agent, agent_token = ws.create_agent("agent")
+    watcher = streams(stream_url, agent_token)
+    admin = streams(stream_url, ws.token)
+    _ready(watcher)
+    _ready(admin)
+    conversation = inbound(ws, "cust-vis", "first")["conversation_id"]
+    # Unassigned, and the agent is in no division: they see it.
+    watcher.until(of_type("message.created", conversation_id=conversation))
+    # Assigned to the admin: the agent learns it left their queue, then sees nothing more.
+    _assign(ws, conversation, ws.admin["id"])
+    watcher.until(of_type("conversation.assigned", id=conversation))
+    inbound(ws, "cust-vis", "second")
+    admin.until(of_type("message.created", conversation_id=conversation, body="second"))
+    assert not [e for e in watcher.drain() if of_type("message.created")(e)]
+    # Assigned to the agent: visible again.
+    _assign(ws, conversation, agent["id"])
+    watcher.until(of_type("conversation.assigned", id=conversation, assignee_id=agent["id"]))
+    inbound(ws, "cust-vis", "third")
+    watcher.until(of_type("message.created", conversation_id=conversation, body="third"))
+
+
+def _assign(ws, conversation_id: str, agent_id: str) -> None:
+    resp = ws.call(
+        "PATCH", f"/api/conversations/{conversation_id}/assignment", json={"assignee_id": agent_id}
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_reconnect_with_last_event_id_receives_what_it_missed(stream_url, ws, streams):
+    first = streams(stream_url, ws.token)
+    position = _ready(first)
+    first.close()
+    sent = [inbound(ws, f"cust-missed-{i}", f"missed {i}") for i in range(3)]
+    _settled(ws, len(sent))
+    again = streams(stream_url, ws.token, **{"Last-Event-ID": position})
+    opening = again.drain(0.5)
+    got = [e for e in opening if of_type("message.created")(e)]
+    # The backlog ends with ``ready``, at the position the client is now live from.
+    [ready] = [e for e in opening if e.event == "ready"]
+    assert ready.json["resumed"] >= len(got) and feed_id(ready.id) >= feed_id(got[-1].id)
+    assert opening.index(ready) > opening.index(got[-1])
+    assert [e.json["data"]["conversation_id"] for e in got] == [s["conversation_id"] for s in sent]
+    ids = [feed_id(e.id) for e in got]
+    assert ids == sorted(ids) and ids[0] > feed_id(position)
+    # And it is live after the backlog.
+    live = inbound(ws, "cust-after", "live")
+    again.until(of_type("message.created", conversation_id=live["conversation_id"]))
+
+
+def _settled(ws, messages: int, timeout: float = 10.0) -> None:
+    """Until the tenant's stream holds ``messages`` message.created entries."""
+    client = redis.Redis.from_url(get_settings().redis_url)
+    deadline = time.monotonic() + timeout
+    key = feed.stream_key(ws.tenant["id"])
+    while True:
+        entries = client.xrange(key)
+        found = sum(b'"type":"message.created"' in fields[feed.ENVELOPE] for _, fields in entries)
+        if found >= messages:
+            return
+        assert time.monotonic() < deadline, f"{found} of {messages} entries published"
+        time.sleep(0.05)
+
+
+def test_an_unusable_last_event_id_answers_reset(stream_url, ws, other, streams):
+    inbound(other, "cust-foreign", "theirs")
+    _settled(other, 1)
+    foreign = (
+        redis.Redis.from_url(get_settings().redis_url)
+        .xrevrange(feed.stream_key(other.tenant["id"]), count=1)[0][0]
+        .decode()
+    )
+    inbound(ws, "cust-own", "ours")
+    _settled(ws, 1)
+    own = (
+        redis.Redis.from_url(get_settings().redis_url)
+        .xrevrange(feed.stream_key(ws.tenant["id"]), count=1)[0][0]
+        .decode()
+    )
+    for last_event_id, reason in (
+        ("garbage", "invalid_id"),
+        ("1-2-3", "invalid_id"),
+        (foreign, "unknown_id"),
+    ):
+        stream = streams(stream_url, ws.token, **{"Last-Event-ID": last_event_id})
+        event = stream.next()
+        assert event.event == "reset", event
+        assert event.json == {"reason": reason}
+        # Nothing is replayed: the client refetches, then the stream is live from here.
+        assert feed_id(event.id) >= feed_id(own)
+        later = [e for e in stream.drain(0.3) if e.event == "message"]
+        assert all(e.json["tenant_id"] == ws.tenant["id"] for e in later)
+        assert all(feed_id(e.id) > feed_id(event.id) for e in later)
+        stream.close()
+
+
+def test_a_gap_older_than_the_backlog_answers_reset_then_goes_live(stream_url, ws, streams):
+    first = streams(stream_url, ws.token)
+    inbound(ws, "cust-old", "old")
+    old = first.until(of_type("message.created")).id
+    first.close()
+    inbound(ws, "cust-new", "new")
+    _settled(ws, 2)
+    # Time moved: the backlog no longer reaches back to ``old`` (trimmed as XADD would).
+    client = redis.Redis.from_url(get_settings().redis_url)
+    ms, seq = feed_id(old)
+    client.xtrim(feed.stream_key(ws.tenant["id"]), minid=f"{ms}-{seq + 1}", approximate=False)
+    stream = streams(stream_url, ws.token, **{"Last-Event-ID": old})
+    reset = stream.next()
+    assert reset.event == "reset" and reset.json == {"reason": "unknown_id"}
+    live = inbound(ws, "cust-later", "later")
+    stream.until(of_type("message.created", conversation_id=live["conversation_id"]))
+
+
+def test_logging_out_closes_the_stream_within_seconds(stream_url, ws, streams):
+    _, token = ws.create_agent("agent")
+    stream = streams(stream_url, token)
+    _ready(stream)
+    resp = ws.call("POST", "/api/auth/logout", token=token)
+    assert resp.status_code in (200, 204), resp.text
+    started = time.monotonic()
+    closing = stream.until(lambda e: e.event == "close", timeout=8)
+    assert closing.json == {"reason": "unauthorized"}
+    assert time.monotonic() - started < 8
+    assert httpx.get(stream_url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_typing_is_relayed_to_watchers_not_the_typist_and_presence_counts(stream_url, ws, streams):
+    agent, agent_token = ws.create_agent("agent")
+    typist = streams(stream_url, agent_token)
+    admin = streams(stream_url, ws.token)
+    _ready(typist)
+    _ready(admin)
+    assert uuid.UUID(agent["id"]) in presence.connected_agents(uuid.UUID(ws.tenant["id"]))
+    conversation = inbound(ws, "cust-typing", "hi")["conversation_id"]
+    resp = ws.call(
+        "POST",
+        f"/api/conversations/{conversation}/typing",
+        json={"typing": True},
+        token=agent_token,
+    )
+    assert resp.status_code == 202, resp.text
+    event = admin.until(lambda e: e.event == "typing")
+    assert event.id is None
+    assert event.json == {"conversation_id": conversation, "user_id": agent["id"], "typing": True}
+    assert not [e for e in typist.drain(0.3) if e.event == "typing"]
+    # Nothing stored, and a conversation the caller may not see is a 404.
+    missing = ws.call("POST", f"/api/conversations/{uuid.uuid4()}/typing", json={"typing": True})
+    assert missing.status_code == 404
+    bad = ws.call("POST", f"/api/conversations/{conversation}/typing", json={"typing": "x"})
+    assert bad.status_code == 422
+
+
+def test_a_connected_agent_counts_as_online_for_analytics(stream_url, ws, streams):
+    connected, token = ws.create_agent("agent")
+    away, _ = ws.create_agent("agent")
+    before = ws.call("GET", "/api/analytics/overview").json["online_agents"]
+    _ready(streams(stream_url, token))
+    agents = {a["agent_id"]: a for a in ws.call("GET", "/api/analytics/agents").json["agents"]}
+    assert agents[connected["id"]]["is_online"] is True
+    assert agents[away["id"]]["is_online"] is (away["status"] == "online")
+    assert ws.call("GET", "/api/analytics/overview").json["online_agents"] == before + 1
+
+
+def _division(ws, name: str, *agent_ids: str) -> str:
+    resp = ws.call("POST", "/api/divisions", json={"name": name})
+    assert resp.status_code == 201, resp.text
+    if agent_ids:
+        added = ws.call(
+            "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": list(agent_ids)}
+        )
+        assert added.status_code in (200, 204), added.text
+    return resp.json["id"]
+
+
+def test_division_changes_apply_to_an_open_stream(stream_url, ws, streams):
+    agent, token = ws.create_agent("agent")
+    _division(ws, "Sales", agent["id"])
+    support = _division(ws, "Support")
+    watcher = streams(stream_url, token)
+    _ready(watcher)
+    conversation = inbound(ws, "cust-div", "first")["conversation_id"]
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": support}
+    )
+    assert moved.status_code == 200, moved.text
+    inbound(ws, "cust-div", "hidden")
+    _settled(ws, 2)
+    # Unassigned in a division they are not in: nothing of it reaches them.
+    assert not [e for e in watcher.drain(0.5) if e.event == "message"]
+    added = ws.call("POST", f"/api/divisions/{support}/agents", json={"agent_ids": [agent["id"]]})
+    assert added.status_code in (200, 204), added.text
+    # The stream re-checks the agent within seconds of the change; no reconnect needed.
+    deadline = time.monotonic() + 8
+    seen = []
+    while not seen:
+        assert time.monotonic() < deadline, "the division change never applied"
+        inbound(ws, "cust-div", "visible")
+        seen = [e for e in watcher.drain(0.5) if of_type("message.created")(e)]
+    assert seen[0].json["data"]["conversation_id"] == conversation
+
+
+def test_an_api_key_streams_until_it_is_revoked(stream_url, ws, streams):
+    created = ws.call("POST", "/api/api-keys", json={"name": "inbox screen"})
+    assert created.status_code == 201, created.text
+    stream = streams(stream_url, **{"X-API-Key": created.json["key"]})
+    _ready(stream)
+    sent = inbound(ws, "cust-key", "via key")
+    stream.until(of_type("message.created", conversation_id=sent["conversation_id"]))
+    revoked = ws.call("DELETE", f"/api/api-keys/{created.json['id']}")
+    assert revoked.status_code in (200, 204), revoked.text
+    closing = stream.until(lambda e: e.event == "close", timeout=8)
+    assert closing.json == {"reason": "unauthorized"}
