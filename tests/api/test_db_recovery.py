@@ -26,6 +26,17 @@ def _kill_pool_connections() -> int:
     return killed
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pool_afterwards():
+    """Each test kills this process's pooled connections; the next test must not inherit them.
+
+    Recently used ones are not pinged on checkout (by design), so a later test's first
+    write could draw one and fail, whichever test that is.
+    """
+    yield
+    db.get_engine().dispose()
+
+
 def _busy_engine_connections() -> None:
     """Check out and return a connection, so the pool holds a recently-used one."""
     with db.get_engine().connect() as conn:
