@@ -33,6 +33,7 @@ from shared.models.automation import (
     ConversationMute,
     WorkingHours,
 )
+from shared.models.automation_stats import AutomationAlert, AutomationStats, AutomationStatsPending
 from shared.models.base import Base
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
 from shared.models.csat import CsatSettings, CsatSurvey
@@ -82,10 +83,13 @@ __all__ = [
     "AnalyticsHourly",
     "AnalyticsReconcileRun",
     "ApiKey",
+    "AutomationAlert",
     "AutomationEvent",
     "AutomationRule",
     "AutomationRun",
     "AutomationSettings",
+    "AutomationStats",
+    "AutomationStatsPending",
     "Base",
     "ChatExpirationRule",
     "Contact",
