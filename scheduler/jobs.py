@@ -118,6 +118,13 @@ def sweep_automation_stats(session: Session) -> int:
     return automation_stats.sweep(session)
 
 
+def purge_automation_stats(session: Session) -> int:
+    """Drop minute stats buckets past their keep (hours and days stay); committed in batches."""
+    from shared.automation import stats as automation_stats
+
+    return automation_stats.purge_minutes(session)
+
+
 def evaluate_automation_alerts(session: Session) -> dict[str, int]:
     """Check the rules' alert thresholds against the stats rollups; open and resolve alerts."""
     from shared.automation import alerts as automation_alerts
@@ -238,6 +245,7 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_automation_stats", sweep_automation_stats, _every(seconds=15), DRAIN),
     # Automation alerts: thresholds read from the rollups; an incident fires once.
     Job("evaluate_automation_alerts", evaluate_automation_alerts, _every(minutes=5), DRAIN),
+    Job("purge_automation_stats", purge_automation_stats, _every(hours=1), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
     # AI replies: a lost ai_reply message, or a worker that died while the model wrote.
     Job("sweep_ai_replies", sweep_ai_replies, _every(seconds=5), DRAIN),

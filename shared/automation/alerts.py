@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ from shared.events import Actor, emit
 from shared.models import AutomationAlert, AutomationRule, Tenant
 
 KINDS = ("failure_rate", "no_runs", "latency")
-#: Rules one run of the job checks (ordered; the next run starts over).
+#: Rules read per page by the check (every page is checked in the same run).
 CHECK_BATCH = 5_000
 _A = AutomationAlert
 
@@ -155,22 +156,44 @@ def _resolve(session: Session, rule_id: uuid.UUID, kinds: list[str], now: dt.dat
     ).rowcount
 
 
+def _rules_to_check(session: Session) -> Iterator[Any]:
+    """Rules with alert settings (or an open alert) of the active tenants, in keyset pages."""
+    r = AutomationRule
+    with_open = select(_A.rule_id).where(_A.status == "open")
+    after: tuple[uuid.UUID, uuid.UUID] | None = None
+    while True:
+        query = (
+            select(
+                r.id,
+                r.tenant_id,
+                r.name,
+                r.is_active,
+                r.snoozed_until,
+                r.created_at,
+                r.alert_settings,
+            )
+            .join(Tenant, Tenant.id == r.tenant_id)
+            .where(
+                Tenant.status == "active",
+                or_(r.alert_settings.is_not(None), r.id.in_(with_open)),
+            )
+            .order_by(r.tenant_id, r.id)
+            .limit(CHECK_BATCH)
+        )
+        if after is not None:
+            query = query.where(tuple_(r.tenant_id, r.id) > tuple_(*after))
+        rules = session.execute(query).all()
+        yield from rules
+        if len(rules) < CHECK_BATCH:
+            return
+        after = (rules[-1].tenant_id, rules[-1].id)
+
+
 def evaluate(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
     """Check every rule with alert settings (or an open alert) of the active tenants."""
     now = now or clock.db_now(session)
-    r = AutomationRule
-    with_open = select(_A.rule_id).where(_A.status == "open")
-    rules = session.execute(
-        select(
-            r.id, r.tenant_id, r.name, r.is_active, r.snoozed_until, r.created_at, r.alert_settings
-        )
-        .join(Tenant, Tenant.id == r.tenant_id)
-        .where(Tenant.status == "active", or_(r.alert_settings.is_not(None), r.id.in_(with_open)))
-        .order_by(r.tenant_id, r.id)
-        .limit(CHECK_BATCH)
-    ).all()
     counts = {"checked": 0, "triggered": 0, "resolved": 0}
-    for rule in rules:
+    for rule in _rules_to_check(session):
         settings = rule.alert_settings or {}
         cleared = [kind for kind in KINDS if kind not in settings]
         for kind in KINDS:

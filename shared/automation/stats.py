@@ -207,6 +207,35 @@ def drain(tenant_id: uuid.UUID, *, budget_seconds: float = 20.0) -> tuple[int, b
             return counted, True
 
 
+#: Minute buckets are kept this long; older ranges are read to the hour
+#: (:func:`shared.automation.stats_query.period`).
+KEEP_MINUTES = dt.timedelta(days=7)
+PURGE_BATCH = 10_000
+_PURGE_MINUTES = text(
+    """
+    DELETE FROM automation_stats WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM automation_stats
+         WHERE granularity = 'minute' AND bucket_start < now() - :keep
+         LIMIT :limit))
+    """
+)
+
+
+def purge_minutes(session: Session, *, batches: int = 50) -> int:
+    """Delete minute buckets older than :data:`KEEP_MINUTES`, a committed batch at a time
+    (short locks); how many."""
+    deleted = 0
+    for _ in range(batches):
+        taken = session.execute(
+            _PURGE_MINUTES, {"keep": KEEP_MINUTES, "limit": PURGE_BATCH}
+        ).rowcount
+        session.commit()
+        deleted += taken
+        if taken < PURGE_BATCH:
+            break
+    return deleted
+
+
 _STALE = text(
     """
     SELECT DISTINCT tenant_id FROM automation_stats_pending

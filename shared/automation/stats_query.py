@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from shared.automation import clock
 from shared.automation.control import VIEW
 from shared.automation.rules import get_rule
+from shared.automation.stats import KEEP_MINUTES
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import AutomationRule
@@ -120,14 +121,19 @@ def _covering(lo: dt.datetime, hi: dt.datetime) -> Any:
 def period(
     session: Session, start: dt.datetime | None, end: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime]:
-    """``[from, to)`` widened to whole minutes; defaults: the last 24 hours."""
-    end = end or clock.db_now(session)
+    """``[from, to)`` widened to whole minutes (to whole hours where minute buckets are no
+    longer kept); defaults: the last 24 hours."""
+    now = clock.db_now(session)
+    end = end or now
     start = start or end - DEFAULT_RANGE
     if start >= end:
         raise ValidationFailed.field("from", "must be before `to`")
     if end - start > MAX_RANGE:
         raise ValidationFailed.field("from", f"the range is at most {MAX_RANGE.days} days")
-    return floor(start, "minute"), ceil(end, "minute")
+    kept_since = now - KEEP_MINUTES
+    lo = floor(start, "minute" if start >= kept_since else "hour")
+    hi = ceil(end, "minute" if end >= kept_since else "hour")
+    return lo, hi
 
 
 def span(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
