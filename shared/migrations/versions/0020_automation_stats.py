@@ -74,6 +74,9 @@ def upgrade() -> None:
             "tenant_id", "granularity", "rule_id", "bucket_start", name="pk_automation_stats"
         ),
     )
+    op.create_index(
+        "ix_automation_stats_time", "automation_stats", ["tenant_id", "granularity", "bucket_start"]
+    )
     op.create_table(
         "automation_alerts",
         sa.Column("id", sa.UUID(), nullable=False),
