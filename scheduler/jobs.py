@@ -110,6 +110,28 @@ def sweep_automation_events(session: Session) -> int:
     return automation_queue.sweep(session)
 
 
+def sweep_automation_stats(session: Session) -> int:
+    """Re-send the stats roll-up of tenants whose run figures wait too long (needs the enqueuer)."""
+    from shared.automation import stats as automation_stats
+    from workers.actors import automation  # noqa: F401  (installs the enqueuer)
+
+    return automation_stats.sweep(session)
+
+
+def purge_automation_stats(session: Session) -> int:
+    """Drop minute stats buckets past their keep (hours and days stay); committed in batches."""
+    from shared.automation import stats as automation_stats
+
+    return automation_stats.purge_minutes(session)
+
+
+def evaluate_automation_alerts(session: Session) -> dict[str, int]:
+    """Check the rules' alert thresholds against the stats rollups; open and resolve alerts."""
+    from shared.automation import alerts as automation_alerts
+
+    return automation_alerts.evaluate(session)
+
+
 def sweep_ai_replies(session: Session) -> int:
     """Re-enqueue AI replies stuck pending past due or generating too long (needs the enqueuer)."""
     import workers.actors.ai_reply  # noqa: F401  (installs the enqueuer)
@@ -227,6 +249,11 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_inbound_events", sweep_inbound_events, _every(seconds=10), DRAIN),
     # Automation: queue rows whose evaluate_rules message was lost or whose worker died.
     Job("sweep_automation_events", sweep_automation_events, _every(seconds=10), DRAIN),
+    # Automation stats: tenants whose roll_up_automation_stats message was lost.
+    Job("sweep_automation_stats", sweep_automation_stats, _every(seconds=15), DRAIN),
+    # Automation alerts: thresholds read from the rollups; an incident fires once.
+    Job("evaluate_automation_alerts", evaluate_automation_alerts, _every(minutes=5), DRAIN),
+    Job("purge_automation_stats", purge_automation_stats, _every(hours=1), DRAIN),
     Job("sweep_outbound_sends", sweep_outbound_sends, _every(seconds=15), DRAIN),
     # AI replies: a lost ai_reply message, or a worker that died while the model wrote.
     Job("sweep_ai_replies", sweep_ai_replies, _every(seconds=5), DRAIN),

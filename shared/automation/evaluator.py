@@ -224,11 +224,12 @@ def _act(
     facts: dict[str, Any],
     changes: dict[str, Any],
     decided: list[tuple[CompiledRule, Decision, float]],
+    at: dt.datetime,
 ) -> RunBatch:
     """Apply the matched rules' actions in order; one run per decided rule."""
     outbox = conversation = None
     loaded = False
-    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess)
+    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess, at)
     for rule, decision, deciding in decided:
         started = time.perf_counter()
         results, status = [], decision.status
@@ -300,12 +301,12 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
         if not ceiling.take(event.tenant_id, needed, limit, moment.now):
             raise Deferred(ceiling.next_minute(moment.now), moment.now, limit)
         try:
-            runs = _act(session, event, causation, facts, changes, decided)
+            runs = _act(session, event, causation, facts, changes, decided, moment.now)
         except BaseException:
             ceiling.give_back(event.tenant_id, needed, moment.now)
             raise
     else:
-        runs = _act(session, event, causation, facts, changes, decided)
+        runs = _act(session, event, causation, facts, changes, decided, moment.now)
     insert_runs(session, runs)
     failed = runs.failed
     if failed:

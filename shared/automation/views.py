@@ -27,6 +27,7 @@ class RuleView(View):
     snoozed_until: dt.datetime | None = None
     schedule: dict[str, Any] | None = None
     rollout_percentage: int = 100
+    alert_settings: dict[str, Any] | None = None
 
 
 class EventView(View):

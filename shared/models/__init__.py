@@ -34,6 +34,7 @@ from shared.models.automation import (
     ConversationMute,
     WorkingHours,
 )
+from shared.models.automation_stats import AutomationAlert, AutomationStats, AutomationStatsPending
 from shared.models.base import Base
 from shared.models.campaigns import Campaign, CampaignRecipient
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
@@ -84,10 +85,13 @@ __all__ = [
     "AnalyticsHourly",
     "AnalyticsReconcileRun",
     "ApiKey",
+    "AutomationAlert",
     "AutomationEvent",
     "AutomationRule",
     "AutomationRun",
     "AutomationSettings",
+    "AutomationStats",
+    "AutomationStatsPending",
     "Base",
     "Campaign",
     "CampaignRecipient",

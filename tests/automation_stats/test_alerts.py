@@ -1,0 +1,178 @@
+"""Alerts: settings over HTTP, the scheduler's check firing once per incident, alert stats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+
+from scheduler.jobs import evaluate_automation_alerts
+from shared.db import session_scope
+from shared.models import OutboxEvent
+from tests.automation.conftest import add_conversation, create_rule, send_message, tid, wait_settled
+from tests.automation_stats.conftest import ALERTS, RULES, T0, stats, wait_runs
+
+VIP = {
+    "match": "all",
+    "conditions": [{"attribute": "conversation.tags", "operator": "contains", "value": "vip"}],
+}
+
+
+def _alerts(ws, rule_id: str, body: dict, **kwargs):
+    return ws.call("PATCH", f"{RULES}/{rule_id}/alerts", json=body, **kwargs)
+
+
+def _check() -> None:
+    with session_scope() as session:
+        evaluate_automation_alerts(session)
+
+
+def _emitted(ws) -> list[dict]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(OutboxEvent.data)
+                .where(
+                    OutboxEvent.tenant_id == tid(ws),
+                    OutboxEvent.type == "automation.alert_triggered",
+                )
+                .order_by(OutboxEvent.occurred_at)
+            )
+        )
+
+
+def _tag(ws, conversation_id: str, tag: str) -> None:
+    resp = ws.call("PATCH", f"/api/conversations/{conversation_id}/tags", json={"add": [tag]})
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_failure_rate_alert_fires_once_per_incident_and_resolves(ws, moved_clock):
+    moved_clock.move_to(T0)
+    rule = create_rule(
+        ws,
+        name="greet",
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+    )
+    resp = _alerts(
+        ws,
+        rule["id"],
+        {"failure_rate": {"threshold_percent": 50, "window_minutes": 15, "min_runs": 2}},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json["alert_settings"]["failure_rate"]["threshold_percent"] == 50
+    conversation_id = add_conversation(ws, channel="whatsapp")  # window closed: sends fail
+    _tag(ws, conversation_id, "vip")
+    wait_settled(ws)
+    wait_runs(ws, 1)
+    _check()  # one run: under min_runs
+    assert _emitted(ws) == []
+
+    _tag(ws, conversation_id, "gold")
+    wait_settled(ws, at_least_rows=2)
+    wait_runs(ws, 2)
+    moved_clock.advance(minutes=1)
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "failure_rate" and event["rule_id"] == rule["id"]
+    assert event["observed"] == 100.0 and event["threshold"] == 50.0
+    assert event["rule_name"] == "greet" and event["details"]["failures"] == 2
+
+    for minutes in (4, 5):  # still failing: the same incident, no new event
+        moved_clock.advance(minutes=minutes)
+        _check()
+    assert len(_emitted(ws)) == 1
+    body = stats(ws, ALERTS)
+    assert body["open_now"] == 1 and body["by_kind"]["failure_rate"] == 1
+    [item] = body["items"]
+    assert item["status"] == "open" and item["resolved_at"] is None
+    assert item["id"] == event["alert_id"] and item["rule_name"] == "greet"
+
+    moved_clock.move_to(T0 + dt.timedelta(minutes=30))  # the failures left the window
+    _check()
+    [item] = stats(ws, ALERTS)["items"]
+    assert item["status"] == "resolved" and item["resolved_at"].startswith("2026-11-02T10:45")
+    assert stats(ws, ALERTS)["open_now"] == 0
+
+    # Failing again is a new incident: a second row and a second event.
+    _tag(ws, conversation_id, "silver")
+    _tag(ws, conversation_id, "bronze")
+    wait_settled(ws, at_least_rows=4)
+    wait_runs(ws, 4)
+    _check()
+    _check()
+    assert len(_emitted(ws)) == 2
+    body = stats(ws, ALERTS)
+    assert [i["status"] for i in body["items"]] == ["open", "resolved"]
+    assert body["by_status"] == {"open": 1, "resolved": 1} and body["triggered"] == 2
+    assert stats(ws, ALERTS, status="resolved")["triggered"] == 1
+    assert stats(ws, ALERTS, rule_id=str(uuid.uuid4()))["items"] == []
+
+
+def test_a_no_runs_alert_waits_for_the_period_and_clears_with_a_run(ws, moved_clock):
+    rule = create_rule(ws, name="refunds")
+    resp = _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 10}})
+    assert resp.status_code == 200, resp.text
+    _check()  # younger than the period: not watched yet
+    assert _emitted(ws) == []
+    moved_clock.advance(minutes=11)
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["threshold"] == 10.0 and event["observed"] == 0
+
+    send_message(ws, add_conversation(ws), "refund please")
+    wait_settled(ws)
+    wait_runs(ws, 1)
+    moved_clock.advance(minutes=1)
+    _check()
+    body = stats(ws, ALERTS)
+    assert body["open_now"] == 0 and body["items"][0]["status"] == "resolved"
+
+    # Switching the kind off resolves nothing twice and stops the checks.
+    cleared = _alerts(ws, rule["id"], {"no_runs": None})
+    assert cleared.status_code == 200 and cleared.json["alert_settings"] is None
+    moved_clock.advance(minutes=30)
+    _check()
+    assert len(_emitted(ws)) == 1
+
+
+def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspace):
+    rule = create_rule(workspace)
+    bad = {
+        "rate zero": ({"failure_rate": {"threshold_percent": 0}}, "failure_rate.threshold_percent"),
+        "rate high": (
+            {"failure_rate": {"threshold_percent": 150}},
+            "failure_rate.threshold_percent",
+        ),
+        "window": (
+            {"failure_rate": {"threshold_percent": 5, "window_minutes": 1}},
+            "failure_rate.window_minutes",
+        ),
+        "period": ({"no_runs": {"period_minutes": 2}}, "no_runs.period_minutes"),
+        "latency": ({"latency": {"p95_ms": -1}}, "latency.p95_ms"),
+        "missing": ({"latency": {}}, "latency.p95_ms"),
+        "unknown kind": ({"volume": {"max": 3}}, "volume"),
+        "unknown field": ({"no_runs": {"period_minutes": 10, "x": 1}}, "no_runs.x"),
+    }
+    for name, (body, field) in bad.items():
+        resp = _alerts(workspace, rule["id"], body)
+        assert resp.status_code == 422, (name, resp.text)
+        assert resp.json["error"]["details"][0]["field"] == field, (name, resp.json)
+
+    both = {"latency": {"p95_ms": 250}, "no_runs": {"period_minutes": 60}}
+    resp = _alerts(workspace, rule["id"], both)
+    assert resp.status_code == 200, resp.text
+    assert resp.json["alert_settings"] == {
+        "latency": {"p95_ms": 250.0, "window_minutes": 15, "min_runs": 1},
+        "no_runs": {"period_minutes": 60},
+    }
+    kept = _alerts(workspace, rule["id"], {"latency": None}).json["alert_settings"]
+    assert kept == {"no_runs": {"period_minutes": 60}}
+
+    assert _alerts(other_workspace, rule["id"], both).status_code == 404
+    assert other_workspace.call("GET", ALERTS).json["items"] == []
+    _, supervisor = workspace.create_agent("supervisor")
+    assert _alerts(workspace, rule["id"], both, token=supervisor).status_code == 403
+    assert workspace.call("GET", ALERTS, token=supervisor).status_code == 200

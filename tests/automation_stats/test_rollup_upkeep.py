@@ -1,0 +1,78 @@
+"""Rollup upkeep: a lost roll-up message is re-sent by the sweep; old minute buckets go."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import func, select, update
+
+from scheduler.jobs import purge_automation_stats, sweep_automation_stats
+from shared.db import session_scope
+from shared.models import AutomationStats, AutomationStatsPending
+from tests.automation.conftest import tid
+from tests.automation_stats.conftest import STATS, stats, ts, wait_runs
+
+
+def test_figures_whose_message_was_lost_are_rolled_up_by_the_sweep(ws):
+    rule_id = str(uuid.uuid4())
+    with session_scope() as session:  # queued by an evaluation whose message never left
+        session.add(
+            AutomationStatsPending(
+                tenant_id=tid(ws),
+                at=func.now(),
+                items=[[rule_id, "matched", 2, 3.0], [rule_id, "failed", 0, 700.0]],
+            )
+        )
+    with session_scope() as session:
+        assert sweep_automation_stats(session) == 0  # not waiting long enough yet
+        session.execute(
+            update(AutomationStatsPending)
+            .where(AutomationStatsPending.tenant_id == tid(ws))
+            .values(queued_at=func.now() - dt.timedelta(minutes=1))
+        )
+    with session_scope() as session:
+        assert sweep_automation_stats(session) >= 1
+    body = wait_runs(ws, 2)
+    totals = body["totals"]
+    assert (totals["matches"], totals["failures"], totals["actions_executed"]) == (2, 1, 2)
+    assert totals["p50_ms"] <= 5 and 500 < totals["p95_ms"] <= 1000  # from the histogram
+    assert body["rules"][0]["rule_id"] == rule_id and body["rules"][0]["name"] is None
+
+
+def test_old_minute_buckets_are_purged_and_old_ranges_read_whole_hours(workspace):
+    with session_scope() as session:
+        now = session.scalar(select(func.now()))
+    hour = (now - dt.timedelta(days=8)).replace(minute=0, second=0, microsecond=0)
+    recent = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+    rows = [
+        ("hour", hour, 5),
+        ("minute", hour + dt.timedelta(minutes=17), 5),
+        ("minute", recent, 1),
+        ("hour", recent.replace(minute=0), 1),
+    ]
+    with session_scope() as session:
+        for granularity, start, runs in rows:
+            session.add(
+                AutomationStats(
+                    tenant_id=tid(workspace),
+                    granularity=granularity,
+                    rule_id=uuid.UUID(int=0),
+                    bucket_start=start,
+                    runs=runs,
+                    latency_03=runs,
+                )
+            )
+    with session_scope() as session:
+        assert purge_automation_stats(session) >= 1
+        left = session.execute(
+            select(AutomationStats.granularity, AutomationStats.bucket_start).where(
+                AutomationStats.tenant_id == tid(workspace)
+            )
+        ).all()
+    assert sorted(left) == sorted((g, s) for g, s, _ in rows if (g, s) != rows[1][:2])
+
+    # From 10 minutes past that old hour: read from the whole hour (its minutes are gone).
+    old = stats(workspace, STATS, **{"from": hour + dt.timedelta(minutes=10)})
+    assert old["start"] == ts(hour) and old["totals"]["runs"] == 6
+    assert stats(workspace, STATS, **{"from": recent})["totals"]["runs"] == 1  # minutes kept
