@@ -34,6 +34,7 @@ class StatsOverviewResource:
         permission=VIEW,
         query=StatsRangeQuery,
         response=StatsOverview,
+        errors=(422,),
         description="Runs, matches, skips, failures, actions executed and p50/p95 evaluation"
         " time of every rule together, and per rule (the 100 with most runs)." + _ROLLUPS,
         tags=TAGS,
@@ -49,6 +50,7 @@ class StatsTimeseriesResource:
         permission=VIEW,
         query=TimeseriesQuery,
         response=Timeseries,
+        errors=(422,),
         description="The figures of every rule together per minute, hour or day."
         + _SERIES
         + _ROLLUPS,
@@ -72,6 +74,7 @@ class RuleStatsResource:
         permission=VIEW,
         query=StatsRangeQuery,
         response=RuleStats,
+        errors=(422,),
         description="The rule's figures over the range." + _ROLLUPS,
         tags=TAGS,
     )
@@ -87,6 +90,7 @@ class RuleTimeseriesResource:
         permission=VIEW,
         query=TimeseriesQuery,
         response=Timeseries,
+        errors=(422,),
         description="The rule's figures per minute, hour or day." + _SERIES + _ROLLUPS,
         tags=TAGS,
     )
@@ -109,6 +113,7 @@ class AlertStatsResource:
         permission=VIEW,
         query=AlertStatsQuery,
         response=AlertStats,
+        errors=(422,),
         description="Alert incidents that started in the range (newest first), counted by"
         " kind and status, and the number open now. An incident opens when"
         " `evaluate_automation_alerts` first finds its condition (emitting"

@@ -15,16 +15,26 @@ from tests.automation.conftest import (
     queue_rows,
     send_message,
     settled,
+    tid,
     wait_settled,
     wait_until,
 )
 
 
-def table_counts() -> dict[str, int]:
+def table_counts(ws) -> dict[str, int]:
+    """Rows per table of this tenant (every tenant-owned table).
+
+    NOTE: other tenants' rows are left out: the session's worker may still be finishing
+    an earlier test's work (a webhook attempt, a retried send) while this one runs.
+    """
+    tenant_id = tid(ws)
     with session_scope() as session:
         return {
-            table.name: session.scalar(select(func.count()).select_from(table))
+            table.name: session.scalar(
+                select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
+            )
             for table in Base.metadata.sorted_tables
+            if "tenant_id" in table.c
         }
 
 
@@ -39,7 +49,7 @@ def test_dry_run_explains_the_decision_and_changes_nothing(ws):
     conv_id = add_conversation(ws)
     send_message(ws, conv_id, "refund now")
     row = wait_settled(ws, at_least_rows=2)[0]  # the message, then the rule's reply
-    before = table_counts()
+    before = table_counts(ws)
 
     by_event = ws.call("POST", f"{RULES}/{rule['id']}/dry-run", json={"event_id": str(row.id)})
     assert by_event.status_code == 200, by_event.text
@@ -72,15 +82,15 @@ def test_dry_run_explains_the_decision_and_changes_nothing(ws):
     assert tried.status_code == 200, tried.text
     assert tried.json["matched"] is True and tried.json["conditions"][0]["seen"] == "FR"
     assert tried.json["facts"]["message.content"] == "hello"
-    assert table_counts() == before
+    assert table_counts(ws) == before
 
     ws.call("POST", f"{RULES}/{rule['id']}/toggle")
-    before = table_counts()
+    before = table_counts(ws)
     off = ws.call("POST", f"{RULES}/{rule['id']}/dry-run", json={"event_id": str(row.id)})
     assert off.json["effective_state"]["state"] == "inactive"
     assert off.json["matched"] is True and not any(a["would_run"] for a in off.json["actions"])
     assert wait_until(lambda: settled(ws), "nothing left to settle")
-    assert table_counts() == before
+    assert table_counts(ws) == before
     assert len(queue_rows(ws)) == 2
 
 
