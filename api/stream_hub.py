@@ -58,6 +58,9 @@ MAX_QUEUED = 1_000
 BLOCK_MS = 10_000
 #: Entries per XREAD / XRANGE page.
 PAGE = 500
+#: A feed that read a full page (it is behind) or whose previous read returned this long
+#: ago (its loop stalled) first checks that nothing past its position was trimmed.
+GAP_CHECK_AFTER_SECONDS = 5.0
 #: How long a Redis answer may take (a busy event loop reads answers late).
 SOCKET_TIMEOUT_SECONDS = 15.0
 #: Redis connections for short commands (opening a stream, presence), per process.
@@ -181,17 +184,33 @@ class TenantFeed:
                 log.warning("reading the realtime feed of %s failed; retrying", self.tenant_id)
                 await asyncio.sleep(0.5)
         self.ready.set()
+        behind, returned_at = False, time.monotonic()
         while True:
             try:
+                if behind or time.monotonic() - returned_at > GAP_CHECK_AFTER_SECONDS:
+                    await self._reset_if_trimmed(last)
                 answer = await redis.xread({self.key: last}, count=PAGE, block=BLOCK_MS)
             except RedisError:
                 log.warning("reading the realtime feed of %s failed; retrying", self.tenant_id)
                 await asyncio.sleep(0.5)
                 continue
+            behind, returned_at = False, time.monotonic()
             for _, entries in answer or ():
+                behind = len(entries) >= PAGE
                 for entry_id, fields in entries:
                     last = entry_id
                     self.fan_out(self.hub.item_of(entry_id, fields))
+
+    async def _reset_if_trimmed(self, last: str | bytes) -> None:
+        """Tell every client to refetch when entries past ``last`` may be gone unread.
+
+        The stream keeps about 10 minutes; a feed that fell further behind would
+        otherwise read on from what survived and skip the rest in silence.
+        """
+        position = last.decode() if isinstance(last, bytes) else last
+        if await self.hub.resume_refused(self.key, position):
+            log.warning("realtime feed of %s fell behind its backlog: reset", self.tenant_id)
+            self.fan_out((Item(None, None, "reset", _json({"reason": "events_lost"})), None))
 
     def fan_out(self, decoded: tuple[Item, dict | None]) -> None:
         item, scope = decoded
@@ -349,7 +368,7 @@ class Hub:
         if not last_event_id:
             position = await self.last_id(key)
             return position, [Item(None, position, "ready", _json({"last_event_id": position}))]
-        reason = await self._resume_refused(key, last_event_id)
+        reason = await self.resume_refused(key, last_event_id)
         if reason:
             position = await self.last_id(key)
             return position, [Item(None, position, "reset", _json({"reason": reason}))]
@@ -366,7 +385,7 @@ class Hub:
                 return position, [*items, Item(None, position, "ready", _json(ready))]
             start = f"({position}"
 
-    async def _resume_refused(self, key: str, last_event_id: str) -> str | None:
+    async def resume_refused(self, key: str, last_event_id: str) -> str | None:
         """None if every entry after ``last_event_id`` is still in the stream, else why not.
 
         An id the stream does not hold was trimmed (the gap is older than the backlog),

@@ -273,3 +273,39 @@ def test_an_api_key_streams_until_it_is_revoked(stream_url, ws, streams):
     assert revoked.status_code in (200, 204), revoked.text
     closing = stream.until(lambda e: e.event == "close", timeout=8)
     assert closing.json == {"reason": "unauthorized"}
+
+
+def test_a_feed_that_fell_behind_its_backlog_sends_reset_not_a_silent_gap(
+    stream_url, ws, streams, monkeypatch
+):
+    import threading
+
+    from api import stream_hub
+
+    stream = streams(stream_url, ws.token)
+    _ready(stream)
+    stalled, trimmed = threading.Event(), threading.Event()
+    fan_out = stream_hub.TenantFeed.fan_out
+
+    def stalling_fan_out(self, decoded):
+        # NOTE: blocks the stream process's event loop, as a long pause would.
+        if not stalled.is_set():
+            stalled.set()
+            trimmed.wait(10)
+        fan_out(self, decoded)
+
+    monkeypatch.setattr(stream_hub, "GAP_CHECK_AFTER_SECONDS", 0.2)
+    monkeypatch.setattr(stream_hub.TenantFeed, "fan_out", stalling_fan_out)
+    inbound(ws, "cust-stalled", "read before the stall")
+    assert stalled.wait(10), "the feed never read the entry"
+    # Meanwhile the backlog moves past the feed's position (XADD's trimming, 10 minutes on).
+    client = redis.Redis.from_url(get_settings().redis_url)
+    client.xtrim(feed.stream_key(ws.tenant["id"]), maxlen=0, approximate=False)
+    time.sleep(0.3)
+    trimmed.set()
+
+    # The entries read before the stall still arrive; what was trimmed unread is a reset.
+    reset = stream.until(lambda event: event.event == "reset")
+    assert reset.json == {"reason": "events_lost"}
+    live = inbound(ws, "cust-after-stall", "live again")
+    stream.until(of_type("message.created", conversation_id=live["conversation_id"]))
