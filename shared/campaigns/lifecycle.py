@@ -29,7 +29,7 @@ from shared.campaigns.campaigns import (
 )
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
-from shared.models import Campaign, CampaignRecipient
+from shared.models import Campaign, CampaignRecipient, Tenant
 from shared.timekeeping import schedules
 from shared.timekeeping.scheduled_messages import resolve_run_at
 from shared.timekeeping.working_hours import validate_timezone
@@ -172,9 +172,11 @@ def start_due(session: Session, *, now: dt.datetime | None = None) -> dict[str, 
     SKIP LOCKED: a campaign a batch holds right now is neither started nor re-driven.
     """
     now = now or schedules.db_now(session)
+    # A suspended workspace's campaigns wait: started or re-driven once it is reactivated.
+    active = select(Tenant.id).where(Tenant.id == Campaign.tenant_id, Tenant.status == "active")
     due = session.scalars(
         select(Campaign)
-        .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+        .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now, active.exists())
         .order_by(Campaign.scheduled_at)
         .limit(CLAIM_BATCH)
         .with_for_update(skip_locked=True)
@@ -183,7 +185,11 @@ def start_due(session: Session, *, now: dt.datetime | None = None) -> dict[str, 
         start(session, Ctx.system(campaign.tenant_id), campaign, now)
     lost = session.scalars(
         select(Campaign)
-        .where(Campaign.status == "running", Campaign.next_batch_at <= now - REDRIVE_AFTER)
+        .where(
+            Campaign.status == "running",
+            Campaign.next_batch_at <= now - REDRIVE_AFTER,
+            active.exists(),
+        )
         .order_by(Campaign.next_batch_at)
         .limit(CLAIM_BATCH)
         .with_for_update(skip_locked=True)

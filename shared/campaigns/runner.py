@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.admin import tenant_state
 from shared.campaigns import content, queue
 from shared.campaigns.campaigns import sending_account, view
 from shared.channels.graph_errors import THROTTLING_CODES
@@ -72,6 +73,7 @@ class Outcome(StrEnum):
     STALE = "stale"
     FAILED = "failed"
     GONE = "gone"
+    SUSPENDED = "suspended"
 
 
 def run_batch(
@@ -87,6 +89,11 @@ def run_batch(
         return Outcome.STOPPED
     if campaign.step != step:
         return Outcome.STALE
+    if tenant_state.is_suspended(campaign.tenant_id, session):
+        # Held, not dropped: no next batch is queued, so once the workspace is reactivated
+        # the scheduler finds the batch late and re-drives it (start_due, active tenants).
+        log.warning("campaign %s held: its workspace is suspended", campaign.id)
+        return Outcome.SUSPENDED
     now = now or schedules.db_now(session)
     if campaign.next_batch_at is not None and campaign.next_batch_at > now:
         # Early (the broker's clock is not the database's): wait the rest, same step.

@@ -61,12 +61,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 50
 
 #: ``ORDER BY``: every worker locks in one order. ``now()`` is the transaction's start,
-#: so the expiry is counted from before the rows were read.
+#: so the expiry is counted from before the rows were read. A suspended workspace's sends
+#: are not claimed: they wait, and the sweeper re-drives them once it is reactivated.
 _CLAIM = text(
     """
     WITH due AS MATERIALIZED (
         SELECT message_id FROM outbound_sends
          WHERE message_id = ANY(:ids) AND status = 'pending' AND next_attempt_at <= now()
+           AND NOT EXISTS (SELECT 1 FROM tenants t
+                            WHERE t.id = outbound_sends.tenant_id AND t.status <> 'active')
          ORDER BY message_id
          FOR UPDATE SKIP LOCKED
     )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared.after_commit_queue import AfterCommitQueue
 from shared.config import get_settings
-from shared.models import OutboxEvent
+from shared.models import OutboxEvent, Tenant
 from shared.models.outbound import OutboundSend
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,16 @@ def sweep(session: Session, *, batch: int = 500) -> int:
     every run. Enqueued after commit.
 
     A send a worker holds is not due here: its claim pushed ``sweep_at`` past the
-    claim's expiry, so only a claim that ran out (a killed worker) is re-driven."""
+    claim's expiry, so only a claim that ran out (a killed worker) is re-driven. A
+    suspended workspace's sends wait here until it is reactivated."""
+    active = select(Tenant.id).where(Tenant.id == OutboundSend.tenant_id, Tenant.status == "active")
     due = (
         select(OutboundSend.message_id)
-        .where(OutboundSend.status == "pending", OutboundSend.sweep_at <= func.now())
+        .where(
+            OutboundSend.status == "pending",
+            OutboundSend.sweep_at <= func.now(),
+            active.exists(),
+        )
         .order_by(OutboundSend.sweep_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
