@@ -21,6 +21,12 @@ from shared.schemas.identity import AgentView
 TAGS = ("Auth",)
 
 
+def _start_session(resp, token) -> dict:
+    """Set the ``session`` cookie for a browser and answer the token for an API client."""
+    set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
+    return {"access_token": token.token, "expires_in": token.expires_in}
+
+
 class RegisterResource:
     @endpoint(
         "Register a new tenant organization",
@@ -39,12 +45,10 @@ class RegisterResource:
             ip=req.remote_addr,
         )
         token = issue_access_token(registration.admin.id, registration.tenant.id)
-        set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
         return {
             "tenant": registration.tenant,
             "user": registration.admin,
-            "access_token": token.token,
-            "expires_in": token.expires_in,
+            **_start_session(resp, token),
         }
 
 
@@ -67,14 +71,7 @@ class LoginResource:
             ip=req.remote_addr,
             request_id=req.context.request_id,
         )
-        set_session_cookie(
-            resp, result.token.token, result.token.expires_in, get_settings().cookie_secure
-        )
-        return {
-            "access_token": result.token.token,
-            "expires_in": result.token.expires_in,
-            "user": result.user,
-        }
+        return {**_start_session(resp, result.token), "user": result.user}
 
 
 class MeResource:
@@ -98,9 +95,7 @@ class LogoutResource:
 class RefreshResource:
     @endpoint("Issue a fresh JWT for the current session", response=TokenResponse, tags=TAGS)
     def on_get(self, req, resp, *, ctx):
-        token = auth.refresh(ctx)
-        set_session_cookie(resp, token.token, token.expires_in, get_settings().cookie_secure)
-        return {"access_token": token.token, "expires_in": token.expires_in}
+        return _start_session(resp, auth.refresh(ctx))
 
 
 class AcceptInvitationResource:
@@ -123,14 +118,7 @@ class AcceptInvitationResource:
             ip=req.remote_addr,
             request_id=req.context.request_id,
         )
-        set_session_cookie(
-            resp, result.token.token, result.token.expires_in, get_settings().cookie_secure
-        )
-        return {
-            "access_token": result.token.token,
-            "expires_in": result.token.expires_in,
-            "user": result.user,
-        }
+        return {**_start_session(resp, result.token), "user": result.user}
 
 
 ROUTES = [
