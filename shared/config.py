@@ -489,6 +489,40 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- billing -------------------------------------------------------------------------------
+    billing_provider: str = Field(
+        "fake",
+        pattern="^(stripe|fake)$",
+        description=(
+            "payment provider: stripe (the official client, STRIPE_API_BASE selects the"
+            " endpoint) or fake (no money moves: a development stand-in that always succeeds)"
+        ),
+    )
+    stripe_api_key: str | None = Field(None, description="Stripe secret key (sk_...)")
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe API base URL (tests point it at a fake)"
+    )
+    stripe_webhook_secret: str | None = Field(
+        None, description="signing secret of Stripe's webhooks to /api/billing/webhooks/stripe"
+    )
+    billing_tax_rate_bps: int = Field(
+        0, ge=0, le=10_000, description="tax added to invoices, in basis points (2000 = 20 %)"
+    )
+    billing_trial_days: int = Field(
+        14, ge=0, le=365, description="length of the trial a new workspace starts with"
+    )
+    billing_charge_retry_hours: str = Field(
+        "24,72,168",
+        pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$",
+        description=(
+            "dunning: hours after a failed charge to try again; once all failed the"
+            " subscription is cancelled"
+        ),
+    )
+    billing_provider_timeout_seconds: float = Field(
+        20.0, gt=0, le=120, description="bound on one call to the payment provider"
+    )
+
     @property
     def media_allowed_type_set(self) -> frozenset[str]:
         return frozenset(

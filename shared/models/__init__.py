@@ -36,6 +36,20 @@ from shared.models.automation import (
 )
 from shared.models.automation_stats import AutomationAlert, AutomationStats, AutomationStatsPending
 from shared.models.base import Base
+from shared.models.billing import (
+    BillingAccount,
+    BillingAddOn,
+    BillingCoupon,
+    BillingInvoice,
+    BillingInvoiceLine,
+    BillingPayment,
+    BillingPaymentMethod,
+    BillingPlan,
+    BillingProviderEvent,
+    BillingSubscription,
+    BillingSubscriptionAddOn,
+    BillingUsage,
+)
 from shared.models.campaigns import Campaign, CampaignRecipient
 from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
 from shared.models.csat import CsatSettings, CsatSurvey
@@ -93,6 +107,18 @@ __all__ = [
     "AutomationStats",
     "AutomationStatsPending",
     "Base",
+    "BillingAccount",
+    "BillingAddOn",
+    "BillingCoupon",
+    "BillingInvoice",
+    "BillingInvoiceLine",
+    "BillingPayment",
+    "BillingPaymentMethod",
+    "BillingPlan",
+    "BillingProviderEvent",
+    "BillingSubscription",
+    "BillingSubscriptionAddOn",
+    "BillingUsage",
     "Campaign",
     "CampaignRecipient",
     "ChatExpirationRule",
