@@ -176,3 +176,43 @@ def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspa
     _, supervisor = workspace.create_agent("supervisor")
     assert _alerts(workspace, rule["id"], both, token=supervisor).status_code == 403
     assert workspace.call("GET", ALERTS, token=supervisor).status_code == 200
+
+
+def test_a_latency_alert_fires_once_when_p95_crosses_and_resolves_when_the_window_empties(
+    ws, moved_clock
+):
+    moved_clock.move_to(T0)
+    rule = create_rule(
+        ws,
+        name="slow",
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "send_message", "params": {"body": "On it"}}],
+    )
+    # Any real evaluation takes longer than 10 µs, so p95 crosses it once enough runs count.
+    settings = {"latency": {"p95_ms": 0.01, "window_minutes": 15, "min_runs": 2}}
+    assert _alerts(ws, rule["id"], settings).status_code == 200
+    conversation_id = add_conversation(ws)
+    _tag(ws, conversation_id, "vip")
+    wait_settled(ws)
+    wait_runs(ws, 1)
+    _check()  # one run: under min_runs
+    assert _emitted(ws) == []
+
+    _tag(ws, conversation_id, "gold")
+    wait_settled(ws, at_least_rows=2)
+    wait_runs(ws, 2)
+    moved_clock.advance(minutes=1)
+    _check()
+    _check()  # the same incident: checked again, not emitted again
+    [event] = _emitted(ws)
+    assert event["kind"] == "latency" and event["rule_id"] == rule["id"]
+    assert event["threshold"] == 0.01 and event["observed"] > 0.01
+    assert event["details"] == {"window_minutes": 15, "runs": 2}
+    [item] = stats(ws, ALERTS)["items"]
+    assert item["status"] == "open" and item["kind"] == "latency"
+
+    moved_clock.move_to(T0 + dt.timedelta(minutes=30))  # the runs left the window
+    _check()
+    [item] = stats(ws, ALERTS)["items"]
+    assert item["status"] == "resolved" and len(_emitted(ws)) == 1
