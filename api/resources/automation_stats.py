@@ -23,8 +23,9 @@ _ROLLUPS = (
     " scanning runs. `from` after `to`, or a range over 400 days, is 422 naming `from`."
 )
 _SERIES = (
-    " One point per UTC bucket, empty buckets as zeros; more than 1500 points is 422"
-    " naming `granularity`."
+    " One point per bucket, empty buckets as zeros: minutes and hours in UTC, days in the"
+    " tenant's timezone (or `timezone`; 23 or 25 hours across a daylight-saving change)."
+    " More than 1500 points is 422 naming `granularity`; an unknown `timezone` is 400."
 )
 
 
@@ -64,6 +65,7 @@ class StatsTimeseriesResource:
                 granularity=query.granularity,
                 start=query.from_,
                 end=query.to,
+                timezone=query.timezone,
             )
         )
 
@@ -103,6 +105,7 @@ class RuleTimeseriesResource:
                 granularity=query.granularity,
                 start=query.from_,
                 end=query.to,
+                timezone=query.timezone,
             )
         )
 

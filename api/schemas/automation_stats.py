@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from api.schemas.common import Input, Nullable, Query, Update
 from shared.schemas.base import View
@@ -24,9 +25,21 @@ class StatsRangeQuery(Query):
 class TimeseriesQuery(StatsRangeQuery):
     granularity: Granularity | None = Field(
         None,
-        description="UTC buckets; default: minute up to 6 hours, hour up to 7 days, else day"
+        description="default: minute up to 6 hours, hour up to 7 days, else day"
         " (at most 1500 points)",
     )
+    timezone: str | None = Field(
+        None,
+        description="IANA zone whose local days a `day` series counts; default: the tenant's",
+        examples=["Europe/Berlin"],
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None and value not in zoneinfo.available_timezones():
+            raise ValueError("unknown timezone; use an IANA name such as Europe/Berlin")
+        return value
 
 
 class Figures(View):
@@ -70,6 +83,7 @@ class Timeseries(View):
     end: dt.datetime
     rule_id: uuid.UUID | None
     granularity: Granularity
+    timezone: str = Field(description="the zone of the day points (minutes and hours: UTC)")
     points: list[SeriesPoint]
 
 

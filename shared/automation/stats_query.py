@@ -5,6 +5,13 @@ whole UTC days, then whole hours at its edges, then minutes (:func:`segments`), 
 30-day overview sums about 30 + 48 + 120 rows per rule however many runs there were.
 p50/p95 are interpolated inside the summed latency histogram's bucket (exact to the
 bucket bounds, mergeable across buckets and rules).
+
+A *day* series counts days in the tenant's timezone (or the one asked for): each point
+sums the hour buckets whose start falls on that local date, so days across a
+daylight-saving change have 23 or 25 hours, and a change of the tenant's timezone
+re-cuts every past day at once (nothing stored is keyed by it). In the few zones whose
+offset is not a whole number of hours, an hour straddling local midnight counts for the
+day it starts in.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Date, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.automation import clock
@@ -24,7 +32,7 @@ from shared.automation.rules import get_rule
 from shared.automation.stats import KEEP_MINUTES
 from shared.context import Ctx
 from shared.errors import ValidationFailed
-from shared.models import AutomationRule
+from shared.models import AutomationRule, Tenant
 from shared.models.automation_stats import (
     ALL_RULES,
     LATENCY_BOUNDS_MS,
@@ -226,13 +234,18 @@ def timeseries(
     granularity: str | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
+    timezone: str | None = None,
 ) -> dict[str, Any]:
-    """One point per bucket of ``[from, to)`` (empty buckets as zeros), all rules or one."""
+    """One point per bucket of ``[from, to)`` (empty buckets as zeros), all rules or one;
+    days are local days of ``timezone`` (default: the tenant's)."""
     ctx.require(VIEW)
     if rule_id is not None:
         get_rule(session, ctx, rule_id)
     lo, hi = period(session, start, end)
     granularity = _granularity(lo, hi, granularity)
+    if granularity == "day":
+        zone = timezone or session.scalar(select(Tenant.timezone).where(Tenant.id == ctx.tenant_id))
+        return _local_days(session, ctx, rule_id, lo, hi, ZoneInfo(zone or "UTC"))
     size = SIZES[granularity]
     lo, hi = floor(lo, granularity), ceil(hi, granularity)
     count = math.ceil((hi - lo) / size)
@@ -256,7 +269,60 @@ def timeseries(
         at = lo + index * size
         row = found.get(at)
         points.append({"start": at, **figures(row if row is not None else _Zero(empty))})
-    return {**_window(lo, hi), "rule_id": rule_id, "granularity": granularity, "points": points}
+    return {
+        **_window(lo, hi),
+        "rule_id": rule_id,
+        "granularity": granularity,
+        "timezone": "UTC",
+        "points": points,
+    }
+
+
+def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """The UTC instant a local day starts (``fold=0``: the first midnight if it repeats)."""
+    return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+
+
+def _local_days(
+    session: Session,
+    ctx: Ctx,
+    rule_id: uuid.UUID | None,
+    lo: dt.datetime,
+    hi: dt.datetime,
+    zone: ZoneInfo,
+) -> dict[str, Any]:
+    """The day series in ``zone``: hour buckets summed by the local date they start on."""
+    first = lo.astimezone(zone).date()
+    last = (hi - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    if len(days) > MAX_POINTS:
+        raise ValidationFailed.field(
+            "granularity", f"{len(days)} day points; at most {MAX_POINTS}: a shorter range"
+        )
+    lo = _midnight(first, zone)
+    hi = _midnight(last + dt.timedelta(days=1), zone)
+    local_date = cast(func.timezone(zone.key, _S.bucket_start), Date).label("local_date")
+    rows = session.execute(
+        select(local_date, *_sums())
+        .where(
+            _S.tenant_id == ctx.tenant_id,
+            _S.rule_id == (rule_id or ALL_RULES),
+            _S.granularity == "hour",
+            _S.bucket_start >= floor(lo, "hour"),
+            _S.bucket_start < ceil(hi, "hour"),
+        )
+        .group_by(local_date)
+    ).all()
+    found = {row.local_date: row for row in rows}
+    empty = _Zero(dict.fromkeys(_SUMMED, 0))
+    points = [{"start": _midnight(day, zone), **figures(found.get(day, empty))} for day in days]
+    return {
+        **_window(lo, hi),
+        "rule_id": rule_id,
+        "granularity": "day",
+        "timezone": zone.key,
+        "points": points,
+    }
 
 
 class _Zero:
