@@ -27,9 +27,12 @@ committed) instead of one job, transaction and worker thread per message:
 The caller (the actor) re-enqueues every :data:`Outcome.RETRY` with its ``retry_in``
 delay; a lost re-enqueue is the sweeper's, as a lost job always was.
 
-NOTE: delivery is at least once at the edge, as before: a worker that dies after the
-provider accepted a message and before the record commits leaves the claim to run
-out, and the message is sent again (neither Meta nor SMTP has an idempotency key).
+A worker that dies after the provider accepted a message and before the record commits
+leaves the claim to run out. Neither Meta nor SMTP has an idempotency key, so the next
+claim does not send it again: :mod:`.send_markers` tells that the dead attempt reached
+the provider call, and the message is failed as ``delivery_unknown`` (at most once; the
+api channel, whose receivers deduplicate, is sent again). Sends claimed but never started
+go out normally.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session
 
-from shared.channels import outbound, transports
+from shared.channels import outbound, send_markers, transports
 from shared.channels.graph_errors import is_throttled
 from shared.channels.outbound_limits import AccountLimits, account_limits
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
@@ -113,6 +116,15 @@ class Attempted:
     deferred: float | None = None
 
 
+#: A send whose previous attempt called the provider and was never recorded.
+DELIVERY_UNKNOWN = SendFailed(
+    "delivery_unknown",
+    "the worker sending this message stopped during the provider call, so it may or may not"
+    " have been delivered; it was not sent again (resend it if the customer did not get it)",
+    transient=False,
+)
+
+
 def retry_delay(attempt: int, error: SendFailed | None, settings: Settings) -> float:
     """Seconds before the next try after failed attempt ``attempt``: doubling, or the
     provider's ``Retry-After`` when longer."""
@@ -157,6 +169,7 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         if not rows:
             return [], done
         attempts = {row.message_id: row.attempts for row in rows}
+        doubtful = send_markers.in_doubt(attempts)
         by_tenant = {row.message_id: row.tenant_id for row in rows}
         keys = [(tenant_id, message_id) for message_id, tenant_id in by_tenant.items()]
         loaded = session.execute(
@@ -189,6 +202,10 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
                 # NOTE: never less than half the claim, whatever the settings say.
                 started + max(lease - bound, lease / 2),
             )
+            if message.id in doubtful and message.channel not in send_markers.EXEMPT_CHANNELS:
+                item.error = DELIVERY_UNKNOWN
+                claims.append(item)
+                continue
             try:
                 account, credentials = _account(session, accounts, message, conversation)
                 item.outgoing = transports.Outgoing(
@@ -296,6 +313,8 @@ def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
 def _send_one(item: Claim, limits: AccountLimits) -> Attempted:
     """One provider call; a throttling answer pauses the account (never raises)."""
     assert item.outgoing is not None
+    if item.outgoing.message.channel not in send_markers.EXEMPT_CHANNELS:
+        send_markers.mark(item.message_id, item.attempt)
     try:
         # NOTE: the session is opened lazily: a text message never checks out a connection.
         with session_scope() as session:
@@ -319,7 +338,9 @@ def record(
         return {}
     try:
         with session_scope() as session:
-            return _record(session, items)
+            results = _record(session, items)
+        send_markers.clear(c.message_id for c in claims)
+        return results
     except Exception:
         if len(items) == 1:
             log.exception(

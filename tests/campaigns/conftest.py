@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
+from shared import events
 from shared.campaigns import queue as campaign_queue
 from shared.config import get_settings
 from shared.db import session_scope
@@ -22,6 +23,12 @@ from shared.models import Campaign, CampaignRecipient, Contact, WaTemplate
 from tests.channels_gaps.conftest import Gaps, gaps_settings  # noqa: F401
 from tests.inbox_messages.conftest import poll
 from tests.peers.fixtures import fake_graph, fake_graph_server, smtp_servers, smtp_tls_files  # noqa: F401  # noqa: F401
+from tests.webhooks.faults_support import (
+    delete_namespace,
+    enqueuers,
+    namespace_of_test,
+    private_broker,
+)
 from tests.workspaces import Workspace, register
 
 TEMPLATE = "order_update"
@@ -219,3 +226,22 @@ def batches(monkeypatch, broker) -> Batches:
     recorder = Batches()
     monkeypatch.setattr(campaign_queue.QUEUE, "enqueuer", recorder)
     return recorder
+
+
+@pytest.fixture
+def routed(monkeypatch, broker):
+    """Send this process's outbox events and campaign batches to a private namespace."""
+    from workers.actors.campaigns import run_campaign
+
+    namespace = namespace_of_test()
+    private = private_broker(namespace)
+    _, publish = enqueuers(private)
+
+    def enqueue(items) -> None:
+        for campaign_id, step, _delay in items:
+            private.enqueue(run_campaign.message_with_options(args=(str(campaign_id), step)))
+
+    monkeypatch.setattr(events, "_publisher", publish)
+    monkeypatch.setattr(campaign_queue.QUEUE, "enqueuer", enqueue)
+    yield namespace
+    delete_namespace(namespace, get_settings().redis_url)

@@ -13,44 +13,17 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-import pytest
 from sqlalchemy import select, text, update
 
 from scheduler.jobs import start_due_campaigns
-from shared import events
-from shared.campaigns import queue as campaign_queue
-from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import Campaign, Contact, Conversation, Message
 from tests.automation.test_faults import waiting_on_a_lock
 from tests.campaigns.conftest import Shop, sent_to
 from tests.webhooks.faults_support import (
-    delete_namespace,
-    enqueuers,
-    namespace_of_test,
-    private_broker,
     start_worker,
     wait_for,
 )
-
-
-@pytest.fixture
-def routed(monkeypatch, broker):
-    """Send this process's outbox events and campaign batches to a private namespace."""
-    from workers.actors.campaigns import run_campaign
-
-    namespace = namespace_of_test()
-    private = private_broker(namespace)
-    _, publish = enqueuers(private)
-
-    def enqueue(items) -> None:
-        for campaign_id, step, _delay in items:
-            private.enqueue(run_campaign.message_with_options(args=(str(campaign_id), step)))
-
-    monkeypatch.setattr(events, "_publisher", publish)
-    monkeypatch.setattr(campaign_queue.QUEUE, "enqueuer", enqueue)
-    yield namespace
-    delete_namespace(namespace, get_settings().redis_url)
 
 
 def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
