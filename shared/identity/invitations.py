@@ -62,12 +62,22 @@ def sweep_interval() -> object:
     return literal_column(f"interval '{float(seconds)} seconds'")
 
 
-def invite(session: Session, ctx: Ctx, agent: User) -> AgentInvitation:
-    """Record an invitation for ``agent`` (just created, no password); emailed after commit.
+#: ``agent_invitations.purpose``: a new agent's invitation, or a reset password's link.
+INVITATION = "invitation"
+PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
 
-    The caller audits it (``agent.created`` says ``invited``).
+
+def invite(
+    session: Session, ctx: Ctx, agent: User, *, purpose: str = INVITATION
+) -> AgentInvitation:
+    """Record a set-password link for ``agent`` (no password now); emailed after commit.
+
+    ``purpose`` picks the email (:data:`INVITATION` or :data:`PASSWORD_RESET`); the link
+    and its acceptance are the same. The caller audits it (``agent.created`` says
+    ``invited``; a reset writes ``agent.password_reset``).
     """
     invitation = AgentInvitation(
+        purpose=purpose,
         tenant_id=ctx.tenant_id,
         user_id=agent.id,
         invited_by=ctx.user_id,
