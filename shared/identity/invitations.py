@@ -139,10 +139,20 @@ def accept(
 
 
 def sweep(session: Session, *, batch: int = 500) -> int:
-    """Re-enqueue pending invitation emails whose ``sweep_at`` passed (their job was lost)."""
+    """Re-enqueue pending invitation emails whose ``sweep_at`` passed (their job was lost).
+
+    A suspended workspace's emails wait (its worker would drop them) until it is reactivated.
+    """
+    active = select(Tenant.id).where(
+        Tenant.id == AgentInvitation.tenant_id, Tenant.status == "active"
+    )
     due = (
         select(AgentInvitation.id)
-        .where(AgentInvitation.status == "pending", AgentInvitation.sweep_at <= func.now())
+        .where(
+            AgentInvitation.status == "pending",
+            AgentInvitation.sweep_at <= func.now(),
+            active.exists(),
+        )
         .order_by(AgentInvitation.sweep_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
