@@ -50,3 +50,26 @@ def test_webhooks_and_the_activity_log_name_the_impersonator(root, ws, receiver,
     assert rows[impersonated.json["id"]]["impersonator_id"] == root.id
     assert rows[impersonated.json["id"]]["actor_id"] == ws.admin["id"]
     assert rows[own.json["id"]]["impersonated_by"] is None
+
+
+def test_a_queued_bulk_job_started_under_impersonation_names_the_impersonator(
+    root,
+    ws,  # noqa: F811
+):
+    from tests.inbox_conversations.conftest import events
+    from tests.inbox_conversations.test_bulk import many_conversations
+
+    ids = many_conversations(ws, 101, status="open")  # past the inline limit: a worker job
+    token = root.call("POST", f"/api/admin/tenants/{ws.tenant['id']}/impersonate").json[
+        "access_token"
+    ]
+    body = {"ids": ids, "action": "add_tags", "tags": ["proxy"]}
+    resp = ws.call("POST", "/api/conversations/bulk", json=body, token=token)
+    assert resp.status_code == 202, resp.text
+
+    def tagged():
+        found = events(ws, "conversation.tags_updated")
+        return found if len(found) == len(ids) else None
+
+    named = {"id": root.id, "email": root.email}
+    assert all(e.impersonated_by == named for e in wait_until(tagged, "the job's events"))
