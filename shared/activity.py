@@ -19,6 +19,13 @@ from shared.pagination import Page, paginate
 _INSERT_ACTIVITY = insert(ActivityLog.__table__)
 
 
+def impersonator_id(ctx: Ctx) -> uuid.UUID | None:
+    """The super admin behind ``ctx``: the request's ``imp`` claim, or its actor's (a job's)."""
+    if ctx.impersonator_id is not None:
+        return ctx.impersonator_id
+    return ctx.actor.impersonated_by.id if ctx.actor.impersonated_by else None
+
+
 def record(
     session: Session,
     ctx: Ctx,
@@ -43,7 +50,10 @@ def record(
             "after": after,
             "request_id": ctx.request_id,
             "ip_address": ctx.ip,
-            "impersonator_id": ctx.impersonator_id,
+            "impersonator_id": impersonator_id(ctx),
+            "impersonator_email": (
+                ctx.actor.impersonated_by.email if ctx.actor.impersonated_by else None
+            ),
         },
     )
 

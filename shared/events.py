@@ -77,22 +77,53 @@ class Causation:
 
 
 @dataclass(frozen=True, slots=True)
+class Impersonator:
+    """The super admin acting through an impersonation token (its ``imp`` claim)."""
+
+    id: uuid.UUID
+    email: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": str(self.id), "email": self.email}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Impersonator | None:
+        return cls(uuid.UUID(data["id"]), data["email"]) if data else None
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
     """Who caused an event: ``user``, ``api_key``, ``contact``, ``system``, ``automation``...
 
     ``causation`` is set for automation actions: every event they emit inherits it.
+    ``impersonated_by`` is set when a super admin acts as this user: every event and
+    activity row written with this actor names them (``actor.impersonated_by``).
     """
 
     type: str
     id: uuid.UUID | None = None
     causation: Causation | None = None
+    impersonated_by: Impersonator | None = None
 
     @classmethod
     def system(cls) -> Actor:
         return cls("system", None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "id": str(self.id) if self.id else None}
+        """The ``actor`` of envelopes; ``impersonated_by`` only when a super admin acted."""
+        found: dict[str, Any] = {"type": self.type, "id": str(self.id) if self.id else None}
+        if self.impersonated_by is not None:
+            found["impersonated_by"] = self.impersonated_by.as_dict()
+        return found
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Actor:
+        """The inverse of :meth:`as_dict` (a job that acts later for a request's caller)."""
+        return cls(
+            data["type"],
+            uuid.UUID(data["id"]) if data.get("id") else None,
+            impersonated_by=Impersonator.from_dict(data.get("impersonated_by")),
+        )
 
 
 # PERF: built once, bound per call: emit() sits on every write path, and building the
@@ -101,6 +132,10 @@ class Actor:
 _INSERT_EVENT = insert(OutboxEvent.__table__).values(
     next_sweep_at=func.now() + bindparam("sweep_after", type_=Interval)
 )
+
+
+def _impersonated_by(actor: Actor) -> dict[str, Any] | None:
+    return actor.impersonated_by.as_dict() if actor.impersonated_by else None
 
 
 def set_publisher(publisher: Publisher | None) -> None:
@@ -135,6 +170,7 @@ def emit(
             "data": data,
             "causation_id": causation_id,
             "causation": actor.causation.as_dict() if actor.causation else None,
+            "impersonated_by": _impersonated_by(actor),
             "sweep_after": sweep_after,
         },
     )
@@ -171,6 +207,7 @@ def emit_many(
             "data": data,
             "causation_id": None,
             "causation": actor.causation.as_dict() if actor.causation else None,
+            "impersonated_by": _impersonated_by(actor),
             "sweep_after": sweep_after,
         }
         for tenant_id, data in items

@@ -1,61 +1,71 @@
 """Drop the queued work of a suspended tenant, once each, with the reason on record.
 
-Every message that names its tenant (the ``tenant_id`` option: outbox dispatch, bulk
-actions, AI replies, imports, rollups, template syncs) is checked before its actor
-runs. A suspended tenant's message is not run: it is written to ``dead_letters`` with
-the reason (so an operator sees it, and may requeue it after reactivation) and skipped.
-The same work sent again by a sweeper is skipped without a second row.
+Every message whose tenant is known is checked before its actor runs: by its
+``tenant_id`` option (outbox dispatch, bulk actions, AI replies, imports, rollups,
+template syncs), or, for actors whose messages name only a row (``process_inbound``,
+``send_email``), by the row's tenant (a resolver the actor module registers with
+:func:`resolve_tenant_with`). A suspended tenant's message is not run: it is written
+to ``dead_letters`` with the reason (so an operator sees it, and may requeue it after
+reactivation) and skipped. The same work sent again by a sweeper is skipped without a
+second row (:mod:`shared.admin.dropped_work`).
+
+Batch jobs that mix tenants (``deliver_webhooks``) are not gated here: they skip and
+record only the suspended tenant's rows themselves (:mod:`shared.webhooks.engine`).
 
 PERF: the check is :func:`shared.admin.tenant_state.is_suspended`, an epoch-cached
-answer (one Redis ``MGET``, no query, per message); Redis down means a query.
+answer (one Redis ``MGET``, no query, per message); Redis down means a query. A
+resolver costs one primary-key query per message of its actor.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq.middleware import SkipMessage
-from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
-from shared.admin import tenant_state
+from shared.admin import dropped_work, tenant_state
+from shared.admin.dropped_work import REASON
 from shared.db import session_scope
-from shared.dead_letters import record_dead_letter
-from shared.models import DeadLetter
 from shared.worker_metrics import tenant_id_from_options
 
 log = logging.getLogger(__name__)
 
-#: The reason written on a dropped message's dead letter.
-REASON = "tenant_suspended: the workspace is suspended; its queued work was dropped"
+__all__ = ["REASON", "TenantGate", "resolve_tenant_with"]
+
+#: ``(session, message args) -> tenant id`` (None: unknown row, let the actor decide).
+Resolver = Callable[[Session, tuple], uuid.UUID | None]
+
+_RESOLVERS: dict[str, Resolver] = {}
 
 
-def _already_recorded(session, tenant_id, message) -> bool:
-    """Whether this work (actor and arguments) was dropped before and not requeued since.
+def resolve_tenant_with(actor_name: str, resolver: Resolver) -> None:
+    """Gate ``actor_name``'s messages that carry no ``tenant_id`` by their row's tenant."""
+    _RESOLVERS[actor_name] = resolver
 
-    Sweepers re-send lost work on a backoff; while the tenant stays suspended each copy
-    is dropped again, but recorded once.
-    """
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    DeadLetter.tenant_id == tenant_id,
-                    DeadLetter.actor_name == message.actor_name,
-                    DeadLetter.args == list(message.args),
-                    DeadLetter.error == REASON,
-                    DeadLetter.requeued_at.is_(None),
-                )
-            )
-        )
-    )
+
+def _tenant_of(message) -> uuid.UUID | None:
+    tenant_id = tenant_id_from_options(message.options)
+    if tenant_id is not None:
+        return tenant_id
+    resolver = _RESOLVERS.get(message.actor_name)
+    if resolver is None:
+        return None
+    try:
+        with session_scope() as session:
+            return resolver(session, tuple(message.args))
+    except (ValueError, TypeError, IndexError):
+        return None  # malformed arguments: the actor itself fails them
 
 
 class TenantGate(dramatiq.Middleware):
     """Skip (and record) a message whose tenant is suspended. Place it before Presence."""
 
     def before_process_message(self, broker, message):
-        tenant_id = tenant_id_from_options(message.options)
+        tenant_id = _tenant_of(message)
         if tenant_id is None or not tenant_state.is_suspended(tenant_id):
             return
         log.warning(
@@ -65,18 +75,14 @@ class TenantGate(dramatiq.Middleware):
             tenant_id,
         )
         with session_scope() as session:
-            if _already_recorded(session, tenant_id, message):
-                raise SkipMessage()
-            record_dead_letter(
+            dropped_work.record(
                 session,
+                tenant_id=tenant_id,
                 message_id=message.message_id,
                 queue_name=message.queue_name,
                 actor_name=message.actor_name,
                 args=list(message.args),
                 kwargs=dict(message.kwargs),
                 options=message.options,
-                retries=message.options.get("retries", 0),
-                error=REASON,
-                tenant_id=tenant_id,
             )
         raise SkipMessage()

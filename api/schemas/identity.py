@@ -86,6 +86,11 @@ class ActivityLogQuery(ListQuery):
     to: AwareDatetime | None = None
 
 
+class ImpersonatorView(View):
+    id: uuid.UUID
+    email: str | None = Field(description="null for rows written before it was recorded")
+
+
 class ActivityLogView(View):
     id: uuid.UUID
     actor_type: str
@@ -99,6 +104,8 @@ class ActivityLogView(View):
     ip_address: str | None
     #: The super admin behind the action (an impersonation, or a platform operation).
     impersonator_id: uuid.UUID | None = None
+    #: ``{"id", "email"}`` of that super admin (the ``actor.impersonated_by`` of events).
+    impersonated_by: ImpersonatorView | None = None
     created_at: dt.datetime
 
 

@@ -20,7 +20,7 @@ from shared.admin.tenants import get as get_tenant
 from shared.admin.users import get_user
 from shared.context import Ctx
 from shared.errors import Conflict
-from shared.events import Actor
+from shared.events import Actor, Impersonator
 from shared.identity.security import AccessToken, issue_access_token
 from shared.models import Role, User
 
@@ -71,7 +71,7 @@ def impersonate(
     )
     in_tenant = Ctx(
         tenant_id=tenant_id,
-        actor=Actor("user", user.id),
+        actor=Actor("user", user.id, impersonated_by=Impersonator(ctx.super_admin_id, ctx.email)),
         user_id=user.id,
         request_id=ctx.request_id,
         ip=ctx.ip,

@@ -25,7 +25,7 @@ from shared import activity
 from shared.admin.context import AdminCtx
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound
-from shared.events import Actor, emit
+from shared.events import Actor, Impersonator, emit
 from shared.identity import invitations
 from shared.identity.tenants import _free_slug, create_builtin_roles, slugify
 from shared.models import AgentInvitation, Tenant, User
@@ -46,7 +46,7 @@ def tenant_ctx(ctx: AdminCtx, tenant_id: uuid.UUID) -> Ctx:
     """A system context in ``tenant_id`` whose activity rows name the super admin."""
     return Ctx(
         tenant_id=tenant_id,
-        actor=Actor.system(),
+        actor=Actor("system", impersonated_by=Impersonator(ctx.super_admin_id, ctx.email)),
         request_id=ctx.request_id,
         ip=ctx.ip,
         impersonator_id=ctx.super_admin_id,
@@ -98,7 +98,9 @@ def provision(
     activity.record(
         session, in_tenant, "tenant.provisioned", "tenant", tenant.id, after={"slug": slug}
     )
-    emit(session, "agent.created", AgentView.data(admin), tenant_id=tenant.id, actor=Actor.system())
+    emit(
+        session, "agent.created", AgentView.data(admin), tenant_id=tenant.id, actor=in_tenant.actor
+    )
     session.refresh(tenant)
     return Provisioned(tenant, admin, invitation)
 

@@ -78,8 +78,8 @@ def reset_password(
 ) -> AgentInvitation:
     """Clear the password, refuse every older token and API key, email a set-password link.
 
-    The link is an agent invitation (single use, expiring), sent by ``send_email``
-    after commit.
+    The link is an agent invitation row (single use, expiring) whose email is the
+    password reset's own, sent by ``send_email`` after commit.
     """
     user = get_user(session, tenant_id, user_id, for_update=True)
     user.password_hash = None
@@ -93,7 +93,7 @@ def reset_password(
         .values(revoked_at=func.now())
     )
     in_tenant = tenant_ctx(ctx, tenant_id)
-    invitation = invitations.invite(session, in_tenant, user)
+    invitation = invitations.invite(session, in_tenant, user, purpose=invitations.PASSWORD_RESET)
     activity.record(
         session,
         in_tenant,

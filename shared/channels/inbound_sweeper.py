@@ -4,7 +4,8 @@ The ack path enqueues ``process_inbound`` after commit; a crash between commit a
 enqueue, a lost broker message or a broker outage leaves the row ``pending``. Rows
 received (or last swept) more than ``INBOUND_SWEEP_AFTER_SECONDS`` ago
 are claimed with ``FOR UPDATE SKIP LOCKED`` and enqueued after this job commits.
-Processing is idempotent, so an occasional double enqueue is harmless.
+Processing is idempotent, so an occasional double enqueue is harmless. A suspended
+tenant's rows wait here (its worker would only drop them again) until it is reactivated.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared.channels import inbound_queue
 from shared.config import get_settings
-from shared.models import InboundEvent
+from shared.models import InboundEvent, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,14 @@ BATCH = 500
 def sweep(session: Session) -> int:
     """Claim and re-enqueue stuck pending rows; return how many."""
     after = dt.timedelta(seconds=get_settings().inbound_sweep_after_seconds)
+    active = select(Tenant.id).where(Tenant.id == InboundEvent.tenant_id, Tenant.status == "active")
     stuck = (
         select(InboundEvent.id)
-        .where(InboundEvent.status == "pending", InboundEvent.sweep_at < func.now() - after)
+        .where(
+            InboundEvent.status == "pending",
+            InboundEvent.sweep_at < func.now() - after,
+            active.exists(),
+        )
         .order_by(InboundEvent.sweep_at)
         .limit(BATCH)
         .with_for_update(skip_locked=True)

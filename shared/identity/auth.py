@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import Uuid, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -23,18 +23,19 @@ from shared import activity, epoch_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
-from shared.events import Actor
+from shared.events import Actor, Impersonator
 from shared.identity import auth_cache
 from shared.identity.security import (
     AccessToken,
     InvalidToken,
+    TokenClaims,
     decode_access_token,
     hash_api_key,
     is_super_admin_token,
     issue_access_token,
     verify_password,
 )
-from shared.models import ApiKey, RevokedToken, Role, Tenant, User
+from shared.models import ApiKey, RevokedToken, Role, SuperAdmin, Tenant, User
 from shared.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,26 @@ def _principal_query():
     )
 
 
+def _impersonator_column(column):
+    """The impersonating super admin's ``column`` (NULL without ``imp``, or once deleted)."""
+    return (
+        select(column)
+        .where(SuperAdmin.id == bindparam("impersonator_id", type_=Uuid))
+        .scalar_subquery()
+    )
+
+
 # PERF: built once with bind parameters and run on the session's Core connection:
 # per request only the values change, and the ORM's per-statement machinery
 # (several times the cost of the query on this path) is skipped.
 _TOKEN_PRINCIPAL = (
     _principal_query()
-    .add_columns(exists().where(RevokedToken.jti == bindparam("jti")))
+    .add_columns(
+        exists().where(RevokedToken.jti == bindparam("jti")),
+        # APPSEC: an impersonation dies with its super admin (deleted, password reset).
+        _impersonator_column(SuperAdmin.email),
+        _impersonator_column(SuperAdmin.tokens_valid_after),
+    )
     .where(
         User.id == bindparam("user_id"),
         User.tenant_id == bindparam("tenant_id"),
@@ -151,7 +166,12 @@ def authenticate_token(
             session.connection()
             .execute(
                 _TOKEN_PRINCIPAL,
-                {"jti": claims.jti, "user_id": claims.user_id, "tenant_id": claims.tenant_id},
+                {
+                    "jti": claims.jti,
+                    "user_id": claims.user_id,
+                    "tenant_id": claims.tenant_id,
+                    "impersonator_id": claims.impersonator_id,
+                },
             )
             .one_or_none()
         )
@@ -167,9 +187,10 @@ def authenticate_token(
     _check_live(tenant_status, suspended_at)
     if valid_after and claims.issued_at < valid_after:
         raise Unauthenticated("This token is no longer valid; log in again")
+    impersonator = _impersonator(claims, *row[8:10])
     return Ctx(
         tenant_id=tenant_id,
-        actor=Actor("user", user_id),
+        actor=Actor("user", user_id, impersonated_by=impersonator),
         user_id=user_id,
         role=role_name,
         permissions=permissions,
@@ -179,6 +200,23 @@ def authenticate_token(
         token_expires_at=claims.expires_at,
         impersonator_id=claims.impersonator_id,
     )
+
+
+def _impersonator(
+    claims: TokenClaims, email: str | None, valid_after: dt.datetime | None
+) -> Impersonator | None:
+    """The super admin behind an ``imp`` token, or :class:`Unauthenticated` if they are gone.
+
+    Deleting the super admin or resetting their password (``tokens_valid_after``) ends
+    every impersonation they started, like their own tokens.
+    """
+    if claims.impersonator_id is None:
+        return None
+    if email is None:
+        raise Unauthenticated("The super admin behind this impersonation no longer exists")
+    if valid_after and claims.issued_at < valid_after:
+        raise Unauthenticated("This impersonation was ended; start a new one")
+    return Impersonator(claims.impersonator_id, email)
 
 
 def authenticate_api_key(

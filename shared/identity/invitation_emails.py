@@ -1,5 +1,7 @@
 """``send_email("agent_invitation", id)``'s work: email one invitation's set-password link, once.
 
+The row's ``purpose`` picks the text: a new agent's invitation, or a password reset's.
+
 The invitation row is claimed with ``FOR UPDATE SKIP LOCKED`` for the whole attempt, so a
 second copy of the job does nothing, and once the row is no longer ``pending`` every later
 copy is a no-op. The token is made here, at send time: only its hash and expiry are
@@ -27,6 +29,7 @@ from shared.channels import platform_mail
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.config import get_settings
 from shared.db import session_scope
+from shared.identity import invitations
 from shared.identity.invitations import hash_token, sweep_interval
 from shared.models import Tenant, User
 from shared.models.invitations import AgentInvitation
@@ -64,6 +67,36 @@ def compose(agent: User, tenant: Tenant, link: str, ttl_hours: float) -> tuple[s
         "<p>If you did not expect this email, you can ignore it.</p>"
     )
     return subject, text, html
+
+
+def compose_reset(agent: User, tenant: Tenant, link: str, ttl_hours: float) -> tuple[str, str, str]:
+    """(subject, text, html) of the email a password reset sends (no "invited" wording)."""
+    subject = f"Reset your {tenant.name} password on OmniStream"
+    hours = f"{ttl_hours:g} hour{'s' if ttl_hours != 1 else ''}"
+    text = (
+        f"Hello {agent.full_name},\n\n"
+        f"The password of {agent.email} in the {tenant.name} workspace on OmniStream was reset"
+        " by a platform administrator; your old password and sessions no longer work.\n"
+        f"Choose a new password here (the link works once and expires in {hours}):\n\n"
+        f"{link}\n\n"
+        "If you did not ask for this, contact your workspace administrator: someone may be"
+        " trying to get into your account.\n"
+    )
+    html = (
+        f"<p>Hello {escape(agent.full_name)},</p>"
+        f"<p>The password of {escape(agent.email)} in the <b>{escape(tenant.name)}</b>"
+        " workspace on OmniStream was reset by a platform administrator; your old password"
+        " and sessions no longer work.</p>"
+        f'<p><a href="{escape(link)}">Choose a new password</a>'
+        f" (the link works once and expires in {hours}).</p>"
+        "<p>If you did not ask for this, contact your workspace administrator: someone may"
+        " be trying to get into your account.</p>"
+    )
+    return subject, text, html
+
+
+#: ``agent_invitations.purpose`` -> the email it sends.
+COMPOSERS = {invitations.INVITATION: compose, invitations.PASSWORD_RESET: compose_reset}
 
 
 def deliver(invitation_id: uuid.UUID, *, last_attempt: bool) -> Result:
@@ -105,7 +138,8 @@ def _send(session: Session, invitation: AgentInvitation) -> None:
     tenant = session.get_one(Tenant, invitation.tenant_id)
     ttl_hours = get_settings().invitation_ttl_hours
     token = secrets.token_urlsafe(32)
-    subject, text, html = compose(agent, tenant, invitation_link(token), ttl_hours)
+    composer = COMPOSERS[invitation.purpose]
+    subject, text, html = composer(agent, tenant, invitation_link(token), ttl_hours)
     platform_mail.send(to=invitation.email, subject=subject, text=text, html=html)
     invitation.token_hash = hash_token(token)
     invitation.expires_at = func.now() + dt.timedelta(hours=ttl_hours)

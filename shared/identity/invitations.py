@@ -62,12 +62,22 @@ def sweep_interval() -> object:
     return literal_column(f"interval '{float(seconds)} seconds'")
 
 
-def invite(session: Session, ctx: Ctx, agent: User) -> AgentInvitation:
-    """Record an invitation for ``agent`` (just created, no password); emailed after commit.
+#: ``agent_invitations.purpose``: a new agent's invitation, or a reset password's link.
+INVITATION = "invitation"
+PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
 
-    The caller audits it (``agent.created`` says ``invited``).
+
+def invite(
+    session: Session, ctx: Ctx, agent: User, *, purpose: str = INVITATION
+) -> AgentInvitation:
+    """Record a set-password link for ``agent`` (no password now); emailed after commit.
+
+    ``purpose`` picks the email (:data:`INVITATION` or :data:`PASSWORD_RESET`); the link
+    and its acceptance are the same. The caller audits it (``agent.created`` says
+    ``invited``; a reset writes ``agent.password_reset``).
     """
     invitation = AgentInvitation(
+        purpose=purpose,
         tenant_id=ctx.tenant_id,
         user_id=agent.id,
         invited_by=ctx.user_id,
@@ -129,10 +139,20 @@ def accept(
 
 
 def sweep(session: Session, *, batch: int = 500) -> int:
-    """Re-enqueue pending invitation emails whose ``sweep_at`` passed (their job was lost)."""
+    """Re-enqueue pending invitation emails whose ``sweep_at`` passed (their job was lost).
+
+    A suspended workspace's emails wait (its worker would drop them) until it is reactivated.
+    """
+    active = select(Tenant.id).where(
+        Tenant.id == AgentInvitation.tenant_id, Tenant.status == "active"
+    )
     due = (
         select(AgentInvitation.id)
-        .where(AgentInvitation.status == "pending", AgentInvitation.sweep_at <= func.now())
+        .where(
+            AgentInvitation.status == "pending",
+            AgentInvitation.sweep_at <= func.now(),
+            active.exists(),
+        )
         .order_by(AgentInvitation.sweep_at)
         .limit(batch)
         .with_for_update(skip_locked=True)

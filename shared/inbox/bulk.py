@@ -294,7 +294,7 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
                 return job.status
             spec = job.params
             ids = [uuid.UUID(i) for i in spec["ids"]]
-            actor = Actor(spec["actor"]["type"], _uuid(spec["actor"]["id"]))
+            actor = Actor.from_dict(spec["actor"])
             ctx = Ctx.system(job.tenant_id, actor=actor)
             # NOTE: a deep copy: mutating the loaded JSON in place would make the new
             # value equal the "old" one, and SQLAlchemy would skip the UPDATE.
@@ -337,7 +337,3 @@ def _job_one(session, ctx, conversation, conversation_id, spec, params, now) -> 
         return entry | {"result": "conflict", "message": exc.message}
     changed = _apply(session, ctx, conversation, spec["action"], params, now)
     return entry | {"result": "updated" if changed else "unchanged"}
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    return uuid.UUID(value) if value else None

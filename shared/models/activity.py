@@ -34,4 +34,13 @@ class ActivityLog(UUIDPrimaryKey, Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     #: The super admin acting through an impersonation token (``imp`` claim), if any.
     impersonator_id: Mapped[uuid.UUID | None]
+    #: Their email when the row was written (kept after the super admin is deleted).
+    impersonator_email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+    @property
+    def impersonated_by(self) -> dict[str, Any] | None:
+        """``{"id", "email"}`` of the super admin behind the action, as envelopes name them."""
+        if self.impersonator_id is None:
+            return None
+        return {"id": str(self.impersonator_id), "email": self.impersonator_email}

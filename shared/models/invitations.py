@@ -24,6 +24,7 @@ class AgentInvitation(UUIDPrimaryKey, Base):
     __tablename__ = "agent_invitations"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'accepted', 'failed')", name="status_known"),
+        CheckConstraint("purpose IN ('invitation', 'password_reset')", name="purpose_known"),
         Index("uq_agent_invitations_token_hash", "token_hash", unique=True),
         Index("ix_agent_invitations_user", "tenant_id", "user_id", "created_at"),
         # PERF: the sweeper's query; finished rows cost it nothing.
@@ -37,6 +38,9 @@ class AgentInvitation(UUIDPrimaryKey, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     email: Mapped[str] = mapped_column(String(254))
+    #: ``invitation`` (a new agent) or ``password_reset`` (a super admin reset the password):
+    #: which email is sent. Added by 0026_admin_followups.
+    purpose: Mapped[str] = mapped_column(String(16), server_default="invitation")
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     #: SHA-256 hex of the token in the emailed link (set when the email is sent).
     token_hash: Mapped[str | None] = mapped_column(String(64))

@@ -95,8 +95,16 @@ def envelope_of(event: Any) -> dict[str, Any]:
         event.occurred_at,
         event.data,
         tenant_id=event.tenant_id,
-        actor={"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None},
+        actor=actor_of(event),
     )
+
+
+def actor_of(event: Any) -> dict[str, Any]:
+    """The envelope's ``actor`` of a stored outbox event, with ``impersonated_by`` if set."""
+    actor = {"type": event.actor_type, "id": str(event.actor_id) if event.actor_id else None}
+    if getattr(event, "impersonated_by", None):
+        actor["impersonated_by"] = event.impersonated_by
+    return actor
 
 
 def _rfc3339(value: dt.datetime) -> str:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
+from shared.admin import dropped_work
 from shared.db import get_engine, session_scope
 from shared.webhooks import delivery, queue, sender
 from shared.webhooks.delivery import LOCK_MARGIN_SECONDS, Claimed, Outcome, Result
@@ -55,6 +56,8 @@ _CLAIM_MANY = text(
     due AS MATERIALIZED (
         SELECT id FROM webhook_deliveries
          WHERE id = ANY(:ids) AND status = 'pending' AND next_attempt_at <= now()
+           AND NOT EXISTS (SELECT 1 FROM tenants t
+                            WHERE t.id = webhook_deliveries.tenant_id AND t.status <> 'active')
          ORDER BY id
          FOR UPDATE SKIP LOCKED
     )
@@ -79,9 +82,23 @@ _DUE = text(
     SELECT d.id, d.endpoint_id, e.max_concurrency
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
      WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.next_attempt_at <= now()
+       AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id AND t.status <> 'active')
      ORDER BY d.next_attempt_at, d.id
     """
 )
+
+#: The pending deliveries among ``ids`` that a suspended tenant's suspension held back.
+_SUSPENDED = text(
+    """
+    SELECT d.id, d.tenant_id
+      FROM webhook_deliveries d JOIN tenants t ON t.id = d.tenant_id
+     WHERE d.id = ANY(:ids) AND d.status = 'pending' AND t.status <> 'active'
+    """
+)
+
+#: The message a requeue of a held delivery sends (one delivery; same engine), and its
+#: queue (``workers.queues.WEBHOOKS``: shared code does not import the workers).
+HELD_ACTOR, HELD_QUEUE = "deliver_webhook", "webhooks"
 
 
 def due(ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
@@ -92,6 +109,31 @@ def due(ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         return [tuple(row) for row in connection.execute(_DUE, {"ids": list(ids)})]
+
+
+def hold_suspended(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Record, once each, the deliveries among ``ids`` not sent because their tenant is suspended.
+
+    Called with the ids a batch did not claim (usually none: the query is skipped). A
+    batch mixes tenants, so only the suspended tenant's rows are held: they stay
+    pending (the sweeper re-drives them once the tenant is reactivated) and each gets a
+    dead letter with the reason, which operators see and may requeue. Returns the held ids.
+    """
+    if not ids:
+        return []
+    with session_scope() as session:
+        held = session.execute(_SUSPENDED, {"ids": list(ids)}).all()
+        for delivery_id, tenant_id in held:
+            dropped_work.record(
+                session,
+                tenant_id=tenant_id,
+                queue_name=HELD_QUEUE,
+                actor_name=HELD_ACTOR,
+                args=[str(delivery_id)],
+            )
+    if held:
+        log.warning("webhooks: %d deliveries held, their tenant is suspended", len(held))
+    return [delivery_id for delivery_id, _ in held]
 
 
 def claim_many(
@@ -166,6 +208,9 @@ def begin(
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         claims = claim_many(connection, ids, default_timeout)
+    claimed = {c.id for c in claims}
+    for held in hold_suspended([i for i in ids if i not in claimed]):
+        outcomes[held] = Outcome("suspended")
     live = [c for c in claims if c.enabled]
     if len(live) < len(claims):
         with session_scope() as session:

@@ -179,7 +179,8 @@ class Pipeline:
                     parked.append(delivery_id)
             # Not due (claimed elsewhere, done) or left in Postgres: their room is free.
             due_ids = {row[0] for row in due}
-            self._let_go([i for i in batch if i not in due_ids])
+            not_due = [i for i in batch if i not in due_ids]
+            self._let_go(not_due)
             self._let_go(parked)
         if overflow and self.limiter is not None:
             self.limiter.park(overflow)
@@ -195,6 +196,12 @@ class Pipeline:
             with self._lock:
                 self._let_go(unsent)
                 self._ended([endpoint_of[i] for i in unsent])
+        # A suspended tenant's rows are not due: recorded once each, left pending.
+        try:
+            engine.hold_suspended(not_due)
+        except Exception:
+            # NOTE: only the record is lost (the rows stay pending): never the attempts.
+            log.exception("webhooks: could not record deliveries held by a suspension")
         return attempts
 
     def _release(self, sent: list[tuple[Attempt, Result]]) -> list[tuple[Attempt, Result, bool]]:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from shared.config import get_settings
-from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from shared.models import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import delivery, health, queue, schedule
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,22 @@ def reclaim_stuck(session: Session, *, batch: int = 500) -> int:
     return len(rows)
 
 
+def _active_tenant(d):
+    """A suspended tenant's deliveries wait (a worker would skip them) until reactivation."""
+    return select(Tenant.id).where(Tenant.id == d.tenant_id, Tenant.status == "active").exists()
+
+
 def sweep(session: Session, *, batch: int = 500) -> int:
-    """Re-drive stuck and due deliveries; commit, then enqueue; return how many were enqueued."""
+    """Re-drive stuck and due deliveries; commit, then enqueue; return how many were enqueued.
+
+    A suspended tenant's deliveries are left pending until it is reactivated.
+    """
     reclaim_stuck(session, batch=batch)
     d, e = WebhookDelivery, WebhookEndpoint
     rows = session.execute(
         select(d.id, d.endpoint_id, e.max_concurrency)
         .join(e, e.id == d.endpoint_id)
-        .where(d.status == "pending", d.sweep_at <= func.now())
+        .where(d.status == "pending", d.sweep_at <= func.now(), _active_tenant(d))
         .order_by(d.sweep_at)
         .limit(batch)
         .with_for_update(of=d, skip_locked=True)

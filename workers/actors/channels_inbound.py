@@ -11,10 +11,13 @@ import uuid
 from collections.abc import Sequence
 
 import dramatiq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.channels import inbound_queue, processing
 from shared.db import session_scope
-from workers import queues
+from shared.models import InboundEvent
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -61,4 +64,12 @@ def enqueue_inbound(ids: Sequence[uuid.UUID]) -> None:
         process_inbound.send(str(inbound_event_id))
 
 
+def tenant_of_inbound(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of a stored payload: a suspended tenant's is dropped, not processed."""
+    return session.scalar(
+        select(InboundEvent.tenant_id).where(InboundEvent.id == uuid.UUID(args[0]))
+    )
+
+
 inbound_queue.set_enqueuer(enqueue_inbound)
+tenant_gate.resolve_tenant_with(process_inbound.actor_name, tenant_of_inbound)

@@ -16,10 +16,13 @@ from collections.abc import Callable, Sequence
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.config import get_settings
 from shared.identity import invitation_emails, invitations
-from workers import queues
+from shared.models import AgentInvitation
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -68,4 +71,20 @@ def enqueue_invitations(invitation_ids: Sequence[uuid.UUID]) -> None:
         send_email.send(invitations.EMAIL_KIND, str(invitation_id))
 
 
+#: ``kind`` -> the tenant of its row (``send_email`` messages carry no ``tenant_id``).
+TENANT_OF: dict[str, Callable[[Session, uuid.UUID], uuid.UUID | None]] = {
+    invitations.EMAIL_KIND: lambda session, row_id: session.scalar(
+        select(AgentInvitation.tenant_id).where(AgentInvitation.id == row_id)
+    ),
+}
+
+
+def tenant_of_email(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of the email's row: a suspended workspace's emails are dropped, not sent."""
+    kind, row_id = args
+    find = TENANT_OF.get(kind)
+    return find(session, uuid.UUID(row_id)) if find is not None else None
+
+
 invitations.set_enqueuer(enqueue_invitations)
+tenant_gate.resolve_tenant_with(send_email.actor_name, tenant_of_email)

@@ -1,0 +1,83 @@
+"""The record of a suspended tenant's work that was not run: a dead letter, written once.
+
+Why here and not in the worker middleware: work is skipped in two places. The worker
+gate (:mod:`workers.tenant_gate`) skips whole messages; batch jobs that mix tenants
+(``deliver_webhooks``) skip only the suspended tenant's rows. Both record the same
+reason in ``dead_letters``, where operators list, count and requeue failed work
+(``GET /api/ops/dead-letters``; the tenant's own list once it is reactivated).
+
+The skipped rows stay pending: sweepers leave a suspended tenant's rows alone and
+re-drive them once it is reactivated, so nothing is lost; a requeue after that is a
+no-op for work already done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from shared.dead_letters import record_dead_letter
+from shared.models import DeadLetter
+
+#: The reason written on a dropped message's (or row's) dead letter.
+REASON = "tenant_suspended: the workspace is suspended; its queued work was dropped"
+
+
+def already_recorded(
+    session: Session, tenant_id: uuid.UUID, actor_name: str, args: Sequence[Any]
+) -> bool:
+    """Whether this work (actor and arguments) was dropped before and not requeued since.
+
+    Sweepers and duplicate messages may bring the same work back while the tenant
+    stays suspended: each copy is skipped again, but recorded once.
+    """
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    DeadLetter.tenant_id == tenant_id,
+                    DeadLetter.actor_name == actor_name,
+                    DeadLetter.args == list(args),
+                    DeadLetter.error == REASON,
+                    DeadLetter.requeued_at.is_(None),
+                )
+            )
+        )
+    )
+
+
+def record(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    queue_name: str,
+    actor_name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> bool:
+    """Write the dead letter of skipped work unless it is on record already; return whether.
+
+    ``actor_name`` and ``args`` are a message that redoes the work (what a requeue
+    sends); ``message_id`` is the skipped message's, or a new one for a skipped row.
+    """
+    if already_recorded(session, tenant_id, actor_name, args):
+        return False
+    options = dict(options or {})
+    return record_dead_letter(
+        session,
+        message_id=message_id or uuid.uuid4().hex,
+        queue_name=queue_name,
+        actor_name=actor_name,
+        args=list(args),
+        kwargs=dict(kwargs or {}),
+        options=options,
+        retries=options.get("retries", 0),
+        error=REASON,
+        tenant_id=tenant_id,
+    )

@@ -1,0 +1,73 @@
+"""A super admin's password reset emails its own message, not the invitation's."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import unquote
+
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.models import AgentInvitation
+from tests.admin.test_tenants import relay  # noqa: F401
+from tests.inbox_messages.conftest import poll
+from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def _mail_to(relay, address: str):  # noqa: F811
+    return poll(lambda: [m for m in relay.received if address in m.rcpt_tos], "reset email")[0]
+
+
+def _status(invitation_id: str) -> str:
+    with session_scope() as session:
+        return session.get(AgentInvitation, uuid.UUID(invitation_id)).status
+
+
+def test_a_password_reset_sends_a_reset_link_that_sets_a_new_password(
+    root,
+    workspace,
+    worker,
+    relay,  # noqa: F811
+):
+    agent, _ = workspace.create_agent()
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users"
+    reset = root.call("POST", f"{base}/{agent['id']}/reset-password")
+    assert reset.status_code == 200, reset.text
+
+    mail = _mail_to(relay, agent["email"]).message
+    assert mail["Subject"] == f"Reset your {workspace.tenant['name']} password on OmniStream"
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert "invited" not in body and "have been added" not in body
+        assert "was reset by a platform administrator" in body
+        assert "If you did not ask for this" in body
+    hours = get_settings().invitation_ttl_hours
+    assert f"expires in {hours:g} hour" in text
+    token = unquote(re.search(r"accept-invitation\?token=([A-Za-z0-9_\-%]+)", text).group(1))
+    poll(lambda: _status(reset.json["invitation_id"]) == "sent", "reset link marked sent")
+
+    # The link sets the new password, once.
+    accepted = workspace.client.simulate_post(
+        "/api/auth/accept-invitation", json={"token": token, "password": NEW_PASSWORD}
+    )
+    assert accepted.status_code == 200, accepted.text
+    login = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": NEW_PASSWORD}
+    )
+    assert login.status_code == 200
+    again = workspace.client.simulate_post(
+        "/api/auth/accept-invitation", json={"token": token, "password": "yet another one!"}
+    )
+    assert again.status_code == 410
+
+
+def test_a_new_agent_still_gets_the_invitation_text(workspace, worker, relay):  # noqa: F811
+    email = f"newcomer-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "full_name": "New Comer", "role": "agent"}
+    assert workspace.call("POST", "/api/agents", json=body).status_code == 201
+    mail = _mail_to(relay, body["email"]).message
+    assert mail["Subject"].startswith("You are invited to")
+    assert "Reset your" not in mail.get_body(("plain",)).get_content()
