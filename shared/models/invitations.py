@@ -39,7 +39,7 @@ class AgentInvitation(UUIDPrimaryKey, Base):
     )
     email: Mapped[str] = mapped_column(String(254))
     #: ``invitation`` (a new agent) or ``password_reset`` (a super admin reset the password):
-    #: which email is sent. Added by 0026_admin_followups.
+    #: which email is sent. Added by 0024_admin_followups.
     purpose: Mapped[str] = mapped_column(String(16), server_default="invitation")
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     #: SHA-256 hex of the token in the emailed link (set when the email is sent).

@@ -44,7 +44,7 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     #: actions caused this event (None when no rule did). Added by 0006_automation.
     causation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     #: ``{"id", "email"}`` of the super admin who acted through an impersonation token
-    #: (the envelope's ``actor.impersonated_by``). Added by 0026_admin_followups.
+    #: (the envelope's ``actor.impersonated_by``). Added by 0024_admin_followups.
     impersonated_by: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     occurred_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     status: Mapped[str] = mapped_column(String(16), server_default="pending")

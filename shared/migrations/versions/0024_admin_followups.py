@@ -1,7 +1,7 @@
 """admin follow-ups: who impersonated, on events and activity rows; password-reset emails
 
-Revision ID: 0026_admin_followups
-Revises: 0022_automation_stats
+Revision ID: 0024_admin_followups
+Revises: 0023_billing
 Create Date: 2026-12-04 18:30:00
 
 ``outbox_events.impersonated_by`` keeps ``{"id", "email"}`` of the super admin who acted
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0026_admin_followups"
-down_revision: str | None = "0022_automation_stats"
+revision: str = "0024_admin_followups"
+down_revision: str | None = "0023_billing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
