@@ -22,11 +22,31 @@ from shared.sql import tenant_row
 #: ISO 4217 minor-unit exponents that are not 2 (the common case).
 # NOTE: billcat's shared.billing.currency owns the full table; this keeps the PDF standalone.
 _EXPONENTS = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
-                     "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
+        0,
+    ),
     **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
     **dict.fromkeys(("CLF", "UYW"), 4),
-}  # fmt: skip
+}
 
 
 def money(amount: int, currency: str) -> str:
@@ -78,8 +98,9 @@ def render(
     for line in lines:
         pdf.cell(110, 6, _latin1(line.description)[:70])
         pdf.cell(20, 6, str(line.quantity), align="R")
-        pdf.cell(0, 6, money(line.amount, invoice.currency), align="R",
-                 new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+        pdf.cell(
+            0, 6, money(line.amount, invoice.currency), align="R", new_x="LMARGIN", new_y="NEXT"
+        )
     pdf.ln(2)
     totals = [
         ("Subtotal", invoice.subtotal),

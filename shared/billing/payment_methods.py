@@ -126,8 +126,7 @@ def add_method(session: Session, ctx: Ctx, token: str) -> BillingPaymentMethod:
     session.add(row)
     session.flush()
     session.refresh(row)
-    activity.record(session, ctx, "billing.payment_method_added", ENTITY, row.id,
-                    after=_audit(row))  # fmt: skip
+    activity.record(session, ctx, "billing.payment_method_added", ENTITY, row.id, after=_audit(row))
     return row
 
 
@@ -141,8 +140,14 @@ def delete_method(session: Session, ctx: Ctx, method_id: uuid.UUID) -> None:
     session.scalars(
         select(BillingAccount).where(BillingAccount.tenant_id == ctx.tenant_id).with_for_update()
     ).one_or_none()
-    row = tenant_row(session, BillingPaymentMethod, ctx.tenant_id, method_id,
-                     missing="Payment method not found", lock=True)  # fmt: skip
+    row = tenant_row(
+        session,
+        BillingPaymentMethod,
+        ctx.tenant_id,
+        method_id,
+        missing="Payment method not found",
+        lock=True,
+    )
     others = list(
         session.scalars(
             select(BillingPaymentMethod)
@@ -186,5 +191,6 @@ def delete_method(session: Session, ctx: Ctx, method_id: uuid.UUID) -> None:
     session.flush()
     if was_default and others:
         others[0].is_default = True
-    activity.record(session, ctx, "billing.payment_method_deleted", ENTITY, method_id,
-                    before=before)  # fmt: skip
+    activity.record(
+        session, ctx, "billing.payment_method_deleted", ENTITY, method_id, before=before
+    )

@@ -250,8 +250,12 @@ def _settle_charge(
     payment.status = "succeeded"
     payment.settled_at = now
     if invoice.status not in ("open", "uncollectible"):
-        log.error("invoice %s was already %s; payment %s also succeeded", invoice.id,
-                  invoice.status, payment.id)  # fmt: skip
+        log.error(
+            "invoice %s was already %s; payment %s also succeeded",
+            invoice.id,
+            invoice.status,
+            payment.id,
+        )
         return "unchanged"
     invoice.status = "paid"
     invoice.amount_paid = payment.amount

@@ -12,6 +12,7 @@ failed :class:`Outcome` with its decline code; connection errors, timeouts, 429 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import stripe
@@ -24,6 +25,9 @@ from shared.billing.providers import (
     ProviderUnavailable,
     WebhookEvent,
 )
+
+# NOTE: the client logs every request and response at INFO; ours log the outcomes.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 #: Stripe's default tolerance for a webhook's timestamp (replays older than this fail).
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -42,7 +46,13 @@ def _unavailable(exc: stripe.StripeError) -> ProviderUnavailable:
     return ProviderUnavailable(f"Stripe unavailable ({type(exc).__name__} {status}): {exc}")
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """A StripeObject as a plain dict (16.x objects are not dicts; webhooks are already)."""
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def _card_info(pm: Any) -> PaymentMethodInfo:
+    pm = _plain(pm)
     card = pm.get("card") or {}
     return PaymentMethodInfo(
         id=pm["id"],
@@ -155,7 +165,7 @@ class StripeProvider:
             intent = error.get("payment_intent") or {}
             code = error.get("decline_code") or exc.code or "card_error"
             return Outcome("failed", intent.get("id"), code, exc.user_message or str(exc))
-        return _intent_outcome(intent)
+        return _intent_outcome(_plain(intent))
 
     def refund(
         self, *, charge_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
@@ -169,7 +179,7 @@ class StripeProvider:
             raise _unavailable(exc) from exc
         except (stripe.CardError, stripe.InvalidRequestError) as exc:
             return Outcome("failed", None, exc.code or "refund_refused", str(exc))
-        return _refund_outcome(refund)
+        return _refund_outcome(_plain(refund))
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
         from shared.config import get_settings
