@@ -416,22 +416,28 @@ def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> 
         return apply_outcome(session, payment_id, outcome, now or utcnow())
 
 
-def stale_refunds(
-    session: Session, *, older_than: dt.timedelta, limit: int = 500
-) -> list[uuid.UUID]:
-    """Pending refunds whose message was probably lost: for the billing scheduler to re-drive.
+#: A pending refund older than this lost its message (or its worker): send it again.
+STALE_REFUND_AFTER = dt.timedelta(minutes=10)
 
-    ``refund_queue.QUEUE.enqueue(stale_refunds(...))`` after the read; a refund that is
-    merely slow is sent again with its key, which the provider answers as the same refund.
+
+def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
+    """Re-send pending refunds whose message was lost; for the hourly billing scheduler job.
+
+    A refund that is merely slow is sent again with its key, which the provider answers
+    as the same refund; its outcome is applied once. (Charges need no such sweep: an
+    open invoice whose ``next_charge_at`` passed is re-driven by ``billing_cycle``.)
     """
-    return list(
+    ids = list(
         session.scalars(
             select(BillingPayment.id)
             .where(
                 BillingPayment.kind == "refund",
                 BillingPayment.status == "pending",
-                BillingPayment.created_at < func.now() - older_than,
+                BillingPayment.created_at < func.now() - STALE_REFUND_AFTER,
             )
+            .order_by(BillingPayment.created_at)
             .limit(limit)
         )
     )
+    refund_queue.QUEUE.enqueue_after_commit(session, ids)
+    return len(ids)

@@ -2,7 +2,7 @@
 
 A refund is a ``pending`` ``billing_payments`` row (kind ``refund``) committed with its
 idempotency key before any provider call; its id is the message. A lost message is
-re-driven by :func:`shared.billing.payments.redrive_stale` from the billing scheduler.
+re-driven by :func:`shared.billing.payments.redrive_stale_refunds` from the billing scheduler.
 ``workers/actors/billing.py`` installs the enqueuer.
 """
 

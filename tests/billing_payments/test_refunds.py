@@ -74,8 +74,11 @@ def test_an_idempotency_key_repeat_is_the_same_refund(billing, root):
     assert len(billing.payments(invoice, "refund")) == 1
 
 
-def test_refund_events_replayed_and_before_the_worker(billing, root):
+def test_refund_events_replayed_and_before_the_worker(billing, root, monkeypatch):
+    from shared.billing import refund_queue
+
     invoice = _paid(billing)
+    monkeypatch.setattr(refund_queue.QUEUE, "enqueuer", None)  # the worker is late
     job = _refund(root, invoice, amount=2000)
     # The provider refunds (another worker's call) and its webhook lands first.
     from shared.billing.providers import get_provider
@@ -86,7 +89,12 @@ def test_refund_events_replayed_and_before_the_worker(billing, root):
         charge_reference=charge.provider_reference,
         amount=2000,
         idempotency_key=payment.idempotency_key,
-        metadata={"payment_id": job["job_id"]},
+        metadata={
+            "payment_id": job["job_id"],
+            "invoice_id": str(invoice),
+            "invoice_number": billing.row(invoice).number,
+            "tenant_id": str(billing.tenant_id),
+        },
     )
     assert outcome.status == "succeeded"
     for kind in ("refund.created", "charge.refunded"):
@@ -99,3 +107,28 @@ def test_refund_events_replayed_and_before_the_worker(billing, root):
     assert payments.refund_payment(uuid.UUID(job["job_id"])) == "settled"
     assert billing.row(invoice).amount_refunded == 2000
     assert len(billing.stripe.refunds) == 1
+
+
+def test_a_refund_whose_message_was_lost_is_redriven(billing, root, monkeypatch, worker):
+    from sqlalchemy import update
+
+    from shared.billing import refund_queue
+    from shared.db import session_scope
+    from shared.models.billing import BillingPayment
+
+    invoice = _paid(billing)
+    with monkeypatch.context() as lost:
+        lost.setattr(refund_queue.QUEUE, "enqueuer", None)  # the message never left
+        job = _refund(root, invoice, amount=700)
+    with session_scope() as session:
+        assert payments.redrive_stale_refunds(session) == 0  # too young to be lost
+    with session_scope() as session:  # move time: ten minutes later
+        session.execute(
+            update(BillingPayment)
+            .where(BillingPayment.id == uuid.UUID(job["job_id"]))
+            .values(created_at=BillingPayment.created_at - payments.STALE_REFUND_AFTER)
+        )
+    with session_scope() as session:
+        assert payments.redrive_stale_refunds(session) == 1
+    billing.wait_status(invoice, "partially_refunded")
+    assert [r["amount"] for r in billing.stripe.refunds] == [700]
