@@ -12,6 +12,8 @@ CHANNELS = "channels"
 INBOUND = "inbound"
 #: Sends to providers, apart from inbound processing so a slow provider cannot delay intake.
 OUTBOUND = "outbound"
+#: Charges and refunds at the payment provider, apart so a slow provider delays nothing else.
+BILLING = "billing"
 ANALYTICS = "analytics"
 MAINTENANCE = "maintenance"
 
@@ -24,6 +26,7 @@ ALL = (
     CHANNELS,
     INBOUND,
     OUTBOUND,
+    BILLING,
     ANALYTICS,
     MAINTENANCE,
 )

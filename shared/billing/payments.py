@@ -1,0 +1,443 @@
+"""Charges and refunds: each attempt committed before the provider call, its outcome applied once.
+
+A charge (``charge_invoice``): in one transaction, lock the invoice, reuse its ``pending``
+charge row if a worker died holding one, else commit a new row keyed
+``invoice:<id>:charge:<attempt>``; call the provider with that key; in a second transaction
+apply the outcome. A worker killed between the provider's charge and our commit leaves the
+row ``pending``; the retry sends the *same* key and the provider answers the charge it
+already made, so nobody is charged twice.
+
+Outcomes reach us twice, from the worker and from the provider's webhook, in any order;
+:func:`apply_outcome` serialises them on the invoice row and applies each payment's
+result once. A success is final (a late failure changes nothing); a success after a
+failure wins, because the money moved.
+
+Dunning: a declined charge counts an attempt and schedules the next one after the
+hours of BILLING_CHARGE_RETRY_HOURS (``24,72,168``: four attempts in all); the
+subscription is ``past_due`` meanwhile. When every retry has failed the invoice is
+``uncollectible`` and the subscription ``cancelled``. A provider that is down is not a
+decline: the job raises, Dramatiq retries it with backoff, the invoice stays open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.billing import refund_queue
+from shared.billing.providers import Outcome, get_provider
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.models.billing import (
+    BillingAccount,
+    BillingInvoice,
+    BillingPayment,
+    BillingPaymentMethod,
+    BillingSubscription,
+)
+
+log = logging.getLogger(__name__)
+
+#: Invoice states a refund may start from.
+REFUNDABLE_STATUSES = ("paid", "partially_refunded")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def retry_delays() -> list[dt.timedelta]:
+    """The dunning schedule: the delay after the 1st, 2nd... failed attempt."""
+    hours = get_settings().billing_charge_retry_hours.split(",")
+    return [dt.timedelta(hours=float(h)) for h in hours if h.strip()]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A committed ``pending`` payment row and what the provider call needs."""
+
+    payment_id: uuid.UUID
+    idempotency_key: str
+    amount: int
+    currency: str
+    customer_id: str
+    payment_method: str
+    metadata: dict[str, str]
+
+
+def _lock_invoice(session: Session, invoice_id: uuid.UUID) -> BillingInvoice | None:
+    return session.scalars(
+        select(BillingInvoice).where(BillingInvoice.id == invoice_id).with_for_update()
+    ).one_or_none()
+
+
+def _count(session: Session, invoice_id: uuid.UUID, kind: str) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(BillingPayment)
+        .where(BillingPayment.invoice_id == invoice_id, BillingPayment.kind == kind)
+    )
+
+
+def _pending(session: Session, invoice_id: uuid.UUID, kind: str) -> BillingPayment | None:
+    return session.scalars(
+        select(BillingPayment)
+        .where(
+            BillingPayment.invoice_id == invoice_id,
+            BillingPayment.kind == kind,
+            BillingPayment.status == "pending",
+        )
+        .order_by(BillingPayment.created_at)
+        .limit(1)
+    ).first()
+
+
+def _metadata(invoice: BillingInvoice, payment: BillingPayment) -> dict[str, str]:
+    return {
+        "payment_id": str(payment.id),
+        "invoice_id": str(invoice.id),
+        "invoice_number": invoice.number,
+        "tenant_id": str(invoice.tenant_id),
+    }
+
+
+def _default_method(session: Session, tenant_id: uuid.UUID) -> BillingPaymentMethod | None:
+    return session.scalars(
+        select(BillingPaymentMethod).where(
+            BillingPaymentMethod.tenant_id == tenant_id, BillingPaymentMethod.is_default
+        )
+    ).first()
+
+
+def begin_charge(session: Session, invoice_id: uuid.UUID, now: dt.datetime) -> Attempt | str:
+    """Record the attempt to make (or find the one a dead worker left); else why there is none.
+
+    Returns an :class:`Attempt` to send, or ``missing`` / ``settled`` / ``not_due`` /
+    ``failed`` (no payment method: counted as a declined attempt, without a provider call).
+    """
+    invoice = _lock_invoice(session, invoice_id)
+    if invoice is None:
+        return "missing"
+    if invoice.status != "open" or invoice.total <= 0:
+        return "settled"
+    payment = _pending(session, invoice.id, "charge")
+    account = session.get(BillingAccount, invoice.tenant_id)
+    customer_id = account.provider_customer_id if account else None
+    if payment is not None:
+        method = session.get(BillingPaymentMethod, payment.payment_method_id)
+        if method is None or customer_id is None:
+            # NOTE: deleting a method with a pending charge is refused (409), so this is a
+            # row whose method vanished some other way; the provider never saw it succeed.
+            _settle_charge(
+                session, invoice, payment, Outcome("failed", None, "no_payment_method"), now
+            )
+            return "failed"
+    else:
+        if invoice.next_charge_at is None or invoice.next_charge_at > now:
+            return "not_due"
+        method = _default_method(session, invoice.tenant_id)
+        attempt = _count(session, invoice.id, "charge") + 1
+        payment = BillingPayment(
+            id=uuid.uuid4(),
+            tenant_id=invoice.tenant_id,
+            invoice_id=invoice.id,
+            kind="charge",
+            status="pending",
+            amount=invoice.total,
+            currency=invoice.currency,
+            provider=get_provider().name,
+            idempotency_key=f"invoice:{invoice.id}:charge:{attempt}",
+            payment_method_id=method.id if method else None,
+        )
+        session.add(payment)
+        session.flush()
+        if method is None or customer_id is None:
+            no_method = Outcome("failed", None, "no_payment_method", "No default payment method")
+            _settle_charge(session, invoice, payment, no_method, now)
+            return "failed"
+    return Attempt(
+        payment_id=payment.id,
+        idempotency_key=payment.idempotency_key,
+        amount=payment.amount,
+        currency=payment.currency,
+        customer_id=customer_id,
+        payment_method=method.provider_payment_method_id,
+        metadata=_metadata(invoice, payment),
+    )
+
+
+def charge_invoice(invoice_id: uuid.UUID, *, now: dt.datetime | None = None) -> str:
+    """Charge an open, due invoice once; the outcome word (``paid``, ``declined``...).
+
+    Raises :class:`~shared.billing.providers.ProviderUnavailable` when the provider is
+    down: the pending row stays, and the retry reuses its key.
+    """
+    with session_scope() as session:
+        attempt = begin_charge(session, invoice_id, now or utcnow())
+    if isinstance(attempt, str):
+        return attempt
+    outcome = get_provider().charge(
+        customer_id=attempt.customer_id,
+        payment_method_id=attempt.payment_method,
+        amount=attempt.amount,
+        currency=attempt.currency,
+        idempotency_key=attempt.idempotency_key,
+        metadata=attempt.metadata,
+    )
+    with session_scope() as session:
+        return apply_outcome(session, attempt.payment_id, outcome, now or utcnow())
+
+
+def apply_outcome(
+    session: Session, payment_id: uuid.UUID, outcome: Outcome, now: dt.datetime
+) -> str:
+    """Apply what the provider did with a payment, once (worker and webhook both call this)."""
+    found = session.get(BillingPayment, payment_id)
+    if found is None:
+        return "missing"
+    invoice = _lock_invoice(session, found.invoice_id)
+    payment = session.scalars(
+        select(BillingPayment)
+        .where(BillingPayment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if outcome.reference and not payment.provider_reference:
+        payment.provider_reference = outcome.reference
+    if outcome.status == "pending" or invoice is None:
+        return "pending"
+    if payment.kind == "charge":
+        return _settle_charge(session, invoice, payment, outcome, now)
+    return _settle_refund(invoice, payment, outcome, now)
+
+
+def _subscription(session: Session, invoice: BillingInvoice) -> BillingSubscription | None:
+    if invoice.subscription_id is None:
+        return None
+    return session.scalars(
+        select(BillingSubscription)
+        .where(BillingSubscription.id == invoice.subscription_id)
+        .with_for_update()
+    ).one_or_none()
+
+
+def _settle_charge(
+    session: Session,
+    invoice: BillingInvoice,
+    payment: BillingPayment,
+    outcome: Outcome,
+    now: dt.datetime,
+) -> str:
+    if payment.status == "succeeded":
+        return "unchanged"  # a success is final: a late or replayed failure changes nothing
+    if outcome.status == "failed":
+        if payment.status == "failed":
+            return "unchanged"
+        payment.status = "failed"
+        payment.failure_code = (outcome.failure_code or "declined")[:64]
+        payment.failure_message = outcome.failure_message
+        payment.settled_at = now
+        if invoice.status == "open":
+            return _dun(session, invoice, payment.failure_code, now)
+        return "declined"
+    payment.status = "succeeded"
+    payment.settled_at = now
+    if invoice.status not in ("open", "uncollectible"):
+        log.error(
+            "invoice %s was already %s; payment %s also succeeded",
+            invoice.id,
+            invoice.status,
+            payment.id,
+        )
+        return "unchanged"
+    invoice.status = "paid"
+    invoice.amount_paid = payment.amount
+    invoice.paid_at = now
+    invoice.next_charge_at = None
+    invoice.last_charge_error = None
+    subscription = _subscription(session, invoice)
+    if subscription is not None and subscription.status != "cancelled":
+        subscription.status = "active"
+        subscription.past_due_since = None
+    return "paid"
+
+
+def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime) -> str:
+    """Count a declined attempt: schedule the next one, or give up after the last."""
+    invoice.charge_attempts += 1
+    invoice.last_charge_error = code
+    delays = retry_delays()
+    subscription = _subscription(session, invoice)
+    if invoice.charge_attempts <= len(delays):
+        invoice.next_charge_at = now + delays[invoice.charge_attempts - 1]
+        if subscription is not None and subscription.status != "cancelled":
+            subscription.status = "past_due"
+            subscription.past_due_since = subscription.past_due_since or now
+        return "declined"
+    invoice.status = "uncollectible"
+    invoice.next_charge_at = None
+    if subscription is not None and subscription.status != "cancelled":
+        subscription.status = "cancelled"
+        subscription.cancelled_at = subscription.cancelled_at or now
+        subscription.ended_at = now
+    return "uncollectible"
+
+
+def _settle_refund(
+    invoice: BillingInvoice, payment: BillingPayment, outcome: Outcome, now: dt.datetime
+) -> str:
+    if payment.status == "succeeded":
+        return "unchanged"
+    if outcome.status == "failed":
+        if payment.status == "failed":
+            return "unchanged"
+        payment.status = "failed"
+        payment.failure_code = (outcome.failure_code or "refund_failed")[:64]
+        payment.failure_message = outcome.failure_message
+        payment.settled_at = now
+        return "refund_failed"
+    payment.status = "succeeded"
+    payment.settled_at = now
+    invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + payment.amount)
+    fully = invoice.amount_refunded >= invoice.amount_paid
+    invoice.status = "refunded" if fully else "partially_refunded"
+    return invoice.status
+
+
+# --- refunds -----------------------------------------------------------------------------
+
+
+def _charge_reference(session: Session, invoice_id: uuid.UUID) -> str | None:
+    return session.scalar(
+        select(BillingPayment.provider_reference)
+        .where(
+            BillingPayment.invoice_id == invoice_id,
+            BillingPayment.kind == "charge",
+            BillingPayment.status == "succeeded",
+            BillingPayment.provider_reference.is_not(None),
+        )
+        .order_by(BillingPayment.settled_at.desc())
+        .limit(1)
+    )
+
+
+def refundable(session: Session, invoice: BillingInvoice) -> int:
+    """What may still be refunded: paid, minus refunded, minus refunds in flight."""
+    in_flight = session.scalar(
+        select(func.coalesce(func.sum(BillingPayment.amount), 0)).where(
+            BillingPayment.invoice_id == invoice.id,
+            BillingPayment.kind == "refund",
+            BillingPayment.status == "pending",
+        )
+    )
+    return invoice.amount_paid - invoice.amount_refunded - int(in_flight)
+
+
+def request_refund(
+    session: Session, invoice_id: uuid.UUID, amount: int | None, client_key: str | None = None
+) -> BillingPayment:
+    """Record a refund (``amount`` or the rest) and hand it to ``refund_invoice`` after commit.
+
+    404 for an unknown invoice; 409 when it was never paid or nothing is left; 422 naming
+    ``amount`` when it is above the refundable amount (refunds in flight count). With the
+    caller's ``Idempotency-Key`` (``client_key``) a repeat returns the first refund.
+    """
+    invoice = _lock_invoice(session, invoice_id)
+    if invoice is None:
+        raise NotFound("Invoice not found")
+    key = None
+    if client_key is not None:
+        digest = hashlib.sha256(client_key.encode()).hexdigest()[:40]
+        key = f"invoice:{invoice.id}:refund:client:{digest}"
+        first = session.scalars(
+            select(BillingPayment).where(BillingPayment.idempotency_key == key)
+        ).one_or_none()
+        if first is not None:
+            return first
+    if invoice.status not in REFUNDABLE_STATUSES:
+        raise Conflict(f"Only a paid invoice can be refunded; this one is {invoice.status}")
+    reference = _charge_reference(session, invoice.id)
+    if reference is None:
+        raise Conflict("This invoice has no provider charge to refund")
+    left = refundable(session, invoice)
+    if amount is None:
+        if left <= 0:
+            raise Conflict("Nothing is left to refund on this invoice")
+        amount = left
+    elif amount > left:
+        raise ValidationFailed(
+            f"amount: at most {left} can be refunded",
+            details=[{"field": "amount", "message": f"above the refundable amount ({left})"}],
+        )
+    attempt = _count(session, invoice.id, "refund") + 1
+    payment = BillingPayment(
+        id=uuid.uuid4(),
+        tenant_id=invoice.tenant_id,
+        invoice_id=invoice.id,
+        kind="refund",
+        status="pending",
+        amount=amount,
+        currency=invoice.currency,
+        provider=get_provider().name,
+        idempotency_key=key or f"invoice:{invoice.id}:refund:{attempt}",
+    )
+    session.add(payment)
+    session.flush()
+    refund_queue.QUEUE.enqueue_after_commit(session, [payment.id])
+    return payment
+
+
+def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> str:
+    """Send a pending refund to the provider with its key and apply the outcome once."""
+    with session_scope() as session:
+        payment = session.get(BillingPayment, payment_id)
+        if payment is None or payment.kind != "refund":
+            return "missing"
+        if payment.status != "pending":
+            return "settled"
+        invoice = session.get(BillingInvoice, payment.invoice_id)
+        reference = _charge_reference(session, payment.invoice_id)
+        key, amount = payment.idempotency_key, payment.amount
+        metadata = _metadata(invoice, payment)
+    if reference is None:
+        outcome = Outcome("failed", None, "no_charge", "No succeeded charge to refund")
+    else:
+        outcome = get_provider().refund(
+            charge_reference=reference, amount=amount, idempotency_key=key, metadata=metadata
+        )
+    with session_scope() as session:
+        return apply_outcome(session, payment_id, outcome, now or utcnow())
+
+
+#: A pending refund older than this lost its message (or its worker): send it again.
+STALE_REFUND_AFTER = dt.timedelta(minutes=10)
+
+
+def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
+    """Re-send pending refunds whose message was lost; for the hourly billing scheduler job.
+
+    A refund that is merely slow is sent again with its key, which the provider answers
+    as the same refund; its outcome is applied once. (Charges need no such sweep: an
+    open invoice whose ``next_charge_at`` passed is re-driven by ``billing_cycle``.)
+    """
+    ids = list(
+        session.scalars(
+            select(BillingPayment.id)
+            .where(
+                BillingPayment.kind == "refund",
+                BillingPayment.status == "pending",
+                BillingPayment.created_at < func.now() - STALE_REFUND_AFTER,
+            )
+            .order_by(BillingPayment.created_at)
+            .limit(limit)
+        )
+    )
+    refund_queue.QUEUE.enqueue_after_commit(session, ids)
+    return len(ids)

@@ -1,0 +1,144 @@
+"""charge_invoice against the fake Stripe: paid once, declines and dunning with time moved,
+a provider that is down retried by the worker with the same idempotency key."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from shared.billing import charge_queue, payments
+from shared.billing.providers import ProviderUnavailable
+from tests.billing_payments.invoices import utcnow
+
+
+def test_a_due_invoice_is_charged_once_and_the_subscription_is_active(billing):
+    billing.add_method("pm_card_visa")
+    sub = billing.subscription(status="past_due")
+    invoice = billing.invoice(4900, subscription_id=sub)
+    assert payments.charge_invoice(invoice) == "paid"
+    assert payments.charge_invoice(invoice) == "settled"  # a duplicate message: a no-op
+    row = billing.row(invoice)
+    assert (row.status, row.amount_paid, row.next_charge_at) == ("paid", 4900, None)
+    assert billing.sub(sub).status == "active" and billing.sub(sub).past_due_since is None
+    [charge] = billing.stripe.charged(invoice)
+    assert charge["amount"] == 4900 and charge["currency"] == "usd"
+    assert charge["idempotency_key"] == f"invoice:{invoice}:charge:1"
+    [payment] = billing.payments(invoice)
+    assert (payment.status, payment.provider_reference) == ("succeeded", charge["id"])
+
+
+def test_the_real_worker_charges_after_commit(billing, worker):
+    import workers.actors.billing  # noqa: F401  (installs the enqueuer)
+
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(1200)
+    charge_queue.QUEUE.enqueue([invoice])
+    billing.wait_status(invoice, "paid")
+    assert len(billing.stripe.charged(invoice)) == 1
+
+
+def test_an_invoice_not_yet_due_or_settled_is_not_charged(billing):
+    billing.add_method("pm_card_visa")
+    later = billing.invoice(500, next_charge_at=utcnow() + dt.timedelta(hours=1))
+    assert payments.charge_invoice(later) == "not_due"
+    assert billing.stripe.charges == [] and billing.payments(later) == []
+
+
+def test_dunning_retries_on_schedule_then_gives_up(billing):
+    """24, 72 and 168 hours after each decline; the fourth decline ends the subscription."""
+    billing.add_method("pm_card_chargeDeclined")
+    sub = billing.subscription(status="active")
+    invoice = billing.invoice(4900, subscription_id=sub)
+    t0 = utcnow()
+    assert payments.charge_invoice(invoice, now=t0) == "declined"
+    row = billing.row(invoice)
+    assert row.status == "open" and row.charge_attempts == 1
+    assert row.last_charge_error == "generic_decline"
+    assert row.next_charge_at == t0 + dt.timedelta(hours=24)
+    assert billing.sub(sub).status == "past_due"
+    assert billing.sub(sub).past_due_since == t0
+
+    assert payments.charge_invoice(invoice, now=t0 + dt.timedelta(hours=23)) == "not_due"
+    t = t0
+    for attempt, hours in ((2, 72), (3, 168)):
+        t = billing.row(invoice).next_charge_at
+        assert payments.charge_invoice(invoice, now=t) == "declined"
+        row = billing.row(invoice)
+        assert row.charge_attempts == attempt
+        assert row.next_charge_at == t + dt.timedelta(hours=hours)
+        assert billing.sub(sub).past_due_since == t0  # since the first decline
+    t = billing.row(invoice).next_charge_at
+    assert t == t0 + dt.timedelta(hours=24 + 72 + 168)
+    assert payments.charge_invoice(invoice, now=t) == "uncollectible"
+    row = billing.row(invoice)
+    assert (row.status, row.next_charge_at, row.charge_attempts) == ("uncollectible", None, 4)
+    assert billing.sub(sub).status == "cancelled" and billing.sub(sub).ended_at == t
+    keys = [p.idempotency_key for p in billing.payments(invoice)]
+    assert keys == [f"invoice:{invoice}:charge:{n}" for n in (1, 2, 3, 4)]
+    assert billing.stripe.charged(invoice) == []
+    assert payments.charge_invoice(invoice, now=t + dt.timedelta(days=30)) == "settled"
+
+
+def test_a_decline_then_a_good_card_pays_and_clears_past_due(billing):
+    billing.add_method("pm_card_chargeDeclined")
+    sub = billing.subscription(status="active")
+    invoice = billing.invoice(900, subscription_id=sub)
+    t0 = utcnow()
+    assert payments.charge_invoice(invoice, now=t0) == "declined"
+    good = billing.add_method("pm_card_visa")
+    declined = billing.ws.call("GET", "/api/billing/payment-methods").json["items"][1]
+    assert (
+        billing.ws.call("DELETE", f"/api/billing/payment-methods/{declined['id']}").status_code
+        == 204
+    )
+    assert (
+        billing.ws.call("GET", "/api/billing/payment-methods").json["items"][0]["id"] == good["id"]
+    )
+    assert payments.charge_invoice(invoice, now=t0 + dt.timedelta(hours=24)) == "paid"
+    assert billing.sub(sub).status == "active" and billing.sub(sub).past_due_since is None
+    assert len(billing.stripe.charged(invoice)) == 1
+
+
+def test_no_payment_method_counts_as_a_declined_attempt(billing):
+    sub = billing.subscription(status="active")
+    invoice = billing.invoice(900, subscription_id=sub)
+    assert payments.charge_invoice(invoice) == "failed"
+    row = billing.row(invoice)
+    assert row.charge_attempts == 1 and row.last_charge_error == "no_payment_method"
+    assert billing.stripe.calls == []
+
+
+def test_provider_down_keeps_the_attempt_and_the_retry_reuses_its_key(billing):
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(4900)
+    billing.stripe.down = True
+    with pytest.raises(ProviderUnavailable):
+        payments.charge_invoice(invoice)
+    billing.stripe.down = False
+    billing.stripe.fail_next(1)
+    with pytest.raises(ProviderUnavailable):
+        payments.charge_invoice(invoice)
+    row = billing.row(invoice)
+    assert (row.status, row.charge_attempts) == ("open", 0)  # down is not a decline
+    [pending] = billing.payments(invoice)
+    assert pending.status == "pending"
+    assert payments.charge_invoice(invoice) == "paid"
+    [payment] = billing.payments(invoice)
+    assert payment.id == pending.id and payment.status == "succeeded"
+    keys = {c[2] for c in billing.stripe.calls if c[1] == "/v1/payment_intents"}
+    assert keys == {f"invoice:{invoice}:charge:1"}
+    assert len(billing.stripe.charged(invoice)) == 1
+
+
+def test_the_worker_retries_a_provider_error_with_backoff(billing, worker):
+    import workers.actors.billing  # noqa: F401
+
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(700)
+    billing.stripe.fail_next(1)
+    charge_queue.QUEUE.enqueue([invoice])
+    billing.wait_status(invoice, "paid", timeout=30)
+    attempts = [c for c in billing.stripe.calls if c[1] == "/v1/payment_intents"]
+    assert len(attempts) == 2 and len({c[2] for c in attempts}) == 1
+    assert len(billing.stripe.charged(invoice)) == 1
