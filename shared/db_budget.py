@@ -13,8 +13,8 @@ whichever process asked last. The budget adds the fleet up before that happens:
 ``peak``
     What the processes can use at once: per process the smaller of its pool's
     ceiling and its threads (gunicorn's ``WEB_THREADS``; Dramatiq's ``--threads`` x 2,
-    since a job may hold a lock connection beside its session; APScheduler's 10 job
-    threads; the stream server's to_thread pool).
+    a margin for a job that opens a second session; APScheduler's 10 job threads; the
+    stream server's to_thread pool).
 
 Policy (``python -m shared.preflight``, run by ``make run``/``make test``, and the
 scheduler at start): a ``peak`` beyond what PostgreSQL has left (``max_connections``
@@ -44,7 +44,7 @@ from shared.config import Settings
 
 #: APScheduler's BackgroundScheduler runs jobs on a pool of 10 threads (its default).
 SCHEDULER_JOB_THREADS = 10
-#: A Dramatiq job may hold a lock connection beside its session (analytics roll-ups).
+#: A margin: a job may open a second session while its first is still open.
 CONNECTIONS_PER_WORKER_THREAD = 2
 
 
