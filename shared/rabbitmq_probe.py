@@ -76,7 +76,9 @@ class RabbitmqProbe:
                 self._answers[names] = answer
         result = answer[1]
         if isinstance(result, ProbeFailed):
-            raise result
+            # NOTE: a new exception per caller: raising the remembered one again would
+            # grow its traceback with every probe that reuses it.
+            raise ProbeFailed(str(result))
         return {name: dict(counts) for name, counts in result.items()}
 
     def close(self) -> None:
