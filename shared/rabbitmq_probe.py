@@ -1,11 +1,18 @@
-"""RabbitMQ queue depths over one kept connection, remembered for about a second.
+"""RabbitMQ queue depths over one kept connection, refreshed behind the probes.
 
 Why: ``GET /api/health`` is polled by every load balancer. Opening an AMQP
 connection per call cost a TCP + AMQP handshake (tens of milliseconds) and a
-handful of pika INFO lines each time. Here each process keeps one connection per
-broker URL, and a lock makes a burst of concurrent probes cost one check: the
-first caller reads the broker, the others wait for it and reuse its answer (or
-its failure) for :data:`FRESH_SECONDS`.
+handful of pika INFO lines each time, and even over a kept connection one read is
+a passive declare per queue (about 30 round trips, ~3 ms of pika CPU). So:
+
+- each process keeps one connection per broker URL;
+- an answer (or a failure) younger than :data:`FRESH_SECONDS` is served as it is;
+- an older one, up to :data:`STALE_SECONDS`, is served too while one background
+  thread reads the broker again: a probe never waits for RabbitMQ, and the next
+  probe gets the new answer (a broker that went down answers 503 from the probe
+  after the one that noticed);
+- with no answer, or one older than :data:`STALE_SECONDS` (nobody asked for a while),
+  the caller reads the broker itself; concurrent callers wait for that one read.
 
 The connection has AMQP heartbeats off (nothing services it between probes, and
 RabbitMQ would close it for missed heartbeats); a connection the broker dropped
@@ -37,8 +44,10 @@ class _NoMissingQueueWarnings(logging.Filter):
 # logged a WARNING per queue (three per Dramatiq queue).
 logging.getLogger("pika.channel").addFilter(_NoMissingQueueWarnings())
 
-#: How long an answer (or a failure) is reused: a probe costs nothing within it.
+#: How long an answer (or a failure) is served without reading the broker again.
 FRESH_SECONDS = 1.0
+#: How old an answer may be served while a background read replaces it.
+STALE_SECONDS = 10.0
 
 Depths = dict[str, dict[str, int]]
 
@@ -56,24 +65,34 @@ class RabbitmqProbe:
         *,
         timeout: float,
         fresh_seconds: float = FRESH_SECONDS,
+        stale_seconds: float = STALE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.fresh_seconds = fresh_seconds
+        self.stale_seconds = stale_seconds
         self.clock = clock
-        self.checks = 0  # broker round trips made (the tests and the bench read it)
-        self._lock = threading.Lock()
+        self.checks = 0  # broker reads made (the tests and the bench read it)
+        self._lock = threading.Lock()  # the answers and the refreshing set
+        self._io_lock = threading.Lock()  # the connection (pika's is not thread-safe)
         self._connection: pika.BlockingConnection | None = None
         self._answers: dict[tuple[str, ...], tuple[float, Depths | ProbeFailed]] = {}
+        self._refreshing: set[tuple[str, ...]] = set()
 
     def depths(self, names: tuple[str, ...]) -> Depths:
         """``{queue: {"ready", "delayed", "dead"}}``; raises :class:`ProbeFailed`."""
         with self._lock:
             answer = self._answers.get(names)
-            if answer is None or self.clock() - answer[0] >= self.fresh_seconds:
-                answer = (self.clock(), self._check(names))
-                self._answers[names] = answer
+            age = None if answer is None else self.clock() - answer[0]
+            stale = age is not None and self.fresh_seconds <= age < self.stale_seconds
+            if stale and names not in self._refreshing:
+                self._refreshing.add(names)
+                threading.Thread(
+                    target=self._refresh, args=(names,), name="rabbitmq-probe", daemon=True
+                ).start()
+        if age is None or age >= self.stale_seconds:
+            answer = self._read_now(names, answer)
         result = answer[1]
         if isinstance(result, ProbeFailed):
             # NOTE: a new exception per caller: raising the remembered one again would
@@ -81,8 +100,29 @@ class RabbitmqProbe:
             raise ProbeFailed(str(result))
         return {name: dict(counts) for name, counts in result.items()}
 
-    def close(self) -> None:
+    def _read_now(self, names, seen) -> tuple[float, Depths | ProbeFailed]:
+        with self._io_lock:
+            with self._lock:
+                answer = self._answers.get(names)
+            if answer is not seen and answer is not None:
+                return answer  # another caller read it while this one waited
+            answer = (self.clock(), self._check(names))
         with self._lock:
+            self._answers[names] = answer
+        return answer
+
+    def _refresh(self, names: tuple[str, ...]) -> None:
+        try:
+            with self._io_lock:
+                answer = (self.clock(), self._check(names))
+            with self._lock:
+                self._answers[names] = answer
+        finally:
+            with self._lock:
+                self._refreshing.discard(names)
+
+    def close(self) -> None:
+        with self._io_lock:
             self._drop()
 
     def _check(self, names: tuple[str, ...]) -> Depths | ProbeFailed:

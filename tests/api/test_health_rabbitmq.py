@@ -1,4 +1,4 @@
-"""Health with a RabbitMQ broker: one kept connection, a burst costs one check, 503 and back."""
+"""Health with a RabbitMQ broker: one kept connection, probes never wait for it, 503 and back."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 
 from shared import queue_stats
 from shared.config import get_settings
-from shared.rabbitmq_probe import FRESH_SECONDS, probe_for
+from shared.rabbitmq_probe import FRESH_SECONDS, STALE_SECONDS, probe_for
 from tests.api.test_operations import _beat
 from tests.peers.tcp_proxy import TcpProxy
+from tests.workers.conftest import wait_until
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -53,6 +54,11 @@ def rabbit_proxy(monkeypatch):
     get_settings.cache_clear()
 
 
+def _refreshed(probe, checks: int) -> None:
+    """Wait for the background read a stale answer started (a real round trip, not time)."""
+    wait_until(lambda: probe.checks > checks and not probe._refreshing, timeout=10)
+
+
 def test_health_reuses_one_connection_and_a_burst_costs_one_check(app, rabbit_proxy, caplog):
     _, probe = rabbit_proxy
     client = falcon.testing.TestClient(app)
@@ -73,11 +79,17 @@ def test_health_reuses_one_connection_and_a_burst_costs_one_check(app, rabbit_pr
     assert statuses == ["200 OK"] * 20
     assert probe.checks == checks  # all within the second: the first answer served them
 
+    # Past the second: the old answer is served at once and one background read replaces it.
     probe.clock.now += FRESH_SECONDS
-    resp = client.simulate_get("/api/health")
-    assert resp.status_code == 200
+    assert [client.simulate_get("/api/health").status_code for _ in range(5)] == [200] * 5
+    _refreshed(probe, checks)
     assert probe.checks == checks + 1
     assert probe._connection is connection  # the same AMQP connection, not a new one
+
+    # Nobody asked for longer than STALE_SECONDS: the caller reads the broker itself.
+    probe.clock.now += STALE_SECONDS
+    assert client.simulate_get("/api/health").status_code == 200
+    assert probe.checks == checks + 2
     assert not [r for r in caplog.records if r.name.startswith("pika") and r.levelno < 30]
 
 
@@ -88,6 +100,9 @@ def test_health_503_when_rabbitmq_is_unreachable_then_recovers(app, rabbit_proxy
 
     proxy.stop()  # the port is closed and the kept connection is cut
     probe.clock.now += FRESH_SECONDS
+    checks = probe.checks
+    assert client.simulate_get("/api/health").status_code == 200  # the last answer, once more
+    _refreshed(probe, checks)
     resp = client.simulate_get("/api/health")
     assert resp.status_code == 503
     assert resp.json["down"] == ["broker"]
@@ -102,6 +117,8 @@ def test_health_503_when_rabbitmq_is_unreachable_then_recovers(app, rabbit_proxy
     proxy.start()  # the same port again
     assert client.simulate_get("/api/health").status_code == 503  # still within the second
     probe.clock.now += FRESH_SECONDS
+    client.simulate_get("/api/health")
+    _refreshed(probe, checks)
     resp = client.simulate_get("/api/health")
     assert resp.status_code == 200, resp.text
     assert "events" in resp.json["checks"]["broker"]["queues"]
