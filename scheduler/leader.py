@@ -95,7 +95,9 @@ class Leadership:
     def _lock_engine(self) -> Engine:
         lease_ms = int(self.lease * 1000)
         return create_engine(
-            self.settings.database_url,
+            # NOTE: the lock is session-level: never through PgBouncer in transaction mode
+            # (the next transaction may land on another server session).
+            self.settings.direct_database_url,
             poolclass=NullPool,
             # NOTE: autocommit, so the session is never "idle in transaction" and
             # idle_session_timeout applies; the advisory lock outlives transactions.

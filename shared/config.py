@@ -32,6 +32,34 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(
         15_000, ge=0, description="server-side bound on one statement; 0 disables"
     )
+    database_pgbouncer: bool = Field(
+        False,
+        description=(
+            "DATABASE_URL goes through PgBouncer in transaction mode: no server-side"
+            " prepared statements (psycopg's prepare_threshold=None) and no startup"
+            " options (PgBouncer 1.18 refuses them; TimeZone is SET on connect, which"
+            " PgBouncer tracks; set statement_timeout on the role instead)"
+        ),
+    )
+    database_direct_url: str | None = Field(
+        None,
+        description=(
+            "PostgreSQL itself, bypassing PgBouncer, for what needs a session of its own:"
+            " the scheduler's leader lock and migrations (default: DATABASE_URL)"
+        ),
+    )
+    # --- connection budget (shared/db_budget.py; totals over every machine) ---------------
+    fleet_web_processes: int | None = Field(
+        None, ge=0, description="gunicorn workers on all machines (default: WEB_CONCURRENCY)"
+    )
+    fleet_worker_processes: int | None = Field(
+        None, ge=0, description="Dramatiq processes on all machines (default: WORKER_PROCESSES)"
+    )
+    fleet_schedulers: int = Field(1, ge=0, description="scheduler processes, standbys included")
+    fleet_stream_processes: int = Field(1, ge=0, description="realtime stream servers")
+    db_reserved_connections: int = Field(
+        5, ge=0, description="connections kept free for psql, migrations and monitoring"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_namespace: str = Field(
         "omnistream", description="prefix of every Redis key: queues, metrics, rate limits"
@@ -571,6 +599,11 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def direct_database_url(self) -> str:
+        """PostgreSQL without PgBouncer: session-level locks and DDL need a server session."""
+        return self.database_direct_url or self.database_url
 
     @property
     def uses_rabbitmq(self) -> bool:

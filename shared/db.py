@@ -32,16 +32,26 @@ _LAST_USED = "omnistream.last_used"
 def get_engine() -> Engine:
     """Return the process-wide engine, created on first use (after any fork)."""
     settings = get_settings()
-    connect_args = {"application_name": "omnistream"}
+    connect_args: dict[str, Any] = {"application_name": "omnistream"}
     # PERF: timestamps are read in UTC whatever the server's TimeZone setting. psycopg
     # gives a session in "UTC" the fixed datetime.timezone.utc, and any other zone
     # (the "Etc/UTC" of most server images included) a ZoneInfo, which made loading an
     # inbox page ~35 % slower (6 timestamps a row converted through it) for the same
     # instants and the same JSON. No SQL here depends on the session's zone.
-    options = ["-c TimeZone=UTC"]
-    if settings.db_statement_timeout_ms:
-        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
-    connect_args["options"] = " ".join(options)
+    if settings.database_pgbouncer:
+        # NOTE: PgBouncer in transaction mode hands each transaction to any server
+        # connection: a statement psycopg prepared (after 5 uses) on one is missing on
+        # the next ("prepared statement _pg3_0 does not exist"); PgBouncer 1.21's
+        # max_prepared_statements would fix that, Debian 12 ships 1.18. It also refuses
+        # the startup "options" packet: TimeZone is SET once instead (PgBouncer tracks
+        # it and sets it on every server connection it lends us); statement_timeout is
+        # not tracked and is left to the role (README: PgBouncer).
+        connect_args["prepare_threshold"] = None
+    else:
+        options = ["-c TimeZone=UTC"]
+        if settings.db_statement_timeout_ms:
+            options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+        connect_args["options"] = " ".join(options)
     engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -52,9 +62,21 @@ def get_engine() -> Engine:
         # object against 1.8 us for json.loads on bytes): an inbox page parses one per row.
         json_deserializer=pydantic_core.from_json,
     )
+    if settings.database_pgbouncer:
+        event.listen(engine, "connect", _set_utc)
     event.listen(engine, "checkout", _ping_if_idle)
     event.listen(engine, "checkin", _mark_used)
     return engine
+
+
+def _set_utc(dbapi_connection, record) -> None:
+    """Through PgBouncer: the session zone the startup options would have set."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute("SET TimeZone TO 'UTC'")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _ping_if_idle(dbapi_connection, record, proxy) -> None:

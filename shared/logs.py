@@ -35,6 +35,13 @@ tenant_id_var: contextvars.ContextVar[uuid.UUID | str | None] = contextvars.Cont
     "tenant_id", default=None
 )
 
+#: Libraries whose INFO lines are noise: pika logs half a dozen per AMQP connection
+#: and channel (the worker's broker, every RabbitMQ queue-depth probe). Their
+#: warnings and errors still come through.
+CHATTY_LOGGERS = ("pika",)
+for _name in CHATTY_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 FORMAT = (
     "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s %(tenant_id)s] %(message)s"
 )

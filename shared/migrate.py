@@ -70,7 +70,8 @@ def upgrade(database_url: str) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    url = get_settings().database_url
+    # NOTE: DDL and Alembic's version row go to PostgreSQL itself, never through PgBouncer.
+    url = get_settings().direct_database_url
     safe = make_url(url).render_as_string(hide_password=True)
     try:
         if create_database(url):

@@ -65,7 +65,9 @@ def _broker_is_the_redis(settings: Settings) -> bool:
 def health(session: Session, queue_names: Sequence[str]) -> HealthReport:
     """Check PostgreSQL, Redis, the broker's queues and the scheduler heartbeat, now.
 
-    Nothing is remembered between calls: every answer is read for this request.
+    Every answer is read for this request, except RabbitMQ's queue depths: those come
+    over a kept connection and are reused for about a second (a burst of probes costs
+    one check; see :mod:`shared.rabbitmq_probe`).
     PERF: health is polled by every load balancer, so each dependency gets one round
     trip. The heartbeat read is the database check (an answer proves PostgreSQL is
     up), and when the broker is the Redis of ``REDIS_URL`` its queue-depth script is

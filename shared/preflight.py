@@ -1,4 +1,9 @@
-"""Check that PostgreSQL and Redis answer before the platform starts, and say how to fix it."""
+"""Check that PostgreSQL and Redis answer before the platform starts, and say how to fix it.
+
+Also adds up the fleet's PostgreSQL connections (:mod:`shared.db_budget`), prints the
+budget and, with ``ENV=production``, refuses a fleet whose peak use exceeds what the
+server allows (elsewhere it warns: a developer's many-core laptop must still start).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from shared.config import get_settings
+from shared import db_budget
+from shared.config import Settings, get_settings
 
 _START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
@@ -62,6 +68,23 @@ def check_rabbitmq(url: str) -> str | None:
     return None
 
 
+def connection_budget(settings: Settings) -> db_budget.Budget | None:
+    """The fleet's connection budget against the server's limits (None if unreachable)."""
+    engine = create_engine(
+        make_url(settings.direct_database_url).set(database="postgres"),
+        pool_pre_ping=False,
+        connect_args={"connect_timeout": 3},
+    )
+    try:
+        with engine.connect() as conn:
+            limits = db_budget.server_limits(conn)
+    except OperationalError:
+        return None
+    finally:
+        engine.dispose()
+    return db_budget.budget(settings, *limits)
+
+
 def main() -> int:
     settings = get_settings()
     problems = []
@@ -72,6 +95,21 @@ def main() -> int:
             f"(DATABASE_URL={pg_url.render_as_string(hide_password=True)}): {error}\n"
             f"  start it with: {_START_POSTGRES}\n  or point DATABASE_URL at a running server."
         )
+    elif (budget := connection_budget(settings)) is not None:
+        print(budget.report(), file=sys.stderr)
+        if budget.refused and settings.env == "production":
+            problems.append(
+                "The configured fleet can open more PostgreSQL connections than the server"
+                " allows (see the budget above; README: Deploying on several machines)."
+            )
+        elif budget.refused:
+            # NOTE: only production refuses: a developer's many-core laptop runs one web
+            # process per core against a stock max_connections and must still start.
+            print(
+                "WARNING: over budget; starting anyway (ENV is not production). Under full"
+                " load PostgreSQL may refuse connections.",
+                file=sys.stderr,
+            )
     if error := check_redis(settings.redis_url):
         problems.append(
             f"Redis is not reachable at {settings.redis_url} (REDIS_URL): {error}\n"

@@ -13,7 +13,8 @@
 Redis also reports ``in_progress``: fetched by a worker and not yet acked
 (prefetched, running, or held by a worker that died until Dramatiq's maintenance
 requeues it). RabbitMQ counts only messages not delivered to any consumer, so
-delayed messages a worker already holds in memory are not in its ``delayed``.
+delayed messages a worker already holds in memory are not in its ``delayed``; its
+counts are read over a kept connection and may be up to a second old.
 
 Example::
 
@@ -23,12 +24,9 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Iterable
 
-import pika
-import pika.exceptions
 import redis
 from dramatiq.common import dq_name, xq_name
 from redis.backoff import NoBackoff
@@ -36,6 +34,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from shared.config import Settings, get_settings
+from shared.rabbitmq_probe import ProbeFailed, probe_for
 
 #: Seconds to wait for the broker to connect or answer; the health check must stay fast.
 TIMEOUT_SECONDS = 2.0
@@ -58,8 +57,9 @@ def queue_depths(
 ) -> dict[str, dict[str, int]]:
     """Return ``{queue: {state: count}}`` for each queue, from the broker of ``settings``.
 
-    One round trip on Redis (a Lua script); one connection and a passive declare per
-    queue on RabbitMQ (a queue that does not exist yet counts 0). Raises
+    One round trip on Redis (a Lua script); on RabbitMQ a passive declare per queue
+    over a kept connection, at most once a second per process (a queue that does not
+    exist yet counts 0). Raises
     :class:`BrokerUnavailable` when the broker cannot be reached.
     """
     settings = settings or get_settings()
@@ -141,39 +141,9 @@ def _redis_depths(
 
 
 def _rabbitmq_depths(url: str, names: list[str]) -> dict[str, dict[str, int]]:
-    parameters = pika.URLParameters(url.split(";")[0])
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = TIMEOUT_SECONDS
-    parameters.stack_timeout = TIMEOUT_SECONDS
-    parameters.blocked_connection_timeout = TIMEOUT_SECONDS
+    # PERF: one kept connection per process, and an answer reused for about a second
+    # (see shared.rabbitmq_probe): a load balancer's health probes cost nothing.
     try:
-        connection = pika.BlockingConnection(parameters)
-    except pika.exceptions.AMQPError as exc:
-        raise BrokerUnavailable(f"RabbitMQ broker unreachable: {exc!r}") from exc
-    try:
-        channel = connection.channel()
-        depths = {}
-        for name in names:
-            counts = {}
-            for state, queue in (
-                ("ready", name),
-                ("delayed", dq_name(name)),
-                ("dead", xq_name(name)),
-            ):
-                try:
-                    declared = channel.queue_declare(queue=queue, passive=True)
-                    counts[state] = declared.method.message_count
-                except pika.exceptions.ChannelClosedByBroker as exc:
-                    if exc.reply_code != 404:
-                        raise
-                    # NOTE: a 404 closes the channel; the queue is simply not declared yet.
-                    counts[state] = 0
-                    channel = connection.channel()
-            depths[name] = counts
-        return depths
-    except pika.exceptions.AMQPError as exc:
-        raise BrokerUnavailable(f"RabbitMQ broker unavailable: {exc!r}") from exc
-    finally:
-        if connection.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError):
-                connection.close()
+        return probe_for(url, timeout=TIMEOUT_SECONDS).depths(tuple(names))
+    except ProbeFailed as exc:
+        raise BrokerUnavailable(str(exc)) from exc

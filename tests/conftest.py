@@ -3,7 +3,9 @@
 The environment is set before any project module is imported, because settings,
 the engine and the Dramatiq broker are built from it on first use. Every run
 creates ``omnistream_test_<random>``, migrates it with Alembic and drops it at the
-end; every Redis key it writes lives under ``omnistream-test-<random>``.
+end; every Redis key it writes lives under ``omnistream-test-<random>``. With
+``BROKER_URL=amqp://...`` the broker's queues live in a RabbitMQ vhost of that name,
+deleted when the process exits.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ os.environ.update(
     WEBHOOK_SSRF_ALLOWLIST="127.0.0.1/32",
 )
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+if os.environ.get("BROKER_URL", "").startswith(("amqp://", "amqps://")):
+    # The RabbitMQ pass (make test runs the tests marked "broker" again on RabbitMQ):
+    # a vhost of this process's own plays the part of the Redis namespace.
+    import atexit
+
+    from tests.peers.rabbitmq_vhost import create_vhost, delete_vhost
+
+    os.environ["BROKER_URL"] = create_vhost(os.environ["BROKER_URL"], f"omnistream-test-{_RUN_ID}")
+    atexit.register(delete_vhost, f"omnistream-test-{_RUN_ID}")
 
 import pytest  # noqa: E402
 import redis  # noqa: E402

@@ -1,8 +1,8 @@
 """Count queued events into the rollups, once each, one tenant at a time.
 
-``drain`` is the ``roll_up`` actor's work. It holds the tenant's advisory lock
-while it takes batches of waiting ``analytics_events`` rows (``UPDATE ... SET
-counted_at ... RETURNING``: a row is counted by the transaction that marks it, and
+``drain`` is the ``roll_up`` actor's work. Each batch's transaction holds the
+tenant's advisory lock while it takes waiting ``analytics_events`` rows (``UPDATE ...
+SET counted_at ... RETURNING``: a row is counted by the transaction that marks it, and
 the marked row keeps the event id, so an event queued or applied twice counts
 once) and adds their deltas. One drainer per tenant means no two batches
 fight over a tenant's hot rows; a message that finds the lock taken leaves its
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from shared.analytics.counters import Deltas
 from shared.analytics.intake import CONVERSATION_EVENTS
 from shared.analytics.local_time import local_day_hour, parse_instant, tenant_zone
-from shared.db import get_engine, session_scope
+from shared.db import session_scope
 from shared.models.analytics import NOBODY
 
 #: First half of the two-key advisory lock of a tenant's rollups ('an' for analytics).
@@ -43,8 +43,7 @@ def lock_key(tenant_id: uuid.UUID) -> dict[str, int]:
     return {"space": LOCK_SPACE, "key": key}
 
 
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(:space, :key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:space, :key)")
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:space, :key)")
 XACT_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
 
 _TAKE = text(
@@ -76,28 +75,26 @@ class DrainResult(NamedTuple):
 
 
 def drain(tenant_id: uuid.UUID, *, batch_size: int = 1000, budget_seconds: float = 20.0):
-    """Count every queued event of the tenant; see the module docstring for the locking."""
+    """Count every queued event of the tenant; see the module docstring for the locking.
+
+    NOTE: each batch takes the tenant's lock in its own transaction (a transaction-level
+    lock, released by its commit). A session-level lock held across batches broke
+    through PgBouncer in transaction mode: its unlock could land on another server
+    session, and the lock stayed held on the first one for good.
+    """
     deadline = time.monotonic() + budget_seconds
     counted = 0
     keys = lock_key(tenant_id)
     while True:
-        with get_engine().connect() as lock_conn:
-            locked = lock_conn.execute(_TRY_LOCK, keys).scalar()
-            lock_conn.commit()
-            if not locked:
+        with session_scope() as session:
+            if not session.execute(_TRY_LOCK, keys).scalar():
                 return DrainResult(counted, False)  # the holder re-checks after unlocking
-            try:
-                while True:
-                    with session_scope() as session:
-                        taken = apply_batch(session, tenant_id, batch_size)
-                    counted += taken
-                    if taken < batch_size:
-                        break
-                    if time.monotonic() > deadline:
-                        return DrainResult(counted, True)
-            finally:
-                lock_conn.execute(_UNLOCK, keys)
-                lock_conn.commit()
+            taken = apply_batch(session, tenant_id, batch_size)
+        counted += taken
+        if taken == batch_size:
+            if time.monotonic() > deadline:
+                return DrainResult(counted, True)
+            continue
         # NOTE: rows committed while we held the lock had their message refused; look again.
         with session_scope() as session:
             if not session.scalar(_HAS_PENDING, {"tenant_id": tenant_id}):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from shared.db import session_scope
@@ -35,6 +36,7 @@ def _wait_processed(tenant_id: str, expected: set[str], timeout: float = 10.0):
         time.sleep(0.05)
 
 
+@pytest.mark.broker
 def test_identity_events_are_dispatched(worker, workspace):
     ws = workspace
     agent = ws.call(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from shared.db import session_scope
@@ -23,6 +24,9 @@ from tests.automation.conftest import (
 )
 from tests.webhooks.conftest import path, receiver  # noqa: F401  (fixtures)
 from tests.webhooks.test_api import create as create_webhook
+
+#: Also run on RabbitMQ by `make test`'s second pass (BROKER_URL=amqp://...).
+pytestmark = pytest.mark.broker
 
 
 def results_of(run: AutomationRun) -> list[tuple[str, str]]:

@@ -76,6 +76,7 @@ def processed(event_id: uuid.UUID):
     return check
 
 
+@pytest.mark.broker
 def test_an_event_whose_fast_path_was_lost_is_processed_once(leader, broker, tenant_id):
     event_id = emit_as_if_the_process_died(tenant_id)
     broker.join(queues.EVENTS, timeout=10_000)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
+
 from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.webhooks import engine, pipeline, signing
@@ -85,6 +87,7 @@ def test_a_delivery_handed_over_twice_is_sent_once(ws, receiver, path):
     assert again.status == "succeeded" and again.attempt_count == 1
 
 
+@pytest.mark.broker
 def test_a_burst_larger_than_the_pipeline_flows_through(ws, receiver, path):
     """More deliveries at once than a worker's pipeline holds (``MAX_OUTSTANDING``).
 

@@ -6,6 +6,7 @@ import datetime as dt
 import socket
 import uuid
 
+import pytest
 from sqlalchemy import update
 
 from shared.db import session_scope
@@ -13,6 +14,9 @@ from shared.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import schedule, signing, sweeper
 from tests.webhooks.conftest import deliveries, move_time, outbox, settled, wait_until
 from tests.webhooks.test_api import BASE, create
+
+#: Also run on RabbitMQ by `make test`'s second pass (BROKER_URL=amqp://...).
+pytestmark = pytest.mark.broker
 
 
 def new_agent(ws) -> dict:

@@ -21,7 +21,12 @@ from tests.workers.conftest import wait_until
 from workers import queues
 from workers.broker import build_broker
 
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+#: The run's own vhost on the RabbitMQ pass (tests/conftest.py), else the default one.
+AMQP_URL = (
+    os.environ["BROKER_URL"]
+    if os.environ.get("BROKER_URL", "").startswith("amqp")
+    else os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+)
 
 
 def _message(queue: str) -> Message:
@@ -110,6 +115,7 @@ def rabbit_settings() -> Settings:
     return Settings(broker_url=AMQP_URL)
 
 
+@pytest.mark.broker
 def test_rabbitmq_worker_consumes_and_queue_depths_count(
     rabbit_settings, redis_client, namespace, database
 ):

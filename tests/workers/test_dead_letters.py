@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+import pytest
 from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 from sqlalchemy import select, update
@@ -110,6 +111,7 @@ def test_database_failure_is_logged_never_raised(broker, monkeypatch, caplog):
     assert "q.XQ" in record.getMessage()
 
 
+@pytest.mark.broker
 def test_message_for_an_unknown_actor_is_dead_lettered(broker, worker, redis_client, namespace):
     queue = "test_unknown_actor"
     broker.declare_queue(queue)  # the running worker starts consuming it

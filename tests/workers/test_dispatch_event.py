@@ -17,6 +17,9 @@ from tests.workers.conftest import wait_until
 from workers import publisher, queues
 from workers.actors.events import dispatch_event
 
+#: Also run on RabbitMQ by `make test`'s second pass (BROKER_URL=amqp://...).
+pytestmark = pytest.mark.broker
+
 
 def _event(event_id: uuid.UUID) -> OutboxEvent:
     with session_scope() as session:
@@ -71,18 +74,27 @@ def test_dispatch_event_sent_twice_processes_once(broker, worker, tenant):
     assert (event.status, event.dispatch_attempts) == ("processed", 1)
 
 
+def _dead_lettered_on_rabbitmq(broker, queue: str) -> int:
+    return broker.get_queue_message_counts(queue)[2]
+
+
 def test_unknown_event_id_is_a_no_op(broker, worker, redis_client):
     unknown = uuid.uuid4()
     with session_scope() as session:
         assert dispatch.dispatch(session, unknown) is dispatch.Outcome.UNKNOWN
     assert dispatch_event.fn(str(unknown)) is None
 
+    rabbitmq = get_settings().uses_rabbitmq
+    dead_before = _dead_lettered_on_rabbitmq(broker, queues.EVENTS) if rabbitmq else None
     message = dispatch_event.send(str(uuid.uuid4()))
     broker.join(queues.EVENTS, timeout=10_000)
     # NOTE: join returns once the message left the queue; a nack would have moved it
-    # to the dead-letter set atomically before that, so this check is not racy.
-    dead_set = f"{redis_broker_namespace(get_settings())}:{queues.EVENTS}.XQ"
-    assert redis_client.zscore(dead_set, message.options["redis_message_id"]) is None
+    # to the dead-letter queue atomically before that, so this check is not racy.
+    if rabbitmq:
+        assert _dead_lettered_on_rabbitmq(broker, queues.EVENTS) == dead_before
+    else:
+        dead_set = f"{redis_broker_namespace(get_settings())}:{queues.EVENTS}.XQ"
+        assert redis_client.zscore(dead_set, message.options["redis_message_id"]) is None
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ def _samples(text: bytes) -> dict[tuple[str, frozenset], float]:
     return samples
 
 
+@pytest.mark.broker
 def test_succeeding_actor_counts_enqueued_processed_and_latency(
     broker, worker, redis_client, namespace, tenant
 ):
@@ -81,6 +82,7 @@ def test_succeeding_actor_counts_enqueued_processed_and_latency(
     assert samples[("omnistream_worker_messages_total", processed)] == 3
 
 
+@pytest.mark.broker
 def test_failing_actor_is_dead_lettered_after_its_retries(
     broker, worker, redis_client, namespace, tenant
 ):
