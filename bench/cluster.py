@@ -158,7 +158,6 @@ class Cluster(contextlib.ExitStack):
             "PASSWORD_HASH_TIME_COST": "1",
             "PASSWORD_HASH_MEMORY_KIB": "64",
             "PASSWORD_HASH_PARALLELISM": "1",
-            "LOG_LEVEL": "warning",
         }
         if self.config.broker == "rabbitmq":
             vhost = quote(self.vhost, safe="")
@@ -183,7 +182,8 @@ class Cluster(contextlib.ExitStack):
     def api_address(self) -> tuple[str, int]:
         return self.net.hosts["api"].address, API_PORT
 
-    def start_api(self) -> common.Child:
+    def start_api(self, *, wait: bool = True) -> common.Child:
+        """The Procfile's ``web`` in the ``api`` namespace, listening on all its addresses."""
         argv = [
             *common.executable("gunicorn"),
             "--config",
@@ -196,14 +196,14 @@ class Cluster(contextlib.ExitStack):
             argv,
             {"BIND": f"0.0.0.0:{API_PORT}", "WEB_CONCURRENCY": str(self.config.web_concurrency)},
         )
-        common.wait_until(
-            self._api_up,
-            "the API answers /api/health",
-            timeout=60,
-            interval=0.2,
-            children=[web],
-        )
+        if wait:
+            self.wait_api(web)
         return web
+
+    def wait_api(self, web: common.Child) -> None:
+        common.wait_until(
+            self._api_up, "the API answers /api/health", timeout=90, interval=0.2, children=[web]
+        )
 
     def _api_up(self) -> bool:
         # NOTE: 503 while no scheduler has run yet: the API itself is up once it answers.
@@ -211,9 +211,17 @@ class Cluster(contextlib.ExitStack):
         return isinstance(body, dict) and body.get("checks", {}).get("database", {}).get("ok")
 
     def start_host(
-        self, role: str, *, scheduler: bool = True, processes: int | None = None
-    ) -> list[common.Child]:
-        """The Procfile's ``worker`` (and a ``scheduler``) in ``role``'s namespace; wait ready."""
+        self,
+        role: str,
+        *,
+        scheduler: bool = True,
+        processes: int | None = None,
+        wait: bool = True,
+    ) -> common.Child:
+        """The Procfile's ``worker`` (and a ``scheduler``) in ``role``'s namespace.
+
+        Returns the worker; with ``wait`` once its processes are all ready for work.
+        """
         count = self._restarts[role] = self._restarts.get(role, -1) + 1
         suffix = f"-{count}" if count else ""
         processes = processes or self.config.worker_processes
@@ -229,25 +237,35 @@ class Cluster(contextlib.ExitStack):
                 "--threads",
                 str(self.config.worker_threads),
             ],
-            {"LOG_LEVEL": "info"},
+            # NOTE: the default log level (info) prints Dramatiq's "ready for action".
+            {},
         )
-        started = [worker]
+        worker.expected_processes = processes
         if scheduler:
-            started.append(
-                self._start_in(
-                    role, f"{role}-scheduler{suffix}", [sys.executable, "-m", "scheduler"]
-                )
-            )
+            self.start_scheduler(role)
+        if wait:
+            self.wait_worker(worker)
+        return worker
+
+    def start_scheduler(self, role: str) -> common.Child:
+        """The Procfile's ``scheduler`` in ``role``'s namespace (leader or standby)."""
+        count = sum(c.name.startswith(f"{role}-scheduler") for c in self.bench.children)
+        suffix = f"-{count}" if count else ""
+        return self._start_in(
+            role, f"{role}-scheduler{suffix}", [sys.executable, "-m", "scheduler"]
+        )
+
+    def wait_worker(self, worker: common.Child) -> None:
+        processes = worker.expected_processes
         common.wait_until(
             lambda: (
                 worker.log_path.read_text(errors="replace").count("ready for action") >= processes
             ),
-            f"{role}'s {processes} worker processes are ready",
-            timeout=90,
+            f"{worker.name}'s {processes} worker processes are ready",
+            timeout=120,
             interval=0.2,
-            children=started,
+            children=[worker],
         )
-        return started
 
     def kill_host(self, role: str) -> list[int]:
         """SIGKILL every process of ``role``'s namespace at once, then reap ours."""

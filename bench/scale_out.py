@@ -71,6 +71,8 @@ class KillResult:
     baseline_p50_s: float
     baseline_p99_s: float
     restart_s: float
+    #: Seconds after the kill at which each stage of the unfinished events was last done.
+    stages_s: dict[str, float | None]
     events: int
     webhook_posts: int
     webhook_repeats: int
@@ -78,6 +80,9 @@ class KillResult:
     send_repeats: int
     replies_in_db: int
     problems: list[str]
+    #: What the run created (gone once it returns): namespaces and database name.
+    namespaces: list[str]
+    database: str
 
 
 def kill_scenario(
@@ -92,19 +97,30 @@ def kill_scenario(
     recovery_timeout: float = 180.0,
     drain_timeout: float = 180.0,
     keep_logs: bool = False,
+    settings: dict[str, str] | None = None,
     log=print,
 ) -> KillResult:
     """Run the kill-and-verify scenario once on ``broker``; the result says what was seen."""
     config = ClusterConfig(
-        broker=broker, worker_processes=processes, settings=KILL_SETTINGS, keep_logs=keep_logs
+        broker=broker,
+        worker_processes=processes,
+        settings=KILL_SETTINGS | (settings or {}),
+        keep_logs=keep_logs,
     )
     with Cluster(config) as cluster:
-        cluster.start_api()
-        cluster.start_host("host1")
-        # NOTE: host1's scheduler takes the lead before host2's starts, so the kill
-        # takes the leader down and the standby must take over.
+        # NOTE: everything boots at once (importing the app costs seconds of CPU each);
+        # host2's scheduler starts once host1's leads, so the kill takes the leader down
+        # and the standby must take over.
+        web = cluster.start_api(wait=False)
+        workers = [
+            cluster.start_host(role, scheduler=role == "host1", wait=False)
+            for role in ("host1", "host2")
+        ]
+        cluster.wait_api(web)
+        for worker in workers:
+            cluster.wait_worker(worker)
         load.wait_scheduler_leader(cluster)
-        cluster.start_host("host2")
+        cluster.start_scheduler("host2")
         tenant = load.setup_tenant(cluster)
         sender = load.Sender(cluster, tenant)
         log(f"[{broker}] load: {rate:g} events/s; kill host1 at +{warmup + steady:g} s")
@@ -137,9 +153,14 @@ def kill_scenario(
                 cluster, before, recovery_timeout, tick=restart_when_due
             )
             recovery = None if done_at is None else max(done_at - killed_at, 0.0)
+            stages = {
+                name: None if at is None else round(max(at - killed_at, 0.0), 2)
+                for name, at in load.stage_times(load.progress(cluster), unfinished).items()
+            }
             log(
                 f"[{broker}] recovery: "
                 + (f"{recovery:.2f} s" if recovery is not None else f"{len(pending)} not done")
+                + f" (last done after the kill, per stage: {stages})"
             )
             while restarted["at"] is None:
                 restart_when_due()
@@ -166,6 +187,7 @@ def kill_scenario(
             baseline_p50_s=common.percentile(baseline, 50),
             baseline_p99_s=common.percentile(baseline, 99),
             restart_s=restarted["at"] or 0.0,
+            stages_s=stages,
             events=verdict.events,
             webhook_posts=verdict.webhook_posts,
             webhook_repeats=verdict.webhook_repeats,
@@ -173,6 +195,8 @@ def kill_scenario(
             send_repeats=verdict.send_repeats,
             replies_in_db=verdict.replies_in_db,
             problems=verdict.problems,
+            namespaces=[h.namespace for h in cluster.net.hosts.values()],
+            database=cluster.env.database_url.rsplit("/", 1)[1],
         )
 
 
@@ -204,7 +228,7 @@ def throughput_scenario(
         sender = load.Sender(cluster, tenant, threads=8)
         relay = cluster.bench.children[0]
         for count in processes:
-            worker = cluster.start_host("host1", scheduler=False, processes=count)[0]
+            worker = cluster.start_host("host1", scheduler=False, processes=count)
             pids = cluster.host_pids("host1")
             for pid in pids:
                 os.kill(pid, signal.SIGSTOP)
@@ -270,6 +294,7 @@ def print_kill(results: list[KillResult]) -> None:
             "steady p50 s",
             "steady p99 s",
             "recovery / p99",
+            "last hook / send / reply hook s",
             "restart s",
         ],
         [
@@ -284,6 +309,7 @@ def print_kill(results: list[KillResult]) -> None:
                     r.recovery_s / r.baseline_p99_s if r.recovery_s and r.baseline_p99_s else None,
                     1,
                 ),
+                " / ".join(_s(v, 1) for v in r.stages_s.values()),
                 _s(r.restart_s, 1),
             )
             for r in results

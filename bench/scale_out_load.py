@@ -217,6 +217,21 @@ class Progress:
         return max(inbound, send[1], reply_hook)
 
 
+def stage_times(state: Progress, events: Iterable[Accepted]) -> dict[str, float | None]:
+    """The last first-arrival of each stage over ``events``: which step finished last."""
+    inbound, sends, replies = [], [], []
+    for event in events:
+        inbound.append(state.hook_first.get(event.message_id))
+        send = state.sends.get(event.seq)
+        sends.append(send[1] if send else None)
+        replies.append(state.hook_first.get(send[0]) if send else None)
+
+    def last(values: list[float | None]) -> float | None:
+        return None if not values or None in values else max(values)
+
+    return {"inbound webhook": last(inbound), "send": last(sends), "reply webhook": last(replies)}
+
+
 def progress(cluster: Cluster) -> Progress:
     hooks, callbacks = cluster.recorder.snapshot()
     result = Progress(hook_posts=len(hooks))
