@@ -158,6 +158,10 @@ class Cluster(contextlib.ExitStack):
             "PASSWORD_HASH_TIME_COST": "1",
             "PASSWORD_HASH_MEMORY_KIB": "64",
             "PASSWORD_HASH_PARALLELISM": "1",
+            # NOTE: PostgreSQL's max_connections (100 here) is shared with everyone on
+            # the server: at most 5 connections per process (up to ~40 for a cluster).
+            "DB_POOL_SIZE": "2",
+            "DB_MAX_OVERFLOW": "3",
         }
         if self.config.broker == "rabbitmq":
             vhost = quote(self.vhost, safe="")
@@ -309,7 +313,7 @@ class Cluster(contextlib.ExitStack):
         finally:
             conn.close()
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 15) -> str:
         return "\n".join(f"----- {c.name} -----\n{c.tail(lines)}" for c in self.bench.children)
 
 

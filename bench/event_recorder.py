@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,15 @@ class Arrival:
     direction: str
     content: str
     conversation_id: str
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # NOTE: a killed host resets its connections mid-request: expected, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Recorder:
@@ -75,7 +85,7 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(reply)
 
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.server = _Server((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 512
         self.host = host
