@@ -28,6 +28,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -111,6 +112,12 @@ class Cluster(contextlib.ExitStack):
         return self
 
     def _stop_all(self) -> None:
+        # NOTE: every process gets its SIGTERM first, so they drain side by side.
+        cluster = [c for c in self.bench.children if c.name != "relay"]
+        for child in cluster:
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
         for child in reversed(self.bench.children):
             self.bench._guarded(f"stop {child.name}", child.stop)
 

@@ -277,6 +277,35 @@ def latencies(cluster: Cluster, events: Iterable[Accepted]) -> list[float]:
 # --- the end state ---------------------------------------------------------------------------
 
 
+_UNSETTLED = """
+SELECT (SELECT count(*) FROM messages
+         WHERE tenant_id = %(t)s AND direction = 'outbound' AND status = 'queued')
+     + (SELECT count(*) FROM outbox_events WHERE tenant_id = %(t)s AND status = 'pending')
+     + (SELECT count(*) FROM automation_events
+         WHERE tenant_id = %(t)s AND status IN ('pending', 'processing'))
+     + (SELECT count(*) FROM webhook_deliveries
+         WHERE tenant_id = %(t)s AND status IN ('pending', 'in_flight'))
+"""
+
+
+def wait_settled(cluster: Cluster, tenant: Tenant, timeout: float) -> int:
+    """Wait until the database has recorded everything the receiver saw; return what is left.
+
+    NOTE: a send or delivery is recorded after the receiver answered, so the receiver
+    seeing everything does not yet mean the rows say so.
+    """
+    import psycopg
+
+    url = cluster.env.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            left = conn.execute(_UNSETTLED, {"t": tenant.tenant_id}).fetchone()[0]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.2)
+
+
 @dataclass
 class Verdict:
     events: int
@@ -312,6 +341,13 @@ def verify(cluster: Cluster, tenant: Tenant, accepted: dict[int, Accepted]) -> V
             " WHERE tenant_id = %s AND direction = 'outbound'",
             (tenant.tenant_id,),
         ).fetchall()
+        failed = conn.execute(
+            "SELECT 'webhook deliveries ' || status, count(*) FROM webhook_deliveries"
+            " WHERE tenant_id = %(t)s AND status <> 'succeeded' GROUP BY status"
+            " UNION ALL SELECT 'automation events ' || status, count(*) FROM automation_events"
+            " WHERE tenant_id = %(t)s AND status <> 'done' GROUP BY status",
+            {"t": tenant.tenant_id},
+        ).fetchall()
         untagged = conn.execute(
             "SELECT count(*) FROM conversations WHERE tenant_id = %s"
             " AND NOT ('pinged' = ANY(tags))",
@@ -341,6 +377,8 @@ def verify(cluster: Cluster, tenant: Tenant, accepted: dict[int, Accepted]) -> V
     ):
         if items:
             problems.append(f"{len(items)} {label}: {items[:10]}")
+    for label, count in failed:
+        problems.append(f"{count} {label} (not finished)")
     if untagged:
         problems.append(f"{untagged} conversations without the rule's tag")
     send_posts = sum(state.send_posts.values())
