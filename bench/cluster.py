@@ -87,6 +87,8 @@ class Cluster(contextlib.ExitStack):
         self.recorder: Recorder | None = None
         self.ports: dict[str, int] = {}
         self._restarts: dict[str, int] = {}
+        #: Worker processes each started ``python -m workers`` (by pid) forks.
+        self._worker_processes: dict[int, int] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class Cluster(contextlib.ExitStack):
             # NOTE: the default log level (info) prints Dramatiq's "ready for action".
             {},
         )
-        worker.expected_processes = processes
+        self._worker_processes[worker.pid] = processes
         if scheduler:
             self.start_scheduler(role)
         if wait:
@@ -267,7 +269,7 @@ class Cluster(contextlib.ExitStack):
         )
 
     def wait_worker(self, worker: common.Child) -> None:
-        processes = worker.expected_processes
+        processes = self._worker_processes[worker.pid]
         common.wait_until(
             lambda: (
                 worker.log_path.read_text(errors="replace").count("ready for action") >= processes
