@@ -229,10 +229,18 @@ class ThroughputResult:
 
 
 def throughput_scenario(
-    broker: str, processes: list[int], events: int, threads: int, drain_timeout: float, log=print
+    broker: str,
+    processes: list[int],
+    events: int,
+    threads: int,
+    drain_timeout: float,
+    keep_logs: bool = False,
+    log=print,
 ) -> list[ThroughputResult]:
     """Per P in ``processes``: a paused host with P worker processes, a backlog, resumed."""
-    config = ClusterConfig(broker=broker, hosts=("host1",), worker_threads=threads)
+    config = ClusterConfig(
+        broker=broker, hosts=("host1",), worker_threads=threads, keep_logs=keep_logs
+    )
     results = []
     with Cluster(config) as cluster:
         cluster.start_api()
@@ -449,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.events,
                 args.threads,
                 drain_timeout=300.0,
+                keep_logs=args.keep_logs,
             )
     except common.BenchError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)
