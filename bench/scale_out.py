@@ -6,13 +6,14 @@ What it does, per broker (``--brokers redis,rabbitmq``):
 1. kill: API in ``api``, ``python -m workers`` plus a scheduler in each of ``host1``
    (leader) and ``host2`` (standby). Events (bench/scale_out_load.py: an inbound message
    that causes two webhooks, an automation rule's reply and tag, and the reply's send)
-   go in at ``--rate`` per second. After ``--warmup`` + ``--steady`` s every process of
-   ``host1`` is SIGKILLed at once (``ip netns pids | kill -9``); ``--down`` s later the
-   host is started again; the load goes on ``--after`` s, then the run drains and checks
-   that nothing was lost and nothing applied twice (receiver records against the
-   database). Figures: **recovery** = from the kill until every event accepted before it
-   is fully done; baseline = the accept-to-done p50/p99 of the steady window before
-   the kill, in the same run.
+   go in at ``--rate`` per second. After ``--warmup`` + ``--steady`` s, at a moment an
+   event is in flight, every process of ``host1`` is SIGKILLed at once
+   (``ip netns pids | kill -9``); ``--down`` s later the host is started again; the
+   load goes on ``--after`` s, then the run drains and checks that nothing was lost
+   and nothing applied twice (receiver records against the database). Figures:
+   **recovery** = from the kill until every event accepted before it is fully done;
+   baseline = the accept-to-done p50/p99 of the steady window before the kill, in the
+   same run.
 2. throughput (``--processes 1,2,4``, on the first broker): one host with P worker
    processes, paused (SIGSTOP) while ``--events`` events are posted, then resumed (the
    scheduler runs in the ``api`` namespace, never paused);
@@ -133,6 +134,10 @@ def kill_scenario(
             time.sleep(warmup)
             window_start = time.monotonic()
             time.sleep(steady)
+            # NOTE: kill while events are in flight (up to 5 s more), else it proves little.
+            busy_until = time.monotonic() + 5.0
+            while time.monotonic() < busy_until and not _in_flight(cluster, sender):
+                time.sleep(0.02)
             killed_at = time.monotonic()
             killed = cluster.kill_host("host1")
             before = [a for a in sender.snapshot().values() if a.at < killed_at]
@@ -207,6 +212,11 @@ def kill_scenario(
             namespaces=[h.namespace for h in cluster.net.hosts.values()],
             database=cluster.env.database_url.rsplit("/", 1)[1],
         )
+
+
+def _in_flight(cluster: Cluster, sender: load.Sender) -> bool:
+    state = load.progress(cluster)
+    return any(state.done_at(a) is None for a in sender.snapshot().values())
 
 
 @dataclass
