@@ -468,8 +468,9 @@ def end_disabled(session: Session, claimed: Claimed) -> Outcome:
 # --- the job -----------------------------------------------------------------------------
 
 
-def pull_parked(session: Session, endpoint_id: uuid.UUID) -> list[uuid.UUID]:
-    """The oldest due pending delivery of an endpoint, re-armed so a lost message is swept."""
+def pull_parked(session: Session, endpoint_id: uuid.UUID, count: int = 1) -> list[uuid.UUID]:
+    """The oldest ``count`` due pending deliveries of an endpoint, re-armed so a lost message
+    is swept."""
     due = (
         select(WebhookDelivery.id)
         .where(
@@ -478,14 +479,14 @@ def pull_parked(session: Session, endpoint_id: uuid.UUID) -> list[uuid.UUID]:
             WebhookDelivery.next_attempt_at <= func.now(),
         )
         .order_by(WebhookDelivery.next_attempt_at)
-        .limit(1)
+        .limit(count)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     return list(
         session.scalars(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == due)
+            .where(WebhookDelivery.id.in_(due))
             .values(sweep_at=func.now() + SWEEP_GRACE_SECONDS * _ONE_SECOND)
             .returning(WebhookDelivery.id)
         )

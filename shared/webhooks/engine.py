@@ -224,17 +224,28 @@ def begin(
     )
     if None in leases:
         parked: Counter[uuid.UUID] = Counter()
+        limits: dict[uuid.UUID, int] = {}
         with session_scope() as session:
             for c, lease in zip(live, leases, strict=True):
                 if lease is None:
                     delivery.unclaim(session, c, park_seconds=park_seconds)
                     outcomes[c.id] = Outcome("parked", delay=park_seconds)
                     parked[c.endpoint_id] += 1
+                    limits[c.endpoint_id] = c.max_concurrency
         # NOTE: counted once the rows are pending again (committed above), so the
         # release that reads the count finds them to pull (see :mod:`.limiter`).
-        limiter.park(parked)
+        pull_parked(limiter.park(parked, limits))
     attempts = [Attempt(c, lease) for c, lease in zip(live, leases, strict=True) if lease]
     return Started(attempts, outcomes)
+
+
+def pull_parked(counts: dict[uuid.UUID, int]) -> None:
+    """Send again parked deliveries whose endpoint had room by the time they were counted."""
+    if not counts:
+        return
+    with session_scope() as session:
+        for endpoint_id, count in counts.items():
+            queue.enqueue_after_commit(session, delivery.pull_parked(session, endpoint_id, count))
 
 
 def release(attempts: Sequence[Attempt], limiter: Limiter | None) -> list[bool]:

@@ -10,7 +10,12 @@ full without anybody polling.
 The count comes after the row is pending again, never with the refused lease: a
 release landing in between would use the count up, find no pending row to pull (it
 was still claimed) and leave the delivery to the sweeper. A load of 200 deliveries/s
-on three endpoints left 26 of 4,000 that way.
+on three endpoints left 26 of 4,000 that way. The opposite window, every lease released
+after the row went pending and before it was counted, is closed by :meth:`Limiter.park`:
+counting and looking for free room are one script, so a release is seen either by the
+parker (who pulls the deliveries itself) or by the releaser (who finds the count).
+Without it, four worker processes against one endpoint left most parked deliveries to
+the sweeper (``bench/scale_out.py``: 4 processes slower than 1).
 """
 
 from __future__ import annotations
@@ -61,6 +66,29 @@ return waiting
 """
 
 
+#: KEYS: (leases, parked) per endpoint; ARGV: now, then (count, limit) per endpoint.
+#: Counts the parked deliveries, then takes back as many as there is room for now.
+_PARK = """
+local now = tonumber(ARGV[1])
+local pull = {}
+for i = 1, #KEYS / 2 do
+  local leases, parked = KEYS[2 * i - 1], KEYS[2 * i]
+  local count, limit = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local waiting = redis.call('INCRBY', parked, count)
+  redis.call('PEXPIRE', parked, 3600000)
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+  local take = math.min(limit - redis.call('ZCARD', leases), waiting)
+  if take > 0 then
+    redis.call('DECRBY', parked, take)
+    pull[i] = take
+  else
+    pull[i] = 0
+  end
+end
+return pull
+"""
+
+
 class Limiter:
     """Acquire and release per-endpoint leases; fails open (with a warning) if Redis is down.
 
@@ -72,6 +100,7 @@ class Limiter:
         self.client = client or get_redis()
         self._acquire = self.client.register_script(_ACQUIRE)
         self._release = self.client.register_script(_RELEASE)
+        self._park = self.client.register_script(_PARK)
 
     @staticmethod
     def _keys(endpoint_id: uuid.UUID) -> list[str]:
@@ -113,17 +142,25 @@ class Limiter:
             return [False] * len(leases)
         return [bool(w) for w in waiting]
 
-    def park(self, counts: dict[uuid.UUID, int]) -> None:
-        """Count deliveries left waiting in Postgres, so releases of their endpoint pull them."""
+    def park(
+        self, counts: dict[uuid.UUID, int], limits: dict[uuid.UUID, int]
+    ) -> dict[uuid.UUID, int]:
+        """Count deliveries left waiting in Postgres, so releases of their endpoint pull them;
+        how many of them the caller must pull itself, per endpoint, because a slot freed
+        before they were counted (``limits``: each endpoint's concurrency)."""
+        if not counts:
+            return {}
+        endpoints = list(counts)
+        keys = [k for endpoint_id in endpoints for k in self._keys(endpoint_id)]
+        args: list[int] = [int(time.time() * 1000)]
+        for endpoint_id in endpoints:
+            args += [counts[endpoint_id], limits[endpoint_id]]
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                for endpoint_id, count in counts.items():
-                    parked = self._keys(endpoint_id)[1]
-                    pipe.incrby(parked, count)
-                    pipe.pexpire(parked, 3_600_000)
-                pipe.execute()
+            pull = self._park(keys=keys, args=args)
         except redis.RedisError:
             log.warning("webhook limiter unavailable; parked deliveries wait for the sweeper")
+            return {}
+        return {e: int(n) for e, n in zip(endpoints, pull, strict=True) if int(n) > 0}
 
     def acquire(self, endpoint_id: uuid.UUID, limit: int, ttl_seconds: float) -> str | None:
         """A lease token, or None when ``limit`` leases are held (the caller parks)."""

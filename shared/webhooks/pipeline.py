@@ -183,7 +183,7 @@ class Pipeline:
             self._let_go(not_due)
             self._let_go(parked)
         if overflow and self.limiter is not None:
-            self.limiter.park(overflow)
+            engine.pull_parked(self.limiter.park(overflow, {e: self._limits[e] for e in overflow}))
         attempts: list[Attempt] = []
         try:
             started = engine.begin(

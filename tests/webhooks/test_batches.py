@@ -175,3 +175,28 @@ def test_a_parked_delivery_is_counted_only_once_pending_so_a_release_pulls_it(ws
     assert engine.release(held, limiter) == [True]
     with session_scope() as session:
         assert pull_parked(session, endpoint) == [third]
+
+
+def test_a_slot_freed_before_the_park_is_counted_is_taken_by_the_parker(ws, receiver, path):
+    """The other window: every lease released after the row went pending and before it was
+    counted. The releaser saw nothing parked, so the parker must see the free slot and pull
+    the delivery itself, or it waits for the sweeper (four worker processes on one endpoint
+    were slower than one that way)."""
+    from shared.webhooks.limiter import Limiter
+
+    hook = create(ws, receiver.url(path), event_types=[EVENT], max_concurrency=1)
+    endpoint = uuid.UUID(hook["id"])
+    limiter = Limiter()
+    [token] = limiter.acquire_many([(endpoint, 1, 30.0)])
+    waiting = _pending_delivery(ws.tenant["id"], hook["id"])  # refused a lease, pending again
+    assert limiter.release_many([(endpoint, token)]) == [False]  # nothing counted yet
+    assert limiter.park({endpoint: 1}, {endpoint: 1}) == {endpoint: 1}
+    engine.pull_parked({endpoint: 1})
+    wait_until(
+        lambda: [d.status for d in deliveries(hook["id"]) if d.id == waiting] == ["succeeded"],
+        "the parked delivery sent without the sweeper",
+    )
+    # With the endpoint full, parking counts and takes nothing back.
+    [token] = limiter.acquire_many([(endpoint, 1, 30.0)])
+    assert limiter.park({endpoint: 2}, {endpoint: 1}) == {}
+    assert limiter.release_many([(endpoint, token)]) == [True]
