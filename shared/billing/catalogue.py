@@ -321,7 +321,7 @@ def _coupon_problems(
         problems.append({"field": "percent_off", "message": "required: percent_off or amount_off"})
     if amount is not None and state.get("currency") is None:
         problems.append({"field": "currency", "message": "required with amount_off"})
-    if percent is not None and state.get("currency") is not None:
+    if percent is not None and amount is None and state.get("currency") is not None:
         problems.append({"field": "currency", "message": "only for amount_off coupons"})
     periods = state.get("duration_periods")
     if state.get("duration") == "repeating" and periods is None:
