@@ -52,13 +52,13 @@ class CouponValidateResource:
         description="Returns the coupon's terms and eligible plans and, with `plan_id`, the"
         " discount on that plan's price. Does not redeem. A code that cannot be used answers"
         " 422 naming `code` with a `reason` (`unknown`, `inactive`, `expired`, `exhausted`,"
-        " `ineligible_plan`, `currency_mismatch`).",
+        " `ineligible_plan`, `currency_mismatch`). 429 after 20 unknown codes in 10 minutes.",
+        errors=(429,),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: CouponValidate):
-        return catalogue.check_code(
-            req.context.db, body.code, body.plan_id, dt.datetime.now(dt.UTC)
-        )
+        now = dt.datetime.now(dt.UTC)
+        return catalogue.check_code(req.context.db, ctx.tenant_id, body.code, body.plan_id, now)
 
 
 ROUTES = [

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from shared.billing import coupon_guesses
 from shared.billing.currency import format_amount
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import (
@@ -518,11 +519,21 @@ def redeem(session: Session, coupon: BillingCoupon, *, field: str = "coupon_code
 
 
 def check_code(
-    session: Session, code: str, plan_id: uuid.UUID | None, now: dt.datetime
+    session: Session,
+    tenant_id: uuid.UUID,
+    code: str,
+    plan_id: uuid.UUID | None,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     """What ``POST /api/billing/coupons/validate`` answers: the coupon's terms and, for a
-    plan, the discount on its price. Refusals are 422s naming ``code`` (or ``plan_id``)."""
-    coupon = find_coupon(session, code, field="code")
+    plan, the discount on its price. Refusals are 422s naming ``code`` (or ``plan_id``);
+    a workspace trying many unknown codes gets 429 (:mod:`shared.billing.coupon_guesses`)."""
+    coupon_guesses.check(tenant_id)
+    try:
+        coupon = find_coupon(session, code, field="code")
+    except ValidationFailed:
+        coupon_guesses.count_miss(tenant_id)
+        raise
     _usable(coupon, now, "code")
     answer: dict[str, Any] = {
         "coupon": coupon_view(coupon),

@@ -228,3 +228,17 @@ def test_validating_needs_billing_manage(root, workspace):
     _, agent_token = workspace.create_agent(role="supervisor")
     resp = workspace.call("POST", VALIDATE, json={"code": coupon["code"]}, token=agent_token)
     assert resp.status_code == 403
+
+
+def test_guessing_codes_is_bounded_per_workspace(root, workspace, other_workspace):
+    from shared.billing.coupon_guesses import MAX_UNKNOWN_CODES
+
+    real = _coupon(root)
+    for n in range(MAX_UNKNOWN_CODES):
+        assert _refusal(workspace, code=f"GUESS{n}") == ("code", "unknown")
+        if n == 0:  # a code that exists never counts
+            assert workspace.call("POST", VALIDATE, json={"code": real["code"]}).status_code == 200
+    resp = workspace.call("POST", VALIDATE, json={"code": real["code"]})
+    assert resp.status_code == 429 and resp.json["error"]["code"] == "rate_limited"
+    assert int(resp.headers["Retry-After"]) > 0
+    assert other_workspace.call("POST", VALIDATE, json={"code": real["code"]}).status_code == 200
