@@ -123,25 +123,30 @@ def mrr(session: Session, now: dt.datetime) -> dict[str, Any]:
 
 
 _REVENUE_BY_PLAN = text("""
-    SELECT owner.plan_id, p.code AS plan_code, p.name AS plan_name, i.currency,
+    WITH paid AS (
+        SELECT id, subscription_id, currency, amount_paid, amount_refunded
+          FROM billing_invoices
+         WHERE amount_paid > 0
+           AND paid_at IS NOT NULL
+           AND (CAST(:start AS timestamptz) IS NULL OR paid_at >= :start)
+           AND (CAST(:end AS timestamptz) IS NULL OR paid_at < :end)
+    ), plan_lines AS (
+        SELECT DISTINCT ON (l.invoice_id) l.invoice_id, l.plan_id
+          FROM billing_invoice_lines l
+          JOIN paid ON paid.id = l.invoice_id
+         WHERE l.plan_id IS NOT NULL AND l.amount > 0
+         ORDER BY l.invoice_id, l.position
+    )
+    SELECT coalesce(pl.plan_id, s.plan_id) AS plan_id, p.code AS plan_code,
+           p.name AS plan_name, paid.currency,
            count(*) AS invoices,
-           sum(i.amount_paid) AS paid,
-           sum(i.amount_refunded) AS refunded
-      FROM billing_invoices i
-      LEFT JOIN billing_subscriptions s ON s.id = i.subscription_id
-      CROSS JOIN LATERAL (
-           SELECT coalesce(
-                    (SELECT l.plan_id FROM billing_invoice_lines l
-                      WHERE l.invoice_id = i.id AND l.plan_id IS NOT NULL AND l.amount > 0
-                      ORDER BY l.position LIMIT 1),
-                    s.plan_id) AS plan_id
-      ) owner
-      LEFT JOIN billing_plans p ON p.id = owner.plan_id
-     WHERE i.amount_paid > 0
-       AND i.paid_at IS NOT NULL
-       AND (CAST(:start AS timestamptz) IS NULL OR i.paid_at >= :start)
-       AND (CAST(:end AS timestamptz) IS NULL OR i.paid_at < :end)
-     GROUP BY owner.plan_id, p.code, p.name, i.currency
+           sum(paid.amount_paid) AS paid,
+           sum(paid.amount_refunded) AS refunded
+      FROM paid
+      LEFT JOIN plan_lines pl ON pl.invoice_id = paid.id
+      LEFT JOIN billing_subscriptions s ON s.id = paid.subscription_id
+      LEFT JOIN billing_plans p ON p.id = coalesce(pl.plan_id, s.plan_id)
+     GROUP BY 1, 2, 3, 4
 """)
 
 
