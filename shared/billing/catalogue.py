@@ -16,6 +16,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import any_, exists, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.exc import IntegrityError
@@ -97,6 +98,8 @@ def _flush_unique(session: Session, code: str) -> None:
     try:
         session.flush()
     except IntegrityError as exc:
+        if not isinstance(exc.orig, UniqueViolation):
+            raise
         raise Conflict(
             f"The code {code!r} is already used",
             details=[{"field": "code", "message": "already used"}],
@@ -513,7 +516,7 @@ def redeem(session: Session, coupon: BillingCoupon, *, field: str = "coupon_code
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if count is None:
-        raise _refused(field, "exhausted", "this coupon has been fully redeemed")
+        raise _refused(field, "exhausted", "this coupon was fully redeemed or withdrawn")
     set_committed_value(coupon, "times_redeemed", count)
     return count
 

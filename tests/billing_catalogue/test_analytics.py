@@ -117,7 +117,7 @@ def books(empty_billing):
         s3 = sub(yearly, coupon_id=half.id, coupon_periods_left=2)  # 30000/y - 15000/y
         s4 = sub(yearly, price_amount=30006)  # 30006/y
         s5 = sub(team, coupon_id=once20.id)  # 2900, a once coupon does not recur
-        sub(team, coupon_id=half.id, coupon_periods_left=0)  # 2900, repeating but used up
+        s6 = sub(team, coupon_id=half.id, coupon_periods_left=0)  # 2900, repeating: used up
         sub(team, coupon_id=off500.id)  # 2900 - 500
         sub(
             team,
@@ -181,6 +181,14 @@ def books(empty_billing):
             paid_at="2026-01-15T00:00:00",
             paid=4000,
             lines=[plan_line(team, -1000), plan_line(yearly, 5000)],
+        )
+        # two positive plan lines: the first one (team) owns it
+        invoice(
+            session,
+            s6,
+            paid_at="2026-01-20T00:00:00",
+            paid=100,
+            lines=[plan_line(team, 60), plan_line(yearly, 40)],
         )
         # an add-on invoice: no plan line, so the subscription's plan (team)
         invoice(
@@ -277,8 +285,9 @@ def test_revenue_by_plan(books):
     assert rows == [
         (books["eu"], "EUR", 2, 1799 + 1999, 1999, 1799),
         (books["yearly"], "USD", 2, 15000 + 4000, 0, 19000),
-        # 3480 x 3 (one before the 12 months, still all-time revenue) + the add-on's 1000
-        (books["team"], "USD", 4, 3480 * 3 + 1000, 1000, 10440),
+        # 3480 x 3 (one before the 12 months, still all-time revenue), the add-on's 1000
+        # and the two-plan-line invoice's 100
+        (books["team"], "USD", 5, 3480 * 3 + 1000 + 100, 1000, 10540),
     ]
     assert figures["items"][1]["plan_code"] == "team-yearly"
     assert figures["items"][1]["revenue_display"] == "190.00 USD"
@@ -314,11 +323,11 @@ def test_revenue_monthly(books):
 
     assert nonzero(usd) == {
         "2025-04": (15000, 0, 15000),
-        "2026-01": (4000, 0, 4000),
+        "2026-01": (4000 + 100, 0, 4100),
         "2026-02": (3480, 0, 3480),
         "2026-03": (3480 + 1000, 1000, 3480),  # February's invoice refunded in March
     }
-    assert usd["total_net"] == 15000 + 4000 + 3480 + 3480
+    assert usd["total_net"] == 15000 + 4100 + 3480 + 3480
     assert nonzero(eur) == {"2026-02": (1799, 0, 1799), "2026-03": (1999, 1999, 0)}
     assert eur["total_net"] == 1799 and len(eur["months"]) == 12
 
