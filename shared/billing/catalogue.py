@@ -426,10 +426,8 @@ def _refused(field: str, reason: str, message: str) -> ValidationFailed:
 
 
 def find_coupon(session: Session, code: str, *, field: str = "coupon_code") -> BillingCoupon:
-    """The coupon of ``code`` (case-insensitive), active, unexpired and not used up...
-
-    ...as far as it goes without a plan. Raises a 422 naming ``field`` otherwise.
-    """
+    """The coupon of ``code`` (case-insensitive, surrounding spaces ignored), whatever its
+    state; a 422 naming ``field`` (reason ``unknown``) when there is none."""
     coupon = session.scalars(
         select(BillingCoupon).where(func.lower(BillingCoupon.code) == code.strip().lower())
     ).one_or_none()
