@@ -63,7 +63,11 @@ def make_coupon(**fields: Any) -> str:
                 times_redeemed=0,
                 eligible_plan_ids=fields.pop("eligible_plan_ids", []),
                 is_active=True,
-                **({"percent_off": 10, "duration": "once"} | fields),
+                **(
+                    {"duration": "once"}
+                    | ({} if "amount_off" in fields else {"percent_off": 10})
+                    | fields
+                ),
             )
         )
     return code
