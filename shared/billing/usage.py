@@ -8,13 +8,18 @@ one (a self-hosted install without a trial plan) has none.
 How exact each check is:
 - seats (agent create/invite, super-admin reactivation) and storage (media upload) count
   committed rows under a per-tenant advisory lock: exact under concurrency;
-- monthly messages and AI replies use a Redis counter per tenant and UTC month: a send
-  reserves its slot with one atomic ``INCR`` (refused and released above the limit) and a
-  rolled-back transaction releases it, so concurrent sends never pass the limit. The counter
-  is seeded from the database on first use in a month and reset to the committed count by
-  each ``rollup_usage`` (hourly); a process killed between reserving and committing, or a
-  send rolled back only to a savepoint, over-counts by one until then, and sends in flight
-  during a rollup may pass the limit by as many as were in flight.
+- monthly messages and AI replies use a Redis counter per tenant and UTC month, whose
+  slots are reserved with atomic ``INCRBY`` (never past the limit), so concurrent sends in
+  any number of processes never pass it. PERF: far from the limit a process reserves a
+  lease of up to :data:`LEASE_MAX` slots (at most 1/:data:`LEASE_SHARE` of what is left)
+  and hands them out without I/O; within :data:`LEASE_SHARE` slots of the limit each send
+  reserves its own (exact). A rolled-back send gives its slot back to its process's lease.
+  Slots leased but unused count as used (a workspace may be refused up to the sum of the
+  processes' leases early, only while the limit is far, which it then is not) until
+  ``rollup_usage`` (hourly) resets the counter to the committed count; a send rolled back
+  only to a savepoint, or a process killed with a lease, over-counts until then. Sends in
+  flight during a reset, or leases held across it, may pass the limit by that many (each
+  lease is at most 1/16 of what was left when it was taken).
 Limits are cached per process for :data:`LIMITS_TTL_SECONDS` (changes made in this process
 take effect at once; elsewhere within the TTL).
 """
@@ -184,27 +189,68 @@ def count_ai_replies(session: Session, tenant_id: uuid.UUID, month: dt.date) -> 
 _COUNTERS = {"messages": count_messages, "ai_replies": count_ai_replies}
 
 
+#: Slots a process reserves at once far from the limit (one Redis call per lease, not per
+#: send); a lease is at most 1/LEASE_SHARE of what is left, so within LEASE_SHARE slots of
+#: the limit every send asks Redis alone (exact).
+LEASE_MAX = 64
+LEASE_SHARE = 16
+
+#: ``counter key -> slots this process reserved in Redis and has not used yet``.
+_leases: dict[str, int] = {}
+#: ``counter key -> the counter's value at this process's last Redis call``.
+_last_seen: dict[str, int] = {}
+_lease_lock = threading.Lock()
+
+
+def _take_local(name: str) -> bool:
+    with _lease_lock:
+        held = _leases.get(name, 0)
+        if held <= 0:
+            return False
+        _leases[name] = held - 1
+        return True
+
+
+def _give_back(name: str) -> None:
+    """A rolled-back send's slot goes back to this process's lease (no I/O)."""
+    with _lease_lock:
+        _leases[name] = _leases.get(name, 0) + 1
+
+
 def _reserve(session: Session, tenant_id: uuid.UUID, what: str, limit: int) -> None:
-    """Take one slot of ``what`` this month or raise 402; released if the transaction rolls back."""
+    """Take one slot of ``what`` this month or raise 402; given back if the transaction rolls
+    back. PERF: far from the limit a slot comes from this process's lease, without I/O."""
     month = month_of(dt.datetime.now(dt.UTC))
     name = _counter_key(tenant_id, month, what)
+    if not _take_local(name):
+        _lease(session, name, tenant_id, month, what, limit)
+    db.after_rollback(session, functools.partial(_give_back, name))
+
+
+def _lease(
+    session: Session, name: str, tenant_id: uuid.UUID, month: dt.date, what: str, limit: int
+) -> None:
+    """Reserve one slot in Redis, plus a lease for later sends when the limit is far."""
+    seen = _last_seen.get(name)
+    size = 1 if seen is None else max(1, min(LEASE_MAX, (limit - seen) // LEASE_SHARE))
     client = get_redis()
-    used = client.incr(name)
-    if used == 1:  # first use this month (or Redis lost it): seed from what is committed
+    total = client.incrby(name, size)
+    if total == size:  # first use this month (or Redis lost it): seed from what is committed
         seed = _COUNTERS[what](session, tenant_id, month)
-        used = client.incrby(name, seed) if seed else used
+        total = client.incrby(name, seed) if seed else total
         client.expire(name, COUNTER_TTL_SECONDS)
-    if used > limit:
-        client.decr(name)
-        raise PlanLimitReached(what, value=limit, usage=used - 1)
-    db.after_rollback(session, functools.partial(_release, name))
-
-
-def _release(name: str) -> None:
-    try:
-        get_redis().decr(name)
-    except Exception:
-        log.warning("could not release a usage reservation; the next rollup resets it")
+    granted = min(size, limit - (total - size))
+    if granted < size:
+        client.decrby(name, size - max(granted, 0))  # never hold slots past the limit
+    with _lease_lock:
+        if len(_last_seen) > 100_000:  # old months' keys
+            _last_seen.clear()
+            _leases.clear()
+        _last_seen[name] = total - size + max(granted, 0)
+        if granted > 1:
+            _leases[name] = _leases.get(name, 0) + granted - 1
+    if granted <= 0:
+        raise PlanLimitReached(what, value=limit, usage=total - size)
 
 
 def check_message_send(session: Session, tenant_id: uuid.UUID) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from shared.billing import usage
 from shared.config import get_settings
 from shared.db import session_scope
+from shared.errors import PlanLimitReached
 from shared.models import MediaFile, Message, User
 from shared.models.billing import BillingUsage
 from shared.redis_client import get_redis
@@ -248,3 +249,40 @@ def test_plan_limit_reached_is_documented_on_the_limited_routes(client):
         ("/api/conversations/{id}/messages", "post"),
     ):
         assert "402" in document["paths"][path][method]["responses"], path
+
+
+class Process:
+    """One process's leases: the module's in-process state, swapped in and out."""
+
+    def __init__(self) -> None:
+        self.leases: dict = {}
+        self.seen: dict = {}
+
+    def reserve(self, tenant: uuid.UUID) -> bool:
+        usage._leases, usage._last_seen = self.leases, self.seen
+        try:
+            with session_scope() as session:
+                usage.check_message_send(session, tenant)
+            return True
+        except PlanLimitReached:
+            return False
+
+
+def test_leases_of_several_processes_never_pass_the_limit(workspace):
+    saved = usage._leases, usage._last_seen
+    on_plan(workspace, monthly_message_limit=300)
+    tenant = uuid.UUID(workspace.tenant["id"])
+    first, second = Process(), Process()
+    try:
+        taken = [first.reserve(tenant) for _ in range(3)]  # leases a block
+        assert sum(first.leases.values()) > 0
+        while second.reserve(tenant):
+            taken.append(True)
+        while first.reserve(tenant):  # the first process's lease is still its own
+            taken.append(True)
+        assert len(taken) == 300 and all(taken)
+        assert not second.reserve(tenant) and not first.reserve(tenant)
+        month = usage.month_of(dt.datetime.now(dt.UTC))
+        assert int(get_redis().get(usage._counter_key(tenant, month, "messages"))) == 300
+    finally:
+        usage._leases, usage._last_seen = saved
