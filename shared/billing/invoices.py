@@ -17,7 +17,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.billing import catalogue, charge_queue
@@ -75,75 +75,133 @@ def create_invoice(
     lines: list[LineSpec],
     coupon: BillingCoupon | None = None,
     now: dt.datetime,
+    number: int | None = None,
+    tax_rate: int | None = None,
 ) -> BillingInvoice:
-    """Write an invoice and its lines; enqueue its charge after commit unless it is 0."""
-    currency = subscription.currency if subscription is not None else None
-    if currency is None:
+    """Write an invoice and its lines; enqueue its charge after commit unless it is 0.
+
+    ``number`` (from :func:`next_numbers`) and ``tax_rate`` (from :func:`tax_rates`) may be
+    fetched beforehand for many invoices at once.
+    """
+    if subscription is None:
         raise ValueError("an invoice needs a subscription (its currency)")
-    subtotal = sum(line.total for line in lines)
-    discount = catalogue.discount_for(coupon, subtotal, currency) if coupon and subtotal > 0 else 0
-    rate = tax_rate_bps(session, tenant_id)
-    taxable = max(0, subtotal - discount)
-    tax = half_up_div(taxable * rate, 10_000)
-    total = taxable + tax
-    number = session.scalar(select(INVOICE_NUMBERS.next_value()))
-    periods = [line for line in lines if line.period_start is not None]
-    invoice = BillingInvoice(
+    if number is None:
+        number = session.scalar(select(INVOICE_NUMBERS.next_value()))
+    if tax_rate is None:
+        tax_rate = tax_rate_bps(session, tenant_id)
+    built = build_invoice(
         tenant_id=tenant_id,
         subscription_id=subscription.id,
-        number=f"INV-{number:06d}",
+        currency=subscription.currency,
         reason=reason,
-        currency=currency,
-        subtotal=subtotal,
-        discount_amount=discount,
-        tax_rate_bps=rate,
-        tax_amount=tax,
-        total=total,
-        amount_paid=0,
-        amount_refunded=0,
-        charge_attempts=0,
-        period_start=min((line.period_start for line in periods), default=None),
-        period_end=max((line.period_end for line in periods), default=None),
-        status="paid" if total == 0 else "open",
-        paid_at=now if total == 0 else None,
-        next_charge_at=None if total == 0 else now,
+        lines=lines,
+        coupon=coupon,
+        now=now,
+        number=number,
+        tax_rate=tax_rate,
     )
+    invoice = BillingInvoice(**built.invoice)
     session.add(invoice)
-    session.flush()
-    position = 0
-    for line in lines:
-        position += 1
-        session.add(_line(invoice, position, line))
-    if discount:
-        position += 1
-        session.add(
-            _line(
-                invoice,
-                position,
-                LineSpec("discount", f"Coupon {coupon.code}", -discount),
-            )
-        )
-    session.flush()
-    if total:
+    session.add_all(BillingInvoiceLine(**line) for line in built.lines)
+    if invoice.total:
         charge_queue.QUEUE.enqueue_after_commit(session, [invoice.id])
     return invoice
 
 
-def _line(invoice: BillingInvoice, position: int, spec: LineSpec) -> BillingInvoiceLine:
-    return BillingInvoiceLine(
-        tenant_id=invoice.tenant_id,
-        invoice_id=invoice.id,
-        position=position,
-        kind=spec.kind,
-        description=spec.description[:500],
-        quantity=spec.quantity,
-        unit_amount=spec.unit_amount,
-        amount=spec.total,
-        period_start=spec.period_start,
-        period_end=spec.period_end,
-        plan_id=spec.plan_id,
-        add_on_id=spec.add_on_id,
+@dataclass(frozen=True, slots=True)
+class Built:
+    """An invoice's row and its lines' rows, as column values (nothing written yet)."""
+
+    invoice: dict
+    lines: list[dict]
+
+
+def build_invoice(
+    *,
+    tenant_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    currency: str,
+    reason: str,
+    lines: list[LineSpec],
+    coupon: BillingCoupon | None,
+    now: dt.datetime,
+    number: int,
+    tax_rate: int,
+) -> Built:
+    """The amounts of an invoice (see the module's docstring), as rows to write."""
+    subtotal = sum(line.total for line in lines)
+    discount = catalogue.discount_for(coupon, subtotal, currency) if coupon and subtotal > 0 else 0
+    taxable = max(0, subtotal - discount)
+    tax = half_up_div(taxable * tax_rate, 10_000)
+    total = taxable + tax
+    periods = [line for line in lines if line.period_start is not None]
+    invoice_id = uuid.uuid4()
+    invoice = {
+        "id": invoice_id,
+        "tenant_id": tenant_id,
+        "subscription_id": subscription_id,
+        "number": f"INV-{number:06d}",
+        "status": "paid" if total == 0 else "open",
+        "reason": reason,
+        "currency": currency,
+        "subtotal": subtotal,
+        "discount_amount": discount,
+        "tax_rate_bps": tax_rate,
+        "tax_amount": tax,
+        "total": total,
+        "amount_paid": 0,
+        "amount_refunded": 0,
+        "period_start": min((line.period_start for line in periods), default=None),
+        "period_end": max((line.period_end for line in periods), default=None),
+        "paid_at": now if total == 0 else None,
+        "next_charge_at": None if total == 0 else now,
+        "charge_attempts": 0,
+    }
+    if discount:
+        lines = [*lines, LineSpec("discount", f"Coupon {coupon.code}", -discount)]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "invoice_id": invoice_id,
+            "position": position,
+            "kind": spec.kind,
+            "description": spec.description[:500],
+            "quantity": spec.quantity,
+            "unit_amount": spec.unit_amount,
+            "amount": spec.total,
+            "period_start": spec.period_start,
+            "period_end": spec.period_end,
+            "plan_id": spec.plan_id,
+            "add_on_id": spec.add_on_id,
+        }
+        for position, spec in enumerate(lines, start=1)
+    ]
+    return Built(invoice, rows)
+
+
+def next_numbers(session: Session, count: int) -> list[int]:
+    """``count`` invoice numbers in one round trip."""
+    if count <= 0:
+        return []
+    return list(
+        session.scalars(
+            select(INVOICE_NUMBERS.next_value()).select_from(func.generate_series(1, count))
+        )
     )
+
+
+def tax_rates(session: Session, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each tenant's tax rate (its own or the platform's), in one query."""
+    platform = get_settings().billing_tax_rate_bps
+    own = dict(
+        session.execute(
+            select(BillingAccount.tenant_id, BillingAccount.tax_rate_bps).where(
+                BillingAccount.tenant_id.in_(tenant_ids), BillingAccount.tax_rate_bps.is_not(None)
+            )
+        ).all()
+    )
+    return {tenant_id: own.get(tenant_id, platform) for tenant_id in tenant_ids}
 
 
 def list_invoices(
