@@ -311,3 +311,13 @@ def test_one_cycle_invoice_per_subscription_and_period_is_enforced_by_the_schema
             lines=[spec],
             now=month(1),
         )
+
+
+def test_the_scheduler_runs_billing_cycle_and_rollup_usage_hourly():
+    from scheduler import jobs
+
+    table = {job.name: job for job in jobs.JOBS}
+    for name in ("billing_cycle", "rollup_usage"):
+        assert table[name].trigger.interval == dt.timedelta(hours=1), name
+        assert jobs.run(table[name], lambda _session: True) is not None, name
+    assert set(jobs.run(table["billing_cycle"], lambda _session: True)) >= {"renewed", "invoices"}
