@@ -134,6 +134,7 @@ def build(count: int) -> float:
 
     started = time.perf_counter()
     with session_scope() as session:
+        session.execute(text("SET LOCAL statement_timeout = 0"))  # the data build only
         for statement in BUILD:
             session.execute(text(statement), {"count": count})
     with session_scope() as session:
@@ -171,6 +172,7 @@ def bare_write(invoices: int, lines: int) -> float:
 
     started = time.perf_counter()
     with session_scope() as session:
+        session.execute(text("SET LOCAL statement_timeout = 0"))
         session.execute(
             text(
                 "CREATE TEMP TABLE scratch_invoices (LIKE billing_invoices INCLUDING DEFAULTS)"
@@ -218,6 +220,7 @@ def counts() -> dict[str, int]:
     from shared.db import session_scope
 
     with session_scope() as session:
+        session.execute(text("SET LOCAL statement_timeout = 0"))
         row = session.execute(
             text(
                 """

@@ -12,12 +12,14 @@ At a period end (``current_period_end <= now``):
 A ``past_due`` subscription renews like an ``active`` one (it keeps its status): dunning of
 the earlier invoice is ``charge_invoice``'s, independent of the calendar.
 
-Batches of :data:`BATCH` rows are claimed ``FOR UPDATE SKIP LOCKED`` and committed one at a
-time, so two schedulers share the due rows and never renew one twice: a renewal moves the
-period end forward in the same transaction that writes its invoice, and the unique index
-``uq_billing_invoices_cycle`` (one cycle invoice per subscription and period start) makes a
-second renewal of the same period impossible. Suspended workspaces wait (API.md: scheduler
-jobs skip them); they renew on the first run after reactivation.
+Batches of :data:`BATCH` rows are claimed ``FOR UPDATE SKIP LOCKED`` in period-end order
+and committed one at a time (a row another run held when skipped is that run's, or the
+next run's if that run rolled back), so two schedulers share the due rows and never renew
+one twice: a renewal moves the period end forward in the same transaction that writes its
+invoice, and the unique index ``uq_billing_invoices_cycle`` (one cycle invoice per
+subscription and period start) makes a second renewal of the same period impossible.
+Suspended workspaces wait (API.md: scheduler jobs skip them); they renew on the first run
+after reactivation.
 
 PERF: a batch is read with three queries and written with one statement per table
 (``unnest`` of arrays: no per-row round trips, no ORM unit of work), so a batch of 500
@@ -27,13 +29,14 @@ costs a handful of round trips; see ``bench/billing_cycle.py``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from shared.billing import charge_queue, invoices, periods, usage
@@ -48,6 +51,8 @@ from shared.models.billing import (
     BillingSubscription,
     BillingSubscriptionAddOn,
 )
+
+log = logging.getLogger(__name__)
 
 #: Subscriptions renewed per transaction.
 BATCH = 500
@@ -79,8 +84,12 @@ _SUBSCRIPTIONS = BillingSubscription.__table__
 _ATTACHED = BillingSubscriptionAddOn.__table__
 
 
-def _claim(session: Session, now: dt.datetime, batch: int) -> list[Any]:
+def _claim(session: Session, now: dt.datetime, batch: int, after: tuple | None = None) -> list[Any]:
+    """The next ``batch`` due subscriptions, locked; ``after`` is the last one of the
+    previous batch. PERF: the keyset skips the index entries earlier batches left dead
+    (their rows moved to the next period) instead of walking them again per batch."""
     s = _SUBSCRIPTIONS.c
+    keyset = [] if after is None else [tuple_(s.current_period_end, s.id) > after]
     return session.execute(
         select(
             s.id,
@@ -95,8 +104,13 @@ def _claim(session: Session, now: dt.datetime, batch: int) -> list[Any]:
             s.coupon_periods_left,
         )
         .join(Tenant, Tenant.id == s.tenant_id)
-        .where(s.status != "cancelled", s.current_period_end <= now, Tenant.status == "active")
-        .order_by(s.current_period_end)
+        .where(
+            s.status != "cancelled",
+            s.current_period_end <= now,
+            Tenant.status == "active",
+            *keyset,
+        )
+        .order_by(s.current_period_end, s.id)
         .limit(batch)
         .with_for_update(of=_SUBSCRIPTIONS, skip_locked=True)
     ).all()
@@ -113,10 +127,12 @@ def run(
     now = now or session.scalar(select(func.now()))
     outcome = Outcome()
     cache = _Catalogue(session)
+    after = None
     while max_batches is None or outcome.batches < max_batches:
-        due = _claim(session, now, batch)
+        due = _claim(session, now, batch, after)
         if not due:
             break
+        after = (due[-1].current_period_end, due[-1].id)
         _apply_batch(session, due, now, cache, outcome)
         session.commit()
         outcome.batches += 1
@@ -236,9 +252,15 @@ def _apply_batch(
             writes,
         )
         usage.forget_limits(row.tenant_id)
-    _write(session, writes)
+    written = _write(session, writes)
+    outcome.invoices -= len(writes.invoices) - len(written)
     charge_queue.QUEUE.enqueue_after_commit(
-        session, [invoice["id"] for invoice in writes.invoices if invoice["total"]]
+        session,
+        [
+            invoice["id"]
+            for invoice in writes.invoices
+            if invoice["total"] and invoice["id"] in written
+        ],
     )
 
 
@@ -449,13 +471,21 @@ _LINE_COLUMNS = (
 )
 
 
-def _insert_unnest(table: str, columns: tuple[tuple[str, str], ...]):
+def _insert_unnest(table: str, columns: tuple[tuple[str, str], ...], tail: str = ""):
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
-    return text(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})")  # noqa: S608
+    return text(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {tail}")  # noqa: S608
 
 
-_INSERT_INVOICES = _insert_unnest("billing_invoices", _INVOICE_COLUMNS)
+#: NOTE: a period already invoiced (it can only be a row written by hand or by a bug: the
+#: claim holds the subscription) keeps its invoice; the batch goes on instead of failing
+#: every hour on that one row.
+_INSERT_INVOICES = _insert_unnest(
+    "billing_invoices",
+    _INVOICE_COLUMNS,
+    "ON CONFLICT (subscription_id, period_start) WHERE reason = 'subscription_cycle'"
+    " DO NOTHING RETURNING id",
+)
 _INSERT_LINES = _insert_unnest("billing_invoice_lines", _LINE_COLUMNS)
 
 
@@ -464,12 +494,21 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {name: [row[name] for row in rows] for name in rows[0]}
 
 
-def _write(session: Session, writes: _Writes) -> None:
+def _write(session: Session, writes: _Writes) -> set[uuid.UUID]:
+    """Write a batch; return the ids of the invoices written."""
     if writes.subscriptions:
         session.execute(_UPDATE_SUBSCRIPTIONS, _columns(writes.subscriptions))
     if writes.add_ons:
         session.execute(_UPDATE_ADD_ONS, _columns(writes.add_ons))
-    if writes.invoices:
-        session.execute(_INSERT_INVOICES, _columns(writes.invoices))
-    if writes.lines:
-        session.execute(_INSERT_LINES, _columns(writes.lines))
+    if not writes.invoices:
+        return set()
+    written = set(session.scalars(_INSERT_INVOICES, _columns(writes.invoices)))
+    if len(written) < len(writes.invoices):
+        log.error(
+            "billing_cycle: %d period(s) had a cycle invoice already; kept it",
+            len(writes.invoices) - len(written),
+        )
+    lines = [line for line in writes.lines if line["invoice_id"] in written]
+    if lines:
+        session.execute(_INSERT_LINES, _columns(lines))
+    return written

@@ -321,3 +321,25 @@ def test_the_scheduler_runs_billing_cycle_and_rollup_usage_hourly():
         assert table[name].trigger.interval == dt.timedelta(hours=1), name
         assert jobs.run(table[name], lambda _session: True) is not None, name
     assert set(jobs.run(table["billing_cycle"], lambda _session: True)) >= {"renewed", "invoices"}
+
+
+def test_a_period_invoiced_already_keeps_its_invoice_and_the_batch_goes_on(client, charges):
+    plan = make_plan(1000)
+    odd, fine = (uuid.UUID(register(client).tenant["id"]) for _ in range(2))
+    for tenant in (odd, fine):
+        subscribe(tenant, plan)
+    spec = LineSpec("plan", "by hand", 777, period_start=month(1), period_end=month(2))
+    with session_scope() as session:  # a cycle invoice written by hand (or a bug)
+        create_invoice(
+            session,
+            tenant_id=odd,
+            subscription=subscriptions.live_subscription(session, odd),
+            reason="subscription_cycle",
+            lines=[spec],
+            now=month(1),
+        )
+    run_cycle(month(1) + SECOND)
+    assert [invoice.total for invoice in cycle_invoices(odd)] == [777]
+    assert [invoice.total for invoice in cycle_invoices(fine)] == [1000]
+    for tenant in (odd, fine):
+        assert subscription_of(tenant).current_period_start == month(1)
