@@ -50,6 +50,7 @@ class SubscriptionResource:
         "Get current subscription and plan",
         permission=PERMISSION,
         response=SubscriptionView,
+        errors=(404,),
         tags=TAGS,
         description="The live subscription, else the latest cancelled one; 404 when none.",
     )
