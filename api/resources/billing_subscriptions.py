@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import endpoint
+from api.resources.messages import idempotency_key
 from api.schemas.billing_subscriptions import (
     AttachAddOnBody,
     AttachedAddOnView,
@@ -17,7 +18,7 @@ from api.schemas.billing_subscriptions import (
     UsageView,
 )
 from api.schemas.common import Page
-from shared.billing import invoices, subscriptions, usage
+from shared.billing import idempotency, invoices, subscriptions, usage
 
 TAGS = ("Billing",)
 PERMISSION = "billing.manage"
@@ -45,6 +46,16 @@ def _changed(session, changed: subscriptions.Changed) -> dict:
     }
 
 
+IDEMPOTENT = (
+    " `Idempotency-Key` (up to 255 characters): a repeat within 24 h returns the first"
+    " response and charges nothing again (409 while the first is still running)."
+)
+
+
+def _idempotent(req, ctx, route: str):
+    return idempotency.claim_or_replay(req.context.db, ctx.tenant_id, route, idempotency_key(req))
+
+
 class SubscriptionResource:
     @endpoint(
         "Get current subscription and plan",
@@ -70,15 +81,18 @@ class SubscriptionResource:
             "Ends a trial (or starts anew) on the plan with a first invoice, charged after"
             " commit. 409 while a paid subscription is live; 422 naming `payment_method`"
             " when a paid plan has no default payment method, `coupon_code` for a coupon"
-            " that cannot be redeemed."
+            " that cannot be redeemed." + IDEMPOTENT
         ),
     )
     def on_post(self, req, resp, *, ctx, body: SubscribeBody):
         session = req.context.db
+        claim, first = _idempotent(req, ctx, "subscribe")
+        if first is not None:
+            return first
         changed = subscriptions.subscribe(
             session, ctx, plan_id=body.plan_id, coupon_code=body.coupon_code
         )
-        return _changed(session, changed)
+        return idempotency.remember(session, claim, _changed(session, changed))
 
 
 class ChangePlanResource:
@@ -93,11 +107,16 @@ class ChangePlanResource:
             "An upgrade applies now with a prorated invoice (credit for the unused time at"
             " the old price, the rest of the period at the new); a downgrade is stored as"
             " `pending_plan_id` and applied at the period end. 409 without a live subscription."
+            + IDEMPOTENT
         ),
     )
     def on_post(self, req, resp, *, ctx, body: ChangePlanBody):
         session = req.context.db
-        return _changed(session, subscriptions.change_plan(session, ctx, plan_id=body.plan_id))
+        claim, first = _idempotent(req, ctx, "change-plan")
+        if first is not None:
+            return first
+        changed = subscriptions.change_plan(session, ctx, plan_id=body.plan_id)
+        return idempotency.remember(session, claim, _changed(session, changed))
 
 
 class CancelResource:
@@ -152,15 +171,18 @@ class SubscriptionAddOnsResource:
         tags=TAGS,
         description=(
             "Charges the rest of the current period (prorated) after commit. 409 when it is"
-            " attached already or the subscription is a trial."
+            " attached already or the subscription is a trial." + IDEMPOTENT
         ),
     )
     def on_post(self, req, resp, *, ctx, body: AttachAddOnBody):
         session = req.context.db
+        claim, first = _idempotent(req, ctx, "add-on")
+        if first is not None:
+            return first
         changed = subscriptions.attach_add_on(
             session, ctx, add_on_id=body.add_on_id, quantity=body.quantity
         )
-        return _changed(session, changed)
+        return idempotency.remember(session, claim, _changed(session, changed))
 
 
 class SubscriptionAddOnResource:

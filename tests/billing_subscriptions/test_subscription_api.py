@@ -252,3 +252,52 @@ def test_no_invoice_lines_are_orphans():
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(BillingInvoice)) >= 0
     assert lines_of(uuid.uuid4()) == []
+
+
+def test_idempotency_key_replays_the_first_answer_and_charges_once(workspace, charges):
+    plan = make_plan(2000)
+    key = {"Idempotency-Key": f"sub-{uuid.uuid4()}"}
+    body = {"plan_id": str(plan)}
+    # A failed first try (no payment method) releases the key: the retry runs.
+    failed = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    assert failed.status_code == 422
+    add_payment_method(workspace.tenant["id"])
+    first = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    again = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert len(invoices_of(workspace.tenant["id"])) == 1
+    assert charges.sent == [uuid.UUID(first.json["invoice"]["id"])]
+    # Another key is another request: a paid subscription is live.
+    other = {"Idempotency-Key": f"sub-{uuid.uuid4()}"}
+    assert (
+        workspace.call("POST", "/api/billing/subscription", json=body, headers=other).status_code
+        == 409
+    )
+    # Upgrades and add-ons likewise.
+    bigger = {"plan_id": str(make_plan(5000))}
+    key = {"Idempotency-Key": "upgrade-1"}
+    first = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json=bigger, headers=key
+    )
+    again = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json=bigger, headers=key
+    )
+    assert first.status_code == again.status_code == 200
+    assert again.json["invoice"]["id"] == first.json["invoice"]["id"]
+    add_on = {"add_on_id": str(make_add_on(300))}
+    key = {"Idempotency-Key": "add-on-1"}
+    first = workspace.call("POST", "/api/billing/subscription/add-ons", json=add_on, headers=key)
+    again = workspace.call("POST", "/api/billing/subscription/add-ons", json=add_on, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json
+    assert len(invoices_of(workspace.tenant["id"])) == 3
+    bad = workspace.call(
+        "POST", "/api/billing/subscription/cancel", headers={"Idempotency-Key": ""}
+    )
+    assert bad.status_code == 200  # cancel moves no money: the header is not read there
+    too_long = {"Idempotency-Key": "k" * 300}
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json=add_on, headers=too_long
+    )
+    assert resp.status_code == 422
