@@ -20,8 +20,10 @@ How exact each check is:
   only to a savepoint, or a process killed with a lease, over-counts until then. Sends in
   flight during a reset, or leases held across it, may pass the limit by that many (each
   lease is at most 1/16 of what was left when it was taken).
-Limits are cached per process for :data:`LIMITS_TTL_SECONDS` (changes made in this process
-take effect at once; elsewhere within the TTL).
+While Redis is unreachable, messages and AI replies are not limited (logged; they are
+still counted by the rollup): the inbox keeps working. Limits are cached per process for
+:data:`LIMITS_TTL_SECONDS` (changes made in this process take effect at once; elsewhere
+within the TTL).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -223,7 +226,15 @@ def _reserve(session: Session, tenant_id: uuid.UUID, what: str, limit: int) -> N
     month = month_of(dt.datetime.now(dt.UTC))
     name = _counter_key(tenant_id, month, what)
     if not _take_local(name):
-        _lease(session, name, tenant_id, month, what, limit)
+        try:
+            _lease(session, name, tenant_id, month, what, limit)
+        except redis.RedisError:
+            # NOTE: a counter that cannot be read must not stop the inbox: the send goes on
+            # unlimited and counted (the rollup recounts it), and the outage is logged.
+            log.warning(
+                "plan limit of %s not checked for %s: Redis is unavailable", what, tenant_id
+            )
+            return
     db.after_rollback(session, functools.partial(_give_back, name))
 
 
