@@ -144,10 +144,15 @@ def lines_of(invoice_id) -> list[tuple[str, int]]:
         ]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def trial_plan(database) -> uuid.UUID:
-    """The platform's trial plan (unlimited), so every registration starts a trial."""
-    return make_plan(4900, is_default_trial=True, trial_days=14)
+@pytest.fixture(scope="package", autouse=True)
+def trial_plan(database):
+    """The platform's trial plan (unlimited), so every registration here starts a trial;
+    unflagged afterwards, so other directories' workspaces start none."""
+    plan_id = make_plan(4900, is_default_trial=True, trial_days=14)
+    yield plan_id
+    with session_scope() as session:
+        plan = session.get(BillingPlan, plan_id)
+        plan.is_default_trial = False
 
 
 @pytest.fixture(autouse=True)
