@@ -25,6 +25,7 @@ log = logging.getLogger("api.errors")
 STATUS_CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthenticated",
+    402: "plan_limit_reached",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

@@ -66,6 +66,7 @@ TAGS: tuple[tuple[str, str], ...] = (
 ERRORS: dict[int, str] = {
     400: "Malformed JSON body or invalid query parameters",
     401: "Missing, invalid, expired or revoked credentials",
+    402: "A plan limit is reached; `details` names the limit, its value and the usage",
     403: "The caller lacks the permission, or the user or workspace is suspended",
     404: "Unknown id, or another tenant's",
     409: "Conflicts with the current state",

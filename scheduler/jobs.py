@@ -213,6 +213,24 @@ def sync_wa_templates(session: Session) -> int:
     return len(template_sync.claim_due(session))
 
 
+def billing_cycle(session: Session) -> dict[str, int]:
+    """Apply due period ends (renewals, trial ends, downgrades, cancellations), committed in
+    batches, and re-drive overdue charges (needs the charge enqueuer)."""
+    import workers.actors.billing  # noqa: F401  (installs the charge and refund enqueuers)
+    from shared.billing import cycle, payments
+
+    result = cycle.run(session).as_dict()
+    result["refunds_redriven"] = payments.redrive_stale_refunds(session)
+    return result
+
+
+def rollup_usage(session: Session) -> int:
+    """Recount this month's usage of billed workspaces; reset the plan-limit counters."""
+    from shared.billing import usage
+
+    return usage.rollup(session)
+
+
 def purge_old_rows(_session: Session) -> bool:
     """Send the purge of old finished rows (the actor does the deleting); False when off."""
     from workers.actors.retention import purge_old_rows as purge_actor
@@ -294,6 +312,10 @@ JOBS: tuple[Job, ...] = (
     # (a due time per account, so restarts never postpone it), and a sync whose message
     # or worker was lost is sent again; checked every 10 minutes.
     Job("sync_wa_templates", sync_wa_templates, _every(minutes=10), DRAIN),
+    # Billing (API.md's intervals): period ends are applied within the hour (a renewal is
+    # dated at its period end whenever it runs), and usage counters are recounted hourly.
+    Job("billing_cycle", billing_cycle, _every(hours=1), DRAIN),
+    Job("rollup_usage", rollup_usage, _every(hours=1), DRAIN),
 )
 
 

@@ -33,6 +33,23 @@ class Unauthenticated(DomainError):
     status, code = 401, "unauthenticated"
 
 
+class PlanLimitReached(DomainError):
+    """A write would exceed the workspace's plan (seats, messages, AI replies, storage).
+
+    ``details`` is one ``{"limit", "value", "usage"}``: which limit, its value and the
+    usage that the write would have exceeded.
+    """
+
+    status, code = 402, "plan_limit_reached"
+
+    def __init__(self, limit: str, *, value: int, usage: int):
+        super().__init__(
+            f"The plan's {limit} limit ({value}) is reached; upgrade the plan or add an add-on",
+            details=[{"limit": limit, "value": value, "usage": usage}],
+        )
+        self.limit = limit
+
+
 class ValidationFailed(DomainError):
     """Input that is well-formed but invalid; ``details`` holds one entry per field."""
 

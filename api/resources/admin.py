@@ -236,7 +236,7 @@ class TenantUserSuspendResource:
 
 
 class TenantUserActivateResource:
-    @admin("Activate a tenant user", response=TenantUserView)
+    @admin("Activate a tenant user", response=TenantUserView, errors=(402,))
     def on_post(self, req, resp, *, ctx, id, user_id):
         req.context.audit_details = {"user_id": str(user_id)}
         return users.activate(req.context.db, ctx, id, user_id)

@@ -27,13 +27,14 @@ class AgentsResource:
 
     @endpoint(
         "Create a new agent",
-        errors=(409,),
+        errors=(402, 409),
         permission="agents.manage",
         body=AgentCreate,
         response=AgentView,
         status=201,
         description="Without `password`, the agent is emailed a single-use, expiring link to"
-        " set one (`send_email`); until then they cannot log in.",
+        " set one (`send_email`); until then they cannot log in. 402 `plan_limit_reached`"
+        " when the plan's seats are all taken.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: AgentCreate):

@@ -50,7 +50,7 @@ class MediaUploadResource(_Uploads):
         response=MediaView,
         status=201,
         accepts=("multipart/form-data",),
-        errors=(503,),
+        errors=(402, 503),
         description=(
             "multipart/form-data with the file in the field `file` (max `MEDIA_MAX_BYTES`,"
             " 100 MB by default: 413). The type is sniffed from the bytes: one outside"
@@ -69,7 +69,7 @@ class MediaS3Resource(_Uploads):
         response=S3MediaView,
         status=201,
         accepts=("multipart/form-data",),
-        errors=(409, 503),
+        errors=(402, 409, 503),
         description=(
             "Like `POST /api/media`, but always stored in the configured S3-compatible bucket;"
             " answers the object key and a presigned GET URL valid `S3_PRESIGN_SECONDS`."

@@ -47,7 +47,7 @@ class ConversationMessagesResource:
 
     @endpoint(
         "Send an outbound message",
-        errors=(409, 503),
+        errors=(402, 409, 503),
         body=MessageCreate,
         response=MessageView,
         status=201,
@@ -60,7 +60,8 @@ class ConversationMessagesResource:
             " account, be `APPROVED`, be in that `language` and be given each of its"
             " parameters, or it answers 422 naming what is wrong, before anything is stored or"
             " sent. `Idempotency-Key` (up to 255 characters): a repeat within"
-            " 24 h returns the first message."
+            " 24 h returns the first message. 402 `plan_limit_reached` when the plan's"
+            " monthly messages are spent (nothing is stored)."
         ),
         tags=TAGS,
     )

@@ -2,8 +2,9 @@
 
 Provisioning writes the tenant, its built-in roles and its first admin in one
 transaction, and invites that admin by email (``send_email``, after commit, through the
-agent-invitation machinery: the link sets their password). There is no trial
-subscription yet: billing does not exist in this codebase.
+agent-invitation machinery: the link sets their password). It starts the workspace's
+trial subscription like a self-registration (``shared.billing.subscriptions.start_trial``;
+none when the platform has no trial plan).
 
 Suspension keeps every row. While a tenant is suspended its credentials are refused
 (403 ``tenant_suspended``, :mod:`shared.identity.auth`), scheduler jobs skip it (their
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.admin.context import AdminCtx
+from shared.billing import subscriptions
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound
 from shared.events import Actor, Impersonator, emit
@@ -101,6 +103,7 @@ def provision(
     emit(
         session, "agent.created", AgentView.data(admin), tenant_id=tenant.id, actor=in_tenant.actor
     )
+    subscriptions.start_trial(session, tenant.id)
     session.refresh(tenant)
     return Provisioned(tenant, admin, invitation)
 

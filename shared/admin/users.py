@@ -18,6 +18,7 @@ from shared import activity
 from shared.admin.context import AdminCtx
 from shared.admin.tenants import get as get_tenant
 from shared.admin.tenants import tenant_ctx
+from shared.billing import usage as billing_usage
 from shared.errors import NotFound
 from shared.identity import auth, invitations
 from shared.models import AgentInvitation, ApiKey, User
@@ -66,6 +67,7 @@ def activate(session: Session, ctx: AdminCtx, tenant_id: uuid.UUID, user_id: uui
     """Lift a suspension: the user logs in again (tokens from before stay refused)."""
     user = get_user(session, tenant_id, user_id, for_update=True)
     if user.suspended_at is not None:
+        billing_usage.check_seat(session, tenant_id)
         user.suspended_at = None
         session.flush()
         activity.record(session, tenant_ctx(ctx, tenant_id), "agent.activated", "agent", user.id)

@@ -43,6 +43,7 @@ from shared.ai.prompt import AgentVoice, Turn, build, leaks, turn_text
 from shared.ai.providers import loop
 from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
 from shared.ai.retrieval import Hit, retrieve
+from shared.billing import usage as billing_usage
 from shared.config import get_settings
 from shared.db import get_engine, session_scope
 from shared.models import Conversation, Message
@@ -191,6 +192,8 @@ def prepare(claimed: Claimed) -> Plan | None:
                 ai_turns=conversation.ai_turns,
                 replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
             )
+        if decision is None and not billing_usage.ai_reply_allowed(session, agent.tenant_id):
+            decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")
         hits: list[Hit] = []
         if decision is None:
             hits = knowledge_for(session, agent, questions)

@@ -150,6 +150,11 @@ def after_retrieval(
     return None
 
 
+def plan_limit(agent: AiAgent, rules: Sequence[AiHandoffRule], detail: str) -> Decision:
+    """The handoff when the workspace's plan has no AI replies left this month."""
+    return _decision(agent, USAGE_LIMIT, _rule(rules, USAGE_LIMIT), detail)
+
+
 def on_error(agent: AiAgent, rules: Sequence[AiHandoffRule], detail: str) -> Decision:
     """The handoff of a model failure (unreachable, timeout, 429, 5xx, malformed...)."""
     return _decision(agent, MODEL_ERROR, _rule(rules, MODEL_ERROR), detail[:500])

@@ -15,47 +15,15 @@ from fpdf import FPDF
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared.billing import currency
 from shared.models import Tenant
 from shared.models.billing import BillingAccount, BillingInvoice, BillingInvoiceLine
 from shared.sql import tenant_row
 
-#: ISO 4217 minor-unit exponents that are not 2 (the common case).
-# NOTE: billcat's shared.billing.currency owns the full table; this keeps the PDF standalone.
-_EXPONENTS = {
-    **dict.fromkeys(
-        (
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}
 
-
-def money(amount: int, currency: str) -> str:
+def money(amount: int, currency_code: str) -> str:
     """``123456, "EUR"`` -> ``"1,234.56 EUR"`` (integer arithmetic, no floats)."""
-    exponent = _EXPONENTS.get(currency.upper(), 2)
-    sign = "-" if amount < 0 else ""
-    whole, fraction = divmod(abs(amount), 10**exponent)
-    text = f"{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
-    return f"{sign}{text} {currency.upper()}"
+    return currency.format_amount(amount, currency_code.upper())
 
 
 def _latin1(text: str | None) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.billing import usage as billing_usage
 from shared.channels import email, graph
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
@@ -106,6 +107,7 @@ def save_upload(
         if staged.size == 0:
             raise ValidationFailed.field("file", "the file is empty")
         mime = check_type(staged, declared_type)
+        billing_usage.check_storage(session, ctx.tenant_id, staged.size)
         key = media_key(ctx.tenant_id, staged.sha256)
         with storage_errors():
             target.put(key, staged.path, mime)

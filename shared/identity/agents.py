@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.billing import usage as billing_usage
 from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -225,6 +226,7 @@ def create_agent(
             "An agent with this email already exists",
             details=[{"field": "email", "message": "already used in this workspace"}],
         )
+    billing_usage.check_seat(session, ctx.tenant_id)
     agent = User(
         tenant_id=ctx.tenant_id,
         role=resolve_role(session, ctx, role),

@@ -1,4 +1,4 @@
-"""Registering a tenant: the tenant, its built-in roles and its first admin, in one transaction."""
+"""Registering a tenant: its built-in roles, first admin and trial, in one transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.billing import subscriptions
 from shared.context import Ctx
 from shared.errors import Conflict
 from shared.events import Actor, emit
@@ -91,4 +92,5 @@ def register_tenant(
     data = AgentView.data(admin)
     activity.record(session, ctx, "tenant.registered", "tenant", tenant.id, after={"slug": slug})
     emit(session, "agent.created", data, tenant_id=tenant.id, actor=ctx.actor)
+    subscriptions.start_trial(session, tenant.id)
     return Registration(tenant, admin)

@@ -22,6 +22,7 @@ from sqlalchemy import Select, Update, bindparam, exists, func, insert, select, 
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db
+from shared.billing import usage as billing_usage
 from shared.channels import attachments as channel_attachments
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
@@ -265,6 +266,8 @@ def create_outbound_message(
     files = channel_attachments.resolve(
         session, ctx, conversation.channel, attachments or [], has_body=body is not None
     )
+    # Last, after every refusal above: a reservation is only taken by a send that happens.
+    billing_usage.check_message_send(session, ctx.tenant_id)
     message = _insert_message(
         session,
         {

@@ -255,6 +255,14 @@ class BillingInvoice(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("uq_billing_invoices_number", "number", unique=True),
         Index("ix_billing_invoices_tenant", "tenant_id", "created_at", "id"),
+        # One renewal invoice per subscription and period (migration 0025_billing_cycle).
+        Index(
+            "uq_billing_invoices_cycle",
+            "subscription_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("reason = 'subscription_cycle'"),
+        ),
         Index(
             "ix_billing_invoices_due_charge",
             "next_charge_at",

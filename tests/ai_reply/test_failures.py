@@ -159,3 +159,35 @@ def test_the_daily_reply_limit_hands_off_as_usage_limit(world, fake_graph):
     assert (second.status, second.handoff_reason) == ("handed_off", "usage_limit")
     usage = world.usage(agent.id)
     assert (usage.replies, usage.handoffs) == (1, 1)
+
+
+def test_a_plan_without_ai_replies_left_hands_off_as_usage_limit(world, workspace, fake_graph):
+    """Billing: the workspace's plan allows one AI reply a month; the second hands off."""
+    from shared.billing import usage
+    from shared.db import session_scope
+    from shared.models.billing import BillingPlan
+
+    with session_scope() as session:
+        plan = BillingPlan(
+            code=f"ai-one-{workspace.tenant['id'][:8]}",
+            name="One AI reply",
+            currency="USD",
+            price_amount=0,
+            billing_interval="month",
+            monthly_ai_reply_limit=1,
+            features={},
+        )
+        session.add(plan)
+        session.flush()
+        plan_id = str(plan.id)
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
+    assert resp.status_code == 201, resp.text
+    usage._cache.clear()  # the worker thread reads the limits fresh
+    world.agent()
+    world.write("What are your opening hours?")
+    world.wait_sent_to_graph(fake_graph, 1)
+    world.write(QUESTION)
+    conversation = world.conversation()
+    first, second = world.final_replies(conversation.id, 2)
+    assert first.status == "sent"
+    assert (second.status, second.handoff_reason) == ("handed_off", "usage_limit")

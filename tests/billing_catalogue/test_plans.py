@@ -86,6 +86,9 @@ def test_only_one_plan_is_the_default_trial(root):
     resp = root.call("PATCH", f"{PLANS}/{second['id']}", json={"is_active": False})
     assert resp.status_code == 422
     assert resp.json["error"]["details"][0]["field"] == "is_default_trial"
+    # Unflagged again: workspaces registered by later tests in this process start no trial.
+    resp = root.call("PATCH", f"{PLANS}/{second['id']}", json={"is_default_trial": False})
+    assert resp.status_code == 200 and resp.json["is_default_trial"] is False
 
 
 def test_a_plan_in_use_cannot_be_deleted_nor_change_currency_but_can_be_archived(root):

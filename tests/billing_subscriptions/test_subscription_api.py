@@ -1,0 +1,303 @@
+"""The subscription routes: trial at registration, subscribe, change plan, cancel, add-ons."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+
+from shared.db import session_scope
+from shared.models.billing import BillingInvoice, BillingPlan, BillingSubscription
+from tests.billing_subscriptions.conftest import (
+    add_payment_method,
+    invoices_of,
+    lines_of,
+    make_add_on,
+    make_coupon,
+    make_plan,
+    subscription_of,
+)
+from tests.workspaces import register
+
+
+def test_registration_starts_a_trial_on_the_default_trial_plan(workspace, trial_plan):
+    resp = workspace.call("GET", "/api/billing/subscription")
+    assert resp.status_code == 200, resp.text
+    body = resp.json
+    assert body["status"] == "trialing"
+    assert body["plan_id"] == str(trial_plan)
+    assert body["plan"]["price_amount"] == 4900
+    assert body["trial_ends_at"] == body["current_period_end"]
+    start = body["current_period_start"]
+    sub = subscription_of(workspace.tenant["id"])
+    assert (sub.trial_ends_at - sub.current_period_start).days == 14, start
+    assert invoices_of(workspace.tenant["id"]) == []  # a trial owes nothing
+
+
+def test_without_a_trial_plan_a_workspace_has_no_subscription_and_no_limits(client, trial_plan):
+    with session_scope() as session:
+        session.execute(
+            update(BillingPlan).where(BillingPlan.id == trial_plan).values(is_default_trial=False)
+        )
+    try:
+        workspace = register(client)
+    finally:
+        with session_scope() as session:
+            session.execute(
+                update(BillingPlan)
+                .where(BillingPlan.id == trial_plan)
+                .values(is_default_trial=True)
+            )
+    assert subscription_of(workspace.tenant["id"]) is None
+    resp = workspace.call("GET", "/api/billing/subscription")
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+    usage = workspace.call("GET", "/api/billing/usage").json
+    assert usage["billing_enabled"] is False
+    assert usage["limits"] == {
+        "seats": None,
+        "messages": None,
+        "ai_replies": None,
+        "storage_bytes": None,
+    }
+
+
+def test_a_paid_plan_needs_a_payment_method_and_nothing_is_written(workspace, charges):
+    plan = make_plan(2000)
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "payment_method"
+    assert subscription_of(workspace.tenant["id"]).status == "trialing"
+    assert invoices_of(workspace.tenant["id"]) == [] and charges.sent == []
+
+
+def test_subscribe_ends_the_trial_with_a_first_invoice_charged_after_commit(workspace, charges):
+    plan = make_plan(2000)
+    add_payment_method(workspace.tenant["id"])
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+    assert resp.status_code == 201, resp.text
+    sub, invoice = resp.json["subscription"], resp.json["invoice"]
+    assert sub["status"] == "active" and sub["plan_id"] == str(plan)
+    assert invoice["reason"] == "subscription_create" and invoice["status"] == "open"
+    assert (invoice["subtotal"], invoice["total"]) == (2000, 2000)
+    assert invoice["number"].startswith("INV-")
+    assert [line["kind"] for line in invoice["lines"]] == ["plan"]
+    assert charges.sent == [uuid.UUID(invoice["id"])]
+    # A paid subscription is live: subscribing again is a conflict, and writes nothing.
+    again = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+    assert again.status_code == 409
+    assert len(invoices_of(workspace.tenant["id"])) == 1
+
+
+def test_a_coupon_discounts_the_first_invoice_and_bad_coupons_are_422(workspace, charges):
+    plan = make_plan(2000)
+    other_plan = make_plan(3000)
+    add_payment_method(workspace.tenant["id"])
+    expired = make_coupon(expires_at=func.now() - func.make_interval(0, 0, 0, 1))
+    for code in ("NOPE", expired, make_coupon(eligible_plan_ids=[other_plan])):
+        resp = workspace.call(
+            "POST", "/api/billing/subscription", json={"plan_id": str(plan), "coupon_code": code}
+        )
+        assert resp.status_code == 422, (code, resp.text)
+        assert resp.json["error"]["details"][0]["field"] == "coupon_code"
+    assert invoices_of(workspace.tenant["id"]) == []
+    code = make_coupon(percent_off=25, duration="repeating", duration_periods=3)
+    resp = workspace.call(
+        "POST", "/api/billing/subscription", json={"plan_id": str(plan), "coupon_code": code}
+    )
+    assert resp.status_code == 201, resp.text
+    invoice = resp.json["invoice"]
+    assert (invoice["subtotal"], invoice["discount_amount"], invoice["total"]) == (2000, 500, 1500)
+    assert resp.json["subscription"]["coupon_periods_left"] == 2
+
+
+def _subscribed(workspace, price=3000, **plan_fields):
+    plan = make_plan(price, **plan_fields)
+    add_payment_method(workspace.tenant["id"])
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+    assert resp.status_code == 201, resp.text
+    return plan, resp.json
+
+
+def test_upgrade_now_with_a_prorated_invoice_and_downgrade_at_period_end(workspace, charges):
+    plan, _ = _subscribed(workspace, 3000)
+    tenant = workspace.tenant["id"]
+    # Half the period gone (time moved: the period is shifted back by its half).
+    with session_scope() as session:
+        sub = session.scalar(
+            select(BillingSubscription).where(BillingSubscription.tenant_id == uuid.UUID(tenant))
+        )
+        half = (sub.current_period_end - sub.current_period_start) / 2
+        sub.current_period_start -= half
+        sub.current_period_end -= half
+    bigger = make_plan(5000)
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json={"plan_id": str(bigger)}
+    )
+    assert resp.status_code == 200, resp.text
+    invoice = resp.json["invoice"]
+    assert invoice["reason"] == "plan_change"
+    kinds = {line["kind"]: line["amount"] for line in invoice["lines"]}
+    # About half of each price (the request took a moment; exact figures: test_proration).
+    assert -1500 <= kinds["proration_credit"] <= -1499
+    assert 2499 <= kinds["proration_charge"] <= 2500
+    assert invoice["total"] == kinds["proration_credit"] + kinds["proration_charge"]
+    assert resp.json["subscription"]["plan_id"] == str(bigger)
+    # A downgrade waits for the period end.
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json={"plan_id": str(plan)}
+    )
+    assert resp.status_code == 200 and resp.json["invoice"] is None
+    assert resp.json["subscription"]["plan_id"] == str(bigger)
+    assert resp.json["subscription"]["pending_plan_id"] == str(plan)
+    # Choosing the current plan again drops the pending downgrade.
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json={"plan_id": str(bigger)}
+    )
+    assert resp.status_code == 200 and resp.json["subscription"]["pending_plan_id"] is None
+    again = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json={"plan_id": str(bigger)}
+    )
+    assert again.status_code == 422
+
+
+def test_change_plan_bad_input(workspace):
+    _subscribed(workspace)
+    for body in (
+        {"plan_id": str(uuid.uuid4())},
+        {"plan_id": "nope"},
+        {},
+        {"plan_id": str(make_plan(1, currency="EUR"))},
+    ):
+        resp = workspace.call("POST", "/api/billing/subscription/change-plan", json=body)
+        assert resp.status_code == 422, (body, resp.text)
+
+
+def test_cancel_sets_cancel_at_period_end_once(workspace):
+    _subscribed(workspace)
+    first = workspace.call("POST", "/api/billing/subscription/cancel")
+    assert first.status_code == 200, first.text
+    assert first.json["cancel_at_period_end"] is True and first.json["status"] == "active"
+    second = workspace.call("POST", "/api/billing/subscription/cancel")
+    assert second.json["cancelled_at"] == first.json["cancelled_at"]
+
+
+def test_add_ons_attach_prorated_list_and_detach_at_period_end(workspace, charges):
+    _subscribed(workspace)
+    add_on = make_add_on(800, extra_seats=2)
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json={"add_on_id": str(add_on), "quantity": 2}
+    )
+    assert resp.status_code == 201, resp.text
+    invoice = resp.json["invoice"]
+    assert invoice["reason"] == "add_on"
+    assert 1599 <= invoice["total"] <= 1600  # nearly the whole period is left
+    again = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json={"add_on_id": str(add_on)}
+    )
+    assert again.status_code == 409
+    listed = workspace.call("GET", "/api/billing/subscription/add-ons").json
+    assert [(a["add_on_id"], a["quantity"], a["detach_at_period_end"]) for a in listed] == [
+        (str(add_on), 2, False)
+    ]
+    usage = workspace.call("GET", "/api/billing/usage").json
+    assert usage["limits"]["seats"] is None  # the test plan has no seat limit
+    resp = workspace.call("DELETE", f"/api/billing/subscription/add-ons/{add_on}")
+    assert resp.status_code == 204
+    listed = workspace.call("GET", "/api/billing/subscription/add-ons").json
+    assert listed[0]["detach_at_period_end"] is True  # usable until the period end
+    missing = workspace.call("DELETE", f"/api/billing/subscription/add-ons/{uuid.uuid4()}")
+    assert missing.status_code == 404
+
+
+def test_add_ons_are_refused_on_a_trial(workspace):
+    add_on = make_add_on(800)
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json={"add_on_id": str(add_on)}
+    )
+    assert resp.status_code == 409
+
+
+def test_invoices_are_the_tenants_own_and_paginated(workspace, other_workspace):
+    _subscribed(workspace, 1000)
+    bigger = make_plan(2000)
+    workspace.call("POST", "/api/billing/subscription/change-plan", json={"plan_id": str(bigger)})
+    first = workspace.call("GET", "/api/billing/invoices", params={"limit": 1})
+    assert first.status_code == 200, first.text
+    assert len(first.json["items"]) == 1 and first.json["next_cursor"]
+    second = workspace.call(
+        "GET", "/api/billing/invoices", params={"limit": 1, "cursor": first.json["next_cursor"]}
+    )
+    assert second.json["next_cursor"] is None
+    numbers = {first.json["items"][0]["number"], second.json["items"][0]["number"]}
+    assert len(numbers) == 2
+    assert other_workspace.call("GET", "/api/billing/invoices").json["items"] == []
+    bad = workspace.call("GET", "/api/billing/invoices", params={"status": "weird"})
+    assert bad.status_code == 400
+
+
+def test_billing_routes_need_billing_manage(workspace):
+    _agent, token = workspace.create_agent("agent")
+    for method, path in (
+        ("GET", "/api/billing/subscription"),
+        ("GET", "/api/billing/invoices"),
+        ("GET", "/api/billing/usage"),
+        ("POST", "/api/billing/subscription/cancel"),
+    ):
+        resp = workspace.call(method, path, token=token)
+        assert resp.status_code == 403, (path, resp.text)
+    assert subscription_of(workspace.tenant["id"]).cancel_at_period_end is False
+
+
+def test_no_invoice_lines_are_orphans():
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(BillingInvoice)) >= 0
+    assert lines_of(uuid.uuid4()) == []
+
+
+def test_idempotency_key_replays_the_first_answer_and_charges_once(workspace, charges):
+    plan = make_plan(2000)
+    key = {"Idempotency-Key": f"sub-{uuid.uuid4()}"}
+    body = {"plan_id": str(plan)}
+    # A failed first try (no payment method) releases the key: the retry runs.
+    failed = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    assert failed.status_code == 422
+    add_payment_method(workspace.tenant["id"])
+    first = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    again = workspace.call("POST", "/api/billing/subscription", json=body, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert len(invoices_of(workspace.tenant["id"])) == 1
+    assert charges.sent == [uuid.UUID(first.json["invoice"]["id"])]
+    # Another key is another request: a paid subscription is live.
+    other = {"Idempotency-Key": f"sub-{uuid.uuid4()}"}
+    assert (
+        workspace.call("POST", "/api/billing/subscription", json=body, headers=other).status_code
+        == 409
+    )
+    # Upgrades and add-ons likewise.
+    bigger = {"plan_id": str(make_plan(5000))}
+    key = {"Idempotency-Key": "upgrade-1"}
+    first = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json=bigger, headers=key
+    )
+    again = workspace.call(
+        "POST", "/api/billing/subscription/change-plan", json=bigger, headers=key
+    )
+    assert first.status_code == again.status_code == 200
+    assert again.json["invoice"]["id"] == first.json["invoice"]["id"]
+    add_on = {"add_on_id": str(make_add_on(300))}
+    key = {"Idempotency-Key": "add-on-1"}
+    first = workspace.call("POST", "/api/billing/subscription/add-ons", json=add_on, headers=key)
+    again = workspace.call("POST", "/api/billing/subscription/add-ons", json=add_on, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json
+    assert len(invoices_of(workspace.tenant["id"])) == 3
+    bad = workspace.call(
+        "POST", "/api/billing/subscription/cancel", headers={"Idempotency-Key": ""}
+    )
+    assert bad.status_code == 200  # cancel moves no money: the header is not read there
+    too_long = {"Idempotency-Key": "k" * 300}
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json=add_on, headers=too_long
+    )
+    assert resp.status_code == 422
