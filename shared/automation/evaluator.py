@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from shared.admin import dropped_work, tenant_state
 from shared.automation import ceiling, clock, control, executors
 from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
@@ -129,9 +130,10 @@ def _apply(
     return results, ok
 
 
-def _claim(event_id: uuid.UUID) -> bool:
+def _claim(event_id: uuid.UUID) -> uuid.UUID | None:
+    """Take the event (``processing``, one more attempt); its tenant, or None if done."""
     with session_scope() as session:
-        claimed = session.scalar(
+        return session.scalar(
             update(AutomationEvent)
             .where(
                 AutomationEvent.id == event_id,
@@ -142,9 +144,34 @@ def _claim(event_id: uuid.UUID) -> bool:
                 attempts=AutomationEvent.attempts + 1,
                 started_at=func.now(),
             )
-            .returning(AutomationEvent.id)
+            .returning(AutomationEvent.tenant_id)
         )
-    return claimed is not None
+
+
+#: ``evaluate_rules``'s queue, for the dead letter that redoes it (shared code does not
+#: import the workers' queue names).
+QUEUE_NAME = "automation"
+
+
+def _hold_suspended(event_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+    """A suspended workspace's evaluation: back to pending (no attempt), on record once.
+
+    The sweeper leaves it alone until the workspace is reactivated, then sends it again.
+    """
+    with session_scope() as session:
+        session.execute(
+            update(AutomationEvent)
+            .where(AutomationEvent.id == event_id, AutomationEvent.status == "processing")
+            .values(status="pending", attempts=AutomationEvent.attempts - 1)
+        )
+        dropped_work.record(
+            session,
+            tenant_id=tenant_id,
+            queue_name=QUEUE_NAME,
+            actor_name="evaluate_rules",
+            args=[str(event_id)],
+            options={"tenant_id": str(tenant_id)},
+        )
 
 
 def _run_state_statement() -> Any:
@@ -322,9 +349,13 @@ def _first_error(results: list[dict[str, Any]]) -> str | None:
 
 def evaluate_event(event_id: uuid.UUID) -> str:
     """The worker's entry point; returns what happened (``done``, ``held``, ``retry``...)."""
-    if not _claim(event_id):
+    tenant_id = _claim(event_id)
+    if tenant_id is None:
         return "skipped"
-    tenant_id = event_type = None
+    if tenant_state.is_suspended(tenant_id):
+        _hold_suspended(event_id, tenant_id)
+        return "suspended"
+    event_type = None
     try:
         with session_scope() as session:
             event = session.scalar(

@@ -26,7 +26,7 @@ from shared.automation.facts import conversation_id_of
 from shared.config import get_settings
 from shared.db import memo_for_transaction
 from shared.event_types import CATALOGUE
-from shared.models import AutomationEvent, AutomationRule, OutboxEvent
+from shared.models import AutomationEvent, AutomationRule, OutboxEvent, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +128,19 @@ def sweep(session: Session, *, batch: int = 500) -> int:
 
     Each claimed row's next sweep moves out with exponential backoff (by attempts),
     so a row that keeps failing is not re-sent every few seconds; the evaluator
-    marks it failed after ``AUTOMATION_MAX_ATTEMPTS``.
+    marks it failed after ``AUTOMATION_MAX_ATTEMPTS``. A suspended workspace's rows wait
+    here until it is reactivated.
     """
     after = get_settings().automation_sweep_after_seconds
+    active = select(Tenant.id).where(
+        Tenant.id == AutomationEvent.tenant_id, Tenant.status == "active"
+    )
     due = (
         select(AutomationEvent.id)
         .where(
             AutomationEvent.status.in_(("pending", "processing")),
             AutomationEvent.sweep_at <= func.now(),
+            active.exists(),
         )
         .order_by(AutomationEvent.sweep_at)
         .limit(batch)

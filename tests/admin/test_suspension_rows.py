@@ -244,3 +244,73 @@ def test_a_webhook_batch_that_mixes_tenants_holds_only_the_suspended_tenants_row
         assert sweeper.sweep(session) >= 1
     wait_until(lambda: len(receiver.at(held_path)) == 2, "the held delivery sent")
     settled(held["id"], statuses=("succeeded",))
+
+
+def test_an_automation_evaluation_queued_before_the_suspension_waits_with_a_reason(
+    root, client, workspace, broker, worker
+):
+    from shared.automation import queue as automation_queue
+    from shared.models import AutomationEvent
+    from tests.automation.conftest import (
+        add_conversation,
+        conversation,
+        create_rule,
+        queue_rows,
+        send_message,
+    )
+    from workers.actors.automation import evaluate_rules
+
+    create_rule(workspace)
+    conversation_id = add_conversation(workspace)
+    saved = automation_queue.QUEUE.enqueuer
+    automation_queue.set_enqueuer(None)  # the row is written; its evaluation not sent yet
+    try:
+        send_message(workspace, conversation_id, "refund please")
+        (row,) = wait_until(lambda: queue_rows(workspace) or None, "the automation row")
+    finally:
+        automation_queue.set_enqueuer(saved)
+    _suspend(root, workspace)
+
+    for _ in range(2):  # the queued message, then a copy (a sweeper's, a redelivery)
+        evaluate_rules.send(str(row.id))
+        broker.join(queues.AUTOMATION)
+        worker.join()
+    (letter,) = _letters(workspace, "evaluate_rules", str(row.id))
+    assert letter.error == REASON and letter.queue_name == queues.AUTOMATION
+    assert _operator_lists(client, letter)["error"] == REASON
+    (row,) = queue_rows(workspace)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert "refund" not in (conversation(conversation_id).tags or [])
+
+    # The sweeper leaves it while the tenant is suspended...
+    with session_scope() as session:
+        session.execute(
+            update(AutomationEvent).where(AutomationEvent.id == row.id).values(sweep_at=AN_HOUR_AGO)
+        )
+    with session_scope() as session:
+        assert jobs.sweep_automation_events(session) == 0
+    # ...and re-drives it once the tenant is reactivated.
+    _reactivate(root, workspace)
+    with session_scope() as session:
+        assert jobs.sweep_automation_events(session) >= 1
+    wait_until(lambda: queue_rows(workspace)[0].status == "done", "the evaluation done")
+    assert "refund" in conversation(conversation_id).tags
+
+
+def test_a_read_receipt_queued_before_the_suspension_is_not_sent(
+    root, client, workspace, broker, worker
+):
+    from workers.actors.read_receipts import mark_read_upstream
+
+    channels = Channels(workspace, broker)
+    account = channels.account("whatsapp")
+    assert channels.whatsapp(account, "wa_text.json").status_code == 200
+    channels.settle()
+    (message,) = channels.messages()
+    _suspend(root, workspace)
+
+    mark_read_upstream.send(str(message.id))
+    broker.join(queues.CHANNELS)
+    worker.join()
+    (letter,) = _letters(workspace, "mark_read_upstream", str(message.id))
+    assert letter.error == REASON and _operator_lists(client, letter)["error"] == REASON

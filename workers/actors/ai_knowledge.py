@@ -14,12 +14,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import dramatiq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.ai import embedder, products  # noqa: F401  (embedder installs the provider bridge)
 from shared.ai.knowledge import embedding, ingestion, queue
 from shared.config import get_settings
 from shared.db import session_scope
-from workers import queues
+from shared.models import KnowledgeSource
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -81,3 +84,13 @@ def enqueue_product_embeddings(ids: Sequence[uuid.UUID]) -> None:
 queue.INGEST.set_enqueuer(enqueue_ingestion)
 queue.EMBED.set_enqueuer(enqueue_embeddings)
 products.EMBED_QUEUE.set_enqueuer(enqueue_product_embeddings)
+
+
+def tenant_of_source(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of a knowledge source: a suspended tenant's is not ingested."""
+    return session.scalar(
+        select(KnowledgeSource.tenant_id).where(KnowledgeSource.id == uuid.UUID(args[0]))
+    )
+
+
+tenant_gate.resolve_tenant_with(ingest_knowledge_source.actor_name, tenant_of_source)

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.channels import read_receipts, receipt_sender
 from shared.config import get_settings
-from workers import queues
+from shared.models import Message
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -65,3 +68,11 @@ def enqueue_receipts(message_ids: Sequence[uuid.UUID]) -> None:
 
 
 read_receipts.set_enqueuer(enqueue_receipts)
+
+
+def tenant_of_receipt(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of the message a receipt is for: a suspended tenant's is not sent."""
+    return session.scalar(select(Message.tenant_id).where(Message.id == uuid.UUID(args[0])))
+
+
+tenant_gate.resolve_tenant_with(mark_read_upstream.actor_name, tenant_of_receipt)
