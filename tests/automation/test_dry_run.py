@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.models import Base
+from shared.models import AutomationStatsPending, Base
 from tests.automation.conftest import (
     RULES,
     add_conversation,
@@ -38,6 +38,20 @@ def table_counts(ws) -> dict[str, int]:
         }
 
 
+def stats_rolled_up(ws) -> None:
+    """Wait until the workers counted the tenant's runs into the stats rollups."""
+
+    def counted() -> bool:
+        with session_scope() as session:
+            return not session.scalar(
+                select(func.count())
+                .select_from(AutomationStatsPending)
+                .where(AutomationStatsPending.tenant_id == tid(ws))
+            )
+
+    wait_until(counted, "the runs' stats rolled up")
+
+
 def test_dry_run_explains_the_decision_and_changes_nothing(ws):
     rule = create_rule(
         ws,
@@ -49,6 +63,7 @@ def test_dry_run_explains_the_decision_and_changes_nothing(ws):
     conv_id = add_conversation(ws)
     send_message(ws, conv_id, "refund now")
     row = wait_settled(ws, at_least_rows=2)[0]  # the message, then the rule's reply
+    stats_rolled_up(ws)  # the runs' stats are counted a second later, in the background
     before = table_counts(ws)
 
     by_event = ws.call("POST", f"{RULES}/{rule['id']}/dry-run", json={"event_id": str(row.id)})

@@ -36,7 +36,7 @@ def _settled(agent_id, *statuses):
     return poll(
         lambda: (row := _invitation(agent_id)) is not None and row.status in statuses and row,
         f"invitation of {agent_id} in {statuses}",
-        timeout=15,
+        timeout=30,  # a few retries with backoff, on a loaded CI machine
     )
 
 

@@ -33,7 +33,7 @@ def _settled(message_id, *statuses):
     return poll(
         lambda: (r := _receipt(message_id)) is not None and r.status in statuses and r,
         f"receipt of {message_id} in {statuses}",
-        timeout=15,
+        timeout=30,  # a few retries with backoff, on a loaded CI machine
     )
 
 
