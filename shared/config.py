@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="redis://... (default: REDIS_URL) or amqp://... for RabbitMQ"
     )
+    redis_broker_heartbeat_timeout_ms: int = Field(
+        60_000,
+        ge=1_000,
+        description=(
+            "Redis broker only: how long a worker process may stay silent before the others"
+            " take back the messages it held (Dramatiq's heartbeat timeout). Lower means a"
+            " dead worker host's work resumes sooner; every live process heartbeats each time"
+            " one of its idle consumers polls (WORKER_TIMEOUT_MS), so 10-15 s is safe"
+        ),
+    )
     worker_timeout_ms: int = Field(
         50,
         ge=10,

@@ -83,6 +83,7 @@ def build_broker(settings: Settings | None = None) -> dramatiq.Broker:
         url=settings.effective_broker_url,
         namespace=redis_broker_namespace(settings),
         middleware=middleware,
+        heartbeat_timeout=settings.redis_broker_heartbeat_timeout_ms,
     )
 
 

@@ -6,6 +6,10 @@ real broker and worker. A suspended tenant's work is not done: each piece gets o
 letter with the reason (which the platform operator lists), its row stays pending, the
 sweepers leave it, and it goes through once the tenant is reactivated. Time is moved
 (due dates set in the past), not slept.
+
+NOTE: the actor modules are imported inside the tests: an actor takes its retry settings
+when declared, and other directories (``tests/channels_gaps``) set theirs in the
+environment at collection, after this module would otherwise have declared them.
 """
 
 from __future__ import annotations
@@ -29,9 +33,6 @@ from tests.webhooks.conftest import outbox, path, receiver, settled, wait_until 
 from tests.webhooks.test_api import create
 from tests.webhooks.test_delivery import new_agent
 from workers import queues
-from workers.actors.channels_inbound import process_inbound
-from workers.actors.platform_email import send_email
-from workers.actors.webhooks import deliver_webhooks
 from workers.tenant_gate import REASON
 
 OPERATOR = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
@@ -80,6 +81,8 @@ def _sweep_at(model, row_id) -> object:
 def test_a_payload_stored_before_the_suspension_is_dropped_with_a_reason(
     root, client, workspace, broker, worker
 ):
+    from workers.actors.channels_inbound import process_inbound
+
     channels = Channels(workspace, broker)
     account = channels.account("whatsapp")
     saved = inbound_queue.QUEUE.enqueuer
@@ -128,6 +131,8 @@ def test_a_queued_platform_email_of_a_suspended_workspace_is_dropped_with_a_reas
     worker,
     relay,  # noqa: F811
 ):
+    from workers.actors.platform_email import send_email
+
     agent, _ = workspace.create_agent()
     saved = invitations.QUEUE.enqueuer
     invitations.set_enqueuer(None)  # written; its send_email message not run yet
@@ -188,6 +193,8 @@ def test_a_webhook_batch_that_mixes_tenants_holds_only_the_suspended_tenants_row
     broker,
     worker,
 ):
+    from workers.actors.webhooks import deliver_webhooks
+
     for ws in (workspace, other_workspace):
         _settle_events(ws)
     held_path, live_path = path + "-suspended", path + "-active"
