@@ -14,16 +14,18 @@ cycle wrote, with one ``INSERT ... SELECT`` each into scratch copies of the tabl
 floor for putting those rows on disk); the cycle's wall time is printed as a ratio of it.
 
 Charges: the cycle hands each invoice to ``charge_invoice`` after its batch commits
-(``shared.billing.charge_queue``); here a recording enqueuer counts those hand-offs (each
-invoice exactly once). The charging side is billpay's ``bench/billing_charges.py``;
-HOOK: pass its measured rate with ``--charge-rate N`` (charges/s) to print how long the
-hour's charges then take, or replace :func:`install_charge_hook` with a real worker once
-``workers/actors/billing.py`` is merged.
+(``shared.billing.charge_queue``); a recording enqueuer counts those hand-offs (each
+invoice exactly once). Then every handed-off invoice is sent to ``charge_invoice`` and a
+real worker (``dramatiq workers.main --processes P --threads T``, ``BILLING_PROVIDER=stripe``)
+charges them at Stripe's fake (``tests/peers/stripe_fake.py``, in this process) for
+``--charge-seconds``: charges/s = invoices paid / seconds since the first send. Beside it,
+in the same run, the bare provider call rate: plain httpx POSTs of the same form body at
+the same concurrency (``bench/billing_charges.py``'s baseline), no database.
 
 Run (from the repository root, PostgreSQL and Redis on 127.0.0.1)::
 
     .venv/bin/python bench/billing_cycle.py                       # 100,000 subscriptions
-    .venv/bin/python bench/billing_cycle.py --subscriptions 10000 --charge-rate 250
+    .venv/bin/python bench/billing_cycle.py --subscriptions 10000 --charge-seconds 30
 
 It creates and drops ``omnistream_bench_<random>``. Exit status: 0 every due
 subscription was handled once, 1 not, 2 error. No speed target is set by the issue
@@ -48,8 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500, help="renewals per transaction")
     parser.add_argument(
-        "--charge-rate", type=float, help="charges/s measured by bench/billing_charges.py"
+        "--charge-seconds", type=float, default=60.0, help="how long the worker charges"
     )
+    parser.add_argument("--processes", type=int, default=2, help="charging worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
     parser.add_argument("--json", help="write the results to this file")
     return parser.parse_args(argv)
 
@@ -155,8 +159,7 @@ class ChargeHandOffs:
 
 
 def install_charge_hook() -> ChargeHandOffs:
-    """HOOK for billpay's side: today it records; after the merge, install the real
-    ``charge_invoice`` enqueuer (import ``workers.actors.billing``) and start a worker."""
+    """Record the cycle's hand-offs (the charges are sent after it, see :func:`charge`)."""
     from shared.billing import charge_queue
 
     recorder = ChargeHandOffs()
@@ -242,23 +245,116 @@ def counts() -> dict[str, int]:
 
 
 def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
-    with common.Bench("billing_cycle", env):
-        from shared.billing import cycle
-        from shared.db import session_scope
+    from tests.peers.stripe_fake import start_fake_stripe
 
-        built = build(args.subscriptions)
-        print(f"[billing_cycle] {args.subscriptions} subscriptions built in {built:.1f} s")
-        hand_offs = install_charge_hook()
-        started = time.perf_counter()
+    stripe, server = start_fake_stripe()
+    server.request_queue_size = 512
+    try:
+        with common.Bench("billing_cycle", env) as bench:
+            from shared.billing import cycle
+            from shared.db import session_scope
+
+            built = build(args.subscriptions)
+            print(f"[billing_cycle] {args.subscriptions} subscriptions built in {built:.1f} s")
+            hand_offs = install_charge_hook()
+            started = time.perf_counter()
+            with session_scope() as session:
+                outcome = cycle.run(session, batch=args.batch)
+            wall = time.perf_counter() - started
+            found = counts()
+            floor = bare_write(found["invoices"], found["lines"])
+            charges = charge(args, bench, stripe, sorted(hand_offs.distinct))
+    finally:
+        server.shutdown()
+        server.server_close()
+    return report(args, outcome, wall, found, floor, hand_offs, charges)
+
+
+def charge(args, bench, stripe, invoice_ids: list[uuid.UUID]) -> dict:
+    """The worker charges the cycle's invoices at Stripe's fake for ``--charge-seconds``;
+    then the bare provider call at the same concurrency."""
+    import os
+
+    from sqlalchemy import func, select, text
+
+    from bench.billing_charges import run_baseline
+    from shared.config import get_settings
+    from shared.db import session_scope
+    from shared.models.billing import BillingInvoice
+
+    with session_scope() as session:  # every customer and card as the fake knows them
+        session.execute(
+            text(
+                "INSERT INTO billing_accounts (tenant_id, provider, provider_customer_id)"
+                " SELECT id, 'stripe', 'cus_b' FROM tenants WHERE slug LIKE 'bench-%'"
+                " ON CONFLICT (tenant_id) DO UPDATE SET provider = 'stripe',"
+                " provider_customer_id = 'cus_b'"
+            )
+        )
+        session.execute(
+            text(
+                "UPDATE billing_payment_methods SET provider = 'stripe',"
+                " provider_payment_method_id = 'pm_card_visa'"
+            )
+        )
+    os.environ.update(
+        BILLING_PROVIDER="stripe", STRIPE_API_BASE=stripe.url, STRIPE_API_KEY="sk_test_bench"
+    )
+    get_settings.cache_clear()
+    from workers.actors.billing import charge_invoice
+
+    def paid() -> int:
         with session_scope() as session:
-            outcome = cycle.run(session, batch=args.batch)
-        wall = time.perf_counter() - started
-        found = counts()
-        floor = bare_write(found["invoices"], found["lines"])
-    return report(args, outcome, wall, found, floor, hand_offs)
+            return session.scalar(
+                select(func.count())
+                .select_from(BillingInvoice)
+                .where(BillingInvoice.status == "paid", BillingInvoice.total > 0)
+            )
+
+    already = paid()
+    worker = bench.start(
+        "worker",
+        [
+            *common.executable("dramatiq"),
+            "workers.main",
+            "--processes",
+            str(args.processes),
+            "--threads",
+            str(args.threads),
+        ],
+    )
+    print(f"[billing_cycle] charging {len(invoice_ids)} invoices", flush=True)
+    started = time.perf_counter()
+    for invoice_id in invoice_ids:
+        charge_invoice.send(str(invoice_id))
+    sent_s = time.perf_counter() - started
+    deadline = started + args.charge_seconds
+    while time.perf_counter() < deadline and paid() - already < len(invoice_ids):
+        worker.check_alive()
+        time.sleep(0.5)
+    elapsed = time.perf_counter() - started
+    done = paid() - already
+    bench.stop(worker)  # SIGTERM: the charges in flight finish and are recorded
+    recorded = paid() - already
+    at_the_fake = len(stripe.charges)
+    concurrency = args.processes * args.threads
+    calls = max(500, min(done, 20_000))
+    print(f"[billing_cycle] baseline: {calls} bare POSTs x {concurrency} threads", flush=True)
+    baseline = run_baseline(stripe.url, calls, concurrency)
+    return {
+        "invoices": len(invoice_ids),
+        "paid": done,
+        "seconds": elapsed,
+        "per_s": done / elapsed,
+        "send_s": sent_s,
+        "recorded": recorded,
+        "at_the_fake": at_the_fake,
+        "baseline_per_s": baseline["per_s"],
+        "concurrency": concurrency,
+    }
 
 
-def report(args, outcome, wall: float, found: dict, floor: float, hand_offs) -> int:
+def report(args, outcome, wall: float, found: dict, floor: float, hand_offs, charges) -> int:
     handled = outcome.renewed + outcome.trials_converted + outcome.cancelled
     common.print_table(
         f"billing_cycle over {args.subscriptions} subscriptions due in the same hour"
@@ -277,11 +373,17 @@ def report(args, outcome, wall: float, found: dict, floor: float, hand_offs) -> 
             ("cycle / baseline", f"{wall / floor:.1f}x"),
             ("charge hand-offs (distinct)", f"{hand_offs.count} ({len(hand_offs.distinct)})"),
             (
-                "charges/s",
-                "billpay's bench/billing_charges.py (pass --charge-rate)"
-                if not args.charge_rate
-                else f"{args.charge_rate:g}/s given: the hour's charges take"
-                f" {hand_offs.count / args.charge_rate:.0f} s after the cycle",
+                f"charges/s (worker {args.processes} x {args.threads}, Stripe's fake)",
+                f"{charges['per_s']:.1f}: {charges['paid']} paid in {charges['seconds']:.0f} s",
+            ),
+            (
+                f"bare provider call ({charges['concurrency']} threads)",
+                f"{charges['baseline_per_s']:.1f}/s",
+            ),
+            ("charges / bare call", f"{charges['per_s'] / charges['baseline_per_s']:.0%}"),
+            (
+                "the hour's charges at that rate",
+                f"{charges['invoices'] / charges['per_s'] / 60:.0f} min",
             ),
         ],
     )
@@ -301,6 +403,12 @@ def report(args, outcome, wall: float, found: dict, floor: float, hand_offs) -> 
                 found["renewed_twice"] == 0,
             ),
             common.Target(
+                "each paid invoice charged once at the provider",
+                f"{charges['at_the_fake']} charges for {charges['recorded']} paid",
+                "equal",
+                charges["at_the_fake"] == charges["recorded"],
+            ),
+            common.Target(
                 "each invoice handed to charge_invoice once",
                 f"{hand_offs.count} for {len(hand_offs.distinct)}",
                 "equal",
@@ -317,6 +425,7 @@ def report(args, outcome, wall: float, found: dict, floor: float, hand_offs) -> 
             "invoices_per_s": found["invoices"] / wall,
             "baseline_s": floor,
             "ratio": wall / floor,
+            "charges": charges,
             **outcome.as_dict(),
         },
     )
