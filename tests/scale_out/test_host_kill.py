@@ -49,6 +49,7 @@ def _broker() -> str:
     return "rabbitmq" if os.environ.get("BROKER_URL", "").startswith("amqp") else "redis"
 
 
+@pytest.mark.broker  # make test runs it once, in the RabbitMQ pass (see the Makefile)
 def test_a_killed_host_loses_nothing_and_applies_nothing_twice():
     try:
         netns.check_available()

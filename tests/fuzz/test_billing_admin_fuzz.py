@@ -4,6 +4,10 @@
 before any input is read; here the same schemathesis checks run as a super admin, so odd
 bodies and queries reach the catalogue's validation and services: never a 5xx, always a
 documented answer.
+
+NOTE: it lives here, not in tests/billing_catalogue: building the operations imports every
+API resource and with them the actor modules, which take their retry settings when
+declared; tests/channels_* set theirs at collection, and tests/fuzz is collected after them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
-from tests.billing_catalogue.conftest import code, plan_body
+from tests.billing_catalogue.conftest import code, plan_body, root  # noqa: F401  (fixture)
 from tests.fuzz.test_openapi_fuzz import CHECKS, OPERATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
@@ -48,7 +52,7 @@ def test_the_catalogue_and_analytics_operations_are_all_here():
 @pytest.mark.parametrize(
     ("method", "path"), ADMIN_BILLING, ids=[f"{m} {p}" for m, p in ADMIN_BILLING]
 )
-def test_admin_operation_answers_as_documented(live_schema, root, method, path):
+def test_admin_operation_answers_as_documented(live_schema, root, method, path):  # noqa: F811
     operation = live_schema[path][method]
     strategies = [operation.as_strategy(mode) for mode in GenerationMode]
     if path in _MAKERS:
