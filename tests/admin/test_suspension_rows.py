@@ -274,9 +274,11 @@ def test_an_automation_evaluation_queued_before_the_suspension_waits_with_a_reas
     try:
         send_message(workspace, conversation_id, "refund please")
         (row,) = wait_until(lambda: queue_rows(workspace) or None, "the automation row")
+        # NOTE: suspended before the enqueuer is back: the dispatch's after-commit hand-off
+        # may run a moment after the row is seen, and must not evaluate it first.
+        _suspend(root, workspace)
     finally:
         automation_queue.set_enqueuer(saved)
-    _suspend(root, workspace)
 
     for _ in range(2):  # the queued message, then a copy (a sweeper's, a redelivery)
         evaluate_rules.send(str(row.id))
