@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import Plain, endpoint
-from api.resources.inbound_webhooks import _raw
-from api.resources.messages import idempotency_key
+from api.request_parts import idempotency_key, raw_body
 from api.schemas.billing_payments import (
     JobAccepted,
     PaymentMethodCreate,
@@ -103,7 +102,7 @@ class StripeWebhookResource:
     )
     def on_post(self, req, resp):
         receipt = provider_events.receive_stripe(
-            req.context.db, _raw(req), req.get_header("Stripe-Signature")
+            req.context.db, raw_body(req), req.get_header("Stripe-Signature")
         )
         return Plain(receipt.as_dict())
 

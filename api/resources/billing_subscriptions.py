@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import endpoint
-from api.resources.messages import idempotency_key
+from api.request_parts import idempotency_key
 from api.schemas.billing_subscriptions import (
     AttachAddOnBody,
     AttachedAddOnView,

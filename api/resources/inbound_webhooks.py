@@ -12,7 +12,8 @@ import types
 import falcon
 from pydantic import BaseModel
 
-from api.endpoint import PayloadTooLarge, Plain, endpoint
+from api.endpoint import Plain, endpoint
+from api.request_parts import raw_body
 from shared.channels import receive
 
 # NOTE: importing the actor installs the after-commit enqueuer of process_inbound.
@@ -29,14 +30,6 @@ class Ack(BaseModel):
     dropped: int
 
 
-def _raw(req: falcon.Request) -> bytes:
-    limit = req.context.max_body_bytes
-    raw = req.bounded_stream.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes")
-    return raw
-
-
 def _headers(req: falcon.Request) -> dict[str, str]:
     """The request headers the ack path reads or keeps (not all of them: a cheaper dict)."""
     found = ((name, req.get_header(name)) for name in receive.KEPT_HEADERS)
@@ -49,7 +42,7 @@ def _verify(resource, req, resp):
 
 
 def _receive_meta(resource, req, resp):
-    receipt = receive.receive_meta(req.context.db, resource.route, _raw(req), _headers(req))
+    receipt = receive.receive_meta(req.context.db, resource.route, raw_body(req), _headers(req))
     # PERF: plain ints; the suite still checks them against Ack (VALIDATE_RESPONSES).
     return Plain(receipt.as_dict())
 
@@ -97,7 +90,7 @@ class EmailReceiver:
         tags=TAGS,
     )
     def on_post(self, req, resp):
-        return Plain(receive.receive_email(req.context.db, _raw(req), _headers(req)).as_dict())
+        return Plain(receive.receive_email(req.context.db, raw_body(req), _headers(req)).as_dict())
 
 
 ROUTES = [

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import StringConstraints, TypeAdapter, ValidationError
-
 from api.endpoint import Plain, endpoint
-from api.errors import validation_details
+from api.request_parts import idempotency_key
 from api.schemas.common import ListQuery, Page
 from api.schemas.messages import MessageCreate, MessageSearchQuery
-from shared.errors import ValidationFailed
 from shared.inbox import messages, search
 from shared.schemas.messages import MessageSearchHit, MessageView
 
 TAGS = ("Messages",)
-
-_IDEMPOTENCY_KEY = TypeAdapter(
-    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-)
-
-
-def idempotency_key(req) -> str | None:
-    """The optional ``Idempotency-Key`` header, 1..255 characters."""
-    raw = req.get_header("Idempotency-Key")
-    if raw is None:
-        return None
-    try:
-        return _IDEMPOTENCY_KEY.validate_python(raw)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "Idempotency-Key is invalid", details=validation_details(exc, prefix="Idempotency-Key")
-        ) from exc
 
 
 class ConversationMessagesResource:
