@@ -57,6 +57,7 @@ from shared import migrate  # noqa: E402
 from shared.config import get_settings  # noqa: E402
 from shared.db import reset_engine  # noqa: E402
 from tests.peers.fixtures import private_redis  # noqa: E402, F401
+from tests.peers.throwaway_database import commit_without_flush_wait  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,6 +66,7 @@ def database():
     url = get_settings().database_url
     migrate.drop_database(url)
     migrate.create_database(url)
+    commit_without_flush_wait(url)
     migrate.upgrade(url)
     yield url
     reset_engine()

@@ -39,6 +39,7 @@ from shared.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from tests.peers.throwaway_database import commit_without_flush_wait
 
 #: What makes up a schema, one catalog query per aspect, each row rendered as text.
 SCHEMA_QUERIES = {
@@ -239,6 +240,7 @@ def scratch_url(database) -> Iterator[str]:
     )
     migrate.drop_database(url)
     migrate.create_database(url)
+    commit_without_flush_wait(url)
     yield url
     migrate.drop_database(url)
 
