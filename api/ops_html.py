@@ -240,7 +240,10 @@ def _processes(view: dict[str, Any]) -> str:
     now = view["generated_at_unix"]
     rows = [
         [
-            td(esc(p["identity"])),
+            td(
+                esc(p["identity"])
+                + (' <span class="warn">draining</span>' if p.get("draining") else "")
+            ),
             td(fig(f"process.{p['identity']}.threads", p["threads"]), num=True),
             td(fig(f"process.{p['identity']}.busy", len(p.get("busy", []))), num=True),
             td(esc(", ".join(p["queues"])), wrap=True),

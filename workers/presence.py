@@ -8,6 +8,8 @@ effect within a beat and costs no Redis call per message.
 
 The state lives under a TTL: a process killed with ``-9`` leaves the console by
 itself within :data:`~shared.ops.keys.PROCESS_TTL_SECONDS`, as Sidekiq's processes do.
+A process told to stop (SIGTERM) stays listed as ``draining`` with the jobs it still
+finishes, and leaves the console only when they are done.
 Redis being down never fails a job: the beat logs once per outage and tries again.
 """
 
@@ -64,6 +66,7 @@ class Presence(dramatiq.Middleware):
         self._identity = ""
         self._started_at = 0.0
         self._failing = False
+        self._draining = False
 
     # --- what runs -----------------------------------------------------------------------
 
@@ -111,11 +114,18 @@ class Presence(dramatiq.Middleware):
         self._worker = worker
         self._identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._started_at = time.time()
+        self._draining = False
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat_forever, name="ops-presence", daemon=True)
         self._thread.start()
 
     def before_worker_shutdown(self, broker, worker):
+        # NOTE: Dramatiq emits this before its threads finish their jobs: the beat goes
+        # on, so an operator draining a host sees what it still runs, and when it is done.
+        self._draining = True
+        self.beat()
+
+    def after_worker_shutdown(self, broker, worker):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2 * keys.BEAT_SECONDS)
@@ -146,6 +156,7 @@ class Presence(dramatiq.Middleware):
             "started_at": self._started_at,
             "beat_at": time.time(),
             "threads": worker.worker_threads if worker is not None else 0,
+            "draining": self._draining,
             "queues": sorted({q_name(name) for name in consumers}),
             "paused": sorted(name for name, c in consumers.items() if c.paused),
             # NOTE: copy() is one C call under the GIL: worker threads may add or remove

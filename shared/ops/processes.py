@@ -5,14 +5,17 @@ every :data:`~shared.ops.keys.BEAT_SECONDS`::
 
     {"identity": "host:4242:1a2b", "hostname": "host", "pid": 4242,
      "started_at": 1700000000.0, "beat_at": 1700000100.0, "threads": 8,
+     "draining": false,
      "queues": ["events", ...], "paused": ["webhooks"],
      "busy": [{"thread": "Thread-7", "thread_id": 1403..., "message_id": "...",
                "queue": "events", "actor": "dispatch_event", "tenant_id": "...",
                "args": "('0b1c...',)", "started_at": 1700000099.5}],
      "delayed": {"webhooks|deliver_webhook": 3}}
 
-``delayed`` counts the delayed messages (retries waiting for their backoff, ``delay=``
-sends) the process holds in memory until their eta, per queue and actor.
+``draining`` is true once the process was told to stop (SIGTERM) and finishes the jobs
+it holds; it leaves the list when they are done. ``delayed`` counts the delayed
+messages (retries waiting for their backoff, ``delay=`` sends) the process holds in
+memory until their eta, per queue and actor.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import pytest
 from dramatiq.message import Message
 
 from shared.config import get_settings
+from shared.ops.processes import live_processes
 from shared.queue_stats import queue_depths
 from tests.workers.conftest import wait_until
 from workers.broker import build_broker
@@ -76,6 +77,14 @@ def worker_host(database):
         process.wait(10)
 
 
+def hosts_running_the_drain_queue(redis_client) -> list[dict]:
+    return [
+        process
+        for process in live_processes(redis_client, get_settings().redis_namespace)
+        if process["queues"] == [QUEUE]
+    ]
+
+
 @pytest.mark.broker
 def test_sigterm_finishes_the_job_in_flight_and_takes_no_more(worker_host, sender, redis_client):
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
@@ -90,9 +99,14 @@ def test_sigterm_finishes_the_job_in_flight_and_takes_no_more(worker_host, sende
         assert worker_host.poll() is None, "the worker exited with a job in flight"
         time.sleep(0.1)
     assert redis_client.get(key(first, "finished")) is None
+    # The console lists the host as draining, with the job it still finishes.
+    (draining,) = hosts_running_the_drain_queue(redis_client)
+    assert draining["draining"] is True
+    assert [job["actor"] for job in draining["busy"]] == ["hold"]
 
     redis_client.rpush(key(first, "release"), 1)
     assert worker_host.wait(30) == 0, worker_host.stderr.read()[-2000:]
+    assert hosts_running_the_drain_queue(redis_client) == []  # gone once its job is done
     assert redis_client.get(key(first, "finished")) == b"1"
     # The second message was never started: it is back in the queue for another host.
     assert redis_client.get(key(second, "started")) is None
