@@ -304,7 +304,11 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
         .order_by(ScheduledMessage.id)
         .with_for_update()
     ).all()
-    rows = [row for row in rows if row.status == "pending"]
+    # Locked in id order (no two jobs deadlock); sent in the order they were scheduled for.
+    rows = sorted(
+        (row for row in rows if row.status == "pending"),
+        key=lambda row: (row.run_at, row.created_at, row.id),
+    )
     if not rows:
         return {}
     authors = _authors(session, rows)

@@ -383,8 +383,9 @@ def test_a_leader_killed_mid_run_skips_nothing_and_sends_nothing_twice(
 
 
 def test_one_job_sends_its_rows_together_and_a_refused_one_fails_alone(workspace, worker, broker):
-    """A job's rows are written together; a closed window fails its own row, a cancelled
-    one is skipped, and each conversation counts exactly the messages it got."""
+    """A job's rows are written together, in the order they were scheduled for; a closed
+    window fails its own row, a cancelled one is skipped, and each conversation counts
+    exactly the messages it got."""
     conversation, ids = due_rows(workspace, 4)
     closed_conversation, [closed_id] = due_rows(workspace, 1)
     with session_scope() as session:
@@ -397,6 +398,11 @@ def test_one_job_sends_its_rows_together_and_a_refused_one_fails_alone(workspace
             update(ScheduledMessage)
             .where(ScheduledMessage.id == ids[3])
             .values(status="cancelled", cancelled_at=func.now())
+        )
+        session.execute(  # scheduled for the latest time: sent last
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == ids[0])
+            .values(run_at=ScheduledMessage.run_at + dt.timedelta(milliseconds=500))
         )
     from workers.actors.timed import send_scheduled_messages
 
@@ -413,7 +419,7 @@ def test_one_job_sends_its_rows_together_and_a_refused_one_fails_alone(workspace
         assert sorted(body for _, body in messages) == ["due 0", "due 1", "due 2"]
         counted = session.get(Conversation, uuid.UUID(conversation))
         assert counted.message_count == 3
-        assert counted.last_message_preview == messages[-1].body
+        assert messages[-1].body == "due 0" == counted.last_message_preview
         assert counted.first_response_at is not None
         created = session.scalars(
             select(OutboxEvent.data["id"].astext).where(
