@@ -9,7 +9,9 @@ Two measurements, each beside a baseline taken in the same run:
   the messages and ``send_outbound`` POSTs them. Reported: seconds from the due instant to
   the first and the last arrival at the fake, and the spread first -> last; the goal is
   every message handed to the provider within 120 s of its time. Baseline: the same POSTs
-  from 2 x 8 threads with one httpx client (no database, no broker).
+  from 2 x 8 threads with one httpx client (no database, no broker). Also the CPU per
+  message of the worker and scheduler process trees and of this database's PostgreSQL
+  backends, from due to the last arrival: the figure that holds on a loaded machine.
 - ``check_sla``: ``--conversations`` open conversations, each with an SLA clock, of which
   ``--due`` are past a due time. Reported: database time (time spent in statements, summed
   by a cursor listener) of one ``check_sla`` run that records those breaches, and of a run
@@ -172,6 +174,10 @@ def measure_scheduled(args, env: common.BenchEnv, bench: common.Bench) -> dict:
             due = session.scalar(select(func.now())) + dt.timedelta(seconds=5)
         schedule_all(tenant_id, author_id, conversations, args.messages, due)
         print(f"[timed] {args.messages} scheduled messages due at {due:%H:%M:%S}", flush=True)
+        meter = common.CpuMeter(
+            {"worker": worker.pid, "scheduler": scheduler.pid}, env.database_url
+        )
+        cpu_from = meter.sample()
         common.wait_until(
             lambda: len(graph.sent()) >= args.messages,
             f"{args.messages} messages at the fake Graph API",
@@ -179,6 +185,7 @@ def measure_scheduled(args, env: common.BenchEnv, bench: common.Bench) -> dict:
             interval=0.5,
             children=[worker, scheduler],
         )
+        usage = common.CpuMeter.usage(cpu_from, meter.sample())
         arrivals = sorted(r.at for r in graph.sent())
         due_epoch = due.timestamp()
         result = {
@@ -188,6 +195,13 @@ def measure_scheduled(args, env: common.BenchEnv, bench: common.Bench) -> dict:
             "spread_s": arrivals[-1] - arrivals[0],
         }
         result["per_s"] = len(arrivals) / max(result["spread_s"], 1e-6)
+        # Load-independent: CPU per message of the Procfile's processes and of their database.
+        result["cpu_ms_per_message"] = {
+            "worker": 1000 * usage.trees["worker"] / len(arrivals),
+            "scheduler": 1000 * usage.trees["scheduler"] / len(arrivals),
+            "postgres": 1000 * usage.postgres_database / len(arrivals),
+        }
+        result["machine_busy_pct"] = usage.machine_busy_pct
         bench.stop(scheduler)
         bench.stop(worker)
         graph.reset()
@@ -412,6 +426,12 @@ def report(results: dict) -> int:
                     common.fmt(base["per_s"]),
                 ),
             ],
+        )
+        cpu = s["cpu_ms_per_message"]
+        print(
+            f"CPU per message (load-independent): worker {cpu['worker']:.2f} ms, scheduler"
+            f" {cpu['scheduler']:.2f} ms, PostgreSQL (this database's backends)"
+            f" {cpu['postgres']:.2f} ms; machine {s['machine_busy_pct']:.0f} % busy"
         )
     if "check_sla" in results:
         c = results["check_sla"]

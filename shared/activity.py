@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -37,25 +38,46 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> None:
     """Append who did ``action`` to which entity, with its state before and after."""
-    session.execute(
-        _INSERT_ACTIVITY,
-        {
-            "tenant_id": ctx.tenant_id,
-            "actor_type": ctx.actor.type,
-            "actor_id": ctx.actor.id,
-            "action": action,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "before": before,
-            "after": after,
-            "request_id": ctx.request_id,
-            "ip_address": ctx.ip,
-            "impersonator_id": impersonator_id(ctx),
-            "impersonator_email": (
-                ctx.actor.impersonated_by.email if ctx.actor.impersonated_by else None
-            ),
-        },
-    )
+    session.execute(_INSERT_ACTIVITY, _row(ctx, action, entity_type, entity_id, before, after))
+
+
+def record_many(
+    session: Session,
+    ctx: Ctx,
+    action: str,
+    entity_type: str,
+    changes: Sequence[tuple[uuid.UUID | None, dict[str, Any] | None, dict[str, Any] | None]],
+) -> None:
+    """:func:`record` of many ``(entity_id, before, after)`` by one caller, one statement."""
+    if changes:
+        rows = [_row(ctx, action, entity_type, *change) for change in changes]
+        session.execute(_INSERT_ACTIVITY, rows)
+
+
+def _row(
+    ctx: Ctx,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": ctx.tenant_id,
+        "actor_type": ctx.actor.type,
+        "actor_id": ctx.actor.id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "before": before,
+        "after": after,
+        "request_id": ctx.request_id,
+        "ip_address": ctx.ip,
+        "impersonator_id": impersonator_id(ctx),
+        "impersonator_email": (
+            ctx.actor.impersonated_by.email if ctx.actor.impersonated_by else None
+        ),
+    }
 
 
 def list_logs(

@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 import redis
-from sqlalchemy import Select, Update, bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, Select, Update, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db
@@ -148,7 +148,8 @@ def _preview(
 
 @functools.cache
 def _count_statement(human: bool) -> Update:
-    """Count a sent message on its conversation (a human's may be the first response).
+    """Count ``count`` (1 unless given) sent messages on their conversation, the last at
+    ``sent_at``; a human's (the first at ``first_at``) may be the first response.
 
     PERF: built once, and on the Core table: the ORM's UPDATE would also build the
     statement and synchronize the session's copy per send, which is expired anyway.
@@ -156,14 +157,15 @@ def _count_statement(human: bool) -> Update:
     table = Conversation.__table__
     sent_at = bindparam("sent_at", type_=table.c.last_message_at.type)
     values: dict[str, Any] = {
-        "message_count": table.c.message_count + 1,
+        "message_count": table.c.message_count + bindparam("count", 1, type_=Integer),
         "last_message_at": sent_at,
         "last_message_preview": bindparam("preview", type_=table.c.last_message_preview.type),
         "last_activity_at": sent_at,
         "updated_at": func.now(),
     }
     if human:
-        values["first_response_at"] = func.coalesce(table.c.first_response_at, sent_at)
+        first_at = bindparam("first_at", type_=table.c.first_response_at.type)
+        values["first_response_at"] = func.coalesce(table.c.first_response_at, first_at)
         # A human who replies takes the conversation from its AI agent (until handed back).
         values["ai_active"] = False
     return (
@@ -294,6 +296,7 @@ def create_outbound_message(
         _count_statement(human),
         {
             "sent_at": message.created_at,
+            "first_at": message.created_at,
             "preview": _preview(body, template, files),
             "conversation": conversation.id,
             "tenant": ctx.tenant_id,

@@ -14,9 +14,10 @@ Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
   ``FOR UPDATE SKIP LOCKED``, pushes their ``due_at`` :data:`REDRIVE_AFTER` ahead and
   enqueues :func:`deliver` after commit. A rolled-back claim leaves rows due; a committed
   claim whose enqueue was lost is re-claimed once ``due_at`` passes again.
-- :func:`deliver` locks the row and acts only while it is ``pending``, creating the
-  message and marking the row ``sent`` in one transaction: a duplicate job waits for the
-  lock and then finds it sent. Nothing is skipped, nothing is sent twice.
+- :func:`deliver_many` (one job's ids, one transaction) locks the rows and acts only on
+  those still ``pending``, creating their messages together and marking them ``sent``
+  in that transaction: a duplicate job waits for the locks and then finds them sent.
+  Nothing is skipped, nothing is sent twice.
 
 Local times: a ``run_at`` without an offset is wall-clock time in ``timezone`` (the
 sender's, given with the request) or else the tenant's. A wall time that a DST jump skips
@@ -28,10 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -40,8 +42,8 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
-from shared.inbox.access import get_conversation
-from shared.inbox.messages import create_outbound_message
+from shared.inbox.access import ConversationHead, get_conversation
+from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Conversation, ScheduledMessage, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.schemas.timed import ScheduledMessageView
@@ -57,10 +59,11 @@ REDRIVE_AFTER = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 10
 #: The furthest ahead a message may be scheduled.
 MAX_AHEAD = dt.timedelta(days=366)
-#: Rows one scheduler run claims (the rest wait for the next run, 30 s later).
+#: Rows one scheduler run claims (the rest wait for the next run, 10 s later).
 CLAIM_BATCH = 20_000
-#: Ids per ``send_scheduled_messages`` job.
-JOB_SIZE = 25
+#: Ids per ``send_scheduled_messages`` job: one transaction, and (with its events) one
+#: ``dispatch_events`` and one ``send_outbound_batch`` (``outbound_engine.MAX_BATCH``).
+JOB_SIZE = 50
 
 #: ``[scheduled_id, ...]`` -> worker jobs, after commit (installed by the worker module).
 QUEUE: AfterCommitQueue[uuid.UUID] = AfterCommitQueue(
@@ -247,9 +250,11 @@ def claim_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
         update(ScheduledMessage)
         .where(ScheduledMessage.id.in_(due))
         .values(due_at=now + REDRIVE_AFTER, attempts=ScheduledMessage.attempts + 1)
-        .returning(ScheduledMessage.id, ScheduledMessage.attempts)
+        .returning(ScheduledMessage.id, ScheduledMessage.attempts, ScheduledMessage.conversation_id)
         .execution_options(synchronize_session=False)
     ).all()
+    # A conversation's rows side by side: a job then counts them on it in one UPDATE.
+    claimed = sorted(claimed, key=lambda row: (row.conversation_id, row.id))
     exhausted = [row.id for row in claimed if row.attempts > MAX_ATTEMPTS]
     for scheduled_id in exhausted:
         row = session.get(ScheduledMessage, scheduled_id, with_for_update=True)
@@ -279,43 +284,103 @@ def _fail(session: Session, row: ScheduledMessage, code: str, message: str) -> N
 
 
 def deliver(session: Session, scheduled_id: uuid.UUID) -> str:
-    """Create the due message of one pending row; ``sent``, ``failed`` or ``skipped``.
+    """:func:`deliver_many` of one row: ``sent``, ``failed`` or ``skipped``."""
+    return deliver_many(session, [scheduled_id]).get(scheduled_id, "skipped")
 
-    The row stays locked until the caller commits, so a duplicate job cannot send it too.
+
+def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Create the due messages of the pending rows among ``scheduled_ids``, together.
+
+    Returns ``{id: "sent" | "failed"}`` for the rows that were pending (the others were
+    sent, failed or cancelled meanwhile: skipped). The rows stay locked, in id order,
+    until the caller commits, so a duplicate job waits and then finds them done. A
+    refused send (the window closed, the conversation resolved, the plan's limit) fails
+    its own row visibly and the others go on; the messages are written by
+    :func:`shared.inbox.outbound_many.create_outbound_messages`.
     """
-    row = session.scalars(
-        select(ScheduledMessage).where(ScheduledMessage.id == scheduled_id).with_for_update()
-    ).one_or_none()
-    if row is None or row.status != "pending":
-        return "skipped"
-    author = session.scalars(
-        select(User).where(User.id == row.author_id, User.tenant_id == row.tenant_id)
-    ).one_or_none()
-    if author is None or author.deleted_at is not None:
-        _fail(session, row, "author_removed", "The agent who scheduled it no longer exists")
-        return "failed"
-    conversation = session.scalars(
-        select(Conversation).where(
-            Conversation.tenant_id == row.tenant_id, Conversation.id == row.conversation_id
+    rows = session.scalars(
+        select(ScheduledMessage)
+        .where(ScheduledMessage.id.in_(scheduled_ids), ScheduledMessage.status == "pending")
+        .order_by(ScheduledMessage.id)
+        .with_for_update()
+    ).all()
+    # Locked in id order (no two jobs deadlock); sent in the order they were scheduled for.
+    rows = sorted(
+        (row for row in rows if row.status == "pending"),
+        key=lambda row: (row.run_at, row.created_at, row.id),
+    )
+    if not rows:
+        return {}
+    authors = _authors(session, rows)
+    conversations = _conversations(session, rows)
+    outcomes: dict[uuid.UUID, str] = {}
+    drafts, waiting, contexts = [], [], {}
+    for row in rows:
+        author = authors.get((row.tenant_id, row.author_id))
+        if author is None:
+            _fail(session, row, "author_removed", "The agent who scheduled it no longer exists")
+            outcomes[row.id] = "failed"
+            continue
+        ctx = contexts.get(author) or Ctx(
+            tenant_id=row.tenant_id, actor=Actor("user", author), user_id=author
         )
-    ).one()
-    ctx = Ctx(tenant_id=row.tenant_id, actor=Actor("user", author.id), user_id=author.id)
-    try:
-        with session.begin_nested():
-            message = create_outbound_message(
-                session, ctx, conversation, body=row.body, template=row.template
-            )
-    except DomainError as error:
-        code = error.code if error.code != "conflict" else _conflict_code(conversation)
-        _fail(session, row, code, error.message)
-        return "failed"
-    row.status = "sent"
-    row.message_id = message.id
-    row.sent_at = func.now()
-    row.updated_at = func.now()
-    session.flush()
-    return "sent"
+        contexts[author] = ctx  # one per author: its messages' rows and events batch together
+        conversation = conversations[(row.tenant_id, row.conversation_id)]
+        drafts.append(Draft(ctx, conversation, body=row.body, template=row.template))
+        waiting.append(row)
+    created = create_outbound_messages(session, drafts)
+    sent = []
+    for row, draft, result in zip(waiting, drafts, created, strict=True):
+        if isinstance(result, DomainError):
+            code = result.code if result.code != "conflict" else _conflict_code(draft.conversation)
+            _fail(session, row, code, result.message)
+            outcomes[row.id] = "failed"
+        else:
+            sent.append({"scheduled": row.id, "message": result.id})
+            outcomes[row.id] = "sent"
+    if sent:
+        session.execute(_MARK_SENT, sent)
+        for row in waiting:
+            session.expire(row)
+    return outcomes
 
 
-def _conflict_code(conversation: Conversation) -> str:
+#: PERF: the sent rows of a batch in one executemany, not one ORM flush per row.
+_MARK_SENT = (
+    update(ScheduledMessage.__table__)
+    .where(ScheduledMessage.__table__.c.id == bindparam("scheduled"))
+    .values(
+        status="sent",
+        message_id=bindparam("message"),
+        sent_at=func.now(),
+        updated_at=func.now(),
+    )
+)
+
+
+def _authors(session: Session, rows: Sequence[ScheduledMessage]) -> dict[tuple, uuid.UUID]:
+    """``(tenant_id, user_id) -> user_id`` of the rows' authors who still exist."""
+    keys = {(row.tenant_id, row.author_id) for row in rows}
+    found = session.execute(
+        select(User.tenant_id, User.id).where(
+            tuple_(User.tenant_id, User.id).in_(list(keys)), User.deleted_at.is_(None)
+        )
+    ).all()
+    return {(tenant_id, user_id): user_id for tenant_id, user_id in found}
+
+
+def _conversations(
+    session: Session, rows: Sequence[ScheduledMessage]
+) -> dict[tuple, ConversationHead]:
+    """``(tenant_id, conversation_id) -> ConversationHead`` of the rows' conversations."""
+    keys = {(row.tenant_id, row.conversation_id) for row in rows}
+    columns = [getattr(Conversation, name) for name in ConversationHead._fields]
+    found = session.execute(
+        select(*columns).where(tuple_(Conversation.tenant_id, Conversation.id).in_(list(keys)))
+    ).all()
+    heads = [ConversationHead(*row) for row in found]
+    return {(head.tenant_id, head.id): head for head in heads}
+
+
+def _conflict_code(conversation: ConversationHead) -> str:
     return "conversation_resolved" if conversation.status == "resolved" else "conflict"

@@ -382,6 +382,54 @@ def test_a_leader_killed_mid_run_skips_nothing_and_sends_nothing_twice(
     assert {row(i).status for i in ids} == {"sent"}
 
 
+def test_one_job_sends_its_rows_together_and_a_refused_one_fails_alone(workspace, worker, broker):
+    """A job's rows are written together, in the order they were scheduled for; a closed
+    window fails its own row, a cancelled one is skipped, and each conversation counts
+    exactly the messages it got."""
+    conversation, ids = due_rows(workspace, 4)
+    closed_conversation, [closed_id] = due_rows(workspace, 1)
+    with session_scope() as session:
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(closed_conversation))
+            .values(channel="whatsapp")
+        )
+        session.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == ids[3])
+            .values(status="cancelled", cancelled_at=func.now())
+        )
+        session.execute(  # scheduled for the latest time: sent last
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == ids[0])
+            .values(run_at=ScheduledMessage.run_at + dt.timedelta(milliseconds=500))
+        )
+    from workers.actors.timed import send_scheduled_messages
+
+    send_scheduled_messages.send([str(i) for i in [*ids, closed_id]])
+    broker.join(queues.CHANNELS)
+    assert [row(i).status for i in ids] == ["sent", "sent", "sent", "cancelled"]
+    assert (row(closed_id).status, row(closed_id).error_code) == ("failed", "window_closed")
+    with session_scope() as session:
+        messages = session.execute(
+            select(Message.id, Message.body)
+            .where(Message.conversation_id == uuid.UUID(conversation))
+            .order_by(Message.created_at)
+        ).all()
+        assert sorted(body for _, body in messages) == ["due 0", "due 1", "due 2"]
+        counted = session.get(Conversation, uuid.UUID(conversation))
+        assert counted.message_count == 3
+        assert messages[-1].body == "due 0" == counted.last_message_preview
+        assert counted.first_response_at is not None
+        created = session.scalars(
+            select(OutboxEvent.data["id"].astext).where(
+                OutboxEvent.tenant_id == tid(workspace), OutboxEvent.type == "message.created"
+            )
+        ).all()
+        assert sorted(created) == sorted(str(m.id) for m in messages)
+        assert session.get(Conversation, uuid.UUID(closed_conversation)).message_count == 0
+
+
 def test_a_row_that_never_completes_fails_after_the_last_hand_off(workspace, recorded):
     _, [scheduled_id] = due_rows(workspace, 1)
     with session_scope() as session:

@@ -2,12 +2,16 @@
 
 Importing this module installs the enqueuer of
 :data:`shared.timekeeping.scheduled_messages.QUEUE` (the scheduler imports it too).
-Each id is delivered in its own transaction, so one refused send never holds back the
-others; an unexpected error fails the job after the rest are done and Dramatiq retries
-it (delivered ids are skipped on the retry). NOTE: one transaction per job was tried and
-measured far slower: 16 threads' jobs then hold many conversations' counters at once,
-wait on each other and deadlock. Past the retries the rows stay pending and
-the scheduler hands them out again; after ``MAX_ATTEMPTS`` they fail visibly.
+A job delivers its ids in one transaction (:func:`~scheduled_messages.deliver_many`:
+multi-row writes, so the ``message.created`` events reach ``dispatch_events`` and the
+outbound engine as batches); a refused send fails its own row and the others go on.
+If the batch itself fails (an unexpected error), each id is delivered again in its own
+transaction, so one bad row never holds back the others; if any of those fails too, the
+job fails after the rest are done and Dramatiq retries it (delivered ids are skipped on
+the retry). Past the retries the rows stay pending and the scheduler hands them out
+again; after ``MAX_ATTEMPTS`` they fail visibly.
+NOTE: one transaction per job used to deadlock and wait: a per-message loop took each
+conversation's counter lock first and held it to the commit; the batch takes them last.
 """
 
 from __future__ import annotations
@@ -39,15 +43,23 @@ class ScheduledSendError(Exception):
 )
 def send_scheduled_messages(scheduled_ids: list[str]) -> None:
     """Create the due message of each pending scheduled message; repeats change nothing."""
+    ids = [uuid.UUID(raw) for raw in scheduled_ids]
+    try:
+        with session_scope() as session:
+            outcomes = scheduled_messages.deliver_many(session, ids)
+        log.debug("scheduled messages %s", outcomes)
+        return
+    except Exception:
+        log.warning("delivering %d scheduled messages together failed", len(ids), exc_info=True)
     errors = 0
-    for raw in scheduled_ids:
+    for scheduled_id in ids:
         try:
             with session_scope() as session:
-                outcome = scheduled_messages.deliver(session, uuid.UUID(raw))
-            log.debug("scheduled message %s: %s", raw, outcome)
+                outcome = scheduled_messages.deliver(session, scheduled_id)
+            log.debug("scheduled message %s: %s", scheduled_id, outcome)
         except Exception:
             errors += 1
-            log.exception("scheduled message %s could not be delivered", raw)
+            log.exception("scheduled message %s could not be delivered", scheduled_id)
     if errors:
         raise ScheduledSendError(f"{errors} of {len(scheduled_ids)} scheduled messages failed")
 

@@ -1,0 +1,215 @@
+"""Many outbound messages in one transaction, by multi-row statements (scheduled sends).
+
+The same rules and writes as :func:`shared.inbox.messages.create_outbound_message`, made
+for a batch: each draft passes the same refusals (resolved conversation, a template that
+is not ready, WhatsApp's 24-hour window, the plan's message limit) and a refused draft
+gets its :class:`~shared.errors.DomainError` back while the others go on. The accepted
+ones are written together: one INSERT of the messages, the activity rows and the
+``message.created`` events in batched statements (so ``dispatch_events`` and the outbound
+engine get them as batches too), and last, one counter UPDATE per conversation, in
+conversation order.
+
+PERF: a conversation's row lock is taken by the counter UPDATE, the last write before the
+caller's commit, so concurrent batches that share a conversation wait for each other only
+that long (taken first, as a per-message loop does, a 16-thread worker serialised on it).
+Attachments are not supported here (no caller needs them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from shared import activity
+from shared.billing import usage as billing_usage
+from shared.channels.templates import sending as template_sending
+from shared.context import Ctx
+from shared.errors import Conflict, DomainError, ValidationFailed
+from shared.events import emit_many
+from shared.inbox.access import ConversationHead
+from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, _count_statement, _preview
+from shared.models import Contact, Conversation, Message
+from shared.schemas.messages import MessageView
+from shared.timekeeping import sla
+
+
+@dataclass(slots=True)
+class Draft:
+    """One message to create: by ``ctx`` (its author), on a tenant-scoped ``conversation``."""
+
+    ctx: Ctx
+    conversation: Conversation | ConversationHead
+    body: str | None = None
+    template: dict[str, Any] | None = None
+    sender_type: str = "user"
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+#: NOTE: clock_timestamp, per row: the messages of a batch keep their order.
+_INSERT = (
+    insert(Message.__table__)
+    .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
+    .returning(
+        Message.__table__.c.id,
+        Message.__table__.c.created_at,
+        Message.__table__.c.updated_at,
+        sort_by_parameter_order=True,
+    )
+)
+
+
+def create_outbound_messages(
+    session: Session, drafts: Sequence[Draft]
+) -> list[Message | DomainError]:
+    """Each draft's ``queued`` message, or the refusal it got; in the drafts' order."""
+    outcomes: list[Message | DomainError | None] = [None] * len(drafts)
+    checked: list[tuple[int, Draft, str]] = []
+    for index, draft in enumerate(drafts):
+        try:
+            checked.append((index, *_checked(session, draft)))
+        except DomainError as error:
+            outcomes[index] = error
+    closed = _closed_windows(session, [d for _, d, _ in checked if _needs_window(d)])
+    accepted: list[tuple[int, Draft, str]] = []
+    for index, draft, sender_type in checked:
+        if (draft.conversation.tenant_id, draft.conversation.contact_id) in closed and (
+            _needs_window(draft)
+        ):
+            outcomes[index] = WindowClosed(
+                "The WhatsApp 24-hour window is closed: the contact has not written in the"
+                " last 24 hours, send a template instead"
+            )
+            continue
+        try:
+            # Last, after every refusal: a reservation is only taken by a send that happens.
+            billing_usage.check_message_send(session, draft.ctx.tenant_id)
+        except DomainError as error:
+            outcomes[index] = error
+            continue
+        accepted.append((index, draft, sender_type))
+    for index, message in zip(
+        [index for index, _, _ in accepted], _write(session, accepted), strict=True
+    ):
+        outcomes[index] = message
+    return outcomes  # type: ignore[return-value]
+
+
+def _checked(session: Session, draft: Draft) -> tuple[Draft, str]:
+    """``create_outbound_message``'s refusals before the window; the sender type to store."""
+    if draft.template is not None and draft.body is not None:
+        raise ValidationFailed.field("template", "a template is sent alone")
+    if draft.template is None and draft.body is None:
+        raise ValidationFailed.field("body", "send a body or a template")
+    sender_type = "system" if draft.ctx.actor.type == "system" else draft.sender_type
+    conversation = draft.conversation
+    if sender_type == "user" and conversation.status == "resolved":
+        raise Conflict("The conversation is resolved; reopen it to reply")
+    if draft.template is not None and conversation.channel == "whatsapp":
+        draft.template = template_sending.prepare_send(
+            session, draft.ctx.tenant_id, conversation.id, draft.template
+        )
+    return draft, sender_type
+
+
+def _needs_window(draft: Draft) -> bool:
+    return draft.conversation.channel == "whatsapp" and draft.template is None
+
+
+def _closed_windows(session: Session, drafts: list[Draft]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """``(tenant_id, contact_id)`` of the drafts' contacts silent for 24 h (database clock)."""
+    keys = {(d.conversation.tenant_id, d.conversation.contact_id) for d in drafts}
+    if not keys:
+        return set()
+    open_ = session.execute(
+        select(Contact.tenant_id, Contact.id).where(
+            tuple_(Contact.tenant_id, Contact.id).in_(list(keys)),
+            Contact.last_inbound_at >= func.now() - WHATSAPP_WINDOW,
+        )
+    ).all()
+    return keys - {tuple(row) for row in open_}
+
+
+def _write(session: Session, accepted: list[tuple[int, Draft, str]]) -> list[Message]:
+    if not accepted:
+        return []
+    # NOTE: pending ORM changes first, as create_outbound_message does.
+    session.flush()
+    values = [_values(draft, sender_type) for _, draft, sender_type in accepted]
+    stamps = session.execute(_INSERT, values).all()
+    messages = []
+    for row, (_, created_at, updated_at) in zip(values, stamps, strict=True):
+        message = Message(
+            **row,
+            provider_message_id=None,
+            error_code=None,
+            error_message=None,
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+        make_transient_to_detached(message)
+        session.add(message)
+        messages.append(message)
+    _record(session, [draft for _, draft, _ in accepted], messages)
+    _count(session, [(draft, s) for _, draft, s in accepted], messages)
+    return messages
+
+
+def _values(draft: Draft, sender_type: str) -> dict[str, Any]:
+    ctx, conversation = draft.ctx, draft.conversation
+    human = sender_type == "user"
+    return {
+        "id": draft.message_id,
+        "tenant_id": ctx.tenant_id,
+        "conversation_id": conversation.id,
+        "channel": conversation.channel,
+        "direction": "outbound",
+        "sender_type": sender_type,
+        "sender_id": ctx.user_id if human else None if sender_type == "system" else ctx.actor.id,
+        "content_type": "template" if draft.template is not None else "text",
+        "body": draft.body,
+        "attachments": [],
+        "template": draft.template,
+        "status": "queued",
+    }
+
+
+def _record(session: Session, drafts: list[Draft], messages: list[Message]) -> None:
+    """The activity rows and ``message.created`` events, batched per author."""
+    by_ctx: dict[int, tuple[Ctx, list[Message]]] = {}
+    for draft, message in zip(drafts, messages, strict=True):
+        by_ctx.setdefault(id(draft.ctx), (draft.ctx, []))[1].append(message)
+    for ctx, written in by_ctx.values():
+        data = [MessageView.data(message) for message in written]
+        changes = [(message.id, None, d) for message, d in zip(written, data, strict=True)]
+        activity.record_many(session, ctx, "message.created", "message", changes)
+        emit_many(session, "message.created", [(ctx.tenant_id, d) for d in data], actor=ctx.actor)
+
+
+def _count(session: Session, drafts: list[tuple[Draft, str]], messages: list[Message]) -> None:
+    """One counter UPDATE per conversation, in conversation order; then its SLA clock."""
+    by_conversation: dict[uuid.UUID, list[tuple[Draft, str, Message]]] = defaultdict(list)
+    for (draft, sender_type), message in zip(drafts, messages, strict=True):
+        by_conversation[draft.conversation.id].append((draft, sender_type, message))
+    for conversation_id in sorted(by_conversation):
+        sent = by_conversation[conversation_id]
+        last_draft, _, last = sent[-1]
+        human_at = [m.created_at for _, s, m in sent if s == "user"]
+        params: dict[str, Any] = {
+            "count": len(sent),
+            "first_at": min(human_at, default=None),
+            "sent_at": last.created_at,
+            "preview": _preview(last_draft.body, last_draft.template),
+            "conversation": conversation_id,
+            "tenant": last_draft.ctx.tenant_id,
+        }
+        session.execute(_count_statement(bool(human_at)), params)
+        if isinstance(last_draft.conversation, Conversation):
+            session.expire(last_draft.conversation)
+        if human_at:
+            sla.agent_replied(session, last_draft.ctx.tenant_id, conversation_id, min(human_at))
