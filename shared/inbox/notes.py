@@ -16,13 +16,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Forbidden, ValidationFailed
-from shared.inbox.access import get_conversation
+from shared.inbox.access import get_conversation, require_visible
 from shared.models import Note, NoteRevision, User
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.schemas.team import NoteView
@@ -128,14 +128,53 @@ def create_note(
     """Add a note by the calling agent; emits ``note.created`` with the note as data."""
     author_id = _author_id(ctx)
     body = _clean_body(body)
-    conversation = get_conversation(session, ctx, conversation_id)
-    note = Note(
-        tenant_id=ctx.tenant_id, conversation_id=conversation.id, author_id=author_id, body=body
-    )
-    session.add(note)
-    data = _note_data(session, ctx, note)
-    activity.record_change(session, ctx, "note.created", "note", note.id, data, after=data)
+    require_visible(session, ctx, conversation_id)
+    note_id = uuid.uuid4()
+    row = session.execute(
+        _INSERT_NOTE,
+        {
+            "id": note_id,
+            "tenant_id": ctx.tenant_id,
+            "conversation_id": conversation_id,
+            "author_id": author_id,
+            "body": body,
+        },
+    ).one()
+    data = NoteView.data(_shape(row))
+    activity.record_change(session, ctx, "note.created", "note", note_id, data, after=data)
     return data
+
+
+def _insert_note_statement():
+    """``INSERT`` a note and read it back with its author, in one statement.
+
+    PERF: built once. Adding a note cost ~5 ms CPU through the ORM (the conversation
+    loaded as an object, the note's flush, then a second query for the note and its
+    author); the conversation is now only checked for visibility, and the note is
+    written and read back in one round trip.
+    """
+    table = Note.__table__
+    inserted = (
+        insert(table)
+        .values({name: bindparam(name) for name in _INSERTED})
+        .returning(*table.c)
+        .cte("inserted")
+    )
+    return select(
+        inserted.c.id,
+        inserted.c.conversation_id,
+        User.id.label("author_id"),
+        User.full_name.label("author_name"),
+        inserted.c.body,
+        inserted.c.edited_at,
+        inserted.c.created_at,
+        inserted.c.updated_at,
+    ).join(User, User.id == inserted.c.author_id)
+
+
+#: The columns a new note is given (the rest are the table's defaults).
+_INSERTED = ("id", "tenant_id", "conversation_id", "author_id", "body")
+_INSERT_NOTE = _insert_note_statement()
 
 
 def update_note(

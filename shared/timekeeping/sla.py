@@ -34,10 +34,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import String, Uuid, any_, func, literal, or_, select
+from sqlalchemy import String, Uuid, any_, bindparam, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.db import fetch_rows
 from shared.events import Actor, emit_many
 from shared.models import Conversation, ConversationSla, SlaBreach, SlaPolicy, Tenant
 from shared.timekeeping import schedules
@@ -153,10 +154,27 @@ def _pauses(policy: SlaPolicy, status: str) -> bool:
 # --- hooks ---------------------------------------------------------------------------------
 
 
+# PERF: built once; run on the driver by :func:`_locked` before the ORM's query.
+_HAS_CLOCK = select(ConversationSla.conversation_id).where(
+    ConversationSla.conversation_id == bindparam("conversation_id")
+)
+
+
 def _locked(
     session: Session, conversation_id: uuid.UUID
 ) -> tuple[ConversationSla, SlaPolicy, str] | None:
-    """The conversation's clock (locked), its policy and the conversation's status."""
+    """The conversation's clock (locked), its policy and the conversation's status.
+
+    PERF: every reply and status change asks, and most conversations have no clock (no
+    policy matched them): a prebuilt probe on the driver says so without the ORM's
+    two-entity query, which cost ~0.5 ms CPU of a ~4.7 ms reply even when it found
+    nothing. Pending changes are flushed first, as that query's autoflush would; a
+    clock found is then loaded and locked as before. Finding none locks nothing either
+    way.
+    """
+    session.flush()
+    if not fetch_rows(session.connection(), _HAS_CLOCK, {"conversation_id": conversation_id}):
+        return None
     row = session.execute(
         select(ConversationSla, SlaPolicy, Conversation.status)
         .join(SlaPolicy, SlaPolicy.id == ConversationSla.policy_id)
