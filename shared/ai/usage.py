@@ -1,13 +1,15 @@
 """Count replies, handoffs, tokens and cost per AI agent and UTC day (``ai_usage_daily``).
 
 One upsert per reply, in the reply's own transaction, so usage never disagrees with
-the replies that were sent. Cost is tokens / 1,000 x the agent's prices.
+the replies that were sent; replies settled together add theirs once, at the end of
+their transaction (:class:`Tally`). Cost is tokens / 1,000 x the agent's prices.
 """
 
 from __future__ import annotations
 
 import decimal
 import uuid
+from collections import Counter
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -95,3 +97,26 @@ def replies_today(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -
         )
     )
     return int(used or 0)
+
+
+class Tally:
+    """Usage of the replies one transaction settles, written once per agent at its end.
+
+    PERF: the agent's row of the day is every reply's hot row; written per reply, a
+    transaction settling many replies would hold its lock throughout and serialize the
+    other settling transactions of that agent behind it.
+    """
+
+    def __init__(self) -> None:
+        self._agents: dict[uuid.UUID, AiAgent] = {}
+        self._counts: dict[uuid.UUID, Counter[str]] = {}
+
+    def add(self, agent: AiAgent, **counts: int) -> None:
+        self._agents[agent.id] = agent
+        self._counts.setdefault(agent.id, Counter()).update(counts)
+
+    def write(self, session: Session) -> None:
+        """Add the tallied usage (agents in id order: concurrent writers lock alike)."""
+        for agent_id in sorted(self._counts):
+            record(session, self._agents[agent_id], **self._counts[agent_id])
+        self._counts.clear()
