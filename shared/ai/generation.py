@@ -162,7 +162,11 @@ def prepare(claimed: Claimed) -> Plan | None:
     started = time.perf_counter()
     with session_scope() as session:
         loaded = session.execute(
-            select(AiAgent, Conversation)
+            select(
+                AiAgent,
+                Conversation,
+                usage.replies_today_column(claimed.tenant_id, claimed.ai_agent_id),
+            )
             .join_from(AiAgent, Conversation, Conversation.tenant_id == AiAgent.tenant_id)
             .where(
                 AiAgent.id == claimed.ai_agent_id,
@@ -171,7 +175,7 @@ def prepare(claimed: Claimed) -> Plan | None:
                 Conversation.tenant_id == claimed.tenant_id,
             )
         ).one_or_none()
-        agent, conversation = loaded if loaded is not None else (None, None)
+        agent, conversation, replies_today = loaded if loaded is not None else (None, None, 0)
         if (
             agent is None
             or not agent.is_active
@@ -194,7 +198,7 @@ def prepare(claimed: Claimed) -> Plan | None:
                 rules,
                 text="\n".join(questions),
                 ai_turns=conversation.ai_turns,
-                replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
+                replies_today=replies_today,
             )
         if decision is None and not billing_usage.ai_reply_allowed(session, agent.tenant_id):
             decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")

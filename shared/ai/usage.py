@@ -13,6 +13,7 @@ from collections import Counter
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from shared.models.ai import AiAgent, AiUsageDaily
 
@@ -89,14 +90,21 @@ def params(
 
 def replies_today(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> int:
     """Replies (test replies included: they cost the same) ``agent_id`` made today, UTC."""
-    used = session.scalar(
-        select(AiUsageDaily.replies + AiUsageDaily.test_replies).where(
+    return int(session.scalar(select(replies_today_column(tenant_id, agent_id))))
+
+
+def replies_today_column(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> ColumnElement[int]:
+    """:func:`replies_today` as a column, for a query that reads the agent anyway."""
+    used = (
+        select(AiUsageDaily.replies + AiUsageDaily.test_replies)
+        .where(
             AiUsageDaily.tenant_id == tenant_id,
             AiUsageDaily.ai_agent_id == agent_id,
             AiUsageDaily.day == func.cast(func.timezone("UTC", func.now()), AiUsageDaily.day.type),
         )
+        .scalar_subquery()
     )
-    return int(used or 0)
+    return func.coalesce(used, 0)
 
 
 class Tally:
