@@ -17,6 +17,10 @@ Two measurements in one run, each beside a baseline measured in the same run:
   the same number of model calls made all at once from this process (asyncio + httpx):
   the floor the model's latency allows. Target: all answered within 15 s (a thread per
   model call would need conversations x model-seconds / 16 threads = 62.5 s).
+  Also printed: each stage's first, median and last moment over the conversations
+  (read back from the rows each stage writes: the stage that lags is the one that
+  serializes), and the CPU per conversation of the worker, of this database's
+  PostgreSQL backends and of the bench itself, the figures a loaded host moves least.
 
 Run::
 
