@@ -17,6 +17,10 @@ Two measurements in one run, each beside a baseline measured in the same run:
   the same number of model calls made all at once from this process (asyncio + httpx):
   the floor the model's latency allows. Target: all answered within 15 s (a thread per
   model call would need conversations x model-seconds / 16 threads = 62.5 s).
+  Also printed: each stage's first, median and last moment over the conversations
+  (read back from the rows each stage writes: the stage that lags is the one that
+  serializes), and the CPU per conversation of the worker, of this database's
+  PostgreSQL backends and of the bench itself, the figures a loaded host moves least.
 
 Run::
 
@@ -233,27 +237,54 @@ def count_answered(tenant_id) -> int:
         )
 
 
-def stage_times(tenant_id, first: float) -> dict[str, float]:
-    """When the last reply was scheduled (dispatch), written (settled), and its model called."""
-    from sqlalchemy import func, select
+def _spread(times: list[float], first: float) -> dict[str, float]:
+    """First, median and last of ``times`` in seconds after ``first``."""
+    times = sorted(times)
+    if not times:
+        return {}
+    return {
+        "first": round(times[0] - first, 2),
+        "p50": round(common.percentile(times, 50) - first, 2),
+        "last": round(times[-1] - first, 2),
+    }
+
+
+def stage_times(tenant_id, first: float, llm, graph) -> dict[str, dict[str, float]]:
+    """Each stage's first, median and last moment over the conversations, after ``first``.
+
+    Read from the rows the stages write (and the fake peers' logs), so the worker runs
+    uninstrumented: the inbound events dispatched, the replies scheduled and due, the
+    model called, the replies settled, their outbound events dispatched, the sends.
+    """
+    from sqlalchemy import text
 
     from shared.db import session_scope
-    from shared.models import Message
-    from shared.models.ai import AiReply
 
+    def epochs(session, sql: str) -> list[float]:
+        rows = session.execute(text(sql), {"tenant_id": tenant_id}).scalars()
+        return [at.timestamp() for at in rows if at is not None]
+
+    events = """SELECT processed_at FROM outbox_events WHERE tenant_id = :tenant_id
+                   AND type = 'message.created' AND data->>'direction' = '{}'"""
     with session_scope() as session:
-        scheduled = session.scalar(
-            select(func.max(AiReply.created_at)).where(AiReply.tenant_id == tenant_id)
-        )
-        written = session.scalar(
-            select(func.max(Message.created_at)).where(
-                Message.tenant_id == tenant_id, Message.sender_type == "ai_agent"
-            )
-        )
-    return {
-        "last_scheduled": round(scheduled.timestamp() - first, 2),
-        "last_written": round(written.timestamp() - first, 2),
-    }
+        stages = {
+            "inbound dispatched": epochs(session, events.format("inbound")),
+            "reply scheduled": epochs(
+                session, "SELECT created_at FROM ai_replies WHERE tenant_id = :tenant_id"
+            ),
+            "reply due": epochs(
+                session, "SELECT due_at FROM ai_replies WHERE tenant_id = :tenant_id"
+            ),
+            "model called": [r.at for r in llm.chats()],
+            "reply settled": epochs(
+                session,
+                "SELECT created_at FROM messages WHERE tenant_id = :tenant_id"
+                " AND sender_type = 'ai_agent'",
+            ),
+            "outbound dispatched": epochs(session, events.format("outbound")),
+            "at the Graph API": [r.at for r in graph.sent()],
+        }
+    return {name: _spread(times, first) for name, times in stages.items()}
 
 
 def model_baseline(base_url: str, count: int) -> float:
@@ -304,11 +335,15 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
     common.wait_until(
         lambda: count_answered(warm_tenant) >= 1, "the warm-up reply", timeout=90, children=[worker]
     )
+    common.wait_until(lambda: graph.sent(), "the warm-up send", timeout=30, children=[worker])
     llm.requests.clear()
     graph.reset()
     llm.delay = args.model_seconds
     print(f"[ai_reply] throughput: {args.conversations} conversations", flush=True)
+    meter = common.CpuMeter({"worker": worker.pid, "bench": os.getpid()}, env.database_url)
+    cpu_from = meter.sample()
     first, _ = write_inbound(tenant_id, conversations)
+    committed = time.time()
     common.wait_until(
         lambda: count_answered(tenant_id) >= args.conversations,
         f"{args.conversations} replies sent",
@@ -325,13 +360,9 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
         children=[worker],
     )
     at_graph = max(r.at for r in graph.sent()) - first
-    stages = stage_times(tenant_id, first)
-    calls = sorted(r.at for r in llm.chats())
-    stages |= {
-        "first_model_call": round(calls[0] - first, 2),
-        "last_model_call": round(calls[-1] - first, 2),
-    }
-    print(f"  stages (s after the first commit): {stages}", flush=True)
+    cpu = common.CpuMeter.usage(cpu_from, meter.sample())
+    stages = {"inbound committed": _spread([first, committed], first)}
+    stages |= stage_times(tenant_id, first, llm, graph)
     bench.stop(worker)
     model_calls = len(llm.chats())
     baseline = model_baseline(llm.base_url, args.conversations)
@@ -341,6 +372,17 @@ def measure_throughput(env: common.BenchEnv, args, bench: common.Bench, llm, gra
         "at_graph_s": at_graph,
         "model_calls": model_calls,
         "stages": stages,
+        # CPU per conversation: what the host's load does not change (wall times it does).
+        "cpu_ms_per_conversation": {
+            "worker": cpu.trees["worker"] * 1000 / args.conversations,
+            "postgres (this database)": cpu.postgres_database * 1000 / args.conversations,
+            # NOTE: the bench's tree holds the worker's: its own CPU is the difference.
+            "bench (fake model and Graph API)": (cpu.trees["bench"] - cpu.trees["worker"])
+            * 1000
+            / args.conversations,
+        },
+        "machine_busy_pct": cpu.machine_busy_pct,
+        "load_average": os.getloadavg(),
         "baseline_s": baseline,
     }
 
@@ -413,6 +455,20 @@ def report(args, results: dict) -> int:
             ),
             ("baseline: the model calls all at once", common.fmt(thr["baseline_s"], 2), "1.0x"),
         ],
+    )
+    common.print_table(
+        "stages, seconds after the first inbound commit (over the conversations)",
+        ["stage", "first", "p50", "last"],
+        [
+            (name, *(common.fmt(spread.get(k), 2) for k in ("first", "p50", "last")))
+            for name, spread in thr["stages"].items()
+        ],
+    )
+    common.print_table(
+        f"CPU per conversation, ms (machine {thr['machine_busy_pct']:.0f} % busy, load average"
+        f" {' / '.join(f'{v:.1f}' for v in thr['load_average'])} at the end)",
+        ["process", "ms"],
+        [(name, common.fmt(ms, 1)) for name, ms in thr["cpu_ms_per_conversation"].items()],
     )
     passed = common.print_targets(
         "Targets",

@@ -8,7 +8,8 @@
    at once; otherwise it returns a :class:`Plan` (the prompt and the provider).
 3. :func:`start` hands the model call to the process's event loop
    (:mod:`shared.ai.providers.loop`) and returns: the calling worker thread is free
-   during the model's seconds. On completion :func:`finish` runs on a small pool.
+   during the model's seconds. Answers are settled by a few threads, those that
+   arrived together in one transaction (:func:`finish_many`).
 4. :func:`settle` (one transaction, reply and conversation locked): if a human took
    over meanwhile, nothing is sent (``skipped``); an answer goes out through the
    normal outbound path as a message by the AI agent (``sent``, sources and tokens
@@ -27,6 +28,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -51,8 +53,10 @@ from shared.models.ai import AiAgent, AiReply
 
 log = logging.getLogger(__name__)
 
-#: Threads per process that write completed replies (short transactions).
-FINISH_THREADS = 4
+#: Threads per process that write completed replies.
+FINISH_THREADS = 2
+#: Replies one of them settles in one transaction at most.
+SETTLE_BATCH = 50
 
 _CLAIM = text(
     """
@@ -158,7 +162,11 @@ def prepare(claimed: Claimed) -> Plan | None:
     started = time.perf_counter()
     with session_scope() as session:
         loaded = session.execute(
-            select(AiAgent, Conversation)
+            select(
+                AiAgent,
+                Conversation,
+                usage.replies_today_column(claimed.tenant_id, claimed.ai_agent_id),
+            )
             .join_from(AiAgent, Conversation, Conversation.tenant_id == AiAgent.tenant_id)
             .where(
                 AiAgent.id == claimed.ai_agent_id,
@@ -167,7 +175,7 @@ def prepare(claimed: Claimed) -> Plan | None:
                 Conversation.tenant_id == claimed.tenant_id,
             )
         ).one_or_none()
-        agent, conversation = loaded if loaded is not None else (None, None)
+        agent, conversation, replies_today = loaded if loaded is not None else (None, None, 0)
         if (
             agent is None
             or not agent.is_active
@@ -190,7 +198,7 @@ def prepare(claimed: Claimed) -> Plan | None:
                 rules,
                 text="\n".join(questions),
                 ai_turns=conversation.ai_turns,
-                replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
+                replies_today=replies_today,
             )
         if decision is None and not billing_usage.ai_reply_allowed(session, agent.tenant_id):
             decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")
@@ -249,6 +257,8 @@ _SENT_CTES = """
          WHERE id = :conversation_id AND tenant_id = :tenant_id
     )"""
 _SENT = text(_SENT_CTES + usage.UPSERT_SQL).bindparams(bindparam("sources", type_=JSONB))
+#: The same without the usage, which a :class:`usage.Tally` writes at the batch's end.
+_SENT_TALLIED = text(_SENT_CTES + " SELECT 1").bindparams(bindparam("sources", type_=JSONB))
 
 
 def settle(
@@ -260,10 +270,12 @@ def settle(
     completion: Completion | None = None,
     error: ProviderError | None = None,
     decision: handoff.Decision | None = None,
+    tally: usage.Tally | None = None,
 ) -> str:
     """Write the reply's outcome (see the module docstring); its final status.
 
     ``stale`` when the row is no longer ours (settled, or re-driven and claimed again).
+    With a ``tally`` the reply's usage is added to it, for the caller to write once.
 
     PERF: the answered path is one locking read, the outbound message's writes and one
     statement for the rest; rules and the agent are read again only to hand off.
@@ -294,7 +306,7 @@ def settle(
         # NOTE: a human took over or replied meanwhile: nothing goes out.
         _close(reply, "skipped", tokens, sources)
         if agent is not None and completion is not None:
-            usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+            _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         return reply.status
     if error is not None:
         reply.error = f"{error.kind}: {error}"[:2000]
@@ -324,10 +336,11 @@ def settle(
         sent = handoff.hand_off(session, agent, conversation, decision)
         reply.reply_message_id = sent.id if sent is not None else None
         if completion is not None:
-            usage.record(session, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+            _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         return reply.status
+    counts = {"replies": 1, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]}
     session.execute(
-        _SENT,
+        _SENT if tally is None else _SENT_TALLIED,
         {
             "reply_id": reply.id,
             "message_id": message.id,
@@ -335,13 +348,23 @@ def settle(
             "prompt_tokens": tokens[0],
             "completion_tokens": tokens[1],
             "conversation_id": claimed.conversation_id,
-            **usage.params(agent, replies=1, prompt_tokens=tokens[0], completion_tokens=tokens[1]),
+            "tenant_id": claimed.tenant_id,
+            **(usage.params(agent, **counts) if tally is None else {}),
         },
     )
+    if tally is not None:
+        tally.add(agent, **counts)
     session.expire(reply)
     if plan is not None:
         _follow_up(session, claimed, agent, plan.read_until)
     return "sent"
+
+
+def _count(session: Session, tally: usage.Tally | None, agent: AiAgent, **counts: int) -> None:
+    if tally is None:
+        usage.record(session, agent, **counts)
+    else:
+        tally.add(agent, **counts)
 
 
 def _close(reply: AiReply, status: str, tokens: tuple[int, int], sources: list) -> None:
@@ -387,16 +410,76 @@ def finish(plan: Plan, completion: Completion | None, error: ProviderError | Non
     """Settle a reply whose model call ended (in its own transaction)."""
     started = time.perf_counter()
     with session_scope() as session:
-        status = settle(
-            session,
-            plan.claimed,
-            agent=plan.agent,
-            plan=plan,
-            completion=completion,
-            error=error,
-        )
+        status = _settle_answer(session, plan, completion, error)
     plan.timings["finish"] = time.perf_counter() - started
     return status
+
+
+def _settle_answer(
+    session: Session,
+    plan: Plan,
+    completion: Completion | None,
+    error: ProviderError | None,
+    tally: usage.Tally | None = None,
+) -> str:
+    return settle(
+        session,
+        plan.claimed,
+        agent=plan.agent,
+        plan=plan,
+        completion=completion,
+        error=error,
+        tally=tally,
+    )
+
+
+#: ``(plan, completion, error)``: a reply whose model call ended.
+Ended = tuple[Plan, Completion | None, ProviderError | None]
+
+
+def finish_many(ended: Sequence[Ended]) -> list[str]:
+    """Settle replies whose model calls ended, together in one transaction; their statuses.
+
+    PERF: answers come back in waves (a burst of conversations asked at once). One
+    transaction for a wave is one commit, and its outbound messages leave as one
+    ``message.created`` batch, so dispatch and ``send_outbound`` handle them in
+    batches too, instead of a message, a dispatch and a send job per reply.
+
+    Replies are settled in conversation order (two batches lock alike) and their usage
+    is written once per agent at the end. If anything fails, the batch rolls back and
+    each reply is settled on its own, its failure its own.
+    """
+    if len(ended) == 1:
+        return [finish(*ended[0])]
+    started = time.perf_counter()
+    order = sorted(range(len(ended)), key=lambda i: ended[i][0].claimed.conversation_id)
+    statuses: list[str] = [""] * len(ended)
+    try:
+        with session_scope() as session:
+            tally = usage.Tally()
+            for i in order:
+                statuses[i] = _settle_answer(session, *ended[i], tally=tally)
+            tally.write(session)
+    except Exception:
+        log.warning(
+            "settling %d AI replies together failed; settling each on its own",
+            len(ended),
+            exc_info=True,
+        )
+        return [_finish_alone(*item) for item in ended]
+    elapsed = time.perf_counter() - started
+    for plan, _completion, _error in ended:
+        plan.timings["finish"] = elapsed
+    return statuses
+
+
+def _finish_alone(plan: Plan, completion: Completion | None, error: ProviderError | None) -> str:
+    try:
+        return finish(plan, completion, error)
+    except Exception:
+        # NOTE: the row stays generating; the sweeper re-drives it.
+        log.exception("settling AI reply %s failed", plan.claimed.id)
+        return "error"
 
 
 # --- off the worker thread -------------------------------------------------------------
@@ -406,16 +489,22 @@ class _Finisher:
     """This process's bounded hand-off: model calls on the loop, settling on a few threads.
 
     ``room`` bounds the replies between hand-over and settled, so a worker takes no
-    more jobs than it answers and a burst waits in the broker, not in memory.
+    more jobs than it answers and a burst waits in the broker, not in memory. Answers
+    wait in ``ended`` for a settling thread, which takes all that are waiting (up to
+    :data:`SETTLE_BATCH`) and settles them together (:func:`finish_many`).
     """
 
     def __init__(self) -> None:
         self.room = threading.BoundedSemaphore(get_settings().ai_max_concurrent_calls)
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            FINISH_THREADS, thread_name_prefix="ai-finish"
+        self.ended: queue.SimpleQueue[tuple[Plan, Any, concurrent.futures.Future]] = (
+            queue.SimpleQueue()
         )
         self._lock = threading.Lock()
         self.outstanding = 0
+        for n in range(FINISH_THREADS):
+            threading.Thread(
+                target=self._settle_forever, name=f"ai-finish-{n}", daemon=True
+            ).start()
 
     def submit(self, plan: Plan, on_settled: Any = None) -> None:
         self.room.acquire()
@@ -427,29 +516,32 @@ class _Finisher:
 
     def _done(self, plan: Plan, on_settled: Any, future: concurrent.futures.Future) -> None:
         plan.timings["model"] = time.perf_counter() - plan.timings["model_started"]
-        self.pool.submit(self._settle, plan, on_settled, future)
+        self.ended.put((plan, on_settled, future))
 
-    def _settle(self, plan: Plan, on_settled: Any, future: concurrent.futures.Future) -> None:
-        status = "error"
+    def _settle_forever(self) -> None:
+        while True:
+            batch = [self.ended.get()]
+            while len(batch) < SETTLE_BATCH:
+                try:
+                    batch.append(self.ended.get_nowait())
+                except queue.Empty:
+                    break
+            self._settle(batch)
+
+    def _settle(self, batch: list[tuple[Plan, Any, concurrent.futures.Future]]) -> None:
+        statuses = ["error"] * len(batch)
         try:
-            completion, error = None, None
-            try:
-                completion = future.result()
-            except ProviderError as exc:
-                error = exc
-            except Exception as exc:  # a provider bug is a model error, never silence
-                log.exception("AI provider failed on reply %s", plan.claimed.id)
-                error = ProviderError("unexpected", f"{type(exc).__name__}: {exc}"[:300])
-            status = finish(plan, completion, error)
+            statuses = finish_many([(plan, *_outcome(plan, future)) for plan, _, future in batch])
         except Exception:
-            # NOTE: the row stays generating; the sweeper re-drives it.
-            log.exception("settling AI reply %s failed", plan.claimed.id)
+            # NOTE: the rows stay generating; the sweeper re-drives them.
+            log.exception("settling %d AI replies failed", len(batch))
         finally:
-            with self._lock:
-                self.outstanding -= 1
-            self.room.release()
-            if on_settled is not None:
-                on_settled(plan, status)
+            for (plan, on_settled, _future), status in zip(batch, statuses, strict=True):
+                with self._lock:
+                    self.outstanding -= 1
+                self.room.release()
+                if on_settled is not None:
+                    on_settled(plan, status)
 
     def drain(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -458,6 +550,19 @@ class _Finisher:
                 return False
             time.sleep(0.02)
         return True
+
+
+def _outcome(
+    plan: Plan, future: concurrent.futures.Future
+) -> tuple[Completion | None, ProviderError | None]:
+    """The model call's answer or its error (a provider bug is a model error, never silence)."""
+    try:
+        return future.result(), None
+    except ProviderError as exc:
+        return None, exc
+    except Exception as exc:
+        log.exception("AI provider failed on reply %s", plan.claimed.id)
+        return None, ProviderError("unexpected", f"{type(exc).__name__}: {exc}"[:300])
 
 
 _finisher_lock = threading.Lock()

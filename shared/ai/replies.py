@@ -126,10 +126,13 @@ def schedule(
     if owner is None:
         return None
     if not _owned_by(conversation, owner):
+        read = _ownership_fields(conversation)
         session.refresh(conversation, with_for_update=True)
-        owner = ownership.owner_of(session, conversation, body)
-        if owner is None:
-            return None
+        # PERF: the owner is asked again only if the conversation changed before the lock.
+        if _ownership_fields(conversation) != read:
+            owner = ownership.owner_of(session, conversation, body)
+            if owner is None:
+                return None
         claim(session, tenant_id, owner, conversation)
     row = session.execute(
         _UPSERT_PENDING,
@@ -146,6 +149,19 @@ def schedule(
         return None  # a reply is being generated; it is followed up when it settles
     enqueue_after_commit(session, [(row.id, float(row.delay), tenant_id)])
     return row.id
+
+
+def _ownership_fields(conversation: Conversation) -> tuple:
+    """What :func:`ownership.owner_of` reads of the conversation."""
+    return (
+        conversation.ai_agent_id,
+        conversation.ai_active,
+        conversation.assignee_id,
+        conversation.status,
+        conversation.channel,
+        conversation.integration_account_id,
+        conversation.division_id,
+    )
 
 
 def _owned_by(conversation: Conversation, owner: ownership.Owner) -> bool:

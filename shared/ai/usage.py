@@ -1,16 +1,19 @@
 """Count replies, handoffs, tokens and cost per AI agent and UTC day (``ai_usage_daily``).
 
 One upsert per reply, in the reply's own transaction, so usage never disagrees with
-the replies that were sent. Cost is tokens / 1,000 x the agent's prices.
+the replies that were sent; replies settled together add theirs once, at the end of
+their transaction (:class:`Tally`). Cost is tokens / 1,000 x the agent's prices.
 """
 
 from __future__ import annotations
 
 import decimal
 import uuid
+from collections import Counter
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from shared.models.ai import AiAgent, AiUsageDaily
 
@@ -87,11 +90,41 @@ def params(
 
 def replies_today(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> int:
     """Replies (test replies included: they cost the same) ``agent_id`` made today, UTC."""
-    used = session.scalar(
-        select(AiUsageDaily.replies + AiUsageDaily.test_replies).where(
+    return int(session.scalar(select(replies_today_column(tenant_id, agent_id))))
+
+
+def replies_today_column(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> ColumnElement[int]:
+    """:func:`replies_today` as a column, for a query that reads the agent anyway."""
+    used = (
+        select(AiUsageDaily.replies + AiUsageDaily.test_replies)
+        .where(
             AiUsageDaily.tenant_id == tenant_id,
             AiUsageDaily.ai_agent_id == agent_id,
             AiUsageDaily.day == func.cast(func.timezone("UTC", func.now()), AiUsageDaily.day.type),
         )
+        .scalar_subquery()
     )
-    return int(used or 0)
+    return func.coalesce(used, 0)
+
+
+class Tally:
+    """Usage of the replies one transaction settles, written once per agent at its end.
+
+    PERF: the agent's row of the day is every reply's hot row; written per reply, a
+    transaction settling many replies would hold its lock throughout and serialize the
+    other settling transactions of that agent behind it.
+    """
+
+    def __init__(self) -> None:
+        self._agents: dict[uuid.UUID, AiAgent] = {}
+        self._counts: dict[uuid.UUID, Counter[str]] = {}
+
+    def add(self, agent: AiAgent, **counts: int) -> None:
+        self._agents[agent.id] = agent
+        self._counts.setdefault(agent.id, Counter()).update(counts)
+
+    def write(self, session: Session) -> None:
+        """Add the tallied usage (agents in id order: concurrent writers lock alike)."""
+        for agent_id in sorted(self._counts):
+            record(session, self._agents[agent_id], **self._counts[agent_id])
+        self._counts.clear()
