@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
-from shared.events import emit
+from shared.events import emit, emit_many
 from shared.models import ActivityLog
 from shared.pagination import Page, paginate
 
@@ -39,23 +40,35 @@ def record(
     """Append who did ``action`` to which entity, with its state before and after."""
     session.execute(
         _INSERT_ACTIVITY,
-        {
-            "tenant_id": ctx.tenant_id,
-            "actor_type": ctx.actor.type,
-            "actor_id": ctx.actor.id,
-            "action": action,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "before": before,
-            "after": after,
-            "request_id": ctx.request_id,
-            "ip_address": ctx.ip,
-            "impersonator_id": impersonator_id(ctx),
-            "impersonator_email": (
-                ctx.actor.impersonated_by.email if ctx.actor.impersonated_by else None
-            ),
-        },
+        _activity_row(ctx, action, entity_type, entity_id, before=before, after=after),
     )
+
+
+def _activity_row(
+    ctx: Ctx,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | None,
+    *,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": ctx.tenant_id,
+        "actor_type": ctx.actor.type,
+        "actor_id": ctx.actor.id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "before": before,
+        "after": after,
+        "request_id": ctx.request_id,
+        "ip_address": ctx.ip,
+        "impersonator_id": impersonator_id(ctx),
+        "impersonator_email": (
+            ctx.actor.impersonated_by.email if ctx.actor.impersonated_by else None
+        ),
+    }
 
 
 def list_logs(
@@ -113,3 +126,24 @@ def record_change(
     """
     record(session, ctx, event_type, entity_type, entity_id, before=before, after=after)
     return emit(session, event_type, data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+
+
+def record_changes(
+    session: Session,
+    ctx: Ctx,
+    event_type: str,
+    entity_type: str,
+    items: Sequence[tuple[uuid.UUID, dict[str, Any]]],
+) -> list[uuid.UUID]:
+    """:func:`record_change` for many new ``(entity_id, data)`` (``after`` = ``data``): the
+    activity rows and the events in one batched statement each. Returns the event ids."""
+    if not items:
+        return []
+    row = _activity_row(ctx, event_type, entity_type, None, before=None, after=None)
+    session.execute(
+        _INSERT_ACTIVITY,
+        [{**row, "entity_id": entity_id, "after": data} for entity_id, data in items],
+    )
+    return emit_many(
+        session, event_type, [(ctx.tenant_id, data) for _, data in items], actor=ctx.actor
+    )

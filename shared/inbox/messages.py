@@ -136,7 +136,7 @@ def whatsapp_window_open(session: Session, conversation: Conversation | Conversa
     )
 
 
-def _preview(
+def preview(
     body: str | None, template: dict[str, Any] | None, files: list[dict[str, Any]] = ()
 ) -> str:
     if template is not None:
@@ -147,7 +147,7 @@ def _preview(
 
 
 @functools.cache
-def _count_statement(human: bool) -> Update:
+def count_statement(human: bool) -> Update:
     """Count a sent message on its conversation (a human's may be the first response).
 
     PERF: built once, and on the Core table: the ORM's UPDATE would also build the
@@ -291,10 +291,10 @@ def create_outbound_message(
     )
     # NOTE: one atomic UPDATE: concurrent sends on a conversation never lose a count.
     session.execute(
-        _count_statement(human),
+        count_statement(human),
         {
             "sent_at": message.created_at,
-            "preview": _preview(body, template, files),
+            "preview": preview(body, template, files),
             "conversation": conversation.id,
             "tenant": ctx.tenant_id,
         },
