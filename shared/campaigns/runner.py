@@ -59,6 +59,11 @@ from shared.timekeeping import schedules
 
 log = logging.getLogger(__name__)
 
+#: How long a campaign whose in-flight messages fill ``campaign_max_in_flight`` waits at
+#: least before it looks again (its account's interval when longer). Short: a fast account
+#: drains hundreds of sends a second, and a look is one small transaction.
+BUSY_WAIT_SECONDS = 0.25
+
 #: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
 THROTTLED = frozenset(THROTTLING_CODES | {"http_429"})
 
@@ -128,7 +133,7 @@ def run_batch(
     room = settings.campaign_max_in_flight - _in_flight(session, campaign.id, settings)
     batch_size, interval = rate(account)
     if room <= 0:
-        return _next(session, campaign, now, max(interval, 1.0), Outcome.BUSY)
+        return _next(session, campaign, now, max(interval, BUSY_WAIT_SECONDS), Outcome.BUSY)
     size = min(batch_size, room)
     claimed = session.scalars(
         select(CampaignRecipient)
