@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
-from shared.events import emit
+from shared.events import emit, emit_many
 from shared.models import ActivityLog
 from shared.pagination import Page, paginate
 
@@ -135,3 +135,24 @@ def record_change(
     """
     record(session, ctx, event_type, entity_type, entity_id, before=before, after=after)
     return emit(session, event_type, data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+
+
+def record_changes(
+    session: Session,
+    ctx: Ctx,
+    event_type: str,
+    entity_type: str,
+    items: Sequence[tuple[uuid.UUID, dict[str, Any]]],
+) -> list[uuid.UUID]:
+    """:func:`record_change` for many new ``(entity_id, data)`` (``after`` = ``data``): the
+    activity rows and the events in one batched statement each. Returns the event ids."""
+    if not items:
+        return []
+    row = _row(ctx, event_type, entity_type, None, None, None)
+    session.execute(
+        _INSERT_ACTIVITY,
+        [{**row, "entity_id": entity_id, "after": data} for entity_id, data in items],
+    )
+    return emit_many(
+        session, event_type, [(ctx.tenant_id, data) for _, data in items], actor=ctx.actor
+    )

@@ -9,6 +9,7 @@ or none do and the job retries, so a target never sees an event twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,7 +23,9 @@ from shared.models import OutboxEvent
 log = logging.getLogger(__name__)
 
 Target = Callable[[Session, OutboxEvent], None]
-_targets: dict[str, Target] = {}
+#: A target's batch form: the events of one dispatch transaction, in id order.
+BatchTarget = Callable[[Session, Sequence[OutboxEvent]], None]
+_targets: dict[str, BatchTarget] = {}
 
 
 class Outcome(StrEnum):
@@ -32,9 +35,20 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-def register_target(name: str, target: Target) -> None:
-    """Add a fan-out target (idempotent by name, so re-imports do not double it)."""
-    _targets[name] = target
+def register_target(name: str, target: Target, *, many: BatchTarget | None = None) -> None:
+    """Add a fan-out target (idempotent by name, so re-imports do not double it).
+
+    ``many``, when given, is called instead of ``target`` with all the events of a
+    dispatch transaction (PERF: one statement for a batch where ``target`` runs one per
+    event, as a campaign's hundreds of ``message.created``); it must do what ``target``
+    does for each of them, in their order.
+    """
+    _targets[name] = many or functools.partial(_each, target)
+
+
+def _each(target: Target, session: Session, events: Sequence[OutboxEvent]) -> None:
+    for event in events:
+        target(session, event)
 
 
 def unregister_target(name: str) -> None:
@@ -65,9 +79,10 @@ def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
 def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
     """Fan each pending event out to every target and mark them processed, in one transaction.
 
-    Events are taken in id order, each target sees them in that order, and the
-    ``processed`` marks are one statement. A target that raises rolls back the
-    whole transaction (the caller decides what to retry); nothing is half done.
+    Events are taken in id order, each target sees them in that order (all of them,
+    then the next target), and the ``processed`` marks are one statement. A target
+    that raises rolls back the whole transaction (the caller decides what to retry);
+    nothing is half done.
 
     NOTE: ``FOR UPDATE SKIP LOCKED`` makes a duplicate delivery of the same job a
     no-op while the first is running; if the first then fails, the event stays
@@ -99,10 +114,9 @@ def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid
             outcomes[i] = Outcome.IN_PROGRESS if i in elsewhere else Outcome.UNKNOWN
     if not pending:
         return outcomes
-    for event in pending:
-        for name, target in _targets.items():
-            log.debug("event %s -> target %s", event.id, name)
-            target(session, event)
+    for name, target in _targets.items():
+        log.debug("%d event(s) -> target %s", len(pending), name)
+        target(session, pending)
     # PERF: one written-out UPDATE after the targets ran, instead of the unit of work
     # flushing the events (twice when a target's statement autoflushed one first): on
     # the dispatch hot path that flush cost more than a webhook fan-out.

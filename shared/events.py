@@ -192,6 +192,16 @@ def emit_many(
     PERF: a scheduler job recording hundreds of events (SLA breaches) pays one pipelined
     round trip instead of one per event.
     """
+    return emit_each(session, event_type, [(tenant_id, data, actor) for tenant_id, data in items])
+
+
+def emit_each(
+    session: Session,
+    event_type: str,
+    items: Sequence[tuple[uuid.UUID, dict[str, Any], Actor]],
+) -> list[uuid.UUID]:
+    """:func:`emit_many` where each ``(tenant_id, data, actor)`` names its own actor (a
+    campaign's conversations are each opened by their contact)."""
     if not is_known(event_type):
         raise ValueError(f"unknown event type {event_type!r}; add it to shared.event_types")
     if not items:
@@ -210,7 +220,7 @@ def emit_many(
             "impersonated_by": _impersonated_by(actor),
             "sweep_after": sweep_after,
         }
-        for tenant_id, data in items
+        for tenant_id, data, actor in items
     ]
     session.execute(_INSERT_EVENT, rows)
     db.collected_until_commit(session, _PENDING_KEY, publish).extend(

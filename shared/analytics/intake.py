@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -82,19 +83,26 @@ def essentials(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def target(session: Session, event: OutboxEvent) -> None:
     """The :func:`shared.dispatch.register_target` callable."""
-    if event.type not in COUNTED:
-        return
-    session.execute(
-        _QUEUE_EVENT,
+    target_many(session, [event])
+
+
+def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """:func:`target` for a dispatch batch: its rows in one pipelined ``executemany``."""
+    rows = [
         {
             "event_id": event.id,
             "tenant_id": event.tenant_id,
             "type": event.type,
             "data": json.dumps(essentials(event.type, event.data), default=str),
             "occurred_at": event.occurred_at,
-        },
-    )
-    QUEUE.enqueue_after_commit(session, [event.tenant_id])
+        }
+        for event in events
+        if event.type in COUNTED
+    ]
+    if not rows:
+        return
+    session.execute(_QUEUE_EVENT, rows)
+    QUEUE.enqueue_after_commit(session, list(dict.fromkeys(row["tenant_id"] for row in rows)))
 
 
 _STALE_TENANTS = text(

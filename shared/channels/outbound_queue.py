@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import Interval, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -38,28 +40,55 @@ def _sweep_interval() -> object:
     return literal_column(f"interval '{seconds} seconds'")
 
 
+#: PERF: built once; many ids run as one multi-row INSERT (SQLAlchemy's insertmanyvalues).
+_INSERT_SENDS = (
+    insert(OutboundSend.__table__)
+    .values(sweep_at=func.now() + bindparam("sweep_after", type_=Interval))
+    .on_conflict_do_nothing(index_elements=["message_id"])
+    .returning(OutboundSend.__table__.c.message_id)
+)
+
+
 def target(session: Session, event: OutboxEvent) -> None:
     """The dispatch target: a queued outbound message gets its send row and its job."""
-    data = event.data or {}
-    if (
-        event.type != "message.created"
-        or data.get("direction") != "outbound"
-        or data.get("status") != "queued"
-    ):
+    target_many(session, [event])
+
+
+def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """:func:`target` for a dispatch batch: one statement per tenant."""
+    by_tenant: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for event in events:
+        data = event.data or {}
+        if (
+            event.type == "message.created"
+            and data.get("direction") == "outbound"
+            and data.get("status") == "queued"
+        ):
+            by_tenant.setdefault(event.tenant_id, []).append(uuid.UUID(str(data["id"])))
+    for tenant_id, message_ids in by_tenant.items():
+        queue_sends(session, tenant_id, message_ids)
+
+
+def queue_sends(session: Session, tenant_id: uuid.UUID, message_ids: list[uuid.UUID]) -> None:
+    """Give queued outbound messages their send rows (one statement; a message that has one
+    keeps it) and hand the new ones to ``send_outbound_batch`` after commit.
+
+    The dispatch target calls it per ``message.created``; a bulk sender (a campaign's
+    batch) calls it in the transaction that wrote its messages, so their sends need not
+    wait for the events' dispatch, whose target then finds the rows and does nothing.
+    """
+    if not message_ids:
         return
-    message_id = uuid.UUID(str(data["id"]))
-    inserted = session.scalar(
-        insert(OutboundSend)
-        .values(
-            message_id=message_id,
-            tenant_id=event.tenant_id,
-            sweep_at=func.now() + _sweep_interval(),
-        )
-        .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(OutboundSend.message_id)
-    )
-    if inserted is not None:
-        QUEUE.enqueue_after_commit(session, [message_id])
+    sweep_after = dt.timedelta(seconds=get_settings().outbound_sweep_after_seconds)
+    inserted = session.scalars(
+        _INSERT_SENDS,
+        [
+            {"message_id": message_id, "tenant_id": tenant_id, "sweep_after": sweep_after}
+            for message_id in message_ids
+        ],
+    ).all()
+    if inserted:
+        QUEUE.enqueue_after_commit(session, inserted)
 
 
 def sweep(session: Session, *, batch: int = 500) -> int:

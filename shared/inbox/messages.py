@@ -136,7 +136,7 @@ def whatsapp_window_open(session: Session, conversation: Conversation | Conversa
     )
 
 
-def _preview(
+def preview(
     body: str | None, template: dict[str, Any] | None, files: list[dict[str, Any]] = ()
 ) -> str:
     if template is not None:
@@ -147,7 +147,7 @@ def _preview(
 
 
 @functools.cache
-def _count_statement(human: bool) -> Update:
+def count_statement(human: bool) -> Update:
     """Count ``count`` (1 unless given) sent messages on their conversation, the last at
     ``sent_at``; a human's (the first at ``first_at``) may be the first response.
 
@@ -293,11 +293,11 @@ def create_outbound_message(
     )
     # NOTE: one atomic UPDATE: concurrent sends on a conversation never lose a count.
     session.execute(
-        _count_statement(human),
+        count_statement(human),
         {
             "sent_at": message.created_at,
             "first_at": message.created_at,
-            "preview": _preview(body, template, files),
+            "preview": preview(body, template, files),
             "conversation": conversation.id,
             "tenant": ctx.tenant_id,
         },

@@ -33,7 +33,7 @@ from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import emit_many
 from shared.inbox.access import ConversationHead
-from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, _count_statement, _preview
+from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, count_statement, preview
 from shared.models import Contact, Conversation, Message
 from shared.schemas.messages import MessageView
 from shared.timekeeping import sla
@@ -204,11 +204,11 @@ def _count(session: Session, drafts: list[tuple[Draft, str]], messages: list[Mes
             "count": len(sent),
             "first_at": min(human_at, default=None),
             "sent_at": last.created_at,
-            "preview": _preview(last_draft.body, last_draft.template),
+            "preview": preview(last_draft.body, last_draft.template),
             "conversation": conversation_id,
             "tenant": last_draft.ctx.tenant_id,
         }
-        session.execute(_count_statement(bool(human_at)), params)
+        session.execute(count_statement(bool(human_at)), params)
         if isinstance(last_draft.conversation, Conversation):
             session.expire(last_draft.conversation)
         if human_at:

@@ -66,13 +66,16 @@ def _id(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def scope_of(session: Session, event: OutboxEvent) -> dict[str, Any]:
+def scope_of(
+    session: Session, event: OutboxEvent, known: dict[tuple, tuple] | None = None
+) -> dict[str, Any]:
     """Who may receive the event: its conversation's assignee and division, now and before.
 
     ``c`` is the conversation (absent: not about one), ``a``/``d`` its assignee and
     division after the event, ``pa``/``pd`` before it (an assignment or transfer
     also reaches whoever could see the conversation until then, so their client
-    drops it). ``t`` marks a tenant-wide event.
+    drops it). ``t`` marks a tenant-wide event. ``known`` holds conversations already
+    read (:func:`_conversations`, by tenant and id); another is read here.
     """
     data = event.data or {}
     if event.type.startswith("conversation."):
@@ -88,12 +91,10 @@ def scope_of(session: Session, event: OutboxEvent) -> dict[str, Any]:
         }
     conversation_id = data.get("conversation_id")
     if conversation_id:
-        row = session.execute(
-            select(Conversation.assignee_id, Conversation.division_id).where(
-                Conversation.tenant_id == event.tenant_id,
-                Conversation.id == uuid.UUID(str(conversation_id)),
-            )
-        ).one_or_none()
+        found = (event.tenant_id, uuid.UUID(str(conversation_id)))
+        if known is None or found not in known:
+            known = _conversations(session, event.tenant_id, [found[1]])
+        row = known.get(found)
         assignee, division = (_id(row[0]), _id(row[1])) if row else (None, None)
         return {
             "c": str(conversation_id),
@@ -105,14 +106,41 @@ def scope_of(session: Session, event: OutboxEvent) -> dict[str, Any]:
     return {"t": event.type in TENANT_WIDE}
 
 
+def _conversations(
+    session: Session, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[tuple, tuple]:
+    """``{(tenant_id, id): (assignee_id, division_id)}`` of the tenant's ``ids``, one query."""
+    rows = session.execute(
+        select(Conversation.id, Conversation.assignee_id, Conversation.division_id).where(
+            Conversation.tenant_id == tenant_id, Conversation.id.in_(ids)
+        )
+    )
+    return {(tenant_id, row[0]): (row[1], row[2]) for row in rows}
+
+
 def target(session: Session, event: OutboxEvent) -> None:
     """The dispatch target: queue the event's entry for publication after the commit."""
-    fields = {
-        "kind": EVENT,
-        "env": json.dumps(envelope_of(event), separators=(",", ":"), default=str),
-        "scope": json.dumps(scope_of(session, event), separators=(",", ":")),
-    }
-    db.collected_until_commit(session, _SESSION_KEY, publish).append(Entry(event.tenant_id, fields))
+    target_many(session, [event])
+
+
+def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """:func:`target` for a dispatch batch: the conversations read in one query per tenant."""
+    wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for event in events:
+        conversation_id = (event.data or {}).get("conversation_id")
+        if conversation_id and not event.type.startswith("conversation."):
+            wanted.setdefault(event.tenant_id, set()).add(uuid.UUID(str(conversation_id)))
+    known: dict[tuple, tuple] = {}
+    for tenant_id, ids in wanted.items():
+        known |= _conversations(session, tenant_id, list(ids))
+    entries = db.collected_until_commit(session, _SESSION_KEY, publish)
+    for event in events:
+        fields = {
+            "kind": EVENT,
+            "env": json.dumps(envelope_of(event), separators=(",", ":"), default=str),
+            "scope": json.dumps(scope_of(session, event, known), separators=(",", ":")),
+        }
+        entries.append(Entry(event.tenant_id, fields))
 
 
 _lost_lock = threading.Lock()

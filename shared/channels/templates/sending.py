@@ -56,6 +56,10 @@ _FIND_BY_ACCOUNT = select(
 )
 
 
+#: How a refusal names the account of a send in a conversation.
+CONVERSATIONS = "The conversation's"
+
+
 def _refuse(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, details=[{"field": field, "message": message}])
 
@@ -82,7 +86,7 @@ def prepare_send(
         _FIND,
         {"tenant_id": tenant_id, "conversation_id": conversation_id, "name": name},
     )
-    return _checked(template, rows, "The conversation's", require_approved=require_approved)
+    return checked(template, rows, CONVERSATIONS, require_approved=require_approved)
 
 
 def check_for_account(
@@ -97,17 +101,29 @@ def check_for_account(
     name = template.get("name")
     if not isinstance(name, str):
         raise _refuse("template", "a template needs a name, a language and a components list")
-    rows = fetch_rows(
+    rows = account_templates(session, tenant_id, account_id, name)
+    return checked(template, rows, "The", require_approved=require_approved)
+
+
+def account_templates(
+    session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID | None, name: str
+) -> list:
+    """The rows :func:`checked` reads: every language of template ``name`` of the account
+    (none for no account). One query for many sends of one template (a campaign's batch)."""
+    if account_id is None:
+        return []
+    return fetch_rows(
         session.connection(),
         _FIND_BY_ACCOUNT,
         {"tenant_id": tenant_id, "account_id": account_id, "name": name},
     )
-    return _checked(template, rows, "The", require_approved=require_approved)
 
 
-def _checked(
-    template: dict[str, Any], rows: list, whose: str, *, require_approved: bool
+def checked(
+    template: dict[str, Any], rows: list, whose: str, *, require_approved: bool = True
 ) -> dict[str, Any]:
+    """``template`` checked against its account's ``rows`` (``whose`` names the account in
+    the refusals: :data:`CONVERSATIONS` for a send in a conversation)."""
     name, language = template.get("name"), template.get("language")
     given = template.get("components") or []
     if not isinstance(name, str) or not isinstance(language, str) or not isinstance(given, list):

@@ -1,0 +1,300 @@
+"""Many system messages at once, each to its contact: a campaign's batch.
+
+:func:`create_system_messages` does for a batch of drafts what
+:func:`shared.inbox.messages.create_outbound_message` and
+:func:`shared.channels.ingest.open_conversation` do for one, with the same rows, counters,
+activity and events, but a statement per step instead of a few per message:
+
+1. the contacts' open conversations on the account, one query (an email draft starts
+   its own thread instead);
+2. the refusals, per draft and before anything is stored, as the single path refuses:
+   a WhatsApp template checked against the account's copy (one query per template
+   name), a free-form WhatsApp message outside the contact's 24-hour window, then the
+   plan's monthly messages (one slot reserved per message, as every send does);
+3. the missing conversations, one multi-row ``INSERT ... RETURNING`` (their SLA clock
+   when a policy matches, and a ``conversation.created`` each, opened by its contact);
+4. the messages, one multi-row ``INSERT ... RETURNING``; each conversation counted by the
+   single path's ``UPDATE`` (pipelined); the activity rows and the ``message.created``
+   events, one statement each.
+
+Everything is written in the caller's transaction: the events go through the outbox as
+any other, and their dispatch (webhooks, automation, analytics, the send's row) is
+unchanged. A refused draft creates nothing; the others are not affected by it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from shared import activity
+from shared.billing import usage as billing_usage
+from shared.channels.templates import sending as template_sending
+from shared.context import Ctx
+from shared.errors import DomainError
+from shared.events import Actor, emit_each
+from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, count_statement, preview
+from shared.models import Contact, Conversation, IntegrationAccount, Message
+from shared.schemas.inbox import ConversationView
+from shared.schemas.messages import MessageView
+from shared.timekeeping import sla
+
+#: Conversations a new message may join (as an inbound message would: never a resolved one).
+ACTIVE = ("open", "pending", "snoozed")
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One message to send: a ``body`` or a ``template``, to ``contact``."""
+
+    contact: Contact
+    body: str | None = None
+    template: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    draft: Draft
+    template: dict[str, Any] | None
+    conversation: Any = None  # a conversations row (found or inserted)
+
+
+#: Each contact's latest active conversation on the account (or on none), as inbound finds it.
+_OPEN_CONVERSATIONS = (
+    select(
+        Conversation.id,
+        Conversation.contact_id,
+        Conversation.channel,
+        Conversation.integration_account_id,
+    )
+    .where(
+        Conversation.tenant_id == bindparam("tenant_id"),
+        Conversation.contact_id.in_(bindparam("contact_ids", expanding=True)),
+        Conversation.status.in_(ACTIVE),
+        (Conversation.integration_account_id == bindparam("account_id"))
+        | Conversation.integration_account_id.is_(None),
+    )
+    .order_by(Conversation.contact_id, Conversation.created_at.desc())
+    .ext(distinct_on(Conversation.contact_id))
+)
+
+_INSERT_CONVERSATIONS = insert(Conversation.__table__).returning(*Conversation.__table__.c)
+
+# NOTE: clock_timestamp, as the single path: the messages of one batch keep their order.
+_INSERT_MESSAGES = (
+    insert(Message.__table__)
+    .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
+    .returning(*Message.__table__.c)
+)
+
+
+def create_system_messages(
+    session: Session,
+    account: IntegrationAccount,
+    drafts: Sequence[Draft],
+    *,
+    subject: str | None = None,
+    new_thread: bool = False,
+) -> list[Row | DomainError]:
+    """Store each draft as a queued system message; per draft its row, or why it was refused.
+
+    ``new_thread`` opens a new conversation per draft (an email campaign); otherwise a
+    contact's open conversation on ``account`` is reused and the others are opened with
+    ``subject``. The contacts must be the account's tenant's (the caller's query).
+    """
+    tenant_id = account.tenant_id
+    found = {} if new_thread else _open_conversations(session, account, drafts)
+    results: list[Row | DomainError | None] = [None] * len(drafts)
+    pending: dict[int, _Pending] = {}
+    checks = _Checks(session, account)
+    for index, draft in enumerate(drafts):
+        conversation = found.get(draft.contact.id)
+        try:
+            template = checks.refusals(draft, conversation)
+            # Last, after every refusal: a reservation is only taken by a send that happens.
+            billing_usage.check_message_send(session, tenant_id)
+        except DomainError as exc:
+            results[index] = exc
+            continue
+        pending[index] = _Pending(draft, template, conversation)
+    items = list(pending.values())
+    _open_missing(session, account, items, subject=subject, new_thread=new_thread)
+    for index, row in zip(pending, _insert_messages(session, tenant_id, items), strict=True):
+        results[index] = row
+    return results
+
+
+def _open_conversations(
+    session: Session, account: IntegrationAccount, drafts: Sequence[Draft]
+) -> dict[uuid.UUID, Row]:
+    contact_ids = list({draft.contact.id for draft in drafts})
+    if not contact_ids:
+        return {}
+    rows = session.execute(
+        _OPEN_CONVERSATIONS,
+        {"tenant_id": account.tenant_id, "contact_ids": contact_ids, "account_id": account.id},
+    )
+    return {row.contact_id: row for row in rows}
+
+
+class _Checks:
+    """The single path's refusals, with what they read fetched once per batch."""
+
+    def __init__(self, session: Session, account: IntegrationAccount) -> None:
+        self.session, self.account = session, account
+        self._templates: dict[tuple[uuid.UUID | None, str], list] = {}
+        self._now: dt.datetime | None = None
+
+    def refusals(self, draft: Draft, conversation: Row | None) -> dict[str, Any] | None:
+        """The template to store (checked), or raise the single path's refusal."""
+        channel = conversation.channel if conversation is not None else self.account.channel
+        template = draft.template
+        if template is not None and channel == "whatsapp":
+            account_id = (
+                conversation.integration_account_id if conversation is not None else self.account.id
+            )
+            name = template.get("name")
+            rows = self._rows(account_id, name) if isinstance(name, str) else []
+            return template_sending.checked(template, rows, template_sending.CONVERSATIONS)
+        if channel == "whatsapp" and template is None and not self._window_open(draft.contact):
+            raise WindowClosed(
+                "The WhatsApp 24-hour window is closed: the contact has not written in the"
+                " last 24 hours, send a template instead"
+            )
+        return template
+
+    def _rows(self, account_id: uuid.UUID | None, name: str) -> list:
+        key = (account_id, name)
+        if key not in self._templates:
+            self._templates[key] = template_sending.account_templates(
+                self.session, self.account.tenant_id, account_id, name
+            )
+        return self._templates[key]
+
+    def _window_open(self, contact: Contact) -> bool:
+        """As :func:`~shared.inbox.messages.whatsapp_window_open`, by the database clock."""
+        if self._now is None:
+            self._now = self.session.scalar(select(func.now()))
+        return contact.last_inbound_at is not None and (
+            contact.last_inbound_at >= self._now - WHATSAPP_WINDOW
+        )
+
+
+def _open_missing(
+    session: Session,
+    account: IntegrationAccount,
+    pending: Sequence[_Pending],
+    *,
+    subject: str | None,
+    new_thread: bool,
+) -> None:
+    """Open the conversations the drafts lack (one per contact; per draft for a new thread)."""
+    missing = [p for p in pending if p.conversation is None]
+    if not missing:
+        return
+    by_key: dict[Any, list[_Pending]] = {}
+    for item in missing:
+        key = id(item) if new_thread else item.draft.contact.id
+        by_key.setdefault(key, []).append(item)
+    values = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": account.tenant_id,
+            "contact_id": items[0].draft.contact.id,
+            "channel": account.channel,
+            "integration_account_id": account.id,
+            "status": "open",
+            "subject": (subject or "")[:500] or None,
+        }
+        for items in by_key.values()
+    ]
+    rows = {row.id: row for row in session.execute(_INSERT_CONVERSATIONS, values)}
+    opened = [rows[value["id"]] for value in values]
+    for row, items in zip(opened, by_key.values(), strict=True):
+        for item in items:
+            item.conversation = row
+    _attach_sla(session, account, opened)
+    emit_each(
+        session,
+        "conversation.created",
+        [
+            (account.tenant_id, ConversationView.data(row), Actor("contact", row.contact_id))
+            for row in opened
+        ],
+    )
+
+
+def _attach_sla(session: Session, account: IntegrationAccount, opened: list[Row]) -> None:
+    """Start each new conversation's SLA clock (as ``ingest.open_conversation`` does).
+
+    New conversations of one account look alike to the policies (same channel, no tags,
+    no division): one query says whether any policy applies; only then is each attached.
+    """
+    probe = Conversation(tenant_id=account.tenant_id, channel=account.channel, tags=[])
+    if sla.matching_policy(session, probe) is None:
+        return
+    ids = [row.id for row in opened]
+    for conversation in session.scalars(select(Conversation).where(Conversation.id.in_(ids))):
+        sla.attach(session, conversation, now=conversation.created_at)
+
+
+def _insert_messages(
+    session: Session, tenant_id: uuid.UUID, pending: Sequence[_Pending] | Any
+) -> list[Row]:
+    """The messages, their conversations' counters, activity rows and events, in order."""
+    pending = list(pending)
+    if not pending:
+        return []
+    values = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "conversation_id": item.conversation.id,
+            "channel": item.conversation.channel,
+            "direction": "outbound",
+            "sender_type": "system",
+            "sender_id": None,
+            "content_type": "template" if item.template is not None else "text",
+            "body": item.draft.body,
+            "attachments": [],
+            "template": item.template,
+            "status": "queued",
+        }
+        for item in pending
+    ]
+    session.flush()  # pending ORM changes first, as the single path's flush writes them
+    by_id = {row.id: row for row in session.execute(_INSERT_MESSAGES, values)}
+    rows = [by_id[value["id"]] for value in values]
+    # NOTE: the single path's atomic UPDATE per message (pipelined): concurrent sends on a
+    # conversation never lose a count.
+    session.execute(
+        count_statement(False),
+        [
+            {
+                "sent_at": row.created_at,
+                "preview": preview(row.body, row.template),
+                "conversation": row.conversation_id,
+                "tenant": tenant_id,
+            }
+            for row in rows
+        ],
+    )
+    activity.record_changes(
+        session,
+        Ctx.system(tenant_id),
+        "message.created",
+        "message",
+        [(row.id, MessageView.data(row)) for row in rows],
+    )
+    return rows
+
+
+__all__ = ["Draft", "create_system_messages"]
