@@ -5,6 +5,10 @@ Later domains (outgoing webhooks, automation, channels, AI, analytics) register 
 delivery, an automation event...) in the same transaction that marks the event
 processed. Either all targets' rows and the ``processed`` mark commit together,
 or none do and the job retries, so a target never sees an event twice.
+
+A target registered with ``batch=True`` is called once per transaction with all its
+pending events (in id order) instead of once per event, so it can write them in one
+statement or look up what they need in one query.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from shared.models import OutboxEvent
 log = logging.getLogger(__name__)
 
 Target = Callable[[Session, OutboxEvent], None]
+BatchTarget = Callable[[Session, Sequence[OutboxEvent]], None]
 _targets: dict[str, Target] = {}
+_batch_targets: dict[str, BatchTarget] = {}
 
 
 class Outcome(StrEnum):
@@ -32,18 +38,27 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-def register_target(name: str, target: Target) -> None:
-    """Add a fan-out target (idempotent by name, so re-imports do not double it)."""
-    _targets[name] = target
+def register_target(name: str, target: Target | BatchTarget, *, batch: bool = False) -> None:
+    """Add a fan-out target (idempotent by name, so re-imports do not double it).
+
+    ``batch``: ``target(session, events)`` takes the transaction's pending events at once.
+    """
+    if batch:
+        _targets.pop(name, None)
+        _batch_targets[name] = target  # type: ignore[assignment]
+    else:
+        _batch_targets.pop(name, None)
+        _targets[name] = target  # type: ignore[assignment]
 
 
 def unregister_target(name: str) -> None:
     """Remove a fan-out target (tests; a no-op for unknown names)."""
     _targets.pop(name, None)
+    _batch_targets.pop(name, None)
 
 
 def registered_targets() -> tuple[str, ...]:
-    return tuple(_targets)
+    return (*_targets, *_batch_targets)
 
 
 _MARK_PROCESSED = text(
@@ -103,6 +118,9 @@ def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid
         for name, target in _targets.items():
             log.debug("event %s -> target %s", event.id, name)
             target(session, event)
+    for name, batch_target in _batch_targets.items():
+        log.debug("%d events -> target %s", len(pending), name)
+        batch_target(session, pending)
     # PERF: one written-out UPDATE after the targets ran, instead of the unit of work
     # flushing the events (twice when a target's statement autoflushed one first): on
     # the dispatch hot path that flush cost more than a webhook fan-out.

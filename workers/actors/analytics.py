@@ -56,5 +56,5 @@ def reconcile_analytics() -> None:
     log.info("analytics reconcile: %s", run)
 
 
-dispatch.register_target(intake.TARGET_NAME, intake.target)
+dispatch.register_target(intake.TARGET_NAME, intake.target, batch=True)
 intake.set_enqueuer(enqueue_rollups)
