@@ -53,6 +53,8 @@ from bench import webhooks as webhook_bench
 
 #: The last event must be counted this soon after the load stops ("keeps up").
 CATCH_UP_GOAL_S = 5.0
+#: Seconds of the worker's idle CPU measured before each phase.
+IDLE_SAMPLE_S = 3.0
 #: Counted rate against the offered one ("keeps up").
 RATE_GOAL = 0.95
 
@@ -67,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--phases", default="alone,beside", help="alone, beside or both (a loaded box: one)"
+    )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     return parser.parse_args(argv)
 
@@ -91,32 +96,44 @@ def paced(rate: float, duration: float, batch: int, emit_batch) -> dict[str, flo
 
 
 def analytics_emitter(tenant_id: uuid.UUID, conversations: list[str], rng: random.Random):
+    """Commit ``n`` events of the mix in one transaction through the outbox writer.
+
+    PERF: one ``emit_many`` per event type (the outbox rows and the after-commit
+    publish are those of ``emit``, one statement per type instead of one per event):
+    this process shares the 2 cores with the worker it measures.
+    """
     from shared.db import session_scope
-    from shared.events import Actor, emit
+    from shared.events import Actor, emit_many
+
+    actor = Actor.system()
 
     def emit_batch(first: int, n: int) -> list[uuid.UUID]:
-        ids = []
+        by_type: dict[str, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+        for k in range(first, first + n):
+            roll = rng.random()
+            if roll < 0.8:
+                kind = "message.created"
+                data = {
+                    "id": str(uuid.uuid4()),
+                    "conversation_id": rng.choice(conversations),
+                    "channel": rng.choice(("whatsapp", "email", "api")),
+                    "direction": rng.choice(("inbound", "outbound")),
+                    "body": f"message {k}",
+                    "created_at": None,
+                }
+            elif roll < 0.9:
+                kind = "contact.created"
+                data = {"id": str(uuid.uuid4()), "channel": "whatsapp", "created_at": None}
+            else:
+                kind = "conversation.status_changed"
+                data = {"id": rng.choice(conversations), "status": "open"}
+            by_type.setdefault(kind, []).append((tenant_id, data))
         with session_scope() as session:
-            for k in range(first, first + n):
-                roll = rng.random()
-                if roll < 0.8:
-                    kind = "message.created"
-                    data = {
-                        "id": str(uuid.uuid4()),
-                        "conversation_id": rng.choice(conversations),
-                        "channel": rng.choice(("whatsapp", "email", "api")),
-                        "direction": rng.choice(("inbound", "outbound")),
-                        "body": f"message {k}",
-                        "created_at": None,
-                    }
-                elif roll < 0.9:
-                    kind = "contact.created"
-                    data = {"id": str(uuid.uuid4()), "channel": "whatsapp", "created_at": None}
-                else:
-                    kind = "conversation.status_changed"
-                    data = {"id": rng.choice(conversations), "status": "open"}
-                ids.append(emit(session, kind, data, tenant_id=tenant_id, actor=Actor.system()))
-        return ids
+            return [
+                event_id
+                for kind, items in by_type.items()
+                for event_id in emit_many(session, kind, items, actor=actor)
+            ]
 
     return emit_batch
 
@@ -198,6 +215,15 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
             )
 
         threads = [threading.Thread(target=f, daemon=True) for f in (webhooks, automation)]
+    meter = common.CpuMeter(
+        {"worker": worker.pid, "scheduler": world["scheduler"].pid, "bench": os.getpid()},
+        world["database_url"],
+    )
+    # The worker's idle CPU (its pollers and heartbeats) is left out of its figure per event.
+    idle_from = meter.sample()
+    time.sleep(IDLE_SAMPLE_S)
+    idle = common.CpuMeter.usage(idle_from, cpu_from := meter.sample())
+    idle_worker_per_s = idle.trees["worker"] / idle.wall
     for thread in threads:
         thread.start()
     started = time.time()
@@ -214,6 +240,7 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         interval=0.5,
         children=[worker],
     )
+    usage = common.CpuMeter.usage(cpu_from, meter.sample())
     counted = counted_times(ids)
     lags = sorted(counted[i] - commits[i] for i in ids)
     last = max(counted.values())
@@ -225,6 +252,19 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         "lag_p99_ms": common.percentile(lags, 99) * 1000,
         "uncounted_at_load_end": uncounted_at_end,
         "last_counted_after_load_s": last - load_end,
+        # NOTE: CPU from the load's start until the last event was counted; beside the
+        # other loads the worker's and the benchmark's include theirs too.
+        "worker_cpu_ms_per_event": 1000
+        * (usage.trees["worker"] - idle_worker_per_s * usage.wall)
+        / len(ids),
+        "worker_idle_cpu_pct": 100 * idle_worker_per_s,
+        # The bench's tree holds the worker and the scheduler: its own process alone.
+        "bench_cpu_ms_per_event": 1000
+        * (usage.trees["bench"] - usage.trees["worker"] - usage.trees["scheduler"])
+        / len(ids),
+        "postgres_cpu_ms_per_event": 1000 * usage.postgres_database / len(ids),
+        "machine_busy_pct": usage.machine_busy_pct,
+        "load_average": os.getloadavg(),
     }
     if beside:
         webhook = webhook_bench.measure(world["receivers"], side["webhook_commits"], worker, 300)
@@ -265,6 +305,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         automation_bench.set_rules(tenants["automation"], 1000, 50, matching=1)
         world = {
             "receivers": receivers,
+            "database_url": env.database_url,
             "webhook_tenant": webhook_tenant,
             "automation_tenant": tenants["automation"],
             "analytics_emit": analytics_emitter(
@@ -289,12 +330,12 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         worker = bench.start("worker", argv)
         # The Procfile's scheduler too: its sweepers are part of the path (a parked
         # webhook delivery whose wake-up was missed is theirs to re-drive).
-        bench.start("scheduler", [sys.executable, "-m", "scheduler"])
+        world["scheduler"] = bench.start("scheduler", [sys.executable, "-m", "scheduler"])
         probe = webhook_bench.emit_events(webhook_tenant, 1, 1)
         webhook_bench.measure(receivers, probe, worker, 90)  # the worker is up
         results = {
-            "alone": phase("alone", args, worker, world, beside=False),
-            "beside": phase("beside", args, worker, world, beside=True),
+            name: phase(name, args, worker, world, beside=name == "beside")
+            for name in args.phases.split(",")
         }
     for receiver in receivers:
         receiver.close()
@@ -303,17 +344,22 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
 
 
 def report(args, results: dict[str, Any]) -> int:
+    base = results.get("alone", {}).get("counted_per_s")
     rows = [
         (
             name,
             r["events"],
             common.fmt(r["committed_per_s"]),
             common.fmt(r["counted_per_s"]),
-            f"{r['counted_per_s'] / results['alone']['counted_per_s']:.2f}x",
+            f"{r['counted_per_s'] / base:.2f}x" if base else "-",
             common.fmt(r["lag_p50_ms"]),
             common.fmt(r["lag_p99_ms"]),
             r["uncounted_at_load_end"],
             common.fmt(r["last_counted_after_load_s"], 2),
+            f"{r['worker_cpu_ms_per_event']:.2f}",
+            f"{r['bench_cpu_ms_per_event']:.2f}",
+            f"{r['postgres_cpu_ms_per_event']:.2f}",
+            f"{r['load_average'][0]:.1f}",
         )
         for name, r in results.items()
     ]
@@ -329,9 +375,16 @@ def report(args, results: dict[str, Any]) -> int:
             "lag p99 ms",
             "uncounted at end",
             "last counted +s",
+            "worker CPU ms/event",
+            "bench CPU ms/event",
+            "PostgreSQL CPU ms/event",
+            "load",
         ),
         rows,
     )
+    if "beside" not in results:
+        print("(only the phases asked for: no targets judged)")
+        return 0
     beside = results["beside"]
     hooks, rules = beside["webhooks"], beside["automation"]
     common.print_table(

@@ -42,8 +42,7 @@ def _print(profiler: cProfile.Profile | None, title: str, top: int) -> None:
 
 
 def _register_targets() -> None:
-    """The worker's dispatch targets (batch forms where they have one), their after-commit
-    enqueuers left uninstalled."""
+    """The worker's dispatch targets, their after-commit enqueuers left uninstalled."""
     from shared import dispatch
     from shared.ai import replies
     from shared.analytics import intake
@@ -53,12 +52,10 @@ def _register_targets() -> None:
     from shared.realtime import feed
     from shared.webhooks import fanout
 
-    for module in (automation_queue, outbound_queue, tracking, feed, fanout, intake, replies):
-        many = getattr(module, "target_many", None)
-        if many is None:
-            dispatch.register_target(module.TARGET_NAME, module.target)
-        else:
-            dispatch.register_target(module.TARGET_NAME, module.target, many=many)
+    for module in (automation_queue, tracking, fanout, replies):
+        dispatch.register_target(module.TARGET_NAME, module.target)
+    for module in (outbound_queue, feed, intake):
+        dispatch.register_target(module.TARGET_NAME, module.target, batch=True)
 
 
 def main(argv: list[str] | None = None) -> int:

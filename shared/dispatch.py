@@ -5,6 +5,10 @@ Later domains (outgoing webhooks, automation, channels, AI, analytics) register 
 delivery, an automation event...) in the same transaction that marks the event
 processed. Either all targets' rows and the ``processed`` mark commit together,
 or none do and the job retries, so a target never sees an event twice.
+
+A target registered with ``batch=True`` is called once per transaction with all its
+pending events (in id order) instead of once per event, so it can write them in one
+statement or look up what they need in one query.
 """
 
 from __future__ import annotations
@@ -35,15 +39,15 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-def register_target(name: str, target: Target, *, many: BatchTarget | None = None) -> None:
+def register_target(name: str, target: Target | BatchTarget, *, batch: bool = False) -> None:
     """Add a fan-out target (idempotent by name, so re-imports do not double it).
 
-    ``many``, when given, is called instead of ``target`` with all the events of a
-    dispatch transaction (PERF: one statement for a batch where ``target`` runs one per
-    event, as a campaign's hundreds of ``message.created``); it must do what ``target``
-    does for each of them, in their order.
+    ``batch``: ``target(session, events)`` takes all the pending events of a dispatch
+    transaction at once, in id order (PERF: one statement or lookup for a batch, such as a
+    campaign's hundreds of ``message.created``), and must do for each what a per-event
+    target would.
     """
-    _targets[name] = many or functools.partial(_each, target)
+    _targets[name] = target if batch else functools.partial(_each, target)  # type: ignore[assignment]
 
 
 def _each(target: Target, session: Session, events: Sequence[OutboxEvent]) -> None:

@@ -1,11 +1,12 @@
 """The ``analytics`` dispatch target: queue the events the rollups count.
 
-Runs inside ``dispatch_event``'s transaction (:mod:`shared.dispatch`): a counted
-event gets an ``analytics_events`` row (``ON CONFLICT DO NOTHING`` on the event id,
-so a re-dispatch adds nothing, even after the event was counted) holding only what
-counting needs, and its tenant's ``roll_up`` message is sent after commit, one per
-tenant of the batch. The rollup marks the row counted in the transaction that counts
-it: an event counts once. Counted rows are purged after :data:`KEEP_COUNTED_DAYS`.
+Runs inside ``dispatch_event``'s transaction (:mod:`shared.dispatch`; a batch target,
+one statement for the batch): a counted event gets an ``analytics_events`` row (``ON
+CONFLICT DO NOTHING`` on the event id, so a re-dispatch adds nothing, even after the
+event was counted) holding only what counting needs, and its tenant's ``roll_up``
+message is sent after commit, one per tenant of the batch. The rollup marks the row
+counted in the transaction that counts it: an event counts once. Counted rows are
+purged after :data:`KEEP_COUNTED_DAYS`.
 """
 
 from __future__ import annotations
@@ -81,13 +82,11 @@ def essentials(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"agent_id": _agent_of(data), "rating": rating}
 
 
-def target(session: Session, event: OutboxEvent) -> None:
-    """The :func:`shared.dispatch.register_target` callable."""
-    target_many(session, [event])
+def target(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """The :func:`shared.dispatch.register_target` callable (``batch=True``).
 
-
-def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
-    """:func:`target` for a dispatch batch: its rows in one pipelined ``executemany``."""
+    PERF: one pipelined statement and one ``roll_up`` per tenant for the whole batch.
+    """
     rows = [
         {
             "event_id": event.id,
@@ -102,7 +101,7 @@ def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
     if not rows:
         return
     session.execute(_QUEUE_EVENT, rows)
-    QUEUE.enqueue_after_commit(session, list(dict.fromkeys(row["tenant_id"] for row in rows)))
+    QUEUE.enqueue_after_commit(session, dict.fromkeys(row["tenant_id"] for row in rows))
 
 
 _STALE_TENANTS = text(

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, func, literal_column, select, update
+from sqlalchemy import func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from shared.automation.facts import conversation_id_of
 from shared.config import get_settings
 from shared.db import memo_for_transaction
 from shared.event_types import CATALOGUE
-from shared.models import AutomationEvent, AutomationRule, OutboxEvent, Tenant
+from shared.models import AutomationEvent, OutboxEvent, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,22 @@ def is_triggerable(event_type: str) -> bool:
     return known is not None and known.automation
 
 
+_HAS_RULES = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM automation_rules
+                    WHERE tenant_id = :tenant_id AND is_active
+                      AND trigger_event_types @> ARRAY[CAST(:event_type AS varchar)])
+    """
+)
+
+
 def has_rules_for(session: Session, tenant_id: uuid.UUID, event_type: str) -> bool:
-    """Whether an active rule of the tenant is triggered by ``event_type`` (GIN index probe)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    AutomationRule.tenant_id == tenant_id,
-                    AutomationRule.is_active.is_(True),
-                    AutomationRule.trigger_event_types.contains([event_type]),
-                )
-            )
-        )
-    )
+    """Whether an active rule of the tenant is triggered by ``event_type`` (GIN index probe).
+
+    PERF: a written-out statement: building the ORM query cost three times running it,
+    once per event type of every dispatched batch.
+    """
+    return bool(session.scalar(_HAS_RULES, {"tenant_id": tenant_id, "event_type": event_type}))
 
 
 def sweep_delay() -> Any:

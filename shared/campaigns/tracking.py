@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from shared.db import memo_for_transaction
 from shared.models import CampaignRecipient, Conversation, Message, OutboxEvent
 
 TARGET_NAME = "campaign_replies"
@@ -72,7 +73,7 @@ def target(session: Session, event: OutboxEvent) -> None:
     if event.type != "message.created" or data.get("direction") != "inbound":
         return
     conversation_id = data.get("conversation_id")
-    if not conversation_id:
+    if not conversation_id or not _awaits_replies(session, event.tenant_id):
         return
     contact = (
         select(Conversation.contact_id)
@@ -94,4 +95,23 @@ def target(session: Session, event: OutboxEvent) -> None:
         )
         .values(replied_at=event.occurred_at)
         .execution_options(synchronize_session=False)
+    )
+
+
+_AWAITS_REPLIES = text(
+    "SELECT EXISTS (SELECT 1 FROM campaign_recipients WHERE tenant_id = :tenant_id"
+    " AND message_id IS NOT NULL AND replied_at IS NULL)"
+)
+
+
+def _awaits_replies(session: Session, tenant_id: uuid.UUID) -> bool:
+    """Whether any campaign message of the tenant still waits for its reply (once per batch).
+
+    PERF: most tenants' inbound messages answer no campaign; one look at the partial
+    index spares each of them its ``UPDATE``.
+    """
+    return memo_for_transaction(
+        session,
+        ("campaigns.awaits_replies", tenant_id),
+        lambda: bool(session.scalar(_AWAITS_REPLIES, {"tenant_id": tenant_id})),
     )

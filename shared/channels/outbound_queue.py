@@ -49,13 +49,9 @@ _INSERT_SENDS = (
 )
 
 
-def target(session: Session, event: OutboxEvent) -> None:
-    """The dispatch target: a queued outbound message gets its send row and its job."""
-    target_many(session, [event])
-
-
-def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
-    """:func:`target` for a dispatch batch: one statement per tenant."""
+def target(session: Session, events: Sequence[OutboxEvent]) -> None:
+    """The dispatch target (``batch=True``): queued outbound messages get their send rows
+    and their jobs, one statement per tenant."""
     by_tenant: dict[uuid.UUID, list[uuid.UUID]] = {}
     for event in events:
         data = event.data or {}
@@ -73,7 +69,7 @@ def queue_sends(session: Session, tenant_id: uuid.UUID, message_ids: list[uuid.U
     """Give queued outbound messages their send rows (one statement; a message that has one
     keeps it) and hand the new ones to ``send_outbound_batch`` after commit.
 
-    The dispatch target calls it per ``message.created``; a bulk sender (a campaign's
+    The dispatch target calls it for a batch's ``message.created``; a bulk sender (a campaign's
     batch) calls it in the transaction that wrote its messages, so their sends need not
     wait for the events' dispatch, whose target then finds the rows and does nothing.
     """

@@ -141,8 +141,8 @@ def test_an_event_queued_or_applied_twice_counts_once(ws):
             )
         ).first()
         row = session.get(OutboxEvent, event)
-        intake.target(session, row)  # dispatched again after it was counted
-        intake.target(session, row)
+        intake.target(session, [row])  # dispatched again after it was counted
+        intake.target(session, [row])
     rollup.drain(uuid.UUID(ws.tenant["id"]))
     rollup.drain(uuid.UUID(ws.tenant["id"]))
     assert ws.call("GET", "/api/analytics/overview").json == before

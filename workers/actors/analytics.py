@@ -2,7 +2,14 @@
 
 Importing this module registers the ``analytics`` dispatch target (events queued in
 ``dispatch_event``'s transaction) and installs the after-commit enqueuer that sends
-one ``roll_up`` per tenant of a dispatched batch.
+one ``roll_up`` per tenant of a dispatched batch, unless one is already waiting.
+
+PERF: a tenant's ``roll_up`` that waits in the queue will count every event committed
+before it starts, so a batch dispatched meanwhile sends none (a Redis flag, set by
+the sender and cleared by the job as it starts). Under load this turns one message
+(and one lock attempt) per dispatched batch into one per drain. The flag expires
+after :data:`WAITING_FLAG_MS`, and the scheduler's sweeper re-sends for events left
+waiting, so a lost message delays counting, never loses it.
 """
 
 from __future__ import annotations
@@ -12,14 +19,23 @@ import uuid
 from collections.abc import Sequence
 
 import dramatiq
+from redis.exceptions import RedisError
 
 from shared import dispatch
 from shared.analytics import intake, reconcile, rollup
+from shared.redis_client import get_redis, key
 from workers import queues
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 from workers.metrics import count_items
 
 log = logging.getLogger(__name__)
+
+#: How long a sent ``roll_up`` holds off the next ones of its tenant at most.
+WAITING_FLAG_MS = 5_000
+
+
+def _waiting_flag(tenant_id: str) -> str:
+    return key("analytics", "roll_up_waiting", tenant_id)
 
 
 @dramatiq.actor(
@@ -31,6 +47,8 @@ log = logging.getLogger(__name__)
 )
 def roll_up(tenant_id: str) -> None:
     """Count the tenant's queued events; a duplicate or concurrent message is harmless."""
+    # NOTE: cleared before draining: an event committed from now on sends a new message.
+    _clear_waiting(tenant_id)
     result = rollup.drain(uuid.UUID(tenant_id))
     count_items({"analytics_events": result.counted})
     if result.unfinished:
@@ -38,9 +56,31 @@ def roll_up(tenant_id: str) -> None:
 
 
 def enqueue_rollups(tenant_ids: Sequence[uuid.UUID]) -> None:
-    """The :mod:`shared.analytics.intake` enqueuer: one message per tenant of the batch."""
-    for tenant_id in dict.fromkeys(tenant_ids):
-        roll_up.send_with_options(args=(str(tenant_id),), tenant_id=str(tenant_id))
+    """The :mod:`shared.analytics.intake` enqueuer: one message per tenant of the batch
+    that has none waiting."""
+    for tenant_id in map(str, dict.fromkeys(tenant_ids)):
+        if not _mark_waiting(tenant_id):
+            continue
+        try:
+            roll_up.send_with_options(args=(tenant_id,), tenant_id=tenant_id)
+        except BaseException:
+            _clear_waiting(tenant_id)
+            raise
+
+
+def _mark_waiting(tenant_id: str) -> bool:
+    """Whether no ``roll_up`` of the tenant waits (now one does); Redis down: send anyway."""
+    try:
+        return bool(get_redis().set(_waiting_flag(tenant_id), 1, nx=True, px=WAITING_FLAG_MS))
+    except RedisError:
+        return True
+
+
+def _clear_waiting(tenant_id: str) -> None:
+    try:
+        get_redis().delete(_waiting_flag(tenant_id))
+    except RedisError:
+        log.warning("could not clear the roll_up flag of %s; it expires", tenant_id)
 
 
 @dramatiq.actor(
@@ -56,5 +96,5 @@ def reconcile_analytics() -> None:
     log.info("analytics reconcile: %s", run)
 
 
-dispatch.register_target(intake.TARGET_NAME, intake.target, many=intake.target_many)
+dispatch.register_target(intake.TARGET_NAME, intake.target, batch=True)
 intake.set_enqueuer(enqueue_rollups)

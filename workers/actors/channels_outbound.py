@@ -78,7 +78,5 @@ def enqueue_sends(message_ids: Sequence[uuid.UUID]) -> None:
         send_outbound_batch.send([str(i) for i in batch])
 
 
-dispatch.register_target(
-    outbound_queue.TARGET_NAME, outbound_queue.target, many=outbound_queue.target_many
-)
+dispatch.register_target(outbound_queue.TARGET_NAME, outbound_queue.target, batch=True)
 outbound_queue.set_enqueuer(enqueue_sends)

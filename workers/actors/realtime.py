@@ -11,6 +11,6 @@ from __future__ import annotations
 from shared import dispatch
 from shared.realtime import access, feed
 
-dispatch.register_target(feed.TARGET_NAME, feed.target, many=feed.target_many)
+dispatch.register_target(feed.TARGET_NAME, feed.target, batch=True)
 
 __all__ = ["access"]

@@ -1,0 +1,107 @@
+"""Profile the analytics path in-process (cProfile, one thread): where a counted event's CPU goes.
+
+A diagnosis tool for ``bench/analytics_load.py`` (not part of ``run_all.py``): no broker,
+no worker process. ``--events`` events of the load's mix (80 % ``message.created``,
+10 % ``contact.created``, 10 % ``conversation.status_changed``) are committed in
+transactions of ``--batch`` with every worker target registered; then each stage runs
+under its own profile, with the functions the actors call:
+
+- ``emit``: the load generator's commits (the benchmark's own CPU, not the worker's);
+- ``dispatch``: ``dispatch_many`` per committed batch (what ``dispatch_events`` does);
+- ``roll_up``: ``rollup.drain`` once per message the dispatch would have sent.
+
+Run::
+
+    .venv/bin/python bench/profile_analytics.py --events 4000 --top 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+
+
+def _print(profiler: cProfile.Profile, title: str, top: int, sort: str) -> None:
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
+    print(f"\n=== {title} ===\n{out.getvalue()}")
+
+
+def _profiled(title: str, count: int, args, stage) -> None:
+    profiler = cProfile.Profile(time.process_time) if args.top else None
+    started = time.process_time()
+    if profiler:
+        profiler.enable()
+    stage()
+    if profiler:
+        profiler.disable()
+    took = time.process_time() - started
+    line = f"{title}: {took / count * 1000:.3f} ms CPU per event ({count} events, {took:.2f} s)"
+    if profiler:
+        _print(profiler, line, args.top, args.sort)
+    else:
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--top", type=int, default=30, help="0: timings only, no profile")
+    parser.add_argument("--sort", default="cumulative")
+    args = parser.parse_args(argv)
+    env = common.configure_environment()
+    with common.Bench("profile_analytics", env):
+        import workers.main  # noqa: F401  (every actor module: the worker's targets)
+        from bench import automation as automation_bench
+        from bench.analytics_load import analytics_emitter
+        from shared import dispatch, events
+        from shared.analytics import intake, rollup
+        from shared.db import session_scope
+        from shared.models import Tenant
+
+        events.set_publisher(None)
+        rollups: list[list] = []
+        intake.set_enqueuer(rollups.append)
+        with session_scope() as session:
+            tenant = Tenant(name="Analytics profile", slug=f"analytics-profile-{env.run_id}")
+            session.add(tenant)
+            session.flush()
+            tenant_id = tenant.id
+        conversations = automation_bench.add_conversations(tenant_id, 500)
+        emit_batch = analytics_emitter(tenant_id, conversations, random.Random(7))
+        batches: list[list] = []
+
+        def emit_all() -> None:
+            for first in range(0, args.events, args.batch):
+                batches.append(emit_batch(first, min(args.batch, args.events - first)))
+
+        def dispatch_all() -> None:
+            for ids in batches:
+                with session_scope() as session:
+                    dispatch.dispatch_many(session, ids)
+
+        def roll_up_all() -> None:
+            for tenants in rollups:
+                for tid in dict.fromkeys(tenants):
+                    rollup.drain(tid)
+
+        _profiled("emit (load generator)", args.events, args, emit_all)
+        _profiled("dispatch", args.events, args, dispatch_all)
+        print(f"roll_up messages the dispatch would send: {len(rollups)}")
+        _profiled("roll_up", args.events, args, roll_up_all)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
