@@ -40,17 +40,21 @@ class FreedSlots:
         self._stop.set()
 
     def _run(self) -> None:
+        warned = False
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(freed_channel())
+                warned = False
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._deliver(message["data"])
             except (redis.RedisError, OSError):
-                log.warning("webhooks: freed-slot channel unavailable; waiting deliveries poll")
+                if not warned:  # once per outage
+                    log.warning("webhooks: freed-slot channel unavailable; waiting deliveries poll")
+                    warned = True
                 self._stop.wait(RECONNECT_SECONDS)
             finally:
                 if pubsub is not None:
