@@ -231,3 +231,6 @@ def test_a_delivery_refused_a_slot_goes_when_another_process_frees_one(ws, recei
     )
     [untouched] = [d for d in deliveries(hook["id"]) if d.id == elsewhere]
     assert untouched.status == "pending" and untouched.attempt_count == 0
+    # The other process sends its own in turn (nothing left pending for later sweeps).
+    outcome = engine.deliver_batch([elsewhere], limiter=limiter, default_timeout=5.0)
+    assert outcome[elsewhere].kind == "succeeded"
