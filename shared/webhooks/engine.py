@@ -79,7 +79,8 @@ _CLAIM_MANY = text(
 
 _DUE = text(
     """
-    SELECT d.id, d.endpoint_id, e.max_concurrency
+    SELECT d.id, d.endpoint_id, e.max_concurrency,
+           least(e.timeout_seconds, :default_timeout) + :margin AS lease_seconds
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
      WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.next_attempt_at <= now()
        AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id AND t.status <> 'active')
@@ -101,14 +102,28 @@ _SUSPENDED = text(
 HELD_ACTOR, HELD_QUEUE = "deliver_webhook", "webhooks"
 
 
-def due(ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
-    """``(id, endpoint_id, max_concurrency)`` of the due pending deliveries among ``ids``.
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A due pending delivery, with what taking a lease for it needs."""
+
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    limit: int
+    lease_seconds: float
+
+
+def due(ids: Sequence[uuid.UUID], default_timeout: float) -> list[Due]:
+    """The due pending deliveries among ``ids``, oldest first.
 
     Read without locking: what a caller learns here only decides what it tries to claim.
     """
+    params = {"ids": list(ids), "default_timeout": default_timeout, "margin": LOCK_MARGIN_SECONDS}
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
-        return [tuple(row) for row in connection.execute(_DUE, {"ids": list(ids)})]
+        return [
+            Due(row.id, row.endpoint_id, row.max_concurrency, float(row.lease_seconds))
+            for row in connection.execute(_DUE, params)
+        ]
 
 
 def hold_suspended(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -192,18 +207,11 @@ class Started:
     outcomes: dict[uuid.UUID, Outcome]
 
 
-def begin(
-    ids: Sequence[uuid.UUID],
-    *,
-    limiter: Limiter | None,
-    default_timeout: float,
-    park_seconds: float = 5.0,
-) -> Started:
-    """Claim the due deliveries among ``ids`` and take their leases; park those over the limit.
-
-    Every id's outcome is ``noop`` (not claimed), ``disabled`` or ``parked``
-    unless it is in ``attempts``: the caller sends those, then calls :func:`finish`.
-    """
+def _claim_live(
+    ids: Sequence[uuid.UUID], default_timeout: float
+) -> tuple[list[Claimed], dict[uuid.UUID, Outcome]]:
+    """Claim the due deliveries among ``ids``: those to send, and every id's outcome so far
+    (``noop``, ``suspended`` or ``disabled`` for those not to send)."""
     outcomes = {i: Outcome("noop") for i in ids}
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -217,6 +225,22 @@ def begin(
             for c in claims:
                 if not c.enabled:
                     outcomes[c.id] = delivery.end_disabled(session, c)
+    return live, outcomes
+
+
+def begin(
+    ids: Sequence[uuid.UUID],
+    *,
+    limiter: Limiter | None,
+    default_timeout: float,
+    park_seconds: float = 5.0,
+) -> Started:
+    """Claim the due deliveries among ``ids`` and take their leases; park those over the limit.
+
+    Every id's outcome is ``noop`` (not claimed), ``disabled`` or ``parked``
+    unless it is in ``attempts``: the caller sends those, then calls :func:`finish`.
+    """
+    live, outcomes = _claim_live(ids, default_timeout)
     if limiter is None:
         return Started([Attempt(c, None) for c in live], outcomes)
     leases = limiter.acquire_many(
@@ -236,6 +260,30 @@ def begin(
         # release that reads the count finds them to pull (see :mod:`.limiter`).
         pull_parked(limiter.park(parked, limits))
     attempts = [Attempt(c, lease) for c, lease in zip(live, leases, strict=True) if lease]
+    return Started(attempts, outcomes)
+
+
+def begin_leased(
+    leased: Sequence[tuple[Due, str | None]], *, limiter: Limiter | None, default_timeout: float
+) -> Started:
+    """Claim deliveries whose leases the caller already holds (the pipeline: lease first).
+
+    A lease whose delivery is not claimed (sent elsewhere meanwhile, its endpoint
+    disabled, its tenant suspended) is given back at once.
+    """
+    lease_of = {d.id: lease for d, lease in leased}
+    ids = list(lease_of)
+    live, outcomes = _claim_live(ids, default_timeout)
+    attempts = [Attempt(c, lease_of[c.id]) for c in live]
+    sending = {a.claimed.id for a in attempts}
+    unused = [(d.endpoint_id, lease) for d, lease in leased if lease and d.id not in sending]
+    if unused and limiter is not None:
+        parked: Counter[uuid.UUID] = Counter()
+        for (endpoint_id, _lease), waiting in zip(
+            unused, limiter.release_many(unused), strict=True
+        ):
+            parked[endpoint_id] += waiting
+        pull_parked({e: n for e, n in parked.items() if n})
     return Started(attempts, outcomes)
 
 

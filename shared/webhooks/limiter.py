@@ -1,21 +1,31 @@
 """Per-endpoint concurrency: leases in a Redis sorted set, so one slow receiver holds few threads.
 
 A lease is a member scored by its expiry, so a worker killed while holding one
-cannot leak it: expired members are dropped before counting. When an endpoint is
-at its limit the caller *parks* the delivery (it stays pending in Postgres) and
-counts it (:meth:`Limiter.park`); whoever releases a lease of that endpoint learns
-there are parked deliveries and pulls the next one, so the endpoint's pipe stays
-full without anybody polling.
+cannot leak it: expired members are dropped before counting.
+
+Waiting for a slot, two ways:
+
+- the in-process pipeline (:mod:`.pipeline`) asks the lease *before* claiming; a
+  refused delivery waits in its worker and the refusal marks the endpoint as waited
+  for. A release of a marked endpoint publishes its id (:func:`freed_channel`), so a
+  waiting worker asks again at once, whichever process freed the slot
+  (:mod:`.freed_slots`). Before, the pipeline parked such deliveries in Postgres:
+  with four worker processes on one endpoint most of them waited for a release to
+  pull *the oldest* pending row of the endpoint (often one another process was about
+  to send, so the parked one stayed) or for the sweeper, and 4 processes delivered
+  5x slower than 1 (``bench/scale_out.py``).
+- a ``deliver_webhooks`` job (sweeper re-drives, retries, resends) claims first and
+  *parks* a delivery refused a lease: pending again in Postgres, counted
+  (:meth:`Limiter.park`); whoever releases a lease of that endpoint learns there are
+  parked deliveries and pulls the next one.
 
 The count comes after the row is pending again, never with the refused lease: a
 release landing in between would use the count up, find no pending row to pull (it
-was still claimed) and leave the delivery to the sweeper. A load of 200 deliveries/s
-on three endpoints left 26 of 4,000 that way. The opposite window, every lease released
-after the row went pending and before it was counted, is closed by :meth:`Limiter.park`:
-counting and looking for free room are one script, so a release is seen either by the
-parker (who pulls the deliveries itself) or by the releaser (who finds the count).
-Without it, four worker processes against one endpoint left most parked deliveries to
-the sweeper (``bench/scale_out.py``: 4 processes slower than 1).
+was still claimed) and leave the delivery to the sweeper. The opposite window,
+every lease released after the row went pending and before it was counted, is closed
+by :meth:`Limiter.park`: counting and looking for free room are one script, so a
+release is seen either by the parker (who pulls the deliveries itself) or by the
+releaser (who finds the count).
 """
 
 from __future__ import annotations
@@ -31,32 +41,38 @@ from shared.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
 
-#: KEYS: the leases per request; ARGV: now, then (limit, ttl, token) per request.
+#: KEYS: (leases, waiting) per request; ARGV: now, the waiting mark's ms, then
+#: (limit, ttl, token) per request. A refusal marks the endpoint as waited for.
 _ACQUIRE = """
-local now = tonumber(ARGV[1])
+local now, mark = tonumber(ARGV[1]), tonumber(ARGV[2])
 local granted = {}
-for i = 1, #KEYS do
-  local leases = KEYS[i]
-  local limit, ttl, token = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
+for i = 1, #KEYS / 2 do
+  local leases, waiting = KEYS[2 * i - 1], KEYS[2 * i]
+  local limit, ttl, token = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), ARGV[3 * i + 2]
   redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
   if redis.call('ZCARD', leases) < limit then
     redis.call('ZADD', leases, now + ttl, token)
     redis.call('PEXPIRE', leases, ttl)
     granted[i] = 1
   else
+    redis.call('SET', waiting, '1', 'PX', mark)
     granted[i] = 0
   end
 end
 return granted
 """
-#: KEYS: (leases, parked) per release; ARGV: the token per release.
+#: KEYS: (leases, parked, waiting) per release; ARGV: the channel, then (token, endpoint)
+#: per release. A slot freed while a process waits for one is published to the channel.
 _RELEASE = """
 local waiting = {}
-for i = 1, #KEYS / 2 do
-  redis.call('ZREM', KEYS[2 * i - 1], ARGV[i])
-  local parked = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+for i = 1, #KEYS / 3 do
+  redis.call('ZREM', KEYS[3 * i - 2], ARGV[2 * i])
+  if redis.call('EXISTS', KEYS[3 * i]) == 1 then
+    redis.call('PUBLISH', ARGV[1], ARGV[2 * i + 1])
+  end
+  local parked = tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0')
   if parked > 0 then
-    redis.call('DECR', KEYS[2 * i])
+    redis.call('DECR', KEYS[3 * i - 1])
     waiting[i] = 1
   else
     waiting[i] = 0
@@ -89,6 +105,16 @@ return pull
 """
 
 
+#: How long a refused lease marks its endpoint as waited for: releases meanwhile are
+#: published. Above the waiters' own retry interval (:mod:`.pipeline`), which renews it.
+WAITING_MARK_MS = 5_000
+
+
+def freed_channel() -> str:
+    """The pub/sub channel a release of a waited-for endpoint publishes the endpoint's id on."""
+    return key("webhooks", "freed")
+
+
 class Limiter:
     """Acquire and release per-endpoint leases; fails open (with a warning) if Redis is down.
 
@@ -104,9 +130,11 @@ class Limiter:
 
     @staticmethod
     def _keys(endpoint_id: uuid.UUID) -> list[str]:
+        """The endpoint's leases, its parked count and its waiting mark."""
         return [
             key("webhooks", "leases", str(endpoint_id)),
             key("webhooks", "parked", str(endpoint_id)),
+            key("webhooks", "waiting", str(endpoint_id)),
         ]
 
     def acquire_many(self, requests: Sequence[tuple[uuid.UUID, int, float]]) -> list[str | None]:
@@ -120,9 +148,10 @@ class Limiter:
             return []
         tokens = [uuid.uuid4().hex for _ in requests]
         keys: list[str] = []
-        args: list[int | str] = [int(time.time() * 1000)]
+        args: list[int | str] = [int(time.time() * 1000), WAITING_MARK_MS]
         for (endpoint_id, limit, ttl_seconds), token in zip(requests, tokens, strict=True):
-            keys.append(self._keys(endpoint_id)[0])
+            leases, _parked, waiting = self._keys(endpoint_id)
+            keys += [leases, waiting]
             args += [limit, int(ttl_seconds * 1000), token]
         try:
             granted = self._acquire(keys=keys, args=args)
@@ -136,8 +165,11 @@ class Limiter:
         if not leases:
             return []
         keys = [k for endpoint_id, _ in leases for k in self._keys(endpoint_id)]
+        args = [freed_channel()]
+        for endpoint_id, token in leases:
+            args += [token, str(endpoint_id)]
         try:
-            waiting = self._release(keys=keys, args=[token for _, token in leases])
+            waiting = self._release(keys=keys, args=args)
         except redis.RedisError:
             return [False] * len(leases)
         return [bool(w) for w in waiting]
@@ -151,7 +183,7 @@ class Limiter:
         if not counts:
             return {}
         endpoints = list(counts)
-        keys = [k for endpoint_id in endpoints for k in self._keys(endpoint_id)]
+        keys = [k for endpoint_id in endpoints for k in self._keys(endpoint_id)[:2]]
         args: list[int] = [int(time.time() * 1000)]
         for endpoint_id in endpoints:
             args += [counts[endpoint_id], limits[endpoint_id]]
@@ -161,6 +193,13 @@ class Limiter:
             log.warning("webhook limiter unavailable; parked deliveries wait for the sweeper")
             return {}
         return {e: int(n) for e, n in zip(endpoints, pull, strict=True) if int(n) > 0}
+
+    def waited_for(self, endpoint_id: uuid.UUID) -> bool:
+        """Whether a lease of the endpoint was refused lately (a release is then published)."""
+        try:
+            return bool(self.client.exists(self._keys(endpoint_id)[2]))
+        except redis.RedisError:
+            return False
 
     def acquire(self, endpoint_id: uuid.UUID, limit: int, ttl_seconds: float) -> str | None:
         """A lease token, or None when ``limit`` leases are held (the caller parks)."""

@@ -5,10 +5,13 @@ this process's :class:`Pipeline` instead of queueing a ``deliver_webhooks``
 message for them: that message cost as much CPU as the delivery. The pipeline
 runs on the webhook event loop (:mod:`.sender`) and keeps three stages busy:
 
-- admit and claim: waiting ids are taken in batches; each endpoint gets at most
-  its ``max_concurrency`` attempts in flight from this process (the rest wait
-  here, a bounded number per endpoint), then the batch is claimed and leased
-  (:func:`.engine.begin`), on a small thread pool for the database;
+- admit, lease and claim: waiting ids are taken in batches; each endpoint gets at
+  most its ``max_concurrency`` attempts in flight from this process (the rest wait
+  here, a bounded number per endpoint), their leases are asked (:mod:`.limiter`)
+  and the leased ones claimed (:func:`.engine.begin_leased`), on a small thread
+  pool for the database. A delivery refused a lease (other worker processes hold
+  the endpoint's slots) waits here too, and asks again as soon as a slot of its
+  endpoint frees in any process (:mod:`.freed_slots`);
 - send: each claimed attempt is sent as soon as it is claimed;
 - release: answered attempts give their endpoint slots back together
   (:func:`.engine.release`), before they are recorded: the limit bounds the
@@ -46,7 +49,8 @@ from typing import Any
 
 from shared.webhooks import engine, sender
 from shared.webhooks.delivery import Result
-from shared.webhooks.engine import MAX_BATCH, Attempt
+from shared.webhooks.engine import MAX_BATCH, Attempt, Due
+from shared.webhooks.freed_slots import FreedSlots
 from shared.webhooks.limiter import Limiter
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,9 @@ log = logging.getLogger(__name__)
 MAX_OUTSTANDING = 1024
 #: Admit-and-claim batches running at once.
 MAX_CLAIMING = 2
+#: Seconds between the lease requests of a delivery refused one, should the message that
+#: a slot freed get lost (it normally comes at once, :mod:`.freed_slots`).
+RETRY_SECONDS = 0.25
 #: Threads for the database and Redis work of claiming, releasing and recording:
 #: one per stage that can run at once (``MAX_CLAIMING`` claims, a release, a record).
 DB_THREADS = MAX_CLAIMING + 2
@@ -78,10 +85,14 @@ class Pipeline:
         # All below under _lock.
         self._holding: set[uuid.UUID] = set()  # ids holding room
         self._incoming: deque[uuid.UUID] = deque()
-        self._busy: Counter[uuid.UUID] = Counter()  # endpoint -> attempts in flight from here
-        self._waiting: dict[uuid.UUID, deque[uuid.UUID]] = defaultdict(deque)
-        self._limits: dict[uuid.UUID, int] = {}
+        self._busy: Counter[uuid.UUID] = Counter()  # endpoint -> leases held from here
+        self._waiting: dict[uuid.UUID, deque[Due]] = defaultdict(deque)
+        self._retry: deque[Due] = deque()  # waiting ones to ask a lease for again
+        #: Endpoints whose leases other processes hold: their waiting deliveries ask
+        #: again when one is freed (:mod:`.freed_slots`), or after RETRY_SECONDS.
+        self._blocked: set[uuid.UUID] = set()
         # On the loop only.
+        self._retry_armed = False
         self._sent: list[tuple[Attempt, Result]] = []
         self._done: list[tuple[Attempt, Result, bool]] = []
         self._claiming = 0
@@ -89,6 +100,7 @@ class Pipeline:
         self._recording = False
         self._tasks: set[asyncio.Task] = set()
         self._db = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="webhook-db")
+        self._freed = FreedSlots(self._on_freed) if limiter is not None else None
 
     # --- any thread ---------------------------------------------------------------------
 
@@ -122,7 +134,8 @@ class Pipeline:
         with self._lock:
             waiting = sum(len(w) for w in self._waiting.values())
             in_flight = sum(n for n in self._busy.values() if n > 0)
-            return len(self._holding | set(self._incoming)) + waiting + in_flight
+            queued = len(self._holding | set(self._incoming)) + len(self._retry)
+            return queued + waiting + in_flight
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything handed over is recorded (shutdown); False on timeout."""
@@ -144,58 +157,136 @@ class Pipeline:
             self._room.release()
 
     def _ended(self, endpoint_ids: Iterable[uuid.UUID]) -> None:
-        """Attempts of these endpoints ended: free their slots, let waiting ones in (lock held)."""
+        """Leases of these endpoints given back: let waiting ones ask again (lock held)."""
         for endpoint_id in endpoint_ids:
             self._busy[endpoint_id] -= 1
         for endpoint_id in set(endpoint_ids):
-            waiting = self._waiting.get(endpoint_id)
-            free = self._limits.get(endpoint_id, 1) - self._busy[endpoint_id]
-            while waiting and free > 0:
-                self._incoming.append(waiting.popleft())
-                free -= 1
-            if waiting is not None and not waiting:
-                del self._waiting[endpoint_id]
+            self._requeue(endpoint_id)
             if self._busy[endpoint_id] <= 0:
                 del self._busy[endpoint_id]
 
-    def _admit_and_begin(self, batch: list[uuid.UUID]) -> list[Attempt]:
-        """In a database thread: keep each endpoint within its limit, claim and lease the rest."""
-        due = engine.due(batch)
-        admitted: list[uuid.UUID] = []
-        endpoint_of: dict[uuid.UUID, uuid.UUID] = {}
-        overflow: Counter[uuid.UUID] = Counter()
-        parked: list[uuid.UUID] = []
+    def _requeue(self, endpoint_id: uuid.UUID) -> None:
+        """Move as many of the endpoint's waiting deliveries as it has room here to retry."""
+        waiting = self._waiting.get(endpoint_id)
+        if not waiting:
+            return
+        free = waiting[0].limit - self._busy[endpoint_id]
+        while waiting and free > 0:
+            self._retry.append(waiting.popleft())
+            free -= 1
+        if not waiting:
+            del self._waiting[endpoint_id]
+
+    def _on_freed(self, endpoint_id: uuid.UUID) -> None:
+        """(The listener's thread) another process freed a slot: wake the endpoint's waiting."""
         with self._lock:
-            for delivery_id, endpoint_id, limit in due:
-                self._limits[endpoint_id] = limit
-                if self._busy[endpoint_id] < limit:
-                    self._busy[endpoint_id] += 1
-                    admitted.append(delivery_id)
-                    endpoint_of[delivery_id] = endpoint_id
-                elif len(self._waiting[endpoint_id]) < self.max_waiting_per_endpoint:
-                    self._waiting[endpoint_id].append(delivery_id)
-                else:
-                    overflow[endpoint_id] += 1
-                    parked.append(delivery_id)
-            # Not due (claimed elsewhere, done) or left in Postgres: their room is free.
-            due_ids = {row[0] for row in due}
+            if endpoint_id not in self._blocked:
+                return
+        self._loop.call_soon_threadsafe(self._wake, [endpoint_id])
+
+    def _wake(self, endpoint_ids: Iterable[uuid.UUID]) -> None:
+        with self._lock:
+            for endpoint_id in endpoint_ids:
+                if endpoint_id in self._blocked:
+                    self._blocked.discard(endpoint_id)
+                    self._requeue(endpoint_id)
+        self._pump()
+
+    def _retry_blocked(self) -> None:
+        """The fallback for a freed-slot message lost: the blocked endpoints ask again."""
+        self._retry_armed = False
+        with self._lock:
+            blocked = list(self._blocked)
+        self._wake(blocked)
+
+    def _admit(self, due: list[Due], retries: list[Due]) -> tuple[list[Due], Counter[uuid.UUID]]:
+        """Take a slot here for what may ask a lease now; queue the rest (lock held).
+
+        Returns those to ask a lease for, and the count per endpoint of those left
+        in Postgres (their room is given back; the caller parks them).
+        """
+        asking: list[Due] = []
+        overflow: Counter[uuid.UUID] = Counter()
+        back: dict[uuid.UUID, list[Due]] = defaultdict(list)
+        for item in retries:
+            if self._busy[item.endpoint_id] < item.limit:
+                self._busy[item.endpoint_id] += 1
+                asking.append(item)
+            else:
+                back[item.endpoint_id].append(item)
+        for endpoint_id, items in back.items():
+            self._waiting[endpoint_id].extendleft(reversed(items))
+        for item in due:
+            endpoint_id = item.endpoint_id
+            free = self._busy[endpoint_id] < item.limit and endpoint_id not in self._blocked
+            if free and not self._waiting.get(endpoint_id):
+                self._busy[endpoint_id] += 1
+                asking.append(item)
+                continue
+            if len(self._waiting[endpoint_id]) < self.max_waiting_per_endpoint:
+                self._waiting[endpoint_id].append(item)
+            else:
+                overflow[endpoint_id] += 1
+                self._let_go([item.id])
+        return asking, overflow
+
+    def _lease(self, asking: list[Due]) -> list[tuple[Due, str | None]]:
+        """Ask the leases; a refused one waits here, its endpoint blocked until a slot frees."""
+        if self.limiter is None:
+            return [(item, None) for item in asking]
+        leases = self.limiter.acquire_many(
+            [(i.endpoint_id, i.limit, i.lease_seconds) for i in asking]
+        )
+        refused = [item for item, lease in zip(asking, leases, strict=True) if lease is None]
+        with self._lock:
+            for item in reversed(refused):
+                self._busy[item.endpoint_id] -= 1
+                self._waiting[item.endpoint_id].appendleft(item)
+                self._blocked.add(item.endpoint_id)
+        return [(item, lease) for item, lease in zip(asking, leases, strict=True) if lease]
+
+    def _admit_and_begin(self, batch: list[uuid.UUID], retries: list[Due]) -> list[Attempt]:
+        """In a database thread: a lease per delivery (one here per endpoint's slot), then claim.
+
+        A delivery refused a lease (other processes hold the endpoint's slots) waits here,
+        holding its room, and asks again as soon as a slot frees anywhere: parking it in
+        Postgres would leave it to whichever process pulls a parked row, or to the sweeper.
+        """
+        try:
+            due = engine.due(batch, self.default_timeout) if batch else []
+        except BaseException:
+            # NOTE: the rows stay pending: the sweeper re-drives them.
+            with self._lock:
+                self._let_go([*batch, *(item.id for item in retries)])
+            raise
+        with self._lock:
+            # Not due (claimed elsewhere, done): their room is free.
+            due_ids = {item.id for item in due}
             not_due = [i for i in batch if i not in due_ids]
             self._let_go(not_due)
-            self._let_go(parked)
+            asking, overflow = self._admit(due, retries)
         if overflow and self.limiter is not None:
-            engine.pull_parked(self.limiter.park(overflow, {e: self._limits[e] for e in overflow}))
+            limits = {item.endpoint_id: item.limit for item in due}
+            engine.pull_parked(self.limiter.park(overflow, limits))
         attempts: list[Attempt] = []
+        leased: list[tuple[Due, str | None]] = []
         try:
-            started = engine.begin(
-                admitted, limiter=self.limiter, default_timeout=self.default_timeout
-            )
-            attempts = started.attempts
+            leased = self._lease(asking)
+            if leased:
+                attempts = engine.begin_leased(
+                    leased, limiter=self.limiter, default_timeout=self.default_timeout
+                ).attempts
+        except BaseException:
+            held = [(item.endpoint_id, lease) for item, lease in leased if lease]
+            if held and self.limiter is not None:
+                self.limiter.release_many(held)
+            raise
         finally:
             sent = {a.claimed.id for a in attempts}
-            unsent = [i for i in admitted if i not in sent]
+            unsent = [item for item, _ in leased if item.id not in sent]
             with self._lock:
-                self._let_go(unsent)
-                self._ended([endpoint_of[i] for i in unsent])
+                self._let_go(item.id for item in unsent)
+                self._ended([item.endpoint_id for item in unsent])
         # A suspended tenant's rows are not due: recorded once each, left pending.
         try:
             engine.hold_suspended(not_due)
@@ -236,12 +327,17 @@ class Pipeline:
         """Start whatever stage has work and room: claim batches, a release, a record."""
         while self._claiming < MAX_CLAIMING:
             with self._lock:
-                take = min(MAX_BATCH, len(self._incoming))
+                retries = [self._retry.popleft() for _ in range(min(MAX_BATCH, len(self._retry)))]
+                take = min(MAX_BATCH - len(retries), len(self._incoming))
                 batch = [self._incoming.popleft() for _ in range(take)]
-            if not batch:
+            if not batch and not retries:
                 break
             self._claiming += 1
-            self._spawn(self._claim_and_send(batch))
+            self._spawn(self._claim_and_send(batch, retries))
+        if self._blocked and not self._retry_armed:
+            # NOTE: read without the lock: a blocked endpoint added meanwhile pumps again.
+            self._retry_armed = True
+            self._loop.call_later(RETRY_SECONDS, self._retry_blocked)
         if self._sent and not self._releasing:
             self._releasing = True
             sent, self._sent = self._sent, []
@@ -254,10 +350,10 @@ class Pipeline:
     async def _in_db_thread(self, func, *args):
         return await self._loop.run_in_executor(self._db, functools.partial(func, *args))
 
-    async def _claim_and_send(self, batch: list[uuid.UUID]) -> None:
+    async def _claim_and_send(self, batch: list[uuid.UUID], retries: list[Due]) -> None:
         attempts: list[Attempt] = []
         try:
-            attempts = await self._in_db_thread(self._admit_and_begin, batch)
+            attempts = await self._in_db_thread(self._admit_and_begin, batch, retries)
         except Exception:
             log.exception("claiming %d webhook deliveries failed; the sweeper retries", len(batch))
         finally:

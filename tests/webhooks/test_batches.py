@@ -200,3 +200,37 @@ def test_a_slot_freed_before_the_park_is_counted_is_taken_by_the_parker(ws, rece
     [token] = limiter.acquire_many([(endpoint, 1, 30.0)])
     assert limiter.park({endpoint: 2}, {endpoint: 1}) == {}
     assert limiter.release_many([(endpoint, token)]) == [True]
+
+
+def test_a_delivery_refused_a_slot_goes_when_another_process_frees_one(ws, receiver, path):
+    """Worker processes share an endpoint's slots. A delivery refused one waits in its
+    worker and goes as soon as a slot frees in any process: left parked in Postgres, it
+    waited for a release to pull *the oldest* pending row of the endpoint (maybe one
+    another process was about to send) or for the sweeper (8 per endpoint every 5 s),
+    and 4 worker processes were 5x slower than 1 (``bench/scale_out.py``)."""
+    from shared.webhooks import sender
+    from shared.webhooks.limiter import Limiter
+
+    hook = create(ws, receiver.url(path), event_types=[EVENT], max_concurrency=1)
+    endpoint = uuid.UUID(hook["id"])
+    # Another process: an older delivery it has waiting, and an attempt holding the slot.
+    elsewhere = _pending_delivery(ws.tenant["id"], hook["id"])
+    limiter = Limiter()
+    held = engine.begin(
+        [_pending_delivery(ws.tenant["id"], hook["id"])], limiter=limiter, default_timeout=5.0
+    ).attempts
+    assert len(held) == 1
+    [event_id] = emit_events(ws.tenant["id"], 1)
+    wait_until(lambda: limiter.waited_for(endpoint), "the worker refused a slot")
+    # The other process's attempt ends as every attempt does: sent, released, recorded.
+    results = sender.send_all([a.claimed for a in held])
+    engine.finish(list(zip(held, results, strict=True)), limiter=limiter)
+    wait_until(
+        lambda: str(event_id) in {r.headers["webhook-id"] for r in receiver.at(path)},
+        "the waiting delivery sent (no sweeper runs here)",
+    )
+    [untouched] = [d for d in deliveries(hook["id"]) if d.id == elsewhere]
+    assert untouched.status == "pending" and untouched.attempt_count == 0
+    # The other process sends its own in turn (nothing left pending for later sweeps).
+    outcome = engine.deliver_batch([elsewhere], limiter=limiter, default_timeout=5.0)
+    assert outcome[elsewhere].kind == "succeeded"
