@@ -67,17 +67,29 @@ def _register() -> uuid.UUID:
 
 
 def _statement_without_check():
-    """The per-event read as it was: rules version and runs, no control or clock columns."""
-    from sqlalchemy import Boolean, Integer, String, bindparam, exists, func, literal, select
+    """The per-batch read as it was: rules version and runs, no control or clock columns."""
+    from sqlalchemy import (
+        Boolean,
+        Integer,
+        String,
+        Uuid,
+        any_,
+        bindparam,
+        exists,
+        func,
+        literal,
+        select,
+    )
     from sqlalchemy.dialects.postgresql import ARRAY
 
-    from shared.models import AutomationRun, AutomationSettings
+    from shared.models import AutomationEvent, AutomationRun, AutomationSettings
 
-    r = AutomationRun
-    of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
+    r, e = AutomationRun, AutomationEvent
+    of_event = (r.automation_event_id == e.id, r.reprocess.is_(False))
     return select(
+        e.id.label("event_id"),
         select(AutomationSettings.rules_version)
-        .where(AutomationSettings.tenant_id == bindparam("tenant_id"))
+        .where(AutomationSettings.tenant_id == e.tenant_id)
         .scalar_subquery()
         .label("rules_version"),
         literal(None, Boolean).label("paused"),
@@ -91,7 +103,7 @@ def _statement_without_check():
         .scalar_subquery()
         .label("settled"),
         exists().where(*of_event, r.status == "failed").label("any_failed"),
-    )
+    ).where(e.id == any_(bindparam("event_ids", type_=ARRAY(Uuid))))
 
 
 def _gate_every_rule(tenant_id: uuid.UUID) -> None:
