@@ -455,8 +455,8 @@ def _first_error(results: list[dict[str, Any]]) -> str | None:
 
 
 def _evaluate_claimed(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Evaluate claimed rows in one transaction (in the order they were queued); park the
-    held and deferred ones after it. Rows no longer ``processing`` are skipped."""
+    """Evaluate claimed rows in one transaction (in queue order); park the held and
+    deferred ones after it. Rows no longer ``processing`` are skipped."""
     results = dict.fromkeys(event_ids, "skipped")
     parked: list[tuple[uuid.UUID, uuid.UUID, str, Held | Deferred]] = []
     with session_scope() as session:
@@ -468,7 +468,8 @@ def _evaluate_claimed(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
                 .with_for_update()
             )
         )
-        events.sort(key=lambda event: (event.created_at, event.id))
+        # Queue order; one transaction's rows in its dispatch's order (outbox id order).
+        events.sort(key=lambda event: (event.created_at, event.outbox_event_id))
         finished = []
         for event, outcome in zip(events, process_many(session, events), strict=True):
             if isinstance(outcome, Held | Deferred):
