@@ -281,12 +281,14 @@ class _Targets:
     def __init__(self, session: Session, evaluations: list[_Evaluation]) -> None:
         self.session = session
         self.conversations: dict[uuid.UUID, Conversation | None] = {}
-        self.outbox: dict[uuid.UUID, OutboxEvent] = {}
         acting = [e.event for e in evaluations if e.acts]
-        outbox_ids = [event.outbox_event_id for event in acting]
-        if outbox_ids:
-            found = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(outbox_ids)))
-            self.outbox = {row.id: row for row in found}
+        #: None: read, and gone (the retention purge); absent: not read yet.
+        self.outbox: dict[uuid.UUID, OutboxEvent | None] = {
+            event.outbox_event_id: None for event in acting
+        }
+        if self.outbox:
+            found = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(self.outbox)))
+            self.outbox.update({row.id: row for row in found})
         wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
         for event in acting:
             if event.conversation_id is not None:
@@ -295,7 +297,7 @@ class _Targets:
             # Locked in id order: two batches sharing conversations never deadlock.
             found = session.scalars(
                 select(Conversation)
-                .where(Conversation.tenant_id == tenant_id, Conversation.id.in_(ids))
+                .where(Conversation.tenant_id == tenant_id, Conversation.id.in_(sorted(ids)))
                 .order_by(Conversation.id)
                 .with_for_update()
                 .execution_options(populate_existing=True)
@@ -309,8 +311,10 @@ class _Targets:
             locked = executors.lock_conversation(self.session, ctx, conversation_id)
             self.conversations[conversation_id] = locked
         conversation = self.conversations.get(conversation_id) if conversation_id else None
-        outbox = self.outbox.get(event.outbox_event_id)
-        return conversation, outbox or self.session.get(OutboxEvent, event.outbox_event_id)
+        outbox_id = event.outbox_event_id
+        if outbox_id not in self.outbox:
+            self.outbox[outbox_id] = self.session.get(OutboxEvent, outbox_id)
+        return conversation, self.outbox[outbox_id]
 
 
 def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBatch:
