@@ -67,30 +67,42 @@ def _register() -> uuid.UUID:
 
 
 def _statement_without_check():
-    """The per-event read as it was: rules version and runs, no control or clock columns."""
-    from sqlalchemy import Boolean, Integer, String, bindparam, exists, func, literal, select
+    """The per-batch read as it was: rules version and runs, no control or clock columns."""
+    from sqlalchemy import Boolean, Integer, String, Uuid, any_, bindparam, func, literal, select
     from sqlalchemy.dialects.postgresql import ARRAY
 
-    from shared.models import AutomationRun, AutomationSettings
+    from shared.models import AutomationEvent, AutomationRun, AutomationSettings
 
-    r = AutomationRun
-    of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
-    return select(
-        select(AutomationSettings.rules_version)
-        .where(AutomationSettings.tenant_id == bindparam("tenant_id"))
-        .scalar_subquery()
-        .label("rules_version"),
-        literal(None, Boolean).label("paused"),
-        literal(None, ARRAY(String)).label("paused_event_types"),
-        literal(None, Integer).label("max_actions_per_minute"),
-        literal(None, String).label("pause_reason"),
-        literal("UTC").label("tenant_timezone"),
-        literal(None).label("now"),
-        select(func.array_agg(r.rule_id))
-        .where(*of_event, r.status != "failed")
-        .scalar_subquery()
-        .label("settled"),
-        exists().where(*of_event, r.status == "failed").label("any_failed"),
+    r, e = AutomationRun, AutomationEvent
+    event_ids = bindparam("event_ids", type_=ARRAY(Uuid))
+    runs = (
+        select(
+            r.automation_event_id,
+            func.array_agg(r.rule_id).filter(r.status != "failed").label("settled"),
+            func.bool_or(r.status == "failed").label("any_failed"),
+        )
+        .where(r.automation_event_id == any_(event_ids), r.reprocess.is_(False))
+        .group_by(r.automation_event_id)
+        .subquery("runs")
+    )
+    return (
+        select(
+            e.id.label("event_id"),
+            select(AutomationSettings.rules_version)
+            .where(AutomationSettings.tenant_id == e.tenant_id)
+            .scalar_subquery()
+            .label("rules_version"),
+            literal(None, Boolean).label("paused"),
+            literal(None, ARRAY(String)).label("paused_event_types"),
+            literal(None, Integer).label("max_actions_per_minute"),
+            literal(None, String).label("pause_reason"),
+            literal("UTC").label("tenant_timezone"),
+            literal(None).label("now"),
+            runs.c.settled,
+            func.coalesce(runs.c.any_failed, False).label("any_failed"),
+        )
+        .outerjoin(runs, runs.c.automation_event_id == e.id)
+        .where(e.id == any_(event_ids))
     )
 
 

@@ -1,15 +1,19 @@
-"""Evaluate one automation event: a run per trigger-matching rule, actions applied exactly once.
+"""Evaluate automation events in batches: a run per trigger-matching rule, actions applied once.
 
-``evaluate_rules`` (the worker) calls :func:`evaluate_event`:
+``evaluate_rules`` (the worker, one message per batch of queue rows) calls
+:func:`evaluate_events`:
 
-1. *claim* (own transaction): ``pending``/``processing`` -> ``processing``, attempts + 1;
-   a row already ``done`` or ``failed`` is left alone (a duplicate message is a no-op).
-2. *evaluate* (one transaction): lock the row, build the facts, evaluate the rules in
-   priority order, apply the matched rules' actions, insert the runs, mark ``done``.
-   A worker killed here leaves nothing half-applied: the row stays ``processing`` and
-   the sweeper re-drives it. Two workers on one row serialize on its lock; the
-   second finds it ``done``. The unique (event, rule) index is the last guard.
-3. on an unexpected error (own transaction): record it; ``failed`` after
+1. *claim* (own transaction, :mod:`shared.automation.claims`): ``pending``/``processing``
+   -> ``processing``, attempts + 1; a row already ``done`` or ``failed`` is left alone
+   (a duplicate message is a no-op).
+2. *evaluate* (one transaction for the batch, :func:`process_many`): lock the rows, read
+   their run states and facts, decide the rules in priority order, apply the matched
+   rules' actions event by event, insert the runs, mark the rows ``done``. A worker
+   killed here leaves nothing half-applied: the rows stay ``processing`` and the
+   sweeper re-drives them. Two workers on one row serialize on its lock; the second
+   finds it ``done``. The unique (event, rule) index is the last guard.
+3. on an unexpected error the batch is rolled back and each row evaluated alone; a row
+   that fails alone records it (own transaction): ``failed`` after
    ``AUTOMATION_MAX_ATTEMPTS``, otherwise back to ``pending`` and the job retries.
 
 An action refused by the domain (an illegal transition, a closed WhatsApp window)
@@ -22,8 +26,8 @@ Operations (:mod:`shared.automation.effective`): a rule that is snoozed, outside
 schedule windows or outside its rollout is skipped with a run saying why. An event
 the tenant's global control pauses is not evaluated at all: it waits, held, until
 the control lets it run (:func:`shared.automation.control.hold`). Past the tenant's
-ceiling on actions per minute the evaluation is rolled back and the event waits for
-the next minute (:mod:`shared.automation.ceiling`); neither counts as an attempt.
+ceiling on actions per minute the event is not evaluated and waits for the next
+minute (:mod:`shared.automation.ceiling`); neither counts as an attempt.
 """
 
 from __future__ import annotations
@@ -33,25 +37,34 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, literal_column, select, update
+from sqlalchemy import Uuid, any_, bindparam, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from shared.admin import dropped_work, tenant_state
-from shared.automation import ceiling, clock, control, executors
+from shared.admin import tenant_state
+from shared.automation import ceiling, claims, clock, control, executors
 from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.effective import Control, Moment, blocked, subject_of
 from shared.automation.engine import evaluate
-from shared.automation.facts import changes_of, gather
+from shared.automation.facts import changes_of, gather, gather_many
 from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
 from shared.events import Causation
-from shared.models import AutomationEvent, AutomationRun, AutomationSettings, OutboxEvent, Tenant
+from shared.models import (
+    AutomationEvent,
+    AutomationRun,
+    AutomationSettings,
+    Conversation,
+    OutboxEvent,
+    Tenant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,62 +143,32 @@ def _apply(
     return results, ok
 
 
-def _claim(event_id: uuid.UUID) -> uuid.UUID | None:
-    """Take the event (``processing``, one more attempt); its tenant, or None if done."""
-    with session_scope() as session:
-        return session.scalar(
-            update(AutomationEvent)
-            .where(
-                AutomationEvent.id == event_id,
-                AutomationEvent.status.in_(("pending", "processing")),
-            )
-            .values(
-                status="processing",
-                attempts=AutomationEvent.attempts + 1,
-                started_at=func.now(),
-            )
-            .returning(AutomationEvent.tenant_id)
-        )
-
-
-#: ``evaluate_rules``'s queue, for the dead letter that redoes it (shared code does not
-#: import the workers' queue names).
-QUEUE_NAME = "automation"
-
-
-def _hold_suspended(event_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
-    """A suspended workspace's evaluation: back to pending (no attempt), on record once.
-
-    The sweeper leaves it alone until the workspace is reactivated, then sends it again.
-    """
-    with session_scope() as session:
-        session.execute(
-            update(AutomationEvent)
-            .where(AutomationEvent.id == event_id, AutomationEvent.status == "processing")
-            .values(status="pending", attempts=AutomationEvent.attempts - 1)
-        )
-        dropped_work.record(
-            session,
-            tenant_id=tenant_id,
-            queue_name=QUEUE_NAME,
-            actor_name="evaluate_rules",
-            args=[str(event_id)],
-            options={"tenant_id": str(tenant_id)},
-        )
-
-
 def _run_state_statement() -> Any:
-    """The tenant's rules version and control, its timezone, the database clock, and this
-    event's settled and failed runs (not reprocess ones).
+    """Per event of a batch: the tenant's rules version and control, its timezone, the
+    database clock, and the event's settled and failed runs (not reprocess ones).
 
-    PERF: one round trip per event for all of it, built once: the effective-state
-    inputs that depend only on the event ride along with the rules version read.
+    PERF: one round trip per batch for all of it, built once: the effective-state
+    inputs that depend only on the event ride along with the rules version read. The
+    runs are one grouped index scan by the batch's ids (a subquery per event was
+    planned as a scan of the runs table once it held many).
     """
     r = AutomationRun
     s = AutomationSettings
-    of_event = (r.automation_event_id == bindparam("event_id"), r.reprocess.is_(False))
+    e = AutomationEvent
+    event_ids = bindparam("event_ids", type_=ARRAY(Uuid))
+    runs = (
+        select(
+            r.automation_event_id,
+            func.array_agg(r.rule_id).filter(r.status != "failed").label("settled"),
+            func.bool_or(r.status == "failed").label("any_failed"),
+        )
+        .where(r.automation_event_id == any_(event_ids), r.reprocess.is_(False))
+        .group_by(r.automation_event_id)
+        .subquery("runs")
+    )
     return (
         select(
+            e.id.label("event_id"),
             s.rules_version,
             s.paused,
             s.paused_event_types,
@@ -193,15 +176,14 @@ def _run_state_statement() -> Any:
             s.pause_reason,
             Tenant.timezone.label("tenant_timezone"),
             func.now().label("now"),
-            select(func.array_agg(r.rule_id))
-            .where(*of_event, r.status != "failed")
-            .scalar_subquery()
-            .label("settled"),
-            exists().where(*of_event, r.status == "failed").label("any_failed"),
+            runs.c.settled,
+            func.coalesce(runs.c.any_failed, False).label("any_failed"),
         )
-        .select_from(Tenant)
-        .outerjoin(s, s.tenant_id == Tenant.id)
-        .where(Tenant.id == bindparam("tenant_id"))
+        .select_from(e)
+        .join(Tenant, Tenant.id == e.tenant_id)
+        .outerjoin(s, s.tenant_id == e.tenant_id)
+        .outerjoin(runs, runs.c.automation_event_id == e.id)
+        .where(e.id == any_(event_ids))
     )
 
 
@@ -216,59 +198,151 @@ class RunState:
     moment: Moment
 
 
-def _run_state(session: Session, event: AutomationEvent) -> RunState:
-    """The rules version, the rules already decided for this event (a reprocess decides
+def _run_states(session: Session, events: list[AutomationEvent]) -> dict[uuid.UUID, RunState]:
+    """Per event: the rules version, the rules already decided for it (a reprocess decides
     every rule again) and the moment the rules are checked at."""
-    row = session.execute(_RUN_STATE, {"tenant_id": event.tenant_id, "event_id": event.id}).one()
-    moment = Moment(
-        now=clock.now(row.now),
-        tenant_timezone=row.tenant_timezone or "UTC",
-        control=Control.of(row) if row.paused is not None else Control(),
-        event_type=event.event_type,
-        subject_id=subject_of(event.event_type, event.payload, event.conversation_id)
-        or event.outbox_event_id,
-    )
-    if event.reprocess:
-        return RunState(row.rules_version or 0, set(), False, moment)
-    return RunState(row.rules_version or 0, set(row.settled or ()), row.any_failed, moment)
-
-
-def _forget_failed_runs(session: Session, event: AutomationEvent) -> None:
-    """A retry re-runs only the failed rules: their runs are deleted here."""
-    session.execute(
-        delete(AutomationRun).where(
-            AutomationRun.automation_event_id == event.id,
-            AutomationRun.status == "failed",
-            AutomationRun.reprocess.is_(False),
+    by_id = {event.id: event for event in events}
+    states = {}
+    for row in session.execute(_RUN_STATE, {"event_ids": list(by_id)}):
+        event = by_id[row.event_id]
+        moment = Moment(
+            now=clock.now(row.now),
+            tenant_timezone=row.tenant_timezone or "UTC",
+            control=Control.of(row) if row.paused is not None else Control(),
+            event_type=event.event_type,
+            subject_id=subject_of(event.event_type, event.payload, event.conversation_id)
+            or event.outbox_event_id,
         )
-    )
+        if event.reprocess:
+            states[event.id] = RunState(row.rules_version or 0, set(), False, moment)
+        else:
+            settled = set(row.settled or ())
+            states[event.id] = RunState(row.rules_version or 0, settled, row.any_failed, moment)
+    return states
 
 
-def _act(
-    session: Session,
-    event: AutomationEvent,
-    causation: Causation,
-    facts: dict[str, Any],
-    changes: dict[str, Any],
-    decided: list[tuple[CompiledRule, Decision, float]],
-    at: dt.datetime,
-) -> RunBatch:
+def _forget_failed_runs(session: Session, event_ids: list[uuid.UUID]) -> None:
+    """A retry re-runs only the failed rules: their runs are deleted here."""
+    if event_ids:
+        session.execute(
+            delete(AutomationRun).where(
+                AutomationRun.automation_event_id.in_(event_ids),
+                AutomationRun.status == "failed",
+                AutomationRun.reprocess.is_(False),
+            )
+        )
+
+
+Decided = list[tuple[CompiledRule, Decision, float]]
+
+
+@dataclasses.dataclass(slots=True)
+class _Evaluation:
+    """One event of a batch: its inputs and its rules' decisions, before any action."""
+
+    event: AutomationEvent
+    state: RunState
+    facts: dict[str, Any]
+    changes: dict[str, Any]
+    causation: Causation
+    decided: Decided
+
+    @property
+    def acts(self) -> bool:
+        return any(decision.matched for _, decision, _ in self.decided)
+
+    @property
+    def actions_needed(self) -> int:
+        return sum(len(rule.actions) for rule, decision, _ in self.decided if decision.matched)
+
+
+def _decide_rules(session: Session, event: AutomationEvent, state: RunState, facts: dict):
+    """Every rule's decision on the event (facts are fixed for the event, so no action
+    changes a decision); the rules come from the cache, compiled once per version."""
+    causation = Causation.from_dict(event.causation)
+    changes = changes_of(event.event_type, event.payload)
+    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
+    decided: Decided = []
+    stopped_by = None
+    for rule in rules:
+        if rule.id in state.settled:
+            continue
+        started = time.perf_counter()
+        reason = blocked(rule.id, rule.gate, state.moment)
+        if reason is not None:
+            decision = Decision("skipped", False, [], reason)
+        else:
+            decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
+            if decision.matched and rule.stop_processing:
+                stopped_by = rule.id
+        decided.append((rule, decision, time.perf_counter() - started))
+    return _Evaluation(event, state, facts, changes, causation, decided)
+
+
+def _muted(mute: Any) -> tuple[str, str]:
+    until = mute.until.isoformat() if mute.until else "unmuted"
+    return "done", f"conversation muted until {until}"
+
+
+class _Targets:
+    """The conversations (locked) and outbox events the batch's actions act on, read in
+    one statement each; a conversation first acted on later is locked then."""
+
+    def __init__(self, session: Session, evaluations: list[_Evaluation]) -> None:
+        self.session = session
+        self.conversations: dict[uuid.UUID, Conversation | None] = {}
+        acting = [e.event for e in evaluations if e.acts]
+        #: None: read, and gone (the retention purge); absent: not read yet.
+        self.outbox: dict[uuid.UUID, OutboxEvent | None] = {
+            event.outbox_event_id: None for event in acting
+        }
+        if self.outbox:
+            found = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(self.outbox)))
+            self.outbox.update({row.id: row for row in found})
+        wanted: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for event in acting:
+            if event.conversation_id is not None:
+                wanted.setdefault(event.tenant_id, set()).add(event.conversation_id)
+        for tenant_id, ids in wanted.items():
+            # Locked in id order: two batches sharing conversations never deadlock.
+            found = session.scalars(
+                select(Conversation)
+                .where(Conversation.tenant_id == tenant_id, Conversation.id.in_(sorted(ids)))
+                .order_by(Conversation.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            self.conversations.update({c.id: c for c in found})
+            self.conversations.update({i: None for i in ids if i not in self.conversations})
+
+    def of(self, ctx: Ctx, event: AutomationEvent) -> tuple[Conversation | None, Any]:
+        conversation_id = event.conversation_id
+        if conversation_id is not None and conversation_id not in self.conversations:
+            locked = executors.lock_conversation(self.session, ctx, conversation_id)
+            self.conversations[conversation_id] = locked
+        conversation = self.conversations.get(conversation_id) if conversation_id else None
+        outbox_id = event.outbox_event_id
+        if outbox_id not in self.outbox:
+            self.outbox[outbox_id] = self.session.get(OutboxEvent, outbox_id)
+        return conversation, self.outbox[outbox_id]
+
+
+def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBatch:
     """Apply the matched rules' actions in order; one run per decided rule."""
-    outbox = conversation = None
-    loaded = False
-    runs = RunBatch(event.tenant_id, event.id, facts, changes, event.reprocess, at)
-    for rule, decision, deciding in decided:
+    event, facts, causation = evaluation.event, evaluation.facts, evaluation.causation
+    at = evaluation.state.moment.now
+    runs = RunBatch(event.tenant_id, event.id, facts, evaluation.changes, event.reprocess, at)
+    loaded = None
+    for rule, decision, deciding in evaluation.decided:
         started = time.perf_counter()
         results, status = [], decision.status
         if decision.matched:
             ctx = Ctx.automation(
                 event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
             )
-            if not loaded:  # read (and lock) once, and only when a rule acts
-                loaded = True
-                outbox = session.get(OutboxEvent, event.outbox_event_id)
-                conversation = executors.lock_conversation(session, ctx, event.conversation_id)
-            target = executors.Target(session, ctx, conversation, outbox, facts)
+            if loaded is None:  # read (and lock) once, and only when a rule acts
+                loaded = targets.of(ctx, event)
+            target = executors.Target(session, ctx, loaded[0], loaded[1], facts)
             results, ok = _apply(session, rule, target)
             status = "matched" if ok else "failed"
         runs.add(
@@ -285,56 +359,95 @@ def _act(
     return runs
 
 
-def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
-    """Evaluate and apply, in the caller's transaction; return the event's status and note.
+Outcome = tuple[str, str | None] | Held | Deferred
 
-    ``failed`` when an action of some rule failed (its run says which): a retry then
-    re-runs only those rules. Otherwise ``done``. Raises :class:`Held` when the control
-    pauses the event and :class:`Deferred` past the action ceiling (the caller rolls back).
+
+def _gather_all(session: Session, events: list[AutomationEvent]) -> list[tuple[dict, Any]]:
+    """Each event's facts and mute, one read per tenant of the batch."""
+    by_tenant: dict[uuid.UUID, list[int]] = {}
+    for index, event in enumerate(events):
+        by_tenant.setdefault(event.tenant_id, []).append(index)
+    gathered: list[Any] = [None] * len(events)
+    for tenant_id, indexes in by_tenant.items():
+        items = [(events[i].event_type, events[i].payload) for i in indexes]
+        for index, facts in zip(indexes, gather_many(session, tenant_id, items), strict=True):
+            gathered[index] = facts
+    return gathered
+
+
+def process_many(session: Session, events: list[AutomationEvent]) -> list[Outcome]:
+    """Evaluate and apply a batch in order, in the caller's transaction; one outcome each.
+
+    ``("failed", note)`` when an action of some rule failed (its run says which): a
+    retry then re-runs only those rules; ``("done", note)`` otherwise. A :class:`Held`
+    event (the control pauses it) or a :class:`Deferred` one (past the action ceiling)
+    has written nothing: the caller parks it after commit.
+
+    PERF: the batch's run states, facts, targets and runs are one statement each; rules
+    come from the cache and are decided in memory. An event whose conversation an
+    earlier event of the batch acted on reads its facts again, so it sees those actions
+    as it would have one transaction later.
     """
-    state = _run_state(session, event)
-    moment = state.moment
-    if moment.control.blocks(event.event_type) is not None:
-        raise Held()
-    facts, mute = gather(session, event.tenant_id, event.event_type, event.payload)
-    if mute is not None:
-        until = mute.until.isoformat() if mute.until else "unmuted"
-        return "done", f"conversation muted until {until}"
-    if state.any_failed:
-        _forget_failed_runs(session, event)
-    causation = Causation.from_dict(event.causation)
-    changes = changes_of(event.event_type, event.payload)
-    rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
-    # Decide every rule first (facts are fixed for the event, so no action changes a
-    # decision), then take the actions of the matched ones from the ceiling at once:
-    # an event that needs more than a minute's ceiling still runs, alone, in a new one.
-    decided: list[tuple[CompiledRule, Decision, float]] = []
-    stopped_by = None
-    for rule in rules:
-        if rule.id in state.settled:
-            continue
-        started = time.perf_counter()
-        reason = blocked(rule.id, rule.gate, moment)
-        if reason is not None:
-            decision = Decision("skipped", False, [], reason)
+    outcomes: list[Outcome | None] = [None] * len(events)
+    states = _run_states(session, events)
+    live = []
+    for index, event in enumerate(events):
+        if states[event.id].moment.control.blocks(event.event_type) is not None:
+            outcomes[index] = Held()
         else:
-            decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
-            if decision.matched and rule.stop_processing:
-                stopped_by = rule.id
-        decided.append((rule, decision, time.perf_counter() - started))
-    limit = moment.control.max_actions_per_minute
-    needed = sum(len(rule.actions) for rule, decision, _ in decided if decision.matched)
-    if limit is not None and needed:
-        if not ceiling.take(event.tenant_id, needed, limit, moment.now):
-            raise Deferred(ceiling.next_minute(moment.now), moment.now, limit)
-        try:
-            runs = _act(session, event, causation, facts, changes, decided, moment.now)
-        except BaseException:
-            ceiling.give_back(event.tenant_id, needed, moment.now)
-            raise
-    else:
-        runs = _act(session, event, causation, facts, changes, decided, moment.now)
-    insert_runs(session, runs)
+            live.append(index)
+    evaluations: dict[int, _Evaluation] = {}
+    gathered = _gather_all(session, [events[i] for i in live])
+    for index, (facts, mute) in zip(live, gathered, strict=True):
+        event = events[index]
+        if mute is not None:
+            outcomes[index] = _muted(mute)
+        else:
+            evaluations[index] = _decide_rules(session, event, states[event.id], facts)
+    targets = _Targets(session, list(evaluations.values()))
+    acted_on: set[uuid.UUID] = set()
+    waiting: set[uuid.UUID] = set()
+    taken: list[tuple[uuid.UUID, int, dt.datetime]] = []
+    batches, forget = [], []
+    try:
+        for index, evaluation in evaluations.items():
+            event = evaluation.event
+            if event.conversation_id in acted_on:
+                facts, mute = gather(session, event.tenant_id, event.event_type, event.payload)
+                if mute is not None:
+                    outcomes[index] = _muted(mute)
+                    continue
+                evaluation = _decide_rules(session, event, evaluation.state, facts)
+            moment = evaluation.state.moment
+            limit, needed = moment.control.max_actions_per_minute, evaluation.actions_needed
+            if limit is not None and needed:
+                # An event that needs more than a minute's ceiling still runs, alone, in a
+                # new minute (ceiling.take). Once one waits, the tenant's later ones of the
+                # batch wait too: they do not overtake it.
+                if event.tenant_id in waiting or not ceiling.take(
+                    event.tenant_id, needed, limit, moment.now
+                ):
+                    waiting.add(event.tenant_id)
+                    outcomes[index] = Deferred(ceiling.next_minute(moment.now), moment.now, limit)
+                    continue
+                taken.append((event.tenant_id, needed, moment.now))
+            if evaluation.state.any_failed:
+                forget.append(event.id)
+            runs = _act(session, evaluation, targets)
+            if evaluation.acts and event.conversation_id is not None:
+                acted_on.add(event.conversation_id)
+            batches.append(runs)
+            outcomes[index] = _status_of(runs)
+        _forget_failed_runs(session, forget)
+        insert_runs(session, batches)
+    except BaseException:
+        for tenant_id, count, at in taken:
+            ceiling.give_back(tenant_id, count, at)
+        raise
+    return outcomes  # type: ignore[return-value]
+
+
+def _status_of(runs: RunBatch) -> tuple[str, str | None]:
     failed = runs.failed
     if failed:
         rule_id, error = failed[0]
@@ -343,70 +456,89 @@ def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
     return "done", None
 
 
+def process(session: Session, event: AutomationEvent) -> tuple[str, str | None]:
+    """:func:`process_many` of one event; raises its :class:`Held` or :class:`Deferred`."""
+    [outcome] = process_many(session, [event])
+    if isinstance(outcome, Held | Deferred):
+        raise outcome
+    return outcome
+
+
 def _first_error(results: list[dict[str, Any]]) -> str | None:
     return next((r["error"] for r in results if r.get("result") == "failed"), None)
 
 
-def evaluate_event(event_id: uuid.UUID) -> str:
-    """The worker's entry point; returns what happened (``done``, ``held``, ``retry``...)."""
-    tenant_id = _claim(event_id)
-    if tenant_id is None:
-        return "skipped"
-    if tenant_state.is_suspended(tenant_id):
-        _hold_suspended(event_id, tenant_id)
-        return "suspended"
-    event_type = None
-    try:
-        with session_scope() as session:
-            event = session.scalar(
-                select(AutomationEvent).where(AutomationEvent.id == event_id).with_for_update()
-            )
-            if event is None or event.status != "processing":
-                return "skipped"
-            tenant_id, event_type = event.tenant_id, event.event_type
-            event.status, event.error = process(session, event)
-            event.reprocess = False
-            event.finished_at = func.clock_timestamp()
-        return "done"
-    except Held:
-        return control.hold(event_id, tenant_id, event_type)
-    except Deferred as deferred:  # nothing was taken from the ceiling
-        _defer(event_id, deferred)
-        return "deferred"
-    except Exception as exc:
-        if _record_failure(event_id, exc):
-            return "failed"
-        raise
-
-
-def _defer(event_id: uuid.UUID, deferred: Deferred) -> None:
-    """Back to ``pending`` until the next minute (the sweeper sends it then); no attempt."""
-    wait = max((deferred.until - deferred.at).total_seconds(), 0.0)
+def _evaluate_claimed(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Evaluate claimed rows in one transaction (in queue order); park the held and
+    deferred ones after it. Rows no longer ``processing`` are skipped."""
+    results = dict.fromkeys(event_ids, "skipped")
+    parked: list[tuple[uuid.UUID, uuid.UUID, str, Held | Deferred]] = []
     with session_scope() as session:
-        session.execute(
-            update(AutomationEvent)
-            .where(AutomationEvent.id == event_id, AutomationEvent.status == "processing")
-            .values(
-                status="pending",
-                attempts=AutomationEvent.attempts - 1,
-                # NOTE: the wait is measured on the judged clock, the due time on the database's.
-                sweep_at=func.now() + literal_column("interval '1 second'") * wait,
-                error=f"deferred: {deferred}",
+        events = list(
+            session.scalars(
+                select(AutomationEvent)
+                .where(AutomationEvent.id.in_(event_ids), AutomationEvent.status == "processing")
+                .order_by(AutomationEvent.id)  # locked in id order: no deadlock between batches
+                .with_for_update()
             )
         )
+        # Queue order; one transaction's rows in its dispatch's order (outbox id order).
+        events.sort(key=lambda event: (event.created_at, event.outbox_event_id))
+        finished = []
+        for event, outcome in zip(events, process_many(session, events), strict=True):
+            if isinstance(outcome, Held | Deferred):
+                parked.append((event.id, event.tenant_id, event.event_type, outcome))
+            else:
+                finished.append((event.id, *outcome))
+                results[event.id] = "done"
+        claims.finish(session, finished)
+    for event_id, tenant_id, event_type, outcome in parked:
+        if isinstance(outcome, Held):
+            results[event_id] = control.hold(event_id, tenant_id, event_type)
+        else:  # nothing was taken from the ceiling
+            claims.defer(event_id, outcome.until, outcome.at, str(outcome))
+            results[event_id] = "deferred"
+    return results
 
 
-def _record_failure(event_id: uuid.UUID, exc: Exception) -> bool:
-    """Keep the error on the row; mark it failed once out of attempts (True), else pending."""
-    error = f"{type(exc).__name__}: {exc}"[:4000]
-    with session_scope() as session:
-        event = session.get(AutomationEvent, event_id, with_for_update=True)
-        if event is None:
-            return True
-        out_of_attempts = event.attempts >= get_settings().automation_max_attempts
-        event.status = "failed" if out_of_attempts else "pending"
-        event.error = error
-        if out_of_attempts:
-            event.finished_at = func.now()
-    log.warning("automation event %s: %s", event_id, error, exc_info=not out_of_attempts)
-    return out_of_attempts
+def evaluate_events(event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The worker's entry point: what happened to each row (``done``, ``held``, ``retry``...).
+
+    The batch is claimed in one statement and evaluated in one transaction. If that
+    fails, each row is evaluated again alone, so an event that fails fails by itself; a
+    row that may still be retried is raised for (the message is sent again: its finished
+    rows are skipped then).
+    """
+    claimed = claims.claim(event_ids)
+    outcomes = {event_id: "skipped" for event_id in event_ids if event_id not in claimed}
+    live = []
+    suspended = {t: tenant_state.is_suspended(t) for t in set(claimed.values())}
+    for event_id, tenant_id in claimed.items():
+        if suspended[tenant_id]:
+            claims.hold_suspended(event_id, tenant_id)
+            outcomes[event_id] = "suspended"
+        else:
+            live.append(event_id)
+    if len(live) > 1:
+        try:
+            outcomes.update(_evaluate_claimed(live))
+            return outcomes
+        except Exception:
+            log.warning("automation batch of %d failed; one at a time", len(live), exc_info=True)
+    retry = None
+    for event_id in live:
+        try:
+            outcomes.update(_evaluate_claimed([event_id]))
+        except Exception as exc:
+            if claims.record_failure(event_id, exc, get_settings().automation_max_attempts):
+                outcomes[event_id] = "failed"
+            else:
+                retry = retry or exc
+    if retry is not None:
+        raise retry
+    return outcomes
+
+
+def evaluate_event(event_id: uuid.UUID) -> str:
+    """:func:`evaluate_events` of one row."""
+    return evaluate_events([event_id])[event_id]

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy import Uuid, and_, any_, bindparam, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Bundle, Session
 
 from shared.models import (
@@ -149,13 +150,13 @@ _CONTACT = Bundle(
 )
 
 
-def _context_statement() -> Any:
-    """One statement: the conversation, its contact, the assignee's read count, the
-    tenant's timezone, the database clock and the working hours that apply (the
-    division's override, else the tenant's), and the conversation's active mute.
+def _context_statement(which: Any) -> Any:
+    """One statement: the conversation(s) ``which`` picks, each with its contact, the
+    assignee's read count, the tenant's timezone, the database clock and the working
+    hours that apply (the division's override, else the tenant's), and its active mute.
 
-    PERF: the evaluator and dry-run build facts for every event: one round trip, and
-    the statement is built once (bound per call), not per event.
+    PERF: the evaluator and dry-run build facts for every event: one round trip (one per
+    batch for the evaluator), and the statement is built once (bound per call).
     """
     read = (
         select(ConversationRead.read_inbound_count)
@@ -186,14 +187,15 @@ def _context_statement() -> Any:
             .label("muted_until"),
         )
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(
-            Conversation.tenant_id == bindparam("tenant_id"),
-            Conversation.id == bindparam("conversation_id"),
-        )
+        .where(Conversation.tenant_id == bindparam("tenant_id"), which)
     )
 
 
-_CONTEXT = _context_statement()
+_CONTEXT = _context_statement(Conversation.id == bindparam("conversation_id"))
+#: The same for a batch of conversations (``conversation_ids``: a list).
+_CONTEXTS = _context_statement(
+    Conversation.id == any_(bindparam("conversation_ids", type_=ARRAY(Uuid)))
+)
 
 #: The timezone, the clock and the tenant's working hours, for events without a conversation.
 _TENANT_CONTEXT = select(
@@ -259,9 +261,39 @@ def gather(
 ) -> tuple[dict[str, Any], Mute | None]:
     """The facts of one event as of ``now`` (the database clock by default), and the
     conversation's mute if one is active."""
+    row = _context(session, tenant_id, conversation_id_of(event_type, payload))
+    return _facts_of(session, tenant_id, event_type, payload, row, now)
+
+
+def gather_many(
+    session: Session, tenant_id: uuid.UUID, events: list[tuple[str, Mapping[str, Any]]]
+) -> list[tuple[dict[str, Any], Mute | None]]:
+    """:func:`gather` for a batch of one tenant's ``(event type, payload)``, as of the
+    database clock: their conversations are read in one statement (the evaluator's batch).
+    """
+    wanted = [conversation_id_of(event_type, payload) for event_type, payload in events]
+    ids = sorted({conversation_id for conversation_id in wanted if conversation_id})
+    rows = {}
+    if ids:
+        params = {"tenant_id": tenant_id, "conversation_ids": ids}
+        rows = {row.conversation.id: row for row in session.execute(_CONTEXTS, params)}
+    return [
+        _facts_of(session, tenant_id, event_type, payload, rows.get(conversation_id), None)
+        for (event_type, payload), conversation_id in zip(events, wanted, strict=True)
+    ]
+
+
+def _facts_of(
+    session: Session,
+    tenant_id: uuid.UUID,
+    event_type: str,
+    payload: Mapping[str, Any],
+    row: Any,
+    now: dt.datetime | None,
+) -> tuple[dict[str, Any], Mute | None]:
+    """The facts from a :func:`_context_statement` row (None: no conversation found)."""
     facts: dict[str, Any] = {"event.type": event_type}
     mute = None
-    row = _context(session, tenant_id, conversation_id_of(event_type, payload))
     if row is not None:
         now = now or row.now
         _conversation_facts(facts, row.conversation, row.read_count, event_type, payload, now)

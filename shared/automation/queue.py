@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TARGET_NAME = "automation"
 _ONE_SECOND = literal_column("interval '1 second'")
+#: Queue rows one ``evaluate_rules`` message carries (evaluated in one transaction).
+EVALUATION_BATCH = 25
 #: Longest wait between two sweeps of one stuck row.
 MAX_SWEEP_BACKOFF_SECONDS = 600.0
 

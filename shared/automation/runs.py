@@ -1,4 +1,4 @@
-"""Write an event's runs: one prebuilt INSERT ... SELECT FROM jsonb_to_recordset(...) per event.
+"""Write runs: one prebuilt INSERT ... SELECT FROM jsonb_to_recordset(...) per evaluation batch.
 
 PERF: an event triggering 50 rules writes 50 runs. The ORM bulk insert sent them as
 50 pipelined statements and JSON-encoded the same facts, changes and rule snapshots
@@ -6,16 +6,17 @@ PERF: an event triggering 50 rules writes 50 runs. The ORM bulk insert sent them
 cache-key work), the per-event values (facts, changes, tenant, event) are bound and
 encoded once, each rule's snapshot JSON is encoded once per compile
 (:class:`CompiledRule`) and spliced in as text, and only the per-run decision is
-encoded per row. One round trip and one JSON document per event; the same statement
-queues the event's stats figures (:mod:`shared.automation.stats`). (An ``unnest`` of
-per-column arrays was measured 3x slower in Postgres than this for 200 runs: big
-text arrays are costly to take apart.)
+encoded per row. One round trip per batch of events (the evaluator's), each event's
+facts encoded once; the same statement queues each event's stats figures
+(:mod:`shared.automation.stats`). (An ``unnest`` of per-column arrays was measured 3x
+slower in Postgres than this for 200 runs: big text arrays are costly to take apart.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,22 +30,29 @@ _INSERT = text(
     """
     WITH stats AS (
         INSERT INTO automation_stats_pending (tenant_id, at, items)
-        VALUES (CAST(:tenant_id AS uuid), CAST(:at AS timestamptz), CAST(:stats AS jsonb))
+        SELECT s.tenant_id, s.at, s.items
+        FROM jsonb_to_recordset(CAST(:stats AS jsonb)) AS s(
+            tenant_id uuid, at timestamptz, items jsonb
+        )
+    ), events AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(
+            id uuid, tenant_id uuid, facts jsonb, changes jsonb, reprocess boolean
+        )
     )
     INSERT INTO automation_runs (
         id, tenant_id, automation_event_id, rule_id, rule_version, rule_snapshot, facts,
         changes, matched, status, condition_results, action_results, duration_ms, error,
         reprocess
     )
-    SELECT r.id, CAST(:tenant_id AS uuid), CAST(:event_id AS uuid), r.rule_id, r.rule_version,
-           r.rule_snapshot, CAST(:facts AS jsonb), CAST(:changes AS jsonb), r.matched,
-           r.status, r.condition_results, r.action_results, r.duration_ms, r.error,
-           CAST(:reprocess AS boolean)
+    SELECT gen_random_uuid(), e.tenant_id, e.id, r.rule_id, r.rule_version, r.rule_snapshot,
+           e.facts, e.changes, r.matched, r.status, r.condition_results, r.action_results,
+           r.duration_ms, r.error, e.reprocess
     FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(
-        id uuid, rule_id uuid, rule_version integer, rule_snapshot jsonb, matched boolean,
-        status text, condition_results jsonb, action_results jsonb,
+        event_id uuid, rule_id uuid, rule_version integer, rule_snapshot jsonb,
+        matched boolean, status text, condition_results jsonb, action_results jsonb,
         duration_ms double precision, error text
     )
+    JOIN events AS e ON e.id = r.event_id
     """
 )
 
@@ -83,7 +91,7 @@ class RunBatch:
         error: str | None,
     ) -> None:
         scalars = {
-            "id": uuid.uuid4(),
+            "event_id": self.event_id,
             "rule_id": rule_id,
             "rule_version": rule_version,
             "matched": matched,
@@ -105,22 +113,33 @@ class RunBatch:
         return len(self.rows)
 
 
-def insert_runs(session: Session, batch: RunBatch) -> None:
-    """Insert every run of the batch, and its stats figures, in one statement (nothing when
-    it is empty); the tenant's stats roll-up is sent after commit."""
-    if not batch:
+def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
+    """Insert every run of the batches (the events of one evaluation batch), and each
+    event's stats figures, in one statement (nothing when all are empty); the tenants'
+    stats roll-ups are sent after commit."""
+    batches = [batch for batch in batches if batch]
+    if not batches:
         return
+    events = [
+        {
+            "id": batch.event_id,
+            "tenant_id": batch.tenant_id,
+            "facts": batch.facts,
+            "changes": batch.changes,
+            "reprocess": batch.reprocess,
+        }
+        for batch in batches
+    ]
+    figures = [
+        {"tenant_id": batch.tenant_id, "at": batch.at, "items": batch.stats} for batch in batches
+    ]
     session.execute(
         _INSERT,
         {
-            "tenant_id": batch.tenant_id,
-            "event_id": batch.event_id,
-            "facts": to_json(batch.facts),
-            "changes": to_json(batch.changes),
-            "reprocess": batch.reprocess,
-            "runs": f"[{','.join(batch.rows)}]",
-            "at": batch.at,
-            "stats": to_json(batch.stats),
+            "events": to_json(events),
+            "runs": f"[{','.join(row for batch in batches for row in batch.rows)}]",
+            "stats": to_json(figures),
         },
     )
-    stats.queued(session, batch.tenant_id)
+    for tenant_id in dict.fromkeys(batch.tenant_id for batch in batches):
+        stats.queued(session, tenant_id)
