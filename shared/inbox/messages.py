@@ -198,6 +198,13 @@ def _insert_message(session: Session, values: dict[str, Any]) -> Message:
     # NOTE: pending ORM changes first, in the order the message's own flush wrote them.
     session.flush()
     created_at, updated_at = session.execute(_INSERT_MESSAGE, values).one()
+    return as_loaded(session, values, created_at, updated_at)
+
+
+def as_loaded(
+    session: Session, values: dict[str, Any], created_at: dt.datetime, updated_at: dt.datetime
+) -> Message:
+    """The session's persistent ``Message`` for a row just inserted with ``values``."""
     message = Message(
         **values,
         # What the INSERT left NULL and a view reads (no load of the row for them).

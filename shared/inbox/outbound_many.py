@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select, tuple_
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.billing import usage as billing_usage
@@ -33,7 +33,13 @@ from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import emit_many
 from shared.inbox.access import ConversationHead
-from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, count_statement, preview
+from shared.inbox.messages import (
+    WHATSAPP_WINDOW,
+    WindowClosed,
+    as_loaded,
+    count_statement,
+    preview,
+)
 from shared.models import Contact, Conversation, Message
 from shared.schemas.messages import MessageView
 from shared.timekeeping import sla
@@ -142,19 +148,10 @@ def _write(session: Session, accepted: list[tuple[int, Draft, str]]) -> list[Mes
     session.flush()
     values = [_values(draft, sender_type) for _, draft, sender_type in accepted]
     stamps = session.execute(_INSERT, values).all()
-    messages = []
-    for row, (_, created_at, updated_at) in zip(values, stamps, strict=True):
-        message = Message(
-            **row,
-            provider_message_id=None,
-            error_code=None,
-            error_message=None,
-            created_at=created_at,
-            updated_at=updated_at,
-        )
-        make_transient_to_detached(message)
-        session.add(message)
-        messages.append(message)
+    messages = [
+        as_loaded(session, row, created_at, updated_at)
+        for row, (_, created_at, updated_at) in zip(values, stamps, strict=True)
+    ]
     _record(session, [draft for _, draft, _ in accepted], messages)
     _count(session, [(draft, s) for _, draft, s in accepted], messages)
     return messages
