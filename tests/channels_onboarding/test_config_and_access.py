@@ -127,4 +127,6 @@ def test_bad_input_answers_422_naming_the_field(workspace, meta_settings, path, 
     error = assert_error(resp, 422, "validation_error")
     if field is not None:
         assert field in [d["field"] for d in error["details"]], error
-    assert meta_settings.requests == []  # nothing reached Meta
+    # Nothing reached Meta. NOTE: the fake is shared by this test process, and a send an
+    # earlier test's worker finished late may land here; onboarding never posts a message.
+    assert [r for r in meta_settings.requests if not r.path.endswith("/messages")] == []
