@@ -135,3 +135,24 @@ def wait_for_status(workspace, conversation_id, message_id, *statuses: str, time
         return None
 
     return poll(check, f"message {message_id} in {statuses}", timeout=timeout)
+
+
+def redriven(message_id) -> bool:
+    """Run the outbound sweeper once; whether it re-drove this send (its ``sweep_at`` moved).
+
+    The sweeper is global: a send an earlier test left pending may come due during this
+    one, so a test judges its own row rather than the sweeper's count."""
+    from scheduler import jobs
+    from shared.models.outbound import OutboundSend
+
+    with session_scope() as session:
+        before = session.get(OutboundSend, message_id).sweep_at
+    with session_scope() as session:
+        jobs.sweep_outbound_sends(session)
+    with session_scope() as session:
+        return session.get(OutboundSend, message_id).sweep_at != before
+
+
+def sent_with(graph, token: str) -> list:
+    """The messages posted to the shared fake Graph API with this account's token."""
+    return [r for r in graph.sent() if r.token == token]

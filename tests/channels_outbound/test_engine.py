@@ -10,7 +10,6 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from scheduler import jobs
 from shared.channels import outbound_engine, outbound_queue
 from shared.config import get_settings
 from shared.context import Ctx
@@ -18,7 +17,7 @@ from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, DeadLetter, Message
 from shared.models.outbound import OutboundSend
-from tests.channels_outbound.conftest import poll
+from tests.channels_outbound.conftest import poll, redriven, sent_with
 from workers.actors.channels_outbound import enqueue_sends
 
 
@@ -181,9 +180,8 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
 
     # While the claim lives: a duplicate job and the sweeper send nothing.
     assert outbound_engine.send_batch([message_id]) == {}
-    with session_scope() as session:
-        assert jobs.sweep_outbound_sends(session) == 0
-    assert fake_graph.sent() == []
+    assert not redriven(message_id)
+    assert sent_with(fake_graph, "token-kill") == []
 
     with session_scope() as session:  # time moves past the claim's expiry
         session.execute(
@@ -191,10 +189,9 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
             .where(OutboundSend.message_id == message_id)
             .values(next_attempt_at=OutboundSend.created_at, sweep_at=OutboundSend.created_at)
         )
-    with session_scope() as session:
-        assert jobs.sweep_outbound_sends(session) == 1
+    assert redriven(message_id)
 
     [settled] = _settled([message_id]).values()
     assert settled.status == "sent"
-    assert len(fake_graph.sent()) == 1
+    assert len(sent_with(fake_graph, "token-kill")) == 1
     assert _claims([message_id])[message_id].attempts == 2  # the dead worker's, then this one
