@@ -258,6 +258,10 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         * (usage.trees["worker"] - idle_worker_per_s * usage.wall)
         / len(ids),
         "worker_idle_cpu_pct": 100 * idle_worker_per_s,
+        # NOTE: the idle rate above is a short sample on a noisy box: the worker's whole CPU
+        # from the load's start to the last count, idle pollers included, is the steadier A/B.
+        "worker_gross_cpu_ms_per_event": 1000 * usage.trees["worker"] / len(ids),
+        "wall_s": usage.wall,
         # The bench's tree holds the worker and the scheduler: its own process alone.
         "bench_cpu_ms_per_event": 1000
         * (usage.trees["bench"] - usage.trees["worker"] - usage.trees["scheduler"])

@@ -10,6 +10,9 @@ under its own profile, with the functions the actors call:
 - ``dispatch``: ``dispatch_many`` per committed batch (what ``dispatch_events`` does);
 - ``roll_up``: ``rollup.drain`` once per message the dispatch would have sent.
 
+Each stage also says the CPU of this database's PostgreSQL backends per event
+(``--per-target``: each dispatch target's own CPU, without the profiler).
+
 Run::
 
     .venv/bin/python bench/profile_analytics.py --events 4000 --top 30
@@ -37,8 +40,9 @@ def _print(profiler: cProfile.Profile, title: str, top: int, sort: str) -> None:
     print(f"\n=== {title} ===\n{out.getvalue()}")
 
 
-def _profiled(title: str, count: int, args, stage) -> None:
+def _profiled(title: str, count: int, args, stage, meter: common.CpuMeter) -> None:
     profiler = cProfile.Profile(time.process_time) if args.top else None
+    database_from = meter.sample()
     started = time.process_time()
     if profiler:
         profiler.enable()
@@ -46,11 +50,33 @@ def _profiled(title: str, count: int, args, stage) -> None:
     if profiler:
         profiler.disable()
     took = time.process_time() - started
-    line = f"{title}: {took / count * 1000:.3f} ms CPU per event ({count} events, {took:.2f} s)"
+    database = common.CpuMeter.usage(database_from, meter.sample()).postgres_database
+    line = (
+        f"{title}: {took / count * 1000:.3f} ms CPU per event ({count} events, {took:.2f} s);"
+        f" PostgreSQL {database / count * 1000:.3f} ms"
+    )
     if profiler:
         _print(profiler, line, args.top, args.sort)
     else:
         print(line)
+
+
+def _time_targets(dispatch, spent: dict[str, float]) -> None:
+    """Wrap every registered target so its CPU adds up in ``spent`` (by target name)."""
+
+    def timed(name, target):
+        def run(session, events):
+            started = time.process_time()
+            try:
+                target(session, events)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - started
+
+        return run
+
+    dispatch._targets.update(
+        {name: timed(name, target) for name, target in dispatch._targets.items()}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--top", type=int, default=30, help="0: timings only, no profile")
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument(
+        "--per-target",
+        action="store_true",
+        help="also time each dispatch target and the commit (CPU, no profiler)",
+    )
     args = parser.parse_args(argv)
     env = common.configure_environment()
     with common.Bench("profile_analytics", env):
@@ -86,20 +117,32 @@ def main(argv: list[str] | None = None) -> int:
             for first in range(0, args.events, args.batch):
                 batches.append(emit_batch(first, min(args.batch, args.events - first)))
 
+        spent: dict[str, float] = {}
+        if args.per_target:
+            _time_targets(dispatch, spent)
+
         def dispatch_all() -> None:
             for ids in batches:
                 with session_scope() as session:
                     dispatch.dispatch_many(session, ids)
+                    started = time.process_time()
+                spent["(commit + after-commit work)"] = (
+                    spent.get("(commit + after-commit work)", 0.0) + time.process_time() - started
+                )
 
         def roll_up_all() -> None:
             for tenants in rollups:
                 for tid in dict.fromkeys(tenants):
                     rollup.drain(tid)
 
-        _profiled("emit (load generator)", args.events, args, emit_all)
-        _profiled("dispatch", args.events, args, dispatch_all)
+        meter = common.CpuMeter({}, env.database_url)
+        _profiled("emit (load generator)", args.events, args, emit_all, meter)
+        _profiled("dispatch", args.events, args, dispatch_all, meter)
+        for name, took in sorted(spent.items(), key=lambda item: -item[1]):
+            if args.per_target or not name.startswith("("):
+                print(f"  {name}: {took / args.events * 1000:.3f} ms CPU per event")
         print(f"roll_up messages the dispatch would send: {len(rollups)}")
-        _profiled("roll_up", args.events, args, roll_up_all)
+        _profiled("roll_up", args.events, args, roll_up_all, meter)
     return 0
 
 

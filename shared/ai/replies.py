@@ -27,7 +27,7 @@ from shared.after_commit_queue import AfterCommitQueue
 from shared.ai import ownership
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.db import memo_for_transaction
+from shared.db import probe_for_transaction
 from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.models import Conversation, OutboxEvent
@@ -95,10 +95,8 @@ def _tenant_has_ai(session: Session, tenant_id: uuid.UUID) -> bool:
     PERF: finding a conversation's owner costs two queries per inbound message; for a
     tenant without AI agents (most of them) no owner can exist.
     """
-    return memo_for_transaction(
-        session,
-        ("ai.has_active_agent", tenant_id),
-        lambda: bool(session.scalar(_HAS_ACTIVE_AGENT, {"tenant_id": tenant_id})),
+    return probe_for_transaction(
+        session, ("ai.has_active_agent", tenant_id), _HAS_ACTIVE_AGENT, {"tenant_id": tenant_id}
     )
 
 

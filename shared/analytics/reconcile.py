@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: How many previous local days each run recounts.
 DEFAULT_DAYS = 3
 
+#: The run's record names at most this many drifted tenants (an operator's lead, bounded).
+MAX_TENANTS_LISTED = 100
+
 
 class TenantResult(NamedTuple):
     days_checked: int
@@ -69,6 +72,7 @@ def reconcile_all(
         tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
     checked = skipped = purged = 0
     corrections: Counter = Counter()
+    by_tenant: dict[str, dict[str, int]] = {}
     try:
         for tenant_id in tenant_ids:
             with session_scope() as session:
@@ -76,22 +80,47 @@ def reconcile_all(
             checked += result.days_checked
             skipped += result.days_skipped
             corrections.update(result.corrections)
+            fixed = {kind: n for kind, n in result.corrections.items() if n}
+            if fixed and len(by_tenant) < MAX_TENANTS_LISTED:
+                by_tenant[str(tenant_id)] = fixed
             if on_tenant_done is not None:
                 on_tenant_done([tenant_id])  # events the lock held back get counted now
         with session_scope() as session:
             purged = purge_counted(session)
     except Exception as exc:
-        _finish(run_id, "failed", len(tenant_ids), checked, skipped, corrections, purged, repr(exc))
+        _finish(
+            run_id,
+            "failed",
+            len(tenant_ids),
+            checked,
+            skipped,
+            corrections,
+            by_tenant,
+            purged,
+            repr(exc),
+        )
         raise
     return _finish(
-        run_id, "succeeded", len(tenant_ids), checked, skipped, corrections, purged, None
+        run_id,
+        "succeeded",
+        len(tenant_ids),
+        checked,
+        skipped,
+        corrections,
+        by_tenant,
+        purged,
+        None,
     )
 
 
 def _finish(
-    run_id, status, tenants, checked, skipped, corrections, purged, error
+    run_id, status, tenants, checked, skipped, corrections, by_tenant, purged, error
 ) -> dict[str, Any]:
-    details: dict[str, Any] = {"corrections": dict(corrections), "purged_event_keys": purged}
+    details: dict[str, Any] = {
+        "corrections": dict(corrections),
+        "tenants_corrected": by_tenant,
+        "purged_event_keys": purged,
+    }
     if error:
         details["error"] = error[:2000]
     figures = {

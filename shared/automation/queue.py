@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from shared.after_commit_queue import AfterCommitQueue
 from shared.automation.facts import conversation_id_of
 from shared.config import get_settings
-from shared.db import memo_for_transaction
+from shared.db import fetch_rows, memo_for_transaction
 from shared.event_types import CATALOGUE
 from shared.models import AutomationEvent, OutboxEvent, Tenant
 
@@ -72,7 +72,11 @@ def has_rules_for(session: Session, tenant_id: uuid.UUID, event_type: str) -> bo
     PERF: a written-out statement: building the ORM query cost three times running it,
     once per event type of every dispatched batch.
     """
-    return bool(session.scalar(_HAS_RULES, {"tenant_id": tenant_id, "event_type": event_type}))
+    return bool(
+        fetch_rows(
+            session.connection(), _HAS_RULES, {"tenant_id": tenant_id, "event_type": event_type}
+        )[0][0]
+    )
 
 
 def sweep_delay() -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from shared.db import memo_for_transaction
+from shared.db import probe_for_transaction
 from shared.models import CampaignRecipient, Conversation, Message, OutboxEvent
 
 TARGET_NAME = "campaign_replies"
@@ -110,8 +110,6 @@ def _awaits_replies(session: Session, tenant_id: uuid.UUID) -> bool:
     PERF: most tenants' inbound messages answer no campaign; one look at the partial
     index spares each of them its ``UPDATE``.
     """
-    return memo_for_transaction(
-        session,
-        ("campaigns.awaits_replies", tenant_id),
-        lambda: bool(session.scalar(_AWAITS_REPLIES, {"tenant_id": tenant_id})),
+    return probe_for_transaction(
+        session, ("campaigns.awaits_replies", tenant_id), _AWAITS_REPLIES, {"tenant_id": tenant_id}
     )

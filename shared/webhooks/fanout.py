@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from shared.db import memo_for_transaction
+from shared.db import probe_for_transaction
 from shared.models import OutboxEvent
 from shared.webhooks import queue
 from shared.webhooks.catalogue import envelope_of
@@ -75,12 +75,11 @@ _SUBSCRIBED = text(
 
 def _subscribed(session: Session, tenant_id: uuid.UUID, event_type: str) -> bool:
     """Whether an enabled endpoint of the tenant takes ``event_type`` (once per batch)."""
-    return memo_for_transaction(
+    return probe_for_transaction(
         session,
         ("webhooks.subscribed", tenant_id, event_type),
-        lambda: bool(
-            session.scalar(_SUBSCRIBED, {"tenant_id": tenant_id, "event_type": event_type})
-        ),
+        _SUBSCRIBED,
+        {"tenant_id": tenant_id, "event_type": event_type},
     )
 
 
