@@ -57,11 +57,15 @@ def test_old_minute_buckets_are_purged_and_old_ranges_read_whole_hours(workspace
         now = session.scalar(select(func.now()))
     hour = (now - dt.timedelta(days=8)).replace(minute=0, second=0, microsecond=0)
     recent = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+    # As the roll-up writes them: each run in its minute, its hour and its day.
+    old_minute = ("minute", hour + dt.timedelta(minutes=17), 5)
     rows = [
+        ("day", hour.replace(hour=0), 5),
         ("hour", hour, 5),
-        ("minute", hour + dt.timedelta(minutes=17), 5),
-        ("minute", recent, 1),
+        old_minute,
+        ("day", recent.replace(hour=0, minute=0), 1),
         ("hour", recent.replace(minute=0), 1),
+        ("minute", recent, 1),
     ]
     with session_scope() as session:
         for granularity, start, runs in rows:
@@ -82,7 +86,7 @@ def test_old_minute_buckets_are_purged_and_old_ranges_read_whole_hours(workspace
                 AutomationStats.tenant_id == tid(workspace)
             )
         ).all()
-    assert sorted(left) == sorted((g, s) for g, s, _ in rows if (g, s) != rows[1][:2])
+    assert sorted(left) == sorted((g, s) for g, s, _ in rows if (g, s) != old_minute[:2])
 
     # From 10 minutes past that old hour: read from the whole hour (its minutes are gone).
     old = stats(workspace, STATS, **{"from": hour + dt.timedelta(minutes=10)})
