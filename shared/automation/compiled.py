@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from shared.automation import rules as rule_service
 from shared.automation.effective import Gate
 from shared.automation.engine import compile_conditions
-from shared.automation.runs import to_json
+from shared.automation.runs import snapshot_digest, to_json
 from shared.models import AutomationRule
 
 
@@ -37,8 +37,10 @@ class CompiledRule:
     actions: list[dict[str, Any]]
     snapshot: dict[str, Any]
     compiled: Any
-    #: The snapshot as JSON, encoded once per compile: every run of the rule stores it.
+    #: The snapshot as JSON, encoded once per compile, and its digest: the runs of the
+    #: rule point at the snapshot stored once under it.
     snapshot_json: str
+    snapshot_digest: str
     #: Whether it may run at all (snooze, schedule, rollout), prepared once per version.
     gate: Gate
 
@@ -61,6 +63,7 @@ class CompiledRule:
         Without a ``gate`` only the snapshot's ``is_active`` limits it (a run's snapshot
         does not keep the snooze, schedule or rollout it ran under).
         """
+        snapshot_json = to_json(snapshot)
         return cls(
             id=uuid.UUID(str(snapshot["id"])),
             version=int(snapshot.get("version", 0)),
@@ -71,7 +74,8 @@ class CompiledRule:
             actions=list(snapshot.get("actions") or []),
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
-            snapshot_json=to_json(snapshot),
+            snapshot_json=snapshot_json,
+            snapshot_digest=snapshot_digest(snapshot_json),
             gate=gate or Gate(is_active=bool(snapshot.get("is_active", True))),
         )
 

@@ -349,6 +349,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
             rule_id=rule.id,
             rule_version=rule.version,
             snapshot_json=rule.snapshot_json,
+            snapshot_digest=rule.snapshot_digest,
             matched=decision.matched,
             status=status,
             condition_results=decision.trace,
