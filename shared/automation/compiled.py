@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from shared.automation import rules as rule_service
 from shared.automation.effective import Gate
 from shared.automation.engine import compile_conditions
-from shared.automation.runs import snapshot_digest, to_json
+from shared.automation.runs import run_json, snapshot_digest, to_json
 from shared.models import AutomationRule
 
 
@@ -41,6 +41,8 @@ class CompiledRule:
     #: rule point at the snapshot stored once under it.
     snapshot_json: str
     snapshot_digest: str
+    #: PERF: this rule's part of every run row's JSON (:class:`RunBatch`), encoded once.
+    run_json: str
     #: Whether it may run at all (snooze, schedule, rollout), prepared once per version.
     gate: Gate
 
@@ -64,9 +66,11 @@ class CompiledRule:
         does not keep the snooze, schedule or rollout it ran under).
         """
         snapshot_json = to_json(snapshot)
+        rule_id, version = uuid.UUID(str(snapshot["id"])), int(snapshot.get("version", 0))
+        digest = snapshot_digest(snapshot_json)
         return cls(
-            id=uuid.UUID(str(snapshot["id"])),
-            version=int(snapshot.get("version", 0)),
+            id=rule_id,
+            version=version,
             priority=int(snapshot.get("priority", 100)),
             stop_processing=bool(snapshot.get("stop_processing")),
             is_active=bool(snapshot.get("is_active", True)),
@@ -75,7 +79,8 @@ class CompiledRule:
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
             snapshot_json=snapshot_json,
-            snapshot_digest=snapshot_digest(snapshot_json),
+            snapshot_digest=digest,
+            run_json=run_json(rule_id, version, digest),
             gate=gate or Gate(is_active=bool(snapshot.get("is_active", True))),
         )
 

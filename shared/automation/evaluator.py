@@ -346,10 +346,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
             results, ok = _apply(session, rule, target)
             status = "matched" if ok else "failed"
         runs.add(
-            rule_id=rule.id,
-            rule_version=rule.version,
-            snapshot_json=rule.snapshot_json,
-            snapshot_digest=rule.snapshot_digest,
+            rule,
             matched=decision.matched,
             status=status,
             condition_results=decision.trace,

@@ -75,6 +75,11 @@ _INSERT = text(
 )
 
 
+def run_json(rule_id: uuid.UUID, version: int, digest: str) -> str:
+    """A rule's members of its run rows' JSON (rule, version, snapshot digest)."""
+    return to_json({"rule_id": rule_id, "rule_version": version, "digest": digest})[1:-1]
+
+
 def snapshot_digest(snapshot_json: str) -> str:
     """The key a rule snapshot is stored under: a digest of its JSON (32 hex digits)."""
     return hashlib.blake2b(snapshot_json.encode(), digest_size=16).hexdigest()
@@ -101,14 +106,12 @@ class RunBatch:
     snapshots: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
     stats: list[list[Any]] = field(default_factory=list)
     failed: list[tuple[uuid.UUID, str | None]] = field(default_factory=list)
+    _event_json: str | None = None
 
     def add(
         self,
+        rule: Any,
         *,
-        rule_id: uuid.UUID,
-        rule_version: int,
-        snapshot_json: str,
-        snapshot_digest: str,
         matched: bool,
         status: str,
         condition_results: list[dict[str, Any]],
@@ -116,25 +119,21 @@ class RunBatch:
         duration_ms: float,
         error: str | None,
     ) -> None:
-        scalars = {
-            "event_id": self.event_id,
-            "rule_id": rule_id,
-            "rule_version": rule_version,
-            "digest": snapshot_digest,
-            "matched": matched,
-            "status": status,
-            "duration_ms": duration_ms,
-            "error": error,
-        }
-        self.snapshots[snapshot_digest] = (rule_id, snapshot_json)
+        """One run of ``rule`` (a :class:`~shared.automation.compiled.CompiledRule`)."""
+        if self._event_json is None:
+            self._event_json = f'{{"event_id":"{self.event_id}",'
+        decision = {"matched": matched, "status": status, "duration_ms": duration_ms}
+        if error is not None:
+            decision["error"] = error
+        self.snapshots[rule.snapshot_digest] = (rule.id, rule.snapshot_json)
         self.rows.append(
-            f"{to_json(scalars)[:-1]},"
+            f"{self._event_json}{rule.run_json},{to_json(decision)[1:-1]},"
             f'"condition_results":{to_json(condition_results)},'
             f'"action_results":{to_json(action_results) if action_results else "[]"}}}'
         )
-        self.stats.append(stats.item(rule_id, status, action_results, duration_ms))
+        self.stats.append(stats.item(rule.id, status, action_results, duration_ms))
         if status == "failed":
-            self.failed.append((rule_id, error))
+            self.failed.append((rule.id, error))
 
     def __len__(self) -> int:
         return len(self.rows)
