@@ -41,8 +41,10 @@ class CompiledRule:
     #: rule point at the snapshot stored once under it.
     snapshot_json: str
     snapshot_digest: str
-    #: PERF: this rule's part of every run row's JSON (:class:`RunBatch`), encoded once.
+    #: PERF: this rule's part of every run row's JSON (:class:`RunBatch`), encoded once,
+    #: and its id as text (loop checks, stats items).
     run_json: str
+    id_text: str
     #: Whether it may run at all (snooze, schedule, rollout), prepared once per version.
     gate: Gate
 
@@ -81,6 +83,7 @@ class CompiledRule:
             snapshot_json=snapshot_json,
             snapshot_digest=digest,
             run_json=run_json(rule_id, version, digest),
+            id_text=str(rule_id),
             gate=gate or Gate(is_active=bool(snapshot.get("is_active", True))),
         )
 

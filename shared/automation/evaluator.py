@@ -104,7 +104,7 @@ def decide(
     if causation.depth >= max_depth:
         reason = f"causation chain depth {causation.depth} reached the bound of {max_depth}"
         return Decision("skipped", False, [], reason)
-    if str(rule.id) in causation.rule_ids:
+    if causation.rule_ids and rule.id_text in causation.rule_ids:
         return Decision("skipped", False, [], "loop: this rule's actions caused this event")
     if stopped_by is not None:
         return Decision("skipped", False, [], f"stopped by rule {stopped_by} (stop_processing)")

@@ -131,7 +131,7 @@ class RunBatch:
             f'"condition_results":{to_json(condition_results)},'
             f'"action_results":{to_json(action_results) if action_results else "[]"}}}'
         )
-        self.stats.append(stats.item(rule.id, status, action_results, duration_ms))
+        self.stats.append(stats.item(rule.id_text, status, action_results, duration_ms))
         if status == "failed":
             self.failed.append((rule.id, error))
 

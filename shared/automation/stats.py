@@ -56,9 +56,9 @@ set_enqueuer = QUEUE.set_enqueuer
 # --- writing: the evaluator's side ---------------------------------------------------------
 
 
-def item(rule_id: uuid.UUID, status: str, results: list[dict[str, Any]], ms: float) -> list:
+def item(rule_id: uuid.UUID | str, status: str, results: list[dict[str, Any]], ms: float) -> list:
     """One run's figures as queued: rule, status, actions executed, evaluation time."""
-    executed = sum(1 for r in results if r.get("result") not in ("failed", None))
+    executed = sum(1 for r in results if r.get("result") not in ("failed", None)) if results else 0
     return [str(rule_id), status, executed, ms]
 
 
