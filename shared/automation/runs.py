@@ -12,7 +12,8 @@ take apart.)
 
 PERF: the facts and changes are stored once per event and evaluation
 (``automation_run_contexts``) and a rule's snapshot once per content
-(``automation_rule_snapshots``, ``ON CONFLICT DO NOTHING``, sent once per batch); a run
+(``automation_rule_snapshots``, ``ON CONFLICT DO NOTHING``, sent until this process has
+seen it committed); a run
 points at both. Copied into every run they were most of the bytes PostgreSQL parsed,
 stored and logged per event.
 """
@@ -31,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.automation import stats
+from shared.db import after_commit
 
 _INSERT = text(
     """
@@ -73,6 +75,19 @@ _INSERT = text(
     JOIN events AS e ON e.id = r.event_id
     """
 )
+
+
+#: Digests of the snapshots this process has seen committed: not sent again (a batch of one
+#: event would otherwise send all its rules' snapshots, each an ``ON CONFLICT`` probe).
+_STORED: set[str] = set()
+#: Beyond this many, the set starts again (a re-send costs a probe, never a wrong answer).
+_STORED_MAX = 100_000
+
+
+def _remember(digests: list[str]) -> None:
+    if len(_STORED) + len(digests) > _STORED_MAX:
+        _STORED.clear()
+    _STORED.update(digests)
 
 
 def run_json(rule_id: uuid.UUID, version: int, digest: str) -> str:
@@ -163,7 +178,7 @@ def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
     snapshots: dict[str, str] = {}
     for batch in batches:
         for digest, (rule_id, snapshot_json) in batch.snapshots.items():
-            if digest not in snapshots:
+            if digest not in snapshots and digest not in _STORED:
                 head = to_json({"digest": digest, "tenant_id": batch.tenant_id, "rule_id": rule_id})
                 snapshots[digest] = f'{head[:-1]},"snapshot":{snapshot_json}}}'
     session.execute(
@@ -175,5 +190,7 @@ def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
             "stats": to_json(figures),
         },
     )
+    if snapshots:
+        after_commit(session, lambda: _remember(list(snapshots)))
     for tenant_id in dict.fromkeys(batch.tenant_id for batch in batches):
         stats.queued(session, tenant_id)
