@@ -36,7 +36,7 @@ from workers.log_context import LogContext
 from workers.metrics import Metrics
 from workers.presence import Presence
 from workers.tenant_gate import TenantGate
-from workers.tuning import WorkerTimeout
+from workers.tuning import FreezeStartupHeap, WorkerTimeout
 
 #: Default retry policy for actors that do not set their own.
 DEFAULT_MAX_RETRIES = 5
@@ -70,6 +70,7 @@ def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
         Presence(settings),
         Metrics(settings),
         WorkerTimeout(settings.worker_timeout_ms),
+        FreezeStartupHeap(),
     ]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from shared.automation import rules as rule_service
 from shared.automation.effective import Gate
 from shared.automation.engine import compile_conditions
-from shared.automation.runs import to_json
+from shared.automation.runs import run_json, snapshot_digest, to_json
 from shared.models import AutomationRule
 
 
@@ -37,8 +37,14 @@ class CompiledRule:
     actions: list[dict[str, Any]]
     snapshot: dict[str, Any]
     compiled: Any
-    #: The snapshot as JSON, encoded once per compile: every run of the rule stores it.
+    #: The snapshot as JSON, encoded once per compile, and its digest: the runs of the
+    #: rule point at the snapshot stored once under it.
     snapshot_json: str
+    snapshot_digest: str
+    #: PERF: this rule's part of every run row's JSON (:class:`RunBatch`), encoded once,
+    #: and its id as text (loop checks, stats items).
+    run_json: str
+    id_text: str
     #: Whether it may run at all (snooze, schedule, rollout), prepared once per version.
     gate: Gate
 
@@ -61,9 +67,12 @@ class CompiledRule:
         Without a ``gate`` only the snapshot's ``is_active`` limits it (a run's snapshot
         does not keep the snooze, schedule or rollout it ran under).
         """
+        snapshot_json = to_json(snapshot)
+        rule_id, version = uuid.UUID(str(snapshot["id"])), int(snapshot.get("version", 0))
+        digest = snapshot_digest(snapshot_json)
         return cls(
-            id=uuid.UUID(str(snapshot["id"])),
-            version=int(snapshot.get("version", 0)),
+            id=rule_id,
+            version=version,
             priority=int(snapshot.get("priority", 100)),
             stop_processing=bool(snapshot.get("stop_processing")),
             is_active=bool(snapshot.get("is_active", True)),
@@ -71,7 +80,10 @@ class CompiledRule:
             actions=list(snapshot.get("actions") or []),
             snapshot=snapshot,
             compiled=compile_conditions(snapshot["conditions"]),
-            snapshot_json=to_json(snapshot),
+            snapshot_json=snapshot_json,
+            snapshot_digest=digest,
+            run_json=run_json(rule_id, version, digest),
+            id_text=str(rule_id),
             gate=gate or Gate(is_active=bool(snapshot.get("is_active", True))),
         )
 

@@ -104,7 +104,7 @@ def decide(
     if causation.depth >= max_depth:
         reason = f"causation chain depth {causation.depth} reached the bound of {max_depth}"
         return Decision("skipped", False, [], reason)
-    if str(rule.id) in causation.rule_ids:
+    if causation.rule_ids and rule.id_text in causation.rule_ids:
         return Decision("skipped", False, [], "loop: this rule's actions caused this event")
     if stopped_by is not None:
         return Decision("skipped", False, [], f"stopped by rule {stopped_by} (stop_processing)")
@@ -346,9 +346,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
             results, ok = _apply(session, rule, target)
             status = "matched" if ok else "failed"
         runs.add(
-            rule_id=rule.id,
-            rule_version=rule.version,
-            snapshot_json=rule.snapshot_json,
+            rule,
             matched=decision.matched,
             status=status,
             condition_results=decision.trace,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from shared.automation import rules as rule_service
 from shared.automation.compiled import CompiledRule
@@ -62,7 +62,12 @@ def _run_query(
     until: dt.datetime | None = None,
 ):
     r = AutomationRun
-    query = select(r).where(r.tenant_id == ctx.tenant_id)
+    # Lists and exports show no facts or snapshot: their rows are not loaded.
+    query = (
+        select(r)
+        .options(lazyload(r.context), lazyload(r.stored_snapshot))
+        .where(r.tenant_id == ctx.tenant_id)
+    )
     if rule_id:
         query = query.where(r.rule_id == rule_id)
     if event_id:

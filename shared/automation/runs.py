@@ -4,17 +4,24 @@ PERF: an event triggering 50 rules writes 50 runs. The ORM bulk insert sent them
 50 pipelined statements and JSON-encoded the same facts, changes and rule snapshots
 50 times (~0.2 ms a run). Here the statement text never changes (no compile, no
 cache-key work), the per-event values (facts, changes, tenant, event) are bound and
-encoded once, each rule's snapshot JSON is encoded once per compile
-(:class:`CompiledRule`) and spliced in as text, and only the per-run decision is
-encoded per row. One round trip per batch of events (the evaluator's), each event's
-facts encoded once; the same statement queues each event's stats figures
-(:mod:`shared.automation.stats`). (An ``unnest`` of per-column arrays was measured 3x
-slower in Postgres than this for 200 runs: big text arrays are costly to take apart.)
+encoded once, and only the per-run decision is encoded per row. One round trip per
+batch of events (the evaluator's); the same statement queues each event's stats
+figures (:mod:`shared.automation.stats`). (An ``unnest`` of per-column arrays was
+measured 3x slower in Postgres than this for 200 runs: big text arrays are costly to
+take apart.)
+
+PERF: the facts and changes are stored once per event and evaluation
+(``automation_run_contexts``) and a rule's snapshot once per content
+(``automation_rule_snapshots``, ``ON CONFLICT DO NOTHING``, sent until this process has
+seen it committed); a run
+points at both. Copied into every run they were most of the bytes PostgreSQL parsed,
+stored and logged per event.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.automation import stats
+from shared.db import after_commit
 
 _INSERT = text(
     """
@@ -34,27 +42,62 @@ _INSERT = text(
         FROM jsonb_to_recordset(CAST(:stats AS jsonb)) AS s(
             tenant_id uuid, at timestamptz, items jsonb
         )
+    ), snapshots AS (
+        INSERT INTO automation_rule_snapshots (digest, tenant_id, rule_id, snapshot)
+        SELECT s.digest, s.tenant_id, s.rule_id, s.snapshot
+        FROM jsonb_to_recordset(CAST(:snapshots AS jsonb)) AS s(
+            digest text, tenant_id uuid, rule_id uuid, snapshot jsonb
+        )
+        ORDER BY s.digest  -- two batches storing the same snapshots wait in one order
+        ON CONFLICT (digest) DO NOTHING
     ), events AS (
         SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(
-            id uuid, tenant_id uuid, facts jsonb, changes jsonb, reprocess boolean
+            id uuid, context_id uuid, tenant_id uuid, facts jsonb, changes jsonb,
+            reprocess boolean
         )
+    ), contexts AS (
+        INSERT INTO automation_run_contexts (id, tenant_id, automation_event_id, facts, changes)
+        SELECT e.context_id, e.tenant_id, e.id, e.facts, e.changes FROM events AS e
     )
     INSERT INTO automation_runs (
-        id, tenant_id, automation_event_id, rule_id, rule_version, rule_snapshot, facts,
-        changes, matched, status, condition_results, action_results, duration_ms, error,
-        reprocess
+        id, tenant_id, automation_event_id, rule_id, rule_version, context_id,
+        snapshot_digest, matched, status, condition_results, action_results, duration_ms,
+        error, reprocess
     )
-    SELECT gen_random_uuid(), e.tenant_id, e.id, r.rule_id, r.rule_version, r.rule_snapshot,
-           e.facts, e.changes, r.matched, r.status, r.condition_results, r.action_results,
+    SELECT gen_random_uuid(), e.tenant_id, e.id, r.rule_id, r.rule_version, e.context_id,
+           r.digest, r.matched, r.status, r.condition_results, r.action_results,
            r.duration_ms, r.error, e.reprocess
     FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(
-        event_id uuid, rule_id uuid, rule_version integer, rule_snapshot jsonb,
+        event_id uuid, rule_id uuid, rule_version integer, digest text,
         matched boolean, status text, condition_results jsonb, action_results jsonb,
         duration_ms double precision, error text
     )
     JOIN events AS e ON e.id = r.event_id
     """
 )
+
+
+#: Digests of the snapshots this process has seen committed: not sent again (a batch of one
+#: event would otherwise send all its rules' snapshots, each an ``ON CONFLICT`` probe).
+_STORED: set[str] = set()
+#: Beyond this many, the set starts again (a re-send costs a probe, never a wrong answer).
+_STORED_MAX = 100_000
+
+
+def _remember(digests: list[str]) -> None:
+    if len(_STORED) + len(digests) > _STORED_MAX:
+        _STORED.clear()
+    _STORED.update(digests)
+
+
+def run_json(rule_id: uuid.UUID, version: int, digest: str) -> str:
+    """A rule's members of its run rows' JSON (rule, version, snapshot digest)."""
+    return to_json({"rule_id": rule_id, "rule_version": version, "digest": digest})[1:-1]
+
+
+def snapshot_digest(snapshot_json: str) -> str:
+    """The key a rule snapshot is stored under: a digest of its JSON (32 hex digits)."""
+    return hashlib.blake2b(snapshot_json.encode(), digest_size=16).hexdigest()
 
 
 def to_json(value: Any) -> str:
@@ -74,15 +117,16 @@ class RunBatch:
     #: The evaluator's instant: the stats buckets the runs count in.
     at: dt.datetime
     rows: list[str] = field(default_factory=list)
+    #: digest -> (rule id, snapshot JSON) of the rules that ran.
+    snapshots: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
     stats: list[list[Any]] = field(default_factory=list)
     failed: list[tuple[uuid.UUID, str | None]] = field(default_factory=list)
+    _event_json: str | None = None
 
     def add(
         self,
+        rule: Any,
         *,
-        rule_id: uuid.UUID,
-        rule_version: int,
-        snapshot_json: str,
         matched: bool,
         status: str,
         condition_results: list[dict[str, Any]],
@@ -90,24 +134,21 @@ class RunBatch:
         duration_ms: float,
         error: str | None,
     ) -> None:
-        scalars = {
-            "event_id": self.event_id,
-            "rule_id": rule_id,
-            "rule_version": rule_version,
-            "matched": matched,
-            "status": status,
-            "duration_ms": duration_ms,
-            "error": error,
-        }
+        """One run of ``rule`` (a :class:`~shared.automation.compiled.CompiledRule`)."""
+        if self._event_json is None:
+            self._event_json = f'{{"event_id":"{self.event_id}",'
+        decision = {"matched": matched, "status": status, "duration_ms": duration_ms}
+        if error is not None:
+            decision["error"] = error
+        self.snapshots[rule.snapshot_digest] = (rule.id, rule.snapshot_json)
         self.rows.append(
-            f"{to_json(scalars)[:-1]},"
-            f'"rule_snapshot":{snapshot_json},'
+            f"{self._event_json}{rule.run_json},{to_json(decision)[1:-1]},"
             f'"condition_results":{to_json(condition_results)},'
             f'"action_results":{to_json(action_results) if action_results else "[]"}}}'
         )
-        self.stats.append(stats.item(rule_id, status, action_results, duration_ms))
+        self.stats.append(stats.item(rule.id_text, status, action_results, duration_ms))
         if status == "failed":
-            self.failed.append((rule_id, error))
+            self.failed.append((rule.id, error))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -123,6 +164,7 @@ def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
     events = [
         {
             "id": batch.event_id,
+            "context_id": uuid.uuid4(),
             "tenant_id": batch.tenant_id,
             "facts": batch.facts,
             "changes": batch.changes,
@@ -133,13 +175,22 @@ def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
     figures = [
         {"tenant_id": batch.tenant_id, "at": batch.at, "items": batch.stats} for batch in batches
     ]
+    snapshots: dict[str, str] = {}
+    for batch in batches:
+        for digest, (rule_id, snapshot_json) in batch.snapshots.items():
+            if digest not in snapshots and digest not in _STORED:
+                head = to_json({"digest": digest, "tenant_id": batch.tenant_id, "rule_id": rule_id})
+                snapshots[digest] = f'{head[:-1]},"snapshot":{snapshot_json}}}'
     session.execute(
         _INSERT,
         {
+            "snapshots": f"[{','.join(snapshots.values())}]",
             "events": to_json(events),
             "runs": f"[{','.join(row for batch in batches for row in batch.rows)}]",
             "stats": to_json(figures),
         },
     )
+    if snapshots:
+        after_commit(session, lambda: _remember(list(snapshots)))
     for tenant_id in dict.fromkeys(batch.tenant_id for batch in batches):
         stats.queued(session, tenant_id)

@@ -56,9 +56,9 @@ set_enqueuer = QUEUE.set_enqueuer
 # --- writing: the evaluator's side ---------------------------------------------------------
 
 
-def item(rule_id: uuid.UUID, status: str, results: list[dict[str, Any]], ms: float) -> list:
+def item(rule_id: uuid.UUID | str, status: str, results: list[dict[str, Any]], ms: float) -> list:
     """One run's figures as queued: rule, status, actions executed, evaluation time."""
-    executed = sum(1 for r in results if r.get("result") not in ("failed", None))
+    executed = sum(1 for r in results if r.get("result") not in ("failed", None)) if results else 0
     return [str(rule_id), status, executed, ms]
 
 
@@ -105,25 +105,43 @@ def bucket_of(ms: float) -> int:
 
 
 def sums(rows: Sequence[tuple[dt.datetime, list[list[Any]]]]) -> dict[tuple, dict[str, float]]:
-    """(granularity, rule_id, bucket_start) -> counter -> amount, for the pending rows."""
-    out: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    """(granularity, rule_id, bucket_start) -> counter -> amount, for the pending rows.
+
+    PERF: the items are first added up per (instant, rule) in flat lists, then each
+    total is spread over its three buckets and the all-rules row: an event's 50 runs
+    were 50 x 6 dict updates of 7 counters each.
+    """
+    width = len(COUNTERS)
+    partial: dict[tuple[dt.datetime, str], list[float]] = {}
     for at, items in rows:
-        starts = [(g, _floor(at, g)) for g in ("minute", "hour", "day")]
         for rule_id, status, actions, ms in items:
-            figures = {
-                "runs": 1,
-                "matches": 1 if status in ("matched", "failed") else 0,
-                "skipped": 1 if status == "skipped" else 0,
-                "failures": 1 if status == "failed" else 0,
-                "actions": actions,
-                "duration_ms_sum": ms,
-                LATENCY_COLUMNS[bucket_of(ms)]: 1,
-            }
-            for rule in (uuid.UUID(rule_id), ALL_RULES):
-                for granularity, start in starts:
-                    counters = out[(granularity, rule, start)]
-                    for name, amount in figures.items():
-                        counters[name] += amount
+            key = (at, rule_id)
+            counters = partial.get(key)
+            if counters is None:
+                counters = partial[key] = [0.0] * (width + len(LATENCY_COLUMNS))
+            counters[0] += 1
+            if status in ("matched", "failed"):
+                counters[1] += 1
+                if status == "failed":
+                    counters[3] += 1
+            elif status == "skipped":
+                counters[2] += 1
+            counters[4] += actions
+            counters[5] += ms
+            counters[width + bucket_of(ms)] += 1
+    names = (*COUNTERS, *LATENCY_COLUMNS)
+    out: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    floors: dict[dt.datetime, list[tuple[str, dt.datetime]]] = {}
+    for (at, rule_id), counters in partial.items():
+        starts = floors.get(at)
+        if starts is None:
+            starts = floors[at] = [(g, _floor(at, g)) for g in ("minute", "hour", "day")]
+        figures = [(name, amount) for name, amount in zip(names, counters, strict=True) if amount]
+        for rule in (uuid.UUID(rule_id), ALL_RULES):
+            for granularity, start in starts:
+                bucket = out[(granularity, rule, start)]
+                for name, amount in figures:
+                    bucket[name] += amount
     return out
 
 

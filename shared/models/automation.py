@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
 
@@ -100,8 +100,49 @@ class AutomationEvent(UUIDPrimaryKey, Base):
     finished_at: Mapped[dt.datetime | None]
 
 
+class AutomationRunContext(UUIDPrimaryKey, Base):
+    """What one evaluation of an event saw (its facts and changes), shared by its runs.
+
+    PERF: written once per event and evaluation instead of copied into each of its runs
+    (an event triggering 50 rules stored its facts 50 times). A retry or a reprocess
+    gathers the facts again and writes a new one.
+    """
+
+    __tablename__ = "automation_run_contexts"
+    __table_args__ = (Index("ix_automation_run_contexts_event", "automation_event_id"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    automation_event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("automation_events.id", ondelete="CASCADE")
+    )
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+
+
+class AutomationRuleSnapshot(Base):
+    """A rule as its runs ran it, stored once per content (the digest of its JSON).
+
+    PERF: every run of a rule version carried the same snapshot; now they point at it.
+    Kept while the tenant is (one row per rule version that ran, however many runs).
+    """
+
+    __tablename__ = "automation_rule_snapshots"
+
+    digest: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    rule_id: Mapped[uuid.UUID]
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
 class AutomationRun(UUIDPrimaryKey, Base):
-    """One trigger-matching rule's decision on one event, with what replays it."""
+    """One trigger-matching rule's decision on one event, with what replays it.
+
+    The facts, changes and rule snapshot are read through :attr:`facts`,
+    :attr:`changes` and :attr:`rule_snapshot`: the run's own columns for runs written
+    before migration 0026 (and runs built directly), else its context and snapshot rows.
+    """
 
     __tablename__ = "automation_runs"
     __table_args__ = (
@@ -118,16 +159,21 @@ class AutomationRun(UUIDPrimaryKey, Base):
         Index("ix_automation_runs_event", "automation_event_id"),
     )
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    #: No foreign key: the queue row's cascade removes the run with its tenant (PERF: the
+    #: check was a lookup per inserted run).
+    tenant_id: Mapped[uuid.UUID]
     automation_event_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("automation_events.id", ondelete="CASCADE")
     )
     #: No foreign key: runs are kept when their rule is deleted.
     rule_id: Mapped[uuid.UUID]
     rule_version: Mapped[int]
-    rule_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    #: Each evaluation's shared context and snapshot (None on runs that hold their own).
+    context_id: Mapped[uuid.UUID | None]
+    snapshot_digest: Mapped[str | None] = mapped_column(String(32))
+    own_rule_snapshot: Mapped[dict[str, Any] | None] = mapped_column("rule_snapshot", JSONB)
+    own_facts: Mapped[dict[str, Any] | None] = mapped_column("facts", JSONB)
+    own_changes: Mapped[dict[str, Any] | None] = mapped_column("changes", JSONB)
     matched: Mapped[bool]
     #: ``matched``, ``not_matched``, ``skipped`` (loop, depth, stopped), ``failed``.
     status: Mapped[str] = mapped_column(String(16))
@@ -137,6 +183,48 @@ class AutomationRun(UUIDPrimaryKey, Base):
     error: Mapped[str | None] = mapped_column(Text)
     reprocess: Mapped[bool] = mapped_column(server_default="false")
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+
+    #: Loaded with the run (one query per batch of runs); lists and exports opt out.
+    context: Mapped[AutomationRunContext | None] = relationship(
+        primaryjoin="foreign(AutomationRun.context_id) == AutomationRunContext.id",
+        lazy="selectin",
+        viewonly=True,
+    )
+    stored_snapshot: Mapped[AutomationRuleSnapshot | None] = relationship(
+        primaryjoin="foreign(AutomationRun.snapshot_digest) == AutomationRuleSnapshot.digest",
+        lazy="selectin",
+        viewonly=True,
+    )
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        if self.own_facts is None and self.context is not None:
+            return self.context.facts
+        return self.own_facts if self.own_facts is not None else {}
+
+    @facts.setter
+    def facts(self, value: dict[str, Any]) -> None:
+        self.own_facts = value
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        if self.own_changes is None and self.context is not None:
+            return self.context.changes
+        return self.own_changes if self.own_changes is not None else {}
+
+    @changes.setter
+    def changes(self, value: dict[str, Any]) -> None:
+        self.own_changes = value
+
+    @property
+    def rule_snapshot(self) -> dict[str, Any]:
+        if self.own_rule_snapshot is None and self.stored_snapshot is not None:
+            return self.stored_snapshot.snapshot
+        return self.own_rule_snapshot if self.own_rule_snapshot is not None else {}
+
+    @rule_snapshot.setter
+    def rule_snapshot(self, value: dict[str, Any]) -> None:
+        self.own_rule_snapshot = value
 
 
 class WorkingHours(UUIDPrimaryKey, Timestamps, Base):

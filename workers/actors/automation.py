@@ -77,6 +77,6 @@ def enqueue_stats_rollups(tenant_ids: Sequence[uuid.UUID]) -> None:
         )
 
 
-dispatch.register_target(queue.TARGET_NAME, queue.target)
+dispatch.register_target(queue.TARGET_NAME, queue.target_many, batch=True)
 queue.set_enqueuer(enqueue_evaluations)
 stats.set_enqueuer(enqueue_stats_rollups)
