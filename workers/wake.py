@@ -6,10 +6,12 @@ process pays it for each of its ~22 consumers (one per queue and delay queue) wh
 not there is work: at 50 ms, about 11 % of a core per idle process, taken from the work on
 a small machine, and more processes on a host meant less CPU for events. Here:
 
-- every enqueue also publishes the queue's name on one pub/sub channel per broker
-  namespace; each worker process listens on one thread and wakes that queue's consumers,
-  which fetch at once. Consumers still poll, at the long ``WORKER_TIMEOUT_MS``, which
-  bounds what a wake lost while the listener reconnects can cost;
+- every enqueue (and every requeue of a stopping worker's prefetched messages) also
+  publishes the queue's name on one pub/sub channel per broker namespace, from within
+  Dramatiq's dispatch script, so at no extra round trip; each worker process listens
+  on one thread and wakes that queue's consumers, which fetch at once. Consumers still
+  poll, at the long ``WORKER_TIMEOUT_MS``, which bounds what a wake lost while the
+  listener reconnects can cost;
 - a consumer whose prefetch was full is woken when its worker threads have freed half of
   it (Dramatiq's consumer would find out at its next poll);
 - a delay-queue consumer waits no longer than the earliest eta of the messages it holds,
@@ -31,7 +33,12 @@ import weakref
 
 import redis
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import MAINTENANCE_COMMAND_BLACKLIST, RedisBroker, _RedisConsumer
+from dramatiq.brokers.redis import (
+    MAINTENANCE_COMMAND_BLACKLIST,
+    RedisBroker,
+    _RedisConsumer,
+    _scripts,
+)
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
@@ -43,6 +50,16 @@ log = logging.getLogger(__name__)
 MAINTENANCE_SECONDS = 5.0
 #: Seconds between tries while the wake channel is unreachable (consumers poll meanwhile).
 RECONNECT_SECONDS = 1.0
+#: The wake channel's name after the broker's namespace.
+WAKE_CHANNEL_SUFFIX = ":__wake__"
+#: Put before Dramatiq's dispatch script (whose KEYS[1] is the namespace, ARGV[1] the
+#: command, ARGV[3] the queue): an enqueue, or a requeue of a stopping worker's
+#: prefetched messages, publishes the queue's name in the same round trip.
+_WAKE_LUA = (
+    'if ARGV[1] == "enqueue" or ARGV[1] == "requeue" then\n'
+    f'    redis.call("publish", KEYS[1] .. "{WAKE_CHANNEL_SUFFIX}", ARGV[3])\n'
+    "end\n"
+).encode()
 #: Seconds one read of the wake channel may block (the listener's only idle wake-up).
 LISTEN_SECONDS = 30.0
 
@@ -52,7 +69,8 @@ class WakingRedisBroker(RedisBroker):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.wake_channel = f"{self.namespace}:__wake__"
+        self.wake_channel = f"{self.namespace}{WAKE_CHANNEL_SUFFIX}"
+        self.scripts["dispatch"] = self.client.register_script(_WAKE_LUA + _scripts["dispatch"])
         #: Queue -> the events of its consumers in this process (a consumer a pause
         #: replaced without closing it goes with its last reference).
         self._waiting: dict[str, weakref.WeakSet[threading.Event]] = {}
@@ -64,16 +82,6 @@ class WakingRedisBroker(RedisBroker):
     @property
     def consumer_class(self):
         return WakingConsumer
-
-    def enqueue(self, message, *, delay=None):
-        message = super().enqueue(message, delay=delay)
-        try:
-            # NOTE: the delayed queue's name (``X.DQ``) for a delayed message.
-            self.client.publish(self.wake_channel, message.queue_name)
-        except redis.RedisError:
-            # The message is enqueued; its consumers find it at their next poll.
-            log.debug("wake for %s not published", message.queue_name, exc_info=True)
-        return message
 
     def close(self) -> None:
         """Let this process's listener go (at its next read, within :data:`LISTEN_SECONDS`)."""
