@@ -172,3 +172,32 @@ def test_enqueues_on_another_namespace_wake_nobody_here(make_broker, scratch_nam
     finally:
         other.flush_all()
         other.close()
+
+
+def test_a_stopping_workers_prefetched_message_is_taken_at_once_by_another(make_broker):
+    stopping, stopping_workers = make_broker()
+    staying, staying_workers = make_broker()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def hold(n: int) -> None:
+        ran.append(n)
+        release.wait(DEADLINE_S)
+
+    first = dramatiq.actor(hold, broker=stopping, actor_name="hold", queue_name="wake_requeue")
+    dramatiq.actor(hold, broker=staying, actor_name="hold", queue_name="wake_requeue")
+
+    # One thread, prefetch 2: message 0 runs, message 1 waits in the worker's memory.
+    leaving = _start(stopping, stopping_workers, worker_threads=1)
+    first.send(0)
+    first.send(1)
+    wait_until(lambda: len(ran) == 1, timeout=DEADLINE_S)
+    _start(staying, staying_workers, worker_threads=1)
+    stopper = threading.Thread(target=leaving.stop, kwargs={"timeout": 1_000})
+    stopper.start()
+    time.sleep(0.2)
+    release.set()
+    stopper.join(DEADLINE_S)
+    stopping_workers.clear()
+    # Requeued on stop, which wakes the other worker's consumer (its poll is 30 s).
+    wait_until(lambda: ran == [0, 1], timeout=DEADLINE_S)
