@@ -15,8 +15,9 @@ What it does, per broker (``--brokers redis,rabbitmq``):
    baseline = the accept-to-done p50/p99 of the steady window before the kill, in the
    same run.
 2. throughput (``--processes 1,2,4``, on the first broker): one host with P worker
-   processes, paused (SIGSTOP) while ``--events`` events are posted, then resumed (the
-   scheduler runs in the ``api`` namespace, never paused);
+   processes (warmed by ``--warmup-events`` events first, run and not counted), paused
+   (SIGSTOP) while ``--events`` events are posted, then resumed (the scheduler runs in
+   the ``api`` namespace, never paused);
    events/s, webhook deliveries/s and automation events/s until all are done, and the
    CPU seconds of the worker processes (``/proc``, their whole tree) and of this
    database's PostgreSQL backends per 1,000 events. The ratio column compares with
@@ -245,6 +246,7 @@ def throughput_scenario(
     threads: int,
     drain_timeout: float,
     keep_logs: bool = False,
+    warmup_events: int = 0,
     log=print,
 ) -> list[ThroughputResult]:
     """Per P in ``processes``: a paused host with P worker processes, a backlog, resumed."""
@@ -263,6 +265,12 @@ def throughput_scenario(
         relay = cluster.bench.children[0]
         for count in processes:
             worker = cluster.start_host("host1", scheduler=False, processes=count)
+            if warmup_events:
+                # NOTE: each new process pays first-use costs (lazy imports, caches,
+                # prepared statements) once; the figures are those of warm processes.
+                warm = sender.burst(warmup_events)
+                warmed = sender.snapshot()
+                load.wait_done(cluster, [warmed[s] for s in warm], drain_timeout)
             pids = cluster.host_pids("host1")
             meter = common.CpuMeter(
                 {"workers": worker.pid, "relay": relay.pid},
@@ -433,6 +441,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", default="1,2,4", help="throughput: worker processes")
     parser.add_argument("--events", type=int, default=400, help="throughput: events per round")
     parser.add_argument("--threads", type=int, default=8, help="throughput: threads per process")
+    parser.add_argument(
+        "--warmup-events",
+        type=int,
+        default=0,
+        help="throughput: events each round runs and drains before its measured backlog",
+    )
     parser.add_argument("--skip-kill", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--keep-logs", action="store_true")
@@ -468,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.threads,
                 drain_timeout=300.0,
                 keep_logs=args.keep_logs,
+                warmup_events=args.warmup_events,
             )
     except common.BenchError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)

@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The development secret. The API refuses to start with it when ``ENV=production``.
 DEV_SECRET_KEY = "dev-only-insecure-secret-change-me-0123456789"  # noqa: S105
+#: ``WORKER_TIMEOUT_MS`` by default: Redis consumers are woken by enqueues, so they poll
+#: seldom; RabbitMQ's hand over held delayed messages on this tick.
+REDIS_WORKER_TIMEOUT_MS = 1_000
+RABBITMQ_WORKER_TIMEOUT_MS = 50
 
 
 class Settings(BaseSettings):
@@ -79,15 +83,16 @@ class Settings(BaseSettings):
             " one of its idle consumers polls (WORKER_TIMEOUT_MS), so 10-15 s is safe"
         ),
     )
-    worker_timeout_ms: int = Field(
-        50,
+    worker_timeout_ms: int | None = Field(
+        None,
         ge=10,
         description=(
-            "how long an idle Dramatiq consumer waits before polling again: the worst"
-            " enqueue-to-start delay when its queue was empty. Lower means lower latency at"
-            " low traffic and more idle Redis polls (about 320 commands/s per worker"
-            " process at 50 ms, 15 at Dramatiq's default of 1000 ms, which puts the outbox"
-            " p99 near 200 ms)"
+            "how long an idle Dramatiq consumer waits before polling again. Default: 1000 on"
+            " Redis, whose consumers are woken by every enqueue (workers/wake.py), so the"
+            " poll only bounds what a lost wake-up costs; 50 on RabbitMQ, which pushes"
+            " messages but hands over held delayed messages (retries) on this tick. Every"
+            " idle consumer of every worker process polls at this rate (about 22 per"
+            " process), so a short poll costs CPU whether or not there is work"
         ),
     )
     outbox_sweep_after_seconds: float = Field(
@@ -618,6 +623,13 @@ class Settings(BaseSettings):
     @property
     def uses_rabbitmq(self) -> bool:
         return self.effective_broker_url.startswith(("amqp://", "amqps://"))
+
+    @property
+    def effective_worker_timeout_ms(self) -> int:
+        """``WORKER_TIMEOUT_MS``, or its default for the broker (see the field)."""
+        if self.worker_timeout_ms is not None:
+            return self.worker_timeout_ms
+        return RABBITMQ_WORKER_TIMEOUT_MS if self.uses_rabbitmq else REDIS_WORKER_TIMEOUT_MS
 
     @property
     def ai_private_base_url_allowed(self) -> bool:

@@ -1,8 +1,9 @@
 """Build the Dramatiq broker from settings and make it the global broker.
 
-Redis is the default (``BROKER_URL`` unset or ``redis://``); ``amqp://`` selects
-RabbitMQ. Import this module before any actor module: Dramatiq binds actors to the
-global broker when they are declared.
+Redis is the default (``BROKER_URL`` unset or ``redis://``), its consumers woken by
+enqueues rather than polling (:mod:`workers.wake`); ``amqp://`` selects RabbitMQ.
+Import this module before any actor module: Dramatiq binds actors to the global
+broker when they are declared.
 
 Retries are set on purpose (Dramatiq's default of 20 retries from 15 s is far too
 patient for most of our jobs): each actor names its own ``max_retries`` and
@@ -17,7 +18,6 @@ import logging
 import dramatiq
 from dramatiq import cli
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -37,6 +37,7 @@ from workers.metrics import Metrics
 from workers.presence import Presence
 from workers.tenant_gate import TenantGate
 from workers.tuning import FreezeStartupHeap, WorkerTimeout
+from workers.wake import WakingRedisBroker
 
 #: Default retry policy for actors that do not set their own.
 DEFAULT_MAX_RETRIES = 5
@@ -69,7 +70,7 @@ def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
         # NOTE: before Metrics, so a message it skips (cancelled) is counted as skipped.
         Presence(settings),
         Metrics(settings),
-        WorkerTimeout(settings.worker_timeout_ms),
+        WorkerTimeout(settings.effective_worker_timeout_ms),
         FreezeStartupHeap(),
     ]
 
@@ -80,7 +81,7 @@ def build_broker(settings: Settings | None = None) -> dramatiq.Broker:
     middleware = build_middleware(settings)
     if settings.uses_rabbitmq:
         return RabbitmqBroker(url=settings.effective_broker_url, middleware=middleware)
-    return RedisBroker(
+    return WakingRedisBroker(
         url=settings.effective_broker_url,
         namespace=redis_broker_namespace(settings),
         middleware=middleware,

@@ -1,0 +1,203 @@
+"""Redis consumers woken by enqueues (workers/wake.py): a long poll costs no latency.
+
+Each test runs a real Dramatiq worker on a broker namespace of its own with a poll
+(``worker_timeout``) far longer than the test's deadline: a message that is run in
+time was woken, not found by a poll.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dramatiq
+import pytest
+from dramatiq.middleware import Retries
+
+from shared.config import get_settings
+from tests.workers.conftest import wait_until
+from workers.wake import MAINTENANCE_SECONDS, WakingRedisBroker
+
+#: The consumers' poll in these tests: any figure well under it proves a wake-up.
+LONG_POLL_MS = 30_000
+#: Deadline for work that a wake-up starts at once (generous: the machine is shared).
+DEADLINE_S = 10.0
+
+
+@pytest.fixture
+def make_broker(scratch_namespace):
+    """Build brokers on this test's namespace; stop their workers and flush at the end."""
+    made: list[tuple[WakingRedisBroker, list[dramatiq.Worker]]] = []
+
+    def make(**kwargs) -> tuple[WakingRedisBroker, list[dramatiq.Worker]]:
+        broker = WakingRedisBroker(
+            url=get_settings().redis_url,
+            namespace=f"{scratch_namespace}:dramatiq",
+            middleware=[Retries(min_backoff=200, max_backoff=200, max_retries=3)],
+            **kwargs,
+        )
+        made.append((broker, []))
+        return made[-1]
+
+    yield make
+    for broker, workers in made:
+        for worker in workers:
+            # NOTE: idle threads notice the stop at their next poll; they are daemons
+            # with nothing in hand, so the test does not wait for them.
+            worker.stop(timeout=500)
+        broker.flush_all()
+        broker.close()
+
+
+def _start(broker, workers, **kwargs) -> dramatiq.Worker:
+    worker = dramatiq.Worker(broker, worker_timeout=LONG_POLL_MS, **kwargs)
+    worker.start()
+    workers.append(worker)
+    # NOTE: each consumer has fetched once and waits on its long poll by now.
+    time.sleep(0.5)
+    return worker
+
+
+def test_an_idle_consumer_runs_a_new_message_at_once(make_broker):
+    broker, workers = make_broker()
+    ran: list[float] = []
+
+    @dramatiq.actor(broker=broker, queue_name="wake_idle")
+    def record(sent_at: float) -> None:
+        ran.append(time.monotonic() - sent_at)
+
+    _start(broker, workers, worker_threads=1)
+    record.send(time.monotonic())
+    wait_until(lambda: ran, timeout=DEADLINE_S)
+    # A second one, after the consumer found its queue empty again.
+    time.sleep(0.3)
+    record.send(time.monotonic())
+    wait_until(lambda: len(ran) == 2, timeout=DEADLINE_S)
+
+
+def test_a_retry_runs_when_its_backoff_is_over(make_broker):
+    broker, workers = make_broker()
+    attempts: list[float] = []
+
+    @dramatiq.actor(broker=broker, queue_name="wake_retry")
+    def flaky() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    _start(broker, workers, worker_threads=1)
+    flaky.send()
+    wait_until(lambda: len(attempts) == 2, timeout=DEADLINE_S)
+    # Not before its backoff (100-200 ms with Dramatiq's jitter), held until then.
+    assert attempts[1] - attempts[0] >= 0.09
+
+
+def test_a_delayed_message_runs_at_its_eta_not_at_the_next_poll(make_broker):
+    broker, workers = make_broker()
+    ran: list[float] = []
+
+    @dramatiq.actor(broker=broker, queue_name="wake_delay")
+    def later() -> None:
+        ran.append(time.monotonic())
+
+    _start(broker, workers, worker_threads=1)
+    sent = time.monotonic()
+    later.send_with_options(delay=700)
+    wait_until(lambda: ran, timeout=DEADLINE_S)
+    assert ran[0] - sent >= 0.69
+
+
+def test_a_full_prefetch_is_refilled_as_its_threads_free_it(make_broker):
+    broker, workers = make_broker()
+    done: list[int] = []
+    lock = threading.Lock()
+
+    @dramatiq.actor(broker=broker, queue_name="wake_prefetch")
+    def step(n: int) -> None:
+        time.sleep(0.02)
+        with lock:
+            done.append(n)
+
+    # One thread: the consumer holds 2 messages at most and must fetch again 5 times.
+    _start(broker, workers, worker_threads=1)
+    for n in range(10):
+        step.send(n)
+    wait_until(lambda: len(done) == 10, timeout=DEADLINE_S)
+    assert sorted(done) == list(range(10))
+
+
+def test_a_dead_workers_message_comes_back_within_the_maintenance_interval(make_broker):
+    heartbeat_ms = 1_000
+    dead_broker, _ = make_broker(heartbeat_timeout=heartbeat_ms)
+    broker, workers = make_broker(heartbeat_timeout=heartbeat_ms)
+    ran: list[str] = []
+
+    @dramatiq.actor(broker=broker, queue_name="wake_orphan")
+    def orphan(marker: str) -> None:
+        ran.append(marker)
+
+    # A worker that fetched the message, then died before acking (it never beats again).
+    dead_broker.declare_queue("wake_orphan")
+    orphan.send("held by the dead one")
+    held = next(dead_broker.consume("wake_orphan", prefetch=1, timeout=100))
+    assert held.args == ("held by the dead one",)
+
+    # NOTE: a short poll here: maintenance rides on a queue's fetches.
+    worker = dramatiq.Worker(broker, worker_timeout=200, worker_threads=1)
+    worker.start()
+    workers.append(worker)
+    wait_until(
+        lambda: ran == ["held by the dead one"],
+        timeout=heartbeat_ms / 1000 + MAINTENANCE_SECONDS + DEADLINE_S,
+    )
+
+
+def test_enqueues_on_another_namespace_wake_nobody_here(make_broker, scratch_namespace):
+    broker, _ = make_broker()
+    woken = threading.Event()
+    broker.register("wake_other", woken)
+    other = WakingRedisBroker(
+        url=get_settings().redis_url, namespace=f"{scratch_namespace}-other:dramatiq"
+    )
+    try:
+        wait_until(lambda: broker._listener is not None and woken.is_set(), timeout=DEADLINE_S)
+        woken.clear()
+        other.declare_queue("wake_other")
+        other.enqueue(
+            dramatiq.Message(
+                queue_name="wake_other", actor_name="x", args=(), kwargs={}, options={}
+            )
+        )
+        assert not woken.wait(0.5)
+    finally:
+        other.flush_all()
+        other.close()
+
+
+def test_a_stopping_workers_prefetched_message_is_taken_at_once_by_another(make_broker):
+    stopping, stopping_workers = make_broker()
+    staying, staying_workers = make_broker()
+    release = threading.Event()
+    ran: list[int] = []
+
+    def hold(n: int) -> None:
+        ran.append(n)
+        release.wait(DEADLINE_S)
+
+    first = dramatiq.actor(hold, broker=stopping, actor_name="hold", queue_name="wake_requeue")
+    dramatiq.actor(hold, broker=staying, actor_name="hold", queue_name="wake_requeue")
+
+    # One thread, prefetch 2: message 0 runs, message 1 waits in the worker's memory.
+    leaving = _start(stopping, stopping_workers, worker_threads=1)
+    first.send(0)
+    first.send(1)
+    wait_until(lambda: len(ran) == 1, timeout=DEADLINE_S)
+    _start(staying, staying_workers, worker_threads=1)
+    stopper = threading.Thread(target=leaving.stop, kwargs={"timeout": 1_000})
+    stopper.start()
+    time.sleep(0.2)
+    release.set()
+    stopper.join(DEADLINE_S)
+    stopping_workers.clear()
+    # Requeued on stop, which wakes the other worker's consumer (its poll is 30 s).
+    wait_until(lambda: ran == [0, 1], timeout=DEADLINE_S)
