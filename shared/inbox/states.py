@@ -39,6 +39,7 @@ from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
 from shared.events import emit
+from shared.inbox.access import visibility, visible_bound
 from shared.models import Conversation, ConversationSla
 from shared.schemas.inbox import ConversationView
 
@@ -172,9 +173,6 @@ QUICK_TARGETS = ("open", "pending")
 def _quick_statement(shape: str, to_status: str) -> Update:
     """Lock the visible conversation, move it to ``to_status`` from a status the table
     allows (never from resolved), and return its previous state and its view's columns."""
-    # NOTE: imported here: shared.inbox.access imports the models, which read STATUSES.
-    from shared.inbox.access import visible_bound
-
     table = Conversation.__table__
     old = (
         select(table.c.id, table.c.status, table.c.snoozed_until)
@@ -209,8 +207,6 @@ def transition_by_id(
     PERF: the status endpoint loaded the conversation as an ORM object, read the clock,
     then flushed its UPDATE: four round trips and the unit of work, for one row.
     """
-    from shared.inbox.access import visibility
-
     if to_status not in QUICK_TARGETS:
         return None
     shape, params = visibility(ctx)
