@@ -97,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paced-fraction", type=float, default=0.7, help="of the mix's peak")
     parser.add_argument("--keep-db", action="store_true", help="reuse (and keep) the data")
     parser.add_argument(
+        "--database",
+        help="with --keep-db: the kept database's name (default: one named after the volume),"
+        " so engineers sharing a server keep their own",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="N",
@@ -117,12 +122,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rounds 1..20, --duration (0, 600] s, --paced-duration > 0")
     if not 0 < args.paced_fraction <= 1:
         parser.error("--paced-fraction within (0, 1]")
+    if args.database and not args.keep_db:
+        parser.error("--database names a kept database: use it with --keep-db")
     return args
 
 
 def kept_database(args: argparse.Namespace) -> str | None:
     if not args.keep_db:
         return None
+    if args.database:
+        return args.database
     return (
         f"omnistream_bench_keep_inbox_mix_{args.tenants}x{args.conversations}"
         f"_{args.messages}_{args.agents}_{args.seed}"

@@ -27,7 +27,7 @@ class ContactsResource:
 class ContactResource:
     @endpoint("Get a contact by ID", response=ContactView, tags=TAGS)
     def on_get(self, req, resp, *, ctx, id):
-        return contacts.get_contact(req.context.db, ctx, id)
+        return Plain(contacts.get_item(req.context.db, ctx, id))
 
     @endpoint(
         "Update a contact",

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from shared import activity, epoch_cache
 from shared.config import get_settings
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import DomainError, Forbidden, RateLimited, Unauthenticated, ValidationFailed
 from shared.events import Actor, Impersonator
 from shared.identity import auth_cache
@@ -132,6 +133,28 @@ def tenant_hint(token: str) -> uuid.UUID | None:
     return None if cached is None else cached[0].tenant_id
 
 
+#: Tokens whose signature this process verified, and their claims (bounded: emptied when
+#: full). A token's claims never change; only its expiry is checked again on use.
+_VERIFIED: dict[str, TokenClaims] = {}
+_MAX_VERIFIED = 10_000
+
+
+def _verified_claims(token: str) -> TokenClaims:
+    """:func:`decode_access_token`, without verifying the same token's signature twice.
+
+    PERF: a principal entry (:mod:`shared.identity.auth_cache`) lives seconds; a token
+    lives hours. Past an entry's life only the database row needs reading again.
+    """
+    claims = _VERIFIED.get(token)
+    if claims is not None and claims.expires_at.timestamp() > time.time():
+        return claims
+    claims = decode_access_token(token)  # expired or unknown: verified (or refused) anew
+    if len(_VERIFIED) >= _MAX_VERIFIED:
+        _VERIFIED.clear()
+    _VERIFIED[token] = claims
+    return claims
+
+
 def authenticate_token(
     session: Session,
     token: str,
@@ -153,7 +176,7 @@ def authenticate_token(
         claims, row = cached
     else:
         try:
-            claims = decode_access_token(token)
+            claims = _verified_claims(token)
         except InvalidToken as exc:
             if is_super_admin_token(token):
                 raise Forbidden(
@@ -161,23 +184,22 @@ def authenticate_token(
                     " user to act in a workspace"
                 ) from exc
             raise Unauthenticated("Invalid or expired token") from exc
-        # PERF: one round trip: the user, their role, the tenant state and revocation.
-        found = (
-            session.connection()
-            .execute(
-                _TOKEN_PRINCIPAL,
-                {
-                    "jti": claims.jti,
-                    "user_id": claims.user_id,
-                    "tenant_id": claims.tenant_id,
-                    "impersonator_id": claims.impersonator_id,
-                },
-            )
-            .one_or_none()
+        # PERF: one round trip: the user, their role, the tenant state and revocation;
+        # a prebuilt statement on the driver (an entry lives TTL_SECONDS, so a busy
+        # token pays this every few seconds in every process).
+        found = fetch_rows(
+            session.connection(),
+            _TOKEN_PRINCIPAL,
+            {
+                "jti": claims.jti,
+                "user_id": claims.user_id,
+                "tenant_id": claims.tenant_id,
+                "impersonator_id": claims.impersonator_id,
+            },
         )
-        if found is None:
+        if not found:
             raise Unauthenticated("Invalid or expired token")
-        row = (*found[:4], frozenset(found[4]), *found[5:])
+        row = (*found[0][:4], frozenset(found[0][4]), *found[0][5:])
         auth_cache.CACHE.put(token, tag, (claims, row))
     user_id, tenant_id, valid_after, role_name, permissions, tenant_status, suspended_at = row[:7]
     if row[7]:

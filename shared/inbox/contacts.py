@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
+from shared.db import fetch_rows
+from shared.errors import NotFound
 from shared.events import emit
 from shared.inbox.access import visible
 from shared.models import Contact, Conversation
@@ -86,6 +88,30 @@ def list_contacts(
         limit=limit,
         cursor=cursor,
     )
+
+
+# PERF: built once; the caller's ids are bind parameters.
+_ITEM_STATEMENT = select(*_CONTACT_COLUMNS).where(
+    Contact.tenant_id == bindparam("tenant_id", type_=Contact.tenant_id.type),
+    Contact.id == bindparam("contact_id", type_=Contact.id.type),
+)
+_ITEM_KEYS = tuple(_ITEM_STATEMENT.selected_columns.keys())
+
+
+def get_item(session: Session, ctx: Ctx, contact_id: uuid.UUID) -> dict[str, Any]:
+    """A contact of the caller's tenant as a ``ContactView`` dict, or 404.
+
+    PERF: what ``GET /api/contacts/{id}`` answers, read by one prebuilt statement on the
+    driver: loading the ORM object and validating it into the view cost ~3 times the query.
+    """
+    rows = fetch_rows(
+        session.connection(),
+        _ITEM_STATEMENT,
+        {"tenant_id": ctx.tenant_id, "contact_id": contact_id},
+    )
+    if not rows:
+        raise NotFound("Contact not found")
+    return dict(zip(_ITEM_KEYS, rows[0], strict=True))
 
 
 def get_contact(
