@@ -228,13 +228,18 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             str(args.threads),
         ]
         worker = bench.start("worker", worker_argv)
-        bench.start("scheduler", [*common.executable("python"), "-m", "scheduler"])
+        scheduler = bench.start("scheduler", [*common.executable("python"), "-m", "scheduler"])
+        meter = common.CpuMeter(
+            {"worker": worker.pid, "scheduler": scheduler.pid, "bench": os.getpid()},
+            env.database_url,
+        )
 
         def arrivals() -> list:
             return [r for r in graph.sent() if r.path.endswith(own)]
 
         print(f"[campaigns] campaign: {args.recipients} recipients", flush=True)
         started = time.time()
+        before = meter.sample()
         campaign_id = start_campaign(tenant_id, account_id, "spring")
         common.wait_until(
             lambda: settled(campaign_id, args.recipients),
@@ -243,6 +248,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             interval=0.5,
             children=[worker],
         )
+        used = common.CpuMeter.usage(before, meter.sample())
+        used.trees["bench"] -= used.trees["worker"] + used.trees["scheduler"]  # its children
         sent = arrivals()
         last = max(r.at for r in sent)
         results["campaign"] = {
@@ -251,6 +258,13 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "per_s": len(sent) / (last - started),
             "span_s": last - started,
             "counts": counts(campaign_id),
+            # CPU ms per recipient: where a campaign's time goes (bench = the fake Graph API
+            # and this script's polling; postgres = this run's database backends).
+            "cpu_ms": {
+                **{name: 1000 * s / args.recipients for name, s in used.trees.items()},
+                "postgres": 1000 * used.postgres_database / args.recipients,
+            },
+            "machine_busy_pct": used.machine_busy_pct,
         }
         print(f"  {results['campaign']}", flush=True)
         duplicates = sum(n - 1 for n in Counter(r.json["to"] for r in sent).values() if n > 1)

@@ -34,7 +34,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -235,9 +235,9 @@ def _process(
     drafts: list[bulk_outbound.Draft] = []
     waiting: list[CampaignRecipient] = []
     for recipient in claimed:
-        recipient.batch, recipient.processed_at = campaign.step, now
         contact = contacts[recipient.contact_id]
         if contact.opted_out_at is not None:
+            recipient.batch, recipient.processed_at = campaign.step, now
             recipient.status, recipient.error_code = "skipped", "opted_out"
             continue
         drafts.append(_draft(campaign, contact, recipient.variables or {}))
@@ -249,18 +249,49 @@ def _process(
         subject=campaign.name,
         new_thread=campaign.channel == "email",  # an email campaign starts its own thread
     )
-    queued: list[uuid.UUID] = []
+    queued: dict[int, uuid.UUID] = {}
     for recipient, result in zip(waiting, results, strict=True):
         if isinstance(result, DomainError):
+            recipient.batch, recipient.processed_at = campaign.step, now
             recipient.status = "failed"
             recipient.error_code, recipient.error_message = result.code[:64], str(result)[:2000]
             continue
-        recipient.status, recipient.message_id = "queued", result.id
-        queued.append(result.id)
+        queued[recipient.id] = result.id
+    _mark_queued(session, campaign, queued, now)
     # PERF: the sends go to the outbound engine with this commit, not after the dispatch
     # of their message.created events (whose target then finds their rows: a no-op).
-    outbound_queue.queue_sends(session, campaign.tenant_id, queued)
+    outbound_queue.queue_sends(session, campaign.tenant_id, list(queued.values()))
     session.flush()
+
+
+#: The batch's queued recipients marked with their messages, one statement (PERF: the
+#: unit of work wrote one UPDATE per recipient). Their rows are locked by the claim.
+_MARK_QUEUED = text(
+    """
+    UPDATE campaign_recipients r
+       SET status = 'queued', message_id = v.message_id, batch = :batch, processed_at = :now
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:messages AS uuid[])) AS v(id, message_id)
+     WHERE r.tenant_id = :tenant AND r.campaign_id = :campaign AND r.id = v.id
+    """
+)
+
+
+def _mark_queued(
+    session: Session, campaign: Campaign, queued: dict[int, uuid.UUID], now: dt.datetime
+) -> None:
+    if not queued:
+        return
+    session.execute(
+        _MARK_QUEUED,
+        {
+            "ids": list(queued),
+            "messages": list(queued.values()),
+            "batch": campaign.step,
+            "now": now,
+            "tenant": campaign.tenant_id,
+            "campaign": campaign.id,
+        },
+    )
 
 
 def _draft(campaign: Campaign, contact: Contact, variables: dict[str, Any]) -> bulk_outbound.Draft:
