@@ -213,6 +213,11 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         OUTBOUND_CLAIM_SECONDS=str(args.claim_seconds),
     )
     results: dict = {}
+    # The API's way: the send's first batch is queued with its commit. Without the enqueuer
+    # it was dropped, and the scheduler re-drove the campaign a minute later (REDRIVE_AFTER),
+    # a minute the rate counted.
+    import workers.actors.campaigns  # noqa: F401  (installs the run_campaign enqueuer)
+
     with common.Bench("campaigns", env) as bench:
         tenant_id, account_id, phone_number_id = setup(env, args.batch)
         own = f"/{phone_number_id}/messages"
@@ -222,6 +227,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             *common.executable("python"),
             "-m",
             "workers",
+            # A diagnosis: WORKER_SAMPLER_OUT=/tmp/x samples the workers' stacks.
+            *(["bench.worker_sampler"] if os.environ.get("WORKER_SAMPLER_OUT") else []),
             "--processes",
             str(args.processes),
             "--threads",

@@ -10,8 +10,9 @@ then the outbox events those batches committed are dispatched to every registere
 in chunks of 100, as ``dispatch_events`` takes them; then the queued messages are sent
 to a fake Graph API (:func:`shared.channels.outbound_engine.send_batch`, 50 at a time, as
 ``send_outbound_batch``) and the ``message.status_updated`` events those records wrote are
-dispatched the same way (the send stage's CPU includes the fake Graph API's, served from this process). Each stage is timed with
-``time.process_time`` (this process's CPU; the database's is not in it) and wall time.
+dispatched the same way. Each stage is timed with ``time.process_time`` (this process's
+CPU; the database's is not in it, the fake Graph API's of the send stage is) and wall
+time; ``--top`` profiles the main thread (not the send threads).
 
 Run::
 

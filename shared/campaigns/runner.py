@@ -8,7 +8,8 @@ One batch is one transaction, holding the campaign's row lock:
 2. Backpressure: when Meta throttled the last batch's sends since the previous check (a
    send not sent whose latest attempt got a code of :data:`THROTTLED`), no new message is
    created: the batch is put off by a backoff that doubles while it lasts. While
-   ``campaign_max_in_flight`` of its messages wait to be sent, it is put off too.
+   ``campaign_max_in_flight`` of its messages (at least two batches) wait to be sent, it
+   is put off too.
 3. Up to the batch size (:func:`rate`: the account's, else ``campaign_batch_size``) pending
    recipients are claimed (``FOR UPDATE SKIP
    LOCKED``, in id order); each gets its message (in the contact's open conversation on
@@ -130,8 +131,11 @@ def run_batch(
         log.info("campaign %s throttled by the provider: next batch in %s s", campaign.id, backoff)
         return _next(session, campaign, now, backoff, Outcome.THROTTLED)
     campaign.backoff_seconds = 0
-    room = settings.campaign_max_in_flight - _in_flight(session, campaign.id, settings)
     batch_size, interval = rate(account)
+    # NOTE: at least two batches in flight: the next batch is made while the last one is
+    # sent (with a cap of one batch, making and sending took turns).
+    cap = max(settings.campaign_max_in_flight, 2 * batch_size)
+    room = cap - _in_flight(session, campaign.id, cap)
     if room <= 0:
         return _next(session, campaign, now, max(interval, BUSY_WAIT_SECONDS), Outcome.BUSY)
     size = min(batch_size, room)
@@ -200,12 +204,12 @@ def _throttled(session: Session, campaign: Campaign, since: dt.datetime) -> bool
     )
 
 
-def _in_flight(session: Session, campaign_id: uuid.UUID, settings) -> int:
-    """The campaign's messages not yet sent (counted up to the cap: the index bounds it)."""
+def _in_flight(session: Session, campaign_id: uuid.UUID, cap: int) -> int:
+    """The campaign's messages not yet sent (counted up to ``cap``: the index bounds it)."""
     queued = (
         select(CampaignRecipient.id)
         .where(CampaignRecipient.campaign_id == campaign_id, CampaignRecipient.status == "queued")
-        .limit(settings.campaign_max_in_flight)
+        .limit(cap)
         .subquery()
     )
     return session.scalar(select(func.count()).select_from(queued))
