@@ -9,7 +9,10 @@ http.server in this process), with the Procfile's worker and scheduler as subpro
   (``send`` -> ``run_campaign`` batches -> messages -> ``send_outbound_batch`` -> Graph).
   The account is paced as fast as it goes (its ``campaign_batch_size`` = ``--batch``,
   interval 0), as a number with a high Meta tier would be. Rate = recipients / (last
-  arrival at the fake - the send call).
+  arrival at the fake - the send call). Also the CPU per recipient of the worker and
+  scheduler trees, of this process (the fake Graph API) and of this run's database
+  backends. ``WORKER_SAMPLER_OUT=/tmp/prefix`` loads :mod:`bench.worker_sampler` into the
+  worker processes (where their threads wait, counted).
 - kill: a second campaign of ``--kill-recipients``; once ``--kill-at`` of its messages
   arrived, the worker's whole process group is SIGKILLed and a new worker started at
   once. The scheduler re-drives what the dead worker held (its send claims run out after
