@@ -285,6 +285,8 @@ def _insert_messages(
 #: Each conversation's new messages counted, as the single path's ``count_statement`` does.
 #: NOTE: relative (``message_count + n``): concurrent sends on a conversation never lose a
 #: count; the input is sorted by id, so batches sharing conversations lock them in one order.
+#: ``c.id = ANY(:ids)`` bounds the rows read to the batch's whatever plan the statistics
+#: (or their absence) lead to (see ``_MARK_QUEUED`` in shared.campaigns.runner).
 _COUNT = text(
     """
     UPDATE conversations c
@@ -295,7 +297,7 @@ _COUNT = text(
            updated_at = now()
       FROM unnest(CAST(:ids AS uuid[]), CAST(:counts AS int[]), CAST(:sent AS timestamptz[]),
                   CAST(:previews AS text[])) AS v(id, n, sent_at, preview)
-     WHERE c.tenant_id = :tenant AND c.id = v.id
+     WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.id = v.id AND c.tenant_id = :tenant
     """
 )
 
