@@ -9,7 +9,10 @@ http.server in this process), with the Procfile's worker and scheduler as subpro
   (``send`` -> ``run_campaign`` batches -> messages -> ``send_outbound_batch`` -> Graph).
   The account is paced as fast as it goes (its ``campaign_batch_size`` = ``--batch``,
   interval 0), as a number with a high Meta tier would be. Rate = recipients / (last
-  arrival at the fake - the send call).
+  arrival at the fake - the send call). Also the CPU per recipient of the worker and
+  scheduler trees, of this process (the fake Graph API) and of this run's database
+  backends. ``WORKER_SAMPLER_OUT=/tmp/prefix`` loads :mod:`bench.worker_sampler` into the
+  worker processes (where their threads wait, counted).
 - kill: a second campaign of ``--kill-recipients``; once ``--kill-at`` of its messages
   arrived, the worker's whole process group is SIGKILLed and a new worker started at
   once. The scheduler re-drives what the dead worker held (its send claims run out after
@@ -213,6 +216,11 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         OUTBOUND_CLAIM_SECONDS=str(args.claim_seconds),
     )
     results: dict = {}
+    # The API's way: the send's first batch is queued with its commit. Without the enqueuer
+    # it was dropped, and the scheduler re-drove the campaign a minute later (REDRIVE_AFTER),
+    # a minute the rate counted.
+    import workers.actors.campaigns  # noqa: F401  (installs the run_campaign enqueuer)
+
     with common.Bench("campaigns", env) as bench:
         tenant_id, account_id, phone_number_id = setup(env, args.batch)
         own = f"/{phone_number_id}/messages"
@@ -222,19 +230,26 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             *common.executable("python"),
             "-m",
             "workers",
+            # A diagnosis: WORKER_SAMPLER_OUT=/tmp/x samples the workers' stacks.
+            *(["bench.worker_sampler"] if os.environ.get("WORKER_SAMPLER_OUT") else []),
             "--processes",
             str(args.processes),
             "--threads",
             str(args.threads),
         ]
         worker = bench.start("worker", worker_argv)
-        bench.start("scheduler", [*common.executable("python"), "-m", "scheduler"])
+        scheduler = bench.start("scheduler", [*common.executable("python"), "-m", "scheduler"])
+        meter = common.CpuMeter(
+            {"worker": worker.pid, "scheduler": scheduler.pid, "bench": os.getpid()},
+            env.database_url,
+        )
 
         def arrivals() -> list:
             return [r for r in graph.sent() if r.path.endswith(own)]
 
         print(f"[campaigns] campaign: {args.recipients} recipients", flush=True)
         started = time.time()
+        before = meter.sample()
         campaign_id = start_campaign(tenant_id, account_id, "spring")
         common.wait_until(
             lambda: settled(campaign_id, args.recipients),
@@ -243,6 +258,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             interval=0.5,
             children=[worker],
         )
+        used = common.CpuMeter.usage(before, meter.sample())
+        used.trees["bench"] -= used.trees["worker"] + used.trees["scheduler"]  # its children
         sent = arrivals()
         last = max(r.at for r in sent)
         results["campaign"] = {
@@ -251,6 +268,13 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "per_s": len(sent) / (last - started),
             "span_s": last - started,
             "counts": counts(campaign_id),
+            # CPU ms per recipient: where a campaign's time goes (bench = the fake Graph API
+            # and this script's polling; postgres = this run's database backends).
+            "cpu_ms": {
+                **{name: 1000 * s / args.recipients for name, s in used.trees.items()},
+                "postgres": 1000 * used.postgres_database / args.recipients,
+            },
+            "machine_busy_pct": used.machine_busy_pct,
         }
         print(f"  {results['campaign']}", flush=True)
         duplicates = sum(n - 1 for n in Counter(r.json["to"] for r in sent).values() if n > 1)

@@ -1,5 +1,5 @@
-"""Profile a campaign's batches in-process: CPU per recipient of ``run_campaign`` and of the
-dispatch of the events it wrote.
+"""Profile a campaign's batches in-process: CPU per recipient of ``run_campaign``, of the
+dispatch of the events it wrote, of the sends and of the dispatch of their status events.
 
 A diagnosis tool for ``bench/campaigns.py`` (not part of ``run_all.py``), whose wall rates
 on a loaded machine say little: no broker, no worker process, one thread. ``--recipients``
@@ -7,8 +7,12 @@ contacts of one WhatsApp template campaign (as ``bench/campaigns.py`` sets it up
 turned into messages by :func:`shared.campaigns.runner.run_batch`, ``--batch`` at a time,
 then the outbox events those batches committed are dispatched to every registered target
 (webhooks, automation, analytics, realtime, AI replies, campaign replies, outbound sends)
-in chunks of 100, as ``dispatch_events`` takes them. Each stage is timed with
-``time.process_time`` (this process's CPU; the database's is not in it) and wall time.
+in chunks of 100, as ``dispatch_events`` takes them; then the queued messages are sent
+to a fake Graph API (:func:`shared.channels.outbound_engine.send_batch`, 50 at a time, as
+``send_outbound_batch``) and the ``message.status_updated`` events those records wrote are
+dispatched the same way. Each stage is timed with ``time.process_time`` (this process's
+CPU; the database's is not in it, the fake Graph API's of the send stage is) and wall
+time; ``--top`` profiles the main thread (not the send threads).
 
 Run::
 
@@ -58,19 +62,89 @@ def _register_targets() -> None:
         dispatch.register_target(module.TARGET_NAME, module.target, batch=True)
 
 
+def _stage(title: str, work, args: argparse.Namespace) -> None:
+    """Run ``work`` (which returns a note), timed and maybe profiled; print per recipient."""
+    clock = time.perf_counter if args.wall else time.process_time
+    profiler = cProfile.Profile(clock) if args.top else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    note = work()
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    per = 1000 / args.recipients
+    _print(
+        profiler,
+        f"{title}: {cpu * per:.2f} ms CPU, {wall * per:.2f} ms wall per recipient ({note})",
+        args.top,
+    )
+
+
+def _dispatch(emitted: list[uuid.UUID]) -> str:
+    """Dispatch (and forget) the events emitted so far, 100 a transaction."""
+    from shared import dispatch
+    from shared.db import session_scope
+
+    ids = list(emitted)
+    emitted.clear()
+    for first in range(0, len(ids), 100):
+        with session_scope() as session:
+            dispatch.dispatch_many(session, ids[first : first + 100])
+    return f"{len(ids)} events"
+
+
+def _queued_messages(campaign_id: uuid.UUID) -> list[uuid.UUID]:
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.models import CampaignRecipient
+
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(CampaignRecipient.message_id)
+                .where(
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.message_id.is_not(None),
+                )
+                .order_by(CampaignRecipient.id)
+            )
+        )
+
+
+def _send(message_ids: list[uuid.UUID]) -> str:
+    """``send_outbound_batch``'s work for every message, 50 at a time (a fake Graph API)."""
+    from shared.channels import outbound_engine
+    from shared.channels.send_errors import Outcome
+
+    sent = 0
+    for chunk in outbound_engine.chunks(message_ids):
+        results = outbound_engine.send_batch(chunk)
+        sent += sum(1 for r in results.values() if r.outcome == Outcome.SENT)
+    return f"{sent} of {len(message_ids)} sent"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--top", type=int, default=0, help="cProfile lines per stage (0: none)")
+    parser.add_argument(
+        "--wall", action="store_true", help="profile wall time (waits included), not CPU"
+    )
     args = parser.parse_args(argv)
     env = common.configure_environment()
+    from tests.peers.graph import start_fake_graph
+
+    graph, server = start_fake_graph()
+    os.environ.update(META_GRAPH_BASE_URL=graph.base_url, META_GRAPH_VERSION="v21.0")
     # Nothing is sent here: the campaign must not wait for its queued messages.
     os.environ["CAMPAIGN_MAX_IN_FLIGHT"] = str(10 * args.recipients)
     from bench.campaigns import add_contacts, setup, start_campaign
 
     with common.Bench("profile_campaigns", env):
-        from shared import dispatch, events
+        from shared import events
         from shared.campaigns import runner
         from shared.db import session_scope
 
@@ -82,42 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         campaign_id = start_campaign(tenant_id, account_id, "spring")
         emitted.clear()
 
-        profiler = cProfile.Profile(time.process_time) if args.top else None
-        cpu, wall, step, outcome = time.process_time(), time.perf_counter(), 0, None
-        if profiler:
-            profiler.enable()
-        while outcome not in (runner.Outcome.COMPLETED, runner.Outcome.FAILED):
-            with session_scope() as session:
-                outcome = runner.run_batch(session, campaign_id, step)
-            step += 1
-        if profiler:
-            profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        per = 1000 / args.recipients
-        _print(
-            profiler,
-            f"run_batch: {cpu * per:.2f} ms CPU, {wall * per:.2f} ms wall per recipient"
-            f" ({step} batches, {len(emitted)} events)",
-            args.top,
-        )
+        step, outcome = 0, None
 
-        profiler = cProfile.Profile(time.process_time) if args.top else None
-        cpu, wall = time.process_time(), time.perf_counter()
-        if profiler:
-            profiler.enable()
-        ids = list(emitted)
-        for first in range(0, len(ids), 100):
-            with session_scope() as session:
-                dispatch.dispatch_many(session, ids[first : first + 100])
-        if profiler:
-            profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        _print(
-            profiler,
-            f"dispatch: {cpu * per:.2f} ms CPU, {wall * per:.2f} ms wall per recipient"
-            f" ({len(ids)} events)",
-            args.top,
-        )
+        def batches() -> str:
+            nonlocal step, outcome
+            while outcome not in (runner.Outcome.COMPLETED, runner.Outcome.FAILED):
+                with session_scope() as session:
+                    outcome = runner.run_batch(session, campaign_id, step)
+                step += 1
+            return f"{step} batches, {len(emitted)} events"
+
+        _stage("run_batch", batches, args)
+        _stage("dispatch (created)", lambda: _dispatch(emitted), args)
+        queued = _queued_messages(campaign_id)
+        _stage("send", lambda: _send(queued), args)
+        _stage("dispatch (status)", lambda: _dispatch(emitted), args)
+    server.shutdown()
+    server.server_close()
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from shared import bulk_insert
 from shared.context import Ctx
 from shared.events import emit, emit_many
 from shared.models import ActivityLog
@@ -51,7 +52,7 @@ def record_many(
     """:func:`record` of many ``(entity_id, before, after)`` by one caller, one statement."""
     if changes:
         rows = [_row(ctx, action, entity_type, *change) for change in changes]
-        session.execute(_INSERT_ACTIVITY, rows)
+        bulk_insert.insert_many(session, ActivityLog.__table__, rows)
 
 
 def _row(
@@ -149,8 +150,9 @@ def record_changes(
     if not items:
         return []
     row = _row(ctx, event_type, entity_type, None, None, None)
-    session.execute(
-        _INSERT_ACTIVITY,
+    bulk_insert.insert_many(
+        session,
+        ActivityLog.__table__,
         [{**row, "entity_id": entity_id, "after": data} for entity_id, data in items],
     )
     return emit_many(

@@ -333,7 +333,10 @@ class Settings(BaseSettings):
     campaign_max_in_flight: int = Field(
         500,
         ge=1,
-        description="a campaign waits while this many of its messages are still queued to send",
+        description=(
+            "a campaign waits while this many of its messages (at least two of its batches)"
+            " are still queued to send"
+        ),
     )
     campaign_throttle_backoff_seconds: float = Field(
         30.0,

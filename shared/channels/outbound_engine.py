@@ -172,20 +172,7 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         doubtful = send_markers.in_doubt(attempts)
         by_tenant = {row.message_id: row.tenant_id for row in rows}
         keys = [(tenant_id, message_id) for message_id, tenant_id in by_tenant.items()]
-        loaded = session.execute(
-            select(Message, Conversation, Contact)
-            .join(
-                Conversation,
-                (Conversation.id == Message.conversation_id)
-                & (Conversation.tenant_id == Message.tenant_id),
-            )
-            .join(
-                Contact,
-                (Contact.id == Conversation.contact_id) & (Contact.tenant_id == Message.tenant_id),
-            )
-            .where(tuple_(Message.tenant_id, Message.id).in_(keys))
-            .order_by(Message.created_at, Message.id)
-        ).all()
+        loaded = _load(session, keys)
         claims: list[Claim] = []
         finished: dict[str, list[uuid.UUID]] = defaultdict(list)
         accounts: dict[tuple, tuple] = {}
@@ -224,6 +211,39 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         for status, finished_ids in finished.items():
             outbound.finish(session, finished_ids, status)
     return claims, done
+
+
+def _load(session: Session, keys: list[tuple[uuid.UUID, uuid.UUID]]) -> list[tuple]:
+    """``(message, conversation, contact)`` of each ``(tenant_id, message_id)`` that has all
+    three, in the messages' order.
+
+    PERF: the contacts are read by primary key alone, in their own query. Joined with a
+    tenant condition, a table without statistics yet (a contact import minutes ago, before
+    autovacuum analyzed it) had the planner read them by the tenant index: every contact
+    of the tenant scanned for every message (1 s a claim of 50 at 10,000 contacts). The
+    tenant is checked on the loaded rows instead, so no other tenant's contact is used.
+    """
+    pairs = session.execute(
+        select(Message, Conversation)
+        .join(
+            Conversation,
+            (Conversation.id == Message.conversation_id)
+            & (Conversation.tenant_id == Message.tenant_id),
+        )
+        .where(tuple_(Message.tenant_id, Message.id).in_(keys))
+        .order_by(Message.created_at, Message.id)
+    ).all()
+    wanted = {conversation.contact_id for _, conversation in pairs}
+    contacts = {
+        contact.id: contact
+        for contact in session.scalars(select(Contact).where(Contact.id.in_(wanted)))
+    }
+    return [
+        (message, conversation, contact)
+        for message, conversation in pairs
+        if (contact := contacts.get(conversation.contact_id)) is not None
+        and contact.tenant_id == message.tenant_id
+    ]
 
 
 def _account(session: Session, memo: dict[tuple, tuple], message, conversation) -> tuple:

@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Interval, bindparam, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from shared import bulk_insert
 from shared.after_commit_queue import AfterCommitQueue
 from shared.config import get_settings
 from shared.models import OutboxEvent, Tenant
@@ -38,15 +37,6 @@ enqueue = QUEUE.enqueue
 def _sweep_interval() -> object:
     seconds = float(get_settings().outbound_sweep_after_seconds)
     return literal_column(f"interval '{seconds} seconds'")
-
-
-#: PERF: built once; many ids run as one multi-row INSERT (SQLAlchemy's insertmanyvalues).
-_INSERT_SENDS = (
-    insert(OutboundSend.__table__)
-    .values(sweep_at=func.now() + bindparam("sweep_after", type_=Interval))
-    .on_conflict_do_nothing(index_elements=["message_id"])
-    .returning(OutboundSend.__table__.c.message_id)
-)
 
 
 def target(session: Session, events: Sequence[OutboxEvent]) -> None:
@@ -75,14 +65,16 @@ def queue_sends(session: Session, tenant_id: uuid.UUID, message_ids: list[uuid.U
     """
     if not message_ids:
         return
-    sweep_after = dt.timedelta(seconds=get_settings().outbound_sweep_after_seconds)
-    inserted = session.scalars(
-        _INSERT_SENDS,
-        [
-            {"message_id": message_id, "tenant_id": tenant_id, "sweep_after": sweep_after}
-            for message_id in message_ids
-        ],
-    ).all()
+    rows = bulk_insert.insert_many(
+        session,
+        OutboundSend.__table__,
+        [{"message_id": message_id, "tenant_id": tenant_id} for message_id in message_ids],
+        computed={"sweep_at": "now() + CAST(:sweep_after AS interval)"},
+        params={"sweep_after": f"{get_settings().outbound_sweep_after_seconds} seconds"},
+        on_conflict="ON CONFLICT (message_id) DO NOTHING",
+        returning="message_id",
+    )
+    inserted = [row.message_id for row in rows]
     if inserted:
         QUEUE.enqueue_after_commit(session, inserted)
 

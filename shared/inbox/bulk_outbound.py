@@ -11,11 +11,11 @@ activity and events, but a statement per step instead of a few per message:
    a WhatsApp template checked against the account's copy (one query per template
    name), a free-form WhatsApp message outside the contact's 24-hour window, then the
    plan's monthly messages (one slot reserved per message, as every send does);
-3. the missing conversations, one multi-row ``INSERT ... RETURNING`` (their SLA clock
+3. the missing conversations, one ``INSERT ... RETURNING`` (their SLA clock
    when a policy matches, and a ``conversation.created`` each, opened by its contact);
-4. the messages, one multi-row ``INSERT ... RETURNING``; each conversation counted by the
-   single path's ``UPDATE`` (pipelined); the activity rows and the ``message.created``
-   events, one statement each.
+4. the messages, one ``INSERT ... RETURNING`` (:mod:`shared.bulk_insert`); their
+   conversations counted by one relative ``UPDATE``; the activity rows and the
+   ``message.created`` events, one statement each.
 
 Everything is written in the caller's transaction: the events go through the outbox as
 any other, and their dispatch (webhooks, automation, analytics, the send's row) is
@@ -30,18 +30,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, bulk_insert
 from shared.billing import usage as billing_usage
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import DomainError
 from shared.events import Actor, emit_each
-from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, count_statement, preview
+from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, preview
 from shared.models import Contact, Conversation, IntegrationAccount, Message
 from shared.schemas.inbox import ConversationView
 from shared.schemas.messages import MessageView
@@ -86,14 +86,8 @@ _OPEN_CONVERSATIONS = (
     .ext(distinct_on(Conversation.contact_id))
 )
 
-_INSERT_CONVERSATIONS = insert(Conversation.__table__).returning(*Conversation.__table__.c)
-
 # NOTE: clock_timestamp, as the single path: the messages of one batch keep their order.
-_INSERT_MESSAGES = (
-    insert(Message.__table__)
-    .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
-    .returning(*Message.__table__.c)
-)
+_MESSAGE_STAMPS = {"created_at": "clock_timestamp()", "updated_at": "clock_timestamp()"}
 
 
 def create_system_messages(
@@ -216,7 +210,8 @@ def _open_missing(
         }
         for items in by_key.values()
     ]
-    rows = {row.id: row for row in session.execute(_INSERT_CONVERSATIONS, values)}
+    inserted = bulk_insert.insert_many(session, Conversation.__table__, values, returning="*")
+    rows = {row.id: row for row in inserted}
     opened = [rows[value["id"]] for value in values]
     for row, items in zip(opened, by_key.values(), strict=True):
         for item in items:
@@ -271,22 +266,12 @@ def _insert_messages(
         for item in pending
     ]
     session.flush()  # pending ORM changes first, as the single path's flush writes them
-    by_id = {row.id: row for row in session.execute(_INSERT_MESSAGES, values)}
-    rows = [by_id[value["id"]] for value in values]
-    # NOTE: the single path's atomic UPDATE per message (pipelined): concurrent sends on a
-    # conversation never lose a count.
-    session.execute(
-        count_statement(False),
-        [
-            {
-                "sent_at": row.created_at,
-                "preview": preview(row.body, row.template),
-                "conversation": row.conversation_id,
-                "tenant": tenant_id,
-            }
-            for row in rows
-        ],
+    inserted = bulk_insert.insert_many(
+        session, Message.__table__, values, computed=_MESSAGE_STAMPS, returning="*"
     )
+    by_id = {row.id: row for row in inserted}
+    rows = [by_id[value["id"]] for value in values]
+    _count(session, tenant_id, rows)
     activity.record_changes(
         session,
         Ctx.system(tenant_id),
@@ -295,6 +280,46 @@ def _insert_messages(
         [(row.id, MessageView.data(row)) for row in rows],
     )
     return rows
+
+
+#: Each conversation's new messages counted, as the single path's ``count_statement`` does.
+#: NOTE: relative (``message_count + n``): concurrent sends on a conversation never lose a
+#: count; the input is sorted by id, so batches sharing conversations lock them in one order.
+#: ``c.id = ANY(:ids)`` bounds the rows read to the batch's whatever plan the statistics
+#: (or their absence) lead to (see ``_MARK_QUEUED`` in shared.campaigns.runner).
+_COUNT = text(
+    """
+    UPDATE conversations c
+       SET message_count = c.message_count + v.n,
+           last_message_at = v.sent_at,
+           last_message_preview = v.preview,
+           last_activity_at = v.sent_at,
+           updated_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:counts AS int[]), CAST(:sent AS timestamptz[]),
+                  CAST(:previews AS text[])) AS v(id, n, sent_at, preview)
+     WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.id = v.id AND c.tenant_id = :tenant
+    """
+)
+
+
+def _count(session: Session, tenant_id: uuid.UUID, rows: Sequence[Row]) -> None:
+    """One UPDATE for the batch's conversations (PERF: not one statement per message)."""
+    last: dict[uuid.UUID, Row] = {}
+    counts: dict[uuid.UUID, int] = {}
+    for row in rows:  # in creation order: the last one is the conversation's latest
+        last[row.conversation_id] = row
+        counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
+    ids = sorted(last)
+    session.execute(
+        _COUNT,
+        {
+            "ids": ids,
+            "counts": [counts[i] for i in ids],
+            "sent": [last[i].created_at for i in ids],
+            "previews": [preview(last[i].body, last[i].template) for i in ids],
+            "tenant": tenant_id,
+        },
+    )
 
 
 __all__ = ["Draft", "create_system_messages"]

@@ -53,6 +53,14 @@ def make_plan(price: int = 1000, *, interval: str = "month", **fields: Any) -> u
         return plan.id
 
 
+def on_plan(workspace, **limits) -> uuid.UUID:
+    """Subscribe ``workspace`` to a free plan with ``limits`` (no payment method needed)."""
+    plan = make_plan(0, **limits)
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+    assert resp.status_code == 201, resp.text
+    return plan
+
+
 def make_coupon(**fields: Any) -> str:
     code = f"SAVE{next(_n)}{uuid.uuid4().hex[:4]}".upper()
     with session_scope() as session:

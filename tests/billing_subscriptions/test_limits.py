@@ -19,16 +19,12 @@ from shared.models import MediaFile, Message, User
 from shared.models.billing import BillingUsage
 from shared.redis_client import get_redis
 from tests.admin.conftest import root  # noqa: F401
-from tests.billing_subscriptions.conftest import make_add_on, make_plan, subscription_of
+from tests.billing_subscriptions.conftest import (
+    make_add_on,
+    on_plan,
+    subscription_of,
+)
 from tests.inbox_messages.conftest import Inbox
-
-
-def on_plan(workspace, **limits) -> uuid.UUID:
-    """Subscribe ``workspace`` to a free plan with ``limits`` (no payment method needed)."""
-    plan = make_plan(0, **limits)
-    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
-    assert resp.status_code == 201, resp.text
-    return plan
 
 
 def refused(resp, limit: str, value: int, used: int) -> None:

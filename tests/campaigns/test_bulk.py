@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from shared.db import session_scope
 from shared.models import Conversation, Message
-from tests.billing_subscriptions.test_limits import on_plan
+from tests.billing_subscriptions.conftest import on_plan
 from tests.campaigns.conftest import TEMPLATE, Shop, sent_to, settled
 
 
