@@ -23,9 +23,7 @@ a small machine, and more processes on a host meant less CPU for events. Here:
 
 from __future__ import annotations
 
-import contextlib
 import heapq
-import logging
 import random
 import threading
 import time
@@ -43,13 +41,11 @@ from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-log = logging.getLogger(__name__)
+from shared import pubsub
 
 #: Seconds between two maintenance runs of one queue in one process. A dead worker's
 #: messages come back at most this long after its heartbeat timeout has passed.
 MAINTENANCE_SECONDS = 5.0
-#: Seconds between tries while the wake channel is unreachable (consumers poll meanwhile).
-RECONNECT_SECONDS = 1.0
 #: The wake channel's name after the broker's namespace.
 WAKE_CHANNEL_SUFFIX = ":__wake__"
 #: Put before Dramatiq's dispatch script (whose KEYS[1] is the namespace, ARGV[1] the
@@ -115,29 +111,16 @@ class WakingRedisBroker(RedisBroker):
             event.set()
 
     def _listen(self) -> None:
-        warned = False
-        while not self._closed.is_set():
-            pubsub = None
-            try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.wake_channel)
-                # NOTE: what was enqueued while nobody listened is found by one fetch each.
-                self.wake()
-                warned = False
-                while not self._closed.is_set():
-                    message = pubsub.get_message(timeout=LISTEN_SECONDS)
-                    if message is not None and message["type"] == "message":
-                        data = message["data"]
-                        self.wake(data.decode() if isinstance(data, bytes) else data)
-            except (redis.RedisError, OSError):
-                if not warned:  # once per outage
-                    log.warning("worker wake channel unavailable; consumers poll meanwhile")
-                    warned = True
-                self._closed.wait(RECONNECT_SECONDS)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        pubsub.close()
+        pubsub.listen(
+            lambda: self.client,
+            self.wake_channel,
+            self.wake,
+            self._closed,
+            outage_warning="worker wake channel unavailable; consumers poll meanwhile",
+            # NOTE: what was enqueued while nobody listened is found by one fetch each.
+            on_subscribed=self.wake,
+            read_seconds=LISTEN_SECONDS,
+        )
 
     # --- maintenance -------------------------------------------------------------------
 

@@ -16,15 +16,11 @@ import threading
 import uuid
 from collections.abc import Callable
 
-import redis
-
+from shared import pubsub
 from shared.redis_client import get_redis
 from shared.webhooks.limiter import freed_channel
 
 log = logging.getLogger(__name__)
-
-#: Seconds between tries while Redis is unreachable.
-RECONNECT_SECONDS = 1.0
 
 
 class FreedSlots:
@@ -40,29 +36,17 @@ class FreedSlots:
         self._stop.set()
 
     def _run(self) -> None:
-        warned = False
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(freed_channel())
-                warned = False
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._deliver(message["data"])
-            except (redis.RedisError, OSError):
-                if not warned:  # once per outage
-                    log.warning("webhooks: freed-slot channel unavailable; waiting deliveries poll")
-                    warned = True
-                self._stop.wait(RECONNECT_SECONDS)
-            finally:
-                if pubsub is not None:
-                    pubsub.close()
+        pubsub.listen(
+            get_redis,
+            freed_channel(),
+            self._deliver,
+            self._stop,
+            outage_warning="webhooks: freed-slot channel unavailable; waiting deliveries poll",
+        )
 
-    def _deliver(self, data: bytes | str) -> None:
+    def _deliver(self, data: str) -> None:
         try:
-            endpoint_id = uuid.UUID(data.decode() if isinstance(data, bytes) else data)
+            endpoint_id = uuid.UUID(data)
         except ValueError:
             return
         try:
