@@ -24,6 +24,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, text, update
@@ -70,65 +71,54 @@ def reconcile_all(
         session.flush()
         run_id = run.id
         tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
-    checked = skipped = purged = 0
-    corrections: Counter = Counter()
-    by_tenant: dict[str, dict[str, int]] = {}
+    tally = _Tally()
     try:
         for tenant_id in tenant_ids:
             with session_scope() as session:
-                result = reconcile_tenant(session, tenant_id, days=days, now=now)
-            checked += result.days_checked
-            skipped += result.days_skipped
-            corrections.update(result.corrections)
-            fixed = {kind: n for kind, n in result.corrections.items() if n}
-            if fixed and len(by_tenant) < MAX_TENANTS_LISTED:
-                by_tenant[str(tenant_id)] = fixed
+                tally.add(tenant_id, reconcile_tenant(session, tenant_id, days=days, now=now))
             if on_tenant_done is not None:
                 on_tenant_done([tenant_id])  # events the lock held back get counted now
         with session_scope() as session:
-            purged = purge_counted(session)
+            tally.purged = purge_counted(session)
     except Exception as exc:
-        _finish(
-            run_id,
-            "failed",
-            len(tenant_ids),
-            checked,
-            skipped,
-            corrections,
-            by_tenant,
-            purged,
-            repr(exc),
-        )
+        _finish(run_id, "failed", len(tenant_ids), tally, repr(exc))
         raise
-    return _finish(
-        run_id,
-        "succeeded",
-        len(tenant_ids),
-        checked,
-        skipped,
-        corrections,
-        by_tenant,
-        purged,
-        None,
-    )
+    return _finish(run_id, "succeeded", len(tenant_ids), tally, None)
 
 
-def _finish(
-    run_id, status, tenants, checked, skipped, corrections, by_tenant, purged, error
-) -> dict[str, Any]:
+@dataclass
+class _Tally:
+    """A run's figures so far, summed over its tenants."""
+
+    checked: int = 0
+    skipped: int = 0
+    purged: int = 0
+    corrections: Counter = field(default_factory=Counter)
+    by_tenant: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, tenant_id: uuid.UUID, result: TenantResult) -> None:
+        self.checked += result.days_checked
+        self.skipped += result.days_skipped
+        self.corrections.update(result.corrections)
+        fixed = {kind: n for kind, n in result.corrections.items() if n}
+        if fixed and len(self.by_tenant) < MAX_TENANTS_LISTED:
+            self.by_tenant[str(tenant_id)] = fixed
+
+
+def _finish(run_id, status: str, tenants: int, tally: _Tally, error: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {
-        "corrections": dict(corrections),
-        "tenants_corrected": by_tenant,
-        "purged_event_keys": purged,
+        "corrections": dict(tally.corrections),
+        "tenants_corrected": tally.by_tenant,
+        "purged_event_keys": tally.purged,
     }
     if error:
         details["error"] = error[:2000]
     figures = {
         "status": status,
         "tenants": tenants,
-        "days_checked": checked,
-        "days_skipped": skipped,
-        "corrections": sum(corrections.values()),
+        "days_checked": tally.checked,
+        "days_skipped": tally.skipped,
+        "corrections": sum(tally.corrections.values()),
     }
     with session_scope() as session:
         session.execute(
