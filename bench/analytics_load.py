@@ -326,6 +326,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             sys.executable,
             "-m",
             "workers",
+            # A diagnosis: WORKER_SAMPLER_OUT=/tmp/x samples the workers' stacks.
+            *(["bench.worker_sampler"] if os.environ.get("WORKER_SAMPLER_OUT") else []),
             "--processes",
             str(args.processes),
             "--threads",
