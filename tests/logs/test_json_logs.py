@@ -116,25 +116,29 @@ def test_the_api_logs_json_lines_with_request_id_tenant_and_exception(spawn, dat
         WEB_ACCESS_LOG="-",
     )
     web.wait_for(lambda r: r["logger"] == "gunicorn.error" and "Booting" in r["message"], "boot")
+    # Ready once it answers at all; then one registration, given time on a loaded machine
+    # (a timed-out attempt retried would register twice).
     deadline = time.monotonic() + 30
     while True:
         try:
-            status, body = http_request(
-                port,
-                "POST",
-                "/api/auth/register",
-                body={
-                    "organization_name": f"Json logs {uuid.uuid4().hex[:6]}",
-                    "full_name": "Grace Admin",
-                    "email": f"json-{uuid.uuid4().hex[:10]}@example.com",
-                    "password": "correct horse battery staple",
-                },
-            )
+            http_request(port, "GET", "/api/health", timeout=5)
             break
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+    status, body = http_request(
+        port,
+        "POST",
+        "/api/auth/register",
+        body={
+            "organization_name": f"Json logs {uuid.uuid4().hex[:6]}",
+            "full_name": "Grace Admin",
+            "email": f"json-{uuid.uuid4().hex[:10]}@example.com",
+            "password": "correct horse battery staple",
+        },
+        timeout=60,
+    )
     assert status == 201, body
     tenant_id, token = body["tenant"]["id"], body["access_token"]
 
