@@ -55,8 +55,11 @@ def post_fork(server, worker):
 
 
 def on_starting(server):
-    """Warn once per start, from the master, when the development SECRET_KEY is in use."""
+    """Once per start, from the master: warn of the development SECRET_KEY, and refuse
+    a fleet over its PostgreSQL connection budget in production."""
     from shared.config import get_settings, warn_if_insecure
+    from shared.preflight import enforce_connection_budget
 
     logs.configure()
     warn_if_insecure(get_settings())
+    enforce_connection_budget("the web server")

@@ -17,19 +17,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from scheduler import jobs
 from scheduler.leader import Leadership
 from shared import logs
-from shared.config import get_settings
+from shared.preflight import enforce_connection_budget
 from workers import publisher
 
 log = logging.getLogger("scheduler")
-
-
-def _log_connection_budget() -> None:
-    """Say at start what the fleet's pools add up to (the preflight refuses; this warns)."""
-    from shared.preflight import connection_budget
-
-    budget = connection_budget(get_settings())
-    if budget is not None:
-        log.log(logging.ERROR if budget.refused else logging.INFO, "%s", budget.report())
 
 
 def main() -> int:
@@ -51,7 +42,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    _log_connection_budget()
+    enforce_connection_budget("the scheduler", report=True)
     leadership = Leadership()
     running: list[BackgroundScheduler] = []
 

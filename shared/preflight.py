@@ -7,6 +7,7 @@ server allows (elsewhere it warns: a developer's many-core laptop must still sta
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import redis
@@ -16,6 +17,10 @@ from sqlalchemy.exc import OperationalError
 
 from shared import db_budget
 from shared.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+#: A process refused for the connection budget exits with this (sysexits' EX_CONFIG).
+EXIT_OVER_BUDGET = 78
 
 _START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
@@ -83,6 +88,37 @@ def connection_budget(settings: Settings) -> db_budget.Budget | None:
     finally:
         engine.dispose()
     return db_budget.budget(settings, *limits)
+
+
+def enforce_connection_budget(process: str, *, report: bool = False) -> None:
+    """At a platform process's start: refuse (``SystemExit``) a fleet over budget in production.
+
+    ``make run`` runs the preflight, but production starts the Procfile's processes
+    directly; each checks the fleet here so an over-budget fleet does not boot and fail
+    with "too many clients" at its busiest moment. Outside production it warns; an
+    unreachable server is left to the process's own errors. ``report`` logs the budget
+    even when it fits (the scheduler does: one line of sizing per deployment start).
+    """
+    settings = get_settings()
+    budget = connection_budget(settings)
+    if budget is None:
+        log.warning("%s: PostgreSQL did not answer; its connection budget is not checked", process)
+        return
+    if not budget.refused:
+        if report:
+            log.info("%s", budget.report())
+        return
+    if settings.env == "production":
+        log.error(
+            "%s\n%s refuses to start: the fleet can open more PostgreSQL connections than"
+            " the server allows (README: Deploying on several machines).",
+            budget.report(),
+            process,
+        )
+        raise SystemExit(EXIT_OVER_BUDGET)
+    log.warning(
+        "%s\n%s: over budget; starting anyway (ENV is not production).", budget.report(), process
+    )
 
 
 def main() -> int:

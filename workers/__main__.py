@@ -20,6 +20,10 @@ from shared import logs
 
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
+    from shared.preflight import enforce_connection_budget
+
+    # NOTE: once, in the parent, before Dramatiq forks the worker processes.
+    enforce_connection_budget("the worker")
     args = cli.make_argument_parser().parse_args(["workers.main", *(argv or sys.argv[1:])])
     return cli.main(args)
 
