@@ -50,6 +50,7 @@ from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.effective import Control, Moment, blocked, subject_of
 from shared.automation.engine import evaluate
+from shared.automation.engine import outcomes as leaf_outcomes
 from shared.automation.facts import changes_of, gather, gather_many
 from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
@@ -89,6 +90,9 @@ class Decision:
     matched: bool
     trace: list[dict[str, Any]]
     reason: str | None = None
+    #: Each leaf's outcome, one character each (:func:`engine.outcomes`), when decided
+    #: without a trace: the run stores it and its trace is rebuilt on read.
+    outcomes: str | None = None
 
 
 def decide(
@@ -98,8 +102,13 @@ def decide(
     causation: Causation,
     *,
     stopped_by: uuid.UUID | None = None,
+    trace: bool = True,
 ) -> Decision:
-    """The rule's decision: skipped for a loop, a too-deep chain or a stop, else the engine's."""
+    """The rule's decision: skipped for a loop, a too-deep chain or a stop, else the engine's.
+
+    ``trace=False`` (the worker) keeps the leaves' outcomes instead of the trace, and
+    takes ``changes`` already as ``(before, after)`` tuples.
+    """
     max_depth = get_settings().automation_max_chain_depth
     if causation.depth >= max_depth:
         reason = f"causation chain depth {causation.depth} reached the bound of {max_depth}"
@@ -108,6 +117,9 @@ def decide(
         return Decision("skipped", False, [], "loop: this rule's actions caused this event")
     if stopped_by is not None:
         return Decision("skipped", False, [], f"stopped by rule {stopped_by} (stop_processing)")
+    if not trace:
+        matched, codes = leaf_outcomes(rule.compiled, facts, changes)
+        return Decision("matched" if matched else "not_matched", matched, [], outcomes=codes)
     evaluation = evaluate(rule.compiled, facts, _as_tuples(changes), trace=True)
     status = "matched" if evaluation.matched else "not_matched"
     return Decision(status, evaluation.matched, list(evaluation.trace))
@@ -262,6 +274,7 @@ def _decide_rules(session: Session, event: AutomationEvent, state: RunState, fac
     causation = Causation.from_dict(event.causation)
     changes = changes_of(event.event_type, event.payload)
     rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
+    pairs = _as_tuples(changes)  # once per event, not per rule
     decided: Decided = []
     stopped_by = None
     for rule in rules:
@@ -272,7 +285,7 @@ def _decide_rules(session: Session, event: AutomationEvent, state: RunState, fac
         if reason is not None:
             decision = Decision("skipped", False, [], reason)
         else:
-            decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
+            decision = decide(rule, facts, pairs, causation, stopped_by=stopped_by, trace=False)
             if decision.matched and rule.stop_processing:
                 stopped_by = rule.id
         decided.append((rule, decision, time.perf_counter() - started))
@@ -349,7 +362,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
             rule,
             matched=decision.matched,
             status=status,
-            condition_results=decision.trace,
+            outcomes=decision.outcomes,
             action_results=results,
             duration_ms=round((deciding + time.perf_counter() - started) * 1000, 3),
             error=decision.reason or _first_error(results),

@@ -61,15 +61,15 @@ _INSERT = text(
     )
     INSERT INTO automation_runs (
         id, tenant_id, automation_event_id, rule_id, rule_version, context_id,
-        snapshot_digest, matched, status, condition_results, action_results, duration_ms,
+        snapshot_digest, matched, status, condition_outcomes, action_results, duration_ms,
         error, reprocess
     )
     SELECT gen_random_uuid(), e.tenant_id, e.id, r.rule_id, r.rule_version, e.context_id,
-           r.digest, r.matched, r.status, r.condition_results, r.action_results,
+           r.digest, r.matched, r.status, r.outcomes, r.action_results,
            r.duration_ms, r.error, e.reprocess
     FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(
         event_id uuid, rule_id uuid, rule_version integer, digest text,
-        matched boolean, status text, condition_results jsonb, action_results jsonb,
+        matched boolean, status text, outcomes text, action_results jsonb,
         duration_ms double precision, error text
     )
     JOIN events AS e ON e.id = r.event_id
@@ -129,21 +129,23 @@ class RunBatch:
         *,
         matched: bool,
         status: str,
-        condition_results: list[dict[str, Any]],
+        outcomes: str | None,
         action_results: list[dict[str, Any]],
         duration_ms: float,
         error: str | None,
     ) -> None:
-        """One run of ``rule`` (a :class:`~shared.automation.compiled.CompiledRule`)."""
+        """One run of ``rule`` (a :class:`~shared.automation.compiled.CompiledRule`);
+        ``outcomes``: its leaves' (None when it was skipped, no condition evaluated)."""
         if self._event_json is None:
             self._event_json = f'{{"event_id":"{self.event_id}",'
         decision = {"matched": matched, "status": status, "duration_ms": duration_ms}
         if error is not None:
             decision["error"] = error
+        if outcomes is not None:
+            decision["outcomes"] = outcomes
         self.snapshots[rule.snapshot_digest] = (rule.id, rule.snapshot_json)
         self.rows.append(
             f"{self._event_json}{rule.run_json},{to_json(decision)[1:-1]},"
-            f'"condition_results":{to_json(condition_results)},'
             f'"action_results":{to_json(action_results) if action_results else "[]"}}}'
         )
         self.stats.append(stats.item(rule.id_text, status, action_results, duration_ms))
