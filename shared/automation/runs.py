@@ -138,17 +138,24 @@ class RunBatch:
         ``outcomes``: its leaves' (None when it was skipped, no condition evaluated)."""
         if self._event_json is None:
             self._event_json = f'{{"event_id":"{self.event_id}",'
-        decision = {"matched": matched, "status": status, "duration_ms": duration_ms}
-        if error is not None:
-            decision["error"] = error
-        if outcomes is not None:
-            decision["outcomes"] = outcomes
-        self.snapshots[rule.snapshot_digest] = (rule.id, rule.snapshot_json)
-        self.rows.append(
-            f"{self._event_json}{rule.run_json},{to_json(decision)[1:-1]},"
-            f'"action_results":{to_json(action_results) if action_results else "[]"}}}'
+        # PERF: written out (no dict, no encoder call per run): the status and outcome
+        # characters are plain ASCII words, the duration a float; only an error is escaped.
+        row = (
+            f'{self._event_json}{rule.run_json},"matched":{"true" if matched else "false"},'
+            f'"status":"{status}","duration_ms":{float(duration_ms)!r}'
         )
-        self.stats.append(stats.item(rule.id_text, status, action_results, duration_ms))
+        if error is not None:
+            row += f',"error":{to_json(error)}'
+        if outcomes is not None:
+            row += f',"outcomes":"{outcomes}"'
+        actions = to_json(action_results) if action_results else "[]"
+        self.rows.append(f'{row},"action_results":{actions}}}')
+        self.snapshots[rule.snapshot_digest] = (rule.id, rule.snapshot_json)
+        self.stats.append(
+            stats.item(rule.id_text, status, action_results, duration_ms)
+            if action_results
+            else [rule.id_text, status, 0, duration_ms]
+        )
         if status == "failed":
             self.failed.append((rule.id, error))
 
