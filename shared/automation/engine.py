@@ -1,9 +1,12 @@
 """Evaluate condition trees: compiled once into closures, then run per event.
 
-``compile_conditions`` turns a *validated* tree into two closures: a short-circuiting
-predicate (``trace=False``, the worker's hot path) and a tracing walk that visits every
-leaf in tree order and records what it saw (``trace=True``, runs and dry-run). Both use the
-same per-leaf tests from :mod:`shared.automation.operators`, so they always agree.
+``compile_conditions`` turns a *validated* tree into three closures: a short-circuiting
+predicate (``trace=False``), a tracing walk that visits every leaf in tree order and
+records what it saw (``trace=True``, dry-run and a run's trace rebuilt on read), and an
+outcome walk that visits every leaf too but keeps one character per leaf (:func:`outcomes`,
+the worker's hot path: a run stores that string, and its trace is rebuilt from it, the
+rule snapshot and the facts). All use the same per-leaf tests from
+:mod:`shared.automation.operators`, so they always agree.
 
 Pure: no I/O, no clock. ``facts`` maps attribute names to values (an attribute the event does
 not have is absent; None counts as absent); ``changes`` maps attribute names to
@@ -30,6 +33,12 @@ Facts = Mapping[str, Any]
 Changes = Mapping[str, Any] | None
 Predicate = Callable[[Facts, Changes], bool]
 Tracer = Callable[[Facts, Changes, list], bool]
+Outcome = Callable[[Facts, Changes], tuple[bool, str]]
+
+#: A leaf's outcome character: matched, not matched, its regular expression ran out of time.
+MATCHED, NOT_MATCHED, TIMED_OUT = "1", "0", "t"
+REGEX_TIMEOUT_NOTE = "the regular expression ran out of time"
+_YES, _NO, _TIMED_OUT = (True, MATCHED), (False, NOT_MATCHED), (False, TIMED_OUT)
 
 _NO_CHANGES: Mapping[str, Any] = {}
 
@@ -40,6 +49,7 @@ class Compiled:
 
     predicate: Predicate = field(repr=False)
     tracer: Tracer = field(repr=False)
+    outcome: Outcome = field(repr=False)
     leaf_count: int = 0
 
 
@@ -61,11 +71,41 @@ def evaluate(
     return Evaluation(compiled.tracer(facts, changes, items), items)
 
 
+def outcomes(compiled: Compiled, facts: Facts, changes: Changes = None) -> tuple[bool, str]:
+    """Whether the facts (and changes) satisfy the tree, and each leaf's outcome in tree
+    order, one character each (:data:`MATCHED`, :data:`NOT_MATCHED`, :data:`TIMED_OUT`).
+
+    PERF: what a run stores instead of its trace (no per-leaf dict, nothing to encode);
+    :func:`rebuild_trace` turns it back into the trace :func:`evaluate` would have made.
+    """
+    return compiled.outcome(facts, changes or _NO_CHANGES)
+
+
+def rebuild_trace(
+    compiled: Compiled, facts: Facts, changes: Changes, stored: str
+) -> list[dict[str, Any]]:
+    """The trace of an evaluation that stored the leaf outcomes ``stored`` (see
+    :func:`outcomes`): the tracing walk over the same facts, with each leaf's outcome
+    as it was then (a timed-out regular expression, or code that has changed since,
+    can decide a leaf otherwise now)."""
+    items: list[dict[str, Any]] = []
+    compiled.tracer(facts, changes or _NO_CHANGES, items)
+    if len(items) != len(stored):
+        return items  # not this tree's outcomes: the walk as it is now
+    for item, code in zip(items, stored, strict=True):
+        if code == TIMED_OUT:
+            item["matched"], item["note"] = False, REGEX_TIMEOUT_NOTE
+        elif item["matched"] != (code == MATCHED):
+            item["matched"] = code == MATCHED
+            item.pop("note", None)
+    return items
+
+
 def compile_conditions(tree: Mapping[str, Any], *, path: str = "conditions") -> Compiled:
     """Compile a tree that :func:`validate_conditions` accepted (raises on an invalid one)."""
     counter = [0]
-    predicate, tracer = _compile_group(tree, path, counter)
-    return Compiled(predicate, tracer, counter[0])
+    predicate, tracer, outcome = _compile_group(tree, path, counter)
+    return Compiled(predicate, tracer, outcome, counter[0])
 
 
 # --- groups -----------------------------------------------------------------------------
@@ -81,11 +121,12 @@ def _compile_group(node: Mapping[str, Any], path: str, counter: list[int]) -> tu
         else:
             counter[0] += 1
             compiled.append(_compile_leaf(child, child_path))
-    predicates = tuple(p for p, _ in compiled)
-    tracers = tuple(tr for _, tr in compiled)
+    predicates = tuple(p for p, _, _ in compiled)
+    tracers = tuple(tr for _, tr, _ in compiled)
+    walks = tuple(o for _, _, o in compiled)
     want_all = node["match"] == "all"
     if len(predicates) == 1:
-        return predicates[0], tracers[0]
+        return predicates[0], tracers[0], walks[0]
 
     # PERF: plain loops, not all()/any() over a generator: this is the hot path.
     if want_all:
@@ -108,13 +149,23 @@ def _compile_group(node: Mapping[str, Any], path: str, counter: list[int]) -> tu
         results = [trace(facts, changes, out) for trace in tracers]
         return all(results) if want_all else any(results)
 
-    return predicate, tracer
+    def outcome(facts: Facts, changes: Changes) -> tuple[bool, str]:
+        # Every child runs, like the tracer; their characters join in tree order.
+        matched, codes = want_all, []
+        for walk in walks:
+            child, code = walk(facts, changes)
+            codes.append(code)
+            if child != want_all:
+                matched = child
+        return matched, "".join(codes)
+
+    return predicate, tracer, outcome
 
 
 # --- leaves -----------------------------------------------------------------------------
 
 
-def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer]:
+def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer, Outcome]:
     name = node["attribute"]
     operator = node["operator"]
     expected = node.get("value")
@@ -138,7 +189,10 @@ def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer
             seen = {"before": _jsonable(change[0]), "after": _jsonable(change[1])}
             return _record(out, base, seen, test(change), None)
 
-        return predicate, tracer
+        def outcome(facts: Facts, changes: Changes) -> tuple[bool, str]:
+            return _YES if predicate(facts, changes) else _NO
+
+        return predicate, tracer, outcome
 
     if check.reads == "presence":
 
@@ -150,13 +204,16 @@ def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer
             note = "absent" if seen is None else None
             return _record(out, base, _jsonable(seen), test(seen), note)
 
-        return predicate, tracer
+        def outcome(facts: Facts, changes: Changes) -> tuple[bool, str]:
+            return _YES if test(facts.get(name)) else _NO
+
+        return predicate, tracer, outcome
 
     def safe_test(seen: Any) -> tuple[bool, str | None]:
         try:
             matched = test(seen)
         except TimeoutError:
-            return False, "the regular expression ran out of time"
+            return False, REGEX_TIMEOUT_NOTE
         if not matched and not guard(seen):
             return False, f"type mismatch: saw {type_name(seen)}"
         return matched, None
@@ -166,11 +223,24 @@ def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer
         def predicate(facts: Facts, changes: Changes) -> bool:
             seen = facts.get(name)
             return seen is not None and safe_test(seen)[0]
+
+        def outcome(facts: Facts, changes: Changes) -> tuple[bool, str]:
+            seen = facts.get(name)
+            if seen is None:
+                return _NO
+            try:
+                return _YES if test(seen) else _NO
+            except TimeoutError:
+                return _TIMED_OUT
     else:
 
         def predicate(facts: Facts, changes: Changes) -> bool:
             seen = facts.get(name)
             return seen is not None and test(seen)
+
+        def outcome(facts: Facts, changes: Changes) -> tuple[bool, str]:
+            seen = facts.get(name)
+            return _YES if seen is not None and test(seen) else _NO
 
     def tracer(facts: Facts, changes: Changes, out: list) -> bool:
         seen = facts.get(name)
@@ -179,7 +249,7 @@ def _compile_leaf(node: Mapping[str, Any], path: str) -> tuple[Predicate, Tracer
         matched, note = safe_test(seen)
         return _record(out, base, _jsonable(seen), matched, note)
 
-    return predicate, tracer
+    return predicate, tracer, outcome
 
 
 def _change_of(changes: Changes, name: str) -> tuple[Any, Any] | None:

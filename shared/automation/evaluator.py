@@ -50,6 +50,7 @@ from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.effective import Control, Moment, blocked, subject_of
 from shared.automation.engine import evaluate
+from shared.automation.engine import outcomes as leaf_outcomes
 from shared.automation.facts import changes_of, gather, gather_many
 from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
@@ -89,6 +90,9 @@ class Decision:
     matched: bool
     trace: list[dict[str, Any]]
     reason: str | None = None
+    #: Each leaf's outcome, one character each (:func:`engine.outcomes`), when decided
+    #: without a trace: the run stores it and its trace is rebuilt on read.
+    outcomes: str | None = None
 
 
 def decide(
@@ -98,8 +102,13 @@ def decide(
     causation: Causation,
     *,
     stopped_by: uuid.UUID | None = None,
+    trace: bool = True,
 ) -> Decision:
-    """The rule's decision: skipped for a loop, a too-deep chain or a stop, else the engine's."""
+    """The rule's decision: skipped for a loop, a too-deep chain or a stop, else the engine's.
+
+    ``trace=False`` (the worker) keeps the leaves' outcomes instead of the trace, and
+    takes ``changes`` already as ``(before, after)`` tuples.
+    """
     max_depth = get_settings().automation_max_chain_depth
     if causation.depth >= max_depth:
         reason = f"causation chain depth {causation.depth} reached the bound of {max_depth}"
@@ -108,6 +117,9 @@ def decide(
         return Decision("skipped", False, [], "loop: this rule's actions caused this event")
     if stopped_by is not None:
         return Decision("skipped", False, [], f"stopped by rule {stopped_by} (stop_processing)")
+    if not trace:
+        matched, codes = leaf_outcomes(rule.compiled, facts, changes)
+        return Decision("matched" if matched else "not_matched", matched, [], outcomes=codes)
     evaluation = evaluate(rule.compiled, facts, _as_tuples(changes), trace=True)
     status = "matched" if evaluation.matched else "not_matched"
     return Decision(status, evaluation.matched, list(evaluation.trace))
@@ -262,20 +274,25 @@ def _decide_rules(session: Session, event: AutomationEvent, state: RunState, fac
     causation = Causation.from_dict(event.causation)
     changes = changes_of(event.event_type, event.payload)
     rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
+    pairs = _as_tuples(changes)  # once per event, not per rule
     decided: Decided = []
     stopped_by = None
+    settled = state.settled
+    # PERF: one clock read per rule; each decision's time runs from the previous read.
+    last = time.perf_counter()
     for rule in rules:
-        if rule.id in state.settled:
+        if settled and rule.id in settled:
             continue
-        started = time.perf_counter()
         reason = blocked(rule.id, rule.gate, state.moment)
         if reason is not None:
             decision = Decision("skipped", False, [], reason)
         else:
-            decision = decide(rule, facts, changes, causation, stopped_by=stopped_by)
+            decision = decide(rule, facts, pairs, causation, stopped_by=stopped_by, trace=False)
             if decision.matched and rule.stop_processing:
                 stopped_by = rule.id
-        decided.append((rule, decision, time.perf_counter() - started))
+        now = time.perf_counter()
+        decided.append((rule, decision, now - last))
+        last = now
     return _Evaluation(event, state, facts, changes, causation, decided)
 
 
@@ -334,22 +351,30 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
     runs = RunBatch(event.tenant_id, event.id, facts, evaluation.changes, event.reprocess, at)
     loaded = None
     for rule, decision, deciding in evaluation.decided:
-        started = time.perf_counter()
-        results, status = [], decision.status
-        if decision.matched:
-            ctx = Ctx.automation(
-                event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
+        if not decision.matched:  # PERF: most runs; nothing acted, nothing more to time
+            runs.add(
+                rule,
+                matched=False,
+                status=decision.status,
+                outcomes=decision.outcomes,
+                action_results=[],
+                duration_ms=round(deciding * 1000, 3),
+                error=decision.reason,
             )
-            if loaded is None:  # read (and lock) once, and only when a rule acts
-                loaded = targets.of(ctx, event)
-            target = executors.Target(session, ctx, loaded[0], loaded[1], facts)
-            results, ok = _apply(session, rule, target)
-            status = "matched" if ok else "failed"
+            continue
+        started = time.perf_counter()
+        ctx = Ctx.automation(
+            event.tenant_id, rule.id, causation.extended(rule.id), user_id=rule.created_by
+        )
+        if loaded is None:  # read (and lock) once, and only when a rule acts
+            loaded = targets.of(ctx, event)
+        target = executors.Target(session, ctx, loaded[0], loaded[1], facts)
+        results, ok = _apply(session, rule, target)
         runs.add(
             rule,
-            matched=decision.matched,
-            status=status,
-            condition_results=decision.trace,
+            matched=True,
+            status="matched" if ok else "failed",
+            outcomes=decision.outcomes,
             action_results=results,
             duration_ms=round((deciding + time.perf_counter() - started) * 1000, 3),
             error=decision.reason or _first_error(results),

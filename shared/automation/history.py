@@ -60,14 +60,14 @@ def _run_query(
     status: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    traces: bool = True,
 ):
     r = AutomationRun
-    # Lists and exports show no facts or snapshot: their rows are not loaded.
-    query = (
-        select(r)
-        .options(lazyload(r.context), lazyload(r.stored_snapshot))
-        .where(r.tenant_id == ctx.tenant_id)
-    )
+    query = select(r).where(r.tenant_id == ctx.tenant_id)
+    if not traces:
+        # Exports show no trace, facts or snapshot: those rows are not loaded. (Lists
+        # load them, one query each per page: a run's trace is rebuilt from them.)
+        query = query.options(lazyload(r.context), lazyload(r.stored_snapshot))
     if rule_id:
         query = query.where(r.rule_id == rule_id)
     if event_id:
@@ -303,7 +303,7 @@ def _stream(
 
 def export_runs(ctx: Ctx, **filters: Any) -> Iterator[bytes]:
     ctx.require(rule_service.VIEW)
-    return _stream(lambda: _run_query(ctx, **filters), AutomationRun, RUN_COLUMNS)
+    return _stream(lambda: _run_query(ctx, traces=False, **filters), AutomationRun, RUN_COLUMNS)
 
 
 def export_events(ctx: Ctx, **filters: Any) -> Iterator[bytes]:

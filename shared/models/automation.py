@@ -142,6 +142,9 @@ class AutomationRun(UUIDPrimaryKey, Base):
     The facts, changes and rule snapshot are read through :attr:`facts`,
     :attr:`changes` and :attr:`rule_snapshot`: the run's own columns for runs written
     before migration 0026 (and runs built directly), else its context and snapshot rows.
+    :attr:`condition_results` likewise: the run's own trace, or (runs written since
+    migration 0027) the trace rebuilt from the snapshot, the facts and the leaves'
+    outcomes the run stored.
     """
 
     __tablename__ = "automation_runs"
@@ -177,7 +180,12 @@ class AutomationRun(UUIDPrimaryKey, Base):
     matched: Mapped[bool]
     #: ``matched``, ``not_matched``, ``skipped`` (loop, depth, stopped), ``failed``.
     status: Mapped[str] = mapped_column(String(16))
-    condition_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    own_condition_results: Mapped[list[dict[str, Any]]] = mapped_column(
+        "condition_results", JSONB, server_default="[]"
+    )
+    #: One character per condition leaf, in tree order (``1`` matched, ``0`` not, ``t``
+    #: its regular expression ran out of time); None on runs that hold their own trace.
+    condition_outcomes: Mapped[str | None] = mapped_column(Text)
     action_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
     duration_ms: Mapped[float] = mapped_column(server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
@@ -225,6 +233,22 @@ class AutomationRun(UUIDPrimaryKey, Base):
     @rule_snapshot.setter
     def rule_snapshot(self, value: dict[str, Any]) -> None:
         self.own_rule_snapshot = value
+
+    @property
+    def condition_results(self) -> list[dict[str, Any]]:
+        if self.condition_outcomes is None:
+            return self.own_condition_results if self.own_condition_results is not None else []
+        rebuilt = self.__dict__.get("_rebuilt_trace")
+        if rebuilt is None:
+            from shared.automation.traces import rebuilt_trace  # the engine imports models
+
+            rebuilt = self.__dict__["_rebuilt_trace"] = rebuilt_trace(self)
+        return rebuilt
+
+    @condition_results.setter
+    def condition_results(self, value: list[dict[str, Any]]) -> None:
+        self.own_condition_results, self.condition_outcomes = value, None
+        self.__dict__.pop("_rebuilt_trace", None)
 
 
 class WorkingHours(UUIDPrimaryKey, Timestamps, Base):

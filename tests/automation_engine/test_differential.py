@@ -10,7 +10,7 @@ import random
 
 from bench.automation_engine import baseline, generate_facts, generate_rule
 from shared.automation.conditions import validate_conditions
-from shared.automation.engine import compile_conditions, evaluate
+from shared.automation.engine import compile_conditions, evaluate, outcomes, rebuild_trace
 
 
 def test_engine_decides_like_straight_python():
@@ -27,6 +27,12 @@ def test_engine_decides_like_straight_python():
             traced = evaluate(compiled, facts, trace=True)
             assert traced.matched is expected
             assert len(traced.trace) == compiled.leaf_count
+            # The worker's outcome walk decides alike, one character per traced leaf,
+            # and the trace rebuilt from those characters is the trace.
+            matched, codes = outcomes(compiled, facts)
+            assert matched is expected
+            assert codes == "".join("1" if item["matched"] else "0" for item in traced.trace)
+            assert rebuild_trace(compiled, facts, None, codes) == traced.trace
             decisions.append(expected)
     # Both outcomes occur often enough for the comparison to mean something.
     assert 0.05 < sum(decisions) / len(decisions) < 0.95

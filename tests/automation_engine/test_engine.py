@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.automation.engine import compile_conditions, evaluate
+from shared.automation.engine import compile_conditions, evaluate, outcomes, rebuild_trace
 from tests.automation_engine.support import group, leaf, run
 
 VIP = leaf("conversation.tags", "contains", "vip")
@@ -170,6 +170,29 @@ def test_a_regex_that_runs_out_of_time_does_not_match_and_says_so():
     [item] = evaluate(compiled, facts).trace
     assert item["matched"] is False
     assert item["note"] == "the regular expression ran out of time"
+    # A run keeps "t" for it; its trace rebuilt later says so even if the search would
+    # now finish in time.
+    assert outcomes(compiled, facts) == (False, "t")
+    [rebuilt] = rebuild_trace(compiled, {"message.content": "aaa"}, None, "t")
+    assert rebuilt["matched"] is False
+    assert rebuilt["note"] == "the regular expression ran out of time"
+    assert rebuilt["seen"] == "aaa"
+
+
+def test_a_rebuilt_trace_keeps_the_stored_outcome_of_each_leaf():
+    tree = group(
+        "all", leaf("message.content", "contains", "refund"), leaf(STATUS, "equal_to", "open")
+    )
+    compiled = compile_conditions(tree)
+    facts = {"message.content": "a refund please", STATUS: "open"}
+    assert outcomes(compiled, facts) == (True, "11")
+    assert rebuild_trace(compiled, facts, None, "11") == evaluate(compiled, facts).trace
+    # Decided otherwise then (older code): the leaf says what the run decided.
+    first, second = rebuild_trace(compiled, facts, None, "10")
+    assert first["matched"] is True and second["matched"] is False
+    assert second["seen"] == "open"
+    # Outcomes of another tree (a wrong length) are not forced onto this one.
+    assert rebuild_trace(compiled, facts, None, "1") == evaluate(compiled, facts).trace
 
 
 def test_compiled_rules_are_reusable_across_facts():

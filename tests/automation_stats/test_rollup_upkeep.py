@@ -52,6 +52,35 @@ def test_figures_whose_message_was_lost_are_rolled_up_by_the_sweep(ws, monkeypat
     assert body["rules"][0]["rule_id"] == rule_id and body["rules"][0]["name"] is None
 
 
+def test_a_rules_sums_and_single_runs_queued_before_them_add_up(ws):
+    from workers.actors import automation  # noqa: F401  (installs the enqueuer)
+
+    rule_id = str(uuid.uuid4())
+    # Two runs added up (one matched with 2 actions in 3 ms, one skipped in 0.1 ms):
+    # runs, matches, skipped, failures, actions, ms, then one count per latency bucket.
+    latency = [1, 0, 0, 0, 1] + [0] * 9
+    summed = [rule_id, [2, 1, 1, 0, 2, 3.1, *latency]]
+    with session_scope() as session:
+        session.add_all(
+            [
+                AutomationStatsPending(tenant_id=tid(ws), at=func.now(), items=[summed]),
+                AutomationStatsPending(
+                    tenant_id=tid(ws),
+                    at=func.now(),
+                    items=[[rule_id, "failed", 0, 700.0]],
+                    queued_at=func.now() - dt.timedelta(minutes=1),
+                ),
+            ]
+        )
+    with session_scope() as session:
+        assert sweep_automation_stats(session) >= 1
+    body = wait_runs(ws, 3)
+    totals = body["totals"]
+    assert (totals["matches"], totals["failures"], totals["actions_executed"]) == (2, 1, 2)
+    [rule] = body["rules"]
+    assert rule["rule_id"] == rule_id and rule["runs"] == 3
+
+
 def test_old_minute_buckets_are_purged_and_old_ranges_read_whole_hours(workspace):
     with session_scope() as session:
         now = session.scalar(select(func.now()))
