@@ -51,8 +51,68 @@ def mget_on_own_connection(keys: tuple[str, ...]) -> list[bytes | None]:
         packed = _PACKED_MGETS[keys] = conn.pack_command("MGET", *keys)
     try:
         conn.send_packed_command(packed)
-        return conn.read_response()
+        return _read_bulk_strings(conn._sock, len(keys))
+    except OSError as error:
+        _own.conn = None
+        conn.disconnect()
+        raise redis.ConnectionError(f"Error reading from Redis: {error}") from error
     except BaseException:
         _own.conn = None
         conn.disconnect()
         raise
+
+
+def _read_bulk_strings(sock, count: int) -> list[bytes | None]:
+    """Read one reply that is an array of ``count`` bulk strings (or nulls) off ``sock``.
+
+    PERF: redis-py's reply parser reads line by line through a buffer object (~15 us CPU
+    for an MGET of eight epochs, a seventh of a cached request). The reply is a few
+    hundred bytes, so it is read whole and split here. Anything else (an error reply)
+    raises :class:`redis.ResponseError`; the caller then drops the connection.
+    NOTE: only for a connection nobody else reads (this module's own), with no reply
+    pending: the parser's buffer is bypassed.
+    """
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise redis.ConnectionError("Redis closed the connection")
+        data += chunk
+        values = _parse_bulk_strings(data, count)
+        if values is not None:
+            return values
+
+
+def _parse_bulk_strings(data: bytes, count: int) -> list[bytes | None] | None:
+    """The values of a complete ``*count`` array reply in ``data``, or None if it is cut."""
+    if data[:1] != b"*":
+        raise redis.ResponseError(data.split(b"\r\n", 1)[0].decode(errors="replace"))
+    end = data.find(b"\r\n")
+    if end < 0:
+        return None
+    if int(data[1:end]) != count:
+        raise redis.ResponseError(f"expected {count} values, got {data[1:end]!r}")
+    values: list[bytes | None] = []
+    position = end + 2
+    for _ in range(count):
+        end = data.find(b"\r\n", position)
+        if end < 0:
+            return None
+        kind = data[position : position + 1]
+        if kind == b"_":  # RESP3 null
+            values.append(None)
+            position = end + 2
+            continue
+        if kind != b"$":
+            raise redis.ResponseError(f"unexpected reply item {data[position:end]!r}")
+        length = int(data[position + 1 : end])
+        if length < 0:  # RESP2 null
+            values.append(None)
+            position = end + 2
+            continue
+        start = end + 2
+        if len(data) < start + length + 2:
+            return None
+        values.append(data[start : start + length])
+        position = start + length + 2
+    return values
