@@ -18,7 +18,18 @@ import uuid
 from typing import Any
 
 import redis
-from sqlalchemy import Integer, Select, Update, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Update,
+    bindparam,
+    exists,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db
@@ -146,16 +157,9 @@ def preview(
     return (body or "")[:PREVIEW_CHARS]
 
 
-@functools.cache
-def count_statement(human: bool) -> Update:
-    """Count ``count`` (1 unless given) sent messages on their conversation, the last at
-    ``sent_at``; a human's (the first at ``first_at``) may be the first response.
-
-    PERF: built once, and on the Core table: the ORM's UPDATE would also build the
-    statement and synchronize the session's copy per send, which is expired anyway.
-    """
+def _count_values(sent_at: Any, first_at: Any) -> dict[str, Any]:
+    """The conversation's columns a send sets, its last message sent at ``sent_at``."""
     table = Conversation.__table__
-    sent_at = bindparam("sent_at", type_=table.c.last_message_at.type)
     values: dict[str, Any] = {
         "message_count": table.c.message_count + bindparam("count", 1, type_=Integer),
         "last_message_at": sent_at,
@@ -163,11 +167,15 @@ def count_statement(human: bool) -> Update:
         "last_activity_at": sent_at,
         "updated_at": func.now(),
     }
-    if human:
-        first_at = bindparam("first_at", type_=table.c.first_response_at.type)
+    if first_at is not None:
         values["first_response_at"] = func.coalesce(table.c.first_response_at, first_at)
         # A human who replies takes the conversation from its AI agent (until handed back).
-        values["ai_active"] = False
+        values["ai_active"] = false()
+    return values
+
+
+def _count_update(values: dict[str, Any]) -> Update:
+    table = Conversation.__table__
     return (
         update(table)
         .where(
@@ -179,38 +187,77 @@ def count_statement(human: bool) -> Update:
 
 
 @functools.cache
-def _reply_count_statement() -> Update:
-    """:func:`count_statement` for a human reply, also telling whether an SLA clock runs.
+def count_statement(human: bool) -> Update:
+    """Count ``count`` (1 unless given) sent messages on their conversation, the last at
+    ``sent_at``; a human's (the first at ``first_at``) may be the first response.
 
-    PERF: most conversations have no clock; asking in the count's own round trip saves
-    the SLA probe's (``shared.timekeeping.sla``) on every reply.
+    PERF: built once, and on the Core table: the ORM's UPDATE would also build the
+    statement and synchronize the session's copy per send, which is expired anyway.
     """
     table = Conversation.__table__
-    has_clock = exists().where(ConversationSla.conversation_id == table.c.id)
-    return count_statement(True).returning(has_clock)
+    sent_at = bindparam("sent_at", type_=table.c.last_message_at.type)
+    first_at = bindparam("first_at", type_=table.c.first_response_at.type) if human else None
+    return _count_update(_count_values(sent_at, first_at))
 
 
-# PERF: a sent message is written by one prebuilt Core INSERT that returns its clock
+# PERF: a sent message is written by one prebuilt Core statement that returns its clock
 # timestamps, not by the ORM's unit of work (flush planning, the INSERT built per flush,
 # the row's defaults fetched back): that was ~0.9 ms CPU of a ~4.5 ms reply.
 # NOTE: clock_timestamp, not now(): two sends in one transaction keep their order.
-_INSERT_MESSAGE = (
-    insert(Message.__table__)
-    .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
-    .returning(Message.__table__.c.created_at, Message.__table__.c.updated_at)
+
+#: The columns a single send writes (``create_outbound_message``'s values, in order).
+_SENT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "conversation_id",
+    "channel",
+    "direction",
+    "sender_type",
+    "sender_id",
+    "content_type",
+    "body",
+    "attachments",
+    "template",
+    "status",
 )
 
 
-def _insert_message(session: Session, values: dict[str, Any]) -> Message:
-    """Insert a message row; return it as the session's persistent ``Message``.
+@functools.cache
+def _send_statement(human: bool) -> Select:
+    """Insert one sent message and count it on its conversation, in one statement.
 
-    The instance is built from the values written (as if loaded), so callers keep an
-    ORM object: columns the INSERT left to their defaults load when first read.
+    Returns the message's clock timestamps and, for a human's send, whether the
+    conversation has an SLA clock (NULL when the conversation row was not found).
+
+    PERF: a reply used to pay two round trips and two SQLAlchemy executions here (the
+    INSERT, then the counting UPDATE bound with the INSERT's timestamp); the UPDATE now
+    reads the timestamp from the INSERT's ``RETURNING`` inside the statement.
+    NOTE: the message's values are bound as ``sent_<column>``: SQLAlchemy would take a
+    parameter named like a column of ``conversations`` as a value for the UPDATE to SET.
+    NOTE: neither table is one a per-process cache watches (``shared.committed_writes``
+    does not look inside a ``SELECT``'s CTEs).
     """
-    # NOTE: pending ORM changes first, in the order the message's own flush wrote them.
-    session.flush()
-    created_at, updated_at = session.execute(_INSERT_MESSAGE, values).one()
-    return as_loaded(session, values, created_at, updated_at)
+    messages, conversations = Message.__table__, Conversation.__table__
+    sent = (
+        insert(messages)
+        .values(
+            {name: bindparam(f"sent_{name}", type_=messages.c[name].type) for name in _SENT_COLUMNS}
+            | {"created_at": func.clock_timestamp(), "updated_at": func.clock_timestamp()}
+        )
+        .returning(messages.c.created_at, messages.c.updated_at)
+        .cte("sent")
+    )
+    sent_at = select(sent.c.created_at).scalar_subquery()
+    counted = _count_update(_count_values(sent_at, sent_at if human else None))
+    if human:
+        has_clock = exists().where(ConversationSla.conversation_id == conversations.c.id)
+        counted = counted.returning(has_clock.label("has_clock"))
+    else:
+        counted = counted.returning(conversations.c.id.label("has_clock"))
+    counted_cte = counted.cte("counted")
+    return select(
+        sent.c.created_at, sent.c.updated_at, select(counted_cte.c.has_clock).scalar_subquery()
+    )
 
 
 def as_loaded(
@@ -289,39 +336,37 @@ def create_outbound_message(
     )
     # Last, after every refusal above: a reservation is only taken by a send that happens.
     billing_usage.check_message_send(session, ctx.tenant_id)
-    message = _insert_message(
-        session,
+    values = {
+        "id": message_id or uuid.uuid4(),
+        "tenant_id": ctx.tenant_id,
+        "conversation_id": conversation.id,
+        "channel": conversation.channel,
+        "direction": "outbound",
+        "sender_type": sender_type,
+        "sender_id": (ctx.user_id if human else None if sender_type == "system" else ctx.actor.id),
+        "content_type": (
+            "template" if template is not None else files[0]["type"] if files else "text"
+        ),
+        "body": body,
+        "attachments": files,
+        "template": template,
+        "status": "queued",
+    }
+    # NOTE: pending ORM changes first, in the order the message's own flush wrote them.
+    session.flush()
+    # NOTE: one statement, one atomic UPDATE: concurrent sends never lose a count.
+    created_at, updated_at, clock = session.execute(
+        _send_statement(human),
         {
-            "id": message_id or uuid.uuid4(),
-            "tenant_id": ctx.tenant_id,
-            "conversation_id": conversation.id,
-            "channel": conversation.channel,
-            "direction": "outbound",
-            "sender_type": sender_type,
-            "sender_id": (
-                ctx.user_id if human else None if sender_type == "system" else ctx.actor.id
-            ),
-            "content_type": (
-                "template" if template is not None else files[0]["type"] if files else "text"
-            ),
-            "body": body,
-            "attachments": files,
-            "template": template,
-            "status": "queued",
-        },
-    )
-    # NOTE: one atomic UPDATE: concurrent sends on a conversation never lose a count.
-    counted = session.execute(
-        _reply_count_statement() if human else count_statement(False),
-        {
-            "sent_at": message.created_at,
-            "first_at": message.created_at,
+            **{f"sent_{name}": value for name, value in values.items()},
+            "count": 1,
             "preview": preview(body, template, files),
             "conversation": conversation.id,
             "tenant": ctx.tenant_id,
         },
-    )
-    has_clock = human and bool(counted.scalar())
+    ).one()
+    message = as_loaded(session, values, created_at, updated_at)
+    has_clock = human and bool(clock)
     if isinstance(conversation, Conversation):
         session.expire(conversation)
     if has_clock:

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, text, update
 from shared.db import get_engine, get_sessionmaker, session_scope
 from shared.identity.agents_list_cache import PAGES
 from shared.models import Contact, Role, User
-from shared.redis_client import get_redis
+from shared.redis_client import get_redis, mget_on_own_connection
 
 
 def epochs(tenant_id) -> tuple:
@@ -137,3 +137,18 @@ def test_rolled_back_and_unrelated_writes_set_no_epoch(workspace):
     with session_scope() as session:
         session.add(Contact(tenant_id=tenant, channel="email", external_id=f"{uuid.uuid4()}@e.com"))
     assert epochs(tenant) == before
+
+
+def test_the_epochs_read_are_the_values_redis_holds(redis_namespace):
+    """Set, unset and empty values, and a reply too long for one socket read."""
+    client = get_redis()
+    short = (f"{redis_namespace}:t:set", f"{redis_namespace}:t:unset", f"{redis_namespace}:t:empty")
+    client.set(short[0], uuid.uuid4().hex)
+    client.set(short[2], b"")
+    many = tuple(f"{redis_namespace}:t:many:{i}" for i in range(3000))
+    client.mset({k: uuid.uuid4().hex * 2 for k in many[::2]})
+
+    assert mget_on_own_connection(short) == client.mget(short)
+    assert mget_on_own_connection(short)[1:] == [None, b""]
+    assert mget_on_own_connection(many) == client.mget(many)
+    assert mget_on_own_connection(short) == client.mget(short), "the connection is reusable"
