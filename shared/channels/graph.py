@@ -127,40 +127,15 @@ class GraphClient:
         #: What ``retries=None`` means in :meth:`request`.
         self.default_retries = default_retries
         self._sleep = sleep
-        self._timeout, self._transport = timeout, transport
-        self._local = threading.local()
-        self._clients: list[httpx.Client] = []
-        self._clients_lock = threading.Lock()
-
-    @property
-    def _http(self) -> httpx.Client:
-        """This thread's connections (kept alive between its calls).
-
-        PERF: one pool per thread, not one for the process. For each request and each
-        response closed, httpcore's pool looks at every pooled connection (a ``poll`` of
-        each idle socket to see whether it expired), under the pool's lock: with the
-        outbound engine's sends in flight that was a quarter of a send's CPU. A thread
-        makes one call at a time, so its pool holds about one connection per host.
-        """
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(
-                timeout=self._timeout,
-                transport=self._transport,
-                limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-                follow_redirects=False,
-            )
-            with self._clients_lock:
-                self._clients.append(client)
-            self._local.client = client
-        return client
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+        )
 
     def close(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-            self._local = threading.local()  # a later call opens new connections
-        for client in clients:
-            client.close()
+        self._http.close()
 
     def post(self, path: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST JSON to ``{root}/{path}``; the parsed answer, or :class:`SendFailed`."""
