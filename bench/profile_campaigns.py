@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 
 
-def _print(profiler: cProfile.Profile | None, title: str, top: int) -> None:
+def _print(profiler: cProfile.Profile | None, title: str, top: int, sort: str) -> None:
     if profiler is None or top <= 0:
         print(title, flush=True)
         return
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
     print(f"\n=== {title} ===\n{out.getvalue()}", flush=True)
 
 
@@ -78,6 +78,7 @@ def _stage(title: str, work, args: argparse.Namespace) -> None:
         profiler,
         f"{title}: {cpu * per:.2f} ms CPU, {wall * per:.2f} ms wall per recipient ({note})",
         args.top,
+        args.sort,
     )
 
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--top", type=int, default=0, help="cProfile lines per stage (0: none)")
+    parser.add_argument("--sort", default="cumulative", help="pstats order (e.g. tottime)")
     parser.add_argument(
         "--wall", action="store_true", help="profile wall time (waits included), not CPU"
     )

@@ -36,9 +36,11 @@ tenant_id_var: contextvars.ContextVar[uuid.UUID | str | None] = contextvars.Cont
 )
 
 #: Libraries whose INFO lines are noise: pika logs half a dozen per AMQP connection
-#: and channel (the worker's broker, every RabbitMQ queue-depth probe). Their
+#: and channel (the worker's broker, every RabbitMQ queue-depth probe); httpx one per
+#: request (every provider call: a 100,000-recipient campaign wrote 100,000 lines, each
+#: formatted in the worker process and written again by Dramatiq's parent). Their
 #: warnings and errors still come through.
-CHATTY_LOGGERS = ("pika",)
+CHATTY_LOGGERS = ("pika", "httpx")
 for _name in CHATTY_LOGGERS:
     logging.getLogger(_name).setLevel(logging.WARNING)
 

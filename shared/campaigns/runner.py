@@ -227,14 +227,17 @@ def _process(
     if not claimed:
         return
     campaign.claim_step = campaign.step
+    # PERF: one primary-key probe per recipient (a plan that needs no statistics), the
+    # tenant checked on the rows. With ``tenant_id = ... AND id IN (...)`` a contacts table
+    # never analyzed (a fresh import; autovacuum is not relied on) was read through the
+    # tenant's index, and by ``id = ANY`` alone with a sequential scan: EXPLAIN ANALYZE at
+    # 100,000 contacts, 99,500 rows filtered away, 83 ms (35 ms) per batch of 500; 1 ms so.
     contacts = {
         contact.id: contact
         for contact in session.scalars(
-            select(Contact).where(
-                Contact.tenant_id == campaign.tenant_id,
-                Contact.id.in_([r.contact_id for r in claimed]),
-            )
+            select(Contact).from_statement(_CONTACTS), {"ids": [r.contact_id for r in claimed]}
         )
+        if contact.tenant_id == campaign.tenant_id
     }
     drafts: list[bulk_outbound.Draft] = []
     waiting: list[CampaignRecipient] = []
@@ -266,6 +269,15 @@ def _process(
     # of their message.created events (whose target then finds their rows: a no-op).
     outbound_queue.queue_sends(session, campaign.tenant_id, list(queued.values()))
     session.flush()
+
+
+#: The claimed recipients' contacts, by key (see ``_process``).
+_CONTACTS = text(
+    """
+    SELECT c.* FROM unnest(CAST(:ids AS uuid[])) AS k(id)
+     CROSS JOIN LATERAL (SELECT * FROM contacts WHERE contacts.id = k.id LIMIT 1) AS c
+    """
+)
 
 
 #: The batch's queued recipients marked with their messages, one statement (PERF: the

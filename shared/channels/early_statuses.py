@@ -27,7 +27,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, literal_column, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -108,24 +110,49 @@ def apply_parked(session: Session, message: Message) -> int:
     return _apply(session, message, parked)
 
 
-def apply_parked_many(session: Session, messages: list[Message]) -> int:
-    """:func:`apply_parked` for many locked messages: one DELETE finds what is parked."""
+#: What is parked for a batch's ``(tenant_id, provider_message_id)``, claimed (deleted).
+#: PERF: arrays, one statement text whatever the batch (see ``outbound._MARK_SENT``).
+_CLAIM_PARKED = text(
+    """
+    DELETE FROM early_statuses e
+     USING unnest(CAST(:tenants AS uuid[]), CAST(:ids AS text[])) AS k(tenant_id, pid)
+     WHERE e.provider_message_id = ANY(CAST(:ids AS text[]))
+       AND e.tenant_id = k.tenant_id AND e.provider_message_id = k.pid
+    RETURNING e.tenant_id, e.provider_message_id, e.status, e.reported_at, e.error_code,
+              e.error_message
+    """
+)
+
+
+def apply_parked_many(session: Session, messages: Sequence[Any]) -> int:
+    """:func:`apply_parked` for many locked messages (rows or ORM objects): one DELETE
+    finds what is parked; only the messages that have some are loaded to apply it."""
     pairs = [(m.tenant_id, m.provider_message_id) for m in messages if m.provider_message_id]
     if not pairs:
         return 0
-    parked = session.scalars(
-        delete(EarlyStatus)
-        .where(tuple_(EarlyStatus.tenant_id, EarlyStatus.provider_message_id).in_(pairs))
-        .returning(EarlyStatus)
+    parked = session.execute(
+        _CLAIM_PARKED,
+        {"tenants": [t for t, _ in pairs], "ids": [pid for _, pid in pairs]},
     ).all()
     if not parked:
         return 0
-    by_id: dict[tuple[uuid.UUID, str], list[EarlyStatus]] = {}
+    by_id: dict[tuple[uuid.UUID, str], list[Any]] = {}
     for row in parked:
         by_id.setdefault((row.tenant_id, row.provider_message_id), []).append(row)
+    loaded = session.scalars(
+        select(Message).where(
+            tuple_(Message.tenant_id, Message.id).in_(
+                [
+                    (m.tenant_id, m.id)
+                    for m in messages
+                    if (m.tenant_id, m.provider_message_id) in by_id
+                ]
+            )
+        )
+    ).all()
     return sum(
         _apply(session, m, by_id[(m.tenant_id, m.provider_message_id)])
-        for m in messages
+        for m in loaded
         if (m.tenant_id, m.provider_message_id) in by_id
     )
 

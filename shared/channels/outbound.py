@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, literal_column, select, text, tuple_, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
@@ -79,13 +79,43 @@ def account_of(
     return account, decrypt_credentials(account)
 
 
+_FINISH = text(
+    """
+    UPDATE outbound_sends SET status = :status, finished_at = now()
+     WHERE message_id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+
+
 def finish(session: Session, message_ids: Sequence[uuid.UUID], status: str) -> None:
     """The sends of these messages are over (``sent`` or ``failed``)."""
-    session.execute(
-        update(OutboundSend)
-        .where(OutboundSend.message_id.in_(list(message_ids)))
-        .values(status=status, finished_at=func.now())
-    )
+    session.execute(_FINISH, {"ids": list(message_ids), "status": status})
+
+
+#: The batch's ``queued`` messages moved to ``sent`` with their provider ids, one statement.
+#: PERF: arrays (``unnest``), not a tuple ``IN`` and a ``CASE`` of one parameter per
+#: message: the text is the same whatever the batch, so neither SQLAlchemy nor psycopg
+#: builds it again (that was most of the record's CPU). ``m.id = ANY`` bounds the rows
+#: read to the batch's whatever plan the statistics (or their absence) lead to.
+_MARK_SENT = text(
+    """
+    UPDATE messages m
+       SET status = 'sent',
+           provider_message_id = v.provider_id,
+           metadata = coalesce(m.metadata, '{}'::jsonb) || jsonb_build_object(
+               'status_timestamps',
+               coalesce(m.metadata -> 'status_timestamps', '{}'::jsonb)
+                 || jsonb_build_object('sent', CAST(:stamp AS text))),
+           updated_at = now()
+      FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS uuid[]), CAST(:provider_ids AS text[]))
+           AS v(tenant_id, id, provider_id)
+     WHERE m.id = ANY(CAST(:ids AS uuid[])) AND m.id = v.id AND m.tenant_id = v.tenant_id
+       AND m.status = 'queued'
+    RETURNING m.id, m.tenant_id, m.conversation_id, m.channel, m.direction, m.sender_type,
+              m.sender_id, m.content_type, m.body, m.attachments, m.template, m.status,
+              m.provider_message_id, m.error_code, m.error_message, m.created_at, m.updated_at
+    """
+)
 
 
 def record_sent_many(
@@ -96,28 +126,14 @@ def record_sent_many(
         session,
         [(t, pid) for t, _, pid, channel in sent if channel in early_statuses.CHANNELS],
     )
-    provider_ids = {message_id: pid for _, message_id, pid, _ in sent}
-    stamp = dt.datetime.now(dt.UTC).isoformat()
-    empty = literal_column("'{}'::jsonb")
-    stamps = func.coalesce(Message.metadata_["status_timestamps"], empty).op("||")(
-        func.jsonb_build_object("sent", stamp)
-    )
-    moved = session.scalars(
-        update(Message)
-        .where(
-            tuple_(Message.tenant_id, Message.id).in_([(t, m) for t, m, _, _ in sent]),
-            Message.status == "queued",
-        )
-        .values(
-            status="sent",
-            provider_message_id=case(provider_ids, value=Message.id),
-            metadata_=func.coalesce(Message.metadata_, empty).op("||")(
-                func.jsonb_build_object("status_timestamps", stamps)
-            ),
-            updated_at=func.now(),
-        )
-        .returning(Message)
-        .execution_options(synchronize_session=False)
+    moved = session.execute(
+        _MARK_SENT,
+        {
+            "tenants": [t for t, _, _, _ in sent],
+            "ids": [m for _, m, _, _ in sent],
+            "provider_ids": [pid for _, _, pid, _ in sent],
+            "stamp": dt.datetime.now(dt.UTC).isoformat(),
+        },
     ).all()
     emit_many(
         session,
@@ -133,7 +149,7 @@ def record_sent_many(
     for tenant_id, message_id, provider_id, _ in sent:
         if message_id not in done:
             record_sent_one(session, tenant_id, message_id, provider_id)
-    finish(session, list(provider_ids), "sent")
+    finish(session, [m for _, m, _, _ in sent], "sent")
 
 
 def record_sent_one(

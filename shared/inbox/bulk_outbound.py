@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -41,6 +40,7 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import DomainError
 from shared.events import Actor, emit_each
+from shared.inbox import conversation_counts
 from shared.inbox.messages import WHATSAPP_WINDOW, WindowClosed, preview
 from shared.models import Contact, Conversation, IntegrationAccount, Message
 from shared.schemas.inbox import ConversationView
@@ -68,22 +68,23 @@ class _Pending:
 
 
 #: Each contact's latest active conversation on the account (or on none), as inbound finds it.
-_OPEN_CONVERSATIONS = (
-    select(
-        Conversation.id,
-        Conversation.contact_id,
-        Conversation.channel,
-        Conversation.integration_account_id,
-    )
-    .where(
-        Conversation.tenant_id == bindparam("tenant_id"),
-        Conversation.contact_id.in_(bindparam("contact_ids", expanding=True)),
-        Conversation.status.in_(ACTIVE),
-        (Conversation.integration_account_id == bindparam("account_id"))
-        | Conversation.integration_account_id.is_(None),
-    )
-    .order_by(Conversation.contact_id, Conversation.created_at.desc())
-    .ext(distinct_on(Conversation.contact_id))
+#: PERF: one index probe per contact (``ix_conversations_contact``: tenant, contact, newest
+#: first; ``LIMIT 1``), a plan that needs no statistics. The ``DISTINCT ON`` over
+#: ``contact_id IN (...)`` it replaces was planned, on a table not analyzed yet (autovacuum
+#: is not to be relied on), as a read of every conversation of the tenant, per batch.
+_OPEN_CONVERSATIONS = text(
+    """
+    SELECT c.id, c.contact_id, c.channel, c.integration_account_id
+      FROM unnest(CAST(:contact_ids AS uuid[])) AS k(contact_id)
+     CROSS JOIN LATERAL (
+           SELECT id, contact_id, channel, integration_account_id
+             FROM conversations
+            WHERE tenant_id = :tenant_id AND contact_id = k.contact_id
+              AND status = ANY(CAST(:active AS text[]))
+              AND (integration_account_id = :account_id OR integration_account_id IS NULL)
+            ORDER BY created_at DESC
+            LIMIT 1) AS c
+    """
 )
 
 # NOTE: clock_timestamp, as the single path: the messages of one batch keep their order.
@@ -134,7 +135,12 @@ def _open_conversations(
         return {}
     rows = session.execute(
         _OPEN_CONVERSATIONS,
-        {"tenant_id": account.tenant_id, "contact_ids": contact_ids, "account_id": account.id},
+        {
+            "tenant_id": account.tenant_id,
+            "contact_ids": contact_ids,
+            "account_id": account.id,
+            "active": list(ACTIVE),
+        },
     )
     return {row.contact_id: row for row in rows}
 
@@ -282,43 +288,21 @@ def _insert_messages(
     return rows
 
 
-#: Each conversation's new messages counted, as the single path's ``count_statement`` does.
-#: NOTE: relative (``message_count + n``): concurrent sends on a conversation never lose a
-#: count; the input is sorted by id, so batches sharing conversations lock them in one order.
-#: ``c.id = ANY(:ids)`` bounds the rows read to the batch's whatever plan the statistics
-#: (or their absence) lead to (see ``_MARK_QUEUED`` in shared.campaigns.runner).
-_COUNT = text(
-    """
-    UPDATE conversations c
-       SET message_count = c.message_count + v.n,
-           last_message_at = v.sent_at,
-           last_message_preview = v.preview,
-           last_activity_at = v.sent_at,
-           updated_at = now()
-      FROM unnest(CAST(:ids AS uuid[]), CAST(:counts AS int[]), CAST(:sent AS timestamptz[]),
-                  CAST(:previews AS text[])) AS v(id, n, sent_at, preview)
-     WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.id = v.id AND c.tenant_id = :tenant
-    """
-)
-
-
 def _count(session: Session, tenant_id: uuid.UUID, rows: Sequence[Row]) -> None:
-    """One UPDATE for the batch's conversations (PERF: not one statement per message)."""
+    """The batch's conversations counted, one statement (:mod:`.conversation_counts`)."""
     last: dict[uuid.UUID, Row] = {}
     counts: dict[uuid.UUID, int] = {}
     for row in rows:  # in creation order: the last one is the conversation's latest
         last[row.conversation_id] = row
         counts[row.conversation_id] = counts.get(row.conversation_id, 0) + 1
-    ids = sorted(last)
-    session.execute(
-        _COUNT,
-        {
-            "ids": ids,
-            "counts": [counts[i] for i in ids],
-            "sent": [last[i].created_at for i in ids],
-            "previews": [preview(last[i].body, last[i].template) for i in ids],
-            "tenant": tenant_id,
-        },
+    conversation_counts.count_many(
+        session,
+        [
+            conversation_counts.Counted(
+                tenant_id, cid, counts[cid], row.created_at, preview(row.body, row.template)
+            )
+            for cid, row in last.items()
+        ],
     )
 
 

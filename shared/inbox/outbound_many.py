@@ -6,8 +6,8 @@ is not ready, WhatsApp's 24-hour window, the plan's message limit) and a refused
 gets its :class:`~shared.errors.DomainError` back while the others go on. The accepted
 ones are written together: one INSERT of the messages, the activity rows and the
 ``message.created`` events in batched statements (so ``dispatch_events`` and the outbound
-engine get them as batches too), and last, one counter UPDATE per conversation, in
-conversation order.
+engine get them as batches too), and last, one counter UPDATE for all their conversations
+(:mod:`.conversation_counts`, shared with the campaigns' writer), in conversation order.
 
 PERF: a conversation's row lock is taken by the counter UPDATE, the last write before the
 caller's commit, so concurrent batches that share a conversation wait for each other only
@@ -32,12 +32,12 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import emit_many
+from shared.inbox import conversation_counts
 from shared.inbox.access import ConversationHead
 from shared.inbox.messages import (
     WHATSAPP_WINDOW,
     WindowClosed,
     as_loaded,
-    count_statement,
     preview,
 )
 from shared.models import Contact, Conversation, Message
@@ -189,24 +189,31 @@ def _record(session: Session, drafts: list[Draft], messages: list[Message]) -> N
 
 
 def _count(session: Session, drafts: list[tuple[Draft, str]], messages: list[Message]) -> None:
-    """One counter UPDATE per conversation, in conversation order; then its SLA clock."""
+    """The conversations counted in one UPDATE (:mod:`.conversation_counts`); then the SLA
+    clock of each a human wrote on."""
     by_conversation: dict[uuid.UUID, list[tuple[Draft, str, Message]]] = defaultdict(list)
     for (draft, sender_type), message in zip(drafts, messages, strict=True):
         by_conversation[draft.conversation.id].append((draft, sender_type, message))
-    for conversation_id in sorted(by_conversation):
-        sent = by_conversation[conversation_id]
+    counted: list[conversation_counts.Counted] = []
+    for conversation_id, sent in by_conversation.items():
         last_draft, _, last = sent[-1]
         human_at = [m.created_at for _, s, m in sent if s == "user"]
-        params: dict[str, Any] = {
-            "count": len(sent),
-            "first_at": min(human_at, default=None),
-            "sent_at": last.created_at,
-            "preview": preview(last_draft.body, last_draft.template),
-            "conversation": conversation_id,
-            "tenant": last_draft.ctx.tenant_id,
-        }
-        session.execute(count_statement(bool(human_at)), params)
+        counted.append(
+            conversation_counts.Counted(
+                last_draft.ctx.tenant_id,
+                conversation_id,
+                len(sent),
+                last.created_at,
+                preview(last_draft.body, last_draft.template),
+                min(human_at, default=None),
+            )
+        )
+    conversation_counts.count_many(session, counted)
+    for conversation_id in sorted(by_conversation):
+        sent = by_conversation[conversation_id]
+        last_draft = sent[-1][0]
         if isinstance(last_draft.conversation, Conversation):
             session.expire(last_draft.conversation)
+        human_at = [m.created_at for _, s, m in sent if s == "user"]
         if human_at:
             sla.agent_replied(session, last_draft.ctx.tenant_id, conversation_id, min(human_at))
