@@ -128,10 +128,10 @@ _WORDS = text(
 )
 
 #: The pool of each kind: QnA pairs and products by their agent-scoped indexes; passages
-#: in two tiers, each at most ``:cap``: those holding two of the question's rarest words
-#: (``:strict``), and only when they are too few, those holding any of them
-#: (``:searched``). ``matched`` is which of the question's terms an item holds, so only
-#: the pooled items are looked into, never every word of every candidate.
+#: in two tiers: at most ``:cap`` holding two of the question's rarest words
+#: (``:strict``), and only when they are fewer than the pool, at most ``:loose_cap``
+#: holding one of them (``:searched``). ``matched`` is which of the question's terms an
+#: item holds, so only the pooled items are looked into, never every word of each one.
 _FULL_TEXT = text(
     """
     WITH query AS (SELECT to_tsquery('simple', :tsquery) AS q),
