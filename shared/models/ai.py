@@ -255,6 +255,7 @@ class KnowledgeTerm(Base):
             "term",
             postgresql_using="gin",
             postgresql_ops={"term": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 
