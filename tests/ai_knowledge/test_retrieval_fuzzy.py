@@ -127,3 +127,21 @@ def test_ingestion_keeps_the_lexicon_corrections_use(workspace):
     ingestion.ingest(thermometer)
     hits = _retrieve(workspace, agent, "thermostta")
     assert hits and hits[0].source_id == thermometer
+
+
+def test_a_long_message_finds_the_pair_its_question_is_buried_in(workspace):
+    """A pasted page is too long to be trigram-similar to any stored question: the pair
+    is found through its words, and a short message still matches it whole."""
+    agent, sources = _agent_with(workspace)
+    resp = workspace.call(
+        "POST",
+        f"{sources_path(agent)}/{sources[0]}/qna-pairs",
+        json={"question": "How do I reset my password?", "answer": "Settings > Security."},
+    )
+    assert resp.status_code == 201, resp.text
+    pair = uuid.UUID(resp.json["id"])
+    filler = " ".join(["Order 1234 arrived late and the box was open."] * 30)
+    hits = _retrieve(workspace, agent, f"{filler} Also: how do I reset my password? {filler}")
+    assert hits and hits[0].id == pair
+    short = _retrieve(workspace, agent, "how do i reset my pasword")[0]
+    assert short.id == pair and short.score > hits[0].score
