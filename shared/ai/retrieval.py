@@ -6,14 +6,19 @@ an answer is grounded:
 
 1. The question's words, as PostgreSQL's ``simple`` parser reads them, minus common
    words ("what", "is", "the"...) unless nothing else is left, crudely stemmed
-   (:func:`stem`), are OR-ed into one prefix ``tsquery``. Candidate passages are found
-   through the question's rarer words (the agent's lexicon counts the passages of each
-   word; :meth:`Terms.searched`), at most :data:`CANDIDATE_CAP`: ranking every passage
-   that holds a common word would cost seconds at 100,000 and tell little.
-   ``ts_rank_cd`` (cover density) keeps the best :data:`POOL` of each kind.
+   (:func:`stem`), are OR-ed into one prefix ``tsquery``. The words, how many passages
+   hold each (the agent's lexicon) and the corrections of step 4 take one round trip.
+   Candidate passages are found in two tiers through the question's rarer words
+   (:meth:`Terms.strict`, :meth:`Terms.searched`): those holding two of them, at most
+   :data:`CANDIDATE_CAP`, and only when they are fewer than :data:`POOL`, those holding
+   one (:data:`LOOSE_CAP`). Ranking reads every candidate's ``tsvector``, so the
+   candidates are few and chosen: ranking every passage that holds a common word would
+   cost seconds at 100,000 and tell little. ``ts_rank_cd`` (cover density) keeps the
+   best :data:`POOL` of each kind.
 2. Each pooled hit is scored by *coverage*, the share of the question's words it holds
-   (from its stored ``tsvector``), lifted a little by its cover density. A passage with
-   every word of the question scores near 1; one with a third of them near 0.3.
+   (PostgreSQL says which, for the pooled hits only), lifted a little by its cover
+   density. A passage with every word of the question scores near 1; one with a third
+   of them near 0.3.
 3. QnA pairs are also compared whole, question to question, by trigram similarity
    (``pg_trgm``): "how do i reset my pasword" still finds "How do I reset my password?".
    A pair whose question matches is preferred (:data:`QNA_PREFERENCE`): its answer
@@ -34,6 +39,7 @@ frames it as quoted material (see tests/ai_knowledge/fixtures/hostile_knowledge.
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 from collections.abc import Sequence
@@ -59,8 +65,14 @@ VECTOR_SCAN_LIMIT = 5000
 MIN_CORRECTED = 4
 #: Passages the candidate words may hold together (see :meth:`Terms.searched`).
 CANDIDATE_BUDGET = 3000
-#: Candidate passages ranked at most, whatever the counts say (they may be stale).
-CANDIDATE_CAP = 1000
+#: Candidate passages of the first tier ranked at most, whatever the counts say (they
+#: may be stale): ranking reads each candidate's ``tsvector`` (TOASTed, ~1.6 kB), the
+#: bulk of a query's cost.
+CANDIDATE_CAP = 150
+#: Candidate passages of the second tier (one rare word each: filling the pool only).
+LOOSE_CAP = POOL
+#: Rarest stems the first candidate tier pairs up (:meth:`Terms.strict`; 10 pairs).
+STRICT_TERMS = 5
 #: What a word the lexicon cannot tell about is assumed to be: common.
 COMMON = 1_000_000
 #: Question words used at most (a pasted paragraph should not become a 200-term OR).
@@ -81,51 +93,115 @@ _STOPWORDS = """
 """
 STOPWORDS = frozenset(_STOPWORDS.split())
 
-_LEXEMES = text("SELECT array(SELECT lexeme FROM unnest(to_tsvector('simple', :question)))")
+#: The question's words (in the tsvector's order) with, in the same round trip, how many
+#: passages hold each, and for each unknown content word the closest word the agent's
+#: passages still use (trigram GIN over the agent's lexicon with the agent in front,
+#: ``ix_knowledge_terms_agent_trigram``: a tenth of a millisecond a word; a word whose
+#: passages are all gone is no correction). ``checked``: a correction was looked for.
+_WORDS = text(
+    """
+    WITH asked AS (
+        SELECT w.word, w.n,
+               w.word <> ALL(CAST(:stopwords AS text[]))
+                 AND (length(w.word) > 1 OR w.word !~ '^[[:alpha:]]$') AS content
+          FROM unnest(to_tsvector('simple', :question)) WITH ORDINALITY
+               AS w(word, positions, weights, n)
+    ), ranked AS (
+        SELECT asked.*, k.chunks AS known,
+               content AND k.chunks IS NULL AND length(word) >= :min_corrected
+                 AND count(*) FILTER (WHERE content) OVER (ORDER BY n) <= :max_terms AS checked
+          FROM asked
+          LEFT JOIN knowledge_terms k
+            ON k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id AND k.term = asked.word
+    )
+    SELECT r.word, r.known, r.checked, fix.term AS fixed, fix.chunks AS fixed_chunks
+      FROM ranked r
+      LEFT JOIN LATERAL (
+           SELECT t.term, t.chunks
+             FROM knowledge_terms t
+            WHERE r.checked AND t.ai_agent_id = :agent_id AND t.tenant_id = :tenant_id
+              AND t.term % r.word AND t.chunks > 0
+            ORDER BY similarity(t.term, r.word) DESC, t.term
+            LIMIT 1) AS fix ON true
+     ORDER BY r.n
+    """
+)
 
-#: The pool of each kind: tenant and agent first, then the GIN index on ``search``.
+#: The pool of each kind: QnA pairs and products by their agent-scoped indexes; passages
+#: in two tiers: at most ``:cap`` holding two of the question's rarest words
+#: (``:strict``), and only when they are fewer than the pool, at most ``:loose_cap``
+#: holding one of them (``:searched``). ``matched`` is which of the question's terms an
+#: item holds, so only the pooled items are looked into, never every word of each one.
+#: ``reach``: a stored question of ``L`` characters has at most ``2L + 2`` trigrams, and
+#: trigram similarity is at most the ratio of the two sets' sizes, so a question too short
+#: to reach the match threshold against a long message is not compared with it (a pasted
+#: page against 500 pairs cost 40 ms); its words still count through full text.
 _FULL_TEXT = text(
     """
-    WITH query AS (SELECT to_tsquery('simple', :tsquery) AS q)
-    (SELECT 'qna' AS kind, p.id, p.source_id, p.question || E'\\n' || p.answer AS body,
-            tsvector_to_array(p.search) AS lexemes, ts_rank_cd(p.search, query.q, 32) AS rank,
-            similarity(p.question, :question) AS question_similarity,
-            CASE WHEN :with_vectors THEN p.embedding END AS embedding
-       FROM qna_pairs p, query
-      WHERE p.tenant_id = :tenant_id AND p.ai_agent_id = :agent_id
-        AND (p.search @@ query.q OR p.question % :question)
-      ORDER BY greatest(ts_rank_cd(p.search, query.q, 32), similarity(p.question, :question))
-               DESC
-      LIMIT :pool)
-    UNION ALL
-    (SELECT 'chunk', c.id, c.source_id, c.content, tsvector_to_array(c.search),
-            ts_rank_cd(c.search, query.q, 32), 0.0,
-            CASE WHEN :with_vectors THEN c.embedding END
-       FROM (SELECT * FROM knowledge_chunks
-              WHERE ai_agent_id = :agent_id AND tenant_id = :tenant_id
-                AND search @@ to_tsquery('simple', :searched)
-              LIMIT :cap) AS c, query
-      ORDER BY ts_rank_cd(c.search, query.q, 32) DESC
-      LIMIT :pool)
-    UNION ALL
-    (SELECT 'product', p.id, NULL, p.name || coalesce(E'\\n' || p.description, ''),
-            tsvector_to_array(p.search), ts_rank_cd(p.search, query.q, 32), 0.0,
-            CASE WHEN :with_vectors THEN p.embedding END
-       FROM ai_products p, query
-      WHERE p.tenant_id = :tenant_id AND p.ai_agent_id = :agent_id AND p.search @@ query.q
-      ORDER BY ts_rank_cd(p.search, query.q, 32) DESC
-      LIMIT :pool)
+    WITH query AS (
+        SELECT to_tsquery('simple', :tsquery) AS q,
+               coalesce(array_length(show_trgm(:question), 1), 0) * show_limit() AS reach
+    ),
+    terms AS (
+        SELECT to_tsquery('simple', t.q) AS q, t.i
+          FROM unnest(CAST(:term_queries AS text[])) WITH ORDINALITY AS t(q, i)
+    ),
+    strict AS MATERIALIZED (
+        SELECT id, source_id, content, search,
+               CASE WHEN :with_vectors THEN embedding END AS embedding
+          FROM knowledge_chunks
+         WHERE ai_agent_id = :agent_id AND tenant_id = :tenant_id
+           AND search @@ to_tsquery('simple', :strict)
+         LIMIT :cap
+    ),
+    loose AS (
+        SELECT id, source_id, content, search,
+               CASE WHEN :with_vectors THEN embedding END AS embedding
+          FROM knowledge_chunks
+         WHERE (SELECT count(*) FROM strict) < :pool
+           AND ai_agent_id = :agent_id AND tenant_id = :tenant_id
+           AND search @@ to_tsquery('simple', :searched)
+           AND NOT search @@ to_tsquery('simple', :strict)
+         LIMIT :loose_cap
+    ),
+    pool AS (
+        (SELECT 'qna' AS kind, p.id, p.source_id, p.question || E'\\n' || p.answer AS body,
+                p.search, ts_rank_cd(p.search, query.q, 32) AS rank,
+                s.question_similarity,
+                CASE WHEN :with_vectors THEN p.embedding END AS embedding
+           FROM qna_pairs p, query,
+                LATERAL (SELECT CASE WHEN 2 * length(p.question) + 2 >= query.reach
+                                     THEN similarity(p.question, :question) ELSE 0.0
+                                END AS question_similarity) AS s
+          WHERE p.ai_agent_id = :agent_id AND p.tenant_id = :tenant_id
+            AND (p.search @@ query.q
+                 OR (2 * length(p.question) + 2 >= query.reach AND p.question % :question))
+          ORDER BY greatest(ts_rank_cd(p.search, query.q, 32), s.question_similarity) DESC
+          LIMIT :pool)
+        UNION ALL
+        (SELECT 'chunk', c.id, c.source_id, c.content, c.search,
+                ts_rank_cd(c.search, query.q, 32), 0.0,
+                c.embedding
+           FROM (SELECT * FROM strict UNION ALL SELECT * FROM loose) AS c, query
+          ORDER BY ts_rank_cd(c.search, query.q, 32) DESC
+          LIMIT :pool)
+        UNION ALL
+        (SELECT 'product', p.id, NULL, p.name || coalesce(E'\\n' || p.description, ''),
+                p.search, ts_rank_cd(p.search, query.q, 32), 0.0,
+                CASE WHEN :with_vectors THEN p.embedding END
+           FROM ai_products p, query
+          WHERE p.ai_agent_id = :agent_id AND p.tenant_id = :tenant_id AND p.search @@ query.q
+          ORDER BY ts_rank_cd(p.search, query.q, 32) DESC
+          LIMIT :pool)
+    )
+    SELECT kind, id, source_id, body, rank, question_similarity, embedding,
+           array(SELECT terms.i FROM terms WHERE pool.search @@ terms.q) AS matched
+      FROM pool
     """
 )
 
-#: The question words the agent's passages use, and in how many passages (primary key).
-_KNOWN = text(
-    """
-    SELECT term, chunks FROM knowledge_terms
-     WHERE ai_agent_id = :agent_id AND term = ANY(CAST(:words AS text[]))
-    """
-)
-#: The closest known word to each unknown one (trigram GiST, nearest first).
+#: The closest known word to each unknown one, for the words :data:`_WORDS` did not
+#: look at (a question of stopwords only).
 _CORRECTIONS = text(
     """
     SELECT asked, best.term, best.chunks
@@ -133,8 +209,9 @@ _CORRECTIONS = text(
      CROSS JOIN LATERAL (
            SELECT k.term, k.chunks
              FROM knowledge_terms k
-            WHERE k.term % asked AND k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id
-            ORDER BY k.term <-> asked
+            WHERE k.ai_agent_id = :agent_id AND k.tenant_id = :tenant_id AND k.term % asked
+              AND k.chunks > 0
+            ORDER BY similarity(k.term, asked) DESC, k.term
             LIMIT 1) AS best
     """
 )
@@ -207,32 +284,67 @@ class Terms:
     fuzzy: set[str]
     passages: dict[str, int]
 
+    def _by_rarity(self) -> list[str]:
+        """The stems some passage holds (or may: never looked up), the rarest first."""
+        counted = ((self.passages.get(s, COMMON), s) for s in self.stems)
+        return [term for count, term in sorted(counted) if count != 0]
+
     def searched(self) -> list[str]:
         """The stems candidates are looked up by: the rarest first, until together they
         hold :data:`CANDIDATE_BUDGET` passages (a common word alone finds nothing in
         particular, and ranking every passage holding it would cost seconds).
         """
-        known = sorted(
-            (self.passages.get(s, COMMON), s) for s in self.stems if self.passages.get(s) != 0
-        )
         picked, total = [], 0
-        for count, term in known:
+        for term in self._by_rarity():
+            count = self.passages.get(term, COMMON)
             if picked and total + count > CANDIDATE_BUDGET:
                 break
             picked.append(term)
             total += count
-        return picked
+        return picked or list(self.stems)
+
+    def strict(self) -> str:
+        """The tsquery of the first candidate tier: any two of the rarest stems (the
+        searched ones, at least two, at most :data:`STRICT_TERMS`). A passage holding
+        two rare words of the question is worth ranking; one holding one of them is
+        mostly noise, looked at only when the first tier finds too few.
+        """
+        rarest = self._by_rarity()
+        rare = rarest[: min(max(len(self.searched()), 2), STRICT_TERMS)]
+        if len(rare) < 2:
+            return _tsquery(rare or self.stems)
+        return " | ".join(
+            f"({_tsquery([a])} & {_tsquery([b])})" for a, b in itertools.combinations(rare, 2)
+        )
 
 
 def question_terms_for(
-    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, words: Sequence[str]
+    session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID, question: str
 ) -> Terms:
-    """Stems of ``words``, unknown words replaced by the lexicon's closest (counting less)."""
+    """The question's stems, unknown words replaced by the lexicon's closest (counting
+    less): one round trip (:data:`_WORDS`), a second only for a question of stopwords."""
+    rows = session.execute(
+        _WORDS,
+        {
+            "question": question,
+            "agent_id": agent_id,
+            "tenant_id": tenant_id,
+            "stopwords": sorted(STOPWORDS),
+            "min_corrected": MIN_CORRECTED,
+            "max_terms": MAX_TERMS,
+        },
+    ).all()
+    words = question_words([row.word for row in rows])
     best: dict[str, tuple[str, int]] = {}
-    if words:
-        known = session.execute(_KNOWN, {"words": list(words), "agent_id": agent_id})
-        best = {row.term: (row.term, row.chunks) for row in known}
-    unknown = [w for w in words if w not in best and len(w) >= MIN_CORRECTED]
+    checked: set[str] = set()
+    for row in rows:
+        if row.known is not None:
+            best[row.word] = (row.word, row.known)
+        elif row.fixed is not None:
+            best[row.word] = (row.fixed, row.fixed_chunks)
+        if row.checked:
+            checked.add(row.word)
+    unknown = [w for w in words if w not in best and w not in checked and len(w) >= MIN_CORRECTED]
     if unknown:
         corrections = session.execute(
             _CORRECTIONS, {"words": unknown, "agent_id": agent_id, "tenant_id": tenant_id}
@@ -334,15 +446,19 @@ def retrieve(
         "with_vectors": query_embedding is not None,
     }
     hits = _Hits()
-    lexemes = session.execute(_LEXEMES, {"question": params["question"]}).scalar_one()
-    terms = question_terms_for(session, tenant_id, ai_agent_id, question_words(lexemes))
+    terms = question_terms_for(session, tenant_id, ai_agent_id, params["question"])
     if terms.stems:
         queries = {
             "tsquery": _tsquery(terms.stems),
-            "searched": _tsquery(terms.searched() or terms.stems),
+            "term_queries": [_tsquery([term]) for term in terms.stems],
+            "searched": _tsquery(terms.searched()),
+            "strict": terms.strict(),
+            "cap": CANDIDATE_CAP,
+            "loose_cap": LOOSE_CAP,
         }
-        for row in session.execute(_FULL_TEXT, params | queries | {"cap": CANDIDATE_CAP}):
-            lexical = lexical_score(terms.stems, row.lexemes, row.rank, terms.fuzzy)
+        for row in session.execute(_FULL_TEXT, params | queries):
+            held = [terms.stems[i - 1] for i in row.matched]
+            lexical = lexical_score(terms.stems, held, row.rank, terms.fuzzy)
             if row.kind == "qna":
                 lexical = qna_score(lexical, row.question_similarity)
             hits.keep(row, blend(lexical, row.embedding, query_embedding))

@@ -247,12 +247,15 @@ class KnowledgeTerm(Base):
     __tablename__ = "knowledge_terms"
     __table_args__ = (
         PrimaryKeyConstraint("ai_agent_id", "term"),
-        # GiST: the nearest word first (``<->``), one index probe per misspelt word.
+        # PERF: GIN with the agent in front (btree_gin): a misspelt word is compared
+        # with the words of its own agent that share trigrams with it (migration 0027).
         Index(
-            "ix_knowledge_terms_trigram",
+            "ix_knowledge_terms_agent_trigram",
+            "ai_agent_id",
             "term",
-            postgresql_using="gist",
-            postgresql_ops={"term": "gist_trgm_ops"},
+            postgresql_using="gin",
+            postgresql_ops={"term": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 
@@ -269,9 +272,11 @@ class QnaPair(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "qna_pairs"
     __table_args__ = (
         Index("ix_qna_pairs_source", "tenant_id", "source_id", text("created_at DESC")),
-        Index("ix_qna_pairs_search", "search", postgresql_using="gin"),
+        # PERF: the agent in front (btree_gin, migration 0027): one agent's postings only.
+        Index("ix_qna_pairs_search", "ai_agent_id", "search", postgresql_using="gin"),
         Index(
             "ix_qna_pairs_trigram",
+            "ai_agent_id",
             "question",
             postgresql_using="gin",
             postgresql_ops={"question": "gin_trgm_ops"},
@@ -307,7 +312,7 @@ class AiProduct(UUIDPrimaryKey, Timestamps, Base):
             unique=True,
             postgresql_where=text("sku IS NOT NULL"),
         ),
-        Index("ix_ai_products_search", "search", postgresql_using="gin"),
+        Index("ix_ai_products_search", "ai_agent_id", "search", postgresql_using="gin"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
