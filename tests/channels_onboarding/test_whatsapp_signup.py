@@ -58,6 +58,9 @@ def test_signup_connects_the_number_and_asks_for_a_template_sync(workspace, meta
 
 def test_tokens_codes_and_the_app_secret_never_reach_the_log(workspace, meta_settings, caplog):
     caplog.set_level(logging.DEBUG)
+    # httpx's request lines are off by default (shared.logs.CHATTY_LOGGERS); an operator
+    # who turns them on for a diagnosis must not find a secret in them either.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     waba_id, _ = meta_settings.meta.add_waba()
     code = meta_settings.meta.grant(wabas=[waba_id])
     resp = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
