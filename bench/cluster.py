@@ -270,14 +270,11 @@ class Cluster(contextlib.ExitStack):
 
     def wait_worker(self, worker: common.Child) -> None:
         processes = self._worker_processes[worker.pid]
-        common.wait_until(
-            lambda: (
-                worker.log_path.read_text(errors="replace").count("ready for action") >= processes
-            ),
+        common.wait_workers_ready(
+            worker,
+            processes,
             f"{worker.name}'s {processes} worker processes are ready",
             timeout=120,
-            interval=0.2,
-            children=[worker],
         )
 
     def kill_host(self, role: str) -> list[int]:

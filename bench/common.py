@@ -253,6 +253,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def wait_workers_ready(worker: Child, processes: int, what: str, *, timeout: float) -> None:
+    """Wait until ``worker`` (``python -m workers``) logged Dramatiq's "ready for action"
+    once per process (the log level must be info, the default)."""
+    wait_until(
+        lambda: worker.log_path.read_text(errors="replace").count("ready for action") >= processes,
+        what,
+        timeout=timeout,
+        interval=0.2,
+        children=[worker],
+    )
+
+
 def http_request(
     port: int,
     method: str,

@@ -69,14 +69,8 @@ def measure(bench: common.Bench, processes: int, threads: int, settings, settle,
         settings,
     )
     try:
-        common.wait_until(
-            lambda: (
-                worker.log_path.read_text(errors="replace").count("ready for action") >= processes
-            ),
-            f"{processes} worker processes ready",
-            timeout=180,
-            interval=0.2,
-            children=[worker],
+        common.wait_workers_ready(
+            worker, processes, f"{processes} worker processes ready", timeout=180
         )
         time.sleep(settle)
         redis_pid = _redis_pid()
