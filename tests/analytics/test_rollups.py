@@ -64,11 +64,16 @@ def _random_traffic(ws, seed: int, steps: int) -> None:
 
 
 def _reconcile() -> dict:
-    """Run the scheduler's job (it sends the actor) and wait for the run it records."""
+    """Run the scheduler's job (it sends the actor) and wait for the run it records.
+
+    The wait is for a run row that did not exist before the job, read in one statement:
+    reading "the newest run" and "how many runs" apart could pair a new, unfinished
+    run's count with the previous, finished run's row.
+    """
     from scheduler import jobs
 
     with session_scope() as session:
-        before = session.scalar(text("SELECT count(*) FROM analytics_reconcile_runs"))
+        before = list(session.scalars(text("SELECT id FROM analytics_reconcile_runs")))
         assert jobs.reconcile_analytics(session) is True
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -76,11 +81,13 @@ def _reconcile() -> dict:
             row = session.execute(
                 text(
                     "SELECT status, corrections, days_checked, details"
-                    " FROM analytics_reconcile_runs ORDER BY started_at DESC LIMIT 1"
-                )
+                    " FROM analytics_reconcile_runs"
+                    " WHERE id <> ALL(CAST(:before AS uuid[])) AND status <> 'running'"
+                    " ORDER BY started_at DESC LIMIT 1"
+                ),
+                {"before": before},
             ).one_or_none()
-            count = session.scalar(text("SELECT count(*) FROM analytics_reconcile_runs"))
-        if count > before and row and row.status != "running":
+        if row is not None:
             return row._asdict()
         time.sleep(0.1)
     pytest.fail("the reconcile did not finish")
