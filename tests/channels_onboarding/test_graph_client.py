@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import socketserver
+import threading
+import time
 
 import pytest
 
@@ -124,3 +129,61 @@ def test_secret_query_values_are_blanked_in_httpx_logs(meta_settings, caplog):
     _client(graph, []).request("GET", "debug_token", app_token, params={"input_token": token})
     assert "input_token=***" in caplog.text
     assert token not in caplog.text and graph.meta.app_secret not in caplog.text
+
+
+class _OneAnswerPerConnection(socketserver.ThreadingTCPServer):
+    """A Graph stand-in that answers each connection's first POST with keep-alive, then
+    closes it: the client's idle connection is dead when the next send comes."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.requests: list[bytes] = []
+        super().__init__(("127.0.0.1", 0), _AnswerOnceHandler)
+
+
+class _AnswerOnceHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = self.rfile.readline()
+            if not line:
+                return
+            head += line
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        body = self.rfile.read(length)
+        self.server.requests.append(body)
+        answer = b'{"messages":[{"id":"wamid.%d"}]}' % len(self.server.requests)
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+        self.wfile.flush()
+        time.sleep(0.05)  # the answer is read; then the server closes the kept-alive connection
+
+
+def test_a_send_on_a_connection_the_server_closed_goes_out_once_on_a_new_one():
+    server = _OneAnswerPerConnection()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = GraphClient(f"http://127.0.0.1:{server.server_address[1]}/v21.0", timeout=2.0)
+        first = client.post("123/messages", "EAAtoken", {"to": "1"})
+        time.sleep(0.2)  # the server has closed the connection the client keeps
+        second = client.post("123/messages", "EAAtoken", {"to": "2"})
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (first["messages"][0]["id"], second["messages"][0]["id"]) == ("wamid.1", "wamid.2")
+    assert [json.loads(body)["to"] for body in server.requests] == ["1", "2"]
+
+
+def test_a_send_the_graph_does_not_answer_in_time_is_a_transient_timeout(meta_settings):
+    graph = meta_settings
+    graph.script(("sleep", 1.5))
+    client = GraphClient(f"{graph.base_url}/v21.0", timeout=0.5)
+    with pytest.raises(SendFailed) as failed:
+        client.post("123/messages", "EAAtoken", {"to": "1"})
+    client.close()
+    assert failed.value.code == "timeout" and failed.value.transient
