@@ -75,6 +75,8 @@ class JsonPoster:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        #: ``netloc`` keeps an IPv6 address's brackets and a non-default port.
+        self._host_header = parts.netloc.rpartition("@")[2]
         self._timeout = timeout
         self._ssl = httpx.create_ssl_context() if self._https else None
         self._idle: list[http.client.HTTPConnection] = []
@@ -87,7 +89,7 @@ class JsonPoster:
         target = url[len(self._origin) :] or "/"
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {
-            "Host": self._host if self._port in (80, 443) else f"{self._host}:{self._port}",
+            "Host": self._host_header,
             "Accept": "*/*",
             "User-Agent": "omnistream",
             **headers,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import re
 import socketserver
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from shared.channels import graph_errors
 from shared.channels.graph import GraphClient, RetryPolicy
 from shared.channels.send_errors import SendFailed
 from tests.peers.graph_onboarding import Grant
+from tests.peers.tls import make_self_signed, server_context
 
 
 def _client(graph, sleeps: list[float], *, retries: int = 2) -> GraphClient:
@@ -187,3 +190,45 @@ def test_a_send_the_graph_does_not_answer_in_time_is_a_transient_timeout(meta_se
         client.post("123/messages", "EAAtoken", {"to": "1"})
     client.close()
     assert failed.value.code == "timeout" and failed.value.transient
+
+
+def _tls_graph(tmp_path) -> tuple[http.server.ThreadingHTTPServer, Path]:
+    """A Graph stand-in over TLS with a self-signed certificate for localhost."""
+    cert, key = make_self_signed(tmp_path)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = b'{"messages":[{"id":"wamid.tls"}]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_context(cert, key).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, cert
+
+
+def test_sends_over_tls_go_to_a_trusted_certificate_only(tmp_path, monkeypatch):
+    server, cert = _tls_graph(tmp_path)
+    root = f"https://localhost:{server.server_address[1]}/v21.0"
+    try:
+        with pytest.raises(SendFailed) as refused:  # not in the trusted store
+            GraphClient(root, timeout=2.0).post("123/messages", "EAAtoken", {"to": "1"})
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        client = GraphClient(root, timeout=2.0)
+        answers = [client.post("123/messages", "EAAtoken", {"to": str(n)}) for n in range(2)]
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.value.code == "connection_error" and "CERTIFICATE" in refused.value.message
+    assert [a["messages"][0]["id"] for a in answers] == ["wamid.tls", "wamid.tls"]
