@@ -36,7 +36,15 @@ class Outgoing:
     credentials: dict[str, str]
 
 
-def send(session: Session, outgoing: Outgoing) -> str:
+def reads_database(outgoing: Outgoing) -> bool:
+    """Whether sending ``outgoing`` reads the database (a stored file, an email's thread, an
+    api callback's answer): a Meta text or template needs no session."""
+    meta = outgoing.message.channel in ("whatsapp", "messenger", "instagram")
+    return not meta or bool(outgoing.message.attachments)
+
+
+def send(session: Session | None, outgoing: Outgoing) -> str:
+    """``session`` may be None when :func:`reads_database` says the send reads nothing."""
     channel = outgoing.message.channel
     if channel == "whatsapp":
         return _send_whatsapp(session, outgoing)
@@ -60,7 +68,7 @@ def _token(outgoing: Outgoing) -> str:
     return token
 
 
-def _send_whatsapp(session: Session, outgoing: Outgoing) -> str:
+def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
     """Text, template, or one file (uploaded to WhatsApp first; ``body`` is its caption)."""
     message, to = outgoing.message, outgoing.contact.external_id
     token = _token(outgoing)
@@ -97,7 +105,7 @@ def _send_whatsapp(session: Session, outgoing: Outgoing) -> str:
         raise SendFailed("bad_response", "no message id in Meta's answer", transient=True) from exc
 
 
-def _send_page(session: Session, outgoing: Outgoing) -> str:
+def _send_page(session: Session | None, outgoing: Outgoing) -> str:
     """Messenger and Instagram both send through ``/me/messages`` with the page token:
     text as JSON, a file as multipart (``filedata``) in the same call."""
     message, recipient = outgoing.message, outgoing.contact.external_id

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
+import re
+import socketserver
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +17,7 @@ from shared.channels import graph_errors
 from shared.channels.graph import GraphClient, RetryPolicy
 from shared.channels.send_errors import SendFailed
 from tests.peers.graph_onboarding import Grant
+from tests.peers.tls import make_self_signed, server_context
 
 
 def _client(graph, sleeps: list[float], *, retries: int = 2) -> GraphClient:
@@ -124,3 +132,103 @@ def test_secret_query_values_are_blanked_in_httpx_logs(meta_settings, caplog):
     _client(graph, []).request("GET", "debug_token", app_token, params={"input_token": token})
     assert "input_token=***" in caplog.text
     assert token not in caplog.text and graph.meta.app_secret not in caplog.text
+
+
+class _OneAnswerPerConnection(socketserver.ThreadingTCPServer):
+    """A Graph stand-in that answers each connection's first POST with keep-alive, then
+    closes it: the client's idle connection is dead when the next send comes."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.requests: list[bytes] = []
+        super().__init__(("127.0.0.1", 0), _AnswerOnceHandler)
+
+
+class _AnswerOnceHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = self.rfile.readline()
+            if not line:
+                return
+            head += line
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        body = self.rfile.read(length)
+        self.server.requests.append(body)
+        answer = b'{"messages":[{"id":"wamid.%d"}]}' % len(self.server.requests)
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+        self.wfile.flush()
+        time.sleep(0.05)  # the answer is read; then the server closes the kept-alive connection
+
+
+def test_a_send_on_a_connection_the_server_closed_goes_out_once_on_a_new_one():
+    server = _OneAnswerPerConnection()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = GraphClient(f"http://127.0.0.1:{server.server_address[1]}/v21.0", timeout=2.0)
+        first = client.post("123/messages", "EAAtoken", {"to": "1"})
+        time.sleep(0.2)  # the server has closed the connection the client keeps
+        second = client.post("123/messages", "EAAtoken", {"to": "2"})
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (first["messages"][0]["id"], second["messages"][0]["id"]) == ("wamid.1", "wamid.2")
+    assert [json.loads(body)["to"] for body in server.requests] == ["1", "2"]
+
+
+def test_a_send_the_graph_does_not_answer_in_time_is_a_transient_timeout(meta_settings):
+    graph = meta_settings
+    graph.script(("sleep", 1.5))
+    client = GraphClient(f"{graph.base_url}/v21.0", timeout=0.5)
+    with pytest.raises(SendFailed) as failed:
+        client.post("123/messages", "EAAtoken", {"to": "1"})
+    client.close()
+    assert failed.value.code == "timeout" and failed.value.transient
+
+
+def _tls_graph(tmp_path) -> tuple[http.server.ThreadingHTTPServer, Path]:
+    """A Graph stand-in over TLS with a self-signed certificate for localhost."""
+    cert, key = make_self_signed(tmp_path)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = b'{"messages":[{"id":"wamid.tls"}]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_context(cert, key).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, cert
+
+
+def test_sends_over_tls_go_to_a_trusted_certificate_only(tmp_path, monkeypatch):
+    server, cert = _tls_graph(tmp_path)
+    root = f"https://localhost:{server.server_address[1]}/v21.0"
+    try:
+        with pytest.raises(SendFailed) as refused:  # not in the trusted store
+            GraphClient(root, timeout=2.0).post("123/messages", "EAAtoken", {"to": "1"})
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        client = GraphClient(root, timeout=2.0)
+        answers = [client.post("123/messages", "EAAtoken", {"to": str(n)}) for n in range(2)]
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.value.code == "connection_error" and "CERTIFICATE" in refused.value.message
+    assert [a["messages"][0]["id"] for a in answers] == ["wamid.tls", "wamid.tls"]
