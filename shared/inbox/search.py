@@ -273,7 +273,7 @@ def _recent_statement(shape: str, present: frozenset[str]) -> Select:
         .limit(RECENT_WINDOW)
         .subquery("window")
     )
-    in_window = filters.matches(window.c).cte("in_window")
+    in_window = filters.matches(window.c).cte("recent")
     count = select(func.count().label("window_matches")).select_from(in_window).subquery()
     page = _page(filters, filters.newest_visible(in_window.c).subquery("candidates"))
     return (
@@ -336,7 +336,7 @@ def _page(filters: _Filters, candidates) -> Subquery:
         .join(Message, (Message.id == ranked.c.id) & (Message.tenant_id == filters.tenant_id))
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .subquery("page")
+        .subquery("hit")
     )
 
 
