@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from sqlalchemy import text
+
 from shared.db import session_scope
+from shared.inbox import search
 from shared.models import Message
 
 SEARCH = "/api/messages/search"
@@ -150,3 +153,72 @@ def test_only_visible_conversations_and_own_tenant(workspace, inbox, other_works
         ).status_code
         == 404
     )
+
+
+def _bury(inbox, conversation, count: int, body: str) -> None:
+    """``count`` messages newer than every other in the tenant (one statement, not the ORM)."""
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
+                " sender_type, status, body, created_at, updated_at)"
+                " SELECT gen_random_uuid(), :tenant, :conversation, :channel, 'inbound',"
+                " 'contact', 'received', :body, now() + n * interval '1 ms', now()"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {
+                "tenant": inbox.tenant_id,
+                "conversation": conversation["id"],
+                "channel": conversation["channel"],
+                "body": body,
+                "count": count,
+            },
+        )
+
+
+def _old(message_id) -> None:
+    with session_scope() as session:
+        session.get_one(Message, message_id).created_at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+def test_a_rare_query_reaches_past_the_recent_window(workspace, inbox):
+    agent, token = workspace.create_agent()
+    mine = inbox.conversation(assignee_id=agent["id"])
+    hidden = inbox.conversation(assignee_id=workspace.admin["id"])
+    old = inbox.message(mine, "zanzibar parcel, and a filler word")
+    old_hidden = inbox.message(hidden, "zanzibar again")
+    _old(old)
+    _old(old_hidden)
+    _bury(inbox, mine, search.RECENT_WINDOW, "filler filler")
+
+    # Rare in the window (no match there): the whole history, visibility applied.
+    hits = _search(workspace, token=token, q="zanzibar")["items"]
+    assert [h["message"]["id"] for h in hits] == [str(old)]
+    assert "<mark>zanzibar</mark>" in hits[0]["highlight"]
+    assert {h["message"]["id"] for h in _search(workspace, q="zanzibar")["items"]} == {
+        str(old),
+        str(old_hidden),
+    }
+    # Common in the window: its newest matches only, the old one is not ranked.
+    common = _search(workspace, token=token, q="filler", limit=100)
+    assert len(common["items"]) == 100 and common["next_cursor"] is not None
+    assert str(old) not in {h["message"]["id"] for h in common["items"]}
+    # A window reaching back in time (``to``) finds it again.
+    dated = _search(workspace, token=token, q="filler", to="2021-01-01T00:00:00Z")["items"]
+    assert [h["message"]["id"] for h in dated] == [str(old)]
+
+
+def test_common_or_rare_is_decided_before_visibility(workspace, inbox):
+    """A word common in the window stays a recent search for an agent who sees none of it."""
+    agent, token = workspace.create_agent()
+    mine = inbox.conversation(assignee_id=agent["id"])
+    hidden = inbox.conversation(assignee_id=workspace.admin["id"])
+    old = inbox.message(mine, "walrus from long ago")
+    _old(old)
+    _bury(inbox, hidden, search.RECENT_WINDOW - search.RARE_BELOW, "filler")
+    _bury(inbox, hidden, search.RARE_BELOW, "walrus seal")
+
+    assert _search(workspace, token=token, q="walrus")["items"] == []
+    assert len(_search(workspace, q="walrus", limit=100)["items"]) == search.RARE_BELOW
+    rare = _search(workspace, token=token, q="walrus -seal")["items"]
+    assert [h["message"]["id"] for h in rare] == [str(old)]
