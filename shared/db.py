@@ -48,7 +48,10 @@ def get_engine() -> Engine:
         # not tracked and is left to the role (README: PgBouncer).
         connect_args["prepare_threshold"] = None
     else:
-        options = ["-c TimeZone=UTC"]
+        # NOTE: JIT off: these are short OLTP statements, and a plan whose cost a bad
+        # estimate pushed past jit_above_cost paid 30 ms-2 s of compilation (seen on message
+        # searches, tables without statistics) for a statement that ran in milliseconds.
+        options = ["-c TimeZone=UTC", "-c jit=off"]
         if settings.db_statement_timeout_ms:
             options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
         connect_args["options"] = " ".join(options)
