@@ -241,11 +241,15 @@ class RequestReadSession(ReadSession):
     """
 
     def connection(self, bind_arguments=None, execution_options=None) -> Connection:
-        if self._direct is not None:
-            return self._direct
-        if self._transaction is not None or bind_arguments or execution_options:
+        if bind_arguments or execution_options:
             return super().connection(bind_arguments, execution_options)
-        self._direct = _take_read_connection(self.bind.engine)  # type: ignore[union-attr]
+        return self.get_bind()
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        # NOTE: ORM queries too: a session that starts with one uses the held connection,
+        # so a request thread never holds a second one for a read.
+        if self._direct is None:
+            self._direct = _take_read_connection(self.bind.engine)  # type: ignore[union-attr]
         return self._direct
 
     def close(self) -> None:

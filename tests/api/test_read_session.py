@@ -139,6 +139,18 @@ def test_read_requests_on_one_thread_reuse_the_connection_the_first_took(workspa
     assert use["in"] == 1
 
 
+def test_reads_through_the_orm_use_the_held_connection_too(workspace):
+    _list(workspace)
+    with held_here(holding=1) as use:
+        for _ in range(3):
+            roles = workspace.call("GET", "/api/roles")  # ORM queries, no driver path first
+            assert roles.status_code == 200, roles.text
+            _list(workspace)
+        assert use["out"] == 0 and use["in"] == 0, use
+        release_read_connection()
+    assert {"admin", "agent"} <= {role["name"] for role in roles.json}
+
+
 def test_a_write_request_gives_the_held_read_connection_back_before_it_takes_one(workspace):
     _list(workspace)
     with held_here(holding=1) as use:
