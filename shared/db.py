@@ -231,8 +231,8 @@ class RequestReadSession(ReadSession):
 
     PERF: checking a connection out of the pool and back for every read request (pool
     events, the AUTOCOMMIT isolation level set and reset, a different backend each
-    time) cost ~0.08 ms CPU of a 0.3-0.7 ms read request (in-process replay of the
-    inbox mix: reads -12 to -22 %, the mix -10 %). A request thread keeps its read
+    time) cost ~0.1 ms CPU of a 0.4-0.9 ms read request (in-process replay of the inbox
+    mix, held + LIFO pool: reads -7 to -21 %, the mix -9 %). A request thread keeps its read
     connection while it is busy; it goes back to the pool when the thread serves a
     write (:func:`release_read_connection`), when it sat idle for
     ``IDLE_PING_AFTER_SECONDS`` (the pool pings it before lending it again, as before),
