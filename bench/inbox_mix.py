@@ -111,6 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-kinds", help="with --profile: only these kinds (comma-separated)"
     )
+    parser.add_argument(
+        "--profile-threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="with --profile: also replay the N requests on T threads at once and compare the"
+        " process's CPU per request with one thread (what a gunicorn process's threads add)",
+    )
+    parser.add_argument(
+        "--profile-out", help="with --profile: also write the cProfile stats to this file"
+    )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
@@ -320,7 +331,7 @@ def preflight(port: int, specs: list[dict]) -> None:
             )
 
 
-def profile(specs: list[dict], count: int) -> int:
+def profile(specs: list[dict], count: int, stats_file: str | None = None, threads: int = 1) -> int:
     """Replay ``count`` requests of the mix in-process: CPU per kind and where it goes."""
     import cProfile
     import io
@@ -372,6 +383,8 @@ def profile(specs: list[dict], count: int) -> int:
         replay(index, False)
     for index in range(count):  # timed without the profiler's overhead
         cpu[specs[index % len(specs)]["kind"]].append(replay(index, False))
+    if threads > 1:
+        compare_threads(replay, count, threads)
     for index in range(count):
         replay(index, True)
     # NOTE: this process counted the replies' enqueues; written now, not at exit, when the
@@ -397,10 +410,54 @@ def profile(specs: list[dict], count: int) -> int:
             for kind, times in cpu.items()
         ],
     )
+    if stats_file:
+        profiler.dump_stats(stats_file)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(60)
     print(out.getvalue())
     return common.EXIT_PASS
+
+
+def compare_threads(replay, count: int, threads: int, passes: int = 3) -> None:
+    """The process's CPU per request replaying on one thread, then on ``threads`` at once.
+
+    Alternating passes of the same ``count`` requests; process CPU (every thread's, user
+    and system) over the pass. What a gunicorn worker's threads cost beyond the requests'
+    own work (GIL hand-offs, waking each other) shows as the difference.
+    """
+    import threading
+
+    def run_pass(width: int) -> tuple[float, float]:
+        def work(offset: int) -> None:
+            for index in range(offset, count, width):
+                replay(index, False)
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(width)]
+        cpu, wall = time.process_time(), time.monotonic()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return time.process_time() - cpu, time.monotonic() - wall
+
+    figures: dict[int, list[tuple[float, float]]] = {1: [], threads: []}
+    for _ in range(passes):
+        for width in (1, threads):
+            figures[width].append(run_pass(width))
+    common.print_table(
+        f"CPU per request, the same {count} requests on 1 and {threads} threads ({passes}"
+        " alternating passes each; process CPU, every thread)",
+        ["threads", "CPU ms per request (each pass)", "mean", "req/s (wall)"],
+        [
+            (
+                width,
+                " / ".join(f"{1000 * cpu / count:.3f}" for cpu, _ in runs),
+                f"{1000 * sum(cpu for cpu, _ in runs) / (count * len(runs)):.3f}",
+                f"{count * len(runs) / sum(wall for _, wall in runs):,.0f}",
+            )
+            for width, runs in figures.items()
+        ],
+    )
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -447,7 +504,12 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         preflight(app_port, specs)
         if args.profile:
             kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
-            return profile([s for s in specs if s["kind"] in kinds], args.profile)
+            return profile(
+                [s for s in specs if s["kind"] in kinds],
+                args.profile,
+                args.profile_out,
+                args.profile_threads,
+            )
         print(
             f"[inbox_mix] {len(agents)} agents signed in, {len(specs):,} requests in the mix"
             f" ({time.monotonic() - started:.1f} s)",

@@ -2,7 +2,9 @@
 
 ``shared.db.ReadSession`` hands its connection out directly (no session transaction);
 ORM queries on the same session must run on that same connection, and closing the
-session must give it back to the pool, whichever path ran first.
+session must give it back to the pool, whichever path ran first. The API's read requests
+(``RequestReadSession``) keep that connection on their thread for the next read, and give
+it back before a write, after an idle spell, or when it was lost.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import psycopg
+import pytest
 from sqlalchemy import event, select, text
 
-from shared.db import fetch_rows, get_engine, get_sessionmaker
+from shared import db
+from shared.config import get_settings
+from shared.db import fetch_rows, get_engine, get_sessionmaker, release_read_connection
 from shared.models import User
 
 _PID = select(text("pg_backend_pid()"))
@@ -85,3 +91,104 @@ def test_a_closed_session_connects_again_on_its_next_query(workspace):
     finally:
         session.close()
     assert first is not None
+
+
+# --- the API's read requests: the connection stays with the request thread ----------------
+
+
+@contextlib.contextmanager
+def held_here(holding: int = 0):
+    """This thread's pool use: checkouts, checkins and the most held at once (``holding``
+    already held when it starts)."""
+    me, pool = threading.get_ident(), get_engine().pool
+    counts = {"out": 0, "in": 0, "now": holding, "most": holding}
+
+    def checked_out(*_args):
+        if threading.get_ident() == me:
+            counts["out"] += 1
+            counts["now"] += 1
+            counts["most"] = max(counts["most"], counts["now"])
+
+    def checked_in(*_args):
+        if threading.get_ident() == me:
+            counts["in"] += 1
+            counts["now"] -= 1
+
+    event.listen(pool, "checkout", checked_out)
+    event.listen(pool, "checkin", checked_in)
+    try:
+        yield counts
+    finally:
+        event.remove(pool, "checkout", checked_out)
+        event.remove(pool, "checkin", checked_in)
+
+
+def _list(workspace):
+    listed = workspace.call("GET", "/api/conversations?limit=5")
+    assert listed.status_code == 200, listed.text
+    return listed.json
+
+
+def test_read_requests_on_one_thread_reuse_the_connection_the_first_took(workspace):
+    release_read_connection()
+    with held_here() as use:
+        answers = [_list(workspace) for _ in range(5)]
+        assert use["out"] == 1 and use["in"] == 0, use
+        release_read_connection()
+    assert all(answer == answers[0] for answer in answers)
+    assert use["in"] == 1
+
+
+def test_reads_through_the_orm_use_the_held_connection_too(workspace):
+    _list(workspace)
+    with held_here(holding=1) as use:
+        for _ in range(3):
+            roles = workspace.call("GET", "/api/roles")  # ORM queries, no driver path first
+            assert roles.status_code == 200, roles.text
+            _list(workspace)
+        assert use["out"] == 0 and use["in"] == 0, use
+        release_read_connection()
+    assert {"admin", "agent"} <= {role["name"] for role in roles.json}
+
+
+def test_a_write_request_gives_the_held_read_connection_back_before_it_takes_one(workspace):
+    _list(workspace)
+    with held_here(holding=1) as use:
+        created = workspace.call(
+            "POST",
+            "/api/agents",
+            json={"email": "held@example.com", "full_name": "H", "role": "agent"},
+        )
+        assert created.status_code == 201, created.text
+        _list(workspace)
+        release_read_connection()
+    # The held one went back before the write took one; the next read took its own.
+    assert use["most"] == 1, use
+    assert use["in"] == 3 and use["out"] == 2, use
+
+
+def test_a_held_connection_the_server_killed_is_replaced_and_the_read_answers(workspace):
+    before = _list(workspace)
+    url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name = 'omnistream'"
+        )
+    try:
+        assert _list(workspace) == before
+    finally:
+        get_engine().dispose()  # NOTE: the next test must not draw a killed pooled connection
+
+
+def test_a_held_connection_idle_past_the_ping_delay_goes_back_to_the_pool(
+    workspace, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(db, "IDLE_PING_AFTER_SECONDS", 0.0)
+    _list(workspace)
+    with held_here() as use:
+        _list(workspace)
+    # Given back (and pinged by the pool on its way out again), not used as it was.
+    assert use["in"] == 1 and use["out"] == 1, use
+    release_read_connection()
