@@ -72,10 +72,22 @@ class DrainResult(NamedTuple):
     counted: int
     #: True when the time budget ran out with rows left: send the job again.
     unfinished: bool
+    #: True when another drainer held the tenant's lock: it looks again once done.
+    locked_out: bool = False
 
 
-def drain(tenant_id: uuid.UUID, *, batch_size: int = 1000, budget_seconds: float = 20.0):
+def drain(
+    tenant_id: uuid.UUID,
+    *,
+    batch_size: int = 1000,
+    budget_seconds: float = 20.0,
+    recheck: bool = True,
+):
     """Count every queued event of the tenant; see the module docstring for the locking.
+
+    ``recheck=False`` stops after the first short batch without looking again: the
+    caller does (:func:`has_pending`, after unlocking, as the ``roll_up`` actor does once
+    it has cleared its waiting flag).
 
     NOTE: each batch takes the tenant's lock in its own transaction (a transaction-level
     lock, released by its commit). A session-level lock held across batches broke
@@ -88,7 +100,8 @@ def drain(tenant_id: uuid.UUID, *, batch_size: int = 1000, budget_seconds: float
     while True:
         with session_scope() as session:
             if not session.execute(_TRY_LOCK, keys).scalar():
-                return DrainResult(counted, False)  # the holder re-checks after unlocking
+                # the holder re-checks after unlocking
+                return DrainResult(counted, False, locked_out=True)
             taken = apply_batch(session, tenant_id, batch_size)
         counted += taken
         if taken == batch_size:
@@ -96,9 +109,14 @@ def drain(tenant_id: uuid.UUID, *, batch_size: int = 1000, budget_seconds: float
                 return DrainResult(counted, True)
             continue
         # NOTE: rows committed while we held the lock had their message refused; look again.
-        with session_scope() as session:
-            if not session.scalar(_HAS_PENDING, {"tenant_id": tenant_id}):
-                return DrainResult(counted, False)
+        if not recheck or not has_pending(tenant_id):
+            return DrainResult(counted, False)
+
+
+def has_pending(tenant_id: uuid.UUID) -> bool:
+    """Whether any queued event of the tenant waits to be counted (its own transaction)."""
+    with session_scope() as session:
+        return bool(session.scalar(_HAS_PENDING, {"tenant_id": tenant_id}))
 
 
 def apply_batch(session: Session, tenant_id: uuid.UUID, limit: int) -> int:
