@@ -57,7 +57,10 @@ def roll_up(tenant_id: str) -> None:
     result = rollup.drain(tenant, recheck=False)
     count_items({"analytics_events": result.counted})
     if result.locked_out:
-        return  # the drainer holding the lock clears the flag and looks again
+        # NOTE: a drainer holding the lock looks again once done; the nightly reconcile
+        # does not, it sends a roll_up when done with the tenant: the flag must let it.
+        _clear_waiting(tenant_id)
+        return
     if result.unfinished:
         roll_up.send_with_options(args=(tenant_id,), tenant_id=tenant_id)  # flag kept
         return
