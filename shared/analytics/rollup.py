@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from shared.analytics.counters import Deltas
 from shared.analytics.intake import CONVERSATION_EVENTS
 from shared.analytics.local_time import local_day_hour, parse_instant, tenant_zone
-from shared.db import session_scope
+from shared.db import fetch_rows, session_scope
 from shared.models.analytics import NOBODY
 
 #: First half of the two-key advisory lock of a tenant's rollups ('an' for analytics).
@@ -99,7 +99,7 @@ def drain(
     keys = lock_key(tenant_id)
     while True:
         with session_scope() as session:
-            if not session.execute(_TRY_LOCK, keys).scalar():
+            if not fetch_rows(session.connection(), _TRY_LOCK, keys)[0][0]:
                 # the holder re-checks after unlocking
                 return DrainResult(counted, False, locked_out=True)
             taken = apply_batch(session, tenant_id, batch_size)
@@ -116,7 +116,7 @@ def drain(
 def has_pending(tenant_id: uuid.UUID) -> bool:
     """Whether any queued event of the tenant waits to be counted (its own transaction)."""
     with session_scope() as session:
-        return bool(session.scalar(_HAS_PENDING, {"tenant_id": tenant_id}))
+        return bool(fetch_rows(session.connection(), _HAS_PENDING, {"tenant_id": tenant_id})[0][0])
 
 
 def apply_batch(session: Session, tenant_id: uuid.UUID, limit: int) -> int:
@@ -210,9 +210,11 @@ def refresh_conversations(
     """Move each conversation's counts from its fact row to its current row; how many moved."""
     ids = sorted(set(ids))
     params = {"tenant_id": tenant_id, "ids": ids}
-    facts = {row[0]: Fact(*row[1:]) for row in session.execute(_FACTS, params)}
+    # PERF: both reads on the driver's cursor (db.fetch_rows), once per drained batch.
+    connection = session.connection()
+    facts = {row[0]: Fact(*row[1:]) for row in fetch_rows(connection, _FACTS, params)}
     source = {}
-    for cid, channel, status, assignee_id, created_at in session.execute(_SOURCE, params):
+    for cid, channel, status, assignee_id, created_at in fetch_rows(connection, _SOURCE, params):
         old = facts.get(cid)
         day, hour = (old.created_day, old.created_hour) if old else local_day_hour(created_at, tz)
         source[cid] = Fact(channel, status, assignee_id, day, hour)
