@@ -190,6 +190,23 @@ def automation_settled(tenant_id: uuid.UUID) -> int:
     )
 
 
+def processed_messages() -> dict[str, int]:
+    """{actor: messages processed so far} from the worker metrics' all-time totals."""
+    from shared import worker_metrics as wm
+    from shared.config import get_settings
+    from shared.redis_client import get_redis
+
+    time.sleep(get_settings().metrics_flush_seconds + 0.5)  # the workers' last counts
+    totals = get_redis().hgetall(wm.totals_key(get_settings().redis_namespace))
+    found: dict[str, int] = {}
+    for raw, value in totals.items():
+        _queue, _, rest = raw.decode().partition("|")
+        actor, _, name = rest.rpartition("|")
+        if name == "processed":
+            found[actor] = found.get(actor, 0) + int(value)
+    return found
+
+
 # --- one phase -----------------------------------------------------------------------------
 
 
@@ -220,6 +237,7 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         world["database_url"],
     )
     # The worker's idle CPU (its pollers and heartbeats) is left out of its figure per event.
+    world["messages_before"] = processed_messages()
     idle_from = meter.sample()
     time.sleep(IDLE_SAMPLE_S)
     idle = common.CpuMeter.usage(idle_from, cpu_from := meter.sample())
@@ -241,6 +259,7 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         children=[worker],
     )
     usage = common.CpuMeter.usage(cpu_from, meter.sample())
+    messages = processed_messages() if "messages_before" in world else {}
     counted = counted_times(ids)
     lags = sorted(counted[i] - commits[i] for i in ids)
     last = max(counted.values())
@@ -269,7 +288,15 @@ def phase(name: str, args, worker, world: dict[str, Any], *, beside: bool) -> di
         "postgres_cpu_ms_per_event": 1000 * usage.postgres_database / len(ids),
         "machine_busy_pct": usage.machine_busy_pct,
         "load_average": os.getloadavg(),
+        # Messages the worker processed per actor since the phase began (flushed metrics:
+        # up to METRICS_FLUSH_SECONDS late), per 1,000 counted events.
+        "messages_per_1000_events": {
+            actor: round(1000 * (n - world["messages_before"].get(actor, 0)) / len(ids), 1)
+            for actor, n in messages.items()
+            if n > world["messages_before"].get(actor, 0)
+        },
     }
+    world["messages_before"] = messages
     if beside:
         webhook = webhook_bench.measure(world["receivers"], side["webhook_commits"], worker, 300)
         expected = len(side["automation_commits"])
@@ -328,6 +355,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "workers",
             # A diagnosis: WORKER_SAMPLER_OUT=/tmp/x samples the workers' stacks.
             *(["bench.worker_sampler"] if os.environ.get("WORKER_SAMPLER_OUT") else []),
+            # WORKER_CPROFILE_OUT=/tmp/y: each Dramatiq thread's CPU profile.
+            *(["bench.worker_cprofile"] if os.environ.get("WORKER_CPROFILE_OUT") else []),
             "--processes",
             str(args.processes),
             "--threads",

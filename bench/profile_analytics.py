@@ -8,7 +8,9 @@ under its own profile, with the functions the actors call:
 
 - ``emit``: the load generator's commits (the benchmark's own CPU, not the worker's);
 - ``dispatch``: ``dispatch_many`` per committed batch (what ``dispatch_events`` does);
-- ``roll_up``: ``rollup.drain`` once per message the dispatch would have sent.
+- ``roll_up``: ``rollup.drain`` once per message the dispatch would have sent
+  (``--drain-each``: after each dispatched batch instead, inside the dispatch stage and
+  printed on its own: what one real ``roll_up`` of a small batch costs).
 
 Each stage also says the CPU of this database's PostgreSQL backends per event
 (``--per-target``: each dispatch target's own CPU, without the profiler).
@@ -86,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30, help="0: timings only, no profile")
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument(
+        "--drain-each",
+        action="store_true",
+        help="roll_up's drain after each dispatched batch (the real worker's shape under"
+        " light load) instead of once per message after every dispatch",
+    )
+    parser.add_argument(
         "--per-target",
         action="store_true",
         help="also time each dispatch target and the commit (CPU, no profiler)",
@@ -129,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                 spent["(commit + after-commit work)"] = (
                     spent.get("(commit + after-commit work)", 0.0) + time.process_time() - started
                 )
+                if args.drain_each:
+                    started = time.process_time()
+                    rollup.drain(tenant_id)
+                    spent["(roll_up drain after each batch)"] = (
+                        spent.get("(roll_up drain after each batch)", 0.0)
+                        + time.process_time()
+                        - started
+                    )
 
         def roll_up_all() -> None:
             for tenants in rollups:
@@ -139,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         _profiled("emit (load generator)", args.events, args, emit_all, meter)
         _profiled("dispatch", args.events, args, dispatch_all, meter)
         for name, took in sorted(spent.items(), key=lambda item: -item[1]):
-            if args.per_target or not name.startswith("("):
+            if args.per_target or args.drain_each or not name.startswith("("):
                 print(f"  {name}: {took / args.events * 1000:.3f} ms CPU per event")
         print(f"roll_up messages the dispatch would send: {len(rollups)}")
         _profiled("roll_up", args.events, args, roll_up_all, meter)
