@@ -22,7 +22,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, Subquery, bindparam, func, literal_column, select, true
+from sqlalchemy import Select, bindparam, func, literal_column, select, true, union_all
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
@@ -112,9 +112,9 @@ class _Filters:
 
     def matches(self, m) -> Select:
         """Rows of ``m`` (``messages`` or a window over it) matching the query and the filters."""
-        query = select(m.id, m.conversation_id, m.created_at, m.search).where(
-            m.tenant_id == self.tenant_id, m.search.bool_op("@@")(self.query_ts)
-        )
+        query = select(
+            m.id, m.tenant_id, m.conversation_id, m.channel, m.sender_type, m.created_at, m.search
+        ).where(m.tenant_id == self.tenant_id, m.search.bool_op("@@")(self.query_ts))
         query = query.where(*self.dates(m))
         for name in ("channel", "conversation_id", "sender_type"):
             if name in self.present:
@@ -124,35 +124,22 @@ class _Filters:
     def newest_visible(self, m) -> Select:
         """The newest MAX_RESULTS of ``m``'s rows in conversations the caller may see.
 
-        PERF: visibility is probed once per conversation of the candidates, by primary
-        key (a LATERAL subquery with LIMIT 1, which the planner cannot flatten into a
-        join), into a MATERIALIZED CTE the candidates are then joined with. As a plain
-        join, for an agent without ``conversations.manage`` the planner hash-joined the
-        few hundred candidates with every conversation the agent may see (a bitmap scan
-        of ~25,000 rows, 20-30 ms of the query). Probed per row, the estimate grew with
-        the query's estimated matches (10,000 probes for ``-word``) until the plan cost
-        enough to be JIT-compiled (~100 ms); the planner counts a CTE's distinct
-        conversations as 200, so the estimate stays bounded. Not materialized, the
-        probes sat inside a semi-join the planner rescanned per candidate when it
-        misjudged a phrase as one match ("where is my order": 125,000 probes, 240 ms).
+        PERF: visibility is probed per candidate row, by primary key (a LATERAL
+        subquery with LIMIT 1, which the planner cannot flatten into a join). As a
+        plain join, for an agent without ``conversations.manage`` the planner
+        hash-joined the few hundred candidates with every conversation the agent
+        may see (a bitmap scan of ~25,000 rows, 20-30 ms of the query).
         """
-        seen = select(m.conversation_id).distinct().subquery("seen")
         allowed = (
             select(literal_column("1").label("allowed"))
             .select_from(Conversation)
-            .where(Conversation.id == seen.c.conversation_id, visible_bound(self.shape))
+            .where(Conversation.id == m.conversation_id, visible_bound(self.shape))
             .limit(1)
             .lateral("allowed")
         )
-        visible_ids = (
-            select(seen.c.conversation_id)
-            .join(allowed, true())
-            .cte("visible")
-            .prefix_with("MATERIALIZED")
-        )
         return (
             select(m.id, m.created_at, m.search)
-            .where(m.conversation_id.in_(select(visible_ids.c.conversation_id)))
+            .join(allowed, true())
             .order_by(m.created_at.desc(), m.id.desc())
             .limit(MAX_RESULTS)
         )
@@ -183,14 +170,11 @@ def search_messages(
     :data:`RARE_BELOW` matches there) ranks its newest MAX_RESULTS matches in the whole
     history. Ranking every match of a common word means reading every matching row
     (90,000 of a 1M-message tenant for "refund": over a second).
-    PERF: one statement for a common query (:func:`_recent_statement`, which also counts
-    the window's matches); a rare one runs a second (:func:`_history_statement`, through
-    the btree_gin index). Two statements, not one whose branches One-Time Filters pick:
-    PostgreSQL plans and costs both branches of such a statement, and the whole-history
-    branch, planned for a word's estimated matches, went parallel, or walked the
-    history newest first, or cost enough to be JIT-compiled (~100 ms to 2 s) for a
-    common word whose branch never ran. Statements are built once per visibility shape
-    and combination of filters and run on the driver.
+    PERF: the rare branch uses the btree_gin index ``ix_messages_search (tenant_id,
+    search)`` (tenant and match in one WHERE). ``ts_headline`` (the costly part: it
+    re-parses the body) runs in the outermost query, on the returned page only. The
+    statement is built once per visibility shape and combination of filters
+    (:func:`_search_statement`) and run on the driver.
     """
     if since and until and since >= until:
         raise ValidationFailed.field("from", "must be before 'to'")
@@ -219,11 +203,12 @@ def search_messages(
     present = frozenset(name for name, value in values.items() if value is not None)
     binds.update((name, values[name]) for name in present)
     binds.update(q=q, page_limit=limit + 1, page_offset=offset)
-    rows = _rows(session, _recent_statement(shape, present), binds)
-    if rows[0]["window_matches"] < RARE_BELOW:
-        rows = _rows(session, _history_statement(shape, present), binds)
-    else:
-        rows = [row for row in rows if row["id"] is not None]
+    statement = _search_statement(shape, present)
+    keys = tuple(statement.selected_columns.keys())
+    rows = [
+        dict(zip(keys, row, strict=True))
+        for row in fetch_rows(session.connection(), statement, binds)
+    ]
     items = [_hit(row) for row in rows[:limit]]
     next_offset = offset + limit
     next_cursor = None
@@ -232,40 +217,32 @@ def search_messages(
     return Page(items, next_cursor)
 
 
-def _rows(session: Session, statement: Select, binds: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = tuple(statement.selected_columns.keys())
-    return [
-        dict(zip(keys, row, strict=True))
-        for row in fetch_rows(session.connection(), statement, binds)
-    ]
-
-
 @functools.lru_cache(maxsize=128)
-def _recent_statement(shape: str, present: frozenset[str]) -> Select:
-    """The page among the newest matches, and how many matches the window holds.
+def _search_statement(shape: str, present: frozenset[str]) -> Select:
+    """The search for one visibility shape and set of filters, built once.
 
-    Candidates are the newest MAX_RESULTS visible matches among the tenant's newest
-    RECENT_WINDOW messages (a bounded backward scan of ix_messages_tenant_created,
-    within ``from``/``to``). The first column, ``window_matches``, counts the window's
-    matches before visibility; the one row with no hit columns stands for an empty page.
-    NOTE: rare or common is decided before visibility, so an agent who sees few
-    conversations does not send a common word through the whole history. It is decided
-    by what the window holds, not by the planner's estimate: the planner misjudges
-    phrases and correlated words ("wrong size": estimated 2,000 matches, actually
-    48,000) and would then read every match through the GIN index.
-    PERF: built once per shape and filters (building cost ~5 ms of Python per search).
+    PERF: building it (subqueries, CTE, LATERAL probes, their column proxies) cost
+    ~5 ms of Python per search, more than PostgreSQL spent running it.
     """
     filters = _Filters(shape, present)
+    query_ts = filters.query_ts
+    # 1. Candidates: the newest MAX_RESULTS matches the caller may see (narrow rows),
+    # looked for among the tenant's newest RECENT_WINDOW messages (a bounded backward
+    # scan of ix_messages_tenant_created). Only a rare query, with fewer than
+    # RARE_BELOW matches there, looks through the whole history (the GIN index, which
+    # then fetches few rows). PERF: One-Time Filters run exactly one of the two branches.
+    # Two plans chosen by what the window holds, not by the planner's estimate, because
+    # the planner misjudges phrases and correlated words ("wrong size": estimated 2,000
+    # matches, actually 48,000) and would then read every match through the GIN index.
     window = (
         select(
             Message.id,
             Message.tenant_id,
             Message.conversation_id,
+            Message.channel,
+            Message.sender_type,
             Message.created_at,
             Message.search,
-            # PERF: only the columns a filter needs: the statement stays under psycopg's
-            # 4 KB cache limit (its SQL is not re-parsed for placeholders per search).
-            *(Message.__table__.c[name] for name in ("channel", "sender_type") if name in present),
         )
         .where(Message.tenant_id == filters.tenant_id)
         .where(*filters.dates(Message))
@@ -273,41 +250,19 @@ def _recent_statement(shape: str, present: frozenset[str]) -> Select:
         .limit(RECENT_WINDOW)
         .subquery("window")
     )
-    in_window = filters.matches(window.c).cte("recent")
-    count = select(func.count().label("window_matches")).select_from(in_window).subquery()
-    page = _page(filters, filters.newest_visible(in_window.c).subquery("candidates"))
-    return (
-        select(count.c.window_matches, *page.c)
-        .select_from(count)
-        .outerjoin(page, true())
-        .order_by(page.c.rank.desc(), page.c.created_at.desc(), page.c.id.desc())
-    )
-
-
-@functools.lru_cache(maxsize=128)
-def _history_statement(shape: str, present: frozenset[str]) -> Select:
-    """The page among the newest MAX_RESULTS visible matches in the whole history.
-
-    Run only for a rare query (few matches in the window), so the matches are few.
-    PERF: the matches are a MATERIALIZED CTE, planned without the ORDER BY/LIMIT above
-    it, so PostgreSQL reads them through the btree_gin index ``ix_messages_search``
-    (tenant and match in one condition). As a subquery under ``ORDER BY created_at
-    LIMIT``, the planner, estimating a rare word at ~5,000 matches, either walked the
-    tenant's whole history newest first (~500 ms for 3 matches in 1M messages) or
-    launched parallel workers for a bitmap scan of 3 rows.
-    """
-    filters = _Filters(shape, present)
-    matches = filters.matches(Message.__table__.c).cte("all_matches").prefix_with("MATERIALIZED")
-    page = _page(filters, filters.newest_visible(matches.c).subquery("candidates"))
-    return select(*page.c).order_by(page.c.rank.desc(), page.c.created_at.desc(), page.c.id.desc())
-
-
-def _page(filters: _Filters, candidates) -> Subquery:
-    """Rank the candidates and cut the page; only the page's rows get their columns.
-
-    PERF: ``ts_headline`` (the costly part: it re-parses the body) runs on the page only.
-    """
-    rank = func.ts_rank_cd(candidates.c.search, filters.query_ts)
+    in_window = filters.matches(window.c).cte("in_window")
+    recent = filters.newest_visible(in_window.c).subquery("recent")
+    all_matches = filters.matches(Message.__table__.c).subquery("all_matches")
+    everywhere = filters.newest_visible(all_matches.c).subquery("everywhere")
+    # NOTE: rare or common is decided before visibility, so an agent who sees few
+    # conversations does not send a common word through the whole history.
+    common = select(func.count()).select_from(in_window).scalar_subquery() >= RARE_BELOW
+    candidates = union_all(
+        select(recent.c.id, recent.c.created_at, recent.c.search).where(common),
+        select(everywhere.c.id, everywhere.c.created_at, everywhere.c.search).where(~common),
+    ).subquery("candidates")
+    # 2. Rank them and cut the page.
+    rank = func.ts_rank_cd(candidates.c.search, query_ts)
     ranked = (
         select(candidates.c.id, candidates.c.created_at, rank.label("rank"))
         .order_by(rank.desc(), candidates.c.created_at.desc(), candidates.c.id.desc())
@@ -315,8 +270,9 @@ def _page(filters: _Filters, candidates) -> Subquery:
         .offset(bindparam("page_offset"))
         .subquery("ranked")
     )
+    # 3. Only the page's rows get their columns, refs and highlight.
     stripped_body = func.translate(Message.body, _START + _STOP, "")
-    headline = func.ts_headline(_SIMPLE, stripped_body, filters.query_ts, HEADLINE_OPTIONS)
+    headline = func.ts_headline(_SIMPLE, stripped_body, query_ts, HEADLINE_OPTIONS)
     return (
         select(
             *MESSAGE_COLUMNS,
@@ -336,7 +292,7 @@ def _page(filters: _Filters, candidates) -> Subquery:
         .join(Message, (Message.id == ranked.c.id) & (Message.tenant_id == filters.tenant_id))
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .subquery("hit")
+        .order_by(ranked.c.rank.desc(), ranked.c.created_at.desc(), ranked.c.id.desc())
     )
 
 
