@@ -25,81 +25,13 @@ _PID = select(text("pg_backend_pid()"))
 
 
 @contextlib.contextmanager
-def pool_use_here():
-    """Checkouts and checkins of the shared pool made by this thread.
+def pool_use_here(holding: int = 0):
+    """Checkouts and checkins of the shared pool made by this thread, and the most it held
+    at once (``holding`` already held when it starts).
 
     NOTE: not ``pool.checkedout()``: the in-process worker's threads share the pool,
     and a registration's events may be dispatched while the test runs.
     """
-    me, pool = threading.get_ident(), get_engine().pool
-    counts = {"out": 0, "in": 0}
-
-    def checked_out(*_args):
-        if threading.get_ident() == me:
-            counts["out"] += 1
-
-    def checked_in(*_args):
-        if threading.get_ident() == me:
-            counts["in"] += 1
-
-    event.listen(pool, "checkout", checked_out)
-    event.listen(pool, "checkin", checked_in)
-    try:
-        yield counts
-    finally:
-        event.remove(pool, "checkout", checked_out)
-        event.remove(pool, "checkin", checked_in)
-
-
-def test_the_driver_path_and_orm_queries_share_one_connection(workspace):
-    with pool_use_here() as use:
-        session = get_sessionmaker(read_only=True)()
-        try:
-            assert use == {"out": 0, "in": 0}, "no connection before the first query"
-            driver_pid = fetch_rows(session.connection(), _PID, {})[0][0]
-            orm_pid = session.scalar(_PID)
-            found = session.scalar(select(User.email).where(User.id == workspace.admin["id"]))
-            assert session.connection().connection.driver_connection.autocommit
-            assert use == {"out": 1, "in": 0}
-        finally:
-            session.close()
-    assert orm_pid == driver_pid
-    assert found == workspace.admin["email"]
-    assert use == {"out": 1, "in": 1}
-
-
-def test_a_session_that_starts_with_the_orm_keeps_one_connection(workspace):
-    with pool_use_here() as use:
-        session = get_sessionmaker(read_only=True)()
-        try:
-            orm_pid = session.scalar(_PID)
-            driver_pid = fetch_rows(session.connection(), _PID, {})[0][0]
-            assert use == {"out": 1, "in": 0}
-        finally:
-            session.close()
-    assert orm_pid == driver_pid
-    assert use == {"out": 1, "in": 1}
-
-
-def test_a_closed_session_connects_again_on_its_next_query(workspace):
-    session = get_sessionmaker(read_only=True)()
-    try:
-        first = fetch_rows(session.connection(), _PID, {})[0][0]
-        session.close()
-        assert fetch_rows(session.connection(), _PID, {})[0][0] is not None
-        assert session.scalar(select(User.email).where(User.id == workspace.admin["id"]))
-    finally:
-        session.close()
-    assert first is not None
-
-
-# --- the API's read requests: the connection stays with the request thread ----------------
-
-
-@contextlib.contextmanager
-def held_here(holding: int = 0):
-    """This thread's pool use: checkouts, checkins and the most held at once (``holding``
-    already held when it starts)."""
     me, pool = threading.get_ident(), get_engine().pool
     counts = {"out": 0, "in": 0, "now": holding, "most": holding}
 
@@ -123,6 +55,51 @@ def held_here(holding: int = 0):
         event.remove(pool, "checkin", checked_in)
 
 
+def test_the_driver_path_and_orm_queries_share_one_connection(workspace):
+    with pool_use_here() as use:
+        session = get_sessionmaker(read_only=True)()
+        try:
+            assert (use["out"], use["in"]) == (0, 0), "no connection before the first query"
+            driver_pid = fetch_rows(session.connection(), _PID, {})[0][0]
+            orm_pid = session.scalar(_PID)
+            found = session.scalar(select(User.email).where(User.id == workspace.admin["id"]))
+            assert session.connection().connection.driver_connection.autocommit
+            assert (use["out"], use["in"]) == (1, 0)
+        finally:
+            session.close()
+    assert orm_pid == driver_pid
+    assert found == workspace.admin["email"]
+    assert (use["out"], use["in"]) == (1, 1)
+
+
+def test_a_session_that_starts_with_the_orm_keeps_one_connection(workspace):
+    with pool_use_here() as use:
+        session = get_sessionmaker(read_only=True)()
+        try:
+            orm_pid = session.scalar(_PID)
+            driver_pid = fetch_rows(session.connection(), _PID, {})[0][0]
+            assert (use["out"], use["in"]) == (1, 0)
+        finally:
+            session.close()
+    assert orm_pid == driver_pid
+    assert (use["out"], use["in"]) == (1, 1)
+
+
+def test_a_closed_session_connects_again_on_its_next_query(workspace):
+    session = get_sessionmaker(read_only=True)()
+    try:
+        first = fetch_rows(session.connection(), _PID, {})[0][0]
+        session.close()
+        assert fetch_rows(session.connection(), _PID, {})[0][0] is not None
+        assert session.scalar(select(User.email).where(User.id == workspace.admin["id"]))
+    finally:
+        session.close()
+    assert first is not None
+
+
+# --- the API's read requests: the connection stays with the request thread ----------------
+
+
 def _list(workspace):
     listed = workspace.call("GET", "/api/conversations?limit=5")
     assert listed.status_code == 200, listed.text
@@ -131,7 +108,7 @@ def _list(workspace):
 
 def test_read_requests_on_one_thread_reuse_the_connection_the_first_took(workspace):
     release_read_connection()
-    with held_here() as use:
+    with pool_use_here() as use:
         answers = [_list(workspace) for _ in range(5)]
         assert use["out"] == 1 and use["in"] == 0, use
         release_read_connection()
@@ -141,7 +118,7 @@ def test_read_requests_on_one_thread_reuse_the_connection_the_first_took(workspa
 
 def test_reads_through_the_orm_use_the_held_connection_too(workspace):
     _list(workspace)
-    with held_here(holding=1) as use:
+    with pool_use_here(holding=1) as use:
         for _ in range(3):
             roles = workspace.call("GET", "/api/roles")  # ORM queries, no driver path first
             assert roles.status_code == 200, roles.text
@@ -153,7 +130,7 @@ def test_reads_through_the_orm_use_the_held_connection_too(workspace):
 
 def test_a_write_request_gives_the_held_read_connection_back_before_it_takes_one(workspace):
     _list(workspace)
-    with held_here(holding=1) as use:
+    with pool_use_here(holding=1) as use:
         created = workspace.call(
             "POST",
             "/api/agents",
@@ -187,7 +164,7 @@ def test_a_held_connection_idle_past_the_ping_delay_goes_back_to_the_pool(
 ):
     monkeypatch.setattr(db, "IDLE_PING_AFTER_SECONDS", 0.0)
     _list(workspace)
-    with held_here() as use:
+    with pool_use_here() as use:
         _list(workspace)
     # Given back (and pinged by the pool on its way out again), not used as it was.
     assert use["in"] == 1 and use["out"] == 1, use
