@@ -284,6 +284,7 @@ def get_sessionmaker(
     # NOTE: imported here (not at the top: they import the models) so that every process
     # that opens sessions, workers and scheduler included, publishes the writes that make
     # these caches stale (shared.epoch_cache).
+    from shared import dispatch_facts  # noqa: F401
     from shared.identity import agents_list_cache, auth_cache  # noqa: F401
 
     engine = get_engine()
