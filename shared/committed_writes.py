@@ -204,6 +204,11 @@ def _sql_writes(sql: str) -> list[Write]:
     return [Write(table.lower(), None) for table in sorted(set(_text_write.findall(sql)))]
 
 
+def writes_watched(sql: str) -> bool:
+    """Whether SQL text writes a table some cache watches (:func:`shared.db.write_rows`)."""
+    return bool(_sql_writes(sql))
+
+
 def _keep(conn: Connection, writes: list[Write]) -> None:
     info = conn.info
     flushing = info.get(_FLUSHING)

@@ -70,7 +70,7 @@ def target(session: Session, event: OutboxEvent) -> None:
     if event.type != "message.created":
         return
     data = event.data or {}
-    if data.get("direction") != "inbound":
+    if data.get("direction") != "inbound" or not _tenant_has_ai(session, event.tenant_id):
         return
     try:
         conversation_id = uuid.UUID(str(data["conversation_id"]))
@@ -78,8 +78,6 @@ def target(session: Session, event: OutboxEvent) -> None:
     except (KeyError, ValueError):
         # NOTE: an event without the message's ids (a hand-written one) owes no reply;
         # raising here would fail every other target's work on the event too.
-        return
-    if not _tenant_has_ai(session, event.tenant_id):
         return
     schedule(session, event.tenant_id, conversation_id, message_id, str(data.get("body") or ""))
 
