@@ -63,6 +63,11 @@ _PENDING = "omnistream.writes.pending"
 _COMMITTED = "omnistream.writes.committed"
 _FLUSHING = "omnistream.writes.flushing"
 
+#: An execution option of an ``UPDATE`` (Core or SQL text) that only writes some columns:
+#: ``{table: column names}``. Its writes then name those columns, so a cache that ignores
+#: them keeps its entries (the webhook engine's endpoint health stamps, on every delivery).
+COLUMNS = "omnistream_written_columns"
+
 _tables: set[str] = set()
 _subscribers: list[Callable[[list[Write]], None]] = []
 _text_write: re.Pattern[str] | None = None
@@ -174,10 +179,21 @@ def _statement_writes(statement: Any, multiparams: Any, params: Any) -> list[Wri
             tenants = _inserted_tenants(statement, param_sets)
         elif isinstance(statement, (Update, Delete)):
             tenants = _where_tenant(statement, param_sets)
-        return [Write(table, tenant) for tenant in (tenants or (None,))]
+        return _with_columns(statement, [Write(table, tenant) for tenant in (tenants or (None,))])
     if isinstance(statement, TextClause):
-        return _sql_writes(statement.text)
+        return _with_columns(statement, _sql_writes(statement.text))
     return []
+
+
+def _with_columns(statement: Any, writes: list[Write]) -> list[Write]:
+    """``writes`` narrowed to the columns the statement says it writes (:data:`COLUMNS`)."""
+    named = statement.get_execution_options().get(COLUMNS) if writes else None
+    if not named:
+        return writes
+    return [
+        Write(w.table, w.tenant_id, frozenset(named[w.table])) if w.table in named else w
+        for w in writes
+    ]
 
 
 @functools.lru_cache(maxsize=512)
@@ -186,6 +202,11 @@ def _sql_writes(sql: str) -> list[Write]:
     if _text_write is None:
         return []
     return [Write(table.lower(), None) for table in sorted(set(_text_write.findall(sql)))]
+
+
+def writes_watched(sql: str) -> bool:
+    """Whether SQL text writes a table some cache watches (:func:`shared.db.write_rows`)."""
+    return bool(_sql_writes(sql))
 
 
 def _keep(conn: Connection, writes: list[Write]) -> None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from shared.db import fetch_rows
+from shared.db import fetch_rows, write_rows
 from shared.models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,11 @@ def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid
     # PERF: one written-out UPDATE after the targets ran, instead of the unit of work
     # flushing the events (twice when a target's statement autoflushed one first): on
     # the dispatch hot path that flush cost more than a webhook fan-out.
-    session.execute(_MARK_PROCESSED, {"ids": [e.id for e in pending], "started_at": rows[0][-1]})
+    write_rows(
+        session.connection(),
+        _MARK_PROCESSED,
+        {"ids": [e.id for e in pending], "started_at": rows[0][-1]},
+    )
     for event in pending:
         outcomes[event.id] = Outcome.PROCESSED
     return outcomes

@@ -26,6 +26,7 @@ Guarantees, for every cache:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -50,6 +51,12 @@ TENANT_EPOCH_SECONDS = 86_400
 _UNSET = b"-"
 
 _caches: list[EpochCache] = []
+
+#: The epochs a worker read before the message its thread runs now (with the tenant gate's
+#: own, :mod:`workers.tenant_gate`): the message's caches need no round trip of their own.
+FOR_MESSAGE: contextvars.ContextVar[Epochs | None] = contextvars.ContextVar(
+    "omnistream_epochs_for_message", default=None
+)
 
 
 class EpochCache:
@@ -184,9 +191,11 @@ def _read(keys: tuple[str, ...]) -> dict[str, bytes] | None:
     return {k: v or _UNSET for k, v in zip(keys, values, strict=True)}
 
 
-def read(tenant_id: Any = None) -> Epochs:
-    """Every cache's epochs (``tenant_id``'s too, when known) in one Redis round trip."""
-    return Epochs(_read(tuple(k for cache in _caches for k in cache.epoch_keys(tenant_id))))
+def read(tenant_id: Any = None, caches: Iterable[EpochCache] | None = None) -> Epochs:
+    """Every cache's epochs (or ``caches``'; ``tenant_id``'s too, when known) in one Redis
+    round trip."""
+    chosen = _caches if caches is None else caches
+    return Epochs(_read(tuple(k for cache in chosen for k in cache.epoch_keys(tenant_id))))
 
 
 def _forget_written(writes: list[Write]) -> None:

@@ -15,7 +15,10 @@ record only the suspended tenant's rows themselves (:mod:`shared.webhooks.engine
 
 PERF: the check is :func:`shared.admin.tenant_state.is_suspended`, an epoch-cached
 answer (one Redis ``MGET``, no query, per message); Redis down means a query. A
-resolver costs one primary-key query per message of its actor.
+resolver costs one primary-key query per message of its actor. The same ``MGET`` reads the
+tenant's epochs of the caches dispatch asks (:mod:`shared.dispatch_facts`) and leaves them
+to the message (:data:`shared.epoch_cache.FOR_MESSAGE`): read before it runs, so a change
+committed before the message started is seen by it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import dramatiq
 from dramatiq.middleware import SkipMessage
 from sqlalchemy.orm import Session
 
+from shared import dispatch_facts, epoch_cache
 from shared.admin import dropped_work, tenant_state
 from shared.admin.dropped_work import REASON
 from shared.db import session_scope
@@ -62,12 +66,21 @@ def _tenant_of(message) -> uuid.UUID | None:
         return None  # malformed arguments: the actor itself fails them
 
 
+#: The caches whose epochs the gate reads for a message (its own first).
+_CACHES = (tenant_state.CACHE, dispatch_facts.CACHE)
+
+
 class TenantGate(dramatiq.Middleware):
     """Skip (and record) a message whose tenant is suspended. Place it before Presence."""
 
     def before_process_message(self, broker, message):
         tenant_id = _tenant_of(message)
-        if tenant_id is None or not tenant_state.is_suspended(tenant_id):
+        if tenant_id is None:
+            epoch_cache.FOR_MESSAGE.set(None)
+            return
+        epochs = epoch_cache.read(tenant_id, _CACHES)
+        epoch_cache.FOR_MESSAGE.set(epochs)
+        if not tenant_state.is_suspended(tenant_id, epochs=epochs):
             return
         log.warning(
             "message %s (%s) of suspended tenant %s dropped",
@@ -87,3 +100,9 @@ class TenantGate(dramatiq.Middleware):
                 options=message.options,
             )
         raise SkipMessage()
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        epoch_cache.FOR_MESSAGE.set(None)
+
+    def after_skip_message(self, broker, message):
+        epoch_cache.FOR_MESSAGE.set(None)

@@ -22,13 +22,18 @@ CACHE = epoch_cache.EpochCache(
 )
 
 
-def status(tenant_id: uuid.UUID, session: Session | None = None) -> str | None:
+def status(
+    tenant_id: uuid.UUID,
+    session: Session | None = None,
+    epochs: epoch_cache.Epochs | None = None,
+) -> str | None:
     """The tenant's status (``active``, ``suspended``), or None for an unknown tenant.
 
-    On a miss ``session`` is asked (a session of its own when None).
+    On a miss ``session`` is asked (a session of its own when None). ``epochs``: read
+    already (the worker's, for the message), else read now.
     """
     # NOTE: the epochs are read before the query, so a value is never tagged newer than it is.
-    tag = epoch_cache.Epochs({}).tag(CACHE, tenant_id)
+    tag = (epochs or epoch_cache.Epochs({})).tag(CACHE, tenant_id)
     cached = CACHE.get(tenant_id, tag)
     if cached is not None:
         return cached[0]
@@ -42,7 +47,11 @@ def status(tenant_id: uuid.UUID, session: Session | None = None) -> str | None:
     return found
 
 
-def is_suspended(tenant_id: uuid.UUID, session: Session | None = None) -> bool:
+def is_suspended(
+    tenant_id: uuid.UUID,
+    session: Session | None = None,
+    epochs: epoch_cache.Epochs | None = None,
+) -> bool:
     """True only for a tenant that exists and is not active (unknown: the caller decides)."""
-    found = status(tenant_id, session)
+    found = status(tenant_id, session, epochs)
     return found is not None and found != "active"

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from shared import dispatch_facts
 from shared.after_commit_queue import AfterCommitQueue
 from shared.ai import ownership
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.db import probe_for_transaction
 from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.models import Conversation, OutboxEvent
@@ -70,7 +70,7 @@ def target(session: Session, event: OutboxEvent) -> None:
     if event.type != "message.created":
         return
     data = event.data or {}
-    if data.get("direction") != "inbound":
+    if data.get("direction") != "inbound" or not _tenant_has_ai(session, event.tenant_id):
         return
     try:
         conversation_id = uuid.UUID(str(data["conversation_id"]))
@@ -79,25 +79,16 @@ def target(session: Session, event: OutboxEvent) -> None:
         # NOTE: an event without the message's ids (a hand-written one) owes no reply;
         # raising here would fail every other target's work on the event too.
         return
-    if not _tenant_has_ai(session, event.tenant_id):
-        return
     schedule(session, event.tenant_id, conversation_id, message_id, str(data.get("body") or ""))
 
 
-_HAS_ACTIVE_AGENT = text(
-    "SELECT EXISTS (SELECT 1 FROM ai_agents WHERE tenant_id = :tenant_id AND is_active)"
-)
-
-
 def _tenant_has_ai(session: Session, tenant_id: uuid.UUID) -> bool:
-    """Whether the tenant has an active AI agent (asked once per dispatch batch).
+    """Whether the tenant has an active AI agent (:mod:`shared.dispatch_facts`).
 
     PERF: finding a conversation's owner costs two queries per inbound message; for a
     tenant without AI agents (most of them) no owner can exist.
     """
-    return probe_for_transaction(
-        session, ("ai.has_active_agent", tenant_id), _HAS_ACTIVE_AGENT, {"tenant_id": tenant_id}
-    )
+    return dispatch_facts.of(session, tenant_id).has_ai_agent
 
 
 def schedule(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.after_commit_queue import AfterCommitQueue
+from shared.db import write_rows
 from shared.models import OutboxEvent
 
 TARGET_NAME = "analytics"
@@ -102,7 +103,8 @@ def target(session: Session, events: Sequence[OutboxEvent]) -> None:
     counted = [event for event in events if event.type in COUNTED]
     if not counted:
         return
-    session.execute(
+    write_rows(
+        session.connection(),
         _QUEUE_EVENTS,
         {"ids": [event.id for event in counted], "conversation_events": _CONVERSATION_EVENTS},
     )

@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import Uuid, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
+from shared import dispatch_facts
 from shared.after_commit_queue import AfterCommitQueue
 from shared.automation.facts import conversation_id_of
 from shared.automation.runs import to_json
 from shared.config import get_settings
-from shared.db import fetch_rows, memo_for_transaction
+from shared.db import fetch_rows
 from shared.event_types import CATALOGUE
 from shared.models import AutomationEvent, OutboxEvent, Tenant
 
@@ -120,10 +121,8 @@ def target_many(session: Session, events: Sequence[OutboxEvent]) -> None:
     for event in events:
         if not is_triggerable(event.type):
             continue
-        key = ("automation.has_rules", event.tenant_id, event.type)
-        if not memo_for_transaction(
-            session, key, lambda e=event: has_rules_for(session, e.tenant_id, e.type)
-        ):
+        # PERF: the per-process dispatch facts, not a query per batch and event type.
+        if event.type not in dispatch_facts.of(session, event.tenant_id).rule_types:
             continue
         rows.append(
             {

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, func, insert, literal_column, select, text, u
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import activity, crypto
+from shared import activity, committed_writes, crypto
 from shared.context import Ctx
 from shared.events import emit
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -129,6 +129,11 @@ def secrets_of(endpoint_row: Any) -> tuple[str, ...]:
     return (current,)
 
 
+#: The endpoint columns the engine stamps (health): no cache of endpoints forgets for them.
+_HEALTH_ONLY = {
+    committed_writes.COLUMNS: {"webhook_endpoints": ("last_success_at", "first_failure_at")}
+}
+
 #: PERF: written once as SQL: building the equivalent SQLAlchemy constructs for every
 #: attempt cost more CPU than the attempt's own HTTP call. ``cfg`` makes the
 #: statement's own transaction commit asynchronously: a server crash may lose the last
@@ -167,7 +172,7 @@ _RECORD_SUCCESSES = text(
     )
     SELECT delivery.id FROM delivery, cfg
     """
-)
+).execution_options(**_HEALTH_ONLY)
 
 
 def unclaim(session: Session, claimed: Claimed, *, park_seconds: float) -> None:
@@ -388,6 +393,7 @@ def record(
         update(endpoint)
         .where(endpoint.id == claimed.endpoint_id, endpoint.first_failure_at.is_(None))
         .values(first_failure_at=func.now())
+        .execution_options(**_HEALTH_ONLY)
     )
     delay = schedule.next_delay(
         claimed.attempt,
