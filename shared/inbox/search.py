@@ -51,9 +51,11 @@ MAX_RESULTS = 1000
 RECENT_WINDOW = 10_000
 #: Fewer matches than this in the window make a query rare: it searches all history.
 RARE_BELOW = 50
-#: A rare query the statistics bound to this many matches in the table is read through
-#: the full-text index (see _history_statement).
-HISTORY_FEW = 20_000
+#: A rare query is read through the full-text index when its words' summed frequency d
+#: (column statistics) over the table's T rows has d * d * T <= HISTORY_INDEX_SCALE, i.e.
+#: d <= sqrt(MAX_RESULTS / T): there, reading its every match (d * T) costs about what the
+#: rows newer than its MAX_RESULTS-th match (MAX_RESULTS / d) cost. See _history_statement.
+HISTORY_INDEX_SCALE = MAX_RESULTS
 #: The time rings a common history is read in, newest first: hours before ``to`` (or
 #: now), each 4 times the last, then everything older (see _history_statement).
 HISTORY_RINGS = (2, 8, 32, 128, 512, 2048)
@@ -309,27 +311,26 @@ def _recent_statement(shape: str, present: frozenset[str]) -> Select:
     )
 
 
-# An upper bound of a query's matches in ``messages``, from the column's statistics:
-# the table's rows times the summed frequencies of the query's words (each word's
-# most-common-element frequency, or half the smallest one kept when it is not among
-# them, as the planner takes it).
-# Summed, it bounds AND, OR, phrases and negations alike (the planner multiplies the
-# frequencies of a phrase's words: 2,000 estimated for "wrong size", 48,000 real). No
-# statistics (a new table) count as few.
-_MATCHES_BOUND = """(SELECT coalesce(sum(coalesce(s.freqs[array_position(s.words, w)],
-                                      s.freqs[cardinality(s.words) + 1] / 2)), 0)
-              * (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass)
-         FROM (SELECT most_common_elems::text::text[] AS words,
-                      most_common_elem_freqs AS freqs
-                 FROM pg_stats
-                WHERE schemaname = current_schema() AND tablename = 'messages'
-                  AND attname = 'search') AS s,
-              unnest(tsvector_to_array(to_tsvector('simple',
-                  querytree(websearch_to_tsquery('simple', :q))))) AS w)"""
+# How common a query is, from the column's statistics: the summed frequencies of its
+# words (each word's most-common-element frequency, or half the smallest one kept when
+# it is not among them, as the planner takes it), an upper bound of the share of rows
+# that match for AND, OR, phrases and negations alike (the planner multiplies a phrase's
+# frequencies: 2,000 matches estimated for "wrong size", 48,000 real). Squared, times
+# the table's rows: compared with HISTORY_INDEX_SCALE. No statistics (a new table): 0.
+_COMMONNESS = """(SELECT coalesce(sum(coalesce(s.freqs[array_position(s.words, w)],
+                                   s.freqs[cardinality(s.words) + 1] / 2)), 0) ^ 2
+           * (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass)
+      FROM (SELECT most_common_elems::text::text[] AS words,
+                   most_common_elem_freqs AS freqs
+              FROM pg_stats
+             WHERE schemaname = current_schema() AND tablename = 'messages'
+               AND attname = 'search') AS s,
+           unnest(tsvector_to_array(to_tsvector('simple',
+               querytree(websearch_to_tsquery('simple', :q))))) AS w)"""
 
 
-def _few(negate: bool = False):
-    condition = f"{_MATCHES_BOUND} <= {HISTORY_FEW}"
+def _through_index(negate: bool = False):
+    condition = f"{_COMMONNESS} <= {HISTORY_INDEX_SCALE}"
     return text(f"NOT ({condition})" if negate else condition).bindparams(
         bindparam("q", type_=Message.body.type)
     )
@@ -340,12 +341,13 @@ def _history_statement(shape: str, present: frozenset[str]) -> Select:
     """The page among the query's newest MAX_RESULTS matches in the whole history.
 
     Run only for a rare query (few matches in the window). A GIN bitmap scan reads a
-    word's every match (~1 us each, before a LIMIT can stop it), so the index serves
-    only a query the statistics bound to HISTORY_FEW matches (``_MATCHES_BOUND``):
-    all its matches, the newest MAX_RESULTS kept. Any other is read in time rings,
-    newest first (:data:`HISTORY_RINGS` hours before ``to``, or now, then everything
-    older), through ``ix_messages_tenant_created`` only (the match is written so that
-    the GIN index cannot serve it); each ring a MATERIALIZED CTE sorted newest first,
+    word's every match (~1 us each here, before a LIMIT can stop it), so the index
+    serves only a query the statistics call uncommon (``_COMMONNESS``, below
+    HISTORY_INDEX_SCALE): all its matches, the newest MAX_RESULTS kept. Any other is
+    read in time rings, newest first (:data:`HISTORY_RINGS` hours before ``to``, or
+    now, then everything older), through ``ix_messages_tenant_created`` only (the
+    match is written so that the GIN index cannot serve it); each ring a MATERIALIZED
+    CTE sorted newest first,
     their UNION ALL under ``LIMIT MAX_RESULTS``, which stops pulling: the rings older
     than the one that completes the candidates never run. Same candidates as one
     ``ORDER BY created_at DESC LIMIT`` over every match; the cost is the rows newer
@@ -361,7 +363,7 @@ def _history_statement(shape: str, present: frozenset[str]) -> Select:
     every = filters.matches(m).cte("every").prefix_with("MATERIALIZED")
     indexed = (
         select(every.c)
-        .where(_few())
+        .where(_through_index())
         .order_by(every.c.created_at.desc(), every.c.id.desc())
         .limit(MAX_RESULTS)
     )
@@ -377,7 +379,7 @@ def _history_statement(shape: str, present: frozenset[str]) -> Select:
         ring = ring.cte(f"ring{index}").prefix_with("MATERIALIZED")
         rings.append(select(ring.c).order_by(ring.c.created_at.desc(), ring.c.id.desc()))
     ringed = union_all(*rings).limit(MAX_RESULTS).subquery("ringed")
-    newest = union_all(indexed, select(ringed.c).where(_few(negate=True))).cte("newest")
+    newest = union_all(indexed, select(ringed.c).where(_through_index(negate=True))).cte("newest")
     page = _page(filters, filters.newest_visible(newest.c).subquery("candidates"))
     return select(*page.c).order_by(page.c.rank.desc(), page.c.created_at.desc(), page.c.id.desc())
 

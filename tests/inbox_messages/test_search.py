@@ -252,7 +252,7 @@ def history_plan(monkeypatch):
     """Pin a rare query's history plan: ``index`` (every match) or ``rings`` (time rings)."""
 
     def use(plan: str) -> None:
-        monkeypatch.setattr(search, "HISTORY_FEW", 10**12 if plan == "index" else -1)
+        monkeypatch.setattr(search, "HISTORY_INDEX_SCALE", 10**30 if plan == "index" else -1)
         search._history_statement.cache_clear()
 
     yield use
