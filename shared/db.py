@@ -284,8 +284,11 @@ def get_sessionmaker(
     # NOTE: imported here (not at the top: they import the models) so that every process
     # that opens sessions, workers and scheduler included, publishes the writes that make
     # these caches stale (shared.epoch_cache).
+    # tests/api/test_cache_registry.py checks that this list names every such cache.
     from shared import dispatch_facts  # noqa: F401
+    from shared.admin import tenant_state  # noqa: F401
     from shared.identity import agents_list_cache, auth_cache  # noqa: F401
+    from shared.realtime import access  # noqa: F401
 
     engine = get_engine()
     if read_only:

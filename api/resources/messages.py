@@ -63,8 +63,10 @@ class MessageSearchResource:
         response=Page[MessageSearchHit],
         description=(
             'Full-text search (web-search syntax: `"exact phrase"`, `or`, `-word`) over the'
-            " messages of the conversations the caller may see, best match first. Results"
-            f" stop after {search.MAX_RESULTS}."
+            " messages of the conversations the caller may see, best match first. Search"
+            f" favours recent messages: it ranks the workspace's newest {search.MAX_RESULTS}"
+            " matches, and a caller who may see only some conversations gets those of them"
+            " in their conversations; `from`, `to` and `conversation_id` reach older ones."
         ),
         tags=TAGS,
     )

@@ -22,7 +22,17 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, literal_column, select, true, union_all
+from sqlalchemy import (
+    Select,
+    Subquery,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
@@ -41,6 +51,14 @@ MAX_RESULTS = 1000
 RECENT_WINDOW = 10_000
 #: Fewer matches than this in the window make a query rare: it searches all history.
 RARE_BELOW = 50
+#: A rare query is read through the full-text index when its words' summed frequency d
+#: (column statistics) over the table's T rows has d * d * T <= HISTORY_INDEX_SCALE, i.e.
+#: d <= sqrt(MAX_RESULTS / T): there, reading its every match (d * T) costs about what the
+#: rows newer than its MAX_RESULTS-th match (MAX_RESULTS / d) cost. See _history_statement.
+HISTORY_INDEX_SCALE = MAX_RESULTS
+#: The time rings a common history is read in, newest first: hours before ``to`` (or
+#: now), each 4 times the last, then everything older (see _history_statement).
+HISTORY_RINGS = (2, 8, 32, 128, 512, 2048)
 # APPSEC: ts_headline returns the raw body; it is marked with control characters the
 # body cannot contain (they are stripped first), HTML-escaped, then the markers become
 # <mark> tags, so a client may render the highlight as HTML safely.
@@ -102,6 +120,9 @@ class _Filters:
     def _value(self, name: str, column) -> Any:
         return bindparam(name, type_=column.type)
 
+    def until(self):
+        return self._value("until", Message.created_at)
+
     def dates(self, m) -> list:
         clauses = []
         if "since" in self.present:
@@ -110,11 +131,15 @@ class _Filters:
             clauses.append(m.created_at < self._value("until", m.created_at))
         return clauses
 
-    def matches(self, m) -> Select:
-        """Rows of ``m`` (``messages`` or a window over it) matching the query and the filters."""
-        query = select(
-            m.id, m.tenant_id, m.conversation_id, m.channel, m.sender_type, m.created_at, m.search
-        ).where(m.tenant_id == self.tenant_id, m.search.bool_op("@@")(self.query_ts))
+    def matches(self, m, *, indexed: bool = True) -> Select:
+        """Rows of ``m`` (``messages`` or a window over it) matching the query and the filters.
+
+        ``indexed=False`` writes the match so that no full-text index can serve it.
+        """
+        search = m.search if indexed else func.coalesce(m.search, literal_column("''::tsvector"))
+        query = select(m.id, m.conversation_id, m.created_at, m.search).where(
+            m.tenant_id == self.tenant_id, search.bool_op("@@")(self.query_ts)
+        )
         query = query.where(*self.dates(m))
         for name in ("channel", "conversation_id", "sender_type"):
             if name in self.present:
@@ -124,22 +149,35 @@ class _Filters:
     def newest_visible(self, m) -> Select:
         """The newest MAX_RESULTS of ``m``'s rows in conversations the caller may see.
 
-        PERF: visibility is probed per candidate row, by primary key (a LATERAL
-        subquery with LIMIT 1, which the planner cannot flatten into a join). As a
-        plain join, for an agent without ``conversations.manage`` the planner
-        hash-joined the few hundred candidates with every conversation the agent
-        may see (a bitmap scan of ~25,000 rows, 20-30 ms of the query).
+        PERF: visibility is probed once per conversation of the candidates, by primary
+        key (a LATERAL subquery with LIMIT 1, which the planner cannot flatten into a
+        join), into a MATERIALIZED CTE the candidates are then joined with. As a plain
+        join, for an agent without ``conversations.manage`` the planner hash-joined the
+        few hundred candidates with every conversation the agent may see (a bitmap scan
+        of ~25,000 rows, 20-30 ms of the query). Probed per row, the estimate grew with
+        the query's estimated matches (10,000 probes for ``-word``) until the plan cost
+        enough to be JIT-compiled (~100 ms); the planner counts a CTE's distinct
+        conversations as 200, so the estimate stays bounded. Not materialized, the
+        probes sat inside a semi-join the planner rescanned per candidate when it
+        misjudged a phrase as one match ("where is my order": 125,000 probes, 240 ms).
         """
+        seen = select(m.conversation_id).distinct().subquery("seen")
         allowed = (
             select(literal_column("1").label("allowed"))
             .select_from(Conversation)
-            .where(Conversation.id == m.conversation_id, visible_bound(self.shape))
+            .where(Conversation.id == seen.c.conversation_id, visible_bound(self.shape))
             .limit(1)
             .lateral("allowed")
         )
+        visible_ids = (
+            select(seen.c.conversation_id)
+            .join(allowed, true())
+            .cte("visible")
+            .prefix_with("MATERIALIZED")
+        )
         return (
             select(m.id, m.created_at, m.search)
-            .join(allowed, true())
+            .where(m.conversation_id.in_(select(visible_ids.c.conversation_id)))
             .order_by(m.created_at.desc(), m.id.desc())
             .limit(MAX_RESULTS)
         )
@@ -168,13 +206,18 @@ def search_messages(
     most :data:`MAX_RESULTS`, from the tenant's newest :data:`RECENT_WINDOW` messages
     (within ``from``/``to``, which reach older ones). A rare query (fewer than
     :data:`RARE_BELOW` matches there) ranks its newest MAX_RESULTS matches in the whole
-    history. Ranking every match of a common word means reading every matching row
-    (90,000 of a 1M-message tenant for "refund": over a second).
-    PERF: the rare branch uses the btree_gin index ``ix_messages_search (tenant_id,
-    search)`` (tenant and match in one WHERE). ``ts_headline`` (the costly part: it
-    re-parses the body) runs in the outermost query, on the returned page only. The
-    statement is built once per visibility shape and combination of filters
-    (:func:`_search_statement`) and run on the driver.
+    history. Either way the caller's visibility applies to these candidates. Ranking
+    every match of a common word means reading every matching row (90,000 of a
+    1M-message tenant for "refund": over a second).
+    PERF: one statement for a common query (:func:`_recent_statement`, which also counts
+    the window's matches); a rare one runs a second (:func:`_history_statement`, its
+    cost bounded whether the word is rare or common in the history). Two statements,
+    not one whose branches One-Time Filters pick:
+    PostgreSQL plans and costs both branches of such a statement, and the whole-history
+    branch, planned for a word's estimated matches, went parallel, or walked the
+    history newest first, or cost enough to be JIT-compiled (~100 ms to 2 s) for a
+    common word whose branch never ran. Statements are built once per visibility shape
+    and combination of filters and run on the driver.
     """
     if since and until and since >= until:
         raise ValidationFailed.field("from", "must be before 'to'")
@@ -203,12 +246,11 @@ def search_messages(
     present = frozenset(name for name, value in values.items() if value is not None)
     binds.update((name, values[name]) for name in present)
     binds.update(q=q, page_limit=limit + 1, page_offset=offset)
-    statement = _search_statement(shape, present)
-    keys = tuple(statement.selected_columns.keys())
-    rows = [
-        dict(zip(keys, row, strict=True))
-        for row in fetch_rows(session.connection(), statement, binds)
-    ]
+    rows = _rows(session, _recent_statement(shape, present), binds)
+    if rows[0]["window_matches"] < RARE_BELOW:
+        rows = _rows(session, _history_statement(shape, present), binds)
+    else:
+        rows = [row for row in rows if row["id"] is not None]
     items = [_hit(row) for row in rows[:limit]]
     next_offset = offset + limit
     next_cursor = None
@@ -217,32 +259,40 @@ def search_messages(
     return Page(items, next_cursor)
 
 
-@functools.lru_cache(maxsize=128)
-def _search_statement(shape: str, present: frozenset[str]) -> Select:
-    """The search for one visibility shape and set of filters, built once.
+def _rows(session: Session, statement: Select, binds: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = tuple(statement.selected_columns.keys())
+    return [
+        dict(zip(keys, row, strict=True))
+        for row in fetch_rows(session.connection(), statement, binds)
+    ]
 
-    PERF: building it (subqueries, CTE, LATERAL probes, their column proxies) cost
-    ~5 ms of Python per search, more than PostgreSQL spent running it.
+
+@functools.lru_cache(maxsize=128)
+def _recent_statement(shape: str, present: frozenset[str]) -> Select:
+    """The page among the newest matches, and how many matches the window holds.
+
+    Candidates are the newest MAX_RESULTS visible matches among the tenant's newest
+    RECENT_WINDOW messages (a bounded backward scan of ix_messages_tenant_created,
+    within ``from``/``to``). The first column, ``window_matches``, counts the window's
+    matches before visibility; the one row with no hit columns stands for an empty page.
+    NOTE: rare or common is decided before visibility, so an agent who sees few
+    conversations does not send a common word through the whole history. It is decided
+    by what the window holds, not by the planner's estimate: the planner misjudges
+    phrases and correlated words ("wrong size": estimated 2,000 matches, actually
+    48,000) and would then read every match through the GIN index.
+    PERF: built once per shape and filters (building cost ~5 ms of Python per search).
     """
     filters = _Filters(shape, present)
-    query_ts = filters.query_ts
-    # 1. Candidates: the newest MAX_RESULTS matches the caller may see (narrow rows),
-    # looked for among the tenant's newest RECENT_WINDOW messages (a bounded backward
-    # scan of ix_messages_tenant_created). Only a rare query, with fewer than
-    # RARE_BELOW matches there, looks through the whole history (the GIN index, which
-    # then fetches few rows). PERF: One-Time Filters run exactly one of the two branches.
-    # Two plans chosen by what the window holds, not by the planner's estimate, because
-    # the planner misjudges phrases and correlated words ("wrong size": estimated 2,000
-    # matches, actually 48,000) and would then read every match through the GIN index.
     window = (
         select(
             Message.id,
             Message.tenant_id,
             Message.conversation_id,
-            Message.channel,
-            Message.sender_type,
             Message.created_at,
             Message.search,
+            # PERF: only the columns a filter needs: the statement stays under psycopg's
+            # 4 KB cache limit (its SQL is not re-parsed for placeholders per search).
+            *(Message.__table__.c[name] for name in ("channel", "sender_type") if name in present),
         )
         .where(Message.tenant_id == filters.tenant_id)
         .where(*filters.dates(Message))
@@ -250,19 +300,96 @@ def _search_statement(shape: str, present: frozenset[str]) -> Select:
         .limit(RECENT_WINDOW)
         .subquery("window")
     )
-    in_window = filters.matches(window.c).cte("in_window")
-    recent = filters.newest_visible(in_window.c).subquery("recent")
-    all_matches = filters.matches(Message.__table__.c).subquery("all_matches")
-    everywhere = filters.newest_visible(all_matches.c).subquery("everywhere")
-    # NOTE: rare or common is decided before visibility, so an agent who sees few
-    # conversations does not send a common word through the whole history.
-    common = select(func.count()).select_from(in_window).scalar_subquery() >= RARE_BELOW
-    candidates = union_all(
-        select(recent.c.id, recent.c.created_at, recent.c.search).where(common),
-        select(everywhere.c.id, everywhere.c.created_at, everywhere.c.search).where(~common),
-    ).subquery("candidates")
-    # 2. Rank them and cut the page.
-    rank = func.ts_rank_cd(candidates.c.search, query_ts)
+    in_window = filters.matches(window.c).cte("recent")
+    count = select(func.count().label("window_matches")).select_from(in_window).subquery()
+    page = _page(filters, filters.newest_visible(in_window.c).subquery("candidates"))
+    return (
+        select(count.c.window_matches, *page.c)
+        .select_from(count)
+        .outerjoin(page, true())
+        .order_by(page.c.rank.desc(), page.c.created_at.desc(), page.c.id.desc())
+    )
+
+
+# How common a query is, from the column's statistics: the summed frequencies of its
+# words (each word's most-common-element frequency, or half the smallest one kept when
+# it is not among them, as the planner takes it), an upper bound of the share of rows
+# that match for AND, OR, phrases and negations alike (the planner multiplies a phrase's
+# frequencies: 2,000 matches estimated for "wrong size", 48,000 real). Squared, times
+# the table's rows: compared with HISTORY_INDEX_SCALE. No statistics (a new table): 0.
+_COMMONNESS = """(SELECT coalesce(sum(coalesce(s.freqs[array_position(s.words, w)],
+                                   s.freqs[cardinality(s.words) + 1] / 2)), 0) ^ 2
+           * (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass)
+      FROM (SELECT most_common_elems::text::text[] AS words,
+                   most_common_elem_freqs AS freqs
+              FROM pg_stats
+             WHERE schemaname = current_schema() AND tablename = 'messages'
+               AND attname = 'search') AS s,
+           unnest(tsvector_to_array(to_tsvector('simple',
+               querytree(websearch_to_tsquery('simple', :q))))) AS w)"""
+
+
+def _through_index(negate: bool = False):
+    condition = f"{_COMMONNESS} <= {HISTORY_INDEX_SCALE}"
+    return text(f"NOT ({condition})" if negate else condition).bindparams(
+        bindparam("q", type_=Message.body.type)
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _history_statement(shape: str, present: frozenset[str]) -> Select:
+    """The page among the query's newest MAX_RESULTS matches in the whole history.
+
+    Run only for a rare query (few matches in the window). A GIN bitmap scan reads a
+    word's every match (~1 us each here, before a LIMIT can stop it), so the index
+    serves only a query the statistics call uncommon (``_COMMONNESS``, below
+    HISTORY_INDEX_SCALE): all its matches, the newest MAX_RESULTS kept. Any other is
+    read in time rings, newest first (:data:`HISTORY_RINGS` hours before ``to``, or
+    now, then everything older), through ``ix_messages_tenant_created`` only (the
+    match is written so that the GIN index cannot serve it); each ring a MATERIALIZED
+    CTE sorted newest first,
+    their UNION ALL under ``LIMIT MAX_RESULTS``, which stops pulling: the rings older
+    than the one that completes the candidates never run. Same candidates as one
+    ``ORDER BY created_at DESC LIMIT`` over every match; the cost is the rows newer
+    than the MAX_RESULTS-th match (up to 4 times that, a ring's overshoot), never
+    every match. One-Time Filters run one of the two; the other costs its planning.
+    NOTE: visibility is applied to these candidates, as to the window's: an agent who
+    sees few conversations gets the visible ones among them, not a walk through the
+    whole history until MAX_RESULTS visible matches (the old plan: 0.36 s a search on
+    a database whose newest rows were the bench's replies, 1.3 s for a phrase).
+    """
+    filters = _Filters(shape, present)
+    m = Message.__table__.c
+    every = filters.matches(m).cte("every").prefix_with("MATERIALIZED")
+    indexed = (
+        select(every.c)
+        .where(_through_index())
+        .order_by(every.c.created_at.desc(), every.c.id.desc())
+        .limit(MAX_RESULTS)
+    )
+    anchor = filters.until() if "until" in present else func.now()
+    edges = [anchor - literal_column(f"interval '{hours} hours'") for hours in HISTORY_RINGS]
+    rings = []
+    for index in range(len(edges) + 1):
+        ring = filters.matches(m, indexed=False)
+        if index < len(edges):
+            ring = ring.where(m.created_at >= edges[index])
+        if index:
+            ring = ring.where(m.created_at < edges[index - 1])
+        ring = ring.cte(f"ring{index}").prefix_with("MATERIALIZED")
+        rings.append(select(ring.c).order_by(ring.c.created_at.desc(), ring.c.id.desc()))
+    ringed = union_all(*rings).limit(MAX_RESULTS).subquery("ringed")
+    newest = union_all(indexed, select(ringed.c).where(_through_index(negate=True))).cte("newest")
+    page = _page(filters, filters.newest_visible(newest.c).subquery("candidates"))
+    return select(*page.c).order_by(page.c.rank.desc(), page.c.created_at.desc(), page.c.id.desc())
+
+
+def _page(filters: _Filters, candidates) -> Subquery:
+    """Rank the candidates and cut the page; only the page's rows get their columns.
+
+    PERF: ``ts_headline`` (the costly part: it re-parses the body) runs on the page only.
+    """
+    rank = func.ts_rank_cd(candidates.c.search, filters.query_ts)
     ranked = (
         select(candidates.c.id, candidates.c.created_at, rank.label("rank"))
         .order_by(rank.desc(), candidates.c.created_at.desc(), candidates.c.id.desc())
@@ -270,9 +397,8 @@ def _search_statement(shape: str, present: frozenset[str]) -> Select:
         .offset(bindparam("page_offset"))
         .subquery("ranked")
     )
-    # 3. Only the page's rows get their columns, refs and highlight.
     stripped_body = func.translate(Message.body, _START + _STOP, "")
-    headline = func.ts_headline(_SIMPLE, stripped_body, query_ts, HEADLINE_OPTIONS)
+    headline = func.ts_headline(_SIMPLE, stripped_body, filters.query_ts, HEADLINE_OPTIONS)
     return (
         select(
             *MESSAGE_COLUMNS,
@@ -292,7 +418,7 @@ def _search_statement(shape: str, present: frozenset[str]) -> Select:
         .join(Message, (Message.id == ranked.c.id) & (Message.tenant_id == filters.tenant_id))
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .order_by(ranked.c.rank.desc(), ranked.c.created_at.desc(), ranked.c.id.desc())
+        .subquery("hit")
     )
 
 

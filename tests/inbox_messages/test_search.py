@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from shared.db import session_scope
@@ -222,3 +223,103 @@ def test_common_or_rare_is_decided_before_visibility(workspace, inbox):
     assert len(_search(workspace, q="walrus", limit=100)["items"]) == search.RARE_BELOW
     rare = _search(workspace, token=token, q="walrus -seal")["items"]
     assert [h["message"]["id"] for h in rare] == [str(old)]
+
+
+def _spread(inbox, conversation, count: int, body: str, hours: float) -> None:
+    """``count`` messages ``hours`` apart, the newest ``hours`` ago (one statement)."""
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
+                " sender_type, status, body, created_at, updated_at)"
+                " SELECT gen_random_uuid(), :tenant, :conversation, :channel, 'inbound',"
+                " 'contact', 'received', :body, now() - n * :hours * interval '1 hour', now()"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {
+                "tenant": inbox.tenant_id,
+                "conversation": conversation["id"],
+                "channel": conversation["channel"],
+                "body": body,
+                "count": count,
+                "hours": hours,
+            },
+        )
+
+
+@pytest.fixture
+def history_plan(monkeypatch):
+    """Pin a rare query's history plan: ``index`` (every match) or ``rings`` (time rings)."""
+
+    def use(plan: str) -> None:
+        monkeypatch.setattr(search, "HISTORY_INDEX_SCALE", 10**30 if plan == "index" else -1)
+        search._history_statement.cache_clear()
+
+    yield use
+    search._history_statement.cache_clear()
+
+
+def test_a_word_rare_among_the_newest_ranks_its_newest_matches_in_history(
+    workspace, inbox, history_plan
+):
+    """Drifted data: the newest messages miss the word, the history holds it often.
+
+    Both history plans rank the same candidates, the newest MAX_RESULTS matches, across
+    every time ring: a strong match older than them is not ranked.
+    """
+    conversation = inbox.conversation()
+    other = inbox.conversation()
+    strong = inbox.message(conversation, "walrus walrus walrus, seal and walrus")
+    strong_old = inbox.message(conversation, "walrus walrus walrus walrus, an old seal")
+    with session_scope() as session:
+        session.get_one(Message, strong).created_at = dt.datetime.now(dt.UTC) - dt.timedelta(
+            minutes=30
+        )
+        session.get_one(Message, strong_old).created_at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    # Matches every 3 hours back to ~4 months (every ring), another word in between.
+    _spread(inbox, conversation, search.MAX_RESULTS - 1, "a walrus on the beach", 3)
+    _spread(inbox, other, 300, "a seal on the rocks", 7)
+    _bury(inbox, other, search.RECENT_WINDOW, "filler filler")
+
+    pages = {}
+    for plan in ("index", "rings"):
+        history_plan(plan)
+        first = _search(workspace, q="walrus", limit=50)
+        assert first["items"][0]["message"]["id"] == str(strong)
+        seen, cursor = [h["message"]["id"] for h in first["items"]], first["next_cursor"]
+        while cursor:
+            page = _search(workspace, q="walrus", limit=100, cursor=cursor)
+            seen += [h["message"]["id"] for h in page["items"]]
+            cursor = page["next_cursor"]
+        assert len(seen) == len(set(seen)) == search.MAX_RESULTS
+        assert str(strong_old) not in seen
+        # The phrase's own matches are two: the old one is among its newest.
+        phrase = _search(workspace, q='"walrus walrus" seal', limit=10)["items"]
+        assert {h["message"]["id"] for h in phrase} == {str(strong), str(strong_old)}
+        either = _search(workspace, q="seal or walrus", limit=20)["items"]
+        pages[plan] = (seen, [h["message"]["id"] for h in either])
+        unlike = _search(workspace, q="walrus -beach")["items"]
+        assert {h["message"]["id"] for h in unlike} == {str(strong), str(strong_old)}
+    assert pages["index"] == pages["rings"]
+
+
+def test_a_rare_word_is_found_in_any_ring_and_before_them(workspace, inbox, history_plan):
+    """Few matches, one per ring and one older than the last ring: all of them, both plans."""
+    conversation = inbox.conversation()
+    now = dt.datetime.now(dt.UTC)
+    ages = [1, 5, 20, 100, 400, 1500, 3 * 24 * 365]
+    ids = []
+    for hours in ages:
+        message = inbox.message(conversation, f"narwhal seen {hours} hours ago")
+        with session_scope() as session:
+            session.get_one(Message, message).created_at = now - dt.timedelta(hours=hours)
+        ids.append(str(message))
+    _bury(inbox, conversation, search.RECENT_WINDOW, "filler filler")
+    for plan in ("index", "rings"):
+        history_plan(plan)
+        hits = _search(workspace, q="narwhal")["items"]
+        assert [h["message"]["id"] for h in hits] == ids  # equal ranks: newest first
+        assert _search(workspace, q="narwhal", to=(now - dt.timedelta(hours=50)).isoformat())[
+            "items"
+        ] == [h for h in hits if h["message"]["id"] in ids[3:]]
+        assert _search(workspace, q="zzzunheard")["items"] == []
