@@ -308,7 +308,9 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-@functools.cache
+# NOTE: bounded: statements are built once per filter combination and page size, but a
+# client walking many combinations must not grow this without end.
+@functools.lru_cache(maxsize=4096)
 def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
     """The statement's SQL for the driver and the values of its literal parameters."""
     compiled = statement.compile(dialect=get_engine().dialect)

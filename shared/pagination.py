@@ -119,13 +119,14 @@ def literal_limit(rows: int):
     return literal_column(str(int(rows)))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2048)
 def _with_limit(statement: Select[Any], rows: int) -> Select[Any]:
-    """``statement`` with ``LIMIT rows`` (:func:`literal_limit`), built once."""
+    """``statement`` with ``LIMIT rows`` (:func:`literal_limit`), built once (bounded: a
+    client may ask for every page size of every filter combination)."""
     return statement.limit(literal_limit(rows))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2048)
 def _selected_keys(statement: Select[Any]) -> tuple[str, ...]:
     return tuple(statement.selected_columns.keys())
 
