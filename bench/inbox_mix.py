@@ -97,6 +97,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paced-fraction", type=float, default=0.7, help="of the mix's peak")
     parser.add_argument("--keep-db", action="store_true", help="reuse (and keep) the data")
     parser.add_argument(
+        "--web-concurrency",
+        type=int,
+        help="gunicorn processes of both servers (WEB_CONCURRENCY; default: the Procfile's)",
+    )
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        help="threads per gunicorn process of both servers (WEB_THREADS; default: the Procfile's)",
+    )
+    parser.add_argument(
         "--database",
         help="with --keep-db: the kept database's name (default: one named after the volume),"
         " so engineers sharing a server keep their own",
@@ -121,6 +131,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile-out", help="with --profile: also write the cProfile stats to this file"
+    )
+    parser.add_argument(
+        "--profile-ab",
+        metavar="DIR",
+        help="with --profile: replay N requests in two processes, this code and the checkout"
+        " in DIR (say `git worktree add /tmp/base main`), alternating slices; CPU per request"
+        " (app and this database's PostgreSQL backends) per kind, side by side",
+    )
+    parser.add_argument(
+        "--profile-slice", type=int, default=300, help="with --profile-ab: requests per slice"
     )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     parser.add_argument("--keep-logs", action="store_true")
@@ -418,6 +438,116 @@ def profile(specs: list[dict], count: int, stats_file: str | None = None, thread
     return common.EXIT_PASS
 
 
+def profile_ab(bench: common.Bench, mix_file: Path, args: argparse.Namespace) -> int:
+    """This code against the checkout ``args.profile_ab``, in two processes, same minutes.
+
+    Each side replays the same slices of the mix in turn (``--profile-slice`` requests,
+    the first side alternating), so both see the same load, data drift and caches; CPU
+    is the process's own (``time.process_time``) and, per slice, that of this database's
+    backends (only the replaying side is busy then).
+    """
+    import subprocess
+
+    sides = {"base": str(Path(args.profile_ab).resolve()), "this": str(common.REPO_ROOT)}
+    replayer = str(Path(__file__).resolve().parent / "mix_replay.py")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, replayer, "--code", code, "--specs", str(mix_file)],
+            cwd=code,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name, code in sides.items()
+    }
+    for proc in procs.values():
+        bench.callback(proc.kill)
+    for name, proc in procs.items():
+        if proc.stdout.readline().strip() != "ready":
+            raise common.BenchError(f"the {name} replayer did not start")
+    meter = common.CpuMeter({}, bench.env.database_url)
+    app_cpu: dict[str, dict[str, list[float]]] = {name: {} for name in sides}
+    pg_cpu = dict.fromkeys(sides, 0.0)
+    loads = [os.getloadavg()[0]]
+    #: Per slice, this side's app CPU over the base's for the same requests.
+    ratios: list[float] = []
+    slices = max(1, args.profile // args.profile_slice)
+    for number in range(slices):
+        order = list(sides) if number % 2 else list(reversed(sides))
+        slice_cpu = {}
+        for name in order:
+            start = meter.sample()
+            procs[name].stdin.write(f"{number * args.profile_slice} {args.profile_slice}\n")
+            procs[name].stdin.flush()
+            spent = json.loads(procs[name].stdout.readline())
+            pg_cpu[name] += common.CpuMeter.usage(start, meter.sample()).postgres_database
+            for kind, times in spent.items():
+                app_cpu[name].setdefault(kind, []).extend(times)
+            slice_cpu[name] = sum(map(sum, spent.values()))
+        ratios.append(slice_cpu["this"] / slice_cpu["base"])
+        loads.append(os.getloadavg()[0])
+    for proc in procs.values():
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    requests = slices * args.profile_slice
+
+    def per_request(name: str, kind: str | None = None) -> float:
+        if kind is None:
+            return 1000 * sum(map(sum, app_cpu[name].values())) / requests
+        times = app_cpu[name].get(kind, [])
+        return 1000 * sum(times) / max(len(times), 1)
+
+    rows = [
+        (
+            kind,
+            len(app_cpu["this"].get(kind, [])),
+            common.fmt(per_request("base", kind), 3),
+            common.fmt(per_request("this", kind), 3),
+            f"{100 * (per_request('this', kind) / per_request('base', kind) - 1):+.1f} %",
+        )
+        for kind in MIX
+        if kind in app_cpu["this"]
+    ]
+    rows.append(
+        (
+            "mix (app)",
+            requests,
+            common.fmt(per_request("base"), 3),
+            common.fmt(per_request("this"), 3),
+            f"{100 * (per_request('this') / per_request('base') - 1):+.1f} %",
+        )
+    )
+    pg = {name: 1000 * pg_cpu[name] / requests for name in sides}
+    rows.append(
+        (
+            "mix (PostgreSQL)",
+            requests,
+            common.fmt(pg["base"], 3),
+            common.fmt(pg["this"], 3),
+            f"{100 * (pg['this'] / pg['base'] - 1):+.1f} %" if pg["base"] else "-",
+        )
+    )
+    ratios.sort()
+    rows.append(
+        (
+            "mix (app), per slice",
+            requests,
+            "",
+            "",
+            f"median {100 * (common.percentile(ratios, 50) - 1):+.1f} %, quartiles"
+            f" {100 * (common.percentile(ratios, 25) - 1):+.1f} /"
+            f" {100 * (common.percentile(ratios, 75) - 1):+.1f} %",
+        )
+    )
+    common.print_table(
+        f"CPU ms per request in-process, {sides['base']} (base) vs this code, {slices} alternating"
+        f" slices of {args.profile_slice} (load average {min(loads):.1f}-{max(loads):.1f})",
+        ["kind", "requests a side", "base", "this", "change"],
+        rows,
+    )
+    return common.EXIT_PASS
+
+
 def compare_threads(replay, count: int, threads: int, passes: int = 3) -> None:
     """The process's CPU per request replaying on one thread, then on ``threads`` at once.
 
@@ -475,7 +605,10 @@ def _wait_answering(port: int, path: str, child: common.Child) -> None:
 
 def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     rng = random.Random(args.seed)
-    workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+    # NOTE: the same settings for the app and the bare app, so the ratio compares like with like.
+    settings = {"WEB_CONCURRENCY": args.web_concurrency, "WEB_THREADS": args.web_threads}
+    server_env = {name: str(value) for name, value in settings.items() if value is not None}
+    workers = args.web_concurrency or os.cpu_count() or 1
     bench = common.Bench("inbox_mix", env, keep_logs=args.keep_logs, keep_database=args.keep_db)
     with bench:
         tenants, build_seconds = build_tenants(
@@ -488,9 +621,13 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         )
         app_port, bare_port = common.free_ports(2)
         gunicorn = [*common.executable("gunicorn"), "--config", "python:api.gunicorn_conf"]
-        web = bench.start("web", [*gunicorn, "api.app:create_app()"], {"PORT": str(app_port)})
+        web = bench.start(
+            "web", [*gunicorn, "api.app:create_app()"], {**server_env, "PORT": str(app_port)}
+        )
         bare = bench.start(
-            "bare", [*gunicorn, "bench.bare_app:create_app()"], {"PORT": str(bare_port)}
+            "bare",
+            [*gunicorn, "bench.bare_app:create_app()"],
+            {**server_env, "PORT": str(bare_port)},
         )
         servers = {"web": web, "bare": bare}
         _wait_answering(app_port, "/api/health", web)
@@ -502,6 +639,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         mix_file = bench.log_dir / "mix.jsonl"
         mix_file.write_text("".join(json.dumps(s) + "\n" for s in specs))
         preflight(app_port, specs)
+        if args.profile and args.profile_ab:
+            return profile_ab(bench, mix_file, args)
         if args.profile:
             kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
             return profile(
@@ -562,8 +701,9 @@ def report(
 ) -> int:
     mix, bare = combined["mix"], combined["bare"]
     ratio = mix["rps"] / bare["rps"]
+    threads = args.web_threads or "the Procfile's"
     loadrun.print_results(
-        f"Peak, closed loop: gunicorn {workers} processes (Procfile settings),"
+        f"Peak, closed loop: gunicorn {workers} processes x {threads} threads,"
         f" {args.connections} connections, {args.rounds} x {args.duration:g} s per target;"
         f" {args.tenants} x ({args.conversations:,} conversations, {args.messages:,} messages)"
         f"{f', built in {build_seconds:.0f} s' if build_seconds else ', kept database'};"

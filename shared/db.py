@@ -312,7 +312,9 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-@functools.cache
+# NOTE: bounded: statements are built once per filter combination and page size, but a
+# client walking many combinations must not grow this without end.
+@functools.lru_cache(maxsize=4096)
 def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
     """The statement's SQL for the driver and the values of its literal parameters."""
     compiled = statement.compile(dialect=get_engine().dialect)
@@ -322,6 +324,10 @@ def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
         if bind.value is not None
     }
     return str(compiled), literals
+
+
+#: The attribute of a psycopg connection holding the cursor :func:`fetch_rows` reuses.
+_FETCH_CURSOR = "_omnistream_fetch_cursor"
 
 
 def fetch_rows(connection: Connection, statement: Executable, params: dict[str, Any]) -> list:
@@ -339,9 +345,15 @@ def fetch_rows(connection: Connection, statement: Executable, params: dict[str, 
     driver = connection.connection.driver_connection
     try:
         sql, literals = _driver_sql(statement)
-        with driver.cursor() as cursor:
-            cursor.execute(sql, {**literals, **params} if literals else params)
-            return cursor.fetchall()
+        # PERF: one cursor per driver connection, kept on it: a new cursor starts with no
+        # adapters and looks up a dumper per parameter and a loader per column again
+        # (~25 us of a 100 us one-row read on a loaded host). A connection is used by one
+        # thread at a time, and fetchall() reads every row, so nothing is left behind.
+        cursor = driver.__dict__.get(_FETCH_CURSOR)
+        if cursor is None or cursor.closed:
+            cursor = driver.__dict__[_FETCH_CURSOR] = driver.cursor()
+        cursor.execute(sql, {**literals, **params} if literals else params)
+        return cursor.fetchall()
     except psycopg.OperationalError:
         if not (driver.closed or driver.broken):
             raise

@@ -191,11 +191,27 @@ def _read(keys: tuple[str, ...]) -> dict[str, bytes] | None:
     return {k: v or _UNSET for k, v in zip(keys, values, strict=True)}
 
 
+_KEYS: dict[tuple[Any, int], tuple[str, ...]] = {}
+
+
+def _keys(tenant_id: Any) -> tuple[str, ...]:
+    """Every cache's epoch keys for ``tenant_id`` (built once per tenant: asked per request)."""
+    found = _KEYS.get((tenant_id, len(_caches)))
+    if found is None:
+        if len(_KEYS) >= 10_000:
+            _KEYS.clear()
+        found = _KEYS[tenant_id, len(_caches)] = tuple(
+            k for cache in _caches for k in cache.epoch_keys(tenant_id)
+        )
+    return found
+
+
 def read(tenant_id: Any = None, caches: Iterable[EpochCache] | None = None) -> Epochs:
     """Every cache's epochs (or ``caches``'; ``tenant_id``'s too, when known) in one Redis
     round trip."""
-    chosen = _caches if caches is None else caches
-    return Epochs(_read(tuple(k for cache in chosen for k in cache.epoch_keys(tenant_id))))
+    if caches is None:
+        return Epochs(_read(_keys(tenant_id)))
+    return Epochs(_read(tuple(k for cache in caches for k in cache.epoch_keys(tenant_id))))
 
 
 def _forget_written(writes: list[Write]) -> None:

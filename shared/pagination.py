@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, bindparam, tuple_
+from sqlalchemy import Connection, Select, bindparam, literal_column, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.db import fetch_rows
@@ -74,7 +75,7 @@ def paginate_rows(
     The query must select ``created_at`` and ``id`` under those names.
     PERF: hot lists use this to skip ORM object loading entirely.
     """
-    query = _keyset(query, created_at, id_column, cursor).limit(limit + 1)
+    query = _keyset(query, created_at, id_column, cursor).limit(literal_limit(limit + 1))
     result = session.connection().execute(query)
     keys = tuple(result.keys())
     # PERF: zip over plain tuples is several times faster than RowMapping -> dict.
@@ -89,8 +90,8 @@ def keyset_statement(
     id_column: InstrumentedAttribute[uuid.UUID],
     after: bool,
 ) -> Select[Any]:
-    """``query`` as a page statement built once: newest first, ``LIMIT :limit``, and with
-    ``after`` only the rows past ``(:after_at, :after_id)`` (what :func:`fetch_page` binds).
+    """``query`` as a page statement built once: newest first, and with ``after`` only the
+    rows past ``(:after_at, :after_id)`` (what :func:`fetch_page` binds; it adds the LIMIT).
 
     The query must select ``created_at`` and ``id`` under those names.
     """
@@ -102,7 +103,32 @@ def keyset_statement(
                 bindparam("after_id", type_=id_column.type),
             )
         )
-    return query.order_by(created_at.desc(), id_column.desc()).limit(bindparam("limit"))
+    return query.order_by(created_at.desc(), id_column.desc())
+
+
+def literal_limit(rows: int):
+    """``LIMIT rows`` written in the SQL, not bound: what a page query should use.
+
+    PERF: PostgreSQL plans a prepared statement whose LIMIT is a parameter for every
+    execution: without the value it costs the generic plan as if 10 % of the rows were
+    read, so the custom plans always look cheaper (0.5-1 ms of planning on a loaded host
+    for an inbox page that runs in 0.3 ms). With the LIMIT in the text, the generic plan
+    is costed like the custom ones and kept after five executions when it is as good.
+    A client uses a handful of page sizes (1..MAX_LIMIT), so the statements stay few.
+    """
+    return literal_column(str(int(rows)))
+
+
+@functools.lru_cache(maxsize=2048)
+def _with_limit(statement: Select[Any], rows: int) -> Select[Any]:
+    """``statement`` with ``LIMIT rows`` (:func:`literal_limit`), built once (bounded: a
+    client may ask for every page size of every filter combination)."""
+    return statement.limit(literal_limit(rows))
+
+
+@functools.lru_cache(maxsize=2048)
+def _selected_keys(statement: Select[Any]) -> tuple[str, ...]:
+    return tuple(statement.selected_columns.keys())
 
 
 def fetch_page(
@@ -122,11 +148,11 @@ def fetch_page(
     PERF: the hottest lists (the inbox, a conversation's messages) run this way: no
     query building, cache key or result processing per request (``fetch_rows``).
     """
-    params = {**params, "limit": limit + 1}
     if cursor:
+        params = {**params}
         params["after_at"], params["after_id"] = decode_cursor(cursor)
-    statement = statements(bool(cursor))
-    keys = tuple(statement.selected_columns.keys())
+    statement = _with_limit(statements(bool(cursor)), limit + 1)
+    keys = _selected_keys(statement)
     found = fetch_rows(connection, statement, params)
     if shape is None:
         rows = [dict(zip(keys, row, strict=True)) for row in found]
@@ -145,7 +171,8 @@ def paginate(
     cursor: str | None = None,
 ) -> Page[Any]:
     """Run ``query`` newest first from ``cursor`` and return one page and the next cursor."""
-    rows = session.scalars(_keyset(query, created_at, id_column, cursor).limit(limit + 1)).all()
+    page = _keyset(query, created_at, id_column, cursor).limit(literal_limit(limit + 1))
+    rows = session.scalars(page).all()
     return _page(
         rows, limit, lambda last: (getattr(last, created_at.key), getattr(last, id_column.key))
     )

@@ -1,0 +1,38 @@
+"""Page statements carry their LIMIT in the SQL text, so PostgreSQL can keep a generic plan.
+
+A prepared statement whose LIMIT is a parameter is planned again at every execution:
+the generic plan is costed as if 10 % of the rows were read, so the custom plans always
+look cheaper (measured: 0.5-1 ms of planning for an inbox page that runs in 0.3 ms).
+"""
+
+from __future__ import annotations
+
+from shared.db import _driver_sql
+from shared.inbox.access import EVERYTHING
+from shared.inbox.conversations import _list_statement
+from shared.pagination import _with_limit
+from tests.inbox_conversations.conftest import add_conversation
+
+
+def test_an_inbox_page_statement_has_its_limit_in_the_text():
+    statements = _list_statement(EVERYTHING, ("status",), "me", ())
+    for after in (False, True):
+        sql, literals = _driver_sql(_with_limit(statements(after), 26))
+        assert sql.rstrip().endswith("LIMIT 26")
+        assert "limit" not in " ".join(literals)
+    assert _with_limit(statements(False), 26) is _with_limit(statements(False), 26), "built once"
+
+
+def test_page_sizes_answer_that_many_rows_and_a_cursor(workspace):
+    """Each size is its own statement: pages of 1, 2 and 5 walk the inbox without a gap."""
+    made = {add_conversation(workspace) for _ in range(4)}
+    pages, cursor = [], None
+    for limit in (1, 2, 5):
+        params = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        resp = workspace.call("GET", "/api/conversations", params=params)
+        assert resp.status_code == 200, resp.text
+        pages.append([item["id"] for item in resp.json["items"]])
+        cursor = resp.json["next_cursor"]
+    assert [len(page) for page in pages] == [1, 2, 1]
+    assert cursor is None
+    assert {i for page in pages for i in page} == made
