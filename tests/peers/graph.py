@@ -43,6 +43,7 @@ import http.server
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -529,9 +530,16 @@ def _handler(graph: FakeGraph):
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # NOTE: a killed worker resets its idle keep-alive connections: expected, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def start_fake_graph() -> tuple[FakeGraph, http.server.ThreadingHTTPServer]:
     graph = FakeGraph()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(graph))
+    server = _Server(("127.0.0.1", 0), _handler(graph))
     server.daemon_threads = True
     graph.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="fake-graph").start()
