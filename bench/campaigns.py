@@ -22,7 +22,14 @@ http.server in this process), with the Procfile's worker and scheduler as subpro
   Reported: the messages in doubt and the time from the kill to the campaign's end.
 - baseline: the same template payloads POSTed with one shared httpx client from as many
   threads as the worker may have sends in flight (processes x ``OUTBOUND_ACCOUNT_CONCURRENCY``):
-  no database, no broker.
+  no database, no broker. It runs in a child process, as the worker does (in this one its
+  threads would share the fake's interpreter lock).
+
+The fake answers every send after ``--graph-latency-ms`` (default
+:data:`bench.common.GRAPH_LATENCY_MS`, Meta's own time to answer; 0: CPU-bound), the
+same for the campaign and the baseline; at a latency, the rate says whether the sends in
+flight are kept at the allowed concurrency, which "in flight" reports (the mean number of
+sends the fake was answering over the span, from its own count).
 
 Run::
 
@@ -63,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--claim-seconds", type=float, default=20.0)
     parser.add_argument("--drain-timeout", type=float, default=1200.0)
+    parser.add_argument(
+        "--graph-latency-ms",
+        type=float,
+        default=common.GRAPH_LATENCY_MS,
+        help="how long the fake Graph API takes to answer a send (0: at once)",
+    )
     parser.add_argument("--json-out")
     return parser.parse_args(argv)
 
@@ -214,6 +227,8 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     from tests.peers.graph import start_fake_graph
 
     graph, server = start_fake_graph()
+    latency = args.graph_latency_ms / 1000
+    graph.latency = latency
     server.request_queue_size = 512
     # NOTE: the server listens already (backlog 5); listen again so that the bare loop's 32
     # new connections on a loaded machine are not reset by an overflowing accept queue.
@@ -255,9 +270,13 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         def arrivals() -> list:
             return [r for r in graph.sent() if r.path.endswith(own)]
 
+        # NOTE: the campaign starts once the worker processes are up: their boot (imports,
+        # 10-30 s on a loaded machine) is no part of a campaign's rate.
+        common.wait_workers_ready(worker, args.processes, "worker", timeout=180)
         print(f"[campaigns] campaign: {args.recipients} recipients", flush=True)
         started = time.time()
         before = meter.sample()
+        busy_before = graph.in_flight_seconds()
         campaign_id = start_campaign(tenant_id, account_id, "spring")
         common.wait_until(
             lambda: settled(campaign_id, args.recipients),
@@ -267,6 +286,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             children=[worker],
         )
         used = common.CpuMeter.usage(before, meter.sample())
+        busy = graph.in_flight_seconds() - busy_before
         used.trees["bench"] -= used.trees["worker"] + used.trees["scheduler"]  # its children
         sent = arrivals()
         last = max(r.at for r in sent)
@@ -275,6 +295,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "requests": len(sent),
             "per_s": len(sent) / (last - started),
             "span_s": last - started,
+            "in_flight": busy / (last - started),
             "counts": counts(campaign_id),
             # CPU ms per recipient: where a campaign's time goes (bench = the fake Graph API
             # and this script's polling; postgres = this run's database backends).
@@ -288,6 +309,7 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         duplicates = sum(n - 1 for n in Counter(r.json["to"] for r in sent).values() if n > 1)
 
         graph.reset()
+        graph.latency = latency
         print(f"[campaigns] kill: {args.kill_recipients} recipients", flush=True)
         kill_id = start_campaign(tenant_id, account_id, "autumn")
         threshold = int(args.kill_recipients * args.kill_at)
@@ -329,11 +351,20 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         print(f"  {results['kill']}", flush=True)
 
         graph.reset()
-        results["baseline"] = bare_loop(graph.base_url, phone_number_id, args)
+        graph.latency = latency
+        results["baseline"] = in_child(bare_loop, graph.base_url, phone_number_id, args)
         print(f"  baseline {results['baseline']}", flush=True)
     server.shutdown()
     server.server_close()
     return report(args, results)
+
+
+def in_child(function, *args_):
+    """``function(*args_)`` run in a new process (spawned): its result."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args_)
 
 
 def bare_loop(base_url: str, phone_number_id: str, args) -> dict:
@@ -387,14 +418,16 @@ def bare_loop(base_url: str, phone_number_id: str, args) -> dict:
 def report(args, results: dict) -> int:
     campaign, kill, base = results["campaign"], results["kill"], results["baseline"]
     common.print_table(
-        f"WhatsApp campaigns against the fake Graph API ({args.processes} worker processes)",
-        ["run", "recipients", "requests", "sends/s", "vs baseline"],
+        f"WhatsApp campaigns against the fake Graph API ({args.processes} worker processes,"
+        f" answers after {args.graph_latency_ms:g} ms)",
+        ["run", "recipients", "requests", "sends/s", "in flight", "vs baseline"],
         [
             (
                 "campaign (send -> batches -> messages -> Graph)",
                 campaign["recipients"],
                 campaign["requests"],
                 common.fmt(campaign["per_s"]),
+                common.fmt(campaign["in_flight"]),
                 f"{campaign['per_s'] / base['per_s']:.0%}",
             ),
             (
@@ -402,9 +435,18 @@ def report(args, results: dict) -> int:
                 base["sends"],
                 base["sends"],
                 common.fmt(base["per_s"]),
+                base["concurrency"],
                 "100%",
             ),
         ],
+    )
+    cpu = campaign["cpu_ms"]
+    print(
+        "CPU ms per recipient: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+        + f" (machine busy {campaign['machine_busy_pct']:.0f} %,"
+        f" load average {os.getloadavg()[0]:.2f})",
+        flush=True,
     )
     print(
         f"worker killed after {args.kill_at:.0%} of {kill['recipients']}: "
@@ -413,7 +455,14 @@ def report(args, results: dict) -> int:
         f"settled {kill['recovery_s']:.1f} s after the kill",
         flush=True,
     )
-    common.write_json(args.json_out, {"benchmark": "campaigns", "results": results})
+    common.write_json(
+        args.json_out,
+        {
+            "benchmark": "campaigns",
+            "graph_latency_ms": args.graph_latency_ms,
+            "results": results,
+        },
+    )
     lost = kill["numbers_reached"] < kill["recipients"] - kill["in_doubt"]
     if kill["duplicates"] or campaign["requests"] != campaign["recipients"] or lost:
         return common.EXIT_FAIL

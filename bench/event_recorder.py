@@ -52,6 +52,9 @@ class Recorder:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            #: NOTE: headers and body are two writes; Nagle held the body for the client's
+            #: delayed ACK (40 ms an answer).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

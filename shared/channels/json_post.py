@@ -98,7 +98,8 @@ class JsonPoster:
         }
         conn = self._checkout()
         try:
-            # NOTE: headers and body in one write (http.client sends them apart otherwise).
+            # NOTE: http.client writes headers and body apart (two sendall calls); it sets
+            # TCP_NODELAY on connect, so the body does not wait for the headers' ACK.
             conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
             for name, value in headers.items():
                 conn.putheader(name, value)

@@ -26,6 +26,12 @@ next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 ``("sleep", seconds)`` (then ok), ``("raw", status, body)`` or ``("throttle", code,
 retry_after)`` (Meta's throttling error with a ``Retry-After`` header).
 :meth:`FakeGraph.peak_in_flight` is the most sends one token had in flight at once.
+
+Timing: every answer is written in one TCP segment's worth without Nagle's wait (the
+handler's ``disable_nagle_algorithm``: ``http.server`` writes the headers and the body
+apart, and with Nagle on, the body waited for the client's delayed ACK: 40 ms an answer).
+:attr:`FakeGraph.latency` is how long a send (``POST .../messages``) takes to answer, as
+Meta's own processing does; 0 (the tests') answers at once.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import http.server
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -118,6 +125,8 @@ class FakeGraph:
     accepted_tokens: set[str] | None = None
     #: Seconds every media request takes (to make concurrent fetches overlap).
     media_delay: float = 0.0
+    #: Seconds every send (``POST .../messages``, not a read receipt) takes to answer.
+    latency: float = 0.0
     #: WABA id -> its analytics.
     waba: dict[str, WabaAnalytics] = field(default_factory=dict)
     #: OAuth, Embedded Signup, Pages and Messenger profiles (:mod:`.graph_onboarding`).
@@ -135,6 +144,20 @@ class FakeGraph:
     # --- concurrency seen per token (outbound engine) ---
     _in_flight: dict[str | None, int] = field(default_factory=dict)
     _peak: dict[str | None, int] = field(default_factory=dict)
+    #: Sends in flight (any token) integrated over time, and when it last changed.
+    _busy: list[float] = field(default_factory=lambda: [0.0, time.monotonic()])
+
+    def in_flight_seconds(self) -> float:
+        """Sends in flight (any token) integrated over time: its growth over a span divided
+        by the span is the mean number of sends in flight (how full the pipe was kept)."""
+        with self.lock:
+            self._tick()
+            return self._busy[0]
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._busy[0] += self._in_flight.get(None, 0) * (now - self._busy[1])
+        self._busy[1] = now
 
     def peak_in_flight(self, token: str | None = None) -> int:
         """The most sends (``/messages`` POSTs) in flight at once with ``token`` (None: any)."""
@@ -143,12 +166,14 @@ class FakeGraph:
 
     def _enter(self, token: str | None) -> None:
         with self.lock:
+            self._tick()
             for k in (token, None):
                 self._in_flight[k] = self._in_flight.get(k, 0) + 1
                 self._peak[k] = max(self._peak.get(k, 0), self._in_flight[k])
 
     def _leave(self, token: str | None) -> None:
         with self.lock:
+            self._tick()
             for k in (token, None):
                 self._in_flight[k] -= 1
 
@@ -165,6 +190,7 @@ class FakeGraph:
             self.waba.clear()
             self.accepted_tokens = None
             self.media_delay = 0.0
+            self.latency = 0.0
             self.meta = MetaOnboarding()
             self._receipt_plan = []
             self.next_wamids.clear()
@@ -250,6 +276,9 @@ def _is_receipt(recorded: Recorded) -> bool:
 def _handler(graph: FakeGraph):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        #: NOTE: the headers and the body are two writes; with Nagle the body waited for
+        #: the client's delayed ACK (40 ms an answer, whatever the client).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # quiet
             pass
@@ -358,6 +387,8 @@ def _handler(graph: FakeGraph):
                 self._left()
 
         def _answer_send(self, parts: list[str], recorded: Recorded) -> None:
+            if graph.latency:
+                time.sleep(graph.latency)
             behaviour = graph._next()
             if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
                 time.sleep(behaviour[1])
@@ -499,9 +530,16 @@ def _handler(graph: FakeGraph):
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # NOTE: a killed worker resets its idle keep-alive connections: expected, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def start_fake_graph() -> tuple[FakeGraph, http.server.ThreadingHTTPServer]:
     graph = FakeGraph()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(graph))
+    server = _Server(("127.0.0.1", 0), _handler(graph))
     server.daemon_threads = True
     graph.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="fake-graph").start()

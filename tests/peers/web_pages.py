@@ -59,6 +59,9 @@ class WebPages:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            #: NOTE: headers and body are two writes; Nagle held the body for the client's
+            #: delayed ACK (40 ms an answer).
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 pages.hits[self.path] += 1
