@@ -106,22 +106,33 @@ def test_batch_takes_the_longest_overdue_first(tenant_id):
     assert sorted(recorder.ids) == sorted(ids[:3])
 
 
-def _delay_after_sweep(event_id) -> tuple[int, float]:
-    """Make the row due, sweep it alone, return (sweep_count, seconds until its next sweep)."""
+def _db_clock() -> dt.datetime:
+    with session_scope() as session:
+        return session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+def _delay_after_sweep(event_id) -> tuple[int, float, float]:
+    """Make the row due, sweep it alone; return (sweep_count, shortest, longest delay).
+
+    The sweep sets ``next_sweep_at`` from its own ``now()``, which lies between the
+    database clock read before it and after it: the delay it chose lies between
+    ``next_sweep_at`` minus those two readings, however slow the machine.
+    """
     with session_scope() as session:
         session.execute(
             update(OutboxEvent).where(OutboxEvent.id == event_id).values(next_sweep_at=LONG_AGO)
         )
+    before = _db_clock()
     with session_scope() as session:
         assert sweep(session, batch=1, publish=lambda pending: None) == 1
+    after = _db_clock()
     with session_scope() as session:
-        count, delay = session.execute(
-            select(
-                OutboxEvent.sweep_count,
-                func.extract("epoch", OutboxEvent.next_sweep_at - func.now()),
-            ).where(OutboxEvent.id == event_id)
+        count, next_sweep_at = session.execute(
+            select(OutboxEvent.sweep_count, OutboxEvent.next_sweep_at).where(
+                OutboxEvent.id == event_id
+            )
         ).one()
-    return count, float(delay)
+    return count, (next_sweep_at - after).total_seconds(), (next_sweep_at - before).total_seconds()
 
 
 def test_backoff_doubles_with_sweep_count_up_to_the_cap(tenant_id):
@@ -129,11 +140,10 @@ def test_backoff_doubles_with_sweep_count_up_to_the_cap(tenant_id):
     [event_id] = add_events(tenant_id, 1, next_sweep_at=LONG_AGO)
 
     for previous in range(4):
-        count, delay = _delay_after_sweep(event_id)
+        count, shortest, longest = _delay_after_sweep(event_id)
         expected = min(after * 2**previous, MAX_BACKOFF_SECONDS)
         assert count == previous + 1
-        # The sweep's now() is a few ms before the one that measures.
-        assert expected - 0.5 < delay <= expected + 0.001, (previous, delay)
+        assert shortest - 0.001 <= expected <= longest + 0.001, (previous, shortest, longest)
 
     for swept_before in (20, 100_000):  # capped, and no float overflow in power()
         with session_scope() as session:
@@ -142,9 +152,9 @@ def test_backoff_doubles_with_sweep_count_up_to_the_cap(tenant_id):
                 .where(OutboxEvent.id == event_id)
                 .values(sweep_count=swept_before)
             )
-        count, delay = _delay_after_sweep(event_id)
+        count, shortest, longest = _delay_after_sweep(event_id)
         assert count == swept_before + 1
-        assert MAX_BACKOFF_SECONDS - 0.5 < delay <= MAX_BACKOFF_SECONDS + 0.001
+        assert shortest - 0.001 <= MAX_BACKOFF_SECONDS <= longest + 0.001
 
 
 def test_concurrent_sweepers_split_rows_without_overlap(tenant_id):
