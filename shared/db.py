@@ -326,8 +326,22 @@ def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
     return str(compiled), literals
 
 
-#: The attribute of a psycopg connection holding the cursor :func:`fetch_rows` reuses.
-_FETCH_CURSOR = "_omnistream_fetch_cursor"
+#: The attribute of a psycopg connection holding the cursor the driver-level helpers reuse.
+_KEPT_CURSOR = "_omnistream_kept_cursor"
+
+
+def _kept_cursor(driver: psycopg.Connection) -> psycopg.Cursor:
+    """The driver connection's one reusable cursor (:func:`fetch_rows`, :func:`write_rows`).
+
+    PERF: a new cursor starts with no adapters and looks up a dumper per parameter and a
+    loader per column again (~25 us of a 100 us one-row read on a loaded host). A
+    connection is used by one thread at a time, and each caller reads the whole result,
+    so nothing is left behind.
+    """
+    cursor = driver.__dict__.get(_KEPT_CURSOR)
+    if cursor is None or cursor.closed:
+        cursor = driver.__dict__[_KEPT_CURSOR] = driver.cursor()
+    return cursor
 
 
 def fetch_rows(connection: Connection, statement: Executable, params: dict[str, Any]) -> list:
@@ -345,13 +359,7 @@ def fetch_rows(connection: Connection, statement: Executable, params: dict[str, 
     driver = connection.connection.driver_connection
     try:
         sql, literals = _driver_sql(statement)
-        # PERF: one cursor per driver connection, kept on it: a new cursor starts with no
-        # adapters and looks up a dumper per parameter and a loader per column again
-        # (~25 us of a 100 us one-row read on a loaded host). A connection is used by one
-        # thread at a time, and fetchall() reads every row, so nothing is left behind.
-        cursor = driver.__dict__.get(_FETCH_CURSOR)
-        if cursor is None or cursor.closed:
-            cursor = driver.__dict__[_FETCH_CURSOR] = driver.cursor()
+        cursor = _kept_cursor(driver)
         cursor.execute(sql, {**literals, **params} if literals else params)
         return cursor.fetchall()
     except psycopg.OperationalError:
@@ -376,9 +384,9 @@ def write_rows(connection: Connection, statement: Executable, params: dict[str, 
         return connection.execute(statement, params).rowcount
     driver = connection.connection.driver_connection
     try:
-        with driver.cursor() as cursor:
-            cursor.execute(sql, {**literals, **params} if literals else params)
-            return cursor.rowcount
+        cursor = _kept_cursor(driver)
+        cursor.execute(sql, {**literals, **params} if literals else params)
+        return cursor.rowcount
     except psycopg.OperationalError:
         if not (driver.closed or driver.broken):
             raise
