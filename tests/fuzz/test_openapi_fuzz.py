@@ -7,9 +7,10 @@ code, the documented content type and the documented body schema.
 
 Path ids are either generated (unknown ids: 404) or the real rows of a seeded
 workspace (:mod:`tests.fuzz.seed`), so updates and deletes reach the services.
-Reads share one seeded workspace; every other operation gets a fresh one, and
-every example a fresh token, so a logout, a deleted row or a changed password
-in one example cannot decide what the next one sees.
+Reads share one workspace seeded with every kind of row; every other operation gets
+a fresh one, seeded with the rows its path names, and every example a fresh token,
+so a logout, a deleted row or a changed password in one example cannot decide what
+the next one sees.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def read_workspace(app):
     import falcon.testing
 
     ws = register(falcon.testing.TestClient(app))
-    return ws, seed(ws)
+    return ws, dict(seed(ws))  # every kind of row, for the lists to show them
 
 
 def _fresh_token(ws: Workspace) -> str:

@@ -225,9 +225,13 @@ def test_a_delivery_refused_a_slot_goes_when_another_process_frees_one(ws, recei
     # The other process's attempt ends as every attempt does: sent, released, recorded.
     results = sender.send_all([a.claimed for a in held])
     engine.finish(list(zip(held, results, strict=True)), limiter=limiter)
+    # Wait for the attempt to be recorded, not just received: the worker releases its slot
+    # after the receiver answers, and the other process's send below needs that slot.
     wait_until(
-        lambda: str(event_id) in {r.headers["webhook-id"] for r in receiver.at(path)},
-        "the waiting delivery sent (no sweeper runs here)",
+        lambda: any(
+            d.event_id == event_id and d.status == "succeeded" for d in deliveries(hook["id"])
+        ),
+        "the waiting delivery sent and recorded (no sweeper runs here)",
     )
     [untouched] = [d for d in deliveries(hook["id"]) if d.id == elsewhere]
     assert untouched.status == "pending" and untouched.attempt_count == 0
