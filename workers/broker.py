@@ -34,6 +34,7 @@ from shared.queue_stats import redis_broker_namespace
 from workers.dead_letters import DeadLetters
 from workers.log_context import LogContext
 from workers.metrics import Metrics
+from workers.prefetch import shared_prefetch
 from workers.presence import Presence
 from workers.tenant_gate import TenantGate
 from workers.tuning import FreezeStartupHeap, WorkerTimeout
@@ -75,12 +76,20 @@ def build_middleware(settings: Settings) -> list[dramatiq.Middleware]:
     ]
 
 
+class SharingRabbitmqBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker whose consumers hold a share of some queues
+    (:mod:`workers.prefetch`), as the Redis broker's do."""
+
+    def consume(self, queue_name, prefetch=1, timeout=5000):
+        return super().consume(queue_name, shared_prefetch(queue_name, prefetch), timeout)
+
+
 def build_broker(settings: Settings | None = None) -> dramatiq.Broker:
     """Return a new broker for ``settings`` (Redis, or RabbitMQ for ``amqp://`` URLs)."""
     settings = settings or get_settings()
     middleware = build_middleware(settings)
     if settings.uses_rabbitmq:
-        return RabbitmqBroker(url=settings.effective_broker_url, middleware=middleware)
+        return SharingRabbitmqBroker(url=settings.effective_broker_url, middleware=middleware)
     return WakingRedisBroker(
         url=settings.effective_broker_url,
         namespace=redis_broker_namespace(settings),

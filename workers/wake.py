@@ -42,7 +42,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from shared import pubsub
-from workers import queues
+from workers.prefetch import shared_prefetch
 
 #: Seconds between two maintenance runs of one queue in one process. A dead worker's
 #: messages come back at most this long after its heartbeat timeout has passed.
@@ -59,15 +59,6 @@ _WAKE_LUA = (
 ).encode()
 #: Seconds one read of the wake channel may block (the listener's only idle wake-up).
 LISTEN_SECONDS = 30.0
-#: Queue -> the part of Dramatiq's prefetch (twice the worker's threads) one process may
-#: hold of it. PERF: a send job holds its thread while its sends wait for the account's
-#: slots in this process (``OUTBOUND_ACCOUNT_CONCURRENCY``), and every enqueue wakes every
-#: process at once: the first to fetch took a whole campaign batch's jobs (10 of 50), so
-#: one process sent at its 16 slots while the other's sat idle, and its threads were all
-#: held, the campaign's next batch and the events' dispatch waiting behind them. A
-#: quarter (half the threads) spreads the jobs over the processes; the others wait in
-#: Redis, where any process with room takes them.
-PREFETCH_SHARE = {queues.OUTBOUND: 4}
 
 
 class WakingRedisBroker(RedisBroker):
@@ -90,10 +81,7 @@ class WakingRedisBroker(RedisBroker):
         return WakingConsumer
 
     def consume(self, queue_name, prefetch=1, timeout=5000):
-        share = PREFETCH_SHARE.get(queue_name)
-        if share:
-            prefetch = max(1, prefetch // share)
-        return super().consume(queue_name, prefetch, timeout)
+        return super().consume(queue_name, shared_prefetch(queue_name, prefetch), timeout)
 
     def close(self) -> None:
         """Let this process's listener go (at its next read, within :data:`LISTEN_SECONDS`)."""

@@ -16,7 +16,7 @@ from dramatiq.middleware import Retries
 
 from shared.config import get_settings
 from tests.workers.conftest import wait_until
-from workers import queues
+from tests.workers.test_prefetch_share import assert_a_burst_is_shared
 from workers.wake import MAINTENANCE_SECONDS, WakingRedisBroker
 
 #: The consumers' poll in these tests: any figure well under it proves a wake-up.
@@ -207,33 +207,7 @@ def test_a_stopping_workers_prefetched_message_is_taken_at_once_by_another(make_
 def test_a_burst_of_send_jobs_is_shared_by_the_processes(make_broker):
     """A campaign batch's send jobs, enqueued at once, are not all taken by the first
     process to fetch: each holds a quarter of its prefetch of the outbound queue."""
-    holders: dict[int, set[int]] = {}
-    release = threading.Event()
-    lock = threading.Lock()
-    made = [make_broker(), make_broker()]  # two worker processes' brokers, one namespace
-    actors = []
-    for n, (broker, _) in enumerate(made):
-
-        @dramatiq.actor(broker=broker, queue_name=queues.OUTBOUND, actor_name="send_burst")
-        def send_burst(job: int, _n: int = n) -> None:
-            with lock:
-                holders.setdefault(_n, set()).add(job)
-            release.wait(DEADLINE_S)
-
-        actors.append(send_burst)
-    for broker, workers in made:
-        _start(broker, workers, worker_threads=8)
-    for job in range(10):
-        actors[0].send(job)
-
-    def held() -> int:
-        with lock:
-            return sum(map(len, holders.values()))
-
-    # 8 threads: a prefetch of 16 would take all 10; a quarter is 4 each, 2 left in Redis.
-    wait_until(lambda: held() == 8, timeout=DEADLINE_S)
-    time.sleep(0.3)
-    with lock:
-        assert {n: len(jobs) for n, jobs in holders.items()} == {0: 4, 1: 4}
-    release.set()
-    wait_until(lambda: held() == 10, timeout=DEADLINE_S)
+    made = dict(make_broker() for _ in range(2))  # two processes' brokers, one namespace
+    assert_a_burst_is_shared(
+        list(made), lambda broker: _start(broker, made[broker], worker_threads=8)
+    )
