@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
-from shared.events import emit
 from shared.inbox.access import visibility, visible_bound
 from shared.models import Conversation, ConversationSla
 from shared.schemas.inbox import ConversationView
@@ -139,17 +138,17 @@ def transition(
     after = {"status": to_status, "snoozed_until": _iso(conversation.snoozed_until)}
     if to_status == "resolved":
         after["resolution_reason"] = reason
-    activity.record(
+    data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
+    activity.record_change(
         session,
         ctx,
         "conversation.status_changed",
         "conversation",
         conversation.id,
+        data,
         before=before,
         after=after,
     )
-    data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
-    emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     if to_status == "resolved":
         # NOTE: imported here: the survey is sent through shared.inbox.messages.
         from shared.csat import surveys as csat_surveys
@@ -228,15 +227,15 @@ def transition_by_id(
         sla.status_changed(
             session, session.get(Conversation, conversation_id), previous, to_status, now=now
         )
-    activity.record(
+    data = ConversationView.data(view) | {"previous_status": previous}
+    activity.record_change(
         session,
         ctx,
         "conversation.status_changed",
         "conversation",
         conversation_id,
+        data,
         before={"status": previous, "snoozed_until": _iso(previous_snoozed_until)},
         after={"status": to_status, "snoozed_until": None},
     )
-    data = ConversationView.data(view) | {"previous_status": previous}
-    emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     return view
