@@ -322,17 +322,21 @@ def _driver_statement(
     parameters whose type converts a Python value for the driver (JSON columns)."""
     dialect = get_engine().dialect
     compiled = statement.compile(dialect=dialect)
+    # NOTE: a value given in the statement (``values(x=None)`` too), not a parameter to bind.
     literals = {
         compiled.bind_names[bind]: bind.value
         for bind in compiled.binds.values()
-        if bind.value is not None
+        if not bind.required
     }
     processors = tuple(
         (compiled.bind_names[bind], process)
         for bind in compiled.binds.values()
         if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
     )
-    return str(compiled), literals, processors
+    sql = str(compiled)
+    if "POSTCOMPILE" in sql:
+        raise ValueError("a list expanded per execution (IN) cannot run on the driver")
+    return sql, literals, processors
 
 
 def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:

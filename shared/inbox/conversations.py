@@ -506,9 +506,11 @@ def _assign_by_id(
     params = {"in_tenant": ctx.tenant_id, "conversation_id": conversation_id}
     if assignee_id is not None:
         params["assignee"] = assignee_id
-    row = session.execute(_assign_statement(assignee_id is not None), params).one_or_none()
-    if row is None:
+    # PERF: on the driver's cursor (db.fetch_rows), not through SQLAlchemy's execution.
+    rows = fetch_rows(session.connection(), _assign_statement(assignee_id is not None), params)
+    if not rows:
         return None
+    row = rows[0]
     previous = row[0]
     view = dict(zip(ConversationView.model_fields, row[1:], strict=True))
     action = "conversation.assigned" if assignee_id else "conversation.unassigned"
