@@ -128,14 +128,6 @@ class Actor:
         )
 
 
-# PERF: built once, bound per call: emit() sits on every write path, and building the
-# insert construct (and its cache key) per event cost more CPU than running it. The
-# Core table, not the mapped class, so the session runs it as a plain INSERT.
-_INSERT_EVENT = insert(OutboxEvent.__table__).values(
-    next_sweep_at=func.now() + bindparam("sweep_after", type_=Interval)
-)
-
-
 def _impersonated_by(actor: Actor) -> dict[str, Any] | None:
     return actor.impersonated_by.as_dict() if actor.impersonated_by else None
 
@@ -165,28 +157,30 @@ def emit(
         raise ValueError(f"unknown event type {event_type!r}; add it to shared.event_types")
     event_id = uuid.uuid4()
     sweep_after = dt.timedelta(seconds=get_settings().outbox_sweep_after_seconds)
+    # NOTE: prefixed: SQLAlchemy would take a parameter named like a column of either
+    # table as a value for that column.
     params = {
-        "id": event_id,
-        "tenant_id": tenant_id,
-        "type": event_type,
-        "actor_type": actor.type,
-        "actor_id": actor.id,
-        "data": data,
-        "causation_id": causation_id,
-        "causation": actor.causation.as_dict() if actor.causation else None,
-        "impersonated_by": _impersonated_by(actor),
-        "sweep_after": sweep_after,
+        "event_id": event_id,
+        "event_tenant_id": tenant_id,
+        "event_type": event_type,
+        "event_actor_type": actor.type,
+        "event_actor_id": actor.id,
+        "event_data": data,
+        "event_causation_id": causation_id,
+        "event_causation": actor.causation.as_dict() if actor.causation else None,
+        "event_impersonated_by": _impersonated_by(actor),
+        "event_sweep_after": sweep_after,
     }
-    # NOTE: "due" is computed by the database clock, the same one the sweeper reads.
-    if alongside is None:
-        session.execute(_INSERT_EVENT, params)
-    else:
+    table, columns = None, ()
+    if alongside is not None:
         table, row = alongside
-        # NOTE: prefixed: SQLAlchemy would take a parameter named like a column of
-        # either table as a value for that column.
-        combined = {f"event_{name}": value for name, value in params.items()}
-        combined.update((f"alongside_{name}", value) for name, value in row.items())
-        session.execute(_insert_event_alongside(table, tuple(row)), combined)
+        columns = tuple(row)
+        params.update((f"alongside_{name}", value) for name, value in row.items())
+    # NOTE: "due" is computed by the database clock, the same one the sweeper reads.
+    # PERF: on the driver's cursor (db.write_rows): SQLAlchemy's execution of the insert
+    # cost more CPU than the round trip, on every write path. A write to a table a cache
+    # watches still goes through SQLAlchemy (write_rows sees it).
+    db.write_rows(session.connection(), _insert_event(table, columns), params)
     db.collected_until_commit(session, _PENDING_KEY, publish).append(
         PendingEvent(event_id, tenant_id)
     )
@@ -194,22 +188,27 @@ def emit(
 
 
 @functools.lru_cache(maxsize=32)
-def _insert_event_alongside(table: Table, columns: tuple[str, ...]) -> Insert:
-    """The outbox insert (its columns bound as ``event_<name>``) that also inserts a row
-    of ``table`` (``columns`` bound as ``alongside_<name>``) in a CTE.
+def _insert_event(table: Table | None, columns: tuple[str, ...]) -> Insert:
+    """The outbox insert (its columns bound as ``event_<name>``), and with a ``table``, the
+    insert of its row (``columns`` bound as ``alongside_<name>``) in a CTE.
 
-    PERF: every audited change wrote its activity row and its event by two statements
-    (two round trips, two SQLAlchemy executions); one is enough. Built once per shape.
+    PERF: built once per shape, bound per call: emit() sits on every write path, and
+    building the insert construct (and its cache key) per event cost more CPU than
+    running it. Every audited change wrote its activity row and its event by two
+    statements (two round trips); one is enough.
     """
     outbox = OutboxEvent.__table__
     values = {
         name: bindparam(f"event_{name}", type_=outbox.c[name].type) for name in _EVENT_COLUMNS
     }
     values["next_sweep_at"] = func.now() + bindparam("event_sweep_after", type_=Interval)
+    statement = insert(outbox).values(values)
+    if table is None:
+        return statement
     row = insert(table).values(
         {name: bindparam(f"alongside_{name}", type_=table.c[name].type) for name in columns}
     )
-    return insert(outbox).values(values).add_cte(row.cte(f"alongside_{table.name}"))
+    return statement.add_cte(row.cte(f"alongside_{table.name}"))
 
 
 #: The outbox columns :func:`emit` writes (the others keep their server defaults).

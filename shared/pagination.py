@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, bindparam, literal_column, tuple_
+from sqlalchemy import Connection, Select, Subquery, bindparam, literal_column, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.db import fetch_rows
@@ -119,10 +119,32 @@ def literal_limit(rows: int):
     return literal_column(str(int(rows)))
 
 
+@dataclass(frozen=True, slots=True)
+class CutThenJoin:
+    """A page statement that cuts the page's rows first, then joins what they show.
+
+    ``page`` is a :func:`keyset_statement` of one table; ``join(cut)`` selects from its
+    page (the subquery ``cut``, its LIMIT applied) joined to the other tables, keeping the
+    order of the page's ``created_at`` and ``id``. :func:`fetch_page` builds it per page size.
+
+    PERF: with the LIMIT above the joins, PostgreSQL costs the joins for every row the
+    keyset may match: a next page's bound (``created_at < :after_at``) is estimated at a
+    third of the rows without its value, so its generic plan costs more than a custom one
+    (0.3-0.5 ms of planning at every execution). Cut first, the joins cost the same for
+    both, and the generic plan is kept.
+    """
+
+    page: Select[Any]
+    join: Callable[[Subquery], Select[Any]]
+
+
 @functools.lru_cache(maxsize=2048)
-def _with_limit(statement: Select[Any], rows: int) -> Select[Any]:
+def _with_limit(statement: Select[Any] | CutThenJoin, rows: int) -> Select[Any]:
     """``statement`` with ``LIMIT rows`` (:func:`literal_limit`), built once (bounded: a
     client may ask for every page size of every filter combination)."""
+    if isinstance(statement, CutThenJoin):
+        cut = statement.page.limit(literal_limit(rows)).subquery("page")
+        return statement.join(cut).order_by(cut.c.created_at.desc(), cut.c.id.desc())
     return statement.limit(literal_limit(rows))
 
 
@@ -133,7 +155,7 @@ def _selected_keys(statement: Select[Any]) -> tuple[str, ...]:
 
 def fetch_page(
     connection: Connection,
-    statements: Callable[[bool], Select[Any]],
+    statements: Callable[[bool], Select[Any] | CutThenJoin],
     params: dict[str, Any],
     *,
     limit: int,

@@ -45,7 +45,7 @@ class ConversationMessagesResource:
     )
     def on_post(self, req, resp, *, ctx, id, body: MessageCreate):
         fields = body.model_dump(exclude_none=True, exclude={"attachments"})
-        return messages.send_message(
+        sent = messages.send_message(
             req.context.db,
             ctx,
             id,
@@ -53,6 +53,7 @@ class ConversationMessagesResource:
             attachments=[a.media_id for a in body.attachments],
             idempotency_key=idempotency_key(req),
         )
+        return Plain(sent)
 
 
 class MessageSearchResource:

@@ -16,7 +16,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, exists, func, literal_column, select, update
+from sqlalchemy import (
+    Select,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -35,7 +45,7 @@ from shared.inbox.access import (
     visible_bound,
 )
 from shared.models import Contact, Conversation, ConversationRead, Division, User
-from shared.pagination import Page, fetch_page, keyset_statement
+from shared.pagination import CutThenJoin, Page, fetch_page, keyset_statement
 from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern
 from shared.timekeeping import sla
@@ -82,35 +92,49 @@ def _unread():
     )
 
 
-def _item_query(shape: str):
-    """One row per visible conversation: its columns, its contact ref and the caller's unread.
-
-    Built once per visibility shape: the caller's ids are bind parameters
-    (``visibility(ctx)`` plus ``reader_id``).
-    """
-    columns = [getattr(Conversation, name) for name in ConversationView.model_fields]
-    query = (
+def _item_columns(conversations) -> Select[Any]:
+    """A list item's columns from ``conversations`` (the table, or a page cut from it): the
+    view's columns, the contact ref and the caller's unread count (``reader_id``)."""
+    c = conversations.c
+    return (
         select(
-            *columns,
+            *(c[name] for name in ConversationView.model_fields),
             Contact.name.label("contact_name"),
             Contact.channel.label("contact_channel"),
             Contact.phone.label("contact_phone"),
             Contact.email.label("contact_email"),
             Contact.avatar_url.label("contact_avatar_url"),
-            _unread().label("unread_count"),
+            func.greatest(
+                c.inbound_count - func.coalesce(ConversationRead.read_inbound_count, 0), 0
+            ).label("unread_count"),
         )
-        .join(Contact, Contact.id == Conversation.contact_id)
+        .select_from(conversations)
+        .join(Contact, Contact.id == c.contact_id)
         .outerjoin(
             ConversationRead,
             and_(
-                ConversationRead.conversation_id == Conversation.id,
+                ConversationRead.conversation_id == c.id,
                 ConversationRead.user_id
                 == bindparam("reader_id", type_=ConversationRead.user_id.type),
             ),
         )
-        .where(visible_bound(shape))
     )
-    return query
+
+
+def _item_query(shape: str) -> Select[Any]:
+    """One row per visible conversation: its columns, its contact ref and the caller's unread.
+
+    Built once per visibility shape: the caller's ids are bind parameters
+    (``visibility(ctx)`` plus ``reader_id``).
+    """
+    return _item_columns(Conversation.__table__).where(visible_bound(shape))
+
+
+def _page_query(shape: str) -> Select[Any]:
+    """The visible conversations' columns a list item reads, without the joins."""
+    table = Conversation.__table__
+    columns = [table.c[name] for name in ConversationView.model_fields]
+    return select(*columns, table.c.inbound_count).where(visible_bound(shape))
 
 
 def _item_params(ctx: Ctx) -> dict[str, Any]:
@@ -170,7 +194,10 @@ def _list_statement(
     combination is built once with bind parameters (a client uses a handful),
     so a request skips building the query and computing its cache key.
     """
-    query = _item_query(shape)
+    # NOTE: a read-state filter needs the read join below the LIMIT; every other filter
+    # is on the conversation, so its page is cut before the joins (CutThenJoin).
+    joined_filter = "unread" in others or "read" in others
+    query = _item_query(shape) if joined_filter else _page_query(shape)
     for name in equals:
         column = _EQUALS[name]
         query = query.where(column == bindparam(name, type_=column.type))
@@ -201,12 +228,14 @@ def _list_statement(
         query = query.where(_unread() > 0)
     elif "read" in others:
         query = query.where(_unread() == 0)
-    built = {
+    built: dict[bool, Select[Any] | CutThenJoin] = {
         after: keyset_statement(
             query, created_at=Conversation.created_at, id_column=Conversation.id, after=after
         )
         for after in (False, True)
     }
+    if not joined_filter:
+        built = {after: CutThenJoin(page, _item_columns) for after, page in built.items()}
     return built.__getitem__
 
 
@@ -477,23 +506,25 @@ def _assign_by_id(
     params = {"in_tenant": ctx.tenant_id, "conversation_id": conversation_id}
     if assignee_id is not None:
         params["assignee"] = assignee_id
-    row = session.execute(_assign_statement(assignee_id is not None), params).one_or_none()
-    if row is None:
+    # PERF: on the driver's cursor (db.fetch_rows), not through SQLAlchemy's execution.
+    rows = fetch_rows(session.connection(), _assign_statement(assignee_id is not None), params)
+    if not rows:
         return None
+    row = rows[0]
     previous = row[0]
     view = dict(zip(ConversationView.model_fields, row[1:], strict=True))
     action = "conversation.assigned" if assignee_id else "conversation.unassigned"
-    activity.record(
+    data = ConversationView.data(view) | {"previous_assignee_id": json_id(previous)}
+    activity.record_change(
         session,
         ctx,
         action,
         "conversation",
         conversation_id,
+        data,
         before={"assignee_id": json_id(previous)},
         after={"assignee_id": json_id(assignee_id)},
     )
-    data = ConversationView.data(view) | {"previous_assignee_id": json_id(previous)}
-    emit(session, action, data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     return view
 
 

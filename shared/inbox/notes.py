@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import Forbidden, ValidationFailed
 from shared.inbox.access import get_conversation, require_visible
 from shared.models import Note, NoteRevision, User
@@ -44,8 +45,8 @@ _NOTE_COLUMNS = (
 
 
 def _shape(row: Any) -> dict[str, Any]:
-    """A ``(note, author)`` row as a plain dict shaped like :class:`NoteView`."""
-    data = dict(row._mapping)
+    """A ``(note, author)`` row (its mapping) as a plain dict shaped like :class:`NoteView`."""
+    data = dict(row)
     data["author"] = {"id": data.pop("author_id"), "full_name": data.pop("author_name")}
     return data
 
@@ -93,7 +94,7 @@ def list_notes(
         after = decode_cursor(cursor)
         query = query.where(tuple_(Note.created_at, Note.id) > tuple_(*after))
     rows = session.execute(query.order_by(Note.created_at, Note.id).limit(limit + 1)).all()
-    items = [_shape(row) for row in rows[:limit]]
+    items = [_shape(row._mapping) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         next_cursor = encode_cursor(items[-1]["created_at"], items[-1]["id"])
@@ -105,7 +106,7 @@ def _note_data(session: Session, ctx: Ctx, note: Note) -> dict[str, Any]:
     session.flush()
     # NOTE: no refresh of ``note``: the row below carries every column (and the author).
     row = session.execute(_notes(ctx, note.conversation_id).where(Note.id == note.id)).one()
-    return NoteView.data(_shape(row))
+    return NoteView.data(_shape(row._mapping))
 
 
 def _get_note(session: Session, ctx: Ctx, conversation_id: uuid.UUID, note_id: uuid.UUID) -> Note:
@@ -130,7 +131,9 @@ def create_note(
     body = _clean_body(body)
     require_visible(session, ctx, conversation_id)
     note_id = uuid.uuid4()
-    row = session.execute(
+    # PERF: on the driver's cursor (db.fetch_rows), not through SQLAlchemy's execution.
+    (row,) = fetch_rows(
+        session.connection(),
         _INSERT_NOTE,
         {
             "id": note_id,
@@ -139,8 +142,8 @@ def create_note(
             "author_id": author_id,
             "body": body,
         },
-    ).one()
-    data = NoteView.data(_shape(row))
+    )
+    data = NoteView.data(_shape(zip(_INSERTED_KEYS, row, strict=True)))
     activity.record_change(session, ctx, "note.created", "note", note_id, data, after=data)
     return data
 
@@ -175,6 +178,7 @@ def _insert_note_statement():
 #: The columns a new note is given (the rest are the table's defaults).
 _INSERTED = ("id", "tenant_id", "conversation_id", "author_id", "body")
 _INSERT_NOTE = _insert_note_statement()
+_INSERTED_KEYS = tuple(_INSERT_NOTE.selected_columns.keys())
 
 
 def update_note(

@@ -32,13 +32,13 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Update, bindparam, exists, func, select, update
+from sqlalchemy import Update, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
+from shared.db import fetch_rows
 from shared.errors import Conflict, ValidationFailed
-from shared.events import emit
 from shared.inbox.access import visibility, visible_bound
 from shared.models import Conversation, ConversationSla
 from shared.schemas.inbox import ConversationView
@@ -139,17 +139,17 @@ def transition(
     after = {"status": to_status, "snoozed_until": _iso(conversation.snoozed_until)}
     if to_status == "resolved":
         after["resolution_reason"] = reason
-    activity.record(
+    data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
+    activity.record_change(
         session,
         ctx,
         "conversation.status_changed",
         "conversation",
         conversation.id,
+        data,
         before=before,
         after=after,
     )
-    data = ConversationView.data(conversation) | {"previous_status": previous} | (extra or {})
-    emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     if to_status == "resolved":
         # NOTE: imported here: the survey is sent through shared.inbox.messages.
         from shared.csat import surveys as csat_surveys
@@ -188,7 +188,8 @@ def _quick_statement(shape: str, to_status: str) -> Update:
             # NOTE: the tenant again at the top, for the write tracker and a second guard.
             table.c.tenant_id == bindparam("v_tenant_id", type_=table.c.tenant_id.type),
             table.c.id == old.c.id,
-            old.c.status.in_(allowed),
+            # NOTE: not IN (a list): that is expanded per execution, not on the driver.
+            or_(*(old.c.status == status for status in allowed)),
         )
         .values(status=to_status, snoozed_until=None, updated_at=func.now())
         .returning(
@@ -216,9 +217,11 @@ def transition_by_id(
         return None
     shape, params = visibility(ctx)
     params["conversation_id"] = conversation_id
-    row = session.execute(_quick_statement(shape, to_status), params).one_or_none()
-    if row is None:
+    # PERF: on the driver's cursor (db.fetch_rows), not through SQLAlchemy's execution.
+    rows = fetch_rows(session.connection(), _quick_statement(shape, to_status), params)
+    if not rows:
         return None
+    row = rows[0]
     previous, previous_snoozed_until, has_clock = row[:3]
     view = dict(zip(ConversationView.model_fields, row[3:], strict=True))
     now = view["updated_at"]
@@ -228,15 +231,15 @@ def transition_by_id(
         sla.status_changed(
             session, session.get(Conversation, conversation_id), previous, to_status, now=now
         )
-    activity.record(
+    data = ConversationView.data(view) | {"previous_status": previous}
+    activity.record_change(
         session,
         ctx,
         "conversation.status_changed",
         "conversation",
         conversation_id,
+        data,
         before={"status": previous, "snoozed_until": _iso(previous_snoozed_until)},
         after={"status": to_status, "snoozed_until": None},
     )
-    data = ConversationView.data(view) | {"previous_status": previous}
-    emit(session, "conversation.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     return view
