@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
@@ -157,6 +158,12 @@ class ReadSession(Session):
                 direct.close()
 
 
+class _ThreadAnchor:
+    """Lives in a thread's locals only: it goes when the thread ends (a finalizer's referent)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _HeldRead(threading.local):
     """The read connection this thread keeps between requests (:class:`RequestReadSession`)."""
 
@@ -165,6 +172,9 @@ class _HeldRead(threading.local):
     pid: int = 0
     taken_at: float = 0.0
     last_used: float = 0.0
+    #: Gives the connection back when the thread ends holding it (:func:`_thread_ended`).
+    anchor: _ThreadAnchor | None = None
+    on_thread_end: weakref.finalize | None = None
 
 
 _held = _HeldRead()
@@ -192,9 +202,28 @@ def _take_read_connection(engine: Engine) -> Connection:
     connection = engine.connect()
     held.connection, held.pool, held.pid = connection, engine.pool, os.getpid()
     held.taken_at = held.last_used = now
+    held.anchor = _ThreadAnchor()
+    held.on_thread_end = weakref.finalize(
+        held.anchor, _thread_ended, threading.get_ident(), held.pid, connection
+    )
     with _all_held_lock:
         _all_held[threading.get_ident()] = (held.pid, connection)
     return connection
+
+
+def _thread_ended(ident: int, pid: int, connection: Connection) -> None:
+    """A thread ended holding its read connection: give it back to the pool.
+
+    A server's request threads live as long as it does, but a thread made for a while
+    (a pool that replaces its threads, a test's threads) would otherwise leave its
+    connection checked out for good: :data:`_all_held` keeps it alive.
+    """
+    with _all_held_lock:
+        if _all_held.get(ident, (0, None))[1] is connection:
+            del _all_held[ident]
+    if pid == os.getpid():
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def release_read_connection() -> None:
@@ -207,6 +236,9 @@ def release_read_connection() -> None:
     connection, held.connection = held.connection, None
     if connection is None:
         return
+    if held.on_thread_end is not None:
+        held.on_thread_end.detach()
+    held.anchor = held.on_thread_end = None
     with _all_held_lock:
         if _all_held.get(threading.get_ident(), (0, None))[1] is connection:
             del _all_held[threading.get_ident()]

@@ -116,6 +116,42 @@ def test_read_requests_on_one_thread_reuse_the_connection_the_first_took(workspa
     assert use["in"] == 1
 
 
+def test_threads_that_end_holding_their_read_connections_give_them_back(workspace):
+    """Threads made for a while (a test's, a pool that replaces its threads) kept theirs
+    checked out until another thread happened to reuse their ident: a pool of 10 + 10
+    ran dry under load."""
+    pool, threads = get_engine().pool, 8
+    taken, returned, answered = [], [], []
+    all_read = threading.Barrier(threads)
+    mine: set[int] = set()
+
+    def checked_out(_dbapi, record, _proxy):
+        if threading.get_ident() in mine:
+            taken.append(record)
+
+    def checked_in(_dbapi, record):
+        returned.append(record)
+
+    def read() -> None:
+        mine.add(threading.get_ident())
+        answered.append(_list(workspace))
+        all_read.wait(30)  # all alive at once: each its own ident
+
+    event.listen(pool, "checkout", checked_out)
+    event.listen(pool, "checkin", checked_in)
+    try:
+        started = [threading.Thread(target=read) for _ in range(threads)]
+        for thread in started:
+            thread.start()
+        for thread in started:
+            thread.join(30)
+    finally:
+        event.remove(pool, "checkout", checked_out)
+        event.remove(pool, "checkin", checked_in)
+    assert len(answered) == threads
+    assert len(taken) == threads and all(record in returned for record in taken)
+
+
 def test_reads_through_the_orm_use_the_held_connection_too(workspace):
     _list(workspace)
     with pool_use_here(holding=1) as use:
