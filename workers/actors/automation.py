@@ -7,33 +7,30 @@ worker and in the API (retry, reprocess).
 
 PERF: a batch smaller than :data:`~shared.automation.queue.EVALUATION_BATCH` (most
 transactions emit one event) joins the ``evaluate_rules`` message that already waits
-or runs, if there is one, instead of sending its own: its ids go to a Redis list that
-message takes when it starts (up to a full batch; the rest goes out in full batches)
-and again when it ends (sent on as the next message, which keeps the flag). One event
-per message evaluated each batch's claim, locks, run states, facts, targets, runs and
-finish (eight statements, two commits) and its message's broker work for one event:
-about three quarters of its CPU. A quiet deployment's event still goes at once, alone;
-a busy one's are evaluated together, in queue order. The flag expires after
-:data:`WAITING_FLAG_MS`; ids left in the list (a worker killed between a take and a
-send) are hints only: the rows stay pending and the scheduler's sweeper re-drives them.
+or runs, if there is one (:mod:`workers.joining`, one for the deployment), instead of
+sending its own: that message takes the joined ids when it starts (up to a full
+batch; the rest goes out in full batches) and when it ends (sent on as the next
+message, which keeps the flag). One event per message evaluated each batch's claim,
+locks, run states, facts, targets, runs and finish (eight statements, two commits) and
+its message's broker work for one event: about three quarters of its CPU. A quiet
+deployment's event still goes at once, alone; a busy one's are evaluated together, in
+queue order. Ids left joined (a worker killed between a take and a send) are hints
+only: the rows stay pending and the scheduler's sweeper re-drives them.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import dramatiq
-from redis.exceptions import RedisError
 
 from shared import dispatch
 from shared.automation import evaluator, queue, stats
-from shared.redis_client import get_redis, key
 from workers import queues
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from workers.joining import Joining
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +62,7 @@ def evaluate_rules(automation_event_ids: str | list[str]) -> None:
         raise
     finally:
         # Joined while this message ran: sent on now, their message keeping the flag.
-        _send_batches(_end_turn())
+        _send_batches(JOINING.end_turn(_SCOPE))
     log.debug("automation events: %s", outcomes)
 
 
@@ -81,93 +78,31 @@ def enqueue_evaluations(ids: Sequence[uuid.UUID]) -> None:
     last = batches.pop() if batches and len(batches[-1]) < size else None
     for batch in batches:
         evaluate_rules.send(batch)
-    if last is None or _join_waiting(last):
+    if last is None or JOINING.join(_SCOPE, last):
         return
     try:
         evaluate_rules.send(last)  # the flag is ours: others join this message
     except BaseException:
-        _clear_waiting()
+        JOINING.clear(_SCOPE)
         raise
 
 
 # --- one waiting message for the small batches -----------------------------------------------
 
-#: How long a sent ``evaluate_rules`` holds the small batches' flag at most (a lost message).
-WAITING_FLAG_MS = 5_000
-#: How long the list of joined ids is kept without a message taking it.
-JOINED_TTL_MS = 60_000
+#: The deployment's small evaluation batches (one scope: any tenant's rows evaluate together).
+JOINING = Joining("evaluate_rules")
+_SCOPE = "all"
 #: Joined ids of a failed evaluation go again after this (the actor's ``min_backoff``).
 _RETRY_JOINED_MS = 500
-
-#: The flag is free: take it (the caller sends its batch); else add the ids to the list.
-_JOIN = """
-if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 0
-"""
-#: Everything joined so far (the flag stays: this message still runs).
-_TAKE = """
-local ids = redis.call('LRANGE', KEYS[2], 0, -1)
-redis.call('DEL', KEYS[2])
-return ids
-"""
-#: Nothing joined: free the flag; else everything joined (the flag stays, for its message).
-_END_TURN = """
-local ids = redis.call('LRANGE', KEYS[2], 0, -1)
-if #ids == 0 then redis.call('DEL', KEYS[1]) return ids end
-redis.call('DEL', KEYS[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return ids
-"""
-
-
-def _keys() -> list[str]:
-    return [key("automation", "evaluation_waiting"), key("automation", "evaluation_joined")]
-
-
-@functools.cache
-def _script(source: str) -> Any:
-    return get_redis().register_script(source)
-
-
-def _join_waiting(ids: list[str]) -> bool:
-    """Whether the ids joined a waiting message; False: the caller sends them (and now
-    holds the flag). Redis down: False (sent alone, as before)."""
-    try:
-        return _script(_JOIN)(keys=_keys(), args=[WAITING_FLAG_MS, JOINED_TTL_MS, *ids]) == 0
-    except RedisError:
-        return False
 
 
 def _take_joined(own: list[str]) -> list[str]:
     """The ids joined while this message waited, up to a full batch with its own; the rest
     is sent in full batches."""
-    try:
-        taken = [raw.decode() for raw in _script(_TAKE)(keys=_keys())]
-    except RedisError:
-        return []
-    mine = set(own)
-    taken = [event_id for event_id in dict.fromkeys(taken) if event_id not in mine]
+    taken = JOINING.take(_SCOPE, own, release=False)
     room = max(queue.EVALUATION_BATCH - len(own), 0)
     _send_batches(taken[room:])
     return taken[:room]
-
-
-def _end_turn() -> list[str]:
-    """What joined while this message ran (its sender keeps the flag), or [] (flag freed)."""
-    try:
-        return [raw.decode() for raw in _script(_END_TURN)(keys=_keys(), args=[WAITING_FLAG_MS])]
-    except RedisError:
-        return []
-
-
-def _clear_waiting() -> None:
-    """Let the next small batch send its own message (this one was not sent)."""
-    try:
-        get_redis().delete(_keys()[0])
-    except RedisError:
-        log.warning("could not clear the evaluation flag; it expires")
 
 
 def _send_batches(ids: list[str]) -> None:
