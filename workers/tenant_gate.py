@@ -39,17 +39,25 @@ from shared.worker_metrics import tenant_id_from_options
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REASON", "TenantGate", "resolve_tenant_with"]
+__all__ = ["REASON", "TenantGate", "on_drop", "resolve_tenant_with"]
 
 #: ``(session, message args) -> tenant id`` (None: unknown row, let the actor decide).
 Resolver = Callable[[Session, tuple], uuid.UUID | None]
 
 _RESOLVERS: dict[str, Resolver] = {}
+#: Actor name -> called with a message of it the gate drops (after recording it).
+_ON_DROP: dict[str, Callable[[dramatiq.Message], None]] = {}
 
 
 def resolve_tenant_with(actor_name: str, resolver: Resolver) -> None:
     """Gate ``actor_name``'s messages that carry no ``tenant_id`` by their row's tenant."""
     _RESOLVERS[actor_name] = resolver
+
+
+def on_drop(actor_name: str, hook: Callable[[dramatiq.Message], None]) -> None:
+    """Call ``hook`` with each dropped message of ``actor_name`` (work that joined it is
+    handed back: see :mod:`workers.joining`)."""
+    _ON_DROP[actor_name] = hook
 
 
 def _tenant_of(message) -> uuid.UUID | None:
@@ -99,6 +107,8 @@ class TenantGate(dramatiq.Middleware):
                 kwargs=dict(message.kwargs),
                 options=message.options,
             )
+        if hook := _ON_DROP.get(message.actor_name):
+            hook(message)
         raise SkipMessage()
 
     def after_process_message(self, broker, message, *, result=None, exception=None):

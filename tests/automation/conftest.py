@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from shared.db import session_scope
 from shared.models import (
@@ -77,6 +77,19 @@ def _rows(ws: Workspace, model: Any) -> list[Any]:
     with session_scope() as session:
         query = select(model).where(model.tenant_id == tid(ws))
         return list(session.scalars(query.order_by(model.created_at, model.id)))
+
+
+def waiting_on_a_lock() -> bool:
+    """Whether a session of this database waits for a row lock (the worker, held by us)."""
+    with session_scope() as session:
+        return bool(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
 
 
 def queue_rows(ws: Workspace) -> list[AutomationEvent]:

