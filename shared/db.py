@@ -375,12 +375,6 @@ def _driver_statement(
     return sql, literals, processors
 
 
-def _driver_sql(statement: Executable) -> tuple[str, dict[str, Any]]:
-    """The statement's SQL for the driver and the values of its literal parameters."""
-    sql, literals, _processors = _driver_statement(statement)
-    return sql, literals
-
-
 def _driver_params(
     literals: dict[str, Any],
     processors: tuple[tuple[str, Callable[[Any], Any]], ...],

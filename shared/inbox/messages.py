@@ -285,27 +285,12 @@ def as_loaded(
 
 
 def create_outbound_message(
-    session: Session,
-    ctx: Ctx,
-    conversation: Conversation | ConversationHead,
-    *,
-    body: str | None = None,
-    template: dict[str, Any] | None = None,
-    sender_type: str = "user",
-    message_id: uuid.UUID | None = None,
-    attachments: list[uuid.UUID] | None = None,
+    session: Session, ctx: Ctx, conversation: Conversation | ConversationHead, **fields: Any
 ) -> Message:
-    """Store an outbound message as ``queued``, update the conversation, emit message.created;
-    the session's ``Message`` (see :func:`store_outbound_message`)."""
+    """:func:`store_outbound_message` (``fields`` are its keywords), answered with the
+    session's ``Message`` for the callers that go on with it (expiry, CSAT, automation, AI)."""
     values, created_at, updated_at, _data = store_outbound_message(
-        session,
-        ctx,
-        conversation,
-        body=body,
-        template=template,
-        sender_type=sender_type,
-        message_id=message_id,
-        attachments=attachments,
+        session, ctx, conversation, **fields
     )
     return as_loaded(session, values, created_at, updated_at)
 

@@ -7,7 +7,7 @@ look cheaper (measured: 0.5-1 ms of planning for an inbox page that runs in 0.3 
 
 from __future__ import annotations
 
-from shared.db import _driver_sql
+from shared.db import _driver_statement
 from shared.inbox.access import EVERYTHING
 from shared.inbox.conversations import _list_statement
 from shared.pagination import _with_limit
@@ -17,7 +17,7 @@ from tests.inbox_conversations.conftest import add_conversation
 def test_an_inbox_page_statement_has_its_limit_in_the_text():
     statements = _list_statement(EVERYTHING, ("status",), "me", ())
     for after in (False, True):
-        sql, literals = _driver_sql(_with_limit(statements(after), 26))
+        sql, literals, _ = _driver_statement(_with_limit(statements(after), 26))
         assert "LIMIT 26" in sql
         assert "limit" not in " ".join(literals)
     assert _with_limit(statements(False), 26) is _with_limit(statements(False), 26), "built once"
@@ -28,7 +28,7 @@ def test_an_inbox_page_is_cut_before_its_contacts_and_read_state_are_joined():
     the LIMIT above the joins that plan looked dearer than a custom one, which was then
     planned at every execution. Cut first, the joins cost the same either way."""
     statements = _list_statement(EVERYTHING, ("status",), "me", ())
-    sql, _ = _driver_sql(_with_limit(statements(True), 26))
+    sql, _, _ = _driver_statement(_with_limit(statements(True), 26))
     before, _, joined = sql.partition(" LIMIT 26) AS page ")
     page = before.partition("FROM (SELECT ")[2]
     assert "FROM conversations" in page
@@ -36,7 +36,7 @@ def test_an_inbox_page_is_cut_before_its_contacts_and_read_state_are_joined():
     assert "JOIN contacts" in joined and "JOIN conversation_reads" in joined
     # A read-state filter needs the read join below the LIMIT.
     unread = _list_statement(EVERYTHING, (), None, ("unread",))
-    sql, _ = _driver_sql(_with_limit(unread(True), 26))
+    sql, _, _ = _driver_statement(_with_limit(unread(True), 26))
     assert sql.rstrip().endswith("LIMIT 26")
 
 
