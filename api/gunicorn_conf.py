@@ -11,7 +11,9 @@ from shared import logs
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gthread"
+# gthread, except that a new connection waits for its request in the poller, not in a
+# thread (api/gunicorn_worker.py says why).
+worker_class = "api.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20

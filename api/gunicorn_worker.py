@@ -1,0 +1,64 @@
+"""The web process's gunicorn worker: gthread, with new connections waiting in the poller.
+
+WHY: since gunicorn 24, gthread hands an accepted connection straight to a pool thread,
+which then waits up to 5 s for the request's first bytes before giving the connection
+back to the poller (gunicorn issues #3518 and #3634). A client that opens connections
+before it has requests for them (a browser's preconnect, a pooling proxy or load
+balancer keeping spare connections, a load generator replacing closed keep-alive
+connections) so held one of a process's ``WEB_THREADS`` threads for 5 s per connection:
+four such connections stopped a 4-thread process answering anyone for 5 s. Measured with
+the inbox mix at 70 % of its peak: requests waiting 4-10 s behind them, every run.
+
+Here a new connection with nothing to read yet waits in the worker's poller, as
+keep-alive connections do (and as gunicorn 21-23 did); a thread takes it when its
+first bytes arrive, and gunicorn's own sweep closes it if none come within the
+keep-alive timeout. A connection whose request is already there goes to a thread at
+once, as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from functools import partial
+
+from gunicorn.workers import gthread
+
+_NOT_ACCEPTED = (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK)
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's gthread worker; no thread waits for a new connection's request."""
+
+    def accept(self, listener) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as error:
+            if error.errno in _NOT_ACCEPTED:
+                return
+            raise
+        self.nr_conns += 1
+        # TConn makes the socket non-blocking; a thread sets it back to blocking.
+        conn = gthread.TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        if _readable(client_sock):
+            conn.data_ready = True
+            self.enqueue_req(conn)
+            return
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(
+            client_sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
+        )
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether a read would not block: bytes are waiting, or the peer already closed."""
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # reset or similar: a thread finds out and closes it
+    return True

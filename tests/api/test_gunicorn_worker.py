@@ -1,0 +1,103 @@
+"""The web process's gunicorn worker: connections that have sent nothing hold no thread.
+
+gunicorn's own gthread worker (24+) gave each new connection to a thread that waited up
+to 5 s for its request, so a few idle connections stopped a process answering anyone
+for 5 s. These tests start the Procfile's ``web`` settings for real (one process, two
+threads) and talk to it over TCP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.common import free_ports
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+THREADS = 2
+
+
+@pytest.fixture(scope="module")
+def web_port():
+    """gunicorn with ``api.gunicorn_conf`` serving the bare app: 1 process x 2 threads."""
+    [port] = free_ports()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:api.gunicorn_conf",
+            "bench.bare_app:create_app()",
+        ],
+        cwd=REPO_ROOT,
+        env=os.environ | {"PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_THREADS": str(THREADS)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(port, timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _get(port: int, timeout: float) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(REQUEST)
+        return _response(sock)
+
+
+def _response(sock: socket.socket) -> bytes:
+    data = b""
+    while b'{"status":"ok"}' not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_idle_connections_do_not_stop_the_process_answering(web_port):
+    idle = [socket.create_connection(("127.0.0.1", web_port)) for _ in range(THREADS * 2)]
+    try:
+        time.sleep(0.3)  # every idle connection accepted
+        started = time.monotonic()
+        answer = _get(web_port, timeout=10)
+        took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        # gunicorn's gthread answered after ~5 s here: both threads waited on idle sockets.
+        assert took < 2.0, f"answered after {took:.2f} s behind {len(idle)} idle connections"
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_connection_that_sends_late_is_answered_and_kept_alive(web_port):
+    with socket.create_connection(("127.0.0.1", web_port), timeout=10) as sock:
+        time.sleep(0.5)
+        for _ in range(2):  # its first request, then a second on the kept-alive connection
+            sock.sendall(REQUEST)
+            assert _response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_connection_closed_before_its_request_frees_its_place(web_port):
+    for _ in range(THREADS * 4):
+        socket.create_connection(("127.0.0.1", web_port)).close()
+    assert _get(web_port, timeout=5).startswith(b"HTTP/1.1 200")
