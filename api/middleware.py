@@ -7,7 +7,7 @@ import uuid
 
 import falcon
 
-from shared.db import get_sessionmaker, release_read_connection
+from shared.db import get_sessionmaker
 from shared.logs import request_id_var, tenant_id_var
 
 #: Incoming X-Request-ID values we trust enough to echo back (no header injection).
@@ -27,13 +27,14 @@ class RequestContext:
     PERF: GET and HEAD run on an autocommit session: reads need no transaction,
     which saves the BEGIN and COMMIT round trips on every read. Anything that
     must change rows atomically is a POST, PUT, PATCH or DELETE. A read's connection
-    stays with the request thread for its next read (``shared.db.RequestReadSession``);
-    a write gives it back first, so a thread uses one pooled connection at a time.
+    stays with the request thread for its next request (``shared.db.RequestReadSession``);
+    a write runs its transaction on it (``shared.db.RequestWriteSession``), so a thread
+    uses one pooled connection at a time.
     """
 
     def __init__(self, max_body_bytes: int):
         self.max_body_bytes = max_body_bytes
-        self._sessions = get_sessionmaker()
+        self._sessions = get_sessionmaker(request_thread=True)
         self._read_sessions = get_sessionmaker(read_only=True, request_thread=True)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -45,8 +46,6 @@ class RequestContext:
         tenant_id_var.set(None)
         resp.set_header("X-Request-ID", request_id)
         reads = req.method in ("GET", "HEAD")
-        if not reads:
-            release_read_connection()
         req.context.db = self._read_sessions() if reads else self._sessions()
         # The endpoint wrapper enforces the limit again while reading chunked bodies.
         req.context.max_body_bytes = self.max_body_bytes

@@ -110,6 +110,12 @@ def _add(conn: Connection, writes: list[Write]) -> None:
         conn.info.setdefault(_PENDING, []).extend(writes)
 
 
+def report_committed(conn: Connection) -> None:
+    """Report what ``conn``'s last commit wrote now, on a connection kept after its commit
+    (``shared.db.RequestWriteSession``; the pool's check-in does it otherwise)."""
+    _flush_committed(conn.info)
+
+
 def _flush_committed(info: dict) -> None:
     committed = info.pop(_COMMITTED, None)
     if committed:

@@ -229,8 +229,8 @@ def _thread_ended(ident: int, pid: int, connection: Connection) -> None:
 def release_read_connection() -> None:
     """Give this thread's held read connection back to the pool (if it holds one).
 
-    The API calls this before a write request, so a request thread uses one pooled
-    connection at a time, as the connection budget counts (``shared.db_budget``).
+    Called when the held connection is not fit for use as it is (idle, old, lost, a
+    write's that could not be switched back to autocommit) and by tests.
     """
     held = _held
     connection, held.connection = held.connection, None
@@ -268,8 +268,8 @@ class RequestReadSession(ReadSession):
     events, the AUTOCOMMIT isolation level set and reset, a different backend each
     time) cost ~0.1 ms CPU of a 0.4-0.9 ms read request (in-process replay of the inbox
     mix, held + LIFO pool: reads -7 to -21 %, the mix -9 %). A request thread keeps its read
-    connection while it is busy; it goes back to the pool when the thread serves a
-    write (:func:`release_read_connection`), when it sat idle for
+    connection while it is busy (a write request runs its transaction on it,
+    :class:`RequestWriteSession`); it goes back to the pool when it sat idle for
     ``IDLE_PING_AFTER_SECONDS`` (the pool pings it before lending it again, as before),
     after ``READ_CONNECTION_HOLD_SECONDS`` (recycling), and when it was invalidated (a
     lost connection: the GET is retried on a fresh one, ``api.endpoint``).
@@ -305,14 +305,80 @@ class RequestReadSession(ReadSession):
                         direct.rollback()
 
 
+class RequestWriteSession(Session):
+    """The API's write session: its transaction runs on the request thread's held connection.
+
+    PERF: a write request gave its thread's held read connection back to the pool and
+    checked one out again (the same one, the pool being LIFO), and the next read request
+    did both again: two check-ins and two check-outs, each with the pool's events and the
+    isolation level reset and set (in-process replay of the inbox mix, old and new
+    alternating: writes -8 to -12 % CPU, the mix -3 to -6 %). Now
+    the write takes the held connection (:func:`_take_read_connection`, with its idle,
+    recycling and invalidation rules) and switches the driver out of autocommit for its
+    transaction, and back when the session closes; the thread still uses one pooled
+    connection at a time, as the connection budget counts (``shared.db_budget``).
+
+    The writes a commit made are reported to the read caches right after it
+    (``shared.committed_writes``), as the pool's check-in used to do.
+    """
+
+    _direct: Connection | None = None
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        direct = self._direct
+        if direct is None:
+            direct = _take_read_connection(self.bind.engine)  # type: ignore[union-attr]
+            if direct.in_transaction():
+                direct.rollback()
+            # NOTE: the driver's own switch, not the Connection's isolation_level option:
+            # that one queues a reset on the pooled record at every call, held for minutes.
+            direct.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            self._direct = direct
+        return direct
+
+    def commit(self) -> None:
+        super().commit()
+        if self._direct is not None:
+            from shared import committed_writes
+
+            committed_writes.report_committed(self._direct)
+
+    def close(self) -> None:
+        direct, self._direct = self._direct, None
+        try:
+            Session.close(self)
+        finally:
+            if direct is not None:
+                _held.last_used = time.monotonic()
+                _back_to_autocommit(direct)
+
+
+def _back_to_autocommit(connection: Connection) -> None:
+    """A write's held connection returns to reads: the driver in autocommit, no transaction."""
+    try:
+        if connection.invalidated or connection.closed:
+            raise exc.DisconnectionError("lost")
+        if connection.in_transaction():
+            connection.rollback()
+        dbapi = connection.connection.dbapi_connection
+        if dbapi.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:  # type: ignore[union-attr]
+            dbapi.rollback()  # type: ignore[union-attr]
+        dbapi.autocommit = True  # type: ignore[union-attr]
+    except Exception:
+        # NOTE: not fit for the next read as it is: the pool resets it, or discards it.
+        if _held.connection is connection:
+            release_read_connection()
+
+
 @functools.cache
 def get_sessionmaker(
     *, read_only: bool = False, request_thread: bool = False
 ) -> sessionmaker[Session]:
     """Sessions on the shared engine; ``read_only`` ones autocommit each statement.
 
-    ``request_thread`` (with ``read_only``): :class:`RequestReadSession`, for the API's
-    request threads only (the connection outlives the session).
+    ``request_thread``: for the API's request threads only (the connection outlives the
+    session): :class:`RequestReadSession` with ``read_only``, else
+    :class:`RequestWriteSession`.
 
     NOTE: expire_on_commit=False so objects stay readable for serialization after
     the commit that the API performs at the end of a request.
@@ -331,6 +397,10 @@ def get_sessionmaker(
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         session_class = RequestReadSession if request_thread else ReadSession
         return sessionmaker(bind=engine, class_=session_class, expire_on_commit=False)
+    if request_thread:
+        # NOTE: the engine the held connection is taken from (reads take it first mostly).
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return sessionmaker(bind=engine, class_=RequestWriteSession, expire_on_commit=False)
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

@@ -3,8 +3,9 @@
 ``shared.db.ReadSession`` hands its connection out directly (no session transaction);
 ORM queries on the same session must run on that same connection, and closing the
 session must give it back to the pool, whichever path ran first. The API's read requests
-(``RequestReadSession``) keep that connection on their thread for the next read, and give
-it back before a write, after an idle spell, or when it was lost.
+(``RequestReadSession``) keep that connection on their thread for the next request (a write
+runs its transaction on it, ``RequestWriteSession``), and give it back after an idle spell,
+or when it was lost.
 """
 
 from __future__ import annotations
@@ -164,8 +165,14 @@ def test_reads_through_the_orm_use_the_held_connection_too(workspace):
     assert {"admin", "agent"} <= {role["name"] for role in roles.json}
 
 
-def test_a_write_request_gives_the_held_read_connection_back_before_it_takes_one(workspace):
+def _held_driver():
+    """The driver connection this thread holds between requests."""
+    return db._held.connection.connection.driver_connection
+
+
+def test_a_write_request_runs_its_transaction_on_the_held_connection(workspace):
     _list(workspace)
+    held = _held_driver()
     with pool_use_here(holding=1) as use:
         created = workspace.call(
             "POST",
@@ -173,11 +180,32 @@ def test_a_write_request_gives_the_held_read_connection_back_before_it_takes_one
             json={"email": "held@example.com", "full_name": "H", "role": "agent"},
         )
         assert created.status_code == 201, created.text
-        _list(workspace)
+        assert _held_driver() is held
+        # Back in autocommit, no transaction left open for the reads that follow.
+        assert held.autocommit
+        assert held.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        agents = workspace.call("GET", "/api/agents?limit=100")
+        assert agents.status_code == 200, agents.text
         release_read_connection()
-    # The held one went back before the write took one; the next read took its own.
+    # No check-out for the write nor for the read after it: one connection all along.
     assert use["most"] == 1, use
-    assert use["in"] == 3 and use["out"] == 2, use
+    assert use["in"] == 1 and use["out"] == 0, use
+    # The commit was reported at once: the agents list cache did not serve its old page.
+    assert "held@example.com" in {agent["email"] for agent in agents.json["items"]}
+
+
+def test_a_failed_write_on_the_held_connection_leaves_nothing_and_reads_go_on(workspace):
+    body = {"email": "twice@example.com", "full_name": "T", "role": "agent"}
+    assert workspace.call("POST", "/api/agents", json=body).status_code == 201
+    held = _held_driver()
+    refused = workspace.call("POST", "/api/agents", json={**body, "full_name": "Again"})
+    assert refused.status_code == 409, refused.text
+    assert _held_driver() is held and held.autocommit
+    assert held.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert _list(workspace)
+    named = workspace.call("GET", "/api/agents?limit=100").json["items"]
+    assert [a["full_name"] for a in named if a["email"] == body["email"]] == ["T"]
+    release_read_connection()
 
 
 def test_a_held_connection_the_server_killed_is_replaced_and_the_read_answers(workspace):
