@@ -208,8 +208,8 @@ def test_a_failed_write_on_the_held_connection_leaves_nothing_and_reads_go_on(wo
     release_read_connection()
 
 
-def test_a_held_connection_the_server_killed_is_replaced_and_the_read_answers(workspace):
-    before = _list(workspace)
+def _kill_app_backends() -> None:
+    """Terminate this test database's application connections, as a server restart would."""
     url = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(
@@ -217,7 +217,28 @@ def test_a_held_connection_the_server_killed_is_replaced_and_the_read_answers(wo
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND application_name = 'omnistream'"
         )
+
+
+def test_a_held_connection_the_server_killed_is_replaced_and_the_read_answers(workspace):
+    before = _list(workspace)
+    _kill_app_backends()
     try:
+        assert _list(workspace) == before
+    finally:
+        get_engine().dispose()  # NOTE: the next test must not draw a killed pooled connection
+
+
+def test_a_write_on_a_held_connection_the_server_killed_fails_alone(workspace):
+    """A write is not replayed; the lost connection goes, and the next requests work."""
+    before = _list(workspace)
+    _kill_app_backends()
+    body = {"email": "lost@example.com", "full_name": "L", "role": "agent"}
+    try:
+        lost = workspace.call("POST", "/api/agents", json=body)
+        assert lost.status_code >= 500, lost.text
+        created = workspace.call("POST", "/api/agents", json=body)
+        assert created.status_code == 201, created.text
+        assert _held_driver().autocommit
         assert _list(workspace) == before
     finally:
         get_engine().dispose()  # NOTE: the next test must not draw a killed pooled connection
