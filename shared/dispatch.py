@@ -114,8 +114,9 @@ def dispatch(session: Session, event_id: uuid.UUID) -> Outcome:
 def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
     """Fan each pending event out to every target and mark them processed, in one transaction.
 
-    Events are taken in id order, each target sees them in that order (all of them,
-    then the next target), and the ``processed`` marks are one statement. A target
+    Events are locked in id order (no deadlock between batches); each target sees them
+    in the order they occurred (all of them, then the next target), and the
+    ``processed`` marks are one statement. A target
     that raises rolls back the whole transaction (the caller decides what to retry);
     nothing is half done.
 
@@ -145,6 +146,11 @@ def dispatch_many(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid
             outcomes[i] = Outcome.IN_PROGRESS if i in elsewhere else Outcome.UNKNOWN
     if not pending:
         return outcomes
+    # NOTE: ids are random: events committed one per transaction and dispatched together
+    # (a joined batch) reached the targets in any order, so automation could evaluate a
+    # conversation's second message before its first. One transaction's events share
+    # occurred_at; their order among themselves was never recorded.
+    pending.sort(key=lambda event: (event.occurred_at, event.id))
     for name, target in _targets.items():
         log.debug("%d event(s) -> target %s", len(pending), name)
         target(session, pending)

@@ -505,7 +505,8 @@ def _evaluate_claimed(event_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
                 .with_for_update()
             )
         )
-        # Queue order; one transaction's rows in its dispatch's order (outbox id order).
+        # Queue order: a dispatch queues its rows a microsecond apart, in the order its
+        # events occurred (shared.automation.queue); the outbox id only breaks older ties.
         events.sort(key=lambda event: (event.created_at, event.outbox_event_id))
         finished = []
         for event, outcome in zip(events, process_many(session, events), strict=True):

@@ -87,15 +87,19 @@ def sweep_delay() -> Any:
 
 #: PERF: a dispatch transaction's queue rows in one statement (it was an ORM insert per
 #: event, compiled and sent one by one: most of the automation target's cost).
+#: NOTE: ``created_at`` is the queue order the evaluator follows; the rows of one dispatch
+#: would share ``now()``, so each is a microsecond after the one before it in the
+#: dispatch's order (the order its events occurred, shared.dispatch).
 _INSERT_ROWS = text(
     """
     INSERT INTO automation_events (
         id, tenant_id, outbox_event_id, event_type, conversation_id, payload, fingerprint,
-        causation, sweep_at
+        causation, sweep_at, created_at
     )
     SELECT r.id, r.tenant_id, r.outbox_event_id, r.event_type, r.conversation_id, r.payload,
            r.fingerprint, r.causation,
-           now() + CAST(:sweep_after AS double precision) * interval '1 second'
+           now() + CAST(:sweep_after AS double precision) * interval '1 second',
+           now() + r.ord * interval '1 microsecond'
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
         ord integer, id uuid, tenant_id uuid, outbox_event_id uuid, event_type text,
         conversation_id uuid, payload jsonb, fingerprint text, causation jsonb

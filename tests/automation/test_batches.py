@@ -5,11 +5,13 @@ committed one per transaction while an evaluation waits or runs join the next ba
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 
 from sqlalchemy import select
 
+from shared import dispatch
 from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.models import Conversation, OutboxEvent
@@ -145,3 +147,39 @@ def test_an_event_that_fails_in_a_batch_fails_alone(ws, override):
     assert failed.status == "failed" and failed.attempts == 1 and "TypeError" in failed.error
     assert conversation(bad).priority != "urgent"
     assert {run.automation_event_id for run in runs(ws)} == {by_conversation[good].id}
+
+
+def test_events_of_separate_transactions_dispatched_together_are_evaluated_in_commit_order(ws):
+    """Outbox ids are random: a batch must hand its events on in the order they occurred,
+    not in id order. Two messages on one conversation, the earlier with the larger id, are
+    written (never enqueued, so no dispatch of their own) and dispatched in one batch."""
+    create_rule(ws, conditions=UNTAGGED)
+    target = add_conversation(ws)
+    earlier, later = uuid.UUID(int=(1 << 128) - 1 - uuid.uuid4().int % 1000), uuid.uuid4()
+    occurred = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        for event_id, body, at in (
+            (earlier, "refund 1", occurred),
+            (later, "refund 2", occurred + dt.timedelta(milliseconds=5)),
+        ):
+            session.add(
+                OutboxEvent(
+                    id=event_id,
+                    tenant_id=tid(ws),
+                    type="message.created",
+                    actor_type="contact",
+                    data={"conversation_id": target, "body": body, "direction": "inbound"},
+                    occurred_at=at,
+                    next_sweep_at=at + dt.timedelta(hours=1),  # no sweeper re-drive meanwhile
+                )
+            )
+    with session_scope() as session:
+        dispatch.dispatch_many(session, [earlier, later])
+    rows = [
+        row for row in wait_settled(ws, at_least_rows=2) if row.outbox_event_id in (earlier, later)
+    ]
+    assert [row.outbox_event_id for row in rows] == [earlier, later]  # queue order
+    by_row = {run.automation_event_id: run.status for run in runs(ws)}
+    # The first message acts; the second sees its tag.
+    assert [by_row[row.id] for row in rows] == ["matched", "not_matched"]
+    assert conversation(target).tags == ["refund"]
