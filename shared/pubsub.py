@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import redis
 
@@ -31,23 +31,27 @@ def listen(
     outage_warning: str,
     on_subscribed: Callable[[], None] | None = None,
     read_seconds: float = 1.0,
+    also: Mapping[str, Callable[[str], None]] | None = None,
 ) -> None:
     """Call ``on_message(data)`` for each message on ``channel`` until ``stop`` is set
-    (seen within ``read_seconds``); reconnect after a Redis outage."""
+    (seen within ``read_seconds``); reconnect after a Redis outage. ``also``: more
+    channels on the same subscription, each with its own callback."""
     warned = False
     while not stop.is_set():
         pubsub = None
         try:
             pubsub = connect().pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(channel)
+            callbacks = {channel: on_message, **(also or {})}
+            pubsub.subscribe(*callbacks)
             if on_subscribed is not None:
                 on_subscribed()
             warned = False
             while not stop.is_set():
                 message = pubsub.get_message(timeout=read_seconds)
                 if message is not None and message["type"] == "message":
-                    data = message["data"]
-                    on_message(data.decode() if isinstance(data, bytes) else data)
+                    data, name = message["data"], message["channel"]
+                    callback = callbacks[name.decode() if isinstance(name, bytes) else name]
+                    callback(data.decode() if isinstance(data, bytes) else data)
         except (redis.RedisError, OSError):
             if not warned:  # once per outage
                 log.warning(outage_warning)

@@ -6,11 +6,18 @@ process pays it for each of its ~22 consumers (one per queue and delay queue) wh
 not there is work: at 50 ms, about 11 % of a core per idle process, taken from the work on
 a small machine, and more processes on a host meant less CPU for events. Here:
 
-- every enqueue (and every requeue of a stopping worker's prefetched messages) also
-  publishes the queue's name on one pub/sub channel per broker namespace, from within
-  Dramatiq's dispatch script, so at no extra round trip; each worker process listens
-  on one thread and wakes that queue's consumers, which fetch at once. Consumers still
-  poll, at the long ``WORKER_TIMEOUT_MS``, which bounds what a wake lost while the
+- every enqueue also publishes the queue's name, from within Dramatiq's dispatch script,
+  so at no extra round trip, on the channel of one worker process picked at random among
+  those listening (a set per broker namespace that each listener joins once subscribed);
+  that process's listener thread wakes the queue's consumers, which fetch at once. PERF:
+  waking every process made each enqueue cost a fetch in each, and all but one found
+  nothing (about 2.5 fetches per message with two processes, ~9 % of the worker's CPU
+  beside the benchmarks' loads). A process that cannot take the message (no consumer of
+  that queue, or each one's prefetch full) passes the wake on to every process, so no
+  message waits for a busy process while another could run it; so does the script when
+  nobody is in the set or the one picked no longer listens (it is dropped from the set).
+  A requeue of a stopping worker's prefetched messages wakes every process. Consumers
+  still poll, at the long ``WORKER_TIMEOUT_MS``, which bounds what a wake lost while a
   listener reconnects can cost;
 - a consumer whose prefetch was full is woken when its worker threads have freed half of
   it (Dramatiq's consumer would find out at its next poll);
@@ -23,10 +30,12 @@ a small machine, and more processes on a host meant less CPU for events. Here:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import threading
 import time
+import uuid
 import weakref
 
 import redis
@@ -47,30 +56,54 @@ from workers.prefetch import shared_prefetch
 #: Seconds between two maintenance runs of one queue in one process. A dead worker's
 #: messages come back at most this long after its heartbeat timeout has passed.
 MAINTENANCE_SECONDS = 5.0
-#: The wake channel's name after the broker's namespace.
+#: The wake channel's name after the broker's namespace (every process listens to it; a
+#: process's own channel is this, ``:`` and its id).
 WAKE_CHANNEL_SUFFIX = ":__wake__"
+#: The set of the listening processes' ids, after the broker's namespace.
+WAKERS_SUFFIX = ":__wakers__"
 #: Put before Dramatiq's dispatch script (whose KEYS[1] is the namespace, ARGV[1] the
-#: command, ARGV[3] the queue): an enqueue, or a requeue of a stopping worker's
-#: prefetched messages, publishes the queue's name in the same round trip.
+#: command, ARGV[3] the queue): an enqueue publishes the queue's name to one listening
+#: process (every one if none is known or the one picked is gone: it leaves the set), a
+#: requeue of a stopping worker's prefetched messages to every one, in the same round trip.
 _WAKE_LUA = (
-    'if ARGV[1] == "enqueue" or ARGV[1] == "requeue" then\n'
-    f'    redis.call("publish", KEYS[1] .. "{WAKE_CHANNEL_SUFFIX}", ARGV[3])\n'
-    "end\n"
+    f"""
+if ARGV[1] == "enqueue" then
+    local wakers = KEYS[1] .. "{WAKERS_SUFFIX}"
+    local picked = redis.call("srandmember", wakers)
+    if picked then
+        if redis.call("publish", KEYS[1] .. "{WAKE_CHANNEL_SUFFIX}:" .. picked, ARGV[3]) == 0 then
+            redis.call("srem", wakers, picked)
+            picked = false
+        end
+    end
+    if not picked then
+        redis.call("publish", KEYS[1] .. "{WAKE_CHANNEL_SUFFIX}", ARGV[3])
+    end
+elseif ARGV[1] == "requeue" then
+    redis.call("publish", KEYS[1] .. "{WAKE_CHANNEL_SUFFIX}", ARGV[3])
+end
+"""
 ).encode()
 #: Seconds one read of the wake channel may block (the listener's only idle wake-up).
 LISTEN_SECONDS = 30.0
 
 
 class WakingRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker whose enqueues wake the consumers of every process at once."""
+    """Dramatiq's Redis broker whose enqueues wake the consumers of one process at once."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.wake_channel = f"{self.namespace}{WAKE_CHANNEL_SUFFIX}"
+        #: This process's id in the set of listeners, and the channel of its own wakes.
+        self.waker_id = uuid.uuid4().hex
+        self.wakers_key = f"{self.namespace}{WAKERS_SUFFIX}"
+        self.own_wake_channel = f"{self.wake_channel}:{self.waker_id}"
         self.scripts["dispatch"] = self.client.register_script(_WAKE_LUA + _scripts["dispatch"])
         #: Queue -> the events of its consumers in this process (a consumer a pause
         #: replaced without closing it goes with its last reference).
         self._waiting: dict[str, weakref.WeakSet[threading.Event]] = {}
+        #: Queue -> its consumers in this process (whether they can take a message).
+        self._consumers: dict[str, weakref.WeakSet[WakingConsumer]] = {}
         self._waiting_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = threading.Event()
@@ -86,6 +119,10 @@ class WakingRedisBroker(RedisBroker):
     def close(self) -> None:
         """Let this process's listener go (at its next read, within :data:`LISTEN_SECONDS`)."""
         self._closed.set()
+        if self._listener is not None:
+            # NOTE: a process that dies without this is dropped by the first wake sent to it.
+            with contextlib.suppress(redis.RedisError):
+                self.client.srem(self.wakers_key, self.waker_id)
         super().close()
 
     # --- waking ------------------------------------------------------------------------
@@ -104,6 +141,17 @@ class WakingRedisBroker(RedisBroker):
         with self._waiting_lock:
             self._waiting.get(queue_name, weakref.WeakSet()).discard(event)
 
+    def add_consumer(self, consumer: WakingConsumer) -> None:
+        """Wake ``consumer`` on each enqueue to its queue, and ask it whether it has room."""
+        with self._waiting_lock:
+            self._consumers.setdefault(consumer.queue_name, weakref.WeakSet()).add(consumer)
+        self.register(consumer.queue_name, consumer.woken)
+
+    def remove_consumer(self, consumer: WakingConsumer) -> None:
+        with self._waiting_lock:
+            self._consumers.get(consumer.queue_name, weakref.WeakSet()).discard(consumer)
+        self.unregister(consumer.queue_name, consumer.woken)
+
     def wake(self, queue_name: str | None = None) -> None:
         """Wake the consumers of ``queue_name`` in this process (of every queue with None)."""
         with self._waiting_lock:
@@ -114,6 +162,24 @@ class WakingRedisBroker(RedisBroker):
         for event in events:
             event.set()
 
+    def woken_alone(self, queue_name: str) -> None:
+        """A wake sent to this process only: taken here if a consumer of the queue has
+        room, else passed on to every process (one of them may be idle)."""
+        with self._waiting_lock:
+            consumers = list(self._consumers.get(queue_name, ()))
+        if consumers and not all(consumer.full for consumer in consumers):
+            self.wake(queue_name)
+            return
+        try:
+            self.client.publish(self.wake_channel, queue_name)
+        except redis.RedisError:
+            self.wake(queue_name)  # NOTE: then a freed thread or the poll finds it
+
+    def _subscribed(self) -> None:
+        self.client.sadd(self.wakers_key, self.waker_id)
+        # NOTE: what was enqueued while nobody listened is found by one fetch each.
+        self.wake()
+
     def _listen(self) -> None:
         pubsub.listen(
             lambda: self.client,
@@ -121,9 +187,9 @@ class WakingRedisBroker(RedisBroker):
             self.wake,
             self._closed,
             outage_warning="worker wake channel unavailable; consumers poll meanwhile",
-            # NOTE: what was enqueued while nobody listened is found by one fetch each.
-            on_subscribed=self.wake,
+            on_subscribed=self._subscribed,
             read_seconds=LISTEN_SECONDS,
+            also={self.own_wake_channel: self.woken_alone},
         )
 
     # --- maintenance -------------------------------------------------------------------
@@ -172,7 +238,7 @@ class WakingConsumer(_RedisConsumer):
         self._etas: list[int] = []
         #: The last fetch was skipped because the prefetch was full.
         self._full = False
-        broker.register(queue_name, self.woken)
+        broker.add_consumer(self)
 
     def ack(self, message):
         try:
@@ -191,8 +257,13 @@ class WakingConsumer(_RedisConsumer):
             self._full = False
             self.woken.set()
 
+    @property
+    def full(self) -> bool:
+        """Whether its prefetch was full at its last look (it fetches nothing until freed)."""
+        return self._full
+
     def close(self):
-        self.broker.unregister(self.queue_name, self.woken)
+        self.broker.remove_consumer(self)
         super().close()
 
     def __next__(self):

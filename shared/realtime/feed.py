@@ -67,8 +67,9 @@ def _id(value: Any) -> str | None:
     return str(value) if value else None
 
 
-#: ``(tenant_id, conversation id) -> (assignee_id, division_id)`` of a batch's conversations.
-Conversations = dict[tuple[Any, uuid.UUID], tuple[Any, Any]]
+#: ``(tenant_id, conversation id as the event names it) -> (assignee_id, division_id)`` (text)
+#: of a batch's conversations.
+Conversations = dict[tuple[Any, str], tuple[str | None, str | None]]
 
 
 def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]:
@@ -95,10 +96,10 @@ def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]
         }
     conversation_id = data.get("conversation_id")
     if conversation_id:
-        row = conversations.get((event.tenant_id, uuid.UUID(str(conversation_id))))
-        assignee, division = (_id(row[0]), _id(row[1])) if row else (None, None)
+        conversation_id = str(conversation_id)
+        assignee, division = conversations.get((event.tenant_id, conversation_id), (None, None))
         return {
-            "c": str(conversation_id),
+            "c": conversation_id,
             "a": assignee,
             "d": division,
             "pa": assignee,
@@ -107,41 +108,51 @@ def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]
     return {"t": event.type in TENANT_WIDE}
 
 
+#: NOTE: ids go in and come out as text, matched on the text the events hold: parsing and
+#: building a UUID object per id on both sides cost more CPU than the query itself.
+#: An id that is no UUID fails the cast, and so the dispatch, as parsing it here did.
 _CONVERSATIONS = text(
-    "SELECT tenant_id, id, assignee_id, division_id FROM conversations"
-    " WHERE tenant_id = ANY(:tenants) AND id = ANY(:ids)"
+    "SELECT w.n, c.assignee_id::text, c.division_id::text"
+    " FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS text[])) WITH ORDINALITY"
+    " AS w (tenant_id, id, n)"
+    " JOIN conversations c ON c.tenant_id = w.tenant_id AND c.id = CAST(w.id AS uuid)"
 )
 
 
 def _conversations_of(session: Session, events: Sequence[OutboxEvent]) -> Conversations:
     """The assignee and division of every conversation the non-conversation events name.
 
-    PERF: one query for the dispatch batch instead of one per message event.
+    PERF: dispatch's events bring them (``dispatch.Event.conversation``, read with the
+    lock); others (``OutboxEvent`` rows) are looked up in one query for the batch.
     """
-    wanted = {
-        (event.tenant_id, uuid.UUID(str(conversation_id)))
-        for event in events
-        if not event.type.startswith("conversation.")
-        and (conversation_id := (event.data or {}).get("conversation_id"))
-    }
+    found: Conversations = {}
+    wanted: dict[tuple[Any, str], None] = {}
+    for event in events:
+        conversation_id = (event.data or {}).get("conversation_id")
+        if not conversation_id or event.type.startswith("conversation."):
+            continue
+        known = getattr(event, "conversation", None)
+        if known is not None:
+            found[(event.tenant_id, str(conversation_id))] = known
+        else:
+            wanted[(event.tenant_id, str(conversation_id))] = None
     if not wanted:
-        return {}
+        return found
     # PERF: on the driver's cursor (db.fetch_rows): SQLAlchemy's execution and result
     # machinery cost more than the query, once per dispatched batch.
-    rows = db.fetch_rows(
-        session.connection(),
-        _CONVERSATIONS,
-        {
-            "tenants": sorted({tenant_id for tenant_id, _ in wanted}),
-            "ids": sorted({conversation_id for _, conversation_id in wanted}),
-        },
-    )
     # NOTE: matched on both keys: an id named by another tenant's event is not this one's.
-    return {
-        (tenant_id, cid): (assignee, division)
-        for tenant_id, cid, assignee, division in rows
-        if (tenant_id, cid) in wanted
-    }
+    keys = list(wanted)
+    tenants, ids = zip(*keys, strict=True)
+    rows = db.fetch_rows(
+        session.connection(), _CONVERSATIONS, {"tenants": list(tenants), "ids": list(ids)}
+    )
+    found.update((keys[n - 1], (assignee, division)) for n, assignee, division in rows)
+    return found
+
+
+#: PERF: built once: ``json.dumps`` with options builds an encoder on every call.
+_ENVELOPE_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_SCOPE_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def target(session: Session, events: Sequence[OutboxEvent]) -> None:
@@ -151,8 +162,8 @@ def target(session: Session, events: Sequence[OutboxEvent]) -> None:
     for event in events:
         fields = {
             "kind": EVENT,
-            "env": json.dumps(envelope_of(event), separators=(",", ":"), default=str),
-            "scope": json.dumps(scope_of(event, conversations), separators=(",", ":")),
+            "env": _ENVELOPE_JSON(envelope_of(event)),
+            "scope": _SCOPE_JSON(scope_of(event, conversations)),
         }
         entries.append(Entry(event.tenant_id, fields))
 

@@ -211,3 +211,58 @@ def test_a_burst_of_send_jobs_is_shared_by_the_processes(make_broker):
     assert_a_burst_is_shared(
         list(made), lambda broker: _start(broker, made[broker], worker_threads=8)
     )
+
+
+def test_an_enqueue_wakes_one_process_not_all(make_broker):
+    """Each enqueue makes one process fetch: waking all made the others fetch nothing."""
+    brokers = [make_broker()[0] for _ in range(2)]  # two processes' brokers, one namespace
+    for broker in brokers:
+        broker.declare_queue("wake_one")
+    consumers = [broker.consume("wake_one", prefetch=1, timeout=LONG_POLL_MS) for broker in brokers]
+    try:
+        wait_until(lambda: brokers[0].client.scard(brokers[0].wakers_key) == 2, timeout=DEADLINE_S)
+        for n in range(4):
+            for consumer in consumers:
+                consumer.woken.clear()
+            brokers[n % 2].enqueue(
+                dramatiq.Message(
+                    queue_name="wake_one", actor_name="x", args=(), kwargs={}, options={}
+                )
+            )
+            wait_until(lambda: any(c.woken.is_set() for c in consumers), timeout=DEADLINE_S)
+            time.sleep(0.3)
+            assert sum(c.woken.is_set() for c in consumers) == 1
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
+def test_a_process_with_a_full_prefetch_passes_the_wake_to_an_idle_one(make_broker):
+    """Whichever process an enqueue picks, an idle one runs the message at once."""
+    busy, busy_workers = make_broker()
+    idle, idle_workers = make_broker()
+    release = threading.Event()
+    ran: list[tuple[str, int]] = []
+
+    def make(name: str, broker):
+        def job(n: int) -> None:
+            ran.append((name, n))
+            if name == "busy":
+                release.wait(DEADLINE_S * 3)
+
+        return dramatiq.actor(job, broker=broker, actor_name="job", queue_name="wake_full")
+
+    send = make("busy", busy)
+    make("idle", idle)
+    try:
+        # One thread, prefetch 2: one message runs, one waits in its memory: full.
+        _start(busy, busy_workers, worker_threads=1)
+        send.send(0)
+        send.send(1)
+        wait_until(lambda: len(ran) == 1, timeout=DEADLINE_S)
+        _start(idle, idle_workers, worker_threads=1)
+        for n in range(2, 8):
+            send.send(n)
+            wait_until(lambda n=n: ("idle", n) in ran, timeout=DEADLINE_S)
+    finally:
+        release.set()
