@@ -5,7 +5,6 @@ committed one per transaction while an evaluation waits or runs join the next ba
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 
@@ -25,6 +24,7 @@ from tests.automation.conftest import (
     wait_settled,
     waiting_on_a_lock,
 )
+from tests.outbox_rows import unswept_event
 from tests.webhooks.conftest import wait_until
 
 #: Refund requests on conversations not tagged yet: an event sees what the ones before it did.
@@ -155,24 +155,11 @@ def test_events_of_separate_transactions_dispatched_together_are_evaluated_in_co
     written (never enqueued, so no dispatch of their own) and dispatched in one batch."""
     create_rule(ws, conditions=UNTAGGED)
     target = add_conversation(ws)
+    # Each in a transaction of its own, the earlier with the larger id.
     earlier, later = uuid.UUID(int=(1 << 128) - 1 - uuid.uuid4().int % 1000), uuid.uuid4()
-    occurred = dt.datetime.now(dt.UTC)
-    with session_scope() as session:
-        for event_id, body, at in (
-            (earlier, "refund 1", occurred),
-            (later, "refund 2", occurred + dt.timedelta(milliseconds=5)),
-        ):
-            session.add(
-                OutboxEvent(
-                    id=event_id,
-                    tenant_id=tid(ws),
-                    type="message.created",
-                    actor_type="contact",
-                    data={"conversation_id": target, "body": body, "direction": "inbound"},
-                    occurred_at=at,
-                    next_sweep_at=at + dt.timedelta(hours=1),  # no sweeper re-drive meanwhile
-                )
-            )
+    for event_id, body in ((earlier, "refund 1"), (later, "refund 2")):
+        data = {"conversation_id": target, "body": body, "direction": "inbound"}
+        unswept_event(tid(ws), "message.created", data, actor_type="contact", id=event_id)
     with session_scope() as session:
         dispatch.dispatch_many(session, [earlier, later])
     rows = [

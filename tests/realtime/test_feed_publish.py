@@ -50,33 +50,23 @@ def test_a_tenant_owed_a_reset_gets_it_before_its_next_entries(monkeypatch):
 def test_an_event_naming_a_malformed_conversation_id_is_dispatched_to_managers(database):
     """Its audience is read with the dispatch's lock: an id that is no UUID names no
     conversation (managers see the entry) instead of failing every target's work."""
-    import datetime as dt
     import json
-
-    from sqlalchemy import func
 
     import workers.actors.realtime  # noqa: F401  (registers the realtime target)
     from shared import dispatch
     from shared.db import session_scope
-    from shared.models import OutboxEvent, Tenant
+    from shared.models import Tenant
+    from tests.outbox_rows import unswept_event
 
     with session_scope() as session:
         tenant = Tenant(name="Feed scope", slug=f"feed-scope-{uuid.uuid4().hex[:12]}")
         session.add(tenant)
         session.flush()
         tenant_id = tenant.id
-        # NOTE: written without the fast path and out of the sweeper's reach: this test
-        # dispatches it, not a worker the session may run.
-        event = OutboxEvent(
-            tenant_id=tenant_id,
-            type="message.created",
-            actor_type="system",
-            data={"id": str(uuid.uuid4()), "conversation_id": "not-a-uuid"},
-            next_sweep_at=func.now() + dt.timedelta(hours=1),
-        )
-        session.add(event)
-        session.flush()
-        event_id = event.id
+    # NOTE: this test dispatches it, not a worker the session may run.
+    event_id = unswept_event(
+        tenant_id, "message.created", {"id": str(uuid.uuid4()), "conversation_id": "not-a-uuid"}
+    )
     with session_scope() as session:
         outcomes = dispatch.dispatch_many(session, [event_id])
     assert outcomes == {event_id: dispatch.Outcome.PROCESSED}

@@ -7,7 +7,6 @@ next event, and the webhook engine's health stamps must not make every process f
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 import textwrap
@@ -19,25 +18,16 @@ import workers.actors.automation  # registers the automation target (and webhook
 import workers.actors.webhooks  # noqa: F401  (registers the webhooks target)
 from shared import dispatch, dispatch_facts, epoch_cache
 from shared.db import session_scope
-from shared.models import AutomationEvent, OutboxEvent, WebhookDelivery, WebhookEndpoint
+from shared.models import AutomationEvent, WebhookDelivery, WebhookEndpoint
 from shared.redis_client import get_redis
+from tests.outbox_rows import unswept_event
 
 EVENT_TYPE = "conversation.created"
 
 
 def _dispatch_one(tenant_id: uuid.UUID) -> uuid.UUID:
     """Write a pending ``conversation.created`` outbox row and dispatch it now; its id."""
-    with session_scope() as session:
-        row = OutboxEvent(
-            tenant_id=tenant_id,
-            type=EVENT_TYPE,
-            actor_type="system",
-            data={"id": str(uuid.uuid4()), "status": "open"},
-            next_sweep_at=func.now() + dt.timedelta(hours=1),
-        )
-        session.add(row)
-        session.flush()
-        event_id = row.id
+    event_id = unswept_event(tenant_id, EVENT_TYPE, {"id": str(uuid.uuid4()), "status": "open"})
     with session_scope() as session:
         assert dispatch.dispatch(session, event_id) is dispatch.Outcome.PROCESSED
     return event_id
