@@ -270,6 +270,37 @@ def _kept_tenants(slugs: list[str], conversations: int, agents: int) -> list | N
     return built
 
 
+def _warn_if_worn(name: str, tenants: list) -> None:
+    """Say how many messages earlier runs wrote into a kept database, and warn when they
+    fill a tenant's newest-messages search window.
+
+    Each inbox-mix run adds ~3,000 replies and notes per tenant (16,206 after six runs).
+    Then a tenant's newest ``RECENT_WINDOW`` messages were all bench replies: almost every
+    search found too few matches there and read the history too, and search figures (30-90
+    ms a statement) no longer stood for a real inbox. Rebuild (drop the database) then.
+    """
+    from sqlalchemy import text
+
+    from shared.db import session_scope
+    from shared.inbox.search import RECENT_WINDOW
+
+    # NOTE: the build writes no message after its newest conversation's by much; runs do.
+    since_build = text(
+        "SELECT count(*) FROM messages WHERE tenant_id = :t AND created_at >"
+        " (SELECT max(created_at) FROM conversations WHERE tenant_id = :t)"
+    )
+    with session_scope() as session:
+        added = max(session.scalar(since_build, {"t": tenant.tenant_id}) for tenant in tenants)
+    print(f"[{name}] up to {added:,} messages per tenant written by earlier runs", flush=True)
+    if added >= RECENT_WINDOW // 2:
+        print(
+            f"[{name}] WARNING: earlier runs' messages fill most of a tenant's newest"
+            f" {RECENT_WINDOW:,} (the search window): search figures overstate a real"
+            " inbox's; drop the database to rebuild it",
+            flush=True,
+        )
+
+
 def build_tenants(
     bench: common.Bench,
     *,
@@ -293,6 +324,7 @@ def build_tenants(
         kept = _kept_tenants(slugs, conversations, agents)
         if kept is not None:
             print(f"[{bench.name}] reusing the kept database's tenants", flush=True)
+            _warn_if_worn(bench.name, kept)
             return kept, 0.0
     volume = demo.Volume(
         contacts=max(1, conversations // 2),
