@@ -166,11 +166,7 @@ def _insert_note_statement(shape: str):
     table = Note.__table__
     conversations = Conversation.__table__
     visible = select(
-        *(
-            bindparam(name, type_=table.c[name].type)
-            for name in _INSERTED
-            if name != "conversation_id"
-        ),
+        *(bindparam(name, type_=table.c[name].type) for name in _BOUND),
         conversations.c.id,
     ).where(
         visible_bound(shape),
@@ -178,9 +174,7 @@ def _insert_note_statement(shape: str):
     )
     inserted = (
         insert(table)
-        .from_select(
-            [name for name in _INSERTED if name != "conversation_id"] + ["conversation_id"], visible
-        )
+        .from_select([*_BOUND, "conversation_id"], visible)
         .returning(*table.c)
         .cte("inserted")
     )
@@ -196,8 +190,9 @@ def _insert_note_statement(shape: str):
     ).join(User, User.id == inserted.c.author_id)
 
 
-#: The columns a new note is given (the rest are the table's defaults).
-_INSERTED = ("id", "tenant_id", "conversation_id", "author_id", "body")
+#: The columns a new note is given from bind parameters (its conversation_id comes from
+#: the visible conversation's row; the rest are the table's defaults).
+_BOUND = ("id", "tenant_id", "author_id", "body")
 _INSERTED_KEYS = tuple(_insert_note_statement(EVERYTHING).selected_columns.keys())
 
 
