@@ -238,6 +238,8 @@ class WakingConsumer(_RedisConsumer):
         self._etas: list[int] = []
         #: The last fetch was skipped because the prefetch was full.
         self._full = False
+        #: The last fetch found fewer messages than it had room for: the queue was empty.
+        self._drained = False
         broker.add_consumer(self)
 
     def ack(self, message):
@@ -279,6 +281,15 @@ class WakingConsumer(_RedisConsumer):
                     if isinstance(eta, int | float):
                         heapq.heappush(self._etas, eta)
                     return MessageProxy(message)
+                if self._drained:
+                    # PERF: the last fetch emptied the queue; whatever was enqueued since
+                    # woke a process (this one's event, set after the fetch cleared it, or
+                    # another's). Asking again now found nothing almost every time: about
+                    # one wasted fetch per message.
+                    self._drained = False
+                    if not self.woken.is_set():
+                        self.woken.wait(self._idle_seconds())
+                        return None
                 # NOTE: cleared before the fetch, so an enqueue during it wakes the next wait.
                 self.woken.clear()
                 room = self.prefetch - self.outstanding_message_count
@@ -286,6 +297,7 @@ class WakingConsumer(_RedisConsumer):
                 if room > 0:
                     self.message_cache = self.broker.do_fetch(self.queue_name, room)
                     if self.message_cache:
+                        self._drained = len(self.message_cache) < room
                         continue
                 self.woken.wait(self._idle_seconds())
                 # The consumer thread enqueues due delayed messages, then asks again.

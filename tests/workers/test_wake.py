@@ -76,6 +76,50 @@ def test_an_idle_consumer_runs_a_new_message_at_once(make_broker):
     wait_until(lambda: len(ran) == 2, timeout=DEADLINE_S)
 
 
+def test_a_consumer_that_emptied_its_queue_fetches_again_only_when_woken(make_broker):
+    """A fetch that found fewer messages than it had room for is not followed by another
+    (it found nothing almost every time); the next enqueue's wake makes the next one."""
+    broker, _ = make_broker()
+    broker.declare_queue("wake_drained")
+    fetches: list[int] = []
+    fetch = broker.do_fetch
+
+    def counted_fetch(queue_name, room):
+        found = fetch(queue_name, room)
+        fetches.append(len(found))
+        return found
+
+    broker.do_fetch = counted_fetch
+
+    def send(n: int) -> None:
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name="wake_drained", actor_name="x", args=(n,), kwargs={}, options={}
+            )
+        )
+
+    consumer = broker.consume("wake_drained", prefetch=4, timeout=LONG_POLL_MS)
+    try:
+        wait_until(consumer.woken.is_set)  # its listener subscribed and woke it once
+        consumer.woken.clear()
+        send(0)
+        wait_until(consumer.woken.is_set)  # as an idle consumer is: woken, then it fetches
+        assert next(consumer).args == (0,)
+        assert fetches == [1]  # one of the four it had room for: the queue is empty
+        taken: list = []
+        waiting = threading.Thread(target=lambda: taken.extend([next(consumer), next(consumer)]))
+        waiting.start()
+        time.sleep(0.5)
+        assert fetches == [1]  # waiting for a wake, not asking again
+        send(1)
+        waiting.join(DEADLINE_S)
+        assert taken[0] is None  # woken: back to the consumer thread, then the fetch
+        assert taken[1].args == (1,)
+        assert fetches == [1, 1]
+    finally:
+        consumer.close()
+
+
 def test_a_retry_runs_when_its_backoff_is_over(make_broker):
     broker, workers = make_broker()
     attempts: list[float] = []
