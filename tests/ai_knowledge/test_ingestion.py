@@ -199,14 +199,26 @@ def _interleaved_reprocess(workspace, ai_agent):
     assert _chunks(str(source_id)) == ["v1\n\nNew text."]
 
 
+def _updated_at(source_id: uuid.UUID) -> dt.datetime:
+    """When the source was last touched (a sweep that re-enqueues a pending one touches it)."""
+    with session_scope() as session:
+        return session.scalar(
+            select(KnowledgeSource.updated_at).where(KnowledgeSource.id == source_id)
+        )
+
+
 def test_scheduler_redrives_a_source_whose_message_was_lost(worker, workspace, ai_agent):
     with _messages_lost():
         resp = workspace.call(
             "POST", sources_path(ai_agent), json={"kind": "text", "title": "Lost", "content": "Hi."}
         )
     source_id = uuid.UUID(resp.json["id"])
+    # NOTE: judged on this source alone: other tests' sources in this database may be due.
+    touched_at = _updated_at(source_id)
     with session_scope() as session:
-        assert jobs.sweep_knowledge_sources(session) == 0  # not waiting long enough yet
+        jobs.sweep_knowledge_sources(session)
+    assert _updated_at(source_id) == touched_at  # not waiting long enough yet: left alone
+    with session_scope() as session:
         session.execute(
             update(KnowledgeSource)
             .where(KnowledgeSource.id == source_id)
