@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import ValidationFailed
-from shared.inbox.access import get_conversation, visibility, visible_bound
+from shared.inbox.access import EVERYTHING, get_conversation, visibility, visible_bound
 from shared.inbox.messages import MESSAGE_COLUMNS
 from shared.models import Contact, Conversation, Message
 from shared.pagination import InvalidCursor, Page
@@ -160,7 +160,19 @@ class _Filters:
         conversations as 200, so the estimate stays bounded. Not materialized, the
         probes sat inside a semi-join the planner rescanned per candidate when it
         misjudged a phrase as one match ("where is my order": 125,000 probes, 240 ms).
+
+        A caller who sees the whole tenant (``conversations.manage``) needs no probe: the
+        candidates are the tenant's messages, and :func:`_page` joins each hit's
+        conversation on the tenant too. PERF: for a common word that was ~1,000 probes
+        (2.5-3 ms, a quarter of the statement) to keep every candidate.
         """
+        newest = (
+            select(m.id, m.created_at, m.search)
+            .order_by(m.created_at.desc(), m.id.desc())
+            .limit(MAX_RESULTS)
+        )
+        if self.shape == EVERYTHING:
+            return newest
         seen = select(m.conversation_id).distinct().subquery("seen")
         allowed = (
             select(literal_column("1").label("allowed"))
@@ -175,12 +187,7 @@ class _Filters:
             .cte("visible")
             .prefix_with("MATERIALIZED")
         )
-        return (
-            select(m.id, m.created_at, m.search)
-            .where(m.conversation_id.in_(select(visible_ids.c.conversation_id)))
-            .order_by(m.created_at.desc(), m.id.desc())
-            .limit(MAX_RESULTS)
-        )
+        return newest.where(m.conversation_id.in_(select(visible_ids.c.conversation_id)))
 
 
 def _query_ts():
@@ -416,7 +423,11 @@ def _page(filters: _Filters, candidates) -> Subquery:
         )
         .select_from(ranked)
         .join(Message, (Message.id == ranked.c.id) & (Message.tenant_id == filters.tenant_id))
-        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(
+            Conversation,
+            (Conversation.id == Message.conversation_id)
+            & (Conversation.tenant_id == filters.tenant_id),
+        )
         .join(Contact, Contact.id == Conversation.contact_id)
         .subquery("hit")
     )

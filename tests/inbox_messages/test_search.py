@@ -156,6 +156,43 @@ def test_only_visible_conversations_and_own_tenant(workspace, inbox, other_works
     )
 
 
+def _file_under(tenant_id, conversation, body: str) -> uuid.UUID:
+    """A message of ``tenant_id`` written under ``conversation`` whatever its tenant, newest
+    of all (a broken invariant: only a bug could write one)."""
+    message_id = uuid.uuid4()
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
+                " sender_type, status, body, created_at, updated_at)"
+                " VALUES (:id, :tenant, :conversation, :channel, 'inbound', 'contact',"
+                " 'received', :body, now() + interval '1 hour', now())"
+            ),
+            {
+                "id": message_id,
+                "tenant": tenant_id,
+                "conversation": conversation["id"],
+                "channel": conversation["channel"],
+                "body": body,
+            },
+        )
+    return message_id
+
+
+@pytest.mark.parametrize("matches", [1, 60], ids=["rare", "common"])
+def test_a_manager_never_sees_a_message_under_another_tenants_conversation(
+    workspace, inbox, other_inbox, matches
+):
+    """A manager's search probes no conversation's visibility (the whole tenant is visible):
+    each hit's conversation is matched on the tenant instead, on both search paths."""
+    mine = inbox.conversation()
+    _bury(inbox, mine, matches, "quokka sighting")
+    stray = _file_under(inbox.tenant_id, other_inbox.conversation(), "quokka sighting")
+    ids = {h["message"]["id"] for h in _search(workspace, q="quokka", limit=100)["items"]}
+    assert len(ids) == matches
+    assert str(stray) not in ids
+
+
 def _bury(inbox, conversation, count: int, body: str) -> None:
     """``count`` messages newer than every other in the tenant (one statement, not the ORM)."""
     with session_scope() as session:
