@@ -21,6 +21,9 @@ a small machine, and more processes on a host meant less CPU for events. Here:
   listener reconnects can cost;
 - a consumer whose prefetch was full is woken when its worker threads have freed half of
   it (Dramatiq's consumer would find out at its next poll);
+- a consumer whose last fetch emptied its queue waits for the next wake (or its poll)
+  instead of asking again as soon as it has handed its messages out, which found nothing
+  almost every time;
 - a delay-queue consumer waits no longer than the earliest eta of the messages it holds,
   so a retry's backoff is not stretched by the long poll;
 - queue maintenance (moving a dead worker's unacked messages back to their queue) runs on
