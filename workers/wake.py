@@ -102,12 +102,10 @@ class WakingRedisBroker(RedisBroker):
         self.wakers_key = f"{self.namespace}{WAKERS_SUFFIX}"
         self.own_wake_channel = f"{self.wake_channel}:{self.waker_id}"
         self.scripts["dispatch"] = self.client.register_script(_WAKE_LUA + _scripts["dispatch"])
-        #: Queue -> the events of its consumers in this process (a consumer a pause
-        #: replaced without closing it goes with its last reference).
-        self._waiting: dict[str, weakref.WeakSet[threading.Event]] = {}
-        #: Queue -> its consumers in this process (whether they can take a message).
+        #: Queue -> its consumers in this process (a consumer a pause replaced without
+        #: closing it goes with its last reference).
         self._consumers: dict[str, weakref.WeakSet[WakingConsumer]] = {}
-        self._waiting_lock = threading.Lock()
+        self._consumers_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = threading.Event()
         self._maintained_at: dict[str, float] = {}
@@ -130,48 +128,39 @@ class WakingRedisBroker(RedisBroker):
 
     # --- waking ------------------------------------------------------------------------
 
-    def register(self, queue_name: str, event: threading.Event) -> None:
-        """Wake ``event`` on each enqueue to ``queue_name`` (starts this process's listener)."""
-        with self._waiting_lock:
-            self._waiting.setdefault(queue_name, weakref.WeakSet()).add(event)
+    def add_consumer(self, consumer: WakingConsumer) -> None:
+        """Wake ``consumer`` on each enqueue to its queue (starts this process's listener)."""
+        with self._consumers_lock:
+            self._consumers.setdefault(consumer.queue_name, weakref.WeakSet()).add(consumer)
             if self._listener is None:
                 self._listener = threading.Thread(
                     target=self._listen, name="dramatiq-wake", daemon=True
                 )
                 self._listener.start()
 
-    def unregister(self, queue_name: str, event: threading.Event) -> None:
-        with self._waiting_lock:
-            self._waiting.get(queue_name, weakref.WeakSet()).discard(event)
-
-    def add_consumer(self, consumer: WakingConsumer) -> None:
-        """Wake ``consumer`` on each enqueue to its queue, and ask it whether it has room."""
-        with self._waiting_lock:
-            self._consumers.setdefault(consumer.queue_name, weakref.WeakSet()).add(consumer)
-        self.register(consumer.queue_name, consumer.woken)
-
     def remove_consumer(self, consumer: WakingConsumer) -> None:
-        with self._waiting_lock:
+        with self._consumers_lock:
             self._consumers.get(consumer.queue_name, weakref.WeakSet()).discard(consumer)
-        self.unregister(consumer.queue_name, consumer.woken)
+
+    def _consumers_of(self, queue_name: str | None) -> list[WakingConsumer]:
+        """This process's consumers of ``queue_name`` (of every queue with None)."""
+        with self._consumers_lock:
+            if queue_name is None:
+                return [c for consumers in self._consumers.values() for c in consumers]
+            return list(self._consumers.get(queue_name, ()))
 
     def wake(self, queue_name: str | None = None) -> None:
         """Wake the consumers of ``queue_name`` in this process (of every queue with None)."""
-        with self._waiting_lock:
-            if queue_name is None:
-                events = [e for events in self._waiting.values() for e in events]
-            else:
-                events = list(self._waiting.get(queue_name, ()))
-        for event in events:
-            event.set()
+        for consumer in self._consumers_of(queue_name):
+            consumer.woken.set()
 
     def woken_alone(self, queue_name: str) -> None:
         """A wake sent to this process only: taken here if a consumer of the queue has
         room, else passed on to every process (one of them may be idle)."""
-        with self._waiting_lock:
-            consumers = list(self._consumers.get(queue_name, ()))
+        consumers = self._consumers_of(queue_name)
         if consumers and not all(consumer.full for consumer in consumers):
-            self.wake(queue_name)
+            for consumer in consumers:
+                consumer.woken.set()
             return
         try:
             self.client.publish(self.wake_channel, queue_name)

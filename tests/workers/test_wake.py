@@ -199,8 +199,9 @@ def test_a_dead_workers_message_comes_back_within_the_maintenance_interval(make_
 
 def test_enqueues_on_another_namespace_wake_nobody_here(make_broker, scratch_namespace):
     broker, _ = make_broker()
-    woken = threading.Event()
-    broker.register("wake_other", woken)
+    broker.declare_queue("wake_other")
+    consumer = broker.consume("wake_other", prefetch=1, timeout=LONG_POLL_MS)
+    woken = consumer.woken
     other = WakingRedisBroker(
         url=get_settings().redis_url, namespace=f"{scratch_namespace}-other:dramatiq"
     )
@@ -215,6 +216,7 @@ def test_enqueues_on_another_namespace_wake_nobody_here(make_broker, scratch_nam
         )
         assert not woken.wait(0.5)
     finally:
+        consumer.close()
         other.flush_all()
         other.close()
 
