@@ -7,7 +7,7 @@ processed. Either all targets' rows and the ``processed`` mark commit together,
 or none do and the job retries, so a target never sees an event twice.
 
 A target registered with ``batch=True`` is called once per transaction with all its
-pending events (in id order) instead of once per event, so it can write them in one
+pending events (in the order they occurred) instead of once per event, so it can write them in one
 statement or look up what they need in one query.
 """
 
@@ -30,7 +30,7 @@ from shared.models import OutboxEvent
 log = logging.getLogger(__name__)
 
 Target = Callable[[Session, "Event"], None]
-#: A target's batch form: the events of one dispatch transaction, in id order.
+#: A target's batch form: the events of one dispatch transaction, in the order they occurred.
 BatchTarget = Callable[[Session, Sequence["Event"]], None]
 _targets: dict[str, BatchTarget] = {}
 
@@ -46,9 +46,9 @@ def register_target(name: str, target: Target | BatchTarget, *, batch: bool = Fa
     """Add a fan-out target (idempotent by name, so re-imports do not double it).
 
     ``batch``: ``target(session, events)`` takes all the pending events of a dispatch
-    transaction at once, in id order (PERF: one statement or lookup for a batch, such as a
-    campaign's hundreds of ``message.created``), and must do for each what a per-event
-    target would.
+    transaction at once, in the order they occurred (PERF: one statement or lookup for a
+    batch, such as a campaign's hundreds of ``message.created``), and must do for each
+    what a per-event target would.
     """
     _targets[name] = target if batch else functools.partial(_each, target)  # type: ignore[assignment]
 

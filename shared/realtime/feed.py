@@ -21,16 +21,17 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared import db
-from shared.models import OutboxEvent
 from shared.redis_client import get_redis, key
 from shared.webhooks.catalogue import envelope_of
+
+if TYPE_CHECKING:
+    from shared.dispatch import Event
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,16 @@ def _id(value: Any) -> str | None:
     return str(value) if value else None
 
 
-#: ``(tenant_id, conversation id as the event names it) -> (assignee_id, division_id)`` (text)
-#: of a batch's conversations.
-Conversations = dict[tuple[Any, str], tuple[str | None, str | None]]
-
-
-def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]:
+def scope_of(event: Event) -> dict[str, Any]:
     """Who may receive the event: its conversation's assignee and division, now and before.
 
     ``c`` is the conversation (absent: not about one), ``a``/``d`` its assignee and
     division after the event, ``pa``/``pd`` before it (an assignment or transfer
     also reaches whoever could see the conversation until then, so their client
-    drops it). ``t`` marks a tenant-wide event. ``conversations`` holds the
-    ``(assignee_id, division_id)`` of the conversations of other events
-    (:func:`_conversations_of`), keyed by ``(tenant_id, conversation id)``.
+    drops it). ``t`` marks a tenant-wide event. Another event about a conversation (a
+    message, a note...) reaches its conversation's assignee and division as dispatch read
+    them with the lock (``dispatch.Event.conversation``; none found: managers only).
+    PERF: no query here: a query per dispatched batch cost the feed a third of its CPU.
     """
     data = event.data or {}
     if event.type.startswith("conversation."):
@@ -97,7 +94,7 @@ def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]
     conversation_id = data.get("conversation_id")
     if conversation_id:
         conversation_id = str(conversation_id)
-        assignee, division = conversations.get((event.tenant_id, conversation_id), (None, None))
+        assignee, division = event.conversation or (None, None)
         return {
             "c": conversation_id,
             "a": assignee,
@@ -108,62 +105,19 @@ def scope_of(event: OutboxEvent, conversations: Conversations) -> dict[str, Any]
     return {"t": event.type in TENANT_WIDE}
 
 
-#: NOTE: ids go in and come out as text, matched on the text the events hold: parsing and
-#: building a UUID object per id on both sides cost more CPU than the query itself.
-#: An id that is no UUID fails the cast, and so the dispatch, as parsing it here did.
-_CONVERSATIONS = text(
-    "SELECT w.n, c.assignee_id::text, c.division_id::text"
-    " FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS text[])) WITH ORDINALITY"
-    " AS w (tenant_id, id, n)"
-    " JOIN conversations c ON c.tenant_id = w.tenant_id AND c.id = CAST(w.id AS uuid)"
-)
-
-
-def _conversations_of(session: Session, events: Sequence[OutboxEvent]) -> Conversations:
-    """The assignee and division of every conversation the non-conversation events name.
-
-    PERF: dispatch's events bring them (``dispatch.Event.conversation``, read with the
-    lock); others (``OutboxEvent`` rows) are looked up in one query for the batch.
-    """
-    found: Conversations = {}
-    wanted: dict[tuple[Any, str], None] = {}
-    for event in events:
-        conversation_id = (event.data or {}).get("conversation_id")
-        if not conversation_id or event.type.startswith("conversation."):
-            continue
-        known = getattr(event, "conversation", None)
-        if known is not None:
-            found[(event.tenant_id, str(conversation_id))] = known
-        else:
-            wanted[(event.tenant_id, str(conversation_id))] = None
-    if not wanted:
-        return found
-    # PERF: on the driver's cursor (db.fetch_rows): SQLAlchemy's execution and result
-    # machinery cost more than the query, once per dispatched batch.
-    # NOTE: matched on both keys: an id named by another tenant's event is not this one's.
-    keys = list(wanted)
-    tenants, ids = zip(*keys, strict=True)
-    rows = db.fetch_rows(
-        session.connection(), _CONVERSATIONS, {"tenants": list(tenants), "ids": list(ids)}
-    )
-    found.update((keys[n - 1], (assignee, division)) for n, assignee, division in rows)
-    return found
-
-
 #: PERF: built once: ``json.dumps`` with options builds an encoder on every call.
 _ENVELOPE_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _SCOPE_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def target(session: Session, events: Sequence[OutboxEvent]) -> None:
+def target(session: Session, events: Sequence[Event]) -> None:
     """The dispatch target (``batch=True``): queue each event's entry for after the commit."""
-    conversations = _conversations_of(session, events)
     entries = db.collected_until_commit(session, _SESSION_KEY, publish)
     for event in events:
         fields = {
             "kind": EVENT,
             "env": _ENVELOPE_JSON(envelope_of(event)),
-            "scope": _SCOPE_JSON(scope_of(event, conversations)),
+            "scope": _SCOPE_JSON(scope_of(event)),
         }
         entries.append(Entry(event.tenant_id, fields))
 
