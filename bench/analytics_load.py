@@ -123,8 +123,6 @@ def paced(
             commits.update((str(i), now) for i in ids)
         return commits
 
-    if committers == 1:
-        return commit(ticks)
     with ThreadPoolExecutor(committers, thread_name_prefix="committer") as pool:
         parts = list(pool.map(commit, (ticks[k::committers] for k in range(committers))))
     return {event_id: at for part in parts for event_id, at in part.items()}

@@ -26,7 +26,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import random
 import sys
 import time
 from pathlib import Path
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             session.flush()
             tenant_id = tenant.id
         conversations = automation_bench.add_conversations(tenant_id, 500)
-        emit_batch = analytics_emitter(tenant_id, conversations, random.Random(7))
+        emit_batch = analytics_emitter(tenant_id, conversations, seed=7)
         batches: list[list] = []
 
         def emit_all() -> None:
