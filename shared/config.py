@@ -143,6 +143,14 @@ class Settings(BaseSettings):
             " tenant's agents and roles are unchanged (shared/identity/agents_list_cache.py)"
         ),
     )
+    epoch_mirror: bool = Field(
+        True,
+        description=(
+            "keep the cache epochs in each process, told of changes by Redis's client-side"
+            " caching pushes (CLIENT TRACKING), instead of one Redis round trip per request;"
+            " turn off behind a Redis proxy that does not pass pushes on (shared/epoch_mirror.py)"
+        ),
+    )
     validate_responses: bool = Field(
         False,
         description=(

@@ -5,7 +5,9 @@ their rows change. A process keeps them in memory, each value tagged with the
 *epochs* read from Redis before it was computed. Every committed write to a table a
 cache watches (:mod:`shared.committed_writes`) sets a new epoch, which makes the
 cached values stale in every process at once; a request reads the epochs of all
-caches in one Redis round trip (:func:`read`).
+caches at once (:func:`read`), from this process's copy of them that Redis keeps true
+by pushing each change (:mod:`shared.epoch_mirror`), so an unchanged epoch costs no
+round trip.
 
 Guarantees, for every cache:
 
@@ -13,8 +15,9 @@ Guarantees, for every cache:
   is reported (within ``session.commit()``): the change applies at its very next
   request, whatever Redis does.
 - Other processes read the epochs before they query PostgreSQL, so a request that
-  starts after a new epoch was written never uses an older value, and a value read
-  while a write commits is tagged with the epoch from before the write.
+  starts after a new epoch was written never uses an older value (the epoch mirror
+  takes Redis's push of the change first), and a value read while a write commits is
+  tagged with the epoch from before the write.
 - If Redis cannot be read, the cache is bypassed (PostgreSQL is asked). If an epoch
   cannot be written after a commit, other processes may use the old value for at
   most :data:`TTL_SECONDS`; so may they after a change the detection cannot see
@@ -39,7 +42,8 @@ from redis.exceptions import RedisError
 
 from shared import committed_writes
 from shared.committed_writes import Write
-from shared.redis_client import get_redis, key, mget_on_own_connection
+from shared.epoch_mirror import EpochMirror
+from shared.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +189,15 @@ class Epochs:
 
 def _read(keys: tuple[str, ...]) -> dict[str, bytes] | None:
     try:
-        values = mget_on_own_connection(keys)
+        values = _MIRROR.mget(keys)
     except RedisError:
         return None
     return {k: v or _UNSET for k, v in zip(keys, values, strict=True)}
 
 
 _KEYS: dict[tuple[Any, int], tuple[str, ...]] = {}
+#: The epochs this process has read, kept true by Redis's pushes (every cache's key prefix).
+_MIRROR = EpochMirror(lambda: (cache._base_key for cache in _caches))
 
 
 def _keys(tenant_id: Any) -> tuple[str, ...]:
@@ -207,8 +213,8 @@ def _keys(tenant_id: Any) -> tuple[str, ...]:
 
 
 def read(tenant_id: Any = None, caches: Iterable[EpochCache] | None = None) -> Epochs:
-    """Every cache's epochs (or ``caches``'; ``tenant_id``'s too, when known) in one Redis
-    round trip."""
+    """Every cache's epochs (or ``caches``'; ``tenant_id``'s too, when known), read at once
+    (a Redis round trip only for those the process's mirror does not hold)."""
     if caches is None:
         return Epochs(_read(_keys(tenant_id)))
     return Epochs(_read(tuple(k for cache in caches for k in cache.epoch_keys(tenant_id))))
