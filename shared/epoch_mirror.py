@@ -84,18 +84,20 @@ class EpochMirror:
 
     def _mget(self, keys: tuple[str, ...]) -> list[bytes | None]:
         conn = self._connection()
-        if not all(k.startswith(self._tracked) for k in keys) and self._prefixes_grew():
-            conn = self._connection()
         while conn.can_read(timeout=0):
             conn.read_response(push_request=True)  # each push reaches _invalidated
         now = time.monotonic()
-        values = self._values
-        if now - self._confirmed_at >= REFRESH_SECONDS:
-            wanted = keys
+        if now - self._confirmed_at < REFRESH_SECONDS:
+            values = self._values
+            try:
+                return [values[k] for k in keys]  # only tracked keys are ever kept
+            except KeyError:
+                pass
+            if not all(k.startswith(self._tracked) for k in keys) and self._prefixes_grew():
+                conn = self._connection()
+            wanted = tuple(k for k in keys if k not in self._values)
         else:
-            wanted = tuple(k for k in keys if k not in values)
-            if not wanted:
-                return [values[k] for k in keys]
+            wanted = keys
         conn.send_command("MGET", *wanted)
         # Pushes that arrived before the reply are applied first (by _invalidated), so
         # what the reply says is newer than every invalidation taken so far.
@@ -103,6 +105,7 @@ class EpochMirror:
         self.round_trips += 1
         self._confirmed_at = now
         tracked = self._tracked
+        values = self._values
         values.update((k, v) for k, v in fetched.items() if k.startswith(tracked))
         return [fetched[k] if k in fetched else values[k] for k in keys]
 
