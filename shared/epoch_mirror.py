@@ -164,7 +164,7 @@ class _Refused(Exception):
 
 
 def _disjoint(prefixes: Iterable[str]) -> tuple[str, ...]:
-    """The prefixes, without any another one already covers (Redis refuses overlaps)."""
+    """The prefixes, less those another one already covers (Redis refuses overlaps)."""
     kept: list[str] = []
     for prefix in sorted(set(prefixes)):
         if not any(prefix.startswith(k) for k in kept):

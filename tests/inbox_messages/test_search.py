@@ -246,6 +246,28 @@ def test_a_rare_query_reaches_past_the_recent_window(workspace, inbox):
     assert [h["message"]["id"] for h in dated] == [str(old)]
 
 
+def test_a_manager_ranks_the_windows_newest_matches_only(workspace, inbox):
+    """Past the newest MAX_RESULTS matches, a better-ranked older match is not a candidate."""
+    conversation = inbox.conversation()
+    strong = inbox.message(conversation, "kiwi kiwi kiwi kiwi, the kiwi order")
+    _bury(inbox, conversation, search.MAX_RESULTS, "a kiwi")
+    _bury(inbox, conversation, search.RARE_BELOW, "nothing here")
+
+    common = _search(workspace, q="kiwi", limit=100)
+    assert len(common["items"]) == 100 and common["next_cursor"] is not None
+    assert str(strong) not in {h["message"]["id"] for h in common["items"]}
+    # One match fewer among the newest: the strong one is a candidate, and ranks first.
+    with session_scope() as session:
+        session.execute(
+            text(
+                "DELETE FROM messages WHERE id = (SELECT id FROM messages"
+                " WHERE tenant_id = :t AND body = 'a kiwi' ORDER BY created_at LIMIT 1)"
+            ),
+            {"t": inbox.tenant_id},
+        )
+    assert _search(workspace, q="kiwi")["items"][0]["message"]["id"] == str(strong)
+
+
 def test_common_or_rare_is_decided_before_visibility(workspace, inbox):
     """A word common in the window stays a recent search for an agent who sees none of it."""
     agent, token = workspace.create_agent()
