@@ -34,6 +34,12 @@ Phases, both through gunicorn with the Procfile's settings (``api.gunicorn_conf`
 
 Targets: mix req/s >= 20 % of bare req/s; p99 < 50 ms for every kind while paced; no errors.
 
+``--floor`` also measures, in the same peak rounds, the *floor*: ``GET /api/agents`` with the
+mix's agents' tokens, a page every process serves from its read cache. It pays what every
+authenticated request pays (routing, middleware, the token, the session, an epoch read,
+rendering) and no query, so the mix's distance to the floor is its work, and the floor's
+distance to bare is the platform's per-request overhead.
+
 Run (PostgreSQL and Redis on 127.0.0.1)::
 
     .venv/bin/python bench/inbox_mix.py                   # builds 2 x (100k, 1M): minutes
@@ -141,6 +147,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile-slice", type=int, default=300, help="with --profile-ab: requests per slice"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure an authenticated request that runs no query (GET /api/agents, cached)"
+        " in every peak round: splits the gap to bare into per-request overhead and the work",
     )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     parser.add_argument("--keep-logs", action="store_true")
@@ -256,6 +268,14 @@ def assignment_pool(tenants: list, agents: list[Agent], count: int, rng: random.
 
 
 # --- the mix file --------------------------------------------------------------------------
+
+
+def floor_requests(agents: list[Agent]) -> list[dict]:
+    """``GET /api/agents`` once per agent: the floor's requests (see ``--floor``)."""
+    return [
+        {"kind": "floor", "method": "GET", "target": "/api/agents", "headers": a.headers()}
+        for a in agents
+    ]
 
 
 def build_mix(
@@ -659,16 +679,22 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
             "mix": loadrun.Target("mix", app_port, web, requests_file=mix_file),
             "bare": loadrun.Target("bare", bare_port, bare),
         }
+        if args.floor:
+            floor_file = bench.log_dir / "floor.jsonl"
+            floor_file.write_text("".join(json.dumps(s) + "\n" for s in floor_requests(agents)))
+            plan["floor"] = loadrun.Target("floor", app_port, web, requests_file=floor_file)
+        names = tuple(plan)
         peak = loadrun.Load(args.connections, args.warmup, args.duration)
         print(
-            f"[inbox_mix] peak: {args.rounds} round(s) x (mix, bare), {args.connections}"
-            f" connections, {args.warmup:g} s warm-up + {args.duration:g} s each",
+            f"[inbox_mix] peak: {args.rounds} round(s) x ({', '.join(names)}),"
+            f" {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s"
+            " each",
             flush=True,
         )
-        results: dict[str, list[dict]] = {"mix": [], "bare": []}
+        results: dict[str, list[dict]] = {name: [] for name in names}
         repeated = 0
         for round_no in range(1, args.rounds + 1):
-            for name in ("mix", "bare") if round_no % 2 else ("bare", "mix"):
+            for name in names if round_no % 2 else names[::-1]:
                 result, discarded = loadrun.measure_spread(
                     bench, plan[name], round_no, servers, peak, workers=workers
                 )
@@ -752,6 +778,17 @@ def report(
         f" {mix['postgres_database_cpu_ms_per_req']:.3f} ms per mix request (this run's"
         f" database's backends; every postgres process: {mix['postgres_cpu_ms_per_req']:.3f})"
     )
+    if "floor" in combined:
+        floor_cpu = combined["floor"]["server_cpu_ms_per_req"]
+        overhead = floor_cpu - bare["server_cpu_ms_per_req"]
+        work = mix["server_cpu_ms_per_req"] - floor_cpu
+        print(
+            "floor (GET /api/agents, cached, the mix's tokens):"
+            f" {100 * combined['floor']['rps'] / bare['rps']:.1f} % of bare req/s; server CPU"
+            f" per request {floor_cpu:.3f} ms: {overhead:.3f} ms is every authenticated"
+            f" request's overhead, {work:.3f} ms the mix's work above it (and PostgreSQL's"
+            f" {mix['postgres_database_cpu_ms_per_req']:.3f} ms)"
+        )
     if repeated:
         print(f"{repeated} peak measurement(s) repeated: a gunicorn process held no connection")
     targets = [
