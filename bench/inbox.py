@@ -278,6 +278,9 @@ def _warn_if_worn(name: str, tenants: list) -> None:
     Then a tenant's newest ``RECENT_WINDOW`` messages were all bench replies: almost every
     search found too few matches there and read the history too, and search figures (30-90
     ms a statement) no longer stood for a real inbox. Rebuild (drop the database) then.
+    The mix's replies are now worded like the built data's messages
+    (``bench/inbox_mix.reply_text``), so the window's matches stay representative, but
+    they all sit on the agents' walked conversations.
     """
     from sqlalchemy import text
 

@@ -6,7 +6,8 @@ What a real inbox front end sends, per 100 requests (``MIX``)::
                       or a next page: a cursor from the agent's own walk)
     25 messages  GET  /api/conversations/{id}/messages?limit=25
     10 get       GET  /api/conversations/{id}
-    10 reply     POST /api/conversations/{id}/messages  (201: committed, event enqueued)
+    10 reply     POST /api/conversations/{id}/messages  (201: committed, event enqueued;
+                      the text drawn as the built data's agents' messages are)
      2 note      POST /api/conversations/{id}/notes
      2 status    PATCH /api/conversations/{id}/status  (pending, and back to open)
      1 assign    PATCH /api/conversations/{id}/assignment  (a supervisor moves it, and back)
@@ -66,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common, loadrun
 from bench.inbox import COMMON_WORDS, PHRASES, add_volume_arguments, build_tenants, login
+from shared.demo import CITIES, ITEMS, OUTBOUND
 
 #: Requests per 100, by kind (the order is the report's).
 MIX = {
@@ -278,6 +280,20 @@ def floor_requests(agents: list[Agent]) -> list[dict]:
     ]
 
 
+def reply_text(rng: random.Random) -> str:
+    """A reply's body, drawn as the built data's agents' messages are (``shared.demo``).
+
+    WHY: replies become their tenant's newest messages, the window every search reads
+    first. One fixed sentence ("On it: order ref12345 ships today.") made every reply
+    match "order" and a reference, so within a run an agent's search for "order" read a
+    window of matches and probed each one's conversation: on a kept database the paced
+    search p99 went from 42 ms (a fresh build's run) to 87-104 ms (its fourth and fifth).
+    """
+    return rng.choice(OUTBOUND).format(
+        ref=f"ref{rng.randrange(100_000):05d}", city=rng.choice(CITIES), item=rng.choice(ITEMS)
+    )
+
+
 def build_mix(
     agents: list[Agent], admins: list[str], assignments: list, mixes: int, rng: random.Random
 ) -> list[dict]:
@@ -309,7 +325,7 @@ def build_mix(
         elif kind == "reply":
             writable = [c for c in agent.conversations if c["channel"] != "whatsapp"]
             target = rng.choice(writable or agent.conversations)["id"]
-            body = {"body": f"On it: order ref{rng.randrange(100_000):05d} ships today."}
+            body = {"body": reply_text(rng)}
             spec = ("POST", f"/api/conversations/{target}/messages", body)
         elif kind == "note":
             body = {"body": f"Customer called about ref{rng.randrange(100_000):05d}."}
