@@ -61,7 +61,7 @@ class Plain:
 
     PERF: hot list endpoints build plain dicts straight from Core rows and skip
     pydantic validation; orjson writes them (:mod:`shared.json_encoding`: pydantic's
-    bytes, ~4x faster on a page of UUIDs and timestamps). The test suite still checks
+    bytes, 3-4x faster on a page of UUIDs and timestamps). The test suite still checks
     them against the declared response model (``VALIDATE_RESPONSES``), so the
     documented shape cannot drift.
     """
