@@ -15,7 +15,7 @@ from shared.ai.knowledge import embedding, ingestion
 from shared.db import session_scope
 from shared.models import AiAgent, KnowledgeSource, QnaPair
 from tests.ai_knowledge.agents import add_ai_agent
-from tests.ai_knowledge.conftest import sources_path
+from tests.ai_knowledge.conftest import sources_path, wait_for_status
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PASSAGES = {
@@ -28,13 +28,14 @@ PASSAGES = {
 
 
 def _text_source(ws, agent: str, title: str, content: str) -> uuid.UUID:
-    """A text source ingested in this thread (no waiting on the worker)."""
+    """A text source ingested in this thread, or by the worker if it claimed it first."""
     resp = ws.call(
         "POST", sources_path(agent), json={"kind": "text", "title": title, "content": content}
     )
     assert resp.status_code == 201, resp.text
     source_id = uuid.UUID(resp.json["id"])
-    ingestion.ingest(source_id)  # a no-op if the worker got there first
+    ingestion.ingest(source_id)  # a no-op if the worker got there first...
+    wait_for_status(ws, agent, str(source_id), "ready")  # ...so wait for its commit
     return source_id
 
 

@@ -9,7 +9,7 @@ from shared.ai import retrieval
 from shared.ai.knowledge import ingestion
 from shared.db import session_scope
 from tests.ai_knowledge.agents import add_ai_agent
-from tests.ai_knowledge.conftest import sources_path
+from tests.ai_knowledge.conftest import sources_path, wait_for_status
 
 DISTRACTORS = [
     "Returns are accepted within thirty days of delivery, with the receipt.",
@@ -26,7 +26,8 @@ def _source(ws, agent: str, content: str) -> uuid.UUID:
     )
     assert resp.status_code == 201, resp.text
     source_id = uuid.UUID(resp.json["id"])
-    ingestion.ingest(source_id)  # a no-op if the worker got there first
+    ingestion.ingest(source_id)  # a no-op if the worker got there first...
+    wait_for_status(ws, agent, str(source_id), "ready")  # ...so wait for its commit
     return source_id
 
 
@@ -125,6 +126,7 @@ def test_ingestion_keeps_the_lexicon_corrections_use(workspace):
     resp = workspace.call("POST", f"{sources_path(agent)}/{thermometer}/reprocess")
     assert resp.status_code == 202, resp.text
     ingestion.ingest(thermometer)
+    wait_for_status(workspace, agent, str(thermometer), "ready")
     hits = _retrieve(workspace, agent, "thermostta")
     assert hits and hits[0].source_id == thermometer
 
