@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+from shared.ai.knowledge import ingestion
 from shared.config import get_settings
 
 get_settings.cache_clear()
@@ -41,6 +42,22 @@ def web_pages():
 
 def sources_path(agent_id: str) -> str:
     return f"/api/ai-agents/{agent_id}/knowledge-sources"
+
+
+def ingested_text_source(ws, agent_id: str, content: str, title: str = "Doc") -> uuid.UUID:
+    """A text source, ingested and committed before this returns.
+
+    It is ingested in this thread, a no-op when the running worker claimed it first; a
+    claim only marks it ``processing``, so the source is then awaited until ``ready``.
+    """
+    resp = ws.call(
+        "POST", sources_path(agent_id), json={"kind": "text", "title": title, "content": content}
+    )
+    assert resp.status_code == 201, resp.text
+    source_id = uuid.UUID(resp.json["id"])
+    ingestion.ingest(source_id)
+    wait_for_status(ws, agent_id, str(source_id), "ready")
+    return source_id
 
 
 def wait_for_status(ws, agent_id: str, source_id: str, *statuses: str, timeout: float = 20.0):

@@ -11,11 +11,11 @@ import uuid
 import pytest
 
 from shared.ai import retrieval
-from shared.ai.knowledge import embedding, ingestion
+from shared.ai.knowledge import embedding
 from shared.db import session_scope
 from shared.models import AiAgent, KnowledgeSource, QnaPair
 from tests.ai_knowledge.agents import add_ai_agent
-from tests.ai_knowledge.conftest import sources_path, wait_for_status
+from tests.ai_knowledge.conftest import ingested_text_source, sources_path
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 PASSAGES = {
@@ -25,18 +25,6 @@ PASSAGES = {
     "warranty": "Every device carries a two year warranty covering manufacturing defects.",
     "hours": "The shop opens at nine and closes at six, Monday to Saturday.",
 }
-
-
-def _text_source(ws, agent: str, title: str, content: str) -> uuid.UUID:
-    """A text source ingested in this thread, or by the worker if it claimed it first."""
-    resp = ws.call(
-        "POST", sources_path(agent), json={"kind": "text", "title": title, "content": content}
-    )
-    assert resp.status_code == 201, resp.text
-    source_id = uuid.UUID(resp.json["id"])
-    ingestion.ingest(source_id)  # a no-op if the worker got there first...
-    wait_for_status(ws, agent, str(source_id), "ready")  # ...so wait for its commit
-    return source_id
 
 
 def _qna(ws, agent: str, source_id: uuid.UUID, question: str, answer: str) -> str:
@@ -52,7 +40,10 @@ def _qna(ws, agent: str, source_id: uuid.UUID, question: str, answer: str) -> st
 @pytest.fixture
 def knowledge(workspace):
     agent = add_ai_agent(workspace)
-    sources = {key: _text_source(workspace, agent, key, text) for key, text in PASSAGES.items()}
+    sources = {
+        key: ingested_text_source(workspace, agent, title=key, content=text)
+        for key, text in PASSAGES.items()
+    }
     pair = _qna(
         workspace,
         agent,
@@ -123,9 +114,16 @@ def test_partial_matches_score_by_the_share_of_words_found(knowledge):
 def test_other_agents_and_tenants_knowledge_is_never_returned(knowledge, other_workspace):
     ws, agent, _sources, _pair = knowledge
     sibling = add_ai_agent(ws)
-    _text_source(ws, sibling, "secret", "Sibling agent secret: the vault code is 4711 warranty.")
+    ingested_text_source(
+        ws,
+        sibling,
+        title="secret",
+        content="Sibling agent secret: the vault code is 4711 warranty.",
+    )
     stranger = add_ai_agent(other_workspace)
-    _text_source(other_workspace, stranger, "x", "Other tenant warranty text, vault 4711.")
+    ingested_text_source(
+        other_workspace, stranger, title="x", content="Other tenant warranty text, vault 4711."
+    )
     hits = _retrieve(ws, agent, "vault code warranty 4711")
     assert hits and all("4711" not in h.text for h in hits)
     with session_scope() as session:  # the right agent id under the wrong tenant: nothing
@@ -203,9 +201,17 @@ def test_embed_items_stores_vectors_for_agents_with_an_embedding_model(worker, w
     try:
         plain = add_ai_agent(workspace)
         embedded = add_ai_agent(workspace, embedding_model="letters-5")
-        source = _text_source(workspace, embedded, "Doc", "A short passage about oranges.")
+        source = ingested_text_source(
+            workspace, embedded, title="Doc", content="A short passage about oranges."
+        )
         pair = _qna(workspace, embedded, source, "Oranges?", "Yes, fresh ones.")
-        _qna(workspace, plain, _text_source(workspace, plain, "P", "Plain."), "Q?", "A.")
+        _qna(
+            workspace,
+            plain,
+            ingested_text_source(workspace, plain, title="P", content="Plain."),
+            "Q?",
+            "A.",
+        )
         broker.join("knowledge", timeout=20_000)
         with session_scope() as session:
             vector = session.scalar(
@@ -233,7 +239,7 @@ def test_embed_items_stores_vectors_for_agents_with_an_embedding_model(worker, w
 
 def test_without_an_embedder_embed_items_does_nothing(workspace):
     agent = add_ai_agent(workspace, embedding_model="not-installed")
-    source = _text_source(workspace, agent, "Doc", "Text.")
+    source = ingested_text_source(workspace, agent, title="Doc", content="Text.")
     pair = _qna(workspace, agent, source, "Q?", "A.")
     with session_scope() as session:
         assert embedding.embed_items(session, "qna", [uuid.UUID(pair)]) == 0
@@ -248,7 +254,7 @@ def test_hostile_knowledge_is_returned_as_plain_text_to_its_own_agent_only(
     fixture = json.loads((FIXTURES / "hostile_knowledge.json").read_text())
     agent = add_ai_agent(workspace)
     for item in fixture["items"]:
-        _text_source(workspace, agent, item["title"], item["content"])
+        ingested_text_source(workspace, agent, title=item["title"], content=item["content"])
     for item in fixture["items"]:
         hits = _retrieve(workspace, agent, item["question"])
         assert hits, item["attack"]

@@ -9,7 +9,7 @@ from shared.ai import retrieval
 from shared.ai.knowledge import ingestion
 from shared.db import session_scope
 from tests.ai_knowledge.agents import add_ai_agent
-from tests.ai_knowledge.conftest import sources_path, wait_for_status
+from tests.ai_knowledge.conftest import ingested_text_source, sources_path, wait_for_status
 
 DISTRACTORS = [
     "Returns are accepted within thirty days of delivery, with the receipt.",
@@ -20,17 +20,6 @@ DISTRACTORS = [
 ]
 
 
-def _source(ws, agent: str, content: str) -> uuid.UUID:
-    resp = ws.call(
-        "POST", sources_path(agent), json={"kind": "text", "title": "Doc", "content": content}
-    )
-    assert resp.status_code == 201, resp.text
-    source_id = uuid.UUID(resp.json["id"])
-    ingestion.ingest(source_id)  # a no-op if the worker got there first...
-    wait_for_status(ws, agent, str(source_id), "ready")  # ...so wait for its commit
-    return source_id
-
-
 def _retrieve(ws, agent: str, question: str) -> list[retrieval.Hit]:
     with session_scope() as session:
         return retrieval.retrieve(session, uuid.UUID(ws.tenant["id"]), uuid.UUID(agent), question)
@@ -38,7 +27,7 @@ def _retrieve(ws, agent: str, question: str) -> list[retrieval.Hit]:
 
 def _agent_with(ws, *contents: str) -> tuple[str, list[uuid.UUID]]:
     agent = add_ai_agent(ws)
-    return agent, [_source(ws, agent, text) for text in (*DISTRACTORS, *contents)]
+    return agent, [ingested_text_source(ws, agent, text) for text in (*DISTRACTORS, *contents)]
 
 
 def test_misspelt_questions_find_the_passage_among_distractors(workspace):
@@ -88,7 +77,7 @@ def test_corrections_use_only_the_agents_own_words(workspace, other_workspace):
     """Another tenant's passages hold the word itself; this agent's the nearest other."""
     stranger, _ = _agent_with(other_workspace, "Our thermostat sits in the hallway.")
     sibling = add_ai_agent(workspace)
-    _source(workspace, sibling, "The sibling's thermostat manual, vault code 4711.")
+    ingested_text_source(workspace, sibling, "The sibling's thermostat manual, vault code 4711.")
     agent, sources = _agent_with(workspace, "A thermometer ships with two batteries.")
     thermometer = sources[-1]
 
@@ -113,8 +102,8 @@ def test_ingestion_keeps_the_lexicon_corrections_use(workspace):
     agent, _ = _agent_with(workspace)
     assert all("thermo" not in h.text for h in _retrieve(workspace, agent, "thermostta"))
 
-    thermometer = _source(workspace, agent, "A thermometer ships with two batteries.")
-    thermostat = _source(workspace, agent, "The thermostat sits in the hallway.")
+    thermometer = ingested_text_source(workspace, agent, "A thermometer ships with two batteries.")
+    thermostat = ingested_text_source(workspace, agent, "The thermostat sits in the hallway.")
     hits = _retrieve(workspace, agent, "thermostta")
     assert hits[0].source_id == thermostat
 
