@@ -306,16 +306,27 @@ def _spread(inbox, conversation, count: int, body: str, hours: float) -> None:
         )
 
 
+#: How a rare query is read: counted through the index before any scan (``probe``), or
+#: after the window's scan, through the index (``index``) or in time rings (``rings``).
+RARE_PLANS = ("probe", "index", "rings")
+
+
 @pytest.fixture
 def history_plan(monkeypatch):
-    """Pin a rare query's history plan: ``index`` (every match) or ``rings`` (time rings)."""
+    """Pin how a rare query is read (one of RARE_PLANS), whatever the statistics say."""
 
-    def use(plan: str) -> None:
-        monkeypatch.setattr(search, "HISTORY_INDEX_SCALE", 10**30 if plan == "index" else -1)
+    def clear() -> None:
+        search._KNOWN_COMMON.clear()
+        search._rare_statement.cache_clear()
         search._history_statement.cache_clear()
 
+    def use(plan: str) -> None:
+        monkeypatch.setattr(search, "PROBE_MATCHES", 10**30 if plan == "probe" else -1)
+        monkeypatch.setattr(search, "HISTORY_INDEX_SCALE", 10**30 if plan == "index" else -1)
+        clear()
+
     yield use
-    search._history_statement.cache_clear()
+    clear()
 
 
 def test_a_word_rare_among_the_newest_ranks_its_newest_matches_in_history(
@@ -341,7 +352,7 @@ def test_a_word_rare_among_the_newest_ranks_its_newest_matches_in_history(
     _bury(inbox, other, search.RECENT_WINDOW, "filler filler")
 
     pages = {}
-    for plan in ("index", "rings"):
+    for plan in RARE_PLANS:
         history_plan(plan)
         first = _search(workspace, q="walrus", limit=50)
         assert first["items"][0]["message"]["id"] == str(strong)
@@ -359,7 +370,7 @@ def test_a_word_rare_among_the_newest_ranks_its_newest_matches_in_history(
         pages[plan] = (seen, [h["message"]["id"] for h in either])
         unlike = _search(workspace, q="walrus -beach")["items"]
         assert {h["message"]["id"] for h in unlike} == {str(strong), str(strong_old)}
-    assert pages["index"] == pages["rings"]
+    assert pages["probe"] == pages["index"] == pages["rings"]
 
 
 def test_a_rare_word_is_found_in_any_ring_and_before_them(workspace, inbox, history_plan):
@@ -374,7 +385,7 @@ def test_a_rare_word_is_found_in_any_ring_and_before_them(workspace, inbox, hist
             session.get_one(Message, message).created_at = now - dt.timedelta(hours=hours)
         ids.append(str(message))
     _bury(inbox, conversation, search.RECENT_WINDOW, "filler filler")
-    for plan in ("index", "rings"):
+    for plan in RARE_PLANS:
         history_plan(plan)
         hits = _search(workspace, q="narwhal")["items"]
         assert [h["message"]["id"] for h in hits] == ids  # equal ranks: newest first
