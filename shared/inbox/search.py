@@ -309,13 +309,7 @@ def search_messages(
     present = frozenset(name for name, value in values.items() if value is not None)
     binds.update((name, values[name]) for name in present)
     binds.update(q=q, page_limit=limit + 1, page_offset=offset)
-    rows = None
-    if q not in _KNOWN_COMMON:
-        rows = _rows(session, _rare_statement(shape, present), binds)
-        if not rows[0]["probed"]:
-            _KNOWN_COMMON.add(q)
-        if not (rows[0]["probed"] and rows[0]["matches"] < RARE_BELOW):
-            rows = None
+    rows = _rare_rows(session, shape, present, binds)
     if rows is None:
         rows = _rows(session, _recent_statement(shape, present), binds)
         if rows[0]["window_matches"] < RARE_BELOW:
@@ -327,6 +321,21 @@ def search_messages(
     if len(rows) > limit and next_offset < MAX_RESULTS:
         next_cursor = _encode_cursor(next_offset, fingerprint)
     return Page(items, next_cursor)
+
+
+def _rare_rows(
+    session: Session, shape: str, present: frozenset[str], binds: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """The page's rows if the query has fewer than RARE_BELOW matches in all history and
+    the statistics let the probe count them (:func:`_rare_statement`); else None."""
+    q = binds["q"]
+    if q in _KNOWN_COMMON:
+        return None
+    rows = _rows(session, _rare_statement(shape, present), binds)
+    if not rows[0]["probed"]:
+        _KNOWN_COMMON.add(q)
+        return None
+    return rows if rows[0]["matches"] < RARE_BELOW else None
 
 
 def _rows(session: Session, statement: Select, binds: dict[str, Any]) -> list[dict[str, Any]]:
