@@ -19,7 +19,6 @@ import functools
 import hashlib
 import html
 import json
-import threading
 import time
 import uuid
 from typing import Any
@@ -209,34 +208,25 @@ class _KnownCommon:
     PERF: the probe costs a common query ~1 ms (its planning, the statistics' lookup)
     for nothing, and agents search for the same words all day. Only the cost depends on
     an entry, never the answer (every path ranks the same candidates), so an entry may
-    go stale: it is dropped after KNOWN_COMMON_SECONDS (an ANALYZE may have called the
-    query rare since), and past ``size`` entries the oldest goes first.
+    go stale and needs no lock: it lapses after KNOWN_COMMON_SECONDS (an ANALYZE may
+    have called the query rare since), and a full set is emptied, as AccountCache is.
     """
 
     def __init__(self, size: int = 4096):
         self.size = size
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
 
     def __contains__(self, q: str) -> bool:
-        seen = self._seen.get(q)
-        if seen is None:
-            return False
-        if time.monotonic() - seen < KNOWN_COMMON_SECONDS:
-            return True
-        self._seen.pop(q, None)
-        return False
+        until = self._until.get(q)
+        return until is not None and until > time.monotonic()
 
     def add(self, q: str) -> None:
-        with self._lock:
-            self._seen.pop(q, None)
-            self._seen[q] = time.monotonic()
-            while len(self._seen) > self.size:
-                del self._seen[next(iter(self._seen))]
+        if len(self._until) >= self.size:
+            self._until.clear()
+        self._until[q] = time.monotonic() + KNOWN_COMMON_SECONDS
 
     def clear(self) -> None:
-        with self._lock:
-            self._seen.clear()
+        self._until.clear()
 
 
 _KNOWN_COMMON = _KnownCommon()
