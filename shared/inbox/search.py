@@ -408,6 +408,11 @@ _FREQUENCY = """(SELECT coalesce(sum(coalesce(s.freqs[array_position(s.words, w)
            unnest(tsvector_to_array(to_tsvector('simple',
                querytree(websearch_to_tsquery('simple', :q))))) AS w)"""
 _ROWS = "(SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass)"
+# Whether every term of the query can be looked up in the index: ``querytree`` drops
+# negated terms (``-word``, ``a or -b``), whose matches only a full index scan (GIN) or a
+# table scan find. Their frequency says how few messages they exclude, not how few match.
+_NOTHING_NEGATED = """numnode(querytree(websearch_to_tsquery('simple', :q))::tsquery)
+                      = numnode(websearch_to_tsquery('simple', :q))"""
 
 
 def _statistics_say(condition: str):
@@ -426,13 +431,16 @@ def _through_index(negate: bool = False):
 def _rare_statement(shape: str, present: frozenset[str]) -> Select:
     """The page among every match of a query the statistics call rare, if it has few.
 
-    Columns ``probed`` (the statistics expect at most :data:`PROBE_MATCHES` matches, so
-    they were read) and ``matches`` (counted up to :data:`RARE_BELOW`) come first; the
-    page follows only when both say the query is rare: then its matches in the window
-    are fewer than RARE_BELOW too, so :func:`search_messages` would have ranked the
-    newest MAX_RESULTS of every match, which is all of them: the same page as the
-    window's and the history's statements give, without their scans (order references,
-    names, typos: 30 % of the inbox mix's searches).
+    Columns ``probed`` (the statistics expect at most :data:`PROBE_MATCHES` matches and
+    no term is negated, so they were read) and ``matches`` (counted up to
+    :data:`RARE_BELOW`) come first; the page follows only when both say the query is
+    rare: then its matches in the window are fewer than RARE_BELOW too, so
+    :func:`search_messages` would have ranked the newest MAX_RESULTS of every match,
+    which is all of them: the same page as the window's and the history's statements
+    give, without their scans (order references, names, typos: 30 % of the inbox mix's
+    searches). A negated term (``-word``, ``a or -b``) is never probed: its matches are
+    most messages, found by a full scan of the index or of the table, where the window
+    stops at RECENT_WINDOW rows (before, such a query always filled the window).
     PERF: the matches are a MATERIALIZED CTE read through the GIN index (a bitmap of the
     tenant's matches, ~0.6 us each) and pulled only as far as the count's LIMIT: a
     bitmap heap scan under a plain LIMIT was planned as a sequential scan of the table
@@ -445,7 +453,7 @@ def _rare_statement(shape: str, present: frozenset[str]) -> Select:
     """
     filters = _Filters(shape, present)
     m = Message.__table__.c
-    expected_few = _statistics_say(f"{{f}} * {{t}} <= {PROBE_MATCHES}")
+    expected_few = _statistics_say(f"{{f}} * {{t}} <= {PROBE_MATCHES} AND {_NOTHING_NEGATED}")
     guard = select(type_coerce(expected_few, Boolean).label("probed")).cte("guard")
     probed = select(guard.c.probed).scalar_subquery()
     every = filters.matches(m).where(probed).cte("every").prefix_with("MATERIALIZED")
