@@ -245,8 +245,17 @@ def _lease(
     seen = _last_seen.get(name)
     size = 1 if seen is None else max(1, min(LEASE_MAX, (limit - seen) // LEASE_SHARE))
     client = get_redis()
+    seeded = False
+    if seen is None and not client.exists(name):
+        # First use this month: the counter starts at what is committed, counted before
+        # any slot is taken, so a send that reserves and commits meanwhile is not counted
+        # twice (seeding after our own INCRBY counted it: a concurrent burst was refused
+        # one slot early). Of concurrent seeders the first SET wins.
+        seed = _COUNTERS[what](session, tenant_id, month)
+        client.set(name, seed, nx=True, ex=COUNTER_TTL_SECONDS)
+        seeded = True
     total = client.incrby(name, size)
-    if total == size:  # first use this month (or Redis lost it): seed from what is committed
+    if total == size and not seeded:  # Redis lost the counter since this process saw it
         seed = _COUNTERS[what](session, tenant_id, month)
         total = client.incrby(name, seed) if seed else total
         client.expire(name, COUNTER_TTL_SECONDS)

@@ -132,6 +132,29 @@ def test_concurrent_sends_never_pass_the_limit(workspace):
     assert outbound_count(workspace) == 5
 
 
+def test_a_send_committed_while_the_counter_is_seeded_is_counted_once(workspace, monkeypatch):
+    """The month's first send seeds the counter from what is committed; another send that
+    reserves and commits meanwhile must not be counted twice (it was: a burst at the start
+    of a month was refused one slot early)."""
+    on_plan(workspace, monthly_message_limit=2)
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    count_messages = usage._COUNTERS["messages"]
+    meanwhile = []
+
+    def count_after_another_send(session, tenant_id, month):
+        if not meanwhile:  # the first seeder: another request sends and commits meanwhile
+            meanwhile.append(None)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                meanwhile[0] = pool.submit(send, workspace, conversation).result()
+        return count_messages(session, tenant_id, month)
+
+    monkeypatch.setitem(usage._COUNTERS, "messages", count_after_another_send)
+    first = send(workspace, conversation)
+    assert [first.status_code, meanwhile[0].status_code] == [201, 201], first.text
+    refused(send(workspace, conversation), "messages", 2, 2)
+    assert outbound_count(workspace) == 2
+
+
 def test_a_rolled_back_send_gives_its_reservation_back(workspace):
     on_plan(workspace, monthly_message_limit=1)
     tenant = uuid.UUID(workspace.tenant["id"])
