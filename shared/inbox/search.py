@@ -415,16 +415,15 @@ _NOTHING_NEGATED = """numnode(querytree(websearch_to_tsquery('simple', :q))::tsq
                       = numnode(websearch_to_tsquery('simple', :q))"""
 
 
-def _statistics_say(condition: str):
-    """A condition on the query's frequency ``f`` and the table's rows ``t`` (SQL text)."""
-    sql = condition.replace("{f}", _FREQUENCY).replace("{t}", _ROWS)
-    return text(sql).bindparams(bindparam("q", type_=Message.body.type))
+def _on_query(condition: str):
+    """A SQL condition over the search's ``:q`` (as _FREQUENCY and _NOTHING_NEGATED read it)."""
+    return text(condition).bindparams(bindparam("q", type_=Message.body.type))
 
 
 def _through_index(negate: bool = False):
-    """The history's choice: f squared times t, compared with HISTORY_INDEX_SCALE."""
-    condition = f"{{f}} ^ 2 * {{t}} <= {HISTORY_INDEX_SCALE}"
-    return _statistics_say(f"NOT ({condition})" if negate else condition)
+    """The history's choice: the frequency squared times the rows, against HISTORY_INDEX_SCALE."""
+    condition = f"{_FREQUENCY} ^ 2 * {_ROWS} <= {HISTORY_INDEX_SCALE}"
+    return _on_query(f"NOT ({condition})" if negate else condition)
 
 
 @functools.lru_cache(maxsize=128)
@@ -453,7 +452,7 @@ def _rare_statement(shape: str, present: frozenset[str]) -> Select:
     """
     filters = _Filters(shape, present)
     m = Message.__table__.c
-    expected_few = _statistics_say(f"{{f}} * {{t}} <= {PROBE_MATCHES} AND {_NOTHING_NEGATED}")
+    expected_few = _on_query(f"{_FREQUENCY} * {_ROWS} <= {PROBE_MATCHES} AND {_NOTHING_NEGATED}")
     guard = select(type_coerce(expected_few, Boolean).label("probed")).cte("guard")
     probed = select(guard.c.probed).scalar_subquery()
     every = filters.matches(m).where(probed).cte("every").prefix_with("MATERIALIZED")
