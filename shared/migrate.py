@@ -64,6 +64,25 @@ def drop_database(database_url: str) -> None:
         engine.dispose()
 
 
+def copy_database(source_url: str, target_url: str) -> None:
+    """Create the target URL's database as a copy of the source's (benchmarks only).
+
+    The source must have no session open (PostgreSQL refuses: ``ObjectInUse``). From
+    PostgreSQL 15 the files are copied (``STRATEGY FILE_COPY``: ~1 s for 1.4 GB here)
+    rather than written through the WAL (~3.5 s, and a WAL the size of the database
+    that the next checkpoint flushes, during whatever runs next).
+    """
+    source, target = make_url(source_url).database, make_url(target_url).database
+    engine = _maintenance_engine(target_url)
+    try:
+        with engine.connect() as conn:
+            file_copy = conn.dialect.server_version_info >= (15,)
+            strategy = " STRATEGY FILE_COPY" if file_copy else ""
+            conn.execute(text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"{strategy}'))
+    finally:
+        engine.dispose()
+
+
 def upgrade(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
