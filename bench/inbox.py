@@ -280,7 +280,8 @@ def _warn_if_worn(name: str, tenants: list) -> None:
     ms a statement) no longer stood for a real inbox. Rebuild (drop the database) then.
     The mix's replies are now worded like the built data's messages
     (``bench/inbox_mix.reply_text``), so the window's matches stay representative, but
-    they all sit on the agents' walked conversations.
+    they all sit on the agents' walked conversations. The inbox mix now measures a copy
+    of its kept database (``Bench.run_on_copy``): this warns of one worn before that.
     """
     from sqlalchemy import text
 
