@@ -67,10 +67,11 @@ def drop_database(database_url: str) -> None:
 def copy_database(source_url: str, target_url: str) -> None:
     """Create the target URL's database as a copy of the source's (benchmarks only).
 
-    The source must have no session open (PostgreSQL refuses: ``ObjectInUse``). From
-    PostgreSQL 15 the files are copied (``STRATEGY FILE_COPY``: ~1 s for 1.4 GB here)
-    rather than written through the WAL (~3.5 s, and a WAL the size of the database
-    that the next checkpoint flushes, during whatever runs next).
+    The source must have no session open (PostgreSQL waits 5 s for them to leave, then
+    refuses: ``ObjectInUse``). From PostgreSQL 15 the files are copied (``STRATEGY
+    FILE_COPY``: ~1 s for 1.4 GB here) rather than written through the WAL (~3.5 s, and a
+    WAL the size of the database that the next checkpoint flushes, during whatever runs
+    next).
     """
     source, target = make_url(source_url).database, make_url(target_url).database
     engine = _maintenance_engine(target_url)
