@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from api import auth as api_auth
 from shared.context import Ctx
 from shared.db import session_scope
+from shared.digits import ascii_digits
 from shared.errors import DomainError
 from shared.identity.security import InvalidToken, decode_access_token
 from shared.inbox.access import EVERYTHING
@@ -72,7 +73,7 @@ READER_CONNECTIONS = 100_000
 def parse_id(value: str) -> tuple[int, int] | None:
     """A stream entry id ``<ms>-<seq>`` as a comparable tuple, or None for garbage."""
     ms, sep, seq = value.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit() or len(value) > 41:
+    if not sep or not ascii_digits(ms) or not ascii_digits(seq) or len(value) > 41:
         return None
     return int(ms), int(seq)
 

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.campaigns.campaigns import get_campaign, require_draft
 from shared.context import Ctx
+from shared.digits import ascii_digits
 from shared.errors import ValidationFailed
 from shared.models import CampaignRecipient, Contact
-from shared.pagination import Page
+from shared.pagination import InvalidCursor, Page
 from shared.schemas.campaigns import RecipientView
 
 #: Ids one request may name (a bigger list goes in several requests, or a filter).
@@ -178,8 +179,9 @@ def list_recipients(
     if status is not None:
         query = query.where(CampaignRecipient.status == status)
     if cursor:
-        if not cursor.isdigit() or len(cursor) > 19:
-            raise ValidationFailed.field("cursor", "not a cursor of this list")
+        if not ascii_digits(cursor) or len(cursor) > 19:
+            detail = {"field": "cursor", "message": "not a cursor of this list"}
+            raise InvalidCursor("Invalid cursor", details=[detail])
         query = query.where(CampaignRecipient.id > int(cursor))
     rows = session.scalars(query.order_by(CampaignRecipient.id).limit(limit + 1)).all()
     items = [RecipientView.data(row) for row in rows[:limit]]

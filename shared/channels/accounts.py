@@ -28,6 +28,7 @@ from shared import activity, crypto
 from shared.channels import api_account
 from shared.channels.views import IntegrationAccountView, IntegrationView
 from shared.context import Ctx
+from shared.digits import ascii_digits
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import Integration, IntegrationAccount
 from shared.models.inbox import CHANNELS
@@ -158,7 +159,7 @@ def normalize_external_id(channel: str, external_id: str | None) -> str:
         value = value.lower()
         if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
             raise ValidationFailed.field("external_id", "an email account's id is its address")
-    elif not value.isdigit():
+    elif not ascii_digits(value):
         raise ValidationFailed.field(
             "external_id", f"a {channel} id is the numeric id Meta gives it"
         )

@@ -24,6 +24,7 @@ import math
 
 from shared.channels.send_errors import SendFailed
 from shared.channels.token_rejections import TOKEN_INVALID_CODES
+from shared.digits import ascii_digits
 from shared.errors import DomainError, RateLimited
 
 #: Meta throttling codes (a subset of :data:`shared.channels.graph.TRANSIENT_CODES`).
@@ -65,7 +66,7 @@ def is_token_invalid(failure: SendFailed) -> bool:
 
 
 def is_permission_denied(failure: SendFailed) -> bool:
-    return failure.code.isdigit() and (
+    return ascii_digits(failure.code) and (
         failure.code in ("3", "10") or 200 <= int(failure.code) <= 299
     )
 

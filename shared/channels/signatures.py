@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import time
 
+from shared.digits import ascii_digits
+
 META_HEADER = "X-Hub-Signature-256"
 EMAIL_HEADER = "X-Inbound-Signature"
 
@@ -54,7 +56,7 @@ def parse_email_header(header: str | None) -> tuple[int, list[str]] | None:
     timestamp, digests = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and ascii_digits(value):
             timestamp = int(value)
         elif name == "v1" and value:
             digests.append(value.lower())

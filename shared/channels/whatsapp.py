@@ -23,6 +23,7 @@ from shared.channels.items import (
     from_unix,
 )
 from shared.channels.templates import review
+from shared.digits import ascii_digits
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
@@ -62,7 +63,7 @@ def _message(raw: Any, names: dict[str, str | None]) -> InboundMessage | ItemErr
         contact_external_id=sender,
         content_type="unsupported",
         contact_name=names.get(sender),
-        contact_phone="+" + sender if sender.isdigit() else None,
+        contact_phone="+" + sender if ascii_digits(sender) else None,
         sent_at=from_unix(raw.get("timestamp")),
     )
     if isinstance(raw.get("context"), dict):

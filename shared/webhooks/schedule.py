@@ -19,6 +19,8 @@ import datetime as dt
 import email.utils
 import random
 
+from shared.digits import ascii_digits
+
 #: Seconds before attempt n + 1, indexed by n (attempt 1 is SCHEDULE[0] = immediate).
 SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 MAX_ATTEMPTS = len(SCHEDULE)
@@ -34,7 +36,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if ascii_digits(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

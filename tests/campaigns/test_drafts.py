@@ -116,6 +116,13 @@ def test_recipients_by_ids_and_filter_deduplicated_never_another_tenants(shop: S
     ).json
     ids = [r["contact_id"] for r in listed["items"] + page2["items"]]
     assert ids[:3] == [str(i) for i in first] and set(ids[3:]) == {str(i) for i in vip}
+    # A cursor that is not one of this list's is the client's mistake, as on every list.
+    for bad in ("abc", "\u00b2", "1" * 20):
+        resp = shop.ws.call(
+            "GET", f"/api/campaigns/{campaign['id']}/recipients", params={"cursor": bad}
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json["error"]["details"][0]["field"] == "cursor"
 
     bad_filter = shop.ws.call(
         "POST",

@@ -175,6 +175,13 @@ def test_a_bad_or_stale_email_signature_is_401_and_stores_nothing(channels):
         "/api/webhooks/email", json={"recipient": account["external_id"], "mime": "aGk="}
     )
     assert resp.status_code == 401
+    superscript = {"X-Inbound-Signature": "t=\u00b2,v1=00"}  # '²' passes str.isdigit()
+    resp = channels.client.simulate_post(
+        "/api/webhooks/email",
+        json={"recipient": account["external_id"], "mime": "aGk="},
+        headers=superscript,
+    )
+    assert resp.status_code == 401
     assert channels.inbound_events() == []
 
 

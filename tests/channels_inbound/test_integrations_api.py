@@ -143,6 +143,7 @@ def test_integration_upsert_get_and_delete(workspace):
     [
         ({"channel": "telegram"}, "channel"),
         ({"external_id": "not-a-number"}, "external_id"),
+        ({"external_id": "\u0663\u0663\u0663"}, "external_id"),  # digits, not Meta's
         ({"credentials": {"password": "x"}}, "credentials.password"),
         ({"name": ""}, "name"),
         (

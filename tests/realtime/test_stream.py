@@ -142,6 +142,7 @@ def test_an_unusable_last_event_id_answers_reset(stream_url, ws, other, streams)
     for last_event_id, reason in (
         ("garbage", "invalid_id"),
         ("1-2-3", "invalid_id"),
+        (b"\xb2-1", "invalid_id"),  # '²' passes str.isdigit(), not int()
         (foreign, "unknown_id"),
     ):
         stream = streams(stream_url, ws.token, **{"Last-Event-ID": last_event_id})

@@ -82,6 +82,7 @@ def test_retry_schedule_with_jitter_floors_and_the_end():
     assert schedule.next_delay(1, status=503, retry_after=10**9) == schedule.MAX_RETRY_AFTER
     assert schedule.parse_retry_after("120") == 120
     assert schedule.parse_retry_after("soon") is None
+    assert schedule.parse_retry_after("\u00b2") is None  # passes str.isdigit(), not float()
     assert schedule.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 import httpx
 
 from shared.config import get_settings
+from shared.digits import ascii_digits
 from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
 from shared.webhooks.transport import VettedTransport
 
@@ -111,7 +112,7 @@ def _get(
             if status != 200:
                 raise FetchFailed(f"the server answered HTTP {status}", transient=False)
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
+            if declared and ascii_digits(declared) and int(declared) > max_bytes:
                 raise FetchFailed(_too_large(max_bytes), transient=False)
             body = bytearray()
             stream = (
