@@ -111,8 +111,9 @@ def worker(broker):
 @pytest.fixture(scope="session")
 def app(database, broker):
     from api.app import create_app
+    from tests.documented_statuses import DocumentedStatuses
 
-    return create_app()
+    return DocumentedStatuses(create_app())
 
 
 @pytest.fixture

@@ -353,6 +353,7 @@ class AgentUsageResource:
         response=AgentUsage,
         description="One entry per day of the range (days without work are zeros)." + _RANGE,
         tags=TAGS,
+        errors=(422,),
     )
     def on_get(self, req, resp, *, ctx, id, query: UsageQuery):
         return Plain(
@@ -370,6 +371,7 @@ class UsageSummaryResource:
         response=UsageSummary,
         description="The workspace's totals and each AI agent's." + _RANGE,
         tags=TAGS,
+        errors=(422,),
     )
     def on_get(self, req, resp, *, ctx, query: UsageQuery):
         summary = usage_report.usage_summary(req.context.db, ctx, start=query.from_, end=query.to)

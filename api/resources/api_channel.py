@@ -29,8 +29,10 @@ class ApiContactsResource:
     @endpoint(
         "Create or update a contact of an api-channel account",
         permission=MANAGE,
+        errors=(409,),
         body=ApiContact,
         response=ContactView,
+        also=(201,),
         description=(
             "The contact is keyed by `source_id` (your id for it). Answers 201 when it created"
             " the contact (contact.created), 200 when it existed; name, email and phone sent"
@@ -49,6 +51,7 @@ class ApiConversationsResource:
     @endpoint(
         "Open a conversation on an api-channel account",
         permission=MANAGE,
+        errors=(409,),
         body=ApiConversationCreate,
         response=ConversationView,
         status=201,
@@ -68,8 +71,10 @@ class ApiMessagesResource:
     @endpoint(
         "Post an inbound message to an api-channel account",
         permission=MANAGE,
+        errors=(409,),
         body=ApiMessageCreate,
         response=MessageView,
+        also=(201,),
         description=(
             "Stores a message from the contact exactly as a provider's inbound message is"
             " stored: the contact is created or updated, the message joins `conversation_id`"
@@ -102,6 +107,7 @@ class ApiMessageStatusResource:
     @endpoint(
         "Report the delivery status of an api-channel message",
         permission=MANAGE,
+        errors=(409,),
         body=ApiStatusReport,
         response=MessageView,
         description=(
@@ -139,10 +145,12 @@ class ApiTestCallbackResource:
     @endpoint(
         "Send a test callback from an api-channel account",
         permission=MANAGE,
+        errors=(409,),
         response=CallbackTested,
         description=(
             "POSTs a signed `webhook.test` event to the account's callback_url now (one attempt,"
-            " not retried; also on a disabled account) and answers what was sent and received."
+            " not retried; also on a disabled account) and answers what was sent and received;"
+            " 409 when the account has no callback_url."
         ),
         tags=TAGS,
     )

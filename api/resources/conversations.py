@@ -96,6 +96,7 @@ class BulkResource:
         permission=conversations.MANAGE,
         body=BulkActionRequest,
         response=BulkResult | JobAccepted,
+        also=(202,),
         description=f"Up to {bulk.INLINE_LIMIT} ids: applied at once, all or nothing (200)."
         f" Up to {bulk.MAX_IDS}: queued as a job (202 with `job_id`).",
         tags=TAGS,

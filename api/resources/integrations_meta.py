@@ -18,7 +18,7 @@ from api.schemas.integrations_meta import (
     PersistentMenuSet,
     SubscribePages,
 )
-from shared.channels import accounts
+from shared.channels import accounts, graph_errors
 from shared.channels.onboarding import (
     instagram,
     messenger,
@@ -39,7 +39,7 @@ from shared.channels.views import IntegrationAccountView
 TAGS = ("Integrations",)
 MANAGE = accounts.PERMISSION
 #: What every inline Meta call may answer beyond the declaration's own statuses.
-META_ERRORS = (409, 429, 502)
+META_ERRORS = graph_errors.STATUSES
 
 
 class WhatsAppHealthResource:

@@ -10,6 +10,7 @@ from api.schemas.analytics import (
     TemplateInsights,
 )
 from shared.analytics import wa_insights
+from shared.channels import graph_errors
 
 TAGS = ("Analytics",)
 PERMISSION = "analytics.view"
@@ -17,7 +18,8 @@ _WHAT = (
     "Asks Meta's Graph API with the WhatsApp account's token (`integration_account_id`, else"
     " the default WhatsApp account); answers are cached 5 minutes per account and range."
     " `start` and `end` are inclusive dates, at most 366 days apart; 404"
-    " `integration_not_found` without a WhatsApp account, 502 when Meta fails."
+    " `integration_not_found` without a WhatsApp account; 409 when Meta refuses the token,"
+    " 429 while Meta throttles it, 502 when Meta fails."
 )
 
 
@@ -29,7 +31,7 @@ def _resource(kind: str, summary: str, response: type):
             query=InsightsQuery,
             response=response,
             description=_WHAT,
-            errors=(404, 422, 502),
+            errors=(404, *graph_errors.STATUSES),
             tags=TAGS,
         )
         def on_get(self, req, resp, *, ctx, query: InsightsQuery):

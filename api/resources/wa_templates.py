@@ -12,6 +12,7 @@ from api.schemas.wa_templates import (
     WaTemplateListQuery,
     WaTemplateSyncRequest,
 )
+from shared.channels import graph_errors
 from shared.channels.templates import catalogue, sync
 from shared.schemas.wa_templates import WaTemplateSyncAccepted, WaTemplateView
 from workers.actors import wa_templates as _sync_wa_templates  # noqa: F401  (enqueuer)
@@ -39,7 +40,7 @@ class WaTemplatesResource:
         body=WaTemplateCreate,
         response=WaTemplateView,
         status=201,
-        errors=(404, 409, 502),
+        errors=(404, 409, *graph_errors.STATUSES),
         description="Submitted to Meta for review in the request and stored with Meta's status"
         " (`PENDING`); the review result arrives on `/api/webhooks/meta` and emits"
         " `template.status_changed`. 409 when the account already has the name in that"

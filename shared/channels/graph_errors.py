@@ -61,6 +61,24 @@ class MetaUnavailable(DomainError):
     status, code = 502, "meta_api_error"
 
 
+#: Every status :func:`domain_error` answers: an endpoint that calls Meta inline declares
+#: them (``@endpoint(errors=...)``), so its document lists what it can answer.
+STATUSES = tuple(
+    sorted(
+        {
+            error.status
+            for error in (
+                MetaTokenInvalid,
+                MetaPermissionDenied,
+                MetaRejected,
+                MetaRateLimited,
+                MetaUnavailable,
+            )
+        }
+    )
+)
+
+
 def is_token_invalid(failure: SendFailed) -> bool:
     return failure.code in TOKEN_INVALID_CODES
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from openapi_spec_validator import validate
 
 from api.openapi import TAGS
@@ -116,3 +119,18 @@ def test_error_responses_follow_from_the_declarations(client):
     for path in document["paths"].values():
         for op in path.values():
             assert "500" in op["responses"]
+
+
+def test_the_suite_fails_an_answer_its_document_does_not_list(app, workspace):
+    """Every request of the suite goes through tests.documented_statuses: prove it bites."""
+    import falcon.testing
+
+    from tests.documented_statuses import DocumentedStatuses, UndocumentedStatus
+
+    checked = DocumentedStatuses(app)
+    checked._documented[("GET", "/api/agents/{id}")].discard(404)
+    client = falcon.testing.TestClient(checked)
+    headers = {"Authorization": f"Bearer {workspace.token}"}
+    with pytest.raises(UndocumentedStatus, match=r"GET /api/agents/\{id\} answered 404"):
+        client.simulate_get(f"/api/agents/{uuid.uuid4()}", headers=headers)
+    assert client.simulate_get("/api/agents", headers=headers).status_code == 200
