@@ -15,7 +15,7 @@ from typing import Any
 import falcon
 import psycopg.errors
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from shared.errors import DomainError, RateLimited
 
@@ -107,6 +107,55 @@ def handle_constraint_error(req, resp, ex: IntegrityError | DataError, params) -
         _write(resp, 409, "conflict", "The change conflicts with existing data", [])
 
 
+#: SQLSTATEs of a transaction PostgreSQL rolled back because another one held or changed
+#: the same rows: deadlock_detected, serialization_failure, lock_not_available.
+_COLLIDED = frozenset({"40P01", "40001", "55P03"})
+#: The server going away: admin_shutdown, crash_shutdown, cannot_connect_now (a start).
+_SHUTTING_DOWN = frozenset({"57P01", "57P02", "57P03"})
+#: Seconds a client is asked to wait before retrying a request the database could not serve.
+DATABASE_RETRY_AFTER = 1
+
+
+def handle_database_error(req, resp, ex: OperationalError, params) -> None:
+    """What the database could not do now is the client's to retry, not a 500.
+
+    A collision with a concurrent transaction (nothing was saved) answers 409
+    ``concurrent_update``; the statement timeout (``DB_STATEMENT_TIMEOUT_MS``) 503
+    ``database_timeout``; a database that cannot be reached or is shutting down 503
+    ``database_unavailable``, with ``Retry-After``. Anything else is unexpected.
+    """
+    sqlstate = getattr(ex.orig, "sqlstate", None)
+    request_id = getattr(req.context, "request_id", None)
+    if sqlstate in _COLLIDED:
+        log.warning(
+            "%s on %s %s (request %s)", type(ex.orig).__name__, req.method, req.path, request_id
+        )
+        message = "Another change to the same data was in progress; nothing was saved. Retry."
+        _write(resp, 409, "concurrent_update", message, [])
+        return
+    if isinstance(ex.orig, psycopg.errors.QueryCanceled):
+        log.error(
+            "statement timeout on %s %s (request %s)", req.method, req.path, request_id, exc_info=ex
+        )
+        message = "The database took too long to answer; narrow the request or retry later."
+        code = "database_timeout"
+    elif sqlstate is None or sqlstate.startswith("08") or sqlstate in _SHUTTING_DOWN:
+        log.error(
+            "database unavailable on %s %s (request %s): %s",
+            req.method,
+            req.path,
+            request_id,
+            ex.orig,
+        )
+        message = "The database cannot be reached right now; retry later."
+        code = "database_unavailable"
+    else:
+        handle_unexpected(req, resp, ex, params)
+        return
+    resp.set_header("Retry-After", str(DATABASE_RETRY_AFTER))
+    _write(resp, 503, code, message, [])
+
+
 def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[str, str]]:
     """One ``{"field", "message"}`` per failing field, with dotted paths (``items[2].name``)."""
     details = []
@@ -131,4 +180,5 @@ def register(app: falcon.App) -> None:
     app.add_error_handler(DomainError, handle_domain_error)
     app.add_error_handler(IntegrityError, handle_constraint_error)
     app.add_error_handler(DataError, handle_constraint_error)
+    app.add_error_handler(OperationalError, handle_database_error)
     app.set_error_serializer(serialize_http_error)

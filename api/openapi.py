@@ -69,14 +69,14 @@ ERRORS: dict[int, str] = {
     402: "A plan limit is reached; `details` names the limit, its value and the usage",
     403: "The caller lacks the permission, or the user or workspace is suspended",
     404: "Unknown id, or another tenant's",
-    409: "Conflicts with the current state",
+    409: "Conflicts with the current state, or a concurrent change (nothing was saved)",
     413: "The request body is larger than allowed",
     415: "The request body is not of a media type this operation reads",
     422: "Invalid fields; `details` lists each",
     429: "Too many attempts; `Retry-After` says when to try again",
     500: "Unexpected failure; the message quotes the request id",
     502: "An upstream provider (Meta's Graph API) failed; the message says how",
-    503: "A dependency is down; retry later",
+    503: "A dependency is down or the database timed out; retry later",
     410: "The link or token was used already or expired",
 }
 
@@ -87,9 +87,11 @@ def error_statuses(spec: EndpointSpec, method: str, has_path_params: bool) -> li
     ``@endpoint`` answers 401/403 unless public (authentication, permission,
     suspension), 400/415/422 when it parses a body, 400 when it parses a query,
     404 for a path id; the middleware answers 413 to any body method; anything
-    unexpected is a 500. ``spec.errors`` adds what the service raises on top.
+    unexpected is a 500. Any operation may meet a database it cannot use now (503,
+    :func:`api.errors.handle_database_error`), and a write one colliding with a
+    concurrent transaction (409). ``spec.errors`` adds what the service raises on top.
     """
-    found = {500, *spec.errors}
+    found = {500, 503, *spec.errors}
     if not spec.public:
         found |= {401, 403}
     if spec.body is not None or spec.accepts:
@@ -97,7 +99,7 @@ def error_statuses(spec: EndpointSpec, method: str, has_path_params: bool) -> li
     if spec.query is not None:
         found.add(400)
     if method in _BODY_METHODS:
-        found.add(413)
+        found |= {409, 413}
     if has_path_params:
         found.add(404)
     return sorted(found)
