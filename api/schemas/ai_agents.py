@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Query
+from api.schemas.common import Input, ListQuery, Query, ReportDay
 from shared.ai.products import ProductFields
 from shared.models.ai import ASSIGNMENT_MODES, HANDOFF_KINDS, ORCHESTRATION_MATCHES, PROVIDERS
 
@@ -138,8 +137,8 @@ class EvaluationListQuery(ListQuery):
 
 
 class UsageQuery(Query):
-    from_: dt.date | None = Field(None, alias="from")
-    to: dt.date | None = None
+    from_: ReportDay | None = Field(None, alias="from")
+    to: ReportDay | None = None
 
 
 class ProductBody(ProductFields):

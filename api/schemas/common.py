@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
@@ -16,11 +17,14 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
+from shared.analytics import periods
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 T = TypeVar("T")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+#: A day a report may be asked for (``shared.analytics.periods`` says why it is bounded).
+ReportDay = Annotated[dt.date, Field(ge=periods.EARLIEST_DAY, le=periods.LATEST_DAY)]
 
 
 class Input(BaseModel):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from pydantic import Field, StrictInt
 
-from api.schemas.common import Input, Query
+from api.schemas.common import Input, Query, ReportDay
 
 MAX_COMMENT_CHARS = 2000
 
@@ -21,9 +20,9 @@ class RatingBody(Input):
 
 class CsatAnalyticsQuery(Query):
     #: First local day (tenant timezone), included; default: 29 days before ``to``.
-    from_: dt.date | None = Field(None, alias="from")
+    from_: ReportDay | None = Field(None, alias="from")
     #: Last local day, included; default: today.
-    to: dt.date | None = None
+    to: ReportDay | None = None
     agent_id: uuid.UUID | None = None
     division_id: uuid.UUID | None = None
     channel: str | None = Field(None, max_length=16)

@@ -9,6 +9,10 @@ from shared.errors import ValidationFailed
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 #: Longest ``start``..``end`` range of a WhatsApp insights request (Meta keeps ~a year).
 MAX_RANGE_DAYS = 366
+#: The days a report may name. Reports do day arithmetic (a default range before ``to``,
+#: the day after ``end``, a local midnight in UTC) that leaves Python's dates (years 1 to
+#: 9999) near either end, an OverflowError; no real report needs those years.
+EARLIEST_DAY, LATEST_DAY = dt.date(1900, 1, 1), dt.date(9000, 12, 31)
 
 
 def period_days(period: str, field: str = "period") -> int:
@@ -27,9 +31,12 @@ def parse_date(value: str | None, field: str) -> dt.date:
     if not value:
         raise ValidationFailed.field(field, "required (YYYY-MM-DD)")
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise ValidationFailed.field(field, "must be a date like 2024-08-25") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValidationFailed.field(field, f"must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    return day
 
 
 def date_range(start: str | None, end: str | None) -> tuple[dt.date, dt.date]:

@@ -144,6 +144,9 @@ def test_the_summary_sums_every_agent(workspace, other_workspace):
         ({"from": "2020-01-01", "to": "2026-03-01"}, 422),
         ({"from": "yesterday"}, 400),
         ({"to": "2026-02-30"}, 400),
+        # The default range before the first day, or after the last: no OverflowError.
+        ({"to": "0001-01-01"}, 400),
+        ({"from": "9999-12-31"}, 400),
     ],
 )
 def test_bad_usage_ranges_are_refused(workspace, params, status):

@@ -210,6 +210,7 @@ def test_no_whatsapp_account_is_404_and_bad_ranges_are_422(ws, other_workspace, 
         {"start": "2024-01-01", "end": "2026-01-01"},
         {"start": "yesterday", "end": "2026-11-01"},
         {"start": "2026-02-30", "end": "2026-03-01"},
+        {"start": "9999-12-31", "end": "9999-12-31"},  # the day after it is no date
     ):
         resp = ws.call("GET", "/api/wa-insights/templates", params=bad)
         assert resp.status_code == 422, (bad, resp.text)

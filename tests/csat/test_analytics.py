@@ -132,6 +132,9 @@ def test_bad_report_filters_are_refused(ws):
         {"from": "2026-02-30"},
         {"from": "2026-05-02", "to": "2026-05-01"},
         {"from": "2020-01-01", "to": "2026-01-01"},
+        # The default range before the first day, the day after the last: no OverflowError.
+        {"to": "0001-01-01"},
+        {"from": "9999-12-31"},
         {"agent_id": "nope"},
         {"unknown": "1"},
     ):
