@@ -16,19 +16,16 @@ on another port or host may open a stream with its Bearer token.
 
 from __future__ import annotations
 
-import json
-import logging
-
 import falcon
 import falcon.asgi
+from sqlalchemy.exc import OperationalError
 
+from api import errors
 from api.errors import STATUS_CODES, error_body
 from api.stream_hub import Hub
 from shared import logs
 from shared.config import get_settings
 from shared.errors import DomainError
-
-log = logging.getLogger(__name__)
 
 
 class StreamResource:
@@ -71,10 +68,17 @@ class Lifespan:
         await self.hub.stop()
 
 
-async def _domain_error(req, resp, ex: DomainError, params) -> None:
-    resp.status = ex.status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(ex.code, ex.message, ex.details)
+def _awaitable(handler):
+    """The web API's error handler, as the coroutine Falcon's ASGI app requires.
+
+    The stream answers its refusals (401, a database that cannot answer now) exactly
+    as every other endpoint does: same bodies, statuses and ``Retry-After``.
+    """
+
+    async def handle(req, resp, ex, params) -> None:
+        handler(req, resp, ex, params)
+
+    return handle
 
 
 async def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
@@ -84,21 +88,15 @@ async def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
     resp.text = error_body(code, ex.description or ex.title or "Error")
 
 
-async def _unexpected(req, resp, ex: Exception, params) -> None:
-    log.exception("unhandled error on %s %s", req.method, req.path)
-    resp.status = 500
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps({"error": {"code": "internal_error", "message": "Something went wrong"}})
-
-
 def create_stream_app(hub: Hub | None = None) -> falcon.asgi.App:
     logs.configure()
     settings = get_settings()
     hub = hub or Hub(settings.redis_url)
     app = falcon.asgi.App(middleware=[Lifespan(hub)], cors_enable=True)
-    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(Exception, _awaitable(errors.handle_unexpected))
     app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(DomainError, _domain_error)
+    app.add_error_handler(DomainError, _awaitable(errors.handle_domain_error))
+    app.add_error_handler(OperationalError, _awaitable(errors.handle_database_error))
     app.add_route("/api/stream", StreamResource(hub))
     app.add_route("/api/stream/health", HealthResource(hub))
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -11,6 +14,7 @@ import redis
 from shared.config import get_settings
 from shared.realtime import feed, presence
 from tests.realtime.conftest import inbound, of_type
+from tests.webhooks.faults_support import free_port
 
 
 def _ready(stream) -> str:
@@ -310,3 +314,35 @@ def test_a_feed_that_fell_behind_its_backlog_sends_reset_not_a_silent_gap(
     assert reset.json == {"reason": "events_lost"}
     live = inbound(ws, "cust-after-stall", "live again")
     stream.until(of_type("message.created", conversation_id=live["conversation_id"]))
+
+
+def test_a_stream_whose_database_cannot_answer_is_503_with_retry_after(ws):
+    """The stream process meets a database it cannot reach as the web API does: a 503 the
+    client retries, not a 500."""
+    port, dead = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{dead}/x"}
+    command = (sys.executable, "-m", "uvicorn", "--factory", "api.stream_app:create_stream_app")
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/stream"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "no stream server"
+                time.sleep(0.05)
+        resp = httpx.get(url, headers={"Authorization": f"Bearer {ws.token}"}, timeout=10)
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=10)
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "database_unavailable"
+    assert resp.headers["Retry-After"] == "1"
+    assert b"database unavailable on GET /api/stream" in log
