@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
-from api.schemas.common import Input, Name
+from api.schemas.common import Input, Instant, Name
 from api.schemas.contacts import Phone
 from api.schemas.messages import AttachmentRef
 from shared.channels.api_channel import REPORTABLE_STATUSES, ContactIdentity
@@ -64,7 +64,7 @@ class ApiStatusReport(Input):
     error_code: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     error_message: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
     #: When it happened on the caller's side (kept in the message's status timestamps).
-    at: AwareDatetime | None = None
+    at: Instant | None = None
 
 
 class SecretRotated(BaseModel):

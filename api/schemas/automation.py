@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Nullable, Query, Update
+from api.schemas.common import Input, Instant, ListQuery, Nullable, Query, Update
 from api.schemas.timekeeping import DayBody
 from shared.automation.views import EventView, RuleView, RunDetail
 from shared.models.automation import EVENT_STATUSES
@@ -89,34 +89,34 @@ class DryRunResult(View):
 class RunListQuery(ListQuery):
     rule_id: uuid.UUID | None = None
     status: Literal[RUN_STATUSES] | None = None  # type: ignore[valid-type]
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class RunExportQuery(Query):
     rule_id: uuid.UUID | None = None
     status: Literal[RUN_STATUSES] | None = None  # type: ignore[valid-type]
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class EventListQuery(ListQuery):
     status: Literal[EVENT_STATUSES] | None = None  # type: ignore[valid-type]
     event_type: EventTypeName | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class EventExportQuery(Query):
     status: Literal[EVENT_STATUSES] | None = None  # type: ignore[valid-type]
     event_type: EventTypeName | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class StatsQuery(Query):
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class CleanupBody(Input):
@@ -156,7 +156,7 @@ __all__ = ["EventView", "RuleView", "RunDetail"]
 # --- operations: snooze, schedule, rollout, effective state, global control ---------------
 
 Until = Annotated[
-    AwareDatetime,
+    Instant,
     Field(description="RFC 3339 with an offset; in the future, at most 366 days ahead"),
 ]
 

@@ -7,19 +7,17 @@ import uuid
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field, field_validator
 
-from api.schemas.common import Input, Nullable, Query, Update
+from api.schemas.common import Input, Instant, Nullable, Query, Update
 from shared.schemas.base import View
 
 Granularity = Literal["minute", "hour", "day"]
 
 
 class StatsRangeQuery(Query):
-    from_: AwareDatetime | None = Field(
-        None, alias="from", description="default: 24 hours before `to`"
-    )
-    to: AwareDatetime | None = Field(None, description="default: now")
+    from_: Instant | None = Field(None, alias="from", description="default: 24 hours before `to`")
+    to: Instant | None = Field(None, description="default: now")
 
 
 class TimeseriesQuery(StatsRangeQuery):

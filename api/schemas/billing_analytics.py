@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from api.schemas.common import Query
+from api.schemas.common import Instant, Query
 from shared.schemas.base import View
 
 
@@ -33,8 +33,8 @@ class MrrView(View):
 
 
 class RevenueByPlanQuery(Query):
-    from_: AwareDatetime | None = Field(None, alias="from", description="paid at or after")
-    to: AwareDatetime | None = Field(None, description="paid before")
+    from_: Instant | None = Field(None, alias="from", description="paid at or after")
+    to: Instant | None = Field(None, description="paid before")
 
 
 class PlanRevenue(View):

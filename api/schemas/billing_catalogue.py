@@ -12,9 +12,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Name, Nullable, Update
+from api.schemas.common import Input, Instant, ListQuery, Name, Nullable, Update
 from shared.billing import currency
 from shared.billing.catalogue import (
     MAX_AMOUNT,
@@ -133,7 +133,7 @@ class CouponCreate(Input):
     currency: Currency | None = Field(None, description="required with amount_off only")
     duration: Duration = "once"
     duration_periods: Periods | None = Field(None, description="required for `repeating` only")
-    expires_at: AwareDatetime | None = Field(None, description="must be in the future")
+    expires_at: Instant | None = Field(None, description="must be in the future")
     max_redemptions: Redemptions | None = None
     eligible_plan_ids: PlanIds = Field(default_factory=list, description="empty: every plan")
     is_active: StrictBool = True
@@ -148,7 +148,7 @@ class CouponUpdate(Update):
     currency: Nullable[Currency] = None
     duration: Duration | None = None
     duration_periods: Nullable[Periods] = None
-    expires_at: Nullable[AwareDatetime] = None
+    expires_at: Nullable[Instant] = None
     max_redemptions: Nullable[Redemptions] = None
     eligible_plan_ids: PlanIds | None = None
     is_active: StrictBool | None = None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Name, Nullable, Update
+from api.schemas.common import Input, ListQuery, Name, Nullable, Update, WallTime
 from api.schemas.conversations import Tags
 from api.schemas.messages import Body, Channel, TemplateRef
 from shared.campaigns.recipients import MAX_IDS
@@ -55,8 +54,8 @@ class ContactFilter(Input):
     channel: Channel | None = None
     #: The contact's custom attributes contain these (JSON containment).
     custom_attributes: dict[str, Any] | None = Field(None, max_length=20)
-    last_inbound_after: dt.datetime | None = None
-    last_inbound_before: dt.datetime | None = None
+    last_inbound_after: WallTime | None = None
+    last_inbound_before: WallTime | None = None
 
 
 class RecipientItem(Input):
@@ -77,6 +76,6 @@ class RecipientsAdd(Input):
 
 class CampaignSend(Input):
     #: Omitted: send now. A time without an offset is wall-clock time in ``timezone``.
-    scheduled_at: dt.datetime | None = None
+    scheduled_at: WallTime | None = None
     #: An IANA timezone for a naive ``scheduled_at``; default: the tenant's.
     timezone: str | None = Field(None, min_length=1, max_length=64)

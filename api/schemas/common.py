@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
+    AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +27,29 @@ T = TypeVar("T")
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 #: A day a report may be asked for (``shared.analytics.periods`` says why it is bounded).
 ReportDay = Annotated[dt.date, Field(ge=periods.EARLIEST_DAY, le=periods.LATEST_DAY)]
+
+
+def _in_supported_years(value: dt.datetime) -> dt.datetime:
+    """Refuse a time in the years no request needs, where arithmetic leaves ``datetime``.
+
+    Year 1 or 9999 with an offset falls outside Python's datetimes once converted to UTC,
+    rounded to a bucket or moved by a day (an OverflowError, a 500). Compared by year, so
+    a time without an offset (wall-clock time in a named zone) is checked the same way.
+    """
+    earliest, latest = periods.EARLIEST_DAY.year, periods.LATEST_DAY.year
+    if not earliest <= value.year <= latest:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "must be in the years {earliest} to {latest}",
+            {"earliest": earliest, "latest": latest},
+        )
+    return value
+
+
+#: An instant a client sends: RFC 3339 with an offset, in the years 1900 to 9000.
+Instant = Annotated[AwareDatetime, AfterValidator(_in_supported_years)]
+#: A time a client may send without an offset (then wall-clock time in a named timezone).
+WallTime = Annotated[dt.datetime, AfterValidator(_in_supported_years)]
 
 
 class Input(BaseModel):

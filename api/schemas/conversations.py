@@ -8,14 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
-from api.schemas.common import Input, ListQuery, Update
+from api.schemas.common import Input, Instant, ListQuery, Update
 from shared.inbox import bulk
 from shared.inbox.conversations import MAX_TAGS, PRIORITIES, normalize_tag
 from shared.inbox.states import STATUSES
@@ -42,7 +41,7 @@ class ConversationListQuery(ListQuery):
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
         | None
     ) = Field(None, description="contains-search on the contact's name, phone and email")
-    updated_since: AwareDatetime | None = None
+    updated_since: Instant | None = None
     unread: bool | None = Field(
         None, description="true: only conversations with inbound messages the caller has not read"
     )
@@ -54,7 +53,7 @@ class AssignmentUpdate(Input):
 
 class StatusUpdate(Input):
     status: Status
-    snoozed_until: AwareDatetime | None = Field(None, description="required with `snoozed`")
+    snoozed_until: Instant | None = Field(None, description="required with `snoozed`")
 
 
 class TagsUpdate(Update):
@@ -109,7 +108,7 @@ class BulkActionRequest(Input):
     action: Literal[bulk.ACTIONS]
     assignee_id: uuid.UUID | None = Field(None, description="assign")
     status: Status | None = Field(None, description="set_status")
-    snoozed_until: AwareDatetime | None = Field(None, description="set_status to snoozed")
+    snoozed_until: Instant | None = Field(None, description="set_status to snoozed")
     tags: Tags | None = Field(None, description="add_tags, remove_tags")
     division_id: uuid.UUID | None = Field(None, description="set_division (null clears it)")
     priority: Literal[PRIORITIES] | None = Field(None, description="set_priority")

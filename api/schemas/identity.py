@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
+from pydantic import EmailStr, Field, StringConstraints
 
 from api.schemas.auth import Password
-from api.schemas.common import Input, ListQuery, Name, Nullable, Query, Update
+from api.schemas.common import Input, Instant, ListQuery, Name, Nullable, Query, Update
 from shared.schemas.base import View
 from shared.schemas.identity import ApiKeyView
 
@@ -70,7 +70,7 @@ class PermissionView(View):
 
 class ApiKeyCreate(Input):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class ApiKeyCreated(ApiKeyView):
@@ -82,8 +82,8 @@ class ActivityLogQuery(ListQuery):
     action: Annotated[str, StringConstraints(max_length=64)] | None = None
     entity_type: Annotated[str, StringConstraints(max_length=64)] | None = None
     entity_id: uuid.UUID | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class ImpersonatorView(View):

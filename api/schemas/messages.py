@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from api.schemas.common import Input, ListQuery
+from api.schemas.common import Input, Instant, ListQuery
 from shared.models.inbox import CHANNELS
 
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
@@ -54,6 +54,6 @@ class MessageSearchQuery(ListQuery):
     q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     channel: Channel | None = None
     conversation_id: uuid.UUID | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
     sender_type: Literal["contact", "user", "ai_agent", "automation", "system"] | None = None

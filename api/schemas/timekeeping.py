@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from api.schemas.common import Input, ListQuery, Nullable, Query, Update
+from api.schemas.common import Input, ListQuery, Nullable, Query, Update, WallTime
 from api.schemas.conversations import Tag
 from api.schemas.messages import Body, Channel, TemplateRef
 from api.schemas.notes import NoNul
@@ -113,7 +113,7 @@ class ScheduledMessageCreate(Input):
 
     body: Body | None = None
     template: TemplateRef | None = None
-    run_at: dt.datetime = Field(
+    run_at: WallTime = Field(
         description="RFC 3339; without an offset it is wall-clock time in `timezone`"
         " (else the tenant's). Must be in the future, at most 366 days ahead."
     )

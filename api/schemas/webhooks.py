@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Update
+from api.schemas.common import Input, Instant, ListQuery, Update
 from shared.models.webhooks import DELIVERY_STATUSES
 from shared.schemas.base import View
 from shared.webhooks.views import AttemptView, WebhookView
@@ -61,13 +61,13 @@ class EventTypeView(View):
 class DeliveryListQuery(ListQuery):
     status: Literal[DELIVERY_STATUSES] | None = None  # type: ignore[valid-type]
     event_type: EventTypeName | None = None
-    from_: AwareDatetime | None = Field(None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(None, alias="from")
+    to: Instant | None = None
 
 
 class RecoverBody(Input):
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Instant
+    until: Instant
 
 
 class DeliveryIds(View):
