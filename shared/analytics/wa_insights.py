@@ -15,9 +15,10 @@ Answers are cached in Redis per account, kind and range for :data:`CACHE_SECONDS
 dashboards poll, and Meta rate-limits these reads. Redis down only skips the cache.
 Transient failures are retried by the Graph client; what Meta still refuses answers as
 every in-request Graph call does (:mod:`shared.channels.meta_calls`): 502 when Meta
-fails, 429 when it throttles, 409 when it rejects the token (the account is then marked
-``error``), each naming Meta's code and message. Ranges are checked
-first (:func:`shared.analytics.periods.date_range`), so a bad one never reaches Meta.
+fails or answers figures in a shape these readers do not know, 429 when it throttles,
+409 when it rejects the token (the account is then marked ``error``), each naming
+Meta's code and message. Ranges are checked first
+(:func:`shared.analytics.periods.date_range`), so a bad one never reaches Meta.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.graph import graph_client
 from shared.channels.graph_errors import IntegrationNotFound
+from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
@@ -190,9 +192,21 @@ def insights(
     if cached is not None:
         return cached
     with meta_calls.calling(f"reading the WhatsApp {kind} insights", ctx=ctx, account=account):
-        answer = {"data": KINDS[kind](waba_id, token, first, last)}
+        answer = {"data": _read(kind, waba_id, token, first, last)}
     _cache_put(cache_key, answer)
     return answer
+
+
+def _read(kind: str, waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict]:
+    """One kind's figures; an answer in a shape the readers above do not know is Meta's
+    failure (502, logged with what did not fit), not ours (a 500)."""
+    try:
+        return KINDS[kind](waba_id, token, first, last)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        log.warning("Meta's %s insights for WABA %s did not fit: %r", kind, waba_id, exc)
+        raise SendFailed(
+            "bad_response", f"the {kind} insights were not in the documented shape", transient=False
+        ) from exc
 
 
 def _cache_get(cache_key: str) -> dict[str, Any] | None:

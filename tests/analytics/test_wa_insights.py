@@ -220,3 +220,23 @@ def test_no_whatsapp_account_is_404_and_bad_ranges_are_422(ws, other_workspace, 
         ws.call("GET", "/api/wa-insights/messages", params=RANGE, token=agent_token).status_code
         == 403
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "points", "bad"),
+    [
+        ("messages", "messages", {"sent": "lots"}),
+        ("messages", "messages", {"read": [3]}),
+        ("conversations", "conversations", {"conversation": {"n": 1}}),
+        ("templates", "template_points", {"clicked": [{"count": "two"}]}),
+        ("templates", "template_points", {"clicked": "two"}),
+    ],
+)
+def test_figures_in_a_shape_meta_does_not_document_are_502_not_500(ws, waba, kind, points, bad):
+    graph, waba_id = waba
+    first = getattr(graph.waba[waba_id], points)[0]
+    first.update(bad)
+    resp = ws.call("GET", f"/api/wa-insights/{kind}", params=RANGE)
+    assert resp.status_code == 502, resp.text
+    assert resp.json["error"]["code"] == "meta_api_error"
+    assert "not in the documented shape" in resp.json["error"]["message"]
