@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import uuid
 from collections.abc import Callable, Hashable
@@ -162,7 +161,12 @@ def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> Base
     if raw.strip() and req.content_type and not req.content_type.startswith(falcon.MEDIA_JSON):
         raise UnsupportedMediaType("Send the body as application/json")
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = json_encoding.loads(raw) if raw.strip() else {}
+    except json_encoding.TooDeep as exc:
+        raise BadRequest(
+            f"The request body nests deeper than {json_encoding.MAX_DEPTH} levels",
+            details=[{"field": "body", "message": str(exc)}],
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(
             "The request body is not valid JSON",

@@ -1,4 +1,13 @@
-"""JSON bytes for API responses: orjson, writing what ``pydantic_core.to_json`` writes.
+"""JSON in and out of the API: bodies read with a bounded depth, answers written by orjson.
+
+Reading (:func:`loads`): the standard parser (integers keep every digit, where orjson
+would turn one past 64 bits into a float), refusing a document nested deeper than
+:data:`MAX_DEPTH`. Without the bound, a free-form field (a contact's attributes, a
+rule's metadata) nested 300 levels was stored, and every answer showing it failed to
+render (orjson and pydantic both stop at about 255 levels): a row that answered 500
+forever; and 1,000 levels raised RecursionError in the parser itself.
+
+Writing (:func:`dumps`): orjson, writing what ``pydantic_core.to_json`` writes.
 
 WHY: an inbox page is 25 conversations, each with five UUIDs and six timestamps.
 ``pydantic_core.to_json`` converts each UUID and datetime through Python code (about
@@ -19,10 +28,60 @@ where pydantic wrote ``NaN`` / ``Infinity``, which no JSON parser accepts.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pydantic_core
+
+#: How deep a JSON document from outside may nest. Real ones nest a few levels (a
+#: template's components, a rule's condition groups); answers can be written up to ~255.
+MAX_DEPTH = 64
+
+
+class TooDeep(ValueError):
+    """A JSON document nested deeper than :data:`MAX_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON from outside; ValueError when it is not JSON, TooDeep when too nested.
+
+    PERF: a document with at most MAX_DEPTH brackets cannot nest deeper (a C count, so
+    the usual small body is never walked).
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise TooDeep() from None
+    brackets = (
+        raw.count(b"[") + raw.count(b"{")
+        if isinstance(raw, bytes)
+        else (raw.count("[") + raw.count("{"))
+    )
+    if brackets > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
+        raise TooDeep()
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels in ``data`` (no recursion)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 

@@ -23,12 +23,12 @@ receiver's side and becomes its provider id (namespaced, see :func:`provider_id`
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared import json_encoding
 from shared.channels import api_account, ingest
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
@@ -172,7 +172,7 @@ def _provider_id(
     """
     own = str(message.id)
     try:
-        answer = json.loads(body or "")
+        answer = json_encoding.loads(body or "")
     except ValueError:
         answer = None
     found = answer.get("id") if isinstance(answer, dict) else None

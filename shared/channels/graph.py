@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared import json_encoding
 from shared.channels import json_post
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
@@ -283,7 +284,7 @@ class GraphClient:
 def _parsed(body: bytes) -> dict[str, Any]:
     """A Graph answer's JSON object, or a transient ``bad_response``."""
     try:
-        data = json.loads(body)
+        data = json_encoding.loads(body)
     except ValueError as exc:
         raise SendFailed(
             "bad_response", "Graph API answered with invalid JSON", transient=True

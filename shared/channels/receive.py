@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared import json_encoding
 from shared.admin import tenant_state
 from shared.channels import accounts, inbound_queue, signatures
 from shared.channels.account_cache import AccountRef, cache
@@ -111,7 +112,9 @@ _JSON_NUL, _JSON_REPLACEMENT = b"\\u0000", b"\\ufffd"
 def parse_json(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or 400."""
     try:
-        data = json.loads(raw.replace(_JSON_NUL, _JSON_REPLACEMENT) if _JSON_NUL in raw else raw)
+        data = json_encoding.loads(
+            raw.replace(_JSON_NUL, _JSON_REPLACEMENT) if _JSON_NUL in raw else raw
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(
             "The request body is not valid JSON",

@@ -1,4 +1,4 @@
-"""Response JSON is written by orjson, and is the bytes pydantic wrote before it."""
+"""Response JSON is written by orjson, as pydantic wrote it; JSON from outside is read bounded."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pydantic
 import pydantic_core
 import pytest
 
+from shared import json_encoding
 from shared.json_encoding import dumps
 
 ID = uuid.UUID("4400735c-938a-42fb-8c59-19a0ca279e8c")
@@ -97,3 +98,18 @@ def test_a_float_json_cannot_hold_is_written_null(value):
 def test_an_object_neither_can_write_fails_as_before():
     with pytest.raises(pydantic_core.PydanticSerializationError):
         dumps({"x": object()})
+
+
+def test_reading_bounds_depth_as_a_value_error_and_keeps_every_digit():
+    """What the body parser, the webhook receivers and the Graph and callback clients read
+    with: a document too deep is a ValueError they already answer, never RecursionError."""
+    deep = "[" * 5000 + "]" * 5000
+    for raw in (deep, deep.encode()):
+        with pytest.raises(json_encoding.TooDeep):
+            json_encoding.loads(raw)
+    assert issubclass(json_encoding.TooDeep, ValueError)
+    at_bound = "[" * json_encoding.MAX_DEPTH + "]" * json_encoding.MAX_DEPTH
+    assert json_encoding.loads(at_bound) is not None
+    assert json_encoding.loads(b'{"n": 123456789012345678901234567890}') == {
+        "n": 123456789012345678901234567890
+    }
