@@ -35,7 +35,8 @@ import orjson
 import pydantic_core
 
 #: How deep a JSON document from outside may nest. Real ones nest a few levels (a
-#: template's components, a rule's condition groups); answers can be written up to ~255.
+#: template's components, a rule's condition groups); orjson writes at most 254, and a
+#: jsonb value read back under the app's own frames overflowed Python's stack at 300.
 MAX_DEPTH = 64
 
 
