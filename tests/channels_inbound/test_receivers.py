@@ -201,6 +201,8 @@ def test_an_account_secret_cannot_speak_for_another_tenants_account(channels, ot
         (b"[1, 2]", 400),
         (b'{"object": "whatsapp_business_account", "entry": "nope"}', 400),
         (b'{"object": "page", "entry": []}', 400),  # Messenger payload on the WhatsApp route
+        # Parsed before any signature can be checked: a stack overflow was anyone's 500.
+        (b'{"object": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
     ],
 )
 def test_malformed_bodies_are_400_and_store_nothing(channels, body, status):
