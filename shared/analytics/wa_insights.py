@@ -42,7 +42,6 @@ from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.graph import graph_client
 from shared.channels.graph_errors import IntegrationNotFound
-from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
@@ -192,21 +191,9 @@ def insights(
     if cached is not None:
         return cached
     with meta_calls.calling(f"reading the WhatsApp {kind} insights", ctx=ctx, account=account):
-        answer = {"data": _read(kind, waba_id, token, first, last)}
+        answer = {"data": KINDS[kind](waba_id, token, first, last)}
     _cache_put(cache_key, answer)
     return answer
-
-
-def _read(kind: str, waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict]:
-    """One kind's figures; an answer in a shape the readers above do not know is Meta's
-    failure (502, logged with what did not fit), not ours (a 500)."""
-    try:
-        return KINDS[kind](waba_id, token, first, last)
-    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
-        log.warning("Meta's %s insights for WABA %s did not fit: %r", kind, waba_id, exc)
-        raise SendFailed(
-            "bad_response", f"the {kind} insights were not in the documented shape", transient=False
-        ) from exc
 
 
 def _cache_get(cache_key: str) -> dict[str, Any] | None:

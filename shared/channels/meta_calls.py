@@ -5,15 +5,21 @@ transaction of its own, so the mark survives the failed request's rollback, and 
 answer says so. The caller must not hold a lock on that account row while calling
 Meta (read it plainly; lock it only to write after the call).
 
+Read the answer inside the block too: an answer in a shape the reading code does not
+expect (a string where Meta documents an object, a count that is not a number) is
+Meta's failure, a 502 naming the call, not a 500 blaming us.
+
 Example::
 
     with meta_calls.calling("reading the persistent menu", ctx=ctx, account=account):
         answer = graph_client().request("GET", "me/messenger_profile", token, ...)
+        menu = answer.get("data") or []
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from shared.channels import token_rejections
@@ -22,6 +28,11 @@ from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import IntegrationAccount
+
+log = logging.getLogger(__name__)
+
+#: What reading an answer of another shape than documented raises.
+SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError)
 
 
 @contextlib.contextmanager
@@ -33,9 +44,16 @@ def calling(
     field: str | None = None,
     remedy: str | None = None,
 ) -> Iterator[None]:
-    """Turn a :class:`SendFailed` raised inside into :func:`graph_errors.domain_error`."""
+    """Turn a :class:`SendFailed` raised inside into :func:`graph_errors.domain_error`,
+    and so an answer the block could not read (:data:`SHAPE_ERRORS`): a 502."""
     try:
-        yield
+        try:
+            yield
+        except SHAPE_ERRORS as exc:
+            log.error("Meta answered %s in a shape it does not document", what, exc_info=exc)
+            raise SendFailed(
+                "bad_response", "the answer was not in the documented shape", transient=False
+            ) from exc
     except SendFailed as failure:
         hint = remedy or "reconnect the account"
         if account is not None and is_token_invalid(failure):

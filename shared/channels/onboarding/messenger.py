@@ -50,8 +50,8 @@ def connect(
     user = oauth.long_lived(ctx, app, oauth.exchange_code(ctx, app, code, redirect_uri))
     with meta_calls.calling("reading the Facebook user", ctx=ctx, remedy=_RECONNECT):
         me = graph_client().request("GET", "me", user.token, params={"fields": "id,name"})
+        profile = {"id": str(me.get("id") or ""), "name": me.get("name")}
     pages = oauth.list_pages(ctx, user.token, remedy=_RECONNECT)
-    profile = {"id": str(me.get("id") or ""), "name": me.get("name")}
     _keep_user_token(session, ctx, user, profile)
     connected = _connected_accounts(session, ctx, [p.id for p in pages])
     return {

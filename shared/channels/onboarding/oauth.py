@@ -96,11 +96,11 @@ def granted_targets(ctx: Ctx, app: MetaApp, token: str, scope: str) -> list[str]
         answer = graph_client().request(
             "GET", "debug_token", app.app_token, params={"input_token": token}
         )
-    data = answer.get("data") or {}
-    targets: list[str] = []
-    for grant in data.get("granular_scopes") or []:
-        if grant.get("scope") == scope:
-            targets.extend(str(t) for t in grant.get("target_ids") or [])
+        data = answer.get("data") or {}
+        targets: list[str] = []
+        for grant in data.get("granular_scopes") or []:
+            if grant.get("scope") == scope:
+                targets.extend(str(t) for t in grant.get("target_ids") or [])
     return list(dict.fromkeys(targets))
 
 
@@ -111,21 +111,21 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
     for _ in range(MAX_PAGE_BATCHES):
         with meta_calls.calling("listing the Pages you manage", ctx=ctx, remedy=remedy):
             answer = graph_client().request("GET", "me/accounts", user_token, params=params)
-        for item in answer.get("data") or []:
-            if not item.get("id") or not item.get("access_token"):
-                continue
-            instagram = item.get("instagram_business_account")
-            pages.append(
-                FacebookPage(
-                    id=str(item["id"]),
-                    name=str(item.get("name") or item["id"]),
-                    category=item.get("category"),
-                    token=str(item["access_token"]),
-                    instagram=instagram if isinstance(instagram, dict) else None,
+            for item in answer.get("data") or []:
+                if not item.get("id") or not item.get("access_token"):
+                    continue
+                instagram = item.get("instagram_business_account")
+                pages.append(
+                    FacebookPage(
+                        id=str(item["id"]),
+                        name=str(item.get("name") or item["id"]),
+                        category=item.get("category"),
+                        token=str(item["access_token"]),
+                        instagram=instagram if isinstance(instagram, dict) else None,
+                    )
                 )
-            )
-        paging = answer.get("paging") or {}
-        after = (paging.get("cursors") or {}).get("after")
+            paging = answer.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
         if not paging.get("next") or not after:
             break
         params = params | {"after": after}

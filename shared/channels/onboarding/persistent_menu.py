@@ -27,10 +27,10 @@ def get_menu(session: Session, ctx: Ctx, account_id: uuid.UUID | None) -> dict[s
     account, token = meta_account(session, ctx, "messenger", account_id)
     with meta_calls.calling("reading the persistent menu", ctx=ctx, account=account):
         answer = graph_client().request("GET", PROFILE, token, params={"fields": "persistent_menu"})
-    menu = None
-    for item in answer.get("data") or []:
-        if isinstance(item, dict) and item.get("persistent_menu"):
-            menu = item["persistent_menu"]
+        menu = None
+        for item in answer.get("data") or []:
+            if isinstance(item, dict) and item.get("persistent_menu"):
+                menu = item["persistent_menu"]
     return {"integration_account_id": account.id, "menu": menu}
 
 

@@ -138,7 +138,7 @@ def _chosen_number(
         answer = graph_client().request(
             "GET", f"{waba_id}/phone_numbers", token, params={"fields": NUMBER_FIELDS}
         )
-    numbers = [n for n in answer.get("data") or [] if n.get("id")]
+        numbers = [n for n in answer.get("data") or [] if n.get("id")]
     if phone_number_id is not None:
         for number in numbers:
             if str(number["id"]) == phone_number_id:
@@ -164,6 +164,10 @@ def health(session: Session, ctx: Ctx, account_id: uuid.UUID | None) -> dict[str
         answer = graph_client().request(
             "GET", account.external_id, token, params={"fields": HEALTH_FIELDS}
         )
+        return _health_view(account, answer)
+
+
+def _health_view(account: IntegrationAccount, answer: dict[str, Any]) -> dict[str, Any]:
     status = answer.get("health_status") or {}
     throughput = answer.get("throughput") or {}
     return {
