@@ -101,7 +101,7 @@ def _text(max_length: int, min_length: int = 0) -> Any:
 Sku = _text(120, 1)
 ProductName = _text(300, 1)
 Description = _text(10_000)
-WebUrl = Annotated[str, _text(2048, 1), AfterValidator(_web_url)]
+WebUrl = Annotated[_text(2048, 1), AfterValidator(_web_url)]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_currency)]
 Price = Annotated[decimal.Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]

@@ -71,6 +71,9 @@ def test_creates_and_replaces_ask_for_embedding_after_commit(workspace):
         ({"name": " "}, "name"),
         ({"url": "javascript:alert(1)"}, "url"),
         ({"image_url": "ftp://x/y.png"}, "image_url"),
+        # Past the column's 2,048: the database refused it, and the answer named no field.
+        ({"url": "https://shop.example.com/" + "a" * 2048}, "url"),
+        ({"image_url": "https://cdn.example.com/\u0000.png"}, "image_url"),
         ({"in_stock": "perhaps"}, "in_stock"),
         ({"attributes": {"blob": "x" * 9000}}, "attributes"),
         ({"colour": "red"}, "colour"),
