@@ -14,8 +14,13 @@ Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 TemplateName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)
 ]
+#: A template's language as Meta names it (``en_US``, ``pt_BR``), no longer than the
+#: stored templates' column.
 Language = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"
+    ),
 ]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 

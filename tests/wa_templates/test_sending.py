@@ -103,6 +103,11 @@ def test_what_meta_would_refuse_is_422_naming_it_and_nothing_is_stored_or_sent(
         ),
         ({"name": "order_update", "language": "fr"}, "template.language", "en_US, es"),
         (
+            {"name": "order_update", "language": "en" + "_abcd" * 10},
+            "template.language",
+            "at most 16 characters",
+        ),
+        (
             {"name": "order_update", "language": "es", "components": [_body("a", "b")]},
             "template.status",
             "PENDING, not APPROVED",
