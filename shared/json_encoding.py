@@ -1,11 +1,11 @@
 """JSON in and out of the API: bodies read with a bounded depth, answers written by orjson.
 
 Reading (:func:`loads`): the standard parser (integers keep every digit, where orjson
-would turn one past 64 bits into a float), refusing a document nested deeper than
-:data:`MAX_DEPTH`. Without the bound, a free-form field (a contact's attributes, a
-rule's metadata) nested 300 levels was stored, and every answer showing it failed to
-render (orjson and pydantic both stop at about 255 levels): a row that answered 500
-forever; and 1,000 levels raised RecursionError in the parser itself.
+would turn one past 64 bits into a float), kept to JSON (no ``NaN`` or ``Infinity``,
+which jsonb refuses), refusing a document nested deeper than :data:`MAX_DEPTH`.
+Without the bound, a free-form field (an account's settings, a rule's payload) nested
+300 levels was stored, and reading it back overflowed Python's stack: a row that
+answered 500 for as long as it lived; a few thousand levels failed the parser itself.
 
 Writing (:func:`dumps`): orjson, writing what ``pydantic_core.to_json`` writes.
 
@@ -29,6 +29,7 @@ where pydantic wrote ``NaN`` / ``Infinity``, which no JSON parser accepts.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ def loads(raw: bytes | str) -> Any:
     the usual small body is never walked).
     """
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise TooDeep() from None
     brackets = (
@@ -65,6 +66,20 @@ def loads(raw: bytes | str) -> Any:
     if brackets > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
         raise TooDeep()
     return data
+
+
+def _not_json(constant: str) -> float:
+    """``NaN`` and ``Infinity`` are Python's extensions, not JSON (RFC 8259), and jsonb
+    refuses them: refused here, so the answer names the body, not a database error."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    """A number too large for a float (``1e400``) would become Infinity: refused too."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return value
 
 
 def _deeper_than(data: Any, limit: int) -> bool:

@@ -1,9 +1,9 @@
-"""A JSON body nested deeper than the platform writes back is refused at the door.
+"""A JSON body is refused at the door when it nests too deep or holds what JSON has not.
 
 Free-form fields (an account's settings, a rule's payload, a plan's features) take
-any JSON. Before the bound, one nested 300 levels was stored and every answer
-showing it failed to render (a 500 for as long as the row lived), and one nested a
-few thousand levels failed the parser itself (RecursionError, a 500).
+any JSON. Before the bound, one nested 300 levels was stored and reading it back
+overflowed the stack (a 500 for as long as the row lived), and one nested a few
+thousand levels failed the parser itself (RecursionError, a 500).
 """
 
 from __future__ import annotations
@@ -69,3 +69,26 @@ def test_brackets_inside_strings_do_not_count(workspace):
     created = _account(workspace, settings=settings)
     assert created.status_code == 201, created.text
     assert created.json["settings"]["note"] == settings["note"]
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        ("NaN", "NaN is not a JSON number"),
+        ("-Infinity", "-Infinity is not a JSON number"),
+        ("1e400", "1e400 is too large a number"),
+    ],
+)
+def test_numbers_json_does_not_have_are_400_naming_the_body(workspace, number, said):
+    """Python's parser takes them; jsonb does not: the database refused them, and the
+    answer named no field (a 422 'cannot be stored', logged as a schema bug)."""
+    body = json.dumps(VALID | {"external_id": numeric_id(), "settings": {"waba_id": "1"}})
+    body = body.replace('"waba_id": "1"', f'"waba_id": "1", "rate": {number}')
+    resp = workspace.call(
+        "POST", "/api/integration-accounts", body=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json["error"]
+    assert error["message"] == "The request body is not valid JSON"
+    assert said in error["details"][0]["message"]
+    assert workspace.call("GET", "/api/integration-accounts").json["items"] == []
