@@ -69,8 +69,8 @@ class RecipientItem(Input):
 class RecipientsAdd(Input):
     """Exactly one of ``contact_ids``, ``recipients`` (ids with variables) or ``filter``."""
 
-    contact_ids: list[uuid.UUID] | None = Field(None, max_length=MAX_IDS)
-    recipients: list[RecipientItem] | None = Field(None, max_length=MAX_IDS)
+    contact_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=MAX_IDS)
+    recipients: list[RecipientItem] | None = Field(None, min_length=1, max_length=MAX_IDS)
     filter: ContactFilter | None = None
 
 

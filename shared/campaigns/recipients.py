@@ -103,6 +103,8 @@ def _add_ids(
         }
         for contact_id, variables in wanted.items()
     ]
+    if not rows:
+        return 0  # NOTE: insert().values([]) would insert one row of defaults
     inserted = session.scalars(
         insert(CampaignRecipient)
         .values(rows)

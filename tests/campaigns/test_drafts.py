@@ -136,6 +136,11 @@ def test_recipients_by_ids_and_filter_deduplicated_never_another_tenants(shop: S
         json={"contact_ids": [str(first[0])], "filter": {"tags": ["vip"]}},
     )
     assert both.status_code == 422
+    # An empty list inserted a row of NULLs: the database refused it (a 422 naming nothing).
+    for empty in ({"contact_ids": []}, {"recipients": []}):
+        resp = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/recipients", json=empty)
+        assert resp.status_code == 422, resp.text
+        assert resp.json["error"]["details"][0]["field"] == next(iter(empty))
 
     assert shop.ws.call("DELETE", f"/api/campaigns/{campaign['id']}/recipients").status_code == 204
     assert shop.get(campaign)["counts"]["total"] == 0

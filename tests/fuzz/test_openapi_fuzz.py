@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from api.app import API_TITLE, API_VERSION, routes
 from api.openapi import build_document
 from shared.identity.security import issue_access_token
+from tests.fuzz.refusals import DatabaseRefusals
 from tests.fuzz.seed import path_ids, seed
 from tests.workspaces import Workspace, register
 
@@ -112,7 +113,10 @@ def test_operation_answers_as_documented(live_schema, read_workspace, client, me
         suppress_health_check=list(HealthCheck),
     )
     def answers_as_documented(case):
-        response = case.call(headers={"Authorization": f"Bearer {_fresh_token(ws)}"})
+        refused = DatabaseRefusals()
+        with refused:
+            response = case.call(headers={"Authorization": f"Bearer {_fresh_token(ws)}"})
+        assert not refused.seen, refused.seen
         case.validate_response(response, checks=CHECKS)
         # NOTE: a documented 503 (health naming what is down) is an answer, not a failure.
         assert response.status_code < 500 or response.status_code == 503, response.text
