@@ -14,16 +14,23 @@ keep-alive connections do (and as gunicorn 21-23 did); a thread takes it when it
 first bytes arrive, and gunicorn's own sweep closes it if none come within the
 keep-alive timeout. A connection whose request is already there goes to a thread at
 once, as before.
+
+Also: what gunicorn refuses before the app sees it (a URL over 4,094 bytes, too many
+or too large headers, a malformed request line or chunk) is answered as every API
+error is, ``{"error": {"code", "message", "details"}}``, not gunicorn's HTML page
+(:func:`write_json_error`).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import selectors
 import socket
 import time
 from functools import partial
 
+from gunicorn import util as gunicorn_util
 from gunicorn.workers import gthread
 
 _NOT_ACCEPTED = (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK)
@@ -62,3 +69,41 @@ def _readable(sock: socket.socket) -> bool:
     except OSError:
         return True  # reset or similar: a thread finds out and closes it
     return True
+
+
+#: Codes of the statuses gunicorn answers itself (``Worker.handle_error``).
+_ERROR_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's ``util.write_error``, writing the API's error shape instead of HTML.
+
+    NOTE: gunicorn looks ``util.write_error`` up when it answers, so the replacement
+    below serves every error of this process (the web process: this module is its
+    worker class). Same status line, ``Connection: close`` and length as gunicorn's.
+    """
+    body = json.dumps(
+        {
+            "error": {
+                "code": _ERROR_CODES.get(status_int, "error"),
+                "message": mesg or reason,
+                "details": [],
+            }
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = write_json_error

@@ -8,6 +8,7 @@ threads) and talk to it over TCP.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -101,3 +102,47 @@ def test_a_connection_closed_before_its_request_frees_its_place(web_port):
     for _ in range(THREADS * 4):
         socket.create_connection(("127.0.0.1", web_port)).close()
     assert _get(web_port, timeout=5).startswith(b"HTTP/1.1 200")
+
+
+def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], dict]:
+    """Send ``request`` as is; the answer's status, headers and JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-N%d: 1\r\n" % n for n in range(120))
+            + b"\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (b"HELLO\r\n\r\n", 400, "bad_request"),
+    ],
+)
+def test_what_gunicorn_refuses_is_answered_in_the_api_error_shape(
+    web_port, request_bytes, status, code
+):
+    """Refused before the app sees it: the same JSON error every endpoint answers."""
+    got, headers, body = _raw(web_port, request_bytes)
+    assert got == status, body
+    assert headers["content-type"] == "application/json"
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
