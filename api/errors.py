@@ -175,10 +175,17 @@ def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[s
     return details
 
 
+#: Every handler, most general first (Falcon picks the most specific one that matches).
+HANDLERS = (
+    (Exception, handle_unexpected),
+    (DomainError, handle_domain_error),
+    (IntegrityError, handle_constraint_error),
+    (DataError, handle_constraint_error),
+    (OperationalError, handle_database_error),
+)
+
+
 def register(app: falcon.App) -> None:
-    app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(DomainError, handle_domain_error)
-    app.add_error_handler(IntegrityError, handle_constraint_error)
-    app.add_error_handler(DataError, handle_constraint_error)
-    app.add_error_handler(OperationalError, handle_database_error)
+    for exception, handler in HANDLERS:
+        app.add_error_handler(exception, handler)
     app.set_error_serializer(serialize_http_error)

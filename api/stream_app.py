@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import falcon
 import falcon.asgi
-from sqlalchemy.exc import OperationalError
 
 from api import errors
-from api.errors import STATUS_CODES, error_body
 from api.stream_hub import Hub
 from shared import logs
 from shared.config import get_settings
-from shared.errors import DomainError
 
 
 class StreamResource:
@@ -81,22 +78,14 @@ def _awaitable(handler):
     return handle
 
 
-async def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
-    resp.status = ex.status_code
-    resp.content_type = falcon.MEDIA_JSON
-    code = STATUS_CODES.get(ex.status_code, "error")
-    resp.text = error_body(code, ex.description or ex.title or "Error")
-
-
 def create_stream_app(hub: Hub | None = None) -> falcon.asgi.App:
     logs.configure()
     settings = get_settings()
     hub = hub or Hub(settings.redis_url)
     app = falcon.asgi.App(middleware=[Lifespan(hub)], cors_enable=True)
-    app.add_error_handler(Exception, _awaitable(errors.handle_unexpected))
-    app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(DomainError, _awaitable(errors.handle_domain_error))
-    app.add_error_handler(OperationalError, _awaitable(errors.handle_database_error))
+    for exception, handler in errors.HANDLERS:
+        app.add_error_handler(exception, _awaitable(handler))
+    app.set_error_serializer(errors.serialize_http_error)
     app.add_route("/api/stream", StreamResource(hub))
     app.add_route("/api/stream/health", HealthResource(hub))
     return app
