@@ -1,4 +1,5 @@
-"""The web process's gunicorn worker: connections that have sent nothing hold no thread.
+"""The web process's gunicorn worker: connections that have sent nothing hold no thread,
+and kept-alive connections go back to the poller from the thread that answered them.
 
 gunicorn's own gthread worker (24+) gave each new connection to a thread that waited up
 to 5 s for its request, so a few idle connections stopped a process answering anyone
@@ -8,12 +9,15 @@ threads) and talk to it over TCP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,10 +29,9 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 THREADS = 2
 
 
-@pytest.fixture(scope="module")
-def web_port():
+@contextlib.contextmanager
+def _web(port: int):
     """gunicorn with ``api.gunicorn_conf`` serving the bare app: 1 process x 2 threads."""
-    [port] = free_ports()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -53,10 +56,17 @@ def web_port():
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(0.1)
-        yield port
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def web_port():
+    [port] = free_ports()
+    with _web(port):
+        yield port
 
 
 def _get(port: int, timeout: float) -> bytes:
@@ -102,6 +112,53 @@ def test_a_connection_closed_before_its_request_frees_its_place(web_port):
     for _ in range(THREADS * 4):
         socket.create_connection(("127.0.0.1", web_port)).close()
     assert _get(web_port, timeout=5).startswith(b"HTTP/1.1 200")
+
+
+def test_kept_alive_connections_are_each_answered_in_turn(web_port):
+    """Many connections, many requests each: every hand-back to the poller is seen."""
+    connections, requests = THREADS * 8, 40
+
+    def client(_: int) -> int:
+        answered = 0
+        with socket.create_connection(("127.0.0.1", web_port), timeout=10) as sock:
+            for _ in range(requests):
+                sock.sendall(REQUEST)
+                answered += _response(sock).startswith(b"HTTP/1.1 200")
+        return answered
+
+    with ThreadPoolExecutor(connections) as pool:
+        assert sum(pool.map(client, range(connections))) == connections * requests
+
+
+def test_a_kept_alive_connection_is_closed_after_the_keep_alive_timeout(web_port):
+    with socket.create_connection(("127.0.0.1", web_port), timeout=20) as sock:
+        sock.sendall(REQUEST)
+        assert _response(sock).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server
+        # api.gunicorn_conf's keepalive is 5 s; the poller looks once a second.
+        assert 3.0 < time.monotonic() - started < 12.0
+
+
+def test_a_stopping_worker_answers_a_kept_alive_connection_and_closes_it():
+    """SIGTERM: a request on a kept-alive connection is answered with ``Connection: close``,
+    and the worker exits in gunicorn's short linger, not its 20 s graceful timeout."""
+    [port] = free_ports()
+    with _web(port) as process:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(REQUEST)
+            assert _response(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)  # back in the poller
+            stopping = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(REQUEST)
+            answer = _response(sock)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert b"connection: close" in answer.lower()
+            assert sock.recv(1) == b""
+        process.wait(timeout=15)
+        assert time.monotonic() - stopping < 10.0
 
 
 def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], dict]:
