@@ -5,7 +5,7 @@ Server-Sent Events stream would hold one for as long as the agent's tab is open.
 Here (Falcon's ASGI app under uvicorn) an idle stream costs a coroutine and a
 queue. Run it with::
 
-    uvicorn --factory api.stream_app:create_stream_app --port 8001
+    uvicorn --factory api.stream_app:create_stream_app --http h11 --port 8001
 
 Behind a load balancer, route ``/api/stream`` to the stream processes and
 everything else to gunicorn; any stream process can serve any agent (the state
@@ -19,7 +19,7 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
-from api import errors
+from api import errors, stream_refusals  # noqa: F401 (uvicorn's refusals as API errors)
 from api.stream_hub import Hub
 from shared import logs
 from shared.config import get_settings

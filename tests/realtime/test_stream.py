@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -322,6 +325,7 @@ def test_a_stream_whose_database_cannot_answer_is_503_with_retry_after(ws):
     port, dead = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{dead}/x"}
     command = (sys.executable, "-m", "uvicorn", "--factory", "api.stream_app:create_stream_app")
+    command += ("--http", "h11")
     server = subprocess.Popen(
         [*command, "--port", str(port), "--log-level", "warning"],
         env=env,
@@ -346,3 +350,22 @@ def test_a_stream_whose_database_cannot_answer_is_503_with_retry_after(ws):
     assert resp.json()["error"]["code"] == "database_unavailable"
     assert resp.headers["Retry-After"] == "1"
     assert b"database unavailable on GET /api/stream" in log
+
+
+def test_a_request_uvicorn_cannot_parse_is_answered_in_the_api_error_shape(stream_url):
+    """uvicorn answers it before the app; still the API's JSON error, not plain text."""
+    with socket.create_connection(("127.0.0.1", urlsplit(stream_url).port), timeout=10) as sock:
+        sock.sendall(b"NOT A REQUEST\x00\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), data
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {
+        "error": {
+            "code": "bad_request",
+            "message": "Invalid HTTP request received.",
+            "details": [],
+        }
+    }
