@@ -105,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="s per peak window")
     parser.add_argument("--paced-duration", type=float, default=20.0, help="s paced")
     parser.add_argument("--paced-fraction", type=float, default=0.7, help="of the mix's peak")
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="req/s paced instead of --paced-fraction: the same offered load for two versions"
+        " of the code, whose peaks differ",
+    )
     parser.add_argument("--keep-db", action="store_true", help="reuse (and keep) the data")
     parser.add_argument(
         "--web-concurrency",
@@ -169,6 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rounds 1..20, --duration (0, 600] s, --paced-duration > 0")
     if not 0 < args.paced_fraction <= 1:
         parser.error("--paced-fraction within (0, 1]")
+    if args.paced_rate is not None and args.paced_rate <= 0:
+        parser.error("--paced-rate > 0")
     if args.database and not args.keep_db:
         parser.error("--database names a kept database: use it with --keep-db")
     return args
@@ -728,6 +736,9 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         combined = {name: loadrun.combine(rs) for name, rs in results.items()}
 
         rate = args.paced_fraction * combined["mix"]["rps"]
+        if args.paced_rate:
+            # The report names the paced load by its share of this run's peak.
+            rate, args.paced_fraction = args.paced_rate, args.paced_rate / combined["mix"]["rps"]
         print(
             f"[inbox_mix] paced: {rate:,.1f} req/s ({100 * args.paced_fraction:.0f} % of the"
             f" mix's peak), open loop over {args.paced_connections} connections,"
