@@ -19,24 +19,24 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
-from shared.analytics import periods
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.time_bounds import EARLIEST_DAY, LATEST_DAY
 
 T = TypeVar("T")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-#: A day a report may be asked for (``shared.analytics.periods`` says why it is bounded).
-ReportDay = Annotated[dt.date, Field(ge=periods.EARLIEST_DAY, le=periods.LATEST_DAY)]
+#: A day a report may be asked for (``shared.time_bounds`` says why it is bounded).
+ReportDay = Annotated[dt.date, Field(ge=EARLIEST_DAY, le=LATEST_DAY)]
 
 
 def _in_supported_years(value: dt.datetime) -> dt.datetime:
     """Refuse a time in the years no request needs, where arithmetic leaves ``datetime``.
 
     Year 1 or 9999 with an offset falls outside Python's datetimes once converted to UTC,
-    rounded to a bucket or moved by a day (an OverflowError, a 500). Compared by year, so
-    a time without an offset (wall-clock time in a named zone) is checked the same way.
+    rounded to a bucket or moved by a day (:mod:`shared.time_bounds`). Compared by year,
+    so a time without an offset (wall-clock time in a named zone) is checked the same way.
     """
-    earliest, latest = periods.EARLIEST_DAY.year, periods.LATEST_DAY.year
+    earliest, latest = EARLIEST_DAY.year, LATEST_DAY.year
     if not earliest <= value.year <= latest:
         raise PydanticCustomError(
             "datetime_out_of_range",

@@ -5,14 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from shared.errors import ValidationFailed
+from shared.time_bounds import EARLIEST_DAY, LATEST_DAY
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 #: Longest ``start``..``end`` range of a WhatsApp insights request (Meta keeps ~a year).
 MAX_RANGE_DAYS = 366
-#: The days a report may name. Reports do day arithmetic (a default range before ``to``,
-#: the day after ``end``, a local midnight in UTC) that leaves Python's dates (years 1 to
-#: 9999) near either end, an OverflowError; no real report needs those years.
-EARLIEST_DAY, LATEST_DAY = dt.date(1900, 1, 1), dt.date(9000, 12, 31)
 
 
 def period_days(period: str, field: str = "period") -> int:
