@@ -322,13 +322,10 @@ def _auth(token: str) -> dict[str, str]:
 def classify(response: httpx.Response) -> SendFailed:
     """Meta's error body (``{"error": {"code", "message", ...}}``) as a :class:`SendFailed`."""
     status = response.status_code
-    try:
-        error = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
+    error = _object(_object(_readable(response.content)).get("error"))
     code = str(error.get("code") or f"http_{status}")
     message = str(error.get("message") or response.reason_phrase or "Graph API error")
-    details = (error.get("error_data") or {}).get("details")
+    details = _object(error.get("error_data")).get("details")
     if details and details not in message:
         message = f"{message}: {details}"
     transient = (
@@ -342,6 +339,18 @@ def classify(response: httpx.Response) -> SendFailed:
     # and language that already exist is 2388024); kept for callers that need it.
     failure.subcode = str(error["error_subcode"]) if error.get("error_subcode") else None
     return failure
+
+
+def _readable(body: bytes) -> Any:
+    """An error answer's JSON, or None: its shape is Meta's to get wrong, not a crash of ours."""
+    try:
+        return json_encoding.loads(body)
+    except ValueError:
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _retry_after(raw: str | None) -> float | None:

@@ -98,11 +98,12 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
         payload = graph.whatsapp_text(to, message.body)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
-    answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
+    with _accepted_once():
+        answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
     try:
         return str(answer["messages"][0]["id"])
     except (KeyError, IndexError, TypeError) as exc:
-        raise SendFailed("bad_response", "no message id in Meta's answer", transient=True) from exc
+        raise _accepted_unread("its answer named no message id") from exc
 
 
 def _send_page(session: Session | None, outgoing: Outgoing) -> str:
@@ -114,7 +115,7 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
         [item] = message.attachments
         media = _stored_media(session, message, item)
         fields = graph.page_attachment_upload(recipient, item["type"])
-        with _open(media) as stream:
+        with _open(media) as stream, _accepted_once():
             answer = client.post_form(
                 "me/messages",
                 token,
@@ -123,13 +124,41 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
                 file_field="filedata",
             )
     elif message.body:
-        answer = client.post("me/messages", token, graph.page_text(recipient, message.body))
+        with _accepted_once():
+            answer = client.post("me/messages", token, graph.page_text(recipient, message.body))
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
     message_id = answer.get("message_id")
     if not message_id:
-        raise SendFailed("bad_response", "no message_id in Meta's answer", transient=True)
+        raise _accepted_unread("its answer named no message_id")
     return str(message_id)
+
+
+@contextlib.contextmanager
+def _accepted_once() -> Iterator[None]:
+    """Around the call that sends a message to Meta: an answer given with a 2xx that cannot
+    be read fails the message instead of retrying it.
+
+    WHY: a 2xx means Meta took the message, and Meta has no idempotency key: another
+    attempt would reach the customer twice. Like a send in doubt (``delivery_unknown`` in
+    :mod:`.outbound_engine`), it fails visibly and is not sent again. A graph call answers
+    ``bad_response`` only for a 2xx; refusals carry Meta's code.
+    """
+    try:
+        yield
+    except SendFailed as exc:
+        if exc.code != "bad_response":
+            raise
+        raise _accepted_unread(f"its answer could not be read ({exc.message})") from exc
+
+
+def _accepted_unread(what: str) -> SendFailed:
+    return SendFailed(
+        "bad_response",
+        f"Meta accepted the message but {what}; it was not sent again, so the customer may"
+        " have it (resend it if they did not)",
+        transient=False,
+    )
 
 
 def _send_email(session: Session, outgoing: Outgoing) -> str:

@@ -252,3 +252,66 @@ def test_messenger_rate_limit_80007_is_retried(workspace, channels, fake_graph):
 
     wait_for_status(workspace, conversation["id"], message_id, "sent")
     assert len(fake_graph.sent()) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"messaging_product": "whatsapp"},  # no messages
+        {"messages": "wamid.1"},  # a string, not a list
+        b"<html>ok</html>",  # not JSON at all
+    ],
+)
+def test_an_accepted_send_whose_answer_cannot_be_read_is_never_sent_twice(
+    workspace, channels, fake_graph, answer
+):
+    """A 2xx means Meta took the message: another attempt would reach the customer again."""
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(("raw", 200, answer))
+
+    message_id = _send(workspace, conversation, body="accepted, answered oddly")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "bad_response"
+    assert "Meta accepted the message" in failed["error_message"]
+    assert "not sent again" in failed["error_message"]
+    assert len(fake_graph.sent()) == 1
+
+
+def test_a_messenger_send_answered_without_its_id_is_never_sent_twice(
+    workspace, channels, fake_graph
+):
+    account_id = channels.account("messenger", credentials={"access_token": "page"})
+    conversation = channels.conversation(
+        channels.contact(channel="messenger"), integration_account_id=account_id
+    )
+    fake_graph.script(("raw", 200, {"recipient_id": "123"}))
+
+    message_id = _send(workspace, conversation, body="accepted, no id")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "bad_response"
+    assert len(fake_graph.sent()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "sends"),
+    [
+        (400, {"error": "not an object"}, "http_400", 1),
+        (400, {"error": {"code": 100, "message": "bad", "error_data": "text"}}, "100", 1),
+        (400, [1, 2], "http_400", 1),
+        (500, b"[" * 5000, "http_500", 3),  # deeper than any JSON we read: transient still
+    ],
+)
+def test_an_error_answer_of_another_shape_is_still_classified(
+    workspace, channels, fake_graph, status, body, code, sends
+):
+    """Meta's error body read defensively: a refusal, never a worker crash."""
+    _, conversation = _whatsapp(channels)
+    fake_graph.script(("raw", status, body))
+
+    message_id = _send(workspace, conversation, body="refused oddly")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed", timeout=30)
+    assert failed["error_code"] == code
+    assert len(fake_graph.sent()) == sends
