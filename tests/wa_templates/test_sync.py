@@ -261,3 +261,17 @@ def test_a_job_whose_messages_were_lost_is_redriven(workspace, templates):
     assert templates.job(job_id).status == "succeeded"
     assert list(templates.templates(account)) == [("a", "en_US")]
     assert uuid.UUID(str(job_id))
+
+
+def test_a_listing_whose_paging_is_of_another_shape_ends_there(templates):
+    """Meta's paging read defensively: cursors that are not an object end the listing."""
+    account = templates.account()
+    with session_scope() as session:
+        session.add(
+            WaTemplateSync(integration_account_id=account["id"], tenant_id=templates.tenant_id)
+        )
+    listed = {"data": [meta_template("a")], "paging": {"next": "more", "cursors": "after-b"}}
+    templates.graph.script_templates(("raw", 200, listed))
+
+    assert sync.run(account["id"], None) == "succeeded"
+    assert list(templates.templates(account)) == [("a", "en_US")]

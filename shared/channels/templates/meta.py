@@ -67,7 +67,8 @@ def list_templates(waba_id: str, token: str) -> Listing:
             raise SendFailed("bad_response", "message_templates without 'data'", transient=True)
         templates += [t for t in data if isinstance(t, dict)]
         paging = page.get("paging") if isinstance(page.get("paging"), dict) else {}
-        after = ((paging.get("cursors") or {}).get("after")) if paging.get("next") else None
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        after = cursors.get("after") if paging.get("next") else None
         if not after:
             return Listing(templates, calls)
         if calls >= MAX_PAGES:
