@@ -69,3 +69,24 @@ def test_retry_after_is_read_as_seconds_or_a_date():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     later = email.utils.formatdate(time.time() + 10, usegmt=True)
     assert 8 <= retry_after_seconds(later) <= 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000, b'{"choices": [{"message": {"content": NaN}}]}'],
+    ids=["nested-past-the-bound", "nan"],
+)
+def test_a_completion_no_json_parser_should_read_is_malformed(fake_llm, body):
+    """An answer nested past the JSON bound is refused as malformed, not a crash."""
+    fake_llm.script(("raw", body))
+    with pytest.raises(ProviderError) as raised:
+        run(_client(fake_llm).complete(ModelRequest(messages=[{"role": "user", "content": "x"}])))
+    assert raised.value.kind == "malformed"
+
+
+def test_embeddings_past_a_float_are_malformed(fake_llm):
+    huge = "1" + "0" * 400  # an integer no float holds
+    fake_llm.embeddings_body = f'{{"data": [{{"index": 0, "embedding": [{huge}]}}]}}'.encode()
+    with pytest.raises(ProviderError) as raised:
+        run(_client(fake_llm).embed(["a text"]))
+    assert raised.value.kind == "malformed"

@@ -11,7 +11,10 @@ next behaviour (the last one repeats), one of:
 - ``("malformed",)``: 200 with a body that is not JSON; ``("shape",)``: JSON without choices;
 - ``("sleep", seconds)``: wait, then answer ok (a slow model; past the client's timeout
   the client gives up);
-- ``("echo_system",)``: answer with the system prompt (an instruction leak).
+- ``("echo_system",)``: answer with the system prompt (an instruction leak);
+- ``("raw", body)``: 200 with exactly ``body`` (bytes).
+
+:attr:`FakeLLM.embeddings_body`, when set, is the 200 body of every embeddings call.
 
 :attr:`FakeLLM.delay` makes every chat call take that long (the benchmark's model).
 Usage is reported as word counts so token accounting is checkable.
@@ -52,6 +55,7 @@ class FakeLLM:
     requests: list[LLMRequest] = field(default_factory=list)
     answer: str = "Scripted answer."
     delay: float = 0.0
+    embeddings_body: bytes | None = None
     _plan: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +67,7 @@ class FakeLLM:
         with self.lock:
             self.requests.clear()
             self._plan = []
+            self.embeddings_body = None
             self.answer = "Scripted answer."
             self.delay = 0.0
 
@@ -124,6 +129,9 @@ def _handler(llm: FakeLLM):
             recorded = LLMRequest(self.path, dict(self.headers.items()), body, time.time())
             with llm.lock:
                 llm.requests.append(recorded)
+            if self.path.endswith("/embeddings") and llm.embeddings_body is not None:
+                self._send(200, llm.embeddings_body)
+                return
             if self.path.endswith("/embeddings"):
                 inputs = body.get("input") or []
                 inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -156,6 +164,9 @@ def _handler(llm: FakeLLM):
                 return
             if behaviour == ("malformed",):
                 self._send(200, b'{"choices": [ this is not json')
+                return
+            if isinstance(behaviour, tuple) and behaviour[0] == "raw":
+                self._send(200, behaviour[1])
                 return
             if behaviour == ("shape",):
                 self._send(200, {"object": "chat.completion", "choices": []})

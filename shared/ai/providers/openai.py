@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from shared import json_encoding
 from shared.ai.providers.base import (
     RATE_LIMITED,
     REFUSED,
@@ -172,7 +173,7 @@ class OpenAICompatible:
         try:
             rows = sorted(data["data"], key=lambda row: row["index"])
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise MalformedResponse(f"no embeddings in the answer ({exc})") from None
         if len(vectors) != len(texts):
             raise MalformedResponse(f"{len(vectors)} embeddings for {len(texts)} inputs")
@@ -240,7 +241,7 @@ class OpenAICompatible:
         if status >= 300:
             return ProviderError(REFUSED, self._scrub(f"refused {status}: {describe(content)}"))
         try:
-            data = json.loads(content)
+            data = json_encoding.loads(content)
         except ValueError:
             return MalformedResponse(f"not JSON: {describe(content, 80)}")
         if not isinstance(data, dict):
