@@ -130,6 +130,21 @@ def test_kept_alive_connections_are_each_answered_in_turn(web_port):
         assert sum(pool.map(client, range(connections))) == connections * requests
 
 
+def test_pipelined_requests_are_each_answered_in_order(web_port):
+    """Requests sent before their answers: the next one's bytes already read by the parser
+    go through gthread's own path (the socket is not readable again), and are answered."""
+    with socket.create_connection(("127.0.0.1", web_port), timeout=10) as sock:
+        sock.sendall(REQUEST * 3)
+        data = b""
+        while data.count(b'{"status":"ok"}') < 3:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.count(b"HTTP/1.1 200 OK") == 3
+        sock.sendall(REQUEST)  # and the connection is still kept alive after them
+        assert _response(sock).startswith(b"HTTP/1.1 200")
+
+
 def test_a_kept_alive_connection_is_closed_after_the_keep_alive_timeout(web_port):
     with socket.create_connection(("127.0.0.1", web_port), timeout=20) as sock:
         sock.sendall(REQUEST)
