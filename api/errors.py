@@ -8,39 +8,17 @@ traceback goes to the log.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 import falcon
 import psycopg.errors
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from api.error_shape import STATUS_CODES, error_body
 from shared.errors import DomainError, RateLimited
 
 log = logging.getLogger("api.errors")
-
-#: Stable codes for Falcon's own HTTP errors.
-STATUS_CODES: dict[int, str] = {
-    400: "bad_request",
-    401: "unauthenticated",
-    402: "plan_limit_reached",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "rate_limited",
-    503: "dependency_unavailable",
-}
-
-
-def error_body(code: str, message: str, details: list[Any] | None = None) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "details": details or []}})
 
 
 def _write(resp: falcon.Response, status: int, code: str, message: str, details=None) -> None:

@@ -31,7 +31,6 @@ error is, ``{"error": {"code", "message", "details"}}``, not gunicorn's HTML pag
 from __future__ import annotations
 
 import errno
-import json
 import selectors
 import socket
 import threading
@@ -40,6 +39,8 @@ from functools import partial
 
 from gunicorn import util as gunicorn_util
 from gunicorn.workers import gthread
+
+from api.error_shape import STATUS_CODES, error_body
 
 _NOT_ACCEPTED = (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK)
 
@@ -147,8 +148,7 @@ def _readable(sock: socket.socket) -> bool:
 
 #: Codes of the statuses gunicorn answers itself (``Worker.handle_error``).
 _ERROR_CODES = {
-    400: "bad_request",
-    403: "forbidden",
+    **STATUS_CODES,
     414: "uri_too_long",
     417: "expectation_failed",
     431: "headers_too_large",
@@ -164,15 +164,7 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
     below serves every error of this process (the web process: this module is its
     worker class). Same status line, ``Connection: close`` and length as gunicorn's.
     """
-    body = json.dumps(
-        {
-            "error": {
-                "code": _ERROR_CODES.get(status_int, "error"),
-                "message": mesg or reason,
-                "details": [],
-            }
-        }
-    ).encode()
+    body = error_body(_ERROR_CODES.get(status_int, "error"), mesg or reason).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import h11
 from uvicorn.protocols.http import h11_impl
 
-from api.errors import error_body
+from api.error_shape import error_body
 
 
 def send_json_400(self: h11_impl.H11Protocol, msg: str) -> None:
