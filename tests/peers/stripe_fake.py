@@ -74,6 +74,8 @@ class FakeStripe:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _fail: int = 0
+    #: Answers given before the API's, in order (see answer_next).
+    _scripted: list[tuple[int, Any]] = field(default_factory=list)
     _replies: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,6 +88,7 @@ class FakeStripe:
             self.down = self.hold_charges = False
             self.release = threading.Event()
             self._fail = 0
+            self._scripted.clear()
             for name in ("charges", "refunds", "events", "calls"):
                 getattr(self, name).clear()
             self._replies.clear()
@@ -93,6 +96,12 @@ class FakeStripe:
     def fail_next(self, n: int) -> None:
         with self.lock:
             self._fail = n
+
+    def answer_next(self, status: int, body: Any) -> None:
+        """The next request not yet answered gets ``status`` and ``body`` (an object sent as
+        JSON, or raw bytes), and moves no money: Stripe answering in a shape it should not."""
+        with self.lock:
+            self._scripted.append((status, body))
 
     def charged(self, invoice_id: Any) -> list[dict[str, Any]]:
         """The charges that moved money for one invoice (from their metadata)."""
@@ -276,6 +285,8 @@ class FakeStripe:
         """Idempotency first (as Stripe: per key, same parameters -> same answer)."""
         with self.lock:
             self.calls.append((method, path, key))
+            if self._scripted:
+                return self._scripted.pop(0), False
             if self._fail > 0:
                 self._fail -= 1
                 return _error(500, "api_error", "Something went wrong on Stripe's end."), False
@@ -319,7 +330,7 @@ def _handler(state: FakeStripe):
             (status, body), replayed = state.answer(method, split.path, key, _nested(pairs))
             if split.path == "/v1/payment_intents" and state.hold_charges and not replayed:
                 state.release.wait(60)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

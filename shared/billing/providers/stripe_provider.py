@@ -6,13 +6,16 @@ the endpoint (tests point it at ``tests/peers/stripe_fake.py``), a
 ``max_network_retries=0`` leaves retrying to our workers (Dramatiq's backoff), whose
 idempotency keys make a retry the same charge. Errors are mapped: a card error (402) is a
 failed :class:`Outcome` with its decline code; connection errors, timeouts, 429 and 5xx are
-:class:`ProviderUnavailable`.
+:class:`ProviderUnavailable`, and so is an answer the client cannot read or that names no
+usable id (see *reading answers* below).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -46,43 +49,126 @@ def _unavailable(exc: stripe.StripeError) -> ProviderUnavailable:
     return ProviderUnavailable(f"Stripe unavailable ({type(exc).__name__} {status}): {exc}")
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    """A StripeObject as a plain dict (16.x objects are not dicts; webhooks are already)."""
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+# --- reading answers --------------------------------------------------------------------
+# WHY: a 2xx answer, a decline or a signed event can carry a field of another type or size
+# (a proxy's page, a changed API version, an error that is a string). Each is read here
+# into the types our rows hold: an id we cannot use is ProviderUnavailable (the idempotent
+# call is retried, then a visible dead letter), a display fact or a code of another shape
+# is left out. Before, such an answer was a 500 at the API or a crashed billing job.
+
+#: The longest provider id our columns hold (``provider_*_id``, ``provider_reference``).
+ID_MAX = 255
+#: The longest failure code kept (``billing_payments.failure_code``).
+CODE_MAX = 64
+#: The longest failure message kept.
+MESSAGE_MAX = 1000
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` as a plain dict when it is a JSON object (a StripeObject too), else ``{}``."""
+    if isinstance(value, dict):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else {}
+
+
+def _string(value: Any, limit: int) -> str | None:
+    """``value`` if it is a non-empty string of at most ``limit`` characters."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def _cut(value: Any, limit: int) -> str | None:
+    """A non-empty string ``value`` cut to ``limit`` characters (codes, messages)."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _int_between(value: Any, low: int, high: int) -> int | None:
+    return value if type(value) is int and low <= value <= high else None
+
+
+def _required_id(obj: dict[str, Any], what: str) -> str:
+    found = _string(obj.get("id"), ID_MAX)
+    if found is None:
+        raise ProviderUnavailable(f"Stripe answered a {what} without a usable id")
+    return found
 
 
 def _card_info(pm: Any) -> PaymentMethodInfo:
-    pm = _plain(pm)
-    card = pm.get("card") or {}
+    pm = _object(pm)
+    card = _object(pm.get("card"))
+    last4 = _string(card.get("last4"), 4)
     return PaymentMethodInfo(
-        id=pm["id"],
-        brand=card.get("brand"),
-        last4=card.get("last4"),
-        exp_month=card.get("exp_month"),
-        exp_year=card.get("exp_year"),
+        id=_required_id(pm, "payment method"),
+        brand=_string(card.get("brand"), 32),
+        last4=last4 if last4 and len(last4) == 4 and last4.isdigit() else None,
+        exp_month=_int_between(card.get("exp_month"), 1, 12),
+        exp_year=_int_between(card.get("exp_year"), 1000, 9999),
     )
 
 
-def _intent_outcome(intent: Any) -> Outcome:
-    status = intent.get("status")
+def _intent_outcome(intent: dict[str, Any]) -> Outcome:
+    reference = _required_id(intent, "payment intent")
+    status = _cut(intent.get("status"), CODE_MAX)
     if status == "succeeded":
-        return Outcome("succeeded", intent["id"])
+        return Outcome("succeeded", reference)
     if status == "processing":
-        return Outcome("pending", intent["id"])  # the webhook brings the result
-    error = intent.get("last_payment_error") or {}
-    code = error.get("decline_code") or error.get("code")
+        return Outcome("pending", reference)  # the webhook brings the result
+    error = _object(intent.get("last_payment_error"))
+    code = _cut(error.get("decline_code"), CODE_MAX) or _cut(error.get("code"), CODE_MAX)
     if status == "requires_action":
         code = code or "authentication_required"
-    return Outcome("failed", intent["id"], code or status, error.get("message"))
+    message = _cut(error.get("message"), MESSAGE_MAX)
+    return Outcome("failed", reference, code or status or "payment_failed", message)
 
 
-def _refund_outcome(refund: Any) -> Outcome:
+def _refund_outcome(refund: dict[str, Any]) -> Outcome:
+    reference = _required_id(refund, "refund")
     status = refund.get("status")
     if status == "succeeded":
-        return Outcome("succeeded", refund["id"])
+        return Outcome("succeeded", reference)
     if status in ("failed", "canceled"):
-        return Outcome("failed", refund["id"], refund.get("failure_reason") or status)
-    return Outcome("pending", refund["id"])
+        return Outcome("failed", reference, _cut(refund.get("failure_reason"), CODE_MAX) or status)
+    return Outcome("pending", reference)
+
+
+def _rejected(exc: stripe.StripeError) -> PaymentMethodRejected:
+    message = _cut(exc.user_message, MESSAGE_MAX) or _cut(str(exc), MESSAGE_MAX) or "refused"
+    return PaymentMethodRejected(message, _cut(exc.code, CODE_MAX))
+
+
+def _declined(exc: stripe.StripeError, fallback: str, *, charge: bool) -> Outcome:
+    """A card or request error as a failed Outcome; a charge's names its intent if it can."""
+    error = _object(_object(exc.json_body).get("error"))
+    intent = error.get("payment_intent")
+    reference = None
+    if charge:
+        reference = _string(intent, ID_MAX) or _string(_object(intent).get("id"), ID_MAX)
+    code = (
+        _cut(error.get("decline_code"), CODE_MAX)
+        or _cut(exc.code, CODE_MAX)
+        or _cut(error.get("code"), CODE_MAX)
+        or fallback
+    )
+    message = _cut(exc.user_message, MESSAGE_MAX) or _cut(str(exc), MESSAGE_MAX)
+    return Outcome("failed", reference, code, message)
+
+
+def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``method`` of the client, with what it raises for a provider that is down, or for
+    an answer it cannot read, as :class:`ProviderUnavailable`: every call is idempotent
+    or harmless to repeat, so the worker's retries (then a dead letter) or the client's
+    next try follow. Card and request errors are the caller's to map.
+    """
+    try:
+        return method(*args, **kwargs)
+    except _UNAVAILABLE as exc:
+        raise _unavailable(exc) from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # NOTE: raised by the client itself: stripe 16 crashes mapping an error that is a
+        # string. Only the client's call is inside this try.
+        raise ProviderUnavailable(
+            f"Stripe's answer could not be read ({type(exc).__name__})"
+        ) from exc
 
 
 class StripeProvider:
@@ -102,38 +188,33 @@ class StripeProvider:
         params: dict[str, Any] = {"metadata": {"tenant_id": tenant_id}}
         if email:
             params["email"] = email
-        try:
-            customer = self.client.v1.customers.create(
-                params=params, options={"idempotency_key": idempotency_key}
-            )
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
-        return customer["id"]
+        customer = _call(
+            self.client.v1.customers.create,
+            params=params,
+            options={"idempotency_key": idempotency_key},
+        )
+        return _required_id(_object(customer), "customer")
 
     def attach_payment_method(self, *, customer_id: str, token: str) -> PaymentMethodInfo:
         try:
-            pm = self.client.v1.payment_methods.attach(token, params={"customer": customer_id})
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+            pm = _call(
+                self.client.v1.payment_methods.attach, token, params={"customer": customer_id}
+            )
         except (stripe.CardError, stripe.InvalidRequestError) as exc:
-            raise PaymentMethodRejected(exc.user_message or str(exc), exc.code) from exc
+            raise _rejected(exc) from exc
         return _card_info(pm)
 
     def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodInfo:
         try:
-            return _card_info(self.client.v1.payment_methods.retrieve(payment_method_id))
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+            pm = _call(self.client.v1.payment_methods.retrieve, payment_method_id)
         except stripe.InvalidRequestError as exc:
-            raise PaymentMethodRejected(exc.user_message or str(exc), exc.code) from exc
+            raise _rejected(exc) from exc
+        return _card_info(pm)
 
     def detach_payment_method(self, payment_method_id: str) -> None:
-        try:
-            self.client.v1.payment_methods.detach(payment_method_id)
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
-        except stripe.InvalidRequestError:
-            pass  # already detached or unknown: nothing left to remove
+        # An unknown or already detached method: nothing is left to remove.
+        with contextlib.suppress(stripe.InvalidRequestError):
+            _call(self.client.v1.payment_methods.detach, payment_method_id)
 
     def charge(
         self,
@@ -155,31 +236,28 @@ class StripeProvider:
             "metadata": metadata,
         }
         try:
-            intent = self.client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": idempotency_key}
+            intent = _call(
+                self.client.v1.payment_intents.create,
+                params=params,
+                options={"idempotency_key": idempotency_key},
             )
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
         except (stripe.CardError, stripe.InvalidRequestError) as exc:
-            error = (exc.json_body or {}).get("error") or {}
-            intent = error.get("payment_intent") or {}
-            code = error.get("decline_code") or exc.code or "card_error"
-            return Outcome("failed", intent.get("id"), code, exc.user_message or str(exc))
-        return _intent_outcome(_plain(intent))
+            return _declined(exc, "card_error", charge=True)
+        return _intent_outcome(_object(intent))
 
     def refund(
         self, *, charge_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
     ) -> Outcome:
         params = {"payment_intent": charge_reference, "amount": amount, "metadata": metadata}
         try:
-            refund = self.client.v1.refunds.create(
-                params=params, options={"idempotency_key": idempotency_key}
+            refund = _call(
+                self.client.v1.refunds.create,
+                params=params,
+                options={"idempotency_key": idempotency_key},
             )
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
         except (stripe.CardError, stripe.InvalidRequestError) as exc:
-            return Outcome("failed", None, exc.code or "refund_refused", str(exc))
-        return _refund_outcome(_plain(refund))
+            return _declined(exc, "refund_refused", charge=False)
+        return _refund_outcome(_object(refund))
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> WebhookEvent:
         from shared.config import get_settings
@@ -207,8 +285,7 @@ def parse_event(payload: bytes, signature: str | None, secret: str | None) -> We
 
 
 def _payment_id(obj: dict[str, Any]) -> str | None:
-    metadata = obj.get("metadata")
-    return metadata.get("payment_id") if isinstance(metadata, dict) else None
+    return _string(_object(obj.get("metadata")).get("payment_id"), 64)
 
 
 def _read_event(event: dict[str, Any]) -> WebhookEvent:
@@ -216,7 +293,7 @@ def _read_event(event: dict[str, Any]) -> WebhookEvent:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     base = {"id": event["id"][:255], "type": kind, "payload": event}
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+    if not isinstance(obj, dict) or _string(obj.get("id"), ID_MAX) is None:
         return WebhookEvent(**base)
     if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         outcome = _intent_outcome(obj)
@@ -233,7 +310,7 @@ def _read_event(event: dict[str, Any]) -> WebhookEvent:
         outcomes = [
             (_payment_id(r), _refund_outcome(r))
             for r in items or []
-            if isinstance(r, dict) and isinstance(r.get("id"), str)
+            if isinstance(r, dict) and _string(r.get("id"), ID_MAX) is not None
         ]
         return WebhookEvent(**base, kind="refund", outcomes=outcomes)
     return WebhookEvent(**base)
