@@ -101,7 +101,7 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
     try:
         items = parse(row)
     except Exception as exc:  # a parser bug: the payload stays stored and visible
-        log.exception("inbound event %s could not be parsed", row.id)
+        log.exception("inbound event %s could not be parsed", inbound_event_id)
         items = [ItemError(f"parse failed: {type(exc).__name__}: {exc}")]
     applicable = [i for i in items if not isinstance(i, ItemError)]
     # PERF: most rows hold one item; it needs no savepoint (two round trips): when it
@@ -121,7 +121,9 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
         except OperationalError:
             raise  # the database itself: the actor retries
         except Exception as exc:
-            log.exception("inbound event %s item %d failed", row.id, index)
+            # NOTE: the id we were given, not row.id: after a failed flush, reading the row
+            # raised PendingRollbackError here, and the job retried to a dead letter.
+            log.exception("inbound event %s item %d failed", inbound_event_id, index)
             error = f"item {index}: {type(exc).__name__}: {str(exc)[:300]}"
             if single:
                 return _fail_alone(session, inbound_event_id, error)

@@ -1,0 +1,88 @@
+"""Signed Meta callbacks whose inner fields have another shape: a 200 and a row that says
+what failed, at once; never a 500, and never a job retried to a dead letter."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.channels_inbound.conftest import load
+
+
+def _wa(channels, account, mutate) -> dict:
+    payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
+    mutate(payload["entry"][0])
+    return payload
+
+
+def _value(entry: dict) -> dict:
+    return entry["changes"][0]["value"]
+
+
+@pytest.mark.parametrize(
+    "mutate, stored",
+    [
+        pytest.param(lambda e: e.__setitem__("changes", 5), [], id="changes-a-number"),
+        pytest.param(lambda e: e.__setitem__("changes", {"field": "x"}), [], id="changes-obj"),
+        pytest.param(lambda e: _value(e).__setitem__("messages", 5), [], id="messages-a-number"),
+        pytest.param(
+            lambda e: _value(e).__setitem__("statuses", "read"),
+            ["wamid.TEXT1"],
+            id="statuses-a-string",
+        ),
+    ],
+)
+def test_lists_of_another_shape_answer_200(channels, mutate, stored):
+    account = channels.account("whatsapp")
+    payload = _wa(channels, account, mutate)
+    resp = channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    assert resp.status_code == 200, resp.text
+    channels.settle()
+    assert [m.provider_message_id for m in channels.messages()] == stored
+    assert all(row.status in ("failed", "processed") for row in channels.inbound_events())
+
+
+def test_a_messenger_messaging_that_is_not_a_list_answers_200(channels):
+    account = channels.account("messenger")
+    payload = load("messenger_text.json", PAGE_ID=account["external_id"])
+    payload["entry"][0]["messaging"] = 7
+    resp = channels.post_meta("messenger", payload, secret=account["credentials"]["app_secret"])
+    assert resp.status_code == 200, resp.text
+    channels.settle()
+    assert channels.messages() == []
+
+
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("text", {"body": {"nested": True}}, "ProgrammingError"),  # a body that is an object
+        ("id", "wamid." + "w" * 300, "DataError"),  # past provider_message_id
+    ],
+)
+def test_a_message_the_database_cannot_take_fails_once_not_retried(channels, field, value, error):
+    account = channels.account("whatsapp")
+    payload = _wa(channels, account, lambda e: _value(e)["messages"][0].__setitem__(field, value))
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert error in row.result["errors"][0]
+    assert channels.messages() == [] and channels.contacts() == []
+
+
+def test_the_sibling_of_a_message_the_database_cannot_take_is_stored(channels):
+    account = channels.account("whatsapp")
+
+    def two(entry: dict) -> None:
+        good = _value(entry)["messages"][0]
+        bad = copy.deepcopy(good) | {"id": "wamid.BADBODY", "text": {"body": ["a", "list"]}}
+        _value(entry)["messages"] = [bad, good | {"id": "wamid.SIBLING"}]
+
+    payload = _wa(channels, account, two)
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.result["counts"] == {"failed": 1, "message_created": 1}
+    assert [m.provider_message_id for m in channels.messages()] == ["wamid.SIBLING"]
