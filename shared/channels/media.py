@@ -232,11 +232,10 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
     if media.channel == "whatsapp":
         token = _account_token(session, media)
         info = client.get(media.provider_media_id, token)
-        if int(info.get("file_size") or 0) > settings.media_max_bytes:
+        url, size, mime_type = _media_location(info)
+        if size is not None and size > settings.media_max_bytes:
             raise SendFailed("media_too_large", "the file is over the size limit", transient=False)
-        url, provider_type = info.get("url"), info.get("mime_type") or provider_type
-        if not url:
-            raise SendFailed("bad_response", "no url in Meta's media answer", transient=True)
+        provider_type = mime_type or provider_type
     else:
         url, token = media.provider_media_id, None
     fd, name = tempfile.mkstemp(prefix="media-")
@@ -250,6 +249,22 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
         path.unlink(missing_ok=True)
         raise
     return Staged(path, size, sha256, head), provider_type
+
+
+def _media_location(info: dict[str, Any]) -> tuple[str, int | None, str | None]:
+    """The URL, size and MIME type of Meta's ``GET /{media-id}`` answer.
+
+    A URL or size of another shape is Meta's answer gone wrong, as a missing URL is:
+    ``bad_response``, transient (503, retry shortly). Before, a ``file_size`` that was not
+    a number or a ``url`` that was not a string answered 500. A MIME type of another shape
+    is left to the sniffer.
+    """
+    url, size, mime_type = info.get("url"), info.get("file_size"), info.get("mime_type")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise SendFailed("bad_response", "no usable url in Meta's media answer", transient=True)
+    if size is not None and (type(size) is not int or size < 0):
+        raise SendFailed("bad_response", "a file_size that is not a size", transient=True)
+    return url, size, mime_type if isinstance(mime_type, str) and mime_type else None
 
 
 def _email_part(session: Session, media: MediaFile) -> Staged:

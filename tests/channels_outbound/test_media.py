@@ -186,6 +186,45 @@ def test_inbound_media_the_provider_refuses_is_a_clear_error(workspace, channels
     assert "100" in resp.json["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"file_size": "big"},
+        {"file_size": {"bytes": 5}},
+        {"url": 12345},
+        {"url": {"href": "x"}},
+        {"url": "not a url at all"},
+    ],
+)
+def test_a_media_answer_of_another_shape_is_a_clear_error(workspace, channels, fake_graph, info):
+    """Meta's media info with a field of another type: 503 as for no url, nothing stored."""
+    media_id = inbound_media(channels, "1037543291543637", mime_type="image/jpeg")
+    fake_graph.add_media(
+        "1037543291543637", b"\xff\xd8\xff\xe0" + os.urandom(64), "image/jpeg", info
+    )
+
+    resp = workspace.call("GET", f"/api/media/{media_id}")
+
+    assert resp.status_code == 503, resp.text
+    assert resp.json["error"]["code"] == "dependency_unavailable"
+    assert "bad_response" in resp.json["error"]["message"]
+    with session_scope() as session:
+        assert session.get_one(MediaFile, media_id).storage_key is None
+
+
+def test_a_mime_type_of_another_shape_is_sniffed_instead(workspace, channels, fake_graph):
+    media_id = inbound_media(channels, "1037543291543638")
+    jpeg = b"\xff\xd8\xff\xe0" + os.urandom(64)
+    fake_graph.add_media("1037543291543638", jpeg, "image/jpeg", {"mime_type": ["image/jpeg"]})
+
+    resp = workspace.call("GET", f"/api/media/{media_id}")
+
+    assert resp.status_code == 200, resp.text
+    assert resp.content == jpeg
+    with session_scope() as session:
+        assert session.get_one(MediaFile, media_id).mime_type == "image/jpeg"
+
+
 def test_s3_upload_answers_a_working_presigned_url(workspace):
     resp = upload(
         workspace, PDF, path="/api/media/s3", filename="terms.pdf", content_type="application/pdf"

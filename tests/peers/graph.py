@@ -93,6 +93,8 @@ class Recorded:
 class StoredMedia:
     content: bytes
     mime_type: str
+    #: Fields that replace the media info answer's (a shape Meta does not document).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -216,9 +218,12 @@ class FakeGraph:
                 return self._analytics_plan.pop(0)
             return self._analytics_plan[0]
 
-    def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
+    def add_media(
+        self, media_id: str, content: bytes, mime_type: str, info: dict[str, Any] | None = None
+    ) -> None:
+        """A WhatsApp media file; ``info`` replaces fields of its ``GET /{media-id}`` answer."""
         with self.lock:
-            self.media[media_id] = StoredMedia(content, mime_type)
+            self.media[media_id] = StoredMedia(content, mime_type, info or {})
 
     def sent(self, path_suffix: str = "/messages") -> list[Recorded]:
         with self.lock:
@@ -475,7 +480,8 @@ def _handler(graph: FakeGraph):
                         "sha256": hashlib.sha256(stored.content).hexdigest(),
                         "file_size": len(stored.content),
                         "id": parts[1],
-                    },
+                    }
+                    | stored.info,
                 )
                 return
             self._send(*meta_error("100"))
