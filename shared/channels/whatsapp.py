@@ -39,11 +39,7 @@ def parse(payload: dict[str, Any]) -> list[Item | ItemError]:
             return [ItemError(str(exc))]
     if change.get("field") != "messages":
         return [Ignored(f"field {change.get('field')!r} is not handled by inbound processing")]
-    names = {
-        str(c.get("wa_id")): (c.get("profile") or {}).get("name")
-        for c in value.get("contacts") or []
-        if isinstance(c, dict)
-    }
+    names = _profile_names(value.get("contacts"))
     items: list[Item | ItemError] = []
     for raw in value.get("messages") or []:
         items.append(_message(raw, names))
@@ -52,6 +48,21 @@ def parse(payload: dict[str, Any]) -> list[Item | ItemError]:
     if not items:
         items.append(Ignored("no messages or statuses in this change"))
     return items
+
+
+def _profile_names(contacts: Any) -> dict[str, str | None]:
+    """wa_id -> profile name; a contact of another shape names nobody.
+
+    Only a display name: one of another shape must not fail the messages beside it.
+    """
+    names: dict[str, str | None] = {}
+    for contact in contacts if isinstance(contacts, list) else []:
+        if not isinstance(contact, dict):
+            continue
+        profile = contact.get("profile")
+        name = profile.get("name") if isinstance(profile, dict) else None
+        names[str(contact.get("wa_id"))] = name if isinstance(name, str) else None
+    return names
 
 
 def _message(raw: Any, names: dict[str, str | None]) -> InboundMessage | ItemError:

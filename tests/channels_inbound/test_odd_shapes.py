@@ -86,3 +86,22 @@ def test_the_sibling_of_a_message_the_database_cannot_take_is_stored(channels):
     assert (row.status, row.attempts) == ("failed", 1)
     assert row.result["counts"] == {"failed": 1, "message_created": 1}
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.SIBLING"]
+
+
+@pytest.mark.parametrize(
+    "contacts",
+    [
+        pytest.param(7, id="a-number"),
+        pytest.param([{"wa_id": "16315551181", "profile": "Kerry"}], id="profile-a-string"),
+        pytest.param([{"wa_id": "16315551181", "profile": {"name": ["K"]}}], id="name-a-list"),
+    ],
+)
+def test_contacts_of_another_shape_leave_the_message_without_a_name(channels, contacts):
+    account = channels.account("whatsapp")
+    payload = _wa(channels, account, lambda e: _value(e).__setitem__("contacts", contacts))
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+    assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
+    assert [c.name for c in channels.contacts()] == [None]
