@@ -132,8 +132,19 @@ def configure_environment(database: str | None = None) -> BenchEnv:
         redis_namespace=f"omnistream-bench-{run_id}",
         secret_key="bench-secret-key-" + run_id * 4,
     )
-    for name in (*(n.upper() for n in Settings.model_fields), *_PROCESS_VARIABLES):
-        os.environ.pop(name, None)
+    cleared = [
+        name
+        for name in (*(n.upper() for n in Settings.model_fields), *_PROCESS_VARIABLES)
+        if os.environ.pop(name, None) is not None
+    ]
+    if cleared:
+        # NOTE: said, because a setting that seems to apply but does not (GUNICORN_CMD_ARGS
+        # for a server option) makes a run look like an experiment it was not.
+        print(
+            f"note: ignoring {', '.join(sorted(cleared))} from the environment: the bench "
+            "runs with the defaults and its own options",
+            file=sys.stderr,
+        )
     os.environ.update(env.variables())
     if (REPO_ROOT / ".env").exists():
         print(
