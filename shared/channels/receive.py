@@ -46,6 +46,7 @@ from shared import json_encoding
 from shared.admin import tenant_state
 from shared.channels import accounts, inbound_queue, signatures
 from shared.channels.account_cache import AccountRef, cache
+from shared.channels.items import json_objects
 from shared.config import get_settings
 from shared.errors import DomainError, Forbidden
 from shared.models import InboundEvent, IntegrationAccount
@@ -136,24 +137,15 @@ def _natural_key(recipient: str | None, ids: list[str], payload: Any) -> str:
     return key if ids and len(key) <= _MAX_NATURAL_KEY else _content_key(payload)
 
 
-def _objects(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON list; anything else (a number, an object) holds none.
-
-    A signed callback of another shape is stored and fails visibly in processing; before,
-    a ``changes`` or ``messages`` that was a number answered 500 here.
-    """
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 def _whatsapp_ids(value: Mapping[str, Any]) -> list[str]:
-    ids = [str(m.get("id")) for m in _objects(value.get("messages"))]
-    ids += [f"{s.get('id')}:{s.get('status')}" for s in _objects(value.get("statuses"))]
+    ids = [str(m.get("id")) for m in json_objects(value.get("messages"))]
+    ids += [f"{s.get('id')}:{s.get('status')}" for s in json_objects(value.get("statuses"))]
     return ids
 
 
 def _messaging_ids(entry: Mapping[str, Any]) -> list[str]:
     ids = []
-    for event in _objects(entry.get("messaging")):
+    for event in json_objects(entry.get("messaging")):
         message = event.get("message") or {}
         if isinstance(message, dict) and message.get("mid"):
             ids.append(str(message["mid"]))
@@ -185,7 +177,7 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
                 )
             )
             continue
-        for change in _objects(entry.get("changes")):
+        for change in json_objects(entry.get("changes")):
             value = change.get("value") if isinstance(change.get("value"), dict) else {}
             metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
             phone_id = metadata.get("phone_number_id")

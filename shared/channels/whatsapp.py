@@ -21,6 +21,7 @@ from shared.channels.items import (
     ItemError,
     StatusReport,
     from_unix,
+    json_objects,
 )
 from shared.channels.templates import review
 from shared.digits import ascii_digits
@@ -56,9 +57,7 @@ def _profile_names(contacts: Any) -> dict[str, str | None]:
     Only a display name: one of another shape must not fail the messages beside it.
     """
     names: dict[str, str | None] = {}
-    for contact in contacts if isinstance(contacts, list) else []:
-        if not isinstance(contact, dict):
-            continue
+    for contact in json_objects(contacts):
         profile = contact.get("profile")
         name = profile.get("name") if isinstance(profile, dict) else None
         names[str(contact.get("wa_id"))] = name if isinstance(name, str) else None

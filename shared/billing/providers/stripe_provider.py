@@ -285,7 +285,7 @@ def parse_event(payload: bytes, signature: str | None, secret: str | None) -> We
 
 
 def _payment_id(obj: dict[str, Any]) -> str | None:
-    return _string(_object(obj.get("metadata")).get("payment_id"), 64)
+    return _string(_object(obj.get("metadata")).get("payment_id"), ID_MAX)
 
 
 def _read_event(event: dict[str, Any]) -> WebhookEvent:
