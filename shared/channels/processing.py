@@ -124,7 +124,10 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
             # NOTE: the id we were given, not row.id: after a failed flush, reading the row
             # raised PendingRollbackError here, and the job retried to a dead letter.
             log.exception("inbound event %s item %d failed", inbound_event_id, index)
-            error = f"item {index}: {type(exc).__name__}: {str(exc)[:300]}"
+            # The driver's own words for a refused statement, not SQLAlchemy's, which
+            # append the SQL text and its parameters (a stored row's error is read by people).
+            reason = getattr(exc, "orig", None) or exc
+            error = f"item {index}: {type(exc).__name__}: {str(reason).strip()[:300]}"
             if single:
                 return _fail_alone(session, inbound_event_id, error)
             counts["failed"] += 1
