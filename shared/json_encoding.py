@@ -68,6 +68,17 @@ def loads(raw: bytes | str) -> Any:
     return data
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``{}``: for reading a peer's document, whose
+    shape is the peer's to get wrong, without a crash of ours."""
+    return value if isinstance(value, dict) else {}
+
+
+def objects_in(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list; anything else (a number, an object) holds none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _not_json(constant: str) -> float:
     """``NaN`` and ``Infinity`` are Python's extensions, not JSON (RFC 8259), and jsonb
     refuses them: refused here, so the answer names the body, not a database error."""

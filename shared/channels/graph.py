@@ -43,6 +43,7 @@ from shared import json_encoding
 from shared.channels import json_post
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
+from shared.json_encoding import as_object
 
 log = logging.getLogger(__name__)
 
@@ -322,10 +323,10 @@ def _auth(token: str) -> dict[str, str]:
 def classify(response: httpx.Response) -> SendFailed:
     """Meta's error body (``{"error": {"code", "message", ...}}``) as a :class:`SendFailed`."""
     status = response.status_code
-    error = _object(_object(_readable(response.content)).get("error"))
+    error = as_object(as_object(_readable(response.content)).get("error"))
     code = str(error.get("code") or f"http_{status}")
     message = str(error.get("message") or response.reason_phrase or "Graph API error")
-    details = _object(error.get("error_data")).get("details")
+    details = as_object(error.get("error_data")).get("details")
     if details and details not in message:
         message = f"{message}: {details}"
     transient = (
@@ -347,10 +348,6 @@ def _readable(body: bytes) -> Any:
         return json_encoding.loads(body)
     except ValueError:
         return None
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _retry_after(raw: str | None) -> float | None:

@@ -88,15 +88,6 @@ class ItemError(Exception):
 Item = InboundMessage | StatusReport | Watermark | Ignored
 
 
-def json_objects(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON list; anything else (a number, an object) holds none.
-
-    For the parts of a provider's callback that only locate or label its items (batch
-    splitting, display names): one of another shape must not fail the items beside it.
-    """
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 def from_unix(value: Any) -> dt.datetime | None:
     """A provider timestamp (seconds or milliseconds since the epoch) as UTC, or None."""
     try:

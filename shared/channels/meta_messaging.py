@@ -26,6 +26,7 @@ from shared.channels.items import (
     from_unix,
 )
 from shared.config import get_settings
+from shared.json_encoding import as_object
 
 #: Attachment ``type`` -> message content type.
 ATTACHMENT_TYPES = {
@@ -127,7 +128,7 @@ def _message(
         if not isinstance(attachment, dict):
             continue
         kind = attachment.get("type")
-        payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
+        payload = as_object(attachment.get("payload"))
         if kind in ATTACHMENT_TYPES and payload.get("url"):
             item.attachments.append(
                 Attachment(

@@ -46,9 +46,9 @@ from shared import json_encoding
 from shared.admin import tenant_state
 from shared.channels import accounts, inbound_queue, signatures
 from shared.channels.account_cache import AccountRef, cache
-from shared.channels.items import json_objects
 from shared.config import get_settings
 from shared.errors import DomainError, Forbidden
+from shared.json_encoding import as_object, objects_in
 from shared.models import InboundEvent, IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,14 @@ def _natural_key(recipient: str | None, ids: list[str], payload: Any) -> str:
 
 
 def _whatsapp_ids(value: Mapping[str, Any]) -> list[str]:
-    ids = [str(m.get("id")) for m in json_objects(value.get("messages"))]
-    ids += [f"{s.get('id')}:{s.get('status')}" for s in json_objects(value.get("statuses"))]
+    ids = [str(m.get("id")) for m in objects_in(value.get("messages"))]
+    ids += [f"{s.get('id')}:{s.get('status')}" for s in objects_in(value.get("statuses"))]
     return ids
 
 
 def _messaging_ids(entry: Mapping[str, Any]) -> list[str]:
     ids = []
-    for event in json_objects(entry.get("messaging")):
+    for event in objects_in(entry.get("messaging")):
         message = event.get("message") or {}
         if isinstance(message, dict) and message.get("mid"):
             ids.append(str(message["mid"]))
@@ -177,9 +177,9 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
                 )
             )
             continue
-        for change in json_objects(entry.get("changes")):
-            value = change.get("value") if isinstance(change.get("value"), dict) else {}
-            metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+        for change in objects_in(entry.get("changes")):
+            value = as_object(change.get("value"))
+            metadata = as_object(value.get("metadata"))
             phone_id = metadata.get("phone_number_id")
             payload = {"object": obj, "entry_id": entry_id, "change": change}
             units.append(

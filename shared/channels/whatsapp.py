@@ -21,10 +21,10 @@ from shared.channels.items import (
     ItemError,
     StatusReport,
     from_unix,
-    json_objects,
 )
 from shared.channels.templates import review
 from shared.digits import ascii_digits
+from shared.json_encoding import as_object, objects_in
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
@@ -32,7 +32,7 @@ STATUSES = ("sent", "delivered", "read", "failed")
 
 def parse(payload: dict[str, Any]) -> list[Item | ItemError]:
     change = payload.get("change") or {}
-    value = change.get("value") if isinstance(change.get("value"), dict) else {}
+    value = as_object(change.get("value"))
     if change.get("field") == review.FIELD:
         try:
             return [review.parse(value)]
@@ -57,7 +57,7 @@ def _profile_names(contacts: Any) -> dict[str, str | None]:
     Only a display name: one of another shape must not fail the messages beside it.
     """
     names: dict[str, str | None] = {}
-    for contact in json_objects(contacts):
+    for contact in objects_in(contacts):
         profile = contact.get("profile")
         name = profile.get("name") if isinstance(profile, dict) else None
         names[str(contact.get("wa_id"))] = name if isinstance(name, str) else None

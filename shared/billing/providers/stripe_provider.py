@@ -28,6 +28,7 @@ from shared.billing.providers import (
     ProviderUnavailable,
     WebhookEvent,
 )
+from shared.json_encoding import as_object
 
 # NOTE: the client logs every request and response at INFO; ours log the outcomes.
 logging.getLogger("stripe").setLevel(logging.WARNING)
@@ -66,10 +67,8 @@ MESSAGE_MAX = 1000
 
 def _object(value: Any) -> dict[str, Any]:
     """``value`` as a plain dict when it is a JSON object (a StripeObject too), else ``{}``."""
-    if isinstance(value, dict):
-        return value
-    to_dict = getattr(value, "to_dict", None)
-    return to_dict() if callable(to_dict) else {}
+    to_dict = getattr(value, "to_dict", None)  # 16.x objects are not dicts
+    return as_object(to_dict() if callable(to_dict) else value)
 
 
 def _string(value: Any, limit: int) -> str | None:

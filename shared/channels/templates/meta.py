@@ -29,6 +29,7 @@ from shared.channels.graph_errors import is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
+from shared.json_encoding import as_object
 from shared.models import IntegrationAccount
 
 #: Templates asked for per page.
@@ -66,8 +67,8 @@ def list_templates(waba_id: str, token: str) -> Listing:
         if not isinstance(data, list):
             raise SendFailed("bad_response", "message_templates without 'data'", transient=True)
         templates += [t for t in data if isinstance(t, dict)]
-        paging = page.get("paging") if isinstance(page.get("paging"), dict) else {}
-        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        paging = as_object(page.get("paging"))
+        cursors = as_object(paging.get("cursors"))
         after = cursors.get("after") if paging.get("next") else None
         if not after:
             return Listing(templates, calls)
