@@ -392,7 +392,6 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     from tests.peers.llm import start_fake_llm
 
     graph, graph_server = start_fake_graph()
-    graph_server.request_queue_size = 1024
     llm, llm_server = start_fake_llm()
     os.environ.update(
         META_GRAPH_BASE_URL=graph.base_url,

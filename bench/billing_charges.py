@@ -181,7 +181,6 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     from tests.peers.stripe_fake import start_fake_stripe
 
     stripe, server = start_fake_stripe()
-    server.request_queue_size = 256
     os.environ.update(
         BILLING_PROVIDER="stripe",
         STRIPE_API_BASE=stripe.url,

@@ -248,7 +248,6 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     from tests.peers.stripe_fake import start_fake_stripe
 
     stripe, server = start_fake_stripe()
-    server.request_queue_size = 512
     try:
         with common.Bench("billing_cycle", env) as bench:
             from shared.billing import cycle

@@ -229,10 +229,6 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     graph, server = start_fake_graph()
     latency = args.graph_latency_ms / 1000
     graph.latency = latency
-    server.request_queue_size = 512
-    # NOTE: the server listens already (backlog 5); listen again so that the bare loop's 32
-    # new connections on a loaded machine are not reset by an overflowing accept queue.
-    server.socket.listen(server.request_queue_size)
     os.environ.update(
         META_GRAPH_BASE_URL=graph.base_url,
         META_GRAPH_VERSION="v21.0",

@@ -148,7 +148,6 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
     graph, server = start_fake_graph()
     latency = args.graph_latency_ms / 1000
     graph.latency = latency
-    server.request_queue_size = 256
     os.environ.update(META_GRAPH_BASE_URL=graph.base_url, META_GRAPH_VERSION="v21.0")
     results: dict = {}
     with common.Bench("channels_outbound", env) as bench:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import http.server
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass
+
+from tests.peers.http_server import PeerServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +31,6 @@ class Arrival:
     direction: str
     content: str
     conversation_id: str
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        # NOTE: a killed host resets its connections mid-request: expected, not news.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class Recorder:
@@ -88,9 +80,7 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(reply)
 
-        self.server = _Server((host, 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 512
+        self.server = PeerServer((host, 0), Handler)
         self.host = host
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

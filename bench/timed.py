@@ -142,7 +142,6 @@ def measure_scheduled(args, env: common.BenchEnv, bench: common.Bench) -> dict:
     from tests.peers.graph import start_fake_graph
 
     graph, server = start_fake_graph()
-    server.request_queue_size = 512
     os.environ.update(META_GRAPH_BASE_URL=graph.base_url, META_GRAPH_VERSION="v21.0")
     try:
         tenant_id, author_id = setup_tenant(env, "Scheduled bench")

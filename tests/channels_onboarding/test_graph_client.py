@@ -17,6 +17,7 @@ from shared.channels import graph_errors
 from shared.channels.graph import GraphClient, RetryPolicy
 from shared.channels.send_errors import SendFailed
 from tests.peers.graph_onboarding import Grant
+from tests.peers.http_server import PeerServer
 from tests.peers.tls import make_self_signed, server_context
 
 
@@ -192,7 +193,7 @@ def test_a_send_the_graph_does_not_answer_in_time_is_a_transient_timeout(meta_se
     assert failed.value.code == "timeout" and failed.value.transient
 
 
-def _tls_graph(tmp_path) -> tuple[http.server.ThreadingHTTPServer, Path]:
+def _tls_graph(tmp_path) -> tuple[PeerServer, Path]:
     """A Graph stand-in over TLS with a self-signed certificate for localhost."""
     cert, key = make_self_signed(tmp_path)
 
@@ -211,7 +212,7 @@ def _tls_graph(tmp_path) -> tuple[http.server.ThreadingHTTPServer, Path]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = PeerServer(("127.0.0.1", 0), Handler)
     server.socket = server_context(cert, key).wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, cert

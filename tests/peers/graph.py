@@ -43,7 +43,6 @@ import http.server
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.peers.graph_onboarding import MetaOnboarding
+from tests.peers.http_server import PeerServer
 from tests.peers.meta_errors import meta_error
 
 
@@ -536,17 +536,9 @@ def _handler(graph: FakeGraph):
     return Handler
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        # NOTE: a killed worker resets its idle keep-alive connections: expected, not news.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-def start_fake_graph() -> tuple[FakeGraph, http.server.ThreadingHTTPServer]:
+def start_fake_graph() -> tuple[FakeGraph, PeerServer]:
     graph = FakeGraph()
-    server = _Server(("127.0.0.1", 0), _handler(graph))
-    server.daemon_threads = True
+    server = PeerServer(("127.0.0.1", 0), _handler(graph))
     graph.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="fake-graph").start()
     return graph, server

@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.peers.http_server import PeerServer
 
 
 @dataclass
@@ -202,15 +203,9 @@ def _handler(llm: FakeLLM):
     return Handler
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    #: Hundreds of concurrent model calls (the benchmark) must not be refused.
-    request_queue_size = 1024
-
-
-def start_fake_llm() -> tuple[FakeLLM, http.server.HTTPServer]:
+def start_fake_llm() -> tuple[FakeLLM, PeerServer]:
     llm = FakeLLM()
-    server = _Server(("127.0.0.1", 0), _handler(llm))
+    server = PeerServer(("127.0.0.1", 0), _handler(llm))
     llm.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True, name="fake-llm").start()
     return llm, server

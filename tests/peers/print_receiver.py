@@ -20,6 +20,7 @@ import os
 import sys
 
 from shared.webhooks.signing import verify
+from tests.peers.http_server import PeerServer
 
 
 def make_handler(secret: str | None) -> type[http.server.BaseHTTPRequestHandler]:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--secret", default=os.environ.get("RECEIVER_SECRET"))
     args = parser.parse_args(argv)
-    server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args.secret))
+    server = PeerServer((args.host, args.port), make_handler(args.secret))
     print(f"listening on http://{args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()

@@ -39,6 +39,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from tests.peers.http_server import PeerServer
+
 
 def _nested(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """``metadata[payment_id]=x`` -> ``{"metadata": {"payment_id": "x"}}`` (one level)."""
@@ -355,10 +357,9 @@ def _handler(state: FakeStripe):
     return Handler
 
 
-def start_fake_stripe() -> tuple[FakeStripe, http.server.ThreadingHTTPServer]:
+def start_fake_stripe() -> tuple[FakeStripe, PeerServer]:
     state = FakeStripe()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
+    server = PeerServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return state, server

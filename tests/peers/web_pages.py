@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.peers.http_server import PeerServer
+
 
 @dataclass
 class Page:
@@ -34,8 +36,7 @@ class WebPages:
     def __init__(self) -> None:
         self.pages: dict[str, Page] = {}
         self.hits: collections.Counter[str] = collections.Counter()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = PeerServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from shared.db import session_scope
 from shared.models import OutboxEvent, WebhookDelivery
 from shared.webhooks import sweeper
+from tests.peers.http_server import PeerServer
 
 T = TypeVar("T")
 
@@ -136,8 +137,7 @@ def _handler(receiver: Receiver):
 def receiver():
     """A threaded HTTP receiver on 127.0.0.1 for the whole run (tests use their own paths)."""
     state = Receiver()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
+    server = PeerServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from shared.config import Settings
+from tests.peers.http_server import PeerServer
 from workers.broker import build_broker
 
 T = TypeVar("T")
@@ -113,8 +114,7 @@ class running_receiver:
 
     def __init__(self, **options) -> None:
         self.state = DedupReceiver(**options)
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        self.server.daemon_threads = True
+        self.server = PeerServer(("127.0.0.1", 0), _handler(self.state))
         self.state.port = self.server.server_address[1]
 
     def __enter__(self) -> DedupReceiver:
