@@ -534,6 +534,16 @@ def is_disconnect(error: BaseException) -> bool:
     return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
 
+def failure_reason(error: BaseException) -> str:
+    """An error as a person reads it on a stored row: its type, then what went wrong.
+
+    For a statement the database refused, the driver's message: SQLAlchemy's own appends
+    the SQL text and its parameters, which buried the reason under a cut.
+    """
+    reason = error.orig if isinstance(error, exc.StatementError) and error.orig else error
+    return f"{type(error).__name__}: {str(reason).strip()}"
+
+
 def reset_engine() -> None:
     """Dispose of the engine and forget it (tests and forked children call this)."""
     _invalidate_held_read_connections()

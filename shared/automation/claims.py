@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared.admin import dropped_work
 from shared.automation.runs import to_json
-from shared.db import session_scope
+from shared.db import failure_reason, session_scope
 from shared.models import AutomationEvent
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def defer(event_id: uuid.UUID, until: dt.datetime, at: dt.datetime, reason: str)
 
 def record_failure(event_id: uuid.UUID, exc: Exception, max_attempts: int) -> bool:
     """Keep the error on the row; mark it failed once out of attempts (True), else pending."""
-    error = f"{type(exc).__name__}: {exc}"[:4000]
+    error = failure_reason(exc)[:4000]
     with session_scope() as session:
         event = session.get(AutomationEvent, event_id, with_for_update=True)
         if event is None:

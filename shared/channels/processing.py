@@ -33,6 +33,7 @@ from shared.channels.items import (
     Watermark,
 )
 from shared.channels.templates import review
+from shared.db import failure_reason
 from shared.models import InboundEvent, IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,7 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
             # NOTE: the id we were given, not row.id: after a failed flush, reading the row
             # raised PendingRollbackError here, and the job retried to a dead letter.
             log.exception("inbound event %s item %d failed", inbound_event_id, index)
-            # The driver's own words for a refused statement, not SQLAlchemy's, which
-            # append the SQL text and its parameters (a stored row's error is read by people).
-            reason = getattr(exc, "orig", None) or exc
-            error = f"item {index}: {type(exc).__name__}: {str(reason).strip()[:300]}"
+            error = f"item {index}: {failure_reason(exc)}"[:300]
             if single:
                 return _fail_alone(session, inbound_event_id, error)
             counts["failed"] += 1
