@@ -9,7 +9,9 @@ as test_delivery: the outbox, a real worker, a real receiver.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -103,18 +105,23 @@ def test_a_burst_larger_than_the_pipeline_flows_through(ws, receiver, path):
     assert per_endpoint * len(hooks) > pipeline.MAX_OUTSTANDING
     ids = emit_events(ws.tenant["id"], per_endpoint)
     for n, hook in enumerate(hooks):
-        rows = wait_until(
-            lambda hook=hook: (
-                (rows := deliveries(hook["id"]))
-                and sum(d.status == "succeeded" for d in rows) == per_endpoint
-                and rows
-            ),
-            f"endpoint {n} delivered",
-            timeout=60,
-        )
+        rows = _all_succeeded(hook["id"], per_endpoint, f"endpoint {n}", timeout=60)
         assert all(d.attempt_count == 1 for d in rows)
         arrived = sorted(r.headers["webhook-id"] for r in receiver.at(f"{path}-{n}"))
         assert arrived == sorted(str(i) for i in ids)  # each once
+
+
+def _all_succeeded(endpoint_id: str, count: int, what: str, timeout: float) -> list:
+    """The endpoint's deliveries once ``count`` succeeded; else fail saying where they are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = deliveries(endpoint_id)
+        if sum(d.status == "succeeded" for d in rows) == count:
+            return rows
+        if time.monotonic() >= deadline:
+            states = Counter((d.status, d.attempt_count, d.last_error_kind) for d in rows)
+            pytest.fail(f"{what}: not all {count} delivered within {timeout} s: {dict(states)}")
+        time.sleep(0.05)
 
 
 def test_submitting_more_than_the_room_hands_over_before_waiting():
