@@ -74,6 +74,11 @@ def as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON list, else ``[]``: its items are still the peer's to check."""
+    return value if isinstance(value, list) else []
+
+
 def objects_in(value: Any) -> list[dict[str, Any]]:
     """The objects of a JSON list; anything else (a number, an object) holds none."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

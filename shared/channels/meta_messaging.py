@@ -26,7 +26,7 @@ from shared.channels.items import (
     from_unix,
 )
 from shared.config import get_settings
-from shared.json_encoding import as_object
+from shared.json_encoding import as_list, as_object
 
 #: Attachment ``type`` -> message content type.
 ATTACHMENT_TYPES = {
@@ -76,7 +76,7 @@ def _event(raw: Any, account_id: str) -> Item | ItemError:
         watermark = from_unix(delivery.get("watermark"))
         if watermark:
             return Watermark(sender, "delivered", watermark)
-        mids = delivery.get("mids") or []
+        mids = as_list(delivery.get("mids"))
         if mids:
             return StatusReport(str(mids[0]), "delivered", at)
     return _unsupported(raw, sender, at)
@@ -124,7 +124,7 @@ def _message(
         item.content_type = "unsupported"
         item.metadata["raw"] = raw
         return item
-    for index, attachment in enumerate(message.get("attachments") or []):
+    for index, attachment in enumerate(as_list(message.get("attachments"))):
         if not isinstance(attachment, dict):
             continue
         kind = attachment.get("type")

@@ -24,7 +24,7 @@ from shared.channels.items import (
 )
 from shared.channels.templates import review
 from shared.digits import ascii_digits
-from shared.json_encoding import as_object, objects_in
+from shared.json_encoding import as_list, as_object, objects_in
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
@@ -42,9 +42,10 @@ def parse(payload: dict[str, Any]) -> list[Item | ItemError]:
         return [Ignored(f"field {change.get('field')!r} is not handled by inbound processing")]
     names = _profile_names(value.get("contacts"))
     items: list[Item | ItemError] = []
-    for raw in value.get("messages") or []:
+    # NOTE: lists, not objects_in: an item of another shape is reported, not skipped.
+    for raw in as_list(value.get("messages")):
         items.append(_message(raw, names))
-    for raw in value.get("statuses") or []:
+    for raw in as_list(value.get("statuses")):
         items.append(_status(raw))
     if not items:
         items.append(Ignored("no messages or statuses in this change"))
@@ -181,11 +182,11 @@ def _status(raw: Any) -> StatusReport | ItemError:
         status=raw["status"],
         at=from_unix(raw.get("timestamp")),
     )
-    errors = [e for e in raw.get("errors") or [] if isinstance(e, dict)]
+    errors = objects_in(raw.get("errors"))
     if errors:
         first = errors[0]
         report.error_code = str(first.get("code")) if first.get("code") is not None else None
-        details = (first.get("error_data") or {}).get("details")
+        details = as_object(first.get("error_data")).get("details")
         report.error_message = (
             " ".join(str(p) for p in (first.get("title") or first.get("message"), details) if p)
             or None

@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from tests.channels_inbound.conftest import load
+from tests.channels_inbound.test_statuses_and_messaging import _sent_reply
 
 
 def _wa(channels, account, mutate) -> dict:
@@ -106,3 +107,73 @@ def test_contacts_of_another_shape_leave_the_message_without_a_name(channels, co
     assert row.status == "processed", row.error
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
     assert [c.name for c in channels.contacts()] == [None]
+
+
+def test_statuses_that_are_a_number_leave_the_messages_beside_them_stored(channels):
+    account = channels.account("whatsapp")
+    payload = _wa(channels, account, lambda e: _value(e).__setitem__("statuses", 5))
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+    assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
+
+
+@pytest.mark.parametrize(
+    "errors, code, message",
+    [
+        pytest.param(5, None, None, id="errors-a-number"),
+        pytest.param({"code": 131047}, None, None, id="errors-an-object"),
+        pytest.param(
+            [{"code": 131047, "title": "Re-engagement message", "error_data": "late"}],
+            "131047",
+            "Re-engagement message",
+            id="error-data-a-string",
+        ),
+    ],
+)
+def test_a_failed_status_with_errors_of_another_shape_still_fails_the_message(
+    channels, errors, code, message
+):
+    account = channels.account("whatsapp")
+    _sent_reply(channels, account, "wamid.OUT9")
+    payload = load(
+        "wa_status_failed.json", PHONE_NUMBER_ID=account["external_id"], WAMID_OUTBOUND="wamid.OUT9"
+    )
+    _value(payload["entry"][0])["statuses"][0]["errors"] = errors
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    sent = channels.message("wamid.OUT9")
+    assert (sent.status, sent.error_code, sent.error_message) == ("failed", code, message)
+
+
+@pytest.mark.parametrize("attachments", [5, {"type": "image"}], ids=["a-number", "an-object"])
+def test_messenger_attachments_of_another_shape_store_the_message_without_them(
+    channels, attachments
+):
+    account = channels.account("messenger")
+    payload = load("messenger_attachment.json", PAGE_ID=account["external_id"])
+    payload["entry"][0]["messaging"][0]["message"]["attachments"] = attachments
+    payload["entry"][0]["messaging"][0]["message"]["text"] = "see attached"
+    channels.post_meta("messenger", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (stored,) = channels.messages()
+    assert (stored.provider_message_id, stored.body, stored.attachments) == (
+        "m_MESSENGER_IMG1",
+        "see attached",
+        [],
+    )
+
+
+def test_a_messenger_delivery_whose_mids_are_a_number_is_kept_as_unsupported(channels):
+    """As any messaging event it cannot read, not a failed change."""
+    account = channels.account("messenger")
+    payload = load("messenger_text.json", PAGE_ID=account["external_id"])
+    event = payload["entry"][0]["messaging"][0]
+    del event["message"]
+    event["delivery"] = {"mids": 5}
+    channels.post_meta("messenger", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+    assert [m.content_type for m in channels.messages()] == ["unsupported"]
