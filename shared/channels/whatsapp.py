@@ -84,7 +84,8 @@ def _message(raw: Any, names: dict[str, str | None]) -> InboundMessage | ItemErr
     kind = raw.get("type")
     content = raw.get(kind) if isinstance(kind, str) else None
     handler = _HANDLERS.get(kind)
-    if handler is None or not isinstance(content, (dict, list)):
+    # A content of another shape than its kind's is kept as unsupported, as an unknown kind.
+    if handler is None or not isinstance(content, list if kind == "contacts" else dict):
         message.metadata["raw"] = raw
         message.metadata["unsupported_type"] = kind
         return message
@@ -129,8 +130,8 @@ def _location(message: InboundMessage, content: dict[str, Any]) -> None:
 def _contacts(message: InboundMessage, content: list[Any]) -> None:
     message.content_type = "contacts"
     message.metadata["contacts"] = content
-    names = [(c.get("name") or {}).get("formatted_name") for c in content if isinstance(c, dict)]
-    message.body = ", ".join(n for n in names if n) or None
+    names = [as_object(c.get("name")).get("formatted_name") for c in objects_in(content)]
+    message.body = ", ".join(n for n in names if isinstance(n, str) and n) or None
 
 
 def _interactive(message: InboundMessage, content: dict[str, Any]) -> None:

@@ -177,3 +177,44 @@ def test_a_messenger_delivery_whose_mids_are_a_number_is_kept_as_unsupported(cha
     (row,) = channels.inbound_events()
     assert row.status == "processed", row.error
     assert [m.content_type for m in channels.messages()] == ["unsupported"]
+
+
+@pytest.mark.parametrize(
+    "kind, content, body",
+    [
+        pytest.param("text", ["hello"], None, id="text-a-list"),
+        pytest.param("location", [1, 2], None, id="location-a-list"),
+        pytest.param("contacts", {"name": "Kerry"}, None, id="contacts-an-object"),
+        pytest.param(
+            "contacts",
+            [
+                {"name": "Kerry"},
+                {"name": {"formatted_name": 7}},
+                {"name": {"formatted_name": "Al"}},
+            ],
+            "Al",
+            id="contact-names-of-another-shape",
+        ),
+    ],
+)
+def test_a_message_whose_content_has_another_shape_is_kept_beside_its_sibling(
+    channels, kind, content, body
+):
+    account = channels.account("whatsapp")
+
+    def two(entry: dict) -> None:
+        good = _value(entry)["messages"][0]
+        odd = {k: v for k, v in good.items() if k not in ("type", "text")}
+        odd |= {"id": "wamid.ODD", "type": kind, kind: content}
+        _value(entry)["messages"] = [odd, good]
+
+    payload = _wa(channels, account, two)
+    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+    stored = {m.provider_message_id: m for m in channels.messages()}
+    assert set(stored) == {"wamid.ODD", "wamid.TEXT1"}
+    odd = stored["wamid.ODD"]
+    assert odd.body == body
+    assert odd.content_type == ("contacts" if body else "unsupported")
