@@ -40,6 +40,9 @@ def platform(database, redis_namespace):
     venv_bin = Path(sys.executable).parent
     env = os.environ | {
         "PORT": str(port),
+        # honcho gives each process PORT + 100 times its place, so the stream would listen on
+        # PORT + 300, which nothing reserved: another test's socket may hold it.
+        "STREAM_PORT": str(_free_port()),
         "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
         "WEBHOOK_ALLOW_HTTP": "true",
         "WEBHOOK_SSRF_ALLOWLIST": "127.0.0.1/32",
@@ -61,11 +64,14 @@ def platform(database, redis_namespace):
         _wait_until_up(api, proc)
         yield api
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        # honcho may have stopped already (a process of it failed); its group is then gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
 
 
