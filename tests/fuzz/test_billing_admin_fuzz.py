@@ -20,7 +20,7 @@ from schemathesis.generation import GenerationMode
 
 from tests.billing_catalogue.conftest import code, plan_body, root  # noqa: F401  (fixture)
 from tests.fuzz.refusals import DatabaseRefusals
-from tests.fuzz.test_openapi_fuzz import CHECKS, OPERATIONS
+from tests.fuzz.test_openapi_fuzz import CHECKS, DERANDOMIZE, OPERATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
 
@@ -66,7 +66,7 @@ def test_admin_operation_answers_as_documented(live_schema, root, method, path):
     @given(case=st.one_of(strategies))
     @settings(
         max_examples=20,
-        derandomize=True,
+        derandomize=DERANDOMIZE,
         deadline=None,
         database=None,
         phases=[Phase.explicit, Phase.generate],
