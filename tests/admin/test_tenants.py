@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 
 import pytest
 from sqlalchemy import select
 
-from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import ActivityLog, AgentInvitation, Role, User
 from tests.inbox_messages.conftest import poll
+from tests.peers.environment import environment
 from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
 
 NEW_PASSWORD = "the admin's own passphrase"
@@ -29,16 +28,8 @@ def relay(smtp_peers):  # noqa: F811
         "PLATFORM_EMAIL_FROM": "no-reply@omnistream.test",
         "INVITATION_URL": "https://app.example.test/accept-invitation?token={token}",
     }
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    get_settings.cache_clear()
-    yield peer
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_settings.cache_clear()
+    with environment(**values):
+        yield peer
 
 
 def provision(root, **fields):

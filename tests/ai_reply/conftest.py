@@ -43,6 +43,7 @@ from shared.models.ai import (  # noqa: E402
     QnaPair,
 )
 from tests.channels_inbound.conftest import Channels, load  # noqa: E402
+from tests.peers.environment import environment  # noqa: E402
 from tests.peers.fixtures import (  # noqa: E402, F401
     fake_graph,
     fake_graph_server,
@@ -58,20 +59,16 @@ FAQ = [
 ]
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def ai_peer_settings(fake_graph_server, fake_llm_server):  # noqa: F811
-    """Point the Graph client and the default model endpoint at this run's fakes."""
-    from shared.channels.graph import reset_graph_client
-
-    os.environ.update(
+    """Point the Graph client and the default model endpoint at this run's fakes, for this
+    folder's tests only."""
+    with environment(
         META_GRAPH_BASE_URL=fake_graph_server.base_url,
         META_GRAPH_VERSION="v21.0",
         AI_OPENAI_BASE_URL=fake_llm_server.base_url,
-    )
-    get_settings.cache_clear()
-    reset_graph_client()
-    yield
-    reset_graph_client()
+    ):
+        yield
 
 
 def poll(check, what: str, timeout: float = 15.0, interval: float = 0.05):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 
 import pytest
 
 from shared.channels import accounts
-from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
+from tests.peers.environment import environment
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
 from tests.peers.graph import WabaAnalytics
 
@@ -22,20 +21,8 @@ DAY = 86_400
 @pytest.fixture(scope="module", autouse=True)
 def graph_settings(fake_graph_server):  # noqa: F811
     """Point the Graph client at the fake for this module, as it was afterwards."""
-    from shared.channels.graph import reset_graph_client
-
-    saved = {k: os.environ.get(k) for k in ("META_GRAPH_BASE_URL", "META_GRAPH_VERSION")}
-    os.environ.update(META_GRAPH_BASE_URL=fake_graph_server.base_url, META_GRAPH_VERSION="v21.0")
-    get_settings.cache_clear()
-    reset_graph_client()
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_graph_client()
+    with environment(META_GRAPH_BASE_URL=fake_graph_server.base_url, META_GRAPH_VERSION="v21.0"):
+        yield
 
 
 def _unix(day: str) -> int:

@@ -32,6 +32,7 @@ from shared.db import session_scope
 from shared.models import DeadLetter
 from tests.channels_outbound.conftest import Channels
 from tests.inbox_messages.conftest import poll
+from tests.peers.environment import environment
 from tests.peers.fixtures import (  # noqa: F401
     fake_graph,
     fake_graph_server,
@@ -46,13 +47,12 @@ INVITATION_URL = "https://app.example.test/accept-invitation?token={token}"
 PLATFORM_FROM = "no-reply@omnistream.test"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def gaps_settings(fake_graph_server, smtp_servers):  # noqa: F811
-    """Point the Graph client at the fake and the platform's email at the plain relay."""
-    from shared.channels.graph import reset_graph_client
-
+    """Point the Graph client at the fake and the platform's email at the plain relay, for
+    this folder's tests only."""
     relay = smtp_servers["none"]
-    os.environ.update(
+    with environment(
         META_GRAPH_BASE_URL=fake_graph_server.base_url,
         META_GRAPH_VERSION="v21.0",
         PLATFORM_SMTP_HOST=relay.host,
@@ -60,11 +60,8 @@ def gaps_settings(fake_graph_server, smtp_servers):  # noqa: F811
         PLATFORM_SMTP_SECURITY="none",
         PLATFORM_EMAIL_FROM=PLATFORM_FROM,
         INVITATION_URL=INVITATION_URL,
-    )
-    get_settings.cache_clear()
-    reset_graph_client()
-    yield
-    reset_graph_client()
+    ):
+        yield
 
 
 @pytest.fixture

@@ -7,33 +7,20 @@ environment afterwards, so no other folder sees a Meta app configured.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from shared.config import get_settings
 from shared.db import session_scope
+from tests.peers.environment import environment
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
 from workers import queues
 
 CONFIG_ID = "1122334455667788"
 LOGIN_CONFIG_ID = "8877665544332211"
 PIN = "246810"
-
-
-def _apply(env: dict[str, str | None]) -> None:
-    from shared.channels.graph import reset_graph_client
-
-    for name, value in env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_settings.cache_clear()
-    reset_graph_client()
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +39,14 @@ def meta_settings(fake_graph, broker, worker):  # noqa: F811
         "GRAPH_RETRY_MAX_BACKOFF_MS": "5",
         "GRAPH_MAX_RETRY_AFTER_SECONDS": "10",
     }
-    previous = {name: os.environ.get(name) for name in env}
-    _apply(env)
-    yield fake_graph
-    # NOTE: a signup queues its template sync; it must finish under the settings it was
-    # queued with. Still running while the next test swapped them, it could cache a
-    # Settings read half-way through the swap (a functools cache filled after its
-    # clear), and that test's Graph calls then went to the real Graph API.
-    for queue in (queues.CHANNELS, queues.MAINTENANCE):
-        broker.join(queue, timeout=20_000)
-    _apply(previous)
+    with environment(**env):
+        yield fake_graph
+        # NOTE: a signup queues its template sync; it must finish under the settings it
+        # was queued with. Still running while the next test swapped them, it could cache
+        # a Settings read half-way through the swap (a functools cache filled after its
+        # clear), and that test's Graph calls then went to the real Graph API.
+        for queue in (queues.CHANNELS, queues.MAINTENANCE):
+            broker.join(queue, timeout=20_000)
 
 
 def events(workspace, event_type: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ cached clients.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Any
@@ -30,6 +31,7 @@ from shared.channels import accounts  # noqa: E402
 from shared.context import Ctx  # noqa: E402
 from shared.db import session_scope  # noqa: E402
 from tests.inbox_messages.conftest import Inbox, poll  # noqa: E402
+from tests.peers.environment import environment  # noqa: E402
 from tests.peers.fixtures import (  # noqa: E402, F401
     SMTP_PASSWORD,
     SMTP_USER,
@@ -44,15 +46,13 @@ from tests.peers.fixtures import (  # noqa: E402, F401
 S3_BUCKET = "omnistream-test-media"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def channel_settings(fake_graph_server, smtp_tls_files, s3_server, tmp_path_factory):  # noqa: F811
-    """Point the Graph client, SMTP TLS trust, media root and S3 at this run's peers."""
+    """Point the Graph client, SMTP TLS trust, media root and S3 at this run's peers, for
+    this folder's tests only."""
     import boto3
 
-    from shared.channels.graph import reset_graph_client
-    from shared.channels.media_storage import reset_storage
-
-    os.environ.update(
+    with environment(
         META_GRAPH_BASE_URL=fake_graph_server.base_url,
         META_GRAPH_VERSION="v21.0",
         SMTP_CA_FILE=str(smtp_tls_files[0]),
@@ -62,20 +62,18 @@ def channel_settings(fake_graph_server, smtp_tls_files, s3_server, tmp_path_fact
         S3_ACCESS_KEY_ID="testing",
         S3_SECRET_ACCESS_KEY="testing",
         S3_REGION="us-east-1",
-    )
-    get_settings.cache_clear()
-    reset_graph_client()
-    reset_storage()
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=S3_BUCKET)
-    yield
-    reset_graph_client()
-    reset_storage()
+    ):
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_server,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        # NOTE: set up again when this process comes back to the folder after another one.
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=S3_BUCKET)
+        yield
 
 
 class Channels(Inbox):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from shared.channels.media_storage import reset_storage
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import MediaFile
+from tests.peers.environment import environment
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(600)
 PDF = b"%PDF-1.7\n" + os.urandom(400)
@@ -40,28 +39,6 @@ def multipart(
 def upload(workspace, content: bytes, path="/api/media", **kwargs):
     body, headers = multipart(content, **kwargs)
     return workspace.call("POST", path, body=body, headers=headers)
-
-
-@contextmanager
-def settings_env(**values):
-    """Change settings for one test, then put them back."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: v for k, v in values.items() if v is not None})
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-    get_settings.cache_clear()
-    reset_storage()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
-        reset_storage()
 
 
 def test_upload_then_download(workspace):
@@ -104,7 +81,7 @@ def test_type_is_sniffed_from_the_bytes(workspace):
 
 
 def test_size_limit_is_413_whether_declared_or_streamed(workspace):
-    with settings_env(MEDIA_MAX_BYTES="2048"):
+    with environment(MEDIA_MAX_BYTES="2048"):
         # Over the declared-length limit (file limit + multipart allowance): refused at once.
         declared = upload(workspace, PNG + os.urandom(80 * 1024))
         assert declared.status_code == 413
@@ -241,7 +218,7 @@ def test_s3_upload_answers_a_working_presigned_url(workspace):
 
 
 def test_s3_upload_without_a_bucket_is_409(workspace):
-    with settings_env(S3_BUCKET=None):
+    with environment(S3_BUCKET=None):
         resp = upload(workspace, PDF, path="/api/media/s3", content_type="application/pdf")
     assert resp.status_code == 409
     assert resp.json["error"]["code"] == "s3_not_configured"

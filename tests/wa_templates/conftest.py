@@ -7,7 +7,6 @@ gets a fresh fake (``fake_graph``) and a tenant of its own (``workspace``).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import uuid
 from typing import Any
@@ -17,11 +16,11 @@ from sqlalchemy import select
 
 from shared.channels import accounts
 from shared.channels.signatures import meta_signature
-from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import Job, OutboxEvent, WaTemplate, WaTemplateSync
 from tests.inbox_messages.conftest import Inbox, poll
+from tests.peers.environment import environment
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
 from workers import queues
 
@@ -36,25 +35,12 @@ def graph_settings(fake_graph_server):  # noqa: F811
     for every later test of the same process, and its 2 s Graph timeout broke the
     outbound tests' 1 s timeout case when both ran in one xdist process.
     """
-    from shared.channels.graph import reset_graph_client
-
-    keys = ("META_GRAPH_BASE_URL", "META_GRAPH_VERSION", "GRAPH_TIMEOUT_SECONDS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(
+    with environment(
         META_GRAPH_BASE_URL=fake_graph_server.base_url,
         META_GRAPH_VERSION="v21.0",
         GRAPH_TIMEOUT_SECONDS="2",
-    )
-    get_settings.cache_clear()
-    reset_graph_client()
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_graph_client()
+    ):
+        yield
 
 
 def meta_template(
