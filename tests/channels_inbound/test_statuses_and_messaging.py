@@ -25,8 +25,7 @@ def _sent_reply(channels, account, provider_id: str) -> uuid.UUID:
     (conversation,) = channels.conversations()
     # NOTE: written sent in the reply's own transaction, so the worker's send job finds it
     # sent and calls no provider. Marked after the API's commit, a send claimed in between
-    # put its own provider id there (a fake Graph API answers once an earlier test in this
-    # process has pointed META_GRAPH_BASE_URL at one).
+    # wrote its own outcome over the test's (its provider id, where a Graph API answered).
     with session_scope() as session:
         reply = send_message(
             session, Ctx.system(channels.tenant_id), conversation.id, body="On its way"
