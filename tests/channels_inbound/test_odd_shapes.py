@@ -21,6 +21,12 @@ def _value(entry: dict) -> dict:
     return entry["changes"][0]["value"]
 
 
+def _deliver(channels, account, payload, route: str = "meta") -> None:
+    """Post the callback signed with the account's app secret; return once it is processed."""
+    channels.post_meta(route, payload, secret=account["credentials"]["app_secret"])
+    channels.settle()
+
+
 @pytest.mark.parametrize(
     "mutate, stored",
     [
@@ -64,8 +70,7 @@ def test_a_messenger_messaging_that_is_not_a_list_answers_200(channels):
 def test_a_message_the_database_cannot_take_fails_once_not_retried(channels, field, value, error):
     account = channels.account("whatsapp")
     payload = _wa(channels, account, lambda e: _value(e)["messages"][0].__setitem__(field, value))
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     (row,) = channels.inbound_events()
     assert (row.status, row.attempts) == ("failed", 1)
     assert error in row.result["errors"][0]
@@ -82,8 +87,7 @@ def test_the_sibling_of_a_message_the_database_cannot_take_is_stored(channels):
         _value(entry)["messages"] = [bad, good | {"id": "wamid.SIBLING"}]
 
     payload = _wa(channels, account, two)
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     (row,) = channels.inbound_events()
     assert (row.status, row.attempts) == ("failed", 1)
     assert row.result["counts"] == {"failed": 1, "message_created": 1}
@@ -101,8 +105,7 @@ def test_the_sibling_of_a_message_the_database_cannot_take_is_stored(channels):
 def test_contacts_of_another_shape_leave_the_message_without_a_name(channels, contacts):
     account = channels.account("whatsapp")
     payload = _wa(channels, account, lambda e: _value(e).__setitem__("contacts", contacts))
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     (row,) = channels.inbound_events()
     assert row.status == "processed", row.error
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
@@ -112,8 +115,7 @@ def test_contacts_of_another_shape_leave_the_message_without_a_name(channels, co
 def test_statuses_that_are_a_number_leave_the_messages_beside_them_stored(channels):
     account = channels.account("whatsapp")
     payload = _wa(channels, account, lambda e: _value(e).__setitem__("statuses", 5))
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     (row,) = channels.inbound_events()
     assert row.status == "processed", row.error
     assert [m.provider_message_id for m in channels.messages()] == ["wamid.TEXT1"]
@@ -141,8 +143,7 @@ def test_a_failed_status_with_errors_of_another_shape_still_fails_the_message(
         "wa_status_failed.json", PHONE_NUMBER_ID=account["external_id"], WAMID_OUTBOUND="wamid.OUT9"
     )
     _value(payload["entry"][0])["statuses"][0]["errors"] = errors
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     sent = channels.message("wamid.OUT9")
     assert (sent.status, sent.error_code, sent.error_message) == ("failed", code, message)
 
@@ -155,8 +156,7 @@ def test_messenger_attachments_of_another_shape_store_the_message_without_them(
     payload = load("messenger_attachment.json", PAGE_ID=account["external_id"])
     payload["entry"][0]["messaging"][0]["message"]["attachments"] = attachments
     payload["entry"][0]["messaging"][0]["message"]["text"] = "see attached"
-    channels.post_meta("messenger", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload, route="messenger")
     (stored,) = channels.messages()
     assert (stored.provider_message_id, stored.body, stored.attachments) == (
         "m_MESSENGER_IMG1",
@@ -172,8 +172,7 @@ def test_a_messenger_delivery_whose_mids_are_a_number_is_kept_as_unsupported(cha
     event = payload["entry"][0]["messaging"][0]
     del event["message"]
     event["delivery"] = {"mids": 5}
-    channels.post_meta("messenger", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload, route="messenger")
     (row,) = channels.inbound_events()
     assert row.status == "processed", row.error
     assert [m.content_type for m in channels.messages()] == ["unsupported"]
@@ -209,8 +208,7 @@ def test_a_message_whose_content_has_another_shape_is_kept_beside_its_sibling(
         _value(entry)["messages"] = [odd, good]
 
     payload = _wa(channels, account, two)
-    channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
-    channels.settle()
+    _deliver(channels, account, payload)
     (row,) = channels.inbound_events()
     assert row.status == "processed", row.error
     stored = {m.provider_message_id: m for m in channels.messages()}
