@@ -7,7 +7,7 @@ import socket
 from scheduler import jobs
 from tests.analytics.conftest import ApiChannel, wait_settled
 from tests.channels_outbound.test_media import PNG, upload
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def test_health_names_dependencies_queues_live_workers_and_scheduler_runs(root, worker):
@@ -19,7 +19,7 @@ def test_health_names_dependencies_queues_live_workers_and_scheduler_runs(root, 
         assert resp.status_code == 200, resp.text
         return resp.json if resp.json["workers"] else None
 
-    body = poll(report, "a live worker in the health report", timeout=20)
+    body = wait_until(report, "a live worker in the health report", timeout=20)
     checks = body["checks"]
     assert checks["database"]["ok"] and checks["broker"]["ok"] and checks["redis"]["ok"]
     assert "events" in checks["broker"]["queues"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.webhooks.conftest import outbox, path, receiver, wait_until, ws  # noqa: F401
+from tests.waiting import wait_until
+from tests.webhooks.conftest import outbox, path, receiver, ws  # noqa: F401
 from tests.webhooks.test_api import create
 
 

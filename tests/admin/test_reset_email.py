@@ -10,14 +10,16 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import AgentInvitation
 from tests.admin.test_tenants import relay  # noqa: F401
-from tests.inbox_messages.conftest import poll
 from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
+from tests.waiting import wait_until
 
 NEW_PASSWORD = "a brand new passphrase"
 
 
 def _mail_to(relay, address: str):  # noqa: F811
-    return poll(lambda: [m for m in relay.received if address in m.rcpt_tos], "reset email")[0]
+    return wait_until(lambda: [m for m in relay.received if address in m.rcpt_tos], "reset email")[
+        0
+    ]
 
 
 def _status(invitation_id: str) -> str:
@@ -47,7 +49,7 @@ def test_a_password_reset_sends_a_reset_link_that_sets_a_new_password(
     hours = get_settings().invitation_ttl_hours
     assert f"expires in {hours:g} hour" in text
     token = unquote(re.search(r"accept-invitation\?token=([A-Za-z0-9_\-%]+)", text).group(1))
-    poll(lambda: _status(reset.json["invitation_id"]) == "sent", "reset link marked sent")
+    wait_until(lambda: _status(reset.json["invitation_id"]) == "sent", "reset link marked sent")
 
     # The link sets the new password, once.
     accepted = workspace.client.simulate_post(

@@ -17,7 +17,7 @@ from shared.models import ActivityLog, DeadLetter, InboundEvent, OutboxEvent, Sc
 from shared.timekeeping import scheduled_messages
 from tests.channels_inbound.conftest import Channels
 from tests.inbox_conversations.conftest import add_conversation
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 from tests.workspaces import PASSWORD
 from workers import queues
 from workers.actors.events import dispatch_event
@@ -127,7 +127,7 @@ def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
                 )
             ).first()
 
-    letter = poll(dropped, "dead letter of the dropped dispatch_event", timeout=20)
+    letter = wait_until(dropped, "dead letter of the dropped dispatch_event", timeout=20)
     assert letter.error == REASON
     # The same work sent again (a sweeper's re-drive) is dropped without a second row.
     dispatch_event.send_with_options(args=(str(event_id),), tenant_id=str(tenant_id))
@@ -157,7 +157,9 @@ def test_a_suspended_tenant_is_refused_skipped_dropped_and_deaf(
     assert client.simulate_get("/api/auth/me", headers={"X-API-Key": key}).status_code == 200
     # ...and the held event is swept and dispatched.
     assert _sweep(event_id) == [event_id]
-    poll(lambda: _event_status(event_id) == "processed", "the held event dispatched", timeout=20)
+    wait_until(
+        lambda: _event_status(event_id) == "processed", "the held event dispatched", timeout=20
+    )
     with session_scope() as session:
         actions = [
             a

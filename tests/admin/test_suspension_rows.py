@@ -27,9 +27,9 @@ from shared.models import AgentInvitation, DeadLetter, InboundEvent, WebhookDeli
 from shared.webhooks import sweeper
 from tests.admin.test_tenants import relay  # noqa: F401
 from tests.channels_inbound.conftest import Channels
-from tests.inbox_messages.conftest import poll
 from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
-from tests.webhooks.conftest import outbox, path, receiver, settled, wait_until  # noqa: F401
+from tests.waiting import wait_until
+from tests.webhooks.conftest import outbox, path, receiver, settled  # noqa: F401
 from tests.webhooks.test_api import create
 from tests.webhooks.test_delivery import new_agent
 from workers import queues
@@ -170,7 +170,7 @@ def test_a_queued_platform_email_of_a_suspended_workspace_is_dropped_with_a_reas
     _reactivate(root, workspace)
     with session_scope() as session:
         assert jobs.sweep_invitation_emails(session) >= 1
-    mail = poll(
+    mail = wait_until(
         lambda: [m for m in relay.received if agent["email"] in m.rcpt_tos], "the reset email"
     )[0]
     assert mail.message["Subject"].startswith("Reset your")

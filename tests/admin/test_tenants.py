@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.models import ActivityLog, AgentInvitation, Role, User
-from tests.inbox_messages.conftest import poll
 from tests.peers.environment import environment
 from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
+from tests.waiting import wait_until
 
 NEW_PASSWORD = "the admin's own passphrase"
 
@@ -64,12 +64,14 @@ def test_provisioning_creates_tenant_roles_and_an_invited_admin_who_sets_a_passw
         ).one()
         assert str(log.impersonator_id) == root.id
     assert roles == {"admin", "supervisor", "agent"}
-    mails = poll(
+    mails = wait_until(
         lambda: [m for m in relay.received if admin["email"] in m.rcpt_tos], "invitation email"
     )
     text = mails[0].message.get_body(("plain",)).get_content()
     token = re.search(r"accept-invitation\?token=([A-Za-z0-9_\-%]+)", text).group(1)
-    poll(lambda: _invitation_status(created["invitation_id"]) == "sent", "invitation marked sent")
+    wait_until(
+        lambda: _invitation_status(created["invitation_id"]) == "sent", "invitation marked sent"
+    )
     accepted = client.simulate_post(
         "/api/auth/accept-invitation", json={"token": token, "password": NEW_PASSWORD}
     )

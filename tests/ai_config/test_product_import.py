@@ -14,7 +14,7 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import AiProduct, AiProductImport, Job
 from tests.ai_config.conftest import AGENTS, create_agent, fields
-from tests.webhooks.conftest import wait_until
+from tests.waiting import wait_until
 
 CSV = (
     "sku,name,price,currency,in_stock,attributes\r\n"

@@ -14,7 +14,6 @@ os.environ.update(
     KNOWLEDGE_MAX_FILE_BYTES="2000000",
 )
 
-import time
 import uuid
 
 import pytest
@@ -26,6 +25,7 @@ get_settings.cache_clear()
 
 from tests.ai_knowledge.agents import add_ai_agent  # noqa: E402
 from tests.peers.web_pages import WebPages  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 
 @pytest.fixture
@@ -62,16 +62,18 @@ def ingested_text_source(ws, agent_id: str, content: str, title: str = "Doc") ->
 
 def wait_for_status(ws, agent_id: str, source_id: str, *statuses: str, timeout: float = 20.0):
     """Poll the source until its status is one of ``statuses``; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def source():
         resp = ws.call("GET", sources_path(agent_id), params={"limit": 200})
         assert resp.status_code == 200, resp.text
-        source = next(s for s in resp.json["items"] if s["id"] == source_id)
-        if source["status"] in statuses:
-            return source
-        if time.monotonic() > deadline:
-            raise AssertionError(f"source still {source['status']}: {source}")
-        time.sleep(0.05)
+        return next(s for s in resp.json["items"] if s["id"] == source_id)
+
+    return wait_until(
+        lambda: (found := source())["status"] in statuses and found,
+        f"source {source_id} in {statuses}",
+        timeout,
+        interval=0.05,
+    )
 
 
 def upload(ws, path: str, filename: str, data: bytes, mime: str, *, title: str | None = None):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import uuid
 
 from sqlalchemy import select, update
@@ -16,6 +15,7 @@ from shared.db import session_scope
 from shared.models import KnowledgeChunk, KnowledgeSource
 from tests.ai_knowledge.conftest import sources_path, upload, wait_for_status
 from tests.ai_knowledge.documents import corrupt_pdf, pdf
+from tests.waiting import wait_until
 
 FAQ = (
     b"<html><head><title>Help centre</title></head><body><nav>Home | Shop</nav>"
@@ -75,9 +75,7 @@ def test_url_answering_500_is_retried_then_failed(worker, workspace, ai_agent, w
 def test_transient_failure_then_success(worker, workspace, ai_agent, web_pages):
     url = web_pages.serve("/later", status=503, body=b"busy", content_type="text/plain")
     source = _url_source(workspace, ai_agent, url)
-    deadline = time.monotonic() + 10
-    while web_pages.hits["/later"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: web_pages.hits["/later"] >= 1, "the first fetch", 10, interval=0.01)
     web_pages.serve("/later", body=FAQ)
     ready = wait_for_status(workspace, ai_agent, source["id"], "ready", "failed")
     assert ready["status"] == "ready" and ready["error"] is None, ready

@@ -17,7 +17,6 @@ os.environ.update(
     AI_GENERATING_STALE_SECONDS="30",
 )
 
-import time
 import uuid
 from typing import Any
 
@@ -50,6 +49,7 @@ from tests.peers.fixtures import (  # noqa: E402, F401
     fake_llm,
     fake_llm_server,
 )
+from tests.waiting import wait_until  # noqa: E402
 from workers import queues  # noqa: E402
 
 FAQ = [
@@ -69,17 +69,6 @@ def ai_peer_settings(fake_graph_server, fake_llm_server):  # noqa: F811
         AI_OPENAI_BASE_URL=fake_llm_server.base_url,
     ):
         yield
-
-
-def poll(check, what: str, timeout: float = 15.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class World(Channels):
@@ -214,7 +203,7 @@ class World(Channels):
                     .limit(1)
                 ).first()
 
-        return poll(find, f"the conversation of {sender}")
+        return wait_until(find, f"the conversation of {sender}")
 
     def _contact_ids(self, session, sender: str):
         from shared.models import Contact
@@ -238,7 +227,7 @@ class World(Channels):
             final = [r for r in rows if r.status not in ("pending", "generating")]
             return final if len(final) >= count else None
 
-        return poll(done, f"{count} final AI replies", timeout=timeout)
+        return wait_until(done, f"{count} final AI replies", timeout=timeout)
 
     def outbound(self, conversation_id) -> list[Message]:
         with session_scope() as session:
@@ -284,7 +273,7 @@ class World(Channels):
         return [r for r in graph.sent() if r.path.endswith(own)]
 
     def wait_sent_to_graph(self, graph, count: int = 1, timeout: float = 15.0):
-        return poll(
+        return wait_until(
             lambda: (sent := self.sent_to_graph(graph)) and len(sent) >= count and sent,
             f"{count} message(s) at the fake Graph API",
             timeout=timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from shared import demo
-from tests.ai_reply.conftest import poll
+from tests.waiting import wait_until
 
 
 def test_the_demo_ai_agent_answers_on_the_api_account(client, broker, worker):
@@ -32,6 +32,6 @@ def test_the_demo_ai_agent_answers_on_the_api_account(client, broker, worker):
         ).json["items"]
         return [m for m in listed if m["sender_type"] == "ai_agent"]
 
-    [answer] = poll(answered, "the demo agent's answer")
+    [answer] = wait_until(answered, "the demo agent's answer")
     assert answer["body"] == dict(demo.AI_FAQ)["How long does shipping take?"]
     assert answer["sender_id"] == str(tenant.ai_agent_id)

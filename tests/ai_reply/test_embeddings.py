@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import KnowledgeChunk
-from tests.ai_reply.conftest import poll
+from tests.waiting import wait_until
 
 RETURNS = "Returns are accepted within 30 days of delivery, in the original packaging."
 
@@ -34,7 +34,7 @@ def test_knowledge_and_questions_are_embedded_by_the_agents_provider(world, fake
     )
     assert created.status_code == 201, created.text
 
-    poll(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
+    wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
     [ingested] = _embedding_calls(fake_llm)
     assert ingested.body["model"] == "fake-embed"
     assert any("30 days" in text for text in ingested.body["input"])
@@ -56,7 +56,7 @@ def test_an_offline_agent_never_calls_for_embeddings(world, fake_llm):
         json={"kind": "text", "title": "Returns", "content": RETURNS},
     )
     assert created.status_code == 201, created.text
-    poll(
+    wait_until(
         lambda: (
             world.ws.call("GET", f"/api/ai-agents/{agent.id}/knowledge-sources").json["items"][0][
                 "status"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.ai_reply.conftest import poll
+from tests.waiting import wait_until
 
 
 def test_offline_agent_answers_a_whatsapp_question_end_to_end(world, fake_graph):
@@ -75,7 +75,7 @@ def test_a_human_reply_during_the_settle_window_means_no_ai_reply(world, fake_gr
     world.agent(settle_seconds=1.5)
     world.write("What are your opening hours?")
     conversation = world.conversation()
-    poll(lambda: world.replies(conversation.id), "the pending reply")
+    wait_until(lambda: world.replies(conversation.id), "the pending reply")
 
     resp = world.ws.call(
         "POST", f"/api/conversations/{conversation.id}/messages", json={"body": "Hi, Grace here"}
@@ -99,7 +99,7 @@ def test_a_takeover_during_the_settle_window_means_no_ai_reply(world, fake_graph
     world.agent(settle_seconds=1.5)
     world.write("How long does shipping take?")
     conversation = world.conversation()
-    poll(lambda: world.replies(conversation.id), "the pending reply")
+    wait_until(lambda: world.replies(conversation.id), "the pending reply")
 
     resp = world.ws.call("POST", f"/api/conversations/{conversation.id}/takeover")
     assert resp.status_code == 200, resp.text
@@ -194,7 +194,7 @@ def test_ai_reply_appears_in_worker_metrics_under_queue_ai(world, fake_graph):
         found = data["actors"].get("ai_reply", {}).get("totals", {})
         return found if found.get("processed") else None
 
-    assert poll(totals, "ai_reply metrics")["processed"] >= 1
+    assert wait_until(totals, "ai_reply metrics")["processed"] >= 1
     samples = wm.render_prometheus(client, settings.redis_namespace, None, None).decode()
     assert 'actor="ai_reply"' in samples and 'queue="ai"' in samples
     everyone = wm.snapshot(client, settings.redis_namespace, minutes=5)

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from shared.ai.handoff import DEFAULT_MESSAGE
-from tests.ai_reply.conftest import poll
+from tests.waiting import wait_until
 
 QUESTION = "How long does shipping take?"
 
@@ -22,7 +22,7 @@ def _handed_off(world, fake_graph, reason: str):
     [sent] = world.wait_sent_to_graph(fake_graph)
     [message] = world.outbound(conversation.id)
     assert message.sender_type == "ai_agent" and reply.reply_message_id == message.id
-    [event] = poll(lambda: world.events("conversation.handed_off"), "the handed_off event")
+    [event] = wait_until(lambda: world.events("conversation.handed_off"), "the handed_off event")
     assert event.data["reason"] == reason and event.data["id"] == str(conversation.id)
     assert event.actor_type == "ai_agent"
     return reply, fresh, sent

@@ -10,7 +10,7 @@ from scheduler import jobs
 from shared.db import session_scope
 from shared.models import Conversation, Message
 from shared.models.ai import AiReply
-from tests.ai_reply.conftest import poll
+from tests.waiting import wait_until
 
 
 def _orphan_reply(world, fake_graph, **fields) -> AiReply:
@@ -110,7 +110,7 @@ def test_handover_to_ai_hands_a_handed_off_conversation_back(world, fake_graph):
     assert world.fresh(conversation.id).ai_active is False
 
     world.write("Actually, the bot please")
-    poll(lambda: world.fresh(conversation.id).ai_active, "the handover to the AI")
+    wait_until(lambda: world.fresh(conversation.id).ai_active, "the handover to the AI")
     assert world.fresh(conversation.id).ai_turns == 0
 
     world.write("How long does shipping take?")

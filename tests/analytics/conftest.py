@@ -8,7 +8,6 @@ The figures the endpoints answer from the rollups are compared with what a direc
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import session_scope
+from tests.waiting import wait_until
 from tests.workspaces import Workspace, register
 
 ACCOUNTS = "/api/integration-accounts"
@@ -56,21 +56,19 @@ class ApiChannel:
 
 def wait_settled(ws: Workspace, timeout: float = 30.0) -> None:
     """Until every event of the tenant is dispatched and counted by the rollup."""
-    deadline = time.monotonic() + timeout
     query = text(
         """
         SELECT (SELECT count(*) FROM outbox_events WHERE tenant_id = :t AND status = 'pending')
              + (SELECT count(*) FROM analytics_events WHERE tenant_id = :t AND counted_at IS NULL)
         """
     )
-    while True:
+
+    def waiting() -> int:
         with session_scope() as session:
-            left = session.scalar(query, {"t": ws.tenant["id"]})
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{left} events still waiting after {timeout} s")
-        time.sleep(0.05)
+            return session.scalar(query, {"t": ws.tenant["id"]})
+
+    # The last value in a failure is the count of events still waiting.
+    wait_until(lambda: waiting() == 0 or None, "every event dispatched and counted", timeout)
 
 
 def _rows(sql: str, **params: Any) -> list:

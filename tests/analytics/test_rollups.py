@@ -7,7 +7,6 @@ import random
 import time
 import uuid
 
-import pytest
 from sqlalchemy import text
 
 from shared.analytics import intake, rollup
@@ -20,6 +19,7 @@ from tests.analytics.conftest import (
     set_timezone,
     wait_settled,
 )
+from tests.waiting import wait_until
 
 
 def _random_traffic(ws, seed: int, steps: int) -> None:
@@ -75,8 +75,8 @@ def _reconcile() -> dict:
     with session_scope() as session:
         before = list(session.scalars(text("SELECT id FROM analytics_reconcile_runs")))
         assert jobs.reconcile_analytics(session) is True
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         with session_scope() as session:
             row = session.execute(
                 text(
@@ -87,10 +87,9 @@ def _reconcile() -> dict:
                 ),
                 {"before": before},
             ).one_or_none()
-        if row is not None:
-            return row._asdict()
-        time.sleep(0.1)
-    pytest.fail("the reconcile did not finish")
+        return row._asdict() if row is not None else None
+
+    return wait_until(finished, "the reconcile run finishes", 60, interval=0.1)
 
 
 def test_random_traffic_figures_match_direct_counts_and_reconcile_corrects_drift(ws):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.models import OutboxEvent
+from tests.waiting import wait_until
 
 
 def _events(tenant_id: str) -> list[OutboxEvent]:
@@ -24,16 +24,16 @@ def _events(tenant_id: str) -> list[OutboxEvent]:
 
 
 def _wait_processed(tenant_id: str, expected: set[str], timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    def all_processed():
         events = _events(tenant_id)
         done = {e.type for e in events if e.status == "processed"}
-        if expected <= done and all(e.status == "processed" for e in events):
-            return events
-        if time.monotonic() > deadline:
-            states = [(e.type, e.status, e.last_error) for e in events]
-            raise AssertionError(f"events not processed in time: {states}")
-        time.sleep(0.05)
+        settled = all(e.status == "processed" for e in events)
+        return events if expected <= done and settled else None
+
+    def states() -> str:
+        return str([(e.type, e.status, e.last_error) for e in _events(tenant_id)])
+
+    return wait_until(all_processed, f"{sorted(expected)} processed", timeout, details=states)
 
 
 @pytest.mark.broker

@@ -17,7 +17,7 @@ from shared.config import get_settings
 from shared.rabbitmq_probe import FRESH_SECONDS, STALE_SECONDS, probe_for
 from tests.api.test_operations import _beat
 from tests.peers.tcp_proxy import TcpProxy
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

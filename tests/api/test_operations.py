@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 
 import dramatiq
@@ -15,6 +14,7 @@ from sqlalchemy import delete, text
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import SchedulerHeartbeat
+from tests.waiting import wait_until
 
 OPERATOR = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
 
@@ -147,16 +147,15 @@ def test_dead_letter_visible_in_worker_metrics_and_prometheus(worker, broker, wo
     # reverse order, so Metrics counts the dead letter (flushed every
     # METRICS_FLUSH_SECONDS) before DeadLetters commits its row, and on a loaded
     # machine either can lag the join by seconds. Wait for both, generously.
-    deadline = time.monotonic() + 30
-    while True:
+
+    def shown() -> dict | None:
         view = workspace.call("GET", "/api/automation/worker-metrics", token=supervisor_token)
         assert view.status_code == 200, view.text
         counted = view.json["actors"].get("always_fails", {}).get("totals", {})
-        if view.json["dead_letters"]["count"] >= 1 and counted.get("dead_lettered") == 1:
-            break
-        assert time.monotonic() < deadline, f"dead letter not shown in 30 s: {view.json}"
-        time.sleep(0.05)
-    body = view.json
+        listed = view.json["dead_letters"]["count"] >= 1
+        return view.json if listed and counted.get("dead_lettered") == 1 else None
+
+    body = wait_until(shown, "the dead letter listed and counted", 30, interval=0.05)
     assert body["tenant_id"] == workspace.tenant["id"]
     totals = body["actors"]["always_fails"]["totals"]
     assert totals["failed"] == 3 and totals["dead_lettered"] == 1

@@ -17,7 +17,7 @@ from shared.models import (
     OutboxEvent,
 )
 from tests.inbox_conversations.conftest import add_division  # noqa: F401  (re-exported)
-from tests.webhooks.conftest import wait_until
+from tests.waiting import wait_until
 from tests.workspaces import Workspace
 
 RULES = "/api/automation/rules"

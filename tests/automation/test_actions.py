@@ -20,8 +20,8 @@ from tests.automation.conftest import (
     send_message,
     tid,
     wait_settled,
-    wait_until,
 )
+from tests.waiting import wait_until
 from tests.webhooks.conftest import path, receiver  # noqa: F401  (fixtures)
 from tests.webhooks.test_api import create as create_webhook
 

@@ -25,9 +25,8 @@ from tests.automation.conftest import (
     waiting_on_a_lock,
 )
 from tests.outbox_rows import unswept_event
-from tests.webhooks.conftest import wait_until
+from tests.waiting import wait_until
 
-#: Refund requests on conversations not tagged yet: an event sees what the ones before it did.
 UNTAGGED = {
     "match": "all",
     "conditions": [

@@ -17,8 +17,8 @@ from tests.automation.conftest import (
     settled,
     tid,
     wait_settled,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 
 def table_counts(ws) -> dict[str, int]:

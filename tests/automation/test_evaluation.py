@@ -22,8 +22,8 @@ from tests.automation.conftest import (
     send_message,
     tid,
     wait_settled,
-    wait_until,
 )
+from tests.waiting import wait_until
 from workers.actors.automation import evaluate_rules
 
 

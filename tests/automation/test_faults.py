@@ -29,13 +29,13 @@ from tests.automation.conftest import (
     runs,
     waiting_on_a_lock,
 )
+from tests.waiting import wait_until
 from tests.webhooks.faults_support import (
     delete_namespace,
     enqueuers,
     namespace_of_test,
     private_broker,
     start_worker,
-    wait_for,
 )
 
 
@@ -84,13 +84,18 @@ def test_a_worker_killed_mid_evaluation_does_not_double_apply(workspace, routed)
                     tenant_id=uuid.UUID(workspace.tenant["id"]),
                     actor=Actor("contact"),
                 )
-            wait_for(
+            wait_until(
                 lambda: [r for r in queue_rows(workspace) if r.status == "processing"],
                 "the worker claims the event",
                 30,
-                first.log,
+                details=first.log,
             )
-            wait_for(waiting_on_a_lock, "the evaluation waits for the conversation", 30, first.log)
+            wait_until(
+                waiting_on_a_lock,
+                "the evaluation waits for the conversation",
+                30,
+                details=first.log,
+            )
             first.kill()  # SIGKILL mid-transaction: Postgres rolls it back
             blocker.rollback()
         [row] = queue_rows(workspace)
@@ -108,11 +113,11 @@ def test_a_worker_killed_mid_evaluation_does_not_double_apply(workspace, routed)
             assert sweep_automation_events(session) >= 1
         second = start_worker(namespace=namespace)
         procs.append(second)
-        wait_for(
+        wait_until(
             lambda: queue_rows(workspace)[0].status == "done",
             "the swept event evaluated",
             30,
-            second.log,
+            details=second.log,
         )
         assert conversation(conv_id).tags == ["refund"]
         [run] = runs(workspace)

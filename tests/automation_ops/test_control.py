@@ -20,9 +20,9 @@ from tests.automation.conftest import (
     send_message,
     tid,
     wait_settled,
-    wait_until,
 )
 from tests.automation_ops.conftest import CONTROL
+from tests.waiting import wait_until
 
 
 def _patch(ws, body: dict, **kwargs):

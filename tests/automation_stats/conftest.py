@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.automation.conftest import ws  # noqa: F401  (fixture)
 from tests.automation_ops.conftest import Clock, moved_clock, ts  # noqa: F401  (fixtures)
-from tests.webhooks.conftest import wait_until
+from tests.waiting import wait_until
 
 STATS = "/api/automation/stats"
 SERIES = "/api/automation/stats/timeseries"

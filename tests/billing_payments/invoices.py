@@ -21,8 +21,8 @@ from shared.models.billing import (
     BillingPlan,
     BillingSubscription,
 )
-from tests.inbox_messages.conftest import poll
 from tests.peers.stripe_fake import FakeStripe
+from tests.waiting import wait_until
 from tests.workspaces import Workspace
 
 
@@ -131,7 +131,7 @@ class Billing:
             return rows
 
     def wait_status(self, invoice_id: uuid.UUID, status: str, timeout: float = 20.0):
-        return poll(
+        return wait_until(
             lambda: (row := self.row(invoice_id)).status == status and row,
             f"invoice {status}",
             timeout,

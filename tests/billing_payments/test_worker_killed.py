@@ -17,12 +17,12 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models.billing import BillingInvoice
 from tests.automation.test_faults import waiting_on_a_lock
+from tests.waiting import wait_until
 from tests.webhooks.faults_support import (
     delete_namespace,
     namespace_of_test,
     private_broker,
     start_worker,
-    wait_for,
 )
 
 
@@ -46,13 +46,15 @@ def test_killed_after_the_provider_charged_then_retried_charges_once(billing, ro
         first = start_worker(namespace=namespace)
         procs.append(first)
         private.enqueue(charge_invoice.message_with_options(args=(str(invoice),)))
-        wait_for(lambda: billing.stripe.charges, "the provider charged", 60, first.log)
+        wait_until(lambda: billing.stripe.charges, "the provider charged", 60, details=first.log)
         with session_scope() as blocker:
             blocker.execute(
                 select(BillingInvoice.id).where(BillingInvoice.id == invoice).with_for_update()
             )
             billing.stripe.release.set()  # the worker now has "succeeded" in hand
-            wait_for(waiting_on_a_lock, "the worker waits to commit the outcome", 30, first.log)
+            wait_until(
+                waiting_on_a_lock, "the worker waits to commit the outcome", 30, details=first.log
+            )
             first.kill()  # SIGKILL: the outcome is never committed
             blocker.rollback()
         [pending] = billing.payments(invoice)

@@ -21,8 +21,8 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import Campaign, CampaignRecipient, Contact, WaTemplate
 from tests.channels_gaps.conftest import Gaps, gaps_settings  # noqa: F401
-from tests.inbox_messages.conftest import poll
 from tests.peers.fixtures import fake_graph, fake_graph_server, smtp_servers, smtp_tls_files  # noqa: F401  # noqa: F401
+from tests.waiting import wait_until
 from tests.webhooks.faults_support import (
     delete_namespace,
     enqueuers,
@@ -190,7 +190,7 @@ def settled(shop: Shop, campaign: dict, *, timeout: float = 20.0) -> dict[str, A
         counts = view["counts"]
         return view if counts["pending"] == 0 and counts["queued"] == 0 else None
 
-    return poll(done, "every recipient sent or failed", timeout=timeout)
+    return wait_until(done, "every recipient sent or failed", timeout=timeout)
 
 
 class Batches:

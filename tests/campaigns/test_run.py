@@ -11,7 +11,7 @@ from scheduler.jobs import start_due_campaigns
 from shared.db import session_scope
 from shared.models import Campaign, Contact
 from tests.campaigns.conftest import Shop, sent_to, settled
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def _opt_out(shop: Shop, contact_id: uuid.UUID) -> None:
@@ -41,7 +41,7 @@ def test_send_now_reaches_every_recipient_once_in_batches_and_completes(
     assert started["status"] == "running"
 
     settled(shop, campaign)
-    poll(lambda: shop.get(campaign)["status"] == "completed", "the campaign completes")
+    wait_until(lambda: shop.get(campaign)["status"] == "completed", "the campaign completes")
     counts = shop.get(campaign)["counts"]
     assert (counts["total"], counts["sent"], counts["skipped"], counts["failed"]) == (5, 4, 1, 0)
     with session_scope() as session:
@@ -96,7 +96,7 @@ def test_status_callbacks_and_replies_move_the_live_counts(
         shown = {k: counts[k] for k in expected}
         return shown if shown == expected else None
 
-    poll(moved, f"the statuses and the reply counted as {expected}")
+    wait_until(moved, f"the statuses and the reply counted as {expected}")
     failed = [r for r in shop.recipients(campaign) if r.status == "failed"]
     assert failed[0].error_code == "131026"
 
@@ -183,7 +183,7 @@ def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
     shop.add(campaign, contacts)
     shop.send(campaign)
     assert batches.run_next() == ["sent_batch"]
-    poll(  # the first two failed after their retries
+    wait_until(  # the first two failed after their retries
         lambda: shop.get(campaign)["counts"]["failed"] == 2, "the throttled sends given up"
     )
 

@@ -22,7 +22,8 @@ from shared.db import session_scope
 from shared.models import Contact, Message
 from shared.models.outbound import OutboundSend
 from tests.campaigns.conftest import Shop, sent_to
-from tests.webhooks.faults_support import private_broker, start_worker, wait_for
+from tests.waiting import wait_until
+from tests.webhooks.faults_support import private_broker, start_worker
 
 
 @pytest.fixture
@@ -64,8 +65,11 @@ def test_the_send_a_killed_worker_had_at_the_provider_is_not_sent_again(
         first = start_worker(namespace=routed)
         procs.append(first)
         shop.send(campaign)
-        wait_for(
-            lambda: len(sent_to(fake_graph, shop)) == 1, "a send at the provider", 30, first.log
+        wait_until(
+            lambda: len(sent_to(fake_graph, shop)) == 1,
+            "a send at the provider",
+            30,
+            details=first.log,
         )
         first.kill()  # SIGKILL during the provider call; two claimed sends never started
         [in_flight] = sent_to(fake_graph, shop)
@@ -91,11 +95,11 @@ def test_the_send_a_killed_worker_had_at_the_provider_is_not_sent_again(
         second = start_worker(namespace=routed)
         procs.append(second)
 
-        wait_for(
+        wait_until(
             lambda: _settled(shop),
             "every message sent or failed",
             60,
-            second.log,
+            details=second.log,
         )
     finally:
         for proc in procs:

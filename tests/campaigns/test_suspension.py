@@ -12,7 +12,7 @@ from shared.db import session_scope
 from shared.models import Campaign, Tenant
 from shared.models.outbound import OutboundSend
 from tests.campaigns.conftest import Shop, sent_to
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def _status(shop: Shop, status: str) -> None:
@@ -42,7 +42,7 @@ def test_a_suspended_workspace_holds_its_campaign_and_sends_until_reactivated(
     shop.add(campaign, shop.contacts(4))
     shop.send(campaign)
     assert batches.run_next() == ["sent_batch"]  # two messages made, queued to send
-    queued = poll(lambda: len(handed) == 2 and list(handed), "the two sends handed over")
+    queued = wait_until(lambda: len(handed) == 2 and list(handed), "the two sends handed over")
     _status(shop, "suspended")
 
     # Queued sends are not claimed, and the sweeper leaves them.
@@ -73,6 +73,6 @@ def test_a_suspended_workspace_holds_its_campaign_and_sends_until_reactivated(
     with session_scope() as session:
         assert start_due_campaigns(session) == {"started": 0, "redriven": 1}
     assert batches.run_next() == ["completed"]  # the last two recipients: nobody left
-    pending = poll(lambda: len(p := _pending_sends(shop)) == 4 and p, "four sends pending")
+    pending = wait_until(lambda: len(p := _pending_sends(shop)) == 4 and p, "four sends pending")
     results = outbound_engine.send_batch(pending)
     assert len(results) == 4 and len(sent_to(fake_graph, shop)) == 4

@@ -20,9 +20,9 @@ from shared.db import session_scope
 from shared.models import Campaign, Contact, Conversation, Message
 from tests.automation.test_faults import waiting_on_a_lock
 from tests.campaigns.conftest import Shop, sent_to
+from tests.waiting import wait_until
 from tests.webhooks.faults_support import (
     start_worker,
-    wait_for,
 )
 
 
@@ -50,13 +50,13 @@ def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
             first = start_worker(namespace=routed)
             procs.append(first)
             shop.send(campaign)
-            wait_for(
+            wait_until(
                 lambda: statuses()[:3] == ["sent"] * 3,
                 "the first batch sent",
                 30,
-                first.log,
+                details=first.log,
             )
-            wait_for(waiting_on_a_lock, "the second batch waits for the conversation", 30)
+            wait_until(waiting_on_a_lock, "the second batch waits for the conversation", 30)
             first.kill()  # SIGKILL mid-batch: Postgres rolls the batch back
             blocker.rollback()
         assert statuses() == ["sent"] * 3 + ["pending"] * 6
@@ -79,13 +79,15 @@ def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
             assert start_due_campaigns(session) == {"started": 0, "redriven": 1}
         second = start_worker(namespace=routed)
         procs.append(second)
-        wait_for(
+        wait_until(
             lambda: statuses() == ["sent"] * 9,
             "every recipient sent",
             60,
-            second.log,
+            details=second.log,
         )
-        wait_for(lambda: shop.get(campaign)["status"] == "completed", "completed", 30, second.log)
+        wait_until(
+            lambda: shop.get(campaign)["status"] == "completed", "completed", 30, details=second.log
+        )
     finally:
         for proc in procs:
             proc.close()

@@ -25,8 +25,7 @@ from shared.config import get_settings
 get_settings.cache_clear()
 
 from tests.channels_outbound.conftest import messages_of, wait_for_status  # noqa: E402, F401
-from tests.inbox_messages.conftest import poll  # noqa: E402, F401
-from tests.webhooks.conftest import path, receiver, wait_until, ws  # noqa: E402, F401
+from tests.webhooks.conftest import path, receiver, ws  # noqa: E402, F401
 from tests.workspaces import Workspace  # noqa: E402
 
 ACCOUNTS = "/api/integration-accounts"

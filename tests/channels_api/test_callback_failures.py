@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 
 from shared.db import session_scope
 from shared.models import DeadLetter, IntegrationAccount
-from tests.channels_api.conftest import ApiChannel, poll, wait_for_status
+from tests.channels_api.conftest import ApiChannel, wait_for_status
+from tests.waiting import wait_until
 
 
 def _dead_letter(message_id: str):
@@ -39,7 +40,7 @@ def test_a_failing_receiver_is_retried_then_the_message_fails_and_is_dead_letter
     attempts = receiver.at(path)
     assert len(attempts) == 3  # the first attempt and OUTBOUND_MAX_RETRIES=2
     assert {a.headers["webhook-id"] for a in attempts} == {reply["id"]}  # one id: dedupable
-    letter = poll(lambda: _dead_letter(reply["id"]), "the dead letter")
+    letter = wait_until(lambda: _dead_letter(reply["id"]), "the dead letter")
     assert "http_503" in letter.error
 
 
@@ -66,7 +67,7 @@ def test_a_receiver_that_is_down_fails_the_message_after_the_retries(ws):
     failed = wait_for_status(ws, conversation_id, reply["id"], "failed", timeout=30)
     assert failed["error_code"] == "connection_error"
     assert "connect" in failed["error_message"].lower()
-    assert poll(lambda: _dead_letter(reply["id"]), "the dead letter")
+    assert wait_until(lambda: _dead_letter(reply["id"]), "the dead letter")
 
 
 def test_a_slow_receiver_times_out(ws, receiver, path):

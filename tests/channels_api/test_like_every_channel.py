@@ -10,9 +10,9 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.models import OutboxEvent
 from shared.webhooks import signing
-from tests.channels_api.conftest import message_row, messages_of, poll, wait_for_status
+from tests.channels_api.conftest import message_row, messages_of, wait_for_status
 from tests.channels_outbound.test_media import upload as upload_media
-from tests.webhooks.conftest import wait_until
+from tests.waiting import wait_until
 from tests.webhooks.test_api import create as create_webhook
 
 
@@ -44,7 +44,7 @@ def test_an_automation_rule_answers_an_api_message_through_the_callback(ws, api,
     def automated():
         return [m for m in messages_of(ws, conversation_id) if m["sender_type"] == "automation"]
 
-    [answer] = poll(automated, "the rule's message")
+    [answer] = wait_until(automated, "the rule's message")
     wait_for_status(ws, conversation_id, answer["id"], "sent")
     [callback] = wait_until(lambda: receiver.at(path), "the callback")
     assert signing.verify(api.secret, callback.headers, callback.body)

@@ -31,7 +31,6 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import DeadLetter
 from tests.channels_outbound.conftest import Channels
-from tests.inbox_messages.conftest import poll
 from tests.peers.environment import environment
 from tests.peers.fixtures import (  # noqa: F401
     fake_graph,
@@ -40,6 +39,7 @@ from tests.peers.fixtures import (  # noqa: F401
     smtp_servers,
     smtp_tls_files,
 )
+from tests.waiting import wait_until
 
 get_settings.cache_clear()
 
@@ -173,7 +173,7 @@ class Gaps(Channels):
                     )
                 )
 
-        return poll(find, f"inbound message {wamid} stored")
+        return wait_until(find, f"inbound message {wamid} stored")
 
 
 @pytest.fixture

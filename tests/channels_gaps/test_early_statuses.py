@@ -13,7 +13,7 @@ from shared.db import session_scope
 from shared.models import InboundEvent, Message
 from shared.models.receipts import EarlyStatus
 from tests.channels_outbound.conftest import wait_for_status
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def _parked(tenant_id, wamid=None) -> int:
@@ -54,7 +54,7 @@ def test_statuses_before_the_send_commits_are_applied_in_rank_order(workspace, g
     # Meta reports out of order, and retries a callback: read, delivered, delivered.
     for status in ("read", "delivered", "delivered"):
         gaps.status(account, "wamid.EARLY1", status)
-    poll(
+    wait_until(
         lambda: sum(c.get("status_deferred", 0) for c in _processed_counts(gaps.tenant_id)) == 2,
         "both statuses deferred",
     )
@@ -82,7 +82,7 @@ def test_an_early_failure_fails_the_message_with_metas_code(workspace, gaps, fak
         "failed",
         errors=[{"code": 131026, "title": "Message undeliverable"}],
     )
-    poll(lambda: _parked(gaps.tenant_id) == 1, "the failure kept")
+    wait_until(lambda: _parked(gaps.tenant_id) == 1, "the failure kept")
 
     message_id = _send(workspace, conversation_id)
 
@@ -107,7 +107,7 @@ def test_the_sweeper_applies_statuses_of_known_messages_and_drops_expired_ones(
 ):
     account, conversation_id = _open_window(gaps, "15556667777")
     gaps.status(account, "wamid.NEVERSENT", "delivered")
-    poll(lambda: _parked(gaps.tenant_id, "wamid.NEVERSENT") == 1, "the stray status kept")
+    wait_until(lambda: _parked(gaps.tenant_id, "wamid.NEVERSENT") == 1, "the stray status kept")
     # A status kept while its message was stored by a path that did not apply it.
     with session_scope() as session:
         session.add(
@@ -153,9 +153,9 @@ def test_a_status_racing_the_send_commit_waits_for_it_and_applies(workspace, gap
         blocker.scalars(
             select(Message).where(Message.id == message_id).with_for_update(key_share=True)
         ).one()
-        poll(lambda: _waiters("transactionid", "tuple") >= 1, "the send waiting to commit")
+        wait_until(lambda: _waiters("transactionid", "tuple") >= 1, "the send waiting to commit")
         gaps.status(account, "wamid.RACE1", "delivered")
-        poll(
+        wait_until(
             lambda: _waiters("advisory") >= 1,
             "the status callback waiting on the send's lock",
         )
@@ -163,7 +163,7 @@ def test_a_status_racing_the_send_commit_waits_for_it_and_applies(workspace, gap
 
     assert message["provider_message_id"] == "wamid.RACE1"
     assert _parked(gaps.tenant_id) == 0  # it never had to wait in the table
-    assert poll(
+    assert wait_until(
         lambda: any(c.get("status_updated") for c in _processed_counts(gaps.tenant_id)),
         "the callback applied",
     )

@@ -13,7 +13,8 @@ from shared.db import session_scope
 from shared.models import DivisionMember
 from shared.models.invitations import AgentInvitation
 from tests.channels_gaps.conftest import PLATFORM_FROM, dead_letters, link_token, new_email
-from tests.inbox_messages.conftest import Inbox, poll
+from tests.inbox_messages.conftest import Inbox
+from tests.waiting import wait_until
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -33,7 +34,7 @@ def _invitation(agent_id) -> AgentInvitation | None:
 
 
 def _settled(agent_id, *statuses):
-    return poll(
+    return wait_until(
         lambda: (row := _invitation(agent_id)) is not None and row.status in statuses and row,
         f"invitation of {agent_id} in {statuses}",
         timeout=30,  # a few retries with backoff, on a loaded CI machine
@@ -41,7 +42,9 @@ def _settled(agent_id, *statuses):
 
 
 def _mail_to(relay, address):
-    return poll(lambda: [m for m in relay.received if address in m.rcpt_tos], f"email to {address}")
+    return wait_until(
+        lambda: [m for m in relay.received if address in m.rcpt_tos], f"email to {address}"
+    )
 
 
 def _emailed_token(relay, agent) -> str:
@@ -165,7 +168,7 @@ def test_smtp_down_is_retried_then_the_invitation_fails_visibly(
     assert row.attempts == 3  # the first try and OUTBOUND_MAX_RETRIES=2 retries
     assert row.last_error_code == "connection_error"
     assert row.token_hash is None  # no link ever went out
-    [letter] = poll(lambda: dead_letters("send_email", str(row.id)), "the dead letter")
+    [letter] = wait_until(lambda: dead_letters("send_email", str(row.id)), "the dead letter")
     assert letter.retries == 2
 
 

@@ -10,7 +10,7 @@ from scheduler import jobs
 from shared.db import session_scope
 from shared.models.receipts import ReadReceipt
 from tests.channels_gaps.conftest import dead_letters
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def _read(workspace, conversation_id, **kwargs):
@@ -30,7 +30,7 @@ def _receipt_count(tenant_id) -> int:
 
 
 def _settled(message_id, *statuses):
-    return poll(
+    return wait_until(
         lambda: (r := _receipt(message_id)) is not None and r.status in statuses and r,
         f"receipt of {message_id} in {statuses}",
         timeout=30,  # a few retries with backoff, on a loaded CI machine
@@ -84,7 +84,7 @@ def test_reading_again_sends_nothing_and_a_new_message_gets_its_own_receipt(
     assert _receipt_count(gaps.tenant_id) == 1  # nothing new was read: nothing owed
 
     gaps.inbound_text(account, "wamid.AGAIN2", "15551234567", body="one more thing")
-    poll(lambda: _message_id(gaps, "wamid.AGAIN2"), "second inbound message stored")
+    wait_until(lambda: _message_id(gaps, "wamid.AGAIN2"), "second inbound message stored")
     _read(workspace, conversation_id)
 
     _settled(_message_id(gaps, "wamid.AGAIN2"), "sent")
@@ -151,7 +151,9 @@ def test_graph_failing_every_time_fails_the_receipt_visibly(workspace, gaps, fak
     assert receipt.attempts == 3  # the first try and OUTBOUND_MAX_RETRIES=2 retries
     assert receipt.last_error_code == "2"  # Meta's "service temporarily unavailable"
     assert receipt.finished_at is not None
-    [letter] = poll(lambda: dead_letters("mark_read_upstream", str(message_id)), "the dead letter")
+    [letter] = wait_until(
+        lambda: dead_letters("mark_read_upstream", str(message_id)), "the dead letter"
+    )
     assert letter.retries == 2
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.channels_onboarding.conftest import signup
-from tests.inbox_messages.conftest import Inbox, poll
+from tests.inbox_messages.conftest import Inbox
+from tests.waiting import wait_until
 
 
 def test_a_rejected_token_on_send_marks_the_account_error(workspace, worker, meta_settings):
@@ -28,7 +29,7 @@ def test_a_rejected_token_on_send_marks_the_account_error(workspace, worker, met
             None,
         )
 
-    message = poll(failed, "the message failed")
+    message = wait_until(failed, "the message failed")
     assert message["error_code"] == "190"
     after = workspace.call("GET", f"/api/integration-accounts/{account['id']}").json
     assert after["status"] == "error"

@@ -30,7 +30,7 @@ get_settings.cache_clear()
 from shared.channels import accounts  # noqa: E402
 from shared.context import Ctx  # noqa: E402
 from shared.db import session_scope  # noqa: E402
-from tests.inbox_messages.conftest import Inbox, poll  # noqa: E402
+from tests.inbox_messages.conftest import Inbox  # noqa: E402
 from tests.peers.environment import environment  # noqa: E402
 from tests.peers.fixtures import (  # noqa: E402, F401
     SMTP_PASSWORD,
@@ -42,6 +42,7 @@ from tests.peers.fixtures import (  # noqa: E402, F401
     smtp_servers,
     smtp_tls_files,
 )
+from tests.waiting import wait_until  # noqa: E402
 
 S3_BUCKET = "omnistream-test-media"
 
@@ -132,7 +133,7 @@ def wait_for_status(workspace, conversation_id, message_id, *statuses: str, time
                 return item
         return None
 
-    return poll(check, f"message {message_id} in {statuses}", timeout=timeout)
+    return wait_until(check, f"message {message_id} in {statuses}", timeout=timeout)
 
 
 def redriven(message_id) -> bool:

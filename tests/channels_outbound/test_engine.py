@@ -17,7 +17,8 @@ from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, DeadLetter, Message
 from shared.models.outbound import OutboundSend
-from tests.channels_outbound.conftest import poll, redriven, sent_with
+from tests.channels_outbound.conftest import redriven, sent_with
+from tests.waiting import wait_until
 from workers.actors.channels_outbound import enqueue_sends
 
 
@@ -84,7 +85,7 @@ def _settled(ids, timeout: float = 20.0) -> dict[uuid.UUID, Message]:
         found = _messages(ids)
         return found if all(m.status in ("sent", "failed") for m in found.values()) else None
 
-    return poll(check, f"{len(ids)} messages sent or failed", timeout=timeout)
+    return wait_until(check, f"{len(ids)} messages sent or failed", timeout=timeout)
 
 
 def test_a_batch_goes_out_concurrently_within_each_accounts_bound(
@@ -118,7 +119,7 @@ def test_meta_throttling_backs_the_account_off_and_no_other(
     fake_graph.script(("throttle", "130429", 3), "ok")
 
     ids = _commit_together(channels, [throttled], each=4)
-    [refused] = poll(fake_graph.sent, "the throttled send")
+    [refused] = wait_until(fake_graph.sent, "the throttled send")
 
     # Another account's message, sent while the first one is paused: not held back.
     other = _whatsapp(channels, "token-other")
@@ -171,7 +172,7 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
     outbound_queue.set_enqueuer(None)  # no job: the "worker" below claims by hand
     try:
         [message_id] = _commit_together(channels, [conversation], each=1)
-        poll(lambda: _claims([message_id]), "the send row")
+        wait_until(lambda: _claims([message_id]), "the send row")
     finally:
         outbound_queue.set_enqueuer(enqueue_sends)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from tests.channels_inbound.conftest import Channels as InboundChannels
-from tests.channels_outbound.conftest import messages_of, poll, wait_for_status
+from tests.channels_outbound.conftest import messages_of, wait_for_status
+from tests.waiting import wait_until
 
 
 def test_inbound_image_proxy_reply_and_delivery_status(workspace, broker, worker, fake_graph):
@@ -19,7 +20,7 @@ def test_inbound_image_proxy_reply_and_delivery_status(workspace, broker, worker
     inbound.settle()
 
     [conversation] = inbound.conversations()
-    [received] = poll(lambda: messages_of(workspace, conversation.id), "the inbound message")
+    [received] = wait_until(lambda: messages_of(workspace, conversation.id), "the inbound message")
     [attachment] = received["attachments"]
     media = workspace.call("GET", f"/api/media/{attachment['media_id']}")
     assert media.status_code == 200

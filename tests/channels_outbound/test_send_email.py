@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tests.channels_outbound.conftest import SMTP_PASSWORD, SMTP_USER, wait_for_status
+from tests.waiting import wait_until
 
 
 def _mailbox(channels, peer, **settings):
@@ -104,14 +105,13 @@ def test_transient_451_is_retried_until_accepted(workspace, channels, smtp_peers
 
     from shared.db import session_scope
     from shared.models.outbound import OutboundSend
-    from tests.channels_outbound.conftest import poll
 
     def retried():
         with session_scope() as session:
             claim = session.get(OutboundSend, message_id)
             return claim is not None and claim.last_error_code == "451"
 
-    poll(retried, "a 451 recorded")
+    wait_until(retried, "a 451 recorded")
     peer.mode = "ok"
     wait_for_status(workspace, conversation["id"], message_id, "sent")
     assert len(peer.received) == 1

@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.models.outbound import OutboundSend
-from tests.channels_outbound.conftest import messages_of, poll, wait_for_status
+from tests.channels_outbound.conftest import messages_of, wait_for_status
 from tests.wa_templates.seed import approved_template
+from tests.waiting import wait_until
 
 TOKEN = "EAAG-whatsapp-token-1"
 
@@ -190,7 +191,7 @@ def test_timeouts_are_retried_then_the_message_fails_and_is_dead_lettered(
                 )
             ).one_or_none()
 
-    letter = poll(dead_letter, "the dead letter")
+    letter = wait_until(dead_letter, "the dead letter")
     assert "timeout" in letter.error
 
 
@@ -204,7 +205,7 @@ def test_the_same_send_twice_reaches_meta_once(workspace, channels, fake_graph):
     send_outbound.send(message_id)
 
     wait_for_status(workspace, conversation["id"], message_id, "sent")
-    poll(lambda: len(fake_graph.sent()) >= 1, "a request")
+    wait_until(lambda: len(fake_graph.sent()) >= 1, "a request")
     time.sleep(1.0)  # let the duplicate jobs run
     assert len(fake_graph.sent()) == 1
 

@@ -10,7 +10,8 @@ from sqlalchemy import update
 from shared.channels import outbound_queue
 from shared.db import session_scope
 from shared.models.outbound import OutboundSend
-from tests.channels_outbound.conftest import poll, redriven, sent_with, wait_for_status
+from tests.channels_outbound.conftest import redriven, sent_with, wait_for_status
+from tests.waiting import wait_until
 from workers.actors.channels_outbound import enqueue_sends
 
 
@@ -30,7 +31,7 @@ def test_a_lost_send_is_redriven_once_due(workspace, channels, fake_graph):
             with session_scope() as session:
                 return session.get(OutboundSend, message_id)
 
-        poll(claim, "the send row")
+        wait_until(claim, "the send row")
     finally:
         outbound_queue.set_enqueuer(enqueue_sends)
     assert sent_with(fake_graph, "token-lost-send") == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from tests.channels_api.conftest import ApiChannel
 from tests.channels_outbound.conftest import wait_for_status
 from tests.csat.conftest import enable, link_of, set_status, survey_messages
-from tests.webhooks.conftest import path, receiver, wait_until  # noqa: F401
+from tests.waiting import wait_until
+from tests.webhooks.conftest import path, receiver  # noqa: F401
 
 
 def test_the_survey_on_resolve_reaches_the_customer_through_the_channel(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -14,8 +12,6 @@ from sqlalchemy import select, update
 from shared.db import session_scope
 from shared.models import Contact, Conversation, Division, DivisionMember, OutboxEvent
 from tests.workspaces import Workspace, register
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -104,14 +100,3 @@ def events(ws: Workspace, *types: str) -> list[OutboxEvent]:
         if types:
             query = query.where(OutboxEvent.type.in_(types))
         return list(session.scalars(query.order_by(OutboxEvent.occurred_at, OutboxEvent.id)))
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"condition not met within {timeout} s: last value {value!r}")
-        time.sleep(0.05)

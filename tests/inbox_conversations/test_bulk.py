@@ -16,8 +16,8 @@ from tests.inbox_conversations.conftest import (
     events,
     row,
     tid,
-    wait_until,
 )
+from tests.waiting import wait_until
 from workers.actors.inbox import bulk_conversation_action
 
 BULK = "/api/conversations/bulk"

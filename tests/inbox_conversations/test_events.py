@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.inbox_conversations.conftest import add_conversation, events, wait_until
+from tests.inbox_conversations.conftest import add_conversation, events
+from tests.waiting import wait_until
 
 LIST = "/api/conversations"
 

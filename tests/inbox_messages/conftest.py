@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -101,15 +99,3 @@ def inbox(request) -> Inbox:
 @pytest.fixture
 def other_inbox(request) -> Inbox:
     return Inbox(request.getfixturevalue("other_workspace").tenant["id"])
-
-
-def poll(predicate: Callable[[], T], what: str, timeout: float = 10.0) -> T:
-    """Return the first truthy ``predicate()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {result!r})")
-        time.sleep(0.05)

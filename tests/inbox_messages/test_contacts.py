@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.inbox_messages.conftest import poll
+from tests.waiting import wait_until
 
 
 def test_list_search_and_filters(workspace, inbox):
@@ -67,7 +67,7 @@ def test_update_normalizes_and_emits(worker, workspace, inbox):
         events = inbox.events("contact.updated")
         return events and all(e.status == "processed" for e in events) and events
 
-    event = poll(processed, "contact.updated processed")[0]
+    event = wait_until(processed, "contact.updated processed")[0]
     assert event.data["id"] == str(contact["id"]) and event.data["name"] == "New Name"
     assert set(event.data["changed_fields"]) == {
         "name",

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import ActivityLog, Conversation, Message
-from tests.inbox_messages.conftest import poll
 from tests.wa_templates.seed import approved_template
+from tests.waiting import wait_until
 
 
 def _path(conversation) -> str:
@@ -92,7 +92,7 @@ def test_send_stores_queued_message_updates_counters_and_dispatches(worker, work
         events = inbox.events("message.created")
         return len(events) == 2 and all(e.status == "processed" for e in events) and events
 
-    events = poll(dispatched, "message.created processed")
+    events = wait_until(dispatched, "message.created processed")
     assert {e.data["id"] for e in events} >= {message["id"]}
     assert all(e.data["direction"] == "outbound" for e in events)
     with session_scope() as session:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from sqlalchemy import select
@@ -10,6 +9,7 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.models import NoteRevision, OutboxEvent
 from tests.inbox_team.conftest import actions, make_conversation
+from tests.waiting import wait_until
 
 
 def notes_path(conversation_id: str, note_id: str | None = None) -> str:
@@ -172,19 +172,16 @@ def test_bad_note_input(workspace):
 
 
 def _wait_processed(tenant_id: str, event_type: str, timeout: float = 10.0) -> OutboxEvent:
-    deadline = time.monotonic() + timeout
-    while True:
+    def processed() -> OutboxEvent | None:
         with session_scope() as session:
             event = session.scalars(
                 select(OutboxEvent).where(
                     OutboxEvent.tenant_id == uuid.UUID(tenant_id), OutboxEvent.type == event_type
                 )
             ).first()
-        if event is not None and event.status == "processed":
-            return event
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{event_type} not processed in time: {event and event.status}")
-        time.sleep(0.05)
+        return event if event is not None and event.status == "processed" else None
+
+    return wait_until(processed, f"{event_type} processed", timeout)
 
 
 def test_note_created_reaches_dispatch_event(worker, workspace):

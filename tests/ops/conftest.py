@@ -8,7 +8,6 @@ import pytest
 
 from shared.config import get_settings
 from tests.peers.fixtures import private_redis  # noqa: F401
-from tests.workers.conftest import wait_until  # noqa: F401
 
 OPERATOR = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"}
 

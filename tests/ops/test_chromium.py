@@ -18,7 +18,7 @@ from tests.live_server import serving
 from tests.ops.chromium import Chromium, find_chromium
 from tests.ops.conftest import OPERATOR
 from tests.ops.figures import expected_figures
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

@@ -11,7 +11,7 @@ import pytest
 
 from scheduler import jobs as scheduler_jobs
 from tests.ops.conftest import OPERATOR
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from tests.workspaces import register
 
 #: Released by the tests; the busy actor waits on it (bounded, so a failed test cannot hang).

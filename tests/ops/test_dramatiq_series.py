@@ -11,9 +11,8 @@ import dramatiq.middleware.prometheus as dramatiq_prometheus_source
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.conftest import OPERATOR
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 
-#: What dramatiq/middleware/prometheus.py (Dramatiq 2.x) declares.
 EXPECTED = {
     "dramatiq_messages": "counter",
     "dramatiq_message_errors": "counter",

@@ -10,7 +10,7 @@ import dramatiq
 
 from tests.ops.conftest import OPERATOR
 from tests.ops.figures import expected_figures, figures
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from tests.workspaces import PASSWORD
 
 _ran: set[str] = set()

@@ -15,7 +15,7 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import WebhookDelivery
 from tests.retention.conftest import Seeder, surviving
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers import queues
 from workers.actors import retention as retention_actor
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import SchedulerHeartbeat, Tenant
 from shared.scheduler_status import HEARTBEAT_NAME
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,24 +83,6 @@ class Schedulers:
             process.stop()
         # Shown by pytest only when the test failed.
         print(self.logs())
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    what: str,
-    timeout: float = 10.0,
-    *,
-    details: Callable[[], str] = str,
-) -> T:
-    """Return the first truthy ``predicate()``; fail after ``timeout`` s naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last {value!r})\n{details()}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

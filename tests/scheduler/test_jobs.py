@@ -11,7 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler import jobs
 from scheduler.jobs import JOBS, Job
-from tests.scheduler.conftest import wait_until
+from tests.waiting import wait_until
 
 OPTIONS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 

@@ -13,7 +13,8 @@ import pytest
 
 from scheduler.leader import Leadership, LeadershipLost
 from shared.db import session_scope
-from tests.scheduler.conftest import heartbeat, lock_holders, terminate_lock_backends, wait_until
+from tests.scheduler.conftest import heartbeat, lock_holders, terminate_lock_backends
+from tests.waiting import wait_until
 
 #: Seconds a scheduler process may take to start (import the app, connect): generous, since
 #: the suite runs one process per core; the takeover waits below measure behaviour instead.

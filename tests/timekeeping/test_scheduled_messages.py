@@ -19,9 +19,9 @@ from shared.models import Contact, Conversation, Message, OutboxEvent, Scheduled
 from shared.timekeeping import scheduled_messages
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation, tid
-from tests.inbox_messages.conftest import poll
 from tests.scheduler.conftest import schedulers  # noqa: F401
 from tests.scheduler.test_leader import led_by
+from tests.waiting import wait_until
 from tests.webhooks.conftest import path, receiver  # noqa: F401
 from workers import queues
 
@@ -177,7 +177,7 @@ def test_a_due_message_is_sent_once_through_the_normal_reply_path(api, receiver,
     broker.join(queues.CHANNELS)
     sent = row(created["id"])
     assert sent.status == "sent" and sent.message_id is not None
-    message = poll(
+    message = wait_until(
         lambda: [r for r in receiver.at(path) if b"It ships today" in r.body],
         "the callback received the scheduled reply",
     )

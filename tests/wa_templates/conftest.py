@@ -19,12 +19,12 @@ from shared.channels.signatures import meta_signature
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import Job, OutboxEvent, WaTemplate, WaTemplateSync
-from tests.inbox_messages.conftest import Inbox, poll
+from tests.inbox_messages.conftest import Inbox
 from tests.peers.environment import environment
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
 from workers import queues
 
-__all__ = ["Templates", "meta_template", "poll"]
+__all__ = ["Templates", "meta_template"]
 
 
 @pytest.fixture(autouse=True)

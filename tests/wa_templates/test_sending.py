@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import Message
-from tests.wa_templates.conftest import meta_template, poll
+from tests.wa_templates.conftest import meta_template
+from tests.waiting import wait_until
 
 STALE = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
 
@@ -51,7 +52,7 @@ def test_an_approved_template_with_its_parameters_is_sent_outside_the_window(wor
     def sent():
         return [r for r in templates.graph.sent() if r.json.get("type") == "template"]
 
-    [request] = poll(sent, "the template send at Meta", timeout=20)
+    [request] = wait_until(sent, "the template send at Meta", timeout=20)
     assert request.path == f"/v21.0/{account['external_id']}/messages"
     assert request.json["template"] == {
         "name": "order_update",

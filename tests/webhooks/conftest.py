@@ -12,9 +12,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -23,8 +22,7 @@ from shared.db import session_scope
 from shared.models import OutboxEvent, WebhookDelivery
 from shared.webhooks import sweeper
 from tests.peers.http_server import PeerServer
-
-T = TypeVar("T")
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -150,17 +148,6 @@ def receiver():
 def path() -> str:
     """A receiver path of this test's own."""
     return f"/hook/{uuid.uuid4().hex[:12]}"
-
-
-def wait_until(predicate: Callable[[], T], what: str, timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last {value!r})")
-        time.sleep(0.02)
 
 
 def deliveries(endpoint_id: str) -> list[WebhookDelivery]:

@@ -18,33 +18,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import dramatiq
-import pytest
 import redis
 
 from shared.config import Settings
 from tests.peers.http_server import PeerServer
+from tests.waiting import wait_until
 from workers.broker import build_broker
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate: Callable[[], T], what: str, timeout: float, log=None) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            tail = f"\n--- log ---\n{log()[-3000:]}" if log else ""
-            pytest.fail(f"{what}: not within {timeout} s (last {value!r}){tail}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -191,7 +177,7 @@ def start_redis(port: int) -> Proc:
             return False
 
     try:
-        wait_for(up, f"redis-server on port {port}", 10, proc.log)
+        wait_until(up, f"redis-server on port {port}", 10, details=proc.log)
     finally:
         client.close()
     return proc

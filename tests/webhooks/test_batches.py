@@ -9,7 +9,6 @@ as test_delivery: the outbox, a real worker, a real receiver.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 
@@ -18,7 +17,8 @@ import pytest
 from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.webhooks import engine, pipeline, signing
-from tests.webhooks.conftest import deliveries, settled, wait_until
+from tests.waiting import wait_until
+from tests.webhooks.conftest import deliveries, settled
 from tests.webhooks.test_api import BASE, create
 
 #: Not emitted by registering a workspace or creating an endpoint: only our events match.
@@ -113,15 +113,18 @@ def test_a_burst_larger_than_the_pipeline_flows_through(ws, receiver, path):
 
 def _all_succeeded(endpoint_id: str, count: int, what: str, timeout: float) -> list:
     """The endpoint's deliveries once ``count`` succeeded; else fail saying where they are."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def states() -> str:
         rows = deliveries(endpoint_id)
-        if sum(d.status == "succeeded" for d in rows) == count:
-            return rows
-        if time.monotonic() >= deadline:
-            states = Counter((d.status, d.attempt_count, d.last_error_kind) for d in rows)
-            pytest.fail(f"{what}: not all {count} delivered within {timeout} s: {dict(states)}")
-        time.sleep(0.05)
+        return str(dict(Counter((d.status, d.attempt_count, d.last_error_kind) for d in rows)))
+
+    def all_succeeded() -> list | None:
+        rows = deliveries(endpoint_id)
+        return rows if sum(d.status == "succeeded" for d in rows) == count else None
+
+    return wait_until(
+        all_succeeded, f"{what}: all {count} delivered", timeout, interval=0.05, details=states
+    )
 
 
 def test_submitting_more_than_the_room_hands_over_before_waiting():

@@ -12,7 +12,8 @@ from sqlalchemy import update
 from shared.db import session_scope
 from shared.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import schedule, signing, sweeper
-from tests.webhooks.conftest import deliveries, move_time, outbox, settled, wait_until
+from tests.waiting import wait_until
+from tests.webhooks.conftest import deliveries, move_time, outbox, settled
 from tests.webhooks.test_api import BASE, create
 
 #: Also run on RabbitMQ by `make test`'s second pass (BROKER_URL=amqp://...).

@@ -26,6 +26,7 @@ from shared.db import session_scope
 from shared.events import Actor, emit
 from shared.models import WebhookAttempt, WebhookDelivery
 from shared.webhooks import queue, sweeper
+from tests.waiting import wait_until
 from tests.webhooks.conftest import deliveries
 from tests.webhooks.faults_support import (
     delete_namespace,
@@ -36,7 +37,6 @@ from tests.webhooks.faults_support import (
     running_receiver,
     start_redis,
     start_worker,
-    wait_for,
 )
 from tests.webhooks.test_api import create
 
@@ -93,7 +93,9 @@ def test_a_worker_sigkilled_mid_delivery_is_swept_and_the_event_delivered_once(w
             procs.append(first)
             [event_id] = emit_events(workspace.tenant["id"], 1)
             # The receiver holds the first request: the delivery is claimed by `first`.
-            wait_for(receiver.received, "the first attempt reaches the receiver", 20, first.log)
+            wait_until(
+                receiver.received, "the first attempt reaches the receiver", 20, details=first.log
+            )
             [claimed] = deliveries(hook["id"])
             assert claimed.status == "in_flight" and claimed.attempt_count == 1
             assert claimed.locked_until > dt.datetime.now(dt.UTC)
@@ -133,11 +135,11 @@ def test_a_worker_sigkilled_mid_delivery_is_swept_and_the_event_delivered_once(w
 
             second = start_worker(namespace=namespace)
             procs.append(second)
-            wait_for(
+            wait_until(
                 lambda: deliveries(hook["id"])[0].status == "succeeded",
                 "the re-driven delivery succeeds",
                 20,
-                second.log,
+                details=second.log,
             )
             [done] = deliveries(hook["id"])
             assert done.attempt_count == 2 and done.finished_at is not None
@@ -167,11 +169,11 @@ def test_redis_restarted_with_deliveries_in_flight_loses_nothing(workspace, rout
             worker = start_worker(namespace=namespace, redis_url=url)
             procs.append(worker)
             event_ids = emit_events(workspace.tenant["id"], count)
-            wait_for(
+            wait_until(
                 lambda: len(deliveries(hook["id"])) == count and len(receiver.received()) >= 3,
                 "every delivery created and the first ones sent",
                 20,
-                worker.log,
+                details=worker.log,
             )
 
             server.kill()  # SIGKILL: the queued messages and the acks are gone
@@ -214,7 +216,9 @@ def test_redis_restarted_with_deliveries_in_flight_loses_nothing(workspace, rout
                 time.sleep(0.3)
                 return False
 
-            wait_for(all_succeeded, "every delivery succeeded after the restart", 25, worker.log)
+            wait_until(
+                all_succeeded, "every delivery succeeded after the restart", 25, details=worker.log
+            )
             rows = deliveries(hook["id"])
             assert len(rows) == count and {d.event_id for d in rows} == set(event_ids)
             assert all(d.status == "succeeded" for d in rows)

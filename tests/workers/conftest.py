@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 import redis
 
 from shared.config import get_settings
-
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Return the first truthy value of ``predicate()``; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"condition not met within {timeout} s: last value {value!r}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dramatiq.message import Message
 from shared import worker_metrics as wm
 from shared.config import Settings, get_settings
 from shared.queue_stats import BrokerUnavailable, queue_depths, redis_broker_namespace
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers import queues
 from workers.broker import build_broker
 

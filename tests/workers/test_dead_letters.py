@@ -14,7 +14,7 @@ from shared import worker_metrics as wm
 from shared.db import session_scope
 from shared.dead_letters import count_dead_letters, list_dead_letters, record_dead_letter
 from shared.models import DeadLetter
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers.dead_letters import DeadLetters
 
 

@@ -13,7 +13,7 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import DeadLetter, OutboxEvent
 from shared.queue_stats import redis_broker_namespace
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers import publisher, queues
 from workers.actors.events import dispatch_event
 

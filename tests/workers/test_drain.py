@@ -20,7 +20,7 @@ from dramatiq.message import Message
 from shared.config import get_settings
 from shared.ops.processes import live_processes
 from shared.queue_stats import queue_depths
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers.broker import build_broker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared import worker_metrics as wm
 from shared.config import get_settings
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers import metrics as metrics_module
 from workers.main import broker as _broker  # noqa: F401  (the global broker the actors bind to)
 from workers.metrics import Metrics

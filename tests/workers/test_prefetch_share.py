@@ -16,7 +16,7 @@ import pika.exceptions
 import pytest
 
 from tests.peers.rabbitmq_vhost import create_vhost, delete_vhost
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from workers import queues
 from workers.broker import SharingRabbitmqBroker
 

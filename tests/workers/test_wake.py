@@ -15,7 +15,7 @@ import pytest
 from dramatiq.middleware import Retries
 
 from shared.config import get_settings
-from tests.workers.conftest import wait_until
+from tests.waiting import wait_until
 from tests.workers.test_prefetch_share import assert_a_burst_is_shared
 from workers.wake import MAINTENANCE_SECONDS, WakingRedisBroker
 
