@@ -69,12 +69,14 @@ class KnowledgeSourcesResource:
         response=KnowledgeSourceView,
         status=201,
         accepts=("multipart/form-data",),
-        errors=(503,),
+        errors=(402, 503),
         description=(
             "JSON: `{kind: text, title, content}`, `{kind: url, url}` or `{kind: file, media_id}`."
             " Or multipart/form-data with the file in `file` (and an optional `title` field"
             " before it). Files: PDF, DOCX, TXT, CSV, Markdown or HTML, the type sniffed from"
-            " the bytes (others 415), at most `KNOWLEDGE_MAX_FILE_BYTES` (413). A URL the SSRF"
+            " the bytes (others 415), at most `KNOWLEDGE_MAX_FILE_BYTES` (413); an uploaded file"
+            " counts toward the plan's storage like any media (402 `plan_limit_reached` when it"
+            " would pass it, nothing stored). A URL the SSRF"
             " guard refuses (private address, internal name) is 422. The source starts"
             " `pending`; `ingest_knowledge_source` chunks it (`ready`) or records why not"
             " (`failed`, `error`)."

@@ -33,6 +33,7 @@ from shared.channels.accounts import decrypt_credentials
 from shared.channels.media_sniff import HEAD_BYTES, base_type, contradicts, sniff
 from shared.channels.media_storage import (
     Staged,
+    Storage,
     media_key,
     s3_storage,
     stage,
@@ -107,12 +108,32 @@ def save_upload(
         if staged.size == 0:
             raise ValidationFailed.field("file", "the file is empty")
         mime = check_type(staged, declared_type)
-        billing_usage.check_storage(session, ctx.tenant_id, staged.size)
-        key = media_key(ctx.tenant_id, staged.sha256)
-        with storage_errors():
-            target.put(key, staged.path, mime)
+        media = store_upload(session, ctx, staged, mime, filename=filename, target=target)
     finally:
         staged.discard()
+    activity.record(session, ctx, "media.uploaded", "media", media.id, after=_jsonable(view(media)))
+    return media
+
+
+def store_upload(
+    session: Session,
+    ctx: Ctx,
+    staged: Staged,
+    mime: str,
+    *,
+    filename: str | None,
+    target: Storage,
+) -> MediaFile:
+    """Store a user's staged upload, its type already checked, and write its row (flushed).
+
+    Every upload a user makes goes through here (media, knowledge files), so the plan's
+    storage limit (402) holds for all of them: it is checked before a byte is stored.
+    The caller discards ``staged``.
+    """
+    billing_usage.check_storage(session, ctx.tenant_id, staged.size)
+    key = media_key(ctx.tenant_id, staged.sha256)
+    with storage_errors():
+        target.put(key, staged.path, mime)
     media = MediaFile(
         tenant_id=ctx.tenant_id,
         source="upload",
@@ -127,7 +148,6 @@ def save_upload(
     )
     session.add(media)
     session.flush()
-    activity.record(session, ctx, "media.uploaded", "media", media.id, after=_jsonable(view(media)))
     return media
 
 

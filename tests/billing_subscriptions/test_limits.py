@@ -12,19 +12,20 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.billing import usage
-from shared.config import get_settings
 from shared.db import session_scope
 from shared.errors import PlanLimitReached
-from shared.models import MediaFile, Message, User
+from shared.models import KnowledgeSource, MediaFile, Message, User
 from shared.models.billing import BillingUsage
 from shared.redis_client import get_redis
 from tests.admin.conftest import root  # noqa: F401
+from tests.ai_knowledge.agents import add_ai_agent
 from tests.billing_subscriptions.conftest import (
     make_add_on,
     on_plan,
     subscription_of,
 )
 from tests.inbox_messages.conftest import Inbox
+from tests.peers.environment import environment
 
 
 def refused(resp, limit: str, value: int, used: int) -> None:
@@ -209,34 +210,30 @@ def test_the_ai_hands_off_when_the_plan_is_spent():
 
 @pytest.fixture
 def media_root(tmp_path):
-    from shared.channels.media_storage import reset_storage
-
-    saved = os.environ.get("MEDIA_ROOT")
-    os.environ["MEDIA_ROOT"] = str(tmp_path)
-    get_settings.cache_clear()
-    reset_storage()
-    yield tmp_path
-    if saved is None:
-        os.environ.pop("MEDIA_ROOT", None)
-    else:
-        os.environ["MEDIA_ROOT"] = saved
-    get_settings.cache_clear()
-    reset_storage()
+    with environment(MEDIA_ROOT=str(tmp_path)):
+        yield tmp_path
 
 
-def upload(workspace, content: bytes):
+def upload(
+    workspace,
+    content: bytes,
+    path: str = "/api/media",
+    filename: str = "photo.png",
+    mime: str = "image/png",
+):
+    """POST ``content`` as the multipart field ``file``."""
     boundary = uuid.uuid4().hex
     body = (
         (
             f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="photo.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {mime}\r\n\r\n"
         ).encode()
         + content
         + f"\r\n--{boundary}--\r\n".encode()
     )
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    return workspace.call("POST", "/api/media", body=body, headers=headers)
+    return workspace.call("POST", path, body=body, headers=headers)
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR"
@@ -260,11 +257,45 @@ def test_storage_limits_uploads_and_nothing_is_stored(workspace, media_root):
         )
 
 
+def test_a_knowledge_file_is_stored_media_and_the_storage_limit_refuses_it_too(
+    workspace, media_root
+):
+    """Knowledge files count toward storage (they are media rows), so their upload is
+    limited like any other: 402, and no file, media row or source written."""
+    on_plan(workspace, storage_limit_bytes=1000)
+    first = upload(workspace, PNG + os.urandom(600))
+    assert first.status_code == 201, first.text
+    stored = list(media_root.rglob("*"))
+    agent_id = add_ai_agent(workspace)
+    sources = f"/api/ai-agents/{agent_id}/knowledge-sources"
+    faq = b"We open at nine and close at five, Monday to Friday.\n" * 10
+    resp = upload(workspace, faq, sources, filename="faq.txt", mime="text/plain")
+    refused(resp, "storage_bytes", 1000, first.json["size"])
+    assert list(media_root.rglob("*")) == stored
+    tenant_id = uuid.UUID(workspace.tenant["id"])
+    with session_scope() as session:
+        media = select(func.count()).select_from(MediaFile).where(MediaFile.tenant_id == tenant_id)
+        assert session.scalar(media) == 1
+        added = select(func.count()).select_from(KnowledgeSource)
+        assert session.scalar(added.where(KnowledgeSource.tenant_id == tenant_id)) == 0
+    # With room added, the same file is accepted, and counted.
+    add_on = make_add_on(0, extra_storage_bytes=10_000)
+    resp = workspace.call(
+        "POST", "/api/billing/subscription/add-ons", json={"add_on_id": str(add_on)}
+    )
+    assert resp.status_code == 201, resp.text
+    accepted = upload(workspace, faq, sources, filename="faq.txt", mime="text/plain")
+    assert accepted.status_code == 201, accepted.text
+    with session_scope() as session:
+        assert usage.storage_used(session, tenant_id) == first.json["size"] + len(faq)
+
+
 def test_plan_limit_reached_is_documented_on_the_limited_routes(client):
     document = client.simulate_get("/api/openapi.json").json
     for path, method in (
         ("/api/agents", "post"),
         ("/api/media", "post"),
+        ("/api/ai-agents/{id}/knowledge-sources", "post"),
         ("/api/conversations/{id}/messages", "post"),
     ):
         assert "402" in document["paths"][path][method]["responses"], path

@@ -23,11 +23,11 @@ from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
 from shared.ai.knowledge.queue import EMBED, INGEST
 from shared.channels import media as media_service
-from shared.channels.media_storage import media_key, stage, storage, storage_for
+from shared.channels.media_storage import stage, storage, storage_for
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
-from shared.models import AiAgent, KnowledgeSource, MediaFile, QnaPair
+from shared.models import AiAgent, KnowledgeSource, QnaPair
 from shared.pagination import Page, paginate
 from shared.sql import tenant_row
 from shared.webhooks.ssrf import UnsafeUrl
@@ -189,7 +189,8 @@ def create_upload(
     declared_type: str | None,
     title: str | None,
 ) -> dict[str, Any]:
-    """A file source from a multipart upload: staged, sniffed (415), stored as media."""
+    """A file source from a multipart upload: staged, sniffed (415), stored as media within
+    the plan's storage (402)."""
     agent = get_agent(session, ctx, agent_id)
     limit = get_settings().knowledge_max_file_bytes
     staged = stage(stream, max_bytes=limit)
@@ -202,26 +203,11 @@ def create_upload(
         if fmt == formats.DOCX:
             formats.require_docx(str(staged.path))
         mime = formats.MIME_TYPES[fmt]
-        target = storage()
-        key = media_key(ctx.tenant_id, staged.sha256)
-        with media_service.storage_errors():
-            target.put(key, staged.path, mime)
+        media = media_service.store_upload(
+            session, ctx, staged, mime, filename=filename, target=storage()
+        )
     finally:
         staged.discard()
-    media = MediaFile(
-        tenant_id=ctx.tenant_id,
-        source="upload",
-        storage_backend=target.backend,
-        storage_key=key,
-        mime_type=mime,
-        size=staged.size,
-        filename=media_service.clean_filename(filename),
-        sha256=staged.sha256,
-        fetched_at=func.now(),
-        created_by=ctx.user_id,
-    )
-    session.add(media)
-    session.flush()
     title = title or media.filename or "Uploaded file"
     return _add(session, ctx, agent, kind="file", title=title[:MAX_TITLE], media_id=media.id)
 
