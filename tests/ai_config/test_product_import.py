@@ -14,6 +14,7 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.models import AiProduct, AiProductImport, Job
 from tests.ai_config.conftest import AGENTS, create_agent, fields
+from tests.multipart import form
 from tests.waiting import wait_until
 
 CSV = (
@@ -105,17 +106,14 @@ def test_a_json_import_and_a_multipart_file(workspace, worker):
     assert [(e["row"], e["field"]) for e in result["errors"]] == [(2, "colour"), (3, "row")]
     assert str(products_of(agent["id"])["J-1"].price) == "4.50"
 
-    boundary = "xYzZy"
-    form_body = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="catalogue.csv"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-        "sku,name\nJ-1,Jam jar\n"
-        f"\r\n--{boundary}--\r\n"
+    body, headers = form(
+        b"sku,name\nJ-1,Jam jar\n",
+        filename="catalogue.csv",
+        content_type="application/octet-stream",
     )
-    form = start(workspace, agent["id"], form_body, f"multipart/form-data; boundary={boundary}")
-    assert form.status_code == 202, form.text
-    assert finished_job(workspace, form.json["job_id"])["result"]["updated"] == 1
+    from_form = start(workspace, agent["id"], body, headers["Content-Type"])
+    assert from_form.status_code == 202, from_form.text
+    assert finished_job(workspace, from_form.json["job_id"])["result"]["updated"] == 1
     assert products_of(agent["id"])["J-1"].name == "Jam jar"
 
 

@@ -24,6 +24,7 @@ from shared.config import get_settings
 get_settings.cache_clear()
 
 from tests.ai_knowledge.agents import add_ai_agent  # noqa: E402
+from tests.multipart import form  # noqa: E402
 from tests.peers.web_pages import WebPages  # noqa: E402
 from tests.waiting import wait_until  # noqa: E402
 
@@ -78,19 +79,6 @@ def wait_for_status(ws, agent_id: str, source_id: str, *statuses: str, timeout: 
 
 def upload(ws, path: str, filename: str, data: bytes, mime: str, *, title: str | None = None):
     """POST a multipart form: an optional ``title`` field, then ``file``."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    if title is not None:
-        field = f'Content-Disposition: form-data; name="title"\r\n\r\n{title}'
-        parts.append(f"--{boundary}\r\n{field}\r\n".encode())
-    parts.append(
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
-            f' filename="{filename}"\r\nContent-Type: {mime}\r\n\r\n'
-        ).encode()
-        + data
-        + b"\r\n"
-    )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    before = {"title": title} if title is not None else None
+    body, headers = form(data, filename=filename, content_type=mime, before=before)
     return ws.call("POST", path, body=body, headers=headers)

@@ -25,6 +25,7 @@ from tests.billing_subscriptions.conftest import (
     subscription_of,
 )
 from tests.inbox_messages.conftest import Inbox
+from tests.multipart import form
 from tests.peers.environment import environment
 
 
@@ -222,17 +223,7 @@ def upload(
     mime: str = "image/png",
 ):
     """POST ``content`` as the multipart field ``file``."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: {mime}\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    body, headers = form(content, filename=filename, content_type=mime)
     return workspace.call("POST", path, body=body, headers=headers)
 
 

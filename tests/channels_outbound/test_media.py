@@ -12,6 +12,7 @@ import pytest
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import MediaFile
+from tests.multipart import form
 from tests.peers.environment import environment
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(600)
@@ -22,18 +23,14 @@ EXE = b"MZ\x90\x00\x03\x00\x00\x00" + os.urandom(300)
 def multipart(
     content: bytes, *, filename="photo.png", content_type="image/png", field="file"
 ) -> tuple[bytes, dict[str, str]]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
+    """A form with a text field before the file, which the upload must skip."""
+    return form(
+        content,
+        filename=filename,
+        content_type=content_type,
+        field=field,
+        before={"note": "hello"},
     )
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def upload(workspace, content: bytes, path="/api/media", **kwargs):

@@ -7,6 +7,7 @@ import io
 
 from shared.config import get_settings
 from tests.inbox_team.conftest import actions
+from tests.multipart import form
 
 BASE = "/api/quick-replies"
 CSV = {"Content-Type": "text/csv"}
@@ -180,22 +181,13 @@ def test_content_types(workspace):
     data = b"shortcut,title,content\r\nform,Form,from a form\r\n"
     json_body = upload(workspace, data, headers={"Content-Type": "application/json"})
     assert json_body.status_code == 415
-    boundary = "xYzZy"
-    form = (
-        (
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="note"\r\n\r\nignored\r\n'
-            f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="replies.csv"\r\n'
-            "Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
+    body, multipart = form(
+        data, filename="replies.csv", content_type="text/csv", before={"note": "ignored"}
     )
-    multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    resp = upload(workspace, form, headers=multipart)
+    resp = upload(workspace, body, headers=multipart)
     assert resp.status_code == 200, resp.text
     assert resp.json == {"created": 1, "updated": 0, "unchanged": 0}
+    boundary = multipart["Content-Type"].split("boundary=")[1]
     no_file = upload(
         workspace,
         f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n--{boundary}--\r\n',
