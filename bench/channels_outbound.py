@@ -224,19 +224,11 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
 
         graph.reset()
         graph.latency = latency
-        results["baseline"] = in_child(bare_loop, graph.base_url, phone_number_id, args)
+        results["baseline"] = common.in_child(bare_loop, graph.base_url, phone_number_id, args)
         print(f"  baseline {results['baseline']}", flush=True)
     server.shutdown()
     server.server_close()
     return report(args, results)
-
-
-def in_child(function, *args_):
-    """``function(*args_)`` run in a new process (spawned): its result."""
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args_)
 
 
 def bare_loop(base_url: str, phone_number_id: str, args) -> dict:

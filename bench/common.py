@@ -284,6 +284,15 @@ def wait_workers_ready(worker: Child, processes: int, what: str, *, timeout: flo
     )
 
 
+def in_child(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` run in a new (spawned) process, its result: a baseline measured
+    there shares no GIL, import state or connection pool with the bench itself."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def http_request(
     port: int,
     method: str,
