@@ -1,9 +1,9 @@
 """Property-based fuzzing of every operation the API documents (schemathesis).
 
 Every operation of the live ``/api/openapi.json`` gets generated requests, valid
-and invalid, sent in-process through the WSGI app as a workspace admin. Each
-answer must not be a 5xx and must conform to the document: a documented status
-code, the documented content type and the documented body schema.
+and invalid, sent in-process through the WSGI app as a workspace admin and as an
+agent. Each answer must not be a 5xx and must conform to the document: a documented
+status code, the documented content type and the documented body schema.
 
 Path ids are either generated (unknown ids: 404) or the real rows of a seeded
 workspace (:mod:`tests.fuzz.seed`), so updates and deletes reach the services.
@@ -76,8 +76,23 @@ def read_workspace(app):
     return ws, dict(seed(ws))  # every kind of row, for the lists to show them
 
 
-def _fresh_token(ws: Workspace) -> str:
-    return issue_access_token(uuid.UUID(ws.admin["id"]), uuid.UUID(ws.tenant["id"])).token
+#: Whose token the examples carry: the workspace's admin, and an agent, so the branches
+#: that depend on permissions and on what a member may see are fuzzed too (an agent's
+#: examples mostly answer 403, so that pass is short). ``FUZZ_ROLE=supervisor`` (or any
+#: one role) fuzzes as that role alone.
+ROLES = (os.environ["FUZZ_ROLE"],) if os.environ.get("FUZZ_ROLE") else ("admin", "agent")
+_members: dict[tuple[str, str], str] = {}
+
+
+def _fresh_token(ws: Workspace, role: str) -> str:
+    if role == "admin":
+        user_id = ws.admin["id"]
+    else:
+        key = (ws.tenant["id"], role)
+        if key not in _members:
+            _members[key] = ws.create_agent(role=role)[0]["id"]
+        user_id = _members[key]
+    return issue_access_token(uuid.UUID(user_id), uuid.UUID(ws.tenant["id"])).token
 
 
 def test_every_operation_is_fuzzed():
@@ -94,8 +109,9 @@ def test_seeded_rows_reach_most_operations_with_ids(read_workspace):
     assert len(reached) >= 0.8 * len(with_ids), sorted(set(with_ids) - set(reached))
 
 
+@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_operation_answers_as_documented(live_schema, read_workspace, client, method, path):
+def test_operation_answers_as_documented(live_schema, read_workspace, client, method, path, role):
     operation = live_schema[path][method]
     if method == "GET":
         ws, ids = read_workspace
@@ -119,7 +135,7 @@ def test_operation_answers_as_documented(live_schema, read_workspace, client, me
     def answers_as_documented(case):
         refused = DatabaseRefusals()
         with refused:
-            response = case.call(headers={"Authorization": f"Bearer {_fresh_token(ws)}"})
+            response = case.call(headers={"Authorization": f"Bearer {_fresh_token(ws, role)}"})
         assert not refused.seen, refused.seen
         case.validate_response(response, checks=CHECKS)
         # NOTE: a documented 503 (health naming what is down) is an answer, not a failure.
