@@ -33,13 +33,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import redis
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import redis_client
 from shared.analytics.periods import date_range
 from shared.channels import meta_calls
-from shared.channels.accounts import decrypt_credentials
+from shared.channels.accounts import decrypt_credentials, named_or_default
 from shared.channels.graph import graph_client
 from shared.channels.graph_errors import IntegrationNotFound
 from shared.context import Ctx
@@ -59,16 +58,7 @@ def _account(
     session: Session, ctx: Ctx, account_id: uuid.UUID | None
 ) -> tuple[IntegrationAccount, str, str]:
     """The WhatsApp account, its WABA id and access token; 404 without one."""
-    query = select(IntegrationAccount).where(
-        IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.channel == "whatsapp"
-    )
-    if account_id is not None:
-        query = query.where(IntegrationAccount.id == account_id)
-    else:
-        query = query.order_by(
-            IntegrationAccount.is_default.desc(), IntegrationAccount.created_at
-        ).limit(1)
-    account = session.scalars(query).first()
+    account = named_or_default(session, ctx.tenant_id, "whatsapp", account_id)
     if account is None:
         raise IntegrationNotFound(
             "No WhatsApp integration account"

@@ -354,6 +354,24 @@ def default_account(
     ).one_or_none()
 
 
+def named_or_default(
+    session: Session, tenant_id: uuid.UUID, channel: str, account_id: uuid.UUID | None
+) -> IntegrationAccount | None:
+    """The tenant's ``channel`` account ``account_id``; without an id, its default (else its
+    oldest): the account a request that may name one acts through. None when there is none
+    (another tenant's or another channel's id included)."""
+    query = select(IntegrationAccount).where(
+        IntegrationAccount.tenant_id == tenant_id, IntegrationAccount.channel == channel
+    )
+    if account_id is not None:
+        query = query.where(IntegrationAccount.id == account_id)
+    else:
+        query = query.order_by(
+            IntegrationAccount.is_default.desc(), IntegrationAccount.created_at
+        ).limit(1)
+    return session.scalars(query).first()
+
+
 def create_account(
     session: Session,
     ctx: Ctx,

@@ -28,16 +28,7 @@ def meta_account(
     transaction (:mod:`.meta_calls`), which must not wait for this one.
     """
     label = LABELS[channel]
-    query = select(IntegrationAccount).where(
-        IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.channel == channel
-    )
-    if account_id is not None:
-        query = query.where(IntegrationAccount.id == account_id)
-    else:
-        query = query.order_by(
-            IntegrationAccount.is_default.desc(), IntegrationAccount.created_at
-        ).limit(1)
-    account = session.scalars(query).first()
+    account = accounts.named_or_default(session, ctx.tenant_id, channel, account_id)
     if account is None:
         raise NotFound(
             f"No {label} integration account"
