@@ -25,22 +25,18 @@ from shared.config import get_settings
 get_settings.cache_clear()
 
 from tests.channels_outbound.conftest import messages_of, wait_for_status  # noqa: E402, F401
+from tests.peers.environment import environment  # noqa: E402
 from tests.webhooks.conftest import path, receiver, ws  # noqa: E402, F401
 from tests.workspaces import Workspace  # noqa: E402
 
 ACCOUNTS = "/api/integration-accounts"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def media_root(tmp_path_factory):
-    """Uploads of this run go to a temporary directory."""
-    from shared.channels.media_storage import reset_storage
-
-    os.environ["MEDIA_ROOT"] = str(tmp_path_factory.mktemp("api-media"))
-    get_settings.cache_clear()
-    reset_storage()
-    yield
-    reset_storage()
+    """Uploads of this folder's tests go to a temporary directory (put back after them)."""
+    with environment(MEDIA_ROOT=str(tmp_path_factory.mktemp("api-media"))):
+        yield
 
 
 class ApiChannel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.channels_onboarding.conftest import CONFIG_ID, LOGIN_CONFIG_ID, assert_error
+from tests.peers.environment import environment
 
 WRITES = [
     ("POST", "/api/integrations/whatsapp/embedded-signup", {"code": "x", "pin": "123456"}),
@@ -55,20 +56,17 @@ def test_oauth_configs(workspace, meta_settings, channel, scope):
     assert meta_settings.meta.app_secret not in resp.text
 
 
-def test_without_a_meta_app_configs_say_so_and_connecting_answers_409(workspace, monkeypatch):
-    from shared.channels.graph import reset_graph_client
-    from shared.config import get_settings
-
-    monkeypatch.delenv("META_APP_SECRET")
-    get_settings.cache_clear()
-    reset_graph_client()
-    config = workspace.call("GET", "/api/integrations/whatsapp/embedded-signup-config")
-    assert config.status_code == 200 and config.json["configured"] is False
-    resp = workspace.call(
-        "POST",
-        "/api/integrations/whatsapp/embedded-signup",
-        json={"code": "AQxyz", "pin": "123456"},
-    )
+def test_without_a_meta_app_configs_say_so_and_connecting_answers_409(workspace):
+    # NOTE: through environment(), so the settings cached without the secret are rebuilt
+    # afterwards; monkeypatch put the variable back but left them cached for later tests.
+    with environment(META_APP_SECRET=None):
+        config = workspace.call("GET", "/api/integrations/whatsapp/embedded-signup-config")
+        assert config.status_code == 200 and config.json["configured"] is False
+        resp = workspace.call(
+            "POST",
+            "/api/integrations/whatsapp/embedded-signup",
+            json={"code": "AQxyz", "pin": "123456"},
+        )
     error = assert_error(resp, 409, "meta_app_not_configured")
     assert "META_APP_SECRET" in error["message"]
 

@@ -4,20 +4,20 @@ that outlives a killed worker without letting a second one send meanwhile."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import uuid
 
 import pytest
 from sqlalchemy import select, update
 
 from shared.channels import outbound_engine, outbound_queue
-from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, DeadLetter, Message
 from shared.models.outbound import OutboundSend
 from tests.channels_outbound.conftest import redriven, sent_with
+from tests.peers.environment import environment
 from tests.waiting import wait_until
 from workers.actors.channels_outbound import enqueue_sends
 
@@ -25,21 +25,12 @@ from workers.actors.channels_outbound import enqueue_sends
 @pytest.fixture
 def per_account():
     """Set ``OUTBOUND_ACCOUNT_CONCURRENCY`` for one test; restored after it."""
-    from shared.channels.graph import reset_graph_client
+    with contextlib.ExitStack() as stack:
 
-    before = os.environ.get("OUTBOUND_ACCOUNT_CONCURRENCY")
+        def set_limit(limit: int) -> None:
+            stack.enter_context(environment(OUTBOUND_ACCOUNT_CONCURRENCY=str(limit)))
 
-    def set_limit(limit: int) -> None:
-        os.environ["OUTBOUND_ACCOUNT_CONCURRENCY"] = str(limit)
-        get_settings.cache_clear()
-
-    yield set_limit
-    if before is None:
-        os.environ.pop("OUTBOUND_ACCOUNT_CONCURRENCY", None)
-    else:
-        os.environ["OUTBOUND_ACCOUNT_CONCURRENCY"] = before
-    get_settings.cache_clear()
-    reset_graph_client()
+        yield set_limit
 
 
 def _whatsapp(channels, token: str) -> dict:
