@@ -4,6 +4,7 @@ Threads, not processes, carry concurrency: requests spend most of their time
 waiting on PostgreSQL, and each process holds its own connection pool.
 """
 
+import logging
 import multiprocessing
 import os
 
@@ -57,11 +58,26 @@ def post_fork(server, worker):
 
 
 def on_starting(server):
-    """Once per start, from the master: warn of the development SECRET_KEY, and refuse
-    a fleet over its PostgreSQL connection budget in production."""
+    """Once per start, from the master: warn of the development SECRET_KEY and of agent
+    tests that may take every thread, and refuse a fleet over its PostgreSQL connection
+    budget in production."""
     from shared.config import get_settings, warn_if_insecure
     from shared.preflight import enforce_connection_budget
 
     logs.configure()
-    warn_if_insecure(get_settings())
+    settings = get_settings()
+    warn_if_insecure(settings)
+    warn_if_tests_take_every_thread(settings.ai_max_concurrent_tests, server.cfg.threads)
     enforce_connection_budget("the web server")
+
+
+def warn_if_tests_take_every_thread(tests: int, threads: int) -> None:
+    """Say so when AI agent tests, which wait for the model in the request, may hold every
+    thread of a web process (see ``shared.ai.trial``)."""
+    if tests >= threads:
+        logging.getLogger("api.gunicorn_conf").warning(
+            "AI_MAX_CONCURRENT_TESTS (%d) is not below WEB_THREADS (%d): agent tests waiting"
+            " for a slow model can hold every thread of a web process",
+            tests,
+            threads,
+        )

@@ -427,6 +427,16 @@ class Settings(BaseSettings):
             " each); further replies wait in the broker"
         ),
     )
+    ai_max_concurrent_tests: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "agent tests (POST /api/ai-agents/{id}/test) waiting for the model at once per web"
+            " process; more answer 429, so a slow model cannot hold every web thread (keep it"
+            " below WEB_THREADS)"
+        ),
+    )
     ai_history_messages: int = Field(
         12, ge=1, le=100, description="recent messages of the conversation put in the prompt"
     )

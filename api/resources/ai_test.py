@@ -15,8 +15,11 @@ class AiAgentTestResource:
         response=AiTestResult,
         description="Runs the reply path on `message` (handoff rules, retrieval, the model)"
         " and answers the reply, its sources, the handoff decision and the tokens. Nothing"
-        " is sent to any channel; the call counts toward usage (`test_replies`).",
+        " is sent to any channel; the call counts toward usage (`test_replies`). The request"
+        " waits for the model, so each server process runs a few tests at once"
+        " (`AI_MAX_CONCURRENT_TESTS`) and answers 429 with `Retry-After` beyond them.",
         tags=("AI Agents",),
+        errors=(429,),
     )
     def on_post(self, req, resp, *, ctx, id, body: AiTestRequest):
         history = [(turn.sender == "contact", turn.text) for turn in body.history]

@@ -4,10 +4,16 @@ The same decisions as a real reply (usage limit, handoff rules, retrieval, low
 confidence, the model, the leak check) on a message typed by an admin, with an
 optional made-up history. Nothing is written but usage: the call counts as a
 ``test_replies`` with its tokens (it costs what a reply costs).
+
+The request's thread waits for the model (up to every retry: minutes with a slow one),
+so a web process runs at most ``AI_MAX_CONCURRENT_TESTS`` tests at once and answers the
+next 429: whoever clicks "test" again and again cannot take every thread the inbox needs.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +28,8 @@ from shared.ai.providers import loop
 from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
 from shared.config import get_settings
 from shared.context import Ctx
+from shared.errors import RateLimited
+from shared.models import AiAgent
 
 
 def _wait_seconds() -> float:
@@ -33,6 +41,16 @@ def _wait_seconds() -> float:
     )
 
 
+#: Seconds a caller refused for want of a slot is told to wait (``Retry-After``).
+BUSY_RETRY_AFTER = 5
+
+
+@functools.cache
+def _slots(size: int) -> threading.BoundedSemaphore:
+    """The process's test slots (one semaphore per configured size: settings may change)."""
+    return threading.BoundedSemaphore(size)
+
+
 def try_agent(
     session: Session,
     ctx: Ctx,
@@ -40,8 +58,27 @@ def try_agent(
     message: str,
     history: Sequence[tuple[bool, str]] = (),
 ) -> dict[str, Any]:
-    """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs."""
+    """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs.
+
+    Raises :class:`RateLimited` when the process already runs its
+    ``AI_MAX_CONCURRENT_TESTS`` tests (after the 404 for an agent the caller cannot see).
+    """
     agent = find_agent(session, ctx.tenant_id, agent_id)
+    slots = _slots(get_settings().ai_max_concurrent_tests)
+    if not slots.acquire(blocking=False):
+        raise RateLimited(
+            "Too many agent tests are running on this server; try again in a few seconds",
+            retry_after=BUSY_RETRY_AFTER,
+        )
+    try:
+        return _answer(session, agent, message, history)
+    finally:
+        slots.release()
+
+
+def _answer(
+    session: Session, agent: AiAgent, message: str, history: Sequence[tuple[bool, str]]
+) -> dict[str, Any]:
     rules = handoff.rules_of(session, agent)
     turns = [Turn(from_contact, text) for from_contact, text in history]
     decision = handoff.before_model(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from shared.config import get_settings
+from tests.waiting import wait_until
 
 
 def _test(world, agent_id, body, **kwargs):
@@ -102,3 +106,29 @@ def test_bad_input_is_422(world, body):
     resp = _test(world, agent.id, body)
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["code"] == "validation_error"
+
+
+def test_a_server_runs_a_few_tests_at_once_and_answers_429_beyond_them(world, fake_llm):
+    """A slow model must not hold every web thread: tests past the bound are refused."""
+    agent = world.agent(provider="openai")
+    slots = get_settings().ai_max_concurrent_tests
+    fake_llm.delay = 1.0
+    with ThreadPoolExecutor(slots) as pool:
+        running = [
+            pool.submit(_test, world, agent.id, {"message": "How long does shipping take?"})
+            for _ in range(slots)
+        ]
+        wait_until(lambda: len(fake_llm.chats()) == slots, "every slot's model call")
+        fake_llm.delay = 0.0
+
+        refused = _test(world, agent.id, {"message": "How long does shipping take?"})
+
+        assert refused.status_code == 429, refused.text
+        assert refused.json["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"] == "5"
+        assert [f.result().status_code for f in running] == [200] * slots
+    assert len(fake_llm.chats()) == slots  # the refused test never reached the model
+    assert world.usage(agent.id).test_replies == slots
+
+    again = _test(world, agent.id, {"message": "How long does shipping take?"})
+    assert again.status_code == 200, again.text

@@ -12,6 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WARNING = "SECRET_KEY is the development default"
+THREADS_WARNING = "AI_MAX_CONCURRENT_TESTS"
 
 
 def _free_port() -> int:
@@ -69,6 +70,27 @@ def test_web_warns_once_about_the_development_secret_key():
         rest = proc.communicate(timeout=30)[1]
     output = booted + rest
     assert output.count(WARNING) == 1, output
+    assert THREADS_WARNING not in output, output  # the defaults leave the inbox threads
+
+
+def test_web_warns_when_agent_tests_may_take_every_thread():
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["gunicorn", "--config", "python:api.gunicorn_conf", "api.app:create_app()"],
+        cwd=REPO_ROOT,
+        env=_development_env(
+            PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="2", PATH=_venv_path()
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        booted = _wait_for_lines(proc, "Booting worker", count=1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+    output = booted + rest
+    assert f"{THREADS_WARNING} (2) is not below WEB_THREADS (2)" in output, output
 
 
 def test_production_refuses_the_development_secret_key():
