@@ -67,5 +67,14 @@ class Ctx:
         if permission not in self.permissions:
             raise Forbidden(f"This action needs the '{permission}' permission")
 
+    def refuse_impersonation(self, action: str) -> None:
+        """Raise :class:`Forbidden` for a super admin acting through an impersonation token.
+
+        APPSEC: an impersonation lasts its hour and ends with its grant or its super admin;
+        a credential made during it (an API key, a password) would outlive both.
+        """
+        if self.impersonator_id is not None:
+            raise Forbidden(f"{action} is not allowed while impersonating")
+
     def is_self(self, user_id: uuid.UUID) -> bool:
         return self.user_id is not None and self.user_id == user_id

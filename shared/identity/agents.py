@@ -220,6 +220,8 @@ def create_agent(
     ``division_ids`` puts them in those divisions (422 naming each unknown one).
     """
     ctx.require("agents.manage")
+    if password:
+        ctx.refuse_impersonation("Setting a password")
     divisions = _divisions(session, ctx, division_ids or [])
     if _email_taken(session, ctx, email):
         raise Conflict(
@@ -290,6 +292,8 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         if ctx.is_self(agent_id):
             raise Forbidden("You may change only your name, avatar and password")
         raise Forbidden("This action needs the 'agents.manage' permission")
+    if "password" in changes:
+        ctx.refuse_impersonation("Setting a password")
     if "role" in changes:
         _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)

@@ -41,6 +41,7 @@ def create_key(
     session: Session, ctx: Ctx, *, name: str, expires_at: dt.datetime | None = None
 ) -> CreatedKey:
     ctx.require("api_keys.manage")
+    ctx.refuse_impersonation("Creating an API key")
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise ValidationFailed.field("expires_at", "must be in the future")
     live = session.scalar(

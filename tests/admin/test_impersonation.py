@@ -98,3 +98,33 @@ def test_a_tenant_without_an_active_admin_cannot_be_impersonated(root, workspace
     resp = root.call("POST", f"{base}/impersonate")
     assert resp.status_code == 409
     assert "no active admin" in resp.json["error"]["message"]
+
+
+def test_an_impersonation_makes_no_credential_that_would_outlive_it(root, workspace):
+    """An API key or a password set during the hour would outlast the grant and its super
+    admin: both are refused (403); other work, an invitation included, goes on."""
+    token = root.call("POST", f"/api/admin/tenants/{workspace.tenant['id']}/impersonate").json[
+        "access_token"
+    ]
+    me = workspace.admin["id"]
+
+    key = workspace.call("POST", "/api/api-keys", json={"name": "support"}, token=token)
+    own_password = workspace.call(
+        "PATCH", f"/api/agents/{me}", json={"password": "n3w-Passw0rd!"}, token=token
+    )
+    new_agent = {"email": "kept@example.com", "full_name": "Kept", "role": "admin"}
+    with_password = workspace.call(
+        "POST", "/api/agents", json=new_agent | {"password": "n3w-Passw0rd!"}, token=token
+    )
+
+    for refused in (key, own_password, with_password):
+        assert refused.status_code == 403, refused.text
+        assert refused.json["error"]["code"] == "forbidden"
+        assert "while impersonating" in refused.json["error"]["message"]
+    assert workspace.call("GET", "/api/api-keys").json == []
+    invited = workspace.call("POST", "/api/agents", json=new_agent, token=token)
+    assert invited.status_code == 201, invited.text
+    renamed = workspace.call("PATCH", f"/api/agents/{me}", json={"full_name": "G."}, token=token)
+    assert renamed.status_code == 200, renamed.text
+    # The tenant's own admin still can.
+    assert workspace.call("POST", "/api/api-keys", json={"name": "own"}).status_code == 201
