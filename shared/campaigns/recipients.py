@@ -27,6 +27,8 @@ from shared.schemas.campaigns import RecipientView
 
 #: Ids one request may name (a bigger list goes in several requests, or a filter).
 MAX_IDS = 10_000
+#: The largest recipient id (a bigint): a cursor past it is not one of this list's.
+_LAST_ID = 2**63 - 1
 
 
 def _total(session: Session, campaign_id: uuid.UUID) -> int:
@@ -181,7 +183,7 @@ def list_recipients(
     if status is not None:
         query = query.where(CampaignRecipient.status == status)
     if cursor:
-        if not ascii_digits(cursor) or len(cursor) > 19:
+        if not ascii_digits(cursor) or len(cursor) > 19 or int(cursor) > _LAST_ID:
             detail = {"field": "cursor", "message": "not a cursor of this list"}
             raise InvalidCursor("Invalid cursor", details=[detail])
         query = query.where(CampaignRecipient.id > int(cursor))
