@@ -195,6 +195,27 @@ def _resume(
     _recompute(sla, clock)
 
 
+def _apply_policy(
+    session: Session, sla: ConversationSla, policy: SlaPolicy, conversation: Any, now: dt.datetime
+) -> None:
+    """Recompute the clock under ``policy`` (a new one, or new settings), pauses included.
+
+    A clock paused on a status the policy does not pause on resumes now. A snoozed
+    conversation's running clock pauses if the policy pauses on snoozed. A pending one's
+    running clock keeps running: whether it is the customer's turn is not known here
+    (a customer's message restarts a pending clock), and the next agent reply or status
+    change pauses it.
+    """
+    if sla.resolution_met_at is None:
+        pauses = _pauses(policy, conversation.status)
+        if sla.paused_at is not None and not pauses:
+            _resume(session, sla, policy, conversation, now)
+            return
+        if sla.paused_at is None and pauses and conversation.status == "snoozed":
+            sla.paused_at = now
+    _recompute(sla, _Clock(session, policy, conversation))
+
+
 def attach(session: Session, conversation: Conversation, *, now: dt.datetime | None = None) -> None:
     """Start the conversation's clock under the first matching policy (none: no clock).
 
@@ -329,7 +350,9 @@ def conditions_changed(
     conversation tagged ``vip`` an hour in owes the VIP first response an hour sooner. A
     conversation that starts matching a policy gets a clock from this moment; one that no
     longer matches any loses its clock (its recorded breaches stay). Resolved
-    conversations keep what they had.
+    conversations keep what they had. The new policy's pause rules apply from now
+    (:func:`_apply_policy`). Under the same policy, a business-hours clock is recomputed
+    too: a transfer may have brought the conversation under its division's hours.
     """
     if conversation.status == "resolved":
         return
@@ -344,10 +367,14 @@ def conditions_changed(
         session.flush()
         return
     if policy.id == existing.policy_id:
+        if policy.business_hours_only:
+            _recompute(existing, _Clock(session, policy, conversation))
+            session.flush()
         return
+    now = now or schedules.db_now(session)
     existing.policy_id = policy.id
-    existing.updated_at = now or schedules.db_now(session)
-    _recompute(existing, _Clock(session, policy, conversation))
+    existing.updated_at = now
+    _apply_policy(session, existing, policy, conversation, now)
     session.flush()
 
 
@@ -399,8 +426,11 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
             sla.next_check_at = None
             continue
         if sla.policy_version != policy.version:
-            _recompute(sla, _Clock(session, policy, _conversation_ref(session, sla)))
-        for kind, due_at in list(_outstanding(sla)):
+            _apply_policy(session, sla, policy, _conversation_ref(session, sla), now)
+        # A paused clock is here only to take its policy's new settings; its due times
+        # leave out the pause still running, so they are not breaches.
+        running = sla.paused_at is None and sla.resolution_met_at is None
+        for kind, due_at in list(_outstanding(sla)) if running else ():
             if due_at <= now:
                 setattr(sla, f"{kind}_breached_at", due_at)
                 due.append((sla, policy, kind, due_at))
@@ -411,9 +441,9 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
 
 
 def _conversation_ref(session: Session, sla: ConversationSla) -> Any:
-    """What the clock needs of the conversation (its tenant and division), for a recompute."""
+    """What the clock needs of the conversation (tenant, division, status), for a recompute."""
     return session.execute(
-        select(Conversation.tenant_id, Conversation.division_id).where(
+        select(Conversation.tenant_id, Conversation.division_id, Conversation.status).where(
             Conversation.id == sla.conversation_id
         )
     ).one()

@@ -173,14 +173,14 @@ def update_policy(
     _flush(session, changes.get("name", policy.name))
     if clock_changed or changes.get("is_active") is True:
         # NOTE: recomputed by check_sla (it holds the clock's lock), not here: a policy may
-        # cover many open conversations and this request stays short.
+        # cover many open conversations and this request stays short. Paused clocks too:
+        # a pause setting turned off must restart them.
         session.execute(
             update(ConversationSla)
             .where(
                 ConversationSla.tenant_id == ctx.tenant_id,
                 ConversationSla.policy_id == policy.id,
                 ConversationSla.resolution_met_at.is_(None),
-                ConversationSla.paused_at.is_(None),
             )
             .values(next_check_at=func.now())
         )

@@ -339,6 +339,66 @@ def test_a_changed_policy_reaches_open_conversations_on_the_next_check(api):
     assert breaches_of(conversation)[0].due_at == started + dt.timedelta(minutes=5)
 
 
+def test_a_pause_setting_turned_off_restarts_the_paused_clocks_on_the_next_check(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=30, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    # two hours pass while pending, then a new target: the clock stays paused, unbreached
+    move_clock(conversation, paused_at=ConversationSla.paused_at - dt.timedelta(hours=2))
+    ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"first_response_minutes": 20})
+    now = db_now()
+    assert check(now, conversation) == 0
+    assert clock(conversation).paused_at is not None
+    # pending no longer pauses: the next check restarts the clock, the two hours pushed
+    ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"pause_on_pending": False})
+    assert check(db_now(), conversation) == 0
+    running = clock(conversation)
+    assert running.paused_at is None and abs(running.paused_seconds - 7200) < 5
+    assert running.next_check_at == running.first_response_due_at
+    assert check(running.first_response_due_at + dt.timedelta(seconds=1), conversation) == 1
+
+
+def test_a_clock_moved_to_another_policy_follows_its_pause_settings(api):
+    ws = api.ws
+    policy(ws, name="Standard", priority=1, first_response_minutes=30, pause_on_pending=True)
+    vip = {"tags": ["vip"], "first_response_minutes": 10, "pause_on_pending": False}
+    policy(ws, name="VIP", priority=0, **vip)
+    conversation = api.inbound("Hello")["conversation_id"]
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    assert clock(conversation).paused_at is not None  # Standard pauses while pending
+    tags = f"/api/conversations/{conversation}/tags"
+    assert ws.call("PATCH", tags, json={"add": ["vip"]}).status_code == 200
+    moved = clock(conversation)
+    assert moved.paused_at is None  # VIP does not pause on pending
+    assert moved.next_check_at == moved.first_response_due_at
+    assert check(moved.first_response_due_at + dt.timedelta(seconds=1), conversation) == 1
+    # back under Standard while still pending: it counts on until the next reply
+    assert ws.call("PATCH", tags, json={"remove": ["vip"]}).status_code == 200
+    assert clock(conversation).paused_at is None
+    api.reply(conversation, "Waiting for your answer")
+    assert clock(conversation).paused_at is not None
+
+
+def test_a_transfer_times_a_business_hours_clock_by_the_new_divisions_hours(api):
+    ws = api.ws
+    desk = add_division(ws, "Office desk")
+    an_hour_a_week = {"days": [{"weekday": 2, "intervals": [{"start": "10:00", "end": "11:00"}]}]}
+    resp = ws.call("PUT", f"/api/divisions/{desk}/working-hours", json=an_hour_a_week)
+    assert resp.status_code == 200, resp.text
+    policy(ws, first_response_minutes=30, business_hours_only=True)  # the tenant: always open
+    conversation = api.inbound("Hello")["conversation_id"]
+    before = clock(conversation)
+    assert before.first_response_due_at == before.started_at + dt.timedelta(minutes=30)
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": desk}
+    )
+    assert moved.status_code in (200, 201), moved.text
+    due = clock(conversation).first_response_due_at
+    assert due.weekday() == 2 and (due.hour, due.minute) == (10, 30), due  # the desk is UTC
+    assert clock(conversation).started_at == before.started_at
+
+
 def test_a_deleted_policy_stops_its_clocks(api):
     ws = api.ws
     chosen = policy(ws, first_response_minutes=5)
