@@ -9,8 +9,11 @@ already made, so nobody is charged twice.
 
 Outcomes reach us twice, from the worker and from the provider's webhook, in any order;
 :func:`apply_outcome` serialises them on the invoice row and applies each payment's
-result once. A success is final (a late failure changes nothing); a success after a
-failure wins, because the money moved.
+result once. A charge's success is final (a late failure changes nothing); a success after
+a failure wins, because the money moved. A refund is the other way round: the provider may
+fail a refund after it succeeded (``refund.failed``: the customer's bank sent it back), so a
+refund's failure is final, reverses an earlier success on the invoice, and a success that
+arrives after it is a stale event.
 
 Dunning: a declined charge counts an attempt and schedules the next one after the
 hours of BILLING_CHARGE_RETRY_HOURS (``24,72,168``: four attempts in all); the
@@ -293,22 +296,40 @@ def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime)
 def _settle_refund(
     invoice: BillingInvoice, payment: BillingPayment, outcome: Outcome, now: dt.datetime
 ) -> str:
-    if payment.status == "succeeded":
-        return "unchanged"
     if outcome.status == "failed":
         if payment.status == "failed":
             return "unchanged"
+        if payment.status == "succeeded":
+            _unrefund(invoice, payment)
         payment.status = "failed"
         payment.failure_code = (outcome.failure_code or "refund_failed")[:64]
         payment.failure_message = outcome.failure_message
         payment.settled_at = now
         return "refund_failed"
+    if payment.status != "pending":
+        # Succeeded already, or failed: a failed refund never succeeds later at the
+        # provider, so this success is an older event delivered late.
+        return "unchanged"
     payment.status = "succeeded"
     payment.settled_at = now
     invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + payment.amount)
     fully = invoice.amount_refunded >= invoice.amount_paid
     invoice.status = "refunded" if fully else "partially_refunded"
     return invoice.status
+
+
+def _unrefund(invoice: BillingInvoice, payment: BillingPayment) -> None:
+    """Take a refund that failed after it succeeded off the invoice: the money came back."""
+    log.warning(
+        "refund %s of invoice %s failed after it succeeded; %s %s is no longer refunded",
+        payment.id,
+        invoice.id,
+        payment.amount,
+        payment.currency,
+    )
+    invoice.amount_refunded = max(0, invoice.amount_refunded - payment.amount)
+    if invoice.status in ("refunded", "partially_refunded"):
+        invoice.status = "partially_refunded" if invoice.amount_refunded else "paid"
 
 
 # --- refunds -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Super-admin refunds: 202 with the job, refund_invoice through the worker, 422 above the
-refundable amount, replays of the provider's refund events applied once."""
+refundable amount, replays of the provider's refund events applied once, and a refund the
+provider fails after it succeeded taken back off the invoice."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 
 from shared.billing import payments
@@ -107,6 +109,57 @@ def test_refund_events_replayed_and_before_the_worker(billing, root, monkeypatch
     assert payments.refund_payment(uuid.UUID(job["job_id"])) == "settled"
     assert billing.row(invoice).amount_refunded == 2000
     assert len(billing.stripe.refunds) == 1
+
+
+def _failed_later(created: dict, reason: str = "expired_or_canceled_card") -> dict:
+    """Stripe's ``refund.failed`` for the refund of ``created`` (its ``refund.created``)."""
+    failed = copy.deepcopy(created)
+    failed["id"] = "evt_refund_failed_" + uuid.uuid4().hex[:8]
+    failed["type"] = "refund.failed"
+    failed["data"]["object"].update(status="failed", failure_reason=reason)
+    return failed
+
+
+def test_a_refund_that_fails_after_succeeding_is_no_longer_counted(
+    billing, root, worker, monkeypatch
+):
+    from shared.billing import refund_queue
+
+    invoice = _paid(billing)
+    _refund(root, invoice, amount=2000)
+    billing.wait_status(invoice, "partially_refunded")
+    # Days later the customer's bank bounces it: Stripe fails the refund, the money is ours.
+    [created] = billing.stripe.events_of("refund.created")
+    ack = billing.post_event(_failed_later(created))
+    assert (ack.status_code, ack.json["applied"]) == (200, 1)
+    row = billing.row(invoice)
+    [refund] = billing.payments(invoice, "refund")
+    assert (refund.status, refund.failure_code) == ("failed", "expired_or_canceled_card")
+    assert (row.status, row.amount_refunded) == ("paid", 0)
+    # All of it may be refunded again (held as a refund in flight: no worker sends it).
+    monkeypatch.setattr(refund_queue.QUEUE, "enqueuer", None)
+    _refund(root, invoice, amount=5000)
+
+
+def test_a_failed_refund_leaves_the_others_and_a_late_success_changes_nothing(
+    billing, root, worker
+):
+    invoice = _paid(billing)
+    _refund(root, invoice, amount=2000)
+    billing.wait_status(invoice, "partially_refunded")
+    _refund(root, invoice)  # the other 3000
+    billing.wait_status(invoice, "refunded")
+    first_created, _ = billing.stripe.events_of("refund.created")
+    assert billing.post_event(_failed_later(first_created)).status_code == 200
+    row = billing.row(invoice)
+    assert (row.status, row.amount_refunded) == ("partially_refunded", 3000)
+    # Stripe's earlier charge.refunded, still saying succeeded, is delivered after the failure.
+    first_refunded, _ = billing.stripe.events_of("charge.refunded")
+    late = billing.post_event(first_refunded)
+    assert (late.status_code, late.json["applied"]) == (200, 0)
+    row = billing.row(invoice)
+    assert (row.status, row.amount_refunded) == ("partially_refunded", 3000)
+    assert [p.status for p in billing.payments(invoice, "refund")] == ["failed", "succeeded"]
 
 
 def test_a_refund_whose_message_was_lost_is_redriven(billing, root, monkeypatch, worker):
