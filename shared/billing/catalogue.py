@@ -3,7 +3,8 @@
 Super admins manage it (``/api/admin/billing/...``); workspaces read the active part and
 validate coupon codes. Subscriptions (``shared.billing.subscriptions``) call the coupon
 contract here: :func:`redeemable_coupon` to check a code against a plan,
-:func:`discount_for` to price it and :func:`redeem` to take one redemption atomically.
+:func:`discount_for` to price it and :func:`redeem` to take one redemption atomically;
+``billing_cycle`` checks a held coupon against each renewal's plan with :func:`misfit`.
 
 A plan or add-on in use is archived (``is_active: false``), not deleted: subscriptions and
 invoice lines keep pointing at it. Price changes need nothing here: a subscription keeps
@@ -445,10 +446,21 @@ def _usable(coupon: BillingCoupon, now: dt.datetime, field: str) -> None:
         raise _refused(field, "exhausted", "this coupon has been fully redeemed")
 
 
-def _fits(coupon: BillingCoupon, plan: BillingPlan, field: str) -> None:
+def misfit(coupon: BillingCoupon, plan: BillingPlan) -> str | None:
+    """Why ``coupon`` cannot discount ``plan`` (``ineligible_plan``, ``currency_mismatch``),
+    or None when it can. Checked when a code is used and again at each renewal."""
     if coupon.eligible_plan_ids and plan.id not in coupon.eligible_plan_ids:
-        raise _refused(field, "ineligible_plan", f"this coupon does not apply to plan {plan.code}")
+        return "ineligible_plan"
     if coupon.amount_off is not None and coupon.currency != plan.currency:
+        return "currency_mismatch"
+    return None
+
+
+def _fits(coupon: BillingCoupon, plan: BillingPlan, field: str) -> None:
+    reason = misfit(coupon, plan)
+    if reason == "ineligible_plan":
+        raise _refused(field, "ineligible_plan", f"this coupon does not apply to plan {plan.code}")
+    if reason == "currency_mismatch":
         raise _refused(
             field,
             "currency_mismatch",

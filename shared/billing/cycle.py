@@ -6,8 +6,8 @@ At a period end (``current_period_end <= now``):
   has a price and the workspace has no payment method;
 - otherwise a renewal: the next period, at the plan's *current* price (a pending downgrade
   applied first), add-ons detached at the period end ended and the others renewed at their
-  current price, the coupon applied while it has periods left, one ``subscription_cycle``
-  invoice (charged after commit).
+  current price, the coupon applied while it has periods left and fits the plan (else it
+  is dropped), one ``subscription_cycle`` invoice (charged after commit).
 
 A ``past_due`` subscription renews like an ``active`` one (it keeps its status): dunning of
 the earlier invoice is ``charge_invoice``'s, independent of the calendar.
@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from shared.billing import charge_queue, invoices, periods, usage
+from shared.billing import catalogue, charge_queue, invoices, periods, usage
 from shared.billing.invoices import LineSpec
 from shared.models import Tenant
 from shared.models.billing import (
@@ -320,7 +320,7 @@ def _apply_one(
             )
             kept.append(add_on)
     new_end = periods.period_end(end, plan.billing_interval)
-    coupon, coupon_id, periods_left = _coupon_for_period(row, cache)
+    coupon, coupon_id, periods_left = _coupon_for_period(row, plan, cache)
     writes.subscriptions.append(
         _subscription_values(
             row,
@@ -378,15 +378,22 @@ def _apply_one(
 
 
 def _coupon_for_period(
-    row: Any, cache: _Catalogue
+    row: Any, plan: BillingPlan, cache: _Catalogue
 ) -> tuple[BillingCoupon | None, uuid.UUID | None, int | None]:
-    """The coupon discounting the period starting now, and the subscription's coupon
-    columns after counting its periods down."""
+    """The coupon discounting the period starting now on ``plan``, and the subscription's
+    coupon columns after counting its periods down.
+
+    A coupon that does not fit the renewed plan (the subscription moved to a plan it
+    excludes, or to another currency than its amount's) is dropped, as a used-up one is:
+    it was sold for the plans it names, and ``discount_for`` refuses a foreign currency.
+    """
     if row.coupon_id is None:
         return None, None, None
     coupon = cache.coupon(row.coupon_id)
     left = row.coupon_periods_left
     if coupon is None or (left is not None and left <= 0):
+        return None, None, None
+    if catalogue.misfit(coupon, plan) is not None:
         return None, None, None
     return coupon, row.coupon_id, None if left is None else left - 1
 

@@ -18,7 +18,8 @@ Changes take effect as follows (``billing_cycle`` applies what waits for the per
 A plan with a price (or an add-on) needs the tenant's default payment method (422 naming
 ``payment_method``). Coupons discount the period invoices (the first one and renewals),
 not proration invoices. ``coupon_periods_left`` counts the periods *after* the current
-one that the coupon still discounts (``None`` with a coupon: forever).
+one that the coupon still discounts (``None`` with a coupon: forever). A plan change keeps
+the coupon; the renewal drops it when the new plan is one it does not apply to.
 """
 
 from __future__ import annotations

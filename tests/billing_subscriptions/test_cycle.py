@@ -115,6 +115,48 @@ def test_coupons_count_down_over_periods(tenant, charges, coupon, discounts):
     assert (sub.coupon_id is None) == (discounts[-1] == 0)
 
 
+@pytest.mark.parametrize(
+    ("eligible", "renewals"),
+    [
+        ("small", [(3000, 0), (3000, 0)]),  # the coupon ends at the first renewal on big
+        ("both", [(3000, 1500), (3000, 1500)]),
+    ],
+)
+def test_a_coupon_stops_at_the_renewal_on_a_plan_it_excludes(
+    workspace, charges, eligible, renewals
+):
+    tenant = uuid.UUID(workspace.tenant["id"])
+    small, big = make_plan(1000), make_plan(3000)
+    plans = [small] if eligible == "small" else [small, big]
+    coupon = make_coupon(percent_off=50, duration="forever", eligible_plan_ids=plans)
+    subscribe(tenant, small, coupon=coupon)
+    check = workspace.call(
+        "POST", "/api/billing/coupons/validate", json={"code": coupon, "plan_id": str(big)}
+    )
+    assert check.status_code == (422 if eligible == "small" else 200)
+    # An upgrade keeps the coupon on the subscription (its invoice is a proration: no coupon).
+    with session_scope() as session:
+        subscriptions.change_plan(session, Ctx.system(tenant), plan_id=big, now=START + SECOND)
+    for n in (1, 2):
+        run_cycle(month(n) + SECOND)
+    found = [(i.subtotal, i.discount_amount) for i in cycle_invoices(tenant)]
+    assert found == renewals
+    assert (subscription_of(tenant).coupon_id is None) == (eligible == "small")
+
+
+def test_a_downgrade_to_a_plan_the_coupon_excludes_renews_without_it(tenant, charges):
+    big, small = make_plan(3000), make_plan(1000)
+    subscribe(
+        tenant, big, coupon=make_coupon(percent_off=50, duration="forever", eligible_plan_ids=[big])
+    )
+    with session_scope() as session:
+        subscriptions.change_plan(session, Ctx.system(tenant), plan_id=small, now=START + SECOND)
+    run_cycle(month(1) + SECOND)
+    [renewal] = cycle_invoices(tenant)
+    assert (renewal.subtotal, renewal.discount_amount) == (1000, 0)
+    assert subscription_of(tenant).coupon_id is None
+
+
 def test_a_downgrade_and_a_detached_add_on_take_effect_at_the_period_end(tenant, charges):
     big, small = make_plan(3000), make_plan(1000)
     kept, leaving = make_add_on(200), make_add_on(700)
