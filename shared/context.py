@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.errors import Forbidden
@@ -66,6 +67,19 @@ class Ctx:
         """Raise :class:`Forbidden` unless the caller holds ``permission``."""
         if permission not in self.permissions:
             raise Forbidden(f"This action needs the '{permission}' permission")
+
+    def require_all(self, permissions: Iterable[str], action: str) -> None:
+        """Raise :class:`Forbidden` unless the caller holds every one of ``permissions``.
+
+        APPSEC: nobody grants a permission they lack, or acts on someone who holds one (a
+        manager of agents must not make anyone, themselves included, an admin).
+        """
+        missing = sorted(set(permissions) - self.permissions)
+        if missing:
+            raise Forbidden(
+                f"{action} needs permissions you do not hold: {', '.join(missing)}",
+                details=[{"permission": key, "message": "not held"} for key in missing],
+            )
 
     def refuse_impersonation(self, action: str) -> None:
         """Raise :class:`Forbidden` for a super admin acting through an impersonation token.

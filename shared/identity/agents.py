@@ -229,9 +229,11 @@ def create_agent(
             details=[{"field": "email", "message": "already used in this workspace"}],
         )
     billing_usage.check_seat(session, ctx.tenant_id)
+    given = resolve_role(session, ctx, role)
+    ctx.require_all(given.permissions, f"Giving the role '{given.name}'")
     agent = User(
         tenant_id=ctx.tenant_id,
-        role=resolve_role(session, ctx, role),
+        role=given,
         email=email,
         full_name=full_name,
         avatar_url=avatar_url,
@@ -297,6 +299,8 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
     if "role" in changes:
         _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)
+    if not ctx.is_self(agent_id):
+        ctx.require_all(agent.role.permissions, "Changing this agent")
     before = AgentView.data(agent)
     if "email" in changes and _email_taken(session, ctx, changes["email"], except_id=agent.id):
         raise Conflict(
@@ -308,6 +312,7 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
             setattr(agent, field, changes[field])
     if "role" in changes:
         new_role = resolve_role(session, ctx, changes["role"])
+        ctx.require_all(new_role.permissions, f"Giving the role '{new_role.name}'")
         if (
             agent.role.name == "admin"
             and new_role.name != "admin"
@@ -335,6 +340,7 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     ctx.require("agents.manage")
     _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)
+    ctx.require_all(agent.role.permissions, "Deleting this agent")
     if agent.role.name == "admin" and _admin_count(session, ctx) <= 1:
         raise Conflict("The workspace needs at least one admin")
     before = AgentView.data(agent)

@@ -62,6 +62,7 @@ def create_role(
 ) -> Role:
     ctx.require("roles.manage")
     keys = _check_permissions(permissions)
+    ctx.require_all(keys, "A role with these permissions")
     if _name_taken(session, ctx, name):
         raise Conflict(
             f"A role named '{name}' exists",
@@ -89,6 +90,7 @@ def update_role(
     role = get_role(session, ctx, role_id, for_update=True)
     if role.name == "admin" and role.is_builtin:
         raise Conflict("The admin role holds every permission and cannot be edited")
+    ctx.require_all(role.permissions, "Changing this role")
     before = RoleView.data(role)
     if name is not None and name != role.name:
         if role.is_builtin:
@@ -102,7 +104,9 @@ def update_role(
     if description is not None:
         role.description = description
     if permissions is not None:
-        role.permissions = _check_permissions(permissions)
+        keys = _check_permissions(permissions)
+        ctx.require_all(keys, "A role with these permissions")
+        role.permissions = keys
     session.flush()
     session.refresh(role)
     after = RoleView.data(role)
@@ -121,6 +125,7 @@ def delete_role(session: Session, ctx: Ctx, role_id: uuid.UUID) -> None:
     role = get_role(session, ctx, role_id, for_update=True)
     if role.is_builtin:
         raise Conflict("Built-in roles cannot be deleted")
+    ctx.require_all(role.permissions, "Deleting this role")
     holders = session.scalar(
         select(func.count()).where(User.role_id == role.id, User.deleted_at.is_(None))
     )

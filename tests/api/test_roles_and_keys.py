@@ -65,6 +65,82 @@ def test_role_rules(workspace, other_workspace):
     assert ws.call("GET", "/api/permissions", token=agent_token).status_code == 403
 
 
+def _manager(ws, name: str, permissions: list[str]) -> tuple[dict, dict, str]:
+    """A custom role holding ``permissions``, and an agent with it (and its token)."""
+    role = ws.call("POST", "/api/roles", json={"name": name, "permissions": permissions})
+    assert role.status_code == 201, role.text
+    agent, token = ws.create_agent(role=name)
+    return role.json, agent, token
+
+
+def _refused(resp, *missing: str) -> None:
+    assert resp.status_code == 403, resp.text
+    assert resp.json["error"]["code"] == "forbidden"
+    assert [d["permission"] for d in resp.json["error"]["details"]] == sorted(missing)
+
+
+def test_a_manager_of_agents_grants_no_permission_it_lacks(workspace):
+    """agents.manage alone once made anyone an admin, its holder included."""
+    ws = workspace
+    _, me, token = _manager(ws, "HR", ["agents.manage"])
+    everything_else = set(ALL_KEYS) - {"agents.manage"}
+
+    to_admin = ws.call("PATCH", f"/api/agents/{me['id']}", json={"role": "admin"}, token=token)
+    _refused(to_admin, *everything_else)
+    new_admin = {"email": "puppet@example.com", "full_name": "Puppet", "role": "admin"}
+    _refused(ws.call("POST", "/api/agents", json=new_admin, token=token), *everything_else)
+    admin = ws.admin["id"]
+    ws.create_agent(role="admin")  # not the last admin: the rule below is the one refusing
+    _refused(ws.call("DELETE", f"/api/agents/{admin}", token=token), *everything_else)
+    renamed = ws.call("PATCH", f"/api/agents/{admin}", json={"full_name": "X"}, token=token)
+    _refused(renamed, *everything_else)
+    assert ws.call("GET", "/api/auth/me", token=token).json["role"]["name"] == "HR"
+
+    # Agents holding no more than the manager: created, changed and deleted as before.
+    peer = {"email": "peer@example.com", "full_name": "Peer", "role": "HR"}
+    created = ws.call("POST", "/api/agents", json=peer, token=token)
+    assert created.status_code == 201, created.text
+    peer_id = created.json["id"]
+    renamed = ws.call("PATCH", f"/api/agents/{peer_id}", json={"full_name": "P."}, token=token)
+    assert renamed.status_code == 200, renamed.text
+    assert ws.call("DELETE", f"/api/agents/{peer_id}", token=token).status_code == 204
+
+
+def test_a_manager_of_roles_grants_no_permission_it_lacks(workspace):
+    ws = workspace
+    mine, _, token = _manager(ws, "RoleKeeper", ["roles.manage"])
+    roles = ws.call("GET", "/api/roles").json
+    supervisor = next(r for r in roles if r["name"] == "supervisor")
+
+    wider = {"permissions": ["roles.manage", "agents.manage", "billing.manage"]}
+    _refused(
+        ws.call("PATCH", f"/api/roles/{mine['id']}", json=wider, token=token),
+        "agents.manage",
+        "billing.manage",
+    )
+    _refused(
+        ws.call("POST", "/api/roles", json={"name": "Wide"} | wider, token=token),
+        "agents.manage",
+        "billing.manage",
+    )
+    # A role holding what the manager lacks is not theirs to change or delete.
+    strong = ws.call("POST", "/api/roles", json={"name": "Strong"} | wider).json
+    rename = {"description": "mine now"}
+    assert (
+        ws.call("PATCH", f"/api/roles/{strong['id']}", json=rename, token=token).status_code == 403
+    )
+    assert ws.call("DELETE", f"/api/roles/{strong['id']}", token=token).status_code == 403
+    stripped = {"permissions": ["roles.manage"]}
+    resp = ws.call("PATCH", f"/api/roles/{supervisor['id']}", json=stripped, token=token)
+    assert resp.status_code == 403
+    assert ws.call("GET", "/api/auth/me", token=token).json["permissions"] == ["roles.manage"]
+
+    # Within what it holds, it manages roles as before.
+    narrow = ws.call("POST", "/api/roles", json={"name": "Narrow", **stripped}, token=token)
+    assert narrow.status_code == 201, narrow.text
+    assert ws.call("DELETE", f"/api/roles/{narrow.json['id']}", token=token).status_code == 204
+
+
 def test_api_keys_rules(workspace, other_workspace):
     ws = workspace
     _, agent_token = ws.create_agent()
