@@ -157,25 +157,38 @@ def _apply(
 
 def _run_state_statement() -> Any:
     """Per event of a batch: the tenant's rules version and control, its timezone, the
-    database clock, and the event's settled and failed runs (not reprocess ones).
+    database clock, and each rule's latest run on the event: settled, or failed.
+
+    A rule's latest run is what it last did for the event, in an evaluation, a retry or
+    a reprocess: a rule that acted in a reprocess is settled, one that failed there is
+    what a retry re-runs.
 
     PERF: one round trip per batch for all of it, built once: the effective-state
     inputs that depend only on the event ride along with the rules version read. The
-    runs are one grouped index scan by the batch's ids (a subquery per event was
-    planned as a scan of the runs table once it held many).
+    runs are one index scan by the batch's ids, grouped per event (a subquery per
+    event was planned as a scan of the runs table once it held many).
     """
     r = AutomationRun
     s = AutomationSettings
     e = AutomationEvent
     event_ids = bindparam("event_ids", type_=ARRAY(Uuid))
+    latest = (
+        select(r.automation_event_id, r.rule_id, r.id, r.status, r.reprocess)
+        .where(r.automation_event_id == any_(event_ids))
+        .distinct(r.automation_event_id, r.rule_id)
+        .order_by(r.automation_event_id, r.rule_id, r.created_at.desc(), r.id.desc())
+        .subquery("latest")
+    )
+    failed = latest.c.status == "failed"
     runs = (
         select(
-            r.automation_event_id,
-            func.array_agg(r.rule_id).filter(r.status != "failed").label("settled"),
-            func.bool_or(r.status == "failed").label("any_failed"),
+            latest.c.automation_event_id,
+            func.array_agg(latest.c.rule_id).filter(~failed).label("settled"),
+            func.json_agg(func.json_build_array(latest.c.rule_id, latest.c.id, latest.c.reprocess))
+            .filter(failed)
+            .label("failed"),
         )
-        .where(r.automation_event_id == any_(event_ids), r.reprocess.is_(False))
-        .group_by(r.automation_event_id)
+        .group_by(latest.c.automation_event_id)
         .subquery("runs")
     )
     return (
@@ -189,7 +202,7 @@ def _run_state_statement() -> Any:
             Tenant.timezone.label("tenant_timezone"),
             func.now().label("now"),
             runs.c.settled,
-            func.coalesce(runs.c.any_failed, False).label("any_failed"),
+            runs.c.failed,
         )
         .select_from(e)
         .join(Tenant, Tenant.id == e.tenant_id)
@@ -203,16 +216,36 @@ _RUN_STATE = _run_state_statement()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FailedRun:
+    """A rule's latest run on an event, failed: the run a retry of the rule replaces."""
+
+    id: uuid.UUID
+    #: The retry's run keeps this flag: a rule that failed in a reprocess is retried as
+    #: part of it (its evaluation's run of the rule, if any, stays as it was).
+    reprocess: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunState:
     version: int
+    #: Rules whose latest run on the event did not fail: not evaluated again.
     settled: set[uuid.UUID]
-    any_failed: bool
+    #: Rules whose latest run failed, and that run: a retry re-runs them.
+    failed: dict[uuid.UUID, FailedRun]
     moment: Moment
 
 
+def _failed_runs(rows: list[list[Any]] | None) -> dict[uuid.UUID, FailedRun]:
+    return {
+        uuid.UUID(rule_id): FailedRun(uuid.UUID(run_id), reprocess)
+        for rule_id, run_id, reprocess in rows or ()
+    }
+
+
 def _run_states(session: Session, events: list[AutomationEvent]) -> dict[uuid.UUID, RunState]:
-    """Per event: the rules version, the rules already decided for it (a reprocess decides
-    every rule again) and the moment the rules are checked at."""
+    """Per event: the rules version, the rules already decided for it and those whose
+    last run failed (a reprocess decides every rule again), and the moment the rules
+    are checked at."""
     by_id = {event.id: event for event in events}
     states = {}
     for row in session.execute(_RUN_STATE, {"event_ids": list(by_id)}):
@@ -225,24 +258,19 @@ def _run_states(session: Session, events: list[AutomationEvent]) -> dict[uuid.UU
             subject_id=subject_of(event.event_type, event.payload, event.conversation_id)
             or event.outbox_event_id,
         )
+        version = row.rules_version or 0
         if event.reprocess:
-            states[event.id] = RunState(row.rules_version or 0, set(), False, moment)
+            states[event.id] = RunState(version, set(), {}, moment)
         else:
             settled = set(row.settled or ())
-            states[event.id] = RunState(row.rules_version or 0, settled, row.any_failed, moment)
+            states[event.id] = RunState(version, settled, _failed_runs(row.failed), moment)
     return states
 
 
-def _forget_failed_runs(session: Session, event_ids: list[uuid.UUID]) -> None:
-    """A retry re-runs only the failed rules: their runs are deleted here."""
-    if event_ids:
-        session.execute(
-            delete(AutomationRun).where(
-                AutomationRun.automation_event_id.in_(event_ids),
-                AutomationRun.status == "failed",
-                AutomationRun.reprocess.is_(False),
-            )
-        )
+def _forget_failed_runs(session: Session, run_ids: list[uuid.UUID]) -> None:
+    """The failed runs of the rules a retry re-ran: their new runs replace them."""
+    if run_ids:
+        session.execute(delete(AutomationRun).where(AutomationRun.id.in_(run_ids)))
 
 
 Decided = list[tuple[CompiledRule, Decision, float]]
@@ -262,6 +290,12 @@ class _Evaluation:
     @property
     def acts(self) -> bool:
         return any(decision.matched for _, decision, _ in self.decided)
+
+    @property
+    def replaced(self) -> list[uuid.UUID]:
+        """The failed runs of the rules decided again (a retry): their new runs replace them."""
+        failed = self.state.failed
+        return [failed[rule.id].id for rule, _, _ in self.decided if rule.id in failed]
 
     @property
     def actions_needed(self) -> int:
@@ -350,7 +384,10 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
     at = evaluation.state.moment.now
     runs = RunBatch(event.tenant_id, event.id, facts, evaluation.changes, event.reprocess, at)
     loaded = None
+    failed = evaluation.state.failed
     for rule, decision, deciding in evaluation.decided:
+        retried = failed.get(rule.id) if failed else None
+        reprocess = retried.reprocess if retried is not None else event.reprocess
         if not decision.matched:  # PERF: most runs; nothing acted, nothing more to time
             runs.add(
                 rule,
@@ -360,6 +397,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
                 action_results=[],
                 duration_ms=round(deciding * 1000, 3),
                 error=decision.reason,
+                reprocess=reprocess,
             )
             continue
         started = time.perf_counter()
@@ -378,6 +416,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
             action_results=results,
             duration_ms=round((deciding + time.perf_counter() - started) * 1000, 3),
             error=decision.reason or _first_error(results),
+            reprocess=reprocess,
         )
     return runs
 
@@ -454,8 +493,7 @@ def process_many(session: Session, events: list[AutomationEvent]) -> list[Outcom
                     outcomes[index] = Deferred(ceiling.next_minute(moment.now), moment.now, limit)
                     continue
                 taken.append((event.tenant_id, needed, moment.now))
-            if evaluation.state.any_failed:
-                forget.append(event.id)
+            forget.extend(evaluation.replaced)
             runs = _act(session, evaluation, targets)
             if evaluation.acts and event.conversation_id is not None:
                 acted_on.add(event.conversation_id)

@@ -53,8 +53,7 @@ _INSERT = text(
         ON CONFLICT (digest) DO NOTHING
     ), events AS (
         SELECT * FROM json_to_recordset(CAST(:events AS json)) AS e(
-            id uuid, context_id uuid, tenant_id uuid, facts jsonb, changes jsonb,
-            reprocess boolean
+            id uuid, context_id uuid, tenant_id uuid, facts jsonb, changes jsonb
         )
     ), contexts AS (
         INSERT INTO automation_run_contexts (id, tenant_id, automation_event_id, facts, changes)
@@ -67,11 +66,11 @@ _INSERT = text(
     )
     SELECT gen_random_uuid(), e.tenant_id, e.id, r.rule_id, r.rule_version, e.context_id,
            r.digest, r.matched, r.status, r.outcomes, r.action_results,
-           r.duration_ms, r.error, e.reprocess
+           r.duration_ms, r.error, r.reprocess
     FROM json_to_recordset(CAST(:runs AS json)) AS r(
         event_id uuid, rule_id uuid, rule_version integer, digest text,
         matched boolean, status text, outcomes text, action_results jsonb,
-        duration_ms double precision, error text
+        duration_ms double precision, error text, reprocess boolean
     )
     JOIN events AS e ON e.id = r.event_id
     """
@@ -114,6 +113,7 @@ class RunBatch:
     event_id: uuid.UUID
     facts: dict[str, Any]
     changes: dict[str, Any]
+    #: The runs' flag unless :meth:`add` is told otherwise (a retry of a reprocess's rule).
     reprocess: bool
     #: The evaluator's instant: the stats buckets the runs count in.
     at: dt.datetime
@@ -134,16 +134,21 @@ class RunBatch:
         action_results: list[dict[str, Any]],
         duration_ms: float,
         error: str | None,
+        reprocess: bool | None = None,
     ) -> None:
         """One run of ``rule`` (a :class:`~shared.automation.compiled.CompiledRule`);
-        ``outcomes``: its leaves' (None when it was skipped, no condition evaluated)."""
+        ``outcomes``: its leaves' (None when it was skipped, no condition evaluated);
+        ``reprocess``: the run's flag, the batch's when None."""
+        if reprocess is None:
+            reprocess = self.reprocess
         if self._event_json is None:
             self._event_json = f'{{"event_id":"{self.event_id}",'
         # PERF: written out (no dict, no encoder call per run): the status and outcome
         # characters are plain ASCII words, the duration a float; only an error is escaped.
         row = (
             f'{self._event_json}{rule.run_json},"matched":{"true" if matched else "false"},'
-            f'"status":"{status}","duration_ms":{float(duration_ms)!r}'
+            f'"status":"{status}","duration_ms":{float(duration_ms)!r},'
+            f'"reprocess":{"true" if reprocess else "false"}'
         )
         if error is not None:
             row += f',"error":{to_json(error)}'
@@ -178,7 +183,6 @@ def insert_runs(session: Session, batches: Sequence[RunBatch]) -> None:
             "tenant_id": batch.tenant_id,
             "facts": batch.facts,
             "changes": batch.changes,
-            "reprocess": batch.reprocess,
         }
         for batch in batches
     ]

@@ -341,6 +341,115 @@ def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
     assert sent == ["Welcome back"]
 
 
+VIP = {
+    "match": "all",
+    "conditions": [{"attribute": "conversation.tags", "operator": "contains", "value": "vip"}],
+}
+
+
+def listed(ws, path: str) -> list[dict]:
+    resp = ws.call("GET", path)
+    assert resp.status_code == 200, resp.text
+    return resp.json["items"]
+
+
+def tag_vip(ws, conv_id: str) -> AutomationEvent:
+    resp = ws.call("PATCH", f"/api/conversations/{conv_id}/tags", json={"add": ["vip"]})
+    assert resp.status_code == 200, resp.text
+    [row] = wait_settled(ws)
+    return row
+
+
+def whatsapp_window(conv_id: str, *, open_: bool) -> None:
+    """Open the contact's 24-hour window (it wrote just now) or close it (it never wrote)."""
+    with session_scope() as session:
+        contact_id = conversation(conv_id).contact_id
+        session.execute(
+            update(Contact)
+            .where(Contact.id == contact_id)
+            .values(last_inbound_at=func.now() if open_ else None)
+        )
+
+
+def act_on(ws, event_id: uuid.UUID, operation: str) -> list[dict]:
+    """Retry or reprocess the event; its runs once the queue has settled again."""
+    before = queue_rows(ws)[0].finished_at
+    resp = ws.call("POST", f"/api/automation/events/{event_id}/{operation}")
+    assert resp.status_code == 202, resp.text
+    wait_until(lambda: queue_rows(ws)[0].finished_at != before, f"the {operation} finished")
+    wait_settled(ws)
+    return listed(ws, f"/api/automation/events/{event_id}/runs")
+
+
+def test_a_retry_after_a_reprocess_reruns_only_the_rules_that_failed_in_it(ws):
+    greet = create_rule(
+        ws,
+        name="greet",
+        priority=2,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+    )
+    conv_id = add_conversation(ws, channel="whatsapp")  # the window is closed: greet fails
+    row = tag_vip(ws, conv_id)
+    assert row.status == "failed"
+
+    # A rule added later acts in the reprocess, while greet fails again.
+    note = create_rule(
+        ws,
+        name="note",
+        priority=1,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "add_note", "params": {"body": "VIP!"}}],
+    )
+    act_on(ws, row.id, "reprocess")
+    assert queue_rows(ws)[0].status == "failed"
+    assert len(listed(ws, f"/api/conversations/{conv_id}/notes")) == 1
+
+    whatsapp_window(conv_id, open_=True)
+    after = act_on(ws, row.id, "retry")
+    assert queue_rows(ws)[0].status == "done"
+    assert [n["body"] for n in listed(ws, f"/api/conversations/{conv_id}/notes")] == ["VIP!"]
+    sent = listed(ws, f"/api/conversations/{conv_id}/messages")
+    assert [m["body"] for m in sent] == ["Welcome back"]
+    latest = {}
+    for run in sorted(after, key=lambda r: r["created_at"]):
+        latest[run["rule_id"]] = run
+    assert latest[note["id"]]["status"] == "matched" and latest[greet["id"]]["status"] == "matched"
+    assert sum(r["rule_id"] == note["id"] for r in after) == 1  # not run again
+
+
+def test_a_rule_that_acted_then_failed_in_a_reprocess_is_retried_within_the_reprocess(ws):
+    greet = create_rule(
+        ws,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+    )
+    conv_id = add_conversation(ws, channel="whatsapp")
+    whatsapp_window(conv_id, open_=True)
+    row = tag_vip(ws, conv_id)
+    assert row.status == "done"
+
+    whatsapp_window(conv_id, open_=False)
+    act_on(ws, row.id, "reprocess")
+    assert queue_rows(ws)[0].status == "failed"
+
+    # The retry re-runs greet in place of its failed reprocess run; the evaluation's
+    # own run of greet (which sent) is kept as it was.
+    whatsapp_window(conv_id, open_=True)
+    after = act_on(ws, row.id, "retry")
+    assert queue_rows(ws)[0].status == "done", queue_rows(ws)[0].error
+    assert sorted((r["reprocess"], r["status"]) for r in after) == [
+        (False, "matched"),
+        (True, "matched"),
+    ]
+    assert {r["rule_id"] for r in after} == {greet["id"]}
+    sent = listed(ws, f"/api/conversations/{conv_id}/messages")
+    assert [m["body"] for m in sent] == ["Welcome back", "Welcome back"]
+
+
 def test_a_rule_change_reaches_the_worker_at_the_next_event(ws):
     rule = create_rule(ws)
     conv_id = add_conversation(ws)
