@@ -135,11 +135,21 @@ def rendered_params(action: dict[str, Any], facts: dict[str, Any]) -> dict[str, 
 
 
 def _apply(
-    session: Session, rule: CompiledRule, target: executors.Target
+    session: Session,
+    rule: CompiledRule,
+    target: executors.Target,
+    done: dict[int, dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Run the rule's actions in order, each in a savepoint; return the results and success."""
+    """Run the rule's actions in order, each in a savepoint; return the results and success.
+
+    ``done``: the results of the actions a retried rule already applied
+    (:meth:`FailedRun.already_done`), listed in their place instead of running again.
+    """
     results, ok = [], True
     for index, action in enumerate(rule.actions):
+        if index in done:
+            results.append(done[index])
+            continue
         started = time.perf_counter()
         entry: dict[str, Any] = {"index": index, "type": action.get("type")}
         try:
@@ -173,7 +183,7 @@ def _run_state_statement() -> Any:
     e = AutomationEvent
     event_ids = bindparam("event_ids", type_=ARRAY(Uuid))
     latest = (
-        select(r.automation_event_id, r.rule_id, r.id, r.status, r.reprocess)
+        select(r.automation_event_id, r.rule_id, r.id, r.status, r.reprocess, r.action_results)
         .where(r.automation_event_id == any_(event_ids))
         .distinct(r.automation_event_id, r.rule_id)
         .order_by(r.automation_event_id, r.rule_id, r.created_at.desc(), r.id.desc())
@@ -184,7 +194,11 @@ def _run_state_statement() -> Any:
         select(
             latest.c.automation_event_id,
             func.array_agg(latest.c.rule_id).filter(~failed).label("settled"),
-            func.json_agg(func.json_build_array(latest.c.rule_id, latest.c.id, latest.c.reprocess))
+            func.json_agg(
+                func.json_build_array(
+                    latest.c.rule_id, latest.c.id, latest.c.reprocess, latest.c.action_results
+                )
+            )
             .filter(failed)
             .label("failed"),
         )
@@ -223,6 +237,25 @@ class FailedRun:
     #: The retry's run keeps this flag: a rule that failed in a reprocess is retried as
     #: part of it (its evaluation's run of the rule, if any, stays as it was).
     reprocess: bool
+    action_results: list[dict[str, Any]]
+
+    def already_done(self, rule: CompiledRule) -> dict[int, dict[str, Any]]:
+        """The rule's actions that succeeded in this run, by index, marked ``already_done``:
+        a retry does not run them again and its run carries them on in their place, so it
+        still lists every action. Matched by position and type (a rule edited since keeps
+        the steps it still has)."""
+        actions = rule.actions
+        done = {}
+        for entry in self.action_results:
+            index = entry.get("index")
+            if (
+                entry.get("result") not in ("failed", None)
+                and isinstance(index, int)
+                and index < len(actions)
+                and actions[index].get("type") == entry.get("type")
+            ):
+                done[index] = {**entry, "already_done": True}
+        return done
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -237,8 +270,8 @@ class RunState:
 
 def _failed_runs(rows: list[list[Any]] | None) -> dict[uuid.UUID, FailedRun]:
     return {
-        uuid.UUID(rule_id): FailedRun(uuid.UUID(run_id), reprocess)
-        for rule_id, run_id, reprocess in rows or ()
+        uuid.UUID(rule_id): FailedRun(uuid.UUID(run_id), reprocess, results or [])
+        for rule_id, run_id, reprocess, results in rows or ()
     }
 
 
@@ -299,7 +332,13 @@ class _Evaluation:
 
     @property
     def actions_needed(self) -> int:
-        return sum(len(rule.actions) for rule, decision, _ in self.decided if decision.matched)
+        failed = self.state.failed
+        needed = 0
+        for rule, decision, _ in self.decided:
+            if decision.matched:
+                retried = failed.get(rule.id) if failed else None
+                needed += len(rule.actions) - (len(retried.already_done(rule)) if retried else 0)
+        return needed
 
 
 def _decide_rules(session: Session, event: AutomationEvent, state: RunState, facts: dict):
@@ -388,13 +427,15 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
     for rule, decision, deciding in evaluation.decided:
         retried = failed.get(rule.id) if failed else None
         reprocess = retried.reprocess if retried is not None else event.reprocess
+        done = retried.already_done(rule) if retried is not None else {}
         if not decision.matched:  # PERF: most runs; nothing acted, nothing more to time
             runs.add(
                 rule,
                 matched=False,
                 status=decision.status,
                 outcomes=decision.outcomes,
-                action_results=[],
+                # A retried rule that no longer matches: what it did before stays on record.
+                action_results=list(done.values()),
                 duration_ms=round(deciding * 1000, 3),
                 error=decision.reason,
                 reprocess=reprocess,
@@ -407,7 +448,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
         if loaded is None:  # read (and lock) once, and only when a rule acts
             loaded = targets.of(ctx, event)
         target = executors.Target(session, ctx, loaded[0], loaded[1], facts)
-        results, ok = _apply(session, rule, target)
+        results, ok = _apply(session, rule, target, done)
         runs.add(
             rule,
             matched=True,

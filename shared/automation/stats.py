@@ -58,9 +58,16 @@ set_enqueuer = QUEUE.set_enqueuer
 
 
 def item(rule_id: uuid.UUID | str, status: str, results: list[dict[str, Any]], ms: float) -> list:
-    """One run's figures as queued: rule, status, actions executed, evaluation time."""
-    executed = sum(1 for r in results if r.get("result") not in ("failed", None)) if results else 0
+    """One run's figures as queued: rule, status, actions executed, evaluation time.
+
+    An action a retry carried on (``already_done``) was counted with the run it ran in.
+    """
+    executed = sum(1 for r in results if _executed(r)) if results else 0
     return [str(rule_id), status, executed, ms]
+
+
+def _executed(result: dict[str, Any]) -> bool:
+    return result.get("result") not in ("failed", None) and not result.get("already_done")
 
 
 _last_sent: dict[uuid.UUID, float] = {}

@@ -450,6 +450,41 @@ def test_a_rule_that_acted_then_failed_in_a_reprocess_is_retried_within_the_repr
     assert [m["body"] for m in sent] == ["Welcome back", "Welcome back"]
 
 
+def test_a_retried_rule_does_not_repeat_the_actions_that_succeeded(ws):
+    rule = create_rule(
+        ws,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[
+            {"type": "add_note", "params": {"body": "VIP arrived"}},
+            {"type": "send_message", "params": {"body": "Welcome back"}},
+        ],
+    )
+    conv_id = add_conversation(ws, channel="whatsapp")  # the window is closed: the send fails
+    row = tag_vip(ws, conv_id)
+    assert row.status == "failed"
+    [failed] = listed(ws, f"/api/automation/events/{row.id}/runs")
+    assert [a["result"] for a in failed["action_results"]] == ["applied", "failed"]
+    notes_path = f"/api/conversations/{conv_id}/notes"
+    assert len(listed(ws, notes_path)) == 1
+
+    whatsapp_window(conv_id, open_=True)
+    [retried] = act_on(ws, row.id, "retry")
+    assert queue_rows(ws)[0].status == "done"
+    assert [n["body"] for n in listed(ws, notes_path)] == ["VIP arrived"]
+    sent = listed(ws, f"/api/conversations/{conv_id}/messages")
+    assert [m["body"] for m in sent] == ["Welcome back"]
+    # The retry's run still lists both actions: the note as the failed run applied it.
+    assert retried["status"] == "matched" and retried["error"] is None
+    note, send = retried["action_results"]
+    assert note == failed["action_results"][0] | {"already_done": True}
+    assert send["result"] == "applied" and "already_done" not in send
+    # Each action is counted once in the rule's stats: the note then, the send now.
+    path = f"/api/automation/rules/{rule['id']}/stats"
+    wait_until(lambda: ws.call("GET", path).json["totals"]["runs"] == 2, "the runs rolled up")
+    assert ws.call("GET", path).json["totals"]["actions_executed"] == 2
+
+
 def test_a_rule_change_reaches_the_worker_at_the_next_event(ws):
     rule = create_rule(ws)
     conv_id = add_conversation(ws)
