@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Uuid, any_, bindparam, delete, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.orm import Session
 
 from shared.admin import tenant_state
@@ -185,7 +185,7 @@ def _run_state_statement() -> Any:
     latest = (
         select(r.automation_event_id, r.rule_id, r.id, r.status, r.reprocess, r.action_results)
         .where(r.automation_event_id == any_(event_ids))
-        .distinct(r.automation_event_id, r.rule_id)
+        .ext(distinct_on(r.automation_event_id, r.rule_id))
         .order_by(r.automation_event_id, r.rule_id, r.created_at.desc(), r.id.desc())
         .subquery("latest")
     )
