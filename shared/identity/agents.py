@@ -324,6 +324,8 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         agent.password_hash = hash_password(changes["password"])
         # APPSEC: a new password logs every existing session out.
         auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
+    if "password" in changes or before["email"] != agent.email:
+        invitations.revoke_links(session, ctx.tenant_id, agent.id)
     session.flush()
     session.refresh(agent)
     after = AgentView.data(agent)

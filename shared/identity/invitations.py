@@ -90,6 +90,23 @@ def invite(
     return invitation
 
 
+def revoke_links(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Expire the agent's unused links (their email or password changed).
+
+    APPSEC: a link mailed to a mistyped address must not set the password of the account
+    once its address is corrected, nor replace a password an admin has set since.
+    """
+    session.execute(
+        update(AgentInvitation)
+        .where(
+            AgentInvitation.tenant_id == tenant_id,
+            AgentInvitation.user_id == user_id,
+            AgentInvitation.status.in_(("pending", "sent")),
+        )
+        .values(expires_at=func.now())
+    )
+
+
 def accept(
     session: Session,
     *,
@@ -119,6 +136,10 @@ def accept(
         raise InvitationGone("This invitation has expired; ask an admin for a new one")
     if user.deleted_at is not None:
         raise InvitationGone("This agent no longer exists")
+    if invitation.email.lower() != user.email.lower():
+        # The address changed after the link was mailed (revoke_links expires such links;
+        # this holds for any row written before it did).
+        raise InvitationGone("This link was sent to another address; ask an admin for a new one")
     if tenant.status != "active":
         raise auth.TenantSuspended("This workspace is suspended")
     invitation.status = "accepted"

@@ -114,6 +114,32 @@ def test_a_used_token_is_410_and_an_unknown_one_404(client, workspace, worker, r
     assert unknown.json["error"]["code"] == "not_found"
 
 
+def test_a_link_mailed_to_a_corrected_address_no_longer_works(client, workspace, worker, relay):
+    """The owner of a mistyped mailbox must not set the password of the corrected account."""
+    agent = _invite(workspace)
+    token = _emailed_token(relay, agent)
+    corrected = new_email()
+    resp = workspace.call("PATCH", f"/api/agents/{agent['id']}", json={"email": corrected})
+    assert resp.status_code == 200, resp.text
+
+    resp = _accept(client, token)
+
+    assert resp.status_code == 410, resp.text
+    assert resp.json["error"]["code"] == "invitation_gone"
+    assert _login(client, corrected, NEW_PASSWORD).status_code == 401
+
+
+def test_a_link_stops_working_once_an_admin_sets_the_password(client, workspace, worker, relay):
+    agent = _invite(workspace)
+    token = _emailed_token(relay, agent)
+    chosen = {"password": "the admin's choice"}
+    assert workspace.call("PATCH", f"/api/agents/{agent['id']}", json=chosen).status_code == 200
+
+    assert _accept(client, token).status_code == 410
+    assert _login(client, agent["email"], "the admin's choice").status_code == 200
+    assert _login(client, agent["email"], NEW_PASSWORD).status_code == 401
+
+
 def test_an_expired_token_is_410_and_sets_nothing(client, workspace, worker, relay):
     agent = _invite(workspace)
     token = _emailed_token(relay, agent)
