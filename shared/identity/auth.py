@@ -298,6 +298,11 @@ def _count_login_failure(email: str, ip: str | None) -> None:
         log.warning("could not count a failed login (Redis down)")
 
 
+#: Workspaces one email's login is checked against without ``tenant`` (one password hash
+#: each); an email in more must name the workspace.
+MAX_WORKSPACES_PER_LOGIN = 5
+
+
 def login(
     session: Session,
     *,
@@ -317,16 +322,21 @@ def login(
     )
     if tenant_slug:
         query = query.where(Tenant.slug == tenant_slug.lower())
-    rows = session.execute(query.limit(2)).all()
-    if len(rows) > 1:
-        raise ValidationFailed(
-            "This email belongs to several workspaces; say which with 'tenant'",
-            details=[{"field": "tenant", "message": "required for this email"}],
-        )
-    user, role, tenant = rows[0] if rows else (None, None, None)
-    if not verify_password(user.password_hash if user else None, password):
+    rows = session.execute(query.order_by(User.id).limit(MAX_WORKSPACES_PER_LOGIN)).all()
+    # APPSEC: the password is checked before anything is said about the email: asking
+    # which workspace to enter before it told anyone that the email has several.
+    matching = [row for row in rows if verify_password(row[0].password_hash, password)]
+    if not rows:
+        verify_password(None, password)  # the same work as for a known email
+    if not matching:
         _count_login_failure(email, ip)
         raise Unauthenticated("Invalid email or password")
+    if len(matching) > 1:
+        raise ValidationFailed(
+            "This email and password open several workspaces; say which with 'tenant'",
+            details=[{"field": "tenant", "message": "required for this email"}],
+        )
+    user, role, tenant = matching[0]
     _check_live(tenant.status, user.suspended_at)
     user.last_login_at = func.now()
     token = issue_access_token(user.id, tenant.id)

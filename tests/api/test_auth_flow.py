@@ -120,6 +120,28 @@ def test_same_email_in_two_workspaces_needs_the_slug(client):
     assert chosen.json["user"]["id"] == second.admin["id"] != first.admin["id"]
 
 
+def test_an_email_in_several_workspaces_is_told_nothing_without_its_password(client):
+    """A wrong password answers 401 as for an unknown email, not 'say which workspace'
+    (which confirmed the email without the password); a password that opens one of the
+    workspaces logs into that one."""
+    email = f"dup-{uuid.uuid4().hex[:8]}@example.com"
+    register(client, email=email)
+    second = register(client, email=email, password="the second one's passphrase")
+
+    def login(password):
+        return client.simulate_post("/api/auth/login", json={"email": email, "password": password})
+
+    wrong = login("wrong password!")
+    unknown = client.simulate_post(
+        "/api/auth/login", json={"email": f"x{email}", "password": "wrong password!"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json == unknown.json
+    only_second = login("the second one's passphrase")
+    assert only_second.status_code == 200, only_second.text
+    assert only_second.json["user"]["id"] == second.admin["id"]
+
+
 def test_bad_credentials_are_401(client):
     cases = [
         {"Authorization": "Bearer not-a-jwt"},
