@@ -10,9 +10,10 @@ bad unit never loses the others and every row has exactly one tenant:
 - email: the one message (the account is the recipient address).
 
 Dedupe: ``provider_event_id`` is the unit's natural key (recipient id, then its message
-ids or status id + status; email: the Message-ID) or, when it has none, the SHA-256 of
-its canonical JSON, so a provider's retry inserts nothing. Processing is also
-idempotent on the provider message id.
+ids or status id + status; email: the mailbox address, then the Message-ID) or, when it
+has none, the SHA-256 of its canonical JSON (email: of its MIME, after the address), so
+a provider's retry inserts nothing. Processing is also idempotent on the provider
+message id.
 
 Signatures (Meta): a body is trusted when ``X-Hub-Signature-256`` verifies with the
 platform ``META_APP_SECRET`` (then every unit is), or with the ``app_secret`` of an
@@ -135,6 +136,18 @@ def _natural_key(recipient: str | None, ids: list[str], payload: Any) -> str:
     """``<recipient>/<ids>``: ids are only trusted to be unique per receiving account."""
     key = f"{recipient or ''}/{','.join(ids)}"
     return key if ids and len(key) <= _MAX_NATURAL_KEY else _content_key(payload)
+
+
+def _email_key(address: str, message_id: str | None, mime_b64: str) -> str:
+    """``<address>/<Message-ID>``, else ``<address>/sha256:<mime>``.
+
+    WHY the address: one email sent to several tenants' mailboxes (To + Cc) is one unit
+    per mailbox, and a Message-ID is chosen by the sender, so another tenant could pre-empt it.
+    """
+    key = f"{address}/{message_id}"
+    if message_id and len(key) <= _MAX_NATURAL_KEY:
+        return key
+    return f"{address}/{_content_key(mime_b64)}"
 
 
 def _whatsapp_ids(value: Mapping[str, Any]) -> list[str]:
@@ -400,9 +413,7 @@ def receive_email(session: Session, raw: bytes, headers: Mapping[str, str]) -> R
         "email",
         account.external_id,
         {"recipient": recipient, "mime": mime_b64},
-        message_id
-        if message_id and len(message_id) <= _MAX_NATURAL_KEY
-        else _content_key(mime_b64),
+        _email_key(account.external_id, message_id, mime_b64),
         account=AccountRef.of(account),
     )
     _store(session, [unit], _kept(headers), receipt)

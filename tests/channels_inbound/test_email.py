@@ -119,6 +119,24 @@ def test_replies_thread_into_their_conversation_and_new_threads_do_not(channels)
     assert len(channels.contacts()) == 1
 
 
+def test_one_email_to_two_tenants_mailboxes_reaches_both_inboxes(channels, other_channels):
+    # A Message-ID is unique only per receiving mailbox: the first tenant to receive an
+    # email must not make the other's copy a duplicate (nor could a tenant pre-empt one).
+    mine, theirs = channels.account("email"), other_channels.account("email")
+    mime = _email(
+        message_id="<cc-1@mail.example>", to=f"{mine['external_id']}, {theirs['external_id']}"
+    )
+
+    first = channels.post_email(mine, mime)
+    second = other_channels.post_email(theirs, mime)
+    assert first.json == second.json == {"stored": 1, "duplicates": 0, "dropped": 0}
+    assert other_channels.post_email(theirs, mime).json["duplicates"] == 1
+    channels.settle()
+
+    assert [m.provider_message_id for m in channels.messages()] == ["<cc-1@mail.example>"]
+    assert [m.provider_message_id for m in other_channels.messages()] == ["<cc-1@mail.example>"]
+
+
 def test_an_html_only_email_gets_a_text_body(channels):
     account = channels.account("email")
     channels.post_email(
