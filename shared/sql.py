@@ -23,6 +23,15 @@ def contains_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def storable_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it: NUL, which text and jsonb refuse, becomes U+FFFD.
+
+    For text that comes from outside (an email's headers, a receiver's answer): storing
+    it must not fail, or the whole row (and what it records) is lost.
+    """
+    return text.replace("\x00", "\ufffd")
+
+
 def tenant_row(
     session: Session,
     model: type[T],

@@ -23,6 +23,7 @@ receiver's side and becomes its provider id (namespaced, see :func:`provider_id`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
@@ -34,6 +35,8 @@ from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
 from shared.models import IntegrationAccount, Message
 from shared.webhooks import catalogue, delivery, transport
+
+log = logging.getLogger(__name__)
 
 #: The callback's event type (what ``webhook-id`` and ``type`` describe).
 EVENT_TYPE = "message.created"
@@ -105,7 +108,14 @@ def send(session: Session, outgoing: Any) -> str:
     result = post(account, outgoing.credentials, message.id, EVENT_TYPE, payload(outgoing))
     if not result.ok:
         raise failure(result)
-    return _provider_id(session, account, message, result.response_body)
+    # NOTE: the receiver took the message: nothing in reading its answer may fail the
+    # send (a retry POSTs it again), so any error there falls back to our own id.
+    try:
+        with session.begin_nested():
+            return _provider_id(session, account, message, result.response_body)
+    except Exception:
+        log.exception("send %s: the callback's answer could not be read", message.id)
+        return provider_id(account, message.direction, str(message.id))
 
 
 def post(
@@ -168,7 +178,8 @@ def _provider_id(
     """The receiver's id from its answer (``{"id": "..."}``), else our message id.
 
     A receiver id already naming another message of the tenant (a receiver answering a
-    constant) falls back to ours: provider ids are unique per tenant.
+    constant) falls back to ours: provider ids are unique per tenant. So does one with
+    control characters (a NUL cannot even be stored).
     """
     own = str(message.id)
     try:
@@ -176,8 +187,10 @@ def _provider_id(
     except ValueError:
         answer = None
     found = answer.get("id") if isinstance(answer, dict) else None
-    if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
-        candidate = provider_id(account, "outbound", str(found).strip()[:MAX_RECEIVER_ID])
+    valid = isinstance(found, str | int) and not isinstance(found, bool)
+    receiver_id = str(found).strip() if valid else ""
+    if receiver_id and receiver_id.isprintable():
+        candidate = provider_id(account, "outbound", receiver_id[:MAX_RECEIVER_ID])
         # NOTE: by id: the sender's session is not the one that loaded ``message``.
         found_message = ingest.find_message(session, message.tenant_id, candidate)
         if found_message is None or found_message.id == message.id:

@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from shared.channels.items import Attachment, InboundMessage, Item, ItemError
+from shared.sql import storable_text
 
 #: HTML kept on the message (metadata.html) up to this many characters.
 MAX_HTML_CHARS = 512 * 1024
@@ -86,7 +87,8 @@ def _header(mime: EmailMessage, name: str) -> str | None:
         value = mime.get_all(name, [None])[0] if hasattr(mime, "get_all") else None
     if value is None:
         return None
-    return " ".join(str(value).split()) or None
+    # NOTE: raw bytes or an encoded word can hold a NUL, which PostgreSQL cannot store.
+    return storable_text(" ".join(str(value).split())) or None
 
 
 def _address(mime: EmailMessage, name: str) -> tuple[str | None, str | None]:
@@ -113,7 +115,7 @@ def _content(part: EmailMessage) -> str | None:
     NUL characters (PostgreSQL text cannot hold them) become U+FFFD.
     """
     text = _decoded(part)
-    return text.replace("\x00", "\ufffd") if text else text
+    return storable_text(text) if text else text
 
 
 def _decoded(part: EmailMessage) -> str | None:
@@ -158,7 +160,8 @@ def _attachments(mime: EmailMessage) -> list[Attachment]:
             data = b""
         if not isinstance(data, bytes):
             data = str(data).encode()
-        mime_type = part.get_content_type()
+        mime_type = storable_text(part.get_content_type())
+        filename = part.get_filename()
         found.append(
             Attachment(
                 type=_kind(mime_type),
@@ -166,7 +169,7 @@ def _attachments(mime: EmailMessage) -> list[Attachment]:
                 # part <index> of the email (see shared.channels.ingest.EMAIL_MEDIA_PREFIX).
                 provider_media_id=str(index),
                 mime_type=mime_type,
-                filename=part.get_filename(),
+                filename=storable_text(filename) if filename else filename,
                 size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
             )

@@ -143,9 +143,11 @@ def _email_key(address: str, message_id: str | None, mime_b64: str) -> str:
 
     WHY the address: one email sent to several tenants' mailboxes (To + Cc) is one unit
     per mailbox, and a Message-ID is chosen by the sender, so another tenant could pre-empt it.
+    A Message-ID with control characters (an encoded word can decode to a NUL, which
+    PostgreSQL refuses) is no key.
     """
     key = f"{address}/{message_id}"
-    if message_id and len(key) <= _MAX_NATURAL_KEY:
+    if message_id and message_id.isprintable() and len(key) <= _MAX_NATURAL_KEY:
         return key
     return f"{address}/{_content_key(mime_b64)}"
 

@@ -39,6 +39,7 @@ from shared import activity, committed_writes, crypto
 from shared.context import Ctx
 from shared.events import emit
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from shared.sql import storable_text
 from shared.webhooks import health, queue, schedule, signing
 from shared.webhooks.ssrf import UnsafeUrl
 
@@ -202,13 +203,19 @@ def body_of(payload: dict[str, Any]) -> bytes:
 
 
 def logged_text(raw: bytes) -> str:
-    """What the attempt log keeps of a body: its first bytes, as text."""
-    return raw[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
+    """What the attempt log keeps of a body: its first bytes, as text.
+
+    NOTE: storable: a NUL in a receiver's answer must not fail recording a 2xx, or the
+    delivery is sent again each time its claim is swept.
+    """
+    return storable_text(raw[:MAX_LOGGED_BODY].decode("utf-8", errors="replace"))
 
 
 def response_headers_of(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The response headers the attempt log keeps (the first few, lower-cased)."""
-    return {k.lower(): v for k, v in itertools.islice(items, _MAX_HEADERS)}
+    """The response headers the attempt log keeps (the first few, lower-cased, storable)."""
+    return {
+        storable_text(k.lower()): storable_text(v) for k, v in itertools.islice(items, _MAX_HEADERS)
+    }
 
 
 def classify(result: Result) -> Result:

@@ -179,6 +179,22 @@ def test_a_test_callback_shows_what_the_receiver_got_and_answered(
     assert other_workspace.call("POST", f"{api.base}/test-callback").status_code == 404
 
 
+def test_a_receiver_id_with_a_nul_is_ignored_and_the_reply_is_sent_once(ws, api, receiver, path):
+    # PostgreSQL cannot store a NUL: the receiver accepted the POST, so its unusable id
+    # must not turn the send into retries (each one POSTing the message again).
+    conversation_id = api.inbound("hello")["conversation_id"]
+    receiver.plan(path, ("status", 200, {}, b'{"id": "crm\\u0000-1"}'))
+
+    reply = api.reply(conversation_id, "on it")
+
+    done = wait_for_status(ws, conversation_id, reply["id"], "sent", "failed")
+    assert (done["status"], done["provider_message_id"]) == (
+        "sent",
+        f"api:{api.id}:out:{reply['id']}",
+    )
+    assert len(receiver.at(path)) == 1
+
+
 def test_an_account_without_callback_hands_replies_over_at_once(ws, receiver, path):
     """No callback_url: replies are `sent` without a call; the system reads them elsewhere."""
     quiet = ApiChannel(ws, None, name="Reads replies from webhooks")

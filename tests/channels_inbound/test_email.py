@@ -137,6 +137,37 @@ def test_one_email_to_two_tenants_mailboxes_reaches_both_inboxes(channels, other
     assert [m.provider_message_id for m in other_channels.messages()] == ["<cc-1@mail.example>"]
 
 
+def test_nuls_in_an_emails_headers_are_stored_as_replacement_characters(channels):
+    # PostgreSQL text cannot hold a NUL; an encoded word (plain ASCII on the wire) or a raw
+    # byte in a header can decode to one. The email is stored, not refused or lost.
+    account = channels.account("email")
+    mime = (
+        b"From: =?utf-8?q?Ada=00L?= <ada@example.com>\r\n"
+        b"To: support@acme.example\r\n"
+        b"Subject: =?utf-8?q?hi=00there?=\r\n"
+        b"Message-ID: =?utf-8?q?=3Cx=00y=40mail.example=3E?=\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XX\r\n"
+        b"Content-Type: image/pn\x00g\r\n"
+        b'Content-Disposition: attachment; filename="=?utf-8?q?a=00.png?="\r\n\r\n'
+        b"xx\r\n--XX--\r\n"
+    )
+    resp = channels.post_email(account, mime)
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"stored": 1, "duplicates": 0, "dropped": 0}
+    assert channels.post_email(account, mime).json["duplicates"] == 1
+    channels.settle()
+
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.error
+    message = channels.message("<x\ufffdy@mail.example>")
+    assert message.metadata_["subject"] == "hi\ufffdthere"
+    assert channels.contacts()[0].name == "Ada\ufffdL"
+    [attachment] = message.attachments
+    assert (attachment["filename"], attachment["mime_type"]) == ("a\ufffd.png", "image/pn\ufffdg")
+
+
 def test_an_html_only_email_gets_a_text_body(channels):
     account = channels.account("email")
     channels.post_email(

@@ -52,6 +52,20 @@ def test_an_event_is_delivered_signed_once_per_subscribed_endpoint(ws, receiver,
         assert endpoint.last_success_at is not None
 
 
+def test_a_2xx_whose_body_holds_a_nul_is_recorded_as_succeeded(ws, receiver, path):
+    # PostgreSQL cannot store a NUL: recording the attempt must not fail, or the delivery
+    # stays claimed and is sent again each time the sweeper takes it back.
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, ("status", 200, {"Content-Type": "text/plain"}, b"ok\x00"))
+    new_agent(ws)
+    [delivery] = settled(hook["id"])
+    assert (delivery.status, delivery.attempt_count) == ("succeeded", 1)
+    assert len(receiver.at(path)) == 1
+    listed = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"]
+    [attempt] = listed[0]["attempts"]
+    assert attempt["response_body"] == "ok\ufffd"
+
+
 def test_a_500_is_retried_on_schedule_with_the_same_webhook_id(ws, receiver, path):
     hook = create(ws, receiver.url(path))
     receiver.plan(path, 500, 500, 200)
