@@ -70,12 +70,21 @@ COMMAND_CONNECTIONS = 64
 READER_CONNECTIONS = 100_000
 
 
+#: Redis stream ids are two unsigned 64-bit numbers; a larger one is refused by Redis.
+_ID_PART_LIMIT = 2**64
+
+
 def parse_id(value: str) -> tuple[int, int] | None:
-    """A stream entry id ``<ms>-<seq>`` as a comparable tuple, or None for garbage."""
+    """A stream entry id ``<ms>-<seq>`` as a comparable tuple, or None for garbage.
+
+    Out of Redis's range is garbage too: Redis's refusal of it looked like an outage
+    (``close unavailable``), and the client reconnected with the same id forever.
+    """
     ms, sep, seq = value.partition("-")
     if not sep or not ascii_digits(ms) or not ascii_digits(seq) or len(value) > 41:
         return None
-    return int(ms), int(seq)
+    parsed = int(ms), int(seq)
+    return parsed if max(parsed) < _ID_PART_LIMIT else None
 
 
 class Item:

@@ -150,6 +150,8 @@ def test_an_unusable_last_event_id_answers_reset(stream_url, ws, other, streams)
         ("garbage", "invalid_id"),
         ("1-2-3", "invalid_id"),
         (b"\xb2-1", "invalid_id"),  # '²' passes str.isdigit(), not int()
+        ("18446744073709551616-0", "invalid_id"),  # past Redis's 64 bits: it refuses them
+        ("1-18446744073709551616", "invalid_id"),
         (foreign, "unknown_id"),
     ):
         stream = streams(stream_url, ws.token, **{"Last-Event-ID": last_event_id})
