@@ -46,6 +46,8 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created, str) or not isinstance(row_id, str):
+            raise ValueError("a cursor holds two strings")
         return dt.datetime.fromisoformat(created), uuid.UUID(row_id)
     except (ValueError, TypeError) as exc:
         raise InvalidCursor(

@@ -158,9 +158,20 @@ def _decode(cursor: str, sort: str) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if values[0] != sort:
             raise ValueError("cursor of another sort")
+        # NOTE: exact types: JSON may hold 1e400 (int() overflows) or a number for the id.
         if sort == "most_used":
-            return [int(values[1]), str(values[2]), uuid.UUID(values[3])]
-        return [str(values[1]), uuid.UUID(values[2])]
+            count, shortcut, row_id = values[1:4]
+            if type(count) is not int or not isinstance(shortcut, str):
+                raise ValueError("not a most_used cursor")
+        else:
+            shortcut, row_id = values[1:3]
+            if not isinstance(shortcut, str):
+                raise ValueError("not a shortcut cursor")
+        if not isinstance(row_id, str):
+            raise ValueError("the id is not a string")
+        if sort == "most_used":
+            return [count, shortcut, uuid.UUID(row_id)]
+        return [shortcut, uuid.UUID(row_id)]
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise InvalidCursor(
             "Invalid cursor", details=[{"field": "cursor", "message": "not a cursor"}]

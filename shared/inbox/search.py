@@ -95,7 +95,7 @@ def _decode_cursor(cursor: str, fingerprint: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         offset, seen = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(offset, int) or not 0 < offset < MAX_RESULTS:
+        if type(offset) is not int or not 0 < offset < MAX_RESULTS:  # not a bool either
             raise ValueError("offset out of range")
     except (ValueError, TypeError) as exc:
         raise InvalidCursor(

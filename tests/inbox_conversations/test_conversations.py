@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from tests.cursors import crafted
 from tests.inbox_conversations.conftest import (
     add_conversation,
     add_division,
@@ -90,6 +91,8 @@ def test_list_cursor_paging_and_bad_queries(workspace):
         "channel=fax",
         "limit=0",
         "cursor=!!",
+        "cursor=" + crafted('["2024-01-01T00:00:00+00:00", 5]'),  # an id that is a number
+        "cursor=" + crafted(f'[1, "{uuid.uuid4()}"]'),  # a time that is a number
         "unread=maybe",
         "updated_since=yesterday",
         "tag=<b>",

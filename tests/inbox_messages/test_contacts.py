@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from tests.cursors import crafted
 from tests.waiting import wait_until
 
 
@@ -35,7 +36,15 @@ def test_list_search_and_filters(workspace, inbox):
     assert fetched in first["items"] + second["items"]
     assert fetched["external_id"] == maria["external_id"]
     assert workspace.call("GET", f"/api/contacts/{bob['id']}").json["channel"] == "email"
-    for params in ({"channel": "fax"}, {"q": ""}, {"limit": 0}, {"cursor": "zz"}, {"x": 1}):
+    numeric_id = crafted('["2024-01-01T00:00:00+00:00", 5]')
+    for params in (
+        {"channel": "fax"},
+        {"q": ""},
+        {"limit": 0},
+        {"cursor": "zz"},
+        {"cursor": numeric_id},
+        {"x": 1},
+    ):
         assert workspace.call("GET", "/api/contacts", params=params).status_code == 400
 
 

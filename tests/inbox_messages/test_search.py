@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import text
 from shared.db import session_scope
 from shared.inbox import search
 from shared.models import Message
+from tests.cursors import crafted
 
 SEARCH = "/api/messages/search"
 
@@ -92,6 +95,14 @@ def test_paging_with_an_opaque_cursor(workspace, inbox):
     first_cursor = _search(workspace, q="paging", limit=2)["next_cursor"]
     reused = workspace.call("GET", SEARCH, params={"q": "other", "cursor": first_cursor})
     assert reused.status_code == 400
+    # The same search's cursor with an offset that is not a number (JSON true is one in
+    # Python, and reached the database as OFFSET true).
+    offset, fingerprint = json.loads(base64.urlsafe_b64decode(first_cursor + "=="))
+    assert offset == 2
+    for bad in ("true", "2.0", '"2"'):
+        cursor = crafted(f'[{bad}, "{fingerprint}"]')
+        resp = workspace.call("GET", SEARCH, params={"q": "paging", "cursor": cursor})
+        assert resp.status_code == 400, (bad, resp.text)
 
 
 def test_bad_queries_are_400(workspace):

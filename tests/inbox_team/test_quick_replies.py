@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from tests.cursors import crafted
 from tests.inbox_team.conftest import actions
 
 BASE = "/api/quick-replies"
@@ -236,3 +237,12 @@ def test_list_filters_sorts_and_pages(workspace):
     crossed = ws.call("GET", BASE, params={"cursor": first, "sort": "most_used"})
     assert crossed.status_code == 400
     assert ws.call("GET", BASE, params={"cursor": "garbage"}).status_code == 400
+    row_id = str(uuid.uuid4())
+    for sort, raw in (
+        ("most_used", f'["most_used", 1e400, "a", "{row_id}"]'),  # int() overflows
+        ("most_used", '["most_used", 1, "a", 5]'),  # an id that is a number
+        ("most_used", f'["most_used", true, "a", "{row_id}"]'),
+        ("shortcut", '["shortcut", "a", 5]'),
+    ):
+        resp = ws.call("GET", BASE, params={"sort": sort, "cursor": crafted(raw)})
+        assert resp.status_code == 400, (raw, resp.text)
