@@ -1,13 +1,16 @@
-"""Parts of a request several resources read the same way: the raw body, Idempotency-Key."""
+"""Parts of a request several resources read the same way: the raw body, Idempotency-Key,
+the parts of a multipart form."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import falcon
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from api.endpoint import PayloadTooLarge
+from api.endpoint import BadRequest, PayloadTooLarge
 from api.errors import validation_details
 from shared.errors import ValidationFailed
 
@@ -36,3 +39,31 @@ def raw_body(req: falcon.Request) -> bytes:
     if len(raw) > limit:
         raise PayloadTooLarge(f"Request bodies are limited to {limit} bytes")
     return raw
+
+
+@dataclass(frozen=True, slots=True)
+class FormPart:
+    """A multipart part, its Content-Disposition already decoded."""
+
+    name: str | None
+    filename: str | None
+    content_type: str | None
+    stream: Any
+
+
+def form_parts(form: Iterable[Any]) -> Iterator[FormPart]:
+    """The parts of a multipart form (``req.get_media()``, or a form parsed from bytes).
+
+    Falcon decodes a part's Content-Disposition as UTF-8 when ``name`` or ``filename`` is
+    first read; a filename in Latin-1, as some clients send it, raised there (a 500). Read
+    up front, such a part answers 400. A part's stream must be read before the next part.
+    """
+    for part in form:
+        try:
+            name, filename = part.name, part.filename
+        except UnicodeDecodeError as exc:
+            raise BadRequest(
+                "A part of the multipart form has a name or filename that is not UTF-8",
+                details=[{"field": "file", "message": "Content-Disposition is not UTF-8"}],
+            ) from exc
+        yield FormPart(name, filename, part.content_type, part.stream)

@@ -8,6 +8,7 @@ import falcon
 from falcon.media import MultipartFormHandler
 
 from api.endpoint import PayloadTooLarge, Plain, UnsupportedMediaType, endpoint
+from api.request_parts import form_parts
 from api.schemas.ai_agents import ProductBody, ProductListQuery
 from api.schemas.common import Page
 from api.schemas.conversations import JobAccepted
@@ -62,7 +63,7 @@ def read_import(req: falcon.Request) -> tuple[bytes, str]:
             raise PayloadTooLarge(f"Product imports are limited to {limit} bytes")
         return raw, _FORMATS[media_type]
     form = MultipartFormHandler().deserialize(io.BytesIO(raw), req.content_type, len(raw))
-    files = [(part, part.stream.read()) for part in form if part.filename is not None]
+    files = [(part, part.stream.read()) for part in form_parts(form) if part.filename is not None]
     if len(files) != 1:
         raise ValidationFailed.field("file", f"send exactly one file (got {len(files)})")
     part, data = files[0]

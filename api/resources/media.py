@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from api.endpoint import Plain, UnsupportedMediaType, endpoint
+from api.request_parts import form_parts
 from api.schemas.media import MediaView, S3MediaView
 from shared.channels import media
 from shared.config import get_settings
@@ -19,7 +20,7 @@ def _file_part(req: falcon.Request):
     """The multipart ``file`` part, positioned at its content (nothing buffered)."""
     if not (req.content_type or "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("Send the file as multipart/form-data in a field named 'file'")
-    for part in req.get_media():
+    for part in form_parts(req.get_media()):
         if part.name == "file":
             return part
     raise ValidationFailed.field("file", "required (a multipart field named 'file')")

@@ -9,6 +9,7 @@ import falcon
 from falcon.media import MultipartFormHandler
 
 from api.endpoint import PayloadTooLarge, Plain, UnsupportedMediaType, endpoint
+from api.request_parts import form_parts
 from api.schemas.common import Page
 from api.schemas.quick_replies import QuickReplyCreate, QuickReplyListQuery, QuickReplyUpdate
 from shared.errors import ValidationFailed
@@ -43,7 +44,7 @@ def _read_upload(req: falcon.Request) -> bytes:
     # upload (no Content-Length) is as safe as a declared one. Malformed forms
     # raise falcon's MultipartParseError: a 400 envelope.
     form = MultipartFormHandler().deserialize(io.BytesIO(raw), content_type, len(raw))
-    files = [part.stream.read() for part in form if part.filename is not None]
+    files = [part.stream.read() for part in form_parts(form) if part.filename is not None]
     if len(files) != 1:
         raise ValidationFailed.field("file", f"send exactly one file (got {len(files)})")
     return files[0]

@@ -115,6 +115,14 @@ def test_a_json_import_and_a_multipart_file(workspace, worker):
     assert from_form.status_code == 202, from_form.text
     assert finished_job(workspace, from_form.json["job_id"])["result"]["updated"] == 1
     assert products_of(agent["id"])["J-1"].name == "Jam jar"
+    body, headers = form(
+        b"sku,name\nJ-1,Jam jar\n",
+        filename="catalogue-été.csv",
+        content_type="text/csv",
+        header_encoding="latin-1",
+    )
+    latin1_name = start(workspace, agent["id"], body, headers["Content-Type"])
+    assert latin1_name.status_code == 400, latin1_name.text
 
 
 def test_json_that_breaks_off_fails_the_job_keeping_the_rows_before(workspace, worker):

@@ -9,6 +9,7 @@ from shared.models import KnowledgeChunk, QnaPair
 from tests.ai_knowledge.agents import add_ai_agent
 from tests.ai_knowledge.conftest import sources_path, upload, wait_for_status
 from tests.ai_knowledge.documents import docx, pdf
+from tests.multipart import form
 
 
 def _text_source(ws, agent, content="Our shop opens at nine and closes at six.", title="Hours"):
@@ -118,6 +119,19 @@ def test_oversized_upload_is_413(workspace, ai_agent):
     resp = upload(workspace, sources_path(ai_agent), "big.txt", big, "text/plain")
     assert resp.status_code == 413, resp.text
     assert resp.json["error"]["code"] == "payload_too_large"
+
+
+def test_an_upload_whose_filename_is_not_utf8_is_400(workspace, ai_agent):
+    """Some clients send a Latin-1 filename; reading the part once raised (a 500)."""
+    body, headers = form(
+        b"Opening hours: 9 to 5.",
+        filename="horaires-été.txt",
+        content_type="text/plain",
+        header_encoding="latin-1",
+    )
+    resp = workspace.call("POST", sources_path(ai_agent), body=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "file"
 
 
 def test_file_source_from_a_media_id(worker, workspace, ai_agent, other_workspace):

@@ -21,7 +21,7 @@ EXE = b"MZ\x90\x00\x03\x00\x00\x00" + os.urandom(300)
 
 
 def multipart(
-    content: bytes, *, filename="photo.png", content_type="image/png", field="file"
+    content: bytes, *, filename="photo.png", content_type="image/png", field="file", **more
 ) -> tuple[bytes, dict[str, str]]:
     """A form with a text field before the file, which the upload must skip."""
     return form(
@@ -30,6 +30,7 @@ def multipart(
         content_type=content_type,
         field=field,
         before={"note": "hello"},
+        **more,
     )
 
 
@@ -100,6 +101,10 @@ def test_malformed_uploads_are_clear_4xx(workspace):
 
     empty = upload(workspace, b"")
     assert empty.status_code == 422
+
+    # A filename in Latin-1, as some clients send it, once raised while reading the part.
+    latin1_name = upload(workspace, PNG, filename="café.png", header_encoding="latin-1")
+    assert latin1_name.status_code == 400, latin1_name.text
 
 
 def inbound_media(channels, provider_media_id: str, **fields) -> uuid.UUID:

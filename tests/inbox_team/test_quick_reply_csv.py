@@ -196,3 +196,9 @@ def test_content_types(workspace):
     assert no_file.status_code == 422
     broken = upload(workspace, b"--nope", headers=multipart)
     assert broken.status_code == 400
+    body, multipart = form(
+        data, filename="réponses.csv", content_type="text/csv", header_encoding="latin-1"
+    )
+    latin1_name = upload(workspace, body, headers=multipart)
+    assert latin1_name.status_code == 400, latin1_name.text
+    assert latin1_name.json["error"]["details"][0]["field"] == "file"
