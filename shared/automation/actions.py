@@ -26,6 +26,7 @@ mute                minutes? (1-525600)                         without minutes:
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -34,6 +35,7 @@ from shared.automation.operators import is_uuid, parse_datetime
 from shared.automation.problems import Problem, index, key, type_name
 from shared.automation.templating import render, validate_template
 from shared.inbox.conversations import MAX_TAGS, PRIORITIES, normalize_tag
+from shared.time_bounds import EARLIEST_DAY, LATEST_DAY
 
 #: Actions in one rule.
 MAX_ACTIONS = 20
@@ -86,9 +88,18 @@ def _minutes(value: Any, path: str) -> list[Problem]:
 
 
 def _until(value: Any, path: str) -> list[Problem]:
-    if isinstance(value, str) and parse_datetime(value) is not None:
-        return []
-    return [Problem(path, "wrong_value_type", "expected an ISO 8601 date-time with a timezone")]
+    until = parse_datetime(value) if isinstance(value, str) else None
+    if until is None:
+        return [Problem(path, "wrong_value_type", "expected an ISO 8601 date-time with a timezone")]
+    # NOTE: in UTC, where it is stored: 9999-12-31T23:00-14:00 is year 10000 there, which
+    # PostgreSQL keeps and no driver reads back (every read of the conversation failed).
+    try:
+        day = until.astimezone(dt.UTC).date()
+    except OverflowError:
+        day = None
+    if day is None or not EARLIEST_DAY <= day <= LATEST_DAY:
+        return [Problem(path, "out_of_range", "a time in the years 1900 to 9000")]
+    return []
 
 
 def _one_of(choices: tuple[str, ...]) -> Checker:

@@ -123,6 +123,29 @@ def effective_state(
     return explain(row.id, gate, moment, trigger_event_types=body["trigger_event_types"])
 
 
+#: Payload fields the facts read as a given shape (events carry them so; a test payload
+#: is the caller's to get wrong): name -> (Python type, what to call it).
+_PAYLOAD_SHAPES: dict[str, tuple[type, str]] = {
+    "attachments": (list, "a list of attachments"),
+    "custom_attributes": (dict, "an object"),
+    "tags": (list, "a list of tags"),
+    "added": (list, "a list of tags"),
+    "removed": (list, "a list of tags"),
+}
+
+
+def _check_payload(payload: dict[str, Any]) -> None:
+    """422 naming a test payload's field that an event never carries in that shape (the
+    facts would fail on it: a 500)."""
+    for name, (shape, described) in _PAYLOAD_SHAPES.items():
+        value = payload.get(name)
+        if value is not None and not isinstance(value, shape):
+            raise ValidationFailed.field(f"payload.{name}", f"must be {described}")
+    for name in ("tags", "added", "removed"):
+        if not all(isinstance(tag, str) for tag in payload.get(name) or ()):
+            raise ValidationFailed.field(f"payload.{name}", "must be a list of tags")
+
+
 def dry_run(
     session: Session,
     ctx: Ctx,
@@ -154,6 +177,7 @@ def dry_run(
         event_payload = payload or {}
     if event_type not in body["trigger_event_types"]:
         raise ValidationFailed.field("event_type", f"the rule is not triggered by '{event_type}'")
+    _check_payload(payload or {})
     facts, mute = gather(session, ctx.tenant_id, event_type, event_payload)
     facts.update({k: v for k, v in event_payload.items() if lookup(k) is not None})
     changes = changes_of(event_type, event_payload)

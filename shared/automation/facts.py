@@ -241,6 +241,11 @@ def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[An
         removed = list(payload.get("removed") or [])
         before = [t for t in after if t not in set(payload.get("added") or [])] + removed
         return {"conversation.tags": [before, after]}
+    if event_type == "conversation.transferred" and "from_division_id" in payload:
+        return {
+            "conversation.division_id": [payload["from_division_id"], payload.get("division_id")],
+            "conversation.assignee_id": [payload.get("from_agent_id"), payload.get("to_agent_id")],
+        }
     return {}
 
 

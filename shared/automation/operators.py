@@ -134,7 +134,15 @@ def is_present(value: Any) -> bool:
 
 
 def is_finite_number(value: Any) -> bool:
+    # NOTE: JSON keeps every digit of an integer (math.isfinite(10**400) overflows); one
+    # past what a double holds exactly is no number a rule (or its JavaScript editor) means.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) <= _EXACT_INTEGERS
     return is_number(value) and math.isfinite(value)
+
+
+#: The integers a double holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
+_EXACT_INTEGERS = 2**53 - 1
 
 
 # --- equality per type ------------------------------------------------------------------

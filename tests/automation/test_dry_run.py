@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
@@ -136,6 +137,30 @@ def test_dry_run_refuses_bad_input_with_its_path(ws, other_workspace):
     resp = ws.call("POST", url, json={"event_id": str(theirs.id)})
     assert resp.status_code == 404
     assert other_rule["id"] != rule["id"]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload"),
+    [
+        ("message.created", {"body": "refund", "attachments": {"type": "image"}}),
+        ("conversation.tags_updated", {"tags": 5, "added": [{"x": 1}]}),
+        ("conversation.status_changed", {"custom_attributes": "vip"}),
+    ],
+)
+def test_a_dry_run_payload_field_of_another_shape_is_a_422(ws, event_type, payload):
+    """A test payload is the caller's to get wrong: a field no event carries in that shape
+    is named (the facts once failed on it: a 500)."""
+    if event_type.startswith("conversation."):
+        payload = {"id": add_conversation(ws), **payload}
+    rule = create_rule(ws, trigger_event_types=[event_type])
+    resp = ws.call(
+        "POST",
+        f"{RULES}/{rule['id']}/dry-run",
+        json={"payload": payload, "event_type": event_type},
+    )
+    assert resp.status_code == 422, resp.text
+    [detail] = resp.json["error"]["details"]
+    assert detail["field"].startswith("payload.") and detail["field"][8:] in payload
 
 
 def test_dry_run_finds_the_event_by_either_id_and_follows_rule_edits(ws, other_workspace):

@@ -85,6 +85,25 @@ def test_pages_follow_the_cursor(workspace):
             },
             "conditions.conditions[0].value",
         ),
+        (  # JSON keeps every digit: a float comparison of it overflowed (a 500)
+            {
+                "conditions": {
+                    "match": "all",
+                    "conditions": [
+                        {
+                            "attribute": "contact.custom_attributes.plan",
+                            "operator": "equal_to",
+                            "value": 10**400,
+                        }
+                    ],
+                }
+            },
+            "conditions.conditions[0].value",
+        ),
+        (  # year 10000 in UTC: stored, then unreadable by every read of the conversation
+            {"actions": [{"type": "snooze", "params": {"until": "9999-12-31T23:00:00-14:00"}}]},
+            "actions[0].params.until",
+        ),
         ({"trigger_event_types": ["agent.created"]}, "trigger_event_types[0]"),
         ({"trigger_event_types": ["no.such"]}, "trigger_event_types[0]"),
         (

@@ -12,6 +12,7 @@ from shared.automation import value_types as t
 from shared.automation.attributes import lookup
 from shared.automation.conditions import validate_conditions
 from shared.automation.engine import compile_conditions, evaluate
+from shared.automation.facts import changes_of
 from tests.automation_engine.support import ABSENT, group, leaf
 
 ID_A = "6f1c1f0e-8a43-4c55-9d6b-1f6f5d0b3a11"
@@ -92,3 +93,23 @@ def test_a_tag_list_must_be_a_list(seen):
     for operator, value in (("contains", "v"), ("in", ["v", "vip"]), ("not_in", ["x"])):
         compiled = compile_conditions(group("all", leaf("conversation.tags", operator, value)))
         assert evaluate(compiled, {"conversation.tags": seen}).matched is False
+
+
+def test_a_transfer_reports_its_division_and_assignee_changes():
+    """``changed_to`` on the division matches the event that changes it: a transfer."""
+    old, new, agent = (str(uuid.uuid4()) for _ in range(3))
+    payload = {"division_id": new, "from_division_id": old, "to_division_id": new}
+    payload |= {"from_agent_id": None, "to_agent_id": agent}
+    changes = changes_of("conversation.transferred", payload)
+    assert changes == {
+        "conversation.division_id": [old, new],
+        "conversation.assignee_id": [None, agent],
+    }
+    to_new = compile_conditions(group("all", leaf("conversation.division_id", "changed_to", new)))
+    from_old = compile_conditions(
+        group("all", leaf("conversation.division_id", "changed_from", old))
+    )
+    facts = {"conversation.division_id": new}
+    assert evaluate(to_new, facts, changes).matched
+    assert evaluate(from_old, facts, changes).matched
+    assert not evaluate(to_new, facts, {}).matched  # another event: unchanged
