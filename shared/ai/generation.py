@@ -50,6 +50,7 @@ from shared.config import get_settings
 from shared.db import get_engine, session_scope
 from shared.models import Conversation, Message
 from shared.models.ai import AiAgent, AiReply
+from shared.sql import storable_text
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ def settle(
             _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
         return reply.status
     if error is not None:
-        reply.error = f"{error.kind}: {error}"[:2000]
+        reply.error = storable_text(f"{error.kind}: {error}")[:2000]
         rules = handoff.rules_of(session, agent)
         if error.kind == NO_ANSWER:
             decision = handoff.no_answer(agent, rules, str(error))
@@ -325,7 +326,9 @@ def settle(
             decision = handoff.on_error(agent, handoff.rules_of(session, agent), problem)
     message = None
     if decision is None and completion is not None:
-        message = handoff.send_as_agent(session, agent, conversation, completion.text)
+        # NOTE: any provider's answer: PostgreSQL refuses NUL, and settling must not fail.
+        answer = storable_text(completion.text)
+        message = handoff.send_as_agent(session, agent, conversation, answer)
         if message is None:
             rules = handoff.rules_of(session, agent)
             decision = handoff.on_error(agent, rules, "the channel refused the answer")

@@ -42,6 +42,21 @@ def test_a_429_with_retry_after_is_retried_then_answered(world, fake_graph, fake
     assert reply.status == "sent"
 
 
+def test_a_model_answer_with_a_nul_is_sent_cleaned_at_once(world, fake_graph, fake_llm):
+    """PostgreSQL refuses NUL in text: stored as is, the answer failed the reply's settling."""
+    agent = world.agent(provider="openai")
+    fake_llm.script(("answer", "Three to five\u0000 days."))
+
+    world.write(QUESTION)
+
+    [sent] = world.wait_sent_to_graph(fake_graph)
+    assert sent.json["text"]["body"] == "Three to five\ufffd days."
+    [reply] = world.final_replies(world.conversation().id)
+    assert reply.status == "sent", reply.error
+    assert len(fake_llm.chats()) == 1  # settled the first time, not re-driven
+    assert world.usage(agent.id).replies == 1
+
+
 @pytest.mark.parametrize(
     "behaviour",
     [("status", 500), ("status", 429, {"Retry-After": "60"}), ("malformed",), ("shape",)],

@@ -48,6 +48,7 @@ from shared.ai.providers.base import (
     describe,
     estimate_tokens,
 )
+from shared.sql import storable_text
 from shared.webhooks import sender
 from shared.webhooks.aio_transport import build_session, vet_literal
 from shared.webhooks.sender import _blocked
@@ -160,7 +161,7 @@ class OpenAICompatible:
         if completion_tokens is None:
             completion_tokens = estimate_tokens(text)
         return Completion(
-            text=text.strip(),
+            text=storable_text(text.strip()),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             model=str(data.get("model") or self.model),
