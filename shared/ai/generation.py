@@ -279,7 +279,8 @@ def settle(
     With a ``tally`` the reply's usage is added to it, for the caller to write once.
 
     PERF: the answered path is one locking read, the outbound message's writes and one
-    statement for the rest; rules and the agent are read again only to hand off.
+    statement for the rest (and, for an agent with a daily reply limit, a lock of its
+    usage row); rules and the agent are read again only to hand off.
     """
     locked = session.execute(
         select(AiReply, Conversation)
@@ -324,6 +325,8 @@ def settle(
             problem = "answer withheld: it repeated its instructions"
         if problem is not None:
             decision = handoff.on_error(agent, handoff.rules_of(session, agent), problem)
+    if decision is None and completion is not None and agent.daily_reply_limit is not None:
+        decision = _daily_limit(session, agent, tally)
     message = None
     if decision is None and completion is not None:
         # NOTE: any provider's answer: PostgreSQL refuses NUL, and settling must not fail.
@@ -361,6 +364,21 @@ def settle(
     if plan is not None:
         _follow_up(session, claimed, agent, plan.read_until)
     return "sent"
+
+
+def _daily_limit(
+    session: Session, agent: AiAgent, tally: usage.Tally | None
+) -> handoff.Decision | None:
+    """The daily reply limit checked again, on the agent's usage row of the day, locked.
+
+    Replies prepared at once each passed :func:`prepare`'s check before any of them was
+    counted; here they count one after the other, with those the batch settled already
+    (its tally writes them at its end).
+    """
+    used = usage.lock_today(session, agent) + (tally.replies(agent.id) if tally else 0)
+    if used < agent.daily_reply_limit:
+        return None
+    return handoff.daily_limit(agent, handoff.rules_of(session, agent), used)
 
 
 def _count(session: Session, tally: usage.Tally | None, agent: AiAgent, **counts: int) -> None:
@@ -460,6 +478,13 @@ def finish_many(ended: Sequence[Ended]) -> list[str]:
     try:
         with session_scope() as session:
             tally = usage.Tally()
+            # NOTE: limited agents' usage rows are locked first, in id order: locked as
+            # each reply came, two batches could take them in opposite orders.
+            limited = {
+                p.agent.id: p.agent for p, _, _ in ended if p.agent.daily_reply_limit is not None
+            }
+            for agent_id in sorted(limited):
+                usage.lock_today(session, limited[agent_id])
             for i in order:
                 statuses[i] = _settle_answer(session, *ended[i], tally=tally)
             tally.write(session)

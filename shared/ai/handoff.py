@@ -116,9 +116,8 @@ def before_model(
     replies_today: int,
 ) -> Decision | None:
     """A handoff decided by the contact's words, the turn count or the usage, if any."""
-    if agent.daily_reply_limit is not None and replies_today >= agent.daily_reply_limit:
-        detail = f"{replies_today} replies today (limit {agent.daily_reply_limit})"
-        return _decision(agent, USAGE_LIMIT, _rule(rules, USAGE_LIMIT), detail)
+    if (decision := daily_limit(agent, rules, replies_today)) is not None:
+        return decision
     folded = fold(text)
     for rule in rules:
         if rule.kind == KEYWORD and (found := first_match(folded, rule.keywords or ())):
@@ -132,6 +131,16 @@ def before_model(
     if found := first_match(folded, EXPLICIT_PHRASES):
         return _decision(agent, EXPLICIT_REQUEST, None, f"asked for {found!r}")
     return None
+
+
+def daily_limit(
+    agent: AiAgent, rules: Sequence[AiHandoffRule], replies_today: int
+) -> Decision | None:
+    """``usage_limit`` when the agent made as many replies today as it may."""
+    if agent.daily_reply_limit is None or replies_today < agent.daily_reply_limit:
+        return None
+    detail = f"{replies_today} replies today (limit {agent.daily_reply_limit})"
+    return _decision(agent, USAGE_LIMIT, _rule(rules, USAGE_LIMIT), detail)
 
 
 def after_retrieval(

@@ -32,6 +32,8 @@ UPSERT_SQL = """
         cost = u.cost + excluded.cost
     """
 _UPSERT = text(UPSERT_SQL)
+#: Today's replies of an agent, its row of the day created if need be and locked.
+_LOCK_TODAY = text(UPSERT_SQL + " RETURNING u.replies + u.test_replies")
 
 _THOUSAND = decimal.Decimal(1000)
 
@@ -93,6 +95,14 @@ def replies_today(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -
     return int(session.scalar(select(replies_today_column(tenant_id, agent_id))))
 
 
+def lock_today(session: Session, agent: AiAgent) -> int:
+    """:func:`replies_today`, with ``agent``'s row of the day locked until the transaction ends.
+
+    Whoever locks the rows of several agents locks them in id order (no deadlock).
+    """
+    return int(session.scalar(_LOCK_TODAY, params(agent)))
+
+
 def replies_today_column(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> ColumnElement[int]:
     """:func:`replies_today` as a column, for a query that reads the agent anyway."""
     used = (
@@ -122,6 +132,11 @@ class Tally:
     def add(self, agent: AiAgent, **counts: int) -> None:
         self._agents[agent.id] = agent
         self._counts.setdefault(agent.id, Counter()).update(counts)
+
+    def replies(self, agent_id: uuid.UUID) -> int:
+        """Replies (test replies included) tallied for ``agent_id`` and not written yet."""
+        counts = self._counts.get(agent_id, Counter())
+        return counts["replies"] + counts["test_replies"]
 
     def write(self, session: Session) -> None:
         """Add the tallied usage (agents in id order: concurrent writers lock alike)."""

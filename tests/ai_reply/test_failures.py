@@ -176,6 +176,22 @@ def test_the_daily_reply_limit_hands_off_as_usage_limit(world, fake_graph):
     assert (usage.replies, usage.handoffs) == (1, 1)
 
 
+def test_the_daily_reply_limit_holds_for_replies_generated_at_once(world, fake_graph, fake_llm):
+    """Each reply passes the limit before the model; the limit must hold as they settle."""
+    agent = world.agent(provider="openai", daily_reply_limit=1)
+    fake_llm.delay = 0.4  # all four are prepared before the first one settles
+    senders = [f"1631556{n:04d}" for n in range(4)]
+    for sender in senders:
+        world.write(QUESTION, sender=sender, settle=False)
+    world.settle()
+
+    replies = world.final_replies(count=len(senders))
+    outcomes = sorted((r.status, r.handoff_reason) for r in replies)
+    assert outcomes == [("handed_off", "usage_limit")] * 3 + [("sent", None)]
+    usage = world.usage(agent.id)
+    assert (usage.replies, usage.handoffs) == (1, 3)
+
+
 def test_a_plan_without_ai_replies_left_hands_off_as_usage_limit(world, workspace, fake_graph):
     """Billing: the workspace's plan allows one AI reply a month; the second hands off."""
     from shared.billing import usage
