@@ -11,7 +11,8 @@
    during the model's seconds. Answers are settled by a few threads, those that
    arrived together in one transaction (:func:`finish_many`).
 4. :func:`settle` (one transaction, reply and conversation locked): if a human took
-   over meanwhile, nothing is sent (``skipped``); an answer goes out through the
+   over meanwhile, nothing is sent (``skipped``; if another AI agent has the
+   conversation now, that agent's reply follows); an answer goes out through the
    normal outbound path as a message by the AI agent (``sent``, sources and tokens
    recorded); any failure hands the conversation off (``handed_off``). Messages that
    arrived during generation get a follow-up reply.
@@ -309,6 +310,12 @@ def settle(
         _close(reply, "skipped", tokens, sources)
         if agent is not None and completion is not None:
             _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+        new_owner = conversation.ai_agent_id if conversation.ai_active else None
+        if new_owner is not None and new_owner != claimed.ai_agent_id:
+            # NOTE: rerouted to another AI agent: the message that moved it found this reply
+            # generating and was left to a follow-up. Nothing was answered, so the new
+            # owner's reply is owed whenever its messages came (read or not).
+            _follow_up(session, claimed, new_owner, None)
         return reply.status
     if error is not None:
         reply.error = storable_text(f"{error.kind}: {error}")[:2000]
@@ -362,7 +369,7 @@ def settle(
         tally.add(agent, **counts)
     session.expire(reply)
     if plan is not None:
-        _follow_up(session, claimed, agent, plan.read_until)
+        _follow_up(session, claimed, agent.id, plan.read_until)
     return "sent"
 
 
@@ -402,7 +409,8 @@ _FOLLOW_UP = text(
     SELECT :id, :tenant_id, :conversation_id, :agent_id, m.id, 'pending', now()
       FROM messages m
      WHERE m.tenant_id = :tenant_id AND m.conversation_id = :conversation_id
-       AND m.direction = 'inbound' AND m.created_at > :read_until
+       AND m.direction = 'inbound'
+       AND m.created_at > coalesce(CAST(:read_until AS timestamptz), '-infinity')
      ORDER BY m.created_at DESC
      LIMIT 1
     ON CONFLICT DO NOTHING
@@ -411,15 +419,17 @@ _FOLLOW_UP = text(
 )
 
 
-def _follow_up(session: Session, claimed: Claimed, agent: AiAgent, read_until: dt.datetime) -> None:
-    """Messages that arrived while the model wrote get a reply of their own, now."""
+def _follow_up(
+    session: Session, claimed: Claimed, agent_id: uuid.UUID, read_until: dt.datetime | None
+) -> None:
+    """Messages written after ``read_until`` (None: any) get ``agent_id``'s reply, now."""
     follow_up = session.scalar(
         _FOLLOW_UP,
         {
             "id": uuid.uuid4(),
             "tenant_id": claimed.tenant_id,
             "conversation_id": claimed.conversation_id,
-            "agent_id": agent.id,
+            "agent_id": agent_id,
             "read_until": read_until,
         },
     )

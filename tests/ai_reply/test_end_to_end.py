@@ -173,6 +173,32 @@ def test_orchestration_routes_by_keyword_to_another_agent(world, fake_graph):
     assert front.id != billing.id
 
 
+def test_a_message_routed_to_another_agent_mid_generation_gets_that_agents_answer(
+    world, fake_graph, fake_llm
+):
+    """The routed message finds the first reply generating; dropped, it must leave a follow-up."""
+    front = world.agent(provider="openai")
+    billing = world.agent(
+        assign=False, faq=[("How do I pay an invoice?", "Invoices are paid by card or transfer.")]
+    )
+    world.orchestration(billing.id, "keyword", keywords=["invoice"])
+    fake_llm.delay = 0.8  # under the tests' 1 s model timeout
+
+    world.write("How long does shipping take?", settle=False)
+    conversation = world.conversation()
+    wait_until(
+        lambda: any(r.status == "generating" for r in world.replies(conversation.id)),
+        "the front agent's reply generating",
+    )
+    world.write("How do I pay an invoice?")
+
+    first, second = world.final_replies(conversation.id, 2)
+    assert (first.ai_agent_id, first.status) == (front.id, "skipped")
+    assert (second.ai_agent_id, second.status) == (billing.id, "sent")
+    [request] = world.wait_sent_to_graph(fake_graph)
+    assert request.json["text"]["body"] == "Invoices are paid by card or transfer."
+
+
 def test_ai_reply_appears_in_worker_metrics_under_queue_ai(world, fake_graph):
     import redis
 
