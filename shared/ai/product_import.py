@@ -11,7 +11,8 @@ re-delivered job resumes after the last committed row and never applies a row tw
 Bad rows do not stop the import: each problem is kept in the job's result as
 ``{"row", "field", "message"}`` (``row`` counts data rows from 1; the first
 :data:`MAX_REPORTED_ERRORS` are kept, ``errors_truncated`` says when there were more).
-JSON that stops parsing part way fails the job with the rows before it imported.
+JSON that stops parsing part way, or CSV that csv cannot read on (a field past its
+limit), fails the job with the rows before it imported.
 
 CSV: UTF-8 (a BOM is fine), RFC 4180 quoting, a header naming columns among
 :data:`~shared.ai.products.FIELDS` (``name`` required); empty cells are left out;
@@ -102,7 +103,10 @@ def _check_payload(raw: bytes, fmt: str) -> None:
     """422 for a body that cannot be an import at all (checked before any job exists)."""
     content = _text(raw)
     if fmt == "csv":
-        header = next(csv.reader(io.StringIO(content)), None)
+        try:
+            header = next(csv.reader(_csv_lines(content)), None)
+        except csv.Error as exc:
+            raise ValidationFailed.field("body", f"unreadable CSV: {exc}") from exc
         if not header:
             raise ValidationFailed.field("body", "the CSV is empty: send a header row")
         check_csv_header(header)
@@ -145,9 +149,18 @@ def start_import(
 # ---------------------------------------------------------------- reading rows
 
 
+def _csv_lines(content: str) -> io.StringIO:
+    """``content`` for :func:`csv.reader`, which reads CR, LF and CRLF line endings itself."""
+    return io.StringIO(content, newline="")
+
+
 def _csv_rows(content: str) -> Iterator[RawRow]:
-    reader = csv.reader(io.StringIO(content))
-    names = check_csv_header(next(reader, []))
+    reader = csv.reader(_csv_lines(content))
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:
+        raise MalformedPayload(0, f"unreadable CSV header: {exc}") from exc
+    names = check_csv_header(header)
     number = 0
     while True:
         number += 1
@@ -156,8 +169,9 @@ def _csv_rows(content: str) -> Iterator[RawRow]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RawRow(number, None, {"field": "row", "message": f"unreadable CSV: {exc}"})
-            continue
+            # NOTE: past a field over csv's limit, csv reads the rest out of step (quotes
+            # pair up wrongly): the rows after it cannot be trusted.
+            raise MalformedPayload(number, f"unreadable CSV at row {number}: {exc}") from exc
         if not any(cell.strip() for cell in cells):
             number -= 1  # NOTE: blank lines are not rows
             continue

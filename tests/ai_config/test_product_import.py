@@ -91,6 +91,16 @@ def test_a_csv_import_upserts_by_sku_and_reports_bad_rows(workspace, worker):
         assert session.get(AiProductImport, uuid.UUID(job["id"])) is None
 
 
+def test_a_csv_with_classic_mac_line_endings_imports(workspace, worker):
+    """CR alone ends lines too: csv reads them when given the text untranslated."""
+    agent = create_agent(workspace)
+    resp = start(workspace, agent["id"], "sku,name\rA-1,Apple\rB-2,Banana\r", "text/csv")
+    assert resp.status_code == 202, resp.text
+    job = finished_job(workspace, resp.json["job_id"])
+    assert job["status"] == "succeeded" and job["result"]["created"] == 2, job
+    assert set(products_of(agent["id"])) == {"A-1", "B-2"}
+
+
 def test_a_json_import_and_a_multipart_file(workspace, worker):
     agent = create_agent(workspace)
     items = [
@@ -136,6 +146,16 @@ def test_json_that_breaks_off_fails_the_job_keeping_the_rows_before(workspace, w
     assert set(products_of(agent["id"])) == {"One", "Two"}
 
 
+def test_a_csv_row_past_the_field_limit_fails_the_job_keeping_the_rows_before(workspace, worker):
+    """csv reads the rest out of step after such a row: nothing after it is imported."""
+    agent = create_agent(workspace)
+    body = f'sku,name\nA-1,Apple\nB-2,"{"x" * 140_000}"\nC-3,Cherry\n'
+    job = finished_job(workspace, start(workspace, agent["id"], body, "text/csv").json["job_id"])
+    assert job["status"] == "failed" and "row 2" in job["error"], job
+    assert job["result"]["created"] == 1 and job["result"]["errors"][-1]["row"] == 2
+    assert set(products_of(agent["id"])) == {"A-1"}
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "field"),
     [
@@ -143,6 +163,7 @@ def test_json_that_breaks_off_fails_the_job_keeping_the_rows_before(workspace, w
         ("sku,price\nA,1\n", "text/csv", 422, "header"),
         ("name,name\nx,y\n", "text/csv", 422, "header"),
         ("", "text/csv", 422, "body"),
+        (f'"{"x" * 140_000}",name\n', "text/csv", 422, "body"),  # past csv's field limit
         (b"name\n\xff\xfe\n", "text/csv", 422, "body"),
         ('{"name": "x"}', "application/json", 422, "body"),
         ("name\nx\n", "application/xml", 415, None),
