@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import exists, func, insert, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from shared import activity, crypto
@@ -287,7 +287,12 @@ def resend_delivery(
 def recover(
     session: Session, ctx: Ctx, endpoint_id: uuid.UUID, *, since: dt.datetime, until: dt.datetime
 ) -> list[uuid.UUID]:
-    """Resend every failed (or disabled) delivery created in [since, until) not resent yet."""
+    """Resend once each event whose deliveries in [since, until) failed (or were disabled).
+
+    An event is sent again at most once, from its newest failed delivery in the
+    window, and not at all while a delivery of it to this endpoint is pending,
+    in flight or has succeeded (a resend that failed too does not count).
+    """
     if until <= since:
         raise ValidationFailed.field("until", "must be after since")
     if until - since > MAX_RECOVER_WINDOW:
@@ -296,9 +301,17 @@ def recover(
         )
     endpoint = get_endpoint(session, ctx, endpoint_id)
     _require_enabled(endpoint)
-    d, resent = WebhookDelivery, aliased(WebhookDelivery)
-    already = exists().where(
-        resent.resend_of == d.id, resent.status.in_(("pending", "in_flight", "succeeded"))
+    d, sibling = WebhookDelivery, aliased(WebhookDelivery)
+    # Siblings are the other deliveries of the same event to this endpoint: the
+    # original and every resend share its event_id.
+    same_event = (sibling.endpoint_id == d.endpoint_id, sibling.event_id == d.event_id)
+    already = exists().where(*same_event, sibling.status.in_(("pending", "in_flight", "succeeded")))
+    newer_failure = exists().where(
+        *same_event,
+        sibling.status.in_(("failed", "disabled")),
+        sibling.created_at >= since,
+        sibling.created_at < until,
+        tuple_(sibling.created_at, sibling.id) > tuple_(d.created_at, d.id),
     )
     originals = list(
         session.scalars(
@@ -311,6 +324,7 @@ def recover(
                 d.created_at >= since,
                 d.created_at < until,
                 ~already,
+                ~newer_failure,
             )
             .order_by(d.created_at)
             .limit(MAX_RECOVER)

@@ -215,6 +215,46 @@ def test_resend_and_recover(ws, receiver, path):
     assert unknown.status_code == 404
 
 
+def _fail_all(hook_id: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == uuid.UUID(hook_id))
+            .values(status="failed", finished_at=dt.datetime.now(dt.UTC))
+        )
+
+
+def test_recover_sends_an_event_once_when_its_resend_failed_too(ws, receiver, path):
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, 500)
+    new_agent(ws)
+    [original] = settled(hook["id"], 1)
+    _fail_all(hook["id"])
+    resent = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{original.id}/resend")
+    assert resent.status_code == 202, resent.text
+    [resent_id] = resent.json["delivery_ids"]
+    wait_until(
+        lambda: any(str(d.id) == resent_id and d.attempt_count > 0 for d in deliveries(hook["id"])),
+        "the resend attempted",
+    )
+    settled(hook["id"], 2)
+    _fail_all(hook["id"])  # the resend failed too
+
+    receiver.plan(path, 200)
+    window = {
+        "since": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(),
+        "until": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
+    }
+    recovered = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window)
+    assert recovered.status_code == 202, recovered.text
+    # Two failed copies of one event: it is sent once, from the newest copy.
+    [recovered_id] = recovered.json["delivery_ids"]
+    [row] = [d for d in deliveries(hook["id"]) if str(d.id) == recovered_id]
+    assert row.event_id == original.event_id and str(row.resend_of) == resent_id
+    again = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window)
+    assert again.json["delivery_ids"] == []
+
+
 def test_a_worker_lost_mid_attempt_is_taken_back_and_redelivered(ws, receiver, path):
     """What a SIGKILL leaves behind: a claim that expires; the sweeper re-drives it."""
     hook = create(ws, receiver.url(path))
