@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from shared.channels import token_rejections
 from shared.channels.graph_errors import domain_error, is_token_invalid
@@ -31,8 +32,23 @@ from shared.models import IntegrationAccount
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: What reading an answer of another shape than documented raises.
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError)
+
+
+def typed(value: Any, kind: type[T], what: str) -> T | None:
+    """``value`` when Meta sent the documented ``kind`` (or nothing); another type is
+    a shape error, so a 502 inside :func:`calling`."""
+    if value is None or isinstance(value, kind):
+        return value
+    raise TypeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
+
+
+def text_or_none(value: Any) -> str | None:
+    """A cosmetic text field: a string as sent, anything else dropped to None."""
+    return value if isinstance(value, str) else None
 
 
 @contextlib.contextmanager

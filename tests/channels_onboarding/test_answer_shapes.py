@@ -10,10 +10,11 @@ import logging
 
 import pytest
 
-from tests.channels_onboarding.conftest import assert_error, signup
+from tests.channels_onboarding.conftest import assert_error, connected_page, signup
 
 HEALTH = "/api/integrations/whatsapp/health"
 CONNECT = "/api/integrations/messenger/connect"
+MENU = "/api/integrations/messenger/persistent-menu"
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,11 @@ CONNECT = "/api/integrations/messenger/connect"
     [
         {"health_status": "GREEN", "quality_rating": "GREEN"},
         {"health_status": {"entities": 5}},
+        # A verdict of another type than text: null would read as "Meta did not say".
+        {"quality_rating": 3},
+        {"status": {"state": "CONNECTED"}},
+        {"messaging_limit_tier": ["TIER_1K"]},
+        {"health_status": {"can_send_message": True}},
     ],
 )
 def test_a_health_answer_of_another_shape_is_502(workspace, meta_settings, caplog, answer):
@@ -45,4 +51,70 @@ def test_a_page_list_of_another_shape_is_502_and_nothing_is_kept(workspace, meta
     resp = workspace.call("POST", CONNECT, json={"code": code})
     error = assert_error(resp, 502, "meta_api_error")
     assert "listing the Pages you manage" in error["message"]
+    assert workspace.call("GET", "/api/integrations/messenger").status_code == 404
+
+
+def test_descriptive_health_fields_of_another_type_are_null(workspace, meta_settings):
+    graph = meta_settings
+    resp, _, _ = signup(workspace, graph)
+    assert resp.status_code == 201, resp.text
+    answer = {
+        "quality_rating": "GREEN",
+        "verified_name": 7,
+        "display_phone_number": {"n": 1},
+        "name_status": ["APPROVED"],
+        "throughput": {"level": 80},
+    }
+    graph.meta.script("number", ("raw", 200, answer))
+    resp = workspace.call("GET", HEALTH)
+    assert resp.status_code == 200, resp.text
+    body = resp.json
+    assert body["quality_rating"] == "GREEN"
+    assert [body[f] for f in ("verified_name", "display_phone_number", "name_status")] == [
+        None,
+        None,
+        None,
+    ]
+    assert body["throughput_level"] is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": [{"persistent_menu": "not a list"}]},
+        {"data": [{"persistent_menu": ["not an object"]}]},
+        {"data": [{"persistent_menu": [None]}]},
+        {"data": "persistent_menu"},
+    ],
+)
+def test_a_menu_of_another_shape_is_502(workspace, meta_settings, answer):
+    graph = meta_settings
+    account, _page = connected_page(workspace, graph)
+    graph.meta.script("messenger_profile", ("raw", 200, answer))
+    resp = workspace.call("GET", MENU, params={"integration_account_id": account["id"]})
+    error = assert_error(resp, 502, "meta_api_error")
+    assert "reading the persistent menu" in error["message"]
+
+
+@pytest.mark.parametrize("name", [7, {"x": 1}])
+def test_a_facebook_user_or_page_label_of_another_type_is_null(workspace, meta_settings, name):
+    graph = meta_settings
+    page = graph.meta.add_page("Acme")
+    page.category = name
+    code = graph.meta.grant(pages=[page.id])
+    graph.meta.script("me", ("raw", 200, {"id": "42", "name": name}))
+    resp = workspace.call("POST", CONNECT, json={"code": code})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["user"] == {"id": "42", "name": None}
+    assert [(p["id"], p["category"]) for p in resp.json["pages"]] == [(page.id, None)]
+
+
+def test_a_facebook_user_id_of_another_type_is_502_and_nothing_is_kept(workspace, meta_settings):
+    graph = meta_settings
+    page = graph.meta.add_page("Acme")
+    code = graph.meta.grant(pages=[page.id])
+    graph.meta.script("me", ("raw", 200, {"id": {"value": "42"}, "name": "Grace"}))
+    resp = workspace.call("POST", CONNECT, json={"code": code})
+    error = assert_error(resp, 502, "meta_api_error")
+    assert "reading the Facebook user" in error["message"]
     assert workspace.call("GET", "/api/integrations/messenger").status_code == 404

@@ -50,7 +50,10 @@ def connect(
     user = oauth.long_lived(ctx, app, oauth.exchange_code(ctx, app, code, redirect_uri))
     with meta_calls.calling("reading the Facebook user", ctx=ctx, remedy=_RECONNECT):
         me = graph_client().request("GET", "me", user.token, params={"fields": "id,name"})
-        profile = {"id": str(me.get("id") or ""), "name": me.get("name")}
+        # The id is kept to know whose token this is: another type is a 502. The
+        # name is only shown, so an odd one is dropped and the login still succeeds.
+        user_id = meta_calls.typed(me.get("id"), str, "id") or ""
+        profile = {"id": user_id, "name": meta_calls.text_or_none(me.get("name"))}
     pages = oauth.list_pages(ctx, user.token, remedy=_RECONNECT)
     _keep_user_token(session, ctx, user, profile)
     connected = _connected_accounts(session, ctx, [p.id for p in pages])

@@ -119,7 +119,7 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
                     FacebookPage(
                         id=str(item["id"]),
                         name=str(item.get("name") or item["id"]),
-                        category=item.get("category"),
+                        category=meta_calls.text_or_none(item.get("category")),
                         token=str(item["access_token"]),
                         instagram=instagram if isinstance(instagram, dict) else None,
                     )

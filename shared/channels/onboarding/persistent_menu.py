@@ -28,10 +28,19 @@ def get_menu(session: Session, ctx: Ctx, account_id: uuid.UUID | None) -> dict[s
     with meta_calls.calling("reading the persistent menu", ctx=ctx, account=account):
         answer = graph_client().request("GET", PROFILE, token, params={"fields": "persistent_menu"})
         menu = None
-        for item in answer.get("data") or []:
+        for item in meta_calls.typed(answer.get("data"), list, "data") or []:
             if isinstance(item, dict) and item.get("persistent_menu"):
-                menu = item["persistent_menu"]
+                menu = _menu(item["persistent_menu"])
     return {"integration_account_id": account.id, "menu": menu}
+
+
+def _menu(menu: Any) -> list[dict[str, Any]]:
+    # The menu is the whole answer: null would claim the Page has none, so a menu of
+    # another shape than a list of locale objects is Meta's failure (a 502).
+    entries = meta_calls.typed(menu, list, "persistent_menu") or []
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise TypeError("persistent_menu holds an entry that is not an object")
+    return entries
 
 
 def set_menu(

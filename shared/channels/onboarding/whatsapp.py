@@ -168,22 +168,30 @@ def health(session: Session, ctx: Ctx, account_id: uuid.UUID | None) -> dict[str
 
 
 def _health_view(account: IntegrationAccount, answer: dict[str, Any]) -> dict[str, Any]:
-    status = answer.get("health_status") or {}
-    throughput = answer.get("throughput") or {}
+    # The verdicts are what the endpoint is for: one of another type than documented
+    # is a 502, since null would read as "Meta did not say". The descriptive fields
+    # around them are dropped to null instead, so the verdicts still get through.
+    def verdict(source: dict[str, Any], key: str) -> str | None:
+        return meta_calls.typed(source.get(key), str, key)
+
+    text = meta_calls.text_or_none
+    status = meta_calls.typed(answer.get("health_status"), dict, "health_status") or {}
+    throughput = answer.get("throughput")
+    entities = meta_calls.typed(status.get("entities"), list, "health_status.entities") or []
     return {
         "integration_account_id": account.id,
         "phone_number_id": account.external_id,
         "waba_id": (account.settings or {}).get("waba_id"),
-        "display_phone_number": answer.get("display_phone_number"),
-        "verified_name": answer.get("verified_name"),
-        "quality_rating": answer.get("quality_rating"),
-        "messaging_limit_tier": answer.get("messaging_limit_tier"),
-        "status": answer.get("status"),
-        "name_status": answer.get("name_status"),
-        "code_verification_status": answer.get("code_verification_status"),
-        "platform_type": answer.get("platform_type"),
-        "throughput_level": throughput.get("level") if isinstance(throughput, dict) else None,
-        "can_send_message": status.get("can_send_message"),
-        "entities": [e for e in status.get("entities") or [] if isinstance(e, dict)],
+        "display_phone_number": text(answer.get("display_phone_number")),
+        "verified_name": text(answer.get("verified_name")),
+        "quality_rating": verdict(answer, "quality_rating"),
+        "messaging_limit_tier": verdict(answer, "messaging_limit_tier"),
+        "status": verdict(answer, "status"),
+        "name_status": text(answer.get("name_status")),
+        "code_verification_status": text(answer.get("code_verification_status")),
+        "platform_type": text(answer.get("platform_type")),
+        "throughput_level": text(throughput.get("level")) if isinstance(throughput, dict) else None,
+        "can_send_message": verdict(status, "can_send_message"),
+        "entities": [e for e in entities if isinstance(e, dict)],
         "checked_at": dt.datetime.now(dt.UTC),
     }
