@@ -199,6 +199,8 @@ class MessengerDisconnectResource:
         description=(
             "Unsubscribes the Page from the app's webhooks at Meta, then deletes the account"
             " (emits integration_account.disconnected). If Meta refuses, nothing changes here."
+            " The Page stays subscribed while a connected Instagram account (of any"
+            " workspace) receives its messages through it; only the account is deleted."
         ),
         tags=TAGS,
     )

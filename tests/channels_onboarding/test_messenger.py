@@ -125,6 +125,30 @@ def test_disconnect_unsubscribes_at_meta_then_deletes(workspace, meta_settings):
     assert gone["id"] == account["id"]
 
 
+def test_disconnect_keeps_the_page_subscribed_for_its_instagram_account(
+    workspace, other_workspace, meta_settings
+):
+    graph = meta_settings
+    page = graph.meta.add_page("Acme Store", instagram_username="acme.store")
+    # Another workspace receives the Page's Instagram messages through its subscription.
+    code = graph.meta.grant(pages=[page.id])
+    resp = other_workspace.call("POST", "/api/integrations/instagram/connect", json={"code": code})
+    assert resp.status_code == 201, resp.text
+    instagram = resp.json
+    _login(workspace, graph, [page])
+    resp = workspace.call("POST", SUBSCRIBE, json={"page_ids": [page.id]})
+    assert resp.status_code == 200, resp.text
+    [messenger] = resp.json["accounts"]
+
+    resp = workspace.call("POST", DISCONNECT, json={"integration_account_id": messenger["id"]})
+    assert resp.status_code == 204, resp.text
+    assert workspace.call("GET", f"/api/integration-accounts/{messenger['id']}").status_code == 404
+    assert [r for r in graph.requests if r.method == "DELETE"] == []
+    assert page.id in graph.meta.subscriptions
+    got = other_workspace.call("GET", f"/api/integration-accounts/{instagram['id']}")
+    assert got.status_code == 200 and got.json["status"] == "active"
+
+
 def test_meta_refusing_the_unsubscription_keeps_the_account(workspace, meta_settings):
     graph = meta_settings
     account, _page = connected_page(workspace, graph)

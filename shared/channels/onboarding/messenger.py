@@ -6,7 +6,8 @@ it answers the Pages the user manages. ``subscribe_pages`` reads those Pages aga
 with that token (so Page tokens are never sent to the browser), subscribes each
 chosen Page to our webhooks and creates (or refreshes) its account, emitting
 ``integration_account.connected`` for each new one. ``disconnect`` unsubscribes the
-Page at Meta first, then deletes the account (``integration_account.disconnected``).
+Page at Meta first (unless an Instagram account still receives through it), then
+deletes the account (``integration_account.disconnected``).
 """
 
 from __future__ import annotations
@@ -169,8 +170,13 @@ def subscribe_pages(session: Session, ctx: Ctx, page_ids: list[str]) -> list[Int
 
 
 def disconnect(session: Session, ctx: Ctx, account_id: uuid.UUID) -> None:
-    """Unsubscribe the Page at Meta, then delete its account (emits disconnected)."""
+    """Unsubscribe the Page at Meta, then delete its account (emits disconnected).
+
+    The subscription stays when another account (an Instagram account linked to the
+    Page, maybe another tenant's) still receives through it.
+    """
     ctx.require(accounts.PERMISSION)
     account, token = meta_account(session, ctx, CHANNEL, account_id)
-    page_subscriptions.unsubscribe(ctx, account, account.external_id, token)
+    if not page_subscriptions.still_used(session, account.external_id, besides=account.id):
+        page_subscriptions.unsubscribe(ctx, account, account.external_id, token)
     accounts.delete_account(session, ctx, account.id)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
 from shared.channels import meta_calls
 from shared.channels.graph import graph_client
 from shared.context import Ctx
@@ -42,3 +47,25 @@ def unsubscribe(ctx: Ctx, account: IntegrationAccount, page_id: str, page_token:
         ),
     ):
         graph_client().request("DELETE", f"{page_id}/subscribed_apps", page_token)
+
+
+def still_used(session: Session, page_id: str, *, besides: uuid.UUID) -> bool:
+    """Whether an account other than ``besides``, in any tenant, receives through the Page.
+
+    One subscription per Page serves both Messenger and the Instagram account linked to
+    it, so unsubscribing for one channel would silence the other.
+    """
+    a = IntegrationAccount
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    a.id != besides,
+                    or_(
+                        and_(a.channel == "instagram", a.settings["page_id"].astext == page_id),
+                        and_(a.channel == "messenger", a.external_id == page_id),
+                    ),
+                )
+            )
+        )
+    )
