@@ -32,7 +32,7 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Update, bindparam, exists, func, or_, select, update
+from sqlalchemy import Update, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -130,6 +130,11 @@ def transition(
     elif previous == "resolved":
         conversation.resolved_at = None
         conversation.resolution_reason = None
+    if previous in _RESTING and to_status in QUICK_TARGETS:
+        # NOTE: a reopened conversation is active from now: with its last message's time
+        # kept, chat expiration closed it again at its next run (a chat snoozed past the
+        # channel's rule, a resolved one an agent reopened).
+        conversation.last_activity_at = now
     conversation.updated_at = now
     session.flush()
     # NOTE: imported here: timekeeping reads the automation attributes, which read STATUSES.
@@ -167,6 +172,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 #: Snoozing (a time to check), resolving (CSAT) and reopening (a fresh SLA clock) take
 #: the general path.
 QUICK_TARGETS = ("open", "pending")
+#: Statuses a conversation rests in; leaving one for a working status reopens it.
+_RESTING = ("snoozed", "resolved")
 
 
 @functools.cache
@@ -191,7 +198,15 @@ def _quick_statement(shape: str, to_status: str) -> Update:
             # NOTE: not IN (a list): that is expanded per execution, not on the driver.
             or_(*(old.c.status == status for status in allowed)),
         )
-        .values(status=to_status, snoozed_until=None, updated_at=func.now())
+        .values(
+            status=to_status,
+            snoozed_until=None,
+            updated_at=func.now(),
+            # NOTE: woken from snoozed: active from now (see transition).
+            last_activity_at=case(
+                (old.c.status == "snoozed", func.now()), else_=table.c.last_activity_at
+            ),
+        )
         .returning(
             old.c.status,
             old.c.snoozed_until,

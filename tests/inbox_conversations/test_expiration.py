@@ -169,3 +169,44 @@ def test_reopen_snoozed_job(workspace):
         "reopen_snoozed",
         "expire_conversations",
     ]
+
+
+def _snoozed_two_days(ws, conversation) -> None:
+    """Snoozed ("remind me in two days"); the two days pass with no message."""
+    resp = ws.call(
+        "PATCH",
+        f"/api/conversations/{conversation}/status",
+        json={"status": "snoozed", "snoozed_until": ago(hours=-1).isoformat()},
+    )
+    assert resp.status_code == 200, resp.text
+    set_columns(conversation, snoozed_until=ago(minutes=1), last_activity_at=ago(days=2))
+
+
+def _expired_now(conversation) -> bool:
+    with session_scope() as session:
+        _job("expire_conversations")(session)
+    return row(conversation).resolution_reason == "expired"
+
+
+def test_a_reopened_conversation_is_active_from_its_reopening(workspace):
+    """Expiry counts idleness from the last message; a conversation woken from a snooze
+    longer than the channel's rule, or reopened by an agent, was closed again at once."""
+    ws = workspace
+    ws.call("PUT", f"{RULES}/email", json={"inactive_minutes": 1440})
+    woken, opened, resolved = (add_conversation(ws, channel="email") for _ in range(3))
+    _snoozed_two_days(ws, woken)
+    _snoozed_two_days(ws, opened)
+    set_columns(resolved, status="resolved", resolved_at=ago(days=3), last_activity_at=ago(days=3))
+
+    with session_scope() as session:
+        assert _job("reopen_snoozed")(session) >= 1  # the scheduler wakes one
+    for by_hand in (opened, resolved):  # an agent reopens the others
+        resp = ws.call("PATCH", f"/api/conversations/{by_hand}/status", json={"status": "open"})
+        assert resp.status_code == 200, resp.text
+
+    for conversation in (woken, opened, resolved):
+        assert row(conversation).status == "open"
+        assert not _expired_now(conversation)
+    # Still expired once idle for the rule's time after the reopening.
+    set_columns(woken, last_activity_at=ago(days=2))
+    assert _expired_now(woken)
