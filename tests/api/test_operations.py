@@ -207,3 +207,24 @@ def test_openapi_document_and_offline_docs(client):
     assert "http" not in page.text.split("<body>")[1].replace("/api/", "")
     asset = client.simulate_get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 100_000
+
+
+def test_the_html_pages_carry_their_protective_headers(client):
+    """The docs page sends the browser's cookies and takes tokens; the realtime page sends
+    its bearer token to the stream: no framing, no sniffing, no foreign script or peer."""
+    docs = client.simulate_get("/api/docs")
+    live = client.simulate_get("/realtime", headers={"Host": "inbox.example.com"})
+    for page in (docs, live):
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        csp = page.headers["Content-Security-Policy"]
+        policy = dict(directive.split(" ", 1) for directive in csp.split("; "))
+        assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    docs_policy = docs.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'sha256-" in docs_policy and "connect-src 'self';" in docs_policy
+    # The stream may be on another port of this host (development), never another host.
+    assert (
+        "connect-src 'self' http://inbox.example.com:*;" in live.headers["Content-Security-Policy"]
+    )
+    odd_host = client.simulate_get("/realtime", headers={"Host": "a.example; script-src *"})
+    assert "connect-src 'self';" in odd_host.headers["Content-Security-Policy"]

@@ -116,3 +116,14 @@ def test_chromium_without_credentials_gets_the_login_form(live_server):
         page.navigate(f"{live_server}/ops")
         assert page.evaluate("document.querySelectorAll('input[name=token]').length") == 1
         assert page.evaluate("document.querySelectorAll('[data-figure]').length") == 0
+
+
+def test_chromium_renders_the_api_docs_under_their_content_security_policy(live_server):
+    """The docs page's CSP allows its bundle and its start script by hash: Swagger UI
+    must still render the document (a policy that blocked it would show a blank page)."""
+    with Chromium() as browser:
+        page = browser.open_page(width=1280, height=900, mobile=False)
+        page.navigate(f"{live_server}/api/docs")
+        title = "(document.querySelector('.swagger-ui .info .title') || {}).textContent || ''"
+        wait_until(lambda: "OmniStream" in page.evaluate(title), "the docs' title", timeout=20)
+        assert page.evaluate("document.querySelectorAll('.opblock').length") > 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socketserver
 import threading
 import time
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -68,3 +69,20 @@ def test_the_page_logs_in_and_shows_an_inbound_message_within_a_second(live_serv
         assert _wait(page, shown, timeout=1.0) < 1.0
         listed = f"!!document.querySelector('[data-conversation=\"{sent['conversation_id']}\"]')"
         _wait(page, listed, timeout=5)
+
+
+def test_the_page_sends_its_token_to_no_other_host(live_server, stream_url):
+    """``?stream=`` may name another port of this host (the stream process in development),
+    never another host: the page sends its bearer token to the stream."""
+    port = stream_url.split(":")[2].split("/")[0]
+    with Chromium() as browser:
+        page = browser.open_page(width=800, height=600, mobile=False)
+        for asked, used in (
+            ("https://evil.example/api/stream", "/api/stream"),
+            ("//evil.example/x", "/api/stream"),
+            ("javascript:alert(1)", "/api/stream"),
+            (stream_url, stream_url),
+            (f"http://localhost:{port}/api/stream", "/api/stream"),  # another host name
+        ):
+            page.navigate(f"{live_server}/realtime?stream={quote(asked, safe='')}")
+            assert page.evaluate("STREAM_URL") == used, asked
