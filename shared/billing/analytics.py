@@ -8,8 +8,9 @@ subscriptions. Rates are basis points rounded half up.
 - MRR: ``active`` and ``past_due`` subscriptions (trials pay nothing yet) at the price they
   renewed at, minus coupons that will still apply at the next renewal (``forever``, or
   ``repeating`` with periods left; a ``once`` coupon is not recurring), plus attached add-ons
-  that are not detaching. The coupon is priced on the plan's price with
-  :func:`shared.billing.catalogue.discount_for`, as invoices price it.
+  that are not detaching. The coupon is priced as the renewal invoice prices it
+  (:func:`shared.billing.catalogue.discount_for` on the subtotal): on the plan's price plus
+  those add-ons, per subscription, never above that sum.
 - Revenue by plan: what paid invoices collected minus what was refunded of them, per plan.
   An invoice belongs to the plan of its first positive plan line (a plan change: the new
   plan), else to its subscription's plan.
@@ -53,11 +54,13 @@ def _bps(part: int, whole: int) -> int:
     return (part * 20_000 + whole) // (2 * whole) if whole else 0
 
 
-_MRR_PLANS = text("""
+_MRR = text("""
     SELECT s.currency,
            count(*) AS subscriptions,
            sum(CASE WHEN p.billing_interval = 'year' THEN 0 ELSE s.price_amount END) AS m_price,
            sum(CASE WHEN p.billing_interval = 'year' THEN s.price_amount ELSE 0 END) AS y_price,
+           sum(CASE WHEN p.billing_interval = 'year' THEN 0 ELSE x.add_ons END) AS m_add_ons,
+           sum(CASE WHEN p.billing_interval = 'year' THEN x.add_ons ELSE 0 END) AS y_add_ons,
            sum(CASE WHEN p.billing_interval = 'year' THEN 0 ELSE d.discount END) AS m_discount,
            sum(CASE WHEN p.billing_interval = 'year' THEN d.discount ELSE 0 END) AS y_discount
       FROM billing_subscriptions s
@@ -65,30 +68,23 @@ _MRR_PLANS = text("""
       LEFT JOIN billing_coupons c ON c.id = s.coupon_id
            AND (c.duration = 'forever'
                 OR (c.duration = 'repeating' AND coalesce(s.coupon_periods_left, 0) > 0))
+      LEFT JOIN (SELECT a.subscription_id, sum(a.price_amount * a.quantity) AS amount
+                   FROM billing_subscription_add_ons a
+                  WHERE a.detached_at IS NULL AND NOT a.detach_at_period_end
+                  GROUP BY a.subscription_id) ao ON ao.subscription_id = s.id
+      CROSS JOIN LATERAL (SELECT coalesce(ao.amount, 0) AS add_ons) x
+      -- The renewal invoice discounts its subtotal: the plan and the renewed add-ons.
+      CROSS JOIN LATERAL (SELECT s.price_amount + x.add_ons AS subtotal) t
       CROSS JOIN LATERAL (
            SELECT CASE
-                    WHEN c.id IS NULL OR s.price_amount <= 0 THEN 0
+                    WHEN c.id IS NULL OR t.subtotal <= 0 THEN 0
                     WHEN c.percent_off IS NOT NULL
-                      THEN least(s.price_amount, (s.price_amount * c.percent_off + 50) / 100)
-                    WHEN c.currency = s.currency THEN least(s.price_amount, c.amount_off)
+                      THEN least(t.subtotal, (t.subtotal * c.percent_off + 50) / 100)
+                    WHEN c.currency = s.currency THEN least(t.subtotal, c.amount_off)
                     ELSE 0
                   END AS discount
       ) d
      WHERE s.status IN ('active', 'past_due')
-     GROUP BY s.currency
-""")
-
-_MRR_ADD_ONS = text("""
-    SELECT s.currency,
-           sum(CASE WHEN p.billing_interval = 'year' THEN 0
-                    ELSE a.price_amount * a.quantity END) AS m_price,
-           sum(CASE WHEN p.billing_interval = 'year' THEN a.price_amount * a.quantity
-                    ELSE 0 END) AS y_price
-      FROM billing_subscription_add_ons a
-      JOIN billing_subscriptions s ON s.id = a.subscription_id
-      JOIN billing_plans p ON p.id = s.plan_id
-     WHERE s.status IN ('active', 'past_due')
-       AND a.detached_at IS NULL AND NOT a.detach_at_period_end
      GROUP BY s.currency
 """)
 
@@ -97,25 +93,17 @@ _STATUS_COUNTS = text("SELECT status, count(*) FROM billing_subscriptions GROUP 
 
 def mrr(session: Session, now: dt.datetime) -> dict[str, Any]:
     """Monthly recurring revenue per currency (see the module docstring)."""
-    add_ons = {
-        row.currency: _per_month(int(row.m_price), int(row.y_price))
-        for row in session.execute(_MRR_ADD_ONS)
-    }
-    figures: dict[str, dict[str, Any]] = {}
-    for row in session.execute(_MRR_PLANS):
-        plan = _per_month(int(row.m_price), int(row.y_price))
-        discounts = _per_month(int(row.m_discount), int(row.y_discount))
-        figures[row.currency] = {
+    currencies = []
+    for row in sorted(session.execute(_MRR), key=lambda row: row.currency):
+        entry = {
             "currency": row.currency,
             "subscriptions": row.subscriptions,
-            "plan_mrr": plan,
-            "discounts": discounts,
+            "plan_mrr": _per_month(int(row.m_price), int(row.y_price)),
+            "discounts": _per_month(int(row.m_discount), int(row.y_discount)),
+            "add_on_mrr": _per_month(int(row.m_add_ons), int(row.y_add_ons)),
         }
-    currencies = []
-    for code in sorted(figures):
-        entry = figures[code] | {"add_on_mrr": add_ons.get(code, 0)}
         entry["mrr"] = entry["plan_mrr"] - entry["discounts"] + entry["add_on_mrr"]
-        entry["mrr_display"] = format_amount(entry["mrr"], code)
+        entry["mrr_display"] = format_amount(entry["mrr"], row.currency)
         currencies.append(entry)
     counts = {status: 0 for status in ("trialing", "active", "past_due", "cancelled")}
     counts |= {status: n for status, n in session.execute(_STATUS_COUNTS)}

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from shared.billing import cycle, periods, subscriptions
+from shared.billing import analytics, cycle, periods, subscriptions
 from shared.billing.invoices import LineSpec, create_invoice
 from shared.context import Ctx
 from shared.db import session_scope
@@ -155,6 +155,32 @@ def test_a_downgrade_to_a_plan_the_coupon_excludes_renews_without_it(tenant, cha
     [renewal] = cycle_invoices(tenant)
     assert (renewal.subtotal, renewal.discount_amount) == (1000, 0)
     assert subscription_of(tenant).coupon_id is None
+
+
+def test_mrr_is_what_the_renewal_charges_with_a_coupon_on_plan_and_add_ons(tenant, charges):
+    currency = "NZD"  # no other test bills in it: the MRR figure is this subscription's alone
+    plan = make_plan(10_000, currency=currency)
+    add_on = make_add_on(5_000, currency=currency)
+    with session_scope() as session:  # the registration's trial, and earlier runs' NZD ones
+        session.execute(
+            update(BillingSubscription)
+            .where(
+                (BillingSubscription.tenant_id == tenant)
+                | (BillingSubscription.currency == currency)
+            )
+            .values(status="cancelled", ended_at=START)
+        )
+    subscribe(tenant, plan, coupon=make_coupon(percent_off=20, duration="forever"))
+    with session_scope() as session:
+        subscriptions.attach_add_on(session, Ctx.system(tenant), add_on_id=add_on, now=START)
+    run_cycle(month(1) + SECOND)
+    [renewal] = cycle_invoices(tenant)
+    # the invoice discounts the whole subtotal: 20 % of plan + add-on
+    assert (renewal.subtotal, renewal.discount_amount) == (15_000, 3_000)
+    with session_scope() as session:
+        figures = {c["currency"]: c for c in analytics.mrr(session, month(1))["currencies"]}
+    assert figures[currency]["subscriptions"] == 1
+    assert figures[currency]["mrr"] == renewal.subtotal - renewal.discount_amount
 
 
 def test_a_downgrade_and_a_detached_add_on_take_effect_at_the_period_end(tenant, charges):
