@@ -30,6 +30,7 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import (
     BillingAddOn,
     BillingCoupon,
+    BillingInvoiceLine,
     BillingPlan,
     BillingSubscription,
     BillingSubscriptionAddOn,
@@ -189,6 +190,14 @@ def update_plan(session: Session, plan_id: uuid.UUID, changes: dict[str, Any]) -
     return plan
 
 
+def _plan_invoiced(session: Session, plan_id: uuid.UUID) -> bool:
+    """Whether an invoice line names the plan: a subscription used it, maybe before a
+    plan change. Deleting it would null those lines' ``plan_id`` and move their revenue to
+    another plan in revenue by plan."""
+    query = select(BillingInvoiceLine.id).where(BillingInvoiceLine.plan_id == plan_id)
+    return bool(session.scalar(select(exists(query))))
+
+
 def delete_plan(session: Session, plan_id: uuid.UUID) -> None:
     """Delete a plan no subscription ever used; otherwise 409 (archive it instead).
 
@@ -200,6 +209,11 @@ def delete_plan(session: Session, plan_id: uuid.UUID) -> None:
         raise Conflict(
             "Subscriptions use this plan; archive it with PATCH is_active: false",
             details=[{"field": "id", "message": "in use by subscriptions"}],
+        )
+    if _plan_invoiced(session, plan.id):
+        raise Conflict(
+            "Past subscriptions used this plan; archive it with PATCH is_active: false",
+            details=[{"field": "id", "message": "kept by invoice history"}],
         )
     listed = literal(plan.id, PgUUID(as_uuid=True)) == any_(BillingCoupon.eligible_plan_ids)
     session.execute(

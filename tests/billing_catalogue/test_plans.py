@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
+from shared.billing import analytics
 from shared.db import session_scope
+from shared.models import BillingInvoice, BillingInvoiceLine, BillingPlan
 from tests.billing_catalogue.conftest import add_subscription, code, plan_body
 
 PLANS = "/api/admin/billing/plans"
@@ -94,8 +96,6 @@ def test_only_one_plan_is_the_default_trial(root):
 def test_a_plan_in_use_cannot_be_deleted_nor_change_currency_but_can_be_archived(root):
     plan = _create(root)
     with session_scope() as session:
-        from shared.models import BillingPlan
-
         add_subscription(session, session.get(BillingPlan, uuid.UUID(plan["id"])), created_at=NOW)
     resp = root.call("DELETE", f"{PLANS}/{plan['id']}")
     assert resp.status_code == 409 and "archive" in resp.json["error"]["message"]
@@ -105,6 +105,51 @@ def test_a_plan_in_use_cannot_be_deleted_nor_change_currency_but_can_be_archived
     resp = root.call("PATCH", f"{PLANS}/{plan['id']}", json={"is_active": False, "price_amount": 1})
     assert resp.status_code == 200 and resp.json["is_active"] is False
     assert root.call("GET", f"{PLANS}/{plan['id']}").json["price_amount"] == 1
+
+
+def test_a_plan_used_before_a_plan_change_cannot_be_deleted(root):
+    old, new = _create(root, price_amount=1000), _create(root, price_amount=5000)
+    with session_scope() as session:
+        # As subscribe then change_plan leave it: on the new plan, its first (paid)
+        # invoice for the old one.
+        sub = add_subscription(
+            session, session.get(BillingPlan, uuid.UUID(new["id"])), created_at=NOW
+        )
+        invoice = BillingInvoice(
+            id=uuid.uuid4(),
+            tenant_id=sub.tenant_id,
+            subscription_id=sub.id,
+            number=f"PLANS-{uuid.uuid4().hex[:10]}",
+            status="paid",
+            reason="subscription_create",
+            currency="USD",
+            subtotal=1000,
+            total=1000,
+            amount_paid=1000,
+            amount_refunded=0,
+            paid_at=NOW,
+        )
+        session.add(invoice)
+        session.flush()
+        session.add(
+            BillingInvoiceLine(
+                tenant_id=sub.tenant_id,
+                invoice_id=invoice.id,
+                position=1,
+                kind="plan",
+                description="Old plan",
+                unit_amount=1000,
+                amount=1000,
+                plan_id=uuid.UUID(old["id"]),
+            )
+        )
+    resp = root.call("DELETE", f"{PLANS}/{old['id']}")
+    assert resp.status_code == 409 and "archive" in resp.json["error"]["message"]
+    assert resp.json["error"]["details"] == [{"field": "id", "message": "kept by invoice history"}]
+    with session_scope() as session:  # its revenue stays its own
+        figures = analytics.revenue_by_plan(session, start=NOW - dt.timedelta(seconds=1))
+    paid = {str(item["plan_id"]): item["paid"] for item in figures["items"]}
+    assert paid[old["id"]] == 1000 and new["id"] not in paid
 
 
 def test_an_unused_plan_is_deleted(root):
