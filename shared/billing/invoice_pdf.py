@@ -1,4 +1,5 @@
-"""An invoice as a PDF (fpdf2), rendered on its first download and kept on the row.
+"""An invoice as a PDF (fpdf2), rendered on its first download and kept on the row until
+the invoice's status or amounts change (``invoices.forget_pdf``), then rendered again.
 
 Rendering is pure: the same invoice renders the same document (fpdf2's creation date is
 pinned to the invoice's), so two first downloads racing store equal bytes and the loser's
@@ -106,9 +107,17 @@ def invoice_pdf(session: Session, tenant_id: uuid.UUID, invoice_id: uuid.UUID) -
     document = render(
         invoice, lines, tenant.name if tenant else "", account and account.billing_email
     )
+    # Stored only if the invoice still says what was rendered: a payment or refund settling
+    # meanwhile cleared the PDF (``invoices.forget_pdf``) and must not get the old one back.
     session.execute(
         update(BillingInvoice)
-        .where(BillingInvoice.id == invoice.id, BillingInvoice.pdf.is_(None))
+        .where(
+            BillingInvoice.id == invoice.id,
+            BillingInvoice.pdf.is_(None),
+            BillingInvoice.status == invoice.status,
+            BillingInvoice.amount_paid == invoice.amount_paid,
+            BillingInvoice.amount_refunded == invoice.amount_refunded,
+        )
         .values(pdf=document, pdf_rendered_at=dt.datetime.now(dt.UTC))
     )
     return document

@@ -180,6 +180,13 @@ def build_invoice(
     return Built(invoice, rows)
 
 
+def forget_pdf(invoice: BillingInvoice) -> None:
+    """Drop ``invoice``'s stored PDF: call it whenever its status or amounts change, so
+    the next download renders what the invoice says now (``invoice_pdf``)."""
+    invoice.pdf = None
+    invoice.pdf_rendered_at = None
+
+
 def next_numbers(session: Session, count: int) -> list[int]:
     """``count`` invoice numbers in one round trip."""
     if count <= 0:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.billing import refund_queue
+from shared.billing import invoices, refund_queue
 from shared.billing.providers import Outcome, get_provider
 from shared.config import get_settings
 from shared.db import session_scope
@@ -262,6 +262,7 @@ def _settle_charge(
         return "unchanged"
     invoice.status = "paid"
     invoice.amount_paid = payment.amount
+    invoices.forget_pdf(invoice)
     invoice.paid_at = now
     invoice.next_charge_at = None
     invoice.last_charge_error = None
@@ -286,6 +287,7 @@ def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime)
         return "declined"
     invoice.status = "uncollectible"
     invoice.next_charge_at = None
+    invoices.forget_pdf(invoice)
     if subscription is not None and subscription.status != "cancelled":
         subscription.status = "cancelled"
         subscription.cancelled_at = subscription.cancelled_at or now
@@ -315,6 +317,7 @@ def _settle_refund(
     invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + payment.amount)
     fully = invoice.amount_refunded >= invoice.amount_paid
     invoice.status = "refunded" if fully else "partially_refunded"
+    invoices.forget_pdf(invoice)
     return invoice.status
 
 
@@ -330,6 +333,7 @@ def _unrefund(invoice: BillingInvoice, payment: BillingPayment) -> None:
     invoice.amount_refunded = max(0, invoice.amount_refunded - payment.amount)
     if invoice.status in ("refunded", "partially_refunded"):
         invoice.status = "partially_refunded" if invoice.amount_refunded else "paid"
+    invoices.forget_pdf(invoice)
 
 
 # --- refunds -----------------------------------------------------------------------------

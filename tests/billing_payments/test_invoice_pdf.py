@@ -1,11 +1,15 @@
-"""Invoice PDFs: rendered with fpdf2 on the first download, stored, served as stored."""
+"""Invoice PDFs: rendered with fpdf2 on the first download, stored, served as stored until
+the invoice's status or amounts change."""
 
 from __future__ import annotations
 
+import re
 import uuid
+import zlib
 
 from sqlalchemy import select
 
+from shared.billing import payments
 from shared.billing.invoice_pdf import money
 from shared.db import session_scope
 from shared.models.billing import BillingInvoice
@@ -32,6 +36,37 @@ def test_rendered_on_first_request_then_served_as_stored(billing):
     again = billing.ws.call("GET", f"/api/billing/invoices/{invoice}/pdf")
     assert again.content == first.content
     assert _stored(invoice)[1] == rendered_at  # not rendered twice
+
+
+def _shown(pdf: bytes) -> list[bytes]:
+    """The PDF's status and amounts, from its page contents (fpdf2 deflates them)."""
+    text = b""
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            text += zlib.decompress(stream)
+        except zlib.error:
+            text += stream
+    return re.findall(rb"\(([a-z_]+|-?[0-9.]+ USD)\)", text)
+
+
+def test_a_pdf_stored_while_open_shows_the_payment_and_refunds_later(billing, root, worker):
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(4900)
+
+    def shown() -> list[bytes]:
+        pdf = billing.ws.call("GET", f"/api/billing/invoices/{invoice}/pdf").content
+        assert _stored(invoice)[0] == pdf  # stored, for the invoice as it is now
+        return _shown(pdf)
+
+    # status; line, subtotal, discount, tax, total, paid (then refunded)
+    billed = [b"49.00 USD", b"49.00 USD", b"0.00 USD", b"0.00 USD", b"49.00 USD"]
+    assert shown() == [b"open", *billed, b"0.00 USD"]
+    assert payments.charge_invoice(invoice) == "paid"
+    assert shown() == [b"paid", *billed, b"49.00 USD"]
+    resp = root.call("POST", f"/api/admin/billing/invoices/{invoice}/refund", json={"amount": 900})
+    assert resp.status_code == 202, resp.text
+    billing.wait_status(invoice, "partially_refunded")
+    assert shown() == [b"partially_refunded", *billed, b"49.00 USD", b"-9.00 USD"]
 
 
 def test_another_tenants_invoice_is_404(billing, other_workspace):
