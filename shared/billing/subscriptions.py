@@ -218,6 +218,9 @@ def subscribe(
         before = _brief(subscription)
     subscription.plan_id = plan.id
     subscription.status = "active"
+    if subscription.trial_ends_at is not None:
+        # Paying ends the trial now: churn counts a subscription as paid from trial_ends_at.
+        subscription.trial_ends_at = min(subscription.trial_ends_at, now)
     subscription.currency = plan.currency
     subscription.price_amount = plan.price_amount
     subscription.current_period_start = now

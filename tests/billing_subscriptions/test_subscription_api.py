@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy import func, select, update
 
+from shared.billing import analytics, subscriptions
+from shared.context import Ctx
 from shared.db import session_scope
 from shared.models.billing import BillingInvoice, BillingPlan, BillingSubscription
 from tests.billing_subscriptions.conftest import (
@@ -86,6 +89,46 @@ def test_subscribe_ends_the_trial_with_a_first_invoice_charged_after_commit(work
     again = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
     assert again.status_code == 409
     assert len(invoices_of(workspace.tenant["id"])) == 1
+
+
+def test_subscribing_during_the_trial_ends_it_and_churn_counts_the_paid_months(workspace, charges):
+    tenant = uuid.UUID(workspace.tenant["id"])
+    month = analytics.month_start(dt.datetime.now(dt.UTC) - dt.timedelta(days=120))
+    registered, paid = month - dt.timedelta(days=5), month - dt.timedelta(days=4)
+    with session_scope() as session:  # the trial registration started then, in CHF
+        session.execute(
+            update(BillingSubscription)
+            .where(BillingSubscription.tenant_id == tenant)
+            .values(
+                currency="CHF",  # no other test bills in it: its churn is this test's alone
+                created_at=registered,
+                current_period_start=registered,
+                current_period_end=registered + dt.timedelta(days=14),
+                trial_ends_at=registered + dt.timedelta(days=14),
+            )
+        )
+    plan = make_plan(1000, currency="CHF")
+    add_payment_method(tenant)
+    with session_scope() as session:  # pays before the month starts, mid-trial
+        subscriptions.subscribe(session, Ctx.system(tenant), plan_id=plan, now=paid)
+    sub = subscription_of(tenant)
+    assert (sub.status, sub.trial_ends_at) == ("active", paid)
+
+    def churn() -> tuple[int, int]:
+        with session_scope() as session:
+            figures = analytics.churn(session, month + dt.timedelta(days=10))
+        chf = [r for r in figures["revenue"] if r["currency"] == "CHF"]
+        return (chf[0]["mrr_at_start"], chf[0]["mrr_lost"]) if chf else (0, 0)
+
+    at_start, lost = churn()
+    with session_scope() as session:  # dunning gives up two days into the month
+        session.execute(
+            update(BillingSubscription)
+            .where(BillingSubscription.id == sub.id)
+            .values(status="cancelled", ended_at=month + dt.timedelta(days=2))
+        )
+    # paying since before the month: in its base, and its cancellation is churn
+    assert churn() == (at_start, lost + 1000)
 
 
 def test_a_coupon_discounts_the_first_invoice_and_bad_coupons_are_422(workspace, charges):
