@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 
 from api.schemas.common import ListQuery, Name, Nullable, Update
+from api.schemas.conversations import Tag
+from shared.inbox.conversations import normalize_tag
 from shared.models.inbox import CHANNELS
 
 MAX_TAGS = 20
@@ -64,15 +66,15 @@ def _language(value: str) -> str:
 
 
 def _tags(values: list[str]) -> list[str]:
-    """Trimmed, lower-case, de-duplicated (first occurrence kept), none empty."""
+    """Normalised as conversation tags are (:func:`normalize_tag`: trimmed, lower-case, spaces
+    collapsed, no markup), de-duplicated (first occurrence kept).
+
+    NOTE: one rule for every tag: a campaign's or automation's tag filter normalises its
+    tag so, and a contact tagged otherwise ("VIP  Gold") was never selected.
+    """
     seen: dict[str, None] = {}
     for value in values:
-        tag = value.strip().lower()
-        if not tag:
-            raise ValueError("tags cannot be blank")
-        if len(tag) > 64:
-            raise ValueError("each tag is at most 64 characters")
-        seen.setdefault(tag, None)
+        seen.setdefault(normalize_tag(value), None)
     if len(seen) > MAX_TAGS:
         raise ValueError(f"at most {MAX_TAGS} tags")
     return list(seen)
@@ -107,13 +109,7 @@ class ContactListQuery(ListQuery):
         | None
     ) = None
     channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
-    tag: (
-        Annotated[
-            str,
-            StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64),
-        ]
-        | None
-    ) = None
+    tag: Tag | None = None
 
 
 class ContactUpdate(Update):
