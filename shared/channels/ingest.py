@@ -257,6 +257,18 @@ def _upsert_contact(session: Session, account: IntegrationAccount, item: Inbound
     return contact
 
 
+def _fitting(value: str | None, column: str) -> str | None:
+    """``value`` if the contact's ``column`` holds it, else None.
+
+    A sender's address or number is the sender's to make up: one past the column (a
+    300-character From) failed the whole insert, and the message was lost. The contact is
+    still found by its ``external_id``; only that detail is left out.
+    """
+    if value is None or len(value) > Contact.__table__.c[column].type.length:
+        return None
+    return value
+
+
 def upsert_contact(
     session: Session,
     account: IntegrationAccount,
@@ -280,8 +292,8 @@ def upsert_contact(
         "channel": account.channel,
         "external_id": external_id[:255],
         "name": (name or "")[:200] or None,
-        "phone": phone,
-        "email": email,
+        "phone": _fitting(phone, "phone"),
+        "email": _fitting(email, "email"),
         "sent_at": inbound_at,
         "inbound": inbound,
     }

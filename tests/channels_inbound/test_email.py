@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import pytest
 
 from shared.db import session_scope
-from shared.models import MediaFile
+from shared.models import Contact, Conversation, MediaFile
 
 
 def _email(
@@ -280,3 +280,26 @@ def test_a_contacts_svg_attachment_downloads_and_runs_nothing(channels):
     assert got.headers["Content-Disposition"].startswith("attachment;")
     assert got.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
     assert got.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_email_from_an_address_too_long_to_keep_is_still_stored(channels):
+    """The contact's email column holds 254 characters; a longer From failed the contact's
+    insert and the message was lost. The message is stored, the address left out."""
+    account = channels.account("email")
+    sender = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".example"  # 314 characters
+    msg = EmailMessage()
+    msg["From"] = f"Long Sender <{sender}>"
+    msg["To"] = account["external_id"]
+    msg["Subject"] = "hello"
+    msg["Message-ID"] = "<long-sender@mail.example>"
+    msg.set_content("Where is my order?")
+    assert channels.post_email(account, msg.as_bytes()).status_code == 200
+    channels.settle()
+
+    message = channels.message("<long-sender@mail.example>")
+    assert message.body.startswith("Where is my order?")
+    with session_scope() as session:
+        contact = session.get(
+            Contact, session.get(Conversation, message.conversation_id).contact_id
+        )
+        assert (contact.name, contact.email) == ("Long Sender", None)

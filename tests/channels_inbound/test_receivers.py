@@ -324,7 +324,8 @@ def test_a_message_the_database_refuses_is_failed_and_visible(channels):
     """One item, no savepoint: the transaction is rolled back and the row failed anew."""
     account = channels.account("whatsapp")
     payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
-    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "9" * 40  # phone > 32
+    # A message id past provider_message_id's 255 characters (no provider sends one).
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = "wamid." + "9" * 300
     channels.post_meta("meta", payload, secret=account["credentials"]["app_secret"])
     channels.settle()
     (row,) = channels.inbound_events()
