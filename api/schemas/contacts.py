@@ -10,6 +10,7 @@ from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 
 from api.schemas.common import ListQuery, Name, Nullable, Update
 from api.schemas.conversations import Tag
+from shared.inbox.contacts import compact_phone
 from shared.inbox.conversations import normalize_tag
 from shared.models.inbox import CHANNELS
 
@@ -33,14 +34,13 @@ ISO_COUNTRIES = frozenset(
     """.split()  # noqa: SIM905 (a table reads better than 249 quoted strings)
 )
 
-_PHONE_JUNK = re.compile(r"[\s().-]")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$")
 
 
 def _phone(value: str) -> str:
     """E.164-ish: a leading +, then 7 to 15 digits; spaces, dots, dashes, parentheses dropped."""
-    compact = _PHONE_JUNK.sub("", value)
+    compact = compact_phone(value)
     if not _E164.match(compact):
         raise ValueError("must be an international number like +14155550123")
     return compact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -34,6 +35,17 @@ EDITABLE_FIELDS = (
 # PERF: exactly the expression of the trigram index ix_contacts_search_trgm (see
 # shared/models/inbox.py), so the planner can match it: ILIKE '%q%' becomes a GIN
 # bitmap scan. A different spelling (e.g. bound '' and ' ' parameters) would not match.
+#: What a written phone number carries besides its digits and leading +.
+PHONE_JUNK = re.compile(r"[\s().-]")
+#: A search that is a phone number as people write it ("+1 (415) 555-0177").
+_PHONE_QUERY = re.compile(r"^\+?[\d\s().-]*\d[\d\s().-]*$")
+
+
+def compact_phone(value: str) -> str:
+    """A phone number as contacts store it: spaces, dots, dashes and parentheses dropped."""
+    return PHONE_JUNK.sub("", value)
+
+
 SEARCH_TEXT = literal_column(
     "(coalesce(contacts.name, '') || ' ' || coalesce(contacts.phone, '') || ' ' "
     "|| coalesce(contacts.email, ''))"
@@ -75,6 +87,8 @@ def list_contacts(
     """
     query = select(*_CONTACT_COLUMNS).where(Contact.tenant_id == ctx.tenant_id)
     if q:
+        if _PHONE_QUERY.match(q):
+            q = compact_phone(q)  # stored compact: "+1 (415) 555-0177" finds +14155550177
         query = query.where(SEARCH_TEXT.ilike(contains_pattern(q)))
     if channel:
         query = query.where(Contact.channel == channel)

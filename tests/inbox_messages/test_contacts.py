@@ -21,6 +21,9 @@ def test_list_search_and_filters(workspace, inbox):
     assert names(q="gonz") == ["María Gonzalez"]
     assert names(q="SHOP.EXAMPLE") == ["María Gonzalez"]
     assert names(q="2071234") == ["Bob Stone"]
+    # A number as people write it finds the number as it is stored (+442071234567).
+    assert names(q="+44 20 7123-4567") == ["Bob Stone"]
+    assert names(q="(207) 123.4567") == ["Bob Stone"]
     assert names(q="100%_") == ["Carl 100%_off"]
     assert names(q="100%x") == []
     assert names(channel="email") == ["Bob Stone"]
