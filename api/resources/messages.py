@@ -37,8 +37,10 @@ class ConversationMessagesResource:
             " (409 `window_closed`). A WhatsApp `template` must exist for the conversation's"
             " account, be `APPROVED`, be in that `language` and be given each of its"
             " parameters, or it answers 422 naming what is wrong, before anything is stored or"
-            " sent. `Idempotency-Key` (up to 255 characters): a repeat within"
-            " 24 h returns the first message. 402 `plan_limit_reached` when the plan's"
+            " sent. `Idempotency-Key` (up to 255 characters, per API key or user): a repeat"
+            " within 24 h returns the first message; the key with another `body`,"
+            " `template` or `attachments`, or in another conversation, answers 422."
+            " 402 `plan_limit_reached` when the plan's"
             " monthly messages are spent (nothing is stored)."
         ),
         tags=TAGS,

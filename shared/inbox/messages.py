@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from shared import activity, db
+from shared import activity, db, idempotency
 from shared.billing import usage as billing_usage
 from shared.channels import attachments as channel_attachments
 from shared.channels.templates import sending as template_sending
@@ -414,14 +414,18 @@ def send_message(
     message's ``MessageView`` as JSON.
 
     With an ``idempotency_key``, a repeat within 24 h returns the first message and
-    creates nothing; see :func:`_claim`.
+    creates nothing; the same key with other parameters is refused; see :func:`_claim`.
     PERF: no ORM ``Message`` is built for the answer (~0.1 ms CPU of a reply): the view
     the event carries is the answer.
     """
     conversation = get_conversation_head(session, ctx, conversation_id)
     message_id = uuid.uuid4()
     if idempotency_key is not None:
-        replayed = _claim(session, ctx, conversation_id, idempotency_key, message_id)
+        request = idempotency.fingerprint(
+            {"body": body, "template": template, "attachments": attachments or []}
+        )
+        claim = f"{message_id} {request}"
+        replayed = _claim(session, ctx, conversation_id, idempotency_key, claim)
         if replayed is not None:
             return MessageView.data(replayed)
     *_inserted, data = store_outbound_message(
@@ -441,7 +445,7 @@ def send_message(
 
 def _idempotency_redis_key(ctx: Ctx, idempotency_key: str) -> str:
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-    return key("idem", str(ctx.tenant_id), "message", digest)
+    return key("idem", str(ctx.tenant_id), *idempotency.caller_scope(ctx), "message", digest)
 
 
 def _claim(
@@ -449,29 +453,34 @@ def _claim(
     ctx: Ctx,
     conversation_id: uuid.UUID,
     idempotency_key: str,
-    message_id: uuid.UUID,
+    claim: str,
 ) -> Message | None:
-    """Claim ``idempotency_key`` for ``message_id``, or return the message it already names.
+    """Claim ``idempotency_key`` with ``claim`` (``"<message id> <request fingerprint>"``),
+    or return the message it already names.
 
     The claim is ``SET NX`` with a short lease: of two concurrent requests exactly one
     wins and creates the message. The loser reads the winner's message id and waits
-    (bounded) for its commit. After the commit the key lives 24 h; after a rollback it is
-    deleted (only if it still names our message), so a failed send can be retried with
-    the same key. A process that dies mid-request leaves the lease to expire.
+    (bounded) for its commit; a loser that asked for something else is refused. After the
+    commit the key lives 24 h; after a rollback it is deleted (only if it still holds our
+    claim), so a failed send can be retried with the same key. A process that dies
+    mid-request leaves the lease to expire.
     """
     client = get_redis()
     redis_key = _idempotency_redis_key(ctx, idempotency_key)
     try:
-        if client.set(redis_key, str(message_id), nx=True, ex=IDEMPOTENCY_LEASE_SECONDS):
+        if client.set(redis_key, claim, nx=True, ex=IDEMPOTENCY_LEASE_SECONDS):
             db.after_commit(session, lambda: _keep_claim(redis_key))
-            db.after_rollback(session, lambda: _release_claim(redis_key, str(message_id)))
+            db.after_rollback(session, lambda: _release_claim(redis_key, claim))
             return None
         existing = client.get(redis_key)
     except redis.RedisError as exc:
         raise DependencyUnavailable("Idempotency keys are unavailable; retry shortly") from exc
     if existing is None:  # expired between SET and GET: try once more
-        return _claim(session, ctx, conversation_id, idempotency_key, message_id)
-    first_id = uuid.UUID(existing.decode())
+        return _claim(session, ctx, conversation_id, idempotency_key, claim)
+    first, _, first_request = existing.decode().partition(" ")
+    if first_request != claim.partition(" ")[2]:
+        raise ValidationFailed.field("Idempotency-Key", "already used for a different request")
+    first_id = uuid.UUID(first)
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     while True:
         first = session.scalars(
@@ -504,8 +513,8 @@ def _keep_claim(redis_key: str) -> None:
         log.warning("could not extend idempotency key", exc_info=True)
 
 
-def _release_claim(redis_key: str, message_id: str) -> None:
+def _release_claim(redis_key: str, claim: str) -> None:
     """The send rolled back: free the key so the client may retry with it."""
     # NOTE: when Redis fails here, the lease expires by itself.
     with contextlib.suppress(redis.RedisError):
-        get_redis().eval(_RELEASE, 1, redis_key, message_id)
+        get_redis().eval(_RELEASE, 1, redis_key, claim)

@@ -209,6 +209,57 @@ def test_idempotency_key_is_released_when_the_send_fails(workspace, inbox):
     assert retried.status_code == 201, retried.text
 
 
+def test_idempotency_key_with_another_request_is_refused(workspace, inbox):
+    conversation = inbox.conversation()
+    headers = {"Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = workspace.call(
+        "POST", _path(conversation), json={"body": "refund 10 EUR"}, headers=headers
+    )
+    assert first.status_code == 201, first.text
+    # Replaying the first message would report "refund 900 EUR" as sent when it never was.
+    other = workspace.call(
+        "POST", _path(conversation), json={"body": "refund 900 EUR"}, headers=headers
+    )
+    assert other.status_code == 422, other.text
+    assert other.json["error"]["details"] == [
+        {"field": "Idempotency-Key", "message": "already used for a different request"}
+    ]
+    assert _count_messages(conversation) == 1
+
+
+def test_odd_idempotency_keys_answer_4xx_json(workspace, inbox):
+    conversation = inbox.conversation()
+    for key in ("   ", "", "k" * 256, "\u00e9\u00e8"):
+        resp = workspace.call(
+            "POST", _path(conversation), json={"body": "x"}, headers={"Idempotency-Key": key}
+        )
+        assert resp.status_code < 500, (key, resp.status_code, resp.text)
+        if resp.status_code >= 400:
+            assert set(resp.json["error"]) >= {"code", "message", "details"}, resp.json
+
+
+def test_idempotency_key_is_scoped_to_its_caller(workspace, inbox):
+    """Two integrations of one workspace that both number their requests 1, 2, 3... must
+    not swallow each other's sends."""
+    conversation = inbox.conversation()
+    _sup_a, token_a = workspace.create_agent("supervisor")
+    _sup_b, token_b = workspace.create_agent("supervisor")
+    headers = {"Idempotency-Key": "1"}
+    first = workspace.call(
+        "POST", _path(conversation), json={"body": "hello"}, headers=headers, token=token_a
+    )
+    second = workspace.call(
+        "POST", _path(conversation), json={"body": "hello"}, headers=headers, token=token_b
+    )
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert second.json["id"] != first.json["id"], "caller B got caller A's message replayed"
+    again = workspace.call(
+        "POST", _path(conversation), json={"body": "hello"}, headers=headers, token=token_a
+    )
+    assert again.json["id"] == first.json["id"]
+    assert _count_messages(conversation) == 2
+
+
 def test_concurrent_requests_with_one_key_create_one_message(workspace, inbox, app):
     import falcon.testing
 
