@@ -120,7 +120,8 @@ class InvoiceRefundResource:
             " in `refund_invoice`; the invoice becomes `refunded` or `partially_refunded`."
             " 422 above the refundable amount (paid, minus refunded, minus refunds in"
             " flight); 409 for an invoice that is not paid. `Idempotency-Key`: a repeat"
-            " answers the first refund's job. `job_id` is the refund's payment id."
+            " answers the first refund's job; the key with another `amount` answers 422."
+            " `job_id` is the refund's payment id."
         ),
         tags=ADMIN_TAGS,
     )

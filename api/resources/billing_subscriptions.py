@@ -47,13 +47,16 @@ def _changed(session, changed: subscriptions.Changed) -> dict:
 
 
 IDEMPOTENT = (
-    " `Idempotency-Key` (up to 255 characters): a repeat within 24 h returns the first"
-    " response and charges nothing again (409 while the first is still running)."
+    " `Idempotency-Key` (up to 255 characters, per API key or user): a repeat within 24 h"
+    " returns the first response and charges nothing again (409 while the first is still"
+    " running); the key with another body answers 422."
 )
 
 
-def _idempotent(req, ctx, route: str):
-    return idempotency.claim_or_replay(req.context.db, ctx.tenant_id, route, idempotency_key(req))
+def _idempotent(req, ctx, route: str, body):
+    return idempotency.claim_or_replay(
+        req.context.db, ctx, route, idempotency_key(req), body.model_dump(mode="json")
+    )
 
 
 class SubscriptionResource:
@@ -86,7 +89,7 @@ class SubscriptionResource:
     )
     def on_post(self, req, resp, *, ctx, body: SubscribeBody):
         session = req.context.db
-        claim, first = _idempotent(req, ctx, "subscribe")
+        claim, first = _idempotent(req, ctx, "subscribe", body)
         if first is not None:
             return first
         changed = subscriptions.subscribe(
@@ -112,7 +115,7 @@ class ChangePlanResource:
     )
     def on_post(self, req, resp, *, ctx, body: ChangePlanBody):
         session = req.context.db
-        claim, first = _idempotent(req, ctx, "change-plan")
+        claim, first = _idempotent(req, ctx, "change-plan", body)
         if first is not None:
             return first
         changed = subscriptions.change_plan(session, ctx, plan_id=body.plan_id)
@@ -176,7 +179,7 @@ class SubscriptionAddOnsResource:
     )
     def on_post(self, req, resp, *, ctx, body: AttachAddOnBody):
         session = req.context.db
-        claim, first = _idempotent(req, ctx, "add-on")
+        claim, first = _idempotent(req, ctx, "add-on", body)
         if first is not None:
             return first
         changed = subscriptions.attach_add_on(

@@ -4,65 +4,82 @@ returns the first response).
 The key is claimed in Redis (``SET NX``, a short lease) before the request does anything;
 the response is stored over the claim after the request's transaction commits, and the
 claim is dropped if it rolls back (the request failed: a retry runs again). A repeat while
-the first request is still running answers 409. Keys are per workspace and per route.
+the first request is still running answers 409. Claim and response carry the request's
+fingerprint: the key with another body is another request and answers 422 (as a message
+send does). Keys are per caller (API key or user) and per route.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from shared import db
-from shared.errors import Conflict
+from shared import idempotency as request_idempotency
+from shared.context import Ctx
+from shared.errors import Conflict, ValidationFailed
 from shared.redis_client import get_redis, key
 
 #: How long a claimed key may stay in flight (claimed, not yet committed).
 LEASE_SECONDS = 60
 #: How long a committed response is replayed.
 KEEP_SECONDS = 24 * 3600
-_PENDING = b"pending"
+_PENDING = "pending"
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     name: str
+    request: str
 
 
-def _name(tenant_id: uuid.UUID, route: str, idempotency_key: str) -> str:
+def _name(ctx: Ctx, route: str, idempotency_key: str) -> str:
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-    return key("billing", "idempotency", str(tenant_id), route, digest)
+    scope = request_idempotency.caller_scope(ctx)
+    return key("billing", "idempotency", str(ctx.tenant_id), *scope, route, digest)
 
 
 def claim_or_replay(
-    session: Session, tenant_id: uuid.UUID, route: str, idempotency_key: str | None
+    session: Session,
+    ctx: Ctx,
+    route: str,
+    idempotency_key: str | None,
+    params: Mapping[str, Any],
 ) -> tuple[Claim | None, Any]:
-    """``(claim, None)`` to go on (claim None without a key), or ``(None, first response)``."""
+    """``(claim, None)`` to go on (claim None without a key), or ``(None, first response)``.
+
+    ``params`` are the request's parsed body; a repeat with others is refused (422).
+    """
     if idempotency_key is None:
         return None, None
-    name = _name(tenant_id, route, idempotency_key)
+    name = _name(ctx, route, idempotency_key)
+    request = request_idempotency.fingerprint(params)
     client = get_redis()
+    pending = json.dumps({"request": request, "response": _PENDING})
     for _ in range(2):  # the first request's claim may expire between SET and GET
-        if client.set(name, _PENDING, nx=True, ex=LEASE_SECONDS):
+        if client.set(name, pending, nx=True, ex=LEASE_SECONDS):
             db.after_rollback(session, lambda: client.delete(name))
-            return Claim(name), None
+            return Claim(name, request), None
         found = client.get(name)
-        if found == _PENDING:
-            raise Conflict(
-                "A request with this Idempotency-Key is still in progress; retry shortly"
-            )
-        if found is not None:
-            return None, json.loads(found)
+        if found is None:
+            continue
+        first = json.loads(found)
+        if first["request"] != request:
+            raise ValidationFailed.field("Idempotency-Key", "already used for a different request")
+        if first["response"] == _PENDING:
+            break
+        return None, first["response"]
     raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly")
 
 
 def remember(session: Session, claim: Claim | None, body: Any) -> Any:
     """Store ``body`` as the key's response once the transaction commits; return ``body``."""
     if claim is not None:
-        stored = json.dumps(body, default=str)
+        stored = json.dumps({"request": claim.request, "response": body}, default=str)
         db.after_commit(session, lambda: get_redis().set(claim.name, stored, ex=KEEP_SECONDS))
     return body

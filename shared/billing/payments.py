@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared import idempotency
 from shared.billing import invoices, refund_queue
 from shared.billing.providers import Outcome, get_provider
 from shared.config import get_settings
@@ -372,7 +373,8 @@ def request_refund(
 
     404 for an unknown invoice; 409 when it was never paid or nothing is left; 422 naming
     ``amount`` when it is above the refundable amount (refunds in flight count). With the
-    caller's ``Idempotency-Key`` (``client_key``) a repeat returns the first refund.
+    caller's ``Idempotency-Key`` (``client_key``) a repeat returns the first refund; the
+    key with another ``amount`` is refused (422 naming ``Idempotency-Key``).
     """
     invoice = _lock_invoice(session, invoice_id)
     if invoice is None:
@@ -380,11 +382,22 @@ def request_refund(
     key = None
     if client_key is not None:
         digest = hashlib.sha256(client_key.encode()).hexdigest()[:40]
-        key = f"invoice:{invoice.id}:refund:client:{digest}"
+        prefix = f"invoice:{invoice.id}:refund:client:{digest}"
+        # The stored key ends with the request's fingerprint (no column for it): found by
+        # its prefix, a first refund under another suffix was asked with other parameters.
+        request = idempotency.fingerprint({"amount": amount})[:16]
+        key = f"{prefix}:{request}"
         first = session.scalars(
-            select(BillingPayment).where(BillingPayment.idempotency_key == key)
-        ).one_or_none()
+            select(BillingPayment).where(
+                BillingPayment.invoice_id == invoice.id,
+                BillingPayment.idempotency_key.startswith(prefix),
+            )
+        ).first()
         if first is not None:
+            if first.idempotency_key != key:
+                raise ValidationFailed.field(
+                    "Idempotency-Key", "already used for a different request"
+                )
             return first
     if invoice.status not in REFUNDABLE_STATUSES:
         raise Conflict(f"Only a paid invoice can be refunded; this one is {invoice.status}")

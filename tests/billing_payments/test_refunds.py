@@ -76,6 +76,20 @@ def test_an_idempotency_key_repeat_is_the_same_refund(billing, root):
     assert len(billing.payments(invoice, "refund")) == 1
 
 
+def test_an_idempotency_key_with_another_amount_is_refused(billing, root):
+    invoice = _paid(billing)
+    path = f"/api/admin/billing/invoices/{invoice}/refund"
+    headers = {"Idempotency-Key": "refund-abc"}
+    first = root.call("POST", path, json={"amount": 1000}, headers=headers)
+    assert first.status_code == 202, first.text
+    # 4000 was asked for: the 1000 refund's job is not its answer.
+    for other in ({"amount": 4000}, {}):
+        resp = root.call("POST", path, json=other, headers=headers)
+        assert resp.status_code == 422, (other, resp.text)
+        assert resp.json["error"]["details"][0]["field"] == "Idempotency-Key"
+    assert [p.amount for p in billing.payments(invoice, "refund")] == [1000]
+
+
 def test_refund_events_replayed_and_before_the_worker(billing, root, monkeypatch):
     from shared.billing import refund_queue
 

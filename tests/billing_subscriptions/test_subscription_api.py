@@ -344,3 +344,31 @@ def test_idempotency_key_replays_the_first_answer_and_charges_once(workspace, ch
         "POST", "/api/billing/subscription/add-ons", json=add_on, headers=too_long
     )
     assert resp.status_code == 422
+
+
+def test_idempotency_key_with_another_body_is_refused(workspace, charges):
+    _subscribed(workspace)
+    key = {"Idempotency-Key": f"add-on-{uuid.uuid4()}"}
+    path = "/api/billing/subscription/add-ons"
+    first = workspace.call("POST", path, json={"add_on_id": str(make_add_on(300))}, headers=key)
+    assert first.status_code == 201, first.text
+    # Another add-on is another request: the first add-on's answer would pass it off as done.
+    other = workspace.call("POST", path, json={"add_on_id": str(make_add_on(900))}, headers=key)
+    assert other.status_code == 422, other.text
+    assert other.json["error"]["details"] == [
+        {"field": "Idempotency-Key", "message": "already used for a different request"}
+    ]
+    assert len(invoices_of(workspace.tenant["id"])) == 2  # the subscription's and the first's
+
+
+def test_idempotency_key_is_scoped_to_its_caller(workspace, charges):
+    _subscribed(workspace)
+    _admin, token = workspace.create_agent("admin")
+    key = {"Idempotency-Key": "1"}
+    path = "/api/billing/subscription/add-ons"
+    mine = workspace.call("POST", path, json={"add_on_id": str(make_add_on(300))}, headers=key)
+    theirs = workspace.call(
+        "POST", path, json={"add_on_id": str(make_add_on(900))}, headers=key, token=token
+    )
+    assert (mine.status_code, theirs.status_code) == (201, 201), theirs.text
+    assert len(invoices_of(workspace.tenant["id"])) == 3
