@@ -75,11 +75,16 @@ def envelope(
     tenant_id: uuid.UUID | None = None,
     actor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body every attempt POSTs: Standard Webhooks' type/timestamp/data, plus context."""
+    """The JSON body every attempt POSTs: Standard Webhooks' type/timestamp/data, plus context.
+
+    ``occurred_at`` is API.md's name for the time; ``timestamp`` Standard Webhooks'. Both are
+    sent, the same value, so a receiver written from either reads it.
+    """
     timestamp = occurred_at if isinstance(occurred_at, str) else _rfc3339(occurred_at)
     return {
         "id": str(event_id),
         "type": event_type,
+        "occurred_at": timestamp,
         "timestamp": timestamp,
         "tenant_id": str(tenant_id) if tenant_id else None,
         "actor": actor or {"type": "system", "id": None},

@@ -48,7 +48,7 @@ def test_an_inbound_message_reaches_the_tenant_and_nobody_else(stream_url, ws, o
     event = mine.until(of_type("message.created", conversation_id=sent["conversation_id"]))
     body = event.json
     assert body["tenant_id"] == ws.tenant["id"]
-    assert set(body) >= {"id", "type", "timestamp", "actor", "data"}
+    assert set(body) >= {"id", "type", "occurred_at", "timestamp", "actor", "data"}
     # The SSE id is the tenant stream's entry id, after the position given at connect.
     assert feed_id(event.id) > feed_id(start)
     # The other tenant's stream carries its own events only.

@@ -39,6 +39,9 @@ def test_an_event_is_delivered_signed_once_per_subscribed_endpoint(ws, receiver,
     body = got.json
     assert body["type"] == "agent.created" and body["data"]["id"] == agent["id"]
     assert body["timestamp"].endswith("Z") and body["tenant_id"] == ws.tenant["id"]
+    # API.md's envelope names the time occurred_at; Standard Webhooks, timestamp: both.
+    assert body["occurred_at"] == body["timestamp"]
+    assert set(body) == {"id", "type", "tenant_id", "occurred_at", "timestamp", "actor", "data"}
     [delivery] = settled(hook["id"])
     assert delivery.status == "succeeded" and delivery.attempt_count == 1
     assert receiver.at(path + "-roles") == [] and receiver.at(path + "-off") == []
