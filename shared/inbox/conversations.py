@@ -321,11 +321,17 @@ def get_item(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str
 
 
 def live_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> User:
-    """A live agent of the caller's tenant, or 422 on ``field`` (never 404: it is input)."""
+    """A live agent of the caller's tenant, or 422 on ``field`` (never 404: it is input).
+
+    The agent's row is share-locked until the caller commits: a deletion running meanwhile
+    (which unassigns the agent's conversations) waits for it, or it waits for the deletion
+    and finds the agent gone. Unlocked, a conversation assigned while the agent was being
+    deleted stayed assigned to the deleted agent.
+    """
     agent = session.scalar(
-        select(User).where(
-            User.tenant_id == ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None)
-        )
+        select(User)
+        .where(User.tenant_id == ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None))
+        .with_for_update(read=True)
     )
     if agent is None:
         raise ValidationFailed.field(field, "no such agent in this workspace")
@@ -482,8 +488,13 @@ def _assign_statement(to_agent: bool) -> Update:
         table.c.id == old.c.id,
     )
     if to_agent:
-        live = exists().where(
-            User.tenant_id == table.c.tenant_id, User.id == assignee, User.deleted_at.is_(None)
+        # NOTE: share-locked, as live_agent does, so a deletion cannot slip in between.
+        live = exists(
+            select(User.id)
+            .where(
+                User.tenant_id == table.c.tenant_id, User.id == assignee, User.deleted_at.is_(None)
+            )
+            .with_for_update(read=True)
         )
         statement = statement.where(old.c.assignee_id.is_distinct_from(assignee), live)
     else:

@@ -174,16 +174,21 @@ def _count_values(sent_at: Any, first_at: Any) -> dict[str, Any]:
     return values
 
 
-def _count_update(values: dict[str, Any]) -> Update:
+def _count_update(values: dict[str, Any], *, open_only: bool = False) -> Update:
+    """The conversation's counting UPDATE; ``open_only``: not on a resolved conversation.
+
+    NOTE: ``open_only`` re-checks the status under the row's lock: a human's reply read the
+    conversation unlocked, and one resolving it meanwhile must win (the reply then matches
+    no row and is refused).
+    """
     table = Conversation.__table__
-    return (
-        update(table)
-        .where(
-            table.c.id == bindparam("conversation", type_=table.c.id.type),
-            table.c.tenant_id == bindparam("tenant", type_=table.c.tenant_id.type),
-        )
-        .values(values)
+    statement = update(table).where(
+        table.c.id == bindparam("conversation", type_=table.c.id.type),
+        table.c.tenant_id == bindparam("tenant", type_=table.c.tenant_id.type),
     )
+    if open_only:
+        statement = statement.where(table.c.status != "resolved")
+    return statement.values(values)
 
 
 @functools.cache
@@ -248,7 +253,7 @@ def _send_statement(human: bool) -> Select:
         .cte("sent")
     )
     sent_at = select(sent.c.created_at).scalar_subquery()
-    counted = _count_update(_count_values(sent_at, sent_at if human else None))
+    counted = _count_update(_count_values(sent_at, sent_at if human else None), open_only=human)
     if human:
         has_clock = exists().where(ConversationSla.conversation_id == conversations.c.id)
         counted = counted.returning(has_clock.label("has_clock"))
@@ -388,6 +393,9 @@ def store_outbound_message(
             "tenant": ctx.tenant_id,
         },
     )
+    if human and clock is None:
+        # The conversation was resolved (or deleted) after it was read: see _count_update.
+        raise Conflict("The conversation is resolved; reopen it to reply")
     has_clock = human and bool(clock)
     if isinstance(conversation, Conversation):
         session.expire(conversation)
