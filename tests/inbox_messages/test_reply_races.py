@@ -14,32 +14,23 @@ import falcon.testing
 from shared.db import session_scope
 from shared.models import Conversation
 
+RESOLVE, REPLY = {"status": "resolved"}, {"body": "on my way"}
+
 
 def _race(app, headers, conversation_id) -> dict:
     """Resolve and reply at once; each answer, and the conversation's final row."""
     barrier, results = threading.Barrier(2), {}
+    path = f"/api/conversations/{conversation_id}"
 
-    def resolve():
+    def call(name: str, method: str, url: str, body: dict) -> None:
         client = falcon.testing.TestClient(app)
         barrier.wait()
-        resp = client.simulate_patch(
-            f"/api/conversations/{conversation_id}/status",
-            json={"status": "resolved"},
-            headers=headers,
-        )
-        results["resolve"] = (resp.status_code, resp.json)
+        results[name] = client.simulate_request(method, url, json=body, headers=headers)
 
-    def reply():
-        client = falcon.testing.TestClient(app)
-        barrier.wait()
-        resp = client.simulate_post(
-            f"/api/conversations/{conversation_id}/messages",
-            json={"body": "on my way"},
-            headers=headers,
-        )
-        results["reply"] = resp.status_code
-
-    threads = [threading.Thread(target=resolve), threading.Thread(target=reply)]
+    threads = [
+        threading.Thread(target=call, args=("resolve", "PATCH", f"{path}/status", RESOLVE)),
+        threading.Thread(target=call, args=("reply", "POST", f"{path}/messages", REPLY)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -54,10 +45,10 @@ def test_a_reply_racing_a_resolution_is_counted_before_it_or_refused(workspace, 
     for _ in range(15):
         conversation_id = inbox.conversation()["id"]
         got = _race(app, workspace.headers, conversation_id)
-        (resolve_status, resolved), reply_status = got["resolve"], got["reply"]
-        assert resolve_status == 200 and reply_status in (201, 409), got
+        resolved, reply_status = got["resolve"], got["reply"].status_code
+        assert resolved.status_code == 200 and reply_status in (201, 409), got
         # The resolution answered the row it resolved: a 201 reply not counted there was
         # written onto the conversation after it was resolved.
-        if reply_status == 201 and resolved["message_count"] != got["final"]:
+        if reply_status == 201 and resolved.json["message_count"] != got["final"]:
             late.append(str(conversation_id))
     assert late == [], f"{len(late)}/15 replies landed on a resolved conversation: {late}"
