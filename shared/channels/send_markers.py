@@ -69,8 +69,14 @@ def clear(message_ids: Iterable[uuid.UUID]) -> None:
 
 
 def in_doubt(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
-    """Of ``{message_id: this claim's attempt}``, those whose previous attempt called the
-    provider and was never recorded."""
+    """Of ``{message_id: this claim's attempt}``, those whose earlier attempt called the
+    provider and was never recorded.
+
+    Any earlier attempt's marker, not only the previous one's: every record clears the
+    markers, so one still there is a provider call nobody recorded. Checking only the
+    previous attempt sent a message again when the claim that found it in doubt was
+    lost too (attempt 1 at Meta, attempt 2 killed before its record, attempt 3 sent).
+    """
     retried = [message_id for message_id, attempt in attempts.items() if attempt > 1]
     if not retried:
         return set()
@@ -82,5 +88,5 @@ def in_doubt(attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
     return {
         message_id
         for message_id, value in zip(retried, found, strict=True)
-        if value is not None and int(value) == attempts[message_id] - 1
+        if value is not None and int(value) < attempts[message_id]
     }

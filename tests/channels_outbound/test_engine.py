@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from shared.channels import outbound_engine, outbound_queue
+from shared.channels import outbound_engine, outbound_queue, send_markers
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
@@ -187,3 +187,39 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
     assert settled.status == "sent"
     assert len(sent_with(fake_graph, "token-kill")) == 1
     assert _claims([message_id])[message_id].attempts == 2  # the dead worker's, then this one
+
+
+def _claim_runs_out(message_id) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(OutboundSend)
+            .where(OutboundSend.message_id == message_id)
+            .values(next_attempt_at=OutboundSend.created_at, sweep_at=OutboundSend.created_at)
+        )
+
+
+def test_a_send_in_doubt_stays_in_doubt_when_the_claim_that_found_it_is_lost_too(
+    workspace, channels, fake_graph
+):
+    conversation = _whatsapp(channels, "token-doubt2")
+    outbound_queue.set_enqueuer(None)
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        wait_until(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    # Attempt 1: the worker reaches the provider call (Meta takes it) and is killed.
+    [first], _ = outbound_engine.claim([message_id])
+    assert first.attempt == 1
+    send_markers.mark(message_id, first.attempt)
+    _claim_runs_out(message_id)
+    # Attempt 2 finds it in doubt; its worker is killed too before its record commits.
+    [second], _ = outbound_engine.claim([message_id])
+    assert second.attempt == 2 and second.error is outbound_engine.DELIVERY_UNKNOWN
+    _claim_runs_out(message_id)
+
+    outbound_engine.send_batch([message_id])  # attempt 3
+
+    [settled] = _settled([message_id]).values()
+    assert sent_with(fake_graph, "token-doubt2") == []  # never sent a second time
+    assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
