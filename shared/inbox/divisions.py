@@ -192,6 +192,13 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     ctx.require(MANAGE)
     division = _lock(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))
+    # NOTE: the members by a statement, not the foreign key's cascade: the write tracker
+    # sees this one, so the stream re-reads its connected members' divisions at once.
+    session.execute(
+        delete(DivisionMember).where(
+            DivisionMember.tenant_id == ctx.tenant_id, DivisionMember.division_id == division.id
+        )
+    )
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)
 

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import DivisionMember
+from shared.realtime import access
 from tests.inbox_team.conftest import actions, conversation_division, make_conversation
 
 BASE = "/api/divisions"
@@ -191,3 +192,19 @@ def test_deleting_a_division_keeps_its_conversations(workspace):
     assert ws.call("GET", f"/api/agents/{agent['id']}").status_code == 200
     deleted = [a for a in actions(ws, "division") if a.action == "division.deleted"]
     assert deleted[0].before["name"] == "Doomed" and deleted[0].before["agent_count"] == 1
+
+
+def test_deleting_a_division_moves_the_realtime_access_epoch(workspace):
+    """The stream re-reads a tenant's agents' divisions when its access epoch moves;
+    deleting a division drops memberships as removing a member does, and must move it too
+    (it did not: the foreign key's cascade was invisible to the write tracker)."""
+    ws = workspace
+    agent, _ = ws.create_agent()
+    tenant_id = uuid.UUID(ws.tenant["id"])
+    division = ws.call("POST", BASE, json={"name": "Doomed"}).json
+    ws.call("POST", f"{BASE}/{division['id']}/agents", json={"agent_ids": [agent["id"]]})
+
+    before = access.epoch_tags([tenant_id])[tenant_id]
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
+
+    assert access.epoch_tags([tenant_id])[tenant_id] != before
