@@ -121,10 +121,30 @@ _MARK_SENT = text(
 def record_sent_many(
     session: Session, sent: Sequence[tuple[uuid.UUID, uuid.UUID, str, str]]
 ) -> None:
-    """Record ``(tenant_id, message_id, provider_message_id, channel)`` sends as ``sent``."""
+    """Record ``(tenant_id, message_id, provider_message_id, channel)`` sends as ``sent``.
+
+    Provider ids are unique per tenant, but a receiver may answer one id for several sends
+    of a batch (the api channel's callback answering a constant, none of them recorded yet
+    when each send looked): the first keeps it, the others are recorded without one. Their
+    unique index refused the whole batch, and then each of them: delivered, yet queued, so
+    sent again once its claim ran out.
+    """
+    seen: set[tuple[uuid.UUID, str]] = set()
+    kept = []
+    for tenant_id, message_id, provider_id, channel in sent:
+        if (tenant_id, provider_id) in seen:
+            provider_id = None
+        else:
+            seen.add((tenant_id, provider_id))
+        kept.append((tenant_id, message_id, provider_id, channel))
+    sent = kept
     early_statuses.lock_many(
         session,
-        [(t, pid) for t, _, pid, channel in sent if channel in early_statuses.CHANNELS],
+        [
+            (t, pid)
+            for t, _, pid, channel in sent
+            if channel in early_statuses.CHANNELS and pid is not None
+        ],
     )
     moved = session.execute(
         _MARK_SENT,
@@ -153,7 +173,7 @@ def record_sent_many(
 
 
 def record_sent_one(
-    session: Session, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str
+    session: Session, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str | None
 ) -> None:
     """A sent message that was not ``queued`` any more: the delivery rule decides."""
     message = session.scalars(
@@ -161,7 +181,7 @@ def record_sent_one(
     ).one_or_none()
     if message is None:  # deleted meanwhile (its send row went with it)
         return
-    if message.channel in early_statuses.CHANNELS:
+    if message.channel in early_statuses.CHANNELS and provider_id is not None:
         early_statuses.lock(session, tenant_id, provider_id)
     session.refresh(message, with_for_update=True)
     message.provider_message_id = provider_id

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import select, update
+
+from shared.channels import outbound_engine
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.inbox.messages import create_outbound_message
+from shared.models import Conversation, Message
+from shared.models.outbound import OutboundSend
 from shared.webhooks import signing
 from tests.channels_api.conftest import ApiChannel, message_row, messages_of, wait_for_status
+from tests.waiting import wait_until
 
 
 def _instant(value: str) -> dt.datetime:
@@ -210,3 +220,32 @@ def test_an_account_without_callback_hands_replies_over_at_once(ws, receiver, pa
     assert tested.json["error"]["details"] == [
         {"field": "settings.callback_url", "message": "not set"}
     ]
+
+
+def test_two_replies_answered_with_one_constant_id_are_each_posted_once(ws, api, receiver, path):
+    """A receiver answering {"id": "ok"} to every reply: two replies of one send batch both
+    took that id before either was recorded, the unique index refused the record, and the
+    delivered reply stayed queued and was POSTed again once its claim ran out."""
+    conversation_id = uuid.UUID(api.inbound("hello")["conversation_id"])
+    receiver.plan(path, ("status", 200, {}, b'{"id": "ok"}'))
+    with session_scope() as session:  # two replies committed together: one send batch
+        conversation = session.get(Conversation, conversation_id)
+        ctx = Ctx.system(conversation.tenant_id)
+        ids = [
+            create_outbound_message(session, ctx, conversation, body=f"reply {n}").id
+            for n in range(2)
+        ]
+
+    def statuses():
+        with session_scope() as session:
+            return sorted(session.scalars(select(Message.status).where(Message.id.in_(ids))))
+
+    wait_until(lambda: statuses() == ["sent", "sent"], "both replies recorded as sent")
+    with session_scope() as session:  # time moves past any claim
+        session.execute(
+            update(OutboundSend)
+            .where(OutboundSend.message_id.in_(ids), OutboundSend.status == "pending")
+            .values(next_attempt_at=OutboundSend.created_at)
+        )
+    outbound_engine.send_batch(ids)
+    assert len(receiver.at(path)) == 2
