@@ -198,10 +198,7 @@ def test_resend_and_recover(ws, receiver, path):
     )
     assert receiver.at(path)[-1].headers["webhook-id"] == str(rows[0].event_id)
 
-    window = {
-        "since": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(),
-        "until": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
-    }
+    window = _recover_window()
     recovered = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window)
     assert recovered.status_code == 202, recovered.text
     # The one already resent is not sent again.
@@ -216,6 +213,15 @@ def test_resend_and_recover(ws, receiver, path):
     assert again["delivery_ids"] == []
     unknown = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{uuid.uuid4()}/resend")
     assert unknown.status_code == 404
+
+
+def _recover_window() -> dict[str, str]:
+    """The last hour, and a minute ahead: every delivery these tests made."""
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "since": (now - dt.timedelta(hours=1)).isoformat(),
+        "until": (now + dt.timedelta(minutes=1)).isoformat(),
+    }
 
 
 def _fail_all(hook_id: str) -> None:
@@ -244,10 +250,7 @@ def test_recover_sends_an_event_once_when_its_resend_failed_too(ws, receiver, pa
     _fail_all(hook["id"])  # the resend failed too
 
     receiver.plan(path, 200)
-    window = {
-        "since": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(),
-        "until": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
-    }
+    window = _recover_window()
     recovered = ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window)
     assert recovered.status_code == 202, recovered.text
     # Two failed copies of one event: it is sent once, from the newest copy.
