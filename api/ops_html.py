@@ -21,12 +21,19 @@ DASH = "\u2013"
 #: Seconds between two refreshes of the live part of the page.
 REFRESH_SECONDS = 5
 
+
+def csp(connect: str = "'self'") -> str:
+    """The pages' policy: nothing loaded from elsewhere (inline style and script), fetches
+    to ``connect`` only."""
+    return (
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        f"connect-src {connect}; form-action 'self'; img-src data:; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+
+
 #: The page may load nothing from elsewhere: inline style and script, same-origin fetches.
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-    "connect-src 'self'; form-action 'self'; img-src data:; frame-ancestors 'none'; "
-    "base-uri 'none'"
-)
+CSP = csp()
 
 WINDOWS = (15, 60, 360, 1440)
 

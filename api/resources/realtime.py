@@ -48,12 +48,10 @@ class LivePageResource:
 
     def on_get(self, req, resp) -> None:
         resp.content_type = falcon.MEDIA_HTML
-        connect = "connect-src 'self'"
+        connect = "'self'"
         if _HOSTNAME.match(req.host):
             connect += f" {req.scheme}://{req.host}:*"
-        resp.set_header(
-            "Content-Security-Policy", ops_html.CSP.replace("connect-src 'self'", connect)
-        )
+        resp.set_header("Content-Security-Policy", ops_html.csp(connect))
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Frame-Options", "DENY")
         resp.set_header("X-Content-Type-Options", "nosniff")

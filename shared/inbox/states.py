@@ -101,6 +101,10 @@ def check(
     return True
 
 
+#: Statuses a conversation rests in; leaving one for a working status reopens it.
+_RESTING, _WORKING = ("snoozed", "resolved"), ("open", "pending")
+
+
 def transition(
     session: Session,
     ctx: Ctx,
@@ -130,7 +134,7 @@ def transition(
     elif previous == "resolved":
         conversation.resolved_at = None
         conversation.resolution_reason = None
-    if previous in _RESTING and to_status in QUICK_TARGETS:
+    if previous in _RESTING and to_status in _WORKING:
         # NOTE: a reopened conversation is active from now: with its last message's time
         # kept, chat expiration closed it again at its next run (a chat snoozed past the
         # channel's rule, a resolved one an agent reopened).
@@ -172,8 +176,6 @@ def _iso(value: dt.datetime | None) -> str | None:
 #: Snoozing (a time to check), resolving (CSAT) and reopening (a fresh SLA clock) take
 #: the general path.
 QUICK_TARGETS = ("open", "pending")
-#: Statuses a conversation rests in; leaving one for a working status reopens it.
-_RESTING = ("snoozed", "resolved")
 
 
 @functools.cache
