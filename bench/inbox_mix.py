@@ -135,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " instead of measuring",
     )
     parser.add_argument(
-        "--profile-kinds", help="with --profile: only these kinds (comma-separated)"
+        "--profile-kinds",
+        help="with --profile (and --profile-ab): only these kinds (comma-separated)",
     )
     parser.add_argument(
         "--profile-threads",
@@ -692,10 +693,12 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         mix_file = bench.log_dir / "mix.jsonl"
         mix_file.write_text("".join(json.dumps(s) + "\n" for s in specs))
         preflight(app_port, specs)
+        kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
         if args.profile and args.profile_ab:
-            return profile_ab(bench, mix_file, args)
+            replayed = bench.log_dir / "replayed.jsonl"
+            replayed.write_text("".join(json.dumps(s) + "\n" for s in specs if s["kind"] in kinds))
+            return profile_ab(bench, replayed, args)
         if args.profile:
-            kinds = set((args.profile_kinds or ",".join(MIX)).split(","))
             return profile(
                 [s for s in specs if s["kind"] in kinds],
                 args.profile,
