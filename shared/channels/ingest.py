@@ -14,7 +14,7 @@ Everything is scoped to the tenant of the account the payload was addressed to.
   new thread starts a new conversation.
 - Counters follow :func:`shared.inbox.messages.create_outbound_message`, plus the inbound
   ones: ``inbound_count``, ``last_inbound_at`` (conversation and contact; the WhatsApp
-  24-hour window reads the contact's).
+  24-hour window reads the conversations' on the number written to).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def apply_message(
     )
     session.add(message)
     session.flush()  # PERF: the INSERT's RETURNING brings created_at back: no refresh
-    _count(session, conversation, message)
+    _count(session, conversation, message, item.sent_at)
     if inbound:
         sla.customer_wrote(session, tenant_id, conversation.id, message.created_at)
     actor = Actor("contact", contact.id) if inbound else Actor.system()
@@ -469,7 +469,13 @@ def _build_count(inbound: bool):
     }
     if inbound:
         values["inbound_count"] = table.c.inbound_count + 1
-        values["last_inbound_at"] = at
+        # As the contact's (_build_contact_upsert): the provider's time when earlier than
+        # ours, never moved back, so a late re-drive never reopens the WhatsApp window.
+        sent_at = bindparam("sent_at", type_=DateTime(timezone=True))
+        wrote = func.least(at, func.coalesce(sent_at, at))
+        values["last_inbound_at"] = func.greatest(
+            func.coalesce(table.c.last_inbound_at, wrote), wrote
+        )
     return (
         update(table)
         .where(table.c.id == bindparam("conversation_id"), table.c.tenant_id == bindparam("tid"))
@@ -481,15 +487,19 @@ def _build_count(inbound: bool):
 _COUNT = {True: _build_count(True), False: _build_count(False)}
 
 
-def _count(session: Session, conversation: Conversation, message: Message) -> None:
-    """Conversation counters in one atomic UPDATE (the contact's moved in its upsert)."""
-    session.execute(
-        _COUNT[message.direction == "inbound"],
-        {
-            "at": message.created_at,
-            "preview": _preview(message),
-            "conversation_id": conversation.id,
-            "tid": conversation.tenant_id,
-        },
-    )
+def _count(
+    session: Session, conversation: Conversation, message: Message, sent_at: dt.datetime | None
+) -> None:
+    """Conversation counters in one atomic UPDATE (the contact's moved in its upsert);
+    ``sent_at``: the provider's time of an inbound message, if it gave one."""
+    inbound = message.direction == "inbound"
+    params = {
+        "at": message.created_at,
+        "preview": _preview(message),
+        "conversation_id": conversation.id,
+        "tid": conversation.tenant_id,
+    }
+    if inbound:
+        params["sent_at"] = sent_at
+    session.execute(_COUNT[inbound], params)
     session.expire(conversation)

@@ -9,8 +9,9 @@ activity and events, but a statement per step instead of a few per message:
    its own thread instead);
 2. the refusals, per draft and before anything is stored, as the single path refuses:
    a WhatsApp template checked against the account's copy (one query per template
-   name), a free-form WhatsApp message outside the contact's 24-hour window, then the
-   plan's monthly messages (one slot reserved per message, as every send does);
+   name), a free-form WhatsApp message outside the contact's 24-hour window on the
+   account's number (one query per batch), then the plan's monthly messages (one slot
+   reserved per message, as every send does);
 3. the missing conversations, one ``INSERT ... RETURNING`` (their SLA clock
    when a policy matches, and a ``conversation.created`` each, opened by its contact);
 4. the messages, one ``INSERT ... RETURNING`` (:mod:`shared.bulk_insert`); their
@@ -24,13 +25,12 @@ unchanged. A refused draft creates nothing; the others are not affected by it.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -87,6 +87,22 @@ _OPEN_CONVERSATIONS = text(
     """
 )
 
+#: Per contact, whether it wrote to the account's number in the last 24 hours (as
+#: :func:`shared.inbox.messages.whatsapp_window_open` reads it): one index probe each.
+_WINDOWS_OPEN = text(
+    """
+    SELECT k.contact_id,
+           coalesce(w.last_inbound_at >= now() - CAST(:window AS interval), false) AS open
+      FROM unnest(CAST(:contact_ids AS uuid[])) AS k(contact_id)
+     CROSS JOIN LATERAL (
+           SELECT max(last_inbound_at) AS last_inbound_at
+             FROM conversations
+            WHERE tenant_id = :tenant_id AND contact_id = k.contact_id
+              AND (integration_account_id = :account_id OR integration_account_id IS NULL)
+           ) AS w
+    """
+)
+
 # NOTE: clock_timestamp, as the single path: the messages of one batch keep their order.
 _MESSAGE_STAMPS = {"created_at": "clock_timestamp()", "updated_at": "clock_timestamp()"}
 
@@ -109,7 +125,7 @@ def create_system_messages(
     found = {} if new_thread else _open_conversations(session, account, drafts)
     results: list[Row | DomainError | None] = [None] * len(drafts)
     pending: dict[int, _Pending] = {}
-    checks = _Checks(session, account)
+    checks = _Checks(session, account, list({draft.contact.id for draft in drafts}))
     for index, draft in enumerate(drafts):
         conversation = found.get(draft.contact.id)
         try:
@@ -148,10 +164,12 @@ def _open_conversations(
 class _Checks:
     """The single path's refusals, with what they read fetched once per batch."""
 
-    def __init__(self, session: Session, account: IntegrationAccount) -> None:
-        self.session, self.account = session, account
+    def __init__(
+        self, session: Session, account: IntegrationAccount, contact_ids: list[uuid.UUID]
+    ) -> None:
+        self.session, self.account, self.contact_ids = session, account, contact_ids
         self._templates: dict[tuple[uuid.UUID | None, str], list] = {}
-        self._now: dt.datetime | None = None
+        self._windows: dict[uuid.UUID, bool] | None = None
 
     def refusals(self, draft: Draft, conversation: Row | None) -> dict[str, Any] | None:
         """The template to store (checked), or raise the single path's refusal."""
@@ -166,8 +184,8 @@ class _Checks:
             return template_sending.checked(template, rows, template_sending.CONVERSATIONS)
         if channel == "whatsapp" and template is None and not self._window_open(draft.contact):
             raise WindowClosed(
-                "The WhatsApp 24-hour window is closed: the contact has not written in the"
-                " last 24 hours, send a template instead"
+                "The WhatsApp 24-hour window is closed: the contact has not written to this"
+                " number in the last 24 hours, send a template instead"
             )
         return template
 
@@ -180,12 +198,20 @@ class _Checks:
         return self._templates[key]
 
     def _window_open(self, contact: Contact) -> bool:
-        """As :func:`~shared.inbox.messages.whatsapp_window_open`, by the database clock."""
-        if self._now is None:
-            self._now = self.session.scalar(select(func.now()))
-        return contact.last_inbound_at is not None and (
-            contact.last_inbound_at >= self._now - WHATSAPP_WINDOW
-        )
+        """As :func:`~shared.inbox.messages.whatsapp_window_open`, by the database clock: on
+        the batch's account, for every contact of the batch at the first asking."""
+        if self._windows is None:
+            rows = self.session.execute(
+                _WINDOWS_OPEN,
+                {
+                    "window": WHATSAPP_WINDOW,
+                    "tenant_id": self.account.tenant_id,
+                    "account_id": self.account.id,
+                    "contact_ids": self.contact_ids,
+                },
+            )
+            self._windows = {row.contact_id: row.open for row in rows}
+        return self._windows.get(contact.id, False)
 
 
 def _open_missing(

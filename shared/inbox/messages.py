@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -45,7 +46,7 @@ from shared.inbox.access import (
     visibility,
     visible_bound,
 )
-from shared.models import Contact, Conversation, ConversationSla, Message
+from shared.models import Conversation, ConversationSla, Message
 from shared.pagination import Page, fetch_page, keyset_statement
 from shared.redis_client import get_redis, key
 from shared.schemas.messages import MessageView
@@ -133,16 +134,39 @@ def _page_statement(shape: str, after: bool) -> Select[Any]:
     return keyset_statement(query, created_at=Message.created_at, id_column=Message.id, after=after)
 
 
+#: Whether the contact wrote to the conversation's number (account) in the last 24 hours:
+#: the latest inbound of any of the contact's conversations on that account (or on none,
+#: a conversation without one: a number cannot be told then).
+_WINDOW_OPEN = text(
+    """
+    SELECT coalesce(max(o.last_inbound_at) >= now() - CAST(:window AS interval), false)
+      FROM conversations c
+      JOIN conversations o
+        ON o.tenant_id = c.tenant_id AND o.contact_id = c.contact_id
+       AND (o.integration_account_id = c.integration_account_id
+            OR o.integration_account_id IS NULL OR c.integration_account_id IS NULL)
+     WHERE c.id = :conversation_id AND c.tenant_id = :tenant_id
+    """
+)
+
+
 def whatsapp_window_open(session: Session, conversation: Conversation | ConversationHead) -> bool:
-    """Whether the contact wrote in the last 24 h, by the database clock."""
-    last_inbound = select(Contact.last_inbound_at).where(
-        Contact.id == conversation.contact_id, Contact.tenant_id == conversation.tenant_id
-    )
+    """Whether the contact wrote to this conversation's number in the last 24 h, by the
+    database clock.
+
+    Meta's customer service window is per business number: a contact who wrote to number
+    A has not opened it for number B, and Meta refuses B's free-form message
+    (131047) after we stored and queued it. Any of the contact's conversations on the
+    number counts (an inbound opens a new one when the last was resolved).
+    """
     return bool(
         session.scalar(
-            select(
-                func.coalesce(last_inbound.scalar_subquery() >= func.now() - WHATSAPP_WINDOW, False)
-            )
+            _WINDOW_OPEN,
+            {
+                "window": WHATSAPP_WINDOW,
+                "conversation_id": conversation.id,
+                "tenant_id": conversation.tenant_id,
+            },
         )
     )
 
@@ -354,8 +378,8 @@ def store_outbound_message(
         and not whatsapp_window_open(session, conversation)
     ):
         raise WindowClosed(
-            "The WhatsApp 24-hour window is closed: the contact has not written in the"
-            " last 24 hours, send a template instead"
+            "The WhatsApp 24-hour window is closed: the contact has not written to this"
+            " number in the last 24 hours, send a template instead"
         )
     files = channel_attachments.resolve(
         session, ctx, conversation.channel, attachments or [], has_body=body is not None

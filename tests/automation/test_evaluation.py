@@ -12,7 +12,7 @@ from shared.automation import queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.events import Actor, emit
-from shared.models import AutomationEvent, Contact, Message, Note, OutboxEvent, Tenant
+from shared.models import AutomationEvent, Conversation, Message, Note, OutboxEvent, Tenant
 from tests.automation.conftest import (
     add_conversation,
     conversation,
@@ -322,11 +322,7 @@ def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
     failed = by_rule[greet["id"]]
     assert failed.status == "failed" and failed.action_results[0]["code"] == "window_closed"
 
-    with session_scope() as session:
-        contact_id = conversation(conv_id).contact_id
-        session.execute(
-            update(Contact).where(Contact.id == contact_id).values(last_inbound_at=func.now())
-        )
+    whatsapp_window(conv_id, open_=True)
     assert ws.call("POST", f"/api/automation/events/{row.id}/retry").status_code == 202
     wait_until(lambda: queue_rows(ws)[0].status == "done", "the retried event done")
     wait_settled(ws)
@@ -361,12 +357,12 @@ def tag_vip(ws, conv_id: str) -> AutomationEvent:
 
 
 def whatsapp_window(conv_id: str, *, open_: bool) -> None:
-    """Open the contact's 24-hour window (it wrote just now) or close it (it never wrote)."""
+    """Open the contact's 24-hour window (it wrote here just now) or close it (it never
+    wrote)."""
     with session_scope() as session:
-        contact_id = conversation(conv_id).contact_id
         session.execute(
-            update(Contact)
-            .where(Contact.id == contact_id)
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conv_id))
             .values(last_inbound_at=func.now() if open_ else None)
         )
 

@@ -94,6 +94,27 @@ def test_free_form_outside_the_window_is_refused_and_nothing_is_sent(
     assert fake_graph.sent() == []
 
 
+def test_the_window_is_per_number_a_contact_wrote_to(workspace, channels, fake_graph):
+    """Meta's 24-hour window is per business number: writing to A does not open B's."""
+    number_a = channels.account("whatsapp", credentials={"access_token": TOKEN})
+    number_b = channels.account("whatsapp", credentials={"access_token": TOKEN})
+    contact = channels.contact(channel="whatsapp", external_id="15551234567")  # wrote now
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
+    on_b = channels.conversation(contact, integration_account_id=number_b, last_inbound_at=stale)
+    on_a = channels.conversation(contact, integration_account_id=number_a)  # to A, now
+
+    resp = workspace.call("POST", f"/api/conversations/{on_b['id']}/messages", json={"body": "hi"})
+
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["code"] == "window_closed"
+    assert "this number" in resp.json["error"]["message"]
+    assert messages_of(workspace, on_b["id"]) == []
+    message_id = _send(workspace, on_a, body="hi")
+    wait_for_status(workspace, on_a["id"], message_id, "sent")
+    [request] = fake_graph.sent()
+    assert request.path.endswith(f"/{channels.account_row(number_a).external_id}/messages")
+
+
 def test_messenger_and_instagram_send_through_me_messages(workspace, channels, fake_graph):
     for channel in ("messenger", "instagram"):
         account_id = channels.account(channel, credentials={"access_token": f"page-{channel}"})

@@ -90,11 +90,10 @@ def test_a_survey_that_cannot_be_sent_never_blocks_the_resolve(ws):
             text("UPDATE csat_settings SET enabled_channels = '{whatsapp}' WHERE tenant_id = :t"),
             {"t": ws.tenant["id"]},
         )
-        # The contact wrote more than 24 hours ago: WhatsApp refuses a free-form message.
+        # The contact wrote here more than 24 hours ago: WhatsApp refuses a free-form message.
         session.execute(
             text(
-                "UPDATE contacts SET last_inbound_at = now() - interval '2 days'"
-                " WHERE id = (SELECT contact_id FROM conversations WHERE id = :c)"
+                "UPDATE conversations SET last_inbound_at = now() - interval '2 days' WHERE id = :c"
             ),
             {"c": conv},
         )

@@ -160,8 +160,7 @@ def test_a_survey_the_channel_would_refuse_is_409_and_leaves_nothing(ws):
         )
         session.execute(
             text(
-                "UPDATE contacts SET last_inbound_at = now() - interval '2 days'"
-                " WHERE id = (SELECT contact_id FROM conversations WHERE id = :c)"
+                "UPDATE conversations SET last_inbound_at = now() - interval '2 days' WHERE id = :c"
             ),
             {"c": conv},
         )

@@ -42,7 +42,12 @@ class Inbox:
 
     def conversation(self, contact: dict | None = None, **fields: Any) -> dict[str, Any]:
         contact = contact or self.contact(channel=fields.get("channel", "whatsapp"))
-        values = {"channel": contact["channel"], "status": "open"} | fields
+        # The contact's last inbound was written in this conversation (the WhatsApp window).
+        values = {
+            "channel": contact["channel"],
+            "status": "open",
+            "last_inbound_at": contact.get("last_inbound_at"),
+        } | fields
         with session_scope() as session:
             row = Conversation(tenant_id=self.tenant_id, contact_id=contact["id"], **values)
             session.add(row)
