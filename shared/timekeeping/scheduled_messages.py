@@ -4,9 +4,9 @@ Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
 :func:`shared.inbox.messages.create_outbound_message`, the very code a reply uses, so it
 emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
 author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
-due: the WhatsApp window closed, the conversation was resolved, the author was removed;
-``error_code``/``error_message`` say why and ``scheduled_message.failed`` is emitted so a
-rule or a webhook can react).
+due: the WhatsApp window closed, the conversation was resolved, the author was removed
+or suspended; ``error_code``/``error_message`` say why and ``scheduled_message.failed``
+is emitted so a rule or a webhook can react).
 
 Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
 
@@ -316,9 +316,13 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
     outcomes: dict[uuid.UUID, str] = {}
     drafts, waiting, contexts = [], [], {}
     for row in rows:
-        author = authors.get((row.tenant_id, row.author_id))
+        author, suspended = authors.get((row.tenant_id, row.author_id), (None, False))
         if author is None:
             _fail(session, row, "author_removed", "The agent who scheduled it no longer exists")
+            outcomes[row.id] = "failed"
+            continue
+        if suspended:
+            _fail(session, row, "author_suspended", "The agent who scheduled it is suspended")
             outcomes[row.id] = "failed"
             continue
         ctx = contexts.get(author) or Ctx(
@@ -358,15 +362,20 @@ _MARK_SENT = (
 )
 
 
-def _authors(session: Session, rows: Sequence[ScheduledMessage]) -> dict[tuple, uuid.UUID]:
-    """``(tenant_id, user_id) -> user_id`` of the rows' authors who still exist."""
+def _authors(
+    session: Session, rows: Sequence[ScheduledMessage]
+) -> dict[tuple, tuple[uuid.UUID, bool]]:
+    """``(tenant_id, user_id) -> (user_id, suspended)`` of the rows' authors who still exist.
+
+    A suspended author's login, tokens and keys are refused, so is a reply in their name.
+    """
     keys = {(row.tenant_id, row.author_id) for row in rows}
     found = session.execute(
-        select(User.tenant_id, User.id).where(
+        select(User.tenant_id, User.id, User.suspended_at.is_not(None)).where(
             tuple_(User.tenant_id, User.id).in_(list(keys)), User.deleted_at.is_(None)
         )
     ).all()
-    return {(tenant_id, user_id): user_id for tenant_id, user_id in found}
+    return {(tenant_id, user_id): (user_id, suspended) for tenant_id, user_id, suspended in found}
 
 
 def _conversations(

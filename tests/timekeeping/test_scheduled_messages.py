@@ -17,6 +17,7 @@ from sqlalchemy import event, func, select, text, update
 from shared.db import get_sessionmaker, session_scope
 from shared.models import Contact, Conversation, Message, OutboxEvent, ScheduledMessage
 from shared.timekeeping import scheduled_messages
+from tests.admin.conftest import root  # noqa: F401
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation, tid
 from tests.scheduler.conftest import schedulers  # noqa: F401
@@ -474,3 +475,36 @@ def test_real_schedulers_a_killed_leader_and_every_due_message_sent_once(
             select(Message.body).where(Message.conversation_id == uuid.UUID(conversation))
         ).all()
     assert sorted(bodies) == sorted(f"due {n}" for n in range(30))
+
+
+# --- suspension -----------------------------------------------------------------------------
+
+
+def test_a_suspended_authors_message_is_not_sent_in_their_name(workspace, root, worker, broker):  # noqa: F811
+    """Suspension refuses the agent's login, tokens and keys: their queued replies too."""
+    conversation = add_conversation(workspace, channel="api")  # unassigned: all agents see it
+    agent, agent_token = workspace.create_agent("agent")
+    created = workspace.call(
+        "POST",
+        base(conversation),
+        json={"body": "From Ada", "run_at": in_an_hour()},
+        token=agent_token,
+    )
+    assert created.status_code == 201, created.text
+    suspended = root.call(
+        "POST", f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}/suspend"
+    )
+    assert suspended.status_code == 200, suspended.text
+    assert claim(later(), created.json["id"]) == 1
+    broker.join(queues.CHANNELS)
+    refused = row(created.json["id"])
+    assert (refused.status, refused.error_code) == ("failed", "author_suspended")
+    with session_scope() as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.conversation_id == uuid.UUID(conversation))
+            )
+            == 0
+        )
