@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.admin import dropped_work
 from shared.after_commit_queue import AfterCommitQueue
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
@@ -292,11 +293,11 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
     """Create the due messages of the pending rows among ``scheduled_ids``, together.
 
     Returns ``{id: "sent" | "failed"}`` for the rows that were pending (the others were
-    sent, failed or cancelled meanwhile: skipped). The rows stay locked, in id order,
-    until the caller commits, so a duplicate job waits and then finds them done. A
-    refused send (the window closed, the conversation resolved, the plan's limit) fails
-    its own row visibly and the others go on; the messages are written by
-    :func:`shared.inbox.outbound_many.create_outbound_messages`.
+    sent, failed or cancelled meanwhile, or their tenant is suspended: skipped). The rows
+    stay locked, in id order, until the caller commits, so a duplicate job waits and then
+    finds them done. A refused send (the window closed, the conversation resolved, the
+    plan's limit) fails its own row visibly and the others go on; the messages are
+    written by :func:`shared.inbox.outbound_many.create_outbound_messages`.
     """
     rows = session.scalars(
         select(ScheduledMessage)
@@ -304,6 +305,7 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
         .order_by(ScheduledMessage.id)
         .with_for_update()
     ).all()
+    rows = _hold_suspended(session, rows)
     # Locked in id order (no two jobs deadlock); sent in the order they were scheduled for.
     rows = sorted(
         (row for row in rows if row.status == "pending"),
@@ -360,6 +362,38 @@ _MARK_SENT = (
         updated_at=func.now(),
     )
 )
+
+
+#: The job a held row's dead letter requeues (``workers.actors.timed``).
+HELD_ACTOR, HELD_QUEUE = "send_scheduled_messages", "channels"
+
+
+def _hold_suspended(session: Session, rows: Sequence[ScheduledMessage]) -> list[ScheduledMessage]:
+    """The rows whose tenant is active; the others are held, each recorded once.
+
+    A job claimed before its tenant was suspended must not send: suspension drops queued
+    work with the reason on record (:mod:`shared.admin.dropped_work`; a job mixes
+    tenants, so the worker's gate cannot). A held row stays pending and the scheduler,
+    which skips suspended tenants, hands it out again once the tenant is reactivated.
+    """
+    tenants = {row.tenant_id for row in rows}
+    if not tenants:
+        return list(rows)
+    active = set(
+        session.scalars(select(Tenant.id).where(Tenant.id.in_(tenants), Tenant.status == "active"))
+    )
+    held = [row for row in rows if row.tenant_id not in active]
+    for row in held:
+        dropped_work.record(
+            session,
+            tenant_id=row.tenant_id,
+            queue_name=HELD_QUEUE,
+            actor_name=HELD_ACTOR,
+            args=[[str(row.id)]],
+        )
+    if held:
+        log.warning("%d scheduled message(s) held: their tenant is suspended", len(held))
+    return [row for row in rows if row.tenant_id in active]
 
 
 def _authors(

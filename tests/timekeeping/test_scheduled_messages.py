@@ -15,7 +15,14 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 
 from shared.db import get_sessionmaker, session_scope
-from shared.models import Contact, Conversation, Message, OutboxEvent, ScheduledMessage
+from shared.models import (
+    Contact,
+    Conversation,
+    DeadLetter,
+    Message,
+    OutboxEvent,
+    ScheduledMessage,
+)
 from shared.timekeeping import scheduled_messages
 from tests.admin.conftest import root  # noqa: F401
 from tests.channels_api.conftest import ApiChannel
@@ -508,3 +515,49 @@ def test_a_suspended_authors_message_is_not_sent_in_their_name(workspace, root, 
             )
             == 0
         )
+
+
+def test_a_job_claimed_before_its_tenant_was_suspended_sends_nothing_until_reactivated(
+    workspace,
+    root,  # noqa: F811
+    recorded,
+    worker,
+    broker,
+):
+    """Suspension drops queued work with the reason on record; the rows stay pending."""
+    from workers.actors.timed import send_scheduled_messages
+    from workers.tenant_gate import REASON
+
+    conversation, [scheduled_id] = due_rows(workspace, 1)
+    assert claim(None, scheduled_id) == 1  # handed to a job that has not run yet
+    tenant = workspace.tenant["id"]
+    assert root.call("DELETE", f"/api/admin/tenants/{tenant}").status_code == 204
+    for _ in range(2):  # the job, and a duplicate of it: one dead letter
+        send_scheduled_messages.send([str(scheduled_id)])
+    broker.join(queues.CHANNELS)
+    held = row(scheduled_id)
+    assert (held.status, held.message_id) == ("pending", None)
+    with session_scope() as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.conversation_id == uuid.UUID(conversation))
+            )
+            == 0
+        )
+        letters = session.scalars(
+            select(DeadLetter).where(
+                DeadLetter.tenant_id == uuid.UUID(tenant),
+                DeadLetter.actor_name == send_scheduled_messages.actor_name,
+            )
+        ).all()
+        assert [(letter.args, letter.error) for letter in letters] == [
+            ([[str(scheduled_id)]], REASON)
+        ]
+    back = root.call("PATCH", f"/api/admin/tenants/{tenant}", json={"status": "active"})
+    assert back.status_code == 200, back.text
+    assert claim(later(hours=0.1), scheduled_id) == 1
+    send_scheduled_messages.send([str(scheduled_id)])
+    broker.join(queues.CHANNELS)
+    assert row(scheduled_id).status == "sent"
