@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from typing import Any, Literal
 
 from pydantic import EmailStr, field_validator
@@ -13,12 +12,13 @@ from api.schemas.auth import Password, Slug
 from api.schemas.common import Input, ListQuery, Name, Update
 from shared.schemas.base import View
 from shared.schemas.identity import RoleRef, TenantView
+from shared.timekeeping.working_hours import is_known_timezone
 
 TenantStatus = Literal["active", "suspended"]
 
 
 def _known_timezone(value: str | None) -> str | None:
-    if value is not None and value not in zoneinfo.available_timezones():
+    if value is not None and not is_known_timezone(value):
         raise ValueError("not an IANA time zone, e.g. Europe/Madrid")
     return value
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, field_validator
@@ -10,6 +9,7 @@ from pydantic import EmailStr, Field, StringConstraints, field_validator
 from api.schemas.common import Input, Name
 from shared.schemas.base import View
 from shared.schemas.identity import AgentView, TenantView
+from shared.timekeeping.working_hours import is_known_timezone
 
 Password = Annotated[str, Field(min_length=10, max_length=256)]
 Slug = Annotated[
@@ -28,7 +28,7 @@ class RegisterRequest(Input):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        if value not in zoneinfo.available_timezones():
+        if not is_known_timezone(value):
             raise ValueError("not an IANA time zone, e.g. Europe/Madrid")
         return value
 

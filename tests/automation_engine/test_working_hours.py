@@ -368,6 +368,11 @@ def test_accepted_schedule(schedule):
         ("", False),
         (None, False),
         ("../etc/passwd", False),
+        ("US/Eastern", True),  # a backward link, still a place
+        ("localtime", False),  # the host's own zone: another server, another answer
+        ("right/UTC", False),  # counts leap seconds: 27 s from UTC
+        ("posixrules", False),
+        ("Factory", False),
     ],
 )
 def test_validate_timezone(name, ok):
