@@ -4,6 +4,8 @@ visible; the 202 request, its job, and the scheduler's 6-hourly claim."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 
 import pytest
@@ -13,6 +15,7 @@ from shared.channels.templates import sync
 from shared.db import session_scope
 from shared.models import IntegrationAccount, WaTemplateSync
 from tests.wa_templates.conftest import meta_template
+from tests.waiting import wait_until
 
 
 def _sync(workspace, **body):
@@ -275,3 +278,41 @@ def test_a_listing_whose_paging_is_of_another_shape_ends_there(templates):
 
     assert sync.run(account["id"], None) == "succeeded"
     assert list(templates.templates(account)) == [("a", "en_US")]
+
+
+def test_a_template_created_while_a_listing_is_read_is_not_marked_deleted_by_it(
+    workspace, templates
+):
+    """The create holds the account's lock while Meta reviews its submission; a sync whose
+    listing was read meanwhile (without the new template) waits for that lock, and must not
+    then take the template it never saw for one Meta no longer lists."""
+    account = templates.account()
+    templates.graph.script_templates(("sleep", 1.5), "ok")  # the create's POST is slow
+    answers = []
+    creating = threading.Thread(
+        target=lambda: answers.append(
+            workspace.call(
+                "POST",
+                "/api/wa-templates",
+                json={
+                    "integration_account_id": str(account["id"]),
+                    "name": "order_update",
+                    "language": "en_US",
+                    "category": "UTILITY",
+                    "components": [{"type": "BODY", "text": "Hi {{1}}"}],
+                },
+            )
+        )
+    )
+    creating.start()
+    wait_until(
+        lambda: templates.graph.sent("/message_templates"), "the create reached Meta", timeout=10
+    )
+    time.sleep(0.2)  # the create took its sleep from the script
+    # The listing is read while Meta still works on the create; its apply waits for the lock.
+    assert sync.run(account["id"], None) == "succeeded"
+    creating.join(timeout=20)
+    [created] = answers
+    assert created.status_code == 201, created.text
+    assert templates.templates(account)[("order_update", "en_US")].status == "PENDING"
+    assert [e["status"] for e in templates.status_events()] == []

@@ -176,6 +176,9 @@ def create_template(
         components=normalized,
         parameter_format=parameter_format,
         created_by=ctx.user_id,
+        # When Meta answered, not when the request began: a sync whose listing was read
+        # before (without this template) never marks it DELETED (sync.apply_listing).
+        created_at=func.clock_timestamp(),
     )
     session.add(template)
     session.flush()
