@@ -206,3 +206,28 @@ def test_a_contact_opts_out_and_back_in_through_the_contacts_api(shop: Shop):
         shop.ws.call("PATCH", f"/api/contacts/{contact}", json={"opted_out": None}).status_code
         == 422
     )
+
+
+def test_template_parameters_that_are_not_objects_are_refused_before_anything_is_sent(
+    shop: Shop,
+):
+    """Meta takes each parameter as an object with its ``type`` (``{"type": "text", "text":
+    ...}``) and refuses every message given bare values: the campaign is refused now, not
+    each of its recipients' messages later."""
+    bare = {
+        "name": "order_update",
+        "language": "en_US",
+        "components": [{"type": "body", "parameters": ["{{name}}", "{{var.order}}"]}],
+    }
+    untyped = bare | {
+        "components": [{"type": "body", "parameters": [{"text": "{{name}}"}, {"type": 1}]}]
+    }
+    for template in (bare, untyped):
+        resp = shop.ws.call(
+            "POST",
+            "/api/campaigns",
+            json={"name": "x", "channel": "whatsapp", "template": template},
+        )
+        assert resp.status_code == 422, resp.text
+        assert "template.body" in [d["field"] for d in resp.json["error"]["details"]], resp.text
+    assert shop.ws.call("GET", "/api/campaigns").json["items"] == []

@@ -274,6 +274,8 @@ def check_send(
                 problems.append(
                     {"field": f"template.button[{index}]", "message": "at most one payload"}
                 )
+            else:
+                problems += _untyped(f"button[{index}]", parameters)
             continue
         problems += _count(f"button[{index}]", needs, parameters)
     for index, (_button_type, needs) in sorted(want.buttons.items()):
@@ -320,11 +322,20 @@ def _check_header(
     if want.header_location:
         if header is None or len(header) != 1:
             return [{"field": "template.header", "message": "expects 1 location parameter"}]
-        return []
+        return _untyped("header", header)
     return _count("header", want.header_variables, header or [])
 
 
+def _untyped(what: str, parameters: list[Any]) -> list[dict[str, str]]:
+    """Meta refuses bare values: each parameter is ``{"type": "text", "text": ...}`` or the like."""
+    if all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in parameters):
+        return []
+    return [{"field": f"template.{what}", "message": "each parameter is an object with a type"}]
+
+
 def _count(what: str, needs: list[str], parameters: list[Any]) -> list[dict[str, str]]:
+    if untyped := _untyped(what, parameters):
+        return untyped
     if len(parameters) == len(needs):
         return []
     return [
