@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 #: drains hundreds of sends a second, and a look is one small transaction.
 BUSY_WAIT_SECONDS = 0.25
 
+#: The longest pause between batches an account's own setting may ask for (a day): a
+#: bigger one (a typo) would overflow the next batch's time and stop the campaign.
+MAX_INTERVAL_MS = 24 * 3600 * 1000
+
 #: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
 THROTTLED = frozenset(THROTTLING_CODES | {"http_429"})
 
@@ -175,7 +179,7 @@ def rate(account: IntegrationAccount) -> tuple[int, float]:
         isinstance(own.get("campaign_batch_interval_ms"), int)
         and own["campaign_batch_interval_ms"] >= 0
     ):
-        interval_ms = own["campaign_batch_interval_ms"]
+        interval_ms = min(own["campaign_batch_interval_ms"], MAX_INTERVAL_MS)
     return size, interval_ms / 1000
 
 

@@ -248,3 +248,25 @@ def test_the_sending_accounts_own_rate_sets_the_batch_size_and_pacing(
     assert delay == 0.25
     assert shop.get(campaign)["counts"]["pending"] == 1  # one recipient per batch
     assert batches.run_next() == ["completed"]
+
+
+def test_an_accounts_absurd_pacing_is_bounded_rather_than_stopping_its_campaigns(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """An admin's typo in the account's settings (a pacing of millennia) must not make
+    every batch raise, leaving the campaign ``running`` and retried forever."""
+    from shared.models import IntegrationAccount
+
+    with session_scope() as session:
+        session.execute(
+            update(IntegrationAccount)
+            .where(IntegrationAccount.id == shop.wa["id"])
+            .values(settings={"campaign_batch_size": 1, "campaign_batch_interval_ms": 10**15})
+        )
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(2))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    [(_, _, delay)] = batches.items
+    assert 0 < delay <= 24 * 3600
+    assert batches.run_next() == ["completed"]
