@@ -103,7 +103,11 @@ def check_content(
     body: str | None,
     template: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """422 unless the content suits the channel; the template as it will be stored."""
+    """422 unless the content suits the channel; the template as it will be stored.
+
+    The template is stored as given: a media header given no parameter takes the
+    template's header media URL when each batch makes its messages, not the one set now.
+    """
     if account_id is not None:
         account = session.scalar(
             select(IntegrationAccount).where(
@@ -125,7 +129,7 @@ def check_content(
                 "integration_account_id", "the tenant has no default WhatsApp account: name one"
             )
         content.check(None, template)
-        template = template_sending.check_for_account(session, ctx.tenant_id, account.id, template)
+        template_sending.check_for_account(session, ctx.tenant_id, account.id, template)
     else:
         if body is None or template is not None:
             raise ValidationFailed.field("body", f"a {channel} campaign sends a body")

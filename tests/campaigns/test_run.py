@@ -270,3 +270,52 @@ def test_an_accounts_absurd_pacing_is_bounded_rather_than_stopping_its_campaigns
     [(_, _, delay)] = batches.items
     assert 0 < delay <= 24 * 3600
     assert batches.run_next() == ["completed"]
+
+
+def test_a_draft_sends_the_header_media_its_template_has_when_it_runs(
+    shop: Shop, fake_graph, campaign_settings
+):
+    """A campaign that gives its media header no parameter sends the template's header
+    media URL: the one set when it runs, not a copy taken when the draft was written."""
+    import secrets
+
+    from shared.models import WaTemplate
+
+    with session_scope() as session:
+        template = WaTemplate(
+            tenant_id=shop.tenant_id,
+            integration_account_id=shop.wa["id"],
+            meta_template_id=str(secrets.randbelow(10**15)),
+            name="spring_banner",
+            language="en_US",
+            category="MARKETING",
+            status="APPROVED",
+            components=[
+                {"type": "HEADER", "format": "IMAGE"},
+                {"type": "BODY", "text": "Hi {{1}}"},
+            ],
+            header_media_url="https://cdn.example/old.png",
+        )
+        session.add(template)
+        session.flush()
+        template_id = template.id
+    campaign = shop.create(template=shop.template("{{name}}", name="spring_banner"))
+    fixed = shop.ws.call(
+        "PATCH",
+        f"/api/wa-templates/{template_id}/header-media",
+        json={"header_media_url": "https://cdn.example/new.png"},
+    )
+    assert fixed.status_code == 200, fixed.text
+    shop.add(campaign, shop.contacts(1))
+    shop.send(campaign)
+    settled(shop, campaign)
+    own = f"/{shop.wa['external_id']}/messages"  # not a previous test's late send
+    [sent] = [
+        r.json
+        for r in fake_graph.sent()
+        if r.json.get("type") == "template" and r.path.endswith(own)
+    ]
+    [header] = [c for c in sent["template"]["components"] if c["type"] == "header"]
+    assert header["parameters"] == [
+        {"type": "image", "image": {"link": "https://cdn.example/new.png"}}
+    ]
