@@ -138,7 +138,11 @@ def _outstanding(sla: ConversationSla) -> Iterator[tuple[str, dt.datetime]]:
             yield kind, due
 
 
-def _refresh_next_check(sla: ConversationSla) -> None:
+def _refresh_next_check(sla: ConversationSla, policy: SlaPolicy | None = None) -> None:
+    if policy is not None and sla.policy_version != policy.version:
+        # The policy changed and check_sla has not applied it yet (update_policy made the
+        # clock due for that): keep it due, else its old due times would hide the new ones.
+        return
     if sla.paused_at is not None or sla.resolution_met_at is not None:
         sla.next_check_at = None
         return
@@ -270,7 +274,7 @@ def agent_replied(
         changed = True
     if changed:
         sla.updated_at = at
-        _refresh_next_check(sla)
+        _refresh_next_check(sla, policy)
         session.flush()
 
 
@@ -336,7 +340,7 @@ def status_changed(
     elif sla.paused_at is not None:
         _resume(session, sla, policy, conversation, now)
     sla.updated_at = now
-    _refresh_next_check(sla)
+    _refresh_next_check(sla, policy)
     session.flush()
 
 

@@ -519,3 +519,32 @@ def test_a_conversation_that_starts_or_stops_matching_gains_or_loses_its_clock(a
     ws.call("PATCH", tags, json={"remove": ["urgent"]})
     assert clock(other) is None
     assert ws.call("GET", f"/api/conversations/{other}/sla").json["policy"] is None
+
+
+def test_a_reply_before_the_next_check_does_not_hide_a_lowered_target(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=30, resolution_minutes=600)
+    conversation = api.inbound("Hi")["conversation_id"]
+    started = clock(conversation).started_at
+    # the target is lowered; an agent replies before check_sla has applied it
+    resp = ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"resolution_minutes": 60})
+    assert resp.status_code == 200, resp.text
+    api.reply(conversation, "On it")
+    # the lowered target is missed: the next check after its due time records it
+    assert check(started + dt.timedelta(minutes=61), conversation) == 1
+    assert breaches_of(conversation)[0].due_at == started + dt.timedelta(minutes=60)
+
+
+def test_a_pause_turned_off_reaches_a_paused_clock_answered_before_the_next_check(api):
+    ws = api.ws
+    chosen = policy(ws, resolution_minutes=600, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    assert clock(conversation).paused_at is not None
+    # pending no longer pauses; an agent replies before check_sla has applied that
+    ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"pause_on_pending": False})
+    api.reply(conversation, "Still on it")
+    assert check(db_now(), conversation) == 0
+    running = clock(conversation)
+    assert running.paused_at is None
+    assert running.next_check_at == running.resolution_due_at is not None
