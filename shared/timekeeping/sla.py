@@ -371,6 +371,8 @@ def conditions_changed(
         session.flush()
         return
     if policy.id == existing.policy_id:
+        if existing.policy_version != policy.version:
+            return  # due for check_sla, which applies the changed policy (pauses too)
         if policy.business_hours_only:
             _recompute(existing, _Clock(session, policy, conversation))
             session.flush()

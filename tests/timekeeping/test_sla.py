@@ -548,3 +548,19 @@ def test_a_pause_turned_off_reaches_a_paused_clock_answered_before_the_next_chec
     running = clock(conversation)
     assert running.paused_at is None
     assert running.next_check_at == running.resolution_due_at is not None
+
+
+def test_a_pause_turned_off_reaches_a_paused_clock_retagged_before_the_next_check(api):
+    ws = api.ws
+    chosen = policy(ws, resolution_minutes=600, business_hours_only=True, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+    assert clock(conversation).paused_at is not None
+    # pending no longer pauses; the conversation is tagged before check_sla has applied that
+    ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"pause_on_pending": False})
+    tags = f"/api/conversations/{conversation}/tags"
+    assert ws.call("PATCH", tags, json={"add": ["billing"]}).status_code == 200
+    assert check(db_now(), conversation) == 0
+    running = clock(conversation)
+    assert running.paused_at is None
+    assert running.next_check_at == running.first_response_due_at is not None
