@@ -231,9 +231,12 @@ def _breach_view(breach: SlaBreach) -> dict[str, Any]:
 def list_breaches(
     session: Session, ctx: Ctx, policy_id: uuid.UUID, *, limit: int, cursor: str | None = None
 ) -> Page[dict[str, Any]]:
-    """The policy's breaches, newest first (``ix_sla_breaches_policy`` serves the keyset)."""
+    """The policy's breaches, newest first (``ix_sla_breaches_policy`` serves the keyset).
+
+    A deleted policy's breaches stay listed, for reports.
+    """
     ctx.require(VIEW)
-    _get(session, ctx, policy_id)
+    tenant_row(session, SlaPolicy, ctx.tenant_id, policy_id, missing="SLA policy not found")
     query = select(SlaBreach).where(
         SlaBreach.tenant_id == ctx.tenant_id, SlaBreach.policy_id == policy_id
     )

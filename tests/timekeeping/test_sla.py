@@ -564,3 +564,17 @@ def test_a_pause_turned_off_reaches_a_paused_clock_retagged_before_the_next_chec
     running = clock(conversation)
     assert running.paused_at is None
     assert running.next_check_at == running.first_response_due_at is not None
+
+
+def test_a_deleted_policys_breaches_stay_listed(api, other_workspace):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=5)
+    conversation = api.inbound("Hi")["conversation_id"]
+    started = clock(conversation).started_at
+    assert check(started + dt.timedelta(minutes=6), conversation) == 1
+    assert ws.call("DELETE", f"{POLICIES}/{chosen['id']}").status_code == 204
+    listed = ws.call("GET", f"{POLICIES}/{chosen['id']}/breaches")
+    assert listed.status_code == 200, listed.text
+    assert [b["conversation_id"] for b in listed.json["items"]] == [conversation]
+    # still another tenant's policy to everyone else
+    assert other_workspace.call("GET", f"{POLICIES}/{chosen['id']}/breaches").status_code == 404
