@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import String, Uuid, any_, bindparam, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared import bulk_insert
 from shared.db import fetch_rows
 from shared.events import Actor, emit_many
 from shared.models import Conversation, ConversationSla, SlaBreach, SlaPolicy, Tenant
@@ -463,32 +463,33 @@ def _record(
     """Insert the breaches not recorded yet (one per target cycle) and emit ``sla.breached``
     for those only; the number recorded.
 
-    PERF: one multi-row INSERT and one batched outbox write per run, not one per breach.
+    PERF: one INSERT and one batched outbox write per run, not one per breach. The rows
+    travel as one parameter (:func:`shared.bulk_insert.insert_many`): a multi-row VALUES
+    of a backlog (thousands of clocks overdue on several targets after an outage) passed
+    PostgreSQL's 65,535 parameters a statement and failed every run.
     """
     if not due:
         return 0
     policies = {policy.id: policy for _, policy, _, _ in due}
-    table = SlaBreach.__table__
-    inserted = session.execute(
-        insert(table)
-        .values(
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": sla.tenant_id,
-                    "conversation_id": sla.conversation_id,
-                    "policy_id": policy.id,
-                    "kind": kind,
-                    "cycle_started_at": _cycle_start(sla, kind),
-                    "due_at": due_at,
-                    "breached_at": now,
-                }
-                for sla, policy, kind, due_at in due
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(*table.c)
-    ).all()
+    inserted = bulk_insert.insert_many(
+        session,
+        SlaBreach.__table__,
+        [
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": sla.tenant_id,
+                "conversation_id": sla.conversation_id,
+                "policy_id": policy.id,
+                "kind": kind,
+                "cycle_started_at": _cycle_start(sla, kind),
+                "due_at": due_at,
+                "breached_at": now,
+            }
+            for sla, policy, kind, due_at in due
+        ],
+        on_conflict="ON CONFLICT DO NOTHING",
+        returning="*",
+    )
     emit_many(
         session,
         "sla.breached",

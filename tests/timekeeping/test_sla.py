@@ -11,7 +11,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from shared.db import session_scope
 from shared.models import ConversationSla, OutboxEvent, SlaBreach
@@ -578,3 +578,48 @@ def test_a_deleted_policys_breaches_stay_listed(api, other_workspace):
     assert [b["conversation_id"] for b in listed.json["items"]] == [conversation]
     # still another tenant's policy to everyone else
     assert other_workspace.call("GET", f"{POLICIES}/{chosen['id']}/breaches").status_code == 404
+
+
+def test_a_backlog_of_breaches_is_recorded_in_one_check(workspace):
+    """After an outage thousands of clocks are overdue on every target at once: one run
+    records them all (more than one statement's 65,535 parameters' worth)."""
+    chosen = policy(
+        workspace, first_response_minutes=5, next_response_minutes=5, resolution_minutes=5
+    )
+    count, tenant = 2_800, tid(workspace)
+    with session_scope() as session:
+        contact = session.scalar(
+            text(
+                "INSERT INTO contacts (id, tenant_id, channel, external_id)"
+                " VALUES (gen_random_uuid(), :t, 'api', 'backlog') RETURNING id"
+            ),
+            {"t": tenant},
+        )
+        session.execute(
+            text(
+                "INSERT INTO conversations (id, tenant_id, contact_id, channel)"
+                " SELECT gen_random_uuid(), :t, :c, 'api' FROM generate_series(1, :n)"
+            ),
+            {"t": tenant, "c": contact, "n": count},
+        )
+        started = db_now() - dt.timedelta(hours=2)
+        due = started + dt.timedelta(minutes=5)
+        session.execute(
+            text(
+                "INSERT INTO conversation_slas (conversation_id, tenant_id, policy_id,"
+                " policy_version, started_at, first_response_due_at, next_response_started_at,"
+                " next_response_due_at, resolution_due_at, next_check_at)"
+                " SELECT id, tenant_id, :p, 1, :s, :d, :s, :d, :d, :d"
+                " FROM conversations WHERE contact_id = :c"
+            ),
+            {"p": uuid.UUID(chosen["id"]), "s": started, "d": due, "c": contact},
+        )
+    at = db_now()
+    with session_scope() as session:
+        sla.check_due(session, now=at)
+    with session_scope() as session:
+        recorded = session.scalar(
+            select(func.count()).select_from(SlaBreach).where(SlaBreach.tenant_id == tenant)
+        )
+    assert recorded == 3 * count
+    assert len(breach_events(workspace)) == 3 * count
