@@ -18,14 +18,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
-from shared.models import Division, Tenant, WorkingHours
+from shared.models import (
+    Conversation,
+    ConversationSla,
+    Division,
+    SlaPolicy,
+    Tenant,
+    WorkingHours,
+)
 from shared.timekeeping import working_hours
 
 MANAGE = "settings.manage"
@@ -200,11 +207,40 @@ def _upsert(
     return before, _stored(session, ctx.tenant_id, division_id)
 
 
+def _retime_sla_clocks(
+    session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None = None
+) -> None:
+    """Running business-hours SLA clocks were timed by the hours that applied until now:
+    make them due for ``check_sla`` with a stale policy version, so that it re-times them
+    by the hours that apply now (``shared.timekeeping.sla.check_due``). With
+    ``division_id`` only that division's conversations (its override changed).
+    """
+    query = update(ConversationSla).where(
+        ConversationSla.tenant_id == tenant_id,
+        ConversationSla.resolution_met_at.is_(None),
+        ConversationSla.policy_id.in_(
+            select(SlaPolicy.id).where(
+                SlaPolicy.tenant_id == tenant_id, SlaPolicy.business_hours_only.is_(True)
+            )
+        ),
+    )
+    if division_id is not None:
+        query = query.where(
+            ConversationSla.conversation_id.in_(
+                select(Conversation.id).where(
+                    Conversation.tenant_id == tenant_id, Conversation.division_id == division_id
+                )
+            )
+        )
+    session.execute(query.values(policy_version=0, next_check_at=func.now()))
+
+
 def put_global(session: Session, ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:
     """Create or replace the tenant's schedule."""
     ctx.require(MANAGE)
     schedule = clean_schedule(body)
     before, after = _upsert(session, ctx, None, schedule)
+    _retime_sla_clocks(session, ctx.tenant_id)
     activity.record(
         session,
         ctx,
@@ -225,6 +261,7 @@ def put_division(
     _division(session, ctx, division_id, lock=True)
     schedule = clean_schedule(body)
     before, after = _upsert(session, ctx, division_id, schedule)
+    _retime_sla_clocks(session, ctx.tenant_id, division_id)
     activity.record(
         session,
         ctx,
@@ -249,6 +286,7 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     ).scalar_one_or_none()
     if removed is None:
         raise NotFound("This division has no working hours override")
+    _retime_sla_clocks(session, ctx.tenant_id, division_id)
     activity.record(session, ctx, "working_hours.deleted", "division", division_id, before=removed)
 
 
@@ -269,6 +307,7 @@ def put_timezone(session: Session, ctx: Ctx, timezone: str) -> dict[str, Any]:
     if before != timezone:
         tenant.timezone = timezone
         session.flush()
+        _retime_sla_clocks(session, tenant.id)
         activity.record(
             session,
             ctx,

@@ -623,3 +623,18 @@ def test_a_backlog_of_breaches_is_recorded_in_one_check(workspace):
         )
     assert recorded == 3 * count
     assert len(breach_events(workspace)) == 3 * count
+
+
+def test_new_working_hours_re_time_the_open_business_hours_clocks(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=30, business_hours_only=True)  # the tenant: always open
+    conversation = api.inbound("Hello")["conversation_id"]
+    before = clock(conversation)
+    assert before.first_response_due_at == before.started_at + dt.timedelta(minutes=30)
+    # closed until further notice (a schedule that lists no days is always closed)
+    assert ws.call("PUT", "/api/working-hours", json={"days": []}).status_code == 200
+    # no breach at the old due time: the next check re-times the clock by the new hours
+    assert check(before.first_response_due_at + dt.timedelta(minutes=1), conversation) == 0
+    after = clock(conversation)
+    assert after.first_response_due_at == before.started_at + dt.timedelta(days=3650)
+    assert after.started_at == before.started_at
