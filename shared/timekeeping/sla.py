@@ -102,7 +102,8 @@ class _Clock:
         if minutes is None:
             return None
         span = dt.timedelta(minutes=minutes, seconds=paused)
-        return add_working_time(self.schedule, self.timezone, start, span) or start + _NEVER
+        due = add_working_time(self.schedule, self.timezone, start, span, horizon=_NEVER)
+        return due or start + _NEVER
 
     def elapsed(self, start: dt.datetime, end: dt.datetime) -> float:
         """Seconds of counted time in ``[start, end)`` (working time when business hours only)."""

@@ -245,6 +245,12 @@ def _parse(schedule: Mapping[str, Any]) -> _Schedule:
     return _Schedule(days, holidays)  # type: ignore[arg-type]
 
 
+def week_open_seconds(schedule: Mapping[str, Any]) -> int:
+    """Seconds the schedule is open in a week without holidays (a DST change moves it by
+    an hour at most, once)."""
+    return sum(end - start for spans in _parse(schedule).days.values() for start, end in spans)
+
+
 # --- questions --------------------------------------------------------------------------
 
 

@@ -638,3 +638,22 @@ def test_new_working_hours_re_time_the_open_business_hours_clocks(api):
     after = clock(conversation)
     assert after.first_response_due_at == before.started_at + dt.timedelta(days=3650)
     assert after.started_at == before.started_at
+
+
+def test_a_target_the_working_hours_cannot_hold_is_never_due_and_opens_at_once(api):
+    """A minute a week cannot hold a year's target: never due (10 years on), computed at
+    once; the walk to it used to pass year 9999 and fail the inbound message."""
+    ws = api.ws
+    a_minute_a_week = {
+        "days": [{"weekday": 0, "intervals": [{"start": "09:00", "end": "09:01"}]}],
+        "holidays": [],
+    }
+    assert ws.call("PUT", "/api/working-hours", json=a_minute_a_week).status_code == 200
+    policy(ws, first_response_minutes=600, resolution_minutes=525_600, business_hours_only=True)
+
+    conversation = api.inbound("Anyone there?")["conversation_id"]
+
+    opened = clock(conversation)
+    never = opened.started_at + dt.timedelta(days=3650)
+    assert (opened.first_response_due_at, opened.resolution_due_at) == (never, never)
+    assert check(db_now() + dt.timedelta(days=400), conversation) == 0
