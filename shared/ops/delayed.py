@@ -6,7 +6,9 @@ Dramatiq's Redis broker keeps each delayed message in ``{queue}.DQ.msgs`` (a has
 it early and holds it in memory meanwhile. So removing the hash entry is not enough:
 the id is also marked cancelled (:data:`shared.ops.keys.cancelled_key`) and every
 worker skips a cancelled message when its eta comes (``workers.presence``). A retry
-now sends a copy under a new message id, then cancels the original.
+now sends a copy under a new message id, then cancels the original. Each retry or
+delete first takes a short claim on the message (:func:`_claim`), so two at once act
+once: the other answers 404.
 
 A mark is read by the workers every beat, so a message deleted less than a second
 before its eta may still run once. RabbitMQ cannot list a queue without consuming
@@ -42,6 +44,8 @@ Kind = Literal["retry", "scheduled"]
 MAX_SCAN_PER_QUEUE = 5000
 #: How long a cancel mark outlives the message's eta.
 CANCEL_MARGIN_SECONDS = 24 * 3600
+#: How long one request's claim on a delayed message lasts at most (it sends, then cancels).
+CLAIM_SECONDS = 60
 
 
 def _broker() -> tuple[redis.Redis, str]:
@@ -151,6 +155,26 @@ def _find(
     return message
 
 
+def _claim(message: dramatiq.Message) -> None:
+    """Take the one claim on ``message`` (404 when another request holds it).
+
+    NOTE: the hash entry is read before it is deleted: without the claim, two retries
+    at once both find it and both send a copy, and the job runs twice.
+    """
+    claimed = redis_access.client().set(
+        keys.claim_key(redis_access.namespace(), message.message_id),
+        "1",
+        nx=True,
+        ex=CLAIM_SECONDS,
+    )
+    if not claimed:
+        raise NotFound("No such delayed message (it was retried or deleted already)")
+
+
+def _release(message: dramatiq.Message) -> None:
+    redis_access.client().delete(keys.claim_key(redis_access.namespace(), message.message_id))
+
+
 def _cancel(client: redis.Redis, namespace: str, queue: str, redis_id: str, message) -> None:
     # NOTE: the mark first: a worker holding the message must skip it once its entry is gone.
     eta_seconds = (message.options.get("eta") or 0) / 1000
@@ -169,6 +193,7 @@ def delete_delayed(queue: str, redis_id: str, *, tenant_id: uuid.UUID | None) ->
     """Delete one delayed message for good; return what it was. 404 when gone."""
     client, namespace = _broker()
     message = _find(client, namespace, queue, redis_id, tenant_id)
+    _claim(message)
     _cancel(client, namespace, queue, redis_id, message)
     return _view(queue, redis_id, message)
 
@@ -183,14 +208,19 @@ def retry_now(
     """Send a copy of a delayed message to run now (a new message id), cancel the original."""
     client, namespace = _broker()
     message = _find(client, namespace, queue, redis_id, tenant_id)
-    send(
-        Resend(
-            queue=queue,
-            actor=message.actor_name,
-            args=list(message.args),
-            kwargs=dict(message.kwargs),
-            options=clean_options(message.options, keep_retries=True),
+    _claim(message)
+    try:
+        send(
+            Resend(
+                queue=queue,
+                actor=message.actor_name,
+                args=list(message.args),
+                kwargs=dict(message.kwargs),
+                options=clean_options(message.options, keep_retries=True),
+            )
         )
-    )
+    except BaseException:
+        _release(message)  # nothing was sent: the original still runs at its eta
+        raise
     _cancel(client, namespace, queue, redis_id, message)
     return _view(queue, redis_id, message)

@@ -12,6 +12,9 @@
 ``{ns}:ops:cancelled``
     Sorted set of message ids an operator deleted or retried early while a worker
     held them in memory (delayed), scored by when the mark may be forgotten.
+``{ns}:ops:claim:{message_id}``
+    Held for a moment by the one request that retries or deletes a delayed message,
+    so two at once (a double click, two operators) act once.
 ``{ns}:ops:scheduler:runs`` / ``{ns}:ops:scheduler:jobs``
     Hash of job name -> JSON of its last run; hash of job name -> its trigger.
 """
@@ -38,6 +41,10 @@ def paused_key(namespace: str) -> str:
 
 def cancelled_key(namespace: str) -> str:
     return f"{namespace}:ops:cancelled"
+
+
+def claim_key(namespace: str, message_id: str) -> str:
+    return f"{namespace}:ops:claim:{message_id}"
 
 
 def scheduler_runs_key(namespace: str) -> str:

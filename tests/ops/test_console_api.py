@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -274,3 +275,38 @@ def test_redis_down_answers_503_naming_redis(client, private_redis, settings_env
     resp = client.simulate_get(path, headers=OPERATOR)
     assert resp.status_code == 503, resp.text
     assert "Redis" in resp.json["error"]["message"]
+
+
+def test_two_concurrent_run_nows_of_one_delayed_message_run_it_once(
+    client, worker, operator, monkeypatch
+):
+    """A double-clicked "Run now" (or two operators at once) must not run the job twice."""
+    from workers import resend
+
+    marker = uuid.uuid4().hex
+    ops_retried.send_with_options(args=(marker,), delay=60_000)
+    item = wait_until(lambda: _delayed(client, marker), timeout=3)
+    # A broker a little slow to take the copy: both requests are sending at once.
+    both_sending = threading.Barrier(2, timeout=2)
+    real_send = resend.send
+
+    def slow_send(message):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_sending.wait()
+        real_send(message)
+
+    monkeypatch.setattr(resend, "send", slow_send)
+    path = f"/api/ops/delayed/test_ops_delay/{item['id']}/retry"
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: statuses.append(operator("POST", path).status_code))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: _ran.get(marker), timeout=10)
+    time.sleep(1.5)
+    assert _ran[marker] == 1
+    assert sorted(statuses) == [200, 404]
