@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from shared.errors import Conflict, NotFound
 from shared.models import DeadLetter
 from shared.ops.resend import Resend, Sender, clean_options
+from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.worker_metrics import tenant_id_from_options
 
 #: Longest error text kept; the tail is kept, because a traceback ends with the exception.
@@ -109,6 +110,29 @@ def list_dead_letters(
         statement = statement.where(tuple_(DeadLetter.failed_at, DeadLetter.id) < tuple_(*before))
     statement = statement.order_by(DeadLetter.failed_at.desc(), DeadLetter.id.desc()).limit(limit)
     return list(session.scalars(statement))
+
+
+def page_dead_letters(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    include_requeued: bool = False,
+) -> Page[DeadLetter]:
+    """One page of :func:`list_dead_letters`, newest first; ``next_cursor`` continues it
+    (None on the last page). A malformed cursor is a 400."""
+    rows = list_dead_letters(
+        session,
+        tenant_id=tenant_id,
+        limit=limit + 1,
+        before=decode_cursor(cursor) if cursor else None,
+        include_requeued=include_requeued,
+    )
+    if len(rows) <= limit:
+        return Page(rows, None)
+    last = rows[limit - 1]
+    return Page(rows[:limit], encode_cursor(last.failed_at, last.id))
 
 
 def count_dead_letters(

@@ -151,23 +151,26 @@ class DeadLettersResource:
         query=DeadLetterQuery,
         response=dict[str, Any],
         errors=(401, 403),
-        description="Newest first, with the last line of each error." + _AUTH,
+        description="Newest first, with the last line of each error; `next_cursor` (null on"
+        " the last page) is the `cursor` of the next page." + _AUTH,
         tags=TAGS,
     )
     def on_get(self, req, resp, *, query: DeadLetterQuery):
         tenant_id = ops_scope(req)
         session = req.context.db
-        rows = dead_letters.list_dead_letters(
+        page = dead_letters.page_dead_letters(
             session,
             tenant_id=tenant_id,
             limit=query.limit,
+            cursor=query.cursor,
             include_requeued=query.include_requeued,
         )
         return {
             "count": dead_letters.count_dead_letters(
                 session, tenant_id=tenant_id, include_requeued=query.include_requeued
             ),
-            "items": [dead_letters.dead_letter_view(row) for row in rows],
+            "items": [dead_letters.dead_letter_view(row) for row in page.items],
+            "next_cursor": page.next_cursor,
         }
 
 

@@ -22,4 +22,5 @@ class DelayedQuery(Query):
 
 class DeadLetterQuery(Query):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, Field(max_length=512)] | None = None
     include_requeued: bool = False

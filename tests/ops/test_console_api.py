@@ -310,3 +310,27 @@ def test_two_concurrent_run_nows_of_one_delayed_message_run_it_once(
     time.sleep(1.5)
     assert _ran[marker] == 1
     assert sorted(statuses) == [200, 404]
+
+
+def test_dead_letters_page_through_with_a_cursor(client, worker, broker, workspace):
+    """More dead letters than one page holds: the rest are reached with ``next_cursor``."""
+    markers = [uuid.uuid4().hex for _ in range(3)]
+    _fail_first.update(markers)
+    for marker in markers:
+        ops_dies.send_with_options(args=(marker,), tenant_id=workspace.tenant["id"])
+    wait_until(
+        lambda: workspace.call("GET", "/api/ops/dead-letters").json["count"] == 3, timeout=10
+    )
+    first = workspace.call("GET", "/api/ops/dead-letters", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    assert len(first.json["items"]) == 2 and first.json["next_cursor"]
+    rest = workspace.call(
+        "GET", "/api/ops/dead-letters", params={"limit": 2, "cursor": first.json["next_cursor"]}
+    )
+    assert rest.status_code == 200, rest.text
+    assert rest.json["next_cursor"] is None and rest.json["count"] == 3
+    seen = [item["id"] for item in first.json["items"] + rest.json["items"]]
+    assert len(set(seen)) == 3
+    bad = workspace.call("GET", "/api/ops/dead-letters", params={"cursor": "nope"})
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "bad_request"
+    _fail_first.difference_update(markers)
