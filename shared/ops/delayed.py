@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import dramatiq
 import redis
-from dramatiq.common import dq_name
+from dramatiq.common import dq_name, q_name
 
 from shared import queue_stats
 from shared.config import get_settings
@@ -104,7 +104,8 @@ def list_delayed(
     wanted_tenant = str(tenant_id) if tenant_id is not None else None
     candidates: list[tuple[float, str, str, dramatiq.Message]] = []
     truncated = False
-    for name in [queue] if queue is not None else queue_names:
+    names = queue_names if queue is None else [queue] if queue == q_name(queue) else []
+    for name in names:
         seen = 0
         for raw_id, raw in client.hscan_iter(
             f"{namespace}:{dq_name(name)}.msgs", count=min(scan_limit + 1, 1000)
@@ -146,7 +147,13 @@ def _cancelled() -> set[str]:
 def _find(
     client: redis.Redis, namespace: str, queue: str, redis_id: str, tenant_id: uuid.UUID | None
 ) -> dramatiq.Message:
-    raw = client.hget(f"{namespace}:{dq_name(queue)}.msgs", redis_id)
+    # NOTE: dq_name() maps "q.XQ" and "q.DQ" to q's delay queue too; a copy sent to such
+    # a name would land where no worker consumes it, so only the queue's own name finds it.
+    raw = (
+        client.hget(f"{namespace}:{dq_name(queue)}.msgs", redis_id)
+        if queue == q_name(queue)
+        else None
+    )
     if raw is None:
         raise NotFound("No such delayed message (it may have run already)")
     message = dramatiq.Message.decode(raw)

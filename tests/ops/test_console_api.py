@@ -334,3 +334,17 @@ def test_dead_letters_page_through_with_a_cursor(client, worker, broker, workspa
     bad = workspace.call("GET", "/api/ops/dead-letters", params={"cursor": "nope"})
     assert bad.status_code == 400 and bad.json["error"]["code"] == "bad_request"
     _fail_first.difference_update(markers)
+
+
+def test_run_now_under_the_delay_or_dead_queues_name_still_runs_the_job(client, worker, operator):
+    """The path names the queue; a suffixed name finds the same message, and its copy
+    must still go to the queue the workers consume, never be lost on ``.XQ``."""
+    marker = uuid.uuid4().hex
+    ops_retried.send_with_options(args=(marker,), delay=60_000)
+    item = wait_until(lambda: _delayed(client, marker), timeout=3)
+    resp = operator("POST", f"/api/ops/delayed/test_ops_delay.XQ/{item['id']}/retry")
+    if resp.status_code == 200:
+        wait_until(lambda: _ran.get(marker) == 1, timeout=10)
+    else:
+        assert resp.status_code == 404, resp.text
+        assert _delayed(client, marker)["id"] == item["id"]
