@@ -11,7 +11,9 @@ what is assigned to them and the unassigned conversations of their divisions
 :data:`EPOCHS` is an epoch cache used only for its epochs: any committed write to
 what a viewer is made of (users, roles, tenants, revoked tokens, API keys, division
 memberships) gives the tenant a new epoch, and the stream process re-authenticates
-that tenant's connections within a few seconds.
+that tenant's connections within a few seconds. A super admin deleted or whose
+password is reset (which ends their impersonations) belongs to no tenant: the write
+moves every tenant's epoch.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from sqlalchemy.orm import Session
 from shared import epoch_cache
 from shared.context import Ctx
 from shared.inbox import access
-from shared.models import ApiKey, DivisionMember, RevokedToken, Role, Tenant, User
+from shared.models import ApiKey, DivisionMember, RevokedToken, Role, SuperAdmin, Tenant, User
 
 EPOCHS = epoch_cache.EpochCache(
     "realtime_access",
     tables=[
-        model.__table__.name for model in (User, Role, Tenant, RevokedToken, ApiKey, DivisionMember)
+        model.__table__.name
+        for model in (User, Role, Tenant, RevokedToken, ApiKey, DivisionMember, SuperAdmin)
     ],
     per_tenant=True,
     ignore={
@@ -39,6 +42,7 @@ EPOCHS = epoch_cache.EpochCache(
             {"last_login_at", "status", "full_name", "avatar_url", "updated_at"}
         ),
         ApiKey.__table__.name: frozenset({"last_used_at"}),
+        SuperAdmin.__table__.name: frozenset({"last_login_at", "full_name", "updated_at"}),
     },
     max_entries=1,
     redis_key=("realtime", "access_epoch"),
