@@ -5,15 +5,20 @@ the ``ops_session`` cookie the login form sets from that token; a tenant admin
 (``automation.manage``) with a bearer token, an API key, or the cookie set by logging
 in with email and password, who sees their tenant's slice. The cookie lives on
 ``/ops`` only, HttpOnly and SameSite=Strict, so no other site can make a browser
-press the page's buttons; an operator cookie holds an HMAC of the token, never the
-token itself. Anything unexpected answers an HTML page with the right status: 401 the
-login form, 403, 503 naming Redis when it is down; never a 500 page for a known fault.
+press the page's buttons; an operator cookie holds its expiry, a random session id
+and an HMAC of them and the token, never the token itself: it is refused once
+expired or logged out (the ended session id is kept in Redis until it would expire).
+Anything unexpected answers an HTML page with the right status: 401 the login form,
+403, 503 naming Redis when it is down; never a 500 page for a known fault.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import secrets
+import time
 import uuid
 from urllib.parse import parse_qs
 
@@ -28,9 +33,11 @@ from shared.config import get_settings
 from shared.errors import DomainError, Forbidden, Unauthenticated
 from shared.identity import auth
 from shared.logs import tenant_id_var
-from shared.ops import console, delayed, queues, redis_access
+from shared.ops import console, delayed, keys, queues, redis_access
 from workers import resend
 from workers.queues import ALL as QUEUES
+
+log = logging.getLogger(__name__)
 
 COOKIE = "ops_session"
 PATH = "/ops"
@@ -48,14 +55,48 @@ _SECURITY_HEADERS = {
 }
 
 
-def _operator_cookie_value() -> str | None:
+def _operator_signature(expires: int, nonce: str) -> str | None:
     token = get_settings().metrics_token
     if not token:
         return None
-    digest = hmac.new(
-        get_settings().secret_key.encode(), f"ops-operator:{token}".encode(), hashlib.sha256
+    return hmac.new(
+        get_settings().secret_key.encode(),
+        f"ops-operator:{token}:{expires}:{nonce}".encode(),
+        hashlib.sha256,
     ).hexdigest()
-    return f"op.{digest}"
+
+
+def _new_operator_cookie() -> str:
+    expires, nonce = int(time.time()) + OPERATOR_SESSION_SECONDS, secrets.token_hex(16)
+    return f"op.{expires}.{nonce}.{_operator_signature(expires, nonce)}"
+
+
+def _operator_session(value: str) -> tuple[int, str] | None:
+    """``(expires, session id)`` of a genuine, unexpired operator cookie, else None."""
+    parts = value.split(".")
+    if len(parts) != 4 or parts[0] != "op" or not (parts[1].isascii() and parts[1].isdigit()):
+        return None
+    expires, nonce, signature = int(parts[1]), parts[2], parts[3]
+    expected = _operator_signature(expires, nonce)
+    if not (expected and hmac.compare_digest(signature, expected)) or expires <= time.time():
+        return None
+    return expires, nonce
+
+
+def _session_ended(nonce: str) -> bool:
+    key = keys.ended_session_key(redis_access.namespace(), nonce)
+    try:
+        return bool(redis_access.client().exists(key))
+    except redis_access.redis.RedisError as exc:
+        raise redis_access.RedisDown(exc) from exc
+
+
+def _end_session(expires: int, nonce: str) -> None:
+    key = keys.ended_session_key(redis_access.namespace(), nonce)
+    try:
+        redis_access.client().set(key, "1", ex=max(int(expires - time.time()), 1))
+    except redis_access.redis.RedisError:
+        log.warning("could not end an operator's console session (Redis down)", exc_info=True)
 
 
 def page_scope(req: falcon.Request) -> uuid.UUID | None:
@@ -66,8 +107,10 @@ def page_scope(req: falcon.Request) -> uuid.UUID | None:
     if not values:
         raise Unauthenticated("Log in to see the console")
     value = values[0]
-    expected = _operator_cookie_value()
-    if expected and hmac.compare_digest(value, expected):
+    operator = _operator_session(value)
+    if operator is not None:
+        if _session_ended(operator[1]):
+            raise Unauthenticated("Your console session has ended; log in again")
         return None
     if value.startswith("jwt."):
         ctx = auth.authenticate_token(
@@ -153,7 +196,7 @@ class OpsLoginResource:
             if token:
                 if not (expected_token and hmac.compare_digest(token, expected_token)):
                     raise Unauthenticated("That is not the operator token")
-                value, max_age = _operator_cookie_value(), OPERATOR_SESSION_SECONDS
+                value, max_age = _new_operator_cookie(), OPERATOR_SESSION_SECONDS
             else:
                 result = auth.login(
                     req.context.db,
@@ -185,8 +228,12 @@ class OpsLoginResource:
 
 class OpsLogoutResource:
     def on_post(self, req, resp):
-        """Forget the cookie; a tenant admin's token in it is revoked too."""
+        """Forget the cookie and end its session: an operator's is refused from now on, a
+        tenant admin's token in it is revoked."""
         values = req.get_cookie_values(COOKIE)
+        operator = _operator_session(values[0]) if values else None
+        if operator is not None:
+            _end_session(*operator)
         if values and values[0].startswith("jwt."):
             try:
                 ctx = auth.authenticate_token(req.context.db, values[0][4:])

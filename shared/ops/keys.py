@@ -15,6 +15,9 @@
 ``{ns}:ops:claim:{message_id}``
     Held for a moment by the one request that retries or deletes a delayed message,
     so two at once (a double click, two operators) act once.
+``{ns}:ops:ended:{nonce}``
+    An operator's page session (``ops_session`` cookie) that logged out, kept until
+    the cookie would have expired.
 ``{ns}:ops:scheduler:runs`` / ``{ns}:ops:scheduler:jobs``
     Hash of job name -> JSON of its last run; hash of job name -> its trigger.
 """
@@ -45,6 +48,10 @@ def cancelled_key(namespace: str) -> str:
 
 def claim_key(namespace: str, message_id: str) -> str:
     return f"{namespace}:ops:claim:{message_id}"
+
+
+def ended_session_key(namespace: str, nonce: str) -> str:
+    return f"{namespace}:ops:ended:{nonce}"
 
 
 def scheduler_runs_key(namespace: str) -> str:

@@ -183,3 +183,32 @@ def test_redis_down_is_a_503_page_naming_redis(client, private_redis, settings_e
 def test_bad_window_is_a_400(client):
     resp = client.simulate_get("/ops", headers=OPERATOR, params={"minutes": "soon"})
     assert resp.status_code == 400
+
+
+def test_logging_out_ends_the_operators_page_session(client):
+    """The operator's cookie, like a tenant admin's, is worthless once they log out
+    (a copy left in another browser or a proxy log must not open the console)."""
+    token = OPERATOR["Authorization"].split()[1]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    first = {
+        "ops_session": _cookie(
+            client.simulate_post("/ops/login", body=f"token={token}", headers=form)
+        )
+    }
+    second = {
+        "ops_session": _cookie(
+            client.simulate_post("/ops/login", body=f"token={token}", headers=form)
+        )
+    }
+    assert client.simulate_get("/ops", cookies=first).status_code == 200
+    out = client.simulate_post("/ops/logout", cookies=first)
+    assert out.status_code == 303 and out.cookies["ops_session"].value == ""
+    assert client.simulate_get("/ops", cookies=first).status_code == 401
+    assert (
+        client.simulate_post(
+            "/ops/actions", body="action=pause&queue=test_ops_page", headers=form, cookies=first
+        ).status_code
+        == 401
+    )
+    # Another session of the operator carries on.
+    assert client.simulate_get("/ops", cookies=second).status_code == 200
