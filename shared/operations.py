@@ -26,6 +26,17 @@ from shared.scheduler_status import SchedulerStatus, scheduler_status
 
 log = logging.getLogger(__name__)
 
+#: What a tenant is told when the broker cannot be read (APPSEC: its address, in the
+#: error's text, is the platform's: operators see the error itself).
+BROKER_DOWN = "The message broker is unreachable"
+
+
+def broker_error_for(error: str | None, tenant_id: uuid.UUID | None) -> str | None:
+    """``error`` for the platform operator (``tenant_id`` None), a plain sentence for a tenant."""
+    if error is None or tenant_id is None:
+        return error
+    return BROKER_DOWN
+
 
 @dataclass
 class HealthReport:
@@ -158,7 +169,7 @@ def worker_metrics_report(
         report["queues"] = queue_stats.queue_depths(queue_names)
     except queue_stats.BrokerUnavailable as exc:
         report["queues"] = None
-        report["broker_error"] = str(exc)
+        report["broker_error"] = broker_error_for(str(exc), tenant_id)
     latest = dead_letters.list_dead_letters(session, tenant_id=tenant_id, limit=20)
     report["dead_letters"] = {
         "count": dead_letters.count_dead_letters(session, tenant_id=tenant_id),

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from shared import dead_letters, worker_metrics
 from shared.errors import Conflict
-from shared.operations import outbox_backlog
+from shared.operations import broker_error_for, outbox_backlog
 from shared.ops import delayed, processes, queues, redis_access, scheduler_runs, tenants
 from shared.scheduler_status import scheduler_status
 
@@ -140,7 +140,7 @@ def snapshot(
         "processes": live if operator else [],
         "busy": busy,
         "queues": queue_rows,
-        "broker_error": broker_error,
+        "broker_error": broker_error_for(broker_error, tenant_id),
         "actors": actors,
         "tenants": flows,
         "delayed": waiting,

@@ -348,3 +348,21 @@ def test_run_now_under_the_delay_or_dead_queues_name_still_runs_the_job(client, 
     else:
         assert resp.status_code == 404, resp.text
         assert _delayed(client, marker)["id"] == item["id"]
+
+
+def test_a_tenant_admin_is_told_the_broker_is_down_not_where_it_lives(
+    client, workspace, settings_env
+):
+    """The broker's address (host, port, credentials) is the platform's, not a tenant's."""
+    settings_env(BROKER_URL="redis://:s3cret@127.0.0.1:1/0")
+    own = client.simulate_get("/api/ops/overview", headers=workspace.headers)
+    assert own.status_code == 200, own.text
+    assert own.json["broker_error"]
+    assert "127.0.0.1" not in own.text and ":1" not in own.json["broker_error"]
+    page = client.simulate_get("/ops", headers=workspace.headers)
+    assert page.status_code == 200 and "127.0.0.1" not in page.text
+    metrics = client.simulate_get("/api/automation/worker-metrics", headers=workspace.headers)
+    assert metrics.status_code == 200 and metrics.json["broker_error"]
+    assert "127.0.0.1" not in metrics.text
+    operator = client.simulate_get("/api/ops/overview", headers=OPERATOR).json
+    assert "127.0.0.1" in operator["broker_error"]
