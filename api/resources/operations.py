@@ -50,7 +50,8 @@ def operator_token(req: falcon.Request) -> bool:
     """True when the request carries the operator's ``METRICS_TOKEN``."""
     expected = get_settings().metrics_token
     header = req.get_header("Authorization") or ""
-    return bool(expected) and hmac.compare_digest(header, f"Bearer {expected}")
+    # NOTE: bytes: compare_digest() raises TypeError for a str with non-ASCII characters.
+    return bool(expected) and hmac.compare_digest(header.encode(), f"Bearer {expected}".encode())
 
 
 class WorkerMetricsResource:

@@ -74,11 +74,14 @@ def _new_operator_cookie() -> str:
 def _operator_session(value: str) -> tuple[int, str] | None:
     """``(expires, session id)`` of a genuine, unexpired operator cookie, else None."""
     parts = value.split(".")
-    if len(parts) != 4 or parts[0] != "op" or not (parts[1].isascii() and parts[1].isdigit()):
+    stamp = parts[1] if len(parts) == 4 and parts[0] == "op" else ""
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         return None
     expires, nonce, signature = int(parts[1]), parts[2], parts[3]
     expected = _operator_signature(expires, nonce)
-    if not (expected and hmac.compare_digest(signature, expected)) or expires <= time.time():
+    # NOTE: bytes: compare_digest() raises TypeError for a str with non-ASCII characters.
+    valid = expected and hmac.compare_digest(signature.encode(), expected.encode())
+    if not valid or expires <= time.time():
         return None
     return expires, nonce
 
@@ -194,7 +197,9 @@ class OpsLoginResource:
             token = form.get("token", "").strip()
             expected_token = get_settings().metrics_token
             if token:
-                if not (expected_token and hmac.compare_digest(token, expected_token)):
+                if not (
+                    expected_token and hmac.compare_digest(token.encode(), expected_token.encode())
+                ):
                     raise Unauthenticated("That is not the operator token")
                 value, max_age = _new_operator_cookie(), OPERATOR_SESSION_SECONDS
             else:

@@ -212,3 +212,20 @@ def test_logging_out_ends_the_operators_page_session(client):
     )
     # Another session of the operator carries on.
     assert client.simulate_get("/ops", cookies=second).status_code == 200
+
+
+def test_a_non_ascii_operator_token_is_refused_not_a_500(client):
+    """Whatever bytes a client sends as the token, the answer is 401, never a 500."""
+    for path in ("/api/ops/overview", "/metrics", "/api/automation/worker-metrics"):
+        resp = client.simulate_get(path, headers={"Authorization": "Bearer caf\u00e9"})
+        assert resp.status_code == 401, (path, resp.status_code, resp.text)
+        assert resp.json["error"]["code"] == "unauthenticated"
+    page = client.simulate_get("/ops", headers={"Authorization": "Bearer caf\u00e9"})
+    assert page.status_code == 401
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    login = client.simulate_post("/ops/login", body="token=caf%C3%A9", headers=form)
+    assert login.status_code == 401 and "ops_session" not in login.cookies
+    forged = client.simulate_get("/ops", cookies={"ops_session": "op.9999999999.x.caf\u00e9"})
+    assert forged.status_code == 401
+    huge = client.simulate_get("/ops", cookies={"ops_session": "op." + "9" * 5000 + ".x.y"})
+    assert huge.status_code == 401
