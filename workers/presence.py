@@ -108,6 +108,25 @@ class Presence(dramatiq.Middleware):
             with self._lock:
                 self._held.pop(message.message_id, None)
 
+    def after_consumer_thread_boot(self, broker, thread):
+        """Start the consumer of a paused queue paused, before its first fetch.
+
+        NOTE: Dramatiq starts consumers before ``after_worker_boot``: without this, a host
+        started while a queue is paused (a deploy, autoscaling) would fetch and run a
+        prefetch's worth of the paused queue's messages before its first beat.
+        """
+        name = thread.queue_name
+        if name != q_name(name):
+            return  # delay queues only hand due messages over (see _apply_pauses)
+        try:
+            paused = self.client.sismember(keys.paused_key(self.namespace), name)
+        except redis.RedisError:
+            log.warning("could not read the paused queues at boot; the beat applies them")
+            return
+        if paused:
+            log.warning("queue %s paused by an operator: no new messages are fetched", name)
+            thread.pause()
+
     # --- the beat ------------------------------------------------------------------------
 
     def after_worker_boot(self, broker, worker):
