@@ -12,6 +12,10 @@ PERF: the deletes find their rows by ``id = ANY(<the batch's ids as one array>)`
 an index scan per id. Joined to the CTE instead, the planner hashes the batch
 and scans the whole table: two sequential scans per batch.
 
+A suspended tenant's rows are never picked (API.md: its data is kept and scheduler
+jobs skip it); they age out after it is reactivated. Rows of no tenant (platform
+dead letters) are.
+
 The age is the moment a row became final where the table records it
 (``finished_at``), else when it arrived, and the cutoff is taken from the
 database clock: ``now() - :days days``.
@@ -44,6 +48,12 @@ class Kind(NamedTuple):
         return dict(zip(self.tables, row, strict=True))
 
 
+#: Rows of a tenant that is not active (suspended) stay; rows of no tenant do not.
+_TENANT_NOT_SUSPENDED = (
+    "NOT EXISTS (SELECT 1 FROM tenants x WHERE x.id = t.tenant_id AND x.status <> 'active')"
+)
+
+
 def kind(table: str, *, final: str, age: str, children: Sequence[tuple[str, str]] = ()) -> Kind:
     """Build the :class:`Kind` of ``table``: rows matching ``final`` (SQL over alias ``t``)
     whose ``age`` column is past the cutoff, oldest first, with the rows of each
@@ -62,7 +72,8 @@ def kind(table: str, *, final: str, age: str, children: Sequence[tuple[str, str]
     statement = f"""
         WITH doomed AS MATERIALIZED (
             SELECT t.id FROM {table} t
-             WHERE ({final}) AND t.{age} < now() - make_interval(days => :days)
+             WHERE ({final}) AND {_TENANT_NOT_SUSPENDED}
+               AND t.{age} < now() - make_interval(days => :days)
              ORDER BY t.{age}
              LIMIT :limit
                FOR UPDATE SKIP LOCKED
