@@ -175,7 +175,14 @@ def _conversation_facts(
     """Diff every fact row against its conversation; (facts moved, the conversations read)."""
     params = {"t": tenant_id, "tz": zone_name(tz)}
     facts = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_FACTS, params)}
-    source = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_CONVERSATIONS, params)}
+    source = {}
+    for cid, *fields in session.execute(_ALL_CONVERSATIONS, params):
+        fact = Fact(*fields)
+        if (old := facts.get(cid)) is not None:
+            # As the rollup does: a conversation keeps the day and hour it was first
+            # counted in (a timezone change since is no drift to correct).
+            fact = fact._replace(created_day=old.created_day, created_hour=old.created_hour)
+        source[cid] = fact
     deltas = Deltas()
     moved = apply_fact_changes(session, tenant_id, facts, source, deltas)
     deltas.write(session, tenant_id)

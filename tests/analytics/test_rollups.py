@@ -308,3 +308,21 @@ def test_a_day_with_an_event_still_waiting_is_not_recounted(ws):
     with session_scope() as session:
         settled = reconcile.reconcile_tenant(session, tenant, days=3)
     assert settled.days_checked == 3 and settled.corrections["daily_rows"] >= 1
+
+
+def test_a_timezone_change_is_no_drift_for_the_reconcile(ws):
+    """The rollup keeps a conversation's creation day and hour as first counted; the
+    reconcile must too, or every run after a timezone change "corrects" every fact."""
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    api = ApiChannel(ws)
+    api.inbound("before-the-move", "hi")
+    api.inbound("another-one", "hi")
+    wait_settled(ws)
+    set_timezone(ws, "Asia/Kathmandu")  # +05:45: every local hour moves
+    for _ in range(2):
+        with session_scope() as session:
+            result = reconcile.reconcile_tenant(session, tenant, days=3)
+        assert result.corrections["conversation_facts"] == 0
+        assert result.corrections["conversation_counts"] == 0
