@@ -24,6 +24,8 @@ from shared.models import OutboxEvent
 TARGET_NAME = "analytics"
 #: How long a counted event's row stays as its processed key (dispatch retries end sooner).
 KEEP_COUNTED_DAYS = 7
+#: Processed keys dropped per purge transaction.
+PURGE_BATCH = 50_000
 
 #: Conversation events re-read the conversation: the rollup diffs its row, whatever changed.
 CONVERSATION_EVENTS = frozenset(
@@ -137,6 +139,6 @@ _PURGE_COUNTED = text(
 )
 
 
-def purge_counted(session: Session, *, limit: int = 50_000) -> int:
+def purge_counted(session: Session, *, limit: int = PURGE_BATCH) -> int:
     """Drop one batch of processed keys older than :data:`KEEP_COUNTED_DAYS`; how many."""
     return session.execute(_PURGE_COUNTED, {"days": KEEP_COUNTED_DAYS, "limit": limit}).rowcount

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from shared.analytics import counters
 from shared.analytics.counters import Deltas
-from shared.analytics.intake import COUNTED, purge_counted
+from shared.analytics.intake import COUNTED, PURGE_BATCH, purge_counted
 from shared.analytics.local_time import tenant_zone, today
 from shared.analytics.rollup import XACT_LOCK, Fact, apply_fact_changes, lock_key
 from shared.db import session_scope
@@ -78,8 +78,14 @@ def reconcile_all(
                 tally.add(tenant_id, reconcile_tenant(session, tenant_id, days=days, now=now))
             if on_tenant_done is not None:
                 on_tenant_done([tenant_id])  # events the lock held back get counted now
-        with session_scope() as session:
-            tally.purged = purge_counted(session)
+        # NOTE: batch after batch, each its own transaction: a day may count far more
+        # events than one batch, and what one night leaves would pile up for good.
+        while True:
+            with session_scope() as session:
+                purged = purge_counted(session, limit=PURGE_BATCH)
+            tally.purged += purged
+            if purged < PURGE_BATCH:
+                break
     except Exception as exc:
         _finish(run_id, "failed", len(tenant_ids), tally, repr(exc))
         raise

@@ -326,3 +326,31 @@ def test_a_timezone_change_is_no_drift_for_the_reconcile(ws):
             result = reconcile.reconcile_tenant(session, tenant, days=3)
         assert result.corrections["conversation_facts"] == 0
         assert result.corrections["conversation_counts"] == 0
+
+
+def test_the_nightly_run_purges_every_old_processed_key_not_one_batch(ws):
+    """A day of a busy deployment counts more events than one purge batch: the run
+    must purge them all, or the processed keys pile up night after night."""
+    t = ws.tenant["id"]
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events"
+                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
+                " SELECT gen_random_uuid(), :t, 'message.created', '{}', now() - interval '9 days',"
+                "        now() - interval '9 days', now() - interval '9 days'"
+                "   FROM generate_series(1, 50010)"
+            ),
+            {"t": t},
+        )
+    run = _reconcile()
+    assert run["status"] == "succeeded"
+    with session_scope() as session:
+        left = session.scalar(
+            text(
+                "SELECT count(*) FROM analytics_events WHERE tenant_id = :t"
+                " AND counted_at < now() - interval '8 days'"
+            ),
+            {"t": t},
+        )
+    assert left == 0
