@@ -33,6 +33,7 @@ from shared.identity.tenants import _free_slug, create_builtin_roles, slugify
 from shared.models import AgentInvitation, Tenant, User
 from shared.pagination import Page, paginate
 from shared.schemas.identity import AgentView, TenantView
+from shared.timekeeping import schedules
 
 STATUSES = ("active", "suspended")
 
@@ -148,6 +149,8 @@ def update(
     session.flush()
     session.refresh(tenant)
     after = TenantView.data(tenant)
+    if before["timezone"] != after["timezone"]:
+        schedules.retime_sla_clocks(session, tenant.id)  # as the tenant's own change does
     action = "tenant.updated"
     if before["status"] != after["status"]:
         action = "tenant.reactivated" if after["status"] == "active" else "tenant.suspended"

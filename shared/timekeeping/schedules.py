@@ -207,7 +207,7 @@ def _upsert(
     return before, _stored(session, ctx.tenant_id, division_id)
 
 
-def _retime_sla_clocks(
+def retime_sla_clocks(
     session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None = None
 ) -> None:
     """Running business-hours SLA clocks were timed by the hours that applied until now:
@@ -240,7 +240,7 @@ def put_global(session: Session, ctx: Ctx, body: Mapping[str, Any]) -> dict[str,
     ctx.require(MANAGE)
     schedule = clean_schedule(body)
     before, after = _upsert(session, ctx, None, schedule)
-    _retime_sla_clocks(session, ctx.tenant_id)
+    retime_sla_clocks(session, ctx.tenant_id)
     activity.record(
         session,
         ctx,
@@ -261,7 +261,7 @@ def put_division(
     _division(session, ctx, division_id, lock=True)
     schedule = clean_schedule(body)
     before, after = _upsert(session, ctx, division_id, schedule)
-    _retime_sla_clocks(session, ctx.tenant_id, division_id)
+    retime_sla_clocks(session, ctx.tenant_id, division_id)
     activity.record(
         session,
         ctx,
@@ -286,7 +286,7 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     ).scalar_one_or_none()
     if removed is None:
         raise NotFound("This division has no working hours override")
-    _retime_sla_clocks(session, ctx.tenant_id, division_id)
+    retime_sla_clocks(session, ctx.tenant_id, division_id)
     activity.record(session, ctx, "working_hours.deleted", "division", division_id, before=removed)
 
 
@@ -307,7 +307,7 @@ def put_timezone(session: Session, ctx: Ctx, timezone: str) -> dict[str, Any]:
     if before != timezone:
         tenant.timezone = timezone
         session.flush()
-        _retime_sla_clocks(session, tenant.id)
+        retime_sla_clocks(session, tenant.id)
         activity.record(
             session,
             ctx,

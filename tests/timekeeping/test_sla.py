@@ -657,3 +657,27 @@ def test_a_target_the_working_hours_cannot_hold_is_never_due_and_opens_at_once(a
     never = opened.started_at + dt.timedelta(days=3650)
     assert (opened.first_response_due_at, opened.resolution_due_at) == (never, never)
     assert check(db_now() + dt.timedelta(days=400), conversation) == 0
+
+
+def test_a_super_admins_timezone_change_re_times_the_open_business_hours_clocks(api):
+    from tests.admin.conftest import create_super_admin, login
+
+    ws = api.ws
+    office = {
+        "days": [
+            {"weekday": d, "intervals": [{"start": "09:00", "end": "17:00"}]} for d in range(7)
+        ]
+    }
+    assert ws.call("PUT", "/api/working-hours", json=office).status_code == 200
+    policy(ws, first_response_minutes=30, business_hours_only=True)
+    conversation = api.inbound("Hello")["conversation_id"]
+    move_clock(conversation, next_check_at=db_now() + dt.timedelta(days=1))  # checked, not due
+    root = login(ws.client, create_super_admin())
+
+    resp = root.call(
+        "PATCH", f"/api/admin/tenants/{ws.tenant['id']}", json={"timezone": "Pacific/Kiritimati"}
+    )
+
+    assert resp.status_code == 200, resp.text
+    moved = clock(conversation)
+    assert moved.policy_version == 0 and moved.next_check_at <= db_now()  # check_sla re-times it
