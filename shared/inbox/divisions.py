@@ -4,7 +4,7 @@ Any agent reads them; ``agents.manage`` changes them and their membership.
 Membership rows of soft-deleted agents stay in ``division_members`` (the user row
 is never removed) but are neither counted nor listed: only live agents are.
 Deleting a division drops its memberships (FK cascade) and leaves its
-conversations without a division (FK ``ON DELETE SET NULL``).
+conversations without a division (a change of theirs: ``updated_at``, SLA clocks).
 API.md lists no catalogue events for divisions, so writes only log activity.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,10 +22,12 @@ from shared import activity
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.identity import agents
-from shared.models import Division, DivisionMember, User
+from shared.inbox import states
+from shared.models import Conversation, ConversationSla, Division, DivisionMember, User
 from shared.pagination import Page, paginate_rows
 from shared.schemas.team import DivisionView
 from shared.sql import tenant_row
+from shared.timekeeping import sla
 
 MANAGE = "agents.manage"
 #: Most agent ids one membership request may name.
@@ -199,8 +201,46 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
             DivisionMember.tenant_id == ctx.tenant_id, DivisionMember.division_id == division.id
         )
     )
+    _release_conversations(session, ctx, division.id)
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)
+
+
+def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
+    """Take the division off its conversations as a change of theirs, before the delete.
+
+    NOTE: by a statement, not the foreign key's SET NULL, which left ``updated_at`` as it
+    was (clients syncing with ``updated_since`` never saw the change) and the SLA clocks
+    under a policy matched on the division. Only a clock can change policy: without the
+    division a conversation matches a subset of the policies it matched with it.
+    """
+    in_division = (Conversation.tenant_id == ctx.tenant_id, Conversation.division_id == division_id)
+    timed = list(
+        session.scalars(
+            select(Conversation.id).where(
+                *in_division,
+                Conversation.status != "resolved",
+                exists().where(ConversationSla.conversation_id == Conversation.id),
+            )
+        )
+    )
+    now = states.db_now(session)
+    session.execute(
+        update(Conversation)
+        .where(*in_division)
+        .values(division_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not timed:
+        return
+    conversations = session.scalars(
+        select(Conversation)
+        .where(Conversation.tenant_id == ctx.tenant_id, Conversation.id.in_(timed))
+        .order_by(Conversation.id)
+        .execution_options(populate_existing=True)
+    )
+    for conversation in conversations:
+        sla.conditions_changed(session, conversation, now=now)
 
 
 def list_division_agents(

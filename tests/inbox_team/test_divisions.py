@@ -208,3 +208,43 @@ def test_deleting_a_division_moves_the_realtime_access_epoch(workspace):
     assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
 
     assert access.epoch_tags([tenant_id])[tenant_id] != before
+
+
+def test_deleting_a_division_shows_in_its_conversations_updated_since(workspace):
+    """A client syncing with ``updated_since`` must see that a conversation lost its
+    division (the foreign key's SET NULL changed the row without touching updated_at)."""
+    ws = workspace
+    division = ws.call("POST", BASE, json={"name": "Doomed"}).json
+    conversation = make_conversation(ws, division_id=division["id"])
+    with session_scope() as session:
+        mark = session.scalar(select(func.now()))
+    since = {"updated_since": mark.isoformat()}
+    assert ws.call("GET", "/api/conversations", params=since).json["items"] == []
+
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
+    synced = ws.call("GET", "/api/conversations", params=since).json["items"]
+    assert [(c["id"], c["division_id"]) for c in synced] == [(conversation, None)]
+
+
+def test_deleting_a_division_takes_the_sla_clock_of_its_policy(workspace):
+    """A conversation that left the division no longer matches a policy for that division:
+    its clock goes, as when a transfer moves it out (no breach for a policy it left)."""
+    ws = workspace
+    division = ws.call("POST", BASE, json={"name": "Escalations"}).json
+    policy = ws.call(
+        "POST",
+        "/api/sla-policies",
+        json={"name": "Escalated", "first_response_minutes": 15, "division_ids": [division["id"]]},
+    )
+    assert policy.status_code == 201, policy.text
+    conversation = make_conversation(ws)
+    moved = ws.call(
+        "POST",
+        f"/api/conversations/{conversation}/transfer",
+        json={"to_division_id": division["id"]},
+    )
+    assert moved.status_code == 200, moved.text
+    assert ws.call("GET", f"/api/conversations/{conversation}/sla").json["policy"] is not None
+
+    assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
+    assert ws.call("GET", f"/api/conversations/{conversation}/sla").json["policy"] is None
