@@ -163,12 +163,17 @@ def _decode(cursor: str, sort: str) -> list[Any]:
             count, shortcut, row_id = values[1:4]
             if type(count) is not int or not isinstance(shortcut, str):
                 raise ValueError("not a most_used cursor")
+            if not -(2**31) <= count < 2**31:
+                raise ValueError("not a usage count")  # the column is an integer
         else:
             shortcut, row_id = values[1:3]
             if not isinstance(shortcut, str):
                 raise ValueError("not a shortcut cursor")
         if not isinstance(row_id, str):
             raise ValueError("the id is not a string")
+        if "\x00" in shortcut:
+            # NOTE: PostgreSQL text cannot hold NUL: the query would fail, not find nothing.
+            raise ValueError("not a shortcut")
         if sort == "most_used":
             return [count, shortcut, uuid.UUID(row_id)]
         return [shortcut, uuid.UUID(row_id)]

@@ -243,6 +243,10 @@ def test_list_filters_sorts_and_pages(workspace):
         ("most_used", '["most_used", 1, "a", 5]'),  # an id that is a number
         ("most_used", f'["most_used", true, "a", "{row_id}"]'),
         ("shortcut", '["shortcut", "a", 5]'),
+        # text PostgreSQL cannot hold, and a count no bigint holds: still not cursors
+        ("shortcut", f'["shortcut", "a\\u0000", "{row_id}"]'),
+        ("most_used", f'["most_used", 1, "a\\u0000", "{row_id}"]'),
+        ("most_used", f'["most_used", {10**40}, "a", "{row_id}"]'),
     ):
         resp = ws.call("GET", BASE, params={"sort": sort, "cursor": crafted(raw)})
         assert resp.status_code == 400, (raw, resp.text)
