@@ -8,6 +8,7 @@ shortcut already exists instead of duplicating them.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import uuid
@@ -90,17 +91,21 @@ def _refuse(message: str, details: list[dict[str, Any]]) -> ValidationFailed:
 
 
 def _decode_utf8(raw: bytes) -> str:
+    # NOTE: the BOM is skipped here, not by the utf-8-sig codec: its errors count offsets
+    # after the BOM, so the byte, offset and line named were those of the wrong place.
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        return raw.decode("utf-8-sig")
+        return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        start = exc.start + bom
+        line = raw[:start].count(b"\n") + 1
         raise ValidationFailed(
             "The file is not UTF-8 text",
             details=[
                 {
                     "line": line,
                     "field": "encoding",
-                    "message": f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8",
+                    "message": f"byte 0x{raw[start]:02x} at offset {start} is not UTF-8",
                 }
             ],
         ) from exc

@@ -153,6 +153,23 @@ def test_non_utf8_files_are_refused(workspace):
     assert shared(workspace) == {}
 
 
+def test_a_bad_byte_after_a_bom_is_named_where_it_is(workspace):
+    """Excel's "CSV UTF-8" starts with a BOM; a Windows-1252 quote pasted on line 4 must be
+    reported on line 4, as that byte at its offset in the file (the BOM shifted both)."""
+    text = b"shortcut,title,content\r\na,A,first\r\nb,B,second\r\nc,C,"
+    raw = b"\xef\xbb\xbf" + text + b"\x93quoted\x94\r\n"
+    resp = upload(workspace, raw)
+    assert resp.status_code == 422, resp.text
+    offset = raw.index(b"\x93")
+    assert resp.json["error"]["details"] == [
+        {
+            "line": 4,
+            "field": "encoding",
+            "message": f"byte 0x93 at offset {offset} is not UTF-8",
+        }
+    ]
+
+
 def test_malformed_csv_is_a_422(workspace):
     resp = upload(workspace, 'shortcut,title,content\r\na,"unterminated,c\r\n')
     assert resp.status_code == 422, resp.text
