@@ -21,7 +21,7 @@ from shared.automation import rules as rule_service
 from shared.automation.attributes import lookup
 from shared.automation.compiled import CompiledRule, compiled_rule
 from shared.automation.effective import Control, Gate, Moment, explain, subject_of
-from shared.automation.evaluator import decide, rendered_params
+from shared.automation.evaluator import causation_of, decide, rendered_params
 from shared.automation.facts import changes_of, conversation_id_of, gather
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
@@ -170,7 +170,9 @@ def dry_run(
     causation = Causation()
     if event_id is not None:
         event_type = row.event_type
-        causation = Causation.from_dict(row.event_causation)
+        causation = causation_of(
+            session, ctx.tenant_id, row.event_type, row.event_payload, row.event_causation
+        )
         event_payload = {**row.event_payload, **(payload or {})}
     else:
         event_type = event_type or body["trigger_event_types"][0]

@@ -63,6 +63,7 @@ from shared.models import (
     AutomationRun,
     AutomationSettings,
     Conversation,
+    Message,
     OutboxEvent,
     Tenant,
 )
@@ -123,6 +124,39 @@ def decide(
     evaluation = evaluate(rule.compiled, facts, _as_tuples(changes), trace=True)
     status = "matched" if evaluation.matched else "not_matched"
     return Decision(status, evaluation.matched, list(evaluation.trace))
+
+
+def causation_of(
+    session: Session,
+    tenant_id: uuid.UUID,
+    event_type: str,
+    payload: dict[str, Any],
+    stored: dict[str, Any] | None,
+) -> Causation:
+    """The causation chain of an event: its own, or for a delivery status of a message
+    an action sent, the chain of the run that sent it.
+
+    NOTE: the channel reports statuses as the system's events; without this, a rule
+    replying to ``message.status_updated`` fired on its own reply's statuses forever.
+    """
+    if stored or event_type != "message.status_updated":
+        return Causation.from_dict(stored)
+    rule_id = payload.get("sender_id") if payload.get("sender_type") == "automation" else None
+    message_id = payload.get("id")
+    if not rule_id or not message_id:
+        return Causation()
+    try:
+        message_id = uuid.UUID(str(message_id))
+    except ValueError:
+        return Causation()
+    kept = session.scalar(
+        select(Message.metadata_[executors.CAUSATION_KEY]).where(
+            Message.tenant_id == tenant_id, Message.id == message_id
+        )
+    )
+    if isinstance(kept, dict):
+        return Causation.from_dict(kept)
+    return Causation((str(rule_id),), 1)  # sent before chains were kept: its rule at least
 
 
 def _as_tuples(changes: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -344,7 +378,9 @@ class _Evaluation:
 def _decide_rules(session: Session, event: AutomationEvent, state: RunState, facts: dict):
     """Every rule's decision on the event (facts are fixed for the event, so no action
     changes a decision); the rules come from the cache, compiled once per version."""
-    causation = Causation.from_dict(event.causation)
+    causation = causation_of(
+        session, event.tenant_id, event.event_type, event.payload, event.causation
+    )
     changes = changes_of(event.event_type, event.payload)
     rules = CACHE.rules_for(session, event.tenant_id, event.event_type, version=state.version)
     pairs = _as_tuples(changes)  # once per event, not per rule

@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from shared.ai import ownership
@@ -36,6 +36,7 @@ from shared.models import (
     Conversation,
     ConversationMute,
     DivisionMember,
+    Message,
     OutboxEvent,
     QuickReply,
     User,
@@ -46,6 +47,9 @@ from shared.realtime import presence
 from shared.webhooks import queue as webhook_queue
 from shared.webhooks.catalogue import envelope_of
 from shared.webhooks.delivery import SWEEP_GRACE_SECONDS
+
+#: Where a message an action sent keeps the causation chain of the run that sent it.
+CAUSATION_KEY = "automation_causation"
 
 
 class ActionFailed(DomainError):
@@ -210,6 +214,23 @@ def _send(target: Target, body: str) -> dict[str, Any]:
     message = create_outbound_message(
         target.session, target.ctx, conversation, body=body, sender_type="automation"
     )
+    # NOTE: the message's delivery statuses are reported later by the channel, as the
+    # system's events: the chain is kept on the message so that they carry it on
+    # (evaluator.causation_of), or a rule replying to statuses would reply forever.
+    chain = target.ctx.actor.causation
+    if chain is not None:
+        target.session.execute(
+            update(Message)
+            .where(Message.tenant_id == target.ctx.tenant_id, Message.id == message.id)
+            .values(
+                {
+                    Message.metadata_: Message.metadata_.op("||")(
+                        cast({CAUSATION_KEY: chain.as_dict()}, JSONB)
+                    )
+                }
+            )
+            .execution_options(synchronize_session=False)
+        )
     return _done(True, message_id=str(message.id))
 
 

@@ -1,0 +1,64 @@
+"""Review findings: loops, tenancy and odd input around automation rules."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy import select
+
+from shared.channels.statuses import apply_status
+from shared.db import session_scope
+from shared.models import Message
+from tests.automation.conftest import (
+    add_conversation,
+    create_rule,
+    runs,
+    send_message,
+    wait_settled,
+)
+
+
+def automation_messages(conv_id: str) -> list[Message]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == uuid.UUID(conv_id),
+                    Message.sender_type == "automation",
+                )
+                .order_by(Message.created_at)
+            )
+        )
+
+
+def report_status(message_id: uuid.UUID, status: str) -> None:
+    """A provider's status report, as the channels record it (the system's event)."""
+    with session_scope() as session:
+        message = session.get(Message, message_id, with_for_update=True)
+        apply_status(session, message, status)
+
+
+def test_a_rule_never_fires_on_the_delivery_status_of_its_own_message(ws):
+    rule = create_rule(
+        ws,
+        name="status reply",
+        trigger_event_types=["message.status_updated"],
+        conditions={"match": "all", "conditions": []},
+        actions=[{"type": "send_message", "params": {"body": "Thanks for waiting"}}],
+    )
+    conv_id = add_conversation(ws)
+    first = send_message(ws, conv_id, "Hello")
+    report_status(uuid.UUID(first["id"]), "delivered")
+    wait_settled(ws)
+    for _ in range(4):  # every status the provider reports of the rule's own message
+        for message in automation_messages(conv_id):
+            if message.status not in ("delivered", "failed"):
+                report_status(message.id, "delivered")
+        time.sleep(0.2)
+        wait_settled(ws)
+    sent = automation_messages(conv_id)
+    assert len(sent) == 1, [m.body for m in sent]
+    own = [r for r in runs(ws) if str(r.rule_id) == rule["id"] and r.status == "skipped"]
+    assert own and all(r.error.startswith("loop") for r in own)
