@@ -28,12 +28,15 @@ MAX_TEMPLATE_LENGTH = 4096
 MAX_PLACEHOLDERS = 50
 
 _OPEN, _CLOSE = "{{", "}}"
+# NOTE: one way to read the blanks after a filter (``\s*`` before the ``:`` belongs to the
+# argument): with two ``\s*`` in a row, a malformed placeholder of many filters padded
+# with spaces backtracked exponentially (minutes per request).
 _EXPRESSION = re.compile(
     r"""\s*(?P<name>[A-Za-z_][\w\-]*(?:\.[\w\-]+)*)\s*
-        (?P<filters>(?:\|\s*[a-z_]+\s*(?::\s*(?:"[^"]*"|'[^']*'))?\s*)*)$""",
+        (?P<filters>(?:\|\s*[a-z_]+(?:\s*:\s*(?:"[^"]*"|'[^']*'))?\s*)*)$""",
     re.VERBOSE,
 )
-_FILTER = re.compile(r"""\|\s*(?P<name>[a-z_]+)\s*(?::\s*(?P<arg>"[^"]*"|'[^']*'))?\s*""")
+_FILTER = re.compile(r"""\|\s*(?P<name>[a-z_]+)(?:\s*:\s*(?P<arg>"[^"]*"|'[^']*'))?\s*""")
 
 _FILTERS_WITH_ARGUMENT = frozenset({"default"})
 _TEXT_FILTERS: dict[str, Callable[[str], str]] = {

@@ -62,3 +62,23 @@ def test_a_rule_never_fires_on_the_delivery_status_of_its_own_message(ws):
     assert len(sent) == 1, [m.body for m in sent]
     own = [r for r in runs(ws) if str(r.rule_id) == rule["id"] and r.status == "skipped"]
     assert own and all(r.error.startswith("loop") for r in own)
+
+
+def test_a_malformed_placeholder_is_refused_at_once_not_after_minutes(workspace):
+    """A placeholder of many argument-less filters padded with spaces, malformed at its
+    end, made the placeholder pattern backtrack exponentially: the request hung."""
+    body = "Hi {{contact.name" + " | downcase  " * 11 + "!}}"
+    started = time.monotonic()
+    resp = workspace.call(
+        "POST",
+        "/api/automation/rules",
+        json={
+            "name": "greeting",
+            "trigger_event_types": ["message.created"],
+            "actions": [{"type": "send_message", "params": {"body": body}}],
+        },
+    )
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "actions[0].params.body"
+    assert elapsed < 2.0, f"took {elapsed:.1f} s"
