@@ -236,7 +236,7 @@ def changes_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, list[An
                 payload.get("assignee_id"),
             ]
         }
-    if event_type == "conversation.tags_updated" and "tags" in payload:
+    if event_type == "conversation.tags_updated" and payload.get("tags") is not None:
         after = list(payload["tags"])
         removed = list(payload.get("removed") or [])
         before = [t for t in after if t not in set(payload.get("added") or [])] + removed

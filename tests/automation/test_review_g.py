@@ -82,3 +82,23 @@ def test_a_malformed_placeholder_is_refused_at_once_not_after_minutes(workspace)
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == "actions[0].params.body"
     assert elapsed < 2.0, f"took {elapsed:.1f} s"
+
+
+def test_a_dry_run_payload_with_null_tags_is_no_500(ws):
+    """``"tags": null`` passed the shape check (null: not sent) and then failed the
+    change reading (a 500); it reads as no tags."""
+    rule = create_rule(
+        ws,
+        trigger_event_types=["conversation.tags_updated"],
+        conditions={"match": "all", "conditions": []},
+    )
+    resp = ws.call(
+        "POST",
+        f"/api/automation/rules/{rule['id']}/dry-run",
+        json={
+            "payload": {"id": add_conversation(ws), "tags": None},
+            "event_type": "conversation.tags_updated",
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json["changes"] == {}
