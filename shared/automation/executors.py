@@ -240,6 +240,8 @@ def send_message(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 def send_quick_reply(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     reply = _owned(target, QuickReply, params["quick_reply_id"], "The quick reply")
+    if reply.scope != "shared" and reply.owner_id != target.ctx.user_id:
+        raise ActionFailed("The quick reply is another agent's personal one")
     body = render(reply.content, target.facts)
     return _send(target, body) | {"quick_reply_id": str(reply.id)}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,8 @@ def _ownership_problems(session: Session, ctx: Ctx, actions: list[Any]) -> list[
         by_kind.setdefault(kind, []).append((path, ref_id))
     for kind, items in by_kind.items():
         model, extra, message = _OWNED[kind]
+        if model is QuickReply:  # another agent's personal reply is invisible to the caller
+            extra = (or_(QuickReply.scope == "shared", QuickReply.owner_id == ctx.user_id),)
         found = set(
             session.scalars(
                 select(model.id).where(

@@ -102,3 +102,32 @@ def test_a_dry_run_payload_with_null_tags_is_no_500(ws):
     )
     assert resp.status_code == 200, resp.text
     assert resp.json["changes"] == {}
+
+
+def test_a_rule_cannot_send_another_agents_personal_quick_reply(workspace):
+    """Another agent's personal quick reply is invisible to the admin; a rule
+    naming it sent its text to a contact, where the admin could read it."""
+    _, token = workspace.create_agent("agent")
+    reply = workspace.call(
+        "POST",
+        "/api/quick-replies",
+        token=token,
+        json={"shortcut": "mine", "title": "Mine", "content": "my private text"},
+    )
+    assert reply.status_code == 201, reply.text
+    listed = workspace.call("GET", "/api/quick-replies")
+    assert reply.json["id"] not in [r["id"] for r in listed.json["items"]]
+    resp = workspace.call(
+        "POST",
+        "/api/automation/rules",
+        json={
+            "name": "leak",
+            "trigger_event_types": ["message.created"],
+            "actions": [
+                {"type": "send_quick_reply", "params": {"quick_reply_id": reply.json["id"]}}
+            ],
+        },
+    )
+    assert resp.status_code == 422, resp.text
+    [detail] = resp.json["error"]["details"]
+    assert detail["field"] == "actions[0].params.quick_reply_id"
