@@ -51,6 +51,14 @@ def row(scheduled_id) -> ScheduledMessage:
         return found
 
 
+def messages_in(session, conversation_id: str) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.conversation_id == uuid.UUID(conversation_id))
+    )
+
+
 def claim(now: dt.datetime | None = None, *of: object) -> int:
     """One scheduler run at ``now``; how many of the rows ``of`` it handed out (other
     tests' rows may be due at ``now`` too)."""
@@ -244,14 +252,7 @@ def test_a_closed_whatsapp_window_fails_it_visibly_and_emits_an_event(workspace,
         ).all()
         assert [e.data["id"] for e in emitted] == [created.json["id"]]
         assert emitted[0].data["conversation_id"] == conversation
-        assert (
-            session.scalar(
-                select(func.count())
-                .select_from(Message)
-                .where(Message.conversation_id == uuid.UUID(conversation))
-            )
-            == 0
-        )
+        assert messages_in(session, conversation) == 0
 
 
 def test_a_conversation_resolved_meanwhile_fails_it_with_the_reason(workspace, worker, broker):
@@ -507,14 +508,7 @@ def test_a_suspended_authors_message_is_not_sent_in_their_name(workspace, root, 
     refused = row(created.json["id"])
     assert (refused.status, refused.error_code) == ("failed", "author_suspended")
     with session_scope() as session:
-        assert (
-            session.scalar(
-                select(func.count())
-                .select_from(Message)
-                .where(Message.conversation_id == uuid.UUID(conversation))
-            )
-            == 0
-        )
+        assert messages_in(session, conversation) == 0
 
 
 def test_a_job_claimed_before_its_tenant_was_suspended_sends_nothing_until_reactivated(
@@ -538,14 +532,7 @@ def test_a_job_claimed_before_its_tenant_was_suspended_sends_nothing_until_react
     held = row(scheduled_id)
     assert (held.status, held.message_id) == ("pending", None)
     with session_scope() as session:
-        assert (
-            session.scalar(
-                select(func.count())
-                .select_from(Message)
-                .where(Message.conversation_id == uuid.UUID(conversation))
-            )
-            == 0
-        )
+        assert messages_in(session, conversation) == 0
         letters = session.scalars(
             select(DeadLetter).where(
                 DeadLetter.tenant_id == uuid.UUID(tenant),
