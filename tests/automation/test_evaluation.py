@@ -290,16 +290,12 @@ def test_round_robin_picks_the_least_loaded_online_agent(ws):
 
 
 def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
-    vip = {
-        "match": "all",
-        "conditions": [{"attribute": "conversation.tags", "operator": "contains", "value": "vip"}],
-    }
     ok = create_rule(
         ws,
         name="priority",
         priority=1,
         trigger_event_types=["conversation.tags_updated"],
-        conditions=vip,
+        conditions=VIP,
         actions=[{"type": "set_priority", "params": {"priority": "urgent"}}],
     )
     greet = create_rule(
@@ -307,7 +303,7 @@ def test_a_failed_action_fails_the_event_and_retry_reruns_only_that_rule(ws):
         name="greet",
         priority=2,
         trigger_event_types=["conversation.tags_updated"],
-        conditions=vip,
+        conditions=VIP,
         actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
     )
     # WhatsApp, and the contact never wrote: the 24-hour window is closed.
