@@ -181,9 +181,10 @@ class CancelResource:
         permission=MANAGE,
         response=CampaignView,
         errors=(409,),
-        description="Unsent recipients become `cancelled`; a batch running now finishes and"
-        " the next does not run. Emits campaign.cancelled. 409 once completed, cancelled"
-        " or failed.",
+        description="Unsent recipients become `cancelled`, also those whose message still waits"
+        " for its send (their messages fail as `campaign_cancelled`); a send already at the"
+        " provider goes out, and the next batch does not run. Emits campaign.cancelled. 409"
+        " once completed, cancelled or failed.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id):

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import probe_for_transaction
-from shared.models import CampaignRecipient, Conversation, Message, OutboxEvent
+from shared.models import Campaign, CampaignRecipient, Conversation, Message, OutboxEvent
 
 TARGET_NAME = "campaign_replies"
 
@@ -30,6 +30,8 @@ _FROM = {
 }
 #: A reply this long after the campaign's message is no longer counted as its reply.
 REPLY_WINDOW = text("interval '7 days'")
+#: The error of a campaign message its campaign's cancel stopped before the provider.
+CANCELLED = "campaign_cancelled"
 
 
 def on_status(session: Session, message: Message, status: str) -> None:
@@ -37,7 +39,9 @@ def on_status(session: Session, message: Message, status: str) -> None:
     if previous is None:
         return
     values: dict = {"status": status}
-    if status == "failed":
+    if status == "failed" and message.error_code == CANCELLED:
+        values = {"status": "cancelled"}  # never sent: counted with the cancelled ones
+    elif status == "failed":
         values |= {"error_code": message.error_code, "error_message": message.error_message}
     session.execute(
         update(CampaignRecipient)
@@ -71,6 +75,30 @@ def on_sent_many(session: Session, messages: Sequence[Message]) -> None:
     if not keys:
         return
     session.execute(_SENT_MANY, {"tenants": [t for t, _ in keys], "ids": [m for _, m in keys]})
+
+
+def cancelled_sends(session: Session, messages: Sequence[Message]) -> set[uuid.UUID]:
+    """The ids among ``messages`` whose campaign was cancelled: they must not be sent.
+
+    Called by the outbound engine's claim, so a cancel stops the campaign's messages still
+    waiting for a send (a backlog, a throttled account, retries), not only its pending
+    recipients; a send already at the provider when the cancel commits goes out.
+    PERF: campaign messages are system messages; a batch of replies costs no query.
+    """
+    keys = [m.id for m in messages if m.sender_type == "system"]
+    if not keys:
+        return set()
+    return set(
+        session.scalars(
+            select(CampaignRecipient.message_id)
+            .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+            .where(
+                CampaignRecipient.message_id.in_(keys),
+                CampaignRecipient.tenant_id == Campaign.tenant_id,
+                Campaign.status == "cancelled",
+            )
+        )
+    )
 
 
 def target(session: Session, event: OutboxEvent) -> None:

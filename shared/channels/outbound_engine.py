@@ -10,7 +10,7 @@ committed) instead of one job, transaction and worker thread per message:
    conversations and contacts are loaded in one query, accounts once per batch;
    committed. While the claim lives no other job claims the message (a duplicate
    job, the sweeper's re-drive finds nothing due), so one message is never sent by
-   two workers at once.
+   two workers at once. A cancelled campaign's message is failed here, not sent.
 2. send: outside any transaction, on this process's pool of send threads
    (``OUTBOUND_SEND_THREADS``) through the same transports as ever, each account
    within its slots and throttling pauses (:mod:`.outbound_limits`). A send starts
@@ -51,6 +51,7 @@ from sqlalchemy import ARRAY, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
+from shared.campaigns import tracking as campaign_tracking
 from shared.channels import outbound, send_markers, transports
 from shared.channels.graph_errors import is_throttled
 from shared.channels.outbound_limits import AccountLimits, account_limits
@@ -148,6 +149,14 @@ def _send_bound(channel: str, settings: Settings) -> float:
     return 2 * settings.graph_timeout_seconds
 
 
+#: A campaign message whose campaign was cancelled before its send started.
+CAMPAIGN_CANCELLED = SendFailed(
+    campaign_tracking.CANCELLED,
+    "the campaign was cancelled before this message was sent",
+    transient=False,
+)
+
+
 # --- 1. claim ---------------------------------------------------------------------------------
 
 
@@ -180,6 +189,7 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         claims: list[Claim] = []
         finished: dict[str, list[uuid.UUID]] = defaultdict(list)
         accounts: dict[tuple, tuple] = {}
+        stopped = campaign_tracking.cancelled_sends(session, [m for m, _, _ in loaded])
         for message, conversation, contact in loaded:
             if message.status != "queued":  # failed or moved on by some other path
                 finished["failed" if message.status == "failed" else "sent"].append(message.id)
@@ -195,6 +205,10 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
             )
             if message.id in doubtful and message.channel not in send_markers.EXEMPT_CHANNELS:
                 item.error = DELIVERY_UNKNOWN
+                claims.append(item)
+                continue
+            if message.id in stopped:
+                item.error = CAMPAIGN_CANCELLED
                 claims.append(item)
                 continue
             try:

@@ -8,8 +8,10 @@ import uuid
 from sqlalchemy import select, text, update
 
 from scheduler.jobs import start_due_campaigns
+from shared.channels import outbound_engine, outbound_queue
+from shared.channels.send_errors import Outcome
 from shared.db import session_scope
-from shared.models import Campaign, Contact
+from shared.models import Campaign, Contact, Message
 from tests.campaigns.conftest import Shop, sent_to, settled
 from tests.waiting import wait_until
 
@@ -118,6 +120,8 @@ def test_pause_cancel_and_resume_take_effect_at_the_next_batch(
     resumed = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/resume")
     assert resumed.status_code == 200 and resumed.json["status"] == "running"
     assert batches.run_next() == ["sent_batch"]
+    # The batch's messages are sent before the cancel (see the test below for those not).
+    wait_until(lambda: shop.get(campaign)["counts"]["queued"] == 0, "the batch sent")
     cancelled = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     assert batches.run_next() == ["stopped"]
@@ -128,6 +132,42 @@ def test_pause_cancel_and_resume_take_effect_at_the_next_batch(
     assert [e["id"] for e in shop.event_data("campaign.cancelled")] == [campaign["id"]]
     assert shop.event_data("campaign.completed") == []
     assert shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel").status_code == 409
+
+
+def test_cancel_stops_the_messages_still_waiting_for_their_send(
+    shop: Shop, fake_graph, campaign_settings, batches, monkeypatch
+):
+    """A batch's messages wait for their send (a backlog, a throttled account): a cancel
+    stops them too, not only the recipients no batch reached yet (API.md: unsent
+    recipients are set to ``cancelled``)."""
+    import workers.actors.channels_outbound  # noqa: F401  (the real enqueuer, replaced here)
+
+    waiting: list[uuid.UUID] = []
+    monkeypatch.setattr(outbound_queue.QUEUE, "enqueuer", waiting.extend)
+    campaign_settings(batch_interval_ms=3_600_000)
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(3))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    assert len(waiting) == 2 and shop.get(campaign)["counts"]["queued"] == 2
+
+    cancelled = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    results = outbound_engine.send_batch(waiting)
+
+    assert sent_to(fake_graph, shop) == []
+    assert {r.outcome for r in results.values()} == {Outcome.FAILED}
+    view = shop.get(campaign)
+    assert (view["status"], view["counts"]["cancelled"], view["counts"]["queued"]) == (
+        "cancelled",
+        3,
+        0,
+    )
+    with session_scope() as session:
+        stopped = session.execute(
+            select(Message.status, Message.error_code).where(Message.id.in_(waiting))
+        ).all()
+    assert stopped == [("failed", "campaign_cancelled")] * 2
 
 
 def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
