@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 
 from shared import events
 from shared.campaigns import queue as campaign_queue
+from shared.channels import outbound_queue
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import Campaign, CampaignRecipient, Contact, WaTemplate
@@ -226,6 +227,17 @@ def batches(monkeypatch, broker) -> Batches:
     recorder = Batches()
     monkeypatch.setattr(campaign_queue.QUEUE, "enqueuer", recorder)
     return recorder
+
+
+@pytest.fixture
+def held_sends(monkeypatch) -> list[uuid.UUID]:
+    """The ids of the sends batches hand over, kept here instead of going to the worker,
+    so the test decides when (and whether) they run."""
+    import workers.actors.channels_outbound  # noqa: F401  (the real enqueuer, replaced here)
+
+    held: list[uuid.UUID] = []
+    monkeypatch.setattr(outbound_queue.QUEUE, "enqueuer", held.extend)
+    return held
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select, text, update
 
 from scheduler.jobs import start_due_campaigns
-from shared.channels import outbound_engine, outbound_queue
+from shared.channels import outbound_engine
 from shared.channels.send_errors import Outcome
 from shared.db import session_scope
 from shared.models import Campaign, Contact, Message
@@ -135,15 +135,12 @@ def test_pause_cancel_and_resume_take_effect_at_the_next_batch(
 
 
 def test_cancel_stops_the_messages_still_waiting_for_their_send(
-    shop: Shop, fake_graph, campaign_settings, batches, monkeypatch
+    shop: Shop, fake_graph, campaign_settings, batches, held_sends
 ):
     """A batch's messages wait for their send (a backlog, a throttled account): a cancel
     stops them too, not only the recipients no batch reached yet (API.md: unsent
     recipients are set to ``cancelled``)."""
-    import workers.actors.channels_outbound  # noqa: F401  (the real enqueuer, replaced here)
-
-    waiting: list[uuid.UUID] = []
-    monkeypatch.setattr(outbound_queue.QUEUE, "enqueuer", waiting.extend)
+    waiting = held_sends
     campaign_settings(batch_interval_ms=3_600_000)
     campaign = shop.create()
     shop.add(campaign, shop.contacts(3))

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select, text, update
 
 from scheduler.jobs import start_due_campaigns, sweep_outbound_sends
-from shared.channels import outbound_engine, outbound_queue
+from shared.channels import outbound_engine
 from shared.db import session_scope
 from shared.models import Campaign, Tenant
 from shared.models.outbound import OutboundSend
@@ -32,11 +32,9 @@ def _pending_sends(shop: Shop) -> list[uuid.UUID]:
 
 
 def test_a_suspended_workspace_holds_its_campaign_and_sends_until_reactivated(
-    shop: Shop, fake_graph, campaign_settings, batches, monkeypatch
+    shop: Shop, fake_graph, campaign_settings, batches, held_sends
 ):
-    # The sends are handed to this test, not to the worker, so it decides when they run.
-    handed: list[uuid.UUID] = []
-    monkeypatch.setattr(outbound_queue.QUEUE, "enqueuer", handed.extend)
+    handed = held_sends
     campaign_settings(batch_interval_ms=3_600_000)
     campaign = shop.create()
     shop.add(campaign, shop.contacts(4))
