@@ -97,6 +97,7 @@ class ApiMessagesResource:
             attachments=[a.media_id for a in body.attachments],
             external_message_id=body.external_message_id,
             subject=body.subject,
+            choice=body.choice,
         )
         if posted.created:
             resp.status = 201

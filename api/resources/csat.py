@@ -27,7 +27,8 @@ class ConversationCsatResource:
         response=SurveyView,
         status=201,
         errors=(409,),
-        description="Sends the tenant's survey message (with the rating link) through the"
+        description="Sends the tenant's survey message (with the rating link, and the ratings"
+        " as the channel's reply buttons: a tap rates the survey once) through the"
         " conversation's channel and emits `csat.survey_sent`. 409 `survey_exists` when a"
         " survey went out within the tenant's resend window; 409 `window_closed` for"
         " WhatsApp outside the 24-hour window.",

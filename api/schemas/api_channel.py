@@ -11,6 +11,7 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints
 from api.schemas.common import Input, Instant, Name
 from api.schemas.contacts import Phone
 from api.schemas.messages import AttachmentRef
+from shared.channels import choices
 from shared.channels.api_channel import REPORTABLE_STATUSES, ContactIdentity
 from shared.webhooks.views import AttemptView
 
@@ -21,6 +22,7 @@ ExternalMessageId = Annotated[
 #: Inbound text: longer than a reply may be (an email body relayed by the caller's system).
 Content = Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ChoiceId = Annotated[str, StringConstraints(min_length=1, max_length=choices.MAX_ID)]
 
 
 class ApiContact(Input):
@@ -56,6 +58,9 @@ class ApiMessageCreate(Input):
     external_message_id: ExternalMessageId | None = None
     #: The subject of a conversation the message opens.
     subject: Subject | None = None
+    #: The id of the reply choice the contact picked, one of the ``choices`` a message sent
+    #: to them offered (a CSAT survey's ratings: picking one rates the survey).
+    choice: ChoiceId | None = None
 
 
 class ApiStatusReport(Input):

@@ -14,7 +14,10 @@ The body is an event envelope like an outgoing webhook's::
      "actor": {"type": "user", "id": "..."},
      "data": {"id", "account_id", "conversation_id", "contact": {"id", "source_id", "name",
               "email", "phone"}, "content", "content_type", "template", "attachments": [{...,
-              "url"}], "sender": {"type", "id"}, "created_at"}}
+              "url"}], "choices": [{"id", "title"}], "sender": {"type", "id"}, "created_at"}}
+
+``choices`` are the reply buttons the message offers (a CSAT survey's ratings; usually
+empty): the contact's pick comes back as an inbound message with ``choice`` set to its id.
 
 A 2xx answer is ``sent``; a JSON body with a string ``id`` names the message on the
 receiver's side and becomes its provider id (namespaced, see :func:`provider_id`).
@@ -30,7 +33,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared import json_encoding
-from shared.channels import api_account, ingest
+from shared.channels import api_account, choices, ingest
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
 from shared.models import IntegrationAccount, Message
@@ -83,6 +86,7 @@ def payload(outgoing: Any) -> dict[str, Any]:
         "attachments": [
             {**item, "url": media_url(item["media_id"])} for item in message.attachments or []
         ],
+        "choices": choices.offered(message.metadata_),
         "sender": sender,
         "created_at": message.created_at.isoformat(),
     }

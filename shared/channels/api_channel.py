@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.channels import accounts, api_account, api_callback, ingest, statuses
+from shared.channels import accounts, api_account, api_callback, choices, ingest, statuses
 from shared.channels import attachments as channel_attachments
 from shared.channels.items import InboundMessage
 from shared.context import Ctx
@@ -135,12 +135,15 @@ def post_message(
     attachments: list[uuid.UUID] | None = None,
     external_message_id: str | None = None,
     subject: str | None = None,
+    choice: str | None = None,
 ) -> Posted:
     """Store a message from the contact, as a provider's inbound message would be.
 
     It joins ``conversation_id`` when given (one of this account's; a resolved one is
     reopened), else the contact's latest active conversation on the account, else a
     new one. ``attachments`` are the tenant's uploaded media ids (``POST /api/media``).
+    ``choice`` names the reply choice picked (see :mod:`.choices`); a CSAT rating's joins
+    the surveyed conversation instead and rates it.
     """
     account = api_account_of(session, ctx, account_id)
     if content is None and not attachments:
@@ -165,7 +168,7 @@ def post_message(
         subject=subject,
         conversation_id=conversation_id,
         stored_attachments=files,
-        metadata={"external_message_id": external_message_id} if external_message_id else {},
+        metadata=_metadata(external_message_id, choice),
     )
     outcome = ingest.apply_message(session, account, item)
     message = ingest.find_message(session, account.tenant_id, provider_id)
@@ -176,6 +179,11 @@ def post_message(
         if stored is not None:
             _update_contact(session, ctx, stored, contact)
     return Posted(message, created=outcome == "created")
+
+
+def _metadata(external_message_id: str | None, choice: str | None) -> dict[str, str]:
+    metadata = {"external_message_id": external_message_id, choices.API_KEY: choice}
+    return {key: value for key, value in metadata.items() if value is not None}
 
 
 def _source_id(

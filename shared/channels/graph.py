@@ -452,13 +452,35 @@ def whatsapp_media(
     }
 
 
-def page_text(recipient_id: str, body: str) -> dict[str, Any]:
-    """A Messenger or Instagram reply (``/me/messages``) inside the standard window."""
+def whatsapp_choices(
+    to: str, body: str, choices: list[dict[str, str]], label: str
+) -> dict[str, Any]:
+    """Text with reply choices, as an interactive list (up to 10 rows) that ``label`` opens."""
+    rows = [{"id": c["id"], "title": c["title"]} for c in choices]
     return {
-        "recipient": {"id": recipient_id},
-        "messaging_type": "RESPONSE",
-        "message": {"text": body},
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "interactive",
+        "interactive": {
+            "type": "list",
+            "body": {"text": body},
+            "action": {"button": label, "sections": [{"rows": rows}]},
+        },
     }
+
+
+def page_text(
+    recipient_id: str, body: str, choices: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """A Messenger or Instagram reply (``/me/messages``) inside the standard window; its
+    ``choices`` as quick replies."""
+    message: dict[str, Any] = {"text": body}
+    if choices:
+        message["quick_replies"] = [
+            {"content_type": "text", "title": c["title"], "payload": c["id"]} for c in choices
+        ]
+    return {"recipient": {"id": recipient_id}, "messaging_type": "RESPONSE", "message": message}
 
 
 def page_attachment_upload(recipient_id: str, kind: str) -> dict[str, str]:

@@ -40,6 +40,8 @@ from sqlalchemy.orm import Session
 from shared.channels import early_statuses, statuses
 from shared.channels.items import InboundMessage, StatusReport, Watermark
 from shared.context import Ctx
+from shared.csat import replies as csat_replies
+from shared.csat import surveys as csat_surveys
 from shared.events import Actor, emit
 from shared.inbox import states
 from shared.models import Contact, Conversation, IntegrationAccount, MediaFile, Message
@@ -74,13 +76,19 @@ def apply_message(
     # re-batched retry) has committed it by the time we hold the lock.
     if _existing(session, tenant_id, item.provider_message_id) is not None:
         return "duplicate"
-    conversation = _conversation_for(session, account, contact, item)
+    inbound = item.direction == "inbound"
+    # A tap on a survey's rating joins the surveyed conversation as it is (resolved, most
+    # often): a rating is an answer, not a new question.
+    rating = csat_replies.answered(session, account, contact.id, item.metadata) if inbound else None
+    conversation = (
+        rating.conversation if rating else _conversation_for(session, account, contact, item)
+    )
     if conversation is None:
         conversation = _open_conversation(session, account, contact, item)
-    elif conversation.status in ("snoozed", "resolved"):  # resolved: only a named one
+    elif rating is None and conversation.status in ("snoozed", "resolved"):
+        # resolved: only a named one
         ctx = Ctx.system(tenant_id, actor=Actor("contact", contact.id))
         states.transition(session, ctx, conversation, "open")
-    inbound = item.direction == "inbound"
     message = Message(
         tenant_id=tenant_id,
         conversation_id=conversation.id,
@@ -100,7 +108,9 @@ def apply_message(
     session.add(message)
     session.flush()  # PERF: the INSERT's RETURNING brings created_at back: no refresh
     _count(session, conversation, message, item.sent_at)
-    if inbound:
+    if rating is not None:
+        csat_surveys.rate_by_reply(session, rating, contact.id)
+    elif inbound:
         sla.customer_wrote(session, tenant_id, conversation.id, message.created_at)
     actor = Actor("contact", contact.id) if inbound else Actor.system()
     emit(session, "message.created", MessageView.data(message), tenant_id=tenant_id, actor=actor)

@@ -15,7 +15,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.channels import api_callback, graph, smtp
+from shared.channels import api_callback, choices, graph, smtp
 from shared.channels.media_storage import storage_for
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
@@ -69,10 +69,12 @@ def _token(outgoing: Outgoing) -> str:
 
 
 def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
-    """Text, template, or one file (uploaded to WhatsApp first; ``body`` is its caption)."""
+    """Text (with its reply choices), template, or one file (uploaded to WhatsApp first;
+    ``body`` is its caption)."""
     message, to = outgoing.message, outgoing.contact.external_id
     token = _token(outgoing)
     phone_number_id = outgoing.account.external_id
+    offered = choices.offered(message.metadata_)
     if message.template is not None:
         payload = graph.whatsapp_template(to, message.template)
     elif message.attachments:
@@ -94,6 +96,9 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
             caption=message.body,
             filename=media.filename,
         )
+    elif message.body and len(message.body) <= choices.MAX_WHATSAPP_BODY and offered:
+        label = choices.label(message.metadata_)
+        payload = graph.whatsapp_choices(to, message.body, offered, label)
     elif message.body:
         payload = graph.whatsapp_text(to, message.body)
     else:
@@ -125,7 +130,9 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
             )
     elif message.body:
         with _accepted_once():
-            answer = client.post("me/messages", token, graph.page_text(recipient, message.body))
+            offered = choices.offered(message.metadata_)
+            payload = graph.page_text(recipient, message.body, offered)
+            answer = client.post("me/messages", token, payload)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
     message_id = answer.get("message_id")

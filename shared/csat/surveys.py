@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.channels import choices
 from shared.context import Ctx
-from shared.csat import links
+from shared.csat import links, replies
 from shared.csat import settings as csat_settings
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import Actor, emit
@@ -81,6 +82,12 @@ def _send(
     # NOTE: "system": the survey is the platform's message, and it is sent on a resolved
     # conversation, which refuses human replies.
     message = create_outbound_message(session, ctx, conversation, body=body, sender_type="system")
+    # The ratings as the channel's reply buttons: a tap rates the survey (see .replies).
+    message.metadata_ = {
+        **(message.metadata_ or {}),
+        choices.KEY: replies.choices_for(survey_id),
+        choices.LABEL_KEY: replies.LABEL,
+    }
     survey = CsatSurvey(
         id=survey_id,
         tenant_id=ctx.tenant_id,
@@ -175,15 +182,38 @@ def submit(
         raise NotFound("CSAT survey not found")
     if survey.rating is not None:
         raise AlreadyRated("This survey was already rated")
-    now = _db_now(session)
-    survey.rating, survey.comment, survey.rated_at = rating, comment or None, now
-    session.flush()
     contact_id = session.scalar(
         select(Conversation.contact_id).where(Conversation.id == survey.conversation_id)
     )
+    rate(session, survey, rating, comment, contact_id=contact_id)
+    return survey
+
+
+def rate(
+    session: Session,
+    survey: CsatSurvey,
+    rating: int,
+    comment: str | None,
+    *,
+    contact_id: uuid.UUID | None,
+) -> None:
+    """Record the contact's rating of an unrated survey (locked by the caller) and emit
+    csat.submitted: the link's submit and a channel button reply both come here."""
+    now = _db_now(session)
+    survey.rating, survey.comment, survey.rated_at = rating, comment or None, now
+    session.flush()
     actor = Actor("contact", contact_id)
     ctx = Ctx(tenant_id=survey.tenant_id, actor=actor)
     data = SurveyView.data(survey)
     activity.record(session, ctx, "csat.submitted", "csat_survey", survey.id, after=data)
     emit(session, "csat.submitted", data, tenant_id=survey.tenant_id, actor=actor)
-    return survey
+
+
+def rate_by_reply(session: Session, answer: replies.Answer, contact_id: uuid.UUID) -> bool:
+    """A channel button reply's rating (see :mod:`.replies`), unless the survey is rated
+    already (the first rating stands, as through the link); whether it was recorded."""
+    if answer.survey.rating is not None:
+        log.info("csat survey %s was already rated; the button reply is kept", answer.survey.id)
+        return False
+    rate(session, answer.survey, answer.rating, None, contact_id=contact_id)
+    return True

@@ -337,3 +337,22 @@ def test_an_error_answer_of_another_shape_is_still_classified(
     failed = wait_for_status(workspace, conversation["id"], message_id, "failed", timeout=30)
     assert failed["error_code"] == code
     assert len(fake_graph.sent()) == sends
+
+
+def test_a_csat_survey_offers_its_ratings_as_quick_replies(workspace, channels, fake_graph):
+    for channel in ("messenger", "instagram"):
+        account_id = channels.account(channel, credentials={"access_token": f"page-{channel}"})
+        contact = channels.contact(channel=channel, external_id=f"psid-{channel}")
+        conversation = channels.conversation(contact, integration_account_id=account_id)
+
+        resp = workspace.call("POST", f"/api/conversations/{conversation['id']}/csat")
+        assert resp.status_code == 201, resp.text
+        survey = resp.json
+        wait_for_status(workspace, conversation["id"], survey["message_id"], "sent")
+
+        message = fake_graph.sent()[-1].json["message"]
+        assert survey["id"] in message["text"]  # the link stays: email-like clients use it
+        assert message["quick_replies"] == [
+            {"content_type": "text", "title": "★" * n, "payload": f"csat:{survey['id']}:{n}"}
+            for n in range(1, 6)
+        ]
