@@ -67,7 +67,8 @@ def sweep_outbox(session: Session) -> int:
 
 
 def redrive_queued_jobs(session: Session) -> int:
-    """Send again the actor of every 202 job still queued long after it was sent."""
+    """Send again the actor of every 202 job still queued long after it was sent, and of
+    every bulk job left running with no progress as long (its worker and message lost)."""
     from workers.actors.ai_products import enqueue_import
     from workers.actors.inbox import enqueue_bulk
     from workers.actors.wa_templates import enqueue_sync_job
@@ -76,11 +77,12 @@ def redrive_queued_jobs(session: Session) -> int:
     # test of this job checks every kind a service creates.
     enqueuers = {bulk.KIND: enqueue_bulk, product_import.KIND: enqueue_import}
     enqueuers[template_sync.JOB_KIND] = enqueue_sync_job
-    stale = api_jobs.claim_stale(session)
+    # Bulk jobs resume where they stopped, so a running one that went idle is sent again.
+    stale = api_jobs.claim_stale(session, resumable=(bulk.KIND,))
     for job_id, tenant_id, kind in stale:
         db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))
     if stale:
-        log.warning("re-driving %d job(s) still queued long after they were sent", len(stale))
+        log.warning("re-driving %d job(s) idle long after they were sent", len(stale))
     return len(stale)
 
 

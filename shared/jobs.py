@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
@@ -31,7 +32,8 @@ STATUSES = ("queued", "running", "succeeded", "failed")
 
 #: A job still queued this long after its actor was sent lost its message (the
 #: enqueue failed after commit, or the broker dropped it) or waits behind a backlog;
-#: either way sending it again is safe, since job actors are idempotent.
+#: either way sending it again is safe, since job actors are idempotent. A resumable job
+#: running with no progress for as long lost its worker and its message.
 REDRIVE_AFTER = dt.timedelta(minutes=2)
 
 
@@ -50,14 +52,27 @@ def get(session: Session, ctx: Ctx, job_id: uuid.UUID) -> Job:
     return job
 
 
-def claim_stale(session: Session, *, limit: int = 100) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
-    """Stamp queued jobs idle past :data:`REDRIVE_AFTER` as re-sent; ``[(id, tenant_id, kind)]``.
+def claim_stale(
+    session: Session, *, resumable: Collection[str] = (), limit: int = 100
+) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """Stamp jobs idle past :data:`REDRIVE_AFTER` as re-sent; ``[(id, tenant_id, kind)]``.
 
-    SKIP LOCKED, so two schedulers (or a job starting right now) never collide.
+    Queued jobs of every kind; running jobs of the ``resumable`` kinds, whose actors stamp
+    ``enqueued_at`` as they progress (see :func:`progressed`) and resume where they
+    stopped: one idle that long lost its worker and its broker message (a Redis restart).
+    SKIP LOCKED, so two schedulers (or a job working right now) never collide.
     """
+    idle = or_(
+        Job.status == "queued",
+        and_(Job.status == "running", Job.kind.in_(list(resumable))),
+    )
     stale = (
         select(Job.id)
-        .where(Job.status == "queued", Job.enqueued_at < func.now() - REDRIVE_AFTER)
+        .where(
+            Job.status.in_(("queued", "running")),  # the partial index's condition
+            idle,
+            Job.enqueued_at < func.now() - REDRIVE_AFTER,
+        )
         .order_by(Job.enqueued_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -70,6 +85,11 @@ def claim_stale(session: Session, *, limit: int = 100) -> list[tuple[uuid.UUID, 
         .returning(Job.id, Job.tenant_id, Job.kind)
     )
     return [tuple(row) for row in rows]
+
+
+def progressed(job: Job) -> None:
+    """Stamp a running job as alive (a resumable kind's actor, after each step it records)."""
+    job.enqueued_at = func.now()
 
 
 def lock(session: Session, job_id: uuid.UUID) -> Job | None:

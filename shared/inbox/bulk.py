@@ -283,7 +283,9 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
     """Run (or resume) a bulk job; returns its final status. Safe to call again.
 
     Each chunk locks the job row first, so a duplicate delivery running at the
-    same time waits, then finds those ids recorded and skips them.
+    same time waits, then finds those ids recorded and skips them. Each chunk also
+    stamps the job as progressing: a job idle while ``running`` lost its worker and its
+    message, and the scheduler's ``redrive_queued_jobs`` sends it again.
     """
     while True:
         with session_scope() as session:
@@ -325,6 +327,7 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
             result["processed"] = len(result["results"])
             result["counts"] = _counts(result["results"])
             job.result = result
+            jobs.progressed(job)
 
 
 def _job_one(session, ctx, conversation, conversation_id, spec, params, now) -> dict[str, Any]:

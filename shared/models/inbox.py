@@ -374,7 +374,11 @@ class Job(UUIDPrimaryKey, Base):
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
         # PERF: the scheduler's re-drive of jobs whose message was lost.
-        Index("ix_jobs_queued_enqueued", "enqueued_at", postgresql_where=text("status = 'queued'")),
+        Index(
+            "ix_jobs_unfinished_enqueued",
+            "enqueued_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -386,7 +390,8 @@ class Job(UUIDPrimaryKey, Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
-    #: When its actor was last sent; a queued job idle long after this is re-driven.
+    #: When its actor was last sent, or (a bulk job) last finished a chunk: a job idle long
+    #: after this is re-driven (see shared.jobs.claim_stale).
     enqueued_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

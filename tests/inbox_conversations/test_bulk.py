@@ -291,3 +291,51 @@ def test_a_job_whose_message_was_lost_is_redriven_by_the_scheduler(worker, works
     assert all(row(t).tags == ["redriven"] for t in targets)
     with session_scope() as session:
         assert redrive(session) == 0
+
+
+def test_a_running_job_whose_worker_and_message_were_lost_is_resumed(worker, workspace):
+    """A worker died mid-job and a Redis restart lost its message: the job sat ``running``
+    for good. Idle past the re-drive delay, it is sent again and finishes."""
+    from scheduler import jobs as scheduler_jobs
+
+    ws = workspace
+    targets = many_conversations(ws, 3)
+    job_id = queued_job(ws, targets, "add_tags", tags=["resumed"])
+    redrive = next(j.func for j in scheduler_jobs.JOBS if j.name == "redrive_queued_jobs")
+    idle = func.now() - 2 * scheduler_jobs.api_jobs.REDRIVE_AFTER
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status="running", started_at=idle, enqueued_at=func.now())
+        )
+    # Progress a moment ago: its worker is alive; left alone.
+    with session_scope() as session:
+        assert redrive(session) == 0
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=idle))
+    with session_scope() as session:
+        assert redrive(session) >= 1
+
+    def finished():
+        job = ws.call("GET", f"/api/jobs/{job_id}").json
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    assert wait_until(finished, timeout=30)["status"] == "succeeded"
+    assert all(row(t).tags == ["resumed"] for t in targets)
+
+
+def test_a_running_job_stamps_its_progress_chunk_by_chunk(workspace):
+    ws = workspace
+    targets = many_conversations(ws, 3)
+    job_id = queued_job(ws, targets, "add_tags", tags=["stamped"])
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(enqueued_at=func.now() - 2 * bulk.jobs.REDRIVE_AFTER)
+        )
+    assert bulk.process_job(job_id, chunk=1) == "succeeded"
+    with session_scope() as session:
+        idle = session.scalar(select(func.now() - Job.enqueued_at).where(Job.id == job_id))
+    assert idle < bulk.jobs.REDRIVE_AFTER
