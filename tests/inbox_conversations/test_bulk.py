@@ -53,6 +53,16 @@ def queued_job(ws, ids: list[str], action: str, **params) -> uuid.UUID:
         return job.id
 
 
+def finished_job(ws, job_id) -> dict:
+    """The job as ``GET /api/jobs/{id}`` shows it, once it succeeded or failed."""
+
+    def finished():
+        job = ws.call("GET", f"/api/jobs/{job_id}").json
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    return wait_until(finished, timeout=30)
+
+
 def test_inline_actions_apply_and_report_per_id(workspace):
     ws = workspace
     agent, _ = ws.create_agent()
@@ -173,11 +183,7 @@ def test_large_bulk_runs_as_a_job(worker, workspace, other_workspace):
     assert resp.status_code == 202, resp.text
     job_id = resp.json["job_id"]
 
-    def finished():
-        job = ws.call("GET", f"/api/jobs/{job_id}").json
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    job = wait_until(finished, timeout=30)
+    job = finished_job(ws, job_id)
     assert job["status"] == "succeeded", job
     assert job["kind"] == "conversations.bulk" and job["finished_at"] and job["started_at"]
     result = job["result"]
@@ -283,11 +289,7 @@ def test_a_job_whose_message_was_lost_is_redriven_by_the_scheduler(worker, works
     with session_scope() as session:
         assert redrive(session) >= 1
 
-    def finished():
-        job = ws.call("GET", f"/api/jobs/{job_id}").json
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    assert wait_until(finished, timeout=30)["status"] == "succeeded"
+    assert finished_job(ws, job_id)["status"] == "succeeded"
     assert all(row(t).tags == ["redriven"] for t in targets)
     with session_scope() as session:
         assert redrive(session) == 0
@@ -317,11 +319,7 @@ def test_a_running_job_whose_worker_and_message_were_lost_is_resumed(worker, wor
     with session_scope() as session:
         assert redrive(session) >= 1
 
-    def finished():
-        job = ws.call("GET", f"/api/jobs/{job_id}").json
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    assert wait_until(finished, timeout=30)["status"] == "succeeded"
+    assert finished_job(ws, job_id)["status"] == "succeeded"
     assert all(row(t).tags == ["resumed"] for t in targets)
 
 
