@@ -11,9 +11,10 @@ is emitted so a rule or a webhook can react).
 Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
 
 - :func:`claim_due` (the scheduler job) takes pending rows with ``due_at <= now`` under
-  ``FOR UPDATE SKIP LOCKED``, pushes their ``due_at`` :data:`REDRIVE_AFTER` ahead and
-  enqueues :func:`deliver` after commit. A rolled-back claim leaves rows due; a committed
-  claim whose enqueue was lost is re-claimed once ``due_at`` passes again.
+  ``FOR UPDATE SKIP LOCKED``, pushes their ``due_at`` ahead (:func:`redrive_delay`: a
+  minute, doubling per hand-off) and enqueues :func:`deliver` after commit. A rolled-back
+  claim leaves rows due; a committed claim whose enqueue was lost is re-claimed once
+  ``due_at`` passes again.
 - :func:`deliver_many` (one job's ids, one transaction) locks the rows and acts only on
   those still ``pending``, creating their messages together and marking them ``sent``
   in that transaction: a duplicate job waits for the locks and then finds them sent.
@@ -54,9 +55,12 @@ from shared.timekeeping.working_hours import validate_timezone
 
 log = logging.getLogger(__name__)
 
-#: How long a claimed row waits before the scheduler hands it out again (lost job).
+#: How long a claimed row waits before the scheduler hands it out again (lost job); each
+#: later hand-off waits twice as long, up to :data:`REDRIVE_AT_MOST`.
 REDRIVE_AFTER = dt.timedelta(seconds=60)
-#: Hand-offs before a row that never completes is failed (``gave_up``), visibly.
+REDRIVE_AT_MOST = dt.timedelta(minutes=30)
+#: Hand-offs before a row that never completes is failed (``gave_up``), visibly: about
+#: 3 hours of hand-offs (see :func:`redrive_delay`).
 MAX_ATTEMPTS = 10
 #: The furthest ahead a message may be scheduled.
 MAX_AHEAD = dt.timedelta(days=366)
@@ -250,7 +254,10 @@ def claim_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
     claimed = session.execute(
         update(ScheduledMessage)
         .where(ScheduledMessage.id.in_(due))
-        .values(due_at=now + REDRIVE_AFTER, attempts=ScheduledMessage.attempts + 1)
+        .values(
+            due_at=now + _redrive_delay_sql(ScheduledMessage.attempts),
+            attempts=ScheduledMessage.attempts + 1,
+        )
         .returning(ScheduledMessage.id, ScheduledMessage.attempts, ScheduledMessage.conversation_id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -265,6 +272,26 @@ def claim_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
     if exhausted:
         log.error("%d scheduled message(s) failed after %d hand-offs", len(exhausted), MAX_ATTEMPTS)
     return ids
+
+
+def redrive_delay(handed_out: int) -> dt.timedelta:
+    """How long a row handed out ``handed_out`` times before waits for this hand-off's job.
+
+    WHY doubling: a row's job that is only late (a backlog after a worker outage, a
+    burst of due messages) is not lost. A fixed minute handed every waiting row out
+    again each minute, so the queue grew by a duplicate job per row per minute, and a
+    backlog of ten minutes failed them all as ``gave_up`` though nothing had failed.
+    """
+    return min(REDRIVE_AFTER * 2**handed_out, REDRIVE_AT_MOST)
+
+
+def _redrive_delay_sql(handed_out):
+    """:func:`redrive_delay` in SQL, over the row's ``attempts`` before this claim."""
+    seconds = func.least(
+        REDRIVE_AFTER.total_seconds() * func.power(2, handed_out),
+        REDRIVE_AT_MOST.total_seconds(),
+    )
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
 def _fail(session: Session, row: ScheduledMessage, code: str, message: str) -> None:

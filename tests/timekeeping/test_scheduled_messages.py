@@ -439,6 +439,25 @@ def test_one_job_sends_its_rows_together_and_a_refused_one_fails_alone(workspace
         assert session.get(Conversation, uuid.UUID(closed_conversation)).message_count == 0
 
 
+def test_each_hand_off_of_a_row_waits_twice_as_long_for_its_job(workspace, recorded):
+    """A job that is only late (a backlog) is not handed out again every minute, and a
+    backlog of minutes does not fail the rows as ``gave_up``."""
+    _, [scheduled_id] = due_rows(workspace, 1)
+    waits = []
+    for _hand_off in range(7):
+        with session_scope() as session:
+            now = session.scalar(select(func.now()))
+            session.execute(  # time passes: the row is due again
+                update(ScheduledMessage)
+                .where(ScheduledMessage.id == scheduled_id)
+                .values(due_at=now - dt.timedelta(seconds=1))
+            )
+        assert claim(now, scheduled_id) == 1
+        waits.append((row(scheduled_id).due_at - now).total_seconds())
+    assert waits == [60, 120, 240, 480, 960, 1800, 1800]
+    assert row(scheduled_id).status == "pending"
+
+
 def test_a_row_that_never_completes_fails_after_the_last_hand_off(workspace, recorded):
     _, [scheduled_id] = due_rows(workspace, 1)
     with session_scope() as session:
