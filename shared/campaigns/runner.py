@@ -18,6 +18,9 @@ One batch is one transaction, holding the campaign's row lock:
    ``send_outbound``, and is marked ``queued`` with the message's id, in the same
    transaction. Opted-out contacts are marked ``skipped``; a recipient whose message is
    refused (422/409) is ``failed`` with the reason, in a savepoint.
+   A WhatsApp template Meta paused holds the campaign: it stays ``running`` with
+   ``error_code`` ``template_paused`` and looks again every
+   :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it).
 4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
    next batch is queued (``step`` + 1, after the account's interval, else
    ``campaign_batch_interval_ms``) in this transaction.
@@ -69,6 +72,12 @@ BUSY_WAIT_SECONDS = 0.25
 #: bigger one (a typo) would overflow the next batch's time and stop the campaign.
 MAX_INTERVAL_MS = 24 * 3600 * 1000
 
+#: A campaign whose template Meta paused looks again this often (the pause lasts 3 or 6
+#: hours; the template's status follows Meta's webhook, or a sync).
+TEMPLATE_PAUSED_WAIT_SECONDS = 600.0
+#: The campaign's ``error_code`` while it waits for its paused template.
+TEMPLATE_PAUSED = "template_paused"
+
 #: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
 THROTTLED = frozenset(THROTTLING_CODES | {"http_429"})
 
@@ -84,6 +93,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     GONE = "gone"
     SUSPENDED = "suspended"
+    WAITING = "waiting"
 
 
 def run_batch(
@@ -123,8 +133,15 @@ def run_batch(
             template_sending.check_for_account(
                 session, campaign.tenant_id, account.id, campaign.template
             )
+        except template_sending.TemplatePaused as exc:
+            # Meta approves it again within hours: wait, and say why on the campaign.
+            campaign.error_code, campaign.error_message = TEMPLATE_PAUSED, str(exc)[:2000]
+            log.info("campaign %s waits for its paused template", campaign.id)
+            return _next(session, campaign, now, TEMPLATE_PAUSED_WAIT_SECONDS, Outcome.WAITING)
         except DomainError as exc:
             return _fail(campaign, "template_refused", str(exc))
+        if campaign.error_code == TEMPLATE_PAUSED:
+            campaign.error_code = campaign.error_message = None
     since, campaign.checked_at = campaign.checked_at, now
     if since is not None and _throttled(session, campaign, since):
         backoff = min(

@@ -11,7 +11,7 @@ from scheduler.jobs import start_due_campaigns
 from shared.channels import outbound_engine
 from shared.channels.send_errors import Outcome
 from shared.db import session_scope
-from shared.models import Campaign, Contact, Message
+from shared.models import Campaign, Contact, Message, WaTemplate
 from tests.campaigns.conftest import Shop, sent_to, settled
 from tests.waiting import wait_until
 
@@ -165,6 +165,51 @@ def test_cancel_stops_the_messages_still_waiting_for_their_send(
             select(Message.status, Message.error_code).where(Message.id.in_(waiting))
         ).all()
     assert stopped == [("failed", "campaign_cancelled")] * 2
+
+
+def _template_status(shop: Shop, status: str) -> None:
+    """Meta's review changed the template's status (as its webhook or a sync records it)."""
+    with session_scope() as session:
+        session.execute(
+            update(WaTemplate).where(WaTemplate.tenant_id == shop.tenant_id).values(status=status)
+        )
+
+
+def test_a_template_meta_paused_holds_the_campaign_until_approved_again(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """Meta pauses a low-quality template for hours, then approves it again on its own:
+    the campaign waits for it and goes on, rather than failing for good."""
+    campaign_settings(batch_interval_ms=3_600_000)
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(4))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    _template_status(shop, "PAUSED")
+
+    assert batches.run_next() == ["waiting"]
+    held = shop.get(campaign)
+    assert (held["status"], held["error_code"]) == ("running", "template_paused")
+    assert held["counts"]["pending"] == 2
+
+    _template_status(shop, "APPROVED")
+    assert batches.run_next() == ["completed"]
+    view = settled(shop, campaign)
+    assert (view["status"], view["error_code"], view["counts"]["sent"]) == ("completed", None, 4)
+
+
+def test_a_template_meta_disabled_fails_the_campaign(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    campaign_settings(batch_interval_ms=3_600_000)
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(4))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]
+    _template_status(shop, "DISABLED")
+    assert batches.run_next() == ["failed"]
+    view = shop.get(campaign)
+    assert (view["status"], view["error_code"]) == ("failed", "template_refused")
 
 
 def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(

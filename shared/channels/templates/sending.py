@@ -60,8 +60,14 @@ _FIND_BY_ACCOUNT = select(
 CONVERSATIONS = "The conversation's"
 
 
-def _refuse(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, details=[{"field": field, "message": message}])
+class TemplatePaused(ValidationFailed):
+    """The template is ``PAUSED``: Meta pauses a template whose quality dropped for 3, then
+    6 hours, and approves it again on its own. A send now is refused (422 like any other
+    status); a campaign waits for it instead of failing (:mod:`shared.campaigns.runner`)."""
+
+
+def _refuse(field: str, message: str, kind: type[ValidationFailed] = ValidationFailed):
+    return kind(message, details=[{"field": field, "message": message}])
 
 
 def prepare_send(
@@ -145,6 +151,7 @@ def checked(
         raise _refuse(
             "template.status",
             f"Template '{name}' ({language}) is {status}, not APPROVED: Meta would refuse it",
+            TemplatePaused if status == "PAUSED" else ValidationFailed,
         )
     try:
         checked = rules.check_send(
