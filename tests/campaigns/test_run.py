@@ -175,16 +175,22 @@ def _template_status(shop: Shop, status: str) -> None:
         )
 
 
-def test_a_template_meta_paused_holds_the_campaign_until_approved_again(
-    shop: Shop, fake_graph, campaign_settings, batches
-):
-    """Meta pauses a low-quality template for hours, then approves it again on its own:
-    the campaign waits for it and goes on, rather than failing for good."""
+def _after_one_batch(shop: Shop, campaign_settings, batches) -> dict:
+    """A campaign of 4 recipients whose first batch of 2 is made; the next waits an hour."""
     campaign_settings(batch_interval_ms=3_600_000)
     campaign = shop.create()
     shop.add(campaign, shop.contacts(4))
     shop.send(campaign)
     assert batches.run_next() == ["sent_batch"]
+    return campaign
+
+
+def test_a_template_meta_paused_holds_the_campaign_until_approved_again(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """Meta pauses a low-quality template for hours, then approves it again on its own:
+    the campaign waits for it and goes on, rather than failing for good."""
+    campaign = _after_one_batch(shop, campaign_settings, batches)
     _template_status(shop, "PAUSED")
 
     assert batches.run_next() == ["waiting"]
@@ -201,11 +207,7 @@ def test_a_template_meta_paused_holds_the_campaign_until_approved_again(
 def test_a_template_meta_disabled_fails_the_campaign(
     shop: Shop, fake_graph, campaign_settings, batches
 ):
-    campaign_settings(batch_interval_ms=3_600_000)
-    campaign = shop.create()
-    shop.add(campaign, shop.contacts(4))
-    shop.send(campaign)
-    assert batches.run_next() == ["sent_batch"]
+    campaign = _after_one_batch(shop, campaign_settings, batches)
     _template_status(shop, "DISABLED")
     assert batches.run_next() == ["failed"]
     view = shop.get(campaign)
