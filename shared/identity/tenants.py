@@ -29,7 +29,9 @@ class Registration:
 
 
 def slugify(name: str) -> str:
-    slug = _SLUG_JUNK.sub("-", name.lower()).strip("-")[:48]
+    """A slug from ``name``, cut before the ends are trimmed: a cut right after a word
+    left a trailing '-', which no ``tenant`` field (login, public pages) accepts."""
+    slug = _SLUG_JUNK.sub("-", name.lower())[:48].strip("-")
     return slug or "workspace"
 
 

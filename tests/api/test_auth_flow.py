@@ -232,3 +232,19 @@ def test_password_hashes_carry_their_cost_so_a_changed_setting_breaks_no_login(c
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_long_organization_name_gets_a_slug_login_accepts(client):
+    """A name cut at 48 characters right after a word made a slug ending in '-', which
+    the login's ``tenant`` field (a slug never ends in '-') refused with 422."""
+    email = f"long-{uuid.uuid4().hex[:8]}@example.com"
+    name = "a" * 47 + f" Corp {uuid.uuid4().hex[:6]}"
+    ws = register(client, email=email, organization_name=name)
+    register(client, email=email)  # the email is in two workspaces: the slug is needed
+    slug = ws.tenant["slug"]
+    assert not slug.endswith("-"), slug
+    login = client.simulate_post(
+        "/api/auth/login", json={"email": email, "password": PASSWORD, "tenant": slug}
+    )
+    assert login.status_code == 200, login.text
+    assert login.json["user"]["id"] == ws.admin["id"]
