@@ -142,6 +142,9 @@ def accept(
         raise InvitationGone("This link was sent to another address; ask an admin for a new one")
     if tenant.status != "active":
         raise auth.TenantSuspended("This workspace is suspended")
+    if user.suspended_at is not None:
+        # APPSEC: like login; the link stays unused, for after the suspension is lifted.
+        raise auth.UserSuspended("This user is suspended")
     invitation.status = "accepted"
     invitation.accepted_at = func.now()
     user.password_hash = hash_password(password)

@@ -73,3 +73,41 @@ def test_a_new_agent_still_gets_the_invitation_text(workspace, worker, relay):  
     mail = _mail_to(relay, body["email"]).message
     assert mail["Subject"].startswith("You are invited to")
     assert "Reset your" not in mail.get_body(("plain",)).get_content()
+
+
+def _links_to(relay, address: str, count: int) -> list[str]:  # noqa: F811
+    """The tokens of the first ``count`` links emailed to ``address``, oldest first."""
+    mails = wait_until(
+        lambda: (
+            (found := [m for m in relay.received if address in m.rcpt_tos])[count - 1 :] and found
+        ),
+        f"{count} emails to {address}",
+    )
+    texts = [m.message.get_body(("plain",)).get_content() for m in mails[:count]]
+    return [
+        unquote(re.search(r"accept-invitation\?token=([A-Za-z0-9_\-%]+)", t).group(1))
+        for t in texts
+    ]
+
+
+def _accept(workspace, token: str, password: str):
+    return workspace.client.simulate_post(
+        "/api/auth/accept-invitation", json={"token": token, "password": password}
+    )
+
+
+def test_a_suspended_agent_cannot_use_a_link(root, workspace, worker, relay):  # noqa: F811
+    """Suspension refuses login: a reset link must not log a suspended agent in either."""
+    agent, _ = workspace.create_agent()
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}"
+    reset = root.call("POST", f"{base}/reset-password")
+    assert reset.status_code == 200
+    [link] = _links_to(relay, agent["email"], 1)
+    wait_until(lambda: _status(reset.json["invitation_id"]) == "sent", "reset link marked sent")
+    assert root.call("POST", f"{base}/suspend").status_code == 200
+
+    refused = _accept(workspace, link, NEW_PASSWORD)
+
+    assert refused.status_code == 403, refused.text
+    assert refused.json["error"]["code"] == "user_suspended"
+    assert _status(reset.json["invitation_id"]) == "sent"  # still usable once reactivated
