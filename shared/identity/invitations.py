@@ -159,6 +159,9 @@ def accept(
         after={"invitation_id": str(invitation.id)},
     )
     session.flush()
+    # APPSEC: the password is set; the agent's other links (an earlier reset's) must not
+    # replace it, as when an admin sets it.
+    revoke_links(session, tenant.id, user.id)
     return auth.LoginResult(user, role, tenant, issue_access_token(user.id, tenant.id))
 
 

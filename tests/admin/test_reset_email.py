@@ -96,6 +96,29 @@ def _accept(workspace, token: str, password: str):
     )
 
 
+def test_a_used_link_ends_the_agents_other_links(root, workspace, worker, relay):  # noqa: F811
+    """Two resets mailed two links; once one set the password, the other must not replace it."""
+    agent, _ = workspace.create_agent()
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}"
+    first = root.call("POST", f"{base}/reset-password")
+    second = root.call("POST", f"{base}/reset-password")
+    assert first.status_code == second.status_code == 200
+    old_link, new_link = _links_to(relay, agent["email"], 2)
+    for reset in (first, second):
+        invitation_id = reset.json["invitation_id"]
+        wait_until(lambda i=invitation_id: _status(i) == "sent", "reset link marked sent")
+
+    assert _accept(workspace, new_link, NEW_PASSWORD).status_code == 200
+    stale = _accept(workspace, old_link, "the old link's password")
+
+    assert stale.status_code == 410, stale.text
+    assert stale.json["error"]["code"] == "invitation_gone"
+    login = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": agent["email"], "password": NEW_PASSWORD}
+    )
+    assert login.status_code == 200
+
+
 def test_a_suspended_agent_cannot_use_a_link(root, workspace, worker, relay):  # noqa: F811
     """Suspension refuses login: a reset link must not log a suspended agent in either."""
     agent, _ = workspace.create_agent()
