@@ -65,6 +65,8 @@ def sweep_interval() -> object:
 #: ``agent_invitations.purpose``: a new agent's invitation, or a reset password's link.
 INVITATION = "invitation"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose, not a secret)
+#: ``last_error_code`` of a link revoked before its email went out (never sent).
+REVOKED = "revoked"
 
 
 def invite(
@@ -94,17 +96,21 @@ def revoke_links(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> 
     """Expire the agent's unused links (their email or password changed).
 
     APPSEC: a link mailed to a mistyped address must not set the password of the account
-    once its address is corrected, nor replace a password an admin has set since.
+    once its address is corrected, nor replace a password an admin has set since. A link
+    not emailed yet is never sent: sending sets its expiry anew, which would revive it.
     """
-    session.execute(
-        update(AgentInvitation)
-        .where(
-            AgentInvitation.tenant_id == tenant_id,
-            AgentInvitation.user_id == user_id,
-            AgentInvitation.status.in_(("pending", "sent")),
-        )
-        .values(expires_at=func.now())
+    links = update(AgentInvitation).where(
+        AgentInvitation.tenant_id == tenant_id, AgentInvitation.user_id == user_id
     )
+    session.execute(
+        links.where(AgentInvitation.status == "pending").values(
+            status="failed",
+            expires_at=func.now(),
+            last_error_code=REVOKED,
+            last_error_message="revoked before it was sent: the email or password changed",
+        )
+    )
+    session.execute(links.where(AgentInvitation.status == "sent").values(expires_at=func.now()))
 
 
 def accept(

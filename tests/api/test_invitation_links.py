@@ -1,0 +1,77 @@
+"""Set-password links an admin made pointless (by setting the password) are never used."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from urllib.parse import unquote
+
+from sqlalchemy import select
+
+from shared.config import get_settings
+from shared.db import session_scope
+from shared.identity import invitation_emails
+from shared.models import AgentInvitation
+from tests.admin.test_tenants import relay  # noqa: F401
+from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
+from tests.waiting import wait_until
+
+ADMINS_CHOICE = "the admin's choice"
+
+
+def _invitation(agent_id: str) -> AgentInvitation:
+    with session_scope() as session:
+        return session.scalars(
+            select(AgentInvitation).where(AgentInvitation.user_id == uuid.UUID(agent_id))
+        ).one()
+
+
+def _links_to(relay, address: str) -> list[str]:  # noqa: F811
+    texts = [
+        m.message.get_body(("plain",)).get_content()
+        for m in relay.received
+        if address in m.rcpt_tos
+    ]
+    return [
+        unquote(re.search(r"accept-invitation\?token=([A-Za-z0-9_\-%]+)", t).group(1))
+        for t in texts
+    ]
+
+
+def test_a_link_revoked_before_its_email_went_out_is_never_sent(
+    workspace,
+    worker,
+    relay,  # noqa: F811
+    monkeypatch,
+):
+    """The admin set the password while the invitation email waited for a retry: the
+    retry sent a working link anyway, which replaced the admin's password."""
+    with socket.socket() as sock:  # a port nobody listens on: the first attempt fails
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setenv("PLATFORM_SMTP_PORT", str(closed_port))
+    get_settings.cache_clear()
+    try:
+        email = f"late-{uuid.uuid4().hex[:8]}@example.com"
+        body = {"email": email, "full_name": "Lee Late", "role": "agent"}
+        agent = workspace.call("POST", "/api/agents", json=body).json
+        wait_until(lambda: _invitation(agent["id"]).attempts >= 1, "a failed first attempt")
+        chosen = {"password": ADMINS_CHOICE}
+        assert workspace.call("PATCH", f"/api/agents/{agent['id']}", json=chosen).status_code == 200
+    finally:
+        monkeypatch.undo()  # the relay is reachable again
+        get_settings.cache_clear()
+
+    invitation_emails.deliver(_invitation(agent["id"]).id, last_attempt=False)  # the retry
+
+    for token in _links_to(relay, email):
+        accepted = workspace.client.simulate_post(
+            "/api/auth/accept-invitation", json={"token": token, "password": "a stranger's one"}
+        )
+        assert accepted.status_code == 410, accepted.text
+    assert _invitation(agent["id"]).status != "sent"
+    login = workspace.client.simulate_post(
+        "/api/auth/login", json={"email": email, "password": ADMINS_CHOICE}
+    )
+    assert login.status_code == 200
