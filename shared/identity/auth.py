@@ -19,7 +19,7 @@ from sqlalchemy import Uuid, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity, epoch_cache
+from shared import activity, committed_writes, epoch_cache
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import fetch_rows
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: ``last_used_at`` of an API key is written at most this often (a write per request is waste).
 API_KEY_TOUCH_INTERVAL = dt.timedelta(minutes=1)
+#: The key's use stamp is all the touch writes: the principal cache ignores it (otherwise
+#: every key's first call of each minute would empty every process's cache).
+_TOUCH_ONLY = {committed_writes.COLUMNS: {ApiKey.__table__.name: ("last_used_at",)}}
 #: Window of the failed-login counter.
 LOGIN_WINDOW_SECONDS = 60
 
@@ -257,7 +260,12 @@ def authenticate_api_key(
     _check_live(tenant_status, suspended_at)
     now = dt.datetime.now(dt.UTC)
     if last_used_at is None or now - last_used_at > API_KEY_TOUCH_INTERVAL:
-        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(last_used_at=func.now())
+            .execution_options(**_TOUCH_ONLY)
+        )
     return Ctx(
         tenant_id=tenant_id,
         actor=Actor("api_key", key_id),

@@ -101,3 +101,18 @@ def test_a_forged_token_is_never_taken_from_the_cache(workspace):
     head, payload, signature = workspace.token.split(".")
     forged = ".".join((head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")))
     assert workspace.call("GET", "/api/agents", token=forged).status_code == 401
+
+
+def test_an_api_key_in_use_keeps_the_cache_warm(workspace):
+    """An API key's use stamps its ``last_used_at`` (at most once a minute): a write the
+    cache ignores, or every integration's first call of each minute would cost every
+    process its cached principals."""
+    from shared.identity import auth_cache
+
+    key = workspace.call("POST", "/api/api-keys", json={"name": "integration"}).json["key"]
+    before = auth_cache.current_epoch()
+    used = workspace.client.simulate_get("/api/agents", headers={"X-API-Key": key})
+    assert used.status_code == 200, used.text
+    listed = workspace.call("GET", "/api/api-keys").json
+    assert [k["last_used_at"] for k in listed if k["name"] == "integration"] != [None]
+    assert auth_cache.current_epoch() == before
