@@ -49,6 +49,8 @@ def create_key(
             ApiKey.tenant_id == ctx.tenant_id,
             ApiKey.user_id == ctx.user_id,
             ApiKey.revoked_at.is_(None),
+            # An expired key is no longer live: it never blocks a new one.
+            ApiKey.expires_at.is_(None) | (ApiKey.expires_at > func.now()),
         )
     )
     if live >= MAX_KEYS_PER_USER:

@@ -191,3 +191,21 @@ def test_activity_log_records_who_did_what(workspace):
     assert window == []
     bad = ws.call("GET", "/api/activity-logs", params={"from": "yesterday"})
     assert bad.status_code == 400
+
+
+def test_expired_api_keys_do_not_count_against_the_live_key_limit(workspace):
+    """The limit is on live keys: a user whose keys have all expired may make a new one."""
+    import datetime as dt
+    import time
+
+    from shared.identity.api_keys import MAX_KEYS_PER_USER
+
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    for n in range(MAX_KEYS_PER_USER):
+        body = {"name": f"short-lived {n}", "expires_at": soon.isoformat()}
+        assert workspace.call("POST", "/api/api-keys", json=body).status_code == 201
+    time.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.2)
+
+    fresh = workspace.call("POST", "/api/api-keys", json={"name": "after they expired"})
+
+    assert fresh.status_code == 201, fresh.text
