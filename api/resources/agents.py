@@ -74,8 +74,10 @@ class AgentResource:
 class AgentStatusResource:
     @endpoint(
         "Toggle agent online/offline status",
+        errors=(409,),
         body=AgentStatusUpdate,
         response=AgentView,
+        description="409 for a suspended agent set online.",
         tags=TAGS,
     )
     def on_patch(self, req, resp, *, ctx, id, body: AgentStatusUpdate):

@@ -374,10 +374,15 @@ def _unassign_all(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> int:
 
 
 def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> User:
-    """Toggle availability: agents set their own, ``conversations.manage`` sets anyone's."""
+    """Toggle availability: agents set their own, ``conversations.manage`` sets anyone's
+    (a suspended agent's only to offline)."""
     if not ctx.is_self(agent_id):
         ctx.require("conversations.manage")
     agent = get_agent(session, ctx, agent_id, for_update=True)
+    if status == "online" and agent.suspended_at is not None:
+        # Suspension took them offline: online, round robin would route conversations to
+        # someone who cannot log in.
+        raise Conflict("This agent is suspended; they cannot be set online")
     previous = agent.status
     if previous == status:
         return agent

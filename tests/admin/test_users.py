@@ -77,3 +77,18 @@ def test_a_password_reset_ends_tokens_keys_and_the_password_and_sends_a_link(roo
         "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
     )
     assert other.status_code == 200
+
+
+def test_a_suspended_agent_cannot_be_set_online(root, workspace):
+    """Suspension takes the agent offline; setting them online again would route
+    conversations (round robin picks online agents) to someone who cannot log in."""
+    agent, _ = workspace.create_agent()
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}"
+    assert root.call("POST", f"{base}/suspend").status_code == 200
+    path = f"/api/agents/{agent['id']}/status"
+
+    online = workspace.call("PATCH", path, json={"status": "online"})
+
+    assert online.status_code == 409, online.text
+    assert workspace.call("GET", f"/api/agents/{agent['id']}").json["status"] == "offline"
+    assert workspace.call("PATCH", path, json={"status": "offline"}).status_code == 200
