@@ -22,9 +22,9 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from shared.webhooks.aio_transport import build_session, vet_literal
 from shared.webhooks.delivery import (
@@ -97,7 +97,12 @@ async def send_one(session: aiohttp.ClientSession, policy: Policy, claimed: Clai
 
 @functools.lru_cache(maxsize=4096)
 def _host_of(url: str) -> str:
-    return urlsplit(url).hostname or ""
+    """The host aiohttp connects to: yarl's reading of the URL, not urlsplit's.
+
+    APPSEC: yarl maps a non-ASCII host (127.0.0.2 in fullwidth digits is 127.0.0.2) and aiohttp then
+    connects to an IP literal without asking the resolver: the literal must be vetted.
+    """
+    return yarl.URL(url).raw_host or ""
 
 
 class LoopThread:

@@ -94,7 +94,7 @@ def _canonical(address: IPAddress) -> IPAddress:
 
 
 def canonical_host(host: str) -> str:
-    """Return ``host`` (lower-cased, no trailing dot) if it has one reading, else raise.
+    """Return ``host`` (lower-cased, ASCII, no trailing dot) if it has one reading, else raise.
 
     APPSEC: ``0177.0.0.1``, ``127.1``, ``0x7f.1`` and ``2130706433`` all mean 127.0.0.1
     to ``inet_aton`` and so to ``getaddrinfo``, while URL parsers refuse some of them
@@ -110,27 +110,37 @@ def canonical_host(host: str) -> str:
         except ValueError as exc:
             raise UnsafeUrl(f"host {host} is not a valid IPv6 address") from exc
         return name
-    labels = name.split(".")
+    ascii_name = _mapped(host, name)
+    labels = ascii_name.split(".")
     if _NUMERIC_LABEL.fullmatch(labels[-1]):
         try:
-            ipaddress.IPv4Address(name)
+            ipaddress.IPv4Address(ascii_name)
         except ValueError:
-            raise UnsafeUrl(_odd_ipv4(host, name)) from None
-        return name
-    try:
-        ascii_name = idna.encode(name, uts46=True).decode() if not name.isascii() else name
-    except idna.IDNAError as exc:
-        raise UnsafeUrl(f"host {host} is not a valid host name ({exc})") from exc
-    ascii_labels = ascii_name.split(".")
-    valid = len(ascii_name) <= 253 and all(_LABEL.fullmatch(label) for label in ascii_labels)
-    if valid and any(label.startswith("xn--") for label in ascii_labels):
+            raise UnsafeUrl(_odd_ipv4(host, ascii_name)) from None
+        return ascii_name
+    valid = len(ascii_name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+    if valid and any(label.startswith("xn--") for label in labels):
         try:
             idna.decode(ascii_name)
         except idna.IDNAError:
             valid = False
     if not valid:
         raise UnsafeUrl(f"host {host} is not a valid host name")
-    return name
+    return ascii_name
+
+
+def _mapped(host: str, name: str) -> str:
+    """``name`` as HTTP clients connect to it: a non-ASCII one through IDNA (UTS 46) mapping.
+
+    APPSEC: the mapping turns 127.0.0.1 in fullwidth digits and dots into the IPv4 address
+    and a fullwidth ``localhost`` into ``localhost``: every rule applies to this form.
+    """
+    if name.isascii():
+        return name
+    try:
+        return idna.encode(name, uts46=True).decode().rstrip(".")
+    except idna.IDNAError as exc:
+        raise UnsafeUrl(f"host {host} is not a valid host name ({exc})") from exc
 
 
 def _odd_ipv4(host: str, name: str) -> str:

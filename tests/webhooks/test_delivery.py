@@ -377,3 +377,40 @@ def test_a_delivery_that_loses_its_worker_on_every_attempt_ends_failed(ws, recei
     exhausted = outbox(ws.tenant["id"], "webhook.delivery_exhausted")
     assert [e.data["event_id"] for e in exhausted] == [str(event_id)]
     assert receiver.at(path) == []
+
+
+@pytest.fixture
+def loopback_two():
+    """A receiver on 127.0.0.2: loopback, reachable, and not allowlisted for this run."""
+    import threading
+
+    from tests.peers.http_server import PeerServer
+    from tests.webhooks.conftest import Receiver, _handler
+
+    state = Receiver()
+    server = PeerServer(("127.0.0.2", 0), _handler(state))
+    state.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_ip_address_written_in_unicode_digits_is_vetted(ws, receiver, path, loopback_two):
+    """127.0.0.2 in fullwidth digits is an IP address to the HTTP client, not a name."""
+    host = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in "127.0.0.2")
+    disguised = f"http://{host}:{loopback_two.port}{path}"
+    refused = ws.call("POST", BASE, json={"url": disguised, "event_types": ["agent.created"]})
+    assert refused.status_code == 422, refused.text
+    hook = create(ws, receiver.url(path))
+    with session_scope() as session:
+        # As if saved before the save-time check knew the form.
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(url=disguised)
+        )
+    new_agent(ws)
+    [d] = settled(hook["id"])
+    assert loopback_two.at(path) == []
+    assert d.status == "pending" and d.last_error_kind == "blocked"

@@ -57,6 +57,18 @@ def test_urls_are_checked_when_saved():
     assert check_url("http://hooks.example.com/x", Policy(allow_http=True))
 
 
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if c.isalnum() else c for c in text)
+
+
+def test_hosts_are_checked_in_the_form_clients_map_them_to():
+    # IDNA mapping makes these 169.254.169.254, localhost and a .internal name.
+    for host in ("169.254.169.254", "localhost", "a.local", "metadata.google.internal"):
+        with pytest.raises(UnsafeUrl):
+            check_url(f"https://{_fullwidth(host)}/x", STRICT)
+    assert check_url(f"https://{_fullwidth('hooks')}.example.com/x", STRICT)
+
+
 def test_names_are_resolved_and_vetted_at_send_time():
     # A public-looking name that resolves to loopback is what DNS rebinding does.
     with pytest.raises(UnsafeUrl):
