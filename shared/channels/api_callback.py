@@ -88,7 +88,7 @@ def payload(outgoing: Any) -> dict[str, Any]:
         ],
         "choices": choices.offered(message.metadata_),
         "sender": sender,
-        "created_at": message.created_at.isoformat(),
+        "created_at": catalogue.rfc3339(message.created_at),
     }
     return catalogue.envelope(
         message.id,

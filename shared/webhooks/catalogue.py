@@ -80,7 +80,7 @@ def envelope(
     ``occurred_at`` is API.md's name for the time; ``timestamp`` Standard Webhooks'. Both are
     sent, the same value, so a receiver written from either reads it.
     """
-    timestamp = occurred_at if isinstance(occurred_at, str) else _rfc3339(occurred_at)
+    timestamp = occurred_at if isinstance(occurred_at, str) else rfc3339(occurred_at)
     return {
         "id": str(event_id),
         "type": event_type,
@@ -112,7 +112,8 @@ def actor_of(event: Any) -> dict[str, Any]:
     return actor
 
 
-def _rfc3339(value: dt.datetime) -> str:
+def rfc3339(value: dt.datetime) -> str:
+    """API.md's form of a time: RFC 3339 in UTC with ``Z``."""
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 

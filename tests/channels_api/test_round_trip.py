@@ -66,6 +66,8 @@ def test_inbound_message_reply_and_signed_callback(ws, api, receiver, path):
     assert data["contact"]["name"] == "Carla Customer"
     assert data["content"] == "It ships today." and data["attachments"] == []
     assert _instant(data["created_at"]) == _instant(reply["created_at"])
+    # API.md: timestamps are RFC 3339 in UTC with Z, in the data as in the envelope.
+    assert data["created_at"] == reply["created_at"] and data["created_at"].endswith("Z")
 
     # A tampered body does not verify with the account's secret.
     assert not signing.verify(api.secret, callback.headers, callback.body + b" ")
