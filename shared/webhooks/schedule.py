@@ -32,7 +32,11 @@ MAX_RETRY_AFTER = max(SCHEDULE)
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
+
+    NOTE: the receiver writes the header: whatever it holds, this answers, never raises
+    (a date with a huge zone offset raised OverflowError and crashed the attempt).
+    """
     if not value:
         return None
     value = value.strip()
@@ -40,7 +44,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)

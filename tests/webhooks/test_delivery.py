@@ -414,3 +414,22 @@ def test_an_ip_address_written_in_unicode_digits_is_vetted(ws, receiver, path, l
     [d] = settled(hook["id"])
     assert loopback_two.at(path) == []
     assert d.status == "pending" and d.last_error_kind == "blocked"
+
+
+#: A Retry-After date whose offset no datetime can hold: parsing it raised OverflowError.
+HUGE_OFFSET_DATE = "Mon, 01 Jan 2024 00:00:00 +99999999999999999999"
+
+
+def test_a_retry_after_no_datetime_can_hold_is_ignored(ws, receiver, path):
+    """A receiver's odd header is a failed attempt like another, never a crashed one."""
+    odd = create(ws, receiver.url(path))
+    receiver.plan(path, ("status", 503, {"Retry-After": HUGE_OFFSET_DATE}))
+    new_agent(ws)
+    [d] = settled(odd["id"])
+    assert d.status == "pending" and d.last_status_code == 503
+    assert 3.9 <= (d.next_attempt_at - d.last_attempt_at).total_seconds() <= 7
+
+    tested = ws.call("POST", f"{BASE}/{odd['id']}/test")
+    assert tested.status_code == 200, tested.text
+    assert tested.json["status"] == "failed"
+    assert tested.json["attempt"]["response_status"] == 503
