@@ -214,8 +214,21 @@ def logged_text(raw: bytes) -> str:
 def response_headers_of(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The response headers the attempt log keeps (the first few, lower-cased, storable)."""
     return {
-        storable_text(k.lower()): storable_text(v) for k, v in itertools.islice(items, _MAX_HEADERS)
+        _header_text(k.lower()): _header_text(v) for k, v in itertools.islice(items, _MAX_HEADERS)
     }
+
+
+def _header_text(value: str) -> str:
+    """A header as text PostgreSQL stores: bytes that are not UTF-8 become U+FFFD.
+
+    NOTE: aiohttp hands such bytes over as lone surrogates, which jsonb refuses: the
+    record of a 2xx failed and the delivery was sent again each time it was swept.
+    """
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "replace")
+    return storable_text(raw.decode("utf-8", "replace"))
 
 
 def classify(result: Result) -> Result:

@@ -433,3 +433,15 @@ def test_a_retry_after_no_datetime_can_hold_is_ignored(ws, receiver, path):
     assert tested.status_code == 200, tested.text
     assert tested.json["status"] == "failed"
     assert tested.json["attempt"]["response_status"] == 503
+
+
+def test_a_2xx_with_a_header_that_is_not_utf8_is_recorded_as_succeeded(ws, receiver, path):
+    # A Latin-1 header byte reaches us as a lone surrogate, which PostgreSQL cannot store:
+    # recording the 2xx must not fail, or the delivery is sent again and again.
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, ("status", 200, {"X-Note": "caf\xe9"}))
+    new_agent(ws)
+    [d] = settled(hook["id"])
+    assert d.status == "succeeded" and d.attempt_count == 1
+    [attempt] = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]["attempts"]
+    assert attempt["response_headers"]["x-note"] == "caf\ufffd"
