@@ -40,7 +40,7 @@ from shared.context import Ctx
 from shared.events import emit
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.sql import storable_text
-from shared.webhooks import health, queue, schedule, signing
+from shared.webhooks import health, queue, schedule, signing, transport
 from shared.webhooks.ssrf import UnsafeUrl
 
 log = logging.getLogger(__name__)
@@ -263,22 +263,29 @@ def send(client: httpx.Client, claimed: Claimed) -> Result:
     started = time.monotonic()
     deadline = started + claimed.timeout
     try:
-        with client.stream(
-            "POST",
-            claimed.url,
-            content=body,
-            headers=headers,
-            timeout=httpx.Timeout(claimed.timeout),
-        ) as response:
+        # NOTE: httpx's timeouts are per operation; the transport's deadline bounds them all.
+        with (
+            transport.deadline(claimed.timeout),
+            client.stream(
+                "POST",
+                claimed.url,
+                content=body,
+                headers=headers,
+                timeout=httpx.Timeout(claimed.timeout),
+            ) as response,
+        ):
             result.status_code = response.status_code
             result.response_headers = response_headers_of(response.headers.items())
             received = bytearray()
-            for chunk in response.iter_raw():
-                received += chunk
-                # NOTE: httpx's read timeout is per chunk; a receiver dripping bytes is
-                # bounded by the attempt's own deadline.
-                if len(received) >= MAX_READ_BODY or time.monotonic() > deadline:
-                    break
+            try:
+                for chunk in response.iter_raw():
+                    received += chunk
+                    if len(received) >= MAX_READ_BODY or time.monotonic() > deadline:
+                        break
+            except httpx.TimeoutException:
+                # NOTE: the status is in: a body still dripping at the deadline is cut short.
+                if time.monotonic() < deadline:
+                    raise
             result.response_body = logged_text(bytes(received))
     except UnsafeUrl as exc:
         result.error_kind, result.error = "blocked", str(exc)

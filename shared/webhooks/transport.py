@@ -8,20 +8,76 @@ those of the name, and the connection pool is keyed by the name too: keep-alive
 connections are reused across deliveries to the same receiver.
 
 Redirects are never followed and proxies from the environment are ignored (a
-proxy would connect on our behalf, past the guard).
+proxy would connect on our behalf, past the guard). Inside :func:`deadline` every
+connect, read and write also stops at the attempt's deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import socket
-from collections.abc import Iterable
+import ssl
+import time
+from collections.abc import Iterable, Iterator
 
 import httpcore
 import httpx
 from httpcore._backends.sync import SyncBackend, SyncStream
 
 from shared.webhooks.ssrf import Policy, resolve
+
+#: When (``time.monotonic()``) the attempt this thread is making must be over; None: no bound.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "webhook_attempt_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound the connects, reads and writes of the requests made inside to ``seconds`` in all.
+
+    APPSEC: httpx's timeouts are per operation: a receiver dripping a header byte now and
+    then kept an attempt (and the request or worker thread making it) going for ever.
+    """
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of the deadline; ``expired`` raised when none is."""
+    end = _DEADLINE.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt's time is up")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(SyncStream):
+    """httpcore's blocking stream, each operation also bounded by the attempt's deadline."""
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return super().read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        super().write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = super().start_tls(ssl_context, server_hostname, bounded)
+        sock = stream.get_extra_info("socket")
+        return DeadlineStream(sock) if isinstance(stream, SyncStream) and sock else stream
 
 
 class VettedBackend(SyncBackend):
@@ -43,9 +99,10 @@ class VettedBackend(SyncBackend):
         addresses = resolve(host, port, self.policy)
         last_error: OSError | None = None
         for family, sockaddr in addresses:
+            bounded = _bounded(timeout, httpcore.ConnectTimeout)
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.settimeout(timeout)
+                sock.settimeout(bounded)
                 sock.connect(sockaddr)
             except TimeoutError as exc:
                 sock.close()
@@ -57,7 +114,7 @@ class VettedBackend(SyncBackend):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for option in socket_options or ():
                 sock.setsockopt(*option)
-            return SyncStream(sock)
+            return DeadlineStream(sock)
         raise httpcore.ConnectError(str(last_error))
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from shared.db import session_scope
@@ -220,3 +224,47 @@ def test_rotating_the_secret_signs_with_both_for_a_day(workspace, receiver, path
     assert signing.verify(new_secret, got.headers, got.body)
     assert signing.verify(hook["secret"], got.headers, got.body)
     assert not signing.verify(signing.generate_secret(), got.headers, got.body)
+
+
+@pytest.fixture
+def dripping_receiver():
+    """A receiver that answers a status line, then one header byte every 0.2 s for 20 s."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(100):
+                    if stop.wait(0.2):
+                        break
+                    try:
+                        conn.sendall(b"a")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_test_send_is_bounded_by_the_timeout_as_a_whole(workspace, dripping_receiver):
+    """A receiver dripping its headers cannot hold the request past the webhook's timeout."""
+    hook = create(workspace, dripping_receiver, event_types=["campaign.completed"])
+    workspace.call("PATCH", f"{BASE}/{hook['id']}", json={"timeout_seconds": 1})
+    started = time.monotonic()
+    resp = workspace.call("POST", f"{BASE}/{hook['id']}/test")
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 200, resp.text
+    assert resp.json["status"] == "failed" and resp.json["attempt"]["error_kind"] == "timeout"
+    assert elapsed < 5, elapsed
