@@ -165,12 +165,17 @@ def sweep(session: Session, *, batch: int = 500) -> int:
 
 
 def disable_failing(session: Session) -> int:
-    """Disable endpoints with no success since their first failure longer ago than the limit."""
+    """Disable endpoints with no success since their first failure longer ago than the limit.
+
+    A suspended tenant's endpoints are skipped: its deliveries are held, so no success
+    can end the streak, and disabling would end the held deliveries for good.
+    """
     hours = get_settings().webhook_disable_after_hours
     failing = session.scalars(
         select(WebhookEndpoint.id).where(
             WebhookEndpoint.enabled.is_(True),
             WebhookEndpoint.first_failure_at < func.now() - hours * 3600 * _ONE_SECOND,
+            _active_tenant(WebhookEndpoint),
         )
     ).all()
     disabled = 0

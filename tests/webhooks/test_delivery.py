@@ -445,3 +445,25 @@ def test_a_2xx_with_a_header_that_is_not_utf8_is_recorded_as_succeeded(ws, recei
     assert d.status == "succeeded" and d.attempt_count == 1
     [attempt] = ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"][0]["attempts"]
     assert attempt["response_headers"]["x-note"] == "caf\ufffd"
+
+
+def test_a_suspended_tenants_endpoints_are_not_disabled_for_failing(ws, receiver, client):
+    """A suspension holds the deliveries: no success is possible, so the clock must not run."""
+    from tests.admin.conftest import create_super_admin, login
+
+    hook = create(ws, receiver.url())
+    with session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(first_failure_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=5, minutes=1))
+        )
+    root = login(client, create_super_admin())
+    tenant = f"/api/admin/tenants/{ws.tenant['id']}"
+    assert root.call("DELETE", tenant).status_code == 204
+    with session_scope() as session:
+        sweeper.disable_failing(session)
+    back = root.call("PATCH", tenant, json={"status": "active"})
+    assert back.status_code == 200, back.text
+    view = ws.call("GET", f"{BASE}/{hook['id']}").json
+    assert view["is_active"] is True and view["disabled_reason"] is None
