@@ -33,6 +33,8 @@ from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.inbox import contacts as inbox_contacts
 from shared.models import Contact, Conversation, IntegrationAccount, Message
+from shared.schemas.inbox import ContactView, ConversationView
+from shared.schemas.messages import MessageView
 from shared.webhooks import catalogue
 from shared.webhooks.views import AttemptView
 
@@ -84,7 +86,10 @@ def upsert_contact(
 ) -> tuple[Contact, bool]:
     """Create the contact, or update the fields sent; return it and whether it is new."""
     account = api_account_of(session, ctx, account_id)
-    return _contact(session, ctx, account, identity)
+    contact, created = _contact(session, ctx, account, identity)
+    if created:
+        _log_created(session, ctx, "contact", contact.id, ContactView.data(contact))
+    return contact, created
 
 
 def open_conversation(
@@ -98,7 +103,17 @@ def open_conversation(
     """A new open conversation with the contact (created if new), even if one is open."""
     account = api_account_of(session, ctx, account_id)
     contact, _ = _contact(session, ctx, account, identity)
-    return ingest.open_conversation(session, account, contact, subject=subject)
+    conversation = ingest.open_conversation(session, account, contact, subject=subject)
+    data = ConversationView.data(conversation)
+    _log_created(session, ctx, "conversation", conversation.id, data)
+    return conversation
+
+
+def _log_created(
+    session: Session, ctx: Ctx, entity_type: str, entity_id: uuid.UUID, data: dict[str, Any]
+) -> None:
+    """The activity row of what the tenant's system created (API.md: every write has one)."""
+    activity.record(session, ctx, f"{entity_type}.created", entity_type, entity_id, after=data)
 
 
 def _contact(
@@ -178,7 +193,10 @@ def post_message(
         stored = session.get(Contact, message.sender_id)
         if stored is not None:
             _update_contact(session, ctx, stored, contact)
-    return Posted(message, created=outcome == "created")
+    created = outcome == "created"
+    if created:
+        _log_created(session, ctx, "message", message.id, MessageView.data(message))
+    return Posted(message, created=created)
 
 
 def _metadata(external_message_id: str | None, choice: str | None) -> dict[str, str]:
@@ -253,7 +271,8 @@ def report_status(
     ).one_or_none()
     if message is None:
         raise NotFound("No outbound message with this id on this account")
-    statuses.apply_status(
+    previous = message.status
+    changed = statuses.apply_status(
         session,
         message,
         status,
@@ -262,6 +281,16 @@ def report_status(
         at=at,
         actor=ctx.actor,
     )
+    if changed:
+        activity.record(
+            session,
+            ctx,
+            "message.status_updated",
+            "message",
+            message.id,
+            before={"status": previous},
+            after={"status": message.status},
+        )
     return message
 
 

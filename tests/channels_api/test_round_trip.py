@@ -251,3 +251,22 @@ def test_two_replies_answered_with_one_constant_id_are_each_posted_once(ws, api,
         )
     outbound_engine.send_batch(ids)
     assert len(receiver.at(path)) == 2
+
+
+def test_each_write_of_the_tenants_system_is_in_the_activity_log(ws, api):
+    """API.md: every state-changing tenant request writes an activity log row."""
+    posted = api.inbound("hi", source_id="log-1")
+    contact = ws.call("POST", f"{api.base}/contacts", json={"source_id": "log-2"}).json
+    opened = ws.call("POST", f"{api.base}/conversations", json={"contact": {"source_id": "log-3"}})
+    reply = api.reply(posted["conversation_id"], "on it")
+    assert api.report(reply["id"], "read").status_code == 200
+
+    def logged(entity_id: str) -> list[str]:
+        resp = ws.call("GET", "/api/activity-logs", params={"entity_id": entity_id})
+        assert resp.status_code == 200, resp.text
+        return [row["action"] for row in resp.json["items"]]
+
+    assert logged(posted["id"]) == ["message.created"]
+    assert logged(contact["id"]) == ["contact.created"]
+    assert logged(opened.json["id"]) == ["conversation.created"]
+    assert logged(reply["id"]) == ["message.status_updated", "message.created"]
