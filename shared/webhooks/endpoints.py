@@ -299,7 +299,9 @@ def recover(
         raise ValidationFailed.field(
             "until", f"the window is at most {MAX_RECOVER_WINDOW.days} days"
         )
-    endpoint = get_endpoint(session, ctx, endpoint_id)
+    # NOTE: locked, so a second recover of the endpoint (a double click) waits for this
+    # one to commit and then sees its resends: else both resent every event.
+    endpoint = get_endpoint(session, ctx, endpoint_id, for_update=True)
     _require_enabled(endpoint)
     d, sibling = WebhookDelivery, aliased(WebhookDelivery)
     # Siblings are the other deliveries of the same event to this endpoint: the

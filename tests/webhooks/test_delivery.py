@@ -467,3 +467,33 @@ def test_a_suspended_tenants_endpoints_are_not_disabled_for_failing(ws, receiver
     assert back.status_code == 200, back.text
     view = ws.call("GET", f"{BASE}/{hook['id']}").json
     assert view["is_active"] is True and view["disabled_reason"] is None
+
+
+def test_recovers_at_once_send_each_event_once(ws, receiver, path):
+    """Recover clicked twice: the second call must see the first one's resends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hook = create(ws, receiver.url(path))
+    with session_scope() as session:
+        session.add_all(
+            WebhookDelivery(
+                tenant_id=uuid.UUID(ws.tenant["id"]),
+                endpoint_id=uuid.UUID(hook["id"]),
+                event_id=uuid.uuid4(),
+                event_type="agent.created",
+                payload={"type": "agent.created", "data": {}},
+                status="failed",
+                attempt_count=8,
+                finished_at=dt.datetime.now(dt.UTC),
+            )
+            for _ in range(300)
+        )
+    window = _recover_window()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: ws.call("POST", f"{BASE}/{hook['id']}/recover", json=window), range(4)
+            )
+        )
+    assert [a.status_code for a in answers] == [202] * 4
+    assert sum(len(a.json["delivery_ids"]) for a in answers) == 300
