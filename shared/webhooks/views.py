@@ -32,12 +32,20 @@ class WebhookView(View):
             {
                 **{name: getattr(endpoint, name, None) for name in cls.model_fields},
                 "is_active": endpoint.enabled,
+                "previous_secret_expires_at": _in_progress(endpoint.previous_secret_expires_at),
             }
         )
 
     @classmethod
     def data(cls, obj: Any) -> dict[str, Any]:
         return cls.of(obj).model_dump(mode="json")
+
+
+def _in_progress(expires: dt.datetime | None) -> dt.datetime | None:
+    """A rotation's end while the previous secret still signs; None once it stopped."""
+    if isinstance(expires, dt.datetime) and expires > dt.datetime.now(dt.UTC):
+        return expires
+    return None
 
 
 class AttemptView(View):

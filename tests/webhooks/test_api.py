@@ -226,6 +226,27 @@ def test_rotating_the_secret_signs_with_both_for_a_day(workspace, receiver, path
     assert not signing.verify(signing.generate_secret(), got.headers, got.body)
 
 
+def test_a_rotation_over_its_day_is_shown_as_over(workspace, receiver, path):
+    """previous_secret_expires_at names a rotation in progress, else it is null."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    ws = workspace
+    hook = create(ws, receiver.url(path), event_types=["campaign.completed"])
+    ws.call("PATCH", f"{BASE}/{hook['id']}", json={"rotate_secret": True})
+    with session_scope() as session:  # a day has passed
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(previous_secret_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    view = ws.call("GET", f"{BASE}/{hook['id']}").json
+    assert view["previous_secret_expires_at"] is None
+    assert ws.call("POST", f"{BASE}/{hook['id']}/test").json["status"] == "succeeded"
+    assert len(receiver.at(path)[-1].headers["webhook-signature"].split(" ")) == 1
+
+
 @pytest.fixture
 def dripping_receiver():
     """A receiver that answers a status line, then one header byte every 0.2 s for 20 s."""
