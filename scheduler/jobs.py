@@ -41,6 +41,7 @@ from shared.channels import inbound_sweeper, outbound_queue
 from shared.channels.templates import sync as template_sync
 from shared.config import get_settings
 from shared.db import session_scope
+from shared.identity import auth
 from shared.inbox import bulk, expiration
 from shared.ops import scheduler_runs
 from shared.timekeeping import scheduled_messages, sla
@@ -310,6 +311,8 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_read_receipts", sweep_read_receipts, _every(seconds=15), DRAIN),
     Job("sweep_invitation_emails", sweep_invitation_emails, _every(seconds=30), DRAIN),
     Job("sweep_early_statuses", sweep_early_statuses, _every(seconds=30), DRAIN),
+    # Logouts: a revocation is kept until its token would have expired anyway.
+    Job("purge_expired_revocations", auth.purge_expired_revocations, _every(hours=1), DRAIN),
     # WhatsApp templates: each account is re-synced from Meta 6 h after its last claim
     # (a due time per account, so restarts never postpone it), and a sync whose message
     # or worker was lost is sent again; checked every 10 minutes.

@@ -248,3 +248,35 @@ def test_a_long_organization_name_gets_a_slug_login_accepts(client):
     )
     assert login.status_code == 200, login.text
     assert login.json["user"]["id"] == ws.admin["id"]
+
+
+def test_the_scheduler_forgets_revocations_of_tokens_expired_anyway(client):
+    """A logout keeps its token's revocation until the token would have expired; then the
+    scheduler's job deletes it, so ``revoked_tokens`` does not grow with every logout."""
+    from sqlalchemy import func, select, update
+
+    from scheduler.jobs import JOBS
+    from shared.db import session_scope
+    from shared.models import RevokedToken
+
+    ws = register(client)
+    (gone, gone_token), (kept, kept_token) = ws.create_agent(), ws.create_agent()
+    for token in (gone_token, kept_token):
+        assert ws.call("POST", "/api/auth/logout", token=token).status_code == 204
+    with session_scope() as session:
+        session.execute(
+            update(RevokedToken)
+            .where(RevokedToken.user_id == uuid.UUID(gone["id"]))
+            .values(expires_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 1))
+        )
+    purge = next(job.func for job in JOBS if job.name == "purge_expired_revocations")
+    with session_scope() as session:
+        assert purge(session) >= 1
+    with session_scope() as session:
+        left = session.scalars(
+            select(RevokedToken.user_id).where(
+                RevokedToken.user_id.in_([uuid.UUID(gone["id"]), uuid.UUID(kept["id"])])
+            )
+        ).all()
+    assert left == [uuid.UUID(kept["id"])]
+    assert ws.call("GET", "/api/auth/me", token=kept_token).status_code == 401
