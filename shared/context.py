@@ -90,5 +90,15 @@ class Ctx:
         if self.impersonator_id is not None:
             raise Forbidden(f"{action} is not allowed while impersonating")
 
+    def refuse_api_key(self, action: str) -> None:
+        """Raise :class:`Forbidden` for a caller authenticated by an API key.
+
+        APPSEC: a key is revoked to end what it can do; a credential it made (another
+        key, a password it knows) would outlive the revocation, so a leaked key could
+        never be taken back. Those need a logged-in session.
+        """
+        if self.api_key_id is not None:
+            raise Forbidden(f"{action} needs a logged-in session, not an API key")
+
     def is_self(self, user_id: uuid.UUID) -> bool:
         return self.user_id is not None and self.user_id == user_id

@@ -296,6 +296,8 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         raise Forbidden("This action needs the 'agents.manage' permission")
     if "password" in changes:
         ctx.refuse_impersonation("Setting a password")
+        if ctx.is_self(agent_id):  # an admin's integration may still set others'
+            ctx.refuse_api_key("Changing your own password")
     if "role" in changes:
         _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)

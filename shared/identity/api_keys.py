@@ -42,6 +42,7 @@ def create_key(
 ) -> CreatedKey:
     ctx.require("api_keys.manage")
     ctx.refuse_impersonation("Creating an API key")
+    ctx.refuse_api_key("Creating an API key")
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise ValidationFailed.field("expires_at", "must be in the future")
     live = session.scalar(

@@ -209,3 +209,29 @@ def test_expired_api_keys_do_not_count_against_the_live_key_limit(workspace):
     fresh = workspace.call("POST", "/api/api-keys", json={"name": "after they expired"})
 
     assert fresh.status_code == 201, fresh.text
+
+
+def test_an_api_key_makes_no_credential_that_would_outlive_its_revocation(workspace):
+    """A leaked key is taken back by revoking it: it may not mint another key, nor set its
+    owner's password (then log in with it)."""
+    ws = workspace
+    agent, _token = ws.create_agent()
+    key = ws.call("POST", "/api/api-keys", json={"name": "integration"}).json
+    as_key = {"X-API-Key": key["key"]}
+
+    minted = ws.client.simulate_post("/api/api-keys", headers=as_key, json={"name": "spare"})
+    assert minted.status_code == 403, minted.text
+    own = ws.client.simulate_patch(
+        f"/api/agents/{ws.admin['id']}", headers=as_key, json={"password": "a brand new secret"}
+    )
+    assert own.status_code == 403, own.text
+    assert "logged-in session" in own.json["error"]["message"]
+    # An admin's integration still provisions others' passwords; a session still changes its own.
+    theirs = ws.client.simulate_patch(
+        f"/api/agents/{agent['id']}", headers=as_key, json={"password": "set by provisioning"}
+    )
+    assert theirs.status_code == 200, theirs.text
+    assert ws.call("POST", "/api/api-keys", json={"name": "from a session"}).status_code == 201
+    new_password = {"password": "changed in a session"}
+    mine = ws.call("PATCH", f"/api/agents/{ws.admin['id']}", json=new_password)
+    assert mine.status_code == 200, mine.text
