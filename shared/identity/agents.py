@@ -188,13 +188,27 @@ def _email_taken(session: Session, ctx: Ctx, email: str, *, except_id: uuid.UUID
     return session.scalars(query.limit(1)).first() is not None
 
 
-def _admin_count(session: Session, ctx: Ctx) -> int:
-    return session.scalar(
+def _last_admin(session: Session, ctx: Ctx, agent: User) -> bool:
+    """Whether ``agent`` is an admin and no other admin who can log in would remain.
+
+    A suspended admin (suspended by the platform's super admins) does not count: the
+    workspace would be left with nobody able to administer it.
+    """
+    if agent.role.name != "admin":
+        return False
+    others = session.scalar(
         select(func.count())
         .select_from(User)
         .join(Role, Role.id == User.role_id)
-        .where(User.tenant_id == ctx.tenant_id, User.deleted_at.is_(None), Role.name == "admin")
+        .where(
+            User.tenant_id == ctx.tenant_id,
+            User.id != agent.id,
+            User.deleted_at.is_(None),
+            User.suspended_at.is_(None),
+            Role.name == "admin",
+        )
     )
+    return others == 0
 
 
 def _lock_admins(session: Session, ctx: Ctx) -> None:
@@ -315,12 +329,8 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
     if "role" in changes:
         new_role = resolve_role(session, ctx, changes["role"])
         ctx.require_all(new_role.permissions, f"Giving the role '{new_role.name}'")
-        if (
-            agent.role.name == "admin"
-            and new_role.name != "admin"
-            and _admin_count(session, ctx) <= 1
-        ):
-            raise Conflict("The workspace needs at least one admin")
+        if new_role.name != "admin" and _last_admin(session, ctx, agent):
+            raise Conflict("The workspace needs at least one active admin")
         agent.role = new_role
     if "password" in changes:
         agent.password_hash = hash_password(changes["password"])
@@ -345,8 +355,8 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)
     ctx.require_all(agent.role.permissions, "Deleting this agent")
-    if agent.role.name == "admin" and _admin_count(session, ctx) <= 1:
-        raise Conflict("The workspace needs at least one admin")
+    if _last_admin(session, ctx, agent):
+        raise Conflict("The workspace needs at least one active admin")
     before = AgentView.data(agent)
     agent.deleted_at = func.now()
     agent.status = "offline"

@@ -92,3 +92,18 @@ def test_a_suspended_agent_cannot_be_set_online(root, workspace):
     assert online.status_code == 409, online.text
     assert workspace.call("GET", f"/api/agents/{agent['id']}").json["status"] == "offline"
     assert workspace.call("PATCH", path, json={"status": "offline"}).status_code == 200
+
+
+def test_the_last_admin_who_can_log_in_cannot_step_down(root, workspace):
+    """Another admin who is suspended does not count: demoting or deleting the last active
+    admin would leave the workspace with nobody able to administer it."""
+    other, _ = workspace.create_agent(role="admin")
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{other['id']}"
+    assert root.call("POST", f"{base}/suspend").status_code == 200
+    me = f"/api/agents/{workspace.admin['id']}"
+
+    demoted = workspace.call("PATCH", me, json={"role": "agent"})
+    assert demoted.status_code == 409, demoted.text
+    assert workspace.call("DELETE", me).status_code == 409
+    # The suspended admin may go: an active admin remains.
+    assert workspace.call("DELETE", f"/api/agents/{other['id']}").status_code == 204
