@@ -82,10 +82,29 @@ def _currency(value: str) -> str:
     return code
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a key or string anywhere in ``value`` holds NUL (jsonb refuses it).
+
+    NOTE: not a search of ``json.dumps``, which writes NUL as the escape ``\\u0000``;
+    a loop, not recursion, so deep nesting json could parse cannot overflow here.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _attributes(value: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
-    if "\x00" in json.dumps(value):
+    if _has_nul(value):
         raise ValueError("must not contain NUL characters")
     return value
 

@@ -299,3 +299,16 @@ def test_an_import_whose_message_was_lost_is_redriven_by_the_scheduler(workspace
         assert redrive(session) >= 1
     assert finished_job(workspace, str(job_id))["status"] == "succeeded"
     assert set(products_of(agent["id"])) == {"R-1"}
+
+
+def test_a_nul_in_a_rows_attributes_fails_that_row_not_the_import(workspace):
+    """JSON escapes NUL as \\u0000, which jsonb refuses: the row must be refused, not the batch."""
+    agent = create_agent(workspace)
+    body = 'sku,name,attributes\nA-1,Apple,"{""k"": ""a\\u0000b""}"\nB-2,Banana,\n'
+    job_id = queued_import(workspace, agent["id"], body)
+    assert product_import.process_import(job_id) == "succeeded"
+    with session_scope() as session:
+        result = session.get(Job, job_id).result
+    assert result["created"] == 1 and result["failed"] == 1, result
+    assert [(e["row"], e["field"]) for e in result["errors"]] == [(1, "attributes")]
+    assert set(products_of(agent["id"])) == {"B-2"}
