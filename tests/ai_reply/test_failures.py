@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -222,3 +223,27 @@ def test_a_plan_without_ai_replies_left_hands_off_as_usage_limit(world, workspac
     first, second = world.final_replies(conversation.id, 2)
     assert first.status == "sent"
     assert (second.status, second.handoff_reason) == ("handed_off", "usage_limit")
+
+
+def _completion_reporting(prompt_tokens: int) -> bytes:
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "Three to five days."}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 4},
+    }
+    return json.dumps(body).encode()
+
+
+def test_a_model_reporting_absurd_token_counts_is_answered_at_once(world, fake_graph, fake_llm):
+    """A count no column holds (a buggy model server) failed settling: the reply was
+    re-driven to the model until its attempts ran out, then handed off."""
+    agent = world.agent(provider="openai")
+    fake_llm.script(("raw", _completion_reporting(10**12)))
+
+    world.write(QUESTION)
+
+    [sent] = world.wait_sent_to_graph(fake_graph)
+    assert sent.json["text"]["body"] == "Three to five days."
+    [reply] = world.final_replies(world.conversation().id)
+    assert reply.status == "sent", reply.error
+    assert len(fake_llm.chats()) == 1
+    assert 0 < world.usage(agent.id).prompt_tokens < 10**6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -132,3 +133,18 @@ def test_a_server_runs_a_few_tests_at_once_and_answers_429_beyond_them(world, fa
 
     again = _test(world, agent.id, {"message": "How long does shipping take?"})
     assert again.status_code == 200, again.text
+
+
+def test_a_model_reporting_absurd_token_counts_still_answers(world, fake_llm):
+    """A count past bigint (a buggy model server) made the usage row's write a 500."""
+    agent = world.agent(provider="openai")
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "Three to five days."}}],
+        "usage": {"prompt_tokens": 10**20, "completion_tokens": 4},
+    }
+    fake_llm.script(("raw", json.dumps(body).encode()))
+    resp = _test(world, agent.id, {"message": "How long does shipping take?"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["reply"] == "Three to five days."
+    assert 0 < resp.json["tokens"]["prompt"] < 10**6
+    assert world.usage(agent.id).prompt_tokens == resp.json["tokens"]["prompt"]

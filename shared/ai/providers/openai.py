@@ -62,6 +62,9 @@ RETRY_BASE_SECONDS = 0.25
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Connections kept per process and loop, for every model endpoint together.
 MAX_CONNECTIONS = 512
+#: Largest token count believed from a server's ``usage`` (no context window is near it);
+#: past it the count is estimated, so a buggy server cannot overflow the token columns.
+MAX_REPORTED_TOKENS = 10_000_000
 
 _sessions: dict[tuple[int, bool], aiohttp.ClientSession] = {}
 
@@ -261,6 +264,7 @@ def _usage(data: dict[str, Any]) -> tuple[int | None, int | None]:
 
     def count(name: str) -> int | None:
         value = usage.get(name)
-        return value if isinstance(value, int) and value >= 0 else None
+        plausible = isinstance(value, int) and not isinstance(value, bool)
+        return value if plausible and 0 <= value <= MAX_REPORTED_TOKENS else None
 
     return count("prompt_tokens"), count("completion_tokens")
