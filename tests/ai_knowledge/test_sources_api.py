@@ -261,3 +261,22 @@ def _zip(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return out.getvalue()
+
+
+def test_qna_pairs_and_reprocessing_are_in_the_activity_log(workspace, ai_agent):
+    """Every state-changing request writes an activity row (API.md, Conventions)."""
+    source = _text_source(workspace, ai_agent)
+    base = f"{sources_path(ai_agent)}/{source['id']}"
+    pair = workspace.call(
+        "POST", f"{base}/qna-pairs", json={"question": "Parking?", "answer": "Yes, free."}
+    ).json
+    assert workspace.call("DELETE", f"{base}/qna-pairs/{pair['id']}").status_code == 204
+    assert workspace.call("POST", f"{base}/reprocess").status_code == 202
+
+    def actions(entity_id: str) -> list[str]:
+        logs = workspace.call("GET", "/api/activity-logs", params={"entity_id": entity_id})
+        assert logs.status_code == 200, logs.text
+        return sorted(item["action"] for item in logs.json["items"])
+
+    assert actions(pair["id"]) == ["qna_pair.created", "qna_pair.deleted"]
+    assert actions(source["id"]) == ["knowledge_source.created", "knowledge_source.reprocessed"]

@@ -243,8 +243,26 @@ def reprocess(
         .execution_options(synchronize_session=False)
     )
     session.refresh(source)
+    activity.record(
+        session,
+        ctx,
+        "knowledge_source.reprocessed",
+        "knowledge_source",
+        source.id,
+        after={"ai_agent_id": str(agent_id), "kind": source.kind, "title": source.title},
+    )
     INGEST.enqueue_after_commit(session, [source.id])
     return source_view(source)
+
+
+def _logged(pair: QnaPair) -> dict[str, Any]:
+    """A QnA pair as its activity rows keep it (JSON-ready)."""
+    return {
+        "ai_agent_id": str(pair.ai_agent_id),
+        "source_id": str(pair.source_id),
+        "question": pair.question,
+        "answer": pair.answer,
+    }
 
 
 def list_qna(
@@ -289,6 +307,7 @@ def create_qna(
     session.add(pair)
     session.flush()
     session.refresh(pair)
+    activity.record(session, ctx, "qna_pair.created", "qna_pair", pair.id, after=_logged(pair))
     if get_agent(session, ctx, agent_id).embedding_model:
         EMBED.enqueue_after_commit(session, [("qna", pair.id)])
     return qna_view(pair)
@@ -298,14 +317,17 @@ def delete_qna(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, source_id: uuid.UUID, qna_id: uuid.UUID
 ) -> None:
     get_source(session, ctx, agent_id, source_id)
-    deleted = session.execute(
+    deleted = session.scalars(
         delete(QnaPair)
         .where(
             QnaPair.id == qna_id,
             QnaPair.tenant_id == ctx.tenant_id,
             QnaPair.source_id == source_id,
         )
-        .returning(QnaPair.id)
+        .returning(QnaPair)
     ).one_or_none()
     if deleted is None:
         raise NotFound("QnA pair not found")
+    activity.record(
+        session, ctx, "qna_pair.deleted", "qna_pair", deleted.id, before=_logged(deleted)
+    )
