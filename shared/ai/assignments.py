@@ -110,10 +110,17 @@ def _check_unique(
     session.execute(
         select(func.pg_advisory_xact_lock(func.hashtextextended(f"ai_assign:{ctx.tenant_id}", 0)))
     )
+    account_id = fields["integration_account_id"]
+    # NOTE: an account's assignment may also name the account's own channel (validated):
+    # with or without it, the target is the account.
+    target = (
+        a.integration_account_id == account_id
+        if account_id is not None
+        else a.integration_account_id.is_(None) & (a.channel == fields["channel"])
+    )
     query = select(a.id).where(
         a.tenant_id == ctx.tenant_id,
-        a.integration_account_id.is_not_distinct_from(fields["integration_account_id"]),
-        a.channel.is_not_distinct_from(fields["channel"]),
+        target,
         a.division_id.is_not_distinct_from(fields["division_id"]),
     )
     if except_id is not None:

@@ -100,6 +100,27 @@ def test_the_same_target_twice_is_a_conflict(workspace):
     assert team.status_code == 201
 
 
+def test_an_account_named_with_or_without_its_channel_is_the_same_target(workspace):
+    """The channel an account assignment may add is the account's own: it targets the same."""
+    first, second = create_agent(workspace), create_agent(workspace)
+    line = account(workspace)
+    made = workspace.call(
+        "POST", ASSIGNMENTS, json={"ai_agent_id": first["id"], "integration_account_id": line}
+    )
+    assert made.status_code == 201, made.text
+    body = {"ai_agent_id": second["id"], "integration_account_id": line, "channel": "whatsapp"}
+    again = workspace.call("POST", ASSIGNMENTS, json=body)
+    assert again.status_code == 409, again.text
+    whole_channel = workspace.call(
+        "POST", ASSIGNMENTS, json={"ai_agent_id": second["id"], "channel": "whatsapp"}
+    )
+    assert whole_channel.status_code == 201, whole_channel.text
+    put = workspace.call(
+        "PUT", f"{ASSIGNMENTS}/{made.json['id']}", json=body | {"ai_agent_id": first["id"]}
+    )
+    assert put.status_code == 200, put.text
+
+
 def test_assignments_of_another_tenant_are_invisible(workspace, other_workspace):
     theirs = create_agent(other_workspace)
     made = other_workspace.call(
