@@ -216,7 +216,8 @@ _CORRECTIONS = text(
     """
 )
 
-#: Cosine alone (vectors are stored unit length, so it is a dot product).
+#: Cosine alone (vectors are stored unit length, so it is a dot product), over the items
+#: embedded at the question's size (others are another model's, see :func:`blend`).
 _BY_VECTOR = text(
     """
     SELECT kind, id, source_id, body,
@@ -224,15 +225,15 @@ _BY_VECTOR = text(
       FROM (
         (SELECT 'qna' AS kind, id, source_id, question || E'\\n' || answer AS body, embedding
            FROM qna_pairs WHERE tenant_id = :tenant_id AND ai_agent_id = :agent_id
-            AND embedding IS NOT NULL LIMIT :scan)
+            AND cardinality(embedding) = :dims LIMIT :scan)
         UNION ALL
         (SELECT 'chunk', id, source_id, content, embedding
            FROM knowledge_chunks WHERE tenant_id = :tenant_id AND ai_agent_id = :agent_id
-            AND embedding IS NOT NULL LIMIT :scan)
+            AND cardinality(embedding) = :dims LIMIT :scan)
         UNION ALL
         (SELECT 'product', id, NULL, name || coalesce(E'\\n' || description, ''), embedding
            FROM ai_products WHERE tenant_id = :tenant_id AND ai_agent_id = :agent_id
-            AND embedding IS NOT NULL LIMIT :scan)
+            AND cardinality(embedding) = :dims LIMIT :scan)
       ) items
      ORDER BY cosine DESC NULLS LAST
      LIMIT :limit
@@ -415,8 +416,12 @@ def qna_score(lexical: float, question_similarity: float) -> float:
 
 
 def blend(lexical: float, vector: Sequence[float] | None, query: Sequence[float] | None) -> float:
-    """Text score and cosine similarity together, when both the item and question have one."""
-    if not vector or not query:
+    """Text score and cosine similarity together, when both the item and question have one.
+
+    A vector of another size is another model's (the agent's embedding model changed and
+    the item is not embedded again yet): it says nothing, like a missing one.
+    """
+    if not vector or not query or len(vector) != len(query):
         return lexical
     return (1 - VECTOR_WEIGHT) * lexical + VECTOR_WEIGHT * max(cosine(vector, query), 0.0)
 
@@ -464,7 +469,7 @@ def retrieve(
             hits.keep(row, blend(lexical, row.embedding, query_embedding))
     if not hits.best and query_embedding is not None:
         vector = normalised(query_embedding)
-        scan = {"vector": vector, "scan": VECTOR_SCAN_LIMIT, "limit": limit}
+        scan = {"vector": vector, "dims": len(vector), "scan": VECTOR_SCAN_LIMIT, "limit": limit}
         for row in session.execute(_BY_VECTOR, params | scan):
             hits.keep(row, VECTOR_WEIGHT * max(row.cosine or 0.0, 0.0))
     return hits.ranked(limit)

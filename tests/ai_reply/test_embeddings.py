@@ -67,3 +67,43 @@ def test_an_offline_agent_never_calls_for_embeddings(world, fake_llm):
     )
     assert _embedding_calls(fake_llm) == []
     assert _embedded_chunks(agent.id) == 0
+
+
+def test_knowledge_embedded_by_a_previous_model_still_answers_by_text(world, fake_llm):
+    """After the agent's embedding model changes, its knowledge keeps the old model's vectors
+    (of another size) until re-embedded: they cannot be compared with the new question
+    vectors, and counted as no similarity they halved every score into a handoff."""
+    agent = world.agent(
+        provider="openai", embedding_model="embed-a", faq=(), confidence_threshold=0.6
+    )
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+    wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
+    fake_llm.answer = "Within 30 days."
+    question = {"message": "Are returns accepted within 30 days?"}
+    path = f"/api/ai-agents/{agent.id}/test"
+    before = world.ws.call("POST", path, json=question)
+    assert before.json["reply"] == "Within 30 days.", before.json
+
+    changed = world.ws.call(
+        "PUT",
+        f"/api/ai-agents/{agent.id}",
+        json={
+            "name": agent.name,
+            "provider": "openai",
+            "embedding_model": "embed-b",
+            "confidence_threshold": 0.6,
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    # The new model's vectors have another size.
+    fake_llm.embeddings_body = b'{"data": [{"index": 0, "embedding": [0.1, 0.2, 0.3, 0.4]}]}'
+
+    after = world.ws.call("POST", path, json=question)
+    assert after.status_code == 200, after.text
+    assert after.json["handoff"]["handoff"] is False, after.json["handoff"]
+    assert after.json["reply"] == "Within 30 days."
