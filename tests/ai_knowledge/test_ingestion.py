@@ -247,3 +247,13 @@ def test_scheduler_redrives_a_dead_workers_claim(worker, workspace, ai_agent):
         assert jobs.sweep_knowledge_sources(session) >= 1
     ready = wait_for_status(workspace, ai_agent, str(source_id), "ready")
     assert ready["attempts"] == 2
+
+
+def test_a_csv_file_csv_cannot_read_fails_at_once_saying_so(worker, workspace, ai_agent):
+    """A field past csv's limit will not read better later: not a transient "unexpected error"."""
+    data = b"question,answer\nReturns?," + b'"' + b"x" * 140_000 + b'"\n'
+    resp = upload(workspace, sources_path(ai_agent), "faq.csv", data, "text/csv")
+    assert resp.status_code == 201, resp.text
+    failed = wait_for_status(workspace, ai_agent, resp.json["id"], "failed")
+    assert failed["attempts"] == 1, failed
+    assert failed["error"].startswith("the CSV cannot be read"), failed

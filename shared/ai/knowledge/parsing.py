@@ -110,7 +110,10 @@ def parse_csv(data: bytes) -> list[str]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as exc:  # a field past csv's limit: no retry reads it better
+        raise ParseFailed(f"the CSV cannot be read ({exc})"[:500]) from exc
     if not rows:
         return [""]
     header = [name.strip() for name in rows[0]]
