@@ -107,3 +107,34 @@ def test_knowledge_embedded_by_a_previous_model_still_answers_by_text(world, fak
     assert after.status_code == 200, after.text
     assert after.json["handoff"]["handoff"] is False, after.json["handoff"]
     assert after.json["reply"] == "Within 30 days."
+
+
+def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app, broker):
+    """Embedding work queued before a suspension must not call the model after it
+    (API.md: a suspended tenant's queued work is dropped, with a dead letter)."""
+    import falcon.testing
+
+    from shared.models import DeadLetter, QnaPair
+    from tests.admin.conftest import create_super_admin, login
+    from workers import queues
+    from workers.actors.ai_knowledge import embed_items
+
+    agent = world.agent(provider="openai", embedding_model="fake-embed")
+    with session_scope() as session:
+        ids = [
+            str(i)
+            for i in session.scalars(select(QnaPair.id).where(QnaPair.ai_agent_id == agent.id))
+        ]
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    tenant_id = world.ws.tenant["id"]
+    assert root.call("DELETE", f"/api/admin/tenants/{tenant_id}").status_code == 204
+
+    embed_items.send("qna", ids)  # as a QnA pair's creation queued it before the suspension
+    broker.join(queues.KNOWLEDGE, timeout=20_000)
+
+    assert _embedding_calls(fake_llm) == []
+    with session_scope() as session:
+        letters = session.scalars(
+            select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
+        ).all()
+    assert letters == ["embed_items"]

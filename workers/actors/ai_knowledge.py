@@ -94,3 +94,12 @@ def tenant_of_source(session: Session, args: tuple) -> uuid.UUID | None:
 
 
 tenant_gate.resolve_tenant_with(ingest_knowledge_source.actor_name, tenant_of_source)
+
+
+def tenant_of_items(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of an ``embed_items`` batch: a suspended tenant's items are not embedded."""
+    kind, item_ids = args
+    return embedding.tenant_of(session, kind, [uuid.UUID(i) for i in item_ids[:1]])
+
+
+tenant_gate.resolve_tenant_with(embed_items.actor_name, tenant_of_items)

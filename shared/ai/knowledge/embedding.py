@@ -74,14 +74,23 @@ def _texts(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> list[tuple]
     return [(r[0], r[1], r[2], "\n".join(str(v) for v in r[3:] if v)) for r in rows]
 
 
-_TABLES = {"chunk": KnowledgeChunk, "qna": QnaPair, "product": AiProduct}
+#: The table of each kind of item.
+TABLES = {"chunk": KnowledgeChunk, "qna": QnaPair, "product": AiProduct}
+
+
+def tenant_of(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> uuid.UUID | None:
+    """The tenant of a batch of ``kind`` items (one agent's), by its first; None if gone."""
+    table = TABLES.get(kind)
+    if table is None or not ids:
+        return None
+    return session.scalar(select(table.tenant_id).where(table.id == ids[0]))
 
 
 def store(session: Session, kind: str, vectors: dict[uuid.UUID, Sequence[float]]) -> None:
     """Write unit-length embeddings of ``kind`` items (one statement for the batch)."""
     if not vectors:
         return
-    table = _TABLES[kind].__table__
+    table = TABLES[kind].__table__
     session.execute(
         update(table).where(table.c.id == bindparam("item_id")).values(embedding=bindparam("vec")),
         [{"item_id": item_id, "vec": normalised(vec)} for item_id, vec in vectors.items()],
