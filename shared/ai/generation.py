@@ -11,7 +11,7 @@
    during the model's seconds. Answers are settled by a few threads, those that
    arrived together in one transaction (:func:`finish_many`).
 4. :func:`settle` (one transaction, reply and conversation locked): if a human took
-   over meanwhile, nothing is sent (``skipped``; if another AI agent has the
+   over or resolved it meanwhile, nothing is sent (``skipped``; if another AI agent has the
    conversation now, that agent's reply follows); an answer goes out through the
    normal outbound path as a message by the AI agent (``sent``, sources and tokens
    recorded); any failure hands the conversation off (``handed_off``). Messages that
@@ -178,12 +178,7 @@ def prepare(claimed: Claimed) -> Plan | None:
             )
         ).one_or_none()
         agent, conversation, replies_today = loaded if loaded is not None else (None, None, 0)
-        if (
-            agent is None
-            or not agent.is_active
-            or not conversation.ai_active
-            or conversation.ai_agent_id != agent.id
-        ):
+        if agent is None or not agent.is_active or not _answers_now(conversation, agent):
             settle(session, claimed, agent=agent)
             return None
         rows = _recent(session, claimed)
@@ -305,12 +300,13 @@ def settle(
     reply, conversation = locked
     tokens = (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
     sources = _sources(completion.used_hits or (plan.hits if plan else ())) if completion else []
-    if agent is None or not conversation.ai_active or conversation.ai_agent_id != agent.id:
-        # NOTE: a human took over or replied meanwhile: nothing goes out.
+    if agent is None or not _answers_now(conversation, agent):
+        # NOTE: a human took over, replied or resolved it meanwhile: nothing goes out.
         _close(reply, "skipped", tokens, sources)
         if agent is not None and completion is not None:
             _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
-        new_owner = conversation.ai_agent_id if conversation.ai_active else None
+        open_to_ai = conversation.ai_active and conversation.status != "resolved"
+        new_owner = conversation.ai_agent_id if open_to_ai else None
         if new_owner is not None and new_owner != claimed.ai_agent_id:
             # NOTE: rerouted to another AI agent: the message that moved it found this reply
             # generating and was left to a follow-up. Nothing was answered, so the new
@@ -371,6 +367,19 @@ def settle(
     if plan is not None:
         _follow_up(session, claimed, agent.id, plan.read_until)
     return "sent"
+
+
+def _answers_now(conversation: Conversation, agent: AiAgent) -> bool:
+    """Whether ``agent`` still has the conversation: its AI, not taken over, not resolved.
+
+    WHY resolved: a conversation resolved during the settle window or the model call owes
+    no reply, as dispatch already decides for a message arriving on a resolved one.
+    """
+    return (
+        conversation.ai_active
+        and conversation.ai_agent_id == agent.id
+        and conversation.status != "resolved"
+    )
 
 
 def _daily_limit(

@@ -109,6 +109,24 @@ def test_a_takeover_during_the_settle_window_means_no_ai_reply(world, fake_graph
     assert world.outbound(conversation.id) == []
 
 
+def test_resolving_during_the_settle_window_means_no_ai_reply(world, fake_graph):
+    """A resolved conversation owes no reply (dispatch already says so for new messages)."""
+    world.agent(settle_seconds=1.5)
+    world.write("How long does shipping take?")
+    conversation = world.conversation()
+    wait_until(lambda: world.replies(conversation.id), "the pending reply")
+
+    resp = world.ws.call(
+        "PATCH", f"/api/conversations/{conversation.id}/status", json={"status": "resolved"}
+    )
+    assert resp.status_code == 200, resp.text
+
+    [reply] = world.final_replies(conversation.id)
+    assert reply.status == "skipped"
+    assert world.outbound(conversation.id) == []
+    assert world.fresh(conversation.id).status == "resolved"
+
+
 def test_no_assignment_means_no_ai(world):
     world.agent(assign=False)
     world.write("What are your opening hours?")
