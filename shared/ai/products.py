@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 import uuid
 from typing import Annotated, Any
 
@@ -82,30 +83,33 @@ def _currency(value: str) -> str:
     return code
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether a key or string anywhere in ``value`` holds NUL (jsonb refuses it).
+def _unstorable(value: Any) -> str | None:
+    """What in ``value`` jsonb refuses, if anything: NUL in a key or string, NaN or infinity.
 
     NOTE: not a search of ``json.dumps``, which writes NUL as the escape ``\\u0000``;
     a loop, not recursion, so deep nesting json could parse cannot overflow here.
+    Python's json reads NaN and Infinity (an import's rows), which JSON itself has not.
     """
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str) and "\x00" in item:
-            return True
+            return "must not contain NUL characters"
+        if isinstance(item, float) and not math.isfinite(item):
+            return "numbers must be finite (no NaN or Infinity)"
         if isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-    return False
+    return None
 
 
 def _attributes(value: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
-    if _has_nul(value):
-        raise ValueError("must not contain NUL characters")
+    if (problem := _unstorable(value)) is not None:
+        raise ValueError(problem)
     return value
 
 

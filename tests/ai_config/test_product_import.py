@@ -312,3 +312,27 @@ def test_a_nul_in_a_rows_attributes_fails_that_row_not_the_import(workspace):
     assert result["created"] == 1 and result["failed"] == 1, result
     assert [(e["row"], e["field"]) for e in result["errors"]] == [(1, "attributes")]
     assert set(products_of(agent["id"])) == {"B-2"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_nan_or_infinity_in_a_rows_attributes_fails_that_row_not_the_import(workspace, fmt):
+    """Python's json reads NaN and Infinity, which jsonb refuses: the row must be refused."""
+    agent = create_agent(workspace)
+    if fmt == "csv":
+        body = 'sku,name,attributes\nA-1,Apple,"{""weight"": NaN}"\nB-2,Banana,\n'
+    else:
+        body = (
+            '[{"sku": "A-1", "name": "Apple", "attributes": {"w": [Infinity]}},'
+            ' {"sku": "B-2", "name": "Banana"}]'
+        )
+    ctx = Ctx.system(uuid.UUID(workspace.tenant["id"]))
+    with session_scope() as session:
+        job_id = product_import.start_import(
+            session, ctx, uuid.UUID(agent["id"]), body.encode(), fmt, enqueue=lambda *_: None
+        ).id
+    assert product_import.process_import(job_id) == "succeeded"
+    with session_scope() as session:
+        result = session.get(Job, job_id).result
+    assert result["created"] == 1 and result["failed"] == 1, result
+    assert [(e["row"], e["field"]) for e in result["errors"]] == [(1, "attributes")]
+    assert set(products_of(agent["id"])) == {"B-2"}
