@@ -197,12 +197,14 @@ def prepare(claimed: Claimed) -> Plan | None:
                 ai_turns=conversation.ai_turns,
                 replies_today=replies_today,
             )
-        if decision is None and not billing_usage.ai_reply_allowed(session, agent.tenant_id):
-            decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")
         hits: list[Hit] = []
         if decision is None:
             hits = knowledge_for(session, agent, questions)
             decision = handoff.after_retrieval(agent, rules, hits)
+        # NOTE: last, once the model will be asked: a reservation kept by a handoff decided
+        # without it would count as a reply the plan never made (until the hourly rollup).
+        if decision is None and not billing_usage.ai_reply_allowed(session, agent.tenant_id):
+            decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")
         if decision is not None:
             settle(session, claimed, agent=agent, decision=decision)
             return None

@@ -225,6 +225,41 @@ def test_a_plan_without_ai_replies_left_hands_off_as_usage_limit(world, workspac
     assert (second.status, second.handoff_reason) == ("handed_off", "usage_limit")
 
 
+def test_a_handoff_without_an_answer_does_not_spend_the_plans_ai_replies(
+    world, workspace, fake_graph
+):
+    """A low-confidence handoff is no AI reply: it took the plan's last one, and the next
+    contact, whose question the agent could answer, was handed off as usage_limit."""
+    from shared.billing import usage
+    from shared.db import session_scope
+    from shared.models.billing import BillingPlan
+
+    with session_scope() as session:
+        plan = BillingPlan(
+            code=f"ai-one-{workspace.tenant['id'][:8]}",
+            name="One AI reply",
+            currency="USD",
+            price_amount=0,
+            billing_interval="month",
+            monthly_ai_reply_limit=1,
+            features={},
+        )
+        session.add(plan)
+        session.flush()
+        plan_id = str(plan.id)
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
+    assert resp.status_code == 201, resp.text
+    usage._cache.clear()  # the worker thread reads the limits fresh
+    world.agent()
+    world.write("Do you repair bicycles?", sender="16315550001")
+    [unknown] = world.final_replies(world.conversation("16315550001").id)
+    assert (unknown.status, unknown.handoff_reason) == ("handed_off", "low_confidence")
+
+    world.write("What are your opening hours?", sender="16315550002")
+    [known] = world.final_replies(world.conversation("16315550002").id)
+    assert (known.status, known.handoff_reason) == ("sent", None)
+
+
 def _completion_reporting(prompt_tokens: int) -> bytes:
     body = {
         "choices": [{"message": {"role": "assistant", "content": "Three to five days."}}],
