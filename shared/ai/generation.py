@@ -124,7 +124,9 @@ def voice_of(agent: AiAgent) -> AgentVoice:
 def _recent(session: Session, claimed: Claimed) -> list[Any]:
     """This conversation's latest messages, oldest first (never another conversation's)."""
     rows = session.execute(
-        select(Message.direction, Message.content_type, Message.body, Message.created_at)
+        select(
+            Message.id, Message.direction, Message.content_type, Message.body, Message.created_at
+        )
         .where(
             Message.tenant_id == claimed.tenant_id,
             Message.conversation_id == claimed.conversation_id,
@@ -135,14 +137,47 @@ def _recent(session: Session, claimed: Claimed) -> list[Any]:
     return list(reversed(rows))
 
 
-def _burst(rows: Sequence[Any]) -> list[str]:
-    """The contact's messages since our last one: what the reply must answer."""
-    texts: list[str] = []
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The conversation's latest sent answer: its message, and when what it answered arrived."""
+
+    message_id: uuid.UUID | None
+    until: dt.datetime
+
+
+def _answered(session: Session, claimed: Claimed) -> Answered | None:
+    """The latest sent reply of this conversation, if any."""
+    row = session.execute(
+        select(AiReply.reply_message_id, Message.created_at)
+        .join(Message, Message.id == AiReply.last_message_id)
+        .where(
+            AiReply.tenant_id == claimed.tenant_id,
+            AiReply.conversation_id == claimed.conversation_id,
+            AiReply.status == "sent",
+            Message.tenant_id == claimed.tenant_id,
+        )
+        .order_by(AiReply.created_at.desc())
+        .limit(1)
+    ).one_or_none()
+    return Answered(*row) if row is not None else None
+
+
+def _burst(rows: Sequence[Any], answered: Answered | None) -> list[Any]:
+    """The contact's messages since our last one: what the reply must answer.
+
+    WHY ``answered``: a message written while the latest answer was generated is older
+    than that answer; the answer must not hide it from the follow-up that owes it one.
+    """
+    burst: list[Any] = []
     for row in reversed(rows):
-        if row.direction != "inbound":
+        if answered is not None and row.created_at <= answered.until:
             break
-        texts.append(turn_text(row.content_type, row.body))
-    return list(reversed(texts))
+        if row.direction != "inbound":
+            if answered is not None and row.id == answered.message_id:
+                continue  # the latest answer, sent after this burst arrived
+            break
+        burst.append(row)
+    return list(reversed(burst))
 
 
 def knowledge_for(session: Session, agent: AiAgent, questions: Sequence[str]) -> list[Hit]:
@@ -182,7 +217,11 @@ def prepare(claimed: Claimed) -> Plan | None:
             settle(session, claimed, agent=agent)
             return None
         rows = _recent(session, claimed)
-        questions = _burst(rows)
+        read_until = rows[-1].created_at if rows else dt.datetime.now(dt.UTC)
+        burst = _burst(rows, _answered(session, claimed))
+        questions = [turn_text(r.content_type, r.body) for r in burst]
+        # NOTE: the burst last, after an answer sent while it arrived (what it follows up).
+        rows = [r for r in rows if not any(r is b for b in burst)] + burst
         rules = handoff.rules_of(session, agent)
         decision = None
         if claimed.attempts > get_settings().ai_reply_max_attempts:
@@ -225,7 +264,7 @@ def prepare(claimed: Claimed) -> Plan | None:
             voice=voice,
             canary=prompt.canary,
             hits=prompt.hits,
-            read_until=rows[-1].created_at if rows else dt.datetime.now(dt.UTC),
+            read_until=read_until,
         )
     plan.timings["prepare"] = time.perf_counter() - started
     return plan

@@ -59,6 +59,26 @@ def test_a_burst_of_messages_gets_one_answer_reading_all_of_them(world, fake_llm
     assert world.usage(agent.id).replies == 1
 
 
+def test_a_question_asked_while_the_first_is_answered_gets_its_own_answer(
+    world, fake_graph, fake_llm
+):
+    """The follow-up reply reads the conversation after the first answer went out: that
+    answer is newer than the second question, which must still be what it answers."""
+    world.agent(provider="openai", settle_seconds=0.2)
+    fake_llm.delay = 0.6
+    world.write("How long does shipping take?")
+    wait_until(lambda: fake_llm.chats(), "the first model call")
+    world.write("Can I return an order?")
+    fake_llm.delay = 0.0
+
+    conversation = world.conversation()
+    first, second = world.final_replies(conversation.id, 2)
+    assert first.status == "sent"
+    assert (second.status, second.handoff_reason) == ("sent", None), second.error
+    last_user_turn = [m for m in fake_llm.chats()[-1].messages if m["role"] == "user"][-1]
+    assert "Can I return an order?" in last_user_turn["content"]
+
+
 def test_a_second_question_after_an_answer_gets_its_own_answer(world, fake_graph):
     world.agent()
     world.write("What are your opening hours?")
