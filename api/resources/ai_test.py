@@ -17,9 +17,11 @@ class AiAgentTestResource:
         " and answers the reply, its sources, the handoff decision and the tokens. Nothing"
         " is sent to any channel; the call counts toward usage (`test_replies`). The request"
         " waits for the model, so each server process runs a few tests at once"
-        " (`AI_MAX_CONCURRENT_TESTS`) and answers 429 with `Retry-After` beyond them.",
+        " (`AI_MAX_CONCURRENT_TESTS`) and answers 429 with `Retry-After` beyond them. A test"
+        " uses none of the plan's monthly AI replies, but once they are spent it answers 402"
+        " `plan_limit_reached`.",
         tags=("AI Agents",),
-        errors=(429,),
+        errors=(402, 429),
     )
     def on_post(self, req, resp, *, ctx, id, body: AiTestRequest):
         history = [(turn.sender == "contact", turn.text) for turn in body.history]

@@ -26,6 +26,7 @@ from shared.ai.generation import _sources, knowledge_for, voice_of
 from shared.ai.prompt import Turn, build, leaks
 from shared.ai.providers import loop
 from shared.ai.providers.base import NO_ANSWER, Completion, ModelRequest, ProviderError
+from shared.billing import usage as billing_usage
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import RateLimited
@@ -61,9 +62,11 @@ def try_agent(
     """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs.
 
     Raises :class:`RateLimited` when the process already runs its
-    ``AI_MAX_CONCURRENT_TESTS`` tests (after the 404 for an agent the caller cannot see).
+    ``AI_MAX_CONCURRENT_TESTS`` tests (after the 404 for an agent the caller cannot see),
+    and 402 once the plan's AI replies of the month are spent (a test uses none of them).
     """
     agent = find_agent(session, ctx.tenant_id, agent_id)
+    billing_usage.check_ai_replies_left(session, ctx.tenant_id)
     slots = _slots(get_settings().ai_max_concurrent_tests)
     if not slots.acquire(blocking=False):
         raise RateLimited(

@@ -293,6 +293,27 @@ def ai_reply_allowed(session: Session, tenant_id: uuid.UUID) -> bool:
     return True
 
 
+def check_ai_replies_left(session: Session, tenant_id: uuid.UUID) -> None:
+    """402 ``plan_limit_reached`` when the month's AI replies are spent; takes no slot.
+
+    For an agent's test answer (``POST /api/ai-agents/{id}/test``): it is not a reply to a
+    customer, so it uses none of the plan's replies, but a workspace past its plan gets no
+    more model calls through it. The count is the live counter's (reservations included)
+    when this month has one, else the committed replies.
+    """
+    limits = limits_for(session, tenant_id)
+    if limits is None or limits.ai_replies is None:
+        return
+    month = month_of(dt.datetime.now(dt.UTC))
+    try:
+        live = get_redis().get(_counter_key(tenant_id, month, "ai_replies"))
+    except redis.RedisError:
+        live = None  # NOTE: as _reserve does, an unreadable counter never stops the work
+    used = int(live) if live is not None else count_ai_replies(session, tenant_id, month)
+    if used >= limits.ai_replies:
+        raise PlanLimitReached("ai_replies", value=limits.ai_replies, usage=used)
+
+
 # --- exact usage (seats, storage) ---------------------------------------------------------
 
 

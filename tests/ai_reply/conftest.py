@@ -291,6 +291,29 @@ class World(Channels):
             self.broker.join(queue, timeout=20_000)
 
 
+def one_ai_reply_a_month(workspace) -> None:
+    """Subscribe the workspace to a plan that allows one AI reply a month."""
+    from shared.billing import usage
+    from shared.models.billing import BillingPlan
+
+    with session_scope() as session:
+        plan = BillingPlan(
+            code=f"ai-one-{workspace.tenant['id'][:8]}",
+            name="One AI reply",
+            currency="USD",
+            price_amount=0,
+            billing_interval="month",
+            monthly_ai_reply_limit=1,
+            features={},
+        )
+        session.add(plan)
+        session.flush()
+        plan_id = str(plan.id)
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
+    assert resp.status_code == 201, resp.text
+    usage._cache.clear()  # the worker thread reads the limits fresh
+
+
 @pytest.fixture
 def world(workspace, broker, worker, fake_graph, fake_llm):  # noqa: F811
     return World(workspace, broker)

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from shared.ai.handoff import DEFAULT_MESSAGE
+from tests.ai_reply.conftest import one_ai_reply_a_month
 from tests.waiting import wait_until
 
 QUESTION = "How long does shipping take?"
@@ -195,26 +196,7 @@ def test_the_daily_reply_limit_holds_for_replies_generated_at_once(world, fake_g
 
 def test_a_plan_without_ai_replies_left_hands_off_as_usage_limit(world, workspace, fake_graph):
     """Billing: the workspace's plan allows one AI reply a month; the second hands off."""
-    from shared.billing import usage
-    from shared.db import session_scope
-    from shared.models.billing import BillingPlan
-
-    with session_scope() as session:
-        plan = BillingPlan(
-            code=f"ai-one-{workspace.tenant['id'][:8]}",
-            name="One AI reply",
-            currency="USD",
-            price_amount=0,
-            billing_interval="month",
-            monthly_ai_reply_limit=1,
-            features={},
-        )
-        session.add(plan)
-        session.flush()
-        plan_id = str(plan.id)
-    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
-    assert resp.status_code == 201, resp.text
-    usage._cache.clear()  # the worker thread reads the limits fresh
+    one_ai_reply_a_month(workspace)
     world.agent()
     world.write("What are your opening hours?")
     world.wait_sent_to_graph(fake_graph, 1)
@@ -230,26 +212,7 @@ def test_a_handoff_without_an_answer_does_not_spend_the_plans_ai_replies(
 ):
     """A low-confidence handoff is no AI reply: it took the plan's last one, and the next
     contact, whose question the agent could answer, was handed off as usage_limit."""
-    from shared.billing import usage
-    from shared.db import session_scope
-    from shared.models.billing import BillingPlan
-
-    with session_scope() as session:
-        plan = BillingPlan(
-            code=f"ai-one-{workspace.tenant['id'][:8]}",
-            name="One AI reply",
-            currency="USD",
-            price_amount=0,
-            billing_interval="month",
-            monthly_ai_reply_limit=1,
-            features={},
-        )
-        session.add(plan)
-        session.flush()
-        plan_id = str(plan.id)
-    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
-    assert resp.status_code == 201, resp.text
-    usage._cache.clear()  # the worker thread reads the limits fresh
+    one_ai_reply_a_month(workspace)
     world.agent()
     world.write("Do you repair bicycles?", sender="16315550001")
     [unknown] = world.final_replies(world.conversation("16315550001").id)

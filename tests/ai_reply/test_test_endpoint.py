@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.config import get_settings
+from tests.ai_reply.conftest import one_ai_reply_a_month
 from tests.waiting import wait_until
 
 
@@ -148,3 +149,21 @@ def test_a_model_reporting_absurd_token_counts_still_answers(world, fake_llm):
     assert resp.json["reply"] == "Three to five days."
     assert 0 < resp.json["tokens"]["prompt"] < 10**6
     assert world.usage(agent.id).prompt_tokens == resp.json["tokens"]["prompt"]
+
+
+def test_a_workspace_past_its_plans_ai_replies_gets_no_test_answers(world, workspace, fake_graph):
+    """A test uses none of the plan's AI replies, but once they are spent it makes no more
+    model calls (on the operator's key by default)."""
+    one_ai_reply_a_month(workspace)
+    agent = world.agent()
+    within = _test(world, agent.id, {"message": "How long does shipping take?"})
+    assert within.status_code == 200, within.text
+    world.write("What are your opening hours?")
+    world.wait_sent_to_graph(fake_graph, 1)  # the month's one AI reply, to a customer
+
+    spent = _test(world, agent.id, {"message": "How long does shipping take?"})
+
+    assert spent.status_code == 402, spent.text
+    assert spent.json["error"]["code"] == "plan_limit_reached"
+    assert spent.json["error"]["details"][0]["limit"] == "ai_replies"
+    assert world.usage(agent.id).test_replies == 1
