@@ -79,13 +79,17 @@ def apply_message(
     inbound = item.direction == "inbound"
     # A tap on a survey's rating joins the surveyed conversation as it is (resolved, most
     # often): a rating is an answer, not a new question.
-    rating = csat_replies.answered(session, account, contact.id, item.metadata) if inbound else None
+    survey_answer = (
+        csat_replies.answered(session, account, contact.id, item.metadata) if inbound else None
+    )
     conversation = (
-        rating.conversation if rating else _conversation_for(session, account, contact, item)
+        survey_answer.conversation
+        if survey_answer
+        else _conversation_for(session, account, contact, item)
     )
     if conversation is None:
         conversation = _open_conversation(session, account, contact, item)
-    elif rating is None and conversation.status in ("snoozed", "resolved"):
+    elif survey_answer is None and conversation.status in ("snoozed", "resolved"):
         # resolved: only a named one
         ctx = Ctx.system(tenant_id, actor=Actor("contact", contact.id))
         states.transition(session, ctx, conversation, "open")
@@ -108,8 +112,8 @@ def apply_message(
     session.add(message)
     session.flush()  # PERF: the INSERT's RETURNING brings created_at back: no refresh
     _count(session, conversation, message, item.sent_at)
-    if rating is not None:
-        csat_surveys.rate_by_reply(session, rating, contact.id)
+    if survey_answer is not None:
+        csat_surveys.rate_by_reply(session, survey_answer, contact.id)
     elif inbound:
         sla.customer_wrote(session, tenant_id, conversation.id, message.created_at)
     actor = Actor("contact", contact.id) if inbound else Actor.system()
