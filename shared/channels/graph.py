@@ -240,10 +240,17 @@ class GraphClient:
                 attempt += 1
 
     def download(
-        self, url: str, token: str | None, sink: IO[bytes], *, max_bytes: int
+        self,
+        url: str,
+        token: str | None,
+        sink: IO[bytes],
+        *,
+        max_bytes: int,
+        http: httpx.Client | None = None,
     ) -> tuple[int, str]:
         """Stream a media URL into ``sink``; (size, sha256 hex). WhatsApp media URLs need the
-        Bearer token; CDN URLs (Messenger, Instagram) get none.
+        Bearer token; CDN URLs (Messenger, Instagram) get none, and go through ``http``
+        (the SSRF-vetted client: the URL is the callback's sender's to choose).
 
         Refuses more than ``max_bytes`` (permanent ``media_too_large``) without
         buffering the body.
@@ -252,7 +259,7 @@ class GraphClient:
         size = 0
         with _transport_errors():
             headers = _auth(token) if token else {}
-            with self._http.stream("GET", url, headers=headers) as response:
+            with (http or self._http).stream("GET", url, headers=headers) as response:
                 if response.status_code >= 300:
                     response.read()
                     raise classify(response)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import logging
 import os
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -46,6 +48,8 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DependencyUnavailable, DomainError, NotFound, ValidationFailed
 from shared.models import InboundEvent, MediaFile
+from shared.webhooks import ssrf
+from shared.webhooks.transport import VettedTransport
 
 log = logging.getLogger(__name__)
 
@@ -257,18 +261,54 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
             raise SendFailed("media_too_large", "the file is over the size limit", transient=False)
         provider_type = mime_type or provider_type
     else:
-        url, token = media.provider_media_id, None
+        url, token = _outside_url(media.provider_media_id), None
+    http = None if token else _cdn_client(ssrf.Policy.from_settings(settings))
     fd, name = tempfile.mkstemp(prefix="media-")
     path = Path(name)
     try:
-        with os.fdopen(fd, "wb") as sink:
-            size, sha256 = client.download(url, token, sink, max_bytes=settings.media_max_bytes)
+        with os.fdopen(fd, "wb") as sink, _unsafe_refused():
+            size, sha256 = client.download(
+                url, token, sink, max_bytes=settings.media_max_bytes, http=http
+            )
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return Staged(path, size, sha256, head), provider_type
+
+
+def _outside_url(url: str) -> str:
+    """A Messenger / Instagram file URL, if the SSRF guard lets it be fetched.
+
+    APPSEC: a tenant with its own Meta app signs its own callbacks, so the URL is its to
+    choose: fetched as it came, it read our internal network (cloud metadata, services on
+    loopback) back through the download proxy.
+    """
+    with _unsafe_refused():
+        return ssrf.check_url(url, ssrf.Policy.from_settings())
+
+
+@contextlib.contextmanager
+def _unsafe_refused() -> Iterator[None]:
+    """A URL (or, at connect time, an address) the guard refuses: a permanent failure."""
+    try:
+        yield
+    except ssrf.UnsafeUrl as exc:
+        raise SendFailed(
+            "unsafe_url", f"the file URL is not fetched: {exc}", transient=False
+        ) from exc
+
+
+@functools.cache
+def _cdn_client(policy: ssrf.Policy) -> httpx.Client:
+    """The client for CDN URLs: connects only to vetted addresses, follows no redirect."""
+    return httpx.Client(
+        transport=VettedTransport(policy, limits=httpx.Limits(max_connections=20)),
+        timeout=get_settings().graph_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 def _media_location(info: dict[str, Any]) -> tuple[str, int | None, str | None]:
