@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from shared.channels.items import Attachment, InboundMessage, Item, ItemError
+from shared.models import Message
 from shared.sql import storable_text
 
 #: HTML kept on the message (metadata.html) up to this many characters.
@@ -27,6 +28,8 @@ MAX_HTML_CHARS = 512 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t]+")
+#: What ``messages.provider_message_id`` holds (String(255)).
+_MAX_MESSAGE_ID = Message.__table__.c.provider_message_id.type.length
 
 
 def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
@@ -65,7 +68,7 @@ def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
         )
     return [
         InboundMessage(
-            provider_message_id=message_id or event_key,
+            provider_message_id=message_key(message_id or event_key),
             contact_external_id=sender,
             content_type="email",
             body=body,
@@ -75,9 +78,21 @@ def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
             contact_email=sender,
             sent_at=_date(mime),
             subject=_header(mime, "Subject"),
-            thread_refs=refs,
+            thread_refs=list(dict.fromkeys(message_key(r) for r in refs)),
         )
     ]
+
+
+def message_key(message_id: str) -> str:
+    """What ``provider_message_id`` stores for a Message-ID: itself, or its SHA-256 when
+    the column cannot hold it.
+
+    WHY: a Message-ID is the sender's to make up; one past the column failed the message's
+    insert and the email was lost. The references to it are keyed alike, so replies thread.
+    """
+    if len(message_id) <= _MAX_MESSAGE_ID:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
 
 def _header(mime: EmailMessage, name: str) -> str | None:

@@ -303,3 +303,28 @@ def test_an_email_from_an_address_too_long_to_keep_is_still_stored(channels):
             Contact, session.get(Conversation, message.conversation_id).contact_id
         )
         assert (contact.name, contact.email) == ("Long Sender", None)
+
+
+def test_an_email_whose_message_id_is_too_long_to_keep_is_stored_and_threads(channels):
+    """Message-IDs are the sender's to make up and ``provider_message_id`` holds 255
+    characters: a longer one failed the message's insert and the email was lost."""
+    account = channels.account("email")
+    long_id = "<" + "x" * 300 + "@mail.example>"
+    first = _email(message_id=long_id, to=account["external_id"])
+    assert channels.post_email(account, first).status_code == 200
+    channels.settle()
+    reply = _email(
+        message_id="<reply-to-long@mail.example>",
+        text="Any news?",
+        in_reply_to=long_id,
+        references=long_id,
+        to=account["external_id"],
+    )
+    assert channels.post_email(account, reply).status_code == 200
+    channels.settle()
+
+    assert [row.status for row in channels.inbound_events()] == ["processed", "processed"]
+    first_message, second_message = channels.messages()
+    assert first_message.body.startswith("Where is my order?")
+    assert first_message.conversation_id == second_message.conversation_id
+    assert len(channels.conversations()) == 1
