@@ -436,7 +436,7 @@ def _attachments(
             channel=account.channel,
             account_id=account.id,
             provider_media_id=provider_id,
-            mime_type=attachment.mime_type,
+            mime_type=_media_type(attachment.mime_type),
             filename=(attachment.filename or "")[:255] or None,
             size=attachment.size,
             sha256=attachment.sha256,
@@ -446,13 +446,25 @@ def _attachments(
         ref = {
             "media_id": str(media.id),
             "type": attachment.type,
-            "mime_type": attachment.mime_type,
+            "mime_type": media.mime_type,
             "filename": media.filename,
             "caption": attachment.caption,
             "size": attachment.size,
         }
         refs.append({k: v for k, v in ref.items() if v is not None} | attachment.extra)
     return refs + item.stored_attachments
+
+
+def _media_type(value: str | None) -> str | None:
+    """The declared type of an inbound file, or ``application/octet-stream`` when the
+    column cannot hold it.
+
+    WHY: a sender writes an email part's Content-Type; one past the column failed the
+    insert and the whole message was lost. The bytes are sniffed again when fetched.
+    """
+    if value is None or len(value) <= MediaFile.__table__.c.mime_type.type.length:
+        return value
+    return "application/octet-stream"
 
 
 def _metadata(item: InboundMessage) -> dict[str, Any]:

@@ -328,3 +328,25 @@ def test_an_email_whose_message_id_is_too_long_to_keep_is_stored_and_threads(cha
     assert first_message.body.startswith("Where is my order?")
     assert first_message.conversation_id == second_message.conversation_id
     assert len(channels.conversations()) == 1
+
+
+def test_an_attachment_whose_content_type_is_too_long_to_keep_does_not_lose_the_email(channels):
+    """``media_files.mime_type`` holds 255 characters and a part's Content-Type is the
+    sender's to write: a longer one failed the insert and the whole email was lost."""
+    account = channels.account("email")
+    mime = _email(
+        message_id="<long-type@mail.example>",
+        attachments=(("notes.bin", "application/x-" + "y" * 300, b"\x00\x01binary"),),
+        to=account["external_id"],
+    )
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.result
+    message = channels.message("<long-type@mail.example>")
+    (attachment,) = message.attachments
+    assert attachment["filename"] == "notes.bin"
+    with session_scope() as session:
+        media = session.get(MediaFile, attachment["media_id"])
+        assert media.mime_type == "application/octet-stream"
