@@ -5,7 +5,8 @@ one ``inbound_events`` row and processed by its own ``process_inbound`` job, so 
 bad unit never loses the others and every row has exactly one tenant:
 
 - WhatsApp: one unit per ``entry[].changes[]`` (``value.metadata.phone_number_id``; a
-  change without it, e.g. a template review, is matched by ``entry.id``, the WABA id);
+  change without it, e.g. a template review, is matched by ``entry.id``, the WABA id: one
+  unit per tenant with an account naming it);
 - Messenger and Instagram: one unit per ``entry[]`` (``entry.id``: Page or IG account id);
 - email: the one message (the account is the recipient address).
 
@@ -35,7 +36,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from typing import Any
@@ -212,26 +213,55 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
 # ------------------------------------------------------------------ resolution
 
 
-def _resolve(session: Session, units: list[Unit], *, fresh: bool = False) -> None:
-    """Attach each unit's account (cached lookups, plus one query per WABA-only unit)."""
+def _resolve(session: Session, units: list[Unit], *, fresh: bool = False) -> list[Unit]:
+    """The units with their accounts (cached lookups, plus one query per WABA-only unit).
+
+    A WABA-only unit becomes one unit per tenant whose account names that WABA (see
+    :func:`_waba_units`).
+    """
     found = cache.lookup(
         session, [(u.channel, u.external_id) for u in units if u.external_id], fresh=fresh
     )
+    resolved: list[Unit] = []
     for unit in units:
         if unit.external_id:
             unit.account = found.get((unit.channel, unit.external_id))
+            resolved.append(unit)
         elif unit.waba_id:
-            account = session.scalars(
-                select(IntegrationAccount)
-                .where(
-                    IntegrationAccount.channel == "whatsapp",
-                    IntegrationAccount.settings["waba_id"].astext == unit.waba_id,
-                    IntegrationAccount.status != "disabled",
-                )
-                .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
-                .limit(1)
-            ).one_or_none()
-            unit.account = AccountRef.of(account) if account else None
+            resolved += _waba_units(session, unit)
+        else:
+            resolved.append(unit)
+    return resolved
+
+
+def _waba_units(session: Session, unit: Unit) -> list[Unit]:
+    """The unit for each tenant with an account naming its WABA (its default account, else
+    its oldest); the unit itself, unaddressed, when none does.
+
+    WHY: a WABA id is a setting a tenant writes. Resolved to one account across tenants,
+    another tenant's account naming the same WABA took the reviews (or, signed with the
+    owner's own app secret, got them refused with 401). Each tenant's copy is kept on its
+    own key and trusted by its own account's secret, as any other unit.
+    """
+    accounts = session.scalars(
+        select(IntegrationAccount)
+        .where(
+            IntegrationAccount.channel == "whatsapp",
+            IntegrationAccount.settings["waba_id"].astext == unit.waba_id,
+            IntegrationAccount.status != "disabled",
+        )
+        .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
+    ).all()
+    firsts: dict[uuid.UUID, IntegrationAccount] = {}
+    for account in accounts:
+        firsts.setdefault(account.tenant_id, account)
+    if len(firsts) <= 1:
+        account = next(iter(firsts.values()), None)
+        return [replace(unit, account=AccountRef.of(account) if account else None)]
+    return [
+        replace(unit, account=AccountRef.of(a), key=f"{unit.key}/{tenant_id}")
+        for tenant_id, a in firsts.items()
+    ]
 
 
 def _authenticate_meta(
@@ -357,8 +387,8 @@ def _store(session: Session, units: list[Unit], headers: dict[str, str], receipt
 
 def receive_meta(session: Session, route: str, raw: bytes, headers: Mapping[str, str]) -> Receipt:
     """Verify, store and enqueue a Meta callback posted to ``route``; see the module doc."""
-    units = split_meta(route, parse_json(raw))
-    _resolve(session, units)
+    split = split_meta(route, parse_json(raw))
+    units = _resolve(session, split)
     signature = next((v for k, v in headers.items() if k.lower() == "x-hub-signature-256"), None)
     try:
         trusted, by_platform = _authenticate_meta(units, raw, signature)
@@ -366,7 +396,7 @@ def receive_meta(session: Session, route: str, raw: bytes, headers: Mapping[str,
         if not signature or not signature.startswith("sha256="):
             raise
         # NOTE: maybe a secret rotated since it was cached: verify once more, from the database.
-        _resolve(session, units, fresh=True)
+        units = _resolve(session, split, fresh=True)
         trusted, by_platform = _authenticate_meta(units, raw, signature)
     receipt = Receipt()
     kept = [u for u in trusted if u.account is not None or by_platform]

@@ -3,10 +3,12 @@ and emit ``template.status_changed``, once."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import InboundEvent
+from tests.peers.environment import environment
 from tests.wa_templates.conftest import meta_template
 
 
@@ -131,3 +133,23 @@ def test_a_review_without_a_template_id_fails_its_payload_visibly(templates):
             select(InboundEvent).where(InboundEvent.tenant_id == templates.tenant_id)
         ).all()
     assert row.status == "failed" and "template id" in row.result["errors"][0]
+
+
+@pytest.mark.parametrize("signed_by", ["account", "platform"])
+def test_another_tenant_naming_the_same_waba_does_not_take_its_reviews(
+    workspace, templates, other_templates, signed_by
+):
+    """A WABA id is an account setting a tenant writes: another tenant's account naming it
+    (connected earlier) took the reviews (platform secret) or had them refused (401)."""
+    squatter = other_templates.account()
+    account = templates.account(waba_id=squatter["waba_id"])
+    template = _created(workspace, account)
+    signer = account if signed_by == "account" else account | {"app_secret": "platform-secret"}
+
+    with environment(META_APP_SECRET="platform-secret" if signed_by == "platform" else None):
+        templates.review(signer, _review(template, "APPROVED"))
+
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "APPROVED"
+    assert len(templates.status_events()) == 1
+    assert other_templates.status_events() == []
