@@ -214,7 +214,7 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
 
 
 def _resolve(session: Session, units: list[Unit], *, fresh: bool = False) -> list[Unit]:
-    """The units with their accounts (cached lookups, plus one query per WABA-only unit).
+    """The units with their accounts: cached lookups, plus one query for the WABA-only units.
 
     A WABA-only unit becomes one unit per tenant whose account names that WABA (see
     :func:`_waba_units`).
@@ -222,46 +222,58 @@ def _resolve(session: Session, units: list[Unit], *, fresh: bool = False) -> lis
     found = cache.lookup(
         session, [(u.channel, u.external_id) for u in units if u.external_id], fresh=fresh
     )
+    by_waba = _waba_accounts(session, {u.waba_id for u in units if u.waba_id})
     resolved: list[Unit] = []
     for unit in units:
         if unit.external_id:
             unit.account = found.get((unit.channel, unit.external_id))
             resolved.append(unit)
         elif unit.waba_id:
-            resolved += _waba_units(session, unit)
+            resolved += _waba_units(unit, by_waba.get(unit.waba_id, []))
         else:
             resolved.append(unit)
     return resolved
 
 
-def _waba_units(session: Session, unit: Unit) -> list[Unit]:
-    """The unit for each tenant with an account naming its WABA (its default account, else
-    its oldest); the unit itself, unaddressed, when none does.
+def _waba_accounts(session: Session, waba_ids: set[str]) -> dict[str, list[AccountRef]]:
+    """Per WABA id, the account of each tenant naming it (its default, else its oldest).
+
+    PERF/APPSEC: one query for all of them: this runs before the signature can be checked
+    against the accounts' secrets, and a query per entry let an unsigned body of thousands
+    of entries cost thousands of queries.
+    """
+    if not waba_ids:
+        return {}
+    waba = IntegrationAccount.settings["waba_id"].astext
+    rows = session.execute(
+        select(waba, IntegrationAccount)
+        .where(
+            IntegrationAccount.channel == "whatsapp",
+            waba.in_(sorted(waba_ids)),
+            IntegrationAccount.status != "disabled",
+        )
+        .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
+    )
+    found: dict[str, dict[uuid.UUID, AccountRef]] = {}
+    for waba_id, account in rows:
+        tenants = found.setdefault(waba_id, {})
+        if account.tenant_id not in tenants:
+            tenants[account.tenant_id] = AccountRef.of(account)
+    return {waba_id: list(tenants.values()) for waba_id, tenants in found.items()}
+
+
+def _waba_units(unit: Unit, accounts: list[AccountRef]) -> list[Unit]:
+    """The unit for each tenant with an account naming its WABA; the unit itself,
+    unaddressed, when none does.
 
     WHY: a WABA id is a setting a tenant writes. Resolved to one account across tenants,
     another tenant's account naming the same WABA took the reviews (or, signed with the
     owner's own app secret, got them refused with 401). Each tenant's copy is kept on its
     own key and trusted by its own account's secret, as any other unit.
     """
-    accounts = session.scalars(
-        select(IntegrationAccount)
-        .where(
-            IntegrationAccount.channel == "whatsapp",
-            IntegrationAccount.settings["waba_id"].astext == unit.waba_id,
-            IntegrationAccount.status != "disabled",
-        )
-        .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
-    ).all()
-    firsts: dict[uuid.UUID, IntegrationAccount] = {}
-    for account in accounts:
-        firsts.setdefault(account.tenant_id, account)
-    if len(firsts) <= 1:
-        account = next(iter(firsts.values()), None)
-        return [replace(unit, account=AccountRef.of(account) if account else None)]
-    return [
-        replace(unit, account=AccountRef.of(a), key=f"{unit.key}/{tenant_id}")
-        for tenant_id, a in firsts.items()
-    ]
+    if len(accounts) <= 1:
+        return [replace(unit, account=accounts[0] if accounts else None)]
+    return [replace(unit, account=a, key=f"{unit.key}/{a.tenant_id}") for a in accounts]
 
 
 def _authenticate_meta(

@@ -6,11 +6,11 @@ import copy
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from shared.channels.signatures import meta_signature
 from shared.config import get_settings
-from shared.db import session_scope
+from shared.db import get_engine, session_scope
 from shared.models import InboundEvent
 from tests.channels_inbound.conftest import load, numeric_id
 
@@ -332,3 +332,31 @@ def test_a_message_the_database_refuses_is_failed_and_visible(channels):
     assert (row.status, row.attempts) == ("failed", 1)
     assert "DataError" in row.result["errors"][0]
     assert channels.messages() == [] and channels.contacts() == []
+
+
+def test_many_waba_entries_cost_one_account_query_not_one_each(channels):
+    """Accounts are resolved before the signature can be checked against their secrets, so
+    an unsigned body of thousands of WABA-only entries (no phone number id) ran one
+    account query per entry: unbounded database work for anyone who can POST."""
+    account = channels.account("whatsapp")
+    entries = [
+        {"id": numeric_id(), "changes": [{"field": "message_template_status_update"}]}
+        for _ in range(2000)
+    ]
+    entries.append(load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])["entry"][0])
+    body = json.dumps({"object": "whatsapp_business_account", "entry": entries}).encode()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if "integration_accounts" in statement:
+            statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        resp = channels.post_meta("meta", body, secret=None, signature="sha256=" + "0" * 64)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert resp.status_code == 401, resp.text
+    assert len(statements) <= 4, len(statements)
