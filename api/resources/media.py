@@ -8,6 +8,7 @@ from api.endpoint import Plain, UnsupportedMediaType, endpoint
 from api.request_parts import form_parts
 from api.schemas.media import MediaView, S3MediaView
 from shared.channels import media
+from shared.channels.media_sniff import well_formed
 from shared.config import get_settings
 from shared.errors import ValidationFailed
 
@@ -107,7 +108,7 @@ class MediaFileResource:
     )
     def on_get(self, req, resp, *, ctx, id):
         row, chunks = media.open_media(req.context.db, ctx, id)
-        mime = row.mime_type or "application/octet-stream"
+        mime = well_formed(row.mime_type) or "application/octet-stream"
         resp.content_type = mime
         resp.stream = chunks
         if row.size is not None:

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from shared.channels import early_statuses, statuses
 from shared.channels.items import InboundMessage, StatusReport, Watermark
+from shared.channels.media_sniff import well_formed
 from shared.context import Ctx
 from shared.csat import replies as csat_replies
 from shared.csat import surveys as csat_surveys
@@ -457,14 +458,16 @@ def _attachments(
 
 def _media_type(value: str | None) -> str | None:
     """The declared type of an inbound file, or ``application/octet-stream`` when the
-    column cannot hold it.
+    column cannot hold it or no header could carry it (:func:`media_sniff.well_formed`).
 
     WHY: a sender writes an email part's Content-Type; one past the column failed the
     insert and the whole message was lost. The bytes are sniffed again when fetched.
     """
-    if value is None or len(value) <= MediaFile.__table__.c.mime_type.type.length:
-        return value
-    return "application/octet-stream"
+    if value is None:
+        return None
+    if len(value) > MediaFile.__table__.c.mime_type.type.length or not well_formed(value):
+        return "application/octet-stream"
+    return value
 
 
 def _metadata(item: InboundMessage) -> dict[str, Any]:

@@ -7,6 +7,8 @@ ZIP by magic alone, so a ZIP keeps the declared OOXML type when one was given.
 
 from __future__ import annotations
 
+import re
+
 #: How many leading bytes :func:`sniff` needs.
 HEAD_BYTES = 512
 
@@ -15,6 +17,9 @@ _OOXML = (
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 )
+#: ``type/subtype`` as HTTP writes it: two RFC 9110 tokens.
+_TCHARS = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_MEDIA_TYPE = re.compile(rf"{_TCHARS}/{_TCHARS}")
 _ALIASES = {"image/jpg": "image/jpeg", "audio/mp3": "audio/mpeg", "audio/x-wav": "audio/wav"}
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -35,6 +40,19 @@ def base_type(mime_type: str | None) -> str:
     """``"Audio/OGG; codecs=opus"`` -> ``"audio/ogg"`` (aliases normalised)."""
     value = (mime_type or "").split(";", 1)[0].strip().lower()
     return _ALIASES.get(value, value)
+
+
+def well_formed(value: str | None) -> str | None:
+    """``value`` if a ``Content-Type`` header can carry it (``type/subtype``, parameters in
+    printable ASCII), else None.
+
+    WHY: an inbound file keeps the type its sender declared when its bytes tell nothing;
+    one with a control character or a character past Latin-1 made the download's header
+    one no server sends, and the download answered 500.
+    """
+    if not value or not value.isascii() or not value.isprintable():
+        return None
+    return value if _MEDIA_TYPE.fullmatch(value.split(";", 1)[0].strip()) else None
 
 
 def sniff(head: bytes, declared: str | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from email.message import EmailMessage
 
@@ -165,7 +166,11 @@ def test_nuls_in_an_emails_headers_are_stored_as_replacement_characters(channels
     assert message.metadata_["subject"] == "hi\ufffdthere"
     assert channels.contacts()[0].name == "Ada\ufffdL"
     [attachment] = message.attachments
-    assert (attachment["filename"], attachment["mime_type"]) == ("a\ufffd.png", "image/pn\ufffdg")
+    # A type no Content-Type header could carry is kept as application/octet-stream.
+    assert (attachment["filename"], attachment["mime_type"]) == (
+        "a\ufffd.png",
+        "application/octet-stream",
+    )
 
 
 def test_an_html_only_email_gets_a_text_body(channels):
@@ -350,3 +355,31 @@ def test_an_attachment_whose_content_type_is_too_long_to_keep_does_not_lose_the_
     with session_scope() as session:
         media = session.get(MediaFile, attachment["media_id"])
         assert media.mime_type == "application/octet-stream"
+
+
+@pytest.mark.parametrize("declared", [b"video/mp4\x01", "image/p\u20acng".encode()])
+def test_an_attachment_declared_with_an_odd_type_downloads_as_octet_stream(channels, declared):
+    """The sender writes the part's Content-Type; bytes that tell the sniffer nothing keep
+    it, and a type with a control character or one past Latin-1 made the download's
+    Content-Type header one no server sends (a 500 instead of the file)."""
+    account = channels.account("email")
+    data = b"\x00\x01\x02\x03 not any known format"
+    mime = (
+        b"From: Bob <bob@example.net>\r\nTo: " + account["external_id"].encode() + b"\r\n"
+        b"Message-ID: <odd-type@example.net>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--XX\r\n"
+        b"Content-Type: " + declared + b"\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="a.bin"\r\n\r\n'
+        + base64.b64encode(data)
+        + b"\r\n--XX--\r\n"
+    )
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+    [attachment] = channels.message("<odd-type@example.net>").attachments
+
+    got = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
+
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["Content-Type"] == "application/octet-stream"
+    assert got.headers["Content-Disposition"].startswith("attachment;")
