@@ -467,10 +467,20 @@ def receive_email(session: Session, raw: bytes, headers: Mapping[str, str]) -> R
 # ------------------------------------------------------------------ handshake
 
 
+def _single(params: Mapping[str, Any], name: str) -> str | None:
+    """A query parameter sent once; one sent twice (a list) counts as not sent.
+
+    WHY: the handshake is public, and a repeated parameter reached the token comparison
+    (or the echoed body) as a list: a 500 for anyone who asked.
+    """
+    value = params.get(name)
+    return value if isinstance(value, str) else None
+
+
 def verify_subscription(session: Session, params: Mapping[str, str]) -> str:
     """Meta's GET handshake: the challenge to echo when the verify token is one we know."""
-    mode, token = params.get("hub.mode"), params.get("hub.verify_token")
-    challenge = params.get("hub.challenge")
+    mode, token = _single(params, "hub.mode"), _single(params, "hub.verify_token")
+    challenge = _single(params, "hub.challenge")
     if mode != "subscribe" or not token or challenge is None:
         raise Forbidden("Not a valid subscription request")
     platform = get_settings().meta_verify_token

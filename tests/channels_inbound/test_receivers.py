@@ -360,3 +360,20 @@ def test_many_waba_entries_cost_one_account_query_not_one_each(channels):
 
     assert resp.status_code == 401, resp.text
     assert len(statements) <= 4, len(statements)
+
+
+@pytest.mark.parametrize("repeated", ["hub.verify_token", "hub.challenge", "hub.mode"])
+def test_a_handshake_with_a_repeated_parameter_is_403_not_500(channels, repeated):
+    """Anyone may call the handshake; a parameter given twice arrives as a list."""
+    channels.account("messenger", credentials={"verify_token": "my-page-token"})
+    params = {
+        "hub.mode": "subscribe",
+        "hub.challenge": "1158201444",
+        "hub.verify_token": "my-page-token",
+    }
+    query = "&".join(f"{k}={v}" for k, v in params.items()) + f"&{repeated}=again"
+
+    resp = channels.client.simulate_get("/api/webhooks/meta", query_string=query)
+
+    assert resp.status_code == 403, resp.text
+    assert resp.json["error"]["code"] == "forbidden"
