@@ -16,7 +16,7 @@ import html as html_lib
 import re
 from email import policy, utils
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
 from shared.channels.items import Attachment, InboundMessage, Item, ItemError
@@ -95,15 +95,32 @@ def message_key(message_id: str) -> str:
     return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
 
 
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID of a raw email, read from its headers alone, as :func:`parse` reads it."""
+    return _header(BytesHeaderParser(policy=policy.default).parsebytes(raw), "Message-ID")
+
+
 def _header(mime: EmailMessage, name: str) -> str | None:
     try:
         value = mime.get(name)
     except Exception:  # a header the policy cannot parse: read it raw
-        value = mime.get_all(name, [None])[0] if hasattr(mime, "get_all") else None
+        value = _raw_header(mime, name)
     if value is None:
         return None
     # NOTE: raw bytes or an encoded word can hold a NUL, which PostgreSQL cannot store.
     return storable_text(" ".join(str(value).split())) or None
+
+
+def _raw_header(mime: EmailMessage, name: str) -> str | None:
+    """The header's value as it came, unparsed (undecodable bytes become U+FFFD).
+
+    WHY: the policy's parser raises on some malformed values (``Message-ID: <a@``), and
+    ``get_all`` parses them the same way: the fallback raised too, and the email was lost.
+    """
+    for key, value in mime.raw_items():
+        if key.lower() == name.lower():
+            return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return None
 
 
 def _address(mime: EmailMessage, name: str) -> tuple[str | None, str | None]:

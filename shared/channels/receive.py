@@ -37,8 +37,6 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from typing import Any
 
 from sqlalchemy import select
@@ -46,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from shared import json_encoding
 from shared.admin import tenant_state
-from shared.channels import accounts, inbound_queue, signatures
+from shared.channels import accounts, email, inbound_queue, signatures
 from shared.channels.account_cache import AccountRef, cache
 from shared.config import get_settings
 from shared.errors import DomainError, Forbidden
@@ -451,8 +449,7 @@ def receive_email(session: Session, raw: bytes, headers: Mapping[str, str]) -> R
     max_age = get_settings().inbound_email_max_age_seconds
     if not signatures.email_valid(signature, raw, key, max_age=max_age):
         raise InvalidSignature("The signature does not match the payload, or is too old")
-    message_id = BytesHeaderParser(policy=default_policy).parsebytes(mime).get("Message-ID")
-    message_id = str(message_id).strip() if message_id else None
+    message_id = email.message_id_of(mime)
     unit = Unit(
         "email",
         account.external_id,

@@ -383,3 +383,26 @@ def test_an_attachment_declared_with_an_odd_type_downloads_as_octet_stream(chann
     assert got.status_code == 200 and got.content == data
     assert got.headers["Content-Type"] == "application/octet-stream"
     assert got.headers["Content-Disposition"].startswith("attachment;")
+
+
+@pytest.mark.parametrize("broken", ["<", "<a@", "<a@[b", "<(a)@b>"])
+def test_an_email_whose_message_id_the_parser_chokes_on_is_stored(channels, broken):
+    """The standard library's header parser raises on some malformed Message-IDs (any
+    sender's to write): the receiver answered 500, so the provider retried to no end,
+    and processing failed the email: it was lost either way."""
+    account = channels.account("email")
+    mime = (
+        b"From: Bob <bob@example.net>\r\nTo: " + account["external_id"].encode() + b"\r\n"
+        b"Subject: odd id\r\nMessage-ID: " + broken.encode() + b"\r\n"
+        b"In-Reply-To: " + broken.encode() + b"\r\n\r\nWhere is my order?\r\n"
+    )
+    resp = channels.post_email(account, mime)
+    assert resp.status_code == 200, resp.text
+    assert channels.post_email(account, mime).json["duplicates"] == 1
+    channels.settle()
+
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.result
+    (message,) = channels.messages()
+    assert message.body.startswith("Where is my order?")
+    assert message.provider_message_id == broken
