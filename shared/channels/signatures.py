@@ -27,6 +27,9 @@ from shared.digits import ascii_digits
 
 META_HEADER = "X-Hub-Signature-256"
 EMAIL_HEADER = "X-Inbound-Signature"
+#: Digits a ``t=`` may have: Unix seconds have 10 for centuries. WHY: ``int()`` refuses
+#: more than 4300 digits (ValueError, a 500), and no longer value is a time we accept.
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 def meta_signature(secret: str, raw: bytes) -> str:
@@ -56,7 +59,7 @@ def parse_email_header(header: str | None) -> tuple[int, list[str]] | None:
     timestamp, digests = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and ascii_digits(value):
+        if name == "t" and ascii_digits(value) and len(value) <= _MAX_TIMESTAMP_DIGITS:
             timestamp = int(value)
         elif name == "v1" and value:
             digests.append(value.lower())

@@ -406,3 +406,18 @@ def test_an_email_whose_message_id_the_parser_chokes_on_is_stored(channels, brok
     (message,) = channels.messages()
     assert message.body.startswith("Where is my order?")
     assert message.provider_message_id == broken
+
+
+def test_an_email_signature_with_a_timestamp_of_thousands_of_digits_is_401(channels):
+    """Python refuses to read an integer of more than 4300 digits; such a ``t=`` (a header
+    fits 5000) raised past the digit check: a 500 for anyone who posts."""
+    account = channels.account("email")
+    headers = {"X-Inbound-Signature": "t=" + "1" * 5000 + ",v1=" + "0" * 64}
+    resp = channels.client.simulate_post(
+        "/api/webhooks/email",
+        json={"recipient": account["external_id"], "mime": "aGk="},
+        headers=headers,
+    )
+    assert resp.status_code == 401, resp.text
+    assert resp.json["error"]["code"] == "invalid_signature"
+    assert channels.inbound_events() == []
