@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import string
 import time
 from email.message import EmailMessage
 
@@ -421,3 +423,22 @@ def test_an_email_signature_with_a_timestamp_of_thousands_of_digits_is_401(chann
     assert resp.status_code == 401, resp.text
     assert resp.json["error"]["code"] == "invalid_signature"
     assert channels.inbound_events() == []
+
+
+def test_an_email_with_a_huge_text_body_is_stored_not_retried_to_failure(channels):
+    """A message's search vector must fit 1 MB: a text body of some 700 KB of distinct
+    words (a machine-made report) failed the insert with a program limit, retried as if
+    the database were down, and the email was lost. The body kept is cut instead."""
+    account = channels.account("email")
+    words = ("".join(p) for p in itertools.product(string.ascii_lowercase, repeat=4))
+    text = " ".join(itertools.islice(words, 140_000))
+    mime = _email(message_id="<huge@mail.example>", text=text, to=account["external_id"])
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+
+    (row,) = channels.inbound_events()
+    assert (row.status, row.attempts) == ("processed", 1), row.error
+    message = channels.message("<huge@mail.example>")
+    assert message.body.startswith("aaaa aaab aaac")
+    assert len(message.body) < len(text)
+    assert message.metadata_["body_truncated"] is True
