@@ -186,7 +186,9 @@ def _status(raw: Any) -> StatusReport | ItemError:
     errors = objects_in(raw.get("errors"))
     if errors:
         first = errors[0]
-        report.error_code = str(first.get("code")) if first.get("code") is not None else None
+        code = first.get("code")
+        # The column holds 64 characters; Meta's codes are numbers, a signed oddity is cut.
+        report.error_code = str(code)[:64] if code is not None else None
         details = as_object(first.get("error_data")).get("details")
         report.error_message = (
             " ".join(str(p) for p in (first.get("title") or first.get("message"), details) if p)

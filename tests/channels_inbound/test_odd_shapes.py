@@ -132,6 +132,9 @@ def test_statuses_that_are_a_number_leave_the_messages_beside_them_stored(channe
             "Re-engagement message",
             id="error-data-a-string",
         ),
+        pytest.param(
+            [{"code": "E" * 300, "title": "Odd"}], "E" * 64, "Odd", id="a-code-past-64-chars"
+        ),
     ],
 )
 def test_a_failed_status_with_errors_of_another_shape_still_fails_the_message(
