@@ -49,8 +49,10 @@ class WebhooksResource:
         body=WebhookCreate,
         response=WebhookWithSecret,
         status=201,
-        description="The signing secret (whsec_...) is in this response only.",
+        description="The signing secret (whsec_...) is in this response only. A workspace"
+        " has at most 20 endpoints (409 `endpoint_limit`).",
         tags=TAGS,
+        errors=(409,),
     )
     def on_post(self, req, resp, *, ctx, body: WebhookCreate):
         created, secret = endpoints.create_endpoint(req.context.db, ctx, **body.model_dump())

@@ -15,7 +15,7 @@ from shared import activity, crypto
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.pagination import Page, paginate
 from shared.sql import tenant_row
@@ -24,6 +24,8 @@ from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
 from shared.webhooks.views import AttemptView, DeliveryView, WebhookView
 
 PERMISSION = "webhooks.manage"
+#: Endpoints a workspace may have (see _check_room).
+MAX_ENDPOINTS = 20
 #: How long a rotated-out secret keeps signing next to the new one.
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 #: Most deliveries one recover call re-sends.
@@ -95,6 +97,7 @@ def create_endpoint(
 ) -> tuple[WebhookEndpoint, str]:
     """Create an endpoint; return it and its signing secret (shown to the caller once)."""
     ctx.require(PERMISSION)
+    _check_room(session, ctx)
     settings = get_settings()
     secret = signing.generate_secret()
     endpoint = WebhookEndpoint(
@@ -115,6 +118,31 @@ def create_endpoint(
         session, ctx, "webhook.created", "webhook", endpoint.id, after=WebhookView.data(endpoint)
     )
     return endpoint, secret
+
+
+class TooManyEndpoints(Conflict):
+    code = "endpoint_limit"
+
+
+def _check_room(session: Session, ctx: Ctx) -> None:
+    """409 once the tenant has :data:`MAX_ENDPOINTS` endpoints.
+
+    WHY: every event is delivered to each subscribed endpoint, so without a bound one
+    tenant's endpoints multiply every event's deliveries (and the workers' share) at will.
+    Stripe allows 16. Serialized per tenant, so two creations cannot both take the last.
+    """
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext("webhook_endpoints:" + str(ctx.tenant_id))))
+    )
+    count = session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == ctx.tenant_id)
+    )
+    if count >= MAX_ENDPOINTS:
+        raise TooManyEndpoints(
+            f"A workspace has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"
+        )
 
 
 def update_endpoint(

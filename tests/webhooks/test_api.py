@@ -289,3 +289,17 @@ def test_a_test_send_is_bounded_by_the_timeout_as_a_whole(workspace, dripping_re
     assert resp.status_code == 200, resp.text
     assert resp.json["status"] == "failed" and resp.json["attempt"]["error_kind"] == "timeout"
     assert elapsed < 5, elapsed
+
+
+def test_a_workspace_has_at_most_max_endpoints(workspace, other_workspace, receiver):
+    """Every event goes to each subscribed endpoint: their number is bounded per workspace."""
+    from shared.webhooks.endpoints import MAX_ENDPOINTS
+
+    made = [create(workspace, receiver.url(f"/n{n}")) for n in range(MAX_ENDPOINTS)]
+    body = {"url": receiver.url("/one-more"), "event_types": ["agent.created"]}
+    refused = workspace.call("POST", BASE, json=body)
+    assert refused.status_code == 409, refused.text
+    assert refused.json["error"]["code"] == "endpoint_limit"
+    create(other_workspace, receiver.url("/theirs"))  # another workspace's own count
+    assert workspace.call("DELETE", f"{BASE}/{made[0]['id']}").status_code == 204
+    create(workspace, receiver.url("/one-more"))
