@@ -25,10 +25,6 @@ from shared.sql import storable_text
 
 #: HTML kept on the message (metadata.html) up to this many characters.
 MAX_HTML_CHARS = 512 * 1024
-#: Text kept as the message body (the whole email stays in its stored payload). WHY: the
-#: body's search vector must fit PostgreSQL's 1 MB; some 700 KB of distinct words did not,
-#: the insert failed as if the database were down, and the email was lost after retries.
-MAX_BODY_CHARS = 128 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t]+")
@@ -62,9 +58,6 @@ def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
         "in_reply_to": refs[:1] or None,
         "references": refs,
     }
-    if body is not None and len(body) > MAX_BODY_CHARS:
-        body = body[:MAX_BODY_CHARS]
-        metadata["body_truncated"] = True
     if html:
         metadata["html"] = html[:MAX_HTML_CHARS]
         metadata["html_truncated"] = len(html) > MAX_HTML_CHARS

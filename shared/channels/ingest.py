@@ -55,6 +55,11 @@ PREVIEW_CHARS = 200
 ACTIVE = ("open", "pending", "snoozed")
 #: Most outbound messages one Messenger watermark updates.
 WATERMARK_BATCH = 200
+#: Text kept as an inbound message's body, whatever the channel (the whole payload stays
+#: in its inbound event). WHY: the body's search vector must fit PostgreSQL's 1 MB; some
+#: 700 KB of distinct words did not, and the insert failed as a program limit, which the
+#: job retried as if the database were down until the message was lost.
+MAX_BODY_CHARS = 128 * 1024
 #: ``media_files.provider_media_id`` of an email attachment: ``email:<inbound event id>:<n>``
 #: (the bytes are part ``n`` of the stored MIME; see shared.channels.email.attachment_bytes).
 EMAIL_MEDIA_PREFIX = "email:"
@@ -102,7 +107,7 @@ def apply_message(
         sender_type="contact" if inbound else "user",
         sender_id=contact.id if inbound else None,
         content_type=item.content_type,
-        body=item.body,
+        body=_kept_body(item.body),
         attachments=_attachments(session, account, item, inbound_event_id),
         status="received" if inbound else "sent",
         provider_message_id=item.provider_message_id,
@@ -470,8 +475,15 @@ def _media_type(value: str | None) -> str | None:
     return value
 
 
+def _kept_body(body: Any) -> Any:
+    """The body stored: text cut at :data:`MAX_BODY_CHARS` (anything else is as given)."""
+    return body[:MAX_BODY_CHARS] if isinstance(body, str) and len(body) > MAX_BODY_CHARS else body
+
+
 def _metadata(item: InboundMessage) -> dict[str, Any]:
     metadata = dict(item.metadata)
+    if _kept_body(item.body) is not item.body:
+        metadata["body_truncated"] = True
     if item.sent_at is not None:
         metadata["provider_timestamp"] = item.sent_at.isoformat()
     if item.direction == "outbound":

@@ -4,9 +4,12 @@ what failed, at once; never a 500, and never a job retried to a dead letter."""
 from __future__ import annotations
 
 import copy
+import itertools
+import string
 
 import pytest
 
+from shared.channels import ingest
 from tests.channels_inbound.conftest import load
 from tests.channels_inbound.test_statuses_and_messaging import _sent_reply
 
@@ -219,3 +222,20 @@ def test_a_message_whose_content_has_another_shape_is_kept_beside_its_sibling(
     odd = stored["wamid.ODD"]
     assert odd.body == body
     assert odd.content_type == ("contacts" if body else "unsupported")
+
+
+def test_a_whatsapp_text_too_big_to_index_is_stored_cut_not_retried_to_failure(channels):
+    """A tenant signs its own callbacks with its app secret, so a body is as long as it
+    likes: some 700 KB of distinct words failed the insert as a program limit (the search
+    vector's 1 MB), retried as if the database were down. Every channel's body is cut."""
+    account = channels.account("whatsapp")
+    words = ("".join(p) for p in itertools.product(string.ascii_lowercase, repeat=4))
+    text = " ".join(itertools.islice(words, 140_000))
+    payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
+    _value(payload["entry"][0])["messages"][0]["text"]["body"] = text
+    _deliver(channels, account, payload)
+    (stored,) = channels.messages()
+    assert len(stored.body) == ingest.MAX_BODY_CHARS and text.startswith(stored.body)
+    assert stored.metadata_["body_truncated"] is True
+    (event,) = channels.inbound_events(account)
+    assert event.status == "processed"
