@@ -119,9 +119,9 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
             else:
                 with session.begin_nested():
                     counts[_apply(session, account, row, item)] += 1
-        except OperationalError:
-            raise  # the database itself: the actor retries
         except Exception as exc:
+            if isinstance(exc, OperationalError) and not refused_for_its_data(exc):
+                raise  # the database itself: the actor retries
             # NOTE: the id we were given, not row.id: after a failed flush, reading the row
             # raised PendingRollbackError here, and the job retried to a dead letter.
             log.exception("inbound event %s item %d failed", inbound_event_id, index)
@@ -133,6 +133,13 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
     status = "failed" if errors else "processed"
     error = f"{len(errors)} of {len(items)} item(s) failed; see result.errors" if errors else None
     return _finish(session, row, status, dict(counts), errors, error)
+
+
+def refused_for_its_data(exc: OperationalError) -> bool:
+    """Whether the database refused the item's own data: a program limit (SQLSTATE class
+    54: an index row or a search vector too big). It is an OperationalError, as an outage
+    is, but a retry meets it again: the item fails once instead."""
+    return (getattr(exc.orig, "sqlstate", None) or "").startswith("54")
 
 
 def _fail_alone(session: Session, inbound_event_id: uuid.UUID, error: str) -> str:

@@ -239,3 +239,19 @@ def test_a_whatsapp_text_too_big_to_index_is_stored_cut_not_retried_to_failure(c
     assert stored.metadata_["body_truncated"] is True
     (event,) = channels.inbound_events(account)
     assert event.status == "processed"
+
+
+def test_a_message_past_a_database_program_limit_fails_once_not_retried(channels):
+    """An attachment URL too long for its index (a tenant-signed Messenger callback) is a
+    program limit, an OperationalError like a database outage: it was retried until the
+    dead letter. The payload's own data fails its item once, visibly."""
+    account = channels.account("messenger")
+    payload = load("messenger_attachment.json", PAGE_ID=account["external_id"])
+    attachment = payload["entry"][0]["messaging"][0]["message"]["attachments"][0]
+    attachment["payload"]["url"] = "https://scontent.xx.fbcdn.net/v/" + "".join(
+        f"{n:08x}" for n in range(1_000)
+    )
+    _deliver(channels, account, payload, route="messenger")
+    (row,) = channels.inbound_events()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "index row size" in row.result["errors"][0]
