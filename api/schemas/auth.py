@@ -15,6 +15,9 @@ Password = Annotated[str, Field(min_length=10, max_length=256)]
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", to_lower=True)
 ]
+#: A slug as an existing workspace may have it: those registered before the slug rule was
+#: fixed can end in '-' (a long name cut after a word). For naming one, never for a new one.
+SlugRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", to_lower=True)]
 
 
 class RegisterRequest(Input):
@@ -36,7 +39,7 @@ class RegisterRequest(Input):
 class LoginRequest(Input):
     email: EmailStr
     password: Annotated[str, Field(min_length=1, max_length=256)]
-    tenant: Slug | None = Field(None, description="workspace slug, when the email is in several")
+    tenant: SlugRef | None = Field(None, description="workspace slug, when the email is in several")
 
 
 class TokenResponse(View):

@@ -250,6 +250,29 @@ def test_a_long_organization_name_gets_a_slug_login_accepts(client):
     assert login.json["user"]["id"] == ws.admin["id"]
 
 
+def test_a_workspace_whose_slug_was_made_ending_in_a_dash_can_still_be_named(client):
+    """Workspaces registered before the slug fix kept a slug ending in '-': the login's
+    ``tenant`` field names existing slugs, so it accepts theirs too."""
+    from sqlalchemy import update
+
+    from shared.db import session_scope
+    from shared.models import Tenant
+
+    email = f"legacy-{uuid.uuid4().hex[:8]}@example.com"
+    ws = register(client, email=email)
+    register(client, email=email)
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}-"
+    with session_scope() as session:
+        session.execute(
+            update(Tenant).where(Tenant.id == uuid.UUID(ws.tenant["id"])).values(slug=legacy)
+        )
+    login = client.simulate_post(
+        "/api/auth/login", json={"email": email, "password": PASSWORD, "tenant": legacy}
+    )
+    assert login.status_code == 200, login.text
+    assert login.json["user"]["id"] == ws.admin["id"]
+
+
 def test_the_scheduler_forgets_revocations_of_tokens_expired_anyway(client):
     """A logout keeps its token's revocation until the token would have expired; then the
     scheduler's job deletes it, so ``revoked_tokens`` does not grow with every logout."""
