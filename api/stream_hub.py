@@ -53,6 +53,8 @@ RETRY_MS = 2_000
 CHECK_SECONDS = 2.0
 #: Every client is re-authenticated at least this often, whatever the epochs say.
 FULL_CHECK_SECONDS = 60.0
+#: How long a new stream waits for its tenant's feed to reach Redis before ``close``.
+READY_TIMEOUT_SECONDS = 10.0
 #: Entries queued for a client that does not read before it is closed.
 MAX_QUEUED = 1_000
 #: How long one XREAD blocks (milliseconds); a cancelled feed stops at once anyway.
@@ -345,10 +347,12 @@ class Hub:
         tenant_feed = self.register(client)
         try:
             yield falcon.asgi.SSEvent(retry=RETRY_MS, comment="connected")
-            await tenant_feed.ready.wait()
             try:
+                # NOTE: bounded: while Redis is unreachable the feed never gets ready, and a
+                # stream waiting in silence (no ping) outlived its client until Redis returned.
+                await asyncio.wait_for(tenant_feed.ready.wait(), READY_TIMEOUT_SECONDS)
                 position, opening = await self._opening(client, last_event_id)
-            except RedisError:
+            except (RedisError, TimeoutError):
                 log.warning("could not open a stream (Redis unavailable)", exc_info=True)
                 yield falcon.asgi.SSEvent(event="close", data=_json({"reason": "unavailable"}))
                 return

@@ -8,6 +8,7 @@ session's Dramatiq worker dispatches, the ``realtime`` target XADDs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import socket
@@ -23,17 +24,13 @@ from tests.analytics.conftest import ApiChannel
 from tests.workspaces import Workspace, register
 
 
-@pytest.fixture(scope="module")
-def stream_url(database, broker):
-    """Base URL of a stream process serving on a free port for the module's tests."""
-    from api.stream_app import create_stream_app
-
+@contextlib.contextmanager
+def serving(app):
+    """Base URL of ``app``'s ``/api/stream`` served on a free port (uvicorn, in a thread)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_stream_app(), lifespan="on", log_level="warning", timeout_graceful_shutdown=1
-    )
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
@@ -41,10 +38,21 @@ def stream_url(database, broker):
     while not server.started:
         assert time.monotonic() < deadline, "the stream server did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/api/stream"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}/api/stream"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def stream_url(database, broker):
+    """Base URL of a stream process serving on a free port for the module's tests."""
+    from api.stream_app import create_stream_app
+
+    with serving(create_stream_app()) as url:
+        yield url
 
 
 @dataclass

@@ -371,3 +371,21 @@ def test_a_request_uvicorn_cannot_parse_is_answered_in_the_api_error_shape(strea
             "details": [],
         }
     }
+
+
+def test_a_stream_whose_feed_cannot_reach_redis_closes_unavailable(
+    database, broker, ws, streams, monkeypatch
+):
+    """Redis unreachable when a stream opens: ``close`` (the client retries), not a stream
+    that stays open in silence, unpinged, until Redis comes back."""
+    from api import stream_app, stream_hub
+    from tests.realtime.conftest import serving
+
+    monkeypatch.setattr(stream_hub, "READY_TIMEOUT_SECONDS", 1.0, raising=False)
+    hub = stream_hub.Hub(f"redis://127.0.0.1:{free_port()}/0")
+    with serving(stream_app.create_stream_app(hub)) as url:
+        stream = streams(url, ws.token)
+        closing = stream.until(lambda e: e.event == "close", timeout=8)
+        assert closing.json == {"reason": "unavailable"}
+        # The client is gone from the process: not counted, not kept.
+        assert httpx.get(f"{url}/health", timeout=5).json()["streams"] == 0
