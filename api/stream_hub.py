@@ -19,6 +19,7 @@ thread (SQLAlchemy here is synchronous).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ from typing import Any
 import falcon.asgi
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import auth as api_auth
 from shared.context import Ctx
@@ -41,6 +44,7 @@ from shared.digits import ascii_digits
 from shared.errors import DomainError
 from shared.identity.security import InvalidToken, decode_access_token
 from shared.inbox.access import EVERYTHING
+from shared.models import ApiKey
 from shared.realtime import access, feed, presence, typing
 
 log = logging.getLogger(__name__)
@@ -111,6 +115,8 @@ class Client:
         self.queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self.closed: str | None = None
         self.tag: tuple | None = None
+        #: When the credential stops working (a token's or an API key's expiry), or None.
+        self.expires_at: dt.datetime | None = None
         self.next_full_check = time.monotonic() + FULL_CHECK_SECONDS * random.uniform(0.5, 1.0)
 
     def offer(self, item: Item) -> None:
@@ -305,6 +311,7 @@ class Hub:
                 req.context.db = session
                 ctx = api_auth.authenticate(req)
                 client = Client(ctx, access.load_viewer(session, ctx), api_key, token)
+                client.expires_at = _expiry(session, ctx)
             client.tag = tag if ctx.tenant_id == tenant_id else None
             return client
 
@@ -487,7 +494,7 @@ class Hub:
             tag = tags.get(tenant_id)
             for client in tenant_feed.clients:
                 moved = tag is not None and client.tag != tag
-                if moved or now >= client.next_full_check or _expired(client.ctx):
+                if moved or now >= client.next_full_check or _expired(client.expires_at):
                     due.append((client, tag))
         if not due:
             return
@@ -496,7 +503,7 @@ class Hub:
             if found is None:
                 client.close(reason or "unauthorized")
             else:
-                client.ctx, viewer, client.tag = found
+                client.ctx, viewer, client.tag, client.expires_at = found
                 tenant_feed = self.feeds.get(client.tenant_id)
                 if tenant_feed is not None:
                     tenant_feed.set_viewer(client, viewer)
@@ -555,13 +562,24 @@ def _token_tenant(token: str | None) -> uuid.UUID | None:
         return None
 
 
-def _expired(ctx: Ctx) -> bool:
-    expires = ctx.token_expires_at
+def _expiry(session: Session, ctx: Ctx) -> dt.datetime | None:
+    """When the caller's credential expires: a token's, or its API key's.
+
+    NOTE: an API key's expiry writes nothing, so no epoch moves when it passes: without
+    it a key streamed on until the next full re-check, up to a minute past its expiry.
+    """
+    if ctx.api_key_id is None:
+        return ctx.token_expires_at
+    return session.scalar(select(ApiKey.expires_at).where(ApiKey.id == ctx.api_key_id))
+
+
+def _expired(expires: dt.datetime | None) -> bool:
     return expires is not None and expires.timestamp() <= time.time()
 
 
 def _recheck(due: list[tuple[Client, tuple | None]]) -> list[tuple[Client, Any, str | None]]:
-    """In a thread: authenticate each client again; ``(client, (ctx, viewer) or None, why)``.
+    """In a thread: authenticate each client again; ``(client, (ctx, viewer, tag, expiry)
+    or None, why)``.
 
     The answers are applied by the event loop (:meth:`Hub.check_clients`): a client's
     queue is not thread-safe.
@@ -569,15 +587,17 @@ def _recheck(due: list[tuple[Client, tuple | None]]) -> list[tuple[Client, Any, 
     answers: list[tuple[Client, Any, str | None]] = []
     with session_scope() as session:
         for client, tag in due:
+            # NOTE: before resolving, which refuses an expired credential as any other.
+            if _expired(client.expires_at):
+                answers.append((client, None, "expired"))
+                continue
             try:
                 ctx = api_auth.resolve(session, client.api_key, client.token)
             except DomainError as exc:
                 answers.append((client, None, "unauthorized" if exc.status == 401 else "forbidden"))
                 continue
-            if _expired(ctx):
-                answers.append((client, None, "expired"))
-                continue
-            answers.append((client, (ctx, access.load_viewer(session, ctx), tag), None))
+            viewer = access.load_viewer(session, ctx)
+            answers.append((client, (ctx, viewer, tag, _expiry(session, ctx)), None))
     return answers
 
 

@@ -389,3 +389,22 @@ def test_a_stream_whose_feed_cannot_reach_redis_closes_unavailable(
         assert closing.json == {"reason": "unavailable"}
         # The client is gone from the process: not counted, not kept.
         assert httpx.get(f"{url}/health", timeout=5).json()["streams"] == 0
+
+
+def test_an_api_key_stream_closes_when_the_key_expires(stream_url, ws, streams):
+    """An expiring API key stops streaming when it expires (as a token does), not at the
+    next full re-check up to a minute later: nothing is written when a key expires."""
+    import datetime as dt
+
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    created = ws.call(
+        "POST",
+        "/api/api-keys",
+        json={"name": "short-lived screen", "expires_at": expires.isoformat()},
+    )
+    assert created.status_code == 201, created.text
+    stream = streams(stream_url, **{"X-API-Key": created.json["key"]})
+    _ready(stream)
+    closing = stream.until(lambda e: e.event == "close", timeout=10)
+    assert closing.json == {"reason": "expired"}
+    assert dt.datetime.now(dt.UTC) >= expires
