@@ -322,8 +322,8 @@ class Hub:
         if tenant_feed is None:
             tenant_feed = self.feeds[client.tenant_id] = TenantFeed(self, client.tenant_id)
         tenant_feed.add(client)
-        if client.viewer.user_id:
-            user = (client.tenant_id, client.viewer.user_id)
+        user = _present_as(client)
+        if user is not None:
             self.local_users[user] += 1
             if self.local_users[user] == 1:
                 self._arrived.add(user)
@@ -338,8 +338,8 @@ class Hub:
             if not tenant_feed.clients:
                 del self.feeds[client.tenant_id]
                 tenant_feed.task.cancel()
-        if client.viewer.user_id:
-            user = (client.tenant_id, client.viewer.user_id)
+        user = _present_as(client)
+        if user is not None:
             self.local_users[user] -= 1
             if self.local_users[user] <= 0:
                 del self.local_users[user]
@@ -550,6 +550,15 @@ class Hub:
             )
         except RedisError:
             log.warning("could not clear presence (Redis down); it lapses by itself")
+
+
+def _present_as(client: Client) -> tuple[uuid.UUID, str] | None:
+    """The agent the stream shows online, or None: an API key's stream is an integration's
+    (a wall screen), an impersonation's is support's; neither is the agent at their desk,
+    and round robin would route conversations to them."""
+    if not client.viewer.user_id or client.api_key or client.ctx.impersonator_id:
+        return None
+    return client.tenant_id, client.viewer.user_id
 
 
 def _token_tenant(token: str | None) -> uuid.UUID | None:

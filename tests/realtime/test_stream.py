@@ -408,3 +408,19 @@ def test_an_api_key_stream_closes_when_the_key_expires(stream_url, ws, streams):
     closing = stream.until(lambda e: e.event == "close", timeout=10)
     assert closing.json == {"reason": "expired"}
     assert dt.datetime.now(dt.UTC) >= expires
+
+
+def test_an_api_key_stream_does_not_make_its_creator_online(stream_url, ws, streams):
+    """An integration's stream (a wall screen on an API key) is not its creator at their
+    desk: round robin must not route conversations to them for it."""
+    created = ws.call("POST", "/api/api-keys", json={"name": "wall screen"})
+    assert created.status_code == 201, created.text
+    _ready(streams(stream_url, **{"X-API-Key": created.json["key"]}))
+    agent, token = ws.create_agent("agent")
+    _ready(streams(stream_url, token))
+    tenant = uuid.UUID(ws.tenant["id"])
+    deadline = time.monotonic() + 5
+    while uuid.UUID(agent["id"]) not in presence.connected_agents(tenant):
+        assert time.monotonic() < deadline, "the agent's stream never counted"
+        time.sleep(0.05)
+    assert uuid.UUID(ws.admin["id"]) not in presence.connected_agents(tenant)
