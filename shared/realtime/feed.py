@@ -53,6 +53,18 @@ EVENT, RESET = "event", "reset"
 #: Event types without a conversation that every agent of the tenant receives (the
 #: agents list is readable by any agent); the others go to ``conversations.manage``.
 TENANT_WIDE = frozenset({"agent.created", "agent.updated", "agent.deleted", "agent.status_changed"})
+#: The permission that reads what an event without a conversation is about, by type prefix
+#: (its API's own): ``conversations.manage`` alone (a supervisor) does not read roles,
+#: webhooks or integrations. Another type goes to ``conversations.manage``.
+PERMISSION_OF = {
+    "role": "roles.manage",
+    "api_key": "api_keys.manage",
+    "webhook": "webhooks.manage",
+    "integration_account": "integrations.manage",
+    "template": "integrations.manage",
+    "campaign": "campaigns.manage",
+    "automation": "automation.view",
+}
 
 
 class Entry(NamedTuple):
@@ -74,9 +86,10 @@ def scope_of(event: Event) -> dict[str, Any]:
     ``c`` is the conversation (absent: not about one), ``a``/``d`` its assignee and
     division after the event, ``pa``/``pd`` before it (an assignment or transfer
     also reaches whoever could see the conversation until then, so their client
-    drops it). ``t`` marks a tenant-wide event. Another event about a conversation (a
-    message, a note...) reaches its conversation's assignee and division as dispatch read
-    them with the lock (``dispatch.Event.conversation``; none found: managers only).
+    drops it). ``t`` marks a tenant-wide event, ``p`` the permission another needs.
+    Another event about a conversation (a message, a note...) reaches its conversation's
+    assignee and division as dispatch read them with the lock
+    (``dispatch.Event.conversation``; none found: managers only).
     PERF: no query here: a query per dispatched batch cost the feed a third of its CPU.
     """
     data = event.data or {}
@@ -102,7 +115,8 @@ def scope_of(event: Event) -> dict[str, Any]:
             "pa": assignee,
             "pd": division,
         }
-    return {"t": event.type in TENANT_WIDE}
+    needed = PERMISSION_OF.get(event.type.partition(".")[0])
+    return {"t": False, "p": needed} if needed else {"t": event.type in TENANT_WIDE}
 
 
 #: PERF: built once: ``json.dumps`` with options builds an encoder on every call.

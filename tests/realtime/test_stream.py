@@ -424,3 +424,22 @@ def test_an_api_key_stream_does_not_make_its_creator_online(stream_url, ws, stre
         assert time.monotonic() < deadline, "the agent's stream never counted"
         time.sleep(0.05)
     assert uuid.UUID(ws.admin["id"]) not in presence.connected_agents(tenant)
+
+
+def test_a_supervisor_does_not_receive_admin_only_events(stream_url, ws, streams):
+    """``conversations.manage`` sees every conversation, not the roles, webhooks or
+    integrations only their own permission reads (``GET /api/roles`` is 403 to them)."""
+    _, token = ws.create_agent("supervisor")
+    assert ws.call("GET", "/api/roles", token=token).status_code == 403
+    supervisor = streams(stream_url, token)
+    admin = streams(stream_url, ws.token)
+    _ready(supervisor)
+    _ready(admin)
+    created = ws.call("POST", "/api/roles", json={"name": "Night shift", "permissions": []})
+    assert created.status_code == 201, created.text
+    admin.until(of_type("role.created", id=created.json["id"]))
+    # A later tenant-wide event: once it arrives, the role's entry was offered before it.
+    agent, _ = ws.create_agent("agent")
+    seen = []
+    supervisor.until(lambda e: seen.append(e) or of_type("agent.created", id=agent["id"])(e))
+    assert not [e for e in seen if e.event == "message" and e.json["type"].startswith("role.")]
