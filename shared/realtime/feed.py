@@ -15,6 +15,7 @@ silently misses them, the next successful publish of this process first adds a
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import threading
@@ -137,8 +138,11 @@ def target(session: Session, events: Sequence[Event]) -> None:
 
 
 _lost_lock = threading.Lock()
-#: Tenants whose entries a failed publish of this process lost (a reset is owed to them).
-_lost: set[uuid.UUID] = set()
+#: Tenants whose entries a failed publish of this process lost (a reset is owed to them),
+#: each with the number of its latest such failure: a publish that wrote a tenant's reset
+#: pays only the losses it saw, not one that another thread's publish met meanwhile.
+_lost: dict[uuid.UUID, int] = {}
+_failures = itertools.count(1)
 
 
 #: XADD each entry (``key index, field count, fields...`` in ARGV after the bounds), then bound
@@ -175,7 +179,7 @@ def publish(entries: Sequence[Entry]) -> None:
     if not entries:
         return
     with _lost_lock:
-        owed = set(_lost)
+        owed = dict(_lost)
     min_id = f"{int((time.time() - BACKLOG_SECONDS) * 1000)}-0"
     streams: dict[Any, int] = {}
     args: list[Any] = [min_id, MAX_ENTRIES, IDLE_EXPIRY_SECONDS]
@@ -188,10 +192,13 @@ def publish(entries: Sequence[Entry]) -> None:
         _publish_script()(keys=[stream_key(t) for t in streams], args=args)
     except RedisError:
         with _lost_lock:
-            _lost.update(e.tenant_id for e in entries)
+            failure = next(_failures)
+            _lost.update((e.tenant_id, failure) for e in entries)
         log.warning(
             "could not publish %d realtime entries; their clients get a reset", len(entries)
         )
         return
     with _lost_lock:
-        _lost.difference_update(owed)
+        for tenant_id, failure in owed.items():
+            if _lost.get(tenant_id) == failure:
+                del _lost[tenant_id]

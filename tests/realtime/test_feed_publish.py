@@ -79,3 +79,51 @@ def test_an_event_naming_a_malformed_conversation_id_is_dispatched_to_managers(d
         "pa": None,
         "pd": None,
     }
+
+
+def test_a_loss_while_another_publish_pays_the_tenants_reset_is_still_owed(monkeypatch):
+    """A publish that fails while another (already owing the tenant a reset) succeeds:
+    the success pays the reset it wrote, not the newer loss."""
+    import threading
+
+    tenant = uuid.uuid4()
+    real = feed._publish_script
+
+    def refuse():
+        raise RedisError("down")
+
+    monkeypatch.setattr(feed, "_publish_script", refuse)
+    feed.publish([feed.Entry(tenant, {"kind": "event", "env": "lost", "scope": "{}"})])
+    written, go_on = threading.Event(), threading.Event()
+
+    def written_then_slow():
+        script = real()
+
+        def call(**kwargs):
+            script(**kwargs)
+            written.set()
+            go_on.wait(10)
+
+        return call
+
+    monkeypatch.setattr(feed, "_publish_script", written_then_slow)
+    paying = threading.Thread(
+        target=feed.publish,
+        args=([feed.Entry(tenant, {"kind": "event", "env": "pays", "scope": "{}"})],),
+    )
+    paying.start()
+    assert written.wait(10)
+    # Its reset is in the stream; now another thread's publish for the tenant fails.
+    monkeypatch.setattr(feed, "_publish_script", refuse)
+    feed.publish([feed.Entry(tenant, {"kind": "event", "env": "lost again", "scope": "{}"})])
+    go_on.set()
+    paying.join(10)
+
+    monkeypatch.setattr(feed, "_publish_script", real)
+    feed.publish([feed.Entry(tenant, {"kind": "event", "env": "next", "scope": "{}"})])
+    assert [e.get(b"env", e[b"kind"]) for e in _entries(tenant)] == [
+        b"reset",
+        b"pays",
+        b"reset",
+        b"next",
+    ]
