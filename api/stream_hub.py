@@ -147,6 +147,8 @@ class TenantFeed:
         self.watchers: set[Client] = set()
         self.by_user: dict[str, set[Client]] = {}
         self.ready = asyncio.Event()
+        #: The newest entry fanned out: every client has been offered what it may see to here.
+        self.position: tuple[int, int] = (0, 0)
         self.task = asyncio.create_task(self.run(), name=f"feed {tenant_id}")
 
     def add(self, client: Client) -> None:
@@ -217,7 +219,9 @@ class TenantFeed:
                 behind = len(entries) >= PAGE
                 for entry_id, fields in entries:
                     last = entry_id
-                    self.fan_out(self.hub.item_of(entry_id, fields))
+                    item, scope = self.hub.item_of(entry_id, fields)
+                    self.fan_out((item, scope))
+                    self.position = item.key or self.position
 
     async def _reset_if_trimmed(self, last: str | bytes) -> None:
         """Tell every client to refetch when entries past ``last`` may be gone unread.
@@ -370,7 +374,9 @@ class Hub:
                 try:
                     item = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
-                    yield None  # a ``: ping`` comment
+                    # NOTE: the position is read before yielding: the feed moves on meanwhile.
+                    ping, last_sent = self._ping(tenant_feed, last_sent)
+                    yield ping
                     continue
                 if item is None:
                     continue
@@ -382,6 +388,24 @@ class Hub:
             yield falcon.asgi.SSEvent(event="close", data=_json({"reason": client.closed}))
         finally:
             self.unregister(client)
+
+    @staticmethod
+    def _ping(
+        tenant_feed: TenantFeed, last_sent: tuple[int, int]
+    ) -> tuple[falcon.asgi.SSEvent, tuple[int, int]]:
+        """The heartbeat (and the client's new ``last_sent``): with the feed's position as its
+        id when that is past the client's last id.
+
+        NOTE: an idle client has been sent all it may see up to the feed's position. Without
+        the id, an agent who sees little kept the id of their last visible event, and once
+        the backlog dropped it even a reconnect after seconds answered ``reset``. A block
+        with an id and no data fires no event in EventSource; it only moves Last-Event-ID.
+        """
+        position = tenant_feed.position
+        if position <= last_sent:
+            return falcon.asgi.SSEvent(comment="ping"), last_sent
+        ping = falcon.asgi.SSEvent(comment="ping", event_id=f"{position[0]}-{position[1]}")
+        return ping, position
 
     async def _opening(self, client: Client, last_event_id: str | None) -> tuple[str, list[Item]]:
         """Where the client starts: ``ready`` (after its missed entries, if any) or ``reset``."""

@@ -74,12 +74,17 @@ class Stream:
     client: httpx.Client
     events: queue.Queue = field(default_factory=queue.Queue)
 
+    #: The last event id the stream gave, as EventSource keeps it (an id-only block too).
+    last_id: str | None = None
+
     def read(self) -> None:
         name, id_, data = "message", None, []
         try:
             for line in self.response.iter_lines():
                 if line == "":
-                    if data or id_ is not None:
+                    if id_ is not None:
+                        self.last_id = id_
+                    if data:
                         self.events.put(Event(name, id_, "\n".join(data)))
                     name, id_, data = "message", None, []
                 elif line.startswith("event: "):

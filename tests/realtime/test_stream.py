@@ -443,3 +443,30 @@ def test_a_supervisor_does_not_receive_admin_only_events(stream_url, ws, streams
     seen = []
     supervisor.until(lambda e: seen.append(e) or of_type("agent.created", id=agent["id"])(e))
     assert not [e for e in seen if e.event == "message" and e.json["type"].startswith("role.")]
+
+
+def test_an_agent_who_sees_little_resumes_a_short_gap_instead_of_a_reset(
+    stream_url, ws, streams, monkeypatch
+):
+    """The heartbeat moves the client's Last-Event-ID past what it may not see: an agent
+    whose last visible event is older than the backlog still resumes a gap of seconds."""
+    from api import stream_hub
+
+    monkeypatch.setattr(stream_hub, "HEARTBEAT_SECONDS", 0.3)
+    agent, token = ws.create_agent("agent")
+    _division(ws, "Sales", agent["id"])
+    watcher = streams(stream_url, token)
+    opened_at = _ready(watcher)
+    # Unassigned, in no division: not the agent's; the tenant's stream moves on.
+    inbound(ws, "cust-quiet", "not yours")
+    _settled(ws, 1)
+    time.sleep(1.0)
+    assert not [e for e in watcher.drain(0.3) if e.event == "message"]
+    last = watcher.last_id
+    watcher.close()
+    # The backlog no longer holds where the agent connected (ten minutes on).
+    ms, seq = feed_id(opened_at)
+    client = redis.Redis.from_url(get_settings().redis_url)
+    client.xtrim(feed.stream_key(ws.tenant["id"]), minid=f"{ms}-{seq + 1}", approximate=False)
+    again = streams(stream_url, token, **{"Last-Event-ID": last})
+    assert again.next().event == "ready"
