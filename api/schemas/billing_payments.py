@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.schemas.common import Input, ListQuery
 
@@ -33,9 +33,12 @@ class PaymentMethodView(BaseModel):
 
 
 class RefundCreate(Input):
-    """``amount`` in the invoice's minor units; omitted: everything still refundable."""
+    """``amount`` in the invoice's minor units; omitted: everything still refundable.
 
-    amount: int | None = Field(None, ge=1, le=2**62)
+    ``StrictInt`` as every amount (README): ``"1999"``, ``true`` or ``19.0`` is a 422, not a
+    refund of 1999, 1 or 19 minor units."""
+
+    amount: StrictInt | None = Field(None, ge=1, le=2**62)
 
 
 class JobAccepted(BaseModel):

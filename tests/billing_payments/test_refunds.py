@@ -199,3 +199,16 @@ def test_a_refund_whose_message_was_lost_is_redriven(billing, root, monkeypatch,
         assert payments.redrive_stale_refunds(session) == 1
     billing.wait_status(invoice, "partially_refunded")
     assert [r["amount"] for r in billing.stripe.refunds] == [700]
+
+
+def test_a_refund_amount_that_is_not_an_integer_is_refused(billing, root, monkeypatch):
+    """Money is integer minor units everywhere: ``"1999"``, ``true`` and ``19.0`` are 422s
+    naming ``amount``, never refunded as 1999, 1 or 19."""
+    from shared.billing import refund_queue
+
+    invoice = _paid(billing)
+    monkeypatch.setattr(refund_queue.QUEUE, "enqueuer", None)
+    for bad in ({"amount": "1999"}, {"amount": True}, {"amount": 19.0}):
+        err = _refund(root, invoice, status=422, **bad)
+        assert err["error"]["details"][0]["field"] == "amount", bad
+    assert billing.payments(invoice, "refund") == []
