@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import Numeric, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from shared import db
@@ -118,11 +118,13 @@ def load_limits(session: Session, tenant_id: uuid.UUID) -> Limits | None:
     ).one_or_none()
     if row is None:
         return None
-    quantity = BillingSubscriptionAddOn.quantity
+    # NOTE: numeric, not the columns' int/bigint: a million extra seats times a quantity
+    # of 10,000 overflowed, and every limit check of the workspace failed with it.
+    quantity = cast(BillingSubscriptionAddOn.quantity, Numeric)
     extras = session.execute(
         select(
             *(
-                func.coalesce(func.sum(column * quantity), 0)
+                func.coalesce(func.sum(cast(column, Numeric) * quantity), 0)
                 for column in (
                     BillingAddOn.extra_seats,
                     BillingAddOn.extra_monthly_messages,

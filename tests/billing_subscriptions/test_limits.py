@@ -73,6 +73,26 @@ def test_seats_limit_agent_creation_and_an_add_on_raises_it(workspace):
     assert workspace.call("POST", "/api/agents", json=agent_body()).status_code == 201
 
 
+def test_the_largest_add_ons_the_catalogue_allows_raise_limits_without_overflowing(workspace):
+    """``extra_*`` times the quantity can pass the columns' integer types (a million seats
+    times 10,000): the limits must still load, or every seat, message and usage check of
+    the workspace fails."""
+    on_plan(workspace, seat_limit=2, storage_limit_bytes=1000)
+    add_on = make_add_on(0, extra_seats=1_000_000, extra_storage_bytes=2**53)
+    resp = workspace.call(
+        "POST",
+        "/api/billing/subscription/add-ons",
+        json={"add_on_id": str(add_on), "quantity": 10_000},
+    )
+    assert resp.status_code == 201, resp.text
+    resp = workspace.call("GET", "/api/billing/usage")
+    assert resp.status_code == 200, resp.text
+    limits = resp.json["limits"]
+    assert limits["seats"] == 2 + 1_000_000 * 10_000
+    assert limits["storage_bytes"] == 1000 + 2**53 * 10_000
+    assert workspace.call("POST", "/api/agents", json=agent_body()).status_code == 201
+
+
 def test_reactivating_a_suspended_user_needs_a_free_seat(workspace, root):  # noqa: F811
     on_plan(workspace, seat_limit=2)
     agent, _token = workspace.create_agent()
