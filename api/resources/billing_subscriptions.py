@@ -78,13 +78,14 @@ class SubscriptionResource:
         body=SubscribeBody,
         response=SubscriptionChanged,
         status=201,
-        errors=(409,),
+        errors=(409, 429),
         tags=TAGS,
         description=(
             "Ends a trial (or starts anew) on the plan with a first invoice, charged after"
             " commit. 409 while a paid subscription is live; 422 naming `payment_method`"
             " when a paid plan has no default payment method, `coupon_code` for a coupon"
-            " that cannot be redeemed." + IDEMPOTENT
+            " that cannot be redeemed; 429 after 20 unknown coupon codes in 10 minutes"
+            " (counted with `/api/billing/coupons/validate`)." + IDEMPOTENT
         ),
     )
     def on_post(self, req, resp, *, ctx, body: SubscribeBody):

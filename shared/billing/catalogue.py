@@ -483,15 +483,26 @@ def _fits(coupon: BillingCoupon, plan: BillingPlan, field: str) -> None:
 
 
 def redeemable_coupon(
-    session: Session, code: str, plan: BillingPlan, now: dt.datetime, *, field: str = "coupon_code"
+    session: Session,
+    code: str,
+    plan: BillingPlan,
+    now: dt.datetime,
+    *,
+    field: str = "coupon_code",
+    tenant_id: uuid.UUID | None = None,
 ) -> BillingCoupon:
     """The coupon ``code`` names if it can be used on ``plan`` at ``now``.
 
     Raises a 422 naming ``field`` (with a ``reason``: ``unknown``, ``inactive``,
     ``expired``, ``exhausted``, ``ineligible_plan``, ``currency_mismatch``). Does not
-    redeem: call :func:`redeem` in the transaction that applies it.
+    redeem: call :func:`redeem` in the transaction that applies it. With ``tenant_id`` (a
+    workspace typed the code) unknown codes count toward its guess bound, as in
+    :func:`check_code`: the answer tells a real code from a made-up one here too.
     """
-    coupon = find_coupon(session, code, field=field)
+    if tenant_id is None:
+        coupon = find_coupon(session, code, field=field)
+    else:
+        coupon = _find_guarded(session, tenant_id, code, field)
     _usable(coupon, now, field)
     _fits(coupon, plan, field)
     return coupon
@@ -545,6 +556,17 @@ def redeem(session: Session, coupon: BillingCoupon, *, field: str = "coupon_code
     return count
 
 
+def _find_guarded(session: Session, tenant_id: uuid.UUID, code: str, field: str) -> BillingCoupon:
+    """:func:`find_coupon` for a workspace: 429 past its bound on unknown codes, and an
+    unknown code counted (:mod:`shared.billing.coupon_guesses`)."""
+    coupon_guesses.check(tenant_id)
+    try:
+        return find_coupon(session, code, field=field)
+    except ValidationFailed:
+        coupon_guesses.count_miss(tenant_id)
+        raise
+
+
 def check_code(
     session: Session,
     tenant_id: uuid.UUID,
@@ -555,12 +577,7 @@ def check_code(
     """What ``POST /api/billing/coupons/validate`` answers: the coupon's terms and, for a
     plan, the discount on its price. Refusals are 422s naming ``code`` (or ``plan_id``);
     a workspace trying many unknown codes gets 429 (:mod:`shared.billing.coupon_guesses`)."""
-    coupon_guesses.check(tenant_id)
-    try:
-        coupon = find_coupon(session, code, field="code")
-    except ValidationFailed:
-        coupon_guesses.count_miss(tenant_id)
-        raise
+    coupon = _find_guarded(session, tenant_id, code, "code")
     _usable(coupon, now, "code")
     answer: dict[str, Any] = {
         "coupon": coupon_view(coupon),

@@ -207,7 +207,9 @@ def subscribe(
         _require_payment_method(session, ctx.tenant_id)
     coupon = None
     if coupon_code:
-        coupon = catalogue.redeemable_coupon(session, coupon_code, plan, now)
+        coupon = catalogue.redeemable_coupon(
+            session, coupon_code, plan, now, tenant_id=ctx.tenant_id
+        )
         catalogue.redeem(session, coupon)
     end = periods.period_end(now, plan.billing_interval)
     before = None

@@ -372,3 +372,22 @@ def test_idempotency_key_is_scoped_to_its_caller(workspace, charges):
     )
     assert (mine.status_code, theirs.status_code) == (201, 201), theirs.text
     assert len(invoices_of(workspace.tenant["id"])) == 3
+
+
+def test_guessing_coupon_codes_through_subscribe_is_bounded_as_validate_is(workspace, charges):
+    """Subscribe answers ``unknown`` for a made-up code like validate does: the same oracle,
+    so the same bound (20 unknown codes in 10 minutes, then 429) covers both routes."""
+    from shared.billing.coupon_guesses import MAX_UNKNOWN_CODES
+
+    plan, real = make_plan(0), make_coupon()
+    for n in range(MAX_UNKNOWN_CODES):
+        body = {"plan_id": str(plan), "coupon_code": f"GUESS{n}{uuid.uuid4().hex[:6]}"}
+        resp = workspace.call("POST", "/api/billing/subscription", json=body)
+        assert resp.status_code == 422, resp.text
+        assert resp.json["error"]["details"][0]["reason"] == "unknown"
+    body = {"plan_id": str(plan), "coupon_code": real}
+    resp = workspace.call("POST", "/api/billing/subscription", json=body)
+    assert resp.status_code == 429, resp.text
+    assert subscription_of(workspace.tenant["id"]).status == "trialing"
+    resp = workspace.call("POST", "/api/billing/coupons/validate", json={"code": real})
+    assert resp.status_code == 429, resp.text
