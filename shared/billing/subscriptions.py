@@ -314,8 +314,9 @@ def change_plan(
         )
     else:
         end = periods.period_end(now, plan.billing_interval)
+        credits, charges = _restart_add_ons(session, subscription, now=now, new_end=end)
         subscription.current_period_start, subscription.current_period_end = now, end
-        lines.append(_plan_line(plan, now, end))
+        lines += [*credits, _plan_line(plan, now, end), *charges]
     subscription.plan_id, subscription.price_amount = plan.id, plan.price_amount
     subscription.pending_plan_id = None
     session.flush()
@@ -330,6 +331,57 @@ def change_plan(
     usage.forget_limits(ctx.tenant_id)
     _record(session, ctx, "billing.plan_changed", subscription, before)
     return Changed(subscription, invoice)
+
+
+def _restart_add_ons(
+    session: Session, subscription: BillingSubscription, *, now: dt.datetime, new_end: dt.datetime
+) -> tuple[list[LineSpec], list[LineSpec]]:
+    """Add-on lines for a period restarted now (a change of interval): the unused time of
+    each attached add-on credited, and the kept ones charged for the new period at their
+    current price (as a renewal does); one detaching at the period end leaves now, the old
+    period's end. Without this they rode free until the next renewal."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    rows = session.execute(
+        select(BillingSubscriptionAddOn, BillingAddOn)
+        .join(BillingAddOn, BillingAddOn.id == BillingSubscriptionAddOn.add_on_id)
+        .where(
+            BillingSubscriptionAddOn.subscription_id == subscription.id,
+            BillingSubscriptionAddOn.detached_at.is_(None),
+        )
+        .order_by(BillingSubscriptionAddOn.attached_at, BillingSubscriptionAddOn.id)
+        .with_for_update(of=BillingSubscriptionAddOn)
+    ).all()
+    credits, charges = [], []
+    for attached, add_on in rows:
+        unused = periods.prorate(
+            attached.price_amount * attached.quantity, start=start, end=end, now=now
+        )
+        credits.append(
+            LineSpec(
+                "proration_credit",
+                f"Unused time on {add_on.name}",
+                -unused,
+                period_start=now,
+                period_end=end,
+                add_on_id=add_on.id,
+            )
+        )
+        if attached.detach_at_period_end:
+            attached.detached_at = now
+            continue
+        attached.price_amount = add_on.price_amount
+        charges.append(
+            LineSpec(
+                "add_on",
+                add_on.name,
+                add_on.price_amount,
+                quantity=attached.quantity,
+                period_start=now,
+                period_end=new_end,
+                add_on_id=add_on.id,
+            )
+        )
+    return credits, charges
 
 
 def cancel(session: Session, ctx: Ctx) -> BillingSubscription:

@@ -196,6 +196,42 @@ def test_upgrade_to_a_yearly_plan_starts_a_new_period(workspace, charges):
     )
 
 
+def test_upgrade_to_a_yearly_plan_bills_the_add_ons_for_the_new_period(workspace, charges):
+    """The new period is a year: add-ons paid up to the old period end must be credited and
+    charged for it too, or they ride free until the yearly renewal."""
+    from shared.models.billing import BillingSubscriptionAddOn
+    from tests.billing_subscriptions.conftest import make_add_on
+
+    tenant, _plan = _tenant_with_subscription(workspace, price=3000)
+    kept, leaving = make_add_on(900), make_add_on(400)
+    ctx = Ctx.system(tenant)
+    with session_scope() as session:
+        subscriptions.attach_add_on(session, ctx, add_on_id=kept, quantity=2, now=at(2030, 4, 10))
+        subscriptions.attach_add_on(session, ctx, add_on_id=leaving, now=at(2030, 4, 10, 0, 0, 1))
+        subscriptions.detach_add_on(session, ctx, leaving)
+    yearly = make_plan(60000, interval="year")
+    with session_scope() as session:
+        changed = subscriptions.change_plan(session, ctx, plan_id=yearly, now=at(2030, 4, 25))
+        invoice_id = changed.invoice.id
+    # 15 of 30 days unused: half of each credited; the kept add-on charged for the year.
+    assert lines_of(invoice_id) == [
+        ("proration_credit", -1500),
+        ("proration_credit", -900),
+        ("proration_credit", -200),
+        ("plan", 60000),
+        ("add_on", 1800),
+    ]
+    with session_scope() as session:
+        rows = {
+            row.add_on_id: row.detached_at
+            for row in session.scalars(
+                select(BillingSubscriptionAddOn).where(BillingSubscriptionAddOn.tenant_id == tenant)
+            )
+        }
+    # The one detaching at the period end leaves at the old period's end: now.
+    assert rows == {kept: None, leaving: at(2030, 4, 25)}
+
+
 def test_add_on_attached_mid_period_is_prorated(workspace, charges):
     from tests.billing_subscriptions.conftest import make_add_on
 
