@@ -7,10 +7,10 @@ subscriptions. Rates are basis points rounded half up.
 
 - MRR: ``active`` and ``past_due`` subscriptions (trials pay nothing yet) at the price they
   renewed at, minus coupons that will still apply at the next renewal (``forever``, or
-  ``repeating`` with periods left; a ``once`` coupon is not recurring), plus attached add-ons
-  that are not detaching. The coupon is priced as the renewal invoice prices it
-  (:func:`shared.billing.catalogue.discount_for` on the subtotal): on the plan's price plus
-  those add-ons, per subscription, never above that sum.
+  ``repeating`` with periods left, on a plan it applies to; a ``once`` coupon is not
+  recurring), plus attached add-ons that are not detaching. The coupon is priced as the
+  renewal invoice prices it (:func:`shared.billing.catalogue.discount_for` on the
+  subtotal): on the plan's price plus those add-ons, per subscription, never above that sum.
 - Revenue by plan: what paid invoices collected minus what was refunded of them, per plan.
   An invoice belongs to the plan of its first positive plan line (a plan change: the new
   plan), else to its subscription's plan.
@@ -68,6 +68,9 @@ _MRR = text("""
       LEFT JOIN billing_coupons c ON c.id = s.coupon_id
            AND (c.duration = 'forever'
                 OR (c.duration = 'repeating' AND coalesce(s.coupon_periods_left, 0) > 0))
+           -- The renewal drops a coupon that excludes its plan (catalogue.misfit).
+           AND (coalesce(cardinality(c.eligible_plan_ids), 0) = 0
+                OR coalesce(s.pending_plan_id, s.plan_id) = ANY(c.eligible_plan_ids))
       LEFT JOIN (SELECT a.subscription_id, sum(a.price_amount * a.quantity) AS amount
                    FROM billing_subscription_add_ons a
                   WHERE a.detached_at IS NULL AND NOT a.detach_at_period_end

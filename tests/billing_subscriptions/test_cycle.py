@@ -183,6 +183,37 @@ def test_mrr_is_what_the_renewal_charges_with_a_coupon_on_plan_and_add_ons(tenan
     assert figures[currency]["mrr"] == renewal.subtotal - renewal.discount_amount
 
 
+def test_mrr_leaves_out_a_coupon_the_next_renewal_drops_for_the_plan(tenant, charges):
+    """A coupon limited to a plan the subscription left is not applied at the next renewal,
+    so MRR must not subtract it meanwhile."""
+    currency = "SEK"  # no other test bills in it: the MRR figure is this subscription's alone
+    small, big = make_plan(10_000, currency=currency), make_plan(20_000, currency=currency)
+    with session_scope() as session:  # the registration's trial, and earlier runs' SEK ones
+        session.execute(
+            update(BillingSubscription)
+            .where(
+                (BillingSubscription.tenant_id == tenant)
+                | (BillingSubscription.currency == currency)
+            )
+            .values(status="cancelled", ended_at=START)
+        )
+    coupon = make_coupon(percent_off=20, duration="forever", eligible_plan_ids=[small])
+    subscribe(tenant, small, coupon=coupon)
+    with session_scope() as session:
+        subscriptions.change_plan(session, Ctx.system(tenant), plan_id=big, now=START + SECOND)
+
+    def mrr() -> int:
+        with session_scope() as session:
+            figures = analytics.mrr(session, month(1))["currencies"]
+        return {c["currency"]: c for c in figures}[currency]["mrr"]
+
+    before = mrr()
+    run_cycle(month(1) + SECOND)
+    [renewal] = cycle_invoices(tenant)
+    assert (renewal.subtotal, renewal.discount_amount) == (20_000, 0)
+    assert before == mrr() == 20_000
+
+
 def test_a_downgrade_and_a_detached_add_on_take_effect_at_the_period_end(tenant, charges):
     big, small = make_plan(3000), make_plan(1000)
     kept, leaving = make_add_on(200), make_add_on(700)
