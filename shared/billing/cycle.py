@@ -142,17 +142,22 @@ def run(
 
 
 def redrive_charges(session: Session, *, now: dt.datetime, limit: int = 5000) -> int:
-    """Hand open invoices whose charge is overdue to ``charge_invoice`` again."""
+    """Hand open invoices whose charge is overdue to ``charge_invoice`` again.
+
+    A suspended workspace's charges wait, as its renewals do (scheduler jobs skip it): its card is
+    not charged, nor dunned to a cancellation, until it is reactivated."""
     late = list(
         session.scalars(
             select(BillingInvoice.id)
+            .join(Tenant, Tenant.id == BillingInvoice.tenant_id)
             .where(
                 BillingInvoice.status == "open",
                 BillingInvoice.next_charge_at <= now - REDRIVE_AFTER,
+                Tenant.status == "active",
             )
             .order_by(BillingInvoice.next_charge_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=BillingInvoice, skip_locked=True)
         )
     )
     charge_queue.QUEUE.enqueue_after_commit(session, late)

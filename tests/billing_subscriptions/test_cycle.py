@@ -357,6 +357,23 @@ def test_a_suspended_workspace_renews_after_reactivation(tenant, charges):
     assert invoice.period_start == month(1)
 
 
+def test_a_suspended_workspaces_overdue_charges_wait_for_reactivation(tenant, charges):
+    """Scheduler jobs skip a suspended workspace (API.md): its card is not charged (nor
+    dunned to cancellation) while it is suspended; the charge is re-driven once it is back."""
+    plan = make_plan(1000)
+    subscribe(tenant, plan)
+    [first] = invoices_of(tenant)
+    charges.sent.clear()  # the first invoice's hand-off was "lost"
+    with session_scope() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant).values(status="suspended"))
+    run_cycle(START + dt.timedelta(hours=1))
+    assert first.id not in charges.sent
+    with session_scope() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant).values(status="active"))
+    run_cycle(START + dt.timedelta(hours=2))
+    assert charges.sent.count(first.id) == 1
+
+
 def test_two_concurrent_cycles_never_renew_a_subscription_twice(client, charges):
     plan = make_plan(1000)
     tenants = [uuid.UUID(register(client).tenant["id"]) for _ in range(24)]
