@@ -30,11 +30,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared import idempotency
-from shared.billing import invoices, refund_queue
+from shared.billing import invoices, refund_queue, usage
 from shared.billing.providers import Outcome, get_provider
 from shared.config import get_settings
 from shared.db import session_scope
@@ -45,6 +45,7 @@ from shared.models.billing import (
     BillingPayment,
     BillingPaymentMethod,
     BillingSubscription,
+    BillingSubscriptionAddOn,
 )
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,23 @@ def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime)
         subscription.status = "cancelled"
         subscription.cancelled_at = subscription.cancelled_at or now
         subscription.ended_at = now
+        _end_add_ons(session, subscription, now)
     return "uncollectible"
+
+
+def _end_add_ons(session: Session, subscription: BillingSubscription, now: dt.datetime) -> None:
+    """A subscription ended by dunning ends its add-ons, as ``billing_cycle`` does at a
+    period-end cancellation: left attached they kept raising the workspace's limits and
+    blocked deleting the add-on or changing its currency."""
+    session.execute(
+        update(BillingSubscriptionAddOn)
+        .where(
+            BillingSubscriptionAddOn.subscription_id == subscription.id,
+            BillingSubscriptionAddOn.detached_at.is_(None),
+        )
+        .values(detached_at=now)
+    )
+    usage.forget_limits(subscription.tenant_id)
 
 
 def _settle_refund(

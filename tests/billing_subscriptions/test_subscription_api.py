@@ -391,3 +391,36 @@ def test_guessing_coupon_codes_through_subscribe_is_bounded_as_validate_is(works
     assert subscription_of(workspace.tenant["id"]).status == "trialing"
     resp = workspace.call("POST", "/api/billing/coupons/validate", json={"code": real})
     assert resp.status_code == 429, resp.text
+
+
+def test_a_subscription_dunned_to_cancellation_ends_its_add_ons(workspace, charges):
+    """Dunning that gives up cancels the subscription now; its add-ons end with it, as at a
+    period-end cancellation: their extras stop raising the limits, and they no longer
+    count as attached (which would block deleting the add-on or changing its currency)."""
+    from shared.billing import payments
+    from shared.models.billing import BillingSubscriptionAddOn
+
+    tenant = uuid.UUID(workspace.tenant["id"])
+    add_payment_method(tenant)  # no customer at the provider: each charge is a declined attempt
+    plan, add_on = make_plan(1000, seat_limit=3), make_add_on(0, extra_seats=5)
+    ctx = Ctx.system(tenant)
+    with session_scope() as session:
+        invoice_id = subscriptions.subscribe(session, ctx, plan_id=plan).invoice.id
+        subscriptions.attach_add_on(session, ctx, add_on_id=add_on)
+    assert workspace.call("GET", "/api/billing/usage").json["limits"]["seats"] == 8
+    for _ in range(10):
+        with session_scope() as session:
+            invoice = session.get(BillingInvoice, invoice_id)
+            status, due = invoice.status, invoice.next_charge_at
+        if status != "open":
+            break
+        payments.charge_invoice(invoice_id, now=due)
+    assert status == "uncollectible" and subscription_of(tenant).status == "cancelled"
+    with session_scope() as session:
+        ended = session.scalars(
+            select(BillingSubscriptionAddOn.detached_at).where(
+                BillingSubscriptionAddOn.tenant_id == tenant
+            )
+        ).all()
+    assert ended and None not in ended
+    assert workspace.call("GET", "/api/billing/usage").json["limits"]["seats"] == 3
