@@ -446,6 +446,12 @@ def attach_add_on(
     if attached is not None:
         if not attached.detach_at_period_end:
             raise Conflict("This add-on is attached already")
+        if attached.quantity != quantity:
+            # NOTE: keeping it is not buying another quantity; a 201 would hide that.
+            raise Conflict(
+                f"This add-on is attached with quantity {attached.quantity} until the period"
+                " end; attach it again in that quantity to keep it"
+            )
         attached.detach_at_period_end = False  # kept: it was paid for this period
         session.flush()
         usage.forget_limits(ctx.tenant_id)

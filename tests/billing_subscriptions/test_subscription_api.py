@@ -424,3 +424,22 @@ def test_a_subscription_dunned_to_cancellation_ends_its_add_ons(workspace, charg
         ).all()
     assert ended and None not in ended
     assert workspace.call("GET", "/api/billing/usage").json["limits"]["seats"] == 3
+
+
+def test_attaching_a_detaching_add_on_in_another_quantity_is_refused(workspace, charges):
+    """Attaching an add-on that is leaving at the period end keeps it, as paid for; in
+    another quantity that would answer 201 and silently keep the old one: 409 instead."""
+    _subscribed(workspace)
+    add_on = make_add_on(800, extra_seats=2)
+    path = "/api/billing/subscription/add-ons"
+    body = {"add_on_id": str(add_on)}
+    assert workspace.call("POST", path, json=body | {"quantity": 2}).status_code == 201
+    assert workspace.call("DELETE", f"{path}/{add_on}").status_code == 204
+    resp = workspace.call("POST", path, json=body | {"quantity": 5})
+    assert resp.status_code == 409, resp.text
+    listed = workspace.call("GET", path).json
+    assert [(a["quantity"], a["detach_at_period_end"]) for a in listed] == [(2, True)]
+    resp = workspace.call("POST", path, json=body | {"quantity": 2})  # the same: kept
+    assert resp.status_code == 201, resp.text
+    listed = workspace.call("GET", path).json
+    assert [(a["quantity"], a["detach_at_period_end"]) for a in listed] == [(2, False)]
