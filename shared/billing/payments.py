@@ -459,13 +459,17 @@ def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> 
             return "settled"
         invoice = session.get(BillingInvoice, payment.invoice_id)
         reference = _charge_reference(session, payment.invoice_id)
-        key, amount = payment.idempotency_key, payment.amount
+        key, amount, currency = payment.idempotency_key, payment.amount, invoice.currency
         metadata = _metadata(invoice, payment)
     if reference is None:
         outcome = Outcome("failed", None, "no_charge", "No succeeded charge to refund")
     else:
         outcome = get_provider().refund(
-            charge_reference=reference, amount=amount, idempotency_key=key, metadata=metadata
+            charge_reference=reference,
+            amount=amount,
+            currency=currency,
+            idempotency_key=key,
+            metadata=metadata,
         )
     with session_scope() as session:
         return apply_outcome(session, payment_id, outcome, now or utcnow())

@@ -142,3 +142,33 @@ def test_the_worker_retries_a_provider_error_with_backoff(billing, worker):
     attempts = [c for c in billing.stripe.calls if c[1] == "/v1/payment_intents"]
     assert len(attempts) == 2 and len({c[2] for c in attempts}) == 1
     assert len(billing.stripe.charged(invoice)) == 1
+
+
+@pytest.mark.parametrize(
+    "currency, ours, theirs",
+    [
+        ("MGA", 500_000, 5_000),  # 5,000 ariary: ISO has 2 decimals, Stripe none
+        ("ISK", 4_900, 490_000),  # 4,900 kronur: ISO has none, Stripe 2
+        ("JPY", 4_900, 4_900),
+        ("KWD", 5_120, 5_120),
+        ("EUR", 4_900, 4_900),
+    ],
+)
+def test_stripe_is_sent_each_currency_in_its_own_unit(billing, currency, ours, theirs):
+    """Our amounts are ISO 4217 minor units; Stripe's differ for a few currencies."""
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(ours, currency=currency)
+    assert payments.charge_invoice(invoice) == "paid"
+    [charge] = billing.stripe.charged(invoice)
+    assert (charge["amount"], charge["currency"]) == (theirs, currency.lower())
+    assert billing.row(invoice).amount_paid == ours
+
+
+@pytest.mark.parametrize("currency, amount", [("MGA", 500_050), ("KWD", 5_124)])
+def test_an_amount_stripe_cannot_express_is_declined_not_rounded(billing, currency, amount):
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(amount, currency=currency)
+    assert payments.charge_invoice(invoice) != "paid"
+    assert billing.stripe.charged(invoice) == []
+    [payment] = billing.payments(invoice)
+    assert (payment.status, payment.failure_code) == ("failed", "amount_not_chargeable")

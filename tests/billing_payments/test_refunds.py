@@ -10,9 +10,9 @@ import uuid
 from shared.billing import payments
 
 
-def _paid(billing, total: int = 5000):
+def _paid(billing, total: int = 5000, currency: str = "USD"):
     billing.add_method("pm_card_visa")
-    invoice = billing.invoice(total)
+    invoice = billing.invoice(total, currency=currency)
     assert payments.charge_invoice(invoice) == "paid"
     return invoice
 
@@ -104,6 +104,7 @@ def test_refund_events_replayed_and_before_the_worker(billing, root, monkeypatch
     outcome = get_provider().refund(
         charge_reference=charge.provider_reference,
         amount=2000,
+        currency="USD",
         idempotency_key=payment.idempotency_key,
         metadata={
             "payment_id": job["job_id"],
@@ -212,3 +213,12 @@ def test_a_refund_amount_that_is_not_an_integer_is_refused(billing, root, monkey
         err = _refund(root, invoice, status=422, **bad)
         assert err["error"]["details"][0]["field"] == "amount", bad
     assert billing.payments(invoice, "refund") == []
+
+
+def test_a_refund_is_sent_to_stripe_in_its_unit_for_the_currency(billing, root, worker):
+    """4,900 kronur paid (ISO: no decimals), 1,000 refunded: Stripe counts ISK in 1/100."""
+    invoice = _paid(billing, 4_900, currency="ISK")
+    _refund(root, invoice, amount=1_000)
+    billing.wait_status(invoice, "partially_refunded")
+    assert [r["amount"] for r in billing.stripe.refunds] == [100_000]
+    assert billing.row(invoice).amount_refunded == 1_000

@@ -99,7 +99,13 @@ class PaymentProvider(Protocol):
         """Charge off-session; a decline is ``Outcome(status="failed", failure_code=...)``."""
 
     def refund(
-        self, *, charge_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> Outcome:
         """Refund ``amount`` of a succeeded charge."""
 

@@ -65,7 +65,13 @@ class FakeProvider:
         return self._once(idempotency_key, make)
 
     def refund(
-        self, *, charge_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> Outcome:
         return self._once(
             idempotency_key, lambda: Outcome("succeeded", _ref("re", idempotency_key))

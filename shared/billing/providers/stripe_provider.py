@@ -20,6 +20,7 @@ from typing import Any
 
 import stripe
 
+from shared.billing import currency as money
 from shared.billing.providers import (
     InvalidSignature,
     Outcome,
@@ -48,6 +49,50 @@ _UNAVAILABLE = (
 def _unavailable(exc: stripe.StripeError) -> ProviderUnavailable:
     status = getattr(exc, "http_status", None)
     return ProviderUnavailable(f"Stripe unavailable ({type(exc).__name__} {status}): {exc}")
+
+
+# --- amounts ----------------------------------------------------------------------------
+# WHY: our amounts are in ISO 4217 minor units (shared.billing.currency); Stripe's API takes
+# its own unit per currency, which differs for a few: MGA is zero-decimal at Stripe (ISO: 2
+# decimals), so 5,000 ariary sent as 500000 charged 100 times too much; ISK is two-decimal
+# at Stripe (ISO: none), so 4,900 kronur sent as 4900 charged 49. Three-decimal currencies
+# must end in 0. https://docs.stripe.com/currencies
+
+#: Stripe's zero-decimal currencies.
+STRIPE_ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"}
+    | {"PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+#: Stripe's three-decimal currencies (the last digit must be 0).
+STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+
+
+class AmountNotChargeable(ValueError):
+    """An amount Stripe's unit for its currency cannot express (a fraction it refuses)."""
+
+
+def stripe_exponent(currency: str) -> int:
+    code = currency.upper()
+    return 0 if code in STRIPE_ZERO_DECIMAL else 3 if code in STRIPE_THREE_DECIMAL else 2
+
+
+def to_stripe_amount(amount: int, currency: str) -> int:
+    """``amount`` (ISO minor units) in Stripe's unit for ``currency``; exact or refused."""
+    shift = stripe_exponent(currency) - money.exponent(currency.upper())
+    if shift >= 0:
+        converted = amount * 10**shift
+    elif amount % 10**-shift:
+        raise AmountNotChargeable(
+            f"{money.format_amount(amount, currency.upper())} has a fraction Stripe cannot charge"
+        )
+    else:
+        converted = amount // 10**-shift
+    if currency.upper() in STRIPE_THREE_DECIMAL and converted % 10:
+        raise AmountNotChargeable(
+            f"{money.format_amount(amount, currency.upper())}: Stripe charges this currency"
+            " in steps of 0.010"
+        )
+    return converted
 
 
 # --- reading answers --------------------------------------------------------------------
@@ -225,8 +270,12 @@ class StripeProvider:
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> Outcome:
+        try:
+            stripe_amount = to_stripe_amount(amount, currency)
+        except AmountNotChargeable as exc:
+            return Outcome("failed", None, "amount_not_chargeable", str(exc))
         params: dict[str, Any] = {
-            "amount": amount,
+            "amount": stripe_amount,
             "currency": currency.lower(),
             "customer": customer_id,
             "payment_method": payment_method_id,
@@ -245,9 +294,19 @@ class StripeProvider:
         return _intent_outcome(_object(intent))
 
     def refund(
-        self, *, charge_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> Outcome:
-        params = {"payment_intent": charge_reference, "amount": amount, "metadata": metadata}
+        try:
+            stripe_amount = to_stripe_amount(amount, currency)
+        except AmountNotChargeable as exc:
+            return Outcome("failed", None, "amount_not_chargeable", str(exc))
+        params = {"payment_intent": charge_reference, "amount": stripe_amount, "metadata": metadata}
         try:
             refund = _call(
                 self.client.v1.refunds.create,
