@@ -6,6 +6,7 @@ or a deploy starts new hosts at any time, and none may take a paused queue's mes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,6 +45,8 @@ def _start_host() -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group: the worker processes it forks go with it (see hosts).
+        start_new_session=True,
     )
 
 
@@ -62,10 +65,12 @@ def hosts(database):
         return started[-1]
 
     yield start
+    # NOTE: the whole group: killing only the parent left its worker process running after
+    # the test, consuming and polling Redis, one more with every run of the suite.
     for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 @pytest.mark.broker
