@@ -3,7 +3,8 @@
 Every message whose tenant is known is checked before its actor runs: by its
 ``tenant_id`` option (outbox dispatch, bulk actions, AI replies, imports, rollups,
 template syncs), or, for actors whose messages name only a row (``process_inbound``,
-``send_email``, ``mark_read_upstream``, ``ingest_knowledge_source``, ``embed_items``),
+``send_email``, ``mark_read_upstream``, ``ingest_knowledge_source``, ``embed_items``,
+``charge_invoice``),
 by the row's tenant (a resolver the actor module registers with
 :func:`resolve_tenant_with`). A suspended tenant's message is not run: it is written to
 ``dead_letters`` with the reason (so an operator sees it, and may requeue it after

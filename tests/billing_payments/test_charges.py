@@ -172,3 +172,34 @@ def test_an_amount_stripe_cannot_express_is_declined_not_rounded(billing, curren
     assert billing.stripe.charged(invoice) == []
     [payment] = billing.payments(invoice)
     assert (payment.status, payment.failure_code) == ("failed", "amount_not_chargeable")
+
+
+def test_a_queued_charge_of_a_suspended_workspace_is_dropped_with_a_reason(
+    billing, root, broker, worker
+):
+    """A charge_invoice message queued before the workspace's suspension charged its card
+    anyway (only the scheduler's re-drive skipped suspended tenants). It is dropped with
+    the reason, and the invoice waits for the re-drive after reactivation."""
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.models import DeadLetter
+    from workers import queues
+    from workers.actors.billing import charge_invoice
+    from workers.tenant_gate import REASON
+
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(4900)
+    tenant = billing.ws.tenant["id"]
+    assert root.call("DELETE", f"/api/admin/tenants/{tenant}").status_code == 204
+
+    charge_invoice.send(str(invoice))
+    broker.join(queues.BILLING, timeout=20_000)
+
+    assert billing.stripe.charged(invoice) == []
+    assert billing.row(invoice).status == "open"
+    with session_scope() as session:
+        letters = session.scalars(
+            select(DeadLetter.error).where(DeadLetter.actor_name == "charge_invoice")
+        ).all()
+    assert REASON in letters

@@ -17,10 +17,13 @@ import uuid
 from collections.abc import Sequence
 
 import dramatiq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.billing import charge_queue, payments, refund_queue
 from shared.config import get_settings
-from workers import queues
+from shared.models import BillingInvoice
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,18 @@ def refund_invoice(payment_id: str) -> None:
     """Send the pending refund ``payment_id`` (a ``billing_payments`` row) to the provider."""
     outcome = payments.refund_payment(uuid.UUID(payment_id))
     log.info("refund_invoice %s: %s", payment_id, outcome)
+
+
+def tenant_of_invoice(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of a charge: a suspended workspace's card is not charged (its invoice
+    waits for ``billing_cycle``'s re-drive once it is reactivated). Refunds are not gated:
+    money a super admin sends back goes back, suspended or not."""
+    return session.scalar(
+        select(BillingInvoice.tenant_id).where(BillingInvoice.id == uuid.UUID(args[0]))
+    )
+
+
+tenant_gate.resolve_tenant_with(charge_invoice.actor_name, tenant_of_invoice)
 
 
 def enqueue_charges(invoice_ids: Sequence[uuid.UUID]) -> None:
