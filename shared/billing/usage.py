@@ -419,12 +419,51 @@ _ROLLUP = text(
 )
 
 
+#: The counted figures of a month already rolled up, recounted in the new month's first day
+#: (seats and storage are the month's own points in time: kept).
+_FINISH = text(
+    """
+    UPDATE billing_usage u
+       SET messages = (SELECT count(*) FROM messages m
+                        WHERE m.tenant_id = u.tenant_id AND m.direction = 'outbound'
+                          AND m.created_at >= :start AND m.created_at < :end),
+           ai_replies = (SELECT coalesce(sum(a.replies), 0) FROM ai_usage_daily a
+                          WHERE a.tenant_id = u.tenant_id AND a.day >= CAST(:month AS date)
+                            AND a.day < CAST(:next_month AS date)),
+           conversations = (SELECT count(*) FROM conversations c
+                             WHERE c.tenant_id = u.tenant_id
+                               AND c.created_at >= :start AND c.created_at < :end),
+           updated_at = now()
+     WHERE u.month = CAST(:month AS date)
+       AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.status = 'active')
+    """
+)
+
+
+def _finish_previous_month(session: Session, month: dt.date) -> None:
+    """Recount the month before ``month``: its last run was up to an hour before its end, so
+    what its last hour counted was never in its row."""
+    previous = dt.date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
+    session.execute(
+        _FINISH,
+        {
+            "month": previous,
+            "next_month": month,
+            "start": _month_start(previous),
+            "end": _month_start(month),
+        },
+    )
+
+
 def rollup(session: Session, *, now: dt.datetime | None = None) -> int:
     """Recount this month's usage of every billed workspace into ``billing_usage`` and reset
-    the Redis counters to the committed counts (after commit); how many workspaces."""
+    the Redis counters to the committed counts (after commit); how many workspaces. On the
+    month's first day the month before is finished too (:func:`_finish_previous_month`)."""
     now = now or session.scalar(select(func.now()))
     month = month_of(now)
     nxt = _next_month(month)
+    if now.astimezone(dt.UTC).day == 1:
+        _finish_previous_month(session, month)
     rows = session.execute(
         _ROLLUP,
         {

@@ -9,7 +9,7 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shared.billing import usage
 from shared.db import session_scope
@@ -347,3 +347,31 @@ def test_leases_of_several_processes_never_pass_the_limit(workspace):
         assert int(get_redis().get(usage._counter_key(tenant, month, "messages"))) == 300
     finally:
         usage._leases, usage._last_seen = saved
+
+
+def test_the_first_rollups_of_a_month_finish_the_month_before(workspace):
+    """The hourly rollup counted only the current month, so what the last hour of a month
+    sent (after that month's last run) was never in its ``billing_usage`` row."""
+    on_plan(workspace, monthly_message_limit=100)
+    tenant = uuid.UUID(workspace.tenant["id"])
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    assert send(workspace, conversation).status_code == 201
+    sent_at = dt.datetime(2026, 10, 31, 23, 30, tzinfo=dt.UTC)
+    with session_scope() as session:
+        session.execute(  # the message went out in October's last hour
+            update(Message)
+            .where(Message.conversation_id == conversation["id"])
+            .values(created_at=sent_at)
+        )
+        usage.rollup(session, now=sent_at - dt.timedelta(minutes=40))  # October's last run
+        session.execute(  # ... which ran before the message
+            update(BillingUsage)
+            .where(BillingUsage.tenant_id == tenant, BillingUsage.month == dt.date(2026, 10, 1))
+            .values(messages=0, seats=7)
+        )
+    with session_scope() as session:
+        usage.rollup(session, now=dt.datetime(2026, 11, 1, 0, 20, tzinfo=dt.UTC))
+    with session_scope() as session:
+        october = session.get(BillingUsage, (tenant, dt.date(2026, 10, 1)))
+        assert october.messages == 1
+        assert october.seats == 7  # a point in time: October's, not November's
