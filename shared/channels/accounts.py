@@ -416,8 +416,9 @@ def create_account(
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        # NOTE: (channel, external_id) is global: the id may be connected by another
-        # tenant; the message does not say which, nor whether it is.
+        # NOTE: (channel, external_id) is global for Meta and email (inbound finds the
+        # tenant through it): the id may be connected by another tenant; the message does
+        # not say which, nor whether it is. An api account's is unique in its tenant.
         raise Conflict(f"This {channel} account is already connected") from exc
     session.refresh(account)
     data = account_view(account)

@@ -3,7 +3,8 @@
 An *integration* holds a tenant's settings for one channel; an *integration account* is
 one connected sender (a WhatsApp number, an Instagram account, a Messenger page, an email
 mailbox). Inbound webhooks carry no tenant credentials: the tenant is found through the
-account's globally unique ``(channel, external_id)``.
+account's globally unique ``(channel, external_id)`` (an api account's is unique within
+its tenant: its calls name the account by id).
 """
 
 from __future__ import annotations
@@ -57,7 +58,21 @@ class IntegrationAccount(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint(_CHANNEL_CHECK, name="channel_known"),
         CheckConstraint("status IN ('active', 'disabled', 'error')", name="status_known"),
         # NOTE: global, not per tenant: an inbound webhook finds its tenant through it.
-        Index("uq_integration_accounts_channel_external", "channel", "external_id", unique=True),
+        Index(
+            "uq_integration_accounts_channel_external_routed",
+            "channel",
+            "external_id",
+            unique=True,
+            postgresql_where=text("channel <> 'api'"),
+        ),
+        # An api account's id is the tenant's own label (its calls name the account by id).
+        Index(
+            "uq_integration_accounts_api_external",
+            "tenant_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("channel = 'api'"),
+        ),
         Index("ix_integration_accounts_tenant_channel", "tenant_id", "channel", "created_at"),
         Index(
             "uq_integration_accounts_default",

@@ -187,3 +187,17 @@ def test_the_routes_are_documented_in_the_integrations_group(client):
     ]
     assert "api" in account["properties"]["channel"]["enum"]
     assert "external_id" not in account["required"]
+
+
+def test_an_inbox_identifier_is_unique_per_workspace_not_across_them(ws, other_workspace):
+    """An api account's ``external_id`` is the tenant's own label: another workspace using
+    the same one answered 409, which told it the label existed elsewhere (and let names be
+    taken). Meta and email ids stay unique across workspaces: inbound finds its tenant by
+    them."""
+    body = {"channel": "api", "name": "Shop backend", "external_id": "shop-backend"}
+    ours = ws.call("POST", "/api/integration-accounts", json=body)
+    assert ours.status_code == 201, ours.text
+    theirs = other_workspace.call("POST", "/api/integration-accounts", json=body)
+    assert theirs.status_code == 201, theirs.text
+    again = ws.call("POST", "/api/integration-accounts", json=body)
+    assert again.status_code == 409, again.text
