@@ -156,6 +156,18 @@ def _resolve(session: Session, rule_id: uuid.UUID, kinds: list[str], now: dt.dat
     ).rowcount
 
 
+def _resolve_orphans(session: Session, now: dt.datetime) -> int:
+    """Resolve the open alerts of deleted rules: no check finds them again (and no foreign
+    key removes them), so they would stay open for good."""
+    rule = select(AutomationRule.id).where(AutomationRule.id == _A.rule_id)
+    return session.execute(
+        update(_A)
+        .where(_A.status == "open", ~rule.exists())
+        .values(status="resolved", resolved_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
 def _rules_to_check(session: Session) -> Iterator[Any]:
     """Rules with alert settings (or an open alert) of the active tenants, in keyset pages."""
     r = AutomationRule
@@ -190,7 +202,8 @@ def _rules_to_check(session: Session) -> Iterator[Any]:
 
 
 def evaluate(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
-    """Check every rule with alert settings (or an open alert) of the active tenants."""
+    """Check every rule with alert settings (or an open alert) of the active tenants;
+    resolve the open alerts of deleted rules."""
     now = now or clock.db_now(session)
     counts = {"checked": 0, "triggered": 0, "resolved": 0}
     for rule in _rules_to_check(session):
@@ -206,6 +219,7 @@ def evaluate(session: Session, *, now: dt.datetime | None = None) -> dict[str, i
             else:
                 cleared.append(kind)
         counts["resolved"] += _resolve(session, rule.id, cleared, now)
+    counts["resolved"] += _resolve_orphans(session, now)
     return counts
 
 

@@ -216,3 +216,18 @@ def test_a_latency_alert_fires_once_when_p95_crosses_and_resolves_when_the_windo
     _check()
     [item] = stats(ws, ALERTS)["items"]
     assert item["status"] == "resolved" and len(_emitted(ws)) == 1
+
+
+def test_deleting_a_rule_resolves_its_open_alert(ws, moved_clock):
+    rule = create_rule(ws, name="gone")
+    assert _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 10}}).status_code == 200
+    moved_clock.advance(minutes=11)
+    _check()
+    assert stats(ws, ALERTS)["open_now"] == 1
+
+    assert ws.call("DELETE", f"{RULES}/{rule['id']}").status_code in (200, 204)
+    moved_clock.advance(minutes=5)
+    _check()
+    body = stats(ws, ALERTS)
+    assert body["open_now"] == 0, body
+    assert body["items"][0]["status"] == "resolved"
