@@ -87,7 +87,10 @@ def _measure(
     details = {"window_minutes": minutes, "runs": figures["runs"]}
     enough = figures["runs"] >= settings.get("min_runs", 1)
     if kind == "failure_rate":
-        rate = None if figures["failure_rate"] is None else figures["failure_rate"] * 100
+        # NOTE: from the counts, not the answer's rounded ``failure_rate`` (2 of 3 runs
+        # rounds to 66.67 %, which is not 66.67 % or more).
+        runs = figures["runs"]
+        rate = figures["failures"] * 100 / runs if runs else None
         threshold = float(settings["threshold_percent"])
         details["failures"] = figures["failures"]
         return enough and rate is not None and rate >= threshold, rate, threshold, details

@@ -231,3 +231,26 @@ def test_deleting_a_rule_resolves_its_open_alert(ws, moved_clock):
     body = stats(ws, ALERTS)
     assert body["open_now"] == 0, body
     assert body["items"][0]["status"] == "resolved"
+
+
+def test_a_failure_rate_just_under_the_threshold_does_not_fire(ws, moved_clock):
+    moved_clock.move_to(T0)
+    rule = create_rule(
+        ws,
+        name="greet",
+        trigger_event_types=["conversation.tags_updated"],
+        conditions=VIP,
+        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+    )
+    settings = {"failure_rate": {"threshold_percent": 66.67, "window_minutes": 15, "min_runs": 3}}
+    assert _alerts(ws, rule["id"], settings).status_code == 200
+    failing = add_conversation(ws, channel="whatsapp")  # window closed: sends fail
+    _tag(ws, failing, "vip")
+    _tag(ws, failing, "gold")
+    _tag(ws, add_conversation(ws), "vip")
+    wait_settled(ws, at_least_rows=3)
+    totals = wait_runs(ws, 3)["totals"]
+    assert totals["failures"] == 2, totals  # 66.666... %: under 66.67 %
+    moved_clock.advance(minutes=1)
+    _check()
+    assert _emitted(ws) == []
