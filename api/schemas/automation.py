@@ -189,7 +189,7 @@ class ExceptionBody(Input):
 
 
 class RuleScheduleUpdate(Update):
-    """Only the fields sent change; a first schedule must send ``days``."""
+    """Only the fields sent change; a schedule switched on without days must send ``days``."""
 
     enabled: bool | None = Field(
         None, description="false keeps the windows but lets the rule run at any time"

@@ -45,14 +45,22 @@ def _field(path: str) -> str:
     return "exceptions" + path[len("holidays") :] if path.startswith("holidays") else path
 
 
+def _switched_on(current: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> bool:
+    """Whether ``changes`` make a first or a disabled schedule apply: then it must have days
+    (a schedule enabled without them is closed all week, the rule silently never runs)."""
+    if not changes.get("enabled", current is None):
+        return False
+    return current is None or not current.get("enabled", True)
+
+
 def clean(current: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
     """``current`` with the fields sent in ``changes``, validated and normalized.
 
     Raises :class:`ValidationFailed` naming every bad field (``days[0].intervals[1].end``,
-    ``exceptions[2].date``, ``timezone``). A first enabled schedule must name its ``days``.
+    ``exceptions[2].date``, ``timezone``). A schedule switched on must name its ``days``.
     """
-    if current is None and "days" not in changes and changes.get("enabled", True):
-        raise ValidationFailed.field("days", "required: the rule has no schedule yet")
+    if _switched_on(current, changes) and "days" not in changes and not (current or {}).get("days"):
+        raise ValidationFailed.field("days", "required: the schedule names no days yet")
     merged = {**_EMPTY, **(current or {}), **changes}
     problems = working_hours.validate_schedule(as_hours(merged))
     if merged["timezone"] is not None:

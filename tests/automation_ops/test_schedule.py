@@ -163,3 +163,15 @@ def test_supervisors_preview_but_cannot_change_schedules(workspace):
     assert resp.status_code == 403
     preview = workspace.call("GET", f"{RULES}/{rule['id']}/schedule/preview", token=supervisor)
     assert preview.status_code == 200 and preview.json["scheduled"] is False
+
+
+def test_switching_on_a_schedule_that_never_named_its_days_is_422(workspace):
+    rule = create_rule(workspace)
+    off = _schedule(workspace, rule["id"], {"enabled": False})
+    assert off.status_code == 200, off.text
+    on = _schedule(workspace, rule["id"], {"enabled": True})
+    assert on.status_code == 422, on.text  # else closed all week: the rule would never run
+    assert on.json["error"]["details"][0]["field"] == "days"
+    assert _state(workspace, rule["id"])["runs"] is True
+    named = _schedule(workspace, rule["id"], {"enabled": True, "days": EVERY_DAY})
+    assert named.status_code == 200 and named.json["schedule"]["enabled"] is True
