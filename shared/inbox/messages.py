@@ -55,6 +55,9 @@ from shared.timekeeping import sla
 log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 200
+#: Channels whose transport sends a template: WhatsApp, and the API channel's callback.
+#: Email, Messenger and Instagram send a body or files only.
+TEMPLATE_CHANNELS = ("whatsapp", "api")
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 #: How long a replayed Idempotency-Key is remembered once its message is committed.
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -364,6 +367,7 @@ def store_outbound_message(
         raise ValidationFailed.field("template", "a template is sent alone")
     if template is None and body is None and not attachments:
         raise ValidationFailed.field("body", "send a body, a template or attachments")
+    check_template_channel(conversation.channel, template)
     if ctx.actor.type == "system":
         sender_type = "system"  # Ctx.system callers (the expiry job) pass no sender_type
     human = sender_type == "user"
@@ -430,6 +434,18 @@ def store_outbound_message(
         session, ctx, "message.created", "message", values["id"], data, after=data
     )
     return values, created_at, updated_at, data
+
+
+def check_template_channel(channel: str, template: dict[str, Any] | None) -> None:
+    """422 for a template on a channel that cannot send one (:data:`TEMPLATE_CHANNELS`).
+
+    WHY: stored and queued, it went out as an empty email, or failed on Messenger and
+    Instagram with nothing to send, after the sender was told it was accepted.
+    """
+    if template is not None and channel not in TEMPLATE_CHANNELS:
+        raise ValidationFailed.field(
+            "template", f"a {channel} conversation cannot send a template: send a body"
+        )
 
 
 def send_message(

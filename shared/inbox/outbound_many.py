@@ -38,6 +38,7 @@ from shared.inbox.messages import (
     WHATSAPP_WINDOW,
     WindowClosed,
     as_loaded,
+    check_template_channel,
     preview,
 )
 from shared.models import Conversation, Message
@@ -112,6 +113,7 @@ def _checked(session: Session, draft: Draft) -> tuple[Draft, str]:
         raise ValidationFailed.field("body", "send a body or a template")
     sender_type = "system" if draft.ctx.actor.type == "system" else draft.sender_type
     conversation = draft.conversation
+    check_template_channel(conversation.channel, draft.template)
     if sender_type == "user" and conversation.status == "resolved":
         raise Conflict("The conversation is resolved; reopen it to reply")
     if draft.template is not None and conversation.channel == "whatsapp":
