@@ -630,12 +630,28 @@ def mark_read(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[st
         read_inbound_count=count,
         last_read_at=func.now(),
     )
-    last_read_at = session.scalar(
+    # NOTE: only ever forward, judged on the locked row: two reads at once (two tabs) both
+    # saw the old count above, and each announced the same read; a read that loaded the
+    # conversation before a newer read committed moved the count back (unread again).
+    advanced = session.execute(
         stmt.on_conflict_do_update(
             index_elements=[ConversationRead.conversation_id, ConversationRead.user_id],
             set_={"read_inbound_count": count, "last_read_at": func.now()},
-        ).returning(ConversationRead.last_read_at)
-    )
+            where=ConversationRead.read_inbound_count < count,
+        ).returning(ConversationRead.read_inbound_count, ConversationRead.last_read_at)
+    ).one_or_none()
+    moved = advanced is not None
+    if not moved:  # nothing new for this reader: the time of the read only
+        advanced = session.execute(
+            update(ConversationRead)
+            .where(
+                ConversationRead.conversation_id == conversation.id,
+                ConversationRead.user_id == ctx.user_id,
+            )
+            .values(last_read_at=func.now())
+            .returning(ConversationRead.read_inbound_count, ConversationRead.last_read_at)
+        ).one()
+    count, last_read_at = advanced
     state = {
         "conversation_id": conversation.id,
         "user_id": ctx.user_id,
@@ -643,7 +659,7 @@ def mark_read(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[st
         "unread_count": 0,
         "last_read_at": last_read_at,
     }
-    if previous != count:
+    if moved:
         read_receipts.record(session, conversation)
         record_change(
             session,
