@@ -9,7 +9,8 @@ ones are written together: one INSERT of the messages, the activity rows and the
 engine get them as batches too), and last, one counter UPDATE for all their conversations
 (:mod:`.conversation_counts`, shared with the campaigns' writer), in conversation order.
 
-PERF: a conversation's row lock is taken by the counter UPDATE, the last write before the
+PERF: a conversation's row lock is taken just before the writes (a human's drafts: their
+resolved check is made under it) and by the counter UPDATE, the last write before the
 caller's commit, so concurrent batches that share a conversation wait for each other only
 that long (taken first, as a per-message loop does, a 16-thread worker serialised on it).
 Attachments are not supported here (no caller needs them).
@@ -83,8 +84,13 @@ def create_outbound_messages(
         except DomainError as error:
             outcomes[index] = error
     closed = _closed_windows(session, [d for _, d, _ in checked if _needs_window(d)])
+    resolved = _resolved_meanwhile(session, [d for _, d, s in checked if s == "user"])
     accepted: list[tuple[int, Draft, str]] = []
     for index, draft, sender_type in checked:
+        if sender_type == "user" and draft.conversation.id in resolved:
+            draft.conversation = _as_resolved(draft.conversation)
+            outcomes[index] = Conflict("The conversation is resolved; reopen it to reply")
+            continue
         if draft.conversation.id in closed and _needs_window(draft):
             outcomes[index] = WindowClosed(
                 "The WhatsApp 24-hour window is closed: the contact has not written to this"
@@ -121,6 +127,40 @@ def _checked(session: Session, draft: Draft) -> tuple[Draft, str]:
             session, draft.ctx.tenant_id, conversation.id, draft.template
         )
     return draft, sender_type
+
+
+#: Lock the conversations (of ``:ids``, in id order: batches never deadlock) and name the
+#: resolved ones.
+_LOCK_RESOLVED = text(
+    """
+    SELECT id, status = 'resolved' AS resolved
+      FROM conversations
+     WHERE id = ANY(CAST(:ids AS uuid[]))
+     ORDER BY id
+       FOR NO KEY UPDATE
+    """
+)
+
+
+def _resolved_meanwhile(session: Session, drafts: list[Draft]) -> set[uuid.UUID]:
+    """The human drafts' conversations resolved by now, their rows locked until commit.
+
+    WHY: the drafts' conversations were read unlocked; a resolution committed since then
+    must win, as it does over a single reply (``shared.inbox.messages._count_update``):
+    without the lock the message was stored, counted and sent on the resolved row.
+    """
+    ids = sorted({d.conversation.id for d in drafts})
+    if not ids:
+        return set()
+    rows = session.execute(_LOCK_RESOLVED, {"ids": ids}).all()
+    return {row.id for row in rows if row.resolved}
+
+
+def _as_resolved(conversation: Conversation | ConversationHead):
+    """A head (a snapshot) brought up to date, so its caller names the refusal's reason."""
+    if isinstance(conversation, ConversationHead):
+        return conversation._replace(status="resolved")
+    return conversation
 
 
 def _needs_window(draft: Draft) -> bool:

@@ -1,14 +1,15 @@
-"""A scheduled send obeys the WhatsApp window as a reply does: per business number."""
+"""Scheduled sends obey what a reply does: the window per business number, a resolution."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
-from shared.db import session_scope
-from shared.models import Message, ScheduledMessage
+from shared.db import get_sessionmaker, session_scope
+from shared.models import Conversation, Message, ScheduledMessage
 from workers import queues
 
 
@@ -78,3 +79,46 @@ def test_a_scheduled_send_on_a_number_the_contact_never_wrote_to_fails_window_cl
             select(func.count()).select_from(Message).where(Message.conversation_id == on_b["id"])
         )
         assert stored == 0
+
+
+def _blocked_on_conversations() -> int:
+    with session_scope() as session:
+        return session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query ILIKE '%conversations%'"
+            )
+        )
+
+
+def test_a_scheduled_send_racing_a_resolution_is_counted_before_it_or_refused(
+    workspace, inbox, worker, broker
+):
+    """The send read the conversation open; a resolution committed before its writes
+    landed. As a reply racing one (409), the scheduled message must not be stored and
+    sent on the resolved conversation: it fails conversation_resolved."""
+    conversation = inbox.conversation(channel="api")
+    conversation["tenant_id"] = inbox.tenant_id
+    scheduled_id = _due(workspace, conversation, "following up")
+    resolving = get_sessionmaker()()  # a resolution in flight: it holds the row
+    resolving.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation["id"])
+        .values(status="resolved", resolved_at=func.now())
+    )
+    from workers.actors.timed import send_scheduled_messages
+
+    try:
+        send_scheduled_messages.send([str(scheduled_id)])
+        deadline = time.monotonic() + 10
+        while _blocked_on_conversations() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        resolving.commit()
+    finally:
+        resolving.close()
+    broker.join(queues.CHANNELS)
+    with session_scope() as session:
+        row = session.get(ScheduledMessage, scheduled_id)
+        assert (row.status, row.error_code) == ("failed", "conversation_resolved")
+        resolved = session.get(Conversation, conversation["id"])
+        assert (resolved.status, resolved.message_count) == ("resolved", 0)
