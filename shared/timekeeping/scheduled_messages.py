@@ -45,6 +45,7 @@ from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
 from shared.inbox.access import ConversationHead, get_conversation
+from shared.inbox.messages import check_template_channel
 from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Conversation, ScheduledMessage, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor
@@ -118,6 +119,7 @@ def create(
     conversation = get_conversation(session, ctx, conversation_id)
     if conversation.status == "resolved":
         raise Conflict("The conversation is resolved; reopen it before scheduling a message")
+    check_template_channel(conversation.channel, template)  # refused now, not when due
     if template is not None and conversation.channel == "whatsapp":
         # Refused now rather than when due; the approval may still come and is checked then.
         template_sending.prepare_send(

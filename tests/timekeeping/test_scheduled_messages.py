@@ -150,6 +150,19 @@ def test_bad_input_is_422_and_stores_nothing(workspace, body, field):
     assert workspace.call("GET", base(conversation)).json["items"] == []
 
 
+@pytest.mark.parametrize("channel", ["email", "messenger", "instagram"])
+def test_a_template_on_a_channel_that_cannot_send_one_is_422_at_once(workspace, channel):
+    """As a reply is: stored, it would only fail when due (an empty email before)."""
+    conversation = add_conversation(workspace, channel=channel)
+    template = {"name": "order_update", "language": "en_US", "components": []}
+    resp = workspace.call(
+        "POST", base(conversation), json={"template": template, "run_at": in_an_hour()}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "template"
+    assert workspace.call("GET", base(conversation)).json["items"] == []
+
+
 def test_resolved_and_foreign_conversations_are_refused(workspace, other_workspace):
     resolved = add_conversation(workspace, channel="api", status="resolved")
     resp = workspace.call("POST", base(resolved), json={"body": "hi", "run_at": in_an_hour()})
