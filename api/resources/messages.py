@@ -32,7 +32,8 @@ class ConversationMessagesResource:
         description=(
             "Stores the message as `queued` and emits message.created. A `body`, `attachments`"
             " (uploaded media ids; one on WhatsApp, with `body` as its caption, or on"
-            " Messenger/Instagram without `body`; up to 10 on email), or a `template` alone."
+            " Messenger/Instagram without `body`; up to 10 on email), or a `template` alone"
+            " (WhatsApp and api-channel conversations only: elsewhere 422)."
             " On WhatsApp, outside the contact's 24-hour window (the contact wrote to the"
             " conversation's number in the last 24 hours), only a template may be sent"
             " (409 `window_closed`). A WhatsApp `template` must exist for the conversation's"
