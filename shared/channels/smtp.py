@@ -100,7 +100,7 @@ def send_email(
             )
         else:
             client = smtplib.SMTP(account.host, account.port, timeout=timeout)
-        with client:
+        try:
             client.ehlo()
             if account.security == "starttls":
                 client.starttls(context=context)
@@ -108,6 +108,8 @@ def send_email(
             if account.username:
                 client.login(account.username, account.password or "")
             refused = client.send_message(msg)
+        finally:
+            _quit(client)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
         raise _reply_failure(code, reply) from exc
@@ -127,6 +129,18 @@ def send_email(
         code, reply = next(iter(refused.values()))
         raise _reply_failure(code, reply)
     return str(msg["Message-ID"])
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """End the session, whatever the relay answers to ``QUIT``.
+
+    WHY: once ``DATA`` is accepted the mail is the relay's; a 421 or a timeout on ``QUIT``
+    (``with client`` raised them) failed the send, and its retry mailed the customer again.
+    """
+    try:
+        client.quit()
+    except OSError:  # NOTE: smtplib's errors are OSErrors
+        client.close()
 
 
 def _reply_failure(code: int, reply: bytes | str) -> SendFailed:

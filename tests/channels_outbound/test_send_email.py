@@ -137,3 +137,18 @@ def test_wrong_password_is_a_permanent_failure(workspace, channels, smtp_peers):
     failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
     assert failed["error_code"] == "535"
     assert peer.received == []
+
+
+def test_a_refused_quit_after_the_relay_took_the_mail_does_not_send_it_again(
+    workspace, channels, smtp_peers
+):
+    peer = smtp_peers["none"]
+    peer.mode = "quit_fails"
+    conversation = _mailbox(channels, peer)
+
+    message_id = _send(workspace, conversation, "Accepted, then a 421 to QUIT.")
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent", "failed")
+    assert sent["status"] == "sent"
+    [mail] = peer.received
+    assert sent["provider_message_id"] == mail.message["Message-ID"]

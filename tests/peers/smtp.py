@@ -1,8 +1,8 @@
 """A recording SMTP server (aiosmtpd) with optional AUTH, STARTTLS or implicit TLS.
 
-``mode`` scripts the answers: ``"ok"``, ``"reject"`` (550 on every recipient) or
-``"transient"`` (451 after DATA). Every accepted message is kept, parsed, with
-the login that sent it.
+``mode`` scripts the answers: ``"ok"``, ``"reject"`` (550 on every recipient),
+``"transient"`` (451 after DATA) or ``"quit_fails"`` (the mail accepted, then 421 to
+QUIT). Every accepted message is kept, parsed, with the login that sent it.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ class SmtpPeer:
                 ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, login)
             )
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server, session, envelope):
+        if self.mode == "quit_fails":
+            return "421 4.3.2 Service shutting down"
+        return "221 Bye"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (
