@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -357,11 +358,23 @@ def _readable(body: bytes) -> Any:
         return None
 
 
+#: The longest ``Retry-After`` believed; a longer one is held to it.
+MAX_RETRY_AFTER_SECONDS = 86400.0
+
+
 def _retry_after(raw: str | None) -> float | None:
+    """Seconds to wait, at most :data:`MAX_RETRY_AFTER_SECONDS`.
+
+    WHY: an unbounded one (``1e999`` is infinity) overflowed the account's pause and the
+    retry's timestamp: the batch went unrecorded and the account stopped sending.
+    """
     try:
-        return max(0.0, float(raw)) if raw else None
+        seconds = float(raw) if raw else None
     except ValueError:
         return None
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 _client: tuple[object, GraphClient] | None = None

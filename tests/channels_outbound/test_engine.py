@@ -5,6 +5,7 @@ that outlives a killed worker without letting a second one send meanwhile."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 
 import pytest
@@ -223,3 +224,28 @@ def test_a_send_in_doubt_stays_in_doubt_when_the_claim_that_found_it_is_lost_too
     [settled] = _settled([message_id]).values()
     assert sent_with(fake_graph, "token-doubt2") == []  # never sent a second time
     assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
+
+
+@pytest.mark.parametrize("retry_after", ["1e999", "1e300"])
+def test_a_retry_after_beyond_any_clock_is_held_to_a_day_and_the_batch_is_recorded(
+    workspace, channels, fake_graph, per_account, retry_after
+):
+    per_account(1)  # one at a time: the throttling answer goes to the first message
+    conversation = _whatsapp(channels, "token-forever")
+    fake_graph.script(("throttle", "130429", retry_after), "ok")
+
+    ids = _commit_together(channels, [conversation], each=2)
+
+    def rescheduled():
+        claims = _claims(ids)
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
+        due = [c.next_attempt_at for c in claims.values() if c.status == "pending"]
+        return claims if len(due) == 2 and all(at > later for at in due) else None
+
+    claims = wait_until(rescheduled, "both sends put back for a day")
+    assert sorted((c.attempts, c.last_error_code) for c in claims.values()) == [
+        (0, None),  # held back by the pause: no attempt
+        (1, "130429"),
+    ]
+    assert {m.status for m in _messages(ids).values()} == {"queued"}
+    assert len(sent_with(fake_graph, "token-forever")) == 1
