@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
 from shared.channels import outbound, send_markers, transports
+from shared.channels.graph import MAX_RETRY_AFTER_SECONDS
 from shared.channels.graph_errors import is_throttled
 from shared.channels.outbound_limits import AccountLimits, account_limits
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
@@ -132,12 +133,16 @@ DELIVERY_UNKNOWN = SendFailed(
 
 def retry_delay(attempt: int, error: SendFailed | None, settings: Settings) -> float:
     """Seconds before the next try after failed attempt ``attempt``: doubling, or the
-    provider's ``Retry-After`` when longer."""
+    provider's ``Retry-After`` when longer, up to a day.
+
+    WHY the bound: an api receiver's ``Retry-After`` of 400 digits is infinity; it
+    overflowed the account's pause, and the batch was never recorded.
+    """
     backoff = min(
         settings.outbound_max_backoff_ms, settings.outbound_min_backoff_ms * 2 ** (attempt - 1)
     )
     retry_after = error.retry_after if error is not None else None
-    return max(backoff / 1000, retry_after or 0.0)
+    return max(backoff / 1000, min(retry_after or 0.0, MAX_RETRY_AFTER_SECONDS))
 
 
 def _send_bound(channel: str, settings: Settings) -> float:

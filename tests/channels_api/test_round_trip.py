@@ -270,3 +270,20 @@ def test_each_write_of_the_tenants_system_is_in_the_activity_log(ws, api):
     assert logged(contact["id"]) == ["contact.created"]
     assert logged(opened.json["id"]) == ["conversation.created"]
     assert logged(reply["id"]) == ["message.status_updated", "message.created"]
+
+
+def test_a_429_asking_to_wait_past_any_clock_puts_the_reply_back_for_a_day(ws, api, receiver, path):
+    receiver.plan(path, ("status", 429, {"Retry-After": "9" * 400}, b"slow down"))
+    inbound = api.inbound("Hello", source_id="cust-slow")
+    reply = api.reply(inbound["conversation_id"], "Soon.")
+
+    def put_back():
+        with session_scope() as session:
+            claim = session.get(OutboundSend, uuid.UUID(reply["id"]))
+            due = claim is not None and claim.last_error_code == "http_429"
+            return claim.next_attempt_at if due and claim.status == "pending" else None
+
+    later = wait_until(put_back, "the reply put back after its 429")
+    assert later > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
+    assert message_row(reply["id"])["status"] == "queued"
+    assert len(receiver.at(path)) == 1
