@@ -106,7 +106,7 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
     with _accepted_once():
         answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
     try:
-        return str(answer["messages"][0]["id"])
+        return _named_id(answer["messages"][0]["id"])
     except (KeyError, IndexError, TypeError) as exc:
         raise _accepted_unread("its answer named no message id") from exc
 
@@ -135,10 +135,23 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
             answer = client.post("me/messages", token, payload)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
-    message_id = answer.get("message_id")
-    if not message_id:
-        raise _accepted_unread("its answer named no message_id")
-    return str(message_id)
+    try:
+        return _named_id(answer.get("message_id"))
+    except TypeError as exc:
+        raise _accepted_unread("its answer named no message_id") from exc
+
+
+def _named_id(value: Any) -> str:
+    """Meta's id of the sent message: a string, not empty.
+
+    WHY: ``str()`` of whatever came recorded ``"None"`` (or ``""``, or a dict's text) as
+    the provider id: its statuses never matched, and a second such answer collided on it.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"the message id is {value!r}")
+    return value
 
 
 @contextlib.contextmanager

@@ -282,6 +282,9 @@ def test_messenger_rate_limit_80007_is_retried(workspace, channels, fake_graph):
         {"messaging_product": "whatsapp"},  # no messages
         {"messages": "wamid.1"},  # a string, not a list
         b"<html>ok</html>",  # not JSON at all
+        {"messages": [{"id": None}]},  # no id: stored as "None"
+        {"messages": [{"id": ""}]},
+        {"messages": [{"id": {"wamid": "1"}}]},
     ],
 )
 def test_an_accepted_send_whose_answer_cannot_be_read_is_never_sent_twice(
@@ -300,14 +303,18 @@ def test_an_accepted_send_whose_answer_cannot_be_read_is_never_sent_twice(
     assert len(fake_graph.sent()) == 1
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [{"recipient_id": "123"}, {"recipient_id": "123", "message_id": ["m_1"]}],
+)
 def test_a_messenger_send_answered_without_its_id_is_never_sent_twice(
-    workspace, channels, fake_graph
+    workspace, channels, fake_graph, answer
 ):
     account_id = channels.account("messenger", credentials={"access_token": "page"})
     conversation = channels.conversation(
         channels.contact(channel="messenger"), integration_account_id=account_id
     )
-    fake_graph.script(("raw", 200, {"recipient_id": "123"}))
+    fake_graph.script(("raw", 200, answer))
 
     message_id = _send(workspace, conversation, body="accepted, no id")
 
