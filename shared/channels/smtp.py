@@ -55,9 +55,9 @@ def build_email(
 ) -> EmailMessage:
     """A multipart message with a fresh ``Message-ID`` and the conversation's threading."""
     msg = EmailMessage()
-    msg["From"] = formataddr((account.from_name or "", account.from_address))
+    msg["From"] = formataddr((one_line(account.from_name or ""), account.from_address))
     msg["To"] = to
-    msg["Subject"] = subject
+    msg["Subject"] = one_line(subject)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = make_msgid(domain=account.domain)
     if in_reply_to:
@@ -76,9 +76,19 @@ def build_email(
             item.content,
             maintype=maintype or "application",
             subtype=subtype or "octet-stream",
-            filename=item.filename,
+            filename=one_line(item.filename),
         )
     return msg
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks as spaces, for a header.
+
+    WHY: a subject, sender name or file name with a line break made the email library
+    refuse the header (no injection, but the send failed as an internal error, retried
+    until it was dead-lettered).
+    """
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def reply_subject(subject: str | None, *, is_reply: bool) -> str:

@@ -128,3 +128,33 @@ def test_a_file_stored_in_s3_is_sent_too(workspace, channels, fake_graph):
     [message] = fake_graph.sent()
     assert message.json["type"] == "document"
     assert message.json["document"]["filename"] == "a.pdf"
+
+
+def test_an_email_attachment_named_across_lines_is_sent_under_one_line(
+    workspace, channels, smtp_peers
+):
+    from sqlalchemy import update
+
+    from shared.db import session_scope
+    from shared.models import MediaFile
+
+    peer = smtp_peers["none"]
+    account_id = channels.account(
+        "email",
+        settings={"smtp_host": "127.0.0.1", "smtp_port": peer.port, "smtp_security": "none"},
+    )
+    contact = channels.contact(channel="email", external_id="eve@customer.example")
+    conversation = channels.conversation(contact, integration_account_id=account_id)
+    png = _media(workspace, filename="chart.png")
+    with session_scope() as session:  # a name stored before uploads were checked, say
+        session.execute(
+            update(MediaFile).where(MediaFile.id == png).values(filename="q3\nchart.png")
+        )
+
+    resp = _post(workspace, conversation, body="Attached.", attachments=[{"media_id": png}])
+
+    assert resp.status_code == 201, resp.text
+    sent = wait_for_status(workspace, conversation["id"], resp.json["id"], "sent", "failed")
+    assert sent["status"] == "sent", sent["error_message"]
+    [mail] = peer.received
+    assert [part.get_filename() for part in mail.message.iter_attachments()] == ["q3 chart.png"]

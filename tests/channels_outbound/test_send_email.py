@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import update
+
+from shared.db import session_scope
+from shared.models import Conversation
 from tests.channels_outbound.conftest import SMTP_PASSWORD, SMTP_USER, wait_for_status
 from tests.waiting import wait_until
 
@@ -152,3 +156,26 @@ def test_a_refused_quit_after_the_relay_took_the_mail_does_not_send_it_again(
     assert sent["status"] == "sent"
     [mail] = peer.received
     assert sent["provider_message_id"] == mail.message["Message-ID"]
+
+
+def test_line_breaks_in_the_subject_and_sender_name_are_sent_as_spaces(
+    workspace, channels, smtp_peers
+):
+    peer = smtp_peers["none"]
+    conversation = _mailbox(channels, peer, from_name="Shop\r\nBcc: name@evil.example")
+    with session_scope() as session:
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation["id"])
+            .values(subject="Order 42\r\nBcc: subject@evil.example")
+        )
+
+    message_id = _send(workspace, conversation, "Folded, not injected.")
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent", "failed")
+    assert sent["status"] == "sent", sent["error_message"]
+    [mail] = peer.received
+    assert mail.rcpt_tos == ["ada@customer.example"]
+    assert mail.message["Subject"] == "Order 42 Bcc: subject@evil.example"
+    assert mail.message["Bcc"] is None
+    assert mail.message["From"].addresses[0].display_name == "Shop Bcc: name@evil.example"
