@@ -363,8 +363,15 @@ def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
 
 
 def _send_one(item: Claim, limits: AccountLimits) -> Attempted:
-    """One provider call; a throttling answer pauses the account (never raises)."""
+    """One provider call; a throttling answer pauses the account (never raises).
+
+    A send that waited for a send thread until its claim had no room left is put back:
+    its claim may run out mid-call, and another worker may send it meanwhile (the room
+    checked when it was queued said nothing of when a thread would take it).
+    """
     assert item.outgoing is not None
+    if time.monotonic() >= item.deadline:
+        return Attempted(deferred=0.0)
     if item.outgoing.message.channel not in send_markers.EXEMPT_CHANNELS:
         send_markers.mark(item.message_id, item.attempt)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, update
@@ -249,3 +250,38 @@ def test_a_retry_after_beyond_any_clock_is_held_to_a_day_and_the_batch_is_record
     ]
     assert {m.status for m in _messages(ids).values()} == {"queued"}
     assert len(sent_with(fake_graph, "token-forever")) == 1
+
+
+def test_a_send_queued_behind_others_past_its_claim_is_not_sent_by_two_workers(
+    workspace, channels, fake_graph
+):
+    conversation = _whatsapp(channels, "token-queued")
+    outbound_queue.set_enqueuer(None)  # the "workers" below claim by hand
+    try:
+        *early, late = _commit_together(channels, [conversation], each=6)
+        wait_until(lambda: len(_claims([*early, late])) == 6, "the send rows")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    fake_graph.script(*[("sleep", 0.9)] * 5, "ok")  # each under the Graph timeout (1 s)
+
+    with (
+        environment(OUTBOUND_SEND_THREADS="1", OUTBOUND_CLAIM_SECONDS="4"),
+        ThreadPoolExecutor(1) as first_worker,
+    ):
+        batch = first_worker.submit(outbound_engine.send_batch, [*early, late])
+        wait_until(lambda: fake_graph.sent(), "the first send", timeout=5)
+
+        def claim_ran_out():  # the late send still waits for the one send thread
+            claim = _claims([late])[late]
+            return claim.next_attempt_at < dt.datetime.now(dt.UTC)
+
+        wait_until(claim_ran_out, "the late send's claim to run out", timeout=10)
+        again = outbound_engine.send_batch([late])  # a second worker, or the sweeper's job
+        first = batch.result(timeout=30)
+
+    assert again[late].outcome == "sent"
+    put_back = [i for i, result in first.items() if result.outcome == "retry"]
+    outbound_engine.send_batch(put_back)  # their jobs again (the actor re-enqueues a retry)
+    settled = _settled([*early, late])
+    assert {m.status for m in settled.values()} == {"sent"}
+    assert len(sent_with(fake_graph, "token-queued")) == 6  # each message once
