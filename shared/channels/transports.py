@@ -198,15 +198,23 @@ def _send_email(session: Session, outgoing: Outgoing) -> str:
         from_name=config.get("from_name"),
     )
     earlier = _thread_ids(session, message)
-    email = smtp.build_email(
-        relay,
-        to=outgoing.contact.email or outgoing.contact.external_id,
-        subject=smtp.reply_subject(outgoing.conversation.subject, is_reply=bool(earlier)),
-        text=message.body or "",
-        in_reply_to=earlier[-1] if earlier else None,
-        references=earlier[-MAX_REFERENCES:],
-        attachments=_attachments(session, message),
-    )
+    attachments = _attachments(session, message)
+    try:
+        email = smtp.build_email(
+            relay,
+            to=outgoing.contact.email or outgoing.contact.external_id,
+            subject=smtp.reply_subject(outgoing.conversation.subject, is_reply=bool(earlier)),
+            text=message.body or "",
+            in_reply_to=earlier[-1] if earlier else None,
+            references=earlier[-MAX_REFERENCES:],
+            attachments=attachments,
+        )
+    except ValueError as exc:
+        # WHY: the same rows build the same refused header (an address with a line
+        # break) on every try: an internal error retried until dead-lettered.
+        raise SendFailed(
+            "invalid_email", f"the email cannot be written: {exc}", transient=False
+        ) from exc
     return smtp.send_email(
         relay, email, timeout=settings.smtp_timeout_seconds, ca_file=settings.smtp_ca_file
     )

@@ -179,3 +179,27 @@ def test_line_breaks_in_the_subject_and_sender_name_are_sent_as_spaces(
     assert mail.message["Subject"] == "Order 42 Bcc: subject@evil.example"
     assert mail.message["Bcc"] is None
     assert mail.message["From"].addresses[0].display_name == "Shop Bcc: name@evil.example"
+
+
+def test_an_address_that_cannot_be_a_header_fails_at_once_without_retries(
+    workspace, channels, smtp_peers
+):
+    from shared.models import Contact
+    from shared.models.outbound import OutboundSend
+
+    peer = smtp_peers["none"]
+    conversation = _mailbox(channels, peer)
+    with session_scope() as session:
+        session.execute(
+            update(Contact)
+            .where(Contact.id == conversation["contact_id"])
+            .values(email="ada@customer.example\r\nBcc: evil@evil.example")
+        )
+
+    message_id = _send(workspace, conversation, "Nowhere to go.")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "invalid_email"
+    assert peer.received == []
+    with session_scope() as session:
+        assert session.get(OutboundSend, uuid.UUID(message_id)).attempts == 1
