@@ -192,9 +192,10 @@ def record_sent_one(
 
 @dataclass(frozen=True, slots=True)
 class Reschedule:
-    """A send going back to pending for ``delay`` seconds."""
+    """A send going back to pending for ``delay`` seconds, by the claim of ``attempt``."""
 
     message_id: uuid.UUID
+    attempt: int
     delay: float
     error: SendFailed | None = None
     #: Not sent at all (a paused account): the claim's attempt is taken back.
@@ -209,19 +210,24 @@ _RESCHEDULE = text(
            sweep_at = now() + make_interval(secs => :sweep),
            last_error_code = coalesce(CAST(:code AS varchar), last_error_code),
            last_error_message = coalesce(CAST(:message AS text), last_error_message)
-     WHERE message_id = :id AND status = 'pending'
+     WHERE message_id = :id AND status = 'pending' AND attempts = :attempt
     """
 )
 
 
 def reschedule(session: Session, items: Sequence[Reschedule]) -> None:
-    """Put claimed sends back to pending, due after their delay (one pipelined statement)."""
+    """Put claimed sends back to pending, due after their delay (one pipelined statement).
+
+    Only a claim that is still the latest: one that outlived its expiry, recorded after
+    another worker claimed the send, made it due again mid-send, for a third to send too.
+    """
     sweep_after = get_settings().outbound_sweep_after_seconds
     session.execute(
         _RESCHEDULE,
         [
             {
                 "id": item.message_id,
+                "attempt": item.attempt,
                 "undo": 1 if item.undo_attempt else 0,
                 "delay": item.delay,
                 "sweep": item.delay + sweep_after,

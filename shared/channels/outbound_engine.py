@@ -426,12 +426,14 @@ def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[
             sent.append((item, attempt.provider_id))
         elif error is None:  # not sent: put back, and it was no attempt
             delay = attempt.deferred or 0.0
-            later.append(outbound.Reschedule(item.message_id, delay, undo_attempt=True))
+            later.append(
+                outbound.Reschedule(item.message_id, item.attempt, delay, undo_attempt=True)
+            )
             results[item.message_id] = Result(Outcome.RETRY, retry_in=delay)
         elif error.transient and item.attempt <= settings.outbound_max_retries:
             delay = retry_delay(item.attempt, error, settings)
             log.info("send %s: transient %s, retry in %.2fs", item.message_id, error.code, delay)
-            later.append(outbound.Reschedule(item.message_id, delay, error=error))
+            later.append(outbound.Reschedule(item.message_id, item.attempt, delay, error=error))
             results[item.message_id] = Result(Outcome.RETRY, error, retry_in=delay)
         else:
             failed.append((item, error, error.transient))

@@ -285,3 +285,29 @@ def test_a_send_queued_behind_others_past_its_claim_is_not_sent_by_two_workers(
     settled = _settled([*early, late])
     assert {m.status for m in settled.values()} == {"sent"}
     assert len(sent_with(fake_graph, "token-queued")) == 6  # each message once
+
+
+def test_a_late_record_of_a_lost_claim_does_not_free_the_send_another_worker_holds(
+    workspace, channels, fake_graph
+):
+    conversation = _whatsapp(channels, "token-stale")
+    outbound_queue.set_enqueuer(None)
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        wait_until(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    # Worker A claims, is held back (a paused account), and is slow to record it.
+    [stale], _ = outbound_engine.claim([message_id])
+    _claim_runs_out(message_id)
+    # Worker B claims it meanwhile and is about to send.
+    [live], _ = outbound_engine.claim([message_id])
+    assert live.attempt == 2
+
+    outbound_engine.record([stale], {message_id: outbound_engine.Attempted(deferred=0.0)})
+    assert outbound_engine.send_batch([message_id]) == {}  # A's re-enqueued job: B holds it
+    outbound_engine.record([live], outbound_engine.send_all([live]))
+
+    [settled] = _settled([message_id]).values()
+    assert settled.status == "sent"
+    assert len(sent_with(fake_graph, "token-stale")) == 1
