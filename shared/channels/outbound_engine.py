@@ -399,7 +399,7 @@ def record(
     try:
         with session_scope() as session:
             results = _record(session, items)
-        send_markers.clear(c.message_id for c in claims)
+        send_markers.clear({c.message_id: c.attempt for c in claims})
         return results
     except Exception:
         if len(items) == 1:

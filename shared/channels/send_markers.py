@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import redis
 
@@ -57,13 +57,26 @@ def mark(message_id: uuid.UUID, attempt: int) -> None:
         )
 
 
-def clear(message_ids: Iterable[uuid.UUID]) -> None:
-    """The outcomes of these sends are recorded (call after the commit)."""
-    keys = [_key(message_id) for message_id in message_ids]
-    if not keys:
+#: Delete each marker (KEYS) that still holds its claim's attempt (ARGV, in order).
+_CLEAR_OWN = """
+for i, name in ipairs(KEYS) do
+    if redis.call('GET', name) == ARGV[i] then redis.call('DEL', name) end
+end
+"""
+
+
+def clear(attempts: Mapping[uuid.UUID, int]) -> None:
+    """The outcomes of these ``{message_id: attempt}`` sends are recorded (call after the
+    commit): their markers go, not a later claim's.
+
+    WHY: a record late enough that another worker had claimed the send since removed that
+    worker's marker; killed during its call, its send then went out again.
+    """
+    if not attempts:
         return
+    keys = [_key(message_id) for message_id in attempts]
     try:
-        get_redis().delete(*keys)
+        get_redis().eval(_CLEAR_OWN, len(keys), *keys, *(str(a) for a in attempts.values()))
     except redis.RedisError as exc:
         log.warning("%d send markers not removed: %s", len(keys), exc)
 

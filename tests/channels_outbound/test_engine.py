@@ -311,3 +311,27 @@ def test_a_late_record_of_a_lost_claim_does_not_free_the_send_another_worker_hol
     [settled] = _settled([message_id]).values()
     assert settled.status == "sent"
     assert len(sent_with(fake_graph, "token-stale")) == 1
+
+
+def test_a_late_record_of_a_lost_claim_leaves_the_live_claims_send_in_doubt(
+    workspace, channels, fake_graph
+):
+    conversation = _whatsapp(channels, "token-stale-mark")
+    outbound_queue.set_enqueuer(None)
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        wait_until(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    [stale], _ = outbound_engine.claim([message_id])  # worker A, slow to record
+    _claim_runs_out(message_id)
+    [live], _ = outbound_engine.claim([message_id])  # worker B reaches the provider call...
+    send_markers.mark(message_id, live.attempt)
+
+    outbound_engine.record([stale], {message_id: outbound_engine.Attempted(deferred=0.0)})
+    _claim_runs_out(message_id)  # ... and is killed before its record
+    outbound_engine.send_batch([message_id])
+
+    [settled] = _settled([message_id]).values()
+    assert sent_with(fake_graph, "token-stale-mark") == []  # B's call may have reached Meta
+    assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
