@@ -337,8 +337,13 @@ def classify(response: httpx.Response) -> SendFailed:
     details = as_object(error.get("error_data")).get("details")
     if details and details not in message:
         message = f"{message}: {details}"
+    # NOTE: ``is_transient`` counts only as the boolean Meta documents: bool("false") is
+    # True, and retried a refusal until its retries ran out.
     transient = (
-        status >= 500 or status == 429 or code in TRANSIENT_CODES or bool(error.get("is_transient"))
+        status >= 500
+        or status == 429
+        or code in TRANSIENT_CODES
+        or error.get("is_transient") is True
     )
     retry_after = _retry_after(response.headers.get("Retry-After"))
     failure = SendFailed(
