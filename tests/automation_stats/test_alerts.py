@@ -47,15 +47,20 @@ def _tag(ws, conversation_id: str, tag: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
-def test_a_failure_rate_alert_fires_once_per_incident_and_resolves(ws, moved_clock):
-    moved_clock.move_to(T0)
-    rule = create_rule(
+def _vip_greeting(ws, name: str, body: str) -> dict:
+    """A rule that answers a conversation tagged "vip" with ``body``."""
+    return create_rule(
         ws,
-        name="greet",
+        name=name,
         trigger_event_types=["conversation.tags_updated"],
         conditions=VIP,
-        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
+        actions=[{"type": "send_message", "params": {"body": body}}],
     )
+
+
+def test_a_failure_rate_alert_fires_once_per_incident_and_resolves(ws, moved_clock):
+    moved_clock.move_to(T0)
+    rule = _vip_greeting(ws, "greet", "Welcome back")
     resp = _alerts(
         ws,
         rule["id"],
@@ -182,13 +187,7 @@ def test_a_latency_alert_fires_once_when_p95_crosses_and_resolves_when_the_windo
     ws, moved_clock
 ):
     moved_clock.move_to(T0)
-    rule = create_rule(
-        ws,
-        name="slow",
-        trigger_event_types=["conversation.tags_updated"],
-        conditions=VIP,
-        actions=[{"type": "send_message", "params": {"body": "On it"}}],
-    )
+    rule = _vip_greeting(ws, "slow", "On it")
     # Any real evaluation takes longer than 10 µs, so p95 crosses it once enough runs count.
     settings = {"latency": {"p95_ms": 0.01, "window_minutes": 15, "min_runs": 2}}
     assert _alerts(ws, rule["id"], settings).status_code == 200
@@ -235,13 +234,7 @@ def test_deleting_a_rule_resolves_its_open_alert(ws, moved_clock):
 
 def test_a_failure_rate_just_under_the_threshold_does_not_fire(ws, moved_clock):
     moved_clock.move_to(T0)
-    rule = create_rule(
-        ws,
-        name="greet",
-        trigger_event_types=["conversation.tags_updated"],
-        conditions=VIP,
-        actions=[{"type": "send_message", "params": {"body": "Welcome back"}}],
-    )
+    rule = _vip_greeting(ws, "greet", "Welcome back")
     settings = {"failure_rate": {"threshold_percent": 66.67, "window_minutes": 15, "min_runs": 3}}
     assert _alerts(ws, rule["id"], settings).status_code == 200
     failing = add_conversation(ws, channel="whatsapp")  # window closed: sends fail

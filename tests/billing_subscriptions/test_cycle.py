@@ -157,11 +157,10 @@ def test_a_downgrade_to_a_plan_the_coupon_excludes_renews_without_it(tenant, cha
     assert subscription_of(tenant).coupon_id is None
 
 
-def test_mrr_is_what_the_renewal_charges_with_a_coupon_on_plan_and_add_ons(tenant, charges):
-    currency = "NZD"  # no other test bills in it: the MRR figure is this subscription's alone
-    plan = make_plan(10_000, currency=currency)
-    add_on = make_add_on(5_000, currency=currency)
-    with session_scope() as session:  # the registration's trial, and earlier runs' NZD ones
+def _alone_in(tenant, currency: str) -> None:
+    """End the registration's trial and earlier runs' subscriptions in ``currency``, so the
+    MRR figure in it is the one this test makes."""
+    with session_scope() as session:
         session.execute(
             update(BillingSubscription)
             .where(
@@ -170,6 +169,13 @@ def test_mrr_is_what_the_renewal_charges_with_a_coupon_on_plan_and_add_ons(tenan
             )
             .values(status="cancelled", ended_at=START)
         )
+
+
+def test_mrr_is_what_the_renewal_charges_with_a_coupon_on_plan_and_add_ons(tenant, charges):
+    currency = "NZD"  # no other test bills in it: the MRR figure is this subscription's alone
+    plan = make_plan(10_000, currency=currency)
+    add_on = make_add_on(5_000, currency=currency)
+    _alone_in(tenant, currency)
     subscribe(tenant, plan, coupon=make_coupon(percent_off=20, duration="forever"))
     with session_scope() as session:
         subscriptions.attach_add_on(session, Ctx.system(tenant), add_on_id=add_on, now=START)
@@ -188,15 +194,7 @@ def test_mrr_leaves_out_a_coupon_the_next_renewal_drops_for_the_plan(tenant, cha
     so MRR must not subtract it meanwhile."""
     currency = "SEK"  # no other test bills in it: the MRR figure is this subscription's alone
     small, big = make_plan(10_000, currency=currency), make_plan(20_000, currency=currency)
-    with session_scope() as session:  # the registration's trial, and earlier runs' SEK ones
-        session.execute(
-            update(BillingSubscription)
-            .where(
-                (BillingSubscription.tenant_id == tenant)
-                | (BillingSubscription.currency == currency)
-            )
-            .values(status="cancelled", ended_at=START)
-        )
+    _alone_in(tenant, currency)
     coupon = make_coupon(percent_off=20, duration="forever", eligible_plan_ids=[small])
     subscribe(tenant, small, coupon=coupon)
     with session_scope() as session:

@@ -191,6 +191,19 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
     assert _claims([message_id])[message_id].attempts == 2  # the dead worker's, then this one
 
 
+def _unsent(channels, token: str) -> uuid.UUID:
+    """One committed WhatsApp message whose send row exists but was handed to no worker:
+    the test claims, sends and records it step by step."""
+    conversation = _whatsapp(channels, token)
+    outbound_queue.set_enqueuer(None)
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        wait_until(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    return message_id
+
+
 def _claim_runs_out(message_id) -> None:
     with session_scope() as session:
         session.execute(
@@ -203,13 +216,7 @@ def _claim_runs_out(message_id) -> None:
 def test_a_send_in_doubt_stays_in_doubt_when_the_claim_that_found_it_is_lost_too(
     workspace, channels, fake_graph
 ):
-    conversation = _whatsapp(channels, "token-doubt2")
-    outbound_queue.set_enqueuer(None)
-    try:
-        [message_id] = _commit_together(channels, [conversation], each=1)
-        wait_until(lambda: _claims([message_id]), "the send row")
-    finally:
-        outbound_queue.set_enqueuer(enqueue_sends)
+    message_id = _unsent(channels, "token-doubt2")
     # Attempt 1: the worker reaches the provider call (Meta takes it) and is killed.
     [first], _ = outbound_engine.claim([message_id])
     assert first.attempt == 1
@@ -290,13 +297,7 @@ def test_a_send_queued_behind_others_past_its_claim_is_not_sent_by_two_workers(
 def test_a_late_record_of_a_lost_claim_does_not_free_the_send_another_worker_holds(
     workspace, channels, fake_graph
 ):
-    conversation = _whatsapp(channels, "token-stale")
-    outbound_queue.set_enqueuer(None)
-    try:
-        [message_id] = _commit_together(channels, [conversation], each=1)
-        wait_until(lambda: _claims([message_id]), "the send row")
-    finally:
-        outbound_queue.set_enqueuer(enqueue_sends)
+    message_id = _unsent(channels, "token-stale")
     # Worker A claims, is held back (a paused account), and is slow to record it.
     [stale], _ = outbound_engine.claim([message_id])
     _claim_runs_out(message_id)
@@ -316,13 +317,7 @@ def test_a_late_record_of_a_lost_claim_does_not_free_the_send_another_worker_hol
 def test_a_late_record_of_a_lost_claim_leaves_the_live_claims_send_in_doubt(
     workspace, channels, fake_graph
 ):
-    conversation = _whatsapp(channels, "token-stale-mark")
-    outbound_queue.set_enqueuer(None)
-    try:
-        [message_id] = _commit_together(channels, [conversation], each=1)
-        wait_until(lambda: _claims([message_id]), "the send row")
-    finally:
-        outbound_queue.set_enqueuer(enqueue_sends)
+    message_id = _unsent(channels, "token-stale-mark")
     [stale], _ = outbound_engine.claim([message_id])  # worker A, slow to record
     _claim_runs_out(message_id)
     [live], _ = outbound_engine.claim([message_id])  # worker B reaches the provider call...

@@ -104,3 +104,20 @@ def inbox(request) -> Inbox:
 @pytest.fixture
 def other_inbox(request) -> Inbox:
     return Inbox(request.getfixturevalue("other_workspace").tenant["id"])
+
+
+def whatsapp_account(inbox) -> uuid.UUID:
+    """A WhatsApp account of the inbox's tenant (a business number of its own)."""
+    from shared.channels import accounts
+    from shared.context import Ctx
+
+    with session_scope() as session:
+        return accounts.create_account(
+            session,
+            Ctx.system(inbox.tenant_id),
+            channel="whatsapp",
+            name="WhatsApp",
+            external_id=str(uuid.uuid4().int)[:15],
+            settings={},
+            credentials={},
+        ).id

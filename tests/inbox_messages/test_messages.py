@@ -11,28 +11,13 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import ActivityLog, Conversation, Message
+from tests.inbox_messages.conftest import whatsapp_account
 from tests.wa_templates.seed import approved_template
 from tests.waiting import wait_until
 
 
 def _path(conversation) -> str:
     return f"/api/conversations/{conversation['id']}/messages"
-
-
-def _whatsapp_account(inbox) -> uuid.UUID:
-    from shared.channels import accounts
-    from shared.context import Ctx
-
-    with session_scope() as session:
-        return accounts.create_account(
-            session,
-            Ctx.system(inbox.tenant_id),
-            channel="whatsapp",
-            name="WhatsApp",
-            external_id=str(uuid.uuid4().int)[:15],
-            settings={},
-            credentials={},
-        ).id
 
 
 def _count_messages(conversation) -> int:
@@ -124,7 +109,7 @@ def test_resolved_conversation_refuses_sends(workspace, inbox):
 
 def test_whatsapp_window(workspace, inbox):
     stale = inbox.contact(last_inbound_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
-    account = _whatsapp_account(inbox)
+    account = whatsapp_account(inbox)
     closed = inbox.conversation(stale, integration_account_id=account)
     resp = workspace.call("POST", _path(closed), json={"body": "hello?"})
     assert resp.status_code == 409 and resp.json["error"]["code"] == "window_closed"

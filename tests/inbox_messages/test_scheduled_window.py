@@ -10,23 +10,8 @@ from sqlalchemy import func, select, text, update
 
 from shared.db import get_sessionmaker, session_scope
 from shared.models import Conversation, Message, ScheduledMessage
+from tests.inbox_messages.conftest import whatsapp_account
 from workers import queues
-
-
-def _whatsapp_account(inbox) -> uuid.UUID:
-    from shared.channels import accounts
-    from shared.context import Ctx
-
-    with session_scope() as session:
-        return accounts.create_account(
-            session,
-            Ctx.system(inbox.tenant_id),
-            channel="whatsapp",
-            name="WhatsApp",
-            external_id=str(uuid.uuid4().int)[:15],
-            settings={},
-            credentials={},
-        ).id
 
 
 def _due(workspace, conversation, body: str) -> uuid.UUID:
@@ -53,7 +38,7 @@ def test_a_scheduled_send_on_a_number_the_contact_never_wrote_to_fails_window_cl
     """The contact wrote to number A just now; the agent scheduled a free-form message in
     their conversation on number B. Meta refuses it (131047): a reply there answers 409
     window_closed, and the scheduled send must fail the same way, storing nothing."""
-    number_a, number_b = _whatsapp_account(inbox), _whatsapp_account(inbox)
+    number_a, number_b = whatsapp_account(inbox), whatsapp_account(inbox)
     contact = inbox.contact()  # wrote just now
     stale = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
     on_b = inbox.conversation(contact, integration_account_id=number_b, last_inbound_at=stale)
