@@ -15,7 +15,8 @@ subscriptions. Rates are basis points rounded half up.
   An invoice belongs to the plan of its first positive plan line (a plan change: the new
   plan), else to its subscription's plan.
 - Monthly revenue: collected by the month an invoice was paid; refunds by the month the
-  refund settled at the provider (``billing_payments``).
+  refund settled at the provider (``billing_payments``); a duplicate charge's refund is
+  neither, as that charge never counted as paid.
 - Churn: of the paid subscriptions live at the month's start (created, and out of trial,
   before it; not ended), how many ended since; revenue churn weighs them by list-price MRR.
 """
@@ -182,6 +183,7 @@ _REFUNDED_BY_MONTH = text("""
            currency, sum(amount) AS amount
       FROM billing_payments
      WHERE kind = 'refund' AND status = 'succeeded'
+       AND reason IS DISTINCT FROM 'duplicate_charge'
        AND coalesce(settled_at, updated_at) >= :start
        AND coalesce(settled_at, updated_at) < :end
      GROUP BY 1, 2

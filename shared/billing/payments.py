@@ -15,6 +15,12 @@ fail a refund after it succeeded (``refund.failed``: the customer's bank sent it
 refund's failure is final, reverses an earlier success on the invoice, and a success that
 arrives after it is a stale event.
 
+Two attempts may both succeed: the first's decline reached us, the dunning schedule made
+a second that paid, and then the first went through after all (or the invoice was voided
+meanwhile). The late success is refunded at once (``reason = 'duplicate_charge'``, the
+refund naming its charge), outside the invoice's figures; an admin's refund names the
+charge that paid.
+
 Dunning: a declined charge counts an attempt and schedules the next one after the
 hours of BILLING_CHARGE_RETRY_HOURS (``24,72,168``: four attempts in all); the
 subscription is ``past_due`` meanwhile. When every retry has failed the invoice is
@@ -50,6 +56,8 @@ from shared.models.billing import (
 
 log = logging.getLogger(__name__)
 
+#: The reason of a refund that returns a charge the invoice did not need (see _refund_duplicate).
+DUPLICATE_CHARGE = "duplicate_charge"
 #: Invoice states a refund may start from.
 REFUNDABLE_STATUSES = ("paid", "partially_refunded")
 
@@ -255,13 +263,8 @@ def _settle_charge(
     payment.status = "succeeded"
     payment.settled_at = now
     if invoice.status not in ("open", "uncollectible"):
-        log.error(
-            "invoice %s was already %s; payment %s also succeeded",
-            invoice.id,
-            invoice.status,
-            payment.id,
-        )
-        return "unchanged"
+        _refund_duplicate(session, invoice, payment)
+        return "duplicate_refunded"
     invoice.status = "paid"
     invoice.amount_paid = payment.amount
     invoices.forget_pdf(invoice)
@@ -273,6 +276,39 @@ def _settle_charge(
         subscription.status = "active"
         subscription.past_due_since = None
     return "paid"
+
+
+def _refund_duplicate(session: Session, invoice: BillingInvoice, charge: BillingPayment) -> None:
+    """Give back a charge that succeeded after the invoice was paid (or voided) otherwise.
+
+    Another attempt paid (its success reached us first), or nothing is owed any more: the
+    customer paid twice. The refund is recorded beside the charge and sent after commit;
+    it is not the invoice's money, so it never moves the invoice's figures.
+    """
+    log.warning(
+        "charge %s of invoice %s (already %s) succeeded late; refunding %s %s",
+        charge.id,
+        invoice.id,
+        invoice.status,
+        charge.amount,
+        charge.currency,
+    )
+    refund = BillingPayment(
+        id=uuid.uuid4(),
+        tenant_id=invoice.tenant_id,
+        invoice_id=invoice.id,
+        kind="refund",
+        reason="duplicate_charge",
+        charge_id=charge.id,
+        status="pending",
+        amount=charge.amount,
+        currency=charge.currency,
+        provider=charge.provider,
+        idempotency_key=f"payment:{charge.id}:duplicate_refund",
+    )
+    session.add(refund)
+    session.flush()
+    refund_queue.QUEUE.enqueue_after_commit(session, [refund.id])
 
 
 def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime) -> str:
@@ -316,6 +352,8 @@ def _end_add_ons(session: Session, subscription: BillingSubscription, now: dt.da
 def _settle_refund(
     invoice: BillingInvoice, payment: BillingPayment, outcome: Outcome, now: dt.datetime
 ) -> str:
+    if payment.reason == DUPLICATE_CHARGE:
+        return _settle_duplicate_refund(payment, outcome, now)
     if outcome.status == "failed":
         if payment.status == "failed":
             return "unchanged"
@@ -339,6 +377,31 @@ def _settle_refund(
     return invoice.status
 
 
+def _settle_duplicate_refund(payment: BillingPayment, outcome: Outcome, now: dt.datetime) -> str:
+    """A duplicate charge's refund: its own status only, the same finality as any refund."""
+    if outcome.status == "failed":
+        if payment.status == "failed":
+            return "unchanged"
+        log.error(
+            "refund %s of duplicate charge %s failed (%s): %s %s is still owed to the customer",
+            payment.id,
+            payment.charge_id,
+            outcome.failure_code,
+            payment.amount,
+            payment.currency,
+        )
+        payment.status = "failed"
+        payment.failure_code = (outcome.failure_code or "refund_failed")[:64]
+        payment.failure_message = outcome.failure_message
+        payment.settled_at = now
+        return "refund_failed"
+    if payment.status != "pending":
+        return "unchanged"
+    payment.status = "succeeded"
+    payment.settled_at = now
+    return "duplicate_refunded"
+
+
 def _unrefund(invoice: BillingInvoice, payment: BillingPayment) -> None:
     """Take a refund that failed after it succeeded off the invoice: the money came back."""
     log.warning(
@@ -357,18 +420,25 @@ def _unrefund(invoice: BillingInvoice, payment: BillingPayment) -> None:
 # --- refunds -----------------------------------------------------------------------------
 
 
-def _charge_reference(session: Session, invoice_id: uuid.UUID) -> str | None:
-    return session.scalar(
-        select(BillingPayment.provider_reference)
+def _paying_charge(session: Session, invoice_id: uuid.UUID) -> BillingPayment | None:
+    """The succeeded charge that paid the invoice: any other was refunded as a duplicate."""
+    duplicates = select(BillingPayment.charge_id).where(
+        BillingPayment.invoice_id == invoice_id,
+        BillingPayment.reason == DUPLICATE_CHARGE,
+        BillingPayment.charge_id.is_not(None),
+    )
+    return session.scalars(
+        select(BillingPayment)
         .where(
             BillingPayment.invoice_id == invoice_id,
             BillingPayment.kind == "charge",
             BillingPayment.status == "succeeded",
             BillingPayment.provider_reference.is_not(None),
+            BillingPayment.id.not_in(duplicates),
         )
         .order_by(BillingPayment.settled_at.desc())
         .limit(1)
-    )
+    ).first()
 
 
 def refundable(session: Session, invoice: BillingInvoice) -> int:
@@ -378,6 +448,7 @@ def refundable(session: Session, invoice: BillingInvoice) -> int:
             BillingPayment.invoice_id == invoice.id,
             BillingPayment.kind == "refund",
             BillingPayment.status == "pending",
+            BillingPayment.reason.is_distinct_from(DUPLICATE_CHARGE),
         )
     )
     return invoice.amount_paid - invoice.amount_refunded - int(in_flight)
@@ -418,8 +489,8 @@ def request_refund(
             return first
     if invoice.status not in REFUNDABLE_STATUSES:
         raise Conflict(f"Only a paid invoice can be refunded; this one is {invoice.status}")
-    reference = _charge_reference(session, invoice.id)
-    if reference is None:
+    charge = _paying_charge(session, invoice.id)
+    if charge is None:
         raise Conflict("This invoice has no provider charge to refund")
     left = refundable(session, invoice)
     if amount is None:
@@ -437,6 +508,8 @@ def request_refund(
         tenant_id=invoice.tenant_id,
         invoice_id=invoice.id,
         kind="refund",
+        reason="requested",
+        charge_id=charge.id,
         status="pending",
         amount=amount,
         currency=invoice.currency,
@@ -458,7 +531,12 @@ def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> 
         if payment.status != "pending":
             return "settled"
         invoice = session.get(BillingInvoice, payment.invoice_id)
-        reference = _charge_reference(session, payment.invoice_id)
+        charge = (
+            session.get(BillingPayment, payment.charge_id)
+            if payment.charge_id is not None
+            else _paying_charge(session, payment.invoice_id)
+        )
+        reference = charge.provider_reference if charge is not None else None
         key, amount, currency = payment.idempotency_key, payment.amount, invoice.currency
         metadata = _metadata(invoice, payment)
     if reference is None:

@@ -343,6 +343,14 @@ class BillingPayment(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("kind IN ('charge', 'refund')", name="kind_known"),
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "reason IS NULL OR reason IN ('requested', 'duplicate_charge')", name="reason_known"
+        ),
+        Index(
+            "ix_billing_payments_charge_id",
+            "charge_id",
+            postgresql_where=text("charge_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(_tenant_fk())
@@ -350,6 +358,13 @@ class BillingPayment(UUIDPrimaryKey, Timestamps, Base):
         ForeignKey("billing_invoices.id", ondelete="CASCADE")
     )
     kind: Mapped[str] = mapped_column(String(8))
+    #: A refund's charge: the money it returns (migration 0032_refund_charge_links).
+    charge_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("billing_payments.id", ondelete="SET NULL")
+    )
+    #: Why a refund was made: ``requested`` (an admin's) or ``duplicate_charge`` (a
+    #: charge that succeeded after another had paid the invoice; not the invoice's money).
+    reason: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))

@@ -130,6 +130,21 @@ class Billing:
             session.expunge_all()
             return rows
 
+    def wait_until_refunds(self, invoice_id: uuid.UUID, count: int) -> list[BillingPayment]:
+        return wait_until(
+            lambda: len(rows := self.payments(invoice_id, "refund")) == count and rows,
+            f"{count} refunds",
+        )
+
+    def wait_refund_status(self, payment_id: uuid.UUID, status: str) -> BillingPayment:
+        def settled():
+            with session_scope() as session:
+                row = session.get(BillingPayment, payment_id)
+                session.expunge(row)
+                return row.status == status and row
+
+        return wait_until(settled, f"refund {status}")
+
     def wait_status(self, invoice_id: uuid.UUID, status: str, timeout: float = 20.0):
         return wait_until(
             lambda: (row := self.row(invoice_id)).status == status and row,
