@@ -24,8 +24,10 @@ charge that paid.
 Dunning: a declined charge counts an attempt and schedules the next one after the
 hours of BILLING_CHARGE_RETRY_HOURS (``24,72,168``: four attempts in all); the
 subscription is ``past_due`` meanwhile. When every retry has failed the invoice is
-``uncollectible`` and the subscription ``cancelled``. A provider that is down is not a
-decline: the job raises, Dramatiq retries it with backoff, the invoice stays open.
+``uncollectible`` and the subscription ``cancelled``; its other open invoices are given up
+with it, and an ended subscription's invoice is not dunned past its first decline. A
+provider that is down is not a decline: the job raises, Dramatiq retries it with backoff,
+the invoice stays open.
 """
 
 from __future__ import annotations
@@ -312,12 +314,21 @@ def _refund_duplicate(session: Session, invoice: BillingInvoice, charge: Billing
 
 
 def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime) -> str:
-    """Count a declined attempt: schedule the next one, or give up after the last."""
+    """Count a declined attempt: schedule the next one, or give up after the last.
+
+    An ended subscription's invoice is given up at its first decline: as Stripe does, a
+    cancelled subscription's invoices are not collected any more (see _give_up_others).
+    """
     invoice.charge_attempts += 1
     invoice.last_charge_error = code
     delays = retry_delays()
     subscription = _subscription(session, invoice)
-    if invoice.charge_attempts <= len(delays):
+    ended = (
+        subscription is not None
+        and subscription.status == "cancelled"
+        and subscription.ended_at is not None
+    )
+    if invoice.charge_attempts <= len(delays) and not ended:
         invoice.next_charge_at = now + delays[invoice.charge_attempts - 1]
         if subscription is not None and subscription.status != "cancelled":
             subscription.status = "past_due"
@@ -331,7 +342,36 @@ def _dun(session: Session, invoice: BillingInvoice, code: str, now: dt.datetime)
         subscription.cancelled_at = subscription.cancelled_at or now
         subscription.ended_at = now
         _end_add_ons(session, subscription, now)
+        _give_up_others(session, invoice, now)
     return "uncollectible"
+
+
+def _give_up_others(session: Session, invoice: BillingInvoice, now: dt.datetime) -> None:
+    """The subscription dunning just ended stops being charged for its other open invoices.
+
+    An add-on's or an upgrade's invoice would otherwise go on being charged (and dunned
+    for a week) after the customer's service ended. Rows a worker holds at this moment
+    are skipped, not waited for (that worker may be waiting for the subscription's row,
+    which this transaction holds): their decline finds the subscription ended and gives
+    up then (:func:`_dun`); their success pays them, as any late success does.
+    """
+    others = (
+        select(BillingInvoice.id)
+        .where(
+            BillingInvoice.subscription_id == invoice.subscription_id,
+            BillingInvoice.id != invoice.id,
+            BillingInvoice.status == "open",
+        )
+        .with_for_update(skip_locked=True)
+    )
+    given_up = session.execute(
+        update(BillingInvoice)
+        .where(BillingInvoice.id.in_(others.scalar_subquery()))
+        .values(status="uncollectible", next_charge_at=None, pdf=None, pdf_rendered_at=None)
+        .returning(BillingInvoice.id)
+    ).scalars()
+    for other in given_up:
+        log.info("invoice %s given up with subscription %s", other, invoice.subscription_id)
 
 
 def _end_add_ons(session: Session, subscription: BillingSubscription, now: dt.datetime) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from shared.billing import charge_queue, payments
-from shared.billing.providers import ProviderUnavailable
+from shared.billing.providers import Outcome, ProviderUnavailable
+from shared.db import session_scope
+from shared.models.billing import BillingInvoice
 from tests.billing_payments.invoices import utcnow
 
 
@@ -203,3 +206,38 @@ def test_a_queued_charge_of_a_suspended_workspace_is_dropped_with_a_reason(
             select(DeadLetter.error).where(DeadLetter.actor_name == "charge_invoice")
         ).all()
     assert REASON in letters
+
+
+def test_giving_up_on_an_invoice_stops_charging_the_subscriptions_others(billing):
+    """As Stripe does when a subscription is cancelled: its other invoices are not charged.
+
+    An add-on's invoice (due later) is given up with the subscription; one a worker holds
+    at that moment (its charge in flight) is given up when its decline arrives, not dunned
+    for another week.
+    """
+    billing.add_method("pm_card_chargeDeclined")
+    sub = billing.subscription(status="past_due")
+    t = utcnow()
+    invoice = billing.invoice(4900, subscription_id=sub, charge_attempts=3, next_charge_at=t)
+    add_on = billing.invoice(900, subscription_id=sub, next_charge_at=t + dt.timedelta(hours=5))
+    in_flight = billing.invoice(700, subscription_id=sub, next_charge_at=t)
+    elsewhere = billing.invoice(300, next_charge_at=t + dt.timedelta(hours=5))
+    with session_scope() as session:
+        attempt = payments.begin_charge(session, in_flight, t)
+    with session_scope() as holder:  # the worker charging it holds the invoice's row
+        holder.execute(
+            select(BillingInvoice.id).where(BillingInvoice.id == in_flight).with_for_update()
+        )
+        assert payments.charge_invoice(invoice, now=t) == "uncollectible"
+    assert billing.sub(sub).status == "cancelled"
+    row = billing.row(add_on)
+    assert (row.status, row.next_charge_at) == ("uncollectible", None)
+    assert payments.charge_invoice(add_on, now=t + dt.timedelta(hours=6)) == "settled"
+    assert billing.stripe.charged(add_on) == [] and billing.payments(add_on) == []
+    assert billing.row(in_flight).status == "open"
+    declined = Outcome("failed", None, "card_declined")
+    with session_scope() as session:
+        assert payments.apply_outcome(session, attempt.payment_id, declined, t) == "uncollectible"
+    row = billing.row(in_flight)
+    assert (row.status, row.next_charge_at) == ("uncollectible", None)
+    assert billing.row(elsewhere).status == "open"  # not this subscription's
