@@ -52,7 +52,8 @@ class CouponValidateResource:
         description="Returns the coupon's terms and eligible plans and, with `plan_id`, the"
         " discount on that plan's price. Does not redeem. A code that cannot be used answers"
         " 422 naming `code` with a `reason` (`unknown`, `inactive`, `expired`, `exhausted`,"
-        " `ineligible_plan`, `currency_mismatch`). 429 after 20 unknown codes in 10 minutes.",
+        " `free_plan`, `ineligible_plan`, `currency_mismatch`). 429 after 20 unknown codes in"
+        " 10 minutes.",
         errors=(429,),
         tags=TAGS,
     )

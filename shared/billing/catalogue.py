@@ -471,6 +471,11 @@ def misfit(coupon: BillingCoupon, plan: BillingPlan) -> str | None:
 
 
 def _fits(coupon: BillingCoupon, plan: BillingPlan, field: str) -> None:
+    if plan.price_amount <= 0:
+        # Redeemed there, a limited coupon's use was spent on a zero discount.
+        raise _refused(
+            field, "free_plan", f"plan {plan.code} is free: there is nothing to discount"
+        )
     reason = misfit(coupon, plan)
     if reason == "ineligible_plan":
         raise _refused(field, "ineligible_plan", f"this coupon does not apply to plan {plan.code}")
@@ -494,7 +499,7 @@ def redeemable_coupon(
     """The coupon ``code`` names if it can be used on ``plan`` at ``now``.
 
     Raises a 422 naming ``field`` (with a ``reason``: ``unknown``, ``inactive``,
-    ``expired``, ``exhausted``, ``ineligible_plan``, ``currency_mismatch``). Does not
+    ``expired``, ``exhausted``, ``free_plan``, ``ineligible_plan``, ``currency_mismatch``). Does not
     redeem: call :func:`redeem` in the transaction that applies it. With ``tenant_id`` (a
     workspace typed the code) unknown codes count toward its guess bound, as in
     :func:`check_code`: the answer tells a real code from a made-up one here too.

@@ -443,3 +443,22 @@ def test_attaching_a_detaching_add_on_in_another_quantity_is_refused(workspace, 
     assert resp.status_code == 201, resp.text
     listed = workspace.call("GET", path).json
     assert [(a["quantity"], a["detach_at_period_end"]) for a in listed] == [(2, False)]
+
+
+def test_a_free_plan_takes_no_coupon_and_spends_none_of_its_redemptions(workspace, charges):
+    """A free plan has nothing to discount: a coupon there is 422 (reason ``free_plan``),
+    not a redemption of a limited coupon spent on nothing."""
+    from shared.models.billing import BillingCoupon
+
+    free, code = make_plan(0), make_coupon(max_redemptions=1)
+    body = {"plan_id": str(free), "coupon_code": code}
+    resp = workspace.call("POST", "/api/billing/subscription", json=body)
+    assert resp.status_code == 422, resp.text
+    [detail] = resp.json["error"]["details"]
+    assert (detail["field"], detail["reason"]) == ("coupon_code", "free_plan")
+    with session_scope() as session:
+        coupon = session.scalars(select(BillingCoupon).where(BillingCoupon.code == code)).one()
+        assert coupon.times_redeemed == 0
+    assert invoices_of(workspace.tenant["id"]) == []
+    resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(free)})
+    assert resp.status_code == 201, resp.text
