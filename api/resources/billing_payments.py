@@ -96,7 +96,9 @@ class StripeWebhookResource:
             "Verified with `Stripe-Signature` (`t=<unix>,v1=<HMAC-SHA256 hex of"
             ' "<t>.<raw body>">`, STRIPE_WEBHOOK_SECRET, 5 minutes tolerance); 400 otherwise.'
             " Applies `payment_intent.succeeded|payment_failed`, `charge.refunded` and"
-            " `refund.*` once per event id; a replay answers `duplicate: true`."
+            " `refund.*` once per event id; a replay answers `duplicate: true`. A refund made"
+            " in Stripe's dashboard is recorded on the charge it returns and applied to its"
+            " invoice."
         ),
         tags=TAGS,
     )

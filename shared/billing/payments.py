@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import idempotency
@@ -479,6 +480,57 @@ def _paying_charge(session: Session, invoice_id: uuid.UUID) -> BillingPayment | 
         .order_by(BillingPayment.settled_at.desc())
         .limit(1)
     ).first()
+
+
+def record_external_refund(
+    session: Session, provider: str, outcome: Outcome, now: dt.datetime
+) -> str:
+    """Apply a refund made at the provider (Stripe's dashboard), found by its charge.
+
+    Its events carry no payment id of ours, only the refund's and the payment intent's
+    ids: the refund is recorded once (its key is the provider's refund id), on the charge
+    it returns, and settles as any refund does, so the invoice says refunded and an
+    admin can refund only what is left. ``missing`` when the charge is not one of ours.
+    """
+    if outcome.reference is None or outcome.charge_reference is None or not outcome.amount:
+        return "missing"
+    charge = session.scalars(
+        select(BillingPayment).where(
+            BillingPayment.provider == provider,
+            BillingPayment.provider_reference == outcome.charge_reference,
+            BillingPayment.kind == "charge",
+            BillingPayment.status == "succeeded",
+        )
+    ).first()
+    if charge is None or outcome.currency != charge.currency:
+        return "missing"
+    invoice = _lock_invoice(session, charge.invoice_id)
+    paying = _paying_charge(session, invoice.id)
+    payment_id = session.execute(
+        insert(BillingPayment)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=invoice.tenant_id,
+            invoice_id=invoice.id,
+            kind="refund",
+            reason="external"
+            if paying is not None and paying.id == charge.id
+            else DUPLICATE_CHARGE,
+            charge_id=charge.id,
+            status="pending",
+            amount=outcome.amount,
+            currency=charge.currency,
+            provider=provider,
+            provider_reference=outcome.reference,
+            idempotency_key=f"{provider}:refund:{outcome.reference}",
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(BillingPayment.id)
+    ).scalar()
+    if payment_id is None:
+        return "unchanged"  # another event of the same refund recorded it first
+    log.info("refund %s of invoice %s was made at %s", outcome.reference, invoice.id, provider)
+    return apply_outcome(session, payment_id, outcome, now)
 
 
 def refundable(session: Session, invoice: BillingInvoice) -> int:

@@ -81,10 +81,14 @@ def apply_event(session: Session, provider: str, event: WebhookEvent, now: dt.da
     applied = 0
     for payment_id, outcome in event.outcomes:
         payment = _payment_for(session, event.kind or "", payment_id, outcome.reference)
-        if payment is None:
+        if payment is not None:
+            result = payments.apply_outcome(session, payment.id, outcome, now)
+        elif event.kind == "refund" and payment_id is None:
+            result = payments.record_external_refund(session, provider, outcome, now)
+        else:
+            result = "missing"
+        if result == "missing":
             log.info("%s event %s names no payment of ours; kept only", provider, event.id)
-            continue
-        result = payments.apply_outcome(session, payment.id, outcome, now)
         applied += result not in ("unchanged", "pending", "missing")
     session.execute(
         BillingProviderEvent.__table__.update()

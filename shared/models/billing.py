@@ -344,7 +344,8 @@ class BillingPayment(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
-            "reason IS NULL OR reason IN ('requested', 'duplicate_charge')", name="reason_known"
+            "reason IS NULL OR reason IN ('requested', 'duplicate_charge', 'external')",
+            name="reason_known",
         ),
         Index(
             "ix_billing_payments_charge_id",
@@ -362,8 +363,9 @@ class BillingPayment(UUIDPrimaryKey, Timestamps, Base):
     charge_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("billing_payments.id", ondelete="SET NULL")
     )
-    #: Why a refund was made: ``requested`` (an admin's) or ``duplicate_charge`` (a
-    #: charge that succeeded after another had paid the invoice; not the invoice's money).
+    #: Why a refund was made: ``requested`` (an admin's), ``duplicate_charge`` (a charge
+    #: that succeeded after another had paid the invoice; not the invoice's money) or
+    #: ``external`` (made at the provider, e.g. in Stripe's dashboard).
     reason: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -267,6 +267,7 @@ class FakeStripe:
             "id": "re_" + secrets.token_hex(10),
             "object": "refund",
             "amount": amount,
+            "currency": intent["currency"],
             "payment_intent": intent["id"],
             "metadata": params.get("metadata", {}),
             "status": "succeeded",

@@ -52,6 +52,11 @@ class Outcome:
     reference: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    #: A refund's own facts, for one made outside OmniStream (the provider's dashboard):
+    #: its amount in ISO minor units, its currency and the charge it returns.
+    amount: int | None = None
+    currency: str | None = None
+    charge_reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,13 @@ def to_stripe_amount(amount: int, currency: str) -> int:
     return converted
 
 
+def from_stripe_amount(amount: int, currency: str) -> int:
+    """Stripe's ``amount`` of ``currency`` in ISO minor units (rounded down when Stripe's
+    unit is finer: ISK is two-decimal at Stripe, zero-decimal in ISO 4217)."""
+    shift = stripe_exponent(currency) - money.exponent(currency.upper())
+    return amount // 10**shift if shift >= 0 else amount * 10**-shift
+
+
 # --- reading answers --------------------------------------------------------------------
 # WHY: a 2xx answer, a decline or a signed event can carry a field of another type or size
 # (a proxy's page, a changed API version, an error that is a string). Each is read here
@@ -167,12 +174,29 @@ def _intent_outcome(intent: dict[str, Any]) -> Outcome:
 
 def _refund_outcome(refund: dict[str, Any]) -> Outcome:
     reference = _required_id(refund, "refund")
+    facts = _refund_facts(refund)
     status = refund.get("status")
     if status == "succeeded":
-        return Outcome("succeeded", reference)
+        return Outcome("succeeded", reference, **facts)
     if status in ("failed", "canceled"):
-        return Outcome("failed", reference, _cut(refund.get("failure_reason"), CODE_MAX) or status)
-    return Outcome("pending", reference)
+        code = _cut(refund.get("failure_reason"), CODE_MAX) or status
+        return Outcome("failed", reference, code, **facts)
+    return Outcome("pending", reference, **facts)
+
+
+def _refund_facts(refund: dict[str, Any]) -> dict[str, Any]:
+    """Amount (ISO minor units), currency and payment intent; None for what cannot be read."""
+    intent = refund.get("payment_intent")
+    currency = _string(refund.get("currency"), 3)
+    amount = refund.get("amount")
+    iso_amount = None
+    if currency and money.is_known(currency.upper()) and type(amount) is int and amount > 0:
+        iso_amount = from_stripe_amount(amount, currency)
+    return {
+        "amount": iso_amount,
+        "currency": currency.upper() if currency else None,
+        "charge_reference": _string(intent, ID_MAX) or _string(_object(intent).get("id"), ID_MAX),
+    }
 
 
 def _rejected(exc: stripe.StripeError) -> PaymentMethodRejected:

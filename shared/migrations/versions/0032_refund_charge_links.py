@@ -6,7 +6,8 @@ charge is now refunded automatically (``reason = 'duplicate_charge'``), and a re
 then say which charge it returns: the refund path used to take "the" succeeded charge of
 the invoice, and would have refunded the duplicate twice over. Existing refunds were all
 asked for (``requested``) and return the invoice's newest succeeded charge, the one the
-refund path chose for them.
+refund path chose for them. A refund made at the provider (Stripe's dashboard) is now
+recorded too, as ``external``.
 
 Revision ID: 0032_refund_charge_links
 Revises: 0031_api_inbox_ids_per_tenant
@@ -41,7 +42,7 @@ def upgrade() -> None:
     op.create_check_constraint(
         "ck_billing_payments_reason_known",
         TABLE,
-        "reason IS NULL OR reason IN ('requested', 'duplicate_charge')",
+        "reason IS NULL OR reason IN ('requested', 'duplicate_charge', 'external')",
     )
     op.create_index(
         "ix_billing_payments_charge_id",

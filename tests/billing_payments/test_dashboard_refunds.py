@@ -1,0 +1,72 @@
+"""A refund made in Stripe's dashboard (no metadata of ours) is applied to its invoice once.
+
+Support staff refund from the dashboard too. Its events name only Stripe's ids: the refund
+and the payment intent it returns, which is one of our charges. The invoice must then say
+refunded (and what is left to refund must shrink), or OmniStream shows paid money that the
+customer got back, and an admin's refund of "the rest" would ask Stripe for too much.
+"""
+
+from __future__ import annotations
+
+from shared.billing.providers import get_provider
+from tests.billing_payments.test_refunds import _paid, _refund
+
+
+def _dashboard_refund(billing, invoice, amount: int, key: str):
+    [charge] = billing.payments(invoice, "charge")
+    outcome = get_provider().refund(
+        charge_reference=charge.provider_reference,
+        amount=amount,
+        currency="USD",
+        idempotency_key=key,
+        metadata={},  # the dashboard attaches none of ours
+    )
+    assert outcome.status == "succeeded"
+    return charge
+
+
+def test_a_dashboard_refund_is_applied_once_and_bounds_the_admins(billing, root, worker):
+    invoice = _paid(billing, 5000)
+    charge = _dashboard_refund(billing, invoice, 1200, "dashboard-1")
+    events = [billing.stripe.events_of(kind)[0] for kind in ("refund.created", "charge.refunded")]
+    first = billing.post_event(events[0])
+    assert (first.status_code, first.json["applied"]) == (200, 1)
+    assert billing.post_event(events[1]).json["applied"] == 0  # the same refund, again
+    row = billing.row(invoice)
+    assert (row.status, row.amount_paid, row.amount_refunded) == ("partially_refunded", 5000, 1200)
+    [refund] = billing.payments(invoice, "refund")
+    assert (refund.reason, refund.charge_id, refund.status, refund.amount) == (
+        "external",
+        charge.id,
+        "succeeded",
+        1200,
+    )
+    # An admin may refund what is left, not what the dashboard already returned.
+    err = _refund(root, invoice, status=422, amount=3900)
+    assert err["error"]["details"][0]["field"] == "amount"
+    _refund(root, invoice)
+    billing.wait_status(invoice, "refunded")
+    assert [r["amount"] for r in billing.stripe.refunds] == [1200, 3800]
+
+
+def test_a_dashboard_refund_of_a_charge_not_ours_is_kept_only(billing):
+    invoice = _paid(billing, 5000)
+    event = {
+        "id": "evt_someone_elses_refund",
+        "type": "refund.created",
+        "data": {
+            "object": {
+                "id": "re_elsewhere",
+                "object": "refund",
+                "amount": 700,
+                "currency": "usd",
+                "payment_intent": "pi_not_ours",
+                "metadata": {},
+                "status": "succeeded",
+            }
+        },
+    }
+    resp = billing.post_event(event)
+    assert (resp.status_code, resp.json["applied"]) == (200, 0)
+    assert billing.row(invoice).amount_refunded == 0
+    assert billing.payments(invoice, "refund") == []
