@@ -362,14 +362,14 @@ class Hub:
                 # NOTE: bounded: while Redis is unreachable the feed never gets ready, and a
                 # stream waiting in silence (no ping) outlived its client until Redis returned.
                 await asyncio.wait_for(tenant_feed.ready.wait(), READY_TIMEOUT_SECONDS)
-                position, opening = await self._opening(client, last_event_id)
+                async for item in self.opening(client, last_event_id):
+                    last_sent = item.key or parse_id(item.id)
+                    yield item.sse()
             except (RedisError, TimeoutError):
+                # A resume cut short here reconnects from the last entry it was sent.
                 log.warning("could not open a stream (Redis unavailable)", exc_info=True)
                 yield falcon.asgi.SSEvent(event="close", data=_json({"reason": "unavailable"}))
                 return
-            last_sent = parse_id(position)
-            for item in opening:
-                yield item.sse()
             while client.closed is None:
                 try:
                     item = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
@@ -407,27 +407,38 @@ class Hub:
         ping = falcon.asgi.SSEvent(comment="ping", event_id=f"{position[0]}-{position[1]}")
         return ping, position
 
-    async def _opening(self, client: Client, last_event_id: str | None) -> tuple[str, list[Item]]:
-        """Where the client starts: ``ready`` (after its missed entries, if any) or ``reset``."""
+    async def opening(self, client: Client, last_event_id: str | None) -> AsyncIterator[Item]:
+        """What the client is sent first: its missed entries, if any, then ``ready``; or
+        ``reset``. The last item's id is the position the client is live from.
+
+        The backlog is read a page at a time as it is sent, never gathered first: a
+        tenant's stream holds up to :data:`feed.MAX_ENTRIES` entries, and every client of
+        a stream process that restarted resumes at once. Gathered, their backlogs (up
+        to 50,000 envelopes each) were all held in memory together.
+        """
         key = feed.stream_key(client.tenant_id)
         if not last_event_id:
             position = await self.last_id(key)
-            return position, [Item(None, position, "ready", _json({"last_event_id": position}))]
+            yield Item(None, position, "ready", _json({"last_event_id": position}))
+            return
         reason = await self.resume_refused(key, last_event_id)
         if reason:
             position = await self.last_id(key)
-            return position, [Item(None, position, "reset", _json({"reason": reason}))]
-        items, position, start = [], last_event_id, f"({last_event_id}"
+            yield Item(None, position, "reset", _json({"reason": reason}))
+            return
+        resumed, position, start = 0, last_event_id, f"({last_event_id}"
         while True:
             page = await self.redis.xrange(key, min=start, max="+", count=PAGE)
             for entry_id, fields in page:
                 item, scope = self.item_of(entry_id, fields)
                 if scope is None or client.viewer.can_see(scope):
-                    items.append(item)
+                    resumed += 1
+                    yield item
                 position = entry_id.decode()
             if len(page) < PAGE:
-                ready = {"last_event_id": position, "resumed": len(items)}
-                return position, [*items, Item(None, position, "ready", _json(ready))]
+                ready = {"last_event_id": position, "resumed": resumed}
+                yield Item(None, position, "ready", _json(ready))
+                return
             start = f"({position}"
 
     async def resume_refused(self, key: str, last_event_id: str) -> str | None:
