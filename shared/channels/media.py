@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.billing import usage as billing_usage
-from shared.channels import email, graph
+from shared.channels import email, graph, media_release
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.media_sniff import HEAD_BYTES, base_type, contradicts, sniff
@@ -136,6 +136,7 @@ def store_upload(
     """
     billing_usage.check_storage(session, ctx.tenant_id, staged.size)
     key = media_key(ctx.tenant_id, staged.sha256)
+    media_release.lock_key(session, key)  # a file freed meanwhile is not deleted under us
     with storage_errors():
         target.put(key, staged.path, mime)
     media = MediaFile(
@@ -230,6 +231,7 @@ def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
             mime = provider_type if sniffed == "application/octet-stream" else sniffed
             target = storage()
             key = media_key(tenant_id, staged.sha256)
+            media_release.lock_key(session, key)
             with storage_errors():
                 target.put(key, staged.path, mime or "application/octet-stream")
         finally:

@@ -94,6 +94,8 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 class LocalStorage:
     """Files under ``root``; writes go to a temporary name first, then rename (atomic)."""
@@ -127,6 +129,10 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        """Remove the file; one already gone is no error."""
+        self._path(key).unlink(missing_ok=True)
 
 
 class S3Storage:
@@ -175,6 +181,10 @@ class S3Storage:
                 return False
             raise
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove the object (S3 answers success for a missing key too)."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def presigned_url(self, key: str, *, expires: int, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": key}

@@ -23,6 +23,7 @@ from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
 from shared.ai.knowledge.queue import EMBED, INGEST
 from shared.channels import media as media_service
+from shared.channels import media_release
 from shared.channels.media_storage import stage, storage, storage_for
 from shared.config import get_settings
 from shared.context import Ctx
@@ -213,7 +214,11 @@ def create_upload(
 
 
 def delete_source(session: Session, ctx: Ctx, agent_id: uuid.UUID, source_id: uuid.UUID) -> None:
-    """Delete the source; its chunks and QnA pairs go with it (foreign keys cascade)."""
+    """Delete the source; its chunks and QnA pairs go with it (foreign keys cascade).
+
+    A file source's media is freed too (its row counts toward the plan's storage) unless a
+    message or another source still uses it.
+    """
     source = get_source(session, ctx, agent_id, source_id, lock=True)
     activity.record(
         session,
@@ -225,7 +230,9 @@ def delete_source(session: Session, ctx: Ctx, agent_id: uuid.UUID, source_id: uu
     )
     lexicon.lock(session, agent_id)
     lexicon.forget_source(session, agent_id, source.id)
+    media_id = source.media_id
     session.execute(delete(KnowledgeSource).where(KnowledgeSource.id == source.id))
+    media_release.release(session, ctx.tenant_id, media_id)
 
 
 def reprocess(

@@ -1,0 +1,89 @@
+"""A file source's media: freed with the source, unless a message or another source uses it."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.channels.media_storage import storage_for
+from shared.db import session_scope
+from shared.models import MediaFile
+from tests.ai_knowledge.conftest import sources_path, upload
+from tests.inbox_messages.conftest import Inbox
+
+GUIDE = b"Gift cards never expire and can be used in every shop.\n"
+
+
+def _storage_used(ws) -> int:
+    resp = ws.call("GET", "/api/billing/usage")
+    assert resp.status_code == 200, resp.text
+    return resp.json["usage"]["storage_bytes"]
+
+
+def _stored(media_id: str) -> tuple[str, str] | None:
+    with session_scope() as session:
+        media = session.get(MediaFile, uuid.UUID(media_id))
+        return (media.storage_backend, media.storage_key) if media else None
+
+
+def _upload_source(ws, agent) -> dict:
+    resp = upload(ws, sources_path(agent), "cards.txt", GUIDE, "text/plain")
+    assert resp.status_code == 201, resp.text
+    return resp.json
+
+
+def test_deleting_a_file_source_frees_its_media_once_no_source_uses_it(workspace, ai_agent):
+    first = _upload_source(workspace, ai_agent)
+    media_id = first["media_id"]
+    backend, key = _stored(media_id)
+    assert _storage_used(workspace) == len(GUIDE)
+    second = workspace.call(
+        "POST", sources_path(ai_agent), json={"kind": "file", "media_id": media_id}
+    )
+    assert second.status_code == 201, second.text
+
+    path = sources_path(ai_agent)
+    assert workspace.call("DELETE", f"{path}/{first['id']}").status_code == 204
+    # The other source still reads the file.
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 200
+    assert _storage_used(workspace) == len(GUIDE)
+
+    assert workspace.call("DELETE", f"{path}/{second.json['id']}").status_code == 204
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 404
+    assert _storage_used(workspace) == 0
+    assert not storage_for(backend).exists(key)
+
+
+def test_a_file_a_message_carries_is_kept_when_its_source_is_deleted(workspace, ai_agent):
+    source = _upload_source(workspace, ai_agent)
+    media_id = source["media_id"]
+    inbox = Inbox(workspace.tenant["id"])
+    inbox.message(
+        inbox.conversation(),
+        "the card terms",
+        direction="outbound",
+        sender_type="agent",
+        status="sent",
+        attachments=[{"media_id": media_id, "type": "document", "mime_type": "text/plain"}],
+    )
+
+    resp = workspace.call("DELETE", f"{sources_path(ai_agent)}/{source['id']}")
+
+    assert resp.status_code == 204
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 200
+    assert _storage_used(workspace) == len(GUIDE)
+
+
+def test_a_file_whose_bytes_another_upload_shares_keeps_its_object(workspace, ai_agent):
+    """Stored objects are content-addressed: two uploads of the same bytes share one."""
+    source = _upload_source(workspace, ai_agent)
+    again = upload(workspace, "/api/media", "copy.txt", GUIDE, "text/plain")
+    assert again.status_code == 201, again.text
+    backend, key = _stored(source["media_id"])
+    assert _stored(again.json["id"]) == (backend, key)
+
+    assert workspace.call("DELETE", f"{sources_path(ai_agent)}/{source['id']}").status_code == 204
+
+    assert _stored(source["media_id"]) is None
+    assert _storage_used(workspace) == len(GUIDE)
+    assert storage_for(backend).exists(key)
+    assert workspace.call("GET", f"/api/media/{again.json['id']}").status_code == 200
