@@ -25,7 +25,12 @@ class ProviderEmbedder:
         self.provider = provider
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return loop.run(self.provider.embed(texts)).vectors
+        return self.embed_counted(texts)[0]
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """The vectors and the tokens they cost (the provider's count, else an estimate)."""
+        result = loop.run(self.provider.embed(texts))
+        return result.vectors, result.prompt_tokens
 
 
 def embedder_for(agent: AiAgent) -> ProviderEmbedder | None:
@@ -36,22 +41,24 @@ def embedder_for(agent: AiAgent) -> ProviderEmbedder | None:
     return ProviderEmbedder(provider)
 
 
-def question_vector(agent: AiAgent, question: str) -> list[float] | None:
-    """The question's embedding when the agent ranks by vectors; None otherwise or on failure.
+def question_vector(agent: AiAgent, question: str) -> tuple[list[float] | None, int]:
+    """The question's embedding when the agent ranks by vectors (None otherwise or on
+    failure) and the tokens it cost, for the agent's usage.
 
     A failing embeddings endpoint must not cost the contact an answer: text ranking alone
     still works, so the error is logged and the reply goes on without a vector.
     """
     if not agent.embedding_model:
-        return None
+        return None, 0
     embedder = embedder_for(agent)
     if embedder is None:
-        return None
+        return None, 0
     try:
-        return embedder.embed([question])[0]
+        vectors, tokens = embedder.embed_counted([question])
+        return vectors[0], tokens
     except Exception:
         log.warning("question embedding failed for AI agent %s; ranking by text", agent.id)
-        return None
+        return None, 0
 
 
 embedding.set_embedder_factory(embedder_for)

@@ -180,18 +180,23 @@ def _burst(rows: Sequence[Any], answered: Answered | None) -> list[Any]:
     return list(reversed(burst))
 
 
-def knowledge_for(session: Session, agent: AiAgent, questions: Sequence[str]) -> list[Hit]:
-    """Hits for the whole burst, else for its last message (full text ANDs its words)."""
+def knowledge_for(
+    session: Session, agent: AiAgent, questions: Sequence[str]
+) -> tuple[list[Hit], int]:
+    """Hits for the whole burst, else for its last message (full text ANDs its words), and
+    the tokens the questions' embeddings cost (the caller counts them in the usage)."""
     tried: set[str] = set()
+    tokens = 0
     for question in (" ".join(questions), *(reversed(questions))):
         if question in tried or not question.strip():
             continue
         tried.add(question)
-        vector = embedder.question_vector(agent, question)
+        vector, used = embedder.question_vector(agent, question)
+        tokens += used
         hits = retrieve(session, agent.tenant_id, agent.id, question, query_embedding=vector)
         if hits:
-            return hits
-    return []
+            return hits, tokens
+    return [], tokens
 
 
 def prepare(claimed: Claimed) -> Plan | None:
@@ -237,8 +242,9 @@ def prepare(claimed: Claimed) -> Plan | None:
                 replies_today=replies_today,
             )
         hits: list[Hit] = []
+        embedding_tokens = 0
         if decision is None:
-            hits = knowledge_for(session, agent, questions)
+            hits, embedding_tokens = knowledge_for(session, agent, questions)
             decision = handoff.after_retrieval(agent, rules, hits)
         # NOTE: last, once the model will be asked: a reservation kept by a handoff decided
         # without it would count as a reply the plan never made (until the hourly rollup).
@@ -246,7 +252,9 @@ def prepare(claimed: Claimed) -> Plan | None:
             decision = handoff.plan_limit(agent, rules, "the plan's monthly AI replies are spent")
         if decision is not None:
             settle(session, claimed, agent=agent, decision=decision)
+            _count_embedding(session, agent, embedding_tokens)
             return None
+        _count_embedding(session, agent, embedding_tokens)
         voice = voice_of(agent)
         history = [Turn(r.direction == "inbound", turn_text(r.content_type, r.body)) for r in rows]
         prompt = build(voice, history, hits)
@@ -268,6 +276,16 @@ def prepare(claimed: Claimed) -> Plan | None:
         )
     plan.timings["prepare"] = time.perf_counter() - started
     return plan
+
+
+def _count_embedding(session: Session, agent: AiAgent, tokens: int) -> None:
+    """The question embeddings' tokens, in the usage whatever the reply becomes.
+
+    NOTE: after settle, which locks the reply and conversation before the usage row, as
+    every settling transaction does.
+    """
+    if tokens:
+        usage.record(session, agent, prompt_tokens=tokens)
 
 
 def _sources(hits: Sequence[Hit]) -> list[dict[str, Any]]:

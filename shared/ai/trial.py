@@ -92,8 +92,9 @@ def _answer(
         replies_today=usage.replies_today(session, agent.tenant_id, agent.id),
     )
     hits = []
+    embedding_tokens = 0
     if decision is None:
-        hits = knowledge_for(session, agent, [message])
+        hits, embedding_tokens = knowledge_for(session, agent, [message])
         decision = handoff.after_retrieval(agent, rules, hits)
     completion: Completion | None = None
     sources: list[dict[str, Any]] = []
@@ -124,7 +125,8 @@ def _answer(
                 decision = handoff.on_error(
                     agent, rules, "answer withheld: it repeated its instructions"
                 )
-    prompt_tokens = completion.prompt_tokens if completion else 0
+    # The question's embedding is prompt input too, counted as the usage counts it.
+    prompt_tokens = (completion.prompt_tokens if completion else 0) + embedding_tokens
     completion_tokens = completion.completion_tokens if completion else 0
     usage.record(
         session,

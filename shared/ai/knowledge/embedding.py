@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from shared.ai import usage
 from shared.ai.retrieval import normalised
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair
 
@@ -33,6 +34,15 @@ KINDS = ("chunk", "qna", "product")
 
 class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def embed_counted(embedder: Embedder, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+    """Vectors and the tokens they cost: the embedder's count (``embed_counted``, the
+    providers' bridge) or about four characters a token for one that counts none."""
+    counted = getattr(embedder, "embed_counted", None)
+    if counted is not None:
+        return counted(texts)
+    return embedder.embed(texts), sum(max(1, (len(t) + 3) // 4) for t in texts if t)
 
 
 EmbedderFactory = Callable[[AiAgent], Embedder | None]
@@ -115,11 +125,15 @@ def embed_items(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> int:
         embedder = embedder_for(agent) if agent is not None else None
         if embedder is None:
             continue
+        tokens = 0
         for start in range(0, len(rows), BATCH):
             batch = rows[start : start + BATCH]
-            vectors = embedder.embed([row[3] for row in batch])
+            vectors, cost = embed_counted(embedder, [row[3] for row in batch])
+            tokens += cost
             if len(vectors) != len(batch):
                 raise ValueError(f"the embedder answered {len(vectors)} vectors for {len(batch)}")
             store(session, kind, {row[0]: vec for row, vec in zip(batch, vectors, strict=True)})
             done += len(batch)
+        # Embedding input is prompt input: counted (and priced) as generation prompts are.
+        usage.record(session, agent, prompt_tokens=tokens)
     return done

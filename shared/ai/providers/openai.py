@@ -182,7 +182,9 @@ class OpenAICompatible:
         if len(vectors) != len(texts):
             raise MalformedResponse(f"{len(vectors)} embeddings for {len(texts)} inputs")
         prompt_tokens, _ = _usage(data)
-        return Embeddings(vectors, prompt_tokens or 0, str(data.get("model") or ""))
+        if prompt_tokens is None:  # a server that reports no usage still charged for it
+            prompt_tokens = sum(estimate_tokens(text) for text in texts)
+        return Embeddings(vectors, prompt_tokens, str(data.get("model") or ""))
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST with retries; the parsed JSON object of a 2xx answer, else ProviderError."""
