@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity, crypto
 from shared.ai.config_views import AiAgentView
+from shared.ai.knowledge import reembedding
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
@@ -222,14 +223,18 @@ def replace_agent(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, fields: dict[str, Any], *, api_key: Any = KEEP
 ) -> AiAgent:
     """Replace every field; ``api_key`` left out (:data:`KEEP`) keeps the stored key,
-    ``None`` removes it, a string replaces it."""
+    ``None`` removes it, a string replaces it. A new embedding model re-embeds the
+    agent's knowledge (:mod:`shared.ai.knowledge.reembedding`)."""
     ctx.require(MANAGE)
     agent = get_agent(session, ctx, agent_id, for_update=True)
     before = agent_view(agent)
+    embedded_by = reembedding.model_of(agent)
     _apply(agent, fields, api_key)
     agent.updated_at = func.now()
     _flush_unique(session, fields["name"])
     session.refresh(agent)
+    if reembedding.model_of(agent) != embedded_by:
+        reembedding.model_changed(session, agent)
     activity.record(
         session,
         ctx,

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from shared.ai import usage
+from shared.ai.knowledge import reembedding
 from shared.ai.retrieval import normalised
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair
 
@@ -125,6 +126,7 @@ def embed_items(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> int:
         embedder = embedder_for(agent) if agent is not None else None
         if embedder is None:
             continue
+        used = reembedding.model_of(agent)
         tokens = 0
         for start in range(0, len(rows), BATCH):
             batch = rows[start : start + BATCH]
@@ -132,6 +134,8 @@ def embed_items(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> int:
             tokens += cost
             if len(vectors) != len(batch):
                 raise ValueError(f"the embedder answered {len(vectors)} vectors for {len(batch)}")
+            if not reembedding.still_current(session, agent_id, used):
+                break  # the model changed meanwhile: the change queued these items again
             store(session, kind, {row[0]: vec for row, vec in zip(batch, vectors, strict=True)})
             done += len(batch)
         # Embedding input is prompt input: counted (and priced) as generation prompts are.

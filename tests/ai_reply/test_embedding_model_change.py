@@ -1,0 +1,115 @@
+"""A new embedding model re-embeds the agent's knowledge; old vectors are never compared."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from shared.ai import embedder  # noqa: F401  (installs the providers' embedder factory)
+from shared.ai.knowledge import embedding
+from shared.db import session_scope
+from shared.models import KnowledgeChunk, QnaPair
+from tests.waiting import wait_until
+
+RETURNS = "Returns are accepted within 30 days of delivery, in the original packaging."
+QUESTION = {"message": "Are returns accepted within 30 days?"}
+
+
+def _vectors(agent_id) -> list:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(KnowledgeChunk.embedding).where(KnowledgeChunk.ai_agent_id == agent_id)
+            )
+        )
+
+
+def _embedded_by(fake_llm, model: str) -> list[str]:
+    with fake_llm.lock:
+        calls = [r for r in fake_llm.requests if r.path.endswith("/embeddings")]
+    return [text for r in calls if r.body["model"] == model for text in r.body["input"]]
+
+
+def _replace(world, agent, **fields):
+    body = {"name": agent.name, "provider": "openai", "confidence_threshold": 0.6} | fields
+    resp = world.ws.call("PUT", f"/api/ai-agents/{agent.id}", json=body)
+    assert resp.status_code == 200, resp.text
+
+
+def _agent_with_knowledge(world, **fields):
+    agent = world.agent(
+        provider="openai", embedding_model="embed-a", faq=(), confidence_threshold=0.6, **fields
+    )
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+    wait_until(lambda: all(_vectors(agent.id)) and _vectors(agent.id), "chunks embedded")
+    return agent
+
+
+def test_a_new_embedding_model_re_embeds_and_never_meets_the_old_vectors(world, fake_llm):
+    agent = _agent_with_knowledge(world)
+    fake_llm.answer = "Within 30 days."
+    # The new model's vectors are the same size as the old one's but point elsewhere:
+    # compared with them, the question would look unrelated to its own answer.
+    fake_llm.embeddings_body = json.dumps(
+        {"data": [{"index": 0, "embedding": [-1.0] * 8}], "usage": {"prompt_tokens": 1}}
+    ).encode()
+
+    _replace(world, agent, embedding_model="embed-b")
+
+    after = world.ws.call("POST", f"/api/ai-agents/{agent.id}/test", json=QUESTION)
+    assert after.status_code == 200, after.text
+    assert after.json["handoff"]["handoff"] is False, after.json["handoff"]
+    assert after.json["reply"] == "Within 30 days."
+    # The knowledge is embedded again by the new model.
+    wait_until(
+        lambda: any("30 days" in t for t in _embedded_by(fake_llm, "embed-b")),
+        "the chunks sent to the new model",
+    )
+    wait_until(
+        lambda: [[round(x, 4) for x in v or ()] for v in _vectors(agent.id)] == [[-0.3536] * 8],
+        "the new model's vectors stored",
+    )
+
+
+def test_switching_to_a_provider_that_embeds_embeds_the_existing_knowledge(world, fake_llm):
+    agent = world.agent(embedding_model="embed-a")  # offline: no vectors
+    with session_scope() as session:
+        pairs = session.scalars(select(QnaPair.id).where(QnaPair.ai_agent_id == agent.id)).all()
+    assert pairs
+
+    _replace(world, agent, embedding_model="embed-a")
+
+    def embedded():
+        with session_scope() as session:
+            return session.scalar(select(QnaPair.embedding).where(QnaPair.id == pairs[0]))
+
+    wait_until(embedded, "the existing QnA pairs embedded")
+
+
+def test_vectors_of_a_model_replaced_while_they_were_computed_are_not_stored(world, fake_llm):
+    """``embed_items`` of the old model finishing after the change must not store its
+    vectors over the cleared ones."""
+    agent = _agent_with_knowledge(world)
+    with session_scope() as session:
+        chunk_id = session.scalar(
+            select(KnowledgeChunk.id).where(KnowledgeChunk.ai_agent_id == agent.id)
+        )
+
+    class SwitchedMidway:
+        def embed(self, texts):
+            _replace(world, agent, embedding_model="embed-b", provider="offline")
+            return [[0.5] * 8 for _ in texts]
+
+    installed = embedding.set_embedder_factory(lambda _agent: SwitchedMidway())
+    try:
+        with session_scope() as session:
+            embedding.embed_items(session, "chunk", [chunk_id])
+    finally:
+        embedding.set_embedder_factory(installed)
+    assert _vectors(agent.id) == [None]
