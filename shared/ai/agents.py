@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 from shared import activity, crypto
 from shared.ai.config_views import AiAgentView
 from shared.ai.knowledge import reembedding
+from shared.channels import media_release
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
-from shared.models import AiAgent
+from shared.models import AiAgent, KnowledgeSource
 from shared.pagination import Page, paginate
 from shared.sql import contains_pattern, tenant_row
 from shared.webhooks import ssrf
@@ -269,13 +270,24 @@ def set_active(session: Session, ctx: Ctx, agent_id: uuid.UUID, is_active: bool)
 
 def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     """Delete the agent; its assignments, rules, knowledge, products, evaluations, usage
-    and replies go with it (FK cascades); conversations it owned keep no owner."""
+    and replies go with it (FK cascades); conversations it owned keep no owner. Its file
+    sources' media is freed unless a message or another agent's source uses it."""
     ctx.require(MANAGE)
     agent = get_agent(session, ctx, agent_id, for_update=True)
     activity.record(
         session, ctx, "ai_agent.deleted", "ai_agent", agent.id, before=agent_view(agent)
     )
+    files = session.scalars(
+        select(KnowledgeSource.media_id).where(
+            KnowledgeSource.tenant_id == ctx.tenant_id,
+            KnowledgeSource.ai_agent_id == agent.id,
+            KnowledgeSource.media_id.is_not(None),
+        )
+    ).all()
     session.execute(
         delete(AiAgent).where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent.id)
     )
     session.expunge(agent)
+    # The cascade took the file sources; their files must not stay counted as storage.
+    for media_id in sorted(set(files)):
+        media_release.release(session, ctx.tenant_id, media_id)

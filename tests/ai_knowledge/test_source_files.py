@@ -87,3 +87,15 @@ def test_a_file_whose_bytes_another_upload_shares_keeps_its_object(workspace, ai
     assert _storage_used(workspace) == len(GUIDE)
     assert storage_for(backend).exists(key)
     assert workspace.call("GET", f"/api/media/{again.json['id']}").status_code == 200
+
+
+def test_deleting_an_agent_frees_the_files_of_its_sources(workspace, ai_agent):
+    """The agent's sources go by cascade; their files must not stay counted."""
+    media_id = _upload_source(workspace, ai_agent)["media_id"]
+    backend, key = _stored(media_id)
+
+    assert workspace.call("DELETE", f"/api/ai-agents/{ai_agent}").status_code == 204
+
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 404
+    assert _storage_used(workspace) == 0
+    assert not storage_for(backend).exists(key)
