@@ -99,3 +99,13 @@ def test_deleting_an_agent_frees_the_files_of_its_sources(workspace, ai_agent):
     assert workspace.call("GET", f"/api/media/{media_id}").status_code == 404
     assert _storage_used(workspace) == 0
     assert not storage_for(backend).exists(key)
+
+
+def test_an_upload_whose_title_holds_a_nul_is_422(workspace, ai_agent):
+    resp = upload(
+        workspace, sources_path(ai_agent), "cards.txt", GUIDE, "text/plain", title="Gift\x00cards"
+    )
+
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "title", resp.json
+    assert _storage_used(workspace) == 0

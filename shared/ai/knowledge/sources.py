@@ -193,6 +193,8 @@ def create_upload(
     """A file source from a multipart upload: staged, sniffed (415), stored as media within
     the plan's storage (402)."""
     agent = get_agent(session, ctx, agent_id)
+    if title and "\x00" in title:  # a form field, not the JSON schema: checked here
+        raise ValidationFailed.field("title", "must not contain NUL characters")
     limit = get_settings().knowledge_max_file_bytes
     staged = stage(stream, max_bytes=limit)
     try:
