@@ -4,7 +4,8 @@ A rule's ``alert_settings`` may hold, each optional:
 
 - ``failure_rate``: ``threshold_percent`` of the runs failed over the last
   ``window_minutes`` (with at least ``min_runs`` runs);
-- ``no_runs``: no run for ``period_minutes`` (an active, unsnoozed rule older than that);
+- ``no_runs``: no run for ``period_minutes`` (an active, unsnoozed rule that has been
+  running that long: since it was created or switched back on, or its snooze ended);
 - ``latency``: p95 evaluation time above ``p95_ms`` over the last ``window_minutes``
   (with at least ``min_runs`` runs).
 
@@ -74,10 +75,9 @@ def _measure(
         figures = stats_query.totals(
             session, rule.tenant_id, *stats_query.span(since, now), rule.id
         )
+        snoozed = rule.snoozed_until
         watched = (
-            rule.is_active
-            and (rule.snoozed_until is None or rule.snoozed_until <= now)
-            and rule.created_at <= since
+            rule.is_active and (snoozed is None or snoozed <= now) and _running_since(rule) <= since
         )
         details = {"period_minutes": minutes, "runs": figures["runs"]}
         return watched and figures["runs"] == 0, float(figures["runs"]), float(minutes), details
@@ -96,6 +96,13 @@ def _measure(
         return enough and rate is not None and rate >= threshold, rate, threshold, details
     p95, threshold = figures["p95_ms"], float(settings["p95_ms"])
     return enough and p95 is not None and p95 > threshold, p95, threshold, details
+
+
+def _running_since(rule: Any) -> dt.datetime:
+    """Since when the rule could have run: (re)activated, or its snooze ended; a silence
+    before that is not the rule's (it was off)."""
+    snoozed = rule.snoozed_until
+    return max(rule.activated_at, snoozed) if snoozed is not None else rule.activated_at
 
 
 def _event_data(alert: Any, rule_name: str | None) -> dict[str, Any]:
@@ -184,7 +191,7 @@ def _rules_to_check(session: Session) -> Iterator[Any]:
                 r.name,
                 r.is_active,
                 r.snoozed_until,
-                r.created_at,
+                r.activated_at,
                 r.alert_settings,
             )
             .join(Tenant, Tenant.id == r.tenant_id)

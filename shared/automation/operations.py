@@ -103,6 +103,15 @@ def unsnooze(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AutomationRule:
     rule = get_rule(session, ctx, rule_id, for_update=True)
     if rule.snoozed_until is None:
         return rule
+    # The snooze ended now (or when it ran out): a no_runs alert counts from then.
+    resumed = min(rule.snoozed_until, clock.db_now(session))
+    if resumed > rule.activated_at:
+        session.execute(
+            update(AutomationRule)
+            .where(AutomationRule.id == rule.id)
+            .values(activated_at=resumed)
+            .execution_options(synchronize_session=False)
+        )
     return _changed(session, ctx, rule, "automation_rule.unsnoozed", {"snoozed_until": None})
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.automation import actions as action_catalogue
+from shared.automation import clock
 from shared.automation.conditions import validate_conditions
 from shared.automation.views import RuleView
 from shared.config import get_settings
@@ -242,6 +243,7 @@ def create_rule(session: Session, ctx: Ctx, body: dict[str, Any]) -> AutomationR
     rule = AutomationRule(
         tenant_id=ctx.tenant_id,
         created_by=ctx.user_id,
+        activated_at=clock.db_now(session),
         **{name: body[name] for name in RULE_FIELDS},
     )
     session.add(rule)
@@ -271,6 +273,8 @@ def update_rule(
     merged = {name: getattr(rule, name) for name in RULE_FIELDS}
     merged.update({k: v for k, v in changes.items() if k in RULE_FIELDS and v is not None})
     validate_rule(session, ctx, merged)
+    if merged["is_active"] and not rule.is_active:
+        rule.activated_at = clock.db_now(session)
     for name in RULE_FIELDS:
         setattr(rule, name, merged[name])
     rule.version = AutomationRule.version + 1
@@ -294,11 +298,10 @@ def toggle_rule(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AutomationRul
     """Flip ``is_active`` (the version stays: what the rule does has not changed)."""
     ctx.require(MANAGE)
     rule = get_rule(session, ctx, rule_id, for_update=True)
-    session.execute(
-        update(AutomationRule)
-        .where(AutomationRule.id == rule.id)
-        .values(is_active=~AutomationRule.is_active, updated_at=func.now())
-    )
+    values: dict[str, Any] = {"is_active": not rule.is_active, "updated_at": func.now()}
+    if not rule.is_active:  # switched on: a no_runs alert counts its silence from now
+        values["activated_at"] = clock.db_now(session)
+    session.execute(update(AutomationRule).where(AutomationRule.id == rule.id).values(**values))
     bump_rules_version(session, ctx.tenant_id)
     session.refresh(rule)
     activity.record(

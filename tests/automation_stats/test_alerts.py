@@ -11,7 +11,7 @@ from scheduler.jobs import evaluate_automation_alerts
 from shared.db import session_scope
 from shared.models import OutboxEvent
 from tests.automation.conftest import add_conversation, create_rule, send_message, tid, wait_settled
-from tests.automation_stats.conftest import ALERTS, RULES, T0, stats, wait_runs
+from tests.automation_stats.conftest import ALERTS, RULES, T0, stats, ts, wait_runs
 
 VIP = {
     "match": "all",
@@ -141,6 +141,40 @@ def test_a_no_runs_alert_waits_for_the_period_and_clears_with_a_run(ws, moved_cl
     moved_clock.advance(minutes=30)
     _check()
     assert len(_emitted(ws)) == 1
+
+
+def test_a_no_runs_alert_counts_the_silence_from_when_the_rule_ran_again(ws, moved_clock):
+    """Off for an hour, then on (by toggle, by PATCH, or a snooze ended): not silent yet."""
+    rule = create_rule(ws, name="refunds")
+    path = f"{RULES}/{rule['id']}"
+    assert _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 10}}).status_code == 200
+    assert ws.call("POST", f"{path}/toggle").json["is_active"] is False
+    moved_clock.advance(minutes=60)
+    _check()  # off: not watched
+    assert ws.call("POST", f"{path}/toggle").json["is_active"] is True
+    _check()  # switched on a moment ago: no silence yet
+    assert _emitted(ws) == []
+
+    moved_clock.advance(minutes=5)
+    assert ws.call("PATCH", path, json={"is_active": False}).status_code == 200
+    moved_clock.advance(minutes=60)
+    assert ws.call("PATCH", path, json={"is_active": True}).status_code == 200
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+
+    until = ts(moved_clock.now + dt.timedelta(hours=2))
+    assert ws.call("POST", f"{path}/snooze", json={"until": until}).status_code == 200
+    moved_clock.advance(minutes=60)
+    assert ws.call("POST", f"{path}/unsnooze").status_code == 200
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+
+    moved_clock.advance(minutes=2)  # now silent for 11 minutes since the snooze ended
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
 
 
 def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspace):
