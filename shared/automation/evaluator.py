@@ -45,7 +45,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.orm import Session
 
 from shared.admin import tenant_state
-from shared.automation import ceiling, claims, clock, control, executors
+from shared.automation import ceiling, claims, clock, control, executors, stats
 from shared.automation.actions import render_action
 from shared.automation.compiled import CACHE, CompiledRule
 from shared.automation.effective import Control, Moment, blocked, subject_of
@@ -335,9 +335,17 @@ def _run_states(session: Session, events: list[AutomationEvent]) -> dict[uuid.UU
 
 
 def _forget_failed_runs(session: Session, run_ids: list[uuid.UUID]) -> None:
-    """The failed runs of the rules a retry re-ran: their new runs replace them."""
+    """The failed runs of the rules a retry re-ran: their new runs replace them, in the
+    runs and in the stats rollups (a retried rule counts once, as its final run)."""
     if run_ids:
-        session.execute(delete(AutomationRun).where(AutomationRun.id.in_(run_ids)))
+        r = AutomationRun
+        replaced = session.execute(
+            delete(r)
+            .where(r.id.in_(run_ids))
+            .returning(r.tenant_id, r.rule_id, r.created_at, r.status, r.duration_ms)
+            .execution_options(synchronize_session=False)
+        ).all()
+        stats.withdraw(session, replaced)
 
 
 Decided = list[tuple[CompiledRule, Decision, float]]

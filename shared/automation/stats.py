@@ -95,6 +95,44 @@ def queued(session: Session, tenant_id: uuid.UUID) -> None:
     QUEUE.enqueue_after_commit(session, [tenant_id])
 
 
+def withdraw(session: Session, replaced: Iterable[Any]) -> None:
+    """Take replaced runs back out of the rollups, in the caller's transaction.
+
+    A retry deletes a rule's failed run and inserts its new one: without this the rule
+    counted twice (a run and a failure, then a run again). Each ``(tenant_id, rule_id,
+    created_at, status, duration_ms)`` queues its figures negated at its own instant,
+    so the retried run counts once, as its final outcome. Its actions stay counted:
+    they ran then, and the new run carries them on as ``already_done`` (not counted).
+    """
+    by_instant: dict[tuple[uuid.UUID, dt.datetime], dict[str, list]] = {}
+    for tenant_id, rule_id, at, status, ms in replaced:
+        partial = by_instant.setdefault((tenant_id, at), {})
+        counters = partial.setdefault(str(rule_id), [0] * _WIDTH)
+        taken = [0] * _WIDTH
+        _count(taken, status, 0, ms)
+        for index, amount in enumerate(taken):
+            counters[index] -= amount
+    if not by_instant:
+        return
+    rows = [
+        {"tenant_id": tenant_id, "at": at, "items": [[r, c] for r, c in partial.items()]}
+        for (tenant_id, at), partial in by_instant.items()
+    ]
+    session.execute(_QUEUE_FIGURES, {"rows": pydantic_core.to_json(rows).decode()})
+    for tenant_id in dict.fromkeys(tenant_id for tenant_id, _ in by_instant):
+        queued(session, tenant_id)
+
+
+_QUEUE_FIGURES = text(
+    """
+    INSERT INTO automation_stats_pending (tenant_id, at, items)
+    SELECT s.tenant_id, s.at, s.items
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+           AS s(tenant_id uuid, at timestamptz, items jsonb)
+    """
+)
+
+
 # --- counting: the worker's side -------------------------------------------------------------
 
 
