@@ -27,7 +27,7 @@ from shared.models import Conversation, ConversationSla, Division, DivisionMembe
 from shared.pagination import Page, paginate_rows
 from shared.schemas.team import DivisionView
 from shared.sql import tenant_row
-from shared.timekeeping import sla
+from shared.timekeeping import sla, sla_policies
 
 MANAGE = "agents.manage"
 #: Most agent ids one membership request may name.
@@ -190,7 +190,8 @@ def update_division(
 
 
 def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
-    """Delete a division; members cascade, its conversations keep going without one."""
+    """Delete a division; members cascade, its conversations keep going without one, and
+    the SLA policies naming it forget it."""
     ctx.require(MANAGE)
     division = _lock(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))
@@ -201,6 +202,7 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
             DivisionMember.tenant_id == ctx.tenant_id, DivisionMember.division_id == division.id
         )
     )
+    sla_policies.forget_division(session, ctx, division.id)
     _release_conversations(session, ctx, division.id)
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)

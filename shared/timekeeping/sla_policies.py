@@ -216,6 +216,45 @@ def delete_policy(session: Session, ctx: Ctx, policy_id: uuid.UUID) -> None:
     )
 
 
+def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
+    """Take a division being deleted off the policies naming it, in the delete's transaction.
+
+    Kept, its id named nothing: the policy showed a division that answers 404, and saving
+    the policy back as read was refused (422 unknown division). A live policy left with
+    no division is switched off, not widened: an empty list matches every conversation,
+    and a policy for one team must not start timing the whole inbox. Each live policy
+    changed is written to the activity log; a deleted one only loses the id.
+    """
+    named = (
+        SlaPolicy.tenant_id == ctx.tenant_id,
+        SlaPolicy.division_ids.any(division_id),
+    )
+    policies = session.scalars(
+        select(SlaPolicy).where(*named).order_by(SlaPolicy.id).with_for_update()
+    ).all()
+    for policy in policies:
+        before = policy_view(policy)
+        kept = [i for i in policy.division_ids if i != division_id]
+        policy.division_ids = kept
+        if policy.deleted_at is not None:
+            continue
+        if not kept:
+            policy.is_active = False
+        policy.updated_at = func.now()
+        session.flush()
+        session.refresh(policy)
+        activity.record(
+            session,
+            ctx,
+            "sla_policy.updated",
+            "sla_policy",
+            policy.id,
+            before=_json(before),
+            after=_json(policy_view(policy)),
+        )
+    session.flush()
+
+
 def _breach_view(breach: SlaBreach) -> dict[str, Any]:
     return {
         "id": breach.id,

@@ -248,3 +248,31 @@ def test_deleting_a_division_takes_the_sla_clock_of_its_policy(workspace):
 
     assert ws.call("DELETE", f"{BASE}/{division['id']}").status_code == 204
     assert ws.call("GET", f"/api/conversations/{conversation}/sla").json["policy"] is None
+
+
+def test_deleting_a_division_takes_it_off_the_sla_policies_naming_it(workspace):
+    """The policies forget the deleted division; one left with none is switched off, not
+    widened to every conversation (an empty list matches anything)."""
+    ws = workspace
+    doomed = ws.call("POST", BASE, json={"name": "Doomed"}).json["id"]
+    kept = ws.call("POST", BASE, json={"name": "Kept"}).json["id"]
+
+    def policy(name: str, division_ids: list[str]) -> dict:
+        body = {"name": name, "first_response_minutes": 15, "division_ids": division_ids}
+        resp = ws.call("POST", "/api/sla-policies", json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json
+
+    both = policy("Both", [doomed, kept])
+    only = policy("Only doomed", [doomed])
+    assert ws.call("DELETE", f"{BASE}/{doomed}").status_code == 204
+
+    listed = {p["id"]: p for p in ws.call("GET", "/api/sla-policies").json["items"]}
+    assert listed[both["id"]]["division_ids"] == [kept]
+    assert listed[both["id"]]["is_active"] is True
+    assert listed[only["id"]]["division_ids"] == []
+    assert listed[only["id"]]["is_active"] is False
+    # Saved back as read: no unknown division to refuse.
+    resave = {"division_ids": listed[both["id"]]["division_ids"], "priority": 2}
+    resp = ws.call("PATCH", f"/api/sla-policies/{both['id']}", json=resave)
+    assert resp.status_code == 200, resp.text
