@@ -5,7 +5,8 @@ A rule's ``alert_settings`` may hold, each optional:
 - ``failure_rate``: ``threshold_percent`` of the runs failed over the last
   ``window_minutes`` (with at least ``min_runs`` runs);
 - ``no_runs``: no run for ``period_minutes`` (an active, unsnoozed rule that has been
-  running that long: since it was created or switched back on, or its snooze ended);
+  running that long: since it was created or switched back on, or its snooze ended,
+  and inside its schedule's windows throughout);
 - ``latency``: p95 evaluation time above ``p95_ms`` over the last ``window_minutes``
   (with at least ``min_runs`` runs).
 
@@ -29,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.automation import clock, stats_query
+from shared.automation import schedule as rule_schedule
 from shared.automation.control import MANAGE, VIEW
 from shared.automation.operations import _changed
 from shared.automation.rules import get_rule
@@ -77,7 +79,10 @@ def _measure(
         )
         snoozed = rule.snoozed_until
         watched = (
-            rule.is_active and (snoozed is None or snoozed <= now) and _running_since(rule) <= since
+            rule.is_active
+            and (snoozed is None or snoozed <= now)
+            and _running_since(rule) <= since
+            and _scheduled_throughout(rule, since, now)
         )
         details = {"period_minutes": minutes, "runs": figures["runs"]}
         return watched and figures["runs"] == 0, float(figures["runs"]), float(minutes), details
@@ -103,6 +108,19 @@ def _running_since(rule: Any) -> dt.datetime:
     before that is not the rule's (it was off)."""
     snoozed = rule.snoozed_until
     return max(rule.activated_at, snoozed) if snoozed is not None else rule.activated_at
+
+
+def _scheduled_throughout(rule: Any, since: dt.datetime, now: dt.datetime) -> bool:
+    """Whether the rule's schedule (if any) let it run for the whole of ``[since, now]``:
+    a rule outside its windows cannot run, so its silence there is not a fault."""
+    prepared = rule_schedule.RuleSchedule.of(rule.schedule)
+    if prepared is None:
+        return True
+    timezone = rule.tenant_timezone or "UTC"
+    if not prepared.is_open(timezone, since):
+        return False
+    change = prepared.next_change(timezone, since)
+    return change is None or change > now
 
 
 def _event_data(alert: Any, rule_name: str | None) -> dict[str, Any]:
@@ -192,6 +210,8 @@ def _rules_to_check(session: Session) -> Iterator[Any]:
                 r.is_active,
                 r.snoozed_until,
                 r.activated_at,
+                r.schedule,
+                Tenant.timezone.label("tenant_timezone"),
                 r.alert_settings,
             )
             .join(Tenant, Tenant.id == r.tenant_id)

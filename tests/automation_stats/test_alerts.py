@@ -177,6 +177,34 @@ def test_a_no_runs_alert_counts_the_silence_from_when_the_rule_ran_again(ws, mov
     assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
 
 
+def test_a_no_runs_alert_does_not_count_the_hours_outside_the_rules_schedule(ws, moved_clock):
+    """Open Mondays 09:00-17:00: quiet before it opens is not a fault; quiet once open is."""
+    monday_8 = T0.replace(hour=8, minute=0, second=0)
+    moved_clock.move_to(monday_8)
+    rule = create_rule(ws, name="office hours")
+    path = f"{RULES}/{rule['id']}"
+    hours = {
+        "days": [{"weekday": 0, "intervals": [{"start": "09:00", "end": "17:00"}]}],
+        "timezone": "UTC",
+    }
+    assert ws.call("PATCH", f"{path}/schedule", json=hours).status_code == 200
+    assert _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 60}}).status_code == 200
+    moved_clock.move_to(monday_8 + dt.timedelta(minutes=90))  # 09:30: open for 30 minutes
+    _check()
+    assert _emitted(ws) == []
+
+    moved_clock.move_to(monday_8 + dt.timedelta(minutes=121))  # 10:01: open and silent 61
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+
+    moved_clock.move_to(monday_8 + dt.timedelta(hours=10, minutes=30))  # 18:30: closed
+    _check()
+    monday = {"from": monday_8, "to": monday_8 + dt.timedelta(hours=11)}
+    [item] = stats(ws, ALERTS, **monday)["items"]
+    assert item["status"] == "resolved" and len(_emitted(ws)) == 1
+
+
 def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspace):
     rule = create_rule(workspace)
     bad = {
