@@ -5,8 +5,9 @@ A rule's ``alert_settings`` may hold, each optional:
 - ``failure_rate``: ``threshold_percent`` of the runs failed over the last
   ``window_minutes`` (with at least ``min_runs`` runs);
 - ``no_runs``: no run for ``period_minutes`` (an active, unsnoozed rule that has been
-  running that long: since it was created or switched back on, or its snooze ended,
-  and inside its schedule's windows throughout);
+  running that long: since it was created or switched back on, its snooze ended or
+  the global control let it run again, and inside its schedule's windows throughout;
+  not while the control pauses it);
 - ``latency``: p95 evaluation time above ``p95_ms`` over the last ``window_minutes``
   (with at least ``min_runs`` runs).
 
@@ -36,7 +37,7 @@ from shared.automation.operations import _changed
 from shared.automation.rules import get_rule
 from shared.context import Ctx
 from shared.events import Actor, emit
-from shared.models import AutomationAlert, AutomationRule, Tenant
+from shared.models import AutomationAlert, AutomationRule, AutomationSettings, Tenant
 
 KINDS = ("failure_rate", "no_runs", "latency")
 #: Rules read per page by the check (every page is checked in the same run).
@@ -83,6 +84,7 @@ def _measure(
             and (snoozed is None or snoozed <= now)
             and _running_since(rule) <= since
             and _scheduled_throughout(rule, since, now)
+            and not _held(rule)
         )
         details = {"period_minutes": minutes, "runs": figures["runs"]}
         return watched and figures["runs"] == 0, float(figures["runs"]), float(minutes), details
@@ -108,6 +110,15 @@ def _running_since(rule: Any) -> dt.datetime:
     before that is not the rule's (it was off)."""
     snoozed = rule.snoozed_until
     return max(rule.activated_at, snoozed) if snoozed is not None else rule.activated_at
+
+
+def _held(rule: Any) -> bool:
+    """Whether the tenant's control pauses every event type the rule is triggered by (its
+    events wait unevaluated: no run is the pause's doing, not the rule's)."""
+    if rule.paused:
+        return True
+    paused = set(rule.paused_event_types or ())
+    return bool(paused) and paused.issuperset(rule.trigger_event_types)
 
 
 def _scheduled_throughout(rule: Any, since: dt.datetime, now: dt.datetime) -> bool:
@@ -211,10 +222,14 @@ def _rules_to_check(session: Session) -> Iterator[Any]:
                 r.snoozed_until,
                 r.activated_at,
                 r.schedule,
+                r.trigger_event_types,
                 Tenant.timezone.label("tenant_timezone"),
+                AutomationSettings.paused,
+                AutomationSettings.paused_event_types,
                 r.alert_settings,
             )
             .join(Tenant, Tenant.id == r.tenant_id)
+            .outerjoin(AutomationSettings, AutomationSettings.tenant_id == r.tenant_id)
             .where(
                 Tenant.status == "active",
                 or_(r.alert_settings.is_not(None), r.id.in_(with_open)),

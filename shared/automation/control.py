@@ -34,7 +34,7 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import ValidationFailed
 from shared.event_types import CATALOGUE
-from shared.models import AutomationEvent, AutomationSettings
+from shared.models import AutomationEvent, AutomationRule, AutomationSettings
 
 VIEW = "automation.view"
 MANAGE = "automation.manage"
@@ -147,7 +147,29 @@ def update_control(session: Session, ctx: Ctx, changes: dict[str, Any]) -> dict[
         after=_audit(after),
     )
     release(session, ctx.tenant_id, Control.of(after))
+    _resumed(session, ctx.tenant_id, Control.of(before), Control.of(after))
     return _view(session, ctx.tenant_id, after)
+
+
+def _resumed(session: Session, tenant_id: uuid.UUID, before: Control, after: Control) -> None:
+    """Mark the rules the change lets run again as (re)activated now: a ``no_runs`` alert
+    counts their silence from here, not through the pause (they could not run)."""
+    if after.paused or not (before.paused or before.paused_event_types):
+        return
+    r = AutomationRule
+    query = update(r).where(r.tenant_id == tenant_id, r.is_active.is_(True))
+    if not before.paused:  # only the rules all of whose trigger types were paused
+        query = query.where(r.trigger_event_types.contained_by(sorted(before.paused_event_types)))
+        if after.paused_event_types:
+            query = query.where(
+                ~r.trigger_event_types.contained_by(sorted(after.paused_event_types))
+            )
+    now = clock.db_now(session)
+    session.execute(
+        query.where(r.activated_at < now)
+        .values(activated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _audit(row: Any) -> dict[str, Any]:

@@ -47,7 +47,8 @@ class AutomationRule(UUIDPrimaryKey, Timestamps, Base):
     stop_processing: Mapped[bool] = mapped_column(server_default="false")
     is_active: Mapped[bool] = mapped_column(server_default="true")
     #: When the rule last started to run (created active, switched on, snooze ended
-    #: early): a ``no_runs`` alert measures its silence from here, not from creation.
+    #: early, the global control resumed it): a ``no_runs`` alert measures its silence
+    #: from here, not from creation.
     activated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     version: Mapped[int] = mapped_column(server_default="1")
     created_by: Mapped[uuid.UUID | None] = mapped_column(

@@ -205,6 +205,35 @@ def test_a_no_runs_alert_does_not_count_the_hours_outside_the_rules_schedule(ws,
     assert item["status"] == "resolved" and len(_emitted(ws)) == 1
 
 
+def test_a_no_runs_alert_waits_while_the_control_pauses_the_rule(ws, moved_clock):
+    """Paused for the workspace or for its trigger type, the rule cannot run: no alert
+    then, and the silence counts from when the control lets it run again."""
+    rule = create_rule(ws, name="refunds")  # triggered by message.created
+    assert _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 10}}).status_code == 200
+    control = "/api/automation/control"
+    assert ws.call("PATCH", control, json={"enabled": False}).status_code == 200
+    moved_clock.advance(minutes=60)
+    _check()
+    assert ws.call("PATCH", control, json={"enabled": True}).status_code == 200
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+
+    paused = {"paused_event_types": ["message.created"]}
+    assert ws.call("PATCH", control, json=paused).status_code == 200
+    moved_clock.advance(minutes=60)
+    _check()
+    assert ws.call("PATCH", control, json={"paused_event_types": []}).status_code == 200
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+
+    moved_clock.advance(minutes=2)  # silent for 11 minutes since it could run again
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+
+
 def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspace):
     rule = create_rule(workspace)
     bad = {

@@ -3,8 +3,9 @@
 A ``no_runs`` alert measured "no run for N minutes" from the rule's creation, so a rule
 switched off for a week and back on was alerted on at the next check: it had no run
 in the window because it was off. ``activated_at`` is when the rule last started to
-run: created active, switched back on, or its snooze ended early; the check measures
-the silence from the latest of that, the end of a snooze and the last run.
+run: created active, switched back on, its snooze ended early, or the tenant's global
+control stopped pausing it; the check measures the silence from the latest of that,
+the end of a snooze and the last run.
 
 Backfill: the latest activity row that switched the rule on (``is_active`` false to
 true) or ended its snooze, else its creation. The downgrade drops the column.
