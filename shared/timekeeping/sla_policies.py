@@ -227,7 +227,7 @@ def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     """
     named = (
         SlaPolicy.tenant_id == ctx.tenant_id,
-        SlaPolicy.division_ids.any(division_id),
+        SlaPolicy.division_ids.contains([division_id]),
     )
     policies = session.scalars(
         select(SlaPolicy).where(*named).order_by(SlaPolicy.id).with_for_update()
