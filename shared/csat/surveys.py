@@ -25,7 +25,7 @@ from shared.errors import Conflict, DomainError, NotFound
 from shared.events import Actor, emit
 from shared.inbox.access import get_conversation, require_visible
 from shared.inbox.messages import create_outbound_message
-from shared.models import Conversation, CsatSurvey
+from shared.models import Contact, Conversation, CsatSurvey
 from shared.schemas.csat import SurveyView
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def on_resolved(
     """Called by the resolve transition (conversation locked): survey it if the tenant wants.
 
     A survey that cannot be sent (say, WhatsApp's 24-hour window is closed) is skipped
-    in a savepoint: resolving never fails because of its survey.
+    in a savepoint: resolving never fails because of its survey. A contact who opted
+    out gets none: an automatic survey is an unsolicited message.
     """
     if reason not in SURVEYED_REASONS:
         return None
@@ -140,6 +141,8 @@ def on_resolved(
         return None
     if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):
         return None
+    if _opted_out(session, conversation):
+        return None  # they asked for no unsolicited messages; a survey is one
     try:
         with session.begin_nested():
             return _send(session, ctx, conversation, settings, trigger="resolve", now=now)
@@ -151,6 +154,19 @@ def on_resolved(
             error,
         )
         return None
+
+
+def _opted_out(session: Session, conversation: Conversation) -> bool:
+    """Whether the conversation's contact opted out (as campaigns skip them)."""
+    return (
+        session.scalar(
+            select(Contact.opted_out_at).where(
+                Contact.tenant_id == conversation.tenant_id,
+                Contact.id == conversation.contact_id,
+            )
+        )
+        is not None
+    )
 
 
 def latest(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> CsatSurvey:

@@ -147,3 +147,23 @@ def test_an_expired_conversation_gets_no_survey(ws):
     assert ws.call("GET", f"/api/conversations/{conv}").json["resolution_reason"] == "expired"
     assert survey_messages(ws, conv) == []
     assert events(ws, "csat.survey_sent") == []
+
+
+def test_a_contact_who_opted_out_gets_no_survey_on_resolve(ws):
+    """Opting out means no unsolicited message: the resolve still happens, silently."""
+    enable(ws, ["api"])
+    conv = conversation(ws)
+    contact_id = ws.call("GET", f"/api/conversations/{conv}").json["contact"]["id"]
+    resp = ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": True})
+    assert resp.status_code == 200, resp.text
+    set_status(ws, conv, "resolved")
+    assert ws.call("GET", f"/api/conversations/{conv}").json["status"] == "resolved"
+    assert survey_messages(ws, conv) == []
+    assert events(ws, "csat.survey_sent") == []
+
+    # Opted back in: the next resolve asks again.
+    resp = ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": False})
+    assert resp.status_code == 200, resp.text
+    set_status(ws, conv, "open")
+    set_status(ws, conv, "resolved")
+    assert len(survey_messages(ws, conv)) == 1
