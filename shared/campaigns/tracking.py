@@ -13,11 +13,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import probe_for_transaction
-from shared.models import Campaign, CampaignRecipient, Conversation, Message, OutboxEvent
+from shared.models import Campaign, CampaignRecipient, Contact, Conversation, Message, OutboxEvent
 
 TARGET_NAME = "campaign_replies"
 
@@ -32,6 +32,8 @@ _FROM = {
 REPLY_WINDOW = text("interval '7 days'")
 #: The error of a campaign message its campaign's cancel stopped before the provider.
 CANCELLED = "campaign_cancelled"
+#: The error of a campaign message whose contact opted out before it was sent.
+OPTED_OUT = "contact_opted_out"
 
 
 def on_status(session: Session, message: Message, status: str) -> None:
@@ -41,6 +43,8 @@ def on_status(session: Session, message: Message, status: str) -> None:
     values: dict = {"status": status}
     if status == "failed" and message.error_code == CANCELLED:
         values = {"status": "cancelled"}  # never sent: counted with the cancelled ones
+    elif status == "failed" and message.error_code == OPTED_OUT:
+        values = {"status": "skipped", "error_code": "opted_out"}  # as the batch skips them
     elif status == "failed":
         values |= {"error_code": message.error_code, "error_message": message.error_message}
     session.execute(
@@ -77,28 +81,33 @@ def on_sent_many(session: Session, messages: Sequence[Message]) -> None:
     session.execute(_SENT_MANY, {"tenants": [t for t, _ in keys], "ids": [m for _, m in keys]})
 
 
-def cancelled_sends(session: Session, messages: Sequence[Message]) -> set[uuid.UUID]:
-    """The ids among ``messages`` whose campaign was cancelled: they must not be sent.
+def stopped_sends(session: Session, messages: Sequence[Message]) -> dict[uuid.UUID, str]:
+    """The campaign messages among ``messages`` that must not be sent, each with why:
+    :data:`CANCELLED` (its campaign was cancelled) or :data:`OPTED_OUT` (its contact
+    opted out after the batch made it).
 
-    Called by the outbound engine's claim, so a cancel stops the campaign's messages still
-    waiting for a send (a backlog, a throttled account, retries), not only its pending
-    recipients; a send already at the provider when the cancel commits goes out.
+    Called by the outbound engine's claim, so a cancel or an opt-out stops the messages
+    still waiting for a send (a backlog, a throttled account, retries), not only the
+    recipients no batch reached yet; a send already at the provider goes out.
     PERF: campaign messages are system messages; a batch of replies costs no query.
     """
     keys = [m.id for m in messages if m.sender_type == "system"]
     if not keys:
-        return set()
-    return set(
-        session.scalars(
-            select(CampaignRecipient.message_id)
-            .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
-            .where(
-                CampaignRecipient.message_id.in_(keys),
-                CampaignRecipient.tenant_id == Campaign.tenant_id,
-                Campaign.status == "cancelled",
-            )
+        return {}
+    rows = session.execute(
+        select(CampaignRecipient.message_id, Campaign.status)
+        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+        .join(Contact, Contact.id == CampaignRecipient.contact_id)
+        .where(
+            CampaignRecipient.message_id.in_(keys),
+            CampaignRecipient.tenant_id == Campaign.tenant_id,
+            Contact.tenant_id == CampaignRecipient.tenant_id,
+            or_(Campaign.status == "cancelled", Contact.opted_out_at.is_not(None)),
         )
-    )
+    ).all()
+    return {
+        message_id: CANCELLED if status == "cancelled" else OPTED_OUT for message_id, status in rows
+    }
 
 
 def target(session: Session, event: OutboxEvent) -> None:

@@ -154,12 +154,20 @@ def _send_bound(channel: str, settings: Settings) -> float:
     return 2 * settings.graph_timeout_seconds
 
 
-#: A campaign message whose campaign was cancelled before its send started.
-CAMPAIGN_CANCELLED = SendFailed(
-    campaign_tracking.CANCELLED,
-    "the campaign was cancelled before this message was sent",
-    transient=False,
-)
+#: Why a campaign message is not sent when its send starts: its campaign was cancelled,
+#: or its contact opted out, after the batch made it.
+CAMPAIGN_STOPPED = {
+    campaign_tracking.CANCELLED: SendFailed(
+        campaign_tracking.CANCELLED,
+        "the campaign was cancelled before this message was sent",
+        transient=False,
+    ),
+    campaign_tracking.OPTED_OUT: SendFailed(
+        campaign_tracking.OPTED_OUT,
+        "the contact opted out before this campaign message was sent",
+        transient=False,
+    ),
+}
 
 
 # --- 1. claim ---------------------------------------------------------------------------------
@@ -194,7 +202,7 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
         claims: list[Claim] = []
         finished: dict[str, list[uuid.UUID]] = defaultdict(list)
         accounts: dict[tuple, tuple] = {}
-        stopped = campaign_tracking.cancelled_sends(session, [m for m, _, _ in loaded])
+        stopped = campaign_tracking.stopped_sends(session, [m for m, _, _ in loaded])
         for message, conversation, contact in loaded:
             if message.status != "queued":  # failed or moved on by some other path
                 finished["failed" if message.status == "failed" else "sent"].append(message.id)
@@ -213,7 +221,7 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
                 claims.append(item)
                 continue
             if message.id in stopped:
-                item.error = CAMPAIGN_CANCELLED
+                item.error = CAMPAIGN_STOPPED[stopped[message.id]]
                 claims.append(item)
                 continue
             try:

@@ -167,6 +167,32 @@ def test_cancel_stops_the_messages_still_waiting_for_their_send(
     assert stopped == [("failed", "campaign_cancelled")] * 2
 
 
+def test_a_contact_who_opts_out_while_their_message_waits_is_not_sent_it(
+    shop: Shop, fake_graph, campaign_settings, batches, held_sends
+):
+    """The batch checked the opt-out when it made the message; the send (after a backlog,
+    a throttled account, retries) checks it again, as it checks a cancel."""
+    waiting = held_sends
+    campaign_settings(batch_interval_ms=3_600_000)
+    campaign = shop.create()
+    first, second = shop.contacts(2)
+    shop.add(campaign, [first, second])
+    shop.send(campaign)
+    assert batches.run_next() == ["completed"]
+    assert len(waiting) == 2 and shop.get(campaign)["counts"]["queued"] == 2
+
+    _opt_out(shop, second)
+    outbound_engine.send_batch(waiting)
+
+    with session_scope() as session:
+        phone = session.get(Contact, first).phone.lstrip("+")
+    assert sent_to(fake_graph, shop) == [phone]
+    counts = shop.get(campaign)["counts"]
+    assert (counts["sent"], counts["skipped"], counts["queued"]) == (1, 1, 0), counts
+    by_contact = {r.contact_id: r for r in shop.recipients(campaign)}
+    assert (by_contact[second].status, by_contact[second].error_code) == ("skipped", "opted_out")
+
+
 def _template_status(shop: Shop, status: str) -> None:
     """Meta's review changed the template's status (as its webhook or a sync records it)."""
     with session_scope() as session:
