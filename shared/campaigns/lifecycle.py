@@ -195,8 +195,11 @@ def start_due(session: Session, *, now: dt.datetime | None = None) -> dict[str, 
         .with_for_update(skip_locked=True)
     ).all()
     for campaign in lost:
-        # A new step: the lost job, should it turn up after all, is then a stale duplicate.
-        campaign.step += 1
+        # The same step: whichever of the two jobs runs first makes the batch (and moves
+        # the step on), the other is then stale. WHY not a new step: a job only late (a
+        # backlog on the queue) was made stale by it, and so was its copy, late in its
+        # turn: under a backlog of over a minute no batch ever ran. next_batch_at = now
+        # spaces the re-drives a minute apart.
         campaign.next_batch_at = now
         queue.enqueue_after_commit(session, campaign.id, campaign.step)
     if lost:

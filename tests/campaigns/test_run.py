@@ -287,6 +287,35 @@ def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
     assert len(sent_to(fake_graph, shop)) == 2
 
 
+def test_a_queue_running_late_delays_the_campaign_but_never_stalls_it(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """The jobs are late, not lost (a backlog on the queue keeps every job 90 s behind):
+    the scheduler re-drives each batch, and the late job it re-drove must still send it.
+    A re-drive that made the late job stale left every batch to its copy, itself 90 s
+    late and made stale in its turn: the campaign never sent anything."""
+    from workers.actors.campaigns import run_campaign
+
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(3))
+    shop.send(campaign)
+    outcomes = []
+    for _ in range(4):
+        with session_scope() as session:  # move time: the oldest job is 90 s late
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == uuid.UUID(campaign["id"]))
+                .values(next_batch_at=text("next_batch_at - interval '90 seconds'"))
+            )
+            start_due_campaigns(session)
+        if batches.items:
+            campaign_id, step, _ = batches.items.pop(0)  # the queue is first in, first out
+            outcomes.append(run_campaign(str(campaign_id), step))
+    assert "completed" in outcomes, outcomes
+    settled(shop, campaign)
+    assert len(sent_to(fake_graph, shop)) == 3
+
+
 def test_metas_throttling_puts_the_next_batch_off_then_it_goes_on(
     shop: Shop, fake_graph, campaign_settings, batches
 ):
