@@ -20,7 +20,8 @@ One batch is one transaction, holding the campaign's row lock:
    refused (422/409) is ``failed`` with the reason, in a savepoint.
    A WhatsApp template Meta paused holds the campaign: it stays ``running`` with
    ``error_code`` ``template_paused`` and looks again every
-   :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it).
+   :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it,
+   and with it the recipients still pending).
 4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
    next batch is queued (``step`` + 1, after the account's interval, else
    ``campaign_batch_interval_ms``) in this transaction.
@@ -38,7 +39,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -126,7 +127,11 @@ def run_batch(
     )
     if account is None:
         return _fail(
-            campaign, "no_account", f"no connected {campaign.channel} account to send from"
+            session,
+            campaign,
+            now,
+            "no_account",
+            f"no connected {campaign.channel} account to send from",
         )
     if campaign.template is not None:
         try:
@@ -139,7 +144,7 @@ def run_batch(
             log.info("campaign %s waits for its paused template", campaign.id)
             return _next(session, campaign, now, TEMPLATE_PAUSED_WAIT_SECONDS, Outcome.WAITING)
         except DomainError as exc:
-            return _fail(campaign, "template_refused", str(exc))
+            return _fail(session, campaign, now, "template_refused", str(exc))
         if campaign.error_code == TEMPLATE_PAUSED:
             campaign.error_code = campaign.error_message = None
     since, campaign.checked_at = campaign.checked_at, now
@@ -370,10 +375,22 @@ def _complete(session: Session, campaign: Campaign, now: dt.datetime) -> Outcome
     return Outcome.COMPLETED
 
 
-def _fail(campaign: Campaign, code: str, message: str) -> Outcome:
+def _fail(
+    session: Session, campaign: Campaign, now: dt.datetime, code: str, message: str
+) -> Outcome:
+    """Fail the campaign for good; its pending recipients, which no batch will reach now,
+    fail with its reason (left ``pending``, they read as still to be sent)."""
     log.warning("campaign %s failed: %s %s", campaign.id, code, message)
     campaign.status, campaign.next_batch_at = "failed", None
     campaign.error_code, campaign.error_message = code, message[:2000]
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign.id,
+            CampaignRecipient.status == "pending",
+        )
+        .values(status="failed", error_code=code, error_message=message[:2000], processed_at=now)
+    )
     return Outcome.FAILED
 
 

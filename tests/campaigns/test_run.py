@@ -239,6 +239,10 @@ def test_a_template_meta_disabled_fails_the_campaign(
     assert batches.run_next() == ["failed"]
     view = shop.get(campaign)
     assert (view["status"], view["error_code"]) == ("failed", "template_refused")
+    # The two no batch reached will never be sent: not left pending for ever.
+    assert (view["counts"]["pending"], view["counts"]["failed"]) == (0, 2), view["counts"]
+    unsent = [r for r in shop.recipients(campaign) if r.message_id is None]
+    assert [(r.status, r.error_code) for r in unsent] == [("failed", "template_refused")] * 2
 
 
 def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
