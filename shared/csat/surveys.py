@@ -132,9 +132,14 @@ def on_resolved(
 
     A survey that cannot be sent (say, WhatsApp's 24-hour window is closed) is skipped
     in a savepoint: resolving never fails because of its survey. A contact who opted
-    out gets none: an automatic survey is an unsolicited message.
+    out gets none (an automatic survey is an unsolicited message), nor a conversation
+    the customer never wrote in.
     """
     if reason not in SURVEYED_REASONS:
+        return None
+    if conversation.last_inbound_at is None:
+        # The customer never wrote in it (a campaign's, an agent's first message): there
+        # is no help of ours to rate, and resolving such conversations in bulk is cleanup.
         return None
     settings = csat_settings.for_transaction(session, ctx.tenant_id)
     if not settings.surveys(conversation.channel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from shared.db import session_scope
+from tests.analytics.conftest import ApiChannel
 from tests.csat.conftest import (
     backdate_surveys,
     conversation,
@@ -14,6 +15,7 @@ from tests.csat.conftest import (
     set_status,
     survey_messages,
 )
+from tests.waiting import wait_until
 
 
 def test_no_survey_on_resolve_unless_the_channel_is_enabled(ws):
@@ -167,3 +169,37 @@ def test_a_contact_who_opted_out_gets_no_survey_on_resolve(ws):
     set_status(ws, conv, "open")
     set_status(ws, conv, "resolved")
     assert len(survey_messages(ws, conv)) == 1
+
+
+def test_a_conversation_the_customer_never_wrote_in_gets_no_survey(ws):
+    """A campaign opens a conversation per recipient; resolving those (a bulk clean-up)
+    must not ask customers to rate a conversation they never took part in."""
+    account = ApiChannel(ws)
+    first = account.inbound("cust-c")["conversation_id"]
+    contact_id = ws.call("GET", f"/api/conversations/{first}").json["contact"]["id"]
+    set_status(ws, first, "resolved")  # no survey yet: none enabled
+    campaign = ws.call(
+        "POST",
+        "/api/campaigns",
+        json={
+            "name": "News",
+            "channel": "api",
+            "integration_account_id": account.id,
+            "body": "Our news, {{name}}",
+        },
+    ).json
+    added = ws.call(
+        "POST", f"/api/campaigns/{campaign['id']}/recipients", json={"contact_ids": [contact_id]}
+    )
+    assert added.status_code == 200, added.text
+    assert ws.call("POST", f"/api/campaigns/{campaign['id']}/send", json={}).status_code == 200
+
+    def opened():
+        listed = ws.call("GET", "/api/conversations?status=open").json["items"]
+        return [c["id"] for c in listed if c["id"] != first] or None
+
+    (campaign_conversation,) = wait_until(opened, "the campaign's conversation")
+    enable(ws, ["api"])
+    set_status(ws, campaign_conversation, "resolved")
+    assert survey_messages(ws, campaign_conversation) == []
+    assert events(ws, "csat.survey_sent") == []
