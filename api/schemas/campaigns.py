@@ -54,6 +54,7 @@ class ContactFilter(Input):
     channel: Channel | None = None
     #: The contact's custom attributes contain these (JSON containment).
     custom_attributes: dict[str, Any] | None = Field(None, max_length=20)
+    #: The contact last wrote at or after / before; without an offset, the tenant's wall clock.
     last_inbound_after: WallTime | None = None
     last_inbound_before: WallTime | None = None
 

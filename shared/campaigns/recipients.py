@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +25,7 @@ from shared.errors import ValidationFailed
 from shared.models import CampaignRecipient, Contact
 from shared.pagination import InvalidCursor, Page
 from shared.schemas.campaigns import RecipientView
+from shared.timekeeping import schedules
 
 #: Ids one request may name (a bigger list goes in several requests, or a filter).
 MAX_IDS = 10_000
@@ -47,7 +49,8 @@ def add(
 
     The filter's keys (all optional, all must hold): ``tags`` (the contact has every
     one), ``custom_attributes`` (JSON containment), ``last_inbound_after`` /
-    ``last_inbound_before``; ``channel`` must be the campaign's (contacts are per channel).
+    ``last_inbound_before`` (a naive time is the tenant's wall-clock time); ``channel``
+    must be the campaign's (contacts are per channel).
     """
     campaign = get_campaign(session, ctx, campaign_id, for_update=True)
     require_draft(campaign, "given recipients")
@@ -128,8 +131,9 @@ def _add_filtered(
         conditions.append(Contact.tags.contains(list(contact_filter["tags"])))
     if contact_filter.get("custom_attributes"):
         conditions.append(Contact.custom_attributes.contains(contact_filter["custom_attributes"]))
-    after: dt.datetime | None = contact_filter.get("last_inbound_after")
-    before: dt.datetime | None = contact_filter.get("last_inbound_before")
+    zone = ZoneInfo(schedules.tenant_timezone(session, ctx.tenant_id))
+    after = _instant(contact_filter.get("last_inbound_after"), zone)
+    before = _instant(contact_filter.get("last_inbound_before"), zone)
     if after is not None:
         conditions.append(Contact.last_inbound_at >= after)
     if before is not None:
@@ -144,6 +148,14 @@ def _add_filtered(
         .returning(CampaignRecipient.id)
     ).all()
     return len(inserted)
+
+
+def _instant(value: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
+    """``value``, a naive one read as wall-clock time in ``zone`` (the tenant's), as a
+    naive ``scheduled_at`` is; else the database server's timezone would decide."""
+    if value is None or (value.tzinfo is not None and value.utcoffset() is not None):
+        return value
+    return value.replace(tzinfo=zone)
 
 
 def clear(session: Session, ctx: Ctx, campaign_id: uuid.UUID) -> None:

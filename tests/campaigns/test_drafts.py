@@ -231,3 +231,26 @@ def test_template_parameters_that_are_not_objects_are_refused_before_anything_is
         assert resp.status_code == 422, resp.text
         assert "template.body" in [d["field"] for d in resp.json["error"]["details"]], resp.text
     assert shop.ws.call("GET", "/api/campaigns").json["items"] == []
+
+
+def test_a_filters_time_without_an_offset_is_the_tenants_wall_clock_time(shop: Shop):
+    """As ``scheduled_at``: a naive time is read in the workspace's timezone, not in the
+    database server's (a Jakarta shop choosing "wrote after 09:00" means 09:00 in Jakarta)."""
+    resp = shop.ws.call("PUT", "/api/working-hours/timezone", json={"timezone": "Asia/Jakarta"})
+    assert resp.status_code == 200, resp.text
+    ten_in_jakarta = dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)  # 10:00 at UTC+7
+    (wrote_at_ten,) = shop.contacts(1, last_inbound_at=ten_in_jakarta)
+    campaign = shop.create()
+    resp = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={"filter": {"last_inbound_after": "2026-01-01T09:00:00"}},
+    )
+    assert resp.status_code == 200, resp.text
+    assert [r.contact_id for r in shop.recipients(campaign)] == [wrote_at_ten]
+    resp = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={"filter": {"last_inbound_before": "2026-01-01T09:59:00"}},
+    )
+    assert resp.status_code == 200 and resp.json["added"] == 0, resp.text
