@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -25,7 +25,7 @@ from shared.errors import Conflict, DomainError, NotFound
 from shared.events import Actor, emit
 from shared.inbox.access import get_conversation, require_visible
 from shared.inbox.messages import create_outbound_message
-from shared.models import Contact, Conversation, CsatSurvey
+from shared.models import Contact, Conversation, CsatSurvey, Message
 from shared.schemas.csat import SurveyView
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,22 @@ def _db_now(session: Session) -> dt.datetime:
 def _recent(
     session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, window_hours: int, now
 ) -> CsatSurvey | None:
-    """The conversation's latest survey if it was sent within the resend window."""
+    """The conversation's latest survey if it was sent within the resend window.
+
+    A survey whose message failed never reached the customer: it spares them nothing,
+    so it does not count (an agent may send another, the next resolve asks again).
+    """
     return session.scalars(
         select(CsatSurvey)
+        .outerjoin(
+            Message,
+            and_(Message.tenant_id == CsatSurvey.tenant_id, Message.id == CsatSurvey.message_id),
+        )
         .where(
             CsatSurvey.tenant_id == tenant_id,
             CsatSurvey.conversation_id == conversation_id,
             CsatSurvey.sent_at > now - dt.timedelta(hours=window_hours),
+            or_(Message.id.is_(None), Message.status != "failed"),
         )
         .order_by(CsatSurvey.sent_at.desc())
         .limit(1)

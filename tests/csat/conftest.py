@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -10,14 +11,19 @@ from sqlalchemy import text
 
 from shared.db import session_scope
 from tests.analytics.conftest import ApiChannel
+from tests.webhooks.conftest import receiver  # noqa: F401
 from tests.workspaces import Workspace, register
 
 LINK = re.compile(r"/csat/(?P<id>[0-9a-f-]{36})#token=(?P<token>[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-def ws(client, worker) -> Workspace:
-    return register(client)
+def ws(client, worker, receiver) -> Workspace:  # noqa: F811
+    workspace = register(client)
+    # The conversations' api account answers at a callback, so their surveys are delivered.
+    workspace.receiver = receiver
+    workspace.callback_url = receiver.url(f"/csat/{uuid.uuid4().hex[:12]}")
+    return workspace
 
 
 @pytest.fixture
@@ -26,8 +32,14 @@ def other(client) -> Workspace:
 
 
 def conversation(ws: Workspace, customer: str = "cust-1") -> str:
-    """A customer writes in through an api-channel account; the conversation's id."""
-    return ApiChannel(ws).inbound(customer, "My order is late")["conversation_id"]
+    """A customer writes in through an api-channel account with a callback (replies are
+    delivered); the conversation's id."""
+    account = ApiChannel(ws)
+    if getattr(ws, "callback_url", None):
+        callback = {"settings": {"callback_url": ws.callback_url}}
+        resp = ws.call("PATCH", f"/api/integration-accounts/{account.id}", json=callback)
+        assert resp.status_code == 200, resp.text
+    return account.inbound(customer, "My order is late")["conversation_id"]
 
 
 def set_status(ws: Workspace, conversation_id: str, status: str) -> None:

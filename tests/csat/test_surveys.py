@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from shared.db import session_scope
 from tests.csat.conftest import assign, conversation, events, link_of, survey_messages
+from tests.waiting import wait_until
 
 
 def _survey(ws, conversation_id: str) -> tuple[dict, str]:
@@ -168,3 +169,30 @@ def test_a_survey_the_channel_would_refuse_is_409_and_leaves_nothing(ws):
     assert resp.status_code == 409 and resp.json["error"]["code"] == "window_closed"
     assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
     assert events(ws, "csat.survey_sent") == []
+
+
+def test_a_survey_the_customer_never_got_does_not_block_the_next(ws):
+    """The resend window spares the customer a second survey; one whose message failed
+    (the callback refused it: nothing reached them) must not stop the agent's retry."""
+    conv = conversation(ws)
+    account_id = ws.call("GET", f"/api/conversations/{conv}").json["integration_account_id"]
+    gone = f"/gone/{uuid.uuid4().hex[:12]}"
+    ws.receiver.plan(gone, *[410] * 10)
+    broken = {"settings": {"callback_url": ws.receiver.url(gone)}}
+    accounts = f"/api/integration-accounts/{account_id}"
+    assert ws.call("PATCH", accounts, json=broken).status_code == 200
+    first = ws.call("POST", f"/api/conversations/{conv}/csat")
+    assert first.status_code == 201, first.text
+
+    def failed():
+        shown = ws.call("GET", f"/api/conversations/{conv}/messages").json["items"]
+        return [m for m in shown if m["id"] == first.json["message_id"] and m["status"] == "failed"]
+
+    wait_until(failed, "the survey's message refused by the callback")
+    fixed = {"settings": {"callback_url": ws.callback_url}}
+    assert ws.call("PATCH", accounts, json=fixed).status_code == 200
+    again = ws.call("POST", f"/api/conversations/{conv}/csat")
+    assert again.status_code == 201, again.text
+    assert len(survey_messages(ws, conv)) == 2
+    # A survey that did go out keeps the window closed.
+    assert ws.call("POST", f"/api/conversations/{conv}/csat").status_code == 409
