@@ -46,6 +46,16 @@ def compact_phone(value: str) -> str:
     return PHONE_JUNK.sub("", value)
 
 
+def search_term(q: str) -> str:
+    """What a contact search looks for: a phone number written as people write it
+    ("+1 (415) 555-0177") is compacted as stored; anything else is kept as typed.
+
+    NOTE: both searches of a contact (the contacts list and the inbox's ``q``) use this,
+    so a number pasted into either finds the same contacts.
+    """
+    return compact_phone(q) if _PHONE_QUERY.match(q) else q
+
+
 SEARCH_TEXT = literal_column(
     "(coalesce(contacts.name, '') || ' ' || coalesce(contacts.phone, '') || ' ' "
     "|| coalesce(contacts.email, ''))"
@@ -87,9 +97,7 @@ def list_contacts(
     """
     query = select(*_CONTACT_COLUMNS).where(Contact.tenant_id == ctx.tenant_id)
     if q:
-        if _PHONE_QUERY.match(q):
-            q = compact_phone(q)  # stored compact: "+1 (415) 555-0177" finds +14155550177
-        query = query.where(SEARCH_TEXT.ilike(contains_pattern(q)))
+        query = query.where(SEARCH_TEXT.ilike(contains_pattern(search_term(q))))
     if channel:
         query = query.where(Contact.channel == channel)
     if tag:

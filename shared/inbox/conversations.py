@@ -36,7 +36,7 @@ from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import emit
-from shared.inbox import states
+from shared.inbox import contacts, states
 from shared.inbox.access import (
     EVERYTHING,
     OWN_AND_DIVISIONS,
@@ -278,7 +278,8 @@ def list_conversations(
         params["tags"] = [normalize_tag(tag)]
     if q:
         others.append("q")
-        params["pattern"] = contains_pattern(q)
+        # NOTE: a phone number as written finds the stored (compact) one, as in contacts.
+        params["pattern"] = contains_pattern(contacts.search_term(q))
     if updated_since:
         others.append("updated_since")
         params["updated_since"] = updated_since

@@ -72,6 +72,15 @@ def test_list_filters(workspace):
     assert "inbound_count" not in item
 
 
+def test_search_written_as_a_phone_number_finds_the_contact(workspace):
+    # Contacts store phones compact (+14155550177); the inbox search is pasted as written.
+    ws = workspace
+    wanted = add_conversation(ws, name="Pat", phone="+14155550177")
+    add_conversation(ws, name="Other", phone="+442071838750")
+    for written in ("+1 (415) 555-0177", "415.555.0177", "555 0177"):
+        assert ids(ws.call("GET", LIST, params={"q": written})) == [wanted], written
+
+
 def test_list_cursor_paging_and_bad_queries(workspace):
     ws = workspace
     created = [add_conversation(ws) for _ in range(5)]
