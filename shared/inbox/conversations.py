@@ -340,8 +340,17 @@ def live_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> U
 
 
 def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> Division:
+    """A division of the caller's tenant, or 422 on ``field`` (never 404: it is input).
+
+    Share-locked until the caller commits, as :func:`live_agent`: a deletion running
+    meanwhile waits for the move, or the move waits and finds it gone. Unlocked, a move
+    into a division whose deletion committed first failed on the foreign key (a 409
+    saying nothing of the division).
+    """
     found = session.scalar(
-        select(Division).where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        select(Division)
+        .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        .with_for_update(read=True)
     )
     if found is None:
         raise ValidationFailed.field(field, "no such division in this workspace")
