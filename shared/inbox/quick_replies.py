@@ -254,12 +254,26 @@ def _item(session: Session, ctx: Ctx, reply_id: uuid.UUID) -> dict[str, Any]:
 
 
 def _get_reply(
-    session: Session, ctx: Ctx, reply_id: uuid.UUID, *, for_update: bool = False
+    session: Session,
+    ctx: Ctx,
+    reply_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
 ) -> QuickReply:
-    """A reply the caller sees; another agent's personal one is 404 (it is invisible)."""
+    """A reply the caller sees; another agent's personal one is 404 (it is invisible).
+
+    ``for_share``: kept until the caller commits, for a write that refers to the reply (a
+    use, a favorite): a deletion running meanwhile waits for it, or it waits for the
+    deletion and answers 404. Unlocked, its usage row failed on the foreign key (a 409).
+    """
     query = select(QuickReply).where(_visible(ctx), QuickReply.id == reply_id)
     if for_update:
         query = query.with_for_update()
+    elif for_share:
+        # NOTE: KEY SHARE, which the use's own counter UPDATE does not conflict with: two
+        # uses at once holding SHARE, each waiting to UPDATE, deadlocked.
+        query = query.with_for_update(read=True, key_share=True)
     reply = session.scalars(query).one_or_none()
     if reply is None:
         raise NotFound("Quick reply not found")
@@ -346,7 +360,7 @@ def delete_quick_reply(session: Session, ctx: Ctx, reply_id: uuid.UUID) -> None:
 def record_usage(session: Session, ctx: Ctx, reply_id: uuid.UUID) -> dict[str, Any]:
     """Count one use by the caller: the tenant-wide counter and the caller's own."""
     user_id = _require_user(ctx)
-    reply = _get_reply(session, ctx, reply_id)
+    reply = _get_reply(session, ctx, reply_id, for_share=True)
     # NOTE: SQL-side increments, so concurrent uses never lose a count.
     session.execute(
         update(QuickReply)
@@ -377,7 +391,7 @@ def record_usage(session: Session, ctx: Ctx, reply_id: uuid.UUID) -> dict[str, A
 def set_favorite(session: Session, ctx: Ctx, reply_id: uuid.UUID, favorite: bool) -> dict[str, Any]:
     """Set the caller's favorite flag; idempotent, and only a real change is logged."""
     user_id = _require_user(ctx)
-    reply = _get_reply(session, ctx, reply_id)
+    reply = _get_reply(session, ctx, reply_id, for_share=True)
     if favorite:
         statement = (
             pg_insert(QuickReplyUsage)

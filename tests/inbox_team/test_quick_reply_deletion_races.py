@@ -1,0 +1,79 @@
+"""A quick reply deleted while an agent uses it or marks it a favorite.
+
+The use read the reply as existing; the deletion committed before the use's writes:
+the use must answer 404 like any vanished reply, never a foreign key's refusal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.inbox import quick_replies
+
+BASE = "/api/quick-replies"
+
+
+def _blocked_on_a_lock() -> int:
+    with session_scope() as session:
+        return session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+
+
+@pytest.mark.parametrize("use", ["usage", "favorite"])
+def test_a_use_racing_the_replys_deletion_answers_404(workspace, use):
+    ws = workspace
+    created = ws.call(
+        "POST", BASE, json={"shortcut": "bye", "title": "Bye", "content": "Bye!", "scope": "shared"}
+    )
+    reply_id = created.json["id"]
+    deleting = get_sessionmaker()()
+    answered: list = []
+    try:
+        ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
+        quick_replies.delete_quick_reply(deleting, ctx, uuid.UUID(reply_id))
+        deleting.flush()
+        thread = threading.Thread(
+            target=lambda: answered.append(ws.call("POST", f"{BASE}/{reply_id}/{use}"))
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not answered and _blocked_on_a_lock() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        deleting.commit()
+    finally:
+        deleting.close()
+    thread.join(timeout=30)
+    assert answered[0].status_code == 404, answered[0].text
+
+
+def test_uses_at_once_all_count(workspace):
+    ws = workspace
+    created = ws.call(
+        "POST", BASE, json={"shortcut": "hey", "title": "Hey", "content": "Hey!", "scope": "shared"}
+    )
+    reply_id = created.json["id"]
+    barrier, answers = threading.Barrier(4), []
+
+    def use():
+        barrier.wait()
+        answers.append(ws.call("POST", f"{BASE}/{reply_id}/usage").status_code)
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answers == [200] * 4
+    listed = ws.call("GET", BASE).json["items"]
+    assert [r["usage_count"] for r in listed if r["id"] == reply_id] == [4]
