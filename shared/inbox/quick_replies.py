@@ -332,11 +332,13 @@ def update_quick_reply(
     unknown = changes.keys() - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationFailed.field(sorted(unknown)[0], "cannot be changed")
-    reply = _get_writable(session, ctx, reply_id)
     fields = _clean(changes)
-    before = QuickReplyView.data(reply)
-    if reply.scope == "shared" and "shortcut" in fields:
+    if "shortcut" in fields:
+        # NOTE: before the reply's row, in the order an import takes them (the lock, then
+        # the rows it updates): taken after it, a rename and an import deadlocked.
         lock_shared_shortcuts(session, ctx)
+    reply = _get_writable(session, ctx, reply_id)
+    before = QuickReplyView.data(reply)
     for field, value in fields.items():
         setattr(reply, field, value)
     if session.is_modified(reply):

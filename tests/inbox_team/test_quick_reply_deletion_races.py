@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.inbox import quick_replies
+from shared.inbox import quick_replies, quick_reply_csv
 
 BASE = "/api/quick-replies"
 
@@ -77,3 +77,37 @@ def test_uses_at_once_all_count(workspace):
     assert answers == [200] * 4
     listed = ws.call("GET", BASE).json["items"]
     assert [r["usage_count"] for r in listed if r["id"] == reply_id] == [4]
+
+
+def test_a_rename_racing_an_import_does_not_deadlock(workspace):
+    """An import takes the tenant's shortcut lock, then the rows it updates; a rename of a
+    shared reply must take them in that order too (it took the row first: a deadlock)."""
+    ws = workspace
+    created = ws.call(
+        "POST", BASE, json={"shortcut": "old", "title": "Old", "content": "Old", "scope": "shared"}
+    )
+    reply_id = created.json["id"]
+    ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
+    importing = get_sessionmaker()()
+    answered: list = []
+    try:
+        quick_replies.lock_shared_shortcuts(importing, ctx)  # the import's first step
+        thread = threading.Thread(
+            target=lambda: answered.append(
+                ws.call("PATCH", f"{BASE}/{reply_id}", json={"shortcut": "renamed"})
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not answered and _blocked_on_a_lock() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        imported = quick_reply_csv.import_shared_csv(
+            importing, ctx, b"shortcut,title,content\nold,Old,Imported\n"
+        )
+        importing.commit()
+    finally:
+        importing.close()
+    thread.join(timeout=30)
+    assert imported["updated"] == 1
+    assert answered[0].status_code == 200, answered[0].text
+    assert answered[0].json["shortcut"] == "renamed"
