@@ -360,6 +360,13 @@ def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> 
 # ---------------------------------------------------------------- changes on a locked row
 
 
+#: NOTE (written_once): a change reads the clock before it touches the locked row, so the
+#: row is written once. Read in between, the clock's query flushed the change first and the
+#: timestamp was a second UPDATE; PostgreSQL re-checks every foreign key of a row updated
+#: twice in one transaction, and the division's check waited for a deletion of that
+#: division that was waiting for this row: a deadlock, one of them aborted.
+
+
 def record_change(session, ctx, action, conversation, before, after) -> None:
     activity.record(
         session, ctx, action, "conversation", conversation.id, before=before, after=after
@@ -383,8 +390,9 @@ def apply_assignment(
     previous = conversation.assignee_id
     if previous == assignee_id:
         return False
+    now = states.db_now(session)  # NOTE: before the change: see written_once
     conversation.assignee_id = assignee_id
-    conversation.updated_at = states.db_now(session)
+    conversation.updated_at = now
     session.flush()
     action = "conversation.assigned" if assignee_id else "conversation.unassigned"
     record_change(
@@ -427,8 +435,9 @@ def apply_tags(
     if not added and not removed:
         return False
     before = {"tags": list(conversation.tags)}
+    now = states.db_now(session)  # NOTE: before the change: see written_once
     conversation.tags = new_tags
-    conversation.updated_at = states.db_now(session)
+    conversation.updated_at = now
     session.flush()
     sla.conditions_changed(session, conversation, now=conversation.updated_at)
     record_change(
@@ -451,9 +460,10 @@ def apply_fields(
     before = {k: json_id(getattr(conversation, k)) for k in changes}
     if all(getattr(conversation, k) == v for k, v in changes.items()):
         return False
+    now = states.db_now(session)  # NOTE: before the change: see written_once
     for key, value in changes.items():
         setattr(conversation, key, value)
-    conversation.updated_at = states.db_now(session)
+    conversation.updated_at = now
     session.flush()
     if "division_id" in changes:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)

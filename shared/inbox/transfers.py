@@ -56,6 +56,7 @@ def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversa
             raise Conflict("The conversation is already yours")
         if not ctx.can(MANAGE):
             raise Forbidden(f"Taking over from another agent needs the '{MANAGE}' permission")
+    now = convs.states.db_now(session)  # NOTE: before the change: see convs written_once
     transfer = _record(
         session,
         ctx,
@@ -69,7 +70,7 @@ def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversa
     )
     conversation.ai_active = False
     conversation.assignee_id = ctx.user_id
-    conversation.updated_at = convs.states.db_now(session)
+    conversation.updated_at = now
     session.flush()
     convs.record_change(
         session,
@@ -133,6 +134,7 @@ def transfer(
     new_division = to_division_id if to_division_id is not None else from_division
     if to_agent_id == from_agent and new_division == from_division:
         raise Conflict("The conversation is already there")
+    now = convs.states.db_now(session)  # NOTE: before the change: see convs written_once
     row = _record(
         session,
         ctx,
@@ -147,7 +149,7 @@ def transfer(
     )
     conversation.assignee_id = to_agent_id
     conversation.division_id = new_division
-    conversation.updated_at = convs.states.db_now(session)
+    conversation.updated_at = now
     session.flush()
     if new_division != from_division:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)

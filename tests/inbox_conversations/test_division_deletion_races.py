@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.inbox import divisions
+from shared.inbox import conversations, divisions, transfers
 from tests.inbox_conversations.conftest import add_conversation, add_division, row, tid
 
 
@@ -78,3 +78,59 @@ def test_a_bulk_move_racing_the_divisions_deletion_is_refused(workspace):
     )
     assert status == 422
     assert row(conversation).division_id is None
+
+
+def _change_while_deleting(ws, division: str, conversation: str, change) -> list:
+    """Lock the conversation in a session, let the division's deletion wait for it, then
+    make ``change(session, ctx, conversation_id)`` there and commit; what failed on
+    either side."""
+    ctx = Ctx.system(tid(ws))
+    changing = get_sessionmaker()()
+    failures: list = []
+
+    def delete():
+        try:
+            with session_scope() as session:
+                divisions.delete_division(session, ctx, uuid.UUID(division))
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+
+    try:
+        changing.execute(
+            text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": conversation}
+        )
+        thread = threading.Thread(target=delete)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while _blocked_on_a_lock() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            change(changing, ctx, uuid.UUID(conversation))
+            changing.commit()
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+    finally:
+        changing.close()
+    thread.join(timeout=30)
+    return failures
+
+
+def test_changes_to_a_conversation_of_a_division_being_deleted_do_not_deadlock(workspace):
+    """The change holds its conversation; the deletion holds the division and waits for
+    the conversation (to release it). The change wrote the row twice (its fields, then
+    its timestamp), and PostgreSQL re-checks every foreign key of a row written twice in
+    one transaction: the division's check waited for the deletion, a deadlock."""
+    ws = workspace
+    agent, _ = ws.create_agent()
+    changes = {
+        "tags": lambda s, ctx, c: conversations.update_tags(s, ctx, c, add=["vip"]),
+        "transfer": lambda s, ctx, c: transfers.transfer(
+            s, ctx, c, to_agent_id=uuid.UUID(agent["id"])
+        ),
+    }
+    for name, change in changes.items():
+        doomed = add_division(ws, f"Doomed {name}")
+        conversation = add_conversation(ws, division_id=uuid.UUID(doomed))
+        failures = _change_while_deleting(ws, doomed, conversation, change)
+        assert failures == [], name
+        assert row(conversation).division_id is None, name
