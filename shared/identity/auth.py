@@ -99,7 +99,8 @@ def _impersonator_column(column):
 _TOKEN_PRINCIPAL = (
     _principal_query()
     .add_columns(
-        exists().where(RevokedToken.jti == bindparam("jti")),
+        # APPSEC: the token itself, or its whole session (logout), may be revoked.
+        exists().where(RevokedToken.jti.in_((bindparam("jti"), bindparam("sid")))),
         # APPSEC: an impersonation dies with its super admin (deleted, password reset).
         _impersonator_column(SuperAdmin.email),
         _impersonator_column(SuperAdmin.tokens_valid_after),
@@ -195,6 +196,7 @@ def authenticate_token(
             _TOKEN_PRINCIPAL,
             {
                 "jti": claims.jti,
+                "sid": claims.session_id or claims.jti,
                 "user_id": claims.user_id,
                 "tenant_id": claims.tenant_id,
                 "impersonator_id": claims.impersonator_id,
@@ -223,6 +225,7 @@ def authenticate_token(
         ip=ip,
         token_jti=claims.jti,
         token_expires_at=claims.expires_at,
+        session_id=claims.session_id or claims.jti,
         impersonator_id=claims.impersonator_id,
     )
 
@@ -354,16 +357,23 @@ def login(
 
 
 def logout(session: Session, ctx: Ctx) -> None:
-    """Revoke the caller's token (only that one: other sessions stay logged in)."""
+    """Revoke the caller's session: its token and every token refreshed from or into it.
+
+    Other sessions stay logged in. APPSEC: revoking the presented token alone left the
+    session's earlier tokens (a refresh keeps them valid) working, and refreshable.
+    """
     if ctx.token_jti is None or ctx.user_id is None:
         raise Forbidden("Only a token session can log out; revoke API keys instead")
+    # Every token of the session was issued by now, so it expires within a full lifetime.
+    lifetime = dt.timedelta(seconds=get_settings().access_token_ttl_seconds)
+    expires_at = max(filter(None, (ctx.token_expires_at, dt.datetime.now(dt.UTC) + lifetime)))
     session.execute(
         pg_insert(RevokedToken)
         .values(
-            jti=ctx.token_jti,
+            jti=ctx.session_id or ctx.token_jti,
             tenant_id=ctx.tenant_id,
             user_id=ctx.user_id,
-            expires_at=ctx.token_expires_at,
+            expires_at=expires_at,
         )
         .on_conflict_do_nothing()
     )
@@ -377,7 +387,7 @@ def refresh(ctx: Ctx) -> AccessToken:
     if ctx.impersonator_id is not None:
         # APPSEC: an impersonation lasts its hour; it is never stretched into a 12 h session.
         raise Forbidden("An impersonation token cannot be refreshed")
-    return issue_access_token(ctx.user_id, ctx.tenant_id)
+    return issue_access_token(ctx.user_id, ctx.tenant_id, session_id=ctx.session_id)
 
 
 def purge_expired_revocations(session: Session) -> int:

@@ -74,6 +74,8 @@ class TokenClaims:
     expires_at: dt.datetime
     #: The super admin acting through this token (``imp`` claim: an impersonation).
     impersonator_id: uuid.UUID | None = None
+    #: The login session the token belongs to (``sid``; a token without one is its own).
+    session_id: uuid.UUID | None = None
 
 
 class InvalidToken(Exception):
@@ -86,12 +88,17 @@ def issue_access_token(
     *,
     impersonator_id: uuid.UUID | None = None,
     ttl_seconds: int | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> AccessToken:
-    """A tenant user's token; ``impersonator_id`` adds the ``imp`` claim (a super admin)."""
+    """A tenant user's token; ``impersonator_id`` adds the ``imp`` claim (a super admin).
+
+    ``session_id`` (``sid``) is the session a refresh continues; without it the token
+    starts a session of its own (its ``jti``). Logout revokes the whole session.
+    """
     claims: dict = {"sub": str(user_id), "tid": str(tenant_id)}
     if impersonator_id is not None:
         claims["imp"] = str(impersonator_id)
-    return _issue(claims, ttl_seconds)
+    return _issue(claims, ttl_seconds, session_id)
 
 
 def issue_super_admin_token(super_admin_id: uuid.UUID) -> AccessToken:
@@ -99,7 +106,9 @@ def issue_super_admin_token(super_admin_id: uuid.UUID) -> AccessToken:
     return _issue({"sub": str(super_admin_id), "sa": True}, None)
 
 
-def _issue(claims: dict, ttl_seconds: int | None) -> AccessToken:
+def _issue(
+    claims: dict, ttl_seconds: int | None, session_id: uuid.UUID | None = None
+) -> AccessToken:
     settings = get_settings()
     ttl = ttl_seconds or settings.access_token_ttl_seconds
     # NOTE: a fractional ``iat`` (RFC 7519 allows it) lets a password change at
@@ -107,6 +116,8 @@ def _issue(claims: dict, ttl_seconds: int | None) -> AccessToken:
     now = dt.datetime.now(dt.UTC)
     expires = now + dt.timedelta(seconds=ttl)
     jti = uuid.uuid4()
+    if "tid" in claims:
+        claims = {**claims, "sid": str(session_id or jti)}
     claims = {
         **claims,
         "jti": str(jti),
@@ -171,6 +182,7 @@ def decode_access_token(token: str) -> TokenClaims:
             issued_at=dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
             expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
             impersonator_id=uuid.UUID(claims["imp"]) if claims.get("imp") else None,
+            session_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
         )
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc
