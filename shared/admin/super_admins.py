@@ -106,8 +106,8 @@ def login(session: Session, *, email: str, password: str, ip: str | None = None)
     auth._check_login_rate(counter_email, ip)
     admin = session.scalar(select(SuperAdmin).where(func.lower(SuperAdmin.email) == email.lower()))
     if not verify_password(admin.password_hash if admin else None, password):
-        auth._count_login_failure(counter_email, ip)
         raise Unauthenticated("Invalid email or password")
+    auth._forgive_login(counter_email, ip)
     admin.last_login_at = func.now()
     return Login(admin, issue_super_admin_token(admin.id))
 

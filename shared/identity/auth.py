@@ -286,27 +286,37 @@ def _login_counter(email: str, ip: str | None) -> str:
 
 
 def _check_login_rate(email: str, ip: str | None) -> None:
-    """Refuse with 429 after too many failed logins for this email from this address."""
-    try:
-        failures = get_redis().get(_login_counter(email, ip))
-    except RedisError:
-        log.warning("login rate limit unavailable (Redis down); allowing the attempt")
-        return
-    if failures and int(failures) >= get_settings().login_rate_limit_per_minute:
-        raise RateLimited(
-            "Too many failed logins; try again later", retry_after=LOGIN_WINDOW_SECONDS
-        )
+    """Count this login attempt, or refuse it with 429 past the limit of failures.
 
-
-def _count_login_failure(email: str, ip: str | None) -> None:
+    APPSEC: the attempt is counted before its password is checked (and forgiven by
+    :func:`_forgive_login` if it was right): read first and counted after the check,
+    a burst of parallel guesses all passed the read, whatever the limit.
+    """
     counter = _login_counter(email, ip)
     try:
         pipe = get_redis().pipeline()
         pipe.incr(counter)
         pipe.expire(counter, LOGIN_WINDOW_SECONDS, nx=True)
+        attempts = pipe.execute()[0]
+    except RedisError:
+        log.warning("login rate limit unavailable (Redis down); allowing the attempt")
+        return
+    if int(attempts) > get_settings().login_rate_limit_per_minute:
+        raise RateLimited(
+            "Too many failed logins; try again later", retry_after=LOGIN_WINDOW_SECONDS
+        )
+
+
+def _forgive_login(email: str, ip: str | None) -> None:
+    """Uncount an attempt whose password was right: only failures count towards 429."""
+    counter = _login_counter(email, ip)
+    try:
+        pipe = get_redis().pipeline()
+        pipe.decr(counter)
+        pipe.expire(counter, LOGIN_WINDOW_SECONDS, nx=True)  # if the window ended meanwhile
         pipe.execute()
     except RedisError:
-        log.warning("could not count a failed login (Redis down)")
+        log.warning("could not uncount a successful login (Redis down)")
 
 
 #: Workspaces one email's login is checked against without ``tenant`` (one password hash
@@ -340,8 +350,8 @@ def login(
     if not rows:
         verify_password(None, password)  # the same work as for a known email
     if not matching:
-        _count_login_failure(email, ip)
         raise Unauthenticated("Invalid email or password")
+    _forgive_login(email, ip)
     if len(matching) > 1:
         raise ValidationFailed(
             "This email and password open several workspaces; say which with 'tenant'",
