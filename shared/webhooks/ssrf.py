@@ -167,6 +167,14 @@ def vet_address(address: str | IPAddress, policy: Policy) -> IPAddress:
     return ip
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def check_url(url: str, policy: Policy) -> str:
     """Validate an endpoint URL when it is saved; return it or raise :class:`UnsafeUrl`."""
     try:
@@ -205,6 +213,8 @@ def resolve(host: str, port: int, policy: Policy) -> list[tuple[int, tuple]]:
 
     APPSEC: one unsafe address refuses the whole host: a name that resolves to both
     a public and a private address is exactly what a rebinding attack looks like.
+    The refusal names the host, never the address: the tenant reads it, and an
+    address would make any name they choose a probe of our internal DNS.
     """
     canonical_host(host)
     try:
@@ -215,7 +225,12 @@ def resolve(host: str, port: int, policy: Policy) -> list[tuple[int, tuple]]:
     vetted = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if not allowed_by_name:
-            vet_address(sockaddr[0].split("%", 1)[0], policy)
+            try:
+                vet_address(sockaddr[0].split("%", 1)[0], policy)
+            except UnsafeUrl:
+                if _is_literal(host):
+                    raise  # the caller wrote this address: naming it tells nothing
+                raise UnsafeUrl(f"host {host} resolves to an address that is not public") from None
         vetted.append((family, sockaddr))
     if not vetted:
         raise OSError(f"{host} has no address")
