@@ -9,6 +9,7 @@ checked against the auth epoch in Redis on every request (see
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import time
 import uuid
@@ -281,8 +282,23 @@ def authenticate_api_key(
     )
 
 
+def _client_network(ip: str | None) -> str:
+    """Whose attempts an address's are: an IPv4 address, or the /64 of an IPv6 one.
+
+    APPSEC: an IPv6 subscriber holds a whole /64; counted per address, a client
+    moving to a fresh address per guess was never limited.
+    """
+    try:
+        address = ipaddress.ip_address((ip or "").split("%", 1)[0])
+    except ValueError:
+        return ip or "-"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
 def _login_counter(email: str, ip: str | None) -> str:
-    return key("ratelimit", "login", email.lower(), ip or "-")
+    return key("ratelimit", "login", email.lower(), _client_network(ip))
 
 
 def _check_login_rate(email: str, ip: str | None) -> None:
