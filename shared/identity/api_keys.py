@@ -13,7 +13,7 @@ from shared import activity
 from shared.context import Ctx
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.identity.security import generate_api_key
-from shared.models import ApiKey
+from shared.models import ApiKey, Role, User
 from shared.schemas.identity import ApiKeyView
 
 #: A user may hold at most this many live keys (a leak is easier to contain).
@@ -73,6 +73,18 @@ def create_key(
     return CreatedKey(api_key, new.key)
 
 
+def _owner_permissions(session: Session, api_key: ApiKey) -> list[str]:
+    """The permissions the key's owner holds now (their role's)."""
+    return (
+        session.scalar(
+            select(Role.permissions)
+            .join(User, User.role_id == Role.id)
+            .where(User.id == api_key.user_id, User.tenant_id == api_key.tenant_id)
+        )
+        or []
+    )
+
+
 def revoke_key(session: Session, ctx: Ctx, key_id: uuid.UUID) -> None:
     """Revoke a key: its owner may, and so may holders of ``api_keys.manage``."""
     api_key = session.scalars(
@@ -82,8 +94,12 @@ def revoke_key(session: Session, ctx: Ctx, key_id: uuid.UUID) -> None:
     ).one_or_none()
     if api_key is None:
         raise NotFound("API key not found")
-    if api_key.user_id != ctx.user_id and not ctx.can("api_keys.manage"):
-        raise Forbidden("Only the key's owner or an admin may revoke it")
+    if api_key.user_id != ctx.user_id:
+        if not ctx.can("api_keys.manage"):
+            raise Forbidden("Only the key's owner or an admin may revoke it")
+        # APPSEC: as for editing an agent: no acting on someone holding what you lack
+        # (a key keeper cutting off the admins' integrations).
+        ctx.require_all(_owner_permissions(session, api_key), "Revoking this key")
     if api_key.revoked_at is not None:
         return
     api_key.revoked_at = func.now()
