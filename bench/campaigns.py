@@ -233,6 +233,10 @@ def run(args: argparse.Namespace, env: common.BenchEnv) -> int:
         META_GRAPH_BASE_URL=graph.base_url,
         META_GRAPH_VERSION="v21.0",
         OUTBOUND_CLAIM_SECONDS=str(args.claim_seconds),
+        # NOTE: every send's bound must stay under half the claim (refused otherwise).
+        GRAPH_TIMEOUT_SECONDS=str(args.claim_seconds / 5),
+        SMTP_TIMEOUT_SECONDS=str(args.claim_seconds / 10),
+        WEBHOOK_TIMEOUT_SECONDS=str(args.claim_seconds / 5),
     )
     results: dict = {}
     # The API's way: the send's first batch is queued with its commit. Without the enqueuer

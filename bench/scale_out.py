@@ -57,9 +57,13 @@ from bench.cluster import Cluster, ClusterConfig
 #: Settings of every cluster process in the kill runs (defaults otherwise).
 KILL_SETTINGS = {
     # NOTE: a killed worker's claimed sends wait for the claim to run out (default 300 s,
-    # for Graph's slow calls); the api channel's callbacks are bounded by the 15 s webhook
-    # timeout, so 30 s keeps the claim above any send while recovery stays measurable.
+    # for Graph's slow calls); 30 s keeps recovery measurable. Every send's bound must stay
+    # under half the claim (the settings are refused otherwise): the api channel's
+    # callbacks (the sends here) get 7 s, and so do the unused Graph and SMTP calls.
     "OUTBOUND_CLAIM_SECONDS": "30",
+    "WEBHOOK_TIMEOUT_SECONDS": "7",
+    "GRAPH_TIMEOUT_SECONDS": "7",
+    "SMTP_TIMEOUT_SECONDS": "3",
 }
 
 

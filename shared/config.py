@@ -21,6 +21,16 @@ DEV_SECRET_KEY = "dev-only-insecure-secret-change-me-0123456789"  # noqa: S105
 REDIS_WORKER_TIMEOUT_MS = 1_000
 RABBITMQ_WORKER_TIMEOUT_MS = 50
 
+#: The longest one outbound send may take, per channel kind: ``(setting, how many of it)``.
+#: A Meta send is an upload and a send (two Graph calls); an email, an SMTP session's
+#: steps; an api callback, one attempt (doubled: its answer is read into the database).
+#: :meth:`Settings.send_bound_seconds` is the one reading of it (the outbound engine's).
+SEND_BOUNDS: dict[str, tuple[str, int]] = {
+    "meta": ("graph_timeout_seconds", 2),
+    "email": ("smtp_timeout_seconds", 4),
+    "api": ("webhook_timeout_seconds", 2),
+}
+
 
 class Settings(BaseSettings):
     """Typed settings; each field maps to the upper-case environment variable of its name."""
@@ -359,7 +369,9 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "how long a worker's claim keeps other jobs off the messages it sends; a killed"
-            " worker's messages are sent again once it runs out"
+            " worker's messages are sent again once it runs out. Must be more than twice the"
+            " longest send (2 x GRAPH_TIMEOUT_SECONDS, 4 x SMTP_TIMEOUT_SECONDS,"
+            " 2 x WEBHOOK_TIMEOUT_SECONDS): the settings are refused otherwise"
         ),
     )
     outbound_send_threads: int = Field(
@@ -631,6 +643,36 @@ class Settings(BaseSettings):
                 "PASSWORD_HASH_MEMORY_KIB must be at least 8 x PASSWORD_HASH_PARALLELISM"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sends_fit_in_half_a_claim(self) -> Settings:
+        """Refuse at start a send bound of half ``OUTBOUND_CLAIM_SECONDS`` or more.
+
+        WHY: a send starts only while its claim has room left for its bound; a bound of
+        half the claim or more left a send that could still be in flight when its claim
+        ran out, and another worker could claim it then (a send in doubt, or sent twice).
+        Refused rather than cut short: the timeout an operator set is the one in force.
+        """
+        half = self.outbound_claim_seconds / 2
+        for kind, (field, times) in SEND_BOUNDS.items():
+            timeout = getattr(self, field)
+            if times * timeout >= half:
+                name = field.upper()
+                raise ValueError(
+                    f"{name}={timeout:g} lets one {kind} send take {times} x {timeout:g}"
+                    f" = {times * timeout:g} s, which must stay under half of"
+                    f" OUTBOUND_CLAIM_SECONDS={self.outbound_claim_seconds:g} ({half:g} s): a"
+                    " send still in flight when its claim runs out can be claimed and sent"
+                    f" again by another worker. Lower {name} below {half / times:g} or raise"
+                    f" OUTBOUND_CLAIM_SECONDS above {2 * times * timeout:g}"
+                )
+        return self
+
+    def send_bound_seconds(self, channel: str) -> float:
+        """The longest one send on ``channel`` may take (:data:`SEND_BOUNDS`)."""
+        kind = channel if channel in ("email", "api") else "meta"
+        field, times = SEND_BOUNDS[kind]
+        return times * getattr(self, field)
 
     @property
     def effective_broker_url(self) -> str:

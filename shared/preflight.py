@@ -11,6 +11,7 @@ import logging
 import sys
 
 import redis
+from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -121,8 +122,23 @@ def enforce_connection_budget(process: str, *, report: bool = False) -> None:
     )
 
 
+def settings_problem(error: ValidationError) -> str:
+    """What is wrong with the environment's settings, one line per refused value."""
+    lines = [
+        f"  - {' '.join(str(part).upper() for part in item['loc'])}: {item['msg']}".replace(
+            "  - : Value error, ", "  - "
+        )
+        for item in error.errors()
+    ]
+    return "The settings are refused:\n" + "\n".join(lines)
+
+
 def main() -> int:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(settings_problem(exc), file=sys.stderr)
+        return 1
     problems = []
     pg_url = make_url(settings.database_url)
     if error := check_postgres(settings.database_url):

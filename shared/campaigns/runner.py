@@ -47,7 +47,7 @@ from shared.admin import tenant_state
 from shared.campaigns import content, queue
 from shared.campaigns.campaigns import sending_account, view
 from shared.channels import outbound_queue
-from shared.channels.graph_errors import THROTTLING_CODES
+from shared.channels.graph_errors import PAIR_THROTTLING_CODES, THROTTLING_CODES
 from shared.channels.templates import sending as template_sending
 from shared.config import get_settings
 from shared.context import Ctx
@@ -80,7 +80,8 @@ TEMPLATE_PAUSED_WAIT_SECONDS = 600.0
 TEMPLATE_PAUSED = "template_paused"
 
 #: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
-THROTTLED = frozenset(THROTTLING_CODES | {"http_429"})
+#: Not the pair rate limit (131056): it holds back one recipient, not the number's pace.
+THROTTLED = frozenset((THROTTLING_CODES - PAIR_THROTTLING_CODES) | {"http_429"})
 
 
 class Outcome(StrEnum):

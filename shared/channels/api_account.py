@@ -9,8 +9,9 @@ by :mod:`.api_channel` to rotate the secret and by :mod:`.api_callback` to sign.
   endpoints use, and again at every delivery. Optional: an account without one hands
   outbound messages over at once (``sent``), for systems that read replies from the
   outgoing webhooks or the messages API instead (as the demo tenant's account does).
-  ``settings.timeout_seconds`` (optional, 1-60) bounds one attempt;
-  ``WEBHOOK_TIMEOUT_SECONDS`` otherwise.
+  ``settings.timeout_seconds`` (optional, 1-60) bounds one attempt, capped by
+  ``WEBHOOK_TIMEOUT_SECONDS`` as a webhook endpoint's is; ``WEBHOOK_TIMEOUT_SECONDS``
+  otherwise.
 - credentials ``signing_secret`` (``whsec_...``), generated here, shown once; after a
   rotation ``previous_signing_secret`` also signs until ``previous_signing_secret_expires_at``
   (the receiver verifies with either during the overlap, as with outgoing webhooks).
@@ -66,8 +67,14 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def timeout_of(settings: dict[str, Any], default: float) -> float:
-    """The bound on one callback attempt: ``settings.timeout_seconds``, else ``default``."""
-    return float(settings.get("timeout_seconds") or default)
+    """The bound on one callback attempt: ``settings.timeout_seconds`` up to ``default``
+    (``WEBHOOK_TIMEOUT_SECONDS``), else ``default``.
+
+    WHY the cap: the outbound engine starts a send only while its claim has room for
+    the send's bound, which the settings derive from ``WEBHOOK_TIMEOUT_SECONDS``; an
+    account's 60 s outlasted that room, and its claim could run out mid-callback.
+    """
+    return min(float(settings.get("timeout_seconds") or default), default)
 
 
 def external_id(given: str | None) -> str:

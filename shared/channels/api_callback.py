@@ -4,7 +4,7 @@ One attempt per call of :func:`send`, made by the outgoing webhooks' own sender
 (:func:`shared.webhooks.delivery.send` over :func:`shared.webhooks.transport.shared_client`):
 the same Standard Webhooks signature (``webhook-id`` is the message id, the same on every
 attempt, so a receiver dedupes retries), the same SSRF guard at connect time, the same
-bound on an attempt (the account's ``timeout_seconds``, else ``WEBHOOK_TIMEOUT_SECONDS``),
+bound on an attempt (the account's ``timeout_seconds`` up to ``WEBHOOK_TIMEOUT_SECONDS``),
 no redirects. Retries, backoff and the final ``failed`` are :mod:`.outbound`'s, as for
 every channel: this module only says whether a failure is worth retrying.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -100,16 +101,20 @@ def payload(outgoing: Any) -> dict[str, Any]:
     )
 
 
-def send(session: Session, outgoing: Any) -> str:
+def send(session: Session, outgoing: Any, ready: Callable[[], None] | None = None) -> str:
     """POST the message once; return its provider id, or raise :class:`SendFailed`.
 
     An account without a callback URL has nothing to call: the message is handed over
     (``sent``) and the tenant's system reads it from the webhooks or the messages API.
+    ``ready`` is called right before the POST (see :func:`.transports.send`).
     """
     account, message = outgoing.account, outgoing.message
     if not (account.settings or {}).get("callback_url"):
         return provider_id(account, message.direction, str(message.id))
-    result = post(account, outgoing.credentials, message.id, EVENT_TYPE, payload(outgoing))
+    envelope = payload(outgoing)
+    if ready is not None:
+        ready()
+    result = post(account, outgoing.credentials, message.id, EVENT_TYPE, envelope)
     if not result.ok:
         raise failure(result)
     # NOTE: the receiver took the message: nothing in reading its answer may fail the

@@ -29,6 +29,9 @@ from shared.errors import DomainError, RateLimited
 
 #: Meta throttling codes (a subset of :data:`shared.channels.graph.TRANSIENT_CODES`).
 THROTTLING_CODES = frozenset({"4", "17", "32", "613", "80007", "130429", "131048", "131056"})
+#: Throttling of one business number towards one recipient only (131056, the "pair rate
+#: limit": too many messages to this same person lately): the number may send to others.
+PAIR_THROTTLING_CODES = frozenset({"131056"})
 #: Seconds a throttled caller is told to wait when Meta named no ``Retry-After``.
 DEFAULT_RETRY_AFTER = 60
 
@@ -91,6 +94,11 @@ def is_permission_denied(failure: SendFailed) -> bool:
 
 def is_throttled(failure: SendFailed) -> bool:
     return failure.http_status == 429 or failure.code in THROTTLING_CODES
+
+
+def is_pair_throttled(failure: SendFailed) -> bool:
+    """Throttled for this recipient only (:data:`PAIR_THROTTLING_CODES`), not the account."""
+    return failure.code in PAIR_THROTTLING_CODES
 
 
 def _details(failure: SendFailed, field: str | None) -> list[dict[str, str]]:

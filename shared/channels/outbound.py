@@ -1,7 +1,9 @@
 """What a send's outcome does to its message and its ``outbound_sends`` row.
 
 The outbound engine (:mod:`shared.channels.outbound_engine`) claims, sends and then
-records through these, in one transaction per batch:
+records through these, in one transaction per batch, after :func:`hold_live` kept only
+the claims that are still the latest of their sends (a claim that ran out and was taken
+by another worker records nothing: its send is the live claim's to settle):
 
 - :func:`record_sent_many`: the sent messages in a few statements: ``sent`` with the
   provider's message id through the delivery rule (only a ``queued`` message moves),
@@ -25,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text, update
@@ -79,6 +81,39 @@ def account_of(
     return account, decrypt_credentials(account)
 
 
+#: The sends among ``(id, attempt)`` whose latest claim is that attempt, still pending,
+#: locked to the end of the transaction (in the claim's order, message id).
+_HOLD_LIVE = text(
+    """
+    SELECT s.message_id
+      FROM outbound_sends s
+      JOIN unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS c(message_id, attempt)
+        ON c.message_id = s.message_id AND c.attempt = s.attempts
+     WHERE s.message_id = ANY(CAST(:ids AS uuid[])) AND s.status = 'pending'
+     ORDER BY s.message_id
+       FOR UPDATE OF s
+    """
+)
+
+
+def hold_live(session: Session, attempts: Mapping[uuid.UUID, int]) -> set[uuid.UUID]:
+    """Of ``{message_id: the claim's attempt}``, the sends this claim still holds; their
+    rows stay locked until commit, so no other worker claims them meanwhile.
+
+    Call before recording any outcome (sent, failed, back to pending) and record only
+    these. WHY: a record late enough that its claim had run out and another worker had
+    claimed the send again overwrote the live claim's state: a late ``failed`` failed a
+    message the live claim had just sent, a late ``sent`` finished a send still in
+    flight elsewhere (what the live claim then learned was dropped).
+    """
+    if not attempts:
+        return set()
+    rows = session.execute(
+        _HOLD_LIVE, {"ids": list(attempts), "attempts": list(attempts.values())}
+    ).scalars()
+    return set(rows)
+
+
 _FINISH = text(
     """
     UPDATE outbound_sends SET status = :status, finished_at = now()
@@ -121,7 +156,8 @@ _MARK_SENT = text(
 def record_sent_many(
     session: Session, sent: Sequence[tuple[uuid.UUID, uuid.UUID, str, str]]
 ) -> None:
-    """Record ``(tenant_id, message_id, provider_message_id, channel)`` sends as ``sent``.
+    """Record ``(tenant_id, message_id, provider_message_id, channel)`` sends as ``sent``
+    (claims the caller holds: :func:`hold_live`).
 
     Provider ids are unique per tenant, but a receiver may answer one id for several sends
     of a batch (the api channel's callback answering a constant, none of them recorded yet
@@ -249,7 +285,7 @@ def record_failed(
     attempts: int | None = None,
 ) -> None:
     """Fail the message with the provider's error; ``attempts`` set: retries ran out,
-    so a dead letter is written too."""
+    so a dead letter is written too. The caller holds the claim (:func:`hold_live`)."""
     message = session.scalars(
         select(Message)
         .where(Message.tenant_id == tenant_id, Message.id == message_id)

@@ -13,10 +13,14 @@ committed) instead of one job, transaction and worker thread per message:
    two workers at once. A cancelled campaign's message is failed here, not sent.
 2. send: outside any transaction, on this process's pool of send threads
    (``OUTBOUND_SEND_THREADS``) through the same transports as ever, each account
-   within its slots and throttling pauses (:mod:`.outbound_limits`). A send starts
-   only while its claim has room left for the send's own time bound, so it ends
-   before the claim can run out; what has no room left is put back (not an attempt).
-3. record: in one transaction, the sent ones batched (:func:`.outbound.record_sent_many`),
+   within its slots, throttling pauses and pair holds (:mod:`.outbound_limits`). A send
+   starts only while its claim has room left for the send's own time bound
+   (:meth:`shared.config.Settings.send_bound_seconds`, which the settings keep under half
+   the claim), so it ends before the claim can run out; what has no room left is put
+   back (not an attempt).
+3. record: in one transaction, of the claims still the latest of their sends
+   (:func:`.outbound.hold_live`: one that ran out and was claimed again records nothing,
+   and leaves its send marker), the sent ones batched (:func:`.outbound.record_sent_many`),
    transient failures back to pending for their retry time (a doubling backoff, or the
    provider's ``Retry-After`` when longer), the rest failed through the per-message path
    (:func:`.outbound.record_failed`, token rejection included). A message still failing
@@ -54,7 +58,7 @@ from sqlalchemy.orm import Session
 from shared.campaigns import tracking as campaign_tracking
 from shared.channels import outbound, send_markers, transports
 from shared.channels.graph import MAX_RETRY_AFTER_SECONDS
-from shared.channels.graph_errors import is_throttled
+from shared.channels.graph_errors import is_pair_throttled, is_throttled
 from shared.channels.outbound_limits import AccountLimits, account_limits
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.config import Settings, get_settings
@@ -65,6 +69,23 @@ log = logging.getLogger(__name__)
 
 #: Messages per ``send_outbound_batch`` job at most.
 MAX_BATCH = 50
+#: What a batch may take past its claim's expiry: its record (one transaction, or one a
+#: message when that fails).
+RECORD_ALLOWANCE_SECONDS = 300.0
+
+
+def batch_time_limit_ms(settings: Settings) -> int:
+    """The time limit of a job that sends a batch: its claim, then its record; at least
+    15 minutes.
+
+    WHY: no send outlasts its claim, but the whole batch may run that long; a fixed 15
+    minutes under a longer claim (the settings ask for one above twice the longest send,
+    and an SMTP timeout of 300 s makes that 40 minutes) interrupted the job while it
+    waited for its sends, so nothing was recorded: sends Meta or the relay had taken
+    ended ``delivery_unknown``.
+    """
+    return int(max(15 * 60, settings.outbound_claim_seconds + RECORD_ALLOWANCE_SECONDS) * 1000)
+
 
 #: An array of ids bound as one parameter.
 _UUIDS = ARRAY(PG_UUID(as_uuid=True))
@@ -111,6 +132,11 @@ class Claim:
     def account_id(self) -> uuid.UUID | None:
         return self.outgoing.account.id if self.outgoing is not None else None
 
+    @property
+    def recipient_id(self) -> uuid.UUID | None:
+        """The contact sent to (a pair hold's recipient)."""
+        return self.outgoing.contact.id if self.outgoing is not None else None
+
 
 @dataclass(slots=True)
 class Attempted:
@@ -145,15 +171,6 @@ def retry_delay(attempt: int, error: SendFailed | None, settings: Settings) -> f
     return max(backoff / 1000, min(retry_after or 0.0, MAX_RETRY_AFTER_SECONDS))
 
 
-def _send_bound(channel: str, settings: Settings) -> float:
-    """The longest one send may take (an upload and a send; an SMTP session's steps)."""
-    if channel == "email":
-        return 4 * settings.smtp_timeout_seconds
-    if channel == "api":
-        return 2 * settings.webhook_timeout_seconds
-    return 2 * settings.graph_timeout_seconds
-
-
 #: Why a campaign message is not sent when its send starts: its campaign was cancelled,
 #: or its contact opted out, after the batch made it.
 CAMPAIGN_STOPPED = {
@@ -183,6 +200,9 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
     lease = settings.outbound_claim_seconds
     done: dict[uuid.UUID, Result] = {}
     with session_scope() as session:
+        # NOTE: read before the statement: the lease runs from the transaction's start
+        # (``now()``), and a claim read after a slow statement thought it had more left.
+        started = time.monotonic()
         rows = session.execute(
             _CLAIM,
             {
@@ -191,7 +211,6 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
                 "sweep": lease + settings.outbound_sweep_after_seconds,
             },
         ).all()
-        started = time.monotonic()
         if not rows:
             return [], done
         attempts = {row.message_id: row.attempts for row in rows}
@@ -208,13 +227,13 @@ def claim(ids: Sequence[uuid.UUID]) -> tuple[list[Claim], dict[uuid.UUID, Result
                 finished["failed" if message.status == "failed" else "sent"].append(message.id)
                 done[message.id] = Result(Outcome.DONE)
                 continue
-            bound = _send_bound(message.channel, settings)
+            # NOTE: the settings keep every bound under half the claim (refused otherwise),
+            # so a send started before this deadline ends before the claim runs out.
             item = Claim(
                 message.id,
                 message.tenant_id,
                 attempts[message.id],
-                # NOTE: never less than half the claim, whatever the settings say.
-                started + max(lease - bound, lease / 2),
+                started + lease - settings.send_bound_seconds(message.channel),
             )
             if message.id in doubtful and message.channel not in send_markers.EXEMPT_CHANNELS:
                 item.error = DELIVERY_UNKNOWN
@@ -339,13 +358,13 @@ def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
     limits = account_limits()
     out = {c.message_id: Attempted(error=c.error) for c in claims if c.outgoing is None}
     ready = [c for c in claims if c.outgoing is not None]
-    limits.load_pauses(c.account_id for c in ready)
+    limits.load_pauses((c.account_id, c.recipient_id) for c in ready)
     pool = _send_pool()
     futures: dict[uuid.UUID, Future[Attempted]] = {}
     for item in _interleaved(ready):
-        account_id = item.account_id
+        account_id, recipient_id = item.account_id, item.recipient_id
         room = item.deadline - time.monotonic()
-        paused = limits.pause_left(account_id)
+        paused = limits.pause_left(account_id, recipient_id)
         if paused > 0 or room <= 0:
             out[item.message_id] = Attempted(deferred=paused)
             continue
@@ -353,7 +372,7 @@ def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
         if not slot.acquire(timeout=room):
             out[item.message_id] = Attempted(deferred=0.0)
             continue
-        paused = limits.pause_left(account_id)  # it may have been throttled meanwhile
+        paused = limits.pause_left(account_id, recipient_id)  # throttled meanwhile?
         if paused > 0:
             slot.release()
             out[item.message_id] = Attempted(deferred=paused)
@@ -370,8 +389,13 @@ def send_all(claims: Sequence[Claim]) -> dict[uuid.UUID, Attempted]:
     return out
 
 
+class _NoRoomLeft(Exception):
+    """The claim has no room left for the send's provider call: it is put back."""
+
+
 def _send_one(item: Claim, limits: AccountLimits) -> Attempted:
-    """One provider call; a throttling answer pauses the account (never raises).
+    """One provider call; a throttling answer pauses the account, the pair rate limit
+    holds back its recipient only (never raises).
 
     A send that waited for a send thread until its claim had no room left is put back:
     its claim may run out mid-call, and another worker may send it meanwhile (the room
@@ -380,17 +404,34 @@ def _send_one(item: Claim, limits: AccountLimits) -> Attempted:
     assert item.outgoing is not None
     if time.monotonic() >= item.deadline:
         return Attempted(deferred=0.0)
-    if item.outgoing.message.channel not in send_markers.EXEMPT_CHANNELS:
-        send_markers.mark(item.message_id, item.attempt)
+    marked = item.outgoing.message.channel not in send_markers.EXEMPT_CHANNELS
+
+    def ready() -> None:
+        """Right before the first provider call, after the reads the send needs.
+
+        WHY checked again: those reads (a wait for a pooled connection, a stored file)
+        are not in the send's bound; a send they held past its claim's room called the
+        provider anyway and could still be in flight when its claim ran out.
+        """
+        if time.monotonic() >= item.deadline:
+            raise _NoRoomLeft
+        if marked:
+            send_markers.mark(item.message_id, item.attempt)
+
     try:
         if not transports.reads_database(item.outgoing):  # PERF: no session to open and close
-            return Attempted(provider_id=transports.send(None, item.outgoing))
+            return Attempted(provider_id=transports.send(None, item.outgoing, ready))
         with session_scope() as session:
-            return Attempted(provider_id=transports.send(session, item.outgoing))
+            return Attempted(provider_id=transports.send(session, item.outgoing, ready))
+    except _NoRoomLeft:
+        return Attempted(deferred=0.0)
     except Exception as exc:
         error = as_failure(exc, f"send {item.message_id}")
         if is_throttled(error):
-            limits.pause(item.outgoing.account.id, retry_delay(item.attempt, error, get_settings()))
+            delay = retry_delay(item.attempt, error, get_settings())
+            # NOTE: the pair rate limit holds back this recipient only, not the number.
+            recipient = item.recipient_id if is_pair_throttled(error) else None
+            limits.pause(item.outgoing.account.id, delay, recipient)
         return Attempted(error=error)
 
 
@@ -407,7 +448,11 @@ def record(
     try:
         with session_scope() as session:
             results = _record(session, items)
-        send_markers.clear({c.message_id: c.attempt for c in claims})
+        # NOTE: a claim that ran out recorded nothing: its marker stays, so a provider call
+        # it made is still in doubt for whoever holds the send now.
+        send_markers.clear(
+            {c.message_id: c.attempt for c in claims if results[c.message_id] is not OUTLIVED}
+        )
         return results
     except Exception:
         if len(items) == 1:
@@ -422,13 +467,23 @@ def record(
     return results
 
 
+#: The outcome of a claim that ran out before its record: another worker claimed the send
+#: since (or it is settled), so nothing was recorded (:func:`.outbound.hold_live`).
+OUTLIVED = Result(Outcome.BUSY)
+
+
 def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[uuid.UUID, Result]:
     settings = get_settings()
     results: dict[uuid.UUID, Result] = {}
     sent: list[tuple[Claim, str]] = []
     later: list[outbound.Reschedule] = []
     failed: list[tuple[Claim, SendFailed, bool]] = []
+    live = outbound.hold_live(session, {item.message_id: item.attempt for item, _ in items})
     for item, attempt in items:
+        if item.message_id not in live:
+            _outlived(item, attempt)
+            results[item.message_id] = OUTLIVED
+            continue
         error = attempt.error
         if attempt.provider_id is not None:
             sent.append((item, attempt.provider_id))
@@ -465,6 +520,25 @@ def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[
             attempts=item.attempt if exhausted else None,
         )
     return results
+
+
+def _outlived(item: Claim, attempt: Attempted) -> None:
+    """Say what a claim that ran out learned and did not record (an operator may need it)."""
+    if attempt.provider_id is not None:
+        log.warning(
+            "send %s: attempt %d was accepted by the provider as %s after its claim ran out;"
+            " the send is another claim's now (or settled), so this is not recorded",
+            item.message_id,
+            item.attempt,
+            attempt.provider_id,
+        )
+    elif attempt.error is not None:
+        log.warning(
+            "send %s: attempt %d failed (%s) after its claim ran out; not recorded",
+            item.message_id,
+            item.attempt,
+            attempt.error.code,
+        )
 
 
 # --- all three --------------------------------------------------------------------------------

@@ -10,8 +10,11 @@ reply code: 4xx and network trouble are transient, 5xx permanent.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -98,18 +101,99 @@ def reply_subject(subject: str | None, *, is_reply: bool) -> str:
     return subject
 
 
+class _Watchdog:
+    """Ends an SMTP session at its deadline: shuts its socket down, whatever step it is in.
+
+    WHY: ``timeout`` bounds each step (a connect, a reply), and a session has about ten
+    (banner, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the message, QUIT): a relay
+    answering each one just in time held the send several times longer than the bound
+    its claim counts on, until the claim could run out mid-session.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.client: smtplib.SMTP | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self.client = None  # NOTE: a session over is never shut down late
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self.client.sock if self.client is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(base: type[smtplib.SMTP], watchdog: _Watchdog | None) -> type[smtplib.SMTP]:
+    """``base`` whose sockets ``watchdog`` can shut down (from the connect on)."""
+    if watchdog is None:
+        return base
+
+    class Watched(base):
+        def _get_socket(self, host, port, timeout):
+            sock = super()._get_socket(host, port, timeout)
+            with watchdog._lock:
+                if watchdog.expired:
+                    sock.close()
+                    raise TimeoutError("the SMTP session's time is up")
+                watchdog.client = self
+            return sock
+
+    return Watched
+
+
 def send_email(
-    account: SmtpAccount, msg: EmailMessage, *, timeout: float, ca_file: str | None = None
+    account: SmtpAccount,
+    msg: EmailMessage,
+    *,
+    timeout: float,
+    ca_file: str | None = None,
+    deadline: float | None = None,
 ) -> str:
-    """Send ``msg`` through the account's relay; return its ``Message-ID``."""
+    """Send ``msg`` through the account's relay; return its ``Message-ID``.
+
+    ``timeout`` bounds each step; ``deadline`` (seconds), the whole session: a session
+    still going then is cut off and fails as a ``timeout``.
+    """
     context = ssl.create_default_context(cafile=ca_file)
+    with contextlib.ExitStack() as stack:
+        watchdog = stack.enter_context(_Watchdog(deadline)) if deadline is not None else None
+        try:
+            return _session(account, msg, timeout, context, watchdog)
+        except SendFailed as exc:
+            if watchdog is None or not watchdog.expired:
+                raise
+            raise SendFailed(
+                "timeout", f"the SMTP session took longer than {deadline:g} s", transient=True
+            ) from exc
+
+
+def _session(
+    account: SmtpAccount,
+    msg: EmailMessage,
+    timeout: float,
+    context: ssl.SSLContext,
+    watchdog: _Watchdog | None,
+) -> str:
     try:
         if account.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
+            client: smtplib.SMTP = _watched(smtplib.SMTP_SSL, watchdog)(
                 account.host, account.port, timeout=timeout, context=context
             )
         else:
-            client = smtplib.SMTP(account.host, account.port, timeout=timeout)
+            client = _watched(smtplib.SMTP, watchdog)(account.host, account.port, timeout=timeout)
         try:
             client.ehlo()
             if account.security == "starttls":

@@ -8,7 +8,7 @@ sending account (credentials decrypted). Raises
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -43,17 +43,25 @@ def reads_database(outgoing: Outgoing) -> bool:
     return not meta or bool(outgoing.message.attachments)
 
 
-def send(session: Session | None, outgoing: Outgoing) -> str:
-    """``session`` may be None when :func:`reads_database` says the send reads nothing."""
+def _go() -> None:
+    """The default ``ready``: nothing to check before the provider call."""
+
+
+def send(session: Session | None, outgoing: Outgoing, ready: Callable[[], None] = _go) -> str:
+    """``session`` may be None when :func:`reads_database` says the send reads nothing.
+
+    ``ready`` is called once, after what the send reads (rows, stored files) and right
+    before its first provider call; what it raises ends the send there, nothing sent.
+    """
     channel = outgoing.message.channel
     if channel == "whatsapp":
-        return _send_whatsapp(session, outgoing)
+        return _send_whatsapp(session, outgoing, ready)
     if channel in ("messenger", "instagram"):
-        return _send_page(session, outgoing)
+        return _send_page(session, outgoing, ready)
     if channel == "email":
-        return _send_email(session, outgoing)
+        return _send_email(session, outgoing, ready)
     if channel == "api":
-        return api_callback.send(session, outgoing)
+        return api_callback.send(session, outgoing, ready)
     raise SendFailed("unsupported_channel", f"cannot send on {channel!r}", transient=False)
 
 
@@ -68,7 +76,7 @@ def _token(outgoing: Outgoing) -> str:
     return token
 
 
-def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
+def _send_whatsapp(session: Session | None, outgoing: Outgoing, ready: Callable[[], None]) -> str:
     """Text (with its reply choices), template, or one file (uploaded to WhatsApp first;
     ``body`` is its caption)."""
     message, to = outgoing.message, outgoing.contact.external_id
@@ -81,6 +89,7 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
         [item] = message.attachments
         media = _stored_media(session, message, item)
         with _open(media) as stream:
+            ready()
             uploaded = graph.graph_client().post_form(
                 f"{phone_number_id}/media",
                 token,
@@ -103,6 +112,8 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
         payload = graph.whatsapp_text(to, message.body)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
+    if not message.attachments:
+        ready()
     with _accepted_once():
         answer = graph.graph_client().post(f"{phone_number_id}/messages", token, payload)
     try:
@@ -111,7 +122,7 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing) -> str:
         raise _accepted_unread("its answer named no message id") from exc
 
 
-def _send_page(session: Session | None, outgoing: Outgoing) -> str:
+def _send_page(session: Session | None, outgoing: Outgoing, ready: Callable[[], None]) -> str:
     """Messenger and Instagram both send through ``/me/messages`` with the page token:
     text as JSON, a file as multipart (``filedata``) in the same call."""
     message, recipient = outgoing.message, outgoing.contact.external_id
@@ -121,6 +132,7 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
         media = _stored_media(session, message, item)
         fields = graph.page_attachment_upload(recipient, item["type"])
         with _open(media) as stream, _accepted_once():
+            ready()
             answer = client.post_form(
                 "me/messages",
                 token,
@@ -129,9 +141,10 @@ def _send_page(session: Session | None, outgoing: Outgoing) -> str:
                 file_field="filedata",
             )
     elif message.body:
+        offered = choices.offered(message.metadata_)
+        payload = graph.page_text(recipient, message.body, offered)
+        ready()
         with _accepted_once():
-            offered = choices.offered(message.metadata_)
-            payload = graph.page_text(recipient, message.body, offered)
             answer = client.post("me/messages", token, payload)
     else:
         raise SendFailed("empty_message", "nothing to send", transient=False)
@@ -181,7 +194,7 @@ def _accepted_unread(what: str) -> SendFailed:
     )
 
 
-def _send_email(session: Session, outgoing: Outgoing) -> str:
+def _send_email(session: Session, outgoing: Outgoing, ready: Callable[[], None]) -> str:
     settings = get_settings()
     account, message = outgoing.account, outgoing.message
     config: dict[str, Any] = account.settings or {}
@@ -215,8 +228,14 @@ def _send_email(session: Session, outgoing: Outgoing) -> str:
         raise SendFailed(
             "invalid_email", f"the email cannot be written: {exc}", transient=False
         ) from exc
+    ready()
     return smtp.send_email(
-        relay, email, timeout=settings.smtp_timeout_seconds, ca_file=settings.smtp_ca_file
+        relay,
+        email,
+        timeout=settings.smtp_timeout_seconds,
+        ca_file=settings.smtp_ca_file,
+        # NOTE: the whole session within the bound the send's claim counts on.
+        deadline=settings.send_bound_seconds("email"),
     )
 
 

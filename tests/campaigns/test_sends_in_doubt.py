@@ -28,9 +28,14 @@ from tests.webhooks.faults_support import private_broker, start_worker
 
 @pytest.fixture
 def one_send_at_a_time(monkeypatch):
-    """Worker processes send one message at a time, under a 3 s claim."""
+    """Worker processes send one message at a time, under a 100 s claim: the Graph timeout
+    (24 s) outlasts the fake's 20 s hang, so the kill lands inside the provider call, and
+    every send's bound stays under half the claim, as the settings require. The test
+    moves time past the claims itself."""
     monkeypatch.setenv("OUTBOUND_SEND_THREADS", "1")
-    monkeypatch.setenv("OUTBOUND_CLAIM_SECONDS", "3")
+    monkeypatch.setenv("OUTBOUND_CLAIM_SECONDS", "100")
+    monkeypatch.setenv("GRAPH_TIMEOUT_SECONDS", "24")
+    monkeypatch.setenv("SMTP_TIMEOUT_SECONDS", "10")
     get_settings.cache_clear()
     yield
     monkeypatch.undo()

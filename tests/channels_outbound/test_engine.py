@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, update
 
-from shared.channels import outbound_engine, outbound_queue, send_markers
+from shared.campaigns.runner import THROTTLED
+from shared.channels import outbound_engine, outbound_limits, outbound_queue, send_markers
+from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, DeadLetter, Message
 from shared.models.outbound import OutboundSend
+from shared.redis_client import get_redis
 from tests.channels_outbound.conftest import redriven, sent_with
 from tests.peers.environment import environment
 from tests.waiting import wait_until
@@ -272,7 +276,13 @@ def test_a_send_queued_behind_others_past_its_claim_is_not_sent_by_two_workers(
     fake_graph.script(*[("sleep", 0.9)] * 5, "ok")  # each under the Graph timeout (1 s)
 
     with (
-        environment(OUTBOUND_SEND_THREADS="1", OUTBOUND_CLAIM_SECONDS="4"),
+        environment(
+            OUTBOUND_SEND_THREADS="1",
+            # Every send's bound under half the claim, as the settings require.
+            OUTBOUND_CLAIM_SECONDS="4.5",
+            SMTP_TIMEOUT_SECONDS="0.5",
+            WEBHOOK_TIMEOUT_SECONDS="1",
+        ),
         ThreadPoolExecutor(1) as first_worker,
     ):
         batch = first_worker.submit(outbound_engine.send_batch, [*early, late])
@@ -330,3 +340,158 @@ def test_a_late_record_of_a_lost_claim_leaves_the_live_claims_send_in_doubt(
     [settled] = _settled([message_id]).values()
     assert sent_with(fake_graph, "token-stale-mark") == []  # B's call may have reached Meta
     assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
+
+
+def _lost_claim_then_live_one(message_id):
+    """Worker A's claim (slow to record: it runs out) and worker B's, which holds it now."""
+    [stale], _ = outbound_engine.claim([message_id])
+    _claim_runs_out(message_id)
+    [live], _ = outbound_engine.claim([message_id])
+    assert (stale.attempt, live.attempt) == (1, 2)
+    return stale, live
+
+
+def test_a_late_failure_of_a_lost_claim_does_not_fail_what_the_live_claim_sent(
+    workspace, channels, fake_graph
+):
+    message_id = _unsent(channels, "token-late-failure")
+    # A found the account disabled (no provider call); it was enabled again before B claimed.
+    stale, live = _lost_claim_then_live_one(message_id)
+    outbound_engine.record([live], outbound_engine.send_all([live]))
+
+    disabled = SendFailed("account_disabled", "the whatsapp account is disabled", transient=False)
+    late = outbound_engine.record([stale], {message_id: outbound_engine.Attempted(error=disabled)})
+
+    message = _messages([message_id])[message_id]
+    assert (message.status, message.error_code) == ("sent", None)
+    claim = _claims([message_id])[message_id]
+    assert (claim.status, claim.attempts, claim.last_error_code) == ("sent", 2, None)
+    assert late[message_id].outcome == "busy"  # nothing recorded: B's claim settled the send
+    assert len(sent_with(fake_graph, "token-late-failure")) == 1
+
+
+def test_a_late_success_of_a_lost_claim_does_not_finish_the_send_another_worker_holds(
+    workspace, channels, fake_graph
+):
+    message_id = _unsent(channels, "token-late-success")
+    # A's call went out while Redis was down (no marker), and A was slow to record it.
+    stale, live = _lost_claim_then_live_one(message_id)
+    held = _claims([message_id])[message_id]
+
+    late = outbound_engine.record(
+        [stale], {message_id: outbound_engine.Attempted(provider_id="wamid.late")}
+    )
+
+    claim = _claims([message_id])[message_id]  # B's claim as it was: still B's to record
+    assert (claim.status, claim.attempts, claim.finished_at) == ("pending", 2, None)
+    assert claim.next_attempt_at == held.next_attempt_at
+    message = _messages([message_id])[message_id]
+    assert (message.status, message.provider_message_id) == ("queued", None)
+    assert late[message_id].outcome == "busy"
+
+    [result] = outbound_engine.record([live], outbound_engine.send_all([live])).values()
+    assert result.outcome == "sent"
+    message = _messages([message_id])[message_id]
+    assert (message.status, message.provider_message_id) == ("sent", result.provider_message_id)
+    assert _claims([message_id])[message_id].status == "sent"
+
+
+def test_a_late_record_of_a_lost_claim_keeps_its_provider_call_in_doubt(
+    workspace, channels, fake_graph
+):
+    message_id = _unsent(channels, "token-late-doubt")
+    [stale], _ = outbound_engine.claim([message_id])  # A reaches Meta, which times out...
+    send_markers.mark(message_id, stale.attempt)
+    _claim_runs_out(message_id)
+    [live], _ = outbound_engine.claim([message_id])  # B finds it in doubt, and is killed
+    assert live.error is outbound_engine.DELIVERY_UNKNOWN
+
+    timeout = SendFailed("timeout", "Graph API timed out", transient=True)  # ... A records late
+    outbound_engine.record([stale], {message_id: outbound_engine.Attempted(error=timeout)})
+    _claim_runs_out(message_id)
+    outbound_engine.send_batch([message_id])  # attempt 3
+
+    [settled] = _settled([message_id]).values()
+    assert sent_with(fake_graph, "token-late-doubt") == []  # A's call may have reached Meta
+    assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
+
+
+def test_meta_pair_rate_limit_holds_back_that_recipient_only(
+    workspace, channels, fake_graph, per_account
+):
+    per_account(1)  # one at a time: the throttling answer goes to the first send
+    account_id = channels.account("whatsapp", credentials={"access_token": "token-pair"})
+    first, second = (
+        channels.conversation(
+            channels.contact(channel="whatsapp"), integration_account_id=account_id
+        )
+        for _ in range(2)
+    )
+    fake_graph.script(("throttle", "131056", 3), "ok")
+
+    ids = _commit_together(channels, [first, second], each=2)
+    [refused] = wait_until(lambda: sent_with(fake_graph, "token-pair")[:1], "the refused send")
+    held_back = refused.json["to"]  # that recipient (pair) only
+
+    settled = _settled(ids, timeout=30)
+    assert {m.status for m in settled.values()} == {"sent"}
+    requests = sent_with(fake_graph, "token-pair")[1:]
+    assert len(requests) == 4  # each message once after the refusal
+    others = [r for r in requests if r.json["to"] != held_back]
+    held = [r for r in requests if r.json["to"] == held_back]
+    assert len(others) == 2 and len(held) == 2
+    assert max(r.at for r in others) - refused.at < 2  # the number kept sending to others
+    assert min(r.at for r in held) - refused.at >= 2.9  # that pair waited Meta's Retry-After
+    claims = _claims(ids)
+    assert sorted((c.attempts, c.last_error_code) for c in claims.values()) == [
+        (1, None),  # held back by the pair's hold: no attempt
+        (1, None),
+        (1, None),
+        (2, "131056"),
+    ]
+
+
+def test_a_pair_hold_reaches_the_other_processes_for_that_pair_only():
+    account, held, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    outbound_limits.AccountLimits(1).pause(account, 5.0, held)  # one worker process
+
+    elsewhere = outbound_limits.AccountLimits(1)  # another one, at its next batch
+    elsewhere.load_pauses([(account, held), (account, other)])
+
+    assert 4.0 < elsewhere.pause_left(account, held) <= 5.0
+    assert elsewhere.pause_left(account, other) == 0.0
+    assert elsewhere.pause_left(account) == 0.0
+    assert "131056" not in THROTTLED  # nor does it slow a campaign down
+
+
+def test_a_send_whose_reads_use_up_its_claims_room_is_put_back_not_sent(
+    workspace, channels, smtp_peers, monkeypatch
+):
+    from shared.channels import transports
+    from tests.channels_outbound.test_send_email import _mailbox
+
+    peer = smtp_peers["none"]
+    conversation = _mailbox(channels, peer)
+    outbound_queue.set_enqueuer(None)
+    try:
+        [message_id] = _commit_together(channels, [conversation], each=1)
+        wait_until(lambda: _claims([message_id]), "the send row")
+    finally:
+        outbound_queue.set_enqueuer(enqueue_sends)
+    [item], _ = outbound_engine.claim([message_id])
+    item.deadline = time.monotonic() + 0.3  # the claim's room is nearly used up...
+    thread_ids = transports._thread_ids
+
+    def slow_read(session, message):  # ... and the send's reads wait past it (a pool wait)
+        time.sleep(0.6)
+        return thread_ids(session, message)
+
+    monkeypatch.setattr(transports, "_thread_ids", slow_read)
+    attempted = outbound_engine.send_all([item])
+
+    assert peer.received == []  # the relay call would have run past the room it was given
+    assert attempted[message_id] == outbound_engine.Attempted(deferred=0.0)
+    [result] = outbound_engine.record([item], attempted).values()
+    assert result.outcome == "retry"
+    assert _claims([message_id])[message_id].attempts == 0  # put back: no attempt
+    assert get_redis().get(send_markers._key(message_id)) is None  # no provider call: no doubt

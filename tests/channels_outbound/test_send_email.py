@@ -203,3 +203,78 @@ def test_an_address_that_cannot_be_a_header_fails_at_once_without_retries(
     assert peer.received == []
     with session_scope() as session:
         assert session.get(OutboundSend, uuid.UUID(message_id)).attempts == 1
+
+
+def _slow_relay(delay: float):
+    """A relay that answers every SMTP step, each ``delay`` seconds late; (port, stop)."""
+    import socket
+    import threading
+    import time
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stopped = threading.Event()
+
+    def answer(conn, line: bytes) -> None:
+        time.sleep(delay)
+        conn.sendall(line + b"\r\n")
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stopped.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn, conn.makefile("rb") as lines:
+                try:
+                    answer(conn, b"220 slow.example ESMTP")
+                    for line in lines:
+                        verb = line[:4].upper()
+                        if verb == b"DATA":
+                            answer(conn, b"354 go ahead")
+                            for body in lines:
+                                if body == b".\r\n":
+                                    break
+                            answer(conn, b"250 queued")
+                        elif verb == b"QUIT":
+                            answer(conn, b"221 bye")
+                            break
+                        else:
+                            answer(conn, b"250 ok")
+                except OSError:
+                    pass  # the client hung up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopped.set()
+        thread.join(5)
+        server.close()
+
+    return server.getsockname()[1], stop
+
+
+def test_a_relay_slow_at_every_step_is_cut_off_at_the_sessions_bound():
+    """Each step answers within SMTP_TIMEOUT_SECONDS, but a session has more steps than the
+    send's bound counts on: the session is ended at its bound, not at the relay's pace."""
+    import time
+
+    import pytest
+
+    from shared.channels import smtp
+    from shared.channels.send_errors import SendFailed
+
+    port, stop = _slow_relay(delay=0.4)  # seven answers: 2.8 s in all
+    relay = smtp.SmtpAccount("127.0.0.1", port, "none", None, None, "shop@shop.example")
+    email = smtp.build_email(relay, to="ada@customer.example", subject="Hi", text="Hello")
+    try:
+        started = time.monotonic()
+        with pytest.raises(SendFailed) as failed:
+            smtp.send_email(relay, email, timeout=0.5, deadline=2.0)  # 4 steps of 0.5 s
+        took = time.monotonic() - started
+    finally:
+        stop()
+    assert failed.value.code == "timeout" and failed.value.transient
+    assert "2 s" in failed.value.message
+    assert 1.9 <= took < 2.4

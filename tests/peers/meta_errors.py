@@ -31,7 +31,8 @@ def _error(
 
 
 def meta_error(name: str) -> tuple[int, dict[str, Any]]:
-    """``"131047"``, ``"131026"``, ``"100"``, ``"190"``, ``"130429"``, ``"80007"``,
+    """``"131047"``, ``"131026"``, ``"100"``, ``"190"``, ``"130429"``, ``"131056"`` (the
+    pair rate limit), ``"80007"``,
     ``"132001"``, ``"500"`` or ``"503"``; for onboarding ``"oauth_code_used"``,
     ``"oauth_code_invalid"``, ``"oauth_redirect_mismatch"``, ``"133005"`` (PIN mismatch),
     ``"200"`` and ``"10"`` (permissions), ``"4"`` (app rate limit)."""
@@ -75,6 +76,15 @@ def meta_error(name: str) -> tuple[int, dict[str, Any]]:
             130429,
             "(#130429) Rate limit hit",
             details="Cloud API message throughput has been reached.",
+        ),
+        "131056": lambda: _error(
+            400,
+            131056,
+            "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            details=(
+                "Message failed to send because there were too many messages sent from this"
+                " phone number to the same phone number in a short period of time."
+            ),
         ),
         "80007": lambda: _error(
             429,

@@ -43,7 +43,7 @@ _OPTIONS = {
     "min_backoff": _settings.outbound_min_backoff_ms,
     "max_backoff": _settings.outbound_max_backoff_ms,
     # NOTE: above a batch's claim (the engine starts no send its claim cannot cover).
-    "time_limit": 15 * 60_000,
+    "time_limit": outbound_engine.batch_time_limit_ms(_settings),
 }
 
 
