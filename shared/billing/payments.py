@@ -393,12 +393,22 @@ def _end_add_ons(session: Session, subscription: BillingSubscription, now: dt.da
 def _settle_refund(
     invoice: BillingInvoice, payment: BillingPayment, outcome: Outcome, now: dt.datetime
 ) -> str:
-    if payment.reason == DUPLICATE_CHARGE:
-        return _settle_duplicate_refund(payment, outcome, now)
+    # A duplicate charge's refund settles its own row only: that money was never the
+    # invoice's (see _refund_duplicate).
+    duplicate = payment.reason == DUPLICATE_CHARGE
     if outcome.status == "failed":
         if payment.status == "failed":
             return "unchanged"
-        if payment.status == "succeeded":
+        if duplicate:
+            log.error(
+                "refund %s of duplicate charge %s failed (%s): %s %s is still owed to the customer",
+                payment.id,
+                payment.charge_id,
+                outcome.failure_code,
+                payment.amount,
+                payment.currency,
+            )
+        elif payment.status == "succeeded":
             _unrefund(invoice, payment)
         payment.status = "failed"
         payment.failure_code = (outcome.failure_code or "refund_failed")[:64]
@@ -411,36 +421,13 @@ def _settle_refund(
         return "unchanged"
     payment.status = "succeeded"
     payment.settled_at = now
+    if duplicate:
+        return "duplicate_refunded"
     invoice.amount_refunded = min(invoice.amount_paid, invoice.amount_refunded + payment.amount)
     fully = invoice.amount_refunded >= invoice.amount_paid
     invoice.status = "refunded" if fully else "partially_refunded"
     invoices.forget_pdf(invoice)
     return invoice.status
-
-
-def _settle_duplicate_refund(payment: BillingPayment, outcome: Outcome, now: dt.datetime) -> str:
-    """A duplicate charge's refund: its own status only, the same finality as any refund."""
-    if outcome.status == "failed":
-        if payment.status == "failed":
-            return "unchanged"
-        log.error(
-            "refund %s of duplicate charge %s failed (%s): %s %s is still owed to the customer",
-            payment.id,
-            payment.charge_id,
-            outcome.failure_code,
-            payment.amount,
-            payment.currency,
-        )
-        payment.status = "failed"
-        payment.failure_code = (outcome.failure_code or "refund_failed")[:64]
-        payment.failure_message = outcome.failure_message
-        payment.settled_at = now
-        return "refund_failed"
-    if payment.status != "pending":
-        return "unchanged"
-    payment.status = "succeeded"
-    payment.settled_at = now
-    return "duplicate_refunded"
 
 
 def _unrefund(invoice: BillingInvoice, payment: BillingPayment) -> None:
