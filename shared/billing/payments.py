@@ -301,7 +301,7 @@ def _refund_duplicate(session: Session, invoice: BillingInvoice, charge: Billing
         tenant_id=invoice.tenant_id,
         invoice_id=invoice.id,
         kind="refund",
-        reason="duplicate_charge",
+        reason=DUPLICATE_CHARGE,
         charge_id=charge.id,
         status="pending",
         amount=charge.amount,

@@ -184,6 +184,13 @@ def update_policy(
             )
             .values(next_check_at=func.now())
         )
+    return _record_update(session, ctx, policy, before)
+
+
+def _record_update(
+    session: Session, ctx: Ctx, policy: SlaPolicy, before: dict[str, Any]
+) -> dict[str, Any]:
+    """The policy as it now reads, written to the activity log beside ``before``."""
     session.refresh(policy)
     after = policy_view(policy)
     activity.record(
@@ -242,16 +249,7 @@ def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
             policy.is_active = False
         policy.updated_at = func.now()
         session.flush()
-        session.refresh(policy)
-        activity.record(
-            session,
-            ctx,
-            "sla_policy.updated",
-            "sla_policy",
-            policy.id,
-            before=_json(before),
-            after=_json(policy_view(policy)),
-        )
+        _record_update(session, ctx, policy, before)
     session.flush()
 
 
