@@ -241,7 +241,8 @@ def _apply_batch(
     add_ons = _add_ons_of(session, [row.id for row in due])
     methods = _tenants_with_payment_method(session, [row.tenant_id for row in due])
     invoiced = [row for row in due if _invoices(row, row.tenant_id in methods, cache)]
-    numbers = iter(invoices.next_numbers(session, len(invoiced)))
+    drawn = invoices.next_numbers(session, len(invoiced))
+    numbers = iter(drawn)
     rates = invoices.tax_rates(session, [row.tenant_id for row in invoiced])
     writes = _Writes([], [], [], [])
     for row in due:
@@ -259,6 +260,15 @@ def _apply_batch(
         usage.forget_limits(row.tenant_id)
     written = _write(session, writes)
     outcome.invoices -= len(writes.invoices) - len(written)
+    invoices.give_back_unused(
+        session,
+        drawn,
+        {
+            invoice["id"]: invoices.parse_number(invoice["number"])
+            for invoice in writes.invoices
+            if invoice["id"] in written
+        },
+    )
     charge_queue.QUEUE.enqueue_after_commit(
         session,
         [

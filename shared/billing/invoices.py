@@ -1,9 +1,10 @@
 """Invoices: numbered, with lines, discount and tax in integer minor units, charged after commit.
 
 An invoice is written whole in the caller's transaction: its number (from the platform's
-sequence), its lines and its amounts. A total of 0 is ``paid`` at once; any other total is
-``open`` with ``next_charge_at = now`` and handed to ``charge_invoice`` after commit
-(``charge_queue``), ``billing_cycle`` re-driving it if that hand-off is lost.
+counter, :func:`next_numbers`: the series has no gaps), its lines and its amounts. A total
+of 0 is ``paid`` at once; any other total is ``open`` with ``next_charge_at = now`` and
+handed to ``charge_invoice`` after commit (``charge_queue``), ``billing_cycle`` re-driving
+it if that hand-off is lost.
 
 Amounts: ``subtotal`` is the sum of the lines (credits are negative lines); the coupon's
 discount applies to a positive subtotal; tax is ``(subtotal - discount) * rate_bps / 10000``
@@ -17,21 +18,24 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.billing import catalogue, charge_queue
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.models.billing import (
-    INVOICE_NUMBERS,
     BillingAccount,
     BillingCoupon,
     BillingInvoice,
+    BillingInvoiceCounter,
     BillingInvoiceLine,
     BillingSubscription,
 )
 from shared.pagination import Page, paginate
+
+#: What an invoice number reads as: ``INV-000042``.
+NUMBER_PREFIX = "INV-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ def create_invoice(
     if subscription is None:
         raise ValueError("an invoice needs a subscription (its currency)")
     if number is None:
-        number = session.scalar(select(INVOICE_NUMBERS.next_value()))
+        (number,) = next_numbers(session, 1)
     if tax_rate is None:
         tax_rate = tax_rate_bps(session, tenant_id)
     built = build_invoice(
@@ -140,7 +144,7 @@ def build_invoice(
         "id": invoice_id,
         "tenant_id": tenant_id,
         "subscription_id": subscription_id,
-        "number": f"INV-{number:06d}",
+        "number": format_number(number),
         "status": "paid" if total == 0 else "open",
         "reason": reason,
         "currency": currency,
@@ -188,13 +192,54 @@ def forget_pdf(invoice: BillingInvoice) -> None:
 
 
 def next_numbers(session: Session, count: int) -> list[int]:
-    """``count`` invoice numbers in one round trip."""
+    """The next ``count`` invoice numbers, taken in the caller's transaction.
+
+    NOTE: the counter's row stays locked until that transaction ends, so invoices are
+    numbered one transaction at a time across the platform: the price of a series without
+    gaps. Take the numbers as late as the transaction allows; the billing cycle takes a
+    batch's at once.
+    """
     if count <= 0:
         return []
-    return list(
-        session.scalars(
-            select(INVOICE_NUMBERS.next_value()).select_from(func.generate_series(1, count))
-        )
+    last = session.scalar(
+        update(BillingInvoiceCounter)
+        .values(last_number=BillingInvoiceCounter.last_number + count)
+        .returning(BillingInvoiceCounter.last_number)
+    )
+    return list(range(last - count + 1, last + 1))
+
+
+def format_number(number: int) -> str:
+    return f"{NUMBER_PREFIX}{number:06d}"
+
+
+def parse_number(number: str) -> int:
+    return int(number.removeprefix(NUMBER_PREFIX))
+
+
+def give_back_unused(session: Session, drawn: list[int], kept: dict[uuid.UUID, int]) -> None:
+    """Close the gaps a batch leaves when it writes fewer invoices than it drew numbers for.
+
+    ``drawn`` are the last numbers taken (:func:`next_numbers`, this transaction still
+    holding the counter); ``kept`` maps each invoice written to its number among them.
+    Those invoices take the first numbers, in their order, and the rest go back.
+    NOTE: one UPDATE a renumbered invoice, lowest first, so no two rows ever hold one
+    number (the unique index is checked row by row); a batch's invoices only.
+    """
+    unused = len(drawn) - len(kept)
+    if unused <= 0:
+        return
+    for target, (invoice_id, number) in zip(
+        drawn, sorted(kept.items(), key=lambda item: item[1]), strict=False
+    ):
+        if number != target:
+            session.execute(
+                update(BillingInvoice)
+                .where(BillingInvoice.id == invoice_id)
+                .values(number=format_number(target))
+            )
+    session.execute(
+        update(BillingInvoiceCounter).values(last_number=BillingInvoiceCounter.last_number - unused)
     )
 
 

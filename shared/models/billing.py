@@ -26,7 +26,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    Sequence,
     String,
     Text,
     func,
@@ -39,8 +38,6 @@ from shared.models.base import Base, Timestamps, UUIDPrimaryKey
 
 #: ``billing_subscriptions.status`` values (API.md, Billing).
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "cancelled")
-#: Numbers invoices across the platform (``INV-000042``): ``select(INVOICE_NUMBERS.next_value())``.
-INVOICE_NUMBERS = Sequence("billing_invoice_number_seq")
 #: ``billing_invoices.status`` values.
 INVOICE_STATUSES = ("open", "paid", "void", "uncollectible", "refunded", "partially_refunded")
 
@@ -381,6 +378,22 @@ class BillingPayment(UUIDPrimaryKey, Timestamps, Base):
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)
     settled_at: Mapped[dt.datetime | None]
+
+
+class BillingInvoiceCounter(Base):
+    """The last invoice number taken, across the platform (``INV-000042``): one row.
+
+    Not a sequence: a sequence keeps the numbers a rolled-back transaction drew, and skips
+    the ones it had logged ahead when the server crashes; invoices must run without gaps.
+    ``shared.billing.invoices.next_numbers`` takes numbers by updating this row in the
+    invoice's own transaction, so they come back with a rollback.
+    """
+
+    __tablename__ = "billing_invoice_counter"
+    __table_args__ = (CheckConstraint("singleton", name="one_row"),)
+
+    singleton: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    last_number: Mapped[int] = mapped_column(BigInteger)
 
 
 class BillingProviderEvent(Base):

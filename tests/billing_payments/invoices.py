@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from shared.billing.invoices import format_number, next_numbers
 from shared.db import session_scope
 from shared.models.billing import (
-    INVOICE_NUMBERS,
     BillingInvoice,
     BillingInvoiceLine,
     BillingPayment,
@@ -79,11 +79,11 @@ class Billing:
         """An open invoice due now (one plan line), as ``create_invoice`` leaves it."""
         now = utcnow()
         with session_scope() as session:
-            number = session.scalar(select(INVOICE_NUMBERS.next_value()))
+            (number,) = next_numbers(session, 1)
             invoice = BillingInvoice(
                 tenant_id=self.tenant_id,
                 subscription_id=subscription_id,
-                number=f"INV-{number:06d}",
+                number=format_number(number),
                 status="open",
                 reason="subscription_create",
                 currency=currency,
