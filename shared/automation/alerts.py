@@ -6,8 +6,8 @@ A rule's ``alert_settings`` may hold, each optional:
   ``window_minutes`` (with at least ``min_runs`` runs);
 - ``no_runs``: no run for ``period_minutes`` (an active, unsnoozed rule that has been
   running that long: since it was created or switched back on, its snooze ended or
-  the global control let it run again, and inside its schedule's windows throughout;
-  not while the control pauses it);
+  the global control let it run again or its rollout rose from 0 %, and inside its
+  schedule's windows throughout; not while the control pauses it, nor at 0 % rollout);
 - ``latency``: p95 evaluation time above ``p95_ms`` over the last ``window_minutes``
   (with at least ``min_runs`` runs).
 
@@ -85,6 +85,7 @@ def _measure(
             and _running_since(rule) <= since
             and _scheduled_throughout(rule, since, now)
             and not _held(rule)
+            and _rolled_out(rule)
         )
         details = {"period_minutes": minutes, "runs": figures["runs"]}
         return watched and figures["runs"] == 0, float(figures["runs"]), float(minutes), details
@@ -110,6 +111,12 @@ def _running_since(rule: Any) -> dt.datetime:
     before that is not the rule's (it was off)."""
     snoozed = rule.snoozed_until
     return max(rule.activated_at, snoozed) if snoozed is not None else rule.activated_at
+
+
+def _rolled_out(rule: Any) -> bool:
+    """Whether the rule runs on any conversation: at 0 % rollout it runs on none by design,
+    so its silence is not a fault."""
+    return rule.rollout_percentage > 0
 
 
 def _held(rule: Any) -> bool:
@@ -223,6 +230,7 @@ def _rules_to_check(session: Session) -> Iterator[Any]:
                 r.activated_at,
                 r.schedule,
                 r.trigger_event_types,
+                r.rollout_percentage,
                 Tenant.timezone.label("tenant_timezone"),
                 AutomationSettings.paused,
                 AutomationSettings.paused_event_types,

@@ -188,6 +188,14 @@ def update_rollout(
     if not 0 <= percentage <= 100:
         raise ValidationFailed.field("rollout_percentage", "0 to 100")
     rule = get_rule(session, ctx, rule_id, for_update=True)
+    if rule.rollout_percentage == 0 and percentage > 0:
+        # It runs on conversations again from now: a no_runs alert counts from then.
+        session.execute(
+            update(AutomationRule)
+            .where(AutomationRule.id == rule.id)
+            .values(activated_at=clock.db_now(session))
+            .execution_options(synchronize_session=False)
+        )
     return _changed(
         session, ctx, rule, "automation_rule.rollout_updated", {"rollout_percentage": percentage}
     )

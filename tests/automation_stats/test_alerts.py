@@ -338,3 +338,27 @@ def test_a_failure_rate_just_under_the_threshold_does_not_fire(ws, moved_clock):
     moved_clock.advance(minutes=1)
     _check()
     assert _emitted(ws) == []
+
+
+def test_a_no_runs_alert_waits_while_the_rule_is_rolled_out_to_no_one(ws, moved_clock):
+    """At 0 % the rule runs on no conversation by design: no alert then, and its silence
+    counts from when the rollout lets it run on some again."""
+    rule = create_rule(ws, name="refunds")
+    rollout = f"{RULES}/{rule['id']}/rollout"
+    assert _alerts(ws, rule["id"], {"no_runs": {"period_minutes": 10}}).status_code == 200
+    resp = ws.call("PATCH", rollout, json={"rollout_percentage": 0})
+    assert resp.status_code == 200, resp.text
+    moved_clock.advance(minutes=60)
+    _check()
+    assert _emitted(ws) == []
+
+    resp = ws.call("PATCH", rollout, json={"rollout_percentage": 25})
+    assert resp.status_code == 200, resp.text
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+
+    moved_clock.advance(minutes=2)  # silent for 11 minutes since it could run again
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
