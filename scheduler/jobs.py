@@ -35,6 +35,7 @@ from shared import db, events, outbox_sweeper
 from shared import jobs as api_jobs
 from shared.ai import product_import
 from shared.ai.knowledge import queue as knowledge_queue
+from shared.ai.knowledge import reembedding
 from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
 from shared.channels import inbound_sweeper, outbound_queue
@@ -185,6 +186,13 @@ def sweep_knowledge_sources(session: Session) -> int:
     return knowledge_queue.sweep(session)
 
 
+def sweep_knowledge_reembedding(session: Session) -> int:
+    """Re-enqueue the items of re-embeddings (after a model change) whose messages were lost."""
+    from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
+
+    return reembedding.sweep(session)
+
+
 def sweep_read_receipts(session: Session) -> int:
     """Re-enqueue read receipts whose mark_read_upstream message was lost (needs the enqueuer)."""
     import workers.actors.read_receipts  # noqa: F401  (installs the enqueuer)
@@ -297,6 +305,8 @@ JOBS: tuple[Job, ...] = (
     Job("check_sla", check_sla, _every(minutes=1), DRAIN),
     # AI knowledge: sources left pending or processing by a lost message or a dead worker.
     Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
+    # ...and re-embeddings after a model change whose embed_items messages were lost.
+    Job("sweep_knowledge_reembedding", sweep_knowledge_reembedding, _every(minutes=1), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

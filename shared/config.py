@@ -291,6 +291,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    knowledge_reembed_sweep_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "a re-embedding after an embedding model change still unfinished this long"
+            " (doubling with each sweep, at most an hour) has its items re-enqueued"
+        ),
+    )
+
     # --- retention -----------------------------------------------------------------------------
     retention_days: int = Field(
         90,

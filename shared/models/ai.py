@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     Computed,
     Date,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -71,6 +72,11 @@ class AiAgent(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint(_in("provider", PROVIDERS), name="provider_known"),
         Index("uq_ai_agents_tenant_name", "tenant_id", func.lower(text("name")), unique=True),
         Index("ix_ai_agents_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "ix_ai_agents_reembed_due",
+            "reembed_due_at",
+            postgresql_where=text("reembed_due_at IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -104,6 +110,12 @@ class AiAgent(UUIDPrimaryKey, Timestamps, Base):
     #: Replies a day before a ``usage_limit`` handoff; ``None`` means no limit.
     daily_reply_limit: Mapped[int | None]
     is_active: Mapped[bool] = mapped_column(server_default="true")
+    #: A re-embedding is owed (its model changed): when the scheduler next checks that its
+    #: ``embed_items`` jobs ran; ``None`` when nothing is owed
+    #: (:mod:`shared.ai.knowledge.reembedding`).
+    reembed_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Sweeps that found the re-embedding unfinished (each doubles the wait to the next).
+    reembed_attempts: Mapped[int] = mapped_column(server_default="0")
 
 
 class AiAgentAssignment(UUIDPrimaryKey, Timestamps, Base):

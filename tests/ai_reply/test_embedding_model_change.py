@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 from sqlalchemy import select
 
+from scheduler import jobs
 from shared.ai import embedder  # noqa: F401  (installs the providers' embedder factory)
-from shared.ai.knowledge import embedding
+from shared.ai.knowledge import embedding, queue
 from shared.db import session_scope
 from shared.models import KnowledgeChunk, QnaPair
 from tests.waiting import wait_until
@@ -112,4 +114,51 @@ def test_vectors_of_a_model_replaced_while_they_were_computed_are_not_stored(wor
             embedding.embed_items(session, "chunk", [chunk_id])
     finally:
         embedding.set_embedder_factory(installed)
+    assert _vectors(agent.id) == [None]
+
+
+def _sweep_reembedding() -> int:
+    with session_scope() as session:
+        return jobs.sweep_knowledge_reembedding(session)
+
+
+def _replace_with_embeds_lost(world, agent, **fields) -> None:
+    """The change commits, but its ``embed_items`` messages never reach a worker."""
+    saved = queue.EMBED.enqueuer
+    queue.EMBED.set_enqueuer(None)
+    try:
+        _replace(world, agent, **fields)
+    finally:
+        queue.EMBED.set_enqueuer(saved)
+
+
+def test_a_re_embedding_whose_jobs_were_lost_is_re_driven_by_the_scheduler(world, fake_llm):
+    agent = _agent_with_knowledge(world)
+    _replace_with_embeds_lost(world, agent, embedding_model="embed-b")
+    assert _vectors(agent.id) == [None]
+    assert _embedded_by(fake_llm, "embed-b") == []
+
+    wait_until(lambda: _sweep_reembedding() == 1, "the lost re-embedding re-driven")
+    assert _sweep_reembedding() == 0  # re-driven a moment ago: the next tick waits
+    wait_until(
+        lambda: any("30 days" in t for t in _embedded_by(fake_llm, "embed-b")),
+        "the chunks sent to the new model",
+    )
+    wait_until(lambda: all(_vectors(agent.id)), "the new model's vectors stored")
+    # Done: the next sweeps find nothing owed and send nothing again.
+    wait_until(lambda: _sweep_reembedding() == 0, "the re-embedding settled")
+    sent = len(_embedded_by(fake_llm, "embed-b"))
+    assert _sweep_reembedding() == 0
+    assert len(_embedded_by(fake_llm, "embed-b")) == sent
+
+
+def test_a_lost_re_embedding_for_a_model_that_no_longer_embeds_is_dropped(world, fake_llm):
+    """Switched to a model, then (its jobs lost) to a provider without vectors: nothing is
+    owed, so the sweep sends nothing and forgets the agent."""
+    agent = _agent_with_knowledge(world)
+    _replace_with_embeds_lost(world, agent, embedding_model="embed-b")
+    _replace(world, agent, embedding_model="embed-b", provider="offline")
+    time.sleep(1.2)  # past the sweep's delay (1 s in this folder)
+    assert _sweep_reembedding() == 0
+    assert _embedded_by(fake_llm, "embed-b") == []
     assert _vectors(agent.id) == [None]

@@ -5,8 +5,9 @@ and reprocess write the row and send ``ingest_knowledge_source`` after commit
 (:data:`INGEST`); a message lost on the way (a crash, the broker down) or a worker
 killed mid-parse leaves the row waiting, and :func:`sweep` (a scheduler job) sends it
 again, later each time (the row's attempts double the wait). ``embed_items`` messages
-(:data:`EMBED`) need no sweeper: a missing embedding only ranks by text until the
-next change of the item or a reprocess.
+(:data:`EMBED`) of new items need no sweeper: a missing embedding only ranks by text
+until the next change of the item or a reprocess; those of a re-embedding after a model
+change are owed on the agent and re-driven (:func:`reembedding.sweep`).
 """
 
 from __future__ import annotations
