@@ -44,7 +44,7 @@ from shared.inbox.access import (
     visibility,
     visible_bound,
 )
-from shared.models import Contact, Conversation, ConversationRead, Division, User
+from shared.models import Contact, Conversation, ConversationRead, Division, Transfer, User
 from shared.pagination import CutThenJoin, Page, fetch_page, keyset_statement
 from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern
@@ -383,14 +383,104 @@ def emit_change(session, ctx, event_type, conversation, **extra) -> None:
     )
 
 
+def add_transfer(session: Session, ctx: Ctx, conversation: Conversation, **fields: Any) -> Transfer:
+    """A row of the conversation's hand-over history (``GET .../transfers``)."""
+    row = Transfer(
+        tenant_id=ctx.tenant_id,
+        conversation_id=conversation.id,
+        actor_type=ctx.actor.type,
+        actor_id=ctx.actor.id,
+        **fields,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def announce_takeover(
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    *,
+    previous: uuid.UUID | None,
+    from_ai: bool,
+    transfer: Transfer,
+) -> None:
+    """The activity and ``conversation.taken_over`` of a conversation just handed to a
+    person with its AI paused: the takeover endpoint's, and an assignment's that took a
+    conversation from its AI agent (so whoever watches for AI hand-overs sees both)."""
+    record_change(
+        session,
+        ctx,
+        "conversation.taken_over",
+        conversation,
+        {"assignee_id": json_id(previous), "ai_active": from_ai},
+        {"assignee_id": json_id(conversation.assignee_id), "ai_active": False},
+    )
+    emit_change(
+        session,
+        ctx,
+        "conversation.taken_over",
+        conversation,
+        previous_assignee_id=json_id(previous),
+        from_ai=from_ai,
+        transfer_id=str(transfer.id),
+    )
+
+
+def take_over(
+    session: Session, ctx: Ctx, conversation: Conversation, to_agent_id: uuid.UUID, now: Any
+) -> Conversation:
+    """Give a locked conversation to ``to_agent_id`` (validated) and pause its AI agent:
+    the takeover row, its activity and events. ``now`` is read before any change (see
+    written_once)."""
+    previous, from_ai = conversation.assignee_id, conversation.ai_active
+    transfer = add_transfer(
+        session,
+        ctx,
+        conversation,
+        kind="takeover",
+        from_agent_id=previous,
+        from_division_id=conversation.division_id,
+        from_ai=from_ai,
+        to_agent_id=to_agent_id,
+        to_division_id=conversation.division_id,
+    )
+    conversation.ai_active = False
+    conversation.assignee_id = to_agent_id
+    conversation.updated_at = now
+    session.flush()
+    announce_takeover(
+        session, ctx, conversation, previous=previous, from_ai=from_ai, transfer=transfer
+    )
+    if previous != to_agent_id:
+        emit_change(
+            session,
+            ctx,
+            "conversation.assigned",
+            conversation,
+            previous_assignee_id=json_id(previous),
+        )
+    return conversation
+
+
 def apply_assignment(
     session: Session, ctx: Ctx, conversation: Conversation, assignee_id: uuid.UUID | None
 ) -> bool:
-    """Set the assignee (already validated); emit assigned/unassigned; False if unchanged."""
+    """Set the assignee (already validated); emit assigned/unassigned; False if unchanged.
+
+    A person assigned to a conversation its AI agent is answering takes it over from the
+    AI (:func:`take_over`): a person and a bot must not both answer the customer.
+    Unassigning hands nothing back to the AI: that stays explicit (``handover_to_ai``).
+    """
     previous = conversation.assignee_id
-    if previous == assignee_id:
+    from_ai = assignee_id is not None and conversation.ai_active
+    if previous == assignee_id and not from_ai:
         return False
     now = states.db_now(session)  # NOTE: before the change: see written_once
+    if from_ai:
+        take_over(session, ctx, conversation, assignee_id, now)
+        return True
     conversation.assignee_id = assignee_id
     conversation.updated_at = now
     session.flush()
@@ -492,7 +582,7 @@ def _assign_statement(to_agent: bool) -> Update:
     assignee and the view's columns."""
     table = Conversation.__table__
     old = (
-        select(table.c.id, table.c.assignee_id)
+        select(table.c.id, table.c.assignee_id, table.c.ai_active)
         .where(
             # NOTE: not named after a column: those names are the SET clause's.
             table.c.tenant_id == bindparam("in_tenant", type_=table.c.tenant_id.type),
@@ -516,7 +606,10 @@ def _assign_statement(to_agent: bool) -> Update:
             )
             .with_for_update(read=True)
         )
-        statement = statement.where(old.c.assignee_id.is_distinct_from(assignee), live)
+        # NOTE: not a conversation its AI agent answers: the general path takes it over.
+        statement = statement.where(
+            old.c.assignee_id.is_distinct_from(assignee), old.c.ai_active.is_(False), live
+        )
     else:
         statement = statement.where(old.c.assignee_id.is_not(None))
     return statement.values(assignee_id=assignee, updated_at=func.now()).returning(
@@ -529,8 +622,9 @@ def _assign_by_id(
 ) -> dict[str, Any] | None:
     """:func:`apply_assignment` by a manager, in one ``UPDATE ... RETURNING``; the view.
 
-    None when it changed nothing (no such conversation, no such agent, no change): the
-    general path then answers 404, 422 or the unchanged conversation.
+    None when it changed nothing (no such conversation, no such agent, no change, or one
+    its AI agent answers): the general path then answers 404, 422 or the unchanged
+    conversation, or takes it over from the AI.
     PERF: the general path loads the conversation and the agent as ORM objects and
     flushes twice: five round trips where one does.
     """

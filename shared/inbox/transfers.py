@@ -7,7 +7,6 @@ activity row and its events in one transaction.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -23,19 +22,6 @@ from shared.timekeeping import sla
 MANAGE = convs.MANAGE
 
 
-def _record(session: Session, ctx: Ctx, conversation: Conversation, **fields: Any) -> Transfer:
-    row = Transfer(
-        tenant_id=ctx.tenant_id,
-        conversation_id=conversation.id,
-        actor_type=ctx.actor.type,
-        actor_id=ctx.actor.id,
-        **fields,
-    )
-    session.add(row)
-    session.flush()
-    return row
-
-
 def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversation:
     """Make the caller the assignee and pause the AI agent.
 
@@ -48,8 +34,7 @@ def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversa
         raise Forbidden("Only an agent can take over a conversation")
     conversation = get_conversation(session, ctx, conversation_id, for_update=True)
     previous = conversation.assignee_id
-    from_ai = conversation.ai_active
-    if not from_ai:
+    if not conversation.ai_active:
         if previous is None:
             raise Conflict("Nobody to take over from: assign the conversation instead")
         if previous == ctx.user_id:
@@ -57,44 +42,7 @@ def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversa
         if not ctx.can(MANAGE):
             raise Forbidden(f"Taking over from another agent needs the '{MANAGE}' permission")
     now = convs.states.db_now(session)  # NOTE: before the change: see convs written_once
-    transfer = _record(
-        session,
-        ctx,
-        conversation,
-        kind="takeover",
-        from_agent_id=previous,
-        from_division_id=conversation.division_id,
-        from_ai=from_ai,
-        to_agent_id=ctx.user_id,
-        to_division_id=conversation.division_id,
-    )
-    conversation.ai_active = False
-    conversation.assignee_id = ctx.user_id
-    conversation.updated_at = now
-    session.flush()
-    convs.record_change(
-        session,
-        ctx,
-        "conversation.taken_over",
-        conversation,
-        {"assignee_id": convs.json_id(previous), "ai_active": from_ai},
-        {"assignee_id": str(ctx.user_id), "ai_active": False},
-    )
-    extra = {
-        "previous_assignee_id": convs.json_id(previous),
-        "from_ai": from_ai,
-        "transfer_id": str(transfer.id),
-    }
-    convs.emit_change(session, ctx, "conversation.taken_over", conversation, **extra)
-    if previous != ctx.user_id:
-        convs.emit_change(
-            session,
-            ctx,
-            "conversation.assigned",
-            conversation,
-            previous_assignee_id=convs.json_id(previous),
-        )
-    return conversation
+    return convs.take_over(session, ctx, conversation, ctx.user_id, now)
 
 
 def transfer(
@@ -134,21 +82,26 @@ def transfer(
     new_division = to_division_id if to_division_id is not None else from_division
     if to_agent_id == from_agent and new_division == from_division:
         raise Conflict("The conversation is already there")
+    # A transfer to a person takes the conversation from its AI agent, as a takeover does.
+    from_ai = conversation.ai_active
+    pauses_ai = from_ai and to_agent_id is not None
     now = convs.states.db_now(session)  # NOTE: before the change: see convs written_once
-    row = _record(
+    row = convs.add_transfer(
         session,
         ctx,
         conversation,
         kind="transfer",
         from_agent_id=from_agent,
         from_division_id=from_division,
-        from_ai=conversation.ai_active,
+        from_ai=from_ai,
         to_agent_id=to_agent_id,
         to_division_id=to_division_id,
         note=note,
     )
     conversation.assignee_id = to_agent_id
     conversation.division_id = new_division
+    if pauses_ai:
+        conversation.ai_active = False
     conversation.updated_at = now
     session.flush()
     if new_division != from_division:
@@ -171,6 +124,10 @@ def transfer(
     convs.emit_change(
         session, ctx, "conversation.transferred", conversation, transfer_id=str(row.id), **moved
     )
+    if pauses_ai:
+        convs.announce_takeover(
+            session, ctx, conversation, previous=from_agent, from_ai=True, transfer=row
+        )
     if to_agent_id != from_agent:
         kind = "conversation.assigned" if to_agent_id else "conversation.unassigned"
         convs.emit_change(
