@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -326,3 +326,72 @@ def delete_rule(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> None:
     activity.record(
         session, ctx, "automation_rule.deleted", "automation_rule", rule.id, before=before
     )
+
+
+# ---------------------------------------------------------------- a division deleted
+
+
+def _without_division(actions: list[Any], division_id: uuid.UUID) -> list[Any]:
+    """The actions without ``division_id``: an action that needs a division goes, one for
+    which it is optional loses the param."""
+    kept = []
+    for action in actions:
+        spec = action_catalogue.spec_of(action)
+        if spec is None:
+            kept.append(action)
+            continue
+        params = action.get("params") or {}
+        named = [
+            p
+            for p in spec.params
+            if p.refers_to == action_catalogue.DIVISIONS
+            and str(params.get(p.name, "")).lower() == str(division_id)
+        ]
+        if any(p.required for p in named):
+            continue
+        dropped = {p.name for p in named}
+        kept.append(action | {"params": {k: v for k, v in params.items() if k not in dropped}})
+    return kept
+
+
+def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
+    """Take a division being deleted off the rules' actions, in the delete's transaction.
+
+    Kept, its id made the rule uneditable: any change re-validates the whole rule and
+    refused the dead division (422). A rule changed so is switched off, not left to run
+    otherwise than written (routed nowhere, or round-robin over every agent instead of a
+    team's): whoever re-targets it switches it back on. As SLA policies forget a deleted
+    division (``sla_policies.forget_division``). Conditions are left as they are: they
+    are not checked against the tenant's rows, and dropping one would widen the rule.
+    """
+    named = func.lower(cast(AutomationRule.actions, Text)).contains(str(division_id))
+    rules = session.scalars(
+        select(AutomationRule)
+        .where(AutomationRule.tenant_id == ctx.tenant_id, named)
+        .order_by(AutomationRule.id)
+        .with_for_update()
+    ).all()
+    changed = False
+    for rule in rules:
+        actions = _without_division(rule.actions, division_id)
+        if actions == rule.actions:
+            continue  # the id was only a substring of something else
+        before = RuleView.data(rule)
+        rule.actions = actions
+        rule.is_active = False
+        rule.version = AutomationRule.version + 1
+        rule.updated_at = func.now()
+        session.flush()
+        session.refresh(rule)
+        activity.record(
+            session,
+            ctx,
+            "automation_rule.updated",
+            "automation_rule",
+            rule.id,
+            before=before,
+            after=RuleView.data(rule),
+        )
+        changed = True
+    if changed:
+        bump_rules_version(session, ctx.tenant_id)

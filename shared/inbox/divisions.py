@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.automation import rules as automation_rules
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.identity import agents
@@ -191,7 +192,7 @@ def update_division(
 
 def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     """Delete a division; members cascade, its conversations keep going without one, and
-    the SLA policies naming it forget it."""
+    the SLA policies and automation rules naming it forget it."""
     ctx.require(MANAGE)
     division = _lock(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))
@@ -203,6 +204,7 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
         )
     )
     sla_policies.forget_division(session, ctx, division.id)
+    automation_rules.forget_division(session, ctx, division.id)
     _release_conversations(session, ctx, division.id)
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)

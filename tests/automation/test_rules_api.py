@@ -202,3 +202,55 @@ def test_agents_cannot_manage_rules_and_supervisors_only_read(workspace):
     assert resp.status_code == 403
     resp = workspace.call("POST", f"{RULES}/{rule['id']}/toggle", token=supervisor_token)
     assert resp.status_code == 403
+
+
+def test_deleting_a_division_takes_it_off_the_rules_naming_it_and_they_stay_editable(workspace):
+    """As SLA policies do: the deleted division leaves the rules' actions (an action that
+    needs it goes, an optional one loses it), and a rule changed so is switched off, not
+    left to run otherwise than written. Saving it back then works; a dead id a change
+    itself brings is still refused."""
+    ws = workspace
+    doomed = ws.call("POST", "/api/divisions", json={"name": "Doomed"}).json["id"]
+    kept = ws.call("POST", "/api/divisions", json={"name": "Kept"}).json["id"]
+    tag = {"type": "add_tags", "params": {"tags": ["routed"]}}
+    routed = create_rule(
+        ws,
+        name="route",
+        actions=[{"type": "assign_division", "params": {"division_id": doomed}}, tag],
+    )
+    spread = create_rule(
+        ws,
+        name="spread",
+        actions=[{"type": "assign_round_robin", "params": {"division_id": doomed}}],
+    )
+    elsewhere = create_rule(
+        ws,
+        name="elsewhere",
+        actions=[{"type": "assign_division", "params": {"division_id": kept}}],
+    )
+
+    assert ws.call("DELETE", f"/api/divisions/{doomed}").status_code == 204
+
+    after = {r["id"]: r for r in ws.call("GET", RULES).json["items"]}
+    assert after[routed["id"]]["actions"] == [tag]
+    assert after[routed["id"]]["is_active"] is False
+    assert after[routed["id"]]["version"] == routed["version"] + 1
+    assert after[spread["id"]]["actions"] == [{"type": "assign_round_robin", "params": {}}]
+    assert after[spread["id"]]["is_active"] is False
+    assert after[elsewhere["id"]] == elsewhere
+    with session_scope() as session:
+        logged = session.scalars(
+            select(ActivityLog.entity_id).where(
+                ActivityLog.tenant_id == tid(ws), ActivityLog.action == "automation_rule.updated"
+            )
+        ).all()
+    assert sorted(map(str, logged)) == sorted([routed["id"], spread["id"]])
+
+    renamed = ws.call("PATCH", f"{RULES}/{routed['id']}", json={"name": "route (fix me)"})
+    assert renamed.status_code == 200, renamed.text
+    back_on = ws.call("PATCH", f"{RULES}/{spread['id']}", json={"is_active": True})
+    assert back_on.status_code == 200, back_on.text
+    dead = [{"type": "assign_division", "params": {"division_id": doomed}}]
+    refused = ws.call("PATCH", f"{RULES}/{elsewhere['id']}", json={"actions": dead})
+    assert refused.status_code == 422
+    assert refused.json["error"]["details"][0]["field"] == "actions[0].params.division_id"
