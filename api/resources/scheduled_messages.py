@@ -20,7 +20,9 @@ class ScheduledMessagesResource:
         errors=(409,),
         description="At `run_at` the scheduler sends it as the author's reply (emits"
         " message.created -> send_outbound). A send refused then (the WhatsApp 24-hour window"
-        " closed, the conversation resolved) marks it `failed` with the reason and emits"
+        " closed, the conversation resolved; the author deleted, suspended, or no longer"
+        " allowed to see the conversation: `error_code` `author_removed`, `author_suspended`,"
+        " `author_lost_access`) marks it `failed` with the reason and emits"
         " scheduled_message.failed. 409 on a resolved conversation. A WhatsApp `template` is"
         " checked as a send is (422 naming what is wrong), all but its approval, which is"
         " checked when due.",

@@ -4,9 +4,9 @@ Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
 :func:`shared.inbox.messages.create_outbound_message`, the very code a reply uses, so it
 emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
 author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
-due: the WhatsApp window closed, the conversation was resolved, the author was removed
-or suspended; ``error_code``/``error_message`` say why and ``scheduled_message.failed``
-is emitted so a rule or a webhook can react).
+due: the WhatsApp window closed, the conversation was resolved, the author was removed,
+suspended or may no longer see the conversation; ``error_code``/``error_message`` say
+why and ``scheduled_message.failed`` is emitted so a rule or a webhook can react).
 
 Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
 
@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select, tuple_, update
@@ -44,10 +44,10 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
-from shared.inbox.access import ConversationHead, get_conversation
+from shared.inbox.access import ConversationHead, get_conversation, visible
 from shared.inbox.messages import check_template_channel
 from shared.inbox.outbound_many import Draft, create_outbound_messages
-from shared.models import Conversation, ScheduledMessage, Tenant, User
+from shared.models import Conversation, Role, ScheduledMessage, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.schemas.timed import ScheduledMessageView
 from shared.sql import tenant_row
@@ -344,22 +344,16 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
         return {}
     authors = _authors(session, rows)
     conversations = _conversations(session, rows)
+    allowed = _allowed_sends(session, rows, authors)
     outcomes: dict[uuid.UUID, str] = {}
-    drafts, waiting, contexts = [], [], {}
+    drafts, waiting = [], []
     for row in rows:
-        author, suspended = authors.get((row.tenant_id, row.author_id), (None, False))
-        if author is None:
-            _fail(session, row, "author_removed", "The agent who scheduled it no longer exists")
+        refusal = _author_refusal(row, authors, allowed)
+        if refusal is not None:
+            _fail(session, row, *refusal)
             outcomes[row.id] = "failed"
             continue
-        if suspended:
-            _fail(session, row, "author_suspended", "The agent who scheduled it is suspended")
-            outcomes[row.id] = "failed"
-            continue
-        ctx = contexts.get(author) or Ctx(
-            tenant_id=row.tenant_id, actor=Actor("user", author), user_id=author
-        )
-        contexts[author] = ctx  # one per author: its messages' rows and events batch together
+        ctx = authors[(row.tenant_id, row.author_id)].ctx  # one per author: batched writes
         conversation = conversations[(row.tenant_id, row.conversation_id)]
         drafts.append(Draft(ctx, conversation, body=row.body, template=row.template))
         waiting.append(row)
@@ -425,20 +419,80 @@ def _hold_suspended(session: Session, rows: Sequence[ScheduledMessage]) -> list[
     return [row for row in rows if row.tenant_id in active]
 
 
-def _authors(
-    session: Session, rows: Sequence[ScheduledMessage]
-) -> dict[tuple, tuple[uuid.UUID, bool]]:
-    """``(tenant_id, user_id) -> (user_id, suspended)`` of the rows' authors who still exist.
+class _Author(NamedTuple):
+    """A scheduled message's author as they are now: their context as a sender, suspended."""
 
-    A suspended author's login, tokens and keys are refused, so is a reply in their name.
+    ctx: Ctx
+    suspended: bool
+
+
+def _authors(session: Session, rows: Sequence[ScheduledMessage]) -> dict[tuple, _Author]:
+    """``(tenant_id, user_id) -> _Author`` of the rows' authors who still exist.
+
+    The context carries the author's current role's permissions, as a request of theirs
+    would, so that what they may see is judged now, not when they scheduled. A suspended
+    author's login, tokens and keys are refused, so is a reply in their name.
     """
     keys = {(row.tenant_id, row.author_id) for row in rows}
     found = session.execute(
-        select(User.tenant_id, User.id, User.suspended_at.is_not(None)).where(
-            tuple_(User.tenant_id, User.id).in_(list(keys)), User.deleted_at.is_(None)
-        )
+        select(User.tenant_id, User.id, User.suspended_at.is_not(None), Role.name, Role.permissions)
+        .join(Role, Role.id == User.role_id)
+        .where(tuple_(User.tenant_id, User.id).in_(list(keys)), User.deleted_at.is_(None))
     ).all()
-    return {(tenant_id, user_id): (user_id, suspended) for tenant_id, user_id, suspended in found}
+    authors = {}
+    for tenant_id, user_id, suspended, role, permissions in found:
+        ctx = Ctx(
+            tenant_id=tenant_id,
+            actor=Actor("user", user_id),
+            user_id=user_id,
+            role=role,
+            permissions=frozenset(permissions),
+        )
+        authors[(tenant_id, user_id)] = _Author(ctx, suspended)
+    return authors
+
+
+def _allowed_sends(
+    session: Session, rows: Sequence[ScheduledMessage], authors: dict[tuple, _Author]
+) -> set[tuple]:
+    """``(tenant_id, author_id, conversation_id)`` of the rows whose author may still send.
+
+    WHY: an agent who sees only their own and their divisions' conversations may have
+    lost this one since (reassigned away, removed from the division, demoted); a reply
+    of theirs would answer 404 now, so the scheduled one must not go out in their name.
+    One query per author among the rows (:func:`shared.inbox.access.visible`, the rule
+    every inbox read goes through).
+    """
+    wanted: dict[tuple, set[uuid.UUID]] = {}
+    for row in rows:
+        if (row.tenant_id, row.author_id) in authors:
+            wanted.setdefault((row.tenant_id, row.author_id), set()).add(row.conversation_id)
+    allowed = set()
+    for key, conversation_ids in wanted.items():
+        visible_ids = session.scalars(
+            select(Conversation.id).where(
+                visible(authors[key].ctx), Conversation.id.in_(conversation_ids)
+            )
+        )
+        allowed.update((*key, conversation_id) for conversation_id in visible_ids)
+    return allowed
+
+
+def _author_refusal(
+    row: ScheduledMessage, authors: dict[tuple, _Author], allowed: set[tuple]
+) -> tuple[str, str] | None:
+    """Why the row's author may no longer send it (``error_code``, ``error_message``), or None."""
+    author = authors.get((row.tenant_id, row.author_id))
+    if author is None:
+        return "author_removed", "The agent who scheduled it no longer exists"
+    if author.suspended:
+        return "author_suspended", "The agent who scheduled it is suspended"
+    if (row.tenant_id, row.author_id, row.conversation_id) not in allowed:
+        return (
+            "author_lost_access",
+            "The agent who scheduled it may no longer see this conversation",
+        )
+    return None
 
 
 def _conversations(

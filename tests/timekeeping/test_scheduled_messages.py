@@ -580,3 +580,84 @@ def test_a_job_claimed_before_its_tenant_was_suspended_sends_nothing_until_react
     send_scheduled_messages.send([str(scheduled_id)])
     broker.join(queues.CHANNELS)
     assert row(scheduled_id).status == "sent"
+
+
+# --- the author's access, re-checked when due ---------------------------------------------
+
+
+def test_a_message_whose_author_lost_the_conversation_fails_instead_of_being_sent(
+    workspace, worker, broker
+):
+    """Reassigned away from an agent who sees only their own: not sent in their name."""
+    agent, agent_token = workspace.create_agent("agent")
+    colleague, _ = workspace.create_agent("agent")
+    conversation = add_conversation(workspace, channel="api", assignee_id=uuid.UUID(agent["id"]))
+    created = workspace.call(
+        "POST",
+        base(conversation),
+        json={"body": "From Ada", "run_at": in_an_hour()},
+        token=agent_token,
+    )
+    assert created.status_code == 201, created.text
+    moved = workspace.call(
+        "PATCH",
+        f"/api/conversations/{conversation}/assignment",
+        json={"assignee_id": colleague["id"]},
+    )
+    assert moved.status_code == 200, moved.text
+    assert claim(later(), created.json["id"]) == 1
+    broker.join(queues.CHANNELS)
+    refused = row(created.json["id"])
+    assert (refused.status, refused.error_code) == ("failed", "author_lost_access")
+    assert refused.message_id is None and refused.error_message
+    listed = workspace.call("GET", base(conversation)).json["items"][0]
+    assert (listed["status"], listed["error_code"]) == ("failed", "author_lost_access")
+    with session_scope() as session:
+        assert messages_in(session, conversation) == 0
+        emitted = session.scalars(
+            select(OutboxEvent.data).where(
+                OutboxEvent.tenant_id == tid(workspace),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+        ).all()
+        assert [e["id"] for e in emitted] == [created.json["id"]]
+
+
+def test_a_message_whose_author_was_deleted_fails_instead_of_being_sent(workspace, worker, broker):
+    conversation = add_conversation(workspace, channel="api")  # unassigned: all agents see it
+    agent, agent_token = workspace.create_agent("agent")
+    created = workspace.call(
+        "POST",
+        base(conversation),
+        json={"body": "From Ada", "run_at": in_an_hour()},
+        token=agent_token,
+    )
+    assert created.status_code == 201, created.text
+    assert workspace.call("DELETE", f"/api/agents/{agent['id']}").status_code == 204
+    assert claim(later(), created.json["id"]) == 1
+    broker.join(queues.CHANNELS)
+    refused = row(created.json["id"])
+    assert (refused.status, refused.error_code) == ("failed", "author_removed")
+    with session_scope() as session:
+        assert messages_in(session, conversation) == 0
+
+
+def test_a_moderators_message_is_still_sent_on_a_conversation_assigned_to_another(
+    workspace, worker, broker
+):
+    """Seeing every conversation (conversations.manage), the author keeps the right to send."""
+    colleague, _ = workspace.create_agent("agent")
+    conversation = add_conversation(workspace, channel="api")
+    created = workspace.call(
+        "POST", base(conversation), json={"body": "From the admin", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    moved = workspace.call(
+        "PATCH",
+        f"/api/conversations/{conversation}/assignment",
+        json={"assignee_id": colleague["id"]},
+    )
+    assert moved.status_code == 200, moved.text
+    assert claim(later(), created.json["id"]) == 1
+    broker.join(queues.CHANNELS)
+    assert row(created.json["id"]).status == "sent"
