@@ -30,7 +30,8 @@ class ConversationCsatResource:
         description="Sends the tenant's survey message (with the rating link, and the ratings"
         " as the channel's reply buttons: a tap rates the survey once) through the"
         " conversation's channel and emits `csat.survey_sent`. 409 `survey_exists` when a"
-        " survey went out within the tenant's resend window; 409 `window_closed` for"
+        " survey went out within the tenant's resend window; 409 `opted_out` when the"
+        " conversation's contact opted out (nothing is sent); 409 `window_closed` for"
         " WhatsApp outside the 24-hour window.",
         tags=TAGS,
     )

@@ -4,7 +4,8 @@ A survey is its row, its outbound message (:func:`create_outbound_message`, so i
 sent by ``send_outbound`` like any reply) and its ``csat.survey_sent`` event, written
 in one transaction. The resend rule is the same for both triggers: a conversation
 whose latest survey was sent less than ``resend_window_hours`` ago gets no other
-(an agent's POST answers 409, the resolve transition sends nothing).
+(an agent's POST answers 409, the resolve transition sends nothing). So is opting out:
+a contact who opted out gets neither (409 ``opted_out``, nothing sent on resolve).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class SurveyExists(Conflict):
 
 class AlreadyRated(Conflict):
     code = "already_rated"
+
+
+class OptedOut(Conflict):
+    code = "opted_out"
 
 
 def _db_now(session: Session) -> dt.datetime:
@@ -122,8 +127,17 @@ def _send(
 
 
 def send(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> CsatSurvey:
-    """``POST /api/conversations/{id}/csat``: 409 when a survey went out within the window."""
+    """``POST /api/conversations/{id}/csat``: 409 when a survey went out within the window.
+
+    409 ``opted_out`` for a contact who opted out: an agent's survey is as unsolicited
+    as the automatic one (:func:`on_resolved`), and opting out refuses both.
+    """
     conversation = get_conversation(session, ctx, conversation_id, for_update=True)
+    if _opted_out(session, conversation):
+        raise OptedOut(
+            "The contact opted out of messages; no survey is sent to them",
+            details=[{"field": "contact_id", "message": "the contact opted out"}],
+        )
     settings = csat_settings.load(session, ctx.tenant_id)
     now = _db_now(session)
     if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):

@@ -196,3 +196,26 @@ def test_a_survey_the_customer_never_got_does_not_block_the_next(ws):
     assert len(survey_messages(ws, conv)) == 2
     # A survey that did go out keeps the window closed.
     assert ws.call("POST", f"/api/conversations/{conv}/csat").status_code == 409
+
+
+def test_a_contact_who_opted_out_is_not_sent_a_survey_by_hand(ws):
+    """Opting out refuses the automatic survey, so the manual one too: 409 opted_out."""
+    conv = conversation(ws)
+    contact_id = ws.call("GET", f"/api/conversations/{conv}").json["contact"]["id"]
+    resp = ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": True})
+    assert resp.status_code == 200, resp.text
+
+    refused = ws.call("POST", f"/api/conversations/{conv}/csat")
+    assert refused.status_code == 409, refused.text
+    error = refused.json["error"]
+    assert error["code"] == "opted_out" and error["message"]
+    assert error["details"] == [{"field": "contact_id", "message": "the contact opted out"}]
+    assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
+    assert survey_messages(ws, conv) == []
+    assert events(ws, "csat.survey_sent") == []
+
+    # Opted back in: the agent may ask.
+    resp = ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": False})
+    assert resp.status_code == 200, resp.text
+    assert ws.call("POST", f"/api/conversations/{conv}/csat").status_code == 201
+    assert len(survey_messages(ws, conv)) == 1
