@@ -166,7 +166,10 @@ class SendResource:
         " while Meta throttles) and emits campaign.completed. With a future `scheduled_at`"
         " (a naive time is in the tenant's timezone): status `scheduled`, started by the"
         " scheduler then; a past one answers 422. 409 unless a draft; 422 without"
-        " recipients or when the template is no longer approved.",
+        " recipients, when the template is no longer approved, or when the account the"
+        " campaign named was deleted (`integration_account_id`). That account deleted"
+        " while the campaign runs fails it (`error_code` `account_deleted`), and its"
+        " recipients not yet sent with it: they never go out from another account.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, body: CampaignSend):

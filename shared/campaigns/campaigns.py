@@ -94,6 +94,19 @@ def sending_account(
     return account_for(session, tenant_id, account_id, channel)
 
 
+#: Why a campaign whose named account was deleted sends nothing more.
+ACCOUNT_DELETED = "account_deleted"
+
+
+def named_account_deleted(campaign: Campaign) -> bool:
+    """Whether the account the campaign named was deleted (its id set null by the FK).
+
+    WHY: null otherwise means "the channel's default"; a campaign that chose its number
+    must not go on from another one.
+    """
+    return campaign.account_named and campaign.integration_account_id is None
+
+
 def check_content(
     session: Session,
     ctx: Ctx,
@@ -160,6 +173,7 @@ def create(
         name=name,
         channel=channel,
         integration_account_id=integration_account_id,
+        account_named=integration_account_id is not None,
         body=body,
         template=template,
         status="draft",
@@ -227,6 +241,8 @@ def update(session: Session, ctx: Ctx, campaign_id: uuid.UUID, **changes: Any) -
     if "name" in changes:
         campaign.name = changes["name"]
     campaign.integration_account_id = fields["integration_account_id"]
+    if "integration_account_id" in changes:  # a new choice: an account, or the default
+        campaign.account_named = changes["integration_account_id"] is not None
     campaign.body, campaign.template = fields["body"], template
     data = view(session, campaign)
     activity.record(

@@ -24,6 +24,7 @@ from shared.campaigns import queue
 from shared.campaigns.campaigns import (
     check_content,
     get_campaign,
+    named_account_deleted,
     require_draft,
     view,
 )
@@ -78,6 +79,12 @@ def send(
     """``POST /api/campaigns/{id}/send``: start now, or schedule (422 for a past time)."""
     campaign = get_campaign(session, ctx, campaign_id, for_update=True)
     require_draft(campaign, "sent")
+    if named_account_deleted(campaign):
+        raise ValidationFailed.field(
+            "integration_account_id",
+            "the account this campaign named was deleted: name another, or null for the"
+            " channel's default",
+        )
     # The content is checked again: the template may have lost its approval since.
     check_content(
         session,

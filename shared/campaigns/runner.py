@@ -18,6 +18,8 @@ One batch is one transaction, holding the campaign's row lock:
    ``send_outbound``, and is marked ``queued`` with the message's id, in the same
    transaction. Opted-out contacts are marked ``skipped``; a recipient whose message is
    refused (422/409) is ``failed`` with the reason, in a savepoint.
+   The account the campaign named deleted meanwhile fails it (``account_deleted``), and
+   with it the recipients still pending: they are not sent from another account.
    A WhatsApp template Meta paused holds the campaign: it stays ``running`` with
    ``error_code`` ``template_paused`` and looks again every
    :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it,
@@ -45,7 +47,12 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.admin import tenant_state
 from shared.campaigns import content, queue
-from shared.campaigns.campaigns import sending_account, view
+from shared.campaigns.campaigns import (
+    ACCOUNT_DELETED,
+    named_account_deleted,
+    sending_account,
+    view,
+)
 from shared.channels import outbound_queue
 from shared.channels.graph_errors import PAIR_THROTTLING_CODES, THROTTLING_CODES
 from shared.channels.templates import sending as template_sending
@@ -123,6 +130,15 @@ def run_batch(
         queue.enqueue_after_commit(session, campaign.id, step, wait)
         return Outcome.EARLY
     settings = get_settings()
+    if named_account_deleted(campaign):
+        return _fail(
+            session,
+            campaign,
+            now,
+            ACCOUNT_DELETED,
+            f"the {campaign.channel} account this campaign named was deleted; its remaining"
+            " recipients are not sent from another account",
+        )
     account = sending_account(
         session, campaign.tenant_id, campaign.channel, campaign.integration_account_id
     )

@@ -63,6 +63,9 @@ class Campaign(UUIDPrimaryKey, Timestamps, Base):
     integration_account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("integration_accounts.id", ondelete="SET NULL")
     )
+    #: Whether ``integration_account_id`` was named: null with this set means the named
+    #: account was deleted (SET NULL), and the campaign must not fall back to the default.
+    account_named: Mapped[bool] = mapped_column(server_default="false")
     body: Mapped[str | None] = mapped_column(Text)
     #: A WhatsApp template (``name``, ``language``, ``components``) with placeholders.
     template: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))

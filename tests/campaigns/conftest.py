@@ -58,12 +58,19 @@ class Shop(Gaps):
         self.wa = self.meta_account("whatsapp")
         self.approve(TEMPLATE)
 
-    def approve(self, name: str, status: str = "APPROVED", body: str = "Hi {{1}}, order {{2}}"):
+    def approve(
+        self,
+        name: str,
+        status: str = "APPROVED",
+        body: str = "Hi {{1}}, order {{2}}",
+        *,
+        account: dict[str, Any] | None = None,
+    ):
         with session_scope() as session:
             session.add(
                 WaTemplate(
                     tenant_id=self.tenant_id,
-                    integration_account_id=self.wa["id"],
+                    integration_account_id=(account or self.wa)["id"],
                     meta_template_id=str(secrets.randbelow(10**15)),
                     name=name,
                     language="en_US",

@@ -13,7 +13,7 @@ from shared.channels import outbound_engine
 from shared.channels.send_errors import Outcome
 from shared.db import session_scope
 from shared.models import Campaign, Contact, Message, WaTemplate
-from tests.campaigns.conftest import Shop, sent_to, settled
+from tests.campaigns.conftest import TEMPLATE, Shop, sent_to, settled
 from tests.waiting import wait_until
 
 
@@ -465,3 +465,55 @@ def test_a_draft_sends_the_header_media_its_template_has_when_it_runs(
     assert header["parameters"] == [
         {"type": "image", "image": {"link": "https://cdn.example/new.png"}}
     ]
+
+
+def _sent_from(graph, account: dict) -> list[str]:
+    own = f"/{account['external_id']}/messages"
+    return [r.json["to"] for r in graph.sent() if r.path.endswith(own)]
+
+
+def test_an_account_deleted_mid_campaign_fails_the_rest_rather_than_sending_from_another(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """The campaign named its number: the tenant's next default must not send the rest."""
+    successor = shop.meta_account("whatsapp")
+    shop.approve(TEMPLATE, account=successor)  # it could send the template: only the rule stops it
+    campaign = _after_one_batch(shop, campaign_settings, batches)
+    wait_until(lambda: shop.get(campaign)["counts"]["queued"] == 0, "the first batch sent")
+    deleted = shop.ws.call("DELETE", f"/api/integration-accounts/{shop.wa['id']}")
+    assert deleted.status_code == 204, deleted.text
+
+    assert batches.run_next() == ["failed"]
+    view = shop.get(campaign)
+    assert (view["status"], view["error_code"]) == ("failed", "account_deleted")
+    assert view["error_message"]
+    assert (view["counts"]["pending"], view["counts"]["failed"]) == (0, 2), view["counts"]
+    unsent = [r for r in shop.recipients(campaign) if r.message_id is None]
+    assert [(r.status, r.error_code) for r in unsent] == [("failed", "account_deleted")] * 2
+    assert all(r.error_message for r in unsent)
+    assert batches.items == []  # no next batch
+    assert _sent_from(fake_graph, successor) == []
+
+
+def test_a_draft_whose_account_was_deleted_is_not_sent_from_the_default(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    second = shop.meta_account("whatsapp")
+    shop.approve(TEMPLATE, account=second)
+    campaign = shop.create(integration_account_id=str(second["id"]))
+    shop.add(campaign, shop.contacts(2))
+    deleted = shop.ws.call("DELETE", f"/api/integration-accounts/{second['id']}")
+    assert deleted.status_code == 204, deleted.text
+
+    refused = shop.send(campaign, status=422)
+    assert refused["error"]["code"] == "validation_error"
+    assert refused["error"]["details"][0]["field"] == "integration_account_id"
+    assert shop.get(campaign)["status"] == "draft"
+    assert batches.items == [] and sent_to(fake_graph, shop) == []
+    # Naming another account (or none: the default) makes it sendable again.
+    renamed = shop.ws.call(
+        "PATCH", f"/api/campaigns/{campaign['id']}", json={"integration_account_id": None}
+    )
+    assert renamed.status_code == 200, renamed.text
+    shop.send(campaign)
+    assert batches.run_next() == ["completed"]
