@@ -159,6 +159,8 @@ def requeue_dead_letter(
 ) -> DeadLetter:
     """Send a dead letter's message again, with a fresh retry budget, and mark it requeued.
 
+    A send's dead letter first puts its failed message back to queued (or answers 409
+    saying why it cannot go out): see :func:`_prepare_requeue`.
     It keeps its message id, so if it dies again :func:`record_dead_letter` shows the
     row again with the new error. The row is locked and marked first and the message
     sent inside the caller's transaction: a send that fails leaves the row as it was
@@ -175,6 +177,7 @@ def requeue_dead_letter(
         raise NotFound("Dead letter not found")
     if row.requeued_at is not None:
         raise Conflict("This dead letter was requeued already")
+    _prepare_requeue(session, row)
     row.requeued_at = func.now()
     session.flush()
     send(
@@ -189,6 +192,23 @@ def requeue_dead_letter(
     )
     session.refresh(row)
     return row
+
+
+#: The actor a send's dead letter names (:mod:`shared.channels.outbound` writes them).
+SEND_ACTOR = "send_outbound"
+
+
+def _prepare_requeue(session: Session, row: DeadLetter) -> None:
+    """What a requeue must undo before the job runs again.
+
+    WHY: a send that ran out of retries left its message and send row failed, so the
+    requeued ``send_outbound`` found nothing to send and the operator's requeue did nothing.
+    """
+    if row.actor_name == SEND_ACTOR:
+        # NOTE: imported here: the outbound engine records its dead letters through this module.
+        from shared.channels import send_revival
+
+        send_revival.revive(session, row.tenant_id, row.args)
 
 
 def delete_dead_letter(

@@ -208,7 +208,11 @@ class DeadLetterRequeueResource:
         response=dict[str, Any],
         errors=(401, 403, 409, 503),
         description="Sends the message again with a fresh retry budget and the same message "
-        "id; if it dies again it shows here again. 409 when already requeued." + _AUTH,
+        "id; if it dies again it shows here again. 409 when already requeued. A channel "
+        "send's dead letter (`send_outbound`) first puts its failed message back to `queued` "
+        "(a `message.status_updated`), to go out through the normal claim; 409 "
+        "`send_not_requeueable` says why not when the message is no longer failed, or its "
+        "conversation, account or WhatsApp window no longer lets it be sent." + _AUTH,
         tags=TAGS,
     )
     def on_post(self, req, resp, *, id):

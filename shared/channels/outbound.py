@@ -41,7 +41,7 @@ from shared.channels.send_errors import Outcome, Result, SendFailed
 from shared.channels.statuses import apply_status
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.dead_letters import record_dead_letter
+from shared.dead_letters import SEND_ACTOR, record_dead_letter
 from shared.events import Actor, emit_many
 from shared.models import Conversation, IntegrationAccount, Message
 from shared.models.outbound import OutboundSend
@@ -50,8 +50,8 @@ from shared.schemas.messages import MessageView
 log = logging.getLogger(__name__)
 
 #: The dead letter of a send that ran out of retries names this actor and queue, so an
-#: operator's requeue goes through the same path.
-DEAD_LETTER_ACTOR = "send_outbound"
+#: operator's requeue goes through the same path (and first queues the message again).
+DEAD_LETTER_ACTOR = SEND_ACTOR
 DEAD_LETTER_QUEUE = "outbound"
 
 

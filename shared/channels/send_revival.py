@@ -1,0 +1,139 @@
+"""An operator's requeue of a send's dead letter: its failed message is queued again.
+
+A send that ran out of retries fails its message and its ``outbound_sends`` row, and
+writes a dead letter naming ``send_outbound`` (:func:`.outbound.record_failed`).
+Re-running that job alone did nothing: the claim takes only pending rows, and a failed
+message is done. :func:`revive` therefore puts both back (message ``failed`` ->
+``queued``, with its ``message.status_updated``; the send pending, due now, with a
+fresh retry budget) in the requeue's transaction, so the job that follows goes through
+the normal claim. It refuses (409 ``send_not_requeueable``, saying why) when the
+message is no longer failed, or its conversation or account can no longer send it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from shared.channels import outbound
+from shared.channels.send_errors import SendFailed
+from shared.config import get_settings
+from shared.errors import Conflict
+from shared.events import Actor, emit
+from shared.inbox.messages import whatsapp_window_open
+from shared.models import Contact, Conversation, Message
+from shared.schemas.messages import MessageView
+
+
+class NotRequeueable(Conflict):
+    """The send's message cannot go out again; the message says why."""
+
+    code = "send_not_requeueable"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, details=[{"field": "message", "reason": reason}])
+
+
+def revive(session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any]) -> None:
+    """Queue the failed message of a ``send_outbound`` dead letter (``args``) again, or 409."""
+    message = _locked_message(session, tenant_id, args)
+    if message.status != "failed":
+        raise NotRequeueable(
+            "not_failed",
+            f"The message is {message.status} now, not failed: there is nothing to send again",
+        )
+    _check_can_send(session, message)
+    _queue_again(session, message)
+    _reset_send(session, message)
+
+
+def _locked_message(session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any]):
+    try:
+        message_id = uuid.UUID(str(args[0]))
+    except (IndexError, ValueError) as exc:
+        raise NotRequeueable("bad_arguments", "This dead letter names no message") from exc
+    message = session.scalars(
+        select(Message)
+        .where(Message.tenant_id == tenant_id, Message.id == message_id)
+        .with_for_update()
+    ).one_or_none()
+    if message is None:
+        raise NotRequeueable("message_gone", "The message was deleted: there is nothing to send")
+    return message
+
+
+def _check_can_send(session: Session, message: Message) -> None:
+    """What the claim would refuse, refused now instead (the operator learns why at once)."""
+    conversation = session.scalars(
+        select(Conversation).where(
+            Conversation.tenant_id == message.tenant_id,
+            Conversation.id == message.conversation_id,
+        )
+    ).one_or_none()
+    contact = (
+        conversation
+        and session.scalars(
+            select(Contact).where(
+                Contact.tenant_id == message.tenant_id, Contact.id == conversation.contact_id
+            )
+        ).one_or_none()
+    )
+    if contact is None:
+        raise NotRequeueable(
+            "recipient_gone", "The conversation or contact was deleted: nobody to send it to"
+        )
+    try:
+        outbound.account_of(session, message, conversation)
+    except SendFailed as exc:
+        raise NotRequeueable(exc.code, f"It cannot be sent: {exc.message}") from exc
+    free_form = message.channel == "whatsapp" and message.template is None
+    if free_form and not whatsapp_window_open(session, conversation):
+        raise NotRequeueable(
+            "window_closed",
+            "The WhatsApp 24-hour window is closed: send a template instead",
+        )
+
+
+def _queue_again(session: Session, message: Message) -> None:
+    """``failed`` -> ``queued`` (outside the delivery rule, which keeps failed terminal)."""
+    message.status = "queued"
+    message.error_code = None
+    message.error_message = None
+    message.updated_at = func.now()
+    session.flush()
+    session.refresh(message)
+    emit(
+        session,
+        "message.status_updated",
+        MessageView.data(message) | {"previous_status": "failed"},
+        tenant_id=message.tenant_id,
+        actor=Actor.system(),
+    )
+
+
+_RESET_SEND = text(
+    """
+    INSERT INTO outbound_sends (message_id, tenant_id, sweep_at)
+    VALUES (:id, :tenant, now() + make_interval(secs => :sweep))
+    ON CONFLICT (message_id) DO UPDATE
+       SET status = 'pending', attempts = 0, next_attempt_at = now(),
+           sweep_at = excluded.sweep_at, finished_at = NULL
+    """
+)
+
+
+def _reset_send(session: Session, message: Message) -> None:
+    """The send pending and due now, with a fresh retry budget; the sweeper re-drives it
+    should the requeued job be lost."""
+    session.execute(
+        _RESET_SEND,
+        {
+            "id": message.id,
+            "tenant": message.tenant_id,
+            "sweep": get_settings().outbound_sweep_after_seconds,
+        },
+    )
