@@ -15,12 +15,17 @@ import smtplib
 import socket
 import ssl
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
+from typing import TypeVar
 
 from shared.channels.send_errors import SendFailed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class _Watchdog:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.ends_at = time.monotonic() + seconds
         self.expired = False
         self.client: smtplib.SMTP | None = None
         self._lock = threading.Lock()
@@ -126,6 +132,10 @@ class _Watchdog:
         self._timer.cancel()
         with self._lock:
             self.client = None  # NOTE: a session over is never shut down late
+
+    def left(self) -> float:
+        """Seconds the session has left (0 once it is up)."""
+        return max(self.ends_at - time.monotonic(), 0.0)
 
     def _expire(self) -> None:
         with self._lock:
@@ -143,7 +153,7 @@ def _watched(base: type[smtplib.SMTP], watchdog: _Watchdog | None) -> type[smtpl
 
     class Watched(base):
         def _get_socket(self, host, port, timeout):
-            sock = super()._get_socket(host, port, timeout)
+            sock = _connect_resolved(super()._get_socket, host, port, timeout, watchdog)
             with watchdog._lock:
                 if watchdog.expired:
                     sock.close()
@@ -152,6 +162,77 @@ def _watched(base: type[smtplib.SMTP], watchdog: _Watchdog | None) -> type[smtpl
             return sock
 
     return Watched
+
+
+def _within(seconds: float, what: str, call: Callable[[], T]) -> T:
+    """``call()``'s result if it comes within ``seconds``, else a :class:`TimeoutError`.
+
+    For name lookups: ``getaddrinfo`` cannot be interrupted, so it runs on a daemon
+    thread that is left to the resolver's own timeouts when the session's time is up.
+    """
+    done: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(call())
+        except BaseException as exc:  # NOTE: handed to the waiting session, not lost
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="smtp-resolve", daemon=True).start()
+    try:
+        return done.result(timeout=seconds)
+    except TimeoutError:
+        if done.done():
+            raise  # the lookup's own timeout
+        raise TimeoutError(f"{what} took longer than the SMTP session's time") from None
+
+
+def _connect_resolved(connect, host: str, port: int, timeout: float, watchdog: _Watchdog):
+    """``connect`` to ``host``'s addresses, looked up within the session's time.
+
+    WHY: the relay's name was resolved inside ``socket.create_connection``, before the
+    watchdog had a socket to shut down: a slow resolver (a dead DNS server, tried again
+    per search domain) held the send past its bound, and past its claim's room. The TLS
+    layer still checks the certificate against the name (``server_hostname``).
+    """
+    addresses = _within(
+        watchdog.left(),
+        f"resolving {host}",
+        lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM),
+    )
+    failure: OSError | None = None
+    for address in dict.fromkeys(info[4][0] for info in addresses):
+        try:
+            return connect(address, port, min(timeout, watchdog.left()) or 0.001)
+        except OSError as exc:
+            failure = exc
+    raise failure or OSError(f"{host} has no address")
+
+
+_local_name: str | None = None
+
+
+def local_hostname(watchdog: _Watchdog | None) -> str | None:
+    """The name this host gives in ``EHLO``, as smtplib would work it out, but looked up
+    within the session's time and once per process (None: smtplib's own, unbounded).
+
+    WHY: smtplib resolves it (``getfqdn``, then ``gethostbyname``) after connecting, where
+    neither a step's timeout nor the watchdog reaches.
+    """
+    global _local_name
+    if _local_name is None and watchdog is not None:
+        _local_name = _within(watchdog.left(), "resolving this host's name", _smtplib_name)
+    return _local_name
+
+
+def _smtplib_name() -> str:
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    try:
+        return f"[{socket.gethostbyname(socket.gethostname())}]"
+    except OSError:
+        return "[127.0.0.1]"
 
 
 def send_email(
@@ -164,8 +245,8 @@ def send_email(
 ) -> str:
     """Send ``msg`` through the account's relay; return its ``Message-ID``.
 
-    ``timeout`` bounds each step; ``deadline`` (seconds), the whole session: a session
-    still going then is cut off and fails as a ``timeout``.
+    ``timeout`` bounds each step; ``deadline`` (seconds), the whole session, name
+    lookups included: a session still going then is cut off and fails as a ``timeout``.
     """
     context = ssl.create_default_context(cafile=ca_file)
     with contextlib.ExitStack() as stack:
@@ -188,12 +269,15 @@ def _session(
     watchdog: _Watchdog | None,
 ) -> str:
     try:
+        name = local_hostname(watchdog)
         if account.security == "ssl":
             client: smtplib.SMTP = _watched(smtplib.SMTP_SSL, watchdog)(
-                account.host, account.port, timeout=timeout, context=context
+                account.host, account.port, name, timeout=timeout, context=context
             )
         else:
-            client = _watched(smtplib.SMTP, watchdog)(account.host, account.port, timeout=timeout)
+            client = _watched(smtplib.SMTP, watchdog)(
+                account.host, account.port, name, timeout=timeout
+            )
         try:
             client.ehlo()
             if account.security == "starttls":

@@ -278,3 +278,56 @@ def test_a_relay_slow_at_every_step_is_cut_off_at_the_sessions_bound():
     assert failed.value.code == "timeout" and failed.value.transient
     assert "2 s" in failed.value.message
     assert 1.9 <= took < 2.4
+
+
+def _slow_name(monkeypatch, name: str, delay: float) -> None:
+    """A resolver that answers ``name`` (as 127.0.0.1) ``delay`` seconds late, as a dead DNS
+    server tried again per search domain does; every other name as before."""
+    import socket
+    import time
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == name:
+            time.sleep(delay)
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_a_relay_name_slow_to_resolve_is_cut_off_at_the_sessions_bound(monkeypatch):
+    """The relay's name is looked up within the session's bound too, not before it."""
+    import time
+
+    import pytest
+
+    from shared.channels import smtp
+    from shared.channels.send_errors import SendFailed
+
+    port, stop = _slow_relay(delay=0.0)
+    _slow_name(monkeypatch, "relay.slow-dns.test", delay=4.0)
+    relay = smtp.SmtpAccount("relay.slow-dns.test", port, "none", None, None, "shop@shop.example")
+    email = smtp.build_email(relay, to="ada@customer.example", subject="Hi", text="Hello")
+    try:
+        started = time.monotonic()
+        with pytest.raises(SendFailed) as failed:
+            smtp.send_email(relay, email, timeout=0.5, deadline=1.0)
+        took = time.monotonic() - started
+    finally:
+        stop()
+    assert failed.value.code == "timeout" and failed.value.transient
+    assert took < 1.5
+
+
+def test_a_relay_named_by_host_name_is_resolved_and_its_certificate_checked_by_name(
+    workspace, channels, smtp_peers
+):
+    peer = smtp_peers["ssl"]  # its certificate names localhost and 127.0.0.1
+    conversation = _mailbox(channels, peer, smtp_host="localhost")
+
+    message_id = _send(workspace, conversation, "Resolved by name.")
+
+    wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert [m.message.get_content().strip() for m in peer.received] == ["Resolved by name."]
