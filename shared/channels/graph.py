@@ -43,6 +43,7 @@ import httpx
 from shared import json_encoding
 from shared.channels import json_post
 from shared.channels.send_errors import SendFailed
+from shared.channels.upload_deadline import UploadDeadline
 from shared.config import get_settings
 from shared.json_encoding import as_object
 
@@ -133,10 +134,18 @@ class GraphClient:
         #: What ``retries=None`` means in :meth:`request`.
         self.default_retries = default_retries
         self._sleep = sleep
+        self._timeout = timeout
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+        )
+        #: Uploads with a deadline, each on its own connection (:mod:`.upload_deadline`).
+        self._uploads = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=0),
             follow_redirects=False,
         )
         #: PERF: the sends' JSON POSTs, at a third of httpx's CPU (:mod:`.json_post`);
@@ -149,6 +158,7 @@ class GraphClient:
 
     def close(self) -> None:
         self._http.close()
+        self._uploads.close()
         if self._poster is not None:
             self._poster.close()
 
@@ -175,16 +185,44 @@ class GraphClient:
         file: tuple[str, IO[bytes], str],
         *,
         file_field: str = "file",
+        within: float | None = None,
     ) -> dict[str, Any]:
-        """POST multipart/form-data (a media upload): ``file`` is (filename, stream, type)."""
+        """POST multipart/form-data (a media upload): ``file`` is (filename, stream, type).
+
+        ``within`` (seconds) bounds the whole call, not only each step: one still going
+        then is cut off and fails as a transient ``timeout``.
+        """
         url = f"{self.root}/{path.lstrip('/')}"
-        with _transport_errors():
-            response = self._http.post(
-                url, headers=_auth(token), data=fields, files={file_field: file}
-            )
+        if within is None:
+            with _transport_errors():
+                response = self._http.post(
+                    url, headers=_auth(token), data=fields, files={file_field: file}
+                )
+        else:
+            response = self._upload_within(within, url, token, fields, {file_field: file})
         if response.status_code >= 300:
             raise classify(response)
         return self._json(response)
+
+    def _upload_within(
+        self, within: float, url: str, token: str, fields: dict[str, str], files: dict
+    ) -> httpx.Response:
+        try:
+            with UploadDeadline(within) as deadline, _transport_errors():
+                return self._uploads.post(
+                    url,
+                    headers=_auth(token),
+                    data=fields,
+                    files=files,
+                    timeout=min(self._timeout, within),
+                    extensions={"trace": deadline.trace},
+                )
+        except SendFailed as exc:
+            if not deadline.expired:
+                raise
+            raise SendFailed(
+                "timeout", f"the media upload took longer than {within:g} s", transient=True
+            ) from exc
 
     def get(self, path: str, token: str) -> dict[str, Any]:
         return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))

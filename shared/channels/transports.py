@@ -95,6 +95,7 @@ def _send_whatsapp(session: Session | None, outgoing: Outgoing, ready: Callable[
                 token,
                 {"messaging_product": "whatsapp", "type": media.mime_type},
                 (media.filename or "file", stream, media.mime_type),
+                within=_upload_room(message.channel),
             )
         if not uploaded.get("id"):
             raise SendFailed("bad_response", "no media id in Meta's answer", transient=True)
@@ -139,6 +140,8 @@ def _send_page(session: Session | None, outgoing: Outgoing, ready: Callable[[], 
                 fields,
                 (media.filename or "file", stream, media.mime_type),
                 file_field="filedata",
+                # NOTE: the file rides with the message: the whole send is this one call.
+                within=get_settings().send_bound_seconds(message.channel),
             )
     elif message.body:
         offered = choices.offered(message.metadata_)
@@ -152,6 +155,17 @@ def _send_page(session: Session | None, outgoing: Outgoing, ready: Callable[[], 
         return _named_id(answer.get("message_id"))
     except TypeError as exc:
         raise _accepted_unread("its answer named no message_id") from exc
+
+
+def _upload_room(channel: str) -> float:
+    """The seconds a WhatsApp upload may take: the send's bound less the message call's own
+    timeout, which follows it.
+
+    WHY: each step of an upload had a timeout, the upload none: an answer trickling in a
+    byte at a time held the send past the bound its claim counts on.
+    """
+    settings = get_settings()
+    return settings.send_bound_seconds(channel) - settings.graph_timeout_seconds
 
 
 def _named_id(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.channels_outbound.conftest import wait_for_status
 from tests.channels_outbound.test_media import PDF, PNG, upload
@@ -158,3 +159,28 @@ def test_an_email_attachment_named_across_lines_is_sent_under_one_line(
     assert sent["status"] == "sent", sent["error_message"]
     [mail] = peer.received
     assert [part.get_filename() for part in mail.message.iter_attachments()] == ["q3 chart.png"]
+
+
+def test_a_whatsapp_upload_slower_than_its_share_of_the_send_fails_as_a_timeout(
+    workspace, channels, fake_graph
+):
+    """Each read of the upload's answer is quick (GRAPH_TIMEOUT_SECONDS=1 never fires), the
+    whole answer about 7 s: the upload is cut off within the send's bound (it leaves the
+    send its own timeout), a transient timeout, and no message goes out without its file."""
+    conversation = _conversation(channels, "whatsapp", external_id="15550002222")
+    media_id = _media(workspace)
+    fake_graph.upload_drip = 0.3
+    started = time.monotonic()
+
+    resp = _post(workspace, conversation, body="Late file", attachments=[{"media_id": media_id}])
+
+    assert resp.status_code == 201, resp.text
+    done = wait_for_status(
+        workspace, conversation["id"], resp.json["id"], "failed", "sent", timeout=30
+    )
+    assert done["status"] == "failed"
+    assert done["error_code"] == "timeout"
+    assert "upload" in done["error_message"]
+    assert fake_graph.sent() == []
+    assert len(fake_graph.sent("/media")) == 3  # the first attempt and OUTBOUND_MAX_RETRIES=2
+    assert time.monotonic() - started < 6.0  # three uploads of ~1 s, not one of 7

@@ -129,6 +129,9 @@ class FakeGraph:
     media_delay: float = 0.0
     #: Seconds every send (``POST .../messages``, not a read receipt) takes to answer.
     latency: float = 0.0
+    #: Seconds between the bytes of a WhatsApp media upload's answer (0: all at once): each
+    #: read is quick, the whole answer slow, as a congested link is.
+    upload_drip: float = 0.0
     #: WABA id -> its analytics.
     waba: dict[str, WabaAnalytics] = field(default_factory=dict)
     #: OAuth, Embedded Signup, Pages and Messenger profiles (:mod:`.graph_onboarding`).
@@ -193,6 +196,7 @@ class FakeGraph:
             self.accepted_tokens = None
             self.media_delay = 0.0
             self.latency = 0.0
+            self.upload_drip = 0.0
             self.meta = MetaOnboarding()
             self._receipt_plan = []
             self.next_wamids.clear()
@@ -332,6 +336,22 @@ def _handler(graph: FakeGraph):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
 
+        def _drip(self, body: Any, every: float) -> None:
+            """A 200 whose body comes a byte every ``every`` seconds."""
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.flush()
+                for i in range(len(data)):
+                    time.sleep(every)
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
+
         def _left(self) -> None:
             leaving, self._leaving = getattr(self, "_leaving", None), None
             if leaving is not None:
@@ -380,7 +400,11 @@ def _handler(graph: FakeGraph):
                 self._receipt(parts)
                 return
             if parts[2] == "media":  # a WhatsApp media upload
-                self._send(200, {"id": str(secrets.randbelow(10**15))})
+                answer = {"id": str(secrets.randbelow(10**15))}
+                if graph.upload_drip:
+                    self._drip(answer, graph.upload_drip)
+                else:
+                    self._send(200, answer)
                 return
             # NOTE: it leaves as the answer starts (see _send): a client that got its
             # answer and sends again never overlaps the request it waited for.
