@@ -38,7 +38,7 @@ from shared.channels import early_statuses, token_rejections
 from shared.channels.account_lookup import account_for
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.send_errors import Outcome, Result, SendFailed
-from shared.channels.statuses import apply_status
+from shared.channels.statuses import ACCEPTED_AFTER_FAILURE, apply_status
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.dead_letters import SEND_ACTOR, record_dead_letter
@@ -224,6 +224,57 @@ def record_sent_one(
     apply_status(session, message, "sent")
     if message.channel in early_statuses.CHANNELS:
         early_statuses.apply_parked(session, message)
+
+
+#: The id the provider gave a send failed meanwhile (settled: no live claim), kept on its
+#: message when it has none; flagged, so its receipts may deliver it.
+_KEEP_LATE_ID = text(
+    """
+    UPDATE messages m
+       SET provider_message_id = :provider_id,
+           metadata = coalesce(m.metadata, '{}'::jsonb)
+                      || jsonb_build_object(CAST(:flag AS text), true),
+           updated_at = now()
+      FROM outbound_sends s
+     WHERE m.id = :id AND m.tenant_id = :tenant_id AND s.message_id = m.id
+       AND s.status = 'failed' AND m.status = 'failed' AND m.provider_message_id IS NULL
+    RETURNING m.id
+    """
+)
+
+
+def keep_late_provider_id(
+    session: Session, tenant_id: uuid.UUID, message_id: uuid.UUID, provider_id: str, channel: str
+) -> bool:
+    """A claim that ran out learned the provider took the message, after another claim had
+    failed it (in doubt): keep the provider's id, so the receipts for it find the message
+    (flagged :data:`~shared.channels.statuses.ACCEPTED_AFTER_FAILURE`: a receipt may replace
+    its ``failed``), and apply those that came first. Whether it was kept.
+
+    WHY: the late result was dropped whole (:func:`hold_live`), so the receipts Meta sent
+    for a message the customer had were parked under an id nobody knew: it stayed failed.
+    Nothing else is recorded: the send is settled, and its status waits for a receipt.
+    """
+    watched = channel in early_statuses.CHANNELS
+    if watched:
+        early_statuses.lock(session, tenant_id, provider_id)
+    params = {
+        "id": message_id,
+        "tenant_id": tenant_id,
+        "provider_id": provider_id,
+        "flag": ACCEPTED_AFTER_FAILURE,
+    }
+    if session.execute(_KEEP_LATE_ID, params).first() is None:
+        return False
+    if watched:
+        message = session.scalars(
+            select(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .with_for_update()
+        ).one()
+        session.refresh(message)
+        early_statuses.apply_parked(session, message)
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -481,7 +481,7 @@ def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[
     live = outbound.hold_live(session, {item.message_id: item.attempt for item, _ in items})
     for item, attempt in items:
         if item.message_id not in live:
-            _outlived(item, attempt)
+            _outlived(session, item, attempt)
             results[item.message_id] = OUTLIVED
             continue
         error = attempt.error
@@ -522,15 +522,25 @@ def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[
     return results
 
 
-def _outlived(item: Claim, attempt: Attempted) -> None:
-    """Say what a claim that ran out learned and did not record (an operator may need it)."""
+def _outlived(session: Session, item: Claim, attempt: Attempted) -> None:
+    """Say what a claim that ran out learned and did not record (an operator may need it);
+    the provider's id of a send failed meanwhile is kept (:func:`.outbound.keep_late_provider_id`).
+    """
     if attempt.provider_id is not None:
+        kept = item.outgoing is not None and outbound.keep_late_provider_id(
+            session,
+            item.tenant_id,
+            item.message_id,
+            attempt.provider_id,
+            item.outgoing.message.channel,
+        )
         log.warning(
             "send %s: attempt %d was accepted by the provider as %s after its claim ran out;"
-            " the send is another claim's now (or settled), so this is not recorded",
+            " the send is another claim's now (or settled), so this is not recorded%s",
             item.message_id,
             item.attempt,
             attempt.provider_id,
+            " (the id is kept on the failed message, for its receipts)" if kept else "",
         )
     elif attempt.error is not None:
         log.warning(

@@ -3,8 +3,11 @@
 Providers report statuses out of order and more than once (Meta retries callbacks, and a
 ``delivered`` can arrive after ``read``). :func:`apply_status` is the one place that
 decides whether a report changes a message: ``queued < sent < delivered < read``;
-``failed`` is terminal and only reachable from ``queued`` or ``sent``. Both the inbound
-status callbacks and the outbound sender's results go through it.
+``failed`` is only reachable from ``queued`` or ``sent`` and is terminal, but for a
+message the provider accepted after we had failed it (:data:`ACCEPTED_AFTER_FAILURE`,
+see :func:`shared.channels.outbound.keep_late_provider_id`): its receipts (``delivered``,
+``read``) are proof the customer has it. Both the inbound status callbacks and the
+outbound sender's results go through it.
 
 Example::
 
@@ -28,15 +31,26 @@ from shared.schemas.messages import MessageView
 RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 #: Statuses ``failed`` may replace: a message the provider already delivered did not fail.
 FAILABLE = frozenset({"queued", "sent"})
+#: Statuses that replace ``failed`` (of a message accepted after it): proof of delivery.
+RECEIPTS = frozenset({"delivered", "read"})
+#: Message metadata flag: we failed it, then learnt the provider had accepted it.
+ACCEPTED_AFTER_FAILURE = "accepted_after_failure"
 STATUSES = (*RANK, "failed")
 
 
-def can_move(current: str, new: str) -> bool:
-    """Whether ``current`` may become ``new`` (pure; the rule in one place)."""
+def can_move(current: str, new: str, *, accepted_after_failure: bool = False) -> bool:
+    """Whether ``current`` may become ``new`` (pure; the rule in one place).
+
+    ``accepted_after_failure``: the message was failed by us, not by the provider's report,
+    and the provider turned out to have accepted it; a receipt then delivers it. WHY not
+    any failure: the provider's own ``failed`` stays (a ``delivered`` after it is a replay).
+    """
     if new == "failed":
         return current in FAILABLE
+    if current == "failed":
+        return accepted_after_failure and new in RECEIPTS
     if current not in RANK or new not in RANK:
-        return False  # failed is terminal; received (inbound) never changes
+        return False  # received (inbound) never changes
     return RANK[new] > RANK[current]
 
 
@@ -59,10 +73,11 @@ def apply_status(
     if status not in STATUSES:
         raise ValueError(f"unknown delivery status {status!r}")
     previous = message.status
-    if not can_move(previous, status):
+    accepted_late = bool((message.metadata_ or {}).get(ACCEPTED_AFTER_FAILURE))
+    if not can_move(previous, status, accepted_after_failure=accepted_late):
         return False
     message.status = status
-    if status == "failed":
+    if status == "failed" or previous == "failed":  # NOTE: a receipt clears the error
         message.error_code = error_code
         message.error_message = error_message
     stamps = dict((message.metadata_ or {}).get("status_timestamps") or {})

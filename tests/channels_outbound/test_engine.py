@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +40,8 @@ def per_account():
         yield set_limit
 
 
-def _whatsapp(channels, token: str) -> dict:
-    account_id = channels.account("whatsapp", credentials={"access_token": token})
+def _whatsapp(channels, token: str, **credentials: str) -> dict:
+    account_id = channels.account("whatsapp", credentials={"access_token": token} | credentials)
     return channels.conversation(
         channels.contact(channel="whatsapp"), integration_account_id=account_id
     )
@@ -195,10 +196,10 @@ def test_a_killed_workers_claim_keeps_others_off_until_it_runs_out(workspace, ch
     assert _claims([message_id])[message_id].attempts == 2  # the dead worker's, then this one
 
 
-def _unsent(channels, token: str) -> uuid.UUID:
+def _unsent(channels, token: str, **credentials: str) -> uuid.UUID:
     """One committed WhatsApp message whose send row exists but was handed to no worker:
     the test claims, sends and records it step by step."""
-    conversation = _whatsapp(channels, token)
+    conversation = _whatsapp(channels, token, **credentials)
     outbound_queue.set_enqueuer(None)
     try:
         [message_id] = _commit_together(channels, [conversation], each=1)
@@ -414,6 +415,151 @@ def test_a_late_record_of_a_lost_claim_keeps_its_provider_call_in_doubt(
     [settled] = _settled([message_id]).values()
     assert sent_with(fake_graph, "token-late-doubt") == []  # A's call may have reached Meta
     assert (settled.status, settled.error_code) == ("failed", "delivery_unknown")
+
+
+def _status_callback(workspace, message_id, app_secret: str, wamid: str, *statuses: str) -> None:
+    """Meta's signed callback of ``statuses`` (in order) for ``wamid``, to the number that
+    sent ``message_id``."""
+    from shared.channels.signatures import meta_signature
+    from shared.models import IntegrationAccount
+
+    with session_scope() as session:
+        number = session.scalar(
+            select(IntegrationAccount.external_id)
+            .join(Conversation, Conversation.integration_account_id == IntegrationAccount.id)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(Message.id == message_id)
+        )
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "16505551111", "phone_number_id": number},
+        "statuses": [
+            {
+                "id": wamid,
+                "status": status,
+                "timestamp": str(int(time.time())),
+                "recipient_id": "15551234567",
+            }
+            for status in statuses
+        ],
+    }
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA-1", "changes": [{"field": "messages", "value": value}]}],
+    }
+    raw = json.dumps(payload).encode()
+    resp = workspace.client.simulate_post(
+        "/api/webhooks/meta",
+        body=raw,
+        headers={
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": meta_signature(app_secret, raw),
+        },
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def _failed_in_doubt_though_meta_took_it(channels, token: str, secret: str):
+    """Worker A reaches Meta and is slow; its claim runs out; worker B finds the send in doubt
+    and fails it ``delivery_unknown``. (message id, A's claim, the id Meta gave A's call.)"""
+    message_id = _unsent(channels, token, app_secret=secret)
+    [stale], _ = outbound_engine.claim([message_id])
+    send_markers.mark(message_id, stale.attempt)
+    _claim_runs_out(message_id)
+    [live], _ = outbound_engine.claim([message_id])
+    assert live.error is outbound_engine.DELIVERY_UNKNOWN
+    outbound_engine.record([live], outbound_engine.send_all([live]))
+    assert _messages([message_id])[message_id].status == "failed"
+    return message_id, stale, f"wamid.late-{uuid.uuid4().hex}"
+
+
+def _moves(channels, message_id) -> list[tuple[str, str]]:
+    return [
+        (e.data["previous_status"], e.data["status"])
+        for e in channels.events("message.status_updated")
+        if e.data["id"] == str(message_id)
+    ]
+
+
+def _callbacks_processed(channels, count: int) -> None:
+    from shared.models import InboundEvent
+
+    def check():
+        with session_scope() as session:
+            done = session.scalars(
+                select(InboundEvent.status).where(InboundEvent.tenant_id == channels.tenant_id)
+            ).all()
+        return len(done) >= count and all(status == "processed" for status in done)
+
+    wait_until(check, f"{count} callbacks processed")
+
+
+def _becomes(message_id, status: str) -> Message:
+    def check():
+        message = _messages([message_id])[message_id]
+        return message if message.status == status else None
+
+    return wait_until(check, f"message {message_id} {status}", timeout=10)
+
+
+def test_a_delivery_receipt_for_a_send_failed_in_doubt_delivers_it(workspace, channels, fake_graph):
+    """A's late "sent" is not recorded (the send is settled), but the id Meta gave it is
+    kept: Meta's receipt for that id is proof the message reached the customer."""
+    secret = uuid.uuid4().hex
+    message_id, stale, wamid = _failed_in_doubt_though_meta_took_it(channels, "tok-late-r", secret)
+
+    late = outbound_engine.record(
+        [stale], {message_id: outbound_engine.Attempted(provider_id=wamid)}
+    )
+    assert late[message_id].outcome == "busy"
+    _status_callback(workspace, message_id, secret, wamid, "delivered")
+
+    delivered = _becomes(message_id, "delivered")
+    assert (delivered.provider_message_id, delivered.error_code) == (wamid, None)
+    _status_callback(workspace, message_id, secret, wamid, "read")
+    _becomes(message_id, "read")
+    assert _moves(channels, message_id)[-2:] == [("failed", "delivered"), ("delivered", "read")]
+    assert _claims([message_id])[message_id].status == "failed"  # the send is not re-run
+    assert sent_with(fake_graph, "tok-late-r") == []
+
+
+def test_a_receipt_that_came_before_the_late_record_delivers_it_then(
+    workspace, channels, fake_graph
+):
+    from shared.models.receipts import EarlyStatus
+
+    secret = uuid.uuid4().hex
+    message_id, stale, wamid = _failed_in_doubt_though_meta_took_it(channels, "tok-late-p", secret)
+    _status_callback(workspace, message_id, secret, wamid, "delivered")  # id unknown: parked
+
+    def parked():
+        with session_scope() as session:
+            return session.scalar(
+                select(EarlyStatus.id).where(EarlyStatus.provider_message_id == wamid)
+            )
+
+    wait_until(parked, "the receipt parked")
+    outbound_engine.record([stale], {message_id: outbound_engine.Attempted(provider_id=wamid)})
+
+    assert _messages([message_id])[message_id].status == "delivered"
+
+
+def test_a_failure_meta_reported_is_not_undone_by_a_later_receipt(workspace, channels, fake_graph):
+    """Only a failure of ours is undone by a receipt: Meta's own "failed" stays (a later
+    "delivered" for that id is a replay), as does one Meta's "sent" arrives after."""
+    secret = uuid.uuid4().hex
+    message_id = _unsent(channels, "tok-meta-failed", app_secret=secret)
+    [claim] = outbound_engine.claim([message_id])[0]
+    [result] = outbound_engine.record([claim], outbound_engine.send_all([claim])).values()
+    wamid = result.provider_message_id
+    _status_callback(workspace, message_id, secret, wamid, "failed")
+    _becomes(message_id, "failed")
+
+    _status_callback(workspace, message_id, secret, wamid, "sent", "delivered", "failed")
+
+    _callbacks_processed(channels, 2)
+    assert _messages([message_id])[message_id].status == "failed"
+    assert _moves(channels, message_id) == [("queued", "sent"), ("sent", "failed")]
 
 
 def test_meta_pair_rate_limit_holds_back_that_recipient_only(
