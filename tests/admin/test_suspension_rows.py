@@ -5,7 +5,10 @@ platform email) and ``deliver_webhooks`` (a batch that may mix tenants) run thro
 real broker and worker. A suspended tenant's work is not done: each piece gets one dead
 letter with the reason (which the platform operator lists), its row stays pending, the
 sweepers leave it, and it goes through once the tenant is reactivated. Time is moved
-(due dates set in the past), not slept.
+(due dates set in the past), not slept. Each test waits for its own queue to be
+processed (``broker.join``), never for the worker's every queue: ``worker.join()`` also
+waits out the messages earlier tests of the process left delayed (an outbound retry, due
+minutes later), and hung when this file ran after ``tests/channels_outbound``.
 
 NOTE: the actor modules are imported inside the tests: an actor takes its retry settings
 when declared, and other directories (``tests/channels_gaps``) set theirs in the
@@ -282,8 +285,7 @@ def test_an_automation_evaluation_queued_before_the_suspension_waits_with_a_reas
 
     for _ in range(2):  # the queued message, then a copy (a sweeper's, a redelivery)
         evaluate_rules.send(str(row.id))
-        broker.join(queues.AUTOMATION)
-        worker.join()
+        broker.join(queues.AUTOMATION, timeout=20_000)
     (letter,) = _letters(workspace, "evaluate_rules", str(row.id))
     assert letter.error == REASON and letter.queue_name == queues.AUTOMATION
     assert _operator_lists(client, letter)["error"] == REASON
@@ -324,7 +326,6 @@ def test_a_read_receipt_queued_before_the_suspension_is_not_sent(
     _suspend(root, workspace)
 
     mark_read_upstream.send(str(message.id))
-    broker.join(queues.CHANNELS)
-    worker.join()
+    broker.join(queues.CHANNELS, timeout=20_000)
     (letter,) = _letters(workspace, "mark_read_upstream", str(message.id))
     assert letter.error == REASON and _operator_lists(client, letter)["error"] == REASON
