@@ -171,6 +171,14 @@ class Settings(BaseSettings):
     login_rate_limit_per_minute: int = Field(
         10, ge=1, description="failed logins per email and IP before 429"
     )
+    login_account_failures_limit: int = Field(
+        50,
+        ge=1,
+        description=(
+            "failed logins per email from all networks together before 429 for the rest of"
+            " a 15-minute window (password spraying from rotating addresses)"
+        ),
+    )
 
     # --- secrets at rest and outgoing webhooks --------------------------------------------------
     encryption_key: str | None = Field(

@@ -59,7 +59,13 @@ class LoginResource:
         errors=(401, 403, 429),
         body=LoginRequest,
         response=LoginResponse,
-        description="Sets the HttpOnly `session` cookie too. Failed logins are rate-limited.",
+        description=(
+            "Sets the HttpOnly `session` cookie too. Failed logins are rate-limited: 429"
+            " `rate_limited` with Retry-After past `LOGIN_RATE_LIMIT_PER_MINUTE` failures of"
+            " an email from one network (a minute), or past `LOGIN_ACCOUNT_FAILURES_LIMIT`"
+            " from all networks together (15 minutes from the first failure; every login of"
+            " the email waits, the right password's too, for at most that window)."
+        ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, body: LoginRequest):

@@ -47,8 +47,14 @@ API_KEY_TOUCH_INTERVAL = dt.timedelta(minutes=1)
 #: The key's use stamp is all the touch writes: the principal cache ignores it (otherwise
 #: every key's first call of each minute would empty every process's cache).
 _TOUCH_ONLY = {committed_writes.COLUMNS: {ApiKey.__table__.name: ("last_used_at",)}}
-#: Window of the failed-login counter.
+#: Window of the failed-login counter per email and network.
 LOGIN_WINDOW_SECONDS = 60
+#: Window of the failed-login counter per email across all networks. Past
+#: ``login_account_failures_limit`` failures in it every login of the email answers 429,
+#: the owner's too (we cannot tell them from the sprayer), until the window ends.
+#: WHY short: an attacker can lock an account out by failing on purpose; the window
+#: bounds that to 15 minutes at a time, while spraying is held to the limit per window.
+LOGIN_ACCOUNT_WINDOW_SECONDS = 15 * 60
 
 
 class TenantSuspended(DomainError):
@@ -301,35 +307,73 @@ def _login_counter(email: str, ip: str | None) -> str:
     return key("ratelimit", "login", email.lower(), _client_network(ip))
 
 
+def _account_counter(email: str) -> str:
+    return key("ratelimit", "login-account", email.lower())
+
+
+def _login_limits(email: str, ip: str | None) -> tuple[tuple[str, int, int], ...]:
+    """The failed-login counters an attempt counts on: ``(key, limit, window seconds)``.
+
+    APPSEC: per email and network (a guesser's network is refused quickly), and per
+    email across all networks (password spraying from ever-new addresses got unlimited
+    guesses at one account otherwise).
+    """
+    settings = get_settings()
+    return (
+        (_login_counter(email, ip), settings.login_rate_limit_per_minute, LOGIN_WINDOW_SECONDS),
+        (
+            _account_counter(email),
+            settings.login_account_failures_limit,
+            LOGIN_ACCOUNT_WINDOW_SECONDS,
+        ),
+    )
+
+
 def _check_login_rate(email: str, ip: str | None) -> None:
-    """Count this login attempt, or refuse it with 429 past the limit of failures.
+    """Count this login attempt, or refuse it with 429 past a limit of failures.
 
     APPSEC: the attempt is counted before its password is checked (and forgiven by
     :func:`_forgive_login` if it was right): read first and counted after the check,
-    a burst of parallel guesses all passed the read, whatever the limit.
+    a burst of parallel guesses all passed the read, whatever the limit. The account
+    counts only what its network's limit let through: one network's refused flood does
+    not lock its owner out elsewhere. A window starts at its first failure and later
+    ones never extend it, so a lockout ends at most a window after it began.
     """
-    counter = _login_counter(email, ip)
+    for counter, limit, window in _login_limits(email, ip):
+        _count_attempt(counter, limit, window)
+
+
+def _count_attempt(counter: str, limit: int, window: int) -> None:
+    """One more attempt on ``counter``; 429 past ``limit``, until its window ends."""
     try:
         pipe = get_redis().pipeline()
         pipe.incr(counter)
-        pipe.expire(counter, LOGIN_WINDOW_SECONDS, nx=True)
-        attempts = pipe.execute()[0]
+        pipe.expire(counter, window, nx=True)
+        pipe.pttl(counter)
+        attempts, _, left_ms = pipe.execute()
     except RedisError:
         log.warning("login rate limit unavailable (Redis down); allowing the attempt")
         return
-    if int(attempts) > get_settings().login_rate_limit_per_minute:
+    if int(attempts) > limit:
         raise RateLimited(
-            "Too many failed logins; try again later", retry_after=LOGIN_WINDOW_SECONDS
+            "Too many failed logins; try again later", retry_after=_retry_after(left_ms, window)
         )
+
+
+def _retry_after(left_ms: int, window: int) -> int:
+    """The window's time left, up to the next whole minute (never past the window)."""
+    if left_ms <= 0:
+        return window
+    return min(window, -(-left_ms // 60_000) * 60)
 
 
 def _forgive_login(email: str, ip: str | None) -> None:
     """Uncount an attempt whose password was right: only failures count towards 429."""
-    counter = _login_counter(email, ip)
     try:
         pipe = get_redis().pipeline()
-        pipe.decr(counter)
-        pipe.expire(counter, LOGIN_WINDOW_SECONDS, nx=True)  # if the window ended meanwhile
+        for counter, _limit, window in _login_limits(email, ip):
+            pipe.decr(counter)
+            pipe.expire(counter, window, nx=True)  # if the window ended meanwhile
         pipe.execute()
     except RedisError:
         log.warning("could not uncount a successful login (Redis down)")
