@@ -48,10 +48,16 @@ class AgentResource:
 
     @endpoint(
         "Update an agent",
-        errors=(409,),
+        errors=(409, 429),
         body=AgentUpdate,
         response=AgentView,
-        description="Admins change any field; agents change their own name, avatar, password.",
+        description=(
+            "Admins change any field; agents change their own name, avatar, password. A new"
+            " password for yourself needs `current_password`: 422 `validation_error` naming"
+            " it when missing, 403 `invalid_password` when wrong (counted as a failed login:"
+            " 429 `rate_limited` past the login limits). An admin setting another agent's"
+            " password sends none."
+        ),
         tags=TAGS,
     )
     def on_patch(self, req, resp, *, ctx, id, body: AgentUpdate):

@@ -15,6 +15,8 @@ from shared.schemas.identity import ApiKeyView
 
 RoleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 AvatarUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://")]
+#: Checked, never stored: any length a password was ever set with.
+CurrentPassword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class AgentListQuery(ListQuery):
@@ -41,6 +43,9 @@ class AgentUpdate(Update):
     full_name: Name | None = None
     role: RoleName | None = Field(None, description="role name or id")
     password: Password | None = None
+    current_password: CurrentPassword | None = Field(
+        None, description="your current password: required with `password` to change your own"
+    )
     avatar_url: Nullable[AvatarUrl] = Field(None, description="null removes the avatar")
 
 

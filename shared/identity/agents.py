@@ -14,18 +14,27 @@ from shared import activity
 from shared.billing import usage as billing_usage
 from shared.context import Ctx
 from shared.db import fetch_rows
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from shared.events import emit
 from shared.identity import auth, invitations
-from shared.identity.security import hash_password
+from shared.identity.security import hash_password, verify_password
 from shared.inbox import conversations
 from shared.models import ApiKey, Conversation, Division, DivisionMember, Role, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
 from shared.sql import contains_pattern
 
-#: Fields an agent may change on their own profile without ``agents.manage``.
-SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "password"})
+#: Fields an agent may change on their own profile without ``agents.manage``
+#: (``current_password`` is not a field: it proves who sets a new ``password``).
+SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "password", "current_password"})
+
+
+class InvalidPassword(DomainError):
+    """The current password given to change one's own was wrong."""
+
+    status, code = 403, "invalid_password"
+
+
 STATUSES = ("online", "offline")
 
 
@@ -301,7 +310,11 @@ def _divisions(session: Session, ctx: Ctx, division_ids: list[uuid.UUID]) -> lis
 
 
 def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[str, Any]) -> User:
-    """Apply ``changes`` (the fields sent); agents may edit their own name, avatar, password."""
+    """Apply ``changes`` (the fields sent); agents may edit their own name, avatar, password.
+
+    A new own password needs ``current_password`` (see :func:`_require_current_password`);
+    an admin setting another agent's password does not know theirs and need not.
+    """
     if not ctx.can("agents.manage") and not (
         ctx.is_self(agent_id) and changes.keys() <= SELF_SERVICE_FIELDS
     ):
@@ -314,9 +327,12 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
             ctx.refuse_api_key("Changing your own password")
     if "role" in changes:
         _lock_admins(session, ctx)
+    current_password = changes.pop("current_password", None)
     agent = get_agent(session, ctx, agent_id, for_update=True)
     if not ctx.is_self(agent_id):
         ctx.require_all(agent.role.permissions, "Changing this agent")
+    elif "password" in changes:
+        _require_current_password(ctx, agent, current_password)
     before = AgentView.data(agent)
     if "email" in changes and _email_taken(session, ctx, changes["email"], except_id=agent.id):
         raise Conflict(
@@ -345,6 +361,24 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         session, ctx, "agent.updated", "agent", agent.id, after, before=before, after=after
     )
     return agent
+
+
+def _require_current_password(ctx: Ctx, agent: User, given: str | None) -> None:
+    """422 without ``current_password``, 403 ``invalid_password`` when it is wrong.
+
+    APPSEC: a token alone (stolen, or a session left open) set a new password and so
+    took the account over for good. A wrong guess counts as a failed login of the
+    agent's email, so the token holder cannot try passwords here past the login limits.
+    """
+    if given is None:
+        raise ValidationFailed.field("current_password", "required to change your own password")
+    auth.count_password_attempt(agent.email, ctx.ip)
+    if not verify_password(agent.password_hash, given):
+        raise InvalidPassword(
+            "The current password is wrong",
+            details=[{"field": "current_password", "message": "is not your current password"}],
+        )
+    auth.forgive_password_attempt(agent.email, ctx.ip)
 
 
 def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:

@@ -379,6 +379,17 @@ def _forgive_login(email: str, ip: str | None) -> None:
         log.warning("could not uncount a successful login (Redis down)")
 
 
+def count_password_attempt(email: str, ip: str | None) -> None:
+    """Count a password check outside login (e.g. the current password to change it) as
+    a login attempt: 429 past the failed-login limits. Forgive it when it was right."""
+    _check_login_rate(email, ip)
+
+
+def forgive_password_attempt(email: str, ip: str | None) -> None:
+    """Uncount a password check that :func:`count_password_attempt` counted: it was right."""
+    _forgive_login(email, ip)
+
+
 #: Workspaces one email's login is checked against without ``tenant`` (one password hash
 #: each); an email in more must name the workspace.
 MAX_WORKSPACES_PER_LOGIN = 5

@@ -162,7 +162,7 @@ def test_password_change_logs_out_other_sessions(client):
         "PATCH",
         f"/api/agents/{agent['id']}",
         token=agent_token,
-        json={"password": "a brand new password"},
+        json={"password": "a brand new password", "current_password": PASSWORD},
     )
     assert changed.status_code == 200, changed.text
     assert ws.call("GET", "/api/auth/me", token=agent_token).status_code == 401

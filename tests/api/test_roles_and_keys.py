@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.identity.permissions import ALL_KEYS
+from tests.workspaces import PASSWORD
 
 
 def test_builtin_roles_and_permission_catalogue(workspace):
@@ -232,6 +233,6 @@ def test_an_api_key_makes_no_credential_that_would_outlive_its_revocation(worksp
     )
     assert theirs.status_code == 200, theirs.text
     assert ws.call("POST", "/api/api-keys", json={"name": "from a session"}).status_code == 201
-    new_password = {"password": "changed in a session"}
+    new_password = {"password": "changed in a session", "current_password": PASSWORD}
     mine = ws.call("PATCH", f"/api/agents/{ws.admin['id']}", json=new_password)
     assert mine.status_code == 200, mine.text
