@@ -542,8 +542,9 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
             cur.execute("SET LOCAL statement_timeout = 0")
             cur.execute("SET LOCAL synchronous_commit = off")
             with cur.copy(
-                "COPY contacts (id, tenant_id, channel, external_id, name, phone, email, country,"
-                " tags, last_inbound_at, created_at, updated_at) FROM STDIN"
+                "COPY contacts (id, tenant_id, channel, integration_account_id, external_id,"
+                " name, phone, email, country, tags, last_inbound_at, created_at, updated_at)"
+                " FROM STDIN"
             ) as copy:
                 for c in contacts:
                     copy.write_row(
@@ -551,6 +552,8 @@ def generate(demo: DemoTenant, volume: Volume, *, seed: int, progress=None) -> C
                             c["id"],
                             demo.tenant_id,
                             c["channel"],
+                            # An api contact is the demo api account's (ingest.contact_scope).
+                            demo.api_account_id if c["channel"] == API_CHANNEL else None,
                             c["external_id"],
                             c["name"],
                             c["phone"],

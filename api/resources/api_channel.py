@@ -34,7 +34,8 @@ class ApiContactsResource:
         response=ContactView,
         also=(201,),
         description=(
-            "The contact is keyed by `source_id` (your id for it). Answers 201 when it created"
+            "The contact is keyed by `source_id` (your id for it) on this account: another"
+            " api account's same `source_id` is another contact. Answers 201 when it created"
             " the contact (contact.created), 200 when it existed; name, email and phone sent"
             " replace the stored ones (contact.updated)."
         ),

@@ -6,7 +6,8 @@ Everything is scoped to the tenant of the account the payload was addressed to.
 - A message whose provider id is already stored for the tenant is skipped: processing
   a payload twice creates nothing new.
 - The contact is upserted by (tenant, channel, external id) and locked, so two
-  workers handling the same new contact's messages serialize on it.
+  workers handling the same new contact's messages serialize on it; on the api channel
+  by the account too (:func:`contact_scope`).
 - The conversation is the contact's latest open, pending or snoozed one on that account
   (a snoozed one is woken); a resolved one is never reused: a new conversation opens.
   The api channel may name the conversation instead; a named one is woken or reopened.
@@ -38,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.channels import early_statuses, statuses
+from shared.channels.api_account import CHANNEL as API_CHANNEL
 from shared.channels.items import InboundMessage, StatusReport, Watermark
 from shared.channels.media_sniff import well_formed
 from shared.context import Ctx
@@ -170,6 +172,7 @@ def apply_watermark(session: Session, account: IntegrationAccount, item: Waterma
         select(Contact.id).where(
             Contact.tenant_id == account.tenant_id,
             Contact.channel == account.channel,
+            Contact.integration_account_id.is_not_distinct_from(contact_scope(account)),
             Contact.external_id == item.contact_external_id,
         )
     )
@@ -236,6 +239,7 @@ def _build_contact_upsert():
         id=bindparam("id"),
         tenant_id=bindparam("tenant_id"),
         channel=bindparam("channel"),
+        integration_account_id=bindparam("integration_account_id"),
         external_id=bindparam("external_id"),
         name=bindparam("name"),
         phone=bindparam("phone"),
@@ -243,7 +247,7 @@ def _build_contact_upsert():
         last_inbound_at=case((bindparam("inbound", type_=Boolean), sent), else_=null()),
     )
     return stmt.on_conflict_do_update(
-        index_elements=["tenant_id", "channel", "external_id"],
+        index_elements=["tenant_id", "channel", "integration_account_id", "external_id"],
         set_={
             "name": func.coalesce(Contact.name, stmt.excluded.name),
             "last_inbound_at": func.greatest(
@@ -289,6 +293,16 @@ def _fitting(value: str | None, column: str) -> str | None:
     return value
 
 
+def contact_scope(account: IntegrationAccount) -> uuid.UUID | None:
+    """The account a contact's external id belongs to: the api account itself, else none.
+
+    WHY: an api ``source_id`` is an id in the tenant's system behind that account, and two
+    of its systems each have a "42"; a phone number, a page-scoped id or an address is
+    the same person whichever of the tenant's accounts it writes to.
+    """
+    return account.id if account.channel == API_CHANNEL else None
+
+
 def upsert_contact(
     session: Session,
     account: IntegrationAccount,
@@ -310,6 +324,7 @@ def upsert_contact(
         "id": uuid.uuid4(),
         "tenant_id": account.tenant_id,
         "channel": account.channel,
+        "integration_account_id": contact_scope(account),
         "external_id": external_id[:255],
         "name": (name or "")[:200] or None,
         "phone": _fitting(phone, "phone"),

@@ -53,16 +53,24 @@ class DivisionMember(Base):
 
 
 class Contact(UUIDPrimaryKey, Timestamps, Base):
-    """A customer on one channel, keyed by (tenant, channel, external id)."""
+    """A customer on one channel, keyed by (tenant, channel, account, external id).
+
+    ``integration_account_id`` is set on the api channel only: a ``source_id`` is an id
+    in one account's system (two systems' "42" are two people). Elsewhere it is null and
+    the key is (tenant, channel, external id): a phone number, a page-scoped id or an
+    email address is the same person whichever of the tenant's accounts it writes to.
+    """
 
     __tablename__ = "contacts"
     __table_args__ = (
         Index(
-            "uq_contacts_tenant_channel_external",
+            "uq_contacts_tenant_channel_account_external",
             "tenant_id",
             "channel",
+            "integration_account_id",
             "external_id",
             unique=True,
+            postgresql_nulls_not_distinct=True,
         ),
         Index("ix_contacts_tenant_created", "tenant_id", "created_at", "id"),
         # PERF: trigram indexes serve the contains-search on name, phone and email.
@@ -81,6 +89,9 @@ class Contact(UUIDPrimaryKey, Timestamps, Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(255))
+    #: The api account whose system the ``external_id`` belongs to (null: other channels).
+    #: No foreign key, as the conversations' own: a deleted account's contacts stay.
+    integration_account_id: Mapped[uuid.UUID | None]
     name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
