@@ -277,9 +277,17 @@ def update_rule(
         rule.activated_at = clock.db_now(session)
     for name in RULE_FIELDS:
         setattr(rule, name, merged[name])
+    bump_rules_version(session, ctx.tenant_id)
+    _record_new_version(session, ctx, rule, before)
+    return rule
+
+
+def _record_new_version(
+    session: Session, ctx: Ctx, rule: AutomationRule, before: dict[str, Any]
+) -> None:
+    """A changed rule's version goes up, and the change is logged from ``before``."""
     rule.version = AutomationRule.version + 1
     rule.updated_at = func.now()
-    bump_rules_version(session, ctx.tenant_id)
     session.flush()
     session.refresh(rule)
     activity.record(
@@ -291,7 +299,6 @@ def update_rule(
         before=before,
         after=RuleView.data(rule),
     )
-    return rule
 
 
 def toggle_rule(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AutomationRule:
@@ -379,19 +386,7 @@ def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
         before = RuleView.data(rule)
         rule.actions = actions
         rule.is_active = False
-        rule.version = AutomationRule.version + 1
-        rule.updated_at = func.now()
-        session.flush()
-        session.refresh(rule)
-        activity.record(
-            session,
-            ctx,
-            "automation_rule.updated",
-            "automation_rule",
-            rule.id,
-            before=before,
-            after=RuleView.data(rule),
-        )
+        _record_new_version(session, ctx, rule, before)
         changed = True
     if changed:
         bump_rules_version(session, ctx.tenant_id)
