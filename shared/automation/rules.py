@@ -4,8 +4,9 @@ A rule that cannot be evaluated is refused when saved (422 with the exact path o
 every problem), never discovered at run time: the engine checks the condition tree
 and the action shapes, this module checks trigger types, the tenant's rule limit
 and that every agent, division, quick reply and webhook endpoint an action names
-belongs to the caller's tenant. Every change bumps the tenant's rules version in
-the same transaction, which is how workers know their cached rules are stale.
+belongs to the caller's tenant; when one of those is deleted, its delete takes it off
+the rules naming it (:func:`forget_referent`). Every change bumps the tenant's rules
+version in the same transaction, which is how workers know their cached rules are stale.
 """
 
 from __future__ import annotations
@@ -335,12 +336,12 @@ def delete_rule(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> None:
     )
 
 
-# ---------------------------------------------------------------- a division deleted
+# ---------------------------------------------------------------- a referent deleted
 
 
-def _without_division(actions: list[Any], division_id: uuid.UUID) -> list[Any]:
-    """The actions without ``division_id``: an action that needs a division goes, one for
-    which it is optional loses the param."""
+def _without_referent(actions: list[Any], kind: str, ref_id: uuid.UUID) -> list[Any]:
+    """The actions without ``ref_id`` of ``kind``: an action that needs it goes, one for
+    which it is optional loses the param (the catalogue's params say which)."""
     kept = []
     for action in actions:
         spec = action_catalogue.spec_of(action)
@@ -351,8 +352,7 @@ def _without_division(actions: list[Any], division_id: uuid.UUID) -> list[Any]:
         named = [
             p
             for p in spec.params
-            if p.refers_to == action_catalogue.DIVISIONS
-            and str(params.get(p.name, "")).lower() == str(division_id)
+            if p.refers_to == kind and str(params.get(p.name, "")).lower() == str(ref_id)
         ]
         if any(p.required for p in named):
             continue
@@ -361,28 +361,38 @@ def _without_division(actions: list[Any], division_id: uuid.UUID) -> list[Any]:
     return kept
 
 
-def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
-    """Take a division being deleted off the rules' actions, in the delete's transaction.
+def _rules_mentioning(session: Session, ctx: Ctx, ref_id: uuid.UUID) -> list[AutomationRule]:
+    """The tenant's rules whose actions contain the id anywhere, locked in id order."""
+    mentions = func.lower(cast(AutomationRule.actions, Text)).contains(str(ref_id))
+    return list(
+        session.scalars(
+            select(AutomationRule)
+            .where(AutomationRule.tenant_id == ctx.tenant_id, mentions)
+            .order_by(AutomationRule.id)
+            .with_for_update()
+        )
+    )
 
-    Kept, its id made the rule uneditable: any change re-validates the whole rule and
-    refused the dead division (422). A rule changed so is switched off, not left to run
-    otherwise than written (routed nowhere, or round-robin over every agent instead of a
-    team's): whoever re-targets it switches it back on. As SLA policies forget a deleted
-    division (``sla_policies.forget_division``). Conditions are left as they are: they
-    are not checked against the tenant's rows, and dropping one would widen the rule.
+
+def forget_referent(session: Session, ctx: Ctx, kind: str, ref_id: uuid.UUID) -> None:
+    """Take a row being deleted off the rules' actions, in the delete's transaction.
+
+    ``kind`` is one of :data:`actions.REFERENCE_KINDS` (an agent, a division, a quick
+    reply, a webhook endpoint: every row :func:`validate_rule` looks up). Kept, its id
+    made the rule uneditable: any change re-validates the whole rule and refused the
+    dead id (422), and every run failed on it. A rule changed so is switched off, not
+    left to run otherwise than written (routed nowhere, a reply never sent, round-robin
+    over every agent instead of a team's): whoever re-targets it switches it back on.
+    Conditions are left as they are: they are not checked against the tenant's rows,
+    and dropping one would widen the rule.
     """
-    named = func.lower(cast(AutomationRule.actions, Text)).contains(str(division_id))
-    rules = session.scalars(
-        select(AutomationRule)
-        .where(AutomationRule.tenant_id == ctx.tenant_id, named)
-        .order_by(AutomationRule.id)
-        .with_for_update()
-    ).all()
+    if kind not in action_catalogue.REFERENCE_KINDS:
+        raise ValueError(f"unknown reference kind {kind!r}")
     changed = False
-    for rule in rules:
-        actions = _without_division(rule.actions, division_id)
+    for rule in _rules_mentioning(session, ctx, ref_id):
+        actions = _without_referent(rule.actions, kind, ref_id)
         if actions == rule.actions:
-            continue  # the id was only a substring of something else
+            continue  # the id was only in a text, or a param of another kind
         before = RuleView.data(rule)
         rule.actions = actions
         rule.is_active = False

@@ -11,6 +11,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.automation import rules as automation_rules
+from shared.automation.actions import AGENTS
 from shared.billing import usage as billing_usage
 from shared.context import Ctx
 from shared.db import fetch_rows
@@ -384,7 +386,9 @@ def _require_current_password(ctx: Ctx, agent: User, given: str | None) -> None:
 def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     """Soft-delete an agent, revoke their API keys and unassign their unresolved
     conversations (each emits conversation.unassigned and stays in its division, so it
-    is back in that division's queue); the last admin cannot go."""
+    is back in that division's queue), and take them off the automation rules assigning
+    to them (a deletion is for good: nothing brings an agent back); the last admin
+    cannot go."""
     ctx.require("agents.manage")
     _lock_admins(session, ctx)
     agent = get_agent(session, ctx, agent_id, for_update=True)
@@ -401,6 +405,7 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     )
     auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
     _unassign_all(session, ctx, agent.id)
+    automation_rules.forget_referent(session, ctx, AGENTS, agent.id)
     activity.record_change(session, ctx, "agent.deleted", "agent", agent.id, before, before=before)
 
 

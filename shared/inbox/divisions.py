@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.automation import rules as automation_rules
+from shared.automation.actions import DIVISIONS
 from shared.context import Ctx
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.identity import agents
@@ -204,7 +205,7 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
         )
     )
     sla_policies.forget_division(session, ctx, division.id)
-    automation_rules.forget_division(session, ctx, division.id)
+    automation_rules.forget_referent(session, ctx, DIVISIONS, division.id)
     _release_conversations(session, ctx, division.id)
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)

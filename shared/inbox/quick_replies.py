@@ -24,6 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.automation import rules as automation_rules
+from shared.automation.actions import QUICK_REPLIES
 from shared.context import Ctx
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.models import QuickReply, QuickReplyUsage
@@ -352,9 +354,11 @@ def update_quick_reply(
 
 
 def delete_quick_reply(session: Session, ctx: Ctx, reply_id: uuid.UUID) -> None:
-    """Delete a reply (its per-agent usage rows cascade)."""
+    """Delete a reply (its per-agent usage rows cascade); the automation rules sending it
+    forget it."""
     reply = _get_writable(session, ctx, reply_id)
     before = QuickReplyView.data(reply)
+    automation_rules.forget_referent(session, ctx, QUICK_REPLIES, reply.id)
     session.delete(reply)
     activity.record(session, ctx, "quick_reply.deleted", "quick_reply", reply.id, before=before)
 

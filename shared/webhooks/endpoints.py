@@ -12,6 +12,8 @@ from sqlalchemy import exists, func, insert, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from shared import activity, crypto
+from shared.automation import rules as automation_rules
+from shared.automation.actions import WEBHOOK_ENDPOINTS
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
@@ -192,9 +194,11 @@ def update_endpoint(
 
 
 def delete_endpoint(session: Session, ctx: Ctx, endpoint_id: uuid.UUID) -> None:
-    """Delete an endpoint; its deliveries and their pending retries go with it (cascade)."""
+    """Delete an endpoint; its deliveries and their pending retries go with it (cascade),
+    and the automation rules sending to it forget it."""
     endpoint = get_endpoint(session, ctx, endpoint_id, for_update=True)
     before = WebhookView.data(endpoint)
+    automation_rules.forget_referent(session, ctx, WEBHOOK_ENDPOINTS, endpoint.id)
     session.delete(endpoint)
     activity.record(session, ctx, "webhook.deleted", "webhook", endpoint.id, before=before)
 
