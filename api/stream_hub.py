@@ -76,6 +76,12 @@ COMMAND_CONNECTIONS = 64
 READER_CONNECTIONS = 100_000
 
 
+#: The SSE event name of an entry that takes its conversation out of the client's view (an
+#: assignment to someone else, a move to a division they are not in): the entry's envelope
+#: as usual, under a name that tells the client to drop the conversation. Nothing more of
+#: it follows (unless it comes back into view).
+REMOVED = "conversation.removed"
+
 #: Redis stream ids are two unsigned 64-bit numbers; a larger one is refused by Redis.
 _ID_PART_LIMIT = 2**64
 
@@ -103,6 +109,16 @@ class Item:
 
     def sse(self) -> falcon.asgi.SSEvent:
         return falcon.asgi.SSEvent(data=self.data, event=self.event, event_id=self.id)
+
+    def removal(self) -> Item:
+        """The entry as :data:`REMOVED`: the same envelope and id, for a client that must
+        drop the conversation (it left their view)."""
+        return Item(self.key, self.id, REMOVED, self.data)
+
+
+def for_viewer(item: Item, removal: Item | None, viewer: access.Viewer, scope: dict) -> Item:
+    """What ``viewer`` is sent of an entry it may see: the entry, or its removal."""
+    return (removal or item.removal()) if viewer.loses(scope) else item
 
 
 class Client:
@@ -236,8 +252,15 @@ class TenantFeed:
 
     def fan_out(self, decoded: tuple[Item, dict | None]) -> None:
         item, scope = decoded
+        if scope is None or "c" not in scope:
+            for client in self.audience(scope):
+                client.offer(item)
+            return
+        removal = None
         for client in self.audience(scope):
-            client.offer(item)
+            sent = for_viewer(item, removal, client.viewer, scope)
+            removal = sent if sent is not item else removal
+            client.offer(sent)
 
 
 class Hub:
@@ -431,9 +454,12 @@ class Hub:
             page = await self.redis.xrange(key, min=start, max="+", count=PAGE)
             for entry_id, fields in page:
                 item, scope = self.item_of(entry_id, fields)
-                if scope is None or client.viewer.can_see(scope):
+                if scope is None:
                     resumed += 1
                     yield item
+                elif client.viewer.can_see(scope):
+                    resumed += 1
+                    yield for_viewer(item, None, client.viewer, scope)
                 position = entry_id.decode()
             if len(page) < PAGE:
                 ready = {"last_event_id": position, "resumed": resumed}

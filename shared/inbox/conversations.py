@@ -46,6 +46,7 @@ from shared.inbox.access import (
 )
 from shared.models import Contact, Conversation, ConversationRead, Division, Transfer, User
 from shared.pagination import CutThenJoin, Page, fetch_page, keyset_statement
+from shared.realtime import feed
 from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern
 from shared.timekeeping import sla
@@ -545,18 +546,21 @@ def apply_fields(
     """Set plain fields (division, priority); logged as conversation.updated, no event.
 
     NOTE: the catalogue has no event for a division or priority change, so these
-    are audited only; a transfer is the evented way to move a conversation.
+    are audited only; a transfer is the evented way to move a conversation. A division
+    change still reaches the inbox's streams (:func:`_announce_division_change`).
     """
     before = {k: json_id(getattr(conversation, k)) for k in changes}
     if all(getattr(conversation, k) == v for k, v in changes.items()):
         return False
+    from_division = conversation.division_id
     now = states.db_now(session)  # NOTE: before the change: see written_once
     for key, value in changes.items():
         setattr(conversation, key, value)
     conversation.updated_at = now
     session.flush()
-    if "division_id" in changes:
+    if conversation.division_id != from_division:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)
+        _announce_division_change(session, ctx, conversation, from_division)
     record_change(
         session,
         ctx,
@@ -566,6 +570,17 @@ def apply_fields(
         {k: json_id(v) for k, v in changes.items()},
     )
     return True
+
+
+def _announce_division_change(
+    session: Session, ctx: Ctx, conversation: Conversation, from_division: uuid.UUID | None
+) -> None:
+    """Tell the streams of both divisions' agents: the old one's drop the conversation,
+    the new one's add it (a queue the agent no longer sees is otherwise never updated)."""
+    data = view(conversation) | {"from_division_id": json_id(from_division)}
+    feed.announce_division_change(
+        session, ctx.tenant_id, data, ctx.actor.as_dict(), conversation.updated_at
+    )
 
 
 def json_id(value: Any) -> Any:

@@ -74,6 +74,15 @@ class Viewer:
             scope.get("pa"), scope.get("pd")
         )
 
+    def loses(self, scope: dict[str, Any]) -> bool:
+        """Whether the event takes its conversation out of this viewer's sight: they saw
+        it before (``pa``/``pd``) and not after (``a``/``d``). Their client must drop it
+        and hears nothing more of it (its next events carry the new scope)."""
+        if "c" not in scope or self.shape != access.OWN_AND_DIVISIONS:
+            return False
+        before = self._sees(scope.get("pa"), scope.get("pd"))
+        return before and not self._sees(scope.get("a"), scope.get("d"))
+
     def _sees(self, assignee: str | None, division: str | None) -> bool:
         if assignee is not None:
             return assignee == self.user_id

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from shared import db
 from shared.redis_client import get_redis, key
-from shared.webhooks.catalogue import envelope_of
+from shared.webhooks.catalogue import envelope, envelope_of
 
 if TYPE_CHECKING:
     from shared.dispatch import Event
@@ -71,6 +71,21 @@ PERMISSION_OF = {
 class Entry(NamedTuple):
     tenant_id: uuid.UUID
     fields: dict[str, str]
+
+
+#: A stream-only event type: a conversation's division changed by an edit the webhook
+#: catalogue has no event for (a bulk ``set_division``, an automation or AI action). Without
+#: it the agents of the old division kept it in their list and those of the new one never
+#: got it until they reloaded. Its ``data`` is the conversation, plus ``from_division_id``.
+DIVISION_CHANGED = "conversation.division_changed"
+
+
+class _StreamOnly(NamedTuple):
+    """What :func:`scope_of` reads of an event, for one that is not in the outbox."""
+
+    type: str
+    data: dict[str, Any]
+    conversation: None = None
 
 
 def stream_key(tenant_id: Any) -> str:
@@ -125,16 +140,34 @@ _ENVELOPE_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _SCOPE_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _fields(envelope: dict[str, Any], scope: dict[str, Any]) -> dict[str, str]:
+    return {"kind": EVENT, "env": _ENVELOPE_JSON(envelope), "scope": _SCOPE_JSON(scope)}
+
+
 def target(session: Session, events: Sequence[Event]) -> None:
     """The dispatch target (``batch=True``): queue each event's entry for after the commit."""
     entries = db.collected_until_commit(session, _SESSION_KEY, publish)
     for event in events:
-        fields = {
-            "kind": EVENT,
-            "env": _ENVELOPE_JSON(envelope_of(event)),
-            "scope": _SCOPE_JSON(scope_of(event)),
-        }
+        fields = _fields(envelope_of(event), scope_of(event))
         entries.append(Entry(event.tenant_id, fields))
+
+
+def announce_division_change(
+    session: Session,
+    tenant_id: uuid.UUID,
+    data: dict[str, Any],
+    actor: dict[str, Any],
+    occurred_at: Any,
+) -> None:
+    """Queue a :data:`DIVISION_CHANGED` entry for after the caller's commit (none on rollback).
+
+    Straight to the feed, not through the outbox: webhooks and automation have no such
+    event, only the inbox's streams need it.
+    """
+    event = _StreamOnly(DIVISION_CHANGED, data)
+    body = envelope(uuid.uuid4(), event.type, occurred_at, data, tenant_id=tenant_id, actor=actor)
+    entries = db.collected_until_commit(session, _SESSION_KEY, publish)
+    entries.append(Entry(tenant_id, _fields(body, scope_of(event))))
 
 
 _lost_lock = threading.Lock()

@@ -75,7 +75,9 @@ def test_an_agent_sees_only_what_the_conversations_list_shows_them(stream_url, w
     watcher.until(of_type("message.created", conversation_id=conversation))
     # Assigned to the admin: the agent learns it left their queue, then sees nothing more.
     _assign(ws, conversation, ws.admin["id"])
-    watcher.until(of_type("conversation.assigned", id=conversation))
+    gone = watcher.until(lambda e: e.event == "conversation.removed")
+    assert gone.json["type"] == "conversation.assigned"
+    assert gone.json["data"]["id"] == conversation
     inbound(ws, "cust-vis", "second")
     admin.until(of_type("message.created", conversation_id=conversation, body="second"))
     assert not [e for e in watcher.drain() if of_type("message.created")(e)]
