@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     StringConstraints,
     ValidationInfo,
@@ -52,10 +53,52 @@ Instant = Annotated[AwareDatetime, AfterValidator(_in_supported_years)]
 WallTime = Annotated[dt.datetime, AfterValidator(_in_supported_years)]
 
 
+#: Core schema types a body must send as themselves: pydantic's lax mode turned ``true`` into
+#: 1, ``1`` into ``true`` and ``"5"`` into 5, so a type confusion (a flag where a limit or a
+#: priority goes) passed as a value nobody meant.
+_STRICT_TYPES = frozenset({"int", "bool", "float"})
+
+
+#: Schemas of other classes (a nested model): built, and made strict if an Input, on their own.
+_OWN_VALIDATOR = frozenset({"model", "dataclass", "typed-dict"})
+
+
+def _make_scalars_strict(schema: Any, owner: type) -> None:
+    """Set ``strict`` on each int, bool and float schema of ``owner``'s freshly built schema."""
+    if isinstance(schema, list):
+        for item in schema:
+            _make_scalars_strict(item, owner)
+        return
+    if not isinstance(schema, dict):
+        return
+    # NOTE: a dict of fields may have a field named "type": only a string names a schema.
+    kind = schema.get("type") if isinstance(schema.get("type"), str) else None
+    if kind in _OWN_VALIDATOR and schema.get("cls") not in (None, owner):
+        return
+    if kind in _STRICT_TYPES:
+        schema["strict"] = True
+    for name, value in schema.items():
+        if name != "metadata":
+            _make_scalars_strict(value, owner)
+
+
 class Input(BaseModel):
-    """Base of request bodies: unknown fields are refused, so typos never pass silently."""
+    """Base of request bodies: unknown fields are refused, so typos never pass silently.
+
+    Integers, numbers and booleans are strict (a JSON ``true`` is no 1, ``"5"`` no 5) and
+    every other type stays lax: ``strict=True`` on the model would also refuse a UUID or a
+    date given as a string, which is all JSON can give. Query strings are :class:`Query`
+    models, all strings (``limit=25``), and keep lax parsing. The OpenAPI document is
+    unchanged: it already says integer and boolean.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        _make_scalars_strict(schema, source)
+        return schema
 
 
 class _NullClears:
