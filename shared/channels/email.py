@@ -19,11 +19,13 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
+from shared.channels import email_html
 from shared.channels.items import Attachment, InboundMessage, Item, ItemError
 from shared.models import Message
 from shared.sql import storable_text
 
-#: HTML kept on the message (metadata.html) up to this many characters.
+#: HTML kept on the message (metadata.html, made safe by email_html) up to this many
+#: characters of the email's.
 MAX_HTML_CHARS = 512 * 1024
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _TAGS = re.compile(r"<[^>]+>")
@@ -59,7 +61,7 @@ def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
         "references": refs,
     }
     if html:
-        metadata["html"] = html[:MAX_HTML_CHARS]
+        metadata["html"] = email_html.clean(html[:MAX_HTML_CHARS])
         metadata["html_truncated"] = len(html) > MAX_HTML_CHARS
     if mime.defects or any(part.defects for part in mime.walk()):
         metadata["mime_defects"] = sorted(

