@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from shared.channels.accounts import default_account
 from shared.models import IntegrationAccount
+
+#: The error code of a send (or a reply) on a conversation whose account was deleted.
+ACCOUNT_DELETED = "account_deleted"
+
+
+def named_account(
+    session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID
+) -> IntegrationAccount | None:
+    """The tenant's account ``account_id``, or None once it was deleted."""
+    return session.scalars(
+        select(IntegrationAccount).where(
+            IntegrationAccount.id == account_id, IntegrationAccount.tenant_id == tenant_id
+        )
+    ).one_or_none()
 
 
 def account_for(
@@ -18,15 +32,54 @@ def account_for(
 
     APPSEC: not for the api channel when the row named an account: each api account is
     another system of the tenant, so a conversation of a deleted one is never handed to
-    another's callback.
+    another's callback. Sends do not use this fallback (:func:`conversation_account`).
     """
     account = None
     if account_id is not None:
-        account = session.scalars(
-            select(IntegrationAccount).where(
-                IntegrationAccount.id == account_id, IntegrationAccount.tenant_id == tenant_id
-            )
-        ).one_or_none()
+        account = named_account(session, tenant_id, account_id)
     if account is None and channel and not (channel == "api" and account_id is not None):
         account = default_account(session, tenant_id, channel)
     return account
+
+
+class AccountGone(Exception):
+    """The conversation named an account that was deleted since."""
+
+
+def conversation_account(
+    session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID | None, channel: str
+) -> IntegrationAccount | None:
+    """The account a conversation's message goes out from: the one it names; the channel's
+    default only for a conversation that never had one (None: there is none). Raises
+    :class:`AccountGone` when the named one was deleted.
+
+    WHY: conversations keep their account's id (no foreign key: it outlives the account).
+    The default is another number, page or address than the one the customer writes to,
+    another business identity they may never have written to; so a message of a deleted
+    account's conversation fails rather than going out from it.
+    """
+    if account_id is None:
+        return default_account(session, tenant_id, channel)
+    account = named_account(session, tenant_id, account_id)
+    if account is None:
+        raise AccountGone(account_id)
+    return account
+
+
+_ACCOUNT_DELETED = text(
+    """
+    SELECT c.integration_account_id IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM integration_accounts a
+                WHERE a.id = c.integration_account_id AND a.tenant_id = c.tenant_id)
+      FROM conversations c
+     WHERE c.id = :conversation_id AND c.tenant_id = :tenant_id
+    """
+)
+
+
+def conversation_account_deleted(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> bool:
+    """Whether the conversation named an account that was deleted since (one query)."""
+    params = {"conversation_id": conversation_id, "tenant_id": tenant_id}
+    return bool(session.scalar(_ACCOUNT_DELETED, params))

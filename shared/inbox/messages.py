@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared import activity, db, idempotency
 from shared.billing import usage as billing_usage
+from shared.channels import account_lookup
 from shared.channels import attachments as channel_attachments
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
@@ -91,6 +92,19 @@ class WindowClosed(Conflict):
     """WhatsApp refuses free-form messages 24 h after the contact's last message."""
 
     code = "window_closed"
+
+
+class AccountDeleted(Conflict):
+    """The conversation's account was deleted: no other account may answer the customer."""
+
+    code = account_lookup.ACCOUNT_DELETED
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The account this conversation runs on was deleted: a reply would go out from"
+            " another number, page or address than the one the customer wrote to",
+            details=[{"field": "integration_account_id", "reason": "deleted"}],
+        )
 
 
 class IdempotencyKeyInUse(Conflict):
@@ -463,6 +477,8 @@ def send_message(
 
     With an ``idempotency_key``, a repeat within 24 h returns the first message and
     creates nothing; the same key with other parameters is refused; see :func:`_claim`.
+    A conversation whose account was deleted is refused (409 ``account_deleted``) rather
+    than queued to fail (:func:`shared.channels.account_lookup.conversation_account`).
     PERF: no ORM ``Message`` is built for the answer (~0.1 ms CPU of a reply): the view
     the event carries is the answer.
     """
@@ -476,6 +492,8 @@ def send_message(
         replayed = _claim(session, ctx, conversation_id, idempotency_key, claim)
         if replayed is not None:
             return MessageView.data(replayed)
+    if account_lookup.conversation_account_deleted(session, ctx.tenant_id, conversation.id):
+        raise AccountDeleted()
     *_inserted, data = store_outbound_message(
         session,
         ctx,

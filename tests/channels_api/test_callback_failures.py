@@ -149,10 +149,10 @@ def test_a_conversation_of_a_deleted_account_is_not_sent_to_another_accounts_cal
     other = ApiChannel(ws, receiver.url("/other-system"), name="Other system")
     assert ws.call("DELETE", f"/api/integration-accounts/{api.id}").status_code == 204
 
-    reply = api.reply(conversation_id)
+    reply = ws.call("POST", f"/api/conversations/{conversation_id}/messages", json={"body": "?"})
 
-    failed = wait_for_status(ws, conversation_id, reply["id"], "failed")
-    assert failed["error_code"] == "no_account"
+    assert reply.status_code == 409, reply.text
+    assert reply.json["error"]["code"] == "account_deleted"
     assert receiver.at("/other-system") == [] and receiver.at(path) == []
     # The other account is the channel's default now, and still was not used.
     assert ws.call("GET", f"/api/integration-accounts/{other.id}").json["is_default"] is True

@@ -8,7 +8,10 @@ import time
 import pytest
 from sqlalchemy import select
 
+from shared.context import Ctx
 from shared.db import session_scope
+from shared.inbox.messages import create_outbound_message
+from shared.models import Conversation
 from shared.models.outbound import OutboundSend
 from tests.channels_outbound.conftest import messages_of, wait_for_status
 from tests.wa_templates.seed import approved_template
@@ -145,6 +148,54 @@ def test_default_account_is_used_when_the_conversation_names_none(workspace, cha
     [request] = fake_graph.sent()
     assert request.token == "default-token"
     assert channels.account_row(account_id).external_id in request.path
+
+
+def _conversation_of_a_deleted_number(workspace, channels):
+    """A WhatsApp conversation on number B, deleted since; number A (the default) remains."""
+    channels.account("whatsapp", credentials={"access_token": "number-a-token"})
+    number_b = channels.account("whatsapp", credentials={"access_token": "number-b-token"})
+    contact = channels.contact(channel="whatsapp", external_id="15551234567")
+    conversation = channels.conversation(contact, integration_account_id=number_b)
+    deleted = workspace.call("DELETE", f"/api/integration-accounts/{number_b}")
+    assert deleted.status_code == 204, deleted.text
+    return conversation
+
+
+def test_a_queued_message_of_a_deleted_account_fails_rather_than_going_from_the_default(
+    workspace, channels, fake_graph
+):
+    """The customer wrote to number B: the default number A is another business identity."""
+    conversation = _conversation_of_a_deleted_number(workspace, channels)
+    with session_scope() as session:  # queued by a system job (automation, CSAT, AI)
+        row = session.get_one(Conversation, conversation["id"])
+        message_id = create_outbound_message(
+            session, Ctx.system(channels.tenant_id), row, body="from which number?"
+        ).id
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+
+    assert failed["error_code"] == "account_deleted"
+    assert "deleted" in failed["error_message"]
+    assert fake_graph.sent() == []
+    with session_scope() as session:
+        assert session.get_one(OutboundSend, message_id).attempts == 1  # never retried
+
+
+def test_a_reply_on_a_conversation_whose_account_was_deleted_is_refused_at_once(
+    workspace, channels, fake_graph
+):
+    conversation = _conversation_of_a_deleted_number(workspace, channels)
+
+    resp = workspace.call(
+        "POST", f"/api/conversations/{conversation['id']}/messages", json={"body": "hello?"}
+    )
+
+    assert resp.status_code == 409, resp.text
+    error = resp.json["error"]
+    assert error["code"] == "account_deleted"
+    assert "deleted" in error["message"]
+    assert messages_of(workspace, conversation["id"]) == []
+    assert fake_graph.sent() == []
 
 
 def test_transient_5xx_and_429_are_retried_until_sent(workspace, channels, fake_graph):
