@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,6 +48,8 @@ from shared.config import get_settings
 from shared.json_encoding import as_object
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Meta error codes worth retrying: throttling and temporary outages.
 #: 1 unknown / 2 service unavailable, 4 / 17 / 32 / 613 app and user rate limits,
@@ -141,7 +143,8 @@ class GraphClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=False,
         )
-        #: Uploads with a deadline, each on its own connection (:mod:`.upload_deadline`).
+        #: Calls with a deadline through httpx, each on its own connection
+        #: (:mod:`.upload_deadline`): the uploads, and the sends when httpx makes them.
         self._uploads = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -162,20 +165,55 @@ class GraphClient:
         if self._poster is not None:
             self._poster.close()
 
-    def post(self, path: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST JSON to ``{root}/{path}``; the parsed answer, or :class:`SendFailed`."""
+    def post(
+        self, path: str, token: str, payload: dict[str, Any], *, within: float | None = None
+    ) -> dict[str, Any]:
+        """POST JSON to ``{root}/{path}``; the parsed answer, or :class:`SendFailed`.
+
+        ``within`` (seconds) bounds the whole call, not only each step: one still going
+        then is cut off and fails as a transient ``timeout``, unless a 2xx had come (Meta
+        took it: ``bad_response``, as for any 2xx that cannot be read).
+        """
         url = f"{self.root}/{path.lstrip('/')}"
+        if within is None:
+            return self._post(url, token, payload, None)
+        return self._within(
+            within, "the Graph API call", lambda d: self._post(url, token, payload, d)
+        )
+
+    def _post(
+        self, url: str, token: str, payload: dict[str, Any], deadline: UploadDeadline | None
+    ) -> dict[str, Any]:
         if self._poster is None:
-            return self._json(self._call("POST", url, token, payload))
+            return self._json(self._call("POST", url, token, payload, deadline))
         try:
-            answer = self._poster.post(url, _auth(token), payload)
+            answer = self._poster.post(url, _auth(token), payload, deadline=deadline)
         except json_post.PostTimeout as exc:
             raise SendFailed("timeout", f"Graph API timed out: {exc}", transient=True) from exc
+        except json_post.BodyLost as exc:
+            if exc.status >= 300:
+                raise SendFailed("connection_error", str(exc), transient=True) from exc
+            raise SendFailed("bad_response", f"Graph API {exc}", transient=True) from exc
         except json_post.PostFailed as exc:
             raise SendFailed("connection_error", str(exc), transient=True) from exc
         if answer.status >= 300:
             raise classify(answer.as_httpx("POST", url))
         return _parsed(answer.body)
+
+    def _within(self, within: float, what: str, call: Callable[[UploadDeadline], T]) -> T:
+        """``call(deadline)``, its connection shut down after ``within`` seconds
+        (:mod:`.upload_deadline`): a call cut off then is a transient ``timeout``, but for
+        an answer Meta gave with a 2xx (``bad_response``: it took the request)."""
+        deadline = UploadDeadline(within)
+        try:
+            with deadline:
+                return call(deadline)
+        except SendFailed as exc:
+            if not deadline.expired or exc.code == "bad_response":
+                raise
+            raise SendFailed(
+                "timeout", f"{what} took longer than {within:.3g} s", transient=True
+            ) from exc
 
     def post_form(
         self,
@@ -207,8 +245,8 @@ class GraphClient:
     def _upload_within(
         self, within: float, url: str, token: str, fields: dict[str, str], files: dict
     ) -> httpx.Response:
-        try:
-            with UploadDeadline(within) as deadline, _transport_errors():
+        def upload(deadline: UploadDeadline) -> httpx.Response:
+            with _transport_errors():
                 return self._uploads.post(
                     url,
                     headers=_auth(token),
@@ -217,12 +255,8 @@ class GraphClient:
                     timeout=min(self._timeout, within),
                     extensions={"trace": deadline.trace},
                 )
-        except SendFailed as exc:
-            if not deadline.expired:
-                raise
-            raise SendFailed(
-                "timeout", f"the media upload took longer than {within:g} s", transient=True
-            ) from exc
+
+        return self._within(within, "the media upload", upload)
 
     def get(self, path: str, token: str) -> dict[str, Any]:
         return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
@@ -315,10 +349,25 @@ class GraphClient:
         return size, digest.hexdigest()
 
     def _call(
-        self, method: str, url: str, token: str, payload: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        token: str,
+        payload: dict[str, Any] | None,
+        deadline: UploadDeadline | None = None,
     ) -> httpx.Response:
+        """One call through httpx; with a ``deadline``, on a fresh connection it watches."""
         with _transport_errors():
-            response = self._http.request(method, url, headers=_auth(token), json=payload)
+            if deadline is None:
+                response = self._http.request(method, url, headers=_auth(token), json=payload)
+            else:
+                response = self._uploads.request(
+                    method,
+                    url,
+                    headers=_auth(token),
+                    json=payload,
+                    extensions={"trace": deadline.trace},
+                )
         if response.status_code >= 300:
             raise classify(response)
         return response

@@ -8,7 +8,8 @@ bookkeeping), half of a campaign's worker CPU per recipient; ``http.client`` doe
 request in about 0.3 ms. :class:`JsonPoster` keeps that one kind of request cheap and
 leaves everything else (forms, downloads, retried reads, proxies) to httpx.
 
-What it keeps of httpx's behaviour: the same timeout on connect, each write and each read;
+What it keeps of httpx's behaviour: the same timeout on connect, each write and each read
+(and a whole-call deadline, :mod:`.upload_deadline`, when the caller gives one);
 idle connections reused, one whose peer closed it (readable while idle) opened afresh
 before the request is written, never after, so a POST is never sent twice by this layer;
 a response read to its end (or the connection dropped); no redirects followed; the
@@ -31,6 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared.channels.upload_deadline import UploadDeadline
+
 #: The request line goes to httpx's logger, where its redaction filter and level apply.
 _httpx_log = logging.getLogger("httpx")
 #: Idle connections kept per origin at most (the rest are closed when returned).
@@ -43,6 +46,15 @@ class PostTimeout(Exception):
 
 class PostFailed(Exception):
     """The connection failed or the peer broke the HTTP exchange."""
+
+
+class BodyLost(PostFailed):
+    """The peer answered ``status``, then its body could not be read (a timeout, a
+    connection cut off): for a 2xx, the request was taken."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(f"the {status} answer's body was lost: {why}")
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +94,16 @@ class JsonPoster:
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
-    def post(self, url: str, headers: dict[str, str], payload: Any) -> Answer:
-        """POST ``payload`` as JSON to ``url`` (under this poster's origin)."""
+    def post(
+        self,
+        url: str,
+        headers: dict[str, str],
+        payload: Any,
+        *,
+        deadline: UploadDeadline | None = None,
+    ) -> Answer:
+        """POST ``payload`` as JSON to ``url`` (under this poster's origin); ``deadline``
+        shuts the connection down when the whole call outlasts it (then it fails)."""
         if not url.startswith(self._origin):
             raise ValueError(f"{url!r} is not under {self._origin}")
         target = url[len(self._origin) :] or "/"
@@ -97,6 +117,8 @@ class JsonPoster:
             "Content-Length": str(len(body)),
         }
         conn = self._checkout()
+        if deadline is not None:
+            deadline.watch(conn.sock)
         try:
             # NOTE: http.client writes headers and body apart (two sendall calls); it sets
             # TCP_NODELAY on connect, so the body does not wait for the headers' ACK.
@@ -105,20 +127,21 @@ class JsonPoster:
                 conn.putheader(name, value)
             conn.endheaders(body)
             response = conn.getresponse()
-            data = response.read()
         except TimeoutError as exc:
             conn.close()
             raise PostTimeout(f"timed out after {self._timeout}s: {exc}") from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
+        data = _body(conn, response)
         answer = Answer(
             response.status,
             response.reason,
             {name.lower(): value for name, value in response.getheaders()},
             data,
         )
-        if response.will_close:
+        whole = deadline is None or deadline.release()
+        if response.will_close or not whole:
             conn.close()
         else:
             self._checkin(conn)
@@ -168,6 +191,17 @@ class JsonPoster:
             conn.close()
             raise PostFailed(f"{type(exc).__name__}: {exc}") from exc
         return conn
+
+
+def _body(conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> bytes:
+    """The answer's whole body; :class:`BodyLost` (the connection closed) when it cannot be
+    read. WHY apart: after a 2xx status the peer took the request, which a caller must not
+    take for a request that may never have arrived."""
+    try:
+        return response.read()
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        conn.close()
+        raise BodyLost(response.status, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:

@@ -415,3 +415,47 @@ def test_a_csat_survey_offers_its_ratings_as_quick_replies(workspace, channels, 
             {"content_type": "text", "title": "★" * n, "payload": f"csat:{survey['id']}:{n}"}
             for n in range(1, 6)
         ]
+
+
+def _page(channels, channel: str) -> dict:
+    account_id = channels.account(channel, credentials={"access_token": f"page-{channel}"})
+    contact = channels.contact(channel=channel, external_id=f"psid-{channel}")
+    return channels.conversation(contact, integration_account_id=account_id)
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "messenger"])
+def test_a_send_whose_answer_trickles_in_is_cut_off_at_its_bound_and_retried(
+    workspace, channels, fake_graph, channel
+):
+    """Each read of Meta's answer is quick (GRAPH_TIMEOUT_SECONDS=1 never fires), the whole
+    answer takes a minute, its status line last: the call is cut off within the send's
+    bound of 2 s, a transient timeout (Meta had not said it took the message)."""
+    conversation = _whatsapp(channels)[1] if channel == "whatsapp" else _page(channels, channel)
+    fake_graph.message_drip = 0.3
+    started = time.monotonic()
+
+    message_id = _send(workspace, conversation, body="slowly")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed", timeout=30)
+    assert failed["error_code"] == "timeout"
+    assert "longer than 2 s" in failed["error_message"]
+    assert len(fake_graph.sent()) == 3  # the first attempt and OUTBOUND_MAX_RETRIES=2
+    assert time.monotonic() - started < 12.0  # three calls of ~2 s, not one of a minute
+
+
+def test_a_send_meta_took_whose_answer_trickles_in_fails_once_and_is_not_sent_again(
+    workspace, channels, fake_graph
+):
+    """A 200 came at once, its body a byte at a time: Meta took the message, so the call cut
+    off at its bound is not retried (the customer would get it twice)."""
+    _, conversation = _whatsapp(channels)
+    fake_graph.message_body_drip = 0.3
+    started = time.monotonic()
+
+    message_id = _send(workspace, conversation, body="taken, slowly")
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed", timeout=30)
+    assert failed["error_code"] == "bad_response"
+    assert "accepted" in failed["error_message"]
+    assert len(fake_graph.sent()) == 1
+    assert time.monotonic() - started < 6.0

@@ -132,6 +132,11 @@ class FakeGraph:
     #: Seconds between the bytes of a WhatsApp media upload's answer (0: all at once): each
     #: read is quick, the whole answer slow, as a congested link is.
     upload_drip: float = 0.0
+    #: Seconds between the bytes of a send's whole answer (``POST .../messages``), its status
+    #: line first: a slow Meta that has not said yet whether it took the message.
+    message_drip: float = 0.0
+    #: The same for the body only, after a 200's status and headers: Meta took the message.
+    message_body_drip: float = 0.0
     #: WABA id -> its analytics.
     waba: dict[str, WabaAnalytics] = field(default_factory=dict)
     #: OAuth, Embedded Signup, Pages and Messenger profiles (:mod:`.graph_onboarding`).
@@ -180,7 +185,8 @@ class FakeGraph:
         with self.lock:
             self._tick()
             for k in (token, None):
-                self._in_flight[k] -= 1
+                if k in self._in_flight:  # NOTE: not one a reset forgot (a late drip's)
+                    self._in_flight[k] -= 1
 
     @property
     def base_url(self) -> str:
@@ -197,6 +203,8 @@ class FakeGraph:
             self.media_delay = 0.0
             self.latency = 0.0
             self.upload_drip = 0.0
+            self.message_drip = 0.0
+            self.message_body_drip = 0.0
             self.meta = MetaOnboarding()
             self._receipt_plan = []
             self.next_wamids.clear()
@@ -336,15 +344,24 @@ def _handler(graph: FakeGraph):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
 
-        def _drip(self, body: Any, every: float) -> None:
-            """A 200 whose body comes a byte every ``every`` seconds."""
+        def _drip(self, body: Any, every: float, *, whole: bool = False) -> None:
+            """A 200 whose body comes a byte every ``every`` seconds; ``whole``: its status
+            line and headers too (nothing tells the client it was accepted until the end)."""
             data = json.dumps(body).encode()
             try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.flush()
+                if whole:
+                    self.close_connection = True
+                    head = (
+                        f"{self.protocol_version} 200 OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    )
+                    data = head.encode() + data
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.flush()
                 for i in range(len(data)):
                     time.sleep(every)
                     self.wfile.write(data[i : i + 1])
@@ -439,22 +456,22 @@ def _handler(graph: FakeGraph):
             else:
                 payload = recorded.json
             if parts[1] == "me":
-                self._send(
-                    200,
-                    {
-                        "recipient_id": payload["recipient"]["id"],
-                        "message_id": "m_" + secrets.token_urlsafe(24),
-                    },
-                )
+                answer = {
+                    "recipient_id": payload["recipient"]["id"],
+                    "message_id": "m_" + secrets.token_urlsafe(24),
+                }
             else:
-                self._send(
-                    200,
-                    {
-                        "messaging_product": "whatsapp",
-                        "contacts": [{"input": payload.get("to"), "wa_id": payload.get("to")}],
-                        "messages": [{"id": graph._take_wamid()}],
-                    },
-                )
+                answer = {
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": payload.get("to"), "wa_id": payload.get("to")}],
+                    "messages": [{"id": graph._take_wamid()}],
+                }
+            if graph.message_drip:
+                self._drip(answer, graph.message_drip, whole=True)
+            elif graph.message_body_drip:
+                self._drip(answer, graph.message_body_drip)
+            else:
+                self._send(200, answer)
 
         def _receipt(self, parts: list[str]) -> None:
             """Answer a read receipt as Meta does, or as scripted."""
