@@ -3,7 +3,8 @@
 :func:`on_status` is called by :func:`shared.channels.statuses.apply_status` when a
 system message's status moved (the send's result and the provider's callbacks): one
 indexed ``UPDATE`` by message id, a no-op for messages of no campaign;
-:func:`on_sent_many` by the outbound engine's batched record of sends. :func:`target`
+:func:`on_sent_many` by the outbound engine's batched record of sends; :func:`on_requeued`
+when a failed message is queued again (:mod:`shared.channels.send_revival`). :func:`target`
 (a dispatch target) marks ``replied_at`` on the contact's recent campaign recipients
 when an inbound message arrives.
 """
@@ -55,6 +56,28 @@ def on_status(session: Session, message: Message, status: str) -> None:
             CampaignRecipient.status.in_(previous),
         )
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_requeued(session: Session, message: Message) -> None:
+    """A failed campaign message queued again (an operator's revival of its dead send): its
+    recipient is ``queued`` again, no longer counted failed, and follows the new send.
+
+    WHY: the recipient stayed ``failed`` (statuses only move forward from ``queued``), so
+    the campaign counted a message that went out as failed, never as sent. A recipient
+    cancelled or skipped stays so: the claim fails such a send again for that reason.
+    """
+    if message.sender_type != "system":  # PERF: campaign messages are the system's
+        return
+    session.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.message_id == message.id,
+            CampaignRecipient.tenant_id == message.tenant_id,
+            CampaignRecipient.status == "failed",
+        )
+        .values(status="queued", error_code=None, error_message=None)
         .execution_options(synchronize_session=False)
     )
 

@@ -4,10 +4,11 @@ A send that ran out of retries fails its message and its ``outbound_sends`` row,
 writes a dead letter naming ``send_outbound`` (:func:`.outbound.record_failed`).
 Re-running that job alone did nothing: the claim takes only pending rows, and a failed
 message is done. :func:`revive` therefore puts both back (message ``failed`` ->
-``queued``, with its ``message.status_updated``; the send pending, due now, with a
-fresh retry budget) in the requeue's transaction, so the job that follows goes through
-the normal claim. It refuses (409 ``send_not_requeueable``, saying why) when the
-message is no longer failed, or its conversation or account can no longer send it.
+``queued``, with its ``message.status_updated`` and its campaign recipient; the send
+pending, due now, with a fresh retry budget) in the requeue's transaction, so the job
+that follows goes through the normal claim. It refuses (409 ``send_not_requeueable``,
+saying why) when the message is no longer failed, or its conversation or account can no
+longer send it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from shared.campaigns import tracking as campaign_tracking
 from shared.channels import outbound
 from shared.channels.send_errors import SendFailed
+from shared.channels.statuses import ACCEPTED_AFTER_FAILURE
 from shared.config import get_settings
 from shared.errors import Conflict
 from shared.events import Actor, emit
@@ -99,13 +102,23 @@ def _check_can_send(session: Session, message: Message) -> None:
 
 
 def _queue_again(session: Session, message: Message) -> None:
-    """``failed`` -> ``queued`` (outside the delivery rule, which keeps failed terminal)."""
+    """``failed`` -> ``queued`` (outside the delivery rule, which keeps failed terminal), its
+    campaign recipient with it.
+
+    The :data:`~shared.channels.statuses.ACCEPTED_AFTER_FAILURE` flag goes: it spoke of the
+    failed send (a receipt of ours to undo), not of the new one; left, a replayed receipt
+    undid a failure Meta reported for the new send.
+    """
     message.status = "queued"
     message.error_code = None
     message.error_message = None
+    message.metadata_ = {
+        k: v for k, v in (message.metadata_ or {}).items() if k != ACCEPTED_AFTER_FAILURE
+    }
     message.updated_at = func.now()
     session.flush()
     session.refresh(message)
+    campaign_tracking.on_requeued(session, message)
     emit(
         session,
         "message.status_updated",

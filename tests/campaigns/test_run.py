@@ -12,7 +12,7 @@ from scheduler.jobs import start_due_campaigns
 from shared.channels import outbound_engine
 from shared.channels.send_errors import Outcome
 from shared.db import session_scope
-from shared.models import Campaign, Contact, Message, WaTemplate
+from shared.models import Campaign, Contact, DeadLetter, Message, WaTemplate
 from tests.campaigns.conftest import TEMPLATE, Shop, sent_to, settled
 from tests.waiting import wait_until
 
@@ -517,3 +517,31 @@ def test_a_draft_whose_account_was_deleted_is_not_sent_from_the_default(
     assert renamed.status_code == 200, renamed.text
     shop.send(campaign)
     assert batches.run_next() == ["completed"]
+
+
+def test_a_revived_campaign_send_moves_its_recipient_from_failed_to_sent(
+    shop: Shop, fake_graph, campaign_settings
+):
+    """An operator requeues the dead letter of a campaign message that ran out of retries:
+    once it goes out, the campaign counts it sent and no longer failed."""
+    fake_graph.script("503")  # transient every time: retried, then failed and dead-lettered
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(1))
+    shop.send(campaign)
+    view = settled(shop, campaign, timeout=30)
+    assert (view["counts"]["sent"], view["counts"]["failed"]) == (0, 1)
+    [recipient] = shop.recipients(campaign)
+    with session_scope() as session:
+        letter = session.scalars(
+            select(DeadLetter.id).where(DeadLetter.args.contains([str(recipient.message_id)]))
+        ).one()
+    fake_graph.script("ok")
+
+    resp = shop.ws.call("POST", f"/api/ops/dead-letters/{letter}/requeue")
+
+    assert resp.status_code == 200, resp.text
+    wait_until(lambda: shop.get(campaign)["counts"]["sent"] == 1, "the revived send counted")
+    counts = shop.get(campaign)["counts"]
+    assert (counts["total"], counts["sent"], counts["failed"], counts["queued"]) == (1, 1, 0, 0)
+    [recipient] = shop.recipients(campaign)
+    assert (recipient.status, recipient.error_code, recipient.error_message) == ("sent", None, None)

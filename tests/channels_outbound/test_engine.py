@@ -562,6 +562,50 @@ def test_a_failure_meta_reported_is_not_undone_by_a_later_receipt(workspace, cha
     assert _moves(channels, message_id) == [("queued", "sent"), ("sent", "failed")]
 
 
+def _dead_though_meta_took_it(channels, token: str, secret: str):
+    """Attempt 1 reaches Meta and is slow; its claim runs out; attempts 2 and 3 time out,
+    so the send is failed and dead-lettered; then attempt 1 learns Meta took it (its id is
+    kept, the message flagged). (message id, the dead letter's id, attempt 1's wamid.)"""
+    timeout = SendFailed("timeout", "Graph API timed out", transient=True)
+    message_id = _unsent(channels, token, app_secret=secret)
+    [stale], _ = outbound_engine.claim([message_id])
+    for _ in range(2):
+        _claim_runs_out(message_id)
+        [claim], _ = outbound_engine.claim([message_id])
+        outbound_engine.record([claim], {message_id: outbound_engine.Attempted(error=timeout)})
+    assert _messages([message_id])[message_id].status == "failed"
+    wamid = f"wamid.late-{uuid.uuid4().hex}"
+    outbound_engine.record([stale], {message_id: outbound_engine.Attempted(provider_id=wamid)})
+    assert _messages([message_id])[message_id].metadata_["accepted_after_failure"] is True
+    with session_scope() as session:
+        letter = session.scalars(
+            select(DeadLetter.id).where(DeadLetter.args.contains([str(message_id)]))
+        ).one()
+    return message_id, letter, wamid
+
+
+def test_a_revived_send_is_no_longer_flagged_accepted_after_its_failure(
+    workspace, channels, fake_graph
+):
+    """The flag lets a receipt undo a failure of ours; the revived send's failure is Meta's
+    own (reported for its new id), which a replayed "delivered" must not undo."""
+    secret = uuid.uuid4().hex
+    message_id, letter, _ = _dead_though_meta_took_it(channels, "tok-revived", secret)
+
+    resp = workspace.call("POST", f"/api/ops/dead-letters/{letter}/requeue")
+
+    assert resp.status_code == 200, resp.text
+    [sent] = _settled([message_id], timeout=30).values()
+    assert sent.status == "sent"
+    _status_callback(workspace, message_id, secret, sent.provider_message_id, "failed")
+    _becomes(message_id, "failed")
+    _status_callback(workspace, message_id, secret, sent.provider_message_id, "delivered")
+    _callbacks_processed(channels, 2)
+    settled = _messages([message_id])[message_id]
+    assert settled.status == "failed"
+    assert "accepted_after_failure" not in settled.metadata_
+
+
 def test_meta_pair_rate_limit_holds_back_that_recipient_only(
     workspace, channels, fake_graph, per_account
 ):
