@@ -21,6 +21,7 @@ from shared import dead_letters
 from shared.errors import Forbidden
 from shared.ops import console, delayed, queues, redis_access
 from workers import resend
+from workers.actors import channels_outbound as _send_outbound  # noqa: F401  (enqueuer)
 from workers.queues import ALL as QUEUES
 
 TAGS = ("Operations",)

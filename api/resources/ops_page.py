@@ -35,6 +35,7 @@ from shared.identity import auth
 from shared.logs import tenant_id_var
 from shared.ops import console, delayed, keys, queues, redis_access
 from workers import resend
+from workers.actors import channels_outbound as _send_outbound  # noqa: F401  (enqueuer)
 from workers.queues import ALL as QUEUES
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
-from shared.channels import outbound
+from shared.channels import outbound, outbound_queue
 from shared.channels.send_errors import SendFailed
 from shared.channels.statuses import ACCEPTED_AFTER_FAILURE
 from shared.config import get_settings
@@ -140,8 +140,13 @@ _RESET_SEND = text(
 
 
 def _reset_send(session: Session, message: Message) -> None:
-    """The send pending and due now, with a fresh retry budget; the sweeper re-drives it
-    should the requeued job be lost."""
+    """The send pending and due now, with a fresh retry budget, and a job for it after
+    commit; the sweeper re-drives it should that job be lost.
+
+    WHY after commit: the requeued dead letter's job is sent from inside this transaction,
+    so a quick worker claimed before the commit, found the send locked or failed, and did
+    nothing: the revived message waited for the sweeper (a minute).
+    """
     session.execute(
         _RESET_SEND,
         {
@@ -150,3 +155,4 @@ def _reset_send(session: Session, message: Message) -> None:
             "sweep": get_settings().outbound_sweep_after_seconds,
         },
     )
+    outbound_queue.QUEUE.enqueue_after_commit(session, [message.id])

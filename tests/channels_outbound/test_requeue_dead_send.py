@@ -90,3 +90,32 @@ def test_a_dead_send_whose_account_was_disabled_is_not_requeued_and_says_why(
     view = workspace.call("GET", f"/api/ops/dead-letters/{letter}").json
     assert view["requeued_at"] is None  # still listed: the operator may fix it and retry
     assert len(fake_graph.sent()) == tries
+
+
+def test_a_requeued_send_whose_job_runs_before_the_requeue_commits_still_goes_out(
+    workspace, channels, fake_graph
+):
+    """The dead letter's job is sent inside the requeue's transaction: a worker quick enough
+    to run it before the commit finds the send locked and does nothing. The revival's own
+    job, after the commit, sends it (not the sweeper, a minute later)."""
+    import uuid
+
+    from shared import dead_letters
+    from shared.db import session_scope
+    from workers.actors.channels_outbound import send_outbound
+
+    _, conversation, message_id, letter = _dead_send(workspace, channels, fake_graph)
+    tries = len(fake_graph.sent())
+    fake_graph.script("ok")
+
+    def run_at_once(resend) -> None:  # the fastest worker: the job runs before the commit
+        send_outbound.fn(*resend.args)
+
+    with session_scope() as session:
+        dead_letters.requeue_dead_letter(
+            session, uuid.UUID(letter), tenant_id=channels.tenant_id, send=run_at_once
+        )
+
+    sent = wait_for_status(workspace, conversation["id"], message_id, "sent")
+    assert sent["provider_message_id"].startswith("wamid.")
+    assert len(fake_graph.sent()) == tries + 1
