@@ -42,6 +42,17 @@ def _emitted(ws) -> list[dict]:
         )
 
 
+def _alerted_only_after_ten_minutes(ws, moved_clock, rule) -> None:
+    """A 10-minute no_runs window counted from now: quiet at 9 minutes, alerted at 11."""
+    moved_clock.advance(minutes=9)
+    _check()
+    assert _emitted(ws) == []
+    moved_clock.advance(minutes=2)
+    _check()
+    [event] = _emitted(ws)
+    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+
+
 def _tag(ws, conversation_id: str, tag: str) -> None:
     resp = ws.call("PATCH", f"/api/conversations/{conversation_id}/tags", json={"add": [tag]})
     assert resp.status_code == 200, resp.text
@@ -167,14 +178,7 @@ def test_a_no_runs_alert_counts_the_silence_from_when_the_rule_ran_again(ws, mov
     assert ws.call("POST", f"{path}/snooze", json={"until": until}).status_code == 200
     moved_clock.advance(minutes=60)
     assert ws.call("POST", f"{path}/unsnooze").status_code == 200
-    moved_clock.advance(minutes=9)
-    _check()
-    assert _emitted(ws) == []
-
-    moved_clock.advance(minutes=2)  # now silent for 11 minutes since the snooze ended
-    _check()
-    [event] = _emitted(ws)
-    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+    _alerted_only_after_ten_minutes(ws, moved_clock, rule)  # counted from the snooze's end
 
 
 def test_a_no_runs_alert_does_not_count_the_hours_outside_the_rules_schedule(ws, moved_clock):
@@ -224,14 +228,7 @@ def test_a_no_runs_alert_waits_while_the_control_pauses_the_rule(ws, moved_clock
     moved_clock.advance(minutes=60)
     _check()
     assert ws.call("PATCH", control, json={"paused_event_types": []}).status_code == 200
-    moved_clock.advance(minutes=9)
-    _check()
-    assert _emitted(ws) == []
-
-    moved_clock.advance(minutes=2)  # silent for 11 minutes since it could run again
-    _check()
-    [event] = _emitted(ws)
-    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+    _alerted_only_after_ten_minutes(ws, moved_clock, rule)  # counted from the pause's end
 
 
 def test_alert_settings_are_validated_and_tenant_scoped(workspace, other_workspace):
@@ -354,11 +351,4 @@ def test_a_no_runs_alert_waits_while_the_rule_is_rolled_out_to_no_one(ws, moved_
 
     resp = ws.call("PATCH", rollout, json={"rollout_percentage": 25})
     assert resp.status_code == 200, resp.text
-    moved_clock.advance(minutes=9)
-    _check()
-    assert _emitted(ws) == []
-
-    moved_clock.advance(minutes=2)  # silent for 11 minutes since it could run again
-    _check()
-    [event] = _emitted(ws)
-    assert event["kind"] == "no_runs" and event["rule_id"] == rule["id"]
+    _alerted_only_after_ten_minutes(ws, moved_clock, rule)  # counted from the rollout

@@ -43,17 +43,23 @@ def highest_number() -> int:
     return max(counted_numbers(), default=0)
 
 
-def write_invoice(tenant: uuid.UUID, amount: int = 500) -> None:
-    spec = LineSpec("plan", "by hand", amount)
-    with session_scope() as session:
-        create_invoice(
-            session,
-            tenant_id=tenant,
-            subscription=subscriptions.live_subscription(session, tenant),
-            reason="subscription_update",
-            lines=[spec],
-            now=session.scalar(select(func.now())),
-        )
+def add_invoice(session, tenant: uuid.UUID, *, amount: int = 500, cycle_of: int | None = None):
+    """An invoice of ``tenant`` written in ``session``: a plan change's, or with ``cycle_of``
+    the cycle invoice of that month's period."""
+    if cycle_of is None:
+        reason, line = "plan_change", LineSpec("plan", "by hand", amount)
+        now = session.scalar(select(func.now()))
+    else:
+        reason, now = "subscription_cycle", month(cycle_of)
+        line = LineSpec("plan", "by hand", amount, period_start=now, period_end=month(cycle_of + 1))
+    create_invoice(
+        session,
+        tenant_id=tenant,
+        subscription=subscriptions.live_subscription(session, tenant),
+        reason=reason,
+        lines=[line],
+        now=now,
+    )
 
 
 def test_an_invoice_rolled_back_gives_its_number_back(client, charges):
@@ -61,16 +67,10 @@ def test_an_invoice_rolled_back_gives_its_number_back(client, charges):
     subscribe(tenant, make_plan(1000))
     before = highest_number()
     with pytest.raises(Abandoned), session_scope() as session:
-        create_invoice(
-            session,
-            tenant_id=tenant,
-            subscription=subscriptions.live_subscription(session, tenant),
-            reason="subscription_update",
-            lines=[LineSpec("plan", "abandoned", 300)],
-            now=session.scalar(select(func.now())),
-        )
+        add_invoice(session, tenant, amount=300)
         raise Abandoned
-    write_invoice(tenant)
+    with session_scope() as session:
+        add_invoice(session, tenant)
     assert numbers_after(before) == [before + 1]
 
 
@@ -79,19 +79,12 @@ def test_a_cycle_batch_with_a_period_invoiced_already_leaves_no_gap(client, char
     tenants = [uuid.UUID(register(client).tenant["id"]) for _ in range(3)]
     for tenant in tenants:
         subscribe(tenant, plan)
-    odd = tenants[1]
     with session_scope() as session:  # a cycle invoice written by hand (or a bug)
-        create_invoice(
-            session,
-            tenant_id=odd,
-            subscription=subscriptions.live_subscription(session, odd),
-            reason="subscription_cycle",
-            lines=[LineSpec("plan", "by hand", 777, period_start=month(1), period_end=month(2))],
-            now=month(1),
-        )
+        add_invoice(session, tenants[1], amount=777, cycle_of=1)
     before = highest_number()
     run_cycle(month(1) + SECOND)
-    write_invoice(tenants[0])
+    with session_scope() as session:
+        add_invoice(session, tenants[0])
     written = numbers_after(before)
     assert len(written) >= 3  # two renewals (others' rows may be due too) and the last one
     assert written == list(range(before + 1, before + 1 + len(written)))

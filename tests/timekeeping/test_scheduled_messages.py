@@ -67,6 +67,22 @@ def claim(now: dt.datetime | None = None, *of: object) -> int:
     return len({str(i) for i in ids} & {str(i) for i in of})
 
 
+def schedule(workspace, conversation: str, body: str, *, token: str | None = None) -> str:
+    """Schedule ``body`` an hour from now (as ``token``'s user); the scheduled message's id."""
+    created = workspace.call(
+        "POST", base(conversation), json={"body": body, "run_at": in_an_hour()}, token=token
+    )
+    assert created.status_code == 201, created.text
+    return created.json["id"]
+
+
+def send_due(scheduled_id: str, broker) -> ScheduledMessage:
+    """Run the scheduler past ``scheduled_id``'s time and its send job; its row after."""
+    assert claim(later(), scheduled_id) == 1
+    broker.join(queues.CHANNELS)
+    return row(scheduled_id)
+
+
 def later(hours: float = 2) -> dt.datetime:
     with session_scope() as session:
         return session.scalar(select(func.now())) + dt.timedelta(hours=hours)
@@ -524,20 +540,12 @@ def test_a_suspended_authors_message_is_not_sent_in_their_name(workspace, root, 
     """Suspension refuses the agent's login, tokens and keys: their queued replies too."""
     conversation = add_conversation(workspace, channel="api")  # unassigned: all agents see it
     agent, agent_token = workspace.create_agent("agent")
-    created = workspace.call(
-        "POST",
-        base(conversation),
-        json={"body": "From Ada", "run_at": in_an_hour()},
-        token=agent_token,
-    )
-    assert created.status_code == 201, created.text
+    scheduled = schedule(workspace, conversation, "From Ada", token=agent_token)
     suspended = root.call(
         "POST", f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}/suspend"
     )
     assert suspended.status_code == 200, suspended.text
-    assert claim(later(), created.json["id"]) == 1
-    broker.join(queues.CHANNELS)
-    refused = row(created.json["id"])
+    refused = send_due(scheduled, broker)
     assert (refused.status, refused.error_code) == ("failed", "author_suspended")
     with session_scope() as session:
         assert messages_in(session, conversation) == 0
@@ -585,6 +593,13 @@ def test_a_job_claimed_before_its_tenant_was_suspended_sends_nothing_until_react
 # --- the author's access, re-checked when due ---------------------------------------------
 
 
+def reassign(workspace, conversation: str, to: dict) -> None:
+    moved = workspace.call(
+        "PATCH", f"/api/conversations/{conversation}/assignment", json={"assignee_id": to["id"]}
+    )
+    assert moved.status_code == 200, moved.text
+
+
 def test_a_message_whose_author_lost_the_conversation_fails_instead_of_being_sent(
     workspace, worker, broker
 ):
@@ -592,22 +607,9 @@ def test_a_message_whose_author_lost_the_conversation_fails_instead_of_being_sen
     agent, agent_token = workspace.create_agent("agent")
     colleague, _ = workspace.create_agent("agent")
     conversation = add_conversation(workspace, channel="api", assignee_id=uuid.UUID(agent["id"]))
-    created = workspace.call(
-        "POST",
-        base(conversation),
-        json={"body": "From Ada", "run_at": in_an_hour()},
-        token=agent_token,
-    )
-    assert created.status_code == 201, created.text
-    moved = workspace.call(
-        "PATCH",
-        f"/api/conversations/{conversation}/assignment",
-        json={"assignee_id": colleague["id"]},
-    )
-    assert moved.status_code == 200, moved.text
-    assert claim(later(), created.json["id"]) == 1
-    broker.join(queues.CHANNELS)
-    refused = row(created.json["id"])
+    scheduled = schedule(workspace, conversation, "From Ada", token=agent_token)
+    reassign(workspace, conversation, colleague)
+    refused = send_due(scheduled, broker)
     assert (refused.status, refused.error_code) == ("failed", "author_lost_access")
     assert refused.message_id is None and refused.error_message
     listed = workspace.call("GET", base(conversation)).json["items"][0]
@@ -620,23 +622,15 @@ def test_a_message_whose_author_lost_the_conversation_fails_instead_of_being_sen
                 OutboxEvent.type == "scheduled_message.failed",
             )
         ).all()
-        assert [e["id"] for e in emitted] == [created.json["id"]]
+        assert [e["id"] for e in emitted] == [scheduled]
 
 
 def test_a_message_whose_author_was_deleted_fails_instead_of_being_sent(workspace, worker, broker):
     conversation = add_conversation(workspace, channel="api")  # unassigned: all agents see it
     agent, agent_token = workspace.create_agent("agent")
-    created = workspace.call(
-        "POST",
-        base(conversation),
-        json={"body": "From Ada", "run_at": in_an_hour()},
-        token=agent_token,
-    )
-    assert created.status_code == 201, created.text
+    scheduled = schedule(workspace, conversation, "From Ada", token=agent_token)
     assert workspace.call("DELETE", f"/api/agents/{agent['id']}").status_code == 204
-    assert claim(later(), created.json["id"]) == 1
-    broker.join(queues.CHANNELS)
-    refused = row(created.json["id"])
+    refused = send_due(scheduled, broker)
     assert (refused.status, refused.error_code) == ("failed", "author_removed")
     with session_scope() as session:
         assert messages_in(session, conversation) == 0
@@ -648,16 +642,6 @@ def test_a_moderators_message_is_still_sent_on_a_conversation_assigned_to_anothe
     """Seeing every conversation (conversations.manage), the author keeps the right to send."""
     colleague, _ = workspace.create_agent("agent")
     conversation = add_conversation(workspace, channel="api")
-    created = workspace.call(
-        "POST", base(conversation), json={"body": "From the admin", "run_at": in_an_hour()}
-    )
-    assert created.status_code == 201, created.text
-    moved = workspace.call(
-        "PATCH",
-        f"/api/conversations/{conversation}/assignment",
-        json={"assignee_id": colleague["id"]},
-    )
-    assert moved.status_code == 200, moved.text
-    assert claim(later(), created.json["id"]) == 1
-    broker.join(queues.CHANNELS)
-    assert row(created.json["id"]).status == "sent"
+    scheduled = schedule(workspace, conversation, "From the admin")
+    reassign(workspace, conversation, colleague)
+    assert send_due(scheduled, broker).status == "sent"
