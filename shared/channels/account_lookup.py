@@ -8,6 +8,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from shared.channels.accounts import default_account
+from shared.channels.send_errors import SendFailed
 from shared.models import IntegrationAccount
 
 #: The error code of a send (or a reply) on a conversation whose account was deleted.
@@ -63,6 +64,28 @@ def conversation_account(
     account = named_account(session, tenant_id, account_id)
     if account is None:
         raise AccountGone(account_id)
+    return account
+
+
+def acting_account(
+    session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID | None, channel: str
+) -> IntegrationAccount:
+    """The account a send, a read receipt or a media fetch of a conversation goes through
+    (:func:`conversation_account`); the work fails for good when it names a deleted account,
+    when there is none, or when it is disabled."""
+    try:
+        account = conversation_account(session, tenant_id, account_id, channel)
+    except AccountGone as exc:
+        raise SendFailed(
+            ACCOUNT_DELETED,
+            f"the {channel} account this conversation runs on was deleted; nothing goes out"
+            " through another account (the customer wrote to that one)",
+            transient=False,
+        ) from exc
+    if account is None:
+        raise SendFailed("no_account", f"no connected {channel} account", transient=False)
+    if account.status == "disabled":
+        raise SendFailed("account_disabled", f"the {channel} account is disabled", transient=False)
     return account
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.billing import usage as billing_usage
 from shared.channels import email, graph, media_release
-from shared.channels.account_lookup import account_for
+from shared.channels.account_lookup import ACCOUNT_DELETED, acting_account
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.media_sniff import HEAD_BYTES, base_type, contradicts, sniff
 from shared.channels.media_storage import (
@@ -346,8 +346,20 @@ def _email_part(session: Session, media: MediaFile) -> Staged:
 
 
 def _account_token(session: Session, media: MediaFile) -> str:
-    account = account_for(session, media.tenant_id, media.account_id, media.channel)
-    token = decrypt_credentials(account).get("access_token") if account else None
+    """The token of the account the file came through, never another account's.
+
+    NOTE: ingest names the account on every inbound file; ``account_id`` is NULL only once
+    that account was deleted (``ON DELETE SET NULL``), not "use the channel's default".
+    """
+    if media.account_id is None:
+        raise SendFailed(
+            ACCOUNT_DELETED,
+            "the account this file came through was deleted; another account's token does not"
+            " fetch it",
+            transient=False,
+        )
+    account = acting_account(session, media.tenant_id, media.account_id, media.channel)
+    token = decrypt_credentials(account).get("access_token")
     if not token:
         raise SendFailed("no_account", "no account token to fetch the file with", transient=False)
     return token

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
 from shared.channels import early_statuses, token_rejections
-from shared.channels.account_lookup import ACCOUNT_DELETED, AccountGone, conversation_account
+from shared.channels.account_lookup import acting_account
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.send_errors import Outcome, Result, SendFailed
 from shared.channels.statuses import ACCEPTED_AFTER_FAILURE, apply_status
@@ -68,25 +68,9 @@ def account_of(
 ) -> tuple[IntegrationAccount, dict[str, str]]:
     """The sending account (the conversation's; the channel default for a conversation that
     never had one), decrypted. A deleted one fails the send for good, never the default."""
-    try:
-        account = conversation_account(
-            session, message.tenant_id, conversation.integration_account_id, message.channel
-        )
-    except AccountGone as exc:
-        raise SendFailed(
-            ACCOUNT_DELETED,
-            f"the {message.channel} account this conversation runs on was deleted; the message"
-            " is not sent from another account (the customer wrote to that one)",
-            transient=False,
-        ) from exc
-    if account is None:
-        raise SendFailed(
-            "no_account", f"no connected {message.channel} account to send from", transient=False
-        )
-    if account.status == "disabled":
-        raise SendFailed(
-            "account_disabled", f"the {message.channel} account is disabled", transient=False
-        )
+    account = acting_account(
+        session, message.tenant_id, conversation.integration_account_id, message.channel
+    )
     return account, decrypt_credentials(account)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.channels import graph
-from shared.channels.account_lookup import account_for
+from shared.channels.account_lookup import acting_account
 from shared.channels.accounts import decrypt_credentials
 from shared.channels.read_receipts import sweep_interval
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
@@ -89,17 +89,9 @@ def _call_provider(session: Session, claim: ReadReceipt) -> None:
         )
         .where(Message.id == claim.message_id, Message.tenant_id == claim.tenant_id)
     ).one()
-    account = account_for(
+    account = acting_account(
         session, message.tenant_id, conversation.integration_account_id, message.channel
     )
-    if account is None:
-        raise SendFailed(
-            "no_account", f"no connected {message.channel} account to send from", transient=False
-        )
-    if account.status == "disabled":
-        raise SendFailed(
-            "account_disabled", f"the {message.channel} account is disabled", transient=False
-        )
     token = decrypt_credentials(account).get("access_token")
     if not token:
         raise SendFailed(

@@ -202,3 +202,20 @@ def test_the_sweeper_redrives_a_receipt_whose_job_was_lost(workspace, gaps, fake
 
     _settled(message_id, "sent")
     assert [r.json["message_id"] for r in fake_graph.receipts()] == ["wamid.LOST1"]
+
+
+def test_a_deleted_accounts_conversation_is_not_marked_read_from_another_number(
+    workspace, gaps, fake_graph
+):
+    """The tenant's other number would mark a message it never received: the receipt fails
+    (account_deleted) instead of going out with the other account's token."""
+    account, conversation_id = _whatsapp_conversation(gaps, "wamid.GONE1")
+    gaps.meta_account("whatsapp")  # the default once the first is gone
+    deleted = workspace.call("DELETE", f"/api/integration-accounts/{account['id']}")
+    assert deleted.status_code == 204, deleted.text
+
+    _read(workspace, conversation_id)
+
+    receipt = _settled(_message_id(gaps, "wamid.GONE1"), "failed")
+    assert receipt.last_error_code == "account_deleted"
+    assert fake_graph.receipts() == []

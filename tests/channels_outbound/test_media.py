@@ -155,6 +155,26 @@ def test_inbound_whatsapp_media_is_fetched_once_then_served(workspace, channels,
     assert len(fake_graph.gets("/media/")) == 1
 
 
+def test_a_deleted_accounts_media_is_not_fetched_with_another_accounts_token(
+    workspace, channels, fake_graph
+):
+    """The file is the deleted number's; the tenant's other number's token must not fetch it."""
+    media_id = inbound_media(channels, "1037543291543639", mime_type="image/jpeg")
+    fake_graph.add_media("1037543291543639", b"\xff\xd8\xff\xe0" + os.urandom(500), "image/jpeg")
+    with session_scope() as session:
+        deleted_account = session.get_one(MediaFile, media_id).account_id
+    channels.account("whatsapp", credentials={"access_token": "other-number-token"})
+    deleted = workspace.call("DELETE", f"/api/integration-accounts/{deleted_account}")
+    assert deleted.status_code == 204, deleted.text
+
+    resp = workspace.call("GET", f"/api/media/{media_id}")
+
+    assert resp.status_code == 404, resp.text
+    assert resp.json["error"]["code"] == "media_unavailable"
+    assert "deleted" in resp.json["error"]["message"]
+    assert fake_graph.gets("/v21.0/1037543291543639") == []
+
+
 def test_inbound_media_the_provider_refuses_is_a_clear_error(workspace, channels, fake_graph):
     media_id = inbound_media(channels, "999000111")
 
