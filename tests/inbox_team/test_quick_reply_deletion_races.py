@@ -7,27 +7,16 @@ the use must answer 404 like any vanished reply, never a foreign key's refusal.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
-from sqlalchemy import text
 
 from shared.context import Ctx
-from shared.db import get_sessionmaker, session_scope
+from shared.db import get_sessionmaker
 from shared.inbox import quick_replies, quick_reply_csv
+from tests.lock_races import race
 
 BASE = "/api/quick-replies"
-
-
-def _blocked_on_a_lock() -> int:
-    with session_scope() as session:
-        return session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
 
 
 @pytest.mark.parametrize("use", ["usage", "favorite"])
@@ -38,23 +27,11 @@ def test_a_use_racing_the_replys_deletion_answers_404(workspace, use):
     )
     reply_id = created.json["id"]
     deleting = get_sessionmaker()()
-    answered: list = []
-    try:
-        ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
-        quick_replies.delete_quick_reply(deleting, ctx, uuid.UUID(reply_id))
-        deleting.flush()
-        thread = threading.Thread(
-            target=lambda: answered.append(ws.call("POST", f"{BASE}/{reply_id}/{use}"))
-        )
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not answered and _blocked_on_a_lock() < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        deleting.commit()
-    finally:
-        deleting.close()
-    thread.join(timeout=30)
-    assert answered[0].status_code == 404, answered[0].text
+    ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
+    quick_replies.delete_quick_reply(deleting, ctx, uuid.UUID(reply_id))
+    deleting.flush()
+    answered = race(deleting, lambda: ws.call("POST", f"{BASE}/{reply_id}/{use}"))
+    assert answered.status_code == 404, answered.text
 
 
 def test_uses_at_once_all_count(workspace):
@@ -89,25 +66,18 @@ def test_a_rename_racing_an_import_does_not_deadlock(workspace):
     reply_id = created.json["id"]
     ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
     importing = get_sessionmaker()()
-    answered: list = []
-    try:
-        quick_replies.lock_shared_shortcuts(importing, ctx)  # the import's first step
-        thread = threading.Thread(
-            target=lambda: answered.append(
-                ws.call("PATCH", f"{BASE}/{reply_id}", json={"shortcut": "renamed"})
-            )
-        )
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not answered and _blocked_on_a_lock() < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        imported = quick_reply_csv.import_shared_csv(
-            importing, ctx, b"shortcut,title,content\nold,Old,Imported\n"
-        )
-        importing.commit()
-    finally:
-        importing.close()
-    thread.join(timeout=30)
+    quick_replies.lock_shared_shortcuts(importing, ctx)  # the import's first step
+    imported: dict = {}
+
+    def import_csv() -> None:
+        csv = b"shortcut,title,content\nold,Old,Imported\n"
+        imported.update(quick_reply_csv.import_shared_csv(importing, ctx, csv))
+
+    answered = race(
+        importing,
+        lambda: ws.call("PATCH", f"{BASE}/{reply_id}", json={"shortcut": "renamed"}),
+        then=import_csv,
+    )
     assert imported["updated"] == 1
-    assert answered[0].status_code == 200, answered[0].text
-    assert answered[0].json["shortcut"] == "renamed"
+    assert answered.status_code == 200, answered.text
+    assert answered.json["shortcut"] == "renamed"
