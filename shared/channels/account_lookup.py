@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.channels.accounts import default_account
@@ -87,22 +87,3 @@ def acting_account(
     if account.status == "disabled":
         raise SendFailed("account_disabled", f"the {channel} account is disabled", transient=False)
     return account
-
-
-_ACCOUNT_DELETED = text(
-    """
-    SELECT c.integration_account_id IS NOT NULL AND NOT EXISTS (
-               SELECT 1 FROM integration_accounts a
-                WHERE a.id = c.integration_account_id AND a.tenant_id = c.tenant_id)
-      FROM conversations c
-     WHERE c.id = :conversation_id AND c.tenant_id = :tenant_id
-    """
-)
-
-
-def conversation_account_deleted(
-    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID
-) -> bool:
-    """Whether the conversation named an account that was deleted since (one query)."""
-    params = {"conversation_id": conversation_id, "tenant_id": tenant_id}
-    return bool(session.scalar(_ACCOUNT_DELETED, params))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from shared.context import Ctx
 from shared.db import fetch_rows
 from shared.errors import NotFound
-from shared.models import Conversation, DivisionMember
+from shared.models import Conversation, DivisionMember, IntegrationAccount
 
 #: The shapes the rule takes for a caller (see :func:`visibility`).
 EVERYTHING, OWN_AND_DIVISIONS, NOTHING = "everything", "own_and_divisions", "nothing"
@@ -114,11 +114,29 @@ class ConversationHead(NamedTuple):
     contact_id: uuid.UUID
     channel: str
     status: str
+    #: The conversation names an account that was deleted since (its id outlives it: no
+    #: foreign key); nothing may answer the customer from another account.
+    account_deleted: bool
+
+
+def _account_deleted() -> ColumnElement[bool]:
+    accounts = IntegrationAccount.__table__.c
+    named = exists().where(
+        accounts.id == Conversation.integration_account_id,
+        accounts.tenant_id == Conversation.tenant_id,
+    )
+    return and_(Conversation.integration_account_id.is_not(None), ~named)
+
+
+def head_columns() -> list[ColumnElement[Any]]:
+    """The columns of a :class:`ConversationHead`, in its order."""
+    plain = [getattr(Conversation, name) for name in ConversationHead._fields[:-1]]
+    return [*plain, _account_deleted().label("account_deleted")]
 
 
 @functools.cache
 def _head_statement(shape: str) -> Select[Any]:
-    return select(*(getattr(Conversation, name) for name in ConversationHead._fields)).where(
+    return select(*head_columns()).where(
         visible_bound(shape), Conversation.id == bindparam("conversation_id")
     )
 

@@ -44,7 +44,7 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
-from shared.inbox.access import ConversationHead, get_conversation, visible
+from shared.inbox.access import ConversationHead, get_conversation, head_columns, visible
 from shared.inbox.messages import check_template_channel
 from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Conversation, Role, ScheduledMessage, Tenant, User
@@ -500,9 +500,10 @@ def _conversations(
 ) -> dict[tuple, ConversationHead]:
     """``(tenant_id, conversation_id) -> ConversationHead`` of the rows' conversations."""
     keys = {(row.tenant_id, row.conversation_id) for row in rows}
-    columns = [getattr(Conversation, name) for name in ConversationHead._fields]
     found = session.execute(
-        select(*columns).where(tuple_(Conversation.tenant_id, Conversation.id).in_(list(keys)))
+        select(*head_columns()).where(
+            tuple_(Conversation.tenant_id, Conversation.id).in_(list(keys))
+        )
     ).all()
     heads = [ConversationHead(*row) for row in found]
     return {(head.tenant_id, head.id): head for head in heads}
