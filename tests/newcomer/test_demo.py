@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from shared import demo
+from shared.db import get_engine
 from tests.waiting import wait_until
 
 
@@ -71,3 +73,22 @@ def test_replying_to_a_demo_conversation_succeeds(client, demo_tenant, worker):
         return mine["status"] == "sent"
 
     wait_until(sent, "the reply to the demo conversation sent", 15, interval=0.1)
+
+
+def test_demo_tables_come_out_vacuumed(database):
+    """As autovacuum leaves a bulk load (a server may run without it, as this suite's does):
+    otherwise the first read of every demo row rewrites its page, and index-only scans read
+    the heap anyway."""
+    with get_engine().connect() as conn:
+        before = conn.execute(text("SELECT now()")).scalar_one()
+    argv = ["--conversations", "40", "--messages", "200", "--agents", "1"]
+    assert demo.main([*argv, "--slug", f"demo-{uuid.uuid4().hex[:8]}"]) == 0
+    with get_engine().connect() as conn:
+        vacuumed = conn.execute(
+            text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum >= :before"
+                " AND relname IN ('contacts', 'conversations', 'messages')"
+            ),
+            {"before": before},
+        ).scalars()
+        assert sorted(vacuumed) == ["contacts", "conversations", "messages"]
