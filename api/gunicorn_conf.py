@@ -10,12 +10,25 @@ import os
 
 from shared import logs
 
+
+def _threads() -> int:
+    from shared.config import get_settings
+    from shared.web_threads import REMOTE_DATABASE_THREADS, web_threads
+
+    try:
+        settings = get_settings()
+    except Exception:  # on_starting reports bad settings, as for every other start
+        return int(os.environ.get("WEB_THREADS") or REMOTE_DATABASE_THREADS)
+    return web_threads(settings)
+
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # gthread, except that a new connection waits for its request in the poller, not in a
 # thread (api/gunicorn_worker.py says why).
 worker_class = "api.gunicorn_worker.ThreadWorker"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# WEB_THREADS, else 2 with PostgreSQL on this machine and 4 without (shared/web_threads.py).
+threads = _threads()
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -63,11 +76,12 @@ def on_starting(server):
     budget in production."""
     from shared.config import get_settings, warn_if_insecure
     from shared.preflight import enforce_connection_budget
+    from shared.web_threads import ai_test_slots
 
     logs.configure()
     settings = get_settings()
     warn_if_insecure(settings)
-    warn_if_tests_take_every_thread(settings.ai_max_concurrent_tests, server.cfg.threads)
+    warn_if_tests_take_every_thread(ai_test_slots(settings), server.cfg.threads)
     enforce_connection_budget("the web server")
 
 

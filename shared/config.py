@@ -456,14 +456,14 @@ class Settings(BaseSettings):
             " each); further replies wait in the broker"
         ),
     )
-    ai_max_concurrent_tests: int = Field(
-        2,
+    ai_max_concurrent_tests: int | None = Field(
+        None,
         ge=1,
         le=64,
         description=(
             "agent tests (POST /api/ai-agents/{id}/test) waiting for the model at once per web"
             " process; more answer 429, so a slow model cannot hold every web thread (keep it"
-            " below WEB_THREADS)"
+            " below WEB_THREADS; unset: 2, and always one fewer than the process's threads)"
         ),
     )
     ai_history_messages: int = Field(

@@ -12,9 +12,9 @@ whichever process asked last. The budget adds the fleet up before that happens:
     at once than it has threads doing database work.
 ``peak``
     What the processes can use at once: per process the smaller of its pool's
-    ceiling and its threads (gunicorn's ``WEB_THREADS``; Dramatiq's ``--threads`` x 2,
-    a margin for a job that opens a second session; APScheduler's 10 job threads; the
-    stream server's to_thread pool).
+    ceiling and its threads (gunicorn's, :func:`shared.web_threads.web_threads`;
+    Dramatiq's ``--threads`` x 2, a margin for a job that opens a second session;
+    APScheduler's 10 job threads; the stream server's to_thread pool).
 
 Policy (``python -m shared.preflight``, run by ``make run``/``make test``, and the
 scheduler at start): a ``peak`` beyond what PostgreSQL has left (``max_connections``
@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.config import Settings
+from shared.web_threads import web_threads
 
 #: APScheduler's BackgroundScheduler runs jobs on a pool of 10 threads (its default).
 SCHEDULER_JOB_THREADS = 10
@@ -150,11 +151,11 @@ def fleet_roles(settings: Settings, env: Mapping[str, str] | None = None) -> tup
     workers = settings.fleet_worker_processes
     if workers is None:
         workers = _env_int(env, "WORKER_PROCESSES", 2)
-    web_threads = _env_int(env, "WEB_THREADS", 4)
+    threads_each = web_threads(settings, env)
     worker_threads = _env_int(env, "WORKER_THREADS", 8)
     stream_threads = min(32, multiprocessing.cpu_count() + 4)  # asyncio.to_thread's pool
     return (
-        Role("web", web, pool, min(pool, web_threads)),
+        Role("web", web, pool, min(pool, threads_each)),
         Role("worker", workers, pool, min(pool, CONNECTIONS_PER_WORKER_THREAD * worker_threads)),
         Role(
             "scheduler",

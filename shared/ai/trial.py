@@ -31,6 +31,7 @@ from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import RateLimited
 from shared.models import AiAgent
+from shared.web_threads import ai_test_slots
 
 
 def _wait_seconds() -> float:
@@ -61,13 +62,14 @@ def try_agent(
 ) -> dict[str, Any]:
     """Answer ``message`` as the agent would; ``history`` is ``(from_contact, text)`` pairs.
 
-    Raises :class:`RateLimited` when the process already runs its
-    ``AI_MAX_CONCURRENT_TESTS`` tests (after the 404 for an agent the caller cannot see),
-    and 402 once the plan's AI replies of the month are spent (a test uses none of them).
+    Raises :class:`RateLimited` when the process already runs as many agent tests as
+    :func:`shared.web_threads.ai_test_slots` allows (after the 404 for an agent the caller
+    cannot see), and 402 once the plan's AI replies of the month are spent (a test uses
+    none of them).
     """
     agent = find_agent(session, ctx.tenant_id, agent_id)
     billing_usage.check_ai_replies_left(session, ctx.tenant_id)
-    slots = _slots(get_settings().ai_max_concurrent_tests)
+    slots = _slots(ai_test_slots(get_settings()))
     if not slots.acquire(blocking=False):
         raise RateLimited(
             "Too many agent tests are running on this server; try again in a few seconds",

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.config import get_settings
+from shared.web_threads import ai_test_slots
 from tests.ai_reply.conftest import one_ai_reply_a_month
 from tests.waiting import wait_until
 
@@ -113,7 +114,7 @@ def test_bad_input_is_422(world, body):
 def test_a_server_runs_a_few_tests_at_once_and_answers_429_beyond_them(world, fake_llm):
     """A slow model must not hold every web thread: tests past the bound are refused."""
     agent = world.agent(provider="openai")
-    slots = get_settings().ai_max_concurrent_tests
+    slots = ai_test_slots(get_settings())
     fake_llm.delay = 1.0
     with ThreadPoolExecutor(slots) as pool:
         running = [

@@ -79,7 +79,11 @@ def test_web_warns_when_agent_tests_may_take_every_thread():
         ["gunicorn", "--config", "python:api.gunicorn_conf", "api.app:create_app()"],
         cwd=REPO_ROOT,
         env=_development_env(
-            PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="2", PATH=_venv_path()
+            PORT=str(port),
+            WEB_CONCURRENCY="1",
+            WEB_THREADS="2",
+            AI_MAX_CONCURRENT_TESTS="2",
+            PATH=_venv_path(),
         ),
         stderr=subprocess.PIPE,
         text=True,
