@@ -546,13 +546,14 @@ def apply_fields(
     """Set plain fields (division, priority); logged as conversation.updated, no event.
 
     NOTE: the catalogue has no event for a division or priority change, so these
-    are audited only; a transfer is the evented way to move a conversation. A division
-    change still reaches the inbox's streams (:func:`_announce_division_change`).
+    are audited only; a transfer is the evented way to move a conversation. Both still
+    reach the inbox's streams (:func:`_announce_to_streams`): agents' open views
+    otherwise kept the old division or priority until they reloaded.
     """
     before = {k: json_id(getattr(conversation, k)) for k in changes}
     if all(getattr(conversation, k) == v for k, v in changes.items()):
         return False
-    from_division = conversation.division_id
+    from_division, from_priority = conversation.division_id, conversation.priority
     now = states.db_now(session)  # NOTE: before the change: see written_once
     for key, value in changes.items():
         setattr(conversation, key, value)
@@ -560,7 +561,7 @@ def apply_fields(
     session.flush()
     if conversation.division_id != from_division:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)
-        _announce_division_change(session, ctx, conversation, from_division)
+    _announce_to_streams(session, ctx, conversation, from_division, from_priority)
     record_change(
         session,
         ctx,
@@ -572,14 +573,33 @@ def apply_fields(
     return True
 
 
-def _announce_division_change(
-    session: Session, ctx: Ctx, conversation: Conversation, from_division: uuid.UUID | None
+def _announce_to_streams(
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    from_division: uuid.UUID | None,
+    from_priority: str,
 ) -> None:
-    """Tell the streams of both divisions' agents: the old one's drop the conversation,
-    the new one's add it (a queue the agent no longer sees is otherwise never updated)."""
-    data = view(conversation) | {"from_division_id": json_id(from_division)}
-    feed.announce_division_change(
-        session, ctx.tenant_id, data, ctx.actor.as_dict(), conversation.updated_at
+    """The stream-only event of an :func:`apply_fields` change, if it changed what a list shows.
+
+    A division change tells both divisions' agents (the old one's drop the conversation,
+    the new one's add it); its event carries the whole conversation, so a priority
+    changed with it needs no second one. A priority change alone reaches whoever sees
+    the conversation. Other fields (the AI's) have no stream event.
+    """
+    if conversation.division_id != from_division:
+        event_type, extra = feed.DIVISION_CHANGED, {"from_division_id": json_id(from_division)}
+    elif conversation.priority != from_priority:
+        event_type, extra = feed.PRIORITY_CHANGED, {"from_priority": from_priority}
+    else:
+        return
+    feed.announce(
+        session,
+        ctx.tenant_id,
+        event_type,
+        view(conversation) | extra,
+        ctx.actor.as_dict(),
+        conversation.updated_at,
     )
 
 

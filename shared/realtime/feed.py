@@ -78,6 +78,12 @@ class Entry(NamedTuple):
 #: it the agents of the old division kept it in their list and those of the new one never
 #: got it until they reloaded. Its ``data`` is the conversation, plus ``from_division_id``.
 DIVISION_CHANGED = "conversation.division_changed"
+#: A stream-only event type: a conversation's priority changed (a bulk ``set_priority``, an
+#: automation action). The catalogue has no event for it, so agents' open views kept the
+#: old priority until they reloaded. Its ``data`` is the conversation, plus ``from_priority``.
+PRIORITY_CHANGED = "conversation.priority_changed"
+#: The event types only the inbox's streams receive (never the outbox, webhooks, automation).
+STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED})
 
 
 class _StreamOnly(NamedTuple):
@@ -152,19 +158,23 @@ def target(session: Session, events: Sequence[Event]) -> None:
         entries.append(Entry(event.tenant_id, fields))
 
 
-def announce_division_change(
+def announce(
     session: Session,
     tenant_id: uuid.UUID,
+    event_type: str,
     data: dict[str, Any],
     actor: dict[str, Any],
     occurred_at: Any,
 ) -> None:
-    """Queue a :data:`DIVISION_CHANGED` entry for after the caller's commit (none on rollback).
+    """Queue a :data:`STREAM_ONLY` event's entry for after the caller's commit (none on
+    rollback), scoped as a dispatched event of the same ``data`` would be.
 
     Straight to the feed, not through the outbox: webhooks and automation have no such
     event, only the inbox's streams need it.
     """
-    event = _StreamOnly(DIVISION_CHANGED, data)
+    if event_type not in STREAM_ONLY:
+        raise ValueError(f"{event_type!r} is not a stream-only event type")
+    event = _StreamOnly(event_type, data)
     body = envelope(uuid.uuid4(), event.type, occurred_at, data, tenant_id=tenant_id, actor=actor)
     entries = db.collected_until_commit(session, _SESSION_KEY, publish)
     entries.append(Entry(tenant_id, _fields(body, scope_of(event))))

@@ -1,0 +1,102 @@
+"""A priority-only change reaches the open streams of whoever sees the conversation, and
+nobody else: the catalogue has no event for it, so it is the stream-only
+``conversation.priority_changed``."""
+
+from __future__ import annotations
+
+from tests.realtime.conftest import inbound, of_type
+
+PRIORITY_CHANGED = "conversation.priority_changed"
+
+
+def _ready(stream) -> None:
+    assert stream.next().event == "ready"
+
+
+def _division(ws, name: str, agent_id: str) -> str:
+    resp = ws.call("POST", "/api/divisions", json={"name": name})
+    assert resp.status_code == 201, resp.text
+    added = ws.call(
+        "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": [agent_id]}
+    )
+    assert added.status_code in (200, 204), added.text
+    return resp.json["id"]
+
+
+def _set_priority(ws, conversation: str, priority: str) -> None:
+    body = {"ids": [conversation], "action": "set_priority", "priority": priority}
+    resp = ws.call("POST", "/api/conversations/bulk", json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json["counts"]["updated"] == 1, resp.json
+
+
+def _about(conversation: str):
+    def match(event) -> bool:
+        if event.event not in ("message", "conversation.removed"):
+            return False
+        data = event.json["data"]
+        return conversation in (data.get("id"), data.get("conversation_id"))
+
+    return match
+
+
+def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws, other, streams):
+    seller, seller_token = ws.create_agent("agent")
+    outsider, outsider_token = ws.create_agent("agent")
+    sales = _division(ws, "Sales", seller["id"])
+    _division(ws, "Support", outsider["id"])
+    conversation = inbound(ws, "cust-priority", "first")["conversation_id"]
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": sales}
+    )
+    assert moved.status_code == 200, moved.text
+    admin = streams(stream_url, ws.token)
+    seller_stream = streams(stream_url, seller_token)
+    outsider_stream = streams(stream_url, outsider_token)
+    foreign = streams(stream_url, other.token)
+    for stream in (admin, seller_stream, outsider_stream, foreign):
+        _ready(stream)
+
+    _set_priority(ws, conversation, "urgent")
+
+    # The manager and the division's agent see the new priority, with the old one.
+    for stream in (admin, seller_stream):
+        event = stream.until(of_type(PRIORITY_CHANGED, id=conversation))
+        body = event.json
+        assert event.id and body["tenant_id"] == ws.tenant["id"]
+        assert body["data"]["priority"] == "urgent"
+        assert body["data"]["from_priority"] == "normal"
+        assert body["data"]["division_id"] == sales
+        assert body["actor"]["id"] == ws.admin["id"]
+    # An agent who cannot see it and another tenant hear nothing of it.
+    assert not [e for e in outsider_stream.drain(0.5) if _about(conversation)(e)]
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+    # Unchanged priority: no event.
+    resp = ws.call(
+        "POST",
+        "/api/conversations/bulk",
+        json={"ids": [conversation], "action": "set_priority", "priority": "urgent"},
+    )
+    assert resp.status_code == 200 and resp.json["counts"]["unchanged"] == 1, resp.text
+    assert not [e for e in admin.drain(0.5) if of_type(PRIORITY_CHANGED)(e)]
+
+
+def test_a_priority_change_of_an_assigned_conversation_reaches_its_assignee(
+    stream_url, ws, streams
+):
+    assignee, assignee_token = ws.create_agent("agent")
+    _, bystander_token = ws.create_agent("agent")
+    conversation = inbound(ws, "cust-priority-own", "first")["conversation_id"]
+    assign = f"/api/conversations/{conversation}/assignment"
+    assert ws.call("PATCH", assign, json={"assignee_id": assignee["id"]}).status_code == 200
+    mine = streams(stream_url, assignee_token)
+    theirs = streams(stream_url, bystander_token)
+    _ready(mine)
+    _ready(theirs)
+
+    _set_priority(ws, conversation, "low")
+
+    event = mine.until(of_type(PRIORITY_CHANGED, id=conversation, priority="low"))
+    assert event.json["data"]["assignee_id"] == assignee["id"]
+    # Assigned to someone else: not the bystander's, though they are in no division.
+    assert not [e for e in theirs.drain(0.5) if _about(conversation)(e)]
