@@ -4,8 +4,9 @@ Any agent reads them; ``agents.manage`` changes them and their membership.
 Membership rows of soft-deleted agents stay in ``division_members`` (the user row
 is never removed) but are neither counted nor listed: only live agents are.
 Deleting a division drops its memberships (FK cascade) and leaves its
-conversations without a division (a change of theirs: ``updated_at``, SLA clocks).
-API.md lists no catalogue events for divisions, so writes only log activity.
+conversations without a division (a change of theirs: ``updated_at``, SLA clocks, and
+the inbox's streams are told). API.md lists no catalogue events for divisions, so
+writes only log activity.
 """
 
 from __future__ import annotations
@@ -27,11 +28,19 @@ from shared.identity import agents
 from shared.inbox import states
 from shared.models import Conversation, ConversationSla, Division, DivisionMember, User
 from shared.pagination import Page, paginate_rows
+from shared.realtime import feed
+from shared.schemas.inbox import ConversationView
 from shared.schemas.team import DivisionView
 from shared.sql import tenant_row
 from shared.timekeeping import sla, sla_policies
 
 MANAGE = "agents.manage"
+#: Most conversations of a deleted division announced to the streams one by one (as a bulk
+#: division change does); past this, one ``conversations.division_released`` entry says it
+#: of them all. Bounded so a large division costs one entry, not 100,000 that would trim the
+#: tenant's backlog (``feed.MAX_ENTRIES``) and overflow every manager's stream
+#: (``stream_hub.MAX_QUEUED``); as many as a bulk job's chunk announces at once.
+ANNOUNCED_ONE_BY_ONE = 200
 #: Most agent ids one membership request may name.
 MAX_AGENT_IDS = 500
 
@@ -217,7 +226,9 @@ def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -
     NOTE: by a statement, not the foreign key's SET NULL, which left ``updated_at`` as it
     was (clients syncing with ``updated_since`` never saw the change) and the SLA clocks
     under a policy matched on the division. Only a clock can change policy: without the
-    division a conversation matches a subset of the policies it matched with it.
+    division a conversation matches a subset of the policies it matched with it. The
+    streams are told too (:func:`_announce_release`): agents who saw a conversation only
+    through the division kept it in their live views.
     """
     in_division = (Conversation.tenant_id == ctx.tenant_id, Conversation.division_id == division_id)
     timed = list(
@@ -230,12 +241,9 @@ def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -
         )
     )
     now = states.db_now(session)
-    session.execute(
-        update(Conversation)
-        .where(*in_division)
-        .values(division_id=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    one_by_one = _few_enough(session, in_division)
+    result = session.execute(_release_statement(in_division, now, returning_views=one_by_one))
+    _announce_release(session, ctx, division_id, result.all() if one_by_one else None, now)
     if not timed:
         return
     conversations = session.scalars(
@@ -246,6 +254,53 @@ def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -
     )
     for conversation in conversations:
         sla.conditions_changed(session, conversation, now=now)
+
+
+def _few_enough(session: Session, in_division: tuple) -> bool:
+    """Whether the division holds at most :data:`ANNOUNCED_ONE_BY_ONE` conversations.
+
+    NOTE: stable until the commit: the division row is locked, so no conversation can be
+    created in it or moved to it meanwhile (their foreign key check waits on that lock).
+    """
+    found = session.scalars(
+        select(Conversation.id).where(*in_division).limit(ANNOUNCED_ONE_BY_ONE + 1)
+    ).all()
+    return len(found) <= ANNOUNCED_ONE_BY_ONE
+
+
+def _release_statement(in_division: tuple, now: Any, *, returning_views: bool):
+    """The ``UPDATE`` that takes the division off its conversations; with
+    ``returning_views``, returning each one's view (the columns its event carries)."""
+    statement = (
+        update(Conversation)
+        .where(*in_division)
+        .values(division_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not returning_views:
+        return statement
+    table = Conversation.__table__
+    return statement.returning(*(table.c[name] for name in ConversationView.model_fields))
+
+
+def _announce_release(
+    session: Session, ctx: Ctx, division_id: uuid.UUID, released: list | None, now: Any
+) -> None:
+    """Tell the inbox's streams the conversations left the division (after the commit).
+
+    ``released`` (the views, when few): one ``conversation.division_changed`` each, as a
+    bulk division change sends, so an agent who saw one only through this division is
+    told to drop it and its other watchers see it without a division. None (too many):
+    one ``conversations.division_released`` for the division, whatever its size.
+    """
+    actor = ctx.actor.as_dict()
+    moved = {"from_division_id": str(division_id), "division_id": None}
+    if released is None:
+        feed.announce(session, ctx.tenant_id, feed.DIVISION_RELEASED, moved, actor, now)
+        return
+    for row in released:
+        data = ConversationView.data(row._asdict()) | moved
+        feed.announce(session, ctx.tenant_id, feed.DIVISION_CHANGED, data, actor, now)
 
 
 def list_division_agents(

@@ -51,9 +51,17 @@ ENVELOPE, SCOPE, KIND = b"env", b"scope", b"kind"
 #: Values of ``kind``: a catalogue event, or "refetch everything" after a lost publish.
 EVENT, RESET = "event", "reset"
 
+#: A stream-only event type: a deleted division's conversations, too many for an entry each
+#: (``shared.inbox.divisions.ANNOUNCED_ONE_BY_ONE``), all lost that division at once. Its
+#: ``data`` is ``from_division_id`` and ``division_id`` (null); a client refetches the
+#: conversations it holds of that division (its list, if it saw them through it). It names
+#: no conversation and any agent reads the divisions, so every agent receives it.
+DIVISION_RELEASED = "conversations.division_released"
 #: Event types without a conversation that every agent of the tenant receives (the
 #: agents list is readable by any agent); the others go to ``conversations.manage``.
-TENANT_WIDE = frozenset({"agent.created", "agent.updated", "agent.deleted", "agent.status_changed"})
+TENANT_WIDE = frozenset(
+    {"agent.created", "agent.updated", "agent.deleted", "agent.status_changed", DIVISION_RELEASED}
+)
 #: The permission that reads what an event without a conversation is about, by type prefix
 #: (its API's own): ``conversations.manage`` alone (a supervisor) does not read roles,
 #: webhooks or integrations. Another type goes to ``conversations.manage``.
@@ -83,7 +91,7 @@ DIVISION_CHANGED = "conversation.division_changed"
 #: old priority until they reloaded. Its ``data`` is the conversation, plus ``from_priority``.
 PRIORITY_CHANGED = "conversation.priority_changed"
 #: The event types only the inbox's streams receive (never the outbox, webhooks, automation).
-STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED})
+STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED, DIVISION_RELEASED})
 
 
 class _StreamOnly(NamedTuple):
