@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity, crypto
-from shared.channels import api_account
+from shared.channels import api_account, tombstones
 from shared.channels.views import IntegrationAccountView, IntegrationView
 from shared.context import Ctx
 from shared.digits import ascii_digits
@@ -206,8 +206,12 @@ def find_integration(
     return session.scalars(query).one_or_none()
 
 
-def get_integration(session: Session, ctx: Ctx, channel: str) -> Integration:
-    integration = find_integration(session, ctx.tenant_id, check_channel(channel))
+def get_integration(
+    session: Session, ctx: Ctx, channel: str, *, for_update: bool = False
+) -> Integration:
+    integration = find_integration(
+        session, ctx.tenant_id, check_channel(channel), for_update=for_update
+    )
     if integration is None:
         raise NotFound(f"No {channel} integration")
     return integration
@@ -258,9 +262,13 @@ def upsert_integration(
 
 
 def delete_integration(session: Session, ctx: Ctx, channel: str) -> None:
-    """Delete the integration and its accounts; each account emits its disconnection."""
+    """Delete the integration and its accounts; each account emits its disconnection and
+    leaves its tombstone (connected again, it takes its id back).
+
+    Locks the integration before its accounts, the order :func:`create_account` takes.
+    """
     ctx.require(PERMISSION)
-    integration = get_integration(session, ctx, channel)
+    integration = get_integration(session, ctx, channel, for_update=True)
     accounts = session.scalars(
         select(IntegrationAccount)
         .where(
@@ -271,6 +279,7 @@ def delete_integration(session: Session, ctx: Ctx, channel: str) -> None:
     ).all()
     for account in accounts:
         _announce_disconnected(session, ctx, account)
+    tombstones.bury(session, accounts)
     activity.record(
         session,
         ctx,
@@ -323,6 +332,28 @@ def get_account(
     if account is None:
         raise NotFound("Integration account not found")
     return account
+
+
+def _locked_account(session: Session, ctx: Ctx, account_id: uuid.UUID) -> IntegrationAccount:
+    """:func:`get_account` locked, after its integration: the order every change of a
+    channel's accounts takes (:func:`create_account` locks the integration, then clears
+    the default; an onboarding updates one account, then creates another).
+
+    WHY: :func:`create_account` holds the integration lock while it looks for a tombstone,
+    so a connection racing a deletion waits for it and then takes the id back (instead of
+    missing it and inserting a new id behind the deletion); taken in one order, the two
+    locks cannot deadlock.
+    """
+    integration_id = session.scalar(
+        select(IntegrationAccount.integration_id).where(
+            IntegrationAccount.id == account_id, IntegrationAccount.tenant_id == ctx.tenant_id
+        )
+    )
+    if integration_id is not None:
+        session.execute(
+            select(Integration.id).where(Integration.id == integration_id).with_for_update()
+        )
+    return get_account(session, ctx, account_id, for_update=True)
 
 
 def resolve_account(session: Session, channel: str, external_id: str) -> IntegrationAccount | None:
@@ -385,7 +416,9 @@ def create_account(
 ) -> IntegrationAccount:
     """Connect an account (creating the channel's integration if needed); emit connected.
 
-    The first account of a channel becomes its default.
+    The first account of a channel becomes its default. A sender this tenant deleted
+    before takes its old id back (:mod:`.tombstones`): its conversations and api contacts
+    name that id and carry on through it.
     """
     ctx.require(PERMISSION)
     if channel not in CHANNELS:
@@ -411,9 +444,12 @@ def create_account(
         status="active",
     )
     _store_credentials(account, creds)
-    session.add(account)
     try:
         with session.begin_nested():
+            reused = tombstones.unearth(session, ctx.tenant_id, channel, external_id)
+            if reused is not None:
+                account.id = reused
+            session.add(account)
             session.flush()
     except IntegrityError as exc:
         # NOTE: (channel, external_id) is global for Meta and email (inbound finds the
@@ -439,7 +475,7 @@ def update_account(
 ) -> IntegrationAccount:
     """Apply ``name``, ``settings`` (replaced), ``credentials`` (merged) and ``status``."""
     ctx.require(PERMISSION)
-    account = get_account(session, ctx, account_id, for_update=True)
+    account = _locked_account(session, ctx, account_id)
     before = account_view(account)
     if "name" in changes:
         account.name = changes["name"]
@@ -472,10 +508,14 @@ def update_account(
 
 
 def delete_account(session: Session, ctx: Ctx, account_id: uuid.UUID) -> None:
-    """Disconnect an account; the channel's oldest other account becomes default if needed."""
+    """Disconnect an account; the channel's oldest other account becomes default if needed.
+
+    Its tombstone keeps its id for the day the tenant connects the same sender again.
+    """
     ctx.require(PERMISSION)
-    account = get_account(session, ctx, account_id, for_update=True)
+    account = _locked_account(session, ctx, account_id)
     _announce_disconnected(session, ctx, account)
+    tombstones.bury(session, [account])
     session.delete(account)
     session.flush()
     if account.is_default:
@@ -496,7 +536,7 @@ def delete_account(session: Session, ctx: Ctx, account_id: uuid.UUID) -> None:
 def set_default(session: Session, ctx: Ctx, account_id: uuid.UUID) -> IntegrationAccount:
     """Make ``account_id`` its channel's default (clears the flag on the others)."""
     ctx.require(PERMISSION)
-    account = get_account(session, ctx, account_id, for_update=True)
+    account = _locked_account(session, ctx, account_id)
     if not account.is_default:
         _clear_default(session, ctx, account.channel)
         account.is_default = True

@@ -54,7 +54,13 @@ from shared.models.billing import (
     BillingUsage,
 )
 from shared.models.campaigns import Campaign, CampaignRecipient
-from shared.models.channels import InboundEvent, Integration, IntegrationAccount, MediaFile
+from shared.models.channels import (
+    InboundEvent,
+    Integration,
+    IntegrationAccount,
+    IntegrationAccountTombstone,
+    MediaFile,
+)
 from shared.models.csat import CsatSettings, CsatSurvey
 from shared.models.identity import ApiKey, RevokedToken, Role, User
 from shared.models.inbox import (
@@ -142,6 +148,7 @@ __all__ = [
     "InboundEvent",
     "Integration",
     "IntegrationAccount",
+    "IntegrationAccountTombstone",
     "Job",
     "KnowledgeChunk",
     "KnowledgeSource",

@@ -104,6 +104,30 @@ class IntegrationAccount(UUIDPrimaryKey, Timestamps, Base):
     verify_token_digest: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
+class IntegrationAccountTombstone(Base):
+    """The id a tenant's deleted sender had, kept for the day it connects that sender again.
+
+    WHY: conversations and api contacts name their account by id, with no foreign key
+    (they outlive it), and a conversation refuses to answer from another account once it
+    is gone. The same number, page or address connected again is not another account: it
+    takes this id back (:mod:`shared.channels.tombstones`), and the row goes. Per tenant:
+    another tenant connecting the same sender gets a new id.
+    """
+
+    __tablename__ = "integration_account_tombstones"
+    __table_args__ = (CheckConstraint(_CHANNEL_CHECK, name="channel_known"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The deleted account's ``external_id``, normalised as it was stored.
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: The deleted account's id (no foreign key: the account is gone).
+    account_id: Mapped[uuid.UUID]
+    deleted_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
 class InboundEvent(UUIDPrimaryKey, Base):
     """One raw provider callback (or one Meta entry's worth), stored before any parsing.
 

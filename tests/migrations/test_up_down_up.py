@@ -30,6 +30,7 @@ from shared.models import (
     InboundEvent,
     Integration,
     IntegrationAccount,
+    IntegrationAccountTombstone,
     Message,
     OutboxEvent,
     Role,
@@ -99,7 +100,8 @@ def revisions_base_to_head(url: str) -> list[str]:
 def insert_representative_rows(url: str) -> None:
     """A tenant with agents, a conversation with messages, a webhook endpoint with a
     delivery and its attempt, an automation rule with an event and its run, channel
-    accounts, an inbound payload, an outbox event and a dead letter."""
+    accounts and a deleted one's tombstone, an inbound payload, an outbox event and a
+    dead letter."""
     engine = create_engine(url)
     try:
         with Session(engine) as session, session.begin():
@@ -127,7 +129,14 @@ def insert_representative_rows(url: str) -> None:
                 is_default=True,
             )
             contact = Contact(tenant_id=t, channel="whatsapp", external_id="15550001")
-            session.add_all([account, contact])
+            # A sender deleted earlier: its id, kept for its reconnection.
+            tombstone = IntegrationAccountTombstone(
+                tenant_id=t,
+                channel="email",
+                external_id="gone@example.com",
+                account_id=uuid.uuid4(),
+            )
+            session.add_all([account, contact, tombstone])
             session.flush()
             conversation = Conversation(
                 tenant_id=t,
