@@ -162,9 +162,19 @@ def list_agents(
 
 
 def get_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, *, for_update: bool = False) -> User:
+    """A live agent of the caller's tenant (404 otherwise); ``for_update`` locks the row.
+
+    The lock is ``FOR NO KEY UPDATE``: it excludes other changes of the agent and the
+    share lock of :func:`~shared.inbox.conversations.live_agent`, but not the foreign-key
+    checks of rows that merely reference the agent (no change here touches ``users.id``;
+    the agent is soft-deleted). ``FOR UPDATE`` blocked those checks too: an automation
+    run holding a conversation that wrote a note signed by the agent (the rule's creator)
+    waited for the agent's deletion, which waited for that conversation to unassign it:
+    a deadlock, the run retried or the deletion refused with 409.
+    """
     query = _live_agents(ctx).where(User.id == agent_id)
     if for_update:
-        query = query.with_for_update(of=User)
+        query = query.with_for_update(of=User, key_share=True)
     agent = session.scalars(query).one_or_none()
     if agent is None:
         raise NotFound("Agent not found")

@@ -3,7 +3,7 @@
 Agents are soft-deleted (``users.deleted_at``): the rule keeps its ``created_by``, and
 what only a person can write (a note) is still signed with that id. Every action must
 run as before, the run be recorded ``matched`` and the queue row ``done``, with nothing
-dead-lettered.
+dead-lettered, whether the deletion committed before the rule ran or while it ran.
 """
 
 from __future__ import annotations
@@ -12,18 +12,27 @@ import uuid
 
 from sqlalchemy import func, select
 
-from shared.db import session_scope
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.events import Actor
+from shared.identity import agents
+from shared.identity.permissions import ALL_KEYS
 from shared.models import DeadLetter, Message
 from tests.automation.conftest import (
     RULES,
     add_conversation,
+    conversation,
     queue_rows,
     rule_body,
     runs,
     send_message,
+    settled,
     tid,
     wait_settled,
+    waiting_on_a_lock,
 )
+from tests.lock_races import race
+from tests.waiting import wait_until
 from tests.workspaces import Workspace
 
 
@@ -100,3 +109,65 @@ def test_a_rule_whose_creator_was_deleted_still_runs_every_action(ws):
     assert dry.status_code == 200, dry.text
     assert dry.json["matched"] is True and dry.json["effective_state"]["reasons"] == []
     assert [a["would_run"] for a in dry.json["actions"]] == [True] * 4
+
+
+def _admin_ctx(ws: Workspace) -> Ctx:
+    admin_id = uuid.UUID(ws.admin["id"])
+    return Ctx(tid(ws), Actor("user", admin_id), user_id=admin_id, permissions=ALL_KEYS)
+
+
+def _rule_ran_or_waits(ws: Workspace) -> bool:
+    """Whether the run triggered by the message is done (with the rule's two replies), or
+    waits on a lock of the uncommitted deletion."""
+    return waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 3)
+
+
+def test_a_rule_running_while_its_creator_is_deleted_completes(ws):
+    """The deletion commits while the run is under way: the run completes as after it."""
+    creator, rule = _creator_and_rule(ws)
+    conv_id = add_conversation(ws)
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, _admin_ctx(ws), uuid.UUID(creator["id"]))
+    deleting.flush()
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        return wait_until(lambda: _rule_ran_or_waits(ws), "the run ran or waits", timeout=10.0)
+
+    assert race(deleting, trigger) is True
+    wait_settled(ws, at_least_rows=3)
+    assert ws.call("GET", f"/api/agents/{creator['id']}").status_code == 404
+    _assert_ran(ws, conv_id, rule, creator)
+
+
+def test_a_rule_acting_on_its_creators_conversation_while_the_creator_is_deleted(ws):
+    """The deletion has locked the creator's row (its first step) when the run locks the
+    conversation, assigned to the creator, and writes its note; the deletion then
+    unassigns that conversation. Neither may deadlock the other: the run completes at its
+    first attempt and the deletion succeeds."""
+    creator, rule = _creator_and_rule(ws)
+    conv_id = add_conversation(ws, assignee_id=uuid.UUID(creator["id"]), status="open")
+    deleting = get_sessionmaker()()
+    ctx = _admin_ctx(ws)
+    agents.get_agent(deleting, ctx, uuid.UUID(creator["id"]), for_update=True)
+    outcome: list[str] = []
+
+    def delete() -> None:
+        try:
+            agents.delete_agent(deleting, ctx, uuid.UUID(creator["id"]))
+            deleting.flush()
+            outcome.append("deleted")
+        except Exception as exc:
+            outcome.append(repr(exc))
+            raise
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        return wait_until(lambda: _rule_ran_or_waits(ws), "the run ran or waits", timeout=10.0)
+
+    assert race(deleting, trigger, then=delete) is True
+    assert outcome == ["deleted"]
+    wait_settled(ws, at_least_rows=3)
+    assert ws.call("GET", f"/api/agents/{creator['id']}").status_code == 404
+    assert conversation(conv_id).assignee_id is None
+    _assert_ran(ws, conv_id, rule, creator)
