@@ -187,3 +187,22 @@ def of_type(event_type: str, **data):
         return body["type"] == event_type and all(body["data"].get(k) == v for k, v in data.items())
 
     return match
+
+
+def ready_event(stream) -> str:
+    """Take the stream's opening ``ready`` event; its id (where a resume starts)."""
+    event = stream.next()
+    assert event.event == "ready", event
+    return event.id
+
+
+def new_division(ws: Workspace, name: str, *agent_ids: str) -> str:
+    """A new division of ``ws`` with ``agent_ids`` as its members; its id."""
+    resp = ws.call("POST", "/api/divisions", json={"name": name})
+    assert resp.status_code == 201, resp.text
+    if agent_ids:
+        added = ws.call(
+            "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": list(agent_ids)}
+        )
+        assert added.status_code in (200, 204), added.text
+    return resp.json["id"]

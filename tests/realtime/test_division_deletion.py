@@ -6,26 +6,11 @@ only through that division), as a bulk division change does; a division holding 
 from __future__ import annotations
 
 from shared.inbox import divisions
-from tests.realtime.conftest import inbound, of_type
+from tests.realtime.conftest import inbound, new_division, of_type, ready_event
 
 REMOVED = "conversation.removed"
 DIVISION_CHANGED = "conversation.division_changed"
 RELEASED = "conversations.division_released"
-
-
-def _ready(stream) -> None:
-    assert stream.next().event == "ready"
-
-
-def _division(ws, name: str, *agent_ids: str) -> str:
-    resp = ws.call("POST", "/api/divisions", json={"name": name})
-    assert resp.status_code == 201, resp.text
-    if agent_ids:
-        added = ws.call(
-            "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": list(agent_ids)}
-        )
-        assert added.status_code in (200, 204), added.text
-    return resp.json["id"]
 
 
 def _in_division(ws, customer: str, division: str) -> str:
@@ -57,8 +42,8 @@ def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, 
     outsider, outsider_token = ws.create_agent("agent")
     owner, owner_token = ws.create_agent("agent")
     _, floater_token = ws.create_agent("agent")
-    sales = _division(ws, "Sales", seller["id"])
-    _division(ws, "Support", seller["id"], outsider["id"], owner["id"])
+    sales = new_division(ws, "Sales", seller["id"])
+    new_division(ws, "Support", seller["id"], outsider["id"], owner["id"])
     queued = _in_division(ws, "cust-del-queued", sales)
     owned = _in_division(ws, "cust-del-owned", sales)
     assign = f"/api/conversations/{owned}/assignment"
@@ -70,7 +55,7 @@ def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, 
     floater = streams(stream_url, floater_token)
     foreign = streams(stream_url, other.token)
     for stream in (admin, seller_stream, outsider_stream, owner_stream, floater, foreign):
-        _ready(stream)
+        ready_event(stream)
 
     _delete(ws, sales)
 
@@ -109,14 +94,14 @@ def test_a_large_divisions_deletion_is_one_stream_event(
 ):
     monkeypatch.setattr(divisions, "ANNOUNCED_ONE_BY_ONE", 1)
     seller, seller_token = ws.create_agent("agent")
-    sales = _division(ws, "Sales", seller["id"])
-    _division(ws, "Support", seller["id"])
+    sales = new_division(ws, "Sales", seller["id"])
+    new_division(ws, "Support", seller["id"])
     conversations = [_in_division(ws, f"cust-del-large-{i}", sales) for i in range(2)]
     admin = streams(stream_url, ws.token)
     seller_stream = streams(stream_url, seller_token)
     foreign = streams(stream_url, other.token)
     for stream in (admin, seller_stream, foreign):
-        _ready(stream)
+        ready_event(stream)
 
     _delete(ws, sales)
 

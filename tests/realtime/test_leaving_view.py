@@ -4,23 +4,9 @@ assignment)."""
 
 from __future__ import annotations
 
-from tests.realtime.conftest import inbound, of_type
+from tests.realtime.conftest import inbound, new_division, of_type, ready_event
 
 REMOVED = "conversation.removed"
-
-
-def _ready(stream) -> None:
-    assert stream.next().event == "ready"
-
-
-def _division(ws, name: str, agent_id: str) -> str:
-    resp = ws.call("POST", "/api/divisions", json={"name": name})
-    assert resp.status_code == 201, resp.text
-    added = ws.call(
-        "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": [agent_id]}
-    )
-    assert added.status_code in (200, 204), added.text
-    return resp.json["id"]
 
 
 def _transfer(ws, conversation: str, division: str) -> None:
@@ -47,14 +33,14 @@ def _two_divisions(ws, stream_url, streams, customer: str):
     """A conversation in Sales, a Sales agent's and a Support agent's open streams."""
     seller, seller_token = ws.create_agent("agent")
     helper, helper_token = ws.create_agent("agent")
-    sales = _division(ws, "Sales", seller["id"])
-    support = _division(ws, "Support", helper["id"])
+    sales = new_division(ws, "Sales", seller["id"])
+    support = new_division(ws, "Support", helper["id"])
     conversation = inbound(ws, customer, "first")["conversation_id"]
     _transfer(ws, conversation, sales)
     seller_stream = streams(stream_url, seller_token)
     helper_stream = streams(stream_url, helper_token)
-    _ready(seller_stream)
-    _ready(helper_stream)
+    ready_event(seller_stream)
+    ready_event(helper_stream)
     return conversation, support, seller_stream, helper_stream
 
 
@@ -90,12 +76,12 @@ def test_a_bulk_division_change_moves_it_between_streams(stream_url, ws, streams
 
 def test_an_agent_it_is_taken_from_is_told_to_drop_it(stream_url, ws, streams):
     agent, token = ws.create_agent("agent")
-    _division(ws, "Own", agent["id"])
+    new_division(ws, "Own", agent["id"])
     conversation = inbound(ws, "cust-taken", "first")["conversation_id"]
     assign = f"/api/conversations/{conversation}/assignment"
     assert ws.call("PATCH", assign, json={"assignee_id": agent["id"]}).status_code == 200
     stream = streams(stream_url, token)
-    _ready(stream)
+    ready_event(stream)
     assert ws.call("PATCH", assign, json={"assignee_id": ws.admin["id"]}).status_code == 200
     gone = stream.until(_removed(conversation))
     assert gone.json["type"] == "conversation.assigned"

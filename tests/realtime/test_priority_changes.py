@@ -4,23 +4,9 @@ nobody else: the catalogue has no event for it, so it is the stream-only
 
 from __future__ import annotations
 
-from tests.realtime.conftest import inbound, of_type
+from tests.realtime.conftest import inbound, new_division, of_type, ready_event
 
 PRIORITY_CHANGED = "conversation.priority_changed"
-
-
-def _ready(stream) -> None:
-    assert stream.next().event == "ready"
-
-
-def _division(ws, name: str, agent_id: str) -> str:
-    resp = ws.call("POST", "/api/divisions", json={"name": name})
-    assert resp.status_code == 201, resp.text
-    added = ws.call(
-        "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": [agent_id]}
-    )
-    assert added.status_code in (200, 204), added.text
-    return resp.json["id"]
 
 
 def _set_priority(ws, conversation: str, priority: str) -> None:
@@ -43,8 +29,8 @@ def _about(conversation: str):
 def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws, other, streams):
     seller, seller_token = ws.create_agent("agent")
     outsider, outsider_token = ws.create_agent("agent")
-    sales = _division(ws, "Sales", seller["id"])
-    _division(ws, "Support", outsider["id"])
+    sales = new_division(ws, "Sales", seller["id"])
+    new_division(ws, "Support", outsider["id"])
     conversation = inbound(ws, "cust-priority", "first")["conversation_id"]
     moved = ws.call(
         "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": sales}
@@ -55,7 +41,7 @@ def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws
     outsider_stream = streams(stream_url, outsider_token)
     foreign = streams(stream_url, other.token)
     for stream in (admin, seller_stream, outsider_stream, foreign):
-        _ready(stream)
+        ready_event(stream)
 
     _set_priority(ws, conversation, "urgent")
 
@@ -91,8 +77,8 @@ def test_a_priority_change_of_an_assigned_conversation_reaches_its_assignee(
     assert ws.call("PATCH", assign, json={"assignee_id": assignee["id"]}).status_code == 200
     mine = streams(stream_url, assignee_token)
     theirs = streams(stream_url, bystander_token)
-    _ready(mine)
-    _ready(theirs)
+    ready_event(mine)
+    ready_event(theirs)
 
     _set_priority(ws, conversation, "low")
 

@@ -16,14 +16,8 @@ import redis
 
 from shared.config import get_settings
 from shared.realtime import feed, presence
-from tests.realtime.conftest import inbound, of_type
+from tests.realtime.conftest import inbound, new_division, of_type, ready_event
 from tests.webhooks.faults_support import free_port
-
-
-def _ready(stream) -> str:
-    event = stream.next()
-    assert event.event == "ready", event
-    return event.id
 
 
 def test_credentials_are_checked_before_the_stream_opens(stream_url, ws):
@@ -42,8 +36,8 @@ def test_credentials_are_checked_before_the_stream_opens(stream_url, ws):
 def test_an_inbound_message_reaches_the_tenant_and_nobody_else(stream_url, ws, other, streams):
     mine = streams(stream_url, ws.token)
     theirs = streams(stream_url, other.token)
-    start = _ready(mine)
-    _ready(theirs)
+    start = ready_event(mine)
+    ready_event(theirs)
     sent = inbound(ws, "cust-live", "Where is my parcel?")
     event = mine.until(of_type("message.created", conversation_id=sent["conversation_id"]))
     body = event.json
@@ -68,8 +62,8 @@ def test_an_agent_sees_only_what_the_conversations_list_shows_them(stream_url, w
     agent, agent_token = ws.create_agent("agent")
     watcher = streams(stream_url, agent_token)
     admin = streams(stream_url, ws.token)
-    _ready(watcher)
-    _ready(admin)
+    ready_event(watcher)
+    ready_event(admin)
     conversation = inbound(ws, "cust-vis", "first")["conversation_id"]
     # Unassigned, and the agent is in no division: they see it.
     watcher.until(of_type("message.created", conversation_id=conversation))
@@ -97,7 +91,7 @@ def _assign(ws, conversation_id: str, agent_id: str) -> None:
 
 def test_a_reconnect_with_last_event_id_receives_what_it_missed(stream_url, ws, streams):
     first = streams(stream_url, ws.token)
-    position = _ready(first)
+    position = ready_event(first)
     first.close()
     sent = [inbound(ws, f"cust-missed-{i}", f"missed {i}") for i in range(3)]
     _settled(ws, len(sent))
@@ -189,7 +183,7 @@ def test_a_gap_older_than_the_backlog_answers_reset_then_goes_live(stream_url, w
 def test_logging_out_closes_the_stream_within_seconds(stream_url, ws, streams):
     _, token = ws.create_agent("agent")
     stream = streams(stream_url, token)
-    _ready(stream)
+    ready_event(stream)
     resp = ws.call("POST", "/api/auth/logout", token=token)
     assert resp.status_code in (200, 204), resp.text
     started = time.monotonic()
@@ -203,8 +197,8 @@ def test_typing_is_relayed_to_watchers_not_the_typist_and_presence_counts(stream
     agent, agent_token = ws.create_agent("agent")
     typist = streams(stream_url, agent_token)
     admin = streams(stream_url, ws.token)
-    _ready(typist)
-    _ready(admin)
+    ready_event(typist)
+    ready_event(admin)
     assert uuid.UUID(agent["id"]) in presence.connected_agents(uuid.UUID(ws.tenant["id"]))
     conversation = inbound(ws, "cust-typing", "hi")["conversation_id"]
     resp = ws.call(
@@ -229,30 +223,19 @@ def test_a_connected_agent_counts_as_online_for_analytics(stream_url, ws, stream
     connected, token = ws.create_agent("agent")
     away, _ = ws.create_agent("agent")
     before = ws.call("GET", "/api/analytics/overview").json["online_agents"]
-    _ready(streams(stream_url, token))
+    ready_event(streams(stream_url, token))
     agents = {a["agent_id"]: a for a in ws.call("GET", "/api/analytics/agents").json["agents"]}
     assert agents[connected["id"]]["is_online"] is True
     assert agents[away["id"]]["is_online"] is (away["status"] == "online")
     assert ws.call("GET", "/api/analytics/overview").json["online_agents"] == before + 1
 
 
-def _division(ws, name: str, *agent_ids: str) -> str:
-    resp = ws.call("POST", "/api/divisions", json={"name": name})
-    assert resp.status_code == 201, resp.text
-    if agent_ids:
-        added = ws.call(
-            "POST", f"/api/divisions/{resp.json['id']}/agents", json={"agent_ids": list(agent_ids)}
-        )
-        assert added.status_code in (200, 204), added.text
-    return resp.json["id"]
-
-
 def test_division_changes_apply_to_an_open_stream(stream_url, ws, streams):
     agent, token = ws.create_agent("agent")
-    _division(ws, "Sales", agent["id"])
-    support = _division(ws, "Support")
+    new_division(ws, "Sales", agent["id"])
+    support = new_division(ws, "Support")
     watcher = streams(stream_url, token)
-    _ready(watcher)
+    ready_event(watcher)
     conversation = inbound(ws, "cust-div", "first")["conversation_id"]
     moved = ws.call(
         "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": support}
@@ -278,7 +261,7 @@ def test_an_api_key_streams_until_it_is_revoked(stream_url, ws, streams):
     created = ws.call("POST", "/api/api-keys", json={"name": "inbox screen"})
     assert created.status_code == 201, created.text
     stream = streams(stream_url, **{"X-API-Key": created.json["key"]})
-    _ready(stream)
+    ready_event(stream)
     sent = inbound(ws, "cust-key", "via key")
     stream.until(of_type("message.created", conversation_id=sent["conversation_id"]))
     revoked = ws.call("DELETE", f"/api/api-keys/{created.json['id']}")
@@ -295,7 +278,7 @@ def test_a_feed_that_fell_behind_its_backlog_sends_reset_not_a_silent_gap(
     from api import stream_hub
 
     stream = streams(stream_url, ws.token)
-    _ready(stream)
+    ready_event(stream)
     stalled, trimmed = threading.Event(), threading.Event()
     fan_out = stream_hub.TenantFeed.fan_out
 
@@ -406,7 +389,7 @@ def test_an_api_key_stream_closes_when_the_key_expires(stream_url, ws, streams):
     )
     assert created.status_code == 201, created.text
     stream = streams(stream_url, **{"X-API-Key": created.json["key"]})
-    _ready(stream)
+    ready_event(stream)
     closing = stream.until(lambda e: e.event == "close", timeout=10)
     assert closing.json == {"reason": "expired"}
     assert dt.datetime.now(dt.UTC) >= expires
@@ -417,9 +400,9 @@ def test_an_api_key_stream_does_not_make_its_creator_online(stream_url, ws, stre
     desk: round robin must not route conversations to them for it."""
     created = ws.call("POST", "/api/api-keys", json={"name": "wall screen"})
     assert created.status_code == 201, created.text
-    _ready(streams(stream_url, **{"X-API-Key": created.json["key"]}))
+    ready_event(streams(stream_url, **{"X-API-Key": created.json["key"]}))
     agent, token = ws.create_agent("agent")
-    _ready(streams(stream_url, token))
+    ready_event(streams(stream_url, token))
     tenant = uuid.UUID(ws.tenant["id"])
     deadline = time.monotonic() + 5
     while uuid.UUID(agent["id"]) not in presence.connected_agents(tenant):
@@ -435,8 +418,8 @@ def test_a_supervisor_does_not_receive_admin_only_events(stream_url, ws, streams
     assert ws.call("GET", "/api/roles", token=token).status_code == 403
     supervisor = streams(stream_url, token)
     admin = streams(stream_url, ws.token)
-    _ready(supervisor)
-    _ready(admin)
+    ready_event(supervisor)
+    ready_event(admin)
     created = ws.call("POST", "/api/roles", json={"name": "Night shift", "permissions": []})
     assert created.status_code == 201, created.text
     admin.until(of_type("role.created", id=created.json["id"]))
@@ -456,9 +439,9 @@ def test_an_agent_who_sees_little_resumes_a_short_gap_instead_of_a_reset(
 
     monkeypatch.setattr(stream_hub, "HEARTBEAT_SECONDS", 0.3)
     agent, token = ws.create_agent("agent")
-    _division(ws, "Sales", agent["id"])
+    new_division(ws, "Sales", agent["id"])
     watcher = streams(stream_url, token)
-    opened_at = _ready(watcher)
+    opened_at = ready_event(watcher)
     # Unassigned, in no division: not the agent's; the tenant's stream moves on.
     inbound(ws, "cust-quiet", "not yours")
     _settled(ws, 1)
