@@ -115,13 +115,24 @@ def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def pick_round_robin(
-    session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None
+    session: Session,
+    tenant_id: uuid.UUID,
+    division_id: uuid.UUID | None,
+    held: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """The online agent (of the division, if given) with the fewest open or pending
     conversations; ties go to the one assigned longest ago (fair rotation).
 
     NOTE: "longest ago" is the newest ``updated_at`` among their active conversations,
     so a burst spreads across agents instead of piling on the first one.
+
+    The agent picked is share-locked until the caller commits, as
+    :func:`~shared.inbox.conversations.live_agent` locks one: a deletion running
+    meanwhile waits for the assignment (and then unassigns it), or the pick waits for
+    the deletion, finds the agent gone (or offline) and takes the next one. Unlocked, a
+    conversation assigned while its agent was being deleted stayed assigned to them.
+    ``held`` is the locked conversation's assignee: not locked again (their deletion
+    waits for that conversation to unassign it; locking them would deadlock with it).
     """
     active = and_(
         Conversation.assignee_id == User.id,
@@ -132,7 +143,8 @@ def pick_round_robin(
     latest = select(func.max(Conversation.updated_at)).where(active).correlate(User)
     # An agent with a live stream open counts as online (shared.realtime.presence).
     online = or_(User.status == "online", User.id.in_(presence.connected_agents(tenant_id)))
-    query = select(User.id).where(User.tenant_id == tenant_id, User.deleted_at.is_(None), online)
+    eligible = and_(User.tenant_id == tenant_id, User.deleted_at.is_(None), online)
+    query = select(User.id).where(eligible)
     if division_id is not None:
         query = query.where(
             User.id.in_(
@@ -143,13 +155,24 @@ def pick_round_robin(
             )
         )
     query = query.order_by(load, latest.scalar_subquery().asc().nulls_first(), User.id)
-    return session.scalar(query.limit(1))
+    passed: list[uuid.UUID] = []
+    while True:
+        candidate = session.scalar(query.where(User.id.not_in(passed)).limit(1))
+        if candidate is None or candidate == held:
+            return candidate
+        # Waits for a deletion (or a status change) of the agent under way, then re-reads it.
+        lock = select(User.id).where(eligible, User.id == candidate).with_for_update(read=True)
+        if session.scalar(lock) is not None:
+            return candidate
+        passed.append(candidate)
 
 
 def assign_round_robin(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     conversation = _conversation(target)
     division_id = _uuid(params["division_id"]) if params.get("division_id") else None
-    agent_id = pick_round_robin(target.session, target.ctx.tenant_id, division_id)
+    agent_id = pick_round_robin(
+        target.session, target.ctx.tenant_id, division_id, conversation.assignee_id
+    )
     if agent_id is None:
         raise ActionFailed("No online agent to assign")
     changed = convs.apply_assignment(target.session, target.ctx, conversation, agent_id)

@@ -1,0 +1,128 @@
+"""Round robin racing the deletion of the agent it picks: nothing stays assigned to them.
+
+delete_agent locks the agent, soft-deletes them and unassigns their unresolved
+conversations. A round-robin pick made while that deletion is uncommitted still sees
+the agent live; the pick must wait for the deletion (share-locking the agent, as a
+manual assignment does) and then take the next eligible agent, or nobody.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.events import Actor
+from shared.identity import agents
+from shared.identity.permissions import ALL_KEYS
+from shared.models import DeadLetter
+from tests.automation.conftest import (
+    add_conversation,
+    conversation,
+    create_rule,
+    queue_rows,
+    runs,
+    send_message,
+    settled,
+    tid,
+    wait_settled,
+    waiting_on_a_lock,
+)
+from tests.lock_races import race
+from tests.waiting import wait_until
+from tests.workspaces import Workspace
+
+
+def _admin_ctx(ws: Workspace) -> Ctx:
+    admin_id = uuid.UUID(ws.admin["id"])
+    return Ctx(tid(ws), Actor("user", admin_id), user_id=admin_id, permissions=ALL_KEYS)
+
+
+def _online_agent(ws: Workspace) -> dict:
+    agent, _ = ws.create_agent("agent")
+    resp = ws.call("PATCH", f"/api/agents/{agent['id']}/status", json={"status": "online"})
+    assert resp.status_code == 200, resp.text
+    return agent
+
+
+def _round_robin_while_deleting(ws: Workspace, doomed: dict) -> str:
+    """A round-robin rule runs on a new conversation while ``doomed``'s deletion is
+    flushed but uncommitted; the deletion commits once the run waits on a lock (or has
+    finished). The conversation's id, the queue settled."""
+    create_rule(ws, actions=[{"type": "assign_round_robin", "params": {}}])
+    conv_id = add_conversation(ws)
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, _admin_ctx(ws), uuid.UUID(doomed["id"]))
+    deleting.flush()
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    assert race(deleting, trigger) is True
+    wait_settled(ws)
+    assert ws.call("GET", f"/api/agents/{doomed['id']}").status_code == 404
+    with session_scope() as session:
+        dead = select(func.count()).where(DeadLetter.tenant_id == tid(ws))
+        assert session.scalar(dead) == 0
+    assert [r.attempts for r in queue_rows(ws)] == [1]
+    return conv_id
+
+
+def test_round_robin_racing_the_picked_agents_deletion_takes_the_next_agent(ws):
+    busy = _online_agent(ws)
+    doomed = _online_agent(ws)  # the least loaded: round robin's first choice
+    add_conversation(ws, assignee_id=uuid.UUID(busy["id"]))
+    conv_id = _round_robin_while_deleting(ws, doomed)
+    assert str(conversation(conv_id).assignee_id) == busy["id"]
+    [row] = queue_rows(ws)
+    assert row.status == "done"
+    [run] = runs(ws)
+    assert run.status == "matched"
+    assert run.action_results[0]["agent_id"] == busy["id"]
+
+
+def test_round_robin_racing_the_only_agents_deletion_leaves_it_unassigned(ws):
+    doomed = _online_agent(ws)
+    conv_id = _round_robin_while_deleting(ws, doomed)
+    assert conversation(conv_id).assignee_id is None
+    [run] = runs(ws)
+    assert run.status == "failed"
+    assert "No online agent" in str(run.action_results[0])
+
+
+def test_round_robin_on_the_doomed_agents_own_conversation_does_not_deadlock(ws):
+    """The deletion has locked the agent (its first step) when the run locks the
+    conversation, assigned to that agent, and picks them again; the deletion then
+    unassigns that conversation. Neither waits for the other in a cycle: the run is done
+    at its first attempt and the conversation ends unassigned."""
+    doomed = _online_agent(ws)
+    create_rule(ws, actions=[{"type": "assign_round_robin", "params": {}}])
+    conv_id = add_conversation(ws, assignee_id=uuid.UUID(doomed["id"]), status="open")
+    deleting = get_sessionmaker()()
+    ctx = _admin_ctx(ws)
+    agents.get_agent(deleting, ctx, uuid.UUID(doomed["id"]), for_update=True)
+    outcome: list[str] = []
+
+    def delete() -> None:
+        try:
+            agents.delete_agent(deleting, ctx, uuid.UUID(doomed["id"]))
+            deleting.flush()
+            outcome.append("deleted")
+        except Exception as exc:
+            outcome.append(repr(exc))
+            raise
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    assert race(deleting, trigger, then=delete) is True
+    assert outcome == ["deleted"]
+    wait_settled(ws)
+    assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
+    assert conversation(conv_id).assignee_id is None
