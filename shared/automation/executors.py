@@ -98,8 +98,17 @@ def _done(changed: bool, **extra: Any) -> dict[str, Any]:
 
 
 def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """Assign the agent the rule names (:func:`~shared.inbox.conversations.live_agent`).
+
+    NOTE: the conversation's own assignee is not share-locked again: their deletion waits
+    for this (locked) conversation to unassign it, so locking them from here deadlocked
+    with it (the run retried). With no AI to take over, there is nothing to change.
+    """
     conversation = _conversation(target)
-    agent = convs.live_agent(target.session, target.ctx, _uuid(params["agent_id"]), "agent_id")
+    agent_id = _uuid(params["agent_id"])
+    if agent_id == conversation.assignee_id and not conversation.ai_active:
+        return _done(False)
+    agent = convs.live_agent(target.session, target.ctx, agent_id, "agent_id")
     return _done(convs.apply_assignment(target.session, target.ctx, conversation, agent.id))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from shared.context import Ctx
@@ -94,13 +95,16 @@ def test_round_robin_racing_the_only_agents_deletion_leaves_it_unassigned(ws):
     assert "No online agent" in str(run.action_results[0])
 
 
-def test_round_robin_on_the_doomed_agents_own_conversation_does_not_deadlock(ws):
+@pytest.mark.parametrize("action", ["assign_round_robin", "assign_agent"])
+def test_assigning_the_doomed_agents_own_conversation_to_them_does_not_deadlock(ws, action):
     """The deletion has locked the agent (its first step) when the run locks the
-    conversation, assigned to that agent, and picks them again; the deletion then
-    unassigns that conversation. Neither waits for the other in a cycle: the run is done
-    at its first attempt and the conversation ends unassigned."""
+    conversation, assigned to that agent, and assigns it to them again (round robin
+    picks them; or the rule names them); the deletion then unassigns that conversation.
+    Neither waits for the other in a cycle: the run is done at its first attempt and the
+    conversation ends unassigned."""
     doomed = _online_agent(ws)
-    create_rule(ws, actions=[{"type": "assign_round_robin", "params": {}}])
+    params = {"agent_id": doomed["id"]} if action == "assign_agent" else {}
+    create_rule(ws, actions=[{"type": action, "params": params}])
     conv_id = add_conversation(ws, assignee_id=uuid.UUID(doomed["id"]), status="open")
     deleting = get_sessionmaker()()
     ctx = _admin_ctx(ws)
