@@ -9,7 +9,8 @@
 - :class:`Hub`: the feeds, the typing subscription (one pattern subscription for
   every tenant) and the monitor that re-authenticates clients when their tenant's
   access epoch moves (revocation, suspension, role or division change: within
-  :data:`CHECK_SECONDS`), at least every :data:`FULL_CHECK_SECONDS` anyway, and
+  :data:`CHECK_SECONDS`), at least every :data:`FULL_CHECK_SECONDS` anyway (a client
+  whose agent now sees other conversations is sent :data:`ACCESS_CHANGED`), and
   refreshes presence.
 
 PostgreSQL is only asked when a client connects and when it is re-checked, in a
@@ -114,6 +115,12 @@ class Item:
         """The entry as :data:`REMOVED`: the same envelope and id, for a client that must
         drop the conversation (it left their view)."""
         return Item(self.key, self.id, REMOVED, self.data)
+
+
+#: What a client is sent when a re-check finds its agent sees other conversations than before
+#: (a division joined or left or deleted, ``conversations.manage`` gained or lost): the
+#: conversations it holds were chosen by the old rule, so it refetches. No id: it is no entry.
+ACCESS_CHANGED = Item(None, None, "reset", b'{"reason":"access_changed"}')
 
 
 def for_viewer(item: Item, removal: Item | None, viewer: access.Viewer, scope: dict) -> Item:
@@ -565,11 +572,16 @@ class Hub:
                 client.close(reason or "unauthorized")
             else:
                 client.ctx, viewer, client.tag, client.expires_at = found
+                changed = not client.viewer.sees_as(viewer)
                 tenant_feed = self.feeds.get(client.tenant_id)
                 if tenant_feed is not None:
                     tenant_feed.set_viewer(client, viewer)
                 else:
                     client.viewer = viewer
+                if changed:
+                    # NOTE: queued after everything the old rule let through, and what
+                    # follows is filtered by the new one: the client refetches in between.
+                    client.offer(ACCESS_CHANGED)
 
     # --- presence ------------------------------------------------------------------------
 

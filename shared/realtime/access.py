@@ -74,6 +74,18 @@ class Viewer:
             scope.get("pa"), scope.get("pd")
         )
 
+    def sees_as(self, other: Viewer) -> bool:
+        """Whether ``other`` admits the same conversations (no query: the rule's inputs).
+
+        A re-check that finds a different answer owes the client a ``reset``: what it holds
+        was chosen by the old rule. ``permissions`` is left out: of it, only
+        ``conversations.manage`` decides conversations, and that is already ``shape``."""
+        return (
+            self.shape == other.shape
+            and self.user_id == other.user_id
+            and self.divisions == other.divisions
+        )
+
     def loses(self, scope: dict[str, Any]) -> bool:
         """Whether the event takes its conversation out of this viewer's sight: they saw
         it before (``pa``/``pd``) and not after (``a``/``d``). Their client must drop it
