@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.events import Actor
+from shared.identity import agents
+from shared.identity.permissions import ALL_KEYS
 from shared.models import (
     AutomationEvent,
     AutomationRun,
@@ -17,6 +23,7 @@ from shared.models import (
     OutboxEvent,
 )
 from tests.inbox_conversations.conftest import add_division  # noqa: F401  (re-exported)
+from tests.lock_races import race
 from tests.waiting import wait_until
 from tests.workspaces import Workspace
 
@@ -158,3 +165,38 @@ def override(monkeypatch):
             monkeypatch.setattr(f"{module}.get_settings", lambda: settings)
 
     return apply
+
+
+def admin_ctx(ws: Workspace) -> Ctx:
+    """The workspace admin's context, for domain calls a test makes beside the worker."""
+    admin_id = uuid.UUID(ws.admin["id"])
+    return Ctx(tid(ws), Actor("user", admin_id), user_id=admin_id, permissions=ALL_KEYS)
+
+
+def flushed_deletion(ws: Workspace, agent_id: str) -> Session:
+    """A session holding the agent's deletion written but uncommitted (for ``race()``)."""
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(ws), uuid.UUID(agent_id))
+    deleting.flush()
+    return deleting
+
+
+def race_locked_deletion(ws: Workspace, agent_id: str, trigger: Callable[[], bool]) -> None:
+    """``trigger`` runs while the agent's deletion holds their row locked (its first step);
+    the deletion then unassigns and deletes them, and commits. Asserts it succeeded."""
+    deleting = get_sessionmaker()()
+    ctx = admin_ctx(ws)
+    agents.get_agent(deleting, ctx, uuid.UUID(agent_id), for_update=True)
+    outcome: list[str] = []
+
+    def delete() -> None:
+        try:
+            agents.delete_agent(deleting, ctx, uuid.UUID(agent_id))
+            deleting.flush()
+            outcome.append("deleted")
+        except Exception as exc:
+            outcome.append(repr(exc))
+            raise
+
+    assert race(deleting, trigger, then=delete) is True
+    assert outcome == ["deleted"]

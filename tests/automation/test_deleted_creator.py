@@ -12,17 +12,15 @@ import uuid
 
 from sqlalchemy import func, select
 
-from shared.context import Ctx
-from shared.db import get_sessionmaker, session_scope
-from shared.events import Actor
-from shared.identity import agents
-from shared.identity.permissions import ALL_KEYS
+from shared.db import session_scope
 from shared.models import DeadLetter, Message
 from tests.automation.conftest import (
     RULES,
     add_conversation,
     conversation,
+    flushed_deletion,
     queue_rows,
+    race_locked_deletion,
     rule_body,
     runs,
     send_message,
@@ -111,11 +109,6 @@ def test_a_rule_whose_creator_was_deleted_still_runs_every_action(ws):
     assert [a["would_run"] for a in dry.json["actions"]] == [True] * 4
 
 
-def _admin_ctx(ws: Workspace) -> Ctx:
-    admin_id = uuid.UUID(ws.admin["id"])
-    return Ctx(tid(ws), Actor("user", admin_id), user_id=admin_id, permissions=ALL_KEYS)
-
-
 def _rule_ran_or_waits(ws: Workspace) -> bool:
     """Whether the run triggered by the message is done (with the rule's two replies), or
     waits on a lock of the uncommitted deletion."""
@@ -126,9 +119,7 @@ def test_a_rule_running_while_its_creator_is_deleted_completes(ws):
     """The deletion commits while the run is under way: the run completes as after it."""
     creator, rule = _creator_and_rule(ws)
     conv_id = add_conversation(ws)
-    deleting = get_sessionmaker()()
-    agents.delete_agent(deleting, _admin_ctx(ws), uuid.UUID(creator["id"]))
-    deleting.flush()
+    deleting = flushed_deletion(ws, creator["id"])
 
     def trigger() -> bool:
         send_message(ws, conv_id, "I want a refund")
@@ -147,26 +138,12 @@ def test_a_rule_acting_on_its_creators_conversation_while_the_creator_is_deleted
     first attempt and the deletion succeeds."""
     creator, rule = _creator_and_rule(ws)
     conv_id = add_conversation(ws, assignee_id=uuid.UUID(creator["id"]), status="open")
-    deleting = get_sessionmaker()()
-    ctx = _admin_ctx(ws)
-    agents.get_agent(deleting, ctx, uuid.UUID(creator["id"]), for_update=True)
-    outcome: list[str] = []
-
-    def delete() -> None:
-        try:
-            agents.delete_agent(deleting, ctx, uuid.UUID(creator["id"]))
-            deleting.flush()
-            outcome.append("deleted")
-        except Exception as exc:
-            outcome.append(repr(exc))
-            raise
 
     def trigger() -> bool:
         send_message(ws, conv_id, "I want a refund")
         return wait_until(lambda: _rule_ran_or_waits(ws), "the run ran or waits", timeout=10.0)
 
-    assert race(deleting, trigger, then=delete) is True
-    assert outcome == ["deleted"]
+    race_locked_deletion(ws, creator["id"], trigger)
     wait_settled(ws, at_least_rows=3)
     assert ws.call("GET", f"/api/agents/{creator['id']}").status_code == 404
     assert conversation(conv_id).assignee_id is None

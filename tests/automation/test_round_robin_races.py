@@ -13,17 +13,15 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from shared.context import Ctx
-from shared.db import get_sessionmaker, session_scope
-from shared.events import Actor
-from shared.identity import agents
-from shared.identity.permissions import ALL_KEYS
+from shared.db import session_scope
 from shared.models import DeadLetter
 from tests.automation.conftest import (
     add_conversation,
     conversation,
     create_rule,
+    flushed_deletion,
     queue_rows,
+    race_locked_deletion,
     runs,
     send_message,
     settled,
@@ -34,11 +32,6 @@ from tests.automation.conftest import (
 from tests.lock_races import race
 from tests.waiting import wait_until
 from tests.workspaces import Workspace
-
-
-def _admin_ctx(ws: Workspace) -> Ctx:
-    admin_id = uuid.UUID(ws.admin["id"])
-    return Ctx(tid(ws), Actor("user", admin_id), user_id=admin_id, permissions=ALL_KEYS)
 
 
 def _online_agent(ws: Workspace) -> dict:
@@ -54,9 +47,7 @@ def _round_robin_while_deleting(ws: Workspace, doomed: dict) -> str:
     finished). The conversation's id, the queue settled."""
     create_rule(ws, actions=[{"type": "assign_round_robin", "params": {}}])
     conv_id = add_conversation(ws)
-    deleting = get_sessionmaker()()
-    agents.delete_agent(deleting, _admin_ctx(ws), uuid.UUID(doomed["id"]))
-    deleting.flush()
+    deleting = flushed_deletion(ws, doomed["id"])
 
     def trigger() -> bool:
         send_message(ws, conv_id, "I want a refund")
@@ -106,27 +97,13 @@ def test_assigning_the_doomed_agents_own_conversation_to_them_does_not_deadlock(
     params = {"agent_id": doomed["id"]} if action == "assign_agent" else {}
     create_rule(ws, actions=[{"type": action, "params": params}])
     conv_id = add_conversation(ws, assignee_id=uuid.UUID(doomed["id"]), status="open")
-    deleting = get_sessionmaker()()
-    ctx = _admin_ctx(ws)
-    agents.get_agent(deleting, ctx, uuid.UUID(doomed["id"]), for_update=True)
-    outcome: list[str] = []
-
-    def delete() -> None:
-        try:
-            agents.delete_agent(deleting, ctx, uuid.UUID(doomed["id"]))
-            deleting.flush()
-            outcome.append("deleted")
-        except Exception as exc:
-            outcome.append(repr(exc))
-            raise
 
     def trigger() -> bool:
         send_message(ws, conv_id, "I want a refund")
         done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
         return wait_until(done, "the run ran or waits", timeout=10.0)
 
-    assert race(deleting, trigger, then=delete) is True
-    assert outcome == ["deleted"]
+    race_locked_deletion(ws, doomed["id"], trigger)
     wait_settled(ws)
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
     assert conversation(conv_id).assignee_id is None
