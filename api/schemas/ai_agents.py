@@ -141,8 +141,12 @@ class UsageQuery(Query):
     to: ReportDay | None = None
 
 
-class ProductBody(ProductFields):
-    """A whole product (create, and PUT's full replace)."""
+class ProductBody(ProductFields, Input):
+    """A whole product (create, and PUT's full replace).
+
+    :class:`Input`'s strict integers, numbers and booleans, as every JSON body has; the
+    import's rows (:class:`ProductFields` alone) stay lax: a CSV gives only strings.
+    """
 
 
 class ProductListQuery(ListQuery):

@@ -75,6 +75,10 @@ def test_creates_and_replaces_ask_for_embedding_after_commit(workspace):
         ({"url": "https://shop.example.com/" + "a" * 2048}, "url"),
         ({"image_url": "https://cdn.example.com/\u0000.png"}, "image_url"),
         ({"in_stock": "perhaps"}, "in_stock"),
+        # A JSON body is strict about booleans, as every other body is (a CSV import row,
+        # all strings, keeps reading "yes" and "0").
+        ({"in_stock": "yes"}, "in_stock"),
+        ({"in_stock": 0}, "in_stock"),
         ({"attributes": {"blob": "x" * 9000}}, "attributes"),
         ({"colour": "red"}, "colour"),
     ],
