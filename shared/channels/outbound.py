@@ -319,6 +319,17 @@ def reschedule(session: Session, items: Sequence[Reschedule]) -> None:
     )
 
 
+def locked_message(
+    session: Session, tenant_id: uuid.UUID | None, message_id: uuid.UUID
+) -> Message | None:
+    """The tenant's message, locked until the caller commits (None: deleted meanwhile)."""
+    return session.scalars(
+        select(Message)
+        .where(Message.tenant_id == tenant_id, Message.id == message_id)
+        .with_for_update()
+    ).one_or_none()
+
+
 def record_failed(
     session: Session,
     tenant_id: uuid.UUID,
@@ -330,11 +341,7 @@ def record_failed(
 ) -> None:
     """Fail the message with the provider's error; ``attempts`` set: retries ran out,
     so a dead letter is written too. The caller holds the claim (:func:`hold_live`)."""
-    message = session.scalars(
-        select(Message)
-        .where(Message.tenant_id == tenant_id, Message.id == message_id)
-        .with_for_update()
-    ).one_or_none()
+    message = locked_message(session, tenant_id, message_id)
     if message is None:
         return
     log.warning("send %s failed for good: %s %s", message_id, error.code, error.message)

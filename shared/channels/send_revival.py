@@ -59,11 +59,7 @@ def _locked_message(session: Session, tenant_id: uuid.UUID | None, args: Sequenc
         message_id = uuid.UUID(str(args[0]))
     except (IndexError, ValueError) as exc:
         raise NotRequeueable("bad_arguments", "This dead letter names no message") from exc
-    message = session.scalars(
-        select(Message)
-        .where(Message.tenant_id == tenant_id, Message.id == message_id)
-        .with_for_update()
-    ).one_or_none()
+    message = outbound.locked_message(session, tenant_id, message_id)
     if message is None:
         raise NotRequeueable("message_gone", "The message was deleted: there is nothing to send")
     return message

@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from shared import migrate
-from shared.models import ActivityLog, Integration, IntegrationAccount, Tenant
+from shared.models import ActivityLog, IntegrationAccount
+from tests.migrations.seeding import tenant_with_integration
 from tests.migrations.test_up_down_up import scratch_url  # noqa: F401 (fixture)
 
 BEFORE = "0037_api_contacts_per_account"
@@ -35,16 +36,10 @@ def _disconnected(session: Session, tenant_id, account_id, channel, external_id,
 def _seed(session: Session) -> dict[str, uuid.UUID]:
     """A tenant that deleted number 111 twice (ids old, latest), deleted 222 and connected
     it again (as ``live``), deleted 333 (``gone``); and a row of a live account."""
-    tenant = Tenant(name="Tombstones", slug=f"tombstones-{uuid.uuid4().hex[:8]}")
-    session.add(tenant)
-    session.flush()
-    t = tenant.id
-    integration = Integration(tenant_id=t, channel="whatsapp")
-    session.add(integration)
-    session.flush()
+    t, integration_id = tenant_with_integration(session, "Tombstones", "whatsapp")
     live = IntegrationAccount(
         tenant_id=t,
-        integration_id=integration.id,
+        integration_id=integration_id,
         channel="whatsapp",
         name="Back again",
         external_id="222",

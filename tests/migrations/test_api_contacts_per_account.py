@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from shared import migrate
-from shared.models import Conversation, Integration, IntegrationAccount, Message, Tenant
+from shared.models import Conversation, IntegrationAccount, Message
+from tests.migrations.seeding import tenant_with_integration
 from tests.migrations.test_up_down_up import scratch_url  # noqa: F401 (fixture)
 
 BEFORE = "0036_campaign_account_named"
@@ -34,18 +35,12 @@ def _contact(session: Session, tenant_id: uuid.UUID, channel: str, external_id: 
 def _seed(session: Session) -> dict[str, uuid.UUID]:
     """A tenant with api accounts shop and crm (older first), a contact "42" written to
     by both, a contact "7" with no conversation, and a WhatsApp contact."""
-    tenant = Tenant(name="Split", slug=f"split-{uuid.uuid4().hex[:8]}")
-    session.add(tenant)
-    session.flush()
-    t = tenant.id
-    integration = Integration(tenant_id=t, channel="api")
-    session.add(integration)
-    session.flush()
+    t, integration_id = tenant_with_integration(session, "Split", "api")
     ids = {"tenant": t}
     for n, name in enumerate(("shop", "crm")):
         account = IntegrationAccount(
             tenant_id=t,
-            integration_id=integration.id,
+            integration_id=integration_id,
             channel="api",
             name=name,
             external_id=f"api_{name}",
