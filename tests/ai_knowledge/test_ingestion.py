@@ -10,11 +10,14 @@ import uuid
 from sqlalchemy import select, update
 
 from scheduler import jobs
+from shared.ai import agents
 from shared.ai.knowledge import ingestion, queue
-from shared.db import session_scope
+from shared.db import get_sessionmaker, session_scope
 from shared.models import KnowledgeChunk, KnowledgeSource
 from tests.ai_knowledge.conftest import sources_path, upload, wait_for_status
 from tests.ai_knowledge.documents import corrupt_pdf, pdf
+from tests.automation.conftest import admin_ctx
+from tests.lock_races import race
 from tests.waiting import wait_until
 
 FAQ = (
@@ -257,3 +260,39 @@ def test_a_csv_file_csv_cannot_read_fails_at_once_saying_so(worker, workspace, a
     failed = wait_for_status(workspace, ai_agent, resp.json["id"], "failed")
     assert failed["attempts"] == 1, failed
     assert failed["error"].startswith("the CSV cannot be read"), failed
+
+
+def test_an_ingestion_finishing_while_its_agent_is_deleted_yields_to_the_deletion(
+    workspace, ai_agent
+):
+    """The deletion locks the agent, then its cascade takes the sources; the finishing
+    ingestion must wait on the agent too, not hold the source and deadlock."""
+    with _messages_lost():
+        resp = workspace.call(
+            "POST",
+            sources_path(ai_agent),
+            json={"kind": "text", "title": "Cards", "content": "Gift cards never expire."},
+        )
+        source_id = uuid.UUID(resp.json["id"])
+        with session_scope() as session:
+            claimed = ingestion.claim(session, source_id)
+    passages = ingestion.read_passages(claimed)
+
+    def finish() -> object:
+        try:
+            with session_scope() as session:
+                return ingestion.store_passages(session, claimed, passages)
+        except Exception as exc:
+            return repr(exc)
+
+    deleting = get_sessionmaker()()
+    ctx = admin_ctx(workspace)
+    agents.get_agent(deleting, ctx, uuid.UUID(ai_agent), for_update=True)
+
+    def delete() -> None:
+        agents.delete_agent(deleting, ctx, uuid.UUID(ai_agent))
+        deleting.flush()
+
+    assert race(deleting, finish, then=delete) is False  # the source went with its agent
+    assert workspace.call("GET", f"/api/ai-agents/{ai_agent}").status_code == 404
+    assert _chunks(str(source_id)) == []

@@ -183,7 +183,17 @@ def with_header(claimed: Claim, passages: list[str]) -> list[str]:
 
 
 def _locked(session: Session, claimed: Claim) -> KnowledgeSource | None:
-    """The source under its row lock, if this claim still holds it."""
+    """The source under its row lock, if this claim still holds it.
+
+    NOTE: the agent is locked first (FOR KEY SHARE, which the chunks' foreign key takes
+    anyway), as its deletion locks the agent before its cascade takes the sources: an
+    ingestion finishing meanwhile waits for the deletion instead of deadlocking with it.
+    """
+    agent = session.scalar(
+        select(AiAgent.id).where(AiAgent.id == claimed.ai_agent_id).with_for_update(key_share=True)
+    )
+    if agent is None:
+        return None
     source = session.scalars(
         select(KnowledgeSource).where(KnowledgeSource.id == claimed.id).with_for_update()
     ).one_or_none()
