@@ -52,7 +52,11 @@ class ThreadWorker(gthread.ThreadWorker):
     def init_process(self) -> None:
         # Guards the kept-alive connections' deque and their poller registrations, which
         # the pool's threads now change too (gunicorn 23 had the same lock).
-        self._kept_alive_lock = threading.Lock()
+        # NOTE: reentrant: a request read ahead is submitted from finish_request, under
+        # this lock, and if it is answered before add_done_callback, _finished runs at
+        # once in this same thread and takes the lock again (a plain Lock hung the
+        # main thread, and with it the whole process).
+        self._kept_alive_lock = threading.RLock()
         super().init_process()
 
     def enqueue_req(self, conn) -> None:

@@ -30,15 +30,15 @@ THREADS = 2
 
 
 @contextlib.contextmanager
-def _web(port: int):
-    """gunicorn with ``api.gunicorn_conf`` serving the bare app: 1 process x 2 threads."""
+def _web(port: int, config: str = "api.gunicorn_conf"):
+    """gunicorn with ``config`` serving the bare app: 1 process x 2 threads."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gunicorn",
             "--config",
-            "python:api.gunicorn_conf",
+            f"python:{config}",
             "bench.bare_app:create_app()",
         ],
         cwd=REPO_ROOT,
@@ -143,6 +143,22 @@ def test_pipelined_requests_are_each_answered_in_order(web_port):
         assert data.count(b"HTTP/1.1 200 OK") == 3
         sock.sendall(REQUEST)  # and the connection is still kept alive after them
         assert _response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_pipelined_requests_are_answered_when_each_finishes_before_its_callback():
+    """A request read ahead is answered before the main thread attaches its callback, so
+    the callback runs in the main thread, inside its hand-back: it must not wait there on
+    a lock that thread already holds (the whole process stopped answering)."""
+    [port] = free_ports()
+    with _web(port, "tests.api.gunicorn_conf_late_callbacks"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(REQUEST * 3)
+            data = b""
+            while data.count(b'{"status":"ok"}') < 3:
+                chunk = sock.recv(4096)
+                assert chunk, data
+                data += chunk
+        assert _get(port, timeout=5).startswith(b"HTTP/1.1 200")
 
 
 def test_a_kept_alive_connection_is_closed_after_the_keep_alive_timeout(web_port):
