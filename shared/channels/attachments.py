@@ -47,12 +47,17 @@ def resolve(
         raise ValidationFailed.field(
             "attachments", f"{channel} sends text and a file as separate messages"
         )
+    # NOTE: share-locked until the message commits: freeing a file locks its row FOR
+    # UPDATE and then looks for messages using it (media_release.release), so it waits
+    # for this message and sees it, or has deleted the row and this finds none (422).
     rows = {
         m.id: m
         for m in session.scalars(
-            select(MediaFile).where(
-                MediaFile.tenant_id == ctx.tenant_id, MediaFile.id.in_(media_ids)
-            )
+            select(MediaFile)
+            .where(MediaFile.tenant_id == ctx.tenant_id, MediaFile.id.in_(media_ids))
+            .order_by(MediaFile.id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
         )
     }
     items = []

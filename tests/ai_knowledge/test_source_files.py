@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+from shared.ai.knowledge import sources
 from shared.channels.media_storage import storage_for
-from shared.db import session_scope
+from shared.db import get_sessionmaker, session_scope
+from shared.inbox import messages
 from shared.models import MediaFile
 from tests.ai_knowledge.conftest import sources_path, upload
+from tests.automation.conftest import admin_ctx
 from tests.inbox_messages.conftest import Inbox
+from tests.lock_races import race
 
 GUIDE = b"Gift cards never expire and can be used in every shop.\n"
 
@@ -109,3 +113,55 @@ def test_an_upload_whose_title_holds_a_nul_is_422(workspace, ai_agent):
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == "title", resp.json
     assert _storage_used(workspace) == 0
+
+
+def test_a_reply_attaching_a_file_keeps_it_when_its_source_is_deleted_meanwhile(
+    workspace, ai_agent
+):
+    """The reply has checked the file and is not committed yet when the source goes: the
+    deletion must wait for it and then see the reply's reference, not free the file."""
+    source = _upload_source(workspace, ai_agent)
+    media_id = uuid.UUID(source["media_id"])
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    replying = get_sessionmaker()()
+    messages.send_message(
+        replying,
+        admin_ctx(workspace),
+        conversation["id"],
+        body="The card terms",
+        attachments=[media_id],
+    )
+    replying.flush()
+
+    deleted = race(
+        replying,
+        lambda: workspace.call("DELETE", f"{sources_path(ai_agent)}/{source['id']}").status_code,
+    )
+
+    assert deleted == 204
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 200
+    assert _storage_used(workspace) == len(GUIDE)
+
+
+def test_a_reply_attaching_a_file_whose_source_is_being_deleted_is_refused(workspace, ai_agent):
+    """The deletion freed the file first: the reply waiting on it answers 422, not a
+    message whose attachment is gone."""
+    source = _upload_source(workspace, ai_agent)
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    deleting = get_sessionmaker()()
+    sources.delete_source(
+        deleting, admin_ctx(workspace), uuid.UUID(ai_agent), uuid.UUID(source["id"])
+    )
+    deleting.flush()
+
+    resp = race(
+        deleting,
+        lambda: workspace.call(
+            "POST",
+            f"/api/conversations/{conversation['id']}/messages",
+            json={"body": "The card terms", "attachments": [{"media_id": source["media_id"]}]},
+        ),
+    )
+
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "attachments[0].media_id"
