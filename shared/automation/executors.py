@@ -142,6 +142,12 @@ def pick_round_robin(
     conversation assigned while its agent was being deleted stayed assigned to them.
     ``held`` is the locked conversation's assignee: not locked again (their deletion
     waits for that conversation to unassign it; locking them would deadlock with it).
+
+    With a division, the agent's membership row is key-share-locked first (lock order:
+    the conversation, the membership, the agent): a removal from the division (a
+    ``DELETE`` of that row) running meanwhile waits for the assignment, or the pick
+    waits for the removal, finds the row gone and takes the next member. Read unlocked,
+    an agent taken out of the division at that moment was still picked.
     """
     active = and_(
         Conversation.assignee_id == User.id,
@@ -153,27 +159,55 @@ def pick_round_robin(
     # An agent with a live stream open counts as online (shared.realtime.presence).
     online = or_(User.status == "online", User.id.in_(presence.connected_agents(tenant_id)))
     eligible = and_(User.tenant_id == tenant_id, User.deleted_at.is_(None), online)
+    members = _members(tenant_id, division_id)
     query = select(User.id).where(eligible)
-    if division_id is not None:
-        query = query.where(
-            User.id.in_(
-                select(DivisionMember.user_id).where(
-                    DivisionMember.tenant_id == tenant_id,
-                    DivisionMember.division_id == division_id,
-                )
-            )
-        )
+    if members is not None:
+        query = query.where(User.id.in_(select(DivisionMember.user_id).where(*members)))
     query = query.order_by(load, latest.scalar_subquery().asc().nulls_first(), User.id)
     passed: list[uuid.UUID] = []
     while True:
         candidate = session.scalar(query.where(User.id.not_in(passed)).limit(1))
         if candidate is None or candidate == held:
             return candidate
-        # Waits for a deletion (or a status change) of the agent under way, then re-reads it.
-        lock = select(User.id).where(eligible, User.id == candidate).with_for_update(read=True)
-        if session.scalar(lock) is not None:
+        if _still_member(session, members, candidate) and _still_eligible(
+            session, eligible, candidate
+        ):
             return candidate
         passed.append(candidate)
+
+
+def _members(tenant_id: uuid.UUID, division_id: uuid.UUID | None) -> tuple | None:
+    """The conditions on ``division_members`` rows of the round robin's division (None:
+    no division, every agent of the tenant takes part)."""
+    if division_id is None:
+        return None
+    return (DivisionMember.tenant_id == tenant_id, DivisionMember.division_id == division_id)
+
+
+def _still_member(session: Session, members: tuple | None, agent_id: uuid.UUID) -> bool:
+    """Whether the agent is still in the division, their membership row locked.
+
+    NOTE: ``FOR KEY SHARE`` is enough: a removal (or the division's deletion) ``DELETE``s
+    the row, which takes ``FOR UPDATE`` and so conflicts with it; adding members (an
+    insert) does not wait for it. Waits for a removal under way, then re-reads the row.
+    """
+    if members is None:
+        return True
+    lock = (
+        select(DivisionMember.user_id)
+        .where(*members, DivisionMember.user_id == agent_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return session.scalar(lock) is not None
+
+
+def _still_eligible(session: Session, eligible: Any, agent_id: uuid.UUID) -> bool:
+    """Whether the agent is still live and online, their row share-locked.
+
+    Waits for a deletion (or a status change) of the agent under way, then re-reads it.
+    """
+    lock = select(User.id).where(eligible, User.id == agent_id).with_for_update(read=True)
+    return session.scalar(lock) is not None
 
 
 def assign_round_robin(target: Target, params: dict[str, Any]) -> dict[str, Any]:

@@ -206,16 +206,19 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     ctx.require(MANAGE)
     division = _lock(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))
+    sla_policies.forget_division(session, ctx, division.id)
+    automation_rules.forget_referent(session, ctx, DIVISIONS, division.id)
+    _release_conversations(session, ctx, division.id)
     # NOTE: the members by a statement, not the foreign key's cascade: the write tracker
     # sees this one, so the stream re-reads its connected members' divisions at once.
+    # After the conversations (lock order: a conversation, then a membership): a round
+    # robin holding one of them share-locks its pick's membership row; deleted first,
+    # that row made the pick wait for this deletion, which waited for its conversation.
     session.execute(
         delete(DivisionMember).where(
             DivisionMember.tenant_id == ctx.tenant_id, DivisionMember.division_id == division.id
         )
     )
-    sla_policies.forget_division(session, ctx, division.id)
-    automation_rules.forget_referent(session, ctx, DIVISIONS, division.id)
-    _release_conversations(session, ctx, division.id)
     session.delete(division)
     activity.record(session, ctx, "division.deleted", "division", division.id, before=before)
 

@@ -13,10 +13,13 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import DeadLetter
+from shared.db import get_sessionmaker, session_scope
+from shared.inbox import divisions
+from shared.models import DeadLetter, SlaPolicy
 from tests.automation.conftest import (
     add_conversation,
+    add_division,
+    admin_ctx,
     conversation,
     create_rule,
     flushed_deletion,
@@ -29,7 +32,7 @@ from tests.automation.conftest import (
     wait_settled,
     waiting_on_a_lock,
 )
-from tests.lock_races import race
+from tests.lock_races import blocked_on_a_lock, race
 from tests.waiting import wait_until
 from tests.workspaces import Workspace
 
@@ -107,3 +110,72 @@ def test_assigning_the_doomed_agents_own_conversation_to_them_does_not_deadlock(
     wait_settled(ws)
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
     assert conversation(conv_id).assignee_id is None
+
+
+def test_round_robin_racing_the_picked_agents_removal_from_the_division_takes_the_next(ws):
+    """The rule's round robin is limited to a division; its least loaded member is being
+    taken out of it (removal flushed, uncommitted) while the run picks. The pick waits
+    for the removal and takes the division's other member, not the agent removed."""
+    busy = _online_agent(ws)
+    leaving = _online_agent(ws)  # the least loaded: round robin's first choice
+    division_id = add_division(ws, "Sales", busy["id"], leaving["id"])
+    add_conversation(ws, assignee_id=uuid.UUID(busy["id"]))
+    params = {"division_id": division_id}
+    create_rule(ws, actions=[{"type": "assign_round_robin", "params": params}])
+    conv_id = add_conversation(ws)
+    removing = get_sessionmaker()()
+    divisions.remove_agents(
+        removing, admin_ctx(ws), uuid.UUID(division_id), [uuid.UUID(leaving["id"])]
+    )
+    removing.flush()
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    assert race(removing, trigger) is True
+    wait_settled(ws)
+    assert str(conversation(conv_id).assignee_id) == busy["id"]
+    assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
+    [run] = runs(ws)
+    assert run.action_results[0]["agent_id"] == busy["id"]
+
+
+def test_round_robin_racing_its_divisions_deletion_does_not_deadlock(ws):
+    """The division's deletion is under way (paused on an SLA policy naming the division,
+    which it updates) when a run holding a conversation of the division round-robins in
+    it; the deletion then takes the division off its conversations. Neither waits for
+    the other in a cycle: the deletion commits and the run is done at its first attempt.
+    (The deletion used to drop the members first: the pick waited on their rows while
+    holding the conversation the deletion was about to wait for.)"""
+    agent = _online_agent(ws)
+    division_id = add_division(ws, "Sales", agent["id"])
+    body = {"name": "Sales SLA", "first_response_minutes": 15, "division_ids": [division_id]}
+    policy = ws.call("POST", "/api/sla-policies", json=body)
+    assert policy.status_code == 201, policy.text
+    params = {"division_id": division_id}
+    create_rule(ws, actions=[{"type": "assign_round_robin", "params": params}])
+    conv_id = add_conversation(ws, division_id=uuid.UUID(division_id))
+    pausing = get_sessionmaker()()
+    pausing.execute(
+        select(SlaPolicy.id).where(SlaPolicy.id == uuid.UUID(policy.json["id"])).with_for_update()
+    )
+
+    def delete() -> str:
+        try:
+            with session_scope() as session:
+                divisions.delete_division(session, admin_ctx(ws), uuid.UUID(division_id))
+            return "deleted"
+        except Exception as exc:
+            return repr(exc)
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        done = lambda: blocked_on_a_lock() >= 2 or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    assert race(pausing, delete, then=trigger) == "deleted"
+    wait_settled(ws)
+    assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
+    assert conversation(conv_id).division_id is None
