@@ -7,7 +7,8 @@ a ``jobs`` row and the ``bulk_conversation_action`` actor, which works in chunks
 of :data:`CHUNK` (one transaction each, results recorded with the changes) and
 skips ids already recorded, so a re-delivered message changes nothing twice.
 Each changed conversation emits its own events, through the same ``apply_*``
-functions as the single-conversation endpoints.
+functions as the single-conversation endpoints; but a large ``set_priority`` job tells the
+streams once (:func:`announced_one_by_one`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.inbox import states
 from shared.inbox.access import visible
+from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
 from shared.models import Conversation
+from shared.realtime import feed
 
 INLINE_LIMIT = 100
 MAX_IDS = 5000
@@ -159,7 +162,9 @@ def _check(conversation: Conversation, action: str, params: dict[str, Any], now)
         convs.merged_tags(list(conversation.tags), add=params["tags"])
 
 
-def _apply(session: Session, ctx: Ctx, conversation, action: str, params, now) -> bool:
+def _apply(
+    session: Session, ctx: Ctx, conversation, action: str, params, now, *, announce: bool = True
+) -> bool:
     if action == "assign":
         return convs.apply_assignment(session, ctx, conversation, params["assignee_id"])
     if action == "unassign":
@@ -178,7 +183,7 @@ def _apply(session: Session, ctx: Ctx, conversation, action: str, params, now) -
         new, added, removed = convs.merged_tags(list(conversation.tags), **{key: params["tags"]})
         return convs.apply_tags(session, ctx, conversation, new, added, removed)
     field = "division_id" if action == "set_division" else "priority"
-    return convs.apply_fields(session, ctx, conversation, {field: params[field]})
+    return convs.apply_fields(session, ctx, conversation, {field: params[field]}, announce=announce)
 
 
 def _lock(session: Session, ctx: Ctx, ids: list[uuid.UUID]) -> dict[uuid.UUID, Conversation]:
@@ -315,13 +320,16 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
             if not todo:
                 job.status, job.finished_at = "succeeded", func.now()
                 job.result = result | {"counts": _counts(result["results"])}
+                _announce_job(session, ctx, job, len(ids), params)
                 return "succeeded"
             found = _lock(session, ctx, todo)
             now = states.db_now(session)
+            one_by_one = announced_one_by_one(spec["action"], len(ids))
             for conversation_id in todo:
+                conversation = found.get(conversation_id)
                 result["results"].append(
                     _job_one(
-                        session, ctx, found.get(conversation_id), conversation_id, spec, params, now
+                        session, ctx, conversation, conversation_id, spec, params, now, one_by_one
                     )
                 )
             result["processed"] = len(result["results"])
@@ -330,7 +338,32 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
             jobs.progressed(job)
 
 
-def _job_one(session, ctx, conversation, conversation_id, spec, params, now) -> dict[str, Any]:
+def announced_one_by_one(action: str, total: int) -> bool:
+    """Whether a job's changes reach the streams one conversation at a time.
+
+    NOTE: a ``set_priority`` of more than ``divisions.ANNOUNCED_ONE_BY_ONE`` conversations
+    is told once, when the job succeeds (:func:`_announce_job`), as a large division's
+    deletion is: thousands of entries trimmed the tenant's backlog and overflowed slow
+    managers' streams. ``set_division`` stays one by one: its entries tell each agent
+    whether they still see the conversation.
+    """
+    return action != "set_priority" or total <= ANNOUNCED_ONE_BY_ONE
+
+
+def _announce_job(session: Session, ctx: Ctx, job, total: int, params) -> None:
+    """The one ``conversations.priority_changed`` of a job too large to announce one by one
+    (none if it changed nothing)."""
+    action = job.params["action"]
+    if announced_one_by_one(action, total) or not job.result["counts"]["updated"]:
+        return
+    data = {"priority": params["priority"], "job_id": str(job.id)}
+    now = states.db_now(session)
+    feed.announce(session, ctx.tenant_id, feed.PRIORITIES_CHANGED, data, ctx.actor.as_dict(), now)
+
+
+def _job_one(
+    session, ctx, conversation, conversation_id, spec, params, now, announce
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": str(conversation_id)}
     if conversation is None:
         return entry | {"result": "not_found", "message": "Conversation not found"}
@@ -338,5 +371,5 @@ def _job_one(session, ctx, conversation, conversation_id, spec, params, now) -> 
         _check(conversation, spec["action"], params, now)
     except DomainError as exc:
         return entry | {"result": "conflict", "message": exc.message}
-    changed = _apply(session, ctx, conversation, spec["action"], params, now)
+    changed = _apply(session, ctx, conversation, spec["action"], params, now, announce=announce)
     return entry | {"result": "updated" if changed else "unchanged"}

@@ -541,14 +541,20 @@ def apply_tags(
 
 
 def apply_fields(
-    session: Session, ctx: Ctx, conversation: Conversation, changes: dict[str, Any]
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    changes: dict[str, Any],
+    *,
+    announce: bool = True,
 ) -> bool:
     """Set plain fields (division, priority); logged as conversation.updated, no event.
 
     NOTE: the catalogue has no event for a division or priority change, so these
     are audited only; a transfer is the evented way to move a conversation. Both still
     reach the inbox's streams (:func:`_announce_to_streams`): agents' open views
-    otherwise kept the old division or priority until they reloaded.
+    otherwise kept the old division or priority until they reloaded. Not ``announce``:
+    the caller tells the streams once for many (a large bulk job).
     """
     before = {k: json_id(getattr(conversation, k)) for k in changes}
     if all(getattr(conversation, k) == v for k, v in changes.items()):
@@ -561,7 +567,8 @@ def apply_fields(
     session.flush()
     if conversation.division_id != from_division:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)
-    _announce_to_streams(session, ctx, conversation, from_division, from_priority)
+    if announce:
+        _announce_to_streams(session, ctx, conversation, from_division, from_priority)
     record_change(
         session,
         ctx,

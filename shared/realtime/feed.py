@@ -57,10 +57,22 @@ EVENT, RESET = "event", "reset"
 #: conversations it holds of that division (its list, if it saw them through it). It names
 #: no conversation and any agent reads the divisions, so every agent receives it.
 DIVISION_RELEASED = "conversations.division_released"
+#: A stream-only event type: a bulk ``set_priority`` job changed more conversations than are
+#: announced one by one (``shared.inbox.bulk.announced_one_by_one``); sent once, after its last
+#: change. Its ``data`` is ``priority`` and ``job_id``; a client refetches its list. It names
+#: no conversation (nor how many: an agent may not see them all), so every agent receives it.
+PRIORITIES_CHANGED = "conversations.priority_changed"
 #: Event types without a conversation that every agent of the tenant receives (the
 #: agents list is readable by any agent); the others go to ``conversations.manage``.
 TENANT_WIDE = frozenset(
-    {"agent.created", "agent.updated", "agent.deleted", "agent.status_changed", DIVISION_RELEASED}
+    {
+        "agent.created",
+        "agent.updated",
+        "agent.deleted",
+        "agent.status_changed",
+        DIVISION_RELEASED,
+        PRIORITIES_CHANGED,
+    }
 )
 #: The permission that reads what an event without a conversation is about, by type prefix
 #: (its API's own): ``conversations.manage`` alone (a supervisor) does not read roles,
@@ -91,7 +103,7 @@ DIVISION_CHANGED = "conversation.division_changed"
 #: old priority until they reloaded. Its ``data`` is the conversation, plus ``from_priority``.
 PRIORITY_CHANGED = "conversation.priority_changed"
 #: The event types only the inbox's streams receive (never the outbox, webhooks, automation).
-STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED, DIVISION_RELEASED})
+STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED, DIVISION_RELEASED, PRIORITIES_CHANGED})
 
 
 class _StreamOnly(NamedTuple):

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import select, update
 
 from shared.db import session_scope
-from shared.models import Contact, Conversation, Division, DivisionMember, OutboxEvent
+from shared.inbox import bulk
+from shared.models import Contact, Conversation, Division, DivisionMember, Job, OutboxEvent
+from tests.waiting import wait_until
 from tests.workspaces import Workspace, register
 
 
@@ -100,3 +102,43 @@ def events(ws: Workspace, *types: str) -> list[OutboxEvent]:
         if types:
             query = query.where(OutboxEvent.type.in_(types))
         return list(session.scalars(query.order_by(OutboxEvent.occurred_at, OutboxEvent.id)))
+
+
+def many_conversations(ws, n: int, **fields) -> list[str]:
+    """Insert ``n`` conversations of one contact in one transaction."""
+    with session_scope() as session:
+        contact = Contact(tenant_id=tid(ws), channel="email", external_id=uuid.uuid4().hex)
+        session.add(contact)
+        session.flush()
+        rows = [
+            Conversation(tenant_id=tid(ws), contact_id=contact.id, channel="email", **fields)
+            for _ in range(n)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [str(r.id) for r in rows]
+
+
+def queued_job(ws, ids: list[str], action: str, **params) -> uuid.UUID:
+    """A job row as the API stores it, but not enqueued: the test runs it by hand."""
+    spec = {
+        "ids": ids,
+        "action": action,
+        "params": params,
+        "actor": {"type": "user", "id": ws.admin["id"]},
+    }
+    with session_scope() as session:
+        job = Job(tenant_id=tid(ws), kind=bulk.KIND, params=spec)
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def finished_job(ws, job_id) -> dict:
+    """The job as ``GET /api/jobs/{id}`` shows it, once it succeeded or failed."""
+
+    def finished():
+        job = ws.call("GET", f"/api/jobs/{job_id}").json
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    return wait_until(finished, timeout=30)

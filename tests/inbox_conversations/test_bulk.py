@@ -8,12 +8,15 @@ from sqlalchemy import func, select, update
 
 from shared.db import session_scope
 from shared.inbox import bulk
-from shared.models import Contact, Conversation, Job
+from shared.models import Conversation, Job
 from tests.inbox_conversations.conftest import (
     add_conversation,
     add_division,
     ago,
     events,
+    finished_job,
+    many_conversations,
+    queued_job,
     row,
     tid,
 )
@@ -21,46 +24,6 @@ from tests.waiting import wait_until
 from workers.actors.inbox import bulk_conversation_action
 
 BULK = "/api/conversations/bulk"
-
-
-def many_conversations(ws, n: int, **fields) -> list[str]:
-    """Insert ``n`` conversations of one contact in one transaction."""
-    with session_scope() as session:
-        contact = Contact(tenant_id=tid(ws), channel="email", external_id=uuid.uuid4().hex)
-        session.add(contact)
-        session.flush()
-        rows = [
-            Conversation(tenant_id=tid(ws), contact_id=contact.id, channel="email", **fields)
-            for _ in range(n)
-        ]
-        session.add_all(rows)
-        session.flush()
-        return [str(r.id) for r in rows]
-
-
-def queued_job(ws, ids: list[str], action: str, **params) -> uuid.UUID:
-    """A job row as the API stores it, but not enqueued: the test runs it by hand."""
-    spec = {
-        "ids": ids,
-        "action": action,
-        "params": params,
-        "actor": {"type": "user", "id": ws.admin["id"]},
-    }
-    with session_scope() as session:
-        job = Job(tenant_id=tid(ws), kind=bulk.KIND, params=spec)
-        session.add(job)
-        session.flush()
-        return job.id
-
-
-def finished_job(ws, job_id) -> dict:
-    """The job as ``GET /api/jobs/{id}`` shows it, once it succeeded or failed."""
-
-    def finished():
-        job = ws.call("GET", f"/api/jobs/{job_id}").json
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    return wait_until(finished, timeout=30)
 
 
 def test_inline_actions_apply_and_report_per_id(workspace):
