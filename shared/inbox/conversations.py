@@ -560,6 +560,7 @@ def apply_fields(
     if all(getattr(conversation, k) == v for k, v in changes.items()):
         return False
     from_division, from_priority = conversation.division_id, conversation.priority
+    from_ai = ai_fields(conversation)
     now = states.db_now(session)  # NOTE: before the change: see written_once
     for key, value in changes.items():
         setattr(conversation, key, value)
@@ -569,6 +570,10 @@ def apply_fields(
         sla.conditions_changed(session, conversation, now=conversation.updated_at)
     if announce:
         _announce_to_streams(session, ctx, conversation, from_division, from_priority)
+        if ai_fields(conversation) != from_ai:
+            announce_ai_change(
+                session, ctx, view(conversation), conversation.ai_agent_id, conversation.updated_at
+            )
     record_change(
         session,
         ctx,
@@ -592,7 +597,7 @@ def _announce_to_streams(
     A division change tells both divisions' agents (the old one's drop the conversation,
     the new one's add it); its event carries the whole conversation, so a priority
     changed with it needs no second one. A priority change alone reaches whoever sees
-    the conversation. Other fields (the AI's) have no stream event.
+    the conversation. The AI's fields have their own event (:func:`announce_ai_change`).
     """
     if conversation.division_id != from_division:
         event_type, extra = feed.DIVISION_CHANGED, {"from_division_id": json_id(from_division)}
@@ -607,6 +612,34 @@ def _announce_to_streams(
         view(conversation) | extra,
         ctx.actor.as_dict(),
         conversation.updated_at,
+    )
+
+
+def ai_fields(conversation: Conversation) -> tuple[bool, uuid.UUID | None]:
+    """What a client shows of the AI on a conversation: whether it answers, and which."""
+    return conversation.ai_active, conversation.ai_agent_id
+
+
+def announce_ai_change(
+    session: Session,
+    ctx: Ctx,
+    data: dict[str, Any],
+    ai_agent_id: uuid.UUID | None,
+    occurred_at: dt.datetime,
+) -> None:
+    """Tell whoever sees the conversation (``data``, its view) its new AI fields.
+
+    WHY: no catalogue event says the AI claimed a conversation or that a person's reply
+    took it from the AI; agents' open views kept the old state until they reloaded.
+    ``ai_agent_id`` is added: the view does not carry it.
+    """
+    feed.announce(
+        session,
+        ctx.tenant_id,
+        feed.AI_CHANGED,
+        data | {"ai_agent_id": json_id(ai_agent_id)},
+        ctx.actor.as_dict(),
+        occurred_at,
     )
 
 

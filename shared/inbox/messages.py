@@ -40,6 +40,7 @@ from shared.channels import attachments as channel_attachments
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
+from shared.inbox import conversations as convs
 from shared.inbox.access import (
     ConversationHead,
     get_conversation_head,
@@ -297,12 +298,38 @@ def _send_statement(human: bool) -> Select:
     counted = _count_update(_count_values(sent_at, sent_at if human else None), open_only=human)
     if human:
         has_clock = exists().where(ConversationSla.conversation_id == conversations.c.id)
-        counted = counted.returning(has_clock.label("has_clock"))
+        old = _locked_ai_active()
+        counted = counted.where(conversations.c.id == old.c.id).returning(
+            has_clock.label("has_clock"), old.c.ai_active.label("was_ai")
+        )
     else:
-        counted = counted.returning(conversations.c.id.label("has_clock"))
+        counted = counted.returning(conversations.c.id.label("has_clock"), false().label("was_ai"))
     counted_cte = counted.cte("counted")
     return select(
-        sent.c.created_at, sent.c.updated_at, select(counted_cte.c.has_clock).scalar_subquery()
+        sent.c.created_at,
+        sent.c.updated_at,
+        select(counted_cte.c.has_clock).scalar_subquery(),
+        select(counted_cte.c.was_ai).scalar_subquery(),
+    )
+
+
+def _locked_ai_active():
+    """The conversation's ``ai_active`` before a human's send clears it, the row locked.
+
+    WHY: only a reply that took the conversation from its AI agent is announced to the
+    streams (:func:`_announce_ai_paused`); ``RETURNING`` gives the new value only.
+    NOTE: ``FOR NO KEY UPDATE``, the UPDATE's own lock: concurrent inserts of the
+    conversation's messages (``FOR KEY SHARE``) are not made to wait.
+    """
+    table = Conversation.__table__
+    return (
+        select(table.c.id, table.c.ai_active)
+        .where(
+            table.c.id == bindparam("conversation", type_=table.c.id.type),
+            table.c.tenant_id == bindparam("tenant", type_=table.c.tenant_id.type),
+        )
+        .with_for_update(key_share=True)
+        .subquery("old")
     )
 
 
@@ -424,7 +451,7 @@ def store_outbound_message(
     session.flush()
     # NOTE: one statement, one atomic UPDATE: concurrent sends never lose a count.
     # PERF: on the driver's cursor (db.fetch_rows), not through SQLAlchemy's execution.
-    ((created_at, updated_at, clock),) = db.fetch_rows(
+    ((created_at, updated_at, clock, was_ai),) = db.fetch_rows(
         session.connection(),
         _send_statement(human),
         {
@@ -443,11 +470,33 @@ def store_outbound_message(
         session.expire(conversation)
     if has_clock:
         sla.agent_replied(session, ctx.tenant_id, conversation.id, created_at)
+    if was_ai:
+        _announce_ai_paused(session, ctx, conversation.id)
     data = MessageView.data(inserted_row(values, created_at, updated_at))
     activity.record_change(
         session, ctx, "message.created", "message", values["id"], data, after=data
     )
     return values, created_at, updated_at, data
+
+
+def _announce_ai_paused(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> None:
+    """Tell the streams a person's reply took the conversation from its AI agent.
+
+    PERF: the row is read only then (rare: once per hand-over), not by every reply.
+    """
+    # NOTE: populate_existing: a copy in the session predates the send's UPDATE.
+    conversation = session.scalars(
+        select(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.tenant_id == ctx.tenant_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    convs.announce_ai_change(
+        session,
+        ctx,
+        convs.view(conversation),
+        conversation.ai_agent_id,
+        conversation.updated_at,
+    )
 
 
 def check_template_channel(channel: str, template: dict[str, Any] | None) -> None:

@@ -102,8 +102,15 @@ DIVISION_CHANGED = "conversation.division_changed"
 #: automation action). The catalogue has no event for it, so agents' open views kept the
 #: old priority until they reloaded. Its ``data`` is the conversation, plus ``from_priority``.
 PRIORITY_CHANGED = "conversation.priority_changed"
+#: A stream-only event type: a conversation's AI fields changed (the AI agent claiming it,
+#: a person's reply, an automation's hand-over) on a path with no catalogue event that
+#: carries them, so agents' open views kept showing the AI answering (or not) until they
+#: reloaded. Its ``data`` is the conversation, plus ``ai_agent_id`` (not in its view).
+AI_CHANGED = "conversation.ai_changed"
 #: The event types only the inbox's streams receive (never the outbox, webhooks, automation).
-STREAM_ONLY = frozenset({DIVISION_CHANGED, PRIORITY_CHANGED, DIVISION_RELEASED, PRIORITIES_CHANGED})
+STREAM_ONLY = frozenset(
+    {DIVISION_CHANGED, PRIORITY_CHANGED, AI_CHANGED, DIVISION_RELEASED, PRIORITIES_CHANGED}
+)
 
 
 class _StreamOnly(NamedTuple):

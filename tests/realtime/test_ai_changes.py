@@ -1,0 +1,168 @@
+"""A change of a conversation's AI fields (``ai_active``, ``ai_agent_id``) reaches the open
+streams of whoever sees the conversation, and nobody else: the AI claiming it, a person's
+reply taking it from the AI. Paths with a catalogue event that already carries the new
+state (a takeover, an AI hand-off) send that; the others send the stream-only
+``conversation.ai_changed``."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.realtime.conftest import inbound, new_division, of_type, ready_event
+from workers import queues
+
+AI_CHANGED = "conversation.ai_changed"
+
+
+def _about(conversation: str):
+    def match(event) -> bool:
+        if event.event not in ("message", "conversation.removed"):
+            return False
+        data = event.json["data"]
+        return conversation in (data.get("id"), data.get("conversation_id"))
+
+    return match
+
+
+@pytest.fixture
+def ai_agent(ws, broker):
+    """An AI agent answering the api-channel account's conversations (a call makes it);
+    its id.
+
+    NOTE: a long settle: its reply (a hand-off, with no knowledge) must not come during
+    the test. Deleted after it, its delayed jobs purged: a later test that waits for the
+    ``ai`` queue to empty must not wait for them.
+    """
+    made: list[str] = []
+
+    def create() -> str:
+        body = {"name": f"Ava {uuid.uuid4().hex[:6]}", "instructions": "Be brief."}
+        agent = ws.call("POST", "/api/ai-agents", json=body | {"settle_seconds": 60})
+        assert agent.status_code == 201, agent.text
+        made.append(agent.json["id"])
+        line = {"ai_agent_id": agent.json["id"], "integration_account_id": ws._api_channel.id}
+        assigned = ws.call("POST", "/api/ai-agent-assignments", json=line)
+        assert assigned.status_code == 201, assigned.text
+        return agent.json["id"]
+
+    yield create
+    for agent_id in made:
+        assert ws.call("DELETE", f"/api/ai-agents/{agent_id}").status_code == 204
+    broker.flush(queues.AI)
+
+
+def _in_division(ws, customer: str, division: str) -> str:
+    """A conversation of ``customer`` (no AI yet) moved to ``division``; its id."""
+    conversation = inbound(ws, customer, "first")["conversation_id"]
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": division}
+    )
+    assert moved.status_code == 200, moved.text
+    return conversation
+
+
+def _reply(ws, conversation: str, text: str) -> None:
+    resp = ws.call("POST", f"/api/conversations/{conversation}/messages", json={"body": text})
+    assert resp.status_code == 201, resp.text
+
+
+def test_the_ai_claiming_and_a_reply_taking_it_back_reach_who_sees_it_only(
+    stream_url, ws, other, streams, ai_agent
+):
+    seller, seller_token = ws.create_agent("agent")
+    outsider, outsider_token = ws.create_agent("agent")
+    sales = new_division(ws, "Sales", seller["id"])
+    new_division(ws, "Support", outsider["id"])
+    conversation = _in_division(ws, "cust-ai", sales)
+    agent = ai_agent()
+    admin = streams(stream_url, ws.token)
+    seller_stream = streams(stream_url, seller_token)
+    outsider_stream = streams(stream_url, outsider_token)
+    foreign = streams(stream_url, other.token)
+    for stream in (admin, seller_stream, outsider_stream, foreign):
+        ready_event(stream)
+
+    # The customer writes again: the AI agent claims the conversation.
+    inbound(ws, "cust-ai", "second")
+
+    for stream in (admin, seller_stream):
+        event = stream.until(of_type(AI_CHANGED, id=conversation, ai_active=True))
+        body = event.json
+        assert event.id and body["tenant_id"] == ws.tenant["id"]
+        assert body["data"]["ai_agent_id"] == agent
+        assert body["data"]["division_id"] == sales
+        assert body["actor"] == {"type": "ai_agent", "id": agent}
+
+    # A person's reply takes it from the AI: the AI agent stays named, inactive.
+    _reply(ws, conversation, "A person here.")
+
+    for stream in (admin, seller_stream):
+        event = stream.until(of_type(AI_CHANGED, id=conversation, ai_active=False))
+        assert event.json["data"]["ai_agent_id"] == agent
+        assert event.json["actor"]["id"] == ws.admin["id"]
+    # An agent who cannot see it and another tenant hear nothing of it.
+    assert not [e for e in outsider_stream.drain(0.5) if _about(conversation)(e)]
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+    # A second reply changes nothing of the AI's: no event.
+    _reply(ws, conversation, "Still me.")
+    assert not [e for e in admin.drain(0.5) if of_type(AI_CHANGED)(e)]
+
+
+def test_a_takeover_tells_the_streams_through_its_own_event(
+    stream_url, ws, other, streams, ai_agent
+):
+    """No second entry for a takeover: ``conversation.taken_over`` carries the new state."""
+    conversation = inbound(ws, "cust-ai-takeover", "first")["conversation_id"]
+    agent = ai_agent()
+    admin = streams(stream_url, ws.token)
+    foreign = streams(stream_url, other.token)
+    ready_event(admin)
+    ready_event(foreign)
+    inbound(ws, "cust-ai-takeover", "second")
+    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True, ai_agent_id=agent))
+
+    taken = ws.call("POST", f"/api/conversations/{conversation}/takeover")
+    assert taken.status_code == 200, taken.text
+
+    event = admin.until(of_type("conversation.taken_over", id=conversation))
+    assert event.json["data"]["ai_active"] is False
+    assert not [e for e in admin.drain(0.5) if of_type(AI_CHANGED)(e)]
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+
+
+def test_an_automation_handing_it_back_to_the_ai_reaches_the_streams(
+    stream_url, ws, other, streams, ai_agent
+):
+    conversation = inbound(ws, "cust-ai-back", "first")["conversation_id"]
+    agent = ai_agent()
+    admin = streams(stream_url, ws.token)
+    foreign = streams(stream_url, other.token)
+    ready_event(admin)
+    ready_event(foreign)
+    inbound(ws, "cust-ai-back", "second")
+    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True))
+    _reply(ws, conversation, "A person here.")
+    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=False))
+    rule = {
+        "name": "Back to the bot",
+        "trigger_event_types": ["message.created"],
+        "conditions": {
+            "match": "all",
+            "conditions": [
+                {"attribute": "message.content", "operator": "contains", "value": "bot"}
+            ],
+        },
+        "actions": [{"type": "handover_to_ai", "params": {}}],
+    }
+    made = ws.call("POST", "/api/automation/rules", json=rule)
+    assert made.status_code == 201, made.text
+
+    # The customer asks for the bot: the rule hands the conversation back to its AI agent.
+    inbound(ws, "cust-ai-back", "the bot please")
+
+    event = admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True), timeout=20)
+    assert event.json["data"]["ai_agent_id"] == agent
+    assert event.json["actor"]["type"] == "automation"
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
