@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -34,7 +34,9 @@ from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
 from shared.events import emit_many
 from shared.inbox import conversation_counts
+from shared.inbox import conversations as convs
 from shared.inbox.access import ConversationHead
+from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
 from shared.inbox.messages import (
     WHATSAPP_WINDOW,
     WindowClosed,
@@ -43,6 +45,7 @@ from shared.inbox.messages import (
     preview,
 )
 from shared.models import Conversation, Message
+from shared.realtime import feed
 from shared.schemas.messages import MessageView
 from shared.timekeeping import sla
 
@@ -84,7 +87,9 @@ def create_outbound_messages(
         except DomainError as error:
             outcomes[index] = error
     closed = _closed_windows(session, [d for _, d, _ in checked if _needs_window(d)])
-    resolved = _resolved_meanwhile(session, [d for _, d, s in checked if s == "user"])
+    resolved, answered_by_ai = _lock_human_drafts(
+        session, [d for _, d, s in checked if s == "user"]
+    )
     accepted: list[tuple[int, Draft, str]] = []
     for index, draft, sender_type in checked:
         if sender_type == "user" and draft.conversation.id in resolved:
@@ -108,6 +113,12 @@ def create_outbound_messages(
         [index for index, _, _ in accepted], _write(session, accepted), strict=True
     ):
         outcomes[index] = message
+    paused = {
+        d.conversation.id: d.ctx
+        for _, d, s in accepted
+        if s == "user" and d.conversation.id in answered_by_ai
+    }
+    _announce_ai_paused(session, paused)
     return outcomes  # type: ignore[return-value]
 
 
@@ -130,10 +141,10 @@ def _checked(session: Session, draft: Draft) -> tuple[Draft, str]:
 
 
 #: Lock the conversations (of ``:ids``, in id order: batches never deadlock) and name the
-#: resolved ones.
+#: resolved ones and those their AI agent answers.
 _LOCK_RESOLVED = text(
     """
-    SELECT id, status = 'resolved' AS resolved
+    SELECT id, status = 'resolved' AS resolved, ai_active
       FROM conversations
      WHERE id = ANY(CAST(:ids AS uuid[]))
      ORDER BY id
@@ -142,18 +153,60 @@ _LOCK_RESOLVED = text(
 )
 
 
-def _resolved_meanwhile(session: Session, drafts: list[Draft]) -> set[uuid.UUID]:
-    """The human drafts' conversations resolved by now, their rows locked until commit.
+def _lock_human_drafts(
+    session: Session, drafts: list[Draft]
+) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """The human drafts' conversations resolved by now, and those the AI answers; their
+    rows locked until commit.
 
     WHY: the drafts' conversations were read unlocked; a resolution committed since then
     must win, as it does over a single reply (``shared.inbox.messages._count_update``):
-    without the lock the message was stored, counted and sent on the resolved row.
+    without the lock the message was stored, counted and sent on the resolved row. The
+    AI's, read under the same lock, are those the counter UPDATE takes from the AI (to be
+    announced: :func:`_announce_ai_paused`).
     """
     ids = sorted({d.conversation.id for d in drafts})
     if not ids:
-        return set()
+        return set(), set()
     rows = session.execute(_LOCK_RESOLVED, {"ids": ids}).all()
-    return {row.id for row in rows if row.resolved}
+    return {row.id for row in rows if row.resolved}, {row.id for row in rows if row.ai_active}
+
+
+def _announce_ai_paused(session: Session, paused: dict[uuid.UUID, Ctx]) -> None:
+    """Tell the streams which conversations a person's message took from their AI agent
+    (``paused``: each one's author), as a single reply does.
+
+    Per conversation up to ``divisions.ANNOUNCED_ONE_BY_ONE`` of a tenant; past that, one
+    ``reset`` of the tenant's streams (their clients refetch), so a large batch cannot
+    flood the streams (with ``scheduled_messages.JOB_SIZE`` sends per call, a bound never
+    reached today).
+    """
+    by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for conversation_id, ctx in paused.items():
+        by_tenant[ctx.tenant_id].append(conversation_id)
+    for tenant_id, ids in by_tenant.items():
+        if len(ids) > ANNOUNCED_ONE_BY_ONE:
+            feed.announce_reset(session, tenant_id)
+        else:
+            _announce_each(session, tenant_id, {i: paused[i] for i in ids})
+
+
+def _announce_each(session: Session, tenant_id: uuid.UUID, paused: dict[uuid.UUID, Ctx]) -> None:
+    """One ``conversation.ai_changed`` per conversation, its view read after the UPDATE."""
+    rows = session.scalars(
+        select(Conversation)
+        .where(Conversation.tenant_id == tenant_id, Conversation.id.in_(list(paused)))
+        .order_by(Conversation.id)
+        .execution_options(populate_existing=True)
+    )
+    for conversation in rows:
+        convs.announce_ai_change(
+            session,
+            paused[conversation.id],
+            convs.view(conversation),
+            conversation.ai_agent_id,
+            conversation.updated_at,
+        )
 
 
 def _as_resolved(conversation: Conversation | ConversationHead):

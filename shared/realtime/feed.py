@@ -207,6 +207,13 @@ def announce(
     entries.append(Entry(tenant_id, _fields(body, scope_of(event))))
 
 
+def announce_reset(session: Session, tenant_id: uuid.UUID) -> None:
+    """Queue a ``reset`` of the tenant's streams for after the caller's commit: their
+    clients refetch. For a change of more conversations than entries can say one by one."""
+    entries = db.collected_until_commit(session, _SESSION_KEY, publish)
+    entries.append(Entry(tenant_id, {"kind": RESET}))
+
+
 _lost_lock = threading.Lock()
 #: Tenants whose entries a failed publish of this process lost (a reset is owed to them),
 #: each with the number of its latest such failure: a publish that wrote a tenant's reset

@@ -1,15 +1,24 @@
 """A change of a conversation's AI fields (``ai_active``, ``ai_agent_id``) reaches the open
 streams of whoever sees the conversation, and nobody else: the AI claiming it, a person's
-reply taking it from the AI. Paths with a catalogue event that already carries the new
-state (a takeover, an AI hand-off) send that; the others send the stream-only
-``conversation.ai_changed``."""
+reply (or scheduled message) taking it from the AI, an automation handing it back. Paths
+with a catalogue event that already carries the new state (a takeover, an AI hand-off)
+send that; the others send the stream-only ``conversation.ai_changed``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
+from sqlalchemy import func, select
 
+from shared.context import Ctx
+from shared.db import session_scope
+from shared.events import Actor
+from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
+from shared.inbox.outbound_many import Draft, create_outbound_messages
+from shared.models import Contact, Conversation, Message
+from shared.timekeeping import scheduled_messages
 from tests.realtime.conftest import inbound, new_division, of_type, ready_event
 from workers import queues
 
@@ -165,4 +174,81 @@ def test_an_automation_handing_it_back_to_the_ai_reaches_the_streams(
     event = admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True), timeout=20)
     assert event.json["data"]["ai_agent_id"] == agent
     assert event.json["actor"]["type"] == "automation"
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+
+
+def _claim_in_two_hours() -> None:
+    """One scheduler run two hours from now (time moved, never slept): the worker sends
+    what was due by then."""
+    with session_scope() as session:
+        now = session.scalar(select(func.now())) + dt.timedelta(hours=2)
+        assert scheduled_messages.claim_due(session, now=now)
+
+
+def test_a_scheduled_reply_taking_it_from_the_ai_reaches_the_streams(
+    stream_url, ws, other, streams, ai_agent
+):
+    conversation = inbound(ws, "cust-ai-scheduled", "first")["conversation_id"]
+    agent = ai_agent()
+    admin = streams(stream_url, ws.token)
+    foreign = streams(stream_url, other.token)
+    ready_event(admin)
+    ready_event(foreign)
+    inbound(ws, "cust-ai-scheduled", "second")
+    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True))
+    run_at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    scheduled = ws.call(
+        "POST",
+        f"/api/conversations/{conversation}/scheduled-messages",
+        json={"body": "As promised.", "run_at": run_at},
+    )
+    assert scheduled.status_code == 201, scheduled.text
+
+    _claim_in_two_hours()
+
+    event = admin.until(of_type(AI_CHANGED, id=conversation, ai_active=False), timeout=20)
+    assert event.json["data"]["ai_agent_id"] == agent
+    assert event.json["actor"]["id"] == ws.admin["id"]
+    assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+
+
+def _ai_conversations(ws, count: int) -> list[uuid.UUID]:
+    """``count`` email conversations (no window to open) their AI answers; their ids."""
+    tenant_id = uuid.UUID(ws.tenant["id"])
+    with session_scope() as session:
+        contact = Contact(tenant_id=tenant_id, channel="email", external_id=uuid.uuid4().hex)
+        session.add(contact)
+        session.flush()
+        rows = [
+            Conversation(
+                tenant_id=tenant_id, contact_id=contact.id, channel="email", ai_active=True
+            )
+            for _ in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def test_a_batch_taking_too_many_conversations_from_the_ai_resets_the_streams_once(
+    stream_url, ws, other, streams
+):
+    """Past ``divisions.ANNOUNCED_ONE_BY_ONE`` of a tenant, one ``reset`` (clients refetch),
+    not an entry each that would trim the backlog and overflow every manager's stream."""
+    ids = _ai_conversations(ws, ANNOUNCED_ONE_BY_ONE + 1)
+    admin = streams(stream_url, ws.token)
+    foreign = streams(stream_url, other.token)
+    ready_event(admin)
+    ready_event(foreign)
+    admin_id = uuid.UUID(ws.admin["id"])
+    ctx = Ctx(uuid.UUID(ws.tenant["id"]), Actor("user", admin_id), user_id=admin_id)
+
+    with session_scope() as session:
+        conversations = session.scalars(select(Conversation).where(Conversation.id.in_(ids)))
+        drafts = [Draft(ctx, c, body="Back from the bot.") for c in conversations]
+        sent = create_outbound_messages(session, drafts)
+        assert not [s for s in sent if not isinstance(s, Message)], sent
+
+    assert admin.until(lambda e: e.event == "reset").json == {"reason": "events_lost"}
+    assert not [e for e in admin.drain(0.5) if of_type(AI_CHANGED)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
