@@ -9,7 +9,8 @@ activity row. Only the reply path decrypts it (:func:`api_key`).
 webhook URL (:mod:`shared.webhooks.ssrf`) unless ``AI_ALLOW_PRIVATE_BASE_URL`` lets
 agents reach a model server on the host or the private network (Ollama, vLLM,
 llama.cpp): allowed by default outside production, refused by default in production.
-Deleting an agent deletes everything that belongs to it through the FKs' cascades.
+Deleting an agent deletes everything that belongs to it through the FKs' cascades, but
+takes itself off its conversations first by a statement (:func:`_release_conversations`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,9 +29,14 @@ from shared.ai.knowledge import reembedding
 from shared.channels import media_release
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.errors import Conflict, ValidationFailed
-from shared.models import AiAgent, KnowledgeSource
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.inbox import conversations as convs
+from shared.inbox import divisions, states
+from shared.models import AiAgent, Conversation, KnowledgeSource
+from shared.models.ai import AiReply
 from shared.pagination import Page, paginate
+from shared.realtime import feed
+from shared.schemas.inbox import ConversationView
 from shared.sql import contains_pattern, tenant_row
 from shared.webhooks import ssrf
 
@@ -270,10 +276,11 @@ def set_active(session: Session, ctx: Ctx, agent_id: uuid.UUID, is_active: bool)
 
 def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     """Delete the agent; its assignments, rules, knowledge, products, evaluations, usage
-    and replies go with it (FK cascades); conversations it owned keep no owner. Its file
-    sources' media is freed unless a message or another agent's source uses it."""
+    and replies go with it (FK cascades); conversations it owned are released first, as a
+    change of theirs (:func:`_release_conversations`). Its file sources' media is freed
+    unless a message or another agent's source uses it."""
     ctx.require(MANAGE)
-    agent = get_agent(session, ctx, agent_id, for_update=True)
+    agent = _lock_for_deletion(session, ctx, agent_id)
     activity.record(
         session, ctx, "ai_agent.deleted", "ai_agent", agent.id, before=agent_view(agent)
     )
@@ -284,6 +291,7 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
             KnowledgeSource.media_id.is_not(None),
         )
     ).all()
+    _release_conversations(session, ctx, agent.id)
     session.execute(
         delete(AiAgent).where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent.id)
     )
@@ -291,3 +299,95 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     # The cascade took the file sources; their files must not stay counted as storage.
     for media_id in sorted(set(files)):
         media_release.release(session, ctx.tenant_id, media_id)
+
+
+def _lock_for_deletion(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAgent:
+    """The agent, locked after the reply path's rows of it (404 before any lock).
+
+    NOTE: lock order. The reply path locks a reply, then its conversation (``settle``),
+    or a conversation (a claim), and only then the agent: the foreign key checks of its
+    ``ai_replies``, ``ai_usage_daily`` and ``conversations.ai_agent_id`` writes take the
+    agent FOR KEY SHARE, which waits for this deletion's lock. Agent first, the release
+    and the cascade below waited for a conversation or reply held by a transaction that
+    waited for the agent: a deadlock. So the agent's in-flight replies, then its
+    conversations (both in conversation order, as ``generation.finish_many`` settles),
+    then the agent. Whatever takes the agent later waits for the deletion, as
+    ``ingestion._locked`` does; a conversation claimed by the agent between these locks
+    is released too, by the statement of :func:`_release_conversations`. Not covered:
+    ``finish_many`` creating a limited agent's usage row of the day (agent first) before
+    its replies; if that meets a deletion, PostgreSQL aborts one of them (a 409 here).
+    """
+    find_agent(session, ctx.tenant_id, agent_id)
+    session.execute(
+        select(AiReply.id)
+        .where(
+            AiReply.tenant_id == ctx.tenant_id,
+            AiReply.ai_agent_id == agent_id,
+            AiReply.status.in_(("pending", "generating")),
+        )
+        .order_by(AiReply.conversation_id)
+        .with_for_update()
+    ).all()
+    session.execute(
+        select(Conversation.id)
+        .where(*_owned_by(ctx.tenant_id, agent_id))
+        .order_by(Conversation.id)
+        .with_for_update()
+    ).all()
+    agent = session.scalars(
+        select(AiAgent)
+        .where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if agent is None:
+        raise NotFound("AI agent not found")  # deleted meanwhile
+    return agent
+
+
+def _owned_by(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> tuple:
+    return (Conversation.tenant_id == tenant_id, Conversation.ai_agent_id == agent_id)
+
+
+def _release_conversations(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
+    """Take the agent off its conversations as a change of theirs, before the delete.
+
+    NOTE: by a statement, not the foreign key's SET NULL, which left ``updated_at`` as it
+    was (clients syncing with ``updated_since`` never saw it), told no stream (agents' open
+    views kept showing the deleted agent answering) and left ``ai_active`` true with no
+    agent: a state no AI answers, shown as the AI's. ``ai_active`` false is what it is: a
+    later message is claimed by an AI on duty like one no AI ever had.
+    """
+    owned = _owned_by(ctx.tenant_id, agent_id)
+    now = states.db_now(session)
+    few = _few_enough(session, owned)
+    statement = (
+        update(Conversation)
+        .where(*owned)
+        .values(ai_agent_id=None, ai_active=False, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not few:
+        session.execute(statement)
+        data = {"ai_agent_id": str(agent_id)}
+        feed.announce(session, ctx.tenant_id, feed.AI_RELEASED, data, ctx.actor.as_dict(), now)
+        return
+    table = Conversation.__table__
+    released = session.execute(
+        statement.returning(*(table.c[name] for name in ConversationView.model_fields))
+    )
+    for row in released:
+        view = ConversationView.data(row._asdict())
+        convs.announce_ai_change(session, ctx, view, None, now)
+
+
+def _few_enough(session: Session, owned: tuple) -> bool:
+    """Whether the streams are told one by one: at most ``divisions.ANNOUNCED_ONE_BY_ONE``
+    conversations, the bound a deleted division's announcements keep (and for its reason).
+
+    NOTE: stable until the commit: the agent row is locked, so no conversation can take
+    it meanwhile (the foreign key check waits on that lock).
+    """
+    bound = divisions.ANNOUNCED_ONE_BY_ONE
+    found = session.scalars(select(Conversation.id).where(*owned).limit(bound + 1)).all()
+    return len(found) <= bound

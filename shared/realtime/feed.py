@@ -57,6 +57,12 @@ EVENT, RESET = "event", "reset"
 #: conversations it holds of that division (its list, if it saw them through it). It names
 #: no conversation and any agent reads the divisions, so every agent receives it.
 DIVISION_RELEASED = "conversations.division_released"
+#: A stream-only event type: a deleted AI agent's conversations, too many for an entry each
+#: (``shared.inbox.divisions.ANNOUNCED_ONE_BY_ONE``), all lost their AI at once (no AI answers
+#: them any more: ``ai_active`` false). Its ``data`` is ``ai_agent_id`` (the deleted agent's);
+#: a client refetches the conversations it holds (its list). It names no conversation (nor
+#: how many: an agent may not see them all), so every agent receives it.
+AI_RELEASED = "conversations.ai_released"
 #: A stream-only event type: a bulk ``set_priority`` job changed more conversations than are
 #: announced one by one (``shared.inbox.bulk.announced_one_by_one``); sent once, after its last
 #: change. Its ``data`` is ``priority`` and ``job_id``; a client refetches its list. It names
@@ -71,6 +77,7 @@ TENANT_WIDE = frozenset(
         "agent.deleted",
         "agent.status_changed",
         DIVISION_RELEASED,
+        AI_RELEASED,
         PRIORITIES_CHANGED,
     }
 )
@@ -109,7 +116,14 @@ PRIORITY_CHANGED = "conversation.priority_changed"
 AI_CHANGED = "conversation.ai_changed"
 #: The event types only the inbox's streams receive (never the outbox, webhooks, automation).
 STREAM_ONLY = frozenset(
-    {DIVISION_CHANGED, PRIORITY_CHANGED, AI_CHANGED, DIVISION_RELEASED, PRIORITIES_CHANGED}
+    {
+        DIVISION_CHANGED,
+        PRIORITY_CHANGED,
+        AI_CHANGED,
+        DIVISION_RELEASED,
+        AI_RELEASED,
+        PRIORITIES_CHANGED,
+    }
 )
 
 
