@@ -316,3 +316,24 @@ def test_a_template_created_while_a_listing_is_read_is_not_marked_deleted_by_it(
     assert created.status_code == 201, created.text
     assert templates.templates(account)[("order_update", "en_US")].status == "PENDING"
     assert [e["status"] for e in templates.status_events()] == []
+
+
+def test_the_syncs_of_one_job_finishing_together_never_deadlock(workspace, templates):
+    """Each account's sync reports to the job as it finishes. Its second update of its own
+    sync row makes PostgreSQL check the row's job reference (a share lock on the job)
+    before the report locks the job to write: two syncs finishing together each held the
+    share lock and waited for the other's, and one was retried after a deadlock."""
+    accounts = [templates.account() for _ in range(6)]
+    for account in accounts:
+        templates.at_meta(account, meta_template("order_update"))
+
+    def attempts() -> dict:
+        return {a["id"]: getattr(templates.sync_row(a), "attempts", 0) for a in accounts}
+
+    for _round in range(3):
+        before = attempts()
+        resp = _sync(workspace)
+        assert resp.status_code == 202, resp.text
+        templates.settle()
+        assert templates.job(resp.json["job_id"]).status == "succeeded"
+        assert attempts() == {a: n + 1 for a, n in before.items()}, "a sync was retried"

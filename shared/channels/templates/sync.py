@@ -320,6 +320,13 @@ def _finish(
     counts: dict[str, Any] | None,
     error: str | None,
 ) -> None:
+    if job_id is not None:
+        # NOTE: the job first (lock order: the sync row, then the job, as in _start). A
+        # second update of the sync row in one transaction (apply_listing wrote its
+        # listed_at) makes PostgreSQL check its job_id reference, a KEY SHARE lock on the
+        # job: two syncs of one job finishing together each held that lock and then
+        # waited for the other's to lock the job for the report, a deadlock.
+        jobs.lock(session, job_id)
     values: dict[str, Any] = {"status": status, "finished_at": func.now(), "error": error}
     if counts is not None:
         values["result"] = counts
