@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text
+from sqlalchemy import Select, and_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -317,6 +317,19 @@ _SENT = text(_SENT_CTES + usage.UPSERT_SQL).bindparams(bindparam("sources", type
 _SENT_TALLIED = text(_SENT_CTES + " SELECT 1").bindparams(bindparam("sources", type_=JSONB))
 
 
+def reply_and_conversation() -> Select:
+    """A reply with its conversation: settling locks both in this one read (lock order:
+    the reply, its conversation, then the agent through foreign keys; see
+    :func:`shared.ai.agents.delete_agent`)."""
+    return select(AiReply, Conversation).join(
+        Conversation,
+        and_(
+            Conversation.id == AiReply.conversation_id,
+            Conversation.tenant_id == AiReply.tenant_id,
+        ),
+    )
+
+
 def settle(
     session: Session,
     claimed: Claimed,
@@ -338,14 +351,7 @@ def settle(
     usage row); rules and the agent are read again only to hand off.
     """
     locked = session.execute(
-        select(AiReply, Conversation)
-        .join(
-            Conversation,
-            and_(
-                Conversation.id == AiReply.conversation_id,
-                Conversation.tenant_id == AiReply.tenant_id,
-            ),
-        )
+        reply_and_conversation()
         .where(
             AiReply.id == claimed.id,
             AiReply.tenant_id == claimed.tenant_id,

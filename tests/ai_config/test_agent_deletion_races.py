@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, select
-
-from shared.ai import usage
+from shared.ai import generation, usage
 from shared.db import get_sessionmaker, session_scope
-from shared.models import Conversation, Message
+from shared.models import Message
 from shared.models.ai import AiAgent, AiReply
 from tests.ai_config.conftest import AGENTS, create_agent, tid
 from tests.inbox_conversations.conftest import add_conversation, row
@@ -56,16 +54,7 @@ def test_deleting_an_agent_while_its_reply_settles_does_not_deadlock(workspace):
     settling = get_sessionmaker()()
     # As generation.settle locks: the reply and its conversation, in one statement.
     settling.execute(
-        select(AiReply, Conversation)
-        .join(
-            Conversation,
-            and_(
-                Conversation.id == AiReply.conversation_id,
-                Conversation.tenant_id == AiReply.tenant_id,
-            ),
-        )
-        .where(AiReply.id == reply_id)
-        .with_for_update()
+        generation.reply_and_conversation().where(AiReply.id == reply_id).with_for_update()
     ).one()
     agent = settling.get(AiAgent, uuid.UUID(agent_id))
     failures: list = []

@@ -85,6 +85,17 @@ def _response(sock: socket.socket) -> bytes:
     return data
 
 
+def _pipelined(sock: socket.socket, count: int) -> bytes:
+    """Send ``count`` requests at once, before any answer; their answers' bytes."""
+    sock.sendall(REQUEST * count)
+    data = b""
+    while data.count(b'{"status":"ok"}') < count:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
 def test_idle_connections_do_not_stop_the_process_answering(web_port):
     idle = [socket.create_connection(("127.0.0.1", web_port)) for _ in range(THREADS * 2)]
     try:
@@ -134,12 +145,7 @@ def test_pipelined_requests_are_each_answered_in_order(web_port):
     """Requests sent before their answers: the next one's bytes already read by the parser
     go through gthread's own path (the socket is not readable again), and are answered."""
     with socket.create_connection(("127.0.0.1", web_port), timeout=10) as sock:
-        sock.sendall(REQUEST * 3)
-        data = b""
-        while data.count(b'{"status":"ok"}') < 3:
-            chunk = sock.recv(4096)
-            assert chunk, data
-            data += chunk
+        data = _pipelined(sock, 3)
         assert data.count(b"HTTP/1.1 200 OK") == 3
         sock.sendall(REQUEST)  # and the connection is still kept alive after them
         assert _response(sock).startswith(b"HTTP/1.1 200")
@@ -152,12 +158,7 @@ def test_pipelined_requests_are_answered_when_each_finishes_before_its_callback(
     [port] = free_ports()
     with _web(port, "tests.api.gunicorn_conf_late_callbacks"):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(REQUEST * 3)
-            data = b""
-            while data.count(b'{"status":"ok"}') < 3:
-                chunk = sock.recv(4096)
-                assert chunk, data
-                data += chunk
+            _pipelined(sock, 3)
         assert _get(port, timeout=5).startswith(b"HTTP/1.1 200")
 
 

@@ -9,6 +9,7 @@ manual assignment does) and then take the next eligible agent, or nobody.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -52,11 +53,7 @@ def _round_robin_while_deleting(ws: Workspace, doomed: dict) -> str:
     conv_id = add_conversation(ws)
     deleting = flushed_deletion(ws, doomed["id"])
 
-    def trigger() -> bool:
-        send_message(ws, conv_id, "I want a refund")
-        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
-        return wait_until(done, "the run ran or waits", timeout=10.0)
-
+    trigger = _message_then_wait(ws, conv_id)
     assert race(deleting, trigger) is True
     wait_settled(ws)
     assert ws.call("GET", f"/api/agents/{doomed['id']}").status_code == 404
@@ -65,6 +62,18 @@ def _round_robin_while_deleting(ws: Workspace, doomed: dict) -> str:
         assert session.scalar(dead) == 0
     assert [r.attempts for r in queue_rows(ws)] == [1]
     return conv_id
+
+
+def _message_then_wait(ws, conv_id, waiting=waiting_on_a_lock) -> Callable[[], bool]:
+    """``race()``'s call: the customer's message that triggers the rule, then the wait
+    until its run has run or is ``waiting`` on a lock."""
+
+    def trigger() -> bool:
+        send_message(ws, conv_id, "I want a refund")
+        done = lambda: waiting() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    return trigger
 
 
 def test_round_robin_racing_the_picked_agents_deletion_takes_the_next_agent(ws):
@@ -101,11 +110,7 @@ def test_assigning_the_doomed_agents_own_conversation_to_them_does_not_deadlock(
     create_rule(ws, actions=[{"type": action, "params": params}])
     conv_id = add_conversation(ws, assignee_id=uuid.UUID(doomed["id"]), status="open")
 
-    def trigger() -> bool:
-        send_message(ws, conv_id, "I want a refund")
-        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
-        return wait_until(done, "the run ran or waits", timeout=10.0)
-
+    trigger = _message_then_wait(ws, conv_id)
     race_locked_deletion(ws, doomed["id"], trigger)
     wait_settled(ws)
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
@@ -129,11 +134,7 @@ def test_round_robin_racing_the_picked_agents_removal_from_the_division_takes_th
     )
     removing.flush()
 
-    def trigger() -> bool:
-        send_message(ws, conv_id, "I want a refund")
-        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
-        return wait_until(done, "the run ran or waits", timeout=10.0)
-
+    trigger = _message_then_wait(ws, conv_id)
     assert race(removing, trigger) is True
     wait_settled(ws)
     assert str(conversation(conv_id).assignee_id) == busy["id"]
@@ -170,11 +171,7 @@ def test_round_robin_racing_its_divisions_deletion_does_not_deadlock(ws):
         except Exception as exc:
             return repr(exc)
 
-    def trigger() -> bool:
-        send_message(ws, conv_id, "I want a refund")
-        done = lambda: blocked_on_a_lock() >= 2 or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
-        return wait_until(done, "the run ran or waits", timeout=10.0)
-
+    trigger = _message_then_wait(ws, conv_id, lambda: blocked_on_a_lock() >= 2)
     assert race(pausing, delete, then=trigger) == "deleted"
     wait_settled(ws)
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]

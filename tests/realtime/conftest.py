@@ -189,6 +189,30 @@ def of_type(event_type: str, **data):
     return match
 
 
+def about(*conversations: str):
+    """Predicate: a catalogue or ``conversation.removed`` entry about one of these
+    conversations (its ``data.id`` or ``data.conversation_id``)."""
+    wanted = set(conversations)
+
+    def match(event: Event) -> bool:
+        if event.event not in ("message", "conversation.removed"):
+            return False
+        data = event.json["data"]
+        return bool({data.get("id"), data.get("conversation_id")} & wanted)
+
+    return match
+
+
+def in_division(ws: Workspace, customer: str, division: str) -> str:
+    """A conversation of ``customer`` moved to ``division`` by a transfer; its id."""
+    conversation = inbound(ws, customer, "first")["conversation_id"]
+    moved = ws.call(
+        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": division}
+    )
+    assert moved.status_code == 200, moved.text
+    return conversation
+
+
 def ready_event(stream) -> str:
     """Take the stream's opening ``ready`` event; its id (where a resume starts)."""
     event = stream.next()

@@ -9,7 +9,7 @@ import uuid
 
 from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
 from tests.inbox_conversations.conftest import many_conversations
-from tests.realtime.conftest import of_type, ready_event
+from tests.realtime.conftest import about, of_type, ready_event
 
 AI_CHANGED = "conversation.ai_changed"
 RELEASED = "conversations.ai_released"
@@ -25,15 +25,6 @@ def _ai_agent(ws) -> str:
 def _delete(ws, agent: str) -> None:
     resp = ws.call("DELETE", f"/api/ai-agents/{agent}")
     assert resp.status_code == 204, resp.text
-
-
-def _about(conversations: list[str]):
-    def match(event) -> bool:
-        if event.event not in ("message", "conversation.removed"):
-            return False
-        return event.json["data"].get("id") in conversations
-
-    return match
 
 
 def test_deleting_an_ai_agent_tells_the_streams_its_conversations_lost_it(
@@ -86,7 +77,7 @@ def test_deleting_an_ai_agent_of_many_conversations_is_one_stream_event(
         assert event.id and event.json["tenant_id"] == ws.tenant["id"]
         assert event.json["data"] == {"ai_agent_id": agent}
         # One entry for the agent, none per conversation.
-        assert not [e for e in stream.drain(0.5) if _about(owned)(e)]
+        assert not [e for e in stream.drain(0.5) if about(*owned)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
     for conversation in (owned[0], owned[-1]):
         assert ws.call("GET", f"/api/conversations/{conversation}").json["ai_active"] is False

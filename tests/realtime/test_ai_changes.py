@@ -19,20 +19,10 @@ from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
 from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Contact, Conversation, Message
 from shared.timekeeping import scheduled_messages
-from tests.realtime.conftest import inbound, new_division, of_type, ready_event
+from tests.realtime.conftest import about, in_division, inbound, new_division, of_type, ready_event
 from workers import queues
 
 AI_CHANGED = "conversation.ai_changed"
-
-
-def _about(conversation: str):
-    def match(event) -> bool:
-        if event.event not in ("message", "conversation.removed"):
-            return False
-        data = event.json["data"]
-        return conversation in (data.get("id"), data.get("conversation_id"))
-
-    return match
 
 
 @pytest.fixture
@@ -62,14 +52,16 @@ def ai_agent(ws, broker):
     broker.flush(queues.AI)
 
 
-def _in_division(ws, customer: str, division: str) -> str:
-    """A conversation of ``customer`` (no AI yet) moved to ``division``; its id."""
+def _claimed_by_ai(ws, admin, foreign, ai_agent, customer: str) -> tuple[str, str]:
+    """A conversation of ``customer`` an AI agent claimed on its second message, once the
+    admin's stream saw the claim (both streams' ``ready`` taken); (conversation, agent)."""
+    ready_event(admin)
+    ready_event(foreign)
     conversation = inbound(ws, customer, "first")["conversation_id"]
-    moved = ws.call(
-        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": division}
-    )
-    assert moved.status_code == 200, moved.text
-    return conversation
+    agent = ai_agent()
+    inbound(ws, customer, "second")
+    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True, ai_agent_id=agent))
+    return conversation, agent
 
 
 def _reply(ws, conversation: str, text: str) -> None:
@@ -84,7 +76,7 @@ def test_the_ai_claiming_and_a_reply_taking_it_back_reach_who_sees_it_only(
     outsider, outsider_token = ws.create_agent("agent")
     sales = new_division(ws, "Sales", seller["id"])
     new_division(ws, "Support", outsider["id"])
-    conversation = _in_division(ws, "cust-ai", sales)
+    conversation = in_division(ws, "cust-ai", sales)
     agent = ai_agent()
     admin = streams(stream_url, ws.token)
     seller_stream = streams(stream_url, seller_token)
@@ -112,7 +104,7 @@ def test_the_ai_claiming_and_a_reply_taking_it_back_reach_who_sees_it_only(
         assert event.json["data"]["ai_agent_id"] == agent
         assert event.json["actor"]["id"] == ws.admin["id"]
     # An agent who cannot see it and another tenant hear nothing of it.
-    assert not [e for e in outsider_stream.drain(0.5) if _about(conversation)(e)]
+    assert not [e for e in outsider_stream.drain(0.5) if about(conversation)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
     # A second reply changes nothing of the AI's: no event.
     _reply(ws, conversation, "Still me.")
@@ -123,14 +115,8 @@ def test_a_takeover_tells_the_streams_through_its_own_event(
     stream_url, ws, other, streams, ai_agent
 ):
     """No second entry for a takeover: ``conversation.taken_over`` carries the new state."""
-    conversation = inbound(ws, "cust-ai-takeover", "first")["conversation_id"]
-    agent = ai_agent()
-    admin = streams(stream_url, ws.token)
-    foreign = streams(stream_url, other.token)
-    ready_event(admin)
-    ready_event(foreign)
-    inbound(ws, "cust-ai-takeover", "second")
-    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True, ai_agent_id=agent))
+    admin, foreign = streams(stream_url, ws.token), streams(stream_url, other.token)
+    conversation, _agent = _claimed_by_ai(ws, admin, foreign, ai_agent, "cust-ai-takeover")
 
     taken = ws.call("POST", f"/api/conversations/{conversation}/takeover")
     assert taken.status_code == 200, taken.text
@@ -144,14 +130,8 @@ def test_a_takeover_tells_the_streams_through_its_own_event(
 def test_an_automation_handing_it_back_to_the_ai_reaches_the_streams(
     stream_url, ws, other, streams, ai_agent
 ):
-    conversation = inbound(ws, "cust-ai-back", "first")["conversation_id"]
-    agent = ai_agent()
-    admin = streams(stream_url, ws.token)
-    foreign = streams(stream_url, other.token)
-    ready_event(admin)
-    ready_event(foreign)
-    inbound(ws, "cust-ai-back", "second")
-    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True))
+    admin, foreign = streams(stream_url, ws.token), streams(stream_url, other.token)
+    conversation, agent = _claimed_by_ai(ws, admin, foreign, ai_agent, "cust-ai-back")
     _reply(ws, conversation, "A person here.")
     admin.until(of_type(AI_CHANGED, id=conversation, ai_active=False))
     rule = {
@@ -188,14 +168,8 @@ def _claim_in_two_hours() -> None:
 def test_a_scheduled_reply_taking_it_from_the_ai_reaches_the_streams(
     stream_url, ws, other, streams, ai_agent
 ):
-    conversation = inbound(ws, "cust-ai-scheduled", "first")["conversation_id"]
-    agent = ai_agent()
-    admin = streams(stream_url, ws.token)
-    foreign = streams(stream_url, other.token)
-    ready_event(admin)
-    ready_event(foreign)
-    inbound(ws, "cust-ai-scheduled", "second")
-    admin.until(of_type(AI_CHANGED, id=conversation, ai_active=True))
+    admin, foreign = streams(stream_url, ws.token), streams(stream_url, other.token)
+    conversation, agent = _claimed_by_ai(ws, admin, foreign, ai_agent, "cust-ai-scheduled")
     run_at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     scheduled = ws.call(
         "POST",

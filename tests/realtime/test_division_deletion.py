@@ -6,35 +6,16 @@ only through that division), as a bulk division change does; a division holding 
 from __future__ import annotations
 
 from shared.inbox import divisions
-from tests.realtime.conftest import inbound, new_division, of_type, ready_event
+from tests.realtime.conftest import about, in_division, new_division, of_type, ready_event
 
 REMOVED = "conversation.removed"
 DIVISION_CHANGED = "conversation.division_changed"
 RELEASED = "conversations.division_released"
 
 
-def _in_division(ws, customer: str, division: str) -> str:
-    conversation = inbound(ws, customer, "first")["conversation_id"]
-    moved = ws.call(
-        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": division}
-    )
-    assert moved.status_code == 200, moved.text
-    return conversation
-
-
 def _delete(ws, division: str) -> None:
     resp = ws.call("DELETE", f"/api/divisions/{division}")
     assert resp.status_code == 204, resp.text
-
-
-def _about(*conversations: str):
-    def match(event) -> bool:
-        if event.event not in ("message", REMOVED):
-            return False
-        data = event.json["data"]
-        return bool({data.get("id"), data.get("conversation_id")} & set(conversations))
-
-    return match
 
 
 def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, ws, other, streams):
@@ -44,8 +25,8 @@ def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, 
     _, floater_token = ws.create_agent("agent")
     sales = new_division(ws, "Sales", seller["id"])
     new_division(ws, "Support", seller["id"], outsider["id"], owner["id"])
-    queued = _in_division(ws, "cust-del-queued", sales)
-    owned = _in_division(ws, "cust-del-owned", sales)
+    queued = in_division(ws, "cust-del-queued", sales)
+    owned = in_division(ws, "cust-del-owned", sales)
     assign = f"/api/conversations/{owned}/assignment"
     assert ws.call("PATCH", assign, json={"assignee_id": owner["id"]}).status_code == 200
     admin = streams(stream_url, ws.token)
@@ -80,10 +61,10 @@ def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, 
     came = floater.until(of_type(DIVISION_CHANGED, id=queued))
     assert came.json["data"]["division_id"] is None
     # Nobody hears of a conversation they never saw; another tenant hears nothing.
-    assert not [e for e in seller_stream.drain(0.5) if _about(owned)(e)]
-    assert not [e for e in owner_stream.drain(0.1) if _about(queued)(e)]
-    assert not [e for e in floater.drain(0.1) if _about(owned)(e)]
-    assert not [e for e in outsider_stream.drain(0.1) if _about(queued, owned)(e)]
+    assert not [e for e in seller_stream.drain(0.5) if about(owned)(e)]
+    assert not [e for e in owner_stream.drain(0.1) if about(queued)(e)]
+    assert not [e for e in floater.drain(0.1) if about(owned)(e)]
+    assert not [e for e in outsider_stream.drain(0.1) if about(queued, owned)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
     for conversation in (queued, owned):
         assert ws.call("GET", f"/api/conversations/{conversation}").json["division_id"] is None
@@ -96,7 +77,7 @@ def test_a_large_divisions_deletion_is_one_stream_event(
     seller, seller_token = ws.create_agent("agent")
     sales = new_division(ws, "Sales", seller["id"])
     new_division(ws, "Support", seller["id"])
-    conversations = [_in_division(ws, f"cust-del-large-{i}", sales) for i in range(2)]
+    conversations = [in_division(ws, f"cust-del-large-{i}", sales) for i in range(2)]
     admin = streams(stream_url, ws.token)
     seller_stream = streams(stream_url, seller_token)
     foreign = streams(stream_url, other.token)
@@ -111,7 +92,7 @@ def test_a_large_divisions_deletion_is_one_stream_event(
         assert event.id and body["tenant_id"] == ws.tenant["id"]
         assert body["data"] == {"from_division_id": sales, "division_id": None}
         # One entry for the division, none per conversation.
-        assert not [e for e in stream.drain(0.5) if _about(*conversations)(e)]
+        assert not [e for e in stream.drain(0.5) if about(*conversations)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
     for conversation in conversations:
         assert ws.call("GET", f"/api/conversations/{conversation}").json["division_id"] is None

@@ -4,7 +4,7 @@ nobody else: the catalogue has no event for it, so it is the stream-only
 
 from __future__ import annotations
 
-from tests.realtime.conftest import inbound, new_division, of_type, ready_event
+from tests.realtime.conftest import about, inbound, new_division, of_type, ready_event
 
 PRIORITY_CHANGED = "conversation.priority_changed"
 
@@ -14,16 +14,6 @@ def _set_priority(ws, conversation: str, priority: str) -> None:
     resp = ws.call("POST", "/api/conversations/bulk", json=body)
     assert resp.status_code == 200, resp.text
     assert resp.json["counts"]["updated"] == 1, resp.json
-
-
-def _about(conversation: str):
-    def match(event) -> bool:
-        if event.event not in ("message", "conversation.removed"):
-            return False
-        data = event.json["data"]
-        return conversation in (data.get("id"), data.get("conversation_id"))
-
-    return match
 
 
 def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws, other, streams):
@@ -55,7 +45,7 @@ def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws
         assert body["data"]["division_id"] == sales
         assert body["actor"]["id"] == ws.admin["id"]
     # An agent who cannot see it and another tenant hear nothing of it.
-    assert not [e for e in outsider_stream.drain(0.5) if _about(conversation)(e)]
+    assert not [e for e in outsider_stream.drain(0.5) if about(conversation)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
     # Unchanged priority: no event.
     resp = ws.call(
@@ -85,4 +75,4 @@ def test_a_priority_change_of_an_assigned_conversation_reaches_its_assignee(
     event = mine.until(of_type(PRIORITY_CHANGED, id=conversation, priority="low"))
     assert event.json["data"]["assignee_id"] == assignee["id"]
     # Assigned to someone else: not the bystander's, though they are in no division.
-    assert not [e for e in theirs.drain(0.5) if _about(conversation)(e)]
+    assert not [e for e in theirs.drain(0.5) if about(conversation)(e)]
