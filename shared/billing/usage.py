@@ -256,8 +256,12 @@ def _lease(
         seed = _COUNTERS[what](session, tenant_id, month)
         client.set(name, seed, nx=True, ex=COUNTER_TTL_SECONDS)
         seeded = True
-    total = client.incrby(name, size)
-    if total == size and not seeded:  # Redis lost the counter since this process saw it
+    # NOTE: EXISTS with the INCRBY, atomically: only a counter that was gone (Redis lost
+    # it since this process saw it) is seeded again. Judged by ``total == size`` alone, a
+    # counter another process had just seeded at 0 looked lost too, and the committed
+    # sends added again were then counted twice (a burst refused a slot early).
+    existed, total = client.pipeline(transaction=True).exists(name).incrby(name, size).execute()
+    if not existed and not seeded:
         seed = _COUNTERS[what](session, tenant_id, month)
         total = client.incrby(name, seed) if seed else total
         client.expire(name, COUNTER_TTL_SECONDS)

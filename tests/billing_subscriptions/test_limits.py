@@ -177,6 +177,37 @@ def test_a_send_committed_while_the_counter_is_seeded_is_counted_once(workspace,
     assert outbound_count(workspace) == 2
 
 
+def test_a_counter_another_process_just_seeded_at_zero_is_not_seeded_again(workspace, monkeypatch):
+    """Another process seeded the month's counter (0: nothing committed yet) and has not
+    taken its slot. This send's INCRBY then answers 1, the answer a counter Redis lost
+    gives too: it was taken for one and the committed messages were added again, counting
+    the other send twice (a burst at the start of a month refused one slot early)."""
+    on_plan(workspace, monthly_message_limit=3)
+    tenant = uuid.UUID(workspace.tenant["id"])
+    counter = usage._counter_key(tenant, usage.month_of(dt.datetime.now(dt.UTC)), "messages")
+    get_redis().set(counter, 0)  # seeded by another process, its own INCRBY still to come
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    count_messages = usage._COUNTERS["messages"]
+    meanwhile = []
+
+    def count_after_another_send(session, tenant_id, month):
+        if not meanwhile:  # the other process takes its slot and commits meanwhile
+            meanwhile.append(None)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                meanwhile[0] = pool.submit(send, workspace, conversation).result()
+        return count_messages(session, tenant_id, month)
+
+    monkeypatch.setitem(usage._COUNTERS, "messages", count_after_another_send)
+    first = send(workspace, conversation)
+    if not meanwhile:  # the committed sends were not read: the other send comes after
+        meanwhile.append(send(workspace, conversation))
+    third = send(workspace, conversation)
+    statuses = [first.status_code, meanwhile[0].status_code, third.status_code]
+    assert statuses == [201] * 3, third.text
+    refused(send(workspace, conversation), "messages", 3, 3)
+    assert outbound_count(workspace) == 3
+
+
 def test_a_rolled_back_send_gives_its_reservation_back(workspace):
     on_plan(workspace, monthly_message_limit=1)
     tenant = uuid.UUID(workspace.tenant["id"])
