@@ -1,4 +1,4 @@
-"""How many threads a web process runs, and how many of them agent tests may hold.
+"""How many threads a web process runs, and how many of them may wait on a third party.
 
 Threads let a gunicorn process overlap its requests' waits on PostgreSQL. With the
 database on another machine every statement is a network round trip, and 4 threads keep
@@ -14,19 +14,25 @@ process runs 2 threads when ``DATABASE_URL`` names this machine and 4 otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 
 from sqlalchemy.engine import make_url
 
-from shared.config import Settings
+from shared.config import Settings, get_settings
+from shared.errors import RateLimited
 
 #: Threads per web process when PostgreSQL runs on the same machine, and elsewhere.
 LOCAL_DATABASE_THREADS = 2
 REMOTE_DATABASE_THREADS = 4
 #: Agent tests a web process runs at once unless AI_MAX_CONCURRENT_TESTS says.
 DEFAULT_AI_TESTS = 2
+#: Seconds a request refused for want of a waiting slot is told to wait (``Retry-After``).
+BUSY_RETRY_AFTER = 5
 
 
 def web_threads(settings: Settings, env: Mapping[str, str] | None = None) -> int:
@@ -69,3 +75,41 @@ def ai_test_slots(settings: Settings, env: Mapping[str, str] | None = None) -> i
     if settings.ai_max_concurrent_tests is not None:
         return settings.ai_max_concurrent_tests
     return max(1, min(DEFAULT_AI_TESTS, web_threads(settings, env) - 1))
+
+
+def third_party_wait_slots(settings: Settings, env: Mapping[str, str] | None = None) -> int:
+    """Requests one web process lets wait on a third party at once: one fewer than its
+    threads (at least one), so such waits always leave a thread to the inbox, unless
+    ``AI_MAX_CONCURRENT_TESTS`` asks for more (the start warns of that)."""
+    return max(1, web_threads(settings, env) - 1, settings.ai_max_concurrent_tests or 0)
+
+
+@functools.cache
+def _wait_slots(size: int) -> threading.BoundedSemaphore:
+    """The process's waiting slots (one semaphore per size: settings may change in tests)."""
+    return threading.BoundedSemaphore(size)
+
+
+@contextlib.contextmanager
+def waiting_on_third_party() -> Iterator[None]:
+    """Hold one of the process's waiting slots while a request waits on a third party, or
+    raise :class:`RateLimited` (429 with ``Retry-After``) when none is free.
+
+    WHY: an agent test waits for the model and a test send for the tenant's receiver, each
+    in a web thread, for as long as the other side takes (a test send's timeout is up to
+    15 s, a model's retries minutes). Unbounded, one tenant's admin clicking "test"
+    against a black-holed URL held every thread of a process (2 by default) and every
+    tenant's inbox requests queued behind it. Whatever kind of wait and whichever tenant,
+    at most :func:`third_party_wait_slots` of them hold a process's threads at once.
+    """
+    slots = _wait_slots(third_party_wait_slots(get_settings()))
+    if not slots.acquire(blocking=False):
+        raise RateLimited(
+            "Too many tests are waiting on a model or a receiver on this server;"
+            " try again in a few seconds",
+            retry_after=BUSY_RETRY_AFTER,
+        )
+    try:
+        yield
+    finally:
+        slots.release()

@@ -147,12 +147,14 @@ class ApiTestCallbackResource:
     @endpoint(
         "Send a test callback from an api-channel account",
         permission=MANAGE,
-        errors=(409,),
+        errors=(409, 429),
         response=CallbackTested,
         description=(
             "POSTs a signed `webhook.test` event to the account's callback_url now (one attempt,"
             " not retried; also on a disabled account) and answers what was sent and received;"
-            " 409 when the account has no callback_url."
+            " 409 when the account has no callback_url. The request waits for the receiver, so"
+            " each server process lets a few test sends and agent tests wait at once and"
+            " answers 429 with `Retry-After` beyond them."
         ),
         tags=TAGS,
     )

@@ -140,8 +140,11 @@ class TestResource:
         "Send a test event to the webhook",
         permission=MANAGE,
         response=TestResult,
-        description="Sends a signed webhook.test event now and answers the attempt's result.",
+        description="Sends a signed webhook.test event now and answers the attempt's result."
+        " The request waits for the receiver, so each server process lets a few test sends"
+        " and agent tests wait at once and answers 429 with `Retry-After` beyond them.",
         tags=TAGS,
+        errors=(429,),
     )
     def on_post(self, req, resp, *, ctx, id):
         return endpoints.send_test(req.context.db, ctx, id)

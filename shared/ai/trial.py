@@ -8,6 +8,8 @@ optional made-up history. Nothing is written but usage: the call counts as a
 The request's thread waits for the model (up to every retry: minutes with a slow one),
 so a web process runs at most ``AI_MAX_CONCURRENT_TESTS`` tests at once and answers the
 next 429: whoever clicks "test" again and again cannot take every thread the inbox needs.
+A test also takes one of the slots all waits on a third party share
+(:func:`shared.web_threads.waiting_on_third_party`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared import web_threads
 from shared.ai import handoff, providers, usage
 from shared.ai.agents import find_agent
 from shared.ai.generation import _sources, knowledge_for, voice_of
@@ -31,7 +34,7 @@ from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import RateLimited
 from shared.models import AiAgent
-from shared.web_threads import ai_test_slots
+from shared.web_threads import BUSY_RETRY_AFTER, ai_test_slots
 
 
 def _wait_seconds() -> float:
@@ -41,10 +44,6 @@ def _wait_seconds() -> float:
     return attempts * s.ai_model_timeout_seconds + s.ai_model_max_retries * (
         s.ai_model_max_retry_after_seconds + 1
     )
-
-
-#: Seconds a caller refused for want of a slot is told to wait (``Retry-After``).
-BUSY_RETRY_AFTER = 5
 
 
 @functools.cache
@@ -76,7 +75,10 @@ def try_agent(
             retry_after=BUSY_RETRY_AFTER,
         )
     try:
-        return _answer(session, agent, message, history)
+        # NOTE: and one of the slots every wait on a third party shares (test sends
+        # too), so agent tests and test sends together still leave a thread to the inbox.
+        with web_threads.waiting_on_third_party():
+            return _answer(session, agent, message, history)
     finally:
         slots.release()
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, web_threads
 from shared.channels import accounts, api_account, api_callback, choices, ingest, statuses
 from shared.channels import attachments as channel_attachments
 from shared.channels.items import InboundMessage
@@ -341,16 +341,19 @@ def send_test(session: Session, ctx: Ctx, account_id: uuid.UUID) -> dict[str, An
             details=[{"field": "settings.callback_url", "message": "not set"}],
         )
     credentials = accounts.decrypt_credentials(account)
-    activity.record(
-        session,
-        ctx,
-        "integration_account.test_sent",
-        "integration_account",
-        account.id,
-        after={"event_id": str(event_id), "callback_url": url},
-    )
-    session.commit()
-    result = api_callback.post(account, credentials, event_id, catalogue.TEST_EVENT, envelope)
+    # NOTE: the request waits for the receiver in a web thread: one of the process's
+    # waiting slots, or 429 before anything is recorded (shared.web_threads).
+    with web_threads.waiting_on_third_party():
+        activity.record(
+            session,
+            ctx,
+            "integration_account.test_sent",
+            "integration_account",
+            account.id,
+            after={"event_id": str(event_id), "callback_url": url},
+        )
+        session.commit()
+        result = api_callback.post(account, credentials, event_id, catalogue.TEST_EVENT, envelope)
     return {
         "event_id": event_id,
         "status": "succeeded" if result.ok else "failed",

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import exists, func, insert, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from shared import activity, crypto
+from shared import activity, crypto, web_threads
 from shared.automation import rules as automation_rules
 from shared.automation.actions import WEBHOOK_ENDPOINTS
 from shared.config import get_settings
@@ -384,9 +384,18 @@ def send_test(
     NOTE: the delivery row is committed before the POST and the result recorded
     after, in a second transaction, so no transaction stays open for up to the
     timeout. A test is one attempt: it is not retried and does not count towards
-    the endpoint's health.
+    the endpoint's health. The request waits for the receiver in a web thread, so it
+    takes one of the process's waiting slots first (429 when none is free; see
+    :func:`shared.web_threads.waiting_on_third_party`), before anything is written.
     """
     endpoint = get_endpoint(session, ctx, endpoint_id)
+    with web_threads.waiting_on_third_party():
+        return _send_test(session, ctx, endpoint, client)
+
+
+def _send_test(
+    session: Session, ctx: Ctx, endpoint: WebhookEndpoint, client: httpx.Client | None
+) -> dict[str, Any]:
     event_id = uuid.uuid4()
     payload = catalogue.envelope(
         event_id,

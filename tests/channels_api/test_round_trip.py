@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select, update
 
 from shared.channels import outbound_engine
+from shared.config import get_settings
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, Message
 from shared.models.outbound import OutboundSend
+from shared.web_threads import third_party_wait_slots
 from shared.webhooks import signing
 from tests.channels_api.conftest import ApiChannel, message_row, messages_of, wait_for_status
 from tests.waiting import wait_until
@@ -189,6 +191,31 @@ def test_a_test_callback_shows_what_the_receiver_got_and_answered(
     assert len(receiver.at(path)) == 2  # one attempt each: a test is never retried
 
     assert other_workspace.call("POST", f"{api.base}/test-callback").status_code == 404
+
+
+def test_test_callbacks_and_webhook_tests_share_the_waiting_slots(ws, api, receiver, path):
+    """Test sends of every kind wait for their receiver in a web thread: past the process's
+    waiting slots, an api test callback or a webhook test answers 429 and sends nothing."""
+    slots = third_party_wait_slots(get_settings())
+    receiver.plan(path, *[("sleep", 1.0)] * slots, 200)
+    hook = ws.call(
+        "POST",
+        "/api/outgoing-webhooks",
+        json={"url": receiver.url(path + "/hook"), "event_types": ["campaign.completed"]},
+    ).json
+    with ThreadPoolExecutor(slots) as pool:
+        waiting = [pool.submit(ws.call, "POST", f"{api.base}/test-callback") for _ in range(slots)]
+        wait_until(lambda: receiver.active.get(path) == slots, "every slot's test callback")
+
+        refused = [
+            ws.call("POST", f"{api.base}/test-callback"),
+            ws.call("POST", f"/api/outgoing-webhooks/{hook['id']}/test"),
+        ]
+
+        assert [r.status_code for r in refused] == [429, 429], [r.text for r in refused]
+        assert [f.result().json["status"] for f in waiting] == ["succeeded"] * slots
+    assert len(receiver.at(path)) == slots and receiver.at(path + "/hook") == []
+    assert ws.call("POST", f"{api.base}/test-callback").status_code == 200
 
 
 def test_a_receiver_id_with_a_nul_is_ignored_and_the_reply_is_sent_once(ws, api, receiver, path):

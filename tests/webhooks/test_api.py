@@ -6,13 +6,17 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
 
+from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import ActivityLog, WebhookEndpoint
+from shared.web_threads import third_party_wait_slots
 from shared.webhooks import signing
+from tests.waiting import wait_until
 
 BASE = "/api/outgoing-webhooks"
 
@@ -209,6 +213,30 @@ def test_test_endpoint_sends_a_signed_event_and_answers_the_result(workspace, re
     assert [d["id"] for d in listed["items"]] == [failed["delivery_id"]]
     # A test does not count towards the endpoint's health.
     assert ws.call("GET", f"{BASE}/{hook['id']}").json["first_failure_at"] is None
+
+
+def test_test_sends_waiting_on_a_receiver_leave_a_thread_to_the_inbox(workspace, receiver, path):
+    """A test send waits for the receiver in a web thread: past the process's waiting
+    slots the next one answers 429, before anything is written or sent."""
+    ws = workspace
+    hook = create(ws, receiver.url(path), event_types=["campaign.completed"])
+    slots = third_party_wait_slots(get_settings())
+    receiver.plan(path, *[("sleep", 1.0)] * slots, 200)
+    with ThreadPoolExecutor(slots) as pool:
+        waiting = [pool.submit(ws.call, "POST", f"{BASE}/{hook['id']}/test") for _ in range(slots)]
+        wait_until(lambda: receiver.active.get(path) == slots, "every slot's test send")
+
+        refused = ws.call("POST", f"{BASE}/{hook['id']}/test")
+
+        assert refused.status_code == 429, refused.text
+        assert refused.json["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"] == "5"
+        assert [f.result().json["status"] for f in waiting] == ["succeeded"] * slots
+    assert len(receiver.at(path)) == slots  # the refused test reached no receiver
+    assert len(ws.call("GET", f"{BASE}/{hook['id']}/deliveries").json["items"]) == slots
+
+    again = ws.call("POST", f"{BASE}/{hook['id']}/test")
+    assert again.status_code == 200, again.text
 
 
 def test_rotating_the_secret_signs_with_both_for_a_day(workspace, receiver, path):
