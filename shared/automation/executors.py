@@ -113,12 +113,14 @@ def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """Move the conversation into the rule's division (its own one: unchanged, unlocked;
+    see :func:`~shared.inbox.conversations.division_to_move_into`)."""
     conversation = _conversation(target)
-    division = convs.division(
-        target.session, target.ctx, _uuid(params["division_id"]), "division_id"
+    division_id = convs.division_to_move_into(
+        target.session, target.ctx, conversation, _uuid(params["division_id"]), "division_id"
     )
     changed = convs.apply_fields(
-        target.session, target.ctx, conversation, {"division_id": division.id}
+        target.session, target.ctx, conversation, {"division_id": division_id}
     )
     return _done(changed)
 
@@ -375,10 +377,9 @@ def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     conversation = _conversation(target)
     changes: dict[str, Any] = {"ai_active": False}
     if params.get("division_id"):
-        division = convs.division(
-            target.session, target.ctx, _uuid(params["division_id"]), "division_id"
+        changes["division_id"] = convs.division_to_move_into(
+            target.session, target.ctx, conversation, _uuid(params["division_id"]), "division_id"
         )
-        changes["division_id"] = division.id
     changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
     if changed:
         convs.emit_change(target.session, target.ctx, "conversation.handed_off", conversation)

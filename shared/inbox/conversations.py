@@ -358,6 +358,26 @@ def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> 
     return found
 
 
+def division_to_move_into(
+    session: Session, ctx: Ctx, conversation: Conversation, division_id: uuid.UUID, field: str
+) -> uuid.UUID:
+    """``division_id`` checked as :func:`division` does, for a move of the locked
+    ``conversation``; its own division is taken as it is, not share-locked.
+
+    NOTE (lock order): a division's deletion locks the division, then the conversations
+    in it (to release them); a move locks its conversation, then the division it names.
+    The two only meet in a cycle when the conversation is already in that division, so
+    that one is not locked: it exists as long as this conversation's row lock is held
+    (its deletion has to release this conversation first, so it waits for this
+    transaction). Locked anyway, the move waited for the deletion, which waited for the
+    move's conversation: a deadlock, one of them aborted (a rule's run retried, the
+    DELETE answered 409).
+    """
+    if division_id == conversation.division_id:
+        return division_id
+    return division(session, ctx, division_id, field).id
+
+
 # ---------------------------------------------------------------- changes on a locked row
 
 

@@ -202,7 +202,16 @@ def update_division(
 
 def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     """Delete a division; members cascade, its conversations keep going without one, and
-    the SLA policies and automation rules naming it forget it."""
+    the SLA policies and automation rules naming it forget it.
+
+    NOTE (lock order): the division, then its conversations, then its memberships. A move
+    into a division takes it the other way (its conversation, then the division) but
+    never locks the division its conversation is already in
+    (:func:`~shared.inbox.conversations.division_to_move_into`), the only one whose
+    deletion waits for that conversation; a bulk move locks the division before its
+    conversations, as this does. So a move racing this either lands first (and is
+    released here) or waits and finds the division gone (422).
+    """
     ctx.require(MANAGE)
     division = _lock(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))

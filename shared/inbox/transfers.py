@@ -77,7 +77,7 @@ def transfer(
     if to_agent_id is not None:
         convs.live_agent(session, ctx, to_agent_id, "to_agent_id")
     if to_division_id is not None:
-        convs.division(session, ctx, to_division_id, "to_division_id")
+        convs.division_to_move_into(session, ctx, conversation, to_division_id, "to_division_id")
     from_agent, from_division = conversation.assignee_id, conversation.division_id
     new_division = to_division_id if to_division_id is not None else from_division
     if to_agent_id == from_agent and new_division == from_division:

@@ -152,11 +152,30 @@ def test_round_robin_racing_its_divisions_deletion_does_not_deadlock(ws):
     holding the conversation the deletion was about to wait for.)"""
     agent = _online_agent(ws)
     division_id = add_division(ws, "Sales", agent["id"])
+    _run_in_the_division_racing_its_deletion(ws, division_id, "assign_round_robin")
+
+
+@pytest.mark.parametrize("action", ["assign_division", "handover_to_human"])
+def test_moving_a_conversation_into_its_own_division_racing_its_deletion_does_not_deadlock(
+    ws, action
+):
+    """As above, the run's action naming the division the conversation is already in.
+    (The action share-locked that division while holding the conversation: it waited for
+    the deletion, which waited for the conversation to release it; one was aborted.)"""
+    division_id = add_division(ws, "Sales")
+    _run_in_the_division_racing_its_deletion(ws, division_id, action)
+
+
+def _run_in_the_division_racing_its_deletion(ws, division_id: str, action: str) -> None:
+    """A rule's ``action`` (with the division as its parameter) runs on a conversation of
+    the division while the division's deletion holds the division, paused; the deletion
+    then releases the conversation. Asserts the deletion committed, the run was done at
+    its first attempt and the conversation ended without a division."""
     body = {"name": "Sales SLA", "first_response_minutes": 15, "division_ids": [division_id]}
     policy = ws.call("POST", "/api/sla-policies", json=body)
     assert policy.status_code == 201, policy.text
     params = {"division_id": division_id}
-    create_rule(ws, actions=[{"type": "assign_round_robin", "params": params}])
+    create_rule(ws, actions=[{"type": action, "params": params}])
     conv_id = add_conversation(ws, division_id=uuid.UUID(division_id))
     pausing = get_sessionmaker()()
     pausing.execute(

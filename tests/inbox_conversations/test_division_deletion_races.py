@@ -14,6 +14,7 @@ from sqlalchemy import text
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
 from shared.inbox import conversations, divisions, transfers
+from shared.models import Conversation
 from tests.inbox_conversations.conftest import add_conversation, add_division, row, tid
 from tests.lock_races import race
 
@@ -27,11 +28,14 @@ def _while_deleting(ws, division: str, call) -> int:
     return race(deleting, lambda: call().status_code)
 
 
+@pytest.mark.parametrize("already_in_it", [False, True], ids=["elsewhere", "already_in_it"])
 @pytest.mark.parametrize("move", ["transfer", "bulk set_division"])
-def test_a_move_racing_the_divisions_deletion_is_refused(workspace, move):
+def test_a_move_racing_the_divisions_deletion_is_refused(workspace, move, already_in_it):
+    """Also for a conversation already in the division: the deletion released it first,
+    so the move names a division the conversation is no longer in, and finds it gone."""
     ws = workspace
     doomed = add_division(ws, "Doomed")
-    conversation = add_conversation(ws)
+    conversation = add_conversation(ws, division_id=uuid.UUID(doomed) if already_in_it else None)
     path, body = {
         "transfer": (f"/api/conversations/{conversation}/transfer", {"to_division_id": doomed}),
         "bulk set_division": (
@@ -78,13 +82,21 @@ def test_changes_to_a_conversation_of_a_division_being_deleted_do_not_deadlock(w
     """The change holds its conversation; the deletion holds the division and waits for
     the conversation (to release it). The change wrote the row twice (its fields, then
     its timestamp), and PostgreSQL re-checks every foreign key of a row written twice in
-    one transaction: the division's check waited for the deletion, a deadlock."""
+    one transaction: the division's check waited for the deletion, a deadlock. A transfer
+    naming the conversation's own division share-locked that division: a deadlock too."""
     ws = workspace
     agent, _ = ws.create_agent()
     changes = {
         "tags": lambda s, ctx, c: conversations.update_tags(s, ctx, c, add=["vip"]),
         "transfer": lambda s, ctx, c: transfers.transfer(
             s, ctx, c, to_agent_id=uuid.UUID(agent["id"])
+        ),
+        "transfer within its division": lambda s, ctx, c: transfers.transfer(
+            s,
+            ctx,
+            c,
+            to_agent_id=uuid.UUID(agent["id"]),
+            to_division_id=s.get(Conversation, c).division_id,
         ),
     }
     for name, change in changes.items():
