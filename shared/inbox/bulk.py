@@ -8,7 +8,7 @@ of :data:`CHUNK` (one transaction each, results recorded with the changes) and
 skips ids already recorded, so a re-delivered message changes nothing twice.
 Each changed conversation emits its own events, through the same ``apply_*``
 functions as the single-conversation endpoints; but a large ``set_priority`` job tells the
-streams once (:func:`announced_one_by_one`).
+streams once per chunk (:func:`announced_one_by_one`).
 """
 
 from __future__ import annotations
@@ -320,19 +320,22 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
             if not todo:
                 job.status, job.finished_at = "succeeded", func.now()
                 job.result = result | {"counts": _counts(result["results"])}
-                _announce_job(session, ctx, job, len(ids), params)
                 return "succeeded"
             found = _lock(session, ctx, todo)
             now = states.db_now(session)
             one_by_one = announced_one_by_one(spec["action"], len(ids))
+            chunk_results = []
             for conversation_id in todo:
                 conversation = found.get(conversation_id)
-                result["results"].append(
+                chunk_results.append(
                     _job_one(
                         session, ctx, conversation, conversation_id, spec, params, now, one_by_one
                     )
                 )
+            result["results"].extend(chunk_results)
             result["processed"] = len(result["results"])
+            if not one_by_one:
+                _announce_chunk(session, ctx, job.id, params, chunk_results, result)
             result["counts"] = _counts(result["results"])
             job.result = result
             jobs.progressed(job)
@@ -342,21 +345,36 @@ def announced_one_by_one(action: str, total: int) -> bool:
     """Whether a job's changes reach the streams one conversation at a time.
 
     NOTE: a ``set_priority`` of more than ``divisions.ANNOUNCED_ONE_BY_ONE`` conversations
-    is told once, when the job succeeds (:func:`_announce_job`), as a large division's
-    deletion is: thousands of entries trimmed the tenant's backlog and overflowed slow
-    managers' streams. ``set_division`` stays one by one: its entries tell each agent
-    whether they still see the conversation.
+    is told with one entry per chunk (:func:`_announce_chunk`), not one per conversation, as
+    a large division's deletion is told with one: thousands of entries trimmed the tenant's
+    backlog and overflowed slow managers' streams. ``set_division`` stays one by one: its
+    entries tell each agent whether they still see the conversation.
     """
     return action != "set_priority" or total <= ANNOUNCED_ONE_BY_ONE
 
 
-def _announce_job(session: Session, ctx: Ctx, job, total: int, params) -> None:
-    """The one ``conversations.priority_changed`` of a job too large to announce one by one
-    (none if it changed nothing)."""
-    action = job.params["action"]
-    if announced_one_by_one(action, total) or not job.result["counts"]["updated"]:
+def _announce_chunk(
+    session: Session, ctx: Ctx, job_id: uuid.UUID, params, chunk_results, result
+) -> None:
+    """The ``conversations.priority_changed`` of one chunk of a job too large to announce one
+    by one (none if the chunk changed nothing), written in the chunk's own transaction.
+
+    NOTE: per chunk, not once at the end: a job that fails after some chunks committed (retries
+    exhausted, a target vanished) kept those changes but never told the streams, and a job of
+    100k conversations showed nothing for minutes. Written with the chunk, the entry is
+    published exactly when its changes commit (none on rollback), and a re-delivered chunk,
+    whose ids are already recorded, changes and announces nothing again.
+    """
+    updated = sum(1 for r in chunk_results if r["result"] == "updated")
+    if not updated:
         return
-    data = {"priority": params["priority"], "job_id": str(job.id)}
+    data = {
+        "priority": params["priority"],
+        "job_id": str(job_id),
+        "updated": updated,
+        "processed": result["processed"],
+        "total": result["total"],
+    }
     now = states.db_now(session)
     feed.announce(session, ctx.tenant_id, feed.PRIORITIES_CHANGED, data, ctx.actor.as_dict(), now)
 

@@ -574,7 +574,7 @@ def apply_fields(
     are audited only; a transfer is the evented way to move a conversation. Both still
     reach the inbox's streams (:func:`_announce_to_streams`): agents' open views
     otherwise kept the old division or priority until they reloaded. Not ``announce``:
-    the caller tells the streams once for many (a large bulk job).
+    the caller tells the streams with one entry for many (a chunk of a large bulk job).
     """
     before = {k: json_id(getattr(conversation, k)) for k in changes}
     if all(getattr(conversation, k) == v for k, v in changes.items()):
