@@ -335,7 +335,7 @@ def process_job(job_id: uuid.UUID, *, chunk: int = CHUNK) -> str:
             result["results"].extend(chunk_results)
             result["processed"] = len(result["results"])
             if not one_by_one:
-                _announce_chunk(session, ctx, job.id, params, chunk_results, result)
+                _announce_chunk(session, ctx, job.id, params, chunk_results)
             result["counts"] = _counts(result["results"])
             job.result = result
             jobs.progressed(job)
@@ -353,9 +353,7 @@ def announced_one_by_one(action: str, total: int) -> bool:
     return action != "set_priority" or total <= ANNOUNCED_ONE_BY_ONE
 
 
-def _announce_chunk(
-    session: Session, ctx: Ctx, job_id: uuid.UUID, params, chunk_results, result
-) -> None:
+def _announce_chunk(session: Session, ctx: Ctx, job_id: uuid.UUID, params, chunk_results) -> None:
     """The ``conversations.priority_changed`` of one chunk of a job too large to announce one
     by one (none if the chunk changed nothing), written in the chunk's own transaction.
 
@@ -365,16 +363,10 @@ def _announce_chunk(
     published exactly when its changes commit (none on rollback), and a re-delivered chunk,
     whose ids are already recorded, changes and announces nothing again.
     """
-    updated = sum(1 for r in chunk_results if r["result"] == "updated")
-    if not updated:
+    if not any(r["result"] == "updated" for r in chunk_results):
         return
-    data = {
-        "priority": params["priority"],
-        "job_id": str(job_id),
-        "updated": updated,
-        "processed": result["processed"],
-        "total": result["total"],
-    }
+    # NOTE: no counts: an agent may not see every conversation the chunk changed.
+    data = {"priority": params["priority"], "job_id": str(job_id)}
     now = states.db_now(session)
     feed.announce(session, ctx.tenant_id, feed.PRIORITIES_CHANGED, data, ctx.actor.as_dict(), now)
 

@@ -66,9 +66,8 @@ AI_RELEASED = "conversations.ai_released"
 #: A stream-only event type: a bulk ``set_priority`` job changed more conversations than are
 #: announced one by one (``shared.inbox.bulk.announced_one_by_one``); sent once per chunk that
 #: changed some, as that chunk commits (so a job that fails later has told what it changed).
-#: Its ``data`` is ``priority``, ``job_id``, ``updated`` (the chunk's changes), ``processed``
-#: and ``total`` (the job's ids done so far, of all); a client refetches its list. It names no
-#: conversation (an agent may not see them all), so every agent receives it.
+#: Its ``data`` is ``priority`` and ``job_id``; a client refetches its list. It names no
+#: conversation (nor how many: an agent may not see them all), so every agent receives it.
 PRIORITIES_CHANGED = "conversations.priority_changed"
 #: Event types without a conversation that every agent of the tenant receives (the
 #: agents list is readable by any agent); the others go to ``conversations.manage``.
