@@ -155,12 +155,18 @@ def get_dead_letter(session: Session, dead_letter_id: uuid.UUID, *, tenant_id: u
 
 
 def requeue_dead_letter(
-    session: Session, dead_letter_id: uuid.UUID, *, tenant_id: uuid.UUID | None, send: Sender
+    session: Session,
+    dead_letter_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID | None,
+    send: Sender,
+    accept_duplicate: bool = False,
 ) -> DeadLetter:
     """Send a dead letter's message again, with a fresh retry budget, and mark it requeued.
 
     A send's dead letter first puts its failed message back to queued (or answers 409
-    saying why it cannot go out): see :func:`_prepare_requeue`.
+    saying why it cannot go out): see :func:`_prepare_requeue`. A send in doubt (the
+    customer may have it already) goes out again only with ``accept_duplicate``.
     It keeps its message id, so if it dies again :func:`record_dead_letter` shows the
     row again with the new error. The row is locked and marked first and the message
     sent inside the caller's transaction: a send that fails leaves the row as it was
@@ -177,7 +183,7 @@ def requeue_dead_letter(
         raise NotFound("Dead letter not found")
     if row.requeued_at is not None:
         raise Conflict("This dead letter was requeued already")
-    _prepare_requeue(session, row)
+    _prepare_requeue(session, row, accept_duplicate=accept_duplicate)
     row.requeued_at = func.now()
     session.flush()
     send(
@@ -198,7 +204,7 @@ def requeue_dead_letter(
 SEND_ACTOR = "send_outbound"
 
 
-def _prepare_requeue(session: Session, row: DeadLetter) -> None:
+def _prepare_requeue(session: Session, row: DeadLetter, *, accept_duplicate: bool) -> None:
     """What a requeue must undo before the job runs again.
 
     WHY: a send that ran out of retries left its message and send row failed, so the
@@ -208,7 +214,7 @@ def _prepare_requeue(session: Session, row: DeadLetter) -> None:
         # NOTE: imported here: the outbound engine records its dead letters through this module.
         from shared.channels import send_revival
 
-        send_revival.revive(session, row.tenant_id, row.args)
+        send_revival.revive(session, row.tenant_id, row.args, accept_duplicate=accept_duplicate)
 
 
 def delete_dead_letter(

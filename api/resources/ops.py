@@ -16,7 +16,7 @@ import falcon
 from api.auth import authenticate
 from api.endpoint import endpoint
 from api.resources.operations import operator_token
-from api.schemas.ops import DeadLetterQuery, DelayedQuery, OverviewQuery
+from api.schemas.ops import DeadLetterQuery, DeadLetterRequeue, DelayedQuery, OverviewQuery
 from shared import dead_letters
 from shared.errors import Forbidden
 from shared.ops import console, delayed, queues, redis_access
@@ -206,6 +206,7 @@ class DeadLetterRequeueResource:
     @endpoint(
         "Re-enqueue a dead letter",
         public=True,
+        body=DeadLetterRequeue,
         response=dict[str, Any],
         errors=(401, 403, 409, 503),
         description="Sends the message again with a fresh retry budget and the same message "
@@ -213,13 +214,19 @@ class DeadLetterRequeueResource:
         "send's dead letter (`send_outbound`) first puts its failed message back to `queued` "
         "(a `message.status_updated`), to go out through the normal claim; 409 "
         "`send_not_requeueable` says why not when the message is no longer failed, or its "
-        "conversation, account or WhatsApp window no longer lets it be sent." + _AUTH,
+        "conversation, account or WhatsApp window no longer lets it be sent, and with reason "
+        "`delivery_unknown` when the send is in doubt (the customer may already have it) "
+        'unless the body says `{"accept_duplicate": true}`. The body is optional.' + _AUTH,
         tags=TAGS,
     )
-    def on_post(self, req, resp, *, id):
+    def on_post(self, req, resp, *, id, body: DeadLetterRequeue):
         tenant_id = ops_scope(req)
         row = dead_letters.requeue_dead_letter(
-            req.context.db, id, tenant_id=tenant_id, send=resend.send
+            req.context.db,
+            id,
+            tenant_id=tenant_id,
+            send=resend.send,
+            accept_duplicate=body.accept_duplicate,
         )
         return dead_letters.dead_letter_view(row)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from api.schemas.common import Query
+from api.schemas.common import Input, Query
 from shared.ops.console import DEFAULT_MINUTES
 
 
@@ -24,3 +24,16 @@ class DeadLetterQuery(Query):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     cursor: Annotated[str, Field(max_length=512)] | None = None
     include_requeued: bool = False
+
+
+class DeadLetterRequeue(Input):
+    """The requeue's options; the body may be left out."""
+
+    accept_duplicate: bool = Field(
+        False,
+        description="Send a channel send in doubt (`delivery_unknown`: its worker stopped"
+        " during the Meta or SMTP call, so the customer may already have it) again anyway,"
+        " accepting that the customer may get it twice. Without it such a requeue answers"
+        " 409 `send_not_requeueable` with reason `delivery_unknown`. The api channel, whose"
+        " receivers deduplicate, needs no consent.",
+    )

@@ -9,6 +9,12 @@ pending, due now, with a fresh retry budget) in the requeue's transaction, so th
 that follows goes through the normal claim. It refuses (409 ``send_not_requeueable``,
 saying why) when the message is no longer failed, or its conversation or account can no
 longer send it.
+
+A send in doubt (``delivery_unknown``: its worker died during the provider call, see
+:mod:`.send_markers`) is refused too, with reason ``delivery_unknown``, unless the
+operator accepts a possible duplicate: Meta and SMTP take no idempotency key, so the
+customer may already have it and a requeue would message them twice without a word. The
+api channel's receivers deduplicate by id, so its sends need no such consent.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
-from shared.channels import outbound, outbound_queue
+from shared.channels import outbound, outbound_engine, outbound_queue, send_markers
 from shared.channels.send_errors import SendFailed
 from shared.channels.statuses import ACCEPTED_AFTER_FAILURE
 from shared.config import get_settings
@@ -41,14 +47,29 @@ class NotRequeueable(Conflict):
         super().__init__(message, details=[{"field": "message", "reason": reason}])
 
 
-def revive(session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any]) -> None:
-    """Queue the failed message of a ``send_outbound`` dead letter (``args``) again, or 409."""
+#: The error code of a send whose provider call may have reached the customer.
+DELIVERY_UNKNOWN = outbound_engine.DELIVERY_UNKNOWN.code
+
+
+def revive(
+    session: Session,
+    tenant_id: uuid.UUID | None,
+    args: Sequence[Any],
+    *,
+    accept_duplicate: bool = False,
+) -> None:
+    """Queue the failed message of a ``send_outbound`` dead letter (``args``) again, or 409.
+
+    ``accept_duplicate``: the operator knows a send in doubt may reach the customer twice.
+    """
     message = _locked_message(session, tenant_id, args)
     if message.status != "failed":
         raise NotRequeueable(
             "not_failed",
             f"The message is {message.status} now, not failed: there is nothing to send again",
         )
+    if not accept_duplicate:
+        _check_not_in_doubt(message)
     _check_can_send(session, message)
     _queue_again(session, message)
     _reset_send(session, message)
@@ -63,6 +84,24 @@ def _locked_message(session: Session, tenant_id: uuid.UUID | None, args: Sequenc
     if message is None:
         raise NotRequeueable("message_gone", "The message was deleted: there is nothing to send")
     return message
+
+
+def _check_not_in_doubt(message: Message) -> None:
+    """A send in doubt goes out again only with the operator's consent to a duplicate.
+
+    WHY: the dead letter of a send can outlive the failure it was written for (a
+    ``send_outbound`` job dead in Dramatiq, a requeued letter shown again when its job died
+    again): requeueing it sent a message failed ``delivery_unknown`` a second time, and
+    the customer got it twice with nobody told.
+    """
+    if message.error_code != DELIVERY_UNKNOWN or message.channel in send_markers.EXEMPT_CHANNELS:
+        return
+    raise NotRequeueable(
+        DELIVERY_UNKNOWN,
+        "The customer may already have it: its worker stopped during the provider call, which"
+        f" takes no idempotency key, so sending it again over {message.channel} may deliver it"
+        ' twice. Requeue it with {"accept_duplicate": true} to send it anyway',
+    )
 
 
 def _check_can_send(session: Session, message: Message) -> None:

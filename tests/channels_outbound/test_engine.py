@@ -606,6 +606,82 @@ def test_a_revived_send_is_no_longer_flagged_accepted_after_its_failure(
     assert "accepted_after_failure" not in settled.metadata_
 
 
+def _in_doubt_with_a_dead_job(channels, token: str):
+    """A WhatsApp send failed ``delivery_unknown`` (attempt 1 reached Meta, its worker died)
+    whose ``send_outbound`` job also died for good in Dramatiq, as a job that crashed
+    through its retries (the database down) is dead-lettered by the worker's middleware.
+    (message id, that dead letter's id.)"""
+    import dramatiq
+
+    from workers.dead_letters import DeadLetters
+
+    message_id = _unsent(channels, token)
+    [first], _ = outbound_engine.claim([message_id])
+    send_markers.mark(message_id, first.attempt)  # at Meta when its worker is killed
+    _claim_runs_out(message_id)
+    [second], _ = outbound_engine.claim([message_id])
+    assert second.error is outbound_engine.DELIVERY_UNKNOWN
+    outbound_engine.record([second], outbound_engine.send_all([second]))
+    job = dramatiq.Message(
+        queue_name="outbound",
+        actor_name="send_outbound",
+        args=(str(message_id),),
+        kwargs={},
+        options={"tenant_id": str(channels.tenant_id), "retries": 2},
+    )
+    DeadLetters().after_nack(None, job)
+    with session_scope() as session:
+        letter = session.scalars(
+            select(DeadLetter.id).where(DeadLetter.args.contains([str(message_id)]))
+        ).one()
+    return message_id, letter
+
+
+def test_requeuing_a_send_in_doubt_is_refused_unless_a_duplicate_is_accepted(
+    workspace, channels, fake_graph
+):
+    """Neither Meta nor SMTP deduplicates: the customer may already have a send in doubt, so
+    an operator's requeue says so (409) and sends it again only when told to."""
+    message_id, letter = _in_doubt_with_a_dead_job(channels, "tok-doubt-requeue")
+    requeue = f"/api/ops/dead-letters/{letter}/requeue"
+
+    refused = workspace.call("POST", requeue)
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json["error"]
+    assert error["code"] == "send_not_requeueable"
+    assert error["details"][0]["reason"] == "delivery_unknown"
+    assert "may already have it" in error["message"]
+    assert "accept_duplicate" in error["message"]
+    assert _messages([message_id])[message_id].error_code == "delivery_unknown"
+    assert workspace.call("GET", f"/api/ops/dead-letters/{letter}").json["requeued_at"] is None
+    for not_a_boolean in ("true", 1, None):
+        resp = workspace.call("POST", requeue, json={"accept_duplicate": not_a_boolean})
+        assert resp.status_code == 422, (not_a_boolean, resp.text)
+    assert workspace.call("POST", requeue, json={"accept_duplicate": False}).status_code == 409
+    assert sent_with(fake_graph, "tok-doubt-requeue") == []
+
+    accepted = workspace.call("POST", requeue, json={"accept_duplicate": True})
+
+    assert accepted.status_code == 200, accepted.text
+    wait_until(
+        lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
+    )
+    assert len(sent_with(fake_graph, "tok-doubt-requeue")) == 1
+
+
+def test_the_requeue_route_documents_its_consent_to_a_duplicate(workspace):
+    doc = workspace.client.simulate_get("/api/openapi.json").json
+    requeue = doc["paths"]["/api/ops/dead-letters/{id}/requeue"]["post"]
+    schema = requeue["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/DeadLetterRequeue"}
+    option = doc["components"]["schemas"]["DeadLetterRequeue"]["properties"]["accept_duplicate"]
+    assert option["type"] == "boolean" and option["default"] is False
+    assert "delivery_unknown" in option["description"]
+    assert {"409", "422"} <= set(requeue["responses"])
+    assert "accept_duplicate" in requeue["description"]
+
+
 def test_meta_pair_rate_limit_holds_back_that_recipient_only(
     workspace, channels, fake_graph, per_account
 ):
