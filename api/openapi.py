@@ -145,7 +145,14 @@ def _request_body(spec: EndpointSpec, components: _Components) -> dict[str, Any]
         else:
             schema = {"type": "string"}
         content[media_type] = {"schema": schema}
-    return {"required": True, "content": content} if content else None
+    if not content:
+        return None
+    # NOTE: an empty JSON body reads as {} (api.endpoint._parse_body): a body whose every
+    # field has a default may be left out, and the document says so.
+    optional = not spec.accepts and not any(
+        field.is_required() for field in spec.body.model_fields.values()
+    )
+    return {"required": not optional, "content": content}
 
 
 def _success(spec: EndpointSpec, components: _Components) -> dict[str, Any]:

@@ -675,6 +675,7 @@ def test_the_requeue_route_documents_its_consent_to_a_duplicate(workspace):
     requeue = doc["paths"]["/api/ops/dead-letters/{id}/requeue"]["post"]
     schema = requeue["requestBody"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/DeadLetterRequeue"}
+    assert requeue["requestBody"]["required"] is False  # every option has a default
     option = doc["components"]["schemas"]["DeadLetterRequeue"]["properties"]["accept_duplicate"]
     assert option["type"] == "boolean" and option["default"] is False
     assert "delivery_unknown" in option["description"]
