@@ -19,6 +19,17 @@
 
 Durability is the row: a worker that dies leaves it ``generating`` and the sweeper
 re-drives it; attempts past ``AI_REPLY_MAX_ATTEMPTS`` hand off.
+
+Lock order, for every transaction of the reply path and the agent's deletion: in-flight
+replies (in conversation order), then their conversations (in id order), then the agent
+and its rows of the day in ``ai_usage_daily`` (the foreign key checks of writes into
+``ai_replies``, ``ai_usage_daily`` and ``conversations.ai_agent_id`` take the agent FOR KEY
+SHARE). :func:`settle` locks a reply and its conversation in one read
+(:func:`reply_and_conversation`); a claim of a conversation locks its in-flight reply
+first (:func:`shared.ai.replies.schedule`); the deletion locks the agent's replies, then
+its conversations, then the agent (``agents._lock_for_deletion``). Two of them
+taking the same rows in opposite orders would deadlock: PostgreSQL aborts one (a job
+retried, a batch settled again one by one, a 409).
 """
 
 from __future__ import annotations
@@ -318,9 +329,8 @@ _SENT_TALLIED = text(_SENT_CTES + " SELECT 1").bindparams(bindparam("sources", t
 
 
 def reply_and_conversation() -> Select:
-    """A reply with its conversation: settling locks both in this one read (lock order:
-    the reply, its conversation, then the agent through foreign keys; see
-    :func:`shared.ai.agents.delete_agent`)."""
+    """A reply with its conversation: settling locks both in this one read, the reply
+    first (the lock order of this module's docstring)."""
     return select(AiReply, Conversation).join(
         Conversation,
         and_(

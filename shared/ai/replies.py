@@ -31,6 +31,7 @@ from shared.context import Ctx
 from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.models import Conversation, OutboxEvent
+from shared.models.ai import AiReply
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,12 @@ def schedule(
 
     PERF: on dispatch's hot path: a read of the conversation, one query for its
     assignments, the upsert. The conversation is locked only to claim it (its first
-    AI message); a takeover racing the read is caught when the reply settles.
+    AI message, or one routed to another agent); a takeover racing the read is caught
+    when the reply settles.
+
+    NOTE: lock order (:mod:`shared.ai.generation`): a claim locks the conversation's
+    in-flight reply before the conversation, as a settle does; the upsert then conflicts
+    with a row it holds already.
     """
     conversation = session.scalars(
         select(Conversation).where(
@@ -116,6 +122,7 @@ def schedule(
         return None
     if not _owned_by(conversation, owner):
         read = _ownership_fields(conversation)
+        _lock_in_flight_reply(session, tenant_id, conversation_id)
         session.refresh(conversation, with_for_update=True)
         # PERF: the owner is asked again only if the conversation changed before the lock.
         if _ownership_fields(conversation) != read:
@@ -138,6 +145,26 @@ def schedule(
         return None  # a reply is being generated; it is followed up when it settles
     enqueue_after_commit(session, [(row.id, float(row.delay), tenant_id)])
     return row.id
+
+
+def _lock_in_flight_reply(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> None:
+    """Lock the conversation's pending or generating reply, if any, before the conversation.
+
+    WHY: the upsert locks that row too (ON CONFLICT DO UPDATE locks the row it meets, even
+    a ``generating`` one it leaves alone). Taken after the conversation, it waited for a
+    settle holding the reply while the settle waited for the conversation: a deadlock.
+    """
+    session.execute(
+        select(AiReply.id)
+        .where(
+            AiReply.tenant_id == tenant_id,
+            AiReply.conversation_id == conversation_id,
+            AiReply.status.in_(("pending", "generating")),
+        )
+        .with_for_update()
+    ).all()
 
 
 def _ownership_fields(conversation: Conversation) -> tuple:

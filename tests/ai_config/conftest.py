@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.db import session_scope
 from shared.models import AiUsageDaily, Message
+from shared.models.ai import AiReply
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import Workspace
 
@@ -64,3 +65,38 @@ def add_usage(ws: Workspace, agent_id: str, day: dt.date, **counts: Any) -> None
                 cost=decimal.Decimal(counts.get("cost", "0")),
             )
         )
+
+
+def inbound_message(ws: Workspace, conversation: str, body: str = "Open today?") -> uuid.UUID:
+    """A contact's message on the conversation; its id."""
+    with session_scope() as session:
+        message = Message(
+            tenant_id=tid(ws),
+            conversation_id=uuid.UUID(conversation),
+            channel="whatsapp",
+            direction="inbound",
+            sender_type="contact",
+            body=body,
+            status="received",
+        )
+        session.add(message)
+        session.flush()
+        return message.id
+
+
+def generating_reply(ws: Workspace, agent_id: str) -> tuple[str, uuid.UUID]:
+    """A conversation the agent answers, with a reply of its being generated; their ids."""
+    conversation = add_conversation(ws, ai_agent_id=uuid.UUID(agent_id), ai_active=True)
+    message_id = inbound_message(ws, conversation)
+    with session_scope() as session:
+        reply = AiReply(
+            tenant_id=tid(ws),
+            conversation_id=uuid.UUID(conversation),
+            ai_agent_id=uuid.UUID(agent_id),
+            last_message_id=message_id,
+            status="generating",
+            attempts=1,
+        )
+        session.add(reply)
+        session.flush()
+        return conversation, reply.id
