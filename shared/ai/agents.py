@@ -304,18 +304,15 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
 def _lock_for_deletion(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAgent:
     """The agent, locked after the reply path's rows of it (404 before any lock).
 
-    NOTE: lock order. The reply path locks a reply, then its conversation (``settle``),
-    or a conversation (a claim), and only then the agent: the foreign key checks of its
-    ``ai_replies``, ``ai_usage_daily`` and ``conversations.ai_agent_id`` writes take the
-    agent FOR KEY SHARE, which waits for this deletion's lock. Agent first, the release
-    and the cascade below waited for a conversation or reply held by a transaction that
-    waited for the agent: a deadlock. So the agent's in-flight replies, then its
-    conversations (both in conversation order, as ``generation.finish_many`` settles),
-    then the agent. Whatever takes the agent later waits for the deletion, as
-    ``ingestion._locked`` does; a conversation claimed by the agent between these locks
-    is released too, by the statement of :func:`_release_conversations`. Not covered:
-    ``finish_many`` creating a limited agent's usage row of the day (agent first) before
-    its replies; if that meets a deletion, PostgreSQL aborts one of them (a 409 here).
+    NOTE: lock order, the reply path's (:mod:`shared.ai.generation`'s docstring): the
+    agent's in-flight replies, then its conversations (both in conversation order), then
+    the agent. The reply path's foreign key checks (``ai_replies``, ``ai_usage_daily``,
+    ``conversations.ai_agent_id``) take the agent FOR KEY SHARE after its replies and
+    conversations; agent first, the release and the cascade below waited for a row held
+    by a transaction that waited for the agent: a deadlock. Whatever takes the agent later
+    waits for the deletion, as ``ingestion._locked`` does; a conversation claimed by the
+    agent between these locks is released too, by the statement of
+    :func:`_release_conversations`.
     """
     find_agent(session, ctx.tenant_id, agent_id)
     session.execute(

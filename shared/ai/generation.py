@@ -26,8 +26,9 @@ and its rows of the day in ``ai_usage_daily`` (the foreign key checks of writes 
 ``ai_replies``, ``ai_usage_daily`` and ``conversations.ai_agent_id`` take the agent FOR KEY
 SHARE). :func:`settle` locks a reply and its conversation in one read
 (:func:`reply_and_conversation`); a claim of a conversation locks its in-flight reply
-first (:func:`shared.ai.replies.schedule`); the deletion locks the agent's replies, then
-its conversations, then the agent (``agents._lock_for_deletion``). Two of them
+first (:func:`shared.ai.replies.schedule`); :func:`finish_many` locks its batch's replies,
+then their conversations, then its usage rows; the deletion locks the agent's replies,
+then its conversations, then the agent (``agents._lock_for_deletion``). Two of them
 taking the same rows in opposite orders would deadlock: PostgreSQL aborts one (a job
 retried, a batch settled again one by one, a 409).
 """
@@ -48,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select, text
+from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -563,6 +564,13 @@ def finish_many(ended: Sequence[Ended]) -> list[str]:
     Replies are settled in conversation order (two batches lock alike) and their usage
     is written once per agent at the end. If anything fails, the batch rolls back and
     each reply is settled on its own, its failure its own.
+
+    NOTE: lock order (the module docstring): the batch's replies, their conversations,
+    then the usage rows of the day of limited agents, in id order (locked as each reply
+    came, two batches could take them in opposite orders). Usage rows first, their
+    upsert's foreign key check held the agent while a deletion holding the replies waited
+    for it: a deadlock. Now a deletion that got the replies first has deleted them (and
+    their agent) when the batch gets them: they are ``stale``, their agent's row untouched.
     """
     if len(ended) == 1:
         return [finish(*ended[0])]
@@ -572,10 +580,11 @@ def finish_many(ended: Sequence[Ended]) -> list[str]:
     try:
         with session_scope() as session:
             tally = usage.Tally()
-            # NOTE: limited agents' usage rows are locked first, in id order: locked as
-            # each reply came, two batches could take them in opposite orders.
+            ours = _lock_replies(session, [ended[i][0].claimed for i in order])
             limited = {
-                p.agent.id: p.agent for p, _, _ in ended if p.agent.daily_reply_limit is not None
+                p.agent.id: p.agent
+                for p, _, _ in ended
+                if p.agent.daily_reply_limit is not None and p.claimed.id in ours
             }
             for agent_id in sorted(limited):
                 usage.lock_today(session, limited[agent_id])
@@ -593,6 +602,32 @@ def finish_many(ended: Sequence[Ended]) -> list[str]:
     for plan, _completion, _error in ended:
         plan.timings["finish"] = elapsed
     return statuses
+
+
+def _lock_replies(session: Session, claimed: Sequence[Claimed]) -> set[uuid.UUID]:
+    """Lock the replies still ours (generating, this attempt), then their conversations,
+    each in conversation order; their ids. :func:`settle` finds them locked already.
+
+    WHY all replies before any conversation: the deletion of an agent locks alike, so a
+    batch and a deletion never hold one of each other's rows while waiting for another.
+    """
+    ours = session.execute(
+        select(AiReply.id, AiReply.conversation_id)
+        .where(
+            tuple_(AiReply.id, AiReply.attempts).in_([(c.id, c.attempts) for c in claimed]),
+            AiReply.status == "generating",
+        )
+        .order_by(AiReply.conversation_id)
+        .with_for_update()
+    ).all()
+    if ours:
+        session.execute(
+            select(Conversation.id)
+            .where(Conversation.id.in_([row.conversation_id for row in ours]))
+            .order_by(Conversation.id)
+            .with_for_update()
+        ).all()
+    return {row.id for row in ours}
 
 
 def _finish_alone(plan: Plan, completion: Completion | None, error: ProviderError | None) -> str:

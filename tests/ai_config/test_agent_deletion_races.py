@@ -3,19 +3,27 @@
 Settling locks the reply and its conversation, then writes the agent's usage of the day,
 whose foreign key check takes the agent row FOR KEY SHARE. The deletion releases the
 agent's conversations before deleting it: had it locked the agent first, each would wait
-for the other (a deadlock, one of them aborted).
+for the other (a deadlock, one of them aborted). A batch of replies settled together
+(``generation.finish_many``) locks its replies before the usage rows of the day of
+limited agents, whose foreign key takes the agent FOR KEY SHARE, for the same reason.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
+import time
 import uuid
 
+from sqlalchemy import select
+
 from shared.ai import generation, usage
-from shared.db import get_sessionmaker
-from shared.models.ai import AiAgent, AiReply
-from tests.ai_config.conftest import AGENTS, create_agent, generating_reply
+from shared.ai.providers.base import Completion
+from shared.db import get_sessionmaker, session_scope
+from shared.models.ai import AiAgent, AiReply, AiUsageDaily
+from tests.ai_config.conftest import AGENTS, create_agent, generating_reply, tid
 from tests.inbox_conversations.conftest import row
-from tests.lock_races import race
+from tests.lock_races import blocked_on_a_lock, race
 
 
 def test_deleting_an_agent_while_its_reply_settles_does_not_deadlock(workspace):
@@ -47,3 +55,64 @@ def test_deleting_an_agent_while_its_reply_settles_does_not_deadlock(workspace):
     assert status == 204
     released = row(conversation)
     assert (released.ai_agent_id, released.ai_active) == (None, False)
+
+
+def _answered(ws, agent: AiAgent, conversation: str, reply_id: uuid.UUID) -> generation.Ended:
+    """A reply of ``agent`` whose model call answered, as the finisher hands it over."""
+    claimed = generation.Claimed(reply_id, tid(ws), uuid.UUID(conversation), agent.id, 1)
+    plan = generation.Plan(
+        claimed=claimed,
+        agent=agent,
+        provider=None,
+        request=None,
+        voice=generation.voice_of(agent),
+        canary="canary-0",
+        hits=[],
+        read_until=dt.datetime.now(dt.UTC),
+    )
+    return plan, Completion("We open at nine.", prompt_tokens=12, completion_tokens=5), None
+
+
+def test_deleting_a_limited_agent_while_a_batch_of_its_replies_settles_does_not_deadlock(
+    workspace, caplog
+):
+    ws = workspace
+    agent_id = create_agent(ws, daily_reply_limit=10)["id"]
+    generating = [generating_reply(ws, agent_id) for _ in range(2)]
+    with session_scope() as session:
+        agent = session.get(AiAgent, uuid.UUID(agent_id))
+        session.expunge(agent)
+    ended = [_answered(ws, agent, conversation, reply_id) for conversation, reply_id in generating]
+    # Any write referencing the agent (a foreign key check) holds it FOR KEY SHARE for a
+    # moment: the deletion, its replies and conversations locked, waits there for the agent.
+    referencing = get_sessionmaker()()
+    referencing.execute(
+        select(AiAgent.id).where(AiAgent.id == agent.id).with_for_update(read=True, key_share=True)
+    ).one()
+    statuses: list[str] = []
+    settling = threading.Thread(target=lambda: statuses.extend(generation.finish_many(ended)))
+
+    def settle_the_batch():
+        settling.start()
+        deadline = time.monotonic() + 10
+        while settling.is_alive() and blocked_on_a_lock() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    status = race(
+        referencing, lambda: ws.call("DELETE", f"{AGENTS}/{agent_id}").status_code, settle_the_batch
+    )
+    settling.join(timeout=30)
+
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == []
+    assert status == 204
+    # The deletion went first: the batch found its replies gone and settled nothing.
+    assert statuses == ["stale", "stale"]
+    with session_scope() as session:
+        assert session.scalars(select(AiReply).where(AiReply.tenant_id == tid(ws))).all() == []
+        assert (
+            session.scalars(select(AiUsageDaily).where(AiUsageDaily.tenant_id == tid(ws))).all()
+            == []
+        )
+    for conversation, _ in generating:
+        released = row(conversation)
+        assert (released.ai_agent_id, released.ai_active) == (None, False)
