@@ -27,8 +27,9 @@ and its rows of the day in ``ai_usage_daily`` (the foreign key checks of writes 
 SHARE). :func:`settle` locks a reply and its conversation in one read
 (:func:`reply_and_conversation`); a claim of a conversation locks its in-flight reply
 first (:func:`shared.ai.replies.schedule`); :func:`finish_many` locks its batch's replies,
-then their conversations, then its usage rows; the deletion locks the agent's replies,
-then its conversations, then the agent (``agents._lock_for_deletion``). Two of them
+then their conversations, then its limited agents' usage rows, and writes every other
+usage row (hand-offs' included) at its end, all in agent id order; the deletion locks the
+agent's replies, then its conversations, then the agent (``agents._lock_for_deletion``). Two of them
 taking the same rows in opposite orders would deadlock: PostgreSQL aborts one (a job
 retried, a batch settled again one by one, a 409).
 """
@@ -418,7 +419,7 @@ def settle(
         _close(reply, "handed_off", tokens, sources)
         reply.handoff_reason = decision.reason
         reply.error = reply.error or decision.detail[:2000] or None
-        sent = handoff.hand_off(session, agent, conversation, decision)
+        sent = handoff.hand_off(session, agent, conversation, decision, tally=tally)
         reply.reply_message_id = sent.id if sent is not None else None
         if completion is not None:
             _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
@@ -567,7 +568,9 @@ def finish_many(ended: Sequence[Ended]) -> list[str]:
 
     NOTE: lock order (the module docstring): the batch's replies, their conversations,
     then the usage rows of the day of limited agents, in id order (locked as each reply
-    came, two batches could take them in opposite orders). Usage rows first, their
+    came, two batches could take them in opposite orders); every other row of the day is
+    written at the end, in id order too (a hand-off's as well: written as the batch
+    reached it, two batches handing off for each other's agents deadlocked). Usage rows first, their
     upsert's foreign key check held the agent while a deletion holding the replies waited
     for it: a deadlock. Now a deletion that got the replies first has deleted them (and
     their agent) when the batch gets them: they are ``stale``, their agent's row untouched.

@@ -198,9 +198,19 @@ def send_as_agent(
 
 
 def hand_off(
-    session: Session, agent: AiAgent, conversation: Conversation, decision: Decision
+    session: Session,
+    agent: AiAgent,
+    conversation: Conversation,
+    decision: Decision,
+    *,
+    tally: usage.Tally | None = None,
 ) -> Message | None:
-    """Pass ``conversation`` (locked by the caller) to humans; returns the message sent."""
+    """Pass ``conversation`` (locked by the caller) to humans; returns the message sent.
+
+    The hand-off counts in the agent's usage of the day, or in ``tally`` for a caller that
+    writes its usage at its end (a batch: its rows in agent order, see
+    :func:`shared.ai.generation.finish_many`).
+    """
     ctx = agent_ctx(agent)
     before = {"ai_active": conversation.ai_active, "division_id": conversation.division_id}
     conversation.ai_active = False
@@ -229,5 +239,8 @@ def hand_off(
         ai_agent_id=str(agent.id),
         message_id=str(message.id) if message is not None else None,
     )
-    usage.record(session, agent, handoffs=1)
+    if tally is None:
+        usage.record(session, agent, handoffs=1)
+    else:
+        tally.add(agent, handoffs=1)
     return message

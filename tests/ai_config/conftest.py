@@ -7,9 +7,11 @@ import decimal
 import uuid
 from typing import Any
 
+from shared.ai import generation
+from shared.ai.providers.base import Completion
 from shared.db import session_scope
 from shared.models import AiUsageDaily, Message
-from shared.models.ai import AiReply
+from shared.models.ai import AiAgent, AiReply
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import Workspace
 
@@ -67,13 +69,15 @@ def add_usage(ws: Workspace, agent_id: str, day: dt.date, **counts: Any) -> None
         )
 
 
-def inbound_message(ws: Workspace, conversation: str, body: str = "Open today?") -> uuid.UUID:
-    """A contact's message on the conversation; its id."""
+def inbound_message(
+    ws: Workspace, conversation: str, body: str = "Open today?", channel: str = "whatsapp"
+) -> uuid.UUID:
+    """A contact's message on the conversation (of ``channel``); its id."""
     with session_scope() as session:
         message = Message(
             tenant_id=tid(ws),
             conversation_id=uuid.UUID(conversation),
-            channel="whatsapp",
+            channel=channel,
             direction="inbound",
             sender_type="contact",
             body=body,
@@ -84,10 +88,15 @@ def inbound_message(ws: Workspace, conversation: str, body: str = "Open today?")
         return message.id
 
 
-def generating_reply(ws: Workspace, agent_id: str) -> tuple[str, uuid.UUID]:
-    """A conversation the agent answers, with a reply of its being generated; their ids."""
-    conversation = add_conversation(ws, ai_agent_id=uuid.UUID(agent_id), ai_active=True)
-    message_id = inbound_message(ws, conversation)
+def generating_reply(
+    ws: Workspace, agent_id: str, channel: str = "whatsapp"
+) -> tuple[str, uuid.UUID]:
+    """A conversation the agent answers, with a reply of its being generated; their ids
+    (an email conversation takes an answer at any time, WhatsApp's window aside)."""
+    conversation = add_conversation(
+        ws, channel=channel, ai_agent_id=uuid.UUID(agent_id), ai_active=True
+    )
+    message_id = inbound_message(ws, conversation, channel=channel)
     with session_scope() as session:
         reply = AiReply(
             tenant_id=tid(ws),
@@ -100,3 +109,34 @@ def generating_reply(ws: Workspace, agent_id: str) -> tuple[str, uuid.UUID]:
         session.add(reply)
         session.flush()
         return conversation, reply.id
+
+
+def agent_row(agent_id: str) -> AiAgent:
+    """The agent's row, detached: as a finisher holds it while settling."""
+    with session_scope() as session:
+        agent = session.get(AiAgent, uuid.UUID(agent_id))
+        session.expunge(agent)
+        return agent
+
+
+def answered(
+    ws: Workspace,
+    agent: AiAgent,
+    conversation: str,
+    reply_id: uuid.UUID,
+    text: str = "We open at nine.",
+) -> generation.Ended:
+    """A reply of ``agent`` whose model call answered ``text``, as the finisher hands it over
+    (a blank ``text`` is handed off)."""
+    claimed = generation.Claimed(reply_id, tid(ws), uuid.UUID(conversation), agent.id, 1)
+    plan = generation.Plan(
+        claimed=claimed,
+        agent=agent,
+        provider=None,
+        request=None,
+        voice=generation.voice_of(agent),
+        canary="canary-0",
+        hits=[],
+        read_until=dt.datetime.now(dt.UTC),
+    )
+    return plan, Completion(text, prompt_tokens=12, completion_tokens=5), None

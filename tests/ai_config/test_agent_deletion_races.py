@@ -10,7 +10,6 @@ limited agents, whose foreign key takes the agent FOR KEY SHARE, for the same re
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 import uuid
@@ -18,10 +17,16 @@ import uuid
 from sqlalchemy import select
 
 from shared.ai import generation, usage
-from shared.ai.providers.base import Completion
 from shared.db import get_sessionmaker, session_scope
 from shared.models.ai import AiAgent, AiReply, AiUsageDaily
-from tests.ai_config.conftest import AGENTS, create_agent, generating_reply, tid
+from tests.ai_config.conftest import (
+    AGENTS,
+    agent_row,
+    answered,
+    create_agent,
+    generating_reply,
+    tid,
+)
 from tests.inbox_conversations.conftest import row
 from tests.lock_races import blocked_on_a_lock, race
 
@@ -57,32 +62,14 @@ def test_deleting_an_agent_while_its_reply_settles_does_not_deadlock(workspace):
     assert (released.ai_agent_id, released.ai_active) == (None, False)
 
 
-def _answered(ws, agent: AiAgent, conversation: str, reply_id: uuid.UUID) -> generation.Ended:
-    """A reply of ``agent`` whose model call answered, as the finisher hands it over."""
-    claimed = generation.Claimed(reply_id, tid(ws), uuid.UUID(conversation), agent.id, 1)
-    plan = generation.Plan(
-        claimed=claimed,
-        agent=agent,
-        provider=None,
-        request=None,
-        voice=generation.voice_of(agent),
-        canary="canary-0",
-        hits=[],
-        read_until=dt.datetime.now(dt.UTC),
-    )
-    return plan, Completion("We open at nine.", prompt_tokens=12, completion_tokens=5), None
-
-
 def test_deleting_a_limited_agent_while_a_batch_of_its_replies_settles_does_not_deadlock(
     workspace, caplog
 ):
     ws = workspace
     agent_id = create_agent(ws, daily_reply_limit=10)["id"]
     generating = [generating_reply(ws, agent_id) for _ in range(2)]
-    with session_scope() as session:
-        agent = session.get(AiAgent, uuid.UUID(agent_id))
-        session.expunge(agent)
-    ended = [_answered(ws, agent, conversation, reply_id) for conversation, reply_id in generating]
+    agent = agent_row(agent_id)
+    ended = [answered(ws, agent, conversation, reply_id) for conversation, reply_id in generating]
     # Any write referencing the agent (a foreign key check) holds it FOR KEY SHARE for a
     # moment: the deletion, its replies and conversations locked, waits there for the agent.
     referencing = get_sessionmaker()()

@@ -8,14 +8,25 @@ would wait for the other (a deadlock, one of them aborted; the dispatch job retr
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from shared.ai import generation, replies
+from shared.ai import generation, handoff, replies
 from shared.db import get_sessionmaker, session_scope
-from shared.models.ai import AiOrchestrationRule, AiReply
-from tests.ai_config.conftest import create_agent, generating_reply, inbound_message, tid
+from shared.models import AiUsageDaily
+from shared.models.ai import AiAgent, AiOrchestrationRule, AiReply
+from tests.ai_config.conftest import (
+    agent_row,
+    answered,
+    create_agent,
+    generating_reply,
+    inbound_message,
+    tid,
+)
 from tests.inbox_conversations.conftest import row
 from tests.lock_races import race
 
@@ -73,3 +84,45 @@ def test_claiming_a_conversation_while_its_reply_settles_does_not_deadlock(works
     assert scheduled is None
     claimed = row(conversation)
     assert (claimed.ai_agent_id, claimed.ai_active) == (uuid.UUID(second), True)
+
+
+def _handed_off_then_answered(ws, hands_off: AiAgent, answers: AiAgent) -> list:
+    """A batch whose first reply (in conversation order) ``hands_off`` hands off (a blank
+    answer) and whose second ``answers`` answers."""
+    while True:
+        first, second = (
+            generating_reply(ws, str(hands_off.id), channel="email"),
+            generating_reply(ws, str(answers.id), channel="email"),
+        )
+        if uuid.UUID(first[0]) < uuid.UUID(second[0]):
+            return [answered(ws, hands_off, *first, text=" "), answered(ws, answers, *second)]
+
+
+def test_two_batches_handing_off_for_each_others_agents_do_not_deadlock(
+    workspace, monkeypatch, caplog
+):
+    """A batch writes its usage at its end, agents in id order; a hand-off's was written as
+    the batch reached it, in conversation order. Two batches, each handing off for one agent
+    and then answering for the other, took the two agents' rows of the day in opposite
+    orders (agents without a daily limit, whose rows a batch does not lock first)."""
+    ws = workspace
+    a, b = (agent_row(create_agent(ws)["id"]) for _ in range(2))
+    batches = [_handed_off_then_answered(ws, b, a), _handed_off_then_answered(ws, a, b)]
+    both_handed_off = threading.Barrier(2, timeout=5)
+    hand_off = handoff.hand_off
+
+    def hand_off_then_meet(*args, **kwargs):
+        sent = hand_off(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_handed_off.wait()
+        return sent
+
+    monkeypatch.setattr(handoff, "hand_off", hand_off_then_meet)
+    with ThreadPoolExecutor(2) as pool:
+        statuses = list(pool.map(generation.finish_many, batches))
+
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == []
+    assert statuses == [["handed_off", "sent"]] * 2
+    with session_scope() as session:
+        days = session.scalars(select(AiUsageDaily).where(AiUsageDaily.tenant_id == tid(ws)))
+        assert sorted((d.replies, d.handoffs) for d in days) == [(1, 1), (1, 1)]
