@@ -214,9 +214,11 @@ class DeadLetterRequeueResource:
         "send's dead letter (`send_outbound`) first puts its failed message back to `queued` "
         "(a `message.status_updated`), to go out through the normal claim; 409 "
         "`send_not_requeueable` says why not when the message is no longer failed, or its "
-        "conversation, account or WhatsApp window no longer lets it be sent, and with reason "
-        "`delivery_unknown` when the send is in doubt (the customer may already have it) "
-        'unless the body says `{"accept_duplicate": true}`. The body is optional.' + _AUTH,
+        "conversation, account or WhatsApp window no longer lets it be sent, and when the "
+        "customer may already have it (reason `delivery_unknown`: the send is in doubt; "
+        "`bad_response`: Meta took it, its answer unreadable; `accepted_after_failure`: the "
+        'provider accepted it after it failed) unless the body says `{"accept_duplicate": '
+        "true}`. The body is optional." + _AUTH,
         tags=TAGS,
     )
     def on_post(self, req, resp, *, id, body: DeadLetterRequeue):

@@ -31,9 +31,11 @@ class DeadLetterRequeue(Input):
 
     accept_duplicate: bool = Field(
         False,
-        description="Send a channel send in doubt (`delivery_unknown`: its worker stopped"
-        " during the Meta or SMTP call, so the customer may already have it) again anyway,"
-        " accepting that the customer may get it twice. Without it such a requeue answers"
-        " 409 `send_not_requeueable` with reason `delivery_unknown`. The api channel, whose"
-        " receivers deduplicate, needs no consent.",
+        description="Send a channel send the customer may already have again anyway,"
+        " accepting that they may get it twice: one in doubt (`delivery_unknown`: its worker"
+        " stopped during the Meta or SMTP call), one Meta took but answered unreadably"
+        " (`bad_response`), or one the provider accepted after it had failed"
+        " (`accepted_after_failure`). Without it such a requeue answers 409"
+        " `send_not_requeueable` with that reason. The api channel, whose receivers"
+        " deduplicate, needs no consent.",
     )

@@ -10,11 +10,14 @@ that follows goes through the normal claim. It refuses (409 ``send_not_requeueab
 saying why) when the message is no longer failed, or its conversation or account can no
 longer send it.
 
-A send in doubt (``delivery_unknown``: its worker died during the provider call, see
-:mod:`.send_markers`) is refused too, with reason ``delivery_unknown``, unless the
-operator accepts a possible duplicate: Meta and SMTP take no idempotency key, so the
-customer may already have it and a requeue would message them twice without a word. The
-api channel's receivers deduplicate by id, so its sends need no such consent.
+A send the customer may already have is refused too unless the operator accepts a
+possible duplicate: Meta and SMTP take no idempotency key, so a requeue would message
+them twice without a word. The reason names which case (:data:`MAY_HAVE_IT`): in doubt
+(``delivery_unknown``: its worker died during the provider call, see
+:mod:`.send_markers`), taken but answered unreadably (``bad_response`` of the message's
+own call, :func:`.transports.accepted_unread`), or accepted after it had failed
+(``accepted_after_failure``, :data:`.statuses.ACCEPTED_AFTER_FAILURE`). The api
+channel's receivers deduplicate by id, so its sends need no such consent.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.campaigns import tracking as campaign_tracking
-from shared.channels import outbound, outbound_engine, outbound_queue, send_markers
+from shared.channels import outbound, outbound_engine, outbound_queue, send_markers, transports
 from shared.channels.send_errors import SendFailed
 from shared.channels.statuses import ACCEPTED_AFTER_FAILURE
 from shared.config import get_settings
@@ -49,6 +52,19 @@ class NotRequeueable(Conflict):
 
 #: The error code of a send whose provider call may have reached the customer.
 DELIVERY_UNKNOWN = outbound_engine.DELIVERY_UNKNOWN.code
+#: The reason of a refusal for a message Meta took but whose answer could not be read.
+BAD_RESPONSE = "bad_response"
+
+#: The reasons a requeue needs ``accept_duplicate`` (the customer may have the message
+#: already), each with why, in plain words.
+MAY_HAVE_IT = {
+    ACCEPTED_AFTER_FAILURE: "The customer almost surely has it already: the provider"
+    " accepted an earlier attempt after the send had been failed",
+    DELIVERY_UNKNOWN: "The customer may already have it: its worker stopped during the"
+    " provider call",
+    BAD_RESPONSE: "The customer may already have it: the provider accepted it but its"
+    " answer could not be read",
+}
 
 
 def revive(
@@ -60,7 +76,8 @@ def revive(
 ) -> None:
     """Queue the failed message of a ``send_outbound`` dead letter (``args``) again, or 409.
 
-    ``accept_duplicate``: the operator knows a send in doubt may reach the customer twice.
+    ``accept_duplicate``: the operator knows a send the customer may already have
+    (:data:`MAY_HAVE_IT`) may reach them twice.
     """
     message = _locked_message(session, tenant_id, args)
     if message.status != "failed":
@@ -87,21 +104,35 @@ def _locked_message(session: Session, tenant_id: uuid.UUID | None, args: Sequenc
 
 
 def _check_not_in_doubt(message: Message) -> None:
-    """A send in doubt goes out again only with the operator's consent to a duplicate.
+    """A send the customer may have goes out again only with the operator's consent to a
+    duplicate.
 
     WHY: the dead letter of a send can outlive the failure it was written for (a
     ``send_outbound`` job dead in Dramatiq, a requeued letter shown again when its job died
-    again): requeueing it sent a message failed ``delivery_unknown`` a second time, and
-    the customer got it twice with nobody told.
+    again): requeueing it sent a message failed ``delivery_unknown``, taken by Meta but
+    answered unreadably, or accepted after its failure, a second time, and the customer
+    got it twice with nobody told.
     """
-    if message.error_code != DELIVERY_UNKNOWN or message.channel in send_markers.EXEMPT_CHANNELS:
+    reason = _why_they_may_have_it(message)
+    if reason is None or message.channel in send_markers.EXEMPT_CHANNELS:
         return
     raise NotRequeueable(
-        DELIVERY_UNKNOWN,
-        "The customer may already have it: its worker stopped during the provider call, which"
-        f" takes no idempotency key, so sending it again over {message.channel} may deliver it"
-        ' twice. Requeue it with {"accept_duplicate": true} to send it anyway',
+        reason,
+        f"{MAY_HAVE_IT[reason]}, and the provider takes no idempotency key, so sending it"
+        f" again over {message.channel} may deliver it twice. Requeue it with"
+        ' {"accept_duplicate": true} to send it anyway',
     )
+
+
+def _why_they_may_have_it(message: Message) -> str | None:
+    """Which of :data:`MAY_HAVE_IT` applies to the failed ``message``, if any."""
+    if (message.metadata_ or {}).get(ACCEPTED_AFTER_FAILURE):
+        return ACCEPTED_AFTER_FAILURE
+    if message.error_code == DELIVERY_UNKNOWN:
+        return DELIVERY_UNKNOWN
+    if transports.accepted_unread(message.error_code, message.error_message):
+        return BAD_RESPONSE
+    return None
 
 
 def _check_can_send(session: Session, message: Message) -> None:

@@ -216,13 +216,28 @@ def _accepted_once() -> Iterator[None]:
         raise _accepted_unread(f"its answer could not be read ({exc.message})") from exc
 
 
+#: How the failure of a message Meta took but whose answer could not be read begins.
+ACCEPTED_UNREAD = "Meta accepted the message but"
+
+
 def _accepted_unread(what: str) -> SendFailed:
     return SendFailed(
         "bad_response",
-        f"Meta accepted the message but {what}; it was not sent again, so the customer may"
+        f"{ACCEPTED_UNREAD} {what}; it was not sent again, so the customer may"
         " have it (resend it if they did not)",
         transient=False,
     )
+
+
+def accepted_unread(error_code: str | None, error_message: str | None) -> bool:
+    """Whether a message's failure is :func:`_accepted_once`'s: Meta took it, so the
+    customer may have it.
+
+    WHY the message too: a WhatsApp media upload answered unreadably is ``bad_response``
+    as well, but transient, and only the upload went out: after its retries the message
+    fails with that code though Meta never got the message itself.
+    """
+    return error_code == "bad_response" and (error_message or "").startswith(ACCEPTED_UNREAD)
 
 
 def _send_email(session: Session, outgoing: Outgoing, ready: Callable[[], None]) -> str:

@@ -592,8 +592,13 @@ def test_a_revived_send_is_no_longer_flagged_accepted_after_its_failure(
     secret = uuid.uuid4().hex
     message_id, letter, _ = _dead_though_meta_took_it(channels, "tok-revived", secret)
 
-    resp = workspace.call("POST", f"/api/ops/dead-letters/{letter}/requeue")
+    requeue = f"/api/ops/dead-letters/{letter}/requeue"
 
+    refused = workspace.call("POST", requeue)  # the customer almost surely has it
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json["error"]["details"][0]["reason"] == "accepted_after_failure"
+    resp = workspace.call("POST", requeue, json={"accept_duplicate": True})
     assert resp.status_code == 200, resp.text
     [sent] = _settled([message_id], timeout=30).values()
     assert sent.status == "sent"
@@ -611,10 +616,6 @@ def _in_doubt_with_a_dead_job(channels, token: str):
     whose ``send_outbound`` job also died for good in Dramatiq, as a job that crashed
     through its retries (the database down) is dead-lettered by the worker's middleware.
     (message id, that dead letter's id.)"""
-    import dramatiq
-
-    from workers.dead_letters import DeadLetters
-
     message_id = _unsent(channels, token)
     [first], _ = outbound_engine.claim([message_id])
     send_markers.mark(message_id, first.attempt)  # at Meta when its worker is killed
@@ -622,6 +623,16 @@ def _in_doubt_with_a_dead_job(channels, token: str):
     [second], _ = outbound_engine.claim([message_id])
     assert second.error is outbound_engine.DELIVERY_UNKNOWN
     outbound_engine.record([second], outbound_engine.send_all([second]))
+    return message_id, _job_died_in_dramatiq(channels, message_id)
+
+
+def _job_died_in_dramatiq(channels, message_id) -> uuid.UUID:
+    """The message's ``send_outbound`` job dead for good in Dramatiq, dead-lettered by the
+    worker's middleware; that dead letter's id."""
+    import dramatiq
+
+    from workers.dead_letters import DeadLetters
+
     job = dramatiq.Message(
         queue_name="outbound",
         actor_name="send_outbound",
@@ -631,10 +642,9 @@ def _in_doubt_with_a_dead_job(channels, token: str):
     )
     DeadLetters().after_nack(None, job)
     with session_scope() as session:
-        letter = session.scalars(
+        return session.scalars(
             select(DeadLetter.id).where(DeadLetter.args.contains([str(message_id)]))
         ).one()
-    return message_id, letter
 
 
 def test_requeuing_a_send_in_doubt_is_refused_unless_a_duplicate_is_accepted(
@@ -670,6 +680,65 @@ def test_requeuing_a_send_in_doubt_is_refused_unless_a_duplicate_is_accepted(
     assert len(sent_with(fake_graph, "tok-doubt-requeue")) == 1
 
 
+def test_requeuing_a_send_meta_took_but_answered_unreadably_needs_consent_to_a_duplicate(
+    workspace, channels, fake_graph
+):
+    """A 2xx whose answer could not be read: Meta took the message (``bad_response``, failed
+    at once, not retried), so the customer may have it, as for a send in doubt."""
+    message_id = _unsent(channels, "tok-unread-requeue")
+    fake_graph.script(("raw", 200, {"messaging_product": "whatsapp"}))  # no message id
+    outbound_engine.send_batch([message_id])
+    [failed] = _settled([message_id]).values()
+    assert (failed.status, failed.error_code) == ("failed", "bad_response")
+    letter = _job_died_in_dramatiq(channels, message_id)
+    requeue = f"/api/ops/dead-letters/{letter}/requeue"
+    fake_graph.script("ok")
+
+    refused = workspace.call("POST", requeue)
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json["error"]
+    assert error["code"] == "send_not_requeueable"
+    assert error["details"][0]["reason"] == "bad_response"
+    assert "may already have it" in error["message"]
+    assert "accept_duplicate" in error["message"]
+    assert len(sent_with(fake_graph, "tok-unread-requeue")) == 1
+
+    accepted = workspace.call("POST", requeue, json={"accept_duplicate": True})
+
+    assert accepted.status_code == 200, accepted.text
+    wait_until(
+        lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
+    )
+    assert len(sent_with(fake_graph, "tok-unread-requeue")) == 2
+
+
+def test_a_send_whose_media_upload_was_answered_unreadably_is_requeued_without_consent(
+    workspace, channels, fake_graph
+):
+    """A WhatsApp upload's unreadable answer is ``bad_response`` too, but transient: the
+    message itself never reached Meta, so its requeue asks nothing."""
+    unreadable_upload = SendFailed("bad_response", "no media id in Meta's answer", transient=True)
+    message_id = _unsent(channels, "tok-upload-requeue")
+    for _ in range(3):  # the first attempt and OUTBOUND_MAX_RETRIES=2
+        _claim_runs_out(message_id)
+        [claim], _ = outbound_engine.claim([message_id])
+        attempt = outbound_engine.Attempted(error=unreadable_upload)
+        outbound_engine.record([claim], {message_id: attempt})
+    assert _messages([message_id])[message_id].error_code == "bad_response"
+    with session_scope() as session:
+        letter = session.scalars(
+            select(DeadLetter.id).where(DeadLetter.args.contains([str(message_id)]))
+        ).one()
+
+    resp = workspace.call("POST", f"/api/ops/dead-letters/{letter}/requeue")
+
+    assert resp.status_code == 200, resp.text
+    wait_until(
+        lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
+    )
+
+
 def test_the_requeue_route_documents_its_consent_to_a_duplicate(workspace):
     doc = workspace.client.simulate_get("/api/openapi.json").json
     requeue = doc["paths"]["/api/ops/dead-letters/{id}/requeue"]["post"]
@@ -678,7 +747,8 @@ def test_the_requeue_route_documents_its_consent_to_a_duplicate(workspace):
     assert requeue["requestBody"]["required"] is False  # every option has a default
     option = doc["components"]["schemas"]["DeadLetterRequeue"]["properties"]["accept_duplicate"]
     assert option["type"] == "boolean" and option["default"] is False
-    assert "delivery_unknown" in option["description"]
+    for reason in ("delivery_unknown", "bad_response", "accepted_after_failure"):
+        assert reason in option["description"]
     assert {"409", "422"} <= set(requeue["responses"])
     assert "accept_duplicate" in requeue["description"]
 
