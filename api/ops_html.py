@@ -593,5 +593,25 @@ def dead_letter_page(view: dict[str, Any]) -> str:
     return _document("OmniStream ops: dead letter", body)
 
 
+def requeue_consent_page(dead_letter_id: str, *, reason: str, why: str) -> str:
+    """A requeue refused because the customer may already have the message (``reason``,
+    ``why``): the operator may send it anyway, with a button that says what it risks."""
+    body = (
+        f"<section><h2>409 Not re-enqueued</h2>"
+        f'<p class="bad">{esc(why)}.</p>'
+        f'<p class="mute">Reason: {esc(reason)}.</p>'
+        + _button(
+            "requeue",
+            "Re-enqueue anyway \u2014 the customer may get it twice",
+            danger=True,
+            id=dead_letter_id,
+            accept_duplicate="true",
+        )
+        + f' <a href="/ops/dead-letters/{esc(dead_letter_id)}">Inspect</a>'
+        ' <a href="/ops">Back to the console</a></section>'
+    )
+    return _document("OmniStream ops: send it twice?", body)
+
+
 def quote_notice(text: str) -> str:
     return quote(text, safe="")

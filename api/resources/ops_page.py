@@ -29,6 +29,7 @@ from api import ops_html
 from api.resources.ops import PERMISSION, ops_scope
 from api.schemas.ops import OverviewQuery
 from shared import dead_letters
+from shared.channels.send_revival import DuplicatePossible
 from shared.config import get_settings
 from shared.errors import DomainError, Forbidden, Unauthenticated
 from shared.identity import auth
@@ -260,6 +261,13 @@ class OpsActionResource:
             tenant_id = page_scope(req)
             _same_origin(req)
             notice = self._act(req, form, tenant_id)
+        except DuplicatePossible as refused:
+            # WHY: the operator may accept a duplicate (the API's accept_duplicate); the
+            # page asks them, with a button that posts the same requeue with that consent.
+            req.context.db.rollback()
+            page = ops_html.requeue_consent_page(form["id"], reason=refused.reason, why=refused.why)
+            _html(resp, falcon.HTTP_409, page)
+            return
         except DomainError as error:
             req.context.db.rollback()
             _fail(resp, error)
@@ -292,7 +300,11 @@ class OpsActionResource:
                 raise DomainError("No such dead letter") from exc
             if action == "requeue":
                 row = dead_letters.requeue_dead_letter(
-                    session, dead_id, tenant_id=tenant_id, send=resend.send
+                    session,
+                    dead_id,
+                    tenant_id=tenant_id,
+                    send=resend.send,
+                    accept_duplicate=form.get("accept_duplicate") == "true",
                 )
                 session.commit()
                 return f"{row.actor_name} re-enqueued."

@@ -48,6 +48,22 @@ class NotRequeueable(Conflict):
 
     def __init__(self, reason: str, message: str):
         super().__init__(message, details=[{"field": "message", "reason": reason}])
+        self.reason = reason
+
+
+class DuplicatePossible(NotRequeueable):
+    """The customer may already have the message: it goes out again only with the
+    operator's consent (``accept_duplicate``). ``why`` says so in plain words, without the
+    API's hint, for the console to offer its own button."""
+
+    def __init__(self, reason: str, channel: str):
+        self.why = (
+            f"{MAY_HAVE_IT[reason]}, and the provider takes no idempotency key, so sending it"
+            f" again over {channel} may deliver it twice"
+        )
+        super().__init__(
+            reason, f'{self.why}. Requeue it with {{"accept_duplicate": true}} to send it anyway'
+        )
 
 
 #: The error code of a send whose provider call may have reached the customer.
@@ -116,12 +132,7 @@ def _check_not_in_doubt(message: Message) -> None:
     reason = _why_they_may_have_it(message)
     if reason is None or message.channel in send_markers.EXEMPT_CHANNELS:
         return
-    raise NotRequeueable(
-        reason,
-        f"{MAY_HAVE_IT[reason]}, and the provider takes no idempotency key, so sending it"
-        f" again over {message.channel} may deliver it twice. Requeue it with"
-        ' {"accept_duplicate": true} to send it anyway',
-    )
+    raise DuplicatePossible(reason, message.channel)
 
 
 def _why_they_may_have_it(message: Message) -> str | None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -737,6 +739,101 @@ def test_a_send_whose_media_upload_was_answered_unreadably_is_requeued_without_c
     wait_until(
         lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
     )
+
+
+def test_the_consoles_requeue_of_a_send_in_doubt_offers_to_send_it_anyway(
+    workspace, channels, fake_graph
+):
+    """The console's Re-enqueue refused for a send the customer may have: the page says why
+    and offers a second, dangerous button that posts the same action with the consent."""
+    from html.parser import HTMLParser
+
+    message_id, letter = _in_doubt_with_a_dead_job(channels, "tok-doubt-console")
+    token = os.environ["METRICS_TOKEN"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    login = workspace.client.simulate_post("/ops/login", body=f"token={token}", headers=form)
+    cookies = {"ops_session": login.cookies["ops_session"].value}
+
+    def act(body: str):
+        return workspace.client.simulate_post(
+            "/ops/actions", body=body, headers=form, cookies=cookies
+        )
+
+    refused = act(f"action=requeue&id={letter}")
+
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "may already have it" in refused.text
+    assert "delivery_unknown" in refused.text
+    assert '{"accept_duplicate": true}' not in refused.text  # the API's hint, escaped or not
+
+    class Forms(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.forms: list[dict] = []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "form":
+                self.forms.append({"attrs": attrs, "fields": {}, "buttons": []})
+            elif tag == "input" and self.forms:
+                self.forms[-1]["fields"][attrs["name"]] = attrs["value"]
+            elif tag == "button" and self.forms:
+                self.forms[-1]["buttons"].append(attrs)
+
+        def handle_data(self, data):
+            if self.lasttag == "button" and self.forms and data.strip():
+                self.forms[-1]["label"] = data.strip()
+
+    parser = Forms()
+    parser.feed(refused.text)
+    [anyway] = [f for f in parser.forms if "accept_duplicate" in f["fields"]]
+    assert anyway["attrs"]["action"] == "/ops/actions" and anyway["attrs"]["method"] == "post"
+    assert anyway["fields"] == {"action": "requeue", "id": str(letter), "accept_duplicate": "true"}
+    assert anyway["buttons"] == [{"class": "danger"}]
+    assert "twice" in anyway["label"]
+    assert sent_with(fake_graph, "tok-doubt-console") == []
+
+    accepted = act("&".join(f"{k}={v}" for k, v in anyway["fields"].items()))
+
+    assert accepted.status_code == 303, accepted.text
+    assert "re-enqueued" in urllib.parse.unquote(accepted.headers["location"])
+    wait_until(
+        lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
+    )
+    assert len(sent_with(fake_graph, "tok-doubt-console")) == 1
+
+
+def test_the_consoles_other_refusals_offer_no_way_around_them(workspace, channels, fake_graph):
+    """Only a possible duplicate is the operator's to accept: a send its account can no longer
+    make is refused as before, consent or not, with no second button."""
+    message_id, letter = _in_doubt_with_a_dead_job(channels, "tok-doubt-disabled")
+    with session_scope() as session:
+        account_id = session.scalar(
+            select(Conversation.integration_account_id)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(Message.id == message_id)
+        )
+    resp = workspace.call(
+        "PATCH", f"/api/integration-accounts/{account_id}", json={"status": "disabled"}
+    )
+    assert resp.status_code == 200, resp.text
+    token = os.environ["METRICS_TOKEN"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    login = workspace.client.simulate_post("/ops/login", body=f"token={token}", headers=form)
+    cookies = {"ops_session": login.cookies["ops_session"].value}
+
+    refused = workspace.client.simulate_post(
+        "/ops/actions",
+        body=f"action=requeue&id={letter}&accept_duplicate=true",
+        headers=form,
+        cookies=cookies,
+    )
+
+    assert refused.status_code == 409, refused.text
+    assert "cannot be sent" in refused.text
+    assert "accept_duplicate" not in refused.text
+    assert _messages([message_id])[message_id].error_code == "delivery_unknown"
 
 
 def test_the_requeue_route_documents_its_consent_to_a_duplicate(workspace):
