@@ -133,6 +133,31 @@ def _lock(session: Session, ctx: Ctx, division_id: uuid.UUID) -> Division:
     )
 
 
+def _lock_for_deletion(session: Session, ctx: Ctx, division_id: uuid.UUID) -> Division:
+    """The division locked ``FOR NO KEY UPDATE``: against every other change of it (a
+    rename, a membership change, another deletion, a move into it: :func:`_lock` and
+    :func:`~shared.inbox.conversations.division` conflict with it), not against the
+    ``FOR KEY SHARE`` of a foreign key check on it.
+
+    NOTE (lock order): the deletion then waits for the division's conversations (to
+    release them). ``FOR UPDATE`` made it a deadlock with a transaction holding one of them
+    that checked the key: PostgreSQL re-checks every foreign key of a row the transaction
+    updates a second time (a rule's ``add_tags`` then ``set_priority``), as it checks an
+    insert naming the division. The final ``DELETE`` still waits for those checks'
+    transactions, by then only ones the release has waited for or that hold none of its
+    conversations; a row that came to name the division meanwhile is left without it by
+    the foreign key's ``ON DELETE SET NULL`` (or dropped by its ``CASCADE``).
+    """
+    found = session.scalar(
+        select(Division)
+        .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        .with_for_update(key_share=True)  # not read: FOR NO KEY UPDATE
+    )
+    if found is None:
+        raise NotFound("Division not found")
+    return found
+
+
 def _flush_unique(session: Session, name: str) -> None:
     """Flush; a name taken by a concurrent request is a 409, not a 500."""
     try:
@@ -210,10 +235,11 @@ def delete_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
     (:func:`~shared.inbox.conversations.division_to_move_into`), the only one whose
     deletion waits for that conversation; a bulk move locks the division before its
     conversations, as this does. So a move racing this either lands first (and is
-    released here) or waits and finds the division gone (422).
+    released here) or waits and finds the division gone (422). The division is locked
+    against changes, not against foreign key checks (:func:`_lock_for_deletion`).
     """
     ctx.require(MANAGE)
-    division = _lock(session, ctx, division_id)
+    division = _lock_for_deletion(session, ctx, division_id)
     before = DivisionView.data(_division_row(session, ctx, division.id))
     sla_policies.forget_division(session, ctx, division.id)
     automation_rules.forget_referent(session, ctx, DIVISIONS, division.id)
@@ -271,8 +297,10 @@ def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -
 def _few_enough(session: Session, in_division: tuple) -> bool:
     """Whether the division holds at most :data:`ANNOUNCED_ONE_BY_ONE` conversations.
 
-    NOTE: stable until the commit: the division row is locked, so no conversation can be
-    created in it or moved to it meanwhile (their foreign key check waits on that lock).
+    NOTE: stable until the commit: the division row is locked against a move into it
+    (which share-locks it, :func:`~shared.inbox.conversations.division`). A write that only
+    checks its foreign key is not held back (:func:`_lock_for_deletion`); the ``DELETE``
+    waits for it, and ``ON DELETE SET NULL`` takes the division off what it wrote.
     """
     found = session.scalars(
         select(Conversation.id).where(*in_division).limit(ANNOUNCED_ONE_BY_ONE + 1)

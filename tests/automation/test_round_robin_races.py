@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from shared.db import get_sessionmaker, session_scope
 from shared.inbox import divisions
-from shared.models import DeadLetter, SlaPolicy
+from shared.models import AutomationRule, DeadLetter, SlaPolicy
 from tests.automation.conftest import (
     add_conversation,
     add_division,
@@ -166,21 +166,56 @@ def test_moving_a_conversation_into_its_own_division_racing_its_deletion_does_no
     _run_in_the_division_racing_its_deletion(ws, division_id, action)
 
 
-def _run_in_the_division_racing_its_deletion(ws, division_id: str, action: str) -> None:
-    """A rule's ``action`` (with the division as its parameter) runs on a conversation of
-    the division while the division's deletion holds the division, paused; the deletion
-    then releases the conversation. Asserts the deletion committed, the run was done at
-    its first attempt and the conversation ended without a division."""
-    body = {"name": "Sales SLA", "first_response_minutes": 15, "division_ids": [division_id]}
-    policy = ws.call("POST", "/api/sla-policies", json=body)
-    assert policy.status_code == 201, policy.text
-    params = {"division_id": division_id}
-    create_rule(ws, actions=[{"type": action, "params": params}])
+def test_a_rule_writing_a_conversation_twice_racing_its_divisions_deletion_does_not_deadlock(
+    ws,
+):
+    """As above, the run's actions writing the conversation twice (tags, then priority),
+    the deletion paused on another rule naming the division. (PostgreSQL re-checks every
+    foreign key of a row a transaction updates a second time: the second write
+    share-locked the division for its key, which the deletion held FOR UPDATE while it
+    waited for the conversation to release it; one was aborted.)"""
+    division_id = add_division(ws, "Sales")
+    actions = [
+        {"type": "add_tags", "params": {"tags": ["refund"]}},
+        {"type": "set_priority", "params": {"priority": "high"}},
+    ]
+    conv_id = _run_in_the_division_racing_its_deletion(
+        ws, division_id, actions=actions, pause="rule"
+    )
+    [run] = runs(ws)
+    assert run.status == "matched"
+    assert conversation(conv_id).priority == "high"
+
+
+def _run_in_the_division_racing_its_deletion(
+    ws,
+    division_id: str,
+    action: str | None = None,
+    *,
+    actions: list[dict] | None = None,
+    pause: str = "sla_policy",
+) -> str:
+    """A rule's ``action`` (with the division as its parameter), or its ``actions``, runs
+    on a conversation of the division while the division's deletion holds the division,
+    paused on an SLA policy naming the division (which it updates), or with ``pause="rule"``
+    on an inactive rule naming it (which it updates too); the deletion then releases the
+    conversation. Asserts the deletion committed, the run was done at its first attempt
+    and the conversation ended without a division; returns the conversation's id."""
+    if pause == "rule":
+        routing = {"type": "assign_division", "params": {"division_id": division_id}}
+        paused_on = create_rule(ws, name="Route to Sales", is_active=False, actions=[routing])
+        lock = select(AutomationRule.id).where(AutomationRule.id == uuid.UUID(paused_on["id"]))
+    else:
+        body = {"name": "Sales SLA", "first_response_minutes": 15, "division_ids": [division_id]}
+        policy = ws.call("POST", "/api/sla-policies", json=body)
+        assert policy.status_code == 201, policy.text
+        lock = select(SlaPolicy.id).where(SlaPolicy.id == uuid.UUID(policy.json["id"]))
+    if actions is None:
+        actions = [{"type": action, "params": {"division_id": division_id}}]
+    create_rule(ws, actions=actions)
     conv_id = add_conversation(ws, division_id=uuid.UUID(division_id))
     pausing = get_sessionmaker()()
-    pausing.execute(
-        select(SlaPolicy.id).where(SlaPolicy.id == uuid.UUID(policy.json["id"])).with_for_update()
-    )
+    pausing.execute(lock.with_for_update())
 
     def delete() -> str:
         try:
@@ -195,3 +230,4 @@ def _run_in_the_division_racing_its_deletion(ws, division_id: str, action: str) 
     wait_settled(ws)
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
     assert conversation(conv_id).division_id is None
+    return conv_id

@@ -105,3 +105,32 @@ def test_changes_to_a_conversation_of_a_division_being_deleted_do_not_deadlock(w
         failures = _change_while_deleting(ws, doomed, conversation, change)
         assert failures == [], name
         assert row(conversation).division_id is None, name
+
+
+def test_a_conversation_moved_in_without_a_share_lock_ends_without_the_deleted_division(
+    workspace,
+):
+    """A write that only checks the foreign key (an AI handoff's move names its rule's
+    division unlocked) moved a conversation into the division, uncommitted, when the
+    deletion starts: the deletion's lock lets the key check be, its release does not see
+    the conversation yet, and its DELETE waits for the move; the foreign key's ON DELETE
+    SET NULL leaves the conversation without the division. Both commit."""
+    ws = workspace
+    doomed = add_division(ws, "Doomed")
+    conversation = add_conversation(ws)
+    moving = get_sessionmaker()()
+    moving.execute(
+        text("UPDATE conversations SET division_id = :division WHERE id = :id"),
+        {"division": doomed, "id": conversation},
+    )
+
+    def delete() -> str:
+        try:
+            with session_scope() as session:
+                divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(doomed))
+            return "deleted"
+        except Exception as exc:  # reported by the test
+            return repr(exc)
+
+    assert race(moving, delete) == "deleted"
+    assert row(conversation).division_id is None
