@@ -14,7 +14,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Uuid, any_, bindparam, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ MANAGE = "agents.manage"
 #: tenant's backlog (``feed.MAX_ENTRIES``) and overflow every manager's stream
 #: (``stream_hub.MAX_QUEUED``); as many as a bulk job's chunk announces at once.
 ANNOUNCED_ONE_BY_ONE = 200
+_UUIDS = ARRAY(Uuid)
 #: Most agent ids one membership request may name.
 MAX_AGENT_IDS = 500
 
@@ -269,24 +271,24 @@ def _release_conversations(session: Session, ctx: Ctx, division_id: uuid.UUID) -
     through the division kept it in their live views.
     """
     in_division = (Conversation.tenant_id == ctx.tenant_id, Conversation.division_id == division_id)
-    timed = list(
-        session.scalars(
-            select(Conversation.id).where(
-                *in_division,
-                Conversation.status != "resolved",
-                exists().where(ConversationSla.conversation_id == Conversation.id),
-            )
-        )
-    )
     now = states.db_now(session)
     one_by_one = _few_enough(session, in_division)
-    result = session.execute(_release_statement(in_division, now, returning_views=one_by_one))
-    _announce_release(session, ctx, division_id, result.all() if one_by_one else None, now)
-    if not timed:
-        return
+    released = session.execute(_release_statement(in_division, now, returning_views=one_by_one))
+    rows = released.all()
+    _announce_release(session, ctx, division_id, rows if one_by_one else None, now)
+    # NOTE: the clocks are looked up after the release, by a statement of their own (a
+    # snapshot taken once the release has waited for every conversation's writer): looked
+    # up before, a clock that a transaction holding one of them started meanwhile (under a
+    # policy naming the division: forget_division does not hold it back) was missed, and
+    # the conversation kept it under a policy that no longer matched it.
     conversations = session.scalars(
         select(Conversation)
-        .where(Conversation.tenant_id == ctx.tenant_id, Conversation.id.in_(timed))
+        .where(
+            Conversation.tenant_id == ctx.tenant_id,
+            Conversation.id == any_(bindparam("released", [row.id for row in rows], _UUIDS)),
+            Conversation.status != "resolved",
+            exists().where(ConversationSla.conversation_id == Conversation.id),
+        )
         .order_by(Conversation.id)
         .execution_options(populate_existing=True)
     )
@@ -309,17 +311,17 @@ def _few_enough(session: Session, in_division: tuple) -> bool:
 
 
 def _release_statement(in_division: tuple, now: Any, *, returning_views: bool):
-    """The ``UPDATE`` that takes the division off its conversations; with
-    ``returning_views``, returning each one's view (the columns its event carries)."""
+    """The ``UPDATE`` that takes the division off its conversations, returning each one's
+    id; with ``returning_views``, its view (the columns its event carries, id included)."""
     statement = (
         update(Conversation)
         .where(*in_division)
         .values(division_id=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if not returning_views:
-        return statement
     table = Conversation.__table__
+    if not returning_views:
+        return statement.returning(table.c.id)
     return statement.returning(*(table.c[name] for name in ConversationView.model_fields))
 
 

@@ -236,8 +236,13 @@ def forget_division(session: Session, ctx: Ctx, division_id: uuid.UUID) -> None:
         SlaPolicy.tenant_id == ctx.tenant_id,
         SlaPolicy.division_ids.contains([division_id]),
     )
+    # NOTE (lock order): FOR NO KEY UPDATE (key_share, not read), as no key changes here:
+    # the deletion goes on to wait for the division's conversations, and FOR UPDATE held
+    # back a clock's foreign key check on the policy (a clock started or moved under it) by
+    # a transaction holding one of them: a deadlock. The deletion re-reads their clocks
+    # once it has waited for them (divisions._release_conversations).
     policies = session.scalars(
-        select(SlaPolicy).where(*named).order_by(SlaPolicy.id).with_for_update()
+        select(SlaPolicy).where(*named).order_by(SlaPolicy.id).with_for_update(key_share=True)
     ).all()
     for policy in policies:
         before = policy_view(policy)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from shared.db import get_sessionmaker, session_scope
 from shared.inbox import divisions
-from shared.models import AutomationRule, DeadLetter, SlaPolicy
+from shared.models import AutomationRule, ConversationSla, DeadLetter, SlaPolicy
 from tests.automation.conftest import (
     add_conversation,
     add_division,
@@ -185,6 +185,24 @@ def test_a_rule_writing_a_conversation_twice_racing_its_divisions_deletion_does_
     [run] = runs(ws)
     assert run.status == "matched"
     assert conversation(conv_id).priority == "high"
+
+
+def test_a_rule_starting_an_sla_clock_racing_its_divisions_deletion_does_not_deadlock(ws):
+    """As above, the run's action (tags) giving the conversation, which had no clock, one
+    under the SLA policy naming its division. (The clock's insert share-locked the policy
+    for its foreign key check; the deletion, taking the division off that policy, held it
+    FOR UPDATE while it waited for the conversation to release it; one was aborted.)
+    The release then sees that clock: without its division the conversation matches no
+    policy, so it loses the clock rather than keep one under a policy that no longer
+    names it."""
+    division_id = add_division(ws, "Sales")
+    actions = [{"type": "add_tags", "params": {"tags": ["refund"]}}]
+    conv_id = _run_in_the_division_racing_its_deletion(ws, division_id, actions=actions)
+    [run] = runs(ws)
+    assert run.status == "matched"
+    assert conversation(conv_id).tags == ["refund"]
+    with session_scope() as session:
+        assert session.get(ConversationSla, uuid.UUID(conv_id)) is None
 
 
 def _run_in_the_division_racing_its_deletion(
