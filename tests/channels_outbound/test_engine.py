@@ -657,14 +657,7 @@ def test_requeuing_a_send_in_doubt_is_refused_unless_a_duplicate_is_accepted(
     message_id, letter = _in_doubt_with_a_dead_job(channels, "tok-doubt-requeue")
     requeue = f"/api/ops/dead-letters/{letter}/requeue"
 
-    refused = workspace.call("POST", requeue)
-
-    assert refused.status_code == 409, refused.text
-    error = refused.json["error"]
-    assert error["code"] == "send_not_requeueable"
-    assert error["details"][0]["reason"] == "delivery_unknown"
-    assert "may already have it" in error["message"]
-    assert "accept_duplicate" in error["message"]
+    _refused_as_a_possible_duplicate(workspace, requeue, "delivery_unknown")
     assert _messages([message_id])[message_id].error_code == "delivery_unknown"
     assert workspace.call("GET", f"/api/ops/dead-letters/{letter}").json["requeued_at"] is None
     for not_a_boolean in ("true", 1, None):
@@ -673,13 +666,26 @@ def test_requeuing_a_send_in_doubt_is_refused_unless_a_duplicate_is_accepted(
     assert workspace.call("POST", requeue, json={"accept_duplicate": False}).status_code == 409
     assert sent_with(fake_graph, "tok-doubt-requeue") == []
 
-    accepted = workspace.call("POST", requeue, json={"accept_duplicate": True})
+    _requeued_anyway(workspace, requeue, message_id)
+    assert len(sent_with(fake_graph, "tok-doubt-requeue")) == 1
 
+
+def _refused_as_a_possible_duplicate(workspace, requeue: str, reason: str) -> None:
+    refused = workspace.call("POST", requeue)
+    assert refused.status_code == 409, refused.text
+    error = refused.json["error"]
+    assert error["code"] == "send_not_requeueable"
+    assert error["details"][0]["reason"] == reason
+    assert "may already have it" in error["message"]
+    assert "accept_duplicate" in error["message"]
+
+
+def _requeued_anyway(workspace, requeue: str, message_id) -> None:
+    accepted = workspace.call("POST", requeue, json={"accept_duplicate": True})
     assert accepted.status_code == 200, accepted.text
     wait_until(
         lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
     )
-    assert len(sent_with(fake_graph, "tok-doubt-requeue")) == 1
 
 
 def test_requeuing_a_send_meta_took_but_answered_unreadably_needs_consent_to_a_duplicate(
@@ -696,22 +702,10 @@ def test_requeuing_a_send_meta_took_but_answered_unreadably_needs_consent_to_a_d
     requeue = f"/api/ops/dead-letters/{letter}/requeue"
     fake_graph.script("ok")
 
-    refused = workspace.call("POST", requeue)
-
-    assert refused.status_code == 409, refused.text
-    error = refused.json["error"]
-    assert error["code"] == "send_not_requeueable"
-    assert error["details"][0]["reason"] == "bad_response"
-    assert "may already have it" in error["message"]
-    assert "accept_duplicate" in error["message"]
+    _refused_as_a_possible_duplicate(workspace, requeue, "bad_response")
     assert len(sent_with(fake_graph, "tok-unread-requeue")) == 1
 
-    accepted = workspace.call("POST", requeue, json={"accept_duplicate": True})
-
-    assert accepted.status_code == 200, accepted.text
-    wait_until(
-        lambda: _messages([message_id])[message_id].status == "sent", "the requeued send", 20
-    )
+    _requeued_anyway(workspace, requeue, message_id)
     assert len(sent_with(fake_graph, "tok-unread-requeue")) == 2
 
 
