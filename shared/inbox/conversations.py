@@ -651,7 +651,7 @@ def announce_ai_change(
 
     WHY: no catalogue event says the AI claimed a conversation or that a person's reply
     took it from the AI; agents' open views kept the old state until they reloaded.
-    ``ai_agent_id`` is added: the view does not carry it.
+    ``ai_agent_id`` is the caller's: a view built before the change carries the old one.
     """
     feed.announce(
         session,

@@ -47,6 +47,9 @@ class ConversationView(View):
     tags: list[str]
     custom_attributes: dict[str, Any]
     ai_active: bool
+    #: The AI agent that answers it, or last answered it (``ai_active`` says whether it
+    #: still does); null when none ever did.
+    ai_agent_id: uuid.UUID | None
     message_count: int
     last_message_at: dt.datetime | None
     last_inbound_at: dt.datetime | None
