@@ -28,7 +28,7 @@ from shared.ai.matching import first_match, fold
 from shared.ai.prompt import usable_hits
 from shared.ai.retrieval import Hit
 from shared.context import Ctx
-from shared.errors import DomainError
+from shared.errors import DomainError, ValidationFailed
 from shared.events import Actor
 from shared.inbox import conversations as convs
 from shared.inbox.messages import create_outbound_message
@@ -197,6 +197,34 @@ def send_as_agent(
         return None
 
 
+def _division_to_route_into(
+    session: Session, ctx: Ctx, conversation: Conversation, decision: Decision
+) -> uuid.UUID | None:
+    """The division the hand-off moves ``conversation`` into: its rule's, share-locked as
+    any move's (:func:`~shared.inbox.conversations.division_to_move_into`); the one it is
+    in when the rule's division was deleted meanwhile (the hand-off still happens).
+
+    NOTE (lock order): after the conversation, as every move (a division's deletion takes
+    the division, then its conversations). Only the foreign key's check held back, a
+    hand-off racing the deletion landed in the division after the deletion's release had
+    run: the ``ON DELETE SET NULL`` took it off again, unannounced, its SLA clock left
+    under a policy no longer matching it. Locked, the deletion waits for the hand-off and
+    releases the conversation, or the hand-off waits for the deletion and finds it gone.
+    """
+    try:
+        return convs.division_to_move_into(
+            session, ctx, conversation, decision.division_id, "division_id"
+        )
+    except ValidationFailed:
+        log.warning(
+            "AI agent %s hands %s off without moving it: its division %s is gone",
+            ctx.actor.id,
+            conversation.id,
+            decision.division_id,
+        )
+        return conversation.division_id
+
+
 def hand_off(
     session: Session,
     agent: AiAgent,
@@ -213,10 +241,13 @@ def hand_off(
     """
     ctx = agent_ctx(agent)
     before = {"ai_active": conversation.ai_active, "division_id": conversation.division_id}
-    conversation.ai_active = False
+    division_id = conversation.division_id
     if decision.division_id is not None:
-        conversation.division_id = decision.division_id
-    conversation.updated_at = convs.states.db_now(session)
+        division_id = _division_to_route_into(session, ctx, conversation, decision)
+    now = convs.states.db_now(session)  # read before the row is touched: written once
+    conversation.ai_active = False
+    conversation.division_id = division_id
+    conversation.updated_at = now
     session.flush()
     if conversation.division_id != before["division_id"]:
         sla.conditions_changed(session, conversation, now=conversation.updated_at)

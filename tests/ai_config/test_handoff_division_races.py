@@ -1,0 +1,158 @@
+"""An AI hand-off routing a conversation into a division while that division is deleted.
+
+The deletion locks the division against changes (not against foreign key checks), takes
+it off its policies and rules, releases its conversations (``updated_at``, SLA clocks,
+the streams told) and deletes it. A hand-off that named the division with only its
+foreign key check landed in the middle: the release did not see it yet, and only the
+foreign key's ``ON DELETE SET NULL`` took the division off again (no stream told, the
+SLA clock left under a policy that no longer matched). The hand-off share-locks the
+division it moves into: the deletion waits for it and releases the conversation, or the
+hand-off waits for the deletion and hands off without moving the conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from sqlalchemy import select
+
+from shared.ai import generation, usage
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.inbox import divisions
+from shared.models import AutomationRule, ConversationSla
+from shared.models.ai import AiAgent
+from shared.realtime import feed
+from tests.ai_config.conftest import AGENTS, agent_row, answered, create_agent, generating_reply
+from tests.inbox_conversations.conftest import add_division, row, set_columns, tid
+from tests.lock_races import blocked_on_a_lock
+
+
+def _handing_off_into(ws, division: str) -> tuple[str, generation.Ended]:
+    """A conversation of an agent whose model errors hand off into ``division``, and its
+    reply's model call answered nothing (a hand-off for ``model_error``)."""
+    agent_id = create_agent(ws)["id"]
+    rule = {"kind": "model_error", "division_id": division, "message": "A person takes over"}
+    made = ws.call("POST", f"{AGENTS}/{agent_id}/handoff-rules", json=rule)
+    assert made.status_code == 201, made.text
+    conversation, reply_id = generating_reply(ws, agent_id, channel="email")
+    return conversation, answered(ws, agent_row(agent_id), conversation, reply_id, text=" ")
+
+
+def _delete(ws, division: str) -> str:
+    try:
+        with session_scope() as session:
+            divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(division))
+        return "deleted"
+    except Exception as exc:  # reported by the test
+        return repr(exc)
+
+
+def _start(call, results: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    return thread
+
+
+def _until_blocked(count: int, *threads: threading.Thread) -> None:
+    """Wait until ``count`` sessions wait on a lock (or one of ``threads`` ended), 10 s."""
+    deadline = time.monotonic() + 10
+    while (
+        all(t.is_alive() for t in threads)
+        and blocked_on_a_lock() < count
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+
+
+def test_a_handoff_in_flight_when_its_division_is_deleted_is_released_by_the_deletion(
+    workspace, monkeypatch
+):
+    """The hand-off moved the conversation into the division and started its clock under
+    the policy naming it, then waited (here for its agent's usage row) while the deletion
+    ran: the deletion waits for the hand-off, then releases the conversation as any of
+    its own (the streams told, the clock gone with the division)."""
+    ws = workspace
+    doomed = add_division(ws, "Doomed")
+    body = {"name": "Doomed SLA", "first_response_minutes": 15, "division_ids": [doomed]}
+    assert ws.call("POST", "/api/sla-policies", json=body).status_code == 201
+    conversation, ended = _handing_off_into(ws, doomed)
+    announced: list[dict] = []
+    real_announce = feed.announce
+
+    def recording(session, tenant_id, event_type, data, actor, occurred_at):
+        announced.append({"type": event_type} | data)
+        real_announce(session, tenant_id, event_type, data, actor, occurred_at)
+
+    monkeypatch.setattr(feed, "announce", recording)
+    holding = get_sessionmaker()()
+    usage.lock_today(holding, holding.get(AiAgent, ended[0].agent.id))
+    settled: list = []
+    deleted: list = []
+    try:
+        settling = _start(lambda: generation.finish(*ended), settled)
+        _until_blocked(1, settling)
+        deleting = _start(lambda: _delete(ws, doomed), deleted)
+        _until_blocked(2, settling, deleting)
+        holding.commit()
+    finally:
+        holding.close()
+    settling.join(timeout=30)
+    deleting.join(timeout=30)
+
+    assert (settled, deleted) == (["handed_off"], ["deleted"])
+    handed = row(conversation)
+    assert (handed.ai_active, handed.division_id) == (False, None)
+    changed = [a for a in announced if a["type"] == feed.DIVISION_CHANGED]
+    assert [(a["id"], a["from_division_id"]) for a in changed] == [(conversation, doomed)]
+    with session_scope() as session:
+        assert session.get(ConversationSla, uuid.UUID(conversation)) is None
+
+
+def test_a_handoff_into_a_division_being_deleted_keeps_the_conversations_division(
+    workspace, caplog
+):
+    """The deletion holds the division (paused on a rule naming it) when the hand-off
+    comes: the hand-off waits, finds the division gone and hands off all the same, the
+    conversation left in the division it was in (a warning says why)."""
+    ws = workspace
+    doomed = add_division(ws, "Doomed")
+    support = add_division(ws, "Support")
+    conversation, ended = _handing_off_into(ws, doomed)
+    set_columns(conversation, division_id=uuid.UUID(support))
+    routing = {"type": "assign_division", "params": {"division_id": doomed}}
+    rule = {
+        "name": "Route to Doomed",
+        "is_active": False,
+        "trigger_event_types": ["conversation.created"],
+        "actions": [routing],
+    }
+    made = ws.call("POST", "/api/automation/rules", json=rule)
+    assert made.status_code == 201, made.text
+    pausing = get_sessionmaker()()
+    pausing.execute(
+        select(AutomationRule.id)
+        .where(AutomationRule.id == uuid.UUID(made.json["id"]))
+        .with_for_update()
+    ).one()
+    settled: list = []
+    deleted: list = []
+    try:
+        deleting = _start(lambda: _delete(ws, doomed), deleted)
+        _until_blocked(1, deleting)
+        with caplog.at_level(logging.WARNING, logger="shared.ai.handoff"):
+            settling = _start(lambda: generation.finish(*ended), settled)
+            _until_blocked(2, settling, deleting)
+            pausing.commit()
+            deleting.join(timeout=30)
+            settling.join(timeout=30)
+    finally:
+        pausing.close()
+
+    assert (settled, deleted) == (["handed_off"], ["deleted"])
+    handed = row(conversation)
+    assert (handed.ai_active, handed.division_id) == (False, uuid.UUID(support))
+    assert any(doomed in r.getMessage() for r in caplog.records if r.name == "shared.ai.handoff")
