@@ -84,15 +84,32 @@ def _check(session: Session, ctx: Ctx, values: dict[str, Any]) -> None:
             raise ValidationFailed.field("channels", f"unknown channel '{channel}'")
     division_ids = set(values.get("division_ids") or [])
     if division_ids:
-        found = set(
-            session.scalars(
-                select(Division.id).where(
-                    Division.tenant_id == ctx.tenant_id, Division.id.in_(division_ids)
-                )
-            )
-        )
+        found = _share_lock_divisions(session, ctx, division_ids)
         if missing := division_ids - found:
             raise ValidationFailed.field("division_ids", f"unknown division {sorted(missing)[0]}")
+
+
+def _share_lock_divisions(
+    session: Session, ctx: Ctx, division_ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of ``division_ids`` that are the tenant's divisions, ``FOR SHARE`` until the
+    caller commits (in id order).
+
+    NOTE: ``division_ids`` has no foreign key. Read unlocked, a division being deleted
+    (its ``forget_division`` done, uncommitted) was still found, and the policy saved
+    kept its dead id. ``FOR SHARE`` conflicts with the deletion's ``FOR NO KEY UPDATE``
+    (``FOR KEY SHARE`` would not): the save waits for the deletion and finds the division
+    gone (422), or the deletion waits for the save and then takes the division off it.
+    Lock order: divisions before policies, as the deletion (see :func:`update_policy`).
+    """
+    return set(
+        session.scalars(
+            select(Division.id)
+            .where(Division.tenant_id == ctx.tenant_id, Division.id.in_(division_ids))
+            .order_by(Division.id)
+            .with_for_update(read=True)
+        )
+    )
 
 
 def _require_a_target(policy_values: dict[str, Any]) -> None:
@@ -160,9 +177,13 @@ def update_policy(
 ) -> dict[str, Any]:
     """Change the fields sent; new targets reach open conversations on ``check_sla``'s next run."""
     ctx.require(MANAGE)
+    # NOTE (lock order): the divisions named (share-locked by _check) before the policy,
+    # as a division's deletion takes its division, then the policies naming it: the other
+    # way, a PATCH resending a division the policy names waited for that division's
+    # deletion, which waited for the policy (a deadlock).
+    _check(session, ctx, changes)
     policy = _get(session, ctx, policy_id, lock=True)
     before = policy_view(policy)
-    _check(session, ctx, changes)
     _require_a_target({name: changes.get(name, before[name]) for name in TARGETS})
     clock_changed = any(name in changes and changes[name] != before[name] for name in _CLOCK_FIELDS)
     for name, value in changes.items():
