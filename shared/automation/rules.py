@@ -103,14 +103,27 @@ def _trigger_problems(types: list[str]) -> list[dict[str, Any]]:
     return problems
 
 
-def _ownership_problems(session: Session, ctx: Ctx, actions: list[Any]) -> list[dict[str, Any]]:
-    """One problem per referenced id that is not the caller's tenant's (one query per kind)."""
+def _ownership_problems(
+    session: Session,
+    ctx: Ctx,
+    actions: list[Any],
+    *,
+    share_lock_divisions_except: frozenset[uuid.UUID] | None = None,
+) -> list[dict[str, Any]]:
+    """One problem per referenced id that is not the caller's tenant's (one query per kind).
+
+    With ``share_lock_divisions_except`` (a save), the divisions named, but those, are
+    share-locked first (:func:`_share_lock_divisions`).
+    """
     refs = action_catalogue.references(actions)
     problems = []
     by_kind: dict[str, list[tuple[str, uuid.UUID]]] = {}
     for path, kind, ref_id in refs:
         by_kind.setdefault(kind, []).append((path, ref_id))
     for kind, items in by_kind.items():
+        if kind == action_catalogue.DIVISIONS and share_lock_divisions_except is not None:
+            wanted = {ref_id for _, ref_id in items} - share_lock_divisions_except
+            _share_lock_divisions(session, ctx, wanted)
         model, extra, message = _OWNED[kind]
         if model is QuickReply:  # another agent's personal reply is invisible to the caller
             extra = (or_(QuickReply.scope == "shared", QuickReply.owner_id == ctx.user_id),)
@@ -129,8 +142,41 @@ def _ownership_problems(session: Session, ctx: Ctx, actions: list[Any]) -> list[
     return problems
 
 
-def validate_rule(session: Session, ctx: Ctx, body: dict[str, Any]) -> None:
-    """Raise 422 listing every problem of a whole rule body (paths from the body's root)."""
+def _share_lock_divisions(session: Session, ctx: Ctx, division_ids: set[uuid.UUID]) -> None:
+    """Lock ``division_ids`` (those that exist) ``FOR SHARE`` until the caller commits.
+
+    NOTE: no foreign key covers the ids in ``actions``. Read unlocked, a division being
+    deleted (its ``forget_referent`` done, uncommitted) was still found, and the rule
+    saved kept its dead id. ``FOR SHARE`` conflicts with the deletion's ``FOR NO KEY
+    UPDATE`` (``FOR KEY SHARE`` would not): the save waits for the deletion and finds the
+    division gone (422), or the deletion waits for the save and then takes it off the
+    rule. Lock order: a division the rule named already is not locked here, after the
+    rule (:func:`update_rule`): the rule's own lock keeps it (its deletion has to take the
+    rule, and would wait for it), and locked it made a cycle with that deletion, which
+    takes the division, then the rules naming it. A division the rule did not name meets
+    no such cycle: its deletion does not wait for this rule.
+    """
+    if division_ids:
+        session.execute(
+            select(Division.id)
+            .where(Division.tenant_id == ctx.tenant_id, Division.id.in_(division_ids))
+            .order_by(Division.id)
+            .with_for_update(read=True)
+        ).all()
+
+
+def validate_rule(
+    session: Session,
+    ctx: Ctx,
+    body: dict[str, Any],
+    *,
+    share_lock_divisions_except: frozenset[uuid.UUID] | None = None,
+) -> None:
+    """Raise 422 listing every problem of a whole rule body (paths from the body's root).
+
+    A save passes ``share_lock_divisions_except`` (the divisions the stored rule names
+    already, or none): the other divisions it names are share-locked until it commits.
+    """
     problems = _trigger_problems(body["trigger_event_types"])
     problems += [
         _problem(p.path, p.message, p.code)
@@ -139,7 +185,12 @@ def validate_rule(session: Session, ctx: Ctx, body: dict[str, Any]) -> None:
     action_problems = action_catalogue.validate_actions(body["actions"], path="actions")
     problems += [_problem(p.path, p.message, p.code) for p in action_problems]
     if not action_problems:
-        problems += _ownership_problems(session, ctx, body["actions"])
+        problems += _ownership_problems(
+            session,
+            ctx,
+            body["actions"],
+            share_lock_divisions_except=share_lock_divisions_except,
+        )
     if problems:
         raise ValidationFailed(
             f"The rule has {len(problems)} problem(s); the first: "
@@ -230,7 +281,7 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
 def create_rule(session: Session, ctx: Ctx, body: dict[str, Any]) -> AutomationRule:
     ctx.require(MANAGE)
     body = with_defaults(body)
-    validate_rule(session, ctx, body)
+    validate_rule(session, ctx, body, share_lock_divisions_except=frozenset())
     # NOTE: the version bump locks the tenant's settings row first, so two concurrent
     # creates cannot both pass the count below.
     bump_rules_version(session, ctx.tenant_id)
@@ -273,7 +324,8 @@ def update_rule(
     before = RuleView.data(rule)
     merged = {name: getattr(rule, name) for name in RULE_FIELDS}
     merged.update({k: v for k, v in changes.items() if k in RULE_FIELDS and v is not None})
-    validate_rule(session, ctx, merged)
+    named_already = action_catalogue.referenced_ids(rule.actions)[action_catalogue.DIVISIONS]
+    validate_rule(session, ctx, merged, share_lock_divisions_except=frozenset(named_already))
     if merged["is_active"] and not rule.is_active:
         rule.activated_at = clock.db_now(session)
     for name in RULE_FIELDS:
