@@ -6,10 +6,14 @@ import uuid
 
 from sqlalchemy import func, select
 
-from shared.db import session_scope
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.identity import agents
+from shared.inbox import divisions
 from shared.models import DivisionMember
 from shared.realtime import access
 from tests.inbox_team.conftest import actions, conversation_division, make_conversation
+from tests.lock_races import race
 
 BASE = "/api/divisions"
 
@@ -276,3 +280,37 @@ def test_deleting_a_division_takes_it_off_the_sla_policies_naming_it(workspace):
     resave = {"division_ids": listed[both["id"]]["division_ids"], "priority": 2}
     resp = ws.call("PATCH", f"/api/sla-policies/{both['id']}", json=resave)
     assert resp.status_code == 200, resp.text
+
+
+def test_an_agent_created_into_a_division_being_deleted_keeps_no_membership_of_it(workspace):
+    """Pins why agents._divisions needs no lock: memberships have a foreign key (ON DELETE
+    CASCADE). The agent's creation, first and uncommitted, holds the division only for its
+    key; the deletion's DELETE waits for it and the cascade drops the new membership. The
+    agent stays, in no division; both commit."""
+    ws = workspace
+    doomed = ws.call("POST", BASE, json={"name": "Doomed"}).json["id"]
+    ctx = Ctx.system(uuid.UUID(ws.tenant["id"]))
+    creating = get_sessionmaker()()
+    agent = agents.create_agent(
+        creating,
+        ctx,
+        email="new.agent@example.com",
+        full_name="New Agent",
+        role="agent",
+        password="correct horse battery",
+        division_ids=[uuid.UUID(doomed)],
+    )
+    creating.flush()
+    agent_id = agent.id
+
+    def delete() -> str:
+        try:
+            with session_scope() as session:
+                divisions.delete_division(session, ctx, uuid.UUID(doomed))
+            return "deleted"
+        except Exception as exc:  # reported by the test
+            return repr(exc)
+
+    assert race(creating, delete) == "deleted"
+    assert members_in_db(doomed) == 0
+    assert ws.call("GET", f"/api/agents/{agent_id}").status_code == 200
