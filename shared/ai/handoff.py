@@ -198,7 +198,7 @@ def send_as_agent(
 
 
 def _division_to_route_into(
-    session: Session, ctx: Ctx, conversation: Conversation, decision: Decision
+    session: Session, ctx: Ctx, conversation: Conversation, decision: Decision, *, batch: bool
 ) -> uuid.UUID | None:
     """The division the hand-off moves ``conversation`` into: its rule's, share-locked as
     any move's (:func:`~shared.inbox.conversations.division_to_move_into`); the one it is
@@ -210,10 +210,16 @@ def _division_to_route_into(
     run: the ``ON DELETE SET NULL`` took it off again, unannounced, its SLA clock left
     under a policy no longer matching it. Locked, the deletion waits for the hand-off and
     releases the conversation, or the hand-off waits for the deletion and finds it gone.
+
+    A ``batch`` (:func:`shared.ai.generation.finish_many`) holds other conversations too,
+    maybe one in that division, which its deletion (holding the division) waits for:
+    waiting here, the two waited for each other (the DELETE aborted, a 409). So a batch
+    does not wait: a division locked by another transaction raises, the batch rolls back
+    and each reply is settled on its own, where this waits.
     """
     try:
         return convs.division_to_move_into(
-            session, ctx, conversation, decision.division_id, "division_id"
+            session, ctx, conversation, decision.division_id, "division_id", nowait=batch
         )
     except ValidationFailed:
         log.warning(
@@ -243,7 +249,10 @@ def hand_off(
     before = {"ai_active": conversation.ai_active, "division_id": conversation.division_id}
     division_id = conversation.division_id
     if decision.division_id is not None:
-        division_id = _division_to_route_into(session, ctx, conversation, decision)
+        # A tally is a batch's (see the docstring): it must not wait for the division.
+        division_id = _division_to_route_into(
+            session, ctx, conversation, decision, batch=tally is not None
+        )
     now = convs.states.db_now(session)  # read before the row is touched: written once
     conversation.ai_active = False
     conversation.division_id = division_id

@@ -340,18 +340,21 @@ def live_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> U
     return agent
 
 
-def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> Division:
+def division(
+    session: Session, ctx: Ctx, division_id: uuid.UUID, field: str, *, nowait: bool = False
+) -> Division:
     """A division of the caller's tenant, or 422 on ``field`` (never 404: it is input).
 
     Share-locked until the caller commits, as :func:`live_agent`: a deletion running
     meanwhile waits for the move, or the move waits and finds it gone. Unlocked, a move
     into a division whose deletion committed first failed on the foreign key (a 409
-    saying nothing of the division).
+    saying nothing of the division). With ``nowait``, a division locked by another
+    transaction raises (``LockNotAvailable``) instead of waiting for it.
     """
     found = session.scalar(
         select(Division)
         .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
-        .with_for_update(read=True)
+        .with_for_update(read=True, nowait=nowait)
     )
     if found is None:
         raise ValidationFailed.field(field, "no such division in this workspace")
@@ -359,7 +362,13 @@ def division(session: Session, ctx: Ctx, division_id: uuid.UUID, field: str) -> 
 
 
 def division_to_move_into(
-    session: Session, ctx: Ctx, conversation: Conversation, division_id: uuid.UUID, field: str
+    session: Session,
+    ctx: Ctx,
+    conversation: Conversation,
+    division_id: uuid.UUID,
+    field: str,
+    *,
+    nowait: bool = False,
 ) -> uuid.UUID:
     """``division_id`` checked as :func:`division` does, for a move of the locked
     ``conversation``; its own division is taken as it is, not share-locked.
@@ -375,7 +384,7 @@ def division_to_move_into(
     """
     if division_id == conversation.division_id:
         return division_id
-    return division(session, ctx, division_id, field).id
+    return division(session, ctx, division_id, field, nowait=nowait).id
 
 
 # ---------------------------------------------------------------- changes on a locked row

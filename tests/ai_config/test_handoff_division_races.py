@@ -156,3 +156,48 @@ def test_a_handoff_into_a_division_being_deleted_keeps_the_conversations_divisio
     handed = row(conversation)
     assert (handed.ai_active, handed.division_id) == (False, uuid.UUID(support))
     assert any(doomed in r.getMessage() for r in caplog.records if r.name == "shared.ai.handoff")
+
+
+def test_a_batch_handing_off_into_a_division_whose_deletion_waits_for_it_does_not_deadlock(
+    workspace, caplog
+):
+    """A batch (``finish_many``) holds its conversations, one of them in the division,
+    when the division's deletion comes and waits for that one; then the batch hands
+    another one off into the division. Waiting for the division there, the batch and the
+    deletion waited for each other (one aborted: the DELETE answered 409). The deletion
+    commits; every reply is settled (the batch again one by one), the hand-off leaving
+    its conversation where it was."""
+    ws = workspace
+    doomed = add_division(ws, "Doomed")
+    agent_id = create_agent(ws, daily_reply_limit=10)["id"]
+    rule = {"kind": "model_error", "division_id": doomed}
+    assert ws.call("POST", f"{AGENTS}/{agent_id}/handoff-rules", json=rule).status_code == 201
+    generating = sorted(generating_reply(ws, agent_id, channel="email") for _ in range(2))
+    (handed, handed_reply), (inside, inside_reply) = generating
+    set_columns(inside, division_id=uuid.UUID(doomed))
+    agent = agent_row(agent_id)
+    ended = [
+        answered(ws, agent, handed, handed_reply, text=" "),
+        answered(ws, agent, inside, inside_reply),
+    ]
+    # The batch locks its limited agent's usage row of the day after its conversations:
+    # held here, the batch waits there, holding both conversations.
+    holding = get_sessionmaker()()
+    usage.lock_today(holding, holding.get(AiAgent, agent.id))
+    settled: list = []
+    deleted: list = []
+    try:
+        settling = _start(lambda: generation.finish_many(ended), settled)
+        _until_blocked(1, settling)
+        deleting = _start(lambda: _delete(ws, doomed), deleted)
+        _until_blocked(2, settling, deleting)
+        holding.commit()
+    finally:
+        holding.close()
+    settling.join(timeout=30)
+    deleting.join(timeout=30)
+
+    assert deleted == ["deleted"]
+    assert settled == [["handed_off", "sent"]]
+    assert (row(handed).ai_active, row(handed).division_id) == (False, None)
+    assert (row(inside).ai_active, row(inside).division_id) == (True, None)
