@@ -20,7 +20,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import dispatch_facts
@@ -122,8 +124,7 @@ def schedule(
         return None
     if not _owned_by(conversation, owner):
         read = _ownership_fields(conversation)
-        _lock_in_flight_reply(session, tenant_id, conversation_id)
-        session.refresh(conversation, with_for_update=True)
+        _lock_for_claim(session, tenant_id, conversation)
         # PERF: the owner is asked again only if the conversation changed before the lock.
         if _ownership_fields(conversation) != read:
             owner = ownership.owner_of(session, conversation, body)
@@ -147,15 +148,46 @@ def schedule(
     return row.id
 
 
-def _lock_in_flight_reply(
-    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID
-) -> None:
-    """Lock the conversation's pending or generating reply, if any, before the conversation.
+#: Times a claim takes its locks again because a reply appeared while it waited.
+CLAIM_LOCK_ATTEMPTS = 5
 
-    WHY: the upsert locks that row too (ON CONFLICT DO UPDATE locks the row it meets, even
-    a ``generating`` one it leaves alone). Taken after the conversation, it waited for a
-    settle holding the reply while the settle waited for the conversation: a deadlock.
+
+class ClaimContended(RuntimeError):
+    """A claim found a new reply locked by another transaction every time it took its
+    locks; the dispatch fails and is retried, as any failed dispatch is."""
+
+
+def _lock_for_claim(session: Session, tenant_id: uuid.UUID, conversation: Conversation) -> None:
+    """Lock the conversation's in-flight reply, if any, then the conversation (refreshed).
+
+    WHY: the upsert locks that reply too (ON CONFLICT DO UPDATE locks the row it meets,
+    even a ``generating`` one it leaves alone). Taken after the conversation, it waited
+    for a settle (or another claim) holding the reply while that waited for the
+    conversation: a deadlock. A reply can appear while this waits for the conversation
+    (another dispatch's, committed meanwhile): the conversation is then given back (a
+    savepoint rolled back releases the row locks taken after it) and both are taken again,
+    in order, rather than waiting for that reply while holding the conversation.
     """
+    for _ in range(CLAIM_LOCK_ATTEMPTS):
+        _lock_in_flight_reply(session, tenant_id, conversation.id)
+        savepoint = session.begin_nested()
+        session.refresh(conversation, with_for_update=True)
+        try:
+            _lock_in_flight_reply(session, tenant_id, conversation.id, nowait=True)
+        except OperationalError as exc:
+            if not isinstance(exc.orig, LockNotAvailable):
+                raise
+            savepoint.rollback()
+            continue
+        savepoint.commit()
+        return
+    raise ClaimContended(f"conversation {conversation.id}: its AI reply kept changing hands")
+
+
+def _lock_in_flight_reply(
+    session: Session, tenant_id: uuid.UUID, conversation_id: uuid.UUID, *, nowait: bool = False
+) -> None:
+    """Lock the conversation's pending or generating reply, if any (see _lock_for_claim)."""
     session.execute(
         select(AiReply.id)
         .where(
@@ -163,7 +195,7 @@ def _lock_in_flight_reply(
             AiReply.conversation_id == conversation_id,
             AiReply.status.in_(("pending", "generating")),
         )
-        .with_for_update()
+        .with_for_update(nowait=nowait)
     ).all()
 
 

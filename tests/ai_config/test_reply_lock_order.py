@@ -12,12 +12,13 @@ import contextlib
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import select
 
 from shared.ai import generation, handoff, replies
 from shared.db import get_sessionmaker, session_scope
-from shared.models import AiUsageDaily
+from shared.models import AiUsageDaily, Conversation
 from shared.models.ai import AiAgent, AiOrchestrationRule, AiReply
 from tests.ai_config.conftest import (
     agent_row,
@@ -27,8 +28,9 @@ from tests.ai_config.conftest import (
     inbound_message,
     tid,
 )
-from tests.inbox_conversations.conftest import row
-from tests.lock_races import race
+from tests.inbox_conversations.conftest import add_conversation, row
+from tests.lock_races import blocked_on_a_lock, race
+from tests.waiting import wait_until
 
 QUESTION = "A billing question, please"
 
@@ -126,3 +128,78 @@ def test_two_batches_handing_off_for_each_others_agents_do_not_deadlock(
     with session_scope() as session:
         days = session.scalars(select(AiUsageDaily).where(AiUsageDaily.tenant_id == tid(ws)))
         assert sorted((d.replies, d.handoffs) for d in days) == [(1, 1), (1, 1)]
+
+
+def test_a_claim_that_waited_while_a_reply_appeared_does_not_deadlock(workspace):
+    """A claim locks the in-flight reply, then the conversation. While it waited for the
+    conversation another dispatch committed a reply, and a third transaction took that
+    reply and asked for the conversation: the claim, holding the conversation, waited for
+    the reply in its upsert, the third for the conversation."""
+    ws = workspace
+    first, second = create_agent(ws)["id"], create_agent(ws)["id"]
+    _route_billing_to(ws, second)
+    conversation = add_conversation(ws, ai_agent_id=uuid.UUID(first), ai_active=True)
+    message_id = inbound_message(ws, conversation, QUESTION)
+    conversation_id = uuid.UUID(conversation)
+    writing = get_sessionmaker()()  # a write of the conversation, in progress
+    writing.execute(
+        select(Conversation.id)
+        .where(Conversation.id == conversation_id)
+        .with_for_update(key_share=True)
+    ).one()
+    outcomes: dict[str, Any] = {}
+
+    def claim() -> None:
+        try:
+            with session_scope() as session:
+                outcomes["claim"] = replies.schedule(
+                    session, tid(ws), conversation_id, message_id, QUESTION
+                )
+        except Exception as exc:  # reported by the test
+            outcomes["claim"] = exc
+
+    claiming = threading.Thread(target=claim)
+    claiming.start()
+    wait_until(lambda: blocked_on_a_lock() == 1, "the claim waiting for the conversation")
+    appeared = _pending_reply(ws, conversation_id, uuid.UUID(first), message_id)
+    holding = get_sessionmaker()()  # as a settle: the reply, then its conversation
+    holding.execute(select(AiReply.id).where(AiReply.id == appeared).with_for_update()).one()
+
+    def take_the_conversation() -> None:
+        try:
+            holding.execute(
+                select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
+            ).one()
+            holding.commit()
+            outcomes["holder"] = "committed"
+        except Exception as exc:  # reported by the test
+            outcomes["holder"] = exc
+            holding.rollback()
+
+    taking = threading.Thread(target=take_the_conversation)
+    taking.start()
+    wait_until(lambda: blocked_on_a_lock() == 2, "the holder waiting for the conversation too")
+    writing.commit()
+    for thread in (claiming, taking):
+        thread.join(timeout=30)
+    writing.close()
+    holding.close()
+
+    assert outcomes["holder"] == "committed"
+    assert outcomes["claim"] == appeared  # the reply that appeared now answers this message
+    claimed = row(conversation)
+    assert (claimed.ai_agent_id, claimed.ai_active) == (uuid.UUID(second), True)
+
+
+def _pending_reply(ws, conversation_id, agent_id, message_id) -> uuid.UUID:
+    with session_scope() as session:
+        reply = AiReply(
+            tenant_id=tid(ws),
+            conversation_id=conversation_id,
+            ai_agent_id=agent_id,
+            last_message_id=message_id,
+            status="pending",
+        )
+        session.add(reply)
+        session.flush()
+        return reply.id
