@@ -20,14 +20,17 @@ import uuid
 from sqlalchemy import select
 
 from shared.ai import generation, usage
-from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.inbox import divisions
 from shared.models import AutomationRule, ConversationSla
 from shared.models.ai import AiAgent
 from shared.realtime import feed
 from tests.ai_config.conftest import AGENTS, agent_row, answered, create_agent, generating_reply
-from tests.inbox_conversations.conftest import add_division, row, set_columns, tid
+from tests.inbox_conversations.conftest import (
+    add_division,
+    delete_division_now,
+    row,
+    set_columns,
+)
 from tests.lock_races import blocked_on_a_lock
 
 
@@ -40,15 +43,6 @@ def _handing_off_into(ws, division: str) -> tuple[str, generation.Ended]:
     assert made.status_code == 201, made.text
     conversation, reply_id = generating_reply(ws, agent_id, channel="email")
     return conversation, answered(ws, agent_row(agent_id), conversation, reply_id, text=" ")
-
-
-def _delete(ws, division: str) -> str:
-    try:
-        with session_scope() as session:
-            divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(division))
-        return "deleted"
-    except Exception as exc:  # reported by the test
-        return repr(exc)
 
 
 def _start(call, results: list) -> threading.Thread:
@@ -66,6 +60,26 @@ def _until_blocked(count: int, *threads: threading.Thread) -> None:
         and time.monotonic() < deadline
     ):
         time.sleep(0.02)
+
+
+def _settling_while_deleting(ws, division: str, agent_id, settle) -> tuple[list, list]:
+    """``settle()`` waits on its agent's usage row of the day (held here) while the
+    division's deletion starts; then the row is let go. What each returned, as lists."""
+    holding = get_sessionmaker()()
+    usage.lock_today(holding, holding.get(AiAgent, agent_id))
+    settled: list = []
+    deleted: list = []
+    try:
+        settling = _start(settle, settled)
+        _until_blocked(1, settling)
+        deleting = _start(lambda: delete_division_now(ws, division), deleted)
+        _until_blocked(2, settling, deleting)
+        holding.commit()
+    finally:
+        holding.close()
+    settling.join(timeout=30)
+    deleting.join(timeout=30)
+    return settled, deleted
 
 
 def test_a_handoff_in_flight_when_its_division_is_deleted_is_released_by_the_deletion(
@@ -88,20 +102,9 @@ def test_a_handoff_in_flight_when_its_division_is_deleted_is_released_by_the_del
         real_announce(session, tenant_id, event_type, data, actor, occurred_at)
 
     monkeypatch.setattr(feed, "announce", recording)
-    holding = get_sessionmaker()()
-    usage.lock_today(holding, holding.get(AiAgent, ended[0].agent.id))
-    settled: list = []
-    deleted: list = []
-    try:
-        settling = _start(lambda: generation.finish(*ended), settled)
-        _until_blocked(1, settling)
-        deleting = _start(lambda: _delete(ws, doomed), deleted)
-        _until_blocked(2, settling, deleting)
-        holding.commit()
-    finally:
-        holding.close()
-    settling.join(timeout=30)
-    deleting.join(timeout=30)
+    settled, deleted = _settling_while_deleting(
+        ws, doomed, ended[0].agent.id, lambda: generation.finish(*ended)
+    )
 
     assert (settled, deleted) == (["handed_off"], ["deleted"])
     handed = row(conversation)
@@ -141,7 +144,7 @@ def test_a_handoff_into_a_division_being_deleted_keeps_the_conversations_divisio
     settled: list = []
     deleted: list = []
     try:
-        deleting = _start(lambda: _delete(ws, doomed), deleted)
+        deleting = _start(lambda: delete_division_now(ws, doomed), deleted)
         _until_blocked(1, deleting)
         with caplog.at_level(logging.WARNING, logger="shared.ai.handoff"):
             settling = _start(lambda: generation.finish(*ended), settled)
@@ -182,20 +185,9 @@ def test_a_batch_handing_off_into_a_division_whose_deletion_waits_for_it_does_no
     ]
     # The batch locks its limited agent's usage row of the day after its conversations:
     # held here, the batch waits there, holding both conversations.
-    holding = get_sessionmaker()()
-    usage.lock_today(holding, holding.get(AiAgent, agent.id))
-    settled: list = []
-    deleted: list = []
-    try:
-        settling = _start(lambda: generation.finish_many(ended), settled)
-        _until_blocked(1, settling)
-        deleting = _start(lambda: _delete(ws, doomed), deleted)
-        _until_blocked(2, settling, deleting)
-        holding.commit()
-    finally:
-        holding.close()
-    settling.join(timeout=30)
-    deleting.join(timeout=30)
+    settled, deleted = _settling_while_deleting(
+        ws, doomed, agent.id, lambda: generation.finish_many(ended)
+    )
 
     assert deleted == ["deleted"]
     assert settled == [["handed_off", "sent"]]

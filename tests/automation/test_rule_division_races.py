@@ -9,15 +9,12 @@ or the deletion waits for it and takes the division off it.
 
 from __future__ import annotations
 
-import uuid
-
 from shared.automation import rules
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.inbox import divisions
 from shared.models import AutomationRule
 from tests.automation.conftest import RULES, create_rule, rule_body, tid
-from tests.inbox_conversations.conftest import add_division
+from tests.inbox_conversations.conftest import add_division, delete_division_now, while_deleting
 from tests.lock_races import race
 
 TAG = {"type": "add_tags", "params": {"tags": ["refund"]}}
@@ -33,29 +30,11 @@ def _rules(ws) -> list[AutomationRule]:
         return list(query.order_by(AutomationRule.created_at))
 
 
-def _delete(ws, division: str) -> str:
-    try:
-        with session_scope() as session:
-            divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(division))
-        return "deleted"
-    except Exception as exc:  # reported by the test
-        return repr(exc)
-
-
-def _while_deleting(ws, division: str, call):
-    """``call()``'s value, made while the division's deletion is done but not committed;
-    the deletion commits once the call waits on it (or has answered)."""
-    deleting = get_sessionmaker()()
-    divisions.delete_division(deleting, Ctx.system(tid(ws)), uuid.UUID(division))
-    deleting.flush()
-    return race(deleting, call)
-
-
 def test_a_rule_created_naming_a_division_being_deleted_is_refused(workspace):
     ws = workspace
     doomed = add_division(ws, "Doomed")
     body = rule_body(actions=[_routing_to(doomed)])
-    resp = _while_deleting(ws, doomed, lambda: ws.call("POST", RULES, json=body))
+    resp = while_deleting(ws, doomed, lambda: ws.call("POST", RULES, json=body))
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == "actions[0].params.division_id"
     assert _rules(ws) == []
@@ -67,7 +46,7 @@ def test_a_rule_changed_to_name_a_division_being_deleted_is_refused(workspace):
     rule = create_rule(ws, actions=[TAG])
     path = f"{RULES}/{rule['id']}"
     change = {"actions": [TAG, _routing_to(doomed)]}
-    resp = _while_deleting(ws, doomed, lambda: ws.call("PATCH", path, json=change))
+    resp = while_deleting(ws, doomed, lambda: ws.call("PATCH", path, json=change))
     assert resp.status_code == 422, resp.text
     [kept] = _rules(ws)
     assert (kept.actions, kept.is_active) == ([TAG], True)
@@ -83,6 +62,6 @@ def test_a_division_deleted_while_a_rule_naming_it_is_created_is_taken_off_it(wo
     rules.create_rule(creating, Ctx.system(tid(ws)), body)
     creating.flush()
 
-    assert race(creating, lambda: _delete(ws, doomed)) == "deleted"
+    assert race(creating, lambda: delete_division_now(ws, doomed)) == "deleted"
     [rule] = _rules(ws)
     assert (rule.actions, rule.is_active) == ([TAG], False)

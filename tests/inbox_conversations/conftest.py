@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from shared.db import session_scope
-from shared.inbox import bulk
+from shared.context import Ctx
+from shared.db import get_sessionmaker, session_scope
+from shared.inbox import bulk, divisions
 from shared.models import Contact, Conversation, Division, DivisionMember, Job, OutboxEvent
+from tests.lock_races import race
 from tests.waiting import wait_until
 from tests.workspaces import Workspace, register
 
@@ -74,6 +76,26 @@ def add_division(ws: Workspace, name: str, *members: str) -> str:
                 )
             )
         return str(division.id)
+
+
+def delete_division_now(ws: Workspace, division: str) -> str:
+    """Delete the division in a transaction of its own: "deleted", or the error's repr
+    (a race test reports it)."""
+    try:
+        with session_scope() as session:
+            divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(division))
+        return "deleted"
+    except Exception as exc:  # reported by the test
+        return repr(exc)
+
+
+def while_deleting(ws: Workspace, division: str, call) -> Any:
+    """``call()``'s value, made while the division's deletion is done but not committed;
+    the deletion commits once the call waits on it (or has answered)."""
+    deleting = get_sessionmaker()()
+    divisions.delete_division(deleting, Ctx.system(tid(ws)), uuid.UUID(division))
+    deleting.flush()
+    return race(deleting, call)
 
 
 def set_columns(conversation_id: str, **values: Any) -> None:

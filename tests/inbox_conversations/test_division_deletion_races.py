@@ -15,7 +15,13 @@ from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
 from shared.inbox import conversations, divisions, transfers
 from shared.models import Conversation
-from tests.inbox_conversations.conftest import add_conversation, add_division, row, tid
+from tests.inbox_conversations.conftest import (
+    add_conversation,
+    add_division,
+    delete_division_now,
+    row,
+    tid,
+)
 from tests.lock_races import race
 
 
@@ -124,13 +130,5 @@ def test_a_conversation_moved_in_without_a_share_lock_ends_without_the_deleted_d
         {"division": doomed, "id": conversation},
     )
 
-    def delete() -> str:
-        try:
-            with session_scope() as session:
-                divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(doomed))
-            return "deleted"
-        except Exception as exc:  # reported by the test
-            return repr(exc)
-
-    assert race(moving, delete) == "deleted"
+    assert race(moving, lambda: delete_division_now(ws, doomed)) == "deleted"
     assert row(conversation).division_id is None

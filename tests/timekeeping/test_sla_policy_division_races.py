@@ -13,10 +13,14 @@ import uuid
 
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.inbox import divisions
 from shared.models import SlaPolicy
 from shared.timekeeping import sla_policies
-from tests.inbox_conversations.conftest import add_division, tid
+from tests.inbox_conversations.conftest import (
+    add_division,
+    delete_division_now,
+    tid,
+    while_deleting,
+)
 from tests.lock_races import race
 
 POLICIES = "/api/sla-policies"
@@ -27,20 +31,11 @@ def _policies(ws) -> list[SlaPolicy]:
         return list(session.query(SlaPolicy).filter(SlaPolicy.tenant_id == tid(ws)))
 
 
-def _while_deleting(ws, division: str, call):
-    """``call()``'s value, made while the division's deletion is done but not committed;
-    the deletion commits once the call waits on it (or has answered)."""
-    deleting = get_sessionmaker()()
-    divisions.delete_division(deleting, Ctx.system(tid(ws)), uuid.UUID(division))
-    deleting.flush()
-    return race(deleting, call)
-
-
 def test_a_policy_created_naming_a_division_being_deleted_is_refused(workspace):
     ws = workspace
     doomed = add_division(ws, "Doomed")
     body = {"name": "Doomed SLA", "first_response_minutes": 15, "division_ids": [doomed]}
-    resp = _while_deleting(ws, doomed, lambda: ws.call("POST", POLICIES, json=body))
+    resp = while_deleting(ws, doomed, lambda: ws.call("POST", POLICIES, json=body))
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == "division_ids"
     assert _policies(ws) == []
@@ -55,7 +50,7 @@ def test_a_policy_changed_to_name_a_division_being_deleted_is_refused(workspace)
     assert made.status_code == 201, made.text
     path = f"{POLICIES}/{made.json['id']}"
     change = {"division_ids": [support, doomed]}
-    resp = _while_deleting(ws, doomed, lambda: ws.call("PATCH", path, json=change))
+    resp = while_deleting(ws, doomed, lambda: ws.call("PATCH", path, json=change))
     assert resp.status_code == 422, resp.text
     [policy] = _policies(ws)
     assert policy.division_ids == [uuid.UUID(support)]
@@ -72,14 +67,6 @@ def test_a_division_deleted_while_a_policy_naming_it_is_created_is_taken_off_it(
     sla_policies.create_policy(creating, Ctx.system(tid(ws)), values)
     creating.flush()
 
-    def delete() -> str:
-        try:
-            with session_scope() as session:
-                divisions.delete_division(session, Ctx.system(tid(ws)), uuid.UUID(doomed))
-            return "deleted"
-        except Exception as exc:  # reported by the test
-            return repr(exc)
-
-    assert race(creating, delete) == "deleted"
+    assert race(creating, lambda: delete_division_now(ws, doomed)) == "deleted"
     [policy] = _policies(ws)
     assert (policy.division_ids, policy.is_active) == ([], False)
