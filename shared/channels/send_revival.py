@@ -101,9 +101,11 @@ def revive(
             "not_failed",
             f"The message is {message.status} now, not failed: there is nothing to send again",
         )
+    # NOTE: whether it can go out at all first: asked for a consent to a duplicate, the
+    # operator gave it and only then learned that the account could not send it anyway.
+    _check_can_send(session, message)
     if not accept_duplicate:
         _check_not_in_doubt(message)
-    _check_can_send(session, message)
     _queue_again(session, message)
     _reset_send(session, message)
 

@@ -800,7 +800,8 @@ def test_the_consoles_requeue_of_a_send_in_doubt_offers_to_send_it_anyway(
 
 def test_the_consoles_other_refusals_offer_no_way_around_them(workspace, channels, fake_graph):
     """Only a possible duplicate is the operator's to accept: a send its account can no longer
-    make is refused as before, consent or not, with no second button."""
+    make is refused as before, consent or not, with no second button (and without asking
+    for a consent first)."""
     message_id, letter = _in_doubt_with_a_dead_job(channels, "tok-doubt-disabled")
     with session_scope() as session:
         account_id = session.scalar(
@@ -817,16 +818,18 @@ def test_the_consoles_other_refusals_offer_no_way_around_them(workspace, channel
     login = workspace.client.simulate_post("/ops/login", body=f"token={token}", headers=form)
     cookies = {"ops_session": login.cookies["ops_session"].value}
 
-    refused = workspace.client.simulate_post(
-        "/ops/actions",
-        body=f"action=requeue&id={letter}&accept_duplicate=true",
-        headers=form,
-        cookies=cookies,
-    )
+    # Asked first, the operator would consent to a send that cannot happen anyway.
+    for consent in ("", "&accept_duplicate=true"):
+        refused = workspace.client.simulate_post(
+            "/ops/actions",
+            body=f"action=requeue&id={letter}{consent}",
+            headers=form,
+            cookies=cookies,
+        )
 
-    assert refused.status_code == 409, refused.text
-    assert "cannot be sent" in refused.text
-    assert "accept_duplicate" not in refused.text
+        assert refused.status_code == 409, refused.text
+        assert "cannot be sent" in refused.text
+        assert "accept_duplicate" not in refused.text
     assert _messages([message_id])[message_id].error_code == "delivery_unknown"
 
 
