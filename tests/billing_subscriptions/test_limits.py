@@ -154,23 +154,30 @@ def test_concurrent_sends_never_pass_the_limit(workspace):
     assert outbound_count(workspace) == 5
 
 
-def test_a_send_committed_while_the_counter_is_seeded_is_counted_once(workspace, monkeypatch):
-    """The month's first send seeds the counter from what is committed; another send that
-    reserves and commits meanwhile must not be counted twice (it was: a burst at the start
-    of a month was refused one slot early)."""
-    on_plan(workspace, monthly_message_limit=2)
-    conversation = Inbox(workspace.tenant["id"]).conversation()
+def _another_send_while_counting(monkeypatch, workspace, conversation) -> list:
+    """The first count of the month's committed messages waits while another request sends
+    and commits; its answer is the returned list's one item, once it is there."""
     count_messages = usage._COUNTERS["messages"]
-    meanwhile = []
+    meanwhile: list = []
 
     def count_after_another_send(session, tenant_id, month):
-        if not meanwhile:  # the first seeder: another request sends and commits meanwhile
+        if not meanwhile:
             meanwhile.append(None)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 meanwhile[0] = pool.submit(send, workspace, conversation).result()
         return count_messages(session, tenant_id, month)
 
     monkeypatch.setitem(usage._COUNTERS, "messages", count_after_another_send)
+    return meanwhile
+
+
+def test_a_send_committed_while_the_counter_is_seeded_is_counted_once(workspace, monkeypatch):
+    """The month's first send seeds the counter from what is committed; another send that
+    reserves and commits meanwhile must not be counted twice (it was: a burst at the start
+    of a month was refused one slot early)."""
+    on_plan(workspace, monthly_message_limit=2)
+    conversation = Inbox(workspace.tenant["id"]).conversation()
+    meanwhile = _another_send_while_counting(monkeypatch, workspace, conversation)
     first = send(workspace, conversation)
     assert [first.status_code, meanwhile[0].status_code] == [201, 201], first.text
     refused(send(workspace, conversation), "messages", 2, 2)
@@ -187,17 +194,7 @@ def test_a_counter_another_process_just_seeded_at_zero_is_not_seeded_again(works
     counter = usage._counter_key(tenant, usage.month_of(dt.datetime.now(dt.UTC)), "messages")
     get_redis().set(counter, 0)  # seeded by another process, its own INCRBY still to come
     conversation = Inbox(workspace.tenant["id"]).conversation()
-    count_messages = usage._COUNTERS["messages"]
-    meanwhile = []
-
-    def count_after_another_send(session, tenant_id, month):
-        if not meanwhile:  # the other process takes its slot and commits meanwhile
-            meanwhile.append(None)
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                meanwhile[0] = pool.submit(send, workspace, conversation).result()
-        return count_messages(session, tenant_id, month)
-
-    monkeypatch.setitem(usage._COUNTERS, "messages", count_after_another_send)
+    meanwhile = _another_send_while_counting(monkeypatch, workspace, conversation)
     first = send(workspace, conversation)
     if not meanwhile:  # the committed sends were not read: the other send comes after
         meanwhile.append(send(workspace, conversation))

@@ -220,6 +220,14 @@ def ready_event(stream) -> str:
     return event.id
 
 
+def ready_streams(streams, url: str, *tokens: str) -> list:
+    """A stream per token, each past its opening ``ready`` event."""
+    opened = [streams(url, token) for token in tokens]
+    for stream in opened:
+        ready_event(stream)
+    return opened
+
+
 def new_division(ws: Workspace, name: str, *agent_ids: str) -> str:
     """A new division of ``ws`` with ``agent_ids`` as its members; its id."""
     resp = ws.call("POST", "/api/divisions", json={"name": name})

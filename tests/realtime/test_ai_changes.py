@@ -19,7 +19,15 @@ from shared.inbox.divisions import ANNOUNCED_ONE_BY_ONE
 from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Contact, Conversation, Message
 from shared.timekeeping import scheduled_messages
-from tests.realtime.conftest import about, in_division, inbound, new_division, of_type, ready_event
+from tests.realtime.conftest import (
+    about,
+    in_division,
+    inbound,
+    new_division,
+    of_type,
+    ready_event,
+    ready_streams,
+)
 from workers import queues
 
 AI_CHANGED = "conversation.ai_changed"
@@ -78,12 +86,9 @@ def test_the_ai_claiming_and_a_reply_taking_it_back_reach_who_sees_it_only(
     new_division(ws, "Support", outsider["id"])
     conversation = in_division(ws, "cust-ai", sales)
     agent = ai_agent()
-    admin = streams(stream_url, ws.token)
-    seller_stream = streams(stream_url, seller_token)
-    outsider_stream = streams(stream_url, outsider_token)
-    foreign = streams(stream_url, other.token)
-    for stream in (admin, seller_stream, outsider_stream, foreign):
-        ready_event(stream)
+    admin, seller_stream, outsider_stream, foreign = ready_streams(
+        streams, stream_url, ws.token, seller_token, outsider_token, other.token
+    )
 
     # The customer writes again: the AI agent claims the conversation.
     inbound(ws, "cust-ai", "second")

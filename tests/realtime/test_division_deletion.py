@@ -6,7 +6,14 @@ only through that division), as a bulk division change does; a division holding 
 from __future__ import annotations
 
 from shared.inbox import divisions
-from tests.realtime.conftest import about, in_division, new_division, of_type, ready_event
+from tests.realtime.conftest import (
+    about,
+    in_division,
+    new_division,
+    of_type,
+    ready_event,
+    ready_streams,
+)
 
 REMOVED = "conversation.removed"
 DIVISION_CHANGED = "conversation.division_changed"
@@ -29,14 +36,16 @@ def test_deleting_a_division_moves_its_conversations_in_the_streams(stream_url, 
     owned = in_division(ws, "cust-del-owned", sales)
     assign = f"/api/conversations/{owned}/assignment"
     assert ws.call("PATCH", assign, json={"assignee_id": owner["id"]}).status_code == 200
-    admin = streams(stream_url, ws.token)
-    seller_stream = streams(stream_url, seller_token)
-    outsider_stream = streams(stream_url, outsider_token)
-    owner_stream = streams(stream_url, owner_token)
-    floater = streams(stream_url, floater_token)
-    foreign = streams(stream_url, other.token)
-    for stream in (admin, seller_stream, outsider_stream, owner_stream, floater, foreign):
-        ready_event(stream)
+    admin, seller_stream, outsider_stream, owner_stream, floater, foreign = ready_streams(
+        streams,
+        stream_url,
+        ws.token,
+        seller_token,
+        outsider_token,
+        owner_token,
+        floater_token,
+        other.token,
+    )
 
     _delete(ws, sales)
 

@@ -4,7 +4,15 @@ nobody else: the catalogue has no event for it, so it is the stream-only
 
 from __future__ import annotations
 
-from tests.realtime.conftest import about, inbound, new_division, of_type, ready_event
+from tests.realtime.conftest import (
+    about,
+    in_division,
+    inbound,
+    new_division,
+    of_type,
+    ready_event,
+    ready_streams,
+)
 
 PRIORITY_CHANGED = "conversation.priority_changed"
 
@@ -21,17 +29,10 @@ def test_a_priority_change_reaches_who_sees_the_conversation_only(stream_url, ws
     outsider, outsider_token = ws.create_agent("agent")
     sales = new_division(ws, "Sales", seller["id"])
     new_division(ws, "Support", outsider["id"])
-    conversation = inbound(ws, "cust-priority", "first")["conversation_id"]
-    moved = ws.call(
-        "POST", f"/api/conversations/{conversation}/transfer", json={"to_division_id": sales}
+    conversation = in_division(ws, "cust-priority", sales)
+    admin, seller_stream, outsider_stream, foreign = ready_streams(
+        streams, stream_url, ws.token, seller_token, outsider_token, other.token
     )
-    assert moved.status_code == 200, moved.text
-    admin = streams(stream_url, ws.token)
-    seller_stream = streams(stream_url, seller_token)
-    outsider_stream = streams(stream_url, outsider_token)
-    foreign = streams(stream_url, other.token)
-    for stream in (admin, seller_stream, outsider_stream, foreign):
-        ready_event(stream)
 
     _set_priority(ws, conversation, "urgent")
 
