@@ -31,7 +31,8 @@ class ConversationCsatResource:
         " as the channel's reply buttons: a tap rates the survey once) through the"
         " conversation's channel and emits `csat.survey_sent`. 409 `survey_exists` when a"
         " survey went out within the tenant's resend window; 409 `opted_out` when the"
-        " conversation's contact opted out (nothing is sent); 409 `window_closed` for"
+        " conversation's contact opted out (nothing is sent); 409 `account_deleted` when the"
+        " conversation's account was deleted; 409 `window_closed` for"
         " WhatsApp outside the 24-hour window.",
         tags=TAGS,
     )

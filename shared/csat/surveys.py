@@ -18,14 +18,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from shared import activity
-from shared.channels import choices
+from shared.channels import account_lookup, choices
 from shared.context import Ctx
 from shared.csat import links, replies
 from shared.csat import settings as csat_settings
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import Actor, emit
 from shared.inbox.access import get_conversation, require_visible
-from shared.inbox.messages import create_outbound_message
+from shared.inbox.messages import AccountDeleted, create_outbound_message
 from shared.models import Contact, Conversation, CsatSurvey, Message
 from shared.schemas.csat import SurveyView
 
@@ -89,6 +89,9 @@ def _send(
     now: dt.datetime,
 ) -> CsatSurvey:
     """Write the survey, its message and its event; the conversation is locked by the caller."""
+    if _account_deleted(session, conversation):
+        # As a reply is (409): the send would fail for good, yet count as a survey sent.
+        raise AccountDeleted()
     survey_id = uuid.uuid4()
     token = links.new_token()
     agent_id, division_id = conversation.assignee_id, conversation.division_id
@@ -124,6 +127,14 @@ def _send(
     activity.record(session, ctx, "csat.survey_sent", "csat_survey", survey.id, after=data)
     emit(session, "csat.survey_sent", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
     return survey
+
+
+def _account_deleted(session: Session, conversation: Conversation) -> bool:
+    """Whether the account the conversation names was deleted (its id outlives it)."""
+    account_id = conversation.integration_account_id
+    if account_id is None:
+        return False
+    return account_lookup.named_account(session, conversation.tenant_id, account_id) is None
 
 
 def send(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> CsatSurvey:

@@ -8,7 +8,15 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import session_scope
-from tests.csat.conftest import assign, conversation, events, link_of, survey_messages
+from tests.csat.conftest import (
+    assign,
+    conversation,
+    enable,
+    events,
+    link_of,
+    set_status,
+    survey_messages,
+)
 from tests.waiting import wait_until
 
 
@@ -219,3 +227,24 @@ def test_a_contact_who_opted_out_is_not_sent_a_survey_by_hand(ws):
     assert resp.status_code == 200, resp.text
     assert ws.call("POST", f"/api/conversations/{conv}/csat").status_code == 201
     assert len(survey_messages(ws, conv)) == 1
+
+
+def test_a_conversation_whose_account_was_deleted_gets_no_survey(ws):
+    """A reply there is refused (409 account_deleted): nothing may answer the customer from
+    another account. A survey was stored and answered 201, then failed for good, counted as
+    sent in the analytics; on resolve the same doomed survey went out."""
+    enable(ws, ["api"])
+    manual, on_resolve = conversation(ws, "cust-m"), conversation(ws, "cust-r")
+    for conv in (manual, on_resolve):  # each on an api account of its own
+        account_id = ws.call("GET", f"/api/conversations/{conv}").json["integration_account_id"]
+        assert ws.call("DELETE", f"/api/integration-accounts/{account_id}").status_code == 204
+
+    refused = ws.call("POST", f"/api/conversations/{manual}/csat")
+    assert refused.status_code == 409, refused.text
+    assert refused.json["error"]["code"] == "account_deleted"
+    set_status(ws, on_resolve, "resolved")
+    assert ws.call("GET", f"/api/conversations/{on_resolve}").json["status"] == "resolved"
+    for conv in (manual, on_resolve):
+        assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
+        assert survey_messages(ws, conv) == []
+    assert events(ws, "csat.survey_sent") == []
