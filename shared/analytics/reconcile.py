@@ -86,7 +86,9 @@ def reconcile_all(
             tally.purged += purged
             if purged < PURGE_BATCH:
                 break
-    except Exception as exc:
+    except BaseException as exc:
+        # NOTE: BaseException: dramatiq ends a job past its time limit, or at shutdown,
+        # with one (an Interrupt); the run's record must not stay "running" for good.
         _finish(run_id, "failed", len(tenant_ids), tally, repr(exc))
         raise
     return _finish(run_id, "succeeded", len(tenant_ids), tally, None)

@@ -7,6 +7,8 @@ import random
 import time
 import uuid
 
+import pytest
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import text
 
 from shared.analytics import intake, rollup
@@ -354,3 +356,43 @@ def test_the_nightly_run_purges_every_old_processed_key_not_one_batch(ws):
             {"t": t},
         )
     assert left == 0
+
+
+def _run_row(run_id: str) -> dict:
+    with session_scope() as session:
+        return (
+            session.execute(
+                text(
+                    "SELECT status, finished_at, details FROM analytics_reconcile_runs"
+                    " WHERE id = :id"
+                ),
+                {"id": run_id},
+            )
+            .one()
+            ._asdict()
+        )
+
+
+def _newest_run_id() -> str:
+    with session_scope() as session:
+        return str(
+            session.scalar(
+                text("SELECT id FROM analytics_reconcile_runs ORDER BY started_at DESC LIMIT 1")
+            )
+        )
+
+
+def test_a_reconcile_interrupted_by_its_time_limit_records_the_run_failed(ws, monkeypatch):
+    """Dramatiq stops a job past its time limit (or at shutdown) with a BaseException:
+    the run's record must not say ``running`` for good."""
+    from shared.analytics import reconcile
+
+    def interrupted(*args, **kwargs):
+        raise TimeLimitExceeded()
+
+    monkeypatch.setattr(reconcile, "reconcile_tenant", interrupted)
+    with pytest.raises(TimeLimitExceeded):
+        reconcile.reconcile_all()
+    run = _run_row(_newest_run_id())
+    assert run["status"] == "failed" and run["finished_at"] is not None
+    assert "TimeLimitExceeded" in run["details"]["error"]
