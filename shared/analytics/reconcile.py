@@ -48,6 +48,10 @@ DEFAULT_DAYS = 3
 MAX_TENANTS_LISTED = 100
 
 
+class ReconcileFailed(Exception):
+    """Some tenants could not be reconciled (the others were): the job retries."""
+
+
 class TenantResult(NamedTuple):
     days_checked: int
     days_skipped: int
@@ -64,7 +68,13 @@ def reconcile_all(
     now: dt.datetime | None = None,
     on_tenant_done: Callable[[Sequence[uuid.UUID]], None] | None = None,
 ) -> dict[str, Any]:
-    """Reconcile every active tenant; record and return the run's figures."""
+    """Reconcile every active tenant; record and return the run's figures.
+
+    A tenant whose reconcile fails (a statement timeout on a huge tenant) is logged and
+    named in the run's record, and the others and the purge go on: one tenant failing
+    every night must not leave every tenant after it uncorrected and the processed keys
+    piling up. The run then fails (:class:`ReconcileFailed`), so the job retries.
+    """
     with session_scope() as session:
         run = AnalyticsReconcileRun(status="running")
         session.add(run)
@@ -74,8 +84,14 @@ def reconcile_all(
     tally = _Tally()
     try:
         for tenant_id in tenant_ids:
-            with session_scope() as session:
-                tally.add(tenant_id, reconcile_tenant(session, tenant_id, days=days, now=now))
+            try:
+                with session_scope() as session:
+                    result = reconcile_tenant(session, tenant_id, days=days, now=now)
+            except Exception as exc:
+                log.exception("analytics reconcile of tenant %s failed", tenant_id)
+                tally.fail(tenant_id, exc)
+            else:
+                tally.add(tenant_id, result)
             if on_tenant_done is not None:
                 on_tenant_done([tenant_id])  # events the lock held back get counted now
         # NOTE: batch after batch, each its own transaction: a day may count far more
@@ -91,6 +107,10 @@ def reconcile_all(
         # with one (an Interrupt); the run's record must not stay "running" for good.
         _finish(run_id, "failed", len(tenant_ids), tally, repr(exc))
         raise
+    if tally.failed:
+        error = f"{tally.failed} tenant(s) failed"
+        _finish(run_id, "failed", len(tenant_ids), tally, error)
+        raise ReconcileFailed(error)
     return _finish(run_id, "succeeded", len(tenant_ids), tally, None)
 
 
@@ -103,6 +123,8 @@ class _Tally:
     purged: int = 0
     corrections: Counter = field(default_factory=Counter)
     by_tenant: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: int = 0
+    failed_tenants: dict[str, str] = field(default_factory=dict)
 
     def add(self, tenant_id: uuid.UUID, result: TenantResult) -> None:
         self.checked += result.days_checked
@@ -112,11 +134,17 @@ class _Tally:
         if fixed and len(self.by_tenant) < MAX_TENANTS_LISTED:
             self.by_tenant[str(tenant_id)] = fixed
 
+    def fail(self, tenant_id: uuid.UUID, exc: Exception) -> None:
+        self.failed += 1
+        if len(self.failed_tenants) < MAX_TENANTS_LISTED:
+            self.failed_tenants[str(tenant_id)] = repr(exc)[:500]
+
 
 def _finish(run_id, status: str, tenants: int, tally: _Tally, error: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {
         "corrections": dict(tally.corrections),
         "tenants_corrected": tally.by_tenant,
+        "tenants_failed": tally.failed_tenants,
         "purged_event_keys": tally.purged,
     }
     if error:

@@ -396,3 +396,40 @@ def test_a_reconcile_interrupted_by_its_time_limit_records_the_run_failed(ws, mo
     run = _run_row(_newest_run_id())
     assert run["status"] == "failed" and run["finished_at"] is not None
     assert "TimeLimitExceeded" in run["details"]["error"]
+
+
+def test_one_tenant_failing_the_reconcile_does_not_stop_the_others_or_the_purge(
+    ws, other_workspace, monkeypatch
+):
+    """A tenant whose recount fails every night (a statement timeout on a huge tenant)
+    must not leave every tenant after it uncorrected, and the processed keys unpurged:
+    the others are reconciled, the purge runs, and the run fails naming the tenant."""
+    from shared.analytics import reconcile
+
+    broken = uuid.UUID(ws.tenant["id"])
+    real = reconcile.reconcile_tenant
+
+    def failing_for_one(session, tenant_id, **kwargs):
+        if tenant_id == broken:
+            raise RuntimeError("canceling statement due to statement timeout")
+        return real(session, tenant_id, **kwargs)
+
+    backdate(other_workspace, 1)  # drift the reconcile corrects
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events"
+                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
+                " VALUES (gen_random_uuid(), :t, 'message.created', '{}', now() - interval"
+                " '9 days', now() - interval '9 days', now() - interval '9 days')"
+            ),
+            {"t": other_workspace.tenant["id"]},
+        )
+    monkeypatch.setattr(reconcile, "reconcile_tenant", failing_for_one)
+    with pytest.raises(reconcile.ReconcileFailed):
+        reconcile.reconcile_all()
+    run = _run_row(_newest_run_id())
+    assert run["status"] == "failed"
+    assert str(broken) in run["details"]["tenants_failed"]
+    assert other_workspace.tenant["id"] in run["details"]["tenants_corrected"]
+    assert run["details"]["purged_event_keys"] >= 1
