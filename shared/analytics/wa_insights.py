@@ -78,7 +78,11 @@ def _unix(day: dt.date) -> int:
 
 
 def _date(unix: Any) -> str:
-    return dt.datetime.fromtimestamp(int(unix), dt.UTC).date().isoformat()
+    """The UTC day of Meta's ``start``; one no date can hold is a shape error (a 502)."""
+    try:
+        return dt.datetime.fromtimestamp(int(unix), dt.UTC).date().isoformat()
+    except OSError as exc:  # past the platform's time_t: not one of meta_calls.SHAPE_ERRORS
+        raise ValueError(f"{unix!r} is no time") from exc
 
 
 def _get(path: str, token: str) -> dict[str, Any]:
