@@ -433,3 +433,18 @@ def test_one_tenant_failing_the_reconcile_does_not_stop_the_others_or_the_purge(
     assert str(broken) in run["details"]["tenants_failed"]
     assert other_workspace.tenant["id"] in run["details"]["tenants_corrected"]
     assert run["details"]["purged_event_keys"] >= 1
+
+
+def test_a_broker_blip_sending_the_held_back_rollups_does_not_fail_the_reconcile(ws, monkeypatch):
+    """The run sends each tenant's ``roll_up`` once done with it (the events its lock held
+    back); the sweeper re-sends any lost one, so a failed send must not end the run."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.actors import analytics as actors
+
+    def broker_down(*args, **kwargs):
+        raise RedisConnectionError("the broker is restarting")
+
+    monkeypatch.setattr(actors.roll_up, "send_with_options", broker_down)
+    actors.reconcile_analytics.fn()
+    assert _run_row(_newest_run_id())["status"] == "succeeded"

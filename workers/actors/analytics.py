@@ -113,7 +113,9 @@ def _clear_waiting(tenant_id: str) -> None:
 )
 def reconcile_analytics() -> None:
     """Recount the previous days from the source rows and correct the rollups' drift."""
-    run = reconcile.reconcile_all(on_tenant_done=enqueue_rollups)
+    # NOTE: through the intake queue, which logs a failed send: the sweeper re-sends a
+    # lost roll_up, so a broker blip must not fail the run (and skip the tenants after).
+    run = reconcile.reconcile_all(on_tenant_done=intake.enqueue)
     log.info("analytics reconcile: %s", run)
 
 
