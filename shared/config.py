@@ -309,13 +309,16 @@ class Settings(BaseSettings):
     )
 
     # --- retention -----------------------------------------------------------------------------
+    #: NOTE: at most a century: a cutoff millions of days back is past PostgreSQL's
+    #: timestamps (or make_interval's integer), so every daily purge would fail.
     retention_days: int = Field(
         90,
         ge=0,
+        le=36_500,
         description=(
             "finished webhook deliveries (and attempts), finished automation events (and runs),"
             " processed inbound payloads and dead letters older than this many days are"
-            " deleted by the daily purge_old_rows job; 0 keeps them forever"
+            " deleted by the daily purge_old_rows job; 0 keeps them forever; at most 36500"
         ),
     )
     retention_batch_size: int = Field(

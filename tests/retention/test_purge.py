@@ -14,6 +14,7 @@ from scheduler import jobs
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import WebhookDelivery
+from shared.retention import purge
 from tests.retention.conftest import Seeder, surviving
 from tests.waiting import wait_until
 from workers import queues
@@ -252,11 +253,23 @@ def test_a_delivery_waits_for_the_purge_of_its_resends(seeder, broker, worker, r
     assert first not in surviving(seeder)["webhook_deliveries"]
 
 
-@pytest.mark.parametrize("days", ["-1", "ninety"])
+@pytest.mark.parametrize("days", ["-1", "ninety", "10000000", "3000000000"])
 def test_a_bad_retention_setting_is_refused_at_start(retention_env, days):
+    """Days past what a cutoff can be (PostgreSQL's timestamps, make_interval's integer)
+    would fail every daily purge, retried and dead-lettered: refused at start instead."""
     with pytest.raises(ValueError, match="retention_days"):
         retention_env(RETENTION_DAYS=days)
         get_settings()
+
+
+def test_the_longest_retention_purges_without_error(seeder, broker, worker, retention_env):
+    retention_env(RETENTION_DAYS="36500")
+    kept = seeder.delivery(status="succeeded", age_days=4000)
+
+    assert _run_job_and_wait(broker) is True
+
+    assert surviving(seeder)["webhook_deliveries"] == {kept}
+    assert purge.purge(days=36_500, batch_size=10, budget_seconds=5).finished
 
 
 def test_an_outbox_event_goes_in_the_same_run_as_its_old_automation_event(seeder, broker, worker):
