@@ -257,6 +257,13 @@ def list_deliveries(
 
 
 def _resend(session: Session, ctx: Ctx, originals: list[WebhookDelivery]) -> list[uuid.UUID]:
+    """Insert a resend of each original, which the caller read ``FOR KEY SHARE``.
+
+    WHY the lock: the retention purge deletes old final deliveries (``FOR UPDATE SKIP
+    LOCKED``). An original read unlocked could be purged before the insert, whose
+    ``resend_of`` then failed its foreign key: a 409 instead of the 404 of a gone
+    delivery. Locked, the purge skips it; or the read waits for the purge and sees it gone.
+    """
     if not originals:
         return []
     ids = list(
@@ -295,11 +302,13 @@ def resend_delivery(
     """Send one delivery's event again, as a new delivery with the same ``webhook-id``."""
     endpoint = get_endpoint(session, ctx, endpoint_id)
     original = session.scalars(
-        select(WebhookDelivery).where(
+        select(WebhookDelivery)
+        .where(
             WebhookDelivery.tenant_id == ctx.tenant_id,
             WebhookDelivery.endpoint_id == endpoint_id,
             WebhookDelivery.id == delivery_id,
         )
+        .with_for_update(key_share=True)
     ).one_or_none()
     if original is None:
         raise NotFound("Delivery not found")
@@ -362,6 +371,7 @@ def recover(
             )
             .order_by(d.created_at)
             .limit(MAX_RECOVER)
+            .with_for_update(of=d, key_share=True)
         )
     )
     ids = _resend(session, ctx, originals)
