@@ -35,6 +35,25 @@ MAX_ERROR_CHARS = 16_000
 #: Message options not copied into the row (the traceback is in ``error``).
 _DROPPED_OPTIONS = frozenset({"traceback"})
 
+#: The option a row carries when its arguments held NUL characters, stored escaped.
+NUL_ESCAPED_OPTION = "omnistream_nul_escaped"
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL character written ``\\x00``, in strings and JSON keys.
+
+    WHY: PostgreSQL's text and jsonb cannot hold NUL; a failure whose message or
+    arguments named one (a parse error quoting a payload) made the insert fail and the
+    dead letter was lost, logged but never listed.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(item) for item in value)
+    return value
+
 
 def record_dead_letter(
     session: Session,
@@ -58,16 +77,22 @@ def record_dead_letter(
     """
     if error is not None and len(error) > MAX_ERROR_CHARS:
         error = "...\n" + error[-MAX_ERROR_CHARS:]
+    message = {
+        "args": list(args),
+        "kwargs": dict(kwargs),
+        "options": {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS},
+    }
+    escaped = _without_nul(message)
+    if escaped != message:
+        escaped["options"][NUL_ESCAPED_OPTION] = True
     values = {
         "message_id": message_id[:64],
         "queue_name": queue_name[:128],
         "actor_name": actor_name[:128],
-        "args": list(args),
-        "kwargs": dict(kwargs),
-        "options": {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS},
+        **escaped,
         "tenant_id": tenant_id or tenant_id_from_options(options),
         "retries": retries,
-        "error": error,
+        "error": _without_nul(error),
     }
     stmt = insert(DeadLetter).values(**values)
     stmt = stmt.on_conflict_do_update(
@@ -183,6 +208,10 @@ def requeue_dead_letter(
         raise NotFound("Dead letter not found")
     if row.requeued_at is not None:
         raise Conflict("This dead letter was requeued already")
+    if row.options.get(NUL_ESCAPED_OPTION):
+        # NOTE: its stored arguments are not the message's: sent again, they would be a
+        # different job.
+        raise Conflict("This dead letter's arguments held NUL characters; it cannot be requeued")
     _prepare_requeue(session, row, accept_duplicate=accept_duplicate)
     row.requeued_at = func.now()
     session.flush()

@@ -5,17 +5,32 @@ from __future__ import annotations
 import logging
 import uuid
 
+import dramatiq
 import pytest
 from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 from sqlalchemy import select, update
 
 from shared import worker_metrics as wm
+from shared.config import get_settings
 from shared.db import session_scope
-from shared.dead_letters import count_dead_letters, list_dead_letters, record_dead_letter
+from shared.dead_letters import (
+    NUL_ESCAPED_OPTION,
+    count_dead_letters,
+    list_dead_letters,
+    record_dead_letter,
+)
 from shared.models import DeadLetter
 from tests.waiting import wait_until
 from workers.dead_letters import DeadLetters
+from workers.main import broker as _broker  # noqa: F401  (the global broker the actors bind to)
+
+NUL_QUEUE = "test_dead_letters_nul"
+
+
+@dramatiq.actor(queue_name=NUL_QUEUE, max_retries=0)
+def dead_letters_test_fails_with_nul(raw: str, note: dict | None = None) -> None:
+    raise ValueError(f"cannot parse {raw}")
 
 
 def _record(session, message_id: str, **overrides) -> bool:
@@ -130,3 +145,30 @@ def test_message_for_an_unknown_actor_is_dead_lettered(broker, worker, redis_cli
 
     totals = wait_until(dead_lettered)
     assert (totals["enqueued"], totals["failed"], totals["processed"]) == (1, 0, 0)
+
+
+@pytest.mark.broker
+def test_a_failure_naming_a_nul_character_is_still_dead_lettered(broker, worker):
+    """PostgreSQL text and jsonb refuse NUL: the row must keep it escaped, not be lost."""
+    message = dead_letters_test_fails_with_nul.send("a\x00b", note={"k\x00": "\x00"})
+    broker.join(NUL_QUEUE, timeout=10_000)
+
+    row = wait_until(lambda: _row(message.message_id))
+    assert "cannot parse a\\x00b" in row.error
+    assert row.args == ["a\\x00b"]
+    assert row.kwargs == {"note": {"k\\x00": "\\x00"}}
+    assert row.options[NUL_ESCAPED_OPTION] is True
+
+
+def test_a_dead_letter_whose_arguments_were_escaped_is_not_requeued(client):
+    """Its stored arguments are not the message's: sent again they would be another job."""
+    message_id = str(uuid.uuid4())
+    with session_scope() as session:
+        assert _record(session, message_id, args=["a\x00b"])
+    row = _row(message_id)
+    operator = {"Authorization": f"Bearer {get_settings().metrics_token}"}
+
+    resp = client.simulate_post(f"/api/ops/dead-letters/{row.id}/requeue", headers=operator)
+
+    assert resp.status_code == 409, resp.text
+    assert _row(message_id).requeued_at is None
