@@ -127,8 +127,15 @@ def list_tenants(
 
 
 def get(session: Session, tenant_id: uuid.UUID, *, for_update: bool = False) -> Tenant:
+    """The tenant (404 if unknown); ``for_update`` locks it FOR NO KEY UPDATE.
+
+    Why not FOR UPDATE: every insert of a tenant-owned row takes FOR KEY SHARE on the
+    tenant (its foreign key), which FOR UPDATE conflicts with. A change that held it and
+    then re-timed SLA clocks deadlocked with ``check_sla`` holding a clock and inserting
+    its breach. The id (the only key referenced) never changes here.
+    """
     query = select(Tenant).where(Tenant.id == tenant_id)
-    found = session.scalar(query.with_for_update() if for_update else query)
+    found = session.scalar(query.with_for_update(key_share=True) if for_update else query)
     if found is None:
         raise NotFound("Tenant not found")
     return found

@@ -1,0 +1,61 @@
+"""Super-admin writes against the tenant's own work: row locks that cannot deadlock.
+
+A tenant's row is referenced by every tenant-owned row, so each insert of the tenant's
+takes a FOR KEY SHARE lock on it. A super admin's change that held FOR UPDATE on the
+tenant (which conflicts with KEY SHARE) deadlocked with any transaction that had locked
+a row the change touches next and then inserted a row of the tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import get_sessionmaker
+from shared.models import ConversationSla
+from shared.timekeeping import sla
+from tests.channels_api.conftest import ApiChannel
+from tests.lock_races import race
+
+
+def _clock_claimed(conversation_id: str):
+    """A session that claimed the conversation's SLA clock, as ``check_sla`` does first."""
+    holder = get_sessionmaker()()
+    found = holder.scalar(
+        select(ConversationSla)
+        .where(ConversationSla.conversation_id == uuid.UUID(conversation_id))
+        .with_for_update()
+    )
+    assert found is not None
+    return holder, found.first_response_due_at
+
+
+def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(root, workspace):
+    api = ApiChannel(workspace, None)
+    body = {"name": "Fast", "first_response_minutes": 30, "business_hours_only": True}
+    assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
+    conversation = api.inbound("Hello")["conversation_id"]
+    holder, due_at = _clock_claimed(conversation)
+    failures: list[str] = []
+
+    def breach():
+        # check_sla's second half: the claimed clock's breach row is inserted.
+        try:
+            sla.check_due(holder, now=due_at + dt.timedelta(minutes=1))
+        except DBAPIError as exc:
+            failures.append(str(exc.orig))
+            holder.rollback()
+
+    resp = race(
+        holder,
+        lambda: root.call(
+            "PATCH", f"/api/admin/tenants/{workspace.tenant['id']}", json={"timezone": "Asia/Tokyo"}
+        ),
+        then=breach,
+    )
+
+    assert failures == []
+    assert resp is not None and resp.status_code == 200, resp and resp.text
