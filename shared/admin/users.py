@@ -39,12 +39,19 @@ def list_users(
 def get_user(
     session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, *, for_update: bool = False
 ) -> User:
-    """A live user of ``tenant_id``; another tenant's user answers 404 like an unknown one."""
+    """A live user of ``tenant_id``; another tenant's user answers 404 like an unknown one.
+
+    ``for_update`` locks the user FOR NO KEY UPDATE: rows naming the user (a note's
+    author...) take FOR KEY SHARE on it, which FOR UPDATE conflicts with; a reset (user
+    locked, then their API keys) deadlocked with a request of that user's API key (key
+    stamped, then a row naming the user). No change here touches the user's keys.
+    """
     get_tenant(session, tenant_id)
     query = select(User).where(
         User.tenant_id == tenant_id, User.id == user_id, User.deleted_at.is_(None)
     )
-    found = session.scalar(query.with_for_update(of=User) if for_update else query)
+    locked = query.with_for_update(of=User, key_share=True)
+    found = session.scalar(locked if for_update else query)
     if found is None:
         raise NotFound("User not found")
     return found

@@ -15,9 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import get_sessionmaker
+from shared.identity import auth
+from shared.inbox import notes
 from shared.models import ConversationSla
 from shared.timekeeping import sla
 from tests.channels_api.conftest import ApiChannel
+from tests.inbox_conversations.conftest import add_conversation
 from tests.lock_races import race
 
 
@@ -56,6 +59,31 @@ def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(root, work
         ),
         then=breach,
     )
+
+    assert failures == []
+    assert resp is not None and resp.status_code == 200, resp and resp.text
+
+
+def test_a_password_reset_does_not_deadlock_with_a_request_of_the_users_api_key(root, workspace):
+    """An API-key request stamps its key's ``last_used_at`` first, then writes rows naming
+    its user (a note's author: FOR KEY SHARE on the user); the reset locked the user
+    FOR UPDATE and then revoked the same key."""
+    agent, token = workspace.create_agent(role="admin")
+    key = workspace.call("POST", "/api/api-keys", json={"name": "k"}, token=token).json["key"]
+    conversation = uuid.UUID(add_conversation(workspace))
+    holder = get_sessionmaker()()
+    ctx = auth.authenticate_api_key(holder, key)  # the request's first step: key stamped
+    failures: list[str] = []
+
+    def write_note():
+        try:
+            notes.create_note(holder, ctx, conversation, body="Calling the customer back")
+        except DBAPIError as exc:
+            failures.append(str(exc.orig))
+            holder.rollback()
+
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users/{agent['id']}"
+    resp = race(holder, lambda: root.call("POST", f"{base}/reset-password"), then=write_note)
 
     assert failures == []
     assert resp is not None and resp.status_code == 200, resp and resp.text
