@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
@@ -54,12 +55,28 @@ def record(
 
 
 def record_now(**fields: Any) -> None:
-    """Append one audit row in a transaction of its own; log (never raise) if it fails."""
+    """Append one audit row in a transaction of its own; log (never raise) if it fails.
+
+    A super admin deleted while their call ran (its work committed) fails the row's
+    foreign key: the row is written again as ``ON DELETE SET NULL`` leaves the others,
+    with the id kept in ``details``, so the call is never missing from the log.
+    """
     try:
-        with session_scope() as session:
-            record(session, **fields)
+        _write(fields)
+    except IntegrityError:
+        admin_id = fields.get("super_admin_id")
+        if admin_id is None:
+            log.exception("platform audit row could not be written: %s", fields)
+            return
+        details = {**(fields.get("details") or {}), "super_admin_id": str(admin_id)}
+        record_now(**{**fields, "super_admin_id": None, "details": details})
     except Exception:
         log.exception("platform audit row could not be written: %s", fields)
+
+
+def _write(fields: dict[str, Any]) -> None:
+    with session_scope() as session:
+        record(session, **fields)
 
 
 def recent(session: Session, *, limit: int = 100) -> list[PlatformAuditLog]:
