@@ -81,6 +81,10 @@ def delete(session: Session, ctx: AdminCtx, admin_id: uuid.UUID) -> None:
     # NOTE: every row locked in id order, so two concurrent deletes cannot both pass
     # the count and leave the platform with none.
     ids = list(session.scalars(select(SuperAdmin.id).order_by(SuperAdmin.id).with_for_update()))
+    if ctx.super_admin_id not in ids:
+        # APPSEC: the caller was deleted while this call waited (two admins deleting each
+        # other): an account removed first must not remove the other one after that.
+        raise Unauthenticated("Your super-admin account no longer exists")
     if admin_id not in ids:
         raise NotFound("Super admin not found")
     if len(ids) <= 1:

@@ -46,3 +46,19 @@ def test_a_call_whose_super_admin_is_deleted_meanwhile_is_still_audited(client, 
     (row,) = rows
     assert row.status == 201 and row.super_admin_id is None  # the account is gone
     assert row.details["super_admin_id"] == other.id  # who it was is kept
+
+
+def test_a_super_admin_deleted_meanwhile_cannot_delete_another(client, root):
+    """Two super admins deleting each other at once: the one deleted first is gone, and its
+    call (authenticated before) must not remove the other account after that."""
+    first = login(client, create_super_admin())
+    second = login(client, create_super_admin())
+    holder = get_sessionmaker()()
+    by_first = AdminCtx(super_admin_id=uuid.UUID(first.id), email=first.email)
+    super_admins.delete(holder, by_first, uuid.UUID(second.id))
+
+    resp = race(holder, lambda: second.call("DELETE", f"/api/admin/super-admins/{first.id}"))
+
+    assert resp is not None and resp.status_code == 401, resp and resp.text
+    listed = {item["id"] for item in root.call("GET", "/api/admin/super-admins").json}
+    assert first.id in listed and second.id not in listed

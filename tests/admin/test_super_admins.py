@@ -12,7 +12,7 @@ from shared.admin import super_admins
 from shared.admin.__main__ import main as admin_cli
 from shared.admin.context import AdminCtx
 from shared.db import session_scope
-from shared.errors import Conflict
+from shared.errors import Unauthenticated
 from shared.identity.security import decode_super_admin_token
 from shared.models import SuperAdmin as SuperAdminRow
 from tests.admin.conftest import PASSWORD, audit_rows, create_super_admin, login
@@ -111,12 +111,13 @@ def test_deleting_yourself_is_409(root):
     assert resp.json["error"]["code"] == "conflict"
 
 
-def test_deleting_the_last_super_admin_is_409(root):
-    """Only one account left (the others removed in this rolled-back transaction)."""
+def test_deleting_the_last_super_admin_is_refused(root):
+    """Only one account left (the others removed in this rolled-back transaction): the
+    caller, gone too, is refused before anything is deleted."""
     with session_scope() as session:
         session.execute(delete(SuperAdminRow).where(SuperAdminRow.id != uuid.UUID(root.id)))
         someone_else = AdminCtx(super_admin_id=uuid.uuid4(), email="gone@platform.example")
-        with pytest.raises(Conflict, match="at least one"):
+        with pytest.raises(Unauthenticated, match="no longer exists"):
             super_admins.delete(session, someone_else, uuid.UUID(root.id))
         session.rollback()
     with session_scope() as session:
