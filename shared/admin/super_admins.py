@@ -93,9 +93,29 @@ def delete(session: Session, ctx: AdminCtx, admin_id: uuid.UUID) -> None:
     session.flush()
 
 
+def _lock_with_caller(session: Session, ctx: AdminCtx, admin_id: uuid.UUID) -> SuperAdmin:
+    """Lock the caller's and ``admin_id``'s rows (id order, as :func:`delete`); the latter.
+
+    APPSEC: a call that waited on a deletion of its caller must not act after it: the
+    removed account would learn the password of the one that removed it (401).
+    """
+    rows = session.scalars(
+        select(SuperAdmin)
+        .where(SuperAdmin.id.in_({ctx.super_admin_id, admin_id}))
+        .order_by(SuperAdmin.id)
+        .with_for_update(key_share=True)
+    ).all()
+    found = {row.id: row for row in rows}
+    if ctx.super_admin_id not in found:
+        raise Unauthenticated("Your super-admin account no longer exists")
+    if admin_id not in found:
+        raise NotFound("Super admin not found")
+    return found[admin_id]
+
+
 def reset_password(session: Session, ctx: AdminCtx, admin_id: uuid.UUID) -> str:
     """Give a super admin a new random password (returned once); their tokens stop working."""
-    admin = get(session, admin_id, for_update=True)
+    admin = _lock_with_caller(session, ctx, admin_id)
     temporary = secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
     admin.password_hash = hash_password(temporary)
     admin.tokens_valid_after = func.now()

@@ -62,3 +62,19 @@ def test_a_super_admin_deleted_meanwhile_cannot_delete_another(client, root):
     assert resp is not None and resp.status_code == 401, resp and resp.text
     listed = {item["id"] for item in root.call("GET", "/api/admin/super-admins").json}
     assert first.id in listed and second.id not in listed
+
+
+def test_a_super_admin_deleted_meanwhile_cannot_reset_anothers_password(client, root):
+    """The reset waited on the deletion's locks; after it, the removed account must not
+    learn a new password of the account that removed it."""
+    first = login(client, create_super_admin())
+    second = login(client, create_super_admin())
+    holder = get_sessionmaker()()
+    by_first = AdminCtx(super_admin_id=uuid.UUID(first.id), email=first.email)
+    super_admins.delete(holder, by_first, uuid.UUID(second.id))
+
+    path = f"/api/admin/super-admins/{first.id}/reset-password"
+    resp = race(holder, lambda: second.call("POST", path))
+
+    assert resp is not None and resp.status_code == 401, resp and resp.text
+    assert first.call("GET", "/api/admin/super-admins").status_code == 200  # not reset
