@@ -132,7 +132,8 @@ def get(session: Session, tenant_id: uuid.UUID, *, for_update: bool = False) -> 
     Why not FOR UPDATE: every insert of a tenant-owned row takes FOR KEY SHARE on the
     tenant (its foreign key), which FOR UPDATE conflicts with. A change that held it and
     then re-timed SLA clocks deadlocked with ``check_sla`` holding a clock and inserting
-    its breach. The id (the only key referenced) never changes here.
+    its breach. The id, the key rows reference, never changes here (a new slug, also a
+    unique key, still takes FOR UPDATE at its own UPDATE).
     """
     query = select(Tenant).where(Tenant.id == tenant_id)
     found = session.scalar(query.with_for_update(key_share=True) if for_update else query)
