@@ -300,8 +300,12 @@ def put_timezone(session: Session, ctx: Ctx, timezone: str) -> dict[str, Any]:
     problems = working_hours.validate_timezone(timezone)
     if problems:
         raise _problems_to_error(problems)
+    # NOTE: FOR NO KEY UPDATE, not FOR UPDATE: every insert of a tenant-owned row takes
+    # FOR KEY SHARE on the tenant, which FOR UPDATE conflicts with. Held while the clocks
+    # were re-timed, it deadlocked with ``check_sla`` holding a clock and inserting its
+    # breach. Two changes still queue on it (``shared.admin.tenants.get`` does the same).
     tenant = session.scalars(
-        select(Tenant).where(Tenant.id == ctx.tenant_id).with_for_update()
+        select(Tenant).where(Tenant.id == ctx.tenant_id).with_for_update(key_share=True)
     ).one()
     before = tenant.timezone
     if before != timezone:
