@@ -408,11 +408,26 @@ def backfill(days: int) -> list[dict[str, Any]]:
     return results
 
 
+def _days(raw: str) -> int:
+    """``--days``: a whole number of days, at least one (none to count is a typo, not a run)."""
+    import argparse
+
+    try:
+        days = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {raw!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 day, not {days}")
+    return days
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Backfill the analytics rollups.")
-    parser.add_argument("--days", type=int, default=400, help="local days back, today included")
+    parser.add_argument(
+        "--days", type=_days, default=400, help="local days back, today included (at least 1)"
+    )
     args = parser.parse_args(argv)
     for result in backfill(args.days):
         print(result)

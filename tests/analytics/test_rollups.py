@@ -448,3 +448,14 @@ def test_a_broker_blip_sending_the_held_back_rollups_does_not_fail_the_reconcile
     monkeypatch.setattr(actors.roll_up, "send_with_options", broker_down)
     actors.reconcile_analytics.fn()
     assert _run_row(_newest_run_id())["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "three"])
+def test_the_backfill_refuses_a_number_of_days_that_counts_nothing(days, capsys):
+    """``--days 0`` crashed on an empty span (``min([])``) after opening every tenant."""
+    from shared.analytics import reconcile
+
+    with pytest.raises(SystemExit) as exited:
+        reconcile.main(["--days", days])
+    assert exited.value.code == 2
+    assert "--days" in capsys.readouterr().err
