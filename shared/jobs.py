@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
 from shared.errors import NotFound
-from shared.models import Job
+from shared.models import Job, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ def claim_stale(
             Job.status.in_(("queued", "running")),  # the partial index's condition
             idle,
             Job.enqueued_at < func.now() - REDRIVE_AFTER,
+            # A suspended tenant's jobs wait (every worker would drop each re-send) until
+            # it is reactivated, as its outbox events and deliveries do.
+            ~exists().where(Tenant.id == Job.tenant_id, Tenant.status != "active"),
         )
         .order_by(Job.enqueued_at)
         .limit(limit)

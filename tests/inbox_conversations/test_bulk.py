@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from shared.db import session_scope
 from shared.inbox import bulk
 from shared.models import Conversation, Job
+from tests.admin.conftest import root  # noqa: F401  (a super admin, logged in)
 from tests.inbox_conversations.conftest import (
     add_conversation,
     add_division,
@@ -256,6 +257,29 @@ def test_a_job_whose_message_was_lost_is_redriven_by_the_scheduler(worker, works
     assert all(row(t).tags == ["redriven"] for t in targets)
     with session_scope() as session:
         assert redrive(session) == 0
+
+
+def test_a_suspended_workspaces_stale_job_waits_for_its_reactivation(workspace, root):  # noqa: F811
+    """A suspended tenant's queued job is not re-sent (every worker would drop it, every
+    REDRIVE_AFTER, for as long as the suspension lasts); it is once the tenant is back."""
+    from scheduler import jobs as scheduler_jobs
+
+    ws = workspace
+    job_id = queued_job(ws, many_conversations(ws, 1), "add_tags", tags=["later"])
+    redrive = next(j.func for j in scheduler_jobs.JOBS if j.name == "redrive_queued_jobs")
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(enqueued_at=func.now() - 2 * scheduler_jobs.api_jobs.REDRIVE_AFTER)
+        )
+    tenant = f"/api/admin/tenants/{ws.tenant['id']}"
+    assert root.call("DELETE", tenant).status_code == 204
+    with session_scope() as session:
+        assert redrive(session) == 0
+    assert root.call("PATCH", tenant, json={"status": "active"}).status_code == 200
+    with session_scope() as session:
+        assert redrive(session) == 1
 
 
 def test_a_running_job_whose_worker_and_message_were_lost_is_resumed(worker, workspace):
