@@ -420,10 +420,15 @@ def _muted(mute: Any) -> tuple[str, str]:
 
 class _Targets:
     """The conversations (locked) and outbox events the batch's actions act on, read in
-    one statement each; a conversation first acted on later is locked then."""
+    one statement each; a conversation first acted on later is locked then.
+
+    ``wait``: whether the actions may wait for a division's or agent's lock; not when
+    the batch is about several conversations (:mod:`shared.automation.executors`' NOTE).
+    """
 
     def __init__(self, session: Session, evaluations: list[_Evaluation]) -> None:
         self.session = session
+        self.wait = len({e.event.conversation_id for e in evaluations}) <= 1
         self.conversations: dict[uuid.UUID, Conversation | None] = {}
         acting = [e.event for e in evaluations if e.acts]
         #: None: read, and gone (the retention purge); absent: not read yet.
@@ -491,7 +496,7 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
         )
         if loaded is None:  # read (and lock) once, and only when a rule acts
             loaded = targets.of(ctx, event)
-        target = executors.Target(session, ctx, loaded[0], loaded[1], facts)
+        target = executors.Target(session, ctx, loaded[0], loaded[1], facts, targets.wait)
         results, ok = _apply(session, rule, target, done)
         runs.add(
             rule,

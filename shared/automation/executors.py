@@ -7,6 +7,16 @@ domain (an illegal transition, a closed WhatsApp window, an agent since deleted)
 raises :class:`~shared.errors.DomainError`; the evaluator records it as that
 action's failure and goes on with the next one.
 
+NOTE (lock order): an action share-locks the division or agent it names after the
+conversation, the order of every move and assignment. A batch holds other
+conversations too (:attr:`Target.wait` False), one of which that division's or agent's
+deletion may be waiting for (to release or unassign it) while holding the division or
+agent: waiting there, the batch and the deletion waited for each other (a deadlock, the
+DELETE aborted). So a batch does not wait for those locks: a division or agent locked
+by another transaction raises (``LockNotAvailable``, not a domain refusal), the batch
+rolls back and each event is evaluated on its own, holding only its conversation,
+where the action waits.
+
 ``mute``: the conversation's events trigger no rule until ``muted_until`` (for
 ``minutes``; without it, until the mute row is deleted). Notifications, when they
 come, are meant to read the same row.
@@ -68,6 +78,9 @@ class Target:
     event: OutboxEvent | None
     #: The event's facts: the variables of templates (a quick reply's text).
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Whether an action may wait for the lock of a division or agent it names: False
+    #: when the transaction holds other conversations too (see the module's NOTE).
+    wait: bool = True
 
 
 Executor = Callable[[Target, dict[str, Any]], dict[str, Any]]
@@ -108,7 +121,9 @@ def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     agent_id = _uuid(params["agent_id"])
     if agent_id == conversation.assignee_id and not conversation.ai_active:
         return _done(False)
-    agent = convs.live_agent(target.session, target.ctx, agent_id, "agent_id")
+    agent = convs.live_agent(
+        target.session, target.ctx, agent_id, "agent_id", nowait=not target.wait
+    )
     return _done(convs.apply_assignment(target.session, target.ctx, conversation, agent.id))
 
 
@@ -117,7 +132,12 @@ def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     see :func:`~shared.inbox.conversations.division_to_move_into`)."""
     conversation = _conversation(target)
     division_id = convs.division_to_move_into(
-        target.session, target.ctx, conversation, _uuid(params["division_id"]), "division_id"
+        target.session,
+        target.ctx,
+        conversation,
+        _uuid(params["division_id"]),
+        "division_id",
+        nowait=not target.wait,
     )
     changed = convs.apply_fields(
         target.session, target.ctx, conversation, {"division_id": division_id}
@@ -130,6 +150,8 @@ def pick_round_robin(
     tenant_id: uuid.UUID,
     division_id: uuid.UUID | None,
     held: uuid.UUID | None = None,
+    *,
+    nowait: bool = False,
 ) -> uuid.UUID | None:
     """The online agent (of the division, if given) with the fewest open or pending
     conversations; ties go to the one assigned longest ago (fair rotation).
@@ -149,7 +171,8 @@ def pick_round_robin(
     the conversation, the membership, the agent): a removal from the division (a
     ``DELETE`` of that row) running meanwhile waits for the assignment, or the pick
     waits for the removal, finds the row gone and takes the next member. Read unlocked,
-    an agent taken out of the division at that moment was still picked.
+    an agent taken out of the division at that moment was still picked. With ``nowait``
+    (a batch), a row locked by another transaction raises instead of waiting for it.
     """
     active = and_(
         Conversation.assignee_id == User.id,
@@ -171,8 +194,8 @@ def pick_round_robin(
         candidate = session.scalar(query.where(User.id.not_in(passed)).limit(1))
         if candidate is None or candidate == held:
             return candidate
-        if _still_member(session, members, candidate) and _still_eligible(
-            session, eligible, candidate
+        if _still_member(session, members, candidate, nowait) and _still_eligible(
+            session, eligible, candidate, nowait
         ):
             return candidate
         passed.append(candidate)
@@ -186,7 +209,9 @@ def _members(tenant_id: uuid.UUID, division_id: uuid.UUID | None) -> tuple | Non
     return (DivisionMember.tenant_id == tenant_id, DivisionMember.division_id == division_id)
 
 
-def _still_member(session: Session, members: tuple | None, agent_id: uuid.UUID) -> bool:
+def _still_member(
+    session: Session, members: tuple | None, agent_id: uuid.UUID, nowait: bool
+) -> bool:
     """Whether the agent is still in the division, their membership row locked.
 
     NOTE: ``FOR KEY SHARE`` is enough: a removal (or the division's deletion) ``DELETE``s
@@ -198,17 +223,18 @@ def _still_member(session: Session, members: tuple | None, agent_id: uuid.UUID) 
     lock = (
         select(DivisionMember.user_id)
         .where(*members, DivisionMember.user_id == agent_id)
-        .with_for_update(read=True, key_share=True)
+        .with_for_update(read=True, key_share=True, nowait=nowait)
     )
     return session.scalar(lock) is not None
 
 
-def _still_eligible(session: Session, eligible: Any, agent_id: uuid.UUID) -> bool:
+def _still_eligible(session: Session, eligible: Any, agent_id: uuid.UUID, nowait: bool) -> bool:
     """Whether the agent is still live and online, their row share-locked.
 
     Waits for a deletion (or a status change) of the agent under way, then re-reads it.
     """
-    lock = select(User.id).where(eligible, User.id == agent_id).with_for_update(read=True)
+    lock = select(User.id).where(eligible, User.id == agent_id)
+    lock = lock.with_for_update(read=True, nowait=nowait)
     return session.scalar(lock) is not None
 
 
@@ -216,7 +242,11 @@ def assign_round_robin(target: Target, params: dict[str, Any]) -> dict[str, Any]
     conversation = _conversation(target)
     division_id = _uuid(params["division_id"]) if params.get("division_id") else None
     agent_id = pick_round_robin(
-        target.session, target.ctx.tenant_id, division_id, conversation.assignee_id
+        target.session,
+        target.ctx.tenant_id,
+        division_id,
+        conversation.assignee_id,
+        nowait=not target.wait,
     )
     if agent_id is None:
         raise ActionFailed("No online agent to assign")
@@ -378,7 +408,12 @@ def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {"ai_active": False}
     if params.get("division_id"):
         changes["division_id"] = convs.division_to_move_into(
-            target.session, target.ctx, conversation, _uuid(params["division_id"]), "division_id"
+            target.session,
+            target.ctx,
+            conversation,
+            _uuid(params["division_id"]),
+            "division_id",
+            nowait=not target.wait,
         )
     changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
     if changed:

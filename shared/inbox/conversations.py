@@ -322,18 +322,22 @@ def get_item(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str
 # ---------------------------------------------------------------- lookups
 
 
-def live_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> User:
+def live_agent(
+    session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str, *, nowait: bool = False
+) -> User:
     """A live agent of the caller's tenant, or 422 on ``field`` (never 404: it is input).
 
     The agent's row is share-locked until the caller commits: a deletion running meanwhile
     (which unassigns the agent's conversations) waits for it, or it waits for the deletion
     and finds the agent gone. Unlocked, a conversation assigned while the agent was being
-    deleted stayed assigned to the deleted agent.
+    deleted stayed assigned to the deleted agent. With ``nowait``, an agent locked by
+    another transaction raises (``LockNotAvailable``) instead of waiting for it, as
+    :func:`division` does.
     """
     agent = session.scalar(
         select(User)
         .where(User.tenant_id == ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None))
-        .with_for_update(read=True)
+        .with_for_update(read=True, nowait=nowait)
     )
     if agent is None:
         raise ValidationFailed.field(field, "no such agent in this workspace")
