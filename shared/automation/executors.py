@@ -115,16 +115,31 @@ def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
     NOTE: the conversation's own assignee is not share-locked again: their deletion waits
     for this (locked) conversation to unassign it, so locking them from here deadlocked
-    with it (the run retried). With no AI to take over, there is nothing to change.
+    with it (the run retried). With no AI to take over, there is nothing to change; with
+    one, the assignee takes over from it, checked live without a lock (a deletion under
+    way unassigns the conversation after this commits; a resolved one may still name an
+    agent deleted since).
     """
     conversation = _conversation(target)
     agent_id = _uuid(params["agent_id"])
-    if agent_id == conversation.assignee_id and not conversation.ai_active:
-        return _done(False)
-    agent = convs.live_agent(
-        target.session, target.ctx, agent_id, "agent_id", nowait=not target.wait
+    if agent_id == conversation.assignee_id:
+        if not conversation.ai_active:
+            return _done(False)
+        if not _live(target, agent_id):
+            raise ValidationFailed.field("agent_id", "no such agent in this workspace")
+    else:
+        agent_id = convs.live_agent(
+            target.session, target.ctx, agent_id, "agent_id", nowait=not target.wait
+        ).id
+    return _done(convs.apply_assignment(target.session, target.ctx, conversation, agent_id))
+
+
+def _live(target: Target, agent_id: uuid.UUID) -> bool:
+    """Whether the agent is a live agent of the tenant (read, not locked)."""
+    live = select(User.id).where(
+        User.tenant_id == target.ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None)
     )
-    return _done(convs.apply_assignment(target.session, target.ctx, conversation, agent.id))
+    return target.session.scalar(live) is not None
 
 
 def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:

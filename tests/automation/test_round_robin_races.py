@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db import get_sessionmaker, session_scope
+from shared.events import Actor, emit
 from shared.inbox import divisions
 from shared.models import AutomationRule, ConversationSla, DeadLetter, SlaPolicy
 from tests.automation.conftest import (
@@ -249,3 +250,31 @@ def _run_in_the_division_racing_its_deletion(
     assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
     assert conversation(conv_id).division_id is None
     return conv_id
+
+
+def test_taking_over_from_the_ai_for_the_doomed_agent_does_not_deadlock(ws):
+    """As above, the conversation assigned to the agent with its AI answering (handed
+    back to the AI, its assignee kept) and the customer writing: the rule's assignment
+    takes it over from the AI for the agent. (The run share-locked the agent while
+    holding the conversation, which their deletion, holding the agent, waited for to
+    unassign it: a deadlock, one of them aborted.)"""
+    doomed = _online_agent(ws)
+    create_rule(ws, actions=[{"type": "assign_agent", "params": {"agent_id": doomed["id"]}}])
+    conv_id = add_conversation(
+        ws, assignee_id=uuid.UUID(doomed["id"]), status="open", ai_active=True
+    )
+
+    def trigger() -> bool:
+        data = {"conversation_id": conv_id, "body": "I want a refund", "direction": "inbound"}
+        with session_scope() as session:
+            emit(session, "message.created", data, tenant_id=tid(ws), actor=Actor("contact"))
+        done = lambda: waiting_on_a_lock() or (settled(ws) and len(queue_rows(ws)) >= 1)  # noqa: E731
+        return wait_until(done, "the run ran or waits", timeout=10.0)
+
+    race_locked_deletion(ws, doomed["id"], trigger)
+    wait_settled(ws)
+    assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
+    [run] = runs(ws)
+    assert run.action_results[0]["result"] == "applied"
+    taken = conversation(conv_id)
+    assert (taken.assignee_id, taken.ai_active) == (None, False)
