@@ -108,12 +108,12 @@ def _ownership_problems(
     ctx: Ctx,
     actions: list[Any],
     *,
-    share_lock_divisions_except: frozenset[uuid.UUID] | None = None,
+    share_lock_except: frozenset[uuid.UUID] | None = None,
 ) -> list[dict[str, Any]]:
     """One problem per referenced id that is not the caller's tenant's (one query per kind).
 
-    With ``share_lock_divisions_except`` (a save), the divisions named, but those, are
-    share-locked first (:func:`_share_lock_divisions`).
+    With ``share_lock_except`` (a save), the divisions and agents named, but those, are
+    share-locked first (:func:`_share_lock`).
     """
     refs = action_catalogue.references(actions)
     problems = []
@@ -121,9 +121,9 @@ def _ownership_problems(
     for path, kind, ref_id in refs:
         by_kind.setdefault(kind, []).append((path, ref_id))
     for kind, items in by_kind.items():
-        if kind == action_catalogue.DIVISIONS and share_lock_divisions_except is not None:
-            wanted = {ref_id for _, ref_id in items} - share_lock_divisions_except
-            _share_lock_divisions(session, ctx, wanted)
+        if kind in _SHARE_LOCKED and share_lock_except is not None:
+            wanted = {ref_id for _, ref_id in items} - share_lock_except
+            _share_lock(session, ctx, _SHARE_LOCKED[kind], wanted)
         model, extra, message = _OWNED[kind]
         if model is QuickReply:  # another agent's personal reply is invisible to the caller
             extra = (or_(QuickReply.scope == "shared", QuickReply.owner_id == ctx.user_id),)
@@ -142,8 +142,16 @@ def _ownership_problems(
     return problems
 
 
-def _share_lock_divisions(session: Session, ctx: Ctx, division_ids: set[uuid.UUID]) -> None:
-    """Lock ``division_ids`` (those that exist) ``FOR SHARE`` until the caller commits.
+#: The kinds a save share-locks (:func:`_share_lock`): their deletions lock the row first.
+_SHARE_LOCKED = {action_catalogue.DIVISIONS: Division, action_catalogue.AGENTS: User}
+
+
+def _share_lock(session: Session, ctx: Ctx, model: Any, ids: set[uuid.UUID]) -> None:
+    """Lock ``ids`` of ``model`` (those that exist) ``FOR SHARE`` until the caller commits.
+
+    Divisions and agents alike: an agent's deletion locks the agent (``FOR NO KEY
+    UPDATE``, :func:`shared.identity.agents.get_agent`), then the rules naming them;
+    read unlocked, a rule saved meanwhile kept the deleted agent's id.
 
     NOTE: no foreign key covers the ids in ``actions``. Read unlocked, a division being
     deleted (its ``forget_referent`` done, uncommitted) was still found, and the rule
@@ -156,11 +164,11 @@ def _share_lock_divisions(session: Session, ctx: Ctx, division_ids: set[uuid.UUI
     takes the division, then the rules naming it. A division the rule did not name meets
     no such cycle: its deletion does not wait for this rule.
     """
-    if division_ids:
+    if ids:
         session.execute(
-            select(Division.id)
-            .where(Division.tenant_id == ctx.tenant_id, Division.id.in_(division_ids))
-            .order_by(Division.id)
+            select(model.id)
+            .where(model.tenant_id == ctx.tenant_id, model.id.in_(ids))
+            .order_by(model.id)
             .with_for_update(read=True)
         ).all()
 
@@ -170,12 +178,12 @@ def validate_rule(
     ctx: Ctx,
     body: dict[str, Any],
     *,
-    share_lock_divisions_except: frozenset[uuid.UUID] | None = None,
+    share_lock_except: frozenset[uuid.UUID] | None = None,
 ) -> None:
     """Raise 422 listing every problem of a whole rule body (paths from the body's root).
 
-    A save passes ``share_lock_divisions_except`` (the divisions the stored rule names
-    already, or none): the other divisions it names are share-locked until it commits.
+    A save passes ``share_lock_except`` (the divisions and agents the stored rule names
+    already, or none): the other ones it names are share-locked until it commits.
     """
     problems = _trigger_problems(body["trigger_event_types"])
     problems += [
@@ -189,7 +197,7 @@ def validate_rule(
             session,
             ctx,
             body["actions"],
-            share_lock_divisions_except=share_lock_divisions_except,
+            share_lock_except=share_lock_except,
         )
     if problems:
         raise ValidationFailed(
@@ -281,7 +289,7 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
 def create_rule(session: Session, ctx: Ctx, body: dict[str, Any]) -> AutomationRule:
     ctx.require(MANAGE)
     body = with_defaults(body)
-    validate_rule(session, ctx, body, share_lock_divisions_except=frozenset())
+    validate_rule(session, ctx, body, share_lock_except=frozenset())
     # NOTE: the version bump locks the tenant's settings row first, so two concurrent
     # creates cannot both pass the count below.
     bump_rules_version(session, ctx.tenant_id)
@@ -324,8 +332,9 @@ def update_rule(
     before = RuleView.data(rule)
     merged = {name: getattr(rule, name) for name in RULE_FIELDS}
     merged.update({k: v for k, v in changes.items() if k in RULE_FIELDS and v is not None})
-    named_already = action_catalogue.referenced_ids(rule.actions)[action_catalogue.DIVISIONS]
-    validate_rule(session, ctx, merged, share_lock_divisions_except=frozenset(named_already))
+    named = action_catalogue.referenced_ids(rule.actions)
+    named_already = named[action_catalogue.DIVISIONS] | named[action_catalogue.AGENTS]
+    validate_rule(session, ctx, merged, share_lock_except=frozenset(named_already))
     if merged["is_active"] and not rule.is_active:
         rule.activated_at = clock.db_now(session)
     for name in RULE_FIELDS:
