@@ -81,6 +81,9 @@ class Target:
     #: Whether an action may wait for the lock of a division or agent it names: False
     #: when the transaction holds other conversations too (see the module's NOTE).
     wait: bool = True
+    #: The conversation's division when this transaction locked it (a move back into it
+    #: is not share-locked: :func:`~shared.inbox.conversations.division_to_move_into`).
+    locked_in: uuid.UUID | None = None
 
 
 Executor = Callable[[Target, dict[str, Any]], dict[str, Any]]
@@ -153,6 +156,7 @@ def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
         _uuid(params["division_id"]),
         "division_id",
         nowait=not target.wait,
+        locked_in=target.locked_in,
     )
     changed = convs.apply_fields(
         target.session, target.ctx, conversation, {"division_id": division_id}
@@ -429,6 +433,7 @@ def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
             _uuid(params["division_id"]),
             "division_id",
             nowait=not target.wait,
+            locked_in=target.locked_in,
         )
     changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
     if changed:

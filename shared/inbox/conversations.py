@@ -373,9 +373,12 @@ def division_to_move_into(
     field: str,
     *,
     nowait: bool = False,
+    locked_in: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """``division_id`` checked as :func:`division` does, for a move of the locked
-    ``conversation``; its own division is taken as it is, not share-locked.
+    ``conversation``; its own division is taken as it is, not share-locked, and so is
+    ``locked_in``, the one it was in when this transaction locked it (it has moved since:
+    an automation run's earlier action).
 
     NOTE (lock order): a division's deletion locks the division, then the conversations
     in it (to release them); a move locks its conversation, then the division it names.
@@ -384,9 +387,12 @@ def division_to_move_into(
     (its deletion has to release this conversation first, so it waits for this
     transaction). Locked anyway, the move waited for the deletion, which waited for the
     move's conversation: a deadlock, one of them aborted (a rule's run retried, the
-    DELETE answered 409).
+    DELETE answered 409). The division the conversation was in when locked is as safe:
+    its deletion's release found the conversation there and waits for this transaction
+    (and then releases it, if it was moved back); locked, a run moving the conversation
+    out and back deadlocked with that deletion.
     """
-    if division_id == conversation.division_id:
+    if division_id in (conversation.division_id, locked_in):
         return division_id
     return division(session, ctx, division_id, field, nowait=nowait).id
 

@@ -176,3 +176,38 @@ def test_a_batch_assigning_to_an_agent_whose_deletion_waits_for_it_does_not_dead
     _settled(ws, refusal)
     assert conversation(theirs).assignee_id is None
     assert conversation(other).assignee_id is None
+
+
+def test_a_run_moving_a_conversation_out_of_its_division_and_back_does_not_deadlock(ws):
+    """Two routing rules on one event: the first moves the conversation out of the doomed
+    division (into another one, held here so that the run waits there, holding the
+    conversation, while the deletion starts and waits for that conversation); the second
+    moves it back. The doomed division is the one the conversation was in when the run
+    locked it: its deletion waits for the run, so the move back must not wait for the
+    deletion (it did: a deadlock, the DELETE aborted)."""
+    doomed = add_division(ws, "Doomed")
+    elsewhere = add_division(ws, "Elsewhere")
+    for priority, division in ((1, elsewhere), (2, doomed)):
+        routing = {"type": "assign_division", "params": {"division_id": division}}
+        create_rule(ws, name=f"Route {priority}", priority=priority, actions=[routing])
+    inside = add_conversation(ws, division_id=uuid.UUID(doomed))
+    holding = get_sessionmaker()()
+    deleted: list = []
+    try:
+        holding.execute(
+            select(Division.id).where(Division.id == uuid.UUID(elsewhere)).with_for_update()
+        )
+        _emit_messages(ws, inside)
+        _until_blocked(1)
+        deleting = threading.Thread(target=lambda: deleted.append(delete_division_now(ws, doomed)))
+        deleting.start()
+        _until_blocked(2, deleting)
+        holding.commit()
+    finally:
+        holding.close()
+    deleting.join(timeout=30)
+
+    assert deleted == ["deleted"]
+    [row] = wait_settled(ws)
+    assert (row.status, row.attempts) == ("done", 1), row.error
+    assert conversation(inside).division_id is None
