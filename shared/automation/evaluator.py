@@ -430,8 +430,10 @@ class _Targets:
         self.session = session
         self.wait = len({e.event.conversation_id for e in evaluations}) <= 1
         self.conversations: dict[uuid.UUID, Conversation | None] = {}
-        #: Each locked conversation's division when locked (executors.Target.locked_in).
+        #: Each locked conversation's division and assignee when locked
+        #: (executors.Target.locked_in, locked_to).
         self.locked_in: dict[uuid.UUID, uuid.UUID | None] = {}
+        self.locked_to: dict[uuid.UUID, uuid.UUID | None] = {}
         acting = [e.event for e in evaluations if e.acts]
         #: None: read, and gone (the retention purge); absent: not read yet.
         self.outbox: dict[uuid.UUID, OutboxEvent | None] = {
@@ -455,6 +457,7 @@ class _Targets:
             ).all()
             self.conversations.update({c.id: c for c in found})
             self.locked_in.update({c.id: c.division_id for c in found})
+            self.locked_to.update({c.id: c.assignee_id for c in found})
             self.conversations.update({i: None for i in ids if i not in self.conversations})
 
     def of(self, ctx: Ctx, event: AutomationEvent) -> tuple[Conversation | None, Any]:
@@ -463,6 +466,7 @@ class _Targets:
             locked = executors.lock_conversation(self.session, ctx, conversation_id)
             self.conversations[conversation_id] = locked
             self.locked_in[conversation_id] = locked.division_id if locked else None
+            self.locked_to[conversation_id] = locked.assignee_id if locked else None
         conversation = self.conversations.get(conversation_id) if conversation_id else None
         outbox_id = event.outbox_event_id
         if outbox_id not in self.outbox:
@@ -500,9 +504,16 @@ def _act(session: Session, evaluation: _Evaluation, targets: _Targets) -> RunBat
         )
         if loaded is None:  # read (and lock) once, and only when a rule acts
             loaded = targets.of(ctx, event)
-        locked_in = targets.locked_in.get(event.conversation_id)
+        locked = event.conversation_id
         target = executors.Target(
-            session, ctx, loaded[0], loaded[1], facts, targets.wait, locked_in
+            session,
+            ctx,
+            loaded[0],
+            loaded[1],
+            facts,
+            targets.wait,
+            targets.locked_in.get(locked),
+            targets.locked_to.get(locked),
         )
         results, ok = _apply(session, rule, target, done)
         runs.add(

@@ -84,6 +84,14 @@ class Target:
     #: The conversation's division when this transaction locked it (a move back into it
     #: is not share-locked: :func:`~shared.inbox.conversations.division_to_move_into`).
     locked_in: uuid.UUID | None = None
+    #: Its assignee when this transaction locked it (not share-locked either, as the
+    #: conversation's own assignee: :func:`assign_agent`).
+    locked_to: uuid.UUID | None = None
+
+    def held_agents(self) -> tuple[uuid.UUID | None, ...]:
+        """The agents whose deletion waits for this conversation: not locked from here."""
+        conversation = self.conversation
+        return (conversation.assignee_id if conversation else None, self.locked_to)
 
 
 Executor = Callable[[Target, dict[str, Any]], dict[str, Any]]
@@ -121,13 +129,14 @@ def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     with it (the run retried). With no AI to take over, there is nothing to change; with
     one, the assignee takes over from it, checked live without a lock (a deletion under
     way unassigns the conversation after this commits; a resolved one may still name an
-    agent deleted since).
+    agent deleted since). So is its assignee when the run locked it, if an earlier rule
+    assigned it to someone else: that agent's deletion waits for it just the same.
     """
     conversation = _conversation(target)
     agent_id = _uuid(params["agent_id"])
-    if agent_id == conversation.assignee_id:
-        if not conversation.ai_active:
-            return _done(False)
+    if agent_id == conversation.assignee_id and not conversation.ai_active:
+        return _done(False)
+    if agent_id in target.held_agents():
         if not _live(target, agent_id):
             raise ValidationFailed.field("agent_id", "no such agent in this workspace")
     else:
@@ -168,7 +177,7 @@ def pick_round_robin(
     session: Session,
     tenant_id: uuid.UUID,
     division_id: uuid.UUID | None,
-    held: uuid.UUID | None = None,
+    held: tuple[uuid.UUID | None, ...] = (),
     *,
     nowait: bool = False,
 ) -> uuid.UUID | None:
@@ -183,8 +192,9 @@ def pick_round_robin(
     meanwhile waits for the assignment (and then unassigns it), or the pick waits for
     the deletion, finds the agent gone (or offline) and takes the next one. Unlocked, a
     conversation assigned while its agent was being deleted stayed assigned to them.
-    ``held`` is the locked conversation's assignee: not locked again (their deletion
-    waits for that conversation to unassign it; locking them would deadlock with it).
+    ``held`` are the locked conversation's assignees (now, and when the run locked it,
+    :meth:`Target.held_agents`): not locked again (their deletion waits for that
+    conversation to unassign it; locking them would deadlock with it).
 
     With a division, the agent's membership row is key-share-locked first (lock order:
     the conversation, the membership, the agent): a removal from the division (a
@@ -211,7 +221,7 @@ def pick_round_robin(
     passed: list[uuid.UUID] = []
     while True:
         candidate = session.scalar(query.where(User.id.not_in(passed)).limit(1))
-        if candidate is None or candidate == held:
+        if candidate is None or candidate in held:
             return candidate
         if _still_member(session, members, candidate, nowait) and _still_eligible(
             session, eligible, candidate, nowait
@@ -264,7 +274,7 @@ def assign_round_robin(target: Target, params: dict[str, Any]) -> dict[str, Any]
         target.session,
         target.ctx.tenant_id,
         division_id,
-        conversation.assignee_id,
+        target.held_agents(),
         nowait=not target.wait,
     )
     if agent_id is None:

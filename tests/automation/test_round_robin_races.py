@@ -278,3 +278,30 @@ def test_taking_over_from_the_ai_for_the_doomed_agent_does_not_deadlock(ws):
     assert run.action_results[0]["result"] == "applied"
     taken = conversation(conv_id)
     assert (taken.assignee_id, taken.ai_active) == (None, False)
+
+
+@pytest.mark.parametrize("action", ["assign_agent", "assign_round_robin"])
+def test_assigning_a_conversation_away_and_back_to_the_doomed_agent_does_not_deadlock(ws, action):
+    """As above, two rules on one event: the first assigns the agent's conversation to
+    someone else, the second back to the agent (naming them, or round robin picking them:
+    the least loaded). The agent is the conversation's assignee as the run locked it:
+    their deletion waits for the run to unassign it, so the second rule must not wait
+    for the deletion (it did: a deadlock, one of them aborted)."""
+    doomed = _online_agent(ws)
+    other = _online_agent(ws)
+    for _ in range(2):  # the busier one: round robin picks the doomed agent
+        add_conversation(ws, assignee_id=uuid.UUID(other["id"]), status="open")
+    away = {"type": "assign_agent", "params": {"agent_id": other["id"]}}
+    back = {
+        "type": action,
+        "params": {"agent_id": doomed["id"]} if action == "assign_agent" else {},
+    }
+    create_rule(ws, name="Away", priority=1, actions=[away])
+    create_rule(ws, name="Back", priority=2, actions=[back])
+    conv_id = add_conversation(ws, assignee_id=uuid.UUID(doomed["id"]), status="open")
+
+    trigger = _message_then_wait(ws, conv_id)
+    race_locked_deletion(ws, doomed["id"], trigger)
+    wait_settled(ws)
+    assert [(r.status, r.attempts) for r in queue_rows(ws)] == [("done", 1)]
+    assert conversation(conv_id).assignee_id is None
