@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import Uuid, any_, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.orm import Session
@@ -693,8 +694,15 @@ def evaluate_events(event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         try:
             outcomes.update(_evaluate_claimed(live))
             return outcomes
-        except Exception:
-            log.warning("automation batch of %d failed; one at a time", len(live), exc_info=True)
+        except Exception as exc:
+            if isinstance(getattr(exc, "orig", None), LockNotAvailable):
+                # Expected: a batch does not wait for a division's or agent's lock
+                # (shared.automation.executors' NOTE); alone, each event waits for it.
+                log.info("automation batch of %d met a held lock; one at a time", len(live))
+            else:
+                log.warning(
+                    "automation batch of %d failed; one at a time", len(live), exc_info=True
+                )
     retry = None
     for event_id in live:
         try:
