@@ -112,7 +112,7 @@ def _ownership_problems(
 ) -> list[dict[str, Any]]:
     """One problem per referenced id that is not the caller's tenant's (one query per kind).
 
-    With ``share_lock_except`` (a save), the divisions and agents named, but those, are
+    With ``share_lock_except`` (a save), the rows named (every kind), but those, are
     share-locked first (:func:`_share_lock`).
     """
     refs = action_catalogue.references(actions)
@@ -121,10 +121,9 @@ def _ownership_problems(
     for path, kind, ref_id in refs:
         by_kind.setdefault(kind, []).append((path, ref_id))
     for kind, items in by_kind.items():
-        if kind in _SHARE_LOCKED and share_lock_except is not None:
-            wanted = {ref_id for _, ref_id in items} - share_lock_except
-            _share_lock(session, ctx, _SHARE_LOCKED[kind], wanted)
         model, extra, message = _OWNED[kind]
+        if share_lock_except is not None:
+            _share_lock(session, ctx, model, {ref_id for _, ref_id in items} - share_lock_except)
         if model is QuickReply:  # another agent's personal reply is invisible to the caller
             extra = (or_(QuickReply.scope == "shared", QuickReply.owner_id == ctx.user_id),)
         found = set(
@@ -142,16 +141,13 @@ def _ownership_problems(
     return problems
 
 
-#: The kinds a save share-locks (:func:`_share_lock`): their deletions lock the row first.
-_SHARE_LOCKED = {action_catalogue.DIVISIONS: Division, action_catalogue.AGENTS: User}
-
-
 def _share_lock(session: Session, ctx: Ctx, model: Any, ids: set[uuid.UUID]) -> None:
     """Lock ``ids`` of ``model`` (those that exist) ``FOR SHARE`` until the caller commits.
 
-    Divisions and agents alike: an agent's deletion locks the agent (``FOR NO KEY
-    UPDATE``, :func:`shared.identity.agents.get_agent`), then the rules naming them;
-    read unlocked, a rule saved meanwhile kept the deleted agent's id.
+    Every kind alike: an agent's deletion locks the agent (``FOR NO KEY UPDATE``,
+    :func:`shared.identity.agents.get_agent`), a quick reply's or webhook endpoint's
+    deletion its row (``FOR UPDATE``), then the rules naming it; read unlocked, a rule
+    saved meanwhile kept the deleted row's id.
 
     NOTE: no foreign key covers the ids in ``actions``. Read unlocked, a division being
     deleted (its ``forget_referent`` done, uncommitted) was still found, and the rule
@@ -182,7 +178,7 @@ def validate_rule(
 ) -> None:
     """Raise 422 listing every problem of a whole rule body (paths from the body's root).
 
-    A save passes ``share_lock_except`` (the divisions and agents the stored rule names
+    A save passes ``share_lock_except`` (the rows the stored rule names
     already, or none): the other ones it names are share-locked until it commits.
     """
     problems = _trigger_problems(body["trigger_event_types"])
@@ -332,8 +328,7 @@ def update_rule(
     before = RuleView.data(rule)
     merged = {name: getattr(rule, name) for name in RULE_FIELDS}
     merged.update({k: v for k, v in changes.items() if k in RULE_FIELDS and v is not None})
-    named = action_catalogue.referenced_ids(rule.actions)
-    named_already = named[action_catalogue.DIVISIONS] | named[action_catalogue.AGENTS]
+    named_already = set().union(*action_catalogue.referenced_ids(rule.actions).values())
     validate_rule(session, ctx, merged, share_lock_except=frozenset(named_already))
     if merged["is_active"] and not rule.is_active:
         rule.activated_at = clock.db_now(session)
