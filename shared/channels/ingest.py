@@ -354,8 +354,13 @@ def _active_conversations():
     )
 
 
+# NOTE: FOR NO KEY UPDATE, not FOR UPDATE: messages, SLA clocks and breaches reference
+# the conversation, and each insert of one takes FOR KEY SHARE on it, which FOR UPDATE
+# conflicts with. An ingest holding the conversation and then waiting for its SLA clock
+# deadlocked with check_sla holding the clock and inserting its breach. Ingest never
+# changes the id, and deleters (FOR UPDATE) are still kept out.
 def _latest_locked(query):
-    return query.order_by(Conversation.created_at.desc()).limit(1).with_for_update()
+    return query.order_by(Conversation.created_at.desc()).limit(1).with_for_update(key_share=True)
 
 
 #: Messaging channels: the contact's latest active conversation on the account (or on none).
@@ -388,7 +393,7 @@ _NAMED_CONVERSATION = (
         Conversation.contact_id == bindparam("contact_id"),
         Conversation.id == bindparam("id"),
     )
-    .with_for_update()
+    .with_for_update(key_share=True)  # NOTE: as _latest_locked, for the same reason
 )
 
 
