@@ -171,7 +171,11 @@ def _lock_for_claim(session: Session, tenant_id: uuid.UUID, conversation: Conver
     for _ in range(CLAIM_LOCK_ATTEMPTS):
         _lock_in_flight_reply(session, tenant_id, conversation.id)
         savepoint = session.begin_nested()
-        session.refresh(conversation, with_for_update=True)
+        # NOTE: FOR NO KEY UPDATE: a claim into a division re-times the SLA clock, and
+        # check_sla holds a clock while inserting its breach, whose foreign-key check
+        # (FOR KEY SHARE on the conversation) FOR UPDATE blocked: a deadlock. No claim
+        # changes the conversation's id.
+        session.refresh(conversation, with_for_update={"key_share": True})
         try:
             _lock_in_flight_reply(session, tenant_id, conversation.id, nowait=True)
         except OperationalError as exc:

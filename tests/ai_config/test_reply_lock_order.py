@@ -9,6 +9,7 @@ would wait for the other (a deadlock, one of them aborted; the dispatch job retr
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +19,14 @@ from sqlalchemy import select
 
 from shared.ai import generation, handoff, replies
 from shared.db import get_sessionmaker, session_scope
-from shared.models import AiUsageDaily, Conversation
-from shared.models.ai import AiAgent, AiOrchestrationRule, AiReply
+from shared.models import AiUsageDaily, Conversation, ConversationSla
+from shared.models.ai import (
+    AiAgent,
+    AiAgentAssignment,
+    AiOrchestrationRule,
+    AiReply,
+)
+from shared.timekeeping import sla
 from tests.ai_config.conftest import (
     agent_row,
     answered,
@@ -28,7 +35,7 @@ from tests.ai_config.conftest import (
     inbound_message,
     tid,
 )
-from tests.inbox_conversations.conftest import add_conversation, row
+from tests.inbox_conversations.conftest import add_conversation, add_division, row
 from tests.lock_races import blocked_on_a_lock, race
 from tests.waiting import wait_until
 
@@ -203,3 +210,58 @@ def _pending_reply(ws, conversation_id, agent_id, message_id) -> uuid.UUID:
         session.add(reply)
         session.flush()
         return reply.id
+
+
+def test_claiming_a_conversation_into_a_division_does_not_deadlock_with_an_sla_check(workspace):
+    """A claim that brings the conversation into its assignment's division re-times the
+    conversation's SLA clock. ``check_sla`` holds that clock while it inserts its breach,
+    which references the conversation: had the claim locked the conversation FOR UPDATE
+    (which conflicts with the breach's foreign-key check), each would wait for the other."""
+    ws = workspace
+    policy = {"name": "Fast", "first_response_minutes": 30}
+    assert ws.call("POST", "/api/sla-policies", json=policy).status_code == 201
+    agent = create_agent(ws)["id"]
+    division = add_division(ws, "Billing")
+    conversation = add_conversation(ws)
+    with session_scope() as session:
+        session.add(
+            AiAgentAssignment(
+                tenant_id=tid(ws),
+                ai_agent_id=uuid.UUID(agent),
+                channel="whatsapp",
+                division_id=uuid.UUID(division),
+            )
+        )
+        sla.attach(session, session.get_one(Conversation, uuid.UUID(conversation)))
+    message_id = inbound_message(ws, conversation, QUESTION)
+    checking = get_sessionmaker()()
+    # check_sla's first half: the clock is claimed.
+    clock = checking.scalars(
+        select(ConversationSla)
+        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
+        .with_for_update()
+    ).one()
+    failures: list = []
+
+    def dispatch_the_message():
+        try:
+            with session_scope() as session:
+                return replies.schedule(
+                    session, tid(ws), uuid.UUID(conversation), message_id, QUESTION
+                )
+        except Exception as exc:  # reported by the test
+            return exc
+
+    def record_the_breach():
+        try:
+            sla.check_due(checking, now=clock.first_response_due_at + dt.timedelta(minutes=1))
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+            checking.rollback()
+
+    scheduled = race(checking, dispatch_the_message, then=record_the_breach)
+
+    assert failures == []
+    assert isinstance(scheduled, uuid.UUID), scheduled
+    claimed = row(conversation)
+    assert (claimed.ai_agent_id, claimed.division_id) == (uuid.UUID(agent), uuid.UUID(division))
