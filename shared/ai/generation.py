@@ -370,7 +370,7 @@ def settle(
             AiReply.status == "generating",
             AiReply.attempts == claimed.attempts,
         )
-        .with_for_update()
+        .with_for_update(key_share=True)  # NOTE: see _lock_replies
     ).one_or_none()
     if locked is None:
         return "stale"
@@ -624,11 +624,15 @@ def _lock_replies(session: Session, claimed: Sequence[Claimed]) -> set[uuid.UUID
         .with_for_update()
     ).all()
     if ours:
+        # NOTE: FOR NO KEY UPDATE, as settle's own read: a hand-off into a division
+        # re-times the SLA clock, and check_sla holds a clock while inserting its breach,
+        # whose foreign-key check (FOR KEY SHARE on the conversation) FOR UPDATE blocked:
+        # a deadlock. Settling never changes a conversation's id.
         session.execute(
             select(Conversation.id)
             .where(Conversation.id.in_([row.conversation_id for row in ours]))
             .order_by(Conversation.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         ).all()
     return {row.id for row in ours}
 

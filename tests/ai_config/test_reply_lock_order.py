@@ -23,6 +23,7 @@ from shared.models import AiUsageDaily, Conversation, ConversationSla
 from shared.models.ai import (
     AiAgent,
     AiAgentAssignment,
+    AiHandoffRule,
     AiOrchestrationRule,
     AiReply,
 )
@@ -265,3 +266,97 @@ def test_claiming_a_conversation_into_a_division_does_not_deadlock_with_an_sla_c
     assert isinstance(scheduled, uuid.UUID), scheduled
     claimed = row(conversation)
     assert (claimed.ai_agent_id, claimed.division_id) == (uuid.UUID(agent), uuid.UUID(division))
+
+
+def _handing_off_into(ws, division: str) -> tuple[AiAgent, str, uuid.UUID]:
+    """An agent whose model errors hand off into ``division``, and a conversation of its
+    (with an SLA clock) whose reply is being generated."""
+    agent = create_agent(ws)["id"]
+    conversation, reply_id = generating_reply(ws, agent)
+    with session_scope() as session:
+        session.add(
+            AiHandoffRule(
+                tenant_id=tid(ws),
+                ai_agent_id=uuid.UUID(agent),
+                kind="model_error",
+                division_id=uuid.UUID(division),
+            )
+        )
+        sla.attach(session, session.get_one(Conversation, uuid.UUID(conversation)))
+    return agent_row(agent), conversation, reply_id
+
+
+def _clock_claimed(conversation: str):
+    """A session holding the conversation's SLA clock, as ``check_sla`` does first; the
+    session and a time the clock is overdue."""
+    checking = get_sessionmaker()()
+    clock = checking.scalars(
+        select(ConversationSla)
+        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
+        .with_for_update()
+    ).one()
+    return checking, clock.first_response_due_at + dt.timedelta(minutes=1)
+
+
+def _breach_recorder(checking, overdue, failures: list):
+    """check_sla's second half: the claimed clock's breach row is inserted."""
+
+    def record_the_breach():
+        try:
+            sla.check_due(checking, now=overdue)
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+            checking.rollback()
+
+    return record_the_breach
+
+
+def test_a_hand_off_into_a_division_does_not_deadlock_with_an_sla_check(workspace):
+    """Settling a reply that hands off into a division re-times the SLA clock while it
+    holds the conversation; ``check_sla`` holds the clock while its breach's foreign key
+    takes the conversation FOR KEY SHARE, which a FOR UPDATE lock blocked."""
+    ws = workspace
+    policy = {"name": "Fast", "first_response_minutes": 30}
+    assert ws.call("POST", "/api/sla-policies", json=policy).status_code == 201
+    division = add_division(ws, "Billing")
+    agent, conversation, reply_id = _handing_off_into(ws, division)
+    checking, overdue = _clock_claimed(conversation)
+    failures: list = []
+
+    def settle():
+        try:
+            return generation.finish(*answered(ws, agent, conversation, reply_id, text=" "))
+        except Exception as exc:  # reported by the test
+            return exc
+
+    status = race(checking, settle, then=_breach_recorder(checking, overdue, failures))
+
+    assert failures == []
+    assert status == "handed_off", status
+    assert row(conversation).division_id == uuid.UUID(division)
+
+
+def test_a_batch_handing_off_into_a_division_does_not_deadlock_with_an_sla_check(workspace, caplog):
+    """As above, for a batch of replies settled together (its failure would settle each
+    again on its own, with a warning)."""
+    ws = workspace
+    policy = {"name": "Fast", "first_response_minutes": 30}
+    assert ws.call("POST", "/api/sla-policies", json=policy).status_code == 201
+    division = add_division(ws, "Billing")
+    batch = [_handing_off_into(ws, division) for _ in range(2)]
+    checking, overdue = _clock_claimed(batch[0][1])
+    failures: list = []
+
+    def settle():
+        try:
+            return generation.finish_many(
+                [answered(ws, agent, conv, reply, text=" ") for agent, conv, reply in batch]
+            )
+        except Exception as exc:  # reported by the test
+            return exc
+
+    statuses = race(checking, settle, then=_breach_recorder(checking, overdue, failures))
+
+    assert failures == []
+    assert statuses == ["handed_off", "handed_off"], statuses
+    assert "together failed" not in caplog.text
