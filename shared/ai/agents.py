@@ -325,11 +325,16 @@ def _lock_for_deletion(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> AiAge
         .order_by(AiReply.conversation_id)
         .with_for_update()
     ).all()
+    # NOTE: FOR NO KEY UPDATE: a reply's upsert on a conversation the agent owns already
+    # takes the agent FOR KEY SHARE and then the conversation (its foreign keys, in that
+    # order) without locking the conversation first; FOR UPDATE here blocked that second
+    # check while the deletion waited for the agent: a deadlock. The release below
+    # changes the conversations' AI fields only, never their ids.
     session.execute(
         select(Conversation.id)
         .where(*_owned_by(ctx.tenant_id, agent_id))
         .order_by(Conversation.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     agent = session.scalars(
         select(AiAgent)

@@ -16,7 +16,7 @@ import uuid
 
 from sqlalchemy import select
 
-from shared.ai import generation, usage
+from shared.ai import generation, replies, usage
 from shared.db import get_sessionmaker, session_scope
 from shared.models.ai import AiAgent, AiReply, AiUsageDaily
 from tests.ai_config.conftest import (
@@ -25,9 +25,10 @@ from tests.ai_config.conftest import (
     answered,
     create_agent,
     generating_reply,
+    inbound_message,
     tid,
 )
-from tests.inbox_conversations.conftest import row
+from tests.inbox_conversations.conftest import add_conversation, row
 from tests.lock_races import blocked_on_a_lock, race
 
 
@@ -103,3 +104,45 @@ def test_deleting_a_limited_agent_while_a_batch_of_its_replies_settles_does_not_
     for conversation, _ in generating:
         released = row(conversation)
         assert (released.ai_agent_id, released.ai_active) == (None, False)
+
+
+def test_deleting_an_agent_while_a_message_of_its_conversation_is_dispatched_does_not_deadlock(
+    workspace,
+):
+    """A message on a conversation the agent owns already is scheduled without locking the
+    conversation: the upsert of its reply takes the agent and then the conversation FOR
+    KEY SHARE (its foreign keys, in that order). The deletion locks the agent's
+    conversations, then the agent: had it locked them FOR UPDATE (which conflicts with
+    KEY SHARE), each would wait for the other."""
+    ws = workspace
+    agent_id = create_agent(ws)["id"]
+    conversation = add_conversation(ws, ai_agent_id=uuid.UUID(agent_id), ai_active=True)
+    message_id = inbound_message(ws, conversation, "Open today?")
+    dispatching = get_sessionmaker()()
+    # The upsert's first foreign key check: the agent, FOR KEY SHARE.
+    dispatching.execute(
+        select(AiAgent.id)
+        .where(AiAgent.id == uuid.UUID(agent_id))
+        .with_for_update(read=True, key_share=True)
+    ).one()
+    failures: list = []
+
+    def schedule_the_reply():
+        try:
+            replies.schedule(
+                dispatching, tid(ws), uuid.UUID(conversation), message_id, "Open today?"
+            )
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+            dispatching.rollback()
+
+    status = race(
+        dispatching,
+        lambda: ws.call("DELETE", f"{AGENTS}/{agent_id}").status_code,
+        then=schedule_the_reply,
+    )
+
+    assert failures == []
+    assert status == 204
+    released = row(conversation)
+    assert (released.ai_agent_id, released.ai_active) == (None, False)
