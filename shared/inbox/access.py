@@ -83,7 +83,11 @@ def _conversation_statement(shape: str, for_update: bool) -> Select[tuple[Conver
     query = select(Conversation).where(
         visible_bound(shape), Conversation.id == bindparam("conversation_id")
     )
-    return query.with_for_update(of=Conversation) if for_update else query
+    # NOTE: FOR NO KEY UPDATE, not FOR UPDATE: every insert of a row referencing the
+    # conversation takes FOR KEY SHARE on it, which FOR UPDATE conflicts with. A change held
+    # it while it locked the SLA clock; check_sla holding that clock and inserting its breach
+    # deadlocked with it. Nothing here changes its id, so two changes still queue on it.
+    return query.with_for_update(of=Conversation, key_share=True) if for_update else query
 
 
 @functools.cache

@@ -192,7 +192,9 @@ def _lock(session: Session, ctx: Ctx, ids: list[uuid.UUID]) -> dict[uuid.UUID, C
         select(Conversation)
         .where(visible(ctx), Conversation.id.in_(ids))
         .order_by(Conversation.id)
-        .with_for_update(of=Conversation)
+        # NOTE: FOR NO KEY UPDATE, as get_conversation: each one's SLA clock is locked
+        # next, and check_sla holding it inserts a breach referencing the conversation.
+        .with_for_update(of=Conversation, key_share=True)
     ).all()
     return {row.id: row for row in rows}
 

@@ -186,7 +186,9 @@ def _quick_statement(shape: str, to_status: str) -> Update:
     old = (
         select(table.c.id, table.c.status, table.c.snoozed_until)
         .where(visible_bound(shape), table.c.id == bindparam("conversation_id"))
-        .with_for_update()
+        # NOTE: FOR NO KEY UPDATE, as get_conversation: the clock is locked next, and
+        # check_sla holding it inserts a breach referencing the conversation.
+        .with_for_update(key_share=True)
         .subquery("old")
     )
     allowed = [s for s, targets in TRANSITIONS.items() if to_status in targets and s != "resolved"]
