@@ -170,7 +170,11 @@ def _division(session: Session, ctx: Ctx, division_id: uuid.UUID, *, lock: bool 
     query = select(Division.id).where(
         Division.tenant_id == ctx.tenant_id, Division.id == division_id
     )
-    if session.scalar(query.with_for_update() if lock else query) is None:
+    # NOTE: FOR NO KEY UPDATE, not FOR UPDATE: every insert naming the division (a resolve's
+    # CSAT survey) takes FOR KEY SHARE on it, which FOR UPDATE conflicts with. Held while
+    # the clocks were re-timed, it deadlocked with a resolve holding its clock and inserting
+    # its survey. A change of the hours still queues behind another, and a deletion.
+    if session.scalar(query.with_for_update(key_share=True) if lock else query) is None:
         raise NotFound("Division not found")
 
 
