@@ -162,7 +162,8 @@ def _expire_batch(session: Session, ctx: Ctx, rule: dict[str, Any], counts: Expi
         )
         .order_by(Conversation.last_activity_at)
         .limit(BATCH)
-        .with_for_update(skip_locked=True)
+        # NOTE: FOR NO KEY UPDATE (see reopen_snoozed): each one's clock is locked next.
+        .with_for_update(skip_locked=True, key_share=True)
     ).all()
     now = states.db_now(session)
     for conversation in due:
@@ -225,7 +226,11 @@ def reopen_snoozed(session: Session) -> int:
             )
             .order_by(Conversation.snoozed_until)
             .limit(BATCH)
-            .with_for_update(of=Conversation, skip_locked=True)
+            # NOTE: FOR NO KEY UPDATE, not FOR UPDATE: each one's SLA clock is locked next,
+            # and check_sla holding a clock inserts its breach, FOR KEY SHARE on the
+            # conversation (which FOR UPDATE conflicts with): the two deadlocked. The id is
+            # never changed; a change or another run holding the row is still skipped.
+            .with_for_update(of=Conversation, skip_locked=True, key_share=True)
         ).all()
         now = states.db_now(session)
         for conversation in due:
