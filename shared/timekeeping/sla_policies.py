@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.context import Ctx
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.inbox.access import get_conversation
 from shared.models import ConversationSla, Division, SlaBreach, SlaPolicy
 from shared.models.inbox import CHANNELS
@@ -126,15 +126,22 @@ def _flush(session: Session, name: str) -> None:
 
 
 def _get(session: Session, ctx: Ctx, policy_id: uuid.UUID, *, lock: bool = False) -> SlaPolicy:
-    return tenant_row(
-        session,
-        SlaPolicy,
-        ctx.tenant_id,
-        policy_id,
+    """The tenant's live policy (404 otherwise); with ``lock``, FOR NO KEY UPDATE.
+
+    NOTE: not FOR UPDATE: every clock or breach inserted under the policy takes FOR KEY
+    SHARE on it, which FOR UPDATE conflicts with. A change or deletion held it while it
+    made the policy's clocks due; ``check_sla`` holding one of them and inserting its
+    breach deadlocked with it. The id is never changed, so two changes still queue.
+    """
+    query = select(SlaPolicy).where(
+        SlaPolicy.tenant_id == ctx.tenant_id,
+        SlaPolicy.id == policy_id,
         SlaPolicy.deleted_at.is_(None),
-        missing="SLA policy not found",
-        lock=lock,
     )
+    policy = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
+    if policy is None:
+        raise NotFound("SLA policy not found")
+    return policy
 
 
 def list_policies(
