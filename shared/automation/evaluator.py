@@ -449,11 +449,15 @@ class _Targets:
                 wanted.setdefault(event.tenant_id, set()).add(event.conversation_id)
         for tenant_id, ids in wanted.items():
             # Locked in id order: two batches sharing conversations never deadlock.
+            # NOTE: FOR NO KEY UPDATE: an action may move an SLA clock (a status change
+            # pauses it), and check_sla holds a clock while inserting its breach, whose
+            # foreign-key check (FOR KEY SHARE on the conversation) FOR UPDATE blocked:
+            # a deadlock, the run retried. No action changes a conversation's id.
             found = session.scalars(
                 select(Conversation)
                 .where(Conversation.tenant_id == tenant_id, Conversation.id.in_(sorted(ids)))
                 .order_by(Conversation.id)
-                .with_for_update()
+                .with_for_update(key_share=True)
                 .execution_options(populate_existing=True)
             ).all()
             self.conversations.update({c.id: c for c in found})
