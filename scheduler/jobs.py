@@ -70,7 +70,7 @@ def sweep_outbox(session: Session) -> int:
 
 def redrive_queued_jobs(session: Session) -> int:
     """Send again the actor of every 202 job still queued long after it was sent, and of
-    every bulk job left running with no progress as long (its worker and message lost)."""
+    every resumable job left running with no progress as long (its worker and message lost)."""
     from workers.actors.ai_products import enqueue_import
     from workers.actors.inbox import enqueue_bulk
     from workers.actors.wa_templates import enqueue_sync_job
@@ -79,8 +79,9 @@ def redrive_queued_jobs(session: Session) -> int:
     # test of this job checks every kind a service creates.
     enqueuers = {bulk.KIND: enqueue_bulk, product_import.KIND: enqueue_import}
     enqueuers[template_sync.JOB_KIND] = enqueue_sync_job
-    # Bulk jobs resume where they stopped, so a running one that went idle is sent again.
-    stale = api_jobs.claim_stale(session, resumable=(bulk.KIND,))
+    # Bulk jobs and product imports resume where they stopped, so a running one that went
+    # idle is sent again.
+    stale = api_jobs.claim_stale(session, resumable=(bulk.KIND, product_import.KIND))
     for job_id, tenant_id, kind in stale:
         db.after_commit(session, functools.partial(enqueuers[kind], job_id, tenant_id))
     if stale:

@@ -370,7 +370,9 @@ def process_import(job_id: uuid.UUID, *, batch_size: int | None = None) -> str:
     """Run or resume the import job ``job_id``; return its status. Safe to call again.
 
     Each batch commits with the job's progress, under the job row's lock; a batch that
-    finds the progress moved (a duplicate delivery ran it) stops this run.
+    finds the progress moved (a duplicate delivery ran it) stops this run. Each also
+    stamps the job as progressing: a job idle while ``running`` lost its worker and its
+    message, and the scheduler's ``redrive_queued_jobs`` sends it again.
     """
     size = batch_size or get_settings().ai_product_import_batch
     with session_scope() as session:
@@ -384,6 +386,7 @@ def process_import(job_id: uuid.UUID, *, batch_size: int | None = None) -> str:
             return _finish(session, job, job.result or _fresh_result(), "the AI agent was deleted")
         if job.status == "queued":
             job.status, job.started_at = "running", func.now()
+        jobs.progressed(job)
         payload, fmt = upload.payload, upload.format
         done = (job.result or _fresh_result())["processed"]
     rows = read_rows(payload, fmt)
@@ -402,6 +405,7 @@ def process_import(job_id: uuid.UUID, *, batch_size: int | None = None) -> str:
                     return _finish(session, job, result, "the AI agent was deleted")
                 _apply_batch(session, upload, batch, result)
                 job.result, done = result, result["processed"]
+                jobs.progressed(job)
     except MalformedPayload as exc:
         error = str(exc)
         problem = {"row": exc.row, "field": "body", "message": str(exc)}

@@ -336,3 +336,44 @@ def test_nan_or_infinity_in_a_rows_attributes_fails_that_row_not_the_import(work
     assert result["created"] == 1 and result["failed"] == 1, result
     assert [(e["row"], e["field"]) for e in result["errors"]] == [(1, "attributes")]
     assert set(products_of(agent["id"])) == {"B-2"}
+
+
+def test_a_running_import_whose_worker_and_message_were_lost_is_resumed(workspace, worker):
+    """A worker died mid-import and a Redis restart lost its message: the job sat
+    ``running`` for good. Idle past the re-drive delay, it is sent again and finishes."""
+    from scheduler import jobs as scheduler_jobs
+
+    agent = create_agent(workspace)
+    lines = "".join(f"L-{i},Item {i}\n" for i in range(3))
+    job_id = queued_import(workspace, agent["id"], "sku,name\n" + lines)
+    idle = func.now() - 2 * scheduler_jobs.api_jobs.REDRIVE_AFTER
+    with session_scope() as session:
+        # As a worker that died after committing its first batch (one row) leaves it.
+        job = session.get(Job, job_id)
+        job.status, job.started_at, job.enqueued_at = "running", idle, func.now()
+        job.result = {**product_import._fresh_result(), "processed": 1, "created": 1}
+    redrive = next(j.func for j in scheduler_jobs.JOBS if j.name == "redrive_queued_jobs")
+    with session_scope() as session:
+        assert redrive(session) == 0  # progress a moment ago: its worker is alive
+    with session_scope() as session:
+        session.get(Job, job_id).enqueued_at = idle
+    with session_scope() as session:
+        assert redrive(session) >= 1
+
+    job = finished_job(workspace, str(job_id))
+    assert job["status"] == "succeeded" and job["result"]["processed"] == 3
+    assert set(products_of(agent["id"])) == {"L-1", "L-2"}
+
+
+def test_a_running_import_stamps_its_progress_batch_by_batch(workspace):
+    """A live import is not re-driven as lost: each batch stamps the job."""
+    agent = create_agent(workspace)
+    lines = "".join(f"P-{i},Item {i}\n" for i in range(3))
+    job_id = queued_import(workspace, agent["id"], "sku,name\n" + lines)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        job.enqueued_at = job.created_at - 2 * product_import.jobs.REDRIVE_AFTER
+    assert product_import.process_import(job_id, batch_size=1) == "succeeded"
+    with session_scope() as session:
+        idle = session.scalar(select(func.now() - Job.enqueued_at).where(Job.id == job_id))
+    assert idle < product_import.jobs.REDRIVE_AFTER
