@@ -3,11 +3,14 @@ and emit ``template.status_changed``, once."""
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import func, select
+import datetime as dt
 
+import pytest
+from sqlalchemy import func, select, update
+
+from shared.channels.templates import sync, sync_queue
 from shared.db import session_scope
-from shared.models import InboundEvent
+from shared.models import InboundEvent, WaTemplateSync
 from tests.peers.environment import environment
 from tests.wa_templates.conftest import meta_template
 
@@ -106,6 +109,46 @@ def test_a_review_of_a_template_we_do_not_hold_imports_it_by_a_sync(workspace, t
     templates.settle()
 
     assert list(templates.templates(account)) == [("made_in_business_manager", "en_US")]
+
+
+def test_the_sync_a_review_asked_for_is_sent_again_when_its_message_was_lost(templates):
+    """The review's transaction records the sync it owes: lost on its way to the broker,
+    it is sent again by the scheduler's claim, not only at the account's 6-hourly sync."""
+    from scheduler.jobs import sync_wa_templates as claim
+
+    account = templates.account()
+    with session_scope() as session:
+        claim(session)  # the account's first sync: next due in 6 h
+    templates.settle()
+    elsewhere = meta_template("made_elsewhere", status="APPROVED")
+    templates.at_meta(account, elsewhere)
+    review = {
+        "event": "APPROVED",
+        "message_template_id": int(elsewhere["id"]),
+        "message_template_name": elsewhere["name"],
+        "message_template_language": "en_US",
+        "reason": "NONE",
+    }
+    saved = sync_queue.QUEUE.enqueuer
+    sync_queue.set_enqueuer(None)  # the process dies between its commit and the broker
+    try:
+        templates.review(account, review)
+    finally:
+        sync_queue.set_enqueuer(saved)
+    templates.settle()
+    assert templates.templates(account) == {}
+
+    with session_scope() as session:
+        session.execute(
+            update(WaTemplateSync)
+            .where(WaTemplateSync.integration_account_id == account["id"])
+            .values(enqueued_at=func.now() - sync.STUCK_AFTER - dt.timedelta(seconds=1))
+        )
+    with session_scope() as session:
+        assert claim(session) >= 1
+    templates.settle()
+    assert list(templates.templates(account)) == [("made_elsewhere", "en_US")]
+    assert templates.sync_row(account).status == "succeeded"
 
 
 def test_a_status_the_webhook_set_is_not_undone_by_an_older_listing(workspace, templates):

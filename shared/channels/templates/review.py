@@ -14,7 +14,8 @@ in the tenant (accounts sharing one WABA each hold one) takes the new status, an
 that changed emits ``template.status_changed``. A repeat changes nothing. ``REINSTATED``
 and ``UNPAUSED`` mean ``APPROVED`` again; ``FLAGGED`` (a quality warning, the template
 still sends) changes no status. A review of a template we do not hold yet asks for a
-sync of the account, which imports it.
+sync of the account, which imports it (recorded ``queued`` with the review, so a lost
+message is sent again: :func:`~shared.channels.templates.sync.resync`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from shared.channels.templates import sync, sync_queue
+from shared.channels.templates import sync
 from shared.models import IntegrationAccount, WaTemplate
 
 FIELD = "message_template_status_update"
@@ -84,9 +85,7 @@ def apply(session: Session, account: IntegrationAccount, review: TemplateReview)
         .with_for_update()
     ).all()
     if not rows:
-        sync_queue.enqueue_after_commit(
-            session, [sync.SyncRequest(account.id, account.tenant_id, None)]
-        )
+        sync.resync(session, account.tenant_id, account.id)
         return "unknown"
     changed = 0
     for row in rows:

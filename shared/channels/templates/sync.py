@@ -170,6 +170,31 @@ def sync_connected_account(session: Session, ctx: Ctx, account_id: uuid.UUID) ->
     _queue(session, ctx.tenant_id, [account_id], None)
 
 
+def resync(session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """Sync the account after this transaction commits (a review named a template we lack).
+
+    The sync is recorded ``queued`` in the caller's transaction, so one whose message is
+    lost is sent again by :func:`claim_due` after :data:`STUCK_AFTER`, not only at the
+    account's next due time. A sync already queued is left as it is (it is owed and
+    re-sent anyway), as is one running (its job, if any, keeps its report); the account's
+    schedule is kept.
+    """
+    statement = pg_insert(WaTemplateSync).values(
+        integration_account_id=account_id,
+        tenant_id=tenant_id,
+        status="queued",
+        due_at=func.now() + SYNC_EVERY,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[WaTemplateSync.integration_account_id],
+            set_={"status": "queued", "enqueued_at": func.now(), "job_id": None},
+            where=WaTemplateSync.status.not_in(("queued", "running")),
+        )
+    )
+    sync_queue.enqueue_after_commit(session, [SyncRequest(account_id, tenant_id, None)])
+
+
 def claim_due(session: Session, *, limit: int = CLAIM_LIMIT) -> list[SyncRequest]:
     """The scheduler's job: claim the accounts due a sync (or whose sync got lost), push
     their next due time 6 h on, and send their syncs after commit.
