@@ -13,11 +13,12 @@ no-op for work already done.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from shared.dead_letters import record_dead_letter
@@ -50,6 +51,26 @@ def already_recorded(
     )
 
 
+def _claim_work(
+    session: Session, tenant_id: uuid.UUID, actor_name: str, args: Sequence[Any]
+) -> bool:
+    """Whether this transaction is the only one recording this work now (held until it ends).
+
+    WHY: two copies dropped at once (a message and its sweeper's copy, on two worker
+    threads) each found no dead letter and each wrote one. NOTE: tried, never waited for:
+    a caller may hold row locks and record several pieces of work in any order, so waiting
+    could deadlock. The copy that finds it taken skips: the other transaction records it
+    (and if that one rolls back, its work stays pending and is dropped, recorded, again).
+    A 64-bit hash: a collision with other work recorded at that instant is out of reach.
+    """
+    work = json.dumps([str(tenant_id), actor_name, list(args)], sort_keys=True, default=str)
+    return bool(
+        session.scalar(
+            select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"dropped_work:{work}", 0)))
+        )
+    )
+
+
 def record(
     session: Session,
     *,
@@ -66,6 +87,8 @@ def record(
     ``actor_name`` and ``args`` are a message that redoes the work (what a requeue
     sends); ``message_id`` is the skipped message's, or a new one for a skipped row.
     """
+    if not _claim_work(session, tenant_id, actor_name, args):
+        return False
     if already_recorded(session, tenant_id, actor_name, args):
         return False
     options = dict(options or {})
