@@ -33,6 +33,9 @@ _FROM = {
 REPLY_WINDOW = text("interval '7 days'")
 #: The error of a campaign message its campaign's cancel stopped before the provider.
 CANCELLED = "campaign_cancelled"
+#: The recipients whose message the provider accepted: only these can have been answered
+#: (a failed, cancelled or still queued message never reached the contact).
+ANSWERABLE = ("sent", "delivered", "read")
 #: The error of a campaign message whose contact opted out before it was sent.
 OPTED_OUT = "contact_opted_out"
 
@@ -134,7 +137,11 @@ def stopped_sends(session: Session, messages: Sequence[Message]) -> dict[uuid.UU
 
 
 def target(session: Session, event: OutboxEvent) -> None:
-    """The dispatch target: an inbound message marks its contact's campaign messages replied."""
+    """The dispatch target: an inbound message marks its contact's campaign messages replied.
+
+    Only messages the provider accepted (:data:`ANSWERABLE`): a contact writing in after
+    their message failed or was stopped did not answer it.
+    """
     data = event.data or {}
     if event.type != "message.created" or data.get("direction") != "inbound":
         return
@@ -156,6 +163,7 @@ def target(session: Session, event: OutboxEvent) -> None:
             CampaignRecipient.contact_id == contact,
             CampaignRecipient.message_id.is_not(None),
             CampaignRecipient.replied_at.is_(None),
+            CampaignRecipient.status.in_(ANSWERABLE),
             CampaignRecipient.processed_at > func.now() - REPLY_WINDOW,
             CampaignRecipient.processed_at < event.occurred_at,
         )

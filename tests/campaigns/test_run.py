@@ -545,3 +545,42 @@ def test_a_revived_campaign_send_moves_its_recipient_from_failed_to_sent(
     assert (counts["total"], counts["sent"], counts["failed"], counts["queued"]) == (1, 1, 0, 0)
     [recipient] = shop.recipients(campaign)
     assert (recipient.status, recipient.error_code, recipient.error_message) == ("sent", None, None)
+
+
+def test_a_reply_is_counted_only_for_a_message_the_contact_was_sent(
+    shop: Shop, fake_graph, campaign_settings
+):
+    """A contact who writes in after their campaign message failed (Meta refused it) did
+    not answer it: the campaign's ``replied`` must not count them. It did: every
+    recipient with a message got ``replied_at``, whatever became of the message."""
+    contacts = shop.contacts(2)
+    fake_graph.next_wamids.extend(["wamid.R1", "wamid.R2"])
+    campaign = shop.create()
+    shop.add(campaign, contacts)
+    shop.send(campaign)
+    settled(shop, campaign)
+    shop.status(
+        shop.wa, "wamid.R2", "failed", errors=[{"code": 131026, "title": "Message undeliverable"}]
+    )
+    wait_until(lambda: shop.get(campaign)["counts"]["failed"] == 1, "the failure recorded")
+    by_status = {r.status: r.contact_id for r in shop.recipients(campaign)}
+    with session_scope() as session:
+        numbers = dict(session.execute(select(Contact.id, Contact.external_id)).all())
+    shop.inbound_text(shop.wa, "wamid.IN-F", numbers[by_status["failed"]], "What was that?")
+    shop.inbound_text(shop.wa, "wamid.IN-S", numbers[by_status["sent"]], "Thanks!")
+
+    def replied():
+        with session_scope() as session:  # both inbound messages dispatched
+            pending = session.scalar(
+                text(
+                    "SELECT count(*) FROM outbox_events WHERE tenant_id = :t"
+                    " AND type = 'message.created' AND status = 'pending'"
+                ),
+                {"t": shop.tenant_id},
+            )
+        rows = {r.status: r for r in shop.recipients(campaign)}
+        return rows if pending == 0 and rows["sent"].replied_at is not None else None
+
+    rows = wait_until(replied, "both inbound messages dispatched")
+    assert rows["failed"].replied_at is None
+    assert shop.get(campaign)["counts"]["replied"] == 1
