@@ -17,7 +17,8 @@ One batch is one transaction, holding the campaign's row lock:
    :func:`~shared.inbox.messages.create_outbound_message`, which queues it for
    ``send_outbound``, and is marked ``queued`` with the message's id, in the same
    transaction. Opted-out contacts are marked ``skipped``; a recipient whose message is
-   refused (422/409) is ``failed`` with the reason, in a savepoint.
+   refused (422/409) is ``failed`` with the reason, in a savepoint, as is an api contact
+   of another account than the sending one (:data:`OTHER_ACCOUNT`).
    The account the campaign named deleted meanwhile fails it (``account_deleted``), and
    with it the recipients still pending: they are not sent from another account.
    A WhatsApp template Meta paused holds the campaign: it stays ``running`` with
@@ -85,6 +86,9 @@ MAX_INTERVAL_MS = 24 * 3600 * 1000
 TEMPLATE_PAUSED_WAIT_SECONDS = 600.0
 #: The campaign's ``error_code`` while it waits for its paused template.
 TEMPLATE_PAUSED = "template_paused"
+
+#: The error of a recipient that is an api contact of another account than the sending one.
+OTHER_ACCOUNT = "contact_of_another_account"
 
 #: Send error codes that mean "slow down" (Meta's throttling codes, and a bare HTTP 429).
 #: Not the pair rate limit (131056): it holds back one recipient, not the number's pace.
@@ -290,6 +294,14 @@ def _process(
             recipient.batch, recipient.processed_at = campaign.step, now
             recipient.status, recipient.error_code = "skipped", "opted_out"
             continue
+        if not _reachable(contact, account):
+            recipient.batch, recipient.processed_at = campaign.step, now
+            recipient.status, recipient.error_code = "failed", OTHER_ACCOUNT
+            recipient.error_message = (
+                "the contact is a customer of another api account's system; it is not sent"
+                " from this one"
+            )
+            continue
         drafts.append(_draft(campaign, contact, recipient.variables or {}))
         waiting.append(recipient)
     results = bulk_outbound.create_system_messages(
@@ -312,6 +324,15 @@ def _process(
     # of their message.created events (whose target then finds their rows: a no-op).
     outbound_queue.queue_sends(session, campaign.tenant_id, list(queued.values()))
     session.flush()
+
+
+def _reachable(contact: Contact, account: IntegrationAccount) -> bool:
+    """Whether ``account`` may message ``contact``: an api contact only from its own account.
+
+    WHY: an api contact's ``external_id`` is the ``source_id`` of one account's system; the
+    same id on another account's system is someone else, who would get the message.
+    """
+    return account.channel != "api" or contact.integration_account_id == account.id
 
 
 #: The claimed recipients' contacts, by key (see ``_process``).

@@ -12,7 +12,7 @@ from scheduler.jobs import start_due_campaigns
 from shared.channels import outbound_engine
 from shared.channels.send_errors import Outcome
 from shared.db import session_scope
-from shared.models import Campaign, Contact, DeadLetter, Message, WaTemplate
+from shared.models import Campaign, Contact, Conversation, DeadLetter, Message, WaTemplate
 from tests.campaigns.conftest import TEMPLATE, Shop, sent_to, settled
 from tests.waiting import wait_until
 
@@ -584,3 +584,60 @@ def test_a_reply_is_counted_only_for_a_message_the_contact_was_sent(
     rows = wait_until(replied, "both inbound messages dispatched")
     assert rows["failed"].replied_at is None
     assert shop.get(campaign)["counts"]["replied"] == 1
+
+
+def test_an_api_campaign_never_sends_a_contact_of_another_api_account(
+    shop: Shop, campaign_settings, batches, held_sends
+):
+    """An api contact is a customer of one account's system (its ``source_id`` names
+    someone else on another's): a campaign sending from account A must not message B's
+    customer "42" through A, which would reach A's customer "42". It opened a conversation
+    for them on A and queued the message there."""
+    accounts = []
+    for name in ("System A", "System B"):
+        resp = shop.ws.call(
+            "POST", "/api/integration-accounts", json={"channel": "api", "name": name}
+        )
+        assert resp.status_code == 201, resp.text
+        accounts.append(resp.json["id"])
+    with session_scope() as session:  # customer "42" of each system: two people
+        people = [
+            Contact(
+                tenant_id=shop.tenant_id,
+                channel="api",
+                external_id="42",
+                integration_account_id=uuid.UUID(account),
+                name=f"Customer of {account}",
+            )
+            for account in accounts
+        ]
+        session.add_all(people)
+        session.flush()
+        of_a, of_b = (person.id for person in people)
+    resp = shop.ws.call(
+        "POST",
+        "/api/campaigns",
+        json={
+            "name": "News",
+            "channel": "api",
+            "integration_account_id": accounts[0],
+            "body": "Hi {{name}}",
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    campaign = resp.json
+    shop.add(campaign, [of_a, of_b])
+    shop.send(campaign)
+    assert batches.run_next() == ["completed"]
+
+    rows = {r.contact_id: r for r in shop.recipients(campaign)}
+    assert rows[of_a].status == "queued"
+    assert rows[of_b].status == "failed" and rows[of_b].message_id is None
+    assert rows[of_b].error_code == "contact_of_another_account"
+    with session_scope() as session:
+        on_a = session.scalars(
+            select(Message.id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.contact_id == of_b)
+        ).all()
+    assert on_a == [] and len(held_sends) == 1
