@@ -305,3 +305,23 @@ def _account_status(account) -> str:
 
     with session_scope() as session:
         return session.get(IntegrationAccount, account["id"]).status
+
+
+def test_meta_accepting_with_an_answer_of_another_shape_is_502_and_stores_nothing(
+    workspace, templates
+):
+    account = templates.account()
+    answers = (
+        {"id": "9" * 65, "status": "PENDING"},
+        {"id": "123", "status": "PENDING" * 6},
+        {"id": "123", "category": "UTILITY" * 6},
+        {"id": {"nested": 1}},
+        {"id": True},
+        {"id": "123", "status": {"x": 1}},
+    )
+    for answer in answers:
+        templates.graph.script_templates(("raw", 200, answer))
+        resp = _create(workspace, account)
+        assert resp.status_code == 502, (answer, resp.text)
+        assert resp.json["error"]["code"] == "meta_api_error"
+    assert templates.templates() == {}

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.channels import accounts
-from shared.channels.graph_errors import MetaUnavailable
 from shared.channels.templates import components as rules
 from shared.channels.templates import meta
 from shared.context import Ctx
@@ -162,17 +161,15 @@ def create_template(
     }
     if parameter_format != "POSITIONAL":
         payload["parameter_format"] = parameter_format
-    answer = meta.create_template(ctx, account, waba_id, token, payload)
-    if not answer.get("id"):
-        raise MetaUnavailable("Meta accepted the template but answered no id")
+    answer = meta.created(meta.create_template(ctx, account, waba_id, token, payload), category)
     template = WaTemplate(
         tenant_id=ctx.tenant_id,
         integration_account_id=account.id,
-        meta_template_id=str(answer["id"]),
+        meta_template_id=answer.id,
         name=name,
         language=language,
-        category=str(answer.get("category") or category).upper(),
-        status=str(answer.get("status") or "PENDING").upper(),
+        category=answer.category,
+        status=answer.status,
         components=normalized,
         parameter_format=parameter_format,
         created_by=ctx.user_id,

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from shared.channels import meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.graph_errors import is_token_invalid
+from shared.channels.graph_errors import MetaUnavailable, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
@@ -39,6 +39,9 @@ MAX_PAGES = 1000
 FIELDS = (
     "id,name,language,status,category,components,parameter_format,rejected_reason,quality_score"
 )
+#: Our columns' bounds on Meta's template id, status and category.
+MAX_ID = 64
+MAX_WORD = 32
 #: Meta's subcode for "a template with this name and language already exists".
 EXISTS_SUBCODES = frozenset({"2388023", "2388024"})
 #: Meta codes that are about the credential or throttling, never the template.
@@ -92,6 +95,40 @@ def create_template(
         # rejected token marks the account ``error``; throttling is 429; an outage 502).
         with meta_calls.calling("submitting the template", ctx=ctx, account=account):
             raise
+
+
+@dataclass(frozen=True)
+class Created:
+    """Meta's answer to a create, checked to fit our columns."""
+
+    id: str
+    status: str
+    category: str
+
+
+def created(answer: dict[str, Any], category: str) -> Created:
+    """Meta's ``{"id", "status", "category"}``; 502 for any other shape.
+
+    Meta took the template, but an answer we cannot store must not be a 500 (the next
+    sync imports the template as Meta lists it).
+    """
+    template_id = answer.get("id")
+    if isinstance(template_id, int) and not isinstance(template_id, bool):
+        template_id = str(template_id)
+    status, kind = answer.get("status") or "PENDING", answer.get("category") or category
+    if (
+        not isinstance(template_id, str)
+        or not 0 < len(template_id) <= MAX_ID
+        or not isinstance(status, str)
+        or not isinstance(kind, str)
+        or len(status) > MAX_WORD
+        or len(kind) > MAX_WORD
+    ):
+        raise MetaUnavailable(
+            "Meta accepted the template but answered in an undocumented shape; the next"
+            " sync imports it"
+        )
+    return Created(template_id, status.upper(), kind.upper())
 
 
 def template_refusal(exc: SendFailed, payload: dict[str, Any]) -> DomainError | None:
