@@ -337,3 +337,19 @@ def test_the_syncs_of_one_job_finishing_together_never_deadlock(workspace, templ
         templates.settle()
         assert templates.job(resp.json["job_id"]).status == "succeeded"
         assert attempts() == {a: n + 1 for a, n in before.items()}, "a sync was retried"
+
+
+def test_a_listed_template_of_another_shape_is_skipped_and_the_rest_sync(templates):
+    """One template Meta lists oddly (an id longer than any Meta id, a non-scalar id)
+    must not fail the whole account's sync, retry after retry."""
+    account = templates.account()
+    with session_scope() as session:
+        session.add(
+            WaTemplateSync(integration_account_id=account["id"], tenant_id=templates.tenant_id)
+        )
+    long_id = meta_template("long_id", template_id="9" * 65)
+    nested_id = meta_template("nested_id") | {"id": {"x": 1}}
+    templates.at_meta(account, long_id, nested_id, meta_template("fine"))
+
+    assert sync.run(account["id"], None) == "succeeded"
+    assert list(templates.templates(account)) == [("fine", "en_US")]

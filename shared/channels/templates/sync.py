@@ -419,6 +419,16 @@ def resume_job(job_id: uuid.UUID) -> list[SyncRequest]:
 # --- applying a listing -----------------------------------------------------------------------
 
 
+def _meta_id(raw: dict[str, Any]) -> str | None:
+    """The listed template's Meta id, or None when it is not one (a number, at most 64)."""
+    value = raw.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= meta.MAX_ID:
+        return None
+    return value
+
+
 def _clean(raw: dict[str, Any]) -> dict[str, Any]:
     """A listed template as the columns :data:`_SYNCED` hold."""
     reason = raw.get("rejected_reason")
@@ -427,7 +437,7 @@ def _clean(raw: dict[str, Any]) -> dict[str, Any]:
         quality = quality.get("score")
     components = raw.get("components")
     return {
-        "meta_template_id": str(raw["id"]),
+        "meta_template_id": _meta_id(raw),
         "category": str(raw.get("category") or "UTILITY").upper()[:32],
         "status": str(raw.get("status") or "PENDING").upper()[:32],
         "components": components if isinstance(components, list) else [],
@@ -492,8 +502,8 @@ def apply_listing(
     changed: list[tuple[Any, str, dict[str, Any]]] = []
     for raw in listed:
         name, language = raw.get("name"), raw.get("language")
-        if not raw.get("id") or not isinstance(name, str) or not isinstance(language, str):
-            continue
+        if _meta_id(raw) is None or not isinstance(name, str) or not isinstance(language, str):
+            continue  # not a template we could store: the others still sync
         key = (name[:512], language[:16])
         if key in seen:
             continue
