@@ -235,3 +235,26 @@ def test_a_scheduled_template_is_checked_when_scheduled_all_but_its_approval(wor
     resp = schedule(pending)
     assert resp.status_code == 201, resp.text
     assert resp.json["template"] == pending
+
+
+def test_a_template_meta_listed_with_odd_buttons_is_checked_not_a_500(workspace, templates):
+    """Components are stored as Meta lists them: a BUTTONS whose ``buttons`` is not a list
+    (nor the components' other parts the documented shapes) must not break every send."""
+    account = templates.account()
+    odd = meta_template("odd", body="Hi {{1}}")
+    odd["components"] += [{"type": "BUTTONS", "buttons": 5}, {"type": "HEADER", "format": 7}]
+    templates.at_meta(account, odd)
+    templates.synced(account)
+    [template] = templates.templates(account).values()
+    conversation = _conversation(templates, account)
+
+    resp = _send(
+        workspace, conversation, {"name": "odd", "language": "en_US", "components": [_body("A")]}
+    )
+    assert resp.status_code == 201, resp.text
+    patched = workspace.call(
+        "PATCH",
+        f"/api/wa-templates/{template.id}/header-media",
+        json={"header_media_url": "https://cdn.example.com/a.jpg"},
+    )
+    assert patched.status_code == 422, patched.text

@@ -212,7 +212,9 @@ def expected(components: list[dict[str, Any]]) -> Expected:
         elif kind == "BODY":
             want.body_variables = variables(component.get("text"))
         elif kind == "BUTTONS":
-            for index, button in enumerate(component.get("buttons") or []):
+            buttons = component.get("buttons")
+            # Stored as Meta listed them: another shape than a list means no buttons.
+            for index, button in enumerate(buttons if isinstance(buttons, list) else []):
                 if not isinstance(button, dict):
                     continue
                 button_type = str(button.get("type", "")).upper()
