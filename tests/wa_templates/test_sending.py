@@ -258,3 +258,46 @@ def test_a_template_meta_listed_with_odd_buttons_is_checked_not_a_500(workspace,
         json={"header_media_url": "https://cdn.example.com/a.jpg"},
     )
     assert patched.status_code == 422, patched.text
+
+
+def test_parameters_of_the_wrong_type_or_without_their_value_are_422(workspace, templates):
+    account = templates.account()
+    templates.at_meta(
+        account,
+        meta_template("order_update", body="Order {{1}}"),
+        meta_template("catalogue", header={"format": "IMAGE"}, body="New in {{1}}"),
+    )
+    templates.synced(account)
+    conversation = _conversation(templates, account)
+    url = "https://cdn.example.com/a.jpg"
+
+    def body(*parameters):
+        return {"type": "body", "parameters": list(parameters)}
+
+    def header(*parameters):
+        return {"type": "header", "parameters": list(parameters)}
+
+    ok_body = body({"type": "text", "text": "x"})
+    cases = [
+        ("order_update", [body({"type": "text"})], "template.body"),
+        ("order_update", [body({"type": "text", "text": 5})], "template.body"),
+        ("order_update", [body({"type": "image", "image": {"link": url}})], "template.body"),
+        ("catalogue", [header({"type": "image"}), ok_body], "template.header"),
+        ("catalogue", [header({"type": "image", "image": {}}), ok_body], "template.header"),
+        ("catalogue", [header({"type": "image", "image": url}), ok_body], "template.header"),
+    ]
+    for name, components, field in cases:
+        template = {"name": name, "language": "en_US", "components": components}
+        resp = _send(workspace, conversation, template)
+        assert resp.status_code == 422, (components, resp.text)
+        assert field in [d["field"] for d in resp.json["error"]["details"]], resp.json
+    assert _messages(templates) == 0
+
+    for name, components in (
+        ("order_update", [ok_body]),
+        ("order_update", [body({"type": "currency", "currency": {"code": "USD"}})]),
+        ("catalogue", [header({"type": "image", "image": {"id": "123"}}), ok_body]),
+    ):
+        template = {"name": name, "language": "en_US", "components": components}
+        resp = _send(workspace, conversation, template)
+        assert resp.status_code == 201, (components, resp.text)

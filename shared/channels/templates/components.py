@@ -22,6 +22,8 @@ CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
 PARAMETER_FORMATS = ("POSITIONAL", "NAMED")
 HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
 MEDIA_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
+#: The parameter types of a body's (or a TEXT header's) variables.
+TEXT_TYPES = ("text", "currency", "date_time")
 BUTTON_TYPES = (
     "QUICK_REPLY",
     "URL",
@@ -263,7 +265,7 @@ def check_send(
     out = [dict(c) for c in given if isinstance(c, dict)]
     header = headers[0] if headers else None
     problems += _check_header(want, header, header_media_url, out)
-    problems += _count("body", want.body_variables, bodies[0] if bodies else [])
+    problems += _count("body", want.body_variables, bodies[0] if bodies else [], TEXT_TYPES)
     for index, parameters in sorted(buttons.items()):
         if index not in want.buttons:
             problems.append(
@@ -318,25 +320,62 @@ def _check_header(
                 },
             )
             return []
-        if len(header) != 1 or not isinstance(header[0], dict) or header[0].get("type") != kind:
-            return [{"field": "template.header", "message": f"expects 1 {kind} parameter"}]
+        if len(header) != 1 or not _media(header[0], kind):
+            return [
+                {
+                    "field": "template.header",
+                    "message": f"expects 1 {kind} parameter: "
+                    f'{{"type": "{kind}", "{kind}": {{"link" or "id": ...}}}}',
+                }
+            ]
         return []
     if want.header_location:
         if header is None or len(header) != 1:
             return [{"field": "template.header", "message": "expects 1 location parameter"}]
         return _untyped("header", header)
-    return _count("header", want.header_variables, header or [])
+    return _count("header", want.header_variables, header or [], TEXT_TYPES)
 
 
-def _untyped(what: str, parameters: list[Any]) -> list[dict[str, str]]:
-    """Meta refuses bare values: each parameter is ``{"type": "text", "text": ...}`` or the like."""
-    if all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in parameters):
+def _media(parameter: Any, kind: str) -> bool:
+    """Whether ``parameter`` is ``{"type": kind, kind: {"link" | "id": "..."}}``."""
+    if not isinstance(parameter, dict) or parameter.get("type") != kind:
+        return False
+    media = parameter.get(kind)
+    return isinstance(media, dict) and any(
+        isinstance(media.get(key), str) and media[key] for key in ("link", "id")
+    )
+
+
+def _typed(parameter: Any, types: tuple[str, ...] | None) -> bool:
+    """Meta's ``{"type": T, T: value}`` (a string for ``text``), T among ``types``."""
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("type"), str):
+        return False
+    kind = parameter["type"]
+    if types is not None and kind not in types:
+        return False
+    value = parameter.get(kind)
+    if kind == "text":
+        # NOTE: an empty text passes: a campaign's "{{var.x}}" may render empty, and what
+        # it sends then is the campaign's rule, not a shape error.
+        return isinstance(value, str)
+    return value is not None
+
+
+def _untyped(
+    what: str, parameters: list[Any], types: tuple[str, ...] | None = None
+) -> list[dict[str, str]]:
+    """Meta refuses bare values and values missing their type's key: each parameter is
+    ``{"type": "text", "text": ...}`` or the like."""
+    if all(_typed(p, types) for p in parameters):
         return []
-    return [{"field": f"template.{what}", "message": "each parameter is an object with a type"}]
+    shape = '{"type": T, T: value}' + (f", T one of {', '.join(types)}" if types else "")
+    return [{"field": f"template.{what}", "message": f"each parameter is {shape}"}]
 
 
-def _count(what: str, needs: list[str], parameters: list[Any]) -> list[dict[str, str]]:
-    if untyped := _untyped(what, parameters):
+def _count(
+    what: str, needs: list[str], parameters: list[Any], types: tuple[str, ...] | None = None
+) -> list[dict[str, str]]:
+    if untyped := _untyped(what, parameters, types):
         return untyped
     if len(parameters) == len(needs):
         return []
