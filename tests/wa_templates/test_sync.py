@@ -353,3 +353,24 @@ def test_a_listed_template_of_another_shape_is_skipped_and_the_rest_sync(templat
 
     assert sync.run(account["id"], None) == "succeeded"
     assert list(templates.templates(account)) == [("fine", "en_US")]
+
+
+def test_a_cursor_meta_repeats_fails_the_sync_at_once_rather_than_looping(templates):
+    """A page whose ``after`` is the cursor just asked for would be read again and again
+    (up to the 1000-page bound, the same templates each time): it ends the sync, failed."""
+    account = templates.account()
+    with session_scope() as session:
+        session.add(
+            WaTemplateSync(integration_account_id=account["id"], tenant_id=templates.tenant_id)
+        )
+    same = {
+        "data": [meta_template("a")],
+        "paging": {"next": "https://graph.facebook.com/more", "cursors": {"after": "c1"}},
+    }
+    templates.graph.script_templates(("raw", 200, same))
+
+    assert sync.run(account["id"], None) == "failed"
+    assert len(templates.graph.gets(f"/v21.0/{account['waba_id']}/message_templates")) == 2
+    row = templates.sync_row(account)
+    assert row.status == "failed" and "cursor" in row.error
+    assert templates.templates(account) == {}

@@ -1,9 +1,10 @@
 """Template calls to Meta's Graph API, through the one Graph client, and their errors.
 
 - list: ``GET /{waba-id}/message_templates?fields=...&limit=100[&after=<cursor>]``, page
-  after page while Meta's answer has ``paging.next``. The next page is asked for with
-  ``paging.cursors.after`` on our own base URL, never by following ``paging.next``
-  (an absolute URL from the answer: the token would go wherever it points).
+  after page while Meta's answer has ``paging.next`` (a cursor asked for before fails
+  the listing). The next page is asked for with ``paging.cursors.after`` on our own
+  base URL, never by following ``paging.next`` (an absolute URL from the answer: the
+  token would go wherever it points).
 - create: ``POST /{waba-id}/message_templates`` with ``name``, ``language``,
   ``category``, ``components`` (and ``parameter_format``); Meta answers
   ``{"id", "status", "category"}``.
@@ -59,6 +60,7 @@ def list_templates(waba_id: str, token: str) -> Listing:
     client = graph_client()
     templates: list[dict[str, Any]] = []
     after: str | None = None
+    asked: set[str] = set()
     calls = 0
     while True:
         params = {"fields": FIELDS, "limit": PAGE_SIZE}
@@ -75,6 +77,14 @@ def list_templates(waba_id: str, token: str) -> Listing:
         after = cursors.get("after") if paging.get("next") else None
         if not after:
             return Listing(templates, calls)
+        if not isinstance(after, str) or after in asked:
+            # The same page again, and again: a listing that never ends.
+            raise SendFailed(
+                "bad_paging",
+                "Meta's paging repeated a cursor or gave no usable one",
+                transient=False,
+            )
+        asked.add(after)
         if calls >= MAX_PAGES:
             raise SendFailed(
                 "too_many_pages", f"more than {MAX_PAGES} pages of templates", transient=False
