@@ -196,3 +196,41 @@ def test_another_tenant_naming_the_same_waba_does_not_take_its_reviews(
     assert got["status"] == "APPROVED"
     assert len(templates.status_events()) == 1
     assert other_templates.status_events() == []
+
+
+def test_a_review_committed_while_a_listing_is_applied_is_not_overwritten(workspace, templates):
+    """The sync read the account's templates, then updated them: a review committing in
+    between (its status newer than the listing) was overwritten by the listing's older
+    status whenever another column changed too (here the quality score)."""
+    import threading
+    import time
+
+    from shared.channels.templates import review, sync
+    from shared.models import IntegrationAccount
+
+    account = templates.account()
+    template = _created(workspace, account)
+    assert sync.run(account["id"], None) == "succeeded"
+    with session_scope() as session:
+        listed_at = session.scalar(select(func.clock_timestamp()))
+    listing = [
+        dict(templates.graph.wa_templates[account["waba_id"]][0], quality_score={"score": "GREEN"})
+    ]
+    done = []
+    with session_scope() as webhook:
+        row = webhook.get(IntegrationAccount, account["id"])
+        assert review.apply(webhook, row, review.parse(_review(template, "APPROVED"))) == "changed"
+
+        def apply():
+            with session_scope() as session:
+                done.append(sync.apply_listing(session, account["id"], listing, listed_at))
+
+        syncing = threading.Thread(target=apply)
+        syncing.start()
+        time.sleep(0.5)  # the sync is waiting on the review's row lock
+    syncing.join(timeout=20)
+
+    assert done and done[0]["updated"] == 1
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "APPROVED" and got["quality_score"] == "GREEN"
+    assert [e["status"] for e in templates.status_events()] == ["APPROVED"]

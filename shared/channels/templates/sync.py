@@ -483,6 +483,9 @@ def apply_listing(
         return counts
     sync.listed_at = listed_at
     tenant_id = sync.tenant_id
+    # NOTE: locked (after the account's lock and its sync row, the order every writer
+    # of the account takes): a review committing between this read and the UPDATE below
+    # had its newer status overwritten by the listing's whenever another column changed.
     existing = {
         (row.name, row.language): row
         for row in session.execute(
@@ -493,7 +496,9 @@ def apply_listing(
                 WaTemplate.created_at,
                 WaTemplate.status_updated_at,
                 *(getattr(WaTemplate, name) for name in _SYNCED),
-            ).where(WaTemplate.integration_account_id == integration_account_id)
+            )
+            .where(WaTemplate.integration_account_id == integration_account_id)
+            .with_for_update()
         )
     }
     seen: set[tuple[str, str]] = set()
