@@ -118,3 +118,20 @@ def test_a_facebook_user_id_of_another_type_is_502_and_nothing_is_kept(workspace
     error = assert_error(resp, 502, "meta_api_error")
     assert "reading the Facebook user" in error["message"]
     assert workspace.call("GET", "/api/integrations/messenger").status_code == 404
+
+
+@pytest.mark.parametrize("expires_in", [1e300, 10**30, True, "5184000"])
+def test_a_token_lifetime_of_another_shape_reads_as_unknown_not_a_500(
+    workspace, meta_settings, expires_in
+):
+    graph = meta_settings
+    page = graph.meta.add_page("Acme")
+    code = graph.meta.grant(pages=[page.id])
+    token = "EAALong" + page.id
+    graph.meta.tokens[token] = graph.meta.codes[code]  # the long-lived token Meta answers
+    graph.meta.script(
+        "oauth", "ok", ("raw", 200, {"access_token": token, "expires_in": expires_in})
+    )
+    resp = workspace.call("POST", CONNECT, json={"code": code})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["token_expires_at"] is None

@@ -22,6 +22,8 @@ from shared.errors import ValidationFailed
 #: Pages read per ``me/accounts`` call, and the most calls made for one listing.
 PAGE_BATCH = 100
 MAX_PAGE_BATCHES = 10
+#: Longer than any token Meta issues (long-lived ones last about 60 days).
+MAX_TOKEN_LIFETIME = dt.timedelta(days=3650)
 #: Fields of a Page we read; ``access_token`` is the Page token (long-lived when the
 #: user token is).
 PAGE_FIELDS = "id,name,category,tasks,access_token,instagram_business_account{id,username,name}"
@@ -85,7 +87,13 @@ def _user_token(answer: dict[str, Any]) -> UserToken:
         raise MetaUnavailable("Meta's answer to the token exchange held no access_token")
     expires_in = answer.get("expires_in")
     expires_at = None
-    if isinstance(expires_in, int | float) and expires_in > 0:
+    # A lifetime is only shown: one of another type, or beyond any real token's (a
+    # timedelta overflow, a 500), reads as unknown rather than failing the login.
+    if (
+        isinstance(expires_in, int | float)
+        and not isinstance(expires_in, bool)
+        and 0 < expires_in <= MAX_TOKEN_LIFETIME.total_seconds()
+    ):
         expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(expires_in))
     return UserToken(token, expires_at)
 
