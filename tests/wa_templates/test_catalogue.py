@@ -325,3 +325,16 @@ def test_meta_accepting_with_an_answer_of_another_shape_is_502_and_stores_nothin
         assert resp.status_code == 502, (answer, resp.text)
         assert resp.json["error"]["code"] == "meta_api_error"
     assert templates.templates() == {}
+
+
+def test_a_transient_meta_failure_answered_with_a_400_is_502_not_a_refusal(workspace, templates):
+    """Meta answers some outages as a 400 marked transient (code 2, 131000): not a refusal
+    of the template (422: the admin would edit it for nothing) but Meta failing (502)."""
+    account = templates.account()
+    for code, message in ((2, "Service temporarily unavailable"), (131000, "Something went wrong")):
+        error = {"message": message, "type": "OAuthException", "code": code, "is_transient": True}
+        templates.graph.script_templates(("raw", 400, {"error": error}))
+        resp = _create(workspace, account)
+        assert resp.status_code == 502, (code, resp.text)
+        assert resp.json["error"]["code"] == "meta_api_error"
+    assert templates.templates() == {}

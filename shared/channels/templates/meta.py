@@ -10,7 +10,8 @@
   ``{"id", "status", "category"}``.
 
 Errors, for a request (create): Meta refusing the template itself (a 4xx other than
-authentication or throttling: ``100`` invalid parameter, an existing name...) answers
+authentication, throttling or one Meta marks transient: ``100`` invalid parameter, an
+existing name...) answers
 422 with Meta's message; an existing name and language answers 409; anything else is
 answered like every Graph call in a request (:mod:`shared.channels.meta_calls`): a
 refused token 409 ``meta_token_invalid`` with the account marked ``error``, throttling
@@ -151,7 +152,12 @@ def template_refusal(exc: SendFailed, payload: dict[str, Any]) -> DomainError | 
             details=[{"field": "name", "message": exc.message}],
         )
     status = exc.http_status or 0
-    if 400 <= status < 500 and status not in (401, 403, 429) and exc.code not in _NOT_THE_TEMPLATE:
+    if (
+        400 <= status < 500
+        and status not in (401, 403, 429)
+        and exc.code not in _NOT_THE_TEMPLATE
+        and not exc.transient  # Meta failing, answered as a 400: a 502 like any outage
+    ):
         return ValidationFailed(
             f"Meta refused the template ({exc.code}): {exc.message}",
             details=[{"field": "template", "message": exc.message, "meta_code": exc.code}],
