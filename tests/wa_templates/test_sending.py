@@ -301,3 +301,34 @@ def test_parameters_of_the_wrong_type_or_without_their_value_are_422(workspace, 
         template = {"name": name, "language": "en_US", "components": components}
         resp = _send(workspace, conversation, template)
         assert resp.status_code == 201, (components, resp.text)
+
+
+def test_a_named_template_needs_each_parameter_named_after_its_variable(workspace, templates):
+    """Meta matches a NAMED template's parameters by ``parameter_name``: a send without
+    them (or naming another variable) is refused there (132000), so it is a 422 here."""
+    account = templates.account()
+    named = meta_template("named_update", body="Hi {{first_name}}, order {{order_id}}")
+    named["parameter_format"] = "NAMED"
+    templates.at_meta(account, named)
+    templates.synced(account)
+    conversation = _conversation(templates, account)
+
+    def send(*parameters):
+        components = [{"type": "body", "parameters": list(parameters)}]
+        template = {"name": "named_update", "language": "en_US", "components": components}
+        return _send(workspace, conversation, template)
+
+    def text(value, name=None):
+        return {"type": "text", "text": value} | ({"parameter_name": name} if name else {})
+
+    for parameters in (
+        (text("Ada"), text("A-17")),
+        (text("Ada", "first_name"), text("A-17", "order")),
+        (text("Ada", "first_name"), text("A-17", "first_name")),
+    ):
+        resp = send(*parameters)
+        assert resp.status_code == 422, (parameters, resp.text)
+        assert "template.body" in [d["field"] for d in resp.json["error"]["details"]]
+    assert _messages(templates) == 0
+    ok = send(text("A-17", "order_id"), text("Ada", "first_name"))  # any order
+    assert ok.status_code == 201, ok.text

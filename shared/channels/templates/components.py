@@ -228,12 +228,18 @@ def expected(components: list[dict[str, Any]]) -> Expected:
 
 
 def check_send(
-    want: Expected, given: list[dict[str, Any]], *, header_media_url: str | None
+    want: Expected,
+    given: list[dict[str, Any]],
+    *,
+    header_media_url: str | None,
+    named: bool = False,
 ) -> list[dict[str, Any]]:
     """The send's components, checked against ``want``; the header media filled in.
 
     Raises :class:`ComponentProblems` naming every component whose parameters are
     wrong. A media header without parameters gets the template's ``header_media_url``.
+    ``named``: a NAMED template, whose body and header parameters Meta matches by their
+    ``parameter_name``.
     """
     problems: list[dict[str, str]] = []
     headers, bodies, buttons = [], [], {}
@@ -264,8 +270,10 @@ def check_send(
         problems.append({"field": "template.components", "message": "one header and one body"})
     out = [dict(c) for c in given if isinstance(c, dict)]
     header = headers[0] if headers else None
-    problems += _check_header(want, header, header_media_url, out)
-    problems += _count("body", want.body_variables, bodies[0] if bodies else [], TEXT_TYPES)
+    problems += _check_header(want, header, header_media_url, out, named)
+    problems += _count(
+        "body", want.body_variables, bodies[0] if bodies else [], TEXT_TYPES, named=named
+    )
     for index, parameters in sorted(buttons.items()):
         if index not in want.buttons:
             problems.append(
@@ -300,6 +308,7 @@ def _check_header(
     header: list[Any] | None,
     header_media_url: str | None,
     out: list[dict[str, Any]],
+    named: bool,
 ) -> list[dict[str, str]]:
     if want.header_media:
         kind = want.header_media.lower()
@@ -333,7 +342,7 @@ def _check_header(
         if header is None or len(header) != 1:
             return [{"field": "template.header", "message": "expects 1 location parameter"}]
         return _untyped("header", header)
-    return _count("header", want.header_variables, header or [], TEXT_TYPES)
+    return _count("header", want.header_variables, header or [], TEXT_TYPES, named=named)
 
 
 def _media(parameter: Any, kind: str) -> bool:
@@ -373,15 +382,28 @@ def _untyped(
 
 
 def _count(
-    what: str, needs: list[str], parameters: list[Any], types: tuple[str, ...] | None = None
+    what: str,
+    needs: list[str],
+    parameters: list[Any],
+    types: tuple[str, ...] | None = None,
+    *,
+    named: bool = False,
 ) -> list[dict[str, str]]:
     if untyped := _untyped(what, parameters, types):
         return untyped
-    if len(parameters) == len(needs):
-        return []
-    return [
-        {
-            "field": f"template.{what}",
-            "message": f"expects {len(needs)} parameter(s), got {len(parameters)}",
-        }
-    ]
+    if len(parameters) != len(needs):
+        return [
+            {
+                "field": f"template.{what}",
+                "message": f"expects {len(needs)} parameter(s), got {len(parameters)}",
+            }
+        ]
+    if named and sorted(str(p.get("parameter_name")) for p in parameters) != sorted(needs):
+        return [
+            {
+                "field": f"template.{what}",
+                "message": "a NAMED template's parameters each give one 'parameter_name': "
+                + ", ".join(needs),
+            }
+        ]
+    return []

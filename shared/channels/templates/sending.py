@@ -30,6 +30,7 @@ _FIND = select(
     WaTemplate.status,
     WaTemplate.components,
     WaTemplate.header_media_url,
+    WaTemplate.parameter_format,
 ).where(
     WaTemplate.tenant_id == bindparam("tenant_id", type_=WaTemplate.tenant_id.type),
     WaTemplate.integration_account_id
@@ -48,6 +49,7 @@ _FIND_BY_ACCOUNT = select(
     WaTemplate.status,
     WaTemplate.components,
     WaTemplate.header_media_url,
+    WaTemplate.parameter_format,
 ).where(
     WaTemplate.tenant_id == bindparam("tenant_id", type_=WaTemplate.tenant_id.type),
     WaTemplate.integration_account_id
@@ -146,7 +148,7 @@ def checked(
             "template.language",
             f"Template '{name}' has no '{language}' version (it has: {', '.join(sorted(found))})",
         )
-    _language, status, components, header_media_url = found[language]
+    _language, status, components, header_media_url, parameter_format = found[language]
     if require_approved and status != "APPROVED":
         raise _refuse(
             "template.status",
@@ -155,7 +157,10 @@ def checked(
         )
     try:
         checked = rules.check_send(
-            rules.expected(components), given, header_media_url=header_media_url
+            rules.expected(components),
+            given,
+            header_media_url=header_media_url,
+            named=parameter_format == "NAMED",
         )
     except rules.ComponentProblems as exc:
         raise ValidationFailed(
