@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import Plain, endpoint
+from api.request_parts import idempotency_key
 from api.schemas.common import Page
 from api.schemas.timekeeping import ScheduledMessageCreate, ScheduledMessageListQuery
 from shared.schemas.timed import ScheduledMessageView
@@ -25,7 +26,9 @@ class ScheduledMessagesResource:
         " `author_lost_access`) marks it `failed` with the reason and emits"
         " scheduled_message.failed. 409 on a resolved conversation. A WhatsApp `template` is"
         " checked as a send is (422 naming what is wrong), all but its approval, which is"
-        " checked when due.",
+        " checked when due. `Idempotency-Key` (up to 255 characters, per API key or user): a"
+        " repeat within 24 h returns the first answer and schedules nothing (409 while the"
+        " first is still running); the key with another body answers 422.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, body: ScheduledMessageCreate):
@@ -37,6 +40,7 @@ class ScheduledMessagesResource:
             body=body.body,
             template=body.template.model_dump() if body.template else None,
             timezone=body.timezone,
+            idempotency_key=idempotency_key(req),
         )
 
     @endpoint(

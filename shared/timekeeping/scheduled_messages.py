@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, idempotency
 from shared.admin import dropped_work
 from shared.after_commit_queue import AfterCommitQueue
 from shared.channels.templates import sending as template_sending
@@ -108,10 +108,28 @@ def create(
     template: dict[str, Any] | None = None,
     timezone: str | None = None,
     now: dt.datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Schedule a message by the calling agent on a conversation they can see."""
+    """Schedule a message by the calling agent on a conversation they can see.
+
+    With an ``idempotency_key``, a repeat within 24 h returns the first answer and
+    schedules nothing (a client retrying after a timeout would send the message twice);
+    the key with other parameters is refused (:func:`shared.idempotency.claim_or_replay`).
+    """
     if ctx.user_id is None:
         raise Forbidden("Messages are scheduled by agents")
+    params = {
+        "conversation_id": conversation_id,
+        "run_at": run_at,
+        "body": body,
+        "template": template,
+        "timezone": timezone,
+    }
+    claim, first = idempotency.claim_or_replay(
+        session, ctx, "scheduled_messages", "create", idempotency_key, params
+    )
+    if first is not None:
+        return first
     if (body is None) == (template is None):
         raise ValidationFailed.field("body", "send a body or a template")
     if timezone is not None and validate_timezone(timezone):
@@ -150,7 +168,7 @@ def create(
     activity.record(
         session, ctx, "scheduled_message.created", "scheduled_message", row.id, after=data
     )
-    return data
+    return idempotency.remember(session, claim, data)
 
 
 def list_scheduled(

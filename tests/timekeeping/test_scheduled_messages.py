@@ -119,6 +119,41 @@ def test_schedule_list_and_cancel(workspace):
     assert claim(later(), data["id"]) == 0
 
 
+def test_a_repeat_with_the_same_idempotency_key_schedules_nothing_more(workspace):
+    """API.md: POSTs that send messages accept ``Idempotency-Key``; a client retrying
+    after a timeout scheduled (and later sent) the message twice."""
+    conversation, other = (add_conversation(workspace, channel="api") for _ in range(2))
+    body = {"body": "Your order ships today", "run_at": in_an_hour()}
+    once = {"Idempotency-Key": "retry-1"}
+    first = workspace.call("POST", base(conversation), json=body, headers=once)
+    assert first.status_code == 201, first.text
+    again = workspace.call("POST", base(conversation), json=body, headers=once)
+    assert (again.status_code, again.json) == (201, first.json)
+    assert [i["id"] for i in workspace.call("GET", base(conversation)).json["items"]] == [
+        first.json["id"]
+    ]
+    # The key names that request: another body, or another conversation, is refused.
+    changed = workspace.call("POST", base(conversation), json=body | {"body": "?"}, headers=once)
+    elsewhere = workspace.call("POST", base(other), json=body, headers=once)
+    for refused in (changed, elsewhere):
+        assert refused.status_code == 422, refused.text
+        assert refused.json["error"]["details"][0]["field"] == "Idempotency-Key"
+    assert workspace.call("GET", base(other)).json["items"] == []
+    # Another key is another request; a request refused with a key leaves the key free.
+    late = workspace.call(
+        "POST",
+        base(conversation),
+        json=body | {"run_at": "2000-01-01T00:00:00Z"},
+        headers={"Idempotency-Key": "retry-2"},
+    )
+    assert late.status_code == 422, late.text
+    fixed = workspace.call(
+        "POST", base(conversation), json=body, headers={"Idempotency-Key": "retry-2"}
+    )
+    assert fixed.status_code == 201, fixed.text
+    assert fixed.json["id"] != first.json["id"]
+
+
 def test_a_local_run_at_uses_the_senders_or_the_tenants_timezone(workspace):
     conversation = add_conversation(workspace, channel="api")
     workspace.call("PUT", "/api/working-hours/timezone", json={"timezone": "Asia/Jakarta"})
