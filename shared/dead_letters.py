@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -189,9 +190,11 @@ def requeue_dead_letter(
 ) -> DeadLetter:
     """Send a dead letter's message again, with a fresh retry budget, and mark it requeued.
 
-    A send's dead letter first puts its failed message back to queued (or answers 409
-    saying why it cannot go out): see :func:`_prepare_requeue`. A send in doubt (the
-    customer may have it already) goes out again only with ``accept_duplicate``.
+    A row its actor's retries-exhausted handler failed is first put back to what the
+    actor processes (a send's message to queued, an inbound payload to pending...), or
+    the requeue answers 409 saying why it cannot run again: see :func:`_prepare_requeue`.
+    A send in doubt (the customer may have it already) goes out again only with
+    ``accept_duplicate``.
     It keeps its message id, so if it dies again :func:`record_dead_letter` shows the
     row again with the new error. The row is locked and marked first and the message
     sent inside the caller's transaction: a send that fails leaves the row as it was
@@ -232,18 +235,47 @@ def requeue_dead_letter(
 #: The actor a send's dead letter names (:mod:`shared.channels.outbound` writes them).
 SEND_ACTOR = "send_outbound"
 
+#: Actor -> ``"module:function"`` that puts back, in the requeue's transaction, the row a
+#: retries-exhausted handler failed (or answers 409 saying why it cannot). Each is called
+#: ``(session, tenant_id, args, accept_duplicate=...)``; only sends use the consent.
+#: NOTE: named, imported when used: the areas record their dead letters through this module.
+REVIVERS = {
+    SEND_ACTOR: "shared.channels.send_revival:revive",
+    "process_inbound": "shared.channels.processing:revive",
+}
+
 
 def _prepare_requeue(session: Session, row: DeadLetter, *, accept_duplicate: bool) -> None:
     """What a requeue must undo before the job runs again.
 
-    WHY: a send that ran out of retries left its message and send row failed, so the
-    requeued ``send_outbound`` found nothing to send and the operator's requeue did nothing.
+    WHY: an actor that ran out of retries had its row failed (a send, an inbound payload,
+    a job...), so the requeued job found nothing to do and the operator's requeue did
+    nothing, while the console said "requeued".
     """
-    if row.actor_name == SEND_ACTOR:
-        # NOTE: imported here: the outbound engine records its dead letters through this module.
-        from shared.channels import send_revival
+    target = REVIVERS.get(row.actor_name)
+    if target is None:
+        return
+    module, name = target.split(":")
+    revive = getattr(importlib.import_module(module), name)
+    revive(session, row.tenant_id, row.args, accept_duplicate=accept_duplicate)
 
-        send_revival.revive(session, row.tenant_id, row.args, accept_duplicate=accept_duplicate)
+
+class NotRequeueable(Conflict):
+    """A dead letter whose work cannot run again as it is; the message says what to do."""
+
+    code = "not_requeueable"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, details=[{"field": "id", "reason": reason}])
+        self.reason = reason
+
+
+def row_id(args: Sequence[Any]) -> uuid.UUID:
+    """The row id a dead letter's first argument names, or 409 (arguments not an id)."""
+    try:
+        return uuid.UUID(str(args[0]))
+    except (IndexError, ValueError) as exc:
+        raise NotRequeueable("bad_arguments", "This dead letter names no row") from exc
 
 
 def delete_dead_letter(

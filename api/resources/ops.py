@@ -218,7 +218,9 @@ class DeadLetterRequeueResource:
         "customer may already have it (reason `delivery_unknown`: the send is in doubt; "
         "`bad_response`: Meta took it, its answer unreadable; `accepted_after_failure`: the "
         'provider accepted it after it failed) unless the body says `{"accept_duplicate": '
-        "true}`. The body is optional." + _AUTH,
+        "true}`. An inbound payload's dead letter (`process_inbound`) first makes the payload"
+        " its retries failed `pending` again; 409 `not_requeueable` when it is no longer"
+        " failed that way. The body is optional." + _AUTH,
         tags=TAGS,
     )
     def on_post(self, req, resp, *, id, body: DeadLetterRequeue):

@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared.channels import email, ingest, meta_messaging, whatsapp
+from shared import dead_letters
+from shared.channels import email, inbound_queue, ingest, meta_messaging, whatsapp
 from shared.channels.items import (
     Ignored,
     InboundMessage,
@@ -179,3 +181,42 @@ def mark_failed(session: Session, inbound_event_id: uuid.UUID, error: str) -> No
         row.status = "failed"
         row.error = error[:2000]
         row.processed_at = func.now()
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Make a ``process_inbound`` dead letter's payload pending again, or 409 saying why not.
+
+    WHY: :func:`mark_failed` made it final when the job ran out of retries, so the
+    requeued job claimed nothing and the operator's requeue did nothing. Only that
+    failure is undone (its ``result`` is empty: the job's work was rolled back each time);
+    a payload processed, dropped, or failed for its items' data is final. A job of its
+    own goes after commit: the requeued one may run before, and skip the locked row.
+    """
+    row = _locked(session, tenant_id, dead_letters.row_id(args))
+    if row is None:
+        raise dead_letters.NotRequeueable(
+            "payload_gone", "The inbound payload was deleted: there is nothing to process"
+        )
+    if row.status == "pending":
+        return
+    if row.status != "failed" or row.result is not None:
+        raise dead_letters.NotRequeueable(
+            f"payload_{row.status}",
+            f"The inbound payload is {row.status} already, not failed by its job"
+            f" ({row.error or 'no error'}): processing it again would change nothing",
+        )
+    row.status, row.error, row.processed_at, row.sweep_at = "pending", None, None, func.now()
+    session.flush()
+    inbound_queue.enqueue_after_commit(session, [row.id])
+
+
+def _locked(
+    session: Session, tenant_id: uuid.UUID | None, inbound_event_id: uuid.UUID
+) -> InboundEvent | None:
+    """The payload (of ``tenant_id`` unless None: the platform operator), locked."""
+    statement = select(InboundEvent).where(InboundEvent.id == inbound_event_id)
+    if tenant_id is not None:
+        statement = statement.where(InboundEvent.tenant_id == tenant_id)
+    return session.scalar(statement.with_for_update())
