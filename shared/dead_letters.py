@@ -242,6 +242,7 @@ SEND_ACTOR = "send_outbound"
 REVIVERS = {
     SEND_ACTOR: "shared.channels.send_revival:revive",
     "process_inbound": "shared.channels.processing:revive",
+    "bulk_conversation_action": "shared.inbox.bulk:revive",
 }
 
 

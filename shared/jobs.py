@@ -23,6 +23,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.context import Ctx
+from shared.dead_letters import NotRequeueable
 from shared.errors import NotFound
 from shared.models import Job, Tenant
 
@@ -107,3 +108,27 @@ def mark_failed(session: Session, job_id: uuid.UUID, error: str) -> None:
         .where(Job.id == job_id, Job.status.in_(("queued", "running")))
         .values(status="failed", error=error[:4000], finished_at=func.now())
     )
+
+
+def locked_for_requeue(
+    session: Session, tenant_id: uuid.UUID | None, job_id: uuid.UUID, kind: str
+) -> Job:
+    """The ``kind`` job a dead letter names, locked (``tenant_id``'s unless None: the
+    platform operator), or 409: a job deleted since (retention) has nothing to run."""
+    statement = select(Job).where(Job.id == job_id, Job.kind == kind)
+    if tenant_id is not None:
+        statement = statement.where(Job.tenant_id == tenant_id)
+    job = session.scalar(statement.with_for_update())
+    if job is None:
+        raise NotRequeueable("job_gone", "The job was deleted: there is nothing to run")
+    if job.status == "succeeded":
+        raise NotRequeueable("job_succeeded", "The job succeeded already: nothing is left to do")
+    return job
+
+
+def reopen(session: Session, job: Job) -> None:
+    """A failed job back to where its actor resumes it (``running`` if it had started,
+    else ``queued``), its partial ``result`` kept so finished items are skipped."""
+    job.status = "running" if job.started_at is not None else "queued"
+    job.error, job.finished_at, job.enqueued_at = None, None, func.now()
+    session.flush()

@@ -218,9 +218,10 @@ class DeadLetterRequeueResource:
         "customer may already have it (reason `delivery_unknown`: the send is in doubt; "
         "`bad_response`: Meta took it, its answer unreadable; `accepted_after_failure`: the "
         'provider accepted it after it failed) unless the body says `{"accept_duplicate": '
-        "true}`. An inbound payload's dead letter (`process_inbound`) first makes the payload"
-        " its retries failed `pending` again; 409 `not_requeueable` when it is no longer"
-        " failed that way. The body is optional." + _AUTH,
+        "true}`. Other actors whose retries-exhausted handler failed their row (an inbound"
+        " payload, a bulk job...) first have it put back to what they process; 409"
+        " `not_requeueable` says why not (finished meanwhile, or it cannot run again, such as"
+        " an import whose upload was discarded). The body is optional." + _AUTH,
         tags=TAGS,
     )
     def on_post(self, req, resp, *, id, body: DeadLetterRequeue):

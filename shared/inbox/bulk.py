@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import activity, db, jobs
+from shared import activity, db, dead_letters, jobs
 from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import Conflict, DomainError, ValidationFailed
@@ -385,3 +385,16 @@ def _job_one(
         return entry | {"result": "conflict", "message": exc.message}
     changed = _apply(session, ctx, conversation, spec["action"], params, now, announce=announce)
     return entry | {"result": "updated" if changed else "unchanged"}
+
+
+def revive(session: Session, tenant_id: uuid.UUID | None, args: list[Any], **_options: Any) -> None:
+    """Reopen the job of a ``bulk_conversation_action`` dead letter, or 409 saying why not.
+
+    WHY: ``mark_bulk_job_failed`` failed the job when its retries ran out, so the
+    requeued job found it finished and changed nothing. Reopened under its row lock, in
+    the requeue's transaction: the requeued job waits for that lock, then resumes after
+    the conversations already done.
+    """
+    job = jobs.locked_for_requeue(session, tenant_id, dead_letters.row_id(args), KIND)
+    if job.status == "failed":
+        jobs.reopen(session, job)
