@@ -243,6 +243,7 @@ REVIVERS = {
     SEND_ACTOR: "shared.channels.send_revival:revive",
     "process_inbound": "shared.channels.processing:revive",
     "bulk_conversation_action": "shared.inbox.bulk:revive",
+    "import_products": "shared.ai.product_import:revive",
 }
 
 

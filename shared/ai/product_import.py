@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, literal_column, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import activity, db, jobs
+from shared import activity, db, dead_letters, jobs
 from shared.ai import agents, products
 from shared.config import get_settings
 from shared.context import Ctx
@@ -418,3 +418,23 @@ def process_import(job_id: uuid.UUID, *, batch_size: int | None = None) -> str:
             _record_errors(result, [problem])
         result["total"] = result["processed"]
         return _finish(session, job, result, error)
+
+
+def revive(session: Session, tenant_id: uuid.UUID | None, args: list[Any], **_options: Any) -> None:
+    """Reopen the job of an ``import_products`` dead letter, or 409 saying what to do.
+
+    WHY: ``mark_product_import_failed`` failed the job and discarded its upload when its
+    retries ran out, so the requeued job found it finished and imported nothing, while
+    the console said requeued. Without its upload it cannot run again: the operator is
+    told to import the file again (the rows imported before it failed stay).
+    """
+    job = jobs.locked_for_requeue(session, tenant_id, dead_letters.row_id(args), KIND)
+    if job.status != "failed":
+        return
+    if session.get(AiProductImport, job.id) is None:
+        raise dead_letters.NotRequeueable(
+            "upload_discarded",
+            "The import gave up and its upload was discarded: import the file again"
+            " (POST /api/ai-agents/{id}/products/import); the rows imported before stay",
+        )
+    jobs.reopen(session, job)
