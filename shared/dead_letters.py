@@ -244,6 +244,7 @@ REVIVERS = {
     "process_inbound": "shared.channels.processing:revive",
     "bulk_conversation_action": "shared.inbox.bulk:revive",
     "import_products": "shared.ai.product_import:revive",
+    "dispatch_event": "shared.dispatch:revive",
 }
 
 

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from shared import dead_letters, events
+from shared.config import get_settings
 from shared.db import fetch_rows, write_rows
 from shared.models import OutboxEvent
 
@@ -197,6 +199,38 @@ def mark_failed(session: Session, event_id: uuid.UUID, error: str) -> None:
         .where(OutboxEvent.id == event_id, OutboxEvent.status == "pending")
         .values(status="failed", last_error=error[:4000], processed_at=func.clock_timestamp())
     )
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Make a ``dispatch_event`` dead letter's event pending again, or 409 saying why not.
+
+    WHY: :func:`mark_failed` made it final when the job ran out of retries, so the
+    requeued job found it done and fanned nothing out (no webhook, no rule, no send).
+    Safe: a failed dispatch committed none of its targets' rows. Under the event's lock,
+    in the requeue's transaction; dispatched again after commit, since the requeued job
+    may run before it and skip the locked event.
+    """
+    statement = select(OutboxEvent).where(OutboxEvent.id == dead_letters.row_id(args))
+    if tenant_id is not None:
+        statement = statement.where(OutboxEvent.tenant_id == tenant_id)
+    event = session.scalar(statement.with_for_update())
+    if event is None:
+        raise dead_letters.NotRequeueable(
+            "event_gone", "The event was deleted: there is nothing to dispatch"
+        )
+    if event.status == "processed":
+        raise dead_letters.NotRequeueable(
+            "event_processed", "The event was dispatched already: nothing is left to do"
+        )
+    if event.status != "failed":
+        return
+    sweep_after = dt.timedelta(seconds=get_settings().outbox_sweep_after_seconds)
+    event.status, event.processed_at, event.dispatch_attempts = "pending", None, 0
+    event.next_sweep_at = func.now() + sweep_after
+    session.flush()
+    events.publish_after_commit(session, event.id, event.tenant_id)
 
 
 def record_attempt_error(session: Session, event_id: uuid.UUID, error: str) -> None:

@@ -279,6 +279,13 @@ def emit_each(
     return [row["id"] for row in rows]
 
 
+def publish_after_commit(session: Session, event_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+    """Dispatch an event written earlier once the session commits (one made pending again)."""
+    db.collected_until_commit(session, _PENDING_KEY, publish).append(
+        PendingEvent(event_id, tenant_id)
+    )
+
+
 def publish(events: Sequence[PendingEvent]) -> None:
     """Hand committed events to the publisher; failures are logged, the sweeper retries."""
     if not events or _publisher is None:
