@@ -245,6 +245,7 @@ REVIVERS = {
     "bulk_conversation_action": "shared.inbox.bulk:revive",
     "import_products": "shared.ai.product_import:revive",
     "dispatch_event": "shared.dispatch:revive",
+    "mark_read_upstream": "shared.channels.read_receipts:revive",
 }
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared import dead_letters
 from shared.after_commit_queue import AfterCommitQueue
 from shared.config import get_settings
 from shared.models import Conversation, Message
@@ -108,3 +111,34 @@ def sweep(session: Session, *, batch: int = 500) -> int:
         log.warning("re-driving %d read receipt(s) whose job was lost", len(ids))
         QUEUE.enqueue_after_commit(session, ids)
     return len(ids)
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Make a ``mark_read_upstream`` dead letter's receipt pending again, or 409 saying why.
+
+    WHY: the job's last attempt failed the receipt, so the requeued job found it finished
+    and told the provider nothing. A receipt is safe to send twice (the message is read
+    either way): the receipt gets a fresh retry budget under its row lock, in the
+    requeue's transaction, and a job of its own after commit, since the requeued one may
+    run first and skip the locked row.
+    """
+    statement = select(ReadReceipt).where(ReadReceipt.message_id == dead_letters.row_id(args))
+    if tenant_id is not None:
+        statement = statement.where(ReadReceipt.tenant_id == tenant_id)
+    receipt = session.scalar(statement.with_for_update())
+    if receipt is None:
+        raise dead_letters.NotRequeueable(
+            "receipt_gone", "The message and its receipt were deleted: there is nothing to send"
+        )
+    if receipt.status == "sent":
+        raise dead_letters.NotRequeueable(
+            "receipt_sent", "The receipt was sent already: nothing is left to do"
+        )
+    if receipt.status != "failed":
+        return
+    receipt.status, receipt.attempts, receipt.finished_at = "pending", 0, None
+    receipt.sweep_at = func.now() + sweep_interval()
+    session.flush()
+    QUEUE.enqueue_after_commit(session, [receipt.message_id])

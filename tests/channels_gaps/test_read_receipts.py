@@ -219,3 +219,30 @@ def test_a_deleted_accounts_conversation_is_not_marked_read_from_another_number(
     receipt = _settled(_message_id(gaps, "wamid.GONE1"), "failed")
     assert receipt.last_error_code == "account_deleted"
     assert fake_graph.receipts() == []
+
+
+def test_requeuing_a_dead_receipt_sends_it(client, workspace, gaps, fake_graph):
+    """The job's last attempt failed the receipt: the requeue must make it pending again,
+    or the requeued job finds it finished and tells Meta nothing."""
+    from shared.config import get_settings
+
+    operator = {"Authorization": f"Bearer {get_settings().metrics_token}"}
+    fake_graph.script_receipts("503")
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.REVIVE1")
+    _read(workspace, conversation_id)
+    message_id = _message_id(gaps, "wamid.REVIVE1")
+    _settled(message_id, "failed")
+    [letter] = wait_until(
+        lambda: dead_letters("mark_read_upstream", str(message_id)), "the dead letter"
+    )
+    tries = len(fake_graph.receipts())
+    fake_graph.script_receipts("ok")
+
+    resp = client.simulate_post(f"/api/ops/dead-letters/{letter.id}/requeue", headers=operator)
+
+    assert resp.status_code == 200, resp.text
+    receipt = _settled(message_id, "sent")
+    assert receipt.finished_at is not None
+    assert len(fake_graph.receipts()) == tries + 1
+    again = client.simulate_post(f"/api/ops/dead-letters/{letter.id}/requeue", headers=operator)
+    assert again.status_code == 409
