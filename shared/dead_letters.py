@@ -246,6 +246,7 @@ REVIVERS = {
     "import_products": "shared.ai.product_import:revive",
     "dispatch_event": "shared.dispatch:revive",
     "mark_read_upstream": "shared.channels.read_receipts:revive",
+    "send_email": "shared.identity.invitation_emails:revive",
 }
 
 

@@ -19,12 +19,15 @@ import datetime as dt
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from html import escape
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared import dead_letters
 from shared.channels import platform_mail
 from shared.channels.send_errors import Outcome, Result, SendFailed, as_failure
 from shared.config import get_settings
@@ -147,3 +150,40 @@ def _send(session: Session, invitation: AgentInvitation) -> None:
     invitation.sent_at = func.now()
     invitation.last_error_code = None
     invitation.last_error_message = None
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Let a ``send_email`` dead letter's job run while its link is still pending, else 409
+    saying what to do instead.
+
+    WHY: the job's last attempt failed the invitation, so the requeued job found it
+    finished and emailed nothing while the console said requeued. It is not made pending
+    again: :func:`~shared.identity.invitations.revoke_links` never expires a failed link,
+    so one revived later could mail a set-password link to an address corrected since,
+    or over a password set since (its APPSEC note). A fresh link is the safe way.
+    """
+    if len(args) != 2 or args[0] != invitations.EMAIL_KIND:
+        raise dead_letters.NotRequeueable("bad_arguments", "This dead letter names no invitation")
+    statement = select(AgentInvitation).where(AgentInvitation.id == dead_letters.row_id(args[1:]))
+    if tenant_id is not None:
+        statement = statement.where(AgentInvitation.tenant_id == tenant_id)
+    invitation = session.scalar(statement.with_for_update())
+    if invitation is None:
+        raise dead_letters.NotRequeueable(
+            "invitation_gone", "The invitation was deleted: there is nothing to send"
+        )
+    if invitation.status == "pending":
+        return
+    if invitation.status != "failed":
+        raise dead_letters.NotRequeueable(
+            f"invitation_{invitation.status}",
+            f"The invitation was {invitation.status} already: nothing is left to send",
+        )
+    raise dead_letters.NotRequeueable(
+        "invitation_failed",
+        "The invitation email failed for good and its link never went out; it is not sent"
+        " again (the address or password may have changed since). Send a fresh link: POST"
+        f" /api/admin/tenants/{invitation.tenant_id}/users/{invitation.user_id}/reset-password",
+    )

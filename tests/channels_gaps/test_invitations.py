@@ -229,3 +229,31 @@ def test_the_link_of_a_deleted_agent_is_410(client, workspace, worker, relay):
     assert resp.status_code == 410
     assert resp.json["error"]["code"] == "invitation_gone"
     assert _login(client, agent["email"], NEW_PASSWORD).status_code == 401
+
+
+def test_a_dead_invitation_email_is_not_requeued_and_says_how_to_send_a_fresh_link(
+    client, workspace, worker, relay, monkeypatch
+):
+    """Its job's last attempt failed the invitation: a requeue that answered 200 emailed
+    nothing. It must say why not, and what to do."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setenv("PLATFORM_SMTP_PORT", str(closed_port))
+    get_settings.cache_clear()
+    try:
+        agent = _invite(workspace)
+        row = _settled(agent["id"], "failed")
+        [letter] = wait_until(lambda: dead_letters("send_email", str(row.id)), "the dead letter")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    operator = {"Authorization": f"Bearer {get_settings().metrics_token}"}
+
+    resp = client.simulate_post(f"/api/ops/dead-letters/{letter.id}/requeue", headers=operator)
+
+    assert resp.status_code == 409, resp.text
+    error = resp.json["error"]
+    assert error["code"] == "not_requeueable"
+    assert f"/users/{agent['id']}/reset-password" in error["message"]
+    assert _invitation(agent["id"]).status == "failed"
