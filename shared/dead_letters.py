@@ -247,6 +247,7 @@ REVIVERS = {
     "dispatch_event": "shared.dispatch:revive",
     "mark_read_upstream": "shared.channels.read_receipts:revive",
     "send_email": "shared.identity.invitation_emails:revive",
+    "sync_wa_templates": "shared.channels.templates.sync:revive",
 }
 
 

@@ -49,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from shared import events, jobs
+from shared import dead_letters, events, jobs
 from shared.channels import token_rejections
 from shared.channels.graph_errors import IntegrationNotFound, is_token_invalid
 from shared.channels.send_errors import SendFailed
@@ -371,6 +371,34 @@ def mark_failed(integration_account_id: uuid.UUID, job_id: uuid.UUID | None, err
     """The actor gave up (retries exhausted): the sync is ``failed``, and says why."""
     with session_scope() as session:
         _finish(session, integration_account_id, job_id, "failed", None, error[:2000])
+
+
+def revive(session: Session, tenant_id: uuid.UUID | None, args: list[Any], **_options: Any) -> None:
+    """Reopen the job of a ``sync_wa_templates`` dead letter, so the requeued sync reports to it.
+
+    WHY: :func:`mark_failed` failed the sync and its job when the actor ran out of retries.
+    The requeued sync ran, but :func:`_report` ignores a finished job: the job stayed
+    failed, naming the account failed, however the sync ended. The account's outcome is
+    taken off and the job reopened, under the sync row's lock then the job's (the order
+    :func:`_finish` takes them), in the requeue's transaction.
+    """
+    account_id = dead_letters.row_id(args)
+    if len(args) < 2 or not args[1]:
+        return  # a scheduled sync: no job, and the sync runs whatever its status
+    job_id = dead_letters.row_id(args[1:])
+    statement = select(WaTemplateSync).where(WaTemplateSync.integration_account_id == account_id)
+    if tenant_id is not None:
+        statement = statement.where(WaTemplateSync.tenant_id == tenant_id)
+    session.scalar(statement.with_for_update())
+    job = jobs.locked_for_requeue(session, tenant_id, job_id, JOB_KIND)
+    if job.status != "failed":
+        return
+    result = dict(job.result or {})
+    result["accounts"] = {
+        a: outcome for a, outcome in (result.get("accounts") or {}).items() if a != str(account_id)
+    }
+    job.result = result
+    jobs.reopen(session, job)
 
 
 def _report(
