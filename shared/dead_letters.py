@@ -248,6 +248,7 @@ REVIVERS = {
     "mark_read_upstream": "shared.channels.read_receipts:revive",
     "send_email": "shared.identity.invitation_emails:revive",
     "sync_wa_templates": "shared.channels.templates.sync:revive",
+    "evaluate_rules": "shared.automation.retries:revive",
 }
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, dead_letters
 from shared.automation import queue
 from shared.automation.history import get_event
 from shared.automation.rules import MANAGE
@@ -119,3 +121,33 @@ def cleanup_failed(session, ctx: Ctx, *, older_than_days: int) -> dict[str, int]
             after={"count": deleted, "older_than_days": older_than_days},
         )
     return {"deleted": deleted}
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Retry the failed rows of an ``evaluate_rules`` dead letter, or 409 when none is left.
+
+    WHY: a row counts its own attempts and turns failed after AUTOMATION_MAX_ATTEMPTS
+    (the sweeper re-drives a dead job's rows until then), so by the time an operator
+    requeued the dead letter its rows were failed and the requeued job evaluated
+    nothing. Failed rows are retried as ``POST .../retry`` does (:func:`queue.requeue`:
+    pending, fresh attempts, a job after commit), under their row locks; pending ones
+    are left to the job.
+    """
+    ids = args[0] if args and isinstance(args[0], list) else list(args[:1])
+    wanted = [dead_letters.row_id([raw]) for raw in ids]
+    statement = select(AutomationEvent.id, AutomationEvent.status).where(
+        AutomationEvent.id.in_(wanted)
+    )
+    if tenant_id is not None:
+        statement = statement.where(AutomationEvent.tenant_id == tenant_id)
+    rows = session.execute(statement.order_by(AutomationEvent.id).with_for_update()).all()
+    failed = [row_id for row_id, status in rows if status == "failed"]
+    if not failed and not any(status in ("pending", "processing") for _, status in rows):
+        raise dead_letters.NotRequeueable(
+            "events_done",
+            "Its automation events were evaluated already, or deleted: nothing is left to"
+            " evaluate (reprocess an event to evaluate it again)",
+        )
+    queue.requeue(session, failed)
