@@ -249,6 +249,7 @@ REVIVERS = {
     "send_email": "shared.identity.invitation_emails:revive",
     "sync_wa_templates": "shared.channels.templates.sync:revive",
     "evaluate_rules": "shared.automation.retries:revive",
+    "ai_reply": "shared.ai.generation:revive",
 }
 
 

@@ -54,6 +54,7 @@ from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from shared import dead_letters
 from shared.ai import embedder, handoff, providers, replies, usage
 from shared.ai.prompt import AgentVoice, Turn, build, leaks, turn_text
 from shared.ai.providers import loop
@@ -765,3 +766,31 @@ def start(reply_id: uuid.UUID, on_settled: Any = None) -> str:
         return "settled"
     finisher().submit(plan, on_settled)
     return "generating"
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Let an ``ai_reply`` dead letter's job run while its reply is in flight, else 409.
+
+    WHY: the sweeper re-drives a dead job's reply until its attempts run out and it hands
+    off, so a later requeue found it settled and did nothing while the console said
+    requeued. A settled reply is not revived: a hand-off gave the conversation to the
+    team (who may have answered since), and a sent or skipped one was answered.
+    """
+    statement = select(AiReply).where(AiReply.id == dead_letters.row_id(args))
+    if tenant_id is not None:
+        statement = statement.where(AiReply.tenant_id == tenant_id)
+    reply = session.scalar(statement.with_for_update())
+    if reply is None:
+        raise dead_letters.NotRequeueable(
+            "reply_gone", "The AI reply was deleted: there is nothing to answer"
+        )
+    if reply.status in ("pending", "generating"):
+        return
+    raise dead_letters.NotRequeueable(
+        f"reply_{reply.status}",
+        f"The AI reply was settled already ({reply.status}): it is not generated again, so"
+        " the AI never answers over the team. Hand the conversation back to the AI agent"
+        " (the handover_to_ai action) for it to answer the next message",
+    )

@@ -116,3 +116,37 @@ def test_handover_to_ai_hands_a_handed_off_conversation_back(world, fake_graph):
     world.write("How long does shipping take?")
     sent = world.wait_sent_to_graph(fake_graph, 2)
     assert sent[-1].json["text"]["body"] == "Shipping takes 3 to 5 business days."
+
+
+def test_a_dead_reply_handed_off_since_is_not_requeued_and_says_why(world, fake_graph):
+    """The job ran out of retries (its dead letter), the sweeper re-drove the reply until it
+    handed off: a requeue answered 200 and did nothing."""
+    import uuid
+
+    from shared.dead_letters import record_dead_letter
+
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    reply = _orphan_reply(world, fake_graph, status="generating", attempts=3, updated_at=stale)
+    with session_scope() as session:  # what the worker's middleware wrote when it gave up
+        record_dead_letter(
+            session,
+            message_id=str(uuid.uuid4()),
+            queue_name="ai",
+            actor_name="ai_reply",
+            args=[str(reply.id)],
+            kwargs={},
+            options={"tenant_id": str(world.tenant_id)},
+            retries=5,
+            error="OperationalError: the database is down",
+        )
+    _sweep()
+    [final] = world.final_replies(reply.conversation_id)
+    assert final.status == "handed_off"
+    [letter] = world.ws.call("GET", "/api/ops/dead-letters").json["items"]
+
+    resp = world.ws.call("POST", f"/api/ops/dead-letters/{letter['id']}/requeue")
+
+    assert resp.status_code == 409, resp.text
+    error = resp.json["error"]
+    assert error["code"] == "not_requeueable" and "handed_off" in error["message"]
+    assert world.ws.call("GET", f"/api/ops/dead-letters/{letter['id']}").json["requeued_at"] is None
