@@ -250,6 +250,7 @@ REVIVERS = {
     "sync_wa_templates": "shared.channels.templates.sync:revive",
     "evaluate_rules": "shared.automation.retries:revive",
     "ai_reply": "shared.ai.generation:revive",
+    "ingest_knowledge_source": "shared.ai.knowledge.sources:revive",
 }
 
 

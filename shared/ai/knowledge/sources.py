@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
+from collections.abc import Sequence
 from typing import IO, Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared import activity
+from shared import activity, dead_letters
 from shared.ai import agents
 from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
@@ -245,12 +246,7 @@ def reprocess(
     A worker still on an older attempt finds its claim gone and discards its result.
     """
     source = get_source(session, ctx, agent_id, source_id, lock=True)
-    session.execute(
-        update(KnowledgeSource)
-        .where(KnowledgeSource.id == source.id)
-        .values(status="pending", error=None, attempts=0, updated_at=func.clock_timestamp())
-        .execution_options(synchronize_session=False)
-    )
+    _queue_again(session, source.id)
     session.refresh(source)
     activity.record(
         session,
@@ -260,8 +256,44 @@ def reprocess(
         source.id,
         after={"ai_agent_id": str(agent_id), "kind": source.kind, "title": source.title},
     )
-    INGEST.enqueue_after_commit(session, [source.id])
     return source_view(source)
+
+
+def _queue_again(session: Session, source_id: uuid.UUID) -> None:
+    """Pending from scratch, a new claim token, and ingested after commit."""
+    session.execute(
+        update(KnowledgeSource)
+        .where(KnowledgeSource.id == source_id)
+        .values(status="pending", error=None, attempts=0, updated_at=func.clock_timestamp())
+        .execution_options(synchronize_session=False)
+    )
+    INGEST.enqueue_after_commit(session, [source_id])
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Reprocess the failed source of an ``ingest_knowledge_source`` dead letter, or 409.
+
+    WHY: a source counts its own attempts and turns failed after KNOWLEDGE_MAX_ATTEMPTS
+    (the scheduler re-drives a dead job's source until then), so by the time an operator
+    requeued the dead letter it was failed and the requeued job ingested nothing. It is
+    queued again as a reprocess does, under its row lock; one in flight is left to the job.
+    """
+    statement = select(KnowledgeSource).where(KnowledgeSource.id == dead_letters.row_id(args))
+    if tenant_id is not None:
+        statement = statement.where(KnowledgeSource.tenant_id == tenant_id)
+    source = session.scalar(statement.with_for_update())
+    if source is None:
+        raise dead_letters.NotRequeueable(
+            "source_gone", "The knowledge source was deleted: there is nothing to ingest"
+        )
+    if source.status == "ready":
+        raise dead_letters.NotRequeueable(
+            "source_ready", "The knowledge source is ready already: reprocess it to read it again"
+        )
+    if source.status == "failed":
+        _queue_again(session, source.id)
 
 
 def _logged(pair: QnaPair) -> dict[str, Any]:
