@@ -251,6 +251,7 @@ REVIVERS = {
     "evaluate_rules": "shared.automation.retries:revive",
     "ai_reply": "shared.ai.generation:revive",
     "ingest_knowledge_source": "shared.ai.knowledge.sources:revive",
+    "send_scheduled_messages": "shared.timekeeping.scheduled_messages:revive",
 }
 
 

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from shared import activity, idempotency
+from shared import activity, dead_letters, idempotency
 from shared.admin import dropped_work
 from shared.after_commit_queue import AfterCommitQueue
 from shared.channels.templates import sending as template_sending
@@ -529,3 +529,32 @@ def _conversations(
 
 def _conflict_code(conversation: ConversationHead) -> str:
     return "conversation_resolved" if conversation.status == "resolved" else "conflict"
+
+
+def revive(
+    session: Session, tenant_id: uuid.UUID | None, args: Sequence[Any], **_options: Any
+) -> None:
+    """Let a ``send_scheduled_messages`` dead letter's job run while one of its rows is
+    pending, else 409 saying why.
+
+    WHY: the scheduler hands a dead job's rows out again until they are sent or fail
+    (``gave_up`` after :data:`MAX_ATTEMPTS`), so a later requeue found none pending and
+    sent nothing while the console said requeued. A failed row is not revived: it was
+    due long ago and ``scheduled_message.failed`` told rules and webhooks it was not sent.
+    """
+    raw = args[0] if args and isinstance(args[0], list) else []
+    wanted = [dead_letters.row_id([value]) for value in raw]
+    statement = select(ScheduledMessage.status, ScheduledMessage.error_code).where(
+        ScheduledMessage.id.in_(wanted)
+    )
+    if tenant_id is not None:
+        statement = statement.where(ScheduledMessage.tenant_id == tenant_id)
+    rows = session.execute(statement.order_by(ScheduledMessage.id).with_for_update()).all()
+    if any(status == "pending" for status, _ in rows):
+        return
+    found = ", ".join(sorted({f"{s} ({code})" if code else s for s, code in rows})) or "deleted"
+    raise dead_letters.NotRequeueable(
+        "scheduled_settled",
+        f"Its scheduled messages are {found} already: none is sent late. Schedule a"
+        " failed one again (POST /api/conversations/{id}/scheduled-messages) or send it now",
+    )

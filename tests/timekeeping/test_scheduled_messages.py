@@ -680,3 +680,43 @@ def test_a_moderators_message_is_still_sent_on_a_conversation_assigned_to_anothe
     scheduled = schedule(workspace, conversation, "From the admin")
     reassign(workspace, conversation, colleague)
     assert send_due(scheduled, broker).status == "sent"
+
+
+def test_a_dead_jobs_rows_that_gave_up_since_are_not_requeued_and_say_why(
+    client, workspace, recorded
+):
+    """The job died (its dead letter); the scheduler handed its row out until it failed
+    ``gave_up``: a requeue answered 200 and sent nothing."""
+    from shared.config import get_settings
+    from shared.dead_letters import record_dead_letter
+    from shared.models import DeadLetter
+
+    _, [scheduled_id] = due_rows(workspace, 1)
+    message_id = str(uuid.uuid4())
+    with session_scope() as session:  # what the worker's middleware wrote when it gave up
+        record_dead_letter(
+            session,
+            message_id=message_id,
+            queue_name="channels",
+            actor_name="send_scheduled_messages",
+            args=[[str(scheduled_id)]],
+            kwargs={},
+            options={},
+            retries=3,
+            error="ScheduledSendError: 1 of 1 scheduled messages failed",
+        )
+        session.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == scheduled_id)
+            .values(attempts=scheduled_messages.MAX_ATTEMPTS)
+        )
+    assert claim(None, scheduled_id) == 0  # the last hand-off: it gives up
+    with session_scope() as session:
+        letter = session.scalar(select(DeadLetter.id).where(DeadLetter.message_id == message_id))
+    operator = {"Authorization": f"Bearer {get_settings().metrics_token}"}
+
+    resp = client.simulate_post(f"/api/ops/dead-letters/{letter}/requeue", headers=operator)
+
+    assert resp.status_code == 409, resp.text
+    error = resp.json["error"]
+    assert error["code"] == "not_requeueable" and "failed (gave_up)" in error["message"]
