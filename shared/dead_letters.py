@@ -280,6 +280,27 @@ class NotRequeueable(Conflict):
         self.reason = reason
 
 
+def locked_row(
+    session: Session,
+    model: Any,
+    tenant_id: uuid.UUID | None,
+    row_id: uuid.UUID,
+    *,
+    gone: tuple[str, str],
+    key: Any = None,
+) -> Any:
+    """The ``model`` row a dead letter names (by ``key``, else its id), locked for the
+    requeue's transaction, ``tenant_id``'s unless None (the platform operator); or 409
+    ``gone`` (reason, message): deleted since, there is nothing to run."""
+    statement = select(model).where((model.id if key is None else key) == row_id)
+    if tenant_id is not None:
+        statement = statement.where(model.tenant_id == tenant_id)
+    row = session.scalar(statement.with_for_update())
+    if row is None:
+        raise NotRequeueable(*gone)
+    return row
+
+
 def row_id(args: Sequence[Any]) -> uuid.UUID:
     """The row id a dead letter's first argument names, or 409 (arguments not an id)."""
     try:

@@ -212,14 +212,13 @@ def revive(
     in the requeue's transaction; dispatched again after commit, since the requeued job
     may run before it and skip the locked event.
     """
-    statement = select(OutboxEvent).where(OutboxEvent.id == dead_letters.row_id(args))
-    if tenant_id is not None:
-        statement = statement.where(OutboxEvent.tenant_id == tenant_id)
-    event = session.scalar(statement.with_for_update())
-    if event is None:
-        raise dead_letters.NotRequeueable(
-            "event_gone", "The event was deleted: there is nothing to dispatch"
-        )
+    event = dead_letters.locked_row(
+        session,
+        OutboxEvent,
+        tenant_id,
+        dead_letters.row_id(args),
+        gone=("event_gone", "The event was deleted: there is nothing to dispatch"),
+    )
     if event.status == "processed":
         raise dead_letters.NotRequeueable(
             "event_processed", "The event was dispatched already: nothing is left to do"

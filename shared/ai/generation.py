@@ -778,14 +778,13 @@ def revive(
     requeued. A settled reply is not revived: a hand-off gave the conversation to the
     team (who may have answered since), and a sent or skipped one was answered.
     """
-    statement = select(AiReply).where(AiReply.id == dead_letters.row_id(args))
-    if tenant_id is not None:
-        statement = statement.where(AiReply.tenant_id == tenant_id)
-    reply = session.scalar(statement.with_for_update())
-    if reply is None:
-        raise dead_letters.NotRequeueable(
-            "reply_gone", "The AI reply was deleted: there is nothing to answer"
-        )
+    reply = dead_letters.locked_row(
+        session,
+        AiReply,
+        tenant_id,
+        dead_letters.row_id(args),
+        gone=("reply_gone", "The AI reply was deleted: there is nothing to answer"),
+    )
     if reply.status in ("pending", "generating"):
         return
     raise dead_letters.NotRequeueable(

@@ -124,14 +124,14 @@ def revive(
     requeue's transaction, and a job of its own after commit, since the requeued one may
     run first and skip the locked row.
     """
-    statement = select(ReadReceipt).where(ReadReceipt.message_id == dead_letters.row_id(args))
-    if tenant_id is not None:
-        statement = statement.where(ReadReceipt.tenant_id == tenant_id)
-    receipt = session.scalar(statement.with_for_update())
-    if receipt is None:
-        raise dead_letters.NotRequeueable(
-            "receipt_gone", "The message and its receipt were deleted: there is nothing to send"
-        )
+    receipt = dead_letters.locked_row(
+        session,
+        ReadReceipt,
+        tenant_id,
+        dead_letters.row_id(args),
+        key=ReadReceipt.message_id,
+        gone=("receipt_gone", "The message and its receipt were deleted: there is nothing to send"),
+    )
     if receipt.status == "sent":
         raise dead_letters.NotRequeueable(
             "receipt_sent", "The receipt was sent already: nothing is left to do"

@@ -166,14 +166,13 @@ def revive(
     """
     if len(args) != 2 or args[0] != invitations.EMAIL_KIND:
         raise dead_letters.NotRequeueable("bad_arguments", "This dead letter names no invitation")
-    statement = select(AgentInvitation).where(AgentInvitation.id == dead_letters.row_id(args[1:]))
-    if tenant_id is not None:
-        statement = statement.where(AgentInvitation.tenant_id == tenant_id)
-    invitation = session.scalar(statement.with_for_update())
-    if invitation is None:
-        raise dead_letters.NotRequeueable(
-            "invitation_gone", "The invitation was deleted: there is nothing to send"
-        )
+    invitation = dead_letters.locked_row(
+        session,
+        AgentInvitation,
+        tenant_id,
+        dead_letters.row_id(args[1:]),
+        gone=("invitation_gone", "The invitation was deleted: there is nothing to send"),
+    )
     if invitation.status == "pending":
         return
     if invitation.status != "failed":

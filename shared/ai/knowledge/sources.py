@@ -280,14 +280,13 @@ def revive(
     requeued the dead letter it was failed and the requeued job ingested nothing. It is
     queued again as a reprocess does, under its row lock; one in flight is left to the job.
     """
-    statement = select(KnowledgeSource).where(KnowledgeSource.id == dead_letters.row_id(args))
-    if tenant_id is not None:
-        statement = statement.where(KnowledgeSource.tenant_id == tenant_id)
-    source = session.scalar(statement.with_for_update())
-    if source is None:
-        raise dead_letters.NotRequeueable(
-            "source_gone", "The knowledge source was deleted: there is nothing to ingest"
-        )
+    source = dead_letters.locked_row(
+        session,
+        KnowledgeSource,
+        tenant_id,
+        dead_letters.row_id(args),
+        gone=("source_gone", "The knowledge source was deleted: there is nothing to ingest"),
+    )
     if source.status == "ready":
         raise dead_letters.NotRequeueable(
             "source_ready", "The knowledge source is ready already: reprocess it to read it again"
