@@ -1,4 +1,4 @@
-"""Races against a transaction that holds its locks: one helper for the deletion-race tests.
+"""Races against a transaction that holds its locks: helpers for the deletion and lock-order tests.
 
 A test takes locks in ``holder`` (a deletion, an import's first step, a row FOR UPDATE),
 starts the racing call in a thread, waits until that call waits on a lock (or has
@@ -8,15 +8,20 @@ transactions meet is the one the test means, not the scheduler's.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.db import get_sessionmaker, session_scope
+from shared.models import ConversationSla
+from shared.timekeeping import sla
 
 
 def blocked_on_a_lock() -> int:
@@ -49,3 +54,33 @@ def race(holder: Session, call: Callable[[], Any], then: Callable[[], Any] = lam
         holder.close()
     thread.join(timeout=30)
     return answered[0] if answered else None
+
+
+class SlaCheckHolding:
+    """``check_sla`` pulled apart at its two halves, to race a change against it.
+
+    On creation ``holder`` has claimed the conversation's SLA clock (FOR UPDATE), as the
+    check does first; ``breach()`` is its second half: the claimed clock's breach row is
+    inserted (FOR KEY SHARE on the rows it references), for
+    ``race(check.holder, call, then=check.breach)``. A database error there (a deadlock)
+    lands in ``failures`` and rolls ``holder`` back.
+    """
+
+    def __init__(self, conversation_id: str | uuid.UUID) -> None:
+        self.holder = get_sessionmaker()()
+        clock = self.holder.scalar(
+            select(ConversationSla)
+            .where(ConversationSla.conversation_id == uuid.UUID(str(conversation_id)))
+            .with_for_update()
+        )
+        assert clock is not None, "the conversation has no SLA clock"
+        self.due_at: dt.datetime = clock.first_response_due_at
+        self.failures: list[str] = []
+
+    def breach(self) -> None:
+        """Insert the breach of the clock held, a minute past its first-response due time."""
+        try:
+            sla.check_due(self.holder, now=self.due_at + dt.timedelta(minutes=1))
+        except DBAPIError as exc:
+            self.failures.append(str(exc.orig))
+            self.holder.rollback()

@@ -8,32 +8,16 @@ a row the change touches next and then inserted a row of the tenant.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import get_sessionmaker
 from shared.identity import auth
 from shared.inbox import notes
-from shared.models import ConversationSla
-from shared.timekeeping import sla
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation
-from tests.lock_races import race
-
-
-def _clock_claimed(conversation_id: str):
-    """A session that claimed the conversation's SLA clock, as ``check_sla`` does first."""
-    holder = get_sessionmaker()()
-    found = holder.scalar(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation_id))
-        .with_for_update()
-    )
-    assert found is not None
-    return holder, found.first_response_due_at
+from tests.lock_races import SlaCheckHolding, race
 
 
 def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(root, workspace):
@@ -41,26 +25,17 @@ def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(root, work
     body = {"name": "Fast", "first_response_minutes": 30, "business_hours_only": True}
     assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
     conversation = api.inbound("Hello")["conversation_id"]
-    holder, due_at = _clock_claimed(conversation)
-    failures: list[str] = []
-
-    def breach():
-        # check_sla's second half: the claimed clock's breach row is inserted.
-        try:
-            sla.check_due(holder, now=due_at + dt.timedelta(minutes=1))
-        except DBAPIError as exc:
-            failures.append(str(exc.orig))
-            holder.rollback()
+    check = SlaCheckHolding(conversation)
 
     resp = race(
-        holder,
+        check.holder,
         lambda: root.call(
             "PATCH", f"/api/admin/tenants/{workspace.tenant['id']}", json={"timezone": "Asia/Tokyo"}
         ),
-        then=breach,
+        then=check.breach,
     )
 
-    assert failures == []
+    assert check.failures == []
     assert resp is not None and resp.status_code == 200, resp and resp.text
 
 

@@ -9,7 +9,6 @@ would wait for the other (a deadlock, one of them aborted; the dispatch job retr
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from sqlalchemy import select
 
 from shared.ai import generation, handoff, replies
 from shared.db import get_sessionmaker, session_scope
-from shared.models import AiUsageDaily, Conversation, ConversationSla
+from shared.models import AiUsageDaily, Conversation
 from shared.models.ai import (
     AiAgent,
     AiAgentAssignment,
@@ -37,7 +36,7 @@ from tests.ai_config.conftest import (
     tid,
 )
 from tests.inbox_conversations.conftest import add_conversation, add_division, row
-from tests.lock_races import blocked_on_a_lock, race
+from tests.lock_races import SlaCheckHolding, blocked_on_a_lock, race
 from tests.waiting import wait_until
 
 QUESTION = "A billing question, please"
@@ -235,14 +234,7 @@ def test_claiming_a_conversation_into_a_division_does_not_deadlock_with_an_sla_c
         )
         sla.attach(session, session.get_one(Conversation, uuid.UUID(conversation)))
     message_id = inbound_message(ws, conversation, QUESTION)
-    checking = get_sessionmaker()()
-    # check_sla's first half: the clock is claimed.
-    clock = checking.scalars(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
-        .with_for_update()
-    ).one()
-    failures: list = []
+    check = SlaCheckHolding(conversation)
 
     def dispatch_the_message():
         try:
@@ -253,16 +245,9 @@ def test_claiming_a_conversation_into_a_division_does_not_deadlock_with_an_sla_c
         except Exception as exc:  # reported by the test
             return exc
 
-    def record_the_breach():
-        try:
-            sla.check_due(checking, now=clock.first_response_due_at + dt.timedelta(minutes=1))
-        except Exception as exc:  # reported by the test
-            failures.append(exc)
-            checking.rollback()
+    scheduled = race(check.holder, dispatch_the_message, then=check.breach)
 
-    scheduled = race(checking, dispatch_the_message, then=record_the_breach)
-
-    assert failures == []
+    assert check.failures == []
     assert isinstance(scheduled, uuid.UUID), scheduled
     claimed = row(conversation)
     assert (claimed.ai_agent_id, claimed.division_id) == (uuid.UUID(agent), uuid.UUID(division))
@@ -286,31 +271,6 @@ def _handing_off_into(ws, division: str) -> tuple[AiAgent, str, uuid.UUID]:
     return agent_row(agent), conversation, reply_id
 
 
-def _clock_claimed(conversation: str):
-    """A session holding the conversation's SLA clock, as ``check_sla`` does first; the
-    session and a time the clock is overdue."""
-    checking = get_sessionmaker()()
-    clock = checking.scalars(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
-        .with_for_update()
-    ).one()
-    return checking, clock.first_response_due_at + dt.timedelta(minutes=1)
-
-
-def _breach_recorder(checking, overdue, failures: list):
-    """check_sla's second half: the claimed clock's breach row is inserted."""
-
-    def record_the_breach():
-        try:
-            sla.check_due(checking, now=overdue)
-        except Exception as exc:  # reported by the test
-            failures.append(exc)
-            checking.rollback()
-
-    return record_the_breach
-
-
 def test_a_hand_off_into_a_division_does_not_deadlock_with_an_sla_check(workspace):
     """Settling a reply that hands off into a division re-times the SLA clock while it
     holds the conversation; ``check_sla`` holds the clock while its breach's foreign key
@@ -320,8 +280,7 @@ def test_a_hand_off_into_a_division_does_not_deadlock_with_an_sla_check(workspac
     assert ws.call("POST", "/api/sla-policies", json=policy).status_code == 201
     division = add_division(ws, "Billing")
     agent, conversation, reply_id = _handing_off_into(ws, division)
-    checking, overdue = _clock_claimed(conversation)
-    failures: list = []
+    check = SlaCheckHolding(conversation)
 
     def settle():
         try:
@@ -329,9 +288,9 @@ def test_a_hand_off_into_a_division_does_not_deadlock_with_an_sla_check(workspac
         except Exception as exc:  # reported by the test
             return exc
 
-    status = race(checking, settle, then=_breach_recorder(checking, overdue, failures))
+    status = race(check.holder, settle, then=check.breach)
 
-    assert failures == []
+    assert check.failures == []
     assert status == "handed_off", status
     assert row(conversation).division_id == uuid.UUID(division)
 
@@ -344,8 +303,7 @@ def test_a_batch_handing_off_into_a_division_does_not_deadlock_with_an_sla_check
     assert ws.call("POST", "/api/sla-policies", json=policy).status_code == 201
     division = add_division(ws, "Billing")
     batch = [_handing_off_into(ws, division) for _ in range(2)]
-    checking, overdue = _clock_claimed(batch[0][1])
-    failures: list = []
+    check = SlaCheckHolding(batch[0][1])
 
     def settle():
         try:
@@ -355,8 +313,8 @@ def test_a_batch_handing_off_into_a_division_does_not_deadlock_with_an_sla_check
         except Exception as exc:  # reported by the test
             return exc
 
-    statuses = race(checking, settle, then=_breach_recorder(checking, overdue, failures))
+    statuses = race(check.holder, settle, then=check.breach)
 
-    assert failures == []
+    assert check.failures == []
     assert statuses == ["handed_off", "handed_off"], statuses
     assert "together failed" not in caplog.text

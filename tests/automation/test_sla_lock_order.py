@@ -7,19 +7,10 @@ on the conversation it references), which the run's lock must not block.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
-
-from shared.db import get_sessionmaker
-from shared.models import ConversationSla
-from shared.timekeeping import sla
 from tests.automation.conftest import conversation, create_rule, settled, wait_settled
 from tests.automation.test_batch_deletion_races import _emit_messages
 from tests.channels_api.conftest import ApiChannel
-from tests.lock_races import blocked_on_a_lock
+from tests.lock_races import SlaCheckHolding, blocked_on_a_lock
 from tests.waiting import wait_until
 
 
@@ -29,33 +20,17 @@ def test_a_rule_moving_a_clock_does_not_deadlock_with_a_running_sla_check(ws):
     conversation_id = ApiChannel(ws, None).inbound("Hello")["conversation_id"]
     wait_until(lambda: settled(ws), "the inbound message dispatched")
     create_rule(ws, actions=[{"type": "set_status", "params": {"status": "pending"}}])
-    holder = get_sessionmaker()()
-    clock = holder.scalar(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation_id))
-        .with_for_update()
-    )
-    assert clock is not None
-    failures: list[str] = []
-
-    def breach():
-        # check_sla's second half: the claimed clock's breach row is inserted.
-        try:
-            sla.check_due(holder, now=clock.first_response_due_at + dt.timedelta(minutes=1))
-        except DBAPIError as exc:
-            failures.append(str(exc.orig))
-            holder.rollback()
-
+    check = SlaCheckHolding(conversation_id)
     try:
         _emit_messages(ws, conversation_id)
         # The worker's run locked the conversation and waits for the clock held here.
         wait_until(lambda: blocked_on_a_lock() >= 1, "the run waiting for the clock")
-        breach()
-        holder.commit()
+        check.breach()
+        check.holder.commit()
     finally:
-        holder.close()
+        check.holder.close()
 
-    assert failures == []
+    assert check.failures == []
     [row] = wait_settled(ws)
     assert (row.status, row.attempts) == ("done", 1), row.error
     assert conversation(conversation_id).status == "pending"

@@ -6,20 +6,14 @@ claims a clock, then inserts its breach (FOR KEY SHARE on the conversation it re
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
 import pytest
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import get_sessionmaker, session_scope
-from shared.models import ConversationSla
-from shared.timekeeping import sla
+from shared.db import session_scope
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import ago, row, set_columns
 from tests.inbox_conversations.test_expiration import RULES, _job
-from tests.lock_races import race
+from tests.lock_races import SlaCheckHolding, race
 
 
 def _snoozed_and_due(ws, conversation: str) -> str:
@@ -46,22 +40,7 @@ def test_the_job_does_not_deadlock_with_a_running_sla_check(workspace, job):
     assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
     conversation = api.inbound("Hello")["conversation_id"]
     expected = JOBS[job](workspace, conversation)
-    holder = get_sessionmaker()()
-    clock = holder.scalar(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
-        .with_for_update()
-    )
-    assert clock is not None
-    failures: list[str] = []
-
-    def breach():
-        # check_sla's second half: the claimed clock's breach row is inserted.
-        try:
-            sla.check_due(holder, now=clock.first_response_due_at + dt.timedelta(minutes=1))
-        except DBAPIError as exc:
-            failures.append(str(exc.orig))
-            holder.rollback()
+    check = SlaCheckHolding(conversation)
 
     def run():
         try:
@@ -70,9 +49,9 @@ def test_the_job_does_not_deadlock_with_a_running_sla_check(workspace, job):
         except DBAPIError as exc:
             return str(exc.orig)
 
-    done = race(holder, run, then=breach)
+    done = race(check.holder, run, then=check.breach)
 
-    assert failures == []
+    assert check.failures == []
     assert (done["expired"] if isinstance(done, dict) else done) == 1, done
     assert row(conversation).status == expected
     breaches = workspace.call("GET", f"/api/conversations/{conversation}/sla").json["breaches"]

@@ -7,19 +7,11 @@ conversation it references).
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 
-from shared.db import get_sessionmaker
-from shared.models import ConversationSla
-from shared.timekeeping import sla
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_division
-from tests.lock_races import race
+from tests.lock_races import SlaCheckHolding, race
 
 CHANGES = {
     "pending": ("PATCH", "status", {"status": "pending"}),
@@ -37,22 +29,7 @@ def test_a_conversation_change_does_not_deadlock_with_a_running_sla_check(worksp
     body = {"name": "Fast", "first_response_minutes": 30, "pause_on_pending": True}
     assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
     conversation = api.inbound("Hello")["conversation_id"]
-    holder = get_sessionmaker()()
-    clock = holder.scalar(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
-        .with_for_update()
-    )
-    assert clock is not None
-    failures: list[str] = []
-
-    def breach():
-        # check_sla's second half: the claimed clock's breach row is inserted.
-        try:
-            sla.check_due(holder, now=clock.first_response_due_at + dt.timedelta(minutes=1))
-        except DBAPIError as exc:
-            failures.append(str(exc.orig))
-            holder.rollback()
+    check = SlaCheckHolding(conversation)
 
     method, path, payload = CHANGES[change]
     if path == "transfer":
@@ -61,9 +38,11 @@ def test_a_conversation_change_does_not_deadlock_with_a_running_sla_check(worksp
         target, payload = "/api/conversations/bulk", payload | {"ids": [conversation]}
     else:
         target = f"/api/conversations/{conversation}/{path}"
-    resp = race(holder, lambda: workspace.call(method, target, json=payload), then=breach)
+    resp = race(
+        check.holder, lambda: workspace.call(method, target, json=payload), then=check.breach
+    )
 
-    assert failures == []
+    assert check.failures == []
     assert resp is not None and resp.status_code in (200, 201), resp and resp.text
     breaches = workspace.call("GET", f"/api/conversations/{conversation}/sla").json["breaches"]
     assert [b["kind"] for b in breaches] == ["first_response"]

@@ -6,17 +6,8 @@ then inserts its breach (FOR KEY SHARE on the tenant, as every tenant-owned inse
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
-
-from shared.db import get_sessionmaker
-from shared.models import ConversationSla
-from shared.timekeeping import sla
 from tests.channels_api.conftest import ApiChannel
-from tests.lock_races import race
+from tests.lock_races import SlaCheckHolding, race
 
 
 def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(workspace):
@@ -24,31 +15,16 @@ def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(workspace)
     body = {"name": "Fast", "first_response_minutes": 30, "business_hours_only": True}
     assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
     conversation = api.inbound("Hello")["conversation_id"]
-    holder = get_sessionmaker()()
-    clock = holder.scalar(
-        select(ConversationSla)
-        .where(ConversationSla.conversation_id == uuid.UUID(conversation))
-        .with_for_update()
-    )
-    assert clock is not None
-    failures: list[str] = []
-
-    def breach():
-        # check_sla's second half: the claimed clock's breach row is inserted.
-        try:
-            sla.check_due(holder, now=clock.first_response_due_at + dt.timedelta(minutes=1))
-        except DBAPIError as exc:
-            failures.append(str(exc.orig))
-            holder.rollback()
+    check = SlaCheckHolding(conversation)
 
     resp = race(
-        holder,
+        check.holder,
         lambda: workspace.call(
             "PUT", "/api/working-hours/timezone", json={"timezone": "Asia/Tokyo"}
         ),
-        then=breach,
+        then=check.breach,
     )
 
-    assert failures == []
+    assert check.failures == []
     assert resp is not None and resp.status_code == 200, resp and resp.text
     assert workspace.call("GET", "/api/working-hours/timezone").json == {"timezone": "Asia/Tokyo"}
