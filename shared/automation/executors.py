@@ -154,19 +154,25 @@ def _live(target: Target, agent_id: uuid.UUID) -> bool:
     return target.session.scalar(live) is not None
 
 
-def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
-    """Move the conversation into the rule's division (its own one: unchanged, unlocked;
-    see :func:`~shared.inbox.conversations.division_to_move_into`)."""
-    conversation = _conversation(target)
-    division_id = convs.division_to_move_into(
+def _division_to_move_into(target: Target, conversation: Conversation, raw_id: Any) -> uuid.UUID:
+    """The division an action names, checked and locked as a move's (a batch's without
+    waiting: the module's NOTE; the one the run found the conversation in, unlocked)."""
+    return convs.division_to_move_into(
         target.session,
         target.ctx,
         conversation,
-        _uuid(params["division_id"]),
+        _uuid(raw_id),
         "division_id",
         nowait=not target.wait,
         locked_in=target.locked_in,
     )
+
+
+def assign_division(target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """Move the conversation into the rule's division (its own one: unchanged, unlocked;
+    see :func:`~shared.inbox.conversations.division_to_move_into`)."""
+    conversation = _conversation(target)
+    division_id = _division_to_move_into(target, conversation, params["division_id"])
     changed = convs.apply_fields(
         target.session, target.ctx, conversation, {"division_id": division_id}
     )
@@ -436,15 +442,7 @@ def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     conversation = _conversation(target)
     changes: dict[str, Any] = {"ai_active": False}
     if params.get("division_id"):
-        changes["division_id"] = convs.division_to_move_into(
-            target.session,
-            target.ctx,
-            conversation,
-            _uuid(params["division_id"]),
-            "division_id",
-            nowait=not target.wait,
-            locked_in=target.locked_in,
-        )
+        changes["division_id"] = _division_to_move_into(target, conversation, params["division_id"])
     changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
     if changed:
         convs.emit_change(target.session, target.ctx, "conversation.handed_off", conversation)
