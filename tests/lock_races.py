@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from shared.db import get_sessionmaker, session_scope
 from shared.models import ConversationSla
 from shared.timekeeping import sla
+from tests.channels_api.conftest import ApiChannel
 
 
 def blocked_on_a_lock() -> int:
@@ -84,3 +85,23 @@ class SlaCheckHolding:
         except DBAPIError as exc:
             self.failures.append(str(exc.orig))
             self.holder.rollback()
+
+
+def until_blocked(count: int, *threads: threading.Thread) -> None:
+    """Wait until ``count`` sessions wait on a lock (or one of ``threads`` ended), 10 s."""
+    deadline = time.monotonic() + 10
+    while (
+        all(t.is_alive() for t in threads)
+        and blocked_on_a_lock() < count
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+
+
+def clocked_conversation(ws: Any, **policy: Any) -> str:
+    """A conversation with a running SLA clock, for :class:`SlaCheckHolding`: a policy (30
+    minutes to a first response, and ``policy``'s fields), then a customer's first message
+    on the API channel."""
+    body = {"name": "Fast", "first_response_minutes": 30, **policy}
+    assert ws.call("POST", "/api/sla-policies", json=body).status_code == 201
+    return ApiChannel(ws, None).inbound("Hello")["conversation_id"]

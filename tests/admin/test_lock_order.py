@@ -15,16 +15,12 @@ from sqlalchemy.exc import DBAPIError
 from shared.db import get_sessionmaker
 from shared.identity import auth
 from shared.inbox import notes
-from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation
-from tests.lock_races import SlaCheckHolding, race
+from tests.lock_races import SlaCheckHolding, clocked_conversation, race
 
 
 def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(root, workspace):
-    api = ApiChannel(workspace, None)
-    body = {"name": "Fast", "first_response_minutes": 30, "business_hours_only": True}
-    assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
-    conversation = api.inbound("Hello")["conversation_id"]
+    conversation = clocked_conversation(workspace, business_hours_only=True)
     check = SlaCheckHolding(conversation)
 
     resp = race(

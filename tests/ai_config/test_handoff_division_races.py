@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 from sqlalchemy import select
@@ -31,7 +30,7 @@ from tests.inbox_conversations.conftest import (
     row,
     set_columns,
 )
-from tests.lock_races import blocked_on_a_lock
+from tests.lock_races import until_blocked
 
 
 def _handing_off_into(ws, division: str) -> tuple[str, generation.Ended]:
@@ -51,17 +50,6 @@ def _start(call, results: list) -> threading.Thread:
     return thread
 
 
-def _until_blocked(count: int, *threads: threading.Thread) -> None:
-    """Wait until ``count`` sessions wait on a lock (or one of ``threads`` ended), 10 s."""
-    deadline = time.monotonic() + 10
-    while (
-        all(t.is_alive() for t in threads)
-        and blocked_on_a_lock() < count
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.02)
-
-
 def _settling_while_deleting(ws, division: str, agent_id, settle) -> tuple[list, list]:
     """``settle()`` waits on its agent's usage row of the day (held here) while the
     division's deletion starts; then the row is let go. What each returned, as lists."""
@@ -71,9 +59,9 @@ def _settling_while_deleting(ws, division: str, agent_id, settle) -> tuple[list,
     deleted: list = []
     try:
         settling = _start(settle, settled)
-        _until_blocked(1, settling)
+        until_blocked(1, settling)
         deleting = _start(lambda: delete_division_now(ws, division), deleted)
-        _until_blocked(2, settling, deleting)
+        until_blocked(2, settling, deleting)
         holding.commit()
     finally:
         holding.close()
@@ -145,10 +133,10 @@ def test_a_handoff_into_a_division_being_deleted_keeps_the_conversations_divisio
     deleted: list = []
     try:
         deleting = _start(lambda: delete_division_now(ws, doomed), deleted)
-        _until_blocked(1, deleting)
+        until_blocked(1, deleting)
         with caplog.at_level(logging.WARNING, logger="shared.ai.handoff"):
             settling = _start(lambda: generation.finish(*ended), settled)
-            _until_blocked(2, settling, deleting)
+            until_blocked(2, settling, deleting)
             pausing.commit()
             deleting.join(timeout=30)
             settling.join(timeout=30)

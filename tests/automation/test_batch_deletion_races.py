@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -42,7 +41,7 @@ from tests.automation.conftest import (
     wait_settled,
 )
 from tests.inbox_conversations.conftest import delete_division_now
-from tests.lock_races import blocked_on_a_lock
+from tests.lock_races import until_blocked
 from tests.workspaces import Workspace
 
 
@@ -61,17 +60,6 @@ def _emit_messages(ws: Workspace, *conversation_ids: str) -> None:
                 .where(OutboxEvent.id == event_id)
                 .values(occurred_at=OutboxEvent.occurred_at + dt.timedelta(milliseconds=later))
             )
-
-
-def _until_blocked(count: int, *threads: threading.Thread) -> None:
-    """Wait until ``count`` sessions wait on a lock (or one of ``threads`` ended), 10 s."""
-    deadline = time.monotonic() + 10
-    while (
-        all(t.is_alive() for t in threads)
-        and blocked_on_a_lock() < count
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.02)
 
 
 #: The rules' first action: it pauses the batch on the first conversation's mute row.
@@ -96,10 +84,10 @@ def _batch_racing(ws: Workspace, first: str, second: str, delete: Callable[[], s
         )
         holding.execute(mute_row.with_for_update())
         _emit_messages(ws, first, second)
-        _until_blocked(1)
+        until_blocked(1)
         deleting = threading.Thread(target=lambda: deleted.append(delete()))
         deleting.start()
-        _until_blocked(2, deleting)
+        until_blocked(2, deleting)
         holding.commit()
     finally:
         holding.close()
@@ -203,10 +191,10 @@ def test_a_run_moving_a_conversation_out_of_its_division_and_back_does_not_deadl
             select(Division.id).where(Division.id == uuid.UUID(elsewhere)).with_for_update()
         )
         _emit_messages(ws, inside)
-        _until_blocked(1)
+        until_blocked(1)
         deleting = threading.Thread(target=lambda: deleted.append(delete_division_now(ws, doomed)))
         deleting.start()
-        _until_blocked(2, deleting)
+        until_blocked(2, deleting)
         holding.commit()
     finally:
         holding.close()

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from tests.automation.conftest import conversation, create_rule, settled, wait_settled
 from tests.automation.test_batch_deletion_races import _emit_messages
-from tests.channels_api.conftest import ApiChannel
-from tests.lock_races import SlaCheckHolding, blocked_on_a_lock
+from tests.lock_races import SlaCheckHolding, blocked_on_a_lock, clocked_conversation
 from tests.waiting import wait_until
 
 
 def test_a_rule_moving_a_clock_does_not_deadlock_with_a_running_sla_check(ws):
-    body = {"name": "Fast", "first_response_minutes": 30, "pause_on_pending": True}
-    assert ws.call("POST", "/api/sla-policies", json=body).status_code == 201
-    conversation_id = ApiChannel(ws, None).inbound("Hello")["conversation_id"]
+    conversation_id = clocked_conversation(ws, pause_on_pending=True)
     wait_until(lambda: settled(ws), "the inbound message dispatched")
     create_rule(ws, actions=[{"type": "set_status", "params": {"status": "pending"}}])
     check = SlaCheckHolding(conversation_id)

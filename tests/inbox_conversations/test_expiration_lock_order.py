@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import session_scope
-from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import ago, row, set_columns
 from tests.inbox_conversations.test_expiration import RULES, _job
-from tests.lock_races import SlaCheckHolding, race
+from tests.lock_races import SlaCheckHolding, clocked_conversation, race
 
 
 def _snoozed_and_due(ws, conversation: str) -> str:
@@ -35,10 +34,7 @@ JOBS = {"reopen_snoozed": _snoozed_and_due, "expire_conversations": _idle_past_i
 
 @pytest.mark.parametrize("job", sorted(JOBS))
 def test_the_job_does_not_deadlock_with_a_running_sla_check(workspace, job):
-    api = ApiChannel(workspace, None)
-    body = {"name": "Fast", "first_response_minutes": 30, "pause_on_snoozed": False}
-    assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
-    conversation = api.inbound("Hello")["conversation_id"]
+    conversation = clocked_conversation(workspace, pause_on_snoozed=False)
     expected = JOBS[job](workspace, conversation)
     check = SlaCheckHolding(conversation)
 

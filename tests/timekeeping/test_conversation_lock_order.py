@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_division
-from tests.lock_races import SlaCheckHolding, race
+from tests.lock_races import SlaCheckHolding, clocked_conversation, race
 
 CHANGES = {
     "pending": ("PATCH", "status", {"status": "pending"}),
@@ -25,10 +24,7 @@ CHANGES = {
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_conversation_change_does_not_deadlock_with_a_running_sla_check(workspace, change):
-    api = ApiChannel(workspace, None)
-    body = {"name": "Fast", "first_response_minutes": 30, "pause_on_pending": True}
-    assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
-    conversation = api.inbound("Hello")["conversation_id"]
+    conversation = clocked_conversation(workspace, pause_on_pending=True)
     check = SlaCheckHolding(conversation)
 
     method, path, payload = CHANGES[change]

@@ -6,15 +6,11 @@ then inserts its breach (FOR KEY SHARE on the tenant, as every tenant-owned inse
 
 from __future__ import annotations
 
-from tests.channels_api.conftest import ApiChannel
-from tests.lock_races import SlaCheckHolding, race
+from tests.lock_races import SlaCheckHolding, clocked_conversation, race
 
 
 def test_a_timezone_change_does_not_deadlock_with_a_running_sla_check(workspace):
-    api = ApiChannel(workspace, None)
-    body = {"name": "Fast", "first_response_minutes": 30, "business_hours_only": True}
-    assert workspace.call("POST", "/api/sla-policies", json=body).status_code == 201
-    conversation = api.inbound("Hello")["conversation_id"]
+    conversation = clocked_conversation(workspace, business_hours_only=True)
     check = SlaCheckHolding(conversation)
 
     resp = race(
