@@ -108,10 +108,16 @@ class InstagramOAuthConfigResource:
         "Get Instagram OAuth app config",
         permission=MANAGE,
         response=OAuthConfigView,
+        description=(
+            "The app id, login configuration, Graph version, dialog URL and scopes of the"
+            " Instagram login, and a fresh `state` (valid 15 minutes, for you in this workspace"
+            " and this channel only). Pass it to Meta's dialog as `state` and send it back in"
+            " POST /api/integrations/instagram/connect; get a new config for each login."
+        ),
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx):
-        return Plain(meta_app.oauth_config(meta_app.INSTAGRAM_SCOPES))
+        return Plain(meta_app.oauth_config(ctx, "instagram"))
 
 
 class InstagramConnectResource:
@@ -129,6 +135,11 @@ class InstagramConnectResource:
             " subscribes that Page to webhooks and creates the account with the Page token;"
             " emits integration_account.connected. An account this tenant connected before"
             " is reconnected instead (200: new token, status `active`)."
+            " `state` (from GET /api/integrations/instagram/oauth-config) binds the code to the"
+            " admin, workspace and channel that started the login: required with"
+            " `redirect_uri` (the code travelled through a URL), checked whenever sent; one"
+            " missing, expired, altered or issued to someone else answers 422"
+            " `invalid_oauth_state` before the code is used at Meta."
         ),
         tags=TAGS,
     )
@@ -144,10 +155,16 @@ class MessengerOAuthConfigResource:
         "Get Messenger OAuth app config",
         permission=MANAGE,
         response=OAuthConfigView,
+        description=(
+            "The app id, login configuration, Graph version, dialog URL and scopes of the"
+            " Messenger login, and a fresh `state` (valid 15 minutes, for you in this workspace"
+            " and this channel only). Pass it to Meta's dialog as `state` and send it back in"
+            " POST /api/integrations/messenger/connect; get a new config for each login."
+        ),
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx):
-        return Plain(meta_app.oauth_config(meta_app.MESSENGER_SCOPES))
+        return Plain(meta_app.oauth_config(ctx, "messenger"))
 
 
 class MessengerConnectResource:
@@ -161,6 +178,11 @@ class MessengerConnectResource:
             "Exchanges the `code` for a long-lived user token, keeps it (encrypted) on the"
             " messenger integration, and answers the Pages the user manages; subscribe some"
             " with POST /api/integrations/messenger/subscribe-pages."
+            " `state` (from GET /api/integrations/messenger/oauth-config) binds the code to the"
+            " admin, workspace and channel that started the login: required with"
+            " `redirect_uri` (the code travelled through a URL), checked whenever sent; one"
+            " missing, expired, altered or issued to someone else answers 422"
+            " `invalid_oauth_state` before the code is used at Meta."
         ),
         tags=TAGS,
     )

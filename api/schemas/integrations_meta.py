@@ -16,6 +16,9 @@ MetaId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://[^\s]+$")]
 #: Kept exactly as sent: Meta compares it with the dialog's character for character.
 RedirectUri = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
+#: The oauth-config's ``state``, as Meta's redirect handed it back. NOTE: only bounded
+#: here: whatever else is wrong with one answers ``invalid_oauth_state``.
+OAuthState = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
 class EmbeddedSignup(Input):
@@ -35,6 +38,15 @@ class InstagramConnect(Input):
     code: OAuthCode
     #: The redirect_uri the dialog used (leave out for the JavaScript SDK's popup).
     redirect_uri: RedirectUri | None = None
+    state: OAuthState | None = Field(
+        None,
+        description=(
+            "The `state` of GET /api/integrations/instagram/oauth-config that started this login."
+            " Required with `redirect_uri`, checked whenever sent: one missing, expired,"
+            " altered or issued to another admin, workspace or channel answers 422"
+            " `invalid_oauth_state` and the code stays unused."
+        ),
+    )
     #: Needed when the granted Pages link several Instagram accounts.
     instagram_account_id: MetaId | None = None
     name: Name | None = None
@@ -43,7 +55,17 @@ class InstagramConnect(Input):
 
 class MessengerConnect(Input):
     code: OAuthCode
+    #: The redirect_uri the dialog used (leave out for the JavaScript SDK's popup).
     redirect_uri: RedirectUri | None = None
+    state: OAuthState | None = Field(
+        None,
+        description=(
+            "The `state` of GET /api/integrations/messenger/oauth-config that started this login."
+            " Required with `redirect_uri`, checked whenever sent: one missing, expired,"
+            " altered or issued to another admin, workspace or channel answers 422"
+            " `invalid_oauth_state` and the code stays unused."
+        ),
+    )
 
 
 class SubscribePages(Input):

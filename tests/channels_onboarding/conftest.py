@@ -101,3 +101,10 @@ def assert_error(resp, status: int, code: str) -> dict[str, Any]:
     error = resp.json["error"]
     assert error["code"] == code, error
     return error
+
+
+def login_state(workspace, channel: str, token: str | None = None) -> str:
+    """The ``state`` of ``channel``'s oauth-config, as the caller (``token``) gets it."""
+    resp = workspace.call("GET", f"/api/integrations/{channel}/oauth-config", token=token)
+    assert resp.status_code == 200, resp.text
+    return resp.json["state"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.channels_onboarding.conftest import assert_error, credentials_of, events
+from tests.channels_onboarding.conftest import assert_error, credentials_of, events, login_state
 
 CONNECT = "/api/integrations/instagram/connect"
 
@@ -65,7 +65,8 @@ def test_the_redirect_uri_is_passed_to_meta_as_sent(workspace, meta_settings):
     code = graph.meta.grant(pages=[page.id], redirect_uri=redirect)
     without = workspace.call("POST", CONNECT, json={"code": code})
     assert_error(without, 422, "invalid_oauth_code")
-    resp = workspace.call("POST", CONNECT, json={"code": code, "redirect_uri": redirect})
+    body = {"code": code, "redirect_uri": redirect, "state": login_state(workspace, "instagram")}
+    resp = workspace.call("POST", CONNECT, json=body)
     assert resp.status_code == 201, resp.text
 
 

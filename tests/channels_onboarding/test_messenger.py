@@ -9,6 +9,7 @@ from tests.channels_onboarding.conftest import (
     connected_page,
     credentials_of,
     events,
+    login_state,
 )
 
 CONNECT = "/api/integrations/messenger/connect"
@@ -18,7 +19,8 @@ DISCONNECT = "/api/integrations/messenger/disconnect"
 
 def _login(workspace, graph, pages):
     code = graph.meta.grant(pages=[p.id for p in pages])
-    resp = workspace.call("POST", CONNECT, json={"code": code})
+    body = {"code": code, "state": login_state(workspace, "messenger")}
+    resp = workspace.call("POST", CONNECT, json=body)
     assert resp.status_code == 200, resp.text
     return resp
 

@@ -7,6 +7,7 @@ emitted) in the request's transaction: a failure at Meta leaves no row behind.
 
 - :mod:`.meta_app`: the platform Meta app's settings and the configs the browser needs;
 - :mod:`.oauth`: code exchange, long-lived tokens, what a token was granted, Pages;
+- :mod:`.oauth_state`: the signed ``state`` binding a login to its admin, workspace, channel;
 - :mod:`.whatsapp`: Embedded Signup completion and the number's health;
 - :mod:`.instagram`, :mod:`.messenger`: OAuth connect, Page subscriptions, disconnect;
 - :mod:`.persistent_menu`: a Page's Messenger menu;

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from shared.channels import accounts
-from shared.channels.onboarding import oauth, page_subscriptions
+from shared.channels.onboarding import oauth, oauth_state, page_subscriptions
 from shared.channels.onboarding.channel_accounts import is_connected, own_account, reconnect
 from shared.channels.onboarding.meta_app import require_app
 from shared.context import Ctx
@@ -27,12 +27,17 @@ def connect(
     *,
     code: str,
     redirect_uri: str | None = None,
+    state: str | None = None,
     instagram_account_id: str | None = None,
     name: str | None = None,
     is_default: bool = False,
 ) -> tuple[IntegrationAccount, bool]:
-    """Exchange the code, pick the account, subscribe its Page; the account, whether new."""
+    """Exchange the code, pick the account, subscribe its Page; the account, whether new.
+
+    The state is checked first: a refused one must not spend the code at Meta.
+    """
     ctx.require(accounts.PERMISSION)
+    oauth_state.check(ctx, "instagram", state, redirect_uri)
     app = require_app()
     short = oauth.exchange_code(ctx, app, code, redirect_uri)
     user = oauth.long_lived(ctx, app, short)

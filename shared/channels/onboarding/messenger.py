@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.channels import accounts, meta_calls
 from shared.channels.graph import graph_client
-from shared.channels.onboarding import oauth, page_subscriptions
+from shared.channels.onboarding import oauth, oauth_state, page_subscriptions
 from shared.channels.onboarding.channel_accounts import (
     connected_elsewhere,
     meta_account,
@@ -43,10 +43,19 @@ class MessengerNotConnected(Conflict):
 
 
 def connect(
-    session: Session, ctx: Ctx, *, code: str, redirect_uri: str | None = None
+    session: Session,
+    ctx: Ctx,
+    *,
+    code: str,
+    redirect_uri: str | None = None,
+    state: str | None = None,
 ) -> dict[str, Any]:
-    """Keep the user's long-lived token; the user and the Pages they manage."""
+    """Keep the user's long-lived token; the user and the Pages they manage.
+
+    The state is checked first: a refused one must not spend the code at Meta.
+    """
     ctx.require(accounts.PERMISSION)
+    oauth_state.check(ctx, CHANNEL, state, redirect_uri)
     app = require_app()
     user = oauth.long_lived(ctx, app, oauth.exchange_code(ctx, app, code, redirect_uri))
     with meta_calls.calling("reading the Facebook user", ctx=ctx, remedy=_RECONNECT):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.channels.onboarding import oauth_state
 from shared.config import get_settings
+from shared.context import Ctx
 from shared.errors import Conflict
 
 #: Permissions the Messenger dialog asks for (Facebook Login), Meta's names.
@@ -29,6 +31,8 @@ INSTAGRAM_SCOPES = (
     "pages_read_engagement",
     "business_management",
 )
+#: Each OAuth login's permissions, by channel.
+SCOPES = {"instagram": INSTAGRAM_SCOPES, "messenger": MESSENGER_SCOPES}
 
 
 class MetaAppNotConfigured(Conflict):
@@ -85,7 +89,8 @@ def embedded_signup_config() -> dict[str, Any]:
     }
 
 
-def oauth_config(scopes: tuple[str, ...]) -> dict[str, Any]:
+def oauth_config(ctx: Ctx, channel: str) -> dict[str, Any]:
+    """What ``channel``'s login dialog needs, with a ``state`` bound to this caller."""
     settings = get_settings()
     return {
         "configured": bool(settings.meta_app_id and settings.meta_app_secret),
@@ -93,5 +98,6 @@ def oauth_config(scopes: tuple[str, ...]) -> dict[str, Any]:
         "config_id": settings.meta_login_config_id,
         "graph_version": settings.meta_graph_version,
         "dialog_url": _dialog_url(),
-        "scopes": list(scopes),
+        "scopes": list(SCOPES[channel]),
+        "state": oauth_state.issue(ctx, channel),
     }

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from pydantic import Field
+
 from shared.channels.views import IntegrationAccountView
 from shared.schemas.base import View
 
@@ -30,6 +32,13 @@ class OAuthConfigView(View):
     dialog_url: str
     #: The permissions the dialog must ask for.
     scopes: list[str]
+    state: str = Field(
+        description=(
+            "Pass to Meta's dialog as `state` and send back in the connect body (required"
+            " with `redirect_uri`): it binds the login to you, this workspace and this"
+            " channel, for 15 minutes. Get a new config for each login."
+        )
+    )
 
 
 class WhatsAppHealthView(View):
