@@ -194,6 +194,14 @@ def sweep_knowledge_reembedding(session: Session) -> int:
     return reembedding.sweep(session)
 
 
+def sweep_knowledge_embeddings(session: Session) -> dict[str, int]:
+    """Re-enqueue new items whose embed_items message was lost; give up the spent ones."""
+    from shared.ai.knowledge import embedding_sweep
+    from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
+
+    return embedding_sweep.sweep(session)
+
+
 def sweep_read_receipts(session: Session) -> int:
     """Re-enqueue read receipts whose mark_read_upstream message was lost (needs the enqueuer)."""
     import workers.actors.read_receipts  # noqa: F401  (installs the enqueuer)
@@ -308,6 +316,8 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
     # ...and re-embeddings after a model change whose embed_items messages were lost.
     Job("sweep_knowledge_reembedding", sweep_knowledge_reembedding, _every(minutes=1), DRAIN),
+    # ...and new chunks, QnA pairs and products whose embed_items message was lost.
+    Job("sweep_knowledge_embeddings", sweep_knowledge_embeddings, _every(minutes=1), DRAIN),
     # Retention: once a day at a quiet hour, a cron time so that restarts never postpone
     # it (an interval restarts its count with the process). A day missed while no
     # scheduler led is made up by the next day's run, which finds the same rows.

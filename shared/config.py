@@ -299,6 +299,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    knowledge_embed_sweep_after_seconds: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "a chunk, QnA pair or product still without its embedding this long (its"
+            " embed_items message lost) is re-enqueued by the scheduler, waiting twice as"
+            " long after each send, at most an hour, and given up after the last"
+        ),
+    )
+
     knowledge_reembed_sweep_after_seconds: float = Field(
         600.0,
         gt=0,

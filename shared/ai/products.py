@@ -9,7 +9,8 @@ Embedding: products are embedded by the knowledge worker's ``embed_items``. Ever
 create, replace and import batch hands the product ids to :data:`EMBED_QUEUE` after
 commit; the worker module that owns ``embed_items`` installs its enqueuer
 (``EMBED_QUEUE.set_enqueuer``). Until it does, nothing is sent; the durable record of
-the work is the products whose ``embedding`` is still null.
+the work is the products whose ``embedding`` is still null, which the scheduler's
+``sweep_knowledge_embeddings`` sends again (:mod:`shared.ai.knowledge.embedding_sweep`).
 """
 
 from __future__ import annotations
@@ -241,6 +242,8 @@ def replace_product(
         setattr(product, name, value)
     # NOTE: the text changed, so the old embedding no longer describes it.
     product.embedding = None
+    # ...and the sweep's re-drives of the old text (given up or not) say nothing of it.
+    product.embed_attempts, product.embed_swept_at, product.embed_gave_up_at = 0, None, None
     product.updated_at = func.now()
     _flush_unique(session, fields.sku)
     session.refresh(product)

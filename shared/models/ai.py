@@ -30,6 +30,7 @@ from sqlalchemy import (
     LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Text,
     func,
@@ -62,6 +63,26 @@ REPLY_IN_FLIGHT = ("pending", "generating")
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+#: Items still owed a vector and not given up: the partial index the embedding sweep reads.
+EMBEDDING_OWED = "embedding IS NULL AND embed_gave_up_at IS NULL"
+
+
+def _embedding_owed_index(table: str) -> Index:
+    return Index(f"ix_{table}_embedding_owed", "ai_agent_id", postgresql_where=text(EMBEDDING_OWED))
+
+
+class EmbeddingRedrives:
+    """How often the scheduler re-sent an item's ``embed_items`` (its message was lost or
+    the provider kept failing on it): :mod:`shared.ai.knowledge.embedding_sweep`."""
+
+    #: Sweeps that sent the item again (each doubles the wait to the next).
+    embed_attempts: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    #: When the last of them sent it.
+    embed_swept_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Still without a vector after the last attempt: no longer sent (set back by a change).
+    embed_gave_up_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AiAgent(UUIDPrimaryKey, Timestamps, Base):
@@ -224,7 +245,7 @@ class KnowledgeSource(UUIDPrimaryKey, Timestamps, Base):
     processed_at: Mapped[dt.datetime | None]
 
 
-class KnowledgeChunk(UUIDPrimaryKey, Base):
+class KnowledgeChunk(EmbeddingRedrives, UUIDPrimaryKey, Base):
     """A passage of a knowledge source, ranked by full text, trigrams or embeddings."""
 
     __tablename__ = "knowledge_chunks"
@@ -232,6 +253,7 @@ class KnowledgeChunk(UUIDPrimaryKey, Base):
         Index("ix_knowledge_chunks_source", "tenant_id", "source_id", "position"),
         # PERF: btree_gin puts the agent inside the full-text index (migration 0013).
         Index("ix_knowledge_chunks_search", "ai_agent_id", "search", postgresql_using="gin"),
+        _embedding_owed_index("knowledge_chunks"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -278,7 +300,7 @@ class KnowledgeTerm(Base):
     chunks: Mapped[int] = mapped_column(server_default="0")
 
 
-class QnaPair(UUIDPrimaryKey, Timestamps, Base):
+class QnaPair(EmbeddingRedrives, UUIDPrimaryKey, Timestamps, Base):
     """A question and its answer, preferred over chunks when the question matches."""
 
     __tablename__ = "qna_pairs"
@@ -293,6 +315,7 @@ class QnaPair(UUIDPrimaryKey, Timestamps, Base):
             postgresql_using="gin",
             postgresql_ops={"question": "gin_trgm_ops"},
         ),
+        _embedding_owed_index("qna_pairs"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -310,7 +333,7 @@ class QnaPair(UUIDPrimaryKey, Timestamps, Base):
     embedding: Mapped[list[float] | None] = mapped_column(ARRAY(REAL), deferred=True)
 
 
-class AiProduct(UUIDPrimaryKey, Timestamps, Base):
+class AiProduct(EmbeddingRedrives, UUIDPrimaryKey, Timestamps, Base):
     """A product an AI agent can recommend, with its price."""
 
     __tablename__ = "ai_products"
@@ -325,6 +348,7 @@ class AiProduct(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("sku IS NOT NULL"),
         ),
         Index("ix_ai_products_search", "ai_agent_id", "search", postgresql_using="gin"),
+        _embedding_owed_index("ai_products"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

@@ -5,9 +5,11 @@ and reprocess write the row and send ``ingest_knowledge_source`` after commit
 (:data:`INGEST`); a message lost on the way (a crash, the broker down) or a worker
 killed mid-parse leaves the row waiting, and :func:`sweep` (a scheduler job) sends it
 again, later each time (the row's attempts double the wait). ``embed_items`` messages
-(:data:`EMBED`) of new items need no sweeper: a missing embedding only ranks by text
-until the next change of the item or a reprocess; those of a re-embedding after a model
-change are owed on the agent and re-driven (:func:`reembedding.sweep`).
+(:data:`EMBED`) are re-driven too, since a lost one would leave the item ranked by text
+alone for good: a new item's vector is owed while its ``embedding`` is null, and
+:func:`embedding_sweep.sweep` sends it again (doubling waits, given up visibly after the
+last attempt); a re-embedding after a model change is owed on the agent and re-driven
+by :func:`reembedding.sweep`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from shared.ai.knowledge import embedding_sweep
 from shared.ai.knowledge.queue import EMBED
 from shared.config import get_settings
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair
@@ -64,6 +65,7 @@ def model_changed(session: Session, agent: AiAgent) -> int:
             .values(embedding=None)
             .execution_options(synchronize_session=False)
         )
+        embedding_sweep.forgive(session, table, mine)
         if embeds:
             ids = session.scalars(select(table.id).where(mine))
             queued.extend((kind, item_id) for item_id in ids)
