@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import func, literal_column, select, true, update
 from sqlalchemy.orm import Session
 
 from shared.ai.knowledge.queue import EMBED
@@ -56,30 +56,51 @@ def _owed_since(table):
 
 
 def _due(session: Session, table, batch: int) -> list[tuple[uuid.UUID, int]]:
-    """``(id, embed_attempts)`` of up to ``batch`` owed items whose wait ran out, locked."""
+    """``(id, embed_attempts)`` of up to ``batch`` owed items whose wait ran out, locked.
+
+    PERF: driven from the agents that embed, each reading its own owed items through the
+    partial index (``ix_<table>_embedding_owed``, by agent): the items of agents without
+    vectors (all null, for good) are never read. A join over the index instead read all
+    100,000 such items of a bench database per sweep (33 ms against 0.7 ms).
+    """
     after = get_settings().knowledge_embed_sweep_after_seconds
     wait = func.least(
         after * func.power(2, func.least(table.embed_attempts, 10)), MAX_SWEEP_BACKOFF_SECONDS
     )
-    waited_from = func.coalesce(table.embed_swept_at, _owed_since(table))
-    active = select(Tenant.id).where(Tenant.id == table.tenant_id, Tenant.status == "active")
-    rows = session.execute(
-        select(table.id, table.embed_attempts)
-        .join(AiAgent, (AiAgent.id == table.ai_agent_id) & (AiAgent.tenant_id == table.tenant_id))
+    waited_from = func.coalesce(table.embed_swept_at, _owed_since(table)).label("waited_from")
+    owed = (
+        select(table.id, waited_from)
         .where(
-            # NOTE: the partial index's condition (ix_<table>_embedding_owed), by agent.
+            table.ai_agent_id == AiAgent.id,
+            table.tenant_id == AiAgent.tenant_id,
             table.embedding.is_(None),
             table.embed_gave_up_at.is_(None),
+            waited_from < func.now() - wait * _ONE_SECOND,
+        )
+        .order_by(waited_from)
+        .limit(batch)
+        .lateral()
+    )
+    active = select(Tenant.id).where(Tenant.id == AiAgent.tenant_id, Tenant.status == "active")
+    due = (
+        select(owed.c.id)
+        .select_from(AiAgent)
+        .join(owed, true())
+        .where(
             # The agent embeds (reembedding.model_of) and no re-embedding is under way.
             AiAgent.embedding_model.is_not(None),
             AiAgent.provider != "offline",
             AiAgent.reembed_due_at.is_(None),
             active.exists(),
-            waited_from < func.now() - wait * _ONE_SECOND,
         )
-        .order_by(waited_from)
+        .order_by(owed.c.waited_from)
         .limit(batch)
-        .with_for_update(of=table, skip_locked=True)
+    )
+    rows = session.execute(
+        select(table.id, table.embed_attempts)
+        # NOTE: rechecked once locked: an item embedded meanwhile is not sent again.
+        .where(table.id.in_(due), table.embedding.is_(None))
+        .with_for_update(skip_locked=True)
     ).all()
     return [(row[0], row[1]) for row in rows]
 
