@@ -182,6 +182,92 @@ def test_meta_failing_is_retried_and_after_the_last_retry_the_sync_is_failed(tem
     assert list(templates.templates(account)) == [("a", "en_US")]
 
 
+def _gave_up(account, job_id=None, **options):
+    """What Dramatiq sends ``mark_wa_template_sync_failed`` when a sync ran out of retries."""
+    from workers.actors.wa_templates import mark_wa_template_sync_failed
+
+    mark_wa_template_sync_failed(
+        {
+            "args": [str(account["id"]), str(job_id) if job_id else None],
+            "options": {"traceback": "SyncRetry: 503", **options},
+        },
+        {"retries": 5},
+    )
+
+
+def _sync_job(templates, account):
+    from shared.models import Job
+
+    with session_scope() as session:
+        job = Job(
+            tenant_id=templates.tenant_id,
+            kind=sync.JOB_KIND,
+            params={"integration_account_ids": [str(account["id"])]},
+        )
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def test_a_sync_giving_up_leaves_a_newer_sync_of_the_account_as_it_ended(templates):
+    """While a failing sync waited out its retries, a newer sync of the account (the
+    scheduler's) succeeded: the old one giving up must not fail the account's sync. Its
+    job is still told the account failed, once."""
+    account = templates.account()
+    templates.at_meta(account, meta_template("a"))
+    job_id = _sync_job(templates, account)
+    templates.graph.script_templates("503")
+    with pytest.raises(sync.SyncRetry):
+        sync.run(account["id"], job_id)
+    its_attempt = templates.sync_row(account).attempts
+    templates.graph.script_templates("ok")
+    assert sync.run(account["id"], None) == "succeeded"
+
+    _gave_up(account, job_id, wa_template_sync_attempt=its_attempt)
+    _gave_up(account, job_id)  # a message from before attempts were recorded
+
+    row = templates.sync_row(account)
+    assert (row.status, row.error) == ("succeeded", None)
+    job = templates.job(job_id)
+    assert job.status == "failed"
+    assert job.result["accounts"][str(account["id"])]["error"].startswith("gave up after 5")
+
+
+def test_a_sync_giving_up_leaves_a_later_attempt_of_its_job_running(templates):
+    """The job's sync was sent again (its message looked lost) and that one is running when
+    the first gives up: the running sync, not the first, tells the job how it ended."""
+    account = templates.account()
+    job_id = _sync_job(templates, account)
+    templates.graph.script_templates("503", "503")
+    with pytest.raises(sync.SyncRetry):
+        sync.run(account["id"], job_id)
+    its_attempt = templates.sync_row(account).attempts
+    with pytest.raises(sync.SyncRetry):
+        sync.run(account["id"], job_id)  # the re-sent message, between two of its retries
+
+    _gave_up(account, job_id, wa_template_sync_attempt=its_attempt)
+
+    row = templates.sync_row(account)
+    assert (row.status, row.attempts) == ("running", its_attempt + 1)
+    assert templates.job(job_id).status == "running"
+
+
+def test_the_sync_that_gave_up_is_failed_through_the_worker(workspace, templates, monkeypatch):
+    """The attempt a message last started travels with it to the retries-exhausted handler."""
+    from workers.actors.wa_templates import sync_wa_templates
+
+    monkeypatch.setitem(sync_wa_templates.options, "max_retries", 1)
+    monkeypatch.setitem(sync_wa_templates.options, "min_backoff", 10)
+    account = templates.account()
+    templates.graph.script_templates("503", "503")
+    resp = _sync(workspace, integration_account_id=str(account["id"]))
+    job_id = resp.json["job_id"]
+    wait_until(lambda: templates.job(job_id).status == "failed", "the job failed")
+    row = templates.sync_row(account)
+    assert row.status == "failed" and row.error.startswith("gave up after 1 retries")
+    assert row.attempts == 2
+
+
 def test_an_older_listing_is_not_applied_over_a_newer_one(templates):
     account = templates.account()
     templates.at_meta(account, meta_template("a"))

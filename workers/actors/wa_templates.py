@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from shared.channels.templates import sync, sync_queue
 from workers import queues
@@ -23,15 +24,34 @@ def _uuid(value: str | None) -> uuid.UUID | None:
     return uuid.UUID(value) if value else None
 
 
+#: The message option holding the sync row's ``attempts`` its last run set (see mark_failed).
+SYNC_ATTEMPT = "wa_template_sync_attempt"
+
+
+def _attempt_recorder():
+    """Keep this run's attempt in the message's options, None until the run starts.
+
+    WHY: Dramatiq's Retries re-enqueues the same message (options included) and hands
+    them to ``on_retry_exhausted``: the handler fails the run that gave up, not a newer one.
+    """
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return None
+    message.options.pop(SYNC_ATTEMPT, None)  # a run that never starts records none
+    return lambda attempt: message.options.__setitem__(SYNC_ATTEMPT, attempt)
+
+
 @dramatiq.actor(queue_name=queues.MAINTENANCE, max_retries=3, min_backoff=100, max_backoff=1_000)
 def mark_wa_template_sync_failed(message_data: dict, retry_info: dict) -> None:
     """Make the account's sync ``failed`` once ``sync_wa_templates`` exhausted its retries."""
     args = message_data["args"]
-    error = (message_data.get("options") or {}).get("traceback") or "the sync kept failing"
+    options = message_data.get("options") or {}
+    error = options.get("traceback") or "the sync kept failing"
     sync.mark_failed(
         uuid.UUID(args[0]),
         _uuid(args[1] if len(args) > 1 else None),
         f"gave up after {retry_info.get('retries')} retries: " + error.strip().splitlines()[-1],
+        options.get(SYNC_ATTEMPT),
     )
     log.error("template sync of account %s failed for good", args[0])
 
@@ -46,7 +66,7 @@ def mark_wa_template_sync_failed(message_data: dict, retry_info: dict) -> None:
 )
 def sync_wa_templates(integration_account_id: str, job_id: str | None = None) -> None:
     """Make the account's templates what Meta lists; a repeat changes nothing."""
-    outcome = sync.run(uuid.UUID(integration_account_id), _uuid(job_id))
+    outcome = sync.run(uuid.UUID(integration_account_id), _uuid(job_id), _attempt_recorder())
     log.debug("template sync of account %s: %s", integration_account_id, outcome)
 
 

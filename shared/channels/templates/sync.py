@@ -17,7 +17,8 @@ after the listing began is never marked ``DELETED`` by it.
 
 Failures: Meta unreachable, throttled or failing (transient) raises :class:`SyncRetry`
 and the actor retries with backoff; after its last retry :func:`mark_failed` makes the
-row ``failed``. A refused token or missing credentials fail at once, without retries.
+row ``failed`` (unless another sync of the account started since). A refused token or
+missing credentials fail at once, without retries.
 Either way the row says why (``error``) and the job of the request, if any, is told.
 
 The scheduler (:func:`claim_due`) re-syncs every active WhatsApp account every
@@ -30,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,13 +260,23 @@ def claim_due(session: Session, *, limit: int = CLAIM_LIMIT) -> list[SyncRequest
 # --- running one ----------------------------------------------------------------------------
 
 
-def run(integration_account_id: uuid.UUID, job_id: uuid.UUID | None) -> str:
-    """Sync one account (see the module doc); its outcome, or :class:`SyncRetry`."""
+def run(
+    integration_account_id: uuid.UUID,
+    job_id: uuid.UUID | None,
+    on_start: Callable[[int], None] | None = None,
+) -> str:
+    """Sync one account (see the module doc); its outcome, or :class:`SyncRetry`.
+
+    ``on_start`` is given the sync row's ``attempts`` once this run is recorded running:
+    the actor keeps it with its message for :func:`mark_failed`.
+    """
     with session_scope() as session:
         started = _start(session, integration_account_id, job_id)
     if isinstance(started, str):
         return started
-    waba_id, token, listed_at = started
+    waba_id, token, listed_at, attempt = started
+    if on_start is not None:
+        on_start(attempt)
     try:
         listing = meta.list_templates(waba_id, token)
     except SendFailed as exc:
@@ -289,9 +301,9 @@ def run(integration_account_id: uuid.UUID, job_id: uuid.UUID | None) -> str:
 
 def _start(
     session: Session, account_id: uuid.UUID, job_id: uuid.UUID | None
-) -> tuple[str, str, dt.datetime] | str:
-    """Mark the sync running; the WABA id, token and listing time, or the outcome when
-    there is nothing to do (account gone or disabled) or it cannot start."""
+) -> tuple[str, str, dt.datetime, int] | str:
+    """Mark the sync running; the WABA id, token, listing time and the row's attempt count,
+    or the outcome when there is nothing to do (account gone or disabled) or it cannot start."""
     account = session.get(IntegrationAccount, account_id)
     if account is None or account.channel != "whatsapp":
         if job_id is not None:
@@ -317,7 +329,7 @@ def _start(
         _finish(session, account_id, job_id, "failed", None, exc.message)
         return "failed"
     listed_at = session.scalar(select(func.clock_timestamp()))
-    return waba_id, token, listed_at
+    return waba_id, token, listed_at, sync.attempts
 
 
 def _token_rejected(session: Session, account_id: uuid.UUID, meta_code: str) -> None:
@@ -367,10 +379,56 @@ def _finish(
         _report(session, job_id, account_id, outcome)
 
 
-def mark_failed(integration_account_id: uuid.UUID, job_id: uuid.UUID | None, error: str) -> None:
-    """The actor gave up (retries exhausted): the sync is ``failed``, and says why."""
+def mark_failed(
+    integration_account_id: uuid.UUID,
+    job_id: uuid.UUID | None,
+    error: str,
+    attempt: int | None = None,
+) -> None:
+    """The actor gave up (retries exhausted): its sync is ``failed``, and says why.
+
+    WHY: only while the row is still the run that gave up. Meanwhile (its retries wait
+    minutes) another sync of the account may have been asked, started or finished: a
+    newer request, the scheduler's claim, the re-send of a message that looked lost.
+    Failing the row then overwrote a fresh success, or a run still going. ``attempt`` is
+    the ``attempts`` count this message's last run set (None when it never recorded one:
+    then the row must be running for the same job). The job, if any, is still told the
+    account failed, unless it heard of the account already or another run of its own is
+    owed or going (that one reports).
+    """
+    error = error[:2000]
     with session_scope() as session:
-        _finish(session, integration_account_id, job_id, "failed", None, error[:2000])
+        # NOTE: the sync row, then the job: the order _start and _finish take them.
+        row = session.get(WaTemplateSync, integration_account_id, with_for_update=True)
+        if row is not None and _is_the_run(row, job_id, attempt):
+            _finish(session, integration_account_id, job_id, "failed", None, error)
+        elif job_id is not None and not _owed_to(row, job_id):
+            _report_unless_told(
+                session, job_id, integration_account_id, {"status": "failed", "error": error}
+            )
+
+
+def _is_the_run(row: WaTemplateSync, job_id: uuid.UUID | None, attempt: int | None) -> bool:
+    """Whether the row is still the run a message started (``attempt``: its count)."""
+    if row.status != "running":
+        return False
+    if attempt is not None:
+        return row.attempts == attempt  # every start counts: a later one changed it
+    return row.job_id == job_id
+
+
+def _owed_to(row: WaTemplateSync | None, job_id: uuid.UUID) -> bool:
+    """Whether another sync of the account for this job is queued or running."""
+    return row is not None and row.job_id == job_id and row.status in ("queued", "running")
+
+
+def _report_unless_told(
+    session: Session, job_id: uuid.UUID, account_id: uuid.UUID, outcome: dict[str, Any]
+) -> None:
+    job = jobs.lock(session, job_id)
+    if job is None or str(account_id) in ((job.result or {}).get("accounts") or {}):
+        return
+    _report(session, job_id, account_id, outcome)
 
 
 def revive(session: Session, tenant_id: uuid.UUID | None, args: list[Any], **_options: Any) -> None:
