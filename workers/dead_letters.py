@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import traceback
+import uuid
 
 import dramatiq
 from dramatiq.common import q_name, xq_name
 
 from shared.db import session_scope
 from shared.dead_letters import record_dead_letter
+from workers import tenant_gate
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class DeadLetters(dramatiq.Middleware):
         retries = getattr(message, _RETRIES_ATTR, None)
         if retries is None:  # it never reached its actor (skipped, unknown actor)
             retries = message.options.get("retries", 0)
+        tenant_id = _tenant_of(broker, message)
         try:
             with session_scope() as session:
                 record_dead_letter(
@@ -51,6 +54,7 @@ class DeadLetters(dramatiq.Middleware):
                     options=message.options,
                     retries=retries,
                     error=_error_text(message),
+                    tenant_id=tenant_id,
                 )
         except Exception:
             log.critical(
@@ -62,6 +66,53 @@ class DeadLetters(dramatiq.Middleware):
                 xq_name(message.queue_name),
                 exc_info=True,
             )
+
+
+def _tenant_of(broker, message) -> uuid.UUID | None:
+    """The tenant whose console lists the dead letter (None: the platform's).
+
+    WHY: a message naming only its row (no ``tenant_id`` option: ``process_inbound``,
+    ``mark_read_upstream``, ``send_email``...) made a tenantless row, missing from its
+    tenant's dead-letter list. The row's tenant is what the tenant gate resolves; a
+    retries-exhausted handler's message (Dramatiq sends it without options) takes the
+    tenant of the given-up message, its first argument. Billing's stay the platform's
+    (:data:`PLATFORM_ACTORS`). A failed lookup only leaves the tenant out: the row is
+    recorded all the same.
+    """
+    if message.actor_name in PLATFORM_ACTORS:
+        return None
+    try:
+        tenant_id = tenant_gate.tenant_of(message)
+        if tenant_id is None and _handles_exhausted_retries(broker, message.actor_name):
+            tenant_id = _tenant_of_given_up(message)
+    except Exception:
+        log.warning("the tenant of dead letter %s is unknown", message.message_id, exc_info=True)
+        return None
+    return tenant_id
+
+
+def _tenant_of_given_up(message) -> uuid.UUID | None:
+    """The tenant of the message a retries-exhausted handler was sent about."""
+    given_up = message.args[0] if message.args else None
+    if not isinstance(given_up, dict) or given_up.get("actor_name") in PLATFORM_ACTORS:
+        return None
+    try:
+        return tenant_gate.tenant_of(dramatiq.Message(**given_up))
+    except (TypeError, ValueError):
+        return None  # not a message's shape
+
+
+#: Actors whose dead letters stay the platform operator's, whatever tenant they concern.
+#: WHY: billing is the platform's work on a tenant's account: a tenant's admin must not
+#: delete or requeue a failed charge from its console.
+PLATFORM_ACTORS = frozenset({"charge_invoice", "refund_invoice"})
+
+
+def _handles_exhausted_retries(broker, actor_name: str) -> bool:
+    return any(
+        broker.get_actor(name).options.get("on_retry_exhausted") == actor_name
+        for name in broker.get_declared_actors()
+    )
 
 
 def _error_text(message) -> str | None:

@@ -6,7 +6,9 @@ template syncs), or, for actors whose messages name only a row (``process_inboun
 ``send_email``, ``mark_read_upstream``, ``ingest_knowledge_source``, ``embed_items``,
 ``charge_invoice``),
 by the row's tenant (a resolver the actor module registers with
-:func:`resolve_tenant_with`). A suspended tenant's message is not run: it is written to
+:func:`resolve_tenant_with`; one registered with ``gate=False``, as ``run_campaign``'s, is
+not gated and only names its dead letters' tenant: :mod:`workers.dead_letters`). A
+suspended tenant's message is not run: it is written to
 ``dead_letters`` with the reason (so an operator sees it, and may requeue it after
 reactivation) and skipped. The same work sent again by a sweeper is skipped without a
 second row (:mod:`shared.admin.dropped_work`).
@@ -41,19 +43,29 @@ from shared.worker_metrics import tenant_id_from_options
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REASON", "TenantGate", "on_drop", "resolve_tenant_with"]
+__all__ = ["REASON", "TenantGate", "on_drop", "resolve_tenant_with", "tenant_of"]
 
 #: ``(session, message args) -> tenant id`` (None: unknown row, let the actor decide).
 Resolver = Callable[[Session, tuple], uuid.UUID | None]
 
 _RESOLVERS: dict[str, Resolver] = {}
+#: Actors whose resolver names only their dead letters' tenant (see resolve_tenant_with).
+_NOT_GATED: set[str] = set()
 #: Actor name -> called with a message of it the gate drops (after recording it).
 _ON_DROP: dict[str, Callable[[dramatiq.Message], None]] = {}
 
 
-def resolve_tenant_with(actor_name: str, resolver: Resolver) -> None:
-    """Gate ``actor_name``'s messages that carry no ``tenant_id`` by their row's tenant."""
+def resolve_tenant_with(actor_name: str, resolver: Resolver, *, gate: bool = True) -> None:
+    """Gate ``actor_name``'s messages that carry no ``tenant_id`` by their row's tenant.
+
+    ``gate=False``: the actor settles a suspended tenant's work itself (a campaign's batch
+    is held, not dropped); the resolver only names the tenant of its dead letters.
+    """
     _RESOLVERS[actor_name] = resolver
+    if gate:
+        _NOT_GATED.discard(actor_name)
+    else:
+        _NOT_GATED.add(actor_name)
 
 
 def on_drop(actor_name: str, hook: Callable[[dramatiq.Message], None]) -> None:
@@ -62,16 +74,21 @@ def on_drop(actor_name: str, hook: Callable[[dramatiq.Message], None]) -> None:
     _ON_DROP[actor_name] = hook
 
 
-def _tenant_of(message) -> uuid.UUID | None:
+def tenant_of(message, session: Session | None = None, *, gating: bool = False) -> uuid.UUID | None:
+    """The message's tenant: its ``tenant_id`` option, else its actor's resolver's answer
+    (in ``session`` when given), else None. The dead letters ask it too (``gating`` False:
+    the resolvers registered with ``gate=False`` answer them as well)."""
     tenant_id = tenant_id_from_options(message.options)
     if tenant_id is not None:
         return tenant_id
     resolver = _RESOLVERS.get(message.actor_name)
-    if resolver is None:
+    if resolver is None or (gating and message.actor_name in _NOT_GATED):
         return None
     try:
-        with session_scope() as session:
+        if session is not None:
             return resolver(session, tuple(message.args))
+        with session_scope() as own:
+            return resolver(own, tuple(message.args))
     except (ValueError, TypeError, IndexError):
         return None  # malformed arguments: the actor itself fails them
 
@@ -84,7 +101,7 @@ class TenantGate(dramatiq.Middleware):
     """Skip (and record) a message whose tenant is suspended. Place it before Presence."""
 
     def before_process_message(self, broker, message):
-        tenant_id = _tenant_of(message)
+        tenant_id = tenant_of(message, gating=True)
         if tenant_id is None:
             epoch_cache.FOR_MESSAGE.set(None)
             return

@@ -246,3 +246,20 @@ def test_requeuing_a_dead_receipt_sends_it(client, workspace, gaps, fake_graph):
     assert len(fake_graph.receipts()) == tries + 1
     again = client.simulate_post(f"/api/ops/dead-letters/{letter.id}/requeue", headers=operator)
     assert again.status_code == 409
+
+
+def test_a_dead_receipt_is_listed_in_its_tenants_dead_letters(workspace, gaps, fake_graph):
+    """A receipt's job names only the message (no ``tenant_id`` option): its dead letter
+    takes the tenant of that message, or the tenant's admin never sees it in the console."""
+    fake_graph.script_receipts("503")
+    _account, conversation_id = _whatsapp_conversation(gaps, "wamid.DEAD1")
+    _read(workspace, conversation_id)
+    message_id = _message_id(gaps, "wamid.DEAD1")
+    _settled(message_id, "failed")
+    [letter] = wait_until(
+        lambda: dead_letters("mark_read_upstream", str(message_id)), "the dead letter"
+    )
+
+    assert letter.tenant_id == gaps.tenant_id
+    listed = workspace.call("GET", "/api/ops/dead-letters").json["items"]
+    assert str(letter.id) in [item["id"] for item in listed]

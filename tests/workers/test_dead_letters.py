@@ -172,3 +172,24 @@ def test_a_dead_letter_whose_arguments_were_escaped_is_not_requeued(client):
 
     assert resp.status_code == 409, resp.text
     assert _row(message_id).requeued_at is None
+
+
+@pytest.mark.broker
+def test_a_dead_retries_exhausted_handler_keeps_the_tenant_of_the_message_it_handled(
+    broker, worker, tenant, monkeypatch
+):
+    """Dramatiq sends ``on_retry_exhausted`` handlers without options: the dead letter of
+    one takes the tenant of the message it was handling, so that tenant's console lists it."""
+    from workers import queues
+    from workers.actors.wa_templates import mark_wa_template_sync_failed, sync_wa_templates
+
+    monkeypatch.setitem(mark_wa_template_sync_failed.options, "max_retries", 0)
+    given_up = sync_wa_templates.message_with_options(
+        args=("not-an-account-id",), tenant_id=str(tenant)
+    )
+    message = mark_wa_template_sync_failed.send(given_up.asdict(), {"retries": 5})
+    broker.join(queues.MAINTENANCE, timeout=10_000)
+
+    row = wait_until(lambda: _row(message.message_id))
+    assert "badly formed" in row.error
+    assert row.tenant_id == tenant

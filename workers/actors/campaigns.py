@@ -14,11 +14,14 @@ import uuid
 from collections.abc import Sequence
 
 import dramatiq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared import dispatch
 from shared.campaigns import queue, runner, tracking
 from shared.db import session_scope
-from workers import queues
+from shared.models import Campaign
+from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
 log = logging.getLogger(__name__)
@@ -47,5 +50,12 @@ def enqueue(items: Sequence[queue.Item]) -> None:
         )
 
 
+def tenant_of_campaign(session: Session, args: tuple) -> uuid.UUID | None:
+    """The campaign's tenant, for its dead letters only: ``run_batch`` holds a suspended
+    workspace's batch itself (re-driven on reactivation), so the gate does not drop it."""
+    return session.scalar(select(Campaign.tenant_id).where(Campaign.id == uuid.UUID(args[0])))
+
+
+tenant_gate.resolve_tenant_with(run_campaign.actor_name, tenant_of_campaign, gate=False)
 queue.set_enqueuer(enqueue)
 dispatch.register_target(tracking.TARGET_NAME, tracking.target)
