@@ -140,14 +140,28 @@ _HEALTH_ONLY = {
 #: statement's own transaction commit asynchronously: a server crash may lose the last
 #: few hundred milliseconds of outcomes, and a lost outcome re-sends (at-least-once;
 #: receivers dedupe by webhook-id). Joining ``cfg`` makes Postgres evaluate it.
+#: NOTE: the endpoints it stamps are locked first (``stamped``, FOR NO KEY UPDATE, in id
+#: order), then the deliveries: the order ``delete_endpoint`` takes (the endpoint, then the
+#: cascade to its deliveries). Stamped after its deliveries were locked, an endpoint being
+#: deleted was a deadlock. ``(SELECT count(*) FROM stamped) >= 0`` makes the delivery
+#: UPDATE (and the attempt rows) wait for that lock before they touch a delivery.
 _RECORD_SUCCESSES = text(
     """
     WITH cfg AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
     done AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-            id uuid, tenant_id uuid, attempt int, started_at timestamptz, duration_ms int,
-            url text, request_headers jsonb, request_body text, status_code int,
-            response_headers jsonb, response_body text, is_test boolean)
+            id uuid, tenant_id uuid, endpoint_id uuid, attempt int, started_at timestamptz,
+            duration_ms int, url text, request_headers jsonb, request_body text,
+            status_code int, response_headers jsonb, response_body text, is_test boolean)
+    ), stamped AS MATERIALIZED (
+        -- PERF: every batch delivering to this endpoint would queue on its row lock;
+        -- write only when a failure streak ends or the stamp is a minute old.
+        SELECT e.id FROM webhook_endpoints e
+         WHERE e.id IN (SELECT endpoint_id FROM done WHERE NOT is_test)
+           AND (e.first_failure_at IS NOT NULL OR e.last_success_at IS NULL
+                OR e.last_success_at < now() - interval '60 seconds')
+         ORDER BY e.id
+           FOR NO KEY UPDATE
     ), attempt AS (
         INSERT INTO webhook_attempts (id, tenant_id, delivery_id, attempt, started_at,
             duration_ms, request_url, request_headers, request_body, response_status,
@@ -155,21 +169,20 @@ _RECORD_SUCCESSES = text(
         SELECT gen_random_uuid(), tenant_id, id, attempt, started_at, duration_ms, url,
                request_headers, request_body, status_code, response_headers, response_body
           FROM done
+         WHERE (SELECT count(*) FROM stamped) >= 0
     ), delivery AS (
         UPDATE webhook_deliveries d
            SET status = 'succeeded', finished_at = now(), locked_until = NULL,
                last_status_code = done.status_code, last_error_kind = NULL
           FROM done
          WHERE d.id = done.id AND d.status = 'in_flight' AND d.attempt_count = done.attempt
+           AND (SELECT count(*) FROM stamped) >= 0
         RETURNING d.id, d.endpoint_id, done.is_test
     ), health AS (
-        -- PERF: every batch delivering to this endpoint would queue on its row lock;
-        -- write only when a failure streak ends or the stamp is a minute old.
         UPDATE webhook_endpoints
            SET last_success_at = now(), first_failure_at = NULL
-         WHERE id IN (SELECT endpoint_id FROM delivery WHERE NOT is_test)
-           AND (first_failure_at IS NOT NULL OR last_success_at IS NULL
-                OR last_success_at < now() - interval '60 seconds')
+         WHERE id IN (SELECT id FROM stamped)
+           AND id IN (SELECT endpoint_id FROM delivery WHERE NOT is_test)
     )
     SELECT delivery.id FROM delivery, cfg
     """
@@ -350,6 +363,7 @@ def _success_row(claimed: Claimed, result: Result) -> dict:
     return {
         "id": str(claimed.id),
         "tenant_id": str(claimed.tenant_id),
+        "endpoint_id": str(claimed.endpoint_id),
         "attempt": claimed.attempt,
         "started_at": result.started_at.isoformat(),
         "duration_ms": result.duration_ms,
@@ -404,17 +418,25 @@ def record_success(connection: Connection, claimed: Claimed, result: Result) -> 
 def record(
     session: Session, claimed: Claimed, result: Result, *, rng: random.Random | None = None
 ) -> Outcome:
-    """Log the attempt and move the delivery and its endpoint on, in one transaction."""
+    """Log the attempt and move the delivery and its endpoint on, in one transaction.
+
+    NOTE: the endpoint is written (locked) before the attempt is logged (its foreign key
+    locks the delivery, FOR KEY SHARE): the order ``delete_endpoint`` takes (the endpoint,
+    then the cascade to its deliveries). The other way round, an endpoint deleted
+    meanwhile was a deadlock; now the delete goes first and the attempt's insert finds
+    the delivery gone (an IntegrityError: the caller's ``gone``).
+    """
     if result.ok:
         return record_success(session.connection(), claimed, result)
-    _log_attempt(session, claimed, result)
     endpoint = WebhookEndpoint
     if claimed.is_test:
+        _log_attempt(session, claimed, result)
         _finish(session, claimed, result, status="failed", finished_at=func.now())
         return Outcome("failed", attempt=result)
     if result.status_code == 410:
-        _finish(session, claimed, result, status="disabled", finished_at=func.now())
         health.disable_by_id(session, claimed.endpoint_id, "the receiver answered 410 Gone")
+        _log_attempt(session, claimed, result)
+        _finish(session, claimed, result, status="disabled", finished_at=func.now())
         return Outcome("disabled", attempt=result)
     session.execute(
         update(endpoint)
@@ -422,6 +444,7 @@ def record(
         .values(first_failure_at=func.now())
         .execution_options(**_HEALTH_ONLY)
     )
+    _log_attempt(session, claimed, result)
     delay = schedule.next_delay(
         claimed.attempt,
         status=result.status_code,

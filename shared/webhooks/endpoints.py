@@ -291,6 +291,26 @@ def _resend(session: Session, ctx: Ctx, originals: list[WebhookDelivery]) -> lis
     return ids
 
 
+def _kept_endpoint(session: Session, ctx: Ctx, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """The endpoint, locked FOR KEY SHARE: it is not deleted before this transaction ends.
+
+    NOTE: locked before any of its deliveries, the order ``delete_endpoint`` takes (the
+    endpoint, then the cascade to its deliveries). A resend locked its original first and
+    then inserted the new delivery, whose foreign key waited for the endpoint: with the
+    endpoint being deleted, a deadlock. KEY SHARE, the least that keeps it: two resends,
+    or a resend and a delivery stamping the endpoint's health, do not wait for each other.
+    """
+    ctx.require(PERMISSION)
+    endpoint = session.scalar(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == ctx.tenant_id, WebhookEndpoint.id == endpoint_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    if endpoint is None:
+        raise NotFound("Webhook not found")
+    return endpoint
+
+
 def _require_enabled(endpoint: WebhookEndpoint) -> None:
     if not endpoint.enabled:
         raise ValidationFailed.field("is_active", "re-enable the webhook before resending")
@@ -300,7 +320,7 @@ def resend_delivery(
     session: Session, ctx: Ctx, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> uuid.UUID:
     """Send one delivery's event again, as a new delivery with the same ``webhook-id``."""
-    endpoint = get_endpoint(session, ctx, endpoint_id)
+    endpoint = _kept_endpoint(session, ctx, endpoint_id)
     original = session.scalars(
         select(WebhookDelivery)
         .where(
