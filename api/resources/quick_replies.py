@@ -129,7 +129,7 @@ class QuickRepliesExportResource:
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx):
-        resp.data = quick_reply_csv.export_shared_csv(req.context.db, ctx)
+        resp.stream = quick_reply_csv.export_shared_csv(ctx)
         resp.content_type = "text/csv; charset=utf-8"
         today = dt.datetime.now(dt.UTC).date().isoformat()
         resp.downloadable_as = f"quick-replies-{today}.csv"

@@ -6,6 +6,7 @@ import csv
 import io
 
 from shared.config import get_settings
+from shared.inbox import quick_reply_csv
 from tests.inbox_team.conftest import actions
 from tests.multipart import form
 
@@ -219,3 +220,20 @@ def test_content_types(workspace):
     latin1_name = upload(workspace, body, headers=multipart)
     assert latin1_name.status_code == 400, latin1_name.text
     assert latin1_name.json["error"]["details"][0]["field"] == "file"
+
+
+def test_export_streams_every_shared_reply_in_batches(workspace):
+    """API.md: the export streams its CSV. Built whole in memory, a tenant's thousands of
+    4 KB replies (imports of 5,000 rows each, no cap) were held three times over."""
+    ws = workspace
+    count = quick_reply_csv.EXPORT_BATCH * 2 + 7
+    rows = "".join(f"r{n:05d},Title {n},Content {n}\r\n" for n in range(count))
+    assert upload(ws, "shortcut,title,content\r\n" + rows).status_code == 200
+
+    resp = export(ws)
+
+    assert resp.status_code == 200, resp.text
+    assert "content-length" not in resp.headers  # streamed, not buffered whole
+    exported = list(csv.reader(io.StringIO(resp.content.decode("utf-8"), newline="")))
+    assert exported[0] == ["shortcut", "title", "content"]
+    assert exported[1:] == [[f"r{n:05d}", f"Title {n}", f"Content {n}"] for n in range(count)]
