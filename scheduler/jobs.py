@@ -187,8 +187,9 @@ def sweep_knowledge_sources(session: Session) -> int:
     return knowledge_queue.sweep(session)
 
 
-def sweep_knowledge_reembedding(session: Session) -> int:
-    """Re-enqueue the items of re-embeddings (after a model change) whose messages were lost."""
+def sweep_knowledge_reembedding(session: Session) -> dict[str, int]:
+    """Re-enqueue the items of re-embeddings (after a model change) whose messages were lost;
+    give up the spent ones."""
     from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
 
     return reembedding.sweep(session)

@@ -118,8 +118,9 @@ def test_vectors_of_a_model_replaced_while_they_were_computed_are_not_stored(wor
 
 
 def _sweep_reembedding() -> int:
+    """How many items the re-embedding sweep sent again."""
     with session_scope() as session:
-        return jobs.sweep_knowledge_reembedding(session)
+        return jobs.sweep_knowledge_reembedding(session)["sent"]
 
 
 def _replace_with_embeds_lost(world, agent, **fields) -> None:

@@ -251,3 +251,104 @@ def test_a_new_embedding_model_gives_given_up_items_a_fresh_budget(world):
     assert resp.status_code == 200, resp.text
     assert item in sent  # the re-embedding's own send
     assert _state(*item)[1:] == (0, None, None)
+
+
+def _sweep_reembedding() -> dict[str, int]:
+    with session_scope() as session:
+        return jobs.sweep_knowledge_reembedding(session)
+
+
+def _agent_of(kind: str, item_id: uuid.UUID) -> AiAgent:
+    table = TABLES[kind]
+    with session_scope() as session:
+        agent = session.scalars(
+            select(AiAgent).join(table, table.ai_agent_id == AiAgent.id).where(table.id == item_id)
+        ).one()
+        session.expunge(agent)
+        return agent
+
+
+def _reembedding_checked_now(agent_id: uuid.UUID) -> None:
+    """The wait before the re-embedding's next check ran out."""
+    with session_scope() as session:
+        session.execute(
+            update(AiAgent)
+            .where(AiAgent.id == agent_id, AiAgent.reembed_due_at.is_not(None))
+            .values(reembed_due_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+
+
+def _reembed_due_at(agent_id: uuid.UUID):
+    with session_scope() as session:
+        return session.scalar(select(AiAgent.reembed_due_at).where(AiAgent.id == agent_id))
+
+
+def _new_model(world, agent: AiAgent, model: str) -> None:
+    resp = world.ws.call(
+        "PUT",
+        f"/api/ai-agents/{agent.id}",
+        json={"name": agent.name, "provider": "openai", "embedding_model": model},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_an_item_that_never_embeds_in_a_re_embedding_is_given_up_and_it_completes(world, caplog):
+    """The re-embedding spends the same budget: an item the provider always refuses must
+    neither be sent every hour forever nor keep its agent's re-embedding open."""
+    items = _agent_rows(world.tenant_id, embedded=True)
+    agent = _agent_of("chunk", items["chunk"])
+    owned = set(items.items())
+    with _sends_recorded() as sent:
+        _new_model(world, agent, "embed-t")
+        assert owned <= set(sent)  # the change's own send, not counted against the budget
+        for attempt in range(1, embedding_sweep.MAX_ATTEMPTS + 1):
+            _reembedding_checked_now(agent.id)
+            _sweep_reembedding()
+            for item in owned:
+                assert sent.count(item) == attempt + 1
+                assert _state(*item).embed_attempts == attempt
+            assert _reembed_due_at(agent.id) is not None
+
+        # The last send's wait runs out with the items still unembedded: given up, once,
+        # visibly, and the re-embedding is done (nothing of it is owed any more).
+        _reembedding_checked_now(agent.id)
+        with caplog.at_level(logging.WARNING, logger="shared.ai.knowledge.reembedding"):
+            assert _sweep_reembedding()["given_up"] >= len(owned)
+        assert "gave up" in caplog.text
+        assert all(_state(*item).embed_gave_up_at is not None for item in owned)
+        assert _reembed_due_at(agent.id) is None
+
+        # Neither sweep sends them again.
+        _sweep_reembedding()
+        _age(items, days=1)
+        for item in owned:
+            _last_swept(*item, days=1)
+        _sweep()
+    for item in owned:
+        assert sent.count(item) == embedding_sweep.MAX_ATTEMPTS + 1
+
+
+def test_a_suspended_tenants_re_embedding_waits_without_spending_its_budget(world, app):
+    """Its worker would drop each send: counted, the items would be given up for nothing."""
+    items = _agent_rows(world.tenant_id, embedded=True)
+    agent = _agent_of("chunk", items["chunk"])
+    with _sends_recorded():
+        _new_model(world, agent, "embed-t")
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    path = f"/api/admin/tenants/{world.tenant_id}"
+    assert root.call("DELETE", path).status_code == 204
+
+    with _sends_recorded() as sent:
+        for _ in range(embedding_sweep.MAX_ATTEMPTS + 2):
+            _reembedding_checked_now(agent.id)
+            _sweep_reembedding()
+    assert not set(items.items()) & set(sent)
+    assert all(_state(*item)[1:] == (0, None, None) for item in items.items())
+    assert _reembed_due_at(agent.id) is not None
+
+    # Reactivated, its re-embedding is re-driven: waiting was not dropping it.
+    assert root.call("PATCH", path, json={"status": "active"}).status_code == 200
+    with _sends_recorded() as sent:
+        _reembedding_checked_now(agent.id)
+        _sweep_reembedding()
+    assert set(items.items()) <= set(sent)

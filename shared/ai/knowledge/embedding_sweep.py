@@ -107,7 +107,18 @@ def _due(session: Session, table, batch: int) -> list[tuple[uuid.UUID, int]]:
 
 def _sweep_kind(session: Session, kind: str, table, batch: int) -> tuple[list, list]:
     """Stamp the due items of one kind as sent again, or given up; ``(sent, given_up)``."""
-    due = _due(session, table, batch)
+    return spend(session, kind, table, _due(session, table, batch))
+
+
+def spend(
+    session: Session, kind: str, table, due: list[tuple[uuid.UUID, int]]
+) -> tuple[list[tuple[str, uuid.UUID]], list[uuid.UUID]]:
+    """Charge a send to each of the locked ``(id, embed_attempts)`` items of one kind, or
+    give up those whose budget is spent; ``([(kind, id) to send], [id given up])``.
+
+    Shared with :mod:`shared.ai.knowledge.reembedding`: an item the provider always
+    refuses costs the same few sends whichever sweep re-drives it.
+    """
     resend = [item_id for item_id, attempts in due if attempts < MAX_ATTEMPTS]
     give_up = [item_id for item_id, attempts in due if attempts >= MAX_ATTEMPTS]
     if resend:

@@ -10,7 +10,10 @@ Those messages may be lost (a worker killed, the broker's queue flushed), so the
 also records the work owed on the agent (``reembed_due_at``): :func:`sweep`, a scheduler
 job, sends the items still without a vector again once that time has passed (waiting
 twice as long after each sweep, at most :data:`MAX_SWEEP_BACKOFF_SECONDS`), and forgets
-the agent once none is left or it no longer embeds.
+the agent once none is left or it no longer embeds. Each send counts against the item's
+budget of :mod:`embedding_sweep` (reset by the change: :func:`embedding_sweep.forgive`),
+and an item that spends it is given up as that sweep gives up its own: a text the
+provider always refuses neither costs a call every hour nor keeps the re-embedding open.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from shared.ai.knowledge import embedding_sweep
 from shared.ai.knowledge.queue import EMBED
 from shared.config import get_settings
-from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair
+from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair, Tenant
 
 TABLES = (("chunk", KnowledgeChunk), ("qna", QnaPair), ("product", AiProduct))
 
@@ -87,23 +90,31 @@ def _owe(session: Session, agent: AiAgent, queued: list) -> None:
     )
 
 
-def _unembedded(session: Session, agent: AiAgent, limit: int) -> list[tuple[str, uuid.UUID]]:
-    """Up to ``limit`` of the agent's items still without a vector."""
-    found: list[tuple[str, uuid.UUID]] = []
+def _owed(session: Session, agent: AiAgent, limit: int) -> dict[str, list[tuple[uuid.UUID, int]]]:
+    """Up to ``limit`` of the agent's items still owed a vector, by kind, locked, with
+    their sends so far (``embed_attempts``); given-up items are owed nothing.
+
+    NOTE: SKIP LOCKED passes over an item a worker is storing the vector of right now.
+    """
+    found: dict[str, list[tuple[uuid.UUID, int]]] = {}
+    left = limit
     for kind, table in TABLES:
-        if len(found) >= limit:
+        if left <= 0:
             break
-        ids = session.scalars(
-            select(table.id)
+        rows = session.execute(
+            select(table.id, table.embed_attempts)
             .where(
                 table.tenant_id == agent.tenant_id,
                 table.ai_agent_id == agent.id,
                 table.embedding.is_(None),
+                table.embed_gave_up_at.is_(None),
             )
             .order_by(table.id)
-            .limit(limit - len(found))
-        )
-        found.extend((kind, item_id) for item_id in ids)
+            .limit(left)
+            .with_for_update(skip_locked=True)
+        ).all()
+        found[kind] = [(row[0], row[1]) for row in rows]
+        left -= len(rows)
     return found
 
 
@@ -114,34 +125,60 @@ def _next_check(agent: AiAgent) -> ColumnElement[dt.datetime]:
     return func.now() + wait * _ONE_SECOND
 
 
-def sweep(session: Session, *, agents: int = SWEEP_AGENTS) -> int:
-    """Send again the items of due re-embeddings still without a vector; return how many.
+def _sweep_agent(session: Session, agent: AiAgent) -> tuple[list, int]:
+    """Send the agent's owed items again, or give up those whose budget is spent (the
+    budget of :mod:`embedding_sweep`); ``(sent, given up)``.
+
+    The re-embedding is done once nothing is owed: every item has its vector or was
+    given up, so one text the provider always refuses does not keep it open for good.
+    """
+    owed = _owed(session, agent, SWEEP_ITEMS_PER_AGENT) if model_of(agent) else {}
+    sent: list[tuple[str, uuid.UUID]] = []
+    given_up = 0
+    for kind, table in TABLES:
+        resend, give_up = embedding_sweep.spend(session, kind, table, owed.get(kind, []))
+        sent.extend(resend)
+        given_up += len(give_up)
+    if sent:
+        agent.reembed_due_at = _next_check(agent)
+        agent.reembed_attempts += 1
+    elif sum(len(items) for items in owed.values()) >= SWEEP_ITEMS_PER_AGENT:
+        agent.reembed_due_at = func.now()  # a batch all given up: more may be owed
+    else:
+        agent.reembed_due_at = None
+        agent.reembed_attempts = 0
+    return sent, given_up
+
+
+def sweep(session: Session, *, agents: int = SWEEP_AGENTS) -> dict[str, int]:
+    """Send again the items of due re-embeddings still without a vector; give up the
+    spent ones. Returns ``{"sent": ..., "given_up": ...}`` (recorded with the job's run).
 
     An agent with none left, or that no longer embeds, is forgotten. Agents locked by
-    another sweep or a change of the agent are skipped (SKIP LOCKED): the next run sees them.
+    another sweep or a change of the agent are skipped (SKIP LOCKED): the next run sees
+    them. So are suspended tenants' agents, as :mod:`embedding_sweep` skips them: their
+    worker would drop each send, spending the items' budget for nothing; they wait until
+    reactivation.
     """
+    active = select(Tenant.id).where(Tenant.id == AiAgent.tenant_id, Tenant.status == "active")
     due = session.scalars(
         select(AiAgent)
-        .where(AiAgent.reembed_due_at <= func.now())
+        .where(AiAgent.reembed_due_at <= func.now(), active.exists())
         .order_by(AiAgent.reembed_due_at)
         .limit(agents)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=AiAgent, skip_locked=True)
     ).all()
     sent: list[tuple[str, uuid.UUID]] = []
+    given_up = 0
     for agent in due:
-        owed = _unembedded(session, agent, SWEEP_ITEMS_PER_AGENT) if model_of(agent) else []
-        if owed:
-            agent.reembed_due_at = _next_check(agent)
-            agent.reembed_attempts += 1
-        else:
-            agent.reembed_due_at = None
-            agent.reembed_attempts = 0
-        sent.extend(owed)
+        resend, gave_up = _sweep_agent(session, agent)
+        sent.extend(resend)
+        given_up += gave_up
     session.flush()
     if sent:
         log.info("re-driving %d item(s) to embed of %d agent(s)", len(sent), len(due))
     EMBED.enqueue_after_commit(session, sent)
-    return len(sent)
+    return {"sent": len(sent), "given_up": given_up}
 
 
 def still_current(session: Session, agent_id: uuid.UUID, used: Model) -> bool:
