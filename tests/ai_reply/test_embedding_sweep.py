@@ -36,10 +36,10 @@ def _sweep() -> dict[str, int]:
 @contextlib.contextmanager
 def _sends_recorded():
     """What the sweep sends, recorded instead of sent: to the sweep, an item whose
-    embedding never arrives (a provider that keeps failing on it)."""
+    embedding never arrives (a provider that keeps failing on it); as ``(kind, id)``."""
     sent: list[tuple[str, uuid.UUID]] = []
     saved = queue.EMBED.enqueuer
-    queue.EMBED.set_enqueuer(sent.extend)
+    queue.EMBED.set_enqueuer(lambda items: sent.extend((i.kind, i.item_id) for i in items))
     try:
         yield sent
     finally:
@@ -352,3 +352,30 @@ def test_a_suspended_tenants_re_embedding_waits_without_spending_its_budget(worl
         _reembedding_checked_now(agent.id)
         _sweep_reembedding()
     assert set(items.items()) <= set(sent)
+
+
+def test_a_sweeps_messages_each_hold_one_tenants_items(world, other_workspace, app, broker):
+    """The tenant gate (and a dead letter's console) take a message's tenant from its first
+    item: a message mixing tenants would drop another tenant's items with a suspended one's."""
+    from workers import queues
+
+    first = _agent_rows(world.tenant_id)
+    second = _agent_rows(uuid.UUID(other_workspace.tenant["id"]))
+    _age(first, days=2)  # the oldest owed: the first tenant's items lead each kind
+    _age(second, days=1)
+    deliver = queue.EMBED.enqueuer
+    held: list = []
+    queue.EMBED.set_enqueuer(held.extend)
+    try:
+        _sweep()
+    finally:
+        queue.EMBED.set_enqueuer(deliver)
+    # The first tenant is suspended between the sweep's send and its messages' run.
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    assert root.call("DELETE", f"/api/admin/tenants/{world.tenant_id}").status_code == 204
+
+    deliver(held)
+    for kind, item_id in second.items():
+        wait_until(lambda k=kind, i=item_id: _state(k, i).embedding, f"the other's {kind} embedded")
+    broker.join(queues.KNOWLEDGE, timeout=20_000)
+    assert all(_state(kind, i).embedding is None for kind, i in first.items())

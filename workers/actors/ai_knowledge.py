@@ -68,17 +68,24 @@ def enqueue_ingestion(ids: Sequence[uuid.UUID]) -> None:
         ingest_knowledge_source.send(str(source_id))
 
 
-def enqueue_embeddings(items: Sequence[tuple[str, uuid.UUID]]) -> None:
-    by_kind: defaultdict[str, list[str]] = defaultdict(list)
-    for kind, item_id in items:
-        by_kind[kind].append(str(item_id))
-    for kind, ids in by_kind.items():
-        for start in range(0, len(ids), EMBED_BATCH):
-            embed_items.send(kind, ids[start : start + EMBED_BATCH])
+def _send_in_batches(kind: str, ids: Sequence[str]) -> None:
+    for start in range(0, len(ids), EMBED_BATCH):
+        embed_items.send(kind, list(ids[start : start + EMBED_BATCH]))
+
+
+def enqueue_embeddings(items: Sequence[queue.ToEmbed]) -> None:
+    """One message per tenant and kind (in batches): the gate and a dead letter name a
+    message's tenant by its first item, so a sweep's mix of tenants is split here."""
+    by_tenant_and_kind: defaultdict[tuple[uuid.UUID, str], list[str]] = defaultdict(list)
+    for item in items:
+        by_tenant_and_kind[(item.tenant_id, item.kind)].append(str(item.item_id))
+    for (_tenant_id, kind), ids in by_tenant_and_kind.items():
+        _send_in_batches(kind, ids)
 
 
 def enqueue_product_embeddings(ids: Sequence[uuid.UUID]) -> None:
-    enqueue_embeddings([("product", product_id) for product_id in ids])
+    """NOTE: one session's products are one tenant's (a request, or one import's batch)."""
+    _send_in_batches("product", [str(product_id) for product_id in ids])
 
 
 queue.INGEST.set_enqueuer(enqueue_ingestion)

@@ -27,7 +27,7 @@ import uuid
 from sqlalchemy import func, literal_column, select, true, update
 from sqlalchemy.orm import Session
 
-from shared.ai.knowledge.queue import EMBED
+from shared.ai.knowledge.queue import EMBED, ToEmbed
 from shared.config import get_settings
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair, Tenant
 
@@ -55,8 +55,12 @@ def _owed_since(table):
     return table.created_at if table is KnowledgeChunk else table.updated_at
 
 
-def _due(session: Session, table, batch: int) -> list[tuple[uuid.UUID, int]]:
-    """``(id, embed_attempts)`` of up to ``batch`` owed items whose wait ran out, locked.
+#: A locked item owed a vector: ``(id, tenant_id, embed_attempts)``.
+Owed = tuple[uuid.UUID, uuid.UUID, int]
+
+
+def _due(session: Session, table, batch: int) -> list[Owed]:
+    """Up to ``batch`` owed items whose wait ran out, locked (:data:`Owed`).
 
     PERF: driven from the agents that embed, each reading its own owed items through the
     partial index (``ix_<table>_embedding_owed``, by agent): the items of agents without
@@ -97,12 +101,12 @@ def _due(session: Session, table, batch: int) -> list[tuple[uuid.UUID, int]]:
         .limit(batch)
     )
     rows = session.execute(
-        select(table.id, table.embed_attempts)
+        select(table.id, table.tenant_id, table.embed_attempts)
         # NOTE: rechecked once locked: an item embedded meanwhile is not sent again.
         .where(table.id.in_(due), table.embedding.is_(None))
         .with_for_update(skip_locked=True)
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def _sweep_kind(session: Session, kind: str, table, batch: int) -> tuple[list, list]:
@@ -111,20 +115,22 @@ def _sweep_kind(session: Session, kind: str, table, batch: int) -> tuple[list, l
 
 
 def spend(
-    session: Session, kind: str, table, due: list[tuple[uuid.UUID, int]]
-) -> tuple[list[tuple[str, uuid.UUID]], list[uuid.UUID]]:
-    """Charge a send to each of the locked ``(id, embed_attempts)`` items of one kind, or
-    give up those whose budget is spent; ``([(kind, id) to send], [id given up])``.
+    session: Session, kind: str, table, due: list[Owed]
+) -> tuple[list[ToEmbed], list[uuid.UUID]]:
+    """Charge a send to each of the locked items of one kind, or give up those whose
+    budget is spent; ``([to send], [id given up])``.
 
     Shared with :mod:`shared.ai.knowledge.reembedding`: an item the provider always
     refuses costs the same few sends whichever sweep re-drives it.
     """
-    resend = [item_id for item_id, attempts in due if attempts < MAX_ATTEMPTS]
-    give_up = [item_id for item_id, attempts in due if attempts >= MAX_ATTEMPTS]
+    resend = [
+        ToEmbed(kind, item_id, tenant_id) for item_id, tenant_id, n in due if n < MAX_ATTEMPTS
+    ]
+    give_up = [item_id for item_id, _tenant_id, n in due if n >= MAX_ATTEMPTS]
     if resend:
         session.execute(
             update(table)
-            .where(table.id.in_(resend))
+            .where(table.id.in_([item.item_id for item in resend]))
             .values(embed_attempts=table.embed_attempts + 1, embed_swept_at=func.now())
             .execution_options(synchronize_session=False)
         )
@@ -142,7 +148,7 @@ def spend(
             MAX_ATTEMPTS,
             ", ".join(str(i) for i in give_up[:10]),
         )
-    return [(kind, item_id) for item_id in resend], give_up
+    return resend, give_up
 
 
 def sweep(session: Session, *, batch: int = SWEEP_BATCH) -> dict[str, int]:
@@ -151,7 +157,7 @@ def sweep(session: Session, *, batch: int = SWEEP_BATCH) -> dict[str, int]:
     Returns ``{"sent": ..., "given_up": ...}`` (recorded with the job's run). Items locked
     by another sweep are skipped (SKIP LOCKED): the next run sees them.
     """
-    sent: list[tuple[str, uuid.UUID]] = []
+    sent: list[ToEmbed] = []
     given_up = 0
     for kind, table in TABLES:
         resend, give_up = _sweep_kind(session, kind, table, batch)

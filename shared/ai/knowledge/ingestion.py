@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from shared.ai.knowledge import chunking, formats, lexicon, parsing
 from shared.ai.knowledge.fetching import FetchFailed, fetch
-from shared.ai.knowledge.queue import EMBED, PROCESSING_LEASE_SECONDS
+from shared.ai.knowledge.queue import EMBED, PROCESSING_LEASE_SECONDS, ToEmbed
 from shared.channels.media_storage import storage_for
 from shared.config import get_settings
 from shared.db import session_scope
@@ -243,7 +243,9 @@ def store_passages(session: Session, claimed: Claim, passages: list[str]) -> boo
         select(AiAgent.embedding_model).where(AiAgent.id == claimed.ai_agent_id)
     )
     if embedding_model:
-        EMBED.enqueue_after_commit(session, [("chunk", chunk_id) for chunk_id in ids])
+        EMBED.enqueue_after_commit(
+            session, [ToEmbed("chunk", chunk_id, claimed.tenant_id) for chunk_id in ids]
+        )
     return True
 
 

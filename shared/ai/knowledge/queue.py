@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import NamedTuple
 
 from sqlalchemy import func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
@@ -37,11 +38,23 @@ _ONE_SECOND = literal_column("interval '1 second'")
 INGEST: AfterCommitQueue[uuid.UUID] = AfterCommitQueue(
     "omnistream.knowledge_ingest", "knowledge sources"
 )
-#: ``[(kind, item_id), ...]`` -> ``embed_items`` messages, after commit; kind is
-#: ``chunk``, ``qna`` or ``product``.
-EMBED: AfterCommitQueue[tuple[str, uuid.UUID]] = AfterCommitQueue(
-    "omnistream.knowledge_embed", "items to embed"
-)
+
+
+class ToEmbed(NamedTuple):
+    """An item owed a vector; ``kind`` is ``chunk``, ``qna`` or ``product``.
+
+    WHY the tenant: ``embed_items`` is gated (and its dead letter listed) by its first
+    item's tenant, so each message must hold one tenant's items; a sweep's batch mixes
+    tenants, and only the sender knows them without a query.
+    """
+
+    kind: str
+    item_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+#: ``[ToEmbed, ...]`` -> ``embed_items`` messages (one tenant's and kind's each), after commit.
+EMBED: AfterCommitQueue[ToEmbed] = AfterCommitQueue("omnistream.knowledge_embed", "items to embed")
 
 
 def sweep(session: Session, *, batch: int = 200) -> int:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.ai.knowledge import embedding_sweep
-from shared.ai.knowledge.queue import EMBED
+from shared.ai.knowledge.queue import EMBED, ToEmbed
 from shared.config import get_settings
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, QnaPair, Tenant
 
@@ -58,7 +58,7 @@ def model_changed(session: Session, agent: AiAgent) -> int:
 
     Returns how many items were queued.
     """
-    queued: list[tuple[str, uuid.UUID]] = []
+    queued: list[ToEmbed] = []
     embeds = model_of(agent) is not None
     for kind, table in TABLES:
         mine = (table.tenant_id == agent.tenant_id) & (table.ai_agent_id == agent.id)
@@ -71,7 +71,7 @@ def model_changed(session: Session, agent: AiAgent) -> int:
         embedding_sweep.forgive(session, table, mine)
         if embeds:
             ids = session.scalars(select(table.id).where(mine))
-            queued.extend((kind, item_id) for item_id in ids)
+            queued.extend(ToEmbed(kind, item_id, agent.tenant_id) for item_id in ids)
     _owe(session, agent, queued)
     EMBED.enqueue_after_commit(session, queued)
     return len(queued)
@@ -90,19 +90,19 @@ def _owe(session: Session, agent: AiAgent, queued: list) -> None:
     )
 
 
-def _owed(session: Session, agent: AiAgent, limit: int) -> dict[str, list[tuple[uuid.UUID, int]]]:
+def _owed(session: Session, agent: AiAgent, limit: int) -> dict[str, list[embedding_sweep.Owed]]:
     """Up to ``limit`` of the agent's items still owed a vector, by kind, locked, with
     their sends so far (``embed_attempts``); given-up items are owed nothing.
 
     NOTE: SKIP LOCKED passes over an item a worker is storing the vector of right now.
     """
-    found: dict[str, list[tuple[uuid.UUID, int]]] = {}
+    found: dict[str, list[embedding_sweep.Owed]] = {}
     left = limit
     for kind, table in TABLES:
         if left <= 0:
             break
         rows = session.execute(
-            select(table.id, table.embed_attempts)
+            select(table.id, table.tenant_id, table.embed_attempts)
             .where(
                 table.tenant_id == agent.tenant_id,
                 table.ai_agent_id == agent.id,
@@ -113,7 +113,7 @@ def _owed(session: Session, agent: AiAgent, limit: int) -> dict[str, list[tuple[
             .limit(left)
             .with_for_update(skip_locked=True)
         ).all()
-        found[kind] = [(row[0], row[1]) for row in rows]
+        found[kind] = [(row[0], row[1], row[2]) for row in rows]
         left -= len(rows)
     return found
 
@@ -133,7 +133,7 @@ def _sweep_agent(session: Session, agent: AiAgent) -> tuple[list, int]:
     given up, so one text the provider always refuses does not keep it open for good.
     """
     owed = _owed(session, agent, SWEEP_ITEMS_PER_AGENT) if model_of(agent) else {}
-    sent: list[tuple[str, uuid.UUID]] = []
+    sent: list[ToEmbed] = []
     given_up = 0
     for kind, table in TABLES:
         resend, give_up = embedding_sweep.spend(session, kind, table, owed.get(kind, []))
@@ -168,7 +168,7 @@ def sweep(session: Session, *, agents: int = SWEEP_AGENTS) -> dict[str, int]:
         .limit(agents)
         .with_for_update(of=AiAgent, skip_locked=True)
     ).all()
-    sent: list[tuple[str, uuid.UUID]] = []
+    sent: list[ToEmbed] = []
     given_up = 0
     for agent in due:
         resend, gave_up = _sweep_agent(session, agent)

@@ -22,7 +22,7 @@ from shared import activity, dead_letters
 from shared.ai import agents
 from shared.ai.knowledge import formats, lexicon
 from shared.ai.knowledge.fetching import check
-from shared.ai.knowledge.queue import EMBED, INGEST
+from shared.ai.knowledge.queue import EMBED, INGEST, ToEmbed
 from shared.channels import media as media_service
 from shared.channels import media_release
 from shared.channels.media_storage import stage, storage, storage_for
@@ -349,7 +349,7 @@ def create_qna(
     session.refresh(pair)
     activity.record(session, ctx, "qna_pair.created", "qna_pair", pair.id, after=_logged(pair))
     if get_agent(session, ctx, agent_id).embedding_model:
-        EMBED.enqueue_after_commit(session, [("qna", pair.id)])
+        EMBED.enqueue_after_commit(session, [ToEmbed("qna", pair.id, pair.tenant_id)])
     return qna_view(pair)
 
 
