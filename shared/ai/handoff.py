@@ -34,6 +34,7 @@ from shared.inbox import conversations as convs
 from shared.inbox.messages import create_outbound_message
 from shared.models import Conversation, Message
 from shared.models.ai import AiAgent, AiHandoffRule
+from shared.realtime import feed
 from shared.timekeeping import sla
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,26 @@ def _division_to_route_into(
         return conversation.division_id
 
 
+def _announce_division_change(
+    session: Session, ctx: Ctx, conversation: Conversation, from_division: uuid.UUID | None
+) -> None:
+    """The streams' ``conversation.division_changed``, as any move without a transfer sends.
+
+    WHY: ``conversation.handed_off`` names only the new division, so it reaches that
+    division's agents; the old one's were never told to drop the conversation and kept it
+    in their lists until they reloaded.
+    """
+    data = convs.view(conversation) | {"from_division_id": convs.json_id(from_division)}
+    feed.announce(
+        session,
+        ctx.tenant_id,
+        feed.DIVISION_CHANGED,
+        data,
+        ctx.actor.as_dict(),
+        conversation.updated_at,
+    )
+
+
 def hand_off(
     session: Session,
     agent: AiAgent,
@@ -279,6 +300,8 @@ def hand_off(
         ai_agent_id=str(agent.id),
         message_id=str(message.id) if message is not None else None,
     )
+    if conversation.division_id != before["division_id"]:
+        _announce_division_change(session, ctx, conversation, before["division_id"])
     if tally is None:
         usage.record(session, agent, handoffs=1)
     else:

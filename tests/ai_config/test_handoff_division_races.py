@@ -98,7 +98,11 @@ def test_a_handoff_in_flight_when_its_division_is_deleted_is_released_by_the_del
     handed = row(conversation)
     assert (handed.ai_active, handed.division_id) == (False, None)
     changed = [a for a in announced if a["type"] == feed.DIVISION_CHANGED]
-    assert [(a["id"], a["from_division_id"]) for a in changed] == [(conversation, doomed)]
+    # The hand-off's move into the division, then the deletion's release out of it.
+    assert [(a["id"], a["from_division_id"], a["division_id"]) for a in changed] == [
+        (conversation, None, doomed),
+        (conversation, doomed, None),
+    ]
     with session_scope() as session:
         assert session.get(ConversationSla, uuid.UUID(conversation)) is None
 

@@ -231,3 +231,41 @@ def test_a_batch_taking_too_many_conversations_from_the_ai_resets_the_streams_on
     assert admin.until(lambda e: e.event == "reset").json == {"reason": "events_lost"}
     assert not [e for e in admin.drain(0.5) if of_type(AI_CHANGED)(e)]
     assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+
+
+def test_an_ai_handoff_into_another_division_moves_it_between_streams(
+    stream_url, ws, other, streams, broker
+):
+    """A hand-off rule routing into another division: the old division's agents are told
+    to drop the conversation and the new one's get it, as a transfer or an automation's
+    hand-over does. Without it the old division's agents kept it in their lists."""
+    seller, seller_token = ws.create_agent("agent")
+    helper, helper_token = ws.create_agent("agent")
+    sales = new_division(ws, "Sales", seller["id"])
+    support = new_division(ws, "Support", helper["id"])
+    conversation = in_division(ws, "cust-ai-handoff", sales)
+    body = {"name": f"Ava {uuid.uuid4().hex[:6]}", "instructions": "Be brief."}
+    agent = ws.call("POST", "/api/ai-agents", json=body | {"settle_seconds": 0.2})
+    assert agent.status_code == 201, agent.text
+    rule = {"kind": "keyword", "keywords": ["human"], "division_id": support}
+    made = ws.call("POST", f"/api/ai-agents/{agent.json['id']}/handoff-rules", json=rule)
+    assert made.status_code == 201, made.text
+    line = {"ai_agent_id": agent.json["id"], "integration_account_id": ws._api_channel.id}
+    assert ws.call("POST", "/api/ai-agent-assignments", json=line).status_code == 201
+    seller_stream, helper_stream, foreign = ready_streams(
+        streams, stream_url, seller_token, helper_token, other.token
+    )
+    try:
+        # The AI claims it, and its reply hands it off to Support on the keyword.
+        inbound(ws, "cust-ai-handoff", "a human please")
+
+        helper_stream.until(of_type("conversation.handed_off", id=conversation), timeout=20)
+        gone = seller_stream.until(
+            lambda e: e.event == "conversation.removed" and e.json["data"]["id"] == conversation
+        )
+        assert gone.json["data"]["division_id"] == support
+        assert gone.json["data"]["from_division_id"] == sales
+        assert not [e for e in foreign.drain(0.1) if e.event != "ready"]
+    finally:
+        assert ws.call("DELETE", f"/api/ai-agents/{agent.json['id']}").status_code == 204
+        broker.flush(queues.AI)
