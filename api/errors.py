@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from api.error_shape import STATUS_CODES, error_body
-from shared.errors import DomainError, RateLimited
+from shared.errors import DomainError
 
 log = logging.getLogger("api.errors")
 
@@ -28,8 +28,9 @@ def _write(resp: falcon.Response, status: int, code: str, message: str, details=
 
 
 def handle_domain_error(req, resp, ex: DomainError, params) -> None:
-    if isinstance(ex, RateLimited):
-        resp.set_header("Retry-After", str(ex.retry_after))
+    retry_after = getattr(ex, "retry_after", None)
+    if retry_after is not None:
+        resp.set_header("Retry-After", str(retry_after))
     _write(resp, ex.status, ex.code, ex.message, ex.details)
 
 

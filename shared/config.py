@@ -414,6 +414,16 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="largest media upload or provider download"
     )
+    media_fetch_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description=(
+            "bound on the whole fetch of an inbound file during GET /api/media/{id} (the"
+            " provider's answers and the download, and the wait on another request's fetch of"
+            " the same file); past it the GET answers 503 with Retry-After and stores nothing"
+        ),
+    )
     media_allowed_types: str = Field(
         "image/jpeg,image/png,image/gif,image/webp,video/mp4,video/3gpp,audio/ogg,audio/mpeg,"
         "audio/mp4,audio/aac,audio/amr,application/pdf,text/plain,text/csv,application/zip,"

@@ -250,6 +250,19 @@ def release_read_connection() -> None:
         connection.close()
 
 
+def release_request_connection(session: Session) -> None:
+    """End ``session`` and give the thread's held connection back before a long wait.
+
+    For a request that is about to wait on something outside (a provider) in a session
+    of its own: the thread then holds that session's connection only, one at a time as
+    :mod:`shared.db_budget` counts web threads, not the held one idle beside it. The
+    next read takes a connection again. Outside the API's threads it only closes
+    ``session``.
+    """
+    session.close()
+    release_read_connection()
+
+
 def _invalidate_held_read_connections() -> None:
     """Close every thread's held read connection (engine reset: tests, forked children)."""
     with _all_held_lock:

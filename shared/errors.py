@@ -72,3 +72,14 @@ class DependencyUnavailable(DomainError):
     """PostgreSQL, Redis, the broker or a provider is down; the caller may retry later."""
 
     status, code = 503, "dependency_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message, details=details)
+        #: Seconds after which a retry may succeed (``Retry-After``), when known.
+        self.retry_after = retry_after

@@ -258,8 +258,16 @@ class GraphClient:
 
         return self._within(within, "the media upload", upload)
 
-    def get(self, path: str, token: str) -> dict[str, Any]:
-        return self._json(self._call("GET", f"{self.root}/{path.lstrip('/')}", token, None))
+    def get(self, path: str, token: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """GET ``{root}/{path}``; ``timeout`` bounds each step below ``GRAPH_TIMEOUT_SECONDS``."""
+        url = f"{self.root}/{path.lstrip('/')}"
+        if timeout is None:
+            return self._json(self._call("GET", url, token, None))
+        with _transport_errors():
+            response = self._http.get(url, headers=_auth(token), timeout=timeout)
+        if response.status_code >= 300:
+            raise classify(response)
+        return self._json(response)
 
     def request(
         self,
@@ -320,23 +328,35 @@ class GraphClient:
         *,
         max_bytes: int,
         http: httpx.Client | None = None,
+        deadline: float | None = None,
     ) -> tuple[int, str]:
         """Stream a media URL into ``sink``; (size, sha256 hex). WhatsApp media URLs need the
         Bearer token; CDN URLs (Messenger, Instagram) get none, and go through ``http``
         (the SSRF-vetted client: the URL is the callback's sender's to choose).
 
         Refuses more than ``max_bytes`` (permanent ``media_too_large``) without
-        buffering the body.
+        buffering the body. ``deadline`` (``time.monotonic()``) bounds the whole download:
+        past it, a transient ``timeout``. WHY: httpx's timeout bounds each read, so a peer
+        trickling a byte at a time held the caller for as long as it liked. Each step's
+        timeout is cut to the time left, and the deadline is checked between chunks (a read
+        that started just before it ends at most one step's timeout late).
         """
         digest = hashlib.sha256()
         size = 0
         with _transport_errors():
             headers = _auth(token) if token else {}
-            with (http or self._http).stream("GET", url, headers=headers) as response:
+            timeout = self._timeout if deadline is None else _time_left(deadline, self._timeout)
+            with (http or self._http).stream(
+                "GET", url, headers=headers, timeout=timeout
+            ) as response:
                 if response.status_code >= 300:
                     response.read()
                     raise classify(response)
-                for chunk in response.iter_bytes(64 * 1024):
+                # NOTE: the chunks as they arrive (iter_bytes(n) would gather n bytes first,
+                # with no deadline check in between).
+                for chunk in response.iter_bytes():
+                    if deadline is not None:
+                        _time_left(deadline, self._timeout)
                     size += len(chunk)
                     if size > max_bytes:
                         raise SendFailed(
@@ -471,6 +491,14 @@ def _retry_after(raw: str | None) -> float | None:
 
 _client: tuple[object, GraphClient] | None = None
 _client_lock = threading.Lock()
+
+
+def _time_left(deadline: float, most: float) -> float:
+    """Seconds until ``deadline`` (at most ``most``); a transient ``timeout`` once it passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise SendFailed("timeout", "the download took longer than allowed", transient=True)
+    return min(left, most)
 
 
 def graph_client() -> GraphClient:

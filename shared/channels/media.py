@@ -15,16 +15,19 @@ import datetime as dt
 import functools
 import io
 import logging
+import math
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -45,7 +48,7 @@ from shared.channels.media_storage import (
 from shared.channels.send_errors import SendFailed
 from shared.config import get_settings
 from shared.context import Ctx
-from shared.db import session_scope
+from shared.db import release_request_connection, session_scope
 from shared.errors import DependencyUnavailable, DomainError, NotFound, ValidationFailed
 from shared.models import InboundEvent, MediaFile
 from shared.webhooks import ssrf
@@ -54,6 +57,8 @@ from shared.webhooks.transport import VettedTransport
 log = logging.getLogger(__name__)
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]+")
+#: PostgreSQL's lock_not_available: a lock wait ran past ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class UnsupportedType(DomainError):
@@ -179,7 +184,13 @@ def open_media(
     """The row and its bytes; inbound media not yet stored is fetched from the provider first."""
     media = get_media(session, ctx, media_id)
     if media.storage_key is None:
-        media = fetch_inbound(media.tenant_id, media.id)
+        # NOTE: the request's own connection goes back to the pool first: the fetch runs
+        # on one connection of its own, so the thread holds one while it waits on the
+        # provider, as the connection budget counts (shared.db_budget), not two.
+        release_request_connection(session)
+        media = fetch_inbound(
+            media.tenant_id, media.id, within=get_settings().media_fetch_timeout_seconds
+        )
     with storage_errors():
         try:
             return media, storage_for(media.storage_backend).open(media.storage_key)
@@ -203,53 +214,89 @@ def storage_errors() -> Iterator[None]:
         raise DependencyUnavailable("Media storage is unavailable; retry shortly") from exc
 
 
-def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
-    """Fetch and store an inbound file once; concurrent callers wait on the row lock."""
-    with session_scope() as session:
-        media = session.scalars(
-            select(MediaFile)
-            .where(MediaFile.id == media_id, MediaFile.tenant_id == tenant_id)
-            .with_for_update()
-        ).one()
-        if media.storage_key is not None:
-            return media  # another request fetched it while we waited
-        if media.source != "inbound" or not media.provider_media_id:
-            raise MediaUnavailable("This media file has no content")
-        try:
-            staged, provider_type = _download(session, media)
-        except SendFailed as error:
-            log.warning("media %s: fetch failed: %s", media.id, error)
-            if error.transient:
-                raise DependencyUnavailable(
-                    f"The provider did not deliver the file ({error.code}); retry shortly"
-                ) from error
-            raise MediaUnavailable(
-                f"The provider refused the file ({error.code}): {error.message}"
+def fetch_inbound(tenant_id: uuid.UUID, media_id: uuid.UUID, *, within: float) -> MediaFile:
+    """Fetch and store an inbound file once; concurrent callers wait on the row lock.
+
+    ``within`` (seconds) bounds the whole fetch: the wait on another caller's fetch of the
+    same file (``lock_timeout``), the provider's answers and the download. WHY: a CDN that
+    trickled its bytes (a Messenger / Instagram URL is the tenant's own Meta app's to
+    choose) held a web thread for minutes, and every GET of the same file behind it.
+    Past the deadline: 503 with ``Retry-After``, nothing stored, the next call tries again.
+    """
+    deadline = time.monotonic() + within
+    retry_after = max(1, math.ceil(within))
+    try:
+        with session_scope() as session:
+            return _fetch_locked(session, tenant_id, media_id, deadline, retry_after)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise DependencyUnavailable(
+            "The file is being fetched from the provider by another request; retry shortly",
+            retry_after=retry_after,
+        ) from exc
+
+
+def _fetch_locked(
+    session: Session,
+    tenant_id: uuid.UUID,
+    media_id: uuid.UUID,
+    deadline: float,
+    retry_after: int,
+) -> MediaFile:
+    _bound_lock_waits(session, deadline)
+    media = session.scalars(
+        select(MediaFile)
+        .where(MediaFile.id == media_id, MediaFile.tenant_id == tenant_id)
+        .with_for_update()
+    ).one()
+    if media.storage_key is not None:
+        return media  # another request fetched it while we waited
+    if media.source != "inbound" or not media.provider_media_id:
+        raise MediaUnavailable("This media file has no content")
+    try:
+        staged, provider_type = _download(session, media, deadline)
+    except SendFailed as error:
+        log.warning("media %s: fetch failed: %s", media.id, error)
+        if error.transient:
+            raise DependencyUnavailable(
+                f"The provider did not deliver the file ({error.code}); retry shortly",
+                retry_after=retry_after,
             ) from error
-        try:
-            sniffed = sniff(staged.head, provider_type)
-            mime = provider_type if sniffed == "application/octet-stream" else sniffed
-            target = storage()
-            key = media_key(tenant_id, staged.sha256)
-            media_release.lock_key(session, key)
-            with storage_errors():
-                target.put(key, staged.path, mime or "application/octet-stream")
-        finally:
-            staged.discard()
-        media.storage_backend = target.backend
-        media.storage_key = key
-        media.mime_type = mime or media.mime_type
-        media.size = staged.size
-        media.sha256 = staged.sha256
-        media.fetched_at = func.now()
-        session.flush()
-        session.refresh(media)
-        return media
+        raise MediaUnavailable(
+            f"The provider refused the file ({error.code}): {error.message}"
+        ) from error
+    target = storage()
+    key = media_key(tenant_id, staged.sha256)
+    try:
+        sniffed = sniff(staged.head, provider_type)
+        mime = provider_type if sniffed == "application/octet-stream" else sniffed
+        media_release.lock_key(session, key)
+        with storage_errors():
+            target.put(key, staged.path, mime or "application/octet-stream")
+    finally:
+        staged.discard()
+    media.storage_backend = target.backend
+    media.storage_key = key
+    media.mime_type = mime or media.mime_type
+    media.size = staged.size
+    media.sha256 = staged.sha256
+    media.fetched_at = func.now()
+    session.flush()
+    session.refresh(media)
+    return media
 
 
-def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
+def _bound_lock_waits(session: Session, deadline: float) -> None:
+    """This transaction waits on a lock no later than ``deadline`` (then 55P03)."""
+    left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+    session.execute(text(f"SET LOCAL lock_timeout = {left_ms}"))
+
+
+def _download(session: Session, media: MediaFile, deadline: float) -> tuple[Staged, str | None]:
     """WhatsApp: ``GET /{media-id}`` then its URL, both with the token. Messenger and
-    Instagram send a CDN URL that needs no token (and must not receive one)."""
+    Instagram send a CDN URL that needs no token (and must not receive one). Both calls
+    end by ``deadline`` (``time.monotonic()``): a transient ``timeout`` then."""
     settings = get_settings()
     client = graph.graph_client()
     provider_type = media.mime_type
@@ -257,7 +304,7 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
         return _email_part(session, media), provider_type
     if media.channel == "whatsapp":
         token = _account_token(session, media)
-        info = client.get(media.provider_media_id, token)
+        info = client.get(media.provider_media_id, token, timeout=_seconds_left(deadline, settings))
         url, size, mime_type = _media_location(info)
         if size is not None and size > settings.media_max_bytes:
             raise SendFailed("media_too_large", "the file is over the size limit", transient=False)
@@ -270,7 +317,7 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
     try:
         with os.fdopen(fd, "wb") as sink, _unsafe_refused():
             size, sha256 = client.download(
-                url, token, sink, max_bytes=settings.media_max_bytes, http=http
+                url, token, sink, max_bytes=settings.media_max_bytes, http=http, deadline=deadline
             )
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
@@ -278,6 +325,13 @@ def _download(session: Session, media: MediaFile) -> tuple[Staged, str | None]:
         path.unlink(missing_ok=True)
         raise
     return Staged(path, size, sha256, head), provider_type
+
+
+def _seconds_left(deadline: float, settings: Any) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise SendFailed("timeout", "the fetch took longer than allowed", transient=True)
+    return min(left, settings.graph_timeout_seconds)
 
 
 def _outside_url(url: str) -> str:
