@@ -38,7 +38,7 @@ from shared.ai.knowledge import queue as knowledge_queue
 from shared.ai.knowledge import reembedding
 from shared.analytics import intake as analytics_intake
 from shared.automation import queue as automation_queue
-from shared.channels import inbound_sweeper, outbound_queue
+from shared.channels import inbound_sweeper, media_prefetch, outbound_queue
 from shared.channels.templates import sync as template_sync
 from shared.config import get_settings
 from shared.db import session_scope
@@ -180,6 +180,17 @@ def check_sla(session: Session) -> int:
     return sla.check_due(session)
 
 
+#: How often the media prefetch sweep runs (its re-drive marks are crossed within one).
+MEDIA_PREFETCH_SWEEP_SECONDS = 60
+
+
+def sweep_media_prefetch(session: Session) -> int:
+    """Re-enqueue the background fetch of inbound files still without bytes."""
+    from workers.actors import channels_inbound  # noqa: F401  (installs the enqueuer)
+
+    return media_prefetch.sweep(session, every_seconds=MEDIA_PREFETCH_SWEEP_SECONDS)
+
+
 def sweep_knowledge_sources(session: Session) -> int:
     """Re-enqueue knowledge sources whose ingestion message was lost or whose worker died."""
     from workers.actors import ai_knowledge  # noqa: F401  (installs the enqueuer)
@@ -315,6 +326,12 @@ JOBS: tuple[Job, ...] = (
     Job("check_sla", check_sla, _every(minutes=1), DRAIN),
     # AI knowledge: sources left pending or processing by a lost message or a dead worker.
     Job("sweep_knowledge_sources", sweep_knowledge_sources, _every(seconds=30), DRAIN),
+    Job(
+        "sweep_media_prefetch",
+        sweep_media_prefetch,
+        _every(seconds=MEDIA_PREFETCH_SWEEP_SECONDS),
+        DRAIN,
+    ),
     # ...and re-embeddings after a model change whose embed_items messages were lost.
     Job("sweep_knowledge_reembedding", sweep_knowledge_reembedding, _every(minutes=1), DRAIN),
     # ...and new chunks, QnA pairs and products whose embed_items message was lost.

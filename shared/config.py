@@ -414,6 +414,13 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="largest media upload or provider download"
     )
+    media_prefetch: bool = Field(
+        True,
+        description=(
+            "fetch inbound files in the background as they arrive, so the first"
+            " GET /api/media/{id} finds them stored"
+        ),
+    )
     media_fetch_timeout_seconds: float = Field(
         10.0,
         gt=0,

@@ -34,6 +34,9 @@ os.environ.update(
     # The webhook receivers of the tests listen on loopback over plain http.
     WEBHOOK_ALLOW_HTTP="true",
     WEBHOOK_SSRF_ALLOWLIST="127.0.0.1/32",
+    # The download proxy's tests make the first fetch of a file themselves (with their own
+    # MEDIA_ROOT); tests/channels_inbound/test_media_prefetch.py turns the prefetch on.
+    MEDIA_PREFETCH="false",
 )
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 # PERF: on Redis the consumers poll at the production default (enqueues wake them; see

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.channels import early_statuses, statuses
+from shared.channels import early_statuses, media_prefetch, statuses
 from shared.channels.api_account import CHANNEL as API_CHANNEL
 from shared.channels.items import InboundMessage, StatusReport, Watermark
 from shared.channels.media_sniff import well_formed
@@ -452,6 +452,7 @@ def _attachments(
 ) -> list[dict[str, Any]]:
     """One ``media_files`` row per attachment (fetched later); the message's references."""
     refs = []
+    media_ids = []
     for attachment in item.attachments:
         provider_id = attachment.provider_media_id
         if account.channel == "email":
@@ -469,6 +470,7 @@ def _attachments(
         )
         session.add(media)
         session.flush()
+        media_ids.append(media.id)
         ref = {
             "media_id": str(media.id),
             "type": attachment.type,
@@ -478,6 +480,7 @@ def _attachments(
             "size": attachment.size,
         }
         refs.append({k: v for k, v in ref.items() if v is not None} | attachment.extra)
+    media_prefetch.owed(session, media_ids)
     return refs + item.stored_attachments
 
 

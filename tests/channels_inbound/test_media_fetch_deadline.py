@@ -30,8 +30,10 @@ SLACK = 1.5
 class _Cdn(http.server.BaseHTTPRequestHandler):
     #: Seconds between two bytes of the body; 0 sends it at once.
     trickle = 0.0
+    hits: list[str] = []
 
     def do_GET(self):
+        type(self).hits.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "image/gif")
         self.send_header("Content-Length", str(len(BODY)))
@@ -52,7 +54,7 @@ class _Cdn(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def cdn():
     """A CDN on the tests' SSRF allowlist (127.0.0.1), fast unless told to trickle."""
-    _Cdn.trickle = 0.0
+    _Cdn.trickle, _Cdn.hits = 0.0, []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Cdn)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

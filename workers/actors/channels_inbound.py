@@ -14,9 +14,9 @@ import dramatiq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.channels import inbound_queue, processing
+from shared.channels import inbound_queue, media_prefetch, processing
 from shared.db import session_scope
-from shared.models import InboundEvent
+from shared.models import InboundEvent, MediaFile
 from workers import queues, tenant_gate
 from workers.broker import broker  # noqa: F401  (declares actors on the configured broker)
 
@@ -73,3 +73,34 @@ def tenant_of_inbound(session: Session, args: tuple) -> uuid.UUID | None:
 
 inbound_queue.set_enqueuer(enqueue_inbound)
 tenant_gate.resolve_tenant_with(process_inbound.actor_name, tenant_of_inbound)
+
+
+@dramatiq.actor(
+    queue_name=queues.CHANNELS,
+    # NOTE: a provider failing for now is retried with backoff for about an hour, then
+    # dead-lettered; the GET still fetches the file itself meanwhile.
+    max_retries=8,
+    min_backoff=5_000,
+    max_backoff=15 * 60_000,
+    time_limit=int(media_prefetch.PREFETCH_TIMEOUT_SECONDS * 1000) + 60_000,
+)
+def prefetch_inbound_media(media_id: str) -> None:
+    """Fetch and store one inbound file before anyone opens it; a repeat is a no-op."""
+    outcome = media_prefetch.prefetch(uuid.UUID(media_id))
+    log.debug("inbound media %s: %s", media_id, outcome)
+
+
+def enqueue_media_prefetch(ids: Sequence[uuid.UUID]) -> None:
+    for media_id in ids:
+        prefetch_inbound_media.send(str(media_id))
+
+
+media_prefetch.PREFETCH.set_enqueuer(enqueue_media_prefetch)
+
+
+def tenant_of_media(session: Session, args: tuple) -> uuid.UUID | None:
+    """The tenant of an inbound file: a suspended tenant's is not fetched."""
+    return session.scalar(select(MediaFile.tenant_id).where(MediaFile.id == uuid.UUID(args[0])))
+
+
+tenant_gate.resolve_tenant_with(prefetch_inbound_media.actor_name, tenant_of_media)
