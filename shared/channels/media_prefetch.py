@@ -82,7 +82,12 @@ def prefetch(media_id: uuid.UUID) -> str:
 
 def sweep(session: Session, *, every_seconds: float, batch: int = SWEEP_BATCH) -> int:
     """Re-enqueue inbound files still without bytes whose age crossed a re-drive mark
-    (2, 4, 8 ... minutes) since the previous sweep, ``every_seconds`` ago."""
+    (2, 4, 8 ... minutes) since the previous sweep, ``every_seconds`` ago.
+
+    PERF: read through ``ix_media_files_owed`` (migration 0040), which holds only the
+    inbound files still without bytes: every minute, across tenants, without it a scan
+    of the whole table.
+    """
     age = cast(func.extract("epoch", func.now() - MediaFile.created_at), Float)
     before = func.greatest(age - every_seconds, FIRST_REDRIVE_SECONDS / 2)
     step, step_before = _doubling(age), _doubling(before)

@@ -197,6 +197,12 @@ class MediaFile(UUIDPrimaryKey, Base):
             "storage_backend IS NULL OR storage_backend IN ('local', 's3')", name="backend_known"
         ),
         Index("ix_media_files_tenant_created", "tenant_id", "created_at"),
+        # The files the prefetch sweep re-drives (``shared.channels.media_prefetch``).
+        Index(
+            "ix_media_files_owed",
+            "created_at",
+            postgresql_where=text("source = 'inbound' AND storage_key IS NULL"),
+        ),
         Index(
             "ix_media_files_provider",
             "tenant_id",
