@@ -1,8 +1,12 @@
 """A TCP forwarder that can be stopped and started again on the same port.
 
-Why: to take a real server (RabbitMQ, PostgreSQL) away from a client and give it
-back without touching the server, which other tests and helpers share. Stopping
+Why: to take a real server (RabbitMQ, PostgreSQL, Redis) away from a client and give
+it back without touching the server, which other tests and helpers share. Stopping
 closes the listening socket and every forwarded connection, as a crash would.
+
+Black-holing is the other outage: a NAT or load balancer that forgets a flow, a
+failover to a dead host. No FIN, no RST, no error: both sides keep their sockets
+open and nothing arrives any more. Only a timeout of the client's own notices it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        #: Sockets whose bytes are read and dropped: their flow is gone for good.
+        self._holed: set[socket.socket] = set()
+        self._black_holing = False
 
     def start(self) -> TcpProxy:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -39,10 +46,24 @@ class TcpProxy:
             listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, set()
+            self._holed = set()
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def black_hole(self) -> None:
+        """Forward nothing more on the open connections, nor on those opened until
+        :meth:`restore`, and close none of them: a half-open outage."""
+        with self._lock:
+            self._black_holing = True
+            self._holed |= self._sockets
+
+    def restore(self) -> None:
+        """Forward new connections again. The black-holed ones stay silent: a flow the
+        network forgot does not come back, its client must notice and reconnect."""
+        with self._lock:
+            self._black_holing = False
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -58,14 +79,16 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets |= {client, upstream}
+                if self._black_holing:
+                    self._holed |= {client, upstream}
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if source not in self._holed:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
