@@ -75,6 +75,15 @@ SOCKET_TIMEOUT_SECONDS = 15.0
 COMMAND_CONNECTIONS = 64
 #: Bound on the blocking readers' connections: one per tenant with clients here.
 READER_CONNECTIONS = 100_000
+#: The typing subscription PINGs Redis after this long without a message (idle cost: one
+#: PING per process this often)...
+TYPING_PING_SECONDS = 10.0
+#: ... and drops its connection and subscribes again after this long without a message
+#: nor a PONG (a half-open connection gives no error: it only goes silent).
+TYPING_SILENCE_SECONDS = 15.0
+#: The first wait before subscribing again; it doubles per failed attempt up to the max.
+TYPING_RETRY_SECONDS = 1.0
+TYPING_RETRY_MAX_SECONDS = 15.0
 
 
 #: The SSE event name of an entry that takes its conversation out of the client's view (an
@@ -302,6 +311,8 @@ class Hub:
         self._short: set[asyncio.Task] = set()
         #: Agents whose first stream here opened since the last presence write.
         self._arrived: set[tuple[uuid.UUID, str]] = set()
+        #: The typing subscription failed and has not heard from Redis since (warned once).
+        self._typing_outage = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -515,16 +526,54 @@ class Hub:
     # --- typing --------------------------------------------------------------------------
 
     async def _typing_loop(self) -> None:
+        """Relay typing indicators for as long as the process runs, subscribing again
+        (with back-off) whenever the subscription fails or its connection goes silent.
+
+        WHY: ``pubsub.listen()`` read without a timeout: a half-open connection (a
+        failover to a dead host, a NAT that forgot the flow) kept it waiting forever, in
+        silence, and no client of the process saw typing again until a restart.
+        """
+        delay = TYPING_RETRY_SECONDS
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.psubscribe(typing.channel_pattern())
-                    async for message in pubsub.listen():
-                        if message["type"] == "pmessage":
-                            self._relay_typing(message["channel"], message["data"])
-            except RedisError:
-                log.warning("the typing subscription failed; subscribing again")
-                await asyncio.sleep(1.0)
+                    # NOTE: bounded: connecting to a black hole waits for its socket_timeout.
+                    async with asyncio.timeout(TYPING_SILENCE_SECONDS):
+                        await pubsub.psubscribe(typing.channel_pattern())
+                    await self._relay_typing_until_silent(pubsub)
+            except (RedisError, TimeoutError) as exc:
+                if not self._typing_outage:
+                    # A new outage: warned once, and retried from the shortest wait.
+                    self._typing_outage, delay = True, TYPING_RETRY_SECONDS
+                    log.warning("the typing subscription failed (%r); subscribing again", exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, TYPING_RETRY_MAX_SECONDS)
+
+    async def _relay_typing_until_silent(self, pubsub: aioredis.client.PubSub) -> None:
+        """Relay the subscription's messages; raise TimeoutError once the connection has
+        been silent for :data:`TYPING_SILENCE_SECONDS` although it was PINGed.
+
+        The subscription's confirmation and every PONG count as heard: an idle but
+        healthy connection answers the PING sent after :data:`TYPING_PING_SECONDS`.
+        """
+        heard, pinged = time.monotonic(), False
+        while True:
+            silent = time.monotonic() - heard
+            if silent >= TYPING_SILENCE_SECONDS:
+                raise TimeoutError(f"no answer from Redis in {silent:.1f} s")
+            if silent >= TYPING_PING_SECONDS and not pinged:
+                await pubsub.ping()
+                pinged = True
+            wait = (TYPING_SILENCE_SECONDS if pinged else TYPING_PING_SECONDS) - silent
+            message = await pubsub.get_message(timeout=max(wait, 0.0))
+            if message is None:
+                continue
+            heard, pinged = time.monotonic(), False
+            if self._typing_outage:
+                self._typing_outage = False
+                log.info("the typing subscription is back")
+            if message["type"] == "pmessage":
+                self._relay_typing(message["channel"], message["data"])
 
     def _relay_typing(self, channel: bytes, data: bytes) -> None:
         try:
