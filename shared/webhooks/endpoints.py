@@ -257,7 +257,8 @@ def list_deliveries(
 
 
 def _resend(session: Session, ctx: Ctx, originals: list[WebhookDelivery]) -> list[uuid.UUID]:
-    """Insert a resend of each original, which the caller read ``FOR KEY SHARE``.
+    """Insert a resend of each original, which the caller locked (``FOR NO KEY UPDATE``:
+    SQLAlchemy's ``key_share=True``; two resends of one original queue on it).
 
     WHY the lock: the retention purge deletes old final deliveries (``FOR UPDATE SKIP
     LOCKED``). An original read unlocked could be purged before the insert, whose
