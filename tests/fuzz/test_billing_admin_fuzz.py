@@ -20,7 +20,7 @@ from schemathesis.generation import GenerationMode
 
 from tests.billing_catalogue.conftest import code, plan_body, root  # noqa: F401  (fixture)
 from tests.fuzz.refusals import DatabaseRefusals
-from tests.fuzz.test_openapi_fuzz import CHECKS, DERANDOMIZE, OPERATIONS
+from tests.fuzz.test_openapi_fuzz import CHECKS, DERANDOMIZE, EXAMPLES, OPERATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
 
@@ -65,7 +65,8 @@ def test_admin_operation_answers_as_documented(live_schema, root, method, path):
 
     @given(case=st.one_of(strategies))
     @settings(
-        max_examples=20,
+        # At least 20 (the catalogue is small); FUZZ_EXAMPLES digs deeper here too.
+        max_examples=max(20, EXAMPLES),
         derandomize=DERANDOMIZE,
         deadline=None,
         database=None,
