@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -109,40 +110,24 @@ def _recorded(claimed: delivery.Claimed, result: delivery.Result, failures: list
     return call
 
 
-def test_a_failure_recorded_while_its_endpoint_is_deleted_never_deadlocks(ws, receiver, path):
-    """The failure stamps the endpoint's failure streak (its first failure)."""
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param(500, id="failure: stamps the endpoint's failure streak"),
+        pytest.param(410, id="410: disables the endpoint"),
+        pytest.param(200, id="success: stamps last_success_at"),
+    ],
+)
+def test_an_outcome_recorded_while_its_endpoint_is_deleted_never_deadlocks(
+    ws, receiver, path, status
+):
+    """Each outcome writes the endpoint as well as the delivery: the delete goes first."""
     hook = create(ws, receiver.url(path))
     claimed = _claimed(ws, hook)
     delete = DeleteHolding(ws, hook)
     failures: list[str] = []
 
-    outcome = race(delete.holder, _recorded(claimed, _result(500), failures), then=delete.finish)
-
-    assert delete.failures + failures == []
-    assert outcome == "gone" and _gone(hook)
-
-
-def test_a_410_recorded_while_its_endpoint_is_deleted_never_deadlocks(ws, receiver, path):
-    """A 410 disables the endpoint: it locks it."""
-    hook = create(ws, receiver.url(path))
-    claimed = _claimed(ws, hook)
-    delete = DeleteHolding(ws, hook)
-    failures: list[str] = []
-
-    outcome = race(delete.holder, _recorded(claimed, _result(410), failures), then=delete.finish)
-
-    assert delete.failures + failures == []
-    assert outcome == "gone" and _gone(hook)
-
-
-def test_a_success_recorded_while_its_endpoint_is_deleted_never_deadlocks(ws, receiver, path):
-    """The success stamps the endpoint's ``last_success_at`` (its first success)."""
-    hook = create(ws, receiver.url(path))
-    claimed = _claimed(ws, hook)
-    delete = DeleteHolding(ws, hook)
-    failures: list[str] = []
-
-    outcome = race(delete.holder, _recorded(claimed, _result(200), failures), then=delete.finish)
+    outcome = race(delete.holder, _recorded(claimed, _result(status), failures), then=delete.finish)
 
     assert delete.failures + failures == []
     assert outcome == "gone" and _gone(hook)
