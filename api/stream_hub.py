@@ -11,7 +11,8 @@
   access epoch moves (revocation, suspension, role or division change: within
   :data:`CHECK_SECONDS`), at least every :data:`FULL_CHECK_SECONDS` anyway (a client
   whose agent now sees other conversations is sent :data:`ACCESS_CHANGED`), and
-  refreshes presence.
+  refreshes presence. A resume from before the agent's access *mark* (the last change of
+  what they see, :mod:`shared.realtime.access`) is that ``reset`` and no backlog.
 
 PostgreSQL is only asked when a client connects and when it is re-checked, in a
 thread (SQLAlchemy here is synchronous).
@@ -117,8 +118,9 @@ class Item:
     def __init__(self, key: tuple[int, int] | None, id: str | None, event: str | None, data: bytes):
         self.key, self.id, self.event, self.data = key, id, event, data
 
-    def sse(self) -> falcon.asgi.SSEvent:
-        return falcon.asgi.SSEvent(data=self.data, event=self.event, event_id=self.id)
+    def sse(self, with_id: bool = True) -> falcon.asgi.SSEvent:
+        event_id = self.id if with_id else None
+        return falcon.asgi.SSEvent(data=self.data, event=self.event, event_id=event_id)
 
     def removal(self) -> Item:
         """The entry as :data:`REMOVED`: the same envelope and id, for a client that must
@@ -126,6 +128,7 @@ class Item:
         return Item(self.key, self.id, REMOVED, self.data)
 
 
+ACCESS_CHANGED_REASON = "access_changed"
 #: What a client is sent when a re-check finds its agent sees other conversations than before
 #: (a division joined or left or deleted, ``conversations.manage`` gained or lost): the
 #: conversations it holds were chosen by the old rule, so it refetches. No id: it is no entry.
@@ -150,6 +153,10 @@ class Client:
         #: When the credential stops working (a token's or an API key's expiry), or None.
         self.expires_at: dt.datetime | None = None
         self.next_full_check = time.monotonic() + FULL_CHECK_SECONDS * random.uniform(0.5, 1.0)
+        #: The feed read a change of this agent's access that the client's viewer does not
+        #: have yet: until it is sent :data:`ACCESS_CHANGED`, it is sent no ids (see
+        #: :meth:`TenantFeed.hold_ids`).
+        self.ids_held = False
 
     def offer(self, item: Item) -> None:
         if self.closed:
@@ -251,6 +258,10 @@ class TenantFeed:
                 behind = len(entries) >= PAGE
                 for entry_id, fields in entries:
                     last = entry_id
+                    if fields.get(feed.KIND) == feed.ACCESS.encode():
+                        self.hold_ids(fields)
+                        self.position = parse_id(entry_id.decode()) or self.position
+                        continue
                     item, scope = self.hub.item_of(entry_id, fields)
                     self.fan_out((item, scope))
                     self.position = item.key or self.position
@@ -265,6 +276,23 @@ class TenantFeed:
         if await self.hub.resume_refused(self.key, position):
             log.warning("realtime feed of %s fell behind its backlog: reset", self.tenant_id)
             self.fan_out((Item(None, None, "reset", _json({"reason": "events_lost"})), None))
+
+    def hold_ids(self, mark: dict[bytes, bytes]) -> None:
+        """An access mark: the clients of its principal whose viewer differs are sent no
+        ids until their re-check's :data:`ACCESS_CHANGED`.
+
+        WHY: another client's connect recorded the change first; what this one is sent
+        until its re-check is still filtered by the old rule. With ids past the mark, a
+        disconnect before the re-check resumed with no ``reset`` and a stale list.
+        """
+        who = mark.get(feed.PRINCIPAL, b"").decode()
+        fingerprint = mark.get(feed.FINGERPRINT, b"").decode()
+        for client in self.clients:
+            viewer = client.viewer
+            if access.principal(viewer, client.ctx.api_key_id) != who:
+                continue
+            if access.fingerprint(viewer) != fingerprint:
+                client.ids_held = True
 
     def fan_out(self, decoded: tuple[Item, dict | None]) -> None:
         item, scope = decoded
@@ -305,6 +333,7 @@ class Hub:
             health_check_interval=30,
         )
         self.feeds: dict[uuid.UUID, TenantFeed] = {}
+        self._mark_script = self.redis.register_script(access.MARK_LUA)
         self.local_users: Counter[tuple[uuid.UUID, str]] = Counter()
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._tasks: list[asyncio.Task] = []
@@ -416,7 +445,7 @@ class Hub:
                     item = await asyncio.wait_for(client.queue.get(), HEARTBEAT_SECONDS)
                 except TimeoutError:
                     # NOTE: the position is read before yielding: the feed moves on meanwhile.
-                    ping, last_sent = self._ping(tenant_feed, last_sent)
+                    ping, last_sent = self._ping(tenant_feed, last_sent, client.ids_held)
                     yield ping
                     continue
                 if item is None:
@@ -425,14 +454,16 @@ class Hub:
                     if item.key <= last_sent:
                         continue
                     last_sent = item.key
-                yield item.sse()
+                if item is ACCESS_CHANGED:
+                    client.ids_held = False
+                yield item.sse(with_id=not client.ids_held)
             yield falcon.asgi.SSEvent(event="close", data=_json({"reason": client.closed}))
         finally:
             self.unregister(client)
 
     @staticmethod
     def _ping(
-        tenant_feed: TenantFeed, last_sent: tuple[int, int]
+        tenant_feed: TenantFeed, last_sent: tuple[int, int], ids_held: bool = False
     ) -> tuple[falcon.asgi.SSEvent, tuple[int, int]]:
         """The heartbeat (and the client's new ``last_sent``): with the feed's position as its
         id when that is past the client's last id.
@@ -443,7 +474,7 @@ class Hub:
         with an id and no data fires no event in EventSource; it only moves Last-Event-ID.
         """
         position = tenant_feed.position
-        if position <= last_sent:
+        if position <= last_sent or ids_held:
             return falcon.asgi.SSEvent(comment="ping"), last_sent
         ping = falcon.asgi.SSEvent(comment="ping", event_id=f"{position[0]}-{position[1]}")
         return ping, position
@@ -458,11 +489,16 @@ class Hub:
         to 50,000 envelopes each) were all held in memory together.
         """
         key = feed.stream_key(client.tenant_id)
+        mark = await self.access_mark(client)
         if not last_event_id:
             position = await self.last_id(key)
             yield Item(None, position, "ready", _json({"last_event_id": position}))
             return
         reason = await self.resume_refused(key, last_event_id)
+        if not reason and parse_id(last_event_id) < mark:
+            # WHY: what the client holds was chosen by the rule before the mark; the
+            # backlog, filtered by the new one, cannot tell it what to drop or add.
+            reason = ACCESS_CHANGED_REASON
         if reason:
             position = await self.last_id(key)
             yield Item(None, position, "reset", _json({"reason": reason}))
@@ -471,6 +507,9 @@ class Hub:
         while True:
             page = await self.redis.xrange(key, min=start, max="+", count=PAGE)
             for entry_id, fields in page:
+                position = entry_id.decode()
+                if fields.get(feed.KIND) == feed.ACCESS.encode():
+                    continue
                 item, scope = self.item_of(entry_id, fields)
                 if scope is None:
                     resumed += 1
@@ -478,12 +517,27 @@ class Hub:
                 elif client.viewer.can_see(scope):
                     resumed += 1
                     yield for_viewer(item, None, client.viewer, scope)
-                position = entry_id.decode()
             if len(page) < PAGE:
                 ready = {"last_event_id": position, "resumed": resumed}
                 yield Item(None, position, "ready", _json(ready))
                 return
             start = f"({position}"
+
+    async def access_mark(self, client: Client) -> tuple[int, int]:
+        """The position of the last change of what the client's agent sees (recorded now
+        if the client's viewer is not the one Redis holds)."""
+        keys, args = access.mark_call(client.tenant_id, client.viewer, client.ctx.api_key_id)
+        mark = await self._mark_script(keys=keys, args=args)
+        return parse_id(mark.decode()) or (0, 0)
+
+    async def _record_access(self, client: Client) -> None:
+        """After a re-check changed a connected client's viewer: a new mark, so that its
+        agent's other clients resume with a ``reset`` (and this one, whose ACCESS_CHANGED
+        is queued before anything later than the mark, does not)."""
+        try:
+            await self.access_mark(client)
+        except RedisError:
+            log.warning("could not record an access change; the next stream opened records it")
 
     async def resume_refused(self, key: str, last_event_id: str) -> str | None:
         """None if every entry after ``last_event_id`` is still in the stream, else why not.
@@ -631,6 +685,7 @@ class Hub:
                     # NOTE: queued after everything the old rule let through, and what
                     # follows is filtered by the new one: the client refetches in between.
                     client.offer(ACCESS_CHANGED)
+                    self._background(self._record_access(client))
 
     # --- presence ------------------------------------------------------------------------
 

@@ -14,10 +14,15 @@ memberships) gives the tenant a new epoch, and the stream process re-authenticat
 that tenant's connections within a few seconds. A super admin deleted or whose
 password is reset (which ends their impersonations) belongs to no tenant: the write
 moves every tenant's epoch.
+
+An access *mark* dates, in the tenant stream's positions, the last change of what one
+agent sees (:data:`MARK_LUA`): a client resuming from before it was chosen by another
+rule, whatever happened while it was disconnected, and is sent a ``reset`` first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,8 @@ from shared import epoch_cache
 from shared.context import Ctx
 from shared.inbox import access
 from shared.models import ApiKey, DivisionMember, RevokedToken, Role, SuperAdmin, Tenant, User
+from shared.realtime import feed
+from shared.redis_client import key
 
 EPOCHS = epoch_cache.EpochCache(
     "realtime_access",
@@ -124,3 +131,48 @@ def epoch_tags(tenant_ids: list[Any]) -> dict[Any, tuple | None]:
     keys = tuple({k for t in tenant_ids for k in EPOCHS.epoch_keys(t)})
     epochs = epoch_cache.Epochs(epoch_cache._read(keys)) if keys else None
     return {t: epochs.tag(EPOCHS, t) if epochs else None for t in tenant_ids}
+
+
+def principal(viewer: Viewer, api_key_id: Any) -> str:
+    """Whose visibility ``viewer`` is: the agent's (every tab, token or impersonation of
+    them shares it), or the API key's."""
+    return viewer.user_id or f"key:{api_key_id}"
+
+
+def fingerprint(viewer: Viewer) -> str:
+    """What :meth:`Viewer.sees_as` compares, short: equal fingerprints, same conversations."""
+    rule = "|".join((viewer.shape, viewer.user_id or "", *sorted(viewer.divisions)))
+    return hashlib.sha256(rule.encode()).hexdigest()[:16]
+
+
+def mark_key(tenant_id: Any, who: str) -> str:
+    """The Redis hash of one principal's access: its fingerprint and its mark."""
+    return key("realtime", "access_mark", str(tenant_id), str(who))
+
+
+#: KEYS: the tenant's stream, the principal's hash. ARGV: fingerprint, principal, MINID,
+#: the hash's and the stream's expiry. Returns the mark: unchanged while the fingerprint is
+#: the one recorded, else a new entry XADDed to the stream (so later than every id a client
+#: of the old rule holds) and recorded with the new fingerprint.
+#: NOTE: no record (never written, expired, lost by Redis) counts as a change: a resume
+#: then resets, never keeps a list the old rule chose.
+MARK_LUA = """
+local recorded = redis.call('HMGET', KEYS[2], 'fp', 'mark')
+local mark = recorded[2]
+if recorded[1] ~= ARGV[1] or not mark then
+  mark = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[3], '*',
+    'kind', 'access', 'principal', ARGV[2], 'fp', ARGV[1])
+  redis.call('HSET', KEYS[2], 'fp', ARGV[1], 'mark', mark)
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return mark
+"""
+
+
+def mark_call(tenant_id: Any, viewer: Viewer, api_key_id: Any) -> tuple[list[str], list[Any]]:
+    """``MARK_LUA``'s keys and args for one client's viewer."""
+    who = principal(viewer, api_key_id)
+    keys = [feed.stream_key(tenant_id), mark_key(tenant_id, who)]
+    expiry = feed.IDLE_EXPIRY_SECONDS
+    return keys, [fingerprint(viewer), who, feed.min_id(), expiry, expiry]

@@ -48,8 +48,13 @@ _SESSION_KEY = "omnistream.realtime_entries"
 
 #: Field names of a stream entry.
 ENVELOPE, SCOPE, KIND = b"env", b"scope", b"kind"
-#: Values of ``kind``: a catalogue event, or "refetch everything" after a lost publish.
-EVENT, RESET = "event", "reset"
+#: Values of ``kind``: a catalogue event, or "refetch everything" after a lost publish, or
+#: an agent's access mark (:data:`shared.realtime.access.MARK_LUA`: sent to nobody, it
+#: only dates a change of what one agent may see, in the stream's own positions).
+EVENT, RESET, ACCESS = "event", "reset", "access"
+#: Fields of an access mark: whose access (:func:`shared.realtime.access.principal`), and
+#: its fingerprint from then on.
+PRINCIPAL, FINGERPRINT = b"principal", b"fp"
 
 #: A stream-only event type: a deleted division's conversations, too many for an entry each
 #: (``shared.inbox.divisions.ANNOUNCED_ONE_BY_ONE``), all lost that division at once. Its
@@ -138,6 +143,11 @@ class _StreamOnly(NamedTuple):
 
 def stream_key(tenant_id: Any) -> str:
     return key("realtime", "events", str(tenant_id))
+
+
+def min_id() -> str:
+    """The ``MINID`` that trims a stream to its backlog."""
+    return f"{int((time.time() - BACKLOG_SECONDS) * 1000)}-0"
 
 
 def _id(value: Any) -> str | None:
@@ -272,9 +282,8 @@ def publish(entries: Sequence[Entry]) -> None:
         return
     with _lost_lock:
         owed = dict(_lost)
-    min_id = f"{int((time.time() - BACKLOG_SECONDS) * 1000)}-0"
     streams: dict[Any, int] = {}
-    args: list[Any] = [min_id, MAX_ENTRIES, IDLE_EXPIRY_SECONDS]
+    args: list[Any] = [min_id(), MAX_ENTRIES, IDLE_EXPIRY_SECONDS]
     for tenant_id, fields in [*((t, {KIND: RESET}) for t in owed), *entries]:
         index = streams.setdefault(tenant_id, len(streams) + 1)
         args += (index, len(fields))

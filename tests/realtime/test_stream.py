@@ -120,7 +120,8 @@ def _settled(ws, messages: int, timeout: float = 10.0) -> None:
     key = feed.stream_key(ws.tenant["id"])
     while True:
         entries = client.xrange(key)
-        found = sum(b'"type":"message.created"' in fields[feed.ENVELOPE] for _, fields in entries)
+        envelopes = (fields.get(feed.ENVELOPE, b"") for _, fields in entries)
+        found = sum(b'"type":"message.created"' in envelope for envelope in envelopes)
         if found >= messages:
             return
         assert time.monotonic() < deadline, f"{found} of {messages} entries published"
