@@ -769,22 +769,35 @@ def _recheck(due: list[tuple[Client, tuple | None]]) -> list[tuple[Client, Any, 
 
     The answers are applied by the event loop (:meth:`Hub.check_clients`): a client's
     queue is not thread-safe.
+
+    WHY: an API key's check may write its ``last_used_at``, which locks the key's row
+    until the transaction ends. Held to the end of the round, two stream processes
+    re-checking clients of the same keys in another order deadlocked (the round failed),
+    and the key's web requests waited for the whole round. Each API key's check commits
+    at once, so a round holds at most one key's lock, for one client's check; the token
+    clients' checks only read and share a transaction (PERF: no commit each).
     """
     answers: list[tuple[Client, Any, str | None]] = []
     with session_scope() as session:
         for client, tag in due:
-            # NOTE: before resolving, which refuses an expired credential as any other.
-            if _expired(client.expires_at):
-                answers.append((client, None, "expired"))
-                continue
-            try:
-                ctx = api_auth.resolve(session, client.api_key, client.token)
-            except DomainError as exc:
-                answers.append((client, None, "unauthorized" if exc.status == 401 else "forbidden"))
-                continue
-            viewer = access.load_viewer(session, ctx)
-            answers.append((client, (ctx, viewer, tag, _expiry(session, ctx)), None))
+            answers.append((client, *_recheck_one(session, client, tag)))
+            if client.api_key:
+                session.commit()
     return answers
+
+
+def _recheck_one(session: Session, client: Client, tag: tuple | None) -> tuple[Any, str | None]:
+    """One client's answer for :func:`_recheck`: ``(ctx, viewer, tag, expiry)``, or None
+    and why not."""
+    # NOTE: before resolving, which refuses an expired credential as any other.
+    if _expired(client.expires_at):
+        return None, "expired"
+    try:
+        ctx = api_auth.resolve(session, client.api_key, client.token)
+    except DomainError as exc:
+        return None, "unauthorized" if exc.status == 401 else "forbidden"
+    viewer = access.load_viewer(session, ctx)
+    return (ctx, viewer, tag, _expiry(session, ctx)), None
 
 
 def _json(data: Any) -> bytes:
