@@ -128,11 +128,17 @@ class Item:
         return Item(self.key, self.id, REMOVED, self.data)
 
 
+#: The ``reset`` reason of a change of what an agent sees (live, or found on resume).
 ACCESS_CHANGED_REASON = "access_changed"
 #: What a client is sent when a re-check finds its agent sees other conversations than before
 #: (a division joined or left or deleted, ``conversations.manage`` gained or lost): the
 #: conversations it holds were chosen by the old rule, so it refetches. No id: it is no entry.
-ACCESS_CHANGED = Item(None, None, "reset", b'{"reason":"access_changed"}')
+ACCESS_CHANGED = Item(
+    None,
+    None,
+    "reset",
+    json.dumps({"reason": ACCESS_CHANGED_REASON}, separators=(",", ":")).encode(),
+)
 
 
 def for_viewer(item: Item, removal: Item | None, viewer: access.Viewer, scope: dict) -> Item:
