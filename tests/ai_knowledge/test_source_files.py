@@ -8,7 +8,7 @@ from shared.ai.knowledge import sources
 from shared.channels.media_storage import storage_for
 from shared.db import get_sessionmaker, session_scope
 from shared.inbox import messages
-from shared.models import MediaFile
+from shared.models import KnowledgeSource, MediaFile
 from tests.ai_knowledge.conftest import sources_path, upload
 from tests.automation.conftest import admin_ctx
 from tests.inbox_messages.conftest import Inbox
@@ -165,3 +165,51 @@ def test_a_reply_attaching_a_file_whose_source_is_being_deleted_is_refused(works
 
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == "attachments[0].media_id"
+
+
+def test_a_file_source_from_a_file_whose_source_is_being_deleted_is_refused(workspace, ai_agent):
+    """The deletion freed the file first: the new source waiting on it answers 422 naming
+    ``media_id``, as a reply attaching it does, not a database error."""
+    source = _upload_source(workspace, ai_agent)
+    deleting = get_sessionmaker()()
+    sources.delete_source(
+        deleting, admin_ctx(workspace), uuid.UUID(ai_agent), uuid.UUID(source["id"])
+    )
+    deleting.flush()
+
+    resp = race(
+        deleting,
+        lambda: workspace.call(
+            "POST", sources_path(ai_agent), json={"kind": "file", "media_id": source["media_id"]}
+        ),
+    )
+
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "media_id"
+    assert _stored(source["media_id"]) is None
+    assert _storage_used(workspace) == 0
+
+
+def test_a_file_source_keeps_its_file_when_the_other_source_is_deleted_meanwhile(
+    workspace, ai_agent
+):
+    """The new source has checked the file and is not committed when the first source
+    goes: the deletion waits for it and then sees its reference, not free the file."""
+    first = _upload_source(workspace, ai_agent)
+    media_id = uuid.UUID(first["media_id"])
+    adding = get_sessionmaker()()
+    second = sources.create_from_media(
+        adding, admin_ctx(workspace), uuid.UUID(ai_agent), media_id=media_id, title=None
+    )
+    adding.flush()
+
+    deleted = race(
+        adding,
+        lambda: workspace.call("DELETE", f"{sources_path(ai_agent)}/{first['id']}").status_code,
+    )
+
+    assert deleted == 204
+    assert workspace.call("GET", f"/api/media/{media_id}").status_code == 200
+    with session_scope() as session:
+        assert session.get(KnowledgeSource, second["id"]).media_id == media_id
+    assert _storage_used(workspace) == len(GUIDE)

@@ -29,7 +29,7 @@ from shared.channels.media_storage import stage, storage, storage_for
 from shared.config import get_settings
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
-from shared.models import AiAgent, KnowledgeSource, QnaPair
+from shared.models import AiAgent, KnowledgeSource, MediaFile, QnaPair
 from shared.pagination import Page, paginate
 from shared.sql import tenant_row
 from shared.webhooks.ssrf import UnsafeUrl
@@ -150,12 +150,32 @@ def create_url(
     return _add(session, ctx, agent, kind="url", title=(title or url)[:MAX_TITLE], url=url)
 
 
+def _referenced_media(session: Session, ctx: Ctx, media_id: uuid.UUID) -> MediaFile:
+    """The tenant's media file a new source will reference, share-locked until it commits;
+    422 naming ``media_id`` when there is none, as for a reply's attachments.
+
+    NOTE: freeing a file locks its row FOR UPDATE and then looks for sources and messages
+    using it (``media_release.release``): with the lock, a deletion either waits for this
+    source and sees it, or has deleted the row and this finds none. Without it, the new
+    source's insert failed its foreign key once the deletion committed (409).
+    """
+    media = session.scalars(
+        select(MediaFile)
+        .where(MediaFile.tenant_id == ctx.tenant_id, MediaFile.id == media_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if media is None:
+        raise ValidationFailed.field("media_id", "no such media file")
+    return media
+
+
 def create_from_media(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, *, media_id: uuid.UUID, title: str | None
 ) -> dict[str, Any]:
     """A file source from an uploaded media file (``POST /api/media``), checked like an upload."""
     agent = get_agent(session, ctx, agent_id)
-    media = media_service.get_media(session, ctx, media_id)
+    media = _referenced_media(session, ctx, media_id)
     if not media.storage_key:
         raise ValidationFailed.field("media_id", "this media file has not been downloaded yet")
     limit = get_settings().knowledge_max_file_bytes
