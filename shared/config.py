@@ -356,8 +356,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None,
         description=(
-            "this API's public origin (https://inbox.example.com): makes the media URLs in"
-            " api-channel callbacks absolute; unset, they are paths (/api/media/<id>)"
+            "this API's public origin (https://inbox.example.com): starts the links of"
+            " invitation emails and CSAT surveys and makes the media URLs in api-channel"
+            " callbacks absolute (unset: paths, /api/media/<id>); required in production"
+            " unless INVITATION_URL and CSAT_SURVEY_URL are both set"
         ),
     )
     outbound_max_retries: int = Field(
@@ -779,9 +781,31 @@ class _SettingsCache:
 
 def _read_settings() -> Settings:
     settings = Settings()
-    if settings.secret_key == DEV_SECRET_KEY and settings.env == "production":
-        raise RuntimeError("SECRET_KEY must be set in production")
+    if settings.env == "production":
+        if settings.secret_key == DEV_SECRET_KEY:
+            raise RuntimeError("SECRET_KEY must be set in production")
+        if unlinked := links_to_localhost(settings):
+            raise RuntimeError(
+                f"PUBLIC_BASE_URL must be set in production: {' and '.join(unlinked)}"
+                " would link to http://127.0.0.1:8000"
+            )
     return settings
+
+
+def links_to_localhost(settings: Settings) -> list[str]:
+    """What would send people outside a link to this machine's loopback address.
+
+    WHY: invitation emails and CSAT survey messages reach agents and customers; their
+    links fall back to ``PUBLIC_BASE_URL`` and, without it, to the development origin.
+    """
+    if settings.public_base_url:
+        return []
+    missing = []
+    if not settings.invitation_url:
+        missing.append("invitation emails (INVITATION_URL)")
+    if not settings.csat_survey_url:
+        missing.append("CSAT survey links (CSAT_SURVEY_URL)")
+    return missing
 
 
 #: ``get_settings()``: the process-wide settings (tests call ``get_settings.cache_clear()``).

@@ -74,7 +74,11 @@ def test_the_budget_reads_the_real_servers_limits():
 
 def test_preflight_prints_the_budget_and_refuses_too_many_in_production():
     refused = _preflight(
-        FLEET_WEB_PROCESSES="100", WEB_THREADS="8", ENV="production", SECRET_KEY="s" * 64
+        FLEET_WEB_PROCESSES="100",
+        WEB_THREADS="8",
+        ENV="production",
+        SECRET_KEY="s" * 64,
+        PUBLIC_BASE_URL="https://inbox.example.com",
     )
     assert refused.returncode == 1, refused.stderr
     assert "PostgreSQL connection budget" in refused.stderr and "OVER BUDGET" in refused.stderr

@@ -17,7 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: 100 web processes x 8 threads: a peak far past a stock server's 100 connections.
 OVER_BUDGET = {"FLEET_WEB_PROCESSES": "100", "WEB_THREADS": "8"}
-PRODUCTION = {"ENV": "production", "SECRET_KEY": "s" * 64, "ENCRYPTION_KEY": "e" * 64}
+PRODUCTION = {
+    "ENV": "production",
+    "SECRET_KEY": "s" * 64,
+    "ENCRYPTION_KEY": "e" * 64,
+    "PUBLIC_BASE_URL": "https://inbox.example.com",
+}
 
 
 def _commands() -> dict[str, list[str]]:

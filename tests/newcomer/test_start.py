@@ -110,6 +110,40 @@ def test_production_refuses_the_development_secret_key():
     assert "SECRET_KEY must be set in production" in result.stderr
 
 
+def test_production_refuses_links_that_would_point_at_localhost():
+    """Invitation emails and CSAT survey messages go to people outside: without
+    PUBLIC_BASE_URL (or their own URL settings) their links led to 127.0.0.1."""
+    secrets = {"ENV": "production", "SECRET_KEY": "s" * 64, "ENCRYPTION_KEY": "e" * 64}
+    check = [sys.executable, "-c", "from shared.config import get_settings; get_settings()"]
+
+    def start(**extra: str) -> subprocess.CompletedProcess:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in ("PUBLIC_BASE_URL", "INVITATION_URL", "CSAT_SURVEY_URL")
+        }
+        env |= secrets | extra
+        return subprocess.run(
+            check, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    refused = start()
+    assert refused.returncode == 1
+    assert "PUBLIC_BASE_URL must be set in production" in refused.stderr
+    assert "invitation emails" in refused.stderr and "CSAT survey" in refused.stderr
+    only_invitations = start(INVITATION_URL="https://app.example.com/join?t={token}")
+    assert only_invitations.returncode == 1
+    assert "invitation emails" not in only_invitations.stderr
+    assert start(PUBLIC_BASE_URL="https://inbox.example.com").returncode == 0
+    assert (
+        start(
+            INVITATION_URL="https://app.example.com/join?t={token}",
+            CSAT_SURVEY_URL="https://app.example.com/rate/{survey_id}#{token}",
+        ).returncode
+        == 0
+    )
+
+
 def _venv_path() -> str:
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
