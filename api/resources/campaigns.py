@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import Plain, endpoint
+from api.request_parts import idempotency_key
 from api.schemas.campaigns import (
     CampaignCreate,
     CampaignListQuery,
@@ -12,6 +13,7 @@ from api.schemas.campaigns import (
     RecipientsAdd,
 )
 from api.schemas.common import Page
+from shared import idempotency
 from shared.campaigns import campaigns, lifecycle, recipients
 from shared.errors import ValidationFailed
 from shared.schemas.campaigns import CampaignView, RecipientsAdded, RecipientView
@@ -169,13 +171,30 @@ class SendResource:
         " recipients, when the template is no longer approved, or when the account the"
         " campaign named was deleted (`integration_account_id`). That account deleted"
         " while the campaign runs fails it (`error_code` `account_deleted`), and its"
-        " recipients not yet sent with it: they never go out from another account.",
+        " recipients not yet sent with it: they never go out from another account."
+        " `Idempotency-Key` (up to 255 characters, per API key or user): a repeat within"
+        " 24 h returns the first answer and sends nothing again (409 while the first is"
+        " still running); the key with another campaign or body answers 422.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, body: CampaignSend):
-        return lifecycle.send(
-            req.context.db, ctx, id, scheduled_at=body.scheduled_at, timezone=body.timezone
+        # WHY: a client retrying a send whose answer it lost must get that answer, not a
+        # 409 it cannot tell from another caller's send (API.md: POSTs that send messages).
+        session = req.context.db
+        claim, first = idempotency.claim_or_replay(
+            session,
+            ctx,
+            "campaigns",
+            "send",
+            idempotency_key(req),
+            {"campaign_id": str(id), **body.model_dump(mode="json")},
         )
+        if first is not None:
+            return first
+        data = lifecycle.send(
+            session, ctx, id, scheduled_at=body.scheduled_at, timezone=body.timezone
+        )
+        return idempotency.remember(session, claim, data)
 
 
 class CancelResource:

@@ -254,3 +254,29 @@ def test_a_filters_time_without_an_offset_is_the_tenants_wall_clock_time(shop: S
         json={"filter": {"last_inbound_before": "2026-01-01T09:59:00"}},
     )
     assert resp.status_code == 200 and resp.json["added"] == 0, resp.text
+
+
+def test_a_repeated_send_with_its_idempotency_key_returns_the_first_answer(shop: Shop, batches):
+    """API.md: POSTs that send messages accept Idempotency-Key; a client retrying a send
+    whose answer it lost (a timeout) gets the first answer, not a 409 it cannot tell from
+    another caller having sent the campaign."""
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(2))
+    path = f"/api/campaigns/{campaign['id']}/send"
+    key = {"Idempotency-Key": "send-spring-sale"}
+    first = shop.ws.call("POST", path, json={}, headers=key)
+    assert first.status_code == 200, first.text
+    assert first.json["status"] == "running"
+    again = shop.ws.call("POST", path, json={}, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.json == first.json
+    assert len(batches.items) == 1  # queued once
+    assert len(shop.event_data("campaign.started")) == 1
+
+    other = shop.create()
+    shop.add(other, shop.contacts(1))
+    reused = shop.ws.call("POST", f"/api/campaigns/{other['id']}/send", json={}, headers=key)
+    assert reused.status_code == 422, reused.text
+    assert reused.json["error"]["details"][0]["field"] == "Idempotency-Key"
+    unkeyed = shop.ws.call("POST", path, json={})
+    assert unkeyed.status_code == 409 and unkeyed.json["error"]["code"] == "campaign_not_draft"
