@@ -142,6 +142,7 @@ class RecipientsResource:
             id,
             recipients=items,
             contact_filter=body.filter.model_dump() if body.filter else None,
+            field="recipients" if body.recipients is not None else "contact_ids",
         )
 
     @endpoint(

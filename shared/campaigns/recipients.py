@@ -44,20 +44,22 @@ def add(
     *,
     recipients: list[dict[str, Any]] | None = None,
     contact_filter: dict[str, Any] | None = None,
+    field: str = "contact_ids",
 ) -> dict[str, int]:
     """Add ``recipients`` (``[{"contact_id", "variables"}]``) or every contact the filter selects.
 
     The filter's keys (all optional, all must hold): ``tags`` (the contact has every
     one), ``custom_attributes`` (JSON containment), ``last_inbound_after`` /
     ``last_inbound_before`` (a naive time is the tenant's wall-clock time); ``channel``
-    must be the campaign's (contacts are per channel).
+    must be the campaign's (contacts are per channel). ``field`` is the body's field
+    that carried the ids (``contact_ids`` or ``recipients``): a 422 names it.
     """
     campaign = get_campaign(session, ctx, campaign_id, for_update=True)
     require_draft(campaign, "given recipients")
     if (recipients is None) == (contact_filter is None):
         raise ValidationFailed.field("contact_ids", "send contact_ids, recipients or a filter")
     if recipients is not None:
-        added = _add_ids(session, ctx, campaign.id, campaign.channel, recipients)
+        added = _add_ids(session, ctx, campaign.id, campaign.channel, recipients, field)
     else:
         added = _add_filtered(session, ctx, campaign.id, campaign.channel, contact_filter or {})
     result = {"added": added, "total": _total(session, campaign.id)}
@@ -73,12 +75,13 @@ def _add_ids(
     campaign_id: uuid.UUID,
     channel: str,
     recipients: list[dict[str, Any]],
+    field: str = "contact_ids",
 ) -> int:
     wanted: dict[uuid.UUID, dict[str, Any]] = {}
     for item in recipients:
         wanted.setdefault(item["contact_id"], item.get("variables") or {})
     if len(wanted) > MAX_IDS:
-        raise ValidationFailed.field("contact_ids", f"at most {MAX_IDS} ids per request")
+        raise ValidationFailed.field(field, f"at most {MAX_IDS} ids per request")
     found = set(
         session.scalars(
             select(Contact.id).where(
@@ -95,7 +98,7 @@ def _add_ids(
             f"{len(unknown)} contact id(s) are not {channel} contacts of this workspace;"
             " no recipient was added",
             details=[
-                {"field": "contact_ids", "message": f"unknown {channel} contact {contact_id}"}
+                {"field": field, "message": f"unknown {channel} contact {contact_id}"}
                 for contact_id in unknown[:50]
             ],
         )

@@ -280,3 +280,17 @@ def test_a_repeated_send_with_its_idempotency_key_returns_the_first_answer(shop:
     assert reused.json["error"]["details"][0]["field"] == "Idempotency-Key"
     unkeyed = shop.ws.call("POST", path, json={})
     assert unkeyed.status_code == 409 and unkeyed.json["error"]["code"] == "campaign_not_draft"
+
+
+def test_unknown_ids_in_recipients_are_named_by_the_field_the_client_sent(shop: Shop, other):
+    """A 422 names the field of the body: ``recipients``, not a ``contact_ids`` never sent."""
+    campaign = shop.create()
+    foreign = Shop(other).contacts(1)[0]
+    resp = shop.ws.call(
+        "POST",
+        f"/api/campaigns/{campaign['id']}/recipients",
+        json={"recipients": [{"contact_id": str(foreign), "variables": {"order": "1"}}]},
+    )
+    assert resp.status_code == 422, resp.text
+    assert {d["field"] for d in resp.json["error"]["details"]} == {"recipients"}
+    assert shop.get(campaign)["counts"]["total"] == 0
