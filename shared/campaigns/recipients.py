@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, literal, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,8 @@ from shared.timekeeping import schedules
 
 #: Ids one request may name (a bigger list goes in several requests, or a filter).
 MAX_IDS = 10_000
+#: Contacts a filter adds per statement (see ``_add_filtered``).
+FILTER_CHUNK = 10_000
 #: The largest recipient id (a bigint): a cursor past it is not one of this list's.
 _LAST_ID = 2**63 - 1
 
@@ -141,16 +143,29 @@ def _add_filtered(
         conditions.append(Contact.last_inbound_at >= after)
     if before is not None:
         conditions.append(Contact.last_inbound_at < before)
-    chosen = select(literal(ctx.tenant_id), literal(campaign_id), Contact.id).where(
-        and_(*conditions)
+    # WHY in parts: one INSERT ... SELECT of the whole audience ran past the statement
+    # timeout at about a million contacts (300,000 took 6.9 s), and nothing was added.
+    # The ids are read through a server-side cursor and inserted FILTER_CHUNK at a time,
+    # in this transaction: still all or nothing, each statement bounded.
+    chosen = session.execute(
+        select(Contact.id).where(and_(*conditions)),
+        execution_options={"yield_per": FILTER_CHUNK},
     )
-    inserted = session.scalars(
-        insert(CampaignRecipient)
-        .from_select(["tenant_id", "campaign_id", "contact_id"], chosen)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id"])
-        .returning(CampaignRecipient.id)
-    ).all()
-    return len(inserted)
+    added = 0
+    for part in chosen.scalars().partitions():
+        params = {"tenant": ctx.tenant_id, "campaign": campaign_id, "ids": list(part)}
+        added += session.execute(_ADD_CONTACTS, params).rowcount
+    return added
+
+
+#: One part of a filter's audience added (arrays: one statement text whatever the part).
+_ADD_CONTACTS = text(
+    """
+    INSERT INTO campaign_recipients (tenant_id, campaign_id, contact_id)
+    SELECT :tenant, :campaign, k.id FROM unnest(CAST(:ids AS uuid[])) AS k(id)
+        ON CONFLICT (campaign_id, contact_id) DO NOTHING
+    """
+)
 
 
 def _instant(value: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
