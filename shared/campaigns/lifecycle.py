@@ -43,6 +43,40 @@ MAX_AHEAD = dt.timedelta(days=366)
 REDRIVE_AFTER = dt.timedelta(seconds=60)
 #: Campaigns one scheduler run starts or re-drives.
 CLAIM_BATCH = 500
+#: Pending recipients a cancel marks per statement (see :func:`close_pending`).
+CANCEL_CHUNK = 10_000
+
+
+def close_pending(session: Session, campaign_id: uuid.UUID, chunk: int, **values: Any) -> int:
+    """Set ``values`` on the campaign's pending recipients, ``chunk`` per statement, in this
+    transaction; how many.
+
+    WHY in parts: one ``UPDATE`` of every pending recipient took 3.7 s at 300,000 and
+    passes the statement timeout at about a million: the cancel answered 500 and the
+    campaign went on sending. Each part is a range of the status index (the rows it
+    marks leave ``pending``, so the next part starts past them).
+    """
+    closed = 0
+    while True:
+        part = (
+            select(CampaignRecipient.id)
+            .where(
+                CampaignRecipient.campaign_id == campaign_id,
+                CampaignRecipient.status == "pending",
+            )
+            .order_by(CampaignRecipient.id)
+            .limit(chunk)
+            .scalar_subquery()
+        )
+        done = session.execute(
+            update(CampaignRecipient)
+            .where(CampaignRecipient.id.in_(part))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        closed += done
+        if done < chunk:
+            return closed
 
 
 class NotRunning(Conflict):
@@ -128,14 +162,7 @@ def cancel(session: Session, ctx: Ctx, campaign_id: uuid.UUID) -> dict[str, Any]
     if campaign.status in ("completed", "cancelled", "failed"):
         raise Conflict(f"The campaign is {campaign.status}; there is nothing to cancel")
     now = schedules.db_now(session)
-    session.execute(
-        update(CampaignRecipient)
-        .where(
-            CampaignRecipient.campaign_id == campaign.id,
-            CampaignRecipient.status == "pending",
-        )
-        .values(status="cancelled", processed_at=now)
-    )
+    close_pending(session, campaign.id, CANCEL_CHUNK, status="cancelled", processed_at=now)
     campaign.status, campaign.cancelled_at, campaign.next_batch_at = "cancelled", now, None
     return _emit(session, ctx, "campaign.cancelled", campaign)
 

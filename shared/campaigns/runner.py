@@ -42,7 +42,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -54,6 +54,7 @@ from shared.campaigns.campaigns import (
     sending_account,
     view,
 )
+from shared.campaigns.lifecycle import close_pending
 from shared.channels import outbound_queue
 from shared.channels.graph_errors import PAIR_THROTTLING_CODES, THROTTLING_CODES
 from shared.channels.templates import sending as template_sending
@@ -86,6 +87,9 @@ MAX_INTERVAL_MS = 24 * 3600 * 1000
 TEMPLATE_PAUSED_WAIT_SECONDS = 600.0
 #: The campaign's ``error_code`` while it waits for its paused template.
 TEMPLATE_PAUSED = "template_paused"
+
+#: Pending recipients a failed campaign marks per statement (see ``lifecycle.close_pending``).
+FAIL_CHUNK = 10_000
 
 #: The error of a recipient that is an api contact of another account than the sending one.
 OTHER_ACCOUNT = "contact_of_another_account"
@@ -421,13 +425,14 @@ def _fail(
     log.warning("campaign %s failed: %s %s", campaign.id, code, message)
     campaign.status, campaign.next_batch_at = "failed", None
     campaign.error_code, campaign.error_message = code, message[:2000]
-    session.execute(
-        update(CampaignRecipient)
-        .where(
-            CampaignRecipient.campaign_id == campaign.id,
-            CampaignRecipient.status == "pending",
-        )
-        .values(status="failed", error_code=code, error_message=message[:2000], processed_at=now)
+    close_pending(
+        session,
+        campaign.id,
+        FAIL_CHUNK,
+        status="failed",
+        error_code=code,
+        error_message=message[:2000],
+        processed_at=now,
     )
     return Outcome.FAILED
 

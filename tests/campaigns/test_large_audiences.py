@@ -12,10 +12,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
-from shared.campaigns import recipients
-from shared.db import get_engine
+from shared.campaigns import lifecycle, recipients, runner
+from shared.db import get_engine, session_scope
+from shared.models import WaTemplate
 from tests.campaigns.conftest import Shop
 
 
@@ -39,7 +40,9 @@ def recipient_writes():
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(recipients, "FILTER_CHUNK", 3, raising=False)
+    monkeypatch.setattr(recipients, "FILTER_CHUNK", 3)
+    monkeypatch.setattr(lifecycle, "CANCEL_CHUNK", 3)
+    monkeypatch.setattr(runner, "FAIL_CHUNK", 3)
 
 
 def test_a_filter_adds_its_audience_in_bounded_statements(shop: Shop, small_chunks):
@@ -58,3 +61,35 @@ def test_a_filter_adds_its_audience_in_bounded_statements(shop: Shop, small_chun
     assert resp.json == {"added": 7, "total": 8}
     inserts = [n for kind, n in writes if kind == "INSERT"]
     assert sum(inserts) == 7 and max(inserts) <= 3, inserts
+
+
+def test_a_cancel_marks_a_large_audience_in_bounded_statements(shop: Shop, batches, small_chunks):
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(7))
+    shop.send(campaign)
+    with recipient_writes() as writes:
+        resp = shop.ws.call("POST", f"/api/campaigns/{campaign['id']}/cancel")
+    assert resp.status_code == 200, resp.text
+    assert (resp.json["counts"]["cancelled"], resp.json["counts"]["pending"]) == (7, 0)
+    updates = [n for kind, n in writes if kind == "UPDATE"]
+    assert sum(updates) == 7 and max(updates) <= 3, updates
+
+
+def test_a_failed_campaign_marks_its_pending_recipients_in_bounded_statements(
+    shop: Shop, batches, small_chunks
+):
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(7))
+    shop.send(campaign)
+    with session_scope() as session:
+        session.execute(
+            update(WaTemplate)
+            .where(WaTemplate.tenant_id == shop.tenant_id)
+            .values(status="DISABLED")
+        )
+    with recipient_writes() as writes:
+        assert batches.run_next() == ["failed"]
+    view = shop.get(campaign)
+    assert (view["counts"]["failed"], view["counts"]["pending"]) == (7, 0)
+    updates = [n for kind, n in writes if kind == "UPDATE"]
+    assert sum(updates) == 7 and max(updates) <= 3, updates
