@@ -4,9 +4,10 @@ Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
 :func:`shared.inbox.messages.create_outbound_message`, the very code a reply uses, so it
 emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
 author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
-due: the WhatsApp window closed, the conversation was resolved, the author was removed,
-suspended or may no longer see the conversation; ``error_code``/``error_message`` say
-why and ``scheduled_message.failed`` is emitted so a rule or a webhook can react).
+due: the WhatsApp window closed, the conversation was resolved or its account deleted,
+the author was removed, suspended or may no longer see the conversation;
+``error_code``/``error_message`` say why and ``scheduled_message.failed`` is emitted so
+a rule or a webhook can react).
 
 Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
 
@@ -44,8 +45,14 @@ from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from shared.events import Actor, emit
-from shared.inbox.access import ConversationHead, get_conversation, head_columns, visible
-from shared.inbox.messages import check_template_channel
+from shared.inbox.access import (
+    ConversationHead,
+    get_conversation,
+    get_conversation_head,
+    head_columns,
+    visible,
+)
+from shared.inbox.messages import AccountDeleted, check_template_channel
 from shared.inbox.outbound_many import Draft, create_outbound_messages
 from shared.models import Conversation, Role, ScheduledMessage, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor
@@ -134,9 +141,11 @@ def create(
         raise ValidationFailed.field("body", "send a body or a template")
     if timezone is not None and validate_timezone(timezone):
         raise ValidationFailed.field("timezone", "expected an IANA timezone such as Asia/Jakarta")
-    conversation = get_conversation(session, ctx, conversation_id)
+    conversation = get_conversation_head(session, ctx, conversation_id)
     if conversation.status == "resolved":
         raise Conflict("The conversation is resolved; reopen it before scheduling a message")
+    if conversation.account_deleted:
+        raise AccountDeleted()  # as a reply is: it would fail when due
     check_template_channel(conversation.channel, template)  # refused now, not when due
     if template is not None and conversation.channel == "whatsapp":
         # Refused now rather than when due; the approval may still come and is checked then.
@@ -373,6 +382,13 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
             continue
         ctx = authors[(row.tenant_id, row.author_id)].ctx  # one per author: batched writes
         conversation = conversations[(row.tenant_id, row.conversation_id)]
+        if conversation.account_deleted:
+            # WHY: as a reply is refused; created, the message only failed at the channel
+            # while this row said ``sent`` and no ``scheduled_message.failed`` said why.
+            refused = AccountDeleted()
+            _fail(session, row, refused.code, refused.message)
+            outcomes[row.id] = "failed"
+            continue
         drafts.append(Draft(ctx, conversation, body=row.body, template=row.template))
         waiting.append(row)
     created = create_outbound_messages(session, drafts)

@@ -720,3 +720,39 @@ def test_a_dead_jobs_rows_that_gave_up_since_are_not_requeued_and_say_why(
     assert resp.status_code == 409, resp.text
     error = resp.json["error"]
     assert error["code"] == "not_requeueable" and "failed (gave_up)" in error["message"]
+
+
+def test_a_deleted_accounts_conversation_is_refused_and_its_pending_messages_fail(
+    api,
+    worker,
+    broker,
+):
+    """As a reply is (409 ``account_deleted``): the default account is another number, page
+    or address than the one the customer wrote to. A message scheduled before the deletion
+    failed only at the channel, its scheduled row saying ``sent`` and no event telling why."""
+    conversation = api.inbound("Where is my parcel?")["conversation_id"]
+    created = api.ws.call(
+        "POST", base(conversation), json={"body": "It ships today", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    deleted = api.ws.call("DELETE", f"/api/integration-accounts/{api.id}")
+    assert deleted.status_code == 204, deleted.text
+
+    refused = api.ws.call(
+        "POST", base(conversation), json={"body": "And again", "run_at": in_an_hour()}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json["error"]["code"] == "account_deleted"
+
+    failed = send_due(created.json["id"], broker)
+    assert (failed.status, failed.error_code) == ("failed", "account_deleted")
+    assert failed.message_id is None
+    with session_scope() as session:
+        assert messages_in(session, conversation) == 1  # the customer's only
+        emitted = session.scalars(
+            select(OutboxEvent.data["id"].astext).where(
+                OutboxEvent.tenant_id == tid(api.ws),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+        ).all()
+    assert emitted == [created.json["id"]]
