@@ -225,6 +225,12 @@ class KnowledgeSource(UUIDPrimaryKey, Timestamps, Base):
             "updated_at",
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
+        # The foreign key's ON DELETE (tests/migrations/test_foreign_key_indexes.py).
+        Index(
+            "ix_knowledge_sources_media",
+            "media_id",
+            postgresql_where=text("media_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -431,6 +437,8 @@ class AiReply(UUIDPrimaryKey, Timestamps, Base):
             "updated_at",
             postgresql_where=text("status = 'generating'"),
         ),
+        # The foreign key's ON DELETE (tests/migrations/test_foreign_key_indexes.py).
+        Index("ix_ai_replies_ai_agent", "ai_agent_id"),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

@@ -54,6 +54,12 @@ class Campaign(UUIDPrimaryKey, Timestamps, Base):
             "next_batch_at",
             postgresql_where=text("status = 'running'"),
         ),
+        # The foreign key's ON DELETE (tests/migrations/test_foreign_key_indexes.py).
+        Index(
+            "ix_campaigns_integration_account",
+            "integration_account_id",
+            postgresql_where=text("integration_account_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

@@ -210,6 +210,12 @@ class MediaFile(UUIDPrimaryKey, Base):
             "provider_media_id",
             postgresql_where=text("provider_media_id IS NOT NULL"),
         ),
+        # The foreign key's ON DELETE (tests/migrations/test_foreign_key_indexes.py).
+        Index(
+            "ix_media_files_account",
+            "account_id",
+            postgresql_where=text("account_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

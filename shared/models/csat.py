@@ -48,6 +48,12 @@ class CsatSurvey(UUIDPrimaryKey, Base):
             "rated_at",
             postgresql_where=text("rated_at IS NOT NULL"),
         ),
+        # The foreign key's ON DELETE (tests/migrations/test_foreign_key_indexes.py).
+        Index(
+            "ix_csat_surveys_division",
+            "division_id",
+            postgresql_where=text("division_id IS NOT NULL"),
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
