@@ -460,3 +460,23 @@ def test_a_cursor_meta_repeats_fails_the_sync_at_once_rather_than_looping(templa
     row = templates.sync_row(account)
     assert row.status == "failed" and "cursor" in row.error
     assert templates.templates(account) == {}
+
+
+def test_components_meta_lists_in_an_odd_shape_never_make_the_template_unreadable(
+    workspace, templates
+):
+    """Meta's listing is the peer's to get wrong: a components list holding other things
+    than objects is stored without them, so the template (and the list page holding it)
+    still reads, instead of a row that answers 500 for as long as it lives."""
+    account = templates.account()
+    odd = meta_template("odd_shape")
+    odd["components"] = [1, "BODY", None, {"type": "BODY", "text": "Hi"}, ["x"]]
+    templates.at_meta(account, odd, meta_template("fine"))
+    templates.synced(account)
+
+    listed = workspace.call("GET", "/api/wa-templates")
+    assert listed.status_code == 200, listed.text
+    by_name = {t["name"]: t for t in listed.json["items"]}
+    assert by_name["odd_shape"]["components"] == [{"type": "BODY", "text": "Hi"}]
+    one = workspace.call("GET", f"/api/wa-templates/{by_name['odd_shape']['id']}")
+    assert one.status_code == 200, one.text

@@ -60,6 +60,7 @@ from shared.context import Ctx
 from shared.db import session_scope
 from shared.errors import DomainError
 from shared.events import Actor
+from shared.json_encoding import objects_in
 from shared.models import IntegrationAccount, Job, Tenant, WaTemplate, WaTemplateSync
 
 log = logging.getLogger(__name__)
@@ -521,12 +522,15 @@ def _clean(raw: dict[str, Any]) -> dict[str, Any]:
     quality = raw.get("quality_score")
     if isinstance(quality, dict):
         quality = quality.get("score")
-    components = raw.get("components")
+    # NOTE: only the objects: the API's view (and every send's check) reads components as
+    # a list of objects, so a listed 1 or "BODY" made the template, and every list page
+    # holding it, answer 500 for as long as the row lived.
+    components = objects_in(raw.get("components"))
     return {
         "meta_template_id": _meta_id(raw),
         "category": str(raw.get("category") or "UTILITY").upper()[:32],
         "status": str(raw.get("status") or "PENDING").upper()[:32],
-        "components": components if isinstance(components, list) else [],
+        "components": components,
         "parameter_format": str(raw.get("parameter_format") or "POSITIONAL").upper()[:16],
         "rejected_reason": None if reason in (None, "", "NONE") else str(reason),
         "quality_score": None if quality in (None, "", "UNKNOWN") else str(quality)[:32],
