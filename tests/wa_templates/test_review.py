@@ -234,3 +234,20 @@ def test_a_review_committed_while_a_listing_is_applied_is_not_overwritten(worksp
     got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
     assert got["status"] == "APPROVED" and got["quality_score"] == "GREEN"
     assert [e["status"] for e in templates.status_events()] == ["APPROVED"]
+
+
+def test_a_review_naming_its_template_in_odd_types_still_applies_by_meta_id(workspace, templates):
+    """A review's name or language of another type than a string (a number, an object)
+    was compared with the text columns as is: the database refused the query and the
+    review was lost. They are ignored instead, and Meta's id finds the template."""
+    account = templates.account()
+    template = _created(workspace, account)
+    review = _review(template, "APPROVED")
+    review["message_template_name"] = 12345
+    review["message_template_language"] = {"code": "en_US"}
+
+    templates.review(account, review)
+
+    got = workspace.call("GET", f"/api/wa-templates/{template['id']}").json
+    assert got["status"] == "APPROVED"
+    assert [e["status"] for e in templates.status_events()] == ["APPROVED"]

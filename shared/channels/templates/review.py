@@ -55,10 +55,13 @@ def parse(value: dict[str, Any]) -> TemplateReview:
     if template_id in (None, "") or not isinstance(event, str) or not event:
         raise BadReview(f"a template review without template id or event: {str(value)[:200]}")
     reason = value.get("reason")
+    name, language = value.get("message_template_name"), value.get("message_template_language")
     return TemplateReview(
         meta_template_id=str(template_id),
-        name=value.get("message_template_name"),
-        language=value.get("message_template_language"),
+        # NOTE: compared with text columns: another type (a number, an object) failed the
+        # query and lost the review; ignored instead, Meta's id still finds the template.
+        name=name if isinstance(name, str) else None,
+        language=language if isinstance(language, str) else None,
         event=event.upper(),
         reason=None if reason in (None, "", "NONE") else str(reason)[:2000],
     )
