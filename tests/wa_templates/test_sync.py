@@ -480,3 +480,21 @@ def test_components_meta_lists_in_an_odd_shape_never_make_the_template_unreadabl
     assert by_name["odd_shape"]["components"] == [{"type": "BODY", "text": "Hi"}]
     one = workspace.call("GET", f"/api/wa-templates/{by_name['odd_shape']['id']}")
     assert one.status_code == 200, one.text
+
+
+def test_a_listed_template_we_cannot_store_is_not_marked_deleted(workspace, templates):
+    """A template Meta still lists, in a shape we cannot store (no usable id), is skipped:
+    it must not count as gone from Meta either, or its copy here turned DELETED (sends of
+    it refused, ``template.status_changed`` announced) while it still sends at Meta."""
+    account = templates.account()
+    kept = meta_template("order_update")
+    templates.at_meta(account, kept, meta_template("steady"))
+    templates.synced(account)
+
+    kept["id"] = None
+    templates.synced(account)
+
+    stored = templates.templates(account)
+    assert stored[("order_update", "en_US")].status == "APPROVED"
+    assert templates.status_events() == []
+    assert templates.sync_row(account).result["removed"] == 0

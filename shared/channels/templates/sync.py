@@ -592,15 +592,18 @@ def apply_listing(
         )
     }
     seen: set[tuple[str, str]] = set()
+    listed_keys: set[tuple[str, str]] = set()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     changed: list[tuple[Any, str, dict[str, Any]]] = []
     for raw in listed:
         name, language = raw.get("name"), raw.get("language")
-        if _meta_id(raw) is None or not isinstance(name, str) or not isinstance(language, str):
+        if not isinstance(name, str) or not isinstance(language, str):
             continue  # not a template we could store: the others still sync
         key = (name[:512], language[:16])
-        if key in seen:
+        # Listed, so not gone from Meta (never marked DELETED) even when not storable.
+        listed_keys.add(key)
+        if key in seen or _meta_id(raw) is None:
             continue
         seen.add(key)
         values = _clean(raw)
@@ -626,7 +629,7 @@ def apply_listing(
         if values["status"] != row.status:
             changed.append((row, row.status, values))
     for key, row in existing.items():
-        if key in seen or row.status == "DELETED" or row.created_at > listed_at:
+        if key in listed_keys or row.status == "DELETED" or row.created_at > listed_at:
             continue
         values = {name: getattr(row, name) for name in _SYNCED} | {"status": "DELETED"}
         updates.append({"b_id": row.id, **{f"b_{k}": v for k, v in values.items()}})
