@@ -269,6 +269,21 @@ def _settled_until(session: Session, tenant_id: uuid.UUID) -> dt.datetime | None
     return session.scalar(_UNSETTLED, {"t": tenant_id, "types": sorted(COUNTED)})
 
 
+#: A recount counted the source rows of the events a dispatch gave up on (``failed``: not
+#: waiting, so their days were settled). Their processed keys are recorded with the
+#: recount, so a dead letter revived later adds nothing to a day already recounted.
+_RECOUNTED_FAILED = text(
+    """
+    INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at, counted_at)
+    SELECT id, tenant_id, type, '{}'::jsonb, occurred_at, clock_timestamp()
+      FROM outbox_events
+     WHERE tenant_id = :t AND status = 'failed' AND type = ANY(:types)
+       AND occurred_at >= :since AND occurred_at < :until
+    ON CONFLICT (event_id) DO NOTHING
+    """
+)
+
+
 def _day_end(day: dt.date, tz) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
 
@@ -389,6 +404,18 @@ def _recount_days(
         if wrong:
             counters.upsert(session, name, tenant_id, wrong, mode="set")
         fixed[f"{name}_rows"] = len(wrong)
+    if settled:
+        # NOTE: the settled days run from the span's first; an event failed on one of them
+        # was in the count just set (its rows committed with it, before it failed).
+        session.execute(
+            _RECOUNTED_FAILED,
+            {
+                "t": tenant_id,
+                "types": sorted(COUNTED),
+                "since": params["since"],
+                "until": _day_end(max(settled), tz),
+            },
+        )
     return len(settled), fixed
 
 

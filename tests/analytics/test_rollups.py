@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import time
 import uuid
@@ -459,3 +460,73 @@ def test_the_backfill_refuses_a_number_of_days_that_counts_nothing(days, capsys)
         reconcile.main(["--days", days])
     assert exited.value.code == 2
     assert "--days" in capsys.readouterr().err
+
+
+def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
+    """A dispatch that gave up leaves its event ``failed``: not waiting, so the reconcile
+    recounts its day with the message in it. Reviving the dead letter then dispatches
+    the event: it must not count the message a second time."""
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    conversation = backdate(ws, 1, messages=0)
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
+                " sender_type, status, body, created_at, updated_at) VALUES"
+                " (gen_random_uuid(), :t, :c, 'api', 'inbound', 'contact', 'received', 'x',"
+                " :at, :at)"
+            ),
+            {"t": tenant, "c": conversation, "at": at},
+        )
+        event_id = session.scalar(
+            text(
+                "INSERT INTO outbox_events (id, tenant_id, type, actor_type, data, occurred_at,"
+                " status) VALUES (gen_random_uuid(), :t, 'message.created', 'contact',"
+                " CAST(:data AS jsonb), :at, 'failed') RETURNING id"
+            ),
+            {
+                "t": tenant,
+                "at": at,
+                "data": json.dumps(
+                    {"channel": "api", "direction": "inbound", "created_at": at.isoformat()}
+                ),
+            },
+        )
+    with session_scope() as session:
+        result = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert result.days_checked == 3
+
+    def inbound_yesterday() -> int:
+        with session_scope() as session:
+            return session.scalar(
+                text(
+                    "SELECT coalesce(sum(inbound_messages), 0) FROM analytics_daily"
+                    " WHERE tenant_id = :t"
+                ),
+                {"t": tenant},
+            )
+
+    assert inbound_yesterday() == 1
+    # The operator requeues the dead letter: the event is pending again and dispatched.
+    from workers.actors.events import dispatch_event
+
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE outbox_events SET status = 'pending' WHERE id = :id"), {"id": event_id}
+        )
+    dispatch_event.send(str(event_id))
+    wait_until(
+        lambda: _outbox_status(event_id) == "processed" or None, "the event is dispatched", 10
+    )
+    wait_settled(ws)
+    assert inbound_yesterday() == 1
+
+
+def _outbox_status(event_id) -> str:
+    with session_scope() as session:
+        return session.scalar(
+            text("SELECT status FROM outbox_events WHERE id = :id"), {"id": event_id}
+        )
