@@ -1,11 +1,14 @@
 """The nightly reconcile: recount the rollups from the source rows and correct any drift.
 
-Per tenant, in one transaction holding the tenant's rollup lock (the actor waits):
+Per tenant, in transactions each holding the tenant's rollup lock (the actor waits):
 
 1. every conversation's fact row is diffed against its row, with the actor's own
    diff (:func:`shared.analytics.rollup.apply_fact_changes`), so the gauges move
-   exactly as if the missing events had arrived;
-2. the gauges themselves are compared with a count of the conversations;
+   exactly as if the missing events had arrived: :data:`FACTS_BATCH` conversations
+   per transaction (newest first), then the facts of deleted conversations, so
+   neither memory nor the time the actor waits grows with the tenant;
+2. the gauges themselves are compared with a count of the fact rows (which the
+   actor moves together with them, under the same lock);
 3. the previous ``days`` local days (never today, still being counted) are
    recounted: conversations, contacts and messages per day, channel and hour, and
    CSAT surveys and ratings per day and agent (from ``csat_surveys``).
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How many previous local days each run recounts.
 DEFAULT_DAYS = 3
+#: Conversations diffed against their facts per transaction.
+FACTS_BATCH = 5_000
 
 #: The run's record names at most this many drifted tenants (an operator's lead, bounded).
 MAX_TENANTS_LISTED = 100
@@ -173,17 +178,18 @@ def reconcile_tenant(
     now: dt.datetime | None = None,
     include_today: bool = False,
 ) -> TenantResult:
-    """Reconcile one tenant in ``session``'s transaction (see the module docstring).
+    """Reconcile one tenant with ``session`` (see the module docstring): the facts are
+    diffed in transactions of their own, committed; the gauges and days in the last one,
+    which the caller commits.
 
     ``include_today`` also recounts today (a backfill: rollups of rows that predate
     them); it is safe for the same reason as the past days, checked the same way.
     """
+    fixed: Counter = Counter()
+    fixed["conversation_facts"] = _conversation_facts(session, tenant_id)
     session.execute(XACT_LOCK, lock_key(tenant_id))
     tz = tenant_zone(session, tenant_id)
-    fixed: Counter = Counter()
-    moved, source = _conversation_facts(session, tenant_id, tz)
-    fixed["conversation_facts"] = moved
-    fixed["conversation_counts"] = _conversation_counts(session, tenant_id, source)
+    fixed["conversation_counts"] = _conversation_counts(session, tenant_id)
     last = today(tz, now) - dt.timedelta(days=0 if include_today else 1)
     span = [last - dt.timedelta(days=n) for n in range(days)]
     checked, recounted = _recount_days(session, tenant_id, tz, span)
@@ -191,56 +197,113 @@ def reconcile_tenant(
     return TenantResult(checked, len(span) - checked, +fixed)
 
 
-_ALL_FACTS = text(
-    "SELECT conversation_id, channel, status, assignee_id, created_day, created_hour"
-    " FROM analytics_conversation_facts WHERE tenant_id = :t"
-)
-_ALL_CONVERSATIONS = text(
-    """
+_CONVERSATIONS = """
     SELECT id, channel, status, assignee_id,
            (created_at AT TIME ZONE :tz)::date,
-           extract(hour FROM created_at AT TIME ZONE :tz)::int
-      FROM conversations WHERE tenant_id = :t
+           extract(hour FROM created_at AT TIME ZONE :tz)::int, created_at
+      FROM conversations WHERE tenant_id = :t {after}
+     ORDER BY created_at DESC, id DESC LIMIT :limit
+"""
+_FIRST_CONVERSATIONS = text(_CONVERSATIONS.format(after=""))
+_NEXT_CONVERSATIONS = text(_CONVERSATIONS.format(after="AND (created_at, id) < (:created_at, :id)"))
+_FACTS = text(
+    "SELECT conversation_id, channel, status, assignee_id, created_day, created_hour"
+    " FROM analytics_conversation_facts WHERE tenant_id = :t AND conversation_id = ANY(:ids)"
+)
+_ORPHAN_FACTS = text(
+    """
+    SELECT f.conversation_id, f.channel, f.status, f.assignee_id, f.created_day, f.created_hour
+      FROM analytics_conversation_facts f
+     WHERE f.tenant_id = :t
+       AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = f.conversation_id)
+     LIMIT :limit
     """
 )
 
 
-def _conversation_facts(
-    session: Session, tenant_id: uuid.UUID, tz
-) -> tuple[int, dict[uuid.UUID, Fact]]:
-    """Diff every fact row against its conversation; (facts moved, the conversations read)."""
-    params = {"t": tenant_id, "tz": zone_name(tz)}
-    facts = {row[0]: Fact(*row[1:]) for row in session.execute(_ALL_FACTS, params)}
-    source = {}
-    for cid, *fields in session.execute(_ALL_CONVERSATIONS, params):
-        fact = Fact(*fields)
-        if (old := facts.get(cid)) is not None:
-            # As the rollup does: a conversation keeps the day and hour it was first
-            # counted in (a timezone change since is no drift to correct).
-            fact = fact._replace(created_day=old.created_day, created_hour=old.created_hour)
-        source[cid] = fact
+def _conversation_facts(session: Session, tenant_id: uuid.UUID) -> int:
+    """Diff every fact row against its conversation, a batch per transaction; facts moved.
+
+    NOTE: each batch commits ``session``'s transaction (and the lock with it), so the
+    actor counts in between; a conversation created meanwhile is left to its event.
+    """
+    moved = 0
+    after: tuple[dt.datetime, uuid.UUID] | None = None
+    while True:
+        session.execute(XACT_LOCK, lock_key(tenant_id))
+        tz = tenant_zone(session, tenant_id)
+        params: dict[str, Any] = {"t": tenant_id, "tz": zone_name(tz), "limit": FACTS_BATCH}
+        if after is None:
+            rows = session.execute(_FIRST_CONVERSATIONS, params).all()
+        else:
+            rows = session.execute(
+                _NEXT_CONVERSATIONS, params | {"created_at": after[0], "id": after[1]}
+            ).all()
+        ids = [row[0] for row in rows]
+        facts = {
+            row[0]: Fact(*row[1:]) for row in session.execute(_FACTS, {"t": tenant_id, "ids": ids})
+        }
+        source = {}
+        for cid, *fields, _created_at in rows:
+            fact = Fact(*fields)
+            if (old := facts.get(cid)) is not None:
+                # As the rollup does: a conversation keeps the day and hour it was first
+                # counted in (a timezone change since is no drift to correct).
+                fact = fact._replace(created_day=old.created_day, created_hour=old.created_hour)
+            source[cid] = fact
+        moved += _apply(session, tenant_id, facts, source)
+        session.commit()
+        if len(rows) < FACTS_BATCH:
+            break
+        after = (rows[-1][-1], rows[-1][0])
+    # The facts of conversations deleted since they were counted.
+    while True:
+        session.execute(XACT_LOCK, lock_key(tenant_id))
+        orphans = {
+            row[0]: Fact(*row[1:])
+            for row in session.execute(_ORPHAN_FACTS, {"t": tenant_id, "limit": FACTS_BATCH})
+        }
+        moved += _apply(session, tenant_id, orphans, {})
+        session.commit()
+        if len(orphans) < FACTS_BATCH:
+            return moved
+
+
+def _apply(
+    session: Session,
+    tenant_id: uuid.UUID,
+    facts: dict[uuid.UUID, Fact],
+    source: dict[uuid.UUID, Fact],
+) -> int:
+    if not facts and not source:
+        return 0
     deltas = Deltas()
     moved = apply_fact_changes(session, tenant_id, facts, source, deltas)
     deltas.write(session, tenant_id)
-    return moved, source
+    return moved
 
 
 _ROLLUP_COUNTS = text(
     "SELECT channel, assignee_key, status, count FROM analytics_conversation_counts"
     " WHERE tenant_id = :t"
 )
+_FACT_COUNTS = text(
+    "SELECT channel, coalesce(assignee_id, :nobody), status, count(*)"
+    " FROM analytics_conversation_facts WHERE tenant_id = :t GROUP BY 1, 2, 3"
+)
 
 
-def _conversation_counts(
-    session: Session, tenant_id: uuid.UUID, source: dict[uuid.UUID, Fact]
-) -> int:
-    """Set the gauges to the count of ``source`` (rows fixed).
+def _conversation_counts(session: Session, tenant_id: uuid.UUID) -> int:
+    """Set the gauges to the count of the fact rows (rows fixed); the lock is held.
 
-    NOTE: counted from the very conversations the facts were just set from, not read
-    again: a conversation changed in between must be in neither, so that its event
-    then moves both, once.
+    NOTE: the actor moves a conversation's fact and its gauges in one transaction under
+    the same lock, and the facts were just diffed against the conversations, so the
+    facts' count is what the gauges must say (counted in the database, not in memory).
     """
-    truth = Counter((f.channel, f.assignee_id or NOBODY, f.status) for f in source.values())
+    truth = {
+        tuple(r[:3]): int(r[3])
+        for r in session.execute(_FACT_COUNTS, {"t": tenant_id, "nobody": NOBODY})
+    }
     have = {tuple(r[:3]): int(r[3]) for r in session.execute(_ROLLUP_COUNTS, {"t": tenant_id})}
     wrong = {
         key: {"count": truth.get(key, 0)}

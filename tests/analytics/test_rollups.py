@@ -530,3 +530,50 @@ def _outbox_status(event_id) -> str:
         return session.scalar(
             text("SELECT status FROM outbox_events WHERE id = :id"), {"id": event_id}
         )
+
+
+def test_the_reconcile_diffs_a_tenant_s_conversations_a_bounded_batch_at_a_time(ws, monkeypatch):
+    """A tenant's conversations are diffed against their facts a batch per transaction
+    (each holding the tenant's lock), never all of them in one: memory and the time the
+    roll_up is locked out stay bounded on a tenant with millions of conversations."""
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    api = ApiChannel(ws)
+    for n in range(3):
+        api.inbound(f"counted-{n}", "hi")
+    wait_settled(ws)
+    # a conversation counted, then gone: its fact is left behind
+    gone = backdate(ws, 1, messages=0)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at)"
+                " VALUES (gen_random_uuid(), :t, 'conversation.created',"
+                " jsonb_build_object('conversation_id', CAST(:c AS text)), now())"
+            ),
+            {"t": tenant, "c": gone},
+        )
+    rollup.drain(tenant)
+    with session_scope() as session:
+        session.execute(text("DELETE FROM conversations WHERE id = :c"), {"c": gone})
+    for days_ago in (1, 1, 2, 3, 3):
+        backdate(ws, days_ago)  # conversations no event counted
+    seen: list[int] = []
+    real = reconcile.apply_fact_changes
+
+    def spy(session, tenant_id, facts, source, deltas):
+        seen.append(len(facts.keys() | source.keys()))
+        return real(session, tenant_id, facts, source, deltas)
+
+    monkeypatch.setattr(reconcile, "apply_fact_changes", spy)
+    monkeypatch.setattr(reconcile, "FACTS_BATCH", 2, raising=False)
+    with session_scope() as session:
+        result = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert seen and max(seen) <= 2, seen
+    assert result.corrections["conversation_facts"] == 6
+    with session_scope() as session:
+        again = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert again.corrections["conversation_facts"] == 0
+    assert again.corrections["conversation_counts"] == 0
+    assert_figures_match(ws)
