@@ -88,6 +88,15 @@ def reconcile_all(
         tenant_ids = list(session.scalars(select(Tenant.id).where(Tenant.status == "active")))
     tally = _Tally()
     try:
+        # NOTE: first, batch after batch, each its own transaction: a day may count far
+        # more events than one batch, and a run the time limit ends among its tenants
+        # (every retry starting over) must not leave the keys piling up for good.
+        while True:
+            with session_scope() as session:
+                purged = purge_counted(session, limit=PURGE_BATCH)
+            tally.purged += purged
+            if purged < PURGE_BATCH:
+                break
         for tenant_id in tenant_ids:
             try:
                 with session_scope() as session:
@@ -99,14 +108,6 @@ def reconcile_all(
                 tally.add(tenant_id, result)
             if on_tenant_done is not None:
                 on_tenant_done([tenant_id])  # events the lock held back get counted now
-        # NOTE: batch after batch, each its own transaction: a day may count far more
-        # events than one batch, and what one night leaves would pile up for good.
-        while True:
-            with session_scope() as session:
-                purged = purge_counted(session, limit=PURGE_BATCH)
-            tally.purged += purged
-            if purged < PURGE_BATCH:
-                break
     except BaseException as exc:
         # NOTE: BaseException: dramatiq ends a job past its time limit, or at shutdown,
         # with one (an Interrupt); the run's record must not stay "running" for good.

@@ -577,3 +577,30 @@ def test_the_reconcile_diffs_a_tenant_s_conversations_a_bounded_batch_at_a_time(
     assert again.corrections["conversation_facts"] == 0
     assert again.corrections["conversation_counts"] == 0
     assert_figures_match(ws)
+
+
+def test_a_run_cut_short_by_its_time_limit_has_purged_the_processed_keys_first(ws, monkeypatch):
+    """The actor's time limit ends a run over many tenants, every retry starting over from
+    the first: the purge, after the tenants, then never ran and the keys piled up."""
+    from shared.analytics import reconcile
+
+    t = ws.tenant["id"]
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events"
+                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
+                " VALUES (gen_random_uuid(), :t, 'message.created', '{}', now() - interval"
+                " '9 days', now() - interval '9 days', now() - interval '9 days')"
+            ),
+            {"t": t},
+        )
+
+    def interrupted(*args, **kwargs):
+        raise TimeLimitExceeded()
+
+    monkeypatch.setattr(reconcile, "reconcile_tenant", interrupted)
+    with pytest.raises(TimeLimitExceeded):
+        reconcile.reconcile_all()
+    run = _run_row(_newest_run_id())
+    assert run["status"] == "failed" and run["details"]["purged_event_keys"] == 1
