@@ -113,10 +113,14 @@ def target(session: Session, events: Sequence[OutboxEvent]) -> None:
     QUEUE.enqueue_after_commit(session, dict.fromkeys(event.tenant_id for event in counted))
 
 
+#: NOTE: active tenants only, as every sweeper: a suspended tenant's roll_up is dropped by
+#: the tenant gate, so its events wait until reactivation; picked every run, such tenants
+#: would fill the bounded batch and an active tenant's lost roll_up would never be re-sent.
 _STALE_TENANTS = text(
     """
-    SELECT DISTINCT tenant_id FROM analytics_events
-     WHERE counted_at IS NULL AND queued_at < now() - make_interval(secs => :after)
+    SELECT DISTINCT e.tenant_id FROM analytics_events e
+      JOIN tenants t ON t.id = e.tenant_id AND t.status = 'active'
+     WHERE e.counted_at IS NULL AND e.queued_at < now() - make_interval(secs => :after)
      LIMIT :limit
     """
 )

@@ -604,3 +604,36 @@ def test_a_run_cut_short_by_its_time_limit_has_purged_the_processed_keys_first(w
         reconcile.reconcile_all()
     run = _run_row(_newest_run_id())
     assert run["status"] == "failed" and run["details"]["purged_event_keys"] == 1
+
+
+def test_the_sweeper_skips_suspended_tenants_so_active_ones_are_not_starved(
+    ws, other_workspace, monkeypatch
+):
+    """A suspended tenant's roll_up is dropped by the tenant gate, so its waiting events
+    stay: the sweeper must not pick it every 15 seconds, filling its bounded batch of
+    tenants and leaving an active tenant's lost roll_up never re-sent."""
+    from scheduler import jobs
+
+    for workspace in (ws, other_workspace):
+        with session_scope() as session:
+            session.execute(
+                text(
+                    "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
+                    " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
+                    " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
+                ),
+                {"t": workspace.tenant["id"]},
+            )
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE tenants SET status = 'suspended' WHERE id = :t"),
+            {"t": other_workspace.tenant["id"]},
+        )
+    sent: list = []
+    monkeypatch.setattr(
+        intake.QUEUE, "enqueue_after_commit", lambda session, tenants: sent.extend(tenants)
+    )
+    with session_scope() as session:
+        jobs.sweep_analytics(session)
+    assert uuid.UUID(ws.tenant["id"]) in set(sent)
+    assert uuid.UUID(other_workspace.tenant["id"]) not in set(sent)
