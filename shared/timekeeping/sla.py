@@ -159,6 +159,28 @@ def _pauses(policy: SlaPolicy, status: str) -> bool:
 # --- hooks ---------------------------------------------------------------------------------
 
 
+def _settle(session: Session, sla: ConversationSla, policy: SlaPolicy, at: dt.datetime) -> None:
+    """Record the targets the running clock already missed at ``at``, before a hook meets,
+    pauses or ends them.
+
+    NOTE: ``check_sla`` runs once a minute (later after a scheduler outage): a reply, a
+    resolve or a pause in between used to take the target out of its reach, and the
+    breach was never recorded. The clock is locked here, as in ``check_sla``; the unique
+    cycle index keeps each breach once. A clock awaiting a changed policy is left to
+    ``check_sla`` (its due times are stale), as is one whose policy is gone.
+    """
+    if sla.paused_at is not None or sla.resolution_met_at is not None:
+        return
+    if policy.deleted_at is not None or not policy.is_active:
+        return
+    if sla.policy_version != policy.version:
+        return
+    due = [(sla, policy, kind, due_at) for kind, due_at in _outstanding(sla) if due_at <= at]
+    for _, _, kind, due_at in due:
+        setattr(sla, f"{kind}_breached_at", due_at)
+    _record(session, due, at)
+
+
 # PERF: built once; run on the driver by :func:`_locked` before the ORM's query.
 _HAS_CLOCK = select(ConversationSla.conversation_id).where(
     ConversationSla.conversation_id == bindparam("conversation_id")
@@ -263,6 +285,7 @@ def agent_replied(
     if found is None:
         return
     sla, policy, status = found
+    _settle(session, sla, policy, at)
     changed = False
     if sla.first_response_met_at is None:
         sla.first_response_met_at = at
@@ -331,6 +354,7 @@ def status_changed(
     if found is None:
         return
     sla, policy, _ = found
+    _settle(session, sla, policy, now)
     if status == "resolved":
         sla.resolution_met_at = now
         if sla.paused_at is not None:

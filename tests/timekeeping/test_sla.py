@@ -681,3 +681,66 @@ def test_a_super_admins_timezone_change_re_times_the_open_business_hours_clocks(
     assert resp.status_code == 200, resp.text
     moved = clock(conversation)
     assert moved.policy_version == 0 and moved.next_check_at <= db_now()  # check_sla re-times it
+
+
+# --- a target missed between two checks ---------------------------------------------------
+
+
+def test_a_reply_after_the_due_time_but_before_the_next_check_is_still_a_breach(api):
+    """check_sla runs every minute (later after an outage): a reply in between used to
+    meet the target and hide its breach for good."""
+    ws = api.ws
+    policy(ws, first_response_minutes=5)
+    conversation = api.inbound("Hi")["conversation_id"]
+    overdue = db_now() - dt.timedelta(minutes=1)
+    move_clock(conversation, first_response_due_at=overdue, next_check_at=overdue)
+
+    api.reply(conversation, "Sorry, late")
+
+    [breach] = breaches_of(conversation)
+    assert breach.kind == "first_response" and breach.due_at == overdue
+    assert [e["kind"] for e in breach_events(ws)] == ["first_response"]
+    assert check(db_now() + dt.timedelta(minutes=1), conversation) == 0  # recorded once
+
+
+def test_resolving_after_the_due_times_but_before_the_next_check_records_the_breaches(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=5, resolution_minutes=10)
+    conversation = api.inbound("Hi")["conversation_id"]
+    overdue = db_now() - dt.timedelta(minutes=1)
+    move_clock(
+        conversation,
+        first_response_due_at=overdue,
+        resolution_due_at=overdue,
+        next_check_at=overdue,
+    )
+
+    resp = ws.call(
+        "PATCH", f"/api/conversations/{conversation}/status", json={"status": "resolved"}
+    )
+
+    assert resp.status_code == 200, resp.text
+    assert {b.kind for b in breaches_of(conversation)} == {"first_response", "resolution"}
+    assert len(breach_events(ws)) == 2
+
+
+def test_a_pause_after_the_due_time_but_before_the_next_check_keeps_the_breach(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=5, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    overdue = db_now() - dt.timedelta(minutes=1)
+    move_clock(conversation, first_response_due_at=overdue, next_check_at=overdue)
+
+    resp = ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "pending"})
+
+    assert resp.status_code == 200, resp.text
+    assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
+
+
+def test_a_reply_in_time_while_the_check_is_late_is_no_breach(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=5, pause_on_pending=True)
+    conversation = api.inbound("Hi")["conversation_id"]
+    api.reply(conversation, "Right away")
+    ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "resolved"})
+    assert breaches_of(conversation) == []
