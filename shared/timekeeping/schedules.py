@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -26,10 +26,7 @@ from shared import activity
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.models import (
-    Conversation,
-    ConversationSla,
     Division,
-    SlaPolicy,
     Tenant,
     WorkingHours,
 )
@@ -215,28 +212,13 @@ def retime_sla_clocks(
     session: Session, tenant_id: uuid.UUID, division_id: uuid.UUID | None = None
 ) -> None:
     """Running business-hours SLA clocks were timed by the hours that applied until now:
-    make them due for ``check_sla`` with a stale policy version, so that it re-times them
-    by the hours that apply now (``shared.timekeeping.sla.check_due``). With
-    ``division_id`` only that division's conversations (its override changed).
+    queue their re-time by the hours that apply now (``check_sla`` does it in batches,
+    :func:`shared.timekeeping.sla.queue_retime`). With ``division_id`` only that
+    division's conversations (its override changed).
     """
-    query = update(ConversationSla).where(
-        ConversationSla.tenant_id == tenant_id,
-        ConversationSla.resolution_met_at.is_(None),
-        ConversationSla.policy_id.in_(
-            select(SlaPolicy.id).where(
-                SlaPolicy.tenant_id == tenant_id, SlaPolicy.business_hours_only.is_(True)
-            )
-        ),
-    )
-    if division_id is not None:
-        query = query.where(
-            ConversationSla.conversation_id.in_(
-                select(Conversation.id).where(
-                    Conversation.tenant_id == tenant_id, Conversation.division_id == division_id
-                )
-            )
-        )
-    session.execute(query.values(policy_version=0, next_check_at=func.now()))
+    from shared.timekeeping import sla
+
+    sla.queue_retime(session, tenant_id, division_id=division_id)
 
 
 def put_global(session: Session, ctx: Ctx, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,13 +34,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import String, Uuid, any_, bindparam, func, literal, or_, select
+from sqlalchemy import String, Uuid, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import bulk_insert
 from shared.db import fetch_rows
 from shared.events import Actor, emit_many
-from shared.models import Conversation, ConversationSla, SlaBreach, SlaPolicy, Tenant
+from shared.models import Conversation, ConversationSla, Job, SlaBreach, SlaPolicy, Tenant
 from shared.timekeeping import schedules
 from shared.timekeeping.business_time import add_working_time, working_time_between
 
@@ -429,6 +429,119 @@ def _cycle_start(sla: ConversationSla, kind: str) -> dt.datetime:
     return sla.next_response_started_at if kind == "next_response" else sla.started_at
 
 
+# --- re-timing many clocks: queued by a change, done by check_sla in batches --------------
+
+#: The job kind of a queued re-time (a ``jobs`` row: its status, params and progress).
+RETIME_KIND = "sla.retime"
+
+
+def queue_retime(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    division_id: uuid.UUID | None = None,
+    policy_id: uuid.UUID | None = None,
+) -> None:
+    """Have ``check_sla`` re-time the tenant's running clocks (those under ``policy_id``;
+    else the business-hours ones, of ``division_id``'s conversations when given) by the
+    settings that apply now, a batch a run.
+
+    NOTE: the change used to mark every such clock in one UPDATE inside its request: on a
+    big tenant that locked every open conversation's clock (replies and check_sla waited)
+    for as long as the request ran, and a timeout lost the whole change. The job row is
+    written in the change's transaction, so the re-time is never lost; it is ``running``
+    from the start (nothing to send: ``check_sla`` picks it up, and ``redrive_queued_jobs``
+    leaves it alone).
+    """
+    params = {
+        "division_id": None if division_id is None else str(division_id),
+        "policy_id": None if policy_id is None else str(policy_id),
+        "after": None,
+    }
+    session.add(
+        Job(
+            tenant_id=tenant_id,
+            kind=RETIME_KIND,
+            status="running",
+            params=params,
+            started_at=func.now(),
+        )
+    )
+    session.flush()
+
+
+def _retime_scope(tenant_id: uuid.UUID, params: dict[str, Any]) -> list[Any]:
+    scope = [
+        ConversationSla.tenant_id == tenant_id,
+        ConversationSla.resolution_met_at.is_(None),
+    ]
+    if params.get("policy_id"):
+        return [*scope, ConversationSla.policy_id == uuid.UUID(params["policy_id"])]
+    scope.append(
+        ConversationSla.policy_id.in_(
+            select(SlaPolicy.id).where(
+                SlaPolicy.tenant_id == tenant_id, SlaPolicy.business_hours_only.is_(True)
+            )
+        )
+    )
+    if params.get("division_id"):
+        scope.append(
+            ConversationSla.conversation_id.in_(
+                select(Conversation.id).where(
+                    Conversation.tenant_id == tenant_id,
+                    Conversation.division_id == uuid.UUID(params["division_id"]),
+                )
+            )
+        )
+    return scope
+
+
+def drain_retimes(session: Session, now: dt.datetime, *, batch: int = CHECK_BATCH) -> int:
+    """Mark up to ``batch`` clocks of the queued re-times due now with a stale policy
+    version (the check that follows re-times them); the number marked.
+
+    Each job walks its clocks in ``conversation_id`` order from where the last run
+    stopped (``params.after``), and succeeds once a batch comes back short.
+    """
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.status.in_(("queued", "running")), Job.kind == RETIME_KIND)
+        .order_by(Job.created_at, Job.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    marked = 0
+    for job in jobs:
+        room = batch - marked
+        if room <= 0:
+            break
+        params = dict(job.params)
+        query = select(ConversationSla.conversation_id).where(*_retime_scope(job.tenant_id, params))
+        if params.get("after"):
+            query = query.where(ConversationSla.conversation_id > uuid.UUID(params["after"]))
+        ids = list(
+            session.scalars(
+                query.order_by(ConversationSla.conversation_id).limit(room).with_for_update()
+            )
+        )
+        if ids:
+            session.execute(
+                update(ConversationSla)
+                .where(ConversationSla.conversation_id.in_(ids))
+                .values(policy_version=0, next_check_at=now)
+            )
+            marked += len(ids)
+            params["after"] = str(ids[-1])
+        job.params = params
+        job.enqueued_at = func.now()
+        if len(ids) < room:
+            job.status = "succeeded"
+            job.finished_at = func.now()
+            job.result = {"done": True}
+    session.flush()
+    return marked
+
+
 def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = CHECK_BATCH) -> int:
     """Record every breach due by ``now`` once and emit ``sla.breached``; the breach count.
 
@@ -438,6 +551,7 @@ def check_due(session: Session, *, now: dt.datetime | None = None, batch: int = 
     stops the clock.
     """
     now = now or schedules.db_now(session)
+    drain_retimes(session, now, batch=batch)
     # PERF: only the clock and its policy: joining conversations here made the planner
     # hash-join (scan) every conversation even when nothing was due.
     rows = session.execute(

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from shared.models import ConversationSla, Division, SlaBreach, SlaPolicy
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.sql import tenant_row
-from shared.timekeeping.sla import KINDS
+from shared.timekeeping.sla import KINDS, queue_retime
 
 VIEW = "analytics.view"
 MANAGE = "sla.manage"
@@ -200,18 +200,11 @@ def update_policy(
     policy.updated_at = func.now()
     _flush(session, changes.get("name", policy.name))
     if clock_changed or changes.get("is_active") is True:
-        # NOTE: recomputed by check_sla (it holds the clock's lock), not here: a policy may
-        # cover many open conversations and this request stays short. Paused clocks too:
-        # a pause setting turned off must restart them.
-        session.execute(
-            update(ConversationSla)
-            .where(
-                ConversationSla.tenant_id == ctx.tenant_id,
-                ConversationSla.policy_id == policy.id,
-                ConversationSla.resolution_met_at.is_(None),
-            )
-            .values(next_check_at=func.now())
-        )
+        # NOTE: recomputed by check_sla (it holds the clock's lock), not here, and marked
+        # by it too, a batch a run (sla.queue_retime): a policy may cover many open
+        # conversations and this request stays short. Paused clocks too: a pause setting
+        # turned off must restart them.
+        queue_retime(session, ctx.tenant_id, policy_id=policy.id)
     return _record_update(session, ctx, policy, before)
 
 
@@ -240,11 +233,9 @@ def delete_policy(session: Session, ctx: Ctx, policy_id: uuid.UUID) -> None:
     before = policy_view(policy)
     policy.deleted_at = func.now()
     policy.is_active = False
-    session.execute(
-        update(ConversationSla)
-        .where(ConversationSla.tenant_id == ctx.tenant_id, ConversationSla.policy_id == policy.id)
-        .values(next_check_at=None)
-    )
+    # NOTE: its clocks are not touched here (one UPDATE of every clock it ever had, inside
+    # the request): check_sla stops each when it next comes due (a deleted or inactive
+    # policy's clock is stopped, never judged), and the hooks leave it be (_settle).
     session.flush()
     activity.record(
         session, ctx, "sla_policy.deleted", "sla_policy", policy.id, before=_json(before)

@@ -403,9 +403,9 @@ def test_a_deleted_policy_stops_its_clocks(api):
     ws = api.ws
     chosen = policy(ws, first_response_minutes=5)
     conversation = api.inbound("Hi")["conversation_id"]
-    ws.call("DELETE", f"{POLICIES}/{chosen['id']}")
-    assert clock(conversation).next_check_at is None
+    assert ws.call("DELETE", f"{POLICIES}/{chosen['id']}").status_code == 204
     assert check(db_now() + dt.timedelta(hours=1), conversation) == 0
+    assert clock(conversation).next_check_at is None  # stopped by the check, not the request
     assert breaches_of(conversation) == []
 
 
@@ -679,6 +679,8 @@ def test_a_super_admins_timezone_change_re_times_the_open_business_hours_clocks(
     )
 
     assert resp.status_code == 200, resp.text
+    with session_scope() as session:
+        assert sla.drain_retimes(session, db_now()) >= 1  # check_sla's first step
     moved = clock(conversation)
     assert moved.policy_version == 0 and moved.next_check_at <= db_now()  # check_sla re-times it
 
@@ -744,3 +746,45 @@ def test_a_reply_in_time_while_the_check_is_late_is_no_breach(api):
     api.reply(conversation, "Right away")
     ws.call("PATCH", f"/api/conversations/{conversation}/status", json={"status": "resolved"})
     assert breaches_of(conversation) == []
+
+
+def test_new_working_hours_leave_the_clocks_to_check_sla_a_batch_a_run(api):
+    """The PUT used to mark every running clock of the tenant in one UPDATE inside the
+    request (every open conversation's clock locked while it ran): it queues the re-time,
+    which check_sla does a batch a run."""
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=30, business_hours_only=True)
+    conversations = [api.inbound("Hi", source_id=f"r{n}")["conversation_id"] for n in range(3)]
+    before = {c: clock(c) for c in conversations}
+
+    assert ws.call("PUT", "/api/working-hours", json={"days": []}).status_code == 200
+
+    assert all(clock(c).policy_version == chosen["version"] for c in conversations)
+    now = db_now()
+    with session_scope() as session:
+        assert sla.drain_retimes(session, now, batch=2) == 2
+    with session_scope() as session:
+        assert sla.drain_retimes(session, now, batch=2) == 1
+    with session_scope() as session:
+        assert sla.drain_retimes(session, now, batch=2) == 0  # the job is done
+    assert check(before[conversations[0]].first_response_due_at + dt.timedelta(minutes=1)) == 0
+    for c in conversations:
+        after = clock(c)
+        assert after.first_response_due_at == before[c].started_at + dt.timedelta(days=3650)
+
+
+def test_a_changed_policy_is_applied_by_check_sla_in_batches(api):
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=30)
+    conversations = [api.inbound("Hi", source_id=f"p{n}")["conversation_id"] for n in range(3)]
+    resp = ws.call("PATCH", f"{POLICIES}/{chosen['id']}", json={"first_response_minutes": 5})
+    assert resp.status_code == 200, resp.text
+    later = max(clock(c).started_at for c in conversations) + dt.timedelta(minutes=6)
+    with session_scope() as session:
+        sla.check_due(session, now=later, batch=2)
+    with session_scope() as session:
+        sla.check_due(session, now=later, batch=2)
+    for c in conversations:
+        after = clock(c)
+        assert after.first_response_due_at == after.started_at + dt.timedelta(minutes=5)
+        assert [b.kind for b in breaches_of(c)] == ["first_response"]
