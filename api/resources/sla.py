@@ -88,7 +88,9 @@ class ConversationSlaResource:
     @endpoint(
         "Get SLA status for a conversation",
         response=ConversationSlaView,
-        description="The policy, each target's due, met and breached times, and the breaches.",
+        description="The policy, each target's due, met and breached times, and the latest"
+        f" {sla_policies.STATUS_BREACHES} breaches (oldest first; the policy's breaches list"
+        " pages them all).",
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx, id):

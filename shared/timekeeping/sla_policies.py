@@ -30,6 +30,9 @@ VIEW = "analytics.view"
 MANAGE = "sla.manage"
 #: Longest target: a year, in minutes.
 MAX_TARGET_MINUTES = 525_600
+#: Breaches a conversation's SLA status lists: its latest (each late answer to a customer
+#: message is one, so a long conversation has no bound; the policy's list pages them all).
+STATUS_BREACHES = 100
 TARGETS = ("first_response_minutes", "next_response_minutes", "resolution_minutes")
 #: Fields whose change moves due times (the clock is recomputed).
 _CLOCK_FIELDS = (*TARGETS, "business_hours_only", "pause_on_pending", "pause_on_snoozed")
@@ -325,11 +328,13 @@ def conversation_sla(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> 
             ConversationSla.conversation_id == conversation_id,
         )
     ).one_or_none()
-    breaches = session.scalars(
+    latest = session.scalars(
         select(SlaBreach)
         .where(SlaBreach.tenant_id == ctx.tenant_id, SlaBreach.conversation_id == conversation_id)
-        .order_by(SlaBreach.breached_at, SlaBreach.id)
+        .order_by(SlaBreach.breached_at.desc(), SlaBreach.id.desc())
+        .limit(STATUS_BREACHES)
     ).all()
+    breaches = latest[::-1]
     if row is None:
         return {
             "policy": None,

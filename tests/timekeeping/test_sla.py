@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text, update
 
 from shared.db import session_scope
 from shared.models import ConversationSla, OutboxEvent, SlaBreach
-from shared.timekeeping import sla
+from shared.timekeeping import sla, sla_policies
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_division, tid
 from tests.webhooks.conftest import path, receiver  # noqa: F401
@@ -788,3 +788,37 @@ def test_a_changed_policy_is_applied_by_check_sla_in_batches(api):
         after = clock(c)
         assert after.first_response_due_at == after.started_at + dt.timedelta(minutes=5)
         assert [b.kind for b in breaches_of(c)] == ["first_response"]
+
+
+def test_a_conversations_sla_status_lists_its_latest_breaches_only(api):
+    """Each answered-late customer message is a breach: a long conversation's status
+    listed every one of them in one answer."""
+    ws = api.ws
+    chosen = policy(ws, first_response_minutes=5, next_response_minutes=5)
+    conversation = api.inbound("Hi")["conversation_id"]
+    started = clock(conversation).started_at
+    with session_scope() as session:
+        session.execute(
+            SlaBreach.__table__.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": tid(ws),
+                    "conversation_id": uuid.UUID(conversation),
+                    "policy_id": uuid.UUID(chosen["id"]),
+                    "kind": "next_response",
+                    "cycle_started_at": started + dt.timedelta(minutes=n),
+                    "due_at": started + dt.timedelta(minutes=n + 5),
+                    "breached_at": started + dt.timedelta(minutes=n + 6),
+                }
+                for n in range(sla_policies.STATUS_BREACHES + 20)
+            ],
+        )
+
+    status = ws.call("GET", f"/api/conversations/{conversation}/sla")
+
+    assert status.status_code == 200, status.text
+    listed = status.json["breaches"]
+    assert len(listed) == sla_policies.STATUS_BREACHES
+    last = started + dt.timedelta(minutes=sla_policies.STATUS_BREACHES + 19 + 6)
+    assert dt.datetime.fromisoformat(listed[-1]["breached_at"]) == last  # oldest first, latest kept
