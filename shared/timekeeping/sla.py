@@ -458,6 +458,21 @@ def queue_retime(
         "policy_id": None if policy_id is None else str(policy_id),
         "after": None,
     }
+    # The same re-time queued and not begun yet covers this change too (a run taking it
+    # now holds its lock and is skipped: a new one follows it).
+    queued = session.scalar(
+        select(Job.id)
+        .where(
+            Job.status.in_(("queued", "running")),
+            Job.kind == RETIME_KIND,
+            Job.tenant_id == tenant_id,
+            Job.params == params,
+        )
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if queued is not None:
+        return
     session.add(
         Job(
             tenant_id=tenant_id,

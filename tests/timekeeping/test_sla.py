@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from shared.db import session_scope
-from shared.models import ConversationSla, OutboxEvent, SlaBreach
+from shared.models import ConversationSla, Job, OutboxEvent, SlaBreach
 from shared.timekeeping import sla, sla_policies
 from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_division, tid
@@ -822,3 +822,18 @@ def test_a_conversations_sla_status_lists_its_latest_breaches_only(api):
     assert len(listed) == sla_policies.STATUS_BREACHES
     last = started + dt.timedelta(minutes=sla_policies.STATUS_BREACHES + 19 + 6)
     assert dt.datetime.fromisoformat(listed[-1]["breached_at"]) == last  # oldest first, latest kept
+
+
+def test_repeated_changes_queue_one_re_time_until_it_begins(api):
+    ws = api.ws
+    policy(ws, first_response_minutes=30, business_hours_only=True)
+    api.inbound("Hi")
+    for _ in range(3):
+        assert ws.call("PUT", "/api/working-hours", json={"days": []}).status_code == 200
+    with session_scope() as session:
+        queued = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.tenant_id == tid(ws), Job.kind == sla.RETIME_KIND, Job.status == "running")
+        )
+    assert queued == 1
