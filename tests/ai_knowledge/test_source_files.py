@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.orm import Session
+
 from shared.ai.knowledge import sources
 from shared.channels.media_storage import storage_for
 from shared.db import get_sessionmaker, session_scope
@@ -33,6 +35,14 @@ def _upload_source(ws, agent) -> dict:
     resp = upload(ws, sources_path(agent), "cards.txt", GUIDE, "text/plain")
     assert resp.status_code == 201, resp.text
     return resp.json
+
+
+def _deleting(ws, agent: str, source: dict) -> Session:
+    """A session that has deleted ``source`` (and freed its file), not committed yet."""
+    deleting = get_sessionmaker()()
+    sources.delete_source(deleting, admin_ctx(ws), uuid.UUID(agent), uuid.UUID(source["id"]))
+    deleting.flush()
+    return deleting
 
 
 def test_deleting_a_file_source_frees_its_media_once_no_source_uses_it(workspace, ai_agent):
@@ -148,11 +158,7 @@ def test_a_reply_attaching_a_file_whose_source_is_being_deleted_is_refused(works
     message whose attachment is gone."""
     source = _upload_source(workspace, ai_agent)
     conversation = Inbox(workspace.tenant["id"]).conversation()
-    deleting = get_sessionmaker()()
-    sources.delete_source(
-        deleting, admin_ctx(workspace), uuid.UUID(ai_agent), uuid.UUID(source["id"])
-    )
-    deleting.flush()
+    deleting = _deleting(workspace, ai_agent, source)
 
     resp = race(
         deleting,
@@ -171,11 +177,7 @@ def test_a_file_source_from_a_file_whose_source_is_being_deleted_is_refused(work
     """The deletion freed the file first: the new source waiting on it answers 422 naming
     ``media_id``, as a reply attaching it does, not a database error."""
     source = _upload_source(workspace, ai_agent)
-    deleting = get_sessionmaker()()
-    sources.delete_source(
-        deleting, admin_ctx(workspace), uuid.UUID(ai_agent), uuid.UUID(source["id"])
-    )
-    deleting.flush()
+    deleting = _deleting(workspace, ai_agent, source)
 
     resp = race(
         deleting,

@@ -25,6 +25,21 @@ from tests.analytics.conftest import (
 from tests.waiting import wait_until
 
 
+def _counted_days_ago(tenant_id, count: int, days: int = 9) -> None:
+    """``count`` events of the tenant counted ``days`` ago: processed keys the purge owes."""
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events"
+                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
+                " SELECT gen_random_uuid(), :t, 'message.created', '{}', ago, ago, ago"
+                "   FROM generate_series(1, :count),"
+                " LATERAL (SELECT now() - make_interval(days => :days) AS ago) AS t"
+            ),
+            {"t": tenant_id, "count": count, "days": days},
+        )
+
+
 def _random_traffic(ws, seed: int, steps: int) -> None:
     """Inbound messages, replies, status changes, reassignments and an agent deleted."""
     rng = random.Random(seed)
@@ -335,17 +350,7 @@ def test_the_nightly_run_purges_every_old_processed_key_not_one_batch(ws):
     """A day of a busy deployment counts more events than one purge batch: the run
     must purge them all, or the processed keys pile up night after night."""
     t = ws.tenant["id"]
-    with session_scope() as session:
-        session.execute(
-            text(
-                "INSERT INTO analytics_events"
-                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
-                " SELECT gen_random_uuid(), :t, 'message.created', '{}', now() - interval '9 days',"
-                "        now() - interval '9 days', now() - interval '9 days'"
-                "   FROM generate_series(1, 50010)"
-            ),
-            {"t": t},
-        )
+    _counted_days_ago(t, 50010)
     run = _reconcile()
     assert run["status"] == "succeeded"
     with session_scope() as session:
@@ -416,16 +421,7 @@ def test_one_tenant_failing_the_reconcile_does_not_stop_the_others_or_the_purge(
         return real(session, tenant_id, **kwargs)
 
     backdate(other_workspace, 1)  # drift the reconcile corrects
-    with session_scope() as session:
-        session.execute(
-            text(
-                "INSERT INTO analytics_events"
-                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
-                " VALUES (gen_random_uuid(), :t, 'message.created', '{}', now() - interval"
-                " '9 days', now() - interval '9 days', now() - interval '9 days')"
-            ),
-            {"t": other_workspace.tenant["id"]},
-        )
+    _counted_days_ago(other_workspace.tenant["id"], 1)
     monkeypatch.setattr(reconcile, "reconcile_tenant", failing_for_one)
     with pytest.raises(reconcile.ReconcileFailed):
         reconcile.reconcile_all()
@@ -585,16 +581,7 @@ def test_a_run_cut_short_by_its_time_limit_has_purged_the_processed_keys_first(w
     from shared.analytics import reconcile
 
     t = ws.tenant["id"]
-    with session_scope() as session:
-        session.execute(
-            text(
-                "INSERT INTO analytics_events"
-                " (event_id, tenant_id, type, data, occurred_at, queued_at, counted_at)"
-                " VALUES (gen_random_uuid(), :t, 'message.created', '{}', now() - interval"
-                " '9 days', now() - interval '9 days', now() - interval '9 days')"
-            ),
-            {"t": t},
-        )
+    _counted_days_ago(t, 1)
 
     def interrupted(*args, **kwargs):
         raise TimeLimitExceeded()
