@@ -25,6 +25,19 @@ from tests.analytics.conftest import (
 from tests.waiting import wait_until
 
 
+def _run_cut_short(monkeypatch) -> dict:
+    """The record of a reconcile run that Dramatiq's time limit stopped in its first tenant."""
+    from shared.analytics import reconcile
+
+    def interrupted(*args, **kwargs):
+        raise TimeLimitExceeded()
+
+    monkeypatch.setattr(reconcile, "reconcile_tenant", interrupted)
+    with pytest.raises(TimeLimitExceeded):
+        reconcile.reconcile_all()
+    return _run_row(_newest_run_id())
+
+
 def _counted_days_ago(tenant_id, count: int, days: int = 9) -> None:
     """``count`` events of the tenant counted ``days`` ago: processed keys the purge owes."""
     with session_scope() as session:
@@ -391,15 +404,8 @@ def _newest_run_id() -> str:
 def test_a_reconcile_interrupted_by_its_time_limit_records_the_run_failed(ws, monkeypatch):
     """Dramatiq stops a job past its time limit (or at shutdown) with a BaseException:
     the run's record must not say ``running`` for good."""
-    from shared.analytics import reconcile
 
-    def interrupted(*args, **kwargs):
-        raise TimeLimitExceeded()
-
-    monkeypatch.setattr(reconcile, "reconcile_tenant", interrupted)
-    with pytest.raises(TimeLimitExceeded):
-        reconcile.reconcile_all()
-    run = _run_row(_newest_run_id())
+    run = _run_cut_short(monkeypatch)
     assert run["status"] == "failed" and run["finished_at"] is not None
     assert "TimeLimitExceeded" in run["details"]["error"]
 
@@ -578,18 +584,11 @@ def test_the_reconcile_diffs_a_tenant_s_conversations_a_bounded_batch_at_a_time(
 def test_a_run_cut_short_by_its_time_limit_has_purged_the_processed_keys_first(ws, monkeypatch):
     """The actor's time limit ends a run over many tenants, every retry starting over from
     the first: the purge, after the tenants, then never ran and the keys piled up."""
-    from shared.analytics import reconcile
 
     t = ws.tenant["id"]
     _counted_days_ago(t, 1)
 
-    def interrupted(*args, **kwargs):
-        raise TimeLimitExceeded()
-
-    monkeypatch.setattr(reconcile, "reconcile_tenant", interrupted)
-    with pytest.raises(TimeLimitExceeded):
-        reconcile.reconcile_all()
-    run = _run_row(_newest_run_id())
+    run = _run_cut_short(monkeypatch)
     assert run["status"] == "failed" and run["details"]["purged_event_keys"] == 1
 
 
