@@ -65,6 +65,17 @@ DUPLICATE_CHARGE = "duplicate_charge"
 REFUNDABLE_STATUSES = ("paid", "partially_refunded")
 
 
+def _external_key(provider: str, reference: str | None) -> str:
+    """The key of a refund made at the provider (its dashboard), not by us."""
+    return f"{provider}:refund:{reference}"
+
+
+def made_outside(payment: BillingPayment) -> bool:
+    """A refund recorded from the provider's events: we never send it (our key for it was
+    never the provider's, so sending it would make a second refund of the same money)."""
+    return payment.idempotency_key == _external_key(payment.provider, payment.provider_reference)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -509,7 +520,7 @@ def record_external_refund(
             currency=charge.currency,
             provider=provider,
             provider_reference=outcome.reference,
-            idempotency_key=f"{provider}:refund:{outcome.reference}",
+            idempotency_key=_external_key(provider, outcome.reference),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(BillingPayment.id)
@@ -609,6 +620,8 @@ def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> 
             return "missing"
         if payment.status != "pending":
             return "settled"
+        if made_outside(payment):
+            return "external"  # the provider made it; only its events settle it
         invoice = session.get(BillingInvoice, payment.invoice_id)
         charge = (
             session.get(BillingPayment, payment.charge_id)
@@ -640,7 +653,8 @@ def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
     """Re-send pending refunds whose message was lost; for the hourly billing scheduler job.
 
     A refund that is merely slow is sent again with its key, which the provider answers
-    as the same refund; its outcome is applied once. (Charges need no such sweep: an
+    as the same refund; its outcome is applied once. A refund made at the provider and
+    still pending there is not ours to send: its events settle it. (Charges need no such sweep: an
     open invoice whose ``next_charge_at`` passed is re-driven by ``billing_cycle``.)
     """
     ids = list(
@@ -650,6 +664,10 @@ def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
                 BillingPayment.kind == "refund",
                 BillingPayment.status == "pending",
                 BillingPayment.created_at < func.now() - STALE_REFUND_AFTER,
+                BillingPayment.idempotency_key
+                != func.concat(
+                    BillingPayment.provider, ":refund:", BillingPayment.provider_reference
+                ),
             )
             .order_by(BillingPayment.created_at)
             .limit(limit)

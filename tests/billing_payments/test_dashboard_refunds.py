@@ -70,3 +70,42 @@ def test_a_dashboard_refund_of_a_charge_not_ours_is_kept_only(billing):
     assert (resp.status_code, resp.json["applied"]) == (200, 0)
     assert billing.row(invoice).amount_refunded == 0
     assert billing.payments(invoice, "refund") == []
+
+
+def test_a_pending_dashboard_refund_is_never_sent_again_by_us(billing):
+    """A dashboard refund still pending at Stripe is a pending row of ours; the sweep of lost
+    refund messages must not send it: its key was never Stripe's, so a second refund of the
+    same money would be made."""
+    import copy
+    import uuid
+
+    from sqlalchemy import update
+
+    from shared.billing import payments
+    from shared.db import session_scope
+    from shared.models.billing import BillingPayment
+
+    invoice = _paid(billing, 5000)
+    _dashboard_refund(billing, invoice, 1200, "dashboard-pending")
+    [created] = billing.stripe.events_of("refund.created")
+    pending = copy.deepcopy(created)
+    pending["id"] = "evt_refund_pending"
+    pending["data"]["object"]["status"] = "pending"
+    assert billing.post_event(pending).status_code == 200
+    [refund] = billing.payments(invoice, "refund")
+    assert (refund.reason, refund.status) == ("external", "pending")
+    with session_scope() as session:  # days later, Stripe still settling it
+        session.execute(
+            update(BillingPayment)
+            .where(BillingPayment.id == refund.id)
+            .values(created_at=BillingPayment.created_at - 2 * payments.STALE_REFUND_AFTER)
+        )
+    with session_scope() as session:
+        assert payments.redrive_stale_refunds(session) == 0
+    # A message for it (from an older sweep) sends nothing either.
+    assert payments.refund_payment(uuid.UUID(str(refund.id))) == "external"
+    assert [r["amount"] for r in billing.stripe.refunds] == [1200]
+    # Stripe's own word settles it.
+    assert billing.post_event(created).json["applied"] == 1
+    row = billing.row(invoice)
+    assert (row.status, row.amount_refunded) == ("partially_refunded", 1200)
