@@ -526,7 +526,16 @@ def record_external_refund(
         .returning(BillingPayment.id)
     ).scalar()
     if payment_id is None:
-        return "unchanged"  # another event of the same refund recorded it first
+        # Another event of the same refund recorded it first (maybe while this one waited
+        # on its row): this event's status still applies to it, once, as any refund's does.
+        payment_id = session.scalar(
+            select(BillingPayment.id).where(
+                BillingPayment.idempotency_key == _external_key(provider, outcome.reference)
+            )
+        )
+        if payment_id is None:
+            return "missing"
+        return apply_outcome(session, payment_id, outcome, now)
     log.info("refund %s of invoice %s was made at %s", outcome.reference, invoice.id, provider)
     return apply_outcome(session, payment_id, outcome, now)
 

@@ -109,3 +109,43 @@ def test_a_pending_dashboard_refund_is_never_sent_again_by_us(billing):
     assert billing.post_event(created).json["applied"] == 1
     row = billing.row(invoice)
     assert (row.status, row.amount_refunded) == ("partially_refunded", 1200)
+
+
+def test_two_events_of_one_dashboard_refund_at_once_apply_the_later_status(billing):
+    """Stripe sends ``refund.created`` (pending) and ``charge.refunded`` (succeeded) at once:
+    the second waits on the first's row and must then apply its own status, not drop it."""
+    import copy
+    import threading
+
+    from shared.billing import payments, provider_events
+    from shared.billing.providers.stripe_provider import _read_event
+    from shared.db import session_scope
+
+    invoice = _paid(billing, 5000)
+    _dashboard_refund(billing, invoice, 1200, "dashboard-race")
+    [created] = billing.stripe.events_of("refund.created")
+    [refunded] = billing.stripe.events_of("charge.refunded")
+    pending = copy.deepcopy(created)
+    pending["data"]["object"]["status"] = "pending"
+    receipts = []
+
+    def second():
+        with session_scope() as session:
+            receipts.append(
+                provider_events.apply_event(
+                    session, "stripe", _read_event(refunded), payments.utcnow()
+                )
+            )
+
+    with session_scope() as session:
+        provider_events.apply_event(session, "stripe", _read_event(pending), payments.utcnow())
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # waiting on the first event's uncommitted refund row
+    thread.join(timeout=10)
+    assert receipts and receipts[0].applied == 1
+    [refund] = billing.payments(invoice, "refund")
+    assert refund.status == "succeeded"
+    row = billing.row(invoice)
+    assert (row.status, row.amount_refunded) == ("partially_refunded", 1200)
