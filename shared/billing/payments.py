@@ -147,6 +147,7 @@ def begin_charge(session: Session, invoice_id: uuid.UUID, now: dt.datetime) -> A
     """Record the attempt to make (or find the one a dead worker left); else why there is none.
 
     Returns an :class:`Attempt` to send, or ``missing`` / ``settled`` / ``not_due`` /
+    ``processing`` (the provider has the pending attempt: its webhook settles it) /
     ``failed`` (no payment method: counted as a declined attempt, without a provider call).
     """
     invoice = _lock_invoice(session, invoice_id)
@@ -158,6 +159,11 @@ def begin_charge(session: Session, invoice_id: uuid.UUID, now: dt.datetime) -> A
     account = session.get(BillingAccount, invoice.tenant_id)
     customer_id = account.provider_customer_id if account else None
     if payment is not None:
+        if payment.provider_reference is not None:
+            # The provider accepted it and is still processing it (a bank debit: days); its
+            # webhook settles it. Not sent again: the provider keeps our key for 24 hours
+            # only, so a later re-send would be a second charge under this same row.
+            return "processing"
         method = session.get(BillingPaymentMethod, payment.payment_method_id)
         if method is None or customer_id is None:
             # NOTE: deleting a method with a pending charge is refused (409), so this is a
@@ -631,6 +637,8 @@ def refund_payment(payment_id: uuid.UUID, *, now: dt.datetime | None = None) -> 
             return "settled"
         if made_outside(payment):
             return "external"  # the provider made it; only its events settle it
+        if payment.provider_reference is not None:
+            return "processing"  # accepted, pending there: its webhook settles it (as charges)
         invoice = session.get(BillingInvoice, payment.invoice_id)
         charge = (
             session.get(BillingPayment, payment.charge_id)
@@ -661,10 +669,12 @@ STALE_REFUND_AFTER = dt.timedelta(minutes=10)
 def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
     """Re-send pending refunds whose message was lost; for the hourly billing scheduler job.
 
-    A refund that is merely slow is sent again with its key, which the provider answers
-    as the same refund; its outcome is applied once. A refund made at the provider and
-    still pending there is not ours to send: its events settle it. (Charges need no such sweep: an
-    open invoice whose ``next_charge_at`` passed is re-driven by ``billing_cycle``.)
+    A refund whose answer was lost is sent again with its key, which the provider answers
+    as the same refund; its outcome is applied once. A refund the provider has (it answered
+    ``pending``, or it was made in its dashboard) is left to its events: the provider keeps
+    our key for 24 hours only, so a re-send could refund the money twice. (Charges need no
+    such sweep: an open invoice whose ``next_charge_at`` passed is re-driven by
+    ``billing_cycle``.)
     """
     ids = list(
         session.scalars(
@@ -673,10 +683,8 @@ def redrive_stale_refunds(session: Session, *, limit: int = 500) -> int:
                 BillingPayment.kind == "refund",
                 BillingPayment.status == "pending",
                 BillingPayment.created_at < func.now() - STALE_REFUND_AFTER,
-                BillingPayment.idempotency_key
-                != func.concat(
-                    BillingPayment.provider, ":refund:", BillingPayment.provider_reference
-                ),
+                # Not one the provider has (pending there, or made there): its webhook settles it.
+                BillingPayment.provider_reference.is_(None),
             )
             .order_by(BillingPayment.created_at)
             .limit(limit)
