@@ -108,8 +108,21 @@ def plan_of(session: Session, plan_id: uuid.UUID) -> BillingPlan:
     return plan
 
 
+def _shared(session: Session, model, row_id: uuid.UUID):
+    """A catalogue row read as it is after any admin change in flight (FOR KEY SHARE):
+    a PATCH holds it FOR UPDATE while it checks no live subscription uses it, so a plan's
+    or add-on's currency never changes under a subscription made meanwhile from a stale
+    read (that subscription renewed in the other currency)."""
+    return session.scalars(
+        select(model)
+        .where(model.id == row_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
 def _active_plan(session: Session, plan_id: uuid.UUID) -> BillingPlan:
-    plan = session.get(BillingPlan, plan_id)
+    plan = _shared(session, BillingPlan, plan_id)
     if plan is None or not plan.is_active:
         raise ValidationFailed.field("plan_id", "no such active plan")
     return plan
@@ -429,7 +442,7 @@ def attach_add_on(
     subscription = _require_live(session, ctx)
     if subscription.status == "trialing":
         raise Conflict("Add-ons are bought with a paid plan; subscribe first")
-    add_on = session.get(BillingAddOn, add_on_id)
+    add_on = _shared(session, BillingAddOn, add_on_id)
     if add_on is None or not add_on.is_active:
         raise ValidationFailed.field("add_on_id", "no such active add-on")
     if add_on.currency != subscription.currency:

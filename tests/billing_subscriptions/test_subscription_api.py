@@ -462,3 +462,35 @@ def test_a_free_plan_takes_no_coupon_and_spends_none_of_its_redemptions(workspac
     assert invoices_of(workspace.tenant["id"]) == []
     resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(free)})
     assert resp.status_code == 201, resp.text
+
+
+def test_a_plan_changing_currency_meanwhile_is_subscribed_to_as_it_is_now(workspace):
+    """An admin moves an unused plan to EUR while a workspace (USD) subscribes to it: the
+    subscribe waits for the plan's change and refuses the foreign currency; it never
+    makes a USD subscription on a plan that now renews in EUR."""
+    import threading
+
+    from shared.billing import catalogue
+
+    plan = make_plan(0)
+    answers = []
+
+    def subscribe():
+        answers.append(
+            workspace.call("POST", "/api/billing/subscription", json={"plan_id": str(plan)})
+        )
+
+    with session_scope() as session:
+        catalogue.update_plan(session, plan, {"currency": "EUR"})
+        session.flush()
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        thread.join(timeout=1.0)
+    thread.join(timeout=10)
+    [resp] = answers
+    sub = subscription_of(workspace.tenant["id"])
+    with session_scope() as session:
+        assert session.get(BillingPlan, plan).currency == "EUR"
+    assert resp.status_code == 422, (resp.text, sub.currency)
+    assert resp.json["error"]["details"][0]["field"] == "plan_id"
+    assert (sub.status, sub.currency) == ("trialing", "USD")
