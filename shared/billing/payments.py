@@ -503,11 +503,14 @@ def record_external_refund(
             BillingPayment.provider == provider,
             BillingPayment.provider_reference == outcome.charge_reference,
             BillingPayment.kind == "charge",
-            BillingPayment.status == "succeeded",
         )
     ).first()
     if charge is None or outcome.currency != charge.currency:
         return "missing"
+    if charge.status != "succeeded":
+        # The provider refunds only money it collected: its success event has not reached
+        # us yet (or was lost), and this refund is its proof. Applied as that event would be.
+        apply_outcome(session, charge.id, Outcome("succeeded", outcome.charge_reference), now)
     invoice = _lock_invoice(session, charge.invoice_id)
     paying = _paying_charge(session, invoice.id)
     payment_id = session.execute(

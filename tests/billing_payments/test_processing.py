@@ -81,3 +81,38 @@ def test_a_pending_refund_is_not_sent_again_by_the_sweep(billing, root, monkeypa
     assert _refund_posts(billing) == 1
     [refund] = billing.payments(invoice, "refund")
     assert (refund.status, refund.provider_reference) == ("pending", "re_pending_1")
+
+
+def test_a_dashboard_refund_before_the_charges_success_event_settles_both(billing):
+    """Stripe refunds only money it collected: a dashboard refund of our processing charge,
+    whose ``payment_intent.succeeded`` has not reached us (or was lost), is proof the charge
+    succeeded. Dropping the refund as "not ours" left the invoice paid in full later, with
+    the refunded money still counted and refundable."""
+    billing.add_method("pm_card_visa")
+    invoice = billing.invoice(4900)
+    billing.stripe.answer_next(
+        200, {"id": "pi_processing_2", "object": "payment_intent", "status": "processing"}
+    )
+    assert payments.charge_invoice(invoice) == "pending"
+    event = {
+        "id": "evt_dashboard_refund_early",
+        "type": "refund.created",
+        "data": {
+            "object": {
+                "id": "re_dashboard_early",
+                "object": "refund",
+                "amount": 900,
+                "currency": "usd",
+                "payment_intent": "pi_processing_2",
+                "metadata": {},
+                "status": "succeeded",
+            }
+        },
+    }
+    assert billing.post_event(event).json["applied"] >= 1
+    [charge] = billing.payments(invoice, "charge")
+    assert charge.status == "succeeded"
+    [refund] = billing.payments(invoice, "refund")
+    assert (refund.reason, refund.status, refund.amount) == ("external", "succeeded", 900)
+    row = billing.row(invoice)
+    assert (row.status, row.amount_paid, row.amount_refunded) == ("partially_refunded", 4900, 900)
