@@ -220,12 +220,14 @@ def run(
 ) -> Outcome:
     """Apply ``action`` to ``ids`` inline (<= 100) or queue a job (<= 5000)."""
     ctx.require(convs.MANAGE)
+    # Each id's first position in the request: what a refusal's ``field`` names.
+    positions = {i: n for n, i in reversed(list(enumerate(ids)))}
     ids = dedupe(ids)
     if not 1 <= len(ids) <= MAX_IDS:
         raise ValidationFailed.field("ids", f"between 1 and {MAX_IDS} distinct ids")
     params = validate(session, ctx, action, params)
     if len(ids) <= INLINE_LIMIT:
-        return _run_inline(session, ctx, ids, action, params)
+        return _run_inline(session, ctx, ids, action, params, positions)
     job = jobs.create(
         session,
         ctx,
@@ -250,7 +252,7 @@ def run(
     return Outcome(job_id=job.id)
 
 
-def _run_inline(session, ctx, ids, action, params) -> Outcome:
+def _run_inline(session, ctx, ids, action, params, positions) -> Outcome:
     found = _lock(session, ctx, ids)
     now = states.db_now(session)
     problems: dict[uuid.UUID, dict[str, Any]] = {}
@@ -264,8 +266,14 @@ def _run_inline(session, ctx, ids, action, params) -> Outcome:
         except DomainError as exc:
             problems[conversation_id] = {"result": "conflict", "message": exc.message}
     if problems:
+        # NOTE: each entry names its field (API.md's 422 shape), as ``ids[0]`` does for a
+        # malformed id: without it a client reading ``field`` found nothing to point at.
         details = [
-            {"id": str(i), **problems.get(i, {"result": "skipped", "message": "not changed"})}
+            {
+                "field": f"ids[{positions[i]}]",
+                "id": str(i),
+                **problems.get(i, {"result": "skipped", "message": "not changed"}),
+            }
             for i in ids
         ]
         if any(p["result"] == "not_found" for p in problems.values()):

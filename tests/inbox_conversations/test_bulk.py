@@ -324,3 +324,27 @@ def test_a_running_job_stamps_its_progress_chunk_by_chunk(workspace):
     with session_scope() as session:
         idle = session.scalar(select(func.now() - Job.enqueued_at).where(Job.id == job_id))
     assert idle < bulk.jobs.REDRIVE_AFTER
+
+
+def test_inline_refusals_name_the_field_of_each_id(workspace, other_workspace):
+    """A 422 names each field (API.md: one ``{field, message}`` per invalid field): the
+    position in ``ids`` as sent (duplicates included), as ``ids[0]`` does for a malformed id;
+    a 409 names them alike."""
+    ws = workspace
+    first, second = add_conversation(ws), add_conversation(ws)
+    foreign = add_conversation(other_workspace)
+    body = {"ids": [first, first, foreign, second], "action": "unassign"}
+    resp = ws.call("POST", BULK, json=body)
+    assert resp.status_code == 422, resp.text
+    fields = {d["id"]: (d["field"], d["result"]) for d in resp.json["error"]["details"]}
+    assert fields == {
+        first: ("ids[0]", "skipped"),
+        foreign: ("ids[2]", "not_found"),
+        second: ("ids[3]", "skipped"),
+    }
+    resolved = add_conversation(ws, status="resolved", resolved_at=ago(hours=1))
+    body = {"ids": [first, resolved], "action": "set_status", "status": "pending"}
+    conflict = ws.call("POST", BULK, json=body)
+    assert conflict.status_code == 409, conflict.text
+    [bad] = [d for d in conflict.json["error"]["details"] if d["result"] == "conflict"]
+    assert bad["field"] == "ids[1]" and bad["id"] == resolved
