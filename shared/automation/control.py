@@ -124,7 +124,10 @@ def update_control(session: Session, ctx: Ctx, changes: dict[str, Any]) -> dict[
     for name in ("max_actions_per_minute", "pause_reason"):
         if name in changes:
             values[name] = changes[name]
-    # NOTE: the upsert locks the settings row before anything else (see the module note).
+    if "enabled" in changes or types is not None:
+        _lock_active_rules(session, ctx.tenant_id)
+    # NOTE: the upsert locks the settings row before anything else but the rules a resume
+    # marks (see the module note and _lock_active_rules).
     session.execute(
         insert(_S)
         .values(tenant_id=ctx.tenant_id)
@@ -149,6 +152,24 @@ def update_control(session: Session, ctx: Ctx, changes: dict[str, Any]) -> dict[
     release(session, ctx.tenant_id, Control.of(after))
     _resumed(session, ctx.tenant_id, Control.of(before), Control.of(after))
     return _view(session, ctx.tenant_id, after)
+
+
+def _lock_active_rules(session: Session, tenant_id: uuid.UUID) -> None:
+    """Lock the tenant's active rules (id order), which :func:`_resumed` may change.
+
+    NOTE: lock order rules, then the settings row, as every rule change takes them (the
+    rule, then the rules version's bump). Locked after the settings row, a resume waited
+    for a rule being changed while that change waited for the settings row: a deadlock.
+    A rule switched on meanwhile is not matched by :func:`_resumed` (its committed row is
+    inactive) and sets its own ``activated_at``.
+    """
+    r = AutomationRule
+    session.execute(
+        select(r.id)
+        .where(r.tenant_id == tenant_id, r.is_active.is_(True))
+        .order_by(r.id)
+        .with_for_update(key_share=True)
+    ).all()
 
 
 def _resumed(session: Session, tenant_id: uuid.UUID, before: Control, after: Control) -> None:
