@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from api.endpoint import endpoint
+from api.endpoint import Plain, endpoint
 from api.resources.automation_rules import TAGS, page_of
 from api.schemas.automation import (
     CleanupBody,
@@ -140,6 +140,8 @@ class FingerprintEventsResource:
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx, fingerprint, query: ListQuery):
+        if "\x00" in fingerprint:  # a hex digest never holds one; PostgreSQL refuses it
+            return Plain({"items": [], "next_cursor": None})
         page = history.list_events(
             req.context.db, ctx, fingerprint=fingerprint[:64], **query.model_dump()
         )
