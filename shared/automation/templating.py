@@ -26,6 +26,9 @@ from shared.automation.problems import Problem
 
 MAX_TEMPLATE_LENGTH = 4096
 MAX_PLACEHOLDERS = 50
+#: The longest rendered text: past every body's own limit (a message's 4096, a note's
+#: 10,000 characters), so only a text over its limit already is cut.
+MAX_RENDERED_LENGTH = 16_384
 
 _OPEN, _CLOSE = "{{", "}}"
 # NOTE: one way to read the blanks after a filter (``\s*`` before the ``:`` belongs to the
@@ -62,11 +65,23 @@ _Part = str | _Placeholder
 
 
 def render(template: str, variables: Mapping[str, Any]) -> str:
-    """The template with every placeholder replaced by its variable's text."""
+    """The template with every placeholder replaced by its variable's text, cut at
+    :data:`MAX_RENDERED_LENGTH` characters.
+
+    NOTE: a template is short, its variables are not: 50 placeholders of a large message
+    (an email, a dry-run's test payload of up to a megabyte) rendered whole were 50 copies
+    of it per action, in the dry-run's answer and in each run's stored action results.
+    """
     parts, _ = _parse(template)
-    return "".join(
-        part if isinstance(part, str) else _render_placeholder(part, variables) for part in parts
-    )
+    out: list[str] = []
+    size = 0
+    for part in parts:
+        text = part if isinstance(part, str) else _render_placeholder(part, variables)
+        out.append(text)
+        size += len(text)
+        if size >= MAX_RENDERED_LENGTH:
+            break
+    return "".join(out)[:MAX_RENDERED_LENGTH]
 
 
 def validate_template(text: Any, *, path: str) -> list[Problem]:
