@@ -38,6 +38,19 @@ def _run_cut_short(monkeypatch) -> dict:
     return _run_row(_newest_run_id())
 
 
+def _waiting_since_a_minute(tenant_id) -> None:
+    """An event of the tenant queued a minute ago and not counted: its roll_up was lost."""
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
+                " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
+                " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
+            ),
+            {"t": tenant_id},
+        )
+
+
 def _counted_days_ago(tenant_id, count: int, days: int = 9) -> None:
     """``count`` events of the tenant counted ``days`` ago: processed keys the purge owes."""
     with session_scope() as session:
@@ -301,15 +314,7 @@ def test_the_sweeper_resends_the_rollup_of_events_whose_message_was_lost(ws):
     from scheduler import jobs
 
     tenant = ws.tenant["id"]
-    with session_scope() as session:
-        session.execute(
-            text(
-                "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
-                " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
-                " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
-            ),
-            {"t": tenant},
-        )
+    _waiting_since_a_minute(tenant)
     with session_scope() as session:
         assert jobs.sweep_analytics(session) >= 1
     wait_settled(ws)
@@ -601,15 +606,7 @@ def test_the_sweeper_skips_suspended_tenants_so_active_ones_are_not_starved(
     from scheduler import jobs
 
     for workspace in (ws, other_workspace):
-        with session_scope() as session:
-            session.execute(
-                text(
-                    "INSERT INTO analytics_events (event_id, tenant_id, type, data, occurred_at,"
-                    " queued_at) VALUES (gen_random_uuid(), :t, 'contact.created',"
-                    " '{\"channel\": \"email\"}', now(), now() - interval '1 minute')"
-                ),
-                {"t": workspace.tenant["id"]},
-            )
+        _waiting_since_a_minute(workspace.tenant["id"])
     with session_scope() as session:
         session.execute(
             text("UPDATE tenants SET status = 'suspended' WHERE id = :t"),
