@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "succeeded", "failed")
 
+#: Who may read a job besides its creator: the permission that starts (or, for the
+#: scheduler's own kinds, governs) work of its kind. APPSEC: a job's params and result
+#: name rows of its area (a bulk action's conversation ids, an import's products), so an
+#: agent without that area's rights gets 404 for it, as for a conversation they cannot see.
+READ_PERMISSIONS = {
+    "conversations.bulk": "conversations.manage",
+    "ai_products.import": "ai_agents.manage",
+    "wa_templates.sync": "integrations.manage",
+    "sla.retime": "sla.manage",
+}
+
 #: A job still queued this long after its actor was sent lost its message (the
 #: enqueue failed after commit, or the broker dropped it) or waits behind a backlog;
 #: either way sending it again is safe, since job actors are idempotent. A resumable job
@@ -46,11 +57,19 @@ def create(session: Session, ctx: Ctx, kind: str, params: dict[str, Any]) -> Job
 
 
 def get(session: Session, ctx: Ctx, job_id: uuid.UUID) -> Job:
-    """A job of the caller's tenant (another tenant's answers 404 like an unknown id)."""
+    """A job of the caller's tenant that they started or whose kind they have the rights
+    to (:data:`READ_PERMISSIONS`); any other answers 404, like an unknown id."""
     job = session.scalar(select(Job).where(Job.tenant_id == ctx.tenant_id, Job.id == job_id))
-    if job is None:
+    if job is None or not _may_read(ctx, job):
         raise NotFound("Job not found")
     return job
+
+
+def _may_read(ctx: Ctx, job: Job) -> bool:
+    if job.created_by is not None and job.created_by == ctx.user_id:
+        return True
+    permission = READ_PERMISSIONS.get(job.kind)
+    return permission is not None and ctx.can(permission)
 
 
 def claim_stale(
