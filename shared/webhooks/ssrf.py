@@ -27,7 +27,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Ranges refused on top of what ``ipaddress`` calls non-global: CGNAT, cloud metadata,
-#: NAT64 and 6to4 (which can embed any IPv4 address), benchmarking and documentation.
+#: NAT64 and 6to4 (which can embed any IPv4 address), benchmarking and documentation,
+#: IPv6 site-local (deprecated but still routed inside some networks) and the newer IPv6
+#: documentation range, both of which ``ipaddress`` calls global.
 BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(n)
     for n in (
@@ -41,8 +43,10 @@ BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
         "64:ff9b::/96",
         "64:ff9b:1::/48",
         "2002::/16",
+        "3fff::/20",
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",
         "ff00::/8",
     )
 )

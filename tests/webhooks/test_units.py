@@ -33,6 +33,8 @@ STRICT = Policy()
         "fd00::1",
         "64:ff9b::a00:1",
         "2002:a00:1::1",
+        "fec0::1",  # site-local (deprecated, still routed inside some networks)
+        "3fff::1",  # documentation (RFC 9637)
     ],
 )
 def test_internal_addresses_are_refused(address):
