@@ -331,3 +331,23 @@ def test_a_workspace_has_at_most_max_endpoints(workspace, other_workspace, recei
     create(other_workspace, receiver.url("/theirs"))  # another workspace's own count
     assert workspace.call("DELETE", f"{BASE}/{made[0]['id']}").status_code == 204
     create(workspace, receiver.url("/one-more"))
+
+
+@pytest.mark.parametrize("answer", ["succeeded", "failed"])
+def test_a_test_send_whose_webhook_is_deleted_meanwhile_answers_its_result(
+    workspace, receiver, path, answer
+):
+    """The receiver was called: the test answers what it did, not a 409 or a "gone" status."""
+    ws = workspace
+    hook = create(ws, receiver.url(path), event_types=["campaign.completed"])
+    receiver.plan(path, ("sleep", 1.5))
+    if answer == "failed":  # the receiver outlasts the timeout
+        ws.call("PATCH", f"{BASE}/{hook['id']}", json={"timeout_seconds": 1})
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(ws.call, "POST", f"{BASE}/{hook['id']}/test")
+        wait_until(lambda: receiver.active.get(path) == 1, "the test send at the receiver")
+        assert ws.call("DELETE", f"{BASE}/{hook['id']}").status_code == 204
+        resp = sending.result()
+    assert resp.status_code == 200, resp.text
+    assert resp.json["status"] == answer
+    assert ws.call("GET", f"{BASE}/{hook['id']}").status_code == 404
