@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -36,6 +37,8 @@ from shared.schemas.identity import AgentView, TenantView
 from shared.timekeeping import schedules
 
 STATUSES = ("active", "suspended")
+#: The unique index on ``tenants.slug``.
+_SLUG_INDEX = "uq_tenants_slug"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +84,8 @@ def provision(
     timezone: str = "UTC",
 ) -> Provisioned:
     """Create a tenant, its roles and its admin (invited by email), in the caller's transaction."""
-    if slug:
-        if _slug_taken(session, slug):
-            raise _taken(slug)
-    else:
-        slug = _free_slug(session, slugify(name))
-    tenant = Tenant(name=name, slug=slug, timezone=timezone, status="active")
-    session.add(tenant)
-    session.flush()
+    tenant = _insert_tenant(session, name=name, slug=slug, timezone=timezone)
+    slug = tenant.slug
     roles = create_builtin_roles(session, tenant)
     admin = User(
         tenant_id=tenant.id, role=roles["admin"], email=admin_email, full_name=admin_full_name
@@ -107,6 +104,32 @@ def provision(
     subscriptions.start_trial(session, tenant.id)
     session.refresh(tenant)
     return Provisioned(tenant, admin, invitation)
+
+
+def _insert_tenant(session: Session, *, name: str, slug: str | None, timezone: str) -> Tenant:
+    """Insert the tenant under ``slug`` (409 if taken) or a free slug made from ``name``.
+
+    WHY the savepoint: two provisionings at once both found the slug free; the second
+    insert waited for the first to commit and failed its unique index, a bare 409 without
+    the field (or, for a slug the caller never chose, a 409 at all). Now the loser is
+    told the slug is taken, or gets another free slug, as if it had come second.
+    """
+    while True:
+        chosen = slug or _free_slug(session, slugify(name))
+        if slug and _slug_taken(session, slug):
+            raise _taken(slug)
+        tenant = Tenant(name=name, slug=chosen, timezone=timezone, status="active")
+        try:
+            with session.begin_nested():
+                session.add(tenant)
+                session.flush()
+        except IntegrityError as exc:
+            if getattr(exc.orig.diag, "constraint_name", None) != _SLUG_INDEX:
+                raise
+            if slug:
+                raise _taken(slug) from exc
+            continue
+        return tenant
 
 
 def list_tenants(
