@@ -174,10 +174,18 @@ def update(
     slug = changes.get("slug")
     if slug and slug != tenant.slug and _slug_taken(session, slug, except_id=tenant.id):
         raise _taken(slug)
-    for field in ("name", "slug", "timezone", "status"):
-        if field in changes:
-            setattr(tenant, field, changes[field])
-    session.flush()
+    try:
+        # WHY the savepoint: a slug given to another tenant at once (not committed when
+        # checked) fails the unique index, a 409 that must still name the field.
+        with session.begin_nested():
+            for field in ("name", "slug", "timezone", "status"):
+                if field in changes:
+                    setattr(tenant, field, changes[field])
+            session.flush()
+    except IntegrityError as exc:
+        if slug and getattr(exc.orig.diag, "constraint_name", None) == _SLUG_INDEX:
+            raise _taken(slug) from exc
+        raise
     session.refresh(tenant)
     after = TenantView.data(tenant)
     if before["timezone"] != after["timezone"]:

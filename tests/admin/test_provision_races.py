@@ -54,3 +54,21 @@ def test_a_slug_provisioned_twice_at_once_is_a_409_naming_the_slug(root):
 
     assert resp.status_code == 409, resp.text
     assert resp.json["error"]["details"] == [{"field": "slug", "message": "already used"}]
+
+
+def test_a_slug_given_to_two_tenants_at_once_is_a_409_naming_the_slug(root, workspace):
+    slug = f"raviga-{uuid.uuid4().hex[:6]}"
+    other = _provision(root, "Raviga").json["tenant"]
+    holder = get_sessionmaker()()
+    ctx = AdminCtx(super_admin_id=uuid.UUID(root.id), email=root.email)
+    tenants.update(holder, ctx, uuid.UUID(other["id"]), {"slug": slug})
+
+    resp = race(
+        holder,
+        lambda: root.call(
+            "PATCH", f"/api/admin/tenants/{workspace.tenant['id']}", json={"slug": slug}
+        ),
+    )
+
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["details"] == [{"field": "slug", "message": "already used"}]
