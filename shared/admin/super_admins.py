@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.admin.context import AdminCtx
@@ -31,6 +32,8 @@ from shared.models import SuperAdmin
 
 #: Characters of a one-time temporary password (about 190 bits of randomness).
 TEMPORARY_PASSWORD_BYTES = 24
+#: The unique index on ``lower(super_admins.email)``.
+_EMAIL_INDEX = "uq_super_admins_email"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +51,27 @@ def _email_taken(session: Session, email: str) -> bool:
 def create(session: Session, *, email: str, full_name: str, password: str) -> SuperAdmin:
     """A new super admin; an email already used by one is a 409."""
     if _email_taken(session, email):
-        raise Conflict(
-            "A super admin with this email already exists",
-            details=[{"field": "email", "message": "already used"}],
-        )
+        raise _email_used()
     admin = SuperAdmin(email=email, full_name=full_name, password_hash=hash_password(password))
-    session.add(admin)
-    session.flush()
+    try:
+        # WHY the savepoint: the same email created at once (not committed when checked)
+        # fails the unique index, a 409 that must still name the field.
+        with session.begin_nested():
+            session.add(admin)
+            session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig.diag, "constraint_name", None) == _EMAIL_INDEX:
+            raise _email_used() from exc
+        raise
     session.refresh(admin)
     return admin
+
+
+def _email_used() -> Conflict:
+    return Conflict(
+        "A super admin with this email already exists",
+        details=[{"field": "email", "message": "already used"}],
+    )
 
 
 def list_all(session: Session) -> list[SuperAdmin]:

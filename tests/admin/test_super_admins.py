@@ -11,11 +11,12 @@ from sqlalchemy import delete, select
 from shared.admin import super_admins
 from shared.admin.__main__ import main as admin_cli
 from shared.admin.context import AdminCtx
-from shared.db import session_scope
+from shared.db import get_sessionmaker, session_scope
 from shared.errors import Unauthenticated
 from shared.identity.security import decode_super_admin_token
 from shared.models import SuperAdmin as SuperAdminRow
 from tests.admin.conftest import PASSWORD, audit_rows, create_super_admin, login
+from tests.lock_races import race
 
 
 def test_the_cli_makes_a_super_admin_who_logs_in_with_an_sa_token(client):
@@ -153,3 +154,21 @@ def test_every_call_is_audited_with_its_outcome(root):
     )
     (second,) = audit_rows(missing.headers["X-Request-ID"])
     assert second.status == 404 and str(second.super_admin_id) == root.id
+
+
+def test_an_email_given_to_two_new_super_admins_at_once_is_a_409_naming_the_email(root):
+    email = f"twin-{uuid.uuid4().hex[:6]}@platform.example"
+    holder = get_sessionmaker()()
+    super_admins.create(holder, email=email, full_name="First", password="a long pass 1")
+
+    resp = race(
+        holder,
+        lambda: root.call(
+            "POST",
+            "/api/admin/super-admins",
+            json={"email": email.upper(), "full_name": "Second", "password": "a long pass 2"},
+        ),
+    )
+
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["details"] == [{"field": "email", "message": "already used"}]
