@@ -12,12 +12,18 @@ import getpass
 import sys
 from typing import TextIO
 
+from pydantic import EmailStr, TypeAdapter, ValidationError
+
 from shared.admin import super_admins
 from shared.db import session_scope
 from shared.errors import DomainError
 
 #: The shortest password accepted (the API's own minimum).
 MIN_PASSWORD = 10
+#: The longest full name accepted (the API's own maximum, the column's size).
+MAX_NAME = 200
+#: The login route's email check: an address it refuses could never log in.
+_EMAIL = TypeAdapter(EmailStr)
 
 
 def _password(from_stdin: bool, stdin: TextIO) -> str:
@@ -45,14 +51,18 @@ def main(
     if len(password) < MIN_PASSWORD:
         print(f"error: the password needs at least {MIN_PASSWORD} characters", file=out)
         return 2
-    if "@" not in args.email:
-        print("error: --email is not an email address", file=out)
+    try:
+        email = _EMAIL.validate_python(args.email.strip())
+    except ValidationError:
+        print("error: --email is not an email address the login accepts", file=out)
+        return 2
+    name = args.name.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        print(f"error: --name needs 1 to {MAX_NAME} characters", file=out)
         return 2
     try:
         with session_scope() as session:
-            admin = super_admins.create(
-                session, email=args.email.strip(), full_name=args.name.strip(), password=password
-            )
+            admin = super_admins.create(session, email=email, full_name=name, password=password)
             admin_id = admin.id
     except DomainError as exc:
         print(f"error: {exc.message}", file=out)

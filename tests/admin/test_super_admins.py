@@ -40,6 +40,23 @@ def test_the_cli_refuses_a_taken_email_and_a_short_password():
     assert admin_cli([*short, "--password-stdin"], stdin=io.StringIO("short\n"), out=out) == 2
 
 
+def test_the_cli_refuses_an_email_or_a_name_the_api_would_refuse(client):
+    """An account the CLI made for ``root@localhost`` could never log in (the login's email
+    is validated: 422); a 201-character name ended in a database traceback."""
+    for email, name in (
+        (f"root-{uuid.uuid4().hex[:6]}@localhost", "Root"),
+        (f"root-{uuid.uuid4().hex[:6]}@platform.example", "R" * 201),
+        (f"root-{uuid.uuid4().hex[:6]}@platform.example", "  "),
+    ):
+        out = io.StringIO()
+        args = ["create-super-admin", "--email", email, "--name", name, "--password-stdin"]
+        assert admin_cli(args, stdin=io.StringIO(PASSWORD + "\n"), out=out) == 2, out.getvalue()
+        assert out.getvalue().startswith("error: ")
+        with session_scope() as session:
+            found = select(SuperAdminRow.id).where(SuperAdminRow.email == email)
+            assert session.scalar(found) is None
+
+
 def test_a_wrong_password_is_401_and_audited(client):
     email = create_super_admin()
     resp = client.simulate_post(
