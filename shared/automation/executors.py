@@ -147,9 +147,12 @@ def assign_agent(target: Target, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _live(target: Target, agent_id: uuid.UUID) -> bool:
-    """Whether the agent is a live agent of the tenant (read, not locked)."""
+    """Whether the agent is a live, unsuspended agent of the tenant (read, not locked)."""
     live = select(User.id).where(
-        User.tenant_id == target.ctx.tenant_id, User.id == agent_id, User.deleted_at.is_(None)
+        User.tenant_id == target.ctx.tenant_id,
+        User.id == agent_id,
+        User.deleted_at.is_(None),
+        User.suspended_at.is_(None),
     )
     return target.session.scalar(live) is not None
 

@@ -325,7 +325,8 @@ def get_item(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> dict[str
 def live_agent(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str, *, nowait: bool = False
 ) -> User:
-    """A live agent of the caller's tenant, or 422 on ``field`` (never 404: it is input).
+    """A live, unsuspended agent of the caller's tenant, or 422 on ``field`` (never 404:
+    it is input).
 
     The agent's row is share-locked until the caller commits: a deletion running meanwhile
     (which unassigns the agent's conversations) waits for it, or it waits for the deletion
@@ -341,6 +342,9 @@ def live_agent(
     )
     if agent is None:
         raise ValidationFailed.field(field, "no such agent in this workspace")
+    if agent.suspended_at is not None:
+        # A suspended agent cannot log in: what they are given would wait for nobody.
+        raise ValidationFailed.field(field, "the agent is suspended")
     return agent
 
 
@@ -716,7 +720,10 @@ def _assign_statement(to_agent: bool) -> Update:
         live = exists(
             select(User.id)
             .where(
-                User.tenant_id == table.c.tenant_id, User.id == assignee, User.deleted_at.is_(None)
+                User.tenant_id == table.c.tenant_id,
+                User.id == assignee,
+                User.deleted_at.is_(None),
+                User.suspended_at.is_(None),  # else the general path's 422 says why
             )
             .with_for_update(read=True)
         )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import func, update
 
+from shared.db import session_scope
+from shared.models import User
 from tests.cursors import crafted
 from tests.inbox_conversations.conftest import (
     add_conversation,
@@ -367,3 +370,24 @@ def test_every_change_writes_an_activity_row(workspace):
     }
     status = next(log for log in logs if log["action"] == "conversation.status_changed")
     assert status["before"]["status"] == "open" and status["after"]["status"] == "pending"
+
+
+def test_a_suspended_agent_takes_no_new_conversations(workspace):
+    ws = workspace
+    agent, _ = ws.create_agent()
+    with session_scope() as session:
+        session.execute(
+            update(User).where(User.id == uuid.UUID(agent["id"])).values(suspended_at=func.now())
+        )
+    conversation = add_conversation(ws)
+
+    for method, path, body, field in (
+        ("PATCH", f"{LIST}/{conversation}/assignment", {"assignee_id": agent["id"]}, "assignee_id"),
+        ("POST", f"{LIST}/{conversation}/transfer", {"to_agent_id": agent["id"]}, "to_agent_id"),
+    ):
+        refused = ws.call(method, path, json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json["error"]["details"] == [
+            {"field": field, "message": "the agent is suspended"}
+        ]
+    assert row(conversation).assignee_id is None
