@@ -161,7 +161,7 @@ def _decoded(part: EmailMessage) -> str | None:
         return None if payload is None else str(payload)
     try:
         return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
+    except (LookupError, ValueError):  # a charset Python does not know (or a NUL in its name)
         return payload.decode("utf-8", errors="replace")
 
 

@@ -196,10 +196,15 @@ BROKEN = [
     # Not MIME at all: headers then text, no Content-Type.
     b"From: carol@example.org\r\nSubject: plain\r\nMessage-ID: <broken2@example.org>\r\n\r\n"
     b"just text\r\n",
+    # A charset name holding a NUL byte: no codec can even be looked up for it.
+    b"From: dan@example.org\r\nSubject: nul\r\nMessage-ID: <broken3@example.org>\r\n"
+    b'Content-Type: text/plain; charset="utf\x00-8"\r\n\r\nstill readable\r\n',
 ]
 
 
-@pytest.mark.parametrize("mime", BROKEN, ids=["truncated-multipart", "no-content-type"])
+@pytest.mark.parametrize(
+    "mime", BROKEN, ids=["truncated-multipart", "no-content-type", "nul-in-charset"]
+)
 def test_broken_mime_is_stored_with_what_could_be_read(channels, mime):
     account = channels.account("email")
     resp = channels.post_email(account, mime)
