@@ -442,6 +442,9 @@ def classify(response: httpx.Response) -> SendFailed:
     code = str(error.get("code") or f"http_{status}")
     message = str(error.get("message") or response.reason_phrase or "Graph API error")
     details = as_object(error.get("error_data")).get("details")
+    if details is not None and not isinstance(details, str):
+        # NOTE: not a string: ``in`` raised TypeError, and a refusal was retried as a bug.
+        details = json.dumps(details)[:500]
     if details and details not in message:
         message = f"{message}: {details}"
     # NOTE: ``is_transient`` counts only as the boolean Meta documents: bool("false") is

@@ -379,6 +379,9 @@ def test_a_messenger_send_answered_without_its_id_is_never_sent_twice(
     [
         (400, {"error": "not an object"}, "http_400", 1),
         (400, {"error": {"code": 100, "message": "bad", "error_data": "text"}}, "100", 1),
+        # error_data.details not a string: Meta's code, still one send
+        (400, {"error": {"code": 100, "error_data": {"details": {"param": "to"}}}}, "100", 1),
+        (400, {"error": {"code": 131026, "error_data": {"details": 7}}}, "131026", 1),
         (400, [1, 2], "http_400", 1),
         (400, {"error": {"code": 100, "is_transient": "false"}}, "100", 1),  # a string
         (500, b"[" * 5000, "http_500", 3),  # deeper than any JSON we read: transient still
