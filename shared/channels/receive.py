@@ -172,7 +172,8 @@ def split_meta(route: str, body: dict[str, Any]) -> list[Unit]:
     """The units of a Meta callback posted to ``route`` (``meta``, ``messenger``, ``instagram``)."""
     obj = body.get("object")
     entries = body.get("entry")
-    if obj not in ROUTE_OBJECTS[route]:
+    # NOTE: a str first: a list or an object cannot be looked up in a set (TypeError, a 500).
+    if not isinstance(obj, str) or obj not in ROUTE_OBJECTS[route]:
         raise BadPayload(f"Unexpected object {obj!r} for this webhook")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise BadPayload("'entry' must be a list of objects")

@@ -255,3 +255,14 @@ def test_a_message_past_a_database_program_limit_fails_once_not_retried(channels
     (row,) = channels.inbound_events()
     assert (row.status, row.attempts) == ("failed", 1)
     assert "index row size" in row.result["errors"][0]
+
+
+@pytest.mark.parametrize("obj", [["page"], {"object": "page"}], ids=["a-list", "an-object"])
+@pytest.mark.parametrize("route", ["meta", "messenger", "instagram"])
+def test_an_object_field_of_another_shape_is_400_not_500(channels, route, obj):
+    account = channels.account("whatsapp")
+    payload = {"object": obj, "entry": []}
+    resp = channels.post_meta(route, payload, secret=account["credentials"]["app_secret"])
+    assert resp.status_code == 400, resp.text
+    assert resp.json["error"]["code"] == "bad_request"
+    assert channels.inbound_events() == []
