@@ -34,6 +34,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -123,7 +124,27 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict):
         raise BadPayload("The request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(raw):
+        data = _without_lone_surrogates(data)
     return data
+
+
+#: A ``\\uD800``-``\\uDFFF`` escape: half of a pair, or a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each lone surrogate (a text cut mid-emoji) as U+FFFD, as for NUL.
+
+    WHY: JSON lets ``\\ud83d`` stand alone and Python reads it, but no UTF-8 can carry
+    it: the recipient lookup or the stored copy raised UnicodeEncodeError, a 500 the
+    provider retried forever. Pairs were joined by the parser and are untouched.
+    """
+    text = json.dumps(data, ensure_ascii=False)
+    if not _LONE_SURROGATE.search(text):
+        return data
+    return json_encoding.loads(_LONE_SURROGATE.sub("\ufffd", text).encode())
 
 
 def _content_key(payload: Any) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import string
 
 import pytest
 
 from shared.channels import ingest
+from shared.channels.signatures import email_signature
 from tests.channels_inbound.conftest import load
 from tests.channels_inbound.test_statuses_and_messaging import _sent_reply
 
@@ -266,3 +268,31 @@ def test_an_object_field_of_another_shape_is_400_not_500(channels, route, obj):
     assert resp.status_code == 400, resp.text
     assert resp.json["error"]["code"] == "bad_request"
     assert channels.inbound_events() == []
+
+
+def test_a_lone_surrogate_escape_is_stored_as_a_replacement_character(channels):
+    """``\\ud83d`` alone (a text cut mid-emoji) is JSON Python reads, but no UTF-8 can carry
+    it: the stored copy gets U+FFFD, as for NUL, and the message is kept."""
+    account = channels.account("whatsapp")
+    payload = load("wa_text.json", PHONE_NUMBER_ID=account["external_id"])
+    _value(payload["entry"][0])["messages"][0]["text"]["body"] = "cut \ud83d|ok \U0001f600"
+    raw = json.dumps(payload).encode()  # ASCII: the surrogate travels as an escape
+    assert b"\\ud83d|" in raw
+    resp = channels.post_meta("meta", raw, secret=account["credentials"]["app_secret"])
+    assert resp.status_code == 200, resp.text
+    channels.settle()
+    (message,) = channels.messages()
+    assert message.body == "cut \ufffd|ok \U0001f600"
+
+
+def test_a_lone_surrogate_in_an_email_recipient_is_not_a_500(channels):
+    account = channels.account("email")
+    raw = json.dumps({"recipient": "\udc00" + account["external_id"], "mime": ""}).encode()
+    signature = email_signature(account["credentials"]["inbound_signing_key"], raw)
+    resp = channels.client.simulate_post(
+        "/api/webhooks/email",
+        body=raw,
+        headers={"Content-Type": "application/json", "X-Inbound-Signature": signature},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"stored": 0, "duplicates": 0, "dropped": 1}
