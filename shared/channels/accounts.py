@@ -166,6 +166,10 @@ def normalize_external_id(channel: str, external_id: str | None) -> str:
     return value
 
 
+#: Email settings the SMTP sender reads as text.
+_SMTP_TEXT_SETTINGS = ("smtp_host", "smtp_username", "from_name")
+
+
 def _check_settings(
     channel: str, settings: dict[str, Any], *, of_account: bool = True
 ) -> dict[str, Any]:
@@ -178,8 +182,15 @@ def _check_settings(
                 "settings.smtp_security", f"one of {', '.join(SMTP_SECURITY)}"
             )
         port = settings.get("smtp_port")
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+        # NOTE: bool is an int to Python, not a port.
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
             raise ValidationFailed.field("settings.smtp_port", "a port number (1-65535)")
+        # WHY: the sender reads these as text; another shape was stored, then each send
+        # failed as an internal error, retried until it was dead-lettered.
+        for name in _SMTP_TEXT_SETTINGS:
+            value = settings.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValidationFailed.field(f"settings.{name}", "a string, or null")
     return settings
 
 

@@ -155,6 +155,24 @@ def test_integration_upsert_get_and_delete(workspace):
             },
             "settings.smtp_security",
         ),
+        *(
+            (
+                {
+                    "channel": "email",
+                    "external_id": "a@b.example",
+                    "settings": {name: value},
+                    "credentials": {},
+                },
+                f"settings.{name}",
+            )
+            # a relay the sender cannot even be built for: refused here, not at each send
+            for name, value in (
+                ("smtp_host", 5),
+                ("smtp_username", {"a": 1}),
+                ("from_name", ["Acme"]),
+                ("smtp_port", True),
+            )
+        ),
         ({"surprise": 1}, "surprise"),
     ],
 )
