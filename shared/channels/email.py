@@ -11,6 +11,7 @@ decode, so a damaged email is stored with what could be read, never lost. Thread
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import html as html_lib
 import re
@@ -136,11 +137,13 @@ def _address(mime: EmailMessage, name: str) -> tuple[str | None, str | None]:
     return display.strip() or None, address
 
 
-def _date(mime: EmailMessage):
+def _date(mime: EmailMessage) -> dt.datetime | None:
+    """The Date header as an aware time; ``-0000`` (RFC 5322: zone unknown) reads as UTC."""
     try:
-        return utils.parsedate_to_datetime(_header(mime, "Date") or "")
+        sent = utils.parsedate_to_datetime(_header(mime, "Date") or "")
     except (TypeError, ValueError, IndexError):
         return None
+    return sent if sent.tzinfo is not None else sent.replace(tzinfo=dt.UTC)
 
 
 def _content(part: EmailMessage) -> str | None:

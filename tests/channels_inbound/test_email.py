@@ -503,3 +503,15 @@ def test_an_emails_html_is_stored_safe_to_render(channels):
     ):
         assert gone not in lowered, gone
     assert message.body.strip() == "Where is my order?"  # the plain part, untouched
+
+
+def test_a_date_without_a_zone_is_read_as_utc(channels):
+    """RFC 5322's ``-0000`` says "no zone known": the time is kept as UTC, offset written."""
+    account = channels.account("email")
+    mime = _email(message_id="<zoneless@mail.example>").replace(
+        b"Thu, 26 Nov 2026 10:00:00 +0000", b"Thu, 26 Nov 2026 10:00:00 -0000"
+    )
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+    (message,) = channels.messages()
+    assert message.metadata_["provider_timestamp"] == "2026-11-26T10:00:00+00:00"
