@@ -129,7 +129,7 @@ def _message(
             continue
         kind = attachment.get("type")
         payload = as_object(attachment.get("payload"))
-        if kind in ATTACHMENT_TYPES and payload.get("url"):
+        if kind in ATTACHMENT_TYPES and isinstance(payload.get("url"), str) and payload["url"]:
             item.attachments.append(
                 Attachment(
                     type=ATTACHMENT_TYPES[kind],

@@ -156,7 +156,11 @@ def test_a_failed_status_with_errors_of_another_shape_still_fails_the_message(
     assert (sent.status, sent.error_code, sent.error_message) == ("failed", code, message)
 
 
-@pytest.mark.parametrize("attachments", [5, {"type": "image"}], ids=["a-number", "an-object"])
+@pytest.mark.parametrize(
+    "attachments",
+    [5, {"type": "image"}, [{"type": "image", "payload": {"url": {"href": "x"}}}]],
+    ids=["a-number", "an-object", "a-url-of-another-shape"],
+)
 def test_messenger_attachments_of_another_shape_store_the_message_without_them(
     channels, attachments
 ):
