@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,18 +27,22 @@ from shared import activity
 from shared.admin.context import AdminCtx
 from shared.billing import subscriptions
 from shared.context import Ctx
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound
 from shared.events import Actor, Impersonator, emit
 from shared.identity import invitations
-from shared.identity.tenants import _free_slug, create_builtin_roles, slugify
+from shared.identity.tenants import (
+    SLUG_INDEX,
+    create_builtin_roles,
+    insert_tenant,
+    slug_conflict,
+    slug_taken,
+)
 from shared.models import AgentInvitation, Tenant, User
 from shared.pagination import Page, paginate
 from shared.schemas.identity import AgentView, TenantView
 from shared.timekeeping import schedules
 
 STATUSES = ("active", "suspended")
-#: The unique index on ``tenants.slug``.
-_SLUG_INDEX = "uq_tenants_slug"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +63,6 @@ def tenant_ctx(ctx: AdminCtx, tenant_id: uuid.UUID) -> Ctx:
     )
 
 
-def _slug_taken(session: Session, slug: str, *, except_id: uuid.UUID | None = None) -> bool:
-    query = exists().where(Tenant.slug == slug)
-    if except_id is not None:
-        query = query.where(Tenant.id != except_id)
-    return bool(session.scalar(select(query)))
-
-
-def _taken(slug: str) -> Conflict:
-    return Conflict(
-        f"The workspace slug '{slug}' is taken",
-        details=[{"field": "slug", "message": "already used"}],
-    )
-
-
 def provision(
     session: Session,
     ctx: AdminCtx,
@@ -84,7 +74,7 @@ def provision(
     timezone: str = "UTC",
 ) -> Provisioned:
     """Create a tenant, its roles and its admin (invited by email), in the caller's transaction."""
-    tenant = _insert_tenant(session, name=name, slug=slug, timezone=timezone)
+    tenant = insert_tenant(session, name=name, slug=slug, timezone=timezone)
     slug = tenant.slug
     roles = create_builtin_roles(session, tenant)
     admin = User(
@@ -104,32 +94,6 @@ def provision(
     subscriptions.start_trial(session, tenant.id)
     session.refresh(tenant)
     return Provisioned(tenant, admin, invitation)
-
-
-def _insert_tenant(session: Session, *, name: str, slug: str | None, timezone: str) -> Tenant:
-    """Insert the tenant under ``slug`` (409 if taken) or a free slug made from ``name``.
-
-    WHY the savepoint: two provisionings at once both found the slug free; the second
-    insert waited for the first to commit and failed its unique index, a bare 409 without
-    the field (or, for a slug the caller never chose, a 409 at all). Now the loser is
-    told the slug is taken, or gets another free slug, as if it had come second.
-    """
-    while True:
-        chosen = slug or _free_slug(session, slugify(name))
-        if slug and _slug_taken(session, slug):
-            raise _taken(slug)
-        tenant = Tenant(name=name, slug=chosen, timezone=timezone, status="active")
-        try:
-            with session.begin_nested():
-                session.add(tenant)
-                session.flush()
-        except IntegrityError as exc:
-            if getattr(exc.orig.diag, "constraint_name", None) != _SLUG_INDEX:
-                raise
-            if slug:
-                raise _taken(slug) from exc
-            continue
-        return tenant
 
 
 def list_tenants(
@@ -172,8 +136,8 @@ def update(
     tenant = get(session, tenant_id, for_update=True)
     before = TenantView.data(tenant)
     slug = changes.get("slug")
-    if slug and slug != tenant.slug and _slug_taken(session, slug, except_id=tenant.id):
-        raise _taken(slug)
+    if slug and slug != tenant.slug and slug_taken(session, slug, except_id=tenant.id):
+        raise slug_conflict(slug)
     try:
         # WHY the savepoint: a slug given to another tenant at once (not committed when
         # checked) fails the unique index, a 409 that must still name the field.
@@ -183,8 +147,8 @@ def update(
                     setattr(tenant, field, changes[field])
             session.flush()
     except IntegrityError as exc:
-        if slug and getattr(exc.orig.diag, "constraint_name", None) == _SLUG_INDEX:
-            raise _taken(slug) from exc
+        if slug and getattr(exc.orig.diag, "constraint_name", None) == SLUG_INDEX:
+            raise slug_conflict(slug) from exc
         raise
     session.refresh(tenant)
     after = TenantView.data(tenant)
