@@ -47,6 +47,8 @@ KIND = "ai_products.import"
 FORMATS = ("csv", "json")
 #: Row problems kept in a job's result; the counts include the rest.
 MAX_REPORTED_ERRORS = 1000
+#: The whitespace JSON allows between tokens (``str.strip`` takes more: NBSP, vertical tab...).
+JSON_SPACE = " \t\n\r"
 
 Enqueue = Callable[[uuid.UUID, uuid.UUID], None]
 
@@ -110,7 +112,9 @@ def _check_payload(raw: bytes, fmt: str) -> None:
         if not header:
             raise ValidationFailed.field("body", "the CSV is empty: send a header row")
         check_csv_header(header)
-    elif not content.lstrip().startswith("["):
+    elif not content.lstrip(JSON_SPACE).startswith("["):
+        # NOTE: the job reads the array after JSON's whitespace only; a body it cannot
+        # start on must be refused here, not accepted and then failed.
         raise ValidationFailed.field("body", "send a JSON array of products")
 
 
@@ -193,7 +197,7 @@ def _csv_rows(content: str) -> Iterator[RawRow]:
 def _json_rows(content: str) -> Iterator[RawRow]:
     """The array's elements one at a time: the whole array is never built in memory."""
     decoder = json.JSONDecoder()
-    ws = " \t\n\r"
+    ws = JSON_SPACE
     position = len(content) - len(content.lstrip(ws))
     if content[position : position + 1] != "[":
         raise MalformedPayload(0, "the body is not a JSON array")

@@ -166,6 +166,9 @@ def test_a_csv_row_past_the_field_limit_fails_the_job_keeping_the_rows_before(wo
         (f'"{"x" * 140_000}",name\n', "text/csv", 422, "body"),  # past csv's field limit
         (b"name\n\xff\xfe\n", "text/csv", 422, "body"),
         ('{"name": "x"}', "application/json", 422, "body"),
+        # Space JSON does not allow before the array: the job could never read it.
+        ('\u00a0[{"name": "x"}]', "application/json", 422, "body"),
+        ('\v[{"name": "x"}]', "application/json", 422, "body"),
         ("name\nx\n", "application/xml", 415, None),
     ],
 )
