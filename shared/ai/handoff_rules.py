@@ -40,12 +40,19 @@ FIELDS = (
     "position",
     "is_active",
 )
+#: Rules one AI agent may have. WHY: every reply reads all of them, and their list has no
+#: pages; a handful is the norm.
+MAX_RULES = 100
 #: The kind-specific fields and which kinds may carry each.
 _KIND_FIELDS = {
     "keywords": ("keyword", "explicit_request"),
     "max_turns": ("max_turns",),
     "threshold": ("low_confidence",),
 }
+
+
+class RuleLimitReached(ValidationFailed):
+    code = "rule_limit"
 
 
 def view(rule: AiHandoffRule) -> dict[str, Any]:
@@ -94,6 +101,26 @@ def _get(session: Session, ctx: Ctx, agent_id: uuid.UUID, rule_id: uuid.UUID) ->
     )
 
 
+def _check_room(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
+    """422 ``rule_limit`` when the agent has :data:`MAX_RULES` already.
+
+    NOTE: a transaction-scoped advisory lock per agent, so two concurrent creates cannot
+    both pass the count (locking the agent row would hold up its replies' writes).
+    """
+    key = f"ai_handoff_rules:{agent_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    count = session.scalar(
+        select(func.count()).where(
+            AiHandoffRule.tenant_id == ctx.tenant_id, AiHandoffRule.ai_agent_id == agent_id
+        )
+    )
+    if count >= MAX_RULES:
+        raise RuleLimitReached(
+            f"An AI agent may have at most {MAX_RULES} handoff rules",
+            details=[{"field": "body", "message": f"at most {MAX_RULES} rules per AI agent"}],
+        )
+
+
 def create_rule(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, fields: dict[str, Any]
 ) -> AiHandoffRule:
@@ -101,6 +128,7 @@ def create_rule(
     agents.get_agent(session, ctx, agent_id)
     _validate(fields)
     check_division(session, ctx, fields["division_id"], "division_id")
+    _check_room(session, ctx, agent_id)
     rule = AiHandoffRule(
         tenant_id=ctx.tenant_id, ai_agent_id=agent_id, **{k: fields[k] for k in FIELDS}
     )

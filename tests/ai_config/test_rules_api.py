@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from shared.ai import handoff_rules
 from tests.ai_config.conftest import AGENTS, create_agent, fields
 
 ASSIGNMENTS = "/api/ai-agent-assignments"
@@ -180,6 +181,22 @@ def test_handoff_rules_take_the_fields_of_their_kind(workspace, body, field):
     resp = workspace.call("POST", f"{AGENTS}/{agent['id']}/handoff-rules", json=body)
     assert resp.status_code == 422, resp.text
     assert fields(resp) == [field]
+
+
+def test_an_agent_has_a_bounded_number_of_handoff_rules(workspace, monkeypatch):
+    """Every reply reads all of its agent's rules, and their list has no pages."""
+    monkeypatch.setattr(handoff_rules, "MAX_RULES", 3)
+    agent = create_agent(workspace)
+    rules = f"{AGENTS}/{agent['id']}/handoff-rules"
+    for _ in range(3):
+        assert workspace.call("POST", rules, json={"kind": "model_error"}).status_code == 201
+    refused = workspace.call("POST", rules, json={"kind": "model_error"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json["error"]["code"] == "rule_limit" and fields(refused) == ["body"]
+    assert len(workspace.call("GET", rules).json) == 3
+    # Another agent's rules count for that agent only.
+    other = f"{AGENTS}/{create_agent(workspace)['id']}/handoff-rules"
+    assert workspace.call("POST", other, json={"kind": "model_error"}).status_code == 201
 
 
 def test_handoff_rules_of_another_tenant_are_404(workspace, other_workspace):
