@@ -17,12 +17,17 @@ from sqlalchemy.orm import Session
 from shared import activity
 from shared.ai import agents
 from shared.ai.config_views import OrchestrationRuleView
+from shared.ai.handoff_rules import RuleLimitReached
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import AiOrchestrationRule
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
 from shared.sql import tenant_row
+
+#: Rules one workspace may have. WHY: every inbound message of a workspace with active
+#: rules reads all of them (:func:`shared.ai.ownership.route`).
+MAX_RULES = 500
 
 FIELDS = (
     "name",
@@ -97,9 +102,28 @@ def _get(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AiOrchestrationRule:
     )
 
 
+def _check_room(session: Session, ctx: Ctx) -> None:
+    """422 ``rule_limit`` when the workspace has :data:`MAX_RULES` already.
+
+    NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
+    both pass the count.
+    """
+    key = f"ai_orchestration_rules:{ctx.tenant_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    count = session.scalar(
+        select(func.count()).where(AiOrchestrationRule.tenant_id == ctx.tenant_id)
+    )
+    if count >= MAX_RULES:
+        raise RuleLimitReached(
+            f"A workspace may have at most {MAX_RULES} orchestration rules",
+            details=[{"field": "body", "message": f"at most {MAX_RULES} rules per workspace"}],
+        )
+
+
 def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchestrationRule:
     ctx.require(agents.MANAGE)
     _validate(session, ctx, fields)
+    _check_room(session, ctx)
     rule = AiOrchestrationRule(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
     session.add(rule)
     session.flush()

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.ai import handoff_rules
+from shared.ai import handoff_rules, orchestration
 from tests.ai_config.conftest import AGENTS, create_agent, fields
 
 ASSIGNMENTS = "/api/ai-agent-assignments"
@@ -243,6 +243,23 @@ def test_orchestration_rules_are_created_listed_replaced_and_deleted(workspace):
     assert put.json["intent"] is None and put.json["keywords"] == [] and put.json["priority"] == 100
     assert workspace.call("DELETE", path).status_code == 204
     assert workspace.call("GET", ORCHESTRATION).json["items"] == []
+
+
+def test_a_workspace_has_a_bounded_number_of_orchestration_rules(
+    workspace, other_workspace, monkeypatch
+):
+    """Every inbound message of a workspace with rules reads all of its active ones."""
+    monkeypatch.setattr(orchestration, "MAX_RULES", 2)
+    target = create_agent(workspace)["id"]
+    body = {"name": "r", "match_type": "keyword", "keywords": ["x"], "target_ai_agent_id": target}
+    for _ in range(2):
+        assert workspace.call("POST", ORCHESTRATION, json=body).status_code == 201
+    refused = workspace.call("POST", ORCHESTRATION, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json["error"]["code"] == "rule_limit" and fields(refused) == ["body"]
+    # Another workspace's rules count for that workspace only.
+    theirs = body | {"target_ai_agent_id": create_agent(other_workspace)["id"]}
+    assert other_workspace.call("POST", ORCHESTRATION, json=theirs).status_code == 201
 
 
 @pytest.mark.parametrize(
