@@ -174,6 +174,26 @@ def find_agent(
     )
 
 
+def share_agent(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> AiAgent:
+    """The tenant's AI agent FOR KEY SHARE (404 when there is none), for a row about to be
+    added under it.
+
+    WHY: a deletion of the agent that commits while the new row's foreign key check waits
+    for it failed that insert: a 409 logged as a database refusal. Locked before, the
+    deletion waits for the new row (and cascades it), or went first and this is a 404.
+    Only FOR UPDATE (a deletion, a replace) waits for it, not the reply path's locks.
+    """
+    agent = session.scalars(
+        select(AiAgent)
+        .where(AiAgent.tenant_id == tenant_id, AiAgent.id == agent_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if agent is None:
+        raise NotFound("AI agent not found")
+    return agent
+
+
 def check_owned(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> None:
     """A 422 naming ``field`` unless ``agent_id`` is one of the tenant's AI agents."""
     found = session.scalar(

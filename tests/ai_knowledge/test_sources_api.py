@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from shared.db import session_scope
+from shared.ai.knowledge import sources
+from shared.db import get_sessionmaker, session_scope
 from shared.models import KnowledgeChunk, QnaPair
 from tests.ai_knowledge.agents import add_ai_agent
 from tests.ai_knowledge.conftest import sources_path, upload, wait_for_status
 from tests.ai_knowledge.documents import docx, pdf
+from tests.automation.conftest import admin_ctx
+from tests.lock_races import race
 from tests.multipart import form
 
 
@@ -282,3 +285,27 @@ def test_qna_pairs_and_reprocessing_are_in_the_activity_log(workspace, ai_agent)
 
     assert actions(pair["id"]) == ["qna_pair.created", "qna_pair.deleted"]
     assert actions(source["id"]) == ["knowledge_source.created", "knowledge_source.reprocessed"]
+
+
+def test_a_qna_pair_added_while_its_source_is_deleted_is_404(workspace, ai_agent):
+    """The deletion goes first: the pair waiting on the source answers 404 (the source is
+    gone), not a 409 from its insert's foreign key."""
+    source = _text_source(workspace, ai_agent)
+    deleting = get_sessionmaker()()
+    sources.delete_source(
+        deleting, admin_ctx(workspace), uuid.UUID(ai_agent), uuid.UUID(source["id"])
+    )
+    deleting.flush()
+
+    resp = race(
+        deleting,
+        lambda: workspace.call(
+            "POST",
+            f"{sources_path(ai_agent)}/{source['id']}/qna-pairs",
+            json={"question": "When do you open?", "answer": "At nine."},
+        ),
+    )
+
+    assert resp.status_code == 404, resp.text
+    with session_scope() as session:
+        assert session.query(QnaPair).filter_by(ai_agent_id=uuid.UUID(ai_agent)).count() == 0

@@ -356,7 +356,21 @@ def create_qna(
     question: str,
     answer: str,
 ) -> dict[str, Any]:
-    source = get_source(session, ctx, agent_id, source_id)
+    agent = agents.share_agent(session, ctx.tenant_id, agent_id)
+    # NOTE: FOR KEY SHARE, after the agent (the order of the agent's deletion, which
+    # cascades to its sources): a deletion of the source waits for the pair, or went first
+    # and this is a 404, not the pair's foreign key failing (409).
+    source = session.scalars(
+        select(KnowledgeSource)
+        .where(
+            KnowledgeSource.tenant_id == ctx.tenant_id,
+            KnowledgeSource.id == source_id,
+            KnowledgeSource.ai_agent_id == agent_id,
+        )
+        .with_for_update(read=True, key_share=True)
+    ).one_or_none()
+    if source is None:
+        raise NotFound("Knowledge source not found")
     pair = QnaPair(
         tenant_id=ctx.tenant_id,
         ai_agent_id=agent_id,
@@ -368,7 +382,7 @@ def create_qna(
     session.flush()
     session.refresh(pair)
     activity.record(session, ctx, "qna_pair.created", "qna_pair", pair.id, after=_logged(pair))
-    if get_agent(session, ctx, agent_id).embedding_model:
+    if agent.embedding_model:
         EMBED.enqueue_after_commit(session, [ToEmbed("qna", pair.id, pair.tenant_id)])
     return qna_view(pair)
 
