@@ -125,7 +125,7 @@ def create_rule(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, fields: dict[str, Any]
 ) -> AiHandoffRule:
     ctx.require(agents.MANAGE)
-    agents.get_agent(session, ctx, agent_id)
+    agents.share_agent(session, ctx.tenant_id, agent_id)
     _validate(fields)
     check_division(session, ctx, fields["division_id"], "division_id")
     _check_room(session, ctx, agent_id)

@@ -218,7 +218,7 @@ def create_product(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, fields: ProductFields
 ) -> AiProduct:
     ctx.require(agents.MANAGE)
-    agents.get_agent(session, ctx, agent_id)
+    agents.share_agent(session, ctx.tenant_id, agent_id)
     product = AiProduct(
         tenant_id=ctx.tenant_id, ai_agent_id=agent_id, **fields.model_dump(include=set(FIELDS))
     )

@@ -14,9 +14,10 @@ import threading
 import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 
-from shared.ai import generation, replies, usage
+from shared.ai import agents, generation, replies, usage
 from shared.db import get_sessionmaker, session_scope
 from shared.models.ai import AiAgent, AiReply, AiUsageDaily
 from tests.ai_config.conftest import (
@@ -28,6 +29,7 @@ from tests.ai_config.conftest import (
     inbound_message,
     tid,
 )
+from tests.automation.conftest import admin_ctx
 from tests.inbox_conversations.conftest import add_conversation, row
 from tests.lock_races import blocked_on_a_lock, race
 
@@ -146,3 +148,25 @@ def test_deleting_an_agent_while_a_message_of_its_conversation_is_dispatched_doe
     assert status == 204
     released = row(conversation)
     assert (released.ai_agent_id, released.ai_active) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("products", {"name": "Apple"}),
+        ("handoff-rules", {"kind": "model_error"}),
+        ("knowledge-sources", {"kind": "text", "title": "Hours", "content": "Open at nine."}),
+    ],
+)
+def test_a_row_added_under_an_agent_being_deleted_is_404(workspace, path, body):
+    """The deletion goes first: the new row waiting on the agent answers 404 (the agent is
+    gone), not a 409 from its insert's foreign key."""
+    agent_id = create_agent(workspace)["id"]
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(workspace), uuid.UUID(agent_id))
+    deleting.flush()
+
+    resp = race(deleting, lambda: workspace.call("POST", f"{AGENTS}/{agent_id}/{path}", json=body))
+
+    assert resp.status_code == 404, resp.text
+    assert resp.json["error"]["code"] == "not_found"

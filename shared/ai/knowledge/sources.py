@@ -134,7 +134,7 @@ def _add(session: Session, ctx: Ctx, agent: AiAgent, **fields: Any) -> dict[str,
 def create_text(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, *, title: str, content: str
 ) -> dict[str, Any]:
-    agent = get_agent(session, ctx, agent_id)
+    agent = agents.share_agent(session, ctx.tenant_id, agent_id)
     return _add(session, ctx, agent, kind="text", title=title, content=content)
 
 
@@ -142,7 +142,7 @@ def create_url(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, *, url: str, title: str | None
 ) -> dict[str, Any]:
     """A URL source; a URL the SSRF guard refuses (private address, internal name) is 422."""
-    agent = get_agent(session, ctx, agent_id)
+    agent = agents.share_agent(session, ctx.tenant_id, agent_id)
     try:
         check(url)
     except UnsafeUrl as exc:
@@ -174,7 +174,7 @@ def create_from_media(
     session: Session, ctx: Ctx, agent_id: uuid.UUID, *, media_id: uuid.UUID, title: str | None
 ) -> dict[str, Any]:
     """A file source from an uploaded media file (``POST /api/media``), checked like an upload."""
-    agent = get_agent(session, ctx, agent_id)
+    agent = agents.share_agent(session, ctx.tenant_id, agent_id)
     media = _referenced_media(session, ctx, media_id)
     if not media.storage_key:
         raise ValidationFailed.field("media_id", "this media file has not been downloaded yet")
@@ -227,6 +227,9 @@ def create_upload(
         if fmt == formats.DOCX:
             formats.require_docx(str(staged.path))
         mime = formats.MIME_TYPES[fmt]
+        # NOTE: the agent share-locked once the file is staged (see agents.share_agent),
+        # before the media it stores, as the agent's deletion locks them.
+        agent = agents.share_agent(session, ctx.tenant_id, agent_id)
         media = media_service.store_upload(
             session, ctx, staged, mime, filename=filename, target=storage()
         )
