@@ -86,7 +86,8 @@ def create_evaluation(
     score: int,
     correction: str | None,
 ) -> AiEvaluation:
-    agents.get_agent(session, ctx, agent_id)
+    ctx.require(agents.VIEW)
+    agents.share_agent(session, ctx.tenant_id, agent_id)
     _check_reply(session, ctx, agent_id, message_id)
     evaluation = AiEvaluation(
         tenant_id=ctx.tenant_id,

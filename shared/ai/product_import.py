@@ -123,7 +123,7 @@ def start_import(
 ) -> Job:
     """Store the body and a queued job; ``enqueue(job_id, tenant_id)`` runs after commit."""
     ctx.require(agents.MANAGE)
-    agents.get_agent(session, ctx, agent_id)
+    agents.share_agent(session, ctx.tenant_id, agent_id)
     _check_payload(raw, fmt)
     job = jobs.create(
         session,

@@ -23,6 +23,7 @@ from shared.models.ai import AiAgent, AiReply, AiUsageDaily
 from tests.ai_config.conftest import (
     AGENTS,
     agent_row,
+    ai_message,
     answered,
     create_agent,
     generating_reply,
@@ -170,3 +171,27 @@ def test_a_row_added_under_an_agent_being_deleted_is_404(workspace, path, body):
 
     assert resp.status_code == 404, resp.text
     assert resp.json["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("what", ["evaluation", "import"])
+def test_an_evaluation_or_import_under_an_agent_being_deleted_is_404(workspace, what):
+    agent_id = create_agent(workspace)["id"]
+    message_id = ai_message(workspace, agent_id)
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(workspace), uuid.UUID(agent_id))
+    deleting.flush()
+
+    def create():
+        if what == "evaluation":
+            body = {"message_id": message_id, "score": 4}
+            return workspace.call("POST", f"{AGENTS}/{agent_id}/evaluations", json=body)
+        return workspace.call(
+            "POST",
+            f"{AGENTS}/{agent_id}/products/import",
+            body="name\nApple\n",
+            headers={"Content-Type": "text/csv"},
+        )
+
+    resp = race(deleting, create)
+
+    assert resp.status_code == 404, resp.text
