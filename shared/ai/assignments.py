@@ -69,7 +69,9 @@ def _get(session: Session, ctx: Ctx, assignment_id: uuid.UUID) -> AiAgentAssignm
     )
 
 
-def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
+def _validate(
+    session: Session, ctx: Ctx, fields: dict[str, Any], *, creating: bool = False
+) -> None:
     """422 for a body naming nothing, an unknown channel, or another tenant's ids."""
     account_id, channel = fields["integration_account_id"], fields["channel"]
     if account_id is None and channel is None:
@@ -82,7 +84,7 @@ def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
         )
     if channel is not None and channel not in CHANNELS:
         raise ValidationFailed.field("channel", f"one of {', '.join(CHANNELS)}")
-    agents.check_owned(session, ctx, fields["ai_agent_id"], "ai_agent_id")
+    agents.check_owned(session, ctx, fields["ai_agent_id"], "ai_agent_id", share=creating)
     if account_id is not None:
         account_channel = session.scalar(
             select(IntegrationAccount.channel).where(
@@ -134,7 +136,7 @@ def _check_unique(
 
 def create_assignment(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiAgentAssignment:
     ctx.require(agents.MANAGE)
-    _validate(session, ctx, fields)
+    _validate(session, ctx, fields, creating=True)
     _check_unique(session, ctx, fields)
     assignment = AiAgentAssignment(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
     session.add(assignment)

@@ -45,7 +45,9 @@ def view(rule: AiOrchestrationRule) -> dict[str, Any]:
     return OrchestrationRuleView.data(rule)
 
 
-def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
+def _validate(
+    session: Session, ctx: Ctx, fields: dict[str, Any], *, creating: bool = False
+) -> None:
     match = fields["match_type"]
     problems = []
     if match == "intent":
@@ -70,7 +72,9 @@ def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
         raise ValidationFailed(
             f"{problems[0]['field']}: {problems[0]['message']}", details=problems
         )
-    agents.check_owned(session, ctx, fields["target_ai_agent_id"], "target_ai_agent_id")
+    agents.check_owned(
+        session, ctx, fields["target_ai_agent_id"], "target_ai_agent_id", share=creating
+    )
 
 
 def list_rules(
@@ -122,7 +126,7 @@ def _check_room(session: Session, ctx: Ctx) -> None:
 
 def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchestrationRule:
     ctx.require(agents.MANAGE)
-    _validate(session, ctx, fields)
+    _validate(session, ctx, fields, creating=True)
     _check_room(session, ctx)
     rule = AiOrchestrationRule(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
     session.add(rule)

@@ -195,3 +195,33 @@ def test_an_evaluation_or_import_under_an_agent_being_deleted_is_404(workspace, 
     resp = race(deleting, create)
 
     assert resp.status_code == 404, resp.text
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/ai-agent-assignments", "ai_agent_id"),
+        ("/api/ai-orchestration-rules", "target_ai_agent_id"),
+    ],
+)
+def test_a_rule_naming_an_agent_being_deleted_is_422_on_that_field(workspace, path, field):
+    """The deletion goes first: the body's agent is gone, a 422 naming the field as for any
+    unknown agent, not a 409 from the insert's foreign key."""
+    agent_id = create_agent(workspace)["id"]
+    body = {
+        "/api/ai-agent-assignments": {"ai_agent_id": agent_id, "channel": "whatsapp"},
+        "/api/ai-orchestration-rules": {
+            "name": "Sales",
+            "match_type": "keyword",
+            "keywords": ["price"],
+            "target_ai_agent_id": agent_id,
+        },
+    }[path]
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(workspace), uuid.UUID(agent_id))
+    deleting.flush()
+
+    resp = race(deleting, lambda: workspace.call("POST", path, json=body))
+
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == field
