@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared import web_threads
 from shared.ai import handoff, providers, usage
-from shared.ai.agents import find_agent
+from shared.ai.agents import find_agent, share_agent
 from shared.ai.generation import _sources, knowledge_for, voice_of
 from shared.ai.prompt import Turn, build, leaks
 from shared.ai.providers import loop
@@ -132,6 +132,9 @@ def _answer(
     # The question's embedding is prompt input too, counted as the usage counts it.
     prompt_tokens = (completion.prompt_tokens if completion else 0) + embedding_tokens
     completion_tokens = completion.completion_tokens if completion else 0
+    # NOTE: locked only now, not across the model's seconds: an agent deleted meanwhile is
+    # a 404, not the usage row's foreign key failing (a 409 logged as a database refusal).
+    share_agent(session, agent.tenant_id, agent.id)
     usage.record(
         session,
         agent,

@@ -8,9 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.ai import agents
 from shared.config import get_settings
+from shared.db import get_sessionmaker
 from shared.web_threads import ai_test_slots
 from tests.ai_reply.conftest import one_ai_reply_a_month
+from tests.automation.conftest import admin_ctx
+from tests.lock_races import race
 from tests.waiting import wait_until
 
 
@@ -168,3 +172,17 @@ def test_a_workspace_past_its_plans_ai_replies_gets_no_test_answers(world, works
     assert spent.json["error"]["code"] == "plan_limit_reached"
     assert spent.json["error"]["details"][0]["limit"] == "ai_replies"
     assert world.usage(agent.id).test_replies == 1
+
+
+def test_a_test_of_an_agent_deleted_meanwhile_is_404(world):
+    """The deletion commits while the test counts its usage: 404 (the agent is gone), not
+    a 409 from the usage row's foreign key."""
+    agent = world.agent()
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(world.ws), agent.id)
+    deleting.flush()
+
+    resp = race(deleting, lambda: _test(world, agent.id, {"message": "Shipping time?"}))
+
+    assert resp.status_code == 404, resp.text
+    assert resp.json["error"]["code"] == "not_found"
