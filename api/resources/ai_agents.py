@@ -208,6 +208,7 @@ class HandoffRulesResource:
             "`keyword` rules need `keywords`; `max_turns` rules need `max_turns`;"
             " `low_confidence` rules may set `threshold` (else the agent's);"
             " `explicit_request` rules may add `keywords`. A field another kind uses: 422."
+            " An AI agent has at most 100 rules: one more is 422 `rule_limit`."
         ),
         tags=TAGS,
     )
@@ -258,6 +259,7 @@ class OrchestrationRulesResource:
         description=(
             "`intent` rules need `intent` and its example phrases in `keywords`; `channel`"
             " rules a `channel`; `keyword` rules `keywords`. Lower `priority` is tried first."
+            " A workspace has at most 500 rules: one more is 422 `rule_limit`."
         ),
         tags=TAGS,
     )
