@@ -201,11 +201,12 @@ def knowledge_for(
     the tokens the questions' embeddings cost (the caller counts them in the usage)."""
     tried: set[str] = set()
     tokens = 0
+    deadline = embedder.question_deadline()
     for question in (" ".join(questions), *(reversed(questions))):
         if question in tried or not question.strip():
             continue
         tried.add(question)
-        vector, used = embedder.question_vector(agent, question)
+        vector, used = embedder.question_vector(agent, question, deadline=deadline)
         tokens += used
         hits = retrieve(session, agent.tenant_id, agent.id, question, query_embedding=vector)
         if hits:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import func, select
 
 from shared.db import session_scope
@@ -138,3 +140,23 @@ def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app,
             select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
         ).all()
     assert letters == ["embed_items"]
+
+
+def test_a_question_embedding_slower_than_its_budget_ranks_by_text(world, fake_llm, monkeypatch):
+    """A struggling embeddings endpoint (slow, retried) must not hold the reply past its job's
+    time limit: the question's vector is given up after its budget, the answer comes anyway."""
+    from shared.ai import embedder
+
+    agent = world.agent(provider="openai", embedding_model="fake-embed")
+    monkeypatch.setattr(embedder, "QUESTION_EMBEDDING_SECONDS", 0.5)
+    fake_llm.embeddings_delay = 3.0
+    fake_llm.answer = "Three to five days."
+
+    started = time.monotonic()
+    asked = world.ws.call(
+        "POST", f"/api/ai-agents/{agent.id}/test", json={"message": "How long does shipping take?"}
+    )
+
+    assert asked.status_code == 200, asked.text
+    assert asked.json["reply"] == "Three to five days."
+    assert time.monotonic() - started < 2.5

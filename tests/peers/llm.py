@@ -16,7 +16,8 @@ next behaviour (the last one repeats), one of:
 
 :attr:`FakeLLM.embeddings_body`, when set, is the 200 body of every embeddings call.
 
-:attr:`FakeLLM.delay` makes every chat call take that long (the benchmark's model).
+:attr:`FakeLLM.delay` makes every chat call take that long (the benchmark's model);
+:attr:`FakeLLM.embeddings_delay` every embeddings call (a struggling endpoint).
 Usage is reported as word counts so token accounting is checkable.
 """
 
@@ -56,6 +57,7 @@ class FakeLLM:
     requests: list[LLMRequest] = field(default_factory=list)
     answer: str = "Scripted answer."
     delay: float = 0.0
+    embeddings_delay: float = 0.0
     embeddings_body: bytes | None = None
     _plan: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +73,7 @@ class FakeLLM:
             self.embeddings_body = None
             self.answer = "Scripted answer."
             self.delay = 0.0
+            self.embeddings_delay = 0.0
 
     def script(self, *behaviours: Any) -> None:
         with self.lock:
@@ -130,6 +133,8 @@ def _handler(llm: FakeLLM):
             recorded = LLMRequest(self.path, dict(self.headers.items()), body, time.time())
             with llm.lock:
                 llm.requests.append(recorded)
+            if self.path.endswith("/embeddings") and llm.embeddings_delay:
+                time.sleep(llm.embeddings_delay)
             if self.path.endswith("/embeddings") and llm.embeddings_body is not None:
                 self._send(200, llm.embeddings_body)
                 return
