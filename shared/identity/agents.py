@@ -190,13 +190,18 @@ def get_profile(session: Session, ctx: Ctx) -> tuple[User, Tenant]:
 
 
 def resolve_role(session: Session, ctx: Ctx, role: str) -> Role:
-    """Find a role of the caller's tenant by id or by name (case-insensitive)."""
+    """Find a role of the caller's tenant by id or by name (case-insensitive).
+
+    The role is held (``FOR KEY SHARE``) until the caller commits: an agent given a role
+    being deleted waits for the deletion and is told the role is gone (422), and a deletion
+    waits for the agent and counts them. Unlocked, the agent's foreign key failed (a 409).
+    """
     query = select(Role).where(Role.tenant_id == ctx.tenant_id)
     try:
         query = query.where(Role.id == uuid.UUID(role))
     except ValueError:
         query = query.where(func.lower(Role.name) == role.lower())
-    found = session.scalars(query).one_or_none()
+    found = session.scalars(query.with_for_update(read=True, key_share=True)).one_or_none()
     if found is None:
         raise ValidationFailed.field("role", f"no role '{role}' in this workspace")
     return found
