@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -57,6 +58,28 @@ def _name_taken(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | No
     return bool(session.scalar(select(query)))
 
 
+def _name_conflict(name: str) -> Conflict:
+    return Conflict(
+        f"A role named '{name}' exists",
+        details=[{"field": "name", "message": "already used in this workspace"}],
+    )
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    """Flush; a name a concurrent request took meanwhile is our 409, not the net's.
+
+    NOTE: :func:`_name_taken` reads before the insert and cannot see a role another
+    transaction has inserted but not committed: the unique index decides then.
+    """
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if "uq_roles_tenant_name" in str(exc.orig):
+            raise _name_conflict(name) from exc
+        raise
+
+
 def create_role(
     session: Session, ctx: Ctx, *, name: str, permissions: list[str], description: str = ""
 ) -> Role:
@@ -64,13 +87,10 @@ def create_role(
     keys = _check_permissions(permissions)
     ctx.require_all(keys, "A role with these permissions")
     if _name_taken(session, ctx, name):
-        raise Conflict(
-            f"A role named '{name}' exists",
-            details=[{"field": "name", "message": "already used in this workspace"}],
-        )
+        raise _name_conflict(name)
     role = Role(tenant_id=ctx.tenant_id, name=name, description=description, permissions=keys)
     session.add(role)
-    session.flush()
+    _flush_unique(session, name)
     session.refresh(role)
     data = RoleView.data(role)
     activity.record_change(session, ctx, "role.created", "role", role.id, data, after=data)
@@ -96,10 +116,7 @@ def update_role(
         if role.is_builtin:
             raise Conflict("Built-in roles cannot be renamed")
         if _name_taken(session, ctx, name, except_id=role.id):
-            raise Conflict(
-                f"A role named '{name}' exists",
-                details=[{"field": "name", "message": "already used in this workspace"}],
-            )
+            raise _name_conflict(name)
         role.name = name
     if description is not None:
         role.description = description
@@ -107,7 +124,7 @@ def update_role(
         keys = _check_permissions(permissions)
         ctx.require_all(keys, "A role with these permissions")
         role.permissions = keys
-    session.flush()
+    _flush_unique(session, role.name)
     session.refresh(role)
     after = RoleView.data(role)
     activity.record_change(

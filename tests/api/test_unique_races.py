@@ -1,0 +1,46 @@
+"""Two creations of the same name at once: the second is the service's own 409, naming
+the field, not the constraint net's bare one (logged as a schema bug)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from shared.db import get_sessionmaker
+from shared.models import Role
+from tests.lock_races import race
+
+
+def _holding(make) -> object:
+    """A transaction that has inserted ``make(session)``'s row, not committed yet."""
+    holder = get_sessionmaker()()
+    holder.add(make(holder))
+    holder.flush()
+    return holder
+
+
+def _taken(resp, field: str, caplog) -> None:
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["details"] == [
+        {"field": field, "message": "already used in this workspace"}
+    ]
+    assert not [r for r in caplog.records if "database refused" in r.getMessage()]
+
+
+def test_a_role_created_while_another_of_its_name_is_being_created(workspace, caplog):
+    tenant_id = uuid.UUID(workspace.tenant["id"])
+    holder = _holding(lambda s: Role(tenant_id=tenant_id, name="Night", permissions=[]))
+    body = {"name": "night", "permissions": []}
+    with caplog.at_level(logging.ERROR, logger="api.errors"):
+        resp = race(holder, lambda: workspace.call("POST", "/api/roles", json=body))
+    _taken(resp, "name", caplog)
+
+
+def test_a_role_renamed_while_another_of_its_name_is_being_created(workspace, caplog):
+    tenant_id = uuid.UUID(workspace.tenant["id"])
+    role = workspace.call("POST", "/api/roles", json={"name": "day", "permissions": []}).json
+    holder = _holding(lambda s: Role(tenant_id=tenant_id, name="Night", permissions=[]))
+    path = f"/api/roles/{role['id']}"
+    with caplog.at_level(logging.ERROR, logger="api.errors"):
+        resp = race(holder, lambda: workspace.call("PATCH", path, json={"name": "NIGHT"}))
+    _taken(resp, "name", caplog)
