@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -207,6 +208,28 @@ def resolve_role(session: Session, ctx: Ctx, role: str) -> Role:
     return found
 
 
+def _email_conflict() -> Conflict:
+    return Conflict(
+        "An agent with this email already exists",
+        details=[{"field": "email", "message": "already used in this workspace"}],
+    )
+
+
+def _flush_unique(session: Session) -> None:
+    """Flush; an email a concurrent request took meanwhile is our 409, not the net's.
+
+    NOTE: :func:`_email_taken` cannot see an agent another transaction has inserted but
+    not committed: the unique index decides then.
+    """
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if "uq_users_tenant_email" in str(exc.orig):
+            raise _email_conflict() from exc
+        raise
+
+
 def _email_taken(session: Session, ctx: Ctx, email: str, *, except_id: uuid.UUID | None = None):
     query = _live_agents(ctx).where(func.lower(User.email) == email.lower())
     if except_id:
@@ -264,10 +287,7 @@ def create_agent(
         ctx.refuse_impersonation("Setting a password")
     divisions = _divisions(session, ctx, division_ids or [])
     if _email_taken(session, ctx, email):
-        raise Conflict(
-            "An agent with this email already exists",
-            details=[{"field": "email", "message": "already used in this workspace"}],
-        )
+        raise _email_conflict()
     billing_usage.check_seat(session, ctx.tenant_id)
     given = resolve_role(session, ctx, role)
     ctx.require_all(given.permissions, f"Giving the role '{given.name}'")
@@ -280,7 +300,7 @@ def create_agent(
         password_hash=hash_password(password) if password else None,
     )
     session.add(agent)
-    session.flush()
+    _flush_unique(session)
     session.refresh(agent)
     if divisions:
         session.execute(
@@ -352,13 +372,12 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         _require_current_password(ctx, agent, current_password)
     before = AgentView.data(agent)
     if "email" in changes and _email_taken(session, ctx, changes["email"], except_id=agent.id):
-        raise Conflict(
-            "An agent with this email already exists",
-            details=[{"field": "email", "message": "already used in this workspace"}],
-        )
+        raise _email_conflict()
     for field in ("email", "full_name", "avatar_url"):
         if field in changes:
             setattr(agent, field, changes[field])
+    if "email" in changes:
+        _flush_unique(session)  # before any query autoflushes it unguarded
     if "role" in changes:
         new_role = resolve_role(session, ctx, changes["role"])
         ctx.require_all(new_role.permissions, f"Giving the role '{new_role.name}'")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sqlalchemy import select
+
 from shared.db import get_sessionmaker
-from shared.models import Role
+from shared.models import Role, User
 from tests.lock_races import race
+from tests.workspaces import PASSWORD
 
 
 def _holding(make) -> object:
@@ -44,3 +47,41 @@ def test_a_role_renamed_while_another_of_its_name_is_being_created(workspace, ca
     with caplog.at_level(logging.ERROR, logger="api.errors"):
         resp = race(holder, lambda: workspace.call("PATCH", path, json={"name": "NIGHT"}))
     _taken(resp, "name", caplog)
+
+
+def test_an_agent_created_while_another_of_their_email_is_being_created(workspace, caplog):
+    tenant_id = uuid.UUID(workspace.tenant["id"])
+
+    def agent(session):
+        role_id = session.scalar(
+            select(Role.id).where(Role.tenant_id == tenant_id, Role.name == "agent")
+        )
+        return User(
+            tenant_id=tenant_id, role_id=role_id, email="twin@example.com", full_name="Twin"
+        )
+
+    holder = _holding(agent)
+    body = {"email": "TWIN@example.com", "full_name": "Twin", "role": "agent"}
+    body["password"] = PASSWORD
+    with caplog.at_level(logging.ERROR, logger="api.errors"):
+        resp = race(holder, lambda: workspace.call("POST", "/api/agents", json=body))
+    _taken(resp, "email", caplog)
+
+
+def test_an_agent_renamed_to_an_email_being_taken(workspace, caplog):
+    tenant_id = uuid.UUID(workspace.tenant["id"])
+    agent, _ = workspace.create_agent()
+
+    def other(session):
+        role_id = session.scalar(
+            select(Role.id).where(Role.tenant_id == tenant_id, Role.name == "agent")
+        )
+        return User(tenant_id=tenant_id, role_id=role_id, email="new@example.com", full_name="N")
+
+    holder = _holding(other)
+    path = f"/api/agents/{agent['id']}"
+    with caplog.at_level(logging.ERROR, logger="api.errors"):
+        resp = race(
+            holder, lambda: workspace.call("PATCH", path, json={"email": "new@example.com"})
+        )
+    _taken(resp, "email", caplog)
