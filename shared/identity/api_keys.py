@@ -45,6 +45,11 @@ def create_key(
     ctx.refuse_api_key("Creating an API key")
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise ValidationFailed.field("expires_at", "must be in the future")
+    # NOTE: one creation of the user's keys at a time: two counted before either
+    # inserted, and the user held one key past the limit per concurrent request.
+    session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtext("api_keys:" + str(ctx.user_id))))
+    )
     live = session.scalar(
         select(func.count()).where(
             ApiKey.tenant_id == ctx.tenant_id,
