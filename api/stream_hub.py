@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import falcon.asgi
@@ -163,6 +163,8 @@ class Client:
         #: have yet: until it is sent :data:`ACCESS_CHANGED`, it is sent no ids (see
         #: :meth:`TenantFeed.hold_ids`).
         self.ids_held = False
+        #: Called (soon, by the event loop) once the client is closed: the hub forgets it.
+        self.on_close: Callable[[Client], None] | None = None
 
     def offer(self, item: Item) -> None:
         if self.closed:
@@ -173,9 +175,21 @@ class Client:
         self.queue.put_nowait(item)
 
     def close(self, reason: str) -> None:
+        """Close the stream: it sends ``close`` next, and nothing queued (so that is dropped).
+
+        WHY: a client that does not read blocks its server's send, and its stream stays
+        suspended there, short of its ``finally``, for as long as the socket stays open:
+        the hub forgets it now (``on_close``), not then. Kept, its agent counted as online,
+        and its feed, its re-checks and its full queue went on.
+        """
         if not self.closed:
             self.closed = reason
+            while not self.queue.empty():
+                self.queue.get_nowait()
             self.queue.put_nowait(None)
+            if self.on_close is not None:
+                # NOTE: deferred: a caller may be iterating the feed's clients.
+                asyncio.get_running_loop().call_soon(self.on_close, self)
 
 
 class TenantFeed:
@@ -398,6 +412,7 @@ class Hub:
         return await asyncio.to_thread(check)
 
     def register(self, client: Client) -> TenantFeed:
+        client.on_close = self.unregister
         tenant_feed = self.feeds.get(client.tenant_id)
         if tenant_feed is None:
             tenant_feed = self.feeds[client.tenant_id] = TenantFeed(self, client.tenant_id)
@@ -412,6 +427,10 @@ class Hub:
         return tenant_feed
 
     def unregister(self, client: Client) -> None:
+        """Forget the client (once: on its close, and when its stream ends)."""
+        if client.on_close is None:
+            return
+        client.on_close = None
         tenant_feed = self.feeds.get(client.tenant_id)
         if tenant_feed is not None:
             tenant_feed.remove(client)
