@@ -331,9 +331,13 @@ def _divisions(session: Session, ctx: Ctx, division_ids: list[uuid.UUID]) -> lis
     wanted = list(dict.fromkeys(division_ids))
     if not wanted:
         return []
+    # NOTE: held (FOR KEY SHARE) as resolve_role holds the role: a division being deleted
+    # is waited for and then unknown (422), not a membership's failed foreign key (409).
     known = set(
         session.scalars(
-            select(Division.id).where(Division.tenant_id == ctx.tenant_id, Division.id.in_(wanted))
+            select(Division.id)
+            .where(Division.tenant_id == ctx.tenant_id, Division.id.in_(wanted))
+            .with_for_update(read=True, key_share=True)
         )
     )
     bad = [
