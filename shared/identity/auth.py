@@ -414,7 +414,15 @@ def login(
     )
     if tenant_slug:
         query = query.where(Tenant.slug == tenant_slug.lower())
-    rows = session.execute(query.order_by(User.id).limit(MAX_WORKSPACES_PER_LOGIN)).all()
+    # APPSEC: the users' rows are locked (FOR NO KEY UPDATE, as the login's stamp would
+    # anyway) before their hashes are read: a login racing a password change waits for it
+    # and checks the new hash. Unlocked, it checked the old one and issued its token after
+    # the change's tokens_valid_after: the old password's session outlived the change.
+    rows = session.execute(
+        query.order_by(User.id)
+        .limit(MAX_WORKSPACES_PER_LOGIN)
+        .with_for_update(of=User, key_share=True)
+    ).all()
     # APPSEC: the password is checked before anything is said about the email: asking
     # which workspace to enter before it told anyone that the email has several.
     matching = [row for row in rows if verify_password(row[0].password_hash, password)]

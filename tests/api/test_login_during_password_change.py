@@ -1,0 +1,32 @@
+"""A login with the old password while the password is being changed opens no session."""
+
+from __future__ import annotations
+
+from shared.db import get_sessionmaker
+from shared.identity import agents, auth
+from tests.lock_races import race
+from tests.workspaces import PASSWORD
+
+
+def test_the_old_password_logs_in_to_no_session_that_outlives_the_change(workspace):
+    """The login read the old hash before the change committed and issued its token after
+    the change's tokens_valid_after (its transaction's start): the old password's session
+    kept working after the password was changed (e.g. to lock a thief out)."""
+    ws = workspace
+    agent, _ = ws.create_agent()
+    holder = get_sessionmaker()()
+    ctx = auth.authenticate_token(holder, ws.token)
+    agents.update_agent(holder, ctx, agent["id"], {"password": "a brand new password"})
+
+    login = race(
+        holder,
+        lambda: ws.client.simulate_post(
+            "/api/auth/login", json={"email": agent["email"], "password": PASSWORD}
+        ),
+    )
+
+    if login.status_code == 200:
+        me = ws.call("GET", "/api/auth/me", token=login.json["access_token"])
+        assert me.status_code == 401, "the old password's session outlived the change"
+    else:
+        assert login.status_code == 401, login.text
