@@ -31,6 +31,8 @@ class Ctx:
     #: Set when the caller authenticated with a JWT (logout revokes it).
     token_jti: uuid.UUID | None = None
     token_expires_at: dt.datetime | None = None
+    #: When that JWT was issued (a refresh checks it against a password change).
+    token_issued_at: dt.datetime | None = None
     #: The login session of that JWT (refreshes continue it; logout revokes all of it).
     session_id: uuid.UUID | None = None
     #: The super admin acting through an impersonation token (the ``imp`` claim).

@@ -101,7 +101,7 @@ class LogoutResource:
 class RefreshResource:
     @endpoint("Issue a fresh JWT for the current session", response=TokenResponse, tags=TAGS)
     def on_get(self, req, resp, *, ctx):
-        return _start_session(resp, auth.refresh(ctx))
+        return _start_session(resp, auth.refresh(req.context.db, ctx))
 
 
 class AcceptInvitationResource:

@@ -232,6 +232,7 @@ def authenticate_token(
         ip=ip,
         token_jti=claims.jti,
         token_expires_at=claims.expires_at,
+        token_issued_at=claims.issued_at,
         session_id=claims.session_id or claims.jti,
         impersonator_id=claims.impersonator_id,
     )
@@ -469,13 +470,24 @@ def logout(session: Session, ctx: Ctx) -> None:
     activity.record(session, ctx, "auth.logout", "agent", ctx.user_id)
 
 
-def refresh(ctx: Ctx) -> AccessToken:
+def refresh(session: Session, ctx: Ctx) -> AccessToken:
     """Issue a fresh token for the caller's session (the presented one stays valid until exp)."""
     if ctx.user_id is None or ctx.token_jti is None:
         raise Forbidden("Only a token session can be refreshed")
     if ctx.impersonator_id is not None:
         # APPSEC: an impersonation lasts its hour; it is never stretched into a 12 h session.
         raise Forbidden("An impersonation token cannot be refreshed")
+    # APPSEC: the user's row is held (FOR SHARE) and its tokens_valid_after read again: a
+    # refresh racing a password change waits for it and is refused. Authenticated before
+    # the change committed, it issued a token after the change's tokens_valid_after: the
+    # session went on, refreshed, past the change.
+    valid_after = session.scalar(
+        select(User.tokens_valid_after)
+        .where(User.tenant_id == ctx.tenant_id, User.id == ctx.user_id)
+        .with_for_update(read=True)
+    )
+    if valid_after and ctx.token_issued_at and ctx.token_issued_at < valid_after:
+        raise Unauthenticated("This token is no longer valid; log in again")
     return issue_access_token(ctx.user_id, ctx.tenant_id, session_id=ctx.session_id)
 
 

@@ -30,3 +30,21 @@ def test_the_old_password_logs_in_to_no_session_that_outlives_the_change(workspa
         assert me.status_code == 401, "the old password's session outlived the change"
     else:
         assert login.status_code == 401, login.text
+
+
+def test_a_refresh_during_the_change_makes_no_token_that_outlives_it(workspace):
+    """The refresh was authenticated before the change committed and issued its token after
+    the change's tokens_valid_after: the old session went on, refreshed, after the change."""
+    ws = workspace
+    agent, token = ws.create_agent()
+    holder = get_sessionmaker()()
+    ctx = auth.authenticate_token(holder, ws.token)
+    agents.update_agent(holder, ctx, agent["id"], {"password": "a brand new password"})
+
+    fresh = race(holder, lambda: ws.call("GET", "/api/auth/refresh", token=token))
+
+    if fresh.status_code == 200:
+        me = ws.call("GET", "/api/auth/me", token=fresh.json["access_token"])
+        assert me.status_code == 401, "the refreshed session outlived the change"
+    else:
+        assert fresh.status_code == 401, fresh.text
