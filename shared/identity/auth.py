@@ -503,9 +503,13 @@ def user_tokens_valid_after_now(session: Session, tenant_id: uuid.UUID, user_id:
     """Invalidate every token of a user issued before now (password change, suspension).
 
     The tenant condition also tells the read caches whose data changed (one tenant's, not all).
+
+    APPSEC: the clock now (``clock_timestamp()``), not the transaction's start (``now()``):
+    a change that began, then waited for a login's lock on the user, otherwise dated its
+    cut before the token that login issued meanwhile, which outlived the change.
     """
     session.execute(
         update(User)
         .where(User.tenant_id == tenant_id, User.id == user_id)
-        .values(tokens_valid_after=func.now())
+        .values(tokens_valid_after=func.clock_timestamp())
     )
