@@ -71,7 +71,12 @@ class QuickRepliesResource:
         body=QuickReplyCreate,
         response=QuickReplyItem,
         status=201,
-        description="Any agent creates personal replies; shared ones need `quick_replies.manage`.",
+        description=(
+            "Any agent creates personal replies; shared ones need `quick_replies.manage`."
+            f" A workspace has at most {quick_replies.MAX_SHARED} shared replies and an agent"
+            f" at most {quick_replies.MAX_PERSONAL} personal ones: past that, 422"
+            " `quick_reply_limit`."
+        ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: QuickReplyCreate):
@@ -146,7 +151,9 @@ class QuickRepliesImportResource:
             "Send the CSV as the `text/csv` body, or as the one file of a"
             " `multipart/form-data` form. The whole file is checked first: any bad row"
             " refuses it (422, one `{line, field, message}` per problem). Existing shared"
-            " replies with the same shortcut are updated."
+            " replies with the same shortcut are updated. An import whose new replies would"
+            f" pass the workspace's {quick_replies.MAX_SHARED} shared replies is refused whole"
+            " (422 `quick_reply_limit`)."
         ),
         tags=TAGS,
     )

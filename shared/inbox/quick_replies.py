@@ -43,6 +43,15 @@ MAX_TITLE = 200
 MAX_CONTENT = 4096
 #: The fields of a reply its owner may edit (also the CSV columns).
 EDITABLE_FIELDS = ("shortcut", "title", "content")
+#: Shared replies one workspace may have: one full CSV import (5,000 rows).
+#: WHY: the list's search scans every reply the caller sees; it must stay a few thousand.
+MAX_SHARED = 5000
+#: Personal replies one agent may have, seen on top of the shared ones.
+MAX_PERSONAL = 500
+
+
+class QuickReplyLimitReached(ValidationFailed):
+    code = "quick_reply_limit"
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -99,6 +108,44 @@ def lock_shared_shortcuts(session: Session, ctx: Ctx) -> None:
     session.execute(
         select(func.pg_advisory_xact_lock(func.hashtext("quick_replies:" + str(ctx.tenant_id))))
     )
+
+
+def lock_personal_replies(session: Session, ctx: Ctx, owner_id: uuid.UUID) -> None:
+    """Serialize creates of one agent's personal replies, so two cannot both pass the cap."""
+    key = f"quick_replies:personal:{owner_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+def count_replies(session: Session, ctx: Ctx, owner_id: uuid.UUID | None) -> int:
+    """The workspace's shared replies (``owner_id`` None) or that agent's personal ones."""
+    query = select(func.count()).where(QuickReply.tenant_id == ctx.tenant_id)
+    if owner_id is None:
+        query = query.where(QuickReply.scope == "shared")
+    else:
+        query = query.where(QuickReply.scope == "personal", QuickReply.owner_id == owner_id)
+    return session.scalar(query)
+
+
+def shared_limit(detail: dict[str, str]) -> QuickReplyLimitReached:
+    return QuickReplyLimitReached(
+        f"A workspace may have at most {MAX_SHARED} shared quick replies", details=[detail]
+    )
+
+
+def _check_room(session: Session, ctx: Ctx, owner_id: uuid.UUID | None) -> None:
+    """422 ``quick_reply_limit`` when the scope is full; the caller holds its lock."""
+    count = count_replies(session, ctx, owner_id)
+    if owner_id is None and count >= MAX_SHARED:
+        raise shared_limit(
+            {"field": "body", "message": f"at most {MAX_SHARED} shared quick replies"}
+        )
+    if owner_id is not None and count >= MAX_PERSONAL:
+        raise QuickReplyLimitReached(
+            f"An agent may have at most {MAX_PERSONAL} personal quick replies",
+            details=[
+                {"field": "body", "message": f"at most {MAX_PERSONAL} personal quick replies"}
+            ],
+        )
 
 
 def _flush_unique(session: Session, shortcut: str) -> None:
@@ -202,7 +249,8 @@ def list_quick_replies(
     tenant-wide ``usage_count`` (highest first), then shortcut and id. Both are keyset
     paginated on their own sort key.
 
-    PERF: a tenant has at most a few thousand replies; the contains-filter scans them.
+    PERF: the contains-filter scans the replies the caller sees: at most :data:`MAX_SHARED`
+    shared and :data:`MAX_PERSONAL` of their own (enforced on create and import).
     """
     query = _items(ctx)
     if q:
@@ -318,6 +366,9 @@ def create_quick_reply(
     fields = _clean({"shortcut": shortcut, "title": title, "content": content})
     if scope == "shared":
         lock_shared_shortcuts(session, ctx)
+    else:
+        lock_personal_replies(session, ctx, owner_id)
+    _check_room(session, ctx, owner_id)
     reply = QuickReply(tenant_id=ctx.tenant_id, scope=scope, owner_id=owner_id, **fields)
     session.add(reply)
     _flush_unique(session, fields["shortcut"])

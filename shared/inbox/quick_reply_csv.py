@@ -23,6 +23,7 @@ from shared import activity
 from shared.context import Ctx
 from shared.db import get_sessionmaker
 from shared.errors import ValidationFailed
+from shared.inbox import quick_replies
 from shared.inbox.quick_replies import (
     EDITABLE_FIELDS,
     MANAGE,
@@ -30,13 +31,16 @@ from shared.inbox.quick_replies import (
     MAX_TITLE,
     check_shortcut,
     check_text,
+    count_replies,
     lock_shared_shortcuts,
+    shared_limit,
 )
 from shared.models import QuickReply
 
 #: The CSV columns, in the order the export writes them.
 CSV_COLUMNS = EDITABLE_FIELDS
-#: Largest number of data rows one import accepts.
+#: Largest number of data rows one import accepts (also the workspace's cap on shared
+#: replies: :data:`shared.inbox.quick_replies.MAX_SHARED`).
 MAX_IMPORT_ROWS = 5000
 #: Replies read (and sent) per chunk of an export.
 EXPORT_BATCH = 1000
@@ -68,10 +72,9 @@ def export_shared_csv(ctx: Ctx) -> Iterator[bytes]:
     """The tenant's shared replies as UTF-8 CSV (``shortcut,title,content``, CRLF rows),
     streamed: the header, then one chunk per :data:`EXPORT_BATCH` replies.
 
-    WHY: nothing caps a tenant's shared replies (each import adds up to 5,000 of up to
-    4 KB), and the file built whole was held in memory three times over. As the
-    automation exports, each batch is read in its own short read-only session, so a slow
-    client holds no connection between chunks.
+    WHY: a tenant may have 5,000 shared replies of up to 4 KB, and the file built whole
+    was held in memory three times over. As the automation exports, each batch is read in
+    its own short read-only session, so a slow client holds no connection between chunks.
     """
     ctx.require(MANAGE)
     return _stream_shared(ctx.tenant_id)
@@ -228,6 +231,21 @@ def parse_import(raw: bytes) -> list[_Row]:
     return rows
 
 
+def _check_room(session: Session, ctx: Ctx, adding: int) -> None:
+    """422 ``quick_reply_limit`` when ``adding`` new replies pass the workspace's cap.
+
+    NOTE: checked before any write, under the shortcut lock the caller holds; the whole
+    file is refused, its updates of existing replies too.
+    """
+    if not adding:
+        return
+    existing = count_replies(session, ctx, None)
+    if existing + adding > quick_replies.MAX_SHARED:
+        limit = quick_replies.MAX_SHARED
+        message = f"{adding} new replies with {existing} existing pass the limit of {limit}"
+        raise shared_limit({"field": "file", "message": message})
+
+
 def import_shared_csv(session: Session, ctx: Ctx, raw: bytes) -> dict[str, int]:
     """Create or update the tenant's shared replies from CSV, all or nothing.
 
@@ -249,6 +267,7 @@ def import_shared_csv(session: Session, ctx: Ctx, raw: bytes) -> dict[str, int]:
             .with_for_update()
         )
     }
+    _check_room(session, ctx, sum(row.shortcut not in existing for row in rows))
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     new = []
     for row in rows:
