@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from api.endpoint import endpoint
+from api.endpoint import Plain, endpoint
+from api.schemas.common import ListQuery, Page
 from api.schemas.identity import ApiKeyCreate, ApiKeyCreated
 from shared.identity import api_keys
 from shared.schemas.identity import ApiKeyView
@@ -11,9 +12,18 @@ TAGS = ("API Keys",)
 
 
 class ApiKeysResource:
-    @endpoint("List caller's API keys", response=list[ApiKeyView], tags=TAGS)
-    def on_get(self, req, resp, *, ctx):
-        return api_keys.list_own_keys(req.context.db, ctx)
+    @endpoint(
+        "List caller's API keys",
+        query=ListQuery,
+        response=Page[ApiKeyView],
+        description="Newest first, revoked and expired keys included; never the key itself.",
+        tags=TAGS,
+    )
+    def on_get(self, req, resp, *, ctx, query: ListQuery):
+        page = api_keys.list_own_keys(req.context.db, ctx, **query.model_dump())
+        return Plain(
+            {"items": [ApiKeyView.data(k) for k in page.items], "next_cursor": page.next_cursor}
+        )
 
     @endpoint(
         "Create a new API key",

@@ -14,6 +14,7 @@ from shared.context import Ctx
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.identity.security import generate_api_key
 from shared.models import ApiKey, Role, User
+from shared.pagination import Page, paginate
 from shared.schemas.identity import ApiKeyView
 
 #: A user may hold at most this many live keys (a leak is easier to contain).
@@ -27,13 +28,18 @@ class CreatedKey:
     key: str
 
 
-def list_own_keys(session: Session, ctx: Ctx) -> list[ApiKey]:
-    return list(
-        session.scalars(
-            select(ApiKey)
-            .where(ApiKey.tenant_id == ctx.tenant_id, ApiKey.user_id == ctx.user_id)
-            .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
-        )
+def list_own_keys(
+    session: Session, ctx: Ctx, *, limit: int, cursor: str | None = None
+) -> Page[ApiKey]:
+    """The caller's keys, newest first, in pages: revoked and expired ones stay listed."""
+    query = select(ApiKey).where(ApiKey.tenant_id == ctx.tenant_id, ApiKey.user_id == ctx.user_id)
+    return paginate(
+        session,
+        query,
+        created_at=ApiKey.created_at,
+        id_column=ApiKey.id,
+        limit=limit,
+        cursor=cursor,
     )
 
 

@@ -121,7 +121,7 @@ def test_an_impersonation_makes_no_credential_that_would_outlive_it(root, worksp
         assert refused.status_code == 403, refused.text
         assert refused.json["error"]["code"] == "forbidden"
         assert "while impersonating" in refused.json["error"]["message"]
-    assert workspace.call("GET", "/api/api-keys").json == []
+    assert workspace.call("GET", "/api/api-keys").json["items"] == []
     invited = workspace.call("POST", "/api/agents", json=new_agent, token=token)
     assert invited.status_code == 201, invited.text
     renamed = workspace.call("PATCH", f"/api/agents/{me}", json={"full_name": "G."}, token=token)

@@ -53,7 +53,7 @@ def test_register_login_me_agents_keys_logout(client):
     via_key = client.simulate_get("/api/agents", headers={"X-API-Key": key})
     assert via_key.status_code == 200
     assert len(via_key.json["items"]) == 2
-    keys = ws.call("GET", "/api/api-keys", token=token).json
+    keys = ws.call("GET", "/api/api-keys", token=token).json["items"]
     assert [k["id"] for k in keys] == [created.json["id"]]
     assert "key" not in keys[0] and keys[0]["last_used_at"] is not None
 

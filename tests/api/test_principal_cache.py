@@ -113,6 +113,6 @@ def test_an_api_key_in_use_keeps_the_cache_warm(workspace):
     before = auth_cache.current_epoch()
     used = workspace.client.simulate_get("/api/agents", headers={"X-API-Key": key})
     assert used.status_code == 200, used.text
-    listed = workspace.call("GET", "/api/api-keys").json
+    listed = workspace.call("GET", "/api/api-keys").json["items"]
     assert [k["last_used_at"] for k in listed if k["name"] == "integration"] != [None]
     assert auth_cache.current_epoch() == before

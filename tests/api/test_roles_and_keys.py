@@ -148,7 +148,7 @@ def test_api_keys_rules(workspace, other_workspace):
     assert (
         ws.call("POST", "/api/api-keys", token=agent_token, json={"name": "x"}).status_code == 403
     )
-    assert ws.call("GET", "/api/api-keys", token=agent_token).json == []
+    assert ws.call("GET", "/api/api-keys", token=agent_token).json["items"] == []
     past = ws.call(
         "POST", "/api/api-keys", json={"name": "old", "expires_at": "2001-01-01T00:00:00Z"}
     )
@@ -236,3 +236,25 @@ def test_an_api_key_makes_no_credential_that_would_outlive_its_revocation(worksp
     new_password = {"password": "changed in a session", "current_password": PASSWORD}
     mine = ws.call("PATCH", f"/api/agents/{ws.admin['id']}", json=new_password)
     assert mine.status_code == 200, mine.text
+
+
+def test_api_keys_list_in_pages_newest_first(workspace):
+    """A user's keys pile up (revoked and expired ones stay listed): the list is paginated
+    like every other, so it stays bounded."""
+    ws = workspace
+    made = [ws.call("POST", "/api/api-keys", json={"name": f"k{n}"}).json for n in range(3)]
+    ws.call("DELETE", f"/api/api-keys/{made[0]['id']}")
+
+    first = ws.call("GET", "/api/api-keys", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    assert [k["name"] for k in first.json["items"]] == ["k2", "k1"]
+    assert "key" not in first.json["items"][0]
+    cursor = first.json["next_cursor"]
+    second = ws.call("GET", "/api/api-keys", params={"limit": 2, "cursor": cursor}).json
+    assert [k["name"] for k in second["items"]] == ["k0"]
+    assert second["items"][0]["revoked_at"] is not None
+    assert second["next_cursor"] is None
+    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "!!"}, {"zap": 1}):
+        resp = ws.call("GET", "/api/api-keys", params=params)
+        assert resp.status_code == 400, (params, resp.text)
+        assert resp.json["error"]["code"] == "bad_request"
