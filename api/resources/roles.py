@@ -26,6 +26,10 @@ class RolesResource:
         body=RoleCreate,
         response=RoleView,
         status=201,
+        description=(
+            f"A workspace holds at most {roles.MAX_CUSTOM_ROLES} custom roles (built-ins not"
+            " counted); past that, 422 role_limit."
+        ),
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, body: RoleCreate):

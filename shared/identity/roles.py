@@ -15,6 +15,13 @@ from shared.identity.permissions import ALL_KEYS
 from shared.models import Role, User
 from shared.schemas.identity import RoleView
 
+#: Custom roles one workspace may hold. WHY: their list (GET /api/roles) has no pages.
+MAX_CUSTOM_ROLES = 100
+
+
+class RoleLimitReached(ValidationFailed):
+    code = "role_limit"
+
 
 def list_roles(session: Session, ctx: Ctx) -> list[Role]:
     ctx.require("roles.manage")
@@ -80,12 +87,36 @@ def _flush_unique(session: Session, name: str) -> None:
         raise
 
 
+def _check_room(session: Session, ctx: Ctx) -> None:
+    """422 ``role_limit`` when the workspace has :data:`MAX_CUSTOM_ROLES` already.
+
+    NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
+    both pass the count.
+    """
+    key = f"custom_roles:{ctx.tenant_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    count = session.scalar(
+        select(func.count()).where(Role.tenant_id == ctx.tenant_id, Role.is_builtin.is_(False))
+    )
+    if count >= MAX_CUSTOM_ROLES:
+        raise RoleLimitReached(
+            f"A workspace may have at most {MAX_CUSTOM_ROLES} custom roles; delete one first",
+            details=[
+                {
+                    "field": "body",
+                    "message": f"at most {MAX_CUSTOM_ROLES} custom roles per workspace",
+                }
+            ],
+        )
+
+
 def create_role(
     session: Session, ctx: Ctx, *, name: str, permissions: list[str], description: str = ""
 ) -> Role:
     ctx.require("roles.manage")
     keys = _check_permissions(permissions)
     ctx.require_all(keys, "A role with these permissions")
+    _check_room(session, ctx)
     if _name_taken(session, ctx, name):
         raise _name_conflict(name)
     role = Role(tenant_id=ctx.tenant_id, name=name, description=description, permissions=keys)
