@@ -68,7 +68,8 @@ class AiAgentsResource:
             "`api_key` is write-only: stored encrypted, answered as `has_api_key`."
             " `base_url` (an OpenAI-compatible API root) must pass the SSRF guard unless"
             " AI_ALLOW_PRIVATE_BASE_URL allows local model servers (the default outside"
-            " production). A name used by another AI agent: 409."
+            " production). A name used by another AI agent: 409. A workspace has at most"
+            " 100 AI agents: one more is 422 `agent_limit`."
         ),
         tags=TAGS,
     )
@@ -371,7 +372,10 @@ class UsageSummaryResource:
         permission=VIEW,
         query=UsageQuery,
         response=UsageSummary,
-        description="The workspace's totals and each AI agent's." + _RANGE,
+        description=(
+            "The workspace's totals and each AI agent's, in one list (a workspace has at"
+            " most 100 AI agents)." + _RANGE
+        ),
         tags=TAGS,
         errors=(422,),
     )

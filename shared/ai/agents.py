@@ -42,6 +42,10 @@ from shared.webhooks import ssrf
 
 VIEW = "ai_agents.review"
 MANAGE = "ai_agents.manage"
+#: AI agents one workspace may have. WHY: the usage summary answers every agent in one
+#: list and no plan limits them (``shared.billing`` caps seats, messages, replies,
+#: storage); a handful is the norm.
+MAX_AGENTS = 100
 
 #: The columns a create or a full replace sets (``api_key`` is handled apart).
 FIELDS = (
@@ -64,6 +68,10 @@ FIELDS = (
     "daily_reply_limit",
     "is_active",
 )
+
+
+class AgentLimitReached(ValidationFailed):
+    code = "agent_limit"
 
 
 class _Keep:
@@ -239,11 +247,28 @@ def _apply(agent: AiAgent, fields: dict[str, Any], key: Any) -> None:
         agent.api_key_encrypted = crypto.encrypt(key) if key else None
 
 
+def _check_room(session: Session, ctx: Ctx) -> None:
+    """422 ``agent_limit`` when the workspace has :data:`MAX_AGENTS` already.
+
+    NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
+    both pass the count.
+    """
+    key = f"ai_agents:{ctx.tenant_id}"
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    count = session.scalar(select(func.count()).where(AiAgent.tenant_id == ctx.tenant_id))
+    if count >= MAX_AGENTS:
+        raise AgentLimitReached(
+            f"A workspace may have at most {MAX_AGENTS} AI agents",
+            details=[{"field": "body", "message": f"at most {MAX_AGENTS} AI agents per workspace"}],
+        )
+
+
 def create_agent(
     session: Session, ctx: Ctx, fields: dict[str, Any], *, api_key: str | None = None
 ) -> AiAgent:
     """Create an agent from every field of :data:`FIELDS` (the schema fills defaults)."""
     ctx.require(MANAGE)
+    _check_room(session, ctx)
     agent = AiAgent(tenant_id=ctx.tenant_id)
     _apply(agent, fields, api_key)
     session.add(agent)

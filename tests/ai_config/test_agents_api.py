@@ -7,11 +7,15 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from api.schemas.ai_agents import AiAgentBody
 from shared import crypto
+from shared.ai import agents
 from shared.config import get_settings
-from shared.db import session_scope
+from shared.db import get_sessionmaker, session_scope
 from shared.models import ActivityLog, AiAgent, AiHandoffRule
 from tests.ai_config.conftest import AGENTS, create_agent, fields, tid
+from tests.automation.conftest import admin_ctx
+from tests.lock_races import race
 
 SECRET = "sk-test-" + "x" * 24
 
@@ -191,3 +195,32 @@ def test_another_tenants_agent_is_404_everywhere(workspace, other_workspace):
     assert workspace.call("DELETE", path).status_code == 404
     assert workspace.call("GET", AGENTS).json["items"] == []
     assert other_workspace.call("GET", path).json == theirs
+
+
+def test_a_workspace_has_a_bounded_number_of_agents(workspace, other_workspace, monkeypatch):
+    """GET /api/ai-agents/usage answers every agent in one list: their number is bounded."""
+    monkeypatch.setattr(agents, "MAX_AGENTS", 2)
+    first, _second = create_agent(workspace), create_agent(workspace)
+    refused = workspace.call("POST", AGENTS, json={"name": "Third"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json["error"]["code"] == "agent_limit" and fields(refused) == ["body"]
+    assert len(workspace.call("GET", f"{AGENTS}/usage").json["agents"]) == 2
+    create_agent(other_workspace)  # counted per workspace
+    assert workspace.call("DELETE", f"{AGENTS}/{first['id']}").status_code == 204
+    create_agent(workspace, name="Third")  # room again
+
+
+def test_two_creates_at_once_cannot_both_pass_the_agent_limit(workspace, monkeypatch):
+    """The second create waits for the first and counts its agent."""
+    monkeypatch.setattr(agents, "MAX_AGENTS", 2)
+    create_agent(workspace)
+    creating = get_sessionmaker()()
+    body = AiAgentBody(name="Held").model_dump(exclude={"api_key"})
+    agents.create_agent(creating, admin_ctx(workspace), body)
+
+    resp = race(creating, lambda: workspace.call("POST", AGENTS, json={"name": "Racing"}))
+
+    assert resp.status_code == 422, resp.text
+    with session_scope() as session:
+        count = session.query(AiAgent).filter(AiAgent.tenant_id == tid(workspace)).count()
+    assert count == 2
