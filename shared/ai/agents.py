@@ -202,18 +202,19 @@ def share_agent(session: Session, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> 
     return agent
 
 
-def check_owned(
-    session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str, *, share: bool = False
-) -> None:
-    """A 422 naming ``field`` unless ``agent_id`` is one of the tenant's AI agents.
+def check_owned(session: Session, ctx: Ctx, agent_id: uuid.UUID, field: str) -> None:
+    """A 422 naming ``field`` unless ``agent_id`` is one of the tenant's AI agents, for a row
+    about to name it: the agent is locked FOR KEY SHARE as :func:`share_agent` does (a
+    deletion waits for the row, or went first: the 422).
 
-    ``share``: for a new row naming it, the agent is locked FOR KEY SHARE as
-    :func:`share_agent` does (a deletion waits for the row, or went first: the 422).
-    Creates only: a replace holds its own row, which the deletion's cascade takes after
-    the agent, so waiting for the agent there would deadlock.
+    NOTE: call it before locking that row: a deletion's cascade takes the row after the
+    agent, so a replace holding its row while waiting for the agent would deadlock.
     """
-    query = select(AiAgent.id).where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent_id)
-    found = session.scalar(query.with_for_update(read=True, key_share=True) if share else query)
+    found = session.scalar(
+        select(AiAgent.id)
+        .where(AiAgent.tenant_id == ctx.tenant_id, AiAgent.id == agent_id)
+        .with_for_update(read=True, key_share=True)
+    )
     if found is None:
         raise ValidationFailed.field(field, "no such AI agent in this workspace")
 

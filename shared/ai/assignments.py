@@ -21,7 +21,7 @@ from shared.ai import agents
 from shared.ai.config_views import AssignmentView
 from shared.ai.references import check_division
 from shared.context import Ctx
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import AiAgentAssignment, IntegrationAccount
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
@@ -69,10 +69,18 @@ def _get(session: Session, ctx: Ctx, assignment_id: uuid.UUID) -> AiAgentAssignm
     )
 
 
-def _validate(
-    session: Session, ctx: Ctx, fields: dict[str, Any], *, creating: bool = False
-) -> None:
-    """422 for a body naming nothing, an unknown channel, or another tenant's ids."""
+def _exists(session: Session, ctx: Ctx, assignment_id: uuid.UUID) -> None:
+    """404 unless the assignment exists, without locking it (see :func:`replace_assignment`)."""
+    a = AiAgentAssignment
+    if session.scalar(select(a.id).where(a.tenant_id == ctx.tenant_id, a.id == assignment_id)):
+        return
+    raise NotFound("AI agent assignment not found")
+
+
+def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
+    """422 for a body naming nothing, an unknown channel, or another tenant's ids; the
+    body's agent is locked FOR KEY SHARE (``agents.check_owned``), so this goes before any
+    lock on an assignment."""
     account_id, channel = fields["integration_account_id"], fields["channel"]
     if account_id is None and channel is None:
         raise ValidationFailed(
@@ -84,7 +92,7 @@ def _validate(
         )
     if channel is not None and channel not in CHANNELS:
         raise ValidationFailed.field("channel", f"one of {', '.join(CHANNELS)}")
-    agents.check_owned(session, ctx, fields["ai_agent_id"], "ai_agent_id", share=creating)
+    agents.check_owned(session, ctx, fields["ai_agent_id"], "ai_agent_id")
     if account_id is not None:
         account_channel = session.scalar(
             select(IntegrationAccount.channel).where(
@@ -136,7 +144,7 @@ def _check_unique(
 
 def create_assignment(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiAgentAssignment:
     ctx.require(agents.MANAGE)
-    _validate(session, ctx, fields, creating=True)
+    _validate(session, ctx, fields)
     _check_unique(session, ctx, fields)
     assignment = AiAgentAssignment(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
     session.add(assignment)
@@ -156,12 +164,22 @@ def create_assignment(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiA
 def replace_assignment(
     session: Session, ctx: Ctx, assignment_id: uuid.UUID, fields: dict[str, Any]
 ) -> AiAgentAssignment:
-    """Replace every field of the assignment (PUT)."""
+    """Replace every field of the assignment (PUT).
+
+    NOTE: the body's agent is locked before the assignment, the order of an agent's
+    deletion (the agent, then its cascade): a 404 first, unlocked; an agent deleted
+    meanwhile is the 422 naming ``ai_agent_id``, or a 404 when the assignment went with it.
+    """
     ctx.require(agents.MANAGE)
+    _exists(session, ctx, assignment_id)
+    try:
+        _validate(session, ctx, fields)
+    except ValidationFailed:
+        _exists(session, ctx, assignment_id)
+        raise
+    _check_unique(session, ctx, fields, except_id=assignment_id)
     assignment = _get(session, ctx, assignment_id)
     before = view(assignment)
-    _validate(session, ctx, fields)
-    _check_unique(session, ctx, fields, except_id=assignment.id)
     for name in FIELDS:
         setattr(assignment, name, fields[name])
     assignment.updated_at = func.now()

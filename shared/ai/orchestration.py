@@ -19,7 +19,7 @@ from shared.ai import agents
 from shared.ai.config_views import OrchestrationRuleView
 from shared.ai.handoff_rules import RuleLimitReached
 from shared.context import Ctx
-from shared.errors import ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.models import AiOrchestrationRule
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
@@ -45,9 +45,9 @@ def view(rule: AiOrchestrationRule) -> dict[str, Any]:
     return OrchestrationRuleView.data(rule)
 
 
-def _validate(
-    session: Session, ctx: Ctx, fields: dict[str, Any], *, creating: bool = False
-) -> None:
+def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
+    """422 for a field the match does not take; the target agent is locked FOR KEY SHARE
+    (``agents.check_owned``), so this goes before any lock on a rule."""
     match = fields["match_type"]
     problems = []
     if match == "intent":
@@ -72,9 +72,7 @@ def _validate(
         raise ValidationFailed(
             f"{problems[0]['field']}: {problems[0]['message']}", details=problems
         )
-    agents.check_owned(
-        session, ctx, fields["target_ai_agent_id"], "target_ai_agent_id", share=creating
-    )
+    agents.check_owned(session, ctx, fields["target_ai_agent_id"], "target_ai_agent_id")
 
 
 def list_rules(
@@ -106,6 +104,14 @@ def _get(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> AiOrchestrationRule:
     )
 
 
+def _exists(session: Session, ctx: Ctx, rule_id: uuid.UUID) -> None:
+    """404 unless the rule exists, without locking it (see :func:`replace_rule`)."""
+    r = AiOrchestrationRule
+    if session.scalar(select(r.id).where(r.tenant_id == ctx.tenant_id, r.id == rule_id)):
+        return
+    raise NotFound("Orchestration rule not found")
+
+
 def _check_room(session: Session, ctx: Ctx) -> None:
     """422 ``rule_limit`` when the workspace has :data:`MAX_RULES` already.
 
@@ -126,7 +132,7 @@ def _check_room(session: Session, ctx: Ctx) -> None:
 
 def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchestrationRule:
     ctx.require(agents.MANAGE)
-    _validate(session, ctx, fields, creating=True)
+    _validate(session, ctx, fields)
     _check_room(session, ctx)
     rule = AiOrchestrationRule(tenant_id=ctx.tenant_id, **{k: fields[k] for k in FIELDS})
     session.add(rule)
@@ -146,10 +152,21 @@ def create_rule(session: Session, ctx: Ctx, fields: dict[str, Any]) -> AiOrchest
 def replace_rule(
     session: Session, ctx: Ctx, rule_id: uuid.UUID, fields: dict[str, Any]
 ) -> AiOrchestrationRule:
+    """Replace every field of the rule (PUT).
+
+    NOTE: the target agent is locked before the rule, the order of an agent's deletion
+    (the agent, then its cascade): a 404 first, unlocked; an agent deleted meanwhile is
+    the 422 naming ``target_ai_agent_id``, or a 404 when the rule went with it.
+    """
     ctx.require(agents.MANAGE)
+    _exists(session, ctx, rule_id)
+    try:
+        _validate(session, ctx, fields)
+    except ValidationFailed:
+        _exists(session, ctx, rule_id)
+        raise
     rule = _get(session, ctx, rule_id)
     before = view(rule)
-    _validate(session, ctx, fields)
     for name in FIELDS:
         setattr(rule, name, fields[name])
     rule.updated_at = func.now()

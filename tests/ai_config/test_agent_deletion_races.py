@@ -225,3 +225,81 @@ def test_a_rule_naming_an_agent_being_deleted_is_422_on_that_field(workspace, pa
 
     assert resp.status_code == 422, resp.text
     assert resp.json["error"]["details"][0]["field"] == field
+
+
+def _rule_body(path: str, agent_id: str) -> dict:
+    return {
+        "/api/ai-agent-assignments": {"ai_agent_id": agent_id, "channel": "whatsapp"},
+        "/api/ai-orchestration-rules": {
+            "name": "Sales",
+            "match_type": "keyword",
+            "keywords": ["price"],
+            "target_ai_agent_id": agent_id,
+        },
+    }[path]
+
+
+RULES = pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/ai-agent-assignments", "ai_agent_id"),
+        ("/api/ai-orchestration-rules", "target_ai_agent_id"),
+    ],
+)
+
+
+@RULES
+def test_a_rule_switched_to_an_agent_being_deleted_is_422_on_that_field(workspace, path, field):
+    """As for a create: the deletion goes first, the replace's agent is gone, a 422 naming
+    the field, not a 409 from the update's foreign key."""
+    kept, doomed = create_agent(workspace)["id"], create_agent(workspace)["id"]
+    created = workspace.call("POST", path, json=_rule_body(path, kept))
+    assert created.status_code == 201, created.text
+    deleting = get_sessionmaker()()
+    agents.delete_agent(deleting, admin_ctx(workspace), uuid.UUID(doomed))
+    deleting.flush()
+
+    resp = race(
+        deleting,
+        lambda: workspace.call(
+            "PUT", f"{path}/{created.json['id']}", json=_rule_body(path, doomed)
+        ),
+    )
+
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == field
+    assert [item[field] for item in workspace.call("GET", path).json["items"]] == [kept]
+
+
+@RULES
+def test_replacing_a_rule_of_an_agent_being_deleted_does_not_deadlock(workspace, path, field):
+    """The deletion holds the agent, then its cascade takes the rule: a replace waits for the
+    agent before it locks the rule, and answers 404 once the rule went with its agent."""
+    agent_id = create_agent(workspace)["id"]
+    created = workspace.call("POST", path, json=_rule_body(path, agent_id))
+    assert created.status_code == 201, created.text
+    deleting = get_sessionmaker()()
+    deleting.execute(
+        select(AiAgent.id).where(AiAgent.id == uuid.UUID(agent_id)).with_for_update()
+    ).one()
+    failures: list = []
+
+    def delete_the_agent():
+        try:
+            agents.delete_agent(deleting, admin_ctx(workspace), uuid.UUID(agent_id))
+            deleting.flush()
+        except Exception as exc:  # reported by the test
+            failures.append(exc)
+            deleting.rollback()
+
+    body = _rule_body(path, agent_id) | ({"channel": "email"} if field == "ai_agent_id" else {})
+    resp = race(
+        deleting,
+        lambda: workspace.call("PUT", f"{path}/{created.json['id']}", json=body),
+        then=delete_the_agent,
+    )
+
+    assert failures == []
+    assert resp.status_code == 404, resp.text
+    with session_scope() as session:
+        assert session.get(AiAgent, uuid.UUID(agent_id)) is None
