@@ -53,7 +53,12 @@ def tenant_row(
                           missing="Handoff rule not found", lock=True)
     """
     query = select(model).where(model.tenant_id == tenant_id, model.id == row_id, *where)
-    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if lock:
+        # NOTE: populate_existing: a row this session loaded before the lock keeps its
+        # old values in the identity map otherwise; the lock is taken to act on the
+        # row as it is now, which another transaction may have changed since.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(query).one_or_none()
     if row is None:
         raise NotFound(missing)
     return row
