@@ -16,6 +16,11 @@ on another port or host may open a stream with its Bearer token.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
+import struct
+
 import falcon
 import falcon.asgi
 
@@ -23,6 +28,54 @@ from api import errors, stream_refusals  # noqa: F401 (uvicorn's refusals as API
 from api.stream_hub import Hub
 from shared import logs
 from shared.config import get_settings
+
+log = logging.getLogger(__name__)
+
+#: How long one send may wait for the client to read (its socket buffers full) before
+#: its connection is dropped.
+SEND_TIMEOUT_SECONDS = 30.0
+
+
+class _SendTimedOut(Exception):
+    """A send waited :data:`SEND_TIMEOUT_SECONDS`: the client does not read."""
+
+
+class StreamApp(falcon.asgi.App):
+    """Falcon's ASGI app, whose sends to a client wait at most :data:`SEND_TIMEOUT_SECONDS`.
+
+    WHY: a client that does not read (a frozen tab, a dead NAT flow the kernel still
+    ACKs) blocks the send, and the stream is suspended there: closing it as ``too_slow``
+    sends nothing. Unbounded, the connection, its buffers and its task were held for as
+    long as the peer kept the socket open.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+
+        async def bounded_send(message) -> None:
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await send(message)
+            except TimeoutError:
+                raise _SendTimedOut from None
+
+        try:
+            await super().__call__(scope, receive, bounded_send)
+        except _SendTimedOut:
+            log.info("dropped a stream whose client read nothing for %ss", SEND_TIMEOUT_SECONDS)
+            # NOTE: ASGI cannot drop a connection, and a close (the server's, then the
+            # kernel's) waits for the buffers to flush, which a client that does not read
+            # never lets happen: the socket is reset (no linger) and its transport aborted
+            # (uvicorn's send is a method of the request's cycle, which holds it).
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is None:
+                raise
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            await asyncio.sleep(0)  # the server sees the connection lost before we return
 
 
 class StreamResource:
@@ -78,11 +131,11 @@ def _awaitable(handler):
     return handle
 
 
-def create_stream_app(hub: Hub | None = None) -> falcon.asgi.App:
+def create_stream_app(hub: Hub | None = None) -> StreamApp:
     logs.configure()
     settings = get_settings()
     hub = hub or Hub(settings.redis_url)
-    app = falcon.asgi.App(middleware=[Lifespan(hub)], cors_enable=True)
+    app = StreamApp(middleware=[Lifespan(hub)], cors_enable=True)
     for exception, handler in errors.HANDLERS:
         app.add_error_handler(exception, _awaitable(handler))
     app.set_error_serializer(errors.serialize_http_error)
