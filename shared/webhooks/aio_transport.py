@@ -17,9 +17,13 @@ environment never used (a proxy would connect on our behalf, past the guard).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import socket
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -29,19 +33,55 @@ from shared.webhooks.ssrf import Policy, UnsafeUrl, resolve, vet_address
 #: Connections kept per process: every endpoint's keep-alive connections share these.
 MAX_CONNECTIONS = 400
 KEEPALIVE_SECONDS = 30.0
+#: Threads resolving webhook hosts, per process: lookups that hang hold these, never the
+#: loop's shared executor; with all of them held, an attempt fails at once (retried later).
+RESOLVER_THREADS = 32
+#: Lookups of one host at once: a name whose DNS never answers holds no more threads.
+LOOKUPS_PER_HOST = 4
 
 
 class VettedResolver(AbstractResolver):
-    """Resolve off the loop and return vetted addresses only (raises UnsafeUrl otherwise)."""
+    """Resolve off the loop and return vetted addresses only (raises UnsafeUrl otherwise).
+
+    WHY bounded: an attempt's timeout stops waiting for a lookup, not the lookup's thread,
+    which the OS holds until it gives up (tens of seconds for a name whose DNS never
+    answers). On the loop's shared executor, one endpoint's such name filled every thread
+    and every delivery of the process timed out waiting for its own lookup.
+    """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._executor = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="webhook-dns")
+        self._lock = threading.Lock()
+        self._running: Counter[str] = Counter()
+
+    def _claim(self, host: str) -> None:
+        """Count a lookup of ``host``, or raise (an OSError: a connection failure, retried)."""
+        with self._lock:
+            if self._running[host] >= LOOKUPS_PER_HOST:
+                raise OSError(errno.EAGAIN, f"too many lookups of {host} in progress")
+            if self._running.total() >= RESOLVER_THREADS:
+                raise OSError(errno.EAGAIN, "too many DNS lookups in progress")
+            self._running[host] += 1
+
+    def _release(self, host: str) -> None:
+        with self._lock:
+            self._running[host] -= 1
+            if self._running[host] <= 0:
+                del self._running[host]
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
-        addresses = await loop.run_in_executor(None, resolve, host, port, self.policy)
+        self._claim(host)
+        try:
+            lookup = self._executor.submit(resolve, host, port, self.policy)
+        except BaseException:
+            self._release(host)
+            raise
+        # NOTE: released when the thread is done, not when the attempt stops waiting.
+        lookup.add_done_callback(lambda _: self._release(host))
+        addresses = await asyncio.wrap_future(lookup)
         return [
             ResolveResult(
                 hostname=host,
@@ -55,7 +95,7 @@ class VettedResolver(AbstractResolver):
         ]
 
     async def close(self) -> None:
-        return None
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @functools.lru_cache(maxsize=4096)
