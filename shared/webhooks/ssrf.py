@@ -13,6 +13,7 @@ loopback; production leaves it empty.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
@@ -224,7 +225,9 @@ def resolve(host: str, port: int, policy: Policy) -> list[tuple[int, tuple]]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise OSError(f"cannot resolve {host}: {exc.strerror}") from exc
+        # NOTE: with an errno, so the reason is the OSError's strerror: the HTTP client's
+        # connection error shows only that ("... ssl:default [None]" without it).
+        raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {exc.strerror}") from exc
     allowed_by_name = policy.allows_host(host)
     vetted = []
     for family, _type, _proto, _canon, sockaddr in infos:
@@ -237,5 +240,5 @@ def resolve(host: str, port: int, policy: Policy) -> list[tuple[int, tuple]]:
                 raise UnsafeUrl(f"host {host} resolves to an address that is not public") from None
         vetted.append((family, sockaddr))
     if not vetted:
-        raise OSError(f"{host} has no address")
+        raise OSError(errno.EHOSTUNREACH, f"{host} has no address")
     return vetted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 
 import pytest
 from cryptography.fernet import Fernet
@@ -127,3 +128,21 @@ def test_secrets_at_rest_round_trip_and_rotate(monkeypatch):
     monkeypatch.setattr(crypto, "get_settings", lambda: only_new)
     with pytest.raises(crypto.DecryptionFailed):
         crypto.decrypt(token)
+
+
+def test_a_failed_lookup_says_why_in_the_error_the_http_client_shows(monkeypatch):
+    """aiohttp shows an OSError's ``strerror`` only ("... ssl:default [<strerror>]"): the
+    reason must be there, not in a message-only OSError whose strerror is None."""
+
+    def no_such_host(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    with pytest.raises(OSError) as raised:
+        resolve("hooks.example.com", 443, STRICT)
+    assert raised.value.strerror == "cannot resolve hooks.example.com: Name or service not known"
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [])
+    with pytest.raises(OSError) as raised:
+        resolve("hooks.example.com", 443, STRICT)
+    assert raised.value.strerror == "hooks.example.com has no address"
