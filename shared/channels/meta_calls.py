@@ -28,6 +28,7 @@ from shared.channels.graph_errors import domain_error, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.db import session_scope
+from shared.digits import ascii_digits
 from shared.models import IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ def typed(value: Any, kind: type[T], what: str) -> T | None:
     if value is None or isinstance(value, kind):
         return value
     raise TypeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
+
+
+def graph_id(value: Any, what: str) -> str:
+    """A Graph object id (digits, sent as a string or a number) as a string; another
+    shape is a shape error. WHY: ``str()`` of anything else became an id we then sent
+    back to Meta, or a 422 blaming a field the caller never sent."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and ascii_digits(value):
+        return value
+    raise ValueError(f"{what} is not a Graph id")
 
 
 def text_or_none(value: Any) -> str | None:

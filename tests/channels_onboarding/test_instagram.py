@@ -94,3 +94,21 @@ def test_connecting_again_refreshes_the_token(workspace, other_workspace, meta_s
     assert credentials_of(first.json["id"])["access_token"] == "EAAPage-rotated-token"
     code = graph.meta.grant(pages=[page.id])
     assert_error(other_workspace.call("POST", CONNECT, json={"code": code}), 409, "conflict")
+
+
+def test_an_instagram_id_that_is_no_graph_id_is_metas_failure(workspace, meta_settings):
+    """A linked account whose id is no Graph id got its Page subscribed, then a 422 on
+    ``external_id`` (a field the caller never sent); it is a 502 before any write at Meta."""
+    graph = meta_settings
+    page = graph.meta.add_page("Acme Store", instagram_username="acme.store")
+    code = graph.meta.grant(pages=[page.id])
+    item = {
+        "id": page.id,
+        "name": page.name,
+        "access_token": page.token,
+        "instagram_business_account": {"id": ["1"], "username": "acme.store"},
+    }
+    graph.meta.script("accounts", ("raw", 200, {"data": [item]}))
+    resp = workspace.call("POST", CONNECT, json={"code": code})
+    assert_error(resp, 502, "meta_api_error")
+    assert page.id not in graph.meta.subscriptions

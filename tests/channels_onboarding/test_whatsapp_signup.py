@@ -196,3 +196,28 @@ def test_signing_up_a_number_again_reconnects_it(workspace, meta_settings):
     assert credentials_of(account["id"])["access_token"] not in (old_token, None)
     assert workspace.call("GET", "/api/integrations/whatsapp/health").status_code == 200
     assert len(events(workspace, "integration_account.connected")) == 1
+
+
+def test_target_ids_of_another_shape_are_metas_failure(workspace, meta_settings):
+    """A string ``target_ids`` was read character by character: the admin was asked to
+    choose among WABAs "7", "0", "4"... (422); it is Meta's failure, a 502."""
+    graph = meta_settings
+    waba_id, _ = graph.meta.add_waba(numbers=1)
+    code = graph.meta.grant(wabas=[waba_id])
+    scopes = [{"scope": "whatsapp_business_management", "target_ids": waba_id}]
+    graph.meta.script("debug_token", ("raw", 200, {"data": {"granular_scopes": scopes}}))
+    resp = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
+    assert_error(resp, 502, "meta_api_error")
+    assert waba_id not in graph.meta.subscriptions
+
+
+def test_a_phone_number_id_that_is_no_graph_id_is_metas_failure(workspace, meta_settings):
+    """A number whose id is no Graph id was subscribed and registered with it, and the
+    admin was told Meta refused their ``pin`` (422); it is a 502 before any write at Meta."""
+    graph = meta_settings
+    waba_id, _ = graph.meta.add_waba(numbers=1)
+    code = graph.meta.grant(wabas=[waba_id])
+    graph.meta.script("phone_numbers", ("raw", 200, {"data": [{"id": {"value": 1}}]}))
+    resp = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
+    assert_error(resp, 502, "meta_api_error")
+    assert waba_id not in graph.meta.subscriptions and graph.meta.registered == {}

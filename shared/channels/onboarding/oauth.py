@@ -106,9 +106,10 @@ def granted_targets(ctx: Ctx, app: MetaApp, token: str, scope: str) -> list[str]
         )
         data = answer.get("data") or {}
         targets: list[str] = []
-        for grant in data.get("granular_scopes") or []:
+        for grant in meta_calls.typed(data.get("granular_scopes"), list, "granular_scopes") or []:
             if grant.get("scope") == scope:
-                targets.extend(str(t) for t in grant.get("target_ids") or [])
+                ids = meta_calls.typed(grant.get("target_ids"), list, "target_ids") or []
+                targets.extend(meta_calls.graph_id(t, "a target id") for t in ids)
     return list(dict.fromkeys(targets))
 
 
@@ -123,9 +124,11 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
                 if not item.get("id") or not item.get("access_token"):
                     continue
                 instagram = item.get("instagram_business_account")
+                if isinstance(instagram, dict) and instagram.get("id"):
+                    instagram |= {"id": meta_calls.graph_id(instagram["id"], "an Instagram id")}
                 pages.append(
                     FacebookPage(
-                        id=str(item["id"]),
+                        id=meta_calls.graph_id(item["id"], "a Page id"),
                         name=str(item.get("name") or item["id"]),
                         category=meta_calls.text_or_none(item.get("category")),
                         token=str(item["access_token"]),

@@ -138,7 +138,11 @@ def _chosen_number(
         answer = graph_client().request(
             "GET", f"{waba_id}/phone_numbers", token, params={"fields": NUMBER_FIELDS}
         )
-        numbers = [n for n in answer.get("data") or [] if n.get("id")]
+        numbers = [
+            n | {"id": meta_calls.graph_id(n["id"], "a phone number id")}
+            for n in meta_calls.typed(answer.get("data"), list, "data") or []
+            if n.get("id")
+        ]
     if phone_number_id is not None:
         for number in numbers:
             if str(number["id"]) == phone_number_id:
