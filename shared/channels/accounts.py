@@ -466,7 +466,10 @@ def create_account(
         # NOTE: (channel, external_id) is global for Meta and email (inbound finds the
         # tenant through it): the id may be connected by another tenant; the message does
         # not say which, nor whether it is. An api account's is unique in its tenant.
-        raise Conflict(f"This {channel} account is already connected") from exc
+        raise Conflict(
+            f"This {channel} account is already connected",
+            details=[{"field": "external_id", "message": "already connected"}],
+        ) from exc
     session.refresh(account)
     data = account_view(account)
     activity.record_change(

@@ -75,6 +75,12 @@ def own_account(
     ).one_or_none()
 
 
+def already_connected(channel: str, field: str) -> Conflict:
+    """The 409 of a sender connected elsewhere, naming the request's ``field`` that held it."""
+    message = f"This {channel} account is already connected"
+    return Conflict(message, details=[{"field": field, "message": "already connected"}])
+
+
 def is_connected(session: Session, channel: str, external_id: str) -> bool:
     """Whether any tenant has connected ``external_id`` on ``channel``."""
     return bool(

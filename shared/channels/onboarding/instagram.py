@@ -14,10 +14,15 @@ from sqlalchemy.orm import Session
 
 from shared.channels import accounts
 from shared.channels.onboarding import oauth, oauth_state, page_subscriptions
-from shared.channels.onboarding.channel_accounts import is_connected, own_account, reconnect
+from shared.channels.onboarding.channel_accounts import (
+    already_connected,
+    is_connected,
+    own_account,
+    reconnect,
+)
 from shared.channels.onboarding.meta_app import require_app
 from shared.context import Ctx
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
 
 
@@ -48,7 +53,7 @@ def connect(
     instagram_id = str(instagram["id"])
     existing = own_account(session, ctx, "instagram", instagram_id)
     if existing is None and is_connected(session, "instagram", instagram_id):
-        raise Conflict("This instagram account is already connected")
+        raise already_connected("instagram", "instagram_account_id")
     page_subscriptions.subscribe(ctx, page.id, page.token)
     username = instagram.get("username")
     settings = {

@@ -146,7 +146,14 @@ def subscribe_pages(session: Session, ctx: Ctx, page_ids: list[str]) -> list[Int
         )
     taken = connected_elsewhere(session, ctx, CHANNEL, page_ids)
     if taken:
-        raise Conflict(f"Already connected: Page {', '.join(sorted(taken))}")
+        raise Conflict(
+            f"Already connected: Page {', '.join(sorted(taken))}",
+            details=[
+                {"field": f"page_ids[{i}]", "message": f"Page {page_id} is already connected"}
+                for i, page_id in enumerate(page_ids)
+                if page_id in taken
+            ],
+        )
     for page_id in page_ids:
         page_subscriptions.subscribe(ctx, page_id, pages[page_id].token)
     result = []

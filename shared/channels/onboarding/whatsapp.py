@@ -32,6 +32,7 @@ from shared.channels import accounts, meta_calls
 from shared.channels.graph import graph_client
 from shared.channels.onboarding import oauth
 from shared.channels.onboarding.channel_accounts import (
+    already_connected,
     is_connected,
     meta_account,
     own_account,
@@ -40,7 +41,7 @@ from shared.channels.onboarding.channel_accounts import (
 from shared.channels.onboarding.meta_app import require_app
 from shared.channels.templates import sync as templates_sync
 from shared.context import Ctx
-from shared.errors import Conflict, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.models import IntegrationAccount
 
 WABA_SCOPE = "whatsapp_business_management"
@@ -74,7 +75,7 @@ def complete_signup(
     phone_id = str(number["id"])
     existing = own_account(session, ctx, "whatsapp", phone_id)
     if existing is None and is_connected(session, "whatsapp", phone_id):
-        raise Conflict("This whatsapp account is already connected")
+        raise already_connected("whatsapp", "phone_number_id")
     client = graph_client()
     with meta_calls.calling("subscribing the app to the WABA's webhooks", ctx=ctx):
         client.request("POST", f"{waba_id}/subscribed_apps", token)
