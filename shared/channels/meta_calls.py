@@ -95,4 +95,10 @@ def calling(
 def mark_token_invalid(ctx: Ctx, account: IntegrationAccount, failure: SendFailed) -> bool:
     """Mark the account ``error`` now, committed apart from the failing request."""
     with session_scope() as session:
-        return token_rejections.mark_rejected(session, ctx, account.id, failure.code)
+        return token_rejections.mark_rejected(
+            session,
+            ctx,
+            account.id,
+            failure.code,
+            rejected_credentials=account.credentials_encrypted,
+        )

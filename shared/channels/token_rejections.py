@@ -25,14 +25,32 @@ log = logging.getLogger(__name__)
 TOKEN_INVALID_CODES = frozenset({"190", "102"})
 
 
-def mark_rejected(session: Session, ctx: Ctx, account_id: uuid.UUID, meta_code: str) -> bool:
-    """Set the account's status to ``error`` (and audit it); whether it is ``error`` now."""
+def mark_rejected(
+    session: Session,
+    ctx: Ctx,
+    account_id: uuid.UUID,
+    meta_code: str,
+    *,
+    rejected_credentials: str | None = None,
+) -> bool:
+    """Set the account's status to ``error`` (and audit it); whether it is ``error`` now.
+
+    ``rejected_credentials``: the stored (encrypted) credentials the refused call used.
+    Given, an account whose credentials changed since is left as it is: an admin who
+    reconnected while the call was out has a new token, which Meta did not refuse.
+    """
+    unchanged = (
+        [IntegrationAccount.credentials_encrypted == rejected_credentials]
+        if rejected_credentials is not None
+        else []
+    )
     previous = session.execute(
         update(IntegrationAccount)
         .where(
             IntegrationAccount.id == account_id,
             IntegrationAccount.tenant_id == ctx.tenant_id,
             IntegrationAccount.status.in_(("active", "error")),
+            *unchanged,
         )
         .values(status="error", updated_at=func.now())
         .returning(IntegrationAccount.id)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from shared.db import session_scope
 from tests.channels_onboarding.conftest import assert_error, connected_page
 
 MENU = "/api/integrations/messenger/persistent-menu"
@@ -133,3 +136,27 @@ def test_meta_refusing_the_menu_is_422_naming_menu(workspace, meta_settings):
     meta_settings.meta.script("messenger_profile", "100")
     error = assert_error(workspace.call("POST", MENU, json={"menu": A_MENU}), 422, "meta_rejected")
     assert error["details"][0]["field"] == "menu"
+
+
+def test_a_token_refused_after_a_reconnect_leaves_the_new_one_alone(workspace, meta_settings):
+    """The refused call used the old token; the admin reconnected meanwhile: no 'error'."""
+    from shared.channels.graph import SendFailed
+    from shared.channels.meta_calls import mark_token_invalid
+    from shared.context import Ctx
+    from shared.models import IntegrationAccount
+
+    account, _ = connected_page(workspace, meta_settings)
+    with session_scope() as session:
+        seen = session.get(IntegrationAccount, uuid.UUID(account["id"]))
+        session.expunge(seen)
+    reconnected = workspace.call(
+        "PATCH",
+        f"/api/integration-accounts/{account['id']}",
+        json={"credentials": {"access_token": "a-new-page-token"}},
+    )
+    assert reconnected.status_code == 200, reconnected.text
+
+    refused = SendFailed("190", "Error validating access token", transient=False)
+    assert mark_token_invalid(Ctx.system(seen.tenant_id), seen, refused) is False
+    status = workspace.call("GET", f"/api/integration-accounts/{account['id']}").json["status"]
+    assert status == "active"

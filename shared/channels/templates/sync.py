@@ -275,7 +275,7 @@ def run(
         started = _start(session, integration_account_id, job_id)
     if isinstance(started, str):
         return started
-    waba_id, token, listed_at, attempt = started
+    waba_id, token, listed_at, attempt, credentials = started
     if on_start is not None:
         on_start(attempt)
     try:
@@ -284,7 +284,7 @@ def run(
         error = meta.failure_reason(exc)
         if is_token_invalid(exc):
             with session_scope() as session:
-                _token_rejected(session, integration_account_id, exc.code)
+                _token_rejected(session, integration_account_id, exc.code, credentials)
         if exc.transient:
             with session_scope() as session:
                 _note_error(session, integration_account_id, error)
@@ -302,9 +302,10 @@ def run(
 
 def _start(
     session: Session, account_id: uuid.UUID, job_id: uuid.UUID | None
-) -> tuple[str, str, dt.datetime, int] | str:
-    """Mark the sync running; the WABA id, token, listing time and the row's attempt count,
-    or the outcome when there is nothing to do (account gone or disabled) or it cannot start."""
+) -> tuple[str, str, dt.datetime, int, str | None] | str:
+    """Mark the sync running; the WABA id, token, listing time, the row's attempt count and
+    the stored credentials the token came from; or the outcome when there is nothing to do
+    (account gone or disabled) or it cannot start."""
     account = session.get(IntegrationAccount, account_id)
     if account is None or account.channel != "whatsapp":
         if job_id is not None:
@@ -330,16 +331,25 @@ def _start(
         _finish(session, account_id, job_id, "failed", None, exc.message)
         return "failed"
     listed_at = session.scalar(select(func.clock_timestamp()))
-    return waba_id, token, listed_at, sync.attempts
+    return waba_id, token, listed_at, sync.attempts, account.credentials_encrypted
 
 
-def _token_rejected(session: Session, account_id: uuid.UUID, meta_code: str) -> None:
-    """Meta refused the account's token: the account is marked ``error`` (and audited)."""
+def _token_rejected(
+    session: Session, account_id: uuid.UUID, meta_code: str, credentials: str | None
+) -> None:
+    """Meta refused the account's token: the account is marked ``error`` (and audited),
+    unless its credentials changed since the sync read them (a reconnect meanwhile)."""
     tenant_id = session.scalar(
         select(IntegrationAccount.tenant_id).where(IntegrationAccount.id == account_id)
     )
     if tenant_id is not None:
-        token_rejections.mark_rejected(session, Ctx.system(tenant_id), account_id, meta_code)
+        token_rejections.mark_rejected(
+            session,
+            Ctx.system(tenant_id),
+            account_id,
+            meta_code,
+            rejected_credentials=credentials,
+        )
 
 
 def _note_error(session: Session, account_id: uuid.UUID, error: str) -> None:
