@@ -328,12 +328,17 @@ def dead_letter_view(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
         "tenant_id": str(row.tenant_id) if row.tenant_id else None,
         "retries": row.retries,
         "error": row.error if full else _last_line(row.error),
-        "failed_at": row.failed_at.isoformat(),
-        "requeued_at": row.requeued_at.isoformat() if row.requeued_at else None,
+        "failed_at": rfc3339(row.failed_at),
+        "requeued_at": rfc3339(row.requeued_at) if row.requeued_at else None,
     }
     if full:
         view.update(args=row.args, kwargs=row.kwargs, options=row.options)
     return view
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """API.md's form of a time: RFC 3339 in UTC with ``Z`` (``isoformat`` says ``+00:00``)."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _last_line(text: str | None) -> str | None:

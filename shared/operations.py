@@ -181,7 +181,7 @@ def worker_metrics_report(
                 "actor": row.actor_name,
                 "retries": row.retries,
                 "error": row.error,
-                "failed_at": row.failed_at.isoformat(),
+                "failed_at": dead_letters.rfc3339(row.failed_at),
             }
             for row in latest
         ],

@@ -193,3 +193,24 @@ def test_a_dead_retries_exhausted_handler_keeps_the_tenant_of_the_message_it_han
     row = wait_until(lambda: _row(message.message_id))
     assert "badly formed" in row.error
     assert row.tenant_id == tenant
+
+
+def test_dead_letter_times_are_rfc3339_with_z(client):
+    """API.md: every timestamp is RFC 3339 in UTC with ``Z`` (they said ``+00:00``)."""
+    message_id = str(uuid.uuid4())
+    with session_scope() as session:
+        assert _record(session, message_id)
+    row = _row(message_id)
+    operator = {"Authorization": f"Bearer {get_settings().metrics_token}"}
+
+    requeued = client.simulate_post(f"/api/ops/dead-letters/{row.id}/requeue", headers=operator)
+    one = client.simulate_get(f"/api/ops/dead-letters/{row.id}", headers=operator)
+    with session_scope() as session:
+        session.execute(update(DeadLetter).where(DeadLetter.id == row.id).values(requeued_at=None))
+    metrics = client.simulate_get("/api/automation/worker-metrics", headers=operator)
+
+    assert requeued.status_code == 200, requeued.text
+    assert one.json["failed_at"].endswith("Z") and one.json["requeued_at"].endswith("Z")
+    assert requeued.json["requeued_at"].endswith("Z")
+    latest = {d["id"]: d for d in metrics.json["dead_letters"]["latest"]}
+    assert latest[str(row.id)]["failed_at"].endswith("Z")
