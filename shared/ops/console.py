@@ -109,8 +109,8 @@ def snapshot(
                 "instance_id": status.instance_id,
                 "hostname": status.hostname,
                 "pid": status.pid,
-                "leader_since": status.leader_since.isoformat(),
-                "beat_at": status.beat_at.isoformat(),
+                "leader_since": dead_letters.rfc3339(status.leader_since),
+                "beat_at": dead_letters.rfc3339(status.beat_at),
             }
             if status
             else None

@@ -366,3 +366,34 @@ def test_a_tenant_admin_is_told_the_broker_is_down_not_where_it_lives(
     assert "127.0.0.1" not in metrics.text
     operator = client.simulate_get("/api/ops/overview", headers=OPERATOR).json
     assert "127.0.0.1" in operator["broker_error"]
+
+
+def test_the_scheduler_leaders_times_are_rfc3339_with_z(client):
+    """API.md: times are RFC 3339 in UTC with ``Z``; the leader's said ``+00:00``."""
+    from sqlalchemy import delete, func
+    from sqlalchemy.dialects.postgresql import insert
+
+    from shared.db import session_scope
+    from shared.models import SchedulerHeartbeat
+    from shared.scheduler_status import HEARTBEAT_NAME
+
+    with session_scope() as session:
+        before = session.get(SchedulerHeartbeat, HEARTBEAT_NAME)
+        kept = before and {c.key: getattr(before, c.key) for c in SchedulerHeartbeat.__table__.c}
+        values = {"instance_id": "ops-test", "hostname": "h", "pid": 1}
+        values.update(leader_since=func.now(), beat_at=func.now())
+        session.execute(
+            insert(SchedulerHeartbeat)
+            .values(name=HEARTBEAT_NAME, **values)
+            .on_conflict_do_update(index_elements=[SchedulerHeartbeat.name], set_=values)
+        )
+    try:
+        leader = overview(client)["scheduler"]["leader"]
+    finally:
+        with session_scope() as session:
+            session.execute(
+                delete(SchedulerHeartbeat).where(SchedulerHeartbeat.name == HEARTBEAT_NAME)
+            )
+            if kept:
+                session.add(SchedulerHeartbeat(**kept))
+    assert leader["leader_since"].endswith("Z") and leader["beat_at"].endswith("Z")
