@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, true, tuple_
+from sqlalchemy import delete, func, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -312,10 +312,16 @@ def row_id(args: Sequence[Any]) -> uuid.UUID:
 def delete_dead_letter(
     session: Session, dead_letter_id: uuid.UUID, *, tenant_id: uuid.UUID | None
 ) -> None:
-    """Forget a dead letter (Dramatiq's own copy in ``{queue}.XQ`` expires by itself)."""
-    row = get_dead_letter(session, dead_letter_id, tenant_id=tenant_id)
-    session.delete(row)
-    session.flush()
+    """Forget a dead letter (Dramatiq's own copy in ``{queue}.XQ`` expires by itself).
+
+    One statement that says whether it deleted: two deletions at once both found the row
+    and both answered 204, the second having deleted nothing.
+    """
+    statement = delete(DeadLetter).where(DeadLetter.id == dead_letter_id)
+    if tenant_id is not None:
+        statement = statement.where(DeadLetter.tenant_id == tenant_id)
+    if session.execute(statement.returning(DeadLetter.id)).first() is None:
+        raise NotFound("Dead letter not found")
 
 
 def dead_letter_view(row: DeadLetter, *, full: bool = False) -> dict[str, Any]:
