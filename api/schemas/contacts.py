@@ -34,7 +34,8 @@ ISO_COUNTRIES = frozenset(
     """.split()  # noqa: SIM905 (a table reads better than 249 quoted strings)
 )
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: ASCII digits only: ``\d`` also matched other scripts' digits, stored as typed.
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$")
 
 

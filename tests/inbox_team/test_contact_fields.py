@@ -1,0 +1,37 @@
+"""Contact corrections at the edges of their fields: what is stored is what the rules say."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.db import session_scope
+from shared.models import Contact
+
+
+def _contact(ws, **fields) -> str:
+    """Insert a WhatsApp contact of ``ws`` (contacts are created by inbound messages only)."""
+    with session_scope() as session:
+        contact = Contact(
+            tenant_id=uuid.UUID(ws.tenant["id"]),
+            channel="whatsapp",
+            external_id=uuid.uuid4().hex,
+            **fields,
+        )
+        session.add(contact)
+        session.flush()
+        return str(contact.id)
+
+
+def test_a_phone_with_digits_of_another_script_is_refused(workspace):
+    """``\\d`` matched Arabic-Indic, full-width and Bengali digits: such a number was stored
+    as typed, one no search, send or partner system reads as +1415..."""
+    path = f"/api/contacts/{_contact(workspace, phone='+14155550123')}"
+    for phone in (
+        "+1\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0662\u0663",
+        "+1\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13",
+        "+1415555\u09e6\u09e7\u09e8\u09e9",
+    ):
+        resp = workspace.call("PATCH", path, json={"phone": phone})
+        assert resp.status_code == 422, (phone, resp.text)
+        assert [d["field"] for d in resp.json["error"]["details"]] == ["phone"]
+    assert workspace.call("GET", path).json["phone"] == "+14155550123"
