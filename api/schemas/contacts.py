@@ -36,7 +36,10 @@ ISO_COUNTRIES = frozenset(
 
 #: ASCII digits only: ``\d`` also matched other scripts' digits, stored as typed.
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
-_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$")
+#: ASCII too: a region is two letters or three digits ("es-419"), never another script's.
+_BCP47 = re.compile(
+    r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|\d{3}))?(-[A-Za-z0-9]{5,8})*$", re.ASCII
+)
 
 
 def _phone(value: str) -> str:

@@ -35,3 +35,13 @@ def test_a_phone_with_digits_of_another_script_is_refused(workspace):
         assert resp.status_code == 422, (phone, resp.text)
         assert [d["field"] for d in resp.json["error"]["details"]] == ["phone"]
     assert workspace.call("GET", path).json["phone"] == "+14155550123"
+
+
+def test_a_language_region_with_digits_of_another_script_is_refused(workspace):
+    """A UN M.49 region is three ASCII digits ("es-419"); ``\\d`` also took "es-" and three
+    Arabic-Indic digits, stored as a tag no client or translation service recognises."""
+    path = f"/api/contacts/{_contact(workspace, language='es-419')}"
+    resp = workspace.call("PATCH", path, json={"language": "es-\u0664\u0661\u0669"})
+    assert resp.status_code == 422, resp.text
+    assert [d["field"] for d in resp.json["error"]["details"]] == ["language"]
+    assert workspace.call("GET", path).json["language"] == "es-419"
