@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from shared import activity
 from shared.context import Ctx
@@ -145,6 +147,14 @@ def get_contact(
     )
 
 
+def _differs(current: Any, value: Any) -> bool:
+    """Whether ``value`` changes a field, compared as JSON: ``True == 1 == 1.0`` in Python,
+    so a custom attribute sent as ``true`` over ``1`` was kept as ``1``."""
+    if isinstance(value, dict):
+        return json.dumps(current, sort_keys=True) != json.dumps(value, sort_keys=True)
+    return current != value
+
+
 def update_contact(
     session: Session, ctx: Ctx, contact_id: uuid.UUID, changes: dict[str, Any]
 ) -> Contact:
@@ -162,13 +172,14 @@ def update_contact(
     changed = {
         field: value
         for field, value in changes.items()
-        if field in EDITABLE_FIELDS and getattr(contact, field) != value
+        if field in EDITABLE_FIELDS and _differs(getattr(contact, field), value)
     }
     if not changed:
         return contact
     before = ContactView.data(contact)
     for field, value in changed.items():
         setattr(contact, field, value)
+        flag_modified(contact, field)  # the ORM, too, took ``true`` over ``1`` for no change
     session.flush()
     session.refresh(contact)
     after = ContactView.data(contact)

@@ -45,3 +45,15 @@ def test_a_language_region_with_digits_of_another_script_is_refused(workspace):
     assert resp.status_code == 422, resp.text
     assert [d["field"] for d in resp.json["error"]["details"]] == ["language"]
     assert workspace.call("GET", path).json["language"] == "es-419"
+
+
+def test_custom_attributes_replace_values_python_calls_equal(workspace):
+    """``True == 1`` and ``1 == 1.0`` in Python: sending ``{"active": true}`` over
+    ``{"active": 1}`` was taken for no change, answered 200 and kept 1 (no event either)."""
+    path = f"/api/contacts/{_contact(workspace, custom_attributes={'active': 1, 'seats': 2.0})}"
+    sent = {"active": True, "seats": 2}
+    resp = workspace.call("PATCH", path, json={"custom_attributes": sent})
+    assert resp.status_code == 200, resp.text
+    for shown in (resp.json, workspace.call("GET", path).json):
+        assert shown["custom_attributes"]["active"] is True
+        assert type(shown["custom_attributes"]["seats"]) is int
