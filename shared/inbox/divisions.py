@@ -172,8 +172,15 @@ def _flush_unique(session: Session, name: str) -> None:
 
 
 def _name_exists(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | None = None):
+    """Whether the tenant has a division of that name, case aside.
+
+    NOTE: both sides lower-cased by PostgreSQL, as ``uq_divisions_tenant_name`` does:
+    Python's ``str.lower`` differs on some letters (final sigma, digraphs), so a pair of
+    names was a 409 in one order and two divisions in the other.
+    """
     query = select(Division.id).where(
-        Division.tenant_id == ctx.tenant_id, func.lower(Division.name) == name.lower()
+        Division.tenant_id == ctx.tenant_id,
+        func.lower(Division.name) == func.lower(name),
     )
     if except_id:
         query = query.where(Division.id != except_id)

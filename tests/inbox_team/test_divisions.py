@@ -314,3 +314,21 @@ def test_an_agent_created_into_a_division_being_deleted_keeps_no_membership_of_i
     assert race(creating, delete) == "deleted"
     assert members_in_db(doomed) == 0
     assert ws.call("GET", f"/api/agents/{agent_id}").status_code == 200
+
+
+def test_a_name_is_taken_or_free_whatever_order_the_two_came_in(workspace, other_workspace):
+    """The duplicate check lower-cased the new name in Python, the unique index in
+    PostgreSQL: they disagree on some letters (final sigma, the digraph \u01c5), so
+    "\u03c3\u03b1\u03c2" then "\u03a3\u0391\u03a3" was a 409 and the other order two
+    divisions. The check now asks PostgreSQL, like the index: one answer either way."""
+    for pair in (("\u03c3\u03b1\u03c2", "\u03a3\u0391\u03a3"), ("\u01c5a", "\u01c6a")):
+        outcomes = []
+        for ws, (first, second) in ((workspace, pair), (other_workspace, pair[::-1])):
+            for name in (f"{first} c", f"{first} r"):
+                assert ws.call("POST", BASE, json={"name": name}).status_code == 201
+            created = ws.call("POST", BASE, json={"name": f"{second} c"})
+            other = ws.call("POST", BASE, json={"name": "Other"}).json
+            renamed = ws.call("PATCH", f"{BASE}/{other['id']}", json={"name": f"{second} r"})
+            ws.call("DELETE", f"{BASE}/{other['id']}")
+            outcomes.append((created.status_code, renamed.status_code))
+        assert outcomes[0] == outcomes[1], (pair, outcomes)
