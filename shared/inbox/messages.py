@@ -570,6 +570,7 @@ def _claim(
     conversation_id: uuid.UUID,
     idempotency_key: str,
     claim: str,
+    deadline: float | None = None,
 ) -> Message | None:
     """Claim ``idempotency_key`` with ``claim`` (``"<message id> <request fingerprint>"``),
     or return the message it already names.
@@ -580,7 +581,12 @@ def _claim(
     commit the key lives 24 h; after a rollback it is deleted (only if it still holds our
     claim), so a failed send can be retried with the same key. A process that dies
     mid-request leaves the lease to expire.
+    A loser whose winner rolled back claims the freed key itself (within the same wait):
+    it used to wait out the whole wait for a message that would never come and answer
+    409 ``idempotency_key_in_use`` with nothing in progress.
     """
+    if deadline is None:
+        deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     client = get_redis()
     redis_key = _idempotency_redis_key(ctx, idempotency_key)
     try:
@@ -592,12 +598,11 @@ def _claim(
     except redis.RedisError as exc:
         raise DependencyUnavailable("Idempotency keys are unavailable; retry shortly") from exc
     if existing is None:  # expired between SET and GET: try once more
-        return _claim(session, ctx, conversation_id, idempotency_key, claim)
+        return _claim(session, ctx, conversation_id, idempotency_key, claim, deadline)
     first, _, first_request = existing.decode().partition(" ")
     if first_request != claim.partition(" ")[2]:
         raise ValidationFailed.field("Idempotency-Key", "already used for a different request")
     first_id = uuid.UUID(first)
-    deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     while True:
         first = session.scalars(
             select(Message).where(Message.id == first_id, Message.tenant_id == ctx.tenant_id)
@@ -613,6 +618,12 @@ def _claim(
                 "A request with this Idempotency-Key is still in progress; retry shortly"
             )
         time.sleep(0.02)
+        try:
+            current = client.get(redis_key)
+        except redis.RedisError as exc:
+            raise DependencyUnavailable("Idempotency keys are unavailable; retry shortly") from exc
+        if current != existing:  # the first request rolled back: its message never comes
+            return _claim(session, ctx, conversation_id, idempotency_key, claim, deadline)
 
 
 # Compare-and-delete: drop the claim only if it still names the message we did not create.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 
 import pytest
@@ -267,6 +268,35 @@ def test_concurrent_requests_with_one_key_create_one_message(workspace, inbox, a
     assert [status for status, _ in results] == [201] * 6, results
     assert len({message_id for _, message_id in results}) == 1
     assert _count_messages(conversation) == 1
+
+
+def test_a_repeat_waiting_on_a_refused_send_is_refused_for_its_own_reason(workspace, inbox, app):
+    """The first request rolls back and frees its key: the repeat waiting on it claims the
+    key itself, not wait out the wait and answer "still in progress" for nothing."""
+    import falcon.testing
+
+    conversation = inbox.conversation()
+    headers = workspace.headers | {"Idempotency-Key": f"race-{uuid.uuid4()}"}
+    results = {}
+
+    def send(name):
+        client = falcon.testing.TestClient(app)
+        resp = client.simulate_post(_path(conversation), json={"body": "x"}, headers=headers)
+        results[name] = (resp.status_code, resp.json["error"]["code"])
+
+    threads = {name: threading.Thread(target=send, args=(name,)) for name in ("first", "repeat")}
+    with session_scope() as session:
+        # A resolution in flight: the first send waits on its row lock, then is refused.
+        session.get_one(Conversation, conversation["id"]).status = "resolved"
+        session.flush()
+        threads["first"].start()
+        time.sleep(0.5)
+        threads["repeat"].start()
+        time.sleep(0.5)
+    for thread in threads.values():
+        thread.join(20)
+    assert results == {"first": (409, "conflict"), "repeat": (409, "conflict")}, results
+    assert _count_messages(conversation) == 0
 
 
 def test_agents_see_only_their_conversations_messages(workspace, inbox):
