@@ -56,7 +56,9 @@ def form_parts(form: Iterable[Any]) -> Iterator[FormPart]:
 
     Falcon decodes a part's Content-Disposition as UTF-8 when ``name`` or ``filename`` is
     first read; a filename in Latin-1, as some clients send it, raised there (a 500). Read
-    up front, such a part answers 400. A part's stream must be read before the next part.
+    up front, such a part answers 400; so does a part's Content-Type that is not ASCII
+    (Falcon decodes it as ASCII: a 500 too). A part's stream must be read before the next
+    part.
     """
     for part in form:
         try:
@@ -66,4 +68,11 @@ def form_parts(form: Iterable[Any]) -> Iterator[FormPart]:
                 "A part of the multipart form has a name or filename that is not UTF-8",
                 details=[{"field": "file", "message": "Content-Disposition is not UTF-8"}],
             ) from exc
-        yield FormPart(name, filename, part.content_type, part.stream)
+        try:
+            content_type = part.content_type
+        except UnicodeDecodeError as exc:
+            raise BadRequest(
+                "A part of the multipart form has a Content-Type that is not ASCII",
+                details=[{"field": "file", "message": "Content-Type is not ASCII"}],
+            ) from exc
+        yield FormPart(name, filename, content_type, part.stream)
