@@ -78,6 +78,7 @@ ERRORS: dict[int, str] = {
     502: "An upstream provider (Meta's Graph API) failed; the message says how",
     503: "A dependency is down or the database timed out; retry later",
     410: "The link or token was used already or expired",
+    411: "The upload was sent without a Content-Length (chunked)",
 }
 
 

@@ -25,3 +25,16 @@ def test_a_part_type_that_is_not_ascii_is_400(workspace):
         assert resp.json["error"]["details"] == [
             {"field": "file", "message": "Content-Type is not ASCII"}
         ]
+
+
+def test_an_upload_without_a_content_length_is_411(workspace):
+    """A chunked upload (no Content-Length) tripped Falcon's form parser: a 500."""
+    for path in ("/api/media", "/api/media/s3"):
+        resp = workspace.call(
+            "POST",
+            path,
+            body=b"",
+            headers={"Content-Type": FORM, "Transfer-Encoding": "chunked"},
+        )
+        assert resp.status_code == 411, (path, resp.text)
+        assert resp.json["error"]["code"] == "length_required"
