@@ -16,7 +16,8 @@ from api.endpoint import EndpointSpec
 from api.schemas.common import ErrorResponse
 
 _METHODS = ("get", "post", "put", "patch", "delete")
-#: Methods whose bodies the request middleware bounds (413 past ``MAX_BODY_BYTES``).
+#: Methods whose bodies the request middleware bounds (413 past ``MAX_BODY_BYTES``, 411
+#: without a length).
 _BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
 _PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
 _REF = "#/components/schemas/{model}"
@@ -78,7 +79,7 @@ ERRORS: dict[int, str] = {
     502: "An upstream provider (Meta's Graph API) failed; the message says how",
     503: "A dependency is down or the database timed out; retry later",
     410: "The link or token was used already or expired",
-    411: "The upload was sent without a Content-Length (chunked)",
+    411: "The body was sent without a Content-Length (chunked)",
 }
 
 
@@ -87,7 +88,7 @@ def error_statuses(spec: EndpointSpec, method: str, has_path_params: bool) -> li
 
     ``@endpoint`` answers 401/403 unless public (authentication, permission,
     suspension), 400/415/422 when it parses a body, 400 when it parses a query,
-    404 for a path id; the middleware answers 413 to any body method; anything
+    404 for a path id; the middleware answers 411 and 413 to any body method; anything
     unexpected is a 500. Any operation may meet a database it cannot use now (503,
     :func:`api.errors.handle_database_error`), and a write one colliding with a
     concurrent transaction (409). ``spec.errors`` adds what the service raises on top.
@@ -100,7 +101,7 @@ def error_statuses(spec: EndpointSpec, method: str, has_path_params: bool) -> li
     if spec.query is not None:
         found.add(400)
     if method in _BODY_METHODS:
-        found |= {409, 413}
+        found |= {409, 411, 413}
     if has_path_params:
         found.add(404)
     return sorted(found)

@@ -10,7 +10,7 @@ from api.schemas.media import MediaView, S3MediaView
 from shared.channels import media
 from shared.channels.media_sniff import well_formed
 from shared.config import get_settings
-from shared.errors import DomainError, ValidationFailed
+from shared.errors import ValidationFailed
 
 TAGS = ("Media",)
 #: Types a browser may render inline; everything else downloads (no stored XSS).
@@ -29,20 +29,10 @@ _INLINE = (
 _DOWNLOAD_CSP = "default-src 'none'; sandbox"
 
 
-class LengthRequired(DomainError):
-    status, code = 411, "length_required"
-
-
 def _file_part(req: falcon.Request):
-    """The multipart ``file`` part, positioned at its content (nothing buffered).
-
-    WHY 411: the form is streamed, and Falcon's parser reads it within the declared length;
-    a chunked upload (no Content-Length) failed an assertion there, a 500.
-    """
+    """The multipart ``file`` part, positioned at its content (nothing buffered)."""
     if not (req.content_type or "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("Send the file as multipart/form-data in a field named 'file'")
-    if req.content_length is None:
-        raise LengthRequired("Send the upload with a Content-Length header (not chunked)")
     for part in form_parts(req.get_media()):
         if part.name == "file":
             return part
@@ -74,7 +64,7 @@ class MediaUploadResource(_Uploads):
         response=MediaView,
         status=201,
         accepts=("multipart/form-data",),
-        errors=(402, 411, 503),
+        errors=(402, 503),
         description=(
             "multipart/form-data with the file in the field `file` (max `MEDIA_MAX_BYTES`,"
             " 100 MB by default: 413), with a Content-Length (411 without). The type is"
@@ -94,7 +84,7 @@ class MediaS3Resource(_Uploads):
         response=S3MediaView,
         status=201,
         accepts=("multipart/form-data",),
-        errors=(402, 409, 411, 503),
+        errors=(402, 409, 503),
         description=(
             "Like `POST /api/media`, but always stored in the configured S3-compatible bucket;"
             " answers the object key and a presigned GET URL valid `S3_PRESIGN_SECONDS`."
