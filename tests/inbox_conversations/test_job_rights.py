@@ -12,10 +12,13 @@ from tests.inbox_conversations.conftest import tid
 
 
 def stored_job(ws, kind: str, *, created_by: str | None) -> uuid.UUID:
+    """A finished job of ``kind``: nothing picks it up (a queued ``sla.retime`` row would be
+    drained by the next check_sla of any test sharing this database)."""
     with session_scope() as session:
         job = Job(
             tenant_id=tid(ws),
             kind=kind,
+            status="succeeded",
             params={"ids": [str(uuid.uuid4())], "action": "unassign"},
             created_by=uuid.UUID(created_by) if created_by else None,
         )
