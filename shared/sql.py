@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from shared.errors import NotFound
@@ -30,6 +30,23 @@ def storable_text(text: str) -> str:
     it must not fail, or the whole row (and what it records) is lost.
     """
     return text.replace("\x00", "\ufffd")
+
+
+def lock_key(session: Session, key: str) -> None:
+    """Take the transaction-scoped advisory lock named ``key`` (freed at commit or rollback).
+
+    How a cap holds under concurrency: two creates that count, then insert, both pass the
+    count unless each takes the same lock before counting. An advisory lock, not a row
+    lock, so the rows the cap is about (an agent, a tenant) stay free for their other
+    writers.
+    """
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+def count_under_lock(session: Session, key: str, counted: Select[Any]) -> int:
+    """``counted`` (a ``SELECT count(*)``) after :func:`lock_key`: what a cap is checked on."""
+    lock_key(session, key)
+    return session.scalar(counted) or 0
 
 
 def tenant_row(

@@ -37,7 +37,7 @@ from shared.models.ai import AiReply
 from shared.pagination import Page, paginate
 from shared.realtime import feed
 from shared.schemas.inbox import ConversationView
-from shared.sql import contains_pattern, tenant_row
+from shared.sql import contains_pattern, count_under_lock, tenant_row
 from shared.webhooks import ssrf
 
 VIEW = "ai_agents.review"
@@ -254,9 +254,11 @@ def _check_room(session: Session, ctx: Ctx) -> None:
     NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
     both pass the count.
     """
-    key = f"ai_agents:{ctx.tenant_id}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    count = session.scalar(select(func.count()).where(AiAgent.tenant_id == ctx.tenant_id))
+    count = count_under_lock(
+        session,
+        f"ai_agents:{ctx.tenant_id}",
+        select(func.count()).where(AiAgent.tenant_id == ctx.tenant_id),
+    )
     if count >= MAX_AGENTS:
         raise AgentLimitReached(
             f"A workspace may have at most {MAX_AGENTS} AI agents",

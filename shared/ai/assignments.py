@@ -25,7 +25,7 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import AiAgentAssignment, IntegrationAccount
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
-from shared.sql import tenant_row
+from shared.sql import lock_key, tenant_row
 
 FIELDS = ("ai_agent_id", "integration_account_id", "channel", "division_id", "mode", "is_active")
 
@@ -117,9 +117,7 @@ def _check_unique(
     a = AiAgentAssignment
     # NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates of
     # the same target cannot both pass the check (there is no unique index over nulls).
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"ai_assign:{ctx.tenant_id}", 0)))
-    )
+    lock_key(session, f"ai_assign:{ctx.tenant_id}")
     account_id = fields["integration_account_id"]
     # NOTE: an account's assignment may also name the account's own channel (validated):
     # with or without it, the target is the account.

@@ -28,7 +28,7 @@ from shared.ai.references import check_division
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import AiHandoffRule
-from shared.sql import tenant_row
+from shared.sql import count_under_lock, tenant_row
 
 FIELDS = (
     "kind",
@@ -107,12 +107,12 @@ def _check_room(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     NOTE: a transaction-scoped advisory lock per agent, so two concurrent creates cannot
     both pass the count (locking the agent row would hold up its replies' writes).
     """
-    key = f"ai_handoff_rules:{agent_id}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    count = session.scalar(
+    count = count_under_lock(
+        session,
+        f"ai_handoff_rules:{agent_id}",
         select(func.count()).where(
             AiHandoffRule.tenant_id == ctx.tenant_id, AiHandoffRule.ai_agent_id == agent_id
-        )
+        ),
     )
     if count >= MAX_RULES:
         raise RuleLimitReached(

@@ -23,7 +23,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.models import AiOrchestrationRule
 from shared.models.inbox import CHANNELS
 from shared.pagination import Page, paginate
-from shared.sql import tenant_row
+from shared.sql import count_under_lock, tenant_row
 
 #: Rules one workspace may have. WHY: every inbound message of a workspace with active
 #: rules reads all of them (:func:`shared.ai.ownership.route`).
@@ -118,10 +118,10 @@ def _check_room(session: Session, ctx: Ctx) -> None:
     NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
     both pass the count.
     """
-    key = f"ai_orchestration_rules:{ctx.tenant_id}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    count = session.scalar(
-        select(func.count()).where(AiOrchestrationRule.tenant_id == ctx.tenant_id)
+    count = count_under_lock(
+        session,
+        f"ai_orchestration_rules:{ctx.tenant_id}",
+        select(func.count()).where(AiOrchestrationRule.tenant_id == ctx.tenant_id),
     )
     if count >= MAX_RULES:
         raise RuleLimitReached(

@@ -51,6 +51,7 @@ from shared.models.billing import (
     BillingSubscriptionAddOn,
 )
 from shared.redis_client import get_redis, key
+from shared.sql import lock_key
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +325,7 @@ def check_ai_replies_left(session: Session, tenant_id: uuid.UUID) -> None:
 
 
 def _lock(session: Session, tenant_id: uuid.UUID, what: str) -> None:
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext(f"billing:{what}:{tenant_id}")))
-    )
+    lock_key(session, f"billing:{what}:{tenant_id}")
 
 
 def count_seats(session: Session, tenant_id: uuid.UUID) -> int:

@@ -16,10 +16,10 @@ import datetime as dt
 import logging
 import uuid
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from shared import db
+from shared import db, sql
 from shared.channels.media_storage import storage_for
 from shared.models import KnowledgeSource, MediaFile, Message
 
@@ -33,7 +33,7 @@ _MESSAGE_SLACK = dt.timedelta(days=1)
 
 def lock_key(session: Session, key: str) -> None:
     """Serialize storing and deleting the object at ``key`` (until the transaction ends)."""
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    sql.lock_key(session, key)
 
 
 def referenced(session: Session, media: MediaFile) -> bool:

@@ -25,7 +25,7 @@ from shared.inbox import conversations
 from shared.models import ApiKey, Conversation, Division, DivisionMember, Role, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, lock_key
 
 #: Fields an agent may change on their own profile without ``agents.manage``
 #: (``current_password`` is not a field: it proves who sets a new ``password``).
@@ -262,9 +262,7 @@ def _last_admin(session: Session, ctx: Ctx, agent: User) -> bool:
 
 def _lock_admins(session: Session, ctx: Ctx) -> None:
     """Serialize changes that could remove the last admin (two admins demoting each other)."""
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext("admins:" + str(ctx.tenant_id))))
-    )
+    lock_key(session, f"admins:{ctx.tenant_id}")
 
 
 def create_agent(

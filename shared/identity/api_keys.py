@@ -16,6 +16,7 @@ from shared.identity.security import generate_api_key
 from shared.models import ApiKey, Role, User
 from shared.pagination import Page, paginate
 from shared.schemas.identity import ApiKeyView
+from shared.sql import lock_key
 
 #: A user may hold at most this many live keys (a leak is easier to contain).
 MAX_KEYS_PER_USER = 50
@@ -53,9 +54,7 @@ def create_key(
         raise ValidationFailed.field("expires_at", "must be in the future")
     # NOTE: one creation of the user's keys at a time: two counted before either
     # inserted, and the user held one key past the limit per concurrent request.
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext("api_keys:" + str(ctx.user_id))))
-    )
+    lock_key(session, f"api_keys:{ctx.user_id}")
     live = session.scalar(
         select(func.count()).where(
             ApiKey.tenant_id == ctx.tenant_id,

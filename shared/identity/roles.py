@@ -14,6 +14,7 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.identity.permissions import ALL_KEYS
 from shared.models import Role, User
 from shared.schemas.identity import RoleView
+from shared.sql import count_under_lock
 
 #: Custom roles one workspace may hold. WHY: their list (GET /api/roles) has no pages.
 MAX_CUSTOM_ROLES = 100
@@ -93,10 +94,10 @@ def _check_room(session: Session, ctx: Ctx) -> None:
     NOTE: a transaction-scoped advisory lock per tenant, so two concurrent creates cannot
     both pass the count.
     """
-    key = f"custom_roles:{ctx.tenant_id}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    count = session.scalar(
-        select(func.count()).where(Role.tenant_id == ctx.tenant_id, Role.is_builtin.is_(False))
+    count = count_under_lock(
+        session,
+        f"custom_roles:{ctx.tenant_id}",
+        select(func.count()).where(Role.tenant_id == ctx.tenant_id, Role.is_builtin.is_(False)),
     )
     if count >= MAX_CUSTOM_ROLES:
         raise RoleLimitReached(

@@ -31,7 +31,7 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.models import QuickReply, QuickReplyUsage
 from shared.pagination import InvalidCursor, Page
 from shared.schemas.team import QuickReplyView
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, lock_key
 
 MANAGE = "quick_replies.manage"
 SCOPES = ("personal", "shared")
@@ -105,15 +105,12 @@ def lock_shared_shortcuts(session: Session, ctx: Ctx) -> None:
     NOTE: an import checks which shortcuts exist, then inserts; without this lock
     a concurrent create could slip in between and turn the insert into a 500.
     """
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext("quick_replies:" + str(ctx.tenant_id))))
-    )
+    lock_key(session, f"quick_replies:{ctx.tenant_id}")
 
 
 def lock_personal_replies(session: Session, ctx: Ctx, owner_id: uuid.UUID) -> None:
     """Serialize creates of one agent's personal replies, so two cannot both pass the cap."""
-    key = f"quick_replies:personal:{owner_id}"
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    lock_key(session, f"quick_replies:personal:{owner_id}")
 
 
 def count_replies(session: Session, ctx: Ctx, owner_id: uuid.UUID | None) -> int:

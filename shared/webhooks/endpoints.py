@@ -21,7 +21,7 @@ from shared.db import session_scope
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.pagination import Page, paginate
-from shared.sql import tenant_row
+from shared.sql import lock_key, tenant_row
 from shared.webhooks import catalogue, delivery, health, queue, signing, transport
 from shared.webhooks.ssrf import Policy, UnsafeUrl, check_url
 from shared.webhooks.views import AttemptView, DeliveryView, WebhookView
@@ -134,9 +134,7 @@ def _check_room(session: Session, ctx: Ctx) -> None:
     tenant's endpoints multiply every event's deliveries (and the workers' share) at will.
     Stripe allows 16. Serialized per tenant, so two creations cannot both take the last.
     """
-    session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtext("webhook_endpoints:" + str(ctx.tenant_id))))
-    )
+    lock_key(session, f"webhook_endpoints:{ctx.tenant_id}")
     count = session.scalar(
         select(func.count())
         .select_from(WebhookEndpoint)

@@ -29,7 +29,7 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.models import IntegrationAccount, WaTemplate
 from shared.pagination import Page, paginate
 from shared.schemas.wa_templates import WaTemplateView
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, lock_key
 
 MANAGE = "integrations.manage"
 
@@ -59,7 +59,7 @@ def graph_credentials(account: IntegrationAccount) -> tuple[str, str]:
 
 def lock_account(session: Session, account_id: uuid.UUID) -> None:
     """Serialize the writers of one account's templates (create, sync) for this transaction."""
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"wa_templates:{account_id}"))))
+    lock_key(session, f"wa_templates:{account_id}")
 
 
 # --- reads --------------------------------------------------------------------------------------
