@@ -6,6 +6,7 @@ import uuid
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import NotFound
@@ -47,6 +48,24 @@ def count_under_lock(session: Session, key: str, counted: Select[Any]) -> int:
     """``counted`` (a ``SELECT count(*)``) after :func:`lock_key`: what a cap is checked on."""
     lock_key(session, key)
     return session.scalar(counted) or 0
+
+
+def flush_unique(session: Session, index: str | tuple[str, ...], conflict: Exception) -> None:
+    """Flush in a savepoint; a violation of the unique ``index`` (one of them, for a
+    tuple) raises ``conflict``, the 409 naming the field, instead of the net's bare one.
+
+    WHY: a check read before the insert cannot see a row another transaction inserted
+    and has not committed yet; the unique index decides then. The savepoint keeps the
+    caller's transaction usable (a retry with another value, as a free slug does).
+    """
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        names = (index,) if isinstance(index, str) else index
+        if getattr(exc.orig.diag, "constraint_name", None) in names:
+            raise conflict from exc
+        raise
 
 
 def tenant_row(

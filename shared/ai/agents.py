@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity, crypto
@@ -37,7 +36,7 @@ from shared.models.ai import AiReply
 from shared.pagination import Page, paginate
 from shared.realtime import feed
 from shared.schemas.inbox import ConversationView
-from shared.sql import contains_pattern, count_under_lock, tenant_row
+from shared.sql import contains_pattern, count_under_lock, flush_unique, tenant_row
 from shared.webhooks import ssrf
 
 VIEW = "ai_agents.review"
@@ -231,13 +230,7 @@ def _name_taken(name: str) -> Conflict:
 
 def _flush_unique(session: Session, name: str) -> None:
     """Flush; a name taken (also by a concurrent request) is a 409, not a 500."""
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "uq_ai_agents_tenant_name" in str(exc.orig):
-            raise _name_taken(name) from exc
-        raise
+    flush_unique(session, "uq_ai_agents_tenant_name", _name_taken(name))
 
 
 def _apply(agent: AiAgent, fields: dict[str, Any], key: Any) -> None:

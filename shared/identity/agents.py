@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -25,7 +24,7 @@ from shared.inbox import conversations
 from shared.models import ApiKey, Conversation, Division, DivisionMember, Role, Tenant, User
 from shared.pagination import Page, decode_cursor, encode_cursor, paginate_rows
 from shared.schemas.identity import AgentView
-from shared.sql import contains_pattern, lock_key
+from shared.sql import contains_pattern, flush_unique, lock_key
 
 #: Fields an agent may change on their own profile without ``agents.manage``
 #: (``current_password`` is not a field: it proves who sets a new ``password``).
@@ -221,13 +220,7 @@ def _flush_unique(session: Session) -> None:
     NOTE: :func:`_email_taken` cannot see an agent another transaction has inserted but
     not committed: the unique index decides then.
     """
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "uq_users_tenant_email" in str(exc.orig):
-            raise _email_conflict() from exc
-        raise
+    flush_unique(session, "uq_users_tenant_email", _email_conflict())
 
 
 def _email_taken(session: Session, ctx: Ctx, email: str, *, except_id: uuid.UUID | None = None):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -14,7 +13,7 @@ from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.identity.permissions import ALL_KEYS
 from shared.models import Role, User
 from shared.schemas.identity import RoleView
-from shared.sql import count_under_lock
+from shared.sql import count_under_lock, flush_unique
 
 #: Custom roles one workspace may hold. WHY: their list (GET /api/roles) has no pages.
 MAX_CUSTOM_ROLES = 100
@@ -79,13 +78,7 @@ def _flush_unique(session: Session, name: str) -> None:
     NOTE: :func:`_name_taken` reads before the insert and cannot see a role another
     transaction has inserted but not committed: the unique index decides then.
     """
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "uq_roles_tenant_name" in str(exc.orig):
-            raise _name_conflict(name) from exc
-        raise
+    flush_unique(session, "uq_roles_tenant_name", _name_conflict(name))
 
 
 def _check_room(session: Session, ctx: Ctx) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Uuid, any_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -32,7 +31,7 @@ from shared.pagination import Page, paginate_rows
 from shared.realtime import feed
 from shared.schemas.inbox import ConversationView
 from shared.schemas.team import DivisionView
-from shared.sql import tenant_row
+from shared.sql import flush_unique, tenant_row
 from shared.timekeeping import sla, sla_policies
 
 MANAGE = "agents.manage"
@@ -162,13 +161,7 @@ def _lock_for_deletion(session: Session, ctx: Ctx, division_id: uuid.UUID) -> Di
 
 def _flush_unique(session: Session, name: str) -> None:
     """Flush; a name taken by a concurrent request is a 409, not a 500."""
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "uq_divisions_tenant_name" in str(exc.orig):
-            raise _name_taken(name) from exc
-        raise
+    flush_unique(session, "uq_divisions_tenant_name", _name_taken(name))
 
 
 def _name_exists(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | None = None):

@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import activity
@@ -31,7 +30,7 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.models import QuickReply, QuickReplyUsage
 from shared.pagination import InvalidCursor, Page
 from shared.schemas.team import QuickReplyView
-from shared.sql import contains_pattern, lock_key
+from shared.sql import contains_pattern, flush_unique, lock_key
 
 MANAGE = "quick_replies.manage"
 SCOPES = ("personal", "shared")
@@ -147,13 +146,11 @@ def _check_room(session: Session, ctx: Ctx, owner_id: uuid.UUID | None) -> None:
 
 def _flush_unique(session: Session, shortcut: str) -> None:
     """Flush pending changes; a shortcut taken meanwhile is a 409, not a 500."""
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "shortcut" in str(exc.orig):
-            raise _shortcut_taken(shortcut) from exc
-        raise
+    flush_unique(
+        session,
+        ("uq_quick_replies_shared_shortcut", "uq_quick_replies_personal_shortcut"),
+        _shortcut_taken(shortcut),
+    )
 
 
 # --- reads ------------------------------------------------------------------------------------
