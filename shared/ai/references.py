@@ -19,8 +19,13 @@ from shared.models import Division
 def check_division(session: Session, ctx: Ctx, division_id: uuid.UUID | None, field: str) -> None:
     if division_id is None:
         return
+    # NOTE: share-locked until commit, as automation rules lock the divisions they name:
+    # a deletion not yet committed is waited for (then the division is gone: 422), and
+    # a later one waits for this save and takes the division off the new row.
     found = session.scalar(
-        select(Division.id).where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        select(Division.id)
+        .where(Division.tenant_id == ctx.tenant_id, Division.id == division_id)
+        .with_for_update(read=True, key_share=True)
     )
     if found is None:
         raise ValidationFailed.field(field, "no such division in this workspace")
