@@ -115,6 +115,9 @@ class ResendResource:
         permission=MANAGE,
         response=DeliveryIds,
         status=202,
+        description="Queues the event again as a new delivery with the same `webhook-id`."
+        " While a resend of the event to this webhook is pending or in flight, another"
+        " answers 409 `resend_pending` naming it (a retried call queues no second copy).",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id, delivery_id):

@@ -316,10 +316,48 @@ def _require_enabled(endpoint: WebhookEndpoint) -> None:
         raise ValidationFailed.field("is_active", "re-enable the webhook before resending")
 
 
+class ResendPending(Conflict):
+    code = "resend_pending"
+
+
+def _refuse_unfinished_resend(session: Session, original: WebhookDelivery) -> None:
+    """409 naming the resend of this event to this endpoint that is not finished yet.
+
+    WHY: a client whose resend call timed out retries it; each call queued another copy,
+    and the receiver got the event once per retry. The state, not a client-sent key,
+    decides, so a retry without ``Idempotency-Key`` and a double click are safe too, the
+    rule ``recover`` already follows. Once that resend is over (succeeded or failed), the
+    event may be resent again. Serialized per event (resending the original and resending
+    its copy lock different rows), so two calls at once cannot both see none.
+    """
+    lock_key(session, f"webhook_resend:{original.endpoint_id}:{original.event_id}")
+    d = WebhookDelivery
+    pending = session.execute(
+        select(d.id, d.status)
+        .where(
+            d.endpoint_id == original.endpoint_id,
+            d.event_id == original.event_id,
+            d.resend_of.is_not(None),
+            d.status.in_(("pending", "in_flight")),
+        )
+        .order_by(d.created_at)
+        .limit(1)
+    ).one_or_none()
+    if pending is not None:
+        raise ResendPending(
+            f"A resend of this event is still {pending.status.replace('_', ' ')}:"
+            f" delivery {pending.id}; wait for it to finish",
+            details=[{"delivery_id": str(pending.id), "status": pending.status}],
+        )
+
+
 def resend_delivery(
     session: Session, ctx: Ctx, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> uuid.UUID:
-    """Send one delivery's event again, as a new delivery with the same ``webhook-id``."""
+    """Send one delivery's event again, as a new delivery with the same ``webhook-id``.
+
+    At most one resend of an event to an endpoint is unfinished at a time (409 naming it).
+    """
     endpoint = _kept_endpoint(session, ctx, endpoint_id)
     original = session.scalars(
         select(WebhookDelivery)
@@ -333,6 +371,7 @@ def resend_delivery(
     if original is None:
         raise NotFound("Delivery not found")
     _require_enabled(endpoint)
+    _refuse_unfinished_resend(session, original)
     [new_id] = _resend(session, ctx, [original])
     activity.record(
         session,

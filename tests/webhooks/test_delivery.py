@@ -233,6 +233,66 @@ def _fail_all(hook_id: str) -> None:
         )
 
 
+def _failed_delivery(ws, hook_id: str) -> uuid.UUID:
+    with session_scope() as session:
+        row = WebhookDelivery(
+            tenant_id=uuid.UUID(ws.tenant["id"]),
+            endpoint_id=uuid.UUID(hook_id),
+            event_id=uuid.uuid4(),
+            event_type="agent.created",
+            payload={"type": "agent.created", "data": {}},
+            status="failed",
+            attempt_count=8,
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_a_repeated_resend_is_refused_while_the_first_is_unfinished(ws, receiver, path):
+    """A client retrying a resend (its first call timed out) must not queue a second copy."""
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, 500)  # the resend fails its first attempt: it waits to retry
+    original = _failed_delivery(ws, hook["id"])
+    resend = f"{BASE}/{hook['id']}/deliveries/{original}/resend"
+    first = ws.call("POST", resend)
+    assert first.status_code == 202, first.text
+    [first_id] = first.json["delivery_ids"]
+
+    again = ws.call("POST", resend)
+    assert again.status_code == 409, again.text
+    error = again.json["error"]
+    assert error["code"] == "resend_pending" and first_id in error["message"]
+    assert error["details"] == [{"delivery_id": first_id, "status": error["details"][0]["status"]}]
+    assert error["details"][0]["status"] in ("pending", "in_flight")
+    # Resending the resend is the same event again: refused too.
+    via_copy = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{first_id}/resend")
+    assert via_copy.status_code == 409, via_copy.text
+    assert [str(d.id) for d in deliveries(hook["id"]) if d.resend_of] == [first_id]
+
+    # Once the resend is over, the event may be sent again (the receiver lost it, say).
+    settled(hook["id"], 2)
+    _fail_all(hook["id"])
+    receiver.plan(path, 200)
+    later = ws.call("POST", resend)
+    assert later.status_code == 202, later.text
+
+
+def test_resends_at_once_queue_one_copy(ws, receiver, path):
+    """A double click: both requests arrive together, one resend is queued."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hook = create(ws, receiver.url(path))
+    receiver.plan(path, 500)
+    original = _failed_delivery(ws, hook["id"])
+    resend = f"{BASE}/{hook['id']}/deliveries/{original}/resend"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: ws.call("POST", resend), range(4)))
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409], [a.text for a in answers]
+    assert len([d for d in deliveries(hook["id"]) if d.resend_of]) == 1
+
+
 def test_recover_sends_an_event_once_when_its_resend_failed_too(ws, receiver, path):
     hook = create(ws, receiver.url(path))
     receiver.plan(path, 500)
