@@ -117,8 +117,11 @@ class ResendResource:
         status=202,
         description="Queues the event again as a new delivery with the same `webhook-id`."
         " While a resend of the event to this webhook is pending or in flight, another"
-        " answers 409 `resend_pending` naming it (a retried call queues no second copy).",
+        " answers 409 `resend_pending` naming it (a retried call queues no second copy)."
+        " A `webhook.test` delivery is not resent (422; send a new test instead), nor is"
+        " any delivery of a disabled webhook (422).",
         tags=TAGS,
+        errors=(422,),
     )
     def on_post(self, req, resp, *, ctx, id, delivery_id):
         return {"delivery_ids": [endpoints.resend_delivery(req.context.db, ctx, id, delivery_id)]}

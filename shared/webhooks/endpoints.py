@@ -370,6 +370,15 @@ def resend_delivery(
     ).one_or_none()
     if original is None:
         raise NotFound("Delivery not found")
+    if original.event_type == catalogue.TEST_EVENT:
+        # WHY: a ping is no event of the workspace: queued as a resend it reached the
+        # receiver through the event queue as if it were one, an old ping replayed with
+        # no one waiting for its result. A new test answers inline; recover skips them too.
+        raise ValidationFailed.field(
+            "delivery_id",
+            f"a {catalogue.TEST_EVENT} delivery is a test ping and is not resent;"
+            " send a new one with POST /api/outgoing-webhooks/{id}/test",
+        )
     _require_enabled(endpoint)
     _refuse_unfinished_resend(session, original)
     [new_id] = _resend(session, ctx, [original])

@@ -293,6 +293,19 @@ def test_resends_at_once_queue_one_copy(ws, receiver, path):
     assert len([d for d in deliveries(hook["id"]) if d.resend_of]) == 1
 
 
+def test_a_test_ping_is_not_resent(ws, receiver, path):
+    """webhook.test is no business event: resending it would reach the receiver as one."""
+    hook = create(ws, receiver.url(path))
+    ping = ws.call("POST", f"{BASE}/{hook['id']}/test")
+    assert ping.status_code == 200, ping.text
+    resent = ws.call("POST", f"{BASE}/{hook['id']}/deliveries/{ping.json['delivery_id']}/resend")
+    assert resent.status_code == 422, resent.text
+    error = resent.json["error"]
+    assert error["code"] == "validation_error" and "webhook.test" in error["message"]
+    assert error["details"][0]["field"] == "delivery_id"
+    assert len(deliveries(hook["id"])) == 1 and len(receiver.at(path)) == 1
+
+
 def test_recover_sends_an_event_once_when_its_resend_failed_too(ws, receiver, path):
     hook = create(ws, receiver.url(path))
     receiver.plan(path, 500)
