@@ -337,16 +337,27 @@ def record_failed(
     error: SendFailed,
     *,
     account_id: uuid.UUID | None,
+    sent_credentials: str | None = None,
     attempts: int | None = None,
 ) -> None:
     """Fail the message with the provider's error; ``attempts`` set: retries ran out,
-    so a dead letter is written too. The caller holds the claim (:func:`hold_live`)."""
+    so a dead letter is written too. The caller holds the claim (:func:`hold_live`).
+
+    ``sent_credentials``: the account's stored (encrypted) credentials the send used. A
+    token rejection marks the account ``error`` only while it still has them: an admin
+    who reconnected while the send was out has a new token, which Meta did not refuse."""
     message = locked_message(session, tenant_id, message_id)
     if message is None:
         return
     log.warning("send %s failed for good: %s %s", message_id, error.code, error.message)
     if account_id is not None and error.code in token_rejections.TOKEN_INVALID_CODES:
-        token_rejections.mark_rejected(session, Ctx.system(tenant_id), account_id, error.code)
+        token_rejections.mark_rejected(
+            session,
+            Ctx.system(tenant_id),
+            account_id,
+            error.code,
+            rejected_credentials=sent_credentials,
+        )
     apply_status(
         session, message, "failed", error_code=error.code[:64], error_message=error.message
     )

@@ -133,6 +133,11 @@ class Claim:
         return self.outgoing.account.id if self.outgoing is not None else None
 
     @property
+    def account_credentials(self) -> str | None:
+        """The account's stored (encrypted) credentials as claimed: what the send used."""
+        return self.outgoing.account.credentials_encrypted if self.outgoing is not None else None
+
+    @property
     def recipient_id(self) -> uuid.UUID | None:
         """The contact sent to (a pair hold's recipient)."""
         return self.outgoing.contact.id if self.outgoing is not None else None
@@ -517,6 +522,7 @@ def _record(session: Session, items: Sequence[tuple[Claim, Attempted]]) -> dict[
             item.message_id,
             error,
             account_id=item.account_id,
+            sent_credentials=item.account_credentials,
             attempts=item.attempt if exhausted else None,
         )
     return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -238,6 +239,46 @@ def test_bad_token_190_fails_without_retry(workspace, channels, fake_graph):
     assert failed["error_code"] == "190"
     assert "access token" in failed["error_message"]
     assert len(fake_graph.sent()) == 1
+
+
+def test_a_190_on_send_marks_the_account_error(workspace, channels, fake_graph):
+    _, conversation = _whatsapp(channels)
+    account_id = conversation["integration_account_id"]
+    fake_graph.script("190")
+
+    message_id = _send(workspace, conversation, body="with an expired token")
+
+    wait_for_status(workspace, conversation["id"], message_id, "failed")
+    account = workspace.call("GET", f"/api/integration-accounts/{account_id}").json
+    assert account["status"] == "error"
+
+
+def test_a_190_to_a_send_out_while_the_admin_reconnected_leaves_the_new_token_alone(
+    workspace, channels, fake_graph
+):
+    """WHY: the send used the old token; Meta refusing it says nothing of the new one, and
+    marking the freshly reconnected account ``error`` undid the admin's fix."""
+    _, conversation = _whatsapp(channels)
+    account_id = conversation["integration_account_id"]
+    release = threading.Event()
+    fake_graph.script(("hold", release, "190"))
+
+    message_id = _send(workspace, conversation, body="sent with the old token")
+    wait_until(lambda: fake_graph.sent(), "the send reached Meta")
+    reconnected = workspace.call(
+        "PATCH",
+        f"/api/integration-accounts/{account_id}",
+        json={"credentials": {"access_token": "EAAG-reconnected"}},
+    )
+    assert reconnected.status_code == 200, reconnected.text
+    release.set()
+
+    failed = wait_for_status(workspace, conversation["id"], message_id, "failed")
+    assert failed["error_code"] == "190"
+    account = workspace.call("GET", f"/api/integration-accounts/{account_id}").json
+    assert account["status"] == "active"
+    logs = workspace.call("GET", "/api/activity-logs?action=integration_account.token_invalid")
+    assert logs.json["items"] == []
 
 
 def test_timeouts_are_retried_then_the_message_fails_and_is_dead_lettered(

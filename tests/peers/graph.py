@@ -23,8 +23,10 @@ and scripted apart from the sends with :meth:`FakeGraph.script_receipts`.
 Behaviour is scripted per test with :meth:`FakeGraph.script`: each send takes the
 next behaviour (the last one repeats), one of ``"ok"``, a Meta error code from
 :func:`tests.peers.meta_errors.meta_error` (``"131047"``, ``"190"``...),
-``("sleep", seconds)`` (then ok), ``("raw", status, body)`` or ``("throttle", code,
-retry_after)`` (Meta's throttling error with a ``Retry-After`` header).
+``("sleep", seconds)`` (then ok), ``("raw", status, body)``, ``("throttle", code,
+retry_after)`` (Meta's throttling error with a ``Retry-After`` header) or ``("hold",
+event, then)`` (answer ``then`` once the test sets the :class:`threading.Event`, at most
+5 s later: something happens while the send is out).
 :meth:`FakeGraph.peak_in_flight` is the most sends one token had in flight at once.
 
 Timing: every answer is written in one TCP segment's worth without Nagle's wait (the
@@ -436,6 +438,9 @@ def _handler(graph: FakeGraph):
             if graph.latency:
                 time.sleep(graph.latency)
             behaviour = graph._next()
+            if isinstance(behaviour, tuple) and behaviour[0] == "hold":
+                behaviour[1].wait(5.0)
+                behaviour = behaviour[2]
             if isinstance(behaviour, tuple) and behaviour[0] == "sleep":
                 time.sleep(behaviour[1])
                 behaviour = "ok"
