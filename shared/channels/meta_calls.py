@@ -39,12 +39,17 @@ T = TypeVar("T")
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError)
 
 
+class ShapeError(TypeError):
+    """A field of Meta's answer in another shape than documented; its message names the
+    field (never its value: it may be a token) and is shown in the 502."""
+
+
 def typed(value: Any, kind: type[T], what: str) -> T | None:
     """``value`` when Meta sent the documented ``kind`` (or nothing); another type is
     a shape error, so a 502 inside :func:`calling`."""
     if value is None or isinstance(value, kind):
         return value
-    raise TypeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
+    raise ShapeError(f"{what} is a {type(value).__name__}, not a {kind.__name__}")
 
 
 def graph_id(value: Any, what: str) -> str:
@@ -55,7 +60,7 @@ def graph_id(value: Any, what: str) -> str:
         return str(value)
     if isinstance(value, str) and ascii_digits(value):
         return value
-    raise ValueError(f"{what} is not a Graph id")
+    raise ShapeError(f"{what} is not a Graph id")
 
 
 def text_or_none(value: Any) -> str | None:
@@ -79,8 +84,9 @@ def calling(
             yield
         except SHAPE_ERRORS as exc:
             log.error("Meta answered %s in a shape it does not document", what, exc_info=exc)
+            said = f" ({exc})" if isinstance(exc, ShapeError) else ""
             raise SendFailed(
-                "bad_response", "the answer was not in the documented shape", transient=False
+                "bad_response", f"the answer was not in the documented shape{said}", transient=False
             ) from exc
     except SendFailed as failure:
         hint = remedy or "reconnect the account"

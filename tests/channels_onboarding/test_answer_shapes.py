@@ -135,3 +135,28 @@ def test_a_token_lifetime_of_another_shape_reads_as_unknown_not_a_500(
     resp = workspace.call("POST", CONNECT, json={"code": code})
     assert resp.status_code == 200, resp.text
     assert resp.json["token_expires_at"] is None
+
+
+@pytest.mark.parametrize("page_token", [12345, {"token": "EAAPage"}, ["EAAPage"]])
+def test_a_page_token_that_is_not_text_is_502_naming_it_and_nothing_is_kept(
+    workspace, meta_settings, page_token
+):
+    """WHY: ``str()`` of it was stored as the Page's token (``"12345"``, ``"{'token': ...}"``):
+    the account connected fine, then every send failed at Meta with 190."""
+    graph = meta_settings
+    page = graph.meta.add_page("Acme", instagram_username="acme")
+    page.token = page_token
+    resp = workspace.call("POST", CONNECT, json={"code": graph.meta.grant(pages=[page.id])})
+    error = assert_error(resp, 502, "meta_api_error")
+    assert "listing the Pages you manage" in error["message"]
+    assert "access_token" in error["message"]
+    assert workspace.call("GET", "/api/integrations/messenger").status_code == 404
+
+    resp = workspace.call(
+        "POST",
+        "/api/integrations/instagram/connect",
+        json={"code": graph.meta.grant(pages=[page.id])},
+    )
+    error = assert_error(resp, 502, "meta_api_error")
+    assert "access_token" in error["message"]
+    assert workspace.call("GET", "/api/integration-accounts?channel=instagram").json["items"] == []

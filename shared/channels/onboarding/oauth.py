@@ -121,7 +121,10 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
         with meta_calls.calling("listing the Pages you manage", ctx=ctx, remedy=remedy):
             answer = graph_client().request("GET", "me/accounts", user_token, params=params)
             for item in answer.get("data") or []:
-                if not item.get("id") or not item.get("access_token"):
+                # NOTE: a token of another type is refused, not ``str()``-ed: that stored
+                # a token Meta refuses on every send.
+                token = meta_calls.typed(item.get("access_token"), str, "a Page's access_token")
+                if not item.get("id") or not token:
                     continue
                 instagram = item.get("instagram_business_account")
                 if isinstance(instagram, dict) and instagram.get("id"):
@@ -131,7 +134,7 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
                         id=meta_calls.graph_id(item["id"], "a Page id"),
                         name=str(item.get("name") or item["id"]),
                         category=meta_calls.text_or_none(item.get("category")),
-                        token=str(item["access_token"]),
+                        token=token,
                         instagram=instagram if isinstance(instagram, dict) else None,
                     )
                 )
