@@ -112,3 +112,21 @@ def test_an_instagram_id_that_is_no_graph_id_is_metas_failure(workspace, meta_se
     resp = workspace.call("POST", CONNECT, json={"code": code})
     assert_error(resp, 502, "meta_api_error")
     assert page.id not in graph.meta.subscriptions
+
+
+def test_connecting_again_with_is_default_makes_it_the_default(workspace, meta_settings):
+    """WHY: ``is_default`` was honoured on create and silently dropped on a reconnect."""
+    graph = meta_settings
+    first_page = graph.meta.add_page("Acme", instagram_username="acme")
+    page = graph.meta.add_page("Acme Two", instagram_username="acme2")
+    first = workspace.call("POST", CONNECT, json={"code": graph.meta.grant(pages=[first_page.id])})
+    second = workspace.call("POST", CONNECT, json={"code": graph.meta.grant(pages=[page.id])})
+    assert (first.json["is_default"], second.json["is_default"]) == (True, False)
+
+    code = graph.meta.grant(pages=[page.id])
+    again = workspace.call("POST", CONNECT, json={"code": code, "is_default": True})
+
+    assert again.status_code == 200, again.text
+    assert (again.json["id"], again.json["is_default"]) == (second.json["id"], True)
+    before = workspace.call("GET", f"/api/integration-accounts/{first.json['id']}").json
+    assert before["is_default"] is False

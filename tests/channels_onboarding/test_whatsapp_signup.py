@@ -221,3 +221,23 @@ def test_a_phone_number_id_that_is_no_graph_id_is_metas_failure(workspace, meta_
     resp = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
     assert_error(resp, 502, "meta_api_error")
     assert waba_id not in graph.meta.subscriptions and graph.meta.registered == {}
+
+
+def test_signing_up_a_number_again_with_is_default_makes_it_the_default(workspace, meta_settings):
+    """WHY: ``is_default`` was honoured on create and silently dropped on a reconnect."""
+    graph = meta_settings
+    first, _, _ = signup(workspace, graph)
+    second, waba_id, _ = signup(workspace, graph)
+    assert (first.json["is_default"], second.json["is_default"]) == (True, False)
+
+    code = graph.meta.grant(wabas=[waba_id])
+    again = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN, "is_default": True})
+
+    assert again.status_code == 200, again.text
+    assert (again.json["id"], again.json["is_default"]) == (second.json["id"], True)
+    before = workspace.call("GET", f"/api/integration-accounts/{first.json['id']}").json
+    assert before["is_default"] is False
+    # Without it, a reconnect leaves the default where it is.
+    code = graph.meta.grant(wabas=[waba_id])
+    plain = workspace.call("POST", SIGNUP, json={"code": code, "pin": PIN})
+    assert (plain.status_code, plain.json["is_default"]) == (200, True)

@@ -102,8 +102,14 @@ def reconnect(
     settings: dict[str, Any],
     token: str,
     name: str | None,
+    *,
+    is_default: bool = False,
 ) -> IntegrationAccount:
-    """Give an account of this tenant its new token and Meta's facts; status ``active``."""
+    """Give an account of this tenant its new token and Meta's facts; status ``active``.
+
+    ``is_default`` makes it its channel's default, as on create (WHY: it was dropped on a
+    reconnect, so the admin's choice was silently ignored); without it the default stays
+    where it is."""
     changes: dict[str, Any] = {
         "settings": {**(account.settings or {}), **settings},
         "credentials": {"access_token": token},
@@ -111,4 +117,7 @@ def reconnect(
     }
     if name:
         changes["name"] = name
-    return accounts.update_account(session, ctx, account.id, changes)
+    account = accounts.update_account(session, ctx, account.id, changes)
+    if is_default:
+        account = accounts.set_default(session, ctx, account.id)
+    return account

@@ -64,7 +64,9 @@ def connect(
     }
     settings = {k: v for k, v in settings.items() if v is not None}
     if existing is not None:
-        return reconnect(session, ctx, existing, settings, page.token, name), False
+        return reconnect(
+            session, ctx, existing, settings, page.token, name, is_default=is_default
+        ), False
     account = accounts.create_account(
         session,
         ctx,

@@ -96,7 +96,7 @@ def complete_signup(
     }
     settings = {k: v for k, v in settings.items() if v is not None}
     if existing is not None:
-        account = reconnect(session, ctx, existing, settings, token, name)
+        account = reconnect(session, ctx, existing, settings, token, name, is_default=is_default)
         templates_sync.sync_connected_account(session, ctx, account.id)
         return account, False
     label = name or number.get("verified_name") or number.get("display_phone_number") or phone_id
