@@ -189,3 +189,29 @@ def test_disconnect_of_another_tenants_or_channels_account_is_404(
     resp = workspace.call("POST", DISCONNECT, json={"integration_account_id": str(uuid.uuid4())})
     assert_error(resp, 404, "not_found")
     assert page.id in graph.meta.subscriptions
+
+
+def test_more_pages_than_the_bound_is_a_clear_409_not_a_silent_cut(workspace, meta_settings):
+    """WHY: the listing stopped after 1,000 Pages without a word: the rest were missing
+    from connect, and subscribing one of them answered 'not one of theirs'."""
+    from shared.channels.onboarding.oauth import MAX_PAGES
+
+    graph = meta_settings
+    pages = [graph.meta.add_page(f"Page {n}") for n in range(MAX_PAGES + 1)]
+    code = graph.meta.grant(pages=[p.id for p in pages])
+    body = {"code": code, "state": login_state(workspace, "messenger")}
+
+    resp = workspace.call("POST", CONNECT, json=body)
+
+    error = assert_error(resp, 409, "too_many_pages")
+    assert f"{MAX_PAGES:,}" in error["message"]
+    assert workspace.call("GET", "/api/integrations/messenger").status_code == 404
+
+
+def test_exactly_the_bound_of_pages_is_read_whole(workspace, meta_settings):
+    from shared.channels.onboarding.oauth import MAX_PAGES
+
+    graph = meta_settings
+    pages = [graph.meta.add_page(f"Page {n}") for n in range(MAX_PAGES)]
+    body = _login(workspace, graph, pages).json
+    assert len(body["pages"]) == MAX_PAGES

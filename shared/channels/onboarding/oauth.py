@@ -17,11 +17,13 @@ from shared.channels.graph_errors import MetaUnavailable, domain_error
 from shared.channels.onboarding.meta_app import MetaApp
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
-from shared.errors import ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 
 #: Pages read per ``me/accounts`` call, and the most calls made for one listing.
 PAGE_BATCH = 100
 MAX_PAGE_BATCHES = 10
+#: The most Pages one listing reads; a user with more gets :class:`TooManyPages`.
+MAX_PAGES = PAGE_BATCH * MAX_PAGE_BATCHES
 #: Longer than any token Meta issues (long-lived ones last about 60 days).
 MAX_TOKEN_LIFETIME = dt.timedelta(days=3650)
 #: Fields of a Page we read; ``access_token`` is the Page token (long-lived when the
@@ -42,6 +44,13 @@ class FacebookPage:
     category: str | None
     token: str = field(repr=False)
     instagram: dict[str, Any] | None
+
+
+class TooManyPages(Conflict):
+    """More Pages than :data:`MAX_PAGES`: refused rather than cut without a word (WHY: the
+    Pages past the cut were missing, and subscribing one answered 'not one of theirs')."""
+
+    code = "too_many_pages"
 
 
 class InvalidOAuthCode(ValidationFailed):
@@ -114,7 +123,11 @@ def granted_targets(ctx: Ctx, app: MetaApp, token: str, scope: str) -> list[str]
 
 
 def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
-    """The Pages the user manages, with their Page tokens and linked Instagram accounts."""
+    """The Pages the user manages, with their Page tokens and linked Instagram accounts.
+
+    Graph's paging (``paging.next`` / ``cursors.after``) is followed for up to
+    :data:`MAX_PAGES` Pages; more is a 409 :class:`TooManyPages`, before anything is kept.
+    """
     pages: list[FacebookPage] = []
     params: dict[str, Any] = {"fields": PAGE_FIELDS, "limit": PAGE_BATCH}
     for _ in range(MAX_PAGE_BATCHES):
@@ -141,6 +154,10 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
             paging = answer.get("paging") or {}
             after = (paging.get("cursors") or {}).get("after")
         if not paging.get("next") or not after:
-            break
+            return pages
         params = params | {"after": after}
-    return pages
+    raise TooManyPages(
+        f"The Facebook user manages more than {MAX_PAGES:,} Pages, the most one login is read"
+        f" for. Run the login again granting only the Pages to connect (Meta's dialog lets"
+        f" you choose them), at most {MAX_PAGES:,}."
+    )
