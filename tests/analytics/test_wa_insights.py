@@ -210,6 +210,27 @@ def test_no_whatsapp_account_is_404_and_bad_ranges_are_422(ws, other_workspace, 
 
 
 @pytest.mark.parametrize(
+    "bad",
+    [
+        {"start": "20261101", "end": "2026-11-02"},  # ISO basic format
+        {"start": "2026-W44-7", "end": "2026-11-02"},  # ISO week date: 2026-11-01
+        {"start": "2026-11-01", "end": "20261102"},
+    ],
+)
+def test_dates_are_only_yyyy_mm_dd_and_other_iso_forms_never_reach_meta(ws, waba, bad):
+    """API.md: ``start``/``end`` are ``YYYY-MM-DD``. Python's ``date.fromisoformat`` also
+    reads ``20261101`` and ``2026-W44-7``; such a value was taken for a day
+    the caller may not have meant, answered with Meta's figures and cached, while the 422
+    for a bad value says "a date like 2024-08-25"."""
+    graph, _ = waba
+    resp = ws.call("GET", "/api/wa-insights/messages", params=bad)
+    assert resp.status_code == 422, resp.text
+    field = "start" if bad["start"] != "2026-11-01" else "end"
+    assert resp.json["error"]["details"][0]["field"] == field
+    assert graph.requests == []
+
+
+@pytest.mark.parametrize(
     ("kind", "points", "bad"),
     [
         ("messages", "messages", {"sent": "lots"}),
