@@ -38,7 +38,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -292,10 +292,35 @@ def _settle_charge(
     invoice.next_charge_at = None
     invoice.last_charge_error = None
     subscription = _subscription(session, invoice)
-    if subscription is not None and subscription.status != "cancelled":
+    if (
+        subscription is not None
+        and subscription.status != "cancelled"
+        and not _still_dunned(session, invoice)
+    ):
         subscription.status = "active"
         subscription.past_due_since = None
     return "paid"
+
+
+def _still_dunned(session: Session, paid: BillingInvoice) -> bool:
+    """Whether another invoice of ``paid``'s subscription was declined and is still owed.
+
+    Read under the subscription's lock (every settlement takes it), so of two invoices paid
+    at once the second sees the first. Paying an add-on's invoice is not paying the renewal
+    still being dunned: the subscription stays ``past_due`` (since its first decline).
+    """
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    BillingInvoice.subscription_id == paid.subscription_id,
+                    BillingInvoice.id != paid.id,
+                    BillingInvoice.status == "open",
+                    BillingInvoice.charge_attempts > 0,
+                )
+            )
+        )
+    )
 
 
 def _refund_duplicate(session: Session, invoice: BillingInvoice, charge: BillingPayment) -> None:

@@ -103,6 +103,34 @@ def test_a_decline_then_a_good_card_pays_and_clears_past_due(billing):
     assert len(billing.stripe.charged(invoice)) == 1
 
 
+def test_paying_one_invoice_leaves_the_subscription_past_due_while_another_is_dunned(billing):
+    """A subscription is past_due while any of its invoices is declined and still dunned.
+
+    An add-on's (or an upgrade's) invoice paid by a new card used to make it ``active``
+    and clear ``past_due_since`` while the renewal declined earlier was still owed and
+    retried on schedule: the workspace, and the dashboards, read it as paid up.
+    """
+    billing.add_method("pm_card_chargeDeclined")
+    sub = billing.subscription(status="active")
+    renewal = billing.invoice(4900, subscription_id=sub)
+    t0 = utcnow()
+    assert payments.charge_invoice(renewal, now=t0) == "declined"
+    good = billing.add_method("pm_card_visa")
+    declined = billing.ws.call("GET", "/api/billing/payment-methods").json["items"][1]
+    assert (
+        billing.ws.call("DELETE", f"/api/billing/payment-methods/{declined['id']}").status_code
+        == 204
+    )
+    [method] = billing.ws.call("GET", "/api/billing/payment-methods").json["items"]
+    assert method["id"] == good["id"] and method["is_default"]
+    add_on = billing.invoice(900, subscription_id=sub, next_charge_at=t0)
+    assert payments.charge_invoice(add_on, now=t0 + dt.timedelta(hours=1)) == "paid"
+    assert billing.row(renewal).status == "open"
+    assert (billing.sub(sub).status, billing.sub(sub).past_due_since) == ("past_due", t0)
+    assert payments.charge_invoice(renewal, now=t0 + dt.timedelta(hours=24)) == "paid"
+    assert (billing.sub(sub).status, billing.sub(sub).past_due_since) == ("active", None)
+
+
 def test_no_payment_method_counts_as_a_declined_attempt(billing):
     sub = billing.subscription(status="active")
     invoice = billing.invoice(900, subscription_id=sub)
