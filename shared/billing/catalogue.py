@@ -22,7 +22,6 @@ from sqlalchemy import any_, exists, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.billing import coupon_guesses
 from shared.billing.currency import format_amount
@@ -533,13 +532,25 @@ def discount_for(coupon: BillingCoupon, amount: int, currency: str) -> int:
     return min(amount, coupon.amount_off or 0)
 
 
-def redeem(session: Session, coupon: BillingCoupon, *, field: str = "coupon_code") -> int:
-    """Take one redemption of ``coupon``: ``times_redeemed + 1`` only while below
-    ``max_redemptions``, in one guarded UPDATE.
+def redeem(
+    session: Session,
+    coupon: BillingCoupon,
+    plan: BillingPlan | None = None,
+    *,
+    field: str = "coupon_code",
+) -> int:
+    """Take one redemption of ``coupon`` (for ``plan``): ``times_redeemed + 1`` only while
+    below ``max_redemptions``, in one guarded UPDATE. Returns the new count.
 
     Two customers racing for the last redemption: the second UPDATE waits on the row
     lock, re-checks the guard against the committed count and matches nothing, so it is
-    refused with the same 422 as an exhausted coupon. Returns the new count.
+    refused with the same 422 as an exhausted coupon.
+
+    An admin's change in flight (a PATCH holds the row FOR UPDATE) is waited for the same
+    way; ``coupon`` is then read again as it is now and checked against ``plan`` once more,
+    so a coupon limited to other plans (or moved to another currency) meanwhile is refused
+    (422, the redemption rolled back with the request), and the invoice is discounted by
+    the terms the subscription will renew with, not by those read before the change.
     """
     count = session.execute(
         update(BillingCoupon)
@@ -557,7 +568,9 @@ def redeem(session: Session, coupon: BillingCoupon, *, field: str = "coupon_code
     ).scalar_one_or_none()
     if count is None:
         raise _refused(field, "exhausted", "this coupon was fully redeemed or withdrawn")
-    set_committed_value(coupon, "times_redeemed", count)
+    session.refresh(coupon)  # locked by the UPDATE: this is the row as it stays
+    if plan is not None:
+        _fits(coupon, plan, field)
     return count
 
 

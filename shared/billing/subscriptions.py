@@ -223,7 +223,7 @@ def subscribe(
         coupon = catalogue.redeemable_coupon(
             session, coupon_code, plan, now, tenant_id=ctx.tenant_id
         )
-        catalogue.redeem(session, coupon)
+        catalogue.redeem(session, coupon, plan)
     end = periods.period_end(now, plan.billing_interval)
     before = None
     if subscription is None:

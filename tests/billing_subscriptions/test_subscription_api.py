@@ -494,3 +494,38 @@ def test_a_plan_changing_currency_meanwhile_is_subscribed_to_as_it_is_now(worksp
     assert resp.status_code == 422, (resp.text, sub.currency)
     assert resp.json["error"]["details"][0]["field"] == "plan_id"
     assert (sub.status, sub.currency) == ("trialing", "USD")
+
+
+def test_a_coupon_changed_meanwhile_is_redeemed_as_it_is_now(workspace, charges):
+    """An admin limits an unredeemed coupon to another plan while a workspace subscribes
+    with it: the subscribe waits for the change (the redemption's row lock) and then
+    refuses the coupon; it never discounts a plan the coupon no longer applies to, nor
+    spends a redemption on it, from the terms it read before the change."""
+    from shared.billing import catalogue
+    from shared.db import get_sessionmaker
+    from shared.models.billing import BillingCoupon
+    from tests.lock_races import race
+
+    plan, other_plan = make_plan(2000), make_plan(3000)
+    add_payment_method(workspace.tenant["id"])
+    code = make_coupon(percent_off=50, max_redemptions=5)
+    with session_scope() as session:
+        coupon_id = session.scalar(select(BillingCoupon.id).where(BillingCoupon.code == code))
+    holder = get_sessionmaker()()
+    catalogue.update_coupon(
+        holder, coupon_id, {"eligible_plan_ids": [other_plan]}, dt.datetime.now(dt.UTC)
+    )
+    holder.flush()
+    resp = race(
+        holder,
+        lambda: workspace.call(
+            "POST", "/api/billing/subscription", json={"plan_id": str(plan), "coupon_code": code}
+        ),
+    )
+    with session_scope() as session:
+        coupon = session.get(BillingCoupon, coupon_id)
+        assert (coupon.eligible_plan_ids, coupon.times_redeemed) == ([other_plan], 0)
+    assert resp.status_code == 422, (resp.text, invoices_of(workspace.tenant["id"]))
+    assert resp.json["error"]["details"][0]["reason"] == "ineligible_plan"
+    assert invoices_of(workspace.tenant["id"]) == []
+    assert subscription_of(workspace.tenant["id"]).status == "trialing"
