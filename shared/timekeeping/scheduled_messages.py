@@ -4,8 +4,8 @@ Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
 :func:`shared.inbox.messages.create_outbound_message`, the very code a reply uses, so it
 emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
 author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
-due: the WhatsApp window closed, the conversation was resolved or its account deleted,
-the author was removed, suspended or may no longer see the conversation;
+due: the WhatsApp window closed, the conversation was resolved, its account deleted or
+disabled, the author was removed, suspended or may no longer see the conversation;
 ``error_code``/``error_message`` say why and ``scheduled_message.failed`` is emitted so
 a rule or a webhook can react).
 
@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from shared import activity, dead_letters, idempotency
 from shared.admin import dropped_work
 from shared.after_commit_queue import AfterCommitQueue
+from shared.channels.account_lookup import AccountGone, conversation_account
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
@@ -372,6 +373,7 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
     authors = _authors(session, rows)
     conversations = _conversations(session, rows)
     allowed = _allowed_sends(session, rows, authors)
+    disabled = _disabled_accounts(session, rows)
     outcomes: dict[uuid.UUID, str] = {}
     drafts, waiting = [], []
     for row in rows:
@@ -387,6 +389,13 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
             # while this row said ``sent`` and no ``scheduled_message.failed`` said why.
             refused = AccountDeleted()
             _fail(session, row, refused.code, refused.message)
+            outcomes[row.id] = "failed"
+            continue
+        if (row.tenant_id, row.conversation_id) in disabled:
+            # WHY: the send would only fail at the channel (``account_disabled``) while
+            # this row said ``sent`` and no ``scheduled_message.failed`` said why.
+            channel = conversation.channel
+            _fail(session, row, "account_disabled", f"The {channel} account is disabled")
             outcomes[row.id] = "failed"
             continue
         drafts.append(Draft(ctx, conversation, body=row.body, template=row.template))
@@ -541,6 +550,34 @@ def _conversations(
     ).all()
     heads = [ConversationHead(*row) for row in found]
     return {(head.tenant_id, head.id): head for head in heads}
+
+
+def _disabled_accounts(session: Session, rows: Sequence[ScheduledMessage]) -> set[tuple]:
+    """``(tenant_id, conversation_id)`` of the rows' conversations whose sending account
+    (:func:`shared.channels.account_lookup.conversation_account`: the one named, else the
+    channel's default) is disabled, so that nothing goes out through it."""
+    keys = {(row.tenant_id, row.conversation_id) for row in rows}
+    found = session.execute(
+        select(
+            Conversation.tenant_id,
+            Conversation.id,
+            Conversation.integration_account_id,
+            Conversation.channel,
+        ).where(tuple_(Conversation.tenant_id, Conversation.id).in_(list(keys)))
+    ).all()
+    status: dict[tuple, str | None] = {}
+    disabled = set()
+    for tenant_id, conversation_id, account_id, channel in found:
+        account_key = (tenant_id, account_id, channel)
+        if account_key not in status:
+            try:
+                account = conversation_account(session, tenant_id, account_id, channel)
+            except AccountGone:
+                account = None  # refused as ``account_deleted`` by the caller
+            status[account_key] = None if account is None else account.status
+        if status[account_key] == "disabled":
+            disabled.add((tenant_id, conversation_id))
+    return disabled
 
 
 def _conflict_code(conversation: ConversationHead) -> str:

@@ -756,3 +756,33 @@ def test_a_deleted_accounts_conversation_is_refused_and_its_pending_messages_fai
             )
         ).all()
     assert emitted == [created.json["id"]]
+
+
+def test_a_message_due_while_its_account_is_disabled_fails_with_the_reason(api, worker, broker):
+    """A disabled account sends nothing: the send failed only at the channel while the
+    scheduled row said ``sent`` and no ``scheduled_message.failed`` told a rule or a webhook."""
+    conversation = api.inbound("Where is my parcel?")["conversation_id"]
+    created = api.ws.call(
+        "POST", base(conversation), json={"body": "It ships today", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    disabled = api.ws.call(
+        "PATCH", f"/api/integration-accounts/{api.id}", json={"status": "disabled"}
+    )
+    assert disabled.status_code == 200, disabled.text
+
+    failed = send_due(created.json["id"], broker)
+    assert (failed.status, failed.error_code) == ("failed", "account_disabled")
+    assert "disabled" in failed.error_message
+    assert failed.message_id is None
+    listed = api.ws.call("GET", base(conversation)).json["items"][0]
+    assert (listed["status"], listed["error_code"]) == ("failed", "account_disabled")
+    with session_scope() as session:
+        assert messages_in(session, conversation) == 1  # the customer's only
+        emitted = session.scalars(
+            select(OutboxEvent.data["id"].astext).where(
+                OutboxEvent.tenant_id == tid(api.ws),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+        ).all()
+    assert emitted == [created.json["id"]]
