@@ -378,7 +378,8 @@ def conditions_changed(
     breached targets) and recomputes the due times under the new targets, so a
     conversation tagged ``vip`` an hour in owes the VIP first response an hour sooner. A
     conversation that starts matching a policy gets a clock from this moment; one that no
-    longer matches any loses its clock (its recorded breaches stay). Resolved
+    longer matches any loses its clock (its recorded breaches stay). Either way the
+    targets already missed are recorded first (:func:`_settle`). Resolved
     conversations keep what they had. The new policy's pause rules apply from now
     (:func:`_apply_policy`). Under the same policy, a business-hours clock is recomputed
     too: a transfer may have brought the conversation under its division's hours.
@@ -391,6 +392,10 @@ def conditions_changed(
         if policy is not None:
             attach(session, conversation, now=now)
         return
+    now = now or schedules.db_now(session)
+    # The targets missed under the policy it was on are breaches before it moves (the
+    # new due times may be later, or gone): check_sla may not have run since.
+    _settle(session, existing, session.get(SlaPolicy, existing.policy_id), now)
     if policy is None:
         session.delete(existing)
         session.flush()
@@ -402,7 +407,6 @@ def conditions_changed(
             _recompute(existing, _Clock(session, policy, conversation))
             session.flush()
         return
-    now = now or schedules.db_now(session)
     existing.policy_id = policy.id
     existing.updated_at = now
     _apply_policy(session, existing, policy, conversation, now)

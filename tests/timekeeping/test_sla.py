@@ -739,6 +739,25 @@ def test_a_pause_after_the_due_time_but_before_the_next_check_keeps_the_breach(a
     assert [b.kind for b in breaches_of(conversation)] == ["first_response"]
 
 
+def test_a_retag_after_the_due_time_but_before_the_next_check_keeps_the_breach(api):
+    """The target was missed under the policy the conversation was on: moving it to a
+    laxer policy before check_sla's next run recomputed the due time and lost the breach."""
+    ws = api.ws
+    policy(ws, name="Fallback", priority=1, first_response_minutes=5)
+    policy(ws, name="Relaxed", priority=0, tags=["later"], first_response_minutes=600)
+    conversation = api.inbound("Hi")["conversation_id"]
+    overdue = db_now() - dt.timedelta(minutes=1)
+    move_clock(conversation, first_response_due_at=overdue, next_check_at=overdue)
+
+    tags = f"/api/conversations/{conversation}/tags"
+    assert ws.call("PATCH", tags, json={"add": ["later"]}).status_code == 200
+
+    [breach] = breaches_of(conversation)
+    assert breach.kind == "first_response" and breach.due_at == overdue
+    assert [e["kind"] for e in breach_events(ws)] == ["first_response"]
+    assert check(db_now() + dt.timedelta(minutes=1), conversation) == 0  # recorded once
+
+
 def test_a_reply_in_time_while_the_check_is_late_is_no_breach(api):
     ws = api.ws
     policy(ws, first_response_minutes=5, pause_on_pending=True)
