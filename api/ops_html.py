@@ -378,10 +378,13 @@ def _delayed(view: dict[str, Any]) -> str:
             td(esc(item["retries"]), num=True),
             td(esc(item["tenant_id"] or "")),
             td(esc(item["args"]), wrap=True),
-            td(esc(item["error"] or ""), wrap=True),
+            td(esc(item["error"] or item.get("reason") or ""), wrap=True),
             td(
-                _button("retry", "Run now", queue=item["queue"], id=item["id"])
-                + " "
+                (
+                    ""
+                    if item["kind"] == "undecodable"
+                    else _button("retry", "Run now", queue=item["queue"], id=item["id"]) + " "
+                )
                 + _button(
                     "delete-delayed", "Delete", danger=True, queue=item["queue"], id=item["id"]
                 )

@@ -10,6 +10,12 @@ now sends a copy under a new message id, then cancels the original. Each retry o
 delete first takes a short claim on the message (:func:`_claim`), so two at once act
 once: the other answers 404.
 
+An entry that is not a message the console can read (corrupt, or written by something
+else: :func:`_decode`) is listed to the platform operator as ``kind`` ``undecodable``
+with its raw size and the reason, never hidden and never failing the list. It can be
+deleted (no worker can run it either: Dramatiq cannot decode it), not run now (409).
+A tenant admin is not shown it: nothing in it proves whose it is.
+
 A mark is read by the workers every beat, so a message deleted less than a second
 before its eta may still run once. RabbitMQ cannot list a queue without consuming
 it: there these operations answer 409.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -66,7 +73,62 @@ def _last_line(text: str | None) -> str | None:
     return lines[-1][:500] if lines else None
 
 
-def _view(queue: str, redis_id: str, message: dramatiq.Message) -> dict[str, Any]:
+class Undecodable(Exception):
+    """A delayed entry that is not a message the console can show or act on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _time_problem(value: Any, name: str) -> str | None:
+    """Why ``value`` (Unix milliseconds, or None) cannot be shown as a time, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{name} is not a number"
+    try:
+        _iso(value)
+    except (OverflowError, OSError, ValueError):
+        return f"{name} is out of range"
+    return None
+
+
+def _shape_problem(message: dramatiq.Message) -> str | None:
+    """What in a decoded message has a type Dramatiq's own messages never have, or None."""
+    if not isinstance(message.options, dict):
+        return "options is not an object"
+    if not isinstance(message.kwargs, dict):
+        return "kwargs is not an object"
+    if not isinstance(message.actor_name, str) or not isinstance(message.queue_name, str):
+        return "actor_name or queue_name is not a string"
+    if not isinstance(message.message_id, str) or not message.message_id:
+        return "message_id is not a string"
+    options = message.options
+    retries = options.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
+        return "retries is not an integer"
+    if not isinstance(options.get("traceback") or "", str):
+        return "traceback is not a string"
+    return _time_problem(options.get("eta"), "eta") or _time_problem(
+        message.message_timestamp, "message_timestamp"
+    )
+
+
+def _decode(raw: bytes) -> dramatiq.Message:
+    """The message of a delayed entry; :class:`Undecodable` saying why when it is not one."""
+    try:
+        message = dramatiq.Message.decode(raw)
+    except dramatiq.errors.DecodeError as exc:
+        cause = exc.__cause__ or exc
+        raise Undecodable(f"not a Dramatiq message ({type(cause).__name__})") from exc
+    problem = _shape_problem(message)
+    if problem is not None:
+        raise Undecodable(problem)
+    return message
+
+
+def _view(queue: str, redis_id: str, message: dramatiq.Message, raw_size: int) -> dict[str, Any]:
     options = message.options
     tenant = tenant_id_from_options(options)
     retries = options.get("retries", 0) or 0
@@ -82,6 +144,26 @@ def _view(queue: str, redis_id: str, message: dramatiq.Message) -> dict[str, Any
         "eta": _iso(options.get("eta")),
         "enqueued_at": _iso(message.message_timestamp),
         "error": _last_line(options.get("traceback")),
+        "raw_size": raw_size,
+        "reason": None,
+    }
+
+
+def _undecodable_view(queue: str, redis_id: str, raw_size: int, reason: str) -> dict[str, Any]:
+    return {
+        "id": redis_id,
+        "queue": queue,
+        "message_id": None,
+        "actor": None,
+        "kind": "undecodable",
+        "retries": None,
+        "tenant_id": None,
+        "args": None,
+        "eta": None,
+        "enqueued_at": None,
+        "error": None,
+        "raw_size": raw_size,
+        "reason": reason,
     }
 
 
@@ -97,12 +179,14 @@ def list_delayed(
     """Return ``{"items": [...soonest eta first], "truncated": bool}``.
 
     ``truncated`` is true when a queue held more than ``scan_limit`` delayed messages
-    (only that many were read). Raises :class:`redis.RedisError`.
+    (only that many were read). Undecodable entries come first (they have no eta), to
+    the platform operator only (``tenant_id`` None) and only without ``kind``.
+    Raises :class:`redis.RedisError`.
     """
     client, namespace = _broker()
     cancelled = _cancelled()
     wanted_tenant = str(tenant_id) if tenant_id is not None else None
-    candidates: list[tuple[float, str, str, dramatiq.Message]] = []
+    candidates: list[tuple[float, str, str, dramatiq.Message | str, int]] = []
     truncated = False
     names = queue_names if queue is None else [queue] if queue == q_name(queue) else []
     for name in names:
@@ -114,10 +198,13 @@ def list_delayed(
             if seen > scan_limit:
                 truncated = True
                 break
+            redis_id = raw_id.decode(errors="replace")
             try:
-                message = dramatiq.Message.decode(raw)
-            except Exception:
-                log.warning("delayed message %r on %s cannot be decoded", raw_id, name)
+                message = _decode(raw)
+            except Undecodable as exc:
+                log.warning("delayed message %r on %s cannot be decoded: %s", raw_id, name, exc)
+                if tenant_id is None and kind is None:
+                    candidates.append((0, redis_id, name, exc.reason, len(raw)))
                 continue
             options = message.options
             if message.message_id in cancelled:
@@ -128,11 +215,16 @@ def list_delayed(
                 tenant = tenant_id_from_options(options)
                 if str(tenant) != wanted_tenant:
                     continue
-            candidates.append((options.get("eta") or 0, raw_id.decode(), name, message))
+            candidates.append((options.get("eta") or 0, redis_id, name, message, len(raw)))
     # PERF: views (dates, reprs) are built for the messages shown only.
     soonest = heapq.nsmallest(limit, candidates, key=lambda item: (item[0], item[1]))
     return {
-        "items": [_view(name, redis_id, message) for _, redis_id, name, message in soonest],
+        "items": [
+            _undecodable_view(name, redis_id, size, found)
+            if isinstance(found, str)
+            else _view(name, redis_id, found, size)
+            for _, redis_id, name, found, size in soonest
+        ],
         "truncated": truncated,
     }
 
@@ -146,7 +238,9 @@ def _cancelled() -> set[str]:
 
 def _find(
     client: redis.Redis, namespace: str, queue: str, redis_id: str, tenant_id: uuid.UUID | None
-) -> dramatiq.Message:
+) -> tuple[dramatiq.Message | None, bytes, str | None]:
+    """The entry's message, raw bytes and, when :class:`Undecodable` (the operator's only),
+    None and why."""
     # NOTE: dq_name() maps "q.XQ" and "q.DQ" to q's delay queue too; a copy sent to such
     # a name would land where no worker consumes it, so only the queue's own name finds it.
     raw = (
@@ -156,10 +250,15 @@ def _find(
     )
     if raw is None:
         raise NotFound("No such delayed message (it may have run already)")
-    message = dramatiq.Message.decode(raw)
-    if tenant_id is not None and tenant_id_from_options(message.options) != tenant_id:
+    try:
+        message, reason = _decode(raw), None
+    except Undecodable as exc:
+        message, reason = None, exc.reason
+    if tenant_id is not None and (
+        message is None or tenant_id_from_options(message.options) != tenant_id
+    ):
         raise NotFound("No such delayed message (it may have run already)")
-    return message
+    return message, raw, reason
 
 
 def _claim(message: dramatiq.Message) -> None:
@@ -196,13 +295,29 @@ def _cancel(client: redis.Redis, namespace: str, queue: str, redis_id: str, mess
     pipe.execute()
 
 
+def _drop_undecodable(client: redis.Redis, namespace: str, queue: str, redis_id: str) -> None:
+    """Remove an undecodable entry (404 when another request removed it first).
+
+    No cancel mark: it has no message id, and no worker can run what it cannot decode.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(f"{namespace}:{dq_name(queue)}.msgs", redis_id)
+    pipe.lrem(f"{namespace}:{dq_name(queue)}", 0, redis_id)
+    removed, _ = pipe.execute()
+    if not removed:
+        raise NotFound("No such delayed message (it was deleted already)")
+
+
 def delete_delayed(queue: str, redis_id: str, *, tenant_id: uuid.UUID | None) -> dict[str, Any]:
     """Delete one delayed message for good; return what it was. 404 when gone."""
     client, namespace = _broker()
-    message = _find(client, namespace, queue, redis_id, tenant_id)
+    message, raw, reason = _find(client, namespace, queue, redis_id, tenant_id)
+    if message is None:
+        _drop_undecodable(client, namespace, queue, redis_id)
+        return _undecodable_view(queue, redis_id, len(raw), reason)
     _claim(message)
     _cancel(client, namespace, queue, redis_id, message)
-    return _view(queue, redis_id, message)
+    return _view(queue, redis_id, message, len(raw))
 
 
 def retry_now(
@@ -214,7 +329,9 @@ def retry_now(
 ) -> dict[str, Any]:
     """Send a copy of a delayed message to run now (a new message id), cancel the original."""
     client, namespace = _broker()
-    message = _find(client, namespace, queue, redis_id, tenant_id)
+    message, raw, _ = _find(client, namespace, queue, redis_id, tenant_id)
+    if message is None:
+        raise Conflict("This delayed message cannot be decoded, so it cannot be run; delete it")
     _claim(message)
     try:
         send(
@@ -230,4 +347,4 @@ def retry_now(
         _release(message)  # nothing was sent: the original still runs at its eta
         raise
     _cancel(client, namespace, queue, redis_id, message)
-    return _view(queue, redis_id, message)
+    return _view(queue, redis_id, message, len(raw))
