@@ -434,7 +434,9 @@ def _outbox(view: dict[str, Any]) -> str:
     return (
         f"<p>{fig('outbox.pending', o['pending'])} pending, the oldest "
         f"{fig('outbox.oldest_pending_age_seconds', o['oldest_pending_age_seconds'])} s old; "
-        f"{fig('outbox.failed', o['failed'])} failed.</p>"
+        f"{fig('outbox.failed', o['failed'])} failed; "
+        f"{fig('outbox.held_for_suspended', o['held_for_suspended'])} held for suspended"
+        " tenants (not backlog: they flow once reactivated).</p>"
     )
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import psycopg
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shared import dead_letters, queue_stats, worker_metrics
 from shared.config import Settings, get_settings
 from shared.errors import DependencyUnavailable
-from shared.models import OutboxEvent
+from shared.models import OutboxEvent, Tenant
 from shared.ops import processes, redis_access
 from shared.ops.dramatiq_series import DramatiqCollector
 from shared.redis_client import get_redis
@@ -128,20 +128,31 @@ def _scheduler_check(status: SchedulerStatus | None, *, database_ok: bool) -> di
 
 
 def outbox_backlog(session: Session, tenant_id: uuid.UUID | None) -> dict[str, Any]:
-    """Pending outbox events and the age of the oldest (the dispatch lag)."""
+    """Pending outbox events and the age of the oldest (the dispatch lag), and failed ones.
+
+    ``pending`` and its age count only events that should be flowing: a suspended
+    tenant's pending events are held on purpose (the sweeper leaves them until it is
+    reactivated, :mod:`shared.outbox_sweeper`, by the same rule), so they are counted
+    apart as ``held_for_suspended`` and never raise the lag operators alert on.
+    """
+    held = exists().where(Tenant.id == OutboxEvent.tenant_id, Tenant.status != "active")
     query = select(
-        func.count(),
-        func.extract("epoch", func.clock_timestamp() - func.min(OutboxEvent.occurred_at)),
+        func.count().filter(~held),
+        func.extract(
+            "epoch", func.clock_timestamp() - func.min(OutboxEvent.occurred_at).filter(~held)
+        ),
+        func.count().filter(held),
     ).where(OutboxEvent.status == "pending")
     if tenant_id is not None:
         query = query.where(OutboxEvent.tenant_id == tenant_id)
-    pending, oldest = session.execute(query).one()
+    pending, oldest, held_count = session.execute(query).one()
     failed_query = select(func.count()).where(OutboxEvent.status == "failed")
     if tenant_id is not None:
         failed_query = failed_query.where(OutboxEvent.tenant_id == tenant_id)
     return {
         "pending": pending,
         "oldest_pending_age_seconds": round(float(oldest), 3) if oldest is not None else None,
+        "held_for_suspended": held_count,
         "failed": session.scalar(failed_query),
     }
 
