@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared import bulk_insert
 from shared.context import Ctx
+from shared.errors import ValidationFailed
 from shared.events import emit, emit_many
 from shared.models import ActivityLog
 from shared.pagination import Page, paginate
@@ -94,7 +95,14 @@ def list_logs(
     limit: int,
     cursor: str | None,
 ) -> Page[ActivityLog]:
+    """The tenant's activity, newest first; ``since`` inclusive, ``until`` exclusive.
+
+    ``since`` not before ``until`` is 422 naming ``from`` (an empty page would read as
+    "nothing happened"), as every ranged list answers.
+    """
     ctx.require("activity_logs.view")
+    if since and until and since >= until:
+        raise ValidationFailed.field("from", "must be before 'to'")
     query = select(ActivityLog).where(ActivityLog.tenant_id == ctx.tenant_id)
     if actor_id:
         query = query.where(ActivityLog.actor_id == actor_id)

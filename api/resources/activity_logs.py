@@ -14,6 +14,8 @@ class ActivityLogsResource:
         permission="activity_logs.view",
         query=ActivityLogQuery,
         response=Page[ActivityLogView],
+        errors=(422,),
+        description="`from` (inclusive) not before `to` (exclusive) is 422 naming `from`.",
         tags=("Activity Logs",),
     )
     def on_get(self, req, resp, *, ctx, query: ActivityLogQuery):

@@ -194,6 +194,20 @@ def test_activity_log_records_who_did_what(workspace):
     assert bad.status_code == 400
 
 
+def test_activity_logs_from_after_to_is_422_naming_from(workspace):
+    """As every other ranged list: not an empty page that looks like "nothing happened"."""
+    later, earlier = "2026-03-02T00:00:00Z", "2026-03-01T00:00:00Z"
+    for bounds in ({"from": later, "to": earlier}, {"from": earlier, "to": earlier}):
+        resp = workspace.call("GET", "/api/activity-logs", params=bounds)
+        assert resp.status_code == 422, resp.text
+        assert resp.json["error"]["code"] == "validation_error"
+        assert resp.json["error"]["details"] == [
+            {"field": "from", "message": "must be before 'to'"}
+        ]
+    ok = workspace.call("GET", "/api/activity-logs", params={"from": earlier, "to": later})
+    assert ok.status_code == 200 and ok.json["items"] == []
+
+
 def test_expired_api_keys_do_not_count_against_the_live_key_limit(workspace):
     """The limit is on live keys: a user whose keys have all expired may make a new one."""
     import datetime as dt
