@@ -14,6 +14,7 @@ wait in the broker, and resuming picks them up again.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,8 @@ def _head_script(client: redis.Redis) -> Script:
 def latencies(
     client: redis.Redis, broker_namespace: str, queue_names: Sequence[str], *, now: float
 ) -> dict[str, float | None]:
-    """Seconds the head message of each queue has waited (0.0 when empty)."""
+    """Seconds the head message of each queue has waited (0.0 when empty, None when the
+    head's ``message_timestamp`` is not a number: a message written by something else)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [f"{broker_namespace}:{name}", f"{broker_namespace}:{name}.msgs"]
@@ -65,8 +67,12 @@ def latencies(
     for name, stamp in zip(queue_names, stamps, strict=True):
         if not stamp:
             result[name] = 0.0
-        else:
-            result[name] = round(max(now - float(stamp) / 1000, 0.0), 3)
+            continue
+        try:
+            sent = float(stamp) / 1000
+        except ValueError:
+            sent = math.nan
+        result[name] = round(max(now - sent, 0.0), 3) if math.isfinite(sent) else None
     return result
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import dramatiq
+import pytest
 from dramatiq.common import dq_name
 
 from shared import queue_stats
@@ -116,3 +117,22 @@ def test_the_page_shows_an_undecodable_delayed_message_with_delete_only(client):
         assert client.simulate_delete(path, headers=OPERATOR).status_code == 204
     finally:
         broker_client.hdel(msgs, redis_id)
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "nan"])
+def test_a_foreign_message_at_a_queues_head_leaves_its_latency_unknown(
+    client, private_redis, settings_env, stamp
+):
+    """The latency is read from the head message's ``message_timestamp``; one written by
+    something else (not a number) must not take the whole overview down."""
+    settings_env(REDIS_URL=private_redis.url)  # a broker no worker consumes
+    settings = get_settings()
+    broker_client = queue_stats.redis_broker_client(settings)
+    prefix = f"{queue_stats.redis_broker_namespace(settings)}:maintenance"
+    broker_client.rpush(prefix, "foreign")
+    broker_client.hset(f"{prefix}.msgs", "foreign", json.dumps({"message_timestamp": stamp}))
+    view = client.simulate_get("/api/ops/overview", headers=OPERATOR)
+    assert view.status_code == 200, view.text
+    row = next(q for q in view.json["queues"] if q["queue"] == "maintenance")
+    assert row["ready"] == 1 and row["latency_seconds"] is None
+    assert client.simulate_get("/ops", headers=OPERATOR).status_code == 200
