@@ -292,7 +292,7 @@ class OpsActionResource:
             return f"{view['actor']} sent to run now."
         if action == "delete-delayed":
             view = delayed.delete_delayed(queue, item, tenant_id=tenant_id)
-            return f"Delayed {view['actor']} deleted."
+            return f"Delayed {view['actor'] or 'undecodable message'} deleted."
         if action in ("requeue", "delete-dead"):
             try:
                 dead_id = uuid.UUID(item)

@@ -113,8 +113,15 @@ def test_the_page_shows_an_undecodable_delayed_message_with_delete_only(client):
         assert page.status_code == 200
         row = next(r for r in page.text.split("<tr>") if redis_id in r)
         assert "undecodable" in row and "delete-delayed" in row and '"retry"' not in row
-        path = f"/api/ops/delayed/maintenance/{redis_id}"
-        assert client.simulate_delete(path, headers=OPERATOR).status_code == 204
+        pressed = client.simulate_post(
+            "/ops/actions",
+            headers={**OPERATOR, "Content-Type": "application/x-www-form-urlencoded"},
+            body=f"action=delete-delayed&queue=maintenance&id={redis_id}",
+        )
+        assert pressed.status_code == 303, pressed.text
+        assert "None" not in pressed.headers["location"]
+        assert "undecodable" in pressed.headers["location"]
+        assert broker_client.hget(msgs, redis_id) is None
     finally:
         broker_client.hdel(msgs, redis_id)
 
