@@ -97,7 +97,9 @@ class DelayedResource:
         response=dict[str, Any],
         errors=(401, 403, 409, 503),
         description="Soonest eta first; `kind` is `retry` (waiting out a backoff) or "
-        "`scheduled` (sent with a delay). 409 on a RabbitMQ broker." + _AUTH,
+        "`scheduled` (sent with a delay), or, to the operator only, `undecodable` (an entry "
+        "that is not a message: `raw_size` and `reason` say what; it can be deleted, not run). "
+        "409 on a RabbitMQ broker." + _AUTH,
         tags=TAGS,
     )
     def on_get(self, req, resp, *, query: DelayedQuery):
@@ -117,7 +119,7 @@ class DelayedRetryResource:
         response=dict[str, Any],
         errors=(401, 403, 409, 503),
         description="Sends a copy (a new message id) to its queue now and cancels the "
-        "delayed one." + _AUTH,
+        "delayed one. 409 for an undecodable one." + _AUTH,
         tags=TAGS,
     )
     def on_post(self, req, resp, *, queue, id):
