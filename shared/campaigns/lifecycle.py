@@ -113,6 +113,12 @@ def send(
     """``POST /api/campaigns/{id}/send``: start now, or schedule (422 for a past time)."""
     campaign = get_campaign(session, ctx, campaign_id, for_update=True)
     require_draft(campaign, "sent")
+    if timezone is not None and scheduled_at is None:
+        # WHY: the zone only reads a time; alone, the client meant a schedule whose time
+        # got lost (or a zone misspelt): starting now instead cannot be taken back.
+        raise ValidationFailed.field(
+            "timezone", "give scheduled_at with a timezone (without either, it is sent now)"
+        )
     if named_account_deleted(campaign):
         raise ValidationFailed.field(
             "integration_account_id",

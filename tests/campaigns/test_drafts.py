@@ -294,3 +294,15 @@ def test_unknown_ids_in_recipients_are_named_by_the_field_the_client_sent(shop: 
     assert resp.status_code == 422, resp.text
     assert {d["field"] for d in resp.json["error"]["details"]} == {"recipients"}
     assert shop.get(campaign)["counts"]["total"] == 0
+
+
+def test_a_timezone_without_a_time_is_refused_rather_than_sending_now(shop: Shop, batches):
+    """``timezone`` only says how to read ``scheduled_at``: given alone (the time left out,
+    or a zone misspelt) the client meant a schedule, and a send now cannot be taken back."""
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(2))
+    for zone in ("Asia/Jakarta", "Mars/Phobos"):
+        refused = shop.send(campaign, status=422, timezone=zone)
+        assert refused["error"]["details"][0]["field"] == "timezone", refused
+    assert shop.get(campaign)["status"] == "draft"
+    assert batches.items == [] and shop.event_data("campaign.started") == []
