@@ -26,6 +26,7 @@ from shared.campaigns.campaigns import (
     get_campaign,
     named_account_deleted,
     require_draft,
+    sending_account,
     view,
 )
 from shared.context import Ctx
@@ -134,6 +135,14 @@ def send(
         body=campaign.body,
         template=campaign.template,
     )
+    # WHY: a draft may be written before its channel is connected, but started without
+    # an account it failed at its first batch with every recipient, for good.
+    account_id = campaign.integration_account_id
+    if sending_account(session, ctx.tenant_id, campaign.channel, account_id) is None:
+        raise ValidationFailed.field(
+            "integration_account_id",
+            f"the workspace has no {campaign.channel} account to send from: connect one",
+        )
     has_recipients = session.scalar(
         select(CampaignRecipient.id).where(CampaignRecipient.campaign_id == campaign.id).limit(1)
     )

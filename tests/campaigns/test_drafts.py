@@ -306,3 +306,18 @@ def test_a_timezone_without_a_time_is_refused_rather_than_sending_now(shop: Shop
         assert refused["error"]["details"][0]["field"] == "timezone", refused
     assert shop.get(campaign)["status"] == "draft"
     assert batches.items == [] and shop.event_data("campaign.started") == []
+
+
+def test_a_send_with_no_account_of_its_channel_is_refused_and_stays_a_draft(shop: Shop, batches):
+    """A draft may be written before its channel is connected, but not sent: started, it
+    failed at its first batch (``no_account``) with its whole audience, and a failed
+    campaign can never be sent again (as WhatsApp's send already answered 422)."""
+    campaign = shop.create(
+        channel="messenger", integration_account_id=None, template=None, body="Hi"
+    )
+    shop.add(campaign, shop.contacts(2, channel="messenger"))
+    refused = shop.send(campaign, status=422)
+    assert refused["error"]["details"][0]["field"] == "integration_account_id", refused
+    view = shop.get(campaign)
+    assert (view["status"], view["counts"]["pending"]) == ("draft", 2)
+    assert batches.items == [] and shop.event_data("campaign.started") == []
