@@ -165,7 +165,8 @@ def on_resolved(
     """Called by the resolve transition (conversation locked): survey it if the tenant wants.
 
     A survey that cannot be sent (say, WhatsApp's 24-hour window is closed) is skipped
-    in a savepoint: resolving never fails because of its survey. A contact who opted
+    in a savepoint, with its reason in the activity log (``csat.survey_skipped``):
+    resolving never fails because of its survey. A contact who opted
     out gets none (an automatic survey is an unsolicited message), nor a conversation
     the customer never wrote in.
     """
@@ -191,6 +192,16 @@ def on_resolved(
             conversation.id,
             error.code,
             error,
+        )
+        # WHY: a log line is not where an operator looks for why a customer got no
+        # survey; the activity log, against the conversation, is.
+        activity.record(
+            session,
+            ctx,
+            "csat.survey_skipped",
+            "conversation",
+            conversation.id,
+            after={"reason": error.code, "message": str(error)[:2000]},
         )
         return None
 

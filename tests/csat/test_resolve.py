@@ -203,3 +203,26 @@ def test_a_conversation_the_customer_never_wrote_in_gets_no_survey(ws):
     set_status(ws, campaign_conversation, "resolved")
     assert survey_messages(ws, campaign_conversation) == []
     assert events(ws, "csat.survey_sent") == []
+
+
+def test_a_survey_the_channel_refused_on_resolve_is_logged_with_its_reason(ws):
+    """Skipped, but not silently: an operator asking why a customer got no survey finds the
+    refusal in the activity log, against the conversation."""
+    enable(ws, ["whatsapp"])
+    conv = conversation(ws)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "UPDATE conversations SET channel = 'whatsapp',"
+                " last_inbound_at = now() - interval '2 days' WHERE id = :c"
+            ),
+            {"c": conv},
+        )
+    set_status(ws, conv, "resolved")
+    assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
+    logged = ws.call("GET", f"/api/activity-logs?action=csat.survey_skipped&entity_id={conv}").json[
+        "items"
+    ]
+    assert [(row["entity_type"], row["after"]["reason"]) for row in logged] == [
+        ("conversation", "window_closed")
+    ], logged
