@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from api.endpoint import Plain, endpoint
+from api.request_parts import idempotency_key
 from api.schemas.analytics import CsatReport
 from api.schemas.csat import CsatAnalyticsQuery, RatingBody, SettingsBody
+from shared import idempotency
 from shared.csat import analytics, surveys
 from shared.csat import settings as csat_settings
 from shared.schemas.csat import PublicSurveyView, SettingsView, SurveyView
@@ -26,18 +28,29 @@ class ConversationCsatResource:
         "Create a CSAT survey for a conversation",
         response=SurveyView,
         status=201,
-        errors=(409,),
+        errors=(409, 422),
         description="Sends the tenant's survey message (with the rating link, and the ratings"
         " as the channel's reply buttons: a tap rates the survey once) through the"
         " conversation's channel and emits `csat.survey_sent`. 409 `survey_exists` when a"
         " survey went out within the tenant's resend window; 409 `opted_out` when the"
         " conversation's contact opted out (nothing is sent); 409 `account_deleted` when the"
         " conversation's account was deleted; 409 `window_closed` for"
-        " WhatsApp outside the 24-hour window.",
+        " WhatsApp outside the 24-hour window. `Idempotency-Key` (up to 255 characters, per"
+        " API key or user): a repeat within 24 h returns the first answer and sends nothing"
+        " again (409 while the first is still running); the key with another conversation"
+        " answers 422.",
         tags=TAGS,
     )
     def on_post(self, req, resp, *, ctx, id):
-        return surveys.send(req.context.db, ctx, id)
+        # WHY: a client retrying a survey whose answer it lost must get that answer, not a
+        # 409 it cannot tell from another agent's survey (API.md: POSTs that send messages).
+        session = req.context.db
+        claim, first = idempotency.claim_or_replay(
+            session, ctx, "csat", "survey", idempotency_key(req), {"conversation_id": str(id)}
+        )
+        if first is not None:
+            return first
+        return idempotency.remember(session, claim, SurveyView.data(surveys.send(session, ctx, id)))
 
 
 class PublicSurveyResource:

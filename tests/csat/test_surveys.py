@@ -248,3 +248,21 @@ def test_a_conversation_whose_account_was_deleted_gets_no_survey(ws):
         assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
         assert survey_messages(ws, conv) == []
     assert events(ws, "csat.survey_sent") == []
+
+
+def test_a_repeated_survey_post_with_its_idempotency_key_returns_the_first_answer(ws):
+    """API.md: POSTs that send messages accept Idempotency-Key. A client that lost the
+    answer to its survey POST (a timeout) and retries gets the survey it sent, not a 409
+    it cannot tell from another agent's survey; the key on another conversation is 422."""
+    conv = conversation(ws)
+    key = {"Idempotency-Key": "survey-1"}
+    first = ws.call("POST", f"/api/conversations/{conv}/csat", headers=key)
+    assert first.status_code == 201, first.text
+    again = ws.call("POST", f"/api/conversations/{conv}/csat", headers=key)
+    assert again.status_code == 201, again.text
+    assert again.json == first.json
+    assert len(survey_messages(ws, conv)) == 1 and len(events(ws, "csat.survey_sent")) == 1
+
+    reused = ws.call("POST", f"/api/conversations/{conversation(ws, 'cust-2')}/csat", headers=key)
+    assert reused.status_code == 422, reused.text
+    assert reused.json["error"]["details"][0]["field"] == "Idempotency-Key"
