@@ -220,14 +220,16 @@ def rate(account: IntegrationAccount) -> tuple[int, float]:
     settings = get_settings()
     own = account.settings or {}
     size, interval_ms = settings.campaign_batch_size, settings.campaign_batch_interval_ms
-    if isinstance(own.get("campaign_batch_size"), int) and own["campaign_batch_size"] > 0:
+    if _number(own.get("campaign_batch_size")) and own["campaign_batch_size"] > 0:
         size = min(own["campaign_batch_size"], 5_000)
-    if (
-        isinstance(own.get("campaign_batch_interval_ms"), int)
-        and own["campaign_batch_interval_ms"] >= 0
-    ):
+    if _number(own.get("campaign_batch_interval_ms")) and own["campaign_batch_interval_ms"] >= 0:
         interval_ms = min(own["campaign_batch_interval_ms"], MAX_INTERVAL_MS)
     return size, interval_ms / 1000
+
+
+def _number(value: Any) -> bool:
+    """An int of the settings' JSON; NOTE: not ``true``/``false``, which Python counts as ints."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _throttled(session: Session, campaign: Campaign, since: dt.datetime) -> bool:

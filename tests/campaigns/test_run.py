@@ -645,3 +645,20 @@ def test_an_api_campaign_never_sends_a_contact_of_another_api_account(
             .where(Conversation.contact_id == of_b)
         ).all()
     assert on_a == [] and len(held_sends) == 1
+
+
+def test_an_accounts_pacing_given_as_true_is_ignored_rather_than_breaking_each_batch(
+    shop: Shop, fake_graph, campaign_settings, batches
+):
+    """The account's settings are free JSON: ``true`` is not a number (Python counts a bool
+    as the int 1, so the campaign went out one recipient per batch, 1 ms apart, paced by
+    neither the account nor the defaults). It is ignored, as a string would be."""
+    settings = {"settings": {"campaign_batch_size": True, "campaign_batch_interval_ms": True}}
+    resp = shop.ws.call("PATCH", f"/api/integration-accounts/{shop.wa['id']}", json=settings)
+    assert resp.status_code == 200, resp.text
+    campaign = shop.create()
+    shop.add(campaign, shop.contacts(3))
+    shop.send(campaign)
+    assert batches.run_next() == ["sent_batch"]  # the default size: two
+    assert shop.get(campaign)["counts"]["pending"] == 1
+    assert batches.run_next() == ["completed"]
