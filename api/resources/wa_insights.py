@@ -19,6 +19,8 @@ _WHAT = (
     " the default WhatsApp account); answers are cached 5 minutes per account and range."
     " `start` and `end` are inclusive dates, at most 366 days apart; 404"
     " `integration_not_found` without a WhatsApp account; 409 when Meta refuses the token,"
+    " or `too_many_pages` when the account lists more templates than one answer reads"
+    " (6,000: Meta's paging is followed up to 60 pages of 100),"
     " 429 while Meta throttles it, 502 when Meta fails."
 )
 

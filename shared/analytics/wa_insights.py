@@ -8,8 +8,13 @@ account named, else the tenant's default WhatsApp account), through the shared
   (``data_points`` of sent and delivered; read and failed when Meta reports them);
 - ``conversations``: ``GET /{waba}?fields=conversation_analytics...granularity(DAILY)
   .dimensions(["CONVERSATION_TYPE","CONVERSATION_DIRECTION"])``;
-- ``templates``: ``GET /{waba}/message_templates`` (ids and names), then
-  ``GET /{waba}/template_analytics`` per 10 template ids (Meta's limit), summed.
+- ``templates``: ``GET /{waba}/message_templates`` (ids and names), page after page
+  while Meta's answer has ``paging.next``, each next page asked with
+  ``paging.cursors.after`` on our own base URL (never at ``paging.next``, an absolute
+  URL the token would follow), at most :data:`MAX_TEMPLATE_PAGES` pages: past them the
+  answer is 409 ``too_many_pages``, never a silently cut list; a cursor asked for
+  before is Meta's failure (502). Then ``GET /{waba}/template_analytics`` per 10
+  template ids (Meta's limit), summed.
 
 Answers are cached in Redis per account, kind and range for :data:`CACHE_SECONDS`:
 dashboards poll, and Meta rate-limits these reads. Redis down only skips the cache.
@@ -41,8 +46,9 @@ from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials, named_or_default
 from shared.channels.graph import graph_client
 from shared.channels.graph_errors import IntegrationNotFound
+from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
-from shared.errors import ValidationFailed
+from shared.errors import Conflict, ValidationFailed
 from shared.models import IntegrationAccount
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,17 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 300
 #: Template ids per ``template_analytics`` call (Meta refuses more).
 TEMPLATE_IDS_PER_CALL = 10
-#: Templates listed per answer (one page of ``message_templates``).
-MAX_TEMPLATES = 100
+#: Templates asked for per page of ``message_templates``.
+TEMPLATE_PAGE_SIZE = 100
+#: Pages of templates one answer reads: 6,000 templates, the most Meta lets one WABA
+#: hold. A listing longer than that (a cursor that never ends) answers 409.
+MAX_TEMPLATE_PAGES = 60
+
+
+class TooManyPages(Conflict):
+    """Meta lists more templates than one answer reads: refused, not cut short."""
+
+    code = "too_many_pages"
 
 
 def _account(
@@ -126,12 +141,43 @@ def conversations(waba_id: str, token: str, first: dt.date, last: dt.date) -> li
     ]
 
 
-def templates(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
-    listed = _get(
-        f"{waba_id}/message_templates?{urlencode({'fields': 'id,name', 'limit': MAX_TEMPLATES})}",
-        token,
+def template_names(waba_id: str, token: str) -> dict[str, str]:
+    """Every template of the WABA (id -> name), following Meta's paging up to
+    :data:`MAX_TEMPLATE_PAGES`; raises :class:`TooManyPages` past it."""
+    names: dict[str, str] = {}
+    after: str | None = None
+    asked: set[str] = set()
+    for _ in range(MAX_TEMPLATE_PAGES):
+        query: dict[str, Any] = {"fields": "id,name", "limit": TEMPLATE_PAGE_SIZE}
+        if after:
+            query["after"] = after
+        page = _get(f"{waba_id}/message_templates?{urlencode(query)}", token)
+        for template in meta_calls.typed(page.get("data"), list, "data") or []:
+            if "id" in template:
+                names[str(template["id"])] = str(template.get("name") or "")
+        paging = meta_calls.typed(page.get("paging"), dict, "paging") or {}
+        cursors = meta_calls.typed(paging.get("cursors"), dict, "paging.cursors") or {}
+        after = cursors.get("after") if paging.get("next") else None
+        if not after:
+            return names
+        if not isinstance(after, str) or after in asked:
+            # The same page again, and again: a listing that never ends.
+            raise SendFailed(
+                "bad_paging",
+                "Meta's paging repeated a cursor or gave no usable one",
+                transient=False,
+            )
+        asked.add(after)
+    limit = MAX_TEMPLATE_PAGES * TEMPLATE_PAGE_SIZE
+    raise TooManyPages(
+        f"The WhatsApp account lists more than {limit} templates ({MAX_TEMPLATE_PAGES} pages"
+        f" of {TEMPLATE_PAGE_SIZE}); template insights read at most that many",
+        details=[{"limit": limit, "pages": MAX_TEMPLATE_PAGES}],
     )
-    names = {str(t["id"]): str(t.get("name") or "") for t in listed.get("data") or [] if "id" in t}
+
+
+def templates(waba_id: str, token: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    names = template_names(waba_id, token)
     totals: dict[str, dict[str, int]] = {
         tid: {"sent": 0, "delivered": 0, "read": 0, "clicked": 0} for tid in names
     }

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from shared.analytics import wa_insights
 from shared.channels import accounts
 from shared.context import Ctx
 from shared.db import session_scope
@@ -141,6 +142,54 @@ def test_templates_are_asked_ten_ids_at_a_time_and_summed(ws, waba):
     }
     assert data[11]["template_id"] == "1011" and data[11]["sent"] == 1
     assert len(graph.gets(f"/v21.0/{waba_id}/template_analytics")) == 2
+
+
+def test_templates_follow_metas_paging_past_the_first_hundred(ws, waba):
+    graph, waba_id = waba
+    graph.waba[waba_id].templates = [
+        {"id": str(1000 + n), "name": f"promo_{n:03d}"} for n in range(250)
+    ]
+    resp = ws.call("GET", "/api/wa-insights/templates", params=RANGE)
+    assert resp.status_code == 200, resp.text
+    data = resp.json["data"]
+    assert [t["template_id"] for t in data] == [str(1000 + n) for n in range(250)]
+    assert data[0]["sent"] == 5 and data[11]["sent"] == 1
+    listed = graph.gets(f"/v21.0/{waba_id}/message_templates")
+    # Each next page asked on our own base URL with Meta's cursor, never at ``paging.next``.
+    assert [("after=" in r.path) for r in listed] == [False, True, True]
+    assert "after=c100" in listed[1].path and "after=c200" in listed[2].path
+    assert len(graph.gets(f"/v21.0/{waba_id}/template_analytics")) == 25
+
+
+def test_templates_past_the_page_bound_answer_409_naming_it(ws, waba, monkeypatch):
+    graph, waba_id = waba
+    monkeypatch.setattr(wa_insights, "MAX_TEMPLATE_PAGES", 2)
+    templates = [{"id": str(1000 + n), "name": f"promo_{n:03d}"} for n in range(201)]
+    graph.waba[waba_id].templates = templates
+    resp = ws.call("GET", "/api/wa-insights/templates", params=RANGE)
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["code"] == "too_many_pages"
+    assert "more than 200 templates" in resp.json["error"]["message"]
+    assert len(graph.gets(f"/v21.0/{waba_id}/message_templates")) == 2
+    assert graph.gets(f"/v21.0/{waba_id}/template_analytics") == []
+    # Exactly the bound is answered whole, and the refusal was not cached.
+    graph.waba[waba_id].templates = templates[:200]
+    resp = ws.call("GET", "/api/wa-insights/templates", params=RANGE)
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json["data"]) == 200
+
+
+def test_a_template_cursor_that_never_moves_is_metas_failure(ws, waba):
+    graph, waba_id = waba
+    graph.waba[waba_id].template_paging = {
+        "cursors": {"before": "c0", "after": "c0"},
+        "next": f"https://graph.facebook.com/v21.0/{waba_id}/message_templates?after=c0",
+    }
+    resp = ws.call("GET", "/api/wa-insights/templates", params=RANGE)
+    assert resp.status_code == 502, resp.text
+    assert resp.json["error"]["code"] == "meta_api_error"
+    assert "paging" in resp.json["error"]["message"]
+    assert len(graph.gets(f"/v21.0/{waba_id}/message_templates")) == 2
 
 
 def test_answers_are_cached_per_account_and_range(ws, waba):

@@ -107,8 +107,12 @@ class WabaAnalytics:
     messages: list[dict[str, Any]] = field(default_factory=list)
     #: ``{"start", "end", "conversation", "conversation_type", "conversation_direction"}``.
     conversations: list[dict[str, Any]] = field(default_factory=list)
-    #: ``{"id", "name"}`` per message template.
+    #: ``{"id", "name"}`` per message template, listed page by page as Meta does
+    #: (``limit``, ``paging.cursors.after``; ``paging.next`` only when more follow).
     templates: list[dict[str, Any]] = field(default_factory=list)
+    #: When set, the ``paging`` every ``message_templates`` page answers (a cursor
+    #: that never moves on, say).
+    template_paging: dict[str, Any] | None = None
     #: ``{"template_id", "start", "end", "sent", "delivered", "read", "clicked": [...]}``.
     template_points: list[dict[str, Any]] = field(default_factory=list)
 
@@ -559,7 +563,14 @@ def _handler(graph: FakeGraph):
                     return
                 self._send(200, body | {"id": parts[1]})
             elif parts[2] == "message_templates":
-                self._send(200, {"data": waba.templates, "paging": {"cursors": {}}})
+                try:
+                    body = _templates_page(waba.templates, parts[1], query)
+                except ValueError:
+                    self._send(*meta_error("100"))
+                    return
+                if waba.template_paging is not None:
+                    body["paging"] = waba.template_paging
+                self._send(200, body)
             elif parts[2] == "template_analytics":
                 try:
                     start, end = int(query["start"]), int(query["end"])
@@ -671,14 +682,22 @@ def _list_templates(graph: FakeGraph, waba_id: str, path: str) -> tuple[int, Any
     if failure is not None:
         return failure
     query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
-    try:
-        limit = min(int(query.get("limit", 25)), TEMPLATES_MAX_LIMIT)
-        start = int(query["after"].removeprefix("c")) if "after" in query else 0
-    except ValueError:
-        return meta_error("100")
-    fields = [f for f in query.get("fields", "id,name,status,language").split(",") if f]
     with graph.lock:
         templates = list(graph.wa_templates[waba_id])
+    try:
+        return 200, _templates_page(templates, waba_id, query)
+    except ValueError:
+        return meta_error("100")
+
+
+def _templates_page(
+    templates: list[dict[str, Any]], waba_id: str, query: dict[str, str]
+) -> dict[str, Any]:
+    """One page of ``message_templates`` as Meta answers it; ValueError for a bad
+    ``limit`` or cursor (Meta's 100)."""
+    limit = min(int(query.get("limit", 25)), TEMPLATES_MAX_LIMIT)
+    start = int(query["after"].removeprefix("c")) if "after" in query else 0
+    fields = [f for f in query.get("fields", "id,name,status,language").split(",") if f]
     page = templates[start : start + limit]
     data = [{k: t[k] for k in ["id", *fields] if k in t} for t in page]
     body: dict[str, Any] = {"data": data, "paging": {"cursors": {}}}
@@ -690,7 +709,7 @@ def _list_templates(graph: FakeGraph, waba_id: str, path: str) -> tuple[int, Any
             f"https://graph.facebook.com/v21.0/{waba_id}/message_templates?limit={limit}"
             f"&after={after}"
         )
-    return 200, body
+    return body
 
 
 def _create_template(graph: FakeGraph, waba_id: str, recorded: Recorded) -> tuple[int, Any]:
