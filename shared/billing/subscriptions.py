@@ -7,7 +7,9 @@ billing: no subscription is created and no limit applies.
 
 Changes take effect as follows (``billing_cycle`` applies what waits for the period end):
 - subscribe: a trial (or nothing, or a cancelled subscription) becomes ``active`` on the
-  plan now, with a first invoice for a full period; a live paid one answers 409;
+  plan now, with a first invoice for a full period; a live paid one answers 409 naming
+  it (subscribes of one tenant are serialized, so of two first ones at once the later
+  is told of the earlier's subscription);
 - upgrade (a higher monthly-normalised price): now, with one invoice crediting the unused
   time at the old price and charging the rest of the period at the new (:mod:`periods`);
   a change of interval starts a new period now instead;
@@ -46,6 +48,7 @@ from shared.models.billing import (
     BillingSubscription,
     BillingSubscriptionAddOn,
 )
+from shared.sql import lock_key
 
 LIVE = ("trialing", "active", "past_due")
 PAID = ("active", "past_due")
@@ -211,9 +214,23 @@ def subscribe(
     """Subscribe to ``plan_id`` now, with the first invoice (409 if a paid one is live)."""
     now = now or _now(session)
     plan = _active_plan(session, plan_id)
+    # A workspace without a live subscription has no row to lock: two first subscribes
+    # would both insert, and the unique index would refuse the later one anonymously.
+    # Serialized here, the later one reads the earlier's subscription and is told so.
+    lock_key(session, f"billing_subscribe:{ctx.tenant_id}")
     subscription = live_subscription(session, ctx.tenant_id, lock=True)
     if subscription is not None and subscription.status in PAID:
-        raise Conflict("A paid subscription is live; use change-plan instead")
+        raise Conflict(
+            f"This workspace already has a paid subscription ({subscription.id},"
+            f" {subscription.status}); use change-plan instead",
+            details=[
+                {
+                    "subscription_id": str(subscription.id),
+                    "status": subscription.status,
+                    "plan_id": str(subscription.plan_id),
+                }
+            ],
+        )
     if subscription is not None and subscription.currency != plan.currency:
         raise ValidationFailed.field("plan_id", "the plan is in another currency")
     if plan.price_amount > 0:

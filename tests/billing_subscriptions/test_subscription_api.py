@@ -529,3 +529,49 @@ def test_a_coupon_changed_meanwhile_is_redeemed_as_it_is_now(workspace, charges)
     assert resp.json["error"]["details"][0]["reason"] == "ineligible_plan"
     assert invoices_of(workspace.tenant["id"]) == []
     assert subscription_of(workspace.tenant["id"]).status == "trialing"
+
+
+def test_two_first_subscribes_at_once_make_one_and_a_409_naming_it(
+    client, trial_plan, charges, caplog
+):
+    """A workspace without any subscription subscribes twice at once (a double click, two
+    tabs): one subscribes, the other is told the workspace has that subscription now,
+    never the safety net's anonymous 409 (logged as our bug)."""
+    from shared.db import get_sessionmaker
+    from tests.lock_races import race
+
+    with session_scope() as session:
+        session.execute(
+            update(BillingPlan).where(BillingPlan.id == trial_plan).values(is_default_trial=False)
+        )
+    try:
+        workspace = register(client)
+    finally:
+        with session_scope() as session:
+            session.execute(
+                update(BillingPlan)
+                .where(BillingPlan.id == trial_plan)
+                .values(is_default_trial=True)
+            )
+    tenant = uuid.UUID(workspace.tenant["id"])
+    assert subscription_of(tenant) is None
+    # Two plans: a subscribe waits for another's on the same plan's row (``_shared``).
+    plan, other_plan = make_plan(0), make_plan(0)
+    holder = get_sessionmaker()()
+    first = subscriptions.subscribe(holder, Ctx.system(tenant), plan_id=plan).subscription.id
+    body = {"plan_id": str(other_plan)}
+    resp = race(holder, lambda: workspace.call("POST", "/api/billing/subscription", json=body))
+    assert resp is not None, "the second subscribe never answered"
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["code"] == "conflict"
+    assert str(first) in resp.json["error"]["message"]
+    assert resp.json["error"]["details"][0]["subscription_id"] == str(first)
+    assert not [r for r in caplog.records if "database refused" in r.getMessage()]
+    with session_scope() as session:
+        live = session.scalars(
+            select(BillingSubscription.id).where(
+                BillingSubscription.tenant_id == tenant, BillingSubscription.status != "cancelled"
+            )
+        ).all()
+    assert live == [first]
+    assert len(invoices_of(tenant, "subscription_create")) == 1
