@@ -2,7 +2,8 @@
 delivery statuses into an ``api`` integration account; replies go to its callback URL.
 
 Every route needs ``integrations.manage``; another tenant's account (or one of another
-channel) is 404, a disabled account 409 ``account_disabled``. The domain is
+channel) is 404, a disabled account 409 ``account_disabled``, an account of the switched-off
+api channel (its integration ``enabled: false``) 409 ``channel_disabled``. The domain is
 :mod:`shared.channels.api_channel`; outbound delivery :mod:`shared.channels.api_callback`.
 """
 

@@ -42,7 +42,12 @@ class IntegrationResource:
         errors=(409,),
         body=IntegrationUpsert,
         response=IntegrationView,
-        description="Answers 201 when it created the integration, 200 when it updated it.",
+        description=(
+            "Answers 201 when it created the integration, 200 when it updated it."
+            " `enabled: false` switches the channel off: its accounts work as disabled ones"
+            " (sends fail `channel_disabled`, inbound is dropped, api-channel posts answer"
+            " 409 `channel_disabled`) until it is enabled again."
+        ),
         tags=TAGS,
     )
     def on_put(self, req, resp, *, ctx, channel, body: IntegrationUpsert):

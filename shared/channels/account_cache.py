@@ -6,10 +6,11 @@ before anything is stored. The cache keeps ``(channel, external_id) -> AccountRe
 account costs one INSERT per callback instead of a SELECT, a Fernet decryption and an
 INSERT. Only hits are cached: an account connected a second ago resolves at once.
 
-Staleness is bounded and safe: a deleted or disabled account may still be accepted for
-the TTL, and ``process_inbound`` re-reads the account and drops the row if it is gone
-or disabled; a rotated app secret that fails against a cached one is re-read from the
-database before the request is refused (see :func:`shared.channels.receive`).
+Staleness is bounded and safe: a deleted or disabled account (or one whose channel was
+switched off) may still be accepted for the TTL, and ``process_inbound`` re-reads the
+account and drops the row if it is gone or switched off; a rotated app secret that fails
+against a cached one is re-read from the database before the request is refused (see
+:func:`shared.channels.receive`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from shared.channels.accounts import decrypt_credentials
+from shared.channels.accounts import decrypt_credentials, switched_on
 from shared.config import get_settings
 from shared.models import IntegrationAccount
 
@@ -72,7 +73,7 @@ class AccountCache:
             rows = session.scalars(
                 select(IntegrationAccount).where(
                     tuple_(IntegrationAccount.channel, IntegrationAccount.external_id).in_(missing),
-                    IntegrationAccount.status != "disabled",
+                    switched_on(),
                 )
             )
             loaded = {(a.channel, a.external_id): AccountRef.of(a) for a in rows}

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.channels.accounts import default_account
+from shared.channels.accounts import default_account, switched_off
 from shared.channels.send_errors import SendFailed
 from shared.models import IntegrationAccount
 
@@ -72,7 +72,7 @@ def acting_account(
 ) -> IntegrationAccount:
     """The account a send, a read receipt or a media fetch of a conversation goes through
     (:func:`conversation_account`); the work fails for good when it names a deleted account,
-    when there is none, or when it is disabled."""
+    when there is none, or when it is switched off (the account or its channel disabled)."""
     try:
         account = conversation_account(session, tenant_id, account_id, channel)
     except AccountGone as exc:
@@ -84,6 +84,7 @@ def acting_account(
         ) from exc
     if account is None:
         raise SendFailed("no_account", f"no connected {channel} account", transient=False)
-    if account.status == "disabled":
-        raise SendFailed("account_disabled", f"the {channel} account is disabled", transient=False)
+    off = switched_off(account)
+    if off is not None:
+        raise SendFailed(off.code, off.message, transient=False)
     return account

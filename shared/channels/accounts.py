@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,10 @@ CREDENTIAL_KEYS: dict[str, frozenset[str]] = {
 }
 SMTP_SECURITY = ("starttls", "ssl", "none")
 ACCOUNT_STATUSES = ("active", "disabled", "error")
+#: Why an account does nothing (a send's ``error_code``, an api-channel post's 409): the
+#: account is ``disabled``, or its channel's integration is (``enabled: false``).
+ACCOUNT_DISABLED = "account_disabled"
+CHANNEL_DISABLED = "channel_disabled"
 
 
 # ------------------------------------------------------------------ credentials
@@ -367,11 +371,43 @@ def _locked_account(session: Session, ctx: Ctx, account_id: uuid.UUID) -> Integr
     return get_account(session, ctx, account_id, for_update=True)
 
 
+# ------------------------------------------------------------------ switched on or off
+
+
+class SwitchedOff(NamedTuple):
+    code: str
+    message: str
+
+
+def switched_on() -> ColumnElement[bool]:
+    """SQL: the account works: it is not ``disabled`` and its channel's integration is
+    enabled. The one rule (with :func:`switched_off`, its answer for a loaded account).
+
+    WHY: ``PUT /api/integrations/{channel}`` stored ``enabled`` and nothing read it: an
+    admin who switched WhatsApp off still had replies, campaigns and AI answers go out on
+    it and its inbound processed. A switched-off channel's accounts now work as disabled
+    ones everywhere (sends, inbound, the api channel's posts, template syncs).
+    """
+    return and_(IntegrationAccount.status != "disabled", IntegrationAccount.channel_enabled)
+
+
+def switched_off(account: IntegrationAccount) -> SwitchedOff | None:
+    """Why ``account`` does nothing (see :func:`switched_on`); None while it works."""
+    if account.status == "disabled":
+        return SwitchedOff(ACCOUNT_DISABLED, f"the {account.channel} account is disabled")
+    if not account.channel_enabled:
+        return SwitchedOff(
+            CHANNEL_DISABLED,
+            f"the {account.channel} channel is switched off (its integration is disabled)",
+        )
+    return None
+
+
 def resolve_account(session: Session, channel: str, external_id: str) -> IntegrationAccount | None:
     """The account an inbound payload is addressed to, whichever tenant owns it.
 
     NOTE: the only cross-tenant lookup in the channels code; the tenant of everything
-    processed afterwards is the returned account's. Disabled accounts do not resolve.
+    processed afterwards is the returned account's. Switched-off accounts do not resolve.
     """
     if channel == "email":
         external_id = external_id.strip().lower()
@@ -379,7 +415,7 @@ def resolve_account(session: Session, channel: str, external_id: str) -> Integra
         select(IntegrationAccount).where(
             IntegrationAccount.channel == channel,
             IntegrationAccount.external_id == external_id,
-            IntegrationAccount.status != "disabled",
+            switched_on(),
         )
     ).one_or_none()
 

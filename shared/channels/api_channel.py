@@ -12,7 +12,8 @@ message.status_updated. The caller's ids:
   stored message and creates nothing (see :func:`post_message`).
 
 Every call needs ``integrations.manage``; another tenant's account, or an account of
-another channel, is 404; a disabled account is 409 ``account_disabled``.
+another channel, is 404; a disabled account is 409 ``account_disabled``, an account of a
+switched-off api channel (its integration disabled) 409 ``channel_disabled``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ REPORTABLE_STATUSES = ("delivered", "read", "failed")
 
 
 class AccountDisabled(Conflict):
-    code = "account_disabled"
+    code = accounts.ACCOUNT_DISABLED
+
+
+class ChannelDisabled(Conflict):
+    code = accounts.CHANNEL_DISABLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +73,15 @@ class Posted:
 def api_account_of(
     session: Session, ctx: Ctx, account_id: uuid.UUID, *, active: bool = True
 ) -> IntegrationAccount:
-    """The caller's api account ``account_id``: 404 if it is none, 409 if disabled."""
+    """The caller's api account ``account_id``: 404 if it is none, 409 if switched off."""
     ctx.require(PERMISSION)
     account = accounts.get_account(session, ctx, account_id)
     if account.channel != api_account.CHANNEL:
         raise NotFound("Not an api-channel integration account")
-    if active and account.status == "disabled":
+    off = accounts.switched_off(account) if active else None
+    if off is not None and off.code == accounts.CHANNEL_DISABLED:
+        raise ChannelDisabled("The api channel is switched off; enable its integration to post")
+    if off is not None:
         raise AccountDisabled("The integration account is disabled; enable it to post")
     return account
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import dead_letters
-from shared.channels import email, inbound_queue, ingest, meta_messaging, whatsapp
+from shared.channels import accounts, email, inbound_queue, ingest, meta_messaging, whatsapp
 from shared.channels.items import (
     Ignored,
     InboundMessage,
@@ -95,10 +95,13 @@ def process(session: Session, inbound_event_id: uuid.UUID) -> str:
     if row is None:
         return "skipped"
     row.attempts += 1
-    if account is None or account.status == "disabled":
+    if account is None:
         return _finish(
             session, row, "dropped", {}, [], "the integration account is gone or disabled"
         )
+    off = accounts.switched_off(account)
+    if off is not None:
+        return _finish(session, row, "dropped", {}, [], off.message)
     counts: Counter[str] = Counter()
     errors: list[str] = []
     try:

@@ -270,7 +270,7 @@ def _waba_accounts(session: Session, waba_ids: set[str]) -> dict[str, list[Accou
         .where(
             IntegrationAccount.channel == "whatsapp",
             waba.in_(sorted(waba_ids)),
-            IntegrationAccount.status != "disabled",
+            accounts.switched_on(),
         )
         .order_by(IntegrationAccount.is_default.desc(), IntegrationAccount.created_at)
     )

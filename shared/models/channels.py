@@ -13,9 +13,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from shared.models.base import Base, Timestamps, UUIDPrimaryKey
 
@@ -102,6 +102,15 @@ class IntegrationAccount(UUIDPrimaryKey, Timestamps, Base):
     #: SHA-256 (hex) of the ``verify_token`` credential: the public GET handshake finds
     #: a matching account with one indexed lookup instead of decrypting every account.
     verify_token_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: Whether the channel's integration is enabled, read with the account (a correlated
+    #: subquery, no column): a switched-off channel's accounts work as disabled ones
+    #: (:func:`shared.channels.accounts.switched_off`).
+    channel_enabled: Mapped[bool] = column_property(
+        select(Integration.enabled)
+        .where(Integration.id == integration_id)
+        .correlate_except(Integration)
+        .scalar_subquery()
+    )
 
 
 class IntegrationAccountTombstone(Base):

@@ -52,7 +52,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from shared import dead_letters, events, jobs
-from shared.channels import token_rejections
+from shared.channels import accounts, token_rejections
 from shared.channels.graph_errors import IntegrationNotFound, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.channels.templates import catalogue, meta, sync_queue
@@ -114,7 +114,7 @@ def request_sync(
                 .where(
                     IntegrationAccount.tenant_id == ctx.tenant_id,
                     IntegrationAccount.channel == "whatsapp",
-                    IntegrationAccount.status != "disabled",
+                    accounts.switched_on(),
                 )
                 .order_by(IntegrationAccount.created_at)
             )
@@ -223,6 +223,7 @@ def claim_due(session: Session, *, limit: int = CLAIM_LIMIT) -> list[SyncRequest
         .join(Tenant, Tenant.id == WaTemplateSync.tenant_id)
         .where(
             IntegrationAccount.status == "active",
+            accounts.switched_on(),
             Tenant.status == "active",
             or_(
                 WaTemplateSync.due_at <= func.now(),
@@ -305,7 +306,7 @@ def _start(
 ) -> tuple[str, str, dt.datetime, int, str | None] | str:
     """Mark the sync running; the WABA id, token, listing time, the row's attempt count and
     the stored credentials the token came from; or the outcome when there is nothing to do
-    (account gone or disabled) or it cannot start."""
+    (account gone or switched off) or it cannot start."""
     account = session.get(IntegrationAccount, account_id)
     if account is None or account.channel != "whatsapp":
         if job_id is not None:
@@ -317,10 +318,11 @@ def _start(
         .on_conflict_do_nothing()
     )
     sync = session.get(WaTemplateSync, account_id, with_for_update=True)
-    if account.status == "disabled":
-        sync.status, sync.finished_at, sync.error = "succeeded", func.now(), "account disabled"
+    off = accounts.switched_off(account)
+    if off is not None:
+        sync.status, sync.finished_at, sync.error = "succeeded", func.now(), off.message
         if job_id is not None:
-            _report(session, job_id, account_id, {"status": "skipped", "error": "account disabled"})
+            _report(session, job_id, account_id, {"status": "skipped", "error": off.message})
         return "skipped"
     sync.status, sync.started_at, sync.attempts = "running", func.now(), sync.attempts + 1
     if job_id is not None:
