@@ -168,13 +168,17 @@ def _decoded(part: EmailMessage) -> str | None:
         return payload.decode("utf-8", errors="replace")
 
 
+def _body_parts(mime: EmailMessage) -> tuple[EmailMessage | None, EmailMessage | None]:
+    """The parts read as the email's text and its HTML."""
+    try:
+        return mime.get_body(preferencelist=("plain",)), mime.get_body(preferencelist=("html",))
+    except Exception:
+        return None, None
+
+
 def _bodies(mime: EmailMessage) -> tuple[str | None, str | None]:
     text = html = None
-    try:
-        plain_part = mime.get_body(preferencelist=("plain",))
-        html_part = mime.get_body(preferencelist=("html",))
-    except Exception:
-        plain_part = html_part = None
+    plain_part, html_part = _body_parts(mime)
     if plain_part is not None:
         text = _content(plain_part)
     if html_part is not None:
@@ -186,17 +190,8 @@ def _bodies(mime: EmailMessage) -> tuple[str | None, str | None]:
 
 def _attachments(mime: EmailMessage) -> list[Attachment]:
     found: list[Attachment] = []
-    try:
-        parts = list(mime.iter_attachments())
-    except Exception:
-        parts = [p for p in mime.walk() if p.get_content_disposition() == "attachment"]
-    for index, part in enumerate(parts):
-        try:
-            data = part.get_payload(decode=True) or b""
-        except Exception:
-            data = b""
-        if not isinstance(data, bytes):
-            data = str(data).encode()
+    for index, part in enumerate(_attachment_parts(mime)):
+        data = _part_bytes(part)
         mime_type = storable_text(part.get_content_type())
         filename = part.get_filename()
         found.append(
@@ -217,10 +212,57 @@ def _attachments(mime: EmailMessage) -> list[Attachment]:
 def attachment_bytes(payload: dict[str, Any], index: int) -> tuple[bytes, str, str | None]:
     """The bytes, content type and filename of attachment ``index`` of a stored email payload."""
     mime = BytesParser(policy=policy.default).parsebytes(base64.b64decode(payload["mime"]))
-    parts = list(mime.iter_attachments())
-    part = parts[index]
-    data = part.get_payload(decode=True) or b""
-    return data, part.get_content_type(), part.get_filename()
+    part = _attachment_parts(mime)[index]
+    return _part_bytes(part), part.get_content_type(), part.get_filename()
+
+
+def _attachment_parts(mime: EmailMessage) -> list[EmailMessage]:
+    """The email's files, in the order they come: the one numbering of its attachments.
+
+    Every leaf part (nested multiparts opened) but the parts :func:`_bodies` reads as
+    the text and HTML, and the alternatives of a ``multipart/alternative`` (other
+    renderings of the body, e.g. Apple Watch's ``text/watch-html``) unless marked as
+    attachments. :func:`_attachments` numbers them and :func:`attachment_bytes` reads
+    part ``n`` later, so both must list the same parts.
+
+    WHY: ``iter_attachments`` does not open a nested multipart. Apple Mail puts files in a
+    ``multipart/mixed`` inside the ``multipart/alternative``, a forward nests the original
+    ``multipart/mixed``, Outlook nests ``multipart/related`` inline images: the inner
+    multipart was stored as one empty "attachment" and the files in it were lost.
+    """
+    if not mime.is_multipart():
+        return []
+    bodies = {id(part) for part in _body_parts(mime) if part is not None}
+    found: list[EmailMessage] = []
+
+    def visit(container: EmailMessage) -> None:
+        alternative = container.get_content_type() == "multipart/alternative"
+        for part in container.iter_parts():
+            if part.get_content_maintype() == "multipart":
+                visit(part)
+            elif id(part) in bodies:
+                pass
+            elif not alternative or _is_attachment(part):
+                found.append(part)
+
+    visit(mime)
+    return found
+
+
+def _is_attachment(part: EmailMessage) -> bool:
+    try:
+        return part.is_attachment()
+    except Exception:  # a Content-Disposition the policy cannot parse
+        return False
+
+
+def _part_bytes(part: EmailMessage) -> bytes:
+    """A part's decoded bytes (what is readable of a broken transfer encoding)."""
+    try:
+        data = part.get_payload(decode=True) or b""
+    except Exception:
+        data = b""
+    return data if isinstance(data, bytes) else str(data).encode()
 
 
 def _kind(mime_type: str) -> str:

@@ -515,3 +515,122 @@ def test_a_date_without_a_zone_is_read_as_utc(channels):
     channels.settle()
     (message,) = channels.messages()
     assert message.metadata_["provider_timestamp"] == "2026-11-26T10:00:00+00:00"
+
+
+_PDF = b"%PDF-1.4 nested invoice\x00\x01"
+_PNG = b"\x89PNG\r\n\x1a\n nested chart"
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.encodebytes(data)
+
+
+def _raw(message_id: str, recipient: str, body: bytes) -> bytes:
+    return (
+        (
+            b"From: Ada Lovelace <ada@example.com>\r\nTo: " + recipient.encode() + b"\r\n"
+            b"Subject: Nested\r\nMessage-ID: " + message_id.encode() + b"\r\n"
+            b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n" + body
+        )
+        .replace(b"\r\n", b"\n")
+        .replace(b"\n", b"\r\n")
+    )
+
+
+# A forward: the original (text + its PDF) as a multipart/mixed inside the new mail.
+_MIXED_IN_MIXED = (
+    b'Content-Type: multipart/mixed; boundary="outer"\n\n--outer\n'
+    b'Content-Type: multipart/mixed; boundary="inner"\n\n--inner\n'
+    b"Content-Type: text/plain; charset=utf-8\n\nSee the invoice.\n--inner\n"
+    b'Content-Type: application/pdf; name="invoice.pdf"\nContent-Transfer-Encoding: base64\n'
+    b'Content-Disposition: attachment; filename="invoice.pdf"\n\n' + _b64(_PDF) + b"--inner--\n"
+    b"--outer\n"
+    b'Content-Type: image/png; name="chart.png"\nContent-Transfer-Encoding: base64\n'
+    b'Content-Disposition: attachment; filename="chart.png"\n\n' + _b64(_PNG) + b"--outer--\n"
+)
+
+# Apple Mail: the HTML alternative is a multipart/mixed that carries the file between
+# two HTML fragments (the text alternative holds the whole text).
+_APPLE_MAIL = (
+    b'Content-Type: multipart/alternative; boundary="Apple-Mail=_A"\n\n--Apple-Mail=_A\n'
+    b"Content-Transfer-Encoding: 7bit\nContent-Type: text/plain; charset=us-ascii\n\n"
+    b"See the invoice.\n\nRegards\n--Apple-Mail=_A\n"
+    b'Content-Type: multipart/mixed; boundary="Apple-Mail=_B"\n\n--Apple-Mail=_B\n'
+    b"Content-Transfer-Encoding: 7bit\nContent-Type: text/html; charset=us-ascii\n\n"
+    b"<html><body>See the <b>invoice</b>.</body></html>\n--Apple-Mail=_B\n"
+    b"Content-Disposition: inline; filename=invoice.pdf\n"
+    b'Content-Type: application/pdf; x-unix-mode=0644; name="invoice.pdf"\n'
+    b"Content-Transfer-Encoding: base64\n\n" + _b64(_PDF) + b"--Apple-Mail=_B\n"
+    b"Content-Transfer-Encoding: 7bit\nContent-Type: text/html; charset=us-ascii\n\n"
+    b"<html><body>Regards</body></html>\n--Apple-Mail=_B--\n\n--Apple-Mail=_A--\n"
+)
+
+# Outlook/Gmail: an HTML body with an inline image (multipart/related), alternatives
+# inside, and a file next to it all.
+_RELATED = (
+    b'Content-Type: multipart/mixed; boundary="m"\n\n--m\n'
+    b'Content-Type: multipart/related; boundary="r"; type="multipart/alternative"\n\n--r\n'
+    b'Content-Type: multipart/alternative; boundary="a"\n\n--a\n'
+    b"Content-Type: text/plain; charset=utf-8\n\nSee the chart.\n--a\n"
+    b'Content-Type: text/html; charset=utf-8\n\n<p>See the <img src="cid:chart@x"></p>\n'
+    b"--a--\n--r\n"
+    b'Content-Type: image/png; name="chart.png"\nContent-Transfer-Encoding: base64\n'
+    b'Content-ID: <chart@x>\nContent-Disposition: inline; filename="chart.png"\n\n'
+    + _b64(_PNG)
+    + b"--r--\n--m\n"
+    b'Content-Type: application/pdf; name="invoice.pdf"\nContent-Transfer-Encoding: base64\n'
+    b'Content-Disposition: attachment; filename="invoice.pdf"\n\n' + _b64(_PDF) + b"--m--\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "html", "expected"),
+    [
+        (
+            _MIXED_IN_MIXED,
+            "See the invoice.",
+            None,
+            [("invoice.pdf", "application/pdf", _PDF), ("chart.png", "image/png", _PNG)],
+        ),
+        (
+            _APPLE_MAIL,
+            "See the invoice.\n\nRegards",
+            "<b>invoice</b>",
+            [
+                ("invoice.pdf", "application/pdf", _PDF),
+                (None, "text/html", b"<html><body>Regards</body></html>"),
+            ],
+        ),
+        (
+            _RELATED,
+            "See the chart.",
+            'src="cid:chart@x"',
+            [("chart.png", "image/png", _PNG), ("invoice.pdf", "application/pdf", _PDF)],
+        ),
+    ],
+    ids=["mixed-in-mixed", "apple-mail", "related-inline-image"],
+)
+def test_the_files_of_nested_multiparts_are_stored_and_download(
+    channels, body, text, html, expected
+):
+    """The standard library's ``iter_attachments`` does not open a nested multipart: it
+    named the inner multipart as one empty "attachment" and the PDF in it never showed
+    up (Apple Mail puts every file so). Every file is kept, in the email's order, and
+    downloading each gives its own bytes (the fetcher numbers the parts alike)."""
+    account = channels.account("email")
+    mime = _raw("<nested@mail.example>", account["external_id"], body)
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+
+    (row,) = channels.inbound_events()
+    assert row.status == "processed", row.result
+    message = channels.message("<nested@mail.example>")
+    assert message.body.strip().splitlines() == text.splitlines()
+    if html:
+        assert html in message.metadata_["html"]
+    got = [(a.get("filename"), a["mime_type"], a["size"]) for a in message.attachments]
+    assert got == [(name, mime_type, len(data)) for name, mime_type, data in expected]
+    for attachment, (_, _, data) in zip(message.attachments, expected, strict=True):
+        resp = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
+        assert resp.status_code == 200, resp.text
+        assert resp.content == data
