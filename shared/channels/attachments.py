@@ -61,9 +61,17 @@ def resolve(
         )
     }
     items = []
+    first_at: dict[uuid.UUID, int] = {}
     for index, media_id in enumerate(media_ids):
         media = rows.get(media_id)
         field = f"attachments[{index}].media_id"
+        # WHY: an email naming a file twice went out with it attached twice; WhatsApp's
+        # one-file limit already refuses a second copy, so every channel refuses it.
+        if media_id in first_at:
+            raise ValidationFailed.field(
+                field, f"already attached as attachments[{first_at[media_id]}]"
+            )
+        first_at[media_id] = index
         if media is None:
             raise ValidationFailed.field(field, "no such media file")
         if media.storage_key is None:

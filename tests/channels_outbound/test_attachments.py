@@ -184,3 +184,37 @@ def test_a_whatsapp_upload_slower_than_its_share_of_the_send_fails_as_a_timeout(
     assert fake_graph.sent() == []
     assert len(fake_graph.sent("/media")) == 3  # the first attempt and OUTBOUND_MAX_RETRIES=2
     assert time.monotonic() - started < 6.0  # three uploads of ~1 s, not one of 7
+
+
+def test_an_email_naming_one_file_twice_is_422_and_nothing_is_sent(workspace, channels, smtp_peers):
+    """An email naming the same media id twice went out with the file attached twice.
+    As on WhatsApp (one file a message: a second copy is refused), a file named twice is
+    the client's mistake to hear about, not to have sent or silently changed."""
+    peer = smtp_peers["none"]
+    account_id = channels.account(
+        "email",
+        settings={"smtp_host": "127.0.0.1", "smtp_port": peer.port, "smtp_security": "none"},
+    )
+    contact = channels.contact(channel="email", external_id="eve@customer.example")
+    conversation = channels.conversation(contact, integration_account_id=account_id)
+    png = _media(workspace, filename="chart.png")
+    pdf = _media(workspace, PDF, filename="terms.pdf", content_type="application/pdf")
+
+    resp = _post(
+        workspace,
+        conversation,
+        body="Attached.",
+        attachments=[{"media_id": png}, {"media_id": pdf}, {"media_id": png}],
+    )
+
+    assert resp.status_code == 422, resp.text
+    [detail] = resp.json["error"]["details"]
+    assert detail["field"] == "attachments[2].media_id"
+    assert "attachments[0]" in detail["message"]
+    listed = workspace.call("GET", f"/api/conversations/{conversation['id']}/messages")
+    assert listed.status_code == 200 and listed.json["items"] == []
+    sent = _post(workspace, conversation, body="Attached.", attachments=[{"media_id": png}])
+    assert sent.status_code == 201, sent.text
+    wait_for_status(workspace, conversation["id"], sent.json["id"], "sent")
+    [mail] = peer.received
+    assert [part.get_filename() for part in mail.message.iter_attachments()] == ["chart.png"]
