@@ -33,6 +33,8 @@ _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t]+")
 #: What ``messages.provider_message_id`` holds (String(255)).
 _MAX_MESSAGE_ID = Message.__table__.c.provider_message_id.type.length
+#: Writes an embedded email out with its headers as they came (none refolded).
+_AS_RECEIVED = policy.default.clone(refold_source="none", linesep="\r\n")
 
 
 def parse(payload: dict[str, Any], *, event_key: str) -> list[Item | ItemError]:
@@ -257,8 +259,16 @@ def _is_attachment(part: EmailMessage) -> bool:
 
 
 def _part_bytes(part: EmailMessage) -> bytes:
-    """A part's decoded bytes (what is readable of a broken transfer encoding)."""
+    """A part's decoded bytes (what is readable of a broken transfer encoding).
+
+    A ``message/*`` part (a forwarded email, a bounce's delivery status) holds messages,
+    which ``get_payload(decode=True)`` reads as nothing: they are written out as they came.
+    WHY: an email forwarded as an attachment was stored as an empty file.
+    """
     try:
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            return b"".join(message.as_bytes(policy=_AS_RECEIVED) for message in payload)
         data = part.get_payload(decode=True) or b""
     except Exception:
         data = b""

@@ -634,3 +634,38 @@ def test_the_files_of_nested_multiparts_are_stored_and_download(
         resp = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
         assert resp.status_code == 200, resp.text
         assert resp.content == data
+
+
+_FORWARDED = (
+    b"From: Bob <bob@example.net>\r\nTo: ada@example.com\r\nSubject: Invoice 7\r\n"
+    b"Message-ID: <orig-7@example.net>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease find invoice 7.\r\n"
+)
+
+
+def test_an_email_forwarded_as_an_attachment_is_stored_whole(channels):
+    """Outlook's "Forward as attachment" sends the original as a message/rfc822 part,
+    whose content is a message, not bytes to decode: it was stored as an empty file
+    (0 bytes, downloads empty). The original email is kept as it came, one .eml file."""
+    account = channels.account("email")
+    mime = _raw(
+        "<fwd-attached@mail.example>",
+        account["external_id"],
+        b'Content-Type: multipart/mixed; boundary="fw"\r\n\r\n--fw\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nForwarding Bob's email.\r\n--fw\r\n"
+        b'Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename="Invoice 7.eml"'
+        b"\r\n\r\n" + _FORWARDED + b"\r\n--fw--\r\n",
+    )
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+
+    message = channels.message("<fwd-attached@mail.example>")
+    [attachment] = message.attachments
+    assert (attachment["filename"], attachment["mime_type"], attachment["size"]) == (
+        "Invoice 7.eml",
+        "message/rfc822",
+        len(_FORWARDED),
+    )
+    got = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
+    assert got.status_code == 200, got.text
+    assert got.content == _FORWARDED
