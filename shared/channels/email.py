@@ -211,11 +211,24 @@ def _attachments(mime: EmailMessage) -> list[Attachment]:
     return found
 
 
-def attachment_bytes(payload: dict[str, Any], index: int) -> tuple[bytes, str, str | None]:
-    """The bytes, content type and filename of attachment ``index`` of a stored email payload."""
+def attachment_bytes(
+    payload: dict[str, Any], index: int, *, sha256: str | None = None
+) -> tuple[bytes, str, str | None] | None:
+    """The bytes, content type and filename of attachment ``index`` of a stored email
+    payload; with ``sha256`` (what :func:`parse` recorded), the attachment with those
+    bytes, or None when the email has none.
+
+    WHY: emails stored before nested multiparts were opened numbered their files
+    otherwise; their part ``index`` can now be another file, served under this one's name.
+    """
     mime = BytesParser(policy=policy.default).parsebytes(base64.b64decode(payload["mime"]))
-    part = _attachment_parts(mime)[index]
-    return _part_bytes(part), part.get_content_type(), part.get_filename()
+    parts = _attachment_parts(mime)
+    at_index = parts[index : index + 1] if index >= 0 else []
+    for part in at_index + (parts if sha256 is not None else []):
+        data = _part_bytes(part)
+        if sha256 is None or hashlib.sha256(data).hexdigest() == sha256:
+            return data, part.get_content_type(), part.get_filename()
+    return None
 
 
 def _attachment_parts(mime: EmailMessage) -> list[EmailMessage]:

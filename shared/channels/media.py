@@ -395,7 +395,12 @@ def _email_part(session: Session, media: MediaFile) -> Staged:
         raise SendFailed(
             "gone", "the email this file came with is no longer stored", transient=False
         )
-    data, _, _ = email.attachment_bytes(event.payload, int(index))
+    found = email.attachment_bytes(event.payload, int(index), sha256=media.sha256)
+    if found is None:
+        raise SendFailed(
+            "gone", "the email this file came with no longer holds it", transient=False
+        )
+    data, _, _ = found
     return stage(io.BytesIO(data), max_bytes=get_settings().media_max_bytes)
 
 

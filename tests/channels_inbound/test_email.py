@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import string
 import time
@@ -669,3 +670,43 @@ def test_an_email_forwarded_as_an_attachment_is_stored_whole(channels):
     got = channels.ws.call("GET", f"/api/media/{attachment['media_id']}")
     assert got.status_code == 200, got.text
     assert got.content == _FORWARDED
+
+
+def test_a_file_numbered_before_nested_parts_were_opened_downloads_its_own_bytes(channels):
+    """Emails stored before nested multiparts were opened numbered their files otherwise:
+    a multipart/related body counted as one part, so the PDF after it was part 1, which is
+    now the related part's second image. Fetching part 1 served that image under the PDF's
+    name. The file is found by the hash recorded with it, and a file the email no longer
+    holds is refused, never another file's bytes."""
+    second_image = b"\x89PNG\r\n\x1a\n the other image"
+    account = channels.account("email")
+    mime = _raw(
+        "<renumbered@mail.example>",
+        account["external_id"],
+        b'Content-Type: multipart/mixed; boundary="m"\n\n--m\n'
+        b"Content-Type: text/plain\n\nSee the charts.\n--m\n"
+        b'Content-Type: multipart/related; boundary="r"\n\n--r\n'
+        b'Content-Type: text/html\n\n<img src="cid:a@x"><img src="cid:b@x">\n--r\n'
+        b"Content-Type: image/png\nContent-Transfer-Encoding: base64\nContent-ID: <a@x>\n\n"
+        + _b64(_PNG)
+        + b"--r\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n"
+        b"Content-ID: <b@x>\n\n" + _b64(second_image) + b"--r--\n--m\n"
+        b"Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n"
+        b'Content-Disposition: attachment; filename="invoice.pdf"\n\n' + _b64(_PDF) + b"--m--\n",
+    )
+    assert channels.post_email(account, mime).status_code == 200
+    channels.settle()
+    first, _, pdf = channels.message("<renumbered@mail.example>").attachments
+    assert pdf["filename"] == "invoice.pdf"
+    with session_scope() as session:  # the rows as the old numbering stored them
+        old_pdf = session.get(MediaFile, pdf["media_id"])
+        old_pdf.provider_media_id = old_pdf.provider_media_id.rsplit(":", 1)[0] + ":1"
+        old_related = session.get(MediaFile, first["media_id"])
+        old_related.sha256 = hashlib.sha256(b"").hexdigest()
+
+    got = channels.ws.call("GET", f"/api/media/{pdf['media_id']}")
+    assert got.status_code == 200, got.text
+    assert got.content == _PDF
+    gone = channels.ws.call("GET", f"/api/media/{first['media_id']}")
+    assert gone.status_code == 404, gone.text
+    assert gone.json["error"]["code"] == "media_unavailable"
