@@ -53,6 +53,7 @@ from shared.automation.effective import Control, Moment, blocked, subject_of
 from shared.automation.engine import evaluate
 from shared.automation.engine import outcomes as leaf_outcomes
 from shared.automation.facts import changes_of, gather, gather_many
+from shared.automation.rules import hold_rules_shared
 from shared.automation.runs import RunBatch, insert_runs
 from shared.config import get_settings
 from shared.context import Ctx
@@ -564,6 +565,8 @@ def process_many(session: Session, events: list[AutomationEvent]) -> list[Outcom
     as it would have one transaction later.
     """
     outcomes: list[Outcome | None] = [None] * len(events)
+    # Before the rules version is read: no rule changes until the actions are applied.
+    hold_rules_shared(session, {event.tenant_id for event in events})
     states = _run_states(session, events)
     live = []
     for index, event in enumerate(events):

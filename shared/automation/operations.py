@@ -23,7 +23,7 @@ from shared.automation import control as global_control
 from shared.automation import schedule as rule_schedule
 from shared.automation.control import MANAGE, VIEW
 from shared.automation.effective import Control, Gate, Moment, explain
-from shared.automation.rules import bump_rules_version, get_rule
+from shared.automation.rules import bump_rules_version, get_rule, hold_rules
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.models import AutomationRule, Conversation
@@ -125,6 +125,7 @@ def snooze_many(
     """
     ctx.require(MANAGE)
     until = _check_until(session, until)
+    hold_rules(session, ctx.tenant_id)  # no evaluation in flight acts on them after this
     r = AutomationRule
     wanted = list(dict.fromkeys(rule_ids))
     # NOTE: locked in id order, so two bulk snoozes over the same rules cannot deadlock.

@@ -219,6 +219,35 @@ def bump_rules_version(session: Session, tenant_id: uuid.UUID) -> int:
     return session.scalar(stmt)
 
 
+def _rules_key(tenant_id: uuid.UUID) -> Any:
+    return func.hashtextextended(f"automation_rules:{tenant_id}", 0)
+
+
+def hold_rules(session: Session, tenant_id: uuid.UUID) -> None:
+    """Wait for the tenant's evaluations in flight, and keep new ones waiting, until the
+    caller commits: taken first by every change of a rule (:func:`get_rule` ``for_update``).
+
+    NOTE: an evaluation decides its rules, then applies their actions; a rule switched
+    off (snoozed, edited, deleted) in between acted once more, after the change had
+    answered. Each evaluation holds this lock shared (:func:`hold_rules_shared`) from
+    before it reads the rules version until it commits, so a change either waits for it
+    or is seen by it. An advisory lock, not the rule's row: a referent's deletion locks
+    its agent or division and conversations, then the rules naming it
+    (:func:`forget_referent`, which does not take this), while an evaluation locks
+    conversations, agents and divisions: a row lock on the rules held by the evaluation
+    made a cycle with it. Taken first, before any row, this one waits for nothing the
+    evaluation could be waiting for.
+    """
+    session.execute(select(func.pg_advisory_xact_lock(_rules_key(tenant_id))))
+
+
+def hold_rules_shared(session: Session, tenant_ids: set[uuid.UUID]) -> None:
+    """The evaluation's side of :func:`hold_rules`: shared (evaluations do not wait for
+    each other), tenants in order."""
+    for tenant_id in sorted(tenant_ids):
+        session.execute(select(func.pg_advisory_xact_lock_shared(_rules_key(tenant_id))))
+
+
 def rules_version(session: Session, tenant_id: uuid.UUID) -> int:
     version = session.scalar(
         select(AutomationSettings.rules_version).where(AutomationSettings.tenant_id == tenant_id)
@@ -262,6 +291,7 @@ def get_rule(
         AutomationRule.tenant_id == ctx.tenant_id, AutomationRule.id == rule_id
     )
     if for_update:
+        hold_rules(session, ctx.tenant_id)
         query = query.with_for_update()
     rule = session.scalars(query).one_or_none()
     if rule is None:
