@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ from tests.automation.conftest import (
     add_conversation,
     create_rule,
     queue_rows,
+    rule_body,
     send_message,
     settled,
     tid,
@@ -195,3 +197,34 @@ def test_dry_run_finds_the_event_by_either_id_and_follows_rule_edits(ws, other_w
     theirs = create_rule(other_workspace)
     resp = ws.call("POST", f"{RULES}/{theirs['id']}/dry-run", json={"event_id": str(row.id)})
     assert resp.status_code == 404 and "rule" in resp.json["error"]["message"]
+
+
+def test_dry_run_refuses_half_an_emoji_with_its_path(ws):
+    """A lone surrogate (``\\ud83d``, half of an emoji's UTF-16 pair) is valid JSON but not
+    text: in a test payload it reached the answer, whose encoding failed (a 500). Refused
+    like every other bad value: 422 naming where it is, in the payload or an unsaved rule,
+    which is also how a save refuses it."""
+    rule = create_rule(ws)
+    url = f"{RULES}/{rule['id']}/dry-run"
+    json_body = {"Content-Type": "application/json"}
+    cases = {
+        '{"payload": {"body": "refund \\ud83d"}}': "payload.body",
+        '{"payload": {"custom_attributes": {"\\udc00": 1}}}': "payload.custom_attributes",
+        '{"payload": {"attachments": [{"type": ["\\ud83d"]}]}}': "payload.attachments[0].type[0]",
+        '{"rule": {"conditions": {"match": "all", "conditions": [{"attribute":'
+        ' "message.content", "operator": "contains", "value": "\\ud83d"}]}}}': (
+            "conditions.conditions[0].value"
+        ),
+    }
+    for body, field in cases.items():
+        resp = ws.call("POST", url, body=body, headers=json_body)
+        assert resp.status_code == 422, (body, resp.text)
+        assert resp.json["error"]["details"][0]["field"] == field, resp.text
+    saved = rule_body(actions=[{"type": "send_message", "params": {"body": "hi \ud83d"}}])
+    resp = ws.call("POST", RULES, body=json.dumps(saved), headers=json_body)  # ASCII: \\ud83d
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "actions[0].params.body"
+    # A whole emoji is text like any other.
+    emoji = ws.call("POST", url, json={"payload": {"body": "refund \U0001f600"}})
+    assert emoji.status_code == 200, emoji.text
+    assert emoji.json["facts"]["message.content"] == "refund \U0001f600"
