@@ -52,6 +52,7 @@ CATALOGUE: dict[str, EventType] = {
         EventType("campaign.started", "A campaign started", False),
         EventType("campaign.completed", "A campaign finished", False),
         EventType("campaign.cancelled", "A campaign was cancelled", False),
+        EventType("campaign.failed", "A campaign stopped for good on an error", False),
         EventType("template.status_changed", "A WhatsApp template review result", False),
         EventType("integration_account.connected", "A channel account was connected", False),
         EventType("integration_account.disconnected", "A channel account was disconnected", False),

@@ -174,7 +174,9 @@ class SendResource:
         " longer approved, or when the account the"
         " campaign named was deleted (`integration_account_id`). That account deleted"
         " while the campaign runs fails it (`error_code` `account_deleted`), and its"
-        " recipients not yet sent with it: they never go out from another account."
+        " recipients not yet sent with it: they never go out from another account. A"
+        " campaign that fails (that, or its template refused) emits campaign.failed with"
+        " its `error_code` and `error_message`."
         " `Idempotency-Key` (up to 255 characters, per API key or user): a repeat within"
         " 24 h returns the first answer and sends nothing again (409 while the first is"
         " still running); the key with another campaign or body answers 422.",

@@ -24,7 +24,7 @@ One batch is one transaction, holding the campaign's row lock:
    A WhatsApp template Meta paused holds the campaign: it stays ``running`` with
    ``error_code`` ``template_paused`` and looks again every
    :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it,
-   and with it the recipients still pending).
+   and with it the recipients still pending). A failed campaign emits ``campaign.failed``.
 4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
    next batch is queued (``step`` + 1, after the account's interval, else
    ``campaign_batch_interval_ms``) in this transaction.
@@ -423,7 +423,12 @@ def _fail(
     session: Session, campaign: Campaign, now: dt.datetime, code: str, message: str
 ) -> Outcome:
     """Fail the campaign for good; its pending recipients, which no batch will reach now,
-    fail with its reason (left ``pending``, they read as still to be sent)."""
+    fail with its reason (left ``pending``, they read as still to be sent), and
+    ``campaign.failed`` (its view: the reason in ``error_code`` / ``error_message``).
+
+    WHY the event: a failed campaign never completes, so webhook subscribers and rules
+    waiting for ``campaign.completed`` were never told it ended.
+    """
     log.warning("campaign %s failed: %s %s", campaign.id, code, message)
     campaign.status, campaign.next_batch_at = "failed", None
     campaign.error_code, campaign.error_message = code, message[:2000]
@@ -435,6 +440,16 @@ def _fail(
         error_code=code,
         error_message=message[:2000],
         processed_at=now,
+    )
+    data = view(session, campaign)
+    activity.record_change(
+        session,
+        Ctx.system(campaign.tenant_id),
+        "campaign.failed",
+        "campaign",
+        campaign.id,
+        data,
+        after=data,
     )
     return Outcome.FAILED
 

@@ -235,6 +235,27 @@ def test_a_template_meta_paused_holds_the_campaign_until_approved_again(
     assert (view["status"], view["error_code"], view["counts"]["sent"]) == ("completed", None, 4)
 
 
+def _assert_failed_event(shop: Shop, campaign: dict, code: str) -> None:
+    """A campaign that fails for good says so: webhooks and automation waiting for its end
+    hear ``campaign.failed`` (its GET, with the reason), never ``campaign.completed``."""
+    [failed] = shop.event_data("campaign.failed")
+    assert (failed["id"], failed["status"], failed["error_code"]) == (
+        campaign["id"],
+        "failed",
+        code,
+    )
+    assert failed["error_message"] == shop.get(campaign)["error_message"]
+    assert failed["counts"] == shop.get(campaign)["counts"]
+    assert shop.event_data("campaign.completed") == []
+    logged = shop.ws.call(
+        "GET", f"/api/activity-logs?action=campaign.failed&entity_id={campaign['id']}"
+    )
+    assert logged.status_code == 200, logged.text
+    assert [row["after"]["error_code"] for row in logged.json["items"]] == [code]
+    types = shop.ws.call("GET", "/api/outgoing-webhooks/event-types").json
+    assert "campaign.failed" in {t["type"] for t in types}
+
+
 def test_a_template_meta_disabled_fails_the_campaign(
     shop: Shop, fake_graph, campaign_settings, batches
 ):
@@ -247,6 +268,7 @@ def test_a_template_meta_disabled_fails_the_campaign(
     assert (view["counts"]["pending"], view["counts"]["failed"]) == (0, 2), view["counts"]
     unsent = [r for r in shop.recipients(campaign) if r.message_id is None]
     assert [(r.status, r.error_code) for r in unsent] == [("failed", "template_refused")] * 2
+    _assert_failed_event(shop, campaign, "template_refused")
 
 
 def test_a_scheduled_campaign_starts_when_the_scheduler_finds_it_due(
@@ -497,6 +519,7 @@ def test_an_account_deleted_mid_campaign_fails_the_rest_rather_than_sending_from
     assert all(r.error_message for r in unsent)
     assert batches.items == []  # no next batch
     assert _sent_from(fake_graph, successor) == []
+    _assert_failed_event(shop, campaign, "account_deleted")
 
 
 def test_a_draft_whose_account_was_deleted_is_not_sent_from_the_default(
