@@ -5,7 +5,8 @@ sent by ``send_outbound`` like any reply) and its ``csat.survey_sent`` event, wr
 in one transaction. The resend rule is the same for both triggers: a conversation
 whose latest survey was sent less than ``resend_window_hours`` ago gets no other
 (an agent's POST answers 409, the resolve transition sends nothing). So is opting out:
-a contact who opted out gets neither (409 ``opted_out``, nothing sent on resolve).
+a contact who opted out gets neither (409 ``opted_out``, nothing sent on resolve). A
+survey due on resolve but not sent is logged with its reason (``csat.survey_skipped``).
 """
 
 from __future__ import annotations
@@ -164,46 +165,68 @@ def on_resolved(
 ) -> CsatSurvey | None:
     """Called by the resolve transition (conversation locked): survey it if the tenant wants.
 
-    A survey that cannot be sent (say, WhatsApp's 24-hour window is closed) is skipped
-    in a savepoint, with its reason in the activity log (``csat.survey_skipped``):
-    resolving never fails because of its survey. A contact who opted
-    out gets none (an automatic survey is an unsolicited message), nor a conversation
-    the customer never wrote in.
+    A survey due on a channel the tenant surveys but not sent is logged with its reason
+    in the activity log (``csat.survey_skipped``, against the conversation, in the
+    resolve's transaction): the customer never wrote in it (``no_customer_message``), a
+    survey went out within the resend window (``survey_exists``), the contact opted out
+    (``opted_out``: an automatic survey is an unsolicited message), or the channel refused
+    it (say, WhatsApp's 24-hour window is closed: skipped in a savepoint; resolving never
+    fails because of its survey). A channel the tenant does not survey, and a conversation
+    that expired (nobody resolved it), are not skips: nothing is logged.
     """
     if reason not in SURVEYED_REASONS:
-        return None
-    if conversation.last_inbound_at is None:
-        # The customer never wrote in it (a campaign's, an agent's first message): there
-        # is no help of ours to rate, and resolving such conversations in bulk is cleanup.
         return None
     settings = csat_settings.for_transaction(session, ctx.tenant_id)
     if not settings.surveys(conversation.channel):
         return None
+    if conversation.last_inbound_at is None:
+        # The customer never wrote in it (a campaign's, an agent's first message): there
+        # is no help of ours to rate, and resolving such conversations in bulk is cleanup.
+        return _skipped(
+            session,
+            ctx,
+            conversation,
+            "no_customer_message",
+            "the customer never wrote in this conversation",
+        )
     if _recent(session, ctx.tenant_id, conversation.id, settings.resend_window_hours, now):
-        return None
+        return _skipped(
+            session,
+            ctx,
+            conversation,
+            SurveyExists.code,
+            f"a survey was sent within the last {settings.resend_window_hours} hours",
+        )
     if _opted_out(session, conversation):
-        return None  # they asked for no unsolicited messages; a survey is one
+        # They asked for no unsolicited messages; a survey is one.
+        return _skipped(
+            session, ctx, conversation, OptedOut.code, "the contact opted out of messages"
+        )
     try:
         with session.begin_nested():
             return _send(session, ctx, conversation, settings, trigger="resolve", now=now)
     except DomainError as error:
-        log.info(
-            "csat survey not sent for conversation %s: %s %s",
-            conversation.id,
-            error.code,
-            error,
-        )
-        # WHY: a log line is not where an operator looks for why a customer got no
-        # survey; the activity log, against the conversation, is.
-        activity.record(
-            session,
-            ctx,
-            "csat.survey_skipped",
-            "conversation",
-            conversation.id,
-            after={"reason": error.code, "message": str(error)[:2000]},
-        )
-        return None
+        return _skipped(session, ctx, conversation, error.code, str(error))
+
+
+def _skipped(
+    session: Session, ctx: Ctx, conversation: Conversation, reason: str, message: str
+) -> None:
+    """Log why the survey due on resolve was not sent (``csat.survey_skipped``).
+
+    WHY: a log line is not where an operator looks for why a customer got no survey; the
+    activity log, against the conversation, is (and a skip left no trace at all but the
+    channel's refusals).
+    """
+    log.info("csat survey not sent for conversation %s: %s %s", conversation.id, reason, message)
+    activity.record(
+        session,
+        ctx,
+        "csat.survey_skipped",
+        "conversation",
+        conversation.id,
+        after={"reason": reason, "message": message[:2000]},
+    )
 
 
 def _opted_out(session: Session, conversation: Conversation) -> bool:

@@ -18,6 +18,15 @@ from tests.csat.conftest import (
 from tests.waiting import wait_until
 
 
+def skipped(ws, conv: str) -> list[str]:
+    """The reasons of the conversation's ``csat.survey_skipped`` activity rows, oldest first."""
+    resp = ws.call("GET", f"/api/activity-logs?action=csat.survey_skipped&entity_id={conv}")
+    assert resp.status_code == 200, resp.text
+    rows = resp.json["items"]
+    assert all(row["entity_type"] == "conversation" and row["after"]["message"] for row in rows)
+    return [row["after"]["reason"] for row in reversed(rows)]
+
+
 def test_no_survey_on_resolve_unless_the_channel_is_enabled(ws):
     conv = conversation(ws)
     set_status(ws, conv, "resolved")
@@ -27,6 +36,8 @@ def test_no_survey_on_resolve_unless_the_channel_is_enabled(ws):
     set_status(ws, conv, "resolved")
     assert survey_messages(ws, conv) == []
     assert ws.call("GET", f"/api/conversations/{conv}/csat").status_code == 404
+    # Configuration, not a skip: nothing to explain in the activity log.
+    assert skipped(ws, conv) == []
 
 
 def test_resolving_sends_the_tenants_survey_once_per_window(ws):
@@ -54,6 +65,7 @@ def test_resolving_sends_the_tenants_survey_once_per_window(ws):
     set_status(ws, conv, "resolved")
     assert len(survey_messages(ws, conv)) == 1
     assert len(events(ws, "csat.survey_sent")) == 1
+    assert skipped(ws, conv) == ["survey_exists"]
 
     # Time moves past the window: the next resolve asks again.
     backdate_surveys(conv, hours=25)
@@ -63,6 +75,7 @@ def test_resolving_sends_the_tenants_survey_once_per_window(ws):
     latest = ws.call("GET", f"/api/conversations/{conv}/csat").json
     assert latest["id"] != survey["id"]
     assert len(events(ws, "csat.survey_sent")) == 2
+    assert skipped(ws, conv) == ["survey_exists"]
 
 
 def test_a_manual_survey_counts_for_the_window_and_bulk_resolve_surveys_each(ws):
@@ -149,6 +162,8 @@ def test_an_expired_conversation_gets_no_survey(ws):
     assert ws.call("GET", f"/api/conversations/{conv}").json["resolution_reason"] == "expired"
     assert survey_messages(ws, conv) == []
     assert events(ws, "csat.survey_sent") == []
+    # Not resolved by anyone: no survey was due (the resolution reason says why).
+    assert skipped(ws, conv) == []
 
 
 def test_a_contact_who_opted_out_gets_no_survey_on_resolve(ws):
@@ -162,6 +177,8 @@ def test_a_contact_who_opted_out_gets_no_survey_on_resolve(ws):
     assert ws.call("GET", f"/api/conversations/{conv}").json["status"] == "resolved"
     assert survey_messages(ws, conv) == []
     assert events(ws, "csat.survey_sent") == []
+    # Not sent, but not silently: the activity log says why, against the conversation.
+    assert skipped(ws, conv) == ["opted_out"]
 
     # Opted back in: the next resolve asks again.
     resp = ws.call("PATCH", f"/api/contacts/{contact_id}", json={"opted_out": False})
@@ -169,6 +186,7 @@ def test_a_contact_who_opted_out_gets_no_survey_on_resolve(ws):
     set_status(ws, conv, "open")
     set_status(ws, conv, "resolved")
     assert len(survey_messages(ws, conv)) == 1
+    assert skipped(ws, conv) == ["opted_out"]
 
 
 def test_a_conversation_the_customer_never_wrote_in_gets_no_survey(ws):
@@ -203,6 +221,8 @@ def test_a_conversation_the_customer_never_wrote_in_gets_no_survey(ws):
     set_status(ws, campaign_conversation, "resolved")
     assert survey_messages(ws, campaign_conversation) == []
     assert events(ws, "csat.survey_sent") == []
+    assert skipped(ws, campaign_conversation) == ["no_customer_message"]
+    assert skipped(ws, first) == []  # resolved while no channel was enabled
 
 
 def test_a_survey_the_channel_refused_on_resolve_is_logged_with_its_reason(ws):
