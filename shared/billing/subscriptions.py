@@ -119,7 +119,9 @@ def _shared(session: Session, model, row_id: uuid.UUID):
     return session.scalars(
         select(model)
         .where(model.id == row_id)
-        .with_for_update(key_share=True)
+        # NOTE: read=True: FOR KEY SHARE. key_share alone is FOR NO KEY UPDATE, which
+        # made every subscribe to a plan wait for any other workspace's in flight.
+        .with_for_update(read=True, key_share=True)
         .execution_options(populate_existing=True)
     ).one_or_none()
 
