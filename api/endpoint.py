@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -134,26 +135,46 @@ def _read_body(req: falcon.Request, limit: int) -> bytes:
     return raw
 
 
-#: PostgreSQL text cannot hold NUL; refusing it at the door keeps it out of every field.
-_JSON_NUL = b"\\u0000"
+#: What no text field can hold, by the escape that writes it in JSON and a message.
+#: PostgreSQL text cannot hold NUL; a lone UTF-16 surrogate (half an emoji: JSON joins a
+#: whole pair into one character) is not text in any encoding: stored, the database
+#: refused it (the safety net's anonymous 422); answered, the response could not be
+#: encoded (a 500). Refusing both at the door keeps them out of every field.
+_NOT_TEXT = (
+    (re.compile(rb"\\u0000"), re.compile("\x00"), "must not contain NUL characters"),
+    (
+        re.compile(rb"\\u[dD][89a-fA-F]"),
+        re.compile("[\ud800-\udfff]"),
+        "holds half of an emoji (a lone UTF-16 surrogate), which is not text",
+    ),
+)
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """The path (``items[2].name``) of the first string holding a NUL, or None."""
+def _unstorable_path(value: Any, bad: re.Pattern, path: str = "") -> str | None:
+    """The path (``items[2].name``) of the first string holding ``bad``, or None; for an
+    object key, the object's path (the key itself may not be writable in the answer)."""
     if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
+        return (path or "body") if bad.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return here
-            if found := _nul_path(item, here):
+            if bad.search(str(key)):
+                return path or "body"
+            if found := _unstorable_path(item, bad, f"{path}.{key}" if path else str(key)):
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            if found := _nul_path(item, f"{path}[{index}]"):
+            if found := _unstorable_path(item, bad, f"{path}[{index}]"):
                 return found
     return None
+
+
+def _refuse_unstorable_text(raw: bytes, data: Any) -> None:
+    # PERF: the byte search is the fast path; only a body holding such an escape is walked.
+    for escape, bad, message in _NOT_TEXT:
+        if escape.search(raw) and (field := _unstorable_path(data, bad)):
+            raise ValidationFailed(
+                "Text fields must hold text", details=[{"field": field, "message": message}]
+            )
 
 
 def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> BaseModel:
@@ -172,12 +193,7 @@ def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> Base
             "The request body is not valid JSON",
             details=[{"field": "body", "message": str(exc)[:200]}],
         ) from exc
-    # PERF: the byte search is the fast path; only a body that mentions \u0000 is walked.
-    if _JSON_NUL in raw and (field := _nul_path(data)):
-        raise ValidationFailed(
-            "Text fields must not contain NUL characters",
-            details=[{"field": field, "message": "must not contain NUL characters"}],
-        )
+    _refuse_unstorable_text(raw, data)
     if not isinstance(data, dict):
         raise BadRequest(
             "The request body must be a JSON object",

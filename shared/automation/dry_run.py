@@ -23,7 +23,6 @@ from shared.automation.compiled import CompiledRule, compiled_rule
 from shared.automation.effective import Control, Gate, Moment, explain, subject_of
 from shared.automation.evaluator import causation_of, decide, rendered_params
 from shared.automation.facts import changes_of, conversation_id_of, gather
-from shared.automation.problems import NOT_TEXT, not_text
 from shared.context import Ctx
 from shared.errors import NotFound, ValidationFailed
 from shared.events import Causation
@@ -137,10 +136,7 @@ _PAYLOAD_SHAPES: dict[str, tuple[type, str]] = {
 
 def _check_payload(payload: dict[str, Any]) -> None:
     """422 naming a test payload's field that an event never carries in that shape (the
-    facts would fail on it: a 500), or holding what is not text."""
-    bad = not_text(payload, "payload")
-    if bad is not None:
-        raise ValidationFailed.field(bad, NOT_TEXT)
+    facts would fail on it: a 500)."""
     for name, (shape, described) in _PAYLOAD_SHAPES.items():
         value = payload.get(name)
         if value is not None and not isinstance(value, shape):

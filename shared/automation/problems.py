@@ -6,13 +6,7 @@ Paths are dotted and indexed from the rule body's root (``conditions.conditions[
 
 from __future__ import annotations
 
-import re
-from typing import Any, NamedTuple
-
-#: A UTF-16 surrogate: in a decoded string, always half of a pair (JSON joins whole ones).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-#: What a value holding one is told.
-NOT_TEXT = "holds half of an emoji (a lone UTF-16 surrogate), which is not text"
+from typing import NamedTuple
 
 
 class Problem(NamedTuple):
@@ -49,27 +43,3 @@ def type_name(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def not_text(value: Any, path: str) -> str | None:
-    """The path of the first string in ``value`` (an object's keys too: the object's
-    path then) holding a lone surrogate, or None.
-
-    WHY: JSON accepts ``"\\ud83d"`` alone, but no text encoding does: stored, the
-    database refuses it; answered, the response cannot be encoded (a 500).
-    """
-    if isinstance(value, str):
-        return path if _SURROGATE.search(value) else None
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if isinstance(name, str) and _SURROGATE.search(name):
-                return path
-            found = not_text(item, key(path, str(name)))
-            if found is not None:
-                return found
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found = not_text(item, index(path, i))
-            if found is not None:
-                return found
-    return None

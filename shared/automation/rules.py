@@ -22,7 +22,6 @@ from shared import activity
 from shared.automation import actions as action_catalogue
 from shared.automation import clock
 from shared.automation.conditions import validate_conditions
-from shared.automation.problems import NOT_TEXT, not_text
 from shared.automation.views import RuleView
 from shared.config import get_settings
 from shared.context import Ctx
@@ -189,10 +188,6 @@ def validate_rule(
     ]
     action_problems = action_catalogue.validate_actions(body["actions"], path="actions")
     problems += [_problem(p.path, p.message, p.code) for p in action_problems]
-    for name in ("conditions", "actions"):
-        bad = not_text(body[name], name)
-        if bad is not None:
-            problems.append(_problem(bad, NOT_TEXT, "not_text"))
     if not action_problems:
         problems += _ownership_problems(
             session,

@@ -202,8 +202,8 @@ def test_dry_run_finds_the_event_by_either_id_and_follows_rule_edits(ws, other_w
 def test_dry_run_refuses_half_an_emoji_with_its_path(ws):
     """A lone surrogate (``\\ud83d``, half of an emoji's UTF-16 pair) is valid JSON but not
     text: in a test payload it reached the answer, whose encoding failed (a 500). Refused
-    like every other bad value: 422 naming where it is, in the payload or an unsaved rule,
-    which is also how a save refuses it."""
+    as every JSON body is read (tests/api/test_lone_surrogates.py): 422 naming where it is,
+    in the payload, an unsaved rule or a saved one."""
     rule = create_rule(ws)
     url = f"{RULES}/{rule['id']}/dry-run"
     json_body = {"Content-Type": "application/json"}
@@ -213,7 +213,7 @@ def test_dry_run_refuses_half_an_emoji_with_its_path(ws):
         '{"payload": {"attachments": [{"type": ["\\ud83d"]}]}}': "payload.attachments[0].type[0]",
         '{"rule": {"conditions": {"match": "all", "conditions": [{"attribute":'
         ' "message.content", "operator": "contains", "value": "\\ud83d"}]}}}': (
-            "conditions.conditions[0].value"
+            "rule.conditions.conditions[0].value"
         ),
     }
     for body, field in cases.items():
