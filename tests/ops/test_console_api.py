@@ -224,7 +224,9 @@ def test_actors_percentiles_and_tenant_breakdown(client, worker, broker, workspa
         rows = overview(client)["tenants"].get("test_ops_pause", [])
         by_tenant = {row["tenant_id"]: row for row in rows}
         mine = by_tenant.get(workspace.tenant["id"], {})
-        return rows if mine.get("processed") == 5 else None
+        other = by_tenant.get(quiet.tenant["id"], {})
+        # NOTE: a job's count lands after it ran: wait for both tenants' rows, not one.
+        return rows if (mine.get("processed"), other.get("processed")) == (5, 1) else None
 
     rows = wait_until(counted, timeout=10)
     assert rows[0]["tenant_id"] == workspace.tenant["id"] and rows[0]["enqueued"] == 5
