@@ -69,13 +69,17 @@ def transfer(
                 {"field": "to_division_id", "message": "required without to_agent_id"},
             ],
         )
+    # NOTE (lock order): the agent before the conversation, as an agent's deletion locks
+    # them (the agent, then their conversations). The other way round, a transfer of an
+    # agent's conversation back to them (into another division) while they were being
+    # deleted waited for the deletion, which waited for the conversation: a deadlock.
+    if to_agent_id is not None:
+        convs.live_agent(session, ctx, to_agent_id, "to_agent_id")
     conversation = get_conversation(session, ctx, conversation_id, for_update=True)
     if not ctx.can(MANAGE) and not (
         conversation.assignee_id is not None and ctx.is_self(conversation.assignee_id)
     ):
         raise Forbidden(f"Only the assigned agent or '{MANAGE}' may transfer this conversation")
-    if to_agent_id is not None:
-        convs.live_agent(session, ctx, to_agent_id, "to_agent_id")
     if to_division_id is not None:
         convs.division_to_move_into(session, ctx, conversation, to_division_id, "to_division_id")
     from_agent, from_division = conversation.assignee_id, conversation.division_id
