@@ -32,6 +32,13 @@ def takeover(session: Session, ctx: Ctx, conversation_id: uuid.UUID) -> Conversa
     """
     if ctx.user_id is None:
         raise Forbidden("Only an agent can take over a conversation")
+    # NOTE: the caller's row share-locked first, as an assignment's agent (live_agent): a
+    # takeover committing while the caller was being deleted left the conversation, its
+    # AI paused, assigned to the deleted agent (the deletion had unassigned the rest).
+    try:
+        convs.live_agent(session, ctx, ctx.user_id, "user")
+    except ValidationFailed as exc:
+        raise Forbidden("Only a live agent can take over a conversation") from exc
     conversation = get_conversation(session, ctx, conversation_id, for_update=True)
     previous = conversation.assignee_id
     if not conversation.ai_active:

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from shared.context import Ctx
 from shared.db import get_sessionmaker, session_scope
-from shared.identity.agents import get_agent
+from shared.identity.agents import delete_agent, get_agent
 from shared.models import Conversation
-from tests.inbox_conversations.conftest import add_conversation, add_division, tid
-from tests.lock_races import blocked_on_a_lock
+from tests.inbox_conversations.conftest import add_conversation, add_division, row, tid
+from tests.lock_races import blocked_on_a_lock, race
 
 
 def _assigned_to(ws, agent_id: str) -> list[str]:
@@ -126,3 +126,22 @@ def test_a_change_naming_the_agent_being_deleted_waits_for_it_without_a_deadlock
         assert deleted == 204
         assert changed.status_code in (200, 404, 422), changed.text
         assert _assigned_to(ws, agent["id"]) == []
+
+
+def test_a_takeover_by_an_agent_being_deleted_leaves_nothing_assigned_to_them(workspace):
+    """An agent taking a conversation over from its AI while their deletion ran: the
+    deletion unassigned what they held, then the takeover committed, and the conversation
+    (its AI paused) stayed assigned to an agent who no longer exists; nobody answered it."""
+    ws = workspace
+    agent, token = ws.create_agent()
+    conversation = add_conversation(ws, ai_active=True)
+    deleting = get_sessionmaker()()
+    delete_agent(deleting, Ctx.system(tid(ws)), uuid.UUID(agent["id"]))
+    deleting.flush()
+    taken = race(
+        deleting,
+        lambda: ws.call("POST", f"/api/conversations/{conversation}/takeover", token=token),
+    )
+    assert taken.status_code == 403, taken.text
+    assert _assigned_to(ws, agent["id"]) == []
+    assert row(conversation).ai_active is True
