@@ -432,12 +432,43 @@ def default_account(
     ).one_or_none()
 
 
+class SwitchedOffAccount(Conflict):
+    """409 ``account_disabled`` / ``channel_disabled``: the account a request acts through
+    is switched off (:func:`switched_off`); ``details`` name it."""
+
+    def __init__(self, account: IntegrationAccount, off: SwitchedOff, *, named: bool):
+        which = "" if named else "default "
+        label = f"The {which}{account.channel} account '{account.name}' ({account.id})"
+        if off.code == ACCOUNT_DISABLED:
+            hint = f"is disabled; enable it with PATCH /api/integration-accounts/{account.id}"
+        else:
+            hint = (
+                f"cannot be used: the {account.channel} channel is switched off; enable it"
+                f" with PUT /api/integrations/{account.channel}"
+            )
+        super().__init__(f"{label} {hint}", details=[{"integration_account_id": str(account.id)}])
+        self.code = off.code
+
+
 def named_or_default(
-    session: Session, tenant_id: uuid.UUID, channel: str, account_id: uuid.UUID | None
+    session: Session,
+    tenant_id: uuid.UUID,
+    channel: str,
+    account_id: uuid.UUID | None,
+    *,
+    switched_off_too: bool = False,
 ) -> IntegrationAccount | None:
     """The tenant's ``channel`` account ``account_id``; without an id, its default (else its
     oldest): the account a request that may name one acts through. None when there is none
-    (another tenant's or another channel's id included)."""
+    (another tenant's or another channel's id included).
+
+    Raises :class:`SwitchedOffAccount` (409) when that account is switched off: never
+    another account instead, the caller asked for this one (or for the default).
+    ``switched_off_too`` returns it anyway, for what exists to diagnose or remove it.
+
+    WHY: WhatsApp insights and the persistent menu called Meta with a disabled account's
+    token (or a switched-off channel's), as if the admin's switch meant nothing there.
+    """
     query = select(IntegrationAccount).where(
         IntegrationAccount.tenant_id == tenant_id, IntegrationAccount.channel == channel
     )
@@ -447,7 +478,11 @@ def named_or_default(
         query = query.order_by(
             IntegrationAccount.is_default.desc(), IntegrationAccount.created_at
         ).limit(1)
-    return session.scalars(query).first()
+    account = session.scalars(query).first()
+    off = switched_off(account) if account is not None and not switched_off_too else None
+    if off is not None:
+        raise SwitchedOffAccount(account, off, named=account_id is not None)
+    return account
 
 
 def create_account(

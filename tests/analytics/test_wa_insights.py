@@ -300,3 +300,54 @@ def test_figures_in_a_shape_meta_does_not_document_are_502_not_500(ws, waba, kin
     assert resp.status_code == 502, resp.text
     assert resp.json["error"]["code"] == "meta_api_error"
     assert "not in the documented shape" in resp.json["error"]["message"]
+
+
+def _patch_status(ws, account_id: str, status: str) -> None:
+    resp = ws.call("PATCH", f"/api/integration-accounts/{account_id}", json={"status": status})
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_disabled_account_named_or_default_is_409_naming_it_and_meta_is_not_asked(ws, waba):
+    """A disabled account's token was still sent to Meta: an admin who disabled a number
+    had its insights read with it, and a disabled default was read as if it worked. The
+    account named, or the default, is refused with 409 naming it; never another account."""
+    graph, _ = waba
+    default_id = ws.call("GET", "/api/integration-accounts").json["items"][0]["id"]
+    other_waba = str(uuid.uuid4().int)[:15]
+    graph.waba[other_waba] = WabaAnalytics()
+    other_id = whatsapp_account(ws, other_waba, default=False)
+    _patch_status(ws, default_id, "disabled")
+    graph.requests.clear()
+
+    for params in (RANGE, RANGE | {"integration_account_id": default_id}):
+        resp = ws.call("GET", "/api/wa-insights/messages", params=params)
+        assert resp.status_code == 409, resp.text
+        error = resp.json["error"]
+        assert error["code"] == "account_disabled", error
+        assert default_id in error["message"] and "disabled" in error["message"]
+        assert error["details"] == [{"integration_account_id": default_id}]
+    assert graph.requests == []
+
+    # The other account, named, still answers.
+    resp = ws.call(
+        "GET", "/api/wa-insights/messages", params=RANGE | {"integration_account_id": other_id}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"data": []}
+    # Enabled again, the default answers again.
+    _patch_status(ws, default_id, "active")
+    assert ws.call("GET", "/api/wa-insights/messages", params=RANGE).status_code == 200
+
+
+def test_a_switched_off_channel_is_409_channel_disabled(ws, waba):
+    graph, _ = waba
+    resp = ws.call("PUT", "/api/integrations/whatsapp", json={"enabled": False})
+    assert resp.status_code == 200, resp.text
+    graph.requests.clear()
+    resp = ws.call("GET", "/api/wa-insights/templates", params=RANGE)
+    assert resp.status_code == 409, resp.text
+    assert resp.json["error"]["code"] == "channel_disabled"
+    assert "switched off" in resp.json["error"]["message"]
+    assert graph.requests == []
+    ws.call("PUT", "/api/integrations/whatsapp", json={"enabled": True})
+    assert ws.call("GET", "/api/wa-insights/templates", params=RANGE).status_code == 200

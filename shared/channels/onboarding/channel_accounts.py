@@ -18,17 +18,26 @@ LABELS = {"whatsapp": "WhatsApp", "instagram": "Instagram", "messenger": "Messen
 
 
 def meta_account(
-    session: Session, ctx: Ctx, channel: str, account_id: uuid.UUID | None
+    session: Session,
+    ctx: Ctx,
+    channel: str,
+    account_id: uuid.UUID | None,
+    *,
+    switched_off_too: bool = False,
 ) -> tuple[IntegrationAccount, str]:
     """The tenant's ``channel`` account ``account_id`` (default: the channel's default
     account) and its token: 404 without one (another tenant's or channel's id included),
-    409 when it holds no ``access_token``.
+    409 when it holds no ``access_token``, or when it is switched off unless
+    ``switched_off_too`` (:func:`.accounts.named_or_default`: what diagnoses or removes
+    an account works on a disabled one).
 
     NOTE: read without a lock: a rejected token is marked ``error`` from another
     transaction (:mod:`.meta_calls`), which must not wait for this one.
     """
     label = LABELS[channel]
-    account = accounts.named_or_default(session, ctx.tenant_id, channel, account_id)
+    account = accounts.named_or_default(
+        session, ctx.tenant_id, channel, account_id, switched_off_too=switched_off_too
+    )
     if account is None:
         raise NotFound(
             f"No {label} integration account"

@@ -189,10 +189,11 @@ def disconnect(session: Session, ctx: Ctx, account_id: uuid.UUID) -> None:
     """Unsubscribe the Page at Meta, then delete its account (emits disconnected).
 
     The subscription stays when another account (an Instagram account linked to the
-    Page, maybe another tenant's) still receives through it.
+    Page, maybe another tenant's) still receives through it. A disabled account (or one
+    of a switched-off channel) is disconnected too: removing it is what the admin wants.
     """
     ctx.require(accounts.PERMISSION)
-    account, token = meta_account(session, ctx, CHANNEL, account_id)
+    account, token = meta_account(session, ctx, CHANNEL, account_id, switched_off_too=True)
     if not page_subscriptions.still_used(session, account.external_id, besides=account.id):
         page_subscriptions.unsubscribe(ctx, account, account.external_id, token)
     accounts.delete_account(session, ctx, account.id)

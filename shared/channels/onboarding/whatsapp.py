@@ -162,9 +162,12 @@ def _chosen_number(
 
 
 def health(session: Session, ctx: Ctx, account_id: uuid.UUID | None) -> dict[str, Any]:
-    """What Meta says about the number: quality, limits, status and whether it can send."""
+    """What Meta says about the number: quality, limits, status and whether it can send.
+
+    Also of a disabled account or a switched-off channel: it is how an admin sees why a
+    number broke (and whether it can send) before enabling it again."""
     ctx.require(accounts.PERMISSION)
-    account, token = meta_account(session, ctx, "whatsapp", account_id)
+    account, token = meta_account(session, ctx, "whatsapp", account_id, switched_off_too=True)
     with meta_calls.calling("reading the number's health", ctx=ctx, account=account):
         answer = graph_client().request(
             "GET", account.external_id, token, params={"fields": HEALTH_FIELDS}
