@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from shared.event_types import CATALOGUE
+from shared.schemas.campaigns import CampaignCounts, CampaignView
 
 #: Sent only by the test endpoint; not in the catalogue, so nobody subscribes to it.
 TEST_EVENT = "webhook.test"
@@ -61,8 +62,58 @@ _SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+def _campaign_sample(event_type: str) -> dict[str, Any]:
+    """A ``campaign.*`` event's ``data``: the campaign's view (its GET, with counts), built
+    with :class:`CampaignView` as the real events are, in the state the event leaves it.
+
+    WHY: the sample was the generic ``{id, created_at}``; receivers written from it never
+    saw the status, counts or, on ``campaign.failed``, the reason the real event carries.
+    """
+    status = event_type.split(".", 1)[1]
+    ended = {"completed": _SAMPLE_AT} if status == "completed" else {}
+    failure = (
+        {"error_code": "template_refused", "error_message": "The template is no longer approved"}
+        if status == "failed"
+        else {}
+    )
+    counts = CampaignCounts(total=3, sent=2, delivered=2, read=1, replied=1, failed=1)
+    if status == "started":
+        counts = CampaignCounts(total=3, pending=3)
+    view = {
+        "id": _SAMPLE_ID,
+        "name": "Spring sale",
+        "status": "running" if status == "started" else status,
+        "channel": "whatsapp",
+        "integration_account_id": _SAMPLE_ID,
+        "body": None,
+        "template": {
+            "name": "order_update",
+            "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{name}}"}]}],
+        },
+        "scheduled_at": None,
+        "timezone": None,
+        "started_at": _SAMPLE_AT,
+        "completed_at": None,
+        "cancelled_at": _SAMPLE_AT if status == "cancelled" else None,
+        "error_code": None,
+        "error_message": None,
+        "created_by": _SAMPLE_ID,
+        "created_at": _SAMPLE_AT,
+        "updated_at": _SAMPLE_AT,
+        "counts": counts,
+    }
+    return CampaignView.model_validate(view | ended | failure).model_dump(mode="json")
+
+
+#: Sample builders per event family whose ``data`` depends on the event type.
+_BUILT_SAMPLES = {"campaign": _campaign_sample}
+
+
 def sample_data(event_type: str) -> dict[str, Any]:
     family = event_type.split(".", 1)[0]
+    if family in _BUILT_SAMPLES:
+        return _BUILT_SAMPLES[family](event_type)
     return dict(_SAMPLES.get(family, {"id": str(_SAMPLE_ID), "created_at": _SAMPLE_AT}))
 
 
