@@ -134,15 +134,23 @@ def sweep(session: Session, *, after_seconds: float = 10.0, limit: int = 1000) -
     return len(tenants)
 
 
+#: NOTE: the key of an event whose dispatch gave up (``failed``) was written by the
+#: reconcile's recount of its day (``shared.analytics.reconcile``), and such an event can
+#: be revived from its dead letter at any time, long after that day left the recount's
+#: window: its key stays while the event is failed (the outbox's retention ends that).
 _PURGE_COUNTED = text(
     """
     DELETE FROM analytics_events WHERE event_id IN (
-        SELECT event_id FROM analytics_events
-         WHERE counted_at < now() - make_interval(days => :days) LIMIT :limit)
+        SELECT a.event_id FROM analytics_events a
+         WHERE a.counted_at < now() - make_interval(days => :days)
+           AND NOT EXISTS (SELECT 1 FROM outbox_events o
+                            WHERE o.id = a.event_id AND o.status = 'failed')
+         LIMIT :limit)
     """
 )
 
 
 def purge_counted(session: Session, *, limit: int = PURGE_BATCH) -> int:
-    """Drop one batch of processed keys older than :data:`KEEP_COUNTED_DAYS`; how many."""
+    """Drop one batch of processed keys older than :data:`KEEP_COUNTED_DAYS`, but never
+    one of an event that may still be revived; how many."""
     return session.execute(_PURGE_COUNTED, {"days": KEEP_COUNTED_DAYS, "limit": limit}).rowcount

@@ -532,6 +532,74 @@ def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
     assert inbound_yesterday() == 1
 
 
+def test_an_event_revived_a_week_after_the_reconcile_recounted_its_day_counts_once(ws, monkeypatch):
+    """Dead letters wait for an operator with no time limit, but the processed key the
+    recount wrote for a failed event was purged with the others after a week: revived
+    then, the event counted its message a second time, into a day no reconcile looks
+    at again. The key stays while its event is failed (and so can still be revived)."""
+    from shared.analytics import reconcile
+
+    tenant = uuid.UUID(ws.tenant["id"])
+    conversation = backdate(ws, 1, messages=0)
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
+                " sender_type, status, body, created_at, updated_at) VALUES"
+                " (gen_random_uuid(), :t, :c, 'api', 'inbound', 'contact', 'received', 'x',"
+                " :at, :at)"
+            ),
+            {"t": tenant, "c": conversation, "at": at},
+        )
+        event_id = session.scalar(
+            text(
+                "INSERT INTO outbox_events (id, tenant_id, type, actor_type, data, occurred_at,"
+                " status) VALUES (gen_random_uuid(), :t, 'message.created', 'contact',"
+                " CAST(:data AS jsonb), :at, 'failed') RETURNING id"
+            ),
+            {
+                "t": tenant,
+                "at": at,
+                "data": json.dumps(
+                    {"channel": "api", "direction": "inbound", "created_at": at.isoformat()}
+                ),
+            },
+        )
+    with session_scope() as session:
+        assert reconcile.reconcile_tenant(session, tenant, days=3).days_checked == 3
+    # A week and more goes by (the day long out of the recount's window) and the nightly
+    # run purges the processed keys counted before it.
+    monkeypatch.setattr(intake, "KEEP_COUNTED_DAYS", 0)
+    with session_scope() as session:
+        intake.purge_counted(session)
+    monkeypatch.undo()
+
+    def inbound_messages() -> int:
+        with session_scope() as session:
+            return session.scalar(
+                text(
+                    "SELECT coalesce(sum(inbound_messages), 0) FROM analytics_daily"
+                    " WHERE tenant_id = :t"
+                ),
+                {"t": tenant},
+            )
+
+    assert inbound_messages() == 1
+    from workers.actors.events import dispatch_event
+
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE outbox_events SET status = 'pending' WHERE id = :id"), {"id": event_id}
+        )
+    dispatch_event.send(str(event_id))
+    wait_until(
+        lambda: _outbox_status(event_id) == "processed" or None, "the event is dispatched", 10
+    )
+    wait_settled(ws)
+    assert inbound_messages() == 1
+
+
 def _outbox_status(event_id) -> str:
     with session_scope() as session:
         return session.scalar(
