@@ -33,15 +33,17 @@ def storable_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def lock_key(session: Session, key: str) -> None:
-    """Take the transaction-scoped advisory lock named ``key`` (freed at commit or rollback).
+def lock_key(session: Session, key: str, *, shared: bool = False) -> None:
+    """Take the transaction-scoped advisory lock named ``key`` (freed at commit or rollback);
+    ``shared``: alongside other shared holders, waiting only for an exclusive one.
 
     How a cap holds under concurrency: two creates that count, then insert, both pass the
     count unless each takes the same lock before counting. An advisory lock, not a row
     lock, so the rows the cap is about (an agent, a tenant) stay free for their other
     writers.
     """
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    take = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+    session.execute(select(take(func.hashtextextended(key, 0))))
 
 
 def count_under_lock(session: Session, key: str, counted: Select[Any]) -> int:

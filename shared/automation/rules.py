@@ -36,7 +36,7 @@ from shared.models import (
     WebhookEndpoint,
 )
 from shared.pagination import Page, paginate
-from shared.sql import contains_pattern
+from shared.sql import contains_pattern, lock_key
 
 VIEW = "automation.view"
 MANAGE = "automation.manage"
@@ -219,10 +219,6 @@ def bump_rules_version(session: Session, tenant_id: uuid.UUID) -> int:
     return session.scalar(stmt)
 
 
-def _rules_key(tenant_id: uuid.UUID) -> Any:
-    return func.hashtextextended(f"automation_rules:{tenant_id}", 0)
-
-
 def hold_rules(session: Session, tenant_id: uuid.UUID) -> None:
     """Wait for the tenant's evaluations in flight, and keep new ones waiting, until the
     caller commits: taken first by every change of a rule (:func:`get_rule` ``for_update``).
@@ -238,14 +234,14 @@ def hold_rules(session: Session, tenant_id: uuid.UUID) -> None:
     made a cycle with it. Taken first, before any row, this one waits for nothing the
     evaluation could be waiting for.
     """
-    session.execute(select(func.pg_advisory_xact_lock(_rules_key(tenant_id))))
+    lock_key(session, f"automation_rules:{tenant_id}")
 
 
 def hold_rules_shared(session: Session, tenant_ids: set[uuid.UUID]) -> None:
     """The evaluation's side of :func:`hold_rules`: shared (evaluations do not wait for
     each other), tenants in order."""
     for tenant_id in sorted(tenant_ids):
-        session.execute(select(func.pg_advisory_xact_lock_shared(_rules_key(tenant_id))))
+        lock_key(session, f"automation_rules:{tenant_id}", shared=True)
 
 
 def rules_version(session: Session, tenant_id: uuid.UUID) -> int:
