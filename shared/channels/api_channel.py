@@ -44,14 +44,6 @@ PERMISSION = accounts.PERMISSION
 REPORTABLE_STATUSES = ("delivered", "read", "failed")
 
 
-class AccountDisabled(Conflict):
-    code = accounts.ACCOUNT_DISABLED
-
-
-class ChannelDisabled(Conflict):
-    code = accounts.CHANNEL_DISABLED
-
-
 @dataclass(frozen=True, slots=True)
 class ContactIdentity:
     """Who the contact is in the caller's system; ``None`` fields are left as stored."""
@@ -79,10 +71,8 @@ def api_account_of(
     if account.channel != api_account.CHANNEL:
         raise NotFound("Not an api-channel integration account")
     off = accounts.switched_off(account) if active else None
-    if off is not None and off.code == accounts.CHANNEL_DISABLED:
-        raise ChannelDisabled("The api channel is switched off; enable its integration to post")
     if off is not None:
-        raise AccountDisabled("The integration account is disabled; enable it to post")
+        raise accounts.SwitchedOffAccount(account, off, named=True)
     return account
 
 
