@@ -343,8 +343,8 @@ class EvaluationResource:
 # ---------------------------------------------------------------- usage
 
 _RANGE = (
-    " `from` and `to` are dates (UTC days, inclusive); left out, the last 30 days."
-    " `from` after `to`, or more than 366 days: 422."
+    " `from` and `to` are dates, `YYYY-MM-DD` (UTC days, inclusive); left out, the last"
+    " 30 days. Another form, `from` after `to`, or more than 366 days: 422."
 )
 
 

@@ -79,8 +79,8 @@ class CsatAnalyticsResource:
         response=CsatReport,
         errors=(422,),
         description="The shape of `/api/analytics/csat` over the local days `from`..`to`"
-        " (default: the last 30), filtered by the agent, division and channel each survey"
-        " was sent under. `period` is `from/to`.",
+        " (`YYYY-MM-DD`, else 422; default: the last 30), filtered by the agent, division"
+        " and channel each survey was sent under. `period` is `from/to`.",
         tags=TAGS,
     )
     def on_get(self, req, resp, *, ctx, query: CsatAnalyticsQuery):

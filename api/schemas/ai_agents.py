@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from api.schemas.common import Input, ListQuery, Query, ReportDay
+from api.schemas.common import DayParam, Input, ListQuery, Query
 from shared.ai.products import ProductFields
 from shared.models.ai import ASSIGNMENT_MODES, HANDOFF_KINDS, ORCHESTRATION_MATCHES, PROVIDERS
 
@@ -137,8 +137,8 @@ class EvaluationListQuery(ListQuery):
 
 
 class UsageQuery(Query):
-    from_: ReportDay | None = Field(None, alias="from")
-    to: ReportDay | None = None
+    from_: DayParam | None = Field(None, alias="from")
+    to: DayParam | None = None
 
 
 class ProductBody(ProductFields, Input):

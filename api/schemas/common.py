@@ -26,8 +26,10 @@ from shared.time_bounds import EARLIEST_DAY, LATEST_DAY
 T = TypeVar("T")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-#: A day a report may be asked for (``shared.time_bounds`` says why it is bounded).
-ReportDay = Annotated[dt.date, Field(ge=EARLIEST_DAY, le=LATEST_DAY)]
+#: A date-only query parameter (``YYYY-MM-DD``): taken as text and read by the service with
+#: :func:`shared.time_bounds.parse_day`, so every route answers the same 422 naming it.
+#: (Pydantic's ``date`` also reads ``1704067200`` and ``2024-01-01T00:00:00Z`` as a day.)
+DayParam = Annotated[str, Field(max_length=32, json_schema_extra={"format": "date"})]
 
 
 def _in_supported_years(value: dt.datetime) -> dt.datetime:

@@ -6,7 +6,7 @@ import uuid
 
 from pydantic import Field, StrictInt
 
-from api.schemas.common import Input, Query, ReportDay
+from api.schemas.common import DayParam, Input, Query
 
 MAX_COMMENT_CHARS = 2000
 
@@ -20,9 +20,9 @@ class RatingBody(Input):
 
 class CsatAnalyticsQuery(Query):
     #: First local day (tenant timezone), included; default: 29 days before ``to``.
-    from_: ReportDay | None = Field(None, alias="from")
+    from_: DayParam | None = Field(None, alias="from")
     #: Last local day, included; default: today.
-    to: ReportDay | None = None
+    to: DayParam | None = None
     agent_id: uuid.UUID | None = None
     division_id: uuid.UUID | None = None
     channel: str | None = Field(None, max_length=16)

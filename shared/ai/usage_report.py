@@ -21,6 +21,7 @@ from shared.ai import agents
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import AiAgent, AiUsageDaily
+from shared.time_bounds import parse_day
 
 #: Longest range one report covers (a year and a leap day).
 MAX_DAYS = 366
@@ -28,8 +29,13 @@ DEFAULT_DAYS = 30
 COUNTERS = ("replies", "test_replies", "handoffs", "prompt_tokens", "completion_tokens", "cost")
 
 
-def resolve_range(start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
-    """The inclusive range to report, defaults filled, or a 422 naming the bad bound."""
+def resolve_range(from_: str | None, to: str | None) -> tuple[dt.date, dt.date]:
+    """The inclusive range to report, defaults filled, or a 422 naming the bad bound.
+
+    ``from_`` and ``to`` are as the client sent them: ``YYYY-MM-DD``, read by
+    :func:`shared.time_bounds.parse_day` as every date-only parameter is.
+    """
+    start, end = parse_day(from_, "from"), parse_day(to, "to")
     span = dt.timedelta(days=DEFAULT_DAYS - 1)
     if end is None:
         end = start + span if start else dt.datetime.now(dt.UTC).date()
@@ -63,8 +69,8 @@ def agent_usage(
     ctx: Ctx,
     agent_id: uuid.UUID,
     *,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
+    start: str | None = None,
+    end: str | None = None,
 ) -> dict[str, Any]:
     """One agent's days (zero-filled, oldest first) and totals; 404 for another tenant's."""
     agents.get_agent(session, ctx, agent_id)
@@ -96,7 +102,7 @@ def agent_usage(
 
 
 def usage_summary(
-    session: Session, ctx: Ctx, *, start: dt.date | None = None, end: dt.date | None = None
+    session: Session, ctx: Ctx, *, start: str | None = None, end: str | None = None
 ) -> dict[str, Any]:
     """Every AI agent's totals over the range (agents without usage show zeros), and the sum."""
     ctx.require(agents.VIEW)

@@ -19,15 +19,17 @@ from shared.analytics.local_time import tenant_zone, today
 from shared.context import Ctx
 from shared.errors import ValidationFailed
 from shared.models import CsatSurvey, User
+from shared.time_bounds import parse_day
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
 
 def _range(
-    session: Session, ctx: Ctx, first: dt.date | None, last: dt.date | None
+    session: Session, ctx: Ctx, start: str | None, end: str | None
 ) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
     tz = tenant_zone(session, ctx.tenant_id)
+    first, last = parse_day(start, "from"), parse_day(end, "to")
     last = last or today(tz)
     first = first or last - dt.timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
@@ -47,8 +49,8 @@ def report(
     session: Session,
     ctx: Ctx,
     *,
-    first: dt.date | None = None,
-    last: dt.date | None = None,
+    first: str | None = None,
+    last: str | None = None,
     agent_id: uuid.UUID | None = None,
     division_id: uuid.UUID | None = None,
     channel: str | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from shared.db import session_scope
@@ -182,3 +183,43 @@ def test_the_nightly_reconcile_recounts_csat_from_the_surveys(ws, client):
     with session_scope() as session:
         again = reconcile.reconcile_tenant(session, tenant, days=3)
     assert again.corrections["csat_rows"] == 0
+
+
+#: Every date-only query parameter of the API (API.md): the path, its parameter, and the
+#: other parameters the route needs to reach the date check.
+DATE_PARAMETERS = [
+    ("/api/csat-surveys/analytics", "from", {}),
+    ("/api/csat-surveys/analytics", "to", {}),
+    ("/api/ai-agents/usage", "from", {}),
+    ("/api/ai-agents/usage", "to", {}),
+    ("/api/wa-insights/messages", "start", {"end": "2026-11-02"}),
+    ("/api/wa-insights/messages", "end", {"start": "2026-11-01"}),
+]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "1704067200",  # a Unix timestamp: read as 2024-01-01
+        "2024-01-01T00:00:00Z",  # a datetime at midnight: read as its day
+        "2024-01-01T00:00:00",
+        "20240101",
+        "2024-W01-1",
+    ],
+)
+def test_every_date_parameter_reads_only_yyyy_mm_dd_with_one_422(ws, bad):
+    """CSAT analytics (and the AI usage report) took ``from=1704067200`` and
+    ``2024-01-01T00:00:00Z`` for 2024-01-01, and answered other forms with a 400 in
+    pydantic's words, while WhatsApp insights took only ``YYYY-MM-DD``. A client could not
+    tell which form a date parameter wants: every one now answers the same 422 naming it."""
+    answers = []
+    for path, field, others in DATE_PARAMETERS:
+        resp = ws.call("GET", path, params=others | {field: bad})
+        assert resp.status_code == 422, (path, field, resp.text)
+        error = resp.json["error"]
+        assert error["code"] == "validation_error"
+        (detail,) = error["details"]
+        assert detail["field"] == field, (path, resp.text)
+        assert "YYYY-MM-DD" in detail["message"]
+        answers.append(detail["message"])
+    assert len(set(answers)) == 1, answers
