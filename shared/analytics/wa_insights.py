@@ -23,7 +23,9 @@ every in-request Graph call does (:mod:`shared.channels.meta_calls`): 502 when M
 fails or answers figures in a shape these readers do not know, 429 when it throttles,
 409 when it rejects the token (the account is then marked ``error``), each naming
 Meta's code and message. Ranges are checked first
-(:func:`shared.analytics.periods.date_range`), so a bad one never reaches Meta.
+(:func:`shared.analytics.periods.date_range`, then :func:`_within_metas_days`), so a bad
+one never reaches Meta: ``start`` falls between :data:`EARLIEST_START` and tomorrow in the
+tenant's timezone.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import redis
 from sqlalchemy.orm import Session
 
 from shared import redis_client
+from shared.analytics.local_time import tenant_zone, today
 from shared.analytics.periods import date_range
 from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials, named_or_default
@@ -58,6 +61,11 @@ CACHE_SECONDS = 300
 TEMPLATE_IDS_PER_CALL = 10
 #: Templates asked for per page of ``message_templates``.
 TEMPLATE_PAGE_SIZE = 100
+#: The earliest ``start`` asked of Meta. WhatsApp Business has no figures before then (and
+#: Meta's own lookback is shorter: a year for messages and conversations, 90 days for
+#: templates, which Meta enforces itself); a day before 1970 went to Meta as a negative
+#: Unix timestamp.
+EARLIEST_START = dt.date(2015, 1, 1)
 #: Pages of templates one answer reads: 6,000 templates, the most Meta lets one WABA
 #: hold. A listing longer than that (a cursor that never ends) answers 409.
 MAX_TEMPLATE_PAGES = 60
@@ -86,6 +94,27 @@ def _account(
             "integration_account_id", "the WhatsApp account needs a waba_id and an access_token"
         )
     return account, waba_id, token
+
+
+def _within_metas_days(session: Session, ctx: Ctx, first: dt.date) -> None:
+    """422 naming ``start`` for a range Meta cannot have figures for.
+
+    Meta counts UTC days, and the UTC day may be the tenant's tomorrow (a zone behind
+    UTC): a range may start as late as tomorrow in the tenant's timezone, not later (it
+    would lie entirely in the future). Not before :data:`EARLIEST_START`.
+    """
+    if first < EARLIEST_START:
+        raise ValidationFailed.field(
+            "start",
+            f"must not be before {EARLIEST_START}: WhatsApp Business has no figures before then",
+        )
+    latest = today(tenant_zone(session, ctx.tenant_id)) + dt.timedelta(days=1)
+    if first > latest:
+        raise ValidationFailed.field(
+            "start",
+            f"must not be after {latest} (tomorrow in the tenant's timezone):"
+            " Meta has no figures for days to come",
+        )
 
 
 def _unix(day: dt.date) -> int:
@@ -225,6 +254,7 @@ def insights(
 ) -> dict[str, Any]:
     """``{"data": [...]}`` of one kind for the range, from the cache or from Meta."""
     first, last = date_range(start, end)
+    _within_metas_days(session, ctx, first)
     account, waba_id, token = _account(session, ctx, account_id)
     cache_key = redis_client.key("wa-insights", kind, str(account.id), str(first), str(last))
     cached = _cache_get(cache_key)

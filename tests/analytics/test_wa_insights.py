@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,6 +12,7 @@ from shared.analytics import wa_insights
 from shared.channels import accounts
 from shared.context import Ctx
 from shared.db import session_scope
+from tests.analytics.conftest import set_timezone
 from tests.peers.environment import environment
 from tests.peers.fixtures import fake_graph, fake_graph_server  # noqa: F401
 from tests.peers.graph import WabaAnalytics
@@ -351,3 +353,48 @@ def test_a_switched_off_channel_is_409_channel_disabled(ws, waba):
     assert graph.requests == []
     ws.call("PUT", "/api/integrations/whatsapp", json={"enabled": True})
     assert ws.call("GET", "/api/wa-insights/templates", params=RANGE).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        # Entirely in the future: Meta was asked, and the empty answer cached.
+        ({"start": "2999-01-01", "end": "2999-01-02"}, "tomorrow in the tenant's timezone"),
+        # Before 1970: sent to Meta as negative Unix timestamps.
+        ({"start": "1969-12-31", "end": "1970-01-01"}, "2015-01-01"),
+        ({"start": "1900-01-01", "end": "1900-12-31"}, "2015-01-01"),
+        ({"start": "2014-12-31", "end": "2015-01-01"}, "2015-01-01"),
+    ],
+)
+def test_a_range_meta_cannot_have_figures_for_is_422_and_never_reaches_meta(ws, waba, bad, says):
+    """A range entirely in the future, or before WhatsApp Business had figures (down to
+    before 1970, sent as negative Unix timestamps), was asked of Meta with the tenant's
+    token and its answer cached. Now ``start`` must fall between 2015-01-01 and tomorrow
+    in the tenant's timezone: 422 naming it, and Meta is not asked."""
+    graph, _ = waba
+    resp = ws.call("GET", "/api/wa-insights/messages", params=bad)
+    assert resp.status_code == 422, resp.text
+    (detail,) = resp.json["error"]["details"]
+    assert detail["field"] == "start" and says in detail["message"], detail
+    assert graph.requests == []
+
+
+def test_a_range_may_start_tomorrow_in_the_tenants_timezone_but_not_later(ws, waba):
+    """Meta's days are UTC days, and a tenant's today may already be tomorrow's UTC day
+    (or the UTC day may be the tenant's tomorrow): a range up to the tenant's tomorrow is
+    asked; one starting later holds no day Meta can have counted."""
+    graph, _ = waba
+    set_timezone(ws, "Pacific/Kiritimati")  # UTC+14: its today is often UTC's tomorrow
+    today = dt.datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    params = {"start": (today - dt.timedelta(days=6)).isoformat(), "end": tomorrow}
+    assert ws.call("GET", "/api/wa-insights/messages", params=params).status_code == 200
+    resp = ws.call("GET", "/api/wa-insights/messages", params={"start": tomorrow, "end": tomorrow})
+    assert resp.status_code == 200, resp.text
+    graph.requests.clear()
+    later = (today + dt.timedelta(days=2)).isoformat()
+    resp = ws.call("GET", "/api/wa-insights/messages", params={"start": later, "end": later})
+    assert resp.status_code == 422, resp.text
+    (detail,) = resp.json["error"]["details"]
+    assert detail["field"] == "start" and tomorrow in detail["message"], detail
+    assert graph.requests == []
