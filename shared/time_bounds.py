@@ -7,7 +7,8 @@ end of Python's calendar that arithmetic raises OverflowError (a 500). No real r
 needs those years, so the request schemas and the report days refuse them up front.
 
 A date-only parameter is written one way, ``YYYY-MM-DD`` (API.md), and read by
-:func:`parse_day` on every route, with the same 422 naming the field.
+:func:`parse_day` on every route, with the same 422 naming the field; a body's date
+field is held to the same form (:func:`written_as_day`, ``api.schemas.common.BodyDay``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ EARLIEST_DAY, LATEST_DAY = dt.date(1900, 1, 1), dt.date(9000, 12, 31)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: What a date-only parameter that is not one is told (the same on every route).
 NOT_A_DAY = "must be a date written YYYY-MM-DD, like 2024-08-25"
+
+
+def written_as_day(value: object) -> bool:
+    """Whether ``value`` is a day written the one way (``YYYY-MM-DD``), for body fields."""
+    return isinstance(value, str) and _DAY.fullmatch(value) is not None
 
 
 def parse_day(value: str | None, field: str) -> dt.date | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Input, Instant, ListQuery, Nullable, Query, Update
+from api.schemas.common import BodyDay, Input, Instant, ListQuery, Nullable, Query, Update
 from api.schemas.timekeeping import DayBody
 from shared.automation.views import EventView, RuleView, RunDetail
 from shared.models.automation import EVENT_STATUSES
@@ -184,7 +184,7 @@ class BulkSnoozeResult(View):
 
 
 class ExceptionBody(Input):
-    date: dt.date
+    date: BodyDay
     name: Annotated[str, StringConstraints(max_length=MAX_HOLIDAY_NAME)] = ""
 
 

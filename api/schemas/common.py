@@ -9,6 +9,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -21,7 +22,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from shared.time_bounds import EARLIEST_DAY, LATEST_DAY
+from shared.time_bounds import EARLIEST_DAY, LATEST_DAY, NOT_A_DAY, written_as_day
 
 T = TypeVar("T")
 
@@ -53,6 +54,29 @@ def _in_supported_years(value: dt.datetime) -> dt.datetime:
 Instant = Annotated[AwareDatetime, AfterValidator(_in_supported_years)]
 #: A time a client may send without an offset (then wall-clock time in a named timezone).
 WallTime = Annotated[dt.datetime, AfterValidator(_in_supported_years)]
+
+
+def _day_as_written(value: Any) -> Any:
+    if not written_as_day(value):
+        raise PydanticCustomError("date_format", NOT_A_DAY)
+    return value
+
+
+def _day_in_supported_years(value: dt.date) -> dt.date:
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise PydanticCustomError(
+            "date_out_of_range",
+            "must be between {earliest} and {latest}",
+            {"earliest": str(EARLIEST_DAY), "latest": str(LATEST_DAY)},
+        )
+    return value
+
+
+#: A day in a request body: ``YYYY-MM-DD`` only, as query parameters (:data:`DayParam`).
+#: Pydantic's ``date`` alone read a Unix timestamp and a datetime at midnight as a day.
+BodyDay = Annotated[
+    dt.date, BeforeValidator(_day_as_written), AfterValidator(_day_in_supported_years)
+]
 
 
 #: Core schema types a body must send as themselves: pydantic's lax mode turned ``true`` into

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from api.schemas.common import Input, ListQuery, Nullable, Query, Update, WallTime
+from api.schemas.common import BodyDay, Input, ListQuery, Nullable, Query, Update, WallTime
 from api.schemas.conversations import Tag
 from api.schemas.messages import Body, Channel, TemplateRef
 from api.schemas.notes import NoNul
@@ -34,7 +34,7 @@ class DayBody(Input):
 
 
 class HolidayBody(Input):
-    date: dt.date
+    date: BodyDay
     name: Annotated[str, StringConstraints(max_length=MAX_HOLIDAY_NAME)] = ""
 
 
