@@ -47,9 +47,8 @@ from shared.analytics.local_time import tenant_zone, today
 from shared.analytics.periods import date_range
 from shared.channels import meta_calls
 from shared.channels.accounts import decrypt_credentials, named_or_default
-from shared.channels.graph import graph_client
+from shared.channels.graph import graph_client, next_cursor
 from shared.channels.graph_errors import IntegrationNotFound
-from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import Conflict, ValidationFailed
 from shared.models import IntegrationAccount
@@ -184,19 +183,9 @@ def template_names(waba_id: str, token: str) -> dict[str, str]:
         for template in meta_calls.typed(page.get("data"), list, "data") or []:
             if "id" in template:
                 names[str(template["id"])] = str(template.get("name") or "")
-        paging = meta_calls.typed(page.get("paging"), dict, "paging") or {}
-        cursors = meta_calls.typed(paging.get("cursors"), dict, "paging.cursors") or {}
-        after = cursors.get("after") if paging.get("next") else None
-        if not after:
+        after = next_cursor(page, asked)
+        if after is None:
             return names
-        if not isinstance(after, str) or after in asked:
-            # The same page again, and again: a listing that never ends.
-            raise SendFailed(
-                "bad_paging",
-                "Meta's paging repeated a cursor or gave no usable one",
-                transient=False,
-            )
-        asked.add(after)
     limit = MAX_TEMPLATE_PAGES * TEMPLATE_PAGE_SIZE
     raise TooManyPages(
         f"The WhatsApp account lists more than {limit} templates ({MAX_TEMPLATE_PAGES} pages"

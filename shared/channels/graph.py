@@ -397,6 +397,30 @@ class GraphClient:
         return _parsed(response.content)
 
 
+def next_cursor(page: dict[str, Any], asked: set[str]) -> str | None:
+    """The ``after`` cursor of a Graph listing's next page (added to ``asked``); None on
+    its last page (no ``paging.next``, or no cursor).
+
+    The next page is asked for on our own base URL with ``after``, never at
+    ``paging.next``: an absolute URL, which the token would follow wherever it points.
+    A cursor seen before, or one that is not text, is a listing that never ends:
+    :class:`SendFailed` ``bad_paging``; paging of another shape ``bad_response``.
+    """
+    paging = page.get("paging") or {}
+    cursors = paging.get("cursors") or {} if isinstance(paging, dict) else None
+    if not isinstance(cursors, dict):
+        raise SendFailed("bad_response", "Graph's paging is not an object", transient=True)
+    after = cursors.get("after") if paging.get("next") else None
+    if not after:
+        return None
+    if not isinstance(after, str) or after in asked:
+        raise SendFailed(
+            "bad_paging", "Meta's paging repeated a cursor or gave no usable one", transient=False
+        )
+    asked.add(after)
+    return after
+
+
 def _parsed(body: bytes) -> dict[str, Any]:
     """A Graph answer's JSON object, or a transient ``bad_response``."""
     try:

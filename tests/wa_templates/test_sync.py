@@ -352,8 +352,11 @@ def test_a_job_whose_messages_were_lost_is_redriven(workspace, templates):
     assert uuid.UUID(str(job_id))
 
 
-def test_a_listing_whose_paging_is_of_another_shape_ends_there(templates):
-    """Meta's paging read defensively: cursors that are not an object end the listing."""
+def test_a_listing_whose_paging_is_of_another_shape_fails_the_sync(templates):
+    """Meta's paging of another shape (cursors that are not an object) fails the sync's
+    attempt (retried, as Meta's other bad answers are), as the Pages listing's 502 does:
+    ended there instead, the listing would be cut short and the templates on its unread
+    pages taken for ones Meta no longer lists."""
     account = templates.account()
     with session_scope() as session:
         session.add(
@@ -362,8 +365,9 @@ def test_a_listing_whose_paging_is_of_another_shape_ends_there(templates):
     listed = {"data": [meta_template("a")], "paging": {"next": "more", "cursors": "after-b"}}
     templates.graph.script_templates(("raw", 200, listed))
 
-    assert sync.run(account["id"], None) == "succeeded"
-    assert list(templates.templates(account)) == [("a", "en_US")]
+    with pytest.raises(sync.SyncRetry, match="paging is not an object"):
+        sync.run(account["id"], None)
+    assert list(templates.templates(account)) == []
 
 
 def test_a_template_created_while_a_listing_is_read_is_not_marked_deleted_by_it(

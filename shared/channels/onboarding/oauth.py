@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.channels import meta_calls
-from shared.channels.graph import graph_client
+from shared.channels.graph import graph_client, next_cursor
 from shared.channels.graph_errors import MetaUnavailable, domain_error
 from shared.channels.onboarding.meta_app import MetaApp
 from shared.channels.send_errors import SendFailed
@@ -130,6 +130,7 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
     """
     pages: list[FacebookPage] = []
     params: dict[str, Any] = {"fields": PAGE_FIELDS, "limit": PAGE_BATCH}
+    asked: set[str] = set()
     for _ in range(MAX_PAGE_BATCHES):
         with meta_calls.calling("listing the Pages you manage", ctx=ctx, remedy=remedy):
             answer = graph_client().request("GET", "me/accounts", user_token, params=params)
@@ -151,9 +152,8 @@ def list_pages(ctx: Ctx, user_token: str, *, remedy: str) -> list[FacebookPage]:
                         instagram=instagram if isinstance(instagram, dict) else None,
                     )
                 )
-            paging = answer.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-        if not paging.get("next") or not after:
+            after = next_cursor(answer, asked)
+        if after is None:
             return pages
         params = params | {"after": after}
     raise TooManyPages(

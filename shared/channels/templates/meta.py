@@ -26,12 +26,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from shared.channels import meta_calls
-from shared.channels.graph import graph_client
+from shared.channels.graph import graph_client, next_cursor
 from shared.channels.graph_errors import MetaUnavailable, is_token_invalid
 from shared.channels.send_errors import SendFailed
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, ValidationFailed
-from shared.json_encoding import as_object
 from shared.models import IntegrationAccount
 
 #: Templates asked for per page.
@@ -73,19 +72,9 @@ def list_templates(waba_id: str, token: str) -> Listing:
         if not isinstance(data, list):
             raise SendFailed("bad_response", "message_templates without 'data'", transient=True)
         templates += [t for t in data if isinstance(t, dict)]
-        paging = as_object(page.get("paging"))
-        cursors = as_object(paging.get("cursors"))
-        after = cursors.get("after") if paging.get("next") else None
-        if not after:
+        after = next_cursor(page, asked)
+        if after is None:
             return Listing(templates, calls)
-        if not isinstance(after, str) or after in asked:
-            # The same page again, and again: a listing that never ends.
-            raise SendFailed(
-                "bad_paging",
-                "Meta's paging repeated a cursor or gave no usable one",
-                transient=False,
-            )
-        asked.add(after)
         if calls >= MAX_PAGES:
             raise SendFailed(
                 "too_many_pages", f"more than {MAX_PAGES} pages of templates", transient=False
