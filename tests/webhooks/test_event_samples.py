@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from shared.db import session_scope
 from shared.models import WaTemplate
@@ -20,6 +20,7 @@ from tests.campaigns.conftest import (  # noqa: F401  (fixtures)
     gaps_settings,
     shop,
 )
+from tests.inbox_conversations.conftest import add_conversation
 from tests.peers.fixtures import fake_graph, fake_graph_server, smtp_servers, smtp_tls_files  # noqa: F401
 
 CAMPAIGN_EVENTS = (
@@ -33,6 +34,39 @@ CAMPAIGN_EVENTS = (
 def _shape(data: dict[str, Any]) -> tuple[set[str], set[str]]:
     """The keys of an event's ``data`` and of its ``counts``."""
     return set(data), set(data.get("counts") or {})
+
+
+def _keys(value: Any) -> Any:
+    """The key structure of an event's ``data``: nested objects by their own keys."""
+    if isinstance(value, dict):
+        return {key: _keys(item) for key, item in value.items()}
+    return None
+
+
+def _real(tenant_id: str, event_type: str) -> dict[str, Any]:
+    with session_scope() as session:
+        data = session.execute(
+            text(
+                "SELECT data FROM outbox_events WHERE tenant_id = :t AND type = :type"
+                " ORDER BY occurred_at DESC LIMIT 1"
+            ),
+            {"t": tenant_id, "type": event_type},
+        ).scalar()
+    assert data is not None, f"no {event_type} was emitted"
+    return data
+
+
+def _assert_samples_match(ws: Any, tenant_id: str, event_types: tuple[str, ...]) -> None:
+    resp = ws.call("GET", "/api/outgoing-webhooks/event-types")
+    assert resp.status_code == 200, resp.text
+    samples = {t["type"]: t["sample"]["data"] for t in resp.json}
+    for event_type in event_types:
+        assert _keys(samples[event_type]) == _keys(_real(tenant_id, event_type)), event_type
+
+
+def _ok(resp: Any) -> dict[str, Any]:
+    assert resp.status_code in (200, 201, 204), resp.text
+    return resp.json
 
 
 def _samples(tenant: Shop) -> dict[str, dict[str, Any]]:
@@ -88,3 +122,65 @@ def test_each_campaign_events_sample_has_the_keys_of_the_real_event(
     assert samples["campaign.failed"]["error_code"] and samples["campaign.failed"]["error_message"]
     assert samples["campaign.completed"]["status"] == "completed"
     assert samples["campaign.completed"]["error_code"] is None
+
+
+def test_team_events_samples_have_the_keys_of_the_real_events(workspace):
+    """``agent.*``, ``role.*`` and ``api_key.*`` samples were ``{id, created_at}`` or
+    hand-written; each real event carries the resource's view (its GET)."""
+    ws, tenant_id = workspace, workspace.tenant["id"]
+    role = _ok(ws.call("POST", "/api/roles", json={"name": "Desk", "permissions": []}))
+    _ok(ws.call("PATCH", f"/api/roles/{role['id']}", json={"description": "Front desk"}))
+    agent, _ = ws.create_agent()
+    _ok(ws.call("PATCH", f"/api/agents/{agent['id']}", json={"full_name": "Ada B."}))
+    _ok(ws.call("PATCH", f"/api/agents/{agent['id']}/status", json={"status": "online"}))
+    _ok(ws.call("DELETE", f"/api/agents/{agent['id']}"))
+    _ok(ws.call("DELETE", f"/api/roles/{role['id']}"))
+    key = _ok(ws.call("POST", "/api/api-keys", json={"name": "CRM"}))
+    _ok(ws.call("DELETE", f"/api/api-keys/{key['id']}"))
+    _assert_samples_match(
+        ws,
+        tenant_id,
+        (
+            "agent.created",
+            "agent.updated",
+            "agent.status_changed",
+            "agent.deleted",
+            "role.created",
+            "role.updated",
+            "role.deleted",
+            "api_key.created",
+            "api_key.revoked",
+        ),
+    )
+
+
+def test_inbox_events_samples_have_the_keys_of_the_real_events(workspace):
+    """The ``conversation.*`` samples had 8 of the view's fields and none of the event's
+    own (``previous_status``, ``added``...); ``contact.*`` and ``note.*`` were guesses."""
+    ws, tenant_id = workspace, workspace.tenant["id"]
+    conversation = add_conversation(ws, inbound_count=2)
+    agent, _ = ws.create_agent()
+    path = f"/api/conversations/{conversation}"
+    _ok(ws.call("PATCH", f"{path}/assignment", json={"assignee_id": agent["id"]}))
+    _ok(ws.call("PATCH", f"{path}/assignment", json={"assignee_id": None}))
+    _ok(ws.call("PATCH", f"{path}/tags", json={"add": ["vip"]}))
+    _ok(ws.call("POST", f"{path}/read"))
+    _ok(ws.call("POST", f"{path}/notes", json={"body": "Called back"}))
+    _ok(ws.call("POST", f"{path}/transfer", json={"to_agent_id": agent["id"]}))
+    _ok(ws.call("PATCH", f"{path}/status", json={"status": "resolved"}))
+    contact = _ok(ws.call("GET", path))["contact_id"]
+    _ok(ws.call("PATCH", f"/api/contacts/{contact}", json={"name": "Carla C."}))
+    _assert_samples_match(
+        ws,
+        tenant_id,
+        (
+            "conversation.assigned",
+            "conversation.unassigned",
+            "conversation.tags_updated",
+            "conversation.read",
+            "conversation.transferred",
+            "conversation.status_changed",
+            "note.created",
+            "contact.updated",
+        ),
+    )
