@@ -20,7 +20,8 @@ from tests.campaigns.conftest import (  # noqa: F401  (fixtures)
     gaps_settings,
     shop,
 )
-from tests.inbox_conversations.conftest import add_conversation
+from tests.channels_api.conftest import ACCOUNTS, ApiChannel
+from tests.inbox_conversations.conftest import add_conversation, set_columns
 from tests.peers.fixtures import fake_graph, fake_graph_server, smtp_servers, smtp_tls_files  # noqa: F401
 
 CAMPAIGN_EVENTS = (
@@ -184,3 +185,29 @@ def test_inbox_events_samples_have_the_keys_of_the_real_events(workspace):
             "contact.updated",
         ),
     )
+
+
+def test_channel_events_samples_have_the_keys_of_the_real_events(workspace):
+    """What a customer's message causes (``contact.created``, ``conversation.created``,
+    ``message.created``), a provider's status report and an account's (dis)connection:
+    the ``message.*`` sample had ``type``/``text`` where real events carry
+    ``content_type``/``body``/``sender_type``/``attachments``..."""
+    ws, tenant_id = workspace, workspace.tenant["id"]
+    api = ApiChannel(ws, None)
+    inbound = api.inbound("Hello")
+    conversation = inbound.get("conversation_id") or inbound["message"]["conversation_id"]
+    set_columns(conversation, ai_active=True)  # as an AI agent answering it leaves it
+    _ok(ws.call("POST", f"/api/conversations/{conversation}/takeover"))
+    _assert_samples_match(
+        ws,
+        tenant_id,
+        (
+            "integration_account.connected",
+            "contact.created",
+            "conversation.created",
+            "message.created",
+            "conversation.taken_over",
+        ),
+    )
+    _ok(ws.call("DELETE", f"{ACCOUNTS}/{api.id}"))
+    _assert_samples_match(ws, tenant_id, ("integration_account.disconnected",))
