@@ -21,7 +21,8 @@ from tests.campaigns.conftest import (  # noqa: F401  (fixtures)
     shop,
 )
 from tests.channels_api.conftest import ACCOUNTS, ApiChannel
-from tests.inbox_conversations.conftest import add_conversation, set_columns
+from tests.csat.conftest import link_of, survey_messages
+from tests.inbox_conversations.conftest import add_conversation, ago, set_columns
 from tests.peers.fixtures import fake_graph, fake_graph_server, smtp_servers, smtp_tls_files  # noqa: F401
 
 CAMPAIGN_EVENTS = (
@@ -171,6 +172,9 @@ def test_inbox_events_samples_have_the_keys_of_the_real_events(workspace):
     _ok(ws.call("PATCH", f"{path}/status", json={"status": "resolved"}))
     contact = _ok(ws.call("GET", path))["contact_id"]
     _ok(ws.call("PATCH", f"/api/contacts/{contact}", json={"name": "Carla C."}))
+    _ok(ws.call("PUT", "/api/chat-expiration-rules/whatsapp", json={"inactive_minutes": 60}))
+    add_conversation(ws, last_activity_at=ago(hours=2))
+    _ok(ws.call("POST", "/api/conversations/expire"))
     _assert_samples_match(
         ws,
         tenant_id,
@@ -183,6 +187,7 @@ def test_inbox_events_samples_have_the_keys_of_the_real_events(workspace):
             "conversation.status_changed",
             "note.created",
             "contact.updated",
+            "conversation.expired",
         ),
     )
 
@@ -198,6 +203,12 @@ def test_channel_events_samples_have_the_keys_of_the_real_events(workspace):
     conversation = inbound.get("conversation_id") or inbound["message"]["conversation_id"]
     set_columns(conversation, ai_active=True)  # as an AI agent answering it leaves it
     _ok(ws.call("POST", f"/api/conversations/{conversation}/takeover"))
+    _ok(ws.call("POST", f"/api/conversations/{conversation}/csat"))
+    survey_id, token = link_of(survey_messages(ws, conversation)[0])
+    rated = ws.client.simulate_patch(
+        f"/api/public/csat-surveys/{survey_id}", json={"token": token, "rating": 5}
+    )
+    assert rated.status_code == 200, rated.text
     _assert_samples_match(
         ws,
         tenant_id,
@@ -207,6 +218,8 @@ def test_channel_events_samples_have_the_keys_of_the_real_events(workspace):
             "conversation.created",
             "message.created",
             "conversation.taken_over",
+            "csat.survey_sent",
+            "csat.submitted",
         ),
     )
     _ok(ws.call("DELETE", f"{ACCOUNTS}/{api.id}"))
