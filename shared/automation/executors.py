@@ -440,15 +440,31 @@ def handover_to_ai(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     return _done(convs.apply_fields(target.session, target.ctx, conversation, changes))
 
 
+#: ``conversation.handed_off``'s reason when a rule's action hands the conversation over.
+HANDED_OFF_BY_RULE = "automation_rule"
+
+
 def handover_to_human(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     """Stop the AI agent and queue the conversation for humans (of a division, if given)."""
     conversation = _conversation(target)
     changes: dict[str, Any] = {"ai_active": False}
     if params.get("division_id"):
         changes["division_id"] = _division_to_move_into(target, conversation, params["division_id"])
+    ai_agent_id = conversation.ai_agent_id
     changed = convs.apply_fields(target.session, target.ctx, conversation, changes)
     if changed:
-        convs.emit_change(target.session, target.ctx, "conversation.handed_off", conversation)
+        # NOTE: the shape of an AI agent's own hand-off (shared.ai.handoff), so a consumer
+        # reads one event; the rule that acted is the event's actor.
+        convs.emit_change(
+            target.session,
+            target.ctx,
+            "conversation.handed_off",
+            conversation,
+            reason=HANDED_OFF_BY_RULE,
+            detail=None,
+            ai_agent_id=convs.json_id(ai_agent_id),
+            message_id=None,
+        )
     return _done(changed)
 
 

@@ -24,6 +24,7 @@ from tests.automation.conftest import (
 from tests.waiting import wait_until
 from tests.webhooks.conftest import path, receiver  # noqa: F401  (fixtures)
 from tests.webhooks.test_api import create as create_webhook
+from tests.webhooks.test_event_samples import _assert_samples_match, _real
 
 #: Also run on RabbitMQ by `make test`'s second pass (BROKER_URL=amqp://...).
 pytestmark = pytest.mark.broker
@@ -56,6 +57,10 @@ def test_routing_status_and_handover_actions_change_the_conversation(ws):
     [run] = [r for r in runs(ws) if r.status != "skipped"]
     assert run.status == "matched", run.action_results
     assert [result for _, result in results_of(run)] == ["applied"] * 6
+    # The hand-off says why, in the shape an AI agent's hand-off has (one sample for both).
+    handed_off = _real(ws.tenant["id"], "conversation.handed_off")
+    assert (handed_off["reason"], handed_off["message_id"]) == ("automation_rule", None)
+    _assert_samples_match(ws, ws.tenant["id"], ("conversation.handed_off",))
 
 
 def test_quick_reply_and_webhook_actions_send_through_their_engines(ws, receiver, path):  # noqa: F811
