@@ -378,7 +378,10 @@ class Settings(BaseSettings):
     campaign_batch_interval_ms: int = Field(
         1_000,
         ge=0,
-        description="pause between a campaign's batches: with the batch size, its send rate",
+        description=(
+            "pause between the campaign batches of one sending account (all its campaigns"
+            " together): with the batch size, the account's send rate"
+        ),
     )
     campaign_max_in_flight: int = Field(
         500,

@@ -9,7 +9,9 @@ One batch is one transaction, holding the campaign's row lock:
    send not sent whose latest attempt got a code of :data:`THROTTLED`), no new message is
    created: the batch is put off by a backoff that doubles while it lasts. While
    ``campaign_max_in_flight`` of its messages (at least two batches) wait to be sent, it
-   is put off too.
+   is put off too. Then the sending account's pace (:mod:`shared.campaigns.pacing`): its
+   batches, whichever campaign makes them, are its interval apart, and its campaigns take
+   turns; a batch that must wait for the account is put off to its turn (``paced``).
 3. Up to the batch size (:func:`rate`: the account's, else ``campaign_batch_size``) pending
    recipients are claimed (``FOR UPDATE SKIP
    LOCKED``, in id order); each gets its message (in the contact's open conversation on
@@ -26,8 +28,9 @@ One batch is one transaction, holding the campaign's row lock:
    :data:`TEMPLATE_PAUSED_WAIT_SECONDS` (any other refusal of the template fails it,
    and with it the recipients still pending). A failed campaign emits ``campaign.failed``.
 4. No pending recipient left: ``completed`` and ``campaign.completed``. Otherwise the
-   next batch is queued (``step`` + 1, after the account's interval, else
-   ``campaign_batch_interval_ms``) in this transaction.
+   next batch is queued (``step`` + 1, at the campaign's next turn on the account: after
+   the account's interval, else ``campaign_batch_interval_ms``, and after the turns of
+   the account's other campaigns already waiting) in this transaction.
 
 A worker killed anywhere in the batch loses the whole transaction: no message, no mark;
 the job is redelivered or re-driven and the same recipients are claimed again. A
@@ -47,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from shared import activity
 from shared.admin import tenant_state
-from shared.campaigns import content, queue
+from shared.campaigns import content, pacing, queue
 from shared.campaigns.campaigns import (
     ACCOUNT_DELETED,
     named_account_deleted,
@@ -111,6 +114,7 @@ class Outcome(StrEnum):
     GONE = "gone"
     SUSPENDED = "suspended"
     WAITING = "waiting"
+    PACED = "paced"
 
 
 def run_batch(
@@ -190,6 +194,11 @@ def run_batch(
     if room <= 0:
         return _next(session, campaign, now, max(interval, BUSY_WAIT_SECONDS), Outcome.BUSY)
     size = min(batch_size, room)
+    turn = pacing.admit(account.id, campaign.id, now, interval)
+    if turn is not None:
+        # The number's pace, not the campaign's: another campaign on it went within its
+        # interval or waits for an earlier turn.
+        return _next(session, campaign, now, (turn - now).total_seconds(), Outcome.PACED)
     claimed = session.scalars(
         select(CampaignRecipient)
         .where(CampaignRecipient.campaign_id == campaign.id, CampaignRecipient.status == "pending")
@@ -208,7 +217,8 @@ def run_batch(
     )
     if not more:
         return _complete(session, campaign, now)
-    return _next(session, campaign, now, interval, Outcome.SENT_BATCH)
+    turn = pacing.next_turn(account.id, campaign.id, now, interval)
+    return _next(session, campaign, now, (turn - now).total_seconds(), Outcome.SENT_BATCH)
 
 
 def rate(account: IntegrationAccount) -> tuple[int, float]:

@@ -3,7 +3,7 @@
 The peers and settings are the channel gaps' (the fake Graph API, short send retries).
 :class:`Batches` stands in for the broker's delays: it records each batch a campaign
 queues, and :meth:`Batches.run_next` runs them at once after moving the campaign's
-``next_batch_at`` back (time moved, not slept).
+``next_batch_at`` back and forgetting the accounts' pace (time moved, not slept).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from shared import events
+from shared import events, redis_client
 from shared.campaigns import queue as campaign_queue
 from shared.channels import outbound_queue
 from shared.config import get_settings
@@ -217,6 +217,7 @@ class Batches:
         items, self.items = self.items, []
         outcomes = []
         for campaign_id, step, _delay in items:
+            forget_pace(campaign_id)
             with session_scope() as session:
                 session.execute(
                     update(Campaign)
@@ -225,6 +226,18 @@ class Batches:
                 )
             outcomes.append(run_campaign(str(campaign_id), step))
         return outcomes
+
+
+def forget_pace(campaign_id: uuid.UUID) -> None:
+    """Time moved past the pace of the campaign's account (``shared.campaigns.pacing``):
+    no last batch, no turn given."""
+    with session_scope() as session:
+        account_id = session.scalar(
+            select(Campaign.integration_account_id).where(Campaign.id == campaign_id)
+        )
+    if account_id is not None:
+        pace = redis_client.key("campaigns", "pace", str(account_id))
+        redis_client.get_redis().delete(pace, f"{pace}:turn:{campaign_id}")
 
 
 @pytest.fixture
