@@ -10,17 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from tests.campaigns.conftest import TEMPLATE, Shop
+from tests.campaigns.conftest import TEMPLATE, Shop, settled
 from tests.waiting import wait_until
 
 INTERVAL = dt.timedelta(milliseconds=400)
 
 
 def _completed(shop: Shop, *campaigns: dict) -> None:
+    """Every campaign completed and every one of its sends answered.
+
+    NOTE: a campaign completes once nothing is left to make; its messages may still be on
+    their way. Waited for here, so no late send reaches a later test's scripted Graph.
+    """
+
     def done():
         return all(shop.get(c)["status"] == "completed" for c in campaigns)
 
     wait_until(done, "every campaign completed", timeout=30)
+    for campaign in campaigns:
+        settled(shop, campaign, timeout=30)
 
 
 def _batches(shop: Shop, *campaigns: dict) -> list[tuple[dt.datetime, str]]:
