@@ -416,17 +416,14 @@ def _next(
 
 def _complete(session: Session, campaign: Campaign, now: dt.datetime) -> Outcome:
     campaign.status, campaign.completed_at, campaign.next_batch_at = "completed", now, None
-    data = view(session, campaign)
-    activity.record_change(
-        session,
-        Ctx.system(campaign.tenant_id),
-        "campaign.completed",
-        "campaign",
-        campaign.id,
-        data,
-        after=data,
-    )
+    _announce(session, campaign, "campaign.completed")
     return Outcome.COMPLETED
+
+
+def _announce(session: Session, campaign: Campaign, event_type: str) -> None:
+    """The campaign's ending: its view as the event (outbox) and the activity row."""
+    data, ctx = view(session, campaign), Ctx.system(campaign.tenant_id)
+    activity.record_change(session, ctx, event_type, "campaign", campaign.id, data, after=data)
 
 
 def _fail(
@@ -451,16 +448,7 @@ def _fail(
         error_message=message[:2000],
         processed_at=now,
     )
-    data = view(session, campaign)
-    activity.record_change(
-        session,
-        Ctx.system(campaign.tenant_id),
-        "campaign.failed",
-        "campaign",
-        campaign.id,
-        data,
-        after=data,
-    )
+    _announce(session, campaign, "campaign.failed")
     return Outcome.FAILED
 
 
