@@ -37,13 +37,14 @@ def test_registration_starts_a_trial_on_the_default_trial_plan(workspace, trial_
     assert invoices_of(workspace.tenant["id"]) == []  # a trial owes nothing
 
 
-def test_without_a_trial_plan_a_workspace_has_no_subscription_and_no_limits(client, trial_plan):
+def _registered_without_a_trial(client, trial_plan):
+    """A workspace registered while no plan is the default trial: it has no subscription."""
     with session_scope() as session:
         session.execute(
             update(BillingPlan).where(BillingPlan.id == trial_plan).values(is_default_trial=False)
         )
     try:
-        workspace = register(client)
+        return register(client)
     finally:
         with session_scope() as session:
             session.execute(
@@ -51,6 +52,10 @@ def test_without_a_trial_plan_a_workspace_has_no_subscription_and_no_limits(clie
                 .where(BillingPlan.id == trial_plan)
                 .values(is_default_trial=True)
             )
+
+
+def test_without_a_trial_plan_a_workspace_has_no_subscription_and_no_limits(client, trial_plan):
+    workspace = _registered_without_a_trial(client, trial_plan)
     assert subscription_of(workspace.tenant["id"]) is None
     resp = workspace.call("GET", "/api/billing/subscription")
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
@@ -540,19 +545,7 @@ def test_two_first_subscribes_at_once_make_one_and_a_409_naming_it(
     from shared.db import get_sessionmaker
     from tests.lock_races import race
 
-    with session_scope() as session:
-        session.execute(
-            update(BillingPlan).where(BillingPlan.id == trial_plan).values(is_default_trial=False)
-        )
-    try:
-        workspace = register(client)
-    finally:
-        with session_scope() as session:
-            session.execute(
-                update(BillingPlan)
-                .where(BillingPlan.id == trial_plan)
-                .values(is_default_trial=True)
-            )
+    workspace = _registered_without_a_trial(client, trial_plan)
     tenant = uuid.UUID(workspace.tenant["id"])
     assert subscription_of(tenant) is None
     # Two plans: a subscribe waits for another's on the same plan's row (``_shared``).
