@@ -469,12 +469,9 @@ def test_the_backfill_refuses_a_number_of_days_that_counts_nothing(days, capsys)
     assert "--days" in capsys.readouterr().err
 
 
-def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
-    """A dispatch that gave up leaves its event ``failed``: not waiting, so the reconcile
-    recounts its day with the message in it. Reviving the dead letter then dispatches
-    the event: it must not count the message a second time."""
-    from shared.analytics import reconcile
-
+def _failed_inbound_yesterday(ws) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant, event id): an inbound message of yesterday whose ``message.created``
+    event's dispatch gave up (``failed``, a dead letter an operator may revive)."""
     tenant = uuid.UUID(ws.tenant["id"])
     conversation = backdate(ws, 1, messages=0)
     at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -502,22 +499,22 @@ def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
                 ),
             },
         )
+    return tenant, event_id
+
+
+def _inbound_messages(tenant: uuid.UUID) -> int:
     with session_scope() as session:
-        result = reconcile.reconcile_tenant(session, tenant, days=3)
-    assert result.days_checked == 3
+        return session.scalar(
+            text(
+                "SELECT coalesce(sum(inbound_messages), 0) FROM analytics_daily"
+                " WHERE tenant_id = :t"
+            ),
+            {"t": tenant},
+        )
 
-    def inbound_yesterday() -> int:
-        with session_scope() as session:
-            return session.scalar(
-                text(
-                    "SELECT coalesce(sum(inbound_messages), 0) FROM analytics_daily"
-                    " WHERE tenant_id = :t"
-                ),
-                {"t": tenant},
-            )
 
-    assert inbound_yesterday() == 1
-    # The operator requeues the dead letter: the event is pending again and dispatched.
+def _revive(ws, event_id: uuid.UUID) -> None:
+    """The operator requeues the dead letter: the event is pending again and dispatched."""
     from workers.actors.events import dispatch_event
 
     with session_scope() as session:
@@ -529,7 +526,21 @@ def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
         lambda: _outbox_status(event_id) == "processed" or None, "the event is dispatched", 10
     )
     wait_settled(ws)
-    assert inbound_yesterday() == 1
+
+
+def test_an_event_revived_after_the_reconcile_recounted_its_day_counts_once(ws):
+    """A dispatch that gave up leaves its event ``failed``: not waiting, so the reconcile
+    recounts its day with the message in it. Reviving the dead letter then dispatches
+    the event: it must not count the message a second time."""
+    from shared.analytics import reconcile
+
+    tenant, event_id = _failed_inbound_yesterday(ws)
+    with session_scope() as session:
+        result = reconcile.reconcile_tenant(session, tenant, days=3)
+    assert result.days_checked == 3
+    assert _inbound_messages(tenant) == 1
+    _revive(ws, event_id)
+    assert _inbound_messages(tenant) == 1
 
 
 def test_an_event_revived_a_week_after_the_reconcile_recounted_its_day_counts_once(ws, monkeypatch):
@@ -539,33 +550,7 @@ def test_an_event_revived_a_week_after_the_reconcile_recounted_its_day_counts_on
     at again. The key stays while its event is failed (and so can still be revived)."""
     from shared.analytics import reconcile
 
-    tenant = uuid.UUID(ws.tenant["id"])
-    conversation = backdate(ws, 1, messages=0)
-    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    with session_scope() as session:
-        session.execute(
-            text(
-                "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction,"
-                " sender_type, status, body, created_at, updated_at) VALUES"
-                " (gen_random_uuid(), :t, :c, 'api', 'inbound', 'contact', 'received', 'x',"
-                " :at, :at)"
-            ),
-            {"t": tenant, "c": conversation, "at": at},
-        )
-        event_id = session.scalar(
-            text(
-                "INSERT INTO outbox_events (id, tenant_id, type, actor_type, data, occurred_at,"
-                " status) VALUES (gen_random_uuid(), :t, 'message.created', 'contact',"
-                " CAST(:data AS jsonb), :at, 'failed') RETURNING id"
-            ),
-            {
-                "t": tenant,
-                "at": at,
-                "data": json.dumps(
-                    {"channel": "api", "direction": "inbound", "created_at": at.isoformat()}
-                ),
-            },
-        )
+    tenant, event_id = _failed_inbound_yesterday(ws)
     with session_scope() as session:
         assert reconcile.reconcile_tenant(session, tenant, days=3).days_checked == 3
     # A week and more goes by (the day long out of the recount's window) and the nightly
@@ -574,30 +559,9 @@ def test_an_event_revived_a_week_after_the_reconcile_recounted_its_day_counts_on
     with session_scope() as session:
         intake.purge_counted(session)
     monkeypatch.undo()
-
-    def inbound_messages() -> int:
-        with session_scope() as session:
-            return session.scalar(
-                text(
-                    "SELECT coalesce(sum(inbound_messages), 0) FROM analytics_daily"
-                    " WHERE tenant_id = :t"
-                ),
-                {"t": tenant},
-            )
-
-    assert inbound_messages() == 1
-    from workers.actors.events import dispatch_event
-
-    with session_scope() as session:
-        session.execute(
-            text("UPDATE outbox_events SET status = 'pending' WHERE id = :id"), {"id": event_id}
-        )
-    dispatch_event.send(str(event_id))
-    wait_until(
-        lambda: _outbox_status(event_id) == "processed" or None, "the event is dispatched", 10
-    )
-    wait_settled(ws)
-    assert inbound_messages() == 1
+    assert _inbound_messages(tenant) == 1
+    _revive(ws, event_id)
+    assert _inbound_messages(tenant) == 1
 
 
 def _outbox_status(event_id) -> str:

@@ -66,8 +66,8 @@ def test_messenger_file_rides_along_as_filedata(workspace, channels, fake_graph)
     assert form["filedata"][2] == PDF
 
 
-def test_email_carries_every_attachment(workspace, channels, smtp_peers):
-    peer = smtp_peers["none"]
+def _email_with_two_files(workspace, channels, peer) -> tuple[dict, str, str]:
+    """An email conversation sending through ``peer``, and two uploads (a PNG, a PDF)."""
     account_id = channels.account(
         "email",
         settings={"smtp_host": "127.0.0.1", "smtp_port": peer.port, "smtp_security": "none"},
@@ -76,6 +76,12 @@ def test_email_carries_every_attachment(workspace, channels, smtp_peers):
     conversation = channels.conversation(contact, integration_account_id=account_id)
     png = _media(workspace, filename="chart.png")
     pdf = _media(workspace, PDF, filename="terms.pdf", content_type="application/pdf")
+    return conversation, png, pdf
+
+
+def test_email_carries_every_attachment(workspace, channels, smtp_peers):
+    peer = smtp_peers["none"]
+    conversation, png, pdf = _email_with_two_files(workspace, channels, peer)
 
     resp = _post(
         workspace,
@@ -191,14 +197,7 @@ def test_an_email_naming_one_file_twice_is_422_and_nothing_is_sent(workspace, ch
     As on WhatsApp (one file a message: a second copy is refused), a file named twice is
     the client's mistake to hear about, not to have sent or silently changed."""
     peer = smtp_peers["none"]
-    account_id = channels.account(
-        "email",
-        settings={"smtp_host": "127.0.0.1", "smtp_port": peer.port, "smtp_security": "none"},
-    )
-    contact = channels.contact(channel="email", external_id="eve@customer.example")
-    conversation = channels.conversation(contact, integration_account_id=account_id)
-    png = _media(workspace, filename="chart.png")
-    pdf = _media(workspace, PDF, filename="terms.pdf", content_type="application/pdf")
+    conversation, png, pdf = _email_with_two_files(workspace, channels, peer)
 
     resp = _post(
         workspace,
