@@ -89,9 +89,11 @@ AttributeValue = Annotated[str, StringConstraints(max_length=1000)] | int | floa
 
 
 def _attributes(value: dict) -> dict:
+    """At most MAX_ATTRIBUTES keys and MAX_ATTRIBUTES_BYTES of JSON as UTF-8 (as stored and
+    sent): ``json.dumps``'s ASCII escapes counted 6 bytes a Cyrillic letter, 12 an emoji."""
     if len(value) > MAX_ATTRIBUTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES} keys")
-    if len(json.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
     return value
 

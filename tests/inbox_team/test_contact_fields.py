@@ -57,3 +57,19 @@ def test_custom_attributes_replace_values_python_calls_equal(workspace):
     for shown in (resp.json, workspace.call("GET", path).json):
         assert shown["custom_attributes"]["active"] is True
         assert type(shown["custom_attributes"]["seats"]) is int
+
+
+def test_custom_attributes_size_counts_the_bytes_of_their_json(workspace):
+    """The 16 KiB bound is on the JSON's bytes (UTF-8, as stored and sent): measured on
+    ``json.dumps``'s ASCII escapes, a Cyrillic letter took 6 bytes and an emoji 12, so three
+    1,000-letter Russian values (6 KB) were refused as over 16 KB."""
+    path = f"/api/contacts/{_contact(workspace)}"
+    sent = {f"note{i}": "д" * 1000 for i in range(3)} | {"mood": "🙂" * 1000}
+    resp = workspace.call("PATCH", path, json={"custom_attributes": sent})
+    assert resp.status_code == 200, resp.text
+    assert workspace.call("GET", path).json["custom_attributes"] == sent
+    # Past the bound as UTF-8 (9 values of 2,000 bytes each): still refused.
+    over = {f"note{i}": "д" * 1000 for i in range(9)}
+    resp = workspace.call("PATCH", path, json={"custom_attributes": over})
+    assert resp.status_code == 422, resp.text
+    assert resp.json["error"]["details"][0]["field"] == "custom_attributes"
