@@ -217,6 +217,9 @@ def _decode(cursor: str, sort: str) -> list[Any]:
         if "\x00" in shortcut:
             # NOTE: PostgreSQL text cannot hold NUL: the query would fail, not find nothing.
             raise ValueError("not a shortcut")
+        # NOTE: nor can the driver encode a lone UTF-16 surrogate (UnicodeEncodeError, a
+        # ValueError): the query failed to be sent, a 500.
+        shortcut.encode()
         if sort == "most_used":
             return [count, shortcut, uuid.UUID(row_id)]
         return [shortcut, uuid.UUID(row_id)]

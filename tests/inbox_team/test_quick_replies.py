@@ -250,3 +250,16 @@ def test_list_filters_sorts_and_pages(workspace):
     ):
         resp = ws.call("GET", BASE, params={"sort": sort, "cursor": crafted(raw)})
         assert resp.status_code == 400, (raw, resp.text)
+
+
+def test_a_cursor_shortcut_holding_half_an_emoji_is_400(workspace):
+    """A crafted cursor's shortcut with a lone UTF-16 surrogate is no text the driver can
+    send: the page query failed to encode it, a 500 instead of the bad cursor's 400."""
+    row_id = str(uuid.uuid4())
+    for sort, raw in (
+        ("shortcut", f'["shortcut", "a\\ud800", "{row_id}"]'),
+        ("most_used", f'["most_used", 1, "\\udfff", "{row_id}"]'),
+    ):
+        resp = workspace.call("GET", BASE, params={"sort": sort, "cursor": crafted(raw)})
+        assert resp.status_code == 400, (raw, resp.text)
+        assert resp.json["error"]["details"] == [{"field": "cursor", "message": "not a cursor"}]
