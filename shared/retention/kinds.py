@@ -104,8 +104,18 @@ AUTOMATION_EVENTS = kind(
 )
 
 #: NOTE: ``dropped`` rows never had a ``processed_at``; the arrival is every row's age.
+#: An email's files are read from its stored payload until their bytes are stored
+#: (``media_files.provider_media_id`` ``email:<event id>:<n>``, see shared.channels.media),
+#: so an email with a file not fetched yet (prefetch off, or failed) waits for it: purged,
+#: the file was lost while its message still listed it. Equality on the id, not a LIKE,
+#: so the owed files (a partial index) are hashed once per batch.
 INBOUND_EVENTS = kind(
-    "inbound_events", final="t.status IN ('processed', 'failed', 'dropped')", age="received_at"
+    "inbound_events",
+    final="t.status IN ('processed', 'failed', 'dropped') AND NOT EXISTS"
+    " (SELECT 1 FROM media_files m WHERE m.source = 'inbound' AND m.storage_key IS NULL"
+    " AND m.channel = 'email' AND m.tenant_id = t.tenant_id"
+    " AND split_part(m.provider_media_id, ':', 2) = t.id::text)",
+    age="received_at",
 )
 
 #: NOTE: an automation event still kept reads its outbox event (dry runs replay it, the

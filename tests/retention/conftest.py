@@ -127,10 +127,12 @@ class Seeder:
                 self._note("automation_runs", run.id)
             return self._note("automation_events", event.id)
 
-    def inbound_event(self, *, status: str, age_days: float) -> uuid.UUID:
+    def inbound_event(
+        self, *, status: str, age_days: float, channel: str = "whatsapp"
+    ) -> uuid.UUID:
         with session_scope() as session:
             row = InboundEvent(
-                channel="whatsapp",
+                channel=channel,
                 provider_event_id=f"retention-{uuid.uuid4()}",
                 tenant_id=self.tenant_id,
                 payload={},

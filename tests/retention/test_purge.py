@@ -9,11 +9,12 @@ from collections import Counter
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import update
 
 from scheduler import jobs
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.models import WebhookDelivery
+from shared.models import MediaFile, WebhookDelivery
 from shared.retention import purge
 from tests.retention.conftest import Seeder, surviving
 from tests.waiting import wait_until
@@ -281,3 +282,40 @@ def test_an_outbox_event_goes_in_the_same_run_as_its_old_automation_event(seeder
     left = surviving(seeder)
     assert left["automation_events"] == set()
     assert left["outbox_events"] == set()
+
+
+def _email_file(seeder: Seeder, event_id, *, stored: bool) -> None:
+    """An inbound email's attachment, part 0 of the MIME that inbound event holds."""
+    with session_scope() as session:
+        session.add(
+            MediaFile(
+                tenant_id=seeder.tenant_id,
+                source="inbound",
+                channel="email",
+                provider_media_id=f"email:{event_id}:0",
+                storage_backend="local" if stored else None,
+                storage_key="k/stored" if stored else None,
+            )
+        )
+
+
+def test_an_email_whose_attachment_was_never_fetched_is_kept(seeder, broker, worker):
+    """An email's files are fetched from its stored payload (shared.channels.media): one
+    nobody fetched yet (prefetch off, or failed) was lost with its purged email, while
+    its message still listed it. The email goes once its files are stored."""
+    owed = seeder.inbound_event(status="processed", age_days=100, channel="email")
+    _email_file(seeder, owed, stored=False)
+    fetched = seeder.inbound_event(status="processed", age_days=100, channel="email")
+    _email_file(seeder, fetched, stored=True)
+
+    _run_job_and_wait(broker)
+
+    assert surviving(seeder)["inbound_events"] == {owed}
+    with session_scope() as session:
+        session.execute(
+            update(MediaFile)
+            .where(MediaFile.provider_media_id == f"email:{owed}:0")
+            .values(storage_backend="local", storage_key="k/stored")
+        )
+    _run_job_and_wait(broker)
+    assert surviving(seeder)["inbound_events"] == set()
