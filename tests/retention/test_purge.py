@@ -9,12 +9,12 @@ from collections import Counter
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from scheduler import jobs
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.models import MediaFile, WebhookDelivery
+from shared.models import AutomationRunContext, MediaFile, WebhookDelivery
 from shared.retention import purge
 from tests.retention.conftest import Seeder, surviving
 from tests.waiting import wait_until
@@ -319,3 +319,29 @@ def test_an_email_whose_attachment_was_never_fetched_is_kept(seeder, broker, wor
         )
     _run_job_and_wait(broker)
     assert surviving(seeder)["inbound_events"] == set()
+
+
+def test_an_events_run_contexts_are_purged_and_counted_with_it(seeder, broker, worker, client):
+    """Runs share their evaluation's facts in a context row (migration 0026): the purge
+    removed them through the foreign key's cascade, so its counts left them out."""
+    event = seeder.automation_event(status="done", age_days=91, runs=1)
+    with session_scope() as session:
+        session.add(
+            AutomationRunContext(tenant_id=seeder.tenant_id, automation_event_id=event, facts={})
+        )
+    items_before = _items(client)
+
+    _run_job_and_wait(broker)
+
+    assert surviving(seeder)["automation_events"] == set()
+    with session_scope() as session:
+        assert (
+            session.scalars(
+                select(AutomationRunContext).where(
+                    AutomationRunContext.automation_event_id == event
+                )
+            ).all()
+            == []
+        )
+    expected = Counter(automation_events=1, automation_runs=1, automation_run_contexts=1)
+    wait_until(lambda: _items(client) - items_before == expected, timeout=15)
