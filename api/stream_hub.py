@@ -723,6 +723,14 @@ class Hub:
                 log.warning("could not refresh presence (Redis down)")
 
     async def _mark_present(self, users: list[tuple[uuid.UUID, str]]) -> None:
+        """Mark present those of ``users`` still streaming here, and unmark any who left
+        while that was written.
+
+        WHY: an agent whose stream closed before (or while) their arrival or refresh was
+        written had their departure's removal reach Redis first; the write then showed
+        them online, and round robin routed to them, until the mark lapsed.
+        """
+        users = [user for user in users if user in self.local_users]
         by_tenant: dict[uuid.UUID, list[str]] = {}
         for tenant_id, user_id in users:
             by_tenant.setdefault(tenant_id, []).append(presence.member(user_id, self.process))
@@ -736,6 +744,9 @@ class Hub:
             await pipe.execute()
         except RedisError:
             log.warning("could not record presence (Redis down)")
+            return
+        for user in users:
+            await self._mark_absent(user)  # NOTE: a no-op for those still streaming here
 
     async def _mark_arrived(self) -> None:
         """Mark present, in one round trip, every agent who arrived meanwhile."""
