@@ -5,9 +5,9 @@ Lifecycle: ``pending`` -> ``sent`` (the outbound message is created through
 emits ``message.created`` and ``send_outbound`` delivers it) | ``cancelled`` (by its
 author or a holder of ``conversations.manage``) | ``failed`` (the send was refused when
 due: the WhatsApp window closed, the conversation was resolved, its account deleted or
-disabled, the author was removed, suspended or may no longer see the conversation;
-``error_code``/``error_message`` say why and ``scheduled_message.failed`` is emitted so
-a rule or a webhook can react).
+disabled or its channel switched off, the author was removed, suspended or may no longer
+see the conversation; ``error_code``/``error_message`` say why and
+``scheduled_message.failed`` is emitted so a rule or a webhook can react).
 
 Hand-off (safe with two schedulers, a leader killed mid-run, a worker lost):
 
@@ -42,6 +42,7 @@ from shared import activity, dead_letters, idempotency
 from shared.admin import dropped_work
 from shared.after_commit_queue import AfterCommitQueue
 from shared.channels.account_lookup import AccountGone, conversation_account
+from shared.channels.accounts import SwitchedOff, switched_off
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DomainError, Forbidden, ValidationFailed
@@ -391,11 +392,12 @@ def deliver_many(session: Session, scheduled_ids: Sequence[uuid.UUID]) -> dict[u
             _fail(session, row, refused.code, refused.message)
             outcomes[row.id] = "failed"
             continue
-        if (row.tenant_id, row.conversation_id) in disabled:
-            # WHY: the send would only fail at the channel (``account_disabled``) while
-            # this row said ``sent`` and no ``scheduled_message.failed`` said why.
-            channel = conversation.channel
-            _fail(session, row, "account_disabled", f"The {channel} account is disabled")
+        off = disabled.get((row.tenant_id, row.conversation_id))
+        if off is not None:
+            # WHY: the send would only fail at the channel (``account_disabled``, or
+            # ``channel_disabled`` for a switched-off integration) while this row said
+            # ``sent`` and no ``scheduled_message.failed`` said why.
+            _fail(session, row, off.code, off.message)
             outcomes[row.id] = "failed"
             continue
         drafts.append(Draft(ctx, conversation, body=row.body, template=row.template))
@@ -552,10 +554,13 @@ def _conversations(
     return {(head.tenant_id, head.id): head for head in heads}
 
 
-def _disabled_accounts(session: Session, rows: Sequence[ScheduledMessage]) -> set[tuple]:
-    """``(tenant_id, conversation_id)`` of the rows' conversations whose sending account
-    (:func:`shared.channels.account_lookup.conversation_account`: the one named, else the
-    channel's default) is disabled, so that nothing goes out through it."""
+def _disabled_accounts(
+    session: Session, rows: Sequence[ScheduledMessage]
+) -> dict[tuple, SwitchedOff]:
+    """``(tenant_id, conversation_id) -> why`` of the rows' conversations whose sending
+    account (:func:`shared.channels.account_lookup.conversation_account`: the one named,
+    else the channel's default) is switched off (:func:`shared.channels.accounts.switched_off`:
+    the account disabled, or its channel's integration), so that nothing goes out through it."""
     keys = {(row.tenant_id, row.conversation_id) for row in rows}
     found = session.execute(
         select(
@@ -565,8 +570,8 @@ def _disabled_accounts(session: Session, rows: Sequence[ScheduledMessage]) -> se
             Conversation.channel,
         ).where(tuple_(Conversation.tenant_id, Conversation.id).in_(list(keys)))
     ).all()
-    status: dict[tuple, str | None] = {}
-    disabled = set()
+    status: dict[tuple, SwitchedOff | None] = {}
+    disabled = {}
     for tenant_id, conversation_id, account_id, channel in found:
         account_key = (tenant_id, account_id, channel)
         if account_key not in status:
@@ -574,9 +579,9 @@ def _disabled_accounts(session: Session, rows: Sequence[ScheduledMessage]) -> se
                 account = conversation_account(session, tenant_id, account_id, channel)
             except AccountGone:
                 account = None  # refused as ``account_deleted`` by the caller
-            status[account_key] = None if account is None else account.status
-        if status[account_key] == "disabled":
-            disabled.add((tenant_id, conversation_id))
+            status[account_key] = None if account is None else switched_off(account)
+        if status[account_key] is not None:
+            disabled[(tenant_id, conversation_id)] = status[account_key]
     return disabled
 
 

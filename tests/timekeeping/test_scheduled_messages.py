@@ -786,3 +786,29 @@ def test_a_message_due_while_its_account_is_disabled_fails_with_the_reason(api, 
             )
         ).all()
     assert emitted == [created.json["id"]]
+
+
+def test_a_message_due_while_its_channel_is_switched_off_fails_with_the_reason(api, worker, broker):
+    """A switched-off channel's accounts work as disabled ones: the send failed only at the
+    channel (``channel_disabled``) while the scheduled row said ``sent``."""
+    conversation = api.inbound("Where is my parcel?")["conversation_id"]
+    created = api.ws.call(
+        "POST", base(conversation), json={"body": "It ships today", "run_at": in_an_hour()}
+    )
+    assert created.status_code == 201, created.text
+    off = api.ws.call("PUT", "/api/integrations/api", json={"enabled": False})
+    assert off.status_code == 200, off.text
+
+    failed = send_due(created.json["id"], broker)
+    assert (failed.status, failed.error_code) == ("failed", "channel_disabled")
+    assert "switched off" in failed.error_message
+    assert failed.message_id is None
+    with session_scope() as session:
+        assert messages_in(session, conversation) == 1  # the customer's only
+        emitted = session.scalars(
+            select(OutboxEvent.data["id"].astext).where(
+                OutboxEvent.tenant_id == tid(api.ws),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+        ).all()
+    assert emitted == [created.json["id"]]
