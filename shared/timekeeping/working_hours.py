@@ -162,8 +162,8 @@ def _intervals_problems(intervals: list, path: str) -> list[Problem]:
     problems: list[Problem] = []
     accepted: list[tuple[int, int]] = []
     for interval_path, interval in _objects(intervals, path, {"start", "end"}, problems):
-        start = _seconds(interval.get("start"))
-        end = _seconds(interval.get("end"))
+        start = _written_time(interval.get("start"))
+        end = _written_time(interval.get("end"))
         if start is None or start == DAY_SECONDS:
             problems.append(
                 Problem(key(interval_path, "start"), "invalid_time", "HH:MM, 00:00-23:59")
@@ -224,6 +224,19 @@ def _seconds(text: Any) -> int | None:
         return None
     hours, minutes = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
     return int(hours) * 3600 + int(minutes) * 60
+
+
+def _written_time(text: Any) -> int | None:
+    """:func:`_seconds` of a time written as the API says, HH:MM in ASCII digits.
+
+    WHY: :data:`_TIME`'s digit class takes any script's digits, and its ``$`` a trailing
+    newline: "09:00" with an Arabic-Indic nine was read as 09:00 and stored as sent, a
+    value no client reading HH:MM understands. Only validation is strict: a schedule
+    stored before still parses.
+    """
+    if not isinstance(text, str) or not text.isascii() or "\n" in text:
+        return None
+    return _seconds(text)
 
 
 def _date(text: Any) -> dt.date | None:

@@ -92,6 +92,12 @@ def test_put_and_get_global_hours(workspace):
             "days[1].weekday",
         ),
         ({"days": [{"weekday": 9, "intervals": []}]}, "days[0].weekday"),
+        # HH:MM in ASCII digits: another script's digits were read as the time and stored
+        # as sent, a value no client reading HH:MM understands
+        (
+            {"days": [{"weekday": 0, "intervals": [{"start": "0\u0669:00", "end": "17:00"}]}]},
+            "days[0].intervals[0].start",
+        ),
         ({"days": [], "holidays": [{"date": "2026-02-30"}]}, "holidays[0].date"),
         ({"days": [], "extra": 1}, "extra"),
     ],
