@@ -19,6 +19,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import activity
+from shared.channels.account_lookup import AccountGone, conversation_account
+from shared.channels.accounts import switched_off
 from shared.context import Ctx
 from shared.errors import DomainError, NotFound
 from shared.inbox import conversations as convs
@@ -197,6 +199,11 @@ def _send_closing_message(session, ctx, conversation, body: str, counts: ExpiryC
     """
     from shared.inbox.messages import create_outbound_message
 
+    refused = _account_refusal(session, conversation)
+    if refused is not None:
+        counts.closing_messages_failed += 1
+        log.info("closing message not sent on %s: %s", conversation.id, refused)
+        return
     try:
         with session.begin_nested():
             # The rule speaks, not whoever triggered the run: always a system message.
@@ -206,6 +213,27 @@ def _send_closing_message(session, ctx, conversation, body: str, counts: ExpiryC
         log.info("closing message not sent on %s: %s", conversation.id, exc.message)
         return
     counts.closing_messages_sent += 1
+
+
+def _account_refusal(session: Session, conversation: Conversation) -> str | None:
+    """Why nothing can go out through the conversation's account, or None.
+
+    WHY: as a reply and a CSAT survey are refused on a deleted account's conversation (the
+    default account is another number the customer never wrote to), and as a scheduled
+    message fails on a switched-off one: the closing message was stored, counted as sent,
+    and only failed at the channel.
+    """
+    try:
+        account = conversation_account(
+            session,
+            conversation.tenant_id,
+            conversation.integration_account_id,
+            conversation.channel,
+        )
+    except AccountGone:
+        return f"the {conversation.channel} account this conversation runs on was deleted"
+    off = None if account is None else switched_off(account)
+    return None if off is None else off.message
 
 
 # ---------------------------------------------------------------- snooze

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select, update
 
 from scheduler import jobs as scheduler_jobs
 from shared.db import session_scope
 from shared.models import Message, Tenant
+from tests.channels_api.conftest import ApiChannel
 from tests.inbox_conversations.conftest import add_conversation, ago, events, row, set_columns
 
 RULES = "/api/chat-expiration-rules"
@@ -139,6 +141,31 @@ def test_the_scheduler_job_expires_every_active_tenant_and_sends_closing_message
     ]
     expired = events(ws, "conversation.expired")
     assert {e.actor_type for e in expired} == {"system"} and len(expired) == 2
+
+
+@pytest.mark.parametrize(("method", "body"), [("DELETE", None), ("PATCH", {"status": "disabled"})])
+def test_a_closing_message_on_a_deleted_or_disabled_account_is_not_sent(workspace, method, body):
+    """As a reply and a CSAT survey are refused on a deleted account's conversation (the
+    default account is another number, page or address than the one the customer wrote
+    to), and a disabled account sends nothing: the closing message was stored, counted as
+    sent, and only failed at the channel."""
+    api = ApiChannel(workspace, None)
+    conversation = api.inbound("Where is my parcel?")["conversation_id"]
+    changed = workspace.call(method, f"/api/integration-accounts/{api.id}", json=body)
+    assert changed.status_code in (200, 204), changed.text
+    workspace.call("PUT", f"{RULES}/api", json={"inactive_minutes": 10, "closing_message": "Bye"})
+    set_columns(conversation, last_activity_at=ago(hours=1))
+
+    resp = workspace.call("POST", "/api/conversations/expire")
+    assert resp.status_code == 200, resp.text
+    assert resp.json["expired"] == 1
+    assert (resp.json["closing_messages_sent"], resp.json["closing_messages_failed"]) == (0, 1)
+    assert row(conversation).status == "resolved"
+    with session_scope() as session:
+        sent = session.scalars(
+            select(Message.direction).where(Message.conversation_id == uuid.UUID(conversation))
+        ).all()
+    assert sent == ["inbound"]
 
 
 def test_reopen_snoozed_job(workspace):
