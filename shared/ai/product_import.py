@@ -281,6 +281,11 @@ def _upsert_statement(rows: list[dict[str, Any]]):
             **{name: getattr(stmt.excluded, name) for name in products.FIELDS if name != "sku"},
             # NOTE: the text may have changed: the old embedding no longer describes it.
             "embedding": None,
+            # ...and the sweep's re-drives of the old text (given up or not) say nothing of
+            # it, as for a replace (``products.replace_product``).
+            "embed_attempts": 0,
+            "embed_swept_at": None,
+            "embed_gave_up_at": None,
             "updated_at": func.now(),
         },
     ).returning(AiProduct.id, literal_column("(xmax = 0)").label("inserted"))

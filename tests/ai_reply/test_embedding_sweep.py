@@ -225,6 +225,47 @@ def test_a_given_up_product_replaced_is_owed_afresh(world):
     assert item in sent
 
 
+def test_a_given_up_product_updated_by_an_import_is_owed_afresh(world):
+    """An import row that updates a product gives it a new text, as a replace does: the
+    sends spent on the old text say nothing of it, so its budget starts again."""
+    from shared.ai import product_import, products
+    from shared.context import Ctx
+
+    items = _agent_rows(world.tenant_id)
+    item = ("product", items["product"])
+    with session_scope() as session:
+        agent_id = session.scalar(select(AiProduct.ai_agent_id).where(AiProduct.id == item[1]))
+        session.execute(
+            update(AiProduct)
+            .where(AiProduct.id == item[1])
+            .values(
+                sku="MUG-1",
+                embed_attempts=embedding_sweep.MAX_ATTEMPTS,
+                embed_gave_up_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        job = product_import.start_import(
+            session,
+            Ctx.system(world.tenant_id),
+            agent_id,
+            b"sku,name\nMUG-1,Red mug\n",
+            "csv",
+            enqueue=lambda *_: None,
+        )
+    saved = products.EMBED_QUEUE.enqueuer
+    products.EMBED_QUEUE.set_enqueuer(None)  # the import's own message is lost too
+    try:
+        assert product_import.process_import(job.id) == "succeeded"
+    finally:
+        products.EMBED_QUEUE.set_enqueuer(saved)
+    assert _state(*item)[1:] == (0, None, None)
+
+    _age(dict([item]), days=1)
+    with _sends_recorded() as sent:
+        _sweep()
+    assert item in sent
+
+
 def test_a_new_embedding_model_gives_given_up_items_a_fresh_budget(world):
     item = ("chunk", _agent_rows(world.tenant_id)["chunk"])
     with session_scope() as session:
