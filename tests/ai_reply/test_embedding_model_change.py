@@ -163,3 +163,37 @@ def test_a_lost_re_embedding_for_a_model_that_no_longer_embeds_is_dropped(world,
     assert _sweep_reembedding() == 0
     assert _embedded_by(fake_llm, "embed-b") == []
     assert _vectors(agent.id) == [None]
+
+
+def test_the_vector_of_a_product_replaced_while_it_was_computed_is_not_stored(world, fake_llm):
+    """``embed_items`` of a product's old text finishing after a replace must not store
+    that text's vector over the cleared one: retrieval would match the product by a text
+    it no longer has, and the sweep would never embed the new one (a vector is there)."""
+    from shared.ai import products
+    from shared.models import AiProduct
+
+    agent = world.agent(provider="openai", embedding_model="embed-a", faq=())
+    path = f"/api/ai-agents/{agent.id}/products"
+    saved = products.EMBED_QUEUE.enqueuer
+    products.EMBED_QUEUE.set_enqueuer(None)  # embed_items is run by hand below
+    try:
+        created = world.ws.call("POST", path, json={"name": "Blue mug"})
+        assert created.status_code == 201, created.text
+        product_id = created.json["id"]
+
+        class ReplacedMidway:
+            def embed(self, texts):
+                replaced = world.ws.call("PUT", f"{path}/{product_id}", json={"name": "Red kettle"})
+                assert replaced.status_code == 200, replaced.text
+                return [[0.5] * 8 for _ in texts]
+
+        installed = embedding.set_embedder_factory(lambda _agent: ReplacedMidway())
+        try:
+            with session_scope() as session:
+                embedding.embed_items(session, "product", [product_id])
+        finally:
+            embedding.set_embedder_factory(installed)
+    finally:
+        products.EMBED_QUEUE.set_enqueuer(saved)
+    with session_scope() as session:
+        assert session.scalar(select(AiProduct.embedding).where(AiProduct.id == product_id)) is None

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
 from shared.ai import usage
@@ -69,7 +69,8 @@ def embedder_for(agent: AiAgent) -> Embedder | None:
 
 
 def _texts(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> list[tuple]:
-    """``(id, tenant_id, ai_agent_id, text)`` of each item still there."""
+    """``(id, tenant_id, ai_agent_id, text, version)`` of each item still there; the
+    version is its ``updated_at`` (None for a chunk, which is never edited)."""
     if kind == "chunk":
         columns = (KnowledgeChunk.content,)
         table = KnowledgeChunk
@@ -80,9 +81,16 @@ def _texts(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> list[tuple]
         columns = (AiProduct.name, AiProduct.description)
         table = AiProduct
     rows = session.execute(
-        select(table.id, table.tenant_id, table.ai_agent_id, *columns).where(table.id.in_(ids))
+        select(table.id, table.tenant_id, table.ai_agent_id, _version(table), *columns).where(
+            table.id.in_(ids)
+        )
     ).all()
-    return [(r[0], r[1], r[2], "\n".join(str(v) for v in r[3:] if v)) for r in rows]
+    return [(r[0], r[1], r[2], "\n".join(str(v) for v in r[4:] if v), r[3]) for r in rows]
+
+
+def _version(table):
+    """The column that changes with the item's text: ``updated_at`` (a chunk has none)."""
+    return table.updated_at if hasattr(table, "updated_at") else literal(None).label("version")
 
 
 #: The table of each kind of item.
@@ -97,14 +105,31 @@ def tenant_of(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> uuid.UUI
     return session.scalar(select(table.tenant_id).where(table.id == ids[0]))
 
 
-def store(session: Session, kind: str, vectors: dict[uuid.UUID, Sequence[float]]) -> None:
-    """Write unit-length embeddings of ``kind`` items (one statement for the batch)."""
+def store(
+    session: Session,
+    kind: str,
+    vectors: dict[uuid.UUID, Sequence[float]],
+    versions: dict[uuid.UUID, object] | None = None,
+) -> None:
+    """Write unit-length embeddings of ``kind`` items (one statement for the batch).
+
+    With ``versions`` (each item's ``updated_at`` when its text was read), an item edited
+    since keeps no vector: WHY: a product replaced while its old text was being embedded
+    got that text's vector over the cleared one, and its new text was never embedded (the
+    sweep sends only items without a vector). The edit queued the new text already.
+    """
     if not vectors:
         return
     table = TABLES[kind].__table__
+    statement = update(table).where(table.c.id == bindparam("item_id"))
+    if versions is not None and "updated_at" in table.c:
+        statement = statement.where(table.c.updated_at == bindparam("version"))
     session.execute(
-        update(table).where(table.c.id == bindparam("item_id")).values(embedding=bindparam("vec")),
-        [{"item_id": item_id, "vec": normalised(vec)} for item_id, vec in vectors.items()],
+        statement.values(embedding=bindparam("vec")),
+        [
+            {"item_id": item_id, "vec": normalised(vec), "version": (versions or {}).get(item_id)}
+            for item_id, vec in vectors.items()
+        ],
         execution_options={"synchronize_session": False},
     )
 
@@ -136,7 +161,12 @@ def embed_items(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> int:
                 raise ValueError(f"the embedder answered {len(vectors)} vectors for {len(batch)}")
             if not reembedding.still_current(session, agent_id, used):
                 break  # the model changed meanwhile: the change queued these items again
-            store(session, kind, {row[0]: vec for row, vec in zip(batch, vectors, strict=True)})
+            store(
+                session,
+                kind,
+                {row[0]: vec for row, vec in zip(batch, vectors, strict=True)},
+                {row[0]: row[4] for row in batch},
+            )
             done += len(batch)
         # Embedding input is prompt input: counted (and priced) as generation prompts are.
         usage.record(session, agent, prompt_tokens=tokens)
