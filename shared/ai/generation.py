@@ -379,8 +379,9 @@ def settle(
     reply, conversation = locked
     tokens = (completion.prompt_tokens, completion.completion_tokens) if completion else (0, 0)
     sources = _sources(completion.used_hits or (plan.hits if plan else ())) if completion else []
-    if agent is None or not _answers_now(conversation, agent):
-        # NOTE: a human took over, replied or resolved it meanwhile: nothing goes out.
+    if agent is None or not agent.is_active or not _answers_now(conversation, agent):
+        # NOTE: a human took over, replied or resolved it meanwhile, or the agent was
+        # switched off (prepare settles its pending replies here): nothing goes out.
         _close(reply, "skipped", tokens, sources)
         if agent is not None and completion is not None:
             _count(session, tally, agent, prompt_tokens=tokens[0], completion_tokens=tokens[1])
