@@ -244,11 +244,12 @@ def claim(
 _SWEEP = text(
     """
     WITH due AS MATERIALIZED (
-        SELECT id, tenant_id FROM ai_replies
-         WHERE (status = 'pending'
-                AND due_at <= now() - make_interval(secs => :pending_after))
-            OR (status = 'generating'
-                AND updated_at <= now() - make_interval(secs => :generating_after))
+        SELECT id, tenant_id FROM ai_replies r
+         WHERE ((status = 'pending'
+                 AND due_at <= now() - make_interval(secs => :pending_after))
+             OR (status = 'generating'
+                 AND updated_at <= now() - make_interval(secs => :generating_after)))
+           AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = r.tenant_id AND t.status = 'active')
          ORDER BY due_at
          LIMIT :batch
          FOR UPDATE SKIP LOCKED
@@ -263,7 +264,12 @@ _SWEEP = text(
 
 
 def sweep(session: Session, *, batch: int = 500) -> int:
-    """Re-enqueue replies stuck pending past due or generating too long; return how many."""
+    """Re-enqueue replies stuck pending past due or generating too long; return how many.
+
+    A suspended tenant's replies wait for its reactivation, as the other sweeps' rows do
+    (API.md: scheduler jobs skip it). WHY: re-driven, each was sent again every run (5 s)
+    for the tenant gate to drop, logged as work lost.
+    """
     settings = get_settings()
     rows = list(
         session.execute(

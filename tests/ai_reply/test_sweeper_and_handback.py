@@ -150,3 +150,33 @@ def test_a_dead_reply_handed_off_since_is_not_requeued_and_says_why(world, fake_
     error = resp.json["error"]
     assert error["code"] == "not_requeueable" and "handed_off" in error["message"]
     assert world.ws.call("GET", f"/api/ops/dead-letters/{letter['id']}").json["requeued_at"] is None
+
+
+def test_a_suspended_tenants_replies_wait_for_its_reactivation(world, fake_graph, app):
+    """API.md: scheduler jobs skip a suspended tenant. Re-driven anyway, each of its
+    replies was sent again every sweep, only for the tenant gate to drop it."""
+    import falcon.testing
+
+    from shared.ai import replies
+    from tests.admin.conftest import create_super_admin, login
+
+    reply = _orphan_reply(world, fake_graph)
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    path = f"/api/admin/tenants/{world.tenant_id}"
+    assert root.call("DELETE", path).status_code == 204
+
+    sent: list = []
+    saved = replies.QUEUE.enqueuer
+    replies.QUEUE.set_enqueuer(lambda items: sent.extend(item[0] for item in items))
+    try:
+        _sweep()
+        assert reply.id not in sent
+        with session_scope() as session:
+            assert session.get(AiReply, reply.id).due_at == reply.due_at
+
+        # Reactivated, its reply is re-driven: waiting was not dropping it.
+        assert root.call("PATCH", path, json={"status": "active"}).status_code == 200
+        _sweep()
+        assert reply.id in sent
+    finally:
+        replies.QUEUE.set_enqueuer(saved)
