@@ -231,6 +231,46 @@ def test_scheduler_redrives_a_source_whose_message_was_lost(worker, workspace, a
     assert ready["chunk_count"] == 1
 
 
+def test_a_suspended_tenants_sources_wait_for_its_reactivation(workspace, ai_agent, app):
+    """API.md: scheduler jobs skip a suspended tenant. Re-driven anyway, its pending
+    sources were touched and sent again every sweep, only for the tenant gate to drop."""
+    import falcon.testing
+
+    from tests.admin.conftest import create_super_admin, login
+
+    with _messages_lost():
+        resp = workspace.call(
+            "POST", sources_path(ai_agent), json={"kind": "text", "title": "Lost", "content": "Hi."}
+        )
+    source_id = uuid.UUID(resp.json["id"])
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with session_scope() as session:
+        session.execute(
+            update(KnowledgeSource)
+            .where(KnowledgeSource.id == source_id)
+            .values(updated_at=long_ago)
+        )
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    path = f"/api/admin/tenants/{workspace.tenant['id']}"
+    assert root.call("DELETE", path).status_code == 204
+
+    sent: list = []
+    saved = queue.INGEST.enqueuer
+    queue.INGEST.set_enqueuer(sent.extend)
+    try:
+        with session_scope() as session:
+            jobs.sweep_knowledge_sources(session)
+        assert source_id not in sent and _updated_at(source_id) == long_ago
+
+        # Reactivated, its source is re-driven: waiting was not dropping it.
+        assert root.call("PATCH", path, json={"status": "active"}).status_code == 200
+        with session_scope() as session:
+            jobs.sweep_knowledge_sources(session)
+        assert source_id in sent
+    finally:
+        queue.INGEST.set_enqueuer(saved)
+
+
 def test_scheduler_redrives_a_dead_workers_claim(worker, workspace, ai_agent):
     resp = workspace.call(
         "POST", sources_path(ai_agent), json={"kind": "text", "title": "Dead", "content": "Hello."}

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.after_commit_queue import AfterCommitQueue
 from shared.config import get_settings
-from shared.models import KnowledgeSource
+from shared.models import KnowledgeSource, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ def sweep(session: Session, *, batch: int = 200) -> int:
                 ),
             ),
             KnowledgeSource.status.in_(("pending", "processing")),
+            # NOTE: a suspended tenant's sources wait for its reactivation (API.md: scheduler
+            # jobs skip it), as the embedding sweeps' items do: re-driven, each was touched
+            # and sent again every run, only for the tenant gate to drop it.
+            select(Tenant.id)
+            .where(Tenant.id == KnowledgeSource.tenant_id, Tenant.status == "active")
+            .exists(),
         )
         .order_by(KnowledgeSource.updated_at)
         .limit(batch)
