@@ -206,7 +206,7 @@ def _json_rows(content: str) -> Iterator[RawRow]:
     while True:
         while position < len(content) and content[position] in ws:
             position += 1
-        if content[position : position + 1] == "]":
+        if content[position : position + 1] == "]" and number == 0:
             return
         number += 1
         try:
@@ -220,12 +220,15 @@ def _json_rows(content: str) -> Iterator[RawRow]:
         while position < len(content) and content[position] in ws:
             position += 1
         separator = content[position : position + 1]
-        if separator == ",":
-            position += 1
-        elif separator != "]":
+        if separator == "]":
+            return
+        if separator != ",":
             raise MalformedPayload(
                 number + 1, f"malformed JSON after row {number}: expected , or ]"
             )
+        # NOTE: a comma promises a row: ``[{...},]`` is not JSON, and is read as JSON
+        # that breaks off (the next decode fails on the "]").
+        position += 1
 
 
 def read_rows(payload: bytes, fmt: str) -> Iterator[RawRow]:

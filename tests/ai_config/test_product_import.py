@@ -146,6 +146,23 @@ def test_json_that_breaks_off_fails_the_job_keeping_the_rows_before(workspace, w
     assert set(products_of(agent["id"])) == {"One", "Two"}
 
 
+@pytest.mark.parametrize(
+    "body", ['[{"name": "One"}, {"name": "Two"},]', '[{"name": "One"}, {"name": "Two"}, ]']
+)
+def test_json_with_a_comma_before_its_end_fails_the_job_keeping_the_rows_before(
+    workspace, worker, body
+):
+    """Not JSON (``[,]`` is refused as such): a comma promises a row, as any writer of the
+    array meant one; the rows before it are imported, as for JSON that breaks off."""
+    agent = create_agent(workspace)
+    job = finished_job(
+        workspace, start(workspace, agent["id"], body, "application/json").json["job_id"]
+    )
+    assert job["status"] == "failed" and "row 3" in job["error"]
+    assert job["result"]["created"] == 2 and job["result"]["errors"][-1]["row"] == 3
+    assert set(products_of(agent["id"])) == {"One", "Two"}
+
+
 def test_a_csv_row_past_the_field_limit_fails_the_job_keeping_the_rows_before(workspace, worker):
     """csv reads the rest out of step after such a row: nothing after it is imported."""
     agent = create_agent(workspace)
