@@ -44,7 +44,9 @@ class Login:
 
 def _email_taken(session: Session, email: str) -> bool:
     return bool(
-        session.scalar(select(func.count()).where(func.lower(SuperAdmin.email) == email.lower()))
+        session.scalar(
+            select(func.count()).where(func.lower(SuperAdmin.email) == func.lower(email))
+        )
     )
 
 
@@ -143,7 +145,9 @@ def login(session: Session, *, email: str, password: str, ip: str | None = None)
     # NOTE: the tenant login's failure counter, under its own key space.
     counter_email = f"super-admin:{email}"
     auth._check_login_rate(counter_email, ip)
-    admin = session.scalar(select(SuperAdmin).where(func.lower(SuperAdmin.email) == email.lower()))
+    admin = session.scalar(
+        select(SuperAdmin).where(func.lower(SuperAdmin.email) == func.lower(email))
+    )
     if not verify_password(admin.password_hash if admin else None, password):
         raise Unauthenticated("Invalid email or password")
     auth._forgive_login(counter_email, ip)

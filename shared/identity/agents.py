@@ -200,7 +200,7 @@ def resolve_role(session: Session, ctx: Ctx, role: str) -> Role:
     try:
         query = query.where(Role.id == uuid.UUID(role))
     except ValueError:
-        query = query.where(func.lower(Role.name) == role.lower())
+        query = query.where(func.lower(Role.name) == func.lower(role))
     found = session.scalars(query.with_for_update(read=True, key_share=True)).one_or_none()
     if found is None:
         raise ValidationFailed.field("role", f"no role '{role}' in this workspace")
@@ -224,7 +224,7 @@ def _flush_unique(session: Session) -> None:
 
 
 def _email_taken(session: Session, ctx: Ctx, email: str, *, except_id: uuid.UUID | None = None):
-    query = _live_agents(ctx).where(func.lower(User.email) == email.lower())
+    query = _live_agents(ctx).where(func.lower(User.email) == func.lower(email))
     if except_id:
         query = query.where(User.id != except_id)
     return session.scalars(query.limit(1)).first() is not None

@@ -411,10 +411,12 @@ def login(
         select(User, Role, Tenant)
         .join(Role, Role.id == User.role_id)
         .join(Tenant, Tenant.id == User.tenant_id)
-        .where(func.lower(User.email) == email.lower(), User.deleted_at.is_(None))
+        .where(func.lower(User.email) == func.lower(email), User.deleted_at.is_(None))
     )
     if tenant_slug:
         query = query.where(Tenant.slug == tenant_slug.lower())
+    # NOTE: both sides lowered by PostgreSQL: Python's lower() differs for some letters
+    # ('İ' is 'i̇' there, 'i' here) and such an email matched no user, ever.
     # APPSEC: the users' rows are locked (FOR NO KEY UPDATE, as the login's stamp would
     # anyway) before their hashes are read: a login racing a password change waits for it
     # and checks the new hash. Unlocked, it checked the old one and issued its token after

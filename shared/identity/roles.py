@@ -59,7 +59,9 @@ def _check_permissions(keys: list[str]) -> list[str]:
 
 
 def _name_taken(session: Session, ctx: Ctx, name: str, except_id: uuid.UUID | None = None) -> bool:
-    query = exists().where(Role.tenant_id == ctx.tenant_id, func.lower(Role.name) == name.lower())
+    query = exists().where(
+        Role.tenant_id == ctx.tenant_id, func.lower(Role.name) == func.lower(name)
+    )
     if except_id:
         query = query.where(Role.id != except_id)
     return bool(session.scalar(select(query)))
