@@ -135,7 +135,9 @@ def reset_password(session: Session, ctx: AdminCtx, admin_id: uuid.UUID) -> str:
     admin = _lock_with_caller(session, ctx, admin_id)
     temporary = secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
     admin.password_hash = hash_password(temporary)
-    admin.tokens_valid_after = func.now()
+    # APPSEC: the clock now, not the transaction's start (now()): a login that held the
+    # row while this reset waited issued its token after that start, which outlived it.
+    admin.tokens_valid_after = func.clock_timestamp()
     session.flush()
     return temporary
 
@@ -145,8 +147,13 @@ def login(session: Session, *, email: str, password: str, ip: str | None = None)
     # NOTE: the tenant login's failure counter, under its own key space.
     counter_email = f"super-admin:{email}"
     auth._check_login_rate(counter_email, ip)
+    # APPSEC: the row is locked (FOR NO KEY UPDATE, as the login's stamp would anyway)
+    # before its hash is read: a login racing a password reset waits for it and checks the
+    # new hash. Unlocked, it checked the old one and its token outlived the reset.
     admin = session.scalar(
-        select(SuperAdmin).where(func.lower(SuperAdmin.email) == func.lower(email))
+        select(SuperAdmin)
+        .where(func.lower(SuperAdmin.email) == func.lower(email))
+        .with_for_update(key_share=True)
     )
     if not verify_password(admin.password_hash if admin else None, password):
         raise Unauthenticated("Invalid email or password")
