@@ -385,6 +385,10 @@ def update_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID, changes: dict[
         auth.user_tokens_valid_after_now(session, ctx.tenant_id, agent.id)
     if "password" in changes or before["email"] != agent.email:
         invitations.revoke_links(session, ctx.tenant_id, agent.id)
+        if agent.password_hash is None:
+            # An invited agent's address was corrected: their link went to the old one
+            # (expired above), and without a password they could never log in.
+            invitations.invite(session, ctx, agent)
     session.flush()
     session.refresh(agent)
     after = AgentView.data(agent)

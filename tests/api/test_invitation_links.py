@@ -75,3 +75,41 @@ def test_a_link_revoked_before_its_email_went_out_is_never_sent(
         "/api/auth/login", json={"email": email, "password": ADMINS_CHOICE}
     )
     assert login.status_code == 200
+
+
+def test_an_invited_agent_whose_address_is_corrected_gets_a_link_there(
+    workspace,
+    worker,
+    relay,  # noqa: F811
+):
+    """Correcting a mistyped address expired the link mailed there and sent none to the
+    corrected one: the agent, who has no password, was left with no way to log in."""
+    mistyped = f"typo-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": mistyped, "full_name": "Tia Typo", "role": "agent"}
+    agent = workspace.call("POST", "/api/agents", json=body).json
+    wait_until(lambda: _links_to(relay, mistyped), "the first invitation email")
+    corrected = f"fixed-{uuid.uuid4().hex[:8]}@example.com"
+
+    resp = workspace.call("PATCH", f"/api/agents/{agent['id']}", json={"email": corrected})
+
+    assert resp.status_code == 200, resp.text
+    [token] = wait_until(lambda: _links_to(relay, corrected), "an invitation to the new address")
+    accepted = workspace.client.simulate_post(
+        "/api/auth/accept-invitation", json={"token": token, "password": "my own passphrase"}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json["user"]["id"] == agent["id"]
+
+
+def test_a_corrected_address_of_an_agent_with_a_password_sends_nothing(
+    workspace,
+    worker,
+    relay,  # noqa: F811
+):
+    agent, _ = workspace.create_agent()
+    corrected = f"moved-{uuid.uuid4().hex[:8]}@example.com"
+    resp = workspace.call("PATCH", f"/api/agents/{agent['id']}", json={"email": corrected})
+    assert resp.status_code == 200, resp.text
+    with session_scope() as session:
+        links = select(AgentInvitation.id).where(AgentInvitation.user_id == uuid.UUID(agent["id"]))
+        assert session.scalars(links).all() == []
