@@ -12,12 +12,17 @@ from shared.schemas.identity import AgentView, TenantView
 from shared.timekeeping.working_hours import is_known_timezone
 
 Password = Annotated[str, Field(min_length=10, max_length=256)]
+#: NOTE: the pattern is checked before ``to_lower`` lowers the value: it admits capitals
+#: (a slug is named in any case), which the value then never keeps.
 Slug = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", to_lower=True)
+    str,
+    StringConstraints(pattern=r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$", to_lower=True),
 ]
 #: A slug as an existing workspace may have it: those registered before the slug rule was
 #: fixed can end in '-' (a long name cut after a word). For naming one, never for a new one.
-SlugRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", to_lower=True)]
+SlugRef = Annotated[
+    str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$", to_lower=True)
+]
 
 
 class RegisterRequest(Input):
