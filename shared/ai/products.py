@@ -107,7 +107,10 @@ def _unstorable(value: Any) -> str | None:
 
 
 def _attributes(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
+    """At most MAX_ATTRIBUTES_BYTES of JSON as UTF-8, as stored and sent (``json.dumps``'s
+    ASCII escapes counted 6 bytes a Greek or Cyrillic letter, 12 an emoji)."""
+    stored = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(stored) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
     if (problem := _unstorable(value)) is not None:
         raise ValueError(problem)

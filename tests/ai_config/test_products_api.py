@@ -90,6 +90,20 @@ def test_bad_products_are_422_naming_the_field(workspace, change, field):
     assert fields(resp) == [field]
 
 
+def test_attributes_size_counts_the_bytes_of_their_json(workspace):
+    """The 8 KiB bound is on the JSON's UTF-8 bytes, as stored and sent: measured on
+    ``json.dumps``'s ASCII escapes, a Greek letter took 6 bytes, so 1,500 of them (3 KB)
+    were refused as over 8 KB."""
+    agent = create_agent(workspace)
+    base = f"{AGENTS}/{agent['id']}/products"
+    greek = {"description_el": "λ" * 1500}
+    made = workspace.call("POST", base, json=SHOE | {"attributes": greek})
+    assert made.status_code == 201, made.text
+    assert made.json["attributes"] == greek
+    over = workspace.call("POST", base, json=SHOE | {"attributes": {"el": "λ" * 4200}})
+    assert over.status_code == 422 and fields(over) == ["attributes"]
+
+
 def test_skus_are_unique_per_agent(workspace):
     agent, other = create_agent(workspace), create_agent(workspace)
     base = f"{AGENTS}/{agent['id']}/products"
