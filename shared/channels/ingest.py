@@ -46,7 +46,7 @@ from shared.context import Ctx
 from shared.csat import replies as csat_replies
 from shared.csat import surveys as csat_surveys
 from shared.events import Actor, emit
-from shared.inbox import states
+from shared.inbox import conversation_counts, states
 from shared.models import Contact, Conversation, IntegrationAccount, MediaFile, Message
 from shared.schemas.inbox import ContactView, ConversationView
 from shared.schemas.messages import MessageView
@@ -526,9 +526,7 @@ def _build_count(inbound: bool):
     at = bindparam("at", type_=DateTime(timezone=True))
     values: dict[str, Any] = {
         "message_count": table.c.message_count + 1,
-        "last_message_at": at,
-        "last_message_preview": bindparam("preview"),
-        "last_activity_at": at,
+        **conversation_counts.last_message_values(table, at, bindparam("preview")),
         "updated_at": func.now(),
     }
     if inbound:

@@ -40,6 +40,7 @@ from shared.channels import attachments as channel_attachments
 from shared.channels.templates import sending as template_sending
 from shared.context import Ctx
 from shared.errors import Conflict, DependencyUnavailable, ValidationFailed
+from shared.inbox import conversation_counts
 from shared.inbox import conversations as convs
 from shared.inbox.access import (
     ConversationHead,
@@ -202,11 +203,10 @@ def preview(
 def _count_values(sent_at: Any, first_at: Any) -> dict[str, Any]:
     """The conversation's columns a send sets, its last message sent at ``sent_at``."""
     table = Conversation.__table__
+    preview = bindparam("preview", type_=table.c.last_message_preview.type)
     values: dict[str, Any] = {
         "message_count": table.c.message_count + bindparam("count", 1, type_=Integer),
-        "last_message_at": sent_at,
-        "last_message_preview": bindparam("preview", type_=table.c.last_message_preview.type),
-        "last_activity_at": sent_at,
+        **conversation_counts.last_message_values(table, sent_at, preview),
         "updated_at": func.now(),
     }
     if first_at is not None:
