@@ -76,7 +76,11 @@ def test_a_worker_killed_mid_batch_resumes_without_sending_twice(
                 .values(next_batch_at=text("now() - interval '2 minutes'"))
             )
         with session_scope() as session:
-            assert start_due_campaigns(session) == {"started": 0, "redriven": 1}
+            # NOTE: the job looks at every tenant of this process's database: an earlier
+            # test's campaign whose batch a loaded machine made a minute late is redriven
+            # too, so this campaign's own redrive is judged by what follows.
+            started = start_due_campaigns(session)
+        assert started["started"] == 0 and started["redriven"] >= 1, started
         second = start_worker(namespace=routed)
         procs.append(second)
         wait_until(
