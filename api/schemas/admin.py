@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import EmailStr, field_validator
 
-from api.schemas.auth import Password, Slug
+from api.schemas.auth import LoginPassword, Password, Slug
 from api.schemas.common import Input, ListQuery, Name, Update
 from shared.schemas.base import View
 from shared.schemas.identity import RoleRef, TenantView
@@ -25,7 +25,7 @@ def _known_timezone(value: str | None) -> str | None:
 
 class SuperAdminLogin(Input):
     email: EmailStr
-    password: str
+    password: LoginPassword
 
 
 class SuperAdminView(View):

@@ -12,6 +12,9 @@ from shared.schemas.identity import AgentView, TenantView
 from shared.timekeeping.working_hours import is_known_timezone
 
 Password = Annotated[str, Field(min_length=10, max_length=256)]
+#: A password as a login takes it: any old one (no minimum), but bounded, since it is hashed
+#: in full on a public route.
+LoginPassword = Annotated[str, Field(min_length=1, max_length=256)]
 #: NOTE: the pattern is checked before ``to_lower`` lowers the value: it admits capitals
 #: (a slug is named in any case), which the value then never keeps.
 Slug = Annotated[
@@ -43,7 +46,7 @@ class RegisterRequest(Input):
 
 class LoginRequest(Input):
     email: EmailStr
-    password: Annotated[str, Field(min_length=1, max_length=256)]
+    password: LoginPassword
     tenant: SlugRef | None = Field(None, description="workspace slug, when the email is in several")
 
 

@@ -69,6 +69,17 @@ def test_a_wrong_password_is_401_and_audited(client):
     assert row.details == {"email": email}
 
 
+def test_an_oversized_password_is_422_before_it_is_hashed(client):
+    """The tenant login bounds its password at 256 characters; this public route took any
+    length and hashed it in full (CPU for anyone, unauthenticated)."""
+    email = create_super_admin()
+    resp = client.simulate_post(
+        "/api/admin/auth/login", json={"email": email, "password": "x" * 257}
+    )
+    assert resp.status_code == 422, resp.text
+    assert [d["field"] for d in resp.json["error"]["details"]] == ["password"]
+
+
 def test_tenant_credentials_are_refused_on_admin_routes(root, workspace):
     as_tenant = workspace.call("GET", "/api/admin/tenants")
     assert as_tenant.status_code == 403
