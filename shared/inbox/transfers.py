@@ -81,12 +81,15 @@ def transfer(
     # agent's conversation back to them (into another division) while they were being
     # deleted waited for the deletion, which waited for the conversation: a deadlock.
     if to_agent_id is not None:
+        # The conversation (404) and the right (403) before the target (422), else the 422
+        # told a caller with no right which ids are the workspace's agents. Read unlocked
+        # (the agent is locked first) and let go, so the locked read below loads it afresh.
+        seen = get_conversation(session, ctx, conversation_id)
+        _require_transfer_right(ctx, seen)
+        session.expire(seen)
         convs.live_agent(session, ctx, to_agent_id, "to_agent_id")
     conversation = get_conversation(session, ctx, conversation_id, for_update=True)
-    if not ctx.can(MANAGE) and not (
-        conversation.assignee_id is not None and ctx.is_self(conversation.assignee_id)
-    ):
-        raise Forbidden(f"Only the assigned agent or '{MANAGE}' may transfer this conversation")
+    _require_transfer_right(ctx, conversation)
     if to_division_id is not None:
         convs.division_to_move_into(session, ctx, conversation, to_division_id, "to_division_id")
     from_agent, from_division = conversation.assignee_id, conversation.division_id
@@ -145,6 +148,14 @@ def transfer(
             session, ctx, kind, conversation, previous_assignee_id=convs.json_id(from_agent)
         )
     return conversation
+
+
+def _require_transfer_right(ctx: Ctx, conversation: Conversation) -> None:
+    """Only the conversation's assignee or a holder of ``conversations.manage`` transfers it."""
+    if not ctx.can(MANAGE) and not (
+        conversation.assignee_id is not None and ctx.is_self(conversation.assignee_id)
+    ):
+        raise Forbidden(f"Only the assigned agent or '{MANAGE}' may transfer this conversation")
 
 
 def list_transfers(

@@ -124,3 +124,25 @@ def test_transfer_bad_targets_and_other_tenants(workspace, other_workspace):
     assert (
         ws.call("GET", f"{LIST}/{conversation}/transfers", params={"limit": 0}).status_code == 400
     )
+
+
+def test_a_transfer_is_refused_before_its_target_is_looked_at(workspace, other_workspace):
+    """A caller without the right to transfer got 422 for a target that is no agent of the
+    workspace and 403 for one that is: an oracle for agent ids. The right comes first (403
+    whatever the target), and a conversation the caller cannot see is a 404 whatever it."""
+    ws = workspace
+    agent, token = ws.create_agent()
+    peer, _ = ws.create_agent()
+    support = add_division(ws, "Support", agent["id"])
+    conversation = add_conversation(ws, division_id=support)
+    hidden = add_conversation(ws, assignee_id=peer["id"])
+    foreign = add_conversation(other_workspace)
+    for target in (peer["id"], other_workspace.admin["id"], str(uuid.uuid4())):
+        body = {"to_agent_id": target}
+        denied = ws.call("POST", f"{LIST}/{conversation}/transfer", token=token, json=body)
+        assert denied.status_code == 403, (target, denied.text)
+        unseen = ws.call("POST", f"{LIST}/{hidden}/transfer", token=token, json=body)
+        assert unseen.status_code == 404, (target, unseen.text)
+        elsewhere = ws.call("POST", f"{LIST}/{foreign}/transfer", json=body)
+        assert elsewhere.status_code == 404, (target, elsewhere.text)
+    assert row(conversation).assignee_id is None
