@@ -160,3 +160,52 @@ def test_a_question_embedding_slower_than_its_budget_ranks_by_text(world, fake_l
     assert asked.status_code == 200, asked.text
     assert asked.json["reply"] == "Three to five days."
     assert time.monotonic() - started < 2.5
+
+
+def test_knowledge_embedded_as_nan_is_not_stored_but_retried(world, fake_llm):
+    """NaN vectors (numbers sent as strings) were stored as the chunks' embeddings, and
+    every later score against them was NaN. Such an answer is a malformed one: nothing
+    is stored and the message is retried, as for any bad answer, until one is good."""
+    fake_llm.embeddings_body = b'{"data": [{"index": 0, "embedding": ["NaN", "NaN"]}]}'
+    agent = world.agent(provider="openai", embedding_model="fake-embed", faq=())
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+    wait_until(lambda: len(_embedding_calls(fake_llm)) >= 2, "the embedding retried", 30)
+    assert _embedded_chunks(agent.id) == 0
+    # Answered well, a retry stores them (and leaves no retry behind for the next test).
+    fake_llm.embeddings_body = None
+    wait_until(lambda: _embedded_chunks(agent.id) > 0, "the chunks embedded on a retry", 60)
+
+
+def test_a_question_vector_of_nan_ranks_by_text(world, fake_llm):
+    """A provider answering NaN (as a string, which ``float()`` took) gave every item a NaN
+    score, which no confidence threshold refuses (``NaN < 0.6`` is false) and which went
+    out as ``null``. The answer is a provider error, so the question ranks by text."""
+    agent = world.agent(
+        provider="openai", embedding_model="fake-embed", faq=(), confidence_threshold=0.6
+    )
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+    wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
+    fake_llm.answer = "Within 30 days."
+    fake_llm.embeddings_body = b'{"data": [{"index": 0, "embedding": ' + (
+        b'["NaN", "NaN", "NaN", "NaN", "NaN", "NaN", "NaN", "NaN"]}]}'
+    )
+
+    asked = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/test",
+        json={"message": "Are returns accepted within 30 days?"},
+    )
+    assert asked.status_code == 200, asked.text
+    assert asked.json["handoff"]["handoff"] is False, asked.json["handoff"]
+    [source] = asked.json["sources"]
+    assert isinstance(source["score"], float), source  # NaN went out as null

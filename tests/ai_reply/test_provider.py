@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import pytest
@@ -89,4 +90,25 @@ def test_embeddings_past_a_float_are_malformed(fake_llm):
     fake_llm.embeddings_body = f'{{"data": [{{"index": 0, "embedding": [{huge}]}}]}}'.encode()
     with pytest.raises(ProviderError) as raised:
         run(_client(fake_llm).embed(["a text"]))
+    assert raised.value.kind == "malformed"
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [["NaN", 0.5]],
+        [[0.5, "-Infinity"]],
+        [["1e999", 0.5]],
+        [[0.1, 0.2], [0.3]],
+        [[], []],
+    ],
+    ids=["nan", "infinity", "past-a-float", "two-sizes", "empty"],
+)
+def test_embeddings_no_ranking_can_use_are_malformed(fake_llm, rows):
+    """Numbers as strings passed ``float()`` as NaN or infinity, and vectors of two sizes in
+    one answer (or of none) were stored: every score computed with them was NaN or 0."""
+    data = [{"index": i, "embedding": row} for i, row in enumerate(rows)]
+    fake_llm.embeddings_body = json.dumps({"data": data}).encode()
+    with pytest.raises(ProviderError) as raised:
+        run(_client(fake_llm).embed([f"text {i}" for i in range(len(rows))]))
     assert raised.value.kind == "malformed"

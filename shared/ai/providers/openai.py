@@ -26,6 +26,7 @@ import email.utils
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -181,6 +182,7 @@ class OpenAICompatible:
             raise MalformedResponse(f"no embeddings in the answer ({exc})") from None
         if len(vectors) != len(texts):
             raise MalformedResponse(f"{len(vectors)} embeddings for {len(texts)} inputs")
+        _check_vectors(vectors)
         prompt_tokens, _ = _usage(data)
         if prompt_tokens is None:  # a server that reports no usage still charged for it
             prompt_tokens = sum(estimate_tokens(text) for text in texts)
@@ -253,6 +255,21 @@ class OpenAICompatible:
         if not isinstance(data, dict):
             return MalformedResponse("the answer is not a JSON object")
         return data
+
+
+def _check_vectors(vectors: list[list[float]]) -> None:
+    """Refuse vectors no ranking can use, as a malformed answer (retried, then given up).
+
+    WHY: ``float()`` takes ``"NaN"`` and ``"Infinity"`` (numbers sent as strings, which the
+    JSON parser's own refusal of them never sees); stored, every score computed with them
+    was NaN, which no confidence threshold refuses. Vectors of several sizes in one answer
+    (or of none) cannot all be the model's: compared, each counted as no similarity.
+    """
+    sizes = {len(vector) for vector in vectors}
+    if len(sizes) > 1 or 0 in sizes:
+        raise MalformedResponse(f"embeddings of sizes {sorted(sizes)[:5]} in one answer")
+    if not all(math.isfinite(x) for vector in vectors for x in vector):
+        raise MalformedResponse("embeddings with NaN or infinite numbers")
 
 
 def _retryable(error: ProviderError) -> bool:
