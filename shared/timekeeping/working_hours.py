@@ -253,9 +253,26 @@ def _parse(schedule: Mapping[str, Any]) -> _Schedule:
     days: dict[int, tuple[tuple[int, int], ...]] = {}
     for day in schedule.get("days") or []:
         spans = sorted((_seconds(i["start"]), _seconds(i["end"])) for i in day["intervals"])
-        days[day["weekday"]] = tuple(spans)  # type: ignore[assignment]
+        days[day["weekday"]] = _merged(spans)  # type: ignore[arg-type]
     holidays = frozenset(_date(h["date"]) for h in schedule.get("holidays") or [])
     return _Schedule(days, holidays)  # type: ignore[arg-type]
+
+
+def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted spans with touching ones joined ("00:00"-"12:00" + "12:00"-"24:00" is one).
+
+    PERF: the state never changes where two spans touch, and a day open from midnight to
+    midnight must read as such: ``next_change`` passes over whole days, but checked every
+    boundary of every day up to its horizon for a day sent in two halves (ten years with
+    a far holiday: 1.3 s of an unauthenticated status request).
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return tuple(merged)
 
 
 def week_open_seconds(schedule: Mapping[str, Any]) -> int:
