@@ -25,8 +25,10 @@ Pure functions; the only outside data is the system's timezone database (via ``z
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
+import itertools
 import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
@@ -40,9 +42,12 @@ MAX_INTERVALS_PER_DAY = 8
 MAX_HOLIDAYS = 366
 MAX_HOLIDAY_NAME = 100
 DAY_SECONDS = 24 * 3600
-#: How far ahead ``next_change`` looks (further when a holiday lies beyond).
-HORIZON_DAYS = 400
-_MAX_HORIZON_DAYS = 3660
+#: Most days ``next_change`` checks (:func:`_days_to_check`): two beside each holiday and
+#: two months to spare, more than any real schedule needs; a safety bound on the cost of
+#: an unauthenticated status request (past it, no change is reported).
+_MAX_DAYS_CHECKED = 2 * MAX_HOLIDAYS + 64
+_ALL_DAY = ((0, DAY_SECONDS),)
+_ONE_DAY = dt.timedelta(days=1)
 _TIME = re.compile(r"^(?:([01]\d|2[0-3]):([0-5]\d)|(24):(00))$")
 _UTC = dt.UTC
 
@@ -329,29 +334,41 @@ def next_change(
 
     The state only changes where the local wall clock meets an interval boundary or a
     midnight, or jumps (a DST transition); those instants are the candidates, checked in
-    order. Looks ahead :data:`HORIZON_DAYS` (or past the last holiday).
+    order, day by day. A run of whole days like the day before holds none and is passed
+    over in one step (:func:`_days_to_check`), so there is no horizon: a holiday decades
+    away is found, and the work is bounded by the number of holidays.
     """
     zone = ZoneInfo(tz_name)
     at_utc = _aware(at_utc).astimezone(_UTC)
     parsed = _parse(schedule)
-    if _never_changes(parsed, at_utc.astimezone(zone).date()):
-        return None
     first_day = at_utc.astimezone(zone).date()
+    if _never_changes(parsed, first_day):
+        return None
     state = _open_at(parsed, at_utc.astimezone(zone))
-    horizon = _horizon(parsed, first_day)
-    days, done = 2, 0
-    while done < horizon:
-        days = min(days, horizon)
-        cutoff = _utc(zone, first_day + dt.timedelta(days=days), 0, 0)
-        candidates = set()
-        for offset in range(done, days + 1):
-            candidates.update(_candidates(parsed, zone, first_day + dt.timedelta(days=offset)))
-        for candidate in sorted(c for c in candidates if at_utc < c < cutoff):
-            if _open_at(parsed, candidate.astimezone(zone)) != state:
-                return candidate
-        # Candidates before the cutoff are final: a later day's are all past it.
-        at_utc = max(at_utc, cutoff - dt.timedelta(microseconds=1))
-        done, days = days, days * 8
+    pending: list[dt.datetime] = []
+    for day in itertools.islice(_days_to_check(parsed, first_day), _MAX_DAYS_CHECKED):
+        # A day's candidates are past the midnight before it (a DST gap is under a day):
+        # the ones before that midnight are all known.
+        cutoff = _utc(zone, day - _ONE_DAY, 0, 0)
+        changed = _first_flip(parsed, zone, state, at_utc, [c for c in pending if c < cutoff])
+        if changed is not None:
+            return changed
+        pending = [c for c in pending if c >= cutoff]
+        pending.extend(_candidates(parsed, zone, day))
+    return _first_flip(parsed, zone, state, at_utc, pending)
+
+
+def _first_flip(
+    parsed: _Schedule,
+    zone: ZoneInfo,
+    state: bool,
+    at_utc: dt.datetime,
+    candidates: list[dt.datetime],
+) -> dt.datetime | None:
+    """The earliest candidate after ``at_utc`` where the state is no longer ``state``."""
+    for candidate in sorted(c for c in candidates if at_utc < c):
+        if _open_at(parsed, candidate.astimezone(zone)) != state:
+            return candidate
     return None
 
 
@@ -362,9 +379,49 @@ def _never_changes(parsed: _Schedule, today: dt.date) -> bool:
     return always_open and not any(h >= today - dt.timedelta(days=1) for h in parsed.holidays)
 
 
-def _horizon(parsed: _Schedule, today: dt.date) -> int:
-    last = max(parsed.holidays, default=today)
-    return min(max(HORIZON_DAYS, (last - today).days + 2), _MAX_HORIZON_DAYS)
+def _days_to_check(parsed: _Schedule, day: dt.date) -> Iterator[dt.date]:
+    """``day``, then in order the later days on which the state may change.
+
+    :func:`_candidates` finds nothing on a whole day (:func:`_whole_day`) like the day
+    before, so after a whole day the next one to check is the first day unlike it.
+    Between holidays, a schedule that changes at all does so within a week: the days
+    yielded without a change are the ones beside holidays (or with a DST change).
+    """
+    holidays = sorted(parsed.holidays)
+    try:
+        while True:
+            yield day
+            whole = _whole_day(parsed, day)
+            day += _ONE_DAY
+            if whole is not None:
+                unlike = _first_unlike(parsed, holidays, day, whole)
+                if unlike is None:
+                    return
+                day = unlike
+    except OverflowError:  # past 9999-12-31: no later day to check
+        return
+
+
+def _first_unlike(
+    parsed: _Schedule, holidays: list[dt.date], day: dt.date, whole: bool
+) -> dt.date | None:
+    """The first day from ``day`` on that is not open (``whole``) or closed (not
+    ``whole``) from midnight to midnight; None if there is none."""
+    if whole:  # until a holiday, or a weekday not open all day long
+        found = [_next_weekday(day, w) for w in range(7) if parsed.days.get(w) != _ALL_DAY]
+        later = bisect.bisect_left(holidays, day)
+        return min(found + holidays[later : later + 1], default=None)
+    weekdays = [w for w in range(7) if parsed.days.get(w)]
+    while weekdays:  # until a weekday with hours that is not a holiday (one step a holiday)
+        day = min(_next_weekday(day, w) for w in weekdays)
+        if day not in parsed.holidays:
+            return day
+        day += _ONE_DAY
+    return None
+
+
+def _next_weekday(day: dt.date, weekday: int) -> dt.date:
+    return day + dt.timedelta(days=(weekday - day.weekday()) % 7)
 
 
 def _utc(zone: ZoneInfo, day: dt.date, second: int, fold: int) -> dt.datetime:

@@ -282,3 +282,46 @@ def test_public_status_of_a_day_sent_in_halves_is_cheap(workspace, client):
     assert resp.status_code == 200, resp.text
     assert (resp.json["is_open"], resp.json["next_change_at"]) == (True, None)
     assert lines < 2000, lines
+
+
+@pytest.mark.parametrize(
+    ("holiday", "next_change_at"),
+    [
+        ("2040-01-02", dt.datetime(2040, 1, 2, 5, 0, tzinfo=UTC)),
+        ("9000-12-31", dt.datetime(9000, 12, 31, 5, 0, tzinfo=UTC)),  # the latest day allowed
+    ],
+)
+def test_public_status_finds_a_holiday_decades_away_cheaply(workspace, holiday, next_change_at):
+    """Open all week but on a holiday beyond any horizon: it is when the status changes
+    (it was null past ten years), found without walking the days in between."""
+    workspace.call("PUT", "/api/working-hours/timezone", json={"timezone": "America/New_York"})
+    body = HALVES | {"holidays": [{"date": holiday, "name": "Far"}]}
+    assert workspace.call("PUT", "/api/working-hours", json=body).status_code == 200
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    with session_scope() as session:
+        status, lines = _lines_run(
+            working_hours,
+            lambda: schedules.public_status(session, workspace.tenant["slug"], now=now),
+        )
+    assert (status["is_open"], status["next_change_at"]) == (True, next_change_at)
+    assert lines < 2000, lines
+
+
+def test_public_status_past_a_year_of_holidays_on_the_only_open_day(workspace):
+    """Open on Mondays only, and the next 366 Mondays are holidays: the first one after
+    them opens, seven years on; each holiday costs a step, not each day between."""
+    mondays = [dt.date(2026, 12, 14) + dt.timedelta(weeks=n) for n in range(366)]
+    body = {
+        "days": [{"weekday": 0, "intervals": [{"start": "09:00", "end": "17:00"}]}],
+        "holidays": [{"date": d.isoformat(), "name": ""} for d in mondays],
+    }
+    assert workspace.call("PUT", "/api/working-hours", json=body).status_code == 200
+    now = dt.datetime(2026, 12, 8, 12, 0, tzinfo=UTC)  # a Tuesday
+    with session_scope() as session:
+        status, lines = _lines_run(
+            working_hours,
+            lambda: schedules.public_status(session, workspace.tenant["slug"], now=now),
+        )
+    reopens = dt.datetime.combine(mondays[-1] + dt.timedelta(weeks=1), dt.time(9), tzinfo=UTC)
+    assert (status["is_open"], status["next_change_at"]) == (False, reopens)
+    assert lines < 10_000, lines
