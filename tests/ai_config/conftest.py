@@ -89,10 +89,11 @@ def inbound_message(
 
 
 def generating_reply(
-    ws: Workspace, agent_id: str, channel: str = "whatsapp"
+    ws: Workspace, agent_id: str, channel: str = "whatsapp", *, status: str = "generating"
 ) -> tuple[str, uuid.UUID]:
-    """A conversation the agent answers, with a reply of its being generated; their ids
-    (an email conversation takes an answer at any time, WhatsApp's window aside)."""
+    """A conversation the agent answers, with a reply of its being generated (or in
+    ``status``); their ids (an email conversation takes an answer at any time, WhatsApp's
+    window aside)."""
     conversation = add_conversation(
         ws, channel=channel, ai_agent_id=uuid.UUID(agent_id), ai_active=True
     )
@@ -103,8 +104,8 @@ def generating_reply(
             conversation_id=uuid.UUID(conversation),
             ai_agent_id=uuid.UUID(agent_id),
             last_message_id=message_id,
-            status="generating",
-            attempts=1,
+            status=status,
+            attempts=1 if status == "generating" else 0,
         )
         session.add(reply)
         session.flush()

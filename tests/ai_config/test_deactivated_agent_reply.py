@@ -10,8 +10,7 @@ from shared.ai import generation
 from shared.db import session_scope
 from shared.models import Message
 from shared.models.ai import AiReply
-from tests.ai_config.conftest import AGENTS, create_agent, inbound_message, tid
-from tests.inbox_conversations.conftest import add_conversation
+from tests.ai_config.conftest import AGENTS, create_agent, generating_reply
 
 
 def test_a_pending_reply_of_an_agent_deactivated_meanwhile_is_skipped(workspace):
@@ -19,20 +18,7 @@ def test_a_pending_reply_of_an_agent_deactivated_meanwhile_is_skipped(workspace)
     settled at once, not failed and retried by the job and the sweeper forever."""
     ws = workspace
     agent_id = create_agent(ws)["id"]
-    conversation = add_conversation(
-        ws, channel="email", ai_agent_id=uuid.UUID(agent_id), ai_active=True
-    )
-    message_id = inbound_message(ws, conversation, channel="email")
-    with session_scope() as session:
-        reply = AiReply(
-            tenant_id=tid(ws),
-            conversation_id=uuid.UUID(conversation),
-            ai_agent_id=uuid.UUID(agent_id),
-            last_message_id=message_id,
-        )
-        session.add(reply)
-        session.flush()
-        reply_id = reply.id
+    conversation, reply_id = generating_reply(ws, agent_id, "email", status="pending")
     off = ws.call("PUT", f"{AGENTS}/{agent_id}/active", json={"is_active": False})
     assert off.status_code == 200, off.text
 

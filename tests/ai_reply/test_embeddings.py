@@ -22,6 +22,16 @@ def _embedded_chunks(agent_id) -> int:
         )
 
 
+def _add_returns_source(world, agent) -> None:
+    """The agent's knowledge: one text source (RETURNS), created; ingestion runs after."""
+    created = world.ws.call(
+        "POST",
+        f"/api/ai-agents/{agent.id}/knowledge-sources",
+        json={"kind": "text", "title": "Returns", "content": RETURNS},
+    )
+    assert created.status_code == 201, created.text
+
+
 def _embedding_calls(fake_llm) -> list:
     with fake_llm.lock:
         return [r for r in fake_llm.requests if r.path.endswith("/embeddings")]
@@ -29,12 +39,7 @@ def _embedding_calls(fake_llm) -> list:
 
 def test_knowledge_and_questions_are_embedded_by_the_agents_provider(world, fake_llm):
     agent = world.agent(provider="openai", embedding_model="fake-embed", faq=())
-    created = world.ws.call(
-        "POST",
-        f"/api/ai-agents/{agent.id}/knowledge-sources",
-        json={"kind": "text", "title": "Returns", "content": RETURNS},
-    )
-    assert created.status_code == 201, created.text
+    _add_returns_source(world, agent)
 
     wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
     [ingested] = _embedding_calls(fake_llm)
@@ -52,12 +57,7 @@ def test_knowledge_and_questions_are_embedded_by_the_agents_provider(world, fake
 
 def test_an_offline_agent_never_calls_for_embeddings(world, fake_llm):
     agent = world.agent(embedding_model="fake-embed", faq=())
-    created = world.ws.call(
-        "POST",
-        f"/api/ai-agents/{agent.id}/knowledge-sources",
-        json={"kind": "text", "title": "Returns", "content": RETURNS},
-    )
-    assert created.status_code == 201, created.text
+    _add_returns_source(world, agent)
     wait_until(
         lambda: (
             world.ws.call("GET", f"/api/ai-agents/{agent.id}/knowledge-sources").json["items"][0][
@@ -78,12 +78,7 @@ def test_knowledge_embedded_by_a_previous_model_still_answers_by_text(world, fak
     agent = world.agent(
         provider="openai", embedding_model="embed-a", faq=(), confidence_threshold=0.6
     )
-    created = world.ws.call(
-        "POST",
-        f"/api/ai-agents/{agent.id}/knowledge-sources",
-        json={"kind": "text", "title": "Returns", "content": RETURNS},
-    )
-    assert created.status_code == 201, created.text
+    _add_returns_source(world, agent)
     wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
     fake_llm.answer = "Within 30 days."
     question = {"message": "Are returns accepted within 30 days?"}
@@ -168,12 +163,7 @@ def test_knowledge_embedded_as_nan_is_not_stored_but_retried(world, fake_llm):
     is stored and the message is retried, as for any bad answer, until one is good."""
     fake_llm.embeddings_body = b'{"data": [{"index": 0, "embedding": ["NaN", "NaN"]}]}'
     agent = world.agent(provider="openai", embedding_model="fake-embed", faq=())
-    created = world.ws.call(
-        "POST",
-        f"/api/ai-agents/{agent.id}/knowledge-sources",
-        json={"kind": "text", "title": "Returns", "content": RETURNS},
-    )
-    assert created.status_code == 201, created.text
+    _add_returns_source(world, agent)
     wait_until(lambda: len(_embedding_calls(fake_llm)) >= 2, "the embedding retried", 30)
     assert _embedded_chunks(agent.id) == 0
     # Answered well, a retry stores them (and leaves no retry behind for the next test).
@@ -188,12 +178,7 @@ def test_a_question_vector_of_nan_ranks_by_text(world, fake_llm):
     agent = world.agent(
         provider="openai", embedding_model="fake-embed", faq=(), confidence_threshold=0.6
     )
-    created = world.ws.call(
-        "POST",
-        f"/api/ai-agents/{agent.id}/knowledge-sources",
-        json={"kind": "text", "title": "Returns", "content": RETURNS},
-    )
-    assert created.status_code == 201, created.text
+    _add_returns_source(world, agent)
     wait_until(lambda: _embedded_chunks(agent.id) > 0, "the source's chunks embedded")
     fake_llm.answer = "Within 30 days."
     fake_llm.embeddings_body = b'{"data": [{"index": 0, "embedding": ' + (

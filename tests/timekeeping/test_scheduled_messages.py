@@ -83,6 +83,19 @@ def send_due(scheduled_id: str, broker) -> ScheduledMessage:
     return row(scheduled_id)
 
 
+def failed_events(workspace) -> list[str]:
+    """The ids of the workspace's ``scheduled_message.failed`` events, oldest first."""
+    with session_scope() as session:
+        return session.scalars(
+            select(OutboxEvent.data["id"].astext)
+            .where(
+                OutboxEvent.tenant_id == tid(workspace),
+                OutboxEvent.type == "scheduled_message.failed",
+            )
+            .order_by(OutboxEvent.occurred_at, OutboxEvent.id)
+        ).all()
+
+
 def later(hours: float = 2) -> dt.datetime:
     with session_scope() as session:
         return session.scalar(select(func.now())) + dt.timedelta(hours=hours)
@@ -749,13 +762,7 @@ def test_a_deleted_accounts_conversation_is_refused_and_its_pending_messages_fai
     assert failed.message_id is None
     with session_scope() as session:
         assert messages_in(session, conversation) == 1  # the customer's only
-        emitted = session.scalars(
-            select(OutboxEvent.data["id"].astext).where(
-                OutboxEvent.tenant_id == tid(api.ws),
-                OutboxEvent.type == "scheduled_message.failed",
-            )
-        ).all()
-    assert emitted == [created.json["id"]]
+    assert failed_events(api.ws) == [created.json["id"]]
 
 
 def test_a_message_due_while_its_account_is_disabled_fails_with_the_reason(api, worker, broker):
@@ -779,13 +786,7 @@ def test_a_message_due_while_its_account_is_disabled_fails_with_the_reason(api, 
     assert (listed["status"], listed["error_code"]) == ("failed", "account_disabled")
     with session_scope() as session:
         assert messages_in(session, conversation) == 1  # the customer's only
-        emitted = session.scalars(
-            select(OutboxEvent.data["id"].astext).where(
-                OutboxEvent.tenant_id == tid(api.ws),
-                OutboxEvent.type == "scheduled_message.failed",
-            )
-        ).all()
-    assert emitted == [created.json["id"]]
+    assert failed_events(api.ws) == [created.json["id"]]
 
 
 def test_a_message_due_while_its_channel_is_switched_off_fails_with_the_reason(api, worker, broker):
@@ -805,10 +806,4 @@ def test_a_message_due_while_its_channel_is_switched_off_fails_with_the_reason(a
     assert failed.message_id is None
     with session_scope() as session:
         assert messages_in(session, conversation) == 1  # the customer's only
-        emitted = session.scalars(
-            select(OutboxEvent.data["id"].astext).where(
-                OutboxEvent.tenant_id == tid(api.ws),
-                OutboxEvent.type == "scheduled_message.failed",
-            )
-        ).all()
-    assert emitted == [created.json["id"]]
+    assert failed_events(api.ws) == [created.json["id"]]
