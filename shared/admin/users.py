@@ -20,7 +20,7 @@ from shared.admin.tenants import get as get_tenant
 from shared.admin.tenants import tenant_ctx
 from shared.billing import usage as billing_usage
 from shared.errors import NotFound
-from shared.identity import auth, invitations
+from shared.identity import agents, auth, invitations
 from shared.models import AgentInvitation, ApiKey, User
 from shared.pagination import Page, paginate
 
@@ -61,11 +61,17 @@ def suspend(session: Session, ctx: AdminCtx, tenant_id: uuid.UUID, user_id: uuid
     """Refuse the user's login, tokens and API keys; their tokens stay dead after activation."""
     user = get_user(session, tenant_id, user_id, for_update=True)
     if user.suspended_at is None:
+        previous = user.status
         user.suspended_at = func.now()
         user.status = "offline"
         session.flush()
         auth.user_tokens_valid_after_now(session, tenant_id, user.id)
-        activity.record(session, tenant_ctx(ctx, tenant_id), "agent.suspended", "agent", user.id)
+        in_tenant = tenant_ctx(ctx, tenant_id)
+        activity.record(session, in_tenant, "agent.suspended", "agent", user.id)
+        if previous != "offline":
+            # Subscribers would keep showing the agent online: announce it like a toggle.
+            session.refresh(user)
+            agents.announce_status(session, in_tenant, user, previous)
     session.refresh(user)
     return user
 

@@ -473,7 +473,6 @@ def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> 
     agent.status = status
     session.flush()
     session.refresh(agent)
-    data = AgentView.data(agent) | {"previous_status": previous}
     activity.record(
         session,
         ctx,
@@ -483,5 +482,15 @@ def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> 
         before={"status": previous},
         after={"status": status},
     )
-    emit(session, "agent.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)
+    announce_status(session, ctx, agent, previous)
     return agent
+
+
+def announce_status(session: Session, ctx: Ctx, agent: User, previous: str) -> None:
+    """Emit agent.status_changed for ``agent`` (flushed and refreshed) that was ``previous``.
+
+    Every path that changes an agent's status (a toggle, a suspension) calls
+    it, so subscribers never keep an agent online the database has taken offline.
+    """
+    data = AgentView.data(agent) | {"previous_status": previous}
+    emit(session, "agent.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)

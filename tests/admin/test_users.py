@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy import select
 
 from shared.db import session_scope
-from shared.models import AgentInvitation, ApiKey
+from shared.models import AgentInvitation, ApiKey, OutboxEvent
 from tests.workspaces import PASSWORD
 
 
@@ -92,6 +92,45 @@ def test_a_suspended_agent_cannot_be_set_online(root, workspace):
     assert online.status_code == 409, online.text
     assert workspace.call("GET", f"/api/agents/{agent['id']}").json["status"] == "offline"
     assert workspace.call("PATCH", path, json={"status": "offline"}).status_code == 200
+
+
+def _status_events(workspace, agent_id: str) -> list[OutboxEvent]:
+    with session_scope() as session:
+        events = session.scalars(
+            select(OutboxEvent)
+            .where(
+                OutboxEvent.tenant_id == uuid.UUID(workspace.tenant["id"]),
+                OutboxEvent.type == "agent.status_changed",
+            )
+            .order_by(OutboxEvent.occurred_at, OutboxEvent.id)
+        ).all()
+        return [e for e in events if e.data.get("id") == agent_id]
+
+
+def test_suspending_an_online_agent_announces_them_offline(root, workspace):
+    """Subscribers (webhooks, streams, automations) saw the agent online for good: the
+    suspension took them offline without agent.status_changed. Once, and not for an agent
+    already offline."""
+    agent, _ = workspace.create_agent()
+    offline, _ = workspace.create_agent()
+    path = f"/api/agents/{agent['id']}/status"
+    assert workspace.call("PATCH", path, json={"status": "online"}).status_code == 200
+    base = f"/api/admin/tenants/{workspace.tenant['id']}/users"
+
+    assert root.call("POST", f"{base}/{agent['id']}/suspend").status_code == 200
+    assert root.call("POST", f"{base}/{agent['id']}/suspend").status_code == 200
+    assert root.call("POST", f"{base}/{offline['id']}/suspend").status_code == 200
+
+    events = _status_events(workspace, agent["id"])
+    assert [(e.data["previous_status"], e.data["status"]) for e in events] == [
+        ("offline", "online"),
+        ("online", "offline"),
+    ]
+    assert events[1].data.keys() == events[0].data.keys()
+    assert events[1].data["role"] == events[0].data["role"]
+    assert events[1].actor_type == "system"
+    assert events[1].impersonated_by["id"] == root.id
+    assert _status_events(workspace, offline["id"]) == []
 
 
 def test_the_last_admin_who_can_log_in_cannot_step_down(root, workspace):
