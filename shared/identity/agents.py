@@ -431,6 +431,11 @@ def delete_agent(session: Session, ctx: Ctx, agent_id: uuid.UUID) -> None:
     before = AgentView.data(agent)
     agent.deleted_at = func.now()
     agent.status = "offline"
+    if before["status"] != "offline":
+        # Subscribers would keep showing the deleted agent online: announce it first.
+        session.flush()
+        session.refresh(agent)
+        announce_status(session, ctx, agent, before["status"])
     session.execute(
         update(ApiKey)
         .where(ApiKey.user_id == agent.id, ApiKey.revoked_at.is_(None))
@@ -489,8 +494,8 @@ def set_status(session: Session, ctx: Ctx, agent_id: uuid.UUID, status: str) -> 
 def announce_status(session: Session, ctx: Ctx, agent: User, previous: str) -> None:
     """Emit agent.status_changed for ``agent`` (flushed and refreshed) that was ``previous``.
 
-    Every path that changes an agent's status (a toggle, a suspension) calls
-    it, so subscribers never keep an agent online the database has taken offline.
+    Every path that changes an agent's status (a toggle, a suspension, a deletion)
+    calls it, so subscribers never keep an agent online the database has taken offline.
     """
     data = AgentView.data(agent) | {"previous_status": previous}
     emit(session, "agent.status_changed", data, tenant_id=ctx.tenant_id, actor=ctx.actor)

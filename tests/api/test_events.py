@@ -68,7 +68,12 @@ def test_identity_events_are_dispatched(worker, workspace):
         assert event.dispatched_at is not None and event.processed_at >= event.dispatched_at
     by_type = {e.type: e for e in events if e.data.get("id") == agent["id"]}
     assert by_type["agent.updated"].data["full_name"] == "Eve"
-    assert by_type["agent.status_changed"].data["previous_status"] == "offline"
+    # The toggle online, then the deletion taking the agent offline.
+    changes = [e.data for e in events if e.type == "agent.status_changed"]
+    assert [(d["id"], d["previous_status"], d["status"]) for d in changes] == [
+        (agent["id"], "offline", "online"),
+        (agent["id"], "online", "offline"),
+    ]
     assert by_type["agent.deleted"].actor_type == "user"
     assert by_type["agent.deleted"].actor_id == uuid.UUID(ws.admin["id"])
     api_key_created = next(e for e in events if e.type == "api_key.created")
@@ -80,3 +85,29 @@ def test_a_failed_request_emits_nothing(workspace):
     resp = workspace.call("DELETE", f"/api/agents/{workspace.admin['id']}")
     assert resp.status_code == 409
     assert len(_events(workspace.tenant["id"])) == before
+
+
+def test_deleting_an_online_agent_announces_them_offline(workspace):
+    """Subscribers (webhooks, streams, automations) saw a deleted agent online for good:
+    the deletion took them offline without agent.status_changed. None for an agent who
+    was offline already."""
+    ws = workspace
+    agent, _ = ws.create_agent()
+    offline, _ = ws.create_agent()
+    ws.call("PATCH", f"/api/agents/{agent['id']}/status", json={"status": "online"})
+
+    assert ws.call("DELETE", f"/api/agents/{agent['id']}").status_code == 204
+    assert ws.call("DELETE", f"/api/agents/{offline['id']}").status_code == 204
+
+    def changes(agent_id: str) -> list[OutboxEvent]:
+        return [
+            e
+            for e in _events(ws.tenant["id"])
+            if e.type == "agent.status_changed" and e.data.get("id") == agent_id
+        ]
+
+    toggled, deleted = changes(agent["id"])
+    assert (deleted.data["previous_status"], deleted.data["status"]) == ("online", "offline")
+    assert deleted.data.keys() == toggled.data.keys()
+    assert deleted.actor_id == uuid.UUID(ws.admin["id"])
+    assert changes(offline["id"]) == []
