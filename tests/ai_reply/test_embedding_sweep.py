@@ -192,30 +192,43 @@ def test_a_suspended_tenants_items_wait_and_another_tenants_are_swept(world, oth
     assert set(suspended.items()) <= set(sent)
 
 
-def test_a_given_up_product_replaced_is_owed_afresh(world):
-    """A new text may embed where the old one kept failing: its budget starts again."""
+def _give_up(session, product_id: uuid.UUID, **values) -> uuid.UUID:
+    """The product given up by the sweep (its budget spent), with ``values``; its agent."""
+    session.execute(
+        update(AiProduct)
+        .where(AiProduct.id == product_id)
+        .values(
+            embed_attempts=embedding_sweep.MAX_ATTEMPTS,
+            embed_gave_up_at=dt.datetime.now(dt.UTC),
+            **values,
+        )
+    )
+    return session.scalar(select(AiProduct.ai_agent_id).where(AiProduct.id == product_id))
+
+
+@contextlib.contextmanager
+def _embed_messages_lost():
+    """``embed_items`` messages sent meanwhile are lost (the sweep is then their only way)."""
     from shared.ai import products
 
+    saved = products.EMBED_QUEUE.enqueuer
+    products.EMBED_QUEUE.set_enqueuer(None)
+    try:
+        yield
+    finally:
+        products.EMBED_QUEUE.set_enqueuer(saved)
+
+
+def test_a_given_up_product_replaced_is_owed_afresh(world):
+    """A new text may embed where the old one kept failing: its budget starts again."""
     items = _agent_rows(world.tenant_id)
     item = ("product", items["product"])
     with session_scope() as session:
-        agent_id = session.scalar(select(AiProduct.ai_agent_id).where(AiProduct.id == item[1]))
-        session.execute(
-            update(AiProduct)
-            .where(AiProduct.id == item[1])
-            .values(
-                embed_attempts=embedding_sweep.MAX_ATTEMPTS,
-                embed_gave_up_at=dt.datetime.now(dt.UTC),
-            )
-        )
-    saved = products.EMBED_QUEUE.enqueuer
-    products.EMBED_QUEUE.set_enqueuer(None)  # the replacement's own message is lost too
-    try:
+        agent_id = _give_up(session, item[1])
+    with _embed_messages_lost():  # the replacement's own message is lost too
         resp = world.ws.call(
             "PUT", f"/api/ai-agents/{agent_id}/products/{item[1]}", json={"name": "Red mug"}
         )
-    finally:
-        products.EMBED_QUEUE.set_enqueuer(saved)
     assert resp.status_code == 200, resp.text
     assert _state(*item)[1:] == (0, None, None)
 
@@ -228,22 +241,13 @@ def test_a_given_up_product_replaced_is_owed_afresh(world):
 def test_a_given_up_product_updated_by_an_import_is_owed_afresh(world):
     """An import row that updates a product gives it a new text, as a replace does: the
     sends spent on the old text say nothing of it, so its budget starts again."""
-    from shared.ai import product_import, products
+    from shared.ai import product_import
     from shared.context import Ctx
 
     items = _agent_rows(world.tenant_id)
     item = ("product", items["product"])
     with session_scope() as session:
-        agent_id = session.scalar(select(AiProduct.ai_agent_id).where(AiProduct.id == item[1]))
-        session.execute(
-            update(AiProduct)
-            .where(AiProduct.id == item[1])
-            .values(
-                sku="MUG-1",
-                embed_attempts=embedding_sweep.MAX_ATTEMPTS,
-                embed_gave_up_at=dt.datetime.now(dt.UTC),
-            )
-        )
+        agent_id = _give_up(session, item[1], sku="MUG-1")
         job = product_import.start_import(
             session,
             Ctx.system(world.tenant_id),
@@ -252,12 +256,8 @@ def test_a_given_up_product_updated_by_an_import_is_owed_afresh(world):
             "csv",
             enqueue=lambda *_: None,
         )
-    saved = products.EMBED_QUEUE.enqueuer
-    products.EMBED_QUEUE.set_enqueuer(None)  # the import's own message is lost too
-    try:
+    with _embed_messages_lost():  # the import's own message is lost too
         assert product_import.process_import(job.id) == "succeeded"
-    finally:
-        products.EMBED_QUEUE.set_enqueuer(saved)
     assert _state(*item)[1:] == (0, None, None)
 
     _age(dict([item]), days=1)
