@@ -7,6 +7,7 @@ leave through the fake Graph API, and ``openai`` agents talk to the fake LLM ser
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.update(
@@ -313,6 +314,20 @@ def one_ai_reply_a_month(workspace) -> None:
     resp = workspace.call("POST", "/api/billing/subscription", json={"plan_id": plan_id})
     assert resp.status_code == 201, resp.text
     usage._cache.clear()  # the worker thread reads the limits fresh
+
+
+@contextlib.contextmanager
+def embed_messages_lost():
+    """``embed_items`` messages sent meanwhile are lost (the sweep, or a test's own call, is
+    then their only way)."""
+    from shared.ai import products
+
+    saved = products.EMBED_QUEUE.enqueuer
+    products.EMBED_QUEUE.set_enqueuer(None)
+    try:
+        yield
+    finally:
+        products.EMBED_QUEUE.set_enqueuer(saved)
 
 
 @pytest.fixture

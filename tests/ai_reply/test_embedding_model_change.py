@@ -12,6 +12,7 @@ from shared.ai import embedder  # noqa: F401  (installs the providers' embedder 
 from shared.ai.knowledge import embedding, queue
 from shared.db import session_scope
 from shared.models import KnowledgeChunk, QnaPair
+from tests.ai_reply.conftest import embed_messages_lost
 from tests.waiting import wait_until
 
 RETURNS = "Returns are accepted within 30 days of delivery, in the original packaging."
@@ -51,6 +52,16 @@ def _agent_with_knowledge(world, **fields):
     assert created.status_code == 201, created.text
     wait_until(lambda: all(_vectors(agent.id)) and _vectors(agent.id), "chunks embedded")
     return agent
+
+
+def _embed_with(computing, kind: str, item_id) -> None:
+    """``embed_items`` of one item run here, its vectors computed by ``computing``."""
+    installed = embedding.set_embedder_factory(lambda _agent: computing)
+    try:
+        with session_scope() as session:
+            embedding.embed_items(session, kind, [item_id])
+    finally:
+        embedding.set_embedder_factory(installed)
 
 
 def test_a_new_embedding_model_re_embeds_and_never_meets_the_old_vectors(world, fake_llm):
@@ -108,12 +119,7 @@ def test_vectors_of_a_model_replaced_while_they_were_computed_are_not_stored(wor
             _replace(world, agent, embedding_model="embed-b", provider="offline")
             return [[0.5] * 8 for _ in texts]
 
-    installed = embedding.set_embedder_factory(lambda _agent: SwitchedMidway())
-    try:
-        with session_scope() as session:
-            embedding.embed_items(session, "chunk", [chunk_id])
-    finally:
-        embedding.set_embedder_factory(installed)
+    _embed_with(SwitchedMidway(), "chunk", chunk_id)
     assert _vectors(agent.id) == [None]
 
 
@@ -169,14 +175,11 @@ def test_the_vector_of_a_product_replaced_while_it_was_computed_is_not_stored(wo
     """``embed_items`` of a product's old text finishing after a replace must not store
     that text's vector over the cleared one: retrieval would match the product by a text
     it no longer has, and the sweep would never embed the new one (a vector is there)."""
-    from shared.ai import products
     from shared.models import AiProduct
 
     agent = world.agent(provider="openai", embedding_model="embed-a", faq=())
     path = f"/api/ai-agents/{agent.id}/products"
-    saved = products.EMBED_QUEUE.enqueuer
-    products.EMBED_QUEUE.set_enqueuer(None)  # embed_items is run by hand below
-    try:
+    with embed_messages_lost():  # embed_items is run by hand below
         created = world.ws.call("POST", path, json={"name": "Blue mug"})
         assert created.status_code == 201, created.text
         product_id = created.json["id"]
@@ -187,13 +190,6 @@ def test_the_vector_of_a_product_replaced_while_it_was_computed_is_not_stored(wo
                 assert replaced.status_code == 200, replaced.text
                 return [[0.5] * 8 for _ in texts]
 
-        installed = embedding.set_embedder_factory(lambda _agent: ReplacedMidway())
-        try:
-            with session_scope() as session:
-                embedding.embed_items(session, "product", [product_id])
-        finally:
-            embedding.set_embedder_factory(installed)
-    finally:
-        products.EMBED_QUEUE.set_enqueuer(saved)
+        _embed_with(ReplacedMidway(), "product", product_id)
     with session_scope() as session:
         assert session.scalar(select(AiProduct.embedding).where(AiProduct.id == product_id)) is None

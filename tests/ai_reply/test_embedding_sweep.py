@@ -22,6 +22,7 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.models import AiAgent, AiProduct, KnowledgeChunk, KnowledgeSource, QnaPair
 from tests.admin.conftest import create_super_admin, login
+from tests.ai_reply.conftest import embed_messages_lost
 from tests.waiting import wait_until
 
 TABLES = {"chunk": KnowledgeChunk, "qna": QnaPair, "product": AiProduct}
@@ -206,26 +207,13 @@ def _give_up(session, product_id: uuid.UUID, **values) -> uuid.UUID:
     return session.scalar(select(AiProduct.ai_agent_id).where(AiProduct.id == product_id))
 
 
-@contextlib.contextmanager
-def _embed_messages_lost():
-    """``embed_items`` messages sent meanwhile are lost (the sweep is then their only way)."""
-    from shared.ai import products
-
-    saved = products.EMBED_QUEUE.enqueuer
-    products.EMBED_QUEUE.set_enqueuer(None)
-    try:
-        yield
-    finally:
-        products.EMBED_QUEUE.set_enqueuer(saved)
-
-
 def test_a_given_up_product_replaced_is_owed_afresh(world):
     """A new text may embed where the old one kept failing: its budget starts again."""
     items = _agent_rows(world.tenant_id)
     item = ("product", items["product"])
     with session_scope() as session:
         agent_id = _give_up(session, item[1])
-    with _embed_messages_lost():  # the replacement's own message is lost too
+    with embed_messages_lost():  # the replacement's own message is lost too
         resp = world.ws.call(
             "PUT", f"/api/ai-agents/{agent_id}/products/{item[1]}", json={"name": "Red mug"}
         )
@@ -256,7 +244,7 @@ def test_a_given_up_product_updated_by_an_import_is_owed_afresh(world):
             "csv",
             enqueue=lambda *_: None,
         )
-    with _embed_messages_lost():  # the import's own message is lost too
+    with embed_messages_lost():  # the import's own message is lost too
         assert product_import.process_import(job.id) == "succeeded"
     assert _state(*item)[1:] == (0, None, None)
 
