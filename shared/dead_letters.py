@@ -39,6 +39,16 @@ _DROPPED_OPTIONS = frozenset({"traceback"})
 #: The option a row carries when its arguments held NUL characters, stored escaped.
 NUL_ESCAPED_OPTION = "omnistream_nul_escaped"
 
+#: Actors whose dead letters stay the platform operator's, whatever tenant they concern.
+#: WHY: billing is the platform's work on a tenant's account: a tenant's admin must not
+#: delete or requeue a failed (or, while suspended, dropped) charge from its console.
+PLATFORM_ACTORS = frozenset({"charge_invoice", "refund_invoice"})
+
+
+def listed_for(actor_name: str, tenant_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The tenant whose console lists a dead letter of ``actor_name`` (None: the platform's)."""
+    return None if actor_name in PLATFORM_ACTORS else tenant_id
+
 
 def _without_nul(value: Any) -> Any:
     """``value`` with every NUL character written ``\\x00``, in strings and JSON keys.

@@ -10,7 +10,7 @@ import dramatiq
 from dramatiq.common import q_name, xq_name
 
 from shared.db import session_scope
-from shared.dead_letters import record_dead_letter
+from shared.dead_letters import PLATFORM_ACTORS, record_dead_letter
 from workers import tenant_gate
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,6 @@ def _tenant_of_given_up(message) -> uuid.UUID | None:
         return tenant_gate.tenant_of(dramatiq.Message(**given_up))
     except (TypeError, ValueError):
         return None  # not a message's shape
-
-
-#: Actors whose dead letters stay the platform operator's, whatever tenant they concern.
-#: WHY: billing is the platform's work on a tenant's account: a tenant's admin must not
-#: delete or requeue a failed charge from its console.
-PLATFORM_ACTORS = frozenset({"charge_invoice", "refund_invoice"})
 
 
 def _handles_exhausted_retries(broker, actor_name: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from shared.dead_letters import record_dead_letter
+from shared.dead_letters import listed_for, record_dead_letter
 from shared.models import DeadLetter
 
 #: The reason written on a dropped message's (or row's) dead letter.
@@ -40,7 +40,8 @@ def already_recorded(
         session.scalar(
             select(
                 exists().where(
-                    DeadLetter.tenant_id == tenant_id,
+                    # NOTE: ``== None`` is ``IS NULL``: a platform actor's are listed so.
+                    DeadLetter.tenant_id == listed_for(actor_name, tenant_id),
                     DeadLetter.actor_name == actor_name,
                     DeadLetter.args == list(args),
                     DeadLetter.error == REASON,
@@ -102,5 +103,7 @@ def record(
         options=options,
         retries=options.get("retries", 0),
         error=REASON,
-        tenant_id=tenant_id,
+        # WHY: a dropped charge is listed as a failed one is: the platform's (billing's
+        # work on the tenant's account), not on the tenant's console once reactivated.
+        tenant_id=listed_for(actor_name, tenant_id),
     )
