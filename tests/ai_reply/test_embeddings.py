@@ -194,3 +194,38 @@ def test_a_question_vector_of_nan_ranks_by_text(world, fake_llm):
     assert asked.json["handoff"]["handoff"] is False, asked.json["handoff"]
     [source] = asked.json["sources"]
     assert isinstance(source["score"], float), source  # NaN went out as null
+
+
+def test_a_suspended_tenants_embeddings_are_dropped_when_the_first_item_is_gone(
+    world, fake_llm, app, broker
+):
+    """The gate names a batch's tenant by an item still there: one deleted since the batch
+    was queued (the first, here) must not let a suspended tenant's items reach the model."""
+    import uuid
+
+    import falcon.testing
+
+    from shared.models import DeadLetter, QnaPair
+    from tests.admin.conftest import create_super_admin, login
+    from workers import queues
+    from workers.actors.ai_knowledge import embed_items
+
+    agent = world.agent(provider="openai", embedding_model="fake-embed")
+    with session_scope() as session:
+        ids = [
+            str(i)
+            for i in session.scalars(select(QnaPair.id).where(QnaPair.ai_agent_id == agent.id))
+        ]
+    root = login(falcon.testing.TestClient(app), create_super_admin())
+    tenant_id = world.ws.tenant["id"]
+    assert root.call("DELETE", f"/api/admin/tenants/{tenant_id}").status_code == 204
+
+    embed_items.send("qna", [str(uuid.uuid4()), *ids])  # its first pair deleted since
+    broker.join(queues.KNOWLEDGE, timeout=20_000)
+
+    assert _embedding_calls(fake_llm) == []
+    with session_scope() as session:
+        letters = session.scalars(
+            select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
+        ).all()
+    assert letters == ["embed_items"]

@@ -75,7 +75,7 @@ def _send_in_batches(kind: str, ids: Sequence[str]) -> None:
 
 def enqueue_embeddings(items: Sequence[queue.ToEmbed]) -> None:
     """One message per tenant and kind (in batches): the gate and a dead letter name a
-    message's tenant by its first item, so a sweep's mix of tenants is split here."""
+    message's tenant by any of its items, so a sweep's mix of tenants is split here."""
     by_tenant_and_kind: defaultdict[tuple[uuid.UUID, str], list[str]] = defaultdict(list)
     for item in items:
         by_tenant_and_kind[(item.tenant_id, item.kind)].append(str(item.item_id))
@@ -106,7 +106,7 @@ tenant_gate.resolve_tenant_with(ingest_knowledge_source.actor_name, tenant_of_so
 def tenant_of_items(session: Session, args: tuple) -> uuid.UUID | None:
     """The tenant of an ``embed_items`` batch: a suspended tenant's items are not embedded."""
     kind, item_ids = args
-    return embedding.tenant_of(session, kind, [uuid.UUID(i) for i in item_ids[:1]])
+    return embedding.tenant_of(session, kind, [uuid.UUID(i) for i in item_ids])
 
 
 tenant_gate.resolve_tenant_with(embed_items.actor_name, tenant_of_items)

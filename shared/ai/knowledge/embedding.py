@@ -98,11 +98,17 @@ TABLES = {"chunk": KnowledgeChunk, "qna": QnaPair, "product": AiProduct}
 
 
 def tenant_of(session: Session, kind: str, ids: Sequence[uuid.UUID]) -> uuid.UUID | None:
-    """The tenant of a batch of ``kind`` items (one agent's), by its first; None if gone."""
+    """The tenant of a batch of ``kind`` items (one tenant's), by any still there; None if
+    all are gone.
+
+    WHY: by its first only, a batch whose first item was deleted since it was queued was
+    tenantless: a suspended tenant's other items were embedded (the model called, and
+    billed) instead of dropped. PERF: primary-key probes, stopping at the first found.
+    """
     table = TABLES.get(kind)
     if table is None or not ids:
         return None
-    return session.scalar(select(table.tenant_id).where(table.id == ids[0]))
+    return session.scalar(select(table.tenant_id).where(table.id.in_(ids)).limit(1))
 
 
 def store(
