@@ -177,10 +177,35 @@ def _refuse_unstorable_text(raw: bytes, data: Any) -> None:
             )
 
 
+#: The charsets a JSON body may declare: UTF-8 (RFC 8259 8.1: JSON between systems is
+#: UTF-8), under either spelling, or ASCII, which is a subset of it.
+_JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+
+def _refuse_other_media(req: falcon.Request) -> None:
+    """415 unless the body is declared JSON in UTF-8 (or not declared at all).
+
+    Media types and charset names are case-insensitive (``Application/JSON`` is JSON, and
+    was refused); a type that only starts like JSON (``application/json-patch+json``) is
+    not; and bytes declared Latin-1 would be read as UTF-8 (``Ã©`` stored for ``é``).
+    """
+    if not req.content_type:
+        return
+    media_type, params = falcon.parse_header(req.content_type)
+    if media_type.strip().lower() != falcon.MEDIA_JSON:
+        raise UnsupportedMediaType("Send the body as application/json")
+    charset = params.get("charset")
+    if charset is not None and charset.strip().lower() not in _JSON_CHARSETS:
+        raise UnsupportedMediaType(
+            "Send the body as application/json in UTF-8",
+            details=[{"field": "Content-Type", "message": f"charset {charset[:40]} is not UTF-8"}],
+        )
+
+
 def _parse_body(req: falcon.Request, model: type[BaseModel], limit: int) -> BaseModel:
     raw = _read_body(req, limit)
-    if raw.strip() and req.content_type and not req.content_type.startswith(falcon.MEDIA_JSON):
-        raise UnsupportedMediaType("Send the body as application/json")
+    if raw.strip():
+        _refuse_other_media(req)
     try:
         data = json_encoding.loads(raw) if raw.strip() else {}
     except json_encoding.TooDeep as exc:
