@@ -1,5 +1,5 @@
 """Parts of a request several resources read the same way: the raw body, Idempotency-Key,
-the parts of a multipart form."""
+a multipart form and its parts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import falcon
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from api.endpoint import BadRequest, PayloadTooLarge
+from api.endpoint import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from api.errors import validation_details
 from shared.errors import ValidationFailed
 
@@ -76,3 +76,18 @@ def form_parts(form: Iterable[Any]) -> Iterator[FormPart]:
                 details=[{"field": "file", "message": "Content-Type is not ASCII"}],
             ) from exc
         yield FormPart(name, filename, content_type, part.stream)
+
+
+def multipart_form(req: falcon.Request, refusal: str) -> Iterator[FormPart]:
+    """The parts of a ``multipart/form-data`` body (streamed, not buffered); 415 with
+    ``refusal`` for any other media type.
+
+    Media types are case-insensitive, but Falcon picks a body's handler by the
+    Content-Type as written: ``req.get_media()`` refused ``Multipart/Form-Data`` (415).
+    """
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != falcon.MEDIA_MULTIPART:
+        raise UnsupportedMediaType(refusal)
+    handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
+    form = handler.deserialize(req.bounded_stream, req.content_type, req.content_length)
+    return form_parts(form)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from api.endpoint import Plain, endpoint
-from api.request_parts import form_parts
+from api.request_parts import multipart_form
 from api.schemas.ai_knowledge import (
     KnowledgeSourceCreate,
     KnowledgeSourceListQuery,
@@ -29,7 +29,7 @@ _MAX_FORM_TITLE = 4 * sources.MAX_TITLE
 def _upload(req: falcon.Request, ctx, agent_id):
     """The multipart form: an optional ``title`` field, then the ``file`` (streamed, not held)."""
     title = None
-    for part in form_parts(req.get_media()):
+    for part in multipart_form(req, "Send the file as multipart/form-data"):
         if part.name == "title":
             title = part.stream.read(_MAX_FORM_TITLE).decode("utf-8", "replace").strip() or None
         elif part.name == "file":

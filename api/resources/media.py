@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import falcon
 
-from api.endpoint import Plain, UnsupportedMediaType, endpoint
-from api.request_parts import form_parts
+from api.endpoint import Plain, endpoint
+from api.request_parts import multipart_form
 from api.schemas.media import MediaView, S3MediaView
 from shared.channels import media
 from shared.channels.media_sniff import well_formed
@@ -31,9 +31,8 @@ _DOWNLOAD_CSP = "default-src 'none'; sandbox"
 
 def _file_part(req: falcon.Request):
     """The multipart ``file`` part, positioned at its content (nothing buffered)."""
-    if not (req.content_type or "").startswith("multipart/form-data"):
-        raise UnsupportedMediaType("Send the file as multipart/form-data in a field named 'file'")
-    for part in form_parts(req.get_media()):
+    refusal = "Send the file as multipart/form-data in a field named 'file'"
+    for part in multipart_form(req, refusal):
         if part.name == "file":
             return part
     raise ValidationFailed.field("file", "required (a multipart field named 'file')")

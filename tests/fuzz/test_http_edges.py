@@ -282,3 +282,25 @@ def test_a_method_the_route_lacks_is_405_with_allow(call, path, operations):
             assert resp.headers["content-type"].startswith("application/json")
             continue
         assert_error(resp, 405, "method_not_allowed")
+
+
+MULTIPART = [
+    (m, p, op) for m, p, op in WITH_BODY if "multipart/form-data" in op["requestBody"]["content"]
+]
+_FORM = (
+    b"--xx\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+    b"Content-Type: text/csv\r\n\r\n"
+    b"shortcut,title,content\r\nhi,Hello,Hello there\r\n"
+    b"--xx--\r\n"
+)
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), MULTIPART, ids=_ids(MULTIPART))
+def test_a_form_however_spelled_is_read(call, method, path, operation):
+    """``Multipart/Form-Data`` is a form too: read, not refused (415)."""
+    assert MULTIPART
+    where, _reached = call.real_path(path)
+    for content_type in ("multipart/form-data; boundary=xx", "Multipart/Form-Data; boundary=xx"):
+        resp = call(method, where, body=_FORM, headers={"Content-Type": content_type})
+        assert resp.status_code < 500 and resp.status_code != 415, (content_type, resp.text)
