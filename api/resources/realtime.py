@@ -49,8 +49,13 @@ class LivePageResource:
     def on_get(self, req, resp) -> None:
         resp.content_type = falcon.MEDIA_HTML
         connect = "'self'"
-        if _HOSTNAME.match(req.host):
-            connect += f" {req.scheme}://{req.host}:*"
+        try:
+            host = req.host
+        except ValueError:
+            # WHY: Falcon raises on a Host header whose port is not a number (a 500).
+            host = ""
+        if _HOSTNAME.match(host):
+            connect += f" {req.scheme}://{host}:*"
         resp.set_header("Content-Security-Policy", ops_html.csp(connect))
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Frame-Options", "DENY")
