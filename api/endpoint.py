@@ -241,7 +241,7 @@ def _parse_query(req: falcon.Request, model: type[BaseModel]) -> BaseModel:
         return model.model_validate(req.params)
     except ValidationError as exc:
         raise BadRequest(
-            "Some query parameters are invalid", details=validation_details(exc)
+            "Some query parameters are invalid", details=validation_details(exc, whole="query")
         ) from exc
 
 

@@ -135,8 +135,12 @@ def handle_database_error(req, resp, ex: OperationalError, params) -> None:
     _write(resp, 503, code, message, [])
 
 
-def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[str, str]]:
-    """One ``{"field", "message"}`` per failing field, with dotted paths (``items[2].name``)."""
+def validation_details(
+    exc: ValidationError, *, prefix: str = "", whole: str = "body"
+) -> list[dict[str, str]]:
+    """One ``{"field", "message"}`` per failing field, with dotted paths (``items[2].name``);
+    ``whole`` names what failed as a whole (or a field with an empty name): the body, or
+    the query string."""
     details = []
     for error in exc.errors(include_url=False, include_context=False, include_input=False):
         path = prefix
@@ -150,7 +154,7 @@ def validation_details(exc: ValidationError, *, prefix: str = "") -> list[dict[s
             message = "required"
         elif error["type"] == "extra_forbidden":
             message = "unknown field"
-        details.append({"field": path or "body", "message": message})
+        details.append({"field": path or whole, "message": message})
     return details
 
 

@@ -356,3 +356,12 @@ def test_a_console_form_field_holding_nul_is_400(call, path):
         )
         assert resp.status_code == 400, (form, resp.status_code, resp.text[:200])
         assert resp.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), WITH_QUERY, ids=_ids(WITH_QUERY))
+def test_a_query_parameter_without_a_name_is_named_query_not_body(call, method, path, operation):
+    """``?=x`` (a parameter whose name is empty) was reported as a field named ``body``."""
+    where, _reached = call.real_path(path)
+    resp = call(method, where, query_string="=x")
+    assert_error(resp, 400, "bad_request")
+    assert {"field": "query", "message": "unknown field"} in resp.json["error"]["details"]
