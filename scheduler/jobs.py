@@ -281,8 +281,19 @@ def purge_old_rows(_session: Session) -> bool:
 DRAIN = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
+#: Where every interval is counted from, so the runs fall at the same instants whenever
+#: the process started.
+INTERVAL_ANCHOR = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
 def _every(**interval: float) -> IntervalTrigger:
-    return IntervalTrigger(**interval, timezone=dt.UTC)
+    """An interval counted from :data:`INTERVAL_ANCHOR` (an hourly job runs on the hour).
+
+    WHY: APScheduler counts an interval from the trigger's creation (the process's start)
+    by default, so each restart put the next run a whole interval off: a scheduler
+    restarted (a deploy, a crash loop) more often than hourly never ran the hourly jobs.
+    """
+    return IntervalTrigger(**interval, start_date=INTERVAL_ANCHOR, timezone=dt.UTC)
 
 
 JOBS: tuple[Job, ...] = (

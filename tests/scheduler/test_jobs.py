@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -78,3 +79,50 @@ def test_the_scheduler_keeps_running_a_job_that_keeps_failing():
         assert scheduler.running
     finally:
         scheduler.shutdown(wait=True)
+
+
+_NEXT_RUNS = """
+import datetime as dt, json, sys
+from apscheduler.triggers.interval import IntervalTrigger
+from scheduler.jobs import JOBS
+now = dt.datetime.fromisoformat(sys.argv[1])
+print(json.dumps({
+    job.name: job.trigger.get_next_fire_time(None, now).isoformat()
+    for job in JOBS if isinstance(job.trigger, IntervalTrigger)
+}))
+"""
+
+
+def _next_runs_of_a_process_started_now(at: dt.datetime) -> dict[str, str]:
+    """The first run of every interval job, as a scheduler process started now sees it at
+    ``at``."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.scheduler.conftest import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", _NEXT_RUNS, at.isoformat()],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_a_restarted_scheduler_keeps_the_interval_jobs_times_instead_of_postponing_them():
+    """WHY: an interval counted from the process's start moved every run a restart later:
+    a scheduler restarted (a deploy, a crash) more often than hourly never ran the hourly
+    jobs (billing_cycle's renewals, rollup_usage, the webhook auto-disable)."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    first = _next_runs_of_a_process_started_now(at)
+    time.sleep(1.5)  # the restart: a second process, started later
+    second = _next_runs_of_a_process_started_now(at)
+    assert first == second
+    by_name = {job.name: job for job in JOBS}
+    for name, when in first.items():
+        wait = dt.datetime.fromisoformat(when) - at
+        assert dt.timedelta(0) <= wait <= by_name[name].trigger.interval, name
