@@ -520,12 +520,15 @@ def drain_retimes(session: Session, now: dt.datetime, *, batch: int = CHECK_BATC
     version (the check that follows re-times them); the number marked.
 
     Each job walks its clocks in ``conversation_id`` order from where the last run
-    stopped (``params.after``), and succeeds once a batch comes back short.
+    stopped (``params.after``), and succeeds once a batch comes back short. The job
+    served longest ago goes first (``enqueued_at``, stamped at each turn): taken oldest
+    first, a big tenant's walk (or several, one per change of its hours) had every batch
+    until it was done, and every other tenant's clocks kept their old hours meanwhile.
     """
     jobs = session.scalars(
         select(Job)
         .where(Job.status.in_(("queued", "running")), Job.kind == RETIME_KIND)
-        .order_by(Job.created_at, Job.id)
+        .order_by(Job.enqueued_at, Job.created_at, Job.id)
         .limit(batch)
         .with_for_update(skip_locked=True)
     ).all()

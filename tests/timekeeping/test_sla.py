@@ -808,6 +808,39 @@ def test_new_working_hours_leave_the_clocks_to_check_sla_a_batch_a_run(api):
         assert after.first_response_due_at == before[c].started_at + dt.timedelta(days=3650)
 
 
+def test_a_tenants_long_re_time_does_not_hold_back_another_tenants(
+    api,
+    other_workspace,
+    receiver,
+    path,  # noqa: F811
+):
+    """drain_retimes gave each run's batch to the oldest job until it was done: a big
+    tenant's re-time (or several, one per change of its hours) held every other tenant's
+    clocks on their old hours for as many runs as its walk took."""
+    big, small = api, ApiChannel(other_workspace, receiver.url(path))
+    for channel, count in ((big, 4), (small, 1)):
+        policy(channel.ws, first_response_minutes=30, business_hours_only=True)
+        for n in range(count):
+            channel.inbound("Hi", source_id=f"t{n}")
+    finish_other_retimes()
+    for channel in (big, small):  # the big tenant changes its hours first
+        assert channel.ws.call("PUT", "/api/working-hours", json={"days": []}).status_code == 200
+
+    now = db_now()
+    for _ in range(2):
+        with session_scope() as session:
+            assert sla.drain_retimes(session, now, batch=2) == 2
+
+    with session_scope() as session:
+        marked = session.scalars(
+            select(ConversationSla.tenant_id).where(ConversationSla.policy_version == 0)
+        ).all()
+    assert marked.count(tid(other_workspace)) == 1  # its turn came
+    assert marked.count(tid(big.ws)) == 3
+    with session_scope() as session:  # the rest, re-timed: no clock left due for later tests
+        sla.check_due(session, now=now)
+
+
 def test_a_changed_policy_is_applied_by_check_sla_in_batches(api):
     ws = api.ws
     chosen = policy(ws, first_response_minutes=30)
