@@ -328,10 +328,15 @@ def purge_minutes(session: Session, *, batches: int = 50) -> int:
     return deleted
 
 
+#: NOTE: active tenants only, as every sweeper: a suspended tenant's roll-up is dropped by
+#: the tenant gate, so its rows wait until reactivation; picked every run, such tenants
+#: were sent a roll-up each 15 s for the gate to drop, and filled the bounded batch, so an
+#: active tenant's lost roll-up was never re-sent.
 _STALE = text(
     """
-    SELECT DISTINCT tenant_id FROM automation_stats_pending
-     WHERE queued_at < now() - make_interval(secs => :after) LIMIT :limit
+    SELECT DISTINCT p.tenant_id FROM automation_stats_pending p
+      JOIN tenants t ON t.id = p.tenant_id AND t.status = 'active'
+     WHERE p.queued_at < now() - make_interval(secs => :after) LIMIT :limit
     """
 )
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from scheduler.jobs import purge_automation_stats, sweep_automation_stats
 from shared.db import session_scope
-from shared.models import AutomationStats, AutomationStatsPending
+from shared.models import AutomationStats, AutomationStatsPending, Tenant
 from tests.automation.conftest import tid
 from tests.automation_stats.conftest import STATS, stats, ts, wait_runs
 
@@ -121,3 +121,35 @@ def test_old_minute_buckets_are_purged_and_old_ranges_read_whole_hours(workspace
     old = stats(workspace, STATS, **{"from": hour + dt.timedelta(minutes=10)})
     assert old["start"] == ts(hour) and old["totals"]["runs"] == 6
     assert stats(workspace, STATS, **{"from": recent})["totals"]["runs"] == 1  # minutes kept
+
+
+def test_the_sweep_skips_suspended_tenants_so_active_ones_are_not_starved(
+    ws, other_workspace, monkeypatch
+):
+    """A suspended tenant's roll-up is dropped by the tenant gate, so its rows stay: picked
+    every 15 s, such tenants were sent a roll-up each run for the gate to drop, and enough
+    of them filled the bounded batch, so an active tenant's lost roll-up was never re-sent."""
+    from shared.automation import stats as automation_stats
+
+    for tenant in (tid(ws), tid(other_workspace)):
+        with session_scope() as session:
+            session.add(
+                AutomationStatsPending(
+                    tenant_id=tenant,
+                    at=func.now(),
+                    items=[[str(uuid.uuid4()), "matched", 0, 1.0]],
+                    queued_at=func.now() - dt.timedelta(minutes=1),
+                )
+            )
+    with session_scope() as session:
+        session.execute(
+            update(Tenant).where(Tenant.id == tid(other_workspace)).values(status="suspended")
+        )
+    sent: list = []
+    monkeypatch.setattr(
+        automation_stats.QUEUE, "enqueue_after_commit", lambda _s, tenants: sent.extend(tenants)
+    )
+    with session_scope() as session:
+        sweep_automation_stats(session)
+    assert tid(ws) in sent
+    assert tid(other_workspace) not in sent
