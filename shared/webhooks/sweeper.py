@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from shared.config import get_settings
+from shared.context import Ctx
 from shared.models import Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.webhooks import delivery, health, queue, schedule
 
@@ -171,15 +172,31 @@ def disable_failing(session: Session) -> int:
     can end the streak, and disabling would end the held deliveries for good.
     """
     hours = get_settings().webhook_disable_after_hours
-    failing = session.scalars(
-        select(WebhookEndpoint.id).where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.first_failure_at < func.now() - hours * 3600 * _ONE_SECOND,
-            _active_tenant(WebhookEndpoint),
-        )
-    ).all()
+    reason = f"no successful delivery for {hours / 24:g} days"
     disabled = 0
-    for endpoint_id in failing:
-        reason = f"no successful delivery for {hours / 24:g} days"
-        disabled += health.disable_by_id(session, endpoint_id, reason)
+    for endpoint_id in _failing(session, hours):
+        # WHY again under the lock: a delivery that succeeded since the list was read
+        # ended the streak; disabled anyway, the endpoint that works again was switched
+        # off and its waiting deliveries ended for good.
+        endpoint = session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id == endpoint_id, *_failing_for(hours))
+            .with_for_update()
+        ).one_or_none()
+        if endpoint is not None:
+            disabled += health.disable(session, Ctx.system(endpoint.tenant_id), endpoint, reason)
     return disabled
+
+
+def _failing_for(hours: float) -> list:
+    """Conditions of an endpoint with no success since its first failure ``hours`` ago."""
+    return [
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.first_failure_at < func.now() - hours * 3600 * _ONE_SECOND,
+        _active_tenant(WebhookEndpoint),
+    ]
+
+
+def _failing(session: Session, hours: float) -> list:
+    """The ids of the endpoints failing for ``hours`` (read without locks)."""
+    return list(session.scalars(select(WebhookEndpoint.id).where(*_failing_for(hours))))

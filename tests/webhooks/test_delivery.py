@@ -406,6 +406,37 @@ def test_endpoints_failing_for_five_days_are_disabled_and_can_be_re_enabled(ws, 
     assert again["is_active"] is True and again["first_failure_at"] is None
 
 
+def test_an_endpoint_that_succeeds_while_the_sweep_runs_is_not_disabled(ws, receiver, monkeypatch):
+    """The sweep lists the failing endpoints, then disables each under its lock: a delivery
+    that succeeded in between (its streak ended) still had its endpoint disabled, and the
+    deliveries waiting on it ended for good."""
+    hook = create(ws, receiver.url())
+    with session_scope() as session:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+            .values(first_failure_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=5, minutes=1))
+        )
+    listed = sweeper._failing
+
+    def succeeded_meanwhile(session, hours):
+        found = listed(session, hours)
+        with session_scope() as other:  # a delivery's success, committed after the list
+            other.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == uuid.UUID(hook["id"]))
+                .values(first_failure_at=None, last_success_at=dt.datetime.now(dt.UTC))
+            )
+        return found
+
+    monkeypatch.setattr(sweeper, "_failing", succeeded_meanwhile)
+    with session_scope() as session:
+        sweeper.disable_failing(session)
+
+    view = ws.call("GET", f"{BASE}/{hook['id']}").json
+    assert view["is_active"] is True and view["disabled_reason"] is None
+
+
 def test_addresses_are_vetted_again_at_send_time(ws, receiver, path):
     """A URL whose host now points somewhere internal (DNS rebinding) is never connected to."""
     hook = create(ws, receiver.url(path))
