@@ -32,6 +32,10 @@ SEND_BOUNDS: dict[str, tuple[str, int]] = {
 }
 
 
+#: The URL schemes redis-py connects with (REDIS_URL, and BROKER_URL on Redis).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 class Settings(BaseSettings):
     """Typed settings; each field maps to the upper-case environment variable of its name."""
 
@@ -661,13 +665,41 @@ class Settings(BaseSettings):
     def graph_api_root(self) -> str:
         return f"{self.meta_graph_base_url.rstrip('/')}/{self.meta_graph_version.strip('/')}"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
-    def _use_psycopg3(cls, value: str) -> str:
-        """Accept the common ``postgresql://`` spelling and pin the psycopg 3 driver."""
+    def _use_psycopg3(cls, value: str | None) -> str | None:
+        """Accept the common ``postgresql://`` spelling and pin the psycopg 3 driver.
+
+        WHY refuse anything else here: a URL without a scheme, or another database's,
+        used to end the preflight (and every process) in a driver's traceback.
+        """
+        if not value:
+            return None  # DATABASE_DIRECT_URL unset or empty: DATABASE_URL
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
+                value = "postgresql+psycopg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError(
+                "must be a PostgreSQL URL: postgresql://user:password@host:5432/database"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        """A Redis URL without its scheme (``127.0.0.1:6379``) is refused at start."""
+        if not value.startswith(REDIS_SCHEMES):
+            raise ValueError("must be a Redis URL: redis://host:6379/0 (or rediss://, unix://)")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        """The broker is Redis or RabbitMQ; any other scheme is refused at start."""
+        if not value:
+            return None  # unset or empty: REDIS_URL
+        if not value.startswith((*REDIS_SCHEMES, "amqp://", "amqps://")):
+            raise ValueError("must be redis://… (or rediss://, unix://) or amqp://… (RabbitMQ)")
         return value
 
     @field_validator("meta_graph_version")

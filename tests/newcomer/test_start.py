@@ -167,3 +167,30 @@ def _wait_listening(port: int) -> None:
         except OSError:
             assert time.monotonic() < deadline, "gunicorn never listened"
             time.sleep(0.1)
+
+
+def _preflight(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.preflight"],
+        cwd=REPO_ROOT,
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_malformed_url_is_named_in_one_line_without_a_traceback():
+    """A URL a driver cannot even parse used to end the preflight in a traceback."""
+    for variable, value in [
+        ("DATABASE_URL", "localhost:5432/omnistream"),
+        ("DATABASE_URL", "mysql://root@127.0.0.1/omnistream"),
+        ("DATABASE_DIRECT_URL", "127.0.0.1:5432"),
+        ("REDIS_URL", "127.0.0.1:6379"),
+        ("BROKER_URL", "rabbitmq://127.0.0.1"),
+    ]:
+        result = _preflight(**{variable: value})
+        assert result.returncode == 1, (variable, value, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("The settings are refused:\n"), result.stderr
+        assert f"  - {variable}: " in result.stderr, result.stderr
