@@ -50,12 +50,30 @@ def check_postgres(url: str) -> str | None:
     return None
 
 
+def server_answered(error: str) -> bool:
+    """Whether PostgreSQL itself refused (unknown role, bad password, no such database).
+
+    WHY: then the server is up, and the hint to start one would send a newcomer the
+    wrong way; libpq reports the server's refusal as ``FATAL:``.
+    """
+    return "FATAL:" in error
+
+
+class RedisRefusal(str):
+    """Redis answered but refused (a password, a database number): it is not down."""
+
+
 def check_redis(url: str) -> str | None:
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
-    except redis.RedisError as exc:
+    except redis.ConnectionError as exc:
+        # NOTE: redis-py raises a ConnectionError subclass for a refused AUTH too.
+        if isinstance(exc, redis.AuthenticationError):
+            return RedisRefusal(exc)
         return str(exc)
+    except redis.RedisError as exc:
+        return RedisRefusal(exc)
     finally:
         client.close()
     return None
@@ -142,11 +160,18 @@ def main() -> int:
     problems = []
     pg_url = make_url(settings.database_url)
     if error := check_postgres(settings.database_url):
-        problems.append(
-            f"PostgreSQL is not reachable at {pg_url.host}:{pg_url.port or 5432} "
-            f"(DATABASE_URL={pg_url.render_as_string(hide_password=True)}): {error}\n"
-            f"  start it with: {_START_POSTGRES}\n  or point DATABASE_URL at a running server."
-        )
+        where = f"{pg_url.host}:{pg_url.port or 5432}"
+        shown = f"DATABASE_URL={pg_url.render_as_string(hide_password=True)}"
+        if server_answered(error):
+            problems.append(
+                f"PostgreSQL at {where} refused the connection ({shown}): {error}\n"
+                "  check the user, password and database in DATABASE_URL."
+            )
+        else:
+            problems.append(
+                f"PostgreSQL is not reachable at {where} ({shown}): {error}\n"
+                f"  start it with: {_START_POSTGRES}\n  or point DATABASE_URL at a running server."
+            )
     elif (budget := connection_budget(settings)) is not None:
         print(budget.report(), file=sys.stderr)
         if budget.refused and settings.env == "production":
@@ -162,7 +187,12 @@ def main() -> int:
                 " load PostgreSQL may refuse connections.",
                 file=sys.stderr,
             )
-    if error := check_redis(settings.redis_url):
+    if isinstance(error := check_redis(settings.redis_url), RedisRefusal):
+        problems.append(
+            f"Redis at {settings.redis_url} (REDIS_URL) refused it: {error}\n"
+            "  check the password and database number in REDIS_URL."
+        )
+    elif error:
         problems.append(
             f"Redis is not reachable at {settings.redis_url} (REDIS_URL): {error}\n"
             f"  start it with: {redis_start_hint(settings.redis_url)}\n"

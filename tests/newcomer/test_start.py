@@ -180,6 +180,23 @@ def _preflight(**env: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_a_server_that_refuses_the_login_is_not_said_to_be_down():
+    """PostgreSQL answered (the role is unknown): the hint is the URL, not starting a server."""
+    result = _preflight(DATABASE_URL="postgresql://no_such_role@127.0.0.1:5432/omnistream")
+    assert result.returncode == 1
+    assert "PostgreSQL at 127.0.0.1:5432 refused the connection" in result.stderr
+    assert 'role "no_such_role" does not exist' in result.stderr
+    assert "check the user, password and database in DATABASE_URL" in result.stderr
+    assert "pg_ctlcluster" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_redis_that_refuses_the_url_is_not_said_to_be_down():
+    result = _preflight(REDIS_URL="redis://127.0.0.1:6379/99999")
+    assert result.returncode == 1
+    assert "Redis at redis://127.0.0.1:6379/99999 (REDIS_URL) refused it" in result.stderr
+    assert "redis-server" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_malformed_url_is_named_in_one_line_without_a_traceback():
     """A URL a driver cannot even parse used to end the preflight in a traceback."""
     for variable, value in [
