@@ -131,8 +131,21 @@ def _awaitable(handler):
     return handle
 
 
+def _adopt_uvicorn_logging() -> None:
+    """Uvicorn's own lines (start, shutdown, refused requests) in LOG_FORMAT with our context.
+
+    WHY: uvicorn installs its handlers before it calls this factory, in its own
+    format; with ``LOG_FORMAT=json`` they were the stream process's only non-JSON lines.
+    Their streams stay uvicorn's; only what a line looks like changes.
+    """
+    logs.adopt(
+        [*logging.getLogger("uvicorn").handlers, *logging.getLogger("uvicorn.access").handlers]
+    )
+
+
 def create_stream_app(hub: Hub | None = None) -> StreamApp:
     logs.configure()
+    _adopt_uvicorn_logging()
     settings = get_settings()
     hub = hub or Hub(settings.redis_url)
     app = StreamApp(middleware=[Lifespan(hub)], cors_enable=True)

@@ -1,4 +1,4 @@
-"""LOG_FORMAT=json: the API (gunicorn), a worker (dramatiq) and the scheduler log JSON lines.
+"""LOG_FORMAT=json: the API (gunicorn), a worker, the scheduler and the stream log JSON lines.
 
 Each runs as a real subprocess with LOG_FORMAT=json; every line it writes, on
 stdout or stderr, must parse as one JSON object with the documented keys.
@@ -213,6 +213,33 @@ def test_the_scheduler_logs_json_lines(spawn, database):
     scheduler.wait_for(lambda r: r["logger"].startswith("scheduler"), "of the scheduler")
     scheduler.stop()
     assert scheduler.records()[-1]["message"] == "scheduler stopped"
+
+
+def test_the_stream_process_logs_json_lines(spawn, database):
+    """The Procfile's stream process: uvicorn's own lines (start, shutdown) are JSON too."""
+    [port] = free_ports()
+    stream = spawn(
+        "stream",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.stream_app:create_stream_app",
+            "--http",
+            "h11",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+    )
+    stream.wait_for(lambda r: "startup complete" in r["message"], "of uvicorn's start")
+    stream.stop()
+    records = stream.records()
+    assert any(r["logger"].startswith("uvicorn") for r in records)
+    assert "Finished server process" in records[-1]["message"]
 
 
 def test_plain_text_stays_the_default_and_a_bad_format_is_refused(monkeypatch):
