@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from shared import db_budget
+from shared import db_budget, logs
 from shared.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,13 @@ def settings_problem(error: ValidationError) -> str:
 def main() -> int:
     try:
         settings = get_settings()
+        logs.log_format()
     except ValidationError as exc:
         print(settings_problem(exc), file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as exc:
+        # NOTE: production's refusals and LOG_FORMAT's are checked outside the fields.
+        print(f"The settings are refused:\n  - {exc}", file=sys.stderr)
         return 1
     problems = []
     pg_url = make_url(settings.database_url)

@@ -211,3 +211,23 @@ def test_a_malformed_url_is_named_in_one_line_without_a_traceback():
         assert "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("The settings are refused:\n"), result.stderr
         assert f"  - {variable}: " in result.stderr, result.stderr
+
+
+def test_the_preflight_refuses_production_settings_and_log_format_in_one_line():
+    """Refusals read outside the settings' fields used to end the preflight in a traceback,
+    or (LOG_FORMAT) pass it and then stop every process in one."""
+    env = _development_env(ENV="production")
+    env.pop("PUBLIC_BASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.preflight"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == "The settings are refused:\n  - SECRET_KEY must be set in production\n"
+    result = _preflight(LOG_FORMAT="yaml")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("The settings are refused:\n  - LOG_FORMAT must be")
