@@ -244,6 +244,12 @@ RECIPES = {
     ("PATCH", "/api/conversations/{id}/tags"): lambda ws, rows: st.fixed_dictionaries(
         {"tags": st.lists(st.sampled_from(["vip", "refund", "Late"]), max_size=3)}
     ),
+    ("PATCH", "/api/conversations/{id}/assignment"): lambda ws, rows: st.fixed_dictionaries(
+        {"assignee_id": st.sampled_from([ws.admin["id"], None])}
+    ),
+    ("PATCH", "/api/conversations/{id}/status"): lambda ws, rows: st.sampled_from(
+        [{"status": "open"}, {"status": "resolved"}, {"status": "pending"}]
+    ),
     ("POST", "/api/campaigns"): _campaign,
     ("POST", "/api/campaigns/{id}/recipients"): _recipients,
     ("POST", "/api/campaigns/{id}/send"): lambda ws, rows: st.just({}),
