@@ -507,17 +507,17 @@ def fetch_rows(connection: Connection, statement: Executable, params: dict[str, 
     the Python values are the same.
     A dropped connection is handed to SQLAlchemy by running the statement through it
     again, so the pool is invalidated and the error is the usual ``DBAPIError`` (see
-    ``api.endpoint``).
+    ``api.endpoint``); any other refusal is raised as SQLAlchemy's too (:func:`_refused`).
     """
     driver = connection.connection.driver_connection
+    sql, literals, processors = _driver_statement(statement)
     try:
-        sql, literals, processors = _driver_statement(statement)
         cursor = _kept_cursor(driver)
         cursor.execute(sql, _driver_params(literals, processors, params), binary=True)
         return cursor.fetchall()
-    except psycopg.OperationalError:
-        if not (driver.closed or driver.broken):
-            raise
+    except psycopg.Error as error:
+        if not _dropped(driver, error):
+            raise _refused(sql, params, error) from error
     return list(connection.execute(statement, params).tuples())
 
 
@@ -540,10 +540,26 @@ def write_rows(connection: Connection, statement: Executable, params: dict[str, 
         cursor = _kept_cursor(driver)
         cursor.execute(sql, _driver_params(literals, processors, params))
         return cursor.rowcount
-    except psycopg.OperationalError:
-        if not (driver.closed or driver.broken):
-            raise
+    except psycopg.Error as error:
+        if not _dropped(driver, error):
+            raise _refused(sql, params, error) from error
     return connection.execute(statement, params).rowcount
+
+
+def _dropped(driver: psycopg.Connection, error: psycopg.Error) -> bool:
+    """True when ``error`` lost the connection (run again through SQLAlchemy, which sees it)."""
+    return isinstance(error, psycopg.OperationalError) and (driver.closed or driver.broken)
+
+
+def _refused(sql: str, params: dict[str, Any], error: psycopg.Error) -> exc.DBAPIError:
+    """``error`` as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``...).
+
+    WHY: what catches a database's refusal (the API's error handlers: a deadlock or a
+    lock timeout is a 409, the statement timeout a 503, a constraint a 409; the workers'
+    retries) catches SQLAlchemy's classes. The driver's own went past them all: a status
+    change that waited past the statement timeout behind another transaction was a 500.
+    """
+    return exc.DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True)
 
 
 def is_disconnect(error: BaseException) -> bool:
