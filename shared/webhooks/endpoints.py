@@ -466,9 +466,29 @@ def send_test(
     takes one of the process's waiting slots first (429 when none is free; see
     :func:`shared.web_threads.waiting_on_third_party`), before anything is written.
     """
-    endpoint = get_endpoint(session, ctx, endpoint_id)
+    endpoint = _kept_endpoint(session, ctx, endpoint_id)
     with web_threads.waiting_on_third_party():
         return _send_test(session, ctx, endpoint, client)
+
+
+def _kept_endpoint(session: Session, ctx: Ctx, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """The endpoint, share-locked (``FOR KEY SHARE``) until the test's delivery is committed.
+
+    WHY: read unlocked, an endpoint whose deletion had not committed yet was found; the
+    delivery's foreign key then waited for the deletion and failed (a bare 409). Locked,
+    a deletion under way is waited for and the endpoint is gone (404, nothing sent); one
+    starting later waits for the delivery (before the POST) and deletes it with the rest.
+    """
+    ctx.require(PERMISSION)
+    endpoint = session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == ctx.tenant_id, WebhookEndpoint.id == endpoint_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if endpoint is None:
+        raise NotFound("Webhook not found")
+    return endpoint
 
 
 def _send_test(

@@ -150,3 +150,20 @@ def test_a_resend_while_its_endpoint_is_deleted_never_deadlocks(ws, receiver, pa
     assert delete.failures == []
     assert resp.status_code == 404, resp.text
     assert _gone(hook)
+
+
+def test_a_test_event_sent_while_its_endpoint_is_deleted_is_a_404_and_sends_nothing(
+    ws, receiver, path
+):
+    """The test event read the endpoint unlocked and inserted its delivery: the foreign key
+    waited for the delete, then failed (the net's bare 409, "conflicts with existing data")."""
+    hook = create(ws, receiver.url(path))
+    delete = DeleteHolding(ws, hook)
+    delete.finish()  # deleted, not committed: the test event meets it
+
+    resp = race(delete.holder, lambda: ws.call("POST", f"{BASE}/{hook['id']}/test"))
+
+    assert resp.status_code == 404, resp.text
+    assert resp.json["error"]["message"] == "Webhook not found"
+    assert receiver.at(path) == []
+    assert _gone(hook)
