@@ -79,8 +79,8 @@ def _exists(session: Session, ctx: Ctx, assignment_id: uuid.UUID) -> None:
 
 def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
     """422 for a body naming nothing, an unknown channel, or another tenant's ids; the
-    body's agent is locked FOR KEY SHARE (``agents.check_owned``), so this goes before any
-    lock on an assignment."""
+    body's agent, account and division are locked FOR KEY SHARE (``agents.check_owned``),
+    so this goes before any lock on an assignment."""
     account_id, channel = fields["integration_account_id"], fields["channel"]
     if account_id is None and channel is None:
         raise ValidationFailed(
@@ -94,10 +94,14 @@ def _validate(session: Session, ctx: Ctx, fields: dict[str, Any]) -> None:
         raise ValidationFailed.field("channel", f"one of {', '.join(CHANNELS)}")
     agents.check_owned(session, ctx, fields["ai_agent_id"], "ai_agent_id")
     if account_id is not None:
+        # NOTE: share-locked as the division is (check_division): a disconnection under way
+        # is waited for and answers the 422, not the foreign key's bare 409 at the insert.
         account_channel = session.scalar(
-            select(IntegrationAccount.channel).where(
+            select(IntegrationAccount.channel)
+            .where(
                 IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.id == account_id
             )
+            .with_for_update(read=True, key_share=True)
         )
         if account_channel is None:
             raise ValidationFailed.field(
