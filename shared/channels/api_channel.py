@@ -63,11 +63,17 @@ class Posted:
 
 
 def api_account_of(
-    session: Session, ctx: Ctx, account_id: uuid.UUID, *, active: bool = True
+    session: Session,
+    ctx: Ctx,
+    account_id: uuid.UUID,
+    *,
+    active: bool = True,
+    for_update: bool = False,
 ) -> IntegrationAccount:
-    """The caller's api account ``account_id``: 404 if it is none, 409 if switched off."""
+    """The caller's api account ``account_id`` (locked ``for_update``): 404 if it is none,
+    409 if switched off."""
     ctx.require(PERMISSION)
-    account = accounts.get_account(session, ctx, account_id)
+    account = accounts.get_account(session, ctx, account_id, for_update=for_update)
     if account.channel != api_account.CHANNEL:
         raise NotFound("Not an api-channel integration account")
     off = accounts.switched_off(account) if active else None
@@ -296,8 +302,9 @@ def rotate_secret(
     session: Session, ctx: Ctx, account_id: uuid.UUID
 ) -> tuple[IntegrationAccount, str, dt.datetime | None]:
     """A new signing secret (returned once); the old one signs too for a day."""
-    account = api_account_of(session, ctx, account_id, active=False)
-    session.refresh(account, with_for_update=True)
+    # NOTE: locked as it is read: re-read after (session.refresh), an account whose
+    # disconnection committed meanwhile raised there (a 500) instead of this 404.
+    account = api_account_of(session, ctx, account_id, active=False, for_update=True)
     now = dt.datetime.now(dt.UTC)
     credentials = api_account.rotated(accounts.decrypt_credentials(account), now)
     account.credentials_encrypted = accounts.encrypt_credentials(credentials)
