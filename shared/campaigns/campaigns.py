@@ -115,18 +115,25 @@ def check_content(
     account_id: uuid.UUID | None,
     body: str | None,
     template: dict[str, Any] | None,
+    newly_named: bool = False,
 ) -> dict[str, Any] | None:
     """422 unless the content suits the channel; the template as it will be stored.
 
     The template is stored as given: a media header given no parameter takes the
     template's header media URL when each batch makes its messages, not the one set now.
+    An account ``newly_named`` (not the campaign's already) is share-locked: read
+    unlocked, one whose disconnection had not committed yet was found, and the campaign's
+    foreign key then waited for the disconnection and failed (the net's bare 409). The
+    campaign's own account is left unlocked: its disconnection, holding it, waits for the
+    campaign (to set the key null) that an edit holds.
     """
     if account_id is not None:
-        account = session.scalar(
-            select(IntegrationAccount).where(
-                IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.id == account_id
-            )
+        query = select(IntegrationAccount).where(
+            IntegrationAccount.tenant_id == ctx.tenant_id, IntegrationAccount.id == account_id
         )
+        if newly_named:
+            query = query.with_for_update(read=True, key_share=True)
+        account = session.scalar(query)
         if account is None or account.channel != channel:
             raise ValidationFailed.field(
                 "integration_account_id", f"no {channel} account of this tenant has this id"
@@ -167,6 +174,7 @@ def create(
         account_id=integration_account_id,
         body=body,
         template=template,
+        newly_named=True,
     )
     campaign = Campaign(
         tenant_id=ctx.tenant_id,
@@ -237,6 +245,7 @@ def update(session: Session, ctx: Ctx, campaign_id: uuid.UUID, **changes: Any) -
         account_id=fields["integration_account_id"],
         body=fields["body"],
         template=fields["template"],
+        newly_named=fields["integration_account_id"] != campaign.integration_account_id,
     )
     if "name" in changes:
         campaign.name = changes["name"]
