@@ -21,6 +21,7 @@ import uuid
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -245,10 +246,9 @@ def upsert_integration(
     ctx.require(PERMISSION)
     check_channel(channel)
     integration = find_integration(session, ctx.tenant_id, channel, for_update=True)
-    created = integration is None
+    created = False
     if integration is None:
-        integration = Integration(tenant_id=ctx.tenant_id, channel=channel, settings={})
-        session.add(integration)
+        integration, created = _first_integration(session, ctx.tenant_id, channel)
     before = None if created else integration_view(integration)
     if enabled is not None:
         integration.enabled = enabled
@@ -258,11 +258,7 @@ def upsert_integration(
         current = decrypt_credentials(integration)
         merged = _merged_credentials(channel, current, credentials, "credentials")
         integration.credentials_encrypted = encrypt_credentials(merged)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:  # a concurrent first PUT won the race
-        raise Conflict(f"The {channel} integration was created concurrently; retry") from exc
+    session.flush()
     session.refresh(integration)
     activity.record(
         session,
@@ -274,6 +270,29 @@ def upsert_integration(
         after=integration_view(integration),
     )
     return integration, created
+
+
+def _first_integration(
+    session: Session, tenant_id: uuid.UUID, channel: str
+) -> tuple[Integration, bool]:
+    """The channel's integration inserted unless a concurrent request's is there, then
+    locked; and whether it is this one's.
+
+    WHY: two first connections of a channel at once (two accounts, or a PUT twice) both
+    found none; the later insert failed on ``uq_integrations_tenant_channel`` and the
+    request answered 409 "retry". ``ON CONFLICT DO NOTHING`` waits for the other
+    transaction's row instead, and this request goes on with it, as if it came second.
+    """
+    inserted = session.scalar(
+        pg_insert(Integration)
+        .values(tenant_id=tenant_id, channel=channel, settings={})
+        .on_conflict_do_nothing(index_elements=["tenant_id", "channel"])
+        .returning(Integration.id)
+    )
+    integration = find_integration(session, tenant_id, channel, for_update=True)
+    if integration is None:  # the row ours gave way to was deleted since: insert again
+        return _first_integration(session, tenant_id, channel)
+    return integration, inserted is not None
 
 
 def delete_integration(session: Session, ctx: Ctx, channel: str) -> None:
