@@ -811,7 +811,7 @@ def test_new_working_hours_leave_the_clocks_to_check_sla_a_batch_a_run(api):
 def test_a_tenants_long_re_time_does_not_hold_back_another_tenants(
     api,
     other_workspace,
-    receiver,
+    receiver,  # noqa: F811
     path,  # noqa: F811
 ):
     """drain_retimes gave each run's batch to the oldest job until it was done: a big
