@@ -106,15 +106,12 @@ def test_knowledge_embedded_by_a_previous_model_still_answers_by_text(world, fak
     assert after.json["reply"] == "Within 30 days."
 
 
-def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app, broker):
-    """Embedding work queued before a suspension must not call the model after it
-    (API.md: a suspended tenant's queued work is dropped, with a dead letter)."""
+def _suspended_with_qna_pairs(world, app):
+    """An AI agent with QnA pairs, its workspace then suspended: the agent, the pairs' ids."""
     import falcon.testing
 
-    from shared.models import DeadLetter, QnaPair
+    from shared.models import QnaPair
     from tests.admin.conftest import create_super_admin, login
-    from workers import queues
-    from workers.actors.ai_knowledge import embed_items
 
     agent = world.agent(provider="openai", embedding_model="fake-embed")
     with session_scope() as session:
@@ -125,6 +122,17 @@ def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app,
     root = login(falcon.testing.TestClient(app), create_super_admin())
     tenant_id = world.ws.tenant["id"]
     assert root.call("DELETE", f"/api/admin/tenants/{tenant_id}").status_code == 204
+    return agent, ids
+
+
+def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app, broker):
+    """Embedding work queued before a suspension must not call the model after it
+    (API.md: a suspended tenant's queued work is dropped, with a dead letter)."""
+    from shared.models import DeadLetter
+    from workers import queues
+    from workers.actors.ai_knowledge import embed_items
+
+    agent, ids = _suspended_with_qna_pairs(world, app)
 
     embed_items.send("qna", ids)  # as a QnA pair's creation queued it before the suspension
     broker.join(queues.KNOWLEDGE, timeout=20_000)
@@ -203,22 +211,11 @@ def test_a_suspended_tenants_embeddings_are_dropped_when_the_first_item_is_gone(
     was queued (the first, here) must not let a suspended tenant's items reach the model."""
     import uuid
 
-    import falcon.testing
-
-    from shared.models import DeadLetter, QnaPair
-    from tests.admin.conftest import create_super_admin, login
+    from shared.models import DeadLetter
     from workers import queues
     from workers.actors.ai_knowledge import embed_items
 
-    agent = world.agent(provider="openai", embedding_model="fake-embed")
-    with session_scope() as session:
-        ids = [
-            str(i)
-            for i in session.scalars(select(QnaPair.id).where(QnaPair.ai_agent_id == agent.id))
-        ]
-    root = login(falcon.testing.TestClient(app), create_super_admin())
-    tenant_id = world.ws.tenant["id"]
-    assert root.call("DELETE", f"/api/admin/tenants/{tenant_id}").status_code == 204
+    agent, ids = _suspended_with_qna_pairs(world, app)
 
     embed_items.send("qna", [str(uuid.uuid4()), *ids])  # its first pair deleted since
     broker.join(queues.KNOWLEDGE, timeout=20_000)

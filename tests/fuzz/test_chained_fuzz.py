@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
 from tests.fuzz.refusals import DatabaseRefusals
 from tests.fuzz.seed import path_ids, seed
-from tests.fuzz.test_openapi_fuzz import CHECKS, DERANDOMIZE, OPERATIONS
+from tests.fuzz.test_openapi_fuzz import CHECKS, FUZZ_SETTINGS, OPERATIONS
 from tests.inbox_conversations.conftest import add_conversation
 from tests.workspaces import register
 
@@ -293,14 +293,7 @@ def test_chained_operations_answer_as_documented(live_schema, client, group):
     operations = [(m, p) for m, p in OPERATIONS if p.startswith(prefixes)]
 
     @given(data=st.data())
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(max_examples=EXAMPLES, **FUZZ_SETTINGS)
     def chain_answers_as_documented(data):
         ws = register(client)
         ids = seed(ws)

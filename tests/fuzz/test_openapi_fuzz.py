@@ -48,6 +48,15 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 #: draws new ones each run, to look where the fixed ones never go (pass
 #: ``--hypothesis-seed=N`` to replay a run's seed, which hypothesis prints on a failure).
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM") != "1"
+#: Hypothesis's settings for every fuzz test but the example count: no deadline (a
+#: request's time is the database's), no example database, every health check off.
+FUZZ_SETTINGS = {
+    "derandomize": DERANDOMIZE,
+    "deadline": None,
+    "database": None,
+    "phases": [Phase.explicit, Phase.generate],
+    "suppress_health_check": list(HealthCheck),
+}
 
 # NOTE: schemathesis draws some values with `random` inside its strategies (derandomize
 # still fixes hypothesis's own choices); hypothesis warns about it on every operation.
@@ -124,14 +133,7 @@ def test_operation_answers_as_documented(live_schema, read_workspace, client, me
         strategies += [operation.as_strategy(mode, path_parameters=real) for mode in GenerationMode]
 
     @given(case=st.one_of(strategies))
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(max_examples=EXAMPLES, **FUZZ_SETTINGS)
     def answers_as_documented(case):
         refused = DatabaseRefusals()
         with refused:
