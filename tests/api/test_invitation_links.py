@@ -12,6 +12,7 @@ from sqlalchemy import select
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.identity import invitation_emails
+from shared.identity.invitations import hash_token
 from shared.models import AgentInvitation
 from tests.admin.test_tenants import relay  # noqa: F401
 from tests.peers.fixtures import smtp_peers, smtp_servers, smtp_tls_files  # noqa: F401
@@ -25,6 +26,13 @@ def _invitation(agent_id: str) -> AgentInvitation:
         return session.scalars(
             select(AgentInvitation).where(AgentInvitation.user_id == uuid.UUID(agent_id))
         ).one()
+
+
+def _link_saved(token: str) -> bool:
+    """Whether the worker committed ``token``'s link (the relay has the email before)."""
+    with session_scope() as session:
+        saved = select(AgentInvitation.id).where(AgentInvitation.token_hash == hash_token(token))
+        return session.scalar(saved) is not None
 
 
 def _links_to(relay, address: str) -> list[str]:  # noqa: F811
@@ -94,6 +102,7 @@ def test_an_invited_agent_whose_address_is_corrected_gets_a_link_there(
 
     assert resp.status_code == 200, resp.text
     [token] = wait_until(lambda: _links_to(relay, corrected), "an invitation to the new address")
+    wait_until(lambda: _link_saved(token), "the link saved")
     accepted = workspace.client.simulate_post(
         "/api/auth/accept-invitation", json={"token": token, "password": "my own passphrase"}
     )
