@@ -125,10 +125,21 @@ def _suspended_with_qna_pairs(world, app):
     return agent, ids
 
 
+def _assert_dropped_with_a_dead_letter(fake_llm, agent) -> None:
+    """The suspended tenant's batch never reached the model and left its dead letter."""
+    from shared.models import DeadLetter
+
+    assert _embedding_calls(fake_llm) == []
+    with session_scope() as session:
+        letters = session.scalars(
+            select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
+        ).all()
+    assert letters == ["embed_items"]
+
+
 def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app, broker):
     """Embedding work queued before a suspension must not call the model after it
     (API.md: a suspended tenant's queued work is dropped, with a dead letter)."""
-    from shared.models import DeadLetter
     from workers import queues
     from workers.actors.ai_knowledge import embed_items
 
@@ -137,12 +148,7 @@ def test_a_suspended_tenants_queued_embeddings_are_dropped(world, fake_llm, app,
     embed_items.send("qna", ids)  # as a QnA pair's creation queued it before the suspension
     broker.join(queues.KNOWLEDGE, timeout=20_000)
 
-    assert _embedding_calls(fake_llm) == []
-    with session_scope() as session:
-        letters = session.scalars(
-            select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
-        ).all()
-    assert letters == ["embed_items"]
+    _assert_dropped_with_a_dead_letter(fake_llm, agent)
 
 
 def test_a_question_embedding_slower_than_its_budget_ranks_by_text(world, fake_llm, monkeypatch):
@@ -211,7 +217,6 @@ def test_a_suspended_tenants_embeddings_are_dropped_when_the_first_item_is_gone(
     was queued (the first, here) must not let a suspended tenant's items reach the model."""
     import uuid
 
-    from shared.models import DeadLetter
     from workers import queues
     from workers.actors.ai_knowledge import embed_items
 
@@ -220,9 +225,4 @@ def test_a_suspended_tenants_embeddings_are_dropped_when_the_first_item_is_gone(
     embed_items.send("qna", [str(uuid.uuid4()), *ids])  # its first pair deleted since
     broker.join(queues.KNOWLEDGE, timeout=20_000)
 
-    assert _embedding_calls(fake_llm) == []
-    with session_scope() as session:
-        letters = session.scalars(
-            select(DeadLetter.actor_name).where(DeadLetter.tenant_id == agent.tenant_id)
-        ).all()
-    assert letters == ["embed_items"]
+    _assert_dropped_with_a_dead_letter(fake_llm, agent)
